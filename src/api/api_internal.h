@@ -1,0 +1,59 @@
+/* api_internal.h - shared by the handlers: the request context and JSON validation helpers. */
+#pragma once
+
+#include <cjson/cJSON.h>
+
+#include "kms_api.h"
+
+struct api_request {
+	const struct api_service *svc;
+	const struct api_caller *caller;
+	const struct api_action *action;
+	cJSON *body; /* the request object (never NULL) */
+	cJSON *out;  /* the response object to fill */
+	int64_t now_ms;
+};
+
+/* A field's raw string value: err_type if present but not a string; KMS_E_MISSING if required
+ * and absent (then *s = NULL). */
+KMS_WUR int api_get_string(struct api_request *r, const char *name, bool required, int err_type,
+			   const char **s);
+/* A number given as a decimal string ("512") or, leniently, a JSON integer. bad for anything
+ * else (including out of [min, max]); KMS_E_MISSING if required and absent; *present says. */
+KMS_WUR int api_get_uint(struct api_request *r, const char *name, bool required, int bad,
+			 unsigned long min, unsigned long max, unsigned long *v, bool *present);
+/* Optional "sequence": 36 characters of [A-Za-z0-9-] (KMS.0206). */
+KMS_WUR int api_check_sequence(struct api_request *r);
+/* Canonical encryption_context (sorted keys, compact JSON); empty when absent or {}. */
+KMS_WUR int api_get_context(struct api_request *r, struct kms_buf *ctx);
+
+/* The key a request names: from the path and/or "key_id" (id, alias/NAME, or URN).
+ * Format errors KMS.0205, unknown KMS.0207. required=false with neither: *key = NULL, 0. */
+KMS_WUR int api_resolve_key(struct api_request *r, bool required, struct store_key **key);
+/* Parse a key reference without looking it up: sets *id or *alias. */
+KMS_WUR int api_parse_key_ref(struct api_request *r, const char *ref, char id[KMS_KEY_ID_LEN + 1],
+			      char alias[KMS_MAX_ALIAS + 1]);
+/* Is k usable for cryptography (state 2)? KMS.0209 / KMS.0210 otherwise. */
+KMS_WUR int api_key_usable(const struct store_key *k);
+bool api_key_id_valid(const char *s);
+bool api_alias_valid(const char *s);
+
+/* Response helpers. */
+KMS_WUR int api_add_string(cJSON *o, const char *name, const char *value);
+KMS_WUR int api_add_hex(cJSON *o, const char *name, const uint8_t *p, size_t n);
+KMS_WUR int api_add_ulong_string(cJSON *o, const char *name, unsigned long v);
+KMS_WUR int api_add_int(cJSON *o, const char *name, double v);
+/* The key object of describe-key/list-keys (all strings). */
+cJSON *api_key_object(const struct api_service *svc, const struct store_key_meta *m);
+
+/* Handlers. */
+int api_create_key(struct api_request *r);
+int api_describe_key(struct api_request *r);
+int api_list_keys(struct api_request *r);
+int api_create_datakey(struct api_request *r);
+int api_create_datakey_without_plaintext(struct api_request *r);
+int api_encrypt_datakey(struct api_request *r);
+int api_decrypt_datakey(struct api_request *r);
+int api_gen_random(struct api_request *r);
+int api_encrypt_data(struct api_request *r);
+int api_decrypt_data(struct api_request *r);

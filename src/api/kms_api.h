@@ -1,0 +1,67 @@
+/* kms_api.h - one handler per KMS action: JSON request in, JSON response out. No FUSE.
+ *
+ * api_call() always leaves a complete response in resp: the action's JSON on success, or
+ * {"error":{"error_code":"KMS.xxxx","error_msg":"..."}} on failure, followed by "\n". It returns
+ * 0 or the KMS_E_* error the response describes (callers map it to an errno with kms_err_info).
+ * The response buffer may hold plaintext key material: callers keep it in a secret kms_buf.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "auth/kms_auth.h"
+#include "common/kms_buf.h"
+#include "common/kms_common.h"
+#include "store/kms_store.h"
+
+enum api_scope {
+	API_SCOPE_PROJECT = 1, /* /kms/<P>/<action> */
+	API_SCOPE_KEY = 2,     /* /kms/<P>/keys/<key_id>/<action> */
+};
+
+struct api_request;
+typedef int (*api_handler)(struct api_request *r);
+
+struct api_action {
+	const char *name;
+	unsigned scopes;          /* API_SCOPE_* bits */
+	enum auth_role min_role;  /* least role that may call it */
+	bool plaintext;           /* response carries plaintext key material */
+	api_handler handler;
+};
+
+/* The service: shared by all callers, read-only after setup. */
+struct api_service {
+	struct store *store;
+	unsigned key_quota; /* per project */
+};
+
+/* Who asks, where. trusted = an administrator on the host (kmsctl): no token needed. */
+struct api_caller {
+	const char *project;
+	const char *path_key_id; /* key folder the request came through, or NULL */
+	bool trusted;
+	const struct auth_claims *claims; /* verified token claims, or NULL */
+	int auth_error;                   /* why there are no claims (KMS_E_TOKEN_*), or 0 */
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+};
+
+const struct api_action *api_action_find(const char *name, unsigned scope);
+size_t api_action_count(void);
+const struct api_action *api_action_at(size_t i);
+
+/* One-time process setup (cJSON wipe-on-free hooks, crypto). */
+KMS_WUR int api_init(void);
+
+/* Run one request. Empty or all-blank req means "{}". */
+KMS_WUR int api_call(const struct api_service *svc, const struct api_caller *caller,
+		     const struct api_action *action, const uint8_t *req, size_t len,
+		     struct kms_buf *resp);
+
+/* Append the error JSON for err (and "\n") to resp. */
+KMS_WUR int api_error_json(int err, struct kms_buf *resp);

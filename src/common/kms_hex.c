@@ -1,0 +1,130 @@
+#include "kms_hex.h"
+
+#include "kms_err.h"
+
+static const char kms_hex_digits[] = "0123456789ABCDEF";
+
+void kms_hex_encode(const uint8_t *in, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = kms_hex_digits[in[i] >> 4];
+		out[2 * i + 1] = kms_hex_digits[in[i] & 15];
+	}
+	out[2 * n] = 0;
+}
+
+static int kms_hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+bool kms_is_hex(const char *in, size_t len)
+{
+	if (len % 2)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (kms_hex_value(in[i]) < 0)
+			return false;
+	return true;
+}
+
+int kms_hex_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len)
+{
+	*out_len = 0;
+	if (len % 2 || len / 2 > cap)
+		return KMS_E_BAD_PARAM;
+	for (size_t i = 0; i < len / 2; i++) {
+		int hi = kms_hex_value(in[2 * i]), lo = kms_hex_value(in[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return KMS_E_BAD_PARAM;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	*out_len = len / 2;
+	return 0;
+}
+
+static const char kms_b64_alphabet[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+void kms_base64_encode(const uint8_t *in, size_t n, char *out)
+{
+	size_t o = 0, i = 0;
+
+	for (; i + 2 < n; i += 3) {
+		uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+
+		out[o++] = kms_b64_alphabet[v >> 18];
+		out[o++] = kms_b64_alphabet[(v >> 12) & 63];
+		out[o++] = kms_b64_alphabet[(v >> 6) & 63];
+		out[o++] = kms_b64_alphabet[v & 63];
+	}
+	if (i < n) {
+		uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
+
+		out[o++] = kms_b64_alphabet[v >> 18];
+		out[o++] = kms_b64_alphabet[(v >> 12) & 63];
+		out[o++] = i + 1 < n ? kms_b64_alphabet[(v >> 6) & 63] : '=';
+		out[o++] = '=';
+	}
+	out[o] = 0;
+}
+
+static int kms_b64_value(char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+int kms_base64_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len)
+{
+	size_t pad = 0, n, o = 0;
+
+	*out_len = 0;
+	if (len == 0 || len % 4)
+		return KMS_E_BAD_PARAM;
+	if (in[len - 1] == '=')
+		pad++;
+	if (in[len - 2] == '=')
+		pad++;
+	n = len / 4 * 3 - pad;
+	if (n > cap)
+		return KMS_E_BAD_PARAM;
+	for (size_t i = 0; i < len; i += 4) {
+		int v[4];
+		uint32_t w;
+
+		for (int j = 0; j < 4; j++) {
+			bool padding_allowed = i + 4 == len && j >= 4 - (int)pad;
+
+			v[j] = padding_allowed ? 0 : kms_b64_value(in[i + j]);
+			if (v[j] < 0)
+				return KMS_E_BAD_PARAM;
+		}
+		w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+		if (i + 4 == len && ((pad == 1 && (w & 0xff)) || (pad == 2 && (w & 0xffff))))
+			return KMS_E_BAD_PARAM; /* non-canonical trailing bits */
+		out[o++] = (uint8_t)(w >> 16);
+		if (o < n)
+			out[o++] = (uint8_t)(w >> 8);
+		if (o < n)
+			out[o++] = (uint8_t)w;
+	}
+	*out_len = n;
+	return 0;
+}

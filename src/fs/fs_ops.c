@@ -1,0 +1,177 @@
+/* The fuse_lowlevel_ops table, the service's lifetime, and the mailbox janitor. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/kms_err.h"
+#include "common/kms_secmem.h"
+#include "fs_internal.h"
+
+static void fs_op_deny(fuse_req_t req)
+{
+	fuse_reply_err(req, EPERM);
+}
+
+static void fs_op_mkdir(fuse_req_t req, fuse_ino_t p, const char *name, mode_t mode)
+{
+	fs_op_deny(req);
+}
+
+static void fs_op_unlink(fuse_req_t req, fuse_ino_t p, const char *name)
+{
+	fs_op_deny(req);
+}
+
+static void fs_op_rename(fuse_req_t req, fuse_ino_t p, const char *name, fuse_ino_t np,
+			 const char *nname, unsigned int flags)
+{
+	fs_op_deny(req);
+}
+
+static void fs_op_symlink(fuse_req_t req, const char *link, fuse_ino_t p, const char *name)
+{
+	fs_op_deny(req);
+}
+
+static void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t p, const char *name)
+{
+	fs_op_deny(req);
+}
+
+/* O_CREAT of a name that does not exist: the tree has no such action. */
+static void fs_op_mknod(fuse_req_t req, fuse_ino_t p, const char *name, mode_t mode, dev_t rdev)
+{
+	fuse_reply_err(req, ENOENT);
+}
+
+static void fs_op_create(fuse_req_t req, fuse_ino_t p, const char *name, mode_t mode,
+			 struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, ENOENT);
+}
+
+static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	/* Never cache file data: responses are per handle and may hold plaintext keys. */
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+}
+
+static const struct fuse_lowlevel_ops fs_ops = {
+	.init = fs_op_init,
+	.lookup = fs_op_lookup,
+	.getattr = fs_op_getattr,
+	.setattr = fs_op_setattr,
+	.readlink = fs_op_readlink,
+	.mknod = fs_op_mknod,
+	.mkdir = fs_op_mkdir,
+	.unlink = fs_op_unlink,
+	.rmdir = fs_op_unlink,
+	.symlink = fs_op_symlink,
+	.rename = fs_op_rename,
+	.link = fs_op_link,
+	.open = fs_op_open,
+	.read = fs_op_read,
+	.write = fs_op_write,
+	.flush = fs_op_flush,
+	.release = fs_op_release,
+	.opendir = fs_op_opendir,
+	.readdir = fs_op_readdir,
+	.releasedir = fs_op_releasedir,
+	.setxattr = fs_op_setxattr,
+	.getxattr = fs_op_getxattr,
+	.listxattr = fs_op_listxattr,
+	.removexattr = fs_op_removexattr,
+	.create = fs_op_create,
+};
+
+const struct fuse_lowlevel_ops *fs_lowlevel_ops(void)
+{
+	return &fs_ops;
+}
+
+int fs_new(const struct fs_options *opt, struct fs **out)
+{
+	struct fs *fs;
+	int r;
+
+	*out = NULL;
+	if ((r = api_init()) < 0)
+		return r;
+	fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return KMS_E_NOMEM;
+	fs->store = opt->store;
+	fs->svc.store = opt->store;
+	fs->svc.key_quota = opt->key_quota ? opt->key_quota : KMS_DEFAULT_KEY_QUOTA;
+	fs->mailbox_ttl_s = opt->mailbox_ttl_s ? opt->mailbox_ttl_s : 30;
+	fs->entry_timeout = opt->entry_timeout > 0 ? opt->entry_timeout : 1.0;
+	fs->mount_time = time(NULL);
+	pthread_mutex_init(&fs->mail_lock, NULL);
+	pthread_rwlock_init(&fs->bind_lock, NULL);
+	pthread_mutex_init(&fs->janitor_lock, NULL);
+	pthread_cond_init(&fs->janitor_cond, NULL);
+	if ((r = fs_registry_init(&fs->reg)) < 0)
+		goto fail;
+	fs->token_secret = kms_secret_alloc(AUTH_SECRET_BYTES);
+	if (!fs->token_secret) {
+		r = KMS_E_NOMEM;
+		goto fail;
+	}
+	if ((r = store_state_secret(fs->store, "token.key", fs->token_secret)) < 0)
+		goto fail;
+	*out = fs;
+	return 0;
+fail:
+	fs_free(fs);
+	return r;
+}
+
+/* Wipes expired mailboxes every second, so an unread response never outlives its TTL by much. */
+static void *fs_janitor(void *arg)
+{
+	struct fs *fs = arg;
+	struct timespec ts;
+
+	pthread_mutex_lock(&fs->janitor_lock);
+	while (!fs->stopping) {
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&fs->janitor_cond, &fs->janitor_lock, &ts);
+		pthread_mutex_unlock(&fs->janitor_lock);
+		fs_mailbox_expire(fs, false);
+		pthread_mutex_lock(&fs->janitor_lock);
+	}
+	pthread_mutex_unlock(&fs->janitor_lock);
+	return NULL;
+}
+
+int fs_start(struct fs *fs)
+{
+	if (pthread_create(&fs->janitor, NULL, fs_janitor, fs) != 0)
+		return KMS_E_SYSTEM;
+	fs->janitor_running = true;
+	return 0;
+}
+
+void fs_free(struct fs *fs)
+{
+	if (!fs)
+		return;
+	if (fs->janitor_running) {
+		pthread_mutex_lock(&fs->janitor_lock);
+		fs->stopping = true;
+		pthread_cond_signal(&fs->janitor_cond);
+		pthread_mutex_unlock(&fs->janitor_lock);
+		pthread_join(fs->janitor, NULL);
+	}
+	fs_mailbox_expire(fs, true);
+	fs_bindings_free(fs);
+	fs_registry_free(&fs->reg);
+	kms_secret_free(fs->token_secret, AUTH_SECRET_BYTES);
+	pthread_mutex_destroy(&fs->mail_lock);
+	pthread_rwlock_destroy(&fs->bind_lock);
+	pthread_mutex_destroy(&fs->janitor_lock);
+	pthread_cond_destroy(&fs->janitor_cond);
+	free(fs);
+}

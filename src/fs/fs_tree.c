@@ -1,0 +1,640 @@
+/* The tree: inode numbers, the project/key registry, lookup, attributes, directory listings. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/kms_err.h"
+#include "fs_internal.h"
+
+fuse_ino_t fs_node_ino(const struct fs_node *n)
+{
+	if (n->type == FS_ROOT)
+		return FUSE_ROOT_ID;
+	return (fuse_ino_t)n->type << 56 | (fuse_ino_t)n->action << 48 |
+	       (fuse_ino_t)(n->project & 0xffff) << 32 | n->key;
+}
+
+bool fs_node_from_ino(fuse_ino_t ino, struct fs_node *n)
+{
+	memset(n, 0, sizeof(*n));
+	if (ino == FUSE_ROOT_ID) {
+		n->type = FS_ROOT;
+		return true;
+	}
+	n->type = (enum fs_node_type)(ino >> 56);
+	n->action = (uint8_t)(ino >> 48);
+	n->project = (uint32_t)(ino >> 32) & 0xffff;
+	n->key = (uint32_t)ino;
+	return n->type >= FS_PROJECT_DIR && n->type <= FS_ALIAS_LINK;
+}
+
+int fs_registry_init(struct fs_registry *r)
+{
+	memset(r, 0, sizeof(*r));
+	pthread_rwlock_init(&r->lock, NULL);
+	r->index_cap = 1024;
+	r->key_index = calloc(r->index_cap, sizeof(*r->key_index));
+	return r->key_index ? 0 : KMS_E_NOMEM;
+}
+
+void fs_registry_free(struct fs_registry *r)
+{
+	free(r->projects);
+	free(r->keys);
+	free(r->key_index);
+	pthread_rwlock_destroy(&r->lock);
+}
+
+static size_t fs_hash(const char *s)
+{
+	size_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+/* Index of key_id, or FS_NO_KEY. Caller holds the lock. */
+static uint32_t fs_key_find_locked(struct fs_registry *r, const char *key_id)
+{
+	for (size_t i = fs_hash(key_id) % r->index_cap;; i = (i + 1) % r->index_cap) {
+		uint32_t slot = r->key_index[i];
+
+		if (slot == 0)
+			return FS_NO_KEY;
+		if (strcmp(r->keys[slot - 1].key_id, key_id) == 0)
+			return slot - 1;
+	}
+}
+
+static int fs_index_grow_locked(struct fs_registry *r)
+{
+	size_t ncap = r->index_cap * 2;
+	uint32_t *idx = calloc(ncap, sizeof(*idx));
+
+	if (!idx)
+		return KMS_E_NOMEM;
+	for (size_t k = 0; k < r->nkeys; k++) {
+		size_t i = fs_hash(r->keys[k].key_id) % ncap;
+
+		while (idx[i])
+			i = (i + 1) % ncap;
+		idx[i] = (uint32_t)k + 1;
+	}
+	free(r->key_index);
+	r->key_index = idx;
+	r->index_cap = ncap;
+	return 0;
+}
+
+int fs_key_register(struct fs *fs, uint32_t project, const struct store_key_meta *m,
+		    uint32_t *idx)
+{
+	struct fs_registry *r = &fs->reg;
+	struct fs_key_entry *e;
+	uint32_t found;
+	size_t i;
+	int ret = 0;
+
+	pthread_rwlock_rdlock(&r->lock);
+	found = fs_key_find_locked(r, m->key_id);
+	if (found != FS_NO_KEY && strcmp(r->keys[found].alias, m->alias) == 0) {
+		*idx = found;
+		pthread_rwlock_unlock(&r->lock);
+		return 0;
+	}
+	pthread_rwlock_unlock(&r->lock);
+
+	pthread_rwlock_wrlock(&r->lock);
+	found = fs_key_find_locked(r, m->key_id);
+	if (found != FS_NO_KEY) {
+		/* Known key: refresh what may change (the alias). */
+		snprintf(r->keys[found].alias, sizeof(r->keys[found].alias), "%s", m->alias);
+		*idx = found;
+		goto out;
+	}
+	if (r->nkeys >= UINT32_MAX - 1) {
+		ret = KMS_E_NOMEM;
+		goto out;
+	}
+	if ((r->nkeys + 1) * 2 > r->index_cap && (ret = fs_index_grow_locked(r)) < 0)
+		goto out;
+	if (r->nkeys == r->cap_keys) {
+		size_t ncap = r->cap_keys ? r->cap_keys * 2 : 256;
+		struct fs_key_entry *k = realloc(r->keys, ncap * sizeof(*k));
+
+		if (!k) {
+			ret = KMS_E_NOMEM;
+			goto out;
+		}
+		r->keys = k;
+		r->cap_keys = ncap;
+	}
+	e = &r->keys[r->nkeys];
+	memset(e, 0, sizeof(*e));
+	snprintf(e->key_id, sizeof(e->key_id), "%s", m->key_id);
+	snprintf(e->alias, sizeof(e->alias), "%s", m->alias);
+	e->project = project;
+	e->creation_ms = m->creation_ms;
+	for (i = fs_hash(e->key_id) % r->index_cap; r->key_index[i]; i = (i + 1) % r->index_cap)
+		;
+	r->key_index[i] = (uint32_t)r->nkeys + 1;
+	*idx = (uint32_t)r->nkeys++;
+out:
+	pthread_rwlock_unlock(&r->lock);
+	return ret;
+}
+
+bool fs_key_entry(struct fs *fs, uint32_t idx, struct fs_key_entry *out)
+{
+	bool ok;
+
+	pthread_rwlock_rdlock(&fs->reg.lock);
+	ok = idx < fs->reg.nkeys;
+	if (ok)
+		*out = fs->reg.keys[idx];
+	pthread_rwlock_unlock(&fs->reg.lock);
+	return ok;
+}
+
+bool fs_project_name(struct fs *fs, uint32_t idx, char out[KMS_MAX_PROJECT_ID + 1])
+{
+	bool ok;
+
+	pthread_rwlock_rdlock(&fs->reg.lock);
+	ok = idx < fs->reg.nprojects;
+	if (ok)
+		memcpy(out, fs->reg.projects[idx], KMS_MAX_PROJECT_ID + 1);
+	pthread_rwlock_unlock(&fs->reg.lock);
+	return ok;
+}
+
+static bool fs_project_find(struct fs_registry *r, const char *name, uint32_t *idx)
+{
+	for (size_t i = 0; i < r->nprojects; i++) {
+		if (strcmp(r->projects[i], name) == 0) {
+			*idx = (uint32_t)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+int fs_project_index(struct fs *fs, const char *name, uint32_t *idx)
+{
+	struct fs_registry *r = &fs->reg;
+	bool exists = false, found;
+	int ret = 0;
+
+	pthread_rwlock_rdlock(&r->lock);
+	found = fs_project_find(r, name, idx);
+	pthread_rwlock_unlock(&r->lock);
+	if (found)
+		return 0;
+	/* Projects come into being through kmsctl (token issue, call), maybe while we run. */
+	if (store_project_exists(fs->store, name, &exists) < 0)
+		return -EIO;
+	if (!exists)
+		return -ENOENT;
+	pthread_rwlock_wrlock(&r->lock);
+	if (fs_project_find(r, name, idx))
+		goto out;
+	if (r->nprojects >= FS_MAX_PROJECTS) {
+		ret = -ENOSPC;
+		goto out;
+	}
+	if (r->nprojects == r->cap_projects) {
+		size_t ncap = r->cap_projects ? r->cap_projects * 2 : 16;
+		void *p = realloc(r->projects, ncap * sizeof(*r->projects));
+
+		if (!p) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		r->projects = p;
+		r->cap_projects = ncap;
+	}
+	snprintf(r->projects[r->nprojects], KMS_MAX_PROJECT_ID + 1, "%s", name);
+	*idx = (uint32_t)r->nprojects++;
+out:
+	pthread_rwlock_unlock(&r->lock);
+	return ret;
+}
+
+void fs_alias_encode(const char *alias, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	for (; *alias && o + 4 < cap; alias++) {
+		if (*alias == '/') {
+			memcpy(out + o, "%2F", 3);
+			o += 3;
+		} else {
+			out[o++] = *alias;
+		}
+	}
+	out[o] = 0;
+}
+
+bool fs_alias_decode(const char *name, char *out, size_t cap)
+{
+	size_t o = 0;
+
+	for (; *name; name++) {
+		if (o + 1 >= cap)
+			return false;
+		if (*name == '%') {
+			if (strncmp(name, "%2F", 3) != 0 && strncmp(name, "%2f", 3) != 0)
+				return false;
+			out[o++] = '/';
+			name += 2;
+		} else {
+			out[o++] = *name;
+		}
+	}
+	out[o] = 0;
+	return o > 0;
+}
+
+void fs_stat_node(struct fs *fs, const struct fs_node *n, struct stat *st)
+{
+	struct fs_key_entry k;
+
+	memset(st, 0, sizeof(*st));
+	st->st_ino = fs_node_ino(n);
+	st->st_uid = 0;
+	st->st_gid = 0;
+	st->st_atime = st->st_mtime = st->st_ctime = fs->mount_time;
+	st->st_blksize = 4096;
+	switch (n->type) {
+	case FS_PROJECT_ACTION:
+	case FS_KEY_ACTION:
+		/* Size 0: content is per handle (direct_io), never in the page cache. */
+		st->st_mode = S_IFREG | 0666;
+		st->st_nlink = 1;
+		break;
+	case FS_ALIAS_LINK:
+		st->st_mode = S_IFLNK | 0777;
+		st->st_nlink = 1;
+		st->st_size = (off_t)strlen("../keys/") + KMS_KEY_ID_LEN;
+		break;
+	case FS_KEY_DIR:
+		if (fs_key_entry(fs, n->key, &k))
+			st->st_mtime = st->st_ctime = (time_t)(k.creation_ms / 1000);
+		/* fall through */
+	default:
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+		break;
+	}
+}
+
+static void fs_reply_node(fuse_req_t req, const struct fs_node *n)
+{
+	struct fs *fs = fs_from_req(req);
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	fs_stat_node(fs, n, &e.attr);
+	e.ino = e.attr.st_ino;
+	e.attr_timeout = fs->entry_timeout;
+	e.entry_timeout = fs->entry_timeout;
+	fuse_reply_entry(req, &e);
+}
+
+static int fs_action_index(const char *name, unsigned scope, uint8_t *idx)
+{
+	for (size_t i = 0; i < api_action_count(); i++) {
+		const struct api_action *a = api_action_at(i);
+
+		if ((a->scopes & scope) && strcmp(a->name, name) == 0) {
+			*idx = (uint8_t)i;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+static int fs_lookup_key(struct fs *fs, uint32_t project, const char *key_id, const char *alias,
+			 uint32_t *idx)
+{
+	char pname[KMS_MAX_PROJECT_ID + 1];
+	struct store_key *k = NULL;
+	int r;
+
+	if (!fs_project_name(fs, project, pname))
+		return -ENOENT;
+	if (key_id)
+		r = store_key_get(fs->store, pname, key_id, &k);
+	else
+		r = store_key_get_by_alias(fs->store, pname, alias, &k);
+	if (r == KMS_E_KEY_NOT_FOUND)
+		return -ENOENT;
+	if (r < 0)
+		return -kms_err_errno(r);
+	r = fs_key_register(fs, project, &k->meta, idx);
+	store_key_release(k);
+	return r < 0 ? -ENOMEM : 0;
+}
+
+static bool fs_key_id_shape(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n != KMS_KEY_ID_LEN)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'z') || s[i] == '-'))
+			return false;
+	return true;
+}
+
+void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fs *fs = fs_from_req(req);
+	struct fs_node p, n = { 0 };
+	char alias[KMS_MAX_ALIAS + 1];
+	int r = -ENOENT;
+
+	if (!fs_node_from_ino(parent, &p))
+		goto fail;
+	n.project = p.project;
+	n.key = FS_NO_KEY;
+	switch (p.type) {
+	case FS_ROOT:
+		if (!store_project_id_valid(name))
+			goto fail;
+		if ((r = fs_project_index(fs, name, &n.project)) < 0)
+			goto fail;
+		n.type = FS_PROJECT_DIR;
+		break;
+	case FS_PROJECT_DIR:
+		if (strcmp(name, "keys") == 0) {
+			n.type = FS_KEYS_DIR;
+		} else if (strcmp(name, "aliases") == 0) {
+			n.type = FS_ALIASES_DIR;
+		} else {
+			if ((r = fs_action_index(name, API_SCOPE_PROJECT, &n.action)) < 0)
+				goto fail;
+			n.type = FS_PROJECT_ACTION;
+		}
+		break;
+	case FS_KEYS_DIR:
+		if (!fs_key_id_shape(name))
+			goto fail;
+		if ((r = fs_lookup_key(fs, p.project, name, NULL, &n.key)) < 0)
+			goto fail;
+		n.type = FS_KEY_DIR;
+		break;
+	case FS_KEY_DIR:
+		if ((r = fs_action_index(name, API_SCOPE_KEY, &n.action)) < 0)
+			goto fail;
+		n.key = p.key;
+		n.type = FS_KEY_ACTION;
+		break;
+	case FS_ALIASES_DIR:
+		if (!fs_alias_decode(name, alias, sizeof(alias)))
+			goto fail;
+		if ((r = fs_lookup_key(fs, p.project, NULL, alias, &n.key)) < 0)
+			goto fail;
+		n.type = FS_ALIAS_LINK;
+		break;
+	default:
+		r = -ENOTDIR;
+		goto fail;
+	}
+	fs_reply_node(req, &n);
+	return;
+fail:
+	fuse_reply_err(req, -r);
+}
+
+void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_from_req(req);
+	struct fs_node n;
+	struct stat st;
+
+	if (!fs_node_from_ino(ino, &n)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	fs_stat_node(fs, &n, &st);
+	fuse_reply_attr(req, &st, fs->entry_timeout);
+}
+
+void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		   struct fuse_file_info *fi)
+{
+	struct fs_node n;
+
+	/* truncate(f, 0) on a request file is harmless (requests live in handles); else EPERM. */
+	if (fs_node_from_ino(ino, &n) &&
+	    (n.type == FS_PROJECT_ACTION || n.type == FS_KEY_ACTION) &&
+	    to_set == FUSE_SET_ATTR_SIZE && attr->st_size == 0) {
+		fs_op_getattr(req, ino, fi);
+		return;
+	}
+	fuse_reply_err(req, EPERM);
+}
+
+void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fs *fs = fs_from_req(req);
+	struct fs_key_entry k;
+	struct fs_node n;
+	char target[64];
+
+	if (!fs_node_from_ino(ino, &n) || n.type != FS_ALIAS_LINK || !fs_key_entry(fs, n.key, &k)) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	snprintf(target, sizeof(target), "../keys/%s", k.key_id);
+	fuse_reply_readlink(req, target);
+}
+
+/* A directory listing is built whole at opendir and served from the handle: offsets stay valid
+ * however the tree changes meanwhile. */
+struct fs_dirbuf {
+	char *data;
+	size_t len, cap;
+	fuse_req_t req;
+};
+
+static int fs_dir_add(struct fs_dirbuf *b, const char *name, const struct fs_node *n)
+{
+	struct fs *fs = fs_from_req(b->req);
+	struct stat st;
+	size_t need = fuse_add_direntry(b->req, NULL, 0, name, NULL, 0);
+
+	if (b->len + need > b->cap) {
+		size_t ncap = b->cap ? b->cap * 2 : 4096;
+		char *p;
+
+		while (ncap < b->len + need)
+			ncap *= 2;
+		p = realloc(b->data, ncap);
+		if (!p)
+			return -ENOMEM;
+		b->data = p;
+		b->cap = ncap;
+	}
+	fs_stat_node(fs, n, &st);
+	fuse_add_direntry(b->req, b->data + b->len, need, name, &st, (off_t)(b->len + need));
+	b->len += need;
+	return 0;
+}
+
+struct fs_list_ctx {
+	struct fs *fs;
+	struct fs_dirbuf *b;
+	uint32_t project;
+	bool aliases;
+	int err;
+};
+
+static int fs_list_project(const char *project, void *arg)
+{
+	struct fs_list_ctx *c = arg;
+	struct fs_node n = { .type = FS_PROJECT_DIR, .key = FS_NO_KEY };
+
+	if (fs_project_index(c->fs, project, &n.project) < 0)
+		return 0;
+	return fs_dir_add(c->b, project, &n) < 0 ? KMS_E_NOMEM : 0;
+}
+
+static int fs_list_key(const struct store_key_meta *m, void *arg)
+{
+	struct fs_list_ctx *c = arg;
+	struct fs_node n = { .project = c->project };
+	char name[3 * KMS_MAX_ALIAS + 1];
+
+	if (fs_key_register(c->fs, c->project, m, &n.key) < 0)
+		return KMS_E_NOMEM;
+	if (c->aliases) {
+		n.type = FS_ALIAS_LINK;
+		fs_alias_encode(m->alias, name, sizeof(name));
+	} else {
+		n.type = FS_KEY_DIR;
+		snprintf(name, sizeof(name), "%s", m->key_id);
+	}
+	return fs_dir_add(c->b, name, &n) < 0 ? KMS_E_NOMEM : 0;
+}
+
+static int fs_list_actions(struct fs_dirbuf *b, const struct fs_node *dir, unsigned scope,
+			   enum fs_node_type type)
+{
+	for (size_t i = 0; i < api_action_count(); i++) {
+		const struct api_action *a = api_action_at(i);
+		struct fs_node n = { .type = type, .project = dir->project, .key = dir->key,
+				     .action = (uint8_t)i };
+
+		if ((a->scopes & scope) && fs_dir_add(b, a->name, &n) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int fs_fill_dir(struct fs *fs, struct fs_dirbuf *b, const struct fs_node *d)
+{
+	struct fs_list_ctx c = { .fs = fs, .b = b, .project = d->project };
+	char pname[KMS_MAX_PROJECT_ID + 1];
+	struct fs_node self = *d, n = *d;
+	size_t total;
+	int r;
+
+	if ((r = fs_dir_add(b, ".", &self)) < 0 || (r = fs_dir_add(b, "..", &self)) < 0)
+		return r;
+	switch (d->type) {
+	case FS_ROOT:
+		r = store_project_list(fs->store, fs_list_project, &c);
+		return r < 0 ? -EIO : 0;
+	case FS_PROJECT_DIR:
+		n.type = FS_KEYS_DIR;
+		if ((r = fs_dir_add(b, "keys", &n)) < 0)
+			return r;
+		n.type = FS_ALIASES_DIR;
+		if ((r = fs_dir_add(b, "aliases", &n)) < 0)
+			return r;
+		return fs_list_actions(b, d, API_SCOPE_PROJECT, FS_PROJECT_ACTION);
+	case FS_KEY_DIR:
+		return fs_list_actions(b, d, API_SCOPE_KEY, FS_KEY_ACTION);
+	case FS_KEYS_DIR:
+	case FS_ALIASES_DIR:
+		if (!fs_project_name(fs, d->project, pname))
+			return -ENOENT;
+		c.aliases = d->type == FS_ALIASES_DIR;
+		r = store_key_list(fs->store, pname, 0, 0, SIZE_MAX, fs_list_key, &c, &total);
+		return r < 0 ? -kms_err_errno(r) : 0;
+	default:
+		return -ENOTDIR;
+	}
+}
+
+void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_dirbuf *b = calloc(1, sizeof(*b));
+	struct fs_node n;
+	int r;
+
+	if (!b) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	b->req = req;
+	if (!fs_node_from_ino(ino, &n)) {
+		r = -ENOENT;
+		goto fail;
+	}
+	if ((r = fs_fill_dir(fs_from_req(req), b, &n)) < 0)
+		goto fail;
+	b->req = NULL;
+	fi->fh = (uint64_t)(uintptr_t)b;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		free(b->data);
+		free(b);
+	}
+	return;
+fail:
+	free(b->data);
+	free(b);
+	fuse_reply_err(req, -r);
+}
+
+void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		   struct fuse_file_info *fi)
+{
+	struct fs_dirbuf *b = (struct fs_dirbuf *)(uintptr_t)fi->fh;
+	size_t start = off < 0 ? 0 : (size_t)off, end;
+
+	if (start >= b->len) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	/* Whole entries only: walk to the last one that fits. */
+	end = start;
+	while (end < b->len) {
+		const struct {
+			uint64_t ino, off;
+			uint32_t namelen, type;
+		} *ent = (const void *)(b->data + end);
+		size_t next = (size_t)ent->off;
+
+		if (next - start > size)
+			break;
+		end = next;
+	}
+	fuse_reply_buf(req, b->data + start, end - start);
+}
+
+void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_dirbuf *b = (struct fs_dirbuf *)(uintptr_t)fi->fh;
+
+	if (b) {
+		free(b->data);
+		free(b);
+	}
+	fuse_reply_err(req, 0);
+}

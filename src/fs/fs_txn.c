@@ -1,0 +1,329 @@
+/* File transactions (design.md section 2): one request and one response per open handle, run at
+ * the first read after a write or at flush; a response run at flush is also left in a read-once
+ * mailbox for (file, uid), so `echo "$req" > f; cat f` works. */
+#include <errno.h>
+#include <linux/fuse.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/kms_err.h"
+#include "common/kms_limits.h"
+#include "common/kms_log.h"
+#include "fs_internal.h"
+
+/* Responses waiting for a shell's `cat`; bounded so a writer that never reads can't grow us. */
+#define FS_MAX_MAILBOXES 16384u
+
+struct fs_mailbox {
+	struct fs_mailbox *next;
+	fuse_ino_t ino;
+	uid_t uid;
+	time_t expires;
+	struct kms_buf resp;
+};
+
+static time_t fs_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static void fs_mailbox_free(struct fs_mailbox *m)
+{
+	kms_buf_free(&m->resp);
+	free(m);
+}
+
+/* Takes over resp. Replaces (and wipes) an older mailbox of the same (file, uid). */
+static void fs_mailbox_put(struct fs *fs, fuse_ino_t ino, uid_t uid, struct kms_buf *resp)
+{
+	struct fs_mailbox *m = calloc(1, sizeof(*m)), **pp;
+
+	if (!m) {
+		kms_buf_free(resp);
+		return;
+	}
+	m->ino = ino;
+	m->uid = uid;
+	m->expires = fs_now() + fs->mailbox_ttl_s;
+	kms_buf_init(&m->resp, KMS_MAX_RESPONSE, true);
+	kms_buf_move(&m->resp, resp);
+	pthread_mutex_lock(&fs->mail_lock);
+	for (pp = &fs->mail; *pp; pp = &(*pp)->next) {
+		if ((*pp)->ino == ino && (*pp)->uid == uid) {
+			struct fs_mailbox *old = *pp;
+
+			*pp = old->next;
+			fs_mailbox_free(old);
+			fs->nmail--;
+			break;
+		}
+	}
+	if (fs->nmail >= FS_MAX_MAILBOXES) {
+		pthread_mutex_unlock(&fs->mail_lock);
+		kms_log_warning("mailbox limit (%u) reached: a response for uid %u was dropped",
+				FS_MAX_MAILBOXES, (unsigned)uid);
+		fs_mailbox_free(m);
+		return;
+	}
+	m->next = fs->mail;
+	fs->mail = m;
+	fs->nmail++;
+	pthread_mutex_unlock(&fs->mail_lock);
+}
+
+static bool fs_mailbox_take(struct fs *fs, fuse_ino_t ino, uid_t uid, struct kms_buf *out)
+{
+	struct fs_mailbox **pp, *m = NULL;
+	time_t now = fs_now();
+
+	pthread_mutex_lock(&fs->mail_lock);
+	for (pp = &fs->mail; *pp; pp = &(*pp)->next) {
+		if ((*pp)->ino == ino && (*pp)->uid == uid) {
+			m = *pp;
+			*pp = m->next;
+			fs->nmail--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&fs->mail_lock);
+	if (!m)
+		return false;
+	if (m->expires <= now) {
+		fs_mailbox_free(m);
+		return false;
+	}
+	kms_buf_move(out, &m->resp);
+	fs_mailbox_free(m);
+	return true;
+}
+
+void fs_mailbox_expire(struct fs *fs, bool all)
+{
+	struct fs_mailbox **pp, *dead = NULL;
+	time_t now = fs_now();
+
+	pthread_mutex_lock(&fs->mail_lock);
+	for (pp = &fs->mail; *pp;) {
+		struct fs_mailbox *m = *pp;
+
+		if (all || m->expires <= now) {
+			*pp = m->next;
+			m->next = dead;
+			dead = m;
+			fs->nmail--;
+		} else {
+			pp = &m->next;
+		}
+	}
+	pthread_mutex_unlock(&fs->mail_lock);
+	while (dead) {
+		struct fs_mailbox *next = dead->next;
+
+		fs_mailbox_free(dead);
+		dead = next;
+	}
+}
+
+static struct fs_txn *fs_txn_of(struct fuse_file_info *fi)
+{
+	return (struct fs_txn *)(uintptr_t)fi->fh;
+}
+
+static void fs_txn_free(struct fs_txn *t)
+{
+	kms_buf_free(&t->req);
+	kms_buf_free(&t->resp);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+/* Run the handle's request as the caller of req. Caller holds t->lock. */
+static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
+{
+	struct fs *fs = fs_from_req(req);
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	char project[KMS_MAX_PROJECT_ID + 1];
+	struct fs_key_entry key;
+	struct auth_claims claims;
+	struct api_caller caller = { .uid = ctx->uid, .gid = ctx->gid, .pid = ctx->pid };
+	int err;
+
+	kms_buf_reset(&t->resp);
+	t->base_set = false;
+	t->req_pending = false;
+	t->resp_ready = true;
+	t->err_reported = false;
+	if (t->overflow) {
+		t->overflow = false;
+		kms_buf_reset(&t->req);
+		t->last_err = KMS_E_TOO_LONG;
+		if (api_error_json(KMS_E_TOO_LONG, &t->resp) < 0)
+			kms_buf_reset(&t->resp);
+		return;
+	}
+	if (!fs_project_name(fs, t->node.project, project)) {
+		err = KMS_E_BAD_URL;
+		goto fail;
+	}
+	caller.project = project;
+	if (t->node.type == FS_KEY_ACTION) {
+		if (!fs_key_entry(fs, t->node.key, &key)) {
+			err = KMS_E_KEY_NOT_FOUND;
+			goto fail;
+		}
+		caller.path_key_id = key.key_id;
+	}
+	if (fs_binding_claims(fs, ctx->uid, t->node.project, &claims, &caller.auth_error))
+		caller.claims = &claims;
+	t->last_err = api_call(&fs->svc, &caller, t->action, t->req.data, t->req.len, &t->resp);
+	kms_buf_reset(&t->req);
+	return;
+fail:
+	kms_buf_reset(&t->req);
+	t->last_err = err;
+	if (api_error_json(err, &t->resp) < 0)
+		kms_buf_reset(&t->resp);
+}
+
+/* Set the open flags the kernel needs: direct_io so responses never enter the page cache (one
+ * caller's DEK must not be served to another), parallel direct writes so writers to one file
+ * don't queue on the inode lock, and no flush for read-only handles (nothing to run there).
+ * libfuse 3.14.0 has no field for FOPEN_PARALLEL_DIRECT_WRITES, hence the raw reply. */
+static int fs_reply_open(fuse_req_t req, struct fuse_file_info *fi, bool writable)
+{
+	struct fuse_open_out out;
+
+	memset(&out, 0, sizeof(out));
+	out.fh = fi->fh;
+	out.open_flags = FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
+	if (!writable)
+		out.open_flags |= FOPEN_NOFLUSH;
+	return fuse_reply_buf(req, (const char *)&out, sizeof(out));
+}
+
+void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_from_req(req);
+	int acc = fi->flags & O_ACCMODE;
+	struct fs_txn *t;
+	struct fs_node n;
+
+	if (!fs_node_from_ino(ino, &n)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (n.type != FS_PROJECT_ACTION && n.type != FS_KEY_ACTION) {
+		fuse_reply_err(req, n.type == FS_ALIAS_LINK ? ELOOP : EISDIR);
+		return;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_init(&t->lock, NULL);
+	t->ino = ino;
+	t->node = n;
+	t->action = api_action_at(n.action);
+	t->writable = acc != O_RDONLY;
+	kms_buf_init(&t->req, KMS_MAX_REQUEST, true);
+	kms_buf_init(&t->resp, KMS_MAX_RESPONSE, true);
+	if (acc == O_RDONLY && fs_mailbox_take(fs, ino, fuse_req_ctx(req)->uid, &t->resp))
+		t->resp_ready = true;
+	fi->fh = (uint64_t)(uintptr_t)t;
+	if (fs_reply_open(req, fi, t->writable) == -ENOENT)
+		fs_txn_free(t); /* the open was interrupted: no release will come */
+}
+
+void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		 struct fuse_file_info *fi)
+{
+	struct fs_txn *t = fs_txn_of(fi);
+	int r;
+
+	pthread_mutex_lock(&t->lock);
+	if (!t->req_pending && !t->overflow) {
+		/* A write after a response starts the next request on this handle. */
+		kms_buf_reset(&t->req);
+		kms_buf_reset(&t->resp);
+		t->resp_ready = false;
+		t->base_set = false;
+	}
+	t->req_pending = true;
+	if (t->overflow) {
+		pthread_mutex_unlock(&t->lock);
+		fuse_reply_err(req, EFBIG);
+		return;
+	}
+	r = kms_buf_append(&t->req, buf, size);
+	if (r < 0) {
+		t->overflow = true;
+		kms_buf_reset(&t->req);
+		pthread_mutex_unlock(&t->lock);
+		fuse_reply_err(req, r == KMS_E_TOO_LONG ? EFBIG : ENOMEM);
+		return;
+	}
+	pthread_mutex_unlock(&t->lock);
+	fuse_reply_write(req, size);
+}
+
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+	struct fs_txn *t = fs_txn_of(fi);
+	size_t pos;
+
+	pthread_mutex_lock(&t->lock);
+	if (t->req_pending || t->overflow || !t->resp_ready) {
+		/* Nothing written and no mailbox: run the action with an empty request. */
+		fs_txn_run(req, t);
+		t->ran_by_read = true;
+	}
+	/* The response starts at the first read after the request, whatever the file offset
+	 * (a shell's `exec 3<>f; printf … >&3; cat <&3` reads from the end of its request). */
+	if (!t->base_set) {
+		t->read_base = off;
+		t->base_set = true;
+	}
+	pos = off >= t->read_base ? (size_t)(off - t->read_base) : (size_t)off;
+	if (pos >= t->resp.len)
+		fuse_reply_buf(req, NULL, 0);
+	else
+		fuse_reply_buf(req, (const char *)t->resp.data + pos,
+			       size < t->resp.len - pos ? size : t->resp.len - pos);
+	pthread_mutex_unlock(&t->lock);
+}
+
+void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs *fs = fs_from_req(req);
+	struct fs_txn *t = fs_txn_of(fi);
+	int err = 0;
+
+	pthread_mutex_lock(&t->lock);
+	if (t->req_pending || t->overflow) {
+		struct kms_buf copy = KMS_BUF_INIT(KMS_MAX_RESPONSE, true);
+
+		fs_txn_run(req, t);
+		t->ran_by_read = false;
+		/* Leave the response for the next `cat` of this file by this uid. */
+		if (kms_buf_append(&copy, t->resp.data, t->resp.len) == 0)
+			fs_mailbox_put(fs, ino, fuse_req_ctx(req)->uid, &copy);
+		kms_buf_free(&copy);
+	}
+	/* Report a failed request once, to the first close after it ran (dup'd fds: the rest 0). */
+	if (t->resp_ready && t->last_err < 0 && !t->err_reported) {
+		t->err_reported = true;
+		err = kms_err_errno(t->last_err);
+	}
+	pthread_mutex_unlock(&t->lock);
+	fuse_reply_err(req, err);
+}
+
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fs_txn_free(fs_txn_of(fi));
+	fuse_reply_err(req, 0);
+}

@@ -1,0 +1,174 @@
+/* Tokens through extended attributes (design.md section 5).
+ *
+ * `setfattr -n user.kms.token -v TOKEN <path in P>` binds the token's verified claims to
+ * (caller uid, P) in memory. The attribute is write-only: getxattr never returns it (ENODATA) and
+ * listxattr never lists it, so cp -a, rsync -X and tar --xattrs can't copy a token anywhere.
+ * Only the claims (id, project, user, role, expiry) are kept, never the token itself. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/kms_err.h"
+#include "common/kms_log.h"
+#include "common/kms_secmem.h"
+#include "fs_internal.h"
+
+#define FS_TOKEN_XATTR "user.kms.token"
+/* One binding per (uid, project): bounded by users x projects; this caps a misbehaving caller. */
+#define FS_MAX_BINDINGS 65536u
+
+struct fs_binding {
+	struct fs_binding *next;
+	uid_t uid;
+	uint32_t project;
+	int error; /* why the token was refused, or 0 */
+	struct auth_claims claims;
+};
+
+static bool fs_project_of(fuse_ino_t ino, uint32_t *project)
+{
+	struct fs_node n;
+
+	if (!fs_node_from_ino(ino, &n) || n.type == FS_ROOT)
+		return false;
+	*project = n.project;
+	return true;
+}
+
+static struct fs_binding **fs_binding_find_locked(struct fs *fs, uid_t uid, uint32_t project)
+{
+	struct fs_binding **pp;
+
+	for (pp = &fs->bindings; *pp; pp = &(*pp)->next)
+		if ((*pp)->uid == uid && (*pp)->project == project)
+			return pp;
+	return NULL;
+}
+
+bool fs_binding_claims(struct fs *fs, uid_t uid, uint32_t project, struct auth_claims *out,
+		       int *err)
+{
+	struct fs_binding **pp;
+	bool ok = false;
+
+	*err = KMS_E_TOKEN_MISSING;
+	pthread_rwlock_rdlock(&fs->bind_lock);
+	pp = fs_binding_find_locked(fs, uid, project);
+	if (pp && (*pp)->error == 0) {
+		*out = (*pp)->claims;
+		ok = true;
+	} else if (pp) {
+		*err = (*pp)->error;
+	}
+	pthread_rwlock_unlock(&fs->bind_lock);
+	return ok;
+}
+
+void fs_bindings_free(struct fs *fs)
+{
+	while (fs->bindings) {
+		struct fs_binding *b = fs->bindings;
+
+		fs->bindings = b->next;
+		kms_wipe(b, sizeof(*b));
+		free(b);
+	}
+	fs->nbindings = 0;
+}
+
+void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+		    size_t size, int flags)
+{
+	struct fs *fs = fs_from_req(req);
+	uid_t uid = fuse_req_ctx(req)->uid;
+	struct fs_binding *b, **pp;
+	uint32_t project;
+
+	if (strcmp(name, FS_TOKEN_XATTR) != 0) {
+		fuse_reply_err(req, ENOTSUP);
+		return;
+	}
+	if (!fs_project_of(ino, &project)) {
+		fuse_reply_err(req, EINVAL); /* tokens belong to a project: set them inside one */
+		return;
+	}
+	if (size > KMS_MAX_TOKEN) {
+		fuse_reply_err(req, E2BIG);
+		return;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	b->uid = uid;
+	b->project = project;
+	/* Verify now (signature, syntax); expiry and project are checked on every request. */
+	b->error = auth_token_verify(fs->token_secret, value, size, 0, &b->claims);
+	pthread_rwlock_wrlock(&fs->bind_lock);
+	pp = fs_binding_find_locked(fs, uid, project);
+	if (pp) {
+		struct fs_binding *old = *pp;
+
+		*pp = old->next;
+		kms_wipe(old, sizeof(*old));
+		free(old);
+		fs->nbindings--;
+	}
+	if (fs->nbindings >= FS_MAX_BINDINGS) {
+		pthread_rwlock_unlock(&fs->bind_lock);
+		free(b);
+		fuse_reply_err(req, ENOSPC);
+		return;
+	}
+	b->next = fs->bindings;
+	fs->bindings = b;
+	fs->nbindings++;
+	pthread_rwlock_unlock(&fs->bind_lock);
+	if (b->error == 0)
+		kms_log_info("uid %u bound token %s (user '%s', role %s) to a project",
+			     (unsigned)uid, b->claims.id, b->claims.user,
+			     auth_role_name(b->claims.role));
+	fuse_reply_err(req, 0);
+}
+
+void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	/* Nothing to read, ever: tokens are write-only; security.capability must be fast. */
+	fuse_reply_err(req, ENODATA);
+}
+
+void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, 0);
+	else
+		fuse_reply_buf(req, NULL, 0);
+}
+
+void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	struct fs *fs = fs_from_req(req);
+	uid_t uid = fuse_req_ctx(req)->uid;
+	struct fs_binding **pp, *old = NULL;
+	uint32_t project;
+
+	if (strcmp(name, FS_TOKEN_XATTR) != 0 || !fs_project_of(ino, &project)) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	pthread_rwlock_wrlock(&fs->bind_lock);
+	pp = fs_binding_find_locked(fs, uid, project);
+	if (pp) {
+		old = *pp;
+		*pp = old->next;
+		fs->nbindings--;
+	}
+	pthread_rwlock_unlock(&fs->bind_lock);
+	if (old) {
+		kms_wipe(old, sizeof(*old));
+		free(old);
+	}
+	fuse_reply_err(req, old ? 0 : ENODATA);
+}

@@ -1,0 +1,706 @@
+/* The store front end: state directory, root key, sealing, and the snapshot cache.
+ *
+ * The cache maps key_id -> immutable snapshot. The hot path (a data-key request) takes a read
+ * lock, bumps a reference and leaves: no database read once a key has been used. */
+#include "kms_store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uuid/uuid.h>
+
+#include "common/kms_err.h"
+#include "common/kms_hex.h"
+#include "common/kms_secmem.h"
+#include "store_backend.h"
+
+#define STORE_ROOT_CHECK_LABEL "kmsfs root key check v1"
+#define STORE_DEFAULT_REGION "eu-de"
+
+struct store_entry {
+	struct store_key *key;
+	struct store_entry *next;
+};
+
+struct store {
+	const struct store_backend_ops *ops;
+	struct store_backend *be;
+	char state_dir[2048];
+	uint8_t *root_key; /* CORE_KEY_BYTES, secure heap */
+	char domain_id[33];
+	char region[64];
+	pthread_rwlock_t cache_lock;
+	struct store_entry **buckets;
+	size_t nbuckets;
+	size_t nentries;
+};
+
+static int64_t store_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool store_project_id_valid(const char *p)
+{
+	size_t n = 0;
+
+	if (!p)
+		return false;
+	for (; p[n]; n++) {
+		char c = p[n];
+
+		if (n >= KMS_MAX_PROJECT_ID)
+			return false;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '-'))
+			return false;
+	}
+	return n > 0;
+}
+
+/* Write a new secret file: O_EXCL so two starters can never both create one, fsync file and dir. */
+static int store_create_secret_file(const char *dir, const char *path, uint8_t out[32])
+{
+	int fd, dfd, r = KMS_E_IO;
+
+	if ((r = core_random_secret(out, 32)) < 0)
+		return r;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return errno == ENOSPC ? KMS_E_NOSPACE : KMS_E_IO;
+	r = KMS_E_IO;
+	if (write(fd, out, 32) != 32 || fsync(fd) != 0) {
+		r = errno == ENOSPC ? KMS_E_NOSPACE : KMS_E_IO;
+		close(fd);
+		unlink(path);
+		return r;
+	}
+	close(fd);
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
+/* 0 and the secret; KMS_E_KEY_NOT_FOUND if absent; KMS_E_IO with why if unusable. */
+static int store_read_secret_file(const char *path, uint8_t out[32], char *why, size_t why_len)
+{
+	struct stat st;
+	uint8_t extra;
+	ssize_t n;
+	int fd, r = KMS_E_IO;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return KMS_E_KEY_NOT_FOUND;
+		snprintf(why, why_len, "cannot read '%s': %s", path, strerror(errno));
+		return KMS_E_IO;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, why_len, "'%s' is not a regular file", path);
+		goto out;
+	}
+	if (st.st_mode & 0077) {
+		snprintf(why, why_len,
+			 "'%s' is accessible to other users (mode %04o); run 'chmod 600 %s'", path,
+			 (unsigned)(st.st_mode & 07777), path);
+		goto out;
+	}
+	n = read(fd, out, 32);
+	if (n != 32 || read(fd, &extra, 1) != 0) {
+		snprintf(why, why_len, "'%s' must hold exactly 32 bytes; it is damaged or not a "
+				       "kmsfs key file", path);
+		kms_wipe(out, 32);
+		goto out;
+	}
+	r = 0;
+out:
+	close(fd);
+	return r;
+}
+
+int store_state_secret(struct store *s, const char *name, uint8_t out[32])
+{
+	char path[4096], why[256];
+	int r;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", s->state_dir, name) >= sizeof(path))
+		return KMS_E_IO;
+	r = store_read_secret_file(path, out, why, sizeof(why));
+	if (r == KMS_E_KEY_NOT_FOUND) {
+		r = store_create_secret_file(s->state_dir, path, out);
+		if (r == KMS_E_IO && errno == EEXIST)
+			r = store_read_secret_file(path, out, why, sizeof(why));
+	}
+	return r;
+}
+
+static void store_root_check(const uint8_t *root, char out[2 * CORE_SHA256_BYTES + 1])
+{
+	uint8_t mac[CORE_SHA256_BYTES];
+
+	if (core_hmac_sha256(root, CORE_KEY_BYTES, STORE_ROOT_CHECK_LABEL,
+			     strlen(STORE_ROOT_CHECK_LABEL), mac) < 0)
+		memset(mac, 0, sizeof(mac));
+	kms_hex_encode(mac, sizeof(mac), out);
+}
+
+static int store_load_root(struct store *s, const struct store_options *opt, char *why,
+			   size_t why_len)
+{
+	char path[4096], check[2 * CORE_SHA256_BYTES + 1], stored[128];
+	bool have_check = false;
+	int r;
+
+	if (opt->root_key_file)
+		snprintf(path, sizeof(path), "%s", opt->root_key_file);
+	else if ((size_t)snprintf(path, sizeof(path), "%s/root.key", s->state_dir) >= sizeof(path))
+		return KMS_E_IO;
+	if ((r = s->ops->meta_get(s->be, "root_check", stored, sizeof(stored), &have_check)) < 0) {
+		snprintf(why, why_len, "cannot read the key database in '%s'", s->state_dir);
+		return r;
+	}
+	s->root_key = kms_secret_alloc(CORE_KEY_BYTES);
+	if (!s->root_key)
+		return KMS_E_NOMEM;
+	r = store_read_secret_file(path, s->root_key, why, why_len);
+	if (r == KMS_E_KEY_NOT_FOUND) {
+		if (have_check) {
+			snprintf(why, why_len,
+				 "root key '%s' is missing, but the key database in '%s' holds keys "
+				 "sealed under it; restore root.key from your backup (kmsfs never "
+				 "creates a new root key over existing keys)",
+				 path, s->state_dir);
+			return KMS_E_IO;
+		}
+		if (!opt->create || opt->read_only) {
+			snprintf(why, why_len, "root key '%s' does not exist", path);
+			return KMS_E_IO;
+		}
+		r = store_create_secret_file(s->state_dir, path, s->root_key);
+		if (r < 0) {
+			snprintf(why, why_len, "cannot create root key '%s': %s", path,
+				 strerror(errno));
+			return r;
+		}
+	} else if (r < 0) {
+		return r;
+	}
+	store_root_check(s->root_key, check);
+	if (have_check) {
+		if (strlen(stored) != strlen(check) || !core_equal(stored, check, strlen(check))) {
+			snprintf(why, why_len,
+				 "root key '%s' does not match the key database in '%s': it is not "
+				 "the key these keys were sealed with; restore the right root.key",
+				 path, s->state_dir);
+			return KMS_E_IO;
+		}
+		return 0;
+	}
+	if (opt->read_only)
+		return 0;
+	r = s->ops->meta_set(s->be, "root_check", check);
+	if (r < 0)
+		snprintf(why, why_len, "cannot write to the key database in '%s'", s->state_dir);
+	return r;
+}
+
+static int store_load_identity(struct store *s, const struct store_options *opt)
+{
+	bool found = false;
+	uint8_t raw[16];
+	int r;
+
+	if ((r = s->ops->meta_get(s->be, "domain_id", s->domain_id, sizeof(s->domain_id),
+				  &found)) < 0)
+		return r;
+	if (!found) {
+		if ((r = core_random(raw, sizeof(raw))) < 0)
+			return r;
+		kms_hex_encode(raw, sizeof(raw), s->domain_id);
+		for (char *p = s->domain_id; *p; p++)
+			if (*p >= 'A' && *p <= 'F')
+				*p = (char)(*p - 'A' + 'a');
+		if (!opt->read_only && (r = s->ops->meta_set(s->be, "domain_id", s->domain_id)) < 0)
+			return r;
+	}
+	if ((r = s->ops->meta_get(s->be, "region", s->region, sizeof(s->region), &found)) < 0)
+		return r;
+	if (opt->region && (!found || strcmp(opt->region, s->region) != 0)) {
+		snprintf(s->region, sizeof(s->region), "%s", opt->region);
+		if (!opt->read_only && (r = s->ops->meta_set(s->be, "region", s->region)) < 0)
+			return r;
+	} else if (!found) {
+		snprintf(s->region, sizeof(s->region), "%s", STORE_DEFAULT_REGION);
+	}
+	return 0;
+}
+
+int store_open(const struct store_options *opt, struct store **out, char *why, size_t why_len)
+{
+	struct store *s;
+	struct stat st;
+	int r;
+
+	*out = NULL;
+	snprintf(why, why_len, "unknown error");
+	if ((r = core_init()) < 0) {
+		snprintf(why, why_len, "OpenSSL does not offer AES-256-GCM and SHA-256");
+		return r;
+	}
+	if (!opt->state_dir || !*opt->state_dir) {
+		snprintf(why, why_len, "no state directory given (-o state=DIR)");
+		return KMS_E_IO;
+	}
+	if (opt->create && !opt->read_only && mkdir(opt->state_dir, 0700) != 0 && errno != EEXIST) {
+		snprintf(why, why_len, "cannot create state directory '%s': %s", opt->state_dir,
+			 strerror(errno));
+		return errno == ENOSPC ? KMS_E_NOSPACE : KMS_E_IO;
+	}
+	if (stat(opt->state_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(why, why_len, "state directory '%s' does not exist or is not a directory",
+			 opt->state_dir);
+		return KMS_E_IO;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return KMS_E_NOMEM;
+	snprintf(s->state_dir, sizeof(s->state_dir), "%s", opt->state_dir);
+	pthread_rwlock_init(&s->cache_lock, NULL);
+	s->nbuckets = 1024;
+	s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
+	if (!s->buckets) {
+		r = KMS_E_NOMEM;
+		goto fail;
+	}
+	s->ops = &store_sqlite_ops;
+	r = s->ops->open(s->state_dir, opt->create, opt->read_only, &s->be, why, why_len);
+	if (r < 0)
+		goto fail;
+	if ((r = store_load_root(s, opt, why, why_len)) < 0)
+		goto fail;
+	if ((r = store_load_identity(s, opt)) < 0) {
+		snprintf(why, why_len, "cannot read or write the key database in '%s'",
+			 s->state_dir);
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	store_close(s);
+	return r;
+}
+
+void store_key_release(struct store_key *k)
+{
+	if (!k || __atomic_sub_fetch(&k->refs, 1, __ATOMIC_ACQ_REL) > 0)
+		return;
+	kms_secret_free(k->material, (size_t)k->nversions * CORE_KEY_BYTES);
+	free(k);
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; s->buckets && i < s->nbuckets; i++) {
+		struct store_entry *e = s->buckets[i], *next;
+
+		for (; e; e = next) {
+			next = e->next;
+			store_key_release(e->key);
+			free(e);
+		}
+	}
+	free(s->buckets);
+	if (s->be)
+		s->ops->close(s->be);
+	kms_secret_free(s->root_key, CORE_KEY_BYTES);
+	pthread_rwlock_destroy(&s->cache_lock);
+	free(s);
+}
+
+const char *store_domain_id(const struct store *s)
+{
+	return s->domain_id;
+}
+
+const char *store_region(const struct store *s)
+{
+	return s->region;
+}
+
+const char *store_state_dir(const struct store *s)
+{
+	return s->state_dir;
+}
+
+int store_project_ensure(struct store *s, const char *project)
+{
+	if (!store_project_id_valid(project))
+		return KMS_E_BAD_URL;
+	return s->ops->project_ensure(s->be, project, store_now_ms());
+}
+
+int store_project_exists(struct store *s, const char *project, bool *exists)
+{
+	*exists = false;
+	if (!store_project_id_valid(project))
+		return 0;
+	return s->ops->project_exists(s->be, project, exists);
+}
+
+int store_project_list(struct store *s, store_project_cb cb, void *arg)
+{
+	return s->ops->project_list(s->be, cb, arg);
+}
+
+/* AAD of sealed material: the key id and version it belongs to, so sealed blobs can't be swapped. */
+static void store_material_aad(const char *key_id, uint32_t version,
+			       uint8_t aad[CORE_KEY_ID_BYTES + 4])
+{
+	memcpy(aad, key_id, CORE_KEY_ID_BYTES);
+	aad[CORE_KEY_ID_BYTES] = (uint8_t)version;
+	aad[CORE_KEY_ID_BYTES + 1] = (uint8_t)(version >> 8);
+	aad[CORE_KEY_ID_BYTES + 2] = (uint8_t)(version >> 16);
+	aad[CORE_KEY_ID_BYTES + 3] = (uint8_t)(version >> 24);
+}
+
+static int store_unseal_version(const struct store *s, const char *key_id,
+				const struct store_sealed_version *v, uint8_t out[CORE_KEY_BYTES])
+{
+	uint8_t aad[CORE_KEY_ID_BYTES + 4];
+	size_t n = 0;
+	int r;
+
+	if (strlen(key_id) != CORE_KEY_ID_BYTES)
+		return KMS_E_IO;
+	store_material_aad(key_id, v->version, aad);
+	r = core_unseal(s->root_key, aad, sizeof(aad), v->sealed, v->sealed_len, out,
+			CORE_KEY_BYTES, &n);
+	if (r < 0 || n != CORE_KEY_BYTES) {
+		kms_wipe(out, CORE_KEY_BYTES);
+		return KMS_E_IO;
+	}
+	return 0;
+}
+
+struct store_load_ctx {
+	const struct store *s;
+	struct store_key_meta *meta;
+	struct store_sealed_version versions[64];
+	size_t n;
+};
+
+static int store_collect_version(const struct store_sealed_version *v, void *arg)
+{
+	struct store_load_ctx *c = arg;
+
+	if (c->n >= KMS_ARRAY_SIZE(c->versions) || v->version != c->n)
+		return KMS_E_IO; /* versions must be 0..n-1 with no gaps */
+	c->versions[c->n++] = *v;
+	return 0;
+}
+
+static int store_snapshot_new(const struct store *s, const struct store_key_meta *meta,
+			      const struct store_sealed_version *versions, size_t n,
+			      struct store_key **out)
+{
+	struct store_key *k;
+	int r;
+
+	*out = NULL;
+	if (n == 0)
+		return KMS_E_IO;
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return KMS_E_NOMEM;
+	k->meta = *meta;
+	k->refs = 1;
+	k->material = kms_secret_alloc(n * CORE_KEY_BYTES);
+	if (!k->material) {
+		free(k);
+		return KMS_E_NOMEM;
+	}
+	k->nversions = (uint32_t)n;
+	for (size_t i = 0; i < n; i++) {
+		r = store_unseal_version(s, meta->key_id, &versions[i],
+					 k->material + i * CORE_KEY_BYTES);
+		if (r < 0) {
+			store_key_release(k);
+			return r;
+		}
+	}
+	*out = k;
+	return 0;
+}
+
+static size_t store_hash(const char *key_id)
+{
+	size_t h = 1469598103934665603ull;
+
+	for (; *key_id; key_id++)
+		h = (h ^ (unsigned char)*key_id) * 1099511628211ull;
+	return h;
+}
+
+static struct store_key *store_cache_find_locked(struct store *s, const char *key_id)
+{
+	for (struct store_entry *e = s->buckets[store_hash(key_id) % s->nbuckets]; e; e = e->next)
+		if (strcmp(e->key->meta.key_id, key_id) == 0)
+			return e->key;
+	return NULL;
+}
+
+static void store_cache_grow_locked(struct store *s)
+{
+	size_t nb = s->nbuckets * 2;
+	struct store_entry **b = calloc(nb, sizeof(*b));
+
+	if (!b)
+		return; /* keep the old table: correct, only slower */
+	for (size_t i = 0; i < s->nbuckets; i++) {
+		struct store_entry *e = s->buckets[i], *next;
+
+		for (; e; e = next) {
+			size_t h = store_hash(e->key->meta.key_id) % nb;
+
+			next = e->next;
+			e->next = b[h];
+			b[h] = e;
+		}
+	}
+	free(s->buckets);
+	s->buckets = b;
+	s->nbuckets = nb;
+}
+
+/* Publish k (taking over the caller's reference); returns the snapshot now cached, referenced. */
+static struct store_key *store_cache_publish(struct store *s, struct store_key *k)
+{
+	struct store_entry *e;
+	struct store_key *cur;
+
+	pthread_rwlock_wrlock(&s->cache_lock);
+	cur = store_cache_find_locked(s, k->meta.key_id);
+	if (cur) {
+		/* Someone loaded it first: keep theirs, drop ours. */
+		__atomic_add_fetch(&cur->refs, 1, __ATOMIC_RELAXED);
+		pthread_rwlock_unlock(&s->cache_lock);
+		store_key_release(k);
+		return cur;
+	}
+	e = malloc(sizeof(*e));
+	if (e) {
+		size_t h;
+
+		if (s->nentries >= s->nbuckets)
+			store_cache_grow_locked(s);
+		h = store_hash(k->meta.key_id) % s->nbuckets;
+		e->key = k;
+		e->next = s->buckets[h];
+		s->buckets[h] = e;
+		s->nentries++;
+		__atomic_add_fetch(&k->refs, 1, __ATOMIC_RELAXED); /* the cache's own reference */
+	}
+	pthread_rwlock_unlock(&s->cache_lock);
+	return k;
+}
+
+static int store_key_load(struct store *s, const char *project, const char *key_id,
+			  const char *alias, struct store_key **out)
+{
+	struct store_key_meta meta;
+	struct store_load_ctx *c;
+	struct store_key *k = NULL;
+	int r;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return KMS_E_NOMEM;
+	c->s = s;
+	c->meta = &meta;
+	r = s->ops->key_load(s->be, project, key_id, alias, &meta, store_collect_version, c);
+	if (r == 0)
+		r = store_snapshot_new(s, &meta, c->versions, c->n, &k);
+	kms_wipe(c, sizeof(*c));
+	free(c);
+	if (r < 0)
+		return r;
+	*out = store_cache_publish(s, k);
+	return 0;
+}
+
+int store_key_get(struct store *s, const char *project, const char *key_id, struct store_key **out)
+{
+	struct store_key *k;
+
+	*out = NULL;
+	pthread_rwlock_rdlock(&s->cache_lock);
+	k = store_cache_find_locked(s, key_id);
+	if (k)
+		__atomic_add_fetch(&k->refs, 1, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&s->cache_lock);
+	if (!k) {
+		int r = store_key_load(s, project, key_id, NULL, &k);
+
+		if (r < 0)
+			return r;
+	}
+	if (strcmp(k->meta.project, project) != 0) {
+		store_key_release(k);
+		return KMS_E_KEY_NOT_FOUND;
+	}
+	*out = k;
+	return 0;
+}
+
+int store_key_get_by_alias(struct store *s, const char *project, const char *alias,
+			   struct store_key **out)
+{
+	*out = NULL;
+	return store_key_load(s, project, NULL, alias, out);
+}
+
+const uint8_t *store_key_material(const struct store_key *k, uint32_t version)
+{
+	if (!k || version >= k->nversions)
+		return NULL;
+	return k->material + (size_t)version * CORE_KEY_BYTES;
+}
+
+static void store_new_key_id(char out[KMS_KEY_ID_LEN + 1])
+{
+	uuid_t u;
+
+	uuid_generate_random(u);
+	uuid_unparse_lower(u, out);
+}
+
+int store_key_create(struct store *s, const char *project, const char *alias,
+		     const char *description, unsigned quota, struct store_key **out)
+{
+	struct store_sealed_version v = { 0 };
+	struct store_key_meta meta = { 0 };
+	uint8_t material[CORE_KEY_BYTES], aad[CORE_KEY_ID_BYTES + 4];
+	struct store_key *k = NULL;
+	int r;
+
+	*out = NULL;
+	if ((r = store_project_ensure(s, project)) < 0)
+		return r;
+	snprintf(meta.project, sizeof(meta.project), "%s", project);
+	store_new_key_id(meta.key_id);
+	snprintf(meta.alias, sizeof(meta.alias), "%s", alias);
+	snprintf(meta.description, sizeof(meta.description), "%s", description ? description : "");
+	snprintf(meta.key_spec, sizeof(meta.key_spec), "AES_256");
+	snprintf(meta.key_usage, sizeof(meta.key_usage), "ENCRYPT_DECRYPT");
+	snprintf(meta.origin, sizeof(meta.origin), "kms");
+	meta.state = STORE_KEY_ENABLED;
+	meta.creation_ms = store_now_ms();
+	meta.rotation_interval_days = 365;
+	if ((r = core_random_secret(material, sizeof(material))) < 0)
+		goto out;
+	store_material_aad(meta.key_id, 0, aad);
+	r = core_seal(s->root_key, aad, sizeof(aad), material, sizeof(material), v.sealed,
+		      sizeof(v.sealed), &v.sealed_len);
+	if (r < 0)
+		goto out;
+	/* Durable before anyone hears of it. */
+	if ((r = s->ops->key_insert(s->be, &meta, &v, quota)) < 0)
+		goto out;
+	if ((r = store_snapshot_new(s, &meta, &v, 1, &k)) < 0)
+		goto out;
+	*out = store_cache_publish(s, k);
+	r = 0;
+out:
+	kms_wipe(material, sizeof(material));
+	return r;
+}
+
+struct store_list_ctx {
+	store_key_cb cb;
+	void *arg;
+};
+
+static int store_list_forward(const struct store_key_meta *meta, void *arg)
+{
+	struct store_list_ctx *c = arg;
+
+	return c->cb(meta, c->arg);
+}
+
+int store_key_list(struct store *s, const char *project, int state, size_t offset, size_t limit,
+		   store_key_cb cb, void *arg, size_t *total)
+{
+	struct store_list_ctx c = { cb, arg };
+
+	return s->ops->key_list(s->be, project, state, offset, limit, store_list_forward, &c,
+				total);
+}
+
+int store_key_count(struct store *s, const char *project, size_t *count)
+{
+	return s->ops->key_count(s->be, project, count);
+}
+
+struct store_check_ctx {
+	struct store *s;
+	struct store_key_meta meta;
+	store_check_cb cb;
+	void *arg;
+	size_t versions;
+	size_t bad;
+	char last_bad[KMS_KEY_ID_LEN + 1];
+};
+
+static int store_check_meta(const struct store_key_meta *meta, void *arg)
+{
+	struct store_check_ctx *c = arg;
+
+	c->meta = *meta;
+	return 0;
+}
+
+static int store_check_version(const struct store_sealed_version *v, void *arg)
+{
+	struct store_check_ctx *c = arg;
+	uint8_t material[CORE_KEY_BYTES];
+	int r = v->sealed_len ? store_unseal_version(c->s, c->meta.key_id, v, material) : KMS_E_IO;
+
+	kms_wipe(material, sizeof(material));
+	c->versions++;
+	if (r < 0) {
+		if (strcmp(c->last_bad, c->meta.key_id) != 0) {
+			c->bad++;
+			snprintf(c->last_bad, sizeof(c->last_bad), "%s", c->meta.key_id);
+		}
+		if (c->cb)
+			c->cb(c->meta.project, c->meta.key_id, v->version, r, c->arg);
+	}
+	return 0;
+}
+
+int store_check(struct store *s, store_check_cb cb, void *arg, size_t *versions_checked)
+{
+	struct store_check_ctx c = { .s = s, .cb = cb, .arg = arg };
+	int r = s->ops->key_scan(s->be, store_check_meta, store_check_version, &c);
+
+	*versions_checked = c.versions;
+	if (r < 0)
+		return r;
+	return (int)c.bad;
+}
