@@ -12,6 +12,8 @@
 
 #define BOTH (API_SCOPE_PROJECT | API_SCOPE_KEY)
 
+static int api_tags_dispatch(struct api_request *r);
+
 /* The table: one row per action; no if-chains. */
 static const struct api_action api_actions[] = {
 	{ "create-key", API_SCOPE_PROJECT, AUTH_ROLE_ADMIN, false, api_create_key },
@@ -25,7 +27,45 @@ static const struct api_action api_actions[] = {
 	{ "gen-random", API_SCOPE_PROJECT, AUTH_ROLE_CRYPTO, false, api_gen_random },
 	{ "encrypt-data", BOTH, AUTH_ROLE_CRYPTO, false, api_encrypt_data },
 	{ "decrypt-data", BOTH, AUTH_ROLE_CRYPTO, true, api_decrypt_data },
+	{ "enable-key", BOTH, AUTH_ROLE_ADMIN, false, api_enable_key },
+	{ "disable-key", BOTH, AUTH_ROLE_ADMIN, false, api_disable_key },
+	{ "schedule-key-deletion", BOTH, AUTH_ROLE_ADMIN, false, api_schedule_key_deletion },
+	{ "cancel-key-deletion", BOTH, AUTH_ROLE_ADMIN, false, api_cancel_key_deletion },
+	{ "update-key-alias", BOTH, AUTH_ROLE_ADMIN, false, api_update_key_alias },
+	{ "update-key-description", BOTH, AUTH_ROLE_ADMIN, false, api_update_key_description },
+	{ "enable-key-rotation", BOTH, AUTH_ROLE_ADMIN, false, api_enable_key_rotation },
+	{ "disable-key-rotation", BOTH, AUTH_ROLE_ADMIN, false, api_disable_key_rotation },
+	{ "update-key-rotation-interval", BOTH, AUTH_ROLE_ADMIN, false,
+	  api_update_key_rotation_interval },
+	{ "get-key-rotation-status", BOTH, AUTH_ROLE_VIEWER, false, api_get_key_rotation_status },
+	{ "rotate-key", BOTH, AUTH_ROLE_ADMIN, false, api_rotate_key },
+	{ "user-instances", API_SCOPE_PROJECT, AUTH_ROLE_VIEWER, false, api_user_instances },
+	{ "user-quotas", API_SCOPE_PROJECT, AUTH_ROLE_VIEWER, false, api_user_quotas },
+	{ "versions", API_SCOPE_PROJECT, AUTH_ROLE_VIEWER, false, api_versions },
+	{ "version", API_SCOPE_PROJECT, AUTH_ROLE_VIEWER, false, api_version },
+	{ "create-grant", BOTH, AUTH_ROLE_ADMIN, false, api_create_grant },
+	{ "list-grants", BOTH, AUTH_ROLE_VIEWER, false, api_list_grants },
+	{ "list-retirable-grants", API_SCOPE_PROJECT, AUTH_ROLE_VIEWER, false,
+	  api_list_retirable_grants },
+	{ "revoke-grant", BOTH, AUTH_ROLE_ADMIN, false, api_revoke_grant },
+	{ "retire-grant", BOTH, AUTH_ROLE_VIEWER, false, api_retire_grant },
+	{ "tags", BOTH, AUTH_ROLE_VIEWER, false, api_tags_dispatch },
+	{ "delete-tag", API_SCOPE_KEY, AUTH_ROLE_ADMIN, false, api_delete_tag },
+	{ "tags-action", API_SCOPE_KEY, AUTH_ROLE_ADMIN, false, api_tags_action },
+	{ "resource_instances-action", API_SCOPE_PROJECT, AUTH_ROLE_VIEWER, false,
+	  api_resource_instances },
 };
+
+/* keys/<id>/tags lists or adds (adding needs admin); <P>/tags lists the project's tags. */
+static int api_tags_dispatch(struct api_request *r)
+{
+	if (!r->caller->path_key_id)
+		return api_project_tags(r);
+	if (cJSON_GetObjectItemCaseSensitive(r->body, "tag") && !r->caller->trusted &&
+	    r->caller->claims->role < AUTH_ROLE_ADMIN)
+		return KMS_E_FORBIDDEN;
+	return api_key_tags(r);
+}
 
 const struct api_action *api_action_find(const char *name, unsigned scope)
 {
@@ -152,18 +192,25 @@ static int64_t api_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int api_authorise(const struct api_caller *c, const struct api_action *a, int64_t now_ms)
+/* Token first (as the REST API answers 403 before it looks at the body), then the role; an
+ * action the role does not allow may still be allowed by a grant on the key, which is checked
+ * once the key is known (api_check_grant). */
+static int api_authorise(struct api_request *req)
 {
+	const struct api_caller *c = req->caller;
 	int r;
 
 	if (c->trusted)
 		return 0;
 	if (!c->claims)
 		return c->auth_error ? c->auth_error : KMS_E_TOKEN_MISSING;
-	if ((r = auth_claims_check(c->claims, c->project, now_ms / 1000)) < 0)
+	if ((r = auth_claims_check(c->claims, c->project, req->now_ms / 1000)) < 0)
 		return r;
-	if (c->claims->role < a->min_role)
+	if (c->claims->role >= req->action->min_role)
+		return 0;
+	if (!api_action_grantable(req->action->name))
 		return KMS_E_FORBIDDEN;
+	req->grant_required = true;
 	return 0;
 }
 
@@ -181,9 +228,9 @@ static int api_render(cJSON *out, struct kms_buf *resp)
 	return r == KMS_E_TOO_LONG ? KMS_E_INTERNAL : r;
 }
 
-int api_call(const struct api_service *svc, const struct api_caller *caller,
-	     const struct api_action *action, const uint8_t *req, size_t len,
-	     struct kms_buf *resp)
+static int api_call_one(const struct api_service *svc, const struct api_caller *caller,
+			const struct api_action *action, const uint8_t *req, size_t len,
+			struct kms_buf *resp)
 {
 	struct api_request r = { .svc = svc, .caller = caller, .action = action };
 	size_t start = resp->len;
@@ -196,7 +243,7 @@ int api_call(const struct api_service *svc, const struct api_caller *caller,
 		err = KMS_E_BAD_URL;
 		goto fail;
 	}
-	if ((err = api_authorise(caller, action, r.now_ms)) < 0)
+	if ((err = api_authorise(&r)) < 0)
 		goto fail;
 	if ((err = api_parse(req, len, &r.body)) < 0)
 		goto fail;
@@ -207,6 +254,10 @@ int api_call(const struct api_service *svc, const struct api_caller *caller,
 	}
 	if ((err = action->handler(&r)) < 0)
 		goto fail;
+	if (r.grant_required && !r.grant_checked) {
+		err = KMS_E_FORBIDDEN; /* fail closed: a handler that never checked the grant */
+		goto fail;
+	}
 	if ((err = api_render(r.out, resp)) < 0)
 		goto fail;
 	err = 0;
@@ -225,4 +276,74 @@ out:
 	cJSON_Delete(r.body);
 	cJSON_Delete(r.out);
 	return err;
+}
+
+/* Does the first non-blank line hold a complete JSON object by itself? */
+static bool api_first_line_is_object(const uint8_t *req, size_t len, size_t *line_end)
+{
+	const uint8_t *nl = memchr(req, '\n', len);
+	const char *end = NULL;
+	cJSON *j;
+	bool ok;
+
+	if (!nl)
+		return false;
+	*line_end = (size_t)(nl - req);
+	if (api_blank(req, *line_end))
+		return false;
+	j = cJSON_ParseWithLengthOpts((const char *)req, *line_end, &end, false);
+	ok = j && cJSON_IsObject(j) && end &&
+	     api_blank((const uint8_t *)end, *line_end - (size_t)(end - (const char *)req));
+	cJSON_Delete(j);
+	return ok && !api_blank(nl, len - *line_end);
+}
+
+/* A batch: one request object per line, one response per line, in order; each item succeeds or
+ * fails alone. It is recognised only when the body is not a single JSON value but its first line
+ * is a complete object, so a pretty-printed single request keeps its meaning. */
+static int api_call_batch(const struct api_service *svc, const struct api_caller *caller,
+			  const struct api_action *action, const uint8_t *req, size_t len,
+			  struct kms_buf *resp)
+{
+	size_t pos = 0;
+	int r;
+
+	while (pos < len) {
+		const uint8_t *nl = memchr(req + pos, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - (req + pos)) : len - pos;
+
+		if (!api_blank(req + pos, n)) {
+			r = api_call_one(svc, caller, action, req + pos, n, resp);
+			if (r < 0 && resp->len == 0)
+				return r; /* could not even describe the failure */
+			if (r == KMS_E_TOKEN_MISSING || r == KMS_E_TOKEN_INVALID ||
+			    r == KMS_E_TOKEN_EXPIRED || r == KMS_E_FORBIDDEN)
+				return r; /* the caller may not do this at all: one answer suffices */
+		}
+		pos += n + 1;
+	}
+	return 0;
+}
+
+int api_call(const struct api_service *svc, const struct api_caller *caller,
+	     const struct api_action *action, const uint8_t *req, size_t len,
+	     struct kms_buf *resp)
+{
+	const char *end = NULL;
+	size_t line_end;
+	cJSON *whole;
+
+	if (len > KMS_MAX_REQUEST || !req || !memchr(req, '\n', len) || memchr(req, 0, len))
+		return api_call_one(svc, caller, action, req, len, resp);
+	if (api_init() < 0)
+		return api_call_one(svc, caller, action, req, len, resp);
+	whole = cJSON_ParseWithLengthOpts((const char *)req, len, &end, false);
+	if (whole && end && api_blank((const uint8_t *)end, len - (size_t)(end - (const char *)req))) {
+		cJSON_Delete(whole);
+		return api_call_one(svc, caller, action, req, len, resp);
+	}
+	cJSON_Delete(whole);
+	if (!api_first_line_is_object(req, len, &line_end))
+		return api_call_one(svc, caller, action, req, len, resp);
+	return api_call_batch(svc, caller, action, req, len, resp);
 }

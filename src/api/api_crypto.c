@@ -338,7 +338,8 @@ int api_decrypt_data(struct api_request *r)
 	    core_blob_parse(raw, raw_len, &blob) < 0)
 		goto out;
 	/* The key comes from the blob; a key_id or key folder, if any, must name the same key. */
-	if ((e = store_key_get(r->svc->store, r->caller->project, blob.key_id, &k)) < 0)
+	if ((e = store_key_get(r->svc->store, r->caller->project, blob.key_id, &k)) < 0 ||
+	    (e = api_check_grant(r, k)) < 0)
 		goto out;
 	if (r->caller->path_key_id && strcmp(r->caller->path_key_id, blob.key_id) != 0) {
 		e = KMS_E_BAD_KEY_ID;

@@ -259,6 +259,10 @@ int api_resolve_key(struct api_request *r, bool required, struct store_key **key
 		store_key_release(k);
 		return KMS_E_BAD_KEY_ID;
 	}
+	if ((e = api_check_grant(r, k)) < 0) {
+		store_key_release(k);
+		return e;
+	}
 	*key = k;
 	return 0;
 }

@@ -12,6 +12,8 @@ struct api_request {
 	cJSON *body; /* the request object (never NULL) */
 	cJSON *out;  /* the response object to fill */
 	int64_t now_ms;
+	bool grant_required; /* the role does not allow the action: a grant on the key must */
+	bool grant_checked;
 };
 
 /* A field's raw string value: err_type if present but not a string; KMS_E_MISSING if required
@@ -37,6 +39,12 @@ KMS_WUR int api_parse_key_ref(struct api_request *r, const char *ref, char id[KM
 KMS_WUR int api_key_usable(const struct store_key *k);
 bool api_key_id_valid(const char *s);
 bool api_alias_valid(const char *s);
+bool api_description_valid(const char *s);
+/* Grants: is the action one a grant may allow; does a grant allow it on k for this caller. */
+bool api_action_grantable(const char *name);
+KMS_WUR int api_check_grant(struct api_request *r, const struct store_key *k);
+const char *api_caller_user(const struct api_request *r);
+int api_state_change_arg(struct api_request *r, store_key_edit_fn edit, void *arg);
 
 /* Response helpers. */
 KMS_WUR int api_add_string(cJSON *o, const char *name, const char *value);
@@ -57,3 +65,28 @@ int api_decrypt_datakey(struct api_request *r);
 int api_gen_random(struct api_request *r);
 int api_encrypt_data(struct api_request *r);
 int api_decrypt_data(struct api_request *r);
+int api_enable_key(struct api_request *r);
+int api_disable_key(struct api_request *r);
+int api_schedule_key_deletion(struct api_request *r);
+int api_cancel_key_deletion(struct api_request *r);
+int api_update_key_alias(struct api_request *r);
+int api_update_key_description(struct api_request *r);
+int api_enable_key_rotation(struct api_request *r);
+int api_disable_key_rotation(struct api_request *r);
+int api_update_key_rotation_interval(struct api_request *r);
+int api_get_key_rotation_status(struct api_request *r);
+int api_rotate_key(struct api_request *r);
+int api_user_instances(struct api_request *r);
+int api_user_quotas(struct api_request *r);
+int api_versions(struct api_request *r);
+int api_version(struct api_request *r);
+int api_create_grant(struct api_request *r);
+int api_list_grants(struct api_request *r);
+int api_list_retirable_grants(struct api_request *r);
+int api_revoke_grant(struct api_request *r);
+int api_retire_grant(struct api_request *r);
+int api_key_tags(struct api_request *r);
+int api_delete_tag(struct api_request *r);
+int api_tags_action(struct api_request *r);
+int api_project_tags(struct api_request *r);
+int api_resource_instances(struct api_request *r);

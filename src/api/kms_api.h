@@ -58,7 +58,9 @@ const struct api_action *api_action_at(size_t i);
 /* One-time process setup (cJSON wipe-on-free hooks, crypto). */
 KMS_WUR int api_init(void);
 
-/* Run one request. Empty or all-blank req means "{}". */
+/* Run one request. Empty or all-blank req means "{}". A body of several lines each holding one
+ * JSON object is a batch: one response line per request line, in order, and the return value is
+ * 0 unless the caller may not call the action at all (then one error answers the whole batch). */
 KMS_WUR int api_call(const struct api_service *svc, const struct api_caller *caller,
 		     const struct api_action *action, const uint8_t *req, size_t len,
 		     struct kms_buf *resp);

@@ -14,10 +14,12 @@ void kms_buf_init(struct kms_buf *b, size_t max, bool secret)
 
 int kms_buf_reserve(struct kms_buf *b, size_t extra)
 {
+	/* Past SIZE_MAX / 2, len + extra + 1, max + 1 and the doubling below would wrap. */
+	size_t max = b->max < SIZE_MAX / 2 ? b->max : SIZE_MAX / 2;
 	size_t need, ncap;
 	uint8_t *n;
 
-	if (extra > b->max || b->len > b->max - extra)
+	if (extra > max || b->len > max - extra)
 		return KMS_E_TOO_LONG;
 	need = b->len + extra + 1;
 	if (need <= b->cap)
@@ -25,8 +27,8 @@ int kms_buf_reserve(struct kms_buf *b, size_t extra)
 	ncap = b->cap ? b->cap : 256;
 	while (ncap < need)
 		ncap *= 2;
-	if (ncap > b->max + 1)
-		ncap = b->max + 1;
+	if (ncap > max + 1)
+		ncap = max + 1;
 	/* Never realloc: the old block would be released with its contents in it. */
 	n = malloc(ncap);
 	if (!n)

@@ -38,6 +38,17 @@
 	X(KMS_E_NO_ACCESS, "KMS.0306", 403, EACCES, "No access permissions.")                      \
 	X(KMS_E_FORBIDDEN, "KMS.0307", 403, EACCES, "No access permissions.")                      \
 	X(KMS_E_BAD_PARAM, "KMS.0308", 400, EINVAL, "Invalid parameter.")                          \
+	X(KMS_E_ROTATION_NOT_ENABLED, "KMS.0313", 400, EINVAL, "Key rotation is not enabled.")     \
+	X(KMS_E_TAG_LIST_EMPTY, "KMS.0401", 400, EINVAL, "Tag list cannot be empty.")              \
+	X(KMS_E_TAG_MATCH_VALUE, "KMS.0402", 400, EINVAL, "Invalid match value.")                  \
+	X(KMS_E_TAG_MATCH_KEY, "KMS.0403", 400, EINVAL, "Invalid match key.")                      \
+	X(KMS_E_TAG_ACTION, "KMS.0404", 400, EINVAL, "Invalid action.")                            \
+	X(KMS_E_TAG_VALUE, "KMS.0405", 400, EINVAL, "Invalid tag value.")                          \
+	X(KMS_E_TAG_KEY, "KMS.0406", 400, EINVAL, "Invalid tag key.")                              \
+	X(KMS_E_TOO_MANY_TAGS, "KMS.0409", 400, EINVAL, "Too many tags.")                          \
+	X(KMS_E_TAG_LIST, "KMS.0412", 400, EINVAL, "Invalid tag list.")                            \
+	X(KMS_E_TAG_NOT_FOUND, "KMS.0416", 404, ENOENT, "Invalid tag ID.")                         \
+	X(KMS_E_OFFSET_INVALID, "KMS.0417", 400, EINVAL, "Invalid offset.")                        \
 	X(KMS_E_ALIAS_INVALID, "KMS.1101", 400, EINVAL, "Invalid key_alias.")                      \
 	X(KMS_E_DESCRIPTION_INVALID, "KMS.1103", 400, EINVAL, "Invalid key_description.")          \
 	X(KMS_E_ALIAS_DUPLICATE, "KMS.1104", 400, EEXIST, "Duplicate key aliases.")                \
@@ -59,6 +70,14 @@
 	  "datakey_length must be in the range 8 bits to 8,192 bits.")                             \
 	X(KMS_E_DATAKEY_SPEC, "KMS.1902", 400, EINVAL, "key_spec can only be AES_128 or AES_256.") \
 	X(KMS_E_DATAKEY_MULTIPLE, "KMS.1903", 400, EINVAL, "datakey_length must be a multiple of 8.") \
+	X(KMS_E_GRANT_OPERATIONS, "KMS.2401", 400, EINVAL,                                         \
+	  "Specify an operation in addition to create-grant.")                                     \
+	X(KMS_E_GRANT_USER, "KMS.2402", 400, EINVAL, "Invalid user ID.")                           \
+	X(KMS_E_TOO_MANY_GRANTS, "KMS.2404", 400, EINVAL, "Too many CMK grants.")                  \
+	X(KMS_E_GRANT_ID, "KMS.2501", 400, EINVAL, "Invalid grant ID.")                            \
+	X(KMS_E_GRANT_KEY_MISMATCH, "KMS.2502", 400, EINVAL, "grant_id and key_id do not match.")  \
+	X(KMS_E_ROTATION_NOT_DISABLED, "KMS.2901", 400, EINVAL, "Key rotation is not disabled.")   \
+	X(KMS_E_ROTATION_INTERVAL, "KMS.3001", 400, EINVAL, "Invalid rotation_interval.")          \
 	X(KMS_E_DATAKEY_512, "KMS.2001", 400, EINVAL, "datakey_length must be 512 bits.")          \
 	X(KMS_E_PLAIN_INVALID, "KMS.2101", 400, EINVAL, "Invalid plain_text.")                     \
 	X(KMS_E_PLAIN_LENGTH, "KMS.2102", 400, EINVAL, "datakey_plain_length must be 64 bytes.")   \

@@ -26,3 +26,5 @@
 #define KMS_KEY_ID_LEN 36u
 /* Default key quota per project (kms-api.md section 5: 100 custom CMKs). */
 #define KMS_DEFAULT_KEY_QUOTA 100u
+/* Grants per key (the grant_per_CMK quota of kms-api.md section 4.9). */
+#define KMS_GRANTS_PER_KEY 100u

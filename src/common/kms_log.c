@@ -27,7 +27,7 @@ void kms_log(enum kms_log_level level, const char *fmt, ...)
 	char stamp[32];
 	va_list ap;
 
-	if (level > kms_log_threshold)
+	if (level > kms_log_threshold || !fmt)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);

@@ -41,7 +41,7 @@ static bool core_key_id_chars_ok(const uint8_t *p)
 		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
 		uint8_t c = p[i];
 
-		if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')))
+		if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
 			return false;
 	}
 	return true;
@@ -98,7 +98,8 @@ int core_blob_seal(const uint8_t key[CORE_KEY_BYTES], const char *key_id, uint32
 	int r = KMS_E_INTERNAL;
 
 	*out_len = 0;
-	if (n == 0 || n > CORE_BLOB_MAX_PLAIN || strlen(key_id) != CORE_KEY_ID_BYTES)
+	if (n == 0 || n > CORE_BLOB_MAX_PLAIN || strlen(key_id) != CORE_KEY_ID_BYTES ||
+	    !core_key_id_chars_ok((const uint8_t *)key_id))
 		return KMS_E_INTERNAL;
 	total = core_blob_size(n);
 	if (out_cap < total)

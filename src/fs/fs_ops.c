@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "common/kms_err.h"
+#include "common/kms_log.h"
 #include "common/kms_secmem.h"
 #include "fs_internal.h"
 
@@ -127,12 +128,30 @@ fail:
 	return r;
 }
 
-/* Wipes expired mailboxes every second, so an unread response never outlives its TTL by much. */
+/* Scheduled deletions and automatic rotations that are due (also after downtime). */
+static void fs_sweep(struct fs *fs)
+{
+	size_t deleted = 0, rotated = 0;
+	int r = store_sweep(fs->store, store_now_ms(), &deleted, &rotated);
+
+	if (r < 0)
+		kms_log_error("key maintenance failed: %s", kms_err_info(r)->message);
+	if (deleted)
+		kms_log_info("destroyed %zu keys whose scheduled deletion date passed", deleted);
+	if (rotated)
+		kms_log_info("rotated %zu keys whose rotation interval passed", rotated);
+}
+
+/* Every second: wipe expired mailboxes (an unread response never outlives its TTL by much) and
+ * notice changes kmsctl made to the database; every 10 s: key maintenance. */
 static void *fs_janitor(void *arg)
 {
 	struct fs *fs = arg;
 	struct timespec ts;
+	unsigned ticks = 0;
+	bool changed;
 
+	fs_sweep(fs);
 	pthread_mutex_lock(&fs->janitor_lock);
 	while (!fs->stopping) {
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -140,6 +159,10 @@ static void *fs_janitor(void *arg)
 		pthread_cond_timedwait(&fs->janitor_cond, &fs->janitor_lock, &ts);
 		pthread_mutex_unlock(&fs->janitor_lock);
 		fs_mailbox_expire(fs, false);
+		if (store_refresh(fs->store, &changed) == 0 && changed)
+			kms_log_debug("key database changed by another process; cache dropped");
+		if (++ticks % 10 == 0)
+			fs_sweep(fs);
 		pthread_mutex_lock(&fs->janitor_lock);
 	}
 	pthread_mutex_unlock(&fs->janitor_lock);

@@ -102,6 +102,67 @@ KMS_WUR int store_key_list(struct store *s, const char *project, int state, size
 			   size_t limit, store_key_cb cb, void *arg, size_t *total);
 KMS_WUR int store_key_count(struct store *s, const char *project, size_t *count);
 
+/* Change a key's metadata atomically: edit validates the transition on a copy of the current
+ * metadata and changes it (returning a KMS_E_* to refuse); the result is made durable, then
+ * published. *out (optional) is the new snapshot. Serialised with all other changes. */
+typedef int (*store_key_edit_fn)(struct store_key_meta *meta, void *arg);
+KMS_WUR int store_key_modify(struct store *s, const char *project, const char *key_id,
+			     store_key_edit_fn edit, void *arg, struct store_key **out);
+/* New material version; encryption uses it from now on, old versions still decrypt. */
+KMS_WUR int store_key_rotate(struct store *s, const char *project, const char *key_id,
+			     int64_t now_ms, struct store_key **out);
+/* Destroy keys whose scheduled deletion date has passed and rotate keys whose rotation interval
+ * has passed, as of now_ms (also catching up after downtime). */
+KMS_WUR int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t *rotated);
+/* Forget cached snapshots if another process (kmsctl) changed the database since the last call. */
+KMS_WUR int store_refresh(struct store *s, bool *changed);
+int64_t store_now_ms(void);
+
+/* Grants (kms-api.md section 4.10): who else may use a key, and for what. */
+#define STORE_GRANT_ID_LEN 64u
+#define STORE_PRINCIPAL_MAX 64u
+#define STORE_GRANT_OPS_MAX 256u
+struct store_grant {
+	char grant_id[STORE_GRANT_ID_LEN + 1];
+	char project[KMS_MAX_PROJECT_ID + 1];
+	char key_id[KMS_KEY_ID_LEN + 1];
+	char grantee[STORE_PRINCIPAL_MAX + 1];
+	char grantee_type[8]; /* user | domain */
+	char operations[STORE_GRANT_OPS_MAX + 1]; /* comma-separated action names */
+	char issuer[STORE_PRINCIPAL_MAX + 1];
+	char retiring[STORE_PRINCIPAL_MAX + 1];
+	char name[KMS_MAX_ALIAS + 1];
+	int64_t creation_ms;
+};
+typedef int (*store_grant_cb)(const struct store_grant *g, void *arg);
+/* Grant filter: any field NULL matches all. */
+struct store_grant_filter {
+	const char *project;
+	const char *key_id;
+	const char *grantee;
+	const char *retiring;
+	const char *grant_id;
+};
+/* KMS_E_TOO_MANY_GRANTS when the key already has max grants. */
+KMS_WUR int store_grant_create(struct store *s, const struct store_grant *g, unsigned max);
+KMS_WUR int store_grant_delete(struct store *s, const char *grant_id);
+KMS_WUR int store_grant_list(struct store *s, const struct store_grant_filter *f, size_t offset,
+			     size_t limit, store_grant_cb cb, void *arg, size_t *total);
+/* The largest number of grants on one key of the project (the grant_per_CMK quota's use). */
+KMS_WUR int store_grant_count_max(struct store *s, const char *project, size_t *n);
+
+/* Tags (kms-api.md section 4.11). */
+typedef int (*store_tag_cb)(const char *key_id, const char *tag_key, const char *tag_value,
+			    void *arg);
+/* Insert or replace; KMS_E_TOO_MANY_TAGS past max tags on the key. */
+KMS_WUR int store_tag_set(struct store *s, const char *key_id, const char *tag_key,
+			  const char *tag_value, unsigned max);
+/* KMS_E_TAG_NOT_FOUND if the key has no such tag. */
+KMS_WUR int store_tag_delete(struct store *s, const char *key_id, const char *tag_key);
+/* Tags of one key (key_id) or of every key of a project (key_id NULL), by key then tag. */
+KMS_WUR int store_tag_list(struct store *s, const char *project, const char *key_id,
+			   store_tag_cb cb, void *arg);
+
 /* Unseal every version of every key; calls cb for each failure. Returns number of bad keys. */
 typedef void (*store_check_cb)(const char *project, const char *key_id, uint32_t version, int err,
 			       void *arg);

@@ -37,12 +37,14 @@ struct store {
 	char domain_id[33];
 	char region[64];
 	pthread_rwlock_t cache_lock;
+	pthread_mutex_t update_lock; /* serialises changes to keys */
+	int64_t data_version;
 	struct store_entry **buckets;
 	size_t nbuckets;
 	size_t nentries;
 };
 
-static int64_t store_now_ms(void)
+int64_t store_now_ms(void)
 {
 	struct timespec ts;
 
@@ -280,6 +282,7 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 		return KMS_E_NOMEM;
 	snprintf(s->state_dir, sizeof(s->state_dir), "%s", opt->state_dir);
 	pthread_rwlock_init(&s->cache_lock, NULL);
+	pthread_mutex_init(&s->update_lock, NULL);
 	s->nbuckets = 1024;
 	s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
 	if (!s->buckets) {
@@ -330,6 +333,7 @@ void store_close(struct store *s)
 		s->ops->close(s->be);
 	kms_secret_free(s->root_key, CORE_KEY_BYTES);
 	pthread_rwlock_destroy(&s->cache_lock);
+	pthread_mutex_destroy(&s->update_lock);
 	free(s);
 }
 
@@ -703,4 +707,296 @@ int store_check(struct store *s, store_check_cb cb, void *arg, size_t *versions_
 	if (r < 0)
 		return r;
 	return (int)c.bad;
+}
+
+/* Replace (or drop, when k is NULL) the cached snapshot of key_id. Takes over k's reference. */
+static void store_cache_replace(struct store *s, const char *key_id, struct store_key *k)
+{
+	struct store_entry **pp, *e;
+	struct store_key *old = NULL;
+
+	pthread_rwlock_wrlock(&s->cache_lock);
+	for (pp = &s->buckets[store_hash(key_id) % s->nbuckets]; *pp; pp = &(*pp)->next) {
+		if (strcmp((*pp)->key->meta.key_id, key_id) == 0)
+			break;
+	}
+	e = *pp;
+	if (e && k) {
+		old = e->key;
+		e->key = k;
+	} else if (e) {
+		old = e->key;
+		*pp = e->next;
+		free(e);
+		s->nentries--;
+	} else if (k) {
+		e = malloc(sizeof(*e));
+		if (e) {
+			e->key = k;
+			e->next = s->buckets[store_hash(key_id) % s->nbuckets];
+			s->buckets[store_hash(key_id) % s->nbuckets] = e;
+			s->nentries++;
+		} else {
+			old = k; /* can't cache: correct, only slower */
+		}
+	}
+	pthread_rwlock_unlock(&s->cache_lock);
+	store_key_release(old);
+}
+
+static void store_cache_clear(struct store *s)
+{
+	struct store_entry *dead = NULL;
+
+	pthread_rwlock_wrlock(&s->cache_lock);
+	for (size_t i = 0; i < s->nbuckets; i++) {
+		while (s->buckets[i]) {
+			struct store_entry *e = s->buckets[i];
+
+			s->buckets[i] = e->next;
+			e->next = dead;
+			dead = e;
+		}
+	}
+	s->nentries = 0;
+	pthread_rwlock_unlock(&s->cache_lock);
+	while (dead) {
+		struct store_entry *next = dead->next;
+
+		store_key_release(dead->key);
+		free(dead);
+		dead = next;
+	}
+}
+
+/* A new snapshot with new metadata and the same material. */
+static int store_snapshot_with_meta(const struct store_key *cur, const struct store_key_meta *m,
+				    struct store_key **out)
+{
+	struct store_key *k = calloc(1, sizeof(*k));
+	size_t n = (size_t)cur->nversions * CORE_KEY_BYTES;
+
+	*out = NULL;
+	if (!k)
+		return KMS_E_NOMEM;
+	k->material = kms_secret_alloc(n);
+	if (!k->material) {
+		free(k);
+		return KMS_E_NOMEM;
+	}
+	memcpy(k->material, cur->material, n);
+	k->nversions = cur->nversions;
+	k->meta = *m;
+	k->refs = 1;
+	*out = k;
+	return 0;
+}
+
+static void store_publish_out(struct store *s, struct store_key *k, struct store_key **out)
+{
+	if (out) {
+		__atomic_add_fetch(&k->refs, 1, __ATOMIC_RELAXED);
+		*out = k;
+	}
+	store_cache_replace(s, k->meta.key_id, k);
+}
+
+int store_key_modify(struct store *s, const char *project, const char *key_id,
+		     store_key_edit_fn edit, void *arg, struct store_key **out)
+{
+	struct store_key *cur = NULL, *k = NULL;
+	struct store_key_meta m;
+	int r;
+
+	if (out)
+		*out = NULL;
+	pthread_mutex_lock(&s->update_lock);
+	if ((r = store_key_get(s, project, key_id, &cur)) < 0)
+		goto out;
+	m = cur->meta;
+	if ((r = edit(&m, arg)) < 0)
+		goto out;
+	if ((r = s->ops->key_update(s->be, &m)) < 0)
+		goto out;
+	if ((r = store_snapshot_with_meta(cur, &m, &k)) < 0) {
+		store_cache_replace(s, key_id, NULL); /* durable but not cached: reload later */
+		goto out;
+	}
+	store_publish_out(s, k, out);
+	r = 0;
+out:
+	store_key_release(cur);
+	pthread_mutex_unlock(&s->update_lock);
+	return r;
+}
+
+static int store_rotate_locked(struct store *s, struct store_key *cur, int64_t now_ms,
+			       struct store_key **out)
+{
+	struct store_sealed_version v = { 0 };
+	uint8_t aad[CORE_KEY_ID_BYTES + 4];
+	struct store_key_meta m = cur->meta;
+	struct store_key *k = NULL;
+	size_t old = (size_t)cur->nversions * CORE_KEY_BYTES;
+	int r;
+
+	if (cur->nversions >= 64)
+		return KMS_E_BAD_PARAM; /* bounded history: see README, rotation */
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return KMS_E_NOMEM;
+	k->refs = 1;
+	k->nversions = cur->nversions + 1;
+	k->material = kms_secret_alloc(old + CORE_KEY_BYTES);
+	if (!k->material) {
+		free(k);
+		return KMS_E_NOMEM;
+	}
+	memcpy(k->material, cur->material, old);
+	if ((r = core_random_secret(k->material + old, CORE_KEY_BYTES)) < 0)
+		goto fail;
+	v.version = cur->nversions;
+	store_material_aad(m.key_id, v.version, aad);
+	r = core_seal(s->root_key, aad, sizeof(aad), k->material + old, CORE_KEY_BYTES, v.sealed,
+		      sizeof(v.sealed), &v.sealed_len);
+	if (r < 0)
+		goto fail;
+	m.current_version = v.version;
+	m.rotations++;
+	m.last_rotation_ms = now_ms;
+	if ((r = s->ops->key_add_version(s->be, &m, &v)) < 0)
+		goto fail;
+	k->meta = m;
+	store_publish_out(s, k, out);
+	return 0;
+fail:
+	store_key_release(k);
+	return r;
+}
+
+int store_key_rotate(struct store *s, const char *project, const char *key_id, int64_t now_ms,
+		     struct store_key **out)
+{
+	struct store_key *cur = NULL;
+	int r;
+
+	if (out)
+		*out = NULL;
+	pthread_mutex_lock(&s->update_lock);
+	r = store_key_get(s, project, key_id, &cur);
+	if (r == 0)
+		r = store_rotate_locked(s, cur, now_ms, out);
+	store_key_release(cur);
+	pthread_mutex_unlock(&s->update_lock);
+	return r;
+}
+
+struct store_due {
+	struct store_key_meta *keys;
+	size_t n, cap;
+};
+
+static int store_collect_due(const struct store_key_meta *m, void *arg)
+{
+	struct store_due *d = arg;
+
+	if (d->n == d->cap) {
+		size_t ncap = d->cap ? d->cap * 2 : 16;
+		struct store_key_meta *p = realloc(d->keys, ncap * sizeof(*p));
+
+		if (!p)
+			return KMS_E_NOMEM;
+		d->keys = p;
+		d->cap = ncap;
+	}
+	d->keys[d->n++] = *m;
+	return 0;
+}
+
+int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t *rotated)
+{
+	struct store_due due = { 0 };
+	int r;
+
+	*deleted = *rotated = 0;
+	pthread_mutex_lock(&s->update_lock);
+	r = s->ops->key_due(s->be, now_ms, store_collect_due, &due);
+	for (size_t i = 0; r == 0 && i < due.n; i++) {
+		const struct store_key_meta *m = &due.keys[i];
+
+		if (m->state == STORE_KEY_PENDING_DELETION) {
+			if ((r = s->ops->key_delete(s->be, m->key_id)) == 0) {
+				store_cache_replace(s, m->key_id, NULL);
+				(*deleted)++;
+			}
+		} else {
+			struct store_key *cur = NULL;
+
+			r = store_key_get(s, m->project, m->key_id, &cur);
+			if (r == 0)
+				r = store_rotate_locked(s, cur, now_ms, NULL);
+			store_key_release(cur);
+			if (r == 0)
+				(*rotated)++;
+		}
+	}
+	pthread_mutex_unlock(&s->update_lock);
+	free(due.keys);
+	return r;
+}
+
+int store_refresh(struct store *s, bool *changed)
+{
+	int64_t v = 0;
+	int r = s->ops->data_version(s->be, &v);
+
+	*changed = false;
+	if (r < 0)
+		return r;
+	if (v != s->data_version) {
+		if (s->data_version != 0) {
+			store_cache_clear(s);
+			*changed = true;
+		}
+		s->data_version = v;
+	}
+	return 0;
+}
+
+int store_grant_create(struct store *s, const struct store_grant *g, unsigned max)
+{
+	return s->ops->grant_insert(s->be, g, max);
+}
+
+int store_grant_delete(struct store *s, const char *grant_id)
+{
+	return s->ops->grant_delete(s->be, grant_id);
+}
+
+int store_grant_list(struct store *s, const struct store_grant_filter *f, size_t offset,
+		     size_t limit, store_grant_cb cb, void *arg, size_t *total)
+{
+	return s->ops->grant_list(s->be, f, offset, limit, cb, arg, total);
+}
+
+int store_grant_count_max(struct store *s, const char *project, size_t *n)
+{
+	return s->ops->grant_count_max(s->be, project, n);
+}
+
+int store_tag_set(struct store *s, const char *key_id, const char *tag_key,
+		  const char *tag_value, unsigned max)
+{
+	return s->ops->tag_set(s->be, key_id, tag_key, tag_value, max);
+}
+
+int store_tag_delete(struct store *s, const char *key_id, const char *tag_key)
+{
+	return s->ops->tag_delete(s->be, key_id, tag_key);
+}
+
+int store_tag_list(struct store *s, const char *project, const char *key_id, store_tag_cb cb,
+		   void *arg)
+{
+	return s->ops->tag_list(s->be, project, key_id, cb, arg);
 }

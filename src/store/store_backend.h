@@ -36,6 +36,29 @@ struct store_backend_ops {
 				size_t offset, size_t limit, store_backend_meta_cb cb, void *arg,
 				size_t *total);
 	KMS_WUR int (*key_count)(struct store_backend *b, const char *project, size_t *count);
+	/* Replace a key's mutable fields (alias uniqueness enforced: KMS_E_ALIAS_DUPLICATE). */
+	KMS_WUR int (*key_update)(struct store_backend *b, const struct store_key_meta *meta);
+	/* Add a material version and update the key's fields, atomically. */
+	KMS_WUR int (*key_add_version)(struct store_backend *b, const struct store_key_meta *meta,
+				       const struct store_sealed_version *v);
+	KMS_WUR int (*key_delete)(struct store_backend *b, const char *key_id);
+	/* Keys due for deletion (state 4, deletion time passed) or automatic rotation. */
+	KMS_WUR int (*key_due)(struct store_backend *b, int64_t now_ms, store_backend_meta_cb cb,
+			       void *arg);
+	/* Changes when another process commits: lets the cache notice kmsctl's edits. */
+	KMS_WUR int (*data_version)(struct store_backend *b, int64_t *version);
+	KMS_WUR int (*grant_insert)(struct store_backend *b, const struct store_grant *g,
+				    unsigned max);
+	KMS_WUR int (*grant_delete)(struct store_backend *b, const char *grant_id);
+	KMS_WUR int (*grant_list)(struct store_backend *b, const struct store_grant_filter *f,
+				  size_t offset, size_t limit, store_grant_cb cb, void *arg,
+				  size_t *total);
+	KMS_WUR int (*grant_count_max)(struct store_backend *b, const char *project, size_t *n);
+	KMS_WUR int (*tag_set)(struct store_backend *b, const char *key_id, const char *tag_key,
+			       const char *tag_value, unsigned max);
+	KMS_WUR int (*tag_delete)(struct store_backend *b, const char *key_id, const char *tag_key);
+	KMS_WUR int (*tag_list)(struct store_backend *b, const char *project, const char *key_id,
+				store_tag_cb cb, void *arg);
 	/* Every key with every version, for integrity checks. */
 	KMS_WUR int (*key_scan)(struct store_backend *b, store_backend_meta_cb meta_cb,
 				store_backend_version_cb cb, void *arg);

@@ -47,6 +47,18 @@ static const char store_sqlite_schema[] =
 	"  sealed BLOB NOT NULL,"
 	"  created_ms INTEGER NOT NULL,"
 	"  PRIMARY KEY(key_id, version));"
+	"CREATE TABLE IF NOT EXISTS grants("
+	"  grant_id TEXT PRIMARY KEY,"
+	"  project_id TEXT NOT NULL,"
+	"  key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
+	"  grantee TEXT NOT NULL, grantee_type TEXT NOT NULL, operations TEXT NOT NULL,"
+	"  issuer TEXT NOT NULL, retiring TEXT NOT NULL DEFAULT '', name TEXT NOT NULL DEFAULT '',"
+	"  creation_ms INTEGER NOT NULL);"
+	"CREATE INDEX IF NOT EXISTS grants_key ON grants(key_id);"
+	"CREATE TABLE IF NOT EXISTS tags("
+	"  key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
+	"  tag_key TEXT NOT NULL, tag_value TEXT NOT NULL,"
+	"  PRIMARY KEY(key_id, tag_key));"
 	"INSERT OR IGNORE INTO meta(name, value) VALUES('schema_version', '1');";
 
 #define STORE_KEY_COLUMNS                                                                          \
@@ -546,6 +558,375 @@ static int store_sqlite_key_scan(struct store_backend *b, store_backend_meta_cb 
 			   NULL, 0, NULL, 0, store_scan_row, &s);
 }
 
+static int store_update_locked(struct store_backend *b, const struct store_key_meta *m)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	rc = sqlite3_prepare_v2(b->db,
+				"UPDATE keys SET key_alias = ?, key_description = ?, key_state = ?, "
+				"deletion_ms = ?, rotation_enabled = ?, rotation_interval = ?, "
+				"last_rotation_ms = ?, rotations = ?, current_version = ? "
+				"WHERE key_id = ?",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, m->alias, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, m->description, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 3, m->state);
+		sqlite3_bind_int64(st, 4, m->deletion_ms);
+		sqlite3_bind_int(st, 5, m->rotation_enabled);
+		sqlite3_bind_int(st, 6, m->rotation_interval_days);
+		sqlite3_bind_int64(st, 7, m->last_rotation_ms);
+		sqlite3_bind_int64(st, 8, m->rotations);
+		sqlite3_bind_int64(st, 9, m->current_version);
+		sqlite3_bind_text(st, 10, m->key_id, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+		if (rc == SQLITE_DONE && sqlite3_changes(b->db) != 1)
+			rc = SQLITE_NOTFOUND;
+	}
+	sqlite3_finalize(st);
+	if (rc == SQLITE_NOTFOUND)
+		return KMS_E_KEY_NOT_FOUND;
+	return rc == SQLITE_DONE ? 0 : store_sqlite_err(rc);
+}
+
+static int store_sqlite_key_update(struct store_backend *b, const struct store_key_meta *m)
+{
+	int r;
+
+	pthread_mutex_lock(&b->lock);
+	r = store_update_locked(b, m);
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
+static int store_sqlite_key_add_version(struct store_backend *b, const struct store_key_meta *m,
+					const struct store_sealed_version *v)
+{
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	pthread_mutex_lock(&b->lock);
+	if ((r = store_exec_locked(b, "BEGIN IMMEDIATE")) < 0)
+		goto out;
+	rc = sqlite3_prepare_v2(b->db,
+				"INSERT INTO key_versions(key_id, version, sealed, created_ms) "
+				"VALUES(?,?,?,?)",
+				-1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, m->key_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, v->version);
+		sqlite3_bind_blob(st, 3, v->sealed, (int)v->sealed_len, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, m->last_rotation_ms);
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	r = rc == SQLITE_DONE ? store_update_locked(b, m) : store_sqlite_err(rc);
+	if (r == 0)
+		r = store_exec_locked(b, "COMMIT");
+	if (r < 0)
+		(void)sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+out:
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
+static int store_sqlite_key_delete(struct store_backend *b, const char *key_id)
+{
+	const char *t[] = { key_id };
+	int r;
+
+	/* Versions first (explicitly: foreign keys may be off in old databases), then the key;
+	 * secure_delete=ON overwrites the freed pages, so the sealed material is really gone. */
+	r = store_query(b, "DELETE FROM key_versions WHERE key_id = ?", t, 1, NULL, 0, NULL, NULL);
+	if (r == 0)
+		r = store_query(b, "DELETE FROM grants WHERE key_id = ?", t, 1, NULL, 0, NULL, NULL);
+	if (r == 0)
+		r = store_query(b, "DELETE FROM tags WHERE key_id = ?", t, 1, NULL, 0, NULL, NULL);
+	if (r == 0)
+		r = store_query(b, "DELETE FROM keys WHERE key_id = ?", t, 1, NULL, 0, NULL, NULL);
+	return r;
+}
+
+static int store_sqlite_key_due(struct store_backend *b, int64_t now_ms, store_backend_meta_cb cb,
+				void *arg)
+{
+	struct store_list_rows l = { cb, arg };
+	int64_t ints[2] = { now_ms, now_ms };
+
+	return store_query(b,
+			   "SELECT " STORE_KEY_COLUMNS " FROM keys WHERE "
+			   "(key_state = 4 AND deletion_ms > 0 AND deletion_ms <= ?) OR "
+			   "(key_state = 2 AND rotation_enabled = 1 AND "
+			   " max(last_rotation_ms, creation_ms) + rotation_interval * 86400000 <= ?)",
+			   NULL, 0, ints, 2, store_list_row, &l);
+}
+
+static int store_version_row(sqlite3_stmt *st, void *arg)
+{
+	*(int64_t *)arg = sqlite3_column_int64(st, 0);
+	return 0;
+}
+
+static int store_sqlite_data_version(struct store_backend *b, int64_t *version)
+{
+	return store_query(b, "PRAGMA data_version", NULL, 0, NULL, 0, store_version_row, version);
+}
+
+/* Run a statement that counts rows for a key under the write lock, then one that changes them:
+ * the limit check and the change are one step. */
+static int store_limited_write(struct store_backend *b, const char *count_sql, const char *key_id,
+			       unsigned max, int too_many, sqlite3_stmt *write)
+{
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	if ((r = store_exec_locked(b, "BEGIN IMMEDIATE")) < 0)
+		return r;
+	rc = sqlite3_prepare_v2(b->db, count_sql, -1, &st, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+	}
+	if (rc != SQLITE_ROW) {
+		r = store_sqlite_err(rc);
+		r = r ? r : KMS_E_IO;
+	} else if (sqlite3_column_int64(st, 0) >= (int64_t)max) {
+		r = too_many;
+	} else {
+		rc = sqlite3_step(write);
+		r = rc == SQLITE_DONE ? 0 : store_sqlite_err(rc);
+		if (r == KMS_E_ALIAS_DUPLICATE) /* constraint: the key vanished meanwhile */
+			r = KMS_E_KEY_NOT_FOUND;
+	}
+	sqlite3_finalize(st);
+	if (r == 0)
+		r = store_exec_locked(b, "COMMIT");
+	if (r < 0)
+		(void)sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+	return r;
+}
+
+static int store_sqlite_grant_insert(struct store_backend *b, const struct store_grant *g,
+				     unsigned max)
+{
+	sqlite3_stmt *st = NULL;
+	int r, rc;
+
+	pthread_mutex_lock(&b->lock);
+	rc = sqlite3_prepare_v2(b->db,
+				"INSERT INTO grants(grant_id, project_id, key_id, grantee, grantee_type, "
+				"operations, issuer, retiring, name, creation_ms) "
+				"VALUES(?,?,?,?,?,?,?,?,?,?)",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		r = store_sqlite_err(rc);
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, g->grant_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, g->project, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, g->key_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, g->grantee, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, g->grantee_type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, g->operations, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, g->issuer, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, g->retiring, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 9, g->name, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 10, g->creation_ms);
+	r = store_limited_write(b, "SELECT count(*) FROM grants WHERE key_id = ?", g->key_id, max,
+				KMS_E_TOO_MANY_GRANTS, st);
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
+static int store_sqlite_grant_delete(struct store_backend *b, const char *grant_id)
+{
+	const char *t[] = { grant_id };
+
+	return store_query(b, "DELETE FROM grants WHERE grant_id = ?", t, 1, NULL, 0, NULL, NULL);
+}
+
+struct store_grant_rows {
+	store_grant_cb cb;
+	void *arg;
+};
+
+static int store_grant_row(sqlite3_stmt *st, void *arg)
+{
+	struct store_grant_rows *l = arg;
+	struct store_grant g;
+
+	memset(&g, 0, sizeof(g));
+	store_copy(g.grant_id, sizeof(g.grant_id), sqlite3_column_text(st, 0));
+	store_copy(g.project, sizeof(g.project), sqlite3_column_text(st, 1));
+	store_copy(g.key_id, sizeof(g.key_id), sqlite3_column_text(st, 2));
+	store_copy(g.grantee, sizeof(g.grantee), sqlite3_column_text(st, 3));
+	store_copy(g.grantee_type, sizeof(g.grantee_type), sqlite3_column_text(st, 4));
+	store_copy(g.operations, sizeof(g.operations), sqlite3_column_text(st, 5));
+	store_copy(g.issuer, sizeof(g.issuer), sqlite3_column_text(st, 6));
+	store_copy(g.retiring, sizeof(g.retiring), sqlite3_column_text(st, 7));
+	store_copy(g.name, sizeof(g.name), sqlite3_column_text(st, 8));
+	g.creation_ms = sqlite3_column_int64(st, 9);
+	return l->cb(&g, l->arg);
+}
+
+#define STORE_GRANT_WHERE                                                                          \
+	" FROM grants WHERE (?1 IS NULL OR project_id = ?1) AND (?2 IS NULL OR key_id = ?2) AND "  \
+	"(?3 IS NULL OR grantee = ?3) AND (?4 IS NULL OR retiring = ?4) AND "                      \
+	"(?5 IS NULL OR grant_id = ?5)"
+
+static int store_grant_query(struct store_backend *b, const char *sql,
+			     const struct store_grant_filter *f, int64_t limit, int64_t offset,
+			     store_row_fn fn, void *arg)
+{
+	const char *vals[5] = { f->project, f->key_id, f->grantee, f->retiring, f->grant_id };
+	sqlite3_stmt *st = NULL;
+	int r = 0, rc;
+
+	pthread_mutex_lock(&b->lock);
+	rc = sqlite3_prepare_v2(b->db, sql, -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		r = store_sqlite_err(rc);
+		goto out;
+	}
+	for (int i = 0; i < 5; i++) {
+		if (vals[i])
+			sqlite3_bind_text(st, i + 1, vals[i], -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st, i + 1);
+	}
+	if (sqlite3_bind_parameter_count(st) >= 7) {
+		sqlite3_bind_int64(st, 6, limit);
+		sqlite3_bind_int64(st, 7, offset);
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if ((r = fn(st, arg)) != 0)
+			goto out;
+	if (rc != SQLITE_DONE)
+		r = store_sqlite_err(rc);
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
+static int store_sqlite_grant_list(struct store_backend *b, const struct store_grant_filter *f,
+				   size_t offset, size_t limit, store_grant_cb cb, void *arg,
+				   size_t *total)
+{
+	struct store_grant_rows l = { cb, arg };
+	int r;
+
+	*total = 0;
+	r = store_grant_query(b, "SELECT count(*)" STORE_GRANT_WHERE, f, 0, 0, store_count_row,
+			      total);
+	if (r < 0 || limit == 0)
+		return r;
+	return store_grant_query(b,
+				 "SELECT grant_id, project_id, key_id, grantee, grantee_type, "
+				 "operations, issuer, retiring, name, creation_ms" STORE_GRANT_WHERE
+				 " ORDER BY creation_ms, rowid LIMIT ?6 OFFSET ?7",
+				 f, (int64_t)(limit > INT64_MAX ? INT64_MAX : limit), (int64_t)offset,
+				 store_grant_row, &l);
+}
+
+static int store_sqlite_grant_count_max(struct store_backend *b, const char *project, size_t *n)
+{
+	const char *t[] = { project };
+
+	*n = 0;
+	return store_query(b,
+			   "SELECT coalesce(max(c), 0) FROM (SELECT count(*) AS c FROM grants "
+			   "WHERE project_id = ? GROUP BY key_id)",
+			   t, 1, NULL, 0, store_count_row, n);
+}
+
+static int store_sqlite_tag_set(struct store_backend *b, const char *key_id, const char *tag_key,
+				const char *tag_value, unsigned max)
+{
+	sqlite3_stmt *st = NULL;
+	const char *t[] = { key_id, tag_key };
+	bool exists = false;
+	int r, rc;
+
+	pthread_mutex_lock(&b->lock);
+	r = store_query(b, "SELECT 1 FROM tags WHERE key_id = ? AND tag_key = ?", t, 2, NULL, 0,
+			store_true_row, &exists);
+	if (r < 0)
+		goto out;
+	rc = sqlite3_prepare_v2(b->db,
+				"INSERT OR REPLACE INTO tags(key_id, tag_key, tag_value) VALUES(?,?,?)",
+				-1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		r = store_sqlite_err(rc);
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, tag_key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, tag_value, -1, SQLITE_STATIC);
+	/* Replacing an existing tag never counts against the limit. */
+	r = store_limited_write(b, "SELECT count(*) FROM tags WHERE key_id = ?", key_id,
+				exists ? UINT32_MAX : max, KMS_E_TOO_MANY_TAGS, st);
+out:
+	sqlite3_finalize(st);
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
+static int store_sqlite_tag_delete(struct store_backend *b, const char *key_id,
+				   const char *tag_key)
+{
+	const char *t[] = { key_id, tag_key };
+	bool exists = false;
+	int r;
+
+	pthread_mutex_lock(&b->lock);
+	r = store_query(b, "SELECT 1 FROM tags WHERE key_id = ? AND tag_key = ?", t, 2, NULL, 0,
+			store_true_row, &exists);
+	if (r == 0 && !exists)
+		r = KMS_E_TAG_NOT_FOUND;
+	if (r == 0)
+		r = store_query(b, "DELETE FROM tags WHERE key_id = ? AND tag_key = ?", t, 2, NULL,
+				0, NULL, NULL);
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
+struct store_tag_rows {
+	store_tag_cb cb;
+	void *arg;
+};
+
+static int store_tag_row(sqlite3_stmt *st, void *arg)
+{
+	struct store_tag_rows *l = arg;
+
+	return l->cb((const char *)sqlite3_column_text(st, 0),
+		     (const char *)sqlite3_column_text(st, 1),
+		     (const char *)sqlite3_column_text(st, 2), l->arg);
+}
+
+static int store_sqlite_tag_list(struct store_backend *b, const char *project, const char *key_id,
+				 store_tag_cb cb, void *arg)
+{
+	struct store_tag_rows l = { cb, arg };
+	const char *t[] = { project, key_id };
+
+	if (key_id)
+		return store_query(b,
+				   "SELECT t.key_id, t.tag_key, t.tag_value FROM tags t JOIN keys k "
+				   "ON k.key_id = t.key_id WHERE k.project_id = ? AND t.key_id = ? "
+				   "ORDER BY t.tag_key",
+				   t, 2, NULL, 0, store_tag_row, &l);
+	return store_query(b,
+			   "SELECT t.key_id, t.tag_key, t.tag_value FROM tags t JOIN keys k "
+			   "ON k.key_id = t.key_id WHERE k.project_id = ? "
+			   "ORDER BY k.creation_ms, t.key_id, t.tag_key",
+			   t, 1, NULL, 0, store_tag_row, &l);
+}
+
 const struct store_backend_ops store_sqlite_ops = {
 	.name = "sqlite",
 	.open = store_sqlite_open,
@@ -559,5 +940,17 @@ const struct store_backend_ops store_sqlite_ops = {
 	.key_load = store_sqlite_key_load,
 	.key_list = store_sqlite_key_list,
 	.key_count = store_sqlite_key_count,
+	.key_update = store_sqlite_key_update,
+	.key_add_version = store_sqlite_key_add_version,
+	.key_delete = store_sqlite_key_delete,
+	.key_due = store_sqlite_key_due,
+	.data_version = store_sqlite_data_version,
+	.grant_insert = store_sqlite_grant_insert,
+	.grant_delete = store_sqlite_grant_delete,
+	.grant_list = store_sqlite_grant_list,
+	.grant_count_max = store_sqlite_grant_count_max,
+	.tag_set = store_sqlite_tag_set,
+	.tag_delete = store_sqlite_tag_delete,
+	.tag_list = store_sqlite_tag_list,
 	.key_scan = store_sqlite_key_scan,
 };

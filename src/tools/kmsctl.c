@@ -168,6 +168,12 @@ static int kmsctl_call(const char *state, int argc, char **argv)
 	if ((status = kmsctl_open(state, true, &svc.store)) != 0)
 		goto out;
 	caller.project = argv[1];
+	if (r == 0) {
+		size_t deleted, rotated;
+
+		/* Due deletions and rotations happen before anything else looks at keys. */
+		r = store_sweep(svc.store, store_now_ms(), &deleted, &rotated);
+	}
 	if (r == 0 && (r = store_project_ensure(svc.store, argv[1])) == 0)
 		r = api_call(&svc, &caller, action, req.data ? req.data : (const uint8_t *)"",
 			     req.len, &resp);

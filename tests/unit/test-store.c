@@ -1,0 +1,985 @@
+/* test-store.c - the durable key store (store/kms_store.h) on a real state directory.
+ *
+ * Every test starts from a fresh temporary directory (setup()); the directory of the previous
+ * test, and the last one at exit, are removed with everything in them. The root key rules are
+ * the point of several tests: a state directory whose root.key is missing, foreign or readable
+ * by others must refuse to open, and must never get a new root key next to existing keys.
+ * Database damage is made with the SQLite C API directly, as a disk error or an editor would.
+ */
+#include "kms_test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sqlite3.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kms_test_tmp.h"
+#include "store/kms_store.h"
+
+#define P "proj-a"
+#define Q "proj-b"
+
+static char base_dir[4096];
+static char state_dir[4200];
+static struct store *S;
+static char why[1024];
+
+static void teardown(void)
+{
+	store_close(S);
+	S = NULL;
+	if (base_dir[0] && kms_test_rmrf(base_dir) != 0)
+		fprintf(stderr, "warning: could not remove %s\n", base_dir);
+	base_dir[0] = 0;
+}
+
+static void path_of(char *out, size_t cap, const char *name)
+{
+	snprintf(out, cap, "%s/%s", state_dir, name);
+}
+
+static int open_store(bool create, struct store **out)
+{
+	struct store_options o = { .state_dir = state_dir, .create = create };
+
+	why[0] = 0;
+	return store_open(&o, out, why, sizeof(why));
+}
+
+/* A fresh base dir; the state dir is base/state and does not exist yet. */
+static void setup_empty(void)
+{
+	static bool registered;
+
+	teardown();
+	if (!registered) {
+		atexit(teardown);
+		registered = true;
+	}
+	kms_test_mkdtemp(base_dir, sizeof(base_dir));
+	snprintf(state_dir, sizeof(state_dir), "%s/state", base_dir);
+}
+
+/* setup_empty() plus an open store in S. */
+static void setup(void)
+{
+	setup_empty();
+	ASSERT_OK(open_store(true, &S));
+	ASSERT_TRUE(S != NULL);
+}
+
+static void reopen(void)
+{
+	store_close(S);
+	S = NULL;
+	ASSERT_OK(open_store(false, &S));
+}
+
+static void new_key(const char *project, const char *alias, char id[KMS_KEY_ID_LEN + 1])
+{
+	struct store_key *k = NULL;
+
+	ASSERT_OK(store_key_create(S, project, alias, NULL, KMS_DEFAULT_KEY_QUOTA, &k));
+	ASSERT_TRUE(k != NULL);
+	memcpy(id, k->meta.key_id, KMS_KEY_ID_LEN + 1);
+	store_key_release(k);
+}
+
+static bool uuid_lower(const char *s)
+{
+	if (strlen(s) != 36)
+		return false;
+	for (size_t i = 0; i < 36; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash ? s[i] != '-' : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	}
+	return true;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void write_file(const char *path, const void *p, size_t n, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_EQ(write(fd, p, n), (ssize_t)n);
+	ASSERT_EQ(close(fd), 0);
+	ASSERT_EQ(chmod(path, mode), 0);
+}
+
+static size_t read_file(const char *path, void *p, size_t cap)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, p, cap);
+	close(fd);
+	return n < 0 ? 0 : (size_t)n;
+}
+
+/* ---- opening and creating ---- */
+
+TEST(open_fresh_creates_state)
+{
+	char path[4300];
+	struct stat st;
+
+	setup_empty();
+	ASSERT_EQ(stat(state_dir, &st), -1);
+	ASSERT_OK(open_store(true, &S));
+	ASSERT_EQ(stat(state_dir, &st), 0);
+	ASSERT_TRUE(S_ISDIR(st.st_mode));
+	ASSERT_EQ(st.st_mode & 0777, 0700);
+	path_of(path, sizeof(path), "root.key");
+	ASSERT_EQ(lstat(path, &st), 0);
+	ASSERT_TRUE(S_ISREG(st.st_mode));
+	ASSERT_EQ(st.st_mode & 0777, 0600);
+	ASSERT_EQ(st.st_size, 32);
+	path_of(path, sizeof(path), "kms.db");
+	ASSERT_EQ(lstat(path, &st), 0);
+	ASSERT_TRUE(S_ISREG(st.st_mode));
+	ASSERT_STREQ(store_state_dir(S), state_dir);
+	ASSERT_STREQ(store_region(S), "eu-de");
+	ASSERT_EQ(strlen(store_domain_id(S)), 32);
+	for (const char *c = store_domain_id(S); *c; c++)
+		ASSERT_TRUE((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'));
+}
+
+TEST(open_without_create_fails_on_missing_dir)
+{
+	struct stat st;
+
+	setup_empty();
+	ASSERT_FAIL(open_store(false, &S));
+	ASSERT_TRUE(S == NULL);
+	ASSERT_TRUE(why[0] != 0);
+	ASSERT_EQ(stat(state_dir, &st), -1);
+}
+
+TEST(open_region_option)
+{
+	struct store_options o = { .create = true, .region = "eu-nl" };
+
+	setup_empty();
+	o.state_dir = state_dir;
+	ASSERT_OK(store_open(&o, &S, why, sizeof(why)));
+	ASSERT_STREQ(store_region(S), "eu-nl");
+	reopen();
+	if (kms_test_failing())
+		return;
+	/* NULL keeps the stored region. */
+	ASSERT_STREQ(store_region(S), "eu-nl");
+}
+
+TEST(reopen_keeps_identity_and_keys)
+{
+	char domain[64], a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1];
+	uint8_t mat_a[CORE_KEY_BYTES], mat_b[CORE_KEY_BYTES];
+	struct store_key *k = NULL;
+	size_t n = 0;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	snprintf(domain, sizeof(domain), "%s", store_domain_id(S));
+	new_key(P, "alpha", a);
+	new_key(P, "beta", b);
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	memcpy(mat_a, store_key_material(k, 0), CORE_KEY_BYTES);
+	store_key_release(k);
+	ASSERT_OK(store_key_get(S, P, b, &k));
+	memcpy(mat_b, store_key_material(k, 0), CORE_KEY_BYTES);
+	store_key_release(k);
+	ASSERT_FALSE(memcmp(mat_a, mat_b, CORE_KEY_BYTES) == 0);
+
+	reopen();
+	if (kms_test_failing())
+		return;
+	ASSERT_STREQ(store_domain_id(S), domain);
+	ASSERT_OK(store_key_count(S, P, &n));
+	ASSERT_EQ(n, 2);
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	ASSERT_STREQ(k->meta.alias, "alpha");
+	ASSERT_MEMEQ(store_key_material(k, 0), mat_a, CORE_KEY_BYTES);
+	store_key_release(k);
+	ASSERT_OK(store_key_get_by_alias(S, P, "beta", &k));
+	ASSERT_STREQ(k->meta.key_id, b);
+	ASSERT_MEMEQ(store_key_material(k, 0), mat_b, CORE_KEY_BYTES);
+	store_key_release(k);
+}
+
+/* ---- the root key ---- */
+
+TEST(root_key_missing_refuses_and_is_not_recreated)
+{
+	char path[4300], id[KMS_KEY_ID_LEN + 1];
+	struct stat st;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	new_key(P, "k", id);
+	store_close(S);
+	S = NULL;
+	path_of(path, sizeof(path), "root.key");
+	ASSERT_EQ(unlink(path), 0);
+	/* Even with create=true, which would create a root key in a fresh directory. */
+	ASSERT_FAIL(open_store(true, &S));
+	ASSERT_TRUE(S == NULL);
+	ASSERT_TRUE(strstr(why, "root.key") != NULL);
+	ASSERT_EQ(lstat(path, &st), -1);
+	ASSERT_EQ(errno, ENOENT);
+	ASSERT_FAIL(open_store(false, &S));
+	ASSERT_EQ(lstat(path, &st), -1);
+}
+
+TEST(root_key_missing_without_keys_still_refuses)
+{
+	char path[4300];
+	struct stat st;
+
+	/* The database records the root key's check value at creation: no keys are needed. */
+	setup();
+	if (kms_test_failing())
+		return;
+	store_close(S);
+	S = NULL;
+	path_of(path, sizeof(path), "root.key");
+	ASSERT_EQ(unlink(path), 0);
+	ASSERT_FAIL(open_store(true, &S));
+	ASSERT_EQ(lstat(path, &st), -1);
+}
+
+TEST(root_key_foreign_refuses)
+{
+	char path[4300], id[KMS_KEY_ID_LEN + 1];
+	uint8_t orig[64], other[32];
+	size_t n;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	new_key(P, "k", id);
+	store_close(S);
+	S = NULL;
+	path_of(path, sizeof(path), "root.key");
+	n = read_file(path, orig, sizeof(orig));
+	ASSERT_EQ(n, 32);
+	memcpy(other, orig, sizeof(other));
+	other[17] ^= 0x01; /* one bit off: still not the key */
+	write_file(path, other, sizeof(other), 0600);
+	if (kms_test_failing())
+		return;
+	ASSERT_FAIL(open_store(false, &S));
+	ASSERT_TRUE(S == NULL);
+	ASSERT_TRUE(strstr(why, "does not match") != NULL);
+	/* The file was left alone, and the right key opens again. */
+	ASSERT_EQ(read_file(path, other, sizeof(other)), 32);
+	write_file(path, orig, 32, 0600);
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(open_store(false, &S));
+}
+
+TEST(root_key_mode_0644_refuses)
+{
+	char path[4300];
+
+	setup();
+	if (kms_test_failing())
+		return;
+	store_close(S);
+	S = NULL;
+	path_of(path, sizeof(path), "root.key");
+	ASSERT_EQ(chmod(path, 0644), 0);
+	ASSERT_FAIL(open_store(false, &S));
+	ASSERT_TRUE(strstr(why, "chmod 600") != NULL);
+	ASSERT_EQ(chmod(path, 0640), 0);
+	ASSERT_FAIL(open_store(false, &S));
+	ASSERT_EQ(chmod(path, 0600), 0);
+	ASSERT_OK(open_store(false, &S));
+}
+
+TEST(root_key_wrong_size_refuses)
+{
+	char path[4300];
+	uint8_t orig[40], buf[40];
+
+	setup();
+	if (kms_test_failing())
+		return;
+	store_close(S);
+	S = NULL;
+	path_of(path, sizeof(path), "root.key");
+	ASSERT_EQ(read_file(path, orig, sizeof(orig)), 32);
+	memcpy(buf, orig, 32);
+	buf[32] = 0;
+	write_file(path, buf, 33, 0600); /* the key plus one byte */
+	if (kms_test_failing())
+		return;
+	ASSERT_FAIL(open_store(false, &S));
+	write_file(path, buf, 31, 0600);
+	if (kms_test_failing())
+		return;
+	ASSERT_FAIL(open_store(false, &S));
+	write_file(path, orig, 32, 0600);
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(open_store(false, &S));
+}
+
+TEST(root_key_symlink_refuses)
+{
+	char path[4300], moved[4300];
+
+	setup();
+	if (kms_test_failing())
+		return;
+	store_close(S);
+	S = NULL;
+	path_of(path, sizeof(path), "root.key");
+	snprintf(moved, sizeof(moved), "%s/root.key.real", base_dir);
+	ASSERT_EQ(rename(path, moved), 0);
+	ASSERT_EQ(symlink(moved, path), 0);
+	ASSERT_FAIL(open_store(false, &S));
+}
+
+/* ---- keys ---- */
+
+TEST(key_create_fields)
+{
+	struct store_key *k = NULL, *k2 = NULL;
+	int64_t before = now_ms(), after;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_key_create(S, P, "app", "the app key", 10, &k));
+	after = now_ms();
+	ASSERT_TRUE(k != NULL);
+	ASSERT_STREQ(k->meta.project, P);
+	ASSERT_TRUE(uuid_lower(k->meta.key_id));
+	ASSERT_STREQ(k->meta.alias, "app");
+	ASSERT_STREQ(k->meta.description, "the app key");
+	ASSERT_STREQ(k->meta.key_spec, "AES_256");
+	ASSERT_STREQ(k->meta.key_usage, "ENCRYPT_DECRYPT");
+	ASSERT_STREQ(k->meta.origin, "kms");
+	ASSERT_EQ(k->meta.state, STORE_KEY_ENABLED);
+	ASSERT_EQ(k->meta.deletion_ms, 0);
+	ASSERT_LE(before, k->meta.creation_ms);
+	ASSERT_LE(k->meta.creation_ms, after);
+	ASSERT_EQ(k->meta.current_version, 0);
+	ASSERT_EQ(k->nversions, 1);
+	ASSERT_TRUE(store_key_material(k, 0) != NULL);
+	ASSERT_TRUE(store_key_material(k, 1) == NULL);
+	ASSERT_TRUE(store_key_material(NULL, 0) == NULL);
+	ASSERT_OK(store_key_create(S, P, "other", NULL, 10, &k2));
+	ASSERT_STREQ(k2->meta.description, "");
+	ASSERT_STREQ(k2->meta.alias, "other");
+	ASSERT_FALSE(strcmp(k->meta.key_id, k2->meta.key_id) == 0);
+	ASSERT_FALSE(memcmp(store_key_material(k, 0), store_key_material(k2, 0), CORE_KEY_BYTES) ==
+		     0);
+	store_key_release(k);
+	store_key_release(k2);
+}
+
+TEST(key_get_by_id_and_alias)
+{
+	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1];
+	struct store_key *k = NULL, *k2 = NULL;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	new_key(P, "alpha", a);
+	new_key(Q, "alpha", b); /* the same alias in another project is another key */
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	ASSERT_STREQ(k->meta.key_id, a);
+	ASSERT_OK(store_key_get_by_alias(S, P, "alpha", &k2));
+	ASSERT_STREQ(k2->meta.key_id, a);
+	ASSERT_MEMEQ(store_key_material(k, 0), store_key_material(k2, 0), CORE_KEY_BYTES);
+	store_key_release(k);
+	store_key_release(k2);
+	ASSERT_OK(store_key_get_by_alias(S, Q, "alpha", &k));
+	ASSERT_STREQ(k->meta.key_id, b);
+	store_key_release(k);
+	k = NULL;
+	/* Another project's key is not found by id, even when cached. */
+	ASSERT_ERR(store_key_get(S, Q, a, &k), KMS_E_KEY_NOT_FOUND);
+	ASSERT_TRUE(k == NULL);
+	ASSERT_ERR(store_key_get(S, P, b, &k), KMS_E_KEY_NOT_FOUND);
+	ASSERT_ERR(store_key_get(S, P, "00000000-0000-4000-8000-000000000000", &k),
+		   KMS_E_KEY_NOT_FOUND);
+	ASSERT_ERR(store_key_get_by_alias(S, P, "nope", &k), KMS_E_KEY_NOT_FOUND);
+	ASSERT_ERR(store_key_get_by_alias(S, "proj-c", "alpha", &k), KMS_E_KEY_NOT_FOUND);
+	/* Not found after a reopen either (nothing cached). */
+	reopen();
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(store_key_get(S, Q, a, &k), KMS_E_KEY_NOT_FOUND);
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	store_key_release(k);
+}
+
+TEST(key_snapshot_outlives_store_cache)
+{
+	char a[KMS_KEY_ID_LEN + 1];
+	uint8_t mat[CORE_KEY_BYTES];
+	struct store_key *k = NULL;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	new_key(P, "alpha", a);
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	memcpy(mat, store_key_material(k, 0), CORE_KEY_BYTES);
+	/* A reader's reference stays valid after the store (and its cache) is gone. */
+	store_close(S);
+	S = NULL;
+	ASSERT_MEMEQ(store_key_material(k, 0), mat, CORE_KEY_BYTES);
+	ASSERT_STREQ(k->meta.key_id, a);
+	store_key_release(k);
+}
+
+TEST(key_duplicate_alias)
+{
+	char a[KMS_KEY_ID_LEN + 1];
+	struct store_key *k = NULL;
+	size_t n = 0;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	new_key(P, "dup", a);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(store_key_create(S, P, "dup", NULL, KMS_DEFAULT_KEY_QUOTA, &k),
+		   KMS_E_ALIAS_DUPLICATE);
+	ASSERT_TRUE(k == NULL);
+	ASSERT_OK(store_key_count(S, P, &n));
+	ASSERT_EQ(n, 1);
+	/* Case matters: "Dup" is another alias. */
+	ASSERT_OK(store_key_create(S, P, "Dup", NULL, KMS_DEFAULT_KEY_QUOTA, &k));
+	store_key_release(k);
+	reopen();
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(store_key_create(S, P, "dup", NULL, KMS_DEFAULT_KEY_QUOTA, &k),
+		   KMS_E_ALIAS_DUPLICATE);
+}
+
+TEST(key_quota)
+{
+	char id[KMS_KEY_ID_LEN + 1];
+	struct store_key *k = NULL;
+	size_t n = 0;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_key_create(S, P, "k1", NULL, 2, &k));
+	store_key_release(k);
+	ASSERT_OK(store_key_create(S, P, "k2", NULL, 2, &k));
+	store_key_release(k);
+	k = NULL;
+	ASSERT_ERR(store_key_create(S, P, "k3", NULL, 2, &k), KMS_E_TOO_MANY_KEYS);
+	ASSERT_TRUE(k == NULL);
+	/* Quota beats the alias check? Either way nothing is created. */
+	ASSERT_FAIL(store_key_create(S, P, "k1", NULL, 2, &k));
+	ASSERT_OK(store_key_count(S, P, &n));
+	ASSERT_EQ(n, 2);
+	/* The quota is per project. */
+	ASSERT_OK(store_key_create(S, Q, "k1", NULL, 2, &k));
+	store_key_release(k);
+	ASSERT_ERR(store_key_create(S, Q, "z", NULL, 0, &k), KMS_E_TOO_MANY_KEYS);
+	/* A larger quota lets the project grow again. */
+	new_key(P, "k3", id);
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_key_count(S, P, &n));
+	ASSERT_EQ(n, 3);
+}
+
+TEST(key_create_bad_project)
+{
+	struct store_key *k = NULL;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	ASSERT_FAIL(store_key_create(S, "", "a", NULL, 10, &k));
+	ASSERT_FAIL(store_key_create(S, "a/b", "a", NULL, 10, &k));
+	ASSERT_FAIL(store_key_create(S, "a b", "a", NULL, 10, &k));
+	ASSERT_TRUE(k == NULL);
+}
+
+TEST(project_ids)
+{
+	char p64[65], p65[66];
+	bool exists = true;
+
+	memset(p64, 'x', 64);
+	p64[64] = 0;
+	memset(p65, 'x', 65);
+	p65[65] = 0;
+	ASSERT_TRUE(store_project_id_valid("a"));
+	ASSERT_TRUE(store_project_id_valid("Proj_1-x"));
+	ASSERT_TRUE(store_project_id_valid(p64));
+	ASSERT_FALSE(store_project_id_valid(p65));
+	ASSERT_FALSE(store_project_id_valid(""));
+	ASSERT_FALSE(store_project_id_valid(NULL));
+	ASSERT_FALSE(store_project_id_valid("a.b"));
+	ASSERT_FALSE(store_project_id_valid("a/b"));
+	ASSERT_FALSE(store_project_id_valid(".."));
+	ASSERT_FALSE(store_project_id_valid("a\nb"));
+
+	setup();
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_project_exists(S, P, &exists));
+	ASSERT_FALSE(exists);
+	ASSERT_OK(store_project_ensure(S, P));
+	ASSERT_OK(store_project_ensure(S, P));
+	ASSERT_OK(store_project_exists(S, P, &exists));
+	ASSERT_TRUE(exists);
+	ASSERT_FAIL(store_project_ensure(S, "a/b"));
+	ASSERT_OK(store_project_exists(S, "a/b", &exists));
+	ASSERT_FALSE(exists);
+}
+
+static int count_project(const char *project, void *arg)
+{
+	int *n = arg;
+
+	if (strcmp(project, P) == 0)
+		n[0]++;
+	else if (strcmp(project, Q) == 0)
+		n[1]++;
+	else
+		n[2]++;
+	return 0;
+}
+
+TEST(project_list)
+{
+	char id[KMS_KEY_ID_LEN + 1];
+	int n[3] = { 0 };
+
+	setup();
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_project_ensure(S, P));
+	new_key(Q, "x", id); /* creating a key creates its project */
+	if (kms_test_failing())
+		return;
+	reopen();
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_project_list(S, count_project, n));
+	ASSERT_EQ(n[0], 1);
+	ASSERT_EQ(n[1], 1);
+	ASSERT_EQ(n[2], 0);
+}
+
+/* ---- listing ---- */
+
+struct list_seen {
+	char ids[16][KMS_KEY_ID_LEN + 1];
+	size_t n;
+	int fail_at; /* return an error on this call (1-based), 0: never */
+};
+
+static int list_cb(const struct store_key_meta *m, void *arg)
+{
+	struct list_seen *s = arg;
+
+	if (s->n >= 16)
+		return KMS_E_INTERNAL;
+	snprintf(s->ids[s->n], sizeof(s->ids[0]), "%s", m->key_id);
+	s->n++;
+	if (s->fail_at && (int)s->n == s->fail_at)
+		return KMS_E_NOMEM;
+	return 0;
+}
+
+TEST(key_list_order_offset_limit)
+{
+	char ids[5][KMS_KEY_ID_LEN + 1], other[KMS_KEY_ID_LEN + 1], alias[8];
+	struct list_seen seen;
+	size_t total = 99;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	for (int i = 0; i < 5; i++) {
+		snprintf(alias, sizeof(alias), "k%d", i);
+		new_key(P, alias, ids[i]);
+		if (kms_test_failing())
+			return;
+		if (i == 2)
+			new_key(Q, "q", other); /* interleaved, must not show up in P */
+		if (kms_test_failing())
+			return;
+	}
+	memset(&seen, 0, sizeof(seen));
+	ASSERT_OK(store_key_list(S, P, 0, 0, 100, list_cb, &seen, &total));
+	ASSERT_EQ(total, 5);
+	ASSERT_EQ(seen.n, 5);
+	for (int i = 0; i < 5; i++)
+		ASSERT_STREQ(seen.ids[i], ids[i]);
+
+	memset(&seen, 0, sizeof(seen));
+	ASSERT_OK(store_key_list(S, P, 0, 1, 2, list_cb, &seen, &total));
+	ASSERT_EQ(total, 5); /* total ignores offset and limit */
+	ASSERT_EQ(seen.n, 2);
+	ASSERT_STREQ(seen.ids[0], ids[1]);
+	ASSERT_STREQ(seen.ids[1], ids[2]);
+
+	memset(&seen, 0, sizeof(seen));
+	ASSERT_OK(store_key_list(S, P, 0, 4, 10, list_cb, &seen, &total));
+	ASSERT_EQ(seen.n, 1);
+	ASSERT_STREQ(seen.ids[0], ids[4]);
+
+	memset(&seen, 0, sizeof(seen));
+	ASSERT_OK(store_key_list(S, P, 0, 5, 10, list_cb, &seen, &total));
+	ASSERT_EQ(seen.n, 0);
+	ASSERT_EQ(total, 5);
+
+	memset(&seen, 0, sizeof(seen));
+	ASSERT_OK(store_key_list(S, P, 0, 0, 0, list_cb, &seen, &total));
+	ASSERT_EQ(seen.n, 0);
+	ASSERT_EQ(total, 5);
+
+	/* The order survives a reopen (it comes from the database, not the cache). */
+	reopen();
+	if (kms_test_failing())
+		return;
+	memset(&seen, 0, sizeof(seen));
+	ASSERT_OK(store_key_list(S, P, 0, 0, 100, list_cb, &seen, &total));
+	ASSERT_EQ(seen.n, 5);
+	for (int i = 0; i < 5; i++)
+		ASSERT_STREQ(seen.ids[i], ids[i]);
+}
+
+TEST(key_list_state_filter_and_count)
+{
+	char id[KMS_KEY_ID_LEN + 1];
+	struct list_seen seen;
+	size_t total = 99, n = 99;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_key_count(S, P, &n));
+	ASSERT_EQ(n, 0);
+	memset(&seen, 0, sizeof(seen));
+	ASSERT_OK(store_key_list(S, P, 0, 0, 10, list_cb, &seen, &total));
+	ASSERT_EQ(total, 0);
+	ASSERT_EQ(seen.n, 0);
+	new_key(P, "a", id);
+	new_key(P, "b", id);
+	new_key(Q, "c", id);
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_key_count(S, P, &n));
+	ASSERT_EQ(n, 2);
+	ASSERT_OK(store_key_count(S, Q, &n));
+	ASSERT_EQ(n, 1);
+	memset(&seen, 0, sizeof(seen));
+	ASSERT_OK(store_key_list(S, P, STORE_KEY_ENABLED, 0, 10, list_cb, &seen, &total));
+	ASSERT_EQ(total, 2);
+	ASSERT_EQ(seen.n, 2);
+	for (int state = 1; state <= 5; state++) {
+		if (state == STORE_KEY_ENABLED)
+			continue;
+		memset(&seen, 0, sizeof(seen));
+		ASSERT_OK(store_key_list(S, P, state, 0, 10, list_cb, &seen, &total));
+		ASSERT_EQ(total, 0);
+		ASSERT_EQ(seen.n, 0);
+	}
+}
+
+TEST(key_list_callback_error_stops)
+{
+	char id[KMS_KEY_ID_LEN + 1];
+	struct list_seen seen;
+	size_t total = 0;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	for (int i = 0; i < 4; i++) {
+		char alias[8];
+
+		snprintf(alias, sizeof(alias), "k%d", i);
+		new_key(P, alias, id);
+		if (kms_test_failing())
+			return;
+	}
+	memset(&seen, 0, sizeof(seen));
+	seen.fail_at = 2;
+	ASSERT_ERR(store_key_list(S, P, 0, 0, 10, list_cb, &seen, &total), KMS_E_NOMEM);
+	ASSERT_EQ(seen.n, 2);
+}
+
+/* ---- integrity check ---- */
+
+struct check_seen {
+	int calls;
+	char key_id[KMS_KEY_ID_LEN + 1];
+	uint32_t version;
+	char project[KMS_MAX_PROJECT_ID + 1];
+};
+
+static void check_cb(const char *project, const char *key_id, uint32_t version, int err,
+		     void *arg)
+{
+	struct check_seen *c = arg;
+
+	c->calls++;
+	snprintf(c->key_id, sizeof(c->key_id), "%s", key_id);
+	snprintf(c->project, sizeof(c->project), "%s", project);
+	c->version = version;
+}
+
+/* Replace the sealed material of key_id, version 0, by what edit() makes of it. */
+static void db_edit_sealed(const char *key_id, size_t flip_at, const uint8_t *replace, size_t n)
+{
+	char path[4300];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	uint8_t blob[256];
+	size_t len = 0;
+
+	path_of(path, sizeof(path), "kms.db");
+	ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sealed FROM key_versions WHERE key_id = ? AND "
+					 "version = 0", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+	ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+	len = (size_t)sqlite3_column_bytes(st, 0);
+	ASSERT_TRUE(len > flip_at && len <= sizeof(blob));
+	memcpy(blob, sqlite3_column_blob(st, 0), len);
+	sqlite3_finalize(st);
+	st = NULL;
+	if (replace) {
+		ASSERT_LE(n, sizeof(blob));
+		memcpy(blob, replace, n);
+		len = n;
+	} else {
+		blob[flip_at] ^= 0x01;
+	}
+	ASSERT_EQ(sqlite3_prepare_v2(db, "UPDATE key_versions SET sealed = ? WHERE key_id = ? AND "
+					 "version = 0", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_blob(st, 1, blob, (int)len, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, key_id, -1, SQLITE_STATIC);
+	ASSERT_EQ(sqlite3_step(st), SQLITE_DONE);
+	ASSERT_EQ(sqlite3_changes(db), 1);
+	sqlite3_finalize(st);
+	ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+}
+
+static void db_read_sealed(const char *key_id, uint8_t *out, size_t cap, size_t *len)
+{
+	char path[4300];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+
+	path_of(path, sizeof(path), "kms.db");
+	ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sealed FROM key_versions WHERE key_id = ? AND "
+					 "version = 0", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+	ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+	*len = (size_t)sqlite3_column_bytes(st, 0);
+	ASSERT_LE(*len, cap);
+	memcpy(out, sqlite3_column_blob(st, 0), *len);
+	sqlite3_finalize(st);
+	ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+}
+
+TEST(check_passes_on_good_store)
+{
+	char id[KMS_KEY_ID_LEN + 1];
+	struct check_seen c = { 0 };
+	size_t checked = 99;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	ASSERT_EQ(store_check(S, check_cb, &c, &checked), 0);
+	ASSERT_EQ(checked, 0);
+	new_key(P, "a", id);
+	new_key(P, "b", id);
+	new_key(Q, "a", id);
+	if (kms_test_failing())
+		return;
+	reopen();
+	if (kms_test_failing())
+		return;
+	ASSERT_EQ(store_check(S, check_cb, &c, &checked), 0);
+	ASSERT_EQ(checked, 3);
+	ASSERT_EQ(c.calls, 0);
+	ASSERT_EQ(store_check(S, NULL, NULL, &checked), 0);
+}
+
+TEST(check_reports_corrupt_sealed_material)
+{
+	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1], c3[KMS_KEY_ID_LEN + 1];
+	struct check_seen c = { 0 };
+	struct store_key *k = NULL;
+	size_t checked = 0;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	new_key(P, "a", a);
+	new_key(P, "b", b);
+	new_key(Q, "c", c3);
+	if (kms_test_failing())
+		return;
+	store_close(S);
+	S = NULL;
+	db_edit_sealed(b, 20, NULL, 0); /* one bit of the ciphertext */
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(open_store(false, &S));
+	ASSERT_EQ(store_check(S, check_cb, &c, &checked), 1);
+	ASSERT_EQ(checked, 3);
+	ASSERT_EQ(c.calls, 1);
+	ASSERT_STREQ(c.key_id, b);
+	ASSERT_STREQ(c.project, P);
+	ASSERT_EQ(c.version, 0);
+	/* The damaged key cannot be loaded; the others still can. */
+	ASSERT_FAIL(store_key_get(S, P, b, &k));
+	ASSERT_TRUE(k == NULL);
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	store_key_release(k);
+	ASSERT_OK(store_key_get(S, Q, c3, &k));
+	store_key_release(k);
+}
+
+TEST(check_reports_truncated_and_empty_material)
+{
+	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1];
+	struct check_seen c = { 0 };
+	static const uint8_t few[5] = { 1, 2, 3, 4, 5 };
+	size_t checked = 0;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	new_key(P, "a", a);
+	new_key(P, "b", b);
+	if (kms_test_failing())
+		return;
+	store_close(S);
+	S = NULL;
+	db_edit_sealed(a, 0, few, sizeof(few));
+	if (kms_test_failing())
+		return;
+	db_edit_sealed(b, 0, few, 0); /* an empty blob */
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(open_store(false, &S));
+	ASSERT_EQ(store_check(S, check_cb, &c, &checked), 2);
+	ASSERT_EQ(c.calls, 2);
+}
+
+TEST(check_detects_swapped_material)
+{
+	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1];
+	uint8_t sa[256], sb[256];
+	size_t la = 0, lb = 0, checked = 0;
+	struct check_seen c = { 0 };
+
+	/* Sealed material is bound to its key id: two valid blobs swapped are two bad keys. */
+	setup();
+	if (kms_test_failing())
+		return;
+	new_key(P, "a", a);
+	new_key(P, "b", b);
+	if (kms_test_failing())
+		return;
+	store_close(S);
+	S = NULL;
+	db_read_sealed(a, sa, sizeof(sa), &la);
+	db_read_sealed(b, sb, sizeof(sb), &lb);
+	if (kms_test_failing())
+		return;
+	db_edit_sealed(a, 0, sb, lb);
+	db_edit_sealed(b, 0, sa, la);
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(open_store(false, &S));
+	ASSERT_EQ(store_check(S, check_cb, &c, &checked), 2);
+}
+
+/* ---- state secrets ---- */
+
+TEST(state_secret_created_once)
+{
+	uint8_t s1[32], s2[32], s3[32], t[32], file[64];
+	char path[4300];
+	struct stat st;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	path_of(path, sizeof(path), "token.key");
+	ASSERT_EQ(lstat(path, &st), -1);
+	ASSERT_OK(store_state_secret(S, "token.key", s1));
+	ASSERT_EQ(lstat(path, &st), 0);
+	ASSERT_EQ(st.st_mode & 0777, 0600);
+	ASSERT_EQ(read_file(path, file, sizeof(file)), 32);
+	ASSERT_MEMEQ(file, s1, 32);
+	ASSERT_OK(store_state_secret(S, "token.key", s2));
+	ASSERT_MEMEQ(s1, s2, 32);
+	ASSERT_OK(store_state_secret(S, "other.key", t));
+	ASSERT_FALSE(memcmp(s1, t, 32) == 0);
+	reopen();
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_state_secret(S, "token.key", s3));
+	ASSERT_MEMEQ(s1, s3, 32);
+	/* Not the root key either. */
+	path_of(path, sizeof(path), "root.key");
+	ASSERT_EQ(read_file(path, file, sizeof(file)), 32);
+	ASSERT_FALSE(memcmp(file, s1, 32) == 0);
+}
+
+TEST(state_secret_bad_file_refused)
+{
+	uint8_t s[32];
+	char path[4300];
+
+	setup();
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_state_secret(S, "token.key", s));
+	path_of(path, sizeof(path), "token.key");
+	ASSERT_EQ(chmod(path, 0644), 0);
+	ASSERT_FAIL(store_state_secret(S, "token.key", s));
+	ASSERT_EQ(chmod(path, 0600), 0);
+	ASSERT_EQ(truncate(path, 16), 0);
+	ASSERT_FAIL(store_state_secret(S, "token.key", s));
+}
