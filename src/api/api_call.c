@@ -1,5 +1,6 @@
 /* Dispatch table, request parsing, authorisation and response rendering. */
 #include <malloc.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,12 +207,33 @@ static int api_authorise(struct api_request *req)
 		return c->auth_error ? c->auth_error : KMS_E_TOKEN_MISSING;
 	if ((r = auth_claims_check(c->claims, c->project, req->now_ms / 1000)) < 0)
 		return r;
+	if (store_token_revoked(req->svc->store, c->claims->id))
+		return KMS_E_TOKEN_INVALID;
 	if (c->claims->role >= req->action->min_role)
 		return 0;
 	if (!api_action_grantable(req->action->name))
 		return KMS_E_FORBIDDEN;
 	req->grant_required = true;
 	return 0;
+}
+
+/* Tell the audit hook what happened; its failure fails the request (fail closed). */
+static int api_audit(struct api_request *r, int err)
+{
+	struct api_outcome o = { .action = r->action ? r->action->name : "" };
+	const cJSON *seq = r->body ? cJSON_GetObjectItemCaseSensitive(r->body, "sequence") : NULL;
+	const struct kms_err_info *e = kms_err_info(err);
+
+	if (!r->svc->audit)
+		return 0;
+	snprintf(o.key_id, sizeof(o.key_id), "%s",
+		 r->key_id[0] ? r->key_id
+			      : (r->caller->path_key_id ? r->caller->path_key_id : ""));
+	if (cJSON_IsString(seq) && api_check_sequence(r) == 0)
+		snprintf(o.sequence, sizeof(o.sequence), "%s", seq->valuestring);
+	o.http = err ? e->http : 200;
+	o.error_code = err ? e->code : "";
+	return r->svc->audit(r->svc->audit_ctx, r->caller, &o) == 0 ? 0 : KMS_E_IO;
 }
 
 static int api_render(cJSON *out, struct kms_buf *resp)
@@ -258,11 +280,16 @@ static int api_call_one(const struct api_service *svc, const struct api_caller *
 		err = KMS_E_FORBIDDEN; /* fail closed: a handler that never checked the grant */
 		goto fail;
 	}
+	if ((err = api_audit(&r, 0)) < 0)
+		goto fail_audited;
 	if ((err = api_render(r.out, resp)) < 0)
-		goto fail;
+		goto fail_audited;
 	err = 0;
 	goto out;
 fail:
+	if (api_audit(&r, err) < 0)
+		err = KMS_E_IO;
+fail_audited:
 	/* Drop any partial output, then describe the failure. */
 	if (resp->len > start) {
 		kms_wipe(resp->data + start, resp->len - start);

@@ -1,5 +1,6 @@
 /* Data keys, data and randomness (kms-api.md sections 3.1-3.7, 11). Plaintext lives only in
  * stack arrays that are wiped on every path, and in the caller's secret response buffer. */
+#include <stdio.h>
 #include <string.h>
 
 #include "api_internal.h"
@@ -338,6 +339,7 @@ int api_decrypt_data(struct api_request *r)
 	    core_blob_parse(raw, raw_len, &blob) < 0)
 		goto out;
 	/* The key comes from the blob; a key_id or key folder, if any, must name the same key. */
+	snprintf(r->key_id, sizeof(r->key_id), "%s", blob.key_id);
 	if ((e = store_key_get(r->svc->store, r->caller->project, blob.key_id, &k)) < 0 ||
 	    (e = api_check_grant(r, k)) < 0)
 		goto out;

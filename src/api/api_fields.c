@@ -259,6 +259,7 @@ int api_resolve_key(struct api_request *r, bool required, struct store_key **key
 		store_key_release(k);
 		return KMS_E_BAD_KEY_ID;
 	}
+	snprintf(r->key_id, sizeof(r->key_id), "%s", k->meta.key_id);
 	if ((e = api_check_grant(r, k)) < 0) {
 		store_key_release(k);
 		return e;

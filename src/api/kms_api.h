@@ -33,10 +33,27 @@ struct api_action {
 	api_handler handler;
 };
 
+/* What happened to one request, for the audit trail: no secrets in here. */
+struct api_outcome {
+	const char *action;
+	char key_id[KMS_KEY_ID_LEN + 1]; /* the key the request used, if any */
+	char sequence[40];               /* the request's "sequence", if valid */
+	int http;                        /* 200 or the error's status */
+	const char *error_code;          /* "KMS.xxxx" or "" */
+};
+
+struct api_caller;
+/* Called once per request (each batch item too) before its response is released. A non-zero
+ * return fails the request with KMS.0102: the audit trail fails closed. */
+typedef int (*api_audit_fn)(void *ctx, const struct api_caller *caller,
+			    const struct api_outcome *outcome);
+
 /* The service: shared by all callers, read-only after setup. */
 struct api_service {
 	struct store *store;
 	unsigned key_quota; /* per project */
+	api_audit_fn audit; /* optional */
+	void *audit_ctx;
 };
 
 /* Who asks, where. trusted = an administrator on the host (kmsctl): no token needed. */
@@ -44,7 +61,7 @@ struct api_caller {
 	const char *project;
 	const char *path_key_id; /* key folder the request came through, or NULL */
 	bool trusted;
-	const struct auth_claims *claims; /* verified token claims, or NULL */
+	const struct auth_claims *claims; /* verified token claims (or a uid/gid binding), or NULL */
 	int auth_error;                   /* why there are no claims (KMS_E_TOKEN_*), or 0 */
 	uid_t uid;
 	gid_t gid;

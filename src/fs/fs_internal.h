@@ -74,6 +74,9 @@ struct fs {
 	struct fs_binding *bindings;
 	size_t nbindings;
 
+	int audit_fd;
+	pthread_mutex_t audit_lock;
+
 	pthread_t janitor;
 	bool janitor_running;
 	pthread_mutex_t janitor_lock;
@@ -142,6 +145,9 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 bool fs_binding_claims(struct fs *fs, uid_t uid, uint32_t project, struct auth_claims *out,
 		       int *err);
 void fs_bindings_free(struct fs *fs);
+
+/* fs_audit.c */
+int fs_audit(void *ctx, const struct api_caller *caller, const struct api_outcome *o);
 
 static inline struct fs *fs_from_req(fuse_req_t req)
 {

@@ -108,6 +108,12 @@ int fs_new(const struct fs_options *opt, struct fs **out)
 	fs->mailbox_ttl_s = opt->mailbox_ttl_s ? opt->mailbox_ttl_s : 30;
 	fs->entry_timeout = opt->entry_timeout > 0 ? opt->entry_timeout : 1.0;
 	fs->mount_time = time(NULL);
+	fs->audit_fd = opt->audit_fd;
+	pthread_mutex_init(&fs->audit_lock, NULL);
+	if (fs->audit_fd >= 0) {
+		fs->svc.audit = fs_audit;
+		fs->svc.audit_ctx = fs;
+	}
 	pthread_mutex_init(&fs->mail_lock, NULL);
 	pthread_rwlock_init(&fs->bind_lock, NULL);
 	pthread_mutex_init(&fs->janitor_lock, NULL);
@@ -193,6 +199,7 @@ void fs_free(struct fs *fs)
 	fs_registry_free(&fs->reg);
 	kms_secret_free(fs->token_secret, AUTH_SECRET_BYTES);
 	pthread_mutex_destroy(&fs->mail_lock);
+	pthread_mutex_destroy(&fs->audit_lock);
 	pthread_rwlock_destroy(&fs->bind_lock);
 	pthread_mutex_destroy(&fs->janitor_lock);
 	pthread_cond_destroy(&fs->janitor_cond);

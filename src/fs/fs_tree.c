@@ -259,19 +259,30 @@ bool fs_alias_decode(const char *name, char *out, size_t cap)
 
 void fs_stat_node(struct fs *fs, const struct fs_node *n, struct stat *st)
 {
+	struct store_project_policy pol = { 0, 0, 0755, 0644 };
+	char pname[KMS_MAX_PROJECT_ID + 1];
 	struct fs_key_entry k;
+	mode_t file_mode;
 
 	memset(st, 0, sizeof(*st));
 	st->st_ino = fs_node_ino(n);
-	st->st_uid = 0;
-	st->st_gid = 0;
+	/* Everything inside a project carries its owner, group and modes (kmsctl project set);
+	 * with default_permissions the kernel enforces them before a request reaches us. */
+	if (n->type != FS_ROOT && fs_project_name(fs, n->project, pname))
+		store_project_policy(fs->store, pname, &pol);
+	file_mode = pol.mode & 0666;
+	if ((n->type == FS_PROJECT_ACTION || n->type == FS_KEY_ACTION) &&
+	    api_action_at(n->action)->plaintext)
+		file_mode = pol.plaintext_mode & 0666;
+	st->st_uid = pol.owner;
+	st->st_gid = pol.group;
 	st->st_atime = st->st_mtime = st->st_ctime = fs->mount_time;
 	st->st_blksize = 4096;
 	switch (n->type) {
 	case FS_PROJECT_ACTION:
 	case FS_KEY_ACTION:
 		/* Size 0: content is per handle (direct_io), never in the page cache. */
-		st->st_mode = S_IFREG | 0666;
+		st->st_mode = S_IFREG | file_mode;
 		st->st_nlink = 1;
 		break;
 	case FS_ALIAS_LINK:
@@ -284,7 +295,7 @@ void fs_stat_node(struct fs *fs, const struct fs_node *n, struct stat *st)
 			st->st_mtime = st->st_ctime = (time_t)(k.creation_ms / 1000);
 		/* fall through */
 	default:
-		st->st_mode = S_IFDIR | 0755;
+		st->st_mode = S_IFDIR | (n->type == FS_ROOT ? 0755 : (pol.mode & 07777));
 		st->st_nlink = 2;
 		break;
 	}

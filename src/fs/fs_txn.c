@@ -3,6 +3,7 @@
  * mailbox for (file, uid), so `echo "$req" > f; cat f` works. */
 #include <errno.h>
 #include <linux/fuse.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,6 +141,33 @@ static void fs_txn_free(struct fs_txn *t)
 	free(t);
 }
 
+/* Identity without a token: the role `kmsctl project bind` gave this uid or one of its groups,
+ * the way a container gets its identity from where it runs. A token, when set, wins. */
+static bool fs_identity_claims(fuse_req_t req, struct fs *fs, const char *project,
+			       struct auth_claims *claims)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	gid_t groups[64];
+	uint32_t gids[65];
+	size_t n = 0;
+	int ng, role;
+
+	gids[n++] = ctx->gid;
+	ng = fuse_req_getgroups(req, (int)KMS_ARRAY_SIZE(groups), groups);
+	for (int i = 0; i < ng && i < (int)KMS_ARRAY_SIZE(groups); i++)
+		gids[n++] = groups[i];
+	role = store_binding_role(fs->store, project, ctx->uid, gids, n);
+	if (role <= 0)
+		return false;
+	memset(claims, 0, sizeof(*claims));
+	snprintf(claims->id, sizeof(claims->id), "uid:%u", (unsigned)ctx->uid);
+	snprintf(claims->project, sizeof(claims->project), "%s", project);
+	snprintf(claims->user, sizeof(claims->user), "uid%u", (unsigned)ctx->uid);
+	claims->role = (enum auth_role)role;
+	claims->expiry = INT64_MAX;
+	return true;
+}
+
 /* Run the handle's request as the caller of req. Caller holds t->lock. */
 static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 {
@@ -178,6 +206,8 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 	}
 	if (fs_binding_claims(fs, ctx->uid, t->node.project, &claims, &caller.auth_error))
 		caller.claims = &claims;
+	else if (fs_identity_claims(req, fs, project, &claims))
+		caller.claims = &claims; /* no token set: an admin's uid/gid binding, if any */
 	t->last_err = api_call(&fs->svc, &caller, t->action, t->req.data, t->req.len, &t->resp);
 	kms_buf_reset(&t->req);
 	return;
@@ -324,6 +354,12 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	fs_txn_free(fs_txn_of(fi));
+	struct fs_txn *t = fs_txn_of(fi);
+
+	/* A read replies under the lock and unlocks after; the client may close, and this
+	 * release arrive on another thread, in between. Wait for it before freeing. */
+	pthread_mutex_lock(&t->lock);
+	pthread_mutex_unlock(&t->lock);
+	fs_txn_free(t);
 	fuse_reply_err(req, 0);
 }

@@ -17,6 +17,7 @@ struct fs_options {
 	unsigned mailbox_ttl_s; /* default 30 */
 	unsigned key_quota;     /* per project, default 100 */
 	double entry_timeout;   /* default 1.0 s */
+	int audit_fd;           /* append one JSON line per request here; -1: no audit */
 };
 
 KMS_WUR int fs_new(const struct fs_options *opt, struct fs **out);

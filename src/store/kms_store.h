@@ -69,6 +69,12 @@ struct store_options {
 KMS_WUR int store_open(const struct store_options *opt, struct store **out, char *why,
 		       size_t why_len);
 void store_close(struct store *s);
+/* Around fork(): SQLite connections must not cross it (POSIX locks stay with the parent while
+ * SQLite's in-memory lock bookkeeping is copied to the child, which then holds no real locks and
+ * another process may delete the WAL under it). Detach before fork, reopen in the child; the
+ * root key, cache and policy are kept. Nothing may use the store in between. */
+void store_detach(struct store *s);
+KMS_WUR int store_reopen(struct store *s, char *why, size_t why_len);
 
 const char *store_domain_id(const struct store *s);
 const char *store_region(const struct store *s);
@@ -162,6 +168,45 @@ KMS_WUR int store_tag_delete(struct store *s, const char *key_id, const char *ta
 /* Tags of one key (key_id) or of every key of a project (key_id NULL), by key then tag. */
 KMS_WUR int store_tag_list(struct store *s, const char *project, const char *key_id,
 			   store_tag_cb cb, void *arg);
+
+/* Access policy: who may see and use a project's files, identities without tokens, tokens.
+ * Kept in memory (loaded at open, reloaded by store_refresh when another process changed it),
+ * so checking it costs no database read. */
+struct store_project_policy {
+	uint32_t owner;          /* uid of the project's directories and files */
+	uint32_t group;          /* gid */
+	uint32_t mode;           /* directory mode, e.g. 0750; files get mode & 0666 */
+	uint32_t plaintext_mode; /* file mode of actions returning plaintext keys */
+};
+#define STORE_DEFAULT_PROJECT_MODE 0777u
+/* Defaults when the admin set nothing: open to every user, tokens decide. */
+void store_project_policy(struct store *s, const char *project, struct store_project_policy *out);
+KMS_WUR int store_project_policy_set(struct store *s, const char *project,
+				     const struct store_project_policy *p);
+
+enum store_principal { STORE_BIND_UID = 1, STORE_BIND_GID = 2 };
+/* role: 1 viewer, 2 crypto, 3 admin (auth_role values); 0 removes the binding. */
+KMS_WUR int store_binding_set(struct store *s, const char *project, enum store_principal kind,
+			      uint32_t id, int role);
+/* The role bound to uid, else the best role bound to one of gids; 0 if none. */
+int store_binding_role(struct store *s, const char *project, uint32_t uid, const uint32_t *gids,
+		       size_t ngids);
+
+struct store_token_info {
+	char id[17];
+	char project[KMS_MAX_PROJECT_ID + 1];
+	char user[65];
+	char role[8];
+	int64_t expiry;
+	int64_t issued_ms;
+	bool revoked;
+};
+typedef int (*store_token_cb)(const struct store_token_info *t, void *arg);
+KMS_WUR int store_token_record(struct store *s, const struct store_token_info *t);
+/* KMS_E_TOKEN_INVALID for an unknown id. */
+KMS_WUR int store_token_revoke(struct store *s, const char *id);
+KMS_WUR int store_token_list(struct store *s, store_token_cb cb, void *arg);
+bool store_token_revoked(struct store *s, const char *id);
 
 /* Unseal every version of every key; calls cb for each failure. Returns number of bad keys. */
 typedef void (*store_check_cb)(const char *project, const char *key_id, uint32_t version, int err,

@@ -29,6 +29,27 @@ struct store_entry {
 	struct store_entry *next;
 };
 
+struct store_policy_project {
+	char project[KMS_MAX_PROJECT_ID + 1];
+	struct store_project_policy p;
+};
+
+struct store_policy_binding {
+	char project[KMS_MAX_PROJECT_ID + 1];
+	int kind;
+	uint32_t id;
+	int role;
+};
+
+struct store_policy {
+	struct store_policy_project *projects;
+	size_t nprojects;
+	struct store_policy_binding *binds;
+	size_t nbinds;
+	char (*revoked)[17];
+	size_t nrevoked;
+};
+
 struct store {
 	const struct store_backend_ops *ops;
 	struct store_backend *be;
@@ -39,10 +60,15 @@ struct store {
 	pthread_rwlock_t cache_lock;
 	pthread_mutex_t update_lock; /* serialises changes to keys */
 	int64_t data_version;
+	pthread_rwlock_t policy_lock;
+	struct store_policy policy;
 	struct store_entry **buckets;
 	size_t nbuckets;
 	size_t nentries;
 };
+
+static int store_policy_load(struct store *s);
+static void store_policy_free(struct store_policy *p);
 
 int64_t store_now_ms(void)
 {
@@ -251,6 +277,92 @@ static int store_load_identity(struct store *s, const struct store_options *opt)
 	return 0;
 }
 
+/* token rows: name = id, value = "project|user|role|expiry|issued_ms|revoked" */
+static int store_token_parse(const char *id, const char *value, struct store_token_info *t)
+{
+	long long exp, issued;
+	int revoked;
+
+	memset(t, 0, sizeof(*t));
+	snprintf(t->id, sizeof(t->id), "%s", id);
+	if (sscanf(value, "%64[^|]|%64[^|]|%7[^|]|%lld|%lld|%d", t->project, t->user, t->role,
+		   &exp, &issued, &revoked) != 6)
+		return KMS_E_IO;
+	t->expiry = exp;
+	t->issued_ms = issued;
+	t->revoked = revoked != 0;
+	return 0;
+}
+
+static void store_policy_free(struct store_policy *p)
+{
+	free(p->projects);
+	free(p->binds);
+	free(p->revoked);
+	memset(p, 0, sizeof(*p));
+}
+
+static int store_policy_row(const char *kind, const char *name, const char *value, void *arg)
+{
+	struct store_policy *p = arg;
+
+	if (strcmp(kind, "project") == 0) {
+		struct store_policy_project e = { 0 };
+		void *n = realloc(p->projects, (p->nprojects + 1) * sizeof(e));
+
+		if (!n)
+			return KMS_E_NOMEM;
+		p->projects = n;
+		snprintf(e.project, sizeof(e.project), "%s", name);
+		if (sscanf(value, "%u %u %o %o", &e.p.owner, &e.p.group, &e.p.mode,
+			   &e.p.plaintext_mode) != 4)
+			return 0; /* unreadable row: defaults apply */
+		p->projects[p->nprojects++] = e;
+	} else if (strcmp(kind, "bind") == 0) {
+		struct store_policy_binding e = { 0 };
+		char kindname[8];
+		void *n = realloc(p->binds, (p->nbinds + 1) * sizeof(e));
+
+		if (!n)
+			return KMS_E_NOMEM;
+		p->binds = n;
+		if (sscanf(name, "%64[^|]|%3[a-z]|%u", e.project, kindname, &e.id) != 3)
+			return 0;
+		e.kind = strcmp(kindname, "uid") == 0 ? STORE_BIND_UID : STORE_BIND_GID;
+		e.role = atoi(value);
+		p->binds[p->nbinds++] = e;
+	} else if (strcmp(kind, "token") == 0) {
+		struct store_token_info t;
+
+		if (store_token_parse(name, value, &t) == 0 && t.revoked) {
+			void *n = realloc(p->revoked, (p->nrevoked + 1) * sizeof(*p->revoked));
+
+			if (!n)
+				return KMS_E_NOMEM;
+			p->revoked = n;
+			snprintf(p->revoked[p->nrevoked++], sizeof(*p->revoked), "%s", t.id);
+		}
+	}
+	return 0;
+}
+
+static int store_policy_load(struct store *s)
+{
+	struct store_policy fresh = { 0 }, old;
+	int r = s->ops->policy_list(s->be, store_policy_row, &fresh);
+
+	if (r < 0) {
+		store_policy_free(&fresh);
+		return r;
+	}
+	pthread_rwlock_wrlock(&s->policy_lock);
+	old = s->policy;
+	s->policy = fresh;
+	pthread_rwlock_unlock(&s->policy_lock);
+	store_policy_free(&old);
+	return 0;
+}
+
 int store_open(const struct store_options *opt, struct store **out, char *why, size_t why_len)
 {
 	struct store *s;
@@ -283,6 +395,7 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 	snprintf(s->state_dir, sizeof(s->state_dir), "%s", opt->state_dir);
 	pthread_rwlock_init(&s->cache_lock, NULL);
 	pthread_mutex_init(&s->update_lock, NULL);
+	pthread_rwlock_init(&s->policy_lock, NULL);
 	s->nbuckets = 1024;
 	s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
 	if (!s->buckets) {
@@ -295,7 +408,7 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 		goto fail;
 	if ((r = store_load_root(s, opt, why, why_len)) < 0)
 		goto fail;
-	if ((r = store_load_identity(s, opt)) < 0) {
+	if ((r = store_load_identity(s, opt)) < 0 || (r = store_policy_load(s)) < 0) {
 		snprintf(why, why_len, "cannot read or write the key database in '%s'",
 			 s->state_dir);
 		goto fail;
@@ -305,6 +418,28 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 fail:
 	store_close(s);
 	return r;
+}
+
+void store_detach(struct store *s)
+{
+	if (s->be)
+		s->ops->close(s->be);
+	s->be = NULL;
+}
+
+int store_reopen(struct store *s, char *why, size_t why_len)
+{
+	struct store_backend *be = NULL;
+	int r;
+
+	store_detach(s);
+	r = s->ops->open(s->state_dir, false, false, &be, why, why_len);
+
+	if (r < 0)
+		return r;
+	s->be = be;
+	s->data_version = 0;
+	return 0;
 }
 
 void store_key_release(struct store_key *k)
@@ -334,6 +469,8 @@ void store_close(struct store *s)
 	kms_secret_free(s->root_key, CORE_KEY_BYTES);
 	pthread_rwlock_destroy(&s->cache_lock);
 	pthread_mutex_destroy(&s->update_lock);
+	store_policy_free(&s->policy);
+	pthread_rwlock_destroy(&s->policy_lock);
 	free(s);
 }
 
@@ -959,6 +1096,7 @@ int store_refresh(struct store *s, bool *changed)
 			*changed = true;
 		}
 		s->data_version = v;
+		return store_policy_load(s);
 	}
 	return 0;
 }
@@ -999,4 +1137,143 @@ int store_tag_list(struct store *s, const char *project, const char *key_id, sto
 		   void *arg)
 {
 	return s->ops->tag_list(s->be, project, key_id, cb, arg);
+}
+
+void store_project_policy(struct store *s, const char *project, struct store_project_policy *out)
+{
+	*out = (struct store_project_policy){ 0, 0, STORE_DEFAULT_PROJECT_MODE,
+					      STORE_DEFAULT_PROJECT_MODE & 0666 };
+	pthread_rwlock_rdlock(&s->policy_lock);
+	for (size_t i = 0; i < s->policy.nprojects; i++)
+		if (strcmp(s->policy.projects[i].project, project) == 0)
+			*out = s->policy.projects[i].p;
+	pthread_rwlock_unlock(&s->policy_lock);
+}
+
+int store_project_policy_set(struct store *s, const char *project,
+			     const struct store_project_policy *p)
+{
+	char value[64];
+	int r;
+
+	if (!store_project_id_valid(project) || p->mode > 07777 || p->plaintext_mode > 07777)
+		return KMS_E_BAD_PARAM;
+	if ((r = store_project_ensure(s, project)) < 0)
+		return r;
+	snprintf(value, sizeof(value), "%u %u %o %o", p->owner, p->group, p->mode,
+		 p->plaintext_mode);
+	if ((r = s->ops->policy_set(s->be, "project", project, value)) < 0)
+		return r;
+	return store_policy_load(s);
+}
+
+int store_binding_set(struct store *s, const char *project, enum store_principal kind,
+		      uint32_t id, int role)
+{
+	char name[128], value[8];
+	int r;
+
+	if (!store_project_id_valid(project) || role < 0 || role > 3)
+		return KMS_E_BAD_PARAM;
+	snprintf(name, sizeof(name), "%s|%s|%u", project, kind == STORE_BIND_UID ? "uid" : "gid",
+		 id);
+	snprintf(value, sizeof(value), "%d", role);
+	if (role == 0)
+		r = s->ops->policy_delete(s->be, "bind", name);
+	else if ((r = store_project_ensure(s, project)) == 0)
+		r = s->ops->policy_set(s->be, "bind", name, value);
+	return r < 0 ? r : store_policy_load(s);
+}
+
+int store_binding_role(struct store *s, const char *project, uint32_t uid, const uint32_t *gids,
+		       size_t ngids)
+{
+	int uid_role = 0, gid_role = 0;
+
+	pthread_rwlock_rdlock(&s->policy_lock);
+	for (size_t i = 0; i < s->policy.nbinds; i++) {
+		const struct store_policy_binding *b = &s->policy.binds[i];
+
+		if (strcmp(b->project, project) != 0)
+			continue;
+		if (b->kind == STORE_BIND_UID && b->id == uid)
+			uid_role = b->role;
+		for (size_t g = 0; b->kind == STORE_BIND_GID && g < ngids; g++)
+			if (b->id == gids[g] && b->role > gid_role)
+				gid_role = b->role;
+	}
+	pthread_rwlock_unlock(&s->policy_lock);
+	/* A binding for the uid itself is the more specific one. */
+	return uid_role ? uid_role : gid_role;
+}
+
+static int store_token_write(struct store *s, const struct store_token_info *t)
+{
+	char value[256];
+
+	snprintf(value, sizeof(value), "%s|%s|%s|%lld|%lld|%d", t->project, t->user, t->role,
+		 (long long)t->expiry, (long long)t->issued_ms, t->revoked ? 1 : 0);
+	return s->ops->policy_set(s->be, "token", t->id, value);
+}
+
+int store_token_record(struct store *s, const struct store_token_info *t)
+{
+	return store_token_write(s, t);
+}
+
+struct store_token_find {
+	const char *id;
+	struct store_token_info t;
+	bool found;
+	store_token_cb cb;
+	void *arg;
+};
+
+static int store_token_row(const char *kind, const char *name, const char *value, void *arg)
+{
+	struct store_token_find *f = arg;
+	struct store_token_info t;
+
+	if (strcmp(kind, "token") != 0 || store_token_parse(name, value, &t) < 0)
+		return 0;
+	if (f->cb)
+		return f->cb(&t, f->arg);
+	if (strcmp(t.id, f->id) == 0) {
+		f->t = t;
+		f->found = true;
+	}
+	return 0;
+}
+
+int store_token_revoke(struct store *s, const char *id)
+{
+	struct store_token_find f = { .id = id };
+	int r = s->ops->policy_list(s->be, store_token_row, &f);
+
+	if (r < 0)
+		return r;
+	if (!f.found)
+		return KMS_E_TOKEN_INVALID;
+	f.t.revoked = true;
+	if ((r = store_token_write(s, &f.t)) < 0)
+		return r;
+	return store_policy_load(s);
+}
+
+int store_token_list(struct store *s, store_token_cb cb, void *arg)
+{
+	struct store_token_find f = { .cb = cb, .arg = arg };
+
+	return s->ops->policy_list(s->be, store_token_row, &f);
+}
+
+bool store_token_revoked(struct store *s, const char *id)
+{
+	bool revoked = false;
+
+	pthread_rwlock_rdlock(&s->policy_lock);
+	for (size_t i = 0; i < s->policy.nrevoked && !revoked; i++)
+		revoked = strcmp(s->policy.revoked[i], id) == 0;
+	pthread_rwlock_unlock(&s->policy_lock);
+	return revoked;
 }

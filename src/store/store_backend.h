@@ -59,6 +59,14 @@ struct store_backend_ops {
 	KMS_WUR int (*tag_delete)(struct store_backend *b, const char *key_id, const char *tag_key);
 	KMS_WUR int (*tag_list)(struct store_backend *b, const char *project, const char *key_id,
 				store_tag_cb cb, void *arg);
+	/* Policy rows: (kind, name, value) strings; kinds "project", "bind", "token". */
+	KMS_WUR int (*policy_set)(struct store_backend *b, const char *kind, const char *name,
+				  const char *value);
+	KMS_WUR int (*policy_delete)(struct store_backend *b, const char *kind, const char *name);
+	KMS_WUR int (*policy_list)(struct store_backend *b,
+				   int (*cb)(const char *kind, const char *name, const char *value,
+					     void *arg),
+				   void *arg);
 	/* Every key with every version, for integrity checks. */
 	KMS_WUR int (*key_scan)(struct store_backend *b, store_backend_meta_cb meta_cb,
 				store_backend_version_cb cb, void *arg);

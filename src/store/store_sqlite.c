@@ -59,6 +59,9 @@ static const char store_sqlite_schema[] =
 	"  key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
 	"  tag_key TEXT NOT NULL, tag_value TEXT NOT NULL,"
 	"  PRIMARY KEY(key_id, tag_key));"
+	"CREATE TABLE IF NOT EXISTS policy("
+	"  kind TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,"
+	"  PRIMARY KEY(kind, name));"
 	"INSERT OR IGNORE INTO meta(name, value) VALUES('schema_version', '1');";
 
 #define STORE_KEY_COLUMNS                                                                          \
@@ -927,6 +930,48 @@ static int store_sqlite_tag_list(struct store_backend *b, const char *project, c
 			   t, 1, NULL, 0, store_tag_row, &l);
 }
 
+static int store_sqlite_policy_set(struct store_backend *b, const char *kind, const char *name,
+				   const char *value)
+{
+	const char *t[] = { kind, name, value };
+
+	return store_query(b, "INSERT OR REPLACE INTO policy(kind, name, value) VALUES(?,?,?)", t,
+			   3, NULL, 0, NULL, NULL);
+}
+
+static int store_sqlite_policy_delete(struct store_backend *b, const char *kind, const char *name)
+{
+	const char *t[] = { kind, name };
+
+	return store_query(b, "DELETE FROM policy WHERE kind = ? AND name = ?", t, 2, NULL, 0, NULL,
+			   NULL);
+}
+
+struct store_policy_rows {
+	int (*cb)(const char *kind, const char *name, const char *value, void *arg);
+	void *arg;
+};
+
+static int store_policy_row(sqlite3_stmt *st, void *arg)
+{
+	struct store_policy_rows *p = arg;
+
+	return p->cb((const char *)sqlite3_column_text(st, 0),
+		     (const char *)sqlite3_column_text(st, 1),
+		     (const char *)sqlite3_column_text(st, 2), p->arg);
+}
+
+static int store_sqlite_policy_list(struct store_backend *b,
+				    int (*cb)(const char *kind, const char *name,
+					      const char *value, void *arg),
+				    void *arg)
+{
+	struct store_policy_rows p = { cb, arg };
+
+	return store_query(b, "SELECT kind, name, value FROM policy ORDER BY kind, name", NULL, 0,
+			   NULL, 0, store_policy_row, &p);
+}
+
 const struct store_backend_ops store_sqlite_ops = {
 	.name = "sqlite",
 	.open = store_sqlite_open,
@@ -952,5 +997,8 @@ const struct store_backend_ops store_sqlite_ops = {
 	.tag_set = store_sqlite_tag_set,
 	.tag_delete = store_sqlite_tag_delete,
 	.tag_list = store_sqlite_tag_list,
+	.policy_set = store_sqlite_policy_set,
+	.policy_delete = store_sqlite_policy_delete,
+	.policy_list = store_sqlite_policy_list,
 	.key_scan = store_sqlite_key_scan,
 };

@@ -1,7 +1,12 @@
 /* kmsctl - administration of a kmsfs state directory: tokens, direct calls, integrity checks.
  * It uses the same store and handlers as the daemon, and works while the daemon runs. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/xattr.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +35,15 @@ static void kmsctl_usage(FILE *f)
 		"commands:\n"
 		"  token issue --project P [--ttl SECONDS] [--user NAME] [--role admin|crypto|viewer]\n"
 		"        print a token for P (default ttl 86400, user admin, role admin)\n"
+		"  token revoke ID     refuse the token with this id from now on (running daemon too)\n"
+		"  token list          ids, users, projects, roles, expiry and state; never a token\n"
+		"  project set P [--owner USER] [--group GROUP] [--mode MODE] [--plaintext-mode MODE]\n"
+		"        owner, group and directory mode of P's tree (files get MODE & 0666); actions\n"
+		"        returning plaintext keys get --plaintext-mode (default: like the others)\n"
+		"  project bind P --uid USER|--gid GROUP --role admin|crypto|viewer\n"
+		"        let that uid or group use P with that role without a token\n"
+		"  project unbind P --uid USER|--gid GROUP\n"
+		"  project show P      print P's owner, group, modes\n"
 		"  call PROJECT ACTION [JSON|-]\n"
 		"        run ACTION on the store as an administrator and print its JSON response;\n"
 		"        no JSON means an empty request, - reads the request from stdin\n"
@@ -38,6 +52,8 @@ static void kmsctl_usage(FILE *f)
 		"\n"
 		"exit status: 0 ok, 1 the API answered an error, 2 usage, 3 state directory problem\n");
 }
+
+static void kmsctl_notify_daemon(const char *state);
 
 static int kmsctl_open(const char *state, bool create, struct store **s)
 {
@@ -57,6 +73,194 @@ static int kmsctl_open(const char *state, bool create, struct store **s)
 	return 0;
 }
 
+static int kmsctl_token_row(const struct store_token_info *t, void *arg)
+{
+	char when[32];
+	time_t exp = (time_t)t->expiry;
+	struct tm tm;
+
+	gmtime_r(&exp, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	printf("%-16s  %-20s  %-16s  %-6s  %s  %s\n", t->id, t->project, t->user, t->role, when,
+	       t->revoked ? "revoked" : (t->expiry <= (int64_t)time(NULL) ? "expired" : "valid"));
+	return 0;
+}
+
+static int kmsctl_token_admin(const char *state, int argc, char **argv)
+{
+	struct store *s = NULL;
+	int r;
+
+	if ((strcmp(argv[1], "revoke") == 0 && argc != 3) ||
+	    (strcmp(argv[1], "list") == 0 && argc != 2)) {
+		fprintf(stderr, "kmsctl: usage: token revoke ID | token list\n");
+		return EXIT_USAGE;
+	}
+	if ((r = kmsctl_open(state, false, &s)) != 0)
+		return r;
+	if (strcmp(argv[1], "list") == 0) {
+		printf("%-16s  %-20s  %-16s  %-6s  %-20s  %s\n", "ID", "PROJECT", "USER", "ROLE",
+		       "EXPIRES", "STATE");
+		r = store_token_list(s, kmsctl_token_row, NULL);
+	} else {
+		r = store_token_revoke(s, argv[2]);
+		if (r == 0)
+			kmsctl_notify_daemon(state);
+	}
+	store_close(s);
+	if (r == KMS_E_TOKEN_INVALID) {
+		fprintf(stderr, "kmsctl: no token with id '%s' was issued here\n", argv[2]);
+		return EXIT_API_ERROR;
+	}
+	if (r < 0) {
+		fprintf(stderr, "kmsctl: %s\n", kms_err_info(r)->message);
+		return EXIT_STATE;
+	}
+	return 0;
+}
+
+static bool kmsctl_parse_id(const char *s, bool group, uint32_t *id)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (*s && !*end && !errno && v < UINT32_MAX) {
+		*id = (uint32_t)v;
+		return true;
+	}
+	if (group) {
+		struct group *g = getgrnam(s);
+
+		if (g)
+			*id = g->gr_gid;
+		return g != NULL;
+	}
+	{
+		struct passwd *p = getpwnam(s);
+
+		if (p)
+			*id = p->pw_uid;
+		return p != NULL;
+	}
+}
+
+static bool kmsctl_parse_mode(const char *s, uint32_t *mode)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 8);
+	if (!*s || *end || errno || v > 0777)
+		return false;
+	*mode = (uint32_t)v;
+	return true;
+}
+
+static int kmsctl_project(const char *state, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "owner", required_argument, NULL, 'o' }, { "group", required_argument, NULL, 'g' },
+		{ "mode", required_argument, NULL, 'm' },
+		{ "plaintext-mode", required_argument, NULL, 'P' },
+		{ "uid", required_argument, NULL, 'u' },   { "gid", required_argument, NULL, 'G' },
+		{ "role", required_argument, NULL, 'r' },  { NULL, 0, NULL, 0 },
+	};
+	struct store_project_policy pol;
+	const char *sub, *project;
+	bool have_plain = false, have_mode = false, bind_uid = false, bind_gid = false;
+	uint32_t bind_id = 0;
+	enum auth_role role = AUTH_ROLE_NONE;
+	struct store *s = NULL;
+	int c, r;
+
+	if (argc < 3 || !store_project_id_valid(argv[2])) {
+		fprintf(stderr, "kmsctl: usage: project set|bind|unbind|show P ...\n");
+		return EXIT_USAGE;
+	}
+	sub = argv[1];
+	project = argv[2];
+	if ((r = kmsctl_open(state, true, &s)) != 0)
+		return r;
+	store_project_policy(s, project, &pol);
+	optind = 3;
+	r = EXIT_USAGE;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'o':
+			if (!kmsctl_parse_id(optarg, false, &pol.owner))
+				goto bad;
+			break;
+		case 'g':
+			if (!kmsctl_parse_id(optarg, true, &pol.group))
+				goto bad;
+			break;
+		case 'm':
+			if (!kmsctl_parse_mode(optarg, &pol.mode))
+				goto bad;
+			have_mode = true;
+			break;
+		case 'P':
+			if (!kmsctl_parse_mode(optarg, &pol.plaintext_mode))
+				goto bad;
+			have_plain = true;
+			break;
+		case 'u':
+			if (!kmsctl_parse_id(optarg, false, &bind_id))
+				goto bad;
+			bind_uid = true;
+			break;
+		case 'G':
+			if (!kmsctl_parse_id(optarg, true, &bind_id))
+				goto bad;
+			bind_gid = true;
+			break;
+		case 'r':
+			role = auth_role_parse(optarg);
+			if (role == AUTH_ROLE_NONE)
+				goto bad;
+			break;
+		default:
+			goto bad;
+		}
+	}
+	if (optind != argc)
+		goto bad;
+	if (strcmp(sub, "set") == 0) {
+		if (have_mode && !have_plain)
+			pol.plaintext_mode = pol.mode & 0666;
+		r = store_project_policy_set(s, project, &pol);
+	} else if (strcmp(sub, "bind") == 0 || strcmp(sub, "unbind") == 0) {
+		bool unbind = strcmp(sub, "unbind") == 0;
+
+		if (bind_uid == bind_gid || (!unbind && role == AUTH_ROLE_NONE))
+			goto bad;
+		r = store_binding_set(s, project, bind_uid ? STORE_BIND_UID : STORE_BIND_GID,
+				      bind_id, unbind ? 0 : (int)role);
+	} else if (strcmp(sub, "show") == 0) {
+		printf("project %s: owner %u group %u mode %04o plaintext-mode %04o\n", project,
+		       pol.owner, pol.group, pol.mode, pol.plaintext_mode);
+		r = 0;
+	} else {
+		goto bad;
+	}
+	store_close(s);
+	if (r < 0) {
+		fprintf(stderr, "kmsctl: %s\n", kms_err_info(r)->message);
+		return EXIT_STATE;
+	}
+	kmsctl_notify_daemon(state);
+	return 0;
+bad:
+	store_close(s);
+	fprintf(stderr, "kmsctl: usage: project set P [--owner U] [--group G] [--mode 0750] "
+			"[--plaintext-mode 0700] | project bind P --uid U|--gid G --role R | "
+			"project unbind P --uid U|--gid G | project show P\n");
+	return EXIT_USAGE;
+}
+
 static int kmsctl_token(const char *state, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -65,6 +269,7 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *project = NULL, *user = "admin", *role_name = "admin";
+	struct auth_claims claims;
 	uint8_t secret[AUTH_SECRET_BYTES];
 	char token[AUTH_TOKEN_MAX + 1], *end;
 	long long ttl = 86400;
@@ -72,8 +277,10 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 	enum auth_role role;
 	int c, r;
 
+	if (argc >= 2 && (strcmp(argv[1], "revoke") == 0 || strcmp(argv[1], "list") == 0))
+		return kmsctl_token_admin(state, argc, argv);
 	if (argc < 2 || strcmp(argv[1], "issue") != 0) {
-		fprintf(stderr, "kmsctl: usage: token issue --project P [--ttl S] [--user NAME]\n");
+		fprintf(stderr, "kmsctl: usage: token issue|revoke|list ...\n");
 		return EXIT_USAGE;
 	}
 	optind = 2;
@@ -114,7 +321,18 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 		r = store_state_secret(s, "token.key", secret);
 	if (r == 0)
 		r = auth_token_issue(secret, project, user, role, (int64_t)time(NULL) + ttl, token,
-				     sizeof(token), NULL);
+				     sizeof(token), &claims);
+	if (r == 0) {
+		/* Remember what was issued (never the token) for token list and revoke. */
+		struct store_token_info info = { .expiry = claims.expiry,
+						 .issued_ms = store_now_ms() };
+
+		snprintf(info.id, sizeof(info.id), "%s", claims.id);
+		snprintf(info.project, sizeof(info.project), "%s", claims.project);
+		snprintf(info.user, sizeof(info.user), "%s", claims.user);
+		snprintf(info.role, sizeof(info.role), "%s", auth_role_name(claims.role));
+		r = store_token_record(s, &info);
+	}
 	kms_wipe(secret, sizeof(secret));
 	store_close(s);
 	if (r < 0) {
@@ -123,6 +341,32 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 	}
 	printf("%s\n", token);
 	return 0;
+}
+
+/* Ask the running daemon (if any) to re-read the database now, so a revocation or policy change
+ * is in force when this command returns. The daemon also notices within a second by itself. */
+static void kmsctl_notify_daemon(const char *state)
+{
+	char path[4200], buf[4200], *nl;
+	ssize_t n;
+	int fd, pid;
+
+	snprintf(path, sizeof(path), "%s/daemon.lock", state);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	pid = atoi(buf);
+	nl = strchr(buf, '\n');
+	if (pid <= 0 || !nl || kill(pid, 0) != 0)
+		return;
+	nl++;
+	nl[strcspn(nl, "\n")] = 0;
+	(void)getxattr(nl, "user.kms.refresh", buf, 0);
 }
 
 static int kmsctl_read_stdin(struct kms_buf *req)
@@ -258,6 +502,8 @@ int main(int argc, char **argv)
 		return kmsctl_call(state, argc, argv);
 	if (strcmp(argv[0], "check") == 0)
 		return kmsctl_check(state);
+	if (strcmp(argv[0], "project") == 0)
+		return kmsctl_project(state, argc, argv);
 	fprintf(stderr, "kmsctl: unknown command '%s'\n", argv[0]);
 	kmsctl_usage(stderr);
 	return EXIT_USAGE;

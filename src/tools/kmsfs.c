@@ -36,6 +36,8 @@ struct kmsfs_config {
 	unsigned key_quota;
 	unsigned secure_heap_kib;
 	int no_mlock;
+	char *audit;
+	int no_default_permissions;
 };
 
 #define KMSFS_OPT(t, p) { t, offsetof(struct kmsfs_config, p), 1 }
@@ -48,6 +50,8 @@ static const struct fuse_opt kmsfs_opts[] = {
 	KMSFS_OPT("key_quota=%u", key_quota),
 	KMSFS_OPT("secure_heap=%u", secure_heap_kib),
 	KMSFS_OPT("no_mlock", no_mlock),
+	KMSFS_OPT("audit=%s", audit),
+	KMSFS_OPT("no_default_permissions", no_default_permissions),
 	FUSE_OPT_END,
 };
 
@@ -65,6 +69,8 @@ static void kmsfs_usage(const char *prog)
 	       "    -o secure_heap=KIB     locked memory for key material (default 4096)\n"
 	       "    -o no_mlock            do not lock the daemon's memory\n"
 	       "    -o allow_other         let other users in (then tokens decide what they may do)\n"
+	       "    -o audit=FILE          append one JSON line per request; a failed write fails it\n"
+	       "    -o no_default_permissions  do not let the kernel enforce project modes\n"
 	       "\n",
 	       prog);
 }
@@ -91,6 +97,20 @@ static void kmsfs_clear_stale_mount(const char *mountpoint)
 		if (pid > 0)
 			waitpid(pid, NULL, 0);
 	}
+}
+
+/* Tell kmsctl who serves this state directory, so it can make policy changes take effect at
+ * once (it asks the mount for user.kms.refresh). */
+static void kmsfs_publish(int lock_fd, const char *mountpoint)
+{
+	char abs[4096], line[4200];
+	int n;
+
+	if (!realpath(mountpoint, abs))
+		return;
+	n = snprintf(line, sizeof(line), "%d\n%s\n", (int)getpid(), abs);
+	if (n > 0 && (size_t)n < sizeof(line) && ftruncate(lock_fd, 0) == 0)
+		(void)!pwrite(lock_fd, line, (size_t)n, 0);
 }
 
 static int kmsfs_lock_state(const char *state)
@@ -151,7 +171,7 @@ int main(int argc, char **argv)
 	struct fuse_session *se = NULL;
 	struct store_options sopt = { 0 };
 	struct kms_harden_report hr;
-	struct fs_options fopt = { 0 };
+	struct fs_options fopt = { .audit_fd = -1 };
 	struct store *store = NULL;
 	struct fs *fs = NULL;
 	FILE *logf = NULL;
@@ -219,6 +239,16 @@ int main(int argc, char **argv)
 		kms_log_error("%s", why);
 		goto out;
 	}
+	if (cfg.audit) {
+		fopt.audit_fd = open(cfg.audit, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+		if (fopt.audit_fd < 0) {
+			fprintf(stderr, "kmsfs: cannot open audit file '%s': %s\n", cfg.audit,
+				strerror(errno));
+			goto out;
+		}
+	} else {
+		fopt.audit_fd = -1;
+	}
 	fopt.store = store;
 	fopt.mailbox_ttl_s = cfg.mailbox_ttl;
 	fopt.key_quota = cfg.key_quota;
@@ -227,6 +257,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	kmsfs_clear_stale_mount(opts.mountpoint);
+	/* The kernel enforces each project's owner, group and modes (kmsctl project set). */
+	if (!cfg.no_default_permissions && fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
+		goto out;
 	se = fuse_session_new(&args, fs_lowlevel_ops(), sizeof(*fs_lowlevel_ops()), fs);
 	if (!se)
 		goto out;
@@ -236,7 +269,14 @@ int main(int argc, char **argv)
 		fprintf(stderr, "kmsfs: cannot mount on '%s'\n", opts.mountpoint);
 		goto out_handlers;
 	}
+	if (!opts.foreground)
+		store_detach(store);
 	fuse_daemonize(opts.foreground);
+	if (!opts.foreground && store_reopen(store, why, sizeof(why)) < 0) {
+		kms_log_error("%s", why);
+		goto out_unmount;
+	}
+	kmsfs_publish(lock_fd, opts.mountpoint);
 	kms_harden_process((size_t)cfg.secure_heap_kib * 1024, !cfg.no_mlock, &hr);
 	kmsfs_report_hardening(&hr);
 	if ((r = fs_start(fs)) < 0) {
@@ -279,6 +319,9 @@ out:
 	free(cfg.log);
 	free(cfg.region);
 	free(cfg.root_key);
+	free(cfg.audit);
+	if (fopt.audit_fd > 0)
+		close(fopt.audit_fd);
 	if (logf)
 		fclose(logf);
 	return ret;
