@@ -7,6 +7,8 @@
 #include "fs/kms_fs.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -15,6 +17,7 @@
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -75,27 +78,32 @@ static void kmsfs_usage(const char *prog)
 	       prog);
 }
 
-/* A mount left by a killed daemon answers ENOTCONN; detach it so we can mount again. */
+/* A mount left by a killed daemon answers ENOTCONN; detach it (and any stacked under it) so we
+ * can mount again. statfs, unlike stat, always reaches the daemon: the kernel may answer stat of
+ * the mount root from its attribute cache. */
 static void kmsfs_clear_stale_mount(const char *mountpoint)
 {
-	struct stat st;
+	struct statfs sfs;
 
-	if (stat(mountpoint, &st) == 0 || errno != ENOTCONN)
-		return;
-	if (umount2(mountpoint, MNT_DETACH) == 0) {
-		kms_log_warning("detached a stale mount on '%s' left by a daemon that died",
-				mountpoint);
-		return;
-	}
-	{
-		pid_t pid = fork();
-
-		if (pid == 0) {
-			execlp("fusermount3", "fusermount3", "-uz", mountpoint, (char *)NULL);
-			_exit(127);
+	for (int i = 0; i < 16; i++) {
+		if (statfs(mountpoint, &sfs) == 0 || errno != ENOTCONN)
+			return;
+		if (umount2(mountpoint, MNT_DETACH) == 0) {
+			kms_log_warning("detached a stale mount on '%s' left by a daemon that died",
+					mountpoint);
+			continue;
 		}
-		if (pid > 0)
-			waitpid(pid, NULL, 0);
+		{
+			pid_t pid = fork();
+			int status = 1;
+
+			if (pid == 0) {
+				execlp("fusermount3", "fusermount3", "-uz", mountpoint, (char *)NULL);
+				_exit(127);
+			}
+			if (pid < 0 || waitpid(pid, &status, 0) < 0 || status != 0)
+				return;
+		}
 	}
 }
 
@@ -292,14 +300,17 @@ int main(int argc, char **argv)
 		if (!loop)
 			goto out_unmount;
 		fuse_loop_cfg_set_clone_fd(loop, (unsigned)opts.clone_fd);
-		fuse_loop_cfg_set_idle_threads(loop, opts.max_idle_threads);
+		if (opts.max_idle_threads != UINT_MAX) /* UINT_MAX: libfuse's "no limit" default */
+			fuse_loop_cfg_set_idle_threads(loop, opts.max_idle_threads);
 		/* libfuse 3.14 leaves max_threads at UINT_MAX unless -o max_threads is given. */
 		fuse_loop_cfg_set_max_threads(loop, opts.max_threads && opts.max_threads <= 1024
 							    ? opts.max_threads
 							    : 16);
 		r = fuse_session_loop_mt(se, loop);
 	}
-	ret = r == 0 ? 0 : 1;
+	/* libfuse's signal handler leaves the signal number as the loop's result: SIGTERM, SIGINT
+	 * and SIGHUP are an orderly shutdown. */
+	ret = r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP ? 0 : 1;
 	kms_log_info("kmsfs stopped serving '%s'", opts.mountpoint);
 out_unmount:
 	fuse_session_unmount(se);
