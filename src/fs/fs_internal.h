@@ -25,6 +25,9 @@ enum fs_node_type {
 };
 
 #define FS_NO_KEY UINT32_MAX
+/* Open request handles and buffered request bytes over all of them (README, limits). */
+#define FS_MAX_OPEN_HANDLES 100000u
+#define FS_MAX_BUFFERED_BYTES (256u * 1024u * 1024u)
 #define FS_MAX_PROJECTS 65535u
 
 struct fs_node {
@@ -76,6 +79,10 @@ struct fs {
 
 	int audit_fd;
 	pthread_mutex_t audit_lock;
+
+	/* Bounds against clients that open many handles or write and never read. */
+	size_t open_handles;   /* atomic */
+	size_t buffered_bytes; /* atomic: request bytes held by all handles */
 
 	pthread_t janitor;
 	bool janitor_running;

@@ -133,6 +133,12 @@ static struct fs_txn *fs_txn_of(struct fuse_file_info *fi)
 	return (struct fs_txn *)(uintptr_t)fi->fh;
 }
 
+static void fs_txn_unbuffer(struct fs *fs, struct fs_txn *t)
+{
+	if (t->req.len)
+		__atomic_sub_fetch(&fs->buffered_bytes, t->req.len, __ATOMIC_RELAXED);
+}
+
 static void fs_txn_free(struct fs_txn *t)
 {
 	kms_buf_free(&t->req);
@@ -179,6 +185,7 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 	struct api_caller caller = { .uid = ctx->uid, .gid = ctx->gid, .pid = ctx->pid };
 	int err;
 
+	fs_txn_unbuffer(fs, t);
 	kms_buf_reset(&t->resp);
 	t->base_set = false;
 	t->req_pending = false;
@@ -249,8 +256,14 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, n.type == FS_ALIAS_LINK ? ELOOP : EISDIR);
 		return;
 	}
+	if (__atomic_add_fetch(&fs->open_handles, 1, __ATOMIC_RELAXED) > FS_MAX_OPEN_HANDLES) {
+		__atomic_sub_fetch(&fs->open_handles, 1, __ATOMIC_RELAXED);
+		fuse_reply_err(req, ENFILE);
+		return;
+	}
 	t = calloc(1, sizeof(*t));
 	if (!t) {
+		__atomic_sub_fetch(&fs->open_handles, 1, __ATOMIC_RELAXED);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
@@ -264,19 +277,23 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (acc == O_RDONLY && fs_mailbox_take(fs, ino, fuse_req_ctx(req)->uid, &t->resp))
 		t->resp_ready = true;
 	fi->fh = (uint64_t)(uintptr_t)t;
-	if (fs_reply_open(req, fi, t->writable) == -ENOENT)
+	if (fs_reply_open(req, fi, t->writable) == -ENOENT) {
 		fs_txn_free(t); /* the open was interrupted: no release will come */
+		__atomic_sub_fetch(&fs->open_handles, 1, __ATOMIC_RELAXED);
+	}
 }
 
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		 struct fuse_file_info *fi)
 {
+	struct fs *fs = fs_from_req(req);
 	struct fs_txn *t = fs_txn_of(fi);
 	int r;
 
 	pthread_mutex_lock(&t->lock);
 	if (!t->req_pending && !t->overflow) {
 		/* A write after a response starts the next request on this handle. */
+		fs_txn_unbuffer(fs, t);
 		kms_buf_reset(&t->req);
 		kms_buf_reset(&t->resp);
 		t->resp_ready = false;
@@ -288,8 +305,18 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		fuse_reply_err(req, EFBIG);
 		return;
 	}
+	if (__atomic_add_fetch(&fs->buffered_bytes, size, __ATOMIC_RELAXED) >
+	    FS_MAX_BUFFERED_BYTES) {
+		/* Too many half-finished requests daemon-wide: refuse, don't grow. */
+		__atomic_sub_fetch(&fs->buffered_bytes, size, __ATOMIC_RELAXED);
+		pthread_mutex_unlock(&t->lock);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
 	r = kms_buf_append(&t->req, buf, size);
 	if (r < 0) {
+		__atomic_sub_fetch(&fs->buffered_bytes, size, __ATOMIC_RELAXED);
+		fs_txn_unbuffer(fs, t);
 		t->overflow = true;
 		kms_buf_reset(&t->req);
 		pthread_mutex_unlock(&t->lock);
@@ -359,7 +386,10 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* A read replies under the lock and unlocks after; the client may close, and this
 	 * release arrive on another thread, in between. Wait for it before freeing. */
 	pthread_mutex_lock(&t->lock);
+	fs_txn_unbuffer(fs_from_req(req), t);
+	kms_buf_reset(&t->req);
 	pthread_mutex_unlock(&t->lock);
 	fs_txn_free(t);
+	__atomic_sub_fetch(&fs_from_req(req)->open_handles, 1, __ATOMIC_RELAXED);
 	fuse_reply_err(req, 0);
 }
