@@ -111,6 +111,11 @@ struct fs_txn {
 };
 
 /* fs_tree.c */
+/* One step of path resolution, without the store: what kind of child `name` would be under a
+ * node of type parent (FS_ROOT..FS_ALIASES_DIR). -ENOENT / -ENOTDIR when it can't exist; for an
+ * action its table index, for an alias its decoded name (alias_cap bytes). Pure: fuzzed. */
+int fs_lookup_step(enum fs_node_type parent, const char *name, enum fs_node_type *child,
+		   uint8_t *action, char *alias, size_t alias_cap);
 KMS_WUR int fs_registry_init(struct fs_registry *r);
 void fs_registry_free(struct fs_registry *r);
 /* Project index for a name, registering it if the store knows the project. -ENOENT otherwise. */

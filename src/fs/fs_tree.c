@@ -361,6 +361,38 @@ static bool fs_key_id_shape(const char *s)
 	return true;
 }
 
+int fs_lookup_step(enum fs_node_type parent, const char *name, enum fs_node_type *child,
+		   uint8_t *action, char *alias, size_t alias_cap)
+{
+	switch (parent) {
+	case FS_ROOT:
+		*child = FS_PROJECT_DIR;
+		return store_project_id_valid(name) ? 0 : -ENOENT;
+	case FS_PROJECT_DIR:
+		if (strcmp(name, "keys") == 0) {
+			*child = FS_KEYS_DIR;
+			return 0;
+		}
+		if (strcmp(name, "aliases") == 0) {
+			*child = FS_ALIASES_DIR;
+			return 0;
+		}
+		*child = FS_PROJECT_ACTION;
+		return fs_action_index(name, API_SCOPE_PROJECT, action);
+	case FS_KEYS_DIR:
+		*child = FS_KEY_DIR;
+		return fs_key_id_shape(name) ? 0 : -ENOENT;
+	case FS_KEY_DIR:
+		*child = FS_KEY_ACTION;
+		return fs_action_index(name, API_SCOPE_KEY, action);
+	case FS_ALIASES_DIR:
+		*child = FS_ALIAS_LINK;
+		return fs_alias_decode(name, alias, alias_cap) ? 0 : -ENOENT;
+	default:
+		return -ENOTDIR;
+	}
+}
+
 void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fs *fs = fs_from_req(req);
@@ -371,50 +403,26 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	if (!fs_node_from_ino(parent, &p))
 		goto fail;
 	n.project = p.project;
-	n.key = FS_NO_KEY;
-	switch (p.type) {
-	case FS_ROOT:
-		if (!store_project_id_valid(name))
-			goto fail;
-		if ((r = fs_project_index(fs, name, &n.project)) < 0)
-			goto fail;
-		n.type = FS_PROJECT_DIR;
-		break;
+	n.key = p.type == FS_KEY_DIR ? p.key : FS_NO_KEY;
+	if ((r = fs_lookup_step(p.type, name, &n.type, &n.action, alias, sizeof(alias))) < 0)
+		goto fail;
+	/* What the step says may exist, the store decides whether it does. */
+	switch (n.type) {
 	case FS_PROJECT_DIR:
-		if (strcmp(name, "keys") == 0) {
-			n.type = FS_KEYS_DIR;
-		} else if (strcmp(name, "aliases") == 0) {
-			n.type = FS_ALIASES_DIR;
-		} else {
-			if ((r = fs_action_index(name, API_SCOPE_PROJECT, &n.action)) < 0)
-				goto fail;
-			n.type = FS_PROJECT_ACTION;
-		}
-		break;
-	case FS_KEYS_DIR:
-		if (!fs_key_id_shape(name))
-			goto fail;
-		if ((r = fs_lookup_key(fs, p.project, name, NULL, &n.key)) < 0)
-			goto fail;
-		n.type = FS_KEY_DIR;
+		r = fs_project_index(fs, name, &n.project);
 		break;
 	case FS_KEY_DIR:
-		if ((r = fs_action_index(name, API_SCOPE_KEY, &n.action)) < 0)
-			goto fail;
-		n.key = p.key;
-		n.type = FS_KEY_ACTION;
+		r = fs_lookup_key(fs, p.project, name, NULL, &n.key);
 		break;
-	case FS_ALIASES_DIR:
-		if (!fs_alias_decode(name, alias, sizeof(alias)))
-			goto fail;
-		if ((r = fs_lookup_key(fs, p.project, NULL, alias, &n.key)) < 0)
-			goto fail;
-		n.type = FS_ALIAS_LINK;
+	case FS_ALIAS_LINK:
+		r = fs_lookup_key(fs, p.project, NULL, alias, &n.key);
 		break;
 	default:
-		r = -ENOTDIR;
-		goto fail;
+		r = 0;
+		break;
 	}
+	if (r < 0)
+		goto fail;
 	fs_reply_node(req, &n);
 	return;
 fail:
