@@ -76,7 +76,7 @@ clients=$!
 for ((round = 1; round <= rounds; round++)); do
 	sleep "0.$((RANDOM % 6 + 2))"
 	kms_kill9
-	kms_mount
+	kms_mount key_quota=100000
 	# Tokens live in daemon memory only: the clients' uid sets it again after a restart.
 	kms_login crash "$tok"
 done
