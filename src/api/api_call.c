@@ -158,6 +158,22 @@ static bool api_has_duplicate_keys(const cJSON *o)
 	return false;
 }
 
+/* cJSON strings end at NUL, so "a\u0000b" would silently become "a": refuse such strings. */
+static bool api_has_nul_escape(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i + 6 <= n; i++)
+		if (p[i] == '\\' && (p[i + 1] == 'u' || p[i + 1] == 'U') && p[i + 2] == '0' &&
+		    p[i + 3] == '0' && p[i + 4] == '0' && p[i + 5] == '0') {
+			size_t bs = 0;
+
+			for (size_t j = i; j > 0 && p[j - 1] == '\\'; j--)
+				bs++;
+			if (bs % 2 == 0)
+				return true; /* an unescaped backslash starts it */
+		}
+	return false;
+}
+
 static int api_parse(const uint8_t *req, size_t len, cJSON **out)
 {
 	const char *end = NULL;
@@ -170,7 +186,7 @@ static int api_parse(const uint8_t *req, size_t len, cJSON **out)
 		*out = cJSON_CreateObject();
 		return *out ? 0 : KMS_E_NOMEM;
 	}
-	if (memchr(req, 0, len))
+	if (memchr(req, 0, len) || api_has_nul_escape(req, len))
 		return KMS_E_BAD_JSON;
 	j = cJSON_ParseWithLengthOpts((const char *)req, len, &end, false);
 	if (!j)
@@ -356,11 +372,13 @@ int api_call(const struct api_service *svc, const struct api_caller *caller,
 	     const struct api_action *action, const uint8_t *req, size_t len,
 	     struct kms_buf *resp)
 {
+	const uint8_t *nl = req && len <= KMS_MAX_REQUEST ? memchr(req, '\n', len) : NULL;
 	const char *end = NULL;
 	size_t line_end;
 	cJSON *whole;
 
-	if (len > KMS_MAX_REQUEST || !req || !memchr(req, '\n', len) || memchr(req, 0, len))
+	/* The common case, one line (echo adds the trailing newline): parse once. */
+	if (!nl || api_blank(nl, len - (size_t)(nl - req)) || memchr(req, 0, len))
 		return api_call_one(svc, caller, action, req, len, resp);
 	if (api_init() < 0)
 		return api_call_one(svc, caller, action, req, len, resp);

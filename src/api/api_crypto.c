@@ -52,9 +52,10 @@ static int api_seal(struct api_request *r, const struct store_key *k, const stru
 	size_t len = 0;
 	int e;
 
-	e = core_blob_seal(store_key_material(k, k->meta.current_version), k->meta.key_id,
-			   k->meta.current_version, ctx->data, ctx->len, plain, n, blob,
-			   sizeof(blob), &len);
+	e = core_blob_seal_kind(base64 ? CORE_BLOB_DATA : CORE_BLOB_DATAKEY,
+				store_key_material(k, k->meta.current_version), k->meta.key_id,
+				k->meta.current_version, ctx->data, ctx->len, plain, n, blob,
+				sizeof(blob), &len);
 	if (e < 0)
 		return e;
 	if (base64) {
@@ -120,16 +121,21 @@ int api_encrypt_datakey(struct api_request *r)
 	bool present;
 	int e;
 
-	/* Order of checks as kms-api.md section 11.2. */
-	if ((e = api_get_string(r, "key_id", !r->caller->path_key_id, KMS_E_BAD_KEY_ID,
+	/* Order of checks as kms-api.md section 11.2: presence, key id, sequence, context,
+	 * then the values. */
+	if ((!r->caller->path_key_id && (e = api_require(r, "key_id")) < 0) ||
+	    (e = api_require(r, "plain_text")) < 0 ||
+	    (e = api_require(r, "datakey_plain_length")) < 0 ||
+	    (e = api_get_string(r, "key_id", !r->caller->path_key_id, KMS_E_BAD_KEY_ID,
 				&key_ref)) < 0 ||
-	    (e = api_get_string(r, "plain_text", true, KMS_E_PLAIN_INVALID, &plain)) < 0 ||
-	    (e = api_get_uint(r, "datakey_plain_length", true, KMS_E_PLAIN_LENGTH,
-			      KMS_MIN_DATAKEY_BYTES, KMS_MAX_DATAKEY_BYTES, &dek_len, &present)) < 0)
+	    (e = api_get_string(r, "plain_text", true, KMS_E_PLAIN_INVALID, &plain)) < 0)
 		goto out;
 	if (key_ref && (e = api_parse_key_ref(r, key_ref, id, alias)) < 0)
 		goto out;
 	if ((e = api_check_sequence(r)) < 0 || (e = api_get_context(r, &ctx)) < 0)
+		goto out;
+	if ((e = api_get_uint(r, "datakey_plain_length", true, KMS_E_PLAIN_LENGTH,
+			      KMS_MIN_DATAKEY_BYTES, KMS_MAX_DATAKEY_BYTES, &dek_len, &present)) < 0)
 		goto out;
 	if (!kms_is_hex(plain, strlen(plain))) {
 		e = KMS_E_PLAIN_INVALID;
@@ -164,9 +170,9 @@ out:
 }
 
 /* Open a blob with the key it names; the request's key (if any) must be that key. */
-static int api_open_blob(struct api_request *r, const struct core_blob *blob,
-			 const struct kms_buf *ctx, struct store_key *k, uint8_t *plain,
-			 size_t cap, size_t *n)
+static int api_open_blob(struct api_request *r, enum core_blob_kind kind,
+			 const struct core_blob *blob, const struct kms_buf *ctx,
+			 struct store_key *k, uint8_t *plain, size_t cap, size_t *n)
 {
 	const uint8_t *material;
 	int e;
@@ -178,7 +184,7 @@ static int api_open_blob(struct api_request *r, const struct core_blob *blob,
 	material = store_key_material(k, blob->key_version);
 	if (!material)
 		return KMS_E_CIPHER_INVALID;
-	return core_blob_open(material, blob, ctx->data, ctx->len, plain, cap, n);
+	return core_blob_open_kind(kind, material, blob, ctx->data, ctx->len, plain, cap, n);
 }
 
 int api_decrypt_datakey(struct api_request *r)
@@ -194,16 +200,21 @@ int api_decrypt_datakey(struct api_request *r)
 	bool present;
 	int e;
 
-	/* Order of checks as kms-api.md section 11.3. */
-	if ((e = api_get_string(r, "key_id", !r->caller->path_key_id, KMS_E_BAD_KEY_ID,
+	/* Order of checks as kms-api.md section 11.3: presence, key id, sequence, context,
+	 * then the values. */
+	if ((!r->caller->path_key_id && (e = api_require(r, "key_id")) < 0) ||
+	    (e = api_require(r, "cipher_text")) < 0 ||
+	    (e = api_require(r, "datakey_cipher_length")) < 0 ||
+	    (e = api_get_string(r, "key_id", !r->caller->path_key_id, KMS_E_BAD_KEY_ID,
 				&key_ref)) < 0 ||
-	    (e = api_get_string(r, "cipher_text", true, KMS_E_CIPHER_INVALID, &cipher)) < 0 ||
-	    (e = api_get_uint(r, "datakey_cipher_length", true, KMS_E_CIPHER_LENGTH,
-			      KMS_MIN_DATAKEY_BYTES, KMS_MAX_DATAKEY_BYTES, &dek_len, &present)) < 0)
+	    (e = api_get_string(r, "cipher_text", true, KMS_E_CIPHER_INVALID, &cipher)) < 0)
 		goto out;
 	if (key_ref && (e = api_parse_key_ref(r, key_ref, id, alias)) < 0)
 		goto out;
 	if ((e = api_check_sequence(r)) < 0 || (e = api_get_context(r, &ctx)) < 0)
+		goto out;
+	if ((e = api_get_uint(r, "datakey_cipher_length", true, KMS_E_CIPHER_LENGTH,
+			      KMS_MIN_DATAKEY_BYTES, KMS_MAX_DATAKEY_BYTES, &dek_len, &present)) < 0)
 		goto out;
 	hex_len = strlen(cipher);
 	if (hex_len > 2 * CORE_BLOB_MAX || !kms_is_hex(cipher, hex_len)) {
@@ -221,7 +232,7 @@ int api_decrypt_datakey(struct api_request *r)
 	}
 	if ((e = api_resolve_key(r, true, &k)) < 0)
 		goto out;
-	if ((e = api_open_blob(r, &blob, &ctx, k, dek, sizeof(dek), &n)) < 0)
+	if ((e = api_open_blob(r, CORE_BLOB_DATAKEY, &blob, &ctx, k, dek, sizeof(dek), &n)) < 0)
 		goto out;
 	if (n != dek_len) {
 		e = KMS_E_CIPHER_MISMATCH;
@@ -357,7 +368,8 @@ int api_decrypt_data(struct api_request *r)
 		if (e < 0)
 			goto out;
 	}
-	if ((e = api_open_blob(r, &blob, &ctx, k, plain, sizeof(plain) - 1, &n)) < 0)
+	if ((e = api_open_blob(r, CORE_BLOB_DATA, &blob, &ctx, k, plain, sizeof(plain) - 1,
+			       &n)) < 0)
 		goto out;
 	plain[n] = 0;
 	kms_base64_encode(plain, n, b64);

@@ -24,6 +24,13 @@ int api_get_string(struct api_request *r, const char *name, bool required, int e
 	return 0;
 }
 
+int api_require(struct api_request *r, const char *name)
+{
+	const cJSON *f = cJSON_GetObjectItemCaseSensitive(r->body, name);
+
+	return f && !cJSON_IsNull(f) ? 0 : KMS_E_MISSING;
+}
+
 int api_get_uint(struct api_request *r, const char *name, bool required, int bad,
 		 unsigned long min, unsigned long max, unsigned long *v, bool *present)
 {
@@ -147,7 +154,7 @@ int api_get_context(struct api_request *r, struct kms_buf *ctx)
 			return 0;
 		if (strlen(f->valuestring) > KMS_MAX_CONTEXT)
 			return KMS_E_BAD_CONTEXT;
-		parsed = cJSON_Parse(f->valuestring);
+		parsed = cJSON_ParseWithOpts(f->valuestring, NULL, true);
 		f = parsed;
 	}
 	if (!cJSON_IsObject(f))
@@ -226,8 +233,13 @@ int api_parse_key_ref(struct api_request *r, const char *ref, char id[KMS_KEY_ID
 		snprintf(alias, KMS_MAX_ALIAS + 1, "%s", ref + n);
 		return 0;
 	}
-	if (strncmp(ref, "kms:", 4) == 0 && strstr(ref, ":alias:"))
-		return KMS_E_KEY_NOT_FOUND; /* a URN of another region or domain */
+	{
+		/* A well-formed URN of another region or domain names no key of ours. */
+		const char *name = strncmp(ref, "kms:", 4) == 0 ? strstr(ref, ":alias:") : NULL;
+
+		if (name && api_alias_valid(name + 7))
+			return KMS_E_KEY_NOT_FOUND;
+	}
 	return KMS_E_BAD_KEY_ID;
 }
 

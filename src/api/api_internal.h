@@ -21,6 +21,8 @@ struct api_request {
  * and absent (then *s = NULL). */
 KMS_WUR int api_get_string(struct api_request *r, const char *name, bool required, int err_type,
 			   const char **s);
+/* KMS_E_MISSING unless the field is present (any type). */
+KMS_WUR int api_require(struct api_request *r, const char *name);
 /* A number given as a decimal string ("512") or, leniently, a JSON integer. bad for anything
  * else (including out of [min, max]); KMS_E_MISSING if required and absent; *present says. */
 KMS_WUR int api_get_uint(struct api_request *r, const char *name, bool required, int bad,

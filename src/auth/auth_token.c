@@ -100,8 +100,8 @@ int auth_token_issue(const uint8_t secret[AUTH_SECRET_BYTES], const char *projec
 	uint8_t raw_id[AUTH_TOKEN_ID_LEN / 2], mac[CORE_SHA256_BYTES];
 	int n, r;
 
-	if (strlen(project) > KMS_MAX_PROJECT_ID || !auth_user_valid(user) ||
-	    role == AUTH_ROLE_NONE)
+	if (!project[0] || strlen(project) > KMS_MAX_PROJECT_ID || strchr(project, '|') ||
+	    !auth_user_valid(user) || role == AUTH_ROLE_NONE)
 		return KMS_E_BAD_PARAM;
 	if ((r = core_random(raw_id, sizeof(raw_id))) < 0)
 		return r;

@@ -91,8 +91,24 @@ int core_blob_seal(const uint8_t key[CORE_KEY_BYTES], const char *key_id, uint32
 		   const void *context, size_t context_len, const uint8_t *plain, size_t n,
 		   uint8_t *out, size_t out_cap, size_t *out_len)
 {
+	return core_blob_seal_kind(CORE_BLOB_DATAKEY, key, key_id, key_version, context,
+				   context_len, plain, n, out, out_cap, out_len);
+}
+
+int core_blob_open(const uint8_t key[CORE_KEY_BYTES], const struct core_blob *blob,
+		   const void *context, size_t context_len, uint8_t *plain, size_t cap, size_t *n)
+{
+	return core_blob_open_kind(CORE_BLOB_DATAKEY, key, blob, context, context_len, plain, cap,
+				   n);
+}
+
+int core_blob_seal_kind(enum core_blob_kind kind, const uint8_t key[CORE_KEY_BYTES],
+			const char *key_id, uint32_t key_version, const void *context,
+			size_t context_len, const uint8_t *plain, size_t n, uint8_t *out,
+			size_t out_cap, size_t *out_len)
+{
 	uint8_t frame[CORE_BLOB_MAX_PLAIN + CORE_FRAME_BYTES + 16];
-	uint8_t prefix[CORE_PREFIX_BYTES];
+	uint8_t prefix[CORE_PREFIX_BYTES + 1];
 	size_t total, framed, payload_len;
 	uint8_t *payload, *tail;
 	int r = KMS_E_INTERNAL;
@@ -114,13 +130,15 @@ int core_blob_seal(const uint8_t key[CORE_KEY_BYTES], const char *key_id, uint32
 	memcpy(tail, key_id, CORE_KEY_ID_BYTES);
 	core_put_u32(tail + CORE_KEY_ID_BYTES, key_version);
 	core_prefix(prefix, out, key_id, key_version);
+	prefix[CORE_PREFIX_BYTES] = 1; /* used only for CORE_BLOB_DATA */
 
 	memset(frame, 0, framed);
 	core_put_u32(frame, (uint32_t)n);
 	memcpy(frame + 4, plain, n);
 	if ((r = core_random(payload, CORE_NONCE_BYTES)) < 0)
 		goto out;
-	r = core_gcm_seal_detached_(key, payload, prefix, sizeof(prefix), context, context_len,
+	r = core_gcm_seal_detached_(key, payload, prefix, CORE_PREFIX_BYTES + (kind == CORE_BLOB_DATA),
+				    context, context_len,
 				    frame, framed, payload + CORE_NONCE_BYTES,
 				    payload + CORE_NONCE_BYTES + framed);
 	if (r < 0)
@@ -136,11 +154,12 @@ out:
 	return r;
 }
 
-int core_blob_open(const uint8_t key[CORE_KEY_BYTES], const struct core_blob *blob,
-		   const void *context, size_t context_len, uint8_t *plain, size_t cap, size_t *n)
+int core_blob_open_kind(enum core_blob_kind kind, const uint8_t key[CORE_KEY_BYTES],
+			const struct core_blob *blob, const void *context, size_t context_len,
+			uint8_t *plain, size_t cap, size_t *n)
 {
 	uint8_t frame[CORE_BLOB_MAX_PLAIN + CORE_FRAME_BYTES + 16];
-	uint8_t prefix[CORE_PREFIX_BYTES];
+	uint8_t prefix[CORE_PREFIX_BYTES + 1];
 	size_t framed, len;
 	uint8_t zero = 0;
 	int r;
@@ -152,7 +171,9 @@ int core_blob_open(const uint8_t key[CORE_KEY_BYTES], const struct core_blob *bl
 	if (framed > sizeof(frame))
 		return KMS_E_CIPHER_INVALID;
 	core_prefix(prefix, blob->bytes, blob->key_id, blob->key_version);
-	r = core_gcm_open_detached_(key, blob->payload, prefix, sizeof(prefix), context,
+	prefix[CORE_PREFIX_BYTES] = 1;
+	r = core_gcm_open_detached_(key, blob->payload, prefix,
+				    CORE_PREFIX_BYTES + (kind == CORE_BLOB_DATA), context,
 				    context_len, blob->payload + CORE_NONCE_BYTES, framed, frame,
 				    blob->payload + CORE_NONCE_BYTES + framed);
 	if (r < 0)

@@ -77,6 +77,19 @@ KMS_WUR int core_blob_seal(const uint8_t key[CORE_KEY_BYTES], const char *key_id
 			   const uint8_t *plain, size_t n, uint8_t *out, size_t out_cap,
 			   size_t *out_len);
 
+/* What a blob protects. A data blob's AAD carries one more byte (0x01) after the prefix, so a
+ * data-key blob never opens as data nor the other way round (kms-api.md: a data-key ciphertext
+ * given to decrypt-data fails with KMS.2203); canonical contexts start with '{' or are empty,
+ * so the two AAD forms cannot coincide. core_blob_seal/open are the data-key forms. */
+enum core_blob_kind { CORE_BLOB_DATAKEY = 0, CORE_BLOB_DATA = 1 };
+KMS_WUR int core_blob_seal_kind(enum core_blob_kind kind, const uint8_t key[CORE_KEY_BYTES],
+				const char *key_id, uint32_t key_version, const void *context,
+				size_t context_len, const uint8_t *plain, size_t n, uint8_t *out,
+				size_t out_cap, size_t *out_len);
+KMS_WUR int core_blob_open_kind(enum core_blob_kind kind, const uint8_t key[CORE_KEY_BYTES],
+				const struct core_blob *blob, const void *context,
+				size_t context_len, uint8_t *plain, size_t cap, size_t *n);
+
 /* Decrypt a parsed blob with the material of blob->key_version. KMS_E_DECRYPT_FAILED when the
  * tag does not verify (wrong key, context or tampering). plain gets the exact plaintext. */
 KMS_WUR int core_blob_open(const uint8_t key[CORE_KEY_BYTES], const struct core_blob *blob,

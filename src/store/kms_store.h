@@ -35,7 +35,7 @@ struct store_key_meta {
 	char project[KMS_MAX_PROJECT_ID + 1];
 	char key_id[KMS_KEY_ID_LEN + 1];
 	char alias[KMS_MAX_ALIAS + 1];
-	char description[KMS_MAX_DESCRIPTION + 1];
+	char description[4 * KMS_MAX_DESCRIPTION + 1]; /* 255 characters of UTF-8 */
 	char key_spec[16];
 	char key_usage[24];
 	char origin[12];
