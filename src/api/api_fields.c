@@ -138,7 +138,32 @@ fail:
 	return NULL;
 }
 
+static int api_get_encryption_context(struct api_request *r, struct kms_buf *ctx);
+
+/* Huawei's additional_authenticated_data (a string of up to 128 bytes) binds like a context:
+ * it is appended after a NUL, which no canonical context contains (\u0000 is refused). */
+static int api_add_aad(struct api_request *r, struct kms_buf *ctx)
+{
+	const char *aad;
+	int e = api_get_string(r, "additional_authenticated_data", false, KMS_E_BAD_CONTEXT, &aad);
+
+	if (e < 0 || !aad || !aad[0])
+		return e;
+	if (strlen(aad) > 128)
+		return KMS_E_BAD_CONTEXT;
+	if (kms_buf_append(ctx, "\0aad\0", 5) < 0 || kms_buf_append_str(ctx, aad) < 0)
+		return KMS_E_BAD_CONTEXT;
+	return 0;
+}
+
 int api_get_context(struct api_request *r, struct kms_buf *ctx)
+{
+	int e = api_get_encryption_context(r, ctx);
+
+	return e < 0 ? e : api_add_aad(r, ctx);
+}
+
+static int api_get_encryption_context(struct api_request *r, struct kms_buf *ctx)
 {
 	const cJSON *f = cJSON_GetObjectItemCaseSensitive(r->body, "encryption_context");
 	cJSON *parsed = NULL, *sorted = NULL;

@@ -134,22 +134,22 @@ static int store_read_secret_file(const char *path, uint8_t out[32], char *why, 
 	if (fd < 0) {
 		if (errno == ENOENT)
 			return KMS_E_KEY_NOT_FOUND;
-		snprintf(why, why_len, "cannot read '%s': %s", path, strerror(errno));
+		snprintf(why, why_len, "cannot read '%.300s': %s", path, strerror(errno));
 		return KMS_E_IO;
 	}
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		snprintf(why, why_len, "'%s' is not a regular file", path);
+		snprintf(why, why_len, "'%.300s' is not a regular file", path);
 		goto out;
 	}
 	if (st.st_mode & 0077) {
 		snprintf(why, why_len,
-			 "'%s' is accessible to other users (mode %04o); run 'chmod 600 %s'", path,
+			 "'%.300s' is accessible to other users (mode %04o); run 'chmod 600 %s'", path,
 			 (unsigned)(st.st_mode & 07777), path);
 		goto out;
 	}
 	n = read(fd, out, 32);
 	if (n != 32 || read(fd, &extra, 1) != 0) {
-		snprintf(why, why_len, "'%s' must hold exactly 32 bytes; it is damaged or not a "
+		snprintf(why, why_len, "'%.300s' must hold exactly 32 bytes; it is damaged or not a "
 				       "kmsfs key file", path);
 		kms_wipe(out, 32);
 		goto out;
@@ -162,7 +162,7 @@ out:
 
 int store_state_secret(struct store *s, const char *name, uint8_t out[32])
 {
-	char path[4096], why[256];
+	char path[4096], why[4600];
 	int r;
 
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", s->state_dir, name) >= sizeof(path))
@@ -198,7 +198,7 @@ static int store_load_root(struct store *s, const struct store_options *opt, cha
 	else if ((size_t)snprintf(path, sizeof(path), "%s/root.key", s->state_dir) >= sizeof(path))
 		return KMS_E_IO;
 	if ((r = s->ops->meta_get(s->be, "root_check", stored, sizeof(stored), &have_check)) < 0) {
-		snprintf(why, why_len, "cannot read the key database in '%s'", s->state_dir);
+		snprintf(why, why_len, "cannot read the key database in '%.300s'", s->state_dir);
 		return r;
 	}
 	s->root_key = kms_secret_alloc(CORE_KEY_BYTES);
@@ -208,19 +208,19 @@ static int store_load_root(struct store *s, const struct store_options *opt, cha
 	if (r == KMS_E_KEY_NOT_FOUND) {
 		if (have_check) {
 			snprintf(why, why_len,
-				 "root key '%s' is missing, but the key database in '%s' holds keys "
+				 "root key '%.300s' is missing, but the key database in '%.300s' holds keys "
 				 "sealed under it; restore root.key from your backup (kmsfs never "
 				 "creates a new root key over existing keys)",
 				 path, s->state_dir);
 			return KMS_E_IO;
 		}
 		if (!opt->create || opt->read_only) {
-			snprintf(why, why_len, "root key '%s' does not exist", path);
+			snprintf(why, why_len, "root key '%.300s' does not exist", path);
 			return KMS_E_IO;
 		}
 		r = store_create_secret_file(s->state_dir, path, s->root_key);
 		if (r < 0) {
-			snprintf(why, why_len, "cannot create root key '%s': %s", path,
+			snprintf(why, why_len, "cannot create root key '%.300s': %s", path,
 				 strerror(errno));
 			return r;
 		}
@@ -231,7 +231,7 @@ static int store_load_root(struct store *s, const struct store_options *opt, cha
 	if (have_check) {
 		if (strlen(stored) != strlen(check) || !core_equal(stored, check, strlen(check))) {
 			snprintf(why, why_len,
-				 "root key '%s' does not match the key database in '%s': it is not "
+				 "root key '%.300s' does not match the key database in '%.300s': it is not "
 				 "the key these keys were sealed with; restore the right root.key",
 				 path, s->state_dir);
 			return KMS_E_IO;
@@ -242,7 +242,7 @@ static int store_load_root(struct store *s, const struct store_options *opt, cha
 		return 0;
 	r = s->ops->meta_set(s->be, "root_check", check);
 	if (r < 0)
-		snprintf(why, why_len, "cannot write to the key database in '%s'", s->state_dir);
+		snprintf(why, why_len, "cannot write to the key database in '%.300s'", s->state_dir);
 	return r;
 }
 
@@ -380,12 +380,12 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 		return KMS_E_IO;
 	}
 	if (opt->create && !opt->read_only && mkdir(opt->state_dir, 0700) != 0 && errno != EEXIST) {
-		snprintf(why, why_len, "cannot create state directory '%s': %s", opt->state_dir,
+		snprintf(why, why_len, "cannot create state directory '%.300s': %s", opt->state_dir,
 			 strerror(errno));
 		return errno == ENOSPC ? KMS_E_NOSPACE : KMS_E_IO;
 	}
 	if (stat(opt->state_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		snprintf(why, why_len, "state directory '%s' does not exist or is not a directory",
+		snprintf(why, why_len, "state directory '%.300s' does not exist or is not a directory",
 			 opt->state_dir);
 		return KMS_E_IO;
 	}
@@ -409,7 +409,7 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 	if ((r = store_load_root(s, opt, why, why_len)) < 0)
 		goto fail;
 	if ((r = store_load_identity(s, opt)) < 0 || (r = store_policy_load(s)) < 0) {
-		snprintf(why, why_len, "cannot read or write the key database in '%s'",
+		snprintf(why, why_len, "cannot read or write the key database in '%.300s'",
 			 s->state_dir);
 		goto fail;
 	}
@@ -1058,24 +1058,31 @@ int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t *rotate
 	*deleted = *rotated = 0;
 	pthread_mutex_lock(&s->update_lock);
 	r = s->ops->key_due(s->be, now_ms, store_collect_due, &due);
-	for (size_t i = 0; r == 0 && i < due.n; i++) {
+	/* One key that can't be handled (e.g. at its version limit) must not hold up the rest:
+	 * go on, and report the first failure. */
+	for (size_t i = 0; i < due.n; i++) {
 		const struct store_key_meta *m = &due.keys[i];
+		int e;
 
 		if (m->state == STORE_KEY_PENDING_DELETION) {
-			if ((r = s->ops->key_delete(s->be, m->key_id)) == 0) {
+			if ((e = s->ops->key_delete(s->be, m->key_id)) == 0) {
 				store_cache_replace(s, m->key_id, NULL);
 				(*deleted)++;
 			}
 		} else {
 			struct store_key *cur = NULL;
 
-			r = store_key_get(s, m->project, m->key_id, &cur);
-			if (r == 0)
-				r = store_rotate_locked(s, cur, now_ms, NULL);
-			store_key_release(cur);
-			if (r == 0)
+			e = store_key_get(s, m->project, m->key_id, &cur);
+			if (e == 0 && cur->nversions >= 64)
+				e = 0; /* at the version limit: stays on its last version */
+			else if (e == 0)
+				e = store_rotate_locked(s, cur, now_ms, NULL);
+			if (e == 0 && cur && cur->nversions < 64)
 				(*rotated)++;
+			store_key_release(cur);
 		}
+		if (e < 0 && r == 0)
+			r = e;
 	}
 	pthread_mutex_unlock(&s->update_lock);
 	free(due.keys);

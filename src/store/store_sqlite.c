@@ -125,7 +125,7 @@ static int store_sqlite_open(const char *state_dir, bool create, bool read_only,
 	}
 	rc = sqlite3_open_v2(path, &b->db, flags, NULL);
 	if (rc != SQLITE_OK) {
-		snprintf(why, why_len, "cannot open key database '%s': %s", path,
+		snprintf(why, why_len, "cannot open key database '%.300s': %s", path,
 			 b->db ? sqlite3_errmsg(b->db) : sqlite3_errstr(rc));
 		goto out;
 	}
@@ -142,7 +142,7 @@ static int store_sqlite_open(const char *state_dir, bool create, bool read_only,
 				  NULL);
 	if (rc != SQLITE_OK) {
 		snprintf(why, why_len,
-			 "key database '%s' is unusable (%s); restore it from a backup or fix the "
+			 "key database '%.300s' is unusable (%s); restore it from a backup or fix the "
 			 "file's permissions and the file system",
 			 path, sqlite3_errmsg(b->db));
 		r = store_sqlite_err(rc);
@@ -660,7 +660,7 @@ static int store_sqlite_key_due(struct store_backend *b, int64_t now_ms, store_b
 	return store_query(b,
 			   "SELECT " STORE_KEY_COLUMNS " FROM keys WHERE "
 			   "(key_state = 4 AND deletion_ms > 0 AND deletion_ms <= ?) OR "
-			   "(key_state = 2 AND rotation_enabled = 1 AND "
+			   "(key_state = 2 AND rotation_enabled = 1 AND current_version < 63 AND "
 			   " max(last_rotation_ms, creation_ms) + rotation_interval * 86400000 <= ?)",
 			   NULL, 0, ints, 2, store_list_row, &l);
 }

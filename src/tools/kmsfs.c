@@ -133,6 +133,9 @@ static int kmsfs_lock_state(const char *state)
 		fprintf(stderr, "kmsfs: cannot open '%s': %s\n", path, strerror(errno));
 		return -1;
 	}
+	/* A daemon that was just unmounted may still be exiting: give it a moment. */
+	for (int i = 0; i < 30 && flock(fd, LOCK_EX | LOCK_NB) != 0; i++)
+		usleep(100000);
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
 		fprintf(stderr,
 			"kmsfs: another kmsfs daemon is serving state directory '%s'; unmount it "
