@@ -114,7 +114,8 @@ static cJSON *api_sorted_copy(const cJSON *j)
 		kids[i] = api_sorted_copy(c);
 		if (!kids[i])
 			goto fail;
-		if (c->string && !(kids[i]->string = strdup(c->string)))
+		/* cJSON_Duplicate already named leaves; containers made here need a name. */
+		if (c->string && !kids[i]->string && !(kids[i]->string = strdup(c->string)))
 			goto fail;
 	}
 	if (cJSON_IsObject(j)) {

@@ -44,7 +44,8 @@ KMS_WUR int auth_token_issue(const uint8_t secret[AUTH_SECRET_BYTES], const char
 			     const char *user, enum auth_role role, int64_t expiry, char *out,
 			     size_t cap, struct auth_claims *claims);
 /* KMS_E_TOKEN_MISSING for an empty token, KMS_E_TOKEN_INVALID for anything garbled or forged,
- * KMS_E_TOKEN_EXPIRED when now >= expiry. claims are filled only on success. */
+ * KMS_E_TOKEN_EXPIRED when now >= expiry (now = 0: no expiry check, for binding a token whose
+ * expiry is checked per request). claims are filled only on success. */
 KMS_WUR int auth_token_verify(const uint8_t secret[AUTH_SECRET_BYTES], const char *token,
 			      size_t len, int64_t now, struct auth_claims *claims);
 /* May these claims act in project at time now? (project mismatch: KMS_E_TOKEN_INVALID) */

@@ -853,11 +853,9 @@ static void store_cache_replace(struct store *s, const char *key_id, struct stor
 	struct store_key *old = NULL;
 
 	pthread_rwlock_wrlock(&s->cache_lock);
-	for (pp = &s->buckets[store_hash(key_id) % s->nbuckets]; *pp; pp = &(*pp)->next) {
-		if (strcmp((*pp)->key->meta.key_id, key_id) == 0)
+	for (pp = &s->buckets[store_hash(key_id) % s->nbuckets]; (e = *pp) != NULL; pp = &e->next)
+		if (strcmp(e->key->meta.key_id, key_id) == 0)
 			break;
-	}
-	e = *pp;
 	if (e && k) {
 		old = e->key;
 		e->key = k;
