@@ -236,6 +236,15 @@ bool api_alias_valid(const char *s)
 	return !(n >= strlen(suffix) && strcmp(s + n - strlen(suffix), suffix) == 0);
 }
 
+int api_get_alias(struct api_request *r, const char **alias)
+{
+	int e = api_get_string(r, "key_alias", true, KMS_E_ALIAS_INVALID, alias);
+
+	if (e < 0)
+		return e;
+	return api_alias_valid(*alias) ? 0 : KMS_E_ALIAS_INVALID;
+}
+
 int api_parse_key_ref(struct api_request *r, const char *ref, char id[KMS_KEY_ID_LEN + 1],
 		      char alias[KMS_MAX_ALIAS + 1])
 {

@@ -51,10 +51,8 @@ int api_create_key(struct api_request *r)
 	cJSON *info;
 	int e;
 
-	if ((e = api_get_string(r, "key_alias", true, KMS_E_ALIAS_INVALID, &alias)) < 0)
+	if ((e = api_get_alias(r, &alias)) < 0)
 		return e;
-	if (!api_alias_valid(alias))
-		return KMS_E_ALIAS_INVALID;
 	if ((e = api_get_string(r, "key_description", false, KMS_E_DESCRIPTION_INVALID,
 				&description)) < 0)
 		return e;

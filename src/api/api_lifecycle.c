@@ -146,10 +146,8 @@ int api_update_key_alias(struct api_request *r)
 	cJSON *info;
 	int e;
 
-	if ((e = api_get_string(r, "key_alias", true, KMS_E_ALIAS_INVALID, &alias)) < 0)
+	if ((e = api_get_alias(r, &alias)) < 0)
 		return e;
-	if (!api_alias_valid(alias))
-		return KMS_E_ALIAS_INVALID;
 	if ((e = api_modify(r, api_edit_alias, (void *)alias, &k)) < 0)
 		return e;
 	info = cJSON_AddObjectToObject(r->out, "key_info");
