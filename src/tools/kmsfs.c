@@ -147,7 +147,8 @@ static int kmsfs_lock_state(const char *state)
 	return fd; /* held until exit; inherited across daemonising */
 }
 
-static void kmsfs_fuse_log(enum fuse_log_level level, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void kmsfs_fuse_log(enum fuse_log_level level,
+								  const char *fmt, va_list ap)
 {
 	char msg[512];
 
