@@ -18,19 +18,47 @@
 static EVP_CIPHER *core_gcm;
 static EVP_MD *core_sha;
 static pthread_once_t core_once = PTHREAD_ONCE_INIT;
-static pthread_key_t core_ctx_key;
+static pthread_key_t core_tls_key;
 static bool core_ready;
+/* Bumped in a forked child: random bytes drawn before fork must never be used twice. */
+static unsigned core_fork_generation;
 
-static void core_ctx_destroy(void *p)
+/* Per-thread state, in the secure heap because it holds secrets:
+ * - a pool of DRBG output: RAND_priv_bytes costs ~0.6 us per call whatever the size (a getpid
+ *   for fork detection, parameter look-ups), and a data key needs two draws (key and nonce);
+ *   drawing 4 KiB at a time makes that one call per ~50 requests. Bytes are wiped as used.
+ * - one cipher context per direction that keeps the last key's schedule: re-keying costs more
+ *   than the GCM work on 64 bytes, and consecutive requests mostly use the same key. */
+#define CORE_POOL_BYTES 4096u
+struct core_tls {
+	uint8_t pool[CORE_POOL_BYTES];
+	size_t pool_pos;
+	unsigned pool_generation;
+	EVP_CIPHER_CTX *ctx[2]; /* [0] decrypt, [1] encrypt */
+	uint8_t key[2][CORE_KEY_BYTES];
+	bool keyed[2];
+};
+
+static void core_tls_destroy(void *p)
 {
-	EVP_CIPHER_CTX_free(p);
+	struct core_tls *t = p;
+
+	EVP_CIPHER_CTX_free(t->ctx[0]);
+	EVP_CIPHER_CTX_free(t->ctx[1]);
+	OPENSSL_secure_clear_free(t, sizeof(*t));
+}
+
+static void core_after_fork_child(void)
+{
+	core_fork_generation++;
 }
 
 static void core_init_once(void)
 {
 	core_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
 	core_sha = EVP_MD_fetch(NULL, "SHA256", NULL);
-	if (pthread_key_create(&core_ctx_key, core_ctx_destroy) != 0)
+	if (pthread_key_create(&core_tls_key, core_tls_destroy) != 0 ||
+	    pthread_atfork(NULL, NULL, core_after_fork_child) != 0)
 		return;
 	core_ready = core_gcm && core_sha;
 }
@@ -41,31 +69,53 @@ int core_init(void)
 	return core_ready ? 0 : KMS_E_INTERNAL;
 }
 
-static EVP_CIPHER_CTX *core_ctx(void)
+static struct core_tls *core_tls(void)
 {
-	EVP_CIPHER_CTX *ctx;
+	struct core_tls *t;
 
 	if (core_init() < 0)
 		return NULL;
-	ctx = pthread_getspecific(core_ctx_key);
-	if (ctx)
-		return ctx;
-	ctx = EVP_CIPHER_CTX_new();
-	if (ctx && pthread_setspecific(core_ctx_key, ctx) != 0) {
-		EVP_CIPHER_CTX_free(ctx);
-		ctx = NULL;
+	t = pthread_getspecific(core_tls_key);
+	if (t)
+		return t;
+	t = OPENSSL_secure_zalloc(sizeof(*t));
+	if (!t)
+		return NULL;
+	t->pool_pos = CORE_POOL_BYTES; /* empty */
+	t->ctx[0] = EVP_CIPHER_CTX_new();
+	t->ctx[1] = EVP_CIPHER_CTX_new();
+	if (!t->ctx[0] || !t->ctx[1] || pthread_setspecific(core_tls_key, t) != 0) {
+		core_tls_destroy(t);
+		return NULL;
 	}
-	return ctx;
-}
-
-int core_random(uint8_t *out, size_t n)
-{
-	return RAND_bytes(out, (int)n) == 1 ? 0 : KMS_E_INTERNAL;
+	return t;
 }
 
 int core_random_secret(uint8_t *out, size_t n)
 {
-	return RAND_priv_bytes(out, (int)n) == 1 ? 0 : KMS_E_INTERNAL;
+	struct core_tls *t = n <= CORE_POOL_BYTES / 8 ? core_tls() : NULL;
+
+	if (!t)
+		return RAND_priv_bytes(out, (int)n) == 1 ? 0 : KMS_E_INTERNAL;
+	if (t->pool_generation != core_fork_generation || CORE_POOL_BYTES - t->pool_pos < n) {
+		if (RAND_priv_bytes(t->pool, CORE_POOL_BYTES) != 1) {
+			t->pool_pos = CORE_POOL_BYTES;
+			return KMS_E_INTERNAL;
+		}
+		t->pool_pos = 0;
+		t->pool_generation = core_fork_generation;
+	}
+	memcpy(out, t->pool + t->pool_pos, n);
+	OPENSSL_cleanse(t->pool + t->pool_pos, n); /* each byte is handed out once */
+	t->pool_pos += n;
+	return 0;
+}
+
+int core_random(uint8_t *out, size_t n)
+{
+	/* Public randomness (nonces, ids) from the same private DRBG stream: one draw serves both,
+	 * and seeing a nonce tells nothing about the bytes handed out next to it. */
+	return core_random_secret(out, n);
 }
 
 int core_sha256(const void *in, size_t n, uint8_t out[CORE_SHA256_BYTES])
@@ -100,13 +150,24 @@ static int core_gcm_run(bool enc, const uint8_t key[CORE_KEY_BYTES],
 			const void *aad2, size_t aad2_len, const uint8_t *in, size_t n, uint8_t *out,
 			uint8_t tag[CORE_TAG_BYTES])
 {
-	EVP_CIPHER_CTX *ctx = core_ctx();
-	int len = 0, fin = 0;
+	struct core_tls *t = core_tls();
+	EVP_CIPHER_CTX *ctx;
+	int len = 0, fin = 0, d = enc ? 1 : 0;
 
-	if (!ctx || n > INT32_MAX || aad1_len > INT32_MAX || aad2_len > INT32_MAX)
+	if (!t || n > INT32_MAX || aad1_len > INT32_MAX || aad2_len > INT32_MAX)
 		return KMS_E_INTERNAL;
-	if (EVP_CipherInit_ex2(ctx, core_gcm, key, nonce, enc ? 1 : 0, NULL) != 1)
-		return KMS_E_INTERNAL;
+	ctx = t->ctx[d];
+	if (t->keyed[d] && CRYPTO_memcmp(t->key[d], key, CORE_KEY_BYTES) == 0) {
+		/* Same key as last time on this thread: new nonce only, schedule kept. */
+		if (EVP_CipherInit_ex2(ctx, NULL, NULL, nonce, d, NULL) != 1)
+			return KMS_E_INTERNAL;
+	} else {
+		t->keyed[d] = false;
+		if (EVP_CipherInit_ex2(ctx, core_gcm, key, nonce, d, NULL) != 1)
+			return KMS_E_INTERNAL;
+		memcpy(t->key[d], key, CORE_KEY_BYTES);
+		t->keyed[d] = true;
+	}
 	if (aad1_len && EVP_CipherUpdate(ctx, NULL, &len, aad1, (int)aad1_len) != 1)
 		return KMS_E_INTERNAL;
 	if (aad2_len && EVP_CipherUpdate(ctx, NULL, &len, aad2, (int)aad2_len) != 1)
