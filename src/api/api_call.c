@@ -12,6 +12,8 @@
 #include "common/kms_secmem.h"
 
 #define BOTH (API_SCOPE_PROJECT | API_SCOPE_KEY)
+/* The longest error line ({"error":...}\n); batches keep this much room per item. */
+#define API_ERROR_LINE_MAX 160u
 
 static int api_tags_dispatch(struct api_request *r);
 
@@ -116,16 +118,16 @@ int api_init(void)
 int api_error_json(int err, struct kms_buf *resp)
 {
 	const struct kms_err_info *e = kms_err_info(err);
-	int r;
+	char line[API_ERROR_LINE_MAX];
+	int n;
 
-	/* Codes and messages are our own constants: no escaping needed, no allocation. */
-	if ((r = kms_buf_append_str(resp, "{\"error\":{\"error_code\":\"")) < 0 ||
-	    (r = kms_buf_append_str(resp, e->code)) < 0 ||
-	    (r = kms_buf_append_str(resp, "\",\"error_msg\":\"")) < 0 ||
-	    (r = kms_buf_append_str(resp, e->message)) < 0 ||
-	    (r = kms_buf_append_str(resp, "\"}}\n")) < 0)
-		return r;
-	return 0;
+	/* Codes and messages are our own constants: no escaping needed. One append, so a full
+	 * buffer gets the whole line or nothing, never half a line. */
+	n = snprintf(line, sizeof(line), "{\"error\":{\"error_code\":\"%s\",\"error_msg\":\"%s\"}}\n",
+		     e->code, e->message);
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return KMS_E_INTERNAL;
+	return kms_buf_append(resp, line, (size_t)n);
 }
 
 static bool api_blank(const uint8_t *p, size_t n)
@@ -344,24 +346,48 @@ static bool api_first_line_is_object(const uint8_t *req, size_t len, size_t *lin
 /* A batch: one request object per line, one response per line, in order; each item succeeds or
  * fails alone. It is recognised only when the body is not a single JSON value but its first line
  * is a complete object, so a pretty-printed single request keeps its meaning. */
-static int api_call_batch(const struct api_service *svc, const struct api_caller *caller,
-			  const struct api_action *action, const uint8_t *req, size_t len,
-			  struct kms_buf *resp)
+static size_t api_count_items(const uint8_t *req, size_t len)
 {
-	size_t pos = 0;
-	int r;
+	size_t pos = 0, items = 0;
 
 	while (pos < len) {
 		const uint8_t *nl = memchr(req + pos, '\n', len - pos);
 		size_t n = nl ? (size_t)(nl - (req + pos)) : len - pos;
 
+		items += !api_blank(req + pos, n);
+		pos += n + 1;
+	}
+	return items;
+}
+
+static int api_call_batch(const struct api_service *svc, const struct api_caller *caller,
+			  const struct api_action *action, const uint8_t *req, size_t len,
+			  struct kms_buf *resp)
+{
+	size_t pos = 0, left = api_count_items(req, len);
+	int r;
+
+	while (pos < len) {
+		const uint8_t *nl = memchr(req + pos, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - (req + pos)) : len - pos, start = resp->len;
+
 		if (!api_blank(req + pos, n)) {
+			left--;
 			r = api_call_one(svc, caller, action, req + pos, n, resp);
-			if (r < 0 && resp->len == 0)
-				return r; /* could not even describe the failure */
 			if (r == KMS_E_TOKEN_MISSING || r == KMS_E_TOKEN_INVALID ||
 			    r == KMS_E_TOKEN_EXPIRED || r == KMS_E_FORBIDDEN)
 				return r; /* the caller may not do this at all: one answer suffices */
+			/* Every item gets its line: an answer that would leave no room for the
+			 * error lines of the items after it is replaced by KMS.0203 (the batch's
+			 * response is too long), which always fits in the room kept for it. */
+			if (resp->len == start ||
+			    resp->max - resp->len < (left + 1) * API_ERROR_LINE_MAX) {
+				kms_wipe(resp->data + start, resp->len - start);
+				resp->len = start;
+				resp->data[start] = 0;
+				if ((r = api_error_json(KMS_E_TOO_LONG, resp)) < 0)
+					return r;
+			}
 		}
 		pos += n + 1;
 	}
