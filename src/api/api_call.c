@@ -238,7 +238,8 @@ static int api_authorise(struct api_request *req)
 /* Tell the audit hook what happened; its failure fails the request (fail closed). */
 static int api_audit(struct api_request *r, int err)
 {
-	struct api_outcome o = { .action = r->action ? r->action->name : "" };
+	struct api_outcome o = { .action = r->action ? r->action->name : "",
+				 .reserved = r->audit_reserved };
 	const cJSON *seq = r->body ? cJSON_GetObjectItemCaseSensitive(r->body, "sequence") : NULL;
 	const struct kms_err_info *e = kms_err_info(err);
 
@@ -265,7 +266,7 @@ static int api_render(cJSON *out, struct kms_buf *resp)
 	if (r == 0)
 		r = kms_buf_append(resp, "\n", 1);
 	api_json_free(text);
-	return r == KMS_E_TOO_LONG ? KMS_E_INTERNAL : r;
+	return r; /* KMS_E_TOO_LONG: the answer (a batch's, in practice) passes 4 MiB */
 }
 
 static int api_call_one(const struct api_service *svc, const struct api_caller *caller,
@@ -282,6 +283,13 @@ static int api_call_one(const struct api_service *svc, const struct api_caller *
 	if (!action) {
 		err = KMS_E_BAD_URL;
 		goto fail;
+	}
+	if (svc->audit && svc->audit_reserve) {
+		if (svc->audit_reserve(svc->audit_ctx) != 0) {
+			err = KMS_E_IO;
+			goto fail_audited;
+		}
+		r.audit_reserved = true;
 	}
 	if ((err = api_authorise(&r)) < 0)
 		goto fail;

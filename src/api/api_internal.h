@@ -14,6 +14,7 @@ struct api_request {
 	int64_t now_ms;
 	bool grant_required; /* the role does not allow the action: a grant on the key must */
 	bool grant_checked;
+	bool audit_reserved; /* the audit line of this request has room waiting */
 	char key_id[KMS_KEY_ID_LEN + 1]; /* for the audit trail */
 };
 

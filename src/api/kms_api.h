@@ -40,6 +40,7 @@ struct api_outcome {
 	char sequence[40];               /* the request's "sequence", if valid */
 	int http;                        /* 200 or the error's status */
 	const char *error_code;          /* "KMS.xxxx" or "" */
+	bool reserved;                   /* audit_reserve() succeeded for this request */
 };
 
 struct api_caller;
@@ -47,12 +48,17 @@ struct api_caller;
  * return fails the request with KMS.0102: the audit trail fails closed. */
 typedef int (*api_audit_fn)(void *ctx, const struct api_caller *caller,
 			    const struct api_outcome *outcome);
+/* Called before a request runs: makes sure its audit line will fit, so that a change is never
+ * made and then reported as failed because its line could not be written. Non-zero fails the
+ * request with KMS.0102 before anything happens. */
+typedef int (*api_audit_reserve_fn)(void *ctx);
 
 /* The service: shared by all callers, read-only after setup. */
 struct api_service {
 	struct store *store;
 	unsigned key_quota; /* per project */
-	api_audit_fn audit; /* optional */
+	api_audit_fn audit;                 /* optional */
+	api_audit_reserve_fn audit_reserve; /* optional, with audit */
 	void *audit_ctx;
 };
 

@@ -2,6 +2,7 @@
  * released. It names who (uid, gid, pid, process, token id or binding), what (project, key,
  * action, sequence) and the outcome (HTTP status, error code); never a plaintext, a token or a
  * token's secret part. A line that cannot be written fails the request (api_audit_fn). */
+#define _GNU_SOURCE /* fallocate */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -54,15 +55,50 @@ static void fs_process_name(pid_t pid, char *out, size_t cap)
 	out[strcspn(out, "\n")] = 0;
 }
 
+/* Make sure the blocks for this line (extra bytes) and for every reserved line still to come
+ * are allocated past the end of the file (end), so those writes cannot fail for want of space.
+ * Called with audit_lock held. Where the file system cannot preallocate, writes are tried as
+ * they come (and a torn line is cut off again). */
+static int fs_audit_room(struct fs *fs, off_t end, size_t extra)
+{
+	off_t need = end + (off_t)extra + (off_t)fs->audit_pending * FS_AUDIT_LINE_MAX;
+	off_t want;
+
+	if (!fs->audit_prealloc)
+		return 0;
+	if (fs->audit_reserved_to >= need)
+		return 0;
+	if (fs->audit_reserved_to < end)
+		fs->audit_reserved_to = end;
+	/* In steps of 64 KiB, or exactly what is needed when the file system is nearly full. */
+	want = need + FS_AUDIT_PREALLOC;
+	if (fallocate(fs->audit_fd, FALLOC_FL_KEEP_SIZE, fs->audit_reserved_to,
+		      want - fs->audit_reserved_to) == 0) {
+		fs->audit_reserved_to = want;
+		return 0;
+	}
+	if (errno == EOPNOTSUPP || errno == ENOSYS) {
+		fs->audit_prealloc = false;
+		return 0;
+	}
+	if (fallocate(fs->audit_fd, FALLOC_FL_KEEP_SIZE, fs->audit_reserved_to,
+		      need - fs->audit_reserved_to) == 0) {
+		fs->audit_reserved_to = need;
+		return 0;
+	}
+	return -1;
+}
+
 int fs_audit(void *ctx, const struct api_caller *c, const struct api_outcome *o)
 {
 	struct fs *fs = ctx;
-	char line[1024], comm[32], ecomm[200], stamp[40];
+	char line[FS_AUDIT_LINE_MAX], comm[32], ecomm[200], stamp[40];
 	const char *who = c->trusted ? "admin" : c->claims ? c->claims->id : "";
 	const char *user = c->claims ? c->claims->user : "";
 	struct timespec ts;
 	struct tm tm;
 	ssize_t w;
+	off_t end;
 	int n;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -81,7 +117,36 @@ int fs_audit(void *ctx, const struct api_caller *c, const struct api_outcome *o)
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return -1;
 	pthread_mutex_lock(&fs->audit_lock);
+	if (o->reserved && fs->audit_pending > 0)
+		fs->audit_pending--;
+	end = lseek(fs->audit_fd, 0, SEEK_END);
+	if (end < 0 || fs_audit_room(fs, end, (size_t)n) != 0) {
+		w = -1;
+		goto unlock;
+	}
 	w = write(fs->audit_fd, line, (size_t)n);
+	/* A short write (possible only without preallocation) would leave a torn line that the
+	 * next line continues: cut it off again so the trail stays one JSON object per line. */
+	if (w > 0 && w != n && ftruncate(fs->audit_fd, end) != 0)
+		w = -1;
+unlock:
 	pthread_mutex_unlock(&fs->audit_lock);
 	return w == n ? 0 : -1;
+}
+
+int fs_audit_reserve(void *ctx)
+{
+	struct fs *fs = ctx;
+	off_t end;
+	int r = -1;
+
+	pthread_mutex_lock(&fs->audit_lock);
+	end = lseek(fs->audit_fd, 0, SEEK_END);
+	fs->audit_pending++;
+	if (end >= 0 && fs_audit_room(fs, end, 0) == 0)
+		r = 0;
+	else
+		fs->audit_pending--;
+	pthread_mutex_unlock(&fs->audit_lock);
+	return r;
 }

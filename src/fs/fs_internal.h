@@ -79,6 +79,9 @@ struct fs {
 
 	int audit_fd;
 	pthread_mutex_t audit_lock;
+	size_t audit_pending;     /* requests that reserved room for their line */
+	off_t audit_reserved_to;  /* the audit file's blocks are allocated up to here */
+	bool audit_prealloc;      /* the file system supports fallocate(KEEP_SIZE) */
 
 	/* Bounds against clients that open many handles or write and never read. */
 	size_t open_handles;   /* atomic */
@@ -159,7 +162,10 @@ bool fs_binding_claims(struct fs *fs, uid_t uid, uint32_t project, struct auth_c
 void fs_bindings_free(struct fs *fs);
 
 /* fs_audit.c */
+#define FS_AUDIT_LINE_MAX 1024
+#define FS_AUDIT_PREALLOC (64 * 1024)
 int fs_audit(void *ctx, const struct api_caller *caller, const struct api_outcome *o);
+int fs_audit_reserve(void *ctx);
 
 static inline struct fs *fs_from_req(fuse_req_t req)
 {

@@ -112,7 +112,9 @@ int fs_new(const struct fs_options *opt, struct fs **out)
 	pthread_mutex_init(&fs->audit_lock, NULL);
 	if (fs->audit_fd >= 0) {
 		fs->svc.audit = fs_audit;
+		fs->svc.audit_reserve = fs_audit_reserve;
 		fs->svc.audit_ctx = fs;
+		fs->audit_prealloc = true;
 	}
 	pthread_mutex_init(&fs->mail_lock, NULL);
 	pthread_rwlock_init(&fs->bind_lock, NULL);

@@ -10,6 +10,7 @@
 #include "common/kms_err.h"
 #include "common/kms_limits.h"
 #include "common/kms_log.h"
+#include "common/kms_secmem.h"
 #include "fs_internal.h"
 
 /* Responses waiting for a shell's `cat`; bounded so a writer that never reads can't grow us. */
@@ -288,6 +289,7 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 {
 	struct fs *fs = fs_from_req(req);
 	struct fs_txn *t = fs_txn_of(fi);
+	int err = 0;
 	int r;
 
 	pthread_mutex_lock(&t->lock);
@@ -301,17 +303,15 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	}
 	t->req_pending = true;
 	if (t->overflow) {
-		pthread_mutex_unlock(&t->lock);
-		fuse_reply_err(req, EFBIG);
-		return;
+		err = EFBIG;
+		goto out;
 	}
 	if (__atomic_add_fetch(&fs->buffered_bytes, size, __ATOMIC_RELAXED) >
 	    FS_MAX_BUFFERED_BYTES) {
 		/* Too many half-finished requests daemon-wide: refuse, don't grow. */
 		__atomic_sub_fetch(&fs->buffered_bytes, size, __ATOMIC_RELAXED);
-		pthread_mutex_unlock(&t->lock);
-		fuse_reply_err(req, ENOMEM);
-		return;
+		err = ENOMEM;
+		goto out;
 	}
 	r = kms_buf_append(&t->req, buf, size);
 	if (r < 0) {
@@ -319,12 +319,18 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		fs_txn_unbuffer(fs, t);
 		t->overflow = true;
 		kms_buf_reset(&t->req);
-		pthread_mutex_unlock(&t->lock);
-		fuse_reply_err(req, r == KMS_E_TOO_LONG ? EFBIG : ENOMEM);
-		return;
+		err = r == KMS_E_TOO_LONG ? EFBIG : ENOMEM;
 	}
+out:
 	pthread_mutex_unlock(&t->lock);
-	fuse_reply_write(req, size);
+	/* The request may carry a plaintext DEK (encrypt-datakey): it sits in libfuse's receive
+	 * buffer for this worker, which is writable memory libfuse reuses without clearing. Wipe it
+	 * now that it is copied (or refused), so no plaintext outlives its transaction there. */
+	kms_wipe((void *)buf, size);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_write(req, size);
 }
 
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)

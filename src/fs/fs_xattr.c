@@ -82,25 +82,26 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 {
 	struct fs *fs = fs_from_req(req);
 	uid_t uid = fuse_req_ctx(req)->uid;
-	struct fs_binding *b, **pp;
+	struct fs_binding *b = NULL, **pp;
 	uint32_t project;
+	int err = 0;
 
 	if (strcmp(name, FS_TOKEN_XATTR) != 0) {
-		fuse_reply_err(req, ENOTSUP);
-		return;
+		err = ENOTSUP;
+		goto out;
 	}
 	if (!fs_project_of(ino, &project)) {
-		fuse_reply_err(req, EINVAL); /* tokens belong to a project: set them inside one */
-		return;
+		err = EINVAL; /* tokens belong to a project: set them inside one */
+		goto out;
 	}
 	if (size > KMS_MAX_TOKEN) {
-		fuse_reply_err(req, E2BIG);
-		return;
+		err = E2BIG;
+		goto out;
 	}
 	b = calloc(1, sizeof(*b));
 	if (!b) {
-		fuse_reply_err(req, ENOMEM);
-		return;
+		err = ENOMEM;
+		goto out;
 	}
 	b->uid = uid;
 	b->project = project;
@@ -118,9 +119,8 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 	}
 	if (fs->nbindings >= FS_MAX_BINDINGS) {
 		pthread_rwlock_unlock(&fs->bind_lock);
-		free(b);
-		fuse_reply_err(req, ENOSPC);
-		return;
+		err = ENOSPC;
+		goto out;
 	}
 	b->next = fs->bindings;
 	fs->bindings = b;
@@ -130,7 +130,14 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 		kms_log_info("uid %u bound token %s (user '%s', role %s) to a project",
 			     (unsigned)uid, b->claims.id, b->claims.user,
 			     auth_role_name(b->claims.role));
-	fuse_reply_err(req, 0);
+	b = NULL;
+out:
+	free(b);
+	/* Only the token's claims are kept; the token itself (a bearer secret) must not linger in
+	 * libfuse's reused receive buffer either. */
+	if (value && size)
+		kms_wipe((void *)value, size);
+	fuse_reply_err(req, err);
 }
 
 void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
