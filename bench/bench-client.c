@@ -1,0 +1,504 @@
+/* bench-client - load generator for bench/run: file transactions against a kmsfs-like mount.
+ *
+ *   bench-client [-m rdwr|shell|batch] [-t THREADS] [-d SECONDS | -n TOTAL] [-w WARMUP]
+ *                [-r REQUEST] [-b LINES] [-k] [-p DAEMON_PID] FILE...
+ *
+ * rdwr  : same-handle transactions on ONE shared file (the first FILE), every thread:
+ *         open(O_RDWR), write(request), pread(0), close.
+ * shell : the two-open pattern, thread i on FILE[i % nfiles] (give one file per thread: the
+ *         mailbox is per (file, uid)): open(O_WRONLY|O_TRUNC), write, close; open(O_RDONLY),
+ *         read, close.
+ * batch : open(O_RDWR), write LINES lines of REQUEST, read until LINES response lines, close;
+ *         on the first FILE by every thread. Counts response lines (keys) per second.
+ *
+ * Every latency is recorded (one transaction = one batch in batch mode). Every response is
+ * checked: non-empty, starts with '{', ends with '\n', and with -k (kmsfs) holds no "error".
+ * Any bad response makes the exit status 1. Output: one line of key=value pairs.
+ * -d: warm up for -w seconds (default 0.3), then measure for -d seconds (default 3).
+ * -n: exactly TOTAL transactions, no warm-up (used to age the daemon for the memory figures).
+ * -p: also report the daemon's CPU time per transaction (from /proc/PID/stat) and foreign_cpu:
+ *     the CPUs kept busy meanwhile by anything but this client and that daemon.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+enum mode { MODE_RDWR, MODE_SHELL, MODE_BATCH };
+enum phase { PHASE_WARMUP, PHASE_MEASURE, PHASE_STOP };
+
+#define RDWR_BUF (64u * 1024u)
+#define BATCH_BUF (8u * 1024u * 1024u)
+
+static struct {
+	enum mode mode;
+	unsigned threads;
+	double duration, warmup;
+	long total;
+	const char *req;
+	size_t req_len;
+	char *batch_req;
+	size_t batch_len;
+	unsigned batch_lines;
+	bool kms;
+	int daemon_pid;
+	char **files;
+	int nfiles;
+} cfg = { .mode = MODE_RDWR, .threads = 1, .duration = 3, .warmup = 0.3, .req = "{}",
+	  .batch_lines = 1000 };
+
+static _Atomic int phase = PHASE_WARMUP;
+static _Atomic long issued;
+static _Atomic long bad_total;
+static _Atomic int bad_printed;
+
+struct worker {
+	pthread_t th;
+	unsigned id;
+	uint32_t *lat; /* ns, clamped */
+	size_t n, cap;
+	long items;    /* keys (batch) or transactions */
+	long bad;
+	char *buf;
+	size_t bufcap;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void report_bad(const char *what, const char *path, const char *buf, ssize_t n, int err)
+{
+	atomic_fetch_add(&bad_total, 1);
+	if (atomic_fetch_add(&bad_printed, 1) < 5)
+		fprintf(stderr, "bench-client: bad response (%s) on %s: errno=%d len=%zd: %.*s\n",
+			what, path, err, n, n > 0 ? (int)(n < 200 ? n : 200) : 0, n > 0 ? buf : "");
+}
+
+/* A complete, valid one-line response? */
+static bool check_line(const char *p, size_t n)
+{
+	if (n == 0 || p[0] != '{')
+		return false;
+	if (cfg.kms && memmem(p, n, "\"error\"", 7))
+		return false;
+	return true;
+}
+
+/* Read a response from fd at file offset off (pread) or the current offset (off < 0), until it
+ * ends with '\n' (one round trip when it fits) or EOF. */
+static ssize_t read_response(int fd, char *buf, size_t cap, off_t off)
+{
+	size_t got = 0;
+
+	while (got < cap) {
+		ssize_t r = off >= 0 ? pread(fd, buf + got, cap - got, off + (off_t)got)
+				     : read(fd, buf + got, cap - got);
+
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+		if (buf[got - 1] == '\n')
+			break;
+	}
+	return (ssize_t)got;
+}
+
+static bool tx_rdwr(struct worker *w, const char *path)
+{
+	ssize_t n;
+	int fd = open(path, O_RDWR);
+
+	if (fd < 0) {
+		report_bad("open", path, NULL, -1, errno);
+		return false;
+	}
+	if (write(fd, cfg.req, cfg.req_len) != (ssize_t)cfg.req_len) {
+		report_bad("write", path, NULL, -1, errno);
+		close(fd);
+		return false;
+	}
+	n = read_response(fd, w->buf, w->bufcap, 0);
+	close(fd);
+	if (n <= 0 || w->buf[n - 1] != '\n' || !check_line(w->buf, (size_t)n)) {
+		report_bad("rdwr", path, w->buf, n, errno);
+		return false;
+	}
+	return true;
+}
+
+static bool tx_shell(struct worker *w, const char *path)
+{
+	ssize_t n;
+	int fd = open(path, O_WRONLY | O_TRUNC);
+
+	if (fd < 0) {
+		report_bad("open-w", path, NULL, -1, errno);
+		return false;
+	}
+	if (write(fd, cfg.req, cfg.req_len) != (ssize_t)cfg.req_len) {
+		report_bad("write", path, NULL, -1, errno);
+		close(fd);
+		return false;
+	}
+	if (close(fd) != 0) { /* kmsfs reports a failed request here */
+		report_bad("close-w", path, NULL, -1, errno);
+		return false;
+	}
+	fd = open(path, O_RDONLY);
+	if (fd < 0) {
+		report_bad("open-r", path, NULL, -1, errno);
+		return false;
+	}
+	n = read_response(fd, w->buf, w->bufcap, -1);
+	close(fd);
+	if (n <= 0 || w->buf[n - 1] != '\n' || !check_line(w->buf, (size_t)n)) {
+		report_bad("shell", path, w->buf, n, errno);
+		return false;
+	}
+	return true;
+}
+
+/* Returns the number of good response lines. */
+static long tx_batch(struct worker *w, const char *path)
+{
+	size_t got = 0, lines = 0, pos = 0;
+	long good = 0;
+	int fd = open(path, O_RDWR);
+
+	if (fd < 0) {
+		report_bad("open", path, NULL, -1, errno);
+		return 0;
+	}
+	if (write(fd, cfg.batch_req, cfg.batch_len) != (ssize_t)cfg.batch_len) {
+		report_bad("write", path, NULL, -1, errno);
+		close(fd);
+		return 0;
+	}
+	while (lines < cfg.batch_lines && got < w->bufcap) {
+		ssize_t r = pread(fd, w->buf + got, w->bufcap - got, (off_t)got);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		for (size_t i = got; i < got + (size_t)r; i++)
+			if (w->buf[i] == '\n')
+				lines++;
+		got += (size_t)r;
+	}
+	close(fd);
+	while (pos < got) {
+		char *nl = memchr(w->buf + pos, '\n', got - pos);
+		size_t n = nl ? (size_t)(nl - (w->buf + pos)) : got - pos;
+
+		if (nl && check_line(w->buf + pos, n))
+			good++;
+		else
+			report_bad("batch line", path, w->buf + pos, (ssize_t)n, 0);
+		pos += n + 1;
+	}
+	if (lines != cfg.batch_lines)
+		report_bad("batch count", path, w->buf, (ssize_t)got, 0);
+	return good;
+}
+
+static void record(struct worker *w, uint64_t ns)
+{
+	if (w->n == w->cap) {
+		size_t ncap = w->cap ? w->cap * 2 : 65536;
+		uint32_t *p = realloc(w->lat, ncap * sizeof(*p));
+
+		if (!p)
+			return;
+		w->lat = p;
+		w->cap = ncap;
+	}
+	w->lat[w->n++] = ns > UINT32_MAX ? UINT32_MAX : (uint32_t)ns;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	const char *path = cfg.mode == MODE_SHELL ? cfg.files[w->id % (unsigned)cfg.nfiles]
+						  : cfg.files[0];
+
+	for (;;) {
+		int ph = atomic_load_explicit(&phase, memory_order_relaxed);
+		bool rec = cfg.total > 0 || ph == PHASE_MEASURE;
+		uint64_t t0, t1;
+		long items = 1;
+		bool ok = true;
+
+		if (ph == PHASE_STOP)
+			break;
+		if (cfg.total > 0 && atomic_fetch_add(&issued, 1) >= cfg.total)
+			break;
+		t0 = now_ns();
+		switch (cfg.mode) {
+		case MODE_RDWR:
+			ok = tx_rdwr(w, path);
+			break;
+		case MODE_SHELL:
+			ok = tx_shell(w, path);
+			break;
+		case MODE_BATCH:
+			items = tx_batch(w, path);
+			break;
+		}
+		t1 = now_ns();
+		if (rec) {
+			record(w, t1 - t0);
+			if (ok)
+				w->items += items;
+		}
+	}
+	return NULL;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* utime + stime of a process in clock ticks, or -1. */
+static long long proc_cpu_ticks(int pid)
+{
+	char path[64], buf[4096], *p;
+	unsigned long long ut, st;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	p = strrchr(buf, ')');
+	/* After ") ": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt
+	 * utime stime: utime is the 12th field after the state. */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+			 &st) != 2)
+		return -1;
+	return (long long)(ut + st);
+}
+
+/* Busy CPU time of the whole machine (user+nice+system+irq+softirq+steal), in clock ticks. */
+static long long machine_busy_ticks(void)
+{
+	unsigned long long v[8] = { 0 };
+	char buf[512];
+	ssize_t n;
+	int fd = open("/proc/stat", O_RDONLY);
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = 0;
+	if (sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		   &v[4], &v[5], &v[6], &v[7]) != 8)
+		return -1;
+	return (long long)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]);
+}
+
+static double self_cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+	       ru.ru_stime.tv_usec / 1e6;
+}
+
+static void sleep_s(double s)
+{
+	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: bench-client [-m rdwr|shell|batch] [-t THREADS] [-d SECONDS | -n "
+			"TOTAL] [-w WARMUP] [-r REQUEST] [-b LINES] [-k] [-p PID] FILE...\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	struct worker *w;
+	long long cpu0 = -1, cpu1 = -1, busy0 = -1, busy1 = -1;
+	uint64_t t_start = 0, t_end = 0;
+	double secs, c0 = 0, c1 = 0, tps;
+	size_t nlat = 0, k = 0;
+	uint32_t *all;
+	long items = 0, tx = 0;
+	int c;
+
+	while ((c = getopt(argc, argv, "m:t:d:n:w:r:b:kp:")) != -1) {
+		switch (c) {
+		case 'm':
+			if (strcmp(optarg, "rdwr") == 0)
+				cfg.mode = MODE_RDWR;
+			else if (strcmp(optarg, "shell") == 0)
+				cfg.mode = MODE_SHELL;
+			else if (strcmp(optarg, "batch") == 0)
+				cfg.mode = MODE_BATCH;
+			else
+				usage();
+			break;
+		case 't':
+			cfg.threads = (unsigned)atoi(optarg);
+			break;
+		case 'd':
+			cfg.duration = atof(optarg);
+			break;
+		case 'n':
+			cfg.total = atol(optarg);
+			break;
+		case 'w':
+			cfg.warmup = atof(optarg);
+			break;
+		case 'r':
+			cfg.req = optarg;
+			break;
+		case 'b':
+			cfg.batch_lines = (unsigned)atoi(optarg);
+			break;
+		case 'k':
+			cfg.kms = true;
+			break;
+		case 'p':
+			cfg.daemon_pid = atoi(optarg);
+			break;
+		default:
+			usage();
+		}
+	}
+	if (optind >= argc || cfg.threads < 1 || cfg.threads > 1024 || cfg.batch_lines < 1 ||
+	    (cfg.total <= 0 && cfg.duration <= 0))
+		usage();
+	cfg.files = argv + optind;
+	cfg.nfiles = argc - optind;
+	cfg.req_len = strlen(cfg.req);
+	if (cfg.mode == MODE_BATCH) {
+		cfg.batch_len = (cfg.req_len + 1) * cfg.batch_lines;
+		cfg.batch_req = malloc(cfg.batch_len);
+		if (!cfg.batch_req)
+			return 1;
+		for (unsigned i = 0; i < cfg.batch_lines; i++) {
+			memcpy(cfg.batch_req + i * (cfg.req_len + 1), cfg.req, cfg.req_len);
+			cfg.batch_req[i * (cfg.req_len + 1) + cfg.req_len] = '\n';
+		}
+	}
+	w = calloc(cfg.threads, sizeof(*w));
+	if (!w)
+		return 1;
+	for (unsigned i = 0; i < cfg.threads; i++) {
+		w[i].id = i;
+		w[i].bufcap = cfg.mode == MODE_BATCH ? BATCH_BUF : RDWR_BUF;
+		w[i].buf = malloc(w[i].bufcap);
+		if (!w[i].buf)
+			return 1;
+	}
+	if (cfg.total > 0) {
+		atomic_store(&phase, PHASE_MEASURE);
+		if (cfg.daemon_pid)
+			cpu0 = proc_cpu_ticks(cfg.daemon_pid);
+		c0 = self_cpu_s();
+		busy0 = machine_busy_ticks();
+		t_start = now_ns();
+	}
+	for (unsigned i = 0; i < cfg.threads; i++)
+		if (pthread_create(&w[i].th, NULL, worker_main, &w[i]) != 0) {
+			fprintf(stderr, "bench-client: pthread_create failed\n");
+			return 1;
+		}
+	if (cfg.total <= 0) {
+		sleep_s(cfg.warmup);
+		if (cfg.daemon_pid)
+			cpu0 = proc_cpu_ticks(cfg.daemon_pid);
+		c0 = self_cpu_s();
+		busy0 = machine_busy_ticks();
+		t_start = now_ns();
+		atomic_store(&phase, PHASE_MEASURE);
+		sleep_s(cfg.duration);
+		atomic_store(&phase, PHASE_STOP);
+		t_end = now_ns();
+		busy1 = machine_busy_ticks();
+		c1 = self_cpu_s();
+		if (cfg.daemon_pid)
+			cpu1 = proc_cpu_ticks(cfg.daemon_pid);
+	}
+	for (unsigned i = 0; i < cfg.threads; i++)
+		pthread_join(w[i].th, NULL);
+	if (cfg.total > 0) {
+		t_end = now_ns();
+		busy1 = machine_busy_ticks();
+		c1 = self_cpu_s();
+		if (cfg.daemon_pid)
+			cpu1 = proc_cpu_ticks(cfg.daemon_pid);
+	}
+	for (unsigned i = 0; i < cfg.threads; i++) {
+		nlat += w[i].n;
+		items += w[i].items;
+	}
+	all = malloc((nlat ? nlat : 1) * sizeof(*all));
+	if (!all)
+		return 1;
+	for (unsigned i = 0; i < cfg.threads; i++) {
+		memcpy(all + k, w[i].lat, w[i].n * sizeof(*all));
+		k += w[i].n;
+	}
+	qsort(all, nlat, sizeof(*all), cmp_u32);
+	tx = (long)nlat;
+	secs = (double)(t_end - t_start) / 1e9;
+	tps = secs > 0 ? (double)tx / secs : 0;
+	printf("mode=%s threads=%u tx=%ld secs=%.3f tx_s=%.0f p50_us=%.1f p99_us=%.1f max_us=%.1f",
+	       cfg.mode == MODE_RDWR ? "rdwr" : cfg.mode == MODE_SHELL ? "shell" : "batch",
+	       cfg.threads, tx, secs, tps, nlat ? all[nlat / 2] / 1e3 : 0,
+	       nlat ? all[(size_t)((double)nlat * 0.99)] / 1e3 : 0,
+	       nlat ? all[nlat - 1] / 1e3 : 0);
+	if (cfg.mode == MODE_BATCH)
+		printf(" keys=%ld keys_s=%.0f", items, secs > 0 ? (double)items / secs : 0);
+	printf(" client_cpu_us_tx=%.1f", tx ? (c1 - c0) * 1e6 / (double)tx : 0);
+	if (cpu0 >= 0 && cpu1 >= 0)
+		printf(" daemon_cpu_us_tx=%.1f",
+		       tx ? (double)(cpu1 - cpu0) * 1e6 / (double)sysconf(_SC_CLK_TCK) / (double)tx
+			  : 0);
+	/* CPUs busy with anything but this client and the daemon (other work on a shared machine). */
+	if (cpu0 >= 0 && cpu1 >= 0 && busy0 >= 0 && busy1 >= 0 && secs > 0)
+		printf(" foreign_cpu=%.2f",
+		       ((double)(busy1 - busy0 - (cpu1 - cpu0)) / (double)sysconf(_SC_CLK_TCK) -
+			(c1 - c0)) / secs);
+	printf(" bad=%ld\n", atomic_load(&bad_total));
+	return atomic_load(&bad_total) ? 1 : 0;
+}

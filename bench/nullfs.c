@@ -1,0 +1,616 @@
+/* nullfs - the baseline daemon of bench/: kmsfs's FUSE front end with nothing behind it.
+ *
+ * Same libfuse set-up as src/tools/kmsfs.c (low-level API, FUSE_USE_VERSION 314, multithreaded
+ * loop, clone_fd and max_idle_threads from the command line, max_threads 16 unless -o max_threads
+ * is given, writeback cache off, entry and attr timeouts 1 s) and the same open reply as
+ * src/fs/fs_txn.c (raw fuse_open_out: FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES, plus
+ * FOPEN_NOFLUSH for read-only opens). The same transaction state machine per handle: a request
+ * buffer per handle, a response at the first read after a write, a request left pending at flush
+ * answered into a read-once mailbox per (inode, uid) for the shell pattern. The response is a
+ * fixed 400-byte JSON-looking line: no crypto, no JSON, no store.
+ * One deliberate difference: read replies from a copy after unlocking the handle (see null_read);
+ * kmsfs's reply-under-lock is a use-after-free that crashes it in the shell pattern.
+ *
+ * Tree (same depth as kmsfs):  /p/create-datakey-without-plaintext
+ *                              /p/keys/<id>/create-datakey-without-plaintext  for each -o ids=
+ *
+ * usage: nullfs MOUNTPOINT [-f] [-o ids=ID1:ID2:...] [-o noflush_rw] [libfuse options]
+ * -o noflush_rw (an experiment, not what kmsfs does; bench/run never uses it): FOPEN_NOFLUSH for
+ * writable opens too, to price the FLUSH round trip of same-handle transactions.
+ */
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fuse.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NULL_ACTION "create-datakey-without-plaintext"
+#define NULL_MAX_KEYS 256u
+#define NULL_MAX_REQUEST (64u * 1024u)
+#define NULL_RESP_LEN 400u
+#define NULL_TIMEOUT 1.0
+#define NULL_MAILBOX_TTL 30
+
+/* Inodes: 1 root, 2 /p, 3 /p/keys, 4 /p/<action>, KEYDIR+i /p/keys/<id_i>, KEYFILE+i its action. */
+enum { INO_ROOT = 1, INO_PROJECT = 2, INO_KEYS = 3, INO_PACTION = 4 };
+#define INO_KEYDIR 0x1000u
+#define INO_KEYFILE 0x2000u
+
+struct null_opts {
+	char *ids;
+	int noflush_rw;
+};
+
+static struct {
+	char ids[NULL_MAX_KEYS][64];
+	bool noflush_rw;
+	unsigned nkeys;
+	time_t mount_time;
+	char resp[NULL_RESP_LEN];
+	pthread_mutex_t mail_lock;
+	struct null_mailbox *mail;
+} g;
+
+struct null_mailbox {
+	struct null_mailbox *next;
+	fuse_ino_t ino;
+	uid_t uid;
+	time_t expires;
+	size_t len;
+	char *data;
+};
+
+/* One open handle: the transaction (same fields that matter as struct fs_txn). */
+struct null_txn {
+	pthread_mutex_t lock;
+	char *req;
+	size_t req_len, req_cap;
+	char *resp;
+	size_t resp_len;
+	bool req_pending, resp_ready, overflow, base_set;
+	off_t read_base;
+};
+
+static time_t null_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static bool null_is_file(fuse_ino_t ino)
+{
+	return ino == INO_PACTION || (ino >= INO_KEYFILE && ino < INO_KEYFILE + g.nkeys);
+}
+
+static bool null_valid(fuse_ino_t ino)
+{
+	return (ino >= INO_ROOT && ino <= INO_PACTION) ||
+	       (ino >= INO_KEYDIR && ino < INO_KEYDIR + g.nkeys) || null_is_file(ino);
+}
+
+static void null_stat(fuse_ino_t ino, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = ino;
+	st->st_atime = st->st_mtime = st->st_ctime = g.mount_time;
+	st->st_blksize = 4096;
+	if (null_is_file(ino)) {
+		st->st_mode = S_IFREG | 0666; /* size 0: content is per handle (direct_io) */
+		st->st_nlink = 1;
+	} else {
+		st->st_mode = S_IFDIR | 0755;
+		st->st_nlink = 2;
+	}
+}
+
+static void null_reply_entry(fuse_req_t req, fuse_ino_t ino)
+{
+	struct fuse_entry_param e;
+
+	memset(&e, 0, sizeof(e));
+	null_stat(ino, &e.attr);
+	e.ino = ino;
+	e.attr_timeout = NULL_TIMEOUT;
+	e.entry_timeout = NULL_TIMEOUT;
+	fuse_reply_entry(req, &e);
+}
+
+static void null_init(void *userdata, struct fuse_conn_info *conn)
+{
+	conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
+}
+
+static void null_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_ino_t ino = 0;
+
+	if (parent == INO_ROOT && strcmp(name, "p") == 0) {
+		ino = INO_PROJECT;
+	} else if (parent == INO_PROJECT && strcmp(name, "keys") == 0) {
+		ino = INO_KEYS;
+	} else if (parent == INO_PROJECT && strcmp(name, NULL_ACTION) == 0) {
+		ino = INO_PACTION;
+	} else if (parent == INO_KEYS) {
+		for (unsigned i = 0; i < g.nkeys; i++)
+			if (strcmp(name, g.ids[i]) == 0)
+				ino = INO_KEYDIR + i;
+	} else if (parent >= INO_KEYDIR && parent < INO_KEYDIR + g.nkeys &&
+		   strcmp(name, NULL_ACTION) == 0) {
+		ino = INO_KEYFILE + (parent - INO_KEYDIR);
+	}
+	if (!ino) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	null_reply_entry(req, ino);
+}
+
+static void null_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct stat st;
+
+	if (!null_valid(ino)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	null_stat(ino, &st);
+	fuse_reply_attr(req, &st, NULL_TIMEOUT);
+}
+
+static void null_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+			 struct fuse_file_info *fi)
+{
+	if (null_is_file(ino) && to_set == FUSE_SET_ATTR_SIZE && attr->st_size == 0) {
+		null_getattr(req, ino, fi);
+		return;
+	}
+	fuse_reply_err(req, EPERM);
+}
+
+/* ---------------------------------------------------------------- mailbox (shell pattern) */
+
+static void null_mailbox_put(fuse_ino_t ino, uid_t uid, const char *data, size_t len)
+{
+	struct null_mailbox *m = calloc(1, sizeof(*m)), **pp;
+
+	if (!m)
+		return;
+	m->data = malloc(len);
+	if (!m->data) {
+		free(m);
+		return;
+	}
+	memcpy(m->data, data, len);
+	m->len = len;
+	m->ino = ino;
+	m->uid = uid;
+	m->expires = null_now() + NULL_MAILBOX_TTL;
+	pthread_mutex_lock(&g.mail_lock);
+	for (pp = &g.mail; *pp; pp = &(*pp)->next) {
+		if ((*pp)->ino == ino && (*pp)->uid == uid) {
+			struct null_mailbox *old = *pp;
+
+			*pp = old->next;
+			free(old->data);
+			free(old);
+			break;
+		}
+	}
+	m->next = g.mail;
+	g.mail = m;
+	pthread_mutex_unlock(&g.mail_lock);
+}
+
+static bool null_mailbox_take(fuse_ino_t ino, uid_t uid, struct null_txn *t)
+{
+	struct null_mailbox **pp, *m = NULL;
+
+	pthread_mutex_lock(&g.mail_lock);
+	for (pp = &g.mail; *pp; pp = &(*pp)->next) {
+		if ((*pp)->ino == ino && (*pp)->uid == uid) {
+			m = *pp;
+			*pp = m->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&g.mail_lock);
+	if (!m)
+		return false;
+	if (m->expires > null_now()) {
+		t->resp = m->data; /* the handle owns it now */
+		t->resp_len = m->len;
+		m->data = NULL;
+	}
+	free(m->data);
+	free(m);
+	return t->resp != NULL;
+}
+
+/* ---------------------------------------------------------------- transactions */
+
+static struct null_txn *null_txn_of(struct fuse_file_info *fi)
+{
+	return (struct null_txn *)(uintptr_t)fi->fh;
+}
+
+static void null_resp_free(struct null_txn *t)
+{
+	if (t->resp != g.resp)
+		free(t->resp);
+	t->resp = NULL;
+	t->resp_len = 0;
+}
+
+static void null_txn_free(struct null_txn *t)
+{
+	free(t->req);
+	null_resp_free(t);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+}
+
+/* "Run" the request: the fixed response. Caller holds t->lock. */
+static void null_txn_run(struct null_txn *t)
+{
+	null_resp_free(t);
+	t->resp = g.resp;
+	t->resp_len = sizeof(g.resp);
+	t->req_len = 0;
+	t->req_pending = false;
+	t->overflow = false;
+	t->resp_ready = true;
+	t->base_set = false;
+}
+
+static void null_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	int acc = fi->flags & O_ACCMODE;
+	struct fuse_open_out out;
+	struct null_txn *t;
+
+	if (!null_is_file(ino)) {
+		fuse_reply_err(req, null_valid(ino) ? EISDIR : ENOENT);
+		return;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	pthread_mutex_init(&t->lock, NULL);
+	if (acc == O_RDONLY && null_mailbox_take(ino, fuse_req_ctx(req)->uid, t))
+		t->resp_ready = true;
+	fi->fh = (uint64_t)(uintptr_t)t;
+	/* Exactly kmsfs's fs_reply_open(). */
+	memset(&out, 0, sizeof(out));
+	out.fh = fi->fh;
+	out.open_flags = FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
+	if (acc == O_RDONLY || g.noflush_rw)
+		out.open_flags |= FOPEN_NOFLUSH;
+	if (fuse_reply_buf(req, (const char *)&out, sizeof(out)) == -ENOENT)
+		null_txn_free(t);
+}
+
+static void null_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct null_txn *t = null_txn_of(fi);
+
+	pthread_mutex_lock(&t->lock);
+	if (!t->req_pending && !t->overflow) {
+		t->req_len = 0;
+		null_resp_free(t);
+		t->resp_ready = false;
+		t->base_set = false;
+	}
+	t->req_pending = true;
+	if (t->overflow || t->req_len + size > NULL_MAX_REQUEST) {
+		t->overflow = true;
+		pthread_mutex_unlock(&t->lock);
+		fuse_reply_err(req, EFBIG);
+		return;
+	}
+	if (t->req_len + size + 1 > t->req_cap) {
+		size_t ncap = t->req_cap ? t->req_cap : 256;
+		char *p;
+
+		while (ncap < t->req_len + size + 1)
+			ncap *= 2;
+		p = realloc(t->req, ncap);
+		if (!p) {
+			pthread_mutex_unlock(&t->lock);
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		t->req = p;
+		t->req_cap = ncap;
+	}
+	memcpy(t->req + t->req_len, buf, size);
+	t->req_len += size;
+	t->req[t->req_len] = 0;
+	pthread_mutex_unlock(&t->lock);
+	fuse_reply_write(req, size);
+}
+
+static void null_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		      struct fuse_file_info *fi)
+{
+	struct null_txn *t = null_txn_of(fi);
+	char stackbuf[4096], *out = stackbuf;
+	size_t pos, n;
+
+	pthread_mutex_lock(&t->lock);
+	if (t->req_pending || t->overflow || !t->resp_ready)
+		null_txn_run(t);
+	if (!t->base_set) {
+		t->read_base = off;
+		t->base_set = true;
+	}
+	pos = off >= t->read_base ? (size_t)(off - t->read_base) : (size_t)off;
+	n = pos >= t->resp_len ? 0 : size < t->resp_len - pos ? size : t->resp_len - pos;
+	if (n > sizeof(stackbuf))
+		out = malloc(n);
+	if (out)
+		memcpy(out, t->resp + pos, n);
+	pthread_mutex_unlock(&t->lock);
+	/* Reply only after unlocking, from a copy: the reply wakes the client, whose close() may
+	 * bring a RELEASE that frees t (lock included) before this thread runs again. kmsfs's
+	 * fs_op_read replies under t->lock and unlocks afterwards: that is a use-after-free (read-only
+	 * handles have no FLUSH to serialise the RELEASE), which crashes it in the shell pattern. */
+	if (!out)
+		fuse_reply_err(req, ENOMEM);
+	else
+		fuse_reply_buf(req, out, n);
+	if (out != stackbuf)
+		free(out);
+}
+
+static void null_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct null_txn *t = null_txn_of(fi);
+
+	pthread_mutex_lock(&t->lock);
+	if (t->req_pending || t->overflow) {
+		null_txn_run(t);
+		null_mailbox_put(ino, fuse_req_ctx(req)->uid, t->resp, t->resp_len);
+	}
+	pthread_mutex_unlock(&t->lock);
+	fuse_reply_err(req, 0);
+}
+
+static void null_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	null_txn_free(null_txn_of(fi));
+	fuse_reply_err(req, 0);
+}
+
+/* ---------------------------------------------------------------- directories, xattrs */
+
+struct null_dirbuf {
+	char *data;
+	size_t len;
+};
+
+static void null_dir_add(fuse_req_t req, struct null_dirbuf *b, const char *name, fuse_ino_t ino)
+{
+	struct stat st;
+	size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
+	char *p = realloc(b->data, b->len + need);
+
+	if (!p)
+		return;
+	b->data = p;
+	null_stat(ino, &st);
+	fuse_add_direntry(req, b->data + b->len, need, name, &st, (off_t)(b->len + need));
+	b->len += need;
+}
+
+static void null_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct null_dirbuf *b;
+
+	if (!null_valid(ino) || null_is_file(ino)) {
+		fuse_reply_err(req, null_valid(ino) ? ENOTDIR : ENOENT);
+		return;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	null_dir_add(req, b, ".", ino);
+	null_dir_add(req, b, "..", ino);
+	if (ino == INO_ROOT) {
+		null_dir_add(req, b, "p", INO_PROJECT);
+	} else if (ino == INO_PROJECT) {
+		null_dir_add(req, b, "keys", INO_KEYS);
+		null_dir_add(req, b, NULL_ACTION, INO_PACTION);
+	} else if (ino == INO_KEYS) {
+		for (unsigned i = 0; i < g.nkeys; i++)
+			null_dir_add(req, b, g.ids[i], INO_KEYDIR + i);
+	} else {
+		null_dir_add(req, b, NULL_ACTION, INO_KEYFILE + (ino - INO_KEYDIR));
+	}
+	fi->fh = (uint64_t)(uintptr_t)b;
+	if (fuse_reply_open(req, fi) == -ENOENT) {
+		free(b->data);
+		free(b);
+	}
+}
+
+static void null_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			 struct fuse_file_info *fi)
+{
+	struct null_dirbuf *b = (struct null_dirbuf *)(uintptr_t)fi->fh;
+	size_t start = off < 0 ? 0 : (size_t)off, end = start;
+
+	if (start >= b->len) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	while (end < b->len) {
+		const struct fuse_dirent *ent = (const void *)(b->data + end);
+
+		if ((size_t)ent->off - start > size)
+			break;
+		end = (size_t)ent->off;
+	}
+	fuse_reply_buf(req, b->data + start, end - start);
+}
+
+static void null_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct null_dirbuf *b = (struct null_dirbuf *)(uintptr_t)fi->fh;
+
+	free(b->data);
+	free(b);
+	fuse_reply_err(req, 0);
+}
+
+static void null_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+			  size_t size, int flags)
+{
+	fuse_reply_err(req, 0);
+}
+
+static void null_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	fuse_reply_err(req, ENODATA); /* as kmsfs: security.capability must be fast */
+}
+
+static void null_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, 0);
+	else
+		fuse_reply_buf(req, NULL, 0);
+}
+
+static void null_create(fuse_req_t req, fuse_ino_t p, const char *name, mode_t mode,
+			struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, ENOENT);
+}
+
+static const struct fuse_lowlevel_ops null_ops = {
+	.init = null_init,
+	.lookup = null_lookup,
+	.getattr = null_getattr,
+	.setattr = null_setattr,
+	.open = null_open,
+	.read = null_read,
+	.write = null_write,
+	.flush = null_flush,
+	.release = null_release,
+	.opendir = null_opendir,
+	.readdir = null_readdir,
+	.releasedir = null_releasedir,
+	.setxattr = null_setxattr,
+	.getxattr = null_getxattr,
+	.listxattr = null_listxattr,
+	.create = null_create,
+};
+
+static const struct fuse_opt null_fuse_opts[] = {
+	{ "ids=%s", offsetof(struct null_opts, ids), 1 },
+	{ "noflush_rw", offsetof(struct null_opts, noflush_rw), 1 },
+	FUSE_OPT_END,
+};
+
+static void null_parse_ids(const char *ids)
+{
+	const char *p = ids;
+
+	while (p && *p && g.nkeys < NULL_MAX_KEYS) {
+		size_t n = strcspn(p, ":,");
+
+		if (n > 0 && n < sizeof(g.ids[0])) {
+			memcpy(g.ids[g.nkeys], p, n);
+			g.ids[g.nkeys][n] = 0;
+			g.nkeys++;
+		}
+		p += n;
+		if (*p)
+			p++;
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct null_opts nopt = { 0 };
+	struct fuse_cmdline_opts opts = { 0 };
+	struct fuse_loop_config *loop = NULL;
+	struct fuse_session *se = NULL;
+	int ret = 1, r;
+
+	if (fuse_opt_parse(&args, &nopt, null_fuse_opts, NULL) != 0)
+		return 1;
+	if (fuse_parse_cmdline(&args, &opts) != 0)
+		return 1;
+	if (opts.show_help || opts.show_version || !opts.mountpoint) {
+		printf("usage: %s MOUNTPOINT [-f] [-o ids=ID1:ID2:...] [libfuse options]\n",
+		       argv[0]);
+		ret = opts.mountpoint ? 0 : 2;
+		goto out;
+	}
+	null_parse_ids(nopt.ids);
+	g.noflush_rw = nopt.noflush_rw;
+	g.mount_time = time(NULL);
+	pthread_mutex_init(&g.mail_lock, NULL);
+	/* A fixed 400-byte one-line response: '{', a 397-byte string, '}', '\n'. */
+	memset(g.resp, 'n', sizeof(g.resp));
+	memcpy(g.resp, "{\"null\":\"", 9);
+	memcpy(g.resp + sizeof(g.resp) - 3, "\"}\n", 3);
+
+	se = fuse_session_new(&args, &null_ops, sizeof(null_ops), NULL);
+	if (!se)
+		goto out;
+	if (fuse_set_signal_handlers(se) != 0)
+		goto out;
+	if (fuse_session_mount(se, opts.mountpoint) != 0) {
+		fprintf(stderr, "nullfs: cannot mount on '%s'\n", opts.mountpoint);
+		goto out_handlers;
+	}
+	fuse_daemonize(opts.foreground);
+	if (opts.singlethread) {
+		r = fuse_session_loop(se);
+	} else {
+		/* Exactly kmsfs's loop configuration. */
+		loop = fuse_loop_cfg_create();
+		if (!loop)
+			goto out_unmount;
+		fuse_loop_cfg_set_clone_fd(loop, (unsigned)opts.clone_fd);
+		fuse_loop_cfg_set_idle_threads(loop, opts.max_idle_threads);
+		fuse_loop_cfg_set_max_threads(loop, opts.max_threads && opts.max_threads <= 1024
+							    ? opts.max_threads
+							    : 16);
+		r = fuse_session_loop_mt(se, loop);
+	}
+	ret = r == 0 ? 0 : 1;
+out_unmount:
+	fuse_session_unmount(se);
+out_handlers:
+	fuse_remove_signal_handlers(se);
+out:
+	if (se)
+		fuse_session_destroy(se);
+	fuse_loop_cfg_destroy(loop);
+	free(opts.mountpoint);
+	free(nopt.ids);
+	fuse_opt_free_args(&args);
+	return ret;
+}

@@ -1,0 +1,51 @@
+#!/bin/bash
+# The daemon as an admin runs it: the first start creates the state dir (0700) with root.key,
+# token.key (0600) and kms.db; without -f it returns only once the mount is live; a second daemon
+# on the same state dir refuses (exit 1, message on stderr); SIGTERM unmounts and exits 0;
+# fusermount3 -u makes a -f daemon exit 0.
+source "$(dirname "$0")/../lib/common.sh"
+kms_setup
+
+# Daemonised start: when the parent returns 0 the mount must already answer.
+"$KMSFS" "$KMS_MNT" -o "state=$KMS_STATE,log=$KMS_LOG" </dev/null 2>>"$KMS_STDERR" ||
+	fail "kmsfs (daemonising) exited $?"
+KMS_PID=$(kms_find_daemon "$KMS_MNT") || fail "no kmsfs process serves $KMS_MNT"
+echo "$KMS_PID" >"$KMS_WORK/daemon.pid"
+mountpoint -q "$KMS_MNT" || fail "parent returned before the mount was live"
+ls "$KMS_MNT" >/dev/null || fail "mount does not answer"
+
+assert_eq "$(stat -c %a "$KMS_STATE")" 700 "state dir mode"
+for f in root.key token.key; do
+	[ -f "$KMS_STATE/$f" ] || fail "state dir lacks $f"
+	assert_eq "$(stat -c %a "$KMS_STATE/$f")" 600 "$f mode"
+done
+[ -f "$KMS_STATE/kms.db" ] || fail "state dir lacks kms.db"
+
+# A second daemon on the same state dir must refuse, whatever its mount point.
+mkdir "$KMS_WORK/mnt2"
+rc=0
+timeout 10 "$KMSFS" "$KMS_WORK/mnt2" -f -o "state=$KMS_STATE,log=$KMS_WORK/second.log" \
+	</dev/null >"$KMS_WORK/second.out" 2>"$KMS_WORK/second.err" || rc=$?
+if mountpoint -q "$KMS_WORK/mnt2"; then fusermount3 -uz "$KMS_WORK/mnt2"; fi
+assert_eq "$rc" 1 "exit status of a second daemon on the same state dir"
+[ -s "$KMS_WORK/second.err" ] || fail "second daemon refused without a message on stderr"
+ls "$KMS_MNT" >/dev/null || fail "first daemon stopped serving after the refused second start"
+
+# SIGTERM: unmount and exit 0 (not our child: poll until it is gone).
+kill -TERM "$KMS_PID"
+for ((i = 0; i < 100; i++)); do _kms_pid_gone "$KMS_PID" && break; sleep 0.1; done
+_kms_pid_gone "$KMS_PID" || fail "kmsfs did not exit 10 s after SIGTERM"
+KMS_PID=
+mountpoint -q "$KMS_MNT" && fail "SIGTERM left the mount behind"
+
+# SIGTERM to a -f child: exit status must be 0.
+kms_mount
+kill -TERM "$KMS_PID"
+rc=0; wait "$KMS_PID" || rc=$?
+KMS_PID= KMS_PID_CHILD=0
+assert_eq "$rc" 0 "exit status after SIGTERM"
+mountpoint -q "$KMS_MNT" && fail "SIGTERM left the mount behind"
+
+# Restart on the existing state, then the normal clean unmount (exit 0 checked by kms_umount).
+kms_mount
+kms_umount

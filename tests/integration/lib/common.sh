@@ -1,0 +1,360 @@
+# shellcheck shell=bash
+# common.sh - sourced by every tests/integration/cases/*.sh.
+#
+# A case mounts the real kmsfs, uses it the way a person or a program would (echo, cat, dd,
+# setfattr, python open()), and exits 0 (pass), 77 (skip) or anything else (fail).
+# Whatever happens, the EXIT trap kills what the case started, lazily unmounts, scans the daemon
+# log and the state dir for every plaintext DEK the case saw, and removes the work dir.
+#
+# Environment (meson sets these; the defaults let `bash case.sh` work from a source tree):
+#   KMSFS KMSCTL KMS_SRC KMS_BUILD   binaries and trees
+#   KMS_KEEP=1                       keep the work dir for debugging
+#   KMS_TMPDIR                       where work dirs go (default /tmp; scripts/run-tests sets one
+#                                    per run so that it can find exactly its own leftovers)
+set -euo pipefail
+
+KMS_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+: "${KMS_SRC:=$(cd "$KMS_LIB/../../.." && pwd)}"
+: "${KMS_BUILD:=$KMS_SRC/build}"
+: "${KMSFS:=$KMS_BUILD/src/tools/kmsfs}"
+: "${KMSCTL:=$KMS_BUILD/src/tools/kmsctl}"
+export KMSFS KMSCTL KMS_SRC KMS_BUILD
+if [ -x /usr/bin/python3 ]; then KMS_PY=/usr/bin/python3; else KMS_PY=$(command -v python3 || echo python3); fi
+KMS_CASE=$(basename "$0" .sh)
+KMS_USER=kmsit                  # the unprivileged test user (created on demand)
+
+KMS_WORK= KMS_PID= KMS_PID_CHILD=0
+KMS_BG_PIDS=()
+
+# ---------------------------------------------------------------- messages and assertions
+
+log() { printf '# %s\n' "$*" >&2; }
+fail() { printf 'FAIL: %s: %s\n' "$KMS_CASE" "$*" >&2; exit 1; }
+skip() { printf 'SKIP: %s: %s\n' "$KMS_CASE" "$*" >&2; exit 77; }
+
+# assert_eq GOT EXPECTED [WHAT]
+assert_eq() {
+	[ "$1" == "$2" ] || fail "${3:-value}: expected '$2', got '$1'"
+}
+
+# assert_contains HAYSTACK NEEDLE [WHAT]
+assert_contains() {
+	[[ "$1" == *"$2"* ]] || fail "${3:-output}: '$2' not found in: $1"
+}
+
+# assert_not_contains HAYSTACK NEEDLE [WHAT]
+assert_not_contains() {
+	[[ "$1" != *"$2"* ]] || fail "${3:-output}: '$2' must not appear in: $1"
+}
+
+# assert_errcode FILE_OR_STRING KMS.xxxx: the response is the API error KMS.xxxx.
+assert_errcode() {
+	local s=$1 code
+	if [ -f "$s" ]; then s=$(cat "$s"); fi
+	code=$(printf '%s' "$s" | jq -r '.error.error_code // "none"' 2>/dev/null) ||
+		fail "expected error $2, response is not JSON: '$s'"
+	[ "$code" == "$2" ] || fail "expected error $2, got $code: $s"
+	printf '%s' "$s" | jq -e '.error.error_msg | type == "string" and length > 0' >/dev/null ||
+		fail "error $2 without an error_msg string: $s"
+}
+
+# assert_ok RESPONSE: a JSON object that is not an API error.
+assert_ok() {
+	printf '%s' "$1" | jq -e 'type == "object" and (has("error") | not)' >/dev/null 2>&1 ||
+		fail "expected a successful response, got: '$1'"
+}
+
+# jget JSON JQ-FILTER: one value (raw strings); fails if the JSON does not parse.
+jget() {
+	printf '%s' "$1" | jq -r "$2"
+}
+
+# ---------------------------------------------------------------- setup, mount, cleanup
+
+_kms_pid_gone() {
+	local st
+	[ -n "$1" ] || return 0
+	st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
+	[ "$st" == "Z" ]
+}
+
+_kms_mount_count() {
+	awk -v mp="$1" '$2 == mp' /proc/mounts | wc -l
+}
+
+# kms_setup: skip (77) unless this can run; make the work dir and an EXIT trap.
+#   KMS_WORK  the temp dir (0755, so a test user can reach the mount)
+#   KMS_STATE state dir (created by kmsfs)   KMS_MNT mount point
+#   KMS_LOG   daemon log (-o log=)            KMS_STDERR the daemon's stderr
+#   KMS_SCRATCH world-writable scratch dir    KMS_DEKS  the DEKs seen (leak scan list)
+kms_setup() {
+	[ "$(id -u)" -eq 0 ] || skip "needs root (FUSE mounts; /dev/fuse is root-only here)"
+	[ -c /dev/fuse ] || skip "no /dev/fuse"
+	(: <>/dev/fuse) 2>/dev/null || skip "/dev/fuse cannot be opened"
+	command -v fusermount3 >/dev/null || skip "fusermount3 missing (apt-get install fuse3)"
+	command -v jq >/dev/null || skip "jq missing (apt-get install jq)"
+	command -v setfattr >/dev/null || skip "setfattr missing (apt-get install attr)"
+	[ -x "$KMSFS" ] || skip "kmsfs binary not built: $KMSFS"
+	[ -x "$KMSCTL" ] || skip "kmsctl binary not built: $KMSCTL"
+
+	KMS_WORK=$(mktemp -d "${KMS_TMPDIR:-/tmp}/kmsfs-it.XXXXXX")
+	trap kms_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+	chmod 0755 "$KMS_WORK"
+	KMS_STATE=$KMS_WORK/state
+	KMS_MNT=$KMS_WORK/mnt
+	KMS_LOG=$KMS_WORK/kmsfs.log
+	KMS_STDERR=$KMS_WORK/kmsfs.stderr
+	KMS_SCRATCH=$KMS_WORK/scratch
+	KMS_DEKS=$KMS_SCRATCH/deks.txt
+	mkdir "$KMS_MNT" "$KMS_SCRATCH"
+	chmod 1777 "$KMS_SCRATCH"
+	: >"$KMS_DEKS"
+	chmod 0666 "$KMS_DEKS"
+	: >"$KMS_STDERR"
+	# A copy the test user can read, wherever the source tree lives.
+	KMS_IO=$KMS_WORK/kmsio.py
+	install -m 0755 "$KMS_LIB/kmsio.py" "$KMS_IO"
+	export KMS_SCRATCH KMS_DEKS KMS_IO KMS_MNT KMS_STATE
+	# Watchdog (kmsio.py watchdog): a hung daemon would block this case in a FUSE call, where no
+	# trap runs; before meson's timeout (300 s) it kills the daemon and detaches the mount. If the
+	# case is SIGKILLed, it does the cleanup the trap could not do.
+	: >"$KMS_WORK/daemon.pid"
+	"$KMS_PY" "$KMS_IO" watchdog "${KMS_WATCHDOG:-240}" "$KMS_WORK/daemon.pid" "$KMS_MNT" \
+		"$KMS_WORK/watchdog.fired" "$KMS_WORK" </dev/null >/dev/null 2>&1 &
+	kms_bg $!
+}
+
+kms_cleanup() {
+	local rc=$? p i
+	set +e
+	trap - EXIT
+	for p in "${KMS_BG_PIDS[@]}"; do
+		kill -KILL "$p" 2>/dev/null
+		wait "$p" 2>/dev/null
+	done
+	if [ -n "$KMS_PID" ] && ! _kms_pid_gone "$KMS_PID"; then
+		kill -TERM "$KMS_PID" 2>/dev/null
+		for ((i = 0; i < 30; i++)); do _kms_pid_gone "$KMS_PID" && break; sleep 0.1; done
+		kill -KILL "$KMS_PID" 2>/dev/null
+	fi
+	[ "$KMS_PID_CHILD" == 1 ] && wait "$KMS_PID" 2>/dev/null
+	if [ -n "$KMS_WORK" ]; then
+		for ((i = 0; i < 10; i++)); do
+			[ "$(_kms_mount_count "$KMS_MNT")" -eq 0 ] && break
+			fusermount3 -uz "$KMS_MNT" 2>/dev/null || umount -l "$KMS_MNT" 2>/dev/null
+		done
+		if [ -e "$KMS_WORK/watchdog.fired" ]; then
+			echo "FAIL: $KMS_CASE: timed out (watchdog killed the daemon after ${KMS_WATCHDOG:-240} s)" >&2
+			rc=1
+		fi
+		if [ "$(_kms_mount_count "$KMS_MNT")" -ne 0 ]; then
+			echo "FAIL: $KMS_CASE: could not remove the mount on $KMS_MNT" >&2
+			rc=1
+		fi
+		# Secrets must never reach the log or the state dir (design.md, style.md section 5).
+		if [ -s "$KMS_DEKS" ]; then
+			"$KMS_PY" "$KMS_LIB/kmsio.py" scan "$KMS_DEKS" "$KMS_LOG" "$KMS_STDERR" "$KMS_STATE" || {
+				echo "FAIL: $KMS_CASE: a plaintext DEK reached the daemon log or state dir" >&2
+				[ "$rc" -eq 0 ] && rc=1
+			}
+		fi
+		if [ "$rc" -ne 0 ] && [ "$rc" -ne 77 ]; then
+			for p in "$KMS_STDERR" "$KMS_LOG"; do
+				[ -s "$p" ] || continue
+				if grep -qE '^==[0-9]+==ERROR|runtime error:' "$p"; then
+					echo "---- sanitizer report in $p" >&2
+					sed -n '/^==[0-9]*==ERROR\|runtime error:/,$p' "$p" | grep -v '^  0x' | head -n 80 >&2
+				else
+					echo "---- tail of $p" >&2
+					tail -n 30 "$p" >&2
+				fi
+			done
+		fi
+		if [ "${KMS_KEEP:-0}" == 1 ]; then
+			echo "# work dir kept: $KMS_WORK" >&2
+		else
+			rm -rf "$KMS_WORK"
+		fi
+	fi
+	exit "$rc"
+}
+
+# kms_bg PID: kill this background process in the EXIT trap.
+kms_bg() { KMS_BG_PIDS+=("$1"); }
+
+# kms_wait_live PID: wait up to 10 s until a live FUSE mount answers statfs (never cached, unlike
+# stat: a stale mount left by a killed daemon is a mountpoint too, but statfs fails ENOTCONN).
+kms_wait_live() {
+	local pid=$1 i
+	for ((i = 0; i < 100; i++)); do
+		# f_type FUSE_SUPER_MAGIC: not the bare dir seen while a restart swaps a stale mount.
+		if [ "$(stat -f -c %t "$KMS_MNT" 2>/dev/null)" == 65735546 ]; then return 0; fi
+		_kms_pid_gone "$pid" && fail "kmsfs exited before the mount was live: $(tail -n 5 "$KMS_STDERR")"
+		sleep 0.1
+	done
+	fail "kmsfs not mounted on $KMS_MNT after 10 s"
+}
+
+# kms_mount [OPT...]: start kmsfs -f in the background with -o state=,log= plus each OPT
+# (e.g. `kms_mount allow_other mailbox_ttl=2`); return once the mount answers.
+kms_mount() {
+	local opts="state=$KMS_STATE,log=$KMS_LOG" o
+	for o in "$@"; do opts+=",${o#-o }"; done
+	"$KMSFS" "$KMS_MNT" -f -o "$opts" </dev/null >>"$KMS_STDERR" 2>&1 &
+	KMS_PID=$!
+	KMS_PID_CHILD=1
+	echo "$KMS_PID" >"$KMS_WORK/daemon.pid"
+	kms_wait_live "$KMS_PID"
+}
+
+# kms_umount: fusermount3 -u, then the daemon must exit by itself, with status 0.
+kms_umount() {
+	local i rc=0
+	fusermount3 -u "$KMS_MNT" || fail "fusermount3 -u $KMS_MNT failed"
+	for ((i = 0; i < 100; i++)); do _kms_pid_gone "$KMS_PID" && break; sleep 0.1; done
+	_kms_pid_gone "$KMS_PID" || fail "kmsfs (pid $KMS_PID) still running 10 s after unmount"
+	if [ "$KMS_PID_CHILD" == 1 ]; then
+		wait "$KMS_PID" || rc=$?
+		[ "$rc" -eq 0 ] || fail "kmsfs exited with status $rc after fusermount3 -u"
+	fi
+	KMS_PID= KMS_PID_CHILD=0
+}
+
+# kms_kill9: SIGKILL the daemon (the mount goes stale) and reap it.
+kms_kill9() {
+	kill -KILL "$KMS_PID"
+	wait "$KMS_PID" 2>/dev/null || true
+	KMS_PID= KMS_PID_CHILD=0
+}
+
+# kms_find_daemon MOUNTPOINT: pid of the kmsfs process serving MOUNTPOINT (for daemonised starts).
+kms_find_daemon() {
+	"$KMS_PY" - "$1" "$(readlink -f "$KMSFS")" <<'PY'
+import os, sys
+mnt, exe = sys.argv[1].encode(), sys.argv[2]
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        if mnt in open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0") and \
+                os.readlink("/proc/%s/exe" % pid) == exe:
+            print(pid)
+            sys.exit(0)
+    except OSError:
+        pass
+sys.exit(1)
+PY
+}
+
+# ---------------------------------------------------------------- tokens, users, calls
+
+# kms_ctl ARGS...: kmsctl on this test's state dir.
+kms_ctl() { "$KMSCTL" --state "$KMS_STATE" "$@"; }
+
+# kms_token P [ARGS...]: issue a token for project P (creates P).
+kms_token() {
+	local p=$1
+	shift
+	"$KMSCTL" --state "$KMS_STATE" token issue --project "$p" "$@"
+}
+
+# kms_login P [TOKEN]: bind TOKEN (default: a fresh one) to (this uid, P).
+kms_login() {
+	local tok=${2:-}
+	[ -n "$tok" ] || tok=$(kms_token "$1")
+	setfattr -n user.kms.token -v "$tok" "$KMS_MNT/$1"
+}
+
+# kms_call FILE [REQUEST|-]: one transaction on one O_RDWR handle (REQUEST omitted: a plain
+# O_RDONLY read). FILE is relative to the mount unless absolute. Prints the response; the
+# errno of each step is then available through kms_errno.
+kms_call() {
+	local f=$1
+	[[ $f == /* ]] || f=$KMS_MNT/$f
+	if [ $# -ge 2 ]; then
+		"$KMS_PY" "$KMS_IO" rdwr "$f" "$2"
+	else
+		"$KMS_PY" "$KMS_IO" read "$f"
+	fi
+}
+
+# kms_write FILE REQUEST|-: open O_WRONLY|O_TRUNC, write, close (the request runs at close).
+kms_write() {
+	local f=$1
+	[[ $f == /* ]] || f=$KMS_MNT/$f
+	"$KMS_PY" "$KMS_IO" write "$f" "$2"
+}
+
+# kms_errno [STEP [UID]]: errno name (or 0) of STEP (open|write|read|close, default close) of
+# the last kms_call/kms_write made by UID (default: this uid).
+kms_errno() {
+	local step=${1:-close} uid=${2:-$(id -u)}
+	tr ' ' '\n' <"$KMS_SCRATCH/status.$uid" | sed -n "s/^$step=//p"
+}
+
+# assert_errno STEP EXPECTED [UID]
+assert_errno() {
+	local got
+	got=$(kms_errno "$1" "${3:-}")
+	[ "$got" == "$2" ] || fail "$1(): expected errno $2, got $got"
+}
+
+# kms_record JSON: remember the DEKs of a response obtained without kms_call (cat, dd, ...).
+kms_record() { printf '%s\n' "$1" | "$KMS_PY" "$KMS_IO" record; }
+
+# kms_cat FILE: cat it and remember its DEKs.
+kms_cat() {
+	local out
+	out=$(cat "$1")
+	kms_record "$out"
+	printf '%s\n' "$out"
+}
+
+# kms_create_key P ALIAS: create a key through the mount, print its key_id.
+kms_create_key() {
+	local r
+	r=$(kms_call "$1/create-key" "{\"key_alias\":\"$2\"}")
+	assert_ok "$r"
+	jget "$r" .key_info.key_id
+}
+
+# sha256_hex HEX: upper-case hex SHA-256 of the bytes HEX encodes.
+sha256_hex() {
+	"$KMS_PY" -c 'import hashlib, sys; print(hashlib.sha256(bytes.fromhex(sys.argv[1])).hexdigest().upper())' "$1"
+}
+
+# dek_request KEY_ID DEK_HEX: an encrypt-datakey request for DEK (digest computed here).
+dek_request() {
+	local dgst
+	dgst=$(sha256_hex "$2")
+	printf '{"key_id":"%s","plain_text":"%s%s","datakey_plain_length":"%d"}' \
+		"$1" "$2" "$dgst" $((${#2} / 2))
+}
+
+# kms_user_setup: make sure the unprivileged test user exists; sets KMS_UID/KMS_GID.
+kms_user_setup() {
+	command -v setpriv >/dev/null || skip "setpriv missing (util-linux)"
+	if ! id "$KMS_USER" >/dev/null 2>&1; then
+		useradd --system --no-create-home --shell /usr/sbin/nologin "$KMS_USER" ||
+			skip "cannot create test user $KMS_USER"
+	fi
+	KMS_UID=$(id -u "$KMS_USER")
+	KMS_GID=$(id -g "$KMS_USER")
+}
+
+# as_user CMD...: run CMD as the test user, no supplementary groups.
+as_user() {
+	setpriv --reuid="$KMS_UID" --regid="$KMS_GID" --clear-groups -- \
+		env HOME=/ KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" "$@"
+}
+
+# user_call FILE [REQUEST]: kms_call as the test user (status: kms_errno STEP $KMS_UID).
+user_call() {
+	local f=$1
+	[[ $f == /* ]] || f=$KMS_MNT/$f
+	if [ $# -ge 2 ]; then
+		as_user "$KMS_PY" "$KMS_IO" rdwr "$f" "$2"
+	else
+		as_user "$KMS_PY" "$KMS_IO" read "$f"
+	fi
+}

@@ -1,0 +1,262 @@
+#!/usr/bin/python3
+"""kmsio.py - the file-transaction client of the integration cases (plain open/read/write).
+
+  kmsio.py rdwr  FILE [REQ|-]   one O_RDWR handle: write REQ (if given), read to EOF, close
+  kmsio.py write FILE REQ|-     O_WRONLY|O_TRUNC: write REQ, close (the request runs at close)
+  kmsio.py read  FILE           O_RDONLY: read to EOF (takes the mailbox, or runs `{}`)
+  kmsio.py record               read JSON (one document per line) on stdin, remember its DEKs
+  kmsio.py scan  DEKFILE PATH...  fail if a remembered DEK appears in a file under PATH
+  kmsio.py memscan PID DEKFILE [STRING...]  fail if a remembered DEK (or STRING) is in the
+                                writable memory of process PID
+Python cases `import kmsio` (sys.path: dirname of $KMS_IO) and use kmsio.call(path, req).
+
+The response bytes go to stdout unchanged. The errno of each step (`0` when it worked) goes to
+$KMS_SCRATCH/status.<uid> as `open=0 write=0 read=0 close=EACCES`, so a shell case can check
+close() errors without losing the response. Every hex DEK seen in a `plain_text` or `data_key`
+field (request or response) is appended to $KMS_DEKS for the end-of-test leak scan.
+Exit status: 0 (even for API errors and failed syscalls), 2 on usage errors, 1 for a scan hit.
+"""
+import errno
+import json
+import os
+import re
+import sys
+
+HEX = re.compile(r"^[0-9A-Fa-f]+$")
+
+
+def errname(e):
+    return errno.errorcode.get(e.errno, str(e.errno))
+
+
+def dek_candidates(doc):
+    """Hex DEKs in a request or response object (long and varied enough to be searchable)."""
+    out = []
+    if not isinstance(doc, dict):
+        return out
+    for field in ("plain_text", "data_key"):
+        v = doc.get(field)
+        if not isinstance(v, str) or not HEX.match(v):
+            continue
+        n = doc.get("datakey_plain_length")
+        if field == "plain_text" and isinstance(n, (str, int)) and str(n).isdigit():
+            v = v[: 2 * int(n)]  # encrypt-datakey: DEK || SHA-256(DEK); the DEK is the secret
+        if len(v) >= 32 and len(set(v.upper())) >= 8:
+            out.append(v.upper())
+    return out
+
+
+def record(blob):
+    path = os.environ.get("KMS_DEKS")
+    if not path:
+        return
+    deks = []
+    for line in blob.decode("utf-8", "replace").splitlines():
+        try:
+            deks += dek_candidates(json.loads(line))
+        except ValueError:
+            pass
+    if deks:
+        with open(path, "a") as f:
+            f.write("".join(d + "\n" for d in deks))
+
+
+def status_path():
+    d = os.environ.get("KMS_SCRATCH") or "/tmp"
+    return os.path.join(d, "status.%d" % os.getuid())
+
+
+def transact(mode, path, req):
+    st = {"open": "0", "write": "0", "read": "0", "close": "0"}
+    resp = b""
+    flags = {"rdwr": os.O_RDWR, "write": os.O_WRONLY | os.O_TRUNC, "read": os.O_RDONLY}[mode]
+    fd = -1
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        st["open"] = errname(e)
+    if fd >= 0:
+        if req is not None:
+            try:
+                view = memoryview(req)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+            except OSError as e:
+                st["write"] = errname(e)
+        if mode != "write":
+            try:
+                while True:
+                    chunk = os.read(fd, 1 << 20)
+                    if not chunk:
+                        break
+                    resp += chunk
+            except OSError as e:
+                st["read"] = errname(e)
+        try:
+            os.close(fd)
+        except OSError as e:
+            st["close"] = errname(e)
+    with open(status_path(), "w") as f:
+        f.write(" ".join("%s=%s" % kv for kv in st.items()) + "\n")
+    if req:
+        record(req)
+    record(resp)
+    sys.stdout.buffer.write(resp)
+    sys.stdout.flush()
+
+
+def scan(dekfile, paths):
+    try:
+        with open(dekfile) as f:
+            deks = sorted({l.strip().upper() for l in f if l.strip()})
+    except FileNotFoundError:
+        return 0
+    needles = []
+    for d in deks:
+        needles.append((d, d.lower().encode()))
+        if len(d) >= 32:
+            needles.append((d + " (raw bytes)", bytes.fromhex(d)))
+    hits = 0
+    for top in paths:
+        files = [top] if os.path.isfile(top) else [
+            os.path.join(r, n) for r, _, ns in os.walk(top) for n in ns]
+        for fn in files:
+            try:
+                with open(fn, "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            low = data.lower()
+            for name, needle in needles:
+                hay = data if name.endswith("(raw bytes)") else low
+                if needle in hay:
+                    print("LEAK: DEK %s... found in %s" % (name[:16], fn), file=sys.stderr)
+                    hits += 1
+    return 1 if hits else 0
+
+
+def memscan(pid, dekfile, literals=()):
+    """Search the writable memory of process pid for every DEK in dekfile (hex either case, and
+    the raw bytes) and for each literal string (a token). Prints each hit with its mapping;
+    returns 1 if there was any."""
+    with open(dekfile) as f:
+        deks = sorted({l.strip().upper() for l in f if l.strip()})
+    needles = [("literal " + l[:12], l.encode()) for l in literals]
+    for d in deks:
+        needles += [(d, d.encode()), (d, d.lower().encode()), (d + " raw", bytes.fromhex(d))]
+    hits = 0
+    with open("/proc/%s/maps" % pid) as maps, open("/proc/%s/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            f = line.split()
+            lo, hi = (int(x, 16) for x in f[0].split("-"))
+            name = f[5] if len(f) > 5 else "[anon]"
+            if "w" not in f[1] or name in ("[vvar]", "[vsyscall]"):
+                continue
+            try:
+                mem.seek(lo)
+                data = mem.read(hi - lo)
+            except (OSError, ValueError, OverflowError):
+                continue
+            for what, needle in needles:
+                i = data.find(needle)
+                if i >= 0:
+                    print("IN MEMORY: DEK %s... at %#x in %s: %r" % (
+                        what[:16], lo + i, name, data[max(0, i - 48):i + 8]), file=sys.stderr)
+                    hits += 1
+    print("%d DEKs searched" % len(deks), file=sys.stderr)
+    return 1 if hits else 0
+
+
+def call(path, req=None, record_deks=True):
+    """One same-handle transaction for python cases: returns the parsed response.
+    req: dict (sent as compact JSON), bytes/str (sent as is) or None (read only)."""
+    if isinstance(req, dict):
+        req = json.dumps(req, separators=(",", ":"))
+    if isinstance(req, str):
+        req = req.encode()
+    fd = os.open(path, os.O_RDWR if req is not None else os.O_RDONLY)
+    try:
+        if req is not None:
+            view = memoryview(req)
+            while view:
+                view = view[os.write(fd, view):]
+        resp = b""
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            resp += chunk
+    finally:
+        try:
+            os.close(fd)
+        except OSError:
+            pass  # a failed request may also fail close(); the response says why
+    if record_deks:
+        if req:
+            record(req)
+        record(resp)
+    return json.loads(resp)
+
+
+def watchdog(seconds, pidfile, mnt, fired, workdir):
+    """The case's guard, in its own session so that a SIGKILL of the case's process group
+    (meson's timeout) does not reach it.
+    - After SECONDS: SIGKILL the daemon and lazily unmount, so that a case blocked in a FUSE
+      call gets an error, fails, and its EXIT trap still runs.
+    - If the case dies without its trap (SIGKILL): do the trap's cleanup (daemon, mount, dir)."""
+    import shutil, signal, subprocess, time
+    os.setsid()
+    parent = os.getppid()
+    deadline = time.monotonic() + float(seconds)
+
+    def stop_daemon():
+        try:
+            pid = int(open(pidfile).read().strip())
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                if mnt.encode() in f.read().split(b"\0"):  # still ours, not a reused pid
+                    os.kill(pid, signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+        for _ in range(10):
+            with open("/proc/mounts") as f:
+                if not any(l.split()[1] == mnt for l in f if len(l.split()) > 1):
+                    break
+            subprocess.call(["fusermount3", "-uz", mnt], stderr=subprocess.DEVNULL)
+
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:  # the case is gone and its trap did not run
+            stop_daemon()
+            shutil.rmtree(workdir, ignore_errors=True)
+            return 0
+        if deadline and time.monotonic() > deadline:
+            deadline = 0
+            open(fired, "w").close()
+            stop_daemon()
+
+
+def main(argv):
+    if len(argv) >= 3 and argv[1] in ("rdwr", "write", "read"):
+        req = None
+        if len(argv) >= 4:
+            req = sys.stdin.buffer.read() if argv[3] == "-" else argv[3].encode()
+        elif argv[1] == "write":
+            req = b""
+        transact(argv[1], argv[2], req)
+        return 0
+    if len(argv) == 2 and argv[1] == "record":
+        record(sys.stdin.buffer.read())
+        return 0
+    if len(argv) == 7 and argv[1] == "watchdog":
+        return watchdog(*argv[2:])
+    if len(argv) >= 4 and argv[1] == "memscan":
+        return memscan(argv[2], argv[3], argv[4:])
+    if len(argv) >= 3 and argv[1] == "scan":
+        return scan(argv[2], argv[3:])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
