@@ -479,7 +479,17 @@ struct fs_dirbuf {
 	char *data;
 	size_t len, cap;
 	fuse_req_t req;
+	/* Held while a readdir replies: the caller may close the directory, and its RELEASEDIR run
+	 * on another worker, before that worker has returned from writing the reply. */
+	pthread_mutex_t lock;
 };
+
+static void fs_dirbuf_free(struct fs_dirbuf *b)
+{
+	pthread_mutex_destroy(&b->lock);
+	free(b->data);
+	free(b);
+}
 
 static int fs_dir_add(struct fs_dirbuf *b, const char *name, const struct fs_node *n)
 {
@@ -601,6 +611,7 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	pthread_mutex_init(&b->lock, NULL);
 	b->req = req;
 	if (!fs_node_from_ino(ino, &n)) {
 		r = -ENOENT;
@@ -610,14 +621,11 @@ void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		goto fail;
 	b->req = NULL;
 	fi->fh = (uint64_t)(uintptr_t)b;
-	if (fuse_reply_open(req, fi) == -ENOENT) {
-		free(b->data);
-		free(b);
-	}
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		fs_dirbuf_free(b); /* the opendir was interrupted: no release will come */
 	return;
 fail:
-	free(b->data);
-	free(b);
+	fs_dirbuf_free(b);
 	fuse_reply_err(req, -r);
 }
 
@@ -627,9 +635,10 @@ void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fs_dirbuf *b = (struct fs_dirbuf *)(uintptr_t)fi->fh;
 	size_t start = off < 0 ? 0 : (size_t)off, end;
 
+	pthread_mutex_lock(&b->lock);
 	if (start >= b->len) {
 		fuse_reply_buf(req, NULL, 0);
-		return;
+		goto out;
 	}
 	/* Whole entries only: walk to the last one that fits. */
 	end = start;
@@ -645,6 +654,8 @@ void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		end = next;
 	}
 	fuse_reply_buf(req, b->data + start, end - start);
+out:
+	pthread_mutex_unlock(&b->lock);
 }
 
 void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -652,8 +663,9 @@ void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs_dirbuf *b = (struct fs_dirbuf *)(uintptr_t)fi->fh;
 
 	if (b) {
-		free(b->data);
-		free(b);
+		pthread_mutex_lock(&b->lock); /* wait for a readdir still replying */
+		pthread_mutex_unlock(&b->lock);
+		fs_dirbuf_free(b);
 	}
 	fuse_reply_err(req, 0);
 }

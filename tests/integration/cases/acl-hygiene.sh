@@ -63,5 +63,12 @@ assert_eq "$(printf '%s\n' "$r" | wc -l)" 4 "batch response lines"
 # Let the unread mailboxes expire (TTL 1 s; the janitor runs every second), then search.
 sleep 3
 [ "$(wc -l <"$KMS_DEKS")" -ge 40 ] || fail "too few DEKs recorded to mean anything: $(wc -l <"$KMS_DEKS")"
+if ldd "$KMSFS" | grep -q libasan; then
+	# ASan maps terabytes of shadow memory read-write: no scan can read that in a test's time.
+	# The plain build runs the scan.
+	log "sanitizer build: memory scan skipped"
+	kms_umount
+	exit 0
+fi
 "$KMS_PY" "$KMS_IO" memscan "$KMS_PID" "$KMS_DEKS" "$tok" || fail "plaintext DEKs remain in the daemon's memory"
 kms_umount

@@ -153,6 +153,9 @@ def memscan(pid, dekfile, literals=()):
             name = f[5] if len(f) > 5 else "[anon]"
             if "w" not in f[1] or name in ("[vvar]", "[vsyscall]"):
                 continue
+            if hi - lo > 1 << 32:
+                print("memscan: skipping a %d GiB mapping" % ((hi - lo) >> 30), file=sys.stderr)
+                continue
             try:
                 mem.seek(lo)
                 data = mem.read(hi - lo)
