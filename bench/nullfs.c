@@ -8,8 +8,7 @@
  * buffer per handle, a response at the first read after a write, a request left pending at flush
  * answered into a read-once mailbox per (inode, uid) for the shell pattern. The response is a
  * fixed 400-byte JSON-looking line: no crypto, no JSON, no store.
- * One deliberate difference: read replies from a copy after unlocking the handle (see null_read);
- * kmsfs's reply-under-lock is a use-after-free that crashes it in the shell pattern.
+ * Reads reply under the handle's lock and release waits for that lock, as in kmsfs.
  *
  * Tree (same depth as kmsfs):  /p/create-datakey-without-plaintext
  *                              /p/keys/<id>/create-datakey-without-plaintext  for each -o ids=
@@ -349,7 +348,6 @@ static void null_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		      struct fuse_file_info *fi)
 {
 	struct null_txn *t = null_txn_of(fi);
-	char stackbuf[4096], *out = stackbuf;
 	size_t pos, n;
 
 	pthread_mutex_lock(&t->lock);
@@ -361,21 +359,9 @@ static void null_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	pos = off >= t->read_base ? (size_t)(off - t->read_base) : (size_t)off;
 	n = pos >= t->resp_len ? 0 : size < t->resp_len - pos ? size : t->resp_len - pos;
-	if (n > sizeof(stackbuf))
-		out = malloc(n);
-	if (out)
-		memcpy(out, t->resp + pos, n);
+	/* As kmsfs's fs_op_read: reply under the handle's lock; null_release waits for it. */
+	fuse_reply_buf(req, t->resp + pos, n);
 	pthread_mutex_unlock(&t->lock);
-	/* Reply only after unlocking, from a copy: the reply wakes the client, whose close() may
-	 * bring a RELEASE that frees t (lock included) before this thread runs again. kmsfs's
-	 * fs_op_read replies under t->lock and unlocks afterwards: that is a use-after-free (read-only
-	 * handles have no FLUSH to serialise the RELEASE), which crashes it in the shell pattern. */
-	if (!out)
-		fuse_reply_err(req, ENOMEM);
-	else
-		fuse_reply_buf(req, out, n);
-	if (out != stackbuf)
-		free(out);
 }
 
 static void null_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -393,7 +379,12 @@ static void null_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void null_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	null_txn_free(null_txn_of(fi));
+	struct null_txn *t = null_txn_of(fi);
+
+	/* A read may still be replying under the lock (read-only handles have no FLUSH). */
+	pthread_mutex_lock(&t->lock);
+	pthread_mutex_unlock(&t->lock);
+	null_txn_free(t);
 	fuse_reply_err(req, 0);
 }
 

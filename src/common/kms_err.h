@@ -51,8 +51,8 @@
 	X(KMS_E_OFFSET_INVALID, "KMS.0417", 400, EINVAL, "Invalid offset.")                        \
 	X(KMS_E_ALIAS_INVALID, "KMS.1101", 400, EINVAL, "Invalid key_alias.")                      \
 	X(KMS_E_DESCRIPTION_INVALID, "KMS.1103", 400, EINVAL, "Invalid key_description.")          \
-	X(KMS_E_ALIAS_DUPLICATE, "KMS.1104", 400, EINVAL, "Duplicate key aliases.")                \
-	X(KMS_E_TOO_MANY_KEYS, "KMS.1105", 400, EINVAL, "Too many keys.")                          \
+	X(KMS_E_ALIAS_DUPLICATE, "KMS.1104", 400, EEXIST, "Duplicate key aliases.")                \
+	X(KMS_E_TOO_MANY_KEYS, "KMS.1105", 400, EDQUOT, "Too many keys.")                          \
 	X(KMS_E_KEY_SPEC, "KMS.1110", 400, EINVAL, "Invalid alg_type.")                            \
 	X(KMS_E_NOT_DISABLED, "KMS.1201", 400, EINVAL, "The key is not disabled.")                 \
 	X(KMS_E_NOT_ENABLED, "KMS.1301", 400, EINVAL, "The key is not enabled.")                   \

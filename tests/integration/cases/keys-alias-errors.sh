@@ -10,7 +10,7 @@ kms_create_key ka app >/dev/null
 
 assert_errcode "$(kms_call ka/create-key '{"key_alias":"app"}')" KMS.1104
 kms_write ka/create-key '{"key_alias":"app"}'
-assert_errno close EINVAL
+assert_errno close EEXIST
 long=$(printf 'a%.0s' $(seq 256))
 for bad in "" "bad alias" "semi;colon" "dollar\$" "$long" "tab\\tx"; do
 	assert_errcode "$(kms_call ka/create-key "{\"key_alias\":\"$bad\"}")" KMS.1101

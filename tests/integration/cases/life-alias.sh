@@ -25,7 +25,7 @@ assert_eq "$(jget "$(cat "$P/aliases/app2/describe-key")" .key_info.key_id)" "$i
 # duplicate and invalid aliases: refused, nothing renamed
 assert_errcode "$(kms_call "la/keys/$other/update-key-alias" '{"key_alias":"app2"}')" KMS.1104
 kms_write "la/keys/$other/update-key-alias" '{"key_alias":"app2"}'
-assert_errno close EINVAL
+assert_errno close EEXIST
 assert_errcode "$(kms_call la/create-key '{"key_alias":"app2"}')" KMS.1104
 long=$(printf 'a%.0s' $(seq 256))
 for bad in "" "bad alias" "semi;colon" "x/default" "$long" 'quote\"'; do

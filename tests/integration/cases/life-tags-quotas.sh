@@ -103,7 +103,7 @@ q1=$(kms_create_key lq q1)
 kms_create_key lq q2 >/dev/null
 assert_errcode "$(kms_call lq/create-key '{"key_alias":"q3"}')" KMS.1105
 kms_write lq/create-key '{"key_alias":"q3"}'
-assert_errno close EINVAL
+assert_errno close EDQUOT
 assert_eq "$(jget "$(cat "$KMS_MNT/lq/user-quotas")" '.quotas.resources[] | select(.type == "CMK") | "\(.used)/\(.quota)"')" \
 	"2/2" "user-quotas with key_quota=2"
 assert_eq "$(jget "$(cat "$KMS_MNT/lq/user-instances")" .instance_num)" 2 "user-instances with key_quota=2"
