@@ -1,0 +1,951 @@
+/* test-api-grants.c - grants (kms-api.md section 4.10, 7.4): create-grant (KMS.2401, KMS.2402,
+ * KMS.2404), list-grants and list-retirable-grants (fields, paging, KMS.1601, KMS.1602),
+ * revoke-grant and retire-grant (KMS.2501, KMS.2502, who may retire), and their enforcement
+ * (README, "Differences from the REST API", Grants): a grantee whose role alone does not allow an
+ * action may call exactly the granted operations on exactly that key, and nothing else.
+ *
+ * Callers with a role are built from struct auth_claims directly (as api_call() gets them from a
+ * verified token or a binding); trusted callers (kmsctl) act as the user "admin".
+ */
+#include "kms_test_api.h"
+
+#include <time.h>
+
+#include "auth/kms_auth.h"
+
+#define HEX_MAX (2 * CORE_BLOB_MAX + 1)
+#define NO_GRANT "0000000000000000000000000000000000000000000000000000000000000001"
+
+static void cp(char *dst, size_t cap, const char *src)
+{
+	snprintf(dst, cap, "%s", src ? src : "");
+}
+
+static double num(const cJSON *r, const char *path)
+{
+	const cJSON *n = fx_get(r, path);
+
+	return cJSON_IsNumber(n) ? n->valuedouble : -1;
+}
+
+#define EXPECT(what, expr, err)                                                                    \
+	do {                                                                                       \
+		int e_ = (expr);                                                                   \
+		if (e_ != (err))                                                                   \
+			fprintf(stderr, "\t%s\n", (what));                                         \
+		ASSERT_ERR(e_, err);                                                               \
+	} while (0)
+
+static const char *kid(const char *id)
+{
+	return fx_fmt("{\"key_id\":\"%s\"}", id);
+}
+
+static struct auth_claims claims_for(const char *project, const char *user, enum auth_role role)
+{
+	struct auth_claims c;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.id, sizeof(c.id), "0123456789abcdef");
+	snprintf(c.project, sizeof(c.project), "%s", project);
+	snprintf(c.user, sizeof(c.user), "%s", user);
+	c.role = role;
+	c.expiry = time(NULL) + 3600;
+	return c;
+}
+
+/* action as user with role; path_key_id non-NULL: in that key folder. */
+static int ucall(const char *project, const char *user, enum auth_role role, const char *action,
+		 const char *path_key_id, const char *json, cJSON **r)
+{
+	struct auth_claims claims = claims_for(project, user, role);
+	struct api_caller c = { .project = project, .path_key_id = path_key_id, .claims = &claims,
+				.uid = 1000, .gid = 1000 };
+
+	return fx_call_as(fx_svc(), &c, action, path_key_id ? API_SCOPE_KEY : API_SCOPE_PROJECT,
+			  json, strlen(json), r);
+}
+
+/* create-grant by the trusted admin: the grant id goes to out (65 bytes). */
+static void grant(const char *project, const char *key, const char *grantee, const char *ops,
+		  const char *extra, char out[65])
+{
+	cJSON *r = NULL;
+
+	out[0] = 0;
+	ASSERT_ERR(pcall(project, "create-grant",
+			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"%s\","
+				"\"operations\":[%s]%s}", key, grantee, ops, extra), &r), 0);
+	cp(out, 65, fx_str(r, "grant_id"));
+}
+
+static bool lower_hex64(const char *s)
+{
+	if (!s || strlen(s) != 64)
+		return false;
+	for (size_t i = 0; i < 64; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+static double grant_total(const char *project, const char *key)
+{
+	cJSON *r = NULL;
+
+	if (pcall(project, "list-grants", kid(key), &r) != 0)
+		return -1;
+	return num(r, "total");
+}
+
+/* ---- create-grant and list-grants (4.10) ---- */
+
+TEST(create_grant_and_list_fields)
+{
+	char id[FX_ID_LEN], g[65];
+	cJSON *r = NULL;
+	const cJSON *e;
+	int64_t before, after, created;
+
+	fx_key("cg", "app", id);
+	if (kms_test_failing())
+		return;
+	before = store_now_ms();
+	ASSERT_ERR(pcall("cg", "create-grant",
+			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
+				"\"operations\":[\"decrypt-datakey\",\"describe-key\"],"
+				"\"name\":\"bob-unwraps\"}", id), &r), 0);
+	after = store_now_ms();
+	/* {"grant_id": 64 hex} and nothing else. */
+	ASSERT_EQ(cJSON_GetArraySize(r), 1);
+	ASSERT_TRUE(lower_hex64(fx_str(r, "grant_id")));
+	cp(g, sizeof(g), fx_str(r, "grant_id"));
+
+	ASSERT_ERR(pcall("cg", "list-grants", kid(id), &r), 0);
+	ASSERT_EQ(num(r, "total"), 1);
+	ASSERT_STREQ(fx_str(r, "truncated"), "false");
+	ASSERT_STREQ(fx_str(r, "next_marker"), "");
+	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "grants")), 1);
+	e = cJSON_GetArrayItem(fx_get(r, "grants"), 0);
+	ASSERT_EQ(cJSON_GetArraySize(e), 9);
+	ASSERT_STREQ(fx_str(e, "key_id"), id);
+	ASSERT_STREQ(fx_str(e, "grant_id"), g);
+	ASSERT_STREQ(fx_str(e, "grantee_principal"), "bob");
+	ASSERT_STREQ(fx_str(e, "grantee_principal_type"), "user");
+	ASSERT_STREQ(fx_str(e, "issuing_principal"), "admin");
+	ASSERT_STREQ(fx_str(e, "name"), "bob-unwraps");
+	ASSERT_STREQ(fx_str(e, "retiring_principal"), "");
+	ASSERT_EQ(cJSON_GetArraySize(fx_get(e, "operations")), 2);
+	ASSERT_STREQ(cJSON_GetArrayItem(fx_get(e, "operations"), 0)->valuestring,
+		     "decrypt-datakey");
+	ASSERT_STREQ(cJSON_GetArrayItem(fx_get(e, "operations"), 1)->valuestring, "describe-key");
+	/* creation_date: a string of milliseconds (the API's example has 13 digits). */
+	ASSERT_EQ(strlen(fx_str(e, "creation_date")), 13);
+	created = strtoll(fx_str(e, "creation_date"), NULL, 10);
+	ASSERT_LE(before, created);
+	ASSERT_LE(created, after);
+	/* The same through the key folder; the grant id is unique. */
+	ASSERT_ERR(call("cg", "list-grants", API_SCOPE_KEY, id, "", &r), 0);
+	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"), g);
+	ASSERT_ERR(call("cg", "create-grant", API_SCOPE_KEY, id,
+			"{\"grantee_principal\":\"bob\",\"operations\":[\"decrypt-datakey\"]}", &r),
+		   0);
+	ASSERT_TRUE(lower_hex64(fx_str(r, "grant_id")));
+	ASSERT_FALSE(strcmp(fx_str(r, "grant_id"), g) == 0);
+	ASSERT_EQ(grant_total("cg", id), 2);
+}
+
+TEST(create_grant_optional_fields)
+{
+	static const char *const all_ops =
+		"\"create-datakey\",\"create-datakey-without-plaintext\",\"encrypt-datakey\","
+		"\"decrypt-datakey\",\"describe-key\",\"create-grant\",\"retire-grant\","
+		"\"encrypt-data\",\"decrypt-data\"";
+	char id[FX_ID_LEN], g[65];
+	cJSON *r = NULL;
+	const cJSON *e, *ops;
+
+	fx_key("cgo", "app", id);
+	if (kms_test_failing())
+		return;
+	grant("cgo", id, "Carol9", all_ops,
+	      ",\"name\":\"a:b/c_d-e\",\"retiring_principal\":\"Dave1\","
+	      "\"grantee_principal_type\":\"domain\",\"sequence\":"
+	      "\"919c82d4-8046-4722-9094-35c3c6524cff\"", g);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(pcall("cgo", "list-grants", kid(id), &r), 0);
+	e = cJSON_GetArrayItem(fx_get(r, "grants"), 0);
+	ASSERT_STREQ(fx_str(e, "grant_id"), g);
+	ASSERT_STREQ(fx_str(e, "grantee_principal"), "Carol9");
+	ASSERT_STREQ(fx_str(e, "grantee_principal_type"), "domain");
+	ASSERT_STREQ(fx_str(e, "name"), "a:b/c_d-e");
+	ASSERT_STREQ(fx_str(e, "retiring_principal"), "Dave1");
+	ops = fx_get(e, "operations");
+	ASSERT_EQ(cJSON_GetArraySize(ops), 9);
+	ASSERT_STREQ(cJSON_GetArrayItem(ops, 0)->valuestring, "create-datakey");
+	ASSERT_STREQ(cJSON_GetArrayItem(ops, 8)->valuestring, "decrypt-data");
+	/* Repeated operations are kept once; create-grant with another operation is fine; a
+	 * 64-character principal is allowed; type "user" explicitly. */
+	grant("cgo", id, "b0b", "\"describe-key\",\"describe-key\",\"create-grant\"",
+	      ",\"grantee_principal_type\":\"user\"", g);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(pcall("cgo", "list-grants", kid(id), &r), 0);
+	e = cJSON_GetArrayItem(fx_get(r, "grants"), 1);
+	ASSERT_STREQ(fx_str(e, "grant_id"), g);
+	ops = fx_get(e, "operations");
+	ASSERT_EQ(cJSON_GetArraySize(ops), 2);
+	ASSERT_STREQ(cJSON_GetArrayItem(ops, 0)->valuestring, "describe-key");
+	ASSERT_STREQ(cJSON_GetArrayItem(ops, 1)->valuestring, "create-grant");
+	{
+		char p64[65];
+
+		memset(p64, 'p', 64);
+		p64[64] = 0;
+		grant("cgo", id, p64, "\"describe-key\"", "", g);
+		if (kms_test_failing())
+			return;
+	}
+	/* A disabled key can be granted (only state 4 refuses). */
+	ASSERT_ERR(pcall("cgo", "disable-key", kid(id), NULL), 0);
+	grant("cgo", id, "eve", "\"describe-key\"", "", g);
+	if (kms_test_failing())
+		return;
+	ASSERT_EQ(grant_total("cgo", id), 4);
+}
+
+TEST(create_grant_errors)
+{
+	static const char *const bad_grantee[] = {
+		"\"\"", "\"bad-name\"", "\"bo b\"", "\"bob.x\"", "\"b\\u00f6b\"", "5", "true",
+		"[\"bob\"]",
+	};
+	static const char *const bad_ops[] = {
+		"[]", "\"decrypt-datakey\"", "[\"enable-key\"]", "[\"list-keys\"]",
+		"[\"Decrypt-Datakey\"]", "[\"decrypt-datakey\",5]", "[\"decrypt-datakey\",\"\"]",
+		"{}", "[\"gen-random\"]", "[\"revoke-grant\"]",
+	};
+	char id[FX_ID_LEN], p65[66], n256[257];
+	const char *ok = "\"grantee_principal\":\"bob\",\"operations\":[\"describe-key\"]";
+
+	fx_key("cge", "app", id);
+	if (kms_test_failing())
+		return;
+	/* KMS.2401: create-grant is not enough by itself. */
+	ASSERT_ERR(pcall("cge", "create-grant",
+			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
+				"\"operations\":[\"create-grant\"]}", id), NULL),
+		   KMS_E_GRANT_OPERATIONS);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2401\",\"error_msg\":"
+				"\"Specify an operation in addition to create-grant.\"}}\n");
+	ASSERT_ERR(pcall("cge", "create-grant",
+			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
+				"\"operations\":[\"create-grant\",\"create-grant\"]}", id), NULL),
+		   KMS_E_GRANT_OPERATIONS);
+	/* KMS.2402: grantee 1..64 of [A-Za-z0-9]. */
+	memset(p65, 'p', 65);
+	p65[65] = 0;
+	ASSERT_ERR(pcall("cge", "create-grant",
+			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"%s\","
+				"\"operations\":[\"describe-key\"]}", id, p65), NULL),
+		   KMS_E_GRANT_USER);
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_grantee); i++)
+		EXPECT(bad_grantee[i],
+		       pcall("cge", "create-grant",
+			     fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":%s,"
+				    "\"operations\":[\"describe-key\"]}",
+				    id, bad_grantee[i]),
+			     NULL),
+		       KMS_E_GRANT_USER);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2402\",\"error_msg\":"
+				"\"Invalid user ID.\"}}\n");
+	/* Other fields: KMS.0308 (the API names no code for them). */
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_ops); i++)
+		EXPECT(bad_ops[i],
+		       pcall("cge", "create-grant",
+			     fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
+				    "\"operations\":%s}", id, bad_ops[i]), NULL),
+		       KMS_E_BAD_PARAM);
+	memset(n256, 'n', 256);
+	n256[256] = 0;
+	EXPECT("name", pcall("cge", "create-grant",
+			     fx_fmt("{\"key_id\":\"%s\",%s,\"name\":\"%s\"}", id, ok, n256), NULL),
+	       KMS_E_BAD_PARAM);
+	EXPECT("name", pcall("cge", "create-grant",
+			     fx_fmt("{\"key_id\":\"%s\",%s,\"name\":\"a b\"}", id, ok), NULL),
+	       KMS_E_BAD_PARAM);
+	EXPECT("name", pcall("cge", "create-grant",
+			     fx_fmt("{\"key_id\":\"%s\",%s,\"name\":\"\"}", id, ok), NULL),
+	       KMS_E_BAD_PARAM);
+	EXPECT("name", pcall("cge", "create-grant",
+			     fx_fmt("{\"key_id\":\"%s\",%s,\"name\":7}", id, ok), NULL),
+	       KMS_E_BAD_PARAM);
+	EXPECT("retiring", pcall("cge", "create-grant",
+				 fx_fmt("{\"key_id\":\"%s\",%s,\"retiring_principal\":\"a-b\"}",
+					id, ok), NULL),
+	       KMS_E_BAD_PARAM);
+	EXPECT("retiring", pcall("cge", "create-grant",
+				 fx_fmt("{\"key_id\":\"%s\",%s,\"retiring_principal\":\"\"}", id,
+					ok), NULL),
+	       KMS_E_BAD_PARAM);
+	EXPECT("type", pcall("cge", "create-grant",
+			     fx_fmt("{\"key_id\":\"%s\",%s,\"grantee_principal_type\":\"group\"}",
+				    id, ok), NULL),
+	       KMS_E_BAD_PARAM);
+	EXPECT("type", pcall("cge", "create-grant",
+			     fx_fmt("{\"key_id\":\"%s\",%s,\"grantee_principal_type\":\"User\"}",
+				    id, ok), NULL),
+	       KMS_E_BAD_PARAM);
+	/* Missing fields: KMS.0204. */
+	EXPECT("no grantee", pcall("cge", "create-grant",
+				   fx_fmt("{\"key_id\":\"%s\",\"operations\":[\"describe-key\"]}",
+					  id), NULL),
+	       KMS_E_MISSING);
+	EXPECT("no operations",
+	       pcall("cge", "create-grant",
+		     fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\"}", id), NULL),
+	       KMS_E_MISSING);
+	EXPECT("no key", pcall("cge", "create-grant", fx_fmt("{%s}", ok), NULL), KMS_E_MISSING);
+	/* The key: 0205, 0207, sequence 0206, another key in a key folder 0205. */
+	EXPECT("bad key", pcall("cge", "create-grant", fx_fmt("{\"key_id\":\"x\",%s}", ok), NULL),
+	       KMS_E_BAD_KEY_ID);
+	EXPECT("no such key",
+	       pcall("cge", "create-grant", fx_fmt("{\"key_id\":\"%s\",%s}", FX_NO_KEY, ok), NULL),
+	       KMS_E_KEY_NOT_FOUND);
+	EXPECT("sequence", pcall("cge", "create-grant",
+				 fx_fmt("{\"key_id\":\"%s\",%s,\"sequence\":\"s\"}", id, ok), NULL),
+	       KMS_E_BAD_SEQUENCE);
+	EXPECT("folder", call("cge", "create-grant", API_SCOPE_KEY, id,
+			      fx_fmt("{\"key_id\":\"%s\",%s}", FX_NO_KEY, ok), NULL),
+	       KMS_E_BAD_KEY_ID);
+	ASSERT_EQ(grant_total("cge", id), 0);
+	/* A key pending deletion cannot be granted (README, Differences, States). */
+	ASSERT_ERR(pcall("cge", "schedule-key-deletion",
+			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	EXPECT("pending", pcall("cge", "create-grant", fx_fmt("{\"key_id\":\"%s\",%s}", id, ok),
+				NULL),
+	       KMS_E_KEY_PENDING_DELETION);
+	ASSERT_EQ(grant_total("cge", id), 0);
+}
+
+/* KMS.2404: at most 100 grants per key (the grant_per_CMK quota); user-quotas reports the most
+ * grants on one key. */
+TEST(create_grant_limit_2404)
+{
+	char id[FX_ID_LEN], other[FX_ID_LEN], g[65];
+	cJSON *r = NULL;
+
+	fx_key("cgl", "full", id);
+	fx_key("cgl", "other", other);
+	if (kms_test_failing())
+		return;
+	for (int i = 0; i < 100; i++) {
+		grant("cgl", id, fx_fmt("user%d", i), "\"describe-key\"", "", g);
+		if (kms_test_failing())
+			return;
+	}
+	ASSERT_ERR(pcall("cgl", "create-grant",
+			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"late\","
+				"\"operations\":[\"describe-key\"]}", id), NULL),
+		   KMS_E_TOO_MANY_GRANTS);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2404\",\"error_msg\":"
+				"\"Too many CMK grants.\"}}\n");
+	ASSERT_EQ(grant_total("cgl", id), 100);
+	grant("cgl", other, "late", "\"describe-key\"", "", g);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(pcall("cgl", "user-quotas", "", &r), 0);
+	ASSERT_STREQ(fx_last(), "{\"quotas\":{\"resources\":[{\"type\":\"CMK\",\"used\":2,"
+				"\"quota\":100},{\"type\":\"grant_per_CMK\",\"used\":100,"
+				"\"quota\":100}]}}\n");
+	/* Revoking one makes room for one. */
+	ASSERT_ERR(pcall("cgl", "list-grants", fx_fmt("{\"key_id\":\"%s\",\"limit\":\"1\"}", id),
+			 &r), 0);
+	cp(g, sizeof(g), fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"));
+	ASSERT_ERR(pcall("cgl", "revoke-grant",
+			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, g), NULL), 0);
+	grant("cgl", id, "late", "\"describe-key\"", "", g);
+	if (kms_test_failing())
+		return;
+	ASSERT_EQ(grant_total("cgl", id), 100);
+}
+
+TEST(list_grants_paging_and_errors)
+{
+	char id[FX_ID_LEN], other[FX_ID_LEN], g[5][65], og[65];
+	cJSON *r = NULL;
+	static const char *const bad_limit[] = { "\"0\"", "\"1001\"", "\"abc\"", "\"-1\"", "0",
+						 "\"\"", "true" };
+	static const char *const bad_marker[] = { "\"-1\"", "\"abc\"", "-1", "\"\"", "1.5" };
+
+	fx_key("lg", "app", id);
+	fx_key("lg", "other", other);
+	if (kms_test_failing())
+		return;
+	for (int i = 0; i < 5; i++) {
+		grant("lg", id, fx_fmt("u%d", i), "\"describe-key\"", "", g[i]);
+		if (kms_test_failing())
+			return;
+	}
+	grant("lg", other, "x", "\"describe-key\"", "", og);
+	if (kms_test_failing())
+		return;
+	/* Pages of 2 in creation order: markers "2", "4", then "". */
+	for (int page = 0; page < 3; page++) {
+		const cJSON *gs;
+
+		ASSERT_ERR(pcall("lg", "list-grants",
+				 fx_fmt("{\"key_id\":\"%s\",\"limit\":\"2\",\"marker\":\"%d\"}", id,
+					2 * page), &r), 0);
+		gs = fx_get(r, "grants");
+		ASSERT_EQ(num(r, "total"), 5);
+		ASSERT_EQ(cJSON_GetArraySize(gs), page < 2 ? 2 : 1);
+		for (int j = 0; j < cJSON_GetArraySize(gs); j++)
+			ASSERT_STREQ(fx_str(cJSON_GetArrayItem(gs, j), "grant_id"),
+				     g[2 * page + j]);
+		ASSERT_STREQ(fx_str(r, "truncated"), page < 2 ? "true" : "false");
+		ASSERT_STREQ(fx_str(r, "next_marker"), page < 2 ? fx_fmt("%d", 2 * page + 2) : "");
+	}
+	/* Numbers as JSON integers too; a marker past the end: empty page. */
+	ASSERT_ERR(pcall("lg", "list-grants",
+			 fx_fmt("{\"key_id\":\"%s\",\"limit\":1000,\"marker\":4}", id), &r), 0);
+	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "grants")), 1);
+	ASSERT_ERR(pcall("lg", "list-grants", fx_fmt("{\"key_id\":\"%s\",\"marker\":\"9\"}", id),
+			 &r), 0);
+	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "grants")), 0);
+	ASSERT_EQ(num(r, "total"), 5);
+	ASSERT_STREQ(fx_str(r, "truncated"), "false");
+	/* Only the grants of the key asked for. */
+	ASSERT_ERR(pcall("lg", "list-grants", kid(other), &r), 0);
+	ASSERT_EQ(num(r, "total"), 1);
+	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"), og);
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_limit); i++)
+		EXPECT(bad_limit[i],
+		       pcall("lg", "list-grants",
+			     fx_fmt("{\"key_id\":\"%s\",\"limit\":%s}", id, bad_limit[i]), NULL),
+		       KMS_E_LIMIT_INVALID);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1601\",\"error_msg\":"
+				"\"Invalid limit.\"}}\n");
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_marker); i++)
+		EXPECT(bad_marker[i],
+		       pcall("lg", "list-grants",
+			     fx_fmt("{\"key_id\":\"%s\",\"marker\":%s}", id, bad_marker[i]), NULL),
+		       KMS_E_MARKER_INVALID);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1602\",\"error_msg\":"
+				"\"marker must be greater than or equals 0.\"}}\n");
+	ASSERT_ERR(pcall("lg", "list-grants", "{}", NULL), KMS_E_MISSING);
+	ASSERT_ERR(pcall("lg", "list-grants", kid(FX_NO_KEY), NULL), KMS_E_KEY_NOT_FOUND);
+	ASSERT_ERR(pcall("lg", "list-grants", "{\"key_id\":\"bad\"}", NULL), KMS_E_BAD_KEY_ID);
+	ASSERT_ERR(pcall("lg", "list-grants",
+			 fx_fmt("{\"key_id\":\"%s\",\"sequence\":\"s\"}", id), NULL),
+		   KMS_E_BAD_SEQUENCE);
+	/* A viewer may list (README, Actions). */
+	ASSERT_ERR(ucall("lg", "vic", AUTH_ROLE_VIEWER, "list-grants", NULL, kid(id), &r), 0);
+	ASSERT_EQ(num(r, "total"), 5);
+	ASSERT_ERR(ucall("lg", "vic", AUTH_ROLE_NONE, "list-grants", NULL, kid(id), &r),
+		   KMS_E_FORBIDDEN);
+}
+
+TEST(list_retirable_grants)
+{
+	char a[FX_ID_LEN], b[FX_ID_LEN], g1[65], g2[65], g3[65], g4[65];
+	cJSON *r = NULL;
+	const cJSON *e;
+
+	fx_key("lrg", "a", a);
+	fx_key("lrg", "b", b);
+	if (kms_test_failing())
+		return;
+	grant("lrg", a, "dave", "\"encrypt-datakey\"", ",\"retiring_principal\":\"carol\"", g1);
+	grant("lrg", b, "erin", "\"decrypt-datakey\"", ",\"retiring_principal\":\"carol\"", g2);
+	grant("lrg", a, "carol", "\"decrypt-datakey\"", "", g3);
+	grant("lrg", b, "dave", "\"describe-key\"", ",\"retiring_principal\":\"admin\"", g4);
+	if (kms_test_failing())
+		return;
+	/* carol: the grants whose retiring principal she is, over all keys, in order. */
+	ASSERT_ERR(ucall("lrg", "carol", AUTH_ROLE_VIEWER, "list-retirable-grants", NULL, "", &r),
+		   0);
+	ASSERT_EQ(num(r, "total"), 2);
+	ASSERT_STREQ(fx_str(r, "truncated"), "false");
+	ASSERT_STREQ(fx_str(r, "next_marker"), "");
+	e = cJSON_GetArrayItem(fx_get(r, "grants"), 0);
+	ASSERT_STREQ(fx_str(e, "grant_id"), g1);
+	ASSERT_STREQ(fx_str(e, "key_id"), a);
+	ASSERT_STREQ(fx_str(e, "grantee_principal"), "dave");
+	ASSERT_STREQ(fx_str(e, "retiring_principal"), "carol");
+	ASSERT_STREQ(fx_str(e, "issuing_principal"), "admin");
+	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 1), "grant_id"), g2);
+	ASSERT_ERR(ucall("lrg", "carol", AUTH_ROLE_VIEWER, "list-retirable-grants", NULL,
+			 "{\"limit\":\"1\"}", &r), 0);
+	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "grants")), 1);
+	ASSERT_STREQ(fx_str(r, "truncated"), "true");
+	ASSERT_STREQ(fx_str(r, "next_marker"), "1");
+	ASSERT_ERR(ucall("lrg", "carol", AUTH_ROLE_VIEWER, "list-retirable-grants", NULL,
+			 "{\"limit\":\"1\",\"marker\":\"1\"}", &r), 0);
+	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"), g2);
+	ASSERT_STREQ(fx_str(r, "truncated"), "false");
+	/* dave and erin are grantees, not retiring principals. */
+	ASSERT_ERR(ucall("lrg", "dave", AUTH_ROLE_CRYPTO, "list-retirable-grants", NULL, "{}", &r),
+		   0);
+	ASSERT_STREQ(fx_last(), "{\"grants\":[],\"next_marker\":\"\",\"truncated\":\"false\","
+				"\"total\":0}\n");
+	/* The trusted administrator is "admin". */
+	ASSERT_ERR(pcall("lrg", "list-retirable-grants", "", &r), 0);
+	ASSERT_EQ(num(r, "total"), 1);
+	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"), g4);
+	/* Another project's grants are not listed. */
+	ASSERT_ERR(ucall("lrg2", "carol", AUTH_ROLE_VIEWER, "list-retirable-grants", NULL, "", &r),
+		   0);
+	ASSERT_EQ(num(r, "total"), 0);
+	ASSERT_ERR(pcall("lrg", "list-retirable-grants", "{\"limit\":\"0\"}", NULL),
+		   KMS_E_LIMIT_INVALID);
+	ASSERT_ERR(pcall("lrg", "list-retirable-grants", "{\"marker\":\"-1\"}", NULL),
+		   KMS_E_MARKER_INVALID);
+	ASSERT_ERR(pcall("lrg", "list-retirable-grants", "{\"sequence\":\"s\"}", NULL),
+		   KMS_E_BAD_SEQUENCE);
+	/* Project scope only. */
+	ASSERT_ERR(call("lrg", "list-retirable-grants", API_SCOPE_KEY, a, "", NULL), KMS_E_BAD_URL);
+}
+
+/* ---- revoke-grant, retire-grant ---- */
+
+TEST(revoke_grant)
+{
+	static const char *const bad_ids[] = {
+		"\"xyz\"", "\"\"", "5",
+		/* 63 and 65 hex digits, a non-hex digit */
+		"\"000000000000000000000000000000000000000000000000000000000000001\"",
+		"\"00000000000000000000000000000000000000000000000000000000000000011\"",
+		"\"g000000000000000000000000000000000000000000000000000000000000001\"",
+		"\"" NO_GRANT "\"",
+	};
+	char id[FX_ID_LEN], other[FX_ID_LEN], g[65], g2[65], upper[65];
+	cJSON *r = NULL;
+
+	fx_key("rv", "app", id);
+	fx_key("rv", "other", other);
+	if (kms_test_failing())
+		return;
+	grant("rv", id, "bob", "\"describe-key\"", "", g);
+	grant("rv", id, "bob", "\"encrypt-data\"", "", g2);
+	if (kms_test_failing())
+		return;
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_ids); i++)
+		EXPECT(bad_ids[i],
+		       pcall("rv", "revoke-grant",
+			     fx_fmt("{\"key_id\":\"%s\",\"grant_id\":%s}", id, bad_ids[i]), NULL),
+		       KMS_E_GRANT_ID);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2501\",\"error_msg\":"
+				"\"Invalid grant ID.\"}}\n");
+	ASSERT_ERR(pcall("rv", "revoke-grant", kid(id), NULL), KMS_E_MISSING);
+	/* The grant of another key: KMS.2502, and it stays. */
+	ASSERT_ERR(pcall("rv", "revoke-grant",
+			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", other, g), NULL),
+		   KMS_E_GRANT_KEY_MISMATCH);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2502\",\"error_msg\":"
+				"\"grant_id and key_id do not match.\"}}\n");
+	ASSERT_ERR(call("rv", "revoke-grant", API_SCOPE_KEY, other,
+			fx_fmt("{\"grant_id\":\"%s\"}", g), NULL), KMS_E_GRANT_KEY_MISMATCH);
+	ASSERT_EQ(grant_total("rv", id), 2);
+	/* Revoked: reply {}, gone; a second revoke is KMS.2501. Upper-case hex names it too. */
+	ASSERT_ERR(pcall("rv", "revoke-grant",
+			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, g), NULL), 0);
+	ASSERT_STREQ(fx_last(), "{}\n");
+	ASSERT_EQ(grant_total("rv", id), 1);
+	ASSERT_ERR(pcall("rv", "revoke-grant",
+			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, g), NULL),
+		   KMS_E_GRANT_ID);
+	ASSERT_ERR(
+		pcall("rv", "revoke-grant",
+		      fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\",\"sequence\":\"s\"}", id, g2),
+		      NULL),
+		KMS_E_BAD_SEQUENCE);
+	ASSERT_ERR(
+		pcall("rv", "retire-grant",
+		      fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\",\"sequence\":\"s\"}", id, g2),
+		      NULL),
+		KMS_E_BAD_SEQUENCE);
+	ASSERT_EQ(grant_total("rv", id), 1);
+	for (size_t i = 0; i < 65; i++)
+		upper[i] = (char)(g2[i] >= 'a' && g2[i] <= 'f' ? g2[i] - 'a' + 'A' : g2[i]);
+	ASSERT_ERR(call("rv", "revoke-grant", API_SCOPE_KEY, id,
+			fx_fmt("{\"grant_id\":\"%s\"}", upper), &r), 0);
+	ASSERT_EQ(grant_total("rv", id), 0);
+	/* Only admins revoke, even a grantee whose grant has every grantable operation. */
+	grant("rv", id, "bob", "\"describe-key\",\"retire-grant\",\"create-grant\"", "", g);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(ucall("rv", "bob", AUTH_ROLE_CRYPTO, "revoke-grant", NULL,
+			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, g), NULL),
+		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("rv", "ada", AUTH_ROLE_ADMIN, "revoke-grant", NULL,
+			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, g), NULL), 0);
+	ASSERT_EQ(grant_total("rv", id), 0);
+}
+
+TEST(retire_grant_who_may)
+{
+	char id[FX_ID_LEN], other[FX_ID_LEN], g[65];
+	const char *req;
+
+	fx_key("rt", "app", id);
+	fx_key("rt", "other", other);
+	if (kms_test_failing())
+		return;
+	/* The retiring principal. */
+	grant("rt", id, "dave", "\"encrypt-datakey\"", ",\"retiring_principal\":\"carol\"", g);
+	if (kms_test_failing())
+		return;
+	req = fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, g);
+	ASSERT_ERR(ucall("rt", "dave", AUTH_ROLE_VIEWER, "retire-grant", NULL, req, NULL),
+		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("rt", "erin", AUTH_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
+		   KMS_E_FORBIDDEN);
+	ASSERT_EQ(grant_total("rt", id), 1);
+	ASSERT_ERR(ucall("rt", "carol", AUTH_ROLE_VIEWER, "retire-grant", NULL, req, NULL), 0);
+	ASSERT_STREQ(fx_last(), "{}\n");
+	ASSERT_EQ(grant_total("rt", id), 0);
+	ASSERT_ERR(ucall("rt", "carol", AUTH_ROLE_VIEWER, "retire-grant", NULL, req, NULL),
+		   KMS_E_GRANT_ID);
+	/* A grantee whose grant includes retire-grant (in the key folder); KMS.2502 on another
+	 * key. */
+	grant("rt", id, "bob", "\"decrypt-datakey\",\"retire-grant\"", "", g);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(ucall("rt", "bob", AUTH_ROLE_VIEWER, "retire-grant", NULL,
+			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", other, g), NULL),
+		   KMS_E_GRANT_KEY_MISMATCH);
+	ASSERT_ERR(ucall("rt", "bob", AUTH_ROLE_VIEWER, "retire-grant", id,
+			 fx_fmt("{\"grant_id\":\"%s\"}", g), NULL), 0);
+	ASSERT_EQ(grant_total("rt", id), 0);
+	/* A grantee without retire-grant may not. */
+	grant("rt", id, "bob", "\"decrypt-datakey\"", "", g);
+	if (kms_test_failing())
+		return;
+	req = fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, g);
+	ASSERT_ERR(ucall("rt", "bob", AUTH_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
+		   KMS_E_FORBIDDEN);
+	ASSERT_EQ(grant_total("rt", id), 1);
+	/* An admin may (README); so may the trusted administrator. */
+	ASSERT_ERR(ucall("rt", "ada", AUTH_ROLE_ADMIN, "retire-grant", NULL, req, NULL), 0);
+	grant("rt", id, "bob", "\"decrypt-datakey\"", "", g);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(pcall("rt", "retire-grant",
+			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, g), NULL), 0);
+	ASSERT_EQ(grant_total("rt", id), 0);
+	/* The issuer: a viewer who holds create-grant on the key issues a grant and retires it. */
+	grant("rt", id, "ivan", "\"create-grant\",\"describe-key\"", "", g);
+	if (kms_test_failing())
+		return;
+	{
+		cJSON *r = NULL;
+		char mine[65];
+
+		ASSERT_ERR(ucall("rt", "ivan", AUTH_ROLE_VIEWER, "create-grant", NULL,
+				 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"judy\","
+					"\"operations\":[\"describe-key\"]}", id), &r), 0);
+		cp(mine, sizeof(mine), fx_str(r, "grant_id"));
+		ASSERT_ERR(pcall("rt", "list-grants", fx_fmt("{\"key_id\":\"%s\",\"marker\":\"1\"}",
+							    id), &r), 0);
+		ASSERT_STREQ(
+			fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "issuing_principal"),
+			"ivan");
+		ASSERT_ERR(ucall("rt", "judy", AUTH_ROLE_VIEWER, "retire-grant", NULL,
+				 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, mine), NULL),
+			   KMS_E_FORBIDDEN);
+		ASSERT_ERR(ucall("rt", "ivan", AUTH_ROLE_VIEWER, "retire-grant", NULL,
+				 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, mine), NULL),
+			   0);
+		ASSERT_EQ(grant_total("rt", id), 1);
+	}
+	/* Errors as revoke-grant's. */
+	ASSERT_ERR(pcall("rt", "retire-grant",
+			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"" NO_GRANT "\"}", id), NULL),
+		   KMS_E_GRANT_ID);
+	ASSERT_ERR(pcall("rt", "retire-grant",
+			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"nope\"}", id), NULL),
+		   KMS_E_GRANT_ID);
+	ASSERT_ERR(pcall("rt", "retire-grant", kid(id), NULL), KMS_E_MISSING);
+}
+
+/* ---- enforcement ---- */
+
+struct enf {
+	const char *project;
+	char k1[FX_ID_LEN], k2[FX_ID_LEN];
+	char dk1[HEX_MAX], dk2[HEX_MAX];     /* create-datakey cipher_texts */
+	char plain1[HEX_MAX];                /* the DEK of dk1 */
+	char data1[HEX_MAX], data2[HEX_MAX]; /* encrypt-data cipher_texts */
+	char wrap[2 * 96 + 1];               /* an encrypt-datakey plain_text */
+};
+
+static void enf_setup(struct enf *e, const char *project)
+{
+	uint8_t dek[64];
+	char dg[65];
+	cJSON *r = NULL;
+
+	memset(e, 0, sizeof(*e));
+	e->project = project;
+	fx_key(project, "one", e->k1);
+	fx_key(project, "two", e->k2);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(pcall(project, "create-datakey", kid(e->k1), &r), 0);
+	cp(e->dk1, sizeof(e->dk1), fx_str(r, "cipher_text"));
+	cp(e->plain1, sizeof(e->plain1), fx_str(r, "plain_text"));
+	ASSERT_ERR(pcall(project, "create-datakey", kid(e->k2), &r), 0);
+	cp(e->dk2, sizeof(e->dk2), fx_str(r, "cipher_text"));
+	ASSERT_ERR(pcall(project, "encrypt-data",
+			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"one\"}", e->k1), &r), 0);
+	cp(e->data1, sizeof(e->data1), fx_str(r, "cipher_text"));
+	ASSERT_ERR(pcall(project, "encrypt-data",
+			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"two\"}", e->k2), &r), 0);
+	cp(e->data2, sizeof(e->data2), fx_str(r, "cipher_text"));
+	for (size_t i = 0; i < sizeof(dek); i++)
+		dek[i] = (uint8_t)i;
+	kms_hex_encode(dek, sizeof(dek), e->wrap);
+	fx_sha256_hex(dek, sizeof(dek), dg);
+	strcat(e->wrap, dg);
+}
+
+/* The operations a grant may name that a viewer's role does not allow by itself. */
+static const char *const above_viewer[] = {
+	"create-datakey", "create-datakey-without-plaintext", "encrypt-datakey", "decrypt-datakey",
+	"encrypt-data",   "decrypt-data",                     "create-grant",
+};
+
+/* A request for op on key (1 or 2) that an admin gets answered successfully. */
+static const char *enf_request(struct enf *e, const char *op, int key)
+{
+	const char *id = key == 1 ? e->k1 : e->k2;
+
+	if (strcmp(op, "encrypt-datakey") == 0)
+		return fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
+			      "\"datakey_plain_length\":\"64\"}", id, e->wrap);
+	if (strcmp(op, "decrypt-datakey") == 0)
+		return fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
+			      "\"datakey_cipher_length\":\"64\"}", id, key == 1 ? e->dk1 : e->dk2);
+	if (strcmp(op, "encrypt-data") == 0)
+		return fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\"}", id);
+	if (strcmp(op, "decrypt-data") == 0)
+		return fx_fmt("{\"cipher_text\":\"%s\"}", key == 1 ? e->data1 : e->data2);
+	if (strcmp(op, "create-grant") == 0)
+		return fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"zed\","
+			      "\"operations\":[\"describe-key\"]}", id);
+	return kid(id); /* create-datakey, create-datakey-without-plaintext */
+}
+
+/* For each operation X above a viewer's role: bob (viewer) may call X on k1 exactly while a grant
+ * for X on k1 exists; never another operation, never on k2; carol (same role, no grant) never. */
+TEST(grant_enforcement_exact_operations)
+{
+	struct enf e;
+	size_t n = KMS_ARRAY_SIZE(above_viewer);
+
+	enf_setup(&e, "enf");
+	if (kms_test_failing())
+		return;
+	for (size_t i = 0; i < n; i++) {
+		const char *op = above_viewer[i];
+		char g[65];
+
+		EXPECT(op, ucall("enf", "bob", AUTH_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
+				 NULL), KMS_E_FORBIDDEN);
+		/* create-grant cannot be granted alone (KMS.2401): with describe-key, which a
+		 * viewer may do anyway. */
+		grant("enf", e.k1, "bob",
+		      fx_fmt("\"%s\"%s", op, strcmp(op, "create-grant") ? "" : ",\"describe-key\""),
+		      "", g);
+		if (kms_test_failing())
+			return;
+		EXPECT(op, ucall("enf", "bob", AUTH_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
+				 NULL), 0);
+		for (size_t j = 0; j < n; j++) {
+			if (j == i)
+				continue;
+			EXPECT(fx_fmt("%s with a grant for %s", above_viewer[j], op),
+			       ucall("enf", "bob", AUTH_ROLE_VIEWER, above_viewer[j], NULL,
+				     enf_request(&e, above_viewer[j], 1), NULL),
+			       KMS_E_FORBIDDEN);
+		}
+		EXPECT(fx_fmt("%s on the other key", op),
+		       ucall("enf", "bob", AUTH_ROLE_VIEWER, op, NULL, enf_request(&e, op, 2),
+			     NULL),
+		       KMS_E_FORBIDDEN);
+		EXPECT(fx_fmt("%s by carol", op),
+		       ucall("enf", "carol", AUTH_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
+			     NULL), KMS_E_FORBIDDEN);
+		ASSERT_ERR(pcall("enf", "revoke-grant",
+				 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", e.k1, g), NULL),
+			   0);
+		EXPECT(fx_fmt("%s after revoke-grant", op),
+		       ucall("enf", "bob", AUTH_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
+			     NULL),
+		       KMS_E_FORBIDDEN);
+	}
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0307\",\"error_msg\":"
+				"\"No access permissions.\"}}\n");
+}
+
+/* What a granted operation returns is the real thing: the DEK, in every key form and in the key
+ * folder; a grant to bob does not serve a different user, nor another project. */
+TEST(grant_enforcement_results_and_key_forms)
+{
+	struct enf e;
+	char g[65];
+	cJSON *r = NULL;
+	char unwrap1[FX_FMT_MAX / 16];
+
+	enf_setup(&e, "enf2");
+	if (kms_test_failing())
+		return;
+	grant("enf2", e.k1, "bob", "\"decrypt-datakey\",\"decrypt-data\"", "", g);
+	if (kms_test_failing())
+		return;
+	cp(unwrap1, sizeof(unwrap1), enf_request(&e, "decrypt-datakey", 1));
+	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, &r), 0);
+	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
+	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
+			 fx_fmt("{\"key_id\":\"alias/one\",\"cipher_text\":\"%s\","
+				"\"datakey_cipher_length\":\"64\"}", e.dk1), &r), 0);
+	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
+	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
+			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
+				"\"datakey_cipher_length\":\"64\"}", fx_urn("one"), e.dk1), &r), 0);
+	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
+	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", e.k1,
+			 fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", e.dk1),
+			 &r), 0);
+	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
+	/* In k2's folder, or by k2's alias: not granted. */
+	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", e.k2,
+			 fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", e.dk2),
+			 NULL), KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
+			 fx_fmt("{\"key_id\":\"alias/two\",\"cipher_text\":\"%s\","
+				"\"datakey_cipher_length\":\"64\"}", e.dk2), NULL),
+		   KMS_E_FORBIDDEN);
+	/* decrypt-data takes the key from the blob: k1's blob yes, k2's no. */
+	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-data", NULL,
+			 enf_request(&e, "decrypt-data", 1), &r), 0);
+	ASSERT_STREQ(fx_str(r, "plain_text"), "one");
+	ASSERT_STREQ(fx_str(r, "key_id"), e.k1);
+	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-data", NULL,
+			 enf_request(&e, "decrypt-data", 2), NULL), KMS_E_FORBIDDEN);
+	/* The grantee is a user name: another user with the same role gets nothing; the same name
+	 * in another project neither (its token is for that project). */
+	ASSERT_ERR(ucall("enf2", "Bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, NULL),
+		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("enf2-x", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, NULL),
+		   KMS_E_KEY_NOT_FOUND);
+	/* The role's own rights are unchanged by the grant, and it never adds admin actions. */
+	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "describe-key", NULL, kid(e.k2), NULL),
+		   0);
+	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "gen-random", NULL,
+			 "{\"random_data_length\":\"512\"}", NULL), KMS_E_FORBIDDEN);
+}
+
+/* Admin-only actions that a grant can never allow, even one with every grantable operation. */
+TEST(grant_never_allows_admin_actions)
+{
+	static const char *const admin_only[] = {
+		"enable-key",	       "disable-key",	       "schedule-key-deletion",
+		"cancel-key-deletion", "update-key-alias",     "update-key-description",
+		"enable-key-rotation", "disable-key-rotation", "update-key-rotation-interval",
+		"rotate-key",	       "revoke-grant",	       "create-key",
+	};
+	char id[FX_ID_LEN], g[65];
+	cJSON *r = NULL;
+
+	fx_key("enf3", "app", id);
+	if (kms_test_failing())
+		return;
+	grant("enf3", id, "bob",
+	      "\"create-datakey\",\"create-datakey-without-plaintext\",\"encrypt-datakey\","
+	      "\"decrypt-datakey\",\"describe-key\",\"create-grant\",\"retire-grant\","
+	      "\"encrypt-data\",\"decrypt-data\"", "", g);
+	if (kms_test_failing())
+		return;
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(admin_only); i++) {
+		EXPECT(admin_only[i],
+		       ucall("enf3", "bob", AUTH_ROLE_VIEWER, admin_only[i], NULL,
+			     fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\",\"key_alias\":\"x\","
+				    "\"key_description\":\"x\",\"rotation_interval\":90,"
+				    "\"grant_id\":\"%s\"}", id, g), NULL),
+		       KMS_E_FORBIDDEN);
+		EXPECT(admin_only[i],
+		       ucall("enf3", "bob", AUTH_ROLE_VIEWER, admin_only[i],
+			     strcmp(admin_only[i], "create-key") ? id : NULL,
+			     fx_fmt("{\"pending_days\":\"7\",\"key_alias\":\"x\","
+				    "\"key_description\":\"x\",\"rotation_interval\":90,"
+				    "\"grant_id\":\"%s\"}", g), NULL),
+		       KMS_E_FORBIDDEN);
+	}
+	ASSERT_ERR(ucall("enf3", "bob", AUTH_ROLE_VIEWER, "tags", id,
+			 "{\"tag\":{\"key\":\"a\",\"value\":\"b\"}}", NULL), KMS_E_FORBIDDEN);
+	ASSERT_ERR(pcall("enf3", "describe-key", kid(id), &r), 0);
+	ASSERT_STREQ(fx_str(r, "key_info.key_state"), "2");
+	ASSERT_STREQ(fx_str(r, "key_info.key_alias"), "app");
+	ASSERT_STREQ(fx_str(r, "key_info.key_rotation_enabled"), "false");
+	ASSERT_EQ(grant_total("enf3", id), 1);
+	/* With that grant bob does do the crypto. */
+	ASSERT_ERR(ucall("enf3", "bob", AUTH_ROLE_VIEWER, "create-datakey", id, "", &r), 0);
+	ASSERT_TRUE(fx_upper_hex(fx_str(r, "plain_text"), 128));
+}
+
+/* A caller with no role at all (AUTH_ROLE_NONE) may describe a key only through a grant. */
+TEST(grant_enforcement_role_none)
+{
+	char id[FX_ID_LEN], other[FX_ID_LEN], g[65];
+	cJSON *r = NULL;
+
+	fx_key("enf4", "app", id);
+	fx_key("enf4", "other", other);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "describe-key", NULL, kid(id), NULL),
+		   KMS_E_FORBIDDEN);
+	grant("enf4", id, "nob", "\"describe-key\"", "", g);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "describe-key", NULL, kid(id), &r), 0);
+	ASSERT_STREQ(fx_str(r, "key_info.key_id"), id);
+	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "describe-key", id, "", &r), 0);
+	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "describe-key", NULL, kid(other), NULL),
+		   KMS_E_FORBIDDEN);
+	/* Not grantable: listing. */
+	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "list-keys", NULL, "{}", NULL),
+		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "list-grants", NULL, kid(id), NULL),
+		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "get-key-rotation-status", NULL, kid(id),
+			 NULL), KMS_E_FORBIDDEN);
+}
+
+/* A grant does not override the key's state: the grantee gets KMS.0209 for a disabled key and
+ * KMS.0210 for a key pending deletion, like everyone else. */
+TEST(grant_on_disabled_key_still_checks_state)
+{
+	struct enf e;
+	char g[65];
+
+	enf_setup(&e, "enf5");
+	if (kms_test_failing())
+		return;
+	grant("enf5", e.k1, "bob", "\"decrypt-datakey\"", "", g);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(pcall("enf5", "disable-key", kid(e.k1), NULL), 0);
+	ASSERT_ERR(ucall("enf5", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
+			 enf_request(&e, "decrypt-datakey", 1), NULL), KMS_E_KEY_DISABLED);
+	ASSERT_ERR(pcall("enf5", "schedule-key-deletion",
+			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", e.k1), NULL), 0);
+	ASSERT_ERR(ucall("enf5", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
+			 enf_request(&e, "decrypt-datakey", 1), NULL), KMS_E_KEY_PENDING_DELETION);
+	/* Without the grant the same request is refused first. */
+	ASSERT_ERR(ucall("enf5", "carol", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
+			 enf_request(&e, "decrypt-datakey", 1), NULL), KMS_E_FORBIDDEN);
+}

@@ -1,0 +1,772 @@
+/* test-api-tags.c - tags, counters, quotas and versions (kms-api.md sections 4.9, 4.11, 5):
+ * keys/<id>/tags (list with an empty request, add with {"tag":...}), keys/<id>/delete-tag,
+ * keys/<id>/tags-action (create/delete in batches), <P>/tags (project tags),
+ * <P>/resource_instances-action (filter and count by tags and resource_name), the tag limits
+ * (key 1..36 characters, value 0..43, none of *<>\= or control characters, 10 tags per key:
+ * KMS.0401, 0402, 0403, 0404, 0405, 0406, 0409, 0412, 0416, 0417), user-instances, user-quotas
+ * (the key quota, KMS.1105) and versions / version (README, Actions).
+ */
+#include "kms_test_api.h"
+
+#include <time.h>
+
+#include "auth/kms_auth.h"
+
+static double num(const cJSON *r, const char *path)
+{
+	const cJSON *n = fx_get(r, path);
+
+	return cJSON_IsNumber(n) ? n->valuedouble : -1;
+}
+
+#define EXPECT(what, expr, err)                                                                    \
+	do {                                                                                       \
+		int e_ = (expr);                                                                   \
+		if (e_ != (err))                                                                   \
+			fprintf(stderr, "\t%s\n", (what));                                         \
+		ASSERT_ERR(e_, err);                                                               \
+	} while (0)
+
+/* The key-folder actions: keys/<id>/<action>. */
+static int kcall(const char *project, const char *id, const char *action, const char *json,
+		 cJSON **r)
+{
+	return call(project, action, API_SCOPE_KEY, id, json, r);
+}
+
+static int add_tag(const char *project, const char *id, const char *k, const char *v)
+{
+	return kcall(project, id, "tags",
+		     fx_fmt("{\"tag\":{\"key\":\"%s\",\"value\":\"%s\"}}", k, v), NULL);
+}
+
+/* The exact text of keys/<id>/tags, listed (valid until the next call). */
+static const char *tags_text(const char *project, const char *id)
+{
+	if (kcall(project, id, "tags", "", NULL) != 0)
+		return "(failed)";
+	return fx_last();
+}
+
+static int role_call(const char *project, enum auth_role role, const char *action,
+		     const char *path_key_id, const char *json)
+{
+	struct auth_claims claims;
+	struct api_caller c = { .project = project, .path_key_id = path_key_id, .claims = &claims,
+				.uid = 1000, .gid = 1000 };
+
+	memset(&claims, 0, sizeof(claims));
+	snprintf(claims.id, sizeof(claims.id), "0123456789abcdef");
+	snprintf(claims.project, sizeof(claims.project), "%s", project);
+	snprintf(claims.user, sizeof(claims.user), "tagger");
+	claims.role = role;
+	claims.expiry = time(NULL) + 3600;
+	return fx_call_as(fx_svc(), &c, action, path_key_id ? API_SCOPE_KEY : API_SCOPE_PROJECT,
+			  json, strlen(json), NULL);
+}
+
+static char *repeat(char *out, const char *unit, int n)
+{
+	out[0] = 0;
+	for (int i = 0; i < n; i++)
+		strcat(out, unit);
+	return out;
+}
+
+/* ---- keys/<id>/tags: add and list (4.11) ---- */
+
+TEST(key_tags_add_and_list)
+{
+	char id[FX_ID_LEN], other[FX_ID_LEN], k36[4 * 36 + 1], v43[44];
+	cJSON *r = NULL;
+
+	fx_key("kt", "app", id);
+	fx_key("kt", "other", other);
+	if (kms_test_failing())
+		return;
+	ASSERT_STREQ(tags_text("kt", id), "{\"tags\":[],\"sys_tags\":[],\"existTagsNum\":0}\n");
+	/* Adding answers {} (the API's 204). */
+	ASSERT_ERR(add_tag("kt", id, "env", "prod"), 0);
+	ASSERT_STREQ(fx_last(), "{}\n");
+	ASSERT_STREQ(tags_text("kt", id), "{\"tags\":[{\"key\":\"env\",\"value\":\"prod\"}],"
+					  "\"sys_tags\":[],\"existTagsNum\":1}\n");
+	/* A second tag; the same key again replaces the value; an empty value is allowed. */
+	ASSERT_ERR(add_tag("kt", id, "team", "blue"), 0);
+	ASSERT_ERR(add_tag("kt", id, "env", "staging"), 0);
+	ASSERT_ERR(add_tag("kt", id, "empty", ""), 0);
+	ASSERT_STREQ(tags_text("kt", id),
+		     "{\"tags\":[{\"key\":\"empty\",\"value\":\"\"},{\"key\":\"env\",\"value\":"
+		     "\"staging\"},{\"key\":\"team\",\"value\":\"blue\"}],\"sys_tags\":[],"
+		     "\"existTagsNum\":3}\n");
+	/* An empty request, {}, a key_id naming the folder's key, or a sequence: all list. */
+	ASSERT_ERR(kcall("kt", id, "tags", "{}", &r), 0);
+	ASSERT_EQ(num(r, "existTagsNum"), 3);
+	ASSERT_ERR(kcall("kt", id, "tags", fx_fmt("{\"key_id\":\"%s\"}", id), &r), 0);
+	ASSERT_EQ(num(r, "existTagsNum"), 3);
+	ASSERT_ERR(kcall("kt", id, "tags",
+			 "{\"sequence\":\"919c82d4-8046-4722-9094-35c3c6524cff\"}", &r),
+		   0);
+	ASSERT_EQ(num(r, "existTagsNum"), 3);
+	/* The longest key (36 characters, counted as characters) and value (43). */
+	ASSERT_ERR(add_tag("kt", other, repeat(k36, "\xc3\xa4", 36), repeat(v43, "v", 43)), 0);
+	ASSERT_ERR(kcall("kt", other, "tags", "", &r), 0);
+	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "tags"), 0), "key"), k36);
+	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "tags"), 0), "value"), v43);
+	/* Other characters are fine: blanks, ':', '/', '-', '.', quotes. */
+	ASSERT_ERR(add_tag("kt", other, "a b:c/d-e.f\\\"", "x y:z/\\\"q"), 0);
+	ASSERT_ERR(kcall("kt", other, "tags", "", &r), 0);
+	ASSERT_EQ(num(r, "existTagsNum"), 2);
+	/* Each key's own tags. */
+	ASSERT_ERR(kcall("kt", id, "tags", "", &r), 0);
+	ASSERT_EQ(num(r, "existTagsNum"), 3);
+}
+
+TEST(key_tags_errors)
+{
+	static const char *const bad_key[] = {
+		"\"\"", "\"a=b\"", "\"a*b\"", "\"a<b\"", "\"a>b\"", "\"a\\\\b\"", "\"a\\tb\"",
+		"\"a\\u001fb\"", "5", "null", "[\"a\"]",
+	};
+	static const char *const bad_value[] = {
+		"\"a=b\"", "\"x*\"", "\"<\"", "\">\"", "\"\\\\\"", "\"\\n\"", "5", "true", "{}",
+	};
+	char id[FX_ID_LEN], k37[38], v44[45];
+
+	fx_key("kte", "app", id);
+	if (kms_test_failing())
+		return;
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_key); i++)
+		EXPECT(bad_key[i],
+		       kcall("kte", id, "tags", fx_fmt("{\"tag\":{\"key\":%s,\"value\":\"v\"}}",
+						      bad_key[i]), NULL),
+		       KMS_E_TAG_KEY);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0406\",\"error_msg\":"
+				"\"Invalid tag key.\"}}\n");
+	EXPECT("37 characters", add_tag("kte", id, repeat(k37, "k", 37), "v"), KMS_E_TAG_KEY);
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_value); i++)
+		EXPECT(bad_value[i],
+		       kcall("kte", id, "tags", fx_fmt("{\"tag\":{\"key\":\"k\",\"value\":%s}}",
+						      bad_value[i]), NULL),
+		       KMS_E_TAG_VALUE);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0405\",\"error_msg\":"
+				"\"Invalid tag value.\"}}\n");
+	EXPECT("44 characters", add_tag("kte", id, "k", repeat(v44, "v", 44)), KMS_E_TAG_VALUE);
+	/* The tag itself: not an object KMS.0412; without key or value KMS.0204. */
+	EXPECT("tag string", kcall("kte", id, "tags", "{\"tag\":\"env\"}", NULL), KMS_E_TAG_LIST);
+	EXPECT("tag array", kcall("kte", id, "tags", "{\"tag\":[]}", NULL), KMS_E_TAG_LIST);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0412\",\"error_msg\":"
+				"\"Invalid tag list.\"}}\n");
+	EXPECT("no key", kcall("kte", id, "tags", "{\"tag\":{\"value\":\"v\"}}", NULL),
+	       KMS_E_MISSING);
+	EXPECT("no value", kcall("kte", id, "tags", "{\"tag\":{\"key\":\"k\"}}", NULL),
+	       KMS_E_MISSING);
+	EXPECT("sequence",
+	       kcall("kte", id, "tags",
+		     "{\"tag\":{\"key\":\"k\",\"value\":\"v\"},\"sequence\":\"s\"}", NULL),
+	       KMS_E_BAD_SEQUENCE);
+	EXPECT("other key",
+	       kcall("kte", id, "tags",
+		     fx_fmt("{\"key_id\":\"%s\",\"tag\":{\"key\":\"k\",\"value\":\"v\"}}",
+			    FX_NO_KEY),
+		     NULL),
+	       KMS_E_BAD_KEY_ID);
+	ASSERT_STREQ(tags_text("kte", id), "{\"tags\":[],\"sys_tags\":[],\"existTagsNum\":0}\n");
+	/* A key pending deletion takes no new tags (README, Differences, States). */
+	ASSERT_ERR(pcall("kte", "schedule-key-deletion",
+			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	EXPECT("pending", add_tag("kte", id, "k", "v"), KMS_E_KEY_PENDING_DELETION);
+	ASSERT_STREQ(tags_text("kte", id), "{\"tags\":[],\"sys_tags\":[],\"existTagsNum\":0}\n");
+}
+
+/* 10 tags per key (kms-api.md 4.11, 5): the 11th is KMS.0409; replacing one is not adding. */
+TEST(key_tags_limit_0409)
+{
+	char id[FX_ID_LEN];
+	cJSON *r = NULL;
+
+	fx_key("ktl", "app", id);
+	if (kms_test_failing())
+		return;
+	for (int i = 0; i < 10; i++)
+		ASSERT_ERR(add_tag("ktl", id, fx_fmt("t%d", i), "v"), 0);
+	ASSERT_ERR(add_tag("ktl", id, "t10", "v"), KMS_E_TOO_MANY_TAGS);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0409\",\"error_msg\":"
+				"\"Too many tags.\"}}\n");
+	ASSERT_ERR(add_tag("ktl", id, "t9", "new"), 0);
+	ASSERT_ERR(kcall("ktl", id, "tags-action",
+			 "{\"action\":\"create\",\"tags\":[{\"key\":\"t10\",\"value\":\"v\"}]}",
+			 NULL),
+		   KMS_E_TOO_MANY_TAGS);
+	ASSERT_ERR(kcall("ktl", id, "tags", "", &r), 0);
+	ASSERT_EQ(num(r, "existTagsNum"), 10);
+	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "tags"), 9), "value"), "new");
+	/* After a deletion there is room for one. */
+	ASSERT_ERR(kcall("ktl", id, "delete-tag", "{\"key\":\"t0\"}", NULL), 0);
+	ASSERT_ERR(add_tag("ktl", id, "t10", "v"), 0);
+	ASSERT_ERR(add_tag("ktl", id, "t11", "v"), KMS_E_TOO_MANY_TAGS);
+}
+
+/* Listing is a viewer's; adding, delete-tag and tags-action need admin (README, Actions). */
+TEST(key_tags_roles)
+{
+	char id[FX_ID_LEN];
+	const char *add = "{\"tag\":{\"key\":\"a\",\"value\":\"b\"}}";
+
+	fx_key("ktr", "app", id);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(role_call("ktr", AUTH_ROLE_VIEWER, "tags", id, ""), 0);
+	ASSERT_ERR(role_call("ktr", AUTH_ROLE_VIEWER, "tags", NULL, ""), 0);
+	ASSERT_ERR(role_call("ktr", AUTH_ROLE_NONE, "tags", id, ""), KMS_E_FORBIDDEN);
+	ASSERT_ERR(role_call("ktr", AUTH_ROLE_VIEWER, "tags", id, add), KMS_E_FORBIDDEN);
+	ASSERT_ERR(role_call("ktr", AUTH_ROLE_CRYPTO, "tags", id, add), KMS_E_FORBIDDEN);
+	ASSERT_ERR(role_call("ktr", AUTH_ROLE_CRYPTO, "tags-action", id,
+			     "{\"action\":\"create\",\"tags\":[{\"key\":\"a\",\"value\":\"b\"}]}"),
+		   KMS_E_FORBIDDEN);
+	ASSERT_STREQ(tags_text("ktr", id), "{\"tags\":[],\"sys_tags\":[],\"existTagsNum\":0}\n");
+	ASSERT_ERR(role_call("ktr", AUTH_ROLE_ADMIN, "tags", id, add), 0);
+	ASSERT_ERR(role_call("ktr", AUTH_ROLE_CRYPTO, "delete-tag", id, "{\"key\":\"a\"}"),
+		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(role_call("ktr", AUTH_ROLE_VIEWER, "resource_instances-action", NULL,
+			     "{\"action\":\"count\"}"), 0);
+	ASSERT_ERR(role_call("ktr", AUTH_ROLE_ADMIN, "delete-tag", id, "{\"key\":\"a\"}"), 0);
+	ASSERT_STREQ(tags_text("ktr", id), "{\"tags\":[],\"sys_tags\":[],\"existTagsNum\":0}\n");
+}
+
+/* ---- keys/<id>/delete-tag ---- */
+
+TEST(delete_tag)
+{
+	char id[FX_ID_LEN], k37[38];
+
+	fx_key("dt", "app", id);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(add_tag("dt", id, "env", "prod"), 0);
+	ASSERT_ERR(add_tag("dt", id, "team", "red"), 0);
+	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":\"env\"}", NULL), 0);
+	ASSERT_STREQ(fx_last(), "{}\n");
+	ASSERT_STREQ(tags_text("dt", id), "{\"tags\":[{\"key\":\"team\",\"value\":\"red\"}],"
+					  "\"sys_tags\":[],\"existTagsNum\":1}\n");
+	/* A tag the key does not have: KMS.0416 (404). */
+	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":\"env\"}", NULL), KMS_E_TAG_NOT_FOUND);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0416\",\"error_msg\":"
+				"\"Invalid tag ID.\"}}\n");
+	ASSERT_EQ(kms_err_info(KMS_E_TAG_NOT_FOUND)->http, 404);
+	ASSERT_ERR(kcall("dt", id, "delete-tag", "{}", NULL), KMS_E_MISSING);
+	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":\"\"}", NULL), KMS_E_TAG_KEY);
+	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":\"a=b\"}", NULL), KMS_E_TAG_KEY);
+	ASSERT_ERR(kcall("dt", id, "delete-tag",
+			 fx_fmt("{\"key\":\"%s\"}", repeat(k37, "k", 37)), NULL), KMS_E_TAG_KEY);
+	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":5}", NULL), KMS_E_TAG_KEY);
+	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":\"team\",\"sequence\":\"s\"}", NULL),
+		   KMS_E_BAD_SEQUENCE);
+	ASSERT_ERR(kcall("dt", id, "delete-tag",
+			 fx_fmt("{\"key\":\"team\",\"key_id\":\"%s\"}", FX_NO_KEY), NULL),
+		   KMS_E_BAD_KEY_ID);
+	/* Key folders only: there is no <P>/delete-tag (nor <P>/tags-action). */
+	ASSERT_ERR(pcall("dt", "delete-tag", fx_fmt("{\"key_id\":\"%s\",\"key\":\"team\"}", id),
+			 NULL), KMS_E_BAD_URL);
+	ASSERT_ERR(pcall("dt", "tags-action", fx_fmt("{\"key_id\":\"%s\",\"action\":\"delete\","
+						      "\"tags\":[{\"key\":\"team\"}]}", id), NULL),
+		   KMS_E_BAD_URL);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0201\",\"error_msg\":"
+				"\"Invalid request URL.\"}}\n");
+	ASSERT_STREQ(tags_text("dt", id), "{\"tags\":[{\"key\":\"team\",\"value\":\"red\"}],"
+					  "\"sys_tags\":[],\"existTagsNum\":1}\n");
+}
+
+/* ---- keys/<id>/tags-action ---- */
+
+TEST(tags_action_create_delete)
+{
+	char id[FX_ID_LEN];
+
+	fx_key("ta", "app", id);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(kcall("ta", id, "tags-action",
+			 "{\"action\":\"create\",\"tags\":[{\"key\":\"env\",\"value\":\"prod\"},"
+			 "{\"key\":\"team\",\"value\":\"red\"},{\"key\":\"tmp\",\"value\":\"\"}]}",
+			 NULL), 0);
+	ASSERT_STREQ(fx_last(), "{}\n");
+	ASSERT_STREQ(tags_text("ta", id),
+		     "{\"tags\":[{\"key\":\"env\",\"value\":\"prod\"},{\"key\":\"team\",\"value\":"
+		     "\"red\"},{\"key\":\"tmp\",\"value\":\"\"}],\"sys_tags\":[],"
+		     "\"existTagsNum\":3}\n");
+	/* delete: values are optional; a tag that is not there is no error. */
+	ASSERT_ERR(kcall("ta", id, "tags-action",
+			 "{\"action\":\"delete\",\"tags\":[{\"key\":\"tmp\"},{\"key\":\"gone\"},"
+			 "{\"key\":\"team\",\"value\":\"whatever\"}]}", NULL), 0);
+	ASSERT_STREQ(fx_last(), "{}\n");
+	ASSERT_STREQ(tags_text("ta", id), "{\"tags\":[{\"key\":\"env\",\"value\":\"prod\"}],"
+					  "\"sys_tags\":[],\"existTagsNum\":1}\n");
+	/* create replaces values; 10 items are allowed in one request. */
+	ASSERT_ERR(kcall("ta", id, "tags-action",
+			 "{\"action\":\"create\",\"tags\":[{\"key\":\"env\",\"value\":\"dev\"},"
+			 "{\"key\":\"a1\",\"value\":\"1\"},{\"key\":\"a2\",\"value\":\"2\"},"
+			 "{\"key\":\"a3\",\"value\":\"3\"},{\"key\":\"a4\",\"value\":\"4\"},"
+			 "{\"key\":\"a5\",\"value\":\"5\"},{\"key\":\"a6\",\"value\":\"6\"},"
+			 "{\"key\":\"a7\",\"value\":\"7\"},{\"key\":\"a8\",\"value\":\"8\"},"
+			 "{\"key\":\"a9\",\"value\":\"9\"}]}", NULL), 0);
+	ASSERT_STREQ(tags_text("ta", id),
+		     "{\"tags\":[{\"key\":\"a1\",\"value\":\"1\"},{\"key\":\"a2\",\"value\":\"2\"},"
+		     "{\"key\":\"a3\",\"value\":\"3\"},{\"key\":\"a4\",\"value\":\"4\"},"
+		     "{\"key\":\"a5\",\"value\":\"5\"},{\"key\":\"a6\",\"value\":\"6\"},"
+		     "{\"key\":\"a7\",\"value\":\"7\"},{\"key\":\"a8\",\"value\":\"8\"},"
+		     "{\"key\":\"a9\",\"value\":\"9\"},{\"key\":\"env\",\"value\":\"dev\"}],"
+		     "\"sys_tags\":[],\"existTagsNum\":10}\n");
+}
+
+TEST(tags_action_errors)
+{
+	static const struct {
+		const char *body;
+		int err;
+	} bad[] = {
+		{"{\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}", KMS_E_MISSING},
+		{"{\"action\":\"update\",\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}",
+		 KMS_E_TAG_ACTION},
+		{"{\"action\":\"Create\",\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}",
+		 KMS_E_TAG_ACTION},
+		{"{\"action\":5,\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}", KMS_E_TAG_ACTION},
+		{"{\"action\":\"create\"}", KMS_E_MISSING},
+		{"{\"action\":\"create\",\"tags\":{\"key\":\"k\",\"value\":\"v\"}}",
+		 KMS_E_TAG_LIST},
+		{"{\"action\":\"create\",\"tags\":\"k\"}", KMS_E_TAG_LIST},
+		{"{\"action\":\"create\",\"tags\":[]}", KMS_E_TAG_LIST_EMPTY},
+		{"{\"action\":\"delete\",\"tags\":[]}", KMS_E_TAG_LIST_EMPTY},
+		{"{\"action\":\"create\",\"tags\":[\"k\"]}", KMS_E_TAG_LIST},
+		{"{\"action\":\"create\",\"tags\":[{\"value\":\"v\"}]}", KMS_E_MISSING},
+		{"{\"action\":\"create\",\"tags\":[{\"key\":\"k\"}]}", KMS_E_MISSING},
+		{"{\"action\":\"delete\",\"tags\":[{\"value\":\"v\"}]}", KMS_E_MISSING},
+		{"{\"action\":\"create\",\"tags\":[{\"key\":\"a=b\",\"value\":\"v\"}]}",
+		 KMS_E_TAG_KEY},
+		{"{\"action\":\"delete\",\"tags\":[{\"key\":\"\"}]}", KMS_E_TAG_KEY},
+		{"{\"action\":\"create\",\"tags\":[{\"key\":\"k\",\"value\":\"a*\"}]}",
+		 KMS_E_TAG_VALUE},
+		/* One bad item refuses the whole request: nothing before it is done either. */
+		{"{\"action\":\"create\",\"tags\":[{\"key\":\"ok\",\"value\":\"v\"},"
+		 "{\"key\":\"k\",\"value\":\"<\"}]}",
+		 KMS_E_TAG_VALUE},
+		{"{\"action\":\"delete\",\"tags\":[{\"key\":\"keep\"},{\"key\":\">\"}]}",
+		 KMS_E_TAG_KEY},
+		{"{\"action\":\"create\",\"tags\":[{\"key\":\"ok\",\"value\":\"v\"}],"
+		 "\"sequence\":\"s\"}",
+		 KMS_E_BAD_SEQUENCE},
+	};
+	char id[FX_ID_LEN], many[2048];
+
+	fx_key("tae", "app", id);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(add_tag("tae", id, "keep", "v"), 0);
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++)
+		EXPECT(bad[i].body, kcall("tae", id, "tags-action", bad[i].body, NULL), bad[i].err);
+	ASSERT_ERR(kcall("tae", id, "tags-action", "{\"action\":\"sort\",\"tags\":[]}", NULL),
+		   KMS_E_TAG_ACTION);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0404\",\"error_msg\":"
+				"\"Invalid action.\"}}\n");
+	ASSERT_ERR(kcall("tae", id, "tags-action", "{\"action\":\"create\",\"tags\":[]}", NULL),
+		   KMS_E_TAG_LIST_EMPTY);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0401\",\"error_msg\":"
+				"\"Tag list cannot be empty.\"}}\n");
+	/* More than 10 items in one request: KMS.0409, nothing added. */
+	strcpy(many, "{\"action\":\"create\",\"tags\":[");
+	for (int i = 0; i < 11; i++)
+		strcat(many, fx_fmt("%s{\"key\":\"m%d\",\"value\":\"v\"}", i ? "," : "", i));
+	strcat(many, "]}");
+	ASSERT_ERR(kcall("tae", id, "tags-action", many, NULL), KMS_E_TOO_MANY_TAGS);
+	ASSERT_STREQ(tags_text("tae", id), "{\"tags\":[{\"key\":\"keep\",\"value\":\"v\"}],"
+					   "\"sys_tags\":[],\"existTagsNum\":1}\n");
+	/* A key pending deletion: KMS.0210, for create and delete alike. */
+	ASSERT_ERR(pcall("tae", "schedule-key-deletion",
+			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(kcall("tae", id, "tags-action",
+			 "{\"action\":\"create\",\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}",
+			 NULL),
+		   KMS_E_KEY_PENDING_DELETION);
+	ASSERT_ERR(kcall("tae", id, "tags-action",
+			 "{\"action\":\"delete\",\"tags\":[{\"key\":\"keep\"}]}", NULL),
+		   KMS_E_KEY_PENDING_DELETION);
+	ASSERT_STREQ(tags_text("tae", id), "{\"tags\":[{\"key\":\"keep\",\"value\":\"v\"}],"
+					   "\"sys_tags\":[],\"existTagsNum\":1}\n");
+}
+
+/* ---- <P>/tags (project tags) ---- */
+
+TEST(project_tags)
+{
+	char a[FX_ID_LEN], b[FX_ID_LEN], c[FX_ID_LEN], x[FX_ID_LEN];
+	cJSON *r = NULL;
+
+	ASSERT_ERR(pcall("pt", "tags", "", &r), 0);
+	ASSERT_STREQ(fx_last(), "{\"tags\":[]}\n");
+	fx_key("pt", "a", a);
+	fx_key("pt", "b", b);
+	fx_key("pt", "c", c);
+	fx_key("pt-other", "x", x);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(add_tag("pt", a, "env", "prod"), 0);
+	ASSERT_ERR(add_tag("pt", a, "team", "red"), 0);
+	ASSERT_ERR(add_tag("pt", b, "env", "staging"), 0);
+	ASSERT_ERR(add_tag("pt", c, "env", "prod"), 0);
+	ASSERT_ERR(add_tag("pt-other", x, "secret", "other-project"), 0);
+	/* One entry per tag key with its distinct values; another project's tags are not shown. */
+	ASSERT_ERR(pcall("pt", "tags", "", &r), 0);
+	ASSERT_STREQ(fx_last(), "{\"tags\":[{\"key\":\"env\",\"values\":[\"prod\",\"staging\"]},"
+				"{\"key\":\"team\",\"values\":[\"red\"]}]}\n");
+	ASSERT_ERR(pcall("pt", "tags", "{}", &r), 0);
+	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "tags")), 2);
+	ASSERT_ERR(pcall("pt", "tags", "{\"sequence\":\"bad\"}", &r), 0);
+	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "tags")), 2);
+	ASSERT_ERR(pcall("pt-other", "tags", "", &r), 0);
+	ASSERT_STREQ(fx_last(),
+		     "{\"tags\":[{\"key\":\"secret\",\"values\":[\"other-project\"]}]}\n");
+}
+
+/* ---- <P>/resource_instances-action ---- */
+
+struct ri {
+	char a[FX_ID_LEN], b[FX_ID_LEN], c[FX_ID_LEN], d[FX_ID_LEN];
+};
+
+/* Four keys: alpha (env=prod, team=blue), beta (env=staging), gamma (env=prod, team=red),
+ * alphabet (no tags), in that order. */
+static void ri_setup(const char *p, struct ri *k)
+{
+	fx_key(p, "alpha", k->a);
+	fx_key(p, "beta", k->b);
+	fx_key(p, "gamma", k->c);
+	fx_key(p, "alphabet", k->d);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(add_tag(p, k->a, "env", "prod"), 0);
+	ASSERT_ERR(add_tag(p, k->a, "team", "blue"), 0);
+	ASSERT_ERR(add_tag(p, k->b, "env", "staging"), 0);
+	ASSERT_ERR(add_tag(p, k->c, "env", "prod"), 0);
+	ASSERT_ERR(add_tag(p, k->c, "team", "red"), 0);
+}
+
+/* The resource ids of a filter response, comma-separated (valid until the next call). */
+static const char *ids_of(const cJSON *r)
+{
+	static char out[8 * FX_ID_LEN];
+	const cJSON *res;
+
+	out[0] = 0;
+	cJSON_ArrayForEach(res, fx_get(r, "resources")) {
+		if (out[0])
+			strcat(out, ",");
+		strcat(out, fx_str(res, "resource_id") ? fx_str(res, "resource_id") : "?");
+	}
+	return out;
+}
+
+static double count_of(const char *body)
+{
+	cJSON *r = NULL;
+
+	if (pcall("ri-count", "resource_instances-action", body, &r) != 0)
+		return -1;
+	if (cJSON_GetArraySize(r) != 1) /* count: total_count only */
+		return -2;
+	return num(r, "total_count");
+}
+
+TEST(resource_instances_filter)
+{
+	struct ri k;
+	cJSON *r = NULL;
+	const cJSON *res;
+
+	ri_setup("ri", &k);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(
+		pcall("ri", "resource_instances-action",
+		      "{\"action\":\"filter\",\"tags\":[{\"key\":\"env\",\"values\":[\"prod\"]}]}",
+		      &r),
+		0);
+	ASSERT_EQ(cJSON_GetArraySize(r), 2);
+	ASSERT_EQ(num(r, "total_count"), 2);
+	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.a, k.c));
+	/* One resource: id, the key object (strings, README Differences), name = alias, tags. */
+	res = cJSON_GetArrayItem(fx_get(r, "resources"), 0);
+	ASSERT_EQ(cJSON_GetArraySize(res), 4);
+	ASSERT_STREQ(fx_str(res, "resource_id"), k.a);
+	ASSERT_STREQ(fx_str(res, "resource_name"), "alpha");
+	ASSERT_STREQ(fx_str(res, "resource_detail.key_id"), k.a);
+	ASSERT_STREQ(fx_str(res, "resource_detail.key_state"), "2");
+	ASSERT_STREQ(fx_str(res, "resource_detail.key_alias"), "alpha");
+	ASSERT_EQ(cJSON_GetArraySize(fx_get(res, "resource_detail")), 15);
+	{
+		char *t = cJSON_PrintUnformatted(fx_get(res, "tags"));
+
+		ASSERT_TRUE(t != NULL);
+		ASSERT_STREQ(t, "[{\"key\":\"env\",\"value\":\"prod\"},"
+				"{\"key\":\"team\",\"value\":\"blue\"}]");
+		cJSON_free(t);
+	}
+	/* Several values: any of them; no values or []: any value; several tags: all of them. */
+	ASSERT_ERR(pcall("ri", "resource_instances-action",
+			 "{\"action\":\"filter\",\"tags\":[{\"key\":\"env\","
+			 "\"values\":[\"prod\",\"staging\"]}]}", &r), 0);
+	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s,%s", k.a, k.b, k.c));
+	ASSERT_ERR(pcall("ri", "resource_instances-action",
+			 "{\"action\":\"filter\",\"tags\":[{\"key\":\"team\",\"values\":[]}]}", &r),
+		   0);
+	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.a, k.c));
+	ASSERT_ERR(pcall("ri", "resource_instances-action",
+			 "{\"action\":\"filter\",\"tags\":[{\"key\":\"team\"}]}", &r), 0);
+	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.a, k.c));
+	ASSERT_ERR(pcall("ri", "resource_instances-action",
+			 "{\"action\":\"filter\",\"tags\":[{\"key\":\"env\",\"values\":[\"prod\"]},"
+			 "{\"key\":\"team\",\"values\":[\"red\"]}]}", &r), 0);
+	ASSERT_STREQ(ids_of(r), k.c);
+	ASSERT_EQ(num(r, "total_count"), 1);
+	ASSERT_ERR(
+		pcall("ri", "resource_instances-action",
+		      "{\"action\":\"filter\",\"tags\":[{\"key\":\"env\",\"values\":[\"dev\"]}]}",
+		      &r),
+		0);
+	ASSERT_STREQ(fx_last(), "{\"resources\":[],\"total_count\":0}\n");
+	/* No tags: every key. matches resource_name: a substring of the alias. */
+	ASSERT_ERR(pcall("ri", "resource_instances-action", "{\"action\":\"filter\"}", &r), 0);
+	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s,%s,%s", k.a, k.b, k.c, k.d));
+	ASSERT_ERR(pcall("ri", "resource_instances-action",
+			 "{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
+			 "\"value\":\"alpha\"}]}", &r), 0);
+	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.a, k.d));
+	ASSERT_ERR(pcall("ri", "resource_instances-action",
+			 "{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
+			 "\"value\":\"alpha\"}],\"tags\":[{\"key\":\"env\"}]}", &r), 0);
+	ASSERT_STREQ(ids_of(r), k.a);
+	ASSERT_ERR(pcall("ri", "resource_instances-action",
+			 "{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
+			 "\"value\":\"\"}]}", &r), 0);
+	ASSERT_EQ(num(r, "total_count"), 4);
+	/* Paging: limit (default 10) and offset; total_count counts every match. */
+	ASSERT_ERR(pcall("ri", "resource_instances-action",
+			 "{\"action\":\"filter\",\"limit\":\"2\",\"offset\":\"1\"}", &r), 0);
+	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.b, k.c));
+	ASSERT_EQ(num(r, "total_count"), 4);
+	ASSERT_ERR(pcall("ri", "resource_instances-action",
+			 "{\"action\":\"filter\",\"limit\":1,\"offset\":3}", &r), 0);
+	ASSERT_STREQ(ids_of(r), k.d);
+	ASSERT_ERR(pcall("ri", "resource_instances-action",
+			 "{\"action\":\"filter\",\"offset\":\"4\"}", &r), 0);
+	ASSERT_STREQ(fx_last(), "{\"resources\":[],\"total_count\":4}\n");
+	/* Keys in every state are resources; the state shows in resource_detail. */
+	ASSERT_ERR(pcall("ri", "disable-key", fx_fmt("{\"key_id\":\"%s\"}", k.b), NULL), 0);
+	ASSERT_ERR(pcall("ri", "resource_instances-action",
+			 "{\"action\":\"filter\",\"tags\":[{\"key\":\"env\","
+			 "\"values\":[\"staging\"]}]}", &r), 0);
+	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "resources"), 0),
+			    "resource_detail.key_state"), "3");
+	ASSERT_ERR(pcall("ri", "enable-key", fx_fmt("{\"key_id\":\"%s\"}", k.b), NULL), 0);
+}
+
+TEST(resource_instances_count)
+{
+	struct ri k;
+
+	ASSERT_EQ(count_of("{\"action\":\"count\"}"), 0);
+	ri_setup("ri-count", &k);
+	if (kms_test_failing())
+		return;
+	ASSERT_EQ(count_of("{\"action\":\"count\"}"), 4);
+	ASSERT_EQ(count_of("{\"action\":\"count\",\"tags\":[{\"key\":\"env\","
+			   "\"values\":[\"prod\"]}]}"), 2);
+	ASSERT_EQ(count_of("{\"action\":\"count\",\"tags\":[{\"key\":\"env\",\"values\":[]},"
+			   "{\"key\":\"team\",\"values\":[\"red\"]}]}"), 1);
+	ASSERT_EQ(count_of("{\"action\":\"count\",\"matches\":[{\"key\":\"resource_name\","
+			   "\"value\":\"alpha\"}]}"), 2);
+	/* limit and offset do not change a count. */
+	ASSERT_EQ(count_of("{\"action\":\"count\",\"limit\":\"1\",\"offset\":\"3\"}"), 4);
+	ASSERT_EQ(count_of("{\"action\":\"count\",\"tags\":[{\"key\":\"none\"}]}"), 0);
+}
+
+TEST(resource_instances_errors)
+{
+	static const struct {
+		const char *body;
+		int err;
+	} bad[] = {
+		{ "{}", KMS_E_MISSING },
+		{ "{\"action\":\"sort\"}", KMS_E_TAG_ACTION },
+		{ "{\"action\":\"Filter\"}", KMS_E_TAG_ACTION },
+		{ "{\"action\":1}", KMS_E_TAG_ACTION },
+		{ "{\"action\":\"filter\",\"tags\":{}}", KMS_E_TAG_LIST },
+		{ "{\"action\":\"filter\",\"tags\":[\"env\"]}", KMS_E_TAG_KEY },
+		{ "{\"action\":\"filter\",\"tags\":[{\"values\":[\"x\"]}]}", KMS_E_TAG_KEY },
+		{ "{\"action\":\"filter\",\"tags\":[{\"key\":\"a=b\"}]}", KMS_E_TAG_KEY },
+		{ "{\"action\":\"filter\",\"tags\":[{\"key\":\"\"}]}", KMS_E_TAG_KEY },
+		{ "{\"action\":\"count\",\"tags\":[{\"key\":\"env\",\"values\":\"prod\"}]}",
+		  KMS_E_TAG_VALUE },
+		{ "{\"action\":\"count\",\"tags\":[{\"key\":\"env\",\"values\":[5]}]}",
+		  KMS_E_TAG_VALUE },
+		{ "{\"action\":\"count\",\"tags\":[{\"key\":\"env\",\"values\":[\"a*\"]}]}",
+		  KMS_E_TAG_VALUE },
+		{ "{\"action\":\"filter\",\"matches\":{}}", KMS_E_TAG_MATCH_KEY },
+		{ "{\"action\":\"filter\",\"matches\":[{\"key\":\"alias\",\"value\":\"x\"}]}",
+		  KMS_E_TAG_MATCH_KEY },
+		{ "{\"action\":\"filter\",\"matches\":[{\"value\":\"x\"}]}", KMS_E_TAG_MATCH_KEY },
+		{ "{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\",\"value\":5}]}",
+		  KMS_E_TAG_MATCH_VALUE },
+		{ "{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\"}]}",
+		  KMS_E_TAG_MATCH_VALUE },
+		{ "{\"action\":\"filter\",\"limit\":\"0\"}", KMS_E_LIMIT_INVALID },
+		{ "{\"action\":\"filter\",\"limit\":\"1001\"}", KMS_E_LIMIT_INVALID },
+		{ "{\"action\":\"filter\",\"limit\":\"x\"}", KMS_E_LIMIT_INVALID },
+		{ "{\"action\":\"filter\",\"offset\":\"-1\"}", KMS_E_OFFSET_INVALID },
+		{ "{\"action\":\"filter\",\"offset\":\"x\"}", KMS_E_OFFSET_INVALID },
+		{ "{\"action\":\"filter\",\"sequence\":\"s\"}", KMS_E_BAD_SEQUENCE },
+	};
+	static const char *const msgs[][2] = {
+		{"{\"action\":\"filter\",\"matches\":[{\"key\":\"alias\",\"value\":\"x\"}]}",
+		 "{\"error\":{\"error_code\":\"KMS.0403\",\"error_msg\":\"Invalid match "
+		 "key.\"}}\n"},
+		{"{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\",\"value\":5}]}",
+		 "{\"error\":{\"error_code\":\"KMS.0402\",\"error_msg\":\"Invalid match "
+		 "value.\"}}\n"},
+		{"{\"action\":\"filter\",\"offset\":\"-1\"}",
+		 "{\"error\":{\"error_code\":\"KMS.0417\",\"error_msg\":\"Invalid offset.\"}}\n"},
+	};
+	char v256[300];
+
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++)
+		EXPECT(bad[i].body, pcall("ri-err", "resource_instances-action", bad[i].body, NULL),
+		       bad[i].err);
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(msgs); i++) {
+		ASSERT_FAIL(pcall("ri-err", "resource_instances-action", msgs[i][0], NULL));
+		ASSERT_STREQ(fx_last(), msgs[i][1]);
+	}
+	repeat(v256, "v", 256);
+	ASSERT_ERR(pcall("ri-err", "resource_instances-action",
+			 fx_fmt("{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
+				"\"value\":\"%s\"}]}", v256), NULL), KMS_E_TAG_MATCH_VALUE);
+	/* Project scope only. */
+	{
+		char id[FX_ID_LEN];
+
+		fx_key("ri-err", "k", id);
+		if (kms_test_failing())
+			return;
+		ASSERT_ERR(kcall("ri-err", id, "resource_instances-action",
+				 "{\"action\":\"count\"}", NULL),
+			   KMS_E_BAD_URL);
+	}
+}
+
+/* ---- user-instances, user-quotas (4.9) ---- */
+
+TEST(user_instances)
+{
+	char id[FX_ID_LEN];
+
+	ASSERT_ERR(pcall("ui", "user-instances", "", NULL), 0);
+	ASSERT_STREQ(fx_last(), "{\"instance_num\":0}\n");
+	for (int i = 0; i < 3; i++) {
+		fx_key("ui", fx_fmt("k%d", i), id);
+		if (kms_test_failing())
+			return;
+	}
+	ASSERT_ERR(pcall("ui", "user-instances", "", NULL), 0);
+	ASSERT_STREQ(fx_last(), "{\"instance_num\":3}\n");
+	/* Disabled and pending-deletion keys count; other projects do not. */
+	ASSERT_ERR(pcall("ui", "disable-key", fx_fmt("{\"key_id\":\"%s\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("ui", "schedule-key-deletion",
+			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("ui-other", "create-key", "{\"key_alias\":\"x\"}", NULL), 0);
+	ASSERT_ERR(pcall("ui", "user-instances", "{}", NULL), 0);
+	ASSERT_STREQ(fx_last(), "{\"instance_num\":3}\n");
+	/* A GET in the API: the body is ignored, sequence included (README, Actions). */
+	ASSERT_ERR(pcall("ui", "user-instances", "{\"sequence\":\"bad\",\"x\":1}", NULL), 0);
+	ASSERT_STREQ(fx_last(), "{\"instance_num\":3}\n");
+	ASSERT_ERR(call("ui", "user-instances", API_SCOPE_KEY, id, "", NULL), KMS_E_BAD_URL);
+}
+
+static int quota_call(const struct api_service *svc, const char *project, const char *action,
+		      const char *json)
+{
+	struct api_caller c = { .project = project, .trusted = true };
+
+	return fx_call_as(svc, &c, action, API_SCOPE_PROJECT, json, strlen(json), NULL);
+}
+
+TEST(user_quotas_and_key_quota_1105)
+{
+	struct api_service svc = *fx_svc();
+	char id[FX_ID_LEN], b[FX_ID_LEN];
+	cJSON *r = NULL;
+
+	ASSERT_ERR(pcall("uq", "user-quotas", "", NULL), 0);
+	ASSERT_STREQ(fx_last(), "{\"quotas\":{\"resources\":[{\"type\":\"CMK\",\"used\":0,"
+				"\"quota\":100},{\"type\":\"grant_per_CMK\",\"used\":0,"
+				"\"quota\":100}]}}\n");
+	fx_key("uq", "a", id);
+	fx_key("uq", "b", b);
+	if (kms_test_failing())
+		return;
+	for (int i = 0; i < 3; i++)
+		ASSERT_ERR(pcall("uq", "create-grant",
+				 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"u%d\","
+					"\"operations\":[\"describe-key\"]}", i < 2 ? id : b, i),
+				 NULL), 0);
+	/* grant_per_CMK: the most grants on one key (README, Differences, Quotas). */
+	ASSERT_ERR(pcall("uq", "user-quotas", "{}", &r), 0);
+	ASSERT_STREQ(fx_last(), "{\"quotas\":{\"resources\":[{\"type\":\"CMK\",\"used\":2,"
+				"\"quota\":100},{\"type\":\"grant_per_CMK\",\"used\":2,"
+				"\"quota\":100}]}}\n");
+	/* The key quota is the service's (-o key_quota=N): at the quota, KMS.1105; a key pending
+	 * deletion still counts. */
+	svc.key_quota = 3;
+	ASSERT_ERR(quota_call(&svc, "uq", "user-quotas", ""), 0);
+	ASSERT_STREQ(fx_last(), "{\"quotas\":{\"resources\":[{\"type\":\"CMK\",\"used\":2,"
+				"\"quota\":3},{\"type\":\"grant_per_CMK\",\"used\":2,"
+				"\"quota\":100}]}}\n");
+	ASSERT_ERR(quota_call(&svc, "uq", "create-key", "{\"key_alias\":\"c\"}"), 0);
+	ASSERT_ERR(quota_call(&svc, "uq", "create-key", "{\"key_alias\":\"d\"}"),
+		   KMS_E_TOO_MANY_KEYS);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1105\",\"error_msg\":"
+				"\"Too many keys.\"}}\n");
+	ASSERT_ERR(pcall("uq", "schedule-key-deletion",
+			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(quota_call(&svc, "uq", "create-key", "{\"key_alias\":\"d\"}"),
+		   KMS_E_TOO_MANY_KEYS);
+	ASSERT_ERR(quota_call(&svc, "uq", "user-quotas", ""), 0);
+	ASSERT_STREQ(fx_last(), "{\"quotas\":{\"resources\":[{\"type\":\"CMK\",\"used\":3,"
+				"\"quota\":3},{\"type\":\"grant_per_CMK\",\"used\":2,"
+				"\"quota\":100}]}}\n");
+	/* Per project: another project still has room. */
+	ASSERT_ERR(quota_call(&svc, "uq-other", "create-key", "{\"key_alias\":\"d\"}"), 0);
+	ASSERT_ERR(pcall("uq", "user-quotas", "{\"sequence\":\"ignored\"}", NULL), 0);
+	ASSERT_ERR(pcall("uq", "list-keys", "{}", &r), 0);
+	ASSERT_EQ(num(r, "total"), 3);
+}
+
+/* ---- versions, version (4.9; README, Differences: links are relative) ---- */
+
+TEST(versions_and_version)
+{
+	ASSERT_ERR(pcall("ver", "versions", "", NULL), 0);
+	ASSERT_STREQ(fx_last(),
+		     "{\"versions\":[{\"links\":[{\"href\":\"/v1.0/\",\"rel\":\"self\"}],"
+		     "\"id\":\"v1.0\",\"min_version\":\"\",\"status\":\"CURRENT\","
+		     "\"version\":\"\",\"updated\":\"2018-09-05T08:18:05Z\"}]}\n");
+	ASSERT_ERR(pcall("ver", "version", "", NULL), 0);
+	ASSERT_STREQ(fx_last(), "{\"version\":{\"links\":[{\"href\":\"/v1.0/\",\"rel\":\"self\"}],"
+				"\"id\":\"v1.0\",\"min_version\":\"\",\"status\":\"CURRENT\","
+				"\"version\":\"\",\"updated\":\"2018-09-05T08:18:05Z\"}}\n");
+	/* GET-style: the body, sequence included, is ignored (README, Actions). */
+	ASSERT_ERR(pcall("ver", "versions", "{\"anything\":1,\"sequence\":\"bad\"}", NULL), 0);
+	ASSERT_EQ(strncmp(fx_last(), "{\"versions\":[{", 14), 0);
+	ASSERT_ERR(pcall("ver", "version", "{\"sequence\":\"bad\"}", NULL), 0);
+	ASSERT_EQ(strncmp(fx_last(), "{\"version\":{", 12), 0);
+	ASSERT_ERR(role_call("ver", AUTH_ROLE_VIEWER, "versions", NULL, ""), 0);
+	ASSERT_ERR(role_call("ver", AUTH_ROLE_VIEWER, "version", NULL, ""), 0);
+	ASSERT_ERR(role_call("ver", AUTH_ROLE_NONE, "version", NULL, ""), KMS_E_FORBIDDEN);
+	ASSERT_ERR(call("ver", "versions", API_SCOPE_KEY, FX_NO_KEY, "", NULL), KMS_E_BAD_URL);
+}
