@@ -232,7 +232,7 @@ static int api_authorise(struct api_request *req)
 	if (!api_action_grantable(req->action->name))
 		return KMS_E_FORBIDDEN;
 	req->grant_required = true;
-	return 0;
+	return api_check_grant_any(req);
 }
 
 /* Tell the audit hook what happened; its failure fails the request (fail closed). */

@@ -74,24 +74,74 @@ static int api_grant_match(const struct store_grant *g, void *arg)
 	return 0;
 }
 
-int api_check_grant(struct api_request *r, const struct store_key *k)
+/* Does the caller hold a grant for op on key_id (any key of the project when NULL)? */
+static int api_grant_held(struct api_request *r, const char *key_id, const char *op, bool *held)
 {
-	struct store_grant_filter f = { .project = r->caller->project, .key_id = k->meta.key_id };
-	struct api_grant_find find = { .op = r->action->name };
+	struct store_grant_filter f = { .project = r->caller->project, .key_id = key_id };
+	struct api_grant_find find = { .op = op };
 	size_t total;
 	int e;
 
-	if (!r->grant_required)
-		return 0;
+	*held = false;
 	if (!r->caller->claims)
-		return KMS_E_FORBIDDEN;
+		return 0;
 	f.grantee = r->caller->claims->user;
 	e = store_grant_list(r->svc->store, &f, 0, SIZE_MAX, api_grant_match, &find, &total);
 	if (e < 0)
 		return e;
-	if (!find.found)
+	*held = find.found;
+	return 0;
+}
+
+int api_check_grant_any(struct api_request *r)
+{
+	bool held;
+	int e;
+
+	if (!r->grant_required)
+		return 0;
+	if ((e = api_grant_held(r, NULL, r->action->name, &held)) < 0)
+		return e;
+	return held ? 0 : KMS_E_FORBIDDEN;
+}
+
+int api_check_grant(struct api_request *r, const struct store_key *k)
+{
+	bool held;
+	int e;
+
+	if (!r->grant_required)
+		return 0;
+	if ((e = api_grant_held(r, k->meta.key_id, r->action->name, &held)) < 0)
+		return e;
+	if (!held)
 		return KMS_E_FORBIDDEN;
 	r->grant_checked = true;
+	return 0;
+}
+
+/* A caller who may create grants only through a grant hands on no more than it holds: every
+ * operation of the new grant must be one of its own grants on that key. */
+static int api_grant_within_own(struct api_request *r, const struct store_key *k,
+				const char *ops)
+{
+	char op[64];
+	bool held;
+	int e;
+
+	if (!r->grant_required)
+		return 0;
+	for (const char *p = ops; p && *p;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+
+		snprintf(op, sizeof(op), "%.*s", (int)len, p);
+		if ((e = api_grant_held(r, k->meta.key_id, op, &held)) < 0)
+			return e;
+		if (!held)
+			return KMS_E_FORBIDDEN;
+		p = comma ? comma + 1 : NULL;
+	}
 	return 0;
 }
 
@@ -170,6 +220,8 @@ int api_create_grant(struct api_request *r)
 		e = KMS_E_KEY_PENDING_DELETION;
 		goto out;
 	}
+	if ((e = api_grant_within_own(r, k, g.operations)) < 0)
+		goto out;
 	if ((e = core_random(raw, sizeof(raw))) < 0)
 		goto out;
 	kms_hex_encode(raw, sizeof(raw), hex);

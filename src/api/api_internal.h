@@ -49,6 +49,9 @@ bool api_description_valid(const char *s);
 /* Grants: is the action one a grant may allow; does a grant allow it on k for this caller. */
 bool api_action_grantable(const char *name);
 KMS_WUR int api_check_grant(struct api_request *r, const struct store_key *k);
+/* Before any validation: a caller acting through grants must hold one for this action on some
+ * key of the project, else KMS.0307 (not a validation error that would reveal the rules). */
+KMS_WUR int api_check_grant_any(struct api_request *r);
 const char *api_caller_user(const struct api_request *r);
 int api_state_change_arg(struct api_request *r, store_key_edit_fn edit, void *arg);
 

@@ -4,6 +4,7 @@
  *   keys/<id>/tags-action   {"action":"create"|"delete","tags":[...]} in batches
  *   <P>/tags                lists the project's tags;  <P>/resource_instances-action filters keys */
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "api_internal.h"
@@ -129,9 +130,60 @@ int api_delete_tag(struct api_request *r)
 		return KMS_E_TAG_KEY;
 	if ((e = api_check_sequence(r)) < 0 || (e = api_resolve_key(r, true, &k)) < 0)
 		return e;
-	e = store_tag_delete(r->svc->store, k->meta.key_id, tk);
+	/* As tags-action delete: a key pending deletion keeps its tags until it is destroyed. */
+	if (k->meta.state == STORE_KEY_PENDING_DELETION)
+		e = KMS_E_KEY_PENDING_DELETION;
+	else
+		e = store_tag_delete(r->svc->store, k->meta.key_id, tk);
 	store_key_release(k);
 	return e;
+}
+
+/* The tag keys a key has now, to check a create against the limit before changing anything. */
+struct api_tag_names {
+	char names[API_MAX_TAGS][API_TAG_KEY_MAX + 1];
+	size_t n;
+};
+
+static int api_tag_name(const char *key_id, const char *k, const char *v, void *arg)
+{
+	struct api_tag_names *t = arg;
+
+	if (t->n < API_MAX_TAGS)
+		snprintf(t->names[t->n++], sizeof(t->names[0]), "%s", k);
+	return 0;
+}
+
+static bool api_tag_named(const struct api_tag_names *t, const char *k)
+{
+	for (size_t i = 0; i < t->n; i++)
+		if (strcmp(t->names[i], k) == 0)
+			return true;
+	return false;
+}
+
+/* Would creating these tags pass the per-key limit? Counts each new tag key once (a key that
+ * repeats in the request, or that the key already has, replaces a value). */
+static int api_tags_fit(struct api_request *r, const struct store_key *k, const cJSON *tags)
+{
+	struct api_tag_names have = { .n = 0 };
+	const cJSON *t;
+	const char *tk, *tv;
+	int e;
+
+	if ((e = store_tag_list(r->svc->store, r->caller->project, k->meta.key_id, api_tag_name,
+				&have)) < 0)
+		return e;
+	cJSON_ArrayForEach(t, tags) {
+		if ((e = api_tag_fields(t, &tk, &tv, true)) < 0)
+			return e;
+		if (api_tag_named(&have, tk))
+			continue;
+		if (have.n >= API_MAX_TAGS)
+			return KMS_E_TOO_MANY_TAGS;
+		snprintf(have.names[have.n++], sizeof(have.names[0]), "%s", tk);
+	}
+	return 0;
 }
 
 int api_tags_action(struct api_request *r)
@@ -165,6 +217,9 @@ int api_tags_action(struct api_request *r)
 		e = KMS_E_KEY_PENDING_DELETION;
 		goto out;
 	}
+	/* All or nothing: a create that would pass the limit changes no tag. */
+	if (create && (e = api_tags_fit(r, k, tags)) < 0)
+		goto out;
 	cJSON_ArrayForEach(t, tags) {
 		if ((e = api_tag_fields(t, &tk, &tv, create)) < 0)
 			goto out;

@@ -840,7 +840,7 @@ TEST(grant_enforcement_results_and_key_forms)
 	ASSERT_ERR(ucall("enf2", "Bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, NULL),
 		   KMS_E_FORBIDDEN);
 	ASSERT_ERR(ucall("enf2-x", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, NULL),
-		   KMS_E_KEY_NOT_FOUND);
+		   KMS_E_FORBIDDEN);
 	/* The role's own rights are unchanged by the grant, and it never adds admin actions. */
 	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "describe-key", NULL, kid(e.k2), NULL),
 		   0);
@@ -948,4 +948,54 @@ TEST(grant_on_disabled_key_still_checks_state)
 	/* Without the grant the same request is refused first. */
 	ASSERT_ERR(ucall("enf5", "carol", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 enf_request(&e, "decrypt-datakey", 1), NULL), KMS_E_FORBIDDEN);
+}
+
+/* A grantee allowed create-grant hands on no more than it holds: bob (viewer) with
+ * create-grant + describe-key on K may grant describe-key, not create-datakey (KMS.0307), so
+ * he cannot lift himself to plaintext data keys. */
+TEST(grant_cannot_escalate)
+{
+	char k[FX_ID_LEN], gid[65];
+
+	fx_key("esc", "k", k);
+	if (kms_test_failing())
+		return;
+	grant("esc", k, "bob", "\"create-grant\",\"describe-key\"", "", gid);
+	ASSERT_ERR(ucall("esc", "bob", AUTH_ROLE_VIEWER, "create-grant", NULL,
+			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
+				"\"operations\":[\"create-datakey\"]}", k), NULL),
+		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("esc", "bob", AUTH_ROLE_VIEWER, "create-grant", NULL,
+			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
+				"\"operations\":[\"describe-key\",\"create-datakey\"]}", k), NULL),
+		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("esc", "bob", AUTH_ROLE_VIEWER, "create-datakey", NULL,
+			 fx_fmt("{\"key_id\":\"%s\"}", k), NULL), KMS_E_FORBIDDEN);
+	/* Within what he holds: allowed. */
+	ASSERT_ERR(ucall("esc", "bob", AUTH_ROLE_VIEWER, "create-grant", NULL,
+			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"carol\","
+				"\"operations\":[\"describe-key\"]}", k), NULL), 0);
+	/* An admin by role is not limited. */
+	ASSERT_ERR(ucall("esc", "ann", AUTH_ROLE_ADMIN, "create-grant", NULL,
+			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
+				"\"operations\":[\"create-datakey\"]}", k), NULL), 0);
+}
+
+/* Without any grant for the action, a caller whose role does not allow it is refused before
+ * its request is validated: KMS.0307, never a validation error that describes the rules. */
+TEST(no_grant_refused_before_validation)
+{
+	char k[FX_ID_LEN];
+
+	fx_key("nov", "k", k);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(ucall("nov", "dan", AUTH_ROLE_VIEWER, "create-datakey", NULL,
+			 "{\"datakey_length\":\"7\"}", NULL), KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("nov", "dan", AUTH_ROLE_VIEWER, "create-datakey", NULL, "{}", NULL),
+		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("nov", "dan", AUTH_ROLE_VIEWER, "encrypt-datakey", NULL, "{\"x\":1}",
+			 NULL), KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("nov", "dan", AUTH_ROLE_VIEWER, "create-datakey", k, "{}", NULL),
+		   KMS_E_FORBIDDEN);
 }

@@ -770,3 +770,49 @@ TEST(versions_and_version)
 	ASSERT_ERR(role_call("ver", AUTH_ROLE_NONE, "version", NULL, ""), KMS_E_FORBIDDEN);
 	ASSERT_ERR(call("ver", "versions", API_SCOPE_KEY, FX_NO_KEY, "", NULL), KMS_E_BAD_URL);
 }
+
+/* tags-action create is all or nothing: a request that would pass 10 tags adds none of its tags,
+ * while one that only replaces values (or repeats a key) still fits. */
+TEST(tags_action_create_all_or_nothing)
+{
+	char id[FX_ID_LEN], k[8];
+
+	fx_key("tan", "app", id);
+	if (kms_test_failing())
+		return;
+	for (int i = 0; i < 9; i++) {
+		snprintf(k, sizeof(k), "t%d", i);
+		ASSERT_ERR(add_tag("tan", id, k, "v"), 0);
+	}
+	ASSERT_ERR(kcall("tan", id, "tags-action",
+			 "{\"action\":\"create\",\"tags\":[{\"key\":\"n1\",\"value\":\"v\"},"
+			 "{\"key\":\"n2\",\"value\":\"v\"}]}", NULL), KMS_E_TOO_MANY_TAGS);
+	ASSERT_TRUE(strstr(tags_text("tan", id), "\"n1\"") == NULL);
+	ASSERT_TRUE(strstr(tags_text("tan", id), "\"existTagsNum\":9}") != NULL);
+	/* Replacing two values and adding one repeated key: 10 tags, fits. */
+	ASSERT_ERR(kcall("tan", id, "tags-action",
+			 "{\"action\":\"create\",\"tags\":[{\"key\":\"t0\",\"value\":\"w\"},"
+			 "{\"key\":\"n1\",\"value\":\"a\"},{\"key\":\"n1\",\"value\":\"b\"},"
+			 "{\"key\":\"t1\",\"value\":\"w\"}]}", NULL), 0);
+	ASSERT_TRUE(strstr(tags_text("tan", id), "{\"key\":\"n1\",\"value\":\"b\"}") != NULL);
+	ASSERT_TRUE(strstr(tags_text("tan", id), "\"existTagsNum\":10}") != NULL);
+}
+
+/* delete-tag and tags-action delete agree: a key pending deletion keeps its tags (KMS.0210). */
+TEST(delete_tag_pending_deletion_0210)
+{
+	char id[FX_ID_LEN];
+
+	fx_key("dtp", "app", id);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(add_tag("dtp", id, "env", "prod"), 0);
+	ASSERT_ERR(pcall("dtp", "schedule-key-deletion",
+			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(kcall("dtp", id, "delete-tag", "{\"key\":\"env\"}", NULL),
+		   KMS_E_KEY_PENDING_DELETION);
+	ASSERT_ERR(kcall("dtp", id, "tags-action",
+			 "{\"action\":\"delete\",\"tags\":[{\"key\":\"env\"}]}", NULL),
+		   KMS_E_KEY_PENDING_DELETION);
+	ASSERT_TRUE(strstr(tags_text("dtp", id), "\"existTagsNum\":1}") != NULL);
+}
