@@ -14,8 +14,10 @@
 #define API_TAG_KEY_MAX 36u
 #define API_TAG_VALUE_MAX 43u
 
-/* 0..max characters (UTF-8), no ASCII control characters and none of *<>\= . */
-static bool api_tag_text_ok(const char *s, size_t min, size_t max)
+/* UTF-8 text of min..max characters with no ASCII control character and none of *<>\= :
+ * 0, else bad_chars or bad_length. */
+static int api_tag_text_check(const char *s, size_t min, size_t max, int bad_chars,
+			      int bad_length)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t chars = 0;
@@ -25,33 +27,51 @@ static bool api_tag_text_ok(const char *s, size_t min, size_t max)
 			   : (*p >> 3) == 30 ? 4 : 0;
 
 		if (len == 0 || *p < 32 || strchr("*<>\\=", *p))
-			return false;
+			return bad_chars;
 		for (size_t i = 1; i < len; i++)
 			if ((p[i] & 0xc0) != 0x80)
-				return false;
+				return bad_chars;
 		p += len;
 		chars++;
 	}
-	return chars >= min && chars <= max;
+	return chars >= min && chars <= max ? 0 : bad_length;
+}
+
+/* Tag keys: 1..36 characters (KMS.0411), allowed characters (KMS.0406). */
+static int api_tag_key_check(const char *s)
+{
+	return api_tag_text_check(s, 1, API_TAG_KEY_MAX, KMS_E_TAG_KEY, KMS_E_TAG_KEY_LENGTH);
+}
+
+/* Tag values: 0..43 characters (KMS.0410), allowed characters (KMS.0405). */
+static int api_tag_value_check(const char *s)
+{
+	return api_tag_text_check(s, 0, API_TAG_VALUE_MAX, KMS_E_TAG_VALUE,
+				  KMS_E_TAG_VALUE_LENGTH);
 }
 
 static int api_tag_fields(const cJSON *tag, const char **k, const char **v, bool need_value)
 {
 	const cJSON *key = cJSON_GetObjectItemCaseSensitive(tag, "key");
 	const cJSON *value = cJSON_GetObjectItemCaseSensitive(tag, "value");
+	int e;
 
 	if (!cJSON_IsObject(tag))
 		return KMS_E_TAG_LIST;
 	if (!key)
 		return KMS_E_MISSING;
-	if (!cJSON_IsString(key) || !api_tag_text_ok(key->valuestring, 1, API_TAG_KEY_MAX))
+	if (!cJSON_IsString(key))
 		return KMS_E_TAG_KEY;
+	if ((e = api_tag_key_check(key->valuestring)) < 0)
+		return e;
 	*k = key->valuestring;
 	*v = "";
 	if (!value)
 		return need_value ? KMS_E_MISSING : 0;
-	if (!cJSON_IsString(value) || !api_tag_text_ok(value->valuestring, 0, API_TAG_VALUE_MAX))
+	if (!cJSON_IsString(value))
 		return KMS_E_TAG_VALUE;
+	if ((e = api_tag_value_check(value->valuestring)) < 0)
+		return e;
 	*v = value->valuestring;
 	return 0;
 }
@@ -126,8 +146,8 @@ int api_delete_tag(struct api_request *r)
 
 	if ((e = api_get_string(r, "key", true, KMS_E_TAG_KEY, &tk)) < 0)
 		return e;
-	if (!api_tag_text_ok(tk, 1, API_TAG_KEY_MAX))
-		return KMS_E_TAG_KEY;
+	if ((e = api_tag_key_check(tk)) < 0)
+		return e;
 	if ((e = api_check_sequence(r)) < 0 || (e = api_resolve_key(r, true, &k)) < 0)
 		return e;
 	/* As tags-action delete: a key pending deletion keeps its tags until it is destroyed. */
@@ -206,7 +226,7 @@ int api_tags_action(struct api_request *r)
 	if (!tags->child)
 		return KMS_E_TAG_LIST_EMPTY;
 	if (cJSON_GetArraySize(tags) > (int)API_MAX_TAGS)
-		return KMS_E_TOO_MANY_TAGS;
+		return KMS_E_TAG_LIST_SIZE; /* more items than a key may have tags */
 	/* Validate every item before changing anything. */
 	cJSON_ArrayForEach(t, tags)
 		if ((e = api_tag_fields(t, &tk, &tv, create)) < 0)
@@ -376,6 +396,7 @@ out:
 static int api_instances_check(struct api_instances *c, const cJSON *matches)
 {
 	const cJSON *t, *m;
+	int e;
 
 	if (c->tags && !cJSON_IsArray(c->tags))
 		return KMS_E_TAG_LIST;
@@ -383,15 +404,17 @@ static int api_instances_check(struct api_instances *c, const cJSON *matches)
 		const cJSON *k = cJSON_GetObjectItemCaseSensitive(t, "key");
 		const cJSON *vs = cJSON_GetObjectItemCaseSensitive(t, "values"), *v;
 
-		if (!cJSON_IsObject(t) || !cJSON_IsString(k) ||
-		    !api_tag_text_ok(k->valuestring, 1, API_TAG_KEY_MAX))
+		if (!cJSON_IsObject(t) || !cJSON_IsString(k))
 			return KMS_E_TAG_KEY;
+		if ((e = api_tag_key_check(k->valuestring)) < 0)
+			return e;
 		if (vs && !cJSON_IsArray(vs))
 			return KMS_E_TAG_VALUE;
 		cJSON_ArrayForEach(v, vs)
-			if (!cJSON_IsString(v) ||
-			    !api_tag_text_ok(v->valuestring, 0, API_TAG_VALUE_MAX))
+			if (!cJSON_IsString(v))
 				return KMS_E_TAG_VALUE;
+			else if ((e = api_tag_value_check(v->valuestring)) < 0)
+				return e;
 	}
 	if (matches && !cJSON_IsArray(matches))
 		return KMS_E_TAG_MATCH_KEY;

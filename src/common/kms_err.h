@@ -45,7 +45,10 @@
 	X(KMS_E_TAG_ACTION, "KMS.0404", 400, EINVAL, "Invalid action.")                            \
 	X(KMS_E_TAG_VALUE, "KMS.0405", 400, EINVAL, "Invalid tag value.")                          \
 	X(KMS_E_TAG_KEY, "KMS.0406", 400, EINVAL, "Invalid tag key.")                              \
+	X(KMS_E_TAG_LIST_SIZE, "KMS.0407", 400, EINVAL, "Invalid tag list size.")                  \
 	X(KMS_E_TOO_MANY_TAGS, "KMS.0409", 400, EINVAL, "Too many tags.")                          \
+	X(KMS_E_TAG_VALUE_LENGTH, "KMS.0410", 400, EINVAL, "Invalid tag value length.")            \
+	X(KMS_E_TAG_KEY_LENGTH, "KMS.0411", 400, EINVAL, "Invalid tag key length.")                \
 	X(KMS_E_TAG_LIST, "KMS.0412", 400, EINVAL, "Invalid tag list.")                            \
 	X(KMS_E_TAG_NOT_FOUND, "KMS.0416", 404, ENOENT, "Invalid tag ID.")                         \
 	X(KMS_E_OFFSET_INVALID, "KMS.0417", 400, EINVAL, "Invalid offset.")                        \

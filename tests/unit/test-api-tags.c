@@ -3,7 +3,7 @@
  * keys/<id>/tags-action (create/delete in batches), <P>/tags (project tags),
  * <P>/resource_instances-action (filter and count by tags and resource_name), the tag limits
  * (key 1..36 characters, value 0..43, none of *<>\= or control characters, 10 tags per key:
- * KMS.0401, 0402, 0403, 0404, 0405, 0406, 0409, 0412, 0416, 0417), user-instances, user-quotas
+ * KMS.0401, 0402, 0403, 0404, 0405, 0406, 0407, 0409, 0410, 0411, 0412, 0416, 0417), user-instances, user-quotas
  * (the key quota, KMS.1105) and versions / version (README, Actions).
  */
 #include "kms_test_api.h"
@@ -124,7 +124,7 @@ TEST(key_tags_add_and_list)
 TEST(key_tags_errors)
 {
 	static const char *const bad_key[] = {
-		"\"\"", "\"a=b\"", "\"a*b\"", "\"a<b\"", "\"a>b\"", "\"a\\\\b\"", "\"a\\tb\"",
+		"\"a=b\"", "\"a*b\"", "\"a<b\"", "\"a>b\"", "\"a\\\\b\"", "\"a\\tb\"",
 		"\"a\\u001fb\"", "5", "null", "[\"a\"]",
 	};
 	static const char *const bad_value[] = {
@@ -142,7 +142,12 @@ TEST(key_tags_errors)
 		       KMS_E_TAG_KEY);
 	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0406\",\"error_msg\":"
 				"\"Invalid tag key.\"}}\n");
-	EXPECT("37 characters", add_tag("kte", id, repeat(k37, "k", 37), "v"), KMS_E_TAG_KEY);
+	/* Length is its own code: KMS.0411 for keys, KMS.0410 for values. */
+	EXPECT("37 characters", add_tag("kte", id, repeat(k37, "k", 37), "v"),
+	       KMS_E_TAG_KEY_LENGTH);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0411\",\"error_msg\":"
+				"\"Invalid tag key length.\"}}\n");
+	EXPECT("empty key", add_tag("kte", id, "", "v"), KMS_E_TAG_KEY_LENGTH);
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_value); i++)
 		EXPECT(bad_value[i],
 		       kcall("kte", id, "tags", fx_fmt("{\"tag\":{\"key\":\"k\",\"value\":%s}}",
@@ -150,7 +155,10 @@ TEST(key_tags_errors)
 		       KMS_E_TAG_VALUE);
 	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0405\",\"error_msg\":"
 				"\"Invalid tag value.\"}}\n");
-	EXPECT("44 characters", add_tag("kte", id, "k", repeat(v44, "v", 44)), KMS_E_TAG_VALUE);
+	EXPECT("44 characters", add_tag("kte", id, "k", repeat(v44, "v", 44)),
+	       KMS_E_TAG_VALUE_LENGTH);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0410\",\"error_msg\":"
+				"\"Invalid tag value length.\"}}\n");
 	/* The tag itself: not an object KMS.0412; without key or value KMS.0204. */
 	EXPECT("tag string", kcall("kte", id, "tags", "{\"tag\":\"env\"}", NULL), KMS_E_TAG_LIST);
 	EXPECT("tag array", kcall("kte", id, "tags", "{\"tag\":[]}", NULL), KMS_E_TAG_LIST);
@@ -254,10 +262,11 @@ TEST(delete_tag)
 				"\"Invalid tag ID.\"}}\n");
 	ASSERT_EQ(kms_err_info(KMS_E_TAG_NOT_FOUND)->http, 404);
 	ASSERT_ERR(kcall("dt", id, "delete-tag", "{}", NULL), KMS_E_MISSING);
-	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":\"\"}", NULL), KMS_E_TAG_KEY);
+	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":\"\"}", NULL), KMS_E_TAG_KEY_LENGTH);
 	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":\"a=b\"}", NULL), KMS_E_TAG_KEY);
 	ASSERT_ERR(kcall("dt", id, "delete-tag",
-			 fx_fmt("{\"key\":\"%s\"}", repeat(k37, "k", 37)), NULL), KMS_E_TAG_KEY);
+			 fx_fmt("{\"key\":\"%s\"}", repeat(k37, "k", 37)), NULL),
+		   KMS_E_TAG_KEY_LENGTH);
 	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":5}", NULL), KMS_E_TAG_KEY);
 	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":\"team\",\"sequence\":\"s\"}", NULL),
 		   KMS_E_BAD_SEQUENCE);
@@ -342,7 +351,7 @@ TEST(tags_action_errors)
 		{"{\"action\":\"delete\",\"tags\":[{\"value\":\"v\"}]}", KMS_E_MISSING},
 		{"{\"action\":\"create\",\"tags\":[{\"key\":\"a=b\",\"value\":\"v\"}]}",
 		 KMS_E_TAG_KEY},
-		{"{\"action\":\"delete\",\"tags\":[{\"key\":\"\"}]}", KMS_E_TAG_KEY},
+		{"{\"action\":\"delete\",\"tags\":[{\"key\":\"\"}]}", KMS_E_TAG_KEY_LENGTH},
 		{"{\"action\":\"create\",\"tags\":[{\"key\":\"k\",\"value\":\"a*\"}]}",
 		 KMS_E_TAG_VALUE},
 		/* One bad item refuses the whole request: nothing before it is done either. */
@@ -371,12 +380,14 @@ TEST(tags_action_errors)
 		   KMS_E_TAG_LIST_EMPTY);
 	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0401\",\"error_msg\":"
 				"\"Tag list cannot be empty.\"}}\n");
-	/* More than 10 items in one request: KMS.0409, nothing added. */
+	/* More than 10 items in one request: KMS.0407 (list size), nothing added. */
 	strcpy(many, "{\"action\":\"create\",\"tags\":[");
 	for (int i = 0; i < 11; i++)
 		strcat(many, fx_fmt("%s{\"key\":\"m%d\",\"value\":\"v\"}", i ? "," : "", i));
 	strcat(many, "]}");
-	ASSERT_ERR(kcall("tae", id, "tags-action", many, NULL), KMS_E_TOO_MANY_TAGS);
+	ASSERT_ERR(kcall("tae", id, "tags-action", many, NULL), KMS_E_TAG_LIST_SIZE);
+	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0407\",\"error_msg\":"
+				"\"Invalid tag list size.\"}}\n");
 	ASSERT_STREQ(tags_text("tae", id), "{\"tags\":[{\"key\":\"keep\",\"value\":\"v\"}],"
 					   "\"sys_tags\":[],\"existTagsNum\":1}\n");
 	/* A key pending deletion: KMS.0210, for create and delete alike. */
@@ -602,7 +613,7 @@ TEST(resource_instances_errors)
 		{ "{\"action\":\"filter\",\"tags\":[\"env\"]}", KMS_E_TAG_KEY },
 		{ "{\"action\":\"filter\",\"tags\":[{\"values\":[\"x\"]}]}", KMS_E_TAG_KEY },
 		{ "{\"action\":\"filter\",\"tags\":[{\"key\":\"a=b\"}]}", KMS_E_TAG_KEY },
-		{ "{\"action\":\"filter\",\"tags\":[{\"key\":\"\"}]}", KMS_E_TAG_KEY },
+		{ "{\"action\":\"filter\",\"tags\":[{\"key\":\"\"}]}", KMS_E_TAG_KEY_LENGTH },
 		{ "{\"action\":\"count\",\"tags\":[{\"key\":\"env\",\"values\":\"prod\"}]}",
 		  KMS_E_TAG_VALUE },
 		{ "{\"action\":\"count\",\"tags\":[{\"key\":\"env\",\"values\":[5]}]}",
