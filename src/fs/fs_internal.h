@@ -28,6 +28,9 @@ enum fs_node_type {
 /* Open request handles and buffered request bytes over all of them (README, limits). */
 #define FS_MAX_OPEN_HANDLES 100000u
 #define FS_MAX_BUFFERED_BYTES (256u * 1024u * 1024u)
+/* Responses held by open handles and mailboxes. A request runs only while one more answer of
+ * the largest size (4 MiB) fits, so the total stays under this plus one answer per worker. */
+#define FS_MAX_HELD_BYTES (256u * 1024u * 1024u)
 #define FS_MAX_PROJECTS 65535u
 
 struct fs_node {
@@ -86,6 +89,7 @@ struct fs {
 	/* Bounds against clients that open many handles or write and never read. */
 	size_t open_handles;   /* atomic */
 	size_t buffered_bytes; /* atomic: request bytes held by all handles */
+	size_t held_bytes;     /* atomic: response bytes held by handles and mailboxes */
 
 	pthread_t janitor;
 	bool janitor_running;
@@ -105,7 +109,9 @@ struct fs_txn {
 	struct kms_buf resp; /* secret */
 	bool req_pending;    /* written since the last run */
 	bool resp_ready;
-	bool overflow;       /* a write went past KMS_MAX_REQUEST */
+	size_t resp_held;    /* bytes of resp counted in fs->held_bytes */
+	int refused;         /* KMS_E_TOO_LONG (past KMS_MAX_REQUEST) or KMS_E_BUSY (daemon-wide
+			      * request bytes exhausted): the request answers this, never runs */
 	bool ran_by_read;    /* the response went to this handle's reader */
 	int last_err;
 	bool err_reported;

@@ -1,5 +1,6 @@
 /* The fuse_lowlevel_ops table, the service's lifetime, and the mailbox janitor. */
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -169,8 +170,12 @@ static void *fs_janitor(void *arg)
 		fs_mailbox_expire(fs, false);
 		if (store_refresh(fs->store, &changed) == 0 && changed)
 			kms_log_debug("key database changed by another process; cache dropped");
-		if (++ticks % 10 == 0)
+		if (++ticks % 10 == 0) {
 			fs_sweep(fs);
+			/* Give freed request and answer buffers back to the system: with mlockall
+			 * they would otherwise stay resident (and locked) after a burst. */
+			malloc_trim(0);
+		}
 		pthread_mutex_lock(&fs->janitor_lock);
 	}
 	pthread_mutex_unlock(&fs->janitor_lock);

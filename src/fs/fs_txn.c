@@ -20,20 +20,32 @@ struct fs_mailbox {
 	struct fs_mailbox *next;
 	fuse_ino_t ino;
 	uid_t uid;
-	time_t expires;
+	int64_t expires_ms;
+	size_t held; /* bytes of resp counted in fs->held_bytes */
 	struct kms_buf resp;
 };
 
-static time_t fs_now(void)
+static int64_t fs_now_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void fs_mailbox_free(struct fs_mailbox *m)
+/* Count a response buffer's new length (held: what was counted for it so far). */
+static void fs_hold(struct fs *fs, size_t *held, size_t len)
 {
+	if (len > *held)
+		__atomic_add_fetch(&fs->held_bytes, len - *held, __ATOMIC_RELAXED);
+	else if (len < *held)
+		__atomic_sub_fetch(&fs->held_bytes, *held - len, __ATOMIC_RELAXED);
+	*held = len;
+}
+
+static void fs_mailbox_free(struct fs *fs, struct fs_mailbox *m)
+{
+	fs_hold(fs, &m->held, 0);
 	kms_buf_free(&m->resp);
 	free(m);
 }
@@ -49,16 +61,17 @@ static void fs_mailbox_put(struct fs *fs, fuse_ino_t ino, uid_t uid, struct kms_
 	}
 	m->ino = ino;
 	m->uid = uid;
-	m->expires = fs_now() + fs->mailbox_ttl_s;
+	m->expires_ms = fs_now_ms() + (int64_t)fs->mailbox_ttl_s * 1000;
 	kms_buf_init(&m->resp, KMS_MAX_RESPONSE, true);
 	kms_buf_move(&m->resp, resp);
+	fs_hold(fs, &m->held, m->resp.len);
 	pthread_mutex_lock(&fs->mail_lock);
 	for (pp = &fs->mail; *pp; pp = &(*pp)->next) {
 		if ((*pp)->ino == ino && (*pp)->uid == uid) {
 			struct fs_mailbox *old = *pp;
 
 			*pp = old->next;
-			fs_mailbox_free(old);
+			fs_mailbox_free(fs, old);
 			fs->nmail--;
 			break;
 		}
@@ -67,7 +80,7 @@ static void fs_mailbox_put(struct fs *fs, fuse_ino_t ino, uid_t uid, struct kms_
 		pthread_mutex_unlock(&fs->mail_lock);
 		kms_log_warning("mailbox limit (%u) reached: a response for uid %u was dropped",
 				FS_MAX_MAILBOXES, (unsigned)uid);
-		fs_mailbox_free(m);
+		fs_mailbox_free(fs, m);
 		return;
 	}
 	m->next = fs->mail;
@@ -76,10 +89,12 @@ static void fs_mailbox_put(struct fs *fs, fuse_ino_t ino, uid_t uid, struct kms_
 	pthread_mutex_unlock(&fs->mail_lock);
 }
 
-static bool fs_mailbox_take(struct fs *fs, fuse_ino_t ino, uid_t uid, struct kms_buf *out)
+/* Moves the response (and its count) to out / *held. */
+static bool fs_mailbox_take(struct fs *fs, fuse_ino_t ino, uid_t uid, struct kms_buf *out,
+			    size_t *held)
 {
 	struct fs_mailbox **pp, *m = NULL;
-	time_t now = fs_now();
+	int64_t now = fs_now_ms();
 
 	pthread_mutex_lock(&fs->mail_lock);
 	for (pp = &fs->mail; *pp; pp = &(*pp)->next) {
@@ -93,25 +108,27 @@ static bool fs_mailbox_take(struct fs *fs, fuse_ino_t ino, uid_t uid, struct kms
 	pthread_mutex_unlock(&fs->mail_lock);
 	if (!m)
 		return false;
-	if (m->expires <= now) {
-		fs_mailbox_free(m);
+	if (m->expires_ms <= now) {
+		fs_mailbox_free(fs, m);
 		return false;
 	}
 	kms_buf_move(out, &m->resp);
-	fs_mailbox_free(m);
+	*held = m->held;
+	m->held = 0;
+	fs_mailbox_free(fs, m);
 	return true;
 }
 
 void fs_mailbox_expire(struct fs *fs, bool all)
 {
 	struct fs_mailbox **pp, *dead = NULL;
-	time_t now = fs_now();
+	int64_t now = fs_now_ms();
 
 	pthread_mutex_lock(&fs->mail_lock);
 	for (pp = &fs->mail; *pp;) {
 		struct fs_mailbox *m = *pp;
 
-		if (all || m->expires <= now) {
+		if (all || m->expires_ms <= now) {
 			*pp = m->next;
 			m->next = dead;
 			dead = m;
@@ -124,7 +141,7 @@ void fs_mailbox_expire(struct fs *fs, bool all)
 	while (dead) {
 		struct fs_mailbox *next = dead->next;
 
-		fs_mailbox_free(dead);
+		fs_mailbox_free(fs, dead);
 		dead = next;
 	}
 }
@@ -140,8 +157,9 @@ static void fs_txn_unbuffer(struct fs *fs, struct fs_txn *t)
 		__atomic_sub_fetch(&fs->buffered_bytes, t->req.len, __ATOMIC_RELAXED);
 }
 
-static void fs_txn_free(struct fs_txn *t)
+static void fs_txn_free(struct fs *fs, struct fs_txn *t)
 {
+	fs_hold(fs, &t->resp_held, 0);
 	kms_buf_free(&t->req);
 	kms_buf_free(&t->resp);
 	pthread_mutex_destroy(&t->lock);
@@ -188,17 +206,22 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 
 	fs_txn_unbuffer(fs, t);
 	kms_buf_reset(&t->resp);
+	fs_hold(fs, &t->resp_held, 0);
 	t->base_set = false;
 	t->req_pending = false;
 	t->resp_ready = true;
 	t->err_reported = false;
-	if (t->overflow) {
-		t->overflow = false;
-		kms_buf_reset(&t->req);
-		t->last_err = KMS_E_TOO_LONG;
-		if (api_error_json(KMS_E_TOO_LONG, &t->resp) < 0)
-			kms_buf_reset(&t->resp);
-		return;
+	if (t->refused) {
+		err = t->refused;
+		t->refused = 0;
+		goto fail;
+	}
+	/* Answers held by handles and mailboxes are bounded: past the bound, refuse (503, EAGAIN)
+	 * before running rather than grow without limit. */
+	if (__atomic_load_n(&fs->held_bytes, __ATOMIC_RELAXED) + KMS_MAX_RESPONSE >
+	    FS_MAX_HELD_BYTES) {
+		err = KMS_E_BUSY;
+		goto fail;
 	}
 	if (!fs_project_name(fs, t->node.project, project)) {
 		err = KMS_E_BAD_URL;
@@ -218,12 +241,14 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 		caller.claims = &claims; /* no token set: an admin's uid/gid binding, if any */
 	t->last_err = api_call(&fs->svc, &caller, t->action, t->req.data, t->req.len, &t->resp);
 	kms_buf_reset(&t->req);
+	fs_hold(fs, &t->resp_held, t->resp.len);
 	return;
 fail:
 	kms_buf_reset(&t->req);
 	t->last_err = err;
 	if (api_error_json(err, &t->resp) < 0)
 		kms_buf_reset(&t->resp);
+	fs_hold(fs, &t->resp_held, t->resp.len);
 }
 
 /* Set the open flags the kernel needs: direct_io so responses never enter the page cache (one
@@ -275,11 +300,12 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	t->writable = acc != O_RDONLY;
 	kms_buf_init(&t->req, KMS_MAX_REQUEST, true);
 	kms_buf_init(&t->resp, KMS_MAX_RESPONSE, true);
-	if (acc == O_RDONLY && fs_mailbox_take(fs, ino, fuse_req_ctx(req)->uid, &t->resp))
+	if (acc == O_RDONLY &&
+	    fs_mailbox_take(fs, ino, fuse_req_ctx(req)->uid, &t->resp, &t->resp_held))
 		t->resp_ready = true;
 	fi->fh = (uint64_t)(uintptr_t)t;
 	if (fs_reply_open(req, fi, t->writable) == -ENOENT) {
-		fs_txn_free(t); /* the open was interrupted: no release will come */
+		fs_txn_free(fs, t); /* the open was interrupted: no release will come */
 		__atomic_sub_fetch(&fs->open_handles, 1, __ATOMIC_RELAXED);
 	}
 }
@@ -293,32 +319,35 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	int r;
 
 	pthread_mutex_lock(&t->lock);
-	if (!t->req_pending && !t->overflow) {
+	if (!t->req_pending && !t->refused) {
 		/* A write after a response starts the next request on this handle. */
 		fs_txn_unbuffer(fs, t);
 		kms_buf_reset(&t->req);
 		kms_buf_reset(&t->resp);
+		fs_hold(fs, &t->resp_held, 0);
 		t->resp_ready = false;
 		t->base_set = false;
 	}
 	t->req_pending = true;
-	if (t->overflow) {
-		err = EFBIG;
+	if (t->refused) {
+		err = t->refused == KMS_E_TOO_LONG ? EFBIG : ENOMEM; /* as the write that failed */
 		goto out;
 	}
 	if (__atomic_add_fetch(&fs->buffered_bytes, size, __ATOMIC_RELAXED) >
 	    FS_MAX_BUFFERED_BYTES) {
-		/* Too many half-finished requests daemon-wide: refuse, don't grow. */
+		/* Too many half-finished requests daemon-wide: refuse, don't grow. The request is
+		 * now incomplete, so it must answer an error, never run with what was accepted. */
 		__atomic_sub_fetch(&fs->buffered_bytes, size, __ATOMIC_RELAXED);
-		err = ENOMEM;
-		goto out;
+		r = KMS_E_BUSY;
+	} else if ((r = kms_buf_append(&t->req, buf, size)) < 0) {
+		__atomic_sub_fetch(&fs->buffered_bytes, size, __ATOMIC_RELAXED);
+		if (r != KMS_E_TOO_LONG)
+			r = KMS_E_BUSY;
 	}
-	r = kms_buf_append(&t->req, buf, size);
 	if (r < 0) {
-		__atomic_sub_fetch(&fs->buffered_bytes, size, __ATOMIC_RELAXED);
 		fs_txn_unbuffer(fs, t);
-		t->overflow = true;
 		kms_buf_reset(&t->req);
+		t->refused = r;
 		err = r == KMS_E_TOO_LONG ? EFBIG : ENOMEM;
 	}
 out:
@@ -339,7 +368,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	size_t pos;
 
 	pthread_mutex_lock(&t->lock);
-	if (t->req_pending || t->overflow || !t->resp_ready) {
+	if (t->req_pending || t->refused || !t->resp_ready) {
 		/* Nothing written and no mailbox: run the action with an empty request. */
 		fs_txn_run(req, t);
 		t->ran_by_read = true;
@@ -366,7 +395,7 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int err = 0;
 
 	pthread_mutex_lock(&t->lock);
-	if (t->req_pending || t->overflow) {
+	if (t->req_pending || t->refused) {
 		struct kms_buf copy = KMS_BUF_INIT(KMS_MAX_RESPONSE, true);
 
 		fs_txn_run(req, t);
@@ -395,7 +424,7 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fs_txn_unbuffer(fs_from_req(req), t);
 	kms_buf_reset(&t->req);
 	pthread_mutex_unlock(&t->lock);
-	fs_txn_free(t);
+	fs_txn_free(fs_from_req(req), t);
 	__atomic_sub_fetch(&fs_from_req(req)->open_handles, 1, __ATOMIC_RELAXED);
 	fuse_reply_err(req, 0);
 }
