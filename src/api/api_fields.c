@@ -319,10 +319,11 @@ int api_key_usable(const struct store_key *k)
 {
 	switch (k->meta.state) {
 	case STORE_KEY_ENABLED:
-		return 0;
+		return k->meta.has_material ? 0 : KMS_E_KEY_DISABLED;
 	case STORE_KEY_PENDING_DELETION:
 		return KMS_E_KEY_PENDING_DELETION;
 	default:
+		/* Disabled, and (README, Differences) pending import: the API names no code. */
 		return KMS_E_KEY_DISABLED;
 	}
 }
@@ -373,13 +374,14 @@ static void api_ms_string(int64_t ms, char out[24])
 
 cJSON *api_key_object(const struct api_service *svc, const struct store_key_meta *m)
 {
-	char created[24], deletion[24], state[4];
+	char created[24], deletion[24], expiration[24], state[4];
 	cJSON *o = cJSON_CreateObject();
 
 	if (!o)
 		return NULL;
 	api_ms_string(m->creation_ms, created);
 	api_ms_string(m->deletion_ms, deletion);
+	api_ms_string(m->expiration_ms, expiration);
 	snprintf(state, sizeof(state), "%d", m->state);
 	if (api_add_string(o, "key_id", m->key_id) < 0 ||
 	    api_add_string(o, "domain_id", store_domain_id(svc->store)) < 0 ||
@@ -393,7 +395,7 @@ cJSON *api_key_object(const struct api_service *svc, const struct store_key_meta
 	    api_add_string(o, "key_state", state) < 0 ||
 	    api_add_string(o, "default_key_flag", "0") < 0 ||
 	    api_add_string(o, "key_type", "1") < 0 ||
-	    api_add_string(o, "expiration_time", "") < 0 ||
+	    api_add_string(o, "expiration_time", expiration) < 0 ||
 	    api_add_string(o, "origin", m->origin) < 0 ||
 	    api_add_string(o, "key_rotation_enabled", m->rotation_enabled ? "true" : "false") < 0) {
 		cJSON_Delete(o);

@@ -99,3 +99,6 @@ int api_delete_tag(struct api_request *r);
 int api_tags_action(struct api_request *r);
 int api_project_tags(struct api_request *r);
 int api_resource_instances(struct api_request *r);
+int api_get_parameters_for_import(struct api_request *r);
+int api_import_key_material(struct api_request *r);
+int api_delete_imported_key_material(struct api_request *r);

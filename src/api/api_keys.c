@@ -46,8 +46,9 @@ static int api_check_optional_choice(struct api_request *r, const char *name, co
 
 int api_create_key(struct api_request *r)
 {
-	const char *alias, *description;
+	const char *alias, *description, *origin;
 	struct store_key *k = NULL;
+	bool external;
 	cJSON *info;
 	int e;
 
@@ -62,12 +63,20 @@ int api_create_key(struct api_request *r)
 	if ((e = api_check_optional_choice(r, "key_spec", "AES_256", KMS_E_KEY_SPEC)) < 0 ||
 	    (e = api_check_optional_choice(r, "key_usage", "ENCRYPT_DECRYPT", KMS_E_BAD_PARAM)) <
 		    0 ||
-	    (e = api_check_optional_choice(r, "origin", "kms", KMS_E_BAD_PARAM)) < 0)
+	    (e = api_get_string(r, "origin", false, KMS_E_BAD_PARAM, &origin)) < 0)
 		return e;
+	/* "external": the key waits in state 5 for its material (import-key-material). */
+	if (origin && strcmp(origin, "kms") != 0 && strcmp(origin, "external") != 0)
+		return KMS_E_BAD_PARAM;
+	external = origin && strcmp(origin, "external") == 0;
 	if ((e = api_check_sequence(r)) < 0)
 		return e;
-	e = store_key_create(r->svc->store, r->caller->project, alias, description,
-			     r->svc->key_quota, &k);
+	if (external)
+		e = store_key_create_external(r->svc->store, r->caller->project, alias,
+					      description, r->svc->key_quota, &k);
+	else
+		e = store_key_create(r->svc->store, r->caller->project, alias, description,
+				     r->svc->key_quota, &k);
 	if (e < 0)
 		return e;
 	info = cJSON_AddObjectToObject(r->out, "key_info");

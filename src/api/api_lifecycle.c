@@ -120,8 +120,9 @@ static int api_edit_cancel(struct store_key_meta *m, void *arg)
 {
 	if (m->state != STORE_KEY_PENDING_DELETION)
 		return KMS_E_NOT_PENDING;
-	/* The API returns a cancelled key to Disabled (3), not Enabled. */
-	m->state = STORE_KEY_DISABLED;
+	/* The API returns a cancelled key to Disabled (3), not Enabled; a key without material
+	 * (origin external, never imported or deleted) to Pending import (5). */
+	m->state = m->has_material ? STORE_KEY_DISABLED : STORE_KEY_PENDING_IMPORT;
 	m->deletion_ms = 0;
 	return 0;
 }
@@ -189,6 +190,8 @@ int api_update_key_description(struct api_request *r)
 
 static int api_edit_rotation_on(struct store_key_meta *m, void *arg)
 {
+	if (strcmp(m->origin, "kms") != 0)
+		return KMS_E_EXTERNAL_ROTATION; /* imported material never rotates (4.8) */
 	if (m->state == STORE_KEY_PENDING_DELETION)
 		return KMS_E_KEY_PENDING_DELETION;
 	if (m->rotation_enabled)
@@ -275,7 +278,11 @@ int api_rotate_key(struct api_request *r)
 
 	if ((e = api_check_sequence(r)) < 0 || (e = api_resolve_key(r, true, &k)) < 0)
 		return e;
-	if ((e = api_key_usable(k)) < 0)
+	if (strcmp(k->meta.origin, "kms") != 0)
+		e = KMS_E_EXTERNAL_ROTATION;
+	else
+		e = api_key_usable(k);
+	if (e < 0)
 		goto out;
 	e = store_key_rotate(r->svc->store, r->caller->project, k->meta.key_id, r->now_ms, &n);
 	if (e < 0)

@@ -38,6 +38,10 @@
 	X(KMS_E_NO_ACCESS, "KMS.0306", 403, EACCES, "No access permissions.")                      \
 	X(KMS_E_FORBIDDEN, "KMS.0307", 403, EACCES, "No access permissions.")                      \
 	X(KMS_E_BAD_PARAM, "KMS.0308", 400, EINVAL, "Invalid parameter.")                          \
+	X(KMS_E_EXTERNAL_REQUIRED, "KMS.0309", 400, EINVAL, "External keys required.")             \
+	X(KMS_E_NOT_PENDING_IMPORT, "KMS.0310", 400, EINVAL,                                       \
+	  "The key is not in Pending import state.")                                               \
+	X(KMS_E_EXTERNAL_ROTATION, "KMS.0312", 400, EINVAL, "External keys cannot be rotated.")    \
 	X(KMS_E_ROTATION_NOT_ENABLED, "KMS.0313", 400, EINVAL, "Key rotation is not enabled.")     \
 	X(KMS_E_TAG_LIST_EMPTY, "KMS.0401", 400, EINVAL, "Tag list cannot be empty.")              \
 	X(KMS_E_TAG_MATCH_VALUE, "KMS.0402", 400, EINVAL, "Invalid match value.")                  \
@@ -79,6 +83,19 @@
 	X(KMS_E_TOO_MANY_GRANTS, "KMS.2404", 400, EINVAL, "Too many CMK grants.")                  \
 	X(KMS_E_GRANT_ID, "KMS.2501", 400, EINVAL, "Invalid grant ID.")                            \
 	X(KMS_E_GRANT_KEY_MISMATCH, "KMS.2502", 400, EINVAL, "grant_id and key_id do not match.")  \
+	X(KMS_E_IMPORT_TOKEN_EXPIRED, "KMS.2601", 400, EINVAL, "Token expired.")                   \
+	X(KMS_E_IMPORT_EXPIRATION, "KMS.2602", 400, EINVAL,                                        \
+	  "Key expiration time must be later than the current time.")                              \
+	X(KMS_E_IMPORT_KEY_MISMATCH, "KMS.2603", 400, EINVAL,                                      \
+	  "Key IDs in the imported key and token do not match.")                                   \
+	X(KMS_E_IMPORT_LENGTH, "KMS.2604", 400, EINVAL,                                            \
+	  "The external key plaintext length must be 32 bits.")                                    \
+	X(KMS_E_IMPORT_TOKEN, "KMS.2605", 400, EINVAL, "Token verification failed.")               \
+	X(KMS_E_IMPORT_DIFFERENT, "KMS.2606", 400, EINVAL,                                         \
+	  "You are importing a deleted key again. The imported plaintext must be the same as the " \
+	  "deleted key plaintext.")                                                                \
+	X(KMS_E_MATERIAL_STATE, "KMS.2701", 400, EINVAL,                                           \
+	  "Key material is not in Enabled or Disabled state and cannot be deleted.")               \
 	X(KMS_E_ROTATION_NOT_DISABLED, "KMS.2901", 400, EINVAL, "Key rotation is not disabled.")   \
 	X(KMS_E_ROTATION_INTERVAL, "KMS.3001", 400, EINVAL, "Invalid rotation_interval.")          \
 	X(KMS_E_DATAKEY_512, "KMS.2001", 400, EINVAL, "datakey_length must be 512 bits.")          \

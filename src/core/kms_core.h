@@ -119,3 +119,21 @@ KMS_WUR int core_hmac_sha256(const uint8_t *key, size_t key_len, const void *in,
 			     uint8_t out[CORE_SHA256_BYTES]);
 /* Constant-time comparison. */
 bool core_equal(const void *a, const void *b, size_t n);
+
+/* RSA wrapping keys for importing key material (kms-api.md section 4.12). */
+#define CORE_RSA_BITS 2048
+#define CORE_RSA_PRIV_DER_MAX 2048u /* PKCS#1 DER of an RSA-2048 key is about 1190 bytes */
+#define CORE_RSA_PUB_DER_MAX 512u   /* SubjectPublicKeyInfo DER: 294 bytes */
+enum core_rsa_padding {
+	CORE_RSA_PKCS1_V1_5 = 1,
+	CORE_RSA_OAEP_SHA1 = 2,
+	CORE_RSA_OAEP_SHA256 = 3, /* MGF1 with the same digest, as openssl pkeyutl does */
+};
+/* A fresh RSA-2048 key: private key DER (PKCS#1) into priv, SubjectPublicKeyInfo DER into pub. */
+KMS_WUR int core_rsa_generate(uint8_t *priv, size_t priv_cap, size_t *priv_len, uint8_t *pub,
+			      size_t pub_cap, size_t *pub_len);
+/* Decrypt n bytes with the private key DER. Every failure (malformed key, bad padding, output
+ * too large) is KMS_E_DECRYPT_FAILED alike, so callers cannot become a padding oracle. */
+KMS_WUR int core_rsa_decrypt(enum core_rsa_padding pad, const uint8_t *priv, size_t priv_len,
+			     const uint8_t *in, size_t n, uint8_t *out, size_t cap,
+			     size_t *out_len);

@@ -47,6 +47,15 @@ struct store_key_meta {
 	int64_t last_rotation_ms;
 	uint32_t rotations;
 	uint32_t current_version;
+	/* Imported material (origin "external"): when it expires (0: never), and a keyed digest
+	 * (HMAC-SHA-256 under a root-derived key over key_id || material) of the first material
+	 * imported, so a re-import after deletion can be held to the same material (KMS.2606). */
+	int64_t expiration_ms;
+	bool import_digest_set;
+	uint8_t import_digest[32];
+	/* Set by the store from the snapshot for store_key_modify's edit function: does the key
+	 * hold material? Not stored. */
+	bool has_material;
 };
 
 struct store_key {
@@ -93,6 +102,28 @@ bool store_project_id_valid(const char *project);
  * KMS_E_TOO_MANY_KEYS (quota reached). *out is a new reference. */
 KMS_WUR int store_key_create(struct store *s, const char *project, const char *alias,
 			     const char *description, unsigned quota, struct store_key **out);
+/* Create a key with origin "external" in state 5 (pending import), without material. */
+KMS_WUR int store_key_create_external(struct store *s, const char *project, const char *alias,
+				      const char *description, unsigned quota,
+				      struct store_key **out);
+/* Import 32 bytes of material into an external key in state 5 (KMS_E_EXTERNAL_REQUIRED,
+ * KMS_E_NOT_PENDING_IMPORT otherwise): it becomes version 0 and the key enabled (state 2);
+ * expiration_ms (0: never) is when store_sweep() deletes it again. A key that held material
+ * before accepts only the same material (KMS_E_IMPORT_DIFFERENT). */
+KMS_WUR int store_key_import(struct store *s, const char *project, const char *key_id,
+			     const uint8_t material[CORE_KEY_BYTES], int64_t expiration_ms,
+			     struct store_key **out);
+/* Remove the material (every version) of an external key in state 2 or 3 (KMS_E_MATERIAL_STATE
+ * otherwise), durably; the key returns to state 5. */
+KMS_WUR int store_key_delete_material(struct store *s, const char *project, const char *key_id,
+				      struct store_key **out);
+/* Seal an opaque byte string under a key derived from the root key, bound to a purpose label
+ * (the GCM AAD): tokens that must come back to us unchanged. out needs n + CORE_SEALED_OVERHEAD
+ * bytes. store_unseal_opaque fails with KMS_E_DECRYPT_FAILED for anything not sealed so. */
+KMS_WUR int store_seal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
+			      uint8_t *out, size_t cap, size_t *out_len);
+KMS_WUR int store_unseal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
+				uint8_t *out, size_t cap, size_t *out_len);
 /* Look a key up by id or by alias within the project; KMS_E_KEY_NOT_FOUND otherwise. */
 KMS_WUR int store_key_get(struct store *s, const char *project, const char *key_id,
 			  struct store_key **out);
@@ -117,8 +148,9 @@ KMS_WUR int store_key_modify(struct store *s, const char *project, const char *k
 /* New material version; encryption uses it from now on, old versions still decrypt. */
 KMS_WUR int store_key_rotate(struct store *s, const char *project, const char *key_id,
 			     int64_t now_ms, struct store_key **out);
-/* Destroy keys whose scheduled deletion date has passed and rotate keys whose rotation interval
- * has passed, as of now_ms (also catching up after downtime). */
+/* Destroy keys whose scheduled deletion date has passed, delete imported material whose
+ * expiration time has passed (the key returns to state 5; not counted) and rotate keys whose
+ * rotation interval has passed, as of now_ms (also catching up after downtime). */
 KMS_WUR int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t *rotated);
 /* Forget cached snapshots if another process (kmsctl) changed the database since the last call. */
 KMS_WUR int store_refresh(struct store *s, bool *changed);

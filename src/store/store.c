@@ -22,6 +22,10 @@
 #include "store_backend.h"
 
 #define STORE_ROOT_CHECK_LABEL "kmsfs root key check v1"
+/* Labels of keys derived from the root key (HMAC-SHA-256(root, label)): never the root key
+ * itself for anything but key material, so no two uses share a key. */
+#define STORE_OPAQUE_KEY_LABEL "kmsfs opaque seal key v1"
+#define STORE_IMPORT_DIGEST_LABEL "kmsfs import digest key v1"
 #define STORE_DEFAULT_REGION "eu-de"
 
 struct store_entry {
@@ -564,13 +568,19 @@ static int store_snapshot_new(const struct store *s, const struct store_key_meta
 	int r;
 
 	*out = NULL;
-	if (n == 0)
+	/* Only a key awaiting the import of its material may have none. */
+	if (n == 0 && strcmp(meta->origin, "external") != 0)
 		return KMS_E_IO;
 	k = calloc(1, sizeof(*k));
 	if (!k)
 		return KMS_E_NOMEM;
 	k->meta = *meta;
+	k->meta.has_material = n > 0;
 	k->refs = 1;
+	if (n == 0) {
+		*out = k;
+		return 0;
+	}
 	k->material = kms_secret_alloc(n * CORE_KEY_BYTES);
 	if (!k->material) {
 		free(k);
@@ -731,8 +741,9 @@ static void store_new_key_id(char out[KMS_KEY_ID_LEN + 1])
 	uuid_unparse_lower(u, out);
 }
 
-int store_key_create(struct store *s, const char *project, const char *alias,
-		     const char *description, unsigned quota, struct store_key **out)
+static int store_key_create_common(struct store *s, const char *project, const char *alias,
+				   const char *description, unsigned quota, bool external,
+				   struct store_key **out)
 {
 	struct store_sealed_version v = { 0 };
 	struct store_key_meta meta = { 0 };
@@ -749,10 +760,19 @@ int store_key_create(struct store *s, const char *project, const char *alias,
 	snprintf(meta.description, sizeof(meta.description), "%s", description ? description : "");
 	snprintf(meta.key_spec, sizeof(meta.key_spec), "AES_256");
 	snprintf(meta.key_usage, sizeof(meta.key_usage), "ENCRYPT_DECRYPT");
-	snprintf(meta.origin, sizeof(meta.origin), "kms");
-	meta.state = STORE_KEY_ENABLED;
+	snprintf(meta.origin, sizeof(meta.origin), external ? "external" : "kms");
+	meta.state = external ? STORE_KEY_PENDING_IMPORT : STORE_KEY_ENABLED;
 	meta.creation_ms = store_now_ms();
 	meta.rotation_interval_days = 365;
+	if (external) {
+		if ((r = s->ops->key_insert(s->be, &meta, NULL, quota)) < 0)
+			goto out;
+		if ((r = store_snapshot_new(s, &meta, NULL, 0, &k)) < 0)
+			goto out;
+		*out = store_cache_publish(s, k);
+		r = 0;
+		goto out;
+	}
 	if ((r = core_random_secret(material, sizeof(material))) < 0)
 		goto out;
 	store_material_aad(meta.key_id, 0, aad);
@@ -770,6 +790,18 @@ int store_key_create(struct store *s, const char *project, const char *alias,
 out:
 	kms_wipe(material, sizeof(material));
 	return r;
+}
+
+int store_key_create(struct store *s, const char *project, const char *alias,
+		     const char *description, unsigned quota, struct store_key **out)
+{
+	return store_key_create_common(s, project, alias, description, quota, false, out);
+}
+
+int store_key_create_external(struct store *s, const char *project, const char *alias,
+			      const char *description, unsigned quota, struct store_key **out)
+{
+	return store_key_create_common(s, project, alias, description, quota, true, out);
 }
 
 struct store_list_ctx {
@@ -914,14 +946,16 @@ static int store_snapshot_with_meta(const struct store_key *cur, const struct st
 	*out = NULL;
 	if (!k)
 		return KMS_E_NOMEM;
-	k->material = kms_secret_alloc(n);
-	if (!k->material) {
+	k->material = n ? kms_secret_alloc(n) : NULL;
+	if (n && !k->material) {
 		free(k);
 		return KMS_E_NOMEM;
 	}
-	memcpy(k->material, cur->material, n);
+	if (n)
+		memcpy(k->material, cur->material, n);
 	k->nversions = cur->nversions;
 	k->meta = *m;
+	k->meta.has_material = cur->nversions > 0;
 	k->refs = 1;
 	*out = k;
 	return 0;
@@ -949,6 +983,7 @@ int store_key_modify(struct store *s, const char *project, const char *key_id,
 	if ((r = store_key_get(s, project, key_id, &cur)) < 0)
 		goto out;
 	m = cur->meta;
+	m.has_material = cur->nversions > 0;
 	if ((r = edit(&m, arg)) < 0)
 		goto out;
 	if ((r = s->ops->key_update(s->be, &m)) < 0)
@@ -975,7 +1010,9 @@ static int store_rotate_locked(struct store *s, struct store_key *cur, int64_t n
 	size_t old = (size_t)cur->nversions * CORE_KEY_BYTES;
 	int r;
 
-	if (cur->nversions >= 64)
+	if (strcmp(cur->meta.origin, "kms") != 0)
+		return KMS_E_EXTERNAL_ROTATION; /* imported material never rotates (4.8) */
+	if (cur->nversions == 0 || cur->nversions >= 64)
 		return KMS_E_BAD_PARAM; /* bounded history: see README, rotation */
 	k = calloc(1, sizeof(*k));
 	if (!k)
@@ -1026,6 +1063,178 @@ int store_key_rotate(struct store *s, const char *project, const char *key_id, i
 	return r;
 }
 
+/* A 32-byte key derived from the root key for one purpose. */
+static int store_derive(const struct store *s, const char *label, uint8_t out[CORE_KEY_BYTES])
+{
+	return core_hmac_sha256(s->root_key, CORE_KEY_BYTES, label, strlen(label), out);
+}
+
+int store_seal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
+		      uint8_t *out, size_t cap, size_t *out_len)
+{
+	uint8_t key[CORE_KEY_BYTES];
+	int r;
+
+	*out_len = 0;
+	if ((r = store_derive(s, STORE_OPAQUE_KEY_LABEL, key)) == 0)
+		r = core_seal(key, label, strlen(label), in, n, out, cap, out_len);
+	kms_wipe(key, sizeof(key));
+	return r;
+}
+
+int store_unseal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
+			uint8_t *out, size_t cap, size_t *out_len)
+{
+	uint8_t key[CORE_KEY_BYTES];
+	int r;
+
+	*out_len = 0;
+	if ((r = store_derive(s, STORE_OPAQUE_KEY_LABEL, key)) == 0)
+		r = core_unseal(key, label, strlen(label), in, n, out, cap, out_len);
+	kms_wipe(key, sizeof(key));
+	return r < 0 ? KMS_E_DECRYPT_FAILED : 0;
+}
+
+/* HMAC-SHA-256 under a root-derived key over key_id || material. */
+static int store_import_digest(const struct store *s, const char *key_id,
+			       const uint8_t material[CORE_KEY_BYTES], uint8_t out[32])
+{
+	uint8_t key[CORE_KEY_BYTES], msg[CORE_KEY_ID_BYTES + CORE_KEY_BYTES];
+	int r = KMS_E_INTERNAL;
+
+	if (strlen(key_id) != CORE_KEY_ID_BYTES)
+		return KMS_E_INTERNAL;
+	memcpy(msg, key_id, CORE_KEY_ID_BYTES);
+	memcpy(msg + CORE_KEY_ID_BYTES, material, CORE_KEY_BYTES);
+	if ((r = store_derive(s, STORE_IMPORT_DIGEST_LABEL, key)) == 0)
+		r = core_hmac_sha256(key, sizeof(key), msg, sizeof(msg), out);
+	kms_wipe(key, sizeof(key));
+	kms_wipe(msg, sizeof(msg));
+	return r;
+}
+
+int store_key_import(struct store *s, const char *project, const char *key_id,
+		     const uint8_t material[CORE_KEY_BYTES], int64_t expiration_ms,
+		     struct store_key **out)
+{
+	struct store_sealed_version v = { 0 };
+	uint8_t aad[CORE_KEY_ID_BYTES + 4], digest[32];
+	struct store_key *cur = NULL, *k = NULL;
+	struct store_key_meta m;
+	int r;
+
+	if (out)
+		*out = NULL;
+	pthread_mutex_lock(&s->update_lock);
+	if ((r = store_key_get(s, project, key_id, &cur)) < 0)
+		goto out;
+	m = cur->meta;
+	if (strcmp(m.origin, "external") != 0) {
+		r = KMS_E_EXTERNAL_REQUIRED;
+		goto out;
+	}
+	if (m.state != STORE_KEY_PENDING_IMPORT) {
+		r = KMS_E_NOT_PENDING_IMPORT;
+		goto out;
+	}
+	if ((r = store_import_digest(s, m.key_id, material, digest)) < 0)
+		goto out;
+	if (m.import_digest_set && !core_equal(m.import_digest, digest, sizeof(digest))) {
+		r = KMS_E_IMPORT_DIFFERENT;
+		goto out;
+	}
+	memcpy(m.import_digest, digest, sizeof(digest));
+	m.import_digest_set = true;
+	m.state = STORE_KEY_ENABLED;
+	m.expiration_ms = expiration_ms;
+	m.current_version = 0;
+	v.version = 0;
+	store_material_aad(m.key_id, 0, aad);
+	r = core_seal(s->root_key, aad, sizeof(aad), material, CORE_KEY_BYTES, v.sealed,
+		      sizeof(v.sealed), &v.sealed_len);
+	if (r < 0)
+		goto out;
+	/* Durable before the snapshot is published. */
+	if ((r = s->ops->key_replace_material(s->be, &m, &v)) < 0)
+		goto out;
+	k = calloc(1, sizeof(*k));
+	if (k)
+		k->material = kms_secret_alloc(CORE_KEY_BYTES);
+	if (!k || !k->material) {
+		free(k);
+		store_cache_replace(s, m.key_id, NULL); /* durable but not cached: reload later */
+		r = KMS_E_NOMEM;
+		goto out;
+	}
+	memcpy(k->material, material, CORE_KEY_BYTES);
+	k->nversions = 1;
+	k->refs = 1;
+	k->meta = m;
+	k->meta.has_material = true;
+	store_publish_out(s, k, out);
+	r = 0;
+out:
+	kms_wipe(digest, sizeof(digest));
+	store_key_release(cur);
+	pthread_mutex_unlock(&s->update_lock);
+	return r;
+}
+
+/* Drop every material version of an external key (update_lock held): back to state 5, except
+ * that a key pending deletion stays so (cancelling it then returns it to state 5). */
+static int store_material_clear_locked(struct store *s, const char *project, const char *key_id,
+				       struct store_key **out)
+{
+	struct store_key *cur = NULL, *k = NULL;
+	struct store_key_meta m;
+	int r;
+
+	if ((r = store_key_get(s, project, key_id, &cur)) < 0)
+		return r;
+	m = cur->meta;
+	if (m.state != STORE_KEY_PENDING_DELETION)
+		m.state = STORE_KEY_PENDING_IMPORT;
+	m.expiration_ms = 0;
+	m.has_material = false;
+	if ((r = s->ops->key_replace_material(s->be, &m, NULL)) < 0)
+		goto out;
+	k = calloc(1, sizeof(*k));
+	if (!k) {
+		store_cache_replace(s, m.key_id, NULL);
+		r = KMS_E_NOMEM;
+		goto out;
+	}
+	k->refs = 1;
+	k->meta = m;
+	store_publish_out(s, k, out);
+out:
+	store_key_release(cur);
+	return r;
+}
+
+int store_key_delete_material(struct store *s, const char *project, const char *key_id,
+			      struct store_key **out)
+{
+	struct store_key *cur = NULL;
+	int r;
+
+	if (out)
+		*out = NULL;
+	pthread_mutex_lock(&s->update_lock);
+	if ((r = store_key_get(s, project, key_id, &cur)) < 0)
+		goto out;
+	if (strcmp(cur->meta.origin, "external") != 0)
+		r = KMS_E_EXTERNAL_REQUIRED;
+	else if (cur->meta.state != STORE_KEY_ENABLED && cur->meta.state != STORE_KEY_DISABLED)
+		r = KMS_E_MATERIAL_STATE;
+	else
+		r = store_material_clear_locked(s, project, key_id, out);
+out:
+	store_key_release(cur);
+	pthread_mutex_unlock(&s->update_lock);
+	return r;
+}
+
 struct store_due {
 	struct store_key_meta *keys;
 	size_t n, cap;
@@ -1062,11 +1271,17 @@ int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t *rotate
 		const struct store_key_meta *m = &due.keys[i];
 		int e;
 
-		if (m->state == STORE_KEY_PENDING_DELETION) {
+		if (m->state == STORE_KEY_PENDING_DELETION && m->deletion_ms > 0 &&
+		    m->deletion_ms <= now_ms) {
 			if ((e = s->ops->key_delete(s->be, m->key_id)) == 0) {
 				store_cache_replace(s, m->key_id, NULL);
 				(*deleted)++;
 			}
+		} else if (strcmp(m->origin, "external") == 0) {
+			/* Imported material past its expiration time. */
+			e = m->expiration_ms > 0 && m->expiration_ms <= now_ms
+				    ? store_material_clear_locked(s, m->project, m->key_id, NULL)
+				    : 0;
 		} else {
 			struct store_key *cur = NULL;
 

@@ -26,7 +26,8 @@ struct store_backend_ops {
 	KMS_WUR int (*project_ensure)(struct store_backend *b, const char *project, int64_t now_ms);
 	KMS_WUR int (*project_exists)(struct store_backend *b, const char *project, bool *exists);
 	KMS_WUR int (*project_list)(struct store_backend *b, store_project_cb cb, void *arg);
-	/* Insert key and its first version atomically; enforce alias uniqueness and quota. */
+	/* Insert key and its first version atomically; enforce alias uniqueness and quota. v is
+	 * NULL for a key without material (origin external, pending import). */
 	KMS_WUR int (*key_insert)(struct store_backend *b, const struct store_key_meta *meta,
 				  const struct store_sealed_version *v, unsigned quota);
 	KMS_WUR int (*key_load)(struct store_backend *b, const char *project, const char *key_id,
@@ -41,8 +42,14 @@ struct store_backend_ops {
 	/* Add a material version and update the key's fields, atomically. */
 	KMS_WUR int (*key_add_version)(struct store_backend *b, const struct store_key_meta *meta,
 				       const struct store_sealed_version *v);
+	/* Replace all material versions of a key by v (NULL: none) and update its fields,
+	 * atomically and durably (imported material: import, deletion, expiry). */
+	KMS_WUR int (*key_replace_material)(struct store_backend *b,
+					    const struct store_key_meta *meta,
+					    const struct store_sealed_version *v);
 	KMS_WUR int (*key_delete)(struct store_backend *b, const char *key_id);
-	/* Keys due for deletion (state 4, deletion time passed) or automatic rotation. */
+	/* Keys due for deletion (state 4, deletion time passed), for the deletion of imported
+	 * material (origin external, states 2-4, expiration time passed) or automatic rotation. */
 	KMS_WUR int (*key_due)(struct store_backend *b, int64_t now_ms, store_backend_meta_cb cb,
 			       void *arg);
 	/* Changes when another process commits: lets the cache notice kmsctl's edits. */

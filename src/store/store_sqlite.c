@@ -38,7 +38,9 @@ static const char store_sqlite_schema[] =
 	"  rotation_interval INTEGER NOT NULL DEFAULT 365,"
 	"  last_rotation_ms INTEGER NOT NULL DEFAULT 0,"
 	"  rotations INTEGER NOT NULL DEFAULT 0,"
-	"  current_version INTEGER NOT NULL DEFAULT 0);"
+	"  current_version INTEGER NOT NULL DEFAULT 0,"
+	"  expiration_ms INTEGER NOT NULL DEFAULT 0,"
+	"  import_digest BLOB);"
 	"CREATE UNIQUE INDEX IF NOT EXISTS keys_alias ON keys(project_id, key_alias);"
 	"CREATE INDEX IF NOT EXISTS keys_project ON keys(project_id, creation_ms);"
 	"CREATE TABLE IF NOT EXISTS key_versions("
@@ -62,12 +64,20 @@ static const char store_sqlite_schema[] =
 	"CREATE TABLE IF NOT EXISTS policy("
 	"  kind TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,"
 	"  PRIMARY KEY(kind, name));"
-	"INSERT OR IGNORE INTO meta(name, value) VALUES('schema_version', '1');";
+	"INSERT OR IGNORE INTO meta(name, value) VALUES('schema_version', '2');";
+
+/* Schema versions: 1 the first; 2 adds keys.expiration_ms and keys.import_digest (imported key
+ * material). A database of an older version is upgraded when opened read-write. */
+#define STORE_SCHEMA_VERSION 2
+static const char store_sqlite_upgrade_1_2[] =
+	"ALTER TABLE keys ADD COLUMN expiration_ms INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE keys ADD COLUMN import_digest BLOB;"
+	"UPDATE meta SET value = '2' WHERE name = 'schema_version';";
 
 #define STORE_KEY_COLUMNS                                                                          \
 	"project_id, key_id, key_alias, key_description, key_spec, key_usage, origin, key_state, " \
 	"creation_ms, deletion_ms, rotation_enabled, rotation_interval, last_rotation_ms, "        \
-	"rotations, current_version"
+	"rotations, current_version, expiration_ms, import_digest"
 
 static int store_sqlite_err(int rc)
 {
@@ -93,6 +103,55 @@ static int store_sqlite_err(int rc)
 static void store_copy(char *dst, size_t cap, const unsigned char *src)
 {
 	snprintf(dst, cap, "%s", src ? (const char *)src : "");
+}
+
+static int store_version_cb(void *arg, int ncols, char **vals, char **names)
+{
+	(void)names;
+	if (ncols == 1 && vals[0])
+		*(int *)arg = atoi(vals[0]);
+	return 0;
+}
+
+/* Bring an older database to STORE_SCHEMA_VERSION, in one transaction (another process may be
+ * opening it at the same moment: the version is read again under the write lock). */
+static int store_sqlite_upgrade(sqlite3 *db, bool read_only, char *why, size_t why_len)
+{
+	int version = 0, rc;
+
+	rc = sqlite3_exec(db, "SELECT value FROM meta WHERE name = 'schema_version'",
+			  store_version_cb, &version, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	if (version == STORE_SCHEMA_VERSION)
+		return SQLITE_OK;
+	if (version > STORE_SCHEMA_VERSION || version < 1) {
+		snprintf(why, why_len,
+			 "the key database has schema version %d, this kmsfs knows %d; use the kmsfs "
+			 "release that wrote it",
+			 version, STORE_SCHEMA_VERSION);
+		return SQLITE_MISMATCH;
+	}
+	if (read_only) {
+		snprintf(why, why_len,
+			 "the key database has schema version %d and must be upgraded to %d: open it "
+			 "read-write once (start kmsfs or run kmsctl)",
+			 version, STORE_SCHEMA_VERSION);
+		return SQLITE_MISMATCH;
+	}
+	rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	version = 0;
+	rc = sqlite3_exec(db, "SELECT value FROM meta WHERE name = 'schema_version'",
+			  store_version_cb, &version, NULL);
+	if (rc == SQLITE_OK && version == 1)
+		rc = sqlite3_exec(db, store_sqlite_upgrade_1_2, NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
 }
 
 static int store_sqlite_open(const char *state_dir, bool create, bool read_only,
@@ -137,6 +196,13 @@ static int store_sqlite_open(const char *state_dir, bool create, bool read_only,
 			  NULL, NULL, NULL);
 	if (rc == SQLITE_OK && !read_only)
 		rc = sqlite3_exec(b->db, store_sqlite_schema, NULL, NULL, NULL);
+	if (rc == SQLITE_OK) {
+		rc = store_sqlite_upgrade(b->db, read_only, why, why_len);
+		if (rc == SQLITE_MISMATCH) {
+			r = KMS_E_IO;
+			goto out;
+		}
+	}
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(b->db, "SELECT count(*) FROM keys; PRAGMA quick_check;", NULL, NULL,
 				  NULL);
@@ -299,6 +365,21 @@ static void store_meta_from_row(sqlite3_stmt *st, struct store_key_meta *m)
 	m->last_rotation_ms = sqlite3_column_int64(st, 12);
 	m->rotations = (uint32_t)sqlite3_column_int64(st, 13);
 	m->current_version = (uint32_t)sqlite3_column_int64(st, 14);
+	m->expiration_ms = sqlite3_column_int64(st, 15);
+	if (sqlite3_column_bytes(st, 16) == (int)sizeof(m->import_digest) &&
+	    sqlite3_column_blob(st, 16)) {
+		memcpy(m->import_digest, sqlite3_column_blob(st, 16), sizeof(m->import_digest));
+		m->import_digest_set = true;
+	}
+}
+
+static void store_bind_digest(sqlite3_stmt *st, int col, const struct store_key_meta *m)
+{
+	if (m->import_digest_set)
+		sqlite3_bind_blob(st, col, m->import_digest, (int)sizeof(m->import_digest),
+				  SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, col);
 }
 
 static int store_exec_locked(struct store_backend *b, const char *sql)
@@ -349,7 +430,7 @@ static int store_sqlite_key_insert(struct store_backend *b, const struct store_k
 	st = NULL;
 	rc = sqlite3_prepare_v2(b->db,
 				"INSERT INTO keys(" STORE_KEY_COLUMNS
-				") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+				") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
 				-1, &st, NULL);
 	if (rc != SQLITE_OK)
 		goto sql_fail;
@@ -368,10 +449,14 @@ static int store_sqlite_key_insert(struct store_backend *b, const struct store_k
 	sqlite3_bind_int64(st, 13, m->last_rotation_ms);
 	sqlite3_bind_int64(st, 14, m->rotations);
 	sqlite3_bind_int64(st, 15, m->current_version);
+	sqlite3_bind_int64(st, 16, m->expiration_ms);
+	store_bind_digest(st, 17, m);
 	if ((rc = sqlite3_step(st)) != SQLITE_DONE)
 		goto sql_fail;
 	sqlite3_finalize(st);
 	st = NULL;
+	if (!v)
+		goto commit;
 	rc = sqlite3_prepare_v2(b->db,
 				"INSERT INTO key_versions(key_id, version, sealed, created_ms) "
 				"VALUES(?,?,?,?)",
@@ -386,6 +471,7 @@ static int store_sqlite_key_insert(struct store_backend *b, const struct store_k
 		goto sql_fail;
 	sqlite3_finalize(st);
 	st = NULL;
+commit:
 	if ((r = store_exec_locked(b, "COMMIT")) < 0)
 		goto out;
 	in_tx = false;
@@ -540,7 +626,7 @@ static int store_scan_row(sqlite3_stmt *st, void *arg)
 	store_meta_from_row(st, &m);
 	if ((r = s->meta_cb(&m, s->arg)) != 0)
 		return r;
-	r = store_version_from_row(st, 15, &v);
+	r = store_version_from_row(st, 17, &v);
 	if (r < 0)
 		v.sealed_len = 0; /* report it as unreadable through cb */
 	return s->cb(&v, s->arg);
@@ -555,7 +641,8 @@ static int store_sqlite_key_scan(struct store_backend *b, store_backend_meta_cb 
 			   "SELECT k.project_id, k.key_id, k.key_alias, k.key_description, "
 			   "k.key_spec, k.key_usage, k.origin, k.key_state, k.creation_ms, "
 			   "k.deletion_ms, k.rotation_enabled, k.rotation_interval, "
-			   "k.last_rotation_ms, k.rotations, k.current_version, v.version, v.sealed "
+			   "k.last_rotation_ms, k.rotations, k.current_version, k.expiration_ms, "
+			   "k.import_digest, v.version, v.sealed "
 			   "FROM keys k JOIN key_versions v ON v.key_id = k.key_id "
 			   "ORDER BY k.project_id, k.creation_ms, v.version",
 			   NULL, 0, NULL, 0, store_scan_row, &s);
@@ -569,8 +656,8 @@ static int store_update_locked(struct store_backend *b, const struct store_key_m
 	rc = sqlite3_prepare_v2(b->db,
 				"UPDATE keys SET key_alias = ?, key_description = ?, key_state = ?, "
 				"deletion_ms = ?, rotation_enabled = ?, rotation_interval = ?, "
-				"last_rotation_ms = ?, rotations = ?, current_version = ? "
-				"WHERE key_id = ?",
+				"last_rotation_ms = ?, rotations = ?, current_version = ?, "
+				"expiration_ms = ?, import_digest = ? WHERE key_id = ?",
 				-1, &st, NULL);
 	if (rc == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, m->alias, -1, SQLITE_STATIC);
@@ -582,7 +669,9 @@ static int store_update_locked(struct store_backend *b, const struct store_key_m
 		sqlite3_bind_int64(st, 7, m->last_rotation_ms);
 		sqlite3_bind_int64(st, 8, m->rotations);
 		sqlite3_bind_int64(st, 9, m->current_version);
-		sqlite3_bind_text(st, 10, m->key_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 10, m->expiration_ms);
+		store_bind_digest(st, 11, m);
+		sqlite3_bind_text(st, 12, m->key_id, -1, SQLITE_STATIC);
 		rc = sqlite3_step(st);
 		if (rc == SQLITE_DONE && sqlite3_changes(b->db) != 1)
 			rc = SQLITE_NOTFOUND;
@@ -634,6 +723,49 @@ out:
 	return r;
 }
 
+static int store_sqlite_key_replace_material(struct store_backend *b,
+					     const struct store_key_meta *m,
+					     const struct store_sealed_version *v)
+{
+	sqlite3_stmt *st = NULL;
+	int r, rc = SQLITE_DONE;
+
+	pthread_mutex_lock(&b->lock);
+	if ((r = store_exec_locked(b, "BEGIN IMMEDIATE")) < 0)
+		goto out;
+	/* secure_delete=ON overwrites the freed pages of the old sealed material. */
+	rc = sqlite3_prepare_v2(b->db, "DELETE FROM key_versions WHERE key_id = ?", -1, &st,
+				NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, m->key_id, -1, SQLITE_STATIC);
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	if (rc == SQLITE_DONE && v) {
+		rc = sqlite3_prepare_v2(b->db,
+					"INSERT INTO key_versions(key_id, version, sealed, "
+					"created_ms) VALUES(?,?,?,?)",
+					-1, &st, NULL);
+		if (rc == SQLITE_OK) {
+			sqlite3_bind_text(st, 1, m->key_id, -1, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 2, v->version);
+			sqlite3_bind_blob(st, 3, v->sealed, (int)v->sealed_len, SQLITE_STATIC);
+			sqlite3_bind_int64(st, 4, m->creation_ms);
+			rc = sqlite3_step(st);
+		}
+		sqlite3_finalize(st);
+	}
+	r = rc == SQLITE_DONE ? store_update_locked(b, m) : store_sqlite_err(rc);
+	if (r == 0)
+		r = store_exec_locked(b, "COMMIT");
+	if (r < 0)
+		(void)sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+out:
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
 static int store_sqlite_key_delete(struct store_backend *b, const char *key_id)
 {
 	const char *t[] = { key_id };
@@ -655,14 +787,16 @@ static int store_sqlite_key_due(struct store_backend *b, int64_t now_ms, store_b
 				void *arg)
 {
 	struct store_list_rows l = { cb, arg };
-	int64_t ints[2] = { now_ms, now_ms };
+	int64_t ints[3] = { now_ms, now_ms, now_ms };
 
 	return store_query(b,
 			   "SELECT " STORE_KEY_COLUMNS " FROM keys WHERE "
 			   "(key_state = 4 AND deletion_ms > 0 AND deletion_ms <= ?) OR "
+			   "(origin = 'external' AND key_state IN (2, 3, 4) AND expiration_ms > 0 "
+			   " AND expiration_ms <= ?) OR "
 			   "(key_state = 2 AND rotation_enabled = 1 AND current_version < 63 AND "
 			   " max(last_rotation_ms, creation_ms) + rotation_interval * 86400000 <= ?)",
-			   NULL, 0, ints, 2, store_list_row, &l);
+			   NULL, 0, ints, 3, store_list_row, &l);
 }
 
 static int store_version_row(sqlite3_stmt *st, void *arg)
@@ -987,6 +1121,7 @@ const struct store_backend_ops store_sqlite_ops = {
 	.key_count = store_sqlite_key_count,
 	.key_update = store_sqlite_key_update,
 	.key_add_version = store_sqlite_key_add_version,
+	.key_replace_material = store_sqlite_key_replace_material,
 	.key_delete = store_sqlite_key_delete,
 	.key_due = store_sqlite_key_due,
 	.data_version = store_sqlite_data_version,

@@ -11,8 +11,9 @@
  * may name them by placeholders, replaced before the call: @K0@ @K1@ (keys of "fz"), @KX@ (the
  * key of "fz-other"), @URN@ ("kms:<region>:<domain>:alias:"), @CT@ (a create-datakey cipher_text
  * of key 0, 64-byte DEK), @CTX@ (the same with encryption_context {"a":"1"}), @DCT@ (an
- * encrypt-data cipher_text of "hello" under key 0). That lets seeds reach the code behind key
- * lookup and decryption.
+ * encrypt-data cipher_text of "hello" under key 0), @KE@ (a key of "fz" with origin external,
+ * pending import), @TOK@ (an import token for @KE@, RSAES_OAEP_SHA_256). That lets seeds reach
+ * the code behind key lookup, decryption and the import token.
  *
  * Properties, for every input:
  *   - api_call() returns 0 or a KMS_E_* value, and leaves a response ending in "\n";
@@ -44,7 +45,8 @@
 static char fz_dir[4096];
 static struct store *fz_store;
 static struct api_service fz_svc;
-static char fz_key[3][KMS_KEY_ID_LEN + 1];
+static char fz_key[4][KMS_KEY_ID_LEN + 1];
+static char fz_tok[6200];
 static char fz_urn[256];
 static char fz_ct[2 * 4300], fz_ctx[2 * 4300], fz_dct[4300];
 
@@ -119,6 +121,12 @@ static void fz_setup(void)
 		      sizeof(fz_key[1]));
 	fz_setup_call(FZ_OTHER, "create-key", "{\"key_alias\":\"k0\"}", "key_id", fz_key[2],
 		      sizeof(fz_key[2]));
+	fz_setup_call(FZ_PROJECT, "create-key", "{\"key_alias\":\"ke\",\"origin\":\"external\"}",
+		      "key_id", fz_key[3], sizeof(fz_key[3]));
+	snprintf(body, sizeof(body),
+		 "{\"key_id\":\"%s\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_256\"}", fz_key[3]);
+	fz_setup_call(FZ_PROJECT, "get-parameters-for-import", body, "import_token", fz_tok,
+		      sizeof(fz_tok));
 	snprintf(fz_urn, sizeof(fz_urn), "kms:%s:%s:alias:", store_region(fz_store),
 		 store_domain_id(fz_store));
 	snprintf(body, sizeof(body), "{\"key_id\":\"%s\"}", fz_key[0]);
@@ -141,7 +149,7 @@ static const struct fz_placeholder *fz_match(const uint8_t *in, size_t len, size
 	static const struct fz_placeholder ph[] = {
 		{ "@K0@", fz_key[0] }, { "@K1@", fz_key[1] }, { "@KX@", fz_key[2] },
 		{ "@URN@", fz_urn },   { "@CTX@", fz_ctx },   { "@CT@", fz_ct },
-		{ "@DCT@", fz_dct },
+		{ "@DCT@", fz_dct },   { "@KE@", fz_key[3] }, { "@TOK@", fz_tok },
 	};
 
 	if (in[i] != '@')

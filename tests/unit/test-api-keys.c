@@ -772,8 +772,8 @@ TEST(create_key_spec_usage_origin)
 		{ "\"key_usage\":\"SIGN_VERIFY\"", KMS_E_BAD_PARAM },
 		{ "\"key_usage\":\"GENERATE_VERIFY_MAC\"", KMS_E_BAD_PARAM },
 		{ "\"key_usage\":1", KMS_E_BAD_PARAM },
-		{ "\"origin\":\"external\"", KMS_E_BAD_PARAM },
 		{ "\"origin\":\"KMS\"", KMS_E_BAD_PARAM },
+		{ "\"origin\":\"EXTERNAL\"", KMS_E_BAD_PARAM },
 		{ "\"origin\":false", KMS_E_BAD_PARAM },
 	};
 	cJSON *r = NULL;
@@ -787,6 +787,15 @@ TEST(create_key_spec_usage_origin)
 	/* null is the same as absent */
 	ASSERT_ERR(pcall("ck-spec", "create-key", "{\"key_alias\":\"n\",\"key_spec\":null}", NULL),
 		   0);
+	/* origin "kms" and "external" (material to import: test-api-import.c) */
+	ASSERT_ERR(pcall("ck-spec", "create-key", "{\"key_alias\":\"o1\",\"origin\":\"kms\"}", NULL),
+		   0);
+	ASSERT_ERR(pcall("ck-spec", "create-key",
+			 "{\"key_alias\":\"o2\",\"origin\":\"external\"}", NULL),
+		   0);
+	ASSERT_ERR(pcall("ck-spec", "describe-key", "{\"key_id\":\"alias/o2\"}", &r), 0);
+	ASSERT_STREQ(fx_str(r, "key_info.origin"), "external");
+	ASSERT_STREQ(fx_str(r, "key_info.key_state"), "5");
 }
 
 TEST(create_key_duplicate_alias_1104)

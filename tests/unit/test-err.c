@@ -133,3 +133,11 @@ TEST(out_of_range_is_internal)
 	ASSERT_EQ(kms_err_errno(0), 0);
 	ASSERT_EQ(kms_err_errno(INT_MAX), kms_err_info(KMS_E_INTERNAL)->errnum);
 }
+
+TEST(error_lines_fit_the_batch_reservation)
+{
+	/* api_call.c keeps API_ERROR_LINE_MAX (160) bytes per batch item for an error line:
+	 * {"error":{"error_code":"KMS.xxxx","error_msg":"..."}}\n plus the NUL of snprintf. */
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(rows); i++)
+		ASSERT_LE(51 + strlen(rows[i].message) + 1, 160);
+}
