@@ -692,27 +692,36 @@ static int store_sqlite_key_update(struct store_backend *b, const struct store_k
 	return r;
 }
 
+/* One sealed material version of key_id. Called with b->lock held, inside a transaction. */
+static int store_insert_version_locked(struct store_backend *b, const char *key_id,
+				       const struct store_sealed_version *v, int64_t created_ms)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(b->db,
+				    "INSERT INTO key_versions(key_id, version, sealed, created_ms) "
+				    "VALUES(?,?,?,?)",
+				    -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, v->version);
+		sqlite3_bind_blob(st, 3, v->sealed, (int)v->sealed_len, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 4, created_ms);
+		rc = sqlite3_step(st);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 static int store_sqlite_key_add_version(struct store_backend *b, const struct store_key_meta *m,
 					const struct store_sealed_version *v)
 {
-	sqlite3_stmt *st = NULL;
 	int r, rc;
 
 	pthread_mutex_lock(&b->lock);
 	if ((r = store_exec_locked(b, "BEGIN IMMEDIATE")) < 0)
 		goto out;
-	rc = sqlite3_prepare_v2(b->db,
-				"INSERT INTO key_versions(key_id, version, sealed, created_ms) "
-				"VALUES(?,?,?,?)",
-				-1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, m->key_id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, v->version);
-		sqlite3_bind_blob(st, 3, v->sealed, (int)v->sealed_len, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, m->last_rotation_ms);
-		rc = sqlite3_step(st);
-	}
-	sqlite3_finalize(st);
+	rc = store_insert_version_locked(b, m->key_id, v, m->last_rotation_ms);
 	r = rc == SQLITE_DONE ? store_update_locked(b, m) : store_sqlite_err(rc);
 	if (r == 0)
 		r = store_exec_locked(b, "COMMIT");
@@ -742,20 +751,8 @@ static int store_sqlite_key_replace_material(struct store_backend *b,
 	}
 	sqlite3_finalize(st);
 	st = NULL;
-	if (rc == SQLITE_DONE && v) {
-		rc = sqlite3_prepare_v2(b->db,
-					"INSERT INTO key_versions(key_id, version, sealed, "
-					"created_ms) VALUES(?,?,?,?)",
-					-1, &st, NULL);
-		if (rc == SQLITE_OK) {
-			sqlite3_bind_text(st, 1, m->key_id, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(st, 2, v->version);
-			sqlite3_bind_blob(st, 3, v->sealed, (int)v->sealed_len, SQLITE_STATIC);
-			sqlite3_bind_int64(st, 4, m->creation_ms);
-			rc = sqlite3_step(st);
-		}
-		sqlite3_finalize(st);
-	}
+	if (rc == SQLITE_DONE && v)
+		rc = store_insert_version_locked(b, m->key_id, v, m->creation_ms);
 	r = rc == SQLITE_DONE ? store_update_locked(b, m) : store_sqlite_err(rc);
 	if (r == 0)
 		r = store_exec_locked(b, "COMMIT");

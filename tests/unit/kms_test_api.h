@@ -379,3 +379,20 @@ static inline const char *fx_urn(const char *alias)
 
 /* A 36-character key id that names no key. */
 #define FX_NO_KEY "0badc0de-0000-4000-8000-000000000000"
+
+/* The number at path in r, or -1 when it is missing or not a number. */
+static inline double fx_num(const cJSON *r, const char *path)
+{
+	const cJSON *n = fx_get(r, path);
+
+	return cJSON_IsNumber(n) ? n->valuedouble : -1;
+}
+
+/* ASSERT_ERR that also names the case (a request, a value) when it fails. */
+#define EXPECT(what, expr, err)                                                                    \
+	do {                                                                                       \
+		int e_ = (expr);                                                                   \
+		if (e_ != (err))                                                                   \
+			fprintf(stderr, "\t%s\n", (what));                                         \
+		ASSERT_ERR(e_, err);                                                               \
+	} while (0)

@@ -21,21 +21,6 @@ static void cp(char *dst, size_t cap, const char *src)
 	snprintf(dst, cap, "%s", src ? src : "");
 }
 
-static double num(const cJSON *r, const char *path)
-{
-	const cJSON *n = fx_get(r, path);
-
-	return cJSON_IsNumber(n) ? n->valuedouble : -1;
-}
-
-#define EXPECT(what, expr, err)                                                                    \
-	do {                                                                                       \
-		int e_ = (expr);                                                                   \
-		if (e_ != (err))                                                                   \
-			fprintf(stderr, "\t%s\n", (what));                                         \
-		ASSERT_ERR(e_, err);                                                               \
-	} while (0)
-
 static const char *kid(const char *id)
 {
 	return fx_fmt("{\"key_id\":\"%s\"}", id);
@@ -95,7 +80,7 @@ static double grant_total(const char *project, const char *key)
 
 	if (pcall(project, "list-grants", kid(key), &r) != 0)
 		return -1;
-	return num(r, "total");
+	return fx_num(r, "total");
 }
 
 /* ---- create-grant and list-grants (4.10) ---- */
@@ -122,7 +107,7 @@ TEST(create_grant_and_list_fields)
 	cp(g, sizeof(g), fx_str(r, "grant_id"));
 
 	ASSERT_ERR(pcall("cg", "list-grants", kid(id), &r), 0);
-	ASSERT_EQ(num(r, "total"), 1);
+	ASSERT_EQ(fx_num(r, "total"), 1);
 	ASSERT_STREQ(fx_str(r, "truncated"), "false");
 	ASSERT_STREQ(fx_str(r, "next_marker"), "");
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "grants")), 1);
@@ -399,7 +384,7 @@ TEST(list_grants_paging_and_errors)
 				 fx_fmt("{\"key_id\":\"%s\",\"limit\":\"2\",\"marker\":\"%d\"}", id,
 					2 * page), &r), 0);
 		gs = fx_get(r, "grants");
-		ASSERT_EQ(num(r, "total"), 5);
+		ASSERT_EQ(fx_num(r, "total"), 5);
 		ASSERT_EQ(cJSON_GetArraySize(gs), page < 2 ? 2 : 1);
 		for (int j = 0; j < cJSON_GetArraySize(gs); j++)
 			ASSERT_STREQ(fx_str(cJSON_GetArrayItem(gs, j), "grant_id"),
@@ -414,11 +399,11 @@ TEST(list_grants_paging_and_errors)
 	ASSERT_ERR(pcall("lg", "list-grants", fx_fmt("{\"key_id\":\"%s\",\"marker\":\"9\"}", id),
 			 &r), 0);
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "grants")), 0);
-	ASSERT_EQ(num(r, "total"), 5);
+	ASSERT_EQ(fx_num(r, "total"), 5);
 	ASSERT_STREQ(fx_str(r, "truncated"), "false");
 	/* Only the grants of the key asked for. */
 	ASSERT_ERR(pcall("lg", "list-grants", kid(other), &r), 0);
-	ASSERT_EQ(num(r, "total"), 1);
+	ASSERT_EQ(fx_num(r, "total"), 1);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"), og);
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_limit); i++)
 		EXPECT(bad_limit[i],
@@ -442,7 +427,7 @@ TEST(list_grants_paging_and_errors)
 		   KMS_E_BAD_SEQUENCE);
 	/* A viewer may list (README, Actions). */
 	ASSERT_ERR(ucall("lg", "vic", AUTH_ROLE_VIEWER, "list-grants", NULL, kid(id), &r), 0);
-	ASSERT_EQ(num(r, "total"), 5);
+	ASSERT_EQ(fx_num(r, "total"), 5);
 	ASSERT_ERR(ucall("lg", "vic", AUTH_ROLE_NONE, "list-grants", NULL, kid(id), &r),
 		   KMS_E_FORBIDDEN);
 }
@@ -466,7 +451,7 @@ TEST(list_retirable_grants)
 	/* carol: the grants whose retiring principal she is, over all keys, in order. */
 	ASSERT_ERR(ucall("lrg", "carol", AUTH_ROLE_VIEWER, "list-retirable-grants", NULL, "", &r),
 		   0);
-	ASSERT_EQ(num(r, "total"), 2);
+	ASSERT_EQ(fx_num(r, "total"), 2);
 	ASSERT_STREQ(fx_str(r, "truncated"), "false");
 	ASSERT_STREQ(fx_str(r, "next_marker"), "");
 	e = cJSON_GetArrayItem(fx_get(r, "grants"), 0);
@@ -492,12 +477,12 @@ TEST(list_retirable_grants)
 				"\"total\":0}\n");
 	/* The trusted administrator is "admin". */
 	ASSERT_ERR(pcall("lrg", "list-retirable-grants", "", &r), 0);
-	ASSERT_EQ(num(r, "total"), 1);
+	ASSERT_EQ(fx_num(r, "total"), 1);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"), g4);
 	/* Another project's grants are not listed. */
 	ASSERT_ERR(ucall("lrg2", "carol", AUTH_ROLE_VIEWER, "list-retirable-grants", NULL, "", &r),
 		   0);
-	ASSERT_EQ(num(r, "total"), 0);
+	ASSERT_EQ(fx_num(r, "total"), 0);
 	ASSERT_ERR(pcall("lrg", "list-retirable-grants", "{\"limit\":\"0\"}", NULL),
 		   KMS_E_LIMIT_INVALID);
 	ASSERT_ERR(pcall("lrg", "list-retirable-grants", "{\"marker\":\"-1\"}", NULL),

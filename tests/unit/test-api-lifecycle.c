@@ -22,22 +22,7 @@
 #define SEQ "919c82d4-8046-4722-9094-35c3c6524cff"
 
 /* The number at path, or -1 when absent or not a number. */
-static double num(const cJSON *r, const char *path)
-{
-	const cJSON *n = fx_get(r, path);
-
-	return cJSON_IsNumber(n) ? n->valuedouble : -1;
-}
-
 /* Print what failed before the assertion stops the test. */
-#define EXPECT(what, expr, err)                                                                    \
-	do {                                                                                       \
-		int e_ = (expr);                                                                   \
-		if (e_ != (err))                                                                   \
-			fprintf(stderr, "\t%s\n", (what));                                         \
-		ASSERT_ERR(e_, err);                                                               \
-	} while (0)
-
 /* Copy a response string out (NULL: empty). */
 static void cp(char *dst, size_t cap, const char *src)
 {
@@ -549,7 +534,7 @@ TEST(disabled_key_0209)
 	ASSERT_ERR(pcall("st0209", "update-key-rotation-interval",
 			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":30}", id), NULL), 0);
 	ASSERT_ERR(pcall("st0209", "get-key-rotation-status", kid(id), &r), 0);
-	ASSERT_EQ(num(r, "number_of_rotations"), 0);
+	ASSERT_EQ(fx_num(r, "number_of_rotations"), 0);
 	/* Enabled again, the old ciphertexts decrypt. */
 	ASSERT_ERR(pcall("st0209", "enable-key", kid(id), NULL), 0);
 	ASSERT_ERR(pcall("st0209", "decrypt-datakey",
@@ -602,9 +587,9 @@ TEST(pending_deletion_0210)
 	ASSERT_STREQ(describe_field("st0210", id, "key_description"), "");
 	ASSERT_ERR(pcall("st0210", "get-key-rotation-status", kid(id), &r), 0);
 	ASSERT_TRUE(cJSON_IsTrue(fx_get(r, "key_rotation_enabled")));
-	ASSERT_EQ(num(r, "rotation_interval"), 365);
+	ASSERT_EQ(fx_num(r, "rotation_interval"), 365);
 	ASSERT_ERR(pcall("st0210", "list-keys", "{\"key_state\":\"4\"}", &r), 0);
-	ASSERT_EQ(num(r, "total"), 1);
+	ASSERT_EQ(fx_num(r, "total"), 1);
 	ASSERT_STREQ(cJSON_GetArrayItem(fx_get(r, "keys"), 0)->valuestring, id);
 	/* Cancel and enable: usable again, the old ciphertexts still decrypt. */
 	ASSERT_ERR(pcall("st0210", "cancel-key-deletion", kid(id), NULL), 0);
@@ -670,7 +655,7 @@ static void body_deletion_when_due(struct own *o)
 				"\"datakey_cipher_length\":\"64\"}", doomed, ct), NULL),
 		   KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(ocall(o, "dl", "list-keys", "{}", &r), 0);
-	ASSERT_EQ(num(r, "total"), 2);
+	ASSERT_EQ(fx_num(r, "total"), 2);
 	ASSERT_ERR(ocall(o, "dl", "user-quotas", "", &r), 0);
 	ASSERT_STREQ(fx_last(), "{\"quotas\":{\"resources\":[{\"type\":\"CMK\",\"used\":2,"
 				"\"quota\":100},{\"type\":\"grant_per_CMK\",\"used\":0,"
@@ -709,7 +694,7 @@ static double rotations(struct own *o, const char *id)
 
 	if (ocall(o, "ar", "get-key-rotation-status", kid(id), &r) != 0)
 		return -1;
-	return num(r, "number_of_rotations");
+	return fx_num(r, "number_of_rotations");
 }
 
 static void body_automatic_rotation(struct own *o)
@@ -974,8 +959,8 @@ TEST(enable_disable_key_rotation)
 	ASSERT_STREQ(fx_last(), "{}\n");
 	ASSERT_ERR(pcall("er", "get-key-rotation-status", kid(id), &r), 0);
 	ASSERT_TRUE(cJSON_IsTrue(fx_get(r, "key_rotation_enabled")));
-	ASSERT_EQ(num(r, "rotation_interval"), 365);
-	ASSERT_EQ(num(r, "number_of_rotations"), 0);
+	ASSERT_EQ(fx_num(r, "rotation_interval"), 365);
+	ASSERT_EQ(fx_num(r, "number_of_rotations"), 0);
 	/* In key objects it is the string "true". */
 	ASSERT_STREQ(describe_field("er", id, "key_rotation_enabled"), "true");
 	ASSERT_ERR(pcall("er", "enable-key-rotation", kid(id), NULL), KMS_E_ROTATION_NOT_DISABLED);
@@ -1030,14 +1015,14 @@ TEST(update_key_rotation_interval)
 			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":null}", id), NULL),
 		   KMS_E_MISSING);
 	ASSERT_ERR(pcall("ri", "get-key-rotation-status", kid(id), &r), 0);
-	ASSERT_EQ(num(r, "rotation_interval"), 365);
+	ASSERT_EQ(fx_num(r, "rotation_interval"), 365);
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(good); i++) {
 		ASSERT_ERR(pcall("ri", "update-key-rotation-interval",
 				 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":%s}", id,
 					good[i].v), NULL), 0);
 		ASSERT_STREQ(fx_last(), "{}\n");
 		ASSERT_ERR(pcall("ri", "get-key-rotation-status", kid(id), &r), 0);
-		ASSERT_EQ(num(r, "rotation_interval"), good[i].days);
+		ASSERT_EQ(fx_num(r, "rotation_interval"), good[i].days);
 	}
 	ASSERT_ERR(call("ri", "update-key-rotation-interval", API_SCOPE_KEY, id,
 			"{\"rotation_interval\":45}", NULL), 0);
@@ -1048,7 +1033,7 @@ TEST(update_key_rotation_interval)
 		   KMS_E_ROTATION_NOT_ENABLED);
 	ASSERT_ERR(pcall("ri", "get-key-rotation-status", kid(id), &r), 0);
 	ASSERT_TRUE(cJSON_IsFalse(fx_get(r, "key_rotation_enabled")));
-	ASSERT_EQ(num(r, "rotation_interval"), 45);
+	ASSERT_EQ(fx_num(r, "rotation_interval"), 45);
 }
 
 /* ---- rotate-key (kmsfs extension; README, Actions) ---- */
@@ -1071,7 +1056,7 @@ TEST(rotate_key_versions)
 				     fx_fmt("{\"key_id\":\"%s\",\"key_version\":\"%u\","
 					    "\"number_of_rotations\":%u}\n", id, v, v));
 			ASSERT_ERR(pcall("rk", "get-key-rotation-status", kid(id), &r), 0);
-			ASSERT_EQ(num(r, "number_of_rotations"), v);
+			ASSERT_EQ(fx_num(r, "number_of_rotations"), v);
 			/* Rotation stays off: rotate-key does not need it. */
 			ASSERT_TRUE(cJSON_IsFalse(fx_get(r, "key_rotation_enabled")));
 			last = strtoll(fx_str(r, "last_rotation_time"), NULL, 10);
@@ -1121,7 +1106,7 @@ TEST(rotate_key_versions)
 	ASSERT_STREQ(describe_field("rk", id, "key_state"), "2");
 	ASSERT_ERR(call("rk", "rotate-key", API_SCOPE_KEY, id, "", &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_version"), "3");
-	ASSERT_EQ(num(r, "number_of_rotations"), 3);
+	ASSERT_EQ(fx_num(r, "number_of_rotations"), 3);
 }
 
 /* README, Differences, Rotation: at most 64 material versions; one more answers KMS.0308. */
@@ -1145,7 +1130,7 @@ static void body_version_limit(struct own *o)
 	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0308\",\"error_msg\":"
 				"\"Invalid parameter.\"}}\n");
 	ASSERT_ERR(ocall(o, "vl", "get-key-rotation-status", kid(id), &r), 0);
-	ASSERT_EQ(num(r, "number_of_rotations"), 63);
+	ASSERT_EQ(fx_num(r, "number_of_rotations"), 63);
 	/* The key keeps working on version 63; version 0 still decrypts. */
 	ASSERT_ERR(ocall(o, "vl", "create-datakey-without-plaintext", kid(id), &r), 0);
 	ASSERT_EQ(blob_version(fx_str(r, "cipher_text"), false), 63);
@@ -1158,7 +1143,7 @@ static void body_version_limit(struct own *o)
 	ASSERT_EQ(store_sweep(o->st, store_now_ms() + 3650 * DAY_MS, &deleted, &rotated), 0);
 	ASSERT_EQ(rotated, 0);
 	ASSERT_ERR(ocall(o, "vl", "get-key-rotation-status", kid(id), &r), 0);
-	ASSERT_EQ(num(r, "number_of_rotations"), 63);
+	ASSERT_EQ(fx_num(r, "number_of_rotations"), 63);
 	{
 		size_t checked = 0;
 

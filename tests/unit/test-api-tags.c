@@ -12,21 +12,6 @@
 
 #include "auth/kms_auth.h"
 
-static double num(const cJSON *r, const char *path)
-{
-	const cJSON *n = fx_get(r, path);
-
-	return cJSON_IsNumber(n) ? n->valuedouble : -1;
-}
-
-#define EXPECT(what, expr, err)                                                                    \
-	do {                                                                                       \
-		int e_ = (expr);                                                                   \
-		if (e_ != (err))                                                                   \
-			fprintf(stderr, "\t%s\n", (what));                                         \
-		ASSERT_ERR(e_, err);                                                               \
-	} while (0)
-
 /* The key-folder actions: keys/<id>/<action>. */
 static int kcall(const char *project, const char *id, const char *action, const char *json,
 		 cJSON **r)
@@ -100,13 +85,13 @@ TEST(key_tags_add_and_list)
 		     "\"existTagsNum\":3}\n");
 	/* An empty request, {}, a key_id naming the folder's key, or a sequence: all list. */
 	ASSERT_ERR(kcall("kt", id, "tags", "{}", &r), 0);
-	ASSERT_EQ(num(r, "existTagsNum"), 3);
+	ASSERT_EQ(fx_num(r, "existTagsNum"), 3);
 	ASSERT_ERR(kcall("kt", id, "tags", fx_fmt("{\"key_id\":\"%s\"}", id), &r), 0);
-	ASSERT_EQ(num(r, "existTagsNum"), 3);
+	ASSERT_EQ(fx_num(r, "existTagsNum"), 3);
 	ASSERT_ERR(kcall("kt", id, "tags",
 			 "{\"sequence\":\"919c82d4-8046-4722-9094-35c3c6524cff\"}", &r),
 		   0);
-	ASSERT_EQ(num(r, "existTagsNum"), 3);
+	ASSERT_EQ(fx_num(r, "existTagsNum"), 3);
 	/* The longest key (36 characters, counted as characters) and value (43). */
 	ASSERT_ERR(add_tag("kt", other, repeat(k36, "\xc3\xa4", 36), repeat(v43, "v", 43)), 0);
 	ASSERT_ERR(kcall("kt", other, "tags", "", &r), 0);
@@ -115,10 +100,10 @@ TEST(key_tags_add_and_list)
 	/* Other characters are fine: blanks, ':', '/', '-', '.', quotes. */
 	ASSERT_ERR(add_tag("kt", other, "a b:c/d-e.f\\\"", "x y:z/\\\"q"), 0);
 	ASSERT_ERR(kcall("kt", other, "tags", "", &r), 0);
-	ASSERT_EQ(num(r, "existTagsNum"), 2);
+	ASSERT_EQ(fx_num(r, "existTagsNum"), 2);
 	/* Each key's own tags. */
 	ASSERT_ERR(kcall("kt", id, "tags", "", &r), 0);
-	ASSERT_EQ(num(r, "existTagsNum"), 3);
+	ASSERT_EQ(fx_num(r, "existTagsNum"), 3);
 }
 
 TEST(key_tags_errors)
@@ -206,7 +191,7 @@ TEST(key_tags_limit_0409)
 			 NULL),
 		   KMS_E_TOO_MANY_TAGS);
 	ASSERT_ERR(kcall("ktl", id, "tags", "", &r), 0);
-	ASSERT_EQ(num(r, "existTagsNum"), 10);
+	ASSERT_EQ(fx_num(r, "existTagsNum"), 10);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "tags"), 9), "value"), "new");
 	/* After a deletion there is room for one. */
 	ASSERT_ERR(kcall("ktl", id, "delete-tag", "{\"key\":\"t0\"}", NULL), 0);
@@ -483,7 +468,7 @@ static double count_of(const char *body)
 		return -1;
 	if (cJSON_GetArraySize(r) != 1) /* count: total_count only */
 		return -2;
-	return num(r, "total_count");
+	return fx_num(r, "total_count");
 }
 
 TEST(resource_instances_filter)
@@ -501,7 +486,7 @@ TEST(resource_instances_filter)
 		      &r),
 		0);
 	ASSERT_EQ(cJSON_GetArraySize(r), 2);
-	ASSERT_EQ(num(r, "total_count"), 2);
+	ASSERT_EQ(fx_num(r, "total_count"), 2);
 	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.a, k.c));
 	/* One resource: id, the key object (strings, README Differences), name = alias, tags. */
 	res = cJSON_GetArrayItem(fx_get(r, "resources"), 0);
@@ -536,7 +521,7 @@ TEST(resource_instances_filter)
 			 "{\"action\":\"filter\",\"tags\":[{\"key\":\"env\",\"values\":[\"prod\"]},"
 			 "{\"key\":\"team\",\"values\":[\"red\"]}]}", &r), 0);
 	ASSERT_STREQ(ids_of(r), k.c);
-	ASSERT_EQ(num(r, "total_count"), 1);
+	ASSERT_EQ(fx_num(r, "total_count"), 1);
 	ASSERT_ERR(
 		pcall("ri", "resource_instances-action",
 		      "{\"action\":\"filter\",\"tags\":[{\"key\":\"env\",\"values\":[\"dev\"]}]}",
@@ -557,12 +542,12 @@ TEST(resource_instances_filter)
 	ASSERT_ERR(pcall("ri", "resource_instances-action",
 			 "{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
 			 "\"value\":\"\"}]}", &r), 0);
-	ASSERT_EQ(num(r, "total_count"), 4);
+	ASSERT_EQ(fx_num(r, "total_count"), 4);
 	/* Paging: limit (default 10) and offset; total_count counts every match. */
 	ASSERT_ERR(pcall("ri", "resource_instances-action",
 			 "{\"action\":\"filter\",\"limit\":\"2\",\"offset\":\"1\"}", &r), 0);
 	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.b, k.c));
-	ASSERT_EQ(num(r, "total_count"), 4);
+	ASSERT_EQ(fx_num(r, "total_count"), 4);
 	ASSERT_ERR(pcall("ri", "resource_instances-action",
 			 "{\"action\":\"filter\",\"limit\":1,\"offset\":3}", &r), 0);
 	ASSERT_STREQ(ids_of(r), k.d);
@@ -755,7 +740,7 @@ TEST(user_quotas_and_key_quota_1105)
 	ASSERT_ERR(quota_call(&svc, "uq-other", "create-key", "{\"key_alias\":\"d\"}"), 0);
 	ASSERT_ERR(pcall("uq", "user-quotas", "{\"sequence\":\"ignored\"}", NULL), 0);
 	ASSERT_ERR(pcall("uq", "list-keys", "{}", &r), 0);
-	ASSERT_EQ(num(r, "total"), 3);
+	ASSERT_EQ(fx_num(r, "total"), 3);
 }
 
 /* ---- versions, version (4.9; README, Differences: links are relative) ---- */
