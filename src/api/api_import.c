@@ -210,7 +210,7 @@ int api_import_key_material(struct api_request *r)
 	if (kms_base64_decode(token, strlen(token), sealed, API_TOKEN_MAX_CHARS, &sealed_len) < 0 ||
 	    store_unseal_opaque(r->svc->store, API_TOKEN_LABEL, sealed, sealed_len, plain,
 				API_TOKEN_MAX_CHARS, &plain_len) < 0 ||
-	    plain_len <= API_TOKEN_HEADER || memcmp(plain, API_TOKEN_MAGIC, 4) != 0) {
+	    plain_len <= API_TOKEN_HEADER || !core_equal(plain, API_TOKEN_MAGIC, 4)) {
 		e = KMS_E_IMPORT_TOKEN;
 		goto out;
 	}
@@ -220,7 +220,7 @@ int api_import_key_material(struct api_request *r)
 		e = KMS_E_IMPORT_TOKEN_EXPIRED;
 		goto out;
 	}
-	if (memcmp(plain + 13, k->meta.key_id, CORE_KEY_ID_BYTES) != 0) {
+	if (!core_equal(plain + 13, k->meta.key_id, CORE_KEY_ID_BYTES)) {
 		e = KMS_E_IMPORT_KEY_MISMATCH;
 		goto out;
 	}
