@@ -67,7 +67,6 @@ struct worker {
 	uint32_t *lat; /* ns, clamped */
 	size_t n, cap;
 	long items;    /* keys (batch) or transactions */
-	long bad;
 	char *buf;
 	size_t bufcap;
 };
@@ -426,8 +425,10 @@ int main(int argc, char **argv)
 		w[i].id = i;
 		w[i].bufcap = cfg.mode == MODE_BATCH ? BATCH_BUF : RDWR_BUF;
 		w[i].buf = malloc(w[i].bufcap);
-		if (!w[i].buf)
-			return 1;
+		if (!w[i].buf) {
+			fprintf(stderr, "bench-client: out of memory\n");
+			exit(1);
+		}
 	}
 	if (cfg.total > 0) {
 		atomic_store(&phase, PHASE_MEASURE);
@@ -472,10 +473,13 @@ int main(int argc, char **argv)
 		items += w[i].items;
 	}
 	all = malloc((nlat ? nlat : 1) * sizeof(*all));
-	if (!all)
-		return 1;
+	if (!all) {
+		fprintf(stderr, "bench-client: out of memory\n");
+		exit(1);
+	}
 	for (unsigned i = 0; i < cfg.threads; i++) {
-		memcpy(all + k, w[i].lat, w[i].n * sizeof(*all));
+		if (w[i].n)
+			memcpy(all + k, w[i].lat, w[i].n * sizeof(*all));
 		k += w[i].n;
 	}
 	qsort(all, nlat, sizeof(*all), cmp_u32);
@@ -500,5 +504,11 @@ int main(int argc, char **argv)
 		       ((double)(busy1 - busy0 - (cpu1 - cpu0)) / (double)sysconf(_SC_CLK_TCK) -
 			(c1 - c0)) / secs);
 	printf(" bad=%ld\n", atomic_load(&bad_total));
+	for (unsigned i = 0; i < cfg.threads; i++) {
+		free(w[i].lat);
+		free(w[i].buf);
+	}
+	free(w);
+	free(all);
 	return atomic_load(&bad_total) ? 1 : 0;
 }

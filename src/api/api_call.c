@@ -137,6 +137,8 @@ int api_error_json(int err, struct kms_buf *resp)
 
 static bool api_blank(const uint8_t *p, size_t n)
 {
+	if (!p)
+		return true;
 	for (size_t i = 0; i < n; i++)
 		if (p[i] != ' ' && p[i] != '\t' && p[i] != '\n' && p[i] != '\r')
 			return false;
@@ -253,7 +255,7 @@ static int api_audit(struct api_request *r, int err)
 	snprintf(o.key_id, sizeof(o.key_id), "%s",
 		 r->key_id[0] ? r->key_id
 			      : (r->caller->path_key_id ? r->caller->path_key_id : ""));
-	if (cJSON_IsString(seq) && api_check_sequence(r) == 0)
+	if (seq && cJSON_IsString(seq) && api_check_sequence(r) == 0)
 		snprintf(o.sequence, sizeof(o.sequence), "%s", seq->valuestring);
 	o.http = err ? e->http : 200;
 	o.error_code = err ? e->code : "";

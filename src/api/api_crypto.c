@@ -145,7 +145,7 @@ int api_encrypt_datakey(struct api_request *r)
 		e = KMS_E_PLAIN_MISMATCH;
 		goto out;
 	}
-	if ((e = kms_hex_decode(plain, strlen(plain), buf, sizeof(buf), &n)) < 0) {
+	if (kms_hex_decode(plain, strlen(plain), buf, sizeof(buf), &n) < 0) {
 		e = KMS_E_PLAIN_INVALID;
 		goto out;
 	}

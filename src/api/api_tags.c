@@ -310,7 +310,6 @@ struct api_instances {
 	size_t matched;
 	cJSON *resources;
 	cJSON *key_tags; /* scratch: tags of the key being looked at */
-	char key_id[KMS_KEY_ID_LEN + 1];
 };
 
 static int api_instances_tag(const char *key_id, const char *k, const char *v, void *arg)

@@ -122,8 +122,8 @@ int auth_token_issue(const uint8_t secret[AUTH_SECRET_BYTES], const char *projec
 	auth_b64url_encode(mac, sizeof(mac), macb64);
 	if ((size_t)n + 1 + strlen(macb64) >= cap)
 		return KMS_E_BAD_PARAM;
-	strcat(out, ".");
-	strcat(out, macb64);
+	out[n] = '.';
+	memcpy(out + n + 1, macb64, strlen(macb64) + 1);
 	if (claims)
 		return auth_token_verify(secret, out, strlen(out), 0, claims);
 	return 0;

@@ -520,7 +520,6 @@ struct fs_list_ctx {
 	struct fs_dirbuf *b;
 	uint32_t project;
 	bool aliases;
-	int err;
 };
 
 static int fs_list_project(const char *project, void *arg)

@@ -186,7 +186,6 @@ static int kmsctl_project(const char *state, int argc, char **argv)
 		return r;
 	store_project_policy(s, project, &pol);
 	optind = 3;
-	r = EXIT_USAGE;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o':

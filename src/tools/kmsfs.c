@@ -291,7 +291,7 @@ int main(int argc, char **argv)
 	kmsfs_publish(lock_fd, opts.mountpoint);
 	kms_harden_process((size_t)cfg.secure_heap_kib * 1024, !cfg.no_mlock, &hr);
 	kmsfs_report_hardening(&hr);
-	if ((r = fs_start(fs)) < 0) {
+	if (fs_start(fs) < 0) {
 		kms_log_error("cannot start the mailbox janitor thread");
 		goto out_unmount;
 	}

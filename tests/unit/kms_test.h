@@ -136,6 +136,7 @@ static inline void kms_test_hexprint(FILE *f, const void *p, size_t n)
 	const uint8_t *b = p;
 
 	for (size_t i = 0; i < n && i < 64; i++)
+		/* cppcheck-suppress arrayIndexOutOfBounds ; i < n, and n is the object's size */
 		fprintf(f, "%02X", b[i]);
 	if (n > 64)
 		fprintf(f, "... (%zu bytes)", n);
