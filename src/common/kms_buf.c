@@ -77,6 +77,14 @@ void kms_buf_reset(struct kms_buf *b)
 	b->len = 0;
 }
 
+void kms_buf_trim(struct kms_buf *b, size_t keep)
+{
+	if (b->cap > keep)
+		kms_buf_free(b);
+	else
+		kms_buf_reset(b);
+}
+
 void kms_buf_free(struct kms_buf *b)
 {
 	if (b->data) {

@@ -32,6 +32,9 @@ KMS_WUR int kms_buf_append_str(struct kms_buf *b, const char *s);
 KMS_WUR int kms_buf_set(struct kms_buf *b, const void *p, size_t n);
 /* Empty the buffer, wiping the bytes it held; keeps its memory for reuse. */
 void kms_buf_reset(struct kms_buf *b);
+/* Empty the buffer like kms_buf_reset, but release its memory if it holds more than keep bytes,
+ * so a long-lived buffer does not pin the memory of the largest thing it ever held. */
+void kms_buf_trim(struct kms_buf *b, size_t keep);
 /* Wipe and release; accepts an already freed or never used buffer. */
 void kms_buf_free(struct kms_buf *b);
 /* Hand over the contents of src to dst (dst is freed first); src is left empty. */

@@ -31,6 +31,9 @@ enum fs_node_type {
 /* Responses held by open handles and mailboxes. A request runs only while one more answer of
  * the largest size (4 MiB) fits, so the total stays under this plus one answer per worker. */
 #define FS_MAX_HELD_BYTES (256u * 1024u * 1024u)
+/* A handle keeps request and response blocks up to this size for its next transaction and
+ * releases bigger ones, so an idle handle never pins an earlier big request or answer. */
+#define FS_KEEP_BUF_BYTES 4096u
 #define FS_MAX_PROJECTS 65535u
 
 struct fs_node {
@@ -109,7 +112,7 @@ struct fs_txn {
 	struct kms_buf resp; /* secret */
 	bool req_pending;    /* written since the last run */
 	bool resp_ready;
-	size_t resp_held;    /* bytes of resp counted in fs->held_bytes */
+	size_t resp_held;    /* resp.cap as counted in fs->held_bytes */
 	int refused;         /* KMS_E_TOO_LONG (past KMS_MAX_REQUEST) or KMS_E_BUSY (daemon-wide
 			      * request bytes exhausted): the request answers this, never runs */
 	bool ran_by_read;    /* the response went to this handle's reader */

@@ -21,7 +21,7 @@ struct fs_mailbox {
 	fuse_ino_t ino;
 	uid_t uid;
 	int64_t expires_ms;
-	size_t held; /* bytes of resp counted in fs->held_bytes */
+	size_t held; /* resp.cap as counted in fs->held_bytes */
 	struct kms_buf resp;
 };
 
@@ -33,20 +33,21 @@ static int64_t fs_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Count a response buffer's new length (held: what was counted for it so far). */
-static void fs_hold(struct fs *fs, size_t *held, size_t len)
+/* Count the memory a response buffer holds now (held: what was counted for it so far). Its
+ * capacity, not its length: a buffer emptied for a small answer keeps its block. */
+static void fs_hold(struct fs *fs, size_t *held, const struct kms_buf *b)
 {
-	if (len > *held)
-		__atomic_add_fetch(&fs->held_bytes, len - *held, __ATOMIC_RELAXED);
-	else if (len < *held)
-		__atomic_sub_fetch(&fs->held_bytes, *held - len, __ATOMIC_RELAXED);
-	*held = len;
+	if (b->cap > *held)
+		__atomic_add_fetch(&fs->held_bytes, b->cap - *held, __ATOMIC_RELAXED);
+	else if (b->cap < *held)
+		__atomic_sub_fetch(&fs->held_bytes, *held - b->cap, __ATOMIC_RELAXED);
+	*held = b->cap;
 }
 
 static void fs_mailbox_free(struct fs *fs, struct fs_mailbox *m)
 {
-	fs_hold(fs, &m->held, 0);
 	kms_buf_free(&m->resp);
+	fs_hold(fs, &m->held, &m->resp);
 	free(m);
 }
 
@@ -64,7 +65,7 @@ static void fs_mailbox_put(struct fs *fs, fuse_ino_t ino, uid_t uid, struct kms_
 	m->expires_ms = fs_now_ms() + (int64_t)fs->mailbox_ttl_s * 1000;
 	kms_buf_init(&m->resp, KMS_MAX_RESPONSE, true);
 	kms_buf_move(&m->resp, resp);
-	fs_hold(fs, &m->held, m->resp.len);
+	fs_hold(fs, &m->held, &m->resp);
 	pthread_mutex_lock(&fs->mail_lock);
 	for (pp = &fs->mail; *pp; pp = &(*pp)->next) {
 		if ((*pp)->ino == ino && (*pp)->uid == uid) {
@@ -159,9 +160,9 @@ static void fs_txn_unbuffer(struct fs *fs, struct fs_txn *t)
 
 static void fs_txn_free(struct fs *fs, struct fs_txn *t)
 {
-	fs_hold(fs, &t->resp_held, 0);
 	kms_buf_free(&t->req);
 	kms_buf_free(&t->resp);
+	fs_hold(fs, &t->resp_held, &t->resp);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -205,8 +206,8 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 	int err;
 
 	fs_txn_unbuffer(fs, t);
-	kms_buf_reset(&t->resp);
-	fs_hold(fs, &t->resp_held, 0);
+	kms_buf_trim(&t->resp, FS_KEEP_BUF_BYTES);
+	fs_hold(fs, &t->resp_held, &t->resp);
 	t->base_set = false;
 	t->req_pending = false;
 	t->resp_ready = true;
@@ -240,15 +241,15 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 	else if (fs_identity_claims(req, fs, project, &claims))
 		caller.claims = &claims; /* no token set: an admin's uid/gid binding, if any */
 	t->last_err = api_call(&fs->svc, &caller, t->action, t->req.data, t->req.len, &t->resp);
-	kms_buf_reset(&t->req);
-	fs_hold(fs, &t->resp_held, t->resp.len);
+	kms_buf_trim(&t->req, FS_KEEP_BUF_BYTES);
+	fs_hold(fs, &t->resp_held, &t->resp);
 	return;
 fail:
-	kms_buf_reset(&t->req);
+	kms_buf_trim(&t->req, FS_KEEP_BUF_BYTES);
 	t->last_err = err;
 	if (api_error_json(err, &t->resp) < 0)
 		kms_buf_reset(&t->resp);
-	fs_hold(fs, &t->resp_held, t->resp.len);
+	fs_hold(fs, &t->resp_held, &t->resp);
 }
 
 /* Set the open flags the kernel needs: direct_io so responses never enter the page cache (one
@@ -322,9 +323,9 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	if (!t->req_pending && !t->refused) {
 		/* A write after a response starts the next request on this handle. */
 		fs_txn_unbuffer(fs, t);
-		kms_buf_reset(&t->req);
-		kms_buf_reset(&t->resp);
-		fs_hold(fs, &t->resp_held, 0);
+		kms_buf_trim(&t->req, FS_KEEP_BUF_BYTES);
+		kms_buf_trim(&t->resp, FS_KEEP_BUF_BYTES);
+		fs_hold(fs, &t->resp_held, &t->resp);
 		t->resp_ready = false;
 		t->base_set = false;
 	}
@@ -346,7 +347,7 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	}
 	if (r < 0) {
 		fs_txn_unbuffer(fs, t);
-		kms_buf_reset(&t->req);
+		kms_buf_trim(&t->req, FS_KEEP_BUF_BYTES);
 		t->refused = r;
 		err = r == KMS_E_TOO_LONG ? EFBIG : ENOMEM;
 	}

@@ -266,6 +266,37 @@ TEST(reset_wipes_and_keeps_memory)
 	CHECK_INVARIANTS(&b);
 }
 
+TEST(trim_keeps_small_blocks_and_releases_big_ones)
+{
+	struct kms_buf b = KMS_BUF_INIT(65536, true);
+	uint8_t big[5000];
+	uint8_t *data;
+	size_t cap;
+
+	memset(big, 0x5a, sizeof(big));
+	ASSERT_OK(kms_buf_append(&b, big, 100));
+	data = b.data;
+	cap = b.cap;
+	kms_buf_trim(&b, 4096); /* 256-byte block: kept, wiped, empty */
+	ASSERT_TRUE(b.data == data);
+	ASSERT_EQ(b.cap, cap);
+	ASSERT_EQ(b.len, 0);
+	ASSERT_TRUE(all_zero(b.data, 101));
+	CHECK_INVARIANTS(&b);
+	ASSERT_OK(kms_buf_append(&b, big, sizeof(big)));
+	ASSERT_TRUE(b.cap > 4096);
+	kms_buf_trim(&b, 4096); /* 8 KiB block: released */
+	ASSERT_TRUE(b.data == NULL);
+	ASSERT_EQ(b.cap, 0);
+	ASSERT_EQ(b.len, 0);
+	CHECK_INVARIANTS(&b);
+	ASSERT_OK(kms_buf_append(&b, "x", 1)); /* usable again */
+	ASSERT_STREQ((const char *)b.data, "x");
+	kms_buf_free(&b);
+	kms_buf_trim(&b, 0); /* a never used or freed buffer: harmless */
+	CHECK_INVARIANTS(&b);
+}
+
 TEST(free_wipes_and_is_idempotent)
 {
 	struct kms_buf b = KMS_BUF_INIT(4096, false);
