@@ -22,10 +22,12 @@
 #pragma once
 
 #include <stdarg.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 
 #include "api/kms_api.h"
+#include "auth/kms_auth.h"
 #include "common/kms_buf.h"
 #include "common/kms_hex.h"
 #include "common/kms_limits.h"
@@ -356,17 +358,103 @@ static inline void fx_sha256_hex(const void *p, size_t n, char out[65])
 	kms_hex_encode(d, sizeof(d), out);
 }
 
-/* Create key alias in project; its id goes to id. */
-static inline void fx_key(const char *project, const char *alias, char id[FX_ID_LEN])
+/* create-key with the request json as a trusted caller of svc; the new key's id goes to id. */
+static inline void fx_key_in(const struct api_service *svc, const char *project, const char *json,
+			     char id[FX_ID_LEN])
 {
+	struct api_caller c = { .project = project, .trusted = true };
 	cJSON *r = NULL;
 	const char *s;
 
 	id[0] = 0;
-	ASSERT_ERR(pcall(project, "create-key", fx_fmt("{\"key_alias\":\"%s\"}", alias), &r), 0);
+	ASSERT_ERR(fx_call_as(svc, &c, "create-key", API_SCOPE_PROJECT, json, strlen(json), &r), 0);
 	s = fx_str(r, "key_info.key_id");
 	ASSERT_TRUE(fx_key_id_form(s));
 	memcpy(id, s, FX_ID_LEN);
+}
+
+/* Create key alias in project; its id goes to id. */
+static inline void fx_key(const char *project, const char *alias, char id[FX_ID_LEN])
+{
+	fx_key_in(fx_svc(), project, fx_fmt("{\"key_alias\":\"%s\"}", alias), id);
+}
+
+/* Copy a response string out (NULL: empty). */
+static inline void fx_cp(char *dst, size_t cap, const char *src)
+{
+	snprintf(dst, cap, "%s", src ? src : "");
+}
+
+/* The request {"key_id":"<id>"}. */
+static inline const char *fx_kid(const char *id)
+{
+	return fx_fmt("{\"key_id\":\"%s\"}", id);
+}
+
+/* The claims api_call() gets from a verified token of user in project with role. */
+static inline struct auth_claims fx_claims(const char *project, const char *user,
+					   enum auth_role role, int64_t expiry)
+{
+	struct auth_claims c;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.id, sizeof(c.id), "0123456789abcdef");
+	snprintf(c.project, sizeof(c.project), "%s", project);
+	snprintf(c.user, sizeof(c.user), "%s", user);
+	c.role = role;
+	c.expiry = expiry;
+	return c;
+}
+
+/* action as user with role (the claims of a token valid for an hour, as api_call() gets them
+ * from a verified token or a binding); path_key_id non-NULL: in that key folder. */
+static inline int ucall(const char *project, const char *user, enum auth_role role,
+			const char *action, const char *path_key_id, const char *json, cJSON **out)
+{
+	struct auth_claims claims = fx_claims(project, user, role, time(NULL) + 3600);
+	struct api_caller c = { .project = project, .path_key_id = path_key_id, .claims = &claims,
+				.uid = 1000, .gid = 1000 };
+
+	return fx_call_as(fx_svc(), &c, action, path_key_id ? API_SCOPE_KEY : API_SCOPE_PROJECT,
+			  json, strlen(json), out);
+}
+
+/* A store of its own in a temporary directory, for the tests that move the clock (a sweep acts
+ * on every project of a store). opt may be changed and reused to open the store again. */
+struct fx_own {
+	char dir[4096];
+	struct store_options opt;
+	struct store *st;
+	struct api_service svc;
+};
+
+/* 0, or -1 (said on stderr, nothing left behind). */
+static inline int fx_own_open(struct fx_own *o)
+{
+	char why[1024] = "";
+
+	memset(o, 0, sizeof(*o));
+	fx_svc(); /* api_init() and the fixture's cleanup */
+	kms_test_mkdtemp(o->dir, sizeof(o->dir));
+	o->opt.create = true;
+	o->opt.state_dir = o->dir;
+	if (store_open(&o->opt, &o->st, why, sizeof(why)) < 0) {
+		fprintf(stderr, "cannot open a store in %s: %s\n", o->dir, why);
+		kms_test_rmrf(o->dir);
+		return -1;
+	}
+	o->svc.store = o->st;
+	o->svc.key_quota = KMS_DEFAULT_KEY_QUOTA;
+	return 0;
+}
+
+/* Close the store (if open) and remove its directory. */
+static inline void fx_own_close(struct fx_own *o)
+{
+	store_close(o->st);
+	o->st = NULL;
+	if (kms_test_rmrf(o->dir) != 0)
+		fprintf(stderr, "warning: could not remove %s\n", o->dir);
 }
 
 /* The URN form of an alias for this store. */
@@ -387,6 +475,12 @@ static inline double fx_num(const cJSON *r, const char *path)
 
 	return cJSON_IsNumber(n) ? n->valuedouble : -1;
 }
+
+/* The last response is exactly the error line of code ("KMS.xxxx") with message msg (both string
+ * literals): checks the table's text, as call() already checks that it matches the return. */
+#define ASSERT_LAST_ERROR(code, msg)                                                               \
+	ASSERT_STREQ(fx_last(),                                                                    \
+		     "{\"error\":{\"error_code\":\"" code "\",\"error_msg\":\"" msg "\"}}\n")
 
 /* ASSERT_ERR that also names the case (a request, a value) when it fails. */
 #define EXPECT(what, expr, err)                                                                    \

@@ -9,46 +9,22 @@
  */
 #include "kms_test_api.h"
 
-#include <time.h>
-
-#include "auth/kms_auth.h"
-
 #define HEX_MAX (2 * CORE_BLOB_MAX + 1)
 #define NO_GRANT "0000000000000000000000000000000000000000000000000000000000000001"
 
-static void cp(char *dst, size_t cap, const char *src)
+/* The create-grant request for key: grantee, ops (the members of "operations") and extra (more
+ * members, each after a comma, or ""). */
+static const char *grant_req(const char *key, const char *grantee, const char *ops,
+			     const char *extra)
 {
-	snprintf(dst, cap, "%s", src ? src : "");
+	return fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"%s\",\"operations\":[%s]%s}",
+		      key, grantee, ops, extra);
 }
 
-static const char *kid(const char *id)
+/* The request of revoke-grant and retire-grant for grant g of key. */
+static const char *key_grant(const char *key, const char *g)
 {
-	return fx_fmt("{\"key_id\":\"%s\"}", id);
-}
-
-static struct auth_claims claims_for(const char *project, const char *user, enum auth_role role)
-{
-	struct auth_claims c;
-
-	memset(&c, 0, sizeof(c));
-	snprintf(c.id, sizeof(c.id), "0123456789abcdef");
-	snprintf(c.project, sizeof(c.project), "%s", project);
-	snprintf(c.user, sizeof(c.user), "%s", user);
-	c.role = role;
-	c.expiry = time(NULL) + 3600;
-	return c;
-}
-
-/* action as user with role; path_key_id non-NULL: in that key folder. */
-static int ucall(const char *project, const char *user, enum auth_role role, const char *action,
-		 const char *path_key_id, const char *json, cJSON **r)
-{
-	struct auth_claims claims = claims_for(project, user, role);
-	struct api_caller c = { .project = project, .path_key_id = path_key_id, .claims = &claims,
-				.uid = 1000, .gid = 1000 };
-
-	return fx_call_as(fx_svc(), &c, action, path_key_id ? API_SCOPE_KEY : API_SCOPE_PROJECT,
-			  json, strlen(json), r);
+	return fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", key, g);
 }
 
 /* create-grant by the trusted admin: the grant id goes to out (65 bytes). */
@@ -58,10 +34,8 @@ static void grant(const char *project, const char *key, const char *grantee, con
 	cJSON *r = NULL;
 
 	out[0] = 0;
-	ASSERT_ERR(pcall(project, "create-grant",
-			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"%s\","
-				"\"operations\":[%s]%s}", key, grantee, ops, extra), &r), 0);
-	cp(out, 65, fx_str(r, "grant_id"));
+	ASSERT_ERR(pcall(project, "create-grant", grant_req(key, grantee, ops, extra), &r), 0);
+	fx_cp(out, 65, fx_str(r, "grant_id"));
 }
 
 static bool lower_hex64(const char *s)
@@ -78,7 +52,7 @@ static double grant_total(const char *project, const char *key)
 {
 	cJSON *r = NULL;
 
-	if (pcall(project, "list-grants", kid(key), &r) != 0)
+	if (pcall(project, "list-grants", fx_kid(key), &r) != 0)
 		return -1;
 	return fx_num(r, "total");
 }
@@ -104,9 +78,9 @@ TEST(create_grant_and_list_fields)
 	/* {"grant_id": 64 hex} and nothing else. */
 	ASSERT_EQ(cJSON_GetArraySize(r), 1);
 	ASSERT_TRUE(lower_hex64(fx_str(r, "grant_id")));
-	cp(g, sizeof(g), fx_str(r, "grant_id"));
+	fx_cp(g, sizeof(g), fx_str(r, "grant_id"));
 
-	ASSERT_ERR(pcall("cg", "list-grants", kid(id), &r), 0);
+	ASSERT_ERR(pcall("cg", "list-grants", fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "total"), 1);
 	ASSERT_STREQ(fx_str(r, "truncated"), "false");
 	ASSERT_STREQ(fx_str(r, "next_marker"), "");
@@ -159,7 +133,7 @@ TEST(create_grant_optional_fields)
 	      "\"919c82d4-8046-4722-9094-35c3c6524cff\"", g);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(pcall("cgo", "list-grants", kid(id), &r), 0);
+	ASSERT_ERR(pcall("cgo", "list-grants", fx_kid(id), &r), 0);
 	e = cJSON_GetArrayItem(fx_get(r, "grants"), 0);
 	ASSERT_STREQ(fx_str(e, "grant_id"), g);
 	ASSERT_STREQ(fx_str(e, "grantee_principal"), "Carol9");
@@ -176,7 +150,7 @@ TEST(create_grant_optional_fields)
 	      ",\"grantee_principal_type\":\"user\"", g);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(pcall("cgo", "list-grants", kid(id), &r), 0);
+	ASSERT_ERR(pcall("cgo", "list-grants", fx_kid(id), &r), 0);
 	e = cJSON_GetArrayItem(fx_get(r, "grants"), 1);
 	ASSERT_STREQ(fx_str(e, "grant_id"), g);
 	ops = fx_get(e, "operations");
@@ -193,7 +167,7 @@ TEST(create_grant_optional_fields)
 			return;
 	}
 	/* A disabled key can be granted (only state 4 refuses). */
-	ASSERT_ERR(pcall("cgo", "disable-key", kid(id), NULL), 0);
+	ASSERT_ERR(pcall("cgo", "disable-key", fx_kid(id), NULL), 0);
 	grant("cgo", id, "eve", "\"describe-key\"", "", g);
 	if (kms_test_failing())
 		return;
@@ -218,22 +192,16 @@ TEST(create_grant_errors)
 	if (kms_test_failing())
 		return;
 	/* KMS.2401: create-grant is not enough by itself. */
-	ASSERT_ERR(pcall("cge", "create-grant",
-			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
-				"\"operations\":[\"create-grant\"]}", id), NULL),
+	ASSERT_ERR(pcall("cge", "create-grant", grant_req(id, "bob", "\"create-grant\"", ""), NULL),
 		   KMS_E_GRANT_OPERATIONS);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2401\",\"error_msg\":"
-				"\"Specify an operation in addition to create-grant.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2401", "Specify an operation in addition to create-grant.");
 	ASSERT_ERR(pcall("cge", "create-grant",
-			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
-				"\"operations\":[\"create-grant\",\"create-grant\"]}", id), NULL),
+			 grant_req(id, "bob", "\"create-grant\",\"create-grant\"", ""), NULL),
 		   KMS_E_GRANT_OPERATIONS);
 	/* KMS.2402: grantee 1..64 of [A-Za-z0-9]. */
 	memset(p65, 'p', 65);
 	p65[65] = 0;
-	ASSERT_ERR(pcall("cge", "create-grant",
-			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"%s\","
-				"\"operations\":[\"describe-key\"]}", id, p65), NULL),
+	ASSERT_ERR(pcall("cge", "create-grant", grant_req(id, p65, "\"describe-key\"", ""), NULL),
 		   KMS_E_GRANT_USER);
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_grantee); i++)
 		EXPECT(bad_grantee[i],
@@ -243,8 +211,7 @@ TEST(create_grant_errors)
 				    id, bad_grantee[i]),
 			     NULL),
 		       KMS_E_GRANT_USER);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2402\",\"error_msg\":"
-				"\"Invalid user ID.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2402", "Invalid user ID.");
 	/* Other fields: KMS.0308 (the API names no code for them). */
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_ops); i++)
 		EXPECT(bad_ops[i],
@@ -331,11 +298,9 @@ TEST(create_grant_limit_2404)
 			return;
 	}
 	ASSERT_ERR(pcall("cgl", "create-grant",
-			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"late\","
-				"\"operations\":[\"describe-key\"]}", id), NULL),
+			 grant_req(id, "late", "\"describe-key\"", ""), NULL),
 		   KMS_E_TOO_MANY_GRANTS);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2404\",\"error_msg\":"
-				"\"Too many CMK grants.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2404", "Too many CMK grants.");
 	ASSERT_EQ(grant_total("cgl", id), 100);
 	grant("cgl", other, "late", "\"describe-key\"", "", g);
 	if (kms_test_failing())
@@ -347,9 +312,8 @@ TEST(create_grant_limit_2404)
 	/* Revoking one makes room for one. */
 	ASSERT_ERR(pcall("cgl", "list-grants", fx_fmt("{\"key_id\":\"%s\",\"limit\":\"1\"}", id),
 			 &r), 0);
-	cp(g, sizeof(g), fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"));
-	ASSERT_ERR(pcall("cgl", "revoke-grant",
-			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, g), NULL), 0);
+	fx_cp(g, sizeof(g), fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"));
+	ASSERT_ERR(pcall("cgl", "revoke-grant", key_grant(id, g), NULL), 0);
 	grant("cgl", id, "late", "\"describe-key\"", "", g);
 	if (kms_test_failing())
 		return;
@@ -402,7 +366,7 @@ TEST(list_grants_paging_and_errors)
 	ASSERT_EQ(fx_num(r, "total"), 5);
 	ASSERT_STREQ(fx_str(r, "truncated"), "false");
 	/* Only the grants of the key asked for. */
-	ASSERT_ERR(pcall("lg", "list-grants", kid(other), &r), 0);
+	ASSERT_ERR(pcall("lg", "list-grants", fx_kid(other), &r), 0);
 	ASSERT_EQ(fx_num(r, "total"), 1);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"), og);
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_limit); i++)
@@ -410,25 +374,23 @@ TEST(list_grants_paging_and_errors)
 		       pcall("lg", "list-grants",
 			     fx_fmt("{\"key_id\":\"%s\",\"limit\":%s}", id, bad_limit[i]), NULL),
 		       KMS_E_LIMIT_INVALID);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1601\",\"error_msg\":"
-				"\"Invalid limit.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1601", "Invalid limit.");
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_marker); i++)
 		EXPECT(bad_marker[i],
 		       pcall("lg", "list-grants",
 			     fx_fmt("{\"key_id\":\"%s\",\"marker\":%s}", id, bad_marker[i]), NULL),
 		       KMS_E_MARKER_INVALID);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1602\",\"error_msg\":"
-				"\"marker must be greater than or equals 0.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1602", "marker must be greater than or equals 0.");
 	ASSERT_ERR(pcall("lg", "list-grants", "{}", NULL), KMS_E_MISSING);
-	ASSERT_ERR(pcall("lg", "list-grants", kid(FX_NO_KEY), NULL), KMS_E_KEY_NOT_FOUND);
+	ASSERT_ERR(pcall("lg", "list-grants", fx_kid(FX_NO_KEY), NULL), KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(pcall("lg", "list-grants", "{\"key_id\":\"bad\"}", NULL), KMS_E_BAD_KEY_ID);
 	ASSERT_ERR(pcall("lg", "list-grants",
 			 fx_fmt("{\"key_id\":\"%s\",\"sequence\":\"s\"}", id), NULL),
 		   KMS_E_BAD_SEQUENCE);
 	/* A viewer may list (README, Actions). */
-	ASSERT_ERR(ucall("lg", "vic", AUTH_ROLE_VIEWER, "list-grants", NULL, kid(id), &r), 0);
+	ASSERT_ERR(ucall("lg", "vic", AUTH_ROLE_VIEWER, "list-grants", NULL, fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "total"), 5);
-	ASSERT_ERR(ucall("lg", "vic", AUTH_ROLE_NONE, "list-grants", NULL, kid(id), &r),
+	ASSERT_ERR(ucall("lg", "vic", AUTH_ROLE_NONE, "list-grants", NULL, fx_kid(id), &r),
 		   KMS_E_FORBIDDEN);
 }
 
@@ -521,26 +483,20 @@ TEST(revoke_grant)
 		       pcall("rv", "revoke-grant",
 			     fx_fmt("{\"key_id\":\"%s\",\"grant_id\":%s}", id, bad_ids[i]), NULL),
 		       KMS_E_GRANT_ID);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2501\",\"error_msg\":"
-				"\"Invalid grant ID.\"}}\n");
-	ASSERT_ERR(pcall("rv", "revoke-grant", kid(id), NULL), KMS_E_MISSING);
+	ASSERT_LAST_ERROR("KMS.2501", "Invalid grant ID.");
+	ASSERT_ERR(pcall("rv", "revoke-grant", fx_kid(id), NULL), KMS_E_MISSING);
 	/* The grant of another key: KMS.2502, and it stays. */
-	ASSERT_ERR(pcall("rv", "revoke-grant",
-			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", other, g), NULL),
+	ASSERT_ERR(pcall("rv", "revoke-grant", key_grant(other, g), NULL),
 		   KMS_E_GRANT_KEY_MISMATCH);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2502\",\"error_msg\":"
-				"\"grant_id and key_id do not match.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2502", "grant_id and key_id do not match.");
 	ASSERT_ERR(call("rv", "revoke-grant", API_SCOPE_KEY, other,
 			fx_fmt("{\"grant_id\":\"%s\"}", g), NULL), KMS_E_GRANT_KEY_MISMATCH);
 	ASSERT_EQ(grant_total("rv", id), 2);
 	/* Revoked: reply {}, gone; a second revoke is KMS.2501. Upper-case hex names it too. */
-	ASSERT_ERR(pcall("rv", "revoke-grant",
-			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, g), NULL), 0);
+	ASSERT_ERR(pcall("rv", "revoke-grant", key_grant(id, g), NULL), 0);
 	ASSERT_STREQ(fx_last(), "{}\n");
 	ASSERT_EQ(grant_total("rv", id), 1);
-	ASSERT_ERR(pcall("rv", "revoke-grant",
-			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, g), NULL),
-		   KMS_E_GRANT_ID);
+	ASSERT_ERR(pcall("rv", "revoke-grant", key_grant(id, g), NULL), KMS_E_GRANT_ID);
 	ASSERT_ERR(
 		pcall("rv", "revoke-grant",
 		      fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\",\"sequence\":\"s\"}", id, g2),
@@ -562,10 +518,10 @@ TEST(revoke_grant)
 	if (kms_test_failing())
 		return;
 	ASSERT_ERR(ucall("rv", "bob", AUTH_ROLE_CRYPTO, "revoke-grant", NULL,
-			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, g), NULL),
+			 key_grant(id, g), NULL),
 		   KMS_E_FORBIDDEN);
 	ASSERT_ERR(ucall("rv", "ada", AUTH_ROLE_ADMIN, "revoke-grant", NULL,
-			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, g), NULL), 0);
+			 key_grant(id, g), NULL), 0);
 	ASSERT_EQ(grant_total("rv", id), 0);
 }
 
@@ -582,7 +538,7 @@ TEST(retire_grant_who_may)
 	grant("rt", id, "dave", "\"encrypt-datakey\"", ",\"retiring_principal\":\"carol\"", g);
 	if (kms_test_failing())
 		return;
-	req = fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, g);
+	req = key_grant(id, g);
 	ASSERT_ERR(ucall("rt", "dave", AUTH_ROLE_VIEWER, "retire-grant", NULL, req, NULL),
 		   KMS_E_FORBIDDEN);
 	ASSERT_ERR(ucall("rt", "erin", AUTH_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
@@ -599,7 +555,7 @@ TEST(retire_grant_who_may)
 	if (kms_test_failing())
 		return;
 	ASSERT_ERR(ucall("rt", "bob", AUTH_ROLE_VIEWER, "retire-grant", NULL,
-			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", other, g), NULL),
+			 key_grant(other, g), NULL),
 		   KMS_E_GRANT_KEY_MISMATCH);
 	ASSERT_ERR(ucall("rt", "bob", AUTH_ROLE_VIEWER, "retire-grant", id,
 			 fx_fmt("{\"grant_id\":\"%s\"}", g), NULL), 0);
@@ -608,7 +564,7 @@ TEST(retire_grant_who_may)
 	grant("rt", id, "bob", "\"decrypt-datakey\"", "", g);
 	if (kms_test_failing())
 		return;
-	req = fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, g);
+	req = key_grant(id, g);
 	ASSERT_ERR(ucall("rt", "bob", AUTH_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
 		   KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rt", id), 1);
@@ -617,8 +573,7 @@ TEST(retire_grant_who_may)
 	grant("rt", id, "bob", "\"decrypt-datakey\"", "", g);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(pcall("rt", "retire-grant",
-			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, g), NULL), 0);
+	ASSERT_ERR(pcall("rt", "retire-grant", key_grant(id, g), NULL), 0);
 	ASSERT_EQ(grant_total("rt", id), 0);
 	/* The issuer: a viewer who holds create-grant on the key issues a grant and retires it. */
 	grant("rt", id, "ivan", "\"create-grant\",\"describe-key\"", "", g);
@@ -629,19 +584,18 @@ TEST(retire_grant_who_may)
 		char mine[65];
 
 		ASSERT_ERR(ucall("rt", "ivan", AUTH_ROLE_VIEWER, "create-grant", NULL,
-				 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"judy\","
-					"\"operations\":[\"describe-key\"]}", id), &r), 0);
-		cp(mine, sizeof(mine), fx_str(r, "grant_id"));
+				 grant_req(id, "judy", "\"describe-key\"", ""), &r), 0);
+		fx_cp(mine, sizeof(mine), fx_str(r, "grant_id"));
 		ASSERT_ERR(pcall("rt", "list-grants", fx_fmt("{\"key_id\":\"%s\",\"marker\":\"1\"}",
 							    id), &r), 0);
 		ASSERT_STREQ(
 			fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "issuing_principal"),
 			"ivan");
 		ASSERT_ERR(ucall("rt", "judy", AUTH_ROLE_VIEWER, "retire-grant", NULL,
-				 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, mine), NULL),
+				 key_grant(id, mine), NULL),
 			   KMS_E_FORBIDDEN);
 		ASSERT_ERR(ucall("rt", "ivan", AUTH_ROLE_VIEWER, "retire-grant", NULL,
-				 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", id, mine), NULL),
+				 key_grant(id, mine), NULL),
 			   0);
 		ASSERT_EQ(grant_total("rt", id), 1);
 	}
@@ -652,7 +606,7 @@ TEST(retire_grant_who_may)
 	ASSERT_ERR(pcall("rt", "retire-grant",
 			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"nope\"}", id), NULL),
 		   KMS_E_GRANT_ID);
-	ASSERT_ERR(pcall("rt", "retire-grant", kid(id), NULL), KMS_E_MISSING);
+	ASSERT_ERR(pcall("rt", "retire-grant", fx_kid(id), NULL), KMS_E_MISSING);
 }
 
 /* ---- enforcement ---- */
@@ -678,17 +632,17 @@ static void enf_setup(struct enf *e, const char *project)
 	fx_key(project, "two", e->k2);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(pcall(project, "create-datakey", kid(e->k1), &r), 0);
-	cp(e->dk1, sizeof(e->dk1), fx_str(r, "cipher_text"));
-	cp(e->plain1, sizeof(e->plain1), fx_str(r, "plain_text"));
-	ASSERT_ERR(pcall(project, "create-datakey", kid(e->k2), &r), 0);
-	cp(e->dk2, sizeof(e->dk2), fx_str(r, "cipher_text"));
+	ASSERT_ERR(pcall(project, "create-datakey", fx_kid(e->k1), &r), 0);
+	fx_cp(e->dk1, sizeof(e->dk1), fx_str(r, "cipher_text"));
+	fx_cp(e->plain1, sizeof(e->plain1), fx_str(r, "plain_text"));
+	ASSERT_ERR(pcall(project, "create-datakey", fx_kid(e->k2), &r), 0);
+	fx_cp(e->dk2, sizeof(e->dk2), fx_str(r, "cipher_text"));
 	ASSERT_ERR(pcall(project, "encrypt-data",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"one\"}", e->k1), &r), 0);
-	cp(e->data1, sizeof(e->data1), fx_str(r, "cipher_text"));
+	fx_cp(e->data1, sizeof(e->data1), fx_str(r, "cipher_text"));
 	ASSERT_ERR(pcall(project, "encrypt-data",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"two\"}", e->k2), &r), 0);
-	cp(e->data2, sizeof(e->data2), fx_str(r, "cipher_text"));
+	fx_cp(e->data2, sizeof(e->data2), fx_str(r, "cipher_text"));
 	for (size_t i = 0; i < sizeof(dek); i++)
 		dek[i] = (uint8_t)i;
 	kms_hex_encode(dek, sizeof(dek), e->wrap);
@@ -718,9 +672,8 @@ static const char *enf_request(struct enf *e, const char *op, int key)
 	if (strcmp(op, "decrypt-data") == 0)
 		return fx_fmt("{\"cipher_text\":\"%s\"}", key == 1 ? e->data1 : e->data2);
 	if (strcmp(op, "create-grant") == 0)
-		return fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"zed\","
-			      "\"operations\":[\"describe-key\"]}", id);
-	return kid(id); /* create-datakey, create-datakey-without-plaintext */
+		return grant_req(id, "zed", "\"describe-key\"", "");
+	return fx_kid(id); /* create-datakey, create-datakey-without-plaintext */
 }
 
 /* For each operation X above a viewer's role: bob (viewer) may call X on k1 exactly while a grant
@@ -763,16 +716,13 @@ TEST(grant_enforcement_exact_operations)
 		EXPECT(fx_fmt("%s by carol", op),
 		       ucall("enf", "carol", AUTH_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
 			     NULL), KMS_E_FORBIDDEN);
-		ASSERT_ERR(pcall("enf", "revoke-grant",
-				 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"%s\"}", e.k1, g), NULL),
-			   0);
+		ASSERT_ERR(pcall("enf", "revoke-grant", key_grant(e.k1, g), NULL), 0);
 		EXPECT(fx_fmt("%s after revoke-grant", op),
 		       ucall("enf", "bob", AUTH_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
 			     NULL),
 		       KMS_E_FORBIDDEN);
 	}
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0307\",\"error_msg\":"
-				"\"No access permissions.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0307", "No access permissions.");
 }
 
 /* What a granted operation returns is the real thing: the DEK, in every key form and in the key
@@ -790,7 +740,7 @@ TEST(grant_enforcement_results_and_key_forms)
 	grant("enf2", e.k1, "bob", "\"decrypt-datakey\",\"decrypt-data\"", "", g);
 	if (kms_test_failing())
 		return;
-	cp(unwrap1, sizeof(unwrap1), enf_request(&e, "decrypt-datakey", 1));
+	fx_cp(unwrap1, sizeof(unwrap1), enf_request(&e, "decrypt-datakey", 1));
 	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
 	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
@@ -827,7 +777,7 @@ TEST(grant_enforcement_results_and_key_forms)
 	ASSERT_ERR(ucall("enf2-x", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, NULL),
 		   KMS_E_FORBIDDEN);
 	/* The role's own rights are unchanged by the grant, and it never adds admin actions. */
-	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "describe-key", NULL, kid(e.k2), NULL),
+	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "describe-key", NULL, fx_kid(e.k2), NULL),
 		   0);
 	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "gen-random", NULL,
 			 "{\"random_data_length\":\"512\"}", NULL), KMS_E_FORBIDDEN);
@@ -871,7 +821,7 @@ TEST(grant_never_allows_admin_actions)
 	}
 	ASSERT_ERR(ucall("enf3", "bob", AUTH_ROLE_VIEWER, "tags", id,
 			 "{\"tag\":{\"key\":\"a\",\"value\":\"b\"}}", NULL), KMS_E_FORBIDDEN);
-	ASSERT_ERR(pcall("enf3", "describe-key", kid(id), &r), 0);
+	ASSERT_ERR(pcall("enf3", "describe-key", fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_state"), "2");
 	ASSERT_STREQ(fx_str(r, "key_info.key_alias"), "app");
 	ASSERT_STREQ(fx_str(r, "key_info.key_rotation_enabled"), "false");
@@ -891,22 +841,22 @@ TEST(grant_enforcement_role_none)
 	fx_key("enf4", "other", other);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "describe-key", NULL, kid(id), NULL),
+	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "describe-key", NULL, fx_kid(id), NULL),
 		   KMS_E_FORBIDDEN);
 	grant("enf4", id, "nob", "\"describe-key\"", "", g);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "describe-key", NULL, kid(id), &r), 0);
+	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "describe-key", NULL, fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_id"), id);
 	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "describe-key", id, "", &r), 0);
-	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "describe-key", NULL, kid(other), NULL),
+	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "describe-key", NULL, fx_kid(other), NULL),
 		   KMS_E_FORBIDDEN);
 	/* Not grantable: listing. */
 	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "list-keys", NULL, "{}", NULL),
 		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "list-grants", NULL, kid(id), NULL),
+	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "list-grants", NULL, fx_kid(id), NULL),
 		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "get-key-rotation-status", NULL, kid(id),
+	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "get-key-rotation-status", NULL, fx_kid(id),
 			 NULL), KMS_E_FORBIDDEN);
 }
 
@@ -923,7 +873,7 @@ TEST(grant_on_disabled_key_still_checks_state)
 	grant("enf5", e.k1, "bob", "\"decrypt-datakey\"", "", g);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(pcall("enf5", "disable-key", kid(e.k1), NULL), 0);
+	ASSERT_ERR(pcall("enf5", "disable-key", fx_kid(e.k1), NULL), 0);
 	ASSERT_ERR(ucall("enf5", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 enf_request(&e, "decrypt-datakey", 1), NULL), KMS_E_KEY_DISABLED);
 	ASSERT_ERR(pcall("enf5", "schedule-key-deletion",
@@ -947,23 +897,19 @@ TEST(grant_cannot_escalate)
 		return;
 	grant("esc", k, "bob", "\"create-grant\",\"describe-key\"", "", gid);
 	ASSERT_ERR(ucall("esc", "bob", AUTH_ROLE_VIEWER, "create-grant", NULL,
-			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
-				"\"operations\":[\"create-datakey\"]}", k), NULL),
+			 grant_req(k, "bob", "\"create-datakey\"", ""), NULL),
 		   KMS_E_FORBIDDEN);
 	ASSERT_ERR(ucall("esc", "bob", AUTH_ROLE_VIEWER, "create-grant", NULL,
-			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
-				"\"operations\":[\"describe-key\",\"create-datakey\"]}", k), NULL),
+			 grant_req(k, "bob", "\"describe-key\",\"create-datakey\"", ""), NULL),
 		   KMS_E_FORBIDDEN);
 	ASSERT_ERR(ucall("esc", "bob", AUTH_ROLE_VIEWER, "create-datakey", NULL,
 			 fx_fmt("{\"key_id\":\"%s\"}", k), NULL), KMS_E_FORBIDDEN);
 	/* Within what he holds: allowed. */
 	ASSERT_ERR(ucall("esc", "bob", AUTH_ROLE_VIEWER, "create-grant", NULL,
-			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"carol\","
-				"\"operations\":[\"describe-key\"]}", k), NULL), 0);
+			 grant_req(k, "carol", "\"describe-key\"", ""), NULL), 0);
 	/* An admin by role is not limited. */
 	ASSERT_ERR(ucall("esc", "ann", AUTH_ROLE_ADMIN, "create-grant", NULL,
-			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
-				"\"operations\":[\"create-datakey\"]}", k), NULL), 0);
+			 grant_req(k, "bob", "\"create-datakey\"", ""), NULL), 0);
 }
 
 /* Without any grant for the action, a caller whose role does not allow it is refused before

@@ -17,7 +17,6 @@
 #include <openssl/x509.h>
 #include <sqlite3.h>
 
-#include "auth/kms_auth.h"
 #include "common/kms_err.h"
 
 #define DAY_MS 86400000LL
@@ -33,20 +32,7 @@ struct params {
 	const char *alg;
 };
 
-/* A store of our own for the tests that move the clock (a sweep acts on the whole store). */
-struct own {
-	char dir[4096];
-	struct store *st;
-	struct api_service svc;
-};
-
 static struct api_service *cur_svc;
-
-/* Copy a response string out (NULL: empty). */
-static void cp(char *dst, size_t cap, const char *src)
-{
-	snprintf(dst, cap, "%s", src ? src : "");
-}
 
 static int ccall(const char *project, const char *action, const char *json, cJSON **r)
 {
@@ -56,29 +42,19 @@ static int ccall(const char *project, const char *action, const char *json, cJSO
 			  strlen(json), r);
 }
 
-static const char *kid(const char *id)
-{
-	return fx_fmt("{\"key_id\":\"%s\"}", id);
-}
-
 static void new_key(const char *project, const char *alias, bool external, char id[FX_ID_LEN])
 {
-	cJSON *r = NULL;
-
-	ASSERT_ERR(ccall(project, "create-key",
-			 fx_fmt("{\"key_alias\":\"%s\"%s}", alias,
-				external ? ",\"origin\":\"external\"" : ""),
-			 &r),
-		   0);
-	ASSERT_TRUE(fx_key_id_form(fx_str(r, "key_info.key_id")));
-	memcpy(id, fx_str(r, "key_info.key_id"), FX_ID_LEN);
+	fx_key_in(cur_svc ? cur_svc : fx_svc(), project,
+		  fx_fmt("{\"key_alias\":\"%s\"%s}", alias,
+			 external ? ",\"origin\":\"external\"" : ""),
+		  id);
 }
 
 static const char *field(const char *project, const char *id, const char *name)
 {
 	cJSON *r = NULL;
 
-	if (ccall(project, "describe-key", kid(id), &r) != 0)
+	if (ccall(project, "describe-key", fx_kid(id), &r) != 0)
 		return NULL;
 	return fx_str(r, fx_fmt("key_info.%s", name));
 }
@@ -110,8 +86,8 @@ static void get_params(const char *project, const char *id, const char *alg, str
 	exp = fx_get(r, "expiration_time");
 	ASSERT_TRUE(cJSON_IsNumber(exp));
 	ASSERT_TRUE(exp->valuedouble >= now_s + 86400 - 5 && exp->valuedouble <= now_s + 86400 + 5);
-	cp(p->token, sizeof(p->token), fx_str(r, "import_token"));
-	cp(p->pub, sizeof(p->pub), fx_str(r, "public_key"));
+	fx_cp(p->token, sizeof(p->token), fx_str(r, "import_token"));
+	fx_cp(p->pub, sizeof(p->pub), fx_str(r, "public_key"));
 	p->alg = alg;
 }
 
@@ -180,9 +156,9 @@ static void crypto_works(const char *project, const char *id, struct cts *c)
 {
 	cJSON *r = NULL;
 
-	ASSERT_ERR(ccall(project, "create-datakey", kid(id), &r), 0);
-	cp(c->dk, sizeof(c->dk), fx_str(r, "cipher_text"));
-	cp(c->plain, sizeof(c->plain), fx_str(r, "plain_text"));
+	ASSERT_ERR(ccall(project, "create-datakey", fx_kid(id), &r), 0);
+	fx_cp(c->dk, sizeof(c->dk), fx_str(r, "cipher_text"));
+	fx_cp(c->plain, sizeof(c->plain), fx_str(r, "plain_text"));
 	ASSERT_ERR(ccall(project, "decrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
 				"\"datakey_cipher_length\":\"64\"}",
@@ -193,7 +169,7 @@ static void crypto_works(const char *project, const char *id, struct cts *c)
 	ASSERT_ERR(ccall(project, "encrypt-data",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"imported\"}", id), &r),
 		   0);
-	cp(c->data, sizeof(c->data), fx_str(r, "cipher_text"));
+	fx_cp(c->data, sizeof(c->data), fx_str(r, "cipher_text"));
 	ASSERT_ERR(ccall(project, "decrypt-data", fx_fmt("{\"cipher_text\":\"%s\"}", c->data), &r),
 		   0);
 	ASSERT_STREQ(fx_str(r, "plain_text"), "imported");
@@ -222,8 +198,8 @@ static void crypto_refused(const char *project, const char *id, int err)
 {
 	cJSON *r = NULL;
 
-	ASSERT_ERR(ccall(project, "create-datakey", kid(id), &r), err);
-	ASSERT_ERR(ccall(project, "create-datakey-without-plaintext", kid(id), &r), err);
+	ASSERT_ERR(ccall(project, "create-datakey", fx_kid(id), &r), err);
+	ASSERT_ERR(ccall(project, "create-datakey-without-plaintext", fx_kid(id), &r), err);
 	ASSERT_ERR(ccall(project, "encrypt-data",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\"}", id), &r),
 		   err);
@@ -284,7 +260,7 @@ TEST(import_in_key_folder)
 	ASSERT_ERR(call("im-kf", "get-parameters-for-import", API_SCOPE_KEY, id,
 			"{\"wrapping_algorithm\":\"RSAES_OAEP_SHA_256\"}", &r),
 		   0);
-	cp(p.token, sizeof(p.token), fx_str(r, "import_token"));
+	fx_cp(p.token, sizeof(p.token), fx_str(r, "import_token"));
 	wrap_with(fx_str(r, "public_key"), "RSAES_OAEP_SHA_256", m, 32, wrapped);
 	ASSERT_ERR(call("im-kf", "import-key-material", API_SCOPE_KEY, id,
 			fx_fmt("{\"import_token\":\"%s\",\"encrypted_key_material\":\"%s\"}",
@@ -310,7 +286,7 @@ TEST(get_parameters_errors)
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",
 			 "{\"wrapping_algorithm\":\"RSAES_OAEP_SHA_256\"}", &r),
 		   KMS_E_MISSING);
-	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import", kid(ext), &r), KMS_E_MISSING);
+	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import", fx_kid(ext), &r), KMS_E_MISSING);
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",
 			 fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_512\"}",
 				ext),
@@ -471,41 +447,28 @@ TEST(delete_material_errors)
 	new_key("im-del", "ext", true, ext);
 	new_key("im-del", "kms", false, kms);
 	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", "{}", &r), KMS_E_MISSING);
-	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", kid(kms), &r),
+	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", fx_kid(kms), &r),
 		   KMS_E_EXTERNAL_REQUIRED);
-	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", kid(ext), &r),
+	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", fx_kid(ext), &r),
 		   KMS_E_MATERIAL_STATE);
 	import_material("im-del", ext, "RSAES_PKCS1_V1_5", m, NULL);
 	/* Disabled (3) is allowed as well as Enabled (2). */
-	ASSERT_ERR(ccall("im-del", "disable-key", kid(ext), &r), 0);
-	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", kid(ext), &r), 0);
+	ASSERT_ERR(ccall("im-del", "disable-key", fx_kid(ext), &r), 0);
+	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", fx_kid(ext), &r), 0);
 	ASSERT_STREQ(fx_last(), "{}\n");
 	ASSERT_STREQ(field("im-del", ext, "key_state"), "5");
-	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", kid(ext), &r),
+	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", fx_kid(ext), &r),
 		   KMS_E_MATERIAL_STATE);
 	/* Pending deletion (4): KMS.2701. */
 	import_material("im-del", ext, "RSAES_PKCS1_V1_5", m, NULL);
 	ASSERT_ERR(ccall("im-del", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", ext), &r),
 		   0);
-	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", kid(ext), &r),
+	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", fx_kid(ext), &r),
 		   KMS_E_MATERIAL_STATE);
 	/* Cancelled, the key with material is Disabled as usual. */
-	ASSERT_ERR(ccall("im-del", "cancel-key-deletion", kid(ext), &r), 0);
+	ASSERT_ERR(ccall("im-del", "cancel-key-deletion", fx_kid(ext), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_state"), "3");
-}
-
-static struct auth_claims claims_for(const char *project, enum auth_role role)
-{
-	struct auth_claims c;
-
-	memset(&c, 0, sizeof(c));
-	snprintf(c.id, sizeof(c.id), "0123456789abcdef");
-	snprintf(c.project, sizeof(c.project), "%s", project);
-	snprintf(c.user, sizeof(c.user), "someone");
-	c.role = role;
-	c.expiry = time(NULL) + 3600;
-	return c;
 }
 
 TEST(import_actions_need_admin_0307)
@@ -518,27 +481,16 @@ TEST(import_actions_need_admin_0307)
 
 	new_key("im-role", "ext", true, ext);
 	for (size_t a = 0; a < KMS_ARRAY_SIZE(actions); a++) {
-		for (size_t i = 0; i < KMS_ARRAY_SIZE(roles); i++) {
-			struct auth_claims cl = claims_for("im-role", roles[i]);
-			struct api_caller c = { .project = "im-role", .claims = &cl };
-			const char *j = kid(ext);
-
-			ASSERT_ERR(fx_call_as(fx_svc(), &c, actions[a], API_SCOPE_PROJECT, j,
-					      strlen(j), &r),
+		for (size_t i = 0; i < KMS_ARRAY_SIZE(roles); i++)
+			ASSERT_ERR(ucall("im-role", "someone", roles[i], actions[a], NULL,
+					 fx_kid(ext), &r),
 				   KMS_E_FORBIDDEN);
-		}
 	}
-	{
-		struct auth_claims cl = claims_for("im-role", AUTH_ROLE_ADMIN);
-		struct api_caller c = { .project = "im-role", .claims = &cl };
-		const char *j = fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":"
-				       "\"RSAES_OAEP_SHA_256\"}",
-				       ext);
-
-		ASSERT_ERR(fx_call_as(fx_svc(), &c, "get-parameters-for-import", API_SCOPE_PROJECT,
-				      j, strlen(j), &r),
-			   0);
-	}
+	ASSERT_ERR(ucall("im-role", "someone", AUTH_ROLE_ADMIN, "get-parameters-for-import", NULL,
+			 fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_256\"}",
+				ext),
+			 &r),
+		   0);
 }
 
 /* ---- deletion, re-import, states, rotation ---- */
@@ -556,14 +508,14 @@ TEST(delete_and_reimport_same_material)
 	new_key("im-re", "re", true, id);
 	import_material("im-re", id, "RSAES_OAEP_SHA_256", m, NULL);
 	crypto_works("im-re", id, &c);
-	ASSERT_ERR(ccall("im-re", "delete-imported-key-material", kid(id), &r), 0);
+	ASSERT_ERR(ccall("im-re", "delete-imported-key-material", fx_kid(id), &r), 0);
 	ASSERT_STREQ(field("im-re", id, "key_state"), "5");
 	crypto_refused("im-re", id, KMS_E_KEY_DISABLED);
 	old_cts_decrypt("im-re", id, &c, KMS_E_KEY_DISABLED);
 	/* Other material than before: KMS.2606, the key stays pending import. */
 	import_material("im-re", id, "RSAES_OAEP_SHA_1", m, NULL);
 	old_cts_decrypt("im-re", id, &c, 0);
-	ASSERT_ERR(ccall("im-re", "delete-imported-key-material", kid(id), &r), 0);
+	ASSERT_ERR(ccall("im-re", "delete-imported-key-material", fx_kid(id), &r), 0);
 	{
 		static struct params p;
 		char wrapped[B64_MAX];
@@ -588,48 +540,41 @@ TEST(states_and_rotation_of_external_keys)
 
 	new_key("im-st", "st", true, id);
 	/* enable-key only from 3 (KMS.1201), disable-key only from 2 (KMS.1301): kms-api.md 4.4. */
-	ASSERT_ERR(ccall("im-st", "enable-key", kid(id), &r), KMS_E_NOT_DISABLED);
-	ASSERT_ERR(ccall("im-st", "disable-key", kid(id), &r), KMS_E_NOT_ENABLED);
+	ASSERT_ERR(ccall("im-st", "enable-key", fx_kid(id), &r), KMS_E_NOT_DISABLED);
+	ASSERT_ERR(ccall("im-st", "disable-key", fx_kid(id), &r), KMS_E_NOT_ENABLED);
 	/* Imported keys never rotate (KMS.0312), with or without material. */
-	ASSERT_ERR(ccall("im-st", "enable-key-rotation", kid(id), &r), KMS_E_EXTERNAL_ROTATION);
-	ASSERT_ERR(ccall("im-st", "rotate-key", kid(id), &r), KMS_E_EXTERNAL_ROTATION);
+	ASSERT_ERR(ccall("im-st", "enable-key-rotation", fx_kid(id), &r), KMS_E_EXTERNAL_ROTATION);
+	ASSERT_ERR(ccall("im-st", "rotate-key", fx_kid(id), &r), KMS_E_EXTERNAL_ROTATION);
 	/* A key pending import may be scheduled for deletion; cancelled, it is pending import. */
 	ASSERT_ERR(ccall("im-st", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), &r),
 		   0);
-	ASSERT_ERR(ccall("im-st", "cancel-key-deletion", kid(id), &r), 0);
+	ASSERT_ERR(ccall("im-st", "cancel-key-deletion", fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_state"), "5");
-	ASSERT_ERR(ccall("im-st", "enable-key", kid(id), &r), KMS_E_NOT_DISABLED);
+	ASSERT_ERR(ccall("im-st", "enable-key", fx_kid(id), &r), KMS_E_NOT_DISABLED);
 	import_material("im-st", id, "RSAES_OAEP_SHA_256", m, NULL);
-	ASSERT_ERR(ccall("im-st", "enable-key-rotation", kid(id), &r), KMS_E_EXTERNAL_ROTATION);
-	ASSERT_ERR(ccall("im-st", "rotate-key", kid(id), &r), KMS_E_EXTERNAL_ROTATION);
-	ASSERT_ERR(ccall("im-st", "get-key-rotation-status", kid(id), &r), 0);
+	ASSERT_ERR(ccall("im-st", "enable-key-rotation", fx_kid(id), &r), KMS_E_EXTERNAL_ROTATION);
+	ASSERT_ERR(ccall("im-st", "rotate-key", fx_kid(id), &r), KMS_E_EXTERNAL_ROTATION);
+	ASSERT_ERR(ccall("im-st", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_TRUE(cJSON_IsFalse(fx_get(r, "key_rotation_enabled")));
-	ASSERT_ERR(ccall("im-st", "disable-key", kid(id), &r), 0);
+	ASSERT_ERR(ccall("im-st", "disable-key", fx_kid(id), &r), 0);
 	crypto_refused("im-st", id, KMS_E_KEY_DISABLED);
-	ASSERT_ERR(ccall("im-st", "enable-key", kid(id), &r), 0);
-	ASSERT_ERR(ccall("im-st", "create-datakey", kid(id), &r), 0);
+	ASSERT_ERR(ccall("im-st", "enable-key", fx_kid(id), &r), 0);
+	ASSERT_ERR(ccall("im-st", "create-datakey", fx_kid(id), &r), 0);
 }
 
 /* ---- expiry: store_sweep() with a later clock, on a store of our own ---- */
 
 TEST(imported_material_expires)
 {
-	struct own o;
-	struct store_options opt = { .create = true };
+	struct fx_own o;
 	char why[1024] = "", id[FX_ID_LEN], id2[FX_ID_LEN];
 	uint8_t m[32];
 	size_t deleted = 0, rotated = 0;
 	int64_t now = store_now_ms(), exp_s = now / 1000 + 3600;
 	struct cts c;
 
-	memset(&o, 0, sizeof(o));
-	fx_svc();
-	kms_test_mkdtemp(o.dir, sizeof(o.dir));
-	opt.state_dir = o.dir;
-	ASSERT_OK(store_open(&opt, &o.st, why, sizeof(why)));
-	o.svc.store = o.st;
-	o.svc.key_quota = KMS_DEFAULT_KEY_QUOTA;
+	ASSERT_OK(fx_own_open(&o));
 	cur_svc = &o.svc;
 	ASSERT_OK(core_random(m, sizeof(m)));
 	new_key("im-exp", "exp", true, id);
@@ -654,7 +599,7 @@ TEST(imported_material_expires)
 	old_cts_decrypt("im-exp", id, &c, KMS_E_KEY_DISABLED);
 	/* Durable: a fresh open of the store sees the same. */
 	store_close(o.st);
-	ASSERT_OK(store_open(&opt, &o.st, why, sizeof(why)));
+	ASSERT_OK(store_open(&o.opt, &o.st, why, sizeof(why)));
 	o.svc.store = o.st;
 	ASSERT_STREQ(field("im-exp", id, "key_state"), "5");
 	ASSERT_STREQ(field("im-exp", id2, "key_state"), "2");
@@ -665,8 +610,7 @@ TEST(imported_material_expires)
 	ASSERT_STREQ(field("im-exp", id, "key_state"), "2");
 	ASSERT_STREQ(field("im-exp", id2, "key_state"), "5");
 	cur_svc = NULL;
-	store_close(o.st);
-	kms_test_rmrf(o.dir);
+	fx_own_close(&o);
 }
 
 /* ---- the key database of schema version 1 (before import) still opens, upgraded ---- */
@@ -680,20 +624,13 @@ static int one_int(void *arg, int n, char **v, char **names)
 
 TEST(schema_version_1_upgraded)
 {
-	struct store_options opt = { .create = true };
-	struct own o;
+	struct fx_own o;
 	char why[1024] = "", id[FX_ID_LEN], path[4200];
 	struct cts c;
 	sqlite3 *db = NULL;
 	int version = 0;
 
-	memset(&o, 0, sizeof(o));
-	fx_svc();
-	kms_test_mkdtemp(o.dir, sizeof(o.dir));
-	opt.state_dir = o.dir;
-	ASSERT_OK(store_open(&opt, &o.st, why, sizeof(why)));
-	o.svc.store = o.st;
-	o.svc.key_quota = KMS_DEFAULT_KEY_QUOTA;
+	ASSERT_OK(fx_own_open(&o));
 	cur_svc = &o.svc;
 	new_key("im-v1", "old", false, id);
 	crypto_works("im-v1", id, &c);
@@ -709,12 +646,12 @@ TEST(schema_version_1_upgraded)
 		  SQLITE_OK);
 	sqlite3_close(db);
 	/* Read-only, it cannot be upgraded: a clear refusal. */
-	opt.read_only = true;
-	opt.create = false;
-	ASSERT_FAIL(store_open(&opt, &o.st, why, sizeof(why)));
+	o.opt.read_only = true;
+	o.opt.create = false;
+	ASSERT_FAIL(store_open(&o.opt, &o.st, why, sizeof(why)));
 	ASSERT_TRUE(strstr(why, "schema version 1") != NULL);
-	opt.read_only = false;
-	ASSERT_OK(store_open(&opt, &o.st, why, sizeof(why)));
+	o.opt.read_only = false;
+	ASSERT_OK(store_open(&o.opt, &o.st, why, sizeof(why)));
 	o.svc.store = o.st;
 	ASSERT_STREQ(field("im-v1", id, "key_state"), "2");
 	ASSERT_STREQ(field("im-v1", id, "origin"), "kms");
@@ -743,8 +680,8 @@ TEST(schema_version_1_upgraded)
 			       NULL, NULL, NULL),
 		  SQLITE_OK);
 	sqlite3_close(db);
-	ASSERT_FAIL(store_open(&opt, &o.st, why, sizeof(why)));
+	ASSERT_FAIL(store_open(&o.opt, &o.st, why, sizeof(why)));
 	ASSERT_TRUE(strstr(why, "schema version 3") != NULL);
 	cur_svc = NULL;
-	kms_test_rmrf(o.dir);
+	fx_own_close(&o);
 }

@@ -474,15 +474,7 @@ static int call_claims(const char *project, const char *action, const struct aut
 
 static struct auth_claims claims_for(const char *project, enum auth_role role, int64_t expiry)
 {
-	struct auth_claims c;
-
-	memset(&c, 0, sizeof(c));
-	snprintf(c.id, sizeof(c.id), "0123456789abcdef");
-	snprintf(c.project, sizeof(c.project), "%s", project);
-	snprintf(c.user, sizeof(c.user), "tester");
-	c.role = role;
-	c.expiry = expiry;
-	return c;
+	return fx_claims(project, "tester", role, expiry);
 }
 
 TEST(untrusted_without_claims_0301)

@@ -8,38 +8,21 @@
  * decrypt, new ones carry the newest version, at most 64 versions). Crypto on a disabled key is
  * KMS.0209, on a key pending deletion KMS.0210.
  *
- * Tests that move the clock forward (store_sweep) use a store of their own (struct own), because
+ * Tests that move the clock forward (store_sweep) use a store of their own (struct fx_own), because
  * a sweep acts on every project of a store.
  */
 #include "kms_test_api.h"
 
-#include <time.h>
-
-#include "auth/kms_auth.h"
-
 #define HEX_MAX (2 * CORE_BLOB_MAX + 1)
 #define DAY_MS 86400000LL
 #define SEQ "919c82d4-8046-4722-9094-35c3c6524cff"
-
-/* The number at path, or -1 when absent or not a number. */
-/* Print what failed before the assertion stops the test. */
-/* Copy a response string out (NULL: empty). */
-static void cp(char *dst, size_t cap, const char *src)
-{
-	snprintf(dst, cap, "%s", src ? src : "");
-}
-
-static const char *kid(const char *id)
-{
-	return fx_fmt("{\"key_id\":\"%s\"}", id);
-}
 
 /* key_state of a key as describe-key shows it (valid for FX_KEEP calls), or NULL. */
 static const char *state_of(const char *project, const char *id)
 {
 	cJSON *r = NULL;
 
-	if (pcall(project, "describe-key", kid(id), &r) != 0)
+	if (pcall(project, "describe-key", fx_kid(id), &r) != 0)
 		return NULL;
 	return fx_str(r, "key_info.key_state");
 }
@@ -48,7 +31,7 @@ static const char *describe_field(const char *project, const char *id, const cha
 {
 	cJSON *r = NULL;
 
-	if (pcall(project, "describe-key", kid(id), &r) != 0)
+	if (pcall(project, "describe-key", fx_kid(id), &r) != 0)
 		return NULL;
 	return fx_str(r, fx_fmt("key_info.%s", field));
 }
@@ -69,37 +52,9 @@ static uint32_t blob_version(const char *ct, bool base64)
 	return core_blob_parse(raw, n, &b) < 0 ? UINT32_MAX : b.key_version;
 }
 
-static struct auth_claims claims_for(const char *project, const char *user, enum auth_role role)
-{
-	struct auth_claims c;
-
-	memset(&c, 0, sizeof(c));
-	snprintf(c.id, sizeof(c.id), "0123456789abcdef");
-	snprintf(c.project, sizeof(c.project), "%s", project);
-	snprintf(c.user, sizeof(c.user), "%s", user);
-	c.role = role;
-	c.expiry = time(NULL) + 3600;
-	return c;
-}
-
-static int call_role(const char *project, enum auth_role role, const char *action,
-		     const char *json, cJSON **r)
-{
-	struct auth_claims claims = claims_for(project, "someone", role);
-	struct api_caller c = { .project = project, .claims = &claims, .uid = 1000, .gid = 1000 };
-
-	return fx_call_as(fx_svc(), &c, action, API_SCOPE_PROJECT, json, strlen(json), r);
-}
-
 /* ---- a store of our own, for the tests that move the clock ---- */
 
-struct own {
-	char dir[4096];
-	struct store *st;
-	struct api_service svc;
-};
-
-static int ocall(struct own *o, const char *project, const char *action, const char *json,
+static int ocall(struct fx_own *o, const char *project, const char *action, const char *json,
 		 cJSON **r)
 {
 	struct api_caller c = { .project = project, .trusted = true };
@@ -107,15 +62,10 @@ static int ocall(struct own *o, const char *project, const char *action, const c
 	return fx_call_as(&o->svc, &c, action, API_SCOPE_PROJECT, json, strlen(json), r);
 }
 
-static void own_key(struct own *o, const char *project, const char *alias, char id[FX_ID_LEN])
+static void own_key(struct fx_own *o, const char *project, const char *alias,
+		    char id[FX_ID_LEN])
 {
-	cJSON *r = NULL;
-
-	id[0] = 0;
-	ASSERT_ERR(ocall(o, project, "create-key", fx_fmt("{\"key_alias\":\"%s\"}", alias), &r),
-		   0);
-	ASSERT_TRUE(fx_key_id_form(fx_str(r, "key_info.key_id")));
-	memcpy(id, fx_str(r, "key_info.key_id"), FX_ID_LEN);
+	fx_key_in(&o->svc, project, fx_fmt("{\"key_alias\":\"%s\"}", alias), id);
 }
 
 static void check_cb(const char *project, const char *key_id, uint32_t version, int err,
@@ -125,27 +75,13 @@ static void check_cb(const char *project, const char *key_id, uint32_t version, 
 }
 
 /* Run body on a fresh store that is closed and removed afterwards, whatever body did. */
-static void with_own_store(void (*body)(struct own *o))
+static void with_own_store(void (*body)(struct fx_own *o))
 {
-	struct store_options opt = { .create = true };
-	struct own o;
-	char why[1024] = "";
+	struct fx_own o;
 
-	memset(&o, 0, sizeof(o));
-	fx_svc(); /* api_init() and the fixture's cleanup */
-	kms_test_mkdtemp(o.dir, sizeof(o.dir));
-	opt.state_dir = o.dir;
-	if (store_open(&opt, &o.st, why, sizeof(why)) < 0) {
-		fprintf(stderr, "cannot open a store in %s: %s\n", o.dir, why);
-		kms_test_rmrf(o.dir);
-		ASSERT_TRUE(false);
-	}
-	o.svc.store = o.st;
-	o.svc.key_quota = KMS_DEFAULT_KEY_QUOTA;
+	ASSERT_OK(fx_own_open(&o));
 	body(&o);
-	store_close(o.st);
-	if (kms_test_rmrf(o.dir) != 0)
-		fprintf(stderr, "warning: could not remove %s\n", o.dir);
+	fx_own_close(&o);
 }
 
 /* ---- enable-key, disable-key (4.4) ---- */
@@ -159,11 +95,11 @@ TEST(disable_enable_replies)
 	if (kms_test_failing())
 		return;
 	ASSERT_STREQ(state_of("ed", id), "2");
-	ASSERT_ERR(pcall("ed", "disable-key", kid(id), &r), 0);
+	ASSERT_ERR(pcall("ed", "disable-key", fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_last(),
 		     fx_fmt("{\"key_info\":{\"key_id\":\"%s\",\"key_state\":\"3\"}}\n", id));
 	ASSERT_STREQ(state_of("ed", id), "3");
-	ASSERT_ERR(pcall("ed", "enable-key", kid(id), &r), 0);
+	ASSERT_ERR(pcall("ed", "enable-key", fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_last(),
 		     fx_fmt("{\"key_info\":{\"key_id\":\"%s\",\"key_state\":\"2\"}}\n", id));
 	ASSERT_STREQ(state_of("ed", id), "2");
@@ -188,9 +124,8 @@ TEST(enable_key_not_disabled_1201)
 	fx_key("ed1201", "app", id);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(pcall("ed1201", "enable-key", kid(id), NULL), KMS_E_NOT_DISABLED);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1201\",\"error_msg\":"
-				"\"The key is not disabled.\"}}\n");
+	ASSERT_ERR(pcall("ed1201", "enable-key", fx_kid(id), NULL), KMS_E_NOT_DISABLED);
+	ASSERT_LAST_ERROR("KMS.1201", "The key is not disabled.");
 	ASSERT_ERR(call("ed1201", "enable-key", API_SCOPE_KEY, id, "{}", NULL),
 		   KMS_E_NOT_DISABLED);
 	ASSERT_STREQ(state_of("ed1201", id), "2");
@@ -203,10 +138,9 @@ TEST(disable_key_not_enabled_1301)
 	fx_key("ed1301", "app", id);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(pcall("ed1301", "disable-key", kid(id), NULL), 0);
-	ASSERT_ERR(pcall("ed1301", "disable-key", kid(id), NULL), KMS_E_NOT_ENABLED);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1301\",\"error_msg\":"
-				"\"The key is not enabled.\"}}\n");
+	ASSERT_ERR(pcall("ed1301", "disable-key", fx_kid(id), NULL), 0);
+	ASSERT_ERR(pcall("ed1301", "disable-key", fx_kid(id), NULL), KMS_E_NOT_ENABLED);
+	ASSERT_LAST_ERROR("KMS.1301", "The key is not enabled.");
 	ASSERT_ERR(call("ed1301", "disable-key", API_SCOPE_KEY, id, "{}", NULL),
 		   KMS_E_NOT_ENABLED);
 	ASSERT_STREQ(state_of("ed1301", id), "3");
@@ -223,8 +157,8 @@ TEST(enable_disable_pending_deletion_0210)
 		return;
 	ASSERT_ERR(pcall("ed0210", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
-	ASSERT_ERR(pcall("ed0210", "enable-key", kid(id), NULL), KMS_E_KEY_PENDING_DELETION);
-	ASSERT_ERR(pcall("ed0210", "disable-key", kid(id), NULL), KMS_E_KEY_PENDING_DELETION);
+	ASSERT_ERR(pcall("ed0210", "enable-key", fx_kid(id), NULL), KMS_E_KEY_PENDING_DELETION);
+	ASSERT_ERR(pcall("ed0210", "disable-key", fx_kid(id), NULL), KMS_E_KEY_PENDING_DELETION);
 	ASSERT_STREQ(state_of("ed0210", id), "4");
 }
 
@@ -264,8 +198,7 @@ TEST(lifecycle_common_errors)
 		       KMS_E_BAD_KEY_ID);
 		EXPECT(n, pcall("lc-err", n, fx_fmt("{\"key_id\":\"%s\"%s}", FX_NO_KEY, x), NULL),
 		       KMS_E_KEY_NOT_FOUND);
-		ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0207\",\"error_msg\":"
-					"\"The key does not exist.\"}}\n");
+		ASSERT_LAST_ERROR("KMS.0207", "The key does not exist.");
 		EXPECT(n, pcall("lc-err", n, fx_fmt("{\"key_id\":\"alias/nope\"%s}", x), NULL),
 		       KMS_E_KEY_NOT_FOUND);
 		EXPECT(n,
@@ -303,20 +236,21 @@ TEST(lifecycle_roles_0307)
 		return;
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(admin_only); i++) {
 		for (size_t j = 0; j < KMS_ARRAY_SIZE(below); j++)
-			ASSERT_ERR(call_role("lc-roles", below[j], admin_only[i],
-					     fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\","
-						    "\"key_alias\":\"x\",\"key_description\":\"x\","
-						    "\"rotation_interval\":90}", id), NULL),
+			ASSERT_ERR(ucall("lc-roles", "someone", below[j], admin_only[i], NULL,
+					 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\","
+						"\"key_alias\":\"x\",\"key_description\":\"x\","
+						"\"rotation_interval\":90}", id), NULL),
 				   KMS_E_FORBIDDEN);
 	}
 	ASSERT_STREQ(state_of("lc-roles", id), "2");
 	ASSERT_STREQ(describe_field("lc-roles", id, "key_alias"), "app");
-	ASSERT_ERR(call_role("lc-roles", AUTH_ROLE_VIEWER, "get-key-rotation-status", kid(id), &r),
-		   0);
+	ASSERT_ERR(ucall("lc-roles", "someone", AUTH_ROLE_VIEWER, "get-key-rotation-status", NULL,
+			 fx_kid(id), &r), 0);
 	ASSERT_EQ(r && cJSON_IsFalse(fx_get(r, "key_rotation_enabled")), 1);
-	ASSERT_ERR(call_role("lc-roles", AUTH_ROLE_NONE, "get-key-rotation-status", kid(id), NULL),
-		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(call_role("lc-roles", AUTH_ROLE_ADMIN, "disable-key", kid(id), &r), 0);
+	ASSERT_ERR(ucall("lc-roles", "someone", AUTH_ROLE_NONE, "get-key-rotation-status", NULL,
+			 fx_kid(id), NULL), KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("lc-roles", "someone", AUTH_ROLE_ADMIN, "disable-key", NULL, fx_kid(id),
+			 &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_state"), "3");
 }
 
@@ -357,7 +291,7 @@ TEST(schedule_key_deletion_reply_and_date)
 		fx_key("sd", "from-disabled", id);
 		if (kms_test_failing())
 			return;
-		ASSERT_ERR(pcall("sd", "disable-key", kid(id), NULL), 0);
+		ASSERT_ERR(pcall("sd", "disable-key", fx_kid(id), NULL), 0);
 		ASSERT_ERR(call("sd", "schedule-key-deletion", API_SCOPE_KEY, id,
 				"{\"pending_days\":\"7\"}", &r), 0);
 		ASSERT_STREQ(fx_str(r, "key_state"), "4");
@@ -384,9 +318,8 @@ TEST(schedule_key_deletion_bounds_1401)
 			fprintf(stderr, "\tpending_days %s\n", bad[i]);
 		ASSERT_ERR(e, KMS_E_PENDING_DAYS);
 	}
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1401\",\"error_msg\":"
-				"\"Set the pending deletion period between 7 to 1096 days.\"}}\n");
-	ASSERT_ERR(pcall("sd1401", "schedule-key-deletion", kid(id), NULL), KMS_E_MISSING);
+	ASSERT_LAST_ERROR("KMS.1401", "Set the pending deletion period between 7 to 1096 days.");
+	ASSERT_ERR(pcall("sd1401", "schedule-key-deletion", fx_kid(id), NULL), KMS_E_MISSING);
 	ASSERT_ERR(pcall("sd1401", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":null}", id), NULL),
 		   KMS_E_MISSING);
@@ -403,12 +336,11 @@ TEST(schedule_key_deletion_twice_1402)
 		return;
 	ASSERT_ERR(pcall("sd1402", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
-	cp(date, sizeof(date), describe_field("sd1402", id, "scheduled_deletion_date"));
+	fx_cp(date, sizeof(date), describe_field("sd1402", id, "scheduled_deletion_date"));
 	ASSERT_ERR(pcall("sd1402", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"30\"}", id), NULL),
 		   KMS_E_ALREADY_PENDING);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1402\",\"error_msg\":"
-				"\"The key is already in Pending deletion state.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1402", "The key is already in Pending deletion state.");
 	ASSERT_ERR(call("sd1402", "schedule-key-deletion", API_SCOPE_KEY, id,
 			"{\"pending_days\":\"7\"}", NULL), KMS_E_ALREADY_PENDING);
 	/* The first date stands. */
@@ -425,17 +357,17 @@ TEST(cancel_key_deletion_to_disabled)
 		return;
 	ASSERT_ERR(pcall("cd", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
-	ASSERT_ERR(pcall("cd", "cancel-key-deletion", kid(id), &r), 0);
+	ASSERT_ERR(pcall("cd", "cancel-key-deletion", fx_kid(id), &r), 0);
 	/* kms-api.md 4.6: flat reply, and the key is Disabled (3), not Enabled. */
 	ASSERT_STREQ(fx_last(), fx_fmt("{\"key_id\":\"%s\",\"key_state\":\"3\"}\n", id));
 	ASSERT_STREQ(state_of("cd", id), "3");
 	ASSERT_STREQ(describe_field("cd", id, "scheduled_deletion_date"), "");
-	ASSERT_ERR(pcall("cd", "create-datakey", kid(id), NULL), KMS_E_KEY_DISABLED);
-	ASSERT_ERR(pcall("cd", "enable-key", kid(id), &r), 0);
+	ASSERT_ERR(pcall("cd", "create-datakey", fx_kid(id), NULL), KMS_E_KEY_DISABLED);
+	ASSERT_ERR(pcall("cd", "enable-key", fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_state"), "2");
-	ASSERT_ERR(pcall("cd", "create-datakey", kid(id), NULL), 0);
+	ASSERT_ERR(pcall("cd", "create-datakey", fx_kid(id), NULL), 0);
 	/* Again in the key folder, from Disabled, with the upper bound. */
-	ASSERT_ERR(pcall("cd", "disable-key", kid(id), NULL), 0);
+	ASSERT_ERR(pcall("cd", "disable-key", fx_kid(id), NULL), 0);
 	ASSERT_ERR(call("cd", "schedule-key-deletion", API_SCOPE_KEY, id,
 			"{\"pending_days\":\"1096\"}", NULL), 0);
 	ASSERT_ERR(call("cd", "cancel-key-deletion", API_SCOPE_KEY, id, "", &r), 0);
@@ -450,11 +382,10 @@ TEST(cancel_key_deletion_not_pending_1501)
 	fx_key("cd1501", "app", id);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(pcall("cd1501", "cancel-key-deletion", kid(id), NULL), KMS_E_NOT_PENDING);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1501\",\"error_msg\":"
-				"\"The key is not in Pending deletion state.\"}}\n");
+	ASSERT_ERR(pcall("cd1501", "cancel-key-deletion", fx_kid(id), NULL), KMS_E_NOT_PENDING);
+	ASSERT_LAST_ERROR("KMS.1501", "The key is not in Pending deletion state.");
 	ASSERT_STREQ(state_of("cd1501", id), "2");
-	ASSERT_ERR(pcall("cd1501", "disable-key", kid(id), NULL), 0);
+	ASSERT_ERR(pcall("cd1501", "disable-key", fx_kid(id), NULL), 0);
 	ASSERT_ERR(call("cd1501", "cancel-key-deletion", API_SCOPE_KEY, id, "{}", NULL),
 		   KMS_E_NOT_PENDING);
 	ASSERT_STREQ(state_of("cd1501", id), "3");
@@ -472,12 +403,12 @@ static void make_blobs(const char *project, const char *id, struct blobs *b)
 {
 	cJSON *r = NULL;
 
-	ASSERT_ERR(pcall(project, "create-datakey", kid(id), &r), 0);
-	cp(b->dk, sizeof(b->dk), fx_str(r, "cipher_text"));
-	cp(b->plain, sizeof(b->plain), fx_str(r, "plain_text"));
+	ASSERT_ERR(pcall(project, "create-datakey", fx_kid(id), &r), 0);
+	fx_cp(b->dk, sizeof(b->dk), fx_str(r, "cipher_text"));
+	fx_cp(b->plain, sizeof(b->plain), fx_str(r, "plain_text"));
 	ASSERT_ERR(pcall(project, "encrypt-data",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"state test\"}", id), &r), 0);
-	cp(b->data, sizeof(b->data), fx_str(r, "cipher_text"));
+	fx_cp(b->data, sizeof(b->data), fx_str(r, "cipher_text"));
 }
 
 /* Every action that uses the key's material answers err. */
@@ -490,8 +421,8 @@ static void crypto_refused(const char *project, const char *id, const struct blo
 	kms_hex_encode(dek, sizeof(dek), good);
 	fx_sha256_hex(dek, sizeof(dek), dg);
 	strcat(good, dg);
-	ASSERT_ERR(pcall(project, "create-datakey", kid(id), NULL), err);
-	ASSERT_ERR(pcall(project, "create-datakey-without-plaintext", kid(id), NULL), err);
+	ASSERT_ERR(pcall(project, "create-datakey", fx_kid(id), NULL), err);
+	ASSERT_ERR(pcall(project, "create-datakey-without-plaintext", fx_kid(id), NULL), err);
 	ASSERT_ERR(pcall(project, "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
 				"\"datakey_plain_length\":\"64\"}", id, good), NULL), err);
@@ -502,7 +433,7 @@ static void crypto_refused(const char *project, const char *id, const struct blo
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\"}", id), NULL), err);
 	ASSERT_ERR(pcall(project, "decrypt-data", fx_fmt("{\"cipher_text\":\"%s\"}", b->data),
 			 NULL), err);
-	ASSERT_ERR(pcall(project, "rotate-key", kid(id), NULL), err);
+	ASSERT_ERR(pcall(project, "rotate-key", fx_kid(id), NULL), err);
 	ASSERT_ERR(call(project, "create-datakey", API_SCOPE_KEY, id, "", NULL), err);
 	ASSERT_ERR(call(project, "rotate-key", API_SCOPE_KEY, id, "", NULL), err);
 }
@@ -519,24 +450,23 @@ TEST(disabled_key_0209)
 	make_blobs("st0209", id, &b);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(pcall("st0209", "disable-key", kid(id), NULL), 0);
+	ASSERT_ERR(pcall("st0209", "disable-key", fx_kid(id), NULL), 0);
 	crypto_refused("st0209", id, &b, KMS_E_KEY_DISABLED);
 	if (kms_test_failing())
 		return;
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0209\",\"error_msg\":"
-				"\"The key has been disabled.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0209", "The key has been disabled.");
 	/* Management of a disabled key is allowed: alias, description, rotation settings. */
 	ASSERT_ERR(pcall("st0209", "update-key-alias",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"renamed\"}", id), NULL), 0);
 	ASSERT_ERR(pcall("st0209", "update-key-description",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"off\"}", id), NULL), 0);
-	ASSERT_ERR(pcall("st0209", "enable-key-rotation", kid(id), NULL), 0);
+	ASSERT_ERR(pcall("st0209", "enable-key-rotation", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("st0209", "update-key-rotation-interval",
 			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":30}", id), NULL), 0);
-	ASSERT_ERR(pcall("st0209", "get-key-rotation-status", kid(id), &r), 0);
+	ASSERT_ERR(pcall("st0209", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "number_of_rotations"), 0);
 	/* Enabled again, the old ciphertexts decrypt. */
-	ASSERT_ERR(pcall("st0209", "enable-key", kid(id), NULL), 0);
+	ASSERT_ERR(pcall("st0209", "enable-key", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("st0209", "decrypt-datakey",
 			 fx_fmt("{\"key_id\":\"alias/renamed\",\"cipher_text\":\"%s\","
 				"\"datakey_cipher_length\":\"64\"}", b.dk), &r), 0);
@@ -558,15 +488,13 @@ TEST(pending_deletion_0210)
 	make_blobs("st0210", id, &b);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(pcall("st0210", "enable-key-rotation", kid(id), NULL), 0);
+	ASSERT_ERR(pcall("st0210", "enable-key-rotation", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("st0210", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
 	crypto_refused("st0210", id, &b, KMS_E_KEY_PENDING_DELETION);
 	if (kms_test_failing())
 		return;
-	ASSERT_STREQ(fx_last(),
-		     "{\"error\":{\"error_code\":\"KMS.0210\",\"error_msg\":"
-		     "\"The key is in Scheduled deletion state and cannot be used.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0210", "The key is in Scheduled deletion state and cannot be used.");
 	/* kms-api.md 4.7: no alias or description change in state 4; README: nor rotation
 	 * settings. */
 	ASSERT_ERR(pcall("st0210", "update-key-alias",
@@ -575,9 +503,9 @@ TEST(pending_deletion_0210)
 	ASSERT_ERR(pcall("st0210", "update-key-description",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"x\"}", id), NULL),
 		   KMS_E_KEY_PENDING_DELETION);
-	ASSERT_ERR(pcall("st0210", "disable-key-rotation", kid(id), NULL),
+	ASSERT_ERR(pcall("st0210", "disable-key-rotation", fx_kid(id), NULL),
 		   KMS_E_KEY_PENDING_DELETION);
-	ASSERT_ERR(pcall("st0210", "enable-key-rotation", kid(id), NULL),
+	ASSERT_ERR(pcall("st0210", "enable-key-rotation", fx_kid(id), NULL),
 		   KMS_E_KEY_PENDING_DELETION);
 	ASSERT_ERR(pcall("st0210", "update-key-rotation-interval",
 			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":60}", id), NULL),
@@ -585,15 +513,15 @@ TEST(pending_deletion_0210)
 	/* Reading works. */
 	ASSERT_STREQ(describe_field("st0210", id, "key_alias"), "app");
 	ASSERT_STREQ(describe_field("st0210", id, "key_description"), "");
-	ASSERT_ERR(pcall("st0210", "get-key-rotation-status", kid(id), &r), 0);
+	ASSERT_ERR(pcall("st0210", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_TRUE(cJSON_IsTrue(fx_get(r, "key_rotation_enabled")));
 	ASSERT_EQ(fx_num(r, "rotation_interval"), 365);
 	ASSERT_ERR(pcall("st0210", "list-keys", "{\"key_state\":\"4\"}", &r), 0);
 	ASSERT_EQ(fx_num(r, "total"), 1);
 	ASSERT_STREQ(cJSON_GetArrayItem(fx_get(r, "keys"), 0)->valuestring, id);
 	/* Cancel and enable: usable again, the old ciphertexts still decrypt. */
-	ASSERT_ERR(pcall("st0210", "cancel-key-deletion", kid(id), NULL), 0);
-	ASSERT_ERR(pcall("st0210", "enable-key", kid(id), NULL), 0);
+	ASSERT_ERR(pcall("st0210", "cancel-key-deletion", fx_kid(id), NULL), 0);
+	ASSERT_ERR(pcall("st0210", "enable-key", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("st0210", "decrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
 				"\"datakey_cipher_length\":\"64\"}", id, b.dk), &r), 0);
@@ -602,7 +530,7 @@ TEST(pending_deletion_0210)
 
 /* ---- destruction and automatic rotation: store_sweep() with a later clock ---- */
 
-static void body_deletion_when_due(struct own *o)
+static void body_deletion_when_due(struct fx_own *o)
 {
 	char doomed[FX_ID_LEN], later[FX_ID_LEN], keep[FX_ID_LEN], ct[HEX_MAX], ctk[HEX_MAX];
 	cJSON *r = NULL;
@@ -614,10 +542,10 @@ static void body_deletion_when_due(struct own *o)
 	own_key(o, "dl", "keep", keep);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(ocall(o, "dl", "create-datakey-without-plaintext", kid(doomed), &r), 0);
-	cp(ct, sizeof(ct), fx_str(r, "cipher_text"));
-	ASSERT_ERR(ocall(o, "dl", "create-datakey", kid(keep), &r), 0);
-	cp(ctk, sizeof(ctk), fx_str(r, "cipher_text"));
+	ASSERT_ERR(ocall(o, "dl", "create-datakey-without-plaintext", fx_kid(doomed), &r), 0);
+	fx_cp(ct, sizeof(ct), fx_str(r, "cipher_text"));
+	ASSERT_ERR(ocall(o, "dl", "create-datakey", fx_kid(keep), &r), 0);
+	fx_cp(ctk, sizeof(ctk), fx_str(r, "cipher_text"));
 	ASSERT_ERR(ocall(o, "dl", "create-grant",
 			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
 				"\"operations\":[\"describe-key\"]}", doomed), NULL), 0);
@@ -632,7 +560,7 @@ static void body_deletion_when_due(struct own *o)
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", doomed), NULL), 0);
 	ASSERT_ERR(ocall(o, "dl", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"8\"}", later), NULL), 0);
-	ASSERT_ERR(ocall(o, "dl", "describe-key", kid(doomed), &r), 0);
+	ASSERT_ERR(ocall(o, "dl", "describe-key", fx_kid(doomed), &r), 0);
 	due = strtoll(fx_str(r, "key_info.scheduled_deletion_date"), NULL, 10);
 	ASSERT_LE(store_now_ms() + 7 * DAY_MS - 60000, due);
 
@@ -640,16 +568,17 @@ static void body_deletion_when_due(struct own *o)
 	ASSERT_OK(store_sweep(o->st, due - 1, &deleted, &rotated));
 	ASSERT_EQ(deleted, 0);
 	ASSERT_EQ(rotated, 0);
-	ASSERT_ERR(ocall(o, "dl", "describe-key", kid(doomed), &r), 0);
+	ASSERT_ERR(ocall(o, "dl", "describe-key", fx_kid(doomed), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_state"), "4");
 	/* On the date: destroyed, with its alias, grants and tags; the others stay. */
 	ASSERT_OK(store_sweep(o->st, due, &deleted, &rotated));
 	ASSERT_EQ(deleted, 1);
 	ASSERT_EQ(rotated, 0);
-	ASSERT_ERR(ocall(o, "dl", "describe-key", kid(doomed), NULL), KMS_E_KEY_NOT_FOUND);
+	ASSERT_ERR(ocall(o, "dl", "describe-key", fx_kid(doomed), NULL), KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(ocall(o, "dl", "describe-key", "{\"key_id\":\"alias/doomed\"}", NULL),
 		   KMS_E_KEY_NOT_FOUND);
-	ASSERT_ERR(ocall(o, "dl", "cancel-key-deletion", kid(doomed), NULL), KMS_E_KEY_NOT_FOUND);
+	ASSERT_ERR(ocall(o, "dl", "cancel-key-deletion", fx_kid(doomed), NULL),
+		   KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(ocall(o, "dl", "decrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
 				"\"datakey_cipher_length\":\"64\"}", doomed, ct), NULL),
@@ -662,7 +591,7 @@ static void body_deletion_when_due(struct own *o)
 				"\"quota\":100}]}}\n");
 	ASSERT_ERR(ocall(o, "dl", "tags", "", &r), 0);
 	ASSERT_STREQ(fx_last(), "{\"tags\":[]}\n");
-	ASSERT_ERR(ocall(o, "dl", "describe-key", kid(later), &r), 0);
+	ASSERT_ERR(ocall(o, "dl", "describe-key", fx_kid(later), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_state"), "4");
 	ASSERT_ERR(ocall(o, "dl", "decrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
@@ -678,7 +607,7 @@ static void body_deletion_when_due(struct own *o)
 	/* A sweep long after catches up with every date that passed. */
 	ASSERT_OK(store_sweep(o->st, due + 3650 * DAY_MS, &deleted, &rotated));
 	ASSERT_EQ(deleted, 1);
-	ASSERT_ERR(ocall(o, "dl", "describe-key", kid(later), NULL), KMS_E_KEY_NOT_FOUND);
+	ASSERT_ERR(ocall(o, "dl", "describe-key", fx_kid(later), NULL), KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(ocall(o, "dl", "user-instances", "", &r), 0);
 	ASSERT_STREQ(fx_last(), "{\"instance_num\":2}\n");
 }
@@ -688,16 +617,16 @@ TEST(schedule_key_deletion_destroys_when_due)
 	with_own_store(body_deletion_when_due);
 }
 
-static double rotations(struct own *o, const char *id)
+static double rotations(struct fx_own *o, const char *id)
 {
 	cJSON *r = NULL;
 
-	if (ocall(o, "ar", "get-key-rotation-status", kid(id), &r) != 0)
+	if (ocall(o, "ar", "get-key-rotation-status", fx_kid(id), &r) != 0)
 		return -1;
 	return fx_num(r, "number_of_rotations");
 }
 
-static void body_automatic_rotation(struct own *o)
+static void body_automatic_rotation(struct fx_own *o)
 {
 	char rot[FX_ID_LEN], norot[FX_ID_LEN], off[FX_ID_LEN], pend[FX_ID_LEN], ct[HEX_MAX];
 	char plain[HEX_MAX];
@@ -711,19 +640,19 @@ static void body_automatic_rotation(struct own *o)
 	own_key(o, "ar", "pend", pend);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(ocall(o, "ar", "create-datakey", kid(rot), &r), 0);
-	cp(ct, sizeof(ct), fx_str(r, "cipher_text"));
-	cp(plain, sizeof(plain), fx_str(r, "plain_text"));
+	ASSERT_ERR(ocall(o, "ar", "create-datakey", fx_kid(rot), &r), 0);
+	fx_cp(ct, sizeof(ct), fx_str(r, "cipher_text"));
+	fx_cp(plain, sizeof(plain), fx_str(r, "plain_text"));
 	ASSERT_EQ(blob_version(ct, false), 0);
 	t0 = store_now_ms();
-	ASSERT_ERR(ocall(o, "ar", "enable-key-rotation", kid(rot), NULL), 0);
+	ASSERT_ERR(ocall(o, "ar", "enable-key-rotation", fx_kid(rot), NULL), 0);
 	ASSERT_ERR(ocall(o, "ar", "update-key-rotation-interval",
 			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":30}", rot), NULL), 0);
-	ASSERT_ERR(ocall(o, "ar", "enable-key-rotation", kid(off), NULL), 0);
+	ASSERT_ERR(ocall(o, "ar", "enable-key-rotation", fx_kid(off), NULL), 0);
 	ASSERT_ERR(ocall(o, "ar", "update-key-rotation-interval",
 			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":30}", off), NULL), 0);
-	ASSERT_ERR(ocall(o, "ar", "disable-key", kid(off), NULL), 0);
-	ASSERT_ERR(ocall(o, "ar", "enable-key-rotation", kid(pend), NULL), 0);
+	ASSERT_ERR(ocall(o, "ar", "disable-key", fx_kid(off), NULL), 0);
+	ASSERT_ERR(ocall(o, "ar", "enable-key-rotation", fx_kid(pend), NULL), 0);
 	ASSERT_ERR(ocall(o, "ar", "update-key-rotation-interval",
 			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":30}", pend), NULL), 0);
 	ASSERT_ERR(ocall(o, "ar", "schedule-key-deletion",
@@ -742,13 +671,13 @@ static void body_automatic_rotation(struct own *o)
 	ASSERT_EQ(rotations(o, norot), 0);
 	ASSERT_EQ(rotations(o, off), 0);
 	ASSERT_EQ(rotations(o, pend), 0);
-	ASSERT_ERR(ocall(o, "ar", "get-key-rotation-status", kid(rot), &r), 0);
+	ASSERT_ERR(ocall(o, "ar", "get-key-rotation-status", fx_kid(rot), &r), 0);
 	ASSERT_STREQ(fx_str(r, "last_rotation_time"),
 		     fx_fmt("%lld", (long long)(t0 + 30 * DAY_MS + 60000)));
 	ASSERT_OK(store_sweep(o->st, t0 + 30 * DAY_MS + 60000, &deleted, &rotated));
 	ASSERT_EQ(rotated, 0);
 	/* New ciphertexts use version 1; the old one still decrypts. */
-	ASSERT_ERR(ocall(o, "ar", "create-datakey-without-plaintext", kid(rot), &r), 0);
+	ASSERT_ERR(ocall(o, "ar", "create-datakey-without-plaintext", fx_kid(rot), &r), 0);
 	ASSERT_EQ(blob_version(fx_str(r, "cipher_text"), false), 1);
 	ASSERT_ERR(ocall(o, "ar", "decrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
@@ -758,12 +687,12 @@ static void body_automatic_rotation(struct own *o)
 	ASSERT_OK(store_sweep(o->st, t0 + 60 * DAY_MS + 60000, &deleted, &rotated));
 	ASSERT_EQ(rotated, 1);
 	ASSERT_EQ(rotations(o, rot), 2);
-	ASSERT_ERR(ocall(o, "ar", "disable-key-rotation", kid(rot), NULL), 0);
+	ASSERT_ERR(ocall(o, "ar", "disable-key-rotation", fx_kid(rot), NULL), 0);
 	ASSERT_OK(store_sweep(o->st, t0 + 365 * DAY_MS, &deleted, &rotated));
 	ASSERT_EQ(rotated, 0);
 	ASSERT_EQ(rotations(o, rot), 2);
 	/* The disabled key, enabled again, catches up at the next sweep. */
-	ASSERT_ERR(ocall(o, "ar", "enable-key", kid(off), NULL), 0);
+	ASSERT_ERR(ocall(o, "ar", "enable-key", fx_kid(off), NULL), 0);
 	ASSERT_OK(store_sweep(o->st, t0 + 365 * DAY_MS, &deleted, &rotated));
 	ASSERT_EQ(rotated, 1);
 	ASSERT_EQ(rotations(o, off), 1);
@@ -838,14 +767,13 @@ TEST(update_key_alias_1101_1104)
 			fprintf(stderr, "\tkey_alias %s\n", bad[i]);
 		ASSERT_ERR(e, KMS_E_ALIAS_INVALID);
 	}
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1101\",\"error_msg\":"
-				"\"Invalid key_alias.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1101", "Invalid key_alias.");
 	memset(long_alias, 'a', 256);
 	long_alias[256] = 0;
 	ASSERT_ERR(pcall("ua-err", "update-key-alias",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"%s\"}", id, long_alias), NULL),
 		   KMS_E_ALIAS_INVALID);
-	ASSERT_ERR(pcall("ua-err", "update-key-alias", kid(id), NULL), KMS_E_MISSING);
+	ASSERT_ERR(pcall("ua-err", "update-key-alias", fx_kid(id), NULL), KMS_E_MISSING);
 	ASSERT_ERR(pcall("ua-err", "update-key-alias",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":null}", id), NULL),
 		   KMS_E_MISSING);
@@ -853,8 +781,7 @@ TEST(update_key_alias_1101_1104)
 	ASSERT_ERR(pcall("ua-err", "update-key-alias",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"other\"}", id), NULL),
 		   KMS_E_ALIAS_DUPLICATE);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1104\",\"error_msg\":"
-				"\"Duplicate key aliases.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1104", "Duplicate key aliases.");
 	ASSERT_ERR(call("ua-err", "update-key-alias", API_SCOPE_KEY, other,
 			"{\"key_alias\":\"app\"}", NULL),
 		   KMS_E_ALIAS_DUPLICATE);
@@ -916,15 +843,14 @@ TEST(update_key_description_1103)
 	ASSERT_ERR(pcall("ud-err", "update-key-description",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"%s\"}", id, d256), NULL),
 		   KMS_E_DESCRIPTION_INVALID);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1103\",\"error_msg\":"
-				"\"Invalid key_description.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1103", "Invalid key_description.");
 	ASSERT_ERR(pcall("ud-err", "update-key-description",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":5}", id), NULL),
 		   KMS_E_DESCRIPTION_INVALID);
 	ASSERT_ERR(pcall("ud-err", "update-key-description",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":[]}", id), NULL),
 		   KMS_E_DESCRIPTION_INVALID);
-	ASSERT_ERR(pcall("ud-err", "update-key-description", kid(id), NULL), KMS_E_MISSING);
+	ASSERT_ERR(pcall("ud-err", "update-key-description", fx_kid(id), NULL), KMS_E_MISSING);
 	ASSERT_STREQ(describe_field("ud-err", id, "key_description"), "keep");
 }
 
@@ -937,7 +863,7 @@ TEST(rotation_status_of_new_key)
 	fx_key("rs", "app", id);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(pcall("rs", "get-key-rotation-status", kid(id), NULL), 0);
+	ASSERT_ERR(pcall("rs", "get-key-rotation-status", fx_kid(id), NULL), 0);
 	/* key_rotation_enabled a JSON boolean, as the API's example; default interval 365. */
 	ASSERT_STREQ(fx_last(), "{\"key_rotation_enabled\":false,\"rotation_interval\":365,"
 				"\"last_rotation_time\":\"\",\"number_of_rotations\":0}\n");
@@ -955,25 +881,25 @@ TEST(enable_disable_key_rotation)
 	if (kms_test_failing())
 		return;
 	/* No body in the API: {} here. */
-	ASSERT_ERR(pcall("er", "enable-key-rotation", kid(id), NULL), 0);
+	ASSERT_ERR(pcall("er", "enable-key-rotation", fx_kid(id), NULL), 0);
 	ASSERT_STREQ(fx_last(), "{}\n");
-	ASSERT_ERR(pcall("er", "get-key-rotation-status", kid(id), &r), 0);
+	ASSERT_ERR(pcall("er", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_TRUE(cJSON_IsTrue(fx_get(r, "key_rotation_enabled")));
 	ASSERT_EQ(fx_num(r, "rotation_interval"), 365);
 	ASSERT_EQ(fx_num(r, "number_of_rotations"), 0);
 	/* In key objects it is the string "true". */
 	ASSERT_STREQ(describe_field("er", id, "key_rotation_enabled"), "true");
-	ASSERT_ERR(pcall("er", "enable-key-rotation", kid(id), NULL), KMS_E_ROTATION_NOT_DISABLED);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2901\",\"error_msg\":"
-				"\"Key rotation is not disabled.\"}}\n");
+	ASSERT_ERR(pcall("er", "enable-key-rotation", fx_kid(id), NULL),
+		   KMS_E_ROTATION_NOT_DISABLED);
+	ASSERT_LAST_ERROR("KMS.2901", "Key rotation is not disabled.");
 	ASSERT_ERR(call("er", "disable-key-rotation", API_SCOPE_KEY, id, "", NULL), 0);
 	ASSERT_STREQ(fx_last(), "{}\n");
-	ASSERT_ERR(pcall("er", "get-key-rotation-status", kid(id), &r), 0);
+	ASSERT_ERR(pcall("er", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_TRUE(cJSON_IsFalse(fx_get(r, "key_rotation_enabled")));
 	ASSERT_STREQ(describe_field("er", id, "key_rotation_enabled"), "false");
-	ASSERT_ERR(pcall("er", "disable-key-rotation", kid(id), NULL), KMS_E_ROTATION_NOT_ENABLED);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0313\",\"error_msg\":"
-				"\"Key rotation is not enabled.\"}}\n");
+	ASSERT_ERR(pcall("er", "disable-key-rotation", fx_kid(id), NULL),
+		   KMS_E_ROTATION_NOT_ENABLED);
+	ASSERT_LAST_ERROR("KMS.0313", "Key rotation is not enabled.");
 	ASSERT_ERR(call("er", "enable-key-rotation", API_SCOPE_KEY, id, "{}", NULL), 0);
 	ASSERT_STREQ(describe_field("er", id, "key_rotation_enabled"), "true");
 }
@@ -998,7 +924,7 @@ TEST(update_key_rotation_interval)
 	ASSERT_ERR(pcall("ri", "update-key-rotation-interval",
 			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":90}", id), NULL),
 		   KMS_E_ROTATION_NOT_ENABLED);
-	ASSERT_ERR(pcall("ri", "enable-key-rotation", kid(id), NULL), 0);
+	ASSERT_ERR(pcall("ri", "enable-key-rotation", fx_kid(id), NULL), 0);
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
 		int e = pcall("ri", "update-key-rotation-interval",
 			      fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":%s}", id, bad[i]),
@@ -1008,30 +934,29 @@ TEST(update_key_rotation_interval)
 			fprintf(stderr, "\trotation_interval %s\n", bad[i]);
 		ASSERT_ERR(e, KMS_E_ROTATION_INTERVAL);
 	}
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.3001\",\"error_msg\":"
-				"\"Invalid rotation_interval.\"}}\n");
-	ASSERT_ERR(pcall("ri", "update-key-rotation-interval", kid(id), NULL), KMS_E_MISSING);
+	ASSERT_LAST_ERROR("KMS.3001", "Invalid rotation_interval.");
+	ASSERT_ERR(pcall("ri", "update-key-rotation-interval", fx_kid(id), NULL), KMS_E_MISSING);
 	ASSERT_ERR(pcall("ri", "update-key-rotation-interval",
 			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":null}", id), NULL),
 		   KMS_E_MISSING);
-	ASSERT_ERR(pcall("ri", "get-key-rotation-status", kid(id), &r), 0);
+	ASSERT_ERR(pcall("ri", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "rotation_interval"), 365);
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(good); i++) {
 		ASSERT_ERR(pcall("ri", "update-key-rotation-interval",
 				 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":%s}", id,
 					good[i].v), NULL), 0);
 		ASSERT_STREQ(fx_last(), "{}\n");
-		ASSERT_ERR(pcall("ri", "get-key-rotation-status", kid(id), &r), 0);
+		ASSERT_ERR(pcall("ri", "get-key-rotation-status", fx_kid(id), &r), 0);
 		ASSERT_EQ(fx_num(r, "rotation_interval"), good[i].days);
 	}
 	ASSERT_ERR(call("ri", "update-key-rotation-interval", API_SCOPE_KEY, id,
 			"{\"rotation_interval\":45}", NULL), 0);
 	/* Rotation off again: the interval stays, and cannot be changed. */
-	ASSERT_ERR(pcall("ri", "disable-key-rotation", kid(id), NULL), 0);
+	ASSERT_ERR(pcall("ri", "disable-key-rotation", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("ri", "update-key-rotation-interval",
 			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":60}", id), NULL),
 		   KMS_E_ROTATION_NOT_ENABLED);
-	ASSERT_ERR(pcall("ri", "get-key-rotation-status", kid(id), &r), 0);
+	ASSERT_ERR(pcall("ri", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_TRUE(cJSON_IsFalse(fx_get(r, "key_rotation_enabled")));
 	ASSERT_EQ(fx_num(r, "rotation_interval"), 45);
 }
@@ -1050,12 +975,12 @@ TEST(rotate_key_versions)
 		if (v > 0) {
 			int64_t before = store_now_ms(), after, last;
 
-			ASSERT_ERR(pcall("rk", "rotate-key", kid(id), &r), 0);
+			ASSERT_ERR(pcall("rk", "rotate-key", fx_kid(id), &r), 0);
 			after = store_now_ms();
 			ASSERT_STREQ(fx_last(),
 				     fx_fmt("{\"key_id\":\"%s\",\"key_version\":\"%u\","
 					    "\"number_of_rotations\":%u}\n", id, v, v));
-			ASSERT_ERR(pcall("rk", "get-key-rotation-status", kid(id), &r), 0);
+			ASSERT_ERR(pcall("rk", "get-key-rotation-status", fx_kid(id), &r), 0);
 			ASSERT_EQ(fx_num(r, "number_of_rotations"), v);
 			/* Rotation stays off: rotate-key does not need it. */
 			ASSERT_TRUE(cJSON_IsFalse(fx_get(r, "key_rotation_enabled")));
@@ -1064,16 +989,16 @@ TEST(rotate_key_versions)
 			ASSERT_LE(last, after);
 		}
 		/* New ciphertexts carry the newest version. */
-		ASSERT_ERR(pcall("rk", "create-datakey", kid(id), &r), 0);
-		cp(dk[v], HEX_MAX, fx_str(r, "cipher_text"));
-		cp(plain[v], HEX_MAX, fx_str(r, "plain_text"));
+		ASSERT_ERR(pcall("rk", "create-datakey", fx_kid(id), &r), 0);
+		fx_cp(dk[v], HEX_MAX, fx_str(r, "cipher_text"));
+		fx_cp(plain[v], HEX_MAX, fx_str(r, "plain_text"));
 		ASSERT_EQ(blob_version(dk[v], false), v);
 		ASSERT_ERR(pcall("rk", "encrypt-data",
 				 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"v%u\"}", id, v), &r),
 			   0);
-		cp(data[v], HEX_MAX, fx_str(r, "cipher_text"));
+		fx_cp(data[v], HEX_MAX, fx_str(r, "cipher_text"));
 		ASSERT_EQ(blob_version(data[v], true), v);
-		ASSERT_ERR(pcall("rk", "create-datakey-without-plaintext", kid(id), &r), 0);
+		ASSERT_ERR(pcall("rk", "create-datakey-without-plaintext", fx_kid(id), &r), 0);
 		ASSERT_EQ(blob_version(fx_str(r, "cipher_text"), false), v);
 		{
 			uint8_t dek[32] = { 1, 2, 3 };
@@ -1110,7 +1035,7 @@ TEST(rotate_key_versions)
 }
 
 /* README, Differences, Rotation: at most 64 material versions; one more answers KMS.0308. */
-static void body_version_limit(struct own *o)
+static void body_version_limit(struct fx_own *o)
 {
 	char id[FX_ID_LEN], first[HEX_MAX], pfirst[HEX_MAX];
 	cJSON *r = NULL;
@@ -1119,30 +1044,29 @@ static void body_version_limit(struct own *o)
 	own_key(o, "vl", "app", id);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(ocall(o, "vl", "create-datakey", kid(id), &r), 0);
-	cp(first, sizeof(first), fx_str(r, "cipher_text"));
-	cp(pfirst, sizeof(pfirst), fx_str(r, "plain_text"));
+	ASSERT_ERR(ocall(o, "vl", "create-datakey", fx_kid(id), &r), 0);
+	fx_cp(first, sizeof(first), fx_str(r, "cipher_text"));
+	fx_cp(pfirst, sizeof(pfirst), fx_str(r, "plain_text"));
 	for (unsigned v = 1; v <= 63; v++) {
-		ASSERT_ERR(ocall(o, "vl", "rotate-key", kid(id), &r), 0);
+		ASSERT_ERR(ocall(o, "vl", "rotate-key", fx_kid(id), &r), 0);
 		ASSERT_STREQ(fx_str(r, "key_version"), fx_fmt("%u", v));
 	}
-	ASSERT_ERR(ocall(o, "vl", "rotate-key", kid(id), NULL), KMS_E_BAD_PARAM);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0308\",\"error_msg\":"
-				"\"Invalid parameter.\"}}\n");
-	ASSERT_ERR(ocall(o, "vl", "get-key-rotation-status", kid(id), &r), 0);
+	ASSERT_ERR(ocall(o, "vl", "rotate-key", fx_kid(id), NULL), KMS_E_BAD_PARAM);
+	ASSERT_LAST_ERROR("KMS.0308", "Invalid parameter.");
+	ASSERT_ERR(ocall(o, "vl", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "number_of_rotations"), 63);
 	/* The key keeps working on version 63; version 0 still decrypts. */
-	ASSERT_ERR(ocall(o, "vl", "create-datakey-without-plaintext", kid(id), &r), 0);
+	ASSERT_ERR(ocall(o, "vl", "create-datakey-without-plaintext", fx_kid(id), &r), 0);
 	ASSERT_EQ(blob_version(fx_str(r, "cipher_text"), false), 63);
 	ASSERT_ERR(ocall(o, "vl", "decrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
 				"\"datakey_cipher_length\":\"64\"}", id, first), &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), pfirst);
 	/* Automatic rotation leaves it alone, without failing the sweep. */
-	ASSERT_ERR(ocall(o, "vl", "enable-key-rotation", kid(id), NULL), 0);
+	ASSERT_ERR(ocall(o, "vl", "enable-key-rotation", fx_kid(id), NULL), 0);
 	ASSERT_EQ(store_sweep(o->st, store_now_ms() + 3650 * DAY_MS, &deleted, &rotated), 0);
 	ASSERT_EQ(rotated, 0);
-	ASSERT_ERR(ocall(o, "vl", "get-key-rotation-status", kid(id), &r), 0);
+	ASSERT_ERR(ocall(o, "vl", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "number_of_rotations"), 63);
 	{
 		size_t checked = 0;

@@ -8,10 +8,6 @@
  */
 #include "kms_test_api.h"
 
-#include <time.h>
-
-#include "auth/kms_auth.h"
-
 /* The key-folder actions: keys/<id>/<action>. */
 static int kcall(const char *project, const char *id, const char *action, const char *json,
 		 cJSON **r)
@@ -33,21 +29,11 @@ static const char *tags_text(const char *project, const char *id)
 	return fx_last();
 }
 
+/* action as the user "tagger" with role; path_key_id non-NULL: in that key folder. */
 static int role_call(const char *project, enum auth_role role, const char *action,
 		     const char *path_key_id, const char *json)
 {
-	struct auth_claims claims;
-	struct api_caller c = { .project = project, .path_key_id = path_key_id, .claims = &claims,
-				.uid = 1000, .gid = 1000 };
-
-	memset(&claims, 0, sizeof(claims));
-	snprintf(claims.id, sizeof(claims.id), "0123456789abcdef");
-	snprintf(claims.project, sizeof(claims.project), "%s", project);
-	snprintf(claims.user, sizeof(claims.user), "tagger");
-	claims.role = role;
-	claims.expiry = time(NULL) + 3600;
-	return fx_call_as(fx_svc(), &c, action, path_key_id ? API_SCOPE_KEY : API_SCOPE_PROJECT,
-			  json, strlen(json), NULL);
+	return ucall(project, "tagger", role, action, path_key_id, json, NULL);
 }
 
 static char *repeat(char *out, const char *unit, int n)
@@ -125,30 +111,25 @@ TEST(key_tags_errors)
 		       kcall("kte", id, "tags", fx_fmt("{\"tag\":{\"key\":%s,\"value\":\"v\"}}",
 						      bad_key[i]), NULL),
 		       KMS_E_TAG_KEY);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0406\",\"error_msg\":"
-				"\"Invalid tag key.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0406", "Invalid tag key.");
 	/* Length is its own code: KMS.0411 for keys, KMS.0410 for values. */
 	EXPECT("37 characters", add_tag("kte", id, repeat(k37, "k", 37), "v"),
 	       KMS_E_TAG_KEY_LENGTH);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0411\",\"error_msg\":"
-				"\"Invalid tag key length.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0411", "Invalid tag key length.");
 	EXPECT("empty key", add_tag("kte", id, "", "v"), KMS_E_TAG_KEY_LENGTH);
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_value); i++)
 		EXPECT(bad_value[i],
 		       kcall("kte", id, "tags", fx_fmt("{\"tag\":{\"key\":\"k\",\"value\":%s}}",
 						      bad_value[i]), NULL),
 		       KMS_E_TAG_VALUE);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0405\",\"error_msg\":"
-				"\"Invalid tag value.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0405", "Invalid tag value.");
 	EXPECT("44 characters", add_tag("kte", id, "k", repeat(v44, "v", 44)),
 	       KMS_E_TAG_VALUE_LENGTH);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0410\",\"error_msg\":"
-				"\"Invalid tag value length.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0410", "Invalid tag value length.");
 	/* The tag itself: not an object KMS.0412; without key or value KMS.0204. */
 	EXPECT("tag string", kcall("kte", id, "tags", "{\"tag\":\"env\"}", NULL), KMS_E_TAG_LIST);
 	EXPECT("tag array", kcall("kte", id, "tags", "{\"tag\":[]}", NULL), KMS_E_TAG_LIST);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0412\",\"error_msg\":"
-				"\"Invalid tag list.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0412", "Invalid tag list.");
 	EXPECT("no key", kcall("kte", id, "tags", "{\"tag\":{\"value\":\"v\"}}", NULL),
 	       KMS_E_MISSING);
 	EXPECT("no value", kcall("kte", id, "tags", "{\"tag\":{\"key\":\"k\"}}", NULL),
@@ -183,8 +164,7 @@ TEST(key_tags_limit_0409)
 	for (int i = 0; i < 10; i++)
 		ASSERT_ERR(add_tag("ktl", id, fx_fmt("t%d", i), "v"), 0);
 	ASSERT_ERR(add_tag("ktl", id, "t10", "v"), KMS_E_TOO_MANY_TAGS);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0409\",\"error_msg\":"
-				"\"Too many tags.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0409", "Too many tags.");
 	ASSERT_ERR(add_tag("ktl", id, "t9", "new"), 0);
 	ASSERT_ERR(kcall("ktl", id, "tags-action",
 			 "{\"action\":\"create\",\"tags\":[{\"key\":\"t10\",\"value\":\"v\"}]}",
@@ -243,8 +223,7 @@ TEST(delete_tag)
 					  "\"sys_tags\":[],\"existTagsNum\":1}\n");
 	/* A tag the key does not have: KMS.0416 (404). */
 	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":\"env\"}", NULL), KMS_E_TAG_NOT_FOUND);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0416\",\"error_msg\":"
-				"\"Invalid tag ID.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0416", "Invalid tag ID.");
 	ASSERT_EQ(kms_err_info(KMS_E_TAG_NOT_FOUND)->http, 404);
 	ASSERT_ERR(kcall("dt", id, "delete-tag", "{}", NULL), KMS_E_MISSING);
 	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":\"\"}", NULL), KMS_E_TAG_KEY_LENGTH);
@@ -264,8 +243,7 @@ TEST(delete_tag)
 	ASSERT_ERR(pcall("dt", "tags-action", fx_fmt("{\"key_id\":\"%s\",\"action\":\"delete\","
 						      "\"tags\":[{\"key\":\"team\"}]}", id), NULL),
 		   KMS_E_BAD_URL);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0201\",\"error_msg\":"
-				"\"Invalid request URL.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0201", "Invalid request URL.");
 	ASSERT_STREQ(tags_text("dt", id), "{\"tags\":[{\"key\":\"team\",\"value\":\"red\"}],"
 					  "\"sys_tags\":[],\"existTagsNum\":1}\n");
 }
@@ -359,20 +337,17 @@ TEST(tags_action_errors)
 		EXPECT(bad[i].body, kcall("tae", id, "tags-action", bad[i].body, NULL), bad[i].err);
 	ASSERT_ERR(kcall("tae", id, "tags-action", "{\"action\":\"sort\",\"tags\":[]}", NULL),
 		   KMS_E_TAG_ACTION);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0404\",\"error_msg\":"
-				"\"Invalid action.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0404", "Invalid action.");
 	ASSERT_ERR(kcall("tae", id, "tags-action", "{\"action\":\"create\",\"tags\":[]}", NULL),
 		   KMS_E_TAG_LIST_EMPTY);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0401\",\"error_msg\":"
-				"\"Tag list cannot be empty.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0401", "Tag list cannot be empty.");
 	/* More than 10 items in one request: KMS.0407 (list size), nothing added. */
 	strcpy(many, "{\"action\":\"create\",\"tags\":[");
 	for (int i = 0; i < 11; i++)
 		strcat(many, fx_fmt("%s{\"key\":\"m%d\",\"value\":\"v\"}", i ? "," : "", i));
 	strcat(many, "]}");
 	ASSERT_ERR(kcall("tae", id, "tags-action", many, NULL), KMS_E_TAG_LIST_SIZE);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0407\",\"error_msg\":"
-				"\"Invalid tag list size.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0407", "Invalid tag list size.");
 	ASSERT_STREQ(tags_text("tae", id), "{\"tags\":[{\"key\":\"keep\",\"value\":\"v\"}],"
 					   "\"sys_tags\":[],\"existTagsNum\":1}\n");
 	/* A key pending deletion: KMS.0210, for create and delete alike. */
@@ -726,8 +701,7 @@ TEST(user_quotas_and_key_quota_1105)
 	ASSERT_ERR(quota_call(&svc, "uq", "create-key", "{\"key_alias\":\"c\"}"), 0);
 	ASSERT_ERR(quota_call(&svc, "uq", "create-key", "{\"key_alias\":\"d\"}"),
 		   KMS_E_TOO_MANY_KEYS);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1105\",\"error_msg\":"
-				"\"Too many keys.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1105", "Too many keys.");
 	ASSERT_ERR(pcall("uq", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
 	ASSERT_ERR(quota_call(&svc, "uq", "create-key", "{\"key_alias\":\"d\"}"),
