@@ -35,6 +35,10 @@ int api_get_uint(struct api_request *r, const char *name, bool required, int bad
 		 unsigned long min, unsigned long max, unsigned long *v, bool *present)
 {
 	const cJSON *f = cJSON_GetObjectItemCaseSensitive(r->body, name);
+	/* 9 digits for counts and lengths; 15 for the few fields (dates) whose max needs them. */
+	bool wide = max > 1000000000ul;
+	size_t max_digits = wide ? 15 : 9;
+	double max_number = wide ? 1e15 : 1e9;
 	unsigned long x = 0;
 
 	*present = false;
@@ -45,7 +49,7 @@ int api_get_uint(struct api_request *r, const char *name, bool required, int bad
 		size_t n = strlen(s);
 
 		/* Plain decimal digits only: no sign, blanks, hex or exponent. */
-		if (n == 0 || n > 9)
+		if (n == 0 || n > max_digits)
 			return bad;
 		for (size_t i = 0; i < n; i++) {
 			if (s[i] < '0' || s[i] > '9')
@@ -55,7 +59,7 @@ int api_get_uint(struct api_request *r, const char *name, bool required, int bad
 	} else if (cJSON_IsNumber(f)) {
 		double d = f->valuedouble;
 
-		if (d < 0 || d > 1e9 || d != (double)(unsigned long)d)
+		if (d < 0 || d > max_number || d != (double)(unsigned long)d)
 			return bad;
 		x = (unsigned long)d;
 	} else {

@@ -63,30 +63,38 @@ static bool api_ops_contain(const char *ops, const char *op)
 struct api_grant_find {
 	const char *op;
 	bool found;
+	struct api_request *record; /* if set: note each key with a matching grant here */
 };
 
 static int api_grant_match(const struct store_grant *g, void *arg)
 {
 	struct api_grant_find *f = arg;
+	struct api_request *r = f->record;
 
-	if (api_ops_contain(g->operations, f->op))
-		f->found = true;
+	if (!api_ops_contain(g->operations, f->op))
+		return 0;
+	f->found = true;
+	if (r && r->grant_keys_n < API_GRANT_KEYS_SEEN)
+		snprintf(r->grant_keys[r->grant_keys_n], sizeof(r->grant_keys[0]), "%s", g->key_id);
+	if (r && r->grant_keys_n <= API_GRANT_KEYS_SEEN)
+		r->grant_keys_n++;
 	return 0;
 }
 
-/* Does the caller hold a grant for op on key_id (any key of the project when NULL)? */
-static int api_grant_held(struct api_request *r, const char *key_id, const char *op, bool *held)
+/* Does the caller hold a grant for op on key_id (any key of the project when NULL)? With
+ * record, the keys found are noted in it. */
+static int api_grant_held(struct api_request *r, const char *key_id, const char *op,
+			  struct api_request *record, bool *held)
 {
 	struct store_grant_filter f = { .project = r->caller->project, .key_id = key_id };
-	struct api_grant_find find = { .op = op };
-	size_t total;
+	struct api_grant_find find = { .op = op, .record = record };
 	int e;
 
 	*held = false;
 	if (!r->caller->claims)
 		return 0;
 	f.grantee = r->caller->claims->user;
-	e = store_grant_list(r->svc->store, &f, 0, SIZE_MAX, api_grant_match, &find, &total);
+	e = store_grant_list(r->svc->store, &f, 0, SIZE_MAX, api_grant_match, &find, NULL);
 	if (e < 0)
 		return e;
 	*held = find.found;
@@ -100,9 +108,20 @@ int api_check_grant_any(struct api_request *r)
 
 	if (!r->grant_required)
 		return 0;
-	if ((e = api_grant_held(r, NULL, r->action->name, &held)) < 0)
+	/* Under keys/<id>/ only that key can be acted on: ask about it alone. */
+	r->grant_keys_n = 0;
+	if ((e = api_grant_held(r, r->caller->path_key_id, r->action->name, r, &held)) < 0)
 		return e;
+	r->grant_keys_known = true;
 	return held ? 0 : KMS_E_FORBIDDEN;
+}
+
+static bool api_grant_key_seen(const struct api_request *r, const char *key_id)
+{
+	for (size_t i = 0; i < r->grant_keys_n && i < API_GRANT_KEYS_SEEN; i++)
+		if (strcmp(r->grant_keys[i], key_id) == 0)
+			return true;
+	return false;
 }
 
 int api_check_grant(struct api_request *r, const struct store_key *k)
@@ -112,7 +131,11 @@ int api_check_grant(struct api_request *r, const struct store_key *k)
 
 	if (!r->grant_required)
 		return 0;
-	if ((e = api_grant_held(r, k->meta.key_id, r->action->name, &held)) < 0)
+	/* The keys noted are complete for the project, or for the key folder's own key. */
+	if (r->grant_keys_known && r->grant_keys_n <= API_GRANT_KEYS_SEEN &&
+	    (!r->caller->path_key_id || strcmp(r->caller->path_key_id, k->meta.key_id) == 0))
+		held = api_grant_key_seen(r, k->meta.key_id);
+	else if ((e = api_grant_held(r, k->meta.key_id, r->action->name, NULL, &held)) < 0)
 		return e;
 	if (!held)
 		return KMS_E_FORBIDDEN;
@@ -136,7 +159,7 @@ static int api_grant_within_own(struct api_request *r, const struct store_key *k
 		size_t len = comma ? (size_t)(comma - p) : strlen(p);
 
 		snprintf(op, sizeof(op), "%.*s", (int)len, p);
-		if ((e = api_grant_held(r, k->meta.key_id, op, &held)) < 0)
+		if ((e = api_grant_held(r, k->meta.key_id, op, NULL, &held)) < 0)
 			return e;
 		if (!held)
 			return KMS_E_FORBIDDEN;

@@ -135,38 +135,20 @@ out:
  * KMS.0308 when malformed, KMS.2602 unless later than now. *ms = 0 when absent. */
 static int api_get_expiration(struct api_request *r, int64_t *ms)
 {
-	const cJSON *f = cJSON_GetObjectItemCaseSensitive(r->body, "expiration_time");
-	int64_t v = 0;
+	unsigned long v = 0;
+	bool present;
+	int e;
 
 	*ms = 0;
-	if (!f || cJSON_IsNull(f))
-		return 0;
-	if (cJSON_IsString(f)) {
-		size_t n = strlen(f->valuestring);
-
-		if (n == 0 || n > 15)
-			return KMS_E_BAD_PARAM;
-		for (size_t i = 0; i < n; i++) {
-			char c = f->valuestring[i];
-
-			if (c < '0' || c > '9')
-				return KMS_E_BAD_PARAM;
-			v = v * 10 + (c - '0');
-		}
-	} else if (cJSON_IsNumber(f)) {
-		double d = f->valuedouble;
-
-		if (d < 0 || d >= 1e15 || d != (double)(int64_t)d)
-			return KMS_E_BAD_PARAM;
-		v = (int64_t)d;
-	} else {
-		return KMS_E_BAD_PARAM;
-	}
-	if (v < 1000000000000LL)
+	e = api_get_uint(r, "expiration_time", false, KMS_E_BAD_PARAM, 0, 999999999999999ul, &v,
+			 &present);
+	if (e < 0 || !present)
+		return e;
+	if (v < 1000000000000ul)
 		v *= 1000;
-	if (v <= r->now_ms)
+	if ((int64_t)v <= r->now_ms)
 		return KMS_E_IMPORT_EXPIRATION;
-	*ms = v;
+	*ms = (int64_t)v;
 	return 0;
 }
 

@@ -5,6 +5,10 @@
 
 #include "kms_api.h"
 
+/* How many keys api_check_grant_any remembers having a grant for the action: enough for every
+ * real grantee; one with more grants costs one more store query per request. */
+#define API_GRANT_KEYS_SEEN 8
+
 struct api_request {
 	const struct api_service *svc;
 	const struct api_caller *caller;
@@ -14,6 +18,11 @@ struct api_request {
 	int64_t now_ms;
 	bool grant_required; /* the role does not allow the action: a grant on the key must */
 	bool grant_checked;
+	/* Set by api_check_grant_any: the keys holding a grant for this action, so api_check_grant
+	 * needs no second query (grant_keys_n past API_GRANT_KEYS_SEEN: not all are listed). */
+	bool grant_keys_known;
+	size_t grant_keys_n;
+	char grant_keys[API_GRANT_KEYS_SEEN][KMS_KEY_ID_LEN + 1];
 	bool audit_reserved; /* the audit line of this request has room waiting */
 	char key_id[KMS_KEY_ID_LEN + 1]; /* for the audit trail */
 };

@@ -184,6 +184,8 @@ struct store_grant_filter {
 /* KMS_E_TOO_MANY_GRANTS when the key already has max grants. */
 KMS_WUR int store_grant_create(struct store *s, const struct store_grant *g, unsigned max);
 KMS_WUR int store_grant_delete(struct store *s, const char *grant_id);
+/* Calls cb for the matching grants from offset, at most limit; *total: all that match (total
+ * NULL: not counted, one query less, for callers that only look at the grants). */
 KMS_WUR int store_grant_list(struct store *s, const struct store_grant_filter *f, size_t offset,
 			     size_t limit, store_grant_cb cb, void *arg, size_t *total);
 /* The largest number of grants on one key of the project (the grant_per_CMK quota's use). */

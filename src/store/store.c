@@ -1164,20 +1164,10 @@ int store_key_import(struct store *s, const char *project, const char *key_id,
 	/* Durable before the snapshot is published. */
 	if ((r = s->ops->key_replace_material(s->be, &m, &v)) < 0)
 		goto out;
-	k = calloc(1, sizeof(*k));
-	if (k)
-		k->material = kms_secret_alloc(CORE_KEY_BYTES);
-	if (!k || !k->material) {
-		free(k);
+	if ((r = store_snapshot_new(s, &m, &v, 1, &k)) < 0) {
 		store_cache_replace(s, m.key_id, NULL); /* durable but not cached: reload later */
-		r = KMS_E_NOMEM;
 		goto out;
 	}
-	memcpy(k->material, material, CORE_KEY_BYTES);
-	k->nversions = 1;
-	k->refs = 1;
-	k->meta = m;
-	k->meta.has_material = true;
 	store_publish_out(s, k, out);
 	/* The cache owns k: the analyzer cannot follow the atomic reference count. */
 	/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
@@ -1207,14 +1197,10 @@ static int store_material_clear_locked(struct store *s, const char *project, con
 	m.has_material = false;
 	if ((r = s->ops->key_replace_material(s->be, &m, NULL)) < 0)
 		goto out;
-	k = calloc(1, sizeof(*k));
-	if (!k) {
-		store_cache_replace(s, m.key_id, NULL);
-		r = KMS_E_NOMEM;
+	if ((r = store_snapshot_new(s, &m, NULL, 0, &k)) < 0) {
+		store_cache_replace(s, m.key_id, NULL); /* durable but not cached: reload later */
 		goto out;
 	}
-	k->refs = 1;
-	k->meta = m;
 	store_publish_out(s, k, out);
 out:
 	/* The cache owns k: the analyzer cannot follow the atomic reference count. */

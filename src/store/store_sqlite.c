@@ -953,11 +953,13 @@ static int store_sqlite_grant_list(struct store_backend *b, const struct store_g
 	struct store_grant_rows l = { cb, arg };
 	int r;
 
-	*total = 0;
-	r = store_grant_query(b, "SELECT count(*)" STORE_GRANT_WHERE, f, 0, 0, store_count_row,
-			      total);
-	if (r < 0 || limit == 0)
-		return r;
+	if (total) {
+		*total = 0;
+		r = store_grant_query(b, "SELECT count(*)" STORE_GRANT_WHERE, f, 0, 0,
+				      store_count_row, total);
+		if (r < 0 || limit == 0)
+			return r;
+	}
 	return store_grant_query(b,
 				 "SELECT grant_id, project_id, key_id, grantee, grantee_type, "
 				 "operations, issuer, retiring, name, creation_ms" STORE_GRANT_WHERE

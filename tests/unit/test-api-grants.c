@@ -930,3 +930,50 @@ TEST(no_grant_refused_before_validation)
 	ASSERT_ERR(ucall("nov", "dan", AUTH_ROLE_VIEWER, "create-datakey", k, "{}", NULL),
 		   KMS_E_FORBIDDEN);
 }
+
+/* The grant check looks the caller's grants up once per request and remembers up to
+ * API_GRANT_KEYS_SEEN (8, src/api/api_internal.h) keys: with grants on more keys than that it
+ * asks the store again, and gives the same answers. Under a key folder it asks about that key only; a blob of another key
+ * is still judged by that other key's grants. */
+TEST(grant_check_many_keys_and_key_folder)
+{
+	char k[10][FX_ID_LEN], gid[65], blob[HEX_MAX];
+	const size_t n = KMS_ARRAY_SIZE(k);
+	cJSON *r = NULL;
+
+	for (size_t i = 0; i < n; i++)
+		fx_key("gmk", fx_fmt("k%zu", i), k[i]);
+	if (kms_test_failing())
+		return;
+	/* Grants on all but the last key. */
+	for (size_t i = 0; i + 1 < n; i++)
+		grant("gmk", k[i], "bob", "\"create-datakey-without-plaintext\",\"decrypt-datakey\"",
+		      "", gid);
+	for (size_t i = 0; i + 1 < n; i++)
+		ASSERT_ERR(ucall("gmk", "bob", AUTH_ROLE_VIEWER, "create-datakey-without-plaintext",
+				 NULL, fx_kid(k[i]), NULL),
+			   0);
+	ASSERT_ERR(ucall("gmk", "bob", AUTH_ROLE_VIEWER, "create-datakey-without-plaintext", NULL,
+			 fx_kid(k[n - 1]), NULL),
+		   KMS_E_FORBIDDEN);
+	/* Key folders: the folder's key with a grant, and one without. */
+	ASSERT_ERR(ucall("gmk", "bob", AUTH_ROLE_VIEWER, "create-datakey-without-plaintext", k[0],
+			 "{}", NULL),
+		   0);
+	ASSERT_ERR(ucall("gmk", "bob", AUTH_ROLE_VIEWER, "create-datakey-without-plaintext",
+			 k[n - 1], "{}", NULL),
+		   KMS_E_FORBIDDEN);
+	/* Under k[0]'s folder, a ciphertext of k[1] (bob holds decrypt-datakey there too): the
+	 * folder serves only its own key (KMS.0205), not KMS.0307. */
+	ASSERT_ERR(pcall("gmk", "create-datakey-without-plaintext", fx_kid(k[1]), &r), 0);
+	fx_cp(blob, sizeof(blob), fx_str(r, "cipher_text"));
+	ASSERT_ERR(ucall("gmk", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", k[0],
+			 fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", blob),
+			 NULL),
+		   KMS_E_BAD_KEY_ID);
+	ASSERT_ERR(ucall("gmk", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
+			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
+				"\"datakey_cipher_length\":\"64\"}", k[1], blob),
+			 NULL),
+		   0);
+}
