@@ -12,8 +12,9 @@
  *         on the first FILE by every thread. Counts response lines (keys) per second.
  *
  * Every latency is recorded (one transaction = one batch in batch mode). Every response is
- * checked: non-empty, starts with '{', ends with '\n', and with -k (kmsfs) holds no "error".
- * Any bad response makes the exit status 1. Output: one line of key=value pairs.
+ * checked: non-empty, starts with '{', ends with '\n', and with -k (kmsfs) holds no "error";
+ * every close() must succeed. Any bad response makes the exit status 1. Output: one line of
+ * key=value pairs; p50/p99 are nearest-rank percentiles.
  * -d: warm up for -w seconds (default 0.3), then measure for -d seconds (default 3).
  * -n: exactly TOTAL transactions, no warm-up (used to age the daemon for the memory figures).
  * -p: also report the daemon's CPU time per transaction (from /proc/PID/stat) and foreign_cpu:
@@ -34,6 +35,7 @@
 #include <unistd.h>
 
 enum mode { MODE_RDWR, MODE_SHELL, MODE_BATCH };
+static const char *const mode_names[] = { "rdwr", "shell", "batch" };
 enum phase { PHASE_WARMUP, PHASE_MEASURE, PHASE_STOP };
 
 #define RDWR_BUF (64u * 1024u)
@@ -121,59 +123,65 @@ static ssize_t read_response(int fd, char *buf, size_t cap, off_t off)
 	return (ssize_t)got;
 }
 
-static bool tx_rdwr(struct worker *w, const char *path)
+/* open(path, flags) and write the whole of buf: the fd, or -1 (reported as bad). */
+static int open_write(const char *path, int flags, const char *buf, size_t len, const char *what)
 {
-	ssize_t n;
-	int fd = open(path, O_RDWR);
+	int fd = open(path, flags);
 
 	if (fd < 0) {
-		report_bad("open", path, NULL, -1, errno);
-		return false;
+		report_bad(what, path, NULL, -1, errno);
+		return -1;
 	}
-	if (write(fd, cfg.req, cfg.req_len) != (ssize_t)cfg.req_len) {
+	if (write(fd, buf, len) != (ssize_t)len) {
 		report_bad("write", path, NULL, -1, errno);
 		close(fd);
-		return false;
+		return -1;
 	}
-	n = read_response(fd, w->buf, w->bufcap, 0);
-	close(fd);
+	return fd;
+}
+
+/* close(fd), which must succeed (kmsfs reports a failed request there). */
+static bool close_ok(int fd, const char *what, const char *path)
+{
+	if (close(fd) == 0)
+		return true;
+	report_bad(what, path, NULL, -1, errno);
+	return false;
+}
+
+/* Read one response line from fd (pread at off, or read when off < 0), close fd, check both. */
+static bool read_close(struct worker *w, int fd, off_t off, const char *what, const char *path)
+{
+	ssize_t n = read_response(fd, w->buf, w->bufcap, off);
+	int err = n < 0 ? errno : 0;
+
 	if (n <= 0 || w->buf[n - 1] != '\n' || !check_line(w->buf, (size_t)n)) {
-		report_bad("rdwr", path, w->buf, n, errno);
+		close(fd);
+		report_bad(what, path, w->buf, n, err);
 		return false;
 	}
-	return true;
+	return close_ok(fd, "close", path);
+}
+
+static bool tx_rdwr(struct worker *w, const char *path)
+{
+	int fd = open_write(path, O_RDWR, cfg.req, cfg.req_len, "open");
+
+	return fd >= 0 && read_close(w, fd, 0, "rdwr", path);
 }
 
 static bool tx_shell(struct worker *w, const char *path)
 {
-	ssize_t n;
-	int fd = open(path, O_WRONLY | O_TRUNC);
+	int fd = open_write(path, O_WRONLY | O_TRUNC, cfg.req, cfg.req_len, "open-w");
 
-	if (fd < 0) {
-		report_bad("open-w", path, NULL, -1, errno);
+	if (fd < 0 || !close_ok(fd, "close-w", path))
 		return false;
-	}
-	if (write(fd, cfg.req, cfg.req_len) != (ssize_t)cfg.req_len) {
-		report_bad("write", path, NULL, -1, errno);
-		close(fd);
-		return false;
-	}
-	if (close(fd) != 0) { /* kmsfs reports a failed request here */
-		report_bad("close-w", path, NULL, -1, errno);
-		return false;
-	}
 	fd = open(path, O_RDONLY);
 	if (fd < 0) {
 		report_bad("open-r", path, NULL, -1, errno);
 		return false;
 	}
-	n = read_response(fd, w->buf, w->bufcap, -1);
-	close(fd);
-	if (n <= 0 || w->buf[n - 1] != '\n' || !check_line(w->buf, (size_t)n)) {
-		report_bad("shell", path, w->buf, n, errno);
-		return false;
-	}
-	return true;
+	return read_close(w, fd, -1, "shell", path);
 }
 
 /* Returns the number of good response lines. */
@@ -181,17 +189,10 @@ static long tx_batch(struct worker *w, const char *path)
 {
 	size_t got = 0, lines = 0, pos = 0;
 	long good = 0;
-	int fd = open(path, O_RDWR);
+	int fd = open_write(path, O_RDWR, cfg.batch_req, cfg.batch_len, "open");
 
-	if (fd < 0) {
-		report_bad("open", path, NULL, -1, errno);
+	if (fd < 0)
 		return 0;
-	}
-	if (write(fd, cfg.batch_req, cfg.batch_len) != (ssize_t)cfg.batch_len) {
-		report_bad("write", path, NULL, -1, errno);
-		close(fd);
-		return 0;
-	}
 	while (lines < cfg.batch_lines && got < w->bufcap) {
 		ssize_t r = pread(fd, w->buf + got, w->bufcap - got, (off_t)got);
 
@@ -204,7 +205,8 @@ static long tx_batch(struct worker *w, const char *path)
 				lines++;
 		got += (size_t)r;
 	}
-	close(fd);
+	if (!close_ok(fd, "close", path))
+		return 0;
 	while (pos < got) {
 		char *nl = memchr(w->buf + pos, '\n', got - pos);
 		size_t n = nl ? (size_t)(nl - (w->buf + pos)) : got - pos;
@@ -226,8 +228,10 @@ static void record(struct worker *w, uint64_t ns)
 		size_t ncap = w->cap ? w->cap * 2 : 65536;
 		uint32_t *p = realloc(w->lat, ncap * sizeof(*p));
 
-		if (!p)
-			return;
+		if (!p) { /* a lost sample would make tx and tx_s wrong */
+			fprintf(stderr, "bench-client: out of memory\n");
+			exit(1);
+		}
 		w->lat = p;
 		w->cap = ncap;
 	}
@@ -242,7 +246,7 @@ static void *worker_main(void *arg)
 
 	for (;;) {
 		int ph = atomic_load_explicit(&phase, memory_order_relaxed);
-		bool rec = cfg.total > 0 || ph == PHASE_MEASURE;
+		bool rec = ph == PHASE_MEASURE; /* -n: measuring from the start */
 		uint64_t t0, t1;
 		long items = 1;
 		bool ok = true;
@@ -280,26 +284,40 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* The p-th percentile (nearest rank: the ceil(n * p / 100)-th smallest) of n sorted ns, in µs. */
+static double percentile_us(const uint32_t *sorted, size_t n, unsigned p)
+{
+	return n ? sorted[(n * p + 99) / 100 - 1] / 1e3 : 0;
+}
+
+/* The start of a /proc file as a string; false if it cannot be read. */
+static bool read_proc(const char *path, char *buf, size_t cap)
+{
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, cap - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	return true;
+}
+
 /* utime + stime of a process in clock ticks, or -1. */
 static long long proc_cpu_ticks(int pid)
 {
 	char path[64], buf[4096], *p;
 	unsigned long long ut, st;
-	ssize_t n;
-	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	fd = open(path, O_RDONLY);
-	if (fd < 0)
+	if (!read_proc(path, buf, sizeof(buf)))
 		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
 	p = strrchr(buf, ')');
 	/* After ") ": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt
-	 * utime stime: utime is the 12th field after the state. */
+	 * utime stime: utime is the 11th field after the state. */
 	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
 			 &st) != 2)
 		return -1;
@@ -311,17 +329,9 @@ static long long machine_busy_ticks(void)
 {
 	unsigned long long v[8] = { 0 };
 	char buf[512];
-	ssize_t n;
-	int fd = open("/proc/stat", O_RDONLY);
 
-	if (fd < 0)
-		return -1;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = 0;
-	if (sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+	if (!read_proc("/proc/stat", buf, sizeof(buf)) ||
+	    sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
 		   &v[4], &v[5], &v[6], &v[7]) != 8)
 		return -1;
 	return (long long)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]);
@@ -344,6 +354,21 @@ static void sleep_s(double s)
 		;
 }
 
+/* CPU time of the daemon (-p), of this process and of the whole machine, at time t. */
+struct sample {
+	long long daemon_ticks, busy_ticks; /* -1: unknown */
+	double self_s;
+	uint64_t t;
+};
+
+static void take_sample(struct sample *s)
+{
+	s->daemon_ticks = cfg.daemon_pid ? proc_cpu_ticks(cfg.daemon_pid) : -1;
+	s->self_s = self_cpu_s();
+	s->busy_ticks = machine_busy_ticks();
+	s->t = now_ns();
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench-client [-m rdwr|shell|batch] [-t THREADS] [-d SECONDS | -n "
@@ -351,28 +376,30 @@ static void usage(void)
 	exit(2);
 }
 
+static enum mode parse_mode(const char *name)
+{
+	for (size_t i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++)
+		if (strcmp(name, mode_names[i]) == 0)
+			return (enum mode)i;
+	usage();
+	return MODE_RDWR;
+}
+
 int main(int argc, char **argv)
 {
 	struct worker *w;
-	long long cpu0 = -1, cpu1 = -1, busy0 = -1, busy1 = -1;
-	uint64_t t_start = 0, t_end = 0;
-	double secs, c0 = 0, c1 = 0, tps;
+	struct sample s0 = { 0 }, s1 = { 0 };
+	double secs, tps, self_s, hz = (double)sysconf(_SC_CLK_TCK);
 	size_t nlat = 0, k = 0;
 	uint32_t *all;
-	long items = 0, tx = 0;
+	long long daemon_ticks = -1;
+	long items = 0, tx;
 	int c;
 
 	while ((c = getopt(argc, argv, "m:t:d:n:w:r:b:kp:")) != -1) {
 		switch (c) {
 		case 'm':
-			if (strcmp(optarg, "rdwr") == 0)
-				cfg.mode = MODE_RDWR;
-			else if (strcmp(optarg, "shell") == 0)
-				cfg.mode = MODE_SHELL;
-			else if (strcmp(optarg, "batch") == 0)
-				cfg.mode = MODE_BATCH;
-			else
-				usage();
+			cfg.mode = parse_mode(optarg);
 			break;
 		case 't':
 			cfg.threads = (unsigned)atoi(optarg);
@@ -430,13 +457,9 @@ int main(int argc, char **argv)
 			exit(1);
 		}
 	}
-	if (cfg.total > 0) {
+	if (cfg.total > 0) { /* -n: every transaction counts, from the first */
 		atomic_store(&phase, PHASE_MEASURE);
-		if (cfg.daemon_pid)
-			cpu0 = proc_cpu_ticks(cfg.daemon_pid);
-		c0 = self_cpu_s();
-		busy0 = machine_busy_ticks();
-		t_start = now_ns();
+		take_sample(&s0);
 	}
 	for (unsigned i = 0; i < cfg.threads; i++)
 		if (pthread_create(&w[i].th, NULL, worker_main, &w[i]) != 0) {
@@ -445,29 +468,16 @@ int main(int argc, char **argv)
 		}
 	if (cfg.total <= 0) {
 		sleep_s(cfg.warmup);
-		if (cfg.daemon_pid)
-			cpu0 = proc_cpu_ticks(cfg.daemon_pid);
-		c0 = self_cpu_s();
-		busy0 = machine_busy_ticks();
-		t_start = now_ns();
+		take_sample(&s0);
 		atomic_store(&phase, PHASE_MEASURE);
 		sleep_s(cfg.duration);
 		atomic_store(&phase, PHASE_STOP);
-		t_end = now_ns();
-		busy1 = machine_busy_ticks();
-		c1 = self_cpu_s();
-		if (cfg.daemon_pid)
-			cpu1 = proc_cpu_ticks(cfg.daemon_pid);
+		take_sample(&s1);
 	}
 	for (unsigned i = 0; i < cfg.threads; i++)
 		pthread_join(w[i].th, NULL);
-	if (cfg.total > 0) {
-		t_end = now_ns();
-		busy1 = machine_busy_ticks();
-		c1 = self_cpu_s();
-		if (cfg.daemon_pid)
-			cpu1 = proc_cpu_ticks(cfg.daemon_pid);
-	}
+	if (cfg.total > 0)
+		take_sample(&s1);
 	for (unsigned i = 0; i < cfg.threads; i++) {
 		nlat += w[i].n;
 		items += w[i].items;
@@ -484,25 +494,24 @@ int main(int argc, char **argv)
 	}
 	qsort(all, nlat, sizeof(*all), cmp_u32);
 	tx = (long)nlat;
-	secs = (double)(t_end - t_start) / 1e9;
+	secs = (double)(s1.t - s0.t) / 1e9;
 	tps = secs > 0 ? (double)tx / secs : 0;
 	printf("mode=%s threads=%u tx=%ld secs=%.3f tx_s=%.0f p50_us=%.1f p99_us=%.1f max_us=%.1f",
-	       cfg.mode == MODE_RDWR ? "rdwr" : cfg.mode == MODE_SHELL ? "shell" : "batch",
-	       cfg.threads, tx, secs, tps, nlat ? all[nlat / 2] / 1e3 : 0,
-	       nlat ? all[(size_t)((double)nlat * 0.99)] / 1e3 : 0,
-	       nlat ? all[nlat - 1] / 1e3 : 0);
+	       mode_names[cfg.mode], cfg.threads, tx, secs, tps, percentile_us(all, nlat, 50),
+	       percentile_us(all, nlat, 99), percentile_us(all, nlat, 100));
 	if (cfg.mode == MODE_BATCH)
 		printf(" keys=%ld keys_s=%.0f", items, secs > 0 ? (double)items / secs : 0);
-	printf(" client_cpu_us_tx=%.1f", tx ? (c1 - c0) * 1e6 / (double)tx : 0);
-	if (cpu0 >= 0 && cpu1 >= 0)
+	self_s = s1.self_s - s0.self_s;
+	printf(" client_cpu_us_tx=%.1f", tx ? self_s * 1e6 / (double)tx : 0);
+	if (s0.daemon_ticks >= 0 && s1.daemon_ticks >= 0) {
+		daemon_ticks = s1.daemon_ticks - s0.daemon_ticks;
 		printf(" daemon_cpu_us_tx=%.1f",
-		       tx ? (double)(cpu1 - cpu0) * 1e6 / (double)sysconf(_SC_CLK_TCK) / (double)tx
-			  : 0);
+		       tx ? (double)daemon_ticks * 1e6 / hz / (double)tx : 0);
+	}
 	/* CPUs busy with anything but this client and the daemon (other work on a shared machine). */
-	if (cpu0 >= 0 && cpu1 >= 0 && busy0 >= 0 && busy1 >= 0 && secs > 0)
+	if (daemon_ticks >= 0 && s0.busy_ticks >= 0 && s1.busy_ticks >= 0 && secs > 0)
 		printf(" foreign_cpu=%.2f",
-		       ((double)(busy1 - busy0 - (cpu1 - cpu0)) / (double)sysconf(_SC_CLK_TCK) -
-			(c1 - c0)) / secs);
+		       ((double)(s1.busy_ticks - s0.busy_ticks - daemon_ticks) / hz - self_s) / secs);
 	printf(" bad=%ld\n", atomic_load(&bad_total));
 	for (unsigned i = 0; i < cfg.threads; i++) {
 		free(w[i].lat);
@@ -510,5 +519,6 @@ int main(int argc, char **argv)
 	}
 	free(w);
 	free(all);
+	free(cfg.batch_req);
 	return atomic_load(&bad_total) ? 1 : 0;
 }

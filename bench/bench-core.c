@@ -80,39 +80,46 @@ static int json_field(const char *resp, const char *name, char *out, size_t cap)
 	return 0;
 }
 
-static int call(const struct api_service *svc, const struct api_caller *caller,
-		const char *action_name, const char *req, struct kms_buf *resp)
+/* The action named so for this caller: key scope once caller->path_key_id is set. */
+static const struct api_action *action_of(const struct api_caller *caller, const char *name)
 {
-	const struct api_action *a =
-		api_action_find(action_name, caller->path_key_id ? API_SCOPE_KEY : API_SCOPE_PROJECT);
+	return api_action_find(name, caller->path_key_id ? API_SCOPE_KEY : API_SCOPE_PROJECT);
+}
+
+/* One api_call(); a failure prints the error response. */
+static int call_action(const struct api_service *svc, const struct api_caller *caller,
+		       const struct api_action *a, const char *name, const char *req, size_t len,
+		       struct kms_buf *resp)
+{
 	int r;
 
 	kms_buf_reset(resp);
-	r = api_call(svc, caller, a, (const uint8_t *)req, strlen(req), resp);
+	r = api_call(svc, caller, a, (const uint8_t *)req, len, resp);
 	if (r < 0)
-		fprintf(stderr, "bench-core: %s failed: %.*s", action_name, (int)resp->len,
+		fprintf(stderr, "bench-core: %s failed: %.*s", name, (int)resp->len,
 			resp->data ? (const char *)resp->data : "");
 	return r;
 }
 
+static int call(const struct api_service *svc, const struct api_caller *caller,
+		const char *name, const char *req, struct kms_buf *resp)
+{
+	return call_action(svc, caller, action_of(caller, name), name, req, strlen(req), resp);
+}
+
 /* ops/s of api_call(action, req) for about secs seconds. */
 static double time_api(const struct api_service *svc, const struct api_caller *caller,
-		       const char *action_name, const char *req, double secs, struct kms_buf *resp)
+		       const char *name, const char *req, double secs, struct kms_buf *resp)
 {
-	const struct api_action *a = api_action_find(action_name, API_SCOPE_KEY);
+	const struct api_action *a = action_of(caller, name);
 	size_t len = strlen(req);
 	double t0 = now_s(), t;
 	long ops = 0;
 
 	do {
-		for (int i = 0; i < 256; i++) {
-			kms_buf_reset(resp);
-			if (api_call(svc, caller, a, (const uint8_t *)req, len, resp) < 0) {
-				fprintf(stderr, "bench-core: %s failed: %.*s", action_name,
-					(int)resp->len, (const char *)resp->data);
+		for (int i = 0; i < 256; i++)
+			if (call_action(svc, caller, a, name, req, len, resp) < 0)
 				return -1;
-			}
-		}
 		ops += 256;
 		t = now_s() - t0;
 	} while (t < secs);
@@ -132,7 +139,7 @@ static double time_openssl(double secs)
 
 	if (!ctx || RAND_bytes(key, sizeof(key)) != 1 ||
 	    EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, NULL) != 1)
-		return -1;
+		goto fail;
 	t0 = now_s();
 	do {
 		for (int i = 0; i < 256; i++) {
@@ -144,13 +151,16 @@ static double time_openssl(double secs)
 			    EVP_EncryptUpdate(ctx, out, &n, dek, sizeof(dek)) != 1 ||
 			    EVP_EncryptFinal_ex(ctx, out + n, &n) != 1 ||
 			    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, sizeof(tag), tag) != 1)
-				return -1;
+				goto fail;
 		}
 		ops += 256;
 		t = now_s() - t0;
 	} while (t < secs);
 	EVP_CIPHER_CTX_free(ctx);
 	return (double)ops / t;
+fail:
+	EVP_CIPHER_CTX_free(ctx);
+	return -1;
 }
 
 static int mkkeys(const char *dir, const char *project, long n)
@@ -177,6 +187,14 @@ static int mkkeys(const char *dir, const char *project, long n)
 	store_close(s);
 	printf("keys=%ld secs=%.3f\n", n, now_s() - t0);
 	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: bench-core [-d SECONDS] [-s NEW_STATE_DIR] "
+			"[-o create|decrypt|openssl]\n"
+			"       bench-core --mkkeys STATE_DIR PROJECT N\n");
+	exit(2);
 }
 
 int main(int argc, char **argv)
@@ -208,12 +226,12 @@ int main(int argc, char **argv)
 			break;
 		case 'o':
 			only = optarg;
+			if (strcmp(only, "create") != 0 && strcmp(only, "decrypt") != 0 &&
+			    strcmp(only, "openssl") != 0)
+				usage();
 			break;
 		default:
-			fprintf(stderr, "usage: bench-core [-d SECONDS] [-s NEW_STATE_DIR] "
-					"[-o create|decrypt|openssl]\n"
-					"       bench-core --mkkeys STATE_DIR PROJECT N\n");
-			return 2;
+			usage();
 		}
 	}
 	if (!state) {

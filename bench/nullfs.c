@@ -22,8 +22,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/fuse.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,7 +61,7 @@ static struct {
 	char resp[NULL_RESP_LEN];
 	pthread_mutex_t mail_lock;
 	struct null_mailbox *mail;
-} g;
+} g = { .mail_lock = PTHREAD_MUTEX_INITIALIZER };
 
 struct null_mailbox {
 	struct null_mailbox *next;
@@ -113,6 +115,16 @@ static void null_stat(fuse_ino_t ino, struct stat *st)
 		st->st_mode = S_IFDIR | 0755;
 		st->st_nlink = 2;
 	}
+}
+
+/* 0 if ino exists and is a regular file (want_file) or a directory, else the errno to reply. */
+static int null_kind_err(fuse_ino_t ino, bool want_file)
+{
+	if (!null_valid(ino))
+		return ENOENT;
+	if (null_is_file(ino) != want_file)
+		return want_file ? EISDIR : ENOTDIR;
+	return 0;
 }
 
 static void null_reply_entry(fuse_req_t req, fuse_ino_t ino)
@@ -181,9 +193,31 @@ static void null_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 
 /* ---------------------------------------------------------------- mailbox (shell pattern) */
 
+static void null_mailbox_free(struct null_mailbox *m)
+{
+	if (m) {
+		free(m->data);
+		free(m);
+	}
+}
+
+/* Unlink and return the mailbox of (ino, uid), or NULL. Caller holds g.mail_lock. */
+static struct null_mailbox *null_mailbox_unlink(fuse_ino_t ino, uid_t uid)
+{
+	for (struct null_mailbox **pp = &g.mail; *pp; pp = &(*pp)->next) {
+		if ((*pp)->ino == ino && (*pp)->uid == uid) {
+			struct null_mailbox *m = *pp;
+
+			*pp = m->next;
+			return m;
+		}
+	}
+	return NULL;
+}
+
 static void null_mailbox_put(fuse_ino_t ino, uid_t uid, const char *data, size_t len)
 {
-	struct null_mailbox *m = calloc(1, sizeof(*m)), **pp;
+	struct null_mailbox *m = calloc(1, sizeof(*m)), *old;
 
 	if (!m)
 		return;
@@ -198,33 +232,20 @@ static void null_mailbox_put(fuse_ino_t ino, uid_t uid, const char *data, size_t
 	m->uid = uid;
 	m->expires = null_now() + NULL_MAILBOX_TTL;
 	pthread_mutex_lock(&g.mail_lock);
-	for (pp = &g.mail; *pp; pp = &(*pp)->next) {
-		if ((*pp)->ino == ino && (*pp)->uid == uid) {
-			struct null_mailbox *old = *pp;
-
-			*pp = old->next;
-			free(old->data);
-			free(old);
-			break;
-		}
-	}
+	old = null_mailbox_unlink(ino, uid);
 	m->next = g.mail;
 	g.mail = m;
 	pthread_mutex_unlock(&g.mail_lock);
+	null_mailbox_free(old);
 }
 
+/* Move the unexpired mailbox of (ino, uid) into t's response; false if there is none. */
 static bool null_mailbox_take(fuse_ino_t ino, uid_t uid, struct null_txn *t)
 {
-	struct null_mailbox **pp, *m = NULL;
+	struct null_mailbox *m;
 
 	pthread_mutex_lock(&g.mail_lock);
-	for (pp = &g.mail; *pp; pp = &(*pp)->next) {
-		if ((*pp)->ino == ino && (*pp)->uid == uid) {
-			m = *pp;
-			*pp = m->next;
-			break;
-		}
-	}
+	m = null_mailbox_unlink(ino, uid);
 	pthread_mutex_unlock(&g.mail_lock);
 	if (!m)
 		return false;
@@ -233,8 +254,7 @@ static bool null_mailbox_take(fuse_ino_t ino, uid_t uid, struct null_txn *t)
 		t->resp_len = m->len;
 		m->data = NULL;
 	}
-	free(m->data);
-	free(m);
+	null_mailbox_free(m);
 	return t->resp != NULL;
 }
 
@@ -279,9 +299,10 @@ static void null_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	int acc = fi->flags & O_ACCMODE;
 	struct fuse_open_out out;
 	struct null_txn *t;
+	int err = null_kind_err(ino, true);
 
-	if (!null_is_file(ino)) {
-		fuse_reply_err(req, null_valid(ino) ? EISDIR : ENOENT);
+	if (err) {
+		fuse_reply_err(req, err);
 		return;
 	}
 	t = calloc(1, sizeof(*t));
@@ -412,9 +433,10 @@ static void null_dir_add(fuse_req_t req, struct null_dirbuf *b, const char *name
 static void null_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct null_dirbuf *b;
+	int err = null_kind_err(ino, false);
 
-	if (!null_valid(ino) || null_is_file(ino)) {
-		fuse_reply_err(req, null_valid(ino) ? ENOTDIR : ENOENT);
+	if (err) {
+		fuse_reply_err(req, err);
 		return;
 	}
 	b = calloc(1, sizeof(*b));
@@ -553,20 +575,23 @@ int main(int argc, char **argv)
 	if (fuse_parse_cmdline(&args, &opts) != 0)
 		return 1;
 	if (opts.show_help || opts.show_version || !opts.mountpoint) {
-		printf("usage: %s MOUNTPOINT [-f] [-o ids=ID1:ID2:...] [libfuse options]\n",
+		printf("usage: %s MOUNTPOINT [-f] [-o ids=ID1:ID2:...] [-o noflush_rw] "
+		       "[libfuse options]\n",
 		       argv[0]);
-		ret = opts.mountpoint ? 0 : 2;
+		ret = opts.show_help || opts.show_version ? 0 : 2;
 		goto out;
 	}
 	null_parse_ids(nopt.ids);
 	g.noflush_rw = nopt.noflush_rw;
 	g.mount_time = time(NULL);
-	pthread_mutex_init(&g.mail_lock, NULL);
 	/* A fixed 400-byte one-line response: '{', a 397-byte string, '}', '\n'. */
 	memset(g.resp, 'n', sizeof(g.resp));
 	memcpy(g.resp, "{\"null\":\"", 9);
 	memcpy(g.resp + sizeof(g.resp) - 3, "\"}\n", 3);
 
+	/* As kmsfs: the kernel checks modes (default_permissions), which costs it the same. */
+	if (fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
+		goto out;
 	se = fuse_session_new(&args, &null_ops, sizeof(null_ops), NULL);
 	if (!se)
 		goto out;
@@ -585,13 +610,15 @@ int main(int argc, char **argv)
 		if (!loop)
 			goto out_unmount;
 		fuse_loop_cfg_set_clone_fd(loop, (unsigned)opts.clone_fd);
-		fuse_loop_cfg_set_idle_threads(loop, opts.max_idle_threads);
+		if (opts.max_idle_threads != UINT_MAX) /* UINT_MAX: libfuse's "no limit" default */
+			fuse_loop_cfg_set_idle_threads(loop, opts.max_idle_threads);
 		fuse_loop_cfg_set_max_threads(loop, opts.max_threads && opts.max_threads <= 1024
 							    ? opts.max_threads
 							    : 16);
 		r = fuse_session_loop_mt(se, loop);
 	}
-	ret = r == 0 ? 0 : 1;
+	/* As kmsfs: the loop returns the signal number when SIGTERM, SIGINT or SIGHUP stopped it. */
+	ret = r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP ? 0 : 1;
 out_unmount:
 	fuse_session_unmount(se);
 out_handlers:
@@ -603,5 +630,11 @@ out:
 	free(opts.mountpoint);
 	free(nopt.ids);
 	fuse_opt_free_args(&args);
+	while (g.mail) {
+		struct null_mailbox *m = g.mail;
+
+		g.mail = m->next;
+		null_mailbox_free(m);
+	}
 	return ret;
 }
