@@ -11,6 +11,8 @@ P=$KMS_MNT/tl
 
 "$KMS_PY" - "$P" "$id" <<'PY'
 import errno, json, os, sys
+sys.path.insert(0, os.path.dirname(os.environ["KMS_IO"]))
+import kmsio
 P, kid = sys.argv[1], sys.argv[2]
 f = P + "/describe-key"
 base = json.dumps({"key_id": kid}).encode()
@@ -24,18 +26,11 @@ def txn(chunks):
     try:
         for c in chunks:
             try:
-                view = memoryview(c)
-                while view:  # a short write is fine, as long as a later one fails
-                    view = view[os.write(fd, view):]
+                kmsio.write_all(fd, c)  # a short write is fine, as long as a later one fails
             except OSError as e:
                 err = e.errno
                 break
-        out = b""
-        while True:
-            c = os.read(fd, 1 << 20)
-            if not c:
-                break
-            out += c
+        out = kmsio.read_all(fd)
     finally:
         try:
             os.close(fd)

@@ -13,36 +13,22 @@ seen=$KMS_SCRATCH/seen.txt
 
 # The client: survives ENOTCONN/ECONNABORTED and lost token bindings, records what it was told.
 "$KMS_PY" - "$KMS_MNT/dl" "$tok" "$seen" <<'PY' 2>"$KMS_WORK/client.err" &
-import json, os, sys, time
+import os, sys, time
+sys.path.insert(0, os.path.dirname(os.environ["KMS_IO"]))
+import kmsio  # kmsio.call records each DEK for the leak scan
 P, tok, seen = sys.argv[1:4]
-def txn(path, req):
-    fd = os.open(path, os.O_RDWR)
-    try:
-        os.write(fd, json.dumps(req).encode())
-        out = b""
-        while True:
-            c = os.read(fd, 65536)
-            if not c:
-                break
-            out += c
-    finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    return json.loads(out)
 i = 0
 with open(seen, "a", buffering=1) as log:
     while True:
         i += 1
         try:
-            r = txn(P + "/create-key", {"key_alias": "k%d" % i})
+            r = kmsio.call(P + "/create-key", {"key_alias": "k%d" % i})
             if r.get("error", {}).get("error_code") == "KMS.0301":
                 os.setxattr(P, "user.kms.token", tok.encode())
                 continue
             kid = r["key_info"]["key_id"]
             log.write("key %s\n" % kid)
-            d = txn(P + "/create-datakey", {"key_id": kid})
+            d = kmsio.call(P + "/create-datakey", {"key_id": kid})
             log.write("dek %s %s %s\n" % (kid, d["plain_text"], d["cipher_text"]))
         except (OSError, ValueError, KeyError) as e:
             print("client:", repr(e)[:200], file=sys.stderr, flush=True)
@@ -66,13 +52,15 @@ done
 sleep 0.5
 kill "$client"
 wait "$client" 2>/dev/null || true
-KMS_BG_PIDS=()
+bg=() # forget the reaped client, keep the watchdog
+for p in "${KMS_BG_PIDS[@]}"; do [ "$p" == "$client" ] || bg+=("$p"); done
+KMS_BG_PIDS=("${bg[@]}")
 kms_login dl "$tok"
 
 nkeys=$(grep -c '^key ' "$seen" || true)
 [ "$nkeys" -ge 10 ] || fail "too little traffic to mean anything: $nkeys keys ($(tail -3 "$KMS_WORK/client.err"))"
 "$KMS_PY" - "$KMS_MNT/dl" "$seen" <<'PY'
-import json, os, sys
+import os, sys
 sys.path.insert(0, os.path.dirname(os.environ["KMS_IO"]))
 import kmsio
 P, seen = sys.argv[1:3]
@@ -92,7 +80,6 @@ for k in keys:
 for kid, pt, ct in deks:
     r = kmsio.call(P + "/decrypt-datakey", {"key_id": kid, "cipher_text": ct, "datakey_cipher_length": "64"})
     assert r.get("data_key") == pt, ("acknowledged DEK does not unwrap", kid, r)
-    kmsio.record(json.dumps({"plain_text": pt}).encode())
 print("# %d keys and %d DEKs survived 4 kill -9" % (len(keys), len(deks)), file=sys.stderr)
 PY
 kms_umount

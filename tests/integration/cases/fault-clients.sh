@@ -101,6 +101,7 @@ cat >"$FC" <<'PY'
 import ctypes, errno, json, os, random, resource, signal, statistics, sys, time
 sys.path.insert(0, os.path.dirname(os.environ["KMS_IO"]))
 import kmsio
+from kmsio import read_all
 
 libc = ctypes.CDLL(None, use_errno=True)
 PR_SET_PDEATHSIG = 1
@@ -108,15 +109,6 @@ PR_SET_PDEATHSIG = 1
 
 def en(e):
     return errno.errorcode.get(e, str(e))
-
-
-def read_all(fd):
-    out = b""
-    while True:
-        c = os.read(fd, 1 << 20)
-        if not c:
-            return out
-        out += c
 
 
 def roundtrip(P, kid):
@@ -521,15 +513,10 @@ alive "after the never-reading client"
 # handle works again; close() reports EFBIG when the oversized request ran at close.
 "$KMS_PY" - "$P" "$id" <<'PY' || fail "64 KiB bound"
 import errno, json, os, sys
+sys.path.insert(0, os.path.dirname(os.environ["KMS_IO"]))
+from kmsio import read_all
 P, kid = sys.argv[1:]
 f = P + "/keys/" + kid + "/encrypt-data"
-def rd(fd):
-    out = b""
-    while True:
-        c = os.read(fd, 1 << 20)
-        if not c:
-            return out
-        out += c
 def write_err(fd, b):
     try:
         os.write(fd, b)
@@ -540,10 +527,10 @@ fd = os.open(f, os.O_RDWR)
 assert write_err(fd, b'{"plain_text":"' + b"a" * 60000) == 0
 assert write_err(fd, b"a" * 6000) == errno.EFBIG
 assert write_err(fd, b'"}') == errno.EFBIG, "a write after the overflow must fail too"
-r = json.loads(rd(fd))
+r = json.loads(read_all(fd))
 assert r["error"]["error_code"] == "KMS.0203", r
 assert write_err(fd, b'{"plain_text":"after the overflow"}') == 0
-r = json.loads(rd(fd))
+r = json.loads(read_all(fd))
 assert "cipher_text" in r, r
 os.close(fd)
 fd = os.open(f, os.O_WRONLY)

@@ -14,6 +14,7 @@ id=$(kms_create_key sh app)
 import errno, json, os, sys
 sys.path.insert(0, os.path.dirname(os.environ["KMS_IO"]))
 import kmsio
+from kmsio import read_all
 P, kid = sys.argv[1], sys.argv[2]
 f = P + "/keys/" + kid + "/create-datakey"
 dec = P + "/decrypt-datakey"
@@ -24,14 +25,6 @@ def check_line(resp):
     assert resp[:-1] == json.dumps(doc, separators=(",", ":")).encode() or b": " not in resp, resp
     kmsio.record(resp)
     return doc
-
-def read_all(fd, size=1 << 16):
-    out = b""
-    while True:
-        c = os.read(fd, size)
-        if not c:
-            return out
-        out += c
 
 fd = os.open(f, os.O_RDWR)
 # 1. chunked write, plain read.

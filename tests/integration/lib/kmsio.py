@@ -8,7 +8,8 @@
   kmsio.py scan  DEKFILE PATH...  fail if a remembered DEK appears in a file under PATH
   kmsio.py memscan PID DEKFILE [STRING...]  fail if a remembered DEK (or STRING) is in the
                                 writable memory of process PID
-Python cases `import kmsio` (sys.path: dirname of $KMS_IO) and use kmsio.call(path, req).
+Python cases `import kmsio` (sys.path: dirname of $KMS_IO) and use kmsio.call(path, req), or
+kmsio.write_all(fd, data) and kmsio.read_all(fd) on a handle of their own.
 
 The response bytes go to stdout unchanged. The errno of each step (`0` when it worked) goes to
 $KMS_SCRATCH/status.<uid> as `open=0 write=0 read=0 close=EACCES`, so a shell case can check
@@ -61,6 +62,25 @@ def record(blob):
             f.write("".join(d + "\n" for d in deks))
 
 
+def write_all(fd, data):
+    """Write all of data, whatever short writes the file system makes; OSError on a failed write."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def read_all(fd, size=1 << 20, buf=None):
+    """Read fd to EOF with reads of size bytes; returns the bytes. buf: a bytearray that the reads
+    go into, so that the caller keeps what was read before a read failed (OSError)."""
+    if buf is None:
+        buf = bytearray()
+    while True:
+        chunk = os.read(fd, size)
+        if not chunk:
+            return bytes(buf)
+        buf += chunk
+
+
 def status_path():
     d = os.environ.get("KMS_SCRATCH") or "/tmp"
     return os.path.join(d, "status.%d" % os.getuid())
@@ -68,7 +88,7 @@ def status_path():
 
 def transact(mode, path, req):
     st = {"open": "0", "write": "0", "read": "0", "close": "0"}
-    resp = b""
+    resp = bytearray()
     flags = {"rdwr": os.O_RDWR, "write": os.O_WRONLY | os.O_TRUNC, "read": os.O_RDONLY}[mode]
     fd = -1
     try:
@@ -78,19 +98,12 @@ def transact(mode, path, req):
     if fd >= 0:
         if req is not None:
             try:
-                view = memoryview(req)
-                while view:
-                    n = os.write(fd, view)
-                    view = view[n:]
+                write_all(fd, req)
             except OSError as e:
                 st["write"] = errname(e)
         if mode != "write":
             try:
-                while True:
-                    chunk = os.read(fd, 1 << 20)
-                    if not chunk:
-                        break
-                    resp += chunk
+                read_all(fd, buf=resp)
             except OSError as e:
                 st["read"] = errname(e)
         try:
@@ -99,6 +112,7 @@ def transact(mode, path, req):
             st["close"] = errname(e)
     with open(status_path(), "w") as f:
         f.write(" ".join("%s=%s" % kv for kv in st.items()) + "\n")
+    resp = bytes(resp)
     if req:
         record(req)
     record(resp)
@@ -171,30 +185,28 @@ def memscan(pid, dekfile, literals=()):
     return 1 if hits else 0
 
 
-def call(path, req=None, record_deks=True):
+def call(path, req=None, record_deks=True, check_close=False):
     """One same-handle transaction for python cases: returns the parsed response.
-    req: dict (sent as compact JSON), bytes/str (sent as is) or None (read only)."""
+    req: dict (sent as compact JSON), bytes/str (sent as is) or None (read only).
+    check_close: raise OSError if close() fails (for requests that must succeed)."""
     if isinstance(req, dict):
         req = json.dumps(req, separators=(",", ":"))
     if isinstance(req, str):
         req = req.encode()
     fd = os.open(path, os.O_RDWR if req is not None else os.O_RDONLY)
+    done = False
     try:
         if req is not None:
-            view = memoryview(req)
-            while view:
-                view = view[os.write(fd, view):]
-        resp = b""
-        while True:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            resp += chunk
+            write_all(fd, req)
+        resp = read_all(fd)
+        done = True
     finally:
         try:
             os.close(fd)
         except OSError:
-            pass  # a failed request may also fail close(); the response says why
+            if check_close and done:
+                raise
+            # otherwise: a failed request may also fail close(); the response says why
     if record_deks:
         if req:
             record(req)
