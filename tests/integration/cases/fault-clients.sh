@@ -39,6 +39,8 @@
 #      handle whose write was refused answers KMS.0104 (it never runs a partial request).
 #   5. Answers held unread (~2 MiB each, one byte read): requests are refused with KMS.0104 past
 #      the 256 MiB bound, RSS stays under it, and everything works once they close.
+#   6. Handles that had a big answer, read it, then a small one, and stay open: RSS stays within
+#      64 MiB (the daemon gives big request and answer blocks back when a transaction ends).
 #
 # RSS bounds. The daemon runs as shipped (mlockall, libfuse worker threads) with one change:
 # GLIBC_TUNABLES=glibc.malloc.arena_max=1. With glibc's default per-thread arenas, each arena
@@ -323,6 +325,36 @@ def burst(P, lines, *kids):
                 pass  # {} for decrypt-data: EINVAL; this client does not care
             n += 1
     print(n)
+
+
+def pinned(P, kid, lines, n, ready, release):
+    """Step 6: n handles that each take a big answer (a batch of `{}` lines, read whole), then
+    a small one, and stay open. Nothing big is held: the daemon must not keep the big blocks.
+    Reports the number of handles."""
+    raise_nofile(int(n) + 64)
+    f = P + "/keys/" + kid + "/decrypt-datakey"
+    batch = b"{}\n" * int(lines)
+    hs = []
+    for _ in range(int(n)):
+        fd = os.open(f, os.O_RDWR)
+        hs.append(fd)
+        os.write(fd, batch)
+        big = read_all(fd)
+        if not big.startswith(b'{"error":{"error_code":"KMS.0204"') or len(big) < (1 << 20):
+            print("unexpected big answer: %r (%d bytes)" % (big[:64], len(big)), file=sys.stderr)
+            sys.exit(1)
+        os.write(fd, b"{}")  # one request: one short error line
+        small = os.pread(fd, 4096, 0)
+        if not small.startswith(b'{"error":{"error_code":"KMS.0204"') or small.count(b"\n") != 1:
+            print("unexpected small answer: %r" % small[:200], file=sys.stderr)
+            sys.exit(1)
+    signal_ready(ready, "%d" % len(hs))
+    wait_release(release)
+    for fd in hs:
+        try:
+            os.close(fd)
+        except OSError:
+            pass  # the {} request's EINVAL
 
 
 def holdanswers(P, kid, lines, maxh, ready, release):
@@ -615,6 +647,24 @@ if [ "$asan" == 0 ]; then
 	alive "after holding answers"
 	assert_ok "$(kms_call "fc/keys/$id/describe-key" '{}')"
 	log "held answers released: rss=$(d_rss)MiB"
+
+	# ------------------------------------------------------------ 6. big blocks not pinned
+	# 200 handles that each had a ~2 MiB answer (read whole) and then a small one, held open:
+	# they hold nothing big, so the daemon must not keep the big blocks (it counted answers by
+	# length and kept each handle's largest block: 200 x 4 MiB pinned, past the 256 MiB bound).
+	before=$(d_rss)
+	rm -f "$KMS_WORK/pin.release"
+	t=$SECONDS
+	"$KMS_PY" "$FC" pinned "$P" "$id" 21845 200 "$KMS_WORK/pin.ready" "$KMS_WORK/pin.release" &
+	pinner=$!
+	kms_bg "$pinner"
+	wait_ready "$KMS_WORK/pin.ready" "$pinner"
+	peak=$(d_rss)
+	log "big then small answers ($((SECONDS - t)) s): $(cat "$KMS_WORK/pin.ready") handles open; rss ${before} -> ${peak}MiB"
+	[ "$peak" -lt $((before + 64)) ] || fail "RSS ${before} -> ${peak} MiB with 200 idle handles that once had big answers"
+	assert_ok "$(kms_call "fc/keys/$id/describe-key" '{}')"
+	touch "$KMS_WORK/pin.release"
+	wait "$pinner" || fail "the big-then-small client failed"
 fi
 
 fd4=$(d_fds)
