@@ -1,8 +1,9 @@
 /* nullfs - the baseline daemon of bench/: kmsfs's FUSE front end with nothing behind it.
  *
- * Same libfuse set-up as src/tools/kmsfs.c (low-level API, FUSE_USE_VERSION 314, multithreaded
- * loop, clone_fd and max_idle_threads from the command line, max_threads 16 unless -o max_threads
- * is given, writeback cache off, entry and attr timeouts 1 s) and the same open reply as
+ * Same libfuse set-up as src/tools/kmsfs.c (low-level API, FUSE_USE_VERSION 314,
+ * default_permissions, kmsfs's own loop from src/fs/fs_session.h: multithreaded, clone_fd and
+ * max_idle_threads from the command line, max_threads 16 unless -o max_threads is given;
+ * writeback cache off, entry and attr timeouts 1 s) and the same open reply as
  * src/fs/fs_txn.c (raw fuse_open_out: FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES, plus
  * FOPEN_NOFLUSH for read-only opens). The same transaction state machine per handle: a request
  * buffer per handle, a response at the first read after a write, a request left pending at flush
@@ -19,6 +20,8 @@
  */
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
+
+#include "fs/fs_session.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -566,9 +569,8 @@ int main(int argc, char **argv)
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct null_opts nopt = { 0 };
 	struct fuse_cmdline_opts opts = { 0 };
-	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = NULL;
-	int ret = 1, r;
+	int ret = 1;
 
 	if (fuse_opt_parse(&args, &nopt, null_fuse_opts, NULL) != 0)
 		return 1;
@@ -602,31 +604,13 @@ int main(int argc, char **argv)
 		goto out_handlers;
 	}
 	fuse_daemonize(opts.foreground);
-	if (opts.singlethread) {
-		r = fuse_session_loop(se);
-	} else {
-		/* Exactly kmsfs's loop configuration. */
-		loop = fuse_loop_cfg_create();
-		if (!loop)
-			goto out_unmount;
-		fuse_loop_cfg_set_clone_fd(loop, (unsigned)opts.clone_fd);
-		if (opts.max_idle_threads != UINT_MAX) /* UINT_MAX: libfuse's "no limit" default */
-			fuse_loop_cfg_set_idle_threads(loop, opts.max_idle_threads);
-		fuse_loop_cfg_set_max_threads(loop, opts.max_threads && opts.max_threads <= 1024
-							    ? opts.max_threads
-							    : 16);
-		r = fuse_session_loop_mt(se, loop);
-	}
-	/* As kmsfs: the loop returns the signal number when SIGTERM, SIGINT or SIGHUP stopped it. */
-	ret = r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP ? 0 : 1;
-out_unmount:
+	ret = fs_session_loop(se, &opts); /* exactly kmsfs's loop (src/fs/fs_session.h) */
 	fuse_session_unmount(se);
 out_handlers:
 	fuse_remove_signal_handlers(se);
 out:
 	if (se)
 		fuse_session_destroy(se);
-	fuse_loop_cfg_destroy(loop);
 	free(opts.mountpoint);
 	free(nopt.ids);
 	fuse_opt_free_args(&args);

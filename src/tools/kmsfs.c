@@ -5,6 +5,7 @@
  * with a message on stderr; then mount; then daemonise (the parent exits 0 once the mount is
  * live); then start threads and lock memory, which do not survive fork. */
 #include "fs/kms_fs.h"
+#include "fs/fs_session.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -179,7 +180,6 @@ int main(int argc, char **argv)
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct kmsfs_config cfg = { .secure_heap_kib = 4096 };
 	struct fuse_cmdline_opts opts = { 0 };
-	struct fuse_loop_config *loop = NULL;
 	struct fuse_session *se = NULL;
 	struct store_options sopt = { 0 };
 	struct kms_harden_report hr;
@@ -297,24 +297,7 @@ int main(int argc, char **argv)
 	}
 	kms_log_info("kmsfs %s serving '%s' from state '%s'", KMSFS_VERSION, opts.mountpoint,
 		     state_abs);
-	if (opts.singlethread) {
-		r = fuse_session_loop(se);
-	} else {
-		loop = fuse_loop_cfg_create();
-		if (!loop)
-			goto out_unmount;
-		fuse_loop_cfg_set_clone_fd(loop, (unsigned)opts.clone_fd);
-		if (opts.max_idle_threads != UINT_MAX) /* UINT_MAX: libfuse's "no limit" default */
-			fuse_loop_cfg_set_idle_threads(loop, opts.max_idle_threads);
-		/* libfuse 3.14 leaves max_threads at UINT_MAX unless -o max_threads is given. */
-		fuse_loop_cfg_set_max_threads(loop, opts.max_threads && opts.max_threads <= 1024
-							    ? opts.max_threads
-							    : 16);
-		r = fuse_session_loop_mt(se, loop);
-	}
-	/* libfuse's signal handler leaves the signal number as the loop's result: SIGTERM, SIGINT
-	 * and SIGHUP are an orderly shutdown. */
-	ret = r == 0 || r == SIGTERM || r == SIGINT || r == SIGHUP ? 0 : 1;
+	ret = fs_session_loop(se, &opts);
 	kms_log_info("kmsfs stopped serving '%s'", opts.mountpoint);
 out_unmount:
 	fuse_session_unmount(se);
@@ -323,7 +306,6 @@ out_handlers:
 out:
 	if (se)
 		fuse_session_destroy(se);
-	fuse_loop_cfg_destroy(loop);
 	fs_free(fs);
 	store_close(store);
 	if (lock_fd >= 0)
