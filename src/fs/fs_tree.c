@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/kms_err.h"
+#include "common/kms_limits.h"
 #include "fs_internal.h"
 
 fuse_ino_t fs_node_ino(const struct fs_node *n)
@@ -281,9 +282,15 @@ void fs_stat_node(struct fs *fs, const struct fs_node *n, struct stat *st)
 	switch (n->type) {
 	case FS_PROJECT_ACTION:
 	case FS_KEY_ACTION:
-		/* Size 0: content is per handle (direct_io), never in the page cache. */
+		/* Content is per handle (direct_io), never in the page cache. The size is the
+		 * largest answer there can be, never 0: with size 0 the kernel answers sendfile,
+		 * splice and copy_file_range with 0 bytes without asking us (busybox cat and
+		 * shutil.copyfile then copy nothing and succeed); with this size it asks, through
+		 * the page cache, and fs_op_read refuses, so those readers fall back to read().
+		 * Readers that size a buffer from st_size (Node's readFileSync) get every answer. */
 		st->st_mode = S_IFREG | file_mode;
 		st->st_nlink = 1;
+		st->st_size = (off_t)KMS_MAX_RESPONSE;
 		break;
 	case FS_ALIAS_LINK:
 		st->st_mode = S_IFLNK | 0777;

@@ -363,21 +363,49 @@ out:
 		fuse_reply_write(req, size);
 }
 
+/* read(), pread() and every other direct read carry the caller's lock owner (the kernel sets
+ * FUSE_READ_LOCKOWNER from the reader's file table); the kernel's reads for its page cache do not:
+ * sendfile, splice and copy_file_range from these files, mmap and readahead come that way. An
+ * answer given to those would sit in the inode's page cache, where any other handle, of any uid,
+ * could splice or map it without asking us. So they get no answer at all: EOPNOTSUPP, before
+ * anything runs or moves. busybox cat and Python's shutil.copyfile then fall back to read();
+ * os.sendfile and Node's fs.copyFileSync fail with "Operation not supported". (EIO or EINVAL
+ * would make libuv emulate sendfile with pread for st_size bytes, and it loops for ever when the
+ * answer is shorter than that.) */
+static bool fs_read_is_for_page_cache(const struct fuse_file_info *fi)
+{
+	return fi->lock_owner == 0;
+}
+
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
 	struct fs_txn *t = fs_txn_of(fi);
 	size_t pos;
 
+	if (fs_read_is_for_page_cache(fi)) {
+		fuse_reply_err(req, EOPNOTSUPP);
+		return;
+	}
 	pthread_mutex_lock(&t->lock);
 	if (t->req_pending || t->refused || !t->resp_ready) {
 		/* Nothing written and no mailbox: run the action with an empty request. */
 		fs_txn_run(req, t);
 		t->ran_by_read = true;
 	}
-	/* The response starts at the first read after the request, whatever the file offset
-	 * (a shell's `exec 3<>f; printf … >&3; cat <&3` reads from the end of its request). */
 	if (!t->base_set) {
-		t->read_base = off;
+		/* A read-only handle reads its answer like a regular file, from offset 0. A reader
+		 * whose first read is past the answer sought there from st_size, which is only a
+		 * bound (`tail` seeks to st_size minus a block): ESPIPE, so that it fails loudly
+		 * rather than print nothing. */
+		if (!t->writable && off > 0 && (size_t)off >= t->resp.len) {
+			pthread_mutex_unlock(&t->lock);
+			fuse_reply_err(req, ESPIPE);
+			return;
+		}
+		/* A handle that wrote its request gets the response from its first read after
+		 * the request, whatever the file offset (a shell's `exec 3<>f; printf … >&3;
+		 * cat <&3` reads from the end of its request). */
+		t->read_base = t->writable ? off : 0;
 		t->base_set = true;
 	}
 	pos = off >= t->read_base ? (size_t)(off - t->read_base) : (size_t)off;

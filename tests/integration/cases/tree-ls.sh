@@ -25,7 +25,7 @@ done
 assert_eq "$(ls "$M/tree/keys" | wc -l)" 0 "keys/ of a new project"
 
 f=$M/tree/create-datakey
-assert_eq "$(stat -c '%f %a %s' "$f")" "81b6 666 0" "stat of an action file (S_IFREG|0666, size 0)"
+assert_eq "$(stat -c '%f %a %s' "$f")" "81b6 666 4194304" "stat of an action file (S_IFREG|0666, size: the largest answer)"
 
 id=$(kms_create_key tree app)
 id2=$(kms_create_key tree team/app)
@@ -36,7 +36,7 @@ for f in create-datakey create-datakey-without-plaintext encrypt-datakey decrypt
 	describe-key encrypt-data; do
 	assert_contains "$listing" " $f " "ls keys/<id>"
 done
-assert_eq "$(stat -c '%f %a %s' "$M/tree/keys/$id/create-datakey")" "81b6 666 0" "stat of a key action"
+assert_eq "$(stat -c '%f %a %s' "$M/tree/keys/$id/create-datakey")" "81b6 666 4194304" "stat of a key action"
 
 [ -L "$M/tree/aliases/app" ] || fail "aliases/app is not a symlink"
 assert_eq "$(readlink "$M/tree/aliases/app")" "../keys/$id" "readlink aliases/app"
