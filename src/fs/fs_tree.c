@@ -287,7 +287,7 @@ void fs_stat_node(struct fs *fs, const struct fs_node *n, struct stat *st)
 		 * splice and copy_file_range with 0 bytes without asking us (busybox cat and
 		 * shutil.copyfile then copy nothing and succeed); with this size it asks, through
 		 * the page cache, and fs_op_read refuses, so those readers fall back to read().
-		 * Readers that size a buffer from st_size (Node's readFileSync) get every answer. */
+		 * Readers that size a buffer from st_size (Node's readFileSync) get any answer. */
 		st->st_mode = S_IFREG | file_mode;
 		st->st_nlink = 1;
 		st->st_size = (off_t)KMS_MAX_RESPONSE;
