@@ -71,6 +71,9 @@ must_work "head -c" sh -c "head -c 100000 '$F' >'$O/out'"
 must_work "head -n 1" sh -c "head -n 1 '$F' >'$O/out'"
 must_work "while read" bash -c "while IFS= read -r l; do printf '%s\n' \"\$l\"; done <'$F' >'$O/out'"
 must_work "cat | tail" sh -c "cat '$F' | tail -n 1 >'$O/out'"
+must_work "grep" sh -c "grep key_id '$F' >'$O/out'"
+must_work "jq" sh -c "jq -c . '$F' >'$O/out'"
+must_work "bash \$(<f)" bash -c "x=\$(<'$F'); printf '%s\n' \"\$x\" >'$O/out'"
 must_work "python read()" "$KMS_PY" -c "open('$O/out','w').write(open('$F').read())"
 must_work "shutil.copyfile" "$KMS_PY" -c "import shutil; shutil.copyfile('$F', '$O/out')"
 must_work "shutil.copyfileobj" "$KMS_PY" -c \
@@ -93,6 +96,8 @@ if command -v node >/dev/null; then
 		"require('fs').writeFileSync('$O/out', require('fs').readFileSync('$F'))"
 	must_work "node fs.readFileSync utf8" node -e \
 		"require('fs').writeFileSync('$O/out', require('fs').readFileSync('$F', 'utf8'))"
+	must_work "node fs.readFile" node -e \
+		"require('fs').readFile('$F', (e, b) => { if (e) throw e; require('fs').writeFileSync('$O/out', b) })"
 	must_work "node fs.promises.readFile" node -e \
 		"require('fs').promises.readFile('$F').then(b => require('fs').writeFileSync('$O/out', b))"
 	reader "node fs.copyFileSync" node -e "require('fs').copyFileSync('$F', '$O/out')"
