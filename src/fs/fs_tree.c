@@ -29,13 +29,29 @@ bool fs_node_from_ino(fuse_ino_t ino, struct fs_node *n)
 	return n->type >= FS_PROJECT_DIR && n->type <= FS_ALIAS_LINK;
 }
 
+/* An alias's dentry is never cached (fs_reply_node), so every path walk through aliases/<alias>
+ * looks it up, and the store finds a key by alias only by reading the database and unsealing the
+ * key. A small direct-mapped table remembers which key each alias named last; a hit is used only
+ * while the store's cached copy of that key still carries the alias. */
+#define FS_ALIAS_SLOTS 1024u
+
+struct fs_alias_slot {
+	uint64_t hash; /* of (project, alias) */
+	uint32_t key;  /* registry index, or FS_NO_KEY */
+};
+
 int fs_registry_init(struct fs_registry *r)
 {
 	memset(r, 0, sizeof(*r));
 	pthread_rwlock_init(&r->lock, NULL);
 	r->index_cap = 1024;
 	r->key_index = calloc(r->index_cap, sizeof(*r->key_index));
-	return r->key_index ? 0 : KMS_E_NOMEM;
+	r->alias_slots = calloc(FS_ALIAS_SLOTS, sizeof(*r->alias_slots));
+	if (!r->key_index || !r->alias_slots)
+		return KMS_E_NOMEM;
+	for (size_t i = 0; i < FS_ALIAS_SLOTS; i++)
+		r->alias_slots[i].key = FS_NO_KEY;
+	return 0;
 }
 
 void fs_registry_free(struct fs_registry *r)
@@ -43,6 +59,7 @@ void fs_registry_free(struct fs_registry *r)
 	free(r->projects);
 	free(r->keys);
 	free(r->key_index);
+	free(r->alias_slots);
 	pthread_rwlock_destroy(&r->lock);
 }
 
@@ -435,17 +452,59 @@ static int fs_action_index(const char *name, unsigned scope, uint8_t *idx)
 	return -ENOENT;
 }
 
+static uint64_t fs_alias_hash(uint32_t project, const char *alias)
+{
+	return (uint64_t)fs_hash(alias) ^ ((uint64_t)project + 1) * 0x9e3779b97f4a7c15ull;
+}
+
+/* The key alias named last in project, if the store's cached copy of it still carries the alias:
+ * the store's cache follows every change (update-key-alias, deletion, kmsctl's edits once read). */
+static bool fs_alias_recall(struct fs *fs, uint32_t project, const char *pname, const char *alias,
+			    struct store_key **out)
+{
+	uint64_t h = fs_alias_hash(project, alias);
+	struct fs_alias_slot slot;
+	struct fs_key_entry e;
+	struct store_key *k = NULL;
+
+	*out = NULL;
+	pthread_rwlock_rdlock(&fs->reg.lock);
+	slot = fs->reg.alias_slots[h % FS_ALIAS_SLOTS];
+	pthread_rwlock_unlock(&fs->reg.lock);
+	if (slot.hash != h || slot.key == FS_NO_KEY || !fs_key_entry(fs, slot.key, &e) ||
+	    e.project != project || store_key_get(fs->store, pname, e.key_id, &k) < 0)
+		return false;
+	if (strcmp(k->meta.alias, alias) != 0) {
+		store_key_release(k);
+		return false;
+	}
+	*out = k;
+	return true;
+}
+
+static void fs_alias_remember(struct fs *fs, uint32_t project, const char *alias, uint32_t idx)
+{
+	uint64_t h = fs_alias_hash(project, alias);
+
+	pthread_rwlock_wrlock(&fs->reg.lock);
+	fs->reg.alias_slots[h % FS_ALIAS_SLOTS] = (struct fs_alias_slot){ h, idx };
+	pthread_rwlock_unlock(&fs->reg.lock);
+}
+
 static int fs_lookup_key(struct fs *fs, uint32_t project, const char *key_id, const char *alias,
 			 uint32_t *idx)
 {
 	char pname[KMS_MAX_PROJECT_ID + 1];
 	struct store_key *k = NULL;
+	bool recalled = false;
 	int r;
 
 	if (!fs_project_name(fs, project, pname))
 		return -ENOENT;
 	if (key_id)
 		r = store_key_get(fs->store, pname, key_id, &k);
+	else if ((recalled = fs_alias_recall(fs, project, pname, alias, &k)))
+		r = 0;
 	else
 		r = store_key_get_by_alias(fs->store, pname, alias, &k);
 	if (r == KMS_E_KEY_NOT_FOUND)
@@ -454,7 +513,11 @@ static int fs_lookup_key(struct fs *fs, uint32_t project, const char *key_id, co
 		return -kms_err_errno(r);
 	r = fs_key_register(fs, project, &k->meta, idx);
 	store_key_release(k);
-	return r < 0 ? -ENOMEM : 0;
+	if (r < 0)
+		return -ENOMEM;
+	if (alias && !recalled)
+		fs_alias_remember(fs, project, alias, *idx);
+	return 0;
 }
 
 static bool fs_key_id_shape(const char *s)

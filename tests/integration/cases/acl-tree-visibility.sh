@@ -133,4 +133,14 @@ assert_contains "$out" "Permission denied" "root: tvother/keys without a token"
 assert_not_contains "$out" "$oid" "root: tvother/keys without a token"
 kms_login tvother
 assert_eq "$(ls "$KMS_MNT/tvother/keys")" "$oid" "root: tvother/keys with a token"
+
+# Alias names are looked up at every walk (never cached): one moved to another key resolves to
+# that key at once.
+assert_eq "$(readlink "$P/aliases/app")" "../keys/$id" "aliases/app before the move"
+assert_ok "$(kms_call tv/update-key-alias "{\"key_id\":\"$id\",\"key_alias\":\"was-app\"}")"
+assert_ok "$(kms_call tv/update-key-alias "{\"key_id\":\"$id2\",\"key_alias\":\"app\"}")"
+assert_eq "$(readlink "$P/aliases/app")" "../keys/$id2" "aliases/app after the move"
+assert_eq "$(readlink "$P/aliases/was-app")" "../keys/$id" "aliases/was-app"
+err=$(stat "$P/aliases/team%2Fapp" 2>&1) && fail "the old alias team/app still resolves"
+assert_contains "$err" "No such file or directory" "the old alias team/app"
 kms_umount
