@@ -610,7 +610,6 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs *fs = fs_from_req(req);
 	struct fs_node n;
 	struct stat st;
-
 	int r;
 
 	if (!fs_node_from_ino(ino, &n)) {
@@ -648,7 +647,6 @@ void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 	struct fs_key_entry k;
 	struct fs_node n;
 	char target[64];
-
 	int r;
 
 	if (!fs_node_from_ino(ino, &n) || n.type != FS_ALIAS_LINK || !fs_key_entry(fs, n.key, &k)) {
