@@ -503,7 +503,7 @@ static int fs_lookup_key(struct fs *fs, uint32_t project, const char *key_id, co
 		return -ENOENT;
 	if (key_id)
 		r = store_key_get(fs->store, pname, key_id, &k);
-	else if ((recalled = fs_alias_recall(fs, project, pname, alias, &k)))
+	else if (alias && (recalled = fs_alias_recall(fs, project, pname, alias, &k)))
 		r = 0;
 	else
 		r = store_key_get_by_alias(fs->store, pname, alias, &k);
