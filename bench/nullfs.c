@@ -139,6 +139,10 @@ static void null_reply_entry(fuse_req_t req, fuse_ino_t ino)
 	e.ino = ino;
 	e.attr_timeout = NULL_TIMEOUT;
 	e.entry_timeout = NULL_TIMEOUT;
+	/* kmsfs never lets the kernel cache a key folder's name (it checks each walk through one
+	 * for its caller): the same lookup per open here. */
+	if (ino >= INO_KEYDIR && ino < INO_KEYDIR + g.nkeys)
+		e.entry_timeout = 0;
 	fuse_reply_entry(req, &e);
 }
 

@@ -218,26 +218,31 @@ static int64_t api_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Token first (as the REST API answers 403 before it looks at the body), then the role; an
- * action the role does not allow may still be allowed by a grant on the key, which is checked
- * once the key is known (api_check_grant). */
-static int api_authorise(struct api_request *req)
+int api_caller_may(const struct api_service *svc, const struct api_caller *c,
+		   const struct api_action *action, int64_t now_ms)
 {
-	const struct api_caller *c = req->caller;
 	int r;
 
 	if (c->trusted)
 		return 0;
 	if (!c->claims)
 		return c->auth_error ? c->auth_error : KMS_E_TOKEN_MISSING;
-	if ((r = auth_claims_check(c->claims, c->project, req->now_ms / 1000)) < 0)
+	if ((r = auth_claims_check(c->claims, c->project, now_ms / 1000)) < 0)
 		return r;
-	if (store_token_revoked(req->svc->store, c->claims->id))
+	if (store_token_revoked(svc->store, c->claims->id))
 		return KMS_E_TOKEN_INVALID;
-	if (c->claims->role >= req->action->min_role)
-		return 0;
-	if (!api_action_grantable(req->action->name))
-		return KMS_E_FORBIDDEN;
+	return c->claims->role >= action->min_role ? 0 : KMS_E_FORBIDDEN;
+}
+
+/* Token first (as the REST API answers 403 before it looks at the body), then the role; an
+ * action the role does not allow may still be allowed by a grant on the key, which is checked
+ * once the key is known (api_check_grant). */
+static int api_authorise(struct api_request *req)
+{
+	int r = api_caller_may(req->svc, req->caller, req->action, req->now_ms);
+
+	if (r != KMS_E_FORBIDDEN || !api_action_grantable(req->action->name))
+		return r;
 	req->grant_required = true;
 	return api_check_grant_any(req);
 }

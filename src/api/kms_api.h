@@ -81,6 +81,15 @@ const struct api_action *api_action_at(size_t i);
 /* One-time process setup (cJSON wipe-on-free hooks, crypto). */
 KMS_WUR int api_init(void);
 
+/* May caller run action, judged by who it is alone, before any request body or key is looked
+ * at: trusted, or claims (a token or a uid/gid binding) of this project, unexpired at now_ms
+ * (unix milliseconds), not revoked, with a role that allows the action. 0 if so; KMS_E_FORBIDDEN
+ * when the role falls short (a grant on a key may still allow a grantable action: api_call checks
+ * that per key); else the KMS_E_TOKEN_* error api_call would answer. api_call decides with this,
+ * and the file system with it what a caller may see of a project (its keys and aliases). */
+KMS_WUR int api_caller_may(const struct api_service *svc, const struct api_caller *caller,
+			   const struct api_action *action, int64_t now_ms);
+
 /* Run one request. Empty or all-blank req means "{}". A body of several lines each holding one
  * JSON object is a batch: one response line per request line, in order, and the return value is
  * 0 unless the caller may not call the action at all (then one error answers the whole batch). */

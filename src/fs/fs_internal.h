@@ -61,6 +61,7 @@ struct fs_registry {
 	size_t nkeys, cap_keys;
 	uint32_t *key_index; /* open addressing: key_id -> index + 1 */
 	size_t index_cap;
+	struct fs_alias_slot *alias_slots; /* which key an alias named last (fs_tree.c) */
 };
 
 struct fs_mailbox;

@@ -30,13 +30,29 @@ bool fs_node_from_ino(fuse_ino_t ino, struct fs_node *n)
 	return n->type >= FS_PROJECT_DIR && n->type <= FS_ALIAS_LINK;
 }
 
+/* An alias's dentry is never cached (fs_reply_node), so every path walk through aliases/<alias>
+ * looks it up, and the store finds a key by alias only by reading the database and unsealing the
+ * key. A small direct-mapped table remembers which key each alias named last; a hit is used only
+ * while the store's cached copy of that key still carries the alias. */
+#define FS_ALIAS_SLOTS 1024u
+
+struct fs_alias_slot {
+	uint64_t hash; /* of (project, alias) */
+	uint32_t key;  /* registry index, or FS_NO_KEY */
+};
+
 int fs_registry_init(struct fs_registry *r)
 {
 	memset(r, 0, sizeof(*r));
 	pthread_rwlock_init(&r->lock, NULL);
 	r->index_cap = 1024;
 	r->key_index = calloc(r->index_cap, sizeof(*r->key_index));
-	return r->key_index ? 0 : KMS_E_NOMEM;
+	r->alias_slots = calloc(FS_ALIAS_SLOTS, sizeof(*r->alias_slots));
+	if (!r->key_index || !r->alias_slots)
+		return KMS_E_NOMEM;
+	for (size_t i = 0; i < FS_ALIAS_SLOTS; i++)
+		r->alias_slots[i].key = FS_NO_KEY;
+	return 0;
 }
 
 void fs_registry_free(struct fs_registry *r)
@@ -44,6 +60,7 @@ void fs_registry_free(struct fs_registry *r)
 	free(r->projects);
 	free(r->keys);
 	free(r->key_index);
+	free(r->alias_slots);
 	pthread_rwlock_destroy(&r->lock);
 }
 
@@ -258,6 +275,109 @@ bool fs_alias_decode(const char *name, char *out, size_t cap)
 	return o > 0;
 }
 
+/* Who asks: what the API would know of the caller of a FUSE request. Its groups are read (from
+ * /proc, by libfuse) only when a uid/gid binding has to be looked up. */
+struct fs_who {
+	fuse_req_t req;
+	uid_t uid;
+	bool groups_known;
+	size_t ngids;
+	uint32_t gids[65]; /* the primary gid, then up to 64 supplementary groups */
+};
+
+static void fs_who_init(fuse_req_t req, struct fs_who *who)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+
+	memset(who, 0, sizeof(*who));
+	who->req = req;
+	who->uid = ctx->uid;
+	who->gids[who->ngids++] = ctx->gid;
+}
+
+/* The claims the API would get for this caller in project, as fs_txn_run builds them: the token
+ * bound for (uid, project), else the role a `kmsctl project bind` gave the uid or a group.
+ * merge: use the identity capture of fs_txn.c */
+static bool fs_who_claims(struct fs *fs, struct fs_who *who, uint32_t project, const char *pname,
+			  struct auth_claims *claims, int *auth_error)
+{
+	int role;
+
+	if (fs_binding_claims(fs, who->uid, project, claims, auth_error))
+		return true;
+	if (!who->groups_known) {
+		gid_t groups[64];
+		int ng = fuse_req_getgroups(who->req, (int)KMS_ARRAY_SIZE(groups), groups);
+
+		for (int i = 0; i < ng && i < (int)KMS_ARRAY_SIZE(groups); i++)
+			who->gids[who->ngids++] = groups[i];
+		who->groups_known = true;
+	}
+	role = store_binding_role(fs->store, pname, who->uid, who->gids, who->ngids);
+	if (role <= 0)
+		return false;
+	memset(claims, 0, sizeof(*claims));
+	snprintf(claims->id, sizeof(claims->id), "uid:%u", (unsigned)who->uid);
+	snprintf(claims->project, sizeof(claims->project), "%s", pname);
+	snprintf(claims->user, sizeof(claims->user), "uid%u", (unsigned)who->uid);
+	claims->role = (enum auth_role)role;
+	claims->expiry = INT64_MAX;
+	return true;
+}
+
+/* May the caller see the keys of project: list keys/ and aliases/, look a key or an alias up,
+ * read an alias? Exactly when the API would let it call list-keys there (api_caller_may: a
+ * token or binding of the project, unexpired, unrevoked, with a role that may list), so the tree
+ * never tells a caller more than the API answers it. */
+static bool fs_caller_may_list(struct fs *fs, struct fs_who *who, uint32_t project)
+{
+	const struct api_action *list_keys = api_action_find("list-keys", API_SCOPE_PROJECT);
+	char pname[KMS_MAX_PROJECT_ID + 1];
+	struct api_caller caller = { .uid = who->uid, .gid = (gid_t)who->gids[0] };
+	struct auth_claims claims;
+
+	if (!list_keys || !fs_project_name(fs, project, pname))
+		return false;
+	caller.project = pname;
+	if (fs_who_claims(fs, who, project, pname, &claims, &caller.auth_error))
+		caller.claims = &claims;
+	return api_caller_may(&fs->svc, &caller, list_keys, store_now_ms()) == 0;
+}
+
+/* Is the project listed in the root directory for this caller? For root (uid 0, the host's
+ * administrator, who can read the state directory and run kmsctl anyway), for the project's owner
+ * (kmsctl project set --owner), and for callers that may see its keys. Anyone may still look a
+ * project up by name (that is how a token is bound to it: setfattr on /kms/P). */
+static bool fs_caller_sees_project(struct fs *fs, struct fs_who *who, uint32_t project,
+				   const char *pname)
+{
+	struct store_project_policy pol;
+
+	if (who->uid == 0)
+		return true;
+	store_project_policy(fs->store, pname, &pol);
+	if (pol.owner == who->uid)
+		return true;
+	return fs_caller_may_list(fs, who, project);
+}
+
+/* Nodes that name a key: what a caller may only learn with the identity list-keys needs. */
+static bool fs_node_names_key(enum fs_node_type t)
+{
+	return t == FS_KEYS_DIR || t == FS_ALIASES_DIR || t == FS_KEY_DIR || t == FS_ALIAS_LINK;
+}
+
+/* EACCES unless the caller of req may see the keys of the project the node lies in. */
+static int fs_check_may_list(fuse_req_t req, const struct fs_node *n)
+{
+	struct fs_who who;
+
+	if (!fs_node_names_key(n->type))
+		return 0;
+	fs_who_init(req, &who);
+	return fs_caller_may_list(fs_from_req(req), &who, n->project) ? 0 : -EACCES;
+}
+
 void fs_stat_node(struct fs *fs, const struct fs_node *n, struct stat *st)
 {
 	struct store_project_policy pol = { 0, 0, 0755, 0644 };
@@ -318,6 +438,11 @@ static void fs_reply_node(fuse_req_t req, const struct fs_node *n)
 	e.ino = e.attr.st_ino;
 	e.attr_timeout = fs->entry_timeout;
 	e.entry_timeout = fs->entry_timeout;
+	/* The kernel's dentries are shared by all users: one cached for a caller who may see a key
+	 * would let any other caller walk through it without asking us. Never cache the name of a
+	 * key or an alias, so every path walk through one is a lookup, checked for its caller. */
+	if (n->type == FS_KEY_DIR || n->type == FS_ALIAS_LINK)
+		e.entry_timeout = 0;
 	fuse_reply_entry(req, &e);
 }
 
@@ -334,17 +459,59 @@ static int fs_action_index(const char *name, unsigned scope, uint8_t *idx)
 	return -ENOENT;
 }
 
+static uint64_t fs_alias_hash(uint32_t project, const char *alias)
+{
+	return (uint64_t)fs_hash(alias) ^ ((uint64_t)project + 1) * 0x9e3779b97f4a7c15ull;
+}
+
+/* The key alias named last in project, if the store's cached copy of it still carries the alias:
+ * the store's cache follows every change (update-key-alias, deletion, kmsctl's edits once read). */
+static bool fs_alias_recall(struct fs *fs, uint32_t project, const char *pname, const char *alias,
+			    struct store_key **out)
+{
+	uint64_t h = fs_alias_hash(project, alias);
+	struct fs_alias_slot slot;
+	struct fs_key_entry e;
+	struct store_key *k = NULL;
+
+	*out = NULL;
+	pthread_rwlock_rdlock(&fs->reg.lock);
+	slot = fs->reg.alias_slots[h % FS_ALIAS_SLOTS];
+	pthread_rwlock_unlock(&fs->reg.lock);
+	if (slot.hash != h || slot.key == FS_NO_KEY || !fs_key_entry(fs, slot.key, &e) ||
+	    e.project != project || store_key_get(fs->store, pname, e.key_id, &k) < 0)
+		return false;
+	if (strcmp(k->meta.alias, alias) != 0) {
+		store_key_release(k);
+		return false;
+	}
+	*out = k;
+	return true;
+}
+
+static void fs_alias_remember(struct fs *fs, uint32_t project, const char *alias, uint32_t idx)
+{
+	uint64_t h = fs_alias_hash(project, alias);
+
+	pthread_rwlock_wrlock(&fs->reg.lock);
+	fs->reg.alias_slots[h % FS_ALIAS_SLOTS] = (struct fs_alias_slot){ h, idx };
+	pthread_rwlock_unlock(&fs->reg.lock);
+}
+
 static int fs_lookup_key(struct fs *fs, uint32_t project, const char *key_id, const char *alias,
 			 uint32_t *idx)
 {
 	char pname[KMS_MAX_PROJECT_ID + 1];
 	struct store_key *k = NULL;
+	bool recalled = false;
 	int r;
 
 	if (!fs_project_name(fs, project, pname))
 		return -ENOENT;
 	if (key_id)
 		r = store_key_get(fs->store, pname, key_id, &k);
+	else if (alias && (recalled = fs_alias_recall(fs, project, pname, alias, &k)))
+		r = 0;
 	else
 		r = store_key_get_by_alias(fs->store, pname, alias, &k);
 	if (r == KMS_E_KEY_NOT_FOUND)
@@ -353,7 +520,11 @@ static int fs_lookup_key(struct fs *fs, uint32_t project, const char *key_id, co
 		return -kms_err_errno(r);
 	r = fs_key_register(fs, project, &k->meta, idx);
 	store_key_release(k);
-	return r < 0 ? -ENOMEM : 0;
+	if (r < 0)
+		return -ENOMEM;
+	if (alias && !recalled)
+		fs_alias_remember(fs, project, alias, *idx);
+	return 0;
 }
 
 static bool fs_key_id_shape(const char *s)
@@ -411,6 +582,11 @@ void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		goto fail;
 	n.project = p.project;
 	n.key = p.type == FS_KEY_DIR ? p.key : FS_NO_KEY;
+	/* Under keys/ and aliases/ the caller's identity comes first: without it every name is
+	 * EACCES, whether a key of that name exists or not. */
+	if ((p.type == FS_KEYS_DIR || p.type == FS_ALIASES_DIR) &&
+	    (r = fs_check_may_list(req, &p)) < 0)
+		goto fail;
 	if ((r = fs_lookup_step(p.type, name, &n.type, &n.action, alias, sizeof(alias))) < 0)
 		goto fail;
 	/* What the step says may exist, the store decides whether it does. */
@@ -441,9 +617,16 @@ void fs_op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	struct fs *fs = fs_from_req(req);
 	struct fs_node n;
 	struct stat st;
+	int r;
 
 	if (!fs_node_from_ino(ino, &n)) {
 		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	/* A key dir's times are its creation time: not for a caller who may not list keys (one
+	 * that still holds a handle or a working directory from before its token was revoked). */
+	if (n.type == FS_KEY_DIR && (r = fs_check_may_list(req, &n)) < 0) {
+		fuse_reply_err(req, -r);
 		return;
 	}
 	fs_stat_node(fs, &n, &st);
@@ -471,9 +654,14 @@ void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 	struct fs_key_entry k;
 	struct fs_node n;
 	char target[64];
+	int r;
 
 	if (!fs_node_from_ino(ino, &n) || n.type != FS_ALIAS_LINK || !fs_key_entry(fs, n.key, &k)) {
 		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if ((r = fs_check_may_list(req, &n)) < 0) {
+		fuse_reply_err(req, -r);
 		return;
 	}
 	snprintf(target, sizeof(target), "../keys/%s", k.key_id);
@@ -525,6 +713,7 @@ static int fs_dir_add(struct fs_dirbuf *b, const char *name, const struct fs_nod
 struct fs_list_ctx {
 	struct fs *fs;
 	struct fs_dirbuf *b;
+	struct fs_who *who;
 	uint32_t project;
 	bool aliases;
 };
@@ -534,7 +723,8 @@ static int fs_list_project(const char *project, void *arg)
 	struct fs_list_ctx *c = arg;
 	struct fs_node n = { .type = FS_PROJECT_DIR, .key = FS_NO_KEY };
 
-	if (fs_project_index(c->fs, project, &n.project) < 0)
+	if (fs_project_index(c->fs, project, &n.project) < 0 ||
+	    !fs_caller_sees_project(c->fs, c->who, n.project, project))
 		return 0;
 	return fs_dir_add(c->b, project, &n) < 0 ? KMS_E_NOMEM : 0;
 }
@@ -573,16 +763,20 @@ static int fs_list_actions(struct fs_dirbuf *b, const struct fs_node *dir, unsig
 
 static int fs_fill_dir(struct fs *fs, struct fs_dirbuf *b, const struct fs_node *d)
 {
-	struct fs_list_ctx c = { .fs = fs, .b = b, .project = d->project };
+	struct fs_who who;
+	struct fs_list_ctx c = { .fs = fs, .b = b, .who = &who, .project = d->project };
 	char pname[KMS_MAX_PROJECT_ID + 1];
 	struct fs_node self = *d, n = *d;
 	size_t total;
 	int r;
 
+	if ((r = fs_check_may_list(b->req, d)) < 0)
+		return r;
 	if ((r = fs_dir_add(b, ".", &self)) < 0 || (r = fs_dir_add(b, "..", &self)) < 0)
 		return r;
 	switch (d->type) {
 	case FS_ROOT:
+		fs_who_init(b->req, &who);
 		r = store_project_list(fs->store, fs_list_project, &c);
 		return r < 0 ? -EIO : 0;
 	case FS_PROJECT_DIR:

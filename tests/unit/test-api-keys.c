@@ -584,6 +584,69 @@ TEST(role_matrix_0307)
 	}
 }
 
+/* api_caller_may, which the file system asks what a caller may see, decides exactly as api_call
+ * authorises: for every action and every kind of caller its answer is api_call's (FORBIDDEN:
+ * no grant is held here, so api_call refuses too). */
+TEST(caller_may_agrees_with_api_call)
+{
+	static const enum auth_role roles[] = { AUTH_ROLE_NONE, AUTH_ROLE_VIEWER, AUTH_ROLE_CRYPTO,
+						AUTH_ROLE_ADMIN };
+	struct store_token_info rec = { .id = "fedcba9876543210", .project = "may", .user = "rev",
+					.role = "admin", .expiry = INT64_MAX };
+	struct auth_claims revoked = claims_for("may", AUTH_ROLE_ADMIN, time(NULL) + 3600);
+	struct auth_claims other = claims_for("may-other", AUTH_ROLE_ADMIN, time(NULL) + 3600);
+	struct auth_claims expired = claims_for("may", AUTH_ROLE_ADMIN, time(NULL) - 1);
+	struct valid_ctx v;
+
+	valid_setup(&v, "may");
+	if (kms_test_failing())
+		return;
+	snprintf(revoked.id, sizeof(revoked.id), "%s", rec.id);
+	ASSERT_OK(store_token_record(fx_svc()->store, &rec));
+	ASSERT_OK(store_token_revoke(fx_svc()->store, rec.id));
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(all_actions); i++) {
+		const char *a = all_actions[i], *req = valid_request(&v, a, "");
+		const struct api_action *act = api_action_find(a, API_SCOPE_PROJECT);
+		const struct auth_claims *cases[KMS_ARRAY_SIZE(roles) + 3] = { &revoked, &other,
+										&expired };
+		struct auth_claims by_role[KMS_ARRAY_SIZE(roles)];
+		struct api_caller c = { .project = "may", .uid = 1000, .gid = 1000 };
+
+		ASSERT_TRUE(act != NULL);
+		for (size_t j = 0; j < KMS_ARRAY_SIZE(roles); j++) {
+			by_role[j] = claims_for("may", roles[j], time(NULL) + 3600);
+			cases[3 + j] = &by_role[j];
+		}
+		for (size_t j = 0; j < KMS_ARRAY_SIZE(cases); j++) {
+			c.claims = cases[j];
+			ASSERT_ERR(api_caller_may(fx_svc(), &c, act, (int64_t)time(NULL) * 1000),
+				   call_claims("may", a, cases[j], 0, req));
+		}
+		c.claims = NULL;
+		ASSERT_ERR(api_caller_may(fx_svc(), &c, act, (int64_t)time(NULL) * 1000),
+			   KMS_E_TOKEN_MISSING);
+		c.auth_error = KMS_E_TOKEN_INVALID;
+		ASSERT_ERR(api_caller_may(fx_svc(), &c, act, (int64_t)time(NULL) * 1000),
+			   KMS_E_TOKEN_INVALID);
+		c.auth_error = 0;
+		c.trusted = true;
+		ASSERT_ERR(api_caller_may(fx_svc(), &c, act, (int64_t)time(NULL) * 1000), 0);
+	}
+	/* What the tree asks: any role may list keys; revoked, expired and foreign claims may not. */
+	{
+		const struct api_action *list = api_action_find("list-keys", API_SCOPE_PROJECT);
+		struct auth_claims viewer = claims_for("may", AUTH_ROLE_VIEWER, time(NULL) + 60);
+		struct api_caller c = { .project = "may", .claims = &viewer };
+
+		ASSERT_ERR(api_caller_may(fx_svc(), &c, list, (int64_t)time(NULL) * 1000), 0);
+		ASSERT_ERR(api_caller_may(fx_svc(), &c, list, ((int64_t)time(NULL) + 61) * 1000),
+			   KMS_E_TOKEN_EXPIRED);
+		c.claims = &revoked;
+		ASSERT_ERR(api_caller_may(fx_svc(), &c, list, (int64_t)time(NULL) * 1000),
+			   KMS_E_TOKEN_INVALID);
+	}
+}
+
 TEST(real_token_end_to_end)
 {
 	static const uint8_t secret[AUTH_SECRET_BYTES] = { 7, 7, 7 };

@@ -17,7 +17,9 @@ id=$(kms_create_key is app)
 
 # A's token is not B's.
 assert_errcode "$(user_call is/list-keys '{}')" KMS.0301
-assert_errcode "$(user_call "is/keys/$id/create-datakey")" KMS.0301
+# ... and B, with no identity in the project, cannot even resolve A's key folder (issue 11.4).
+assert_eq "$(user_call "is/keys/$id/create-datakey")" "" "B reading through A's key folder"
+assert_errno open EACCES "$KMS_UID"
 as_user "$KMS_PY" "$KMS_IO" write "$P/describe-key" "{\"key_id\":\"$id\"}"
 assert_errno close EACCES "$KMS_UID"
 # ... not even through a file descriptor A opened and B inherited (identity is the caller's).

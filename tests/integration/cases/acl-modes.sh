@@ -77,8 +77,9 @@ err=$(as_user cat "$P/create-key" 2>&1) && fail "outsider cat of create-key"
 assert_contains "$err" "Permission denied" "outsider cat"
 
 # A group member with 0750: may look and read (an empty request reaches the API), not write.
-run_as kmsitm ls "$K" | grep -qx create-datakey-without-plaintext || fail "member cannot list the key"
-assert_errcode "$(run_as kmsitm "$KMS_PY" "$KMS_IO" read "$K/create-datakey-without-plaintext")" KMS.0301
+# (Without an identity it may not look into keys/ though: issue 11.4.)
+run_as kmsitm ls "$P" | grep -qx create-datakey-without-plaintext || fail "member cannot list the project"
+assert_errcode "$(run_as kmsitm "$KMS_PY" "$KMS_IO" read "$P/create-datakey-without-plaintext")" KMS.0301
 run_as kmsitm "$KMS_PY" "$KMS_IO" rdwr "$P/create-datakey-without-plaintext" "{\"key_id\":\"$id\"}" >/dev/null
 assert_errno open EACCES "$(id -u kmsitm)"
 run_as kmsitm "$KMS_PY" "$KMS_IO" read "$K/create-datakey" >/dev/null

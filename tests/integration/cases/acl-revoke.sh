@@ -42,9 +42,12 @@ bid=$(awk '{print $1}' <<<"$brow")
 
 # Revoke alice's: the very next request fails; bob's and root's other tokens are untouched.
 kms_ctl token revoke "$aid" || fail "token revoke $aid"
-assert_errcode "$(kms_call "rv/keys/$id/create-datakey-without-plaintext")" KMS.0302
-kms_write "rv/keys/$id/create-datakey-without-plaintext" '{}'
+assert_errcode "$(kms_call rv/create-datakey-without-plaintext "{\"key_id\":\"$id\"}")" KMS.0302
+kms_write rv/create-datakey-without-plaintext "{\"key_id\":\"$id\"}"
 assert_errno close EACCES
+# The key folder is closed to a revoked token at once (issue 11.4).
+assert_eq "$(kms_call "rv/keys/$id/create-datakey-without-plaintext")" "" "key folder after revoke"
+assert_errno open EACCES
 assert_ok "$(user_call "rv/keys/$id/describe-key")"
 assert_eq "$(kms_ctl token list | awk -v id="$aid" '$1 == id {print $6}')" revoked "alice's state"
 assert_eq "$(kms_ctl token list | awk -v id="$bid" '$1 == id {print $6}')" valid "bob's state"

@@ -20,5 +20,10 @@ rc=0; err=$(cat "$KMS_WORK/req" 2>&1 >"$P/list-keys") || rc=$?
 assert_contains "$err" "Permission denied" "cat req > f"
 assert_errcode "$(cat "$P/list-keys")" KMS.0301
 # An empty read (no request) is refused the same way.
-assert_errcode "$(cat "$P/keys/$(ls "$P/keys")/create-datakey-without-plaintext")" KMS.0301
+assert_errcode "$(cat "$P/create-datakey-without-plaintext")" KMS.0301
+# Key folders are closed to a caller with no identity (issue 11.4), even root.
+id=$(kms_ctl call nt list-keys '{}' | jq -r '.keys[0]')
+[[ $id =~ ^[0-9a-f-]{36}$ ]] || fail "kmsctl call list-keys: key id '$id'"
+err=$(cat "$P/keys/$id/create-datakey-without-plaintext" 2>&1) && fail "key folder without a token"
+assert_contains "$err" "Permission denied" "cat keys/<id>/... without a token"
 kms_umount
