@@ -84,7 +84,8 @@ _kms_mount_count() {
 
 # kms_setup: skip (77) unless this can run; make the work dir and an EXIT trap.
 #   KMS_WORK  the temp dir (0755, so a test user can reach the mount)
-#   KMS_STATE state dir (created by kmsfs)   KMS_MNT mount point
+#   KMS_STATE state dir (created by kmsfs's first start, or by kms_init / the first kms_token)
+#   KMS_MNT mount point
 #   KMS_LOG   daemon log (-o log=)            KMS_STDERR the daemon's stderr
 #   KMS_SCRATCH world-writable scratch dir    KMS_DEKS  the DEKs seen (leak scan list)
 kms_setup() {
@@ -251,10 +252,15 @@ PY
 # kms_ctl ARGS...: kmsctl on this test's state dir.
 kms_ctl() { "$KMSCTL" --state "$KMS_STATE" "$@"; }
 
-# kms_token P [ARGS...]: issue a token for project P (creates P).
+# kms_init: `kmsctl init` the state dir, as an admin does before the first kmsctl command when
+# the daemon has not started yet (kmsctl refuses a state dir that does not exist).
+kms_init() { "$KMSCTL" --state "$KMS_STATE" init >/dev/null; }
+
+# kms_token P [ARGS...]: issue a token for project P (creates P; inits a state dir not made yet).
 kms_token() {
 	local p=$1
 	shift
+	[ -e "$KMS_STATE/kms.db" ] || kms_init
 	"$KMSCTL" --state "$KMS_STATE" token issue --project "$p" "$@"
 }
 
