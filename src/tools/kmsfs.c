@@ -65,24 +65,41 @@ static const struct fuse_opt kmsfs_opts[] = {
 	FUSE_OPT_END,
 };
 
+/* The whole option list, kmsfs's and the libfuse ones kmsfs supports, with kmsfs's defaults
+ * (libfuse's own help says max_threads 10 and lists allow_other once more). README.md's Options
+ * section lists the same options (tests/integration/cases/cli-help-version.sh compares them). */
 static void kmsfs_usage(const char *prog)
 {
 	printf("usage: %s MOUNTPOINT -o state=DIR [options]\n"
 	       "\n"
-	       "kmsfs options:\n"
-	       "    -o state=DIR           state directory: key database, root key, token key (required)\n"
+	       "Without -f kmsfs returns once the mount is live and serves in the background.\n"
+	       "SIGHUP reopens the log and audit files (log rotation); SIGTERM, SIGINT or\n"
+	       "fusermount3 -u MOUNTPOINT stop it.\n"
+	       "\n"
+	       "options:\n"
+	       "    -o state=DIR           state directory: key database, root key, token key\n"
+	       "                           (required; created 0700 on the first start)\n"
 	       "    -o root_key=FILE       root key file (default DIR/root.key)\n"
 	       "    -o log=FILE            log file (default: stderr with -f, else DIR/kmsfs.log)\n"
+	       "    -o audit=FILE          append one JSON line per request; a failed write fails it\n"
 	       "    -o mailbox_ttl=SECONDS how long an unread shell response waits (default 30)\n"
 	       "    -o key_quota=N         keys per project (default 100)\n"
 	       "    -o region=NAME         region in key URNs and realm (default eu-de)\n"
 	       "    -o secure_heap=KIB     locked memory for key material (default 4096)\n"
 	       "    -o no_mlock            do not lock the daemon's memory\n"
-	       "    -o allow_other         let other users in (then tokens decide what they may do)\n"
-	       "    -o audit=FILE          append one JSON line per request; a failed write fails it\n"
 	       "    -o no_default_permissions  do not let the kernel enforce project modes\n"
-	       "\n",
-	       prog);
+	       "    -o allow_other         let other users in (then tokens decide what they may do)\n"
+	       "    -o allow_root          let root in besides the user who mounted\n"
+	       "    -o auto_unmount        remove the mount when the daemon dies\n"
+	       "    -o max_threads=N       FUSE worker threads (default %u, up to %u)\n"
+	       "    -o max_idle_threads=N  idle worker threads kept (default: no limit)\n"
+	       "    -o clone_fd            one /dev/fuse descriptor per worker thread\n"
+	       "    -f                     stay in the foreground\n"
+	       "    -s                     one thread serves every request\n"
+	       "    -d, -o debug           libfuse debug output on stderr (implies -f)\n"
+	       "    -h, --help             print this help\n"
+	       "    -V, --version          print the version\n",
+	       prog, FS_MAX_THREADS_DEFAULT, FS_MAX_THREADS_LIMIT);
 }
 
 /* Until the daemon leaves the terminal, errors go to stderr as well as to the log file. */
@@ -495,8 +512,6 @@ int main(int argc, char **argv)
 		goto out;
 	if (opts.show_help) {
 		kmsfs_usage(argv[0]);
-		fuse_cmdline_help();
-		fuse_lowlevel_help();
 		ret = 0;
 		goto out;
 	}
