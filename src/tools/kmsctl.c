@@ -507,6 +507,23 @@ static int kmsctl_check(const char *state)
 	return r == 0 ? 0 : EXIT_STATE;
 }
 
+static int kmsctl_command(const char *state, int argc, char **argv)
+{
+	if (strcmp(argv[0], "init") == 0)
+		return kmsctl_init(state, argc);
+	if (strcmp(argv[0], "token") == 0)
+		return kmsctl_token(state, argc, argv);
+	if (strcmp(argv[0], "call") == 0)
+		return kmsctl_call(state, argc, argv);
+	if (strcmp(argv[0], "check") == 0)
+		return kmsctl_check(state);
+	if (strcmp(argv[0], "project") == 0)
+		return kmsctl_project(state, argc, argv);
+	fprintf(stderr, "kmsctl: unknown command '%s'\n", argv[0]);
+	kmsctl_usage(stderr);
+	return EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -515,7 +532,7 @@ int main(int argc, char **argv)
 	};
 	struct kms_harden_report hr;
 	const char *state = NULL;
-	int c;
+	int c, r;
 
 	umask(077);
 	/* Before any secret is read (a request on stdin, the root key): no core, not dumpable,
@@ -547,17 +564,7 @@ int main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
-	if (strcmp(argv[0], "init") == 0)
-		return kmsctl_init(state, argc);
-	if (strcmp(argv[0], "token") == 0)
-		return kmsctl_token(state, argc, argv);
-	if (strcmp(argv[0], "call") == 0)
-		return kmsctl_call(state, argc, argv);
-	if (strcmp(argv[0], "check") == 0)
-		return kmsctl_check(state);
-	if (strcmp(argv[0], "project") == 0)
-		return kmsctl_project(state, argc, argv);
-	fprintf(stderr, "kmsctl: unknown command '%s'\n", argv[0]);
-	kmsctl_usage(stderr);
-	return EXIT_USAGE;
+	r = kmsctl_command(state, argc, argv);
+	core_thread_release();
+	return r;
 }

@@ -679,5 +679,6 @@ out:
 		kms_log_set_stream(NULL);
 		fclose(ro.logf);
 	}
+	core_thread_release();
 	return ret;
 }
