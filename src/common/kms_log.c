@@ -13,6 +13,17 @@ void kms_log_set_stream(FILE *f)
 	kms_log_stream = f;
 }
 
+FILE *kms_log_swap_stream(FILE *f)
+{
+	FILE *old;
+
+	pthread_mutex_lock(&kms_log_lock);
+	old = kms_log_stream;
+	kms_log_stream = f;
+	pthread_mutex_unlock(&kms_log_lock);
+	return old;
+}
+
 void kms_log_set_level(enum kms_log_level level)
 {
 	kms_log_threshold = level;
@@ -21,7 +32,7 @@ void kms_log_set_level(enum kms_log_level level)
 void kms_log(enum kms_log_level level, const char *fmt, ...)
 {
 	static const char *const names[] = { "error", "warning", "info", "debug" };
-	FILE *out = kms_log_stream ? kms_log_stream : stderr;
+	FILE *out;
 	struct timespec ts;
 	struct tm tm;
 	char stamp[32];
@@ -33,6 +44,7 @@ void kms_log(enum kms_log_level level, const char *fmt, ...)
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%SZ", &tm);
 	pthread_mutex_lock(&kms_log_lock);
+	out = kms_log_stream ? kms_log_stream : stderr;
 	fprintf(out, "%s kmsfs %s: ", stamp, names[level]);
 	va_start(ap, fmt);
 	vfprintf(out, fmt, ap);

@@ -12,6 +12,9 @@ enum kms_log_level { KMS_LOG_ERROR, KMS_LOG_WARNING, KMS_LOG_INFO, KMS_LOG_DEBUG
 
 /* Log to this stream (NULL: stderr). The stream is owned by the caller. */
 void kms_log_set_stream(FILE *f);
+/* Log to f from now on (log rotation) and return the previous stream, which no log call uses
+ * any more once this returns: the caller may close it. */
+FILE *kms_log_swap_stream(FILE *f);
 void kms_log_set_level(enum kms_log_level level);
 void kms_log(enum kms_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

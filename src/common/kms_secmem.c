@@ -59,3 +59,8 @@ void kms_secret_free(void *p, size_t n)
 	if (p)
 		OPENSSL_secure_clear_free(p, n);
 }
+
+bool kms_secret_is_secure(const void *p)
+{
+	return p && CRYPTO_secure_malloc_initialized() && CRYPTO_secure_allocated(p) == 1;
+}

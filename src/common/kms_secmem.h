@@ -28,3 +28,5 @@ void kms_harden_process(size_t secure_heap_bytes, bool lock_memory, struct kms_h
 /* Key material allocations: the OpenSSL secure heap when initialised, else the normal heap. */
 void *kms_secret_alloc(size_t n);
 void kms_secret_free(void *p, size_t n);
+/* Whether p points into the OpenSSL secure heap. */
+bool kms_secret_is_secure(const void *p);

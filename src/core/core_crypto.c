@@ -69,6 +69,16 @@ int core_init(void)
 	return core_ready ? 0 : KMS_E_INTERNAL;
 }
 
+void core_thread_release(void)
+{
+	struct core_tls *t;
+
+	if (!core_ready || !(t = pthread_getspecific(core_tls_key)))
+		return;
+	(void)pthread_setspecific(core_tls_key, NULL);
+	core_tls_destroy(t);
+}
+
 static struct core_tls *core_tls(void)
 {
 	struct core_tls *t;

@@ -46,6 +46,10 @@ static inline size_t core_blob_size(size_t n)
 
 /* Fetch the algorithms once. Safe to call many times and from many threads. */
 KMS_WUR int core_init(void);
+/* Free the calling thread's cipher contexts and random pool now. Threads that end free theirs,
+ * but the main thread's stay until exit, where a secure-heap copy hides them from leak checks:
+ * tools call this before they return from main. */
+void core_thread_release(void);
 
 KMS_WUR int core_random(uint8_t *out, size_t n);         /* nonces, ids, public randomness */
 KMS_WUR int core_random_secret(uint8_t *out, size_t n);  /* key material and DEKs */

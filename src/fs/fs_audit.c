@@ -150,3 +150,33 @@ int fs_audit_reserve(void *ctx)
 	pthread_mutex_unlock(&fs->audit_lock);
 	return r;
 }
+
+int fs_audit_reopen(struct fs *fs, int fd)
+{
+	int old;
+	off_t end, old_reserved;
+	bool old_prealloc;
+	int r = -1;
+
+	pthread_mutex_lock(&fs->audit_lock);
+	if (fs->audit_fd < 0 || fd < 0)
+		goto unlock;
+	old = fs->audit_fd;
+	old_reserved = fs->audit_reserved_to;
+	old_prealloc = fs->audit_prealloc;
+	fs->audit_fd = fd;
+	fs->audit_reserved_to = 0;
+	fs->audit_prealloc = true;
+	end = lseek(fd, 0, SEEK_END);
+	if (end >= 0 && fs_audit_room(fs, end, 0) == 0) {
+		close(old);
+		r = 0;
+	} else {
+		fs->audit_fd = old;
+		fs->audit_reserved_to = old_reserved;
+		fs->audit_prealloc = old_prealloc;
+	}
+unlock:
+	pthread_mutex_unlock(&fs->audit_lock);
+	return r;
+}

@@ -3,6 +3,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "common/kms_err.h"
@@ -133,6 +134,7 @@ int fs_new(const struct fs_options *opt, struct fs **out)
 	*out = fs;
 	return 0;
 fail:
+	fs->audit_fd = -1; /* still the caller's */
 	fs_free(fs);
 	return r;
 }
@@ -190,6 +192,11 @@ int fs_start(struct fs *fs)
 	return 0;
 }
 
+bool fs_token_secret_secure(const struct fs *fs)
+{
+	return fs && kms_secret_is_secure(fs->token_secret);
+}
+
 void fs_free(struct fs *fs)
 {
 	if (!fs)
@@ -205,6 +212,8 @@ void fs_free(struct fs *fs)
 	fs_bindings_free(fs);
 	fs_registry_free(&fs->reg);
 	kms_secret_free(fs->token_secret, AUTH_SECRET_BYTES);
+	if (fs->audit_fd >= 0)
+		close(fs->audit_fd);
 	pthread_mutex_destroy(&fs->mail_lock);
 	pthread_mutex_destroy(&fs->audit_lock);
 	pthread_rwlock_destroy(&fs->bind_lock);

@@ -19,6 +19,7 @@
 
 #include "common/kms_common.h"
 #include "common/kms_limits.h"
+#include "common/kms_secmem.h"
 #include "core/kms_core.h"
 
 struct store;
@@ -78,6 +79,19 @@ struct store_options {
 KMS_WUR int store_open(const struct store_options *opt, struct store **out, char *why,
 		       size_t why_len);
 void store_close(struct store *s);
+/* The checks store_open makes on the state directory, for a caller that must make them before
+ * it puts anything there (kmsfs's log): create it 0700 if create, refuse it unless it is a
+ * directory of this euid, tighten a mode open to others to 0700 (refuse it if read_only). */
+KMS_WUR int store_state_dir_prepare(const char *dir, bool create, bool read_only, char *why,
+				    size_t why_len);
+/* What daemons and tools call: make the process fit to hold secrets (kms_harden_process: secure
+ * heap of secure_heap_bytes, not dumpable, no core, mlockall if lock_memory) and only then open
+ * the store, so the root key is read into the secure heap, never into the ordinary one. */
+KMS_WUR int store_open_hardened(const struct store_options *opt, size_t secure_heap_bytes,
+				bool lock_memory, struct kms_harden_report *hr, struct store **out,
+				char *why, size_t why_len);
+/* Whether the root key lives in the OpenSSL secure heap (start-up self-check and tests). */
+bool store_root_key_secure(const struct store *s);
 /* Around fork(): SQLite connections must not cross it (POSIX locks stay with the parent while
  * SQLite's in-memory lock bookkeeping is copied to the child, which then holds no real locks and
  * another process may delete the WAL under it). Detach before fork, reopen in the child; the

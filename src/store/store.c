@@ -370,10 +370,47 @@ static int store_policy_load(struct store *s)
 	return 0;
 }
 
+int store_state_dir_prepare(const char *dir, bool create, bool read_only, char *why,
+			    size_t why_len)
+{
+	struct stat st;
+
+	if (!dir || !*dir) {
+		snprintf(why, why_len, "no state directory given (-o state=DIR)");
+		return KMS_E_IO;
+	}
+	if (create && !read_only && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		snprintf(why, why_len, "cannot create state directory '%.300s': %s", dir,
+			 strerror(errno));
+		return errno == ENOSPC ? KMS_E_NOSPACE : KMS_E_IO;
+	}
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(why, why_len, "state directory '%.300s' does not exist or is not a directory%s",
+			 dir, create ? "" : " (kmsctl --state DIR init creates one)");
+		return KMS_E_IO;
+	}
+	/* It holds the root key: it must be ours (another owner could swap the files under us)
+	 * and closed to everyone else. */
+	if (st.st_uid != geteuid()) {
+		snprintf(why, why_len,
+			 "state directory '%.300s' belongs to uid %u, not to uid %u that runs this; "
+			 "chown it or choose another directory",
+			 dir, (unsigned)st.st_uid, (unsigned)geteuid());
+		return KMS_E_IO;
+	}
+	if ((st.st_mode & 077) && (read_only || chmod(dir, 0700) != 0)) {
+		snprintf(why, why_len,
+			 "state directory '%.300s' is open to other users (mode %04o) and could not "
+			 "be made 0700",
+			 dir, (unsigned)(st.st_mode & 07777));
+		return KMS_E_IO;
+	}
+	return 0;
+}
+
 int store_open(const struct store_options *opt, struct store **out, char *why, size_t why_len)
 {
 	struct store *s;
-	struct stat st;
 	int r;
 
 	*out = NULL;
@@ -382,20 +419,9 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 		snprintf(why, why_len, "OpenSSL does not offer AES-256-GCM and SHA-256");
 		return r;
 	}
-	if (!opt->state_dir || !*opt->state_dir) {
-		snprintf(why, why_len, "no state directory given (-o state=DIR)");
-		return KMS_E_IO;
-	}
-	if (opt->create && !opt->read_only && mkdir(opt->state_dir, 0700) != 0 && errno != EEXIST) {
-		snprintf(why, why_len, "cannot create state directory '%.300s': %s", opt->state_dir,
-			 strerror(errno));
-		return errno == ENOSPC ? KMS_E_NOSPACE : KMS_E_IO;
-	}
-	if (stat(opt->state_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		snprintf(why, why_len, "state directory '%.300s' does not exist or is not a directory",
-			 opt->state_dir);
-		return KMS_E_IO;
-	}
+	if ((r = store_state_dir_prepare(opt->state_dir, opt->create, opt->read_only, why,
+					 why_len)) < 0)
+		return r;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return KMS_E_NOMEM;
@@ -425,6 +451,19 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 fail:
 	store_close(s);
 	return r;
+}
+
+int store_open_hardened(const struct store_options *opt, size_t secure_heap_bytes,
+			bool lock_memory, struct kms_harden_report *hr, struct store **out, char *why,
+			size_t why_len)
+{
+	kms_harden_process(secure_heap_bytes, lock_memory, hr);
+	return store_open(opt, out, why, why_len);
+}
+
+bool store_root_key_secure(const struct store *s)
+{
+	return s && kms_secret_is_secure(s->root_key);
 }
 
 void store_detach(struct store *s)

@@ -33,6 +33,9 @@ static void kmsctl_usage(FILE *f)
 		"usage: kmsctl --state DIR COMMAND ...\n"
 		"\n"
 		"commands:\n"
+		"  init                create the state directory (0700), root key and key database;\n"
+		"        on an existing one it says so and changes nothing. Every other command\n"
+		"        refuses a state directory that does not exist\n"
 		"  token issue --project P [--ttl SECONDS] [--user NAME] [--role admin|crypto|viewer]\n"
 		"        print a token for P (default ttl 86400, user admin, role admin)\n"
 		"  token revoke ID     refuse the token with this id from now on (running daemon too)\n"
@@ -55,21 +58,65 @@ static void kmsctl_usage(FILE *f)
 
 static void kmsctl_notify_daemon(const char *state);
 
+/* Secure heap for the root key, the token secret and the key material one command touches. */
+#define KMSCTL_SECURE_HEAP (1024 * 1024)
+
+/* Opens the store of an existing state directory; only init (create) may make one. The
+ * process is hardened first so the root key is read into the secure heap. */
 static int kmsctl_open(const char *state, bool create, struct store **s)
 {
 	struct store_options opt = { .state_dir = state, .create = create };
-	char why[512];
+	struct kms_harden_report hr;
+	char why[600];
 	int r;
 
 	if (!state) {
 		fprintf(stderr, "kmsctl: --state DIR is required\n");
 		return EXIT_USAGE;
 	}
-	r = store_open(&opt, s, why, sizeof(why));
+	r = store_open_hardened(&opt, KMSCTL_SECURE_HEAP, false, &hr, s, why, sizeof(why));
 	if (r < 0) {
 		fprintf(stderr, "kmsctl: %s\n", why);
 		return EXIT_STATE;
 	}
+	return 0;
+}
+
+/* kmsctl --state DIR init: the one command (besides the daemon's first start) that creates a
+ * state directory. Idempotent: an existing one is opened to check it and left as it is. */
+static int kmsctl_init(const char *state, int argc)
+{
+	uint8_t *secret = NULL;
+	char path[4200];
+	struct stat st;
+	struct store *s = NULL;
+	bool existed;
+	int r;
+
+	if (argc != 1) {
+		fprintf(stderr, "kmsctl: usage: kmsctl --state DIR init\n");
+		return EXIT_USAGE;
+	}
+	if (!state) {
+		fprintf(stderr, "kmsctl: --state DIR is required\n");
+		return EXIT_USAGE;
+	}
+	snprintf(path, sizeof(path), "%s/kms.db", state);
+	existed = stat(path, &st) == 0;
+	if ((r = kmsctl_open(state, !existed, &s)) != 0)
+		return r;
+	secret = kms_secret_alloc(AUTH_SECRET_BYTES);
+	r = secret ? store_state_secret(s, "token.key", secret) : KMS_E_NOMEM;
+	kms_secret_free(secret, AUTH_SECRET_BYTES);
+	store_close(s);
+	if (r < 0) {
+		fprintf(stderr, "kmsctl: cannot create the token key in '%s': %s\n", state,
+			kms_err_info(r)->message);
+		return EXIT_STATE;
+	}
+	printf(existed ? "kmsctl: state directory '%s' is already initialised; nothing changed\n"
+		       : "kmsctl: initialised state directory '%s'\n",
+	       state);
 	return 0;
 }
 
@@ -182,7 +229,7 @@ static int kmsctl_project(const char *state, int argc, char **argv)
 	}
 	sub = argv[1];
 	project = argv[2];
-	if ((r = kmsctl_open(state, true, &s)) != 0)
+	if ((r = kmsctl_open(state, false, &s)) != 0)
 		return r;
 	store_project_policy(s, project, &pol);
 	optind = 3;
@@ -269,7 +316,7 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 	};
 	const char *project = NULL, *user = "admin", *role_name = "admin";
 	struct auth_claims claims;
-	uint8_t secret[AUTH_SECRET_BYTES];
+	uint8_t *secret = NULL;
 	char token[AUTH_TOKEN_MAX + 1], *end;
 	long long ttl = 86400;
 	struct store *s = NULL;
@@ -313,9 +360,12 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 				"a user of [A-Za-z0-9._@-] and a role admin, crypto or viewer\n");
 		return EXIT_USAGE;
 	}
-	if ((r = kmsctl_open(state, true, &s)) != 0)
+	if ((r = kmsctl_open(state, false, &s)) != 0)
 		return r;
 	r = store_project_ensure(s, project);
+	/* After kmsctl_open: the secure heap exists now. */
+	if (r == 0 && !(secret = kms_secret_alloc(AUTH_SECRET_BYTES)))
+		r = KMS_E_NOMEM;
 	if (r == 0)
 		r = store_state_secret(s, "token.key", secret);
 	if (r == 0)
@@ -332,7 +382,7 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 		snprintf(info.role, sizeof(info.role), "%s", auth_role_name(claims.role));
 		r = store_token_record(s, &info);
 	}
-	kms_wipe(secret, sizeof(secret));
+	kms_secret_free(secret, AUTH_SECRET_BYTES);
 	store_close(s);
 	if (r < 0) {
 		fprintf(stderr, "kmsctl: cannot issue a token: %s\n", kms_err_info(r)->message);
@@ -408,7 +458,7 @@ static int kmsctl_call(const char *state, int argc, char **argv)
 		r = kms_buf_append_str(&req, argv[3]);
 	else
 		r = 0;
-	if ((status = kmsctl_open(state, true, &svc.store)) != 0)
+	if ((status = kmsctl_open(state, false, &svc.store)) != 0)
 		goto out;
 	caller.project = argv[1];
 	if (r == 0) {
@@ -457,6 +507,23 @@ static int kmsctl_check(const char *state)
 	return r == 0 ? 0 : EXIT_STATE;
 }
 
+static int kmsctl_command(const char *state, int argc, char **argv)
+{
+	if (strcmp(argv[0], "init") == 0)
+		return kmsctl_init(state, argc);
+	if (strcmp(argv[0], "token") == 0)
+		return kmsctl_token(state, argc, argv);
+	if (strcmp(argv[0], "call") == 0)
+		return kmsctl_call(state, argc, argv);
+	if (strcmp(argv[0], "check") == 0)
+		return kmsctl_check(state);
+	if (strcmp(argv[0], "project") == 0)
+		return kmsctl_project(state, argc, argv);
+	fprintf(stderr, "kmsctl: unknown command '%s'\n", argv[0]);
+	kmsctl_usage(stderr);
+	return EXIT_USAGE;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -465,10 +532,12 @@ int main(int argc, char **argv)
 	};
 	struct kms_harden_report hr;
 	const char *state = NULL;
-	int c;
+	int c, r;
 
 	umask(077);
-	kms_harden_process(0, false, &hr);
+	/* Before any secret is read (a request on stdin, the root key): no core, not dumpable,
+	 * and the secure heap (kmsctl_open asks again, which changes nothing then). */
+	kms_harden_process(KMSCTL_SECURE_HEAP, false, &hr);
 	while ((c = getopt_long(argc, argv, "+s:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
@@ -495,15 +564,7 @@ int main(int argc, char **argv)
 	}
 	argc -= optind;
 	argv += optind;
-	if (strcmp(argv[0], "token") == 0)
-		return kmsctl_token(state, argc, argv);
-	if (strcmp(argv[0], "call") == 0)
-		return kmsctl_call(state, argc, argv);
-	if (strcmp(argv[0], "check") == 0)
-		return kmsctl_check(state);
-	if (strcmp(argv[0], "project") == 0)
-		return kmsctl_project(state, argc, argv);
-	fprintf(stderr, "kmsctl: unknown command '%s'\n", argv[0]);
-	kmsctl_usage(stderr);
-	return EXIT_USAGE;
+	r = kmsctl_command(state, argc, argv);
+	core_thread_release();
+	return r;
 }

@@ -1,9 +1,13 @@
 /* kmsfs - mount a key management service as files.
  *
- * Start-up order matters: everything that can fail for a reason the admin must fix (options,
- * state directory, root key, another daemon on the same state) fails before anything is mounted,
- * with a message on stderr; then mount; then daemonise (the parent exits 0 once the mount is
- * live); then start threads and lock memory, which do not survive fork. */
+ * Start-up order matters. Without -f the process forks first: the child does everything and the
+ * parent waits, exiting 0 once the mount is live or with the child's status when it gives up, so
+ * no fork comes between the secrets and the process that holds them. The serving process then
+ * hardens itself (secure heap, not dumpable, no core, locked memory), only then reads the root
+ * key and the token secret, checks everything the admin must fix (state directory, root key,
+ * another daemon on the same state, audit file), mounts, and leaves the terminal. Every error
+ * that stops a start is one line on stderr (and in the log). */
+#define _GNU_SOURCE /* asprintf, pipe2 */
 #include "fs/kms_fs.h"
 #include "fs/fs_session.h"
 
@@ -15,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <stdarg.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -59,24 +65,59 @@ static const struct fuse_opt kmsfs_opts[] = {
 	FUSE_OPT_END,
 };
 
+/* The whole option list, kmsfs's and the libfuse ones kmsfs supports, with kmsfs's defaults
+ * (libfuse's own help says max_threads 10 and lists allow_other once more). README.md's Options
+ * section lists the same options (tests/integration/cases/cli-help-version.sh compares them). */
 static void kmsfs_usage(const char *prog)
 {
 	printf("usage: %s MOUNTPOINT -o state=DIR [options]\n"
 	       "\n"
-	       "kmsfs options:\n"
-	       "    -o state=DIR           state directory: key database, root key, token key (required)\n"
+	       "Without -f kmsfs returns once the mount is live and serves in the background.\n"
+	       "SIGHUP reopens the log and audit files (log rotation); SIGTERM, SIGINT or\n"
+	       "fusermount3 -u MOUNTPOINT stop it.\n"
+	       "\n"
+	       "options:\n"
+	       "    -o state=DIR           state directory: key database, root key, token key\n"
+	       "                           (required; created 0700 on the first start)\n"
 	       "    -o root_key=FILE       root key file (default DIR/root.key)\n"
 	       "    -o log=FILE            log file (default: stderr with -f, else DIR/kmsfs.log)\n"
+	       "    -o audit=FILE          append one JSON line per request; a failed write fails it\n"
 	       "    -o mailbox_ttl=SECONDS how long an unread shell response waits (default 30)\n"
 	       "    -o key_quota=N         keys per project (default 100)\n"
 	       "    -o region=NAME         region in key URNs and realm (default eu-de)\n"
 	       "    -o secure_heap=KIB     locked memory for key material (default 4096)\n"
 	       "    -o no_mlock            do not lock the daemon's memory\n"
-	       "    -o allow_other         let other users in (then tokens decide what they may do)\n"
-	       "    -o audit=FILE          append one JSON line per request; a failed write fails it\n"
 	       "    -o no_default_permissions  do not let the kernel enforce project modes\n"
-	       "\n",
-	       prog);
+	       "    -o allow_other         let other users in (then tokens decide what they may do)\n"
+	       "    -o allow_root          let root in besides the user who mounted\n"
+	       "    -o auto_unmount        remove the mount when the daemon dies\n"
+	       "    -o max_threads=N       FUSE worker threads (default %u, up to %u)\n"
+	       "    -o max_idle_threads=N  idle worker threads kept (default: no limit)\n"
+	       "    -o clone_fd            one /dev/fuse descriptor per worker thread\n"
+	       "    -f                     stay in the foreground\n"
+	       "    -s                     one thread serves every request\n"
+	       "    -d, -o debug           libfuse debug output on stderr (implies -f)\n"
+	       "    -h, --help             print this help\n"
+	       "    -V, --version          print the version\n",
+	       prog, FS_MAX_THREADS_DEFAULT, FS_MAX_THREADS_LIMIT);
+}
+
+/* Until the daemon leaves the terminal, errors go to stderr as well as to the log file. */
+static bool kmsfs_log_is_file, kmsfs_detached;
+
+__attribute__((format(printf, 1, 2))) static void kmsfs_error(const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	msg[strcspn(msg, "\n")] = 0; /* one line */
+	if (!kmsfs_detached)
+		fprintf(stderr, "kmsfs: %s\n", msg);
+	if (kmsfs_log_is_file || kmsfs_detached)
+		kms_log_error("%s", msg);
 }
 
 /* A mount left by a killed daemon answers ENOTCONN; detach it (and any stacked under it) so we
@@ -131,37 +172,61 @@ static int kmsfs_lock_state(const char *state)
 		return -1;
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		fprintf(stderr, "kmsfs: cannot open '%s': %s\n", path, strerror(errno));
+		kmsfs_error("cannot open '%s': %s", path, strerror(errno));
 		return -1;
 	}
 	/* A daemon that was just unmounted may still be exiting: give it a moment. */
 	for (int i = 0; i < 30 && flock(fd, LOCK_EX | LOCK_NB) != 0; i++)
 		usleep(100000);
 	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		fprintf(stderr,
-			"kmsfs: another kmsfs daemon is serving state directory '%s'; unmount it "
-			"first (fusermount3 -u MOUNTPOINT)\n",
-			state);
+		kmsfs_error("another kmsfs daemon is serving state directory '%s'; unmount it "
+			    "first (fusermount3 -u MOUNTPOINT)",
+			    state);
 		close(fd);
 		return -1;
 	}
 	return fd; /* held until exit; inherited across daemonising */
 }
 
+/* libfuse writes one message in several calls (an unknown option is three): put the pieces
+ * together and log whole lines. The last error line is kept for the start-up error. */
+static pthread_mutex_t kmsfs_fuse_log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char kmsfs_fuse_line[512], kmsfs_fuse_error[512];
+static bool kmsfs_fuse_quiet; /* while probing the options: the caller reports */
+
 __attribute__((format(printf, 2, 0))) static void kmsfs_fuse_log(enum fuse_log_level level,
 								  const char *fmt, va_list ap)
 {
-	char msg[512];
+	size_t len;
 
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	msg[strcspn(msg, "\n")] = 0;
-	kms_log(level <= FUSE_LOG_ERR ? KMS_LOG_ERROR
-		: level <= FUSE_LOG_WARNING ? KMS_LOG_WARNING
-		: level <= FUSE_LOG_INFO ? KMS_LOG_INFO : KMS_LOG_DEBUG,
-		"libfuse: %s", msg);
+	pthread_mutex_lock(&kmsfs_fuse_log_lock);
+	len = strlen(kmsfs_fuse_line);
+	vsnprintf(kmsfs_fuse_line + len, sizeof(kmsfs_fuse_line) - len, fmt, ap);
+	len = strlen(kmsfs_fuse_line);
+	if (len > 0 && kmsfs_fuse_line[len - 1] != '\n' && len + 1 < sizeof(kmsfs_fuse_line))
+		goto unlock; /* more to come */
+	kmsfs_fuse_line[strcspn(kmsfs_fuse_line, "\n")] = 0;
+	if (level <= FUSE_LOG_ERR)
+		snprintf(kmsfs_fuse_error, sizeof(kmsfs_fuse_error), "%s", kmsfs_fuse_line);
+	if (!kmsfs_fuse_quiet)
+		kms_log(level <= FUSE_LOG_ERR	  ? KMS_LOG_ERROR
+			: level <= FUSE_LOG_WARNING ? KMS_LOG_WARNING
+			: level <= FUSE_LOG_INFO    ? KMS_LOG_INFO
+						    : KMS_LOG_DEBUG,
+			"libfuse: %s", kmsfs_fuse_line);
+	kmsfs_fuse_line[0] = 0;
+unlock:
+	pthread_mutex_unlock(&kmsfs_fuse_log_lock);
 }
 
-static void kmsfs_report_hardening(const struct kms_harden_report *hr)
+/* What libfuse said last went wrong (for a start-up error line), or fallback. */
+static const char *kmsfs_fuse_why(const char *fallback)
+{
+	return kmsfs_fuse_error[0] ? kmsfs_fuse_error : fallback;
+}
+
+static void kmsfs_report_hardening(const struct kms_harden_report *hr, const struct store *store,
+				   const struct fs *fs)
 {
 	if (!hr->not_dumpable || !hr->no_core)
 		kms_log_warning("could not disable core dumps; key material could reach a core file");
@@ -173,6 +238,255 @@ static void kmsfs_report_hardening(const struct kms_harden_report *hr)
 				strerror(hr->lock_errno));
 	if (!hr->secure_heap)
 		kms_log_warning("OpenSSL secure heap unavailable: key material is in normal memory");
+	else if (!store_root_key_secure(store) || !fs_token_secret_secure(fs))
+		kms_log_warning("the root key or the token secret is outside the secure heap");
+}
+
+/* Whether libfuse accepts the remaining options, asked before anything is created or forked: a
+ * throw-away session parses a copy of them (parsing consumes what it knows). */
+static bool kmsfs_options_valid(const struct fuse_args *args)
+{
+	struct fuse_args copy = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_session *probe = NULL;
+	bool ok = true;
+
+	for (int i = 0; ok && i < args->argc; i++)
+		ok = fuse_opt_add_arg(&copy, args->argv[i]) == 0;
+	if (ok) {
+		kmsfs_fuse_quiet = true;
+		probe = fuse_session_new(&copy, fs_lowlevel_ops(), sizeof(*fs_lowlevel_ops()), NULL);
+		kmsfs_fuse_quiet = false;
+	}
+	if (probe)
+		fuse_session_destroy(probe);
+	fuse_opt_free_args(&copy);
+	return probe != NULL;
+}
+
+/* An absolute form of path: the daemon works from / and reopens its files on SIGHUP. */
+static char *kmsfs_abspath(const char *path)
+{
+	char cwd[4096], *out = NULL;
+
+	if (path[0] == '/')
+		return strdup(path);
+	if (!getcwd(cwd, sizeof(cwd)) || asprintf(&out, "%s/%s", cwd, path) < 0)
+		return NULL;
+	return out;
+}
+
+/* Open path for appending, private to this daemon: never through a symbolic link, only a
+ * regular file of ours, created 0600 or tightened to it. -1 with why filled otherwise. */
+static int kmsfs_open_private(const char *path, const char *what, char *why, size_t why_len)
+{
+	struct stat st;
+	int fd;
+
+	/* O_NONBLOCK: a FIFO put there must not hang the start; it is refused below. */
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		if (errno == ELOOP)
+			snprintf(why, why_len,
+				 "%s file '%s' is a symbolic link; give the path of the file itself",
+				 what, path);
+		else
+			snprintf(why, why_len, "cannot open %s file '%s': %s", what, path,
+				 strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, why_len, "%s file '%s' is not a regular file", what, path);
+		goto fail;
+	}
+	if (st.st_uid != geteuid()) {
+		snprintf(why, why_len, "%s file '%s' belongs to uid %u, not to uid %u that runs kmsfs",
+			 what, path, (unsigned)st.st_uid, (unsigned)geteuid());
+		goto fail;
+	}
+	if ((st.st_mode & 077) && fchmod(fd, 0600) != 0) {
+		snprintf(why, why_len, "%s file '%s' is open to other users (mode %04o) and could "
+				       "not be made 0600: %s",
+			 what, path, (unsigned)(st.st_mode & 07777), strerror(errno));
+		goto fail;
+	}
+	if (fcntl(fd, F_SETFL, O_WRONLY | O_APPEND) != 0) {
+		snprintf(why, why_len, "cannot use %s file '%s': %s", what, path, strerror(errno));
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+static FILE *kmsfs_open_log(const char *path, char *why, size_t why_len)
+{
+	int fd = kmsfs_open_private(path, "log", why, why_len);
+	FILE *f = fd >= 0 ? fdopen(fd, "a") : NULL;
+
+	if (fd >= 0 && !f) {
+		snprintf(why, why_len, "cannot open log file '%s': %s", path, strerror(errno));
+		close(fd);
+	}
+	return f;
+}
+
+/* Fork; the parent waits until the child reports the mount live (one byte on the pipe) and exits
+ * 0, or exits with the child's status when the child gives up (it said why on stderr). */
+static int kmsfs_fork(int *ready_fd)
+{
+	int p[2], status = 0;
+	ssize_t n;
+	pid_t pid;
+	char c;
+
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return -1;
+	pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		(void)setsid();
+		*ready_fd = p[1];
+		return 0;
+	}
+	close(p[1]);
+	do
+		n = read(p[0], &c, 1);
+	while (n < 0 && errno == EINTR);
+	if (n == 1)
+		_exit(0);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	_exit(WIFEXITED(status) && WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : 1);
+}
+
+/* The mount is live: leave the terminal and let the waiting parent return. */
+static void kmsfs_detach(int ready_fd)
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+	(void)!chdir("/");
+	if (null >= 0) {
+		dup2(null, STDIN_FILENO);
+		dup2(null, STDOUT_FILENO);
+		dup2(null, STDERR_FILENO);
+		if (null > STDERR_FILENO)
+			close(null);
+	}
+	kmsfs_detached = true;
+	(void)!write(ready_fd, "1", 1);
+	close(ready_fd);
+}
+
+/* SIGHUP (logrotate) reopens the log and the audit file and the daemon keeps serving. The
+ * handler only writes a byte to a pipe; a thread does the reopening outside signal context. */
+struct kmsfs_reopen {
+	int pipe[2];
+	pthread_t thread;
+	bool running;
+	struct fs *fs;
+	const char *log_path;   /* NULL: the log is stderr */
+	const char *audit_path; /* NULL: no audit trail */
+	FILE *logf;             /* the current log stream */
+};
+
+static int kmsfs_hup_fd = -1;
+
+static void kmsfs_on_hup(int sig)
+{
+	int saved = errno;
+
+	(void)sig;
+	(void)!write(kmsfs_hup_fd, "h", 1);
+	errno = saved;
+}
+
+static void kmsfs_reopen_files(struct kmsfs_reopen *ro)
+{
+	char why[600];
+	FILE *f, *old;
+	int fd;
+
+	if (ro->log_path) {
+		f = kmsfs_open_log(ro->log_path, why, sizeof(why));
+		if (f) {
+			old = kms_log_swap_stream(f);
+			if (old && old != stderr)
+				fclose(old);
+			ro->logf = f;
+		} else {
+			kms_log_error("SIGHUP: %s; logging to the old file", why);
+		}
+	}
+	if (ro->audit_path) {
+		fd = kmsfs_open_private(ro->audit_path, "audit", why, sizeof(why));
+		if (fd < 0) {
+			kms_log_error("SIGHUP: %s; the audit trail goes on in the old file", why);
+		} else if (fs_audit_reopen(ro->fs, fd) != 0) {
+			close(fd);
+			kms_log_error("SIGHUP: no room for the audit trail in '%s'; it goes on in the "
+				      "old file",
+				      ro->audit_path);
+		}
+	}
+	kms_log_info("SIGHUP: log and audit files reopened");
+}
+
+static void *kmsfs_reopen_thread(void *arg)
+{
+	struct kmsfs_reopen *ro = arg;
+	ssize_t n;
+	char c;
+
+	for (;;) {
+		n = read(ro->pipe[0], &c, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != 1 || c == 'q')
+			break;
+		kmsfs_reopen_files(ro);
+	}
+	return NULL;
+}
+
+/* After fuse_set_signal_handlers(), which makes SIGHUP end the session: ours replaces it. */
+static int kmsfs_reopen_start(struct kmsfs_reopen *ro)
+{
+	struct sigaction sa = { .sa_handler = kmsfs_on_hup, .sa_flags = SA_RESTART };
+
+	if (pipe2(ro->pipe, O_CLOEXEC) != 0)
+		return -1;
+	if (fcntl(ro->pipe[1], F_SETFL, O_NONBLOCK) != 0 ||
+	    pthread_create(&ro->thread, NULL, kmsfs_reopen_thread, ro) != 0) {
+		close(ro->pipe[0]);
+		close(ro->pipe[1]);
+		ro->pipe[0] = ro->pipe[1] = -1;
+		return -1;
+	}
+	ro->running = true;
+	kmsfs_hup_fd = ro->pipe[1];
+	sigemptyset(&sa.sa_mask);
+	return sigaction(SIGHUP, &sa, NULL);
+}
+
+static void kmsfs_reopen_stop(struct kmsfs_reopen *ro)
+{
+	struct sigaction sa = { .sa_handler = SIG_IGN };
+
+	if (!ro->running)
+		return;
+	sigaction(SIGHUP, &sa, NULL);
+	while (write(ro->pipe[1], "q", 1) < 0 && errno == EINTR)
+		;
+	pthread_join(ro->thread, NULL);
+	close(ro->pipe[0]);
+	close(ro->pipe[1]);
+	ro->running = false;
 }
 
 int main(int argc, char **argv)
@@ -184,11 +498,12 @@ int main(int argc, char **argv)
 	struct store_options sopt = { 0 };
 	struct kms_harden_report hr;
 	struct fs_options fopt = { .audit_fd = -1 };
+	struct kmsfs_reopen ro = { .pipe = { -1, -1 } };
 	struct store *store = NULL;
+	struct stat mst;
 	struct fs *fs = NULL;
-	FILE *logf = NULL;
-	char why[512], state_abs[4096];
-	int ret = 1, lock_fd = -1, r;
+	char why[600], state_abs[4096], *log_path = NULL, *audit_path = NULL;
+	int ret = 1, lock_fd = -1, ready_fd = -1, r;
 
 	umask(077);
 	if (fuse_opt_parse(&args, &cfg, kmsfs_opts, NULL) != 0)
@@ -197,8 +512,6 @@ int main(int argc, char **argv)
 		goto out;
 	if (opts.show_help) {
 		kmsfs_usage(argv[0]);
-		fuse_cmdline_help();
-		fuse_lowlevel_help();
 		ret = 0;
 		goto out;
 	}
@@ -214,89 +527,129 @@ int main(int argc, char **argv)
 		ret = 2;
 		goto out;
 	}
-	/* Absolute paths: daemonising changes the working directory to /. */
-	if (mkdir(cfg.state, 0700) != 0 && errno != EEXIST) {
-		fprintf(stderr, "kmsfs: cannot create state directory '%s': %s\n", cfg.state,
-			strerror(errno));
+	fuse_set_log_func(kmsfs_fuse_log);
+	/* The kernel enforces each project's owner, group and modes (kmsctl project set). */
+	if (!cfg.no_default_permissions && fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
+		goto out;
+	if (!kmsfs_options_valid(&args)) {
+		kmsfs_error("%s", kmsfs_fuse_why("libfuse refused the options"));
 		goto out;
 	}
-	if (!realpath(cfg.state, state_abs)) {
-		fprintf(stderr, "kmsfs: state directory '%s': %s\n", cfg.state, strerror(errno));
+	if (!opts.foreground && kmsfs_fork(&ready_fd) != 0) {
+		kmsfs_error("cannot fork: %s", strerror(errno));
 		goto out;
 	}
+	/* Absolute paths: the daemon works from / and reopens the log and audit file on SIGHUP. */
 	if (cfg.log || !opts.foreground) {
-		char path[4200];
+		if (cfg.log)
+			log_path = kmsfs_abspath(cfg.log);
+		else if (asprintf(&log_path, "%s/kmsfs.log", cfg.state) < 0)
+			log_path = NULL;
+		if (log_path && log_path[0] != '/') {
+			char *abs = kmsfs_abspath(log_path);
 
-		snprintf(path, sizeof(path), "%s", cfg.log ? cfg.log : state_abs);
-		if (!cfg.log)
-			strncat(path, "/kmsfs.log", sizeof(path) - strlen(path) - 1);
-		logf = fopen(path, "ae");
-		if (!logf) {
-			fprintf(stderr, "kmsfs: cannot open log file '%s': %s\n", path,
-				strerror(errno));
+			free(log_path);
+			log_path = abs;
+		}
+		if (!log_path) {
+			kmsfs_error("out of memory");
 			goto out;
 		}
-		kms_log_set_stream(logf);
 	}
-	fuse_set_log_func(kmsfs_fuse_log);
-	if ((lock_fd = kmsfs_lock_state(state_abs)) < 0)
+	if (cfg.audit && !(audit_path = kmsfs_abspath(cfg.audit))) {
+		kmsfs_error("out of memory");
 		goto out;
-	sopt.state_dir = state_abs;
+	}
 	sopt.create = true;
 	sopt.region = cfg.region;
 	sopt.root_key_file = cfg.root_key;
-	r = store_open(&sopt, &store, why, sizeof(why));
-	if (r < 0) {
-		fprintf(stderr, "kmsfs: %s\n", why);
-		kms_log_error("%s", why);
+	/* Before anything is put in it (the log): created 0700, or ours and tightened to 0700. */
+	if (store_state_dir_prepare(cfg.state, true, false, why, sizeof(why)) < 0) {
+		kmsfs_error("%s", why);
 		goto out;
 	}
-	if (cfg.audit) {
-		fopt.audit_fd = open(cfg.audit, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-		if (fopt.audit_fd < 0) {
-			fprintf(stderr, "kmsfs: cannot open audit file '%s': %s\n", cfg.audit,
-				strerror(errno));
+	if (!realpath(cfg.state, state_abs)) {
+		kmsfs_error("state directory '%s': %s", cfg.state, strerror(errno));
+		goto out;
+	}
+	if (log_path) {
+		FILE *logf = kmsfs_open_log(log_path, why, sizeof(why));
+
+		if (!logf) {
+			kmsfs_error("%s", why);
 			goto out;
 		}
-	} else {
-		fopt.audit_fd = -1;
+		kms_log_set_stream(logf);
+		kmsfs_log_is_file = true;
+		ro.logf = logf;
+		ro.log_path = log_path;
+	}
+	if ((lock_fd = kmsfs_lock_state(state_abs)) < 0)
+		goto out;
+	sopt.state_dir = state_abs;
+	/* First make the process fit to hold secrets, then read them: the root key here, the
+	 * token secret in fs_new, both into the secure heap. */
+	r = store_open_hardened(&sopt, (size_t)cfg.secure_heap_kib * 1024, !cfg.no_mlock, &hr,
+				&store, why, sizeof(why));
+	if (r < 0) {
+		kmsfs_error("%s", why);
+		goto out;
+	}
+	if (audit_path) {
+		fopt.audit_fd = kmsfs_open_private(audit_path, "audit", why, sizeof(why));
+		if (fopt.audit_fd < 0) {
+			kmsfs_error("%s", why);
+			goto out;
+		}
+		ro.audit_path = audit_path;
 	}
 	fopt.store = store;
 	fopt.mailbox_ttl_s = cfg.mailbox_ttl;
 	fopt.key_quota = cfg.key_quota;
 	if ((r = fs_new(&fopt, &fs)) < 0) {
-		fprintf(stderr, "kmsfs: cannot set up: %s\n", kms_err_info(r)->message);
+		kmsfs_error("cannot set up: %s", kms_err_info(r)->message);
 		goto out;
 	}
+	ro.fs = fs;
 	kmsfs_clear_stale_mount(opts.mountpoint);
-	/* The kernel enforces each project's owner, group and modes (kmsctl project set). */
-	if (!cfg.no_default_permissions && fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
+	if (stat(opts.mountpoint, &mst) != 0) {
+		kmsfs_error("mount point '%s': %s", opts.mountpoint, strerror(errno));
 		goto out;
+	}
+	if (!S_ISDIR(mst.st_mode)) {
+		kmsfs_error("mount point '%s' is not a directory", opts.mountpoint);
+		goto out;
+	}
 	se = fuse_session_new(&args, fs_lowlevel_ops(), sizeof(*fs_lowlevel_ops()), fs);
-	if (!se)
+	if (!se) {
+		kmsfs_error("cannot start: %s", kmsfs_fuse_why("libfuse refused the options"));
 		goto out;
-	if (fuse_set_signal_handlers(se) != 0)
+	}
+	if (fuse_set_signal_handlers(se) != 0) {
+		kmsfs_error("cannot install signal handlers");
 		goto out;
+	}
 	if (fuse_session_mount(se, opts.mountpoint) != 0) {
-		fprintf(stderr, "kmsfs: cannot mount on '%s'\n", opts.mountpoint);
+		kmsfs_error("cannot mount on '%s': %s", opts.mountpoint,
+			    kmsfs_fuse_why("libfuse could not mount"));
 		goto out_handlers;
 	}
-	if (!opts.foreground)
-		store_detach(store);
-	fuse_daemonize(opts.foreground);
-	if (!opts.foreground && store_reopen(store, why, sizeof(why)) < 0) {
-		kms_log_error("%s", why);
+	kmsfs_publish(lock_fd, opts.mountpoint);
+	kmsfs_report_hardening(&hr, store, fs);
+	if (fs_start(fs) < 0) {
+		kmsfs_error("cannot start the mailbox janitor thread");
 		goto out_unmount;
 	}
-	kmsfs_publish(lock_fd, opts.mountpoint);
-	kms_harden_process((size_t)cfg.secure_heap_kib * 1024, !cfg.no_mlock, &hr);
-	kmsfs_report_hardening(&hr);
-	if (fs_start(fs) < 0) {
-		kms_log_error("cannot start the mailbox janitor thread");
+	if (kmsfs_reopen_start(&ro) != 0) {
+		kmsfs_error("cannot set up SIGHUP (log reopening): %s", strerror(errno));
 		goto out_unmount;
 	}
 	kms_log_info("kmsfs %s serving '%s' from state '%s'", KMSFS_VERSION, opts.mountpoint,
 		     state_abs);
+	if (ready_fd >= 0) {
+		kmsfs_detach(ready_fd);
+		ready_fd = -1;
+	}
 	ret = fs_session_loop(se, &opts);
 	kms_log_info("kmsfs stopped serving '%s'", opts.mountpoint);
 out_unmount:
@@ -304,6 +657,7 @@ out_unmount:
 out_handlers:
 	fuse_remove_signal_handlers(se);
 out:
+	kmsfs_reopen_stop(&ro);
 	if (se)
 		fuse_session_destroy(se);
 	fs_free(fs);
@@ -317,9 +671,14 @@ out:
 	free(cfg.region);
 	free(cfg.root_key);
 	free(cfg.audit);
-	if (fopt.audit_fd > 0)
+	free(log_path);
+	free(audit_path);
+	if (fopt.audit_fd >= 0 && !fs)
 		close(fopt.audit_fd);
-	if (logf)
-		fclose(logf);
+	if (ro.logf) {
+		kms_log_set_stream(NULL);
+		fclose(ro.logf);
+	}
+	core_thread_release();
 	return ret;
 }

@@ -84,7 +84,8 @@ _kms_mount_count() {
 
 # kms_setup: skip (77) unless this can run; make the work dir and an EXIT trap.
 #   KMS_WORK  the temp dir (0755, so a test user can reach the mount)
-#   KMS_STATE state dir (created by kmsfs)   KMS_MNT mount point
+#   KMS_STATE state dir (created by kmsfs's first start, or by kms_init / the first kms_token)
+#   KMS_MNT mount point
 #   KMS_LOG   daemon log (-o log=)            KMS_STDERR the daemon's stderr
 #   KMS_SCRATCH world-writable scratch dir    KMS_DEKS  the DEKs seen (leak scan list)
 kms_setup() {
@@ -209,10 +210,24 @@ kms_mount() {
 	kms_wait_live "$KMS_PID"
 }
 
+# _kms_mount_holders MNT: what keeps MNT busy (EBUSY on unmount): processes with a descriptor,
+# working directory, root or mapping under it, and mounts on top of or inside it. Read from
+# /proc only (readlink never enters the FUSE file system, so a hung daemon cannot hang this).
+_kms_mount_holders() {
+	local mnt=$1
+	find /proc/[0-9]*/cwd /proc/[0-9]*/root /proc/[0-9]*/fd /proc/[0-9]*/map_files \
+		-maxdepth 1 \( -lname "$mnt" -o -lname "$mnt/*" \) 2>/dev/null |
+		awk -F/ '{c = ""; getline c < ("/proc/" $3 "/comm"); print "pid " $3 " (" c "): " $4 ($5 ? "/" $5 : "")}' |
+		sort -u | head -n 20
+	awk -v mp="$mnt" '$5 == mp || index($5, mp "/") == 1 {print "mount: " $5 " (" $9 ")"}' \
+		/proc/self/mountinfo
+}
+
 # kms_umount: fusermount3 -u, then the daemon must exit by itself, with status 0.
 kms_umount() {
-	local i rc=0
-	fusermount3 -u "$KMS_MNT" || fail "fusermount3 -u $KMS_MNT failed"
+	local i rc=0 err
+	err=$(fusermount3 -u "$KMS_MNT" 2>&1) ||
+		fail "fusermount3 -u $KMS_MNT failed: $err; held by: $(_kms_mount_holders "$KMS_MNT" | tr '\n' ';')"
 	for ((i = 0; i < 100; i++)); do _kms_pid_gone "$KMS_PID" && break; sleep 0.1; done
 	_kms_pid_gone "$KMS_PID" || fail "kmsfs (pid $KMS_PID) still running 10 s after unmount"
 	if [ "$KMS_PID_CHILD" == 1 ]; then
@@ -251,10 +266,15 @@ PY
 # kms_ctl ARGS...: kmsctl on this test's state dir.
 kms_ctl() { "$KMSCTL" --state "$KMS_STATE" "$@"; }
 
-# kms_token P [ARGS...]: issue a token for project P (creates P).
+# kms_init: `kmsctl init` the state dir, as an admin does before the first kmsctl command when
+# the daemon has not started yet (kmsctl refuses a state dir that does not exist).
+kms_init() { "$KMSCTL" --state "$KMS_STATE" init >/dev/null; }
+
+# kms_token P [ARGS...]: issue a token for project P (creates P; inits a state dir not made yet).
 kms_token() {
 	local p=$1
 	shift
+	[ -e "$KMS_STATE/kms.db" ] || kms_init
 	"$KMSCTL" --state "$KMS_STATE" token issue --project "$p" "$@"
 }
 
