@@ -199,7 +199,8 @@ KMS_WUR int store_tag_set(struct store *s, const char *key_id, const char *tag_k
 			  const char *tag_value, unsigned max);
 /* KMS_E_TAG_NOT_FOUND if the key has no such tag. */
 KMS_WUR int store_tag_delete(struct store *s, const char *key_id, const char *tag_key);
-/* Tags of one key (key_id) or of every key of a project (key_id NULL), by key then tag. */
+/* Tags of one key (key_id), by tag key; or of every key of a project (key_id NULL), by tag
+ * key, then value, then key id: an order that does not depend on key ids or creation times. */
 KMS_WUR int store_tag_list(struct store *s, const char *project, const char *key_id,
 			   store_tag_cb cb, void *arg);
 

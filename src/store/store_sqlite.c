@@ -1059,7 +1059,7 @@ static int store_sqlite_tag_list(struct store_backend *b, const char *project, c
 	return store_query(b,
 			   "SELECT t.key_id, t.tag_key, t.tag_value FROM tags t JOIN keys k "
 			   "ON k.key_id = t.key_id WHERE k.project_id = ? "
-			   "ORDER BY k.creation_ms, t.key_id, t.tag_key",
+			   "ORDER BY t.tag_key, t.tag_value, t.key_id",
 			   t, 1, NULL, 0, store_tag_row, &l);
 }
 
