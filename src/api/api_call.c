@@ -145,12 +145,12 @@ static bool api_blank(const uint8_t *p, size_t n)
 	return true;
 }
 
-static size_t api_depth(const cJSON *j)
+size_t api_json_depth(const cJSON *j)
 {
 	size_t d = 0;
 
 	for (const cJSON *c = j ? j->child : NULL; c; c = c->next) {
-		size_t cd = api_depth(c);
+		size_t cd = api_json_depth(c);
 
 		if (cd > d)
 			d = cd;
@@ -167,8 +167,7 @@ static bool api_has_duplicate_keys(const cJSON *o)
 	return false;
 }
 
-/* cJSON strings end at NUL, so "a\u0000b" would silently become "a": refuse such strings. */
-static bool api_has_nul_escape(const uint8_t *p, size_t n)
+bool api_json_has_nul_escape(const uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i + 6 <= n; i++)
 		if (p[i] == '\\' && (p[i + 1] == 'u' || p[i + 1] == 'U') && p[i + 2] == '0' &&
@@ -195,14 +194,14 @@ static int api_parse(const uint8_t *req, size_t len, cJSON **out)
 		*out = cJSON_CreateObject();
 		return *out ? 0 : KMS_E_NOMEM;
 	}
-	if (memchr(req, 0, len) || api_has_nul_escape(req, len))
+	if (memchr(req, 0, len) || api_json_has_nul_escape(req, len))
 		return KMS_E_BAD_JSON;
 	j = cJSON_ParseWithLengthOpts((const char *)req, len, &end, false);
 	if (!j)
 		return KMS_E_BAD_JSON;
 	if (!cJSON_IsObject(j) || !end || !api_blank((const uint8_t *)end,
 						   len - (size_t)(end - (const char *)req)) ||
-	    api_depth(j) > KMS_MAX_JSON_DEPTH || api_has_duplicate_keys(j)) {
+	    api_json_depth(j) > KMS_MAX_JSON_DEPTH || api_has_duplicate_keys(j)) {
 		cJSON_Delete(j);
 		return KMS_E_BAD_JSON;
 	}

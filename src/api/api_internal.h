@@ -27,6 +27,12 @@ struct api_request {
 	char key_id[KMS_KEY_ID_LEN + 1]; /* for the audit trail */
 };
 
+/* Nesting depth of a JSON value (a scalar is 1). */
+size_t api_json_depth(const cJSON *j);
+/* Does JSON text hold a \u0000 escape? cJSON strings end at NUL, so "a\u0000b" would silently
+ * become "a": such text is refused wherever it is parsed. */
+bool api_json_has_nul_escape(const uint8_t *p, size_t n);
+
 /* A field's raw string value: err_type if present but not a string; KMS_E_MISSING if required
  * and absent (then *s = NULL). */
 KMS_WUR int api_get_string(struct api_request *r, const char *name, bool required, int err_type,
