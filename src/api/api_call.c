@@ -62,6 +62,8 @@ static const struct api_action api_actions[] = {
 	{ "import-key-material", BOTH, AUTH_ROLE_ADMIN, false, api_import_key_material },
 	{ "delete-imported-key-material", BOTH, AUTH_ROLE_ADMIN, false,
 	  api_delete_imported_key_material },
+	/* The current Huawei SDK's name (POST /kms/rotate-on-demand) for rotate-key. */
+	{ "rotate-on-demand", BOTH, AUTH_ROLE_ADMIN, false, api_rotate_on_demand },
 };
 
 /* keys/<id>/tags lists or adds (adding needs admin); <P>/tags lists the project's tags. */

@@ -100,6 +100,7 @@ int api_disable_key_rotation(struct api_request *r);
 int api_update_key_rotation_interval(struct api_request *r);
 int api_get_key_rotation_status(struct api_request *r);
 int api_rotate_key(struct api_request *r);
+int api_rotate_on_demand(struct api_request *r);
 int api_user_instances(struct api_request *r);
 int api_user_quotas(struct api_request *r);
 int api_versions(struct api_request *r);
