@@ -264,13 +264,24 @@ bool api_alias_valid(const char *s)
 	return !(n >= strlen(suffix) && strcmp(s + n - strlen(suffix), suffix) == 0);
 }
 
+/* An alias is a name under aliases/ with each '/' written "%2F" (3 bytes): that name must fit
+ * in one directory entry (NAME_MAX, 255 bytes), or the link could be listed but not looked up. */
+static bool api_alias_entry_fits(const char *alias)
+{
+	size_t n = 0;
+
+	for (const char *p = alias; *p; p++)
+		n += *p == '/' ? 3 : 1;
+	return n <= API_ALIAS_ENTRY_MAX;
+}
+
 int api_get_alias(struct api_request *r, const char **alias)
 {
 	int e = api_get_string(r, "key_alias", true, KMS_E_ALIAS_INVALID, alias);
 
 	if (e < 0)
 		return e;
-	return api_alias_valid(*alias) ? 0 : KMS_E_ALIAS_INVALID;
+	return api_alias_valid(*alias) && api_alias_entry_fits(*alias) ? 0 : KMS_E_ALIAS_INVALID;
 }
 
 int api_parse_key_ref(struct api_request *r, const char *ref, char id[KMS_KEY_ID_LEN + 1],

@@ -58,7 +58,10 @@ KMS_WUR int api_parse_key_ref(struct api_request *r, const char *ref, char id[KM
 KMS_WUR int api_key_usable(const struct store_key *k);
 bool api_key_id_valid(const char *s);
 bool api_alias_valid(const char *s);
-/* The required, valid "key_alias" (KMS.0204 / KMS.1101). */
+/* The longest name of an alias under aliases/ ('/' written "%2F"): NAME_MAX. */
+#define API_ALIAS_ENTRY_MAX 255u
+/* The required, valid "key_alias" (KMS.0204 / KMS.1101), whose entry under aliases/ fits in
+ * API_ALIAS_ENTRY_MAX bytes. */
 KMS_WUR int api_get_alias(struct api_request *r, const char **alias);
 bool api_description_valid(const char *s);
 /* Grants: is the action one a grant may allow; does a grant allow it on k for this caller. */
