@@ -69,6 +69,7 @@ struct store {
 	struct store_entry **buckets;
 	size_t nbuckets;
 	size_t nentries;
+	bool wipe_pending; /* deleted material may still be in the database files (update_lock) */
 };
 
 static int store_policy_load(struct store *s);
@@ -1179,6 +1180,16 @@ out:
 	return r;
 }
 
+/* After material was deleted (update_lock held): make sure no copy stays in the database files.
+ * If another process's reader holds the log, the next sweep tries again. */
+static int store_wipe_deleted_locked(struct store *s)
+{
+	int r = s->ops->wipe_deleted(s->be);
+
+	s->wipe_pending = r < 0;
+	return r;
+}
+
 /* Drop every material version of an external key (update_lock held): back to state 5, except
  * that a key pending deletion stays so (cancelling it then returns it to state 5). */
 static int store_material_clear_locked(struct store *s, const char *project, const char *key_id,
@@ -1197,6 +1208,8 @@ static int store_material_clear_locked(struct store *s, const char *project, con
 	m.has_material = false;
 	if ((r = s->ops->key_replace_material(s->be, &m, NULL)) < 0)
 		goto out;
+	/* The deletion is done and durable; a copy left in the log is the sweep's to retry. */
+	(void)store_wipe_deleted_locked(s);
 	if ((r = store_snapshot_new(s, &m, NULL, 0, &k)) < 0) {
 		store_cache_replace(s, m.key_id, NULL); /* durable but not cached: reload later */
 		goto out;
@@ -1273,6 +1286,7 @@ int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t *rotate
 			if ((e = s->ops->key_delete(s->be, m->key_id)) == 0) {
 				store_cache_replace(s, m->key_id, NULL);
 				(*deleted)++;
+				s->wipe_pending = true;
 			}
 		} else if (strcmp(m->origin, "external") == 0) {
 			/* Imported material past its expiration time. */
@@ -1291,6 +1305,13 @@ int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t *rotate
 				(*rotated)++;
 			store_key_release(cur);
 		}
+		if (e < 0 && r == 0)
+			r = e;
+	}
+	/* Once for all keys destroyed now, or again for an earlier deletion not yet wiped. */
+	if (s->wipe_pending) {
+		int e = store_wipe_deleted_locked(s);
+
 		if (e < 0 && r == 0)
 			r = e;
 	}

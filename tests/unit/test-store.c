@@ -8,9 +8,12 @@
  */
 #include "kms_test.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -983,4 +986,185 @@ TEST(state_secret_bad_file_refused)
 	ASSERT_EQ(chmod(path, 0600), 0);
 	ASSERT_EQ(truncate(path, 16), 0);
 	ASSERT_FAIL(store_state_secret(S, "token.key", s));
+}
+
+/* ---- deleted material leaves no copy in the state directory ---- */
+
+static bool bytes_contain(const uint8_t *hay, size_t hn, const uint8_t *needle, size_t n)
+{
+	for (size_t i = 0; n <= hn && i <= hn - n; i++)
+		if (hay[i] == needle[0] && memcmp(hay + i, needle, n) == 0)
+			return true;
+	return false;
+}
+
+/* Does any file of the state directory (kms.db, kms.db-wal, kms.db-shm, ...) hold needle? Its
+ * name goes to where. */
+static void state_files_find(const uint8_t *needle, size_t n, bool *found, char *where,
+			     size_t cap)
+{
+	DIR *d = opendir(state_dir);
+	struct dirent *e;
+
+	*found = false;
+	ASSERT_TRUE(d != NULL);
+	/* cppcheck-suppress nullPointer ; ASSERT_TRUE returned if d is NULL */
+	while (!*found && (e = readdir(d)) != NULL) {
+		char path[sizeof(state_dir) + 2 + sizeof(e->d_name)];
+		struct stat st;
+		uint8_t *buf;
+		ssize_t got = -1;
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/%s", state_dir, e->d_name);
+		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
+			continue;
+		buf = malloc((size_t)st.st_size);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (buf && fd >= 0)
+			got = read(fd, buf, (size_t)st.st_size);
+		if (got != st.st_size)
+			kms_test_fail_(__FILE__, __LINE__, "a state file could not be read");
+		if (got > 0 && bytes_contain(buf, (size_t)got, needle, n)) {
+			*found = true;
+			snprintf(where, cap, "%s", e->d_name);
+		}
+		if (fd >= 0)
+			close(fd);
+		free(buf);
+	}
+	closedir(d);
+}
+
+static bool state_files_hold(const uint8_t *needle, size_t n, char *where, size_t cap)
+{
+	bool found = false;
+
+	state_files_find(needle, n, &found, where, cap);
+	return found;
+}
+
+static off_t file_size(const char *name)
+{
+	char path[4300];
+	struct stat st;
+
+	path_of(path, sizeof(path), name);
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Issue 11: delete-imported-key-material left the sealed material in kms.db-wal, where the root
+ * key recovers it. After the deletion no file of the state directory holds it, while the store
+ * stays open (as the daemon keeps it). */
+TEST(deleted_imported_material_leaves_no_copy)
+{
+	uint8_t material[CORE_KEY_BYTES], sealed[256];
+	char id[KMS_KEY_ID_LEN + 1], keep[KMS_KEY_ID_LEN + 1], where[300] = "";
+	struct store_key *k = NULL;
+	size_t n = 0;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	new_key(P, "stays", keep);
+	ASSERT_OK(store_key_create_external(S, P, "ext", NULL, KMS_DEFAULT_KEY_QUOTA, &k));
+	if (kms_test_failing())
+		return;
+	memcpy(id, k->meta.key_id, KMS_KEY_ID_LEN + 1);
+	store_key_release(k);
+	k = NULL;
+	memset(material, 0x5a, sizeof(material));
+	ASSERT_OK(store_key_import(S, P, id, material, 0, &k));
+	store_key_release(k);
+	k = NULL;
+	db_read_sealed(id, sealed, sizeof(sealed), &n);
+	ASSERT_TRUE(n > 16);
+	ASSERT_TRUE(state_files_hold(sealed, n, where, sizeof(where)));
+	ASSERT_OK(store_key_delete_material(S, P, id, &k));
+	store_key_release(k);
+	where[0] = 0;
+	if (state_files_hold(sealed, n, where, sizeof(where)))
+		fprintf(stderr, "\tsealed material still in %s\n", where);
+	ASSERT_EQ(where[0], 0);
+	ASSERT_EQ(file_size("kms.db-wal"), 0);
+	/* The other key is intact and the store works on. */
+	db_read_sealed(keep, sealed, sizeof(sealed), &n);
+	ASSERT_OK(store_key_get(S, P, keep, &k));
+	store_key_release(k);
+	reopen();
+	ASSERT_OK(store_key_get(S, P, keep, &k));
+	store_key_release(k);
+}
+
+static int schedule_now(struct store_key_meta *m, void *arg)
+{
+	m->state = STORE_KEY_PENDING_DELETION;
+	m->deletion_ms = *(const int64_t *)arg;
+	return 0;
+}
+
+/* The same for keys destroyed by the sweep after their deletion date, and for imported
+ * material that expired: every version of the key is gone from every file. */
+TEST(destroyed_key_and_expired_material_leave_no_copy)
+{
+	uint8_t material[CORE_KEY_BYTES], v0[256], v1[256], ext[256];
+	char id[KMS_KEY_ID_LEN + 1], xid[KMS_KEY_ID_LEN + 1], where[300] = "";
+	struct store_key *k = NULL;
+	size_t n0 = 0, n1 = 0, nx = 0, deleted = 0, rotated = 0;
+	int64_t now = store_now_ms(), when = now + 1000;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	new_key(P, "doomed", id);
+	db_read_sealed(id, v0, sizeof(v0), &n0);
+	ASSERT_OK(store_key_rotate(S, P, id, now, &k));
+	store_key_release(k);
+	k = NULL;
+	{
+		/* version 1 */
+		char path[4300];
+		sqlite3 *db = NULL;
+		sqlite3_stmt *st = NULL;
+
+		path_of(path, sizeof(path), "kms.db");
+		ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+		ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sealed FROM key_versions WHERE key_id = ? "
+						 "AND version = 1", -1, &st, NULL), SQLITE_OK);
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+		n1 = (size_t)sqlite3_column_bytes(st, 0);
+		ASSERT_LE(n1, sizeof(v1));
+		memcpy(v1, sqlite3_column_blob(st, 0), n1);
+		sqlite3_finalize(st);
+		ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+	}
+	ASSERT_OK(store_key_modify(S, P, id, schedule_now, &when, &k));
+	store_key_release(k);
+	k = NULL;
+	ASSERT_OK(store_key_create_external(S, P, "ext", NULL, KMS_DEFAULT_KEY_QUOTA, &k));
+	if (kms_test_failing())
+		return;
+	memcpy(xid, k->meta.key_id, KMS_KEY_ID_LEN + 1);
+	store_key_release(k);
+	k = NULL;
+	memset(material, 0xa5, sizeof(material));
+	ASSERT_OK(store_key_import(S, P, xid, material, now + 2000, &k));
+	store_key_release(k);
+	db_read_sealed(xid, ext, sizeof(ext), &nx);
+	ASSERT_TRUE(state_files_hold(v0, n0, where, sizeof(where)));
+	ASSERT_TRUE(state_files_hold(ext, nx, where, sizeof(where)));
+	ASSERT_OK(store_sweep(S, now + 3000, &deleted, &rotated));
+	ASSERT_EQ(deleted, 1);
+	where[0] = 0;
+	if (state_files_hold(v0, n0, where, sizeof(where)) ||
+	    state_files_hold(v1, n1, where, sizeof(where)) ||
+	    state_files_hold(ext, nx, where, sizeof(where)))
+		fprintf(stderr, "\tsealed material still in %s\n", where);
+	ASSERT_EQ(where[0], 0);
+	ASSERT_EQ(file_size("kms.db-wal"), 0);
+	ASSERT_ERR(store_key_get(S, P, id, &k), KMS_E_KEY_NOT_FOUND);
+	ASSERT_OK(store_key_get(S, P, xid, &k));
+	ASSERT_EQ(k->meta.state, STORE_KEY_PENDING_IMPORT);
+	store_key_release(k);
 }
