@@ -231,6 +231,9 @@ static int api_authorise(struct api_request *req)
 
 	if (c->trusted)
 		return 0;
+	/* A project whose policy rows cannot be read is closed, not open (KMS.0102). */
+	if ((r = store_project_policy_check(req->svc->store, c->project)) < 0)
+		return r;
 	if (!c->claims)
 		return c->auth_error ? c->auth_error : KMS_E_TOKEN_MISSING;
 	if ((r = auth_claims_check(c->claims, c->project, req->now_ms / 1000)) < 0)

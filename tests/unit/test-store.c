@@ -1168,3 +1168,145 @@ TEST(destroyed_key_and_expired_material_leave_no_copy)
 	ASSERT_EQ(k->meta.state, STORE_KEY_PENDING_IMPORT);
 	store_key_release(k);
 }
+
+/* ---- unreadable policy rows fail closed ---- */
+
+/* Run one SQL statement on kms.db from outside, as an editor or a disk error would. */
+static void db_exec(const char *sql)
+{
+	char path[4300];
+	sqlite3 *db = NULL;
+
+	path_of(path, sizeof(path), "kms.db");
+	ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ASSERT_EQ(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+}
+
+static void refresh(void)
+{
+	bool changed = false;
+
+	ASSERT_OK(store_refresh(S, &changed));
+}
+
+/* Issue 11: a project row that sscanf could not read fell back to the defaults (0777/0666, open
+ * to all). Now the project is refused (store_project_policy_check) and its modes are 0. */
+TEST(unreadable_project_policy_fails_closed)
+{
+	static const char *const bad[] = {
+		"", "garbage", "0 0 0750", "0 0 0750 0700 junk", "0 0 0750 0700x", "-1 0 0750 0700",
+		" 0 0 0750 0700", "0 0 99999 0700", "0 0 0750 0800",
+	};
+	struct store_project_policy pol = { 1000, 1000, 0750, 0700 }, got;
+	char what[160];
+
+	setup();
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_project_policy_set(S, P, &pol));
+	ASSERT_OK(store_project_policy_set(S, Q, &pol));
+	ASSERT_OK(store_project_policy_check(S, P));
+	store_project_policy(S, P, &got);
+	ASSERT_EQ(got.mode, 0750);
+	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 0);
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
+		char *sql = sqlite3_mprintf("UPDATE policy SET value = %Q WHERE kind = 'project' "
+					    "AND name = '" P "'", bad[i]);
+
+		ASSERT_TRUE(sql != NULL);
+		db_exec(sql);
+		sqlite3_free(sql);
+		refresh();
+		if (store_project_policy_check(S, P) != KMS_E_IO)
+			fprintf(stderr, "\tvalue '%s'\n", bad[i]);
+		ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
+		store_project_policy(S, P, &got);
+		ASSERT_EQ(got.owner, 0);
+		ASSERT_EQ(got.group, 0);
+		ASSERT_EQ(got.mode, 0);
+		ASSERT_EQ(got.plaintext_mode, 0);
+		ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 1);
+		ASSERT_TRUE(strstr(what, "project '" P "'") != NULL);
+		/* The other project keeps its policy. */
+		ASSERT_OK(store_project_policy_check(S, Q));
+		store_project_policy(S, Q, &got);
+		ASSERT_EQ(got.mode, 0750);
+	}
+	/* Also at open: a store opened on such a database refuses the project from the start. */
+	reopen();
+	ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
+	/* Setting the policy again repairs it. */
+	ASSERT_OK(store_project_policy_set(S, P, &pol));
+	ASSERT_OK(store_project_policy_check(S, P));
+	store_project_policy(S, P, &got);
+	ASSERT_EQ(got.plaintext_mode, 0700);
+	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 0);
+	ASSERT_STREQ(what, "");
+}
+
+/* An unreadable binding could have been the uid binding that narrows a group's role: no role by
+ * binding in that project, and the project is refused. A row that names no project refuses
+ * every project. An unreadable token row counts as a revocation of that token. */
+TEST(unreadable_binding_and_token_rows_fail_closed)
+{
+	const uint32_t gids[] = { 50 };
+	struct store_token_info t = { .id = "0123456789abcdef", .project = P, .user = "u",
+				      .role = "admin", .expiry = 2000000000 };
+	char what[160];
+
+	setup();
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_binding_set(S, P, STORE_BIND_GID, 50, 3));
+	ASSERT_OK(store_binding_set(S, P, STORE_BIND_UID, 1000, 1));
+	ASSERT_OK(store_binding_set(S, Q, STORE_BIND_UID, 1000, 2));
+	ASSERT_EQ(store_binding_role(S, P, 1000, gids, 1), 1);
+	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), 3);
+	/* The uid binding's role becomes "9": not a role. */
+	db_exec("UPDATE policy SET value = '9' WHERE kind = 'bind' AND name = '" P "|uid|1000'");
+	refresh();
+	ASSERT_EQ(store_binding_role(S, P, 1000, gids, 1), 0);
+	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), 0);
+	ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
+	ASSERT_EQ(store_binding_role(S, Q, 1000, NULL, 0), 2);
+	ASSERT_OK(store_project_policy_check(S, Q));
+	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 1);
+	ASSERT_TRUE(strstr(what, "binding of project '" P "'") != NULL);
+	/* Its name garbled but still naming the project. */
+	db_exec("UPDATE policy SET value = '1', name = '" P "|uid|10x0' WHERE kind = 'bind' AND "
+		"name = '" P "|uid|1000'");
+	refresh();
+	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), 0);
+	ASSERT_OK(store_project_policy_check(S, Q));
+	/* A row that names no project: every project is refused. */
+	db_exec("UPDATE policy SET name = 'x y|uid|1000' WHERE kind = 'bind' AND "
+		"name = '" P "|uid|10x0'");
+	refresh();
+	ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
+	ASSERT_ERR(store_project_policy_check(S, Q), KMS_E_IO);
+	ASSERT_EQ(store_binding_role(S, Q, 1000, NULL, 0), 0);
+	db_exec("DELETE FROM policy WHERE kind = 'bind' AND name = 'x y|uid|1000'");
+	refresh();
+	ASSERT_OK(store_project_policy_check(S, P));
+	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), 3);
+	/* Token rows. */
+	ASSERT_OK(store_token_record(S, &t));
+	ASSERT_FALSE(store_token_revoked(S, t.id));
+	db_exec("UPDATE policy SET value = 'garbled' WHERE kind = 'token'");
+	refresh();
+	ASSERT_TRUE(store_token_revoked(S, t.id));
+	ASSERT_OK(store_project_policy_check(S, P));
+	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 1);
+	ASSERT_TRUE(strstr(what, "token '0123456789abcdef'") != NULL);
+	db_exec("UPDATE policy SET name = 'not-an-id' WHERE kind = 'token'");
+	refresh();
+	ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
+	/* A row of a kind this version does not know is left alone. */
+	db_exec("DELETE FROM policy WHERE kind = 'token'");
+	db_exec("INSERT INTO policy(kind, name, value) VALUES('future', 'x', 'y')");
+	refresh();
+	ASSERT_OK(store_project_policy_check(S, P));
+	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 0);
+}
