@@ -287,6 +287,8 @@ static int api_rotate_now(struct api_request *r, struct store_key **n)
 	if (e == 0)
 		e = store_key_rotate(r->svc->store, r->caller->project, k->meta.key_id, r->now_ms,
 				     n);
+	if (e == 0 && !*n)
+		e = KMS_E_INTERNAL; /* store_key_rotate sets *n on success */
 	store_key_release(k);
 	return e;
 }
@@ -296,7 +298,7 @@ int api_rotate_key(struct api_request *r)
 	struct store_key *n = NULL;
 	int e;
 
-	if ((e = api_rotate_now(r, &n)) < 0)
+	if ((e = api_rotate_now(r, &n)) != 0)
 		goto out;
 	if ((e = api_add_string(r->out, "key_id", n->meta.key_id)) < 0 ||
 	    (e = api_add_ulong_string(r->out, "key_version", n->meta.current_version)) < 0 ||
