@@ -270,8 +270,9 @@ int api_get_key_rotation_status(struct api_request *r)
 	return e;
 }
 
-/* rotate-key: on-demand rotation, an extension of kmsfs (the REST API only rotates on schedule). */
-/* Rotate k now; *n is the key after the rotation. */
+/* On-demand rotation: rotate-key, an extension of kmsfs (the OTC REST API only rotates on
+ * schedule), and rotate-on-demand, its name in the current Huawei API. *n is the key after the
+ * rotation. */
 static int api_rotate_now(struct api_request *r, struct store_key **n)
 {
 	struct store_key *k = NULL;

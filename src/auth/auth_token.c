@@ -58,7 +58,6 @@ bool auth_user_valid(const char *user)
 
 	if (auth_user_reserved(user))
 		return false;
-
 	if (n == 0 || n > AUTH_MAX_USER)
 		return false;
 	for (size_t i = 0; i < n; i++) {
