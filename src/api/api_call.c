@@ -51,7 +51,9 @@ static const struct api_action api_actions[] = {
 	{ "list-retirable-grants", API_SCOPE_PROJECT, AUTH_ROLE_VIEWER, false,
 	  api_list_retirable_grants },
 	{ "revoke-grant", BOTH, AUTH_ROLE_ADMIN, false, api_revoke_grant },
-	{ "retire-grant", BOTH, AUTH_ROLE_VIEWER, false, api_retire_grant },
+	/* Retiring changes who may use a key: not a read-only role's right (the API's read-only
+	 * policies lack kms:grant:retire); a grant that includes retire-grant still allows it. */
+	{ "retire-grant", BOTH, AUTH_ROLE_CRYPTO, false, api_retire_grant },
 	{ "tags", BOTH, AUTH_ROLE_VIEWER, false, api_tags_dispatch },
 	{ "delete-tag", API_SCOPE_KEY, AUTH_ROLE_ADMIN, false, api_delete_tag },
 	{ "tags-action", API_SCOPE_KEY, AUTH_ROLE_ADMIN, false, api_tags_action },
@@ -62,6 +64,8 @@ static const struct api_action api_actions[] = {
 	{ "import-key-material", BOTH, AUTH_ROLE_ADMIN, false, api_import_key_material },
 	{ "delete-imported-key-material", BOTH, AUTH_ROLE_ADMIN, false,
 	  api_delete_imported_key_material },
+	/* The current Huawei SDK's name (POST /kms/rotate-on-demand) for rotate-key. */
+	{ "rotate-on-demand", BOTH, AUTH_ROLE_ADMIN, false, api_rotate_on_demand },
 };
 
 /* keys/<id>/tags lists or adds (adding needs admin); <P>/tags lists the project's tags. */
@@ -145,12 +149,12 @@ static bool api_blank(const uint8_t *p, size_t n)
 	return true;
 }
 
-static size_t api_depth(const cJSON *j)
+size_t api_json_depth(const cJSON *j)
 {
 	size_t d = 0;
 
 	for (const cJSON *c = j ? j->child : NULL; c; c = c->next) {
-		size_t cd = api_depth(c);
+		size_t cd = api_json_depth(c);
 
 		if (cd > d)
 			d = cd;
@@ -167,8 +171,7 @@ static bool api_has_duplicate_keys(const cJSON *o)
 	return false;
 }
 
-/* cJSON strings end at NUL, so "a\u0000b" would silently become "a": refuse such strings. */
-static bool api_has_nul_escape(const uint8_t *p, size_t n)
+bool api_json_has_nul_escape(const uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i + 6 <= n; i++)
 		if (p[i] == '\\' && (p[i + 1] == 'u' || p[i + 1] == 'U') && p[i + 2] == '0' &&
@@ -195,14 +198,14 @@ static int api_parse(const uint8_t *req, size_t len, cJSON **out)
 		*out = cJSON_CreateObject();
 		return *out ? 0 : KMS_E_NOMEM;
 	}
-	if (memchr(req, 0, len) || api_has_nul_escape(req, len))
+	if (memchr(req, 0, len) || api_json_has_nul_escape(req, len))
 		return KMS_E_BAD_JSON;
 	j = cJSON_ParseWithLengthOpts((const char *)req, len, &end, false);
 	if (!j)
 		return KMS_E_BAD_JSON;
 	if (!cJSON_IsObject(j) || !end || !api_blank((const uint8_t *)end,
 						   len - (size_t)(end - (const char *)req)) ||
-	    api_depth(j) > KMS_MAX_JSON_DEPTH || api_has_duplicate_keys(j)) {
+	    api_json_depth(j) > KMS_MAX_JSON_DEPTH || api_has_duplicate_keys(j)) {
 		cJSON_Delete(j);
 		return KMS_E_BAD_JSON;
 	}
@@ -225,6 +228,9 @@ int api_caller_may(const struct api_service *svc, const struct api_caller *c,
 
 	if (c->trusted)
 		return 0;
+	/* A project whose policy rows cannot be read is closed, not open (KMS.0102). */
+	if ((r = store_project_policy_check(req->svc->store, c->project)) < 0)
+		return r;
 	if (!c->claims)
 		return c->auth_error ? c->auth_error : KMS_E_TOKEN_MISSING;
 	if ((r = auth_claims_check(c->claims, c->project, now_ms / 1000)) < 0)

@@ -1,5 +1,6 @@
 /* Field validation and key resolution, shared by every handler. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,6 +169,26 @@ int api_get_context(struct api_request *r, struct kms_buf *ctx)
 	return e < 0 ? e : api_add_aad(r, ctx);
 }
 
+/* Every number finite: cJSON prints inf and nan as null, so {"n":1e999} would bind like
+ * {"n":null}. */
+static bool api_context_numbers_finite(const cJSON *j)
+{
+	if (cJSON_IsNumber(j) && !isfinite(j->valuedouble))
+		return false;
+	for (const cJSON *c = j->child; c; c = c->next)
+		if (!api_context_numbers_finite(c))
+			return false;
+	return true;
+}
+
+/* The checks of a request body, for a context given either way (the object nested in the
+ * request, or a string holding it): one JSON text maps to one context and back. */
+static bool api_context_acceptable(const cJSON *ctx)
+{
+	/* As deep as it could be inside a request body (one level for the body itself). */
+	return api_json_depth(ctx) + 1 <= KMS_MAX_JSON_DEPTH && api_context_numbers_finite(ctx);
+}
+
 static int api_get_encryption_context(struct api_request *r, struct kms_buf *ctx)
 {
 	const cJSON *f = cJSON_GetObjectItemCaseSensitive(r->body, "encryption_context");
@@ -180,14 +201,17 @@ static int api_get_encryption_context(struct api_request *r, struct kms_buf *ctx
 		return 0;
 	if (cJSON_IsString(f)) {
 		/* Some SDKs send the context as a JSON string holding the object. */
-		if (strlen(f->valuestring) == 0)
+		size_t n = strlen(f->valuestring);
+
+		if (n == 0)
 			return 0;
-		if (strlen(f->valuestring) > KMS_MAX_CONTEXT)
+		if (n > KMS_MAX_CONTEXT ||
+		    api_json_has_nul_escape((const uint8_t *)f->valuestring, n))
 			return KMS_E_BAD_CONTEXT;
 		parsed = cJSON_ParseWithOpts(f->valuestring, NULL, true);
 		f = parsed;
 	}
-	if (!cJSON_IsObject(f))
+	if (!cJSON_IsObject(f) || !api_context_acceptable(f))
 		goto out;
 	if (!f->child) {
 		e = 0; /* {} is the same as no context */
@@ -240,13 +264,24 @@ bool api_alias_valid(const char *s)
 	return !(n >= strlen(suffix) && strcmp(s + n - strlen(suffix), suffix) == 0);
 }
 
+/* An alias is a name under aliases/ with each '/' written "%2F" (3 bytes): that name must fit
+ * in one directory entry (NAME_MAX, 255 bytes), or the link could be listed but not looked up. */
+static bool api_alias_entry_fits(const char *alias)
+{
+	size_t n = 0;
+
+	for (const char *p = alias; *p; p++)
+		n += *p == '/' ? 3 : 1;
+	return n <= API_ALIAS_ENTRY_MAX;
+}
+
 int api_get_alias(struct api_request *r, const char **alias)
 {
 	int e = api_get_string(r, "key_alias", true, KMS_E_ALIAS_INVALID, alias);
 
 	if (e < 0)
 		return e;
-	return api_alias_valid(*alias) ? 0 : KMS_E_ALIAS_INVALID;
+	return api_alias_valid(*alias) && api_alias_entry_fits(*alias) ? 0 : KMS_E_ALIAS_INVALID;
 }
 
 int api_parse_key_ref(struct api_request *r, const char *ref, char id[KMS_KEY_ID_LEN + 1],

@@ -42,7 +42,7 @@ const char *api_caller_user(const struct api_request *r)
 {
 	if (r->caller->claims)
 		return r->caller->claims->user;
-	return "admin"; /* a trusted administrator on the host */
+	return AUTH_USER_HOST_ADMIN; /* a trusted administrator on the host (kmsctl) */
 }
 
 static bool api_ops_contain(const char *ops, const char *op)
@@ -427,7 +427,10 @@ int api_retire_grant(struct api_request *r)
 
 	if (e < 0)
 		return e;
-	/* Issuer, retiring principal, or a grantee whose grant includes retire-grant. */
+	/* Issuer, retiring principal, or a grantee whose grant includes retire-grant. A caller
+	 * below the least role got here only through a retire-grant grant on this key
+	 * (api_resolve_key checked it); token user names never equal kmsctl's name nor a uid
+	 * binding's (auth_user_reserved), so an issuer is who it says. */
 	allowed = r->caller->trusted ||
 		  (r->caller->claims && r->caller->claims->role >= AUTH_ROLE_ADMIN) ||
 		  strcmp(user, g.issuer) == 0 || (g.retiring[0] && strcmp(user, g.retiring) == 0) ||

@@ -27,6 +27,12 @@ struct api_request {
 	char key_id[KMS_KEY_ID_LEN + 1]; /* for the audit trail */
 };
 
+/* Nesting depth of a JSON value (a scalar is 1). */
+size_t api_json_depth(const cJSON *j);
+/* Does JSON text hold a \u0000 escape? cJSON strings end at NUL, so "a\u0000b" would silently
+ * become "a": such text is refused wherever it is parsed. */
+bool api_json_has_nul_escape(const uint8_t *p, size_t n);
+
 /* A field's raw string value: err_type if present but not a string; KMS_E_MISSING if required
  * and absent (then *s = NULL). */
 KMS_WUR int api_get_string(struct api_request *r, const char *name, bool required, int err_type,
@@ -52,7 +58,10 @@ KMS_WUR int api_parse_key_ref(struct api_request *r, const char *ref, char id[KM
 KMS_WUR int api_key_usable(const struct store_key *k);
 bool api_key_id_valid(const char *s);
 bool api_alias_valid(const char *s);
-/* The required, valid "key_alias" (KMS.0204 / KMS.1101). */
+/* The longest name of an alias under aliases/ ('/' written "%2F"): NAME_MAX. */
+#define API_ALIAS_ENTRY_MAX 255u
+/* The required, valid "key_alias" (KMS.0204 / KMS.1101), whose entry under aliases/ fits in
+ * API_ALIAS_ENTRY_MAX bytes. */
 KMS_WUR int api_get_alias(struct api_request *r, const char **alias);
 bool api_description_valid(const char *s);
 /* Grants: is the action one a grant may allow; does a grant allow it on k for this caller. */
@@ -94,6 +103,7 @@ int api_disable_key_rotation(struct api_request *r);
 int api_update_key_rotation_interval(struct api_request *r);
 int api_get_key_rotation_status(struct api_request *r);
 int api_rotate_key(struct api_request *r);
+int api_rotate_on_demand(struct api_request *r);
 int api_user_instances(struct api_request *r);
 int api_user_quotas(struct api_request *r);
 int api_versions(struct api_request *r);

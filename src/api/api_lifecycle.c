@@ -270,22 +270,36 @@ int api_get_key_rotation_status(struct api_request *r)
 	return e;
 }
 
-/* rotate-key: on-demand rotation, an extension of kmsfs (the REST API only rotates on schedule). */
-int api_rotate_key(struct api_request *r)
+/* On-demand rotation: rotate-key, an extension of kmsfs (the OTC REST API only rotates on
+ * schedule), and rotate-on-demand, its name in the current Huawei API. *n is the key after the
+ * rotation. */
+static int api_rotate_now(struct api_request *r, struct store_key **n)
 {
-	struct store_key *k = NULL, *n = NULL;
+	struct store_key *k = NULL;
 	int e;
 
+	*n = NULL;
 	if ((e = api_check_sequence(r)) < 0 || (e = api_resolve_key(r, true, &k)) < 0)
 		return e;
 	if (strcmp(k->meta.origin, "kms") != 0)
 		e = KMS_E_EXTERNAL_ROTATION;
 	else
 		e = api_key_usable(k);
-	if (e < 0)
-		goto out;
-	e = store_key_rotate(r->svc->store, r->caller->project, k->meta.key_id, r->now_ms, &n);
-	if (e < 0)
+	if (e == 0)
+		e = store_key_rotate(r->svc->store, r->caller->project, k->meta.key_id, r->now_ms,
+				     n);
+	if (e == 0 && !*n)
+		e = KMS_E_INTERNAL; /* store_key_rotate sets *n on success */
+	store_key_release(k);
+	return e;
+}
+
+int api_rotate_key(struct api_request *r)
+{
+	struct store_key *n = NULL;
+	int e;
+
+	if ((e = api_rotate_now(r, &n)) != 0)
 		goto out;
 	if ((e = api_add_string(r->out, "key_id", n->meta.key_id)) < 0 ||
 	    (e = api_add_ulong_string(r->out, "key_version", n->meta.current_version)) < 0 ||
@@ -293,7 +307,18 @@ int api_rotate_key(struct api_request *r)
 		goto out;
 out:
 	store_key_release(n);
-	store_key_release(k);
+	return e;
+}
+
+/* Huawei's RotateKeyOnDemand answers {"key_id"} only (its SDK's response model). */
+int api_rotate_on_demand(struct api_request *r)
+{
+	struct store_key *n = NULL;
+	int e = api_rotate_now(r, &n);
+
+	if (e == 0)
+		e = api_add_string(r->out, "key_id", n->meta.key_id);
+	store_key_release(n);
 	return e;
 }
 

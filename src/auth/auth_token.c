@@ -38,10 +38,26 @@ enum auth_role auth_role_parse(const char *name)
 	return AUTH_ROLE_NONE;
 }
 
+bool auth_user_reserved(const char *user)
+{
+	size_t digits = 0;
+
+	if (strcmp(user, AUTH_USER_HOST_ADMIN) == 0)
+		return true;
+	if (strncmp(user, "uid", 3) != 0)
+		return false;
+	for (const char *p = user + 3; *p; p++, digits++)
+		if (*p < '0' || *p > '9')
+			return false;
+	return digits > 0;
+}
+
 bool auth_user_valid(const char *user)
 {
 	size_t n = strlen(user);
 
+	if (auth_user_reserved(user))
+		return false;
 	if (n == 0 || n > AUTH_MAX_USER)
 		return false;
 	for (size_t i = 0; i < n; i++) {

@@ -34,9 +34,18 @@ struct auth_claims {
 	int64_t expiry; /* unix seconds */
 };
 
+/* The principal of a trusted administrator on the host (kmsctl): the issuer of the grants it
+ * creates and the retiring principal that names it. No token can carry it (auth_user_reserved),
+ * so no token can act as kmsctl did. */
+#define AUTH_USER_HOST_ADMIN "kmsctl"
+
 const char *auth_role_name(enum auth_role role);
 /* AUTH_ROLE_NONE for an unknown name. */
 enum auth_role auth_role_parse(const char *name);
+/* Names no token may carry, as they name other principals: AUTH_USER_HOST_ADMIN, and "uid"
+ * followed by digits (a uid binding acts as user uidN). */
+bool auth_user_reserved(const char *user);
+/* 1..AUTH_MAX_USER of [A-Za-z0-9._@-], and not reserved: a user name a token may carry. */
 bool auth_user_valid(const char *user);
 
 /* Writes a NUL-terminated token to out. */

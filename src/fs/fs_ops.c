@@ -153,6 +153,24 @@ static void fs_sweep(struct fs *fs)
 		kms_log_info("rotated %zu keys whose rotation interval passed", rotated);
 }
 
+/* Say when policy rows become unreadable (their projects are refused) or readable again: once
+ * per change, not every second. last holds what was said last. */
+static void fs_report_policy(struct fs *fs, char *last, size_t cap)
+{
+	char what[160];
+	size_t n = store_policy_unreadable(fs->store, what, sizeof(what));
+
+	if (strcmp(what, last) == 0)
+		return;
+	if (n)
+		kms_log_error("%zu policy row(s) in the key database cannot be read and fail closed, "
+			      "first %s, until the row is set again (kmsctl project set/bind, token "
+			      "revoke) or removed", n, what);
+	else
+		kms_log_info("every policy row can be read again");
+	snprintf(last, cap, "%s", what);
+}
+
 /* Every second: wipe expired mailboxes (an unread response never outlives its TTL by much) and
  * notice changes kmsctl made to the database; every 10 s: key maintenance. */
 static void *fs_janitor(void *arg)
@@ -161,8 +179,10 @@ static void *fs_janitor(void *arg)
 	struct timespec ts;
 	unsigned ticks = 0;
 	bool changed;
+	char policy_said[160] = "";
 
 	fs_sweep(fs);
+	fs_report_policy(fs, policy_said, sizeof(policy_said));
 	pthread_mutex_lock(&fs->janitor_lock);
 	while (!fs->stopping) {
 		clock_gettime(CLOCK_REALTIME, &ts);
@@ -172,6 +192,7 @@ static void *fs_janitor(void *arg)
 		fs_mailbox_expire(fs, false);
 		if (store_refresh(fs->store, &changed) == 0 && changed)
 			kms_log_debug("key database changed by another process; cache dropped");
+		fs_report_policy(fs, policy_said, sizeof(policy_said));
 		if (++ticks % 10 == 0) {
 			fs_sweep(fs);
 			/* Give freed request and answer buffers back to the system: with mlockall

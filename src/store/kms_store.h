@@ -213,7 +213,8 @@ KMS_WUR int store_tag_set(struct store *s, const char *key_id, const char *tag_k
 			  const char *tag_value, unsigned max);
 /* KMS_E_TAG_NOT_FOUND if the key has no such tag. */
 KMS_WUR int store_tag_delete(struct store *s, const char *key_id, const char *tag_key);
-/* Tags of one key (key_id) or of every key of a project (key_id NULL), by key then tag. */
+/* Tags of one key (key_id), by tag key; or of every key of a project (key_id NULL), by tag
+ * key, then value, then key id: an order that does not depend on key ids or creation times. */
 KMS_WUR int store_tag_list(struct store *s, const char *project, const char *key_id,
 			   store_tag_cb cb, void *arg);
 
@@ -227,8 +228,17 @@ struct store_project_policy {
 	uint32_t plaintext_mode; /* file mode of actions returning plaintext keys */
 };
 #define STORE_DEFAULT_PROJECT_MODE 0777u
-/* Defaults when the admin set nothing: open to every user, tokens decide. */
+/* Defaults when the admin set nothing: open to every user, tokens decide. A project whose policy
+ * rows cannot be read (store_project_policy_check fails) gets owner 0, group 0 and modes 0: it
+ * fails closed, never open. */
 void store_project_policy(struct store *s, const char *project, struct store_project_policy *out);
+/* KMS_E_IO if a policy row of the project (its modes or a binding), or a row that names no
+ * project we can tell, cannot be read: requests in the project must be refused. 0 otherwise.
+ * A token row whose state cannot be read counts as a revocation of that token. */
+KMS_WUR int store_project_policy_check(struct store *s, const char *project);
+/* How many policy rows could not be read at the last load; what names the first and what it
+ * does ("project 'P' (refused: ...)", "token 'ID' (counted as revoked)", ...). For a log line. */
+size_t store_policy_unreadable(struct store *s, char *what, size_t cap);
 KMS_WUR int store_project_policy_set(struct store *s, const char *project,
 				     const struct store_project_policy *p);
 

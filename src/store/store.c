@@ -27,6 +27,8 @@
 #define STORE_OPAQUE_KEY_LABEL "kmsfs opaque seal key v1"
 #define STORE_IMPORT_DIGEST_LABEL "kmsfs import digest key v1"
 #define STORE_DEFAULT_REGION "eu-de"
+/* Token ids: 16 hex digits (kms_auth.h, AUTH_TOKEN_ID_LEN; the store does not include auth). */
+#define STORE_TOKEN_ID_HEX 16u
 
 struct store_entry {
 	struct store_key *key;
@@ -52,6 +54,13 @@ struct store_policy {
 	size_t nbinds;
 	char (*revoked)[17];
 	size_t nrevoked;
+	/* Rows that could not be read fail closed: their project is refused (all projects when
+	 * the row names none we can tell); an unreadable token row revokes that token. */
+	char (*refused)[KMS_MAX_PROJECT_ID + 1];
+	size_t nrefused;
+	bool refuse_all;
+	size_t unreadable;
+	char first_unreadable[128];
 };
 
 struct store {
@@ -69,6 +78,7 @@ struct store {
 	struct store_entry **buckets;
 	size_t nbuckets;
 	size_t nentries;
+	bool wipe_pending; /* deleted material may still be in the database files (update_lock) */
 };
 
 static int store_policy_load(struct store *s);
@@ -306,51 +316,146 @@ static void store_policy_free(struct store_policy *p)
 	free(p->projects);
 	free(p->binds);
 	free(p->revoked);
+	free(p->refused);
 	memset(p, 0, sizeof(*p));
+}
+
+/* Note an unreadable row: its project (or, if it names none, every project) is refused. */
+static int store_policy_unreadable_row(struct store_policy *p, const char *project,
+				       const char *what)
+{
+	void *n;
+
+	if (p->unreadable++ == 0)
+		snprintf(p->first_unreadable, sizeof(p->first_unreadable), "%s", what);
+	if (!project || !store_project_id_valid(project)) {
+		p->refuse_all = true;
+		return 0;
+	}
+	n = realloc(p->refused, (p->nrefused + 1) * sizeof(*p->refused));
+	if (!n)
+		return KMS_E_NOMEM;
+	p->refused = n;
+	snprintf(p->refused[p->nrefused++], sizeof(*p->refused), "%s", project);
+	return 0;
+}
+
+/* "OWNER GROUP MODE PLAINTEXT_MODE" (decimal ids, octal modes up to 07777), nothing else. */
+static bool store_project_value_parse(const char *value, struct store_project_policy *out)
+{
+	int end = -1;
+
+	if (value[0] < '0' || value[0] > '9') /* no sign, no blank before the owner */
+		return false;
+	if (sscanf(value, "%u %u %o %o%n", &out->owner, &out->group, &out->mode,
+		   &out->plaintext_mode, &end) != 4)
+		return false;
+	return end > 0 && value[end] == 0 && out->mode <= 07777 && out->plaintext_mode <= 07777;
+}
+
+/* name "PROJECT|uid|ID" or "PROJECT|gid|ID", value a role 1..3, nothing else. */
+static bool store_binding_parse(const char *name, const char *value,
+				struct store_policy_binding *e)
+{
+	char kindname[8];
+	int end = -1;
+
+	if (sscanf(name, "%64[^|]|%3[a-z]|%u%n", e->project, kindname, &e->id, &end) != 3 ||
+	    end < 0 || name[end] != 0 || !store_project_id_valid(e->project))
+		return false;
+	if (strcmp(kindname, "uid") == 0)
+		e->kind = STORE_BIND_UID;
+	else if (strcmp(kindname, "gid") == 0)
+		e->kind = STORE_BIND_GID;
+	else
+		return false;
+	if (value[0] < '1' || value[0] > '3' || value[1] != 0)
+		return false;
+	e->role = value[0] - '0';
+	return true;
+}
+
+/* The project a binding row's name starts with, if any. */
+static const char *store_binding_project(const char *name, char out[KMS_MAX_PROJECT_ID + 1])
+{
+	const char *bar = strchr(name, '|');
+	size_t n = bar ? (size_t)(bar - name) : 0;
+
+	if (n == 0 || n > KMS_MAX_PROJECT_ID)
+		return NULL;
+	memcpy(out, name, n);
+	out[n] = 0;
+	return store_project_id_valid(out) ? out : NULL;
+}
+
+static int store_policy_revoke(struct store_policy *p, const char *id)
+{
+	void *n = realloc(p->revoked, (p->nrevoked + 1) * sizeof(*p->revoked));
+
+	if (!n)
+		return KMS_E_NOMEM;
+	p->revoked = n;
+	snprintf(p->revoked[p->nrevoked++], sizeof(*p->revoked), "%s", id);
+	return 0;
+}
+
+static int store_policy_token_row(struct store_policy *p, const char *name, const char *value)
+{
+	struct store_token_info t;
+	char what[128];
+
+	if (strlen(name) != STORE_TOKEN_ID_HEX || !kms_is_hex(name, STORE_TOKEN_ID_HEX)) {
+		/* Whose revocation this was is lost: no token can be trusted. */
+		snprintf(what, sizeof(what), "a token row named '%.32s' (every project refused)",
+			 name);
+		return store_policy_unreadable_row(p, NULL, what);
+	}
+	if (store_token_parse(name, value, &t) == 0)
+		return t.revoked ? store_policy_revoke(p, t.id) : 0;
+	/* Whether it was revoked is lost: it is. */
+	if (p->unreadable++ == 0)
+		snprintf(p->first_unreadable, sizeof(p->first_unreadable),
+			 "token '%s' (counted as revoked)", name);
+	return store_policy_revoke(p, name);
 }
 
 static int store_policy_row(const char *kind, const char *name, const char *value, void *arg)
 {
 	struct store_policy *p = arg;
+	char what[128], project[KMS_MAX_PROJECT_ID + 1];
+	void *n;
 
 	if (strcmp(kind, "project") == 0) {
 		struct store_policy_project e = { 0 };
-		void *n = realloc(p->projects, (p->nprojects + 1) * sizeof(e));
 
+		snprintf(what, sizeof(what), "project '%.64s' (refused: modes 0, KMS.0102)", name);
+		if (!store_project_id_valid(name) || !store_project_value_parse(value, &e.p))
+			return store_policy_unreadable_row(p, name, what);
+		n = realloc(p->projects, (p->nprojects + 1) * sizeof(e));
 		if (!n)
 			return KMS_E_NOMEM;
 		p->projects = n;
 		snprintf(e.project, sizeof(e.project), "%s", name);
-		if (sscanf(value, "%u %u %o %o", &e.p.owner, &e.p.group, &e.p.mode,
-			   &e.p.plaintext_mode) != 4)
-			return 0; /* unreadable row: defaults apply */
 		p->projects[p->nprojects++] = e;
 	} else if (strcmp(kind, "bind") == 0) {
 		struct store_policy_binding e = { 0 };
-		char kindname[8];
-		void *n = realloc(p->binds, (p->nbinds + 1) * sizeof(e));
 
+		if (!store_binding_parse(name, value, &e)) {
+			const char *proj = store_binding_project(name, project);
+
+			snprintf(what, sizeof(what), "a binding of project '%.64s' (%s refused)",
+				 proj ? proj : "?", proj ? "project" : "every project");
+			return store_policy_unreadable_row(p, proj, what);
+		}
+		n = realloc(p->binds, (p->nbinds + 1) * sizeof(e));
 		if (!n)
 			return KMS_E_NOMEM;
 		p->binds = n;
-		if (sscanf(name, "%64[^|]|%3[a-z]|%u", e.project, kindname, &e.id) != 3)
-			return 0;
-		e.kind = strcmp(kindname, "uid") == 0 ? STORE_BIND_UID : STORE_BIND_GID;
-		e.role = atoi(value);
 		p->binds[p->nbinds++] = e;
 	} else if (strcmp(kind, "token") == 0) {
-		struct store_token_info t;
-
-		if (store_token_parse(name, value, &t) == 0 && t.revoked) {
-			void *n = realloc(p->revoked, (p->nrevoked + 1) * sizeof(*p->revoked));
-
-			if (!n)
-				return KMS_E_NOMEM;
-			p->revoked = n;
-			snprintf(p->revoked[p->nrevoked++], sizeof(*p->revoked), "%s", t.id);
-		}
+		return store_policy_token_row(p, name, value);
 	}
-	return 0;
+	return 0; /* a kind of a later version: not ours to judge */
 }
 
 static int store_policy_load(struct store *s)
@@ -1218,6 +1323,16 @@ out:
 	return r;
 }
 
+/* After material was deleted (update_lock held): make sure no copy stays in the database files.
+ * If another process's reader holds the log, the next sweep tries again. */
+static int store_wipe_deleted_locked(struct store *s)
+{
+	int r = s->ops->wipe_deleted(s->be);
+
+	s->wipe_pending = r < 0;
+	return r;
+}
+
 /* Drop every material version of an external key (update_lock held): back to state 5, except
  * that a key pending deletion stays so (cancelling it then returns it to state 5). */
 static int store_material_clear_locked(struct store *s, const char *project, const char *key_id,
@@ -1236,6 +1351,8 @@ static int store_material_clear_locked(struct store *s, const char *project, con
 	m.has_material = false;
 	if ((r = s->ops->key_replace_material(s->be, &m, NULL)) < 0)
 		goto out;
+	/* The deletion is done and durable; a copy left in the log is the sweep's to retry. */
+	(void)store_wipe_deleted_locked(s);
 	if ((r = store_snapshot_new(s, &m, NULL, 0, &k)) < 0) {
 		store_cache_replace(s, m.key_id, NULL); /* durable but not cached: reload later */
 		goto out;
@@ -1312,6 +1429,7 @@ int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t *rotate
 			if ((e = s->ops->key_delete(s->be, m->key_id)) == 0) {
 				store_cache_replace(s, m->key_id, NULL);
 				(*deleted)++;
+				s->wipe_pending = true;
 			}
 		} else if (strcmp(m->origin, "external") == 0) {
 			/* Imported material past its expiration time. */
@@ -1330,6 +1448,13 @@ int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t *rotate
 				(*rotated)++;
 			store_key_release(cur);
 		}
+		if (e < 0 && r == 0)
+			r = e;
+	}
+	/* Once for all keys destroyed now, or again for an earlier deletion not yet wiped. */
+	if (s->wipe_pending) {
+		int e = store_wipe_deleted_locked(s);
+
 		if (e < 0 && r == 0)
 			r = e;
 	}
@@ -1395,6 +1520,17 @@ int store_tag_list(struct store *s, const char *project, const char *key_id, sto
 	return s->ops->tag_list(s->be, project, key_id, cb, arg);
 }
 
+/* policy_lock held. */
+static bool store_project_refused_locked(const struct store *s, const char *project)
+{
+	if (s->policy.refuse_all)
+		return true;
+	for (size_t i = 0; i < s->policy.nrefused; i++)
+		if (strcmp(s->policy.refused[i], project) == 0)
+			return true;
+	return false;
+}
+
 void store_project_policy(struct store *s, const char *project, struct store_project_policy *out)
 {
 	*out = (struct store_project_policy){ 0, 0, STORE_DEFAULT_PROJECT_MODE,
@@ -1403,7 +1539,31 @@ void store_project_policy(struct store *s, const char *project, struct store_pro
 	for (size_t i = 0; i < s->policy.nprojects; i++)
 		if (strcmp(s->policy.projects[i].project, project) == 0)
 			*out = s->policy.projects[i].p;
+	if (store_project_refused_locked(s, project))
+		*out = (struct store_project_policy){ 0, 0, 0, 0 };
 	pthread_rwlock_unlock(&s->policy_lock);
+}
+
+int store_project_policy_check(struct store *s, const char *project)
+{
+	bool refused;
+
+	pthread_rwlock_rdlock(&s->policy_lock);
+	refused = store_project_refused_locked(s, project);
+	pthread_rwlock_unlock(&s->policy_lock);
+	return refused ? KMS_E_IO : 0;
+}
+
+size_t store_policy_unreadable(struct store *s, char *what, size_t cap)
+{
+	size_t n;
+
+	pthread_rwlock_rdlock(&s->policy_lock);
+	n = s->policy.unreadable;
+	if (cap)
+		snprintf(what, cap, "%s", n ? s->policy.first_unreadable : "");
+	pthread_rwlock_unlock(&s->policy_lock);
+	return n;
 }
 
 int store_project_policy_set(struct store *s, const char *project,
@@ -1447,7 +1607,9 @@ int store_binding_role(struct store *s, const char *project, uint32_t uid, const
 	int uid_role = 0, gid_role = 0;
 
 	pthread_rwlock_rdlock(&s->policy_lock);
-	for (size_t i = 0; i < s->policy.nbinds; i++) {
+	/* A project with an unreadable binding gives no role by binding: one of its rows may
+	 * have been the uid binding that narrows a group's role. */
+	for (size_t i = 0; i < s->policy.nbinds && !store_project_refused_locked(s, project); i++) {
 		const struct store_policy_binding *b = &s->policy.binds[i];
 
 		if (strcmp(b->project, project) != 0)

@@ -48,6 +48,11 @@ struct store_backend_ops {
 					    const struct store_key_meta *meta,
 					    const struct store_sealed_version *v);
 	KMS_WUR int (*key_delete)(struct store_backend *b, const char *key_id);
+	/* Leave no copy of deleted rows in the database files: the freed pages are overwritten,
+	 * and the log that still holds their earlier contents is folded in and emptied. Called
+	 * after material is deleted (key_delete, key_replace_material with none). KMS_E_BUSY when
+	 * a reader of another process kept the log from being emptied: call again later. */
+	KMS_WUR int (*wipe_deleted)(struct store_backend *b);
 	/* Keys due for deletion (state 4, deletion time passed), for the deletion of imported
 	 * material (origin external, states 2-4, expiration time passed) or automatic rotation. */
 	KMS_WUR int (*key_due)(struct store_backend *b, int64_t now_ms, store_backend_meta_cb cb,

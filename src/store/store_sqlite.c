@@ -780,6 +780,23 @@ static int store_sqlite_key_delete(struct store_backend *b, const char *key_id)
 	return r;
 }
 
+/* secure_delete=ON zeroes what a delete frees, but in WAL mode the pages as they were before
+ * stay in kms.db-wal until a checkpoint, and after one the file keeps its old frames until they
+ * are overwritten. TRUNCATE copies every frame into kms.db (the zeroed pages last) and cuts the
+ * log to zero bytes; it waits (busy timeout) for readers of other processes. */
+static int store_sqlite_wipe_deleted(struct store_backend *b)
+{
+	int log_frames = -1, copied = -1, rc;
+
+	pthread_mutex_lock(&b->lock);
+	rc = sqlite3_wal_checkpoint_v2(b->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log_frames,
+				       &copied);
+	pthread_mutex_unlock(&b->lock);
+	if (rc == SQLITE_OK && log_frames > 0)
+		rc = SQLITE_BUSY; /* not everything was copied and cut (-1: not in WAL mode) */
+	return store_sqlite_err(rc);
+}
+
 static int store_sqlite_key_due(struct store_backend *b, int64_t now_ms, store_backend_meta_cb cb,
 				void *arg)
 {
@@ -1059,7 +1076,7 @@ static int store_sqlite_tag_list(struct store_backend *b, const char *project, c
 	return store_query(b,
 			   "SELECT t.key_id, t.tag_key, t.tag_value FROM tags t JOIN keys k "
 			   "ON k.key_id = t.key_id WHERE k.project_id = ? "
-			   "ORDER BY k.creation_ms, t.key_id, t.tag_key",
+			   "ORDER BY t.tag_key, t.tag_value, t.key_id",
 			   t, 1, NULL, 0, store_tag_row, &l);
 }
 
@@ -1122,6 +1139,7 @@ const struct store_backend_ops store_sqlite_ops = {
 	.key_add_version = store_sqlite_key_add_version,
 	.key_replace_material = store_sqlite_key_replace_material,
 	.key_delete = store_sqlite_key_delete,
+	.wipe_deleted = store_sqlite_wipe_deleted,
 	.key_due = store_sqlite_key_due,
 	.data_version = store_sqlite_data_version,
 	.grant_insert = store_sqlite_grant_insert,

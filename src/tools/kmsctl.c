@@ -37,7 +37,8 @@ static void kmsctl_usage(FILE *f)
 		"        on an existing one it says so and changes nothing. Every other command\n"
 		"        refuses a state directory that does not exist\n"
 		"  token issue --project P [--ttl SECONDS] [--user NAME] [--role admin|crypto|viewer]\n"
-		"        print a token for P (default ttl 86400, user admin, role admin)\n"
+		"        print a token for P (default ttl 86400, role admin, user: the role's name;\n"
+		"        '" AUTH_USER_HOST_ADMIN "' and uidN are reserved)\n"
 		"  token revoke ID     refuse the token with this id from now on (running daemon too)\n"
 		"  token list          ids, users, projects, roles, expiry and state; never a token\n"
 		"  project set P [--owner USER] [--group GROUP] [--mode MODE] [--plaintext-mode MODE]\n"
@@ -314,7 +315,7 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 		{ "user", required_argument, NULL, 'u' },    { "role", required_argument, NULL, 'r' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *project = NULL, *user = "admin", *role_name = "admin";
+	const char *project = NULL, *user = NULL, *role_name = "admin";
 	struct auth_claims claims;
 	uint8_t *secret = NULL;
 	char token[AUTH_TOKEN_MAX + 1], *end;
@@ -354,6 +355,15 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 		}
 	}
 	role = auth_role_parse(role_name);
+	/* One default name per role, so that tokens of different roles never share a principal
+	 * unless asked to. */
+	if (!user)
+		user = auth_role_name(role);
+	if (auth_user_reserved(user)) {
+		fprintf(stderr, "kmsctl: user name '%s' is reserved ('%s' is kmsctl itself, uidN a "
+				"uid binding)\n", user, AUTH_USER_HOST_ADMIN);
+		return EXIT_USAGE;
+	}
 	if (!project || !store_project_id_valid(project) || !auth_user_valid(user) ||
 	    role == AUTH_ROLE_NONE || optind != argc) {
 		fprintf(stderr, "kmsctl: token issue needs --project P (1..64 of [A-Za-z0-9_-]), "

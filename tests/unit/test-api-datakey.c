@@ -1032,6 +1032,104 @@ TEST(context_with_nul_not_truncated)
 			   NULL), KMS_E_DECRYPT_FAILED);
 }
 
+/* Both forms of a context get the same checks, so one request text names one context: the
+ * string form refuses \u0000 (else {"k":"a\u0000evil"} would be {"k":"a"}) and nesting deeper
+ * than the object form may be. */
+TEST(context_string_form_checks)
+{
+	static char deep[2 * 700 + 64];
+	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX];
+	size_t n = 0;
+
+	fx_key("ctx-sf", "app", id);
+	if (kms_test_failing())
+		return;
+	new_datakey("ctx-sf", id, ",\"encryption_context\":{\"k\":\"a\"}", plain, cipher);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(decrypt("ctx-sf", id, cipher, 64,
+			   ",\"encryption_context\":\"{\\\"k\\\":\\\"a\\\\u0000evil\\\"}\"", NULL),
+		   KMS_E_BAD_CONTEXT);
+	ASSERT_LAST_ERROR("KMS.0208", "Invalid value of value encryption_context.");
+	ASSERT_ERR(pcall("ctx-sf", "create-datakey",
+			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
+				"\"{\\\"k\\\":\\\"a\\\\u0000evil\\\"}\"}", id), NULL),
+		   KMS_E_BAD_CONTEXT);
+	/* An escaped backslash before "u0000" is no NUL: that context is fine. */
+	ASSERT_ERR(pcall("ctx-sf", "create-datakey",
+			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
+				"\"{\\\"k\\\":\\\"a\\\\\\\\u0000\\\"}\"}", id), NULL), 0);
+	/* 600 levels in a string: refused, as they would be in the object form. */
+	for (int i = 0; i < 599; i++)
+		deep[n++] = '[';
+	deep[n++] = '1';
+	for (int i = 0; i < 599; i++)
+		deep[n++] = ']';
+	deep[n] = 0;
+	ASSERT_ERR(pcall("ctx-sf", "create-datakey",
+			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":\"{\\\"a\\\":%s}\"}", id,
+				deep), NULL),
+		   KMS_E_BAD_CONTEXT);
+	/* The deepest context the object form takes is taken as a string too, and is the same. */
+	{
+		const char *obj = "{\"a\":[[[[[[[[[[[[[1]]]]]]]]]]]]]}"; /* 15 levels */
+
+		new_datakey("ctx-sf", id, fx_fmt(",\"encryption_context\":%s", obj), plain,
+			    cipher);
+		if (kms_test_failing())
+			return;
+		ASSERT_ERR(decrypt("ctx-sf", id, cipher, 64,
+				   ",\"encryption_context\":\"{\\\"a\\\":[[[[[[[[[[[[[1]]]]]]]]]]]]]}\"",
+				   NULL), 0);
+		ASSERT_ERR(pcall("ctx-sf", "create-datakey",
+				 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
+					"{\"a\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}}", id), NULL),
+			   KMS_E_BAD_JSON);
+		ASSERT_ERR(pcall("ctx-sf", "create-datakey",
+				 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
+					"\"{\\\"a\\\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}\"}", id), NULL),
+			   KMS_E_BAD_CONTEXT);
+	}
+}
+
+/* Numbers that are not finite would print as null: {"n":1e999} is refused in both forms, never
+ * the context {"n":null}. */
+TEST(context_non_finite_numbers_0208)
+{
+	static const char *const bad[] = {
+		"{\"n\":1e999}", "{\"n\":-1e999}", "{\"x\":{\"n\":1e400}}", "{\"n\":[1,1e999]}",
+		"\"{\\\"n\\\":1e999}\"", "\"{\\\"n\\\":[-1e999]}\"",
+	};
+	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX];
+
+	fx_key("ctx-inf", "app", id);
+	if (kms_test_failing())
+		return;
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
+		EXPECT(bad[i], pcall("ctx-inf", "create-datakey",
+				     fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":%s}", id,
+					    bad[i]), NULL),
+		       KMS_E_BAD_CONTEXT);
+		EXPECT(bad[i], pcall("ctx-inf", "encrypt-data",
+				     fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\","
+					    "\"encryption_context\":%s}", id, bad[i]), NULL),
+		       KMS_E_BAD_CONTEXT);
+	}
+	new_datakey("ctx-inf", id, ",\"encryption_context\":{\"n\":null}", plain, cipher);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(decrypt("ctx-inf", id, cipher, 64, ",\"encryption_context\":{\"n\":1e999}",
+			   NULL), KMS_E_BAD_CONTEXT);
+	ASSERT_ERR(decrypt("ctx-inf", id, cipher, 64, ",\"encryption_context\":{\"n\":null}",
+			   NULL), 0);
+	/* Large finite numbers are fine. */
+	new_datakey("ctx-inf", id, ",\"encryption_context\":{\"n\":1e308}", plain, cipher);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(decrypt("ctx-inf", id, cipher, 64, ",\"encryption_context\":{\"n\":null}",
+			   NULL), KMS_E_DECRYPT_FAILED);
+}
+
 /* ---- key states (6.2: crypto needs state 2) ---- */
 
 TEST(key_states_0209_0210)

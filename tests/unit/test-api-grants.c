@@ -5,7 +5,8 @@
  * action may call exactly the granted operations on exactly that key, and nothing else.
  *
  * Callers with a role are built from struct auth_claims directly (as api_call() gets them from a
- * verified token or a binding); trusted callers (kmsctl) act as the user "admin".
+ * verified token or a binding); trusted callers (kmsctl) act as the user "kmsctl"
+ * (AUTH_USER_HOST_ADMIN), a name no token may carry.
  */
 #include "kms_test_api.h"
 
@@ -91,7 +92,7 @@ TEST(create_grant_and_list_fields)
 	ASSERT_STREQ(fx_str(e, "grant_id"), g);
 	ASSERT_STREQ(fx_str(e, "grantee_principal"), "bob");
 	ASSERT_STREQ(fx_str(e, "grantee_principal_type"), "user");
-	ASSERT_STREQ(fx_str(e, "issuing_principal"), "admin");
+	ASSERT_STREQ(fx_str(e, "issuing_principal"), AUTH_USER_HOST_ADMIN);
 	ASSERT_STREQ(fx_str(e, "name"), "bob-unwraps");
 	ASSERT_STREQ(fx_str(e, "retiring_principal"), "");
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(e, "operations")), 2);
@@ -407,7 +408,7 @@ TEST(list_retirable_grants)
 	grant("lrg", a, "dave", "\"encrypt-datakey\"", ",\"retiring_principal\":\"carol\"", g1);
 	grant("lrg", b, "erin", "\"decrypt-datakey\"", ",\"retiring_principal\":\"carol\"", g2);
 	grant("lrg", a, "carol", "\"decrypt-datakey\"", "", g3);
-	grant("lrg", b, "dave", "\"describe-key\"", ",\"retiring_principal\":\"admin\"", g4);
+	grant("lrg", b, "dave", "\"describe-key\"", ",\"retiring_principal\":\"kmsctl\"", g4);
 	if (kms_test_failing())
 		return;
 	/* carol: the grants whose retiring principal she is, over all keys, in order. */
@@ -421,7 +422,7 @@ TEST(list_retirable_grants)
 	ASSERT_STREQ(fx_str(e, "key_id"), a);
 	ASSERT_STREQ(fx_str(e, "grantee_principal"), "dave");
 	ASSERT_STREQ(fx_str(e, "retiring_principal"), "carol");
-	ASSERT_STREQ(fx_str(e, "issuing_principal"), "admin");
+	ASSERT_STREQ(fx_str(e, "issuing_principal"), AUTH_USER_HOST_ADMIN);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 1), "grant_id"), g2);
 	ASSERT_ERR(ucall("lrg", "carol", AUTH_ROLE_VIEWER, "list-retirable-grants", NULL,
 			 "{\"limit\":\"1\"}", &r), 0);
@@ -437,7 +438,7 @@ TEST(list_retirable_grants)
 		   0);
 	ASSERT_STREQ(fx_last(), "{\"grants\":[],\"next_marker\":\"\",\"truncated\":\"false\","
 				"\"total\":0}\n");
-	/* The trusted administrator is "admin". */
+	/* The trusted administrator is "kmsctl". */
 	ASSERT_ERR(pcall("lrg", "list-retirable-grants", "", &r), 0);
 	ASSERT_EQ(fx_num(r, "total"), 1);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"), g4);
@@ -544,17 +545,25 @@ TEST(retire_grant_who_may)
 	ASSERT_ERR(ucall("rt", "erin", AUTH_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
 		   KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rt", id), 1);
-	ASSERT_ERR(ucall("rt", "carol", AUTH_ROLE_VIEWER, "retire-grant", NULL, req, NULL), 0);
+	/* Retiring needs the crypto role (or a grant that includes retire-grant): a viewer that is
+	 * the retiring principal may not. */
+	ASSERT_ERR(ucall("rt", "carol", AUTH_ROLE_VIEWER, "retire-grant", NULL, req, NULL),
+		   KMS_E_FORBIDDEN);
+	ASSERT_EQ(grant_total("rt", id), 1);
+	ASSERT_ERR(ucall("rt", "carol", AUTH_ROLE_CRYPTO, "retire-grant", NULL, req, NULL), 0);
 	ASSERT_STREQ(fx_last(), "{}\n");
 	ASSERT_EQ(grant_total("rt", id), 0);
-	ASSERT_ERR(ucall("rt", "carol", AUTH_ROLE_VIEWER, "retire-grant", NULL, req, NULL),
+	ASSERT_ERR(ucall("rt", "carol", AUTH_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
 		   KMS_E_GRANT_ID);
-	/* A grantee whose grant includes retire-grant (in the key folder); KMS.2502 on another
-	 * key. */
+	/* A grantee whose grant includes retire-grant (in the key folder). Naming another key:
+	 * a viewer holds no grant there (KMS.0307), a crypto caller learns KMS.2502. */
 	grant("rt", id, "bob", "\"decrypt-datakey\",\"retire-grant\"", "", g);
 	if (kms_test_failing())
 		return;
 	ASSERT_ERR(ucall("rt", "bob", AUTH_ROLE_VIEWER, "retire-grant", NULL,
+			 key_grant(other, g), NULL),
+		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("rt", "bob", AUTH_ROLE_CRYPTO, "retire-grant", NULL,
 			 key_grant(other, g), NULL),
 		   KMS_E_GRANT_KEY_MISMATCH);
 	ASSERT_ERR(ucall("rt", "bob", AUTH_ROLE_VIEWER, "retire-grant", id,
@@ -591,10 +600,15 @@ TEST(retire_grant_who_may)
 		ASSERT_STREQ(
 			fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "issuing_principal"),
 			"ivan");
-		ASSERT_ERR(ucall("rt", "judy", AUTH_ROLE_VIEWER, "retire-grant", NULL,
+		ASSERT_ERR(ucall("rt", "judy", AUTH_ROLE_CRYPTO, "retire-grant", NULL,
 				 key_grant(id, mine), NULL),
 			   KMS_E_FORBIDDEN);
+		/* As a viewer (its grant has no retire-grant) ivan may not retire it; with the
+		 * crypto role the issuer may. */
 		ASSERT_ERR(ucall("rt", "ivan", AUTH_ROLE_VIEWER, "retire-grant", NULL,
+				 key_grant(id, mine), NULL),
+			   KMS_E_FORBIDDEN);
+		ASSERT_ERR(ucall("rt", "ivan", AUTH_ROLE_CRYPTO, "retire-grant", NULL,
 				 key_grant(id, mine), NULL),
 			   0);
 		ASSERT_EQ(grant_total("rt", id), 1);
@@ -607,6 +621,58 @@ TEST(retire_grant_who_may)
 			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"nope\"}", id), NULL),
 		   KMS_E_GRANT_ID);
 	ASSERT_ERR(pcall("rt", "retire-grant", fx_kid(id), NULL), KMS_E_MISSING);
+}
+
+/* Issue 11: kmsctl's grants had issuer "admin", the name every token got by default, so a
+ * viewer token retired them. kmsctl is now "kmsctl", which no token may carry, and a viewer may
+ * not retire at all; a grant that includes retire-grant still lets its grantee retire it. */
+TEST(retire_grant_kmsctl_issuer_not_a_token_name)
+{
+	char id[FX_ID_LEN], g[65], g2[65];
+	cJSON *r = NULL;
+
+	fx_key("rti", "app", id);
+	if (kms_test_failing())
+		return;
+	grant("rti", id, "bob", "\"decrypt-datakey\"", "", g);
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(pcall("rti", "list-grants", fx_kid(id), &r), 0);
+	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "issuing_principal"),
+		     "kmsctl");
+	ASSERT_FALSE(auth_user_valid(AUTH_USER_HOST_ADMIN));
+	/* "admin", the old default name, is no issuer of kmsctl's grants, whatever the role. */
+	ASSERT_ERR(ucall("rti", "admin", AUTH_ROLE_VIEWER, "retire-grant", NULL, key_grant(id, g),
+			 NULL), KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("rti", "admin", AUTH_ROLE_VIEWER, "retire-grant", id,
+			 fx_fmt("{\"grant_id\":\"%s\"}", g), NULL), KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("rti", "admin", AUTH_ROLE_CRYPTO, "retire-grant", NULL, key_grant(id, g),
+			 NULL), KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("rti", "viewer", AUTH_ROLE_VIEWER, "retire-grant", NULL,
+			 key_grant(id, g), NULL), KMS_E_FORBIDDEN);
+	ASSERT_EQ(grant_total("rti", id), 1);
+	/* A grant with retire-grant on another key gives a viewer nothing on this one. */
+	{
+		char other[FX_ID_LEN];
+
+		fx_key("rti", "other", other);
+		if (kms_test_failing())
+			return;
+		grant("rti", other, "vera", "\"retire-grant\",\"describe-key\"", "", g2);
+		grant("rti", id, "dave", "\"describe-key\"", ",\"retiring_principal\":\"vera\"",
+		      g2);
+		if (kms_test_failing())
+			return;
+		ASSERT_ERR(ucall("rti", "vera", AUTH_ROLE_VIEWER, "retire-grant", NULL,
+				 key_grant(id, g2), NULL), KMS_E_FORBIDDEN);
+		ASSERT_EQ(grant_total("rti", id), 2);
+		ASSERT_ERR(ucall("rti", "vera", AUTH_ROLE_CRYPTO, "retire-grant", NULL,
+				 key_grant(id, g2), NULL), 0);
+	}
+	ASSERT_ERR(ucall("rti", "ada", AUTH_ROLE_ADMIN, "retire-grant", NULL, key_grant(id, g),
+			 NULL), 0);
+	ASSERT_EQ(grant_total("rti", id), 0);
+	ASSERT_EQ(api_action_find("retire-grant", API_SCOPE_PROJECT)->min_role, AUTH_ROLE_CRYPTO);
 }
 
 /* ---- enforcement ---- */

@@ -744,6 +744,63 @@ TEST(create_key_alias_invalid_1101)
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 0);
 }
 
+/* An alias with '/' is listed under aliases/ with each '/' written %2F: that name must fit in
+ * one directory entry (255 bytes), so "x" + 63 × "/x" + "yy" (255 bytes written) is the longest
+ * such alias; one more byte is KMS.1101, however short the alias itself. */
+static void alias_with_slashes(char *out, size_t pairs, const char *tail)
+{
+	size_t n = 0;
+
+	out[n++] = 'x';
+	for (size_t i = 0; i < pairs; i++) {
+		out[n++] = '/';
+		out[n++] = 'x';
+	}
+	snprintf(out + n, 8, "%s", tail);
+}
+
+TEST(create_key_alias_entry_fits_name_max)
+{
+	char fits[256], over[256], slashes[256];
+	cJSON *r = NULL;
+
+	alias_with_slashes(fits, 63, "yy");   /* 129 characters, 255 bytes as %2F */
+	alias_with_slashes(over, 63, "yyy");  /* 130 characters, 256 bytes */
+	memset(slashes, '/', 86);             /* 86 × %2F = 258 bytes */
+	slashes[86] = 0;
+	ASSERT_EQ(strlen(fits), 129);
+	ASSERT_ERR(pcall("ck-slash", "create-key", fx_fmt("{\"key_alias\":\"%s\"}", over), NULL),
+		   KMS_E_ALIAS_INVALID);
+	ASSERT_LAST_ERROR("KMS.1101", "Invalid key_alias.");
+	ASSERT_ERR(pcall("ck-slash", "create-key", fx_fmt("{\"key_alias\":\"%s\"}", slashes),
+			 NULL), KMS_E_ALIAS_INVALID);
+	ASSERT_ERR(pcall("ck-slash", "list-keys", "{}", &r), 0);
+	ASSERT_EQ(fx_num(r, "total"), 0);
+	ASSERT_ERR(pcall("ck-slash", "create-key", fx_fmt("{\"key_alias\":\"%s\"}", fits), &r),
+		   0);
+	ASSERT_ERR(pcall("ck-slash", "describe-key", fx_fmt("{\"key_id\":\"alias/%s\"}", fits),
+			 &r), 0);
+	ASSERT_STREQ(fx_str(r, "key_info.key_alias"), fits);
+	slashes[85] = 0; /* 85 × %2F = 255 bytes */
+	ASSERT_ERR(pcall("ck-slash", "create-key", fx_fmt("{\"key_alias\":\"%s\"}", slashes),
+			 NULL), 0);
+	/* update-key-alias applies the same bound, in both folders; the key keeps its alias. */
+	{
+		const char *id = fx_str(r, "key_info.key_id");
+		char kid[FX_ID_LEN];
+
+		snprintf(kid, sizeof(kid), "%s", id);
+		ASSERT_ERR(pcall("ck-slash", "update-key-alias",
+				 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"%s\"}", kid, over), NULL),
+			   KMS_E_ALIAS_INVALID);
+		ASSERT_ERR(call("ck-slash", "update-key-alias", API_SCOPE_KEY, kid,
+				fx_fmt("{\"key_alias\":\"%s\"}", over), NULL),
+			   KMS_E_ALIAS_INVALID);
+		ASSERT_ERR(pcall("ck-slash", "describe-key", fx_kid(kid), &r), 0);
+		ASSERT_STREQ(fx_str(r, "key_info.key_alias"), fits);
+	}
+}
+
 /* An alias is taken as sent or refused: "a\u0000b" must not quietly become "a". Refused as an
  * invalid alias or, as kmsfs refuses \u0000 in every string, as bad JSON. */
 TEST(create_key_alias_with_nul_refused)

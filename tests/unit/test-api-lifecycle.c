@@ -180,6 +180,7 @@ TEST(lifecycle_common_errors)
 		{ "update-key-rotation-interval", ",\"rotation_interval\":90" },
 		{ "get-key-rotation-status", "" },
 		{ "rotate-key", "" },
+		{ "rotate-on-demand", "" },
 	};
 	char id[FX_ID_LEN], other[FX_ID_LEN];
 
@@ -226,6 +227,7 @@ TEST(lifecycle_roles_0307)
 		"enable-key", "disable-key", "schedule-key-deletion", "cancel-key-deletion",
 		"update-key-alias", "update-key-description", "enable-key-rotation",
 		"disable-key-rotation", "update-key-rotation-interval", "rotate-key",
+		"rotate-on-demand",
 	};
 	static const enum auth_role below[] = {AUTH_ROLE_NONE, AUTH_ROLE_VIEWER, AUTH_ROLE_CRYPTO};
 	char id[FX_ID_LEN];
@@ -436,6 +438,8 @@ static void crypto_refused(const char *project, const char *id, const struct blo
 	ASSERT_ERR(pcall(project, "rotate-key", fx_kid(id), NULL), err);
 	ASSERT_ERR(call(project, "create-datakey", API_SCOPE_KEY, id, "", NULL), err);
 	ASSERT_ERR(call(project, "rotate-key", API_SCOPE_KEY, id, "", NULL), err);
+	ASSERT_ERR(pcall(project, "rotate-on-demand", fx_kid(id), NULL), err);
+	ASSERT_ERR(call(project, "rotate-on-demand", API_SCOPE_KEY, id, "", NULL), err);
 }
 
 TEST(disabled_key_0209)
@@ -1032,6 +1036,38 @@ TEST(rotate_key_versions)
 	ASSERT_ERR(call("rk", "rotate-key", API_SCOPE_KEY, id, "", &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_version"), "3");
 	ASSERT_EQ(fx_num(r, "number_of_rotations"), 3);
+}
+
+/* Huawei's name for rotate-key (POST /kms/rotate-on-demand, {"key_id"} -> {"key_id"}), in the
+ * project folder and the key folder: each call adds a version, as rotate-key does. */
+TEST(rotate_on_demand)
+{
+	char id[FX_ID_LEN], ct[HEX_MAX];
+	cJSON *r = NULL;
+
+	fx_key("rod", "app", id);
+	if (kms_test_failing())
+		return;
+	ASSERT_TRUE(api_action_find("rotate-on-demand", API_SCOPE_PROJECT) != NULL);
+	ASSERT_TRUE(api_action_find("rotate-on-demand", API_SCOPE_KEY) != NULL);
+	ASSERT_EQ(api_action_find("rotate-on-demand", API_SCOPE_KEY)->min_role, AUTH_ROLE_ADMIN);
+	ASSERT_ERR(pcall("rod", "create-datakey", fx_kid(id), &r), 0);
+	fx_cp(ct, sizeof(ct), fx_str(r, "cipher_text"));
+	ASSERT_ERR(pcall("rod", "rotate-on-demand",
+			 fx_fmt("{\"key_id\":\"%s\",\"sequence\":\"" SEQ "\"}", id), &r), 0);
+	ASSERT_STREQ(fx_last(), fx_fmt("{\"key_id\":\"%s\"}\n", id));
+	ASSERT_ERR(call("rod", "rotate-on-demand", API_SCOPE_KEY, id, "", &r), 0);
+	ASSERT_STREQ(fx_last(), fx_fmt("{\"key_id\":\"%s\"}\n", id));
+	ASSERT_ERR(pcall("rod", "rotate-on-demand", "{\"key_id\":\"alias/app\"}", &r), 0);
+	ASSERT_STREQ(fx_str(r, "key_id"), id);
+	ASSERT_ERR(pcall("rod", "get-key-rotation-status", fx_kid(id), &r), 0);
+	ASSERT_EQ(fx_num(r, "number_of_rotations"), 3);
+	ASSERT_ERR(pcall("rod", "create-datakey-without-plaintext", fx_kid(id), &r), 0);
+	ASSERT_EQ(blob_version(fx_str(r, "cipher_text"), false), 3);
+	ASSERT_EQ(blob_version(ct, false), 0);
+	ASSERT_ERR(pcall("rod", "decrypt-datakey",
+			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
+				"\"datakey_cipher_length\":\"64\"}", id, ct), NULL), 0);
 }
 
 /* README, Differences, Rotation: at most 64 material versions; one more answers KMS.0308. */

@@ -379,15 +379,23 @@ TEST(project_tags)
 	fx_key("pt-other", "x", x);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(add_tag("pt", a, "env", "prod"), 0);
+	/* Values added against creation order (key a first): the answer is sorted anyway. */
 	ASSERT_ERR(add_tag("pt", a, "team", "red"), 0);
-	ASSERT_ERR(add_tag("pt", b, "env", "staging"), 0);
-	ASSERT_ERR(add_tag("pt", c, "env", "prod"), 0);
+	ASSERT_ERR(add_tag("pt", a, "env", "staging"), 0);
+	ASSERT_ERR(add_tag("pt", b, "env", "prod"), 0);
+	ASSERT_ERR(add_tag("pt", c, "env", "dev"), 0);
+	ASSERT_ERR(add_tag("pt", c, "team", "blue"), 0);
 	ASSERT_ERR(add_tag("pt-other", x, "secret", "other-project"), 0);
-	/* One entry per tag key with its distinct values; another project's tags are not shown. */
+	/* One entry per tag key with its distinct values, keys and values in byte order (not in
+	 * the order of key ids or creation times); another project's tags are not shown. */
 	ASSERT_ERR(pcall("pt", "tags", "", &r), 0);
-	ASSERT_STREQ(fx_last(), "{\"tags\":[{\"key\":\"env\",\"values\":[\"prod\",\"staging\"]},"
-				"{\"key\":\"team\",\"values\":[\"red\"]}]}\n");
+	ASSERT_STREQ(fx_last(), "{\"tags\":[{\"key\":\"env\",\"values\":[\"dev\",\"prod\","
+				"\"staging\"]},{\"key\":\"team\",\"values\":[\"blue\",\"red\"]}]}\n");
+	/* A value shared by two keys appears once. */
+	ASSERT_ERR(add_tag("pt", b, "team", "red"), 0);
+	ASSERT_ERR(pcall("pt", "tags", "", &r), 0);
+	ASSERT_STREQ(fx_last(), "{\"tags\":[{\"key\":\"env\",\"values\":[\"dev\",\"prod\","
+				"\"staging\"]},{\"key\":\"team\",\"values\":[\"blue\",\"red\"]}]}\n");
 	ASSERT_ERR(pcall("pt", "tags", "{}", &r), 0);
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "tags")), 2);
 	ASSERT_ERR(pcall("pt", "tags", "{\"sequence\":\"bad\"}", &r), 0);

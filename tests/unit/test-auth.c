@@ -455,3 +455,38 @@ TEST(user_validation)
 	ASSERT_TRUE(auth_user_valid(u64));
 	ASSERT_FALSE(auth_user_valid(u65));
 }
+
+/* Names of other principals are reserved: kmsctl's own (the issuer of the grants it creates)
+ * and uidN (a uid binding). No token is issued with one, and a token carrying one (minted with
+ * the secret by other means) does not verify, so a token can never act as kmsctl or a bound
+ * uid. Close names stay usable. */
+TEST(reserved_user_names)
+{
+	static const char *const reserved[] = { AUTH_USER_HOST_ADMIN, "kmsctl", "uid0", "uid1000",
+						"uid4294967295" };
+	static const char *const usable[] = { "admin", "viewer", "crypto", "Kmsctl", "kmsctl1",
+					      "uid",   "uidx",   "uid1x",  "xuid1",  "UID1" };
+	char tok[AUTH_TOKEN_MAX];
+	struct auth_claims c;
+
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(reserved); i++) {
+		ASSERT_TRUE(auth_user_reserved(reserved[i]));
+		ASSERT_FALSE(auth_user_valid(reserved[i]));
+		ASSERT_ERR(auth_token_issue(secret, "p", reserved[i], AUTH_ROLE_VIEWER, LATER, tok,
+					    sizeof(tok), NULL), KMS_E_BAD_PARAM);
+		{
+			char payload[128];
+
+			snprintf(payload, sizeof(payload), "v1|0123456789abcdef|p|%s|admin|1800000000",
+				 reserved[i]);
+			forge(payload, tok, sizeof(tok));
+		}
+		ASSERT_ERR(verify(tok, strlen(tok), NOW, &c), KMS_E_TOKEN_INVALID);
+	}
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(usable); i++) {
+		ASSERT_FALSE(auth_user_reserved(usable[i]));
+		issue("p", usable[i], AUTH_ROLE_VIEWER, LATER, tok);
+		ASSERT_OK(verify(tok, strlen(tok), NOW, &c));
+		ASSERT_STREQ(c.user, usable[i]);
+	}
+}

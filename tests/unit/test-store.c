@@ -8,9 +8,12 @@
  */
 #include "kms_test.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -983,4 +986,327 @@ TEST(state_secret_bad_file_refused)
 	ASSERT_EQ(chmod(path, 0600), 0);
 	ASSERT_EQ(truncate(path, 16), 0);
 	ASSERT_FAIL(store_state_secret(S, "token.key", s));
+}
+
+/* ---- deleted material leaves no copy in the state directory ---- */
+
+static bool bytes_contain(const uint8_t *hay, size_t hn, const uint8_t *needle, size_t n)
+{
+	for (size_t i = 0; n <= hn && i <= hn - n; i++)
+		if (hay[i] == needle[0] && memcmp(hay + i, needle, n) == 0)
+			return true;
+	return false;
+}
+
+/* Does any file of the state directory (kms.db, kms.db-wal, kms.db-shm, ...) hold needle? Its
+ * name goes to where. */
+static void state_files_find(const uint8_t *needle, size_t n, bool *found, char *where,
+			     size_t cap)
+{
+	DIR *d = opendir(state_dir);
+	struct dirent *e;
+
+	*found = false;
+	ASSERT_TRUE(d != NULL);
+	/* cppcheck-suppress nullPointer ; ASSERT_TRUE returned if d is NULL */
+	while (!*found && (e = readdir(d)) != NULL) {
+		char path[sizeof(state_dir) + 2 + sizeof(e->d_name)];
+		struct stat st;
+		uint8_t *buf;
+		ssize_t got = -1;
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/%s", state_dir, e->d_name);
+		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size == 0)
+			continue;
+		buf = malloc((size_t)st.st_size);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (buf && fd >= 0)
+			got = read(fd, buf, (size_t)st.st_size);
+		if (got != st.st_size)
+			kms_test_fail_(__FILE__, __LINE__, "a state file could not be read");
+		if (got > 0 && bytes_contain(buf, (size_t)got, needle, n)) {
+			*found = true;
+			snprintf(where, cap, "%s", e->d_name);
+		}
+		if (fd >= 0)
+			close(fd);
+		free(buf);
+	}
+	closedir(d);
+}
+
+static bool state_files_hold(const uint8_t *needle, size_t n, char *where, size_t cap)
+{
+	bool found = false;
+
+	state_files_find(needle, n, &found, where, cap);
+	return found;
+}
+
+static off_t file_size(const char *name)
+{
+	char path[4300];
+	struct stat st;
+
+	path_of(path, sizeof(path), name);
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Issue 11: delete-imported-key-material left the sealed material in kms.db-wal, where the root
+ * key recovers it. After the deletion no file of the state directory holds it, while the store
+ * stays open (as the daemon keeps it). */
+TEST(deleted_imported_material_leaves_no_copy)
+{
+	uint8_t material[CORE_KEY_BYTES], sealed[256];
+	char id[KMS_KEY_ID_LEN + 1], keep[KMS_KEY_ID_LEN + 1], where[300] = "";
+	struct store_key *k = NULL;
+	size_t n = 0;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	new_key(P, "stays", keep);
+	ASSERT_OK(store_key_create_external(S, P, "ext", NULL, KMS_DEFAULT_KEY_QUOTA, &k));
+	if (kms_test_failing())
+		return;
+	memcpy(id, k->meta.key_id, KMS_KEY_ID_LEN + 1);
+	store_key_release(k);
+	k = NULL;
+	memset(material, 0x5a, sizeof(material));
+	ASSERT_OK(store_key_import(S, P, id, material, 0, &k));
+	store_key_release(k);
+	k = NULL;
+	db_read_sealed(id, sealed, sizeof(sealed), &n);
+	ASSERT_TRUE(n > 16);
+	ASSERT_TRUE(state_files_hold(sealed, n, where, sizeof(where)));
+	ASSERT_OK(store_key_delete_material(S, P, id, &k));
+	store_key_release(k);
+	where[0] = 0;
+	if (state_files_hold(sealed, n, where, sizeof(where)))
+		fprintf(stderr, "\tsealed material still in %s\n", where);
+	ASSERT_EQ(where[0], 0);
+	ASSERT_EQ(file_size("kms.db-wal"), 0);
+	/* The other key is intact and the store works on. */
+	db_read_sealed(keep, sealed, sizeof(sealed), &n);
+	ASSERT_OK(store_key_get(S, P, keep, &k));
+	store_key_release(k);
+	reopen();
+	ASSERT_OK(store_key_get(S, P, keep, &k));
+	store_key_release(k);
+}
+
+static int schedule_now(struct store_key_meta *m, void *arg)
+{
+	m->state = STORE_KEY_PENDING_DELETION;
+	m->deletion_ms = *(const int64_t *)arg;
+	return 0;
+}
+
+/* The same for keys destroyed by the sweep after their deletion date, and for imported
+ * material that expired: every version of the key is gone from every file. */
+TEST(destroyed_key_and_expired_material_leave_no_copy)
+{
+	uint8_t material[CORE_KEY_BYTES], v0[256], v1[256], ext[256];
+	char id[KMS_KEY_ID_LEN + 1], xid[KMS_KEY_ID_LEN + 1], where[300] = "";
+	struct store_key *k = NULL;
+	size_t n0 = 0, n1 = 0, nx = 0, deleted = 0, rotated = 0;
+	int64_t now = store_now_ms(), when = now + 1000;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	new_key(P, "doomed", id);
+	db_read_sealed(id, v0, sizeof(v0), &n0);
+	ASSERT_OK(store_key_rotate(S, P, id, now, &k));
+	store_key_release(k);
+	k = NULL;
+	{
+		/* version 1 */
+		char path[4300];
+		sqlite3 *db = NULL;
+		sqlite3_stmt *st = NULL;
+
+		path_of(path, sizeof(path), "kms.db");
+		ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+		ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sealed FROM key_versions WHERE key_id = ? "
+						 "AND version = 1", -1, &st, NULL), SQLITE_OK);
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+		ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+		n1 = (size_t)sqlite3_column_bytes(st, 0);
+		ASSERT_LE(n1, sizeof(v1));
+		memcpy(v1, sqlite3_column_blob(st, 0), n1);
+		sqlite3_finalize(st);
+		ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+	}
+	ASSERT_OK(store_key_modify(S, P, id, schedule_now, &when, &k));
+	store_key_release(k);
+	k = NULL;
+	ASSERT_OK(store_key_create_external(S, P, "ext", NULL, KMS_DEFAULT_KEY_QUOTA, &k));
+	if (kms_test_failing())
+		return;
+	memcpy(xid, k->meta.key_id, KMS_KEY_ID_LEN + 1);
+	store_key_release(k);
+	k = NULL;
+	memset(material, 0xa5, sizeof(material));
+	ASSERT_OK(store_key_import(S, P, xid, material, now + 2000, &k));
+	store_key_release(k);
+	db_read_sealed(xid, ext, sizeof(ext), &nx);
+	ASSERT_TRUE(state_files_hold(v0, n0, where, sizeof(where)));
+	ASSERT_TRUE(state_files_hold(ext, nx, where, sizeof(where)));
+	ASSERT_OK(store_sweep(S, now + 3000, &deleted, &rotated));
+	ASSERT_EQ(deleted, 1);
+	where[0] = 0;
+	if (state_files_hold(v0, n0, where, sizeof(where)) ||
+	    state_files_hold(v1, n1, where, sizeof(where)) ||
+	    state_files_hold(ext, nx, where, sizeof(where)))
+		fprintf(stderr, "\tsealed material still in %s\n", where);
+	ASSERT_EQ(where[0], 0);
+	ASSERT_EQ(file_size("kms.db-wal"), 0);
+	ASSERT_ERR(store_key_get(S, P, id, &k), KMS_E_KEY_NOT_FOUND);
+	ASSERT_OK(store_key_get(S, P, xid, &k));
+	ASSERT_EQ(k->meta.state, STORE_KEY_PENDING_IMPORT);
+	store_key_release(k);
+}
+
+/* ---- unreadable policy rows fail closed ---- */
+
+/* Run one SQL statement on kms.db from outside, as an editor or a disk error would. */
+static void db_exec(const char *sql)
+{
+	char path[4300];
+	sqlite3 *db = NULL;
+
+	path_of(path, sizeof(path), "kms.db");
+	ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	ASSERT_EQ(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+}
+
+static void refresh(void)
+{
+	bool changed = false;
+
+	ASSERT_OK(store_refresh(S, &changed));
+}
+
+/* Issue 11: a project row that sscanf could not read fell back to the defaults (0777/0666, open
+ * to all). Now the project is refused (store_project_policy_check) and its modes are 0. */
+TEST(unreadable_project_policy_fails_closed)
+{
+	static const char *const bad[] = {
+		"", "garbage", "0 0 0750", "0 0 0750 0700 junk", "0 0 0750 0700x", "-1 0 0750 0700",
+		" 0 0 0750 0700", "0 0 99999 0700", "0 0 0750 0800",
+	};
+	struct store_project_policy pol = { 1000, 1000, 0750, 0700 }, got;
+	char what[160];
+
+	setup();
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_project_policy_set(S, P, &pol));
+	ASSERT_OK(store_project_policy_set(S, Q, &pol));
+	ASSERT_OK(store_project_policy_check(S, P));
+	store_project_policy(S, P, &got);
+	ASSERT_EQ(got.mode, 0750);
+	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 0);
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
+		char *sql = sqlite3_mprintf("UPDATE policy SET value = %Q WHERE kind = 'project' "
+					    "AND name = '" P "'", bad[i]);
+
+		ASSERT_TRUE(sql != NULL);
+		db_exec(sql);
+		sqlite3_free(sql);
+		refresh();
+		if (store_project_policy_check(S, P) != KMS_E_IO)
+			fprintf(stderr, "\tvalue '%s'\n", bad[i]);
+		ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
+		store_project_policy(S, P, &got);
+		ASSERT_EQ(got.owner, 0);
+		ASSERT_EQ(got.group, 0);
+		ASSERT_EQ(got.mode, 0);
+		ASSERT_EQ(got.plaintext_mode, 0);
+		ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 1);
+		ASSERT_TRUE(strstr(what, "project '" P "'") != NULL);
+		/* The other project keeps its policy. */
+		ASSERT_OK(store_project_policy_check(S, Q));
+		store_project_policy(S, Q, &got);
+		ASSERT_EQ(got.mode, 0750);
+	}
+	/* Also at open: a store opened on such a database refuses the project from the start. */
+	reopen();
+	ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
+	/* Setting the policy again repairs it. */
+	ASSERT_OK(store_project_policy_set(S, P, &pol));
+	ASSERT_OK(store_project_policy_check(S, P));
+	store_project_policy(S, P, &got);
+	ASSERT_EQ(got.plaintext_mode, 0700);
+	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 0);
+	ASSERT_STREQ(what, "");
+}
+
+/* An unreadable binding could have been the uid binding that narrows a group's role: no role by
+ * binding in that project, and the project is refused. A row that names no project refuses
+ * every project. An unreadable token row counts as a revocation of that token. */
+TEST(unreadable_binding_and_token_rows_fail_closed)
+{
+	const uint32_t gids[] = { 50 };
+	struct store_token_info t = { .id = "0123456789abcdef", .project = P, .user = "u",
+				      .role = "admin", .expiry = 2000000000 };
+	char what[160];
+
+	setup();
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_binding_set(S, P, STORE_BIND_GID, 50, 3));
+	ASSERT_OK(store_binding_set(S, P, STORE_BIND_UID, 1000, 1));
+	ASSERT_OK(store_binding_set(S, Q, STORE_BIND_UID, 1000, 2));
+	ASSERT_EQ(store_binding_role(S, P, 1000, gids, 1), 1);
+	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), 3);
+	/* The uid binding's role becomes "9": not a role. */
+	db_exec("UPDATE policy SET value = '9' WHERE kind = 'bind' AND name = '" P "|uid|1000'");
+	refresh();
+	ASSERT_EQ(store_binding_role(S, P, 1000, gids, 1), 0);
+	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), 0);
+	ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
+	ASSERT_EQ(store_binding_role(S, Q, 1000, NULL, 0), 2);
+	ASSERT_OK(store_project_policy_check(S, Q));
+	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 1);
+	ASSERT_TRUE(strstr(what, "binding of project '" P "'") != NULL);
+	/* Its name garbled but still naming the project. */
+	db_exec("UPDATE policy SET value = '1', name = '" P "|uid|10x0' WHERE kind = 'bind' AND "
+		"name = '" P "|uid|1000'");
+	refresh();
+	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), 0);
+	ASSERT_OK(store_project_policy_check(S, Q));
+	/* A row that names no project: every project is refused. */
+	db_exec("UPDATE policy SET name = 'x y|uid|1000' WHERE kind = 'bind' AND "
+		"name = '" P "|uid|10x0'");
+	refresh();
+	ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
+	ASSERT_ERR(store_project_policy_check(S, Q), KMS_E_IO);
+	ASSERT_EQ(store_binding_role(S, Q, 1000, NULL, 0), 0);
+	db_exec("DELETE FROM policy WHERE kind = 'bind' AND name = 'x y|uid|1000'");
+	refresh();
+	ASSERT_OK(store_project_policy_check(S, P));
+	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), 3);
+	/* Token rows. */
+	ASSERT_OK(store_token_record(S, &t));
+	ASSERT_FALSE(store_token_revoked(S, t.id));
+	db_exec("UPDATE policy SET value = 'garbled' WHERE kind = 'token'");
+	refresh();
+	ASSERT_TRUE(store_token_revoked(S, t.id));
+	ASSERT_OK(store_project_policy_check(S, P));
+	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 1);
+	ASSERT_TRUE(strstr(what, "token '0123456789abcdef'") != NULL);
+	db_exec("UPDATE policy SET name = 'not-an-id' WHERE kind = 'token'");
+	refresh();
+	ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
+	/* A row of a kind this version does not know is left alone. */
+	db_exec("DELETE FROM policy WHERE kind = 'token'");
+	db_exec("INSERT INTO policy(kind, name, value) VALUES('future', 'x', 'y')");
+	refresh();
+	ASSERT_OK(store_project_policy_check(S, P));
+	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 0);
 }

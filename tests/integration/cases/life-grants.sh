@@ -3,7 +3,9 @@
 # lets bob's viewer token (used by another uid) unwrap on THAT key only (create-datakey and other
 # keys: KMS.0307); list-grants and list-retirable-grants show the documented fields; revoke-grant
 # (KMS.2501 unknown id, KMS.2502 other key) takes effect at once; retire-grant works for the
-# retiring principal and for a grantee whose grant includes retire-grant, not otherwise;
+# retiring principal (crypto, not viewer) and for a grantee whose grant includes retire-grant, not
+# otherwise; kmsctl's grants name the issuer "kmsctl", a name no token may carry, and tokens
+# default to their role's name, so a viewer token cannot retire them;
 # KMS.2401 for create-grant alone, KMS.2402 for a bad grantee.
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup
@@ -74,6 +76,9 @@ g2=$(mk "{\"key_id\":\"$k2\",\"grantee_principal\":\"dave\",\"operations\":[\"en
 g3=$(mk "{\"key_id\":\"$k1\",\"grantee_principal\":\"bob\",\"operations\":[\"decrypt-datakey\"]}")
 g4=$(mk "{\"key_id\":\"$k2\",\"grantee_principal\":\"bob\",\"operations\":[\"decrypt-datakey\",\"retire-grant\"]}")
 kms_login lg "$(kms_token lg --user carol --role viewer)"
+# A viewer may not retire, not even as the retiring principal (retire-grant needs crypto).
+assert_errcode "$(kms_call lg/retire-grant "{\"key_id\":\"$k2\",\"grant_id\":\"$g2\"}")" KMS.0307
+kms_login lg "$(kms_token lg --user carol --role crypto)"
 r=$(kms_call lg/list-retirable-grants '{}')
 assert_eq "$(jget "$r" '"\(.total) \(.grants[0].grant_id) \(.grants[0].retiring_principal) \(.grants[0].grantee_principal)"')" \
 	"1 $g2 carol dave" "carol's retirable grants"
@@ -83,11 +88,44 @@ assert_ok "$(kms_call lg/retire-grant "{\"key_id\":\"$k2\",\"grant_id\":\"$g2\"}
 kms_login lg "$atok"
 assert_errcode "$(user_call lg/retire-grant "{\"key_id\":\"$k1\",\"grant_id\":\"$g3\"}")" KMS.0307
 assert_ok "$(user_call lg/decrypt-datakey "$(unwrap "$k1" "$ct1")")"
-assert_errcode "$(user_call lg/retire-grant "{\"key_id\":\"$k1\",\"grant_id\":\"$g4\"}")" KMS.2502
+# g4 is on k2: naming k1, where bob (a viewer) holds no retire-grant, is KMS.0307.
+assert_errcode "$(user_call lg/retire-grant "{\"key_id\":\"$k1\",\"grant_id\":\"$g4\"}")" KMS.0307
 assert_ok "$(user_call lg/decrypt-datakey "$(unwrap "$k2" "$ct2")")"
 assert_ok "$(user_call "lg/keys/$k2/retire-grant" "{\"grant_id\":\"$g4\"}")"
 assert_errcode "$(user_call lg/decrypt-datakey "$(unwrap "$k2" "$ct2")")" KMS.0307
 assert_eq "$(jget "$(kms_call lg/list-grants "{\"key_id\":\"$k2\"}")" .total)" 0 "grants on k2 after retiring"
 assert_eq "$(jget "$(kms_call lg/list-grants "{\"key_id\":\"$k1\"}")" '[.grants[].grant_id] | join(" ")')" "$g3" \
 	"grants on k1"
+
+# Issue 11: grants made by kmsctl had issuer "admin", the name every token got by default, and
+# a viewer token retired them. kmsctl's grants name "kmsctl", which no token may carry; tokens
+# default to their role's name; a viewer token (default name) may not retire kmsctl's grant, a
+# crypto token named admin neither (it is not the issuer).
+r=$(kms_ctl call lg create-grant "{\"key_id\":\"$k1\",\"grantee_principal\":\"dave\",\"operations\":[\"describe-key\"]}") ||
+	fail "kmsctl call create-grant: $r"
+g5=$(jget "$r" .grant_id)
+assert_eq "$(jget "$(kms_call lg/list-grants "{\"key_id\":\"$k1\"}")" ".grants[] | select(.grant_id == \"$g5\") | .issuing_principal")" \
+	kmsctl "issuer of kmsctl's grant"
+for u in kmsctl uid0 uid1000; do
+	rc=0
+	out=$(kms_token lg --user "$u" --role viewer 2>&1) || rc=$?
+	assert_eq "$rc" 2 "token issue --user $u"
+	assert_contains "$out" "reserved" "token issue --user $u"
+done
+vtok=$(kms_token lg --role viewer)
+ctok=$(kms_token lg --role crypto)
+list=$(kms_ctl token list)
+for t in viewer crypto; do
+	[ -n "$(awk -v t="$t" '$2 == "lg" && $3 == t && $4 == t' <<<"$list")" ] ||
+		fail "no $t token named $t: $list"
+done
+as_user setfattr -n user.kms.token -v "$vtok" "$P" || fail "viewer setfattr"
+assert_errcode "$(user_call lg/retire-grant "{\"key_id\":\"$k1\",\"grant_id\":\"$g5\"}")" KMS.0307
+as_user setfattr -n user.kms.token -v "$(kms_token lg --user admin --role viewer)" "$P" || fail "setfattr"
+assert_errcode "$(user_call lg/retire-grant "{\"key_id\":\"$k1\",\"grant_id\":\"$g5\"}")" KMS.0307
+as_user setfattr -n user.kms.token -v "$(kms_token lg --user admin --role crypto)" "$P" || fail "setfattr"
+assert_errcode "$(user_call lg/retire-grant "{\"key_id\":\"$k1\",\"grant_id\":\"$g5\"}")" KMS.0307
+as_user setfattr -n user.kms.token -v "$ctok" "$P" || fail "crypto setfattr"
+assert_errcode "$(user_call lg/retire-grant "{\"key_id\":\"$k1\",\"grant_id\":\"$g5\"}")" KMS.0307
+assert_ok "$(kms_ctl call lg retire-grant "{\"key_id\":\"$k1\",\"grant_id\":\"$g5\"}")"
 kms_umount

@@ -1,7 +1,8 @@
 #!/bin/bash
 # Rotation (issue 4.3, kms-api.md 4.8): get-key-rotation-status fields and types; enable/disable-
 # key-rotation (KMS.0313 when not enabled); update-key-rotation-interval 30..365 (KMS.3001;
-# KMS.0313 when rotation is off); the rotate-key extension increments number_of_rotations; every
+# KMS.0313 when rotation is off); the rotate-key extension (and rotate-on-demand, the Huawei SDK's
+# name for it, through echo and cat) increments number_of_rotations; every
 # ciphertext made before any rotation still decrypts and new ones carry the new version (u32 LE
 # just before the trailing SHA-256: DEK blob bytes 152..155); automatic rotation when the interval
 # has passed (moved into the past in STATE/kms.db while unmounted) by the daemon's maintenance,
@@ -87,6 +88,19 @@ for v in 1 2; do
 done
 assert_eq "$(jget "$(kms_call "$K/describe-key" '{}')" .key_info.key_id)" "$id" "key id unchanged by rotation"
 
+# rotate-on-demand, the current Huawei SDK's name for rotate-key ({"key_id"} -> {"key_id"}), in
+# the project folder and the key folder, with echo and cat; each adds a version.
+assert_contains " $(ls "$KMS_MNT/lr" | tr '\n' ' ') " " rotate-on-demand " "ls of the project"
+assert_contains " $(ls "$KMS_MNT/$K" | tr '\n' ' ') " " rotate-on-demand " "ls of the key folder"
+echo "{\"key_id\":\"$id\"}" >"$KMS_MNT/lr/rotate-on-demand" || fail "echo > lr/rotate-on-demand"
+assert_eq "$(cat "$KMS_MNT/lr/rotate-on-demand")" "{\"key_id\":\"$id\"}" "rotate-on-demand reply"
+assert_eq "$(jget "$(status "$id")" .number_of_rotations)" 3 "rotations after rotate-on-demand"
+new_ciphertexts 3
+echo '{}' >"$KMS_MNT/$K/rotate-on-demand" || fail "echo > $K/rotate-on-demand"
+assert_eq "$(cat "$KMS_MNT/$K/rotate-on-demand")" "{\"key_id\":\"$id\"}" "rotate-on-demand in the key folder"
+new_ciphertexts 4
+all_decrypt
+
 # disable-key-rotation; then the interval cannot be changed; rotate-key on a disabled key: 0209
 assert_eq "$(kms_call "$K/disable-key-rotation" '{}')" "{}" "disable-key-rotation reply"
 assert_eq "$(jget "$(status "$id")" .key_rotation_enabled)" false "rotation disabled"
@@ -96,6 +110,7 @@ assert_ok "$(kms_call "$K/enable-key-rotation" '{}')"
 assert_ok "$(kms_call "lr/keys/$off/enable-key-rotation" '{}')"
 assert_ok "$(kms_call "lr/keys/$off/disable-key" '{}')"
 assert_errcode "$(kms_call "lr/keys/$off/rotate-key" '{}')" KMS.0209
+assert_errcode "$(kms_call "lr/keys/$off/rotate-on-demand" '{}')" KMS.0209
 kms_umount
 
 # Automatic rotation after downtime: the interval passed long ago.
@@ -107,13 +122,13 @@ c.commit()' "$DB" "$id" "$norot" "$off" || fail "could not move the rotation dat
 kms_mount
 kms_login lr
 for ((i = 0; i < 150; i++)); do
-	[ "$(jget "$(status "$id")" .number_of_rotations)" -gt 2 ] && break
+	[ "$(jget "$(status "$id")" .number_of_rotations)" -gt 4 ] && break
 	sleep 0.1
 done
-assert_eq "$(jget "$(status "$id")" .number_of_rotations)" 3 "rotations after the interval passed"
+assert_eq "$(jget "$(status "$id")" .number_of_rotations)" 5 "rotations after the interval passed"
 assert_eq "$(jget "$(status "$norot")" .number_of_rotations)" 0 "a key without rotation"
 assert_eq "$(jget "$(status "$off")" .number_of_rotations)" 0 "a disabled key"
-new_ciphertexts 3
+new_ciphertexts 5
 all_decrypt
 kms_umount
 out=$(kms_ctl check) || fail "kmsctl check: $out"
