@@ -229,7 +229,7 @@ int api_caller_may(const struct api_service *svc, const struct api_caller *c,
 	if (c->trusted)
 		return 0;
 	/* A project whose policy rows cannot be read is closed, not open (KMS.0102). */
-	if ((r = store_project_policy_check(req->svc->store, c->project)) < 0)
+	if ((r = store_project_policy_check(svc->store, c->project)) < 0)
 		return r;
 	if (!c->claims)
 		return c->auth_error ? c->auth_error : KMS_E_TOKEN_MISSING;
