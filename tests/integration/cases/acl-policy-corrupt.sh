@@ -42,14 +42,17 @@ assert c.total_changes == 1, c.total_changes
 c.commit()' "$DB" || fail "could not garble the policy row"
 wait_mode "$P" 0
 assert_eq "$(stat -c '%a %u %g' "$P")" "0 0 0" "mode, owner and group of the project after"
-assert_eq "$(stat -c %a "$P/keys/$id/create-datakey")" 0 "mode of an action file after"
+assert_eq "$(stat -c %a "$P/create-datakey")" 0 "mode of an action file after"
+# Key folders need what list-keys needs, which a closed project gives nobody.
+out=$(stat "$P/keys/$id" 2>&1) && fail "root resolved a key folder of a closed project: $out"
+assert_contains "$out" "Permission denied" "root's stat of a key folder"
 out=$(as_user cat "$P/keys/$id/create-datakey-without-plaintext" 2>&1) &&
 	fail "the test user read an action file: $out"
 assert_contains "$out" "Permission denied" "the test user's cat"
 as_user ls "$P" >/dev/null 2>&1 && fail "the test user lists the project"
 # Root passes the kernel's mode checks; the daemon refuses the request.
-assert_errcode "$(kms_call "pc/keys/$id/describe-key" '{}')" KMS.0102
-kms_write "pc/keys/$id/create-datakey" '{}'
+assert_errcode "$(kms_call pc/describe-key "{\"key_id\":\"$id\"}")" KMS.0102
+kms_write pc/create-datakey "{\"key_id\":\"$id\"}"
 assert_errno close EIO
 assert_errcode "$(kms_call pc/create-key '{"key_alias":"during"}')" KMS.0102
 # One clear line in the log, naming the project.
