@@ -26,6 +26,14 @@ as_b() {
 	setpriv --reuid="$BUID" --regid="$BUID" --clear-groups -- \
 		env HOME=/ KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" "$@"
 }
+# spawn UID GID CMD... &: CMD as UID, in the background; `exec`, so that $! is CMD's own pid (the
+# EXIT trap kills it) and not a subshell's. Only ever used with `&`.
+spawn() {
+	local u=$1 g=$2
+	shift 2
+	exec setpriv --reuid="$u" --regid="$g" --clear-groups -- \
+		env HOME=/ KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" "$@"
+}
 P=$KMS_MNT/fp
 kms_token fp >/dev/null
 kms_mount allow_other
@@ -201,7 +209,7 @@ r=$(as_b "$KMS_PY" "$KMS_IO" read "$K/create-datakey")
 
 # (a) the token holder reads a handle the user opened and wrote.
 sock=$KMS_SCRATCH/pass.sock
-as_b "$KMS_PY" "$FP" serve "$sock" read >"$KMS_WORK/b.out" &
+spawn "$BUID" "$BUID" "$KMS_PY" "$FP" serve "$sock" read >"$KMS_WORK/b.out" &
 bpid=$!
 kms_bg $bpid
 as_user "$KMS_PY" "$FP" give "$sock" "$K/create-datakey" '{}' noread
@@ -211,7 +219,7 @@ assert_not_contains "$r" plain_text "read by the token holder of a handle the us
 assert_errcode "$r" KMS.0301
 
 # (b) the token holder only closes it (its FLUSH runs the request); the user reads afterwards.
-as_b "$KMS_PY" "$FP" serve "$sock" close >/dev/null &
+spawn "$BUID" "$BUID" "$KMS_PY" "$FP" serve "$sock" close >/dev/null &
 bpid=$!
 kms_bg $bpid
 r=$(as_user "$KMS_PY" "$FP" give "$sock" "$K/create-datakey" '{}' read)
@@ -220,7 +228,7 @@ assert_not_contains "$r" plain_text "answer after the token holder's close of th
 assert_errcode "$r" KMS.0301
 
 # (c) the other way round: the token holder's handle works for the user it is handed to.
-as_user "$KMS_PY" "$FP" take "$sock" '{}' >"$KMS_WORK/a.out" &
+spawn "$KMS_UID" "$KMS_GID" "$KMS_PY" "$FP" take "$sock" '{}' >"$KMS_WORK/a.out" &
 apid=$!
 kms_bg $apid
 as_b "$KMS_PY" "$FP" give "$sock" "$K/create-datakey" '' noread
@@ -229,14 +237,14 @@ r=$(cat "$KMS_WORK/a.out")
 [ -n "$(jget "$r" .plain_text)" ] || fail "a handle opened by the token holder, used by the user: $r"
 
 # ---------------------------------------------------------------- 3. changes after the open
-# twice USERFN FILE REQ1 REQ2 CHANGE...: a handle opened (and used with REQ1) before CHANGE runs,
-# used again with REQ2 after; prints both answers, one per line.
+# twice UID FILE REQ1 REQ2 CHANGE...: a handle opened by UID (and used with REQ1 unless it is -)
+# before CHANGE runs, used again with REQ2 after; prints both answers, one per line.
 gate=$KMS_SCRATCH/gate
 twice() {
 	local who=$1 f=$2 r1=$3 r2=$4 pid i
 	shift 4
 	rm -f "$gate.ready" "$gate.go"
-	"$who" "$KMS_PY" "$FP" twice "$f" "$r1" "$r2" "$gate" >"$KMS_SCRATCH/twice.out" &
+	spawn "$who" "$([ "$who" == "$BUID" ] && echo "$BUID" || echo "$KMS_GID")" "$KMS_PY" "$FP" twice "$f" "$r1" "$r2" "$gate" >"$KMS_SCRATCH/twice.out" &
 	pid=$!
 	kms_bg $pid
 	for ((i = 0; i < 600; i++)); do [ -e "$gate.ready" ] && break; sleep 0.05; done
@@ -250,39 +258,39 @@ second() { sed -n 2p <<<"$1"; }
 first() { sed -n 1p <<<"$1"; }
 
 # A token removed after the open: the handle keeps it.
-r=$(twice as_b "$K/create-datakey" '{}' '{}' as_b setfattr -x user.kms.token "$P")
+r=$(twice "$BUID" "$K/create-datakey" '{}' '{}' as_b setfattr -x user.kms.token "$P")
 [ -n "$(jget "$(first "$r")" .plain_text)" ] && [ -n "$(jget "$(second "$r")" .plain_text)" ] ||
 	fail "token removed after the open: $r"
 assert_errcode "$(as_b "$KMS_PY" "$KMS_IO" read "$K/create-datakey")" KMS.0301
 # A token set after the open: the handle still has none.
-r=$(twice as_b "$K/create-datakey" '-' '{}' as_b setfattr -n user.kms.token -v "$btok" "$P")
+r=$(twice "$BUID" "$K/create-datakey" '-' '{}' as_b setfattr -n user.kms.token -v "$btok" "$P")
 assert_errcode "$r" KMS.0301
 # A token replaced by a viewer's after the open: the handle keeps the crypto role.
 vtok=$(kms_token fp --user vic --role viewer)
-r=$(twice as_b "$K/create-datakey" '{}' '{}' as_b setfattr -n user.kms.token -v "$vtok" "$P")
+r=$(twice "$BUID" "$K/create-datakey" '{}' '{}' as_b setfattr -n user.kms.token -v "$vtok" "$P")
 [ -n "$(jget "$(second "$r")" .plain_text)" ] || fail "token replaced after the open: $r"
 assert_errcode "$(as_b "$KMS_PY" "$KMS_IO" read "$K/create-datakey")" KMS.0307
 # Revocation applies to the open handle at once.
 as_b setfattr -n user.kms.token -v "$btok" "$P" || fail "setfattr again"
 bid=$(kms_ctl token list | awk '$3 == "bea" {print $1; exit}')
-r=$(twice as_b "$K/create-datakey" '{}' '{}' kms_ctl token revoke "$bid")
+r=$(twice "$BUID" "$K/create-datakey" '{}' '{}' kms_ctl token revoke "$bid")
 [ -n "$(jget "$(first "$r")" .plain_text)" ] || fail "before the revocation: $r"
 assert_errcode "$(second "$r")" KMS.0302
 # Expiry too (4 s of validity; the first request is made at once).
 etok=$(kms_token fp --user eve --role crypto --ttl 4)
 as_b setfattr -n user.kms.token -v "$etok" "$P" || fail "setfattr expiring token"
-r=$(twice as_b "$K/create-datakey" '{}' '{}' sleep 5)
+r=$(twice "$BUID" "$K/create-datakey" '{}' '{}' sleep 5)
 [ -n "$(jget "$(first "$r")" .plain_text)" ] || fail "before the expiry: $r"
 assert_errcode "$(second "$r")" KMS.0303
 # Bindings: an unbind or a lower role applies at once, a higher role only to later opens.
 kms_ctl project bind fp --uid "$KMS_USER" --role crypto || fail "project bind"
-r=$(twice as_user "$K/create-datakey" '{}' '{}' kms_ctl project unbind fp --uid "$KMS_USER")
+r=$(twice "$KMS_UID" "$K/create-datakey" '{}' '{}' kms_ctl project unbind fp --uid "$KMS_USER")
 [ -n "$(jget "$(first "$r")" .plain_text)" ] || fail "bound user: $r"
 assert_errcode "$(second "$r")" KMS.0301
 kms_ctl project bind fp --uid "$KMS_USER" --role crypto || fail "project bind"
-r=$(twice as_user "$K/create-datakey" '{}' '{}' kms_ctl project bind fp --uid "$KMS_USER" --role viewer)
+r=$(twice "$KMS_UID" "$K/create-datakey" '{}' '{}' kms_ctl project bind fp --uid "$KMS_USER" --role viewer)
 assert_errcode "$(second "$r")" KMS.0307
-r=$(twice as_user "$K/create-datakey" '-' '{}' kms_ctl project bind fp --uid "$KMS_USER" --role crypto)
+r=$(twice "$KMS_UID" "$K/create-datakey" '-' '{}' kms_ctl project bind fp --uid "$KMS_USER" --role crypto)
 assert_errcode "$r" KMS.0307
 [ -n "$(jget "$(user_call "$K/create-datakey")" .plain_text)" ] || fail "a new open after the higher role"
 kms_umount
