@@ -200,13 +200,14 @@ static bool fs_audit_admit(struct fs *fs, struct fs_uid *u, const struct api_cal
 int fs_audit(void *ctx, const struct api_caller *c, const struct api_outcome *o)
 {
 	struct fs *fs = ctx;
-	/* Every caller fs_audit sees was made by fs_txn_run as the first member of a fs_call. */
-	const struct fs_call *call = (const struct fs_call *)c;
+	/* The call this thread is running (fs_txn_run), if c is its caller. */
+	const struct fs_call *call =
+		fs_current_call && &fs_current_call->caller == c ? fs_current_call : NULL;
 	struct fs_audit_line l = {
 		.uid = c->uid,
 		.gid = c->gid,
 		.pid = c->pid,
-		.comm = call->id ? call->id->comm : "",
+		.comm = call ? call->id->comm : "",
 		.project = c->project ? c->project : "",
 		.key_id = o->key_id,
 		.action = o->action,
@@ -219,7 +220,7 @@ int fs_audit(void *ctx, const struct api_caller *c, const struct api_outcome *o)
 	char line[FS_AUDIT_LINE_MAX];
 	int n;
 
-	if (call->owner && fs_audit_is_refusal(o) && !fs_audit_admit(fs, call->owner, c, o))
+	if (call && fs_audit_is_refusal(o) && !fs_audit_admit(fs, call->owner, c, o))
 		return 0;
 	n = fs_audit_format(&l, line, sizeof(line));
 	if (n < 0)

@@ -93,6 +93,20 @@ void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct
 	fs_identity_bound(req, fs, project, out);
 }
 
+bool fs_identity_any(fuse_req_t req, struct fs *fs, uint32_t project)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct fs_identity id = { .uid = ctx->uid, .gid = ctx->gid, .pid = ctx->pid };
+	bool any;
+
+	if (fs_binding_claims(fs, id.uid, project, &id.claims, &id.auth_error))
+		return true;
+	fs_identity_bound(req, fs, project, &id);
+	any = id.source != FS_ID_NONE;
+	fs_identity_release(&id);
+	return any;
+}
+
 void fs_identity_release(struct fs_identity *id)
 {
 	free(id->gids);

@@ -235,6 +235,10 @@ void fs_bindings_free(struct fs *fs);
  * fs_identity_release. "Does this caller have any identity for P?": out->source != FS_ID_NONE. */
 void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct fs_identity *out);
 void fs_identity_release(struct fs_identity *id);
+/* Does req's caller have an identity for the project now (a valid bound token or a role
+ * binding)? The same lookup as fs_identity_capture, without keeping anything. Expiry and
+ * revocation of the token are not looked at here: api_call checks them per request. */
+bool fs_identity_any(fuse_req_t req, struct fs *fs, uint32_t project);
 /* The claims a request made with a captured identity runs with now, or NULL (*auth_error: why).
  * A token's claims are as captured (api_call checks their expiry and revocation every request);
  * a role binding is looked up again with the captured uid and groups and can only narrow: an
@@ -269,13 +273,14 @@ size_t fs_pool_share(enum fs_pool p);
  * uid, then one a second; the rest are counted and summed up in a "suppressed" line. */
 #define FS_AUDIT_REFUSAL_BURST 20u
 #define FS_AUDIT_REFUSAL_PER_S 1u
-/* What fs_txn_run hands to api_call: the api's caller first, so that fs_audit (only ever called
- * with callers made here) gets the handle's identity back. */
+/* What fs_txn_run hands to api_call, and (through fs_current_call, for the thread that runs it)
+ * what fs_audit gets back: the handle's identity and the uid charged for it. */
 struct fs_call {
 	struct api_caller caller;
 	const struct fs_identity *id;
 	struct fs_uid *owner;
 };
+extern __thread const struct fs_call *fs_current_call;
 int fs_audit(void *ctx, const struct api_caller *caller, const struct api_outcome *o);
 int fs_audit_reserve(void *ctx);
 /* Write u's "suppressed" summary line if it has one pending (called with uid_lock held). True

@@ -169,6 +169,8 @@ void fs_mailbox_expire(struct fs *fs, bool all)
 	}
 }
 
+__thread const struct fs_call *fs_current_call;
+
 static struct fs_txn *fs_txn_of(struct fuse_file_info *fi)
 {
 	return (struct fs_txn *)(uintptr_t)fi->fh;
@@ -239,8 +241,10 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 	/* The claims captured at open; api_call checks expiry and revocation on every request. */
 	call.caller.claims =
 		fs_identity_claims(fs, &t->id, project, &claims, &call.caller.auth_error);
+	fs_current_call = &call;
 	t->last_err =
 		api_call(&fs->svc, &call.caller, t->action, t->req.data, t->req.len, &t->resp);
+	fs_current_call = NULL;
 	kms_buf_trim(&t->req, FS_KEEP_BUF_BYTES);
 	fs_hold(fs, t->owner, &t->resp_held, &t->resp);
 	return;
