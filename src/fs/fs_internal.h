@@ -89,9 +89,9 @@ enum fs_pool {
 struct fs_uid {
 	struct fs_uid *next;
 	uid_t uid;
-	size_t refs;            /* atomic; 0 -> 1 only under fs->uid_lock */
+	size_t refs;            /* atomic; freed at 0 only under fs->uid_lock (write) */
 	size_t used[FS_POOLS];  /* atomic */
-	bool warned_mailboxes;  /* the "mailbox share reached" warning was logged (uid_lock) */
+	bool warned_mailboxes;  /* atomic: the "mailbox share reached" warning was logged */
 	/* Audited refusals without an identity (under fs->audit_lock): a token bucket. */
 	unsigned audit_tokens;
 	int64_t audit_refill_ms;
@@ -139,7 +139,7 @@ struct fs {
 	pthread_rwlock_t bind_lock;
 	struct fs_binding *bindings[FS_BIND_BUCKETS]; /* chains, by (uid, project) */
 
-	pthread_mutex_t uid_lock;
+	pthread_rwlock_t uid_lock;
 	struct fs_uid *uids[FS_UID_BUCKETS]; /* chains, by uid */
 	size_t pool_used[FS_POOLS];          /* atomic: all uids together */
 
@@ -283,7 +283,7 @@ struct fs_call {
 extern __thread const struct fs_call *fs_current_call;
 int fs_audit(void *ctx, const struct api_caller *caller, const struct api_outcome *o);
 int fs_audit_reserve(void *ctx);
-/* Write u's "suppressed" summary line if it has one pending (called with uid_lock held). True
+/* Write u's "suppressed" summary line if it has one pending (uid_lock held for writing). True
  * when u's refusal bucket is full again and nothing is pending: the entry may go. */
 bool fs_audit_summary(struct fs *fs, struct fs_uid *u);
 

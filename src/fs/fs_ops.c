@@ -119,7 +119,7 @@ int fs_new(const struct fs_options *opt, struct fs **out)
 	}
 	pthread_mutex_init(&fs->mail_lock, NULL);
 	pthread_rwlock_init(&fs->bind_lock, NULL);
-	pthread_mutex_init(&fs->uid_lock, NULL);
+	pthread_rwlock_init(&fs->uid_lock, NULL);
 	pthread_mutex_init(&fs->janitor_lock, NULL);
 	pthread_cond_init(&fs->janitor_cond, NULL);
 	if ((r = fs_registry_init(&fs->reg)) < 0)
@@ -213,7 +213,7 @@ void fs_free(struct fs *fs)
 	pthread_mutex_destroy(&fs->mail_lock);
 	pthread_mutex_destroy(&fs->audit_lock);
 	pthread_rwlock_destroy(&fs->bind_lock);
-	pthread_mutex_destroy(&fs->uid_lock);
+	pthread_rwlock_destroy(&fs->uid_lock);
 	pthread_mutex_destroy(&fs->janitor_lock);
 	pthread_cond_destroy(&fs->janitor_cond);
 	free(fs);

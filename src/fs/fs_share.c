@@ -24,27 +24,45 @@ static size_t fs_uid_bucket(uid_t uid)
 	return ((uint32_t)uid * 2654435761u) % FS_UID_BUCKETS;
 }
 
+static struct fs_uid *fs_uid_find_pin(struct fs *fs, uid_t uid)
+{
+	struct fs_uid *u;
+
+	for (u = fs->uids[fs_uid_bucket(uid)]; u; u = u->next) {
+		if (u->uid == uid) {
+			__atomic_add_fetch(&u->refs, 1, __ATOMIC_RELAXED);
+			return u;
+		}
+	}
+	return NULL;
+}
+
+/* Every open comes here: a read lock, so that opens never wait for each other; the entry is
+ * created (write lock) only the first time a uid shows up, and freed only under the write lock
+ * while nothing pins it. */
 struct fs_uid *fs_uid_get(struct fs *fs, uid_t uid)
 {
 	struct fs_uid *u;
 	size_t b = fs_uid_bucket(uid);
 
-	pthread_mutex_lock(&fs->uid_lock);
-	for (u = fs->uids[b]; u; u = u->next)
-		if (u->uid == uid)
-			break;
+	pthread_rwlock_rdlock(&fs->uid_lock);
+	u = fs_uid_find_pin(fs, uid);
+	pthread_rwlock_unlock(&fs->uid_lock);
+	if (u)
+		return u;
+	pthread_rwlock_wrlock(&fs->uid_lock);
+	u = fs_uid_find_pin(fs, uid);
 	if (!u) {
 		u = calloc(1, sizeof(*u));
 		if (u) {
 			u->uid = uid;
+			u->refs = 1;
 			u->audit_tokens = FS_AUDIT_REFUSAL_BURST;
 			u->next = fs->uids[b];
 			fs->uids[b] = u;
 		}
 	}
-	if (u)
-		__atomic_add_fetch(&u->refs, 1, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&fs->uid_lock);
+	pthread_rwlock_unlock(&fs->uid_lock);
 	return u;
 }
 
@@ -101,7 +119,7 @@ static bool fs_uid_idle(const struct fs_uid *u, bool audit_idle)
 
 void fs_uids_sweep(struct fs *fs, bool all)
 {
-	pthread_mutex_lock(&fs->uid_lock);
+	pthread_rwlock_wrlock(&fs->uid_lock);
 	for (size_t b = 0; b < FS_UID_BUCKETS; b++) {
 		struct fs_uid **pp = &fs->uids[b];
 
@@ -118,5 +136,5 @@ void fs_uids_sweep(struct fs *fs, bool all)
 			}
 		}
 	}
-	pthread_mutex_unlock(&fs->uid_lock);
+	pthread_rwlock_unlock(&fs->uid_lock);
 }

@@ -90,10 +90,7 @@ static void fs_mailbox_put(struct fs *fs, fuse_ino_t ino, struct fs_uid *owner,
 	/* The replaced mailbox's place in the pool goes to the new one. */
 	if (!old && !fs_share_take(fs, owner, FS_POOL_MAILBOXES, 1)) {
 		pthread_mutex_unlock(&fs->mail_lock);
-		pthread_mutex_lock(&fs->uid_lock);
-		warn = !owner->warned_mailboxes;
-		owner->warned_mailboxes = true;
-		pthread_mutex_unlock(&fs->uid_lock);
+		warn = !__atomic_exchange_n(&owner->warned_mailboxes, true, __ATOMIC_RELAXED);
 		/* Once per uid (until its entry is freed): a flood must not fill the log. */
 		if (warn)
 			kms_log_warning("mailbox share (%zu per uid, %u in all) reached: responses for "
