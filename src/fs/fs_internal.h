@@ -25,12 +25,6 @@ enum fs_node_type {
 };
 
 #define FS_NO_KEY UINT32_MAX
-/* Open request handles and buffered request bytes over all of them (README, limits). */
-#define FS_MAX_OPEN_HANDLES 100000u
-#define FS_MAX_BUFFERED_BYTES (256u * 1024u * 1024u)
-/* Responses held by open handles and mailboxes. A request runs only while one more answer of
- * the largest size (4 MiB) fits, so the total stays under this plus one answer per worker. */
-#define FS_MAX_HELD_BYTES (256u * 1024u * 1024u)
 /* A handle keeps request and response blocks up to this size for its next transaction and
  * releases bigger ones, so an idle handle never pins an earlier big request or answer. */
 #define FS_KEEP_BUF_BYTES 4096u
@@ -67,6 +61,70 @@ struct fs_registry {
 struct fs_mailbox;
 struct fs_binding;
 
+/* Pools that clients fill and the daemon bounds (README, limits). Each has a daemon-wide bound
+ * and a per-uid share of it (FS_UID_SHARE_DIVISOR): one uid at its share leaves the rest to the
+ * others. A handle's use is charged to the uid that opened it. */
+enum fs_pool {
+	FS_POOL_HANDLES,       /* open action handles */
+	FS_POOL_REQUEST_BYTES, /* request bytes buffered by handles */
+	FS_POOL_HELD_BYTES,    /* answer bytes held by handles and mailboxes (buffer capacity) */
+	FS_POOL_MAILBOXES,     /* unread mailboxes */
+	FS_POOL_BINDINGS,      /* token bindings, one per (uid, project) */
+	FS_POOLS
+};
+#define FS_MAX_OPEN_HANDLES 100000u
+#define FS_MAX_BUFFERED_BYTES (256u * 1024u * 1024u)
+/* A request runs only while one more answer of the largest size (4 MiB) fits in its uid's share
+ * and in this bound, so the total stays under this plus one answer per worker. */
+#define FS_MAX_HELD_BYTES (256u * 1024u * 1024u)
+#define FS_MAX_MAILBOXES 16384u
+#define FS_MAX_BINDINGS 65536u
+/* Every uid (root too) may take at most a quarter of each pool. */
+#define FS_UID_SHARE_DIVISOR 4u
+#define FS_UID_BUCKETS 256u
+#define FS_BIND_BUCKETS 4096u
+
+/* One uid's use of the pools, and the rate limit of its audited refusals. Found through
+ * fs->uids; pinned (refs) by every handle, mailbox and binding of the uid; the janitor frees it
+ * once nothing pins it, it holds nothing and its refusal bucket is full again. */
+struct fs_uid {
+	struct fs_uid *next;
+	uid_t uid;
+	size_t refs;            /* atomic; freed at 0 only under fs->uid_lock (write) */
+	size_t used[FS_POOLS];  /* atomic */
+	bool warned_mailboxes;  /* atomic: the "mailbox share reached" warning was logged */
+	/* Audited refusals without an identity (under fs->audit_lock): a token bucket. */
+	unsigned audit_tokens;
+	int64_t audit_refill_ms;
+	uint64_t audit_suppressed; /* refusals not written since the last summary */
+	gid_t audit_gid;           /* of the last suppressed one, for the summary line */
+	char audit_project[KMS_MAX_PROJECT_ID + 1];
+	char audit_action[48];
+	char audit_code[16];
+};
+
+/* Who opened a handle, captured at OPEN like the kernel's file credentials. Every request on the
+ * handle runs with it, whoever reads, flushes or closes the descriptor later. */
+enum fs_identity_source {
+	FS_ID_NONE,    /* no token and no binding: requests answer auth_error */
+	FS_ID_TOKEN,   /* the token bound to (uid, project) at open */
+	FS_ID_BINDING, /* a `kmsctl project bind` role of the uid or one of its groups */
+};
+#define FS_MAX_GROUPS 64u
+struct fs_identity {
+	uid_t uid;
+	gid_t gid;
+	pid_t pid; /* a thread id in the daemon's pid namespace; 0 when the caller is not visible */
+	char comm[16]; /* the opener's command name (read only when auditing) */
+	enum fs_identity_source source;
+	int auth_error; /* FS_ID_NONE: why (KMS_E_TOKEN_MISSING, or the bound token's error) */
+	struct auth_claims claims;
+	/* FS_ID_BINDING: primary and supplementary groups at open (heap), for the per-request
+	 * re-check of the binding: an unbind applies at once, like a revocation. */
+	uint32_t *gids;
+	size_t ngids;
+};
+
 struct fs {
 	struct store *store;
 	struct api_service svc;
@@ -78,22 +136,19 @@ struct fs {
 
 	pthread_mutex_t mail_lock;
 	struct fs_mailbox *mail; /* list; small: one per (file, uid) with an unread response */
-	size_t nmail;
 
 	pthread_rwlock_t bind_lock;
-	struct fs_binding *bindings;
-	size_t nbindings;
+	struct fs_binding *bindings[FS_BIND_BUCKETS]; /* chains, by (uid, project) */
+
+	pthread_rwlock_t uid_lock;
+	struct fs_uid *uids[FS_UID_BUCKETS]; /* chains, by uid */
+	size_t pool_used[FS_POOLS];          /* atomic: all uids together */
 
 	int audit_fd;
 	pthread_mutex_t audit_lock;
 	size_t audit_pending;     /* requests that reserved room for their line */
 	off_t audit_reserved_to;  /* the audit file's blocks are allocated up to here */
 	bool audit_prealloc;      /* the file system supports fallocate(KEEP_SIZE) */
-
-	/* Bounds against clients that open many handles or write and never read. */
-	size_t open_handles;   /* atomic */
-	size_t buffered_bytes; /* atomic: request bytes held by all handles */
-	size_t held_bytes;     /* atomic: response bytes held by handles and mailboxes */
 
 	pthread_t janitor;
 	bool janitor_running;
@@ -105,6 +160,8 @@ struct fs {
 /* One open file handle: the unit of a transaction (design.md section 2). */
 struct fs_txn {
 	pthread_mutex_t lock;
+	struct fs_identity id; /* the opener's: every request on the handle runs with it */
+	struct fs_uid *owner;  /* the opener uid's pools, pinned */
 	fuse_ino_t ino;
 	struct fs_node node;
 	const struct api_action *action;
@@ -113,9 +170,9 @@ struct fs_txn {
 	struct kms_buf resp; /* secret */
 	bool req_pending;    /* written since the last run */
 	bool resp_ready;
-	size_t resp_held;    /* resp.cap as counted in fs->held_bytes */
-	int refused;         /* KMS_E_TOO_LONG (past KMS_MAX_REQUEST) or KMS_E_BUSY (daemon-wide
-			      * request bytes exhausted): the request answers this, never runs */
+	size_t resp_held;    /* resp.cap as counted in FS_POOL_HELD_BYTES */
+	int refused;         /* KMS_E_TOO_LONG (past KMS_MAX_REQUEST) or KMS_E_BUSY (the uid's share
+			      * or the daemon's request bytes exhausted): answers this, never runs */
 	bool ran_by_read;    /* the response went to this handle's reader */
 	int last_err;
 	bool err_reported;
@@ -166,16 +223,70 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
 void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
-/* The caller's verified claims for a project, copied out (false: *err says why there are none). */
+/* The claims of the token uid bound to a project, copied out (false: *err says why there are
+ * none). Callers use fs_identity_capture, which also looks at role bindings. */
 bool fs_binding_claims(struct fs *fs, uid_t uid, uint32_t project, struct auth_claims *out,
 		       int *err);
 void fs_bindings_free(struct fs *fs);
 
+/* fs_identity.c */
+/* The identity of req's caller for a project (index, as in struct fs_node): uid, gid, pid, and
+ * the claims that apply now: the token bound to (uid, project), else the role binding of the uid
+ * or its groups, else none (out->source FS_ID_NONE, out->auth_error). Release with
+ * fs_identity_release. "Does this caller have any identity for P?": out->source != FS_ID_NONE. */
+void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct fs_identity *out);
+void fs_identity_release(struct fs_identity *id);
+/* Does req's caller have an identity for the project now (a valid bound token or a role
+ * binding)? The same lookup as fs_identity_capture, without keeping anything. Expiry and
+ * revocation of the token are not looked at here: api_call checks them per request. */
+bool fs_identity_any(fuse_req_t req, struct fs *fs, uint32_t project);
+/* The claims a request made with a captured identity runs with now, or NULL (*auth_error: why).
+ * A token's claims are as captured (api_call checks their expiry and revocation every request);
+ * a role binding is looked up again with the captured uid and groups and can only narrow: an
+ * unbind or a lower role applies at once, a higher role only to later opens. */
+const struct auth_claims *fs_identity_claims(struct fs *fs, const struct fs_identity *id,
+					     const char *project, struct auth_claims *buf,
+					     int *auth_error);
+/* The calling thread's command name; pid is a thread id in our pid namespace (0 if unseen). */
+void fs_process_name(pid_t pid, char *out, size_t cap);
+
+/* fs_share.c: the per-uid shares of the pools. */
+/* The uid's entry, created if needed and pinned; NULL when out of memory. */
+struct fs_uid *fs_uid_get(struct fs *fs, uid_t uid);
+/* One more pin on an entry the caller has pinned already. */
+void fs_uid_pin(struct fs_uid *u);
+void fs_uid_put(struct fs_uid *u);
+/* Take n of a pool for u: false (nothing taken) when u's share or the daemon's bound would be
+ * passed. */
+KMS_WUR bool fs_share_take(struct fs *fs, struct fs_uid *u, enum fs_pool p, size_t n);
+void fs_share_give(struct fs *fs, struct fs_uid *u, enum fs_pool p, size_t n);
+/* Is there room for n more of a pool in u's share and the daemon's bound? */
+bool fs_share_room(struct fs *fs, const struct fs_uid *u, enum fs_pool p, size_t n);
+/* Free entries that hold nothing (all: every entry, at shutdown); write the audit summary of
+ * suppressed refusals first. */
+void fs_uids_sweep(struct fs *fs, bool all);
+size_t fs_pool_share(enum fs_pool p);
+
 /* fs_audit.c */
 #define FS_AUDIT_LINE_MAX 1024
 #define FS_AUDIT_PREALLOC (64 * 1024)
+/* Refusals for want of an identity (KMS.0301-0303) are written at most this many in a row per
+ * uid, then one a second; the rest are counted and summed up in a "suppressed" line. */
+#define FS_AUDIT_REFUSAL_BURST 20u
+#define FS_AUDIT_REFUSAL_PER_S 1u
+/* What fs_txn_run hands to api_call, and (through fs_current_call, for the thread that runs it)
+ * what fs_audit gets back: the handle's identity and the uid charged for it. */
+struct fs_call {
+	struct api_caller caller;
+	const struct fs_identity *id;
+	struct fs_uid *owner;
+};
+extern __thread const struct fs_call *fs_current_call;
 int fs_audit(void *ctx, const struct api_caller *caller, const struct api_outcome *o);
 int fs_audit_reserve(void *ctx);
+/* Write u's "suppressed" summary line if it has one pending (uid_lock held for writing). True
+ * when u's refusal bucket is full again and nothing is pending: the entry may go. */
+bool fs_audit_summary(struct fs *fs, struct fs_uid *u);
 
 static inline struct fs *fs_from_req(fuse_req_t req)
 {

@@ -120,6 +120,7 @@ int fs_new(const struct fs_options *opt, struct fs **out)
 	}
 	pthread_mutex_init(&fs->mail_lock, NULL);
 	pthread_rwlock_init(&fs->bind_lock, NULL);
+	pthread_rwlock_init(&fs->uid_lock, NULL);
 	pthread_mutex_init(&fs->janitor_lock, NULL);
 	pthread_cond_init(&fs->janitor_cond, NULL);
 	if ((r = fs_registry_init(&fs->reg)) < 0)
@@ -171,8 +172,9 @@ static void fs_report_policy(struct fs *fs, char *last, size_t cap)
 	snprintf(last, cap, "%s", what);
 }
 
-/* Every second: wipe expired mailboxes (an unread response never outlives its TTL by much) and
- * notice changes kmsctl made to the database; every 10 s: key maintenance. */
+/* Every second: wipe expired mailboxes (an unread response never outlives its TTL by much), write
+ * the summaries of suppressed refusals, and notice changes kmsctl made to the database; every
+ * 10 s: key maintenance. */
 static void *fs_janitor(void *arg)
 {
 	struct fs *fs = arg;
@@ -190,6 +192,8 @@ static void *fs_janitor(void *arg)
 		pthread_cond_timedwait(&fs->janitor_cond, &fs->janitor_lock, &ts);
 		pthread_mutex_unlock(&fs->janitor_lock);
 		fs_mailbox_expire(fs, false);
+		/* Summaries of suppressed refusals; entries of uids that hold nothing go. */
+		fs_uids_sweep(fs, false);
 		if (store_refresh(fs->store, &changed) == 0 && changed)
 			kms_log_debug("key database changed by another process; cache dropped");
 		fs_report_policy(fs, policy_said, sizeof(policy_said));
@@ -231,6 +235,7 @@ void fs_free(struct fs *fs)
 	}
 	fs_mailbox_expire(fs, true);
 	fs_bindings_free(fs);
+	fs_uids_sweep(fs, true);
 	fs_registry_free(&fs->reg);
 	kms_secret_free(fs->token_secret, AUTH_SECRET_BYTES);
 	if (fs->audit_fd >= 0)
@@ -238,6 +243,7 @@ void fs_free(struct fs *fs)
 	pthread_mutex_destroy(&fs->mail_lock);
 	pthread_mutex_destroy(&fs->audit_lock);
 	pthread_rwlock_destroy(&fs->bind_lock);
+	pthread_rwlock_destroy(&fs->uid_lock);
 	pthread_mutex_destroy(&fs->janitor_lock);
 	pthread_cond_destroy(&fs->janitor_cond);
 	free(fs);

@@ -275,14 +275,11 @@ bool fs_alias_decode(const char *name, char *out, size_t cap)
 	return o > 0;
 }
 
-/* Who asks: what the API would know of the caller of a FUSE request. Its groups are read (from
- * /proc, by libfuse) only when a uid/gid binding has to be looked up. */
+/* Who asks: the caller of a FUSE request, as the tree's decisions need it. */
 struct fs_who {
 	fuse_req_t req;
 	uid_t uid;
-	bool groups_known;
-	size_t ngids;
-	uint32_t gids[65]; /* the primary gid, then up to 64 supplementary groups */
+	gid_t gid;
 };
 
 static void fs_who_init(fuse_req_t req, struct fs_who *who)
@@ -292,37 +289,25 @@ static void fs_who_init(fuse_req_t req, struct fs_who *who)
 	memset(who, 0, sizeof(*who));
 	who->req = req;
 	who->uid = ctx->uid;
-	who->gids[who->ngids++] = ctx->gid;
+	who->gid = ctx->gid;
 }
 
-/* The claims the API would get for this caller in project, as fs_txn_run builds them: the token
- * bound for (uid, project), else the role a `kmsctl project bind` gave the uid or a group.
- * merge: use the identity capture of fs_txn.c */
-static bool fs_who_claims(struct fs *fs, struct fs_who *who, uint32_t project, const char *pname,
+/* The claims the API would get for this caller in project: the identity an open would capture
+ * now (fs_identity_capture: the token bound for (uid, project), else a role binding). */
+static bool fs_who_claims(struct fs *fs, struct fs_who *who, uint32_t project,
 			  struct auth_claims *claims, int *auth_error)
 {
-	int role;
+	struct fs_identity id;
+	bool any;
 
-	if (fs_binding_claims(fs, who->uid, project, claims, auth_error))
-		return true;
-	if (!who->groups_known) {
-		gid_t groups[64];
-		int ng = fuse_req_getgroups(who->req, (int)KMS_ARRAY_SIZE(groups), groups);
-
-		for (int i = 0; i < ng && i < (int)KMS_ARRAY_SIZE(groups); i++)
-			who->gids[who->ngids++] = groups[i];
-		who->groups_known = true;
-	}
-	role = store_binding_role(fs->store, pname, who->uid, who->gids, who->ngids);
-	if (role <= 0)
-		return false;
-	memset(claims, 0, sizeof(*claims));
-	snprintf(claims->id, sizeof(claims->id), "uid:%u", (unsigned)who->uid);
-	snprintf(claims->project, sizeof(claims->project), "%s", pname);
-	snprintf(claims->user, sizeof(claims->user), "uid%u", (unsigned)who->uid);
-	claims->role = (enum auth_role)role;
-	claims->expiry = INT64_MAX;
-	return true;
+	fs_identity_capture(who->req, fs, project, &id);
+	any = id.source != FS_ID_NONE;
+	if (any)
+		*claims = id.claims;
+	else
+		*auth_error = id.auth_error ? id.auth_error : KMS_E_TOKEN_MISSING;
+	fs_identity_release(&id);
+	return any;
 }
 
 /* May the caller see the keys of project: list keys/ and aliases/, look a key or an alias up,
@@ -333,13 +318,13 @@ static bool fs_caller_may_list(struct fs *fs, struct fs_who *who, uint32_t proje
 {
 	const struct api_action *list_keys = api_action_find("list-keys", API_SCOPE_PROJECT);
 	char pname[KMS_MAX_PROJECT_ID + 1];
-	struct api_caller caller = { .uid = who->uid, .gid = (gid_t)who->gids[0] };
+	struct api_caller caller = { .uid = who->uid, .gid = who->gid };
 	struct auth_claims claims;
 
 	if (!list_keys || !fs_project_name(fs, project, pname))
 		return false;
 	caller.project = pname;
-	if (fs_who_claims(fs, who, project, pname, &claims, &caller.auth_error))
+	if (fs_who_claims(fs, who, project, &claims, &caller.auth_error))
 		caller.claims = &claims;
 	return api_caller_may(&fs->svc, &caller, list_keys, store_now_ms()) == 0;
 }

@@ -1,6 +1,7 @@
 /* File transactions (design.md section 2): one request and one response per open handle, run at
- * the first read after a write or at flush; a response run at flush is also left in a read-once
- * mailbox for (file, uid), so `echo "$req" > f; cat f` works. */
+ * the first read after a write or at flush, with the identity captured when the handle was opened
+ * (fs_identity.c); a response run at flush is also left in a read-once mailbox for (file, opener
+ * uid), so `echo "$req" > f; cat f` works. */
 #include <errno.h>
 #include <linux/fuse.h>
 #include <stdio.h>
@@ -13,15 +14,14 @@
 #include "common/kms_secmem.h"
 #include "fs_internal.h"
 
-/* Responses waiting for a shell's `cat`; bounded so a writer that never reads can't grow us. */
-#define FS_MAX_MAILBOXES 16384u
-
+/* Responses waiting for a shell's `cat`; bounded (FS_POOL_MAILBOXES, per uid and in all) so a
+ * writer that never reads can't grow us. */
 struct fs_mailbox {
 	struct fs_mailbox *next;
 	fuse_ino_t ino;
-	uid_t uid;
+	struct fs_uid *owner; /* pinned; owner->uid is the uid that may take it */
 	int64_t expires_ms;
-	size_t held; /* resp.cap as counted in fs->held_bytes */
+	size_t held; /* resp.cap as counted in FS_POOL_HELD_BYTES */
 	struct kms_buf resp;
 };
 
@@ -33,76 +33,95 @@ static int64_t fs_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Count the memory a response buffer holds now (held: what was counted for it so far). Its
- * capacity, not its length: a buffer emptied for a small answer keeps its block. */
-static void fs_hold(struct fs *fs, size_t *held, const struct kms_buf *b)
+/* Count the memory a response buffer holds now (held: what was counted for it so far), in the
+ * daemon's and its uid's FS_POOL_HELD_BYTES. Its capacity, not its length: a buffer emptied for a
+ * small answer keeps its block. Growth is not refused here: fs_txn_run checks for room first. */
+static void fs_hold(struct fs *fs, struct fs_uid *owner, size_t *held, const struct kms_buf *b)
 {
-	if (b->cap > *held)
-		__atomic_add_fetch(&fs->held_bytes, b->cap - *held, __ATOMIC_RELAXED);
-	else if (b->cap < *held)
-		__atomic_sub_fetch(&fs->held_bytes, *held - b->cap, __ATOMIC_RELAXED);
+	if (b->cap > *held) {
+		__atomic_add_fetch(&fs->pool_used[FS_POOL_HELD_BYTES], b->cap - *held,
+				   __ATOMIC_RELAXED);
+		__atomic_add_fetch(&owner->used[FS_POOL_HELD_BYTES], b->cap - *held,
+				   __ATOMIC_RELAXED);
+	} else if (b->cap < *held) {
+		fs_share_give(fs, owner, FS_POOL_HELD_BYTES, *held - b->cap);
+	}
 	*held = b->cap;
 }
 
-static void fs_mailbox_free(struct fs *fs, struct fs_mailbox *m)
+/* Wipe and free a mailbox; give its place in FS_POOL_MAILBOXES back unless a new one of the
+ * same (file, uid) takes it over. */
+static void fs_mailbox_free(struct fs *fs, struct fs_mailbox *m, bool give_place)
 {
 	kms_buf_free(&m->resp);
-	fs_hold(fs, &m->held, &m->resp);
+	fs_hold(fs, m->owner, &m->held, &m->resp);
+	if (give_place)
+		fs_share_give(fs, m->owner, FS_POOL_MAILBOXES, 1);
+	fs_uid_put(m->owner);
 	free(m);
 }
 
-/* Takes over resp. Replaces (and wipes) an older mailbox of the same (file, uid). */
-static void fs_mailbox_put(struct fs *fs, fuse_ino_t ino, uid_t uid, struct kms_buf *resp)
+/* Takes over resp, for the uid of owner (pinned by the caller). Replaces (and wipes) an older
+ * mailbox of the same (file, uid). Past the uid's share of mailboxes the response is dropped
+ * (the writer gets no mailbox; other uids keep theirs). */
+static void fs_mailbox_put(struct fs *fs, fuse_ino_t ino, struct fs_uid *owner,
+			   struct kms_buf *resp)
 {
-	struct fs_mailbox *m = calloc(1, sizeof(*m)), **pp;
+	struct fs_mailbox *m = calloc(1, sizeof(*m)), **pp, *old = NULL;
+	bool warn = false;
 
 	if (!m) {
 		kms_buf_free(resp);
 		return;
 	}
 	m->ino = ino;
-	m->uid = uid;
+	m->owner = owner;
 	m->expires_ms = fs_now_ms() + (int64_t)fs->mailbox_ttl_s * 1000;
 	kms_buf_init(&m->resp, KMS_MAX_RESPONSE, true);
 	kms_buf_move(&m->resp, resp);
-	fs_hold(fs, &m->held, &m->resp);
 	pthread_mutex_lock(&fs->mail_lock);
 	for (pp = &fs->mail; *pp; pp = &(*pp)->next) {
-		if ((*pp)->ino == ino && (*pp)->uid == uid) {
-			struct fs_mailbox *old = *pp;
-
+		if ((*pp)->ino == ino && (*pp)->owner == owner) {
+			old = *pp;
 			*pp = old->next;
-			fs_mailbox_free(fs, old);
-			fs->nmail--;
 			break;
 		}
 	}
-	if (fs->nmail >= FS_MAX_MAILBOXES) {
+	/* The replaced mailbox's place in the pool goes to the new one. */
+	if (!old && !fs_share_take(fs, owner, FS_POOL_MAILBOXES, 1)) {
 		pthread_mutex_unlock(&fs->mail_lock);
-		kms_log_warning("mailbox limit (%u) reached: a response for uid %u was dropped",
-				FS_MAX_MAILBOXES, (unsigned)uid);
-		fs_mailbox_free(fs, m);
+		warn = !__atomic_exchange_n(&owner->warned_mailboxes, true, __ATOMIC_RELAXED);
+		/* Once per uid (until its entry is freed): a flood must not fill the log. */
+		if (warn)
+			kms_log_warning("mailbox share (%zu per uid, %u in all) reached: responses for "
+					"uid %u are dropped",
+					fs_pool_share(FS_POOL_MAILBOXES), FS_MAX_MAILBOXES,
+					(unsigned)owner->uid);
+		kms_buf_free(&m->resp);
+		free(m);
 		return;
 	}
+	fs_uid_pin(owner);
+	fs_hold(fs, owner, &m->held, &m->resp);
 	m->next = fs->mail;
 	fs->mail = m;
-	fs->nmail++;
 	pthread_mutex_unlock(&fs->mail_lock);
+	if (old)
+		fs_mailbox_free(fs, old, false);
 }
 
-/* Moves the response (and its count) to out / *held. */
-static bool fs_mailbox_take(struct fs *fs, fuse_ino_t ino, uid_t uid, struct kms_buf *out,
-			    size_t *held)
+/* Moves the response (and its count) of (ino, owner's uid) to out / *held. */
+static bool fs_mailbox_take(struct fs *fs, fuse_ino_t ino, struct fs_uid *owner,
+			    struct kms_buf *out, size_t *held)
 {
 	struct fs_mailbox **pp, *m = NULL;
 	int64_t now = fs_now_ms();
 
 	pthread_mutex_lock(&fs->mail_lock);
 	for (pp = &fs->mail; *pp; pp = &(*pp)->next) {
-		if ((*pp)->ino == ino && (*pp)->uid == uid) {
+		if ((*pp)->ino == ino && (*pp)->owner == owner) {
 			m = *pp;
 			*pp = m->next;
-			fs->nmail--;
 			break;
 		}
 	}
@@ -110,13 +129,14 @@ static bool fs_mailbox_take(struct fs *fs, fuse_ino_t ino, uid_t uid, struct kms
 	if (!m)
 		return false;
 	if (m->expires_ms <= now) {
-		fs_mailbox_free(fs, m);
+		fs_mailbox_free(fs, m, true);
 		return false;
 	}
+	/* Same uid: the held bytes stay in its count, now for the handle. */
 	kms_buf_move(out, &m->resp);
 	*held = m->held;
 	m->held = 0;
-	fs_mailbox_free(fs, m);
+	fs_mailbox_free(fs, m, true);
 	return true;
 }
 
@@ -133,7 +153,6 @@ void fs_mailbox_expire(struct fs *fs, bool all)
 			*pp = m->next;
 			m->next = dead;
 			dead = m;
-			fs->nmail--;
 		} else {
 			pp = &m->next;
 		}
@@ -142,10 +161,12 @@ void fs_mailbox_expire(struct fs *fs, bool all)
 	while (dead) {
 		struct fs_mailbox *next = dead->next;
 
-		fs_mailbox_free(fs, dead);
+		fs_mailbox_free(fs, dead, true);
 		dead = next;
 	}
 }
+
+__thread const struct fs_call *fs_current_call;
 
 static struct fs_txn *fs_txn_of(struct fuse_file_info *fi)
 {
@@ -154,60 +175,39 @@ static struct fs_txn *fs_txn_of(struct fuse_file_info *fi)
 
 static void fs_txn_unbuffer(struct fs *fs, struct fs_txn *t)
 {
-	if (t->req.len)
-		__atomic_sub_fetch(&fs->buffered_bytes, t->req.len, __ATOMIC_RELAXED);
+	fs_share_give(fs, t->owner, FS_POOL_REQUEST_BYTES, t->req.len);
 }
 
+/* Free a handle and give back what it holds: answer bytes, its place among the uid's handles. */
 static void fs_txn_free(struct fs *fs, struct fs_txn *t)
 {
 	kms_buf_free(&t->req);
 	kms_buf_free(&t->resp);
-	fs_hold(fs, &t->resp_held, &t->resp);
+	fs_hold(fs, t->owner, &t->resp_held, &t->resp);
+	fs_share_give(fs, t->owner, FS_POOL_HANDLES, 1);
+	fs_uid_put(t->owner);
+	fs_identity_release(&t->id);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
 
-/* Identity without a token: the role `kmsctl project bind` gave this uid or one of its groups,
- * the way a container gets its identity from where it runs. A token, when set, wins. */
-static bool fs_identity_claims(fuse_req_t req, struct fs *fs, const char *project,
-			       struct auth_claims *claims)
-{
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	gid_t groups[64];
-	uint32_t gids[65];
-	size_t n = 0;
-	int ng, role;
-
-	gids[n++] = ctx->gid;
-	ng = fuse_req_getgroups(req, (int)KMS_ARRAY_SIZE(groups), groups);
-	for (int i = 0; i < ng && i < (int)KMS_ARRAY_SIZE(groups); i++)
-		gids[n++] = groups[i];
-	role = store_binding_role(fs->store, project, ctx->uid, gids, n);
-	if (role <= 0)
-		return false;
-	memset(claims, 0, sizeof(*claims));
-	snprintf(claims->id, sizeof(claims->id), "uid:%u", (unsigned)ctx->uid);
-	snprintf(claims->project, sizeof(claims->project), "%s", project);
-	snprintf(claims->user, sizeof(claims->user), "uid%u", (unsigned)ctx->uid);
-	claims->role = (enum auth_role)role;
-	claims->expiry = INT64_MAX;
-	return true;
-}
-
-/* Run the handle's request as the caller of req. Caller holds t->lock. */
+/* Run the handle's request as its opener (t->id), whoever sent req. Caller holds t->lock. */
 static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 {
 	struct fs *fs = fs_from_req(req);
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	char project[KMS_MAX_PROJECT_ID + 1];
 	struct fs_key_entry key;
 	struct auth_claims claims;
-	struct api_caller caller = { .uid = ctx->uid, .gid = ctx->gid, .pid = ctx->pid };
+	struct fs_call call = {
+		.caller = { .uid = t->id.uid, .gid = t->id.gid, .pid = t->id.pid },
+		.id = &t->id,
+		.owner = t->owner,
+	};
 	int err;
 
 	fs_txn_unbuffer(fs, t);
 	kms_buf_trim(&t->resp, FS_KEEP_BUF_BYTES);
-	fs_hold(fs, &t->resp_held, &t->resp);
+	fs_hold(fs, t->owner, &t->resp_held, &t->resp);
 	t->base_set = false;
 	t->req_pending = false;
 	t->resp_ready = true;
@@ -217,10 +217,9 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 		t->refused = 0;
 		goto fail;
 	}
-	/* Answers held by handles and mailboxes are bounded: past the bound, refuse (503, EAGAIN)
-	 * before running rather than grow without limit. */
-	if (__atomic_load_n(&fs->held_bytes, __ATOMIC_RELAXED) + KMS_MAX_RESPONSE >
-	    FS_MAX_HELD_BYTES) {
+	/* Answers held by handles and mailboxes are bounded, per uid and in all: past the bound,
+	 * refuse (503, EAGAIN) before running rather than grow without limit. */
+	if (!fs_share_room(fs, t->owner, FS_POOL_HELD_BYTES, KMS_MAX_RESPONSE)) {
 		err = KMS_E_BUSY;
 		goto fail;
 	}
@@ -228,28 +227,30 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 		err = KMS_E_BAD_URL;
 		goto fail;
 	}
-	caller.project = project;
+	call.caller.project = project;
 	if (t->node.type == FS_KEY_ACTION) {
 		if (!fs_key_entry(fs, t->node.key, &key)) {
 			err = KMS_E_KEY_NOT_FOUND;
 			goto fail;
 		}
-		caller.path_key_id = key.key_id;
+		call.caller.path_key_id = key.key_id;
 	}
-	if (fs_binding_claims(fs, ctx->uid, t->node.project, &claims, &caller.auth_error))
-		caller.claims = &claims;
-	else if (fs_identity_claims(req, fs, project, &claims))
-		caller.claims = &claims; /* no token set: an admin's uid/gid binding, if any */
-	t->last_err = api_call(&fs->svc, &caller, t->action, t->req.data, t->req.len, &t->resp);
+	/* The claims captured at open; api_call checks expiry and revocation on every request. */
+	call.caller.claims =
+		fs_identity_claims(fs, &t->id, project, &claims, &call.caller.auth_error);
+	fs_current_call = &call;
+	t->last_err =
+		api_call(&fs->svc, &call.caller, t->action, t->req.data, t->req.len, &t->resp);
+	fs_current_call = NULL;
 	kms_buf_trim(&t->req, FS_KEEP_BUF_BYTES);
-	fs_hold(fs, &t->resp_held, &t->resp);
+	fs_hold(fs, t->owner, &t->resp_held, &t->resp);
 	return;
 fail:
 	kms_buf_trim(&t->req, FS_KEEP_BUF_BYTES);
 	t->last_err = err;
 	if (api_error_json(err, &t->resp) < 0)
 		kms_buf_reset(&t->resp);
-	fs_hold(fs, &t->resp_held, &t->resp);
+	fs_hold(fs, t->owner, &t->resp_held, &t->resp);
 }
 
 /* Set the open flags the kernel needs: direct_io so responses never enter the page cache (one
@@ -272,6 +273,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_from_req(req);
 	int acc = fi->flags & O_ACCMODE;
+	struct fs_uid *owner;
 	struct fs_txn *t;
 	struct fs_node n;
 
@@ -283,32 +285,38 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, n.type == FS_ALIAS_LINK ? ELOOP : EISDIR);
 		return;
 	}
-	if (__atomic_add_fetch(&fs->open_handles, 1, __ATOMIC_RELAXED) > FS_MAX_OPEN_HANDLES) {
-		__atomic_sub_fetch(&fs->open_handles, 1, __ATOMIC_RELAXED);
+	owner = fs_uid_get(fs, fuse_req_ctx(req)->uid);
+	if (!owner) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	/* Handles are bounded per uid and in all: a uid at its share gets ENFILE, others don't. */
+	if (!fs_share_take(fs, owner, FS_POOL_HANDLES, 1)) {
+		fs_uid_put(owner);
 		fuse_reply_err(req, ENFILE);
 		return;
 	}
 	t = calloc(1, sizeof(*t));
 	if (!t) {
-		__atomic_sub_fetch(&fs->open_handles, 1, __ATOMIC_RELAXED);
+		fs_share_give(fs, owner, FS_POOL_HANDLES, 1);
+		fs_uid_put(owner);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
 	pthread_mutex_init(&t->lock, NULL);
+	t->owner = owner;
+	fs_identity_capture(req, fs, n.project, &t->id);
 	t->ino = ino;
 	t->node = n;
 	t->action = api_action_at(n.action);
 	t->writable = acc != O_RDONLY;
 	kms_buf_init(&t->req, KMS_MAX_REQUEST, true);
 	kms_buf_init(&t->resp, KMS_MAX_RESPONSE, true);
-	if (acc == O_RDONLY &&
-	    fs_mailbox_take(fs, ino, fuse_req_ctx(req)->uid, &t->resp, &t->resp_held))
+	if (acc == O_RDONLY && fs_mailbox_take(fs, ino, owner, &t->resp, &t->resp_held))
 		t->resp_ready = true;
 	fi->fh = (uint64_t)(uintptr_t)t;
-	if (fs_reply_open(req, fi, t->writable) == -ENOENT) {
+	if (fs_reply_open(req, fi, t->writable) == -ENOENT)
 		fs_txn_free(fs, t); /* the open was interrupted: no release will come */
-		__atomic_sub_fetch(&fs->open_handles, 1, __ATOMIC_RELAXED);
-	}
 }
 
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -325,7 +333,7 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		fs_txn_unbuffer(fs, t);
 		kms_buf_trim(&t->req, FS_KEEP_BUF_BYTES);
 		kms_buf_trim(&t->resp, FS_KEEP_BUF_BYTES);
-		fs_hold(fs, &t->resp_held, &t->resp);
+		fs_hold(fs, t->owner, &t->resp_held, &t->resp);
 		t->resp_ready = false;
 		t->base_set = false;
 	}
@@ -334,14 +342,13 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 		err = t->refused == KMS_E_TOO_LONG ? EFBIG : ENOMEM; /* as the write that failed */
 		goto out;
 	}
-	if (__atomic_add_fetch(&fs->buffered_bytes, size, __ATOMIC_RELAXED) >
-	    FS_MAX_BUFFERED_BYTES) {
-		/* Too many half-finished requests daemon-wide: refuse, don't grow. The request is
-		 * now incomplete, so it must answer an error, never run with what was accepted. */
-		__atomic_sub_fetch(&fs->buffered_bytes, size, __ATOMIC_RELAXED);
+	if (!fs_share_take(fs, t->owner, FS_POOL_REQUEST_BYTES, size)) {
+		/* Too many half-finished requests of the opener's uid, or daemon-wide: refuse, don't
+		 * grow. The request is now incomplete, so it must answer an error, never run with
+		 * what was accepted. */
 		r = KMS_E_BUSY;
 	} else if ((r = kms_buf_append(&t->req, buf, size)) < 0) {
-		__atomic_sub_fetch(&fs->buffered_bytes, size, __ATOMIC_RELAXED);
+		fs_share_give(fs, t->owner, FS_POOL_REQUEST_BYTES, size);
 		if (r != KMS_E_TOO_LONG)
 			r = KMS_E_BUSY;
 	}
@@ -429,9 +436,10 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 		fs_txn_run(req, t);
 		t->ran_by_read = false;
-		/* Leave the response for the next `cat` of this file by this uid. */
+		/* Leave the response for the next `cat` of this file by the opener's uid (never the
+		 * uid of whoever closes: a setuid program that inherited the descriptor, say). */
 		if (kms_buf_append(&copy, t->resp.data, t->resp.len) == 0)
-			fs_mailbox_put(fs, ino, fuse_req_ctx(req)->uid, &copy);
+			fs_mailbox_put(fs, ino, t->owner, &copy);
 		kms_buf_free(&copy);
 	}
 	/* Report a failed request once, to the first close after it ran (dup'd fds: the rest 0). */
@@ -454,6 +462,5 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	kms_buf_reset(&t->req);
 	pthread_mutex_unlock(&t->lock);
 	fs_txn_free(fs_from_req(req), t);
-	__atomic_sub_fetch(&fs_from_req(req)->open_handles, 1, __ATOMIC_RELAXED);
 	fuse_reply_err(req, 0);
 }

@@ -15,11 +15,12 @@
 #include "fs_internal.h"
 
 #define FS_TOKEN_XATTR "user.kms.token"
-/* One binding per (uid, project): bounded by users x projects; this caps a misbehaving caller. */
-#define FS_MAX_BINDINGS 65536u
 
+/* One binding per (uid, project), counted in the uid's share of FS_POOL_BINDINGS, so a caller
+ * that binds garbage to every project leaves room for the others. */
 struct fs_binding {
 	struct fs_binding *next;
+	struct fs_uid *owner; /* pinned */
 	uid_t uid;
 	uint32_t project;
 	int error; /* why the token was refused, or 0 */
@@ -36,11 +37,16 @@ static bool fs_project_of(fuse_ino_t ino, uint32_t *project)
 	return true;
 }
 
+static size_t fs_binding_bucket(uid_t uid, uint32_t project)
+{
+	return (((uint32_t)uid * 2654435761u) ^ (project * 40503u)) % FS_BIND_BUCKETS;
+}
+
 static struct fs_binding **fs_binding_find_locked(struct fs *fs, uid_t uid, uint32_t project)
 {
 	struct fs_binding **pp;
 
-	for (pp = &fs->bindings; *pp; pp = &(*pp)->next)
+	for (pp = &fs->bindings[fs_binding_bucket(uid, project)]; *pp; pp = &(*pp)->next)
 		if ((*pp)->uid == uid && (*pp)->project == project)
 			return pp;
 	return NULL;
@@ -65,16 +71,24 @@ bool fs_binding_claims(struct fs *fs, uid_t uid, uint32_t project, struct auth_c
 	return ok;
 }
 
+static void fs_binding_free(struct fs *fs, struct fs_binding *b)
+{
+	fs_share_give(fs, b->owner, FS_POOL_BINDINGS, 1);
+	fs_uid_put(b->owner);
+	kms_wipe(b, sizeof(*b));
+	free(b);
+}
+
 void fs_bindings_free(struct fs *fs)
 {
-	while (fs->bindings) {
-		struct fs_binding *b = fs->bindings;
+	for (size_t i = 0; i < FS_BIND_BUCKETS; i++) {
+		while (fs->bindings[i]) {
+			struct fs_binding *b = fs->bindings[i];
 
-		fs->bindings = b->next;
-		kms_wipe(b, sizeof(*b));
-		free(b);
+			fs->bindings[i] = b->next;
+			fs_binding_free(fs, b);
+		}
 	}
-	fs->nbindings = 0;
 }
 
 void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
@@ -82,7 +96,7 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 {
 	struct fs *fs = fs_from_req(req);
 	uid_t uid = fuse_req_ctx(req)->uid;
-	struct fs_binding *b = NULL, **pp;
+	struct fs_binding *b = NULL, *old = NULL, **pp;
 	uint32_t project;
 	int err = 0;
 
@@ -103,6 +117,11 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 		err = ENOMEM;
 		goto out;
 	}
+	b->owner = fs_uid_get(fs, uid);
+	if (!b->owner) {
+		err = ENOMEM;
+		goto out;
+	}
 	b->uid = uid;
 	b->project = project;
 	/* Verify now (signature, syntax); expiry and project are checked on every request. */
@@ -110,29 +129,38 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 	pthread_rwlock_wrlock(&fs->bind_lock);
 	pp = fs_binding_find_locked(fs, uid, project);
 	if (pp) {
-		struct fs_binding *old = *pp;
-
+		/* A new token replaces the old one (its place in the pool goes to the new one).
+		 * Handles opened before keep the identity they captured. */
+		old = *pp;
 		*pp = old->next;
-		kms_wipe(old, sizeof(*old));
-		free(old);
-		fs->nbindings--;
+		fs_share_give(fs, old->owner, FS_POOL_BINDINGS, 1);
 	}
-	if (fs->nbindings >= FS_MAX_BINDINGS) {
+	if (!fs_share_take(fs, b->owner, FS_POOL_BINDINGS, 1)) {
 		pthread_rwlock_unlock(&fs->bind_lock);
 		err = ENOSPC;
 		goto out;
 	}
-	b->next = fs->bindings;
-	fs->bindings = b;
-	fs->nbindings++;
-	pthread_rwlock_unlock(&fs->bind_lock);
+	/* Logged before the lock is let go: a concurrent setxattr may replace and free b. */
 	if (b->error == 0)
 		kms_log_info("uid %u bound token %s (user '%s', role %s) to a project",
 			     (unsigned)uid, b->claims.id, b->claims.user,
 			     auth_role_name(b->claims.role));
+	pp = &fs->bindings[fs_binding_bucket(uid, project)];
+	b->next = *pp;
+	*pp = b;
+	pthread_rwlock_unlock(&fs->bind_lock);
 	b = NULL;
 out:
-	free(b);
+	if (old) {
+		fs_uid_put(old->owner);
+		kms_wipe(old, sizeof(*old));
+		free(old);
+	}
+	if (b) {
+		fs_uid_put(b->owner);
+		kms_wipe(b, sizeof(*b));
+		free(b);
+	}
 	/* Only the token's claims are kept; the token itself (a bearer secret) must not linger in
 	 * libfuse's reused receive buffer either. */
 	if (value && size)
@@ -179,12 +207,10 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	if (pp) {
 		old = *pp;
 		*pp = old->next;
-		fs->nbindings--;
 	}
 	pthread_rwlock_unlock(&fs->bind_lock);
-	if (old) {
-		kms_wipe(old, sizeof(*old));
-		free(old);
-	}
+	/* Handles opened with this token keep the identity they captured (README, tokens). */
+	if (old)
+		fs_binding_free(fs, old);
 	fuse_reply_err(req, old ? 0 : ENODATA);
 }

@@ -7,12 +7,15 @@
 #   * a request body is at most 64 KiB (KMS_MAX_REQUEST): the write that crosses it fails with
 #     EFBIG, the response is KMS.0203 and close() fails with EFBIG;
 #   * request bytes buffered by all open handles together are at most 256 MiB
-#     (FS_MAX_BUFFERED_BYTES = 4096 requests of 64 KiB): a write beyond it fails with ENOMEM;
-#   * at most 100000 open handles (FS_MAX_OPEN_HANDLES; open fails with ENFILE beyond);
+#     (FS_MAX_BUFFERED_BYTES = 4096 requests of 64 KiB), and those of the handles one uid opened
+#     at most a quarter of that (1024 requests): a write beyond either fails with ENOMEM;
+#   * at most 100000 open handles (FS_MAX_OPEN_HANDLES; open fails with ENFILE beyond), 25000 per
+#     uid (fault-uid-share tests the per-uid shares of every pool);
 #   * a handle whose write was refused with ENOMEM never runs what it had: it answers KMS.0104
 #     (503) and close() fails with EAGAIN;
 #   * answers held by open handles and mailboxes together are at most 256 MiB
-#     (FS_MAX_HELD_BYTES): past it, requests are refused with KMS.0104 / EAGAIN before running;
+#     (FS_MAX_HELD_BYTES), 64 MiB per uid: past it, that uid's requests are refused with KMS.0104
+#     / EAGAIN before running;
 #   * at most 16384 unread mailboxes, each wiped after -o mailbox_ttl seconds;
 #   * handles are not file descriptors of the daemon: its fd count does not depend on clients.
 #
@@ -32,13 +35,16 @@
 #      expire (a later cat gets a fresh one-line answer), and RSS does not grow burst after burst.
 #   4. The bounds: 64 KiB (EFBIG on that write and later ones, KMS.0203, the handle usable
 #      afterwards, close() EFBIG). Then, twice, the 256 MiB bound is filled with 64 KiB
-#      half-written requests: exactly 4096 fit (fewer would mean that an earlier step leaked
-#      buffered-bytes accounting), the next write and even one more byte fail with ENOMEM, a new
-#      writer elsewhere gets ENOMEM, callers that need no request bytes (empty reads, cat) still
-#      work, and once the handles close writes work again; the second fill fits 4096 again. The
-#      handle whose write was refused answers KMS.0104 (it never runs a partial request).
-#   5. Answers held unread (~2 MiB each, one byte read): requests are refused with KMS.0104 past
-#      the 256 MiB bound, RSS stays under it, and everything works once they close.
+#      half-written requests by four uids: exactly 1024 fit for root (its quarter; fewer would
+#      mean that an earlier step leaked buffered-bytes accounting), the next write and even one
+#      more byte fail with ENOMEM, a new writer of root elsewhere gets ENOMEM while another uid's
+#      write is accepted; three more uids fit 1024 each, and then a fifth uid's write fails with
+#      ENOMEM (the daemon-wide bound). Callers that need no request bytes (empty reads, cat) still
+#      work, and once the handles close writes work again; the second fill fits 4 x 1024 again.
+#      The handle whose write was refused answers KMS.0104 (it never runs a partial request).
+#   5. Answers held unread (~2 MiB each, one byte read): root's requests are refused with
+#      KMS.0104 past its 64 MiB share of held answers while another uid's still run, RSS stays
+#      under the bound, and everything works once they close.
 #   6. Handles that had a big answer, read it, then a small one, and stay open: RSS stays within
 #      64 MiB (the daemon gives big request and answer blocks back when a transaction ends).
 #
@@ -68,6 +74,14 @@
 # Latencies are logged for information only (the machine may be busy): correctness is asserted.
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup
+kms_user_setup
+# spawn_as UID CMD... &: CMD as UID in the background; `exec`, so that $! is CMD's own pid (the
+# EXIT trap kills it) and not a subshell's. Only ever used with `&`.
+spawn_as() {
+	local u=$1
+	shift
+	exec setpriv --reuid="$u" --regid="$u" --clear-groups -- env HOME=/ "$@"
+}
 
 asan=0
 if [ "${KMS_ASAN:-0}" == 1 ] || grep -qa __asan_init "$KMSFS"; then asan=1; fi
@@ -82,7 +96,7 @@ fi
 
 kms_token fc >/dev/null
 GLIBC_TUNABLES="${GLIBC_TUNABLES:+$GLIBC_TUNABLES:}glibc.malloc.arena_max=1" ASAN_OPTIONS=$asan_opts \
-	kms_mount mailbox_ttl=1
+	kms_mount mailbox_ttl=1 allow_other
 tr '\0' '\n' <"/proc/$KMS_PID/environ" | grep -q '^GLIBC_TUNABLES=.*arena_max=1' ||
 	fail "the daemon did not get GLIBC_TUNABLES=glibc.malloc.arena_max=1"
 kms_login fc
@@ -584,7 +598,7 @@ for round in 1 2; do
 	before=$(d_rss)
 	t=$SECONDS
 	nfit=0 ferr=none fillers=()
-	while [ "$ferr" == none ] && [ "$nfit" -le 4096 ]; do
+	while [ "$ferr" == none ] && [ "$nfit" -le 1024 ]; do
 		"$KMS_PY" "$FC" fill "$P" "$id" "$KMS_WORK/fill.ready.${#fillers[@]}" "$KMS_WORK/fill.release" "$per" &
 		fillers+=($!)
 		kms_bg $!
@@ -592,13 +606,38 @@ for round in 1 2; do
 		read -r n ferr <"$KMS_WORK/fill.ready.$((${#fillers[@]} - 1))"
 		nfit=$((nfit + n))
 	done
-	peak=$(d_rss)
-	log "fill $round ($((SECONDS - t)) s): $nfit requests of 64 KiB fit, then $ferr; rss ${before} -> ${peak}MiB, fds=$(d_fds)"
-	assert_eq "$nfit" 4096 "64 KiB requests that fit in the 256 MiB bound (fewer: leaked accounting)"
-	assert_eq "$ferr" ENOMEM/ENOMEM "errno past the bound (then for one more byte)"
-	# Another writer, on another file: refused.
+	log "fill $round ($((SECONDS - t)) s): $nfit requests of 64 KiB fit for root, then $ferr; rss ${before} -> $(d_rss)MiB, fds=$(d_fds)"
+	assert_eq "$nfit" 1024 "64 KiB requests of root that fit in its 64 MiB share (fewer: leaked accounting)"
+	assert_eq "$ferr" ENOMEM/ENOMEM "errno past the share (then for one more byte)"
+	# Another writer of root, on another file: refused; another uid's write: accepted.
 	kms_call fc/encrypt-data "{\"key_id\":\"$id\",\"plain_text\":\"x\"}" >/dev/null
 	assert_errno write ENOMEM
+	assert_errcode "$(as_user "$KMS_PY" "$KMS_IO" rdwr "$P/encrypt-data" '{"plain_text":"x"}')" KMS.0301
+	assert_errno write 0 "$KMS_UID"
+	# Three more uids take their shares: the daemon-wide 256 MiB is full, a fifth uid is refused.
+	for u in 61101 61102 61103; do
+		rm -f "$KMS_SCRATCH/fill.ready"
+		spawn_as "$u" "$KMS_PY" "$FC" fill "$P" "$id" "$KMS_SCRATCH/fill.ready" "$KMS_WORK/fill.release" "$per" &
+		fillers+=($!)
+		kms_bg $!
+		wait_ready "$KMS_SCRATCH/fill.ready" "$!"
+		read -r n uerr <"$KMS_SCRATCH/fill.ready"
+		assert_eq "$n $uerr" "1024 ENOMEM/ENOMEM" "64 KiB requests of uid $u"
+		nfit=$((nfit + n))
+	done
+	r=$(setpriv --reuid=61104 --regid=61104 --clear-groups -- "$KMS_PY" - "$P/encrypt-data" <<'PY'
+import errno, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+try:
+    os.write(fd, b'{"plain_text":"x"}')
+    print("accepted")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+PY
+)
+	assert_eq "$r" ENOMEM "a fifth uid's write with the daemon-wide bound full"
+	peak=$(d_rss)
+	log "fill $round ($((SECONDS - t)) s): 4 uids hold $nfit requests of 64 KiB; rss ${before} -> ${peak}MiB"
 	# Callers that need no request bytes still work: empty reads.
 	lat4=$("$KMS_PY" "$FC" reads "$P" "$id" 10) || fail "empty reads while the buffer is full"
 	assert_eq "$(jget "$(cat "$P/list-keys")" .total)" 60 "list-keys (cat) while full"
@@ -636,7 +675,9 @@ if [ "$asan" == 0 ]; then
 	peak=$(d_rss)
 	log "held answers ($((SECONDS - t)) s): $nheld handles hold ~2 MiB each, then $nbusy refused; rss ${before} -> ${peak}MiB"
 	[ "$nbusy" -ge 1 ] || fail "no request was refused with $nheld answers of ~2 MiB held"
-	[ "$nheld" -ge 100 ] || fail "only $nheld answers held before refusals (bound 256 MiB)"
+	[ "$nheld" -ge 10 ] || fail "only $nheld answers held before refusals (root's share: 64 MiB)"
+	# Another uid's requests still run (its answer is its own refusal, not KMS.0104).
+	assert_errcode "$(as_user "$KMS_PY" "$KMS_IO" rdwr "$P/keys/$id/describe-key" '{}')" KMS.0301
 	[ "$peak" -lt $((before + 256 + 96)) ] || fail "RSS ${before} -> ${peak} MiB holding answers"
 	r=$(kms_call "fc/keys/$id/describe-key" '{}')
 	assert_errcode "$r" KMS.0104
