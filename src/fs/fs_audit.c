@@ -1,7 +1,9 @@
 /* The audit trail (-o audit=FILE): one JSON line per request, appended before the response is
  * released. It names who (uid, gid, pid, process, token id or binding), what (project, key,
  * action, sequence) and the outcome (HTTP status, error code); never a plaintext, a token or a
- * token's secret part. A line that cannot be written fails the request (api_audit_fn). */
+ * token's secret part. A line that cannot be written fails the request (api_audit_fn). The who is
+ * the identity the handle captured at open. Refusals for want of an identity are rate-limited per
+ * uid (anyone can cause them): the ones not written are summed up in "suppressed" lines. */
 #define _GNU_SOURCE /* fallocate */
 #include <errno.h>
 #include <fcntl.h>
