@@ -41,6 +41,9 @@ kms_login fp # root: an admin token
 id=$(kms_create_key fp app)
 victim=$(kms_create_key fp victim)
 K=$P/keys/$id
+# A caller with no identity cannot resolve key folders (EACCES): its requests go through the
+# project's files, with the key id in the request.
+KREQ="{\"key_id\":\"$id\"}"
 
 FP=$KMS_WORK/fdpass.py
 cat >"$FP" <<'PY'
@@ -178,9 +181,9 @@ fp() { "$KMS_PY" "$FP" "$@"; }
 
 # ---------------------------------------------------------------- 1. setuid flush
 # The attack's premise: the user itself gets nothing.
-assert_errcode "$(user_call "$K/create-datakey")" KMS.0301
+assert_errcode "$(user_call "$P/create-datakey" "$KREQ")" KMS.0301
 
-r=$(as_user "$KMS_PY" "$FP" setuid-flush "$K/create-datakey" '{}' rdwr)
+r=$(as_user "$KMS_PY" "$FP" setuid-flush "$P/create-datakey" "$KREQ" rdwr)
 assert_not_contains "$r" plain_text "create-datakey flushed by a setuid-root program"
 assert_errcode "$r" KMS.0301
 
@@ -193,12 +196,12 @@ assert_eq "$(jget "$r" .key_info.key_state)" 2 "state of the key the user tried 
 # Mailbox poisoning: an O_WRONLY encrypt-datakey of a DEK the user knows, flushed as root.
 dek=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' | tr a-f A-F)
 req=$(dek_request "$id" "$dek")
-as_user "$KMS_PY" "$FP" setuid-flush "$K/encrypt-datakey" "$req" wronly
-r=$(kms_cat "$K/encrypt-datakey")
+as_user "$KMS_PY" "$FP" setuid-flush "$P/encrypt-datakey" "$req" wronly
+r=$(kms_cat "$P/encrypt-datakey")
 assert_not_contains "$r" cipher_text "root's cat after the user's O_WRONLY handle was flushed as root"
 assert_errcode "$r" KMS.0204 # root's own empty request: plain_text missing
 # The user's own mailbox holds its own answer.
-r=$(as_user cat "$K/encrypt-datakey")
+r=$(as_user cat "$P/encrypt-datakey")
 assert_errcode "$r" KMS.0301
 
 # ---------------------------------------------------------------- 2. SCM_RIGHTS, no root involved
@@ -212,7 +215,7 @@ sock=$KMS_SCRATCH/pass.sock
 spawn "$BUID" "$BUID" "$KMS_PY" "$FP" serve "$sock" read >"$KMS_WORK/b.out" &
 bpid=$!
 kms_bg $bpid
-as_user "$KMS_PY" "$FP" give "$sock" "$K/create-datakey" '{}' noread
+as_user "$KMS_PY" "$FP" give "$sock" "$P/create-datakey" "$KREQ" noread
 wait "$bpid" || fail "the receiving process failed"
 r=$(cat "$KMS_WORK/b.out")
 assert_not_contains "$r" plain_text "read by the token holder of a handle the user opened"
@@ -222,7 +225,7 @@ assert_errcode "$r" KMS.0301
 spawn "$BUID" "$BUID" "$KMS_PY" "$FP" serve "$sock" close >/dev/null &
 bpid=$!
 kms_bg $bpid
-r=$(as_user "$KMS_PY" "$FP" give "$sock" "$K/create-datakey" '{}' read)
+r=$(as_user "$KMS_PY" "$FP" give "$sock" "$P/create-datakey" "$KREQ" read)
 wait "$bpid" || fail "the receiving process failed"
 assert_not_contains "$r" plain_text "answer after the token holder's close of the user's handle"
 assert_errcode "$r" KMS.0301
@@ -258,12 +261,12 @@ second() { sed -n 2p <<<"$1"; }
 first() { sed -n 1p <<<"$1"; }
 
 # A token removed after the open: the handle keeps it.
-r=$(twice "$BUID" "$K/create-datakey" '{}' '{}' as_b setfattr -x user.kms.token "$P")
+r=$(twice "$BUID" "$P/create-datakey" "$KREQ" "$KREQ" as_b setfattr -x user.kms.token "$P")
 [ -n "$(jget "$(first "$r")" .plain_text)" ] && [ -n "$(jget "$(second "$r")" .plain_text)" ] ||
 	fail "token removed after the open: $r"
-assert_errcode "$(as_b "$KMS_PY" "$KMS_IO" read "$K/create-datakey")" KMS.0301
+assert_errcode "$(as_b "$KMS_PY" "$KMS_IO" rdwr "$P/create-datakey" "$KREQ")" KMS.0301
 # A token set after the open: the handle still has none.
-r=$(twice "$BUID" "$K/create-datakey" '-' '{}' as_b setfattr -n user.kms.token -v "$btok" "$P")
+r=$(twice "$BUID" "$P/create-datakey" '-' "$KREQ" as_b setfattr -n user.kms.token -v "$btok" "$P")
 assert_errcode "$r" KMS.0301
 # A token replaced by a viewer's after the open: the handle keeps the crypto role.
 vtok=$(kms_token fp --user vic --role viewer)
@@ -284,7 +287,7 @@ r=$(twice "$BUID" "$K/create-datakey" '{}' '{}' sleep 5)
 assert_errcode "$(second "$r")" KMS.0303
 # Bindings: an unbind or a lower role applies at once, a higher role only to later opens.
 kms_ctl project bind fp --uid "$KMS_USER" --role crypto || fail "project bind"
-r=$(twice "$KMS_UID" "$K/create-datakey" '{}' '{}' kms_ctl project unbind fp --uid "$KMS_USER")
+r=$(twice "$KMS_UID" "$P/create-datakey" "$KREQ" "$KREQ" kms_ctl project unbind fp --uid "$KMS_USER")
 [ -n "$(jget "$(first "$r")" .plain_text)" ] || fail "bound user: $r"
 assert_errcode "$(second "$r")" KMS.0301
 kms_ctl project bind fp --uid "$KMS_USER" --role crypto || fail "project bind"
