@@ -140,6 +140,11 @@ struct fs {
 	pthread_rwlock_t bind_lock;
 	struct fs_binding *bindings[FS_BIND_BUCKETS]; /* chains, by (uid, project) */
 
+	/* Open action handles. At unmount the kernel sends no RELEASE for handles whose
+	 * descriptors are still open (or whose release was still queued): fs_free frees these. */
+	pthread_mutex_t live_lock;
+	struct fs_txn *live;
+
 	pthread_rwlock_t uid_lock;
 	struct fs_uid *uids[FS_UID_BUCKETS]; /* chains, by uid */
 	size_t pool_used[FS_POOLS];          /* atomic: all uids together */
@@ -160,6 +165,7 @@ struct fs {
 /* One open file handle: the unit of a transaction (design.md section 2). */
 struct fs_txn {
 	pthread_mutex_t lock;
+	struct fs_txn *live_prev, *live_next; /* fs->live: freed at unmount if no RELEASE came */
 	struct fs_identity id; /* the opener's: every request on the handle runs with it */
 	struct fs_uid *owner;  /* the opener uid's pools, pinned */
 	fuse_ino_t ino;
@@ -216,6 +222,8 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_mailbox_expire(struct fs *fs, bool all);
+/* Free the handles no RELEASE came for (the session has ended: no request is running). */
+void fs_txns_free_all(struct fs *fs);
 
 /* fs_xattr.c */
 void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,

@@ -120,6 +120,7 @@ int fs_new(const struct fs_options *opt, struct fs **out)
 	}
 	pthread_mutex_init(&fs->mail_lock, NULL);
 	pthread_rwlock_init(&fs->bind_lock, NULL);
+	pthread_mutex_init(&fs->live_lock, NULL);
 	pthread_rwlock_init(&fs->uid_lock, NULL);
 	pthread_mutex_init(&fs->janitor_lock, NULL);
 	pthread_cond_init(&fs->janitor_cond, NULL);
@@ -233,6 +234,7 @@ void fs_free(struct fs *fs)
 		pthread_mutex_unlock(&fs->janitor_lock);
 		pthread_join(fs->janitor, NULL);
 	}
+	fs_txns_free_all(fs);
 	fs_mailbox_expire(fs, true);
 	fs_bindings_free(fs);
 	fs_uids_sweep(fs, true);
@@ -243,6 +245,7 @@ void fs_free(struct fs *fs)
 	pthread_mutex_destroy(&fs->mail_lock);
 	pthread_mutex_destroy(&fs->audit_lock);
 	pthread_rwlock_destroy(&fs->bind_lock);
+	pthread_mutex_destroy(&fs->live_lock);
 	pthread_rwlock_destroy(&fs->uid_lock);
 	pthread_mutex_destroy(&fs->janitor_lock);
 	pthread_cond_destroy(&fs->janitor_cond);

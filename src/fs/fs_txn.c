@@ -179,8 +179,33 @@ static void fs_txn_unbuffer(struct fs *fs, struct fs_txn *t)
 }
 
 /* Free a handle and give back what it holds: answer bytes, its place among the uid's handles. */
+static void fs_txn_link(struct fs *fs, struct fs_txn *t)
+{
+	pthread_mutex_lock(&fs->live_lock);
+	t->live_prev = NULL;
+	t->live_next = fs->live;
+	if (fs->live)
+		fs->live->live_prev = t;
+	fs->live = t;
+	pthread_mutex_unlock(&fs->live_lock);
+}
+
+static void fs_txn_unlink(struct fs *fs, struct fs_txn *t)
+{
+	pthread_mutex_lock(&fs->live_lock);
+	if (t->live_prev)
+		t->live_prev->live_next = t->live_next;
+	else
+		fs->live = t->live_next;
+	if (t->live_next)
+		t->live_next->live_prev = t->live_prev;
+	pthread_mutex_unlock(&fs->live_lock);
+}
+
 static void fs_txn_free(struct fs *fs, struct fs_txn *t)
 {
+	fs_txn_unlink(fs, t);
+	fs_txn_unbuffer(fs, t);
 	kms_buf_free(&t->req);
 	kms_buf_free(&t->resp);
 	fs_hold(fs, t->owner, &t->resp_held, &t->resp);
@@ -315,6 +340,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (acc == O_RDONLY && fs_mailbox_take(fs, ino, owner, &t->resp, &t->resp_held))
 		t->resp_ready = true;
 	fi->fh = (uint64_t)(uintptr_t)t;
+	fs_txn_link(fs, t);
 	if (fs_reply_open(req, fi, t->writable) == -ENOENT)
 		fs_txn_free(fs, t); /* the open was interrupted: no release will come */
 }
@@ -463,4 +489,16 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	pthread_mutex_unlock(&t->lock);
 	fs_txn_free(fs_from_req(req), t);
 	fuse_reply_err(req, 0);
+}
+
+void fs_txns_free_all(struct fs *fs)
+{
+	size_t n = 0;
+
+	while (fs->live) {
+		fs_txn_free(fs, fs->live);
+		n++;
+	}
+	if (n)
+		kms_log_debug("freed %zu handles that were still open at unmount", n);
 }
