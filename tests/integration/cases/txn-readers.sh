@@ -222,8 +222,7 @@ wait "$rp" || fail "root's transactions"
 [ "$(sort -u "$O/deks.user" | wc -l)" -eq 150 ] || fail "the user's DEKs are not all distinct"
 
 # Root holds an answer in an open handle; the user's own handles never splice or map it.
-KMS_UID=$KMS_UID KMS_GID=$KMS_GID "$KMS_PY" - "$F" <<'PY' ||
-	fail "root's live answer reached the test user"
+KMS_UID=$KMS_UID KMS_GID=$KMS_GID "$KMS_PY" - "$F" <<'PY' || fail "root's live answer reached the test user"
 import json, os, subprocess, sys
 f = sys.argv[1]
 fd = os.open(f, os.O_RDWR)
