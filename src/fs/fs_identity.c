@@ -83,28 +83,12 @@ void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct
 	out->gid = ctx->gid;
 	out->pid = ctx->pid;
 	out->source = FS_ID_NONE;
-	if (fs->audit_fd >= 0)
-		fs_process_name(out->pid, out->comm, sizeof(out->comm));
 	/* A token, when set, wins over a binding. */
 	if (fs_binding_claims(fs, out->uid, project, &out->claims, &out->auth_error)) {
 		out->source = FS_ID_TOKEN;
 		return;
 	}
 	fs_identity_bound(req, fs, project, out);
-}
-
-bool fs_identity_any(fuse_req_t req, struct fs *fs, uint32_t project)
-{
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	struct fs_identity id = { .uid = ctx->uid, .gid = ctx->gid, .pid = ctx->pid };
-	bool any;
-
-	if (fs_binding_claims(fs, id.uid, project, &id.claims, &id.auth_error))
-		return true;
-	fs_identity_bound(req, fs, project, &id);
-	any = id.source != FS_ID_NONE;
-	fs_identity_release(&id);
-	return any;
 }
 
 void fs_identity_release(struct fs_identity *id)

@@ -244,10 +244,6 @@ void fs_bindings_free(struct fs *fs);
  * fs_identity_release. "Does this caller have any identity for P?": out->source != FS_ID_NONE. */
 void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct fs_identity *out);
 void fs_identity_release(struct fs_identity *id);
-/* Does req's caller have an identity for the project now (a valid bound token or a role
- * binding)? The same lookup as fs_identity_capture, without keeping anything. Expiry and
- * revocation of the token are not looked at here: api_call checks them per request. */
-bool fs_identity_any(fuse_req_t req, struct fs *fs, uint32_t project);
 /* The claims a request made with a captured identity runs with now, or NULL (*auth_error: why).
  * A token's claims are as captured (api_call checks their expiry and revocation every request);
  * a role binding is looked up again with the captured uid and groups and can only narrow: an
