@@ -10,6 +10,7 @@
 #include "common/kms_err.h"
 #include "common/kms_limits.h"
 #include "common/kms_secmem.h"
+#include "common/kms_time.h"
 
 #define BOTH (API_SCOPE_PROJECT | API_SCOPE_KEY)
 /* The longest error line ({"error":...}\n); batches keep this much room per item. */
@@ -19,53 +20,53 @@ static int api_tags_dispatch(struct api_request *r);
 
 /* The table: one row per action; no if-chains. */
 static const struct api_action api_actions[] = {
-	{ "create-key", API_SCOPE_PROJECT, AUTH_ROLE_ADMIN, false, api_create_key },
-	{ "describe-key", BOTH, AUTH_ROLE_VIEWER, false, api_describe_key },
-	{ "list-keys", API_SCOPE_PROJECT, AUTH_ROLE_VIEWER, false, api_list_keys },
-	{ "create-datakey", BOTH, AUTH_ROLE_CRYPTO, true, api_create_datakey },
-	{ "create-datakey-without-plaintext", BOTH, AUTH_ROLE_CRYPTO, false,
+	{ "create-key", API_SCOPE_PROJECT, KMS_ROLE_ADMIN, false, api_create_key },
+	{ "describe-key", BOTH, KMS_ROLE_VIEWER, false, api_describe_key },
+	{ "list-keys", API_SCOPE_PROJECT, KMS_ROLE_VIEWER, false, api_list_keys },
+	{ "create-datakey", BOTH, KMS_ROLE_CRYPTO, true, api_create_datakey },
+	{ "create-datakey-without-plaintext", BOTH, KMS_ROLE_CRYPTO, false,
 	  api_create_datakey_without_plaintext },
-	{ "encrypt-datakey", BOTH, AUTH_ROLE_CRYPTO, false, api_encrypt_datakey },
-	{ "decrypt-datakey", BOTH, AUTH_ROLE_CRYPTO, true, api_decrypt_datakey },
-	{ "gen-random", API_SCOPE_PROJECT, AUTH_ROLE_CRYPTO, false, api_gen_random },
-	{ "encrypt-data", BOTH, AUTH_ROLE_CRYPTO, false, api_encrypt_data },
-	{ "decrypt-data", BOTH, AUTH_ROLE_CRYPTO, true, api_decrypt_data },
-	{ "enable-key", BOTH, AUTH_ROLE_ADMIN, false, api_enable_key },
-	{ "disable-key", BOTH, AUTH_ROLE_ADMIN, false, api_disable_key },
-	{ "schedule-key-deletion", BOTH, AUTH_ROLE_ADMIN, false, api_schedule_key_deletion },
-	{ "cancel-key-deletion", BOTH, AUTH_ROLE_ADMIN, false, api_cancel_key_deletion },
-	{ "update-key-alias", BOTH, AUTH_ROLE_ADMIN, false, api_update_key_alias },
-	{ "update-key-description", BOTH, AUTH_ROLE_ADMIN, false, api_update_key_description },
-	{ "enable-key-rotation", BOTH, AUTH_ROLE_ADMIN, false, api_enable_key_rotation },
-	{ "disable-key-rotation", BOTH, AUTH_ROLE_ADMIN, false, api_disable_key_rotation },
-	{ "update-key-rotation-interval", BOTH, AUTH_ROLE_ADMIN, false,
+	{ "encrypt-datakey", BOTH, KMS_ROLE_CRYPTO, false, api_encrypt_datakey },
+	{ "decrypt-datakey", BOTH, KMS_ROLE_CRYPTO, true, api_decrypt_datakey },
+	{ "gen-random", API_SCOPE_PROJECT, KMS_ROLE_CRYPTO, false, api_gen_random },
+	{ "encrypt-data", BOTH, KMS_ROLE_CRYPTO, false, api_encrypt_data },
+	{ "decrypt-data", BOTH, KMS_ROLE_CRYPTO, true, api_decrypt_data },
+	{ "enable-key", BOTH, KMS_ROLE_ADMIN, false, api_enable_key },
+	{ "disable-key", BOTH, KMS_ROLE_ADMIN, false, api_disable_key },
+	{ "schedule-key-deletion", BOTH, KMS_ROLE_ADMIN, false, api_schedule_key_deletion },
+	{ "cancel-key-deletion", BOTH, KMS_ROLE_ADMIN, false, api_cancel_key_deletion },
+	{ "update-key-alias", BOTH, KMS_ROLE_ADMIN, false, api_update_key_alias },
+	{ "update-key-description", BOTH, KMS_ROLE_ADMIN, false, api_update_key_description },
+	{ "enable-key-rotation", BOTH, KMS_ROLE_ADMIN, false, api_enable_key_rotation },
+	{ "disable-key-rotation", BOTH, KMS_ROLE_ADMIN, false, api_disable_key_rotation },
+	{ "update-key-rotation-interval", BOTH, KMS_ROLE_ADMIN, false,
 	  api_update_key_rotation_interval },
-	{ "get-key-rotation-status", BOTH, AUTH_ROLE_VIEWER, false, api_get_key_rotation_status },
-	{ "rotate-key", BOTH, AUTH_ROLE_ADMIN, false, api_rotate_key },
-	{ "user-instances", API_SCOPE_PROJECT, AUTH_ROLE_VIEWER, false, api_user_instances },
-	{ "user-quotas", API_SCOPE_PROJECT, AUTH_ROLE_VIEWER, false, api_user_quotas },
-	{ "versions", API_SCOPE_PROJECT, AUTH_ROLE_VIEWER, false, api_versions },
-	{ "version", API_SCOPE_PROJECT, AUTH_ROLE_VIEWER, false, api_version },
-	{ "create-grant", BOTH, AUTH_ROLE_ADMIN, false, api_create_grant },
-	{ "list-grants", BOTH, AUTH_ROLE_VIEWER, false, api_list_grants },
-	{ "list-retirable-grants", API_SCOPE_PROJECT, AUTH_ROLE_VIEWER, false,
+	{ "get-key-rotation-status", BOTH, KMS_ROLE_VIEWER, false, api_get_key_rotation_status },
+	{ "rotate-key", BOTH, KMS_ROLE_ADMIN, false, api_rotate_key },
+	{ "user-instances", API_SCOPE_PROJECT, KMS_ROLE_VIEWER, false, api_user_instances },
+	{ "user-quotas", API_SCOPE_PROJECT, KMS_ROLE_VIEWER, false, api_user_quotas },
+	{ "versions", API_SCOPE_PROJECT, KMS_ROLE_VIEWER, false, api_versions },
+	{ "version", API_SCOPE_PROJECT, KMS_ROLE_VIEWER, false, api_version },
+	{ "create-grant", BOTH, KMS_ROLE_ADMIN, false, api_create_grant },
+	{ "list-grants", BOTH, KMS_ROLE_VIEWER, false, api_list_grants },
+	{ "list-retirable-grants", API_SCOPE_PROJECT, KMS_ROLE_VIEWER, false,
 	  api_list_retirable_grants },
-	{ "revoke-grant", BOTH, AUTH_ROLE_ADMIN, false, api_revoke_grant },
+	{ "revoke-grant", BOTH, KMS_ROLE_ADMIN, false, api_revoke_grant },
 	/* Retiring changes who may use a key: not a read-only role's right (the API's read-only
 	 * policies lack kms:grant:retire); a grant that includes retire-grant still allows it. */
-	{ "retire-grant", BOTH, AUTH_ROLE_CRYPTO, false, api_retire_grant },
-	{ "tags", BOTH, AUTH_ROLE_VIEWER, false, api_tags_dispatch },
-	{ "delete-tag", API_SCOPE_KEY, AUTH_ROLE_ADMIN, false, api_delete_tag },
-	{ "tags-action", API_SCOPE_KEY, AUTH_ROLE_ADMIN, false, api_tags_action },
-	{ "resource_instances-action", API_SCOPE_PROJECT, AUTH_ROLE_VIEWER, false,
+	{ "retire-grant", BOTH, KMS_ROLE_CRYPTO, false, api_retire_grant },
+	{ "tags", BOTH, KMS_ROLE_VIEWER, false, api_tags_dispatch },
+	{ "delete-tag", API_SCOPE_KEY, KMS_ROLE_ADMIN, false, api_delete_tag },
+	{ "tags-action", API_SCOPE_KEY, KMS_ROLE_ADMIN, false, api_tags_action },
+	{ "resource_instances-action", API_SCOPE_PROJECT, KMS_ROLE_VIEWER, false,
 	  api_resource_instances },
 	/* Appended, not grouped with create-key: byte 0 of the fuzz-request seeds is an index here. */
-	{ "get-parameters-for-import", BOTH, AUTH_ROLE_ADMIN, false, api_get_parameters_for_import },
-	{ "import-key-material", BOTH, AUTH_ROLE_ADMIN, false, api_import_key_material },
-	{ "delete-imported-key-material", BOTH, AUTH_ROLE_ADMIN, false,
+	{ "get-parameters-for-import", BOTH, KMS_ROLE_ADMIN, false, api_get_parameters_for_import },
+	{ "import-key-material", BOTH, KMS_ROLE_ADMIN, false, api_import_key_material },
+	{ "delete-imported-key-material", BOTH, KMS_ROLE_ADMIN, false,
 	  api_delete_imported_key_material },
 	/* The current Huawei SDK's name (POST /kms/rotate-on-demand) for rotate-key. */
-	{ "rotate-on-demand", BOTH, AUTH_ROLE_ADMIN, false, api_rotate_on_demand },
+	{ "rotate-on-demand", BOTH, KMS_ROLE_ADMIN, false, api_rotate_on_demand },
 };
 
 /* keys/<id>/tags lists or adds (adding needs admin); <P>/tags lists the project's tags. */
@@ -74,7 +75,7 @@ static int api_tags_dispatch(struct api_request *r)
 	if (!r->caller->path_key_id)
 		return api_project_tags(r);
 	if (cJSON_GetObjectItemCaseSensitive(r->body, "tag") && !r->caller->trusted &&
-	    r->caller->claims->role < AUTH_ROLE_ADMIN)
+	    r->caller->claims->role < KMS_ROLE_ADMIN)
 		return KMS_E_FORBIDDEN;
 	return api_key_tags(r);
 }
@@ -213,14 +214,6 @@ static int api_parse(const uint8_t *req, size_t len, cJSON **out)
 	return 0;
 }
 
-static int64_t api_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int api_caller_may(const struct api_service *svc, const struct api_caller *c,
 		   const struct api_action *action, int64_t now_ms)
 {
@@ -297,7 +290,7 @@ static int api_call_one(const struct api_service *svc, const struct api_caller *
 
 	if ((err = api_init()) < 0)
 		goto fail;
-	r.now_ms = api_now_ms();
+	r.now_ms = kms_time_real_ms();
 	if (!action) {
 		err = KMS_E_BAD_URL;
 		goto fail;
@@ -335,11 +328,7 @@ fail:
 		err = KMS_E_IO;
 fail_audited:
 	/* Drop any partial output, then describe the failure. */
-	if (resp->len > start) {
-		kms_wipe(resp->data + start, resp->len - start);
-		resp->len = start;
-		resp->data[start] = 0;
-	}
+	kms_buf_truncate(resp, start);
 	if (api_error_json(err, resp) < 0) {
 		/* Only if resp is too small to hold ~120 bytes: leave it empty, keep the error. */
 	}
@@ -408,9 +397,7 @@ static int api_call_batch(const struct api_service *svc, const struct api_caller
 			 * response is too long), which always fits in the room kept for it. */
 			if (resp->len == start ||
 			    resp->max - resp->len < (left + 1) * API_ERROR_LINE_MAX) {
-				kms_wipe(resp->data + start, resp->len - start);
-				resp->len = start;
-				resp->data[start] = 0;
+				kms_buf_truncate(resp, start);
 				if ((r = api_error_json(KMS_E_TOO_LONG, resp)) < 0)
 					return r;
 			}

@@ -432,7 +432,7 @@ int api_retire_grant(struct api_request *r)
 	 * (api_resolve_key checked it); token user names never equal kmsctl's name nor a uid
 	 * binding's (auth_user_reserved), so an issuer is who it says. */
 	allowed = r->caller->trusted ||
-		  (r->caller->claims && r->caller->claims->role >= AUTH_ROLE_ADMIN) ||
+		  (r->caller->claims && r->caller->claims->role >= KMS_ROLE_ADMIN) ||
 		  strcmp(user, g.issuer) == 0 || (g.retiring[0] && strcmp(user, g.retiring) == 0) ||
 		  (strcmp(user, g.grantee) == 0 && api_ops_contain(g.operations, "retire-grant"));
 	if (!allowed)

@@ -28,7 +28,7 @@ typedef int (*api_handler)(struct api_request *r);
 struct api_action {
 	const char *name;
 	unsigned scopes;          /* API_SCOPE_* bits */
-	enum auth_role min_role;  /* least role that may call it */
+	enum kms_role min_role;  /* least role that may call it */
 	bool plaintext;           /* response carries plaintext key material */
 	api_handler handler;
 };

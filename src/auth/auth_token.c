@@ -11,33 +11,6 @@
 
 #define AUTH_PREFIX "kms1."
 
-const char *auth_role_name(enum auth_role role)
-{
-	switch (role) {
-	case AUTH_ROLE_VIEWER:
-		return "viewer";
-	case AUTH_ROLE_CRYPTO:
-		return "crypto";
-	case AUTH_ROLE_ADMIN:
-		return "admin";
-	default:
-		return "none";
-	}
-}
-
-enum auth_role auth_role_parse(const char *name)
-{
-	if (!name)
-		return AUTH_ROLE_NONE;
-	if (strcmp(name, "viewer") == 0)
-		return AUTH_ROLE_VIEWER;
-	if (strcmp(name, "crypto") == 0)
-		return AUTH_ROLE_CRYPTO;
-	if (strcmp(name, "admin") == 0)
-		return AUTH_ROLE_ADMIN;
-	return AUTH_ROLE_NONE;
-}
-
 bool auth_user_reserved(const char *user)
 {
 	size_t digits = 0;
@@ -109,7 +82,7 @@ static int auth_mac(const uint8_t secret[AUTH_SECRET_BYTES], const char *signed_
 }
 
 int auth_token_issue(const uint8_t secret[AUTH_SECRET_BYTES], const char *project,
-		     const char *user, enum auth_role role, int64_t expiry, char *out, size_t cap,
+		     const char *user, enum kms_role role, int64_t expiry, char *out, size_t cap,
 		     struct auth_claims *claims)
 {
 	char payload[256], id[AUTH_TOKEN_ID_LEN + 1], b64[400], macb64[64];
@@ -117,7 +90,7 @@ int auth_token_issue(const uint8_t secret[AUTH_SECRET_BYTES], const char *projec
 	int n, r;
 
 	if (!project[0] || strlen(project) > KMS_MAX_PROJECT_ID || strchr(project, '|') ||
-	    !auth_user_valid(user) || role == AUTH_ROLE_NONE)
+	    !auth_user_valid(user) || role == KMS_ROLE_NONE)
 		return KMS_E_BAD_PARAM;
 	if ((r = core_random(raw_id, sizeof(raw_id))) < 0)
 		return r;
@@ -126,7 +99,7 @@ int auth_token_issue(const uint8_t secret[AUTH_SECRET_BYTES], const char *projec
 		if (*p >= 'A' && *p <= 'F')
 			*p = (char)(*p - 'A' + 'a');
 	n = snprintf(payload, sizeof(payload), "v1|%s|%s|%s|%s|%lld", id, project, user,
-		     auth_role_name(role), (long long)expiry);
+		     kms_role_name(role), (long long)expiry);
 	if (n < 0 || (size_t)n >= sizeof(payload))
 		return KMS_E_BAD_PARAM;
 	auth_b64url_encode((const uint8_t *)payload, (size_t)n, b64);
@@ -167,9 +140,9 @@ static int auth_parse_payload(char *p, struct auth_claims *c)
 	snprintf(c->id, sizeof(c->id), "%s", field[1]);
 	snprintf(c->project, sizeof(c->project), "%s", field[2]);
 	snprintf(c->user, sizeof(c->user), "%s", field[3]);
-	c->role = auth_role_parse(field[4]);
+	c->role = kms_role_parse(field[4]);
 	c->expiry = exp;
-	return c->role == AUTH_ROLE_NONE ? KMS_E_TOKEN_INVALID : 0;
+	return c->role == KMS_ROLE_NONE ? KMS_E_TOKEN_INVALID : 0;
 }
 
 int auth_token_verify(const uint8_t secret[AUTH_SECRET_BYTES], const char *token, size_t len,

@@ -13,24 +13,18 @@
 
 #include "common/kms_common.h"
 #include "common/kms_limits.h"
+#include "common/kms_role.h"
 
 #define AUTH_SECRET_BYTES 32u
 #define AUTH_TOKEN_ID_LEN 16u
 #define AUTH_MAX_USER 64u
 #define AUTH_TOKEN_MAX 512u
 
-enum auth_role {
-	AUTH_ROLE_NONE = 0,
-	AUTH_ROLE_VIEWER = 1, /* describe and list */
-	AUTH_ROLE_CRYPTO = 2, /* + data keys, data, random */
-	AUTH_ROLE_ADMIN = 3,  /* everything */
-};
-
 struct auth_claims {
 	char id[AUTH_TOKEN_ID_LEN + 1];
 	char project[KMS_MAX_PROJECT_ID + 1];
 	char user[AUTH_MAX_USER + 1];
-	enum auth_role role;
+	enum kms_role role;
 	int64_t expiry; /* unix seconds */
 };
 
@@ -39,9 +33,6 @@ struct auth_claims {
  * so no token can act as kmsctl did. */
 #define AUTH_USER_HOST_ADMIN "kmsctl"
 
-const char *auth_role_name(enum auth_role role);
-/* AUTH_ROLE_NONE for an unknown name. */
-enum auth_role auth_role_parse(const char *name);
 /* Names no token may carry, as they name other principals: AUTH_USER_HOST_ADMIN, and "uid"
  * followed by digits (a uid binding acts as user uidN). */
 bool auth_user_reserved(const char *user);
@@ -50,7 +41,7 @@ bool auth_user_valid(const char *user);
 
 /* Writes a NUL-terminated token to out. */
 KMS_WUR int auth_token_issue(const uint8_t secret[AUTH_SECRET_BYTES], const char *project,
-			     const char *user, enum auth_role role, int64_t expiry, char *out,
+			     const char *user, enum kms_role role, int64_t expiry, char *out,
 			     size_t cap, struct auth_claims *claims);
 /* KMS_E_TOKEN_MISSING for an empty token, KMS_E_TOKEN_INVALID for anything garbled or forged,
  * KMS_E_TOKEN_EXPIRED when now >= expiry (now = 0: no expiry check, for binding a token whose

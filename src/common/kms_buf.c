@@ -77,6 +77,15 @@ void kms_buf_reset(struct kms_buf *b)
 	b->len = 0;
 }
 
+void kms_buf_truncate(struct kms_buf *b, size_t len)
+{
+	if (len >= b->len)
+		return;
+	OPENSSL_cleanse(b->data + len, b->len - len);
+	b->len = len;
+	b->data[len] = 0;
+}
+
 void kms_buf_trim(struct kms_buf *b, size_t keep)
 {
 	if (b->cap > keep)

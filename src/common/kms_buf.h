@@ -30,6 +30,9 @@ KMS_WUR int kms_buf_reserve(struct kms_buf *b, size_t extra);
 KMS_WUR int kms_buf_append(struct kms_buf *b, const void *p, size_t n);
 KMS_WUR int kms_buf_append_str(struct kms_buf *b, const char *s);
 KMS_WUR int kms_buf_set(struct kms_buf *b, const void *p, size_t n);
+/* Shrink to len bytes (no-op if it holds fewer), wiping the bytes cut off: the only way to
+ * drop the tail of a buffer. */
+void kms_buf_truncate(struct kms_buf *b, size_t len);
 /* Empty the buffer, wiping the bytes it held; keeps its memory for reuse. */
 void kms_buf_reset(struct kms_buf *b);
 /* Empty the buffer like kms_buf_reset, but release its memory if it holds more than keep bytes,

@@ -14,6 +14,7 @@
 
 #include "common/kms_err.h"
 #include "fs_internal.h"
+#include "common/kms_time.h"
 
 /* JSON string body of s (no quotes), bounded; control characters escaped. */
 static size_t fs_json_escape(char *out, size_t cap, const char *s)
@@ -129,14 +130,6 @@ unlock:
 	return w == n ? 0 : -1;
 }
 
-static int64_t fs_audit_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Refill u's refusal bucket for the time passed (audit_lock held). */
 static void fs_audit_refill(struct fs_uid *u, int64_t now)
 {
@@ -180,7 +173,7 @@ static bool fs_audit_admit(struct fs *fs, struct fs_uid *u, const struct api_cal
 	bool admit;
 
 	pthread_mutex_lock(&fs->audit_lock);
-	fs_audit_refill(u, fs_audit_now_ms());
+	fs_audit_refill(u, kms_time_mono_ms());
 	admit = u->audit_tokens > 0;
 	if (admit) {
 		u->audit_tokens--;
@@ -241,7 +234,7 @@ bool fs_audit_summary(struct fs *fs, struct fs_uid *u)
 	if (fs->audit_fd < 0)
 		return true;
 	pthread_mutex_lock(&fs->audit_lock);
-	fs_audit_refill(u, fs_audit_now_ms());
+	fs_audit_refill(u, kms_time_mono_ms());
 	l.suppressed = u->audit_suppressed;
 	if (l.suppressed) {
 		l.gid = u->audit_gid;

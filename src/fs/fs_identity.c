@@ -39,7 +39,7 @@ static void fs_binding_role_claims(const struct fs_identity *id, const char *pro
 	snprintf(claims->id, sizeof(claims->id), "uid:%u", (unsigned)id->uid);
 	snprintf(claims->project, sizeof(claims->project), "%s", project);
 	snprintf(claims->user, sizeof(claims->user), "uid%u", (unsigned)id->uid);
-	claims->role = (enum auth_role)role;
+	claims->role = (enum kms_role)role;
 	claims->expiry = INT64_MAX;
 }
 
@@ -116,8 +116,8 @@ const struct auth_claims *fs_identity_claims(struct fs *fs, const struct fs_iden
 			return NULL;
 		}
 		*buf = id->claims;
-		if ((enum auth_role)role < buf->role)
-			buf->role = (enum auth_role)role;
+		if ((enum kms_role)role < buf->role)
+			buf->role = (enum kms_role)role;
 		return buf;
 	case FS_ID_NONE:
 	default:

@@ -10,6 +10,7 @@
 #include "common/kms_log.h"
 #include "common/kms_secmem.h"
 #include "fs_internal.h"
+#include "common/kms_time.h"
 
 static void fs_op_deny(fuse_req_t req)
 {
@@ -145,7 +146,7 @@ fail:
 static void fs_sweep(struct fs *fs)
 {
 	size_t deleted = 0, rotated = 0;
-	int r = store_sweep(fs->store, store_now_ms(), &deleted, &rotated);
+	int r = store_sweep(fs->store, kms_time_real_ms(), &deleted, &rotated);
 
 	if (r < 0)
 		kms_log_error("key maintenance failed: %s", kms_err_info(r)->message);

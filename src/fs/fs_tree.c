@@ -7,6 +7,7 @@
 #include "common/kms_err.h"
 #include "common/kms_limits.h"
 #include "fs_internal.h"
+#include "common/kms_time.h"
 
 fuse_ino_t fs_node_ino(const struct fs_node *n)
 {
@@ -64,19 +65,10 @@ void fs_registry_free(struct fs_registry *r)
 	pthread_rwlock_destroy(&r->lock);
 }
 
-static size_t fs_hash(const char *s)
-{
-	size_t h = 1469598103934665603ull;
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ull;
-	return h;
-}
-
 /* Index of key_id, or FS_NO_KEY. Caller holds the lock. */
 static uint32_t fs_key_find_locked(struct fs_registry *r, const char *key_id)
 {
-	for (size_t i = fs_hash(key_id) % r->index_cap;; i = (i + 1) % r->index_cap) {
+	for (size_t i = (size_t)kms_fnv1a(key_id) % r->index_cap;; i = (i + 1) % r->index_cap) {
 		uint32_t slot = r->key_index[i];
 
 		if (slot == 0)
@@ -94,7 +86,7 @@ static int fs_index_grow_locked(struct fs_registry *r)
 	if (!idx)
 		return KMS_E_NOMEM;
 	for (size_t k = 0; k < r->nkeys; k++) {
-		size_t i = fs_hash(r->keys[k].key_id) % ncap;
+		size_t i = (size_t)kms_fnv1a(r->keys[k].key_id) % ncap;
 
 		while (idx[i])
 			i = (i + 1) % ncap;
@@ -155,7 +147,7 @@ int fs_key_register(struct fs *fs, uint32_t project, const struct store_key_meta
 	snprintf(e->alias, sizeof(e->alias), "%s", m->alias);
 	e->project = project;
 	e->creation_ms = m->creation_ms;
-	for (i = fs_hash(e->key_id) % r->index_cap; r->key_index[i]; i = (i + 1) % r->index_cap)
+	for (i = (size_t)kms_fnv1a(e->key_id) % r->index_cap; r->key_index[i]; i = (i + 1) % r->index_cap)
 		;
 	r->key_index[i] = (uint32_t)r->nkeys + 1;
 	*idx = (uint32_t)r->nkeys++;
@@ -326,7 +318,7 @@ static bool fs_caller_may_list(struct fs *fs, struct fs_who *who, uint32_t proje
 	caller.project = pname;
 	if (fs_who_claims(fs, who, project, &claims, &caller.auth_error))
 		caller.claims = &claims;
-	return api_caller_may(&fs->svc, &caller, list_keys, store_now_ms()) == 0;
+	return api_caller_may(&fs->svc, &caller, list_keys, kms_time_real_ms()) == 0;
 }
 
 /* Is the project listed in the root directory for this caller? For root (uid 0, the host's
@@ -446,7 +438,7 @@ static int fs_action_index(const char *name, unsigned scope, uint8_t *idx)
 
 static uint64_t fs_alias_hash(uint32_t project, const char *alias)
 {
-	return (uint64_t)fs_hash(alias) ^ ((uint64_t)project + 1) * 0x9e3779b97f4a7c15ull;
+	return (uint64_t)(size_t)kms_fnv1a(alias) ^ ((uint64_t)project + 1) * 0x9e3779b97f4a7c15ull;
 }
 
 /* The key alias named last in project, if the store's cached copy of it still carries the alias:

@@ -13,6 +13,7 @@
 #include "common/kms_log.h"
 #include "common/kms_secmem.h"
 #include "fs_internal.h"
+#include "common/kms_time.h"
 
 /* Responses waiting for a shell's `cat`; bounded (FS_POOL_MAILBOXES, per uid and in all) so a
  * writer that never reads can't grow us. */
@@ -24,14 +25,6 @@ struct fs_mailbox {
 	size_t held; /* resp.cap as counted in FS_POOL_HELD_BYTES */
 	struct kms_buf resp;
 };
-
-static int64_t fs_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Count the memory a response buffer holds now (held: what was counted for it so far), in the
  * daemon's and its uid's FS_POOL_HELD_BYTES. Its capacity, not its length: a buffer emptied for a
@@ -76,7 +69,7 @@ static void fs_mailbox_put(struct fs *fs, fuse_ino_t ino, struct fs_uid *owner,
 	}
 	m->ino = ino;
 	m->owner = owner;
-	m->expires_ms = fs_now_ms() + (int64_t)fs->mailbox_ttl_s * 1000;
+	m->expires_ms = kms_time_mono_ms() + (int64_t)fs->mailbox_ttl_s * 1000;
 	kms_buf_init(&m->resp, KMS_MAX_RESPONSE, true);
 	kms_buf_move(&m->resp, resp);
 	pthread_mutex_lock(&fs->mail_lock);
@@ -115,7 +108,7 @@ static bool fs_mailbox_take(struct fs *fs, fuse_ino_t ino, struct fs_uid *owner,
 			    struct kms_buf *out, size_t *held)
 {
 	struct fs_mailbox **pp, *m = NULL;
-	int64_t now = fs_now_ms();
+	int64_t now = kms_time_mono_ms();
 
 	pthread_mutex_lock(&fs->mail_lock);
 	for (pp = &fs->mail; *pp; pp = &(*pp)->next) {
@@ -143,7 +136,7 @@ static bool fs_mailbox_take(struct fs *fs, fuse_ino_t ino, struct fs_uid *owner,
 void fs_mailbox_expire(struct fs *fs, bool all)
 {
 	struct fs_mailbox **pp, *dead = NULL;
-	int64_t now = fs_now_ms();
+	int64_t now = kms_time_mono_ms();
 
 	pthread_mutex_lock(&fs->mail_lock);
 	for (pp = &fs->mail; *pp;) {

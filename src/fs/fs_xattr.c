@@ -144,7 +144,7 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 	if (b->error == 0)
 		kms_log_info("uid %u bound token %s (user '%s', role %s) to a project",
 			     (unsigned)uid, b->claims.id, b->claims.user,
-			     auth_role_name(b->claims.role));
+			     kms_role_name(b->claims.role));
 	pp = &fs->bindings[fs_binding_bucket(uid, project)];
 	b->next = *pp;
 	*pp = b;

@@ -168,7 +168,6 @@ KMS_WUR int store_key_rotate(struct store *s, const char *project, const char *k
 KMS_WUR int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t *rotated);
 /* Forget cached snapshots if another process (kmsctl) changed the database since the last call. */
 KMS_WUR int store_refresh(struct store *s, bool *changed);
-int64_t store_now_ms(void);
 
 /* Grants (kms-api.md section 4.10): who else may use a key, and for what. */
 #define STORE_GRANT_ID_LEN 64u

@@ -20,6 +20,7 @@
 #include "common/kms_hex.h"
 #include "common/kms_secmem.h"
 #include "store_backend.h"
+#include "common/kms_time.h"
 
 #define STORE_ROOT_CHECK_LABEL "kmsfs root key check v1"
 /* Labels of keys derived from the root key (HMAC-SHA-256(root, label)): never the root key
@@ -83,14 +84,6 @@ struct store {
 
 static int store_policy_load(struct store *s);
 static void store_policy_free(struct store_policy *p);
-
-int64_t store_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 bool store_project_id_valid(const char *p)
 {
@@ -644,7 +637,7 @@ int store_project_ensure(struct store *s, const char *project)
 {
 	if (!store_project_id_valid(project))
 		return KMS_E_BAD_URL;
-	return s->ops->project_ensure(s->be, project, store_now_ms());
+	return s->ops->project_ensure(s->be, project, kms_time_real_ms());
 }
 
 int store_project_exists(struct store *s, const char *project, bool *exists)
@@ -746,18 +739,9 @@ static int store_snapshot_new(const struct store *s, const struct store_key_meta
 	return 0;
 }
 
-static size_t store_hash(const char *key_id)
-{
-	size_t h = 1469598103934665603ull;
-
-	for (; *key_id; key_id++)
-		h = (h ^ (unsigned char)*key_id) * 1099511628211ull;
-	return h;
-}
-
 static struct store_key *store_cache_find_locked(struct store *s, const char *key_id)
 {
-	for (struct store_entry *e = s->buckets[store_hash(key_id) % s->nbuckets]; e; e = e->next)
+	for (struct store_entry *e = s->buckets[(size_t)kms_fnv1a(key_id) % s->nbuckets]; e; e = e->next)
 		if (strcmp(e->key->meta.key_id, key_id) == 0)
 			return e->key;
 	return NULL;
@@ -774,7 +758,7 @@ static void store_cache_grow_locked(struct store *s)
 		struct store_entry *e = s->buckets[i], *next;
 
 		for (; e; e = next) {
-			size_t h = store_hash(e->key->meta.key_id) % nb;
+			size_t h = (size_t)kms_fnv1a(e->key->meta.key_id) % nb;
 
 			next = e->next;
 			e->next = b[h];
@@ -807,7 +791,7 @@ static struct store_key *store_cache_publish(struct store *s, struct store_key *
 
 		if (s->nentries >= s->nbuckets)
 			store_cache_grow_locked(s);
-		h = store_hash(k->meta.key_id) % s->nbuckets;
+		h = (size_t)kms_fnv1a(k->meta.key_id) % s->nbuckets;
 		e->key = k;
 		e->next = s->buckets[h];
 		s->buckets[h] = e;
@@ -909,7 +893,7 @@ static int store_key_create_common(struct store *s, const char *project, const c
 	snprintf(meta.key_usage, sizeof(meta.key_usage), "ENCRYPT_DECRYPT");
 	snprintf(meta.origin, sizeof(meta.origin), external ? "external" : "kms");
 	meta.state = external ? STORE_KEY_PENDING_IMPORT : STORE_KEY_ENABLED;
-	meta.creation_ms = store_now_ms();
+	meta.creation_ms = kms_time_real_ms();
 	meta.rotation_interval_days = 365;
 	if (external) {
 		if ((r = s->ops->key_insert(s->be, &meta, NULL, quota)) < 0)
@@ -1032,7 +1016,7 @@ static void store_cache_replace(struct store *s, const char *key_id, struct stor
 	struct store_key *old = NULL;
 
 	pthread_rwlock_wrlock(&s->cache_lock);
-	for (pp = &s->buckets[store_hash(key_id) % s->nbuckets]; (e = *pp) != NULL; pp = &e->next)
+	for (pp = &s->buckets[(size_t)kms_fnv1a(key_id) % s->nbuckets]; (e = *pp) != NULL; pp = &e->next)
 		if (strcmp(e->key->meta.key_id, key_id) == 0)
 			break;
 	if (e && k) {
@@ -1047,8 +1031,8 @@ static void store_cache_replace(struct store *s, const char *key_id, struct stor
 		e = malloc(sizeof(*e));
 		if (e) {
 			e->key = k;
-			e->next = s->buckets[store_hash(key_id) % s->nbuckets];
-			s->buckets[store_hash(key_id) % s->nbuckets] = e;
+			e->next = s->buckets[(size_t)kms_fnv1a(key_id) % s->nbuckets];
+			s->buckets[(size_t)kms_fnv1a(key_id) % s->nbuckets] = e;
 			s->nentries++;
 		} else {
 			old = k; /* can't cache: correct, only slower */

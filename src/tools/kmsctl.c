@@ -20,6 +20,7 @@
 #include "common/kms_limits.h"
 #include "common/kms_secmem.h"
 #include "store/kms_store.h"
+#include "common/kms_time.h"
 
 #ifndef KMSFS_VERSION
 #define KMSFS_VERSION "unknown"
@@ -220,7 +221,7 @@ static int kmsctl_project(const char *state, int argc, char **argv)
 	const char *sub, *project;
 	bool have_plain = false, have_mode = false, bind_uid = false, bind_gid = false;
 	uint32_t bind_id = 0;
-	enum auth_role role = AUTH_ROLE_NONE;
+	enum kms_role role = KMS_ROLE_NONE;
 	struct store *s = NULL;
 	int c, r;
 
@@ -265,8 +266,8 @@ static int kmsctl_project(const char *state, int argc, char **argv)
 			bind_gid = true;
 			break;
 		case 'r':
-			role = auth_role_parse(optarg);
-			if (role == AUTH_ROLE_NONE)
+			role = kms_role_parse(optarg);
+			if (role == KMS_ROLE_NONE)
 				goto bad;
 			break;
 		default:
@@ -282,7 +283,7 @@ static int kmsctl_project(const char *state, int argc, char **argv)
 	} else if (strcmp(sub, "bind") == 0 || strcmp(sub, "unbind") == 0) {
 		bool unbind = strcmp(sub, "unbind") == 0;
 
-		if (bind_uid == bind_gid || (!unbind && role == AUTH_ROLE_NONE))
+		if (bind_uid == bind_gid || (!unbind && role == KMS_ROLE_NONE))
 			goto bad;
 		r = store_binding_set(s, project, bind_uid ? STORE_BIND_UID : STORE_BIND_GID,
 				      bind_id, unbind ? 0 : (int)role);
@@ -321,7 +322,7 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 	char token[AUTH_TOKEN_MAX + 1], *end;
 	long long ttl = 86400;
 	struct store *s = NULL;
-	enum auth_role role;
+	enum kms_role role;
 	int c, r;
 
 	if (argc >= 2 && (strcmp(argv[1], "revoke") == 0 || strcmp(argv[1], "list") == 0))
@@ -354,18 +355,18 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	role = auth_role_parse(role_name);
+	role = kms_role_parse(role_name);
 	/* One default name per role, so that tokens of different roles never share a principal
 	 * unless asked to. */
 	if (!user)
-		user = auth_role_name(role);
+		user = kms_role_name(role);
 	if (auth_user_reserved(user)) {
 		fprintf(stderr, "kmsctl: user name '%s' is reserved ('%s' is kmsctl itself, uidN a "
 				"uid binding)\n", user, AUTH_USER_HOST_ADMIN);
 		return EXIT_USAGE;
 	}
 	if (!project || !store_project_id_valid(project) || !auth_user_valid(user) ||
-	    role == AUTH_ROLE_NONE || optind != argc) {
+	    role == KMS_ROLE_NONE || optind != argc) {
 		fprintf(stderr, "kmsctl: token issue needs --project P (1..64 of [A-Za-z0-9_-]), "
 				"a user of [A-Za-z0-9._@-] and a role admin, crypto or viewer\n");
 		return EXIT_USAGE;
@@ -384,12 +385,12 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 	if (r == 0) {
 		/* Remember what was issued (never the token) for token list and revoke. */
 		struct store_token_info info = { .expiry = claims.expiry,
-						 .issued_ms = store_now_ms() };
+						 .issued_ms = kms_time_real_ms() };
 
 		snprintf(info.id, sizeof(info.id), "%s", claims.id);
 		snprintf(info.project, sizeof(info.project), "%s", claims.project);
 		snprintf(info.user, sizeof(info.user), "%s", claims.user);
-		snprintf(info.role, sizeof(info.role), "%s", auth_role_name(claims.role));
+		snprintf(info.role, sizeof(info.role), "%s", kms_role_name(claims.role));
 		r = store_token_record(s, &info);
 	}
 	kms_secret_free(secret, AUTH_SECRET_BYTES);
@@ -475,7 +476,7 @@ static int kmsctl_call(const char *state, int argc, char **argv)
 		size_t deleted, rotated;
 
 		/* Due deletions and rotations happen before anything else looks at keys. */
-		r = store_sweep(svc.store, store_now_ms(), &deleted, &rotated);
+		r = store_sweep(svc.store, kms_time_real_ms(), &deleted, &rotated);
 	}
 	if (r == 0 && (r = store_project_ensure(svc.store, argv[1])) == 0)
 		r = api_call(&svc, &caller, action, req.data ? req.data : (const uint8_t *)"",

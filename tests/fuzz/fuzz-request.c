@@ -286,8 +286,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 2)
 		return 0;
 	if (!ready) {
-		static const enum auth_role roles[4] = { AUTH_ROLE_VIEWER, AUTH_ROLE_CRYPTO,
-							 AUTH_ROLE_ADMIN, AUTH_ROLE_ADMIN };
+		static const enum kms_role roles[4] = { KMS_ROLE_VIEWER, KMS_ROLE_CRYPTO,
+							 KMS_ROLE_ADMIN, KMS_ROLE_ADMIN };
 
 		fz_setup();
 		for (int i = 0; i < 4; i++) {

@@ -45,7 +45,7 @@ static void check_claims(const char *tok, size_t size, const struct auth_claims 
 	if (size < 5 || memcmp(tok, "kms1.", 5) != 0)
 		abort();
 	if (strlen(id) != AUTH_TOKEN_ID_LEN || strlen(c->project) > KMS_MAX_PROJECT_ID ||
-	    !auth_user_valid(c->user) || c->role < AUTH_ROLE_VIEWER || c->role > AUTH_ROLE_ADMIN ||
+	    !auth_user_valid(c->user) || c->role < KMS_ROLE_VIEWER || c->role > KMS_ROLE_ADMIN ||
 	    c->expiry <= FUZZ_TOKEN_NOW)
 		abort();
 	for (; *id; id++)

@@ -393,7 +393,7 @@ static inline const char *fx_kid(const char *id)
 
 /* The claims api_call() gets from a verified token of user in project with role. */
 static inline struct auth_claims fx_claims(const char *project, const char *user,
-					   enum auth_role role, int64_t expiry)
+					   enum kms_role role, int64_t expiry)
 {
 	struct auth_claims c;
 
@@ -408,7 +408,7 @@ static inline struct auth_claims fx_claims(const char *project, const char *user
 
 /* action as user with role (the claims of a token valid for an hour, as api_call() gets them
  * from a verified token or a binding); path_key_id non-NULL: in that key folder. */
-static inline int ucall(const char *project, const char *user, enum auth_role role,
+static inline int ucall(const char *project, const char *user, enum kms_role role,
 			const char *action, const char *path_key_id, const char *json, cJSON **out)
 {
 	struct auth_claims claims = fx_claims(project, user, role, time(NULL) + 3600);

@@ -9,6 +9,7 @@
  * (AUTH_USER_HOST_ADMIN), a name no token may carry.
  */
 #include "kms_test_api.h"
+#include "common/kms_time.h"
 
 #define HEX_MAX (2 * CORE_BLOB_MAX + 1)
 #define NO_GRANT "0000000000000000000000000000000000000000000000000000000000000001"
@@ -70,12 +71,12 @@ TEST(create_grant_and_list_fields)
 	fx_key("cg", "app", id);
 	if (kms_test_failing())
 		return;
-	before = store_now_ms();
+	before = kms_time_real_ms();
 	ASSERT_ERR(pcall("cg", "create-grant",
 			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
 				"\"operations\":[\"decrypt-datakey\",\"describe-key\"],"
 				"\"name\":\"bob-unwraps\"}", id), &r), 0);
-	after = store_now_ms();
+	after = kms_time_real_ms();
 	/* {"grant_id": 64 hex} and nothing else. */
 	ASSERT_EQ(cJSON_GetArraySize(r), 1);
 	ASSERT_TRUE(lower_hex64(fx_str(r, "grant_id")));
@@ -389,9 +390,9 @@ TEST(list_grants_paging_and_errors)
 			 fx_fmt("{\"key_id\":\"%s\",\"sequence\":\"s\"}", id), NULL),
 		   KMS_E_BAD_SEQUENCE);
 	/* A viewer may list (README, Actions). */
-	ASSERT_ERR(ucall("lg", "vic", AUTH_ROLE_VIEWER, "list-grants", NULL, fx_kid(id), &r), 0);
+	ASSERT_ERR(ucall("lg", "vic", KMS_ROLE_VIEWER, "list-grants", NULL, fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "total"), 5);
-	ASSERT_ERR(ucall("lg", "vic", AUTH_ROLE_NONE, "list-grants", NULL, fx_kid(id), &r),
+	ASSERT_ERR(ucall("lg", "vic", KMS_ROLE_NONE, "list-grants", NULL, fx_kid(id), &r),
 		   KMS_E_FORBIDDEN);
 }
 
@@ -412,7 +413,7 @@ TEST(list_retirable_grants)
 	if (kms_test_failing())
 		return;
 	/* carol: the grants whose retiring principal she is, over all keys, in order. */
-	ASSERT_ERR(ucall("lrg", "carol", AUTH_ROLE_VIEWER, "list-retirable-grants", NULL, "", &r),
+	ASSERT_ERR(ucall("lrg", "carol", KMS_ROLE_VIEWER, "list-retirable-grants", NULL, "", &r),
 		   0);
 	ASSERT_EQ(fx_num(r, "total"), 2);
 	ASSERT_STREQ(fx_str(r, "truncated"), "false");
@@ -424,17 +425,17 @@ TEST(list_retirable_grants)
 	ASSERT_STREQ(fx_str(e, "retiring_principal"), "carol");
 	ASSERT_STREQ(fx_str(e, "issuing_principal"), AUTH_USER_HOST_ADMIN);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 1), "grant_id"), g2);
-	ASSERT_ERR(ucall("lrg", "carol", AUTH_ROLE_VIEWER, "list-retirable-grants", NULL,
+	ASSERT_ERR(ucall("lrg", "carol", KMS_ROLE_VIEWER, "list-retirable-grants", NULL,
 			 "{\"limit\":\"1\"}", &r), 0);
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "grants")), 1);
 	ASSERT_STREQ(fx_str(r, "truncated"), "true");
 	ASSERT_STREQ(fx_str(r, "next_marker"), "1");
-	ASSERT_ERR(ucall("lrg", "carol", AUTH_ROLE_VIEWER, "list-retirable-grants", NULL,
+	ASSERT_ERR(ucall("lrg", "carol", KMS_ROLE_VIEWER, "list-retirable-grants", NULL,
 			 "{\"limit\":\"1\",\"marker\":\"1\"}", &r), 0);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"), g2);
 	ASSERT_STREQ(fx_str(r, "truncated"), "false");
 	/* dave and erin are grantees, not retiring principals. */
-	ASSERT_ERR(ucall("lrg", "dave", AUTH_ROLE_CRYPTO, "list-retirable-grants", NULL, "{}", &r),
+	ASSERT_ERR(ucall("lrg", "dave", KMS_ROLE_CRYPTO, "list-retirable-grants", NULL, "{}", &r),
 		   0);
 	ASSERT_STREQ(fx_last(), "{\"grants\":[],\"next_marker\":\"\",\"truncated\":\"false\","
 				"\"total\":0}\n");
@@ -443,7 +444,7 @@ TEST(list_retirable_grants)
 	ASSERT_EQ(fx_num(r, "total"), 1);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"), g4);
 	/* Another project's grants are not listed. */
-	ASSERT_ERR(ucall("lrg2", "carol", AUTH_ROLE_VIEWER, "list-retirable-grants", NULL, "", &r),
+	ASSERT_ERR(ucall("lrg2", "carol", KMS_ROLE_VIEWER, "list-retirable-grants", NULL, "", &r),
 		   0);
 	ASSERT_EQ(fx_num(r, "total"), 0);
 	ASSERT_ERR(pcall("lrg", "list-retirable-grants", "{\"limit\":\"0\"}", NULL),
@@ -518,10 +519,10 @@ TEST(revoke_grant)
 	grant("rv", id, "bob", "\"describe-key\",\"retire-grant\",\"create-grant\"", "", g);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(ucall("rv", "bob", AUTH_ROLE_CRYPTO, "revoke-grant", NULL,
+	ASSERT_ERR(ucall("rv", "bob", KMS_ROLE_CRYPTO, "revoke-grant", NULL,
 			 key_grant(id, g), NULL),
 		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("rv", "ada", AUTH_ROLE_ADMIN, "revoke-grant", NULL,
+	ASSERT_ERR(ucall("rv", "ada", KMS_ROLE_ADMIN, "revoke-grant", NULL,
 			 key_grant(id, g), NULL), 0);
 	ASSERT_EQ(grant_total("rv", id), 0);
 }
@@ -540,33 +541,33 @@ TEST(retire_grant_who_may)
 	if (kms_test_failing())
 		return;
 	req = key_grant(id, g);
-	ASSERT_ERR(ucall("rt", "dave", AUTH_ROLE_VIEWER, "retire-grant", NULL, req, NULL),
+	ASSERT_ERR(ucall("rt", "dave", KMS_ROLE_VIEWER, "retire-grant", NULL, req, NULL),
 		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("rt", "erin", AUTH_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
+	ASSERT_ERR(ucall("rt", "erin", KMS_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
 		   KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rt", id), 1);
 	/* Retiring needs the crypto role (or a grant that includes retire-grant): a viewer that is
 	 * the retiring principal may not. */
-	ASSERT_ERR(ucall("rt", "carol", AUTH_ROLE_VIEWER, "retire-grant", NULL, req, NULL),
+	ASSERT_ERR(ucall("rt", "carol", KMS_ROLE_VIEWER, "retire-grant", NULL, req, NULL),
 		   KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rt", id), 1);
-	ASSERT_ERR(ucall("rt", "carol", AUTH_ROLE_CRYPTO, "retire-grant", NULL, req, NULL), 0);
+	ASSERT_ERR(ucall("rt", "carol", KMS_ROLE_CRYPTO, "retire-grant", NULL, req, NULL), 0);
 	ASSERT_STREQ(fx_last(), "{}\n");
 	ASSERT_EQ(grant_total("rt", id), 0);
-	ASSERT_ERR(ucall("rt", "carol", AUTH_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
+	ASSERT_ERR(ucall("rt", "carol", KMS_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
 		   KMS_E_GRANT_ID);
 	/* A grantee whose grant includes retire-grant (in the key folder). Naming another key:
 	 * a viewer holds no grant there (KMS.0307), a crypto caller learns KMS.2502. */
 	grant("rt", id, "bob", "\"decrypt-datakey\",\"retire-grant\"", "", g);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(ucall("rt", "bob", AUTH_ROLE_VIEWER, "retire-grant", NULL,
+	ASSERT_ERR(ucall("rt", "bob", KMS_ROLE_VIEWER, "retire-grant", NULL,
 			 key_grant(other, g), NULL),
 		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("rt", "bob", AUTH_ROLE_CRYPTO, "retire-grant", NULL,
+	ASSERT_ERR(ucall("rt", "bob", KMS_ROLE_CRYPTO, "retire-grant", NULL,
 			 key_grant(other, g), NULL),
 		   KMS_E_GRANT_KEY_MISMATCH);
-	ASSERT_ERR(ucall("rt", "bob", AUTH_ROLE_VIEWER, "retire-grant", id,
+	ASSERT_ERR(ucall("rt", "bob", KMS_ROLE_VIEWER, "retire-grant", id,
 			 fx_fmt("{\"grant_id\":\"%s\"}", g), NULL), 0);
 	ASSERT_EQ(grant_total("rt", id), 0);
 	/* A grantee without retire-grant may not. */
@@ -574,11 +575,11 @@ TEST(retire_grant_who_may)
 	if (kms_test_failing())
 		return;
 	req = key_grant(id, g);
-	ASSERT_ERR(ucall("rt", "bob", AUTH_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
+	ASSERT_ERR(ucall("rt", "bob", KMS_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
 		   KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rt", id), 1);
 	/* An admin may (README); so may the trusted administrator. */
-	ASSERT_ERR(ucall("rt", "ada", AUTH_ROLE_ADMIN, "retire-grant", NULL, req, NULL), 0);
+	ASSERT_ERR(ucall("rt", "ada", KMS_ROLE_ADMIN, "retire-grant", NULL, req, NULL), 0);
 	grant("rt", id, "bob", "\"decrypt-datakey\"", "", g);
 	if (kms_test_failing())
 		return;
@@ -592,7 +593,7 @@ TEST(retire_grant_who_may)
 		cJSON *r = NULL;
 		char mine[65];
 
-		ASSERT_ERR(ucall("rt", "ivan", AUTH_ROLE_VIEWER, "create-grant", NULL,
+		ASSERT_ERR(ucall("rt", "ivan", KMS_ROLE_VIEWER, "create-grant", NULL,
 				 grant_req(id, "judy", "\"describe-key\"", ""), &r), 0);
 		fx_cp(mine, sizeof(mine), fx_str(r, "grant_id"));
 		ASSERT_ERR(pcall("rt", "list-grants", fx_fmt("{\"key_id\":\"%s\",\"marker\":\"1\"}",
@@ -600,15 +601,15 @@ TEST(retire_grant_who_may)
 		ASSERT_STREQ(
 			fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "issuing_principal"),
 			"ivan");
-		ASSERT_ERR(ucall("rt", "judy", AUTH_ROLE_CRYPTO, "retire-grant", NULL,
+		ASSERT_ERR(ucall("rt", "judy", KMS_ROLE_CRYPTO, "retire-grant", NULL,
 				 key_grant(id, mine), NULL),
 			   KMS_E_FORBIDDEN);
 		/* As a viewer (its grant has no retire-grant) ivan may not retire it; with the
 		 * crypto role the issuer may. */
-		ASSERT_ERR(ucall("rt", "ivan", AUTH_ROLE_VIEWER, "retire-grant", NULL,
+		ASSERT_ERR(ucall("rt", "ivan", KMS_ROLE_VIEWER, "retire-grant", NULL,
 				 key_grant(id, mine), NULL),
 			   KMS_E_FORBIDDEN);
-		ASSERT_ERR(ucall("rt", "ivan", AUTH_ROLE_CRYPTO, "retire-grant", NULL,
+		ASSERT_ERR(ucall("rt", "ivan", KMS_ROLE_CRYPTO, "retire-grant", NULL,
 				 key_grant(id, mine), NULL),
 			   0);
 		ASSERT_EQ(grant_total("rt", id), 1);
@@ -642,13 +643,13 @@ TEST(retire_grant_kmsctl_issuer_not_a_token_name)
 		     "kmsctl");
 	ASSERT_FALSE(auth_user_valid(AUTH_USER_HOST_ADMIN));
 	/* "admin", the old default name, is no issuer of kmsctl's grants, whatever the role. */
-	ASSERT_ERR(ucall("rti", "admin", AUTH_ROLE_VIEWER, "retire-grant", NULL, key_grant(id, g),
+	ASSERT_ERR(ucall("rti", "admin", KMS_ROLE_VIEWER, "retire-grant", NULL, key_grant(id, g),
 			 NULL), KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("rti", "admin", AUTH_ROLE_VIEWER, "retire-grant", id,
+	ASSERT_ERR(ucall("rti", "admin", KMS_ROLE_VIEWER, "retire-grant", id,
 			 fx_fmt("{\"grant_id\":\"%s\"}", g), NULL), KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("rti", "admin", AUTH_ROLE_CRYPTO, "retire-grant", NULL, key_grant(id, g),
+	ASSERT_ERR(ucall("rti", "admin", KMS_ROLE_CRYPTO, "retire-grant", NULL, key_grant(id, g),
 			 NULL), KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("rti", "viewer", AUTH_ROLE_VIEWER, "retire-grant", NULL,
+	ASSERT_ERR(ucall("rti", "viewer", KMS_ROLE_VIEWER, "retire-grant", NULL,
 			 key_grant(id, g), NULL), KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rti", id), 1);
 	/* A grant with retire-grant on another key gives a viewer nothing on this one. */
@@ -663,16 +664,16 @@ TEST(retire_grant_kmsctl_issuer_not_a_token_name)
 		      g2);
 		if (kms_test_failing())
 			return;
-		ASSERT_ERR(ucall("rti", "vera", AUTH_ROLE_VIEWER, "retire-grant", NULL,
+		ASSERT_ERR(ucall("rti", "vera", KMS_ROLE_VIEWER, "retire-grant", NULL,
 				 key_grant(id, g2), NULL), KMS_E_FORBIDDEN);
 		ASSERT_EQ(grant_total("rti", id), 2);
-		ASSERT_ERR(ucall("rti", "vera", AUTH_ROLE_CRYPTO, "retire-grant", NULL,
+		ASSERT_ERR(ucall("rti", "vera", KMS_ROLE_CRYPTO, "retire-grant", NULL,
 				 key_grant(id, g2), NULL), 0);
 	}
-	ASSERT_ERR(ucall("rti", "ada", AUTH_ROLE_ADMIN, "retire-grant", NULL, key_grant(id, g),
+	ASSERT_ERR(ucall("rti", "ada", KMS_ROLE_ADMIN, "retire-grant", NULL, key_grant(id, g),
 			 NULL), 0);
 	ASSERT_EQ(grant_total("rti", id), 0);
-	ASSERT_EQ(api_action_find("retire-grant", API_SCOPE_PROJECT)->min_role, AUTH_ROLE_CRYPTO);
+	ASSERT_EQ(api_action_find("retire-grant", API_SCOPE_PROJECT)->min_role, KMS_ROLE_CRYPTO);
 }
 
 /* ---- enforcement ---- */
@@ -756,7 +757,7 @@ TEST(grant_enforcement_exact_operations)
 		const char *op = above_viewer[i];
 		char g[65];
 
-		EXPECT(op, ucall("enf", "bob", AUTH_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
+		EXPECT(op, ucall("enf", "bob", KMS_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
 				 NULL), KMS_E_FORBIDDEN);
 		/* create-grant cannot be granted alone (KMS.2401): with describe-key, which a
 		 * viewer may do anyway. */
@@ -765,26 +766,26 @@ TEST(grant_enforcement_exact_operations)
 		      "", g);
 		if (kms_test_failing())
 			return;
-		EXPECT(op, ucall("enf", "bob", AUTH_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
+		EXPECT(op, ucall("enf", "bob", KMS_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
 				 NULL), 0);
 		for (size_t j = 0; j < n; j++) {
 			if (j == i)
 				continue;
 			EXPECT(fx_fmt("%s with a grant for %s", above_viewer[j], op),
-			       ucall("enf", "bob", AUTH_ROLE_VIEWER, above_viewer[j], NULL,
+			       ucall("enf", "bob", KMS_ROLE_VIEWER, above_viewer[j], NULL,
 				     enf_request(&e, above_viewer[j], 1), NULL),
 			       KMS_E_FORBIDDEN);
 		}
 		EXPECT(fx_fmt("%s on the other key", op),
-		       ucall("enf", "bob", AUTH_ROLE_VIEWER, op, NULL, enf_request(&e, op, 2),
+		       ucall("enf", "bob", KMS_ROLE_VIEWER, op, NULL, enf_request(&e, op, 2),
 			     NULL),
 		       KMS_E_FORBIDDEN);
 		EXPECT(fx_fmt("%s by carol", op),
-		       ucall("enf", "carol", AUTH_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
+		       ucall("enf", "carol", KMS_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
 			     NULL), KMS_E_FORBIDDEN);
 		ASSERT_ERR(pcall("enf", "revoke-grant", key_grant(e.k1, g), NULL), 0);
 		EXPECT(fx_fmt("%s after revoke-grant", op),
-		       ucall("enf", "bob", AUTH_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
+		       ucall("enf", "bob", KMS_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
 			     NULL),
 		       KMS_E_FORBIDDEN);
 	}
@@ -807,45 +808,45 @@ TEST(grant_enforcement_results_and_key_forms)
 	if (kms_test_failing())
 		return;
 	fx_cp(unwrap1, sizeof(unwrap1), enf_request(&e, "decrypt-datakey", 1));
-	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, &r), 0);
+	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
-	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
+	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 fx_fmt("{\"key_id\":\"alias/one\",\"cipher_text\":\"%s\","
 				"\"datakey_cipher_length\":\"64\"}", e.dk1), &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
-	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
+	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
 				"\"datakey_cipher_length\":\"64\"}", fx_urn("one"), e.dk1), &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
-	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", e.k1,
+	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", e.k1,
 			 fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", e.dk1),
 			 &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
 	/* In k2's folder, or by k2's alias: not granted. */
-	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", e.k2,
+	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", e.k2,
 			 fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", e.dk2),
 			 NULL), KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
+	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 fx_fmt("{\"key_id\":\"alias/two\",\"cipher_text\":\"%s\","
 				"\"datakey_cipher_length\":\"64\"}", e.dk2), NULL),
 		   KMS_E_FORBIDDEN);
 	/* decrypt-data takes the key from the blob: k1's blob yes, k2's no. */
-	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-data", NULL,
+	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-data", NULL,
 			 enf_request(&e, "decrypt-data", 1), &r), 0);
 	ASSERT_STREQ(fx_str(r, "plain_text"), "one");
 	ASSERT_STREQ(fx_str(r, "key_id"), e.k1);
-	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "decrypt-data", NULL,
+	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-data", NULL,
 			 enf_request(&e, "decrypt-data", 2), NULL), KMS_E_FORBIDDEN);
 	/* The grantee is a user name: another user with the same role gets nothing; the same name
 	 * in another project neither (its token is for that project). */
-	ASSERT_ERR(ucall("enf2", "Bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, NULL),
+	ASSERT_ERR(ucall("enf2", "Bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, NULL),
 		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("enf2-x", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, NULL),
+	ASSERT_ERR(ucall("enf2-x", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, NULL),
 		   KMS_E_FORBIDDEN);
 	/* The role's own rights are unchanged by the grant, and it never adds admin actions. */
-	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "describe-key", NULL, fx_kid(e.k2), NULL),
+	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "describe-key", NULL, fx_kid(e.k2), NULL),
 		   0);
-	ASSERT_ERR(ucall("enf2", "bob", AUTH_ROLE_VIEWER, "gen-random", NULL,
+	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "gen-random", NULL,
 			 "{\"random_data_length\":\"512\"}", NULL), KMS_E_FORBIDDEN);
 }
 
@@ -872,20 +873,20 @@ TEST(grant_never_allows_admin_actions)
 		return;
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(admin_only); i++) {
 		EXPECT(admin_only[i],
-		       ucall("enf3", "bob", AUTH_ROLE_VIEWER, admin_only[i], NULL,
+		       ucall("enf3", "bob", KMS_ROLE_VIEWER, admin_only[i], NULL,
 			     fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\",\"key_alias\":\"x\","
 				    "\"key_description\":\"x\",\"rotation_interval\":90,"
 				    "\"grant_id\":\"%s\"}", id, g), NULL),
 		       KMS_E_FORBIDDEN);
 		EXPECT(admin_only[i],
-		       ucall("enf3", "bob", AUTH_ROLE_VIEWER, admin_only[i],
+		       ucall("enf3", "bob", KMS_ROLE_VIEWER, admin_only[i],
 			     strcmp(admin_only[i], "create-key") ? id : NULL,
 			     fx_fmt("{\"pending_days\":\"7\",\"key_alias\":\"x\","
 				    "\"key_description\":\"x\",\"rotation_interval\":90,"
 				    "\"grant_id\":\"%s\"}", g), NULL),
 		       KMS_E_FORBIDDEN);
 	}
-	ASSERT_ERR(ucall("enf3", "bob", AUTH_ROLE_VIEWER, "tags", id,
+	ASSERT_ERR(ucall("enf3", "bob", KMS_ROLE_VIEWER, "tags", id,
 			 "{\"tag\":{\"key\":\"a\",\"value\":\"b\"}}", NULL), KMS_E_FORBIDDEN);
 	ASSERT_ERR(pcall("enf3", "describe-key", fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_state"), "2");
@@ -893,11 +894,11 @@ TEST(grant_never_allows_admin_actions)
 	ASSERT_STREQ(fx_str(r, "key_info.key_rotation_enabled"), "false");
 	ASSERT_EQ(grant_total("enf3", id), 1);
 	/* With that grant bob does do the crypto. */
-	ASSERT_ERR(ucall("enf3", "bob", AUTH_ROLE_VIEWER, "create-datakey", id, "", &r), 0);
+	ASSERT_ERR(ucall("enf3", "bob", KMS_ROLE_VIEWER, "create-datakey", id, "", &r), 0);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "plain_text"), 128));
 }
 
-/* A caller with no role at all (AUTH_ROLE_NONE) may describe a key only through a grant. */
+/* A caller with no role at all (KMS_ROLE_NONE) may describe a key only through a grant. */
 TEST(grant_enforcement_role_none)
 {
 	char id[FX_ID_LEN], other[FX_ID_LEN], g[65];
@@ -907,22 +908,22 @@ TEST(grant_enforcement_role_none)
 	fx_key("enf4", "other", other);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "describe-key", NULL, fx_kid(id), NULL),
+	ASSERT_ERR(ucall("enf4", "nob", KMS_ROLE_NONE, "describe-key", NULL, fx_kid(id), NULL),
 		   KMS_E_FORBIDDEN);
 	grant("enf4", id, "nob", "\"describe-key\"", "", g);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "describe-key", NULL, fx_kid(id), &r), 0);
+	ASSERT_ERR(ucall("enf4", "nob", KMS_ROLE_NONE, "describe-key", NULL, fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_id"), id);
-	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "describe-key", id, "", &r), 0);
-	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "describe-key", NULL, fx_kid(other), NULL),
+	ASSERT_ERR(ucall("enf4", "nob", KMS_ROLE_NONE, "describe-key", id, "", &r), 0);
+	ASSERT_ERR(ucall("enf4", "nob", KMS_ROLE_NONE, "describe-key", NULL, fx_kid(other), NULL),
 		   KMS_E_FORBIDDEN);
 	/* Not grantable: listing. */
-	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "list-keys", NULL, "{}", NULL),
+	ASSERT_ERR(ucall("enf4", "nob", KMS_ROLE_NONE, "list-keys", NULL, "{}", NULL),
 		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "list-grants", NULL, fx_kid(id), NULL),
+	ASSERT_ERR(ucall("enf4", "nob", KMS_ROLE_NONE, "list-grants", NULL, fx_kid(id), NULL),
 		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("enf4", "nob", AUTH_ROLE_NONE, "get-key-rotation-status", NULL, fx_kid(id),
+	ASSERT_ERR(ucall("enf4", "nob", KMS_ROLE_NONE, "get-key-rotation-status", NULL, fx_kid(id),
 			 NULL), KMS_E_FORBIDDEN);
 }
 
@@ -940,14 +941,14 @@ TEST(grant_on_disabled_key_still_checks_state)
 	if (kms_test_failing())
 		return;
 	ASSERT_ERR(pcall("enf5", "disable-key", fx_kid(e.k1), NULL), 0);
-	ASSERT_ERR(ucall("enf5", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
+	ASSERT_ERR(ucall("enf5", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 enf_request(&e, "decrypt-datakey", 1), NULL), KMS_E_KEY_DISABLED);
 	ASSERT_ERR(pcall("enf5", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", e.k1), NULL), 0);
-	ASSERT_ERR(ucall("enf5", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
+	ASSERT_ERR(ucall("enf5", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 enf_request(&e, "decrypt-datakey", 1), NULL), KMS_E_KEY_PENDING_DELETION);
 	/* Without the grant the same request is refused first. */
-	ASSERT_ERR(ucall("enf5", "carol", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
+	ASSERT_ERR(ucall("enf5", "carol", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 enf_request(&e, "decrypt-datakey", 1), NULL), KMS_E_FORBIDDEN);
 }
 
@@ -962,19 +963,19 @@ TEST(grant_cannot_escalate)
 	if (kms_test_failing())
 		return;
 	grant("esc", k, "bob", "\"create-grant\",\"describe-key\"", "", gid);
-	ASSERT_ERR(ucall("esc", "bob", AUTH_ROLE_VIEWER, "create-grant", NULL,
+	ASSERT_ERR(ucall("esc", "bob", KMS_ROLE_VIEWER, "create-grant", NULL,
 			 grant_req(k, "bob", "\"create-datakey\"", ""), NULL),
 		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("esc", "bob", AUTH_ROLE_VIEWER, "create-grant", NULL,
+	ASSERT_ERR(ucall("esc", "bob", KMS_ROLE_VIEWER, "create-grant", NULL,
 			 grant_req(k, "bob", "\"describe-key\",\"create-datakey\"", ""), NULL),
 		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("esc", "bob", AUTH_ROLE_VIEWER, "create-datakey", NULL,
+	ASSERT_ERR(ucall("esc", "bob", KMS_ROLE_VIEWER, "create-datakey", NULL,
 			 fx_fmt("{\"key_id\":\"%s\"}", k), NULL), KMS_E_FORBIDDEN);
 	/* Within what he holds: allowed. */
-	ASSERT_ERR(ucall("esc", "bob", AUTH_ROLE_VIEWER, "create-grant", NULL,
+	ASSERT_ERR(ucall("esc", "bob", KMS_ROLE_VIEWER, "create-grant", NULL,
 			 grant_req(k, "carol", "\"describe-key\"", ""), NULL), 0);
 	/* An admin by role is not limited. */
-	ASSERT_ERR(ucall("esc", "ann", AUTH_ROLE_ADMIN, "create-grant", NULL,
+	ASSERT_ERR(ucall("esc", "ann", KMS_ROLE_ADMIN, "create-grant", NULL,
 			 grant_req(k, "bob", "\"create-datakey\"", ""), NULL), 0);
 }
 
@@ -987,13 +988,13 @@ TEST(no_grant_refused_before_validation)
 	fx_key("nov", "k", k);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(ucall("nov", "dan", AUTH_ROLE_VIEWER, "create-datakey", NULL,
+	ASSERT_ERR(ucall("nov", "dan", KMS_ROLE_VIEWER, "create-datakey", NULL,
 			 "{\"datakey_length\":\"7\"}", NULL), KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("nov", "dan", AUTH_ROLE_VIEWER, "create-datakey", NULL, "{}", NULL),
+	ASSERT_ERR(ucall("nov", "dan", KMS_ROLE_VIEWER, "create-datakey", NULL, "{}", NULL),
 		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("nov", "dan", AUTH_ROLE_VIEWER, "encrypt-datakey", NULL, "{\"x\":1}",
+	ASSERT_ERR(ucall("nov", "dan", KMS_ROLE_VIEWER, "encrypt-datakey", NULL, "{\"x\":1}",
 			 NULL), KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("nov", "dan", AUTH_ROLE_VIEWER, "create-datakey", k, "{}", NULL),
+	ASSERT_ERR(ucall("nov", "dan", KMS_ROLE_VIEWER, "create-datakey", k, "{}", NULL),
 		   KMS_E_FORBIDDEN);
 }
 
@@ -1016,28 +1017,28 @@ TEST(grant_check_many_keys_and_key_folder)
 		grant("gmk", k[i], "bob", "\"create-datakey-without-plaintext\",\"decrypt-datakey\"",
 		      "", gid);
 	for (size_t i = 0; i + 1 < n; i++)
-		ASSERT_ERR(ucall("gmk", "bob", AUTH_ROLE_VIEWER, "create-datakey-without-plaintext",
+		ASSERT_ERR(ucall("gmk", "bob", KMS_ROLE_VIEWER, "create-datakey-without-plaintext",
 				 NULL, fx_kid(k[i]), NULL),
 			   0);
-	ASSERT_ERR(ucall("gmk", "bob", AUTH_ROLE_VIEWER, "create-datakey-without-plaintext", NULL,
+	ASSERT_ERR(ucall("gmk", "bob", KMS_ROLE_VIEWER, "create-datakey-without-plaintext", NULL,
 			 fx_kid(k[n - 1]), NULL),
 		   KMS_E_FORBIDDEN);
 	/* Key folders: the folder's key with a grant, and one without. */
-	ASSERT_ERR(ucall("gmk", "bob", AUTH_ROLE_VIEWER, "create-datakey-without-plaintext", k[0],
+	ASSERT_ERR(ucall("gmk", "bob", KMS_ROLE_VIEWER, "create-datakey-without-plaintext", k[0],
 			 "{}", NULL),
 		   0);
-	ASSERT_ERR(ucall("gmk", "bob", AUTH_ROLE_VIEWER, "create-datakey-without-plaintext",
+	ASSERT_ERR(ucall("gmk", "bob", KMS_ROLE_VIEWER, "create-datakey-without-plaintext",
 			 k[n - 1], "{}", NULL),
 		   KMS_E_FORBIDDEN);
 	/* Under k[0]'s folder, a ciphertext of k[1] (bob holds decrypt-datakey there too): the
 	 * folder serves only its own key (KMS.0205), not KMS.0307. */
 	ASSERT_ERR(pcall("gmk", "create-datakey-without-plaintext", fx_kid(k[1]), &r), 0);
 	fx_cp(blob, sizeof(blob), fx_str(r, "cipher_text"));
-	ASSERT_ERR(ucall("gmk", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", k[0],
+	ASSERT_ERR(ucall("gmk", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", k[0],
 			 fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", blob),
 			 NULL),
 		   KMS_E_BAD_KEY_ID);
-	ASSERT_ERR(ucall("gmk", "bob", AUTH_ROLE_VIEWER, "decrypt-datakey", NULL,
+	ASSERT_ERR(ucall("gmk", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
 				"\"datakey_cipher_length\":\"64\"}", k[1], blob),
 			 NULL),

@@ -18,6 +18,7 @@
 #include <sqlite3.h>
 
 #include "common/kms_err.h"
+#include "common/kms_time.h"
 
 #define DAY_MS 86400000LL
 #define TOKEN_MAX 6145
@@ -417,10 +418,10 @@ TEST(import_errors)
 	/* A token of another key (KMS.2603). */
 	ASSERT_ERR(import_with("im-err", ext2, &p, wrapped, NULL), KMS_E_IMPORT_KEY_MISMATCH);
 	/* An expired token (KMS.2601). */
-	token_with_expiry(p.token, store_now_ms() - 1000, bad.token);
+	token_with_expiry(p.token, kms_time_real_ms() - 1000, bad.token);
 	ASSERT_ERR(import_with("im-err", ext, &bad, wrapped, NULL), KMS_E_IMPORT_TOKEN_EXPIRED);
 	/* The token's own expiry is what counts: the same layout a minute ahead works below. */
-	token_with_expiry(p.token, store_now_ms() + 60000, bad.token);
+	token_with_expiry(p.token, kms_time_real_ms() + 60000, bad.token);
 	/* Material that does not unwrap or is not 32 bytes: KMS.2604, alike (no padding oracle). */
 	wrap_with(p.pub, "RSAES_OAEP_SHA_256", m16, 16, w16);
 	ASSERT_ERR(import_with("im-err", ext, &p, w16, NULL), KMS_E_IMPORT_LENGTH);
@@ -475,7 +476,7 @@ TEST(import_actions_need_admin_0307)
 {
 	static const char *const actions[] = { "get-parameters-for-import", "import-key-material",
 					       "delete-imported-key-material" };
-	static const enum auth_role roles[] = { AUTH_ROLE_VIEWER, AUTH_ROLE_CRYPTO };
+	static const enum kms_role roles[] = { KMS_ROLE_VIEWER, KMS_ROLE_CRYPTO };
 	char ext[FX_ID_LEN];
 	cJSON *r = NULL;
 
@@ -486,7 +487,7 @@ TEST(import_actions_need_admin_0307)
 					 fx_kid(ext), &r),
 				   KMS_E_FORBIDDEN);
 	}
-	ASSERT_ERR(ucall("im-role", "someone", AUTH_ROLE_ADMIN, "get-parameters-for-import", NULL,
+	ASSERT_ERR(ucall("im-role", "someone", KMS_ROLE_ADMIN, "get-parameters-for-import", NULL,
 			 fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_256\"}",
 				ext),
 			 &r),
@@ -571,7 +572,7 @@ TEST(imported_material_expires)
 	char why[1024] = "", id[FX_ID_LEN], id2[FX_ID_LEN];
 	uint8_t m[32];
 	size_t deleted = 0, rotated = 0;
-	int64_t now = store_now_ms(), exp_s = now / 1000 + 3600;
+	int64_t now = kms_time_real_ms(), exp_s = now / 1000 + 3600;
 	struct cts c;
 
 	ASSERT_OK(fx_own_open(&o));

@@ -84,13 +84,13 @@ static const char *const all_actions[] = {
 
 /* The least role of each action (kms_auth.h: viewer = describe and list; crypto = + data keys,
  * data, random; admin = everything). */
-static enum auth_role expected_min_role(const char *action)
+static enum kms_role expected_min_role(const char *action)
 {
 	if (strcmp(action, "create-key") == 0)
-		return AUTH_ROLE_ADMIN;
+		return KMS_ROLE_ADMIN;
 	if (strcmp(action, "describe-key") == 0 || strcmp(action, "list-keys") == 0)
-		return AUTH_ROLE_VIEWER;
-	return AUTH_ROLE_CRYPTO;
+		return KMS_ROLE_VIEWER;
+	return KMS_ROLE_CRYPTO;
 }
 
 /* ---- dispatch ---- */
@@ -472,7 +472,7 @@ static int call_claims(const char *project, const char *action, const struct aut
 	return fx_call_as(fx_svc(), &c, action, API_SCOPE_PROJECT, json, strlen(json), NULL);
 }
 
-static struct auth_claims claims_for(const char *project, enum auth_role role, int64_t expiry)
+static struct auth_claims claims_for(const char *project, enum kms_role role, int64_t expiry)
 {
 	return fx_claims(project, "tester", role, expiry);
 }
@@ -504,7 +504,7 @@ TEST(untrusted_without_claims_0301)
 
 TEST(untrusted_other_project_0302)
 {
-	struct auth_claims c = claims_for("auth-other", AUTH_ROLE_ADMIN, time(NULL) + 3600);
+	struct auth_claims c = claims_for("auth-other", KMS_ROLE_ADMIN, time(NULL) + 3600);
 	struct valid_ctx v;
 
 	valid_setup(&v, "auth2");
@@ -519,15 +519,15 @@ TEST(untrusted_other_project_0302)
 	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0302\",\"error_msg\":"
 				"\"Invalid X-Auth-Token.\"}}\n");
 	/* A prefix of the project is another project. */
-	c = claims_for("auth", AUTH_ROLE_ADMIN, time(NULL) + 3600);
+	c = claims_for("auth", KMS_ROLE_ADMIN, time(NULL) + 3600);
 	ASSERT_ERR(call_claims("auth2", "list-keys", &c, 0, "{}"), KMS_E_TOKEN_INVALID);
-	c = claims_for("auth22", AUTH_ROLE_ADMIN, time(NULL) + 3600);
+	c = claims_for("auth22", KMS_ROLE_ADMIN, time(NULL) + 3600);
 	ASSERT_ERR(call_claims("auth2", "list-keys", &c, 0, "{}"), KMS_E_TOKEN_INVALID);
 }
 
 TEST(untrusted_expired_0303)
 {
-	struct auth_claims c = claims_for("auth3", AUTH_ROLE_ADMIN, time(NULL) - 1);
+	struct auth_claims c = claims_for("auth3", KMS_ROLE_ADMIN, time(NULL) - 1);
 	struct valid_ctx v;
 
 	valid_setup(&v, "auth3");
@@ -541,14 +541,14 @@ TEST(untrusted_expired_0303)
 	}
 	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0303\",\"error_msg\":"
 				"\"X-Auth-Token expired.\"}}\n");
-	c = claims_for("auth3", AUTH_ROLE_ADMIN, time(NULL) + 3600);
+	c = claims_for("auth3", KMS_ROLE_ADMIN, time(NULL) + 3600);
 	ASSERT_ERR(call_claims("auth3", "list-keys", &c, 0, "{}"), 0);
 }
 
 TEST(role_matrix_0307)
 {
-	static const enum auth_role roles[] = { AUTH_ROLE_NONE, AUTH_ROLE_VIEWER, AUTH_ROLE_CRYPTO,
-						AUTH_ROLE_ADMIN };
+	static const enum kms_role roles[] = { KMS_ROLE_NONE, KMS_ROLE_VIEWER, KMS_ROLE_CRYPTO,
+						KMS_ROLE_ADMIN };
 	struct valid_ctx v;
 
 	valid_setup(&v, "roles");
@@ -569,8 +569,8 @@ TEST(role_matrix_0307)
 	}
 	{
 		/* The two named in the brief, and a viewer's bad JSON: role first. */
-		struct auth_claims viewer = claims_for("roles", AUTH_ROLE_VIEWER, time(NULL) + 60);
-		struct auth_claims crypto = claims_for("roles", AUTH_ROLE_CRYPTO, time(NULL) + 60);
+		struct auth_claims viewer = claims_for("roles", KMS_ROLE_VIEWER, time(NULL) + 60);
+		struct auth_claims crypto = claims_for("roles", KMS_ROLE_CRYPTO, time(NULL) + 60);
 
 		ASSERT_ERR(call_claims("roles", "create-datakey", &viewer, 0,
 				       fx_fmt("{\"key_id\":\"%s\"}", v.id)), KMS_E_FORBIDDEN);
@@ -589,13 +589,13 @@ TEST(role_matrix_0307)
  * no grant is held here, so api_call refuses too). */
 TEST(caller_may_agrees_with_api_call)
 {
-	static const enum auth_role roles[] = { AUTH_ROLE_NONE, AUTH_ROLE_VIEWER, AUTH_ROLE_CRYPTO,
-						AUTH_ROLE_ADMIN };
+	static const enum kms_role roles[] = { KMS_ROLE_NONE, KMS_ROLE_VIEWER, KMS_ROLE_CRYPTO,
+						KMS_ROLE_ADMIN };
 	struct store_token_info rec = { .id = "fedcba9876543210", .project = "may", .user = "rev",
 					.role = "admin", .expiry = INT64_MAX };
-	struct auth_claims revoked = claims_for("may", AUTH_ROLE_ADMIN, time(NULL) + 3600);
-	struct auth_claims other = claims_for("may-other", AUTH_ROLE_ADMIN, time(NULL) + 3600);
-	struct auth_claims expired = claims_for("may", AUTH_ROLE_ADMIN, time(NULL) - 1);
+	struct auth_claims revoked = claims_for("may", KMS_ROLE_ADMIN, time(NULL) + 3600);
+	struct auth_claims other = claims_for("may-other", KMS_ROLE_ADMIN, time(NULL) + 3600);
+	struct auth_claims expired = claims_for("may", KMS_ROLE_ADMIN, time(NULL) - 1);
 	struct valid_ctx v;
 
 	valid_setup(&v, "may");
@@ -635,7 +635,7 @@ TEST(caller_may_agrees_with_api_call)
 	/* What the tree asks: any role may list keys; revoked, expired and foreign claims may not. */
 	{
 		const struct api_action *list = api_action_find("list-keys", API_SCOPE_PROJECT);
-		struct auth_claims viewer = claims_for("may", AUTH_ROLE_VIEWER, time(NULL) + 60);
+		struct auth_claims viewer = claims_for("may", KMS_ROLE_VIEWER, time(NULL) + 60);
 		struct api_caller c = { .project = "may", .claims = &viewer };
 
 		ASSERT_ERR(api_caller_may(fx_svc(), &c, list, (int64_t)time(NULL) * 1000), 0);
@@ -659,7 +659,7 @@ TEST(real_token_end_to_end)
 	fx_key("tok", "k", id);
 	if (kms_test_failing())
 		return;
-	ASSERT_OK(auth_token_issue(secret, "tok", "bob", AUTH_ROLE_CRYPTO, time(NULL) + 600, tok,
+	ASSERT_OK(auth_token_issue(secret, "tok", "bob", KMS_ROLE_CRYPTO, time(NULL) + 600, tok,
 				   sizeof(tok), NULL));
 	ASSERT_OK(auth_token_verify(secret, tok, strlen(tok), time(NULL), &claims));
 	c.claims = &claims;

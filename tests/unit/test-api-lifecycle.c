@@ -12,6 +12,7 @@
  * a sweep acts on every project of a store.
  */
 #include "kms_test_api.h"
+#include "common/kms_time.h"
 
 #define HEX_MAX (2 * CORE_BLOB_MAX + 1)
 #define DAY_MS 86400000LL
@@ -229,7 +230,7 @@ TEST(lifecycle_roles_0307)
 		"disable-key-rotation", "update-key-rotation-interval", "rotate-key",
 		"rotate-on-demand",
 	};
-	static const enum auth_role below[] = {AUTH_ROLE_NONE, AUTH_ROLE_VIEWER, AUTH_ROLE_CRYPTO};
+	static const enum kms_role below[] = {KMS_ROLE_NONE, KMS_ROLE_VIEWER, KMS_ROLE_CRYPTO};
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
@@ -246,12 +247,12 @@ TEST(lifecycle_roles_0307)
 	}
 	ASSERT_STREQ(state_of("lc-roles", id), "2");
 	ASSERT_STREQ(describe_field("lc-roles", id, "key_alias"), "app");
-	ASSERT_ERR(ucall("lc-roles", "someone", AUTH_ROLE_VIEWER, "get-key-rotation-status", NULL,
+	ASSERT_ERR(ucall("lc-roles", "someone", KMS_ROLE_VIEWER, "get-key-rotation-status", NULL,
 			 fx_kid(id), &r), 0);
 	ASSERT_EQ(r && cJSON_IsFalse(fx_get(r, "key_rotation_enabled")), 1);
-	ASSERT_ERR(ucall("lc-roles", "someone", AUTH_ROLE_NONE, "get-key-rotation-status", NULL,
+	ASSERT_ERR(ucall("lc-roles", "someone", KMS_ROLE_NONE, "get-key-rotation-status", NULL,
 			 fx_kid(id), NULL), KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("lc-roles", "someone", AUTH_ROLE_ADMIN, "disable-key", NULL, fx_kid(id),
+	ASSERT_ERR(ucall("lc-roles", "someone", KMS_ROLE_ADMIN, "disable-key", NULL, fx_kid(id),
 			 &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_state"), "3");
 }
@@ -273,11 +274,11 @@ TEST(schedule_key_deletion_reply_and_date)
 		fx_key("sd", fx_fmt("k%zu", i), id);
 		if (kms_test_failing())
 			return;
-		before = store_now_ms();
+		before = kms_time_real_ms();
 		ASSERT_ERR(pcall("sd", "schedule-key-deletion",
 				 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":%s}", id, ok[i].days),
 				 &r), 0);
-		after = store_now_ms();
+		after = kms_time_real_ms();
 		/* Flat: no key_info wrapper (kms-api.md 4.5, 6). */
 		ASSERT_STREQ(fx_last(),
 			     fx_fmt("{\"key_id\":\"%s\",\"key_state\":\"4\"}\n", id));
@@ -566,7 +567,7 @@ static void body_deletion_when_due(struct fx_own *o)
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"8\"}", later), NULL), 0);
 	ASSERT_ERR(ocall(o, "dl", "describe-key", fx_kid(doomed), &r), 0);
 	due = strtoll(fx_str(r, "key_info.scheduled_deletion_date"), NULL, 10);
-	ASSERT_LE(store_now_ms() + 7 * DAY_MS - 60000, due);
+	ASSERT_LE(kms_time_real_ms() + 7 * DAY_MS - 60000, due);
 
 	/* A millisecond before the date: nothing happens. */
 	ASSERT_OK(store_sweep(o->st, due - 1, &deleted, &rotated));
@@ -648,7 +649,7 @@ static void body_automatic_rotation(struct fx_own *o)
 	fx_cp(ct, sizeof(ct), fx_str(r, "cipher_text"));
 	fx_cp(plain, sizeof(plain), fx_str(r, "plain_text"));
 	ASSERT_EQ(blob_version(ct, false), 0);
-	t0 = store_now_ms();
+	t0 = kms_time_real_ms();
 	ASSERT_ERR(ocall(o, "ar", "enable-key-rotation", fx_kid(rot), NULL), 0);
 	ASSERT_ERR(ocall(o, "ar", "update-key-rotation-interval",
 			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":30}", rot), NULL), 0);
@@ -977,10 +978,10 @@ TEST(rotate_key_versions)
 		return;
 	for (unsigned v = 0; v < 3; v++) {
 		if (v > 0) {
-			int64_t before = store_now_ms(), after, last;
+			int64_t before = kms_time_real_ms(), after, last;
 
 			ASSERT_ERR(pcall("rk", "rotate-key", fx_kid(id), &r), 0);
-			after = store_now_ms();
+			after = kms_time_real_ms();
 			ASSERT_STREQ(fx_last(),
 				     fx_fmt("{\"key_id\":\"%s\",\"key_version\":\"%u\","
 					    "\"number_of_rotations\":%u}\n", id, v, v));
@@ -1050,7 +1051,7 @@ TEST(rotate_on_demand)
 		return;
 	ASSERT_TRUE(api_action_find("rotate-on-demand", API_SCOPE_PROJECT) != NULL);
 	ASSERT_TRUE(api_action_find("rotate-on-demand", API_SCOPE_KEY) != NULL);
-	ASSERT_EQ(api_action_find("rotate-on-demand", API_SCOPE_KEY)->min_role, AUTH_ROLE_ADMIN);
+	ASSERT_EQ(api_action_find("rotate-on-demand", API_SCOPE_KEY)->min_role, KMS_ROLE_ADMIN);
 	ASSERT_ERR(pcall("rod", "create-datakey", fx_kid(id), &r), 0);
 	fx_cp(ct, sizeof(ct), fx_str(r, "cipher_text"));
 	ASSERT_ERR(pcall("rod", "rotate-on-demand",
@@ -1100,7 +1101,7 @@ static void body_version_limit(struct fx_own *o)
 	ASSERT_STREQ(fx_str(r, "data_key"), pfirst);
 	/* Automatic rotation leaves it alone, without failing the sweep. */
 	ASSERT_ERR(ocall(o, "vl", "enable-key-rotation", fx_kid(id), NULL), 0);
-	ASSERT_EQ(store_sweep(o->st, store_now_ms() + 3650 * DAY_MS, &deleted, &rotated), 0);
+	ASSERT_EQ(store_sweep(o->st, kms_time_real_ms() + 3650 * DAY_MS, &deleted, &rotated), 0);
 	ASSERT_EQ(rotated, 0);
 	ASSERT_ERR(ocall(o, "vl", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "number_of_rotations"), 63);

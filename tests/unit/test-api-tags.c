@@ -30,7 +30,7 @@ static const char *tags_text(const char *project, const char *id)
 }
 
 /* action as the user "tagger" with role; path_key_id non-NULL: in that key folder. */
-static int role_call(const char *project, enum auth_role role, const char *action,
+static int role_call(const char *project, enum kms_role role, const char *action,
 		     const char *path_key_id, const char *json)
 {
 	return ucall(project, "tagger", role, action, path_key_id, json, NULL);
@@ -188,21 +188,21 @@ TEST(key_tags_roles)
 	fx_key("ktr", "app", id);
 	if (kms_test_failing())
 		return;
-	ASSERT_ERR(role_call("ktr", AUTH_ROLE_VIEWER, "tags", id, ""), 0);
-	ASSERT_ERR(role_call("ktr", AUTH_ROLE_VIEWER, "tags", NULL, ""), 0);
-	ASSERT_ERR(role_call("ktr", AUTH_ROLE_NONE, "tags", id, ""), KMS_E_FORBIDDEN);
-	ASSERT_ERR(role_call("ktr", AUTH_ROLE_VIEWER, "tags", id, add), KMS_E_FORBIDDEN);
-	ASSERT_ERR(role_call("ktr", AUTH_ROLE_CRYPTO, "tags", id, add), KMS_E_FORBIDDEN);
-	ASSERT_ERR(role_call("ktr", AUTH_ROLE_CRYPTO, "tags-action", id,
+	ASSERT_ERR(role_call("ktr", KMS_ROLE_VIEWER, "tags", id, ""), 0);
+	ASSERT_ERR(role_call("ktr", KMS_ROLE_VIEWER, "tags", NULL, ""), 0);
+	ASSERT_ERR(role_call("ktr", KMS_ROLE_NONE, "tags", id, ""), KMS_E_FORBIDDEN);
+	ASSERT_ERR(role_call("ktr", KMS_ROLE_VIEWER, "tags", id, add), KMS_E_FORBIDDEN);
+	ASSERT_ERR(role_call("ktr", KMS_ROLE_CRYPTO, "tags", id, add), KMS_E_FORBIDDEN);
+	ASSERT_ERR(role_call("ktr", KMS_ROLE_CRYPTO, "tags-action", id,
 			     "{\"action\":\"create\",\"tags\":[{\"key\":\"a\",\"value\":\"b\"}]}"),
 		   KMS_E_FORBIDDEN);
 	ASSERT_STREQ(tags_text("ktr", id), "{\"tags\":[],\"sys_tags\":[],\"existTagsNum\":0}\n");
-	ASSERT_ERR(role_call("ktr", AUTH_ROLE_ADMIN, "tags", id, add), 0);
-	ASSERT_ERR(role_call("ktr", AUTH_ROLE_CRYPTO, "delete-tag", id, "{\"key\":\"a\"}"),
+	ASSERT_ERR(role_call("ktr", KMS_ROLE_ADMIN, "tags", id, add), 0);
+	ASSERT_ERR(role_call("ktr", KMS_ROLE_CRYPTO, "delete-tag", id, "{\"key\":\"a\"}"),
 		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(role_call("ktr", AUTH_ROLE_VIEWER, "resource_instances-action", NULL,
+	ASSERT_ERR(role_call("ktr", KMS_ROLE_VIEWER, "resource_instances-action", NULL,
 			     "{\"action\":\"count\"}"), 0);
-	ASSERT_ERR(role_call("ktr", AUTH_ROLE_ADMIN, "delete-tag", id, "{\"key\":\"a\"}"), 0);
+	ASSERT_ERR(role_call("ktr", KMS_ROLE_ADMIN, "delete-tag", id, "{\"key\":\"a\"}"), 0);
 	ASSERT_STREQ(tags_text("ktr", id), "{\"tags\":[],\"sys_tags\":[],\"existTagsNum\":0}\n");
 }
 
@@ -743,9 +743,9 @@ TEST(versions_and_version)
 	ASSERT_EQ(strncmp(fx_last(), "{\"versions\":[{", 14), 0);
 	ASSERT_ERR(pcall("ver", "version", "{\"sequence\":\"bad\"}", NULL), 0);
 	ASSERT_EQ(strncmp(fx_last(), "{\"version\":{", 12), 0);
-	ASSERT_ERR(role_call("ver", AUTH_ROLE_VIEWER, "versions", NULL, ""), 0);
-	ASSERT_ERR(role_call("ver", AUTH_ROLE_VIEWER, "version", NULL, ""), 0);
-	ASSERT_ERR(role_call("ver", AUTH_ROLE_NONE, "version", NULL, ""), KMS_E_FORBIDDEN);
+	ASSERT_ERR(role_call("ver", KMS_ROLE_VIEWER, "versions", NULL, ""), 0);
+	ASSERT_ERR(role_call("ver", KMS_ROLE_VIEWER, "version", NULL, ""), 0);
+	ASSERT_ERR(role_call("ver", KMS_ROLE_NONE, "version", NULL, ""), KMS_E_FORBIDDEN);
 	ASSERT_ERR(call("ver", "versions", API_SCOPE_KEY, FX_NO_KEY, "", NULL), KMS_E_BAD_URL);
 }
 

@@ -19,7 +19,7 @@ static const uint8_t secret[AUTH_SECRET_BYTES] = {
 	0xee, 0xff,
 };
 
-static void issue(const char *project, const char *user, enum auth_role role, int64_t expiry,
+static void issue(const char *project, const char *user, enum kms_role role, int64_t expiry,
 		  char tok[AUTH_TOKEN_MAX])
 {
 	ASSERT_OK(auth_token_issue(secret, project, user, role, expiry, tok, AUTH_TOKEN_MAX, NULL));
@@ -43,13 +43,13 @@ TEST(issue_verify_round_trip)
 	struct auth_claims c, ci;
 
 	memset(&ci, 0x5a, sizeof(ci));
-	ASSERT_OK(auth_token_issue(secret, "proj-1", "alice", AUTH_ROLE_CRYPTO, LATER, tok,
+	ASSERT_OK(auth_token_issue(secret, "proj-1", "alice", KMS_ROLE_CRYPTO, LATER, tok,
 				   sizeof(tok), &ci));
 	memset(&c, 0x5a, sizeof(c));
 	ASSERT_OK(verify(tok, strlen(tok), NOW, &c));
 	ASSERT_STREQ(c.project, "proj-1");
 	ASSERT_STREQ(c.user, "alice");
-	ASSERT_EQ(c.role, AUTH_ROLE_CRYPTO);
+	ASSERT_EQ(c.role, KMS_ROLE_CRYPTO);
 	ASSERT_EQ(c.expiry, LATER);
 	ASSERT_EQ(strlen(c.id), AUTH_TOKEN_ID_LEN);
 	for (const char *p = c.id; *p; p++)
@@ -68,7 +68,7 @@ TEST(token_shape)
 	char tok[AUTH_TOKEN_MAX];
 	const char *dot;
 
-	issue("p", "u", AUTH_ROLE_ADMIN, LATER, tok);
+	issue("p", "u", KMS_ROLE_ADMIN, LATER, tok);
 	if (kms_test_failing())
 		return;
 	ASSERT_TRUE(strncmp(tok, "kms1.", 5) == 0);
@@ -86,8 +86,8 @@ TEST(ids_differ)
 	char t1[AUTH_TOKEN_MAX], t2[AUTH_TOKEN_MAX];
 	struct auth_claims c1, c2;
 
-	issue("p", "u", AUTH_ROLE_ADMIN, LATER, t1);
-	issue("p", "u", AUTH_ROLE_ADMIN, LATER, t2);
+	issue("p", "u", KMS_ROLE_ADMIN, LATER, t1);
+	issue("p", "u", KMS_ROLE_ADMIN, LATER, t2);
 	if (kms_test_failing())
 		return;
 	ASSERT_FALSE(strcmp(t1, t2) == 0);
@@ -98,8 +98,8 @@ TEST(ids_differ)
 
 TEST(all_roles_and_long_fields)
 {
-	static const enum auth_role roles[] = { AUTH_ROLE_VIEWER, AUTH_ROLE_CRYPTO,
-						AUTH_ROLE_ADMIN };
+	static const enum kms_role roles[] = { KMS_ROLE_VIEWER, KMS_ROLE_CRYPTO,
+						KMS_ROLE_ADMIN };
 	char tok[AUTH_TOKEN_MAX], project[KMS_MAX_PROJECT_ID + 1], user[AUTH_MAX_USER + 1];
 	struct auth_claims c;
 
@@ -125,17 +125,17 @@ TEST(issue_rejects_bad_arguments)
 
 	memset(long_project, 'p', KMS_MAX_PROJECT_ID + 1);
 	long_project[KMS_MAX_PROJECT_ID + 1] = 0;
-	ASSERT_ERR(auth_token_issue(secret, "p", "u", AUTH_ROLE_NONE, LATER, tok, sizeof(tok),
+	ASSERT_ERR(auth_token_issue(secret, "p", "u", KMS_ROLE_NONE, LATER, tok, sizeof(tok),
 				    NULL), KMS_E_BAD_PARAM);
-	ASSERT_ERR(auth_token_issue(secret, "p", "", AUTH_ROLE_ADMIN, LATER, tok, sizeof(tok),
+	ASSERT_ERR(auth_token_issue(secret, "p", "", KMS_ROLE_ADMIN, LATER, tok, sizeof(tok),
 				    NULL), KMS_E_BAD_PARAM);
-	ASSERT_ERR(auth_token_issue(secret, "p", "a|b", AUTH_ROLE_ADMIN, LATER, tok, sizeof(tok),
+	ASSERT_ERR(auth_token_issue(secret, "p", "a|b", KMS_ROLE_ADMIN, LATER, tok, sizeof(tok),
 				    NULL), KMS_E_BAD_PARAM);
-	ASSERT_ERR(auth_token_issue(secret, long_project, "u", AUTH_ROLE_ADMIN, LATER, tok,
+	ASSERT_ERR(auth_token_issue(secret, long_project, "u", KMS_ROLE_ADMIN, LATER, tok,
 				    sizeof(tok), NULL), KMS_E_BAD_PARAM);
 	/* Too small an output buffer is an error, not a truncated token. */
-	ASSERT_FAIL(auth_token_issue(secret, "p", "u", AUTH_ROLE_ADMIN, LATER, tok, 20, NULL));
-	ASSERT_FAIL(auth_token_issue(secret, "p", "u", AUTH_ROLE_ADMIN, LATER, tok, 60, NULL));
+	ASSERT_FAIL(auth_token_issue(secret, "p", "u", KMS_ROLE_ADMIN, LATER, tok, 20, NULL));
+	ASSERT_FAIL(auth_token_issue(secret, "p", "u", KMS_ROLE_ADMIN, LATER, tok, 60, NULL));
 }
 
 /* A token that can never verify must not be issued: the project is one of the payload's
@@ -144,9 +144,9 @@ TEST(issue_rejects_unverifiable_project)
 {
 	char tok[AUTH_TOKEN_MAX];
 
-	ASSERT_ERR(auth_token_issue(secret, "", "u", AUTH_ROLE_ADMIN, LATER, tok, sizeof(tok),
+	ASSERT_ERR(auth_token_issue(secret, "", "u", KMS_ROLE_ADMIN, LATER, tok, sizeof(tok),
 				    NULL), KMS_E_BAD_PARAM);
-	ASSERT_ERR(auth_token_issue(secret, "a|b", "u", AUTH_ROLE_ADMIN, LATER, tok, sizeof(tok),
+	ASSERT_ERR(auth_token_issue(secret, "a|b", "u", KMS_ROLE_ADMIN, LATER, tok, sizeof(tok),
 				    NULL), KMS_E_BAD_PARAM);
 }
 
@@ -155,7 +155,7 @@ TEST(expired)
 	char tok[AUTH_TOKEN_MAX];
 	struct auth_claims c;
 
-	issue("p", "u", AUTH_ROLE_ADMIN, NOW, tok);
+	issue("p", "u", KMS_ROLE_ADMIN, NOW, tok);
 	if (kms_test_failing())
 		return;
 	ASSERT_OK(verify(tok, strlen(tok), NOW - 1, &c));
@@ -172,7 +172,7 @@ TEST(claims_check)
 	char tok[AUTH_TOKEN_MAX];
 	struct auth_claims c;
 
-	issue("proj", "u", AUTH_ROLE_VIEWER, LATER, tok);
+	issue("proj", "u", KMS_ROLE_VIEWER, LATER, tok);
 	if (kms_test_failing())
 		return;
 	ASSERT_OK(verify(tok, strlen(tok), NOW, &c));
@@ -204,7 +204,7 @@ TEST(trailing_newline_tolerated)
 	struct auth_claims c;
 	size_t n;
 
-	issue("p", "u", AUTH_ROLE_ADMIN, LATER, orig);
+	issue("p", "u", KMS_ROLE_ADMIN, LATER, orig);
 	if (kms_test_failing())
 		return;
 	n = strlen(orig);
@@ -229,7 +229,7 @@ TEST(other_secret_invalid)
 	uint8_t other[AUTH_SECRET_BYTES];
 	struct auth_claims c;
 
-	issue("p", "u", AUTH_ROLE_ADMIN, LATER, tok);
+	issue("p", "u", KMS_ROLE_ADMIN, LATER, tok);
 	if (kms_test_failing())
 		return;
 	for (size_t i = 0; i < AUTH_SECRET_BYTES; i++) {
@@ -248,7 +248,7 @@ TEST(every_single_byte_change_invalid)
 	struct auth_claims c;
 	size_t n, tried = 0;
 
-	issue("proj", "alice", AUTH_ROLE_CRYPTO, LATER, orig);
+	issue("proj", "alice", KMS_ROLE_CRYPTO, LATER, orig);
 	if (kms_test_failing())
 		return;
 	n = strlen(orig);
@@ -277,7 +277,7 @@ TEST(every_truncation_invalid)
 	struct auth_claims c;
 	size_t n;
 
-	issue("proj", "alice", AUTH_ROLE_CRYPTO, LATER, tok);
+	issue("proj", "alice", KMS_ROLE_CRYPTO, LATER, tok);
 	if (kms_test_failing())
 		return;
 	n = strlen(tok);
@@ -306,7 +306,7 @@ TEST(every_insertion_invalid)
 	struct auth_claims c;
 	size_t n;
 
-	issue("proj", "alice", AUTH_ROLE_CRYPTO, LATER, tok);
+	issue("proj", "alice", KMS_ROLE_CRYPTO, LATER, tok);
 	if (kms_test_failing())
 		return;
 	n = strlen(tok);
@@ -404,7 +404,7 @@ TEST(signed_but_malformed_payload_invalid)
 	forge("v1|0123456789abcdef|p|u|admin|1800000000", tok, sizeof(tok));
 	ASSERT_OK(verify(tok, strlen(tok), NOW, &c));
 	ASSERT_EQ(c.expiry, 1800000000);
-	ASSERT_EQ(c.role, AUTH_ROLE_ADMIN);
+	ASSERT_EQ(c.role, KMS_ROLE_ADMIN);
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
 		forge(bad[i], tok, sizeof(tok));
 		if (verify(tok, strlen(tok), NOW, &c) != KMS_E_TOKEN_INVALID)
@@ -415,25 +415,25 @@ TEST(signed_but_malformed_payload_invalid)
 
 TEST(role_names)
 {
-	ASSERT_STREQ(auth_role_name(AUTH_ROLE_VIEWER), "viewer");
-	ASSERT_STREQ(auth_role_name(AUTH_ROLE_CRYPTO), "crypto");
-	ASSERT_STREQ(auth_role_name(AUTH_ROLE_ADMIN), "admin");
-	ASSERT_STREQ(auth_role_name(AUTH_ROLE_NONE), "none");
-	ASSERT_STREQ(auth_role_name((enum auth_role)42), "none");
-	ASSERT_EQ(auth_role_parse("viewer"), AUTH_ROLE_VIEWER);
-	ASSERT_EQ(auth_role_parse("crypto"), AUTH_ROLE_CRYPTO);
-	ASSERT_EQ(auth_role_parse("admin"), AUTH_ROLE_ADMIN);
-	ASSERT_EQ(auth_role_parse("none"), AUTH_ROLE_NONE);
-	ASSERT_EQ(auth_role_parse("Admin"), AUTH_ROLE_NONE);
-	ASSERT_EQ(auth_role_parse("admin "), AUTH_ROLE_NONE);
-	ASSERT_EQ(auth_role_parse(""), AUTH_ROLE_NONE);
-	ASSERT_EQ(auth_role_parse(NULL), AUTH_ROLE_NONE);
+	ASSERT_STREQ(kms_role_name(KMS_ROLE_VIEWER), "viewer");
+	ASSERT_STREQ(kms_role_name(KMS_ROLE_CRYPTO), "crypto");
+	ASSERT_STREQ(kms_role_name(KMS_ROLE_ADMIN), "admin");
+	ASSERT_STREQ(kms_role_name(KMS_ROLE_NONE), "none");
+	ASSERT_STREQ(kms_role_name((enum kms_role)42), "none");
+	ASSERT_EQ(kms_role_parse("viewer"), KMS_ROLE_VIEWER);
+	ASSERT_EQ(kms_role_parse("crypto"), KMS_ROLE_CRYPTO);
+	ASSERT_EQ(kms_role_parse("admin"), KMS_ROLE_ADMIN);
+	ASSERT_EQ(kms_role_parse("none"), KMS_ROLE_NONE);
+	ASSERT_EQ(kms_role_parse("Admin"), KMS_ROLE_NONE);
+	ASSERT_EQ(kms_role_parse("admin "), KMS_ROLE_NONE);
+	ASSERT_EQ(kms_role_parse(""), KMS_ROLE_NONE);
+	ASSERT_EQ(kms_role_parse(NULL), KMS_ROLE_NONE);
 	/* Roles are ordered: each includes the ones below. */
-	ASSERT_TRUE(AUTH_ROLE_NONE < AUTH_ROLE_VIEWER);
-	ASSERT_TRUE(AUTH_ROLE_VIEWER < AUTH_ROLE_CRYPTO);
-	ASSERT_TRUE(AUTH_ROLE_CRYPTO < AUTH_ROLE_ADMIN);
-	for (int r = AUTH_ROLE_VIEWER; r <= AUTH_ROLE_ADMIN; r++)
-		ASSERT_EQ(auth_role_parse(auth_role_name((enum auth_role)r)), r);
+	ASSERT_TRUE(KMS_ROLE_NONE < KMS_ROLE_VIEWER);
+	ASSERT_TRUE(KMS_ROLE_VIEWER < KMS_ROLE_CRYPTO);
+	ASSERT_TRUE(KMS_ROLE_CRYPTO < KMS_ROLE_ADMIN);
+	for (int r = KMS_ROLE_VIEWER; r <= KMS_ROLE_ADMIN; r++)
+		ASSERT_EQ(kms_role_parse(kms_role_name((enum kms_role)r)), r);
 }
 
 TEST(user_validation)
@@ -472,7 +472,7 @@ TEST(reserved_user_names)
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(reserved); i++) {
 		ASSERT_TRUE(auth_user_reserved(reserved[i]));
 		ASSERT_FALSE(auth_user_valid(reserved[i]));
-		ASSERT_ERR(auth_token_issue(secret, "p", reserved[i], AUTH_ROLE_VIEWER, LATER, tok,
+		ASSERT_ERR(auth_token_issue(secret, "p", reserved[i], KMS_ROLE_VIEWER, LATER, tok,
 					    sizeof(tok), NULL), KMS_E_BAD_PARAM);
 		{
 			char payload[128];
@@ -485,7 +485,7 @@ TEST(reserved_user_names)
 	}
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(usable); i++) {
 		ASSERT_FALSE(auth_user_reserved(usable[i]));
-		issue("p", usable[i], AUTH_ROLE_VIEWER, LATER, tok);
+		issue("p", usable[i], KMS_ROLE_VIEWER, LATER, tok);
 		ASSERT_OK(verify(tok, strlen(tok), NOW, &c));
 		ASSERT_STREQ(c.user, usable[i]);
 	}

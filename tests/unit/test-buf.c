@@ -391,3 +391,20 @@ TEST(move_empty)
 	ASSERT_FALSE(dst.secret);
 	kms_buf_free(&dst);
 }
+
+TEST(truncate_wipes_the_tail)
+{
+	struct kms_buf b = KMS_BUF_INIT(64, true);
+
+	kms_buf_truncate(&b, 0); /* a never used buffer: harmless */
+	CHECK_INVARIANTS(&b);
+	ASSERT_OK(kms_buf_append_str(&b, "keep-secret"));
+	kms_buf_truncate(&b, 20); /* longer than it is: nothing changes */
+	ASSERT_EQ(b.len, 11);
+	kms_buf_truncate(&b, 4);
+	ASSERT_EQ(b.len, 4);
+	ASSERT_STREQ((const char *)b.data, "keep");
+	ASSERT_TRUE(all_zero(b.data + 4, 8));
+	CHECK_INVARIANTS(&b);
+	kms_buf_free(&b);
+}

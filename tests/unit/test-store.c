@@ -20,6 +20,7 @@
 
 #include "kms_test_tmp.h"
 #include "store/kms_store.h"
+#include "common/kms_time.h"
 
 #define P "proj-a"
 #define Q "proj-b"
@@ -1111,7 +1112,7 @@ TEST(destroyed_key_and_expired_material_leave_no_copy)
 	char id[KMS_KEY_ID_LEN + 1], xid[KMS_KEY_ID_LEN + 1], where[300] = "";
 	struct store_key *k = NULL;
 	size_t n0 = 0, n1 = 0, nx = 0, deleted = 0, rotated = 0;
-	int64_t now = store_now_ms(), when = now + 1000;
+	int64_t now = kms_time_real_ms(), when = now + 1000;
 
 	setup();
 	if (kms_test_failing())

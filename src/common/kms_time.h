@@ -1,0 +1,11 @@
+/* kms_time.h - the clocks of kmsfs, in milliseconds. */
+#pragma once
+
+#include <stdint.h>
+
+/* Wall-clock time, unix milliseconds: for what is stored or compared with stored times (key
+ * creation, deletion dates, token expiry). */
+int64_t kms_time_real_ms(void);
+/* Monotonic milliseconds: for intervals that must not jump with the wall clock (mailbox
+ * lifetimes, rate limits). */
+int64_t kms_time_mono_ms(void);
