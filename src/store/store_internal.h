@@ -1,0 +1,87 @@
+/* store_internal.h - what the store's own files share (store_state.c, store_cache.c,
+ * store_keys.c, store_policy.c); nothing outside src/store includes it. */
+#pragma once
+
+#include <pthread.h>
+
+#include "kms_store.h"
+#include "store_backend.h"
+
+struct store_entry {
+	struct store_key *key;
+	struct store_entry *next;
+};
+
+struct store_policy_project {
+	char project[KMS_MAX_PROJECT_ID + 1];
+	struct store_project_policy p;
+};
+
+struct store_policy_binding {
+	char project[KMS_MAX_PROJECT_ID + 1];
+	int kind;
+	uint32_t id;
+	int role;
+};
+
+struct store_policy {
+	struct store_policy_project *projects;
+	size_t nprojects;
+	struct store_policy_binding *binds;
+	size_t nbinds;
+	char (*revoked)[17];
+	size_t nrevoked;
+	/* Rows that could not be read fail closed: their project is refused (all projects when
+	 * the row names none we can tell); an unreadable token row revokes that token. */
+	char (*refused)[KMS_MAX_PROJECT_ID + 1];
+	size_t nrefused;
+	bool refuse_all;
+	size_t unreadable;
+	char first_unreadable[128];
+};
+
+struct store {
+	const struct store_backend_ops *ops;
+	struct store_backend *be;
+	char state_dir[2048];
+	uint8_t *root_key; /* CORE_KEY_BYTES, secure heap */
+	char domain_id[33];
+	char region[64];
+	pthread_rwlock_t cache_lock;
+	pthread_mutex_t update_lock; /* serialises changes to keys */
+	int64_t data_version;
+	pthread_rwlock_t policy_lock;
+	struct store_policy policy;
+	struct store_entry **buckets;
+	size_t nbuckets;
+	size_t nentries;
+	bool wipe_pending; /* deleted material may still be in the database files (update_lock) */
+};
+
+/* store_cache.c */
+/* AAD of sealed material: the key id and version it belongs to, so sealed blobs can't be swapped. */
+void store_material_aad(const char *key_id, uint32_t version, uint8_t aad[CORE_KEY_ID_BYTES + 4]);
+KMS_WUR int store_unseal_version(const struct store *s, const char *key_id,
+				 const struct store_sealed_version *v, uint8_t out[CORE_KEY_BYTES]);
+/* A new snapshot (one reference) of meta with the n versions unsealed. */
+KMS_WUR int store_snapshot_new(const struct store *s, const struct store_key_meta *meta,
+			       const struct store_sealed_version *versions, size_t n,
+			       struct store_key **out);
+/* A new snapshot with new metadata and the same material. */
+KMS_WUR int store_snapshot_with_meta(const struct store_key *cur, const struct store_key_meta *m,
+				     struct store_key **out);
+/* Publish k (taking over the caller's reference); returns the snapshot now cached, referenced. */
+struct store_key *store_cache_publish(struct store *s, struct store_key *k);
+/* Replace (or drop, when k is NULL) the cached snapshot of key_id. Takes over k's reference. */
+void store_cache_replace(struct store *s, const char *key_id, struct store_key *k);
+void store_cache_clear(struct store *s);
+/* Publish k as the cached snapshot; *out (if out) gets a reference of its own. */
+void store_publish_out(struct store *s, struct store_key *k, struct store_key **out);
+
+/* store_state.c */
+/* A 32-byte key derived from the root key for one purpose. */
+KMS_WUR int store_derive(const struct store *s, const char *label, uint8_t out[CORE_KEY_BYTES]);
+
+/* store_policy.c */
+KMS_WUR int store_policy_load(struct store *s);
+void store_policy_free(struct store_policy *p);

@@ -1,0 +1,396 @@
+/* The store's state directory: its files (root key, secrets), the store's identity (domain id,
+ * region), opening and closing the store around its backend, and sealing opaque tokens under a
+ * key derived from the root key. */
+#include "store_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/kms_err.h"
+#include "common/kms_hex.h"
+#include "common/kms_secmem.h"
+
+#define STORE_ROOT_CHECK_LABEL "kmsfs root key check v1"
+/* Labels of keys derived from the root key (HMAC-SHA-256(root, label)): never the root key
+ * itself for anything but key material, so no two uses share a key. */
+#define STORE_OPAQUE_KEY_LABEL "kmsfs opaque seal key v1"
+#define STORE_DEFAULT_REGION "eu-de"
+
+/* Write a new secret file: O_EXCL so two starters can never both create one, fsync file and dir. */
+static int store_create_secret_file(const char *dir, const char *path, uint8_t out[32])
+{
+	int fd, dfd, r;
+
+	if ((r = core_random_secret(out, 32)) < 0)
+		return r;
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return errno == ENOSPC ? KMS_E_NOSPACE : KMS_E_IO;
+	if (write(fd, out, 32) != 32 || fsync(fd) != 0) {
+		r = errno == ENOSPC ? KMS_E_NOSPACE : KMS_E_IO;
+		close(fd);
+		unlink(path);
+		return r;
+	}
+	close(fd);
+	/* The name must be durable before any key is sealed under this secret. */
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd < 0 || fsync(dfd) != 0) {
+		if (dfd >= 0)
+			close(dfd);
+		unlink(path);
+		return KMS_E_IO;
+	}
+	close(dfd);
+	return 0;
+}
+
+/* 0 and the secret; KMS_E_KEY_NOT_FOUND if absent; KMS_E_IO with why if unusable. */
+static int store_read_secret_file(const char *path, uint8_t out[32], char *why, size_t why_len)
+{
+	struct stat st;
+	uint8_t extra;
+	ssize_t n;
+	int fd, r = KMS_E_IO;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return KMS_E_KEY_NOT_FOUND;
+		snprintf(why, why_len, "cannot read '%.300s': %s", path, strerror(errno));
+		return KMS_E_IO;
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, why_len, "'%.300s' is not a regular file", path);
+		goto out;
+	}
+	if (st.st_mode & 0077) {
+		snprintf(why, why_len,
+			 "'%.300s' is accessible to other users (mode %04o); run 'chmod 600 %s'", path,
+			 (unsigned)(st.st_mode & 07777), path);
+		goto out;
+	}
+	n = read(fd, out, 32);
+	if (n != 32 || read(fd, &extra, 1) != 0) {
+		snprintf(why, why_len, "'%.300s' must hold exactly 32 bytes; it is damaged or not a "
+				       "kmsfs key file", path);
+		kms_wipe(out, 32);
+		goto out;
+	}
+	r = 0;
+out:
+	close(fd);
+	return r;
+}
+
+int store_state_secret(struct store *s, const char *name, uint8_t out[32])
+{
+	char path[4096], why[4600];
+	int r;
+
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", s->state_dir, name) >= sizeof(path))
+		return KMS_E_IO;
+	r = store_read_secret_file(path, out, why, sizeof(why));
+	if (r == KMS_E_KEY_NOT_FOUND) {
+		r = store_create_secret_file(s->state_dir, path, out);
+		if (r == KMS_E_IO && errno == EEXIST)
+			r = store_read_secret_file(path, out, why, sizeof(why));
+	}
+	return r;
+}
+
+static void store_root_check(const uint8_t *root, char out[2 * CORE_SHA256_BYTES + 1])
+{
+	uint8_t mac[CORE_SHA256_BYTES];
+
+	if (core_hmac_sha256(root, CORE_KEY_BYTES, STORE_ROOT_CHECK_LABEL,
+			     strlen(STORE_ROOT_CHECK_LABEL), mac) < 0)
+		memset(mac, 0, sizeof(mac));
+	kms_hex_encode(mac, sizeof(mac), out);
+}
+
+static int store_load_root(struct store *s, const struct store_options *opt, char *why,
+			   size_t why_len)
+{
+	char path[4096], check[2 * CORE_SHA256_BYTES + 1], stored[128];
+	bool have_check = false;
+	int r;
+
+	if (opt->root_key_file)
+		snprintf(path, sizeof(path), "%s", opt->root_key_file);
+	else if ((size_t)snprintf(path, sizeof(path), "%s/root.key", s->state_dir) >= sizeof(path))
+		return KMS_E_IO;
+	if ((r = s->ops->meta_get(s->be, "root_check", stored, sizeof(stored), &have_check)) < 0) {
+		snprintf(why, why_len, "cannot read the key database in '%.300s'", s->state_dir);
+		return r;
+	}
+	s->root_key = kms_secret_alloc(CORE_KEY_BYTES);
+	if (!s->root_key)
+		return KMS_E_NOMEM;
+	r = store_read_secret_file(path, s->root_key, why, why_len);
+	if (r == KMS_E_KEY_NOT_FOUND) {
+		if (have_check) {
+			snprintf(why, why_len,
+				 "root key '%.300s' is missing, but the key database in '%.300s' holds keys "
+				 "sealed under it; restore root.key from your backup (kmsfs never "
+				 "creates a new root key over existing keys)",
+				 path, s->state_dir);
+			return KMS_E_IO;
+		}
+		if (!opt->create || opt->read_only) {
+			snprintf(why, why_len, "root key '%.300s' does not exist", path);
+			return KMS_E_IO;
+		}
+		r = store_create_secret_file(s->state_dir, path, s->root_key);
+		if (r < 0) {
+			snprintf(why, why_len, "cannot create root key '%.300s': %s", path,
+				 strerror(errno));
+			return r;
+		}
+	} else if (r < 0) {
+		return r;
+	}
+	store_root_check(s->root_key, check);
+	if (have_check) {
+		if (strlen(stored) != strlen(check) || !core_equal(stored, check, strlen(check))) {
+			snprintf(why, why_len,
+				 "root key '%.300s' does not match the key database in '%.300s': it is not "
+				 "the key these keys were sealed with; restore the right root.key",
+				 path, s->state_dir);
+			return KMS_E_IO;
+		}
+		return 0;
+	}
+	if (opt->read_only)
+		return 0;
+	r = s->ops->meta_set(s->be, "root_check", check);
+	if (r < 0)
+		snprintf(why, why_len, "cannot write to the key database in '%.300s'", s->state_dir);
+	return r;
+}
+
+static int store_load_identity(struct store *s, const struct store_options *opt)
+{
+	bool found = false;
+	uint8_t raw[16];
+	int r;
+
+	if ((r = s->ops->meta_get(s->be, "domain_id", s->domain_id, sizeof(s->domain_id),
+				  &found)) < 0)
+		return r;
+	if (!found) {
+		if ((r = core_random(raw, sizeof(raw))) < 0)
+			return r;
+		kms_hex_encode(raw, sizeof(raw), s->domain_id);
+		for (char *p = s->domain_id; *p; p++)
+			if (*p >= 'A' && *p <= 'F')
+				*p = (char)(*p - 'A' + 'a');
+		if (!opt->read_only && (r = s->ops->meta_set(s->be, "domain_id", s->domain_id)) < 0)
+			return r;
+	}
+	if ((r = s->ops->meta_get(s->be, "region", s->region, sizeof(s->region), &found)) < 0)
+		return r;
+	if (opt->region && (!found || strcmp(opt->region, s->region) != 0)) {
+		snprintf(s->region, sizeof(s->region), "%s", opt->region);
+		if (!opt->read_only && (r = s->ops->meta_set(s->be, "region", s->region)) < 0)
+			return r;
+	} else if (!found) {
+		snprintf(s->region, sizeof(s->region), "%s", STORE_DEFAULT_REGION);
+	}
+	return 0;
+}
+
+int store_state_dir_prepare(const char *dir, bool create, bool read_only, char *why,
+			    size_t why_len)
+{
+	struct stat st;
+
+	if (!dir || !*dir) {
+		snprintf(why, why_len, "no state directory given (-o state=DIR)");
+		return KMS_E_IO;
+	}
+	if (create && !read_only && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		snprintf(why, why_len, "cannot create state directory '%.300s': %s", dir,
+			 strerror(errno));
+		return errno == ENOSPC ? KMS_E_NOSPACE : KMS_E_IO;
+	}
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(why, why_len, "state directory '%.300s' does not exist or is not a directory%s",
+			 dir, create ? "" : " (kmsctl --state DIR init creates one)");
+		return KMS_E_IO;
+	}
+	/* It holds the root key: it must be ours (another owner could swap the files under us)
+	 * and closed to everyone else. */
+	if (st.st_uid != geteuid()) {
+		snprintf(why, why_len,
+			 "state directory '%.300s' belongs to uid %u, not to uid %u that runs this; "
+			 "chown it or choose another directory",
+			 dir, (unsigned)st.st_uid, (unsigned)geteuid());
+		return KMS_E_IO;
+	}
+	if ((st.st_mode & 077) && (read_only || chmod(dir, 0700) != 0)) {
+		snprintf(why, why_len,
+			 "state directory '%.300s' is open to other users (mode %04o) and could not "
+			 "be made 0700",
+			 dir, (unsigned)(st.st_mode & 07777));
+		return KMS_E_IO;
+	}
+	return 0;
+}
+
+int store_open(const struct store_options *opt, struct store **out, char *why, size_t why_len)
+{
+	struct store *s;
+	int r;
+
+	*out = NULL;
+	snprintf(why, why_len, "unknown error");
+	if ((r = core_init()) < 0) {
+		snprintf(why, why_len, "OpenSSL does not offer AES-256-GCM and SHA-256");
+		return r;
+	}
+	if ((r = store_state_dir_prepare(opt->state_dir, opt->create, opt->read_only, why,
+					 why_len)) < 0)
+		return r;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return KMS_E_NOMEM;
+	snprintf(s->state_dir, sizeof(s->state_dir), "%s", opt->state_dir);
+	pthread_rwlock_init(&s->cache_lock, NULL);
+	pthread_mutex_init(&s->update_lock, NULL);
+	pthread_rwlock_init(&s->policy_lock, NULL);
+	s->nbuckets = 1024;
+	s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
+	if (!s->buckets) {
+		r = KMS_E_NOMEM;
+		goto fail;
+	}
+	s->ops = &store_sqlite_ops;
+	r = s->ops->open(s->state_dir, opt->create, opt->read_only, &s->be, why, why_len);
+	if (r < 0)
+		goto fail;
+	if ((r = store_load_root(s, opt, why, why_len)) < 0)
+		goto fail;
+	if ((r = store_load_identity(s, opt)) < 0 || (r = store_policy_load(s)) < 0) {
+		snprintf(why, why_len, "cannot read or write the key database in '%.300s'",
+			 s->state_dir);
+		goto fail;
+	}
+	*out = s;
+	return 0;
+fail:
+	store_close(s);
+	return r;
+}
+
+int store_open_hardened(const struct store_options *opt, size_t secure_heap_bytes,
+			bool lock_memory, struct kms_harden_report *hr, struct store **out, char *why,
+			size_t why_len)
+{
+	kms_harden_process(secure_heap_bytes, lock_memory, hr);
+	return store_open(opt, out, why, why_len);
+}
+
+bool store_root_key_secure(const struct store *s)
+{
+	return s && kms_secret_is_secure(s->root_key);
+}
+
+void store_detach(struct store *s)
+{
+	if (s->be)
+		s->ops->close(s->be);
+	s->be = NULL;
+}
+
+int store_reopen(struct store *s, char *why, size_t why_len)
+{
+	struct store_backend *be = NULL;
+	int r;
+
+	store_detach(s);
+	r = s->ops->open(s->state_dir, false, false, &be, why, why_len);
+
+	if (r < 0)
+		return r;
+	s->be = be;
+	s->data_version = 0;
+	return 0;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; s->buckets && i < s->nbuckets; i++) {
+		struct store_entry *e = s->buckets[i], *next;
+
+		for (; e; e = next) {
+			next = e->next;
+			store_key_release(e->key);
+			free(e);
+		}
+	}
+	free(s->buckets);
+	if (s->be)
+		s->ops->close(s->be);
+	kms_secret_free(s->root_key, CORE_KEY_BYTES);
+	pthread_rwlock_destroy(&s->cache_lock);
+	pthread_mutex_destroy(&s->update_lock);
+	store_policy_free(&s->policy);
+	pthread_rwlock_destroy(&s->policy_lock);
+	free(s);
+}
+
+const char *store_domain_id(const struct store *s)
+{
+	return s->domain_id;
+}
+
+const char *store_region(const struct store *s)
+{
+	return s->region;
+}
+
+const char *store_state_dir(const struct store *s)
+{
+	return s->state_dir;
+}
+
+/* A 32-byte key derived from the root key for one purpose. */
+int store_derive(const struct store *s, const char *label, uint8_t out[CORE_KEY_BYTES])
+{
+	return core_hmac_sha256(s->root_key, CORE_KEY_BYTES, label, strlen(label), out);
+}
+
+int store_seal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
+		      uint8_t *out, size_t cap, size_t *out_len)
+{
+	uint8_t key[CORE_KEY_BYTES];
+	int r;
+
+	*out_len = 0;
+	if ((r = store_derive(s, STORE_OPAQUE_KEY_LABEL, key)) == 0)
+		r = core_seal(key, label, strlen(label), in, n, out, cap, out_len);
+	kms_wipe(key, sizeof(key));
+	return r;
+}
+
+int store_unseal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
+			uint8_t *out, size_t cap, size_t *out_len)
+{
+	uint8_t key[CORE_KEY_BYTES];
+	int r;
+
+	*out_len = 0;
+	if ((r = store_derive(s, STORE_OPAQUE_KEY_LABEL, key)) == 0)
+		r = core_unseal(key, label, strlen(label), in, n, out, cap, out_len);
+	kms_wipe(key, sizeof(key));
+	return r < 0 ? KMS_E_DECRYPT_FAILED : 0;
+}
