@@ -19,6 +19,7 @@
 
 #include "common/kms_common.h"
 #include "common/kms_limits.h"
+#include "common/kms_role.h"
 #include "common/kms_secmem.h"
 #include "core/kms_core.h"
 
@@ -242,18 +243,19 @@ KMS_WUR int store_project_policy_set(struct store *s, const char *project,
 				     const struct store_project_policy *p);
 
 enum store_principal { STORE_BIND_UID = 1, STORE_BIND_GID = 2 };
-/* role: 1 viewer, 2 crypto, 3 admin (auth_role values); 0 removes the binding. */
+/* Bind a role (viewer, crypto, admin) to a uid or gid; KMS_ROLE_NONE removes the binding. */
 KMS_WUR int store_binding_set(struct store *s, const char *project, enum store_principal kind,
-			      uint32_t id, int role);
-/* The role bound to uid, else the best role bound to one of gids; 0 if none. */
-int store_binding_role(struct store *s, const char *project, uint32_t uid, const uint32_t *gids,
-		       size_t ngids);
+			      uint32_t id, enum kms_role role);
+/* The role bound to uid, else the best role bound to one of gids; KMS_ROLE_NONE if none. */
+enum kms_role store_binding_role(struct store *s, const char *project, uint32_t uid,
+				 const uint32_t *gids, size_t ngids);
 
+#define STORE_TOKEN_USER_MAX 64u
 struct store_token_info {
 	char id[17];
 	char project[KMS_MAX_PROJECT_ID + 1];
-	char user[65];
-	char role[8];
+	char user[STORE_TOKEN_USER_MAX + 1];
+	enum kms_role role;
 	int64_t expiry;
 	int64_t issued_ms;
 	bool revoked;

@@ -14,6 +14,20 @@ struct store_sealed_version {
 typedef int (*store_backend_meta_cb)(const struct store_key_meta *meta, void *arg);
 typedef int (*store_backend_version_cb)(const struct store_sealed_version *v, void *arg);
 
+/* The policy rows a backend holds, handed to the store one by one. readable is false when a
+ * column does not hold a value of its type (text where a number belongs, a number out of range,
+ * a role that is none of viewer/crypto/admin, a principal that is neither uid nor gid): the
+ * store then fails closed (kms_store.h, store_project_policy_check). The key columns (project,
+ * token id) are passed as the text they hold, whatever it is, for the store to judge. */
+struct store_policy_visitor {
+	int (*project)(const char *project, const struct store_project_policy *p, bool readable,
+		       void *arg);
+	int (*binding)(const char *project, enum store_principal kind, uint32_t id,
+		       enum kms_role role, bool readable, void *arg);
+	int (*token)(const char *id, const struct store_token_info *t, bool readable, void *arg);
+	void *arg;
+};
+
 struct store_backend_ops {
 	const char *name;
 	KMS_WUR int (*open)(const char *state_dir, bool create, bool read_only,
@@ -71,14 +85,16 @@ struct store_backend_ops {
 	KMS_WUR int (*tag_delete)(struct store_backend *b, const char *key_id, const char *tag_key);
 	KMS_WUR int (*tag_list)(struct store_backend *b, const char *project, const char *key_id,
 				store_tag_cb cb, void *arg);
-	/* Policy rows: (kind, name, value) strings; kinds "project", "bind", "token". */
-	KMS_WUR int (*policy_set)(struct store_backend *b, const char *kind, const char *name,
-				  const char *value);
-	KMS_WUR int (*policy_delete)(struct store_backend *b, const char *kind, const char *name);
-	KMS_WUR int (*policy_list)(struct store_backend *b,
-				   int (*cb)(const char *kind, const char *name, const char *value,
-					     void *arg),
-				   void *arg);
+	/* Access policy (kms_store.h), in typed rows. project_policy_set and token_put insert or
+	 * replace; binding_set with KMS_ROLE_NONE removes the binding. */
+	KMS_WUR int (*project_policy_set)(struct store_backend *b, const char *project,
+					  const struct store_project_policy *p);
+	KMS_WUR int (*binding_set)(struct store_backend *b, const char *project,
+				   enum store_principal kind, uint32_t id, enum kms_role role);
+	KMS_WUR int (*token_put)(struct store_backend *b, const struct store_token_info *t);
+	/* Every policy row: bindings, then project policies, then tokens; a NULL callback of v
+	 * skips its rows. */
+	KMS_WUR int (*policy_list)(struct store_backend *b, const struct store_policy_visitor *v);
 	/* Every key with every version, for integrity checks. */
 	KMS_WUR int (*key_scan)(struct store_backend *b, store_backend_meta_cb meta_cb,
 				store_backend_version_cb cb, void *arg);

@@ -19,9 +19,9 @@ struct store_policy_project {
 
 struct store_policy_binding {
 	char project[KMS_MAX_PROJECT_ID + 1];
-	int kind;
+	enum store_principal kind;
 	uint32_t id;
-	int role;
+	enum kms_role role;
 };
 
 struct store_policy {

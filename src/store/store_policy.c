@@ -33,23 +33,6 @@ bool store_project_id_valid(const char *p)
 	return n > 0;
 }
 
-/* token rows: name = id, value = "project|user|role|expiry|issued_ms|revoked" */
-static int store_token_parse(const char *id, const char *value, struct store_token_info *t)
-{
-	long long exp, issued;
-	int revoked;
-
-	memset(t, 0, sizeof(*t));
-	snprintf(t->id, sizeof(t->id), "%s", id);
-	if (sscanf(value, "%64[^|]|%64[^|]|%7[^|]|%lld|%lld|%d", t->project, t->user, t->role,
-		   &exp, &issued, &revoked) != 6)
-		return KMS_E_IO;
-	t->expiry = exp;
-	t->issued_ms = issued;
-	t->revoked = revoked != 0;
-	return 0;
-}
-
 void store_policy_free(struct store_policy *p)
 {
 	free(p->projects);
@@ -79,54 +62,6 @@ static int store_policy_unreadable_row(struct store_policy *p, const char *proje
 	return 0;
 }
 
-/* "OWNER GROUP MODE PLAINTEXT_MODE" (decimal ids, octal modes up to 07777), nothing else. */
-static bool store_project_value_parse(const char *value, struct store_project_policy *out)
-{
-	int end = -1;
-
-	if (value[0] < '0' || value[0] > '9') /* no sign, no blank before the owner */
-		return false;
-	if (sscanf(value, "%u %u %o %o%n", &out->owner, &out->group, &out->mode,
-		   &out->plaintext_mode, &end) != 4)
-		return false;
-	return end > 0 && value[end] == 0 && out->mode <= 07777 && out->plaintext_mode <= 07777;
-}
-
-/* name "PROJECT|uid|ID" or "PROJECT|gid|ID", value a role 1..3, nothing else. */
-static bool store_binding_parse(const char *name, const char *value,
-				struct store_policy_binding *e)
-{
-	char kindname[8];
-	int end = -1;
-
-	if (sscanf(name, "%64[^|]|%3[a-z]|%u%n", e->project, kindname, &e->id, &end) != 3 ||
-	    end < 0 || name[end] != 0 || !store_project_id_valid(e->project))
-		return false;
-	if (strcmp(kindname, "uid") == 0)
-		e->kind = STORE_BIND_UID;
-	else if (strcmp(kindname, "gid") == 0)
-		e->kind = STORE_BIND_GID;
-	else
-		return false;
-	if (value[0] < '1' || value[0] > '3' || value[1] != 0)
-		return false;
-	e->role = value[0] - '0';
-	return true;
-}
-
-/* The project a binding row's name starts with, if any. */
-static const char *store_binding_project(const char *name, char out[KMS_MAX_PROJECT_ID + 1])
-{
-	const char *bar = strchr(name, '|');
-	size_t n = bar ? (size_t)(bar - name) : 0;
-
-	if (n == 0 || n > KMS_MAX_PROJECT_ID)
-		return NULL;
-	memcpy(out, name, n);
-	out[n] = 0;
-	return store_project_id_valid(out) ? out : NULL;
-}
-
 static int store_policy_revoke(struct store_policy *p, const char *id)
 {
 	void *n = realloc(p->revoked, (p->nrevoked + 1) * sizeof(*p->revoked));
@@ -138,69 +73,78 @@ static int store_policy_revoke(struct store_policy *p, const char *id)
 	return 0;
 }
 
-static int store_policy_token_row(struct store_policy *p, const char *name, const char *value)
+static int store_policy_project_row(const char *project, const struct store_project_policy *pp,
+				    bool readable, void *arg)
 {
-	struct store_token_info t;
+	struct store_policy *p = arg;
+	struct store_policy_project e = { 0 };
+	char what[128];
+	void *n;
+
+	snprintf(what, sizeof(what), "project '%.64s' (refused: modes 0, KMS.0102)", project);
+	if (!readable || !store_project_id_valid(project) || pp->mode > 07777 ||
+	    pp->plaintext_mode > 07777)
+		return store_policy_unreadable_row(p, project, what);
+	n = realloc(p->projects, (p->nprojects + 1) * sizeof(e));
+	if (!n)
+		return KMS_E_NOMEM;
+	p->projects = n;
+	snprintf(e.project, sizeof(e.project), "%s", project);
+	e.p = *pp;
+	p->projects[p->nprojects++] = e;
+	return 0;
+}
+
+static int store_policy_binding_row(const char *project, enum store_principal kind, uint32_t id,
+				    enum kms_role role, bool readable, void *arg)
+{
+	struct store_policy *p = arg;
+	struct store_policy_binding e = { .kind = kind, .id = id, .role = role };
+	char what[128];
+	bool valid = store_project_id_valid(project);
+	void *n;
+
+	if (!readable || !valid) {
+		snprintf(what, sizeof(what), "a binding of project '%.64s' (%s refused)",
+			 valid ? project : "?", valid ? "project" : "every project");
+		return store_policy_unreadable_row(p, valid ? project : NULL, what);
+	}
+	n = realloc(p->binds, (p->nbinds + 1) * sizeof(e));
+	if (!n)
+		return KMS_E_NOMEM;
+	p->binds = n;
+	snprintf(e.project, sizeof(e.project), "%s", project);
+	p->binds[p->nbinds++] = e;
+	return 0;
+}
+
+static int store_policy_token_row(const char *id, const struct store_token_info *t,
+				  bool readable, void *arg)
+{
+	struct store_policy *p = arg;
 	char what[128];
 
-	if (strlen(name) != STORE_TOKEN_ID_HEX || !kms_is_hex(name, STORE_TOKEN_ID_HEX)) {
+	if (strlen(id) != STORE_TOKEN_ID_HEX || !kms_is_hex(id, STORE_TOKEN_ID_HEX)) {
 		/* Whose revocation this was is lost: no token can be trusted. */
 		snprintf(what, sizeof(what), "a token row named '%.32s' (every project refused)",
-			 name);
+			 id);
 		return store_policy_unreadable_row(p, NULL, what);
 	}
-	if (store_token_parse(name, value, &t) == 0)
-		return t.revoked ? store_policy_revoke(p, t.id) : 0;
+	if (readable)
+		return t->revoked ? store_policy_revoke(p, id) : 0;
 	/* Whether it was revoked is lost: it is. */
 	if (p->unreadable++ == 0)
 		snprintf(p->first_unreadable, sizeof(p->first_unreadable),
-			 "token '%s' (counted as revoked)", name);
-	return store_policy_revoke(p, name);
-}
-
-static int store_policy_row(const char *kind, const char *name, const char *value, void *arg)
-{
-	struct store_policy *p = arg;
-	char what[128], project[KMS_MAX_PROJECT_ID + 1];
-	void *n;
-
-	if (strcmp(kind, "project") == 0) {
-		struct store_policy_project e = { 0 };
-
-		snprintf(what, sizeof(what), "project '%.64s' (refused: modes 0, KMS.0102)", name);
-		if (!store_project_id_valid(name) || !store_project_value_parse(value, &e.p))
-			return store_policy_unreadable_row(p, name, what);
-		n = realloc(p->projects, (p->nprojects + 1) * sizeof(e));
-		if (!n)
-			return KMS_E_NOMEM;
-		p->projects = n;
-		snprintf(e.project, sizeof(e.project), "%s", name);
-		p->projects[p->nprojects++] = e;
-	} else if (strcmp(kind, "bind") == 0) {
-		struct store_policy_binding e = { 0 };
-
-		if (!store_binding_parse(name, value, &e)) {
-			const char *proj = store_binding_project(name, project);
-
-			snprintf(what, sizeof(what), "a binding of project '%.64s' (%s refused)",
-				 proj ? proj : "?", proj ? "project" : "every project");
-			return store_policy_unreadable_row(p, proj, what);
-		}
-		n = realloc(p->binds, (p->nbinds + 1) * sizeof(e));
-		if (!n)
-			return KMS_E_NOMEM;
-		p->binds = n;
-		p->binds[p->nbinds++] = e;
-	} else if (strcmp(kind, "token") == 0) {
-		return store_policy_token_row(p, name, value);
-	}
-	return 0; /* a kind of a later version: not ours to judge */
+			 "token '%s' (counted as revoked)", id);
+	return store_policy_revoke(p, id);
 }
 
 int store_policy_load(struct store *s)
 {
 	struct store_policy fresh = { 0 }, old;
-	int r = s->ops->policy_list(s->be, store_policy_row, &fresh);
+	const struct store_policy_visitor v = { store_policy_project_row, store_policy_binding_row,
+						 store_policy_token_row, &fresh };
+	int r = s->ops->policy_list(s->be, &v);
 
 	if (r < 0) {
 		store_policy_free(&fresh);
@@ -283,42 +227,36 @@ size_t store_policy_unreadable(struct store *s, char *what, size_t cap)
 int store_project_policy_set(struct store *s, const char *project,
 			     const struct store_project_policy *p)
 {
-	char value[64];
 	int r;
 
 	if (!store_project_id_valid(project) || p->mode > 07777 || p->plaintext_mode > 07777)
 		return KMS_E_BAD_PARAM;
 	if ((r = store_project_ensure(s, project)) < 0)
 		return r;
-	snprintf(value, sizeof(value), "%u %u %o %o", p->owner, p->group, p->mode,
-		 p->plaintext_mode);
-	if ((r = s->ops->policy_set(s->be, "project", project, value)) < 0)
+	if ((r = s->ops->project_policy_set(s->be, project, p)) < 0)
 		return r;
 	return store_policy_load(s);
 }
 
 int store_binding_set(struct store *s, const char *project, enum store_principal kind,
-		      uint32_t id, int role)
+		      uint32_t id, enum kms_role role)
 {
-	char name[128], value[8];
-	int r;
+	int r = 0;
 
-	if (!store_project_id_valid(project) || role < 0 || role > 3)
+	if (!store_project_id_valid(project) || role < KMS_ROLE_NONE || role > KMS_ROLE_ADMIN ||
+	    (kind != STORE_BIND_UID && kind != STORE_BIND_GID))
 		return KMS_E_BAD_PARAM;
-	snprintf(name, sizeof(name), "%s|%s|%u", project, kind == STORE_BIND_UID ? "uid" : "gid",
-		 id);
-	snprintf(value, sizeof(value), "%d", role);
-	if (role == 0)
-		r = s->ops->policy_delete(s->be, "bind", name);
-	else if ((r = store_project_ensure(s, project)) == 0)
-		r = s->ops->policy_set(s->be, "bind", name, value);
+	if (role != KMS_ROLE_NONE)
+		r = store_project_ensure(s, project);
+	if (r == 0)
+		r = s->ops->binding_set(s->be, project, kind, id, role);
 	return r < 0 ? r : store_policy_load(s);
 }
 
-int store_binding_role(struct store *s, const char *project, uint32_t uid, const uint32_t *gids,
-		       size_t ngids)
+enum kms_role store_binding_role(struct store *s, const char *project, uint32_t uid,
+				 const uint32_t *gids, size_t ngids)
 {
-	int uid_role = 0, gid_role = 0;
+	enum kms_role uid_role = KMS_ROLE_NONE, gid_role = KMS_ROLE_NONE;
 
 	pthread_rwlock_rdlock(&s->policy_lock);
 	/* A project with an unreadable binding gives no role by binding: one of its rows may
@@ -336,21 +274,12 @@ int store_binding_role(struct store *s, const char *project, uint32_t uid, const
 	}
 	pthread_rwlock_unlock(&s->policy_lock);
 	/* A binding for the uid itself is the more specific one. */
-	return uid_role ? uid_role : gid_role;
-}
-
-static int store_token_write(struct store *s, const struct store_token_info *t)
-{
-	char value[256];
-
-	snprintf(value, sizeof(value), "%s|%s|%s|%lld|%lld|%d", t->project, t->user, t->role,
-		 (long long)t->expiry, (long long)t->issued_ms, t->revoked ? 1 : 0);
-	return s->ops->policy_set(s->be, "token", t->id, value);
+	return uid_role != KMS_ROLE_NONE ? uid_role : gid_role;
 }
 
 int store_token_record(struct store *s, const struct store_token_info *t)
 {
-	return store_token_write(s, t);
+	return s->ops->token_put(s->be, t);
 }
 
 struct store_token_find {
@@ -361,33 +290,42 @@ struct store_token_find {
 	void *arg;
 };
 
-static int store_token_row(const char *kind, const char *name, const char *value, void *arg)
+/* Readable token rows only: an unreadable one is neither listed nor found (it counts as revoked
+ * in the policy). */
+static int store_token_row(const char *id, const struct store_token_info *t, bool readable,
+			   void *arg)
 {
 	struct store_token_find *f = arg;
-	struct store_token_info t;
 
-	if (strcmp(kind, "token") != 0 || store_token_parse(name, value, &t) < 0)
+	if (!readable)
 		return 0;
 	if (f->cb)
-		return f->cb(&t, f->arg);
-	if (strcmp(t.id, f->id) == 0) {
-		f->t = t;
+		return f->cb(t, f->arg);
+	if (strcmp(id, f->id) == 0) {
+		f->t = *t;
 		f->found = true;
 	}
 	return 0;
 }
 
+static int store_token_scan(struct store *s, struct store_token_find *f)
+{
+	const struct store_policy_visitor v = { .token = store_token_row, .arg = f };
+
+	return s->ops->policy_list(s->be, &v);
+}
+
 int store_token_revoke(struct store *s, const char *id)
 {
 	struct store_token_find f = { .id = id };
-	int r = s->ops->policy_list(s->be, store_token_row, &f);
+	int r = store_token_scan(s, &f);
 
 	if (r < 0)
 		return r;
 	if (!f.found)
 		return KMS_E_TOKEN_INVALID;
 	f.t.revoked = true;
-	if ((r = store_token_write(s, &f.t)) < 0)
+	if ((r = s->ops->token_put(s->be, &f.t)) < 0)
 		return r;
 	return store_policy_load(s);
 }
@@ -396,7 +334,7 @@ int store_token_list(struct store *s, store_token_cb cb, void *arg)
 {
 	struct store_token_find f = { .cb = cb, .arg = arg };
 
-	return s->ops->policy_list(s->be, store_token_row, &f);
+	return store_token_scan(s, &f);
 }
 
 bool store_token_revoked(struct store *s, const char *id)

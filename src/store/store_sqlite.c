@@ -20,6 +20,20 @@ struct store_backend {
 	pthread_mutex_t lock;
 };
 
+/* Policy (kms_store.h). No CHECK constraints: a row changed behind our back must still load,
+ * to fail closed (store_backend.h, struct store_policy_visitor), not keep the database shut. */
+#define STORE_POLICY_TABLES                                                                        \
+	"CREATE TABLE IF NOT EXISTS project_policies("                                             \
+	"  project_id TEXT PRIMARY KEY, owner_uid INTEGER NOT NULL, group_gid INTEGER NOT NULL,"   \
+	"  dir_mode INTEGER NOT NULL, plaintext_mode INTEGER NOT NULL);"                           \
+	"CREATE TABLE IF NOT EXISTS bindings("                                                     \
+	"  project_id TEXT NOT NULL, principal TEXT NOT NULL, principal_id INTEGER NOT NULL,"      \
+	"  role TEXT NOT NULL, PRIMARY KEY(project_id, principal, principal_id));"                 \
+	"CREATE TABLE IF NOT EXISTS tokens("                                                       \
+	"  token_id TEXT PRIMARY KEY, project_id TEXT NOT NULL, user_name TEXT NOT NULL,"          \
+	"  role TEXT NOT NULL, expiry INTEGER NOT NULL, issued_ms INTEGER NOT NULL,"               \
+	"  revoked INTEGER NOT NULL DEFAULT 0);"
+
 static const char store_sqlite_schema[] =
 	"CREATE TABLE IF NOT EXISTS meta("
 	"  name TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -61,14 +75,14 @@ static const char store_sqlite_schema[] =
 	"  key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
 	"  tag_key TEXT NOT NULL, tag_value TEXT NOT NULL,"
 	"  PRIMARY KEY(key_id, tag_key));"
-	"CREATE TABLE IF NOT EXISTS policy("
-	"  kind TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,"
-	"  PRIMARY KEY(kind, name));"
-	"INSERT OR IGNORE INTO meta(name, value) VALUES('schema_version', '2');";
+	STORE_POLICY_TABLES
+	"INSERT OR IGNORE INTO meta(name, value) VALUES('schema_version', '3');";
 
 /* Schema versions: 1 the first; 2 adds keys.expiration_ms and keys.import_digest (imported key
- * material). A database of an older version is upgraded when opened read-write. */
-#define STORE_SCHEMA_VERSION 2
+ * material); 3 replaces the policy table of (kind, name, value) strings by typed tables (modes
+ * as integers, roles by name). A database of an older version is upgraded when opened
+ * read-write. */
+#define STORE_SCHEMA_VERSION 3
 static const char store_sqlite_upgrade_1_2[] =
 	"ALTER TABLE keys ADD COLUMN expiration_ms INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE keys ADD COLUMN import_digest BLOB;"
@@ -113,6 +127,171 @@ static int store_version_cb(void *arg, int ncols, char **vals, char **names)
 	return 0;
 }
 
+/* Version 2 kept policy as (kind, name, value) strings:
+ *   project  name PROJECT, value "OWNER GROUP MODE PLAINTEXT_MODE" (decimal ids, octal modes)
+ *   bind     name "PROJECT|uid|ID" or "PROJECT|gid|ID", value a role "1".."3"
+ *   token    name ID, value "PROJECT|USER|ROLE|EXPIRY|ISSUED_MS|REVOKED"
+ * The upgrade moves each row to its typed table. A row version 2 could not read moves as a row
+ * version 3 cannot read either (STORE_V2_UNREADABLE in its typed columns), so it still fails
+ * closed, for the same project; rows of kinds version 2 did not know are dropped. */
+#define STORE_V2_UNREADABLE "unreadable version 2 row"
+
+static bool store_v2_project_parse(const char *value, int64_t out[4])
+{
+	unsigned owner, group, mode, pmode;
+	int end = -1;
+
+	if (value[0] < '0' || value[0] > '9') /* no sign, no blank before the owner */
+		return false;
+	if (sscanf(value, "%u %u %o %o%n", &owner, &group, &mode, &pmode, &end) != 4 || end <= 0 ||
+	    value[end] != 0 || mode > 07777 || pmode > 07777)
+		return false;
+	out[0] = owner;
+	out[1] = group;
+	out[2] = mode;
+	out[3] = pmode;
+	return true;
+}
+
+/* The project a binding's name starts with ("" if none) and, if the whole row reads, its
+ * principal, id and role name. */
+static bool store_v2_binding_parse(const char *name, const char *value,
+				   char project[KMS_MAX_PROJECT_ID + 1], char principal[4],
+				   int64_t *id, const char **role)
+{
+	static const char *const roles[] = { "viewer", "crypto", "admin" };
+	const char *bar = strchr(name, '|');
+	size_t n = bar ? (size_t)(bar - name) : 0;
+	unsigned uid;
+	int end = -1;
+
+	project[0] = 0;
+	if (n == 0 || n > KMS_MAX_PROJECT_ID)
+		return false;
+	memcpy(project, name, n);
+	project[n] = 0;
+	if (!store_project_id_valid(project)) {
+		project[0] = 0;
+		return false;
+	}
+	if (sscanf(bar + 1, "%3[a-z]|%u%n", principal, &uid, &end) != 2 || end < 0 ||
+	    bar[1 + end] != 0 || (strcmp(principal, "uid") != 0 && strcmp(principal, "gid") != 0))
+		return false;
+	if (value[0] < '1' || value[0] > '3' || value[1] != 0)
+		return false;
+	*id = uid;
+	*role = roles[value[0] - '1'];
+	return true;
+}
+
+static bool store_v2_token_parse(const char *value, struct store_token_info *t, char role[8],
+				 int64_t *revoked)
+{
+	long long exp, issued;
+	int rev;
+
+	if (sscanf(value, "%64[^|]|%64[^|]|%7[^|]|%lld|%lld|%d", t->project, t->user, role, &exp,
+		   &issued, &rev) != 6)
+		return false;
+	t->expiry = exp;
+	t->issued_ms = issued;
+	*revoked = rev != 0;
+	return true;
+}
+
+/* Bind a typed column, or the unreadable marker in its place. */
+static void store_v2_bind_int(sqlite3_stmt *st, int col, bool ok, int64_t v)
+{
+	if (ok)
+		sqlite3_bind_int64(st, col, v);
+	else
+		sqlite3_bind_text(st, col, STORE_V2_UNREADABLE, -1, SQLITE_STATIC);
+}
+
+static int store_v2_row(sqlite3 *db, const char *kind, const char *name, const char *value)
+{
+	struct store_token_info t = { 0 };
+	char project[KMS_MAX_PROJECT_ID + 1], principal[4] = "", role[8] = "";
+	const char *bind_role = NULL;
+	int64_t n[4] = { 0 }, id = 0, revoked = 0;
+	sqlite3_stmt *st = NULL;
+	bool ok;
+	int rc;
+
+	if (strcmp(kind, "project") == 0) {
+		ok = store_v2_project_parse(value, n);
+		rc = sqlite3_prepare_v2(db, "INSERT INTO project_policies(project_id, owner_uid, "
+					"group_gid, dir_mode, plaintext_mode) VALUES(?1,?2,?3,?4,?5)",
+					-1, &st, NULL);
+		if (rc != SQLITE_OK)
+			goto out;
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+		for (int i = 0; i < 4; i++)
+			store_v2_bind_int(st, 2 + i, ok, n[i]);
+	} else if (strcmp(kind, "bind") == 0) {
+		ok = store_v2_binding_parse(name, value, project, principal, &id, &bind_role);
+		rc = sqlite3_prepare_v2(db, "INSERT INTO bindings(project_id, principal, "
+					"principal_id, role) VALUES(?1,?2,?3,?4)",
+					-1, &st, NULL);
+		if (rc != SQLITE_OK)
+			goto out;
+		sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
+		/* Unreadable: the whole name stands in for the id, so each row keeps its own key. */
+		sqlite3_bind_text(st, 2, ok ? principal : STORE_V2_UNREADABLE, -1, SQLITE_STATIC);
+		if (ok)
+			sqlite3_bind_int64(st, 3, id);
+		else
+			sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, ok ? bind_role : value, -1, SQLITE_STATIC);
+	} else if (strcmp(kind, "token") == 0) {
+		ok = store_v2_token_parse(value, &t, role, &revoked);
+		rc = sqlite3_prepare_v2(db, "INSERT INTO tokens(token_id, project_id, user_name, "
+					"role, expiry, issued_ms, revoked) VALUES(?1,?2,?3,?4,?5,?6,?7)",
+					-1, &st, NULL);
+		if (rc != SQLITE_OK)
+			goto out;
+		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, t.project, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 3, t.user, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 4, role, -1, SQLITE_STATIC);
+		store_v2_bind_int(st, 5, ok, t.expiry);
+		store_v2_bind_int(st, 6, ok, t.issued_ms);
+		store_v2_bind_int(st, 7, ok, revoked);
+	} else {
+		return SQLITE_OK;
+	}
+	rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+out:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Version 2 -> 3, inside the upgrade's transaction. */
+static int store_sqlite_upgrade_2_3(sqlite3 *db)
+{
+	sqlite3_stmt *st = NULL;
+	/* A version 1 database may predate the policy table. */
+	int rc = sqlite3_exec(db,
+			      STORE_POLICY_TABLES "CREATE TABLE IF NOT EXISTS policy(kind TEXT NOT NULL,"
+			      " name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(kind, name));",
+			      NULL, NULL, NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_prepare_v2(db, "SELECT kind, name, value FROM policy", -1, &st, NULL);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		rc = store_v2_row(db, (const char *)sqlite3_column_text(st, 0),
+				  (const char *)sqlite3_column_text(st, 1),
+				  (const char *)sqlite3_column_text(st, 2));
+	sqlite3_finalize(st);
+	if (rc == SQLITE_DONE)
+		rc = sqlite3_exec(db,
+				  "DROP TABLE policy;"
+				  "UPDATE meta SET value = '3' WHERE name = 'schema_version';",
+				  NULL, NULL, NULL);
+	return rc;
+}
+
 /* Bring an older database to STORE_SCHEMA_VERSION, in one transaction (another process may be
  * opening it at the same moment: the version is read again under the write lock). */
 static int store_sqlite_upgrade(sqlite3 *db, bool read_only, char *why, size_t why_len)
@@ -147,6 +326,8 @@ static int store_sqlite_upgrade(sqlite3 *db, bool read_only, char *why, size_t w
 			  store_version_cb, &version, NULL);
 	if (rc == SQLITE_OK && version == 1)
 		rc = sqlite3_exec(db, store_sqlite_upgrade_1_2, NULL, NULL, NULL);
+	if (rc == SQLITE_OK && (version == 1 || version == 2))
+		rc = store_sqlite_upgrade_2_3(db);
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
@@ -1080,46 +1261,160 @@ static int store_sqlite_tag_list(struct store_backend *b, const char *project, c
 			   t, 1, NULL, 0, store_tag_row, &l);
 }
 
-static int store_sqlite_policy_set(struct store_backend *b, const char *kind, const char *name,
-				   const char *value)
+static int store_sqlite_project_policy_set(struct store_backend *b, const char *project,
+					   const struct store_project_policy *p)
 {
-	const char *t[] = { kind, name, value };
+	const char *t[] = { project };
+	const int64_t v[] = { p->owner, p->group, p->mode, p->plaintext_mode };
 
-	return store_query(b, "INSERT OR REPLACE INTO policy(kind, name, value) VALUES(?,?,?)", t,
-			   3, NULL, 0, NULL, NULL);
+	return store_query(b,
+			   "INSERT OR REPLACE INTO project_policies(project_id, owner_uid, "
+			   "group_gid, dir_mode, plaintext_mode) VALUES(?,?,?,?,?)",
+			   t, 1, v, 4, NULL, NULL);
 }
 
-static int store_sqlite_policy_delete(struct store_backend *b, const char *kind, const char *name)
+static const char *store_principal_name(enum store_principal kind)
 {
-	const char *t[] = { kind, name };
-
-	return store_query(b, "DELETE FROM policy WHERE kind = ? AND name = ?", t, 2, NULL, 0, NULL,
-			   NULL);
+	return kind == STORE_BIND_UID ? "uid" : "gid";
 }
 
-struct store_policy_rows {
-	int (*cb)(const char *kind, const char *name, const char *value, void *arg);
-	void *arg;
-};
-
-static int store_policy_row(sqlite3_stmt *st, void *arg)
+static int store_sqlite_binding_set(struct store_backend *b, const char *project,
+				    enum store_principal kind, uint32_t id, enum kms_role role)
 {
-	struct store_policy_rows *p = arg;
+	const char *t[] = { project, store_principal_name(kind), kms_role_name(role) };
+	const int64_t v[] = { id };
 
-	return p->cb((const char *)sqlite3_column_text(st, 0),
-		     (const char *)sqlite3_column_text(st, 1),
-		     (const char *)sqlite3_column_text(st, 2), p->arg);
+	if (role == KMS_ROLE_NONE)
+		return store_query(b,
+				   "DELETE FROM bindings WHERE project_id = ? AND principal = ? "
+				   "AND principal_id = ?",
+				   t, 2, v, 1, NULL, NULL);
+	return store_query(b,
+			   "INSERT OR REPLACE INTO bindings(project_id, principal, role, "
+			   "principal_id) VALUES(?,?,?,?)",
+			   t, 3, v, 1, NULL, NULL);
 }
 
-static int store_sqlite_policy_list(struct store_backend *b,
-				    int (*cb)(const char *kind, const char *name,
-					      const char *value, void *arg),
-				    void *arg)
+static int store_sqlite_token_put(struct store_backend *b, const struct store_token_info *tk)
 {
-	struct store_policy_rows p = { cb, arg };
+	const char *t[] = { tk->id, tk->project, tk->user, kms_role_name(tk->role) };
+	const int64_t v[] = { tk->expiry, tk->issued_ms, tk->revoked ? 1 : 0 };
 
-	return store_query(b, "SELECT kind, name, value FROM policy ORDER BY kind, name", NULL, 0,
-			   NULL, 0, store_policy_row, &p);
+	return store_query(b,
+			   "INSERT OR REPLACE INTO tokens(token_id, project_id, user_name, role, "
+			   "expiry, issued_ms, revoked) VALUES(?,?,?,?,?,?,?)",
+			   t, 4, v, 3, NULL, NULL);
+}
+
+/* Typed reads of policy columns: false when the column does not hold a value of the type. */
+static bool store_col_int(sqlite3_stmt *st, int col, int64_t min, int64_t max, int64_t *out)
+{
+	if (sqlite3_column_type(st, col) != SQLITE_INTEGER)
+		return false;
+	*out = sqlite3_column_int64(st, col);
+	return *out >= min && *out <= max;
+}
+
+static bool store_col_u32(sqlite3_stmt *st, int col, uint32_t *out)
+{
+	int64_t v = 0;
+	bool ok = store_col_int(st, col, 0, UINT32_MAX, &v);
+
+	*out = (uint32_t)v;
+	return ok;
+}
+
+/* Text that fits cap - 1 bytes and is not empty. */
+static bool store_col_text(sqlite3_stmt *st, int col, char *out, size_t cap)
+{
+	const unsigned char *p = sqlite3_column_text(st, col);
+	int n = sqlite3_column_bytes(st, col);
+
+	store_copy(out, cap, p);
+	return sqlite3_column_type(st, col) == SQLITE_TEXT && n > 0 && (size_t)n < cap;
+}
+
+static bool store_col_role(sqlite3_stmt *st, int col, enum kms_role *out)
+{
+	*out = sqlite3_column_type(st, col) == SQLITE_TEXT
+		       ? kms_role_parse((const char *)sqlite3_column_text(st, col))
+		       : KMS_ROLE_NONE;
+	return *out != KMS_ROLE_NONE;
+}
+
+/* The key column of a policy row as text, whatever it holds. */
+static const char *store_col_key(sqlite3_stmt *st, int col)
+{
+	const unsigned char *p = sqlite3_column_text(st, col);
+
+	return p ? (const char *)p : "";
+}
+
+static int store_project_policy_row(sqlite3_stmt *st, void *arg)
+{
+	const struct store_policy_visitor *v = arg;
+	struct store_project_policy p = { 0 };
+	bool ok = store_col_u32(st, 1, &p.owner) && store_col_u32(st, 2, &p.group) &&
+		  store_col_u32(st, 3, &p.mode) && store_col_u32(st, 4, &p.plaintext_mode);
+
+	return v->project(store_col_key(st, 0), &p, ok, v->arg);
+}
+
+static int store_binding_row(sqlite3_stmt *st, void *arg)
+{
+	const struct store_policy_visitor *v = arg;
+	const char *principal = (const char *)sqlite3_column_text(st, 1);
+	enum store_principal kind = STORE_BIND_UID;
+	enum kms_role role = KMS_ROLE_NONE;
+	uint32_t id = 0;
+	bool ok = sqlite3_column_type(st, 1) == SQLITE_TEXT;
+
+	if (ok && strcmp(principal, "gid") == 0)
+		kind = STORE_BIND_GID;
+	else if (ok)
+		ok = strcmp(principal, "uid") == 0;
+	ok = store_col_u32(st, 2, &id) && store_col_role(st, 3, &role) && ok;
+	return v->binding(store_col_key(st, 0), kind, id, role, ok, v->arg);
+}
+
+static int store_token_row(sqlite3_stmt *st, void *arg)
+{
+	const struct store_policy_visitor *v = arg;
+	struct store_token_info t;
+	int64_t revoked = 0;
+	bool ok;
+
+	memset(&t, 0, sizeof(t));
+	store_copy(t.id, sizeof(t.id), sqlite3_column_text(st, 0));
+	ok = store_col_text(st, 1, t.project, sizeof(t.project)) &&
+	     store_col_text(st, 2, t.user, sizeof(t.user)) && store_col_role(st, 3, &t.role) &&
+	     store_col_int(st, 4, INT64_MIN, INT64_MAX, &t.expiry) &&
+	     store_col_int(st, 5, INT64_MIN, INT64_MAX, &t.issued_ms) &&
+	     store_col_int(st, 6, 0, 1, &revoked);
+	t.revoked = revoked != 0;
+	return v->token(store_col_key(st, 0), &t, ok, v->arg);
+}
+
+static int store_sqlite_policy_list(struct store_backend *b, const struct store_policy_visitor *v)
+{
+	int r = 0;
+
+	if (v->binding)
+		r = store_query(b,
+				"SELECT project_id, principal, principal_id, role FROM bindings "
+				"ORDER BY project_id, principal, principal_id",
+				NULL, 0, NULL, 0, store_binding_row, (void *)v);
+	if (r == 0 && v->project)
+		r = store_query(b,
+				"SELECT project_id, owner_uid, group_gid, dir_mode, plaintext_mode "
+				"FROM project_policies ORDER BY project_id",
+				NULL, 0, NULL, 0, store_project_policy_row, (void *)v);
+	if (r == 0 && v->token)
+		r = store_query(b,
+				"SELECT token_id, project_id, user_name, role, expiry, issued_ms, "
+				"revoked FROM tokens ORDER BY token_id",
+				NULL, 0, NULL, 0, store_token_row, (void *)v);
+	return r;
 }
 
 const struct store_backend_ops store_sqlite_ops = {
@@ -1149,8 +1444,9 @@ const struct store_backend_ops store_sqlite_ops = {
 	.tag_set = store_sqlite_tag_set,
 	.tag_delete = store_sqlite_tag_delete,
 	.tag_list = store_sqlite_tag_list,
-	.policy_set = store_sqlite_policy_set,
-	.policy_delete = store_sqlite_policy_delete,
+	.project_policy_set = store_sqlite_project_policy_set,
+	.binding_set = store_sqlite_binding_set,
+	.token_put = store_sqlite_token_put,
 	.policy_list = store_sqlite_policy_list,
 	.key_scan = store_sqlite_key_scan,
 };

@@ -130,7 +130,7 @@ static int kmsctl_token_row(const struct store_token_info *t, void *arg)
 
 	gmtime_r(&exp, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	printf("%-16s  %-20s  %-16s  %-6s  %s  %s\n", t->id, t->project, t->user, t->role, when,
+	printf("%-16s  %-20s  %-16s  %-6s  %s  %s\n", t->id, t->project, t->user, kms_role_name(t->role), when,
 	       t->revoked ? "revoked" : (t->expiry <= (int64_t)time(NULL) ? "expired" : "valid"));
 	return 0;
 }
@@ -286,7 +286,7 @@ static int kmsctl_project(const char *state, int argc, char **argv)
 		if (bind_uid == bind_gid || (!unbind && role == KMS_ROLE_NONE))
 			goto bad;
 		r = store_binding_set(s, project, bind_uid ? STORE_BIND_UID : STORE_BIND_GID,
-				      bind_id, unbind ? 0 : (int)role);
+				      bind_id, unbind ? KMS_ROLE_NONE : role);
 	} else if (strcmp(sub, "show") == 0) {
 		printf("project %s: owner %u group %u mode %04o plaintext-mode %04o\n", project,
 		       pol.owner, pol.group, pol.mode, pol.plaintext_mode);
@@ -390,7 +390,7 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 		snprintf(info.id, sizeof(info.id), "%s", claims.id);
 		snprintf(info.project, sizeof(info.project), "%s", claims.project);
 		snprintf(info.user, sizeof(info.user), "%s", claims.user);
-		snprintf(info.role, sizeof(info.role), "%s", kms_role_name(claims.role));
+		info.role = claims.role;
 		r = store_token_record(s, &info);
 	}
 	kms_secret_free(secret, AUTH_SECRET_BYTES);

@@ -669,7 +669,7 @@ TEST(schema_version_1_upgraded)
 	ASSERT_EQ(sqlite3_exec(db, "SELECT value FROM meta WHERE name = 'schema_version'", one_int,
 			       &version, NULL),
 		  SQLITE_OK);
-	ASSERT_EQ(version, 2);
+	ASSERT_EQ(version, 3);
 	ASSERT_EQ(sqlite3_exec(db, "SELECT count(*) FROM keys WHERE import_digest IS NOT NULL",
 			       one_int, &version, NULL),
 		  SQLITE_OK);
@@ -677,12 +677,12 @@ TEST(schema_version_1_upgraded)
 	sqlite3_close(db);
 	/* A newer version than this kmsfs knows is refused. */
 	ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
-	ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '3' WHERE name = 'schema_version'",
+	ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '4' WHERE name = 'schema_version'",
 			       NULL, NULL, NULL),
 		  SQLITE_OK);
 	sqlite3_close(db);
 	ASSERT_FAIL(store_open(&o.opt, &o.st, why, sizeof(why)));
-	ASSERT_TRUE(strstr(why, "schema version 3") != NULL);
+	ASSERT_TRUE(strstr(why, "schema version 4") != NULL);
 	cur_svc = NULL;
 	fx_own_close(&o);
 }

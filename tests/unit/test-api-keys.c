@@ -592,7 +592,7 @@ TEST(caller_may_agrees_with_api_call)
 	static const enum kms_role roles[] = { KMS_ROLE_NONE, KMS_ROLE_VIEWER, KMS_ROLE_CRYPTO,
 						KMS_ROLE_ADMIN };
 	struct store_token_info rec = { .id = "fedcba9876543210", .project = "may", .user = "rev",
-					.role = "admin", .expiry = INT64_MAX };
+					.role = KMS_ROLE_ADMIN, .expiry = INT64_MAX };
 	struct auth_claims revoked = claims_for("may", KMS_ROLE_ADMIN, time(NULL) + 3600);
 	struct auth_claims other = claims_for("may-other", KMS_ROLE_ADMIN, time(NULL) + 3600);
 	struct auth_claims expired = claims_for("may", KMS_ROLE_ADMIN, time(NULL) - 1);

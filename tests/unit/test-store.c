@@ -1192,13 +1192,17 @@ static void refresh(void)
 	ASSERT_OK(store_refresh(S, &changed));
 }
 
-/* Issue 11: a project row that sscanf could not read fell back to the defaults (0777/0666, open
- * to all). Now the project is refused (store_project_policy_check) and its modes are 0. */
+/* Issue 11: a project row that could not be read fell back to the defaults (0777/0666, open to
+ * all). Now the project is refused (store_project_policy_check) and its modes are 0. */
 TEST(unreadable_project_policy_fails_closed)
 {
-	static const char *const bad[] = {
-		"", "garbage", "0 0 0750", "0 0 0750 0700 junk", "0 0 0750 0700x", "-1 0 0750 0700",
-		" 0 0 0750 0700", "0 0 99999 0700", "0 0 0750 0800",
+	/* A column and the SQL value that makes it unreadable: not an integer, or out of range. */
+	static const char *const bad[][2] = {
+		{ "dir_mode", "'garbage'" },	    { "dir_mode", "''" },
+		{ "owner_uid", "-1" },		    { "group_gid", "4294967296" },
+		{ "dir_mode", "99999" },	    { "plaintext_mode", "4096" },
+		{ "owner_uid", "1.5" },		    { "plaintext_mode", "X'00'" },
+		{ "dir_mode", "'0750 0700 junk'" },
 	};
 	struct store_project_policy pol = { 1000, 1000, 0750, 0700 }, got;
 	char what[160];
@@ -1206,22 +1210,22 @@ TEST(unreadable_project_policy_fails_closed)
 	setup();
 	if (kms_test_failing())
 		return;
-	ASSERT_OK(store_project_policy_set(S, P, &pol));
 	ASSERT_OK(store_project_policy_set(S, Q, &pol));
-	ASSERT_OK(store_project_policy_check(S, P));
-	store_project_policy(S, P, &got);
-	ASSERT_EQ(got.mode, 0750);
-	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 0);
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
-		char *sql = sqlite3_mprintf("UPDATE policy SET value = %Q WHERE kind = 'project' "
-					    "AND name = '" P "'", bad[i]);
+		char *sql = sqlite3_mprintf("UPDATE project_policies SET %s = %s WHERE project_id = "
+					    "'" P "'", bad[i][0], bad[i][1]);
 
+		ASSERT_OK(store_project_policy_set(S, P, &pol));
+		ASSERT_OK(store_project_policy_check(S, P));
+		store_project_policy(S, P, &got);
+		ASSERT_EQ(got.mode, 0750);
+		ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 0);
 		ASSERT_TRUE(sql != NULL);
 		db_exec(sql);
 		sqlite3_free(sql);
 		refresh();
 		if (store_project_policy_check(S, P) != KMS_E_IO)
-			fprintf(stderr, "\tvalue '%s'\n", bad[i]);
+			fprintf(stderr, "\t%s = %s\n", bad[i][0], bad[i][1]);
 		ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
 		store_project_policy(S, P, &got);
 		ASSERT_EQ(got.owner, 0);
@@ -1254,60 +1258,208 @@ TEST(unreadable_binding_and_token_rows_fail_closed)
 {
 	const uint32_t gids[] = { 50 };
 	struct store_token_info t = { .id = "0123456789abcdef", .project = P, .user = "u",
-				      .role = "admin", .expiry = 2000000000 };
+				      .role = KMS_ROLE_ADMIN, .expiry = 2000000000 };
 	char what[160];
 
 	setup();
 	if (kms_test_failing())
 		return;
-	ASSERT_OK(store_binding_set(S, P, STORE_BIND_GID, 50, 3));
-	ASSERT_OK(store_binding_set(S, P, STORE_BIND_UID, 1000, 1));
-	ASSERT_OK(store_binding_set(S, Q, STORE_BIND_UID, 1000, 2));
-	ASSERT_EQ(store_binding_role(S, P, 1000, gids, 1), 1);
-	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), 3);
+	ASSERT_OK(store_binding_set(S, P, STORE_BIND_GID, 50, KMS_ROLE_ADMIN));
+	ASSERT_OK(store_binding_set(S, P, STORE_BIND_UID, 1000, KMS_ROLE_VIEWER));
+	ASSERT_OK(store_binding_set(S, Q, STORE_BIND_UID, 1000, KMS_ROLE_CRYPTO));
+	ASSERT_EQ(store_binding_role(S, P, 1000, gids, 1), KMS_ROLE_VIEWER);
+	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), KMS_ROLE_ADMIN);
 	/* The uid binding's role becomes "9": not a role. */
-	db_exec("UPDATE policy SET value = '9' WHERE kind = 'bind' AND name = '" P "|uid|1000'");
+	db_exec("UPDATE bindings SET role = '9' WHERE project_id = '" P "' AND principal = 'uid' "
+		"AND principal_id = 1000");
 	refresh();
-	ASSERT_EQ(store_binding_role(S, P, 1000, gids, 1), 0);
-	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), 0);
+	ASSERT_EQ(store_binding_role(S, P, 1000, gids, 1), KMS_ROLE_NONE);
+	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), KMS_ROLE_NONE);
 	ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
-	ASSERT_EQ(store_binding_role(S, Q, 1000, NULL, 0), 2);
+	ASSERT_EQ(store_binding_role(S, Q, 1000, NULL, 0), KMS_ROLE_CRYPTO);
 	ASSERT_OK(store_project_policy_check(S, Q));
 	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 1);
 	ASSERT_TRUE(strstr(what, "binding of project '" P "'") != NULL);
-	/* Its name garbled but still naming the project. */
-	db_exec("UPDATE policy SET value = '1', name = '" P "|uid|10x0' WHERE kind = 'bind' AND "
-		"name = '" P "|uid|1000'");
+	/* Its id garbled but still naming the project. */
+	db_exec("UPDATE bindings SET role = 'viewer', principal_id = '10x0' WHERE project_id = "
+		"'" P "' AND principal = 'uid' AND principal_id = 1000");
 	refresh();
-	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), 0);
+	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), KMS_ROLE_NONE);
 	ASSERT_OK(store_project_policy_check(S, Q));
+	/* A principal that is neither uid nor gid. */
+	db_exec("UPDATE bindings SET principal = 'pid', principal_id = 1000 WHERE project_id = "
+		"'" P "' AND principal_id = '10x0'");
+	refresh();
+	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), KMS_ROLE_NONE);
+	ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
 	/* A row that names no project: every project is refused. */
-	db_exec("UPDATE policy SET name = 'x y|uid|1000' WHERE kind = 'bind' AND "
-		"name = '" P "|uid|10x0'");
+	db_exec("UPDATE bindings SET project_id = 'x y', principal = 'uid' WHERE project_id = "
+		"'" P "' AND principal = 'pid'");
 	refresh();
 	ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
 	ASSERT_ERR(store_project_policy_check(S, Q), KMS_E_IO);
-	ASSERT_EQ(store_binding_role(S, Q, 1000, NULL, 0), 0);
-	db_exec("DELETE FROM policy WHERE kind = 'bind' AND name = 'x y|uid|1000'");
+	ASSERT_EQ(store_binding_role(S, Q, 1000, NULL, 0), KMS_ROLE_NONE);
+	db_exec("DELETE FROM bindings WHERE project_id = 'x y'");
 	refresh();
 	ASSERT_OK(store_project_policy_check(S, P));
-	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), 3);
+	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), KMS_ROLE_ADMIN);
 	/* Token rows. */
 	ASSERT_OK(store_token_record(S, &t));
 	ASSERT_FALSE(store_token_revoked(S, t.id));
-	db_exec("UPDATE policy SET value = 'garbled' WHERE kind = 'token'");
+	db_exec("UPDATE tokens SET expiry = 'garbled'");
 	refresh();
 	ASSERT_TRUE(store_token_revoked(S, t.id));
 	ASSERT_OK(store_project_policy_check(S, P));
 	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 1);
 	ASSERT_TRUE(strstr(what, "token '0123456789abcdef'") != NULL);
-	db_exec("UPDATE policy SET name = 'not-an-id' WHERE kind = 'token'");
+	db_exec("UPDATE tokens SET expiry = 2000000000, role = 'root'");
+	refresh();
+	ASSERT_TRUE(store_token_revoked(S, t.id));
+	db_exec("UPDATE tokens SET token_id = 'not-an-id'");
 	refresh();
 	ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
-	/* A row of a kind this version does not know is left alone. */
-	db_exec("DELETE FROM policy WHERE kind = 'token'");
-	db_exec("INSERT INTO policy(kind, name, value) VALUES('future', 'x', 'y')");
+	db_exec("DELETE FROM tokens");
 	refresh();
 	ASSERT_OK(store_project_policy_check(S, P));
 	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 0);
+}
+
+/* ---- schema upgrade 2 -> 3: policy strings become typed rows ---- */
+
+/* The schema of version 2 as that release created it, with policy rows in its string format. */
+static const char v2_database[] =
+	"CREATE TABLE meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+	"CREATE TABLE projects(project_id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL);"
+	"CREATE TABLE keys(key_id TEXT PRIMARY KEY,"
+	"  project_id TEXT NOT NULL REFERENCES projects(project_id),"
+	"  key_alias TEXT NOT NULL, key_description TEXT NOT NULL DEFAULT '',"
+	"  key_spec TEXT NOT NULL, key_usage TEXT NOT NULL, origin TEXT NOT NULL,"
+	"  key_state INTEGER NOT NULL, creation_ms INTEGER NOT NULL,"
+	"  deletion_ms INTEGER NOT NULL DEFAULT 0, rotation_enabled INTEGER NOT NULL DEFAULT 0,"
+	"  rotation_interval INTEGER NOT NULL DEFAULT 365,"
+	"  last_rotation_ms INTEGER NOT NULL DEFAULT 0, rotations INTEGER NOT NULL DEFAULT 0,"
+	"  current_version INTEGER NOT NULL DEFAULT 0, expiration_ms INTEGER NOT NULL DEFAULT 0,"
+	"  import_digest BLOB);"
+	"CREATE UNIQUE INDEX keys_alias ON keys(project_id, key_alias);"
+	"CREATE INDEX keys_project ON keys(project_id, creation_ms);"
+	"CREATE TABLE key_versions(key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
+	"  version INTEGER NOT NULL, sealed BLOB NOT NULL, created_ms INTEGER NOT NULL,"
+	"  PRIMARY KEY(key_id, version));"
+	"CREATE TABLE grants(grant_id TEXT PRIMARY KEY, project_id TEXT NOT NULL,"
+	"  key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
+	"  grantee TEXT NOT NULL, grantee_type TEXT NOT NULL, operations TEXT NOT NULL,"
+	"  issuer TEXT NOT NULL, retiring TEXT NOT NULL DEFAULT '', name TEXT NOT NULL DEFAULT '',"
+	"  creation_ms INTEGER NOT NULL);"
+	"CREATE INDEX grants_key ON grants(key_id);"
+	"CREATE TABLE tags(key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
+	"  tag_key TEXT NOT NULL, tag_value TEXT NOT NULL, PRIMARY KEY(key_id, tag_key));"
+	"CREATE TABLE policy(kind TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,"
+	"  PRIMARY KEY(kind, name));"
+	"INSERT INTO meta VALUES('schema_version', '2');"
+	"INSERT INTO projects VALUES('" P "', 1), ('" Q "', 2);"
+	"INSERT INTO policy VALUES"
+	"  ('project', '" P "', '1000 1001 750 640'),"
+	"  ('project', '" Q "', '0 0 0770 garbage'),"
+	"  ('bind', '" P "|uid|1000', '1'),"
+	"  ('bind', '" P "|gid|50', '3'),"
+	"  ('bind', '" Q "|gid|7', '2'),"
+	"  ('bind', 'proj-c|uid|1x', '1'),"
+	"  ('token', '0123456789abcdef', '" P "|alice|admin|2000000000|1700000000000|0'),"
+	"  ('token', 'fedcba9876543210', '" Q "|bob|viewer|2000000001|1700000000001|1'),"
+	"  ('token', '00000000000000aa', 'garbled'),"
+	"  ('future', 'x', 'y');";
+
+struct token_seen {
+	struct store_token_info t[4];
+	size_t n;
+};
+
+static int token_collect(const struct store_token_info *t, void *arg)
+{
+	struct token_seen *seen = arg;
+
+	if (seen->n < KMS_ARRAY_SIZE(seen->t))
+		seen->t[seen->n] = *t;
+	seen->n++;
+	return 0;
+}
+
+static void v2_upgrade_check(void)
+{
+	const uint32_t gids[] = { 50 }, gids_q[] = { 7 };
+	struct store_project_policy got;
+	struct token_seen seen = { 0 };
+	char what[160];
+
+	store_project_policy(S, P, &got);
+	ASSERT_EQ(got.owner, 1000);
+	ASSERT_EQ(got.group, 1001);
+	ASSERT_EQ(got.mode, 0750);
+	ASSERT_EQ(got.plaintext_mode, 0640);
+	ASSERT_OK(store_project_policy_check(S, P));
+	ASSERT_EQ(store_binding_role(S, P, 1000, gids, 1), KMS_ROLE_VIEWER);
+	ASSERT_EQ(store_binding_role(S, P, 1001, gids, 1), KMS_ROLE_ADMIN);
+	/* Rows version 2 could not read still fail closed, for the same projects. */
+	ASSERT_ERR(store_project_policy_check(S, Q), KMS_E_IO);
+	ASSERT_EQ(store_binding_role(S, Q, 1, gids_q, 1), KMS_ROLE_NONE);
+	ASSERT_ERR(store_project_policy_check(S, "proj-c"), KMS_E_IO);
+	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 3);
+	ASSERT_TRUE(store_token_revoked(S, "fedcba9876543210"));
+	ASSERT_TRUE(store_token_revoked(S, "00000000000000aa"));
+	ASSERT_FALSE(store_token_revoked(S, "0123456789abcdef"));
+	ASSERT_OK(store_token_list(S, token_collect, &seen));
+	ASSERT_EQ(seen.n, 2);
+	ASSERT_STREQ(seen.t[0].id, "0123456789abcdef");
+	ASSERT_STREQ(seen.t[0].project, P);
+	ASSERT_STREQ(seen.t[0].user, "alice");
+	ASSERT_EQ(seen.t[0].role, KMS_ROLE_ADMIN);
+	ASSERT_EQ(seen.t[0].expiry, 2000000000);
+	ASSERT_EQ(seen.t[0].issued_ms, 1700000000000);
+	ASSERT_FALSE(seen.t[0].revoked);
+	ASSERT_STREQ(seen.t[1].id, "fedcba9876543210");
+	ASSERT_STREQ(seen.t[1].project, Q);
+	ASSERT_STREQ(seen.t[1].user, "bob");
+	ASSERT_EQ(seen.t[1].role, KMS_ROLE_VIEWER);
+	ASSERT_EQ(seen.t[1].expiry, 2000000001);
+	ASSERT_TRUE(seen.t[1].revoked);
+}
+
+TEST(schema_upgrade_2_3_keeps_policy_bindings_and_tokens)
+{
+	struct store_project_policy pol = { 0, 0, 0700, 0600 };
+	char path[4300];
+	sqlite3 *db = NULL;
+
+	setup_empty();
+	ASSERT_EQ(mkdir(state_dir, 0700), 0);
+	path_of(path, sizeof(path), "kms.db");
+	ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+	ASSERT_EQ(sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK);
+	ASSERT_EQ(sqlite3_exec(db, v2_database, NULL, NULL, NULL), SQLITE_OK);
+	ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+	/* Read-only, it cannot be upgraded and is refused with a reason. */
+	{
+		struct store_options o = { .state_dir = state_dir, .read_only = true };
+
+		ASSERT_ERR(store_open(&o, &S, why, sizeof(why)), KMS_E_IO);
+		ASSERT_TRUE(strstr(why, "schema version 2") != NULL);
+	}
+	ASSERT_OK(open_store(true, &S));
+	if (kms_test_failing())
+		return;
+	v2_upgrade_check();
+	/* Once upgraded it stays so: the same after a reopen, and the old table is gone. */
+	reopen();
+	v2_upgrade_check();
+	ASSERT_ERR(store_binding_set(S, P, STORE_BIND_UID, 1, (enum kms_role)4), KMS_E_BAD_PARAM);
+	db_exec("SELECT 1 FROM meta WHERE name = 'schema_version' AND value = '3'");
+	{
+		path_of(path, sizeof(path), "kms.db");
+		ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
+		ASSERT_TRUE(sqlite3_exec(db, "SELECT 1 FROM policy", NULL, NULL, NULL) != SQLITE_OK);
+		ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+	}
+	/* Writing the repaired policy reads back. */
+	ASSERT_OK(store_project_policy_set(S, Q, &pol));
+	ASSERT_OK(store_project_policy_check(S, Q));
 }

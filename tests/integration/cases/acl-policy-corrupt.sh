@@ -37,7 +37,7 @@ as_user ls "$P" >/dev/null 2>&1 && fail "the test user lists a 0770 root project
 # Garble the row while the daemon runs.
 "$KMS_PY" -c 'import sqlite3, sys
 c = sqlite3.connect(sys.argv[1], timeout=10)
-c.execute("UPDATE policy SET value = ? WHERE kind = ? AND name = ?", ("0 0 0770 garbage", "project", "pc"))
+c.execute("UPDATE project_policies SET dir_mode = ? WHERE project_id = ?", ("0770 garbage", "pc"))
 assert c.total_changes == 1, c.total_changes
 c.commit()' "$DB" || fail "could not garble the policy row"
 wait_mode "$P" 0
