@@ -18,13 +18,25 @@ void store_key_release(struct store_key *k)
 }
 
 /* AAD of sealed material: the key id and version it belongs to, so sealed blobs can't be swapped. */
-void store_material_aad(const char *key_id, uint32_t version, uint8_t aad[CORE_KEY_ID_BYTES + 4])
+static void store_material_aad(const char *key_id, uint32_t version,
+			       uint8_t aad[CORE_KEY_ID_BYTES + 4])
 {
 	memcpy(aad, key_id, CORE_KEY_ID_BYTES);
 	aad[CORE_KEY_ID_BYTES] = (uint8_t)version;
 	aad[CORE_KEY_ID_BYTES + 1] = (uint8_t)(version >> 8);
 	aad[CORE_KEY_ID_BYTES + 2] = (uint8_t)(version >> 16);
 	aad[CORE_KEY_ID_BYTES + 3] = (uint8_t)(version >> 24);
+}
+
+int store_seal_version(const struct store *s, const char *key_id, uint32_t version,
+		       const uint8_t material[CORE_KEY_BYTES], struct store_sealed_version *v)
+{
+	uint8_t aad[CORE_KEY_ID_BYTES + 4];
+
+	v->version = version;
+	store_material_aad(key_id, version, aad);
+	return core_seal(s->root_key, aad, sizeof(aad), material, CORE_KEY_BYTES, v->sealed,
+			 sizeof(v->sealed), &v->sealed_len);
 }
 
 int store_unseal_version(const struct store *s, const char *key_id,

@@ -59,8 +59,11 @@ struct store {
 };
 
 /* store_cache.c */
-/* AAD of sealed material: the key id and version it belongs to, so sealed blobs can't be swapped. */
-void store_material_aad(const char *key_id, uint32_t version, uint8_t aad[CORE_KEY_ID_BYTES + 4]);
+/* Seal and unseal one version of a key's material under the root key; the AAD binds the key id
+ * and version, so sealed blobs cannot be swapped (kms_store.h). */
+KMS_WUR int store_seal_version(const struct store *s, const char *key_id, uint32_t version,
+			       const uint8_t material[CORE_KEY_BYTES],
+			       struct store_sealed_version *v);
 KMS_WUR int store_unseal_version(const struct store *s, const char *key_id,
 				 const struct store_sealed_version *v, uint8_t out[CORE_KEY_BYTES]);
 /* A new snapshot (one reference) of meta with the n versions unsealed. */

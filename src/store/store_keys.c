@@ -31,7 +31,7 @@ static int store_key_create_common(struct store *s, const char *project, const c
 {
 	struct store_sealed_version v = { 0 };
 	struct store_key_meta meta = { 0 };
-	uint8_t material[CORE_KEY_BYTES], aad[CORE_KEY_ID_BYTES + 4];
+	uint8_t material[CORE_KEY_BYTES];
 	struct store_key *k = NULL;
 	int r;
 
@@ -59,10 +59,7 @@ static int store_key_create_common(struct store *s, const char *project, const c
 	}
 	if ((r = core_random_secret(material, sizeof(material))) < 0)
 		goto out;
-	store_material_aad(meta.key_id, 0, aad);
-	r = core_seal(s->root_key, aad, sizeof(aad), material, sizeof(material), v.sealed,
-		      sizeof(v.sealed), &v.sealed_len);
-	if (r < 0)
+	if ((r = store_seal_version(s, meta.key_id, 0, material, &v)) < 0)
 		goto out;
 	/* Durable before anyone hears of it. */
 	if ((r = s->ops->key_insert(s->be, &meta, &v, quota)) < 0)
@@ -162,43 +159,61 @@ int store_check(struct store *s, store_check_cb cb, void *arg, size_t *versions_
 	return (int)c.bad;
 }
 
+/* Start a change of one key: update_lock taken (store_change_end gives it back), *cur the key's
+ * current snapshot, *out (optional) NULL until the change is published. */
+static int store_change_begin(struct store *s, const char *project, const char *key_id,
+			      struct store_key **cur, struct store_key **out)
+{
+	if (out)
+		*out = NULL;
+	pthread_mutex_lock(&s->update_lock);
+	return store_key_get(s, project, key_id, cur);
+}
+
+static int store_change_end(struct store *s, struct store_key *cur, int r)
+{
+	store_key_release(cur);
+	pthread_mutex_unlock(&s->update_lock);
+	return r;
+}
+
+/* The change is durable: publish *k, the snapshot made of it (made: whether that worked; k is
+ * read after made is computed). If none could be made, drop the cached one instead: it is stale,
+ * and the next get reloads the key. */
+static int store_publish_change(struct store *s, const char *key_id, int made,
+				struct store_key *const *k, struct store_key **out)
+{
+	if (made < 0) {
+		store_cache_replace(s, key_id, NULL);
+		return made;
+	}
+	store_publish_out(s, *k, out);
+	/* The cache owns k: the analyzer cannot follow the atomic reference count. */
+	/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
+	return 0;
+}
+
 int store_key_modify(struct store *s, const char *project, const char *key_id,
 		     store_key_edit_fn edit, void *arg, struct store_key **out)
 {
 	struct store_key *cur = NULL, *k = NULL;
-	struct store_key_meta m;
-	int r;
+	struct store_key_meta m = { 0 };
+	int r = store_change_begin(s, project, key_id, &cur, out);
 
-	if (out)
-		*out = NULL;
-	pthread_mutex_lock(&s->update_lock);
-	if ((r = store_key_get(s, project, key_id, &cur)) < 0)
-		goto out;
-	m = cur->meta;
-	m.has_material = cur->nversions > 0;
-	if ((r = edit(&m, arg)) < 0)
-		goto out;
-	if ((r = s->ops->key_update(s->be, &m)) < 0)
-		goto out;
-	if ((r = store_snapshot_with_meta(cur, &m, &k)) < 0) {
-		store_cache_replace(s, key_id, NULL); /* durable but not cached: reload later */
-		goto out;
+	if (r == 0) {
+		m = cur->meta;
+		m.has_material = cur->nversions > 0;
+		r = edit(&m, arg);
 	}
-	store_publish_out(s, k, out);
-	/* The cache owns k: the analyzer cannot follow the atomic reference count. */
-	/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
-	r = 0;
-out:
-	store_key_release(cur);
-	pthread_mutex_unlock(&s->update_lock);
-	return r;
+	if (r == 0 && (r = s->ops->key_update(s->be, &m)) == 0)
+		r = store_publish_change(s, key_id, store_snapshot_with_meta(cur, &m, &k), &k, out);
+	return store_change_end(s, cur, r);
 }
 
 static int store_rotate_locked(struct store *s, struct store_key *cur, int64_t now_ms,
 			       struct store_key **out)
 {
 	struct store_sealed_version v = { 0 };
-	uint8_t aad[CORE_KEY_ID_BYTES + 4];
 	struct store_key_meta m = cur->meta;
 	struct store_key *k = NULL;
 	size_t old = (size_t)cur->nversions * CORE_KEY_BYTES;
@@ -221,11 +236,7 @@ static int store_rotate_locked(struct store *s, struct store_key *cur, int64_t n
 	memcpy(k->material, cur->material, old);
 	if ((r = core_random_secret(k->material + old, CORE_KEY_BYTES)) < 0)
 		goto fail;
-	v.version = cur->nversions;
-	store_material_aad(m.key_id, v.version, aad);
-	r = core_seal(s->root_key, aad, sizeof(aad), k->material + old, CORE_KEY_BYTES, v.sealed,
-		      sizeof(v.sealed), &v.sealed_len);
-	if (r < 0)
+	if ((r = store_seal_version(s, m.key_id, cur->nversions, k->material + old, &v)) < 0)
 		goto fail;
 	m.current_version = v.version;
 	m.rotations++;
@@ -246,17 +257,11 @@ int store_key_rotate(struct store *s, const char *project, const char *key_id, i
 		     struct store_key **out)
 {
 	struct store_key *cur = NULL;
-	int r;
+	int r = store_change_begin(s, project, key_id, &cur, out);
 
-	if (out)
-		*out = NULL;
-	pthread_mutex_lock(&s->update_lock);
-	r = store_key_get(s, project, key_id, &cur);
 	if (r == 0)
 		r = store_rotate_locked(s, cur, now_ms, out);
-	store_key_release(cur);
-	pthread_mutex_unlock(&s->update_lock);
-	return r;
+	return store_change_end(s, cur, r);
 }
 
 /* HMAC-SHA-256 under a root-derived key over key_id || material. */
@@ -277,63 +282,45 @@ static int store_import_digest(const struct store *s, const char *key_id,
 	return r;
 }
 
+/* May material (whose digest this is) be imported into the key m? */
+static int store_import_allowed(const struct store_key_meta *m, const uint8_t digest[32])
+{
+	if (strcmp(m->origin, "external") != 0)
+		return KMS_E_EXTERNAL_REQUIRED;
+	if (m->state != STORE_KEY_PENDING_IMPORT)
+		return KMS_E_NOT_PENDING_IMPORT;
+	if (m->import_digest_set && !core_equal(m->import_digest, digest, 32))
+		return KMS_E_IMPORT_DIFFERENT;
+	return 0;
+}
+
 int store_key_import(struct store *s, const char *project, const char *key_id,
 		     const uint8_t material[CORE_KEY_BYTES], int64_t expiration_ms,
 		     struct store_key **out)
 {
 	struct store_sealed_version v = { 0 };
-	uint8_t aad[CORE_KEY_ID_BYTES + 4], digest[32];
 	struct store_key *cur = NULL, *k = NULL;
-	struct store_key_meta m;
-	int r;
+	struct store_key_meta m = { 0 };
+	uint8_t digest[32] = { 0 };
+	int r = store_change_begin(s, project, key_id, &cur, out);
 
-	if (out)
-		*out = NULL;
-	pthread_mutex_lock(&s->update_lock);
-	if ((r = store_key_get(s, project, key_id, &cur)) < 0)
-		goto out;
-	m = cur->meta;
-	if (strcmp(m.origin, "external") != 0) {
-		r = KMS_E_EXTERNAL_REQUIRED;
-		goto out;
+	if (r == 0) {
+		m = cur->meta;
+		r = store_import_digest(s, m.key_id, material, digest);
 	}
-	if (m.state != STORE_KEY_PENDING_IMPORT) {
-		r = KMS_E_NOT_PENDING_IMPORT;
-		goto out;
+	if (r == 0 && (r = store_import_allowed(&m, digest)) == 0) {
+		memcpy(m.import_digest, digest, sizeof(digest));
+		m.import_digest_set = true;
+		m.state = STORE_KEY_ENABLED;
+		m.expiration_ms = expiration_ms;
+		m.current_version = 0;
+		r = store_seal_version(s, m.key_id, 0, material, &v);
 	}
-	if ((r = store_import_digest(s, m.key_id, material, digest)) < 0)
-		goto out;
-	if (m.import_digest_set && !core_equal(m.import_digest, digest, sizeof(digest))) {
-		r = KMS_E_IMPORT_DIFFERENT;
-		goto out;
-	}
-	memcpy(m.import_digest, digest, sizeof(digest));
-	m.import_digest_set = true;
-	m.state = STORE_KEY_ENABLED;
-	m.expiration_ms = expiration_ms;
-	m.current_version = 0;
-	v.version = 0;
-	store_material_aad(m.key_id, 0, aad);
-	r = core_seal(s->root_key, aad, sizeof(aad), material, CORE_KEY_BYTES, v.sealed,
-		      sizeof(v.sealed), &v.sealed_len);
-	if (r < 0)
-		goto out;
 	/* Durable before the snapshot is published. */
-	if ((r = s->ops->key_replace_material(s->be, &m, &v)) < 0)
-		goto out;
-	if ((r = store_snapshot_new(s, &m, &v, 1, &k)) < 0) {
-		store_cache_replace(s, m.key_id, NULL); /* durable but not cached: reload later */
-		goto out;
-	}
-	store_publish_out(s, k, out);
-	/* The cache owns k: the analyzer cannot follow the atomic reference count. */
-	/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
-	r = 0;
-out:
+	if (r == 0 && (r = s->ops->key_replace_material(s->be, &m, &v)) == 0)
+		r = store_publish_change(s, m.key_id, store_snapshot_new(s, &m, &v, 1, &k), &k, out);
 	kms_wipe(digest, sizeof(digest));
-	store_key_release(cur);
-	pthread_mutex_unlock(&s->update_lock);
-	return r;
+	return store_change_end(s, cur, r);
 }
 
 /* After material was deleted (update_lock held): make sure no copy stays in the database files.
@@ -362,18 +349,12 @@ static int store_material_clear_locked(struct store *s, const char *project, con
 		m.state = STORE_KEY_PENDING_IMPORT;
 	m.expiration_ms = 0;
 	m.has_material = false;
-	if ((r = s->ops->key_replace_material(s->be, &m, NULL)) < 0)
-		goto out;
-	/* The deletion is done and durable; a copy left in the log is the sweep's to retry. */
-	(void)store_wipe_deleted_locked(s);
-	if ((r = store_snapshot_new(s, &m, NULL, 0, &k)) < 0) {
-		store_cache_replace(s, m.key_id, NULL); /* durable but not cached: reload later */
-		goto out;
+	if ((r = s->ops->key_replace_material(s->be, &m, NULL)) == 0) {
+		/* The deletion is done and durable; a copy left in the log is the sweep's to retry. */
+		(void)store_wipe_deleted_locked(s);
+		r = store_publish_change(s, m.key_id, store_snapshot_new(s, &m, NULL, 0, &k), &k,
+					 out);
 	}
-	store_publish_out(s, k, out);
-out:
-	/* The cache owns k: the analyzer cannot follow the atomic reference count. */
-	/* NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
 	store_key_release(cur);
 	return r;
 }
@@ -382,23 +363,17 @@ int store_key_delete_material(struct store *s, const char *project, const char *
 			      struct store_key **out)
 {
 	struct store_key *cur = NULL;
-	int r;
+	int r = store_change_begin(s, project, key_id, &cur, out);
 
-	if (out)
-		*out = NULL;
-	pthread_mutex_lock(&s->update_lock);
-	if ((r = store_key_get(s, project, key_id, &cur)) < 0)
-		goto out;
+	if (r < 0)
+		return store_change_end(s, cur, r);
 	if (strcmp(cur->meta.origin, "external") != 0)
 		r = KMS_E_EXTERNAL_REQUIRED;
 	else if (cur->meta.state != STORE_KEY_ENABLED && cur->meta.state != STORE_KEY_DISABLED)
 		r = KMS_E_MATERIAL_STATE;
 	else
 		r = store_material_clear_locked(s, project, key_id, out);
-out:
-	store_key_release(cur);
-	pthread_mutex_unlock(&s->update_lock);
-	return r;
+	return store_change_end(s, cur, r);
 }
 
 struct store_due {

@@ -93,7 +93,34 @@ static const char store_sqlite_upgrade_1_2[] =
 	"creation_ms, deletion_ms, rotation_enabled, rotation_interval, last_rotation_ms, "        \
 	"rotations, current_version, expiration_ms, import_digest"
 
-static int store_sqlite_err(int rc)
+
+#define STORE_KEY_VALUES                                                                           \
+	":project_id, :key_id, :key_alias, :key_description, :key_spec, :key_usage, :origin, "     \
+	":key_state, :creation_ms, :deletion_ms, :rotation_enabled, :rotation_interval, "          \
+	":last_rotation_ms, :rotations, :current_version, :expiration_ms, :import_digest"
+
+/* A constraint failure, by which constraint failed (extended result codes are on). */
+static int store_sqlite_constraint_err(sqlite3 *db, int rc)
+{
+	const char *msg = db ? sqlite3_errmsg(db) : "";
+
+	switch (rc) {
+	case SQLITE_CONSTRAINT_UNIQUE:
+		/* "UNIQUE constraint failed: keys.project_id, keys.key_alias" (index keys_alias) */
+		return strstr(msg, "keys.key_alias") ? KMS_E_ALIAS_DUPLICATE : KMS_E_INTERNAL;
+	case SQLITE_CONSTRAINT_FOREIGNKEY:
+		return KMS_E_KEY_NOT_FOUND; /* the key the row belongs to is gone */
+	case SQLITE_CONSTRAINT_CHECK:
+	case SQLITE_CONSTRAINT_NOTNULL:
+		return KMS_E_BAD_PARAM;
+	case SQLITE_CONSTRAINT_PRIMARYKEY: /* random ids clashed or a row went in twice: a bug */
+	default:
+		return KMS_E_INTERNAL;
+	}
+}
+
+/* What an SQLite result means for the store (db: for the details of a failed constraint). */
+static int store_sqlite_err(sqlite3 *db, int rc)
 {
 	switch (rc & 0xff) {
 	case SQLITE_OK:
@@ -108,7 +135,7 @@ static int store_sqlite_err(int rc)
 	case SQLITE_NOMEM:
 		return KMS_E_NOMEM;
 	case SQLITE_CONSTRAINT:
-		return KMS_E_ALIAS_DUPLICATE;
+		return store_sqlite_constraint_err(db, rc);
 	default:
 		return KMS_E_IO;
 	}
@@ -119,11 +146,131 @@ static void store_copy(char *dst, size_t cap, const unsigned char *src)
 	snprintf(dst, cap, "%s", src ? (const char *)src : "");
 }
 
-static int store_version_cb(void *arg, int ncols, char **vals, char **names)
+/* A statement's parameters, bound by name (":key_id"). A name the statement does not use is
+ * skipped, so one list serves several statements (the INSERT and the UPDATE of a key). */
+enum store_param_type { STORE_P_TEXT, STORE_P_INT, STORE_P_BLOB };
+struct store_param {
+	const char *name;
+	enum store_param_type type;
+	const char *text; /* NULL binds NULL */
+	int64_t i;
+	const void *blob; /* NULL binds NULL */
+	size_t n;
+};
+#define STORE_TEXT(nm, v) { .name = (nm), .type = STORE_P_TEXT, .text = (v) }
+#define STORE_INT(nm, v) { .name = (nm), .type = STORE_P_INT, .i = (int64_t)(v) }
+#define STORE_BLOB(nm, p, len) { .name = (nm), .type = STORE_P_BLOB, .blob = (p), .n = (len) }
+/* The array and its length, as store_run and store_query take them. */
+#define STORE_PARAMS(...)                                                                          \
+	(const struct store_param[]){ __VA_ARGS__ },                                               \
+		KMS_ARRAY_SIZE(((const struct store_param[]){ __VA_ARGS__ }))
+
+static void store_bind(sqlite3_stmt *st, const struct store_param *p, size_t np)
 {
-	(void)names;
-	if (ncols == 1 && vals[0])
-		*(int *)arg = atoi(vals[0]);
+	for (size_t i = 0; i < np; i++) {
+		int col = sqlite3_bind_parameter_index(st, p[i].name);
+
+		if (col == 0)
+			continue;
+		if (p[i].type == STORE_P_INT)
+			sqlite3_bind_int64(st, col, p[i].i);
+		else if (p[i].type == STORE_P_TEXT && p[i].text)
+			sqlite3_bind_text(st, col, p[i].text, -1, SQLITE_STATIC);
+		else if (p[i].type == STORE_P_BLOB && p[i].blob)
+			sqlite3_bind_blob(st, col, p[i].blob, (int)p[i].n, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st, col);
+	}
+}
+
+/* Rows of a query, one by one; a non-zero return stops the query and is returned. */
+typedef int (*store_row_fn)(sqlite3_stmt *st, void *arg);
+
+/* Prepare sql, bind p, and hand each row to fn (NULL: none expected). Caller holds the lock. */
+static int store_run(sqlite3 *db, const char *sql, const struct store_param *p, size_t np,
+		     store_row_fn fn, void *arg)
+{
+	sqlite3_stmt *st = NULL;
+	int r = 0, rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+
+	if (rc == SQLITE_OK) {
+		store_bind(st, p, np);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			if (fn && (r = fn(st, arg)) != 0)
+				break;
+	}
+	if (r == 0 && rc != SQLITE_DONE)
+		r = store_sqlite_err(db, rc);
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* store_run under the lock; *changes (if changes) gets the number of rows it changed. */
+static int store_query_changes(struct store_backend *b, const char *sql,
+			       const struct store_param *p, size_t np, store_row_fn fn, void *arg,
+			       int *changes)
+{
+	int r;
+
+	pthread_mutex_lock(&b->lock);
+	r = store_run(b->db, sql, p, np, fn, arg);
+	if (changes)
+		*changes = sqlite3_changes(b->db);
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
+static int store_query(struct store_backend *b, const char *sql, const struct store_param *p,
+		       size_t np, store_row_fn fn, void *arg)
+{
+	return store_query_changes(b, sql, p, np, fn, arg, NULL);
+}
+
+/* Run fn in one write transaction. BEGIN IMMEDIATE takes the write lock first (waiting out
+ * another process's writer for the busy timeout), so what fn reads and what it writes are one
+ * step; COMMIT makes it durable (synchronous=FULL) before we return; any failure rolls all of it
+ * back. Caller holds the lock (or owns db alone, at open). */
+typedef int (*store_tx_fn)(sqlite3 *db, void *arg);
+
+static int store_tx_db(sqlite3 *db, store_tx_fn fn, void *arg)
+{
+	int r = store_sqlite_err(db, sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL));
+
+	if (r < 0)
+		return r;
+	r = fn(db, arg);
+	if (r == 0)
+		r = store_sqlite_err(db, sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));
+	if (r < 0)
+		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return r;
+}
+
+static int store_tx(struct store_backend *b, store_tx_fn fn, void *arg)
+{
+	int r;
+
+	pthread_mutex_lock(&b->lock);
+	r = store_tx_db(b->db, fn, arg);
+	pthread_mutex_unlock(&b->lock);
+	return r;
+}
+
+static int store_int_row(sqlite3_stmt *st, void *arg)
+{
+	*(int64_t *)arg = sqlite3_column_int64(st, 0);
+	return 0;
+}
+
+static int store_count_row(sqlite3_stmt *st, void *arg)
+{
+	*(size_t *)arg = (size_t)sqlite3_column_int64(st, 0);
+	return 0;
+}
+
+static int store_true_row(sqlite3_stmt *st, void *arg)
+{
+	*(bool *)arg = true;
 	return 0;
 }
 
@@ -199,140 +346,141 @@ static bool store_v2_token_parse(const char *value, struct store_token_info *t, 
 	return true;
 }
 
-/* Bind a typed column, or the unreadable marker in its place. */
-static void store_v2_bind_int(sqlite3_stmt *st, int col, bool ok, int64_t v)
+/* A typed column of a version 2 row, or the unreadable marker in its place. */
+static struct store_param store_v2_int(const char *name, bool ok, int64_t v)
 {
-	if (ok)
-		sqlite3_bind_int64(st, col, v);
-	else
-		sqlite3_bind_text(st, col, STORE_V2_UNREADABLE, -1, SQLITE_STATIC);
+	struct store_param p = STORE_INT(name, v);
+
+	if (!ok)
+		p = (struct store_param)STORE_TEXT(name, STORE_V2_UNREADABLE);
+	return p;
 }
 
-static int store_v2_row(sqlite3 *db, const char *kind, const char *name, const char *value)
+static int store_v2_row(sqlite3_stmt *row, void *arg)
 {
+	const char *kind = (const char *)sqlite3_column_text(row, 0);
+	const char *name = (const char *)sqlite3_column_text(row, 1);
+	const char *value = (const char *)sqlite3_column_text(row, 2);
+	sqlite3 *db = arg;
 	struct store_token_info t = { 0 };
 	char project[KMS_MAX_PROJECT_ID + 1], principal[4] = "", role[8] = "";
 	const char *bind_role = NULL;
 	int64_t n[4] = { 0 }, id = 0, revoked = 0;
-	sqlite3_stmt *st = NULL;
 	bool ok;
-	int rc;
 
 	if (strcmp(kind, "project") == 0) {
 		ok = store_v2_project_parse(value, n);
-		rc = sqlite3_prepare_v2(db, "INSERT INTO project_policies(project_id, owner_uid, "
-					"group_gid, dir_mode, plaintext_mode) VALUES(?1,?2,?3,?4,?5)",
-					-1, &st, NULL);
-		if (rc != SQLITE_OK)
-			goto out;
-		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-		for (int i = 0; i < 4; i++)
-			store_v2_bind_int(st, 2 + i, ok, n[i]);
-	} else if (strcmp(kind, "bind") == 0) {
-		ok = store_v2_binding_parse(name, value, project, principal, &id, &bind_role);
-		rc = sqlite3_prepare_v2(db, "INSERT INTO bindings(project_id, principal, "
-					"principal_id, role) VALUES(?1,?2,?3,?4)",
-					-1, &st, NULL);
-		if (rc != SQLITE_OK)
-			goto out;
-		sqlite3_bind_text(st, 1, project, -1, SQLITE_STATIC);
-		/* Unreadable: the whole name stands in for the id, so each row keeps its own key. */
-		sqlite3_bind_text(st, 2, ok ? principal : STORE_V2_UNREADABLE, -1, SQLITE_STATIC);
-		if (ok)
-			sqlite3_bind_int64(st, 3, id);
-		else
-			sqlite3_bind_text(st, 3, name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, ok ? bind_role : value, -1, SQLITE_STATIC);
-	} else if (strcmp(kind, "token") == 0) {
-		ok = store_v2_token_parse(value, &t, role, &revoked);
-		rc = sqlite3_prepare_v2(db, "INSERT INTO tokens(token_id, project_id, user_name, "
-					"role, expiry, issued_ms, revoked) VALUES(?1,?2,?3,?4,?5,?6,?7)",
-					-1, &st, NULL);
-		if (rc != SQLITE_OK)
-			goto out;
-		sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, t.project, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, t.user, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, role, -1, SQLITE_STATIC);
-		store_v2_bind_int(st, 5, ok, t.expiry);
-		store_v2_bind_int(st, 6, ok, t.issued_ms);
-		store_v2_bind_int(st, 7, ok, revoked);
-	} else {
-		return SQLITE_OK;
+		return store_run(db,
+				 "INSERT INTO project_policies(project_id, owner_uid, group_gid, "
+				 "dir_mode, plaintext_mode) VALUES(:project_id, :owner_uid, "
+				 ":group_gid, :dir_mode, :plaintext_mode)",
+				 STORE_PARAMS(STORE_TEXT(":project_id", name),
+					      store_v2_int(":owner_uid", ok, n[0]),
+					      store_v2_int(":group_gid", ok, n[1]),
+					      store_v2_int(":dir_mode", ok, n[2]),
+					      store_v2_int(":plaintext_mode", ok, n[3])),
+				 NULL, NULL);
 	}
-	rc = sqlite3_step(st);
-	rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-out:
-	sqlite3_finalize(st);
-	return rc;
+	if (strcmp(kind, "bind") == 0) {
+		/* Unreadable: the whole name stands in for the id, so each row keeps its own key. */
+		ok = store_v2_binding_parse(name, value, project, principal, &id, &bind_role);
+		return store_run(db,
+				 "INSERT INTO bindings(project_id, principal, principal_id, role) "
+				 "VALUES(:project_id, :principal, :principal_id, :role)",
+				 STORE_PARAMS(STORE_TEXT(":project_id", project),
+					      STORE_TEXT(":principal", ok ? principal
+									: STORE_V2_UNREADABLE),
+					      ok ? (struct store_param)STORE_INT(":principal_id", id)
+						 : (struct store_param)STORE_TEXT(":principal_id", name),
+					      STORE_TEXT(":role", ok ? bind_role : value)),
+				 NULL, NULL);
+	}
+	if (strcmp(kind, "token") == 0) {
+		ok = store_v2_token_parse(value, &t, role, &revoked);
+		return store_run(db,
+				 "INSERT INTO tokens(token_id, project_id, user_name, role, expiry, "
+				 "issued_ms, revoked) VALUES(:token_id, :project_id, :user_name, "
+				 ":role, :expiry, :issued_ms, :revoked)",
+				 STORE_PARAMS(STORE_TEXT(":token_id", name),
+					      STORE_TEXT(":project_id", t.project),
+					      STORE_TEXT(":user_name", t.user), STORE_TEXT(":role", role),
+					      store_v2_int(":expiry", ok, t.expiry),
+					      store_v2_int(":issued_ms", ok, t.issued_ms),
+					      store_v2_int(":revoked", ok, revoked)),
+				 NULL, NULL);
+	}
+	return 0;
 }
 
-/* Version 2 -> 3, inside the upgrade's transaction. */
+/* Version 2 -> 3. A version 1 database may predate the policy table. */
 static int store_sqlite_upgrade_2_3(sqlite3 *db)
 {
-	sqlite3_stmt *st = NULL;
-	/* A version 1 database may predate the policy table. */
-	int rc = sqlite3_exec(db,
-			      STORE_POLICY_TABLES "CREATE TABLE IF NOT EXISTS policy(kind TEXT NOT NULL,"
-			      " name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(kind, name));",
-			      NULL, NULL, NULL);
+	int r = store_sqlite_err(db, sqlite3_exec(db,
+						  STORE_POLICY_TABLES
+						  "CREATE TABLE IF NOT EXISTS policy(kind TEXT NOT "
+						  "NULL, name TEXT NOT NULL, value TEXT NOT NULL, "
+						  "PRIMARY KEY(kind, name));",
+						  NULL, NULL, NULL));
 
-	if (rc == SQLITE_OK)
-		rc = sqlite3_prepare_v2(db, "SELECT kind, name, value FROM policy", -1, &st, NULL);
-	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW)
-		rc = store_v2_row(db, (const char *)sqlite3_column_text(st, 0),
-				  (const char *)sqlite3_column_text(st, 1),
-				  (const char *)sqlite3_column_text(st, 2));
-	sqlite3_finalize(st);
-	if (rc == SQLITE_DONE)
-		rc = sqlite3_exec(db,
-				  "DROP TABLE policy;"
-				  "UPDATE meta SET value = '3' WHERE name = 'schema_version';",
-				  NULL, NULL, NULL);
-	return rc;
+	if (r == 0)
+		r = store_run(db, "SELECT kind, name, value FROM policy", NULL, 0, store_v2_row, db);
+	if (r == 0)
+		r = store_sqlite_err(db, sqlite3_exec(db,
+						      "DROP TABLE policy;"
+						      "UPDATE meta SET value = '3' WHERE name = "
+						      "'schema_version';",
+						      NULL, NULL, NULL));
+	return r;
 }
 
-/* Bring an older database to STORE_SCHEMA_VERSION, in one transaction (another process may be
- * opening it at the same moment: the version is read again under the write lock). */
-static int store_sqlite_upgrade(sqlite3 *db, bool read_only, char *why, size_t why_len)
+static int store_schema_version(sqlite3 *db, int64_t *version)
 {
-	int version = 0, rc;
+	*version = 0;
+	return store_run(db, "SELECT value FROM meta WHERE name = 'schema_version'", NULL, 0,
+			 store_int_row, version);
+}
 
-	rc = sqlite3_exec(db, "SELECT value FROM meta WHERE name = 'schema_version'",
-			  store_version_cb, &version, NULL);
-	if (rc != SQLITE_OK)
-		return rc;
-	if (version == STORE_SCHEMA_VERSION)
-		return SQLITE_OK;
+/* Inside the upgrade's transaction: another process may have upgraded meanwhile. */
+static int store_sqlite_upgrade_tx(sqlite3 *db, void *arg)
+{
+	int64_t version = 0;
+	int r = store_schema_version(db, &version);
+
+	(void)arg;
+	if (r == 0 && version == 1)
+		r = store_sqlite_err(db, sqlite3_exec(db, store_sqlite_upgrade_1_2, NULL, NULL, NULL));
+	if (r == 0 && (version == 1 || version == 2))
+		r = store_sqlite_upgrade_2_3(db);
+	return r;
+}
+
+/* Bring an older database to STORE_SCHEMA_VERSION, in one transaction. *refused: the version
+ * is one we cannot upgrade here, and why says so. */
+static int store_sqlite_upgrade(sqlite3 *db, bool read_only, bool *refused, char *why,
+				size_t why_len)
+{
+	int64_t version = 0;
+	int r = store_schema_version(db, &version);
+
+	*refused = r == 0 && version != STORE_SCHEMA_VERSION &&
+		   (read_only || version > STORE_SCHEMA_VERSION || version < 1);
+	if (r < 0 || version == STORE_SCHEMA_VERSION)
+		return r;
 	if (version > STORE_SCHEMA_VERSION || version < 1) {
 		snprintf(why, why_len,
-			 "the key database has schema version %d, this kmsfs knows %d; use the kmsfs "
-			 "release that wrote it",
-			 version, STORE_SCHEMA_VERSION);
-		return SQLITE_MISMATCH;
+			 "the key database has schema version %lld, this kmsfs knows %d; use the "
+			 "kmsfs release that wrote it",
+			 (long long)version, STORE_SCHEMA_VERSION);
+		return KMS_E_IO;
 	}
 	if (read_only) {
 		snprintf(why, why_len,
-			 "the key database has schema version %d and must be upgraded to %d: open it "
-			 "read-write once (start kmsfs or run kmsctl)",
-			 version, STORE_SCHEMA_VERSION);
-		return SQLITE_MISMATCH;
+			 "the key database has schema version %lld and must be upgraded to %d: open "
+			 "it read-write once (start kmsfs or run kmsctl)",
+			 (long long)version, STORE_SCHEMA_VERSION);
+		return KMS_E_IO;
 	}
-	rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		return rc;
-	version = 0;
-	rc = sqlite3_exec(db, "SELECT value FROM meta WHERE name = 'schema_version'",
-			  store_version_cb, &version, NULL);
-	if (rc == SQLITE_OK && version == 1)
-		rc = sqlite3_exec(db, store_sqlite_upgrade_1_2, NULL, NULL, NULL);
-	if (rc == SQLITE_OK && (version == 1 || version == 2))
-		rc = store_sqlite_upgrade_2_3(db);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-	if (rc != SQLITE_OK)
-		(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-	return rc;
+	return store_tx_db(db, store_sqlite_upgrade_tx, NULL);
 }
 
 static int store_sqlite_open(const char *state_dir, bool create, bool read_only,
@@ -341,6 +489,7 @@ static int store_sqlite_open(const char *state_dir, bool create, bool read_only,
 	struct store_backend *b = NULL;
 	char path[4096];
 	int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+	bool refused = false;
 	int r = KMS_E_IO, rc;
 
 	*out = NULL;
@@ -377,29 +526,24 @@ static int store_sqlite_open(const char *state_dir, bool create, bool read_only,
 			  NULL, NULL, NULL);
 	if (rc == SQLITE_OK && !read_only)
 		rc = sqlite3_exec(b->db, store_sqlite_schema, NULL, NULL, NULL);
-	if (rc == SQLITE_OK) {
-		rc = store_sqlite_upgrade(b->db, read_only, why, why_len);
-		if (rc == SQLITE_MISMATCH) {
-			r = KMS_E_IO;
-			goto out;
-		}
-	}
-	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(b->db, "SELECT count(*) FROM keys; PRAGMA quick_check;", NULL, NULL,
-				  NULL);
-	if (rc != SQLITE_OK) {
+	r = store_sqlite_err(b->db, rc);
+	if (r == 0 && (r = store_sqlite_upgrade(b->db, read_only, &refused, why, why_len)) < 0 &&
+	    refused)
+		goto out;
+	if (r == 0)
+		r = store_sqlite_err(b->db, sqlite3_exec(b->db,
+							 "SELECT count(*) FROM keys; "
+							 "PRAGMA quick_check;",
+							 NULL, NULL, NULL));
+	if (r < 0) {
 		snprintf(why, why_len,
 			 "key database '%.300s' is unusable (%s); restore it from a backup or fix the "
 			 "file's permissions and the file system",
 			 path, sqlite3_errmsg(b->db));
-		r = store_sqlite_err(rc);
-		if (r == 0)
-			r = KMS_E_IO;
 		goto out;
 	}
 	*out = b;
 	b = NULL;
-	r = 0;
 out:
 	if (b) {
 		sqlite3_close(b->db);
@@ -416,38 +560,6 @@ static void store_sqlite_close(struct store_backend *b)
 	sqlite3_close(b->db);
 	pthread_mutex_destroy(&b->lock);
 	free(b);
-}
-
-/* Prepare, bind text arguments, and hand each row to fn. All under the lock. */
-typedef int (*store_row_fn)(sqlite3_stmt *st, void *arg);
-
-static int store_query(struct store_backend *b, const char *sql, const char *const *texts,
-		       size_t ntexts, const int64_t *ints, size_t nints, store_row_fn fn, void *arg)
-{
-	sqlite3_stmt *st = NULL;
-	int r, rc;
-
-	pthread_mutex_lock(&b->lock);
-	rc = sqlite3_prepare_v2(b->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK) {
-		r = store_sqlite_err(rc);
-		goto out;
-	}
-	for (size_t i = 0; i < ntexts; i++)
-		sqlite3_bind_text(st, (int)i + 1, texts[i], -1, SQLITE_STATIC);
-	for (size_t i = 0; i < nints; i++)
-		sqlite3_bind_int64(st, (int)(ntexts + i) + 1, ints[i]);
-	r = 0;
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (fn && (r = fn(st, arg)) != 0)
-			goto out;
-	}
-	if (rc != SQLITE_DONE)
-		r = store_sqlite_err(rc);
-out:
-	sqlite3_finalize(st);
-	pthread_mutex_unlock(&b->lock);
-	return r;
 }
 
 struct store_meta_row {
@@ -469,43 +581,47 @@ static int store_sqlite_meta_get(struct store_backend *b, const char *name, char
 				 bool *found)
 {
 	struct store_meta_row m = { out, cap, found };
-	const char *t[] = { name };
 
 	*found = false;
-	return store_query(b, "SELECT value FROM meta WHERE name = ?", t, 1, NULL, 0,
-			   store_meta_row, &m);
+	return store_query(b, "SELECT value FROM meta WHERE name = :name",
+			   STORE_PARAMS(STORE_TEXT(":name", name)), store_meta_row, &m);
 }
 
 static int store_sqlite_meta_set(struct store_backend *b, const char *name, const char *value)
 {
-	const char *t[] = { name, value };
-
-	return store_query(b, "INSERT OR REPLACE INTO meta(name, value) VALUES(?, ?)", t, 2, NULL,
-			   0, NULL, NULL);
+	return store_query(b, "INSERT OR REPLACE INTO meta(name, value) VALUES(:name, :value)",
+			   STORE_PARAMS(STORE_TEXT(":name", name), STORE_TEXT(":value", value)),
+			   NULL, NULL);
 }
 
 static int store_sqlite_project_ensure(struct store_backend *b, const char *project,
 				       int64_t now_ms)
 {
-	const char *t[] = { project };
-
-	return store_query(b, "INSERT OR IGNORE INTO projects(project_id, created_ms) VALUES(?, ?)",
-			   t, 1, &now_ms, 1, NULL, NULL);
+	return store_query(b,
+			   "INSERT OR IGNORE INTO projects(project_id, created_ms) "
+			   "VALUES(:project_id, :created_ms)",
+			   STORE_PARAMS(STORE_TEXT(":project_id", project),
+					STORE_INT(":created_ms", now_ms)),
+			   NULL, NULL);
 }
 
-static int store_true_row(sqlite3_stmt *st, void *arg)
+/* A count over one project's rows (sql names it :project_id). */
+static int store_project_count(struct store_backend *b, const char *sql, const char *project,
+			       size_t *n)
 {
-	*(bool *)arg = true;
-	return 0;
+	*n = 0;
+	return store_query(b, sql, STORE_PARAMS(STORE_TEXT(":project_id", project)),
+			   store_count_row, n);
 }
 
 static int store_sqlite_project_exists(struct store_backend *b, const char *project, bool *exists)
 {
-	const char *t[] = { project };
+	size_t n = 0;
+	int r = store_project_count(b, "SELECT count(*) FROM projects WHERE project_id = :project_id",
+				    project, &n);
 
-	*exists = false;
-	return store_query(b, "SELECT 1 FROM projects WHERE project_id = ?", t, 1, NULL, 0,
-			   store_true_row, exists);
+	*exists = n > 0;
+	return r;
 }
 
 struct store_project_rows {
@@ -524,8 +640,8 @@ static int store_sqlite_project_list(struct store_backend *b, store_project_cb c
 {
 	struct store_project_rows p = { cb, arg };
 
-	return store_query(b, "SELECT project_id FROM projects ORDER BY project_id", NULL, 0, NULL,
-			   0, store_project_row, &p);
+	return store_query(b, "SELECT project_id FROM projects ORDER BY project_id", NULL, 0,
+			   store_project_row, &p);
 }
 
 static void store_meta_from_row(sqlite3_stmt *st, struct store_key_meta *m)
@@ -554,120 +670,106 @@ static void store_meta_from_row(sqlite3_stmt *st, struct store_key_meta *m)
 	}
 }
 
-static void store_bind_digest(sqlite3_stmt *st, int col, const struct store_key_meta *m)
+/* Write a key's fields: the INSERT of a new key or the UPDATE of its mutable fields, both
+ * binding the named parameters of STORE_KEY_VALUES they use. Caller holds the lock. */
+static int store_key_write(sqlite3 *db, const char *sql, const struct store_key_meta *m)
 {
-	if (m->import_digest_set)
-		sqlite3_bind_blob(st, col, m->import_digest, (int)sizeof(m->import_digest),
-				  SQLITE_STATIC);
-	else
-		sqlite3_bind_null(st, col);
+	return store_run(db, sql,
+			 STORE_PARAMS(STORE_TEXT(":project_id", m->project),
+				      STORE_TEXT(":key_id", m->key_id),
+				      STORE_TEXT(":key_alias", m->alias),
+				      STORE_TEXT(":key_description", m->description),
+				      STORE_TEXT(":key_spec", m->key_spec),
+				      STORE_TEXT(":key_usage", m->key_usage),
+				      STORE_TEXT(":origin", m->origin),
+				      STORE_INT(":key_state", m->state),
+				      STORE_INT(":creation_ms", m->creation_ms),
+				      STORE_INT(":deletion_ms", m->deletion_ms),
+				      STORE_INT(":rotation_enabled", m->rotation_enabled),
+				      STORE_INT(":rotation_interval", m->rotation_interval_days),
+				      STORE_INT(":last_rotation_ms", m->last_rotation_ms),
+				      STORE_INT(":rotations", m->rotations),
+				      STORE_INT(":current_version", m->current_version),
+				      STORE_INT(":expiration_ms", m->expiration_ms),
+				      STORE_BLOB(":import_digest",
+						 m->import_digest_set ? m->import_digest : NULL,
+						 sizeof(m->import_digest))),
+			 NULL, NULL);
 }
 
-static int store_exec_locked(struct store_backend *b, const char *sql)
+static int store_update_locked(sqlite3 *db, const struct store_key_meta *m)
 {
-	return store_sqlite_err(sqlite3_exec(b->db, sql, NULL, NULL, NULL));
+	int r = store_key_write(db,
+				"UPDATE keys SET key_alias = :key_alias, key_description = "
+				":key_description, key_state = :key_state, deletion_ms = :deletion_ms, "
+				"rotation_enabled = :rotation_enabled, rotation_interval = "
+				":rotation_interval, last_rotation_ms = :last_rotation_ms, rotations = "
+				":rotations, current_version = :current_version, expiration_ms = "
+				":expiration_ms, import_digest = :import_digest WHERE key_id = :key_id",
+				m);
+
+	if (r == 0 && sqlite3_changes(db) != 1)
+		r = KMS_E_KEY_NOT_FOUND;
+	return r;
+}
+
+/* One sealed material version of key_id. Caller holds the lock, inside a transaction. */
+static int store_insert_version_locked(sqlite3 *db, const char *key_id,
+				       const struct store_sealed_version *v, int64_t created_ms)
+{
+	return store_run(db,
+			 "INSERT INTO key_versions(key_id, version, sealed, created_ms) "
+			 "VALUES(:key_id, :version, :sealed, :created_ms)",
+			 STORE_PARAMS(STORE_TEXT(":key_id", key_id), STORE_INT(":version", v->version),
+				      STORE_BLOB(":sealed", v->sealed, v->sealed_len),
+				      STORE_INT(":created_ms", created_ms)),
+			 NULL, NULL);
+}
+
+struct store_key_tx {
+	const struct store_key_meta *m;
+	const struct store_sealed_version *v;
+	unsigned quota;
+};
+
+static int store_key_insert_tx(sqlite3 *db, void *arg)
+{
+	const struct store_key_tx *t = arg;
+	const struct store_key_meta *m = t->m;
+	size_t count = 0;
+	bool taken = false;
+	int r = store_run(db, "SELECT count(*) FROM keys WHERE project_id = :project_id",
+			  STORE_PARAMS(STORE_TEXT(":project_id", m->project)), store_count_row,
+			  &count);
+
+	if (r == 0 && count >= t->quota)
+		r = KMS_E_TOO_MANY_KEYS;
+	if (r == 0)
+		r = store_run(db,
+			      "SELECT 1 FROM keys WHERE project_id = :project_id AND key_alias = "
+			      ":key_alias",
+			      STORE_PARAMS(STORE_TEXT(":project_id", m->project),
+					   STORE_TEXT(":key_alias", m->alias)),
+			      store_true_row, &taken);
+	if (r == 0 && taken)
+		r = KMS_E_ALIAS_DUPLICATE;
+	if (r == 0)
+		r = store_key_write(db,
+				    "INSERT INTO keys(" STORE_KEY_COLUMNS ") VALUES(" STORE_KEY_VALUES
+				    ")",
+				    m);
+	if (r == 0 && t->v)
+		r = store_insert_version_locked(db, m->key_id, t->v, m->creation_ms);
+	return r;
 }
 
 static int store_sqlite_key_insert(struct store_backend *b, const struct store_key_meta *m,
 				   const struct store_sealed_version *v, unsigned quota)
 {
-	sqlite3_stmt *st = NULL;
-	int r, rc;
-	bool in_tx = false;
+	struct store_key_tx t = { m, v, quota };
 
-	pthread_mutex_lock(&b->lock);
-	/* IMMEDIATE: take the write lock first, so the quota count and the insert are one step. */
-	if ((r = store_exec_locked(b, "BEGIN IMMEDIATE")) < 0)
-		goto out;
-	in_tx = true;
-	rc = sqlite3_prepare_v2(b->db, "SELECT count(*) FROM keys WHERE project_id = ?", -1, &st,
-				NULL);
-	if (rc != SQLITE_OK)
-		goto sql_fail;
-	sqlite3_bind_text(st, 1, m->project, -1, SQLITE_STATIC);
-	if ((rc = sqlite3_step(st)) != SQLITE_ROW)
-		goto sql_fail;
-	if (sqlite3_column_int64(st, 0) >= (int64_t)quota) {
-		r = KMS_E_TOO_MANY_KEYS;
-		goto out;
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	rc = sqlite3_prepare_v2(b->db,
-				"SELECT 1 FROM keys WHERE project_id = ? AND key_alias = ?", -1,
-				&st, NULL);
-	if (rc != SQLITE_OK)
-		goto sql_fail;
-	sqlite3_bind_text(st, 1, m->project, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, m->alias, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		r = KMS_E_ALIAS_DUPLICATE;
-		goto out;
-	}
-	if (rc != SQLITE_DONE)
-		goto sql_fail;
-	sqlite3_finalize(st);
-	st = NULL;
-	rc = sqlite3_prepare_v2(b->db,
-				"INSERT INTO keys(" STORE_KEY_COLUMNS
-				") VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK)
-		goto sql_fail;
-	sqlite3_bind_text(st, 1, m->project, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, m->key_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, m->alias, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, m->description, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, m->key_spec, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, m->key_usage, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, m->origin, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 8, m->state);
-	sqlite3_bind_int64(st, 9, m->creation_ms);
-	sqlite3_bind_int64(st, 10, m->deletion_ms);
-	sqlite3_bind_int(st, 11, m->rotation_enabled);
-	sqlite3_bind_int(st, 12, m->rotation_interval_days);
-	sqlite3_bind_int64(st, 13, m->last_rotation_ms);
-	sqlite3_bind_int64(st, 14, m->rotations);
-	sqlite3_bind_int64(st, 15, m->current_version);
-	sqlite3_bind_int64(st, 16, m->expiration_ms);
-	store_bind_digest(st, 17, m);
-	if ((rc = sqlite3_step(st)) != SQLITE_DONE)
-		goto sql_fail;
-	sqlite3_finalize(st);
-	st = NULL;
-	if (!v)
-		goto commit;
-	rc = sqlite3_prepare_v2(b->db,
-				"INSERT INTO key_versions(key_id, version, sealed, created_ms) "
-				"VALUES(?,?,?,?)",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK)
-		goto sql_fail;
-	sqlite3_bind_text(st, 1, m->key_id, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, v->version);
-	sqlite3_bind_blob(st, 3, v->sealed, (int)v->sealed_len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, m->creation_ms);
-	if ((rc = sqlite3_step(st)) != SQLITE_DONE)
-		goto sql_fail;
-	sqlite3_finalize(st);
-	st = NULL;
-commit:
-	if ((r = store_exec_locked(b, "COMMIT")) < 0)
-		goto out;
-	in_tx = false;
-	r = 0;
-	goto out;
-sql_fail:
-	r = store_sqlite_err(rc);
-	if (r == 0)
-		r = KMS_E_IO;
-out:
-	sqlite3_finalize(st);
-	if (in_tx)
-		(void)sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
-	pthread_mutex_unlock(&b->lock);
-	return r;
+	/* One transaction: the quota count, the alias check and the inserts are one step. */
+	return store_tx(b, store_key_insert_tx, &t);
 }
 
 static int store_version_from_row(sqlite3_stmt *st, int col, struct store_sealed_version *v)
@@ -715,25 +817,25 @@ static int store_sqlite_key_load(struct store_backend *b, const char *project, c
 				 store_backend_version_cb cb, void *arg)
 {
 	struct store_load_rows l = { meta, false, cb, arg };
-	const char *t[] = { project, key_id ? key_id : alias };
-	const char *t2[1];
 	int r;
 
 	r = store_query(b,
 			key_id ? "SELECT " STORE_KEY_COLUMNS
-				 " FROM keys WHERE project_id = ? AND key_id = ?"
+				 " FROM keys WHERE project_id = :project_id AND key_id = :key_id"
 			       : "SELECT " STORE_KEY_COLUMNS
-				 " FROM keys WHERE project_id = ? AND key_alias = ?",
-			t, 2, NULL, 0, store_load_meta_row, &l);
+				 " FROM keys WHERE project_id = :project_id AND key_alias = :key_alias",
+			STORE_PARAMS(STORE_TEXT(":project_id", project), STORE_TEXT(":key_id", key_id),
+				     STORE_TEXT(":key_alias", alias)),
+			store_load_meta_row, &l);
 	if (r < 0)
 		return r;
 	if (!l.found)
 		return KMS_E_KEY_NOT_FOUND;
-	t2[0] = meta->key_id;
 	return store_query(b,
-			   "SELECT version, sealed FROM key_versions WHERE key_id = ? "
+			   "SELECT version, sealed FROM key_versions WHERE key_id = :key_id "
 			   "ORDER BY version",
-			   t2, 1, NULL, 0, store_load_version_row, &l);
+			   STORE_PARAMS(STORE_TEXT(":key_id", meta->key_id)), store_load_version_row,
+			   &l);
 }
 
 struct store_list_rows {
@@ -750,45 +852,36 @@ static int store_list_row(sqlite3_stmt *st, void *arg)
 	return l->cb(&m, l->arg);
 }
 
-static int store_count_row(sqlite3_stmt *st, void *arg)
-{
-	*(size_t *)arg = (size_t)sqlite3_column_int64(st, 0);
-	return 0;
-}
+#define STORE_LIST_WHERE " FROM keys WHERE project_id = :project_id AND (:state = 0 OR key_state = :state)"
 
 static int store_sqlite_key_list(struct store_backend *b, const char *project, int state,
 				 size_t offset, size_t limit, store_backend_meta_cb cb, void *arg,
 				 size_t *total)
 {
 	struct store_list_rows l = { cb, arg };
-	const char *t[] = { project };
-	int64_t ints[3] = { state, state, 0 };
+	const struct store_param p[] = {
+		STORE_TEXT(":project_id", project),
+		STORE_INT(":state", state),
+		STORE_INT(":limit", limit > INT64_MAX ? INT64_MAX : (int64_t)limit),
+		STORE_INT(":offset", offset),
+	};
 	int r;
 
 	*total = 0;
-	r = store_query(b,
-			"SELECT count(*) FROM keys WHERE project_id = ? AND (? = 0 OR key_state = ?)",
-			t, 1, ints, 2, store_count_row, total);
+	r = store_query(b, "SELECT count(*)" STORE_LIST_WHERE, p, KMS_ARRAY_SIZE(p),
+			store_count_row, total);
 	if (r < 0 || limit == 0)
 		return r;
-	{
-		int64_t lim[4] = { state, state, (int64_t)limit, (int64_t)offset };
-
-		return store_query(b,
-				   "SELECT " STORE_KEY_COLUMNS " FROM keys WHERE project_id = ? "
-				   "AND (? = 0 OR key_state = ?) ORDER BY creation_ms, rowid "
-				   "LIMIT ? OFFSET ?",
-				   t, 1, lim, 4, store_list_row, &l);
-	}
+	return store_query(b,
+			   "SELECT " STORE_KEY_COLUMNS STORE_LIST_WHERE
+			   " ORDER BY creation_ms, rowid LIMIT :limit OFFSET :offset",
+			   p, KMS_ARRAY_SIZE(p), store_list_row, &l);
 }
 
 static int store_sqlite_key_count(struct store_backend *b, const char *project, size_t *count)
 {
-	const char *t[] = { project };
-
-	*count = 0;
-	return store_query(b, "SELECT count(*) FROM keys WHERE project_id = ?", t, 1, NULL, 0,
-			   store_count_row, count);
+	return store_project_count(b, "SELECT count(*) FROM keys WHERE project_id = :project_id",
+				   project, count);
 }
 
 struct store_scan_rows {
@@ -826,41 +919,7 @@ static int store_sqlite_key_scan(struct store_backend *b, store_backend_meta_cb 
 			   "k.import_digest, v.version, v.sealed "
 			   "FROM keys k JOIN key_versions v ON v.key_id = k.key_id "
 			   "ORDER BY k.project_id, k.creation_ms, v.version",
-			   NULL, 0, NULL, 0, store_scan_row, &s);
-}
-
-static int store_update_locked(struct store_backend *b, const struct store_key_meta *m)
-{
-	sqlite3_stmt *st = NULL;
-	int rc;
-
-	rc = sqlite3_prepare_v2(b->db,
-				"UPDATE keys SET key_alias = ?, key_description = ?, key_state = ?, "
-				"deletion_ms = ?, rotation_enabled = ?, rotation_interval = ?, "
-				"last_rotation_ms = ?, rotations = ?, current_version = ?, "
-				"expiration_ms = ?, import_digest = ? WHERE key_id = ?",
-				-1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, m->alias, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 2, m->description, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 3, m->state);
-		sqlite3_bind_int64(st, 4, m->deletion_ms);
-		sqlite3_bind_int(st, 5, m->rotation_enabled);
-		sqlite3_bind_int(st, 6, m->rotation_interval_days);
-		sqlite3_bind_int64(st, 7, m->last_rotation_ms);
-		sqlite3_bind_int64(st, 8, m->rotations);
-		sqlite3_bind_int64(st, 9, m->current_version);
-		sqlite3_bind_int64(st, 10, m->expiration_ms);
-		store_bind_digest(st, 11, m);
-		sqlite3_bind_text(st, 12, m->key_id, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_DONE && sqlite3_changes(b->db) != 1)
-			rc = SQLITE_NOTFOUND;
-	}
-	sqlite3_finalize(st);
-	if (rc == SQLITE_NOTFOUND)
-		return KMS_E_KEY_NOT_FOUND;
-	return rc == SQLITE_DONE ? 0 : store_sqlite_err(rc);
+			   NULL, 0, store_scan_row, &s);
 }
 
 static int store_sqlite_key_update(struct store_backend *b, const struct store_key_meta *m)
@@ -868,97 +927,70 @@ static int store_sqlite_key_update(struct store_backend *b, const struct store_k
 	int r;
 
 	pthread_mutex_lock(&b->lock);
-	r = store_update_locked(b, m);
+	r = store_update_locked(b->db, m);
 	pthread_mutex_unlock(&b->lock);
 	return r;
 }
 
-/* One sealed material version of key_id. Called with b->lock held, inside a transaction. */
-static int store_insert_version_locked(struct store_backend *b, const char *key_id,
-				       const struct store_sealed_version *v, int64_t created_ms)
+static int store_key_add_version_tx(sqlite3 *db, void *arg)
 {
-	sqlite3_stmt *st = NULL;
-	int rc = sqlite3_prepare_v2(b->db,
-				    "INSERT INTO key_versions(key_id, version, sealed, created_ms) "
-				    "VALUES(?,?,?,?)",
-				    -1, &st, NULL);
+	const struct store_key_tx *t = arg;
+	int r = store_insert_version_locked(db, t->m->key_id, t->v, t->m->last_rotation_ms);
 
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, v->version);
-		sqlite3_bind_blob(st, 3, v->sealed, (int)v->sealed_len, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 4, created_ms);
-		rc = sqlite3_step(st);
-	}
-	sqlite3_finalize(st);
-	return rc;
+	return r == 0 ? store_update_locked(db, t->m) : r;
 }
 
 static int store_sqlite_key_add_version(struct store_backend *b, const struct store_key_meta *m,
 					const struct store_sealed_version *v)
 {
-	int r, rc;
+	struct store_key_tx t = { m, v, 0 };
 
-	pthread_mutex_lock(&b->lock);
-	if ((r = store_exec_locked(b, "BEGIN IMMEDIATE")) < 0)
-		goto out;
-	rc = store_insert_version_locked(b, m->key_id, v, m->last_rotation_ms);
-	r = rc == SQLITE_DONE ? store_update_locked(b, m) : store_sqlite_err(rc);
-	if (r == 0)
-		r = store_exec_locked(b, "COMMIT");
-	if (r < 0)
-		(void)sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
-out:
-	pthread_mutex_unlock(&b->lock);
-	return r;
+	return store_tx(b, store_key_add_version_tx, &t);
+}
+
+static int store_key_replace_material_tx(sqlite3 *db, void *arg)
+{
+	const struct store_key_tx *t = arg;
+	/* secure_delete=ON overwrites the freed pages of the old sealed material. */
+	int r = store_run(db, "DELETE FROM key_versions WHERE key_id = :key_id",
+			  STORE_PARAMS(STORE_TEXT(":key_id", t->m->key_id)), NULL, NULL);
+
+	if (r == 0 && t->v)
+		r = store_insert_version_locked(db, t->m->key_id, t->v, t->m->creation_ms);
+	return r == 0 ? store_update_locked(db, t->m) : r;
 }
 
 static int store_sqlite_key_replace_material(struct store_backend *b,
 					     const struct store_key_meta *m,
 					     const struct store_sealed_version *v)
 {
-	sqlite3_stmt *st = NULL;
-	int r, rc = SQLITE_DONE;
+	struct store_key_tx t = { m, v, 0 };
 
-	pthread_mutex_lock(&b->lock);
-	if ((r = store_exec_locked(b, "BEGIN IMMEDIATE")) < 0)
-		goto out;
-	/* secure_delete=ON overwrites the freed pages of the old sealed material. */
-	rc = sqlite3_prepare_v2(b->db, "DELETE FROM key_versions WHERE key_id = ?", -1, &st,
-				NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, m->key_id, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-	}
-	sqlite3_finalize(st);
-	st = NULL;
-	if (rc == SQLITE_DONE && v)
-		rc = store_insert_version_locked(b, m->key_id, v, m->creation_ms);
-	r = rc == SQLITE_DONE ? store_update_locked(b, m) : store_sqlite_err(rc);
-	if (r == 0)
-		r = store_exec_locked(b, "COMMIT");
-	if (r < 0)
-		(void)sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
-out:
-	pthread_mutex_unlock(&b->lock);
+	return store_tx(b, store_key_replace_material_tx, &t);
+}
+
+static int store_key_delete_tx(sqlite3 *db, void *arg)
+{
+	/* Versions first (explicitly: foreign keys may be off in old databases), then what else
+	 * belongs to the key, then the key; secure_delete=ON overwrites the freed pages, so the
+	 * sealed material is really gone. */
+	static const char *const sql[] = {
+		"DELETE FROM key_versions WHERE key_id = :key_id",
+		"DELETE FROM grants WHERE key_id = :key_id",
+		"DELETE FROM tags WHERE key_id = :key_id",
+		"DELETE FROM keys WHERE key_id = :key_id",
+	};
+	int r = 0;
+
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(sql) && r == 0; i++)
+		r = store_run(db, sql[i], STORE_PARAMS(STORE_TEXT(":key_id", (const char *)arg)),
+			      NULL, NULL);
 	return r;
 }
 
 static int store_sqlite_key_delete(struct store_backend *b, const char *key_id)
 {
-	const char *t[] = { key_id };
-	int r;
-
-	/* Versions first (explicitly: foreign keys may be off in old databases), then the key;
-	 * secure_delete=ON overwrites the freed pages, so the sealed material is really gone. */
-	r = store_query(b, "DELETE FROM key_versions WHERE key_id = ?", t, 1, NULL, 0, NULL, NULL);
-	if (r == 0)
-		r = store_query(b, "DELETE FROM grants WHERE key_id = ?", t, 1, NULL, 0, NULL, NULL);
-	if (r == 0)
-		r = store_query(b, "DELETE FROM tags WHERE key_id = ?", t, 1, NULL, 0, NULL, NULL);
-	if (r == 0)
-		r = store_query(b, "DELETE FROM keys WHERE key_id = ?", t, 1, NULL, 0, NULL, NULL);
-	return r;
+	return store_tx(b, store_key_delete_tx, (void *)key_id);
 }
 
 /* secure_delete=ON zeroes what a delete frees, but in WAL mode the pages as they were before
@@ -972,112 +1004,83 @@ static int store_sqlite_wipe_deleted(struct store_backend *b)
 	pthread_mutex_lock(&b->lock);
 	rc = sqlite3_wal_checkpoint_v2(b->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log_frames,
 				       &copied);
-	pthread_mutex_unlock(&b->lock);
 	if (rc == SQLITE_OK && log_frames > 0)
 		rc = SQLITE_BUSY; /* not everything was copied and cut (-1: not in WAL mode) */
-	return store_sqlite_err(rc);
+	rc = store_sqlite_err(b->db, rc);
+	pthread_mutex_unlock(&b->lock);
+	return rc;
 }
 
 static int store_sqlite_key_due(struct store_backend *b, int64_t now_ms, store_backend_meta_cb cb,
 				void *arg)
 {
 	struct store_list_rows l = { cb, arg };
-	int64_t ints[3] = { now_ms, now_ms, now_ms };
 
 	return store_query(b,
 			   "SELECT " STORE_KEY_COLUMNS " FROM keys WHERE "
-			   "(key_state = 4 AND deletion_ms > 0 AND deletion_ms <= ?) OR "
+			   "(key_state = 4 AND deletion_ms > 0 AND deletion_ms <= :now) OR "
 			   "(origin = 'external' AND key_state IN (2, 3, 4) AND expiration_ms > 0 "
-			   " AND expiration_ms <= ?) OR "
+			   " AND expiration_ms <= :now) OR "
 			   "(key_state = 2 AND rotation_enabled = 1 AND current_version < 63 AND "
-			   " max(last_rotation_ms, creation_ms) + rotation_interval * 86400000 <= ?)",
-			   NULL, 0, ints, 3, store_list_row, &l);
-}
-
-static int store_version_row(sqlite3_stmt *st, void *arg)
-{
-	*(int64_t *)arg = sqlite3_column_int64(st, 0);
-	return 0;
+			   " max(last_rotation_ms, creation_ms) + rotation_interval * 86400000 <= :now)",
+			   STORE_PARAMS(STORE_INT(":now", now_ms)), store_list_row, &l);
 }
 
 static int store_sqlite_data_version(struct store_backend *b, int64_t *version)
 {
-	return store_query(b, "PRAGMA data_version", NULL, 0, NULL, 0, store_version_row, version);
+	return store_query(b, "PRAGMA data_version", NULL, 0, store_int_row, version);
 }
 
-/* Run a statement that counts rows for a key under the write lock, then one that changes them:
- * the limit check and the change are one step. */
-static int store_limited_write(struct store_backend *b, const char *count_sql, const char *key_id,
-			       unsigned max, int too_many, sqlite3_stmt *write)
-{
-	sqlite3_stmt *st = NULL;
-	int r, rc;
+/* A write that a count limits (grants, tags of a key): counted and written in one transaction,
+ * with the same parameters. */
+struct store_limited {
+	const char *count_sql;
+	const char *write_sql;
+	const struct store_param *p;
+	size_t np;
+	unsigned max;
+	int too_many;
+};
 
-	if ((r = store_exec_locked(b, "BEGIN IMMEDIATE")) < 0)
-		return r;
-	rc = sqlite3_prepare_v2(b->db, count_sql, -1, &st, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-	}
-	if (rc != SQLITE_ROW) {
-		r = store_sqlite_err(rc);
-		r = r ? r : KMS_E_IO;
-	} else if (sqlite3_column_int64(st, 0) >= (int64_t)max) {
-		r = too_many;
-	} else {
-		rc = sqlite3_step(write);
-		r = rc == SQLITE_DONE ? 0 : store_sqlite_err(rc);
-		if (r == KMS_E_ALIAS_DUPLICATE) /* constraint: the key vanished meanwhile */
-			r = KMS_E_KEY_NOT_FOUND;
-	}
-	sqlite3_finalize(st);
+static int store_limited_tx(sqlite3 *db, void *arg)
+{
+	const struct store_limited *l = arg;
+	int64_t count = 0;
+	int r = store_run(db, l->count_sql, l->p, l->np, store_int_row, &count);
+
+	if (r == 0 && count >= (int64_t)l->max)
+		r = l->too_many;
 	if (r == 0)
-		r = store_exec_locked(b, "COMMIT");
-	if (r < 0)
-		(void)sqlite3_exec(b->db, "ROLLBACK", NULL, NULL, NULL);
+		r = store_run(db, l->write_sql, l->p, l->np, NULL, NULL);
 	return r;
 }
 
 static int store_sqlite_grant_insert(struct store_backend *b, const struct store_grant *g,
 				     unsigned max)
 {
-	sqlite3_stmt *st = NULL;
-	int r, rc;
+	const struct store_param p[] = {
+		STORE_TEXT(":grant_id", g->grant_id),	STORE_TEXT(":project_id", g->project),
+		STORE_TEXT(":key_id", g->key_id),	STORE_TEXT(":grantee", g->grantee),
+		STORE_TEXT(":grantee_type", g->grantee_type),
+		STORE_TEXT(":operations", g->operations), STORE_TEXT(":issuer", g->issuer),
+		STORE_TEXT(":retiring", g->retiring),	STORE_TEXT(":name", g->name),
+		STORE_INT(":creation_ms", g->creation_ms),
+	};
+	struct store_limited l = {
+		"SELECT count(*) FROM grants WHERE key_id = :key_id",
+		"INSERT INTO grants(grant_id, project_id, key_id, grantee, grantee_type, operations, "
+		"issuer, retiring, name, creation_ms) VALUES(:grant_id, :project_id, :key_id, "
+		":grantee, :grantee_type, :operations, :issuer, :retiring, :name, :creation_ms)",
+		p, KMS_ARRAY_SIZE(p), max, KMS_E_TOO_MANY_GRANTS,
+	};
 
-	pthread_mutex_lock(&b->lock);
-	rc = sqlite3_prepare_v2(b->db,
-				"INSERT INTO grants(grant_id, project_id, key_id, grantee, grantee_type, "
-				"operations, issuer, retiring, name, creation_ms) "
-				"VALUES(?,?,?,?,?,?,?,?,?,?)",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK) {
-		r = store_sqlite_err(rc);
-		goto out;
-	}
-	sqlite3_bind_text(st, 1, g->grant_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, g->project, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, g->key_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, g->grantee, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, g->grantee_type, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, g->operations, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, g->issuer, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 8, g->retiring, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 9, g->name, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 10, g->creation_ms);
-	r = store_limited_write(b, "SELECT count(*) FROM grants WHERE key_id = ?", g->key_id, max,
-				KMS_E_TOO_MANY_GRANTS, st);
-out:
-	sqlite3_finalize(st);
-	pthread_mutex_unlock(&b->lock);
-	return r;
+	return store_tx(b, store_limited_tx, &l);
 }
 
 static int store_sqlite_grant_delete(struct store_backend *b, const char *grant_id)
 {
-	const char *t[] = { grant_id };
-
-	return store_query(b, "DELETE FROM grants WHERE grant_id = ?", t, 1, NULL, 0, NULL, NULL);
+	return store_query(b, "DELETE FROM grants WHERE grant_id = :grant_id",
+			   STORE_PARAMS(STORE_TEXT(":grant_id", grant_id)), NULL, NULL);
 }
 
 struct store_grant_rows {
@@ -1104,128 +1107,80 @@ static int store_grant_row(sqlite3_stmt *st, void *arg)
 	return l->cb(&g, l->arg);
 }
 
+/* A filter field that is NULL matches every row. */
 #define STORE_GRANT_WHERE                                                                          \
-	" FROM grants WHERE (?1 IS NULL OR project_id = ?1) AND (?2 IS NULL OR key_id = ?2) AND "  \
-	"(?3 IS NULL OR grantee = ?3) AND (?4 IS NULL OR retiring = ?4) AND "                      \
-	"(?5 IS NULL OR grant_id = ?5)"
-
-static int store_grant_query(struct store_backend *b, const char *sql,
-			     const struct store_grant_filter *f, int64_t limit, int64_t offset,
-			     store_row_fn fn, void *arg)
-{
-	const char *vals[5] = { f->project, f->key_id, f->grantee, f->retiring, f->grant_id };
-	sqlite3_stmt *st = NULL;
-	int r = 0, rc;
-
-	pthread_mutex_lock(&b->lock);
-	rc = sqlite3_prepare_v2(b->db, sql, -1, &st, NULL);
-	if (rc != SQLITE_OK) {
-		r = store_sqlite_err(rc);
-		goto out;
-	}
-	for (int i = 0; i < 5; i++) {
-		if (vals[i])
-			sqlite3_bind_text(st, i + 1, vals[i], -1, SQLITE_STATIC);
-		else
-			sqlite3_bind_null(st, i + 1);
-	}
-	if (sqlite3_bind_parameter_count(st) >= 7) {
-		sqlite3_bind_int64(st, 6, limit);
-		sqlite3_bind_int64(st, 7, offset);
-	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		if ((r = fn(st, arg)) != 0)
-			goto out;
-	if (rc != SQLITE_DONE)
-		r = store_sqlite_err(rc);
-out:
-	sqlite3_finalize(st);
-	pthread_mutex_unlock(&b->lock);
-	return r;
-}
+	" FROM grants WHERE (:project_id IS NULL OR project_id = :project_id) AND "               \
+	"(:key_id IS NULL OR key_id = :key_id) AND (:grantee IS NULL OR grantee = :grantee) AND " \
+	"(:retiring IS NULL OR retiring = :retiring) AND (:grant_id IS NULL OR grant_id = :grant_id)"
 
 static int store_sqlite_grant_list(struct store_backend *b, const struct store_grant_filter *f,
 				   size_t offset, size_t limit, store_grant_cb cb, void *arg,
 				   size_t *total)
 {
 	struct store_grant_rows l = { cb, arg };
+	const struct store_param p[] = {
+		STORE_TEXT(":project_id", f->project),
+		STORE_TEXT(":key_id", f->key_id),
+		STORE_TEXT(":grantee", f->grantee),
+		STORE_TEXT(":retiring", f->retiring),
+		STORE_TEXT(":grant_id", f->grant_id),
+		STORE_INT(":limit", limit > INT64_MAX ? INT64_MAX : (int64_t)limit),
+		STORE_INT(":offset", offset),
+	};
 	int r;
 
 	if (total) {
 		*total = 0;
-		r = store_grant_query(b, "SELECT count(*)" STORE_GRANT_WHERE, f, 0, 0,
-				      store_count_row, total);
+		r = store_query(b, "SELECT count(*)" STORE_GRANT_WHERE, p, KMS_ARRAY_SIZE(p),
+				store_count_row, total);
 		if (r < 0 || limit == 0)
 			return r;
 	}
-	return store_grant_query(b,
-				 "SELECT grant_id, project_id, key_id, grantee, grantee_type, "
-				 "operations, issuer, retiring, name, creation_ms" STORE_GRANT_WHERE
-				 " ORDER BY creation_ms, rowid LIMIT ?6 OFFSET ?7",
-				 f, (int64_t)(limit > INT64_MAX ? INT64_MAX : limit), (int64_t)offset,
-				 store_grant_row, &l);
+	return store_query(b,
+			   "SELECT grant_id, project_id, key_id, grantee, grantee_type, "
+			   "operations, issuer, retiring, name, creation_ms" STORE_GRANT_WHERE
+			   " ORDER BY creation_ms, rowid LIMIT :limit OFFSET :offset",
+			   p, KMS_ARRAY_SIZE(p), store_grant_row, &l);
 }
 
 static int store_sqlite_grant_count_max(struct store_backend *b, const char *project, size_t *n)
 {
-	const char *t[] = { project };
-
-	*n = 0;
-	return store_query(b,
-			   "SELECT coalesce(max(c), 0) FROM (SELECT count(*) AS c FROM grants "
-			   "WHERE project_id = ? GROUP BY key_id)",
-			   t, 1, NULL, 0, store_count_row, n);
+	return store_project_count(b,
+				   "SELECT coalesce(max(c), 0) FROM (SELECT count(*) AS c FROM grants "
+				   "WHERE project_id = :project_id GROUP BY key_id)",
+				   project, n);
 }
 
 static int store_sqlite_tag_set(struct store_backend *b, const char *key_id, const char *tag_key,
 				const char *tag_value, unsigned max)
 {
-	sqlite3_stmt *st = NULL;
-	const char *t[] = { key_id, tag_key };
-	bool exists = false;
-	int r, rc;
+	const struct store_param p[] = {
+		STORE_TEXT(":key_id", key_id),
+		STORE_TEXT(":tag_key", tag_key),
+		STORE_TEXT(":tag_value", tag_value),
+	};
+	/* Replacing an existing tag never counts against the limit: it counts -1. */
+	struct store_limited l = {
+		"SELECT CASE WHEN EXISTS(SELECT 1 FROM tags WHERE key_id = :key_id AND tag_key = "
+		":tag_key) THEN -1 ELSE count(*) END FROM tags WHERE key_id = :key_id",
+		"INSERT OR REPLACE INTO tags(key_id, tag_key, tag_value) VALUES(:key_id, :tag_key, "
+		":tag_value)",
+		p, KMS_ARRAY_SIZE(p), max, KMS_E_TOO_MANY_TAGS,
+	};
 
-	pthread_mutex_lock(&b->lock);
-	r = store_query(b, "SELECT 1 FROM tags WHERE key_id = ? AND tag_key = ?", t, 2, NULL, 0,
-			store_true_row, &exists);
-	if (r < 0)
-		goto out;
-	rc = sqlite3_prepare_v2(b->db,
-				"INSERT OR REPLACE INTO tags(key_id, tag_key, tag_value) VALUES(?,?,?)",
-				-1, &st, NULL);
-	if (rc != SQLITE_OK) {
-		r = store_sqlite_err(rc);
-		goto out;
-	}
-	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, tag_key, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, tag_value, -1, SQLITE_STATIC);
-	/* Replacing an existing tag never counts against the limit. */
-	r = store_limited_write(b, "SELECT count(*) FROM tags WHERE key_id = ?", key_id,
-				exists ? UINT32_MAX : max, KMS_E_TOO_MANY_TAGS, st);
-out:
-	sqlite3_finalize(st);
-	pthread_mutex_unlock(&b->lock);
-	return r;
+	return store_tx(b, store_limited_tx, &l);
 }
 
 static int store_sqlite_tag_delete(struct store_backend *b, const char *key_id,
 				   const char *tag_key)
 {
-	const char *t[] = { key_id, tag_key };
-	bool exists = false;
-	int r;
+	int changes = 0;
+	int r = store_query_changes(b, "DELETE FROM tags WHERE key_id = :key_id AND tag_key = :tag_key",
+				    STORE_PARAMS(STORE_TEXT(":key_id", key_id),
+						 STORE_TEXT(":tag_key", tag_key)),
+				    NULL, NULL, &changes);
 
-	pthread_mutex_lock(&b->lock);
-	r = store_query(b, "SELECT 1 FROM tags WHERE key_id = ? AND tag_key = ?", t, 2, NULL, 0,
-			store_true_row, &exists);
-	if (r == 0 && !exists)
-		r = KMS_E_TAG_NOT_FOUND;
-	if (r == 0)
-		r = store_query(b, "DELETE FROM tags WHERE key_id = ? AND tag_key = ?", t, 2, NULL,
-				0, NULL, NULL);
-	pthread_mutex_unlock(&b->lock);
-	return r;
+	return r == 0 && changes == 0 ? KMS_E_TAG_NOT_FOUND : r;
 }
 
 struct store_tag_rows {
@@ -1246,64 +1201,71 @@ static int store_sqlite_tag_list(struct store_backend *b, const char *project, c
 				 store_tag_cb cb, void *arg)
 {
 	struct store_tag_rows l = { cb, arg };
-	const char *t[] = { project, key_id };
+	const struct store_param p[] = {
+		STORE_TEXT(":project_id", project),
+		STORE_TEXT(":key_id", key_id),
+	};
 
-	if (key_id)
-		return store_query(b,
-				   "SELECT t.key_id, t.tag_key, t.tag_value FROM tags t JOIN keys k "
-				   "ON k.key_id = t.key_id WHERE k.project_id = ? AND t.key_id = ? "
-				   "ORDER BY t.tag_key",
-				   t, 2, NULL, 0, store_tag_row, &l);
+	/* By tag key for one key; for a project also by value and key id: an order that does not
+	 * depend on key ids or creation times. */
 	return store_query(b,
-			   "SELECT t.key_id, t.tag_key, t.tag_value FROM tags t JOIN keys k "
-			   "ON k.key_id = t.key_id WHERE k.project_id = ? "
-			   "ORDER BY t.tag_key, t.tag_value, t.key_id",
-			   t, 1, NULL, 0, store_tag_row, &l);
+			   key_id ? "SELECT t.key_id, t.tag_key, t.tag_value FROM tags t JOIN keys k "
+				    "ON k.key_id = t.key_id WHERE k.project_id = :project_id AND "
+				    "t.key_id = :key_id ORDER BY t.tag_key"
+				  : "SELECT t.key_id, t.tag_key, t.tag_value FROM tags t JOIN keys k "
+				    "ON k.key_id = t.key_id WHERE k.project_id = :project_id "
+				    "ORDER BY t.tag_key, t.tag_value, t.key_id",
+			   p, KMS_ARRAY_SIZE(p), store_tag_row, &l);
 }
 
 static int store_sqlite_project_policy_set(struct store_backend *b, const char *project,
 					   const struct store_project_policy *p)
 {
-	const char *t[] = { project };
-	const int64_t v[] = { p->owner, p->group, p->mode, p->plaintext_mode };
-
 	return store_query(b,
 			   "INSERT OR REPLACE INTO project_policies(project_id, owner_uid, "
-			   "group_gid, dir_mode, plaintext_mode) VALUES(?,?,?,?,?)",
-			   t, 1, v, 4, NULL, NULL);
-}
-
-static const char *store_principal_name(enum store_principal kind)
-{
-	return kind == STORE_BIND_UID ? "uid" : "gid";
+			   "group_gid, dir_mode, plaintext_mode) VALUES(:project_id, :owner_uid, "
+			   ":group_gid, :dir_mode, :plaintext_mode)",
+			   STORE_PARAMS(STORE_TEXT(":project_id", project),
+					STORE_INT(":owner_uid", p->owner),
+					STORE_INT(":group_gid", p->group), STORE_INT(":dir_mode", p->mode),
+					STORE_INT(":plaintext_mode", p->plaintext_mode)),
+			   NULL, NULL);
 }
 
 static int store_sqlite_binding_set(struct store_backend *b, const char *project,
 				    enum store_principal kind, uint32_t id, enum kms_role role)
 {
-	const char *t[] = { project, store_principal_name(kind), kms_role_name(role) };
-	const int64_t v[] = { id };
+	const struct store_param p[] = {
+		STORE_TEXT(":project_id", project),
+		STORE_TEXT(":principal", kind == STORE_BIND_UID ? "uid" : "gid"),
+		STORE_INT(":principal_id", id),
+		STORE_TEXT(":role", kms_role_name(role)),
+	};
 
-	if (role == KMS_ROLE_NONE)
-		return store_query(b,
-				   "DELETE FROM bindings WHERE project_id = ? AND principal = ? "
-				   "AND principal_id = ?",
-				   t, 2, v, 1, NULL, NULL);
 	return store_query(b,
-			   "INSERT OR REPLACE INTO bindings(project_id, principal, role, "
-			   "principal_id) VALUES(?,?,?,?)",
-			   t, 3, v, 1, NULL, NULL);
+			   role == KMS_ROLE_NONE
+				   ? "DELETE FROM bindings WHERE project_id = :project_id AND "
+				     "principal = :principal AND principal_id = :principal_id"
+				   : "INSERT OR REPLACE INTO bindings(project_id, principal, "
+				     "principal_id, role) VALUES(:project_id, :principal, "
+				     ":principal_id, :role)",
+			   p, KMS_ARRAY_SIZE(p), NULL, NULL);
 }
 
 static int store_sqlite_token_put(struct store_backend *b, const struct store_token_info *tk)
 {
-	const char *t[] = { tk->id, tk->project, tk->user, kms_role_name(tk->role) };
-	const int64_t v[] = { tk->expiry, tk->issued_ms, tk->revoked ? 1 : 0 };
-
 	return store_query(b,
 			   "INSERT OR REPLACE INTO tokens(token_id, project_id, user_name, role, "
-			   "expiry, issued_ms, revoked) VALUES(?,?,?,?,?,?,?)",
-			   t, 4, v, 3, NULL, NULL);
+			   "expiry, issued_ms, revoked) VALUES(:token_id, :project_id, :user_name, "
+			   ":role, :expiry, :issued_ms, :revoked)",
+			   STORE_PARAMS(STORE_TEXT(":token_id", tk->id),
+					STORE_TEXT(":project_id", tk->project),
+					STORE_TEXT(":user_name", tk->user),
+					STORE_TEXT(":role", kms_role_name(tk->role)),
+					STORE_INT(":expiry", tk->expiry),
+					STORE_INT(":issued_ms", tk->issued_ms),
+					STORE_INT(":revoked", tk->revoked ? 1 : 0)),
+			   NULL, NULL);
 }
 
 /* Typed reads of policy columns: false when the column does not hold a value of the type. */
@@ -1403,17 +1365,17 @@ static int store_sqlite_policy_list(struct store_backend *b, const struct store_
 		r = store_query(b,
 				"SELECT project_id, principal, principal_id, role FROM bindings "
 				"ORDER BY project_id, principal, principal_id",
-				NULL, 0, NULL, 0, store_binding_row, (void *)v);
+				NULL, 0, store_binding_row, (void *)v);
 	if (r == 0 && v->project)
 		r = store_query(b,
 				"SELECT project_id, owner_uid, group_gid, dir_mode, plaintext_mode "
 				"FROM project_policies ORDER BY project_id",
-				NULL, 0, NULL, 0, store_project_policy_row, (void *)v);
+				NULL, 0, store_project_policy_row, (void *)v);
 	if (r == 0 && v->token)
 		r = store_query(b,
 				"SELECT token_id, project_id, user_name, role, expiry, issued_ms, "
 				"revoked FROM tokens ORDER BY token_id",
-				NULL, 0, NULL, 0, store_token_row, (void *)v);
+				NULL, 0, store_token_row, (void *)v);
 	return r;
 }
 

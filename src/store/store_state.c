@@ -369,28 +369,30 @@ int store_derive(const struct store *s, const char *label, uint8_t out[CORE_KEY_
 	return core_hmac_sha256(s->root_key, CORE_KEY_BYTES, label, strlen(label), out);
 }
 
-int store_seal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
-		      uint8_t *out, size_t cap, size_t *out_len)
+/* Opaque tokens are sealed under their own root-derived key, the label as AAD. */
+static int store_opaque(struct store *s, bool seal, const char *label, const uint8_t *in,
+			size_t n, uint8_t *out, size_t cap, size_t *out_len)
 {
 	uint8_t key[CORE_KEY_BYTES];
 	int r;
 
 	*out_len = 0;
 	if ((r = store_derive(s, STORE_OPAQUE_KEY_LABEL, key)) == 0)
-		r = core_seal(key, label, strlen(label), in, n, out, cap, out_len);
+		r = (seal ? core_seal : core_unseal)(key, label, strlen(label), in, n, out, cap,
+						     out_len);
 	kms_wipe(key, sizeof(key));
 	return r;
+}
+
+int store_seal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
+		      uint8_t *out, size_t cap, size_t *out_len)
+{
+	return store_opaque(s, true, label, in, n, out, cap, out_len);
 }
 
 int store_unseal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
 			uint8_t *out, size_t cap, size_t *out_len)
 {
-	uint8_t key[CORE_KEY_BYTES];
-	int r;
-
-	*out_len = 0;
-	if ((r = store_derive(s, STORE_OPAQUE_KEY_LABEL, key)) == 0)
-		r = core_unseal(key, label, strlen(label), in, n, out, cap, out_len);
-	kms_wipe(key, sizeof(key));
-	return r < 0 ? KMS_E_DECRYPT_FAILED : 0;
+	return store_opaque(s, false, label, in, n, out, cap, out_len) < 0 ? KMS_E_DECRYPT_FAILED
+									    : 0;
 }
