@@ -69,6 +69,10 @@ struct store_key {
 
 struct store_options {
 	const char *state_dir;
+	/* Where the keys live: NULL or "sqlite" for kms.db in state_dir (the only backend so far;
+	 * a server backend takes a URI such as "postgresql://..."). The root key and the other
+	 * secrets stay in state_dir whatever the backend. */
+	const char *backend;
 	const char *root_key_file; /* NULL: <state_dir>/root.key */
 	const char *region;        /* NULL: keep the stored one, default "eu-de" */
 	bool create;               /* may create the state dir, root key and database */

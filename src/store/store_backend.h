@@ -30,7 +30,8 @@ struct store_policy_visitor {
 
 struct store_backend_ops {
 	const char *name;
-	KMS_WUR int (*open)(const char *state_dir, bool create, bool read_only,
+	/* uri: store_options.backend, for a backend that needs more than state_dir. */
+	KMS_WUR int (*open)(const char *state_dir, const char *uri, bool create, bool read_only,
 			    struct store_backend **out, char *why, size_t why_len);
 	void (*close)(struct store_backend *b);
 	/* Settings: small named blobs (domain id, region, root key check). */

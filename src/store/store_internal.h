@@ -44,6 +44,7 @@ struct store {
 	const struct store_backend_ops *ops;
 	struct store_backend *be;
 	char state_dir[2048];
+	char *backend_uri; /* store_options.backend, NULL for the default */
 	uint8_t *root_key; /* CORE_KEY_BYTES, secure heap */
 	char domain_id[33];
 	char region[64];

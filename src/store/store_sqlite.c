@@ -483,8 +483,8 @@ static int store_sqlite_upgrade(sqlite3 *db, bool read_only, bool *refused, char
 	return store_tx_db(db, store_sqlite_upgrade_tx, NULL);
 }
 
-static int store_sqlite_open(const char *state_dir, bool create, bool read_only,
-			     struct store_backend **out, char *why, size_t why_len)
+static int store_sqlite_open(const char *state_dir, const char *uri, bool create,
+			     bool read_only, struct store_backend **out, char *why, size_t why_len)
 {
 	struct store_backend *b = NULL;
 	char path[4096];
@@ -493,6 +493,7 @@ static int store_sqlite_open(const char *state_dir, bool create, bool read_only,
 	int r = KMS_E_IO, rc;
 
 	*out = NULL;
+	(void)uri; /* always kms.db in state_dir */
 	if (create && !read_only)
 		flags |= SQLITE_OPEN_CREATE;
 	flags |= SQLITE_OPEN_NOMUTEX; /* we serialise with our own mutex */

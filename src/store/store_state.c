@@ -244,6 +244,27 @@ int store_state_dir_prepare(const char *dir, bool create, bool read_only, char *
 	return 0;
 }
 
+/* The backends, by the scheme of store_options.backend; the first is the default. */
+static const struct {
+	const char *scheme;
+	const struct store_backend_ops *ops;
+} store_backends[] = {
+	{ "sqlite", &store_sqlite_ops },
+};
+
+static const struct store_backend_ops *store_backend_find(const char *uri)
+{
+	size_t n = uri ? strcspn(uri, ":") : 0;
+
+	if (!uri)
+		return store_backends[0].ops;
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(store_backends); i++)
+		if (strlen(store_backends[i].scheme) == n &&
+		    strncmp(uri, store_backends[i].scheme, n) == 0)
+			return store_backends[i].ops;
+	return NULL;
+}
+
 int store_open(const struct store_options *opt, struct store **out, char *why, size_t why_len)
 {
 	struct store *s;
@@ -271,8 +292,18 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 		r = KMS_E_NOMEM;
 		goto fail;
 	}
-	s->ops = &store_sqlite_ops;
-	r = s->ops->open(s->state_dir, opt->create, opt->read_only, &s->be, why, why_len);
+	if (!(s->ops = store_backend_find(opt->backend))) {
+		snprintf(why, why_len, "unknown key store backend '%.100s' (kmsfs knows: sqlite)",
+			 opt->backend);
+		r = KMS_E_IO;
+		goto fail;
+	}
+	if (opt->backend && !(s->backend_uri = strdup(opt->backend))) {
+		r = KMS_E_NOMEM;
+		goto fail;
+	}
+	r = s->ops->open(s->state_dir, s->backend_uri, opt->create, opt->read_only, &s->be, why,
+			 why_len);
 	if (r < 0)
 		goto fail;
 	if ((r = store_load_root(s, opt, why, why_len)) < 0)
@@ -315,7 +346,7 @@ int store_reopen(struct store *s, char *why, size_t why_len)
 	int r;
 
 	store_detach(s);
-	r = s->ops->open(s->state_dir, false, false, &be, why, why_len);
+	r = s->ops->open(s->state_dir, s->backend_uri, false, false, &be, why, why_len);
 
 	if (r < 0)
 		return r;
@@ -345,6 +376,7 @@ void store_close(struct store *s)
 	pthread_mutex_destroy(&s->update_lock);
 	store_policy_free(&s->policy);
 	pthread_rwlock_destroy(&s->policy_lock);
+	free(s->backend_uri);
 	free(s);
 }
 

@@ -4,7 +4,12 @@
  * test, and the last one at exit, are removed with everything in them. The root key rules are
  * the point of several tests: a state directory whose root.key is missing, foreign or readable
  * by others must refuse to open, and must never get a new root key next to existing keys.
- * Database damage is made with the SQLite C API directly, as a disk error or an editor would.
+ *
+ * The suite is written against the backend interface: every STORE_TEST runs once for each row
+ * of backends[] (today SQLite only; a PostgreSQL backend is one more row, with its URI and its
+ * way to read and overwrite sealed material from outside). Damage is made from outside the
+ * store, as a disk error or an editor would. Tests of one backend's own storage (SQLite: the
+ * schema upgrade, rows garbled with SQL, files the WAL leaves behind) are plain TESTs at the end.
  */
 #include "kms_test.h"
 
@@ -30,6 +35,97 @@ static char state_dir[4200];
 static struct store *S;
 static char why[1024];
 
+static void path_of(char *out, size_t cap, const char *name);
+
+/* ---- the backends ---- */
+
+static sqlite3 *sqlite_open(int flags)
+{
+	char path[4300];
+	sqlite3 *db = NULL;
+
+	path_of(path, sizeof(path), "kms.db");
+	if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+		kms_test_fail_(__FILE__, __LINE__, "cannot open kms.db");
+		sqlite3_close(db);
+		return NULL;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	return db;
+}
+
+static void sqlite_sealed_read(const char *key_id, uint32_t version, uint8_t *out, size_t cap,
+			       size_t *len)
+{
+	sqlite3 *db = sqlite_open(SQLITE_OPEN_READONLY);
+	sqlite3_stmt *st = NULL;
+
+	*len = 0;
+	ASSERT_TRUE(db != NULL);
+	ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sealed FROM key_versions WHERE key_id = ? AND "
+					 "version = ?", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, version);
+	if (sqlite3_step(st) == SQLITE_ROW && (size_t)sqlite3_column_bytes(st, 0) <= cap) {
+		*len = (size_t)sqlite3_column_bytes(st, 0);
+		memcpy(out, sqlite3_column_blob(st, 0), *len);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	ASSERT_TRUE(*len > 0);
+}
+
+static void sqlite_sealed_write(const char *key_id, uint32_t version, const uint8_t *p, size_t n)
+{
+	sqlite3 *db = sqlite_open(SQLITE_OPEN_READWRITE);
+	sqlite3_stmt *st = NULL;
+	int changes = 0;
+
+	ASSERT_TRUE(db != NULL);
+	ASSERT_EQ(sqlite3_prepare_v2(db, "UPDATE key_versions SET sealed = ? WHERE key_id = ? AND "
+					 "version = ?", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_blob(st, 1, p, (int)n, SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 2, key_id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, version);
+	if (sqlite3_step(st) == SQLITE_DONE)
+		changes = sqlite3_changes(db);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	ASSERT_EQ(changes, 1);
+}
+
+struct test_backend {
+	const char *name;
+	const char *uri;     /* store_options.backend */
+	const char *db_file; /* its file in the state directory, NULL if it has none */
+	/* The sealed material of one key version, read and overwritten from outside the store. */
+	void (*sealed_read)(const char *key_id, uint32_t version, uint8_t *out, size_t cap,
+			    size_t *len);
+	void (*sealed_write)(const char *key_id, uint32_t version, const uint8_t *p, size_t n);
+};
+
+static const struct test_backend backends[] = {
+	{ "sqlite", "sqlite", "kms.db", sqlite_sealed_read, sqlite_sealed_write },
+};
+
+/* The backend of the running test; plain TESTs use the first. */
+static const struct test_backend *B = &backends[0];
+
+/* A test of the store through its interface: runs once for every backend. */
+#define STORE_TEST(test)                                                                           \
+	static void store_test_##test(void);                                                       \
+	TEST(test)                                                                                 \
+	{                                                                                          \
+		for (size_t i = 0; i < KMS_ARRAY_SIZE(backends) && !kms_test_failing(); i++) {     \
+			B = &backends[i];                                                          \
+			store_test_##test();                                                       \
+			if (kms_test_failing())                                                    \
+				fprintf(stderr, "\tbackend: %s\n", B->name);                       \
+		}                                                                                  \
+		B = &backends[0];                                                                  \
+	}                                                                                          \
+	static void store_test_##test(void)
+
 static void teardown(void)
 {
 	store_close(S);
@@ -46,7 +142,7 @@ static void path_of(char *out, size_t cap, const char *name)
 
 static int open_store(bool create, struct store **out)
 {
-	struct store_options o = { .state_dir = state_dir, .create = create };
+	struct store_options o = { .state_dir = state_dir, .backend = B->uri, .create = create };
 
 	why[0] = 0;
 	return store_open(&o, out, why, sizeof(why));
@@ -74,10 +170,23 @@ static void setup(void)
 	ASSERT_TRUE(S != NULL);
 }
 
-static void reopen(void)
+/* setup(), and leave the test if it failed. */
+#define SETUP()                                                                                    \
+	do {                                                                                       \
+		setup();                                                                           \
+		if (kms_test_failing())                                                            \
+			return;                                                                    \
+	} while (0)
+
+static void close_store(void)
 {
 	store_close(S);
 	S = NULL;
+}
+
+static void reopen(void)
+{
+	close_store();
 	ASSERT_OK(open_store(false, &S));
 }
 
@@ -89,6 +198,13 @@ static void new_key(const char *project, const char *alias, char id[KMS_KEY_ID_L
 	ASSERT_TRUE(k != NULL);
 	memcpy(id, k->meta.key_id, KMS_KEY_ID_LEN + 1);
 	store_key_release(k);
+}
+
+/* Keys "a" and "b" of project P. */
+static void new_keys_ab(char a[KMS_KEY_ID_LEN + 1], char b[KMS_KEY_ID_LEN + 1])
+{
+	new_key(P, "a", a);
+	new_key(P, "b", b);
 }
 
 static bool uuid_lower(const char *s)
@@ -137,7 +253,7 @@ static size_t read_file(const char *path, void *p, size_t cap)
 
 /* ---- opening and creating ---- */
 
-TEST(open_fresh_creates_state)
+STORE_TEST(open_fresh_creates_state)
 {
 	char path[4300];
 	struct stat st;
@@ -153,9 +269,11 @@ TEST(open_fresh_creates_state)
 	ASSERT_TRUE(S_ISREG(st.st_mode));
 	ASSERT_EQ(st.st_mode & 0777, 0600);
 	ASSERT_EQ(st.st_size, 32);
-	path_of(path, sizeof(path), "kms.db");
-	ASSERT_EQ(lstat(path, &st), 0);
-	ASSERT_TRUE(S_ISREG(st.st_mode));
+	if (B->db_file) {
+		path_of(path, sizeof(path), B->db_file);
+		ASSERT_EQ(lstat(path, &st), 0);
+		ASSERT_TRUE(S_ISREG(st.st_mode));
+	}
 	ASSERT_STREQ(store_state_dir(S), state_dir);
 	ASSERT_STREQ(store_region(S), "eu-de");
 	ASSERT_EQ(strlen(store_domain_id(S)), 32);
@@ -163,7 +281,7 @@ TEST(open_fresh_creates_state)
 		ASSERT_TRUE((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'));
 }
 
-TEST(open_without_create_fails_on_missing_dir)
+STORE_TEST(open_without_create_fails_on_missing_dir)
 {
 	struct stat st;
 
@@ -174,12 +292,13 @@ TEST(open_without_create_fails_on_missing_dir)
 	ASSERT_EQ(stat(state_dir, &st), -1);
 }
 
-TEST(open_region_option)
+STORE_TEST(open_region_option)
 {
 	struct store_options o = { .create = true, .region = "eu-nl" };
 
 	setup_empty();
 	o.state_dir = state_dir;
+	o.backend = B->uri;
 	ASSERT_OK(store_open(&o, &S, why, sizeof(why)));
 	ASSERT_STREQ(store_region(S), "eu-nl");
 	reopen();
@@ -189,16 +308,14 @@ TEST(open_region_option)
 	ASSERT_STREQ(store_region(S), "eu-nl");
 }
 
-TEST(reopen_keeps_identity_and_keys)
+STORE_TEST(reopen_keeps_identity_and_keys)
 {
 	char domain[64], a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1];
 	uint8_t mat_a[CORE_KEY_BYTES], mat_b[CORE_KEY_BYTES];
 	struct store_key *k = NULL;
 	size_t n = 0;
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	snprintf(domain, sizeof(domain), "%s", store_domain_id(S));
 	new_key(P, "alpha", a);
 	new_key(P, "beta", b);
@@ -230,17 +347,14 @@ TEST(reopen_keeps_identity_and_keys)
 
 /* ---- the root key ---- */
 
-TEST(root_key_missing_refuses_and_is_not_recreated)
+STORE_TEST(root_key_missing_refuses_and_is_not_recreated)
 {
 	char path[4300], id[KMS_KEY_ID_LEN + 1];
 	struct stat st;
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	new_key(P, "k", id);
-	store_close(S);
-	S = NULL;
+	close_store();
 	path_of(path, sizeof(path), "root.key");
 	ASSERT_EQ(unlink(path), 0);
 	/* Even with create=true, which would create a root key in a fresh directory. */
@@ -253,35 +367,29 @@ TEST(root_key_missing_refuses_and_is_not_recreated)
 	ASSERT_EQ(lstat(path, &st), -1);
 }
 
-TEST(root_key_missing_without_keys_still_refuses)
+STORE_TEST(root_key_missing_without_keys_still_refuses)
 {
 	char path[4300];
 	struct stat st;
 
 	/* The database records the root key's check value at creation: no keys are needed. */
-	setup();
-	if (kms_test_failing())
-		return;
-	store_close(S);
-	S = NULL;
+	SETUP();
+	close_store();
 	path_of(path, sizeof(path), "root.key");
 	ASSERT_EQ(unlink(path), 0);
 	ASSERT_FAIL(open_store(true, &S));
 	ASSERT_EQ(lstat(path, &st), -1);
 }
 
-TEST(root_key_foreign_refuses)
+STORE_TEST(root_key_foreign_refuses)
 {
 	char path[4300], id[KMS_KEY_ID_LEN + 1];
 	uint8_t orig[64], other[32];
 	size_t n;
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	new_key(P, "k", id);
-	store_close(S);
-	S = NULL;
+	close_store();
 	path_of(path, sizeof(path), "root.key");
 	n = read_file(path, orig, sizeof(orig));
 	ASSERT_EQ(n, 32);
@@ -301,15 +409,12 @@ TEST(root_key_foreign_refuses)
 	ASSERT_OK(open_store(false, &S));
 }
 
-TEST(root_key_mode_0644_refuses)
+STORE_TEST(root_key_mode_0644_refuses)
 {
 	char path[4300];
 
-	setup();
-	if (kms_test_failing())
-		return;
-	store_close(S);
-	S = NULL;
+	SETUP();
+	close_store();
 	path_of(path, sizeof(path), "root.key");
 	ASSERT_EQ(chmod(path, 0644), 0);
 	ASSERT_FAIL(open_store(false, &S));
@@ -320,16 +425,13 @@ TEST(root_key_mode_0644_refuses)
 	ASSERT_OK(open_store(false, &S));
 }
 
-TEST(root_key_wrong_size_refuses)
+STORE_TEST(root_key_wrong_size_refuses)
 {
 	char path[4300];
 	uint8_t orig[40], buf[40];
 
-	setup();
-	if (kms_test_failing())
-		return;
-	store_close(S);
-	S = NULL;
+	SETUP();
+	close_store();
 	path_of(path, sizeof(path), "root.key");
 	ASSERT_EQ(read_file(path, orig, sizeof(orig)), 32);
 	memcpy(buf, orig, 32);
@@ -348,15 +450,12 @@ TEST(root_key_wrong_size_refuses)
 	ASSERT_OK(open_store(false, &S));
 }
 
-TEST(root_key_symlink_refuses)
+STORE_TEST(root_key_symlink_refuses)
 {
 	char path[4300], moved[4300];
 
-	setup();
-	if (kms_test_failing())
-		return;
-	store_close(S);
-	S = NULL;
+	SETUP();
+	close_store();
 	path_of(path, sizeof(path), "root.key");
 	snprintf(moved, sizeof(moved), "%s/root.key.real", base_dir);
 	ASSERT_EQ(rename(path, moved), 0);
@@ -366,14 +465,12 @@ TEST(root_key_symlink_refuses)
 
 /* ---- keys ---- */
 
-TEST(key_create_fields)
+STORE_TEST(key_create_fields)
 {
 	struct store_key *k = NULL, *k2 = NULL;
 	int64_t before = now_ms(), after;
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	ASSERT_OK(store_key_create(S, P, "app", "the app key", 10, &k));
 	after = now_ms();
 	ASSERT_TRUE(k != NULL);
@@ -403,14 +500,12 @@ TEST(key_create_fields)
 	store_key_release(k2);
 }
 
-TEST(key_get_by_id_and_alias)
+STORE_TEST(key_get_by_id_and_alias)
 {
 	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1];
 	struct store_key *k = NULL, *k2 = NULL;
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	new_key(P, "alpha", a);
 	new_key(Q, "alpha", b); /* the same alias in another project is another key */
 	if (kms_test_failing())
@@ -443,37 +538,32 @@ TEST(key_get_by_id_and_alias)
 	store_key_release(k);
 }
 
-TEST(key_snapshot_outlives_store_cache)
+STORE_TEST(key_snapshot_outlives_store_cache)
 {
 	char a[KMS_KEY_ID_LEN + 1];
 	uint8_t mat[CORE_KEY_BYTES];
 	struct store_key *k = NULL;
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	new_key(P, "alpha", a);
 	if (kms_test_failing())
 		return;
 	ASSERT_OK(store_key_get(S, P, a, &k));
 	memcpy(mat, store_key_material(k, 0), CORE_KEY_BYTES);
 	/* A reader's reference stays valid after the store (and its cache) is gone. */
-	store_close(S);
-	S = NULL;
+	close_store();
 	ASSERT_MEMEQ(store_key_material(k, 0), mat, CORE_KEY_BYTES);
 	ASSERT_STREQ(k->meta.key_id, a);
 	store_key_release(k);
 }
 
-TEST(key_duplicate_alias)
+STORE_TEST(key_duplicate_alias)
 {
 	char a[KMS_KEY_ID_LEN + 1];
 	struct store_key *k = NULL;
 	size_t n = 0;
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	new_key(P, "dup", a);
 	if (kms_test_failing())
 		return;
@@ -492,15 +582,13 @@ TEST(key_duplicate_alias)
 		   KMS_E_ALIAS_DUPLICATE);
 }
 
-TEST(key_quota)
+STORE_TEST(key_quota)
 {
 	char id[KMS_KEY_ID_LEN + 1];
 	struct store_key *k = NULL;
 	size_t n = 0;
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	ASSERT_OK(store_key_create(S, P, "k1", NULL, 2, &k));
 	store_key_release(k);
 	ASSERT_OK(store_key_create(S, P, "k2", NULL, 2, &k));
@@ -524,20 +612,18 @@ TEST(key_quota)
 	ASSERT_EQ(n, 3);
 }
 
-TEST(key_create_bad_project)
+STORE_TEST(key_create_bad_project)
 {
 	struct store_key *k = NULL;
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	ASSERT_FAIL(store_key_create(S, "", "a", NULL, 10, &k));
 	ASSERT_FAIL(store_key_create(S, "a/b", "a", NULL, 10, &k));
 	ASSERT_FAIL(store_key_create(S, "a b", "a", NULL, 10, &k));
 	ASSERT_TRUE(k == NULL);
 }
 
-TEST(project_ids)
+STORE_TEST(project_ids)
 {
 	char p64[65], p65[66];
 	bool exists = true;
@@ -557,9 +643,7 @@ TEST(project_ids)
 	ASSERT_FALSE(store_project_id_valid(".."));
 	ASSERT_FALSE(store_project_id_valid("a\nb"));
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	ASSERT_OK(store_project_exists(S, P, &exists));
 	ASSERT_FALSE(exists);
 	ASSERT_OK(store_project_ensure(S, P));
@@ -584,14 +668,12 @@ static int count_project(const char *project, void *arg)
 	return 0;
 }
 
-TEST(project_list)
+STORE_TEST(project_list)
 {
 	char id[KMS_KEY_ID_LEN + 1];
 	int n[3] = { 0 };
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	ASSERT_OK(store_project_ensure(S, P));
 	new_key(Q, "x", id); /* creating a key creates its project */
 	if (kms_test_failing())
@@ -626,15 +708,13 @@ static int list_cb(const struct store_key_meta *m, void *arg)
 	return 0;
 }
 
-TEST(key_list_order_offset_limit)
+STORE_TEST(key_list_order_offset_limit)
 {
 	char ids[5][KMS_KEY_ID_LEN + 1], other[KMS_KEY_ID_LEN + 1], alias[8];
 	struct list_seen seen;
 	size_t total = 99;
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	for (int i = 0; i < 5; i++) {
 		snprintf(alias, sizeof(alias), "k%d", i);
 		new_key(P, alias, ids[i]);
@@ -685,15 +765,13 @@ TEST(key_list_order_offset_limit)
 		ASSERT_STREQ(seen.ids[i], ids[i]);
 }
 
-TEST(key_list_state_filter_and_count)
+STORE_TEST(key_list_state_filter_and_count)
 {
 	char id[KMS_KEY_ID_LEN + 1];
 	struct list_seen seen;
 	size_t total = 99, n = 99;
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	ASSERT_OK(store_key_count(S, P, &n));
 	ASSERT_EQ(n, 0);
 	memset(&seen, 0, sizeof(seen));
@@ -723,15 +801,13 @@ TEST(key_list_state_filter_and_count)
 	}
 }
 
-TEST(key_list_callback_error_stops)
+STORE_TEST(key_list_callback_error_stops)
 {
 	char id[KMS_KEY_ID_LEN + 1];
 	struct list_seen seen;
 	size_t total = 0;
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	for (int i = 0; i < 4; i++) {
 		char alias[8];
 
@@ -766,26 +842,14 @@ static void check_cb(const char *project, const char *key_id, uint32_t version, 
 	c->version = version;
 }
 
-/* Replace the sealed material of key_id, version 0, by what edit() makes of it. */
+/* Replace the sealed material of key_id, version 0: one bit flipped at flip_at, or replace. */
 static void db_edit_sealed(const char *key_id, size_t flip_at, const uint8_t *replace, size_t n)
 {
-	char path[4300];
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
 	uint8_t blob[256];
 	size_t len = 0;
 
-	path_of(path, sizeof(path), "kms.db");
-	ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-	ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sealed FROM key_versions WHERE key_id = ? AND "
-					 "version = 0", -1, &st, NULL), SQLITE_OK);
-	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-	ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-	len = (size_t)sqlite3_column_bytes(st, 0);
-	ASSERT_TRUE(len > flip_at && len <= sizeof(blob));
-	memcpy(blob, sqlite3_column_blob(st, 0), len);
-	sqlite3_finalize(st);
-	st = NULL;
+	B->sealed_read(key_id, 0, blob, sizeof(blob), &len);
+	ASSERT_TRUE(len > flip_at);
 	if (replace) {
 		ASSERT_LE(n, sizeof(blob));
 		memcpy(blob, replace, n);
@@ -793,48 +857,24 @@ static void db_edit_sealed(const char *key_id, size_t flip_at, const uint8_t *re
 	} else {
 		blob[flip_at] ^= 0x01;
 	}
-	ASSERT_EQ(sqlite3_prepare_v2(db, "UPDATE key_versions SET sealed = ? WHERE key_id = ? AND "
-					 "version = 0", -1, &st, NULL), SQLITE_OK);
-	sqlite3_bind_blob(st, 1, blob, (int)len, SQLITE_TRANSIENT);
-	sqlite3_bind_text(st, 2, key_id, -1, SQLITE_STATIC);
-	ASSERT_EQ(sqlite3_step(st), SQLITE_DONE);
-	ASSERT_EQ(sqlite3_changes(db), 1);
-	sqlite3_finalize(st);
-	ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+	B->sealed_write(key_id, 0, blob, len);
 }
 
 static void db_read_sealed(const char *key_id, uint8_t *out, size_t cap, size_t *len)
 {
-	char path[4300];
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-
-	path_of(path, sizeof(path), "kms.db");
-	ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sealed FROM key_versions WHERE key_id = ? AND "
-					 "version = 0", -1, &st, NULL), SQLITE_OK);
-	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-	ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-	*len = (size_t)sqlite3_column_bytes(st, 0);
-	ASSERT_LE(*len, cap);
-	memcpy(out, sqlite3_column_blob(st, 0), *len);
-	sqlite3_finalize(st);
-	ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
+	B->sealed_read(key_id, 0, out, cap, len);
 }
 
-TEST(check_passes_on_good_store)
+STORE_TEST(check_passes_on_good_store)
 {
 	char id[KMS_KEY_ID_LEN + 1];
 	struct check_seen c = { 0 };
 	size_t checked = 99;
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	ASSERT_EQ(store_check(S, check_cb, &c, &checked), 0);
 	ASSERT_EQ(checked, 0);
-	new_key(P, "a", id);
-	new_key(P, "b", id);
+	new_keys_ab(id, id);
 	new_key(Q, "a", id);
 	if (kms_test_failing())
 		return;
@@ -847,23 +887,19 @@ TEST(check_passes_on_good_store)
 	ASSERT_EQ(store_check(S, NULL, NULL, &checked), 0);
 }
 
-TEST(check_reports_corrupt_sealed_material)
+STORE_TEST(check_reports_corrupt_sealed_material)
 {
 	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1], c3[KMS_KEY_ID_LEN + 1];
 	struct check_seen c = { 0 };
 	struct store_key *k = NULL;
 	size_t checked = 0;
 
-	setup();
-	if (kms_test_failing())
-		return;
-	new_key(P, "a", a);
-	new_key(P, "b", b);
+	SETUP();
+	new_keys_ab(a, b);
 	new_key(Q, "c", c3);
 	if (kms_test_failing())
 		return;
-	store_close(S);
-	S = NULL;
+	close_store();
 	db_edit_sealed(b, 20, NULL, 0); /* one bit of the ciphertext */
 	if (kms_test_failing())
 		return;
@@ -883,22 +919,18 @@ TEST(check_reports_corrupt_sealed_material)
 	store_key_release(k);
 }
 
-TEST(check_reports_truncated_and_empty_material)
+STORE_TEST(check_reports_truncated_and_empty_material)
 {
 	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1];
 	struct check_seen c = { 0 };
 	static const uint8_t few[5] = { 1, 2, 3, 4, 5 };
 	size_t checked = 0;
 
-	setup();
+	SETUP();
+	new_keys_ab(a, b);
 	if (kms_test_failing())
 		return;
-	new_key(P, "a", a);
-	new_key(P, "b", b);
-	if (kms_test_failing())
-		return;
-	store_close(S);
-	S = NULL;
+	close_store();
 	db_edit_sealed(a, 0, few, sizeof(few));
 	if (kms_test_failing())
 		return;
@@ -910,7 +942,7 @@ TEST(check_reports_truncated_and_empty_material)
 	ASSERT_EQ(c.calls, 2);
 }
 
-TEST(check_detects_swapped_material)
+STORE_TEST(check_detects_swapped_material)
 {
 	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1];
 	uint8_t sa[256], sb[256];
@@ -918,15 +950,11 @@ TEST(check_detects_swapped_material)
 	struct check_seen c = { 0 };
 
 	/* Sealed material is bound to its key id: two valid blobs swapped are two bad keys. */
-	setup();
+	SETUP();
+	new_keys_ab(a, b);
 	if (kms_test_failing())
 		return;
-	new_key(P, "a", a);
-	new_key(P, "b", b);
-	if (kms_test_failing())
-		return;
-	store_close(S);
-	S = NULL;
+	close_store();
 	db_read_sealed(a, sa, sizeof(sa), &la);
 	db_read_sealed(b, sb, sizeof(sb), &lb);
 	if (kms_test_failing())
@@ -941,15 +969,13 @@ TEST(check_detects_swapped_material)
 
 /* ---- state secrets ---- */
 
-TEST(state_secret_created_once)
+STORE_TEST(state_secret_created_once)
 {
 	uint8_t s1[32], s2[32], s3[32], t[32], file[64];
 	char path[4300];
 	struct stat st;
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	path_of(path, sizeof(path), "token.key");
 	ASSERT_EQ(lstat(path, &st), -1);
 	ASSERT_OK(store_state_secret(S, "token.key", s1));
@@ -972,14 +998,12 @@ TEST(state_secret_created_once)
 	ASSERT_FALSE(memcmp(file, s1, 32) == 0);
 }
 
-TEST(state_secret_bad_file_refused)
+STORE_TEST(state_secret_bad_file_refused)
 {
 	uint8_t s[32];
 	char path[4300];
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	ASSERT_OK(store_state_secret(S, "token.key", s));
 	path_of(path, sizeof(path), "token.key");
 	ASSERT_EQ(chmod(path, 0644), 0);
@@ -988,6 +1012,97 @@ TEST(state_secret_bad_file_refused)
 	ASSERT_EQ(truncate(path, 16), 0);
 	ASSERT_FAIL(store_state_secret(S, "token.key", s));
 }
+
+/* ---- what the backend refuses, and what goes with a key ---- */
+
+static int rename_to(struct store_key_meta *m, void *arg)
+{
+	snprintf(m->alias, sizeof(m->alias), "%s", (const char *)arg);
+	return 0;
+}
+
+static int delete_at(struct store_key_meta *m, void *arg)
+{
+	m->state = STORE_KEY_PENDING_DELETION;
+	m->deletion_ms = *(const int64_t *)arg;
+	return 0;
+}
+
+static int count_tag(const char *key_id, const char *tag_key, const char *tag_value, void *arg)
+{
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+static int count_grant(const struct store_grant *g, void *arg)
+{
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+/* Each refusal says what was refused: not every constraint is a duplicate alias. */
+STORE_TEST(constraint_errors_say_which)
+{
+	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1], alias_a[] = "a";
+	struct store_grant g = { .grant_id = "g1", .project = P, .grantee = "u",
+				 .grantee_type = "user", .operations = "describe-key",
+				 .issuer = "i", .key_id = "00000000-0000-4000-8000-000000000000" };
+	struct store_key *k = NULL;
+
+	SETUP();
+	new_keys_ab(a, b);
+	if (kms_test_failing())
+		return;
+	/* The alias index: a rename onto another key's alias. */
+	ASSERT_ERR(store_key_modify(S, P, b, rename_to, alias_a, &k), KMS_E_ALIAS_DUPLICATE);
+	ASSERT_TRUE(k == NULL);
+	/* Grants and tags of a key that does not exist. */
+	ASSERT_ERR(store_grant_create(S, &g, 10), KMS_E_KEY_NOT_FOUND);
+	ASSERT_ERR(store_tag_set(S, g.key_id, "t", "v", 10), KMS_E_KEY_NOT_FOUND);
+	/* A grant id used twice is a fault of ours, not the caller's alias. */
+	snprintf(g.key_id, sizeof(g.key_id), "%s", a);
+	ASSERT_OK(store_grant_create(S, &g, 10));
+	ASSERT_ERR(store_grant_create(S, &g, 10), KMS_E_INTERNAL);
+	/* The limits still count, and replacing a tag never counts against them. */
+	ASSERT_OK(store_tag_set(S, a, "t", "v", 1));
+	ASSERT_OK(store_tag_set(S, a, "t", "w", 1));
+	ASSERT_ERR(store_tag_set(S, a, "u", "v", 1), KMS_E_TOO_MANY_TAGS);
+	ASSERT_ERR(store_tag_delete(S, a, "u"), KMS_E_TAG_NOT_FOUND);
+}
+
+/* A key destroyed by the sweep goes with its grants and tags, in one transaction. */
+STORE_TEST(destroyed_key_takes_its_grants_and_tags)
+{
+	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1];
+	struct store_grant g = { .grant_id = "g1", .project = P, .grantee = "u",
+				 .grantee_type = "user", .operations = "describe-key",
+				 .issuer = "i" };
+	struct store_grant_filter f = { .project = P };
+	int64_t now = kms_time_real_ms(), when = now + 1000;
+	size_t deleted = 0, rotated = 0, tags = 0, grants = 0, total = 0;
+	struct store_key *k = NULL;
+
+	SETUP();
+	new_keys_ab(a, b);
+	if (kms_test_failing())
+		return;
+	snprintf(g.key_id, sizeof(g.key_id), "%s", a);
+	ASSERT_OK(store_grant_create(S, &g, 10));
+	ASSERT_OK(store_tag_set(S, a, "t", "v", 10));
+	ASSERT_OK(store_tag_set(S, b, "t", "v", 10));
+	ASSERT_OK(store_key_modify(S, P, a, delete_at, &when, &k));
+	store_key_release(k);
+	ASSERT_OK(store_sweep(S, now + 2000, &deleted, &rotated));
+	ASSERT_EQ(deleted, 1);
+	ASSERT_ERR(store_key_get(S, P, a, &k), KMS_E_KEY_NOT_FOUND);
+	ASSERT_OK(store_grant_list(S, &f, 0, 10, count_grant, &grants, &total));
+	ASSERT_EQ(total, 0);
+	ASSERT_EQ(grants, 0);
+	ASSERT_OK(store_tag_list(S, P, NULL, count_tag, &tags));
+	ASSERT_EQ(tags, 1); /* b's */
+}
+
+/* ==== the SQLite backend's own storage ==== */
 
 /* ---- deleted material leaves no copy in the state directory ---- */
 
@@ -1054,30 +1169,37 @@ static off_t file_size(const char *name)
 	return stat(path, &st) == 0 ? st.st_size : -1;
 }
 
+/* An external key of project P with imported material (32 bytes of fill), its id in id. */
+static void new_imported_key(const char *alias, uint8_t fill, int64_t expiration_ms,
+			     char id[KMS_KEY_ID_LEN + 1])
+{
+	uint8_t material[CORE_KEY_BYTES];
+	struct store_key *k = NULL;
+
+	ASSERT_OK(store_key_create_external(S, P, alias, NULL, KMS_DEFAULT_KEY_QUOTA, &k));
+	memcpy(id, k->meta.key_id, KMS_KEY_ID_LEN + 1);
+	store_key_release(k);
+	k = NULL;
+	memset(material, fill, sizeof(material));
+	ASSERT_OK(store_key_import(S, P, id, material, expiration_ms, &k));
+	store_key_release(k);
+}
+
 /* Issue 11: delete-imported-key-material left the sealed material in kms.db-wal, where the root
  * key recovers it. After the deletion no file of the state directory holds it, while the store
  * stays open (as the daemon keeps it). */
 TEST(deleted_imported_material_leaves_no_copy)
 {
-	uint8_t material[CORE_KEY_BYTES], sealed[256];
 	char id[KMS_KEY_ID_LEN + 1], keep[KMS_KEY_ID_LEN + 1], where[300] = "";
 	struct store_key *k = NULL;
+	uint8_t sealed[256];
 	size_t n = 0;
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	new_key(P, "stays", keep);
-	ASSERT_OK(store_key_create_external(S, P, "ext", NULL, KMS_DEFAULT_KEY_QUOTA, &k));
+	new_imported_key("ext", 0x5a, 0, id);
 	if (kms_test_failing())
 		return;
-	memcpy(id, k->meta.key_id, KMS_KEY_ID_LEN + 1);
-	store_key_release(k);
-	k = NULL;
-	memset(material, 0x5a, sizeof(material));
-	ASSERT_OK(store_key_import(S, P, id, material, 0, &k));
-	store_key_release(k);
-	k = NULL;
 	db_read_sealed(id, sealed, sizeof(sealed), &n);
 	ASSERT_TRUE(n > 16);
 	ASSERT_TRUE(state_files_hold(sealed, n, where, sizeof(where)));
@@ -1108,50 +1230,25 @@ static int schedule_now(struct store_key_meta *m, void *arg)
  * material that expired: every version of the key is gone from every file. */
 TEST(destroyed_key_and_expired_material_leave_no_copy)
 {
-	uint8_t material[CORE_KEY_BYTES], v0[256], v1[256], ext[256];
+	uint8_t v0[256], v1[256], ext[256];
 	char id[KMS_KEY_ID_LEN + 1], xid[KMS_KEY_ID_LEN + 1], where[300] = "";
 	struct store_key *k = NULL;
 	size_t n0 = 0, n1 = 0, nx = 0, deleted = 0, rotated = 0;
 	int64_t now = kms_time_real_ms(), when = now + 1000;
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	new_key(P, "doomed", id);
 	db_read_sealed(id, v0, sizeof(v0), &n0);
 	ASSERT_OK(store_key_rotate(S, P, id, now, &k));
 	store_key_release(k);
 	k = NULL;
-	{
-		/* version 1 */
-		char path[4300];
-		sqlite3 *db = NULL;
-		sqlite3_stmt *st = NULL;
-
-		path_of(path, sizeof(path), "kms.db");
-		ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-		ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sealed FROM key_versions WHERE key_id = ? "
-						 "AND version = 1", -1, &st, NULL), SQLITE_OK);
-		sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-		ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-		n1 = (size_t)sqlite3_column_bytes(st, 0);
-		ASSERT_LE(n1, sizeof(v1));
-		memcpy(v1, sqlite3_column_blob(st, 0), n1);
-		sqlite3_finalize(st);
-		ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
-	}
+	B->sealed_read(id, 1, v1, sizeof(v1), &n1);
 	ASSERT_OK(store_key_modify(S, P, id, schedule_now, &when, &k));
 	store_key_release(k);
 	k = NULL;
-	ASSERT_OK(store_key_create_external(S, P, "ext", NULL, KMS_DEFAULT_KEY_QUOTA, &k));
+	new_imported_key("ext", 0xa5, now + 2000, xid);
 	if (kms_test_failing())
 		return;
-	memcpy(xid, k->meta.key_id, KMS_KEY_ID_LEN + 1);
-	store_key_release(k);
-	k = NULL;
-	memset(material, 0xa5, sizeof(material));
-	ASSERT_OK(store_key_import(S, P, xid, material, now + 2000, &k));
-	store_key_release(k);
 	db_read_sealed(xid, ext, sizeof(ext), &nx);
 	ASSERT_TRUE(state_files_hold(v0, n0, where, sizeof(where)));
 	ASSERT_TRUE(state_files_hold(ext, nx, where, sizeof(where)));
@@ -1175,12 +1272,9 @@ TEST(destroyed_key_and_expired_material_leave_no_copy)
 /* Run one SQL statement on kms.db from outside, as an editor or a disk error would. */
 static void db_exec(const char *sql)
 {
-	char path[4300];
-	sqlite3 *db = NULL;
+	sqlite3 *db = sqlite_open(SQLITE_OPEN_READWRITE);
 
-	path_of(path, sizeof(path), "kms.db");
-	ASSERT_EQ(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-	sqlite3_busy_timeout(db, 5000);
+	ASSERT_TRUE(db != NULL);
 	ASSERT_EQ(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
 }
@@ -1207,9 +1301,7 @@ TEST(unreadable_project_policy_fails_closed)
 	struct store_project_policy pol = { 1000, 1000, 0750, 0700 }, got;
 	char what[160];
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	ASSERT_OK(store_project_policy_set(S, Q, &pol));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
 		char *sql = sqlite3_mprintf("UPDATE project_policies SET %s = %s WHERE project_id = "
@@ -1261,9 +1353,7 @@ TEST(unreadable_binding_and_token_rows_fail_closed)
 				      .role = KMS_ROLE_ADMIN, .expiry = 2000000000 };
 	char what[160];
 
-	setup();
-	if (kms_test_failing())
-		return;
+	SETUP();
 	ASSERT_OK(store_binding_set(S, P, STORE_BIND_GID, 50, KMS_ROLE_ADMIN));
 	ASSERT_OK(store_binding_set(S, P, STORE_BIND_UID, 1000, KMS_ROLE_VIEWER));
 	ASSERT_OK(store_binding_set(S, Q, STORE_BIND_UID, 1000, KMS_ROLE_CRYPTO));
