@@ -5,7 +5,6 @@
  * code simple, and the hot path never gets here because the store caches snapshots. */
 #include "store_backend.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
