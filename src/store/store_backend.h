@@ -62,6 +62,7 @@ struct store_backend_ops {
 	KMS_WUR int (*key_replace_material)(struct store_backend *b,
 					    const struct store_key_meta *meta,
 					    const struct store_sealed_version *v);
+	/* The key with its versions, grants and tags, atomically. */
 	KMS_WUR int (*key_delete)(struct store_backend *b, const char *key_id);
 	/* Leave no copy of deleted rows in the database files: the freed pages are overwritten,
 	 * and the log that still holds their earlier contents is folded in and emptied. Called
@@ -74,6 +75,9 @@ struct store_backend_ops {
 			       void *arg);
 	/* Changes when another process commits: lets the cache notice kmsctl's edits. */
 	KMS_WUR int (*data_version)(struct store_backend *b, int64_t *version);
+	/* grant_insert and tag_set count and write in one transaction (KMS_E_TOO_MANY_GRANTS,
+	 * KMS_E_TOO_MANY_TAGS; replacing a tag never counts); KMS_E_KEY_NOT_FOUND if the key is
+	 * not there. A clash of primary keys (ids we made) is KMS_E_INTERNAL. */
 	KMS_WUR int (*grant_insert)(struct store_backend *b, const struct store_grant *g,
 				    unsigned max);
 	KMS_WUR int (*grant_delete)(struct store_backend *b, const char *grant_id);
