@@ -50,7 +50,7 @@ static size_t fs_groups(fuse_req_t req, gid_t gid, gid_t *out)
 void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct fs_identity *out)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	char name[KMS_MAX_PROJECT_ID + 1];
+	char name[KMS_MAX_PROJECT_ID + 1] = "";
 	gid_t gids[FS_MAX_GROUPS + 1];
 	struct api_caller caller;
 	enum kms_role role;
@@ -60,11 +60,9 @@ void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct
 	out->gid = ctx->gid;
 	out->pid = ctx->pid;
 	out->has_token = fs_binding_claims(fs, out->uid, project, &out->claims, &out->auth_error);
-	if (!fs_project_name(fs, project, name))
-		return;
 	fs_identity_caller(out, name, &caller);
 	/* The groups (a read of /proc) only for a caller a binding can apply to. */
-	if (!api_binding_applies(&caller))
+	if (!api_binding_applies(&caller) || !fs_project_name(fs, project, name))
 		return;
 	caller.gids = gids;
 	caller.ngids = fs_groups(req, out->gid, gids);
