@@ -74,7 +74,8 @@ static int api_tags_dispatch(struct api_request *r)
 {
 	if (!r->caller->path_key_id)
 		return api_project_tags(r);
-	if (cJSON_GetObjectItemCaseSensitive(r->body, "tag") && api_check_role(r, KMS_ROLE_ADMIN) < 0)
+	if (cJSON_GetObjectItemCaseSensitive(r->body, "tag") &&
+	    api_check_role(r, KMS_ROLE_ADMIN) < 0)
 		return KMS_E_FORBIDDEN;
 	return api_key_tags(r);
 }

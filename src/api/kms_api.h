@@ -102,7 +102,7 @@ bool api_binding_applies(const struct api_caller *caller);
  * (unix milliseconds), not revoked, with a role that allows the action. 0 if so; KMS_E_FORBIDDEN
  * when the role falls short (a grant on a key may still allow a grantable action: api_call checks
  * that per key); else the KMS_E_TOKEN_* error api_call would answer. api_call decides with this,
- * and the file system with it what a caller may see of a project (its keys and aliases). */
+ * and api_caller_may_list what the file system shows of a project (its keys and aliases). */
 KMS_WUR int api_caller_may(const struct api_service *svc, const struct api_caller *caller,
 			   const struct api_action *action, int64_t now_ms);
 /* What the file system shows caller: a project's keys and aliases when it may call list-keys
