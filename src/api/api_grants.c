@@ -1,6 +1,6 @@
 /* Grants (kms-api.md section 4.10): a grantee (a token's user name) may do exactly the granted
- * operations on one key, beyond what its role allows. Issuer, retiring principal and grantee
- * follow the API's rules for retire-grant; revoke-grant is an administrator's action. */
+ * operations on one key, beyond what its role allows. The handlers are here; who may create,
+ * retire or revoke a grant, and what a grant allows, is decided in api_authz.c. */
 #include <stdio.h>
 #include <string.h>
 
@@ -10,20 +10,6 @@
 #include "core/kms_core.h"
 
 #define API_GRANTS_PER_PAGE_MAX 1000ul
-
-static const char *const api_grant_ops[] = {
-	"create-datakey", "create-datakey-without-plaintext", "encrypt-datakey", "decrypt-datakey",
-	"describe-key",   "create-grant",                     "retire-grant",    "encrypt-data",
-	"decrypt-data",
-};
-
-bool api_action_grantable(const char *name)
-{
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(api_grant_ops); i++)
-		if (strcmp(api_grant_ops[i], name) == 0)
-			return true;
-	return false;
-}
 
 static bool api_principal_valid(const char *p)
 {
@@ -36,136 +22,6 @@ static bool api_principal_valid(const char *p)
 		      (p[i] >= '0' && p[i] <= '9')))
 			return false;
 	return true;
-}
-
-const char *api_caller_user(const struct api_request *r)
-{
-	if (r->caller->claims)
-		return r->caller->claims->user;
-	return AUTH_USER_HOST_ADMIN; /* a trusted administrator on the host (kmsctl) */
-}
-
-static bool api_ops_contain(const char *ops, const char *op)
-{
-	size_t n = strlen(op);
-
-	for (const char *p = ops; p && *p;) {
-		const char *comma = strchr(p, ',');
-		size_t len = comma ? (size_t)(comma - p) : strlen(p);
-
-		if (len == n && strncmp(p, op, n) == 0)
-			return true;
-		p = comma ? comma + 1 : NULL;
-	}
-	return false;
-}
-
-struct api_grant_find {
-	const char *op;
-	bool found;
-	struct api_request *record; /* if set: note each key with a matching grant here */
-};
-
-static int api_grant_match(const struct store_grant *g, void *arg)
-{
-	struct api_grant_find *f = arg;
-	struct api_request *r = f->record;
-
-	if (!api_ops_contain(g->operations, f->op))
-		return 0;
-	f->found = true;
-	if (r && r->grant_keys_n < API_GRANT_KEYS_SEEN)
-		snprintf(r->grant_keys[r->grant_keys_n], sizeof(r->grant_keys[0]), "%s", g->key_id);
-	if (r && r->grant_keys_n <= API_GRANT_KEYS_SEEN)
-		r->grant_keys_n++;
-	return 0;
-}
-
-/* Does the caller hold a grant for op on key_id (any key of the project when NULL)? With
- * record, the keys found are noted in it. */
-static int api_grant_held(struct api_request *r, const char *key_id, const char *op,
-			  struct api_request *record, bool *held)
-{
-	struct store_grant_filter f = { .project = r->caller->project, .key_id = key_id };
-	struct api_grant_find find = { .op = op, .record = record };
-	int e;
-
-	*held = false;
-	if (!r->caller->claims)
-		return 0;
-	f.grantee = r->caller->claims->user;
-	e = store_grant_list(r->svc->store, &f, 0, SIZE_MAX, api_grant_match, &find, NULL);
-	if (e < 0)
-		return e;
-	*held = find.found;
-	return 0;
-}
-
-int api_check_grant_any(struct api_request *r)
-{
-	bool held;
-	int e;
-
-	if (!r->grant_required)
-		return 0;
-	/* Under keys/<id>/ only that key can be acted on: ask about it alone. */
-	r->grant_keys_n = 0;
-	if ((e = api_grant_held(r, r->caller->path_key_id, r->action->name, r, &held)) < 0)
-		return e;
-	r->grant_keys_known = true;
-	return held ? 0 : KMS_E_FORBIDDEN;
-}
-
-static bool api_grant_key_seen(const struct api_request *r, const char *key_id)
-{
-	for (size_t i = 0; i < r->grant_keys_n && i < API_GRANT_KEYS_SEEN; i++)
-		if (strcmp(r->grant_keys[i], key_id) == 0)
-			return true;
-	return false;
-}
-
-int api_check_grant(struct api_request *r, const struct store_key *k)
-{
-	bool held;
-	int e;
-
-	if (!r->grant_required)
-		return 0;
-	/* The keys noted are complete for the project, or for the key folder's own key. */
-	if (r->grant_keys_known && r->grant_keys_n <= API_GRANT_KEYS_SEEN &&
-	    (!r->caller->path_key_id || strcmp(r->caller->path_key_id, k->meta.key_id) == 0))
-		held = api_grant_key_seen(r, k->meta.key_id);
-	else if ((e = api_grant_held(r, k->meta.key_id, r->action->name, NULL, &held)) < 0)
-		return e;
-	if (!held)
-		return KMS_E_FORBIDDEN;
-	r->grant_checked = true;
-	return 0;
-}
-
-/* A caller who may create grants only through a grant hands on no more than it holds: every
- * operation of the new grant must be one of its own grants on that key. */
-static int api_grant_within_own(struct api_request *r, const struct store_key *k,
-				const char *ops)
-{
-	char op[64];
-	bool held;
-	int e;
-
-	if (!r->grant_required)
-		return 0;
-	for (const char *p = ops; p && *p;) {
-		const char *comma = strchr(p, ',');
-		size_t len = comma ? (size_t)(comma - p) : strlen(p);
-
-		snprintf(op, sizeof(op), "%.*s", (int)len, p);
-		if ((e = api_grant_held(r, k->meta.key_id, op, NULL, &held)) < 0)
-			return e;
-		if (!held)
-			return KMS_E_FORBIDDEN;
-		p = comma ? comma + 1 : NULL;
-	}
-	return 0;
 }
 
 static int api_grant_operations(struct api_request *r, char out[STORE_GRANT_OPS_MAX + 1])
@@ -182,7 +38,7 @@ static int api_grant_operations(struct api_request *r, char out[STORE_GRANT_OPS_
 	cJSON_ArrayForEach(op, ops) {
 		if (!cJSON_IsString(op) || !api_action_grantable(op->valuestring))
 			return KMS_E_BAD_PARAM;
-		if (api_ops_contain(out, op->valuestring))
+		if (api_grant_ops_contain(out, op->valuestring))
 			continue;
 		if (strcmp(op->valuestring, "create-grant") != 0)
 			only_create_grant = false;
@@ -237,13 +93,13 @@ int api_create_grant(struct api_request *r)
 		return e;
 	if (type && strcmp(type, "user") != 0 && strcmp(type, "domain") != 0)
 		return KMS_E_BAD_PARAM;
-	if ((e = api_check_sequence(r)) < 0 || (e = api_resolve_key(r, true, &k)) < 0)
+	if ((e = api_check_sequence(r)) < 0 || (e = api_allowed_key(r, true, &k)) < 0)
 		return e;
 	if (k->meta.state == STORE_KEY_PENDING_DELETION) {
 		e = KMS_E_KEY_PENDING_DELETION;
 		goto out;
 	}
-	if ((e = api_grant_within_own(r, k, g.operations)) < 0)
+	if ((e = api_check_grant_within_own(r, k, g.operations)) < 0)
 		goto out;
 	if ((e = core_random(raw, sizeof(raw))) < 0)
 		goto out;
@@ -320,7 +176,7 @@ static int api_list_grants_common(struct api_request *r, const struct store_gran
 {
 	unsigned long limit = 100, marker = 0;
 	bool present;
-	size_t total = 0, count;
+	size_t total = 0;
 	cJSON *arr;
 	int e;
 
@@ -335,16 +191,7 @@ static int api_list_grants_common(struct api_request *r, const struct store_gran
 	e = store_grant_list(r->svc->store, f, marker, limit, api_grant_list_one, arr, &total);
 	if (e < 0)
 		return e;
-	count = (size_t)cJSON_GetArraySize(arr);
-	if (marker + count < total) {
-		if ((e = api_add_ulong_string(r->out, "next_marker", marker + count)) < 0 ||
-		    (e = api_add_string(r->out, "truncated", "true")) < 0)
-			return e;
-	} else if ((e = api_add_string(r->out, "next_marker", "")) < 0 ||
-		   (e = api_add_string(r->out, "truncated", "false")) < 0) {
-		return e;
-	}
-	return api_add_int(r->out, "total", (double)total);
+	return api_add_page(r->out, marker, (size_t)cJSON_GetArraySize(arr), total);
 }
 
 int api_list_grants(struct api_request *r)
@@ -353,7 +200,7 @@ int api_list_grants(struct api_request *r)
 	struct store_key *k = NULL;
 	int e;
 
-	if ((e = api_check_sequence(r)) < 0 || (e = api_resolve_key(r, true, &k)) < 0)
+	if ((e = api_check_sequence(r)) < 0 || (e = api_allowed_key(r, true, &k)) < 0)
 		return e;
 	f.key_id = k->meta.key_id;
 	e = api_list_grants_common(r, &f);
@@ -391,7 +238,7 @@ static int api_find_grant(struct api_request *r, struct store_grant *g)
 		return e;
 	if (strlen(id) != STORE_GRANT_ID_LEN || !kms_is_hex(id, STORE_GRANT_ID_LEN))
 		return KMS_E_GRANT_ID;
-	if ((e = api_check_sequence(r)) < 0 || (e = api_resolve_key(r, true, &k)) < 0)
+	if ((e = api_check_sequence(r)) < 0 || (e = api_allowed_key(r, true, &k)) < 0)
 		return e;
 	{
 		char lower[STORE_GRANT_ID_LEN + 1];
@@ -420,23 +267,10 @@ int api_revoke_grant(struct api_request *r)
 
 int api_retire_grant(struct api_request *r)
 {
-	const char *user = api_caller_user(r);
 	struct store_grant g;
-	bool allowed;
 	int e = api_find_grant(r, &g);
 
-	if (e < 0)
+	if (e < 0 || (e = api_check_retire(r, &g)) < 0)
 		return e;
-	/* Issuer, retiring principal, or a grantee whose grant includes retire-grant. A caller
-	 * below the least role got here only through a retire-grant grant on this key
-	 * (api_resolve_key checked it); token user names never equal kmsctl's name nor a uid
-	 * binding's (auth_user_reserved), so an issuer is who it says. */
-	allowed = r->caller->trusted ||
-		  (r->caller->claims && r->caller->claims->role >= KMS_ROLE_ADMIN) ||
-		  strcmp(user, g.issuer) == 0 || (g.retiring[0] && strcmp(user, g.retiring) == 0) ||
-		  (strcmp(user, g.grantee) == 0 && api_ops_contain(g.operations, "retire-grant"));
-	if (!allowed)
-		return KMS_E_FORBIDDEN;
-	r->grant_checked = true;
 	return store_grant_delete(r->svc->store, g.grant_id);
 }

@@ -59,7 +59,7 @@ static bool api_base64_chars(const char *s, size_t min, size_t max)
 /* The key the request names, which must be external (KMS.0309) and pending import (KMS.0310). */
 static int api_import_key(struct api_request *r, struct store_key **k)
 {
-	int e = api_resolve_key(r, true, k);
+	int e = api_allowed_key(r, true, k);
 
 	if (e < 0)
 		return e;
@@ -228,7 +228,7 @@ int api_delete_imported_key_material(struct api_request *r)
 	struct store_key *k = NULL;
 	int e;
 
-	if ((e = api_check_sequence(r)) < 0 || (e = api_resolve_key(r, true, &k)) < 0)
+	if ((e = api_check_sequence(r)) < 0 || (e = api_allowed_key(r, true, &k)) < 0)
 		return e;
 	e = store_key_delete_material(r->svc->store, r->caller->project, k->meta.key_id, NULL);
 	store_key_release(k);

@@ -5,20 +5,24 @@
 
 #include "kms_api.h"
 
-/* How many keys api_check_grant_any remembers having a grant for the action: enough for every
+/* How many keys api_authorise remembers having a grant for the action: enough for every
  * real grantee; one with more grants costs one more store query per request. */
 #define API_GRANT_KEYS_SEEN 8
 
 struct api_request {
 	const struct api_service *svc;
 	const struct api_caller *caller;
+	/* Who the caller is for this request (api_caller_claims): its token's claims or those of a
+	 * binding; NULL when trusted or without an identity (auth_error: why). */
+	const struct auth_claims *claims;
+	int auth_error;
 	const struct api_action *action;
 	cJSON *body; /* the request object (never NULL) */
 	cJSON *out;  /* the response object to fill */
 	int64_t now_ms;
 	bool grant_required; /* the role does not allow the action: a grant on the key must */
 	bool grant_checked;
-	/* Set by api_check_grant_any: the keys holding a grant for this action, so api_check_grant
+	/* Set by api_authorise: the keys holding a grant for this action, so api_check_grant
 	 * needs no second query (grant_keys_n past API_GRANT_KEYS_SEEN: not all are listed). */
 	bool grant_keys_known;
 	size_t grant_keys_n;
@@ -49,7 +53,8 @@ KMS_WUR int api_check_sequence(struct api_request *r);
 KMS_WUR int api_get_context(struct api_request *r, struct kms_buf *ctx);
 
 /* The key a request names: from the path and/or "key_id" (id, alias/NAME, or URN).
- * Format errors KMS.0205, unknown KMS.0207. required=false with neither: *key = NULL, 0. */
+ * Format errors KMS.0205, unknown KMS.0207. required=false with neither: *key = NULL, 0.
+ * Resolution only: handlers get their key through api_allowed_key, which checks the grant. */
 KMS_WUR int api_resolve_key(struct api_request *r, bool required, struct store_key **key);
 /* Parse a key reference without looking it up: sets *id or *alias. */
 KMS_WUR int api_parse_key_ref(struct api_request *r, const char *ref, char id[KMS_KEY_ID_LEN + 1],
@@ -64,20 +69,46 @@ bool api_alias_valid(const char *s);
  * API_ALIAS_ENTRY_MAX bytes. */
 KMS_WUR int api_get_alias(struct api_request *r, const char **alias);
 bool api_description_valid(const char *s);
-/* Grants: is the action one a grant may allow; does a grant allow it on k for this caller. */
-bool api_action_grantable(const char *name);
-KMS_WUR int api_check_grant(struct api_request *r, const struct store_key *k);
-/* Before any validation: a caller acting through grants must hold one for this action on some
- * key of the project, else KMS.0307 (not a validation error that would reveal the rules). */
-KMS_WUR int api_check_grant_any(struct api_request *r);
-const char *api_caller_user(const struct api_request *r);
 int api_state_change_arg(struct api_request *r, store_key_edit_fn edit, void *arg);
+
+/* api_authz.c: every permission decision (its header lists them). */
+/* Who the caller is now: its token's claims, else a binding's (in buf), looked up again and
+ * never above the role captured at open; NULL when trusted or none (*auth_error: why). */
+const struct auth_claims *api_caller_claims(const struct api_service *svc,
+					    const struct api_caller *c, struct auth_claims *buf,
+					    int *auth_error);
+/* Before the body is read: may the caller run the action, by its role or (grantable actions)
+ * through a grant on some key of the project (then r->grant_required). 0 or the error. */
+KMS_WUR int api_authorise(struct api_request *r);
+/* The key the request acts on (api_resolve_key), if the caller may act on it: its role allows
+ * the action, or it holds a grant for the action on that key. */
+KMS_WUR int api_allowed_key(struct api_request *r, bool required, struct store_key **key);
+/* Does a grant allow the action on k for this caller (0 when its role does, or KMS.0307)? */
+KMS_WUR int api_check_grant(struct api_request *r, const struct store_key *k);
+/* After the handler: KMS.0307 if the caller needed a grant and none was checked. */
+KMS_WUR int api_check_grant_done(const struct api_request *r);
+/* A caller who may create grants only through a grant hands on no more than it holds: every
+ * operation (comma-separated ops) must be one of its own grants on k. */
+KMS_WUR int api_check_grant_within_own(struct api_request *r, const struct store_key *k,
+				       const char *ops);
+/* May the caller retire g: an administrator, its issuer, its retiring principal, or its grantee
+ * when the grant includes retire-grant. */
+KMS_WUR int api_check_retire(struct api_request *r, const struct store_grant *g);
+/* 0 if the caller is trusted or its role is least or above, else KMS_E_FORBIDDEN. */
+KMS_WUR int api_check_role(const struct api_request *r, enum kms_role least);
+/* Is the action one a grant may allow; is op one of the comma-separated ops. */
+bool api_action_grantable(const char *name);
+bool api_grant_ops_contain(const char *ops, const char *op);
+/* The principal the caller acts as: its token's user, "uid<N>" for a binding, or kmsctl's. */
+const char *api_caller_user(const struct api_request *r);
 
 /* Response helpers. */
 KMS_WUR int api_add_string(cJSON *o, const char *name, const char *value);
 KMS_WUR int api_add_hex(cJSON *o, const char *name, const uint8_t *p, size_t n);
 KMS_WUR int api_add_ulong_string(cJSON *o, const char *name, unsigned long v);
 KMS_WUR int api_add_int(cJSON *o, const char *name, double v);
+/* A listing's page: next_marker, truncated and total, for count items from marker on. */
+KMS_WUR int api_add_page(cJSON *o, unsigned long marker, size_t count, size_t total);
 /* The key object of describe-key/list-keys (all strings). */
 cJSON *api_key_object(const struct api_service *svc, const struct store_key_meta *m);
 

@@ -95,7 +95,7 @@ int api_describe_key(struct api_request *r)
 
 	if ((e = api_check_sequence(r)) < 0)
 		return e;
-	if ((e = api_resolve_key(r, true, &k)) < 0)
+	if ((e = api_allowed_key(r, true, &k)) < 0)
 		return e;
 	info = api_key_object(r->svc, &k->meta);
 	store_key_release(k);
@@ -155,13 +155,5 @@ int api_list_keys(struct api_request *r)
 			   api_list_one, &c, &total);
 	if (e < 0)
 		return e;
-	if (marker + c.count < total) {
-		if ((e = api_add_ulong_string(r->out, "next_marker", marker + c.count)) < 0 ||
-		    (e = api_add_string(r->out, "truncated", "true")) < 0)
-			return e;
-	} else if ((e = api_add_string(r->out, "next_marker", "")) < 0 ||
-		   (e = api_add_string(r->out, "truncated", "false")) < 0) {
-		return e;
-	}
-	return api_add_int(r->out, "total", (double)total);
+	return api_add_page(r->out, marker, c.count, total);
 }

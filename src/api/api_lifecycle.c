@@ -16,7 +16,7 @@ static int api_modify(struct api_request *r, store_key_edit_fn edit, void *arg,
 
 	if ((e = api_check_sequence(r)) < 0)
 		return e;
-	if ((e = api_resolve_key(r, true, &k)) < 0)
+	if ((e = api_allowed_key(r, true, &k)) < 0)
 		return e;
 	snprintf(key_id, sizeof(key_id), "%s", k->meta.key_id);
 	store_key_release(k);
@@ -257,7 +257,7 @@ int api_get_key_rotation_status(struct api_request *r)
 	char last[24] = "";
 	int e;
 
-	if ((e = api_check_sequence(r)) < 0 || (e = api_resolve_key(r, true, &k)) < 0)
+	if ((e = api_check_sequence(r)) < 0 || (e = api_allowed_key(r, true, &k)) < 0)
 		return e;
 	if (k->meta.rotations)
 		snprintf(last, sizeof(last), "%lld", (long long)k->meta.last_rotation_ms);
@@ -279,7 +279,7 @@ static int api_rotate_now(struct api_request *r, struct store_key **n)
 	int e;
 
 	*n = NULL;
-	if ((e = api_check_sequence(r)) < 0 || (e = api_resolve_key(r, true, &k)) < 0)
+	if ((e = api_check_sequence(r)) < 0 || (e = api_allowed_key(r, true, &k)) < 0)
 		return e;
 	if (strcmp(k->meta.origin, "kms") != 0)
 		e = KMS_E_EXTERNAL_ROTATION;

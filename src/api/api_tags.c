@@ -115,7 +115,7 @@ int api_key_tags(struct api_request *r)
 		return KMS_E_MISSING;
 	if (tag && (e = api_tag_fields(tag, &tk, &tv, true)) < 0)
 		return e;
-	if ((e = api_resolve_key(r, true, &k)) < 0)
+	if ((e = api_allowed_key(r, true, &k)) < 0)
 		return e;
 	if (tag) {
 		if (k->meta.state == STORE_KEY_PENDING_DELETION)
@@ -148,7 +148,7 @@ int api_delete_tag(struct api_request *r)
 		return e;
 	if ((e = api_tag_key_check(tk)) < 0)
 		return e;
-	if ((e = api_check_sequence(r)) < 0 || (e = api_resolve_key(r, true, &k)) < 0)
+	if ((e = api_check_sequence(r)) < 0 || (e = api_allowed_key(r, true, &k)) < 0)
 		return e;
 	/* As tags-action delete: a key pending deletion keeps its tags until it is destroyed. */
 	if (k->meta.state == STORE_KEY_PENDING_DELETION)
@@ -231,7 +231,7 @@ int api_tags_action(struct api_request *r)
 	cJSON_ArrayForEach(t, tags)
 		if ((e = api_tag_fields(t, &tk, &tv, create)) < 0)
 			return e;
-	if ((e = api_check_sequence(r)) < 0 || (e = api_resolve_key(r, true, &k)) < 0)
+	if ((e = api_check_sequence(r)) < 0 || (e = api_allowed_key(r, true, &k)) < 0)
 		return e;
 	if (k->meta.state == STORE_KEY_PENDING_DELETION) {
 		e = KMS_E_KEY_PENDING_DELETION;

@@ -40,6 +40,8 @@ struct api_outcome {
 	char sequence[40];               /* the request's "sequence", if valid */
 	int http;                        /* 200 or the error's status */
 	const char *error_code;          /* "KMS.xxxx" or "" */
+	/* Who the request ran as: its token's claims or a binding's (NULL: trusted, or none). */
+	const struct auth_claims *claims;
 	bool reserved;                   /* audit_reserve() succeeded for this request */
 };
 
@@ -62,15 +64,22 @@ struct api_service {
 	void *audit_ctx;
 };
 
-/* Who asks, where. trusted = an administrator on the host (kmsctl): no token needed. */
+/* Who asks, where: what the file system captured of the caller, which api_authz.c judges.
+ * trusted = an administrator on the host (kmsctl): no token needed. */
 struct api_caller {
 	const char *project;
 	const char *path_key_id; /* key folder the request came through, or NULL */
 	bool trusted;
-	const struct auth_claims *claims; /* verified token claims (or a uid/gid binding), or NULL */
-	int auth_error;                   /* why there are no claims (KMS_E_TOKEN_*), or 0 */
+	const struct auth_claims *claims; /* the verified claims of the caller's token, or NULL */
+	int auth_error;                   /* why there is no token (KMS_E_TOKEN_*, ...), or 0 */
+	/* The role a `kmsctl project bind` binding gave the caller when it opened the handle
+	 * (api_bound_role), KMS_ROLE_NONE if none: every request looks the binding up again with
+	 * uid and gids, and can only narrow it. */
+	enum kms_role bound_role;
 	uid_t uid;
 	gid_t gid;
+	const gid_t *gids; /* the primary group and the supplementary ones, for the bindings */
+	size_t ngids;
 	pid_t pid;
 };
 
@@ -81,14 +90,26 @@ const struct api_action *api_action_at(size_t i);
 /* One-time process setup (cJSON wipe-on-free hooks, crypto). */
 KMS_WUR int api_init(void);
 
+/* The role bindings give caller in its project now: its uid's binding, else the best of its
+ * groups' (gids); KMS_ROLE_NONE if none, or if it has a token, which wins. The file system
+ * captures this in caller->bound_role when a handle is opened. */
+enum kms_role api_bound_role(const struct api_service *svc, const struct api_caller *caller);
+/* May bindings apply to caller at all: not trusted and no token (a token wins). */
+bool api_binding_applies(const struct api_caller *caller);
+
 /* May caller run action, judged by who it is alone, before any request body or key is looked
- * at: trusted, or claims (a token or a uid/gid binding) of this project, unexpired at now_ms
+ * at: trusted, or claims (its token, or its binding) of this project, unexpired at now_ms
  * (unix milliseconds), not revoked, with a role that allows the action. 0 if so; KMS_E_FORBIDDEN
  * when the role falls short (a grant on a key may still allow a grantable action: api_call checks
  * that per key); else the KMS_E_TOKEN_* error api_call would answer. api_call decides with this,
- * and the file system with it what a caller may see of a project (its keys and aliases). */
+ * and api_caller_may_list what the file system shows of a project (its keys and aliases). */
 KMS_WUR int api_caller_may(const struct api_service *svc, const struct api_caller *caller,
 			   const struct api_action *action, int64_t now_ms);
+/* What the file system shows caller: a project's keys and aliases when it may call list-keys
+ * there now; the project itself in the root directory to its owner and root (api_project_owner)
+ * without asking more, and to who may see its keys. */
+bool api_caller_may_list(const struct api_service *svc, const struct api_caller *caller);
+bool api_project_owner(const struct api_service *svc, const char *project, uid_t uid);
 
 /* Run one request. Empty or all-blank req means "{}". A body of several lines each holding one
  * JSON object is a batch: one response line per request line, in order, and the return value is

@@ -208,8 +208,8 @@ int fs_audit(void *ctx, const struct api_caller *c, const struct api_outcome *o)
 		.action = o->action,
 		.code = o->error_code ? o->error_code : "",
 		.sequence = o->sequence,
-		.token_id = c->trusted ? "admin" : c->claims ? c->claims->id : "",
-		.user = c->claims ? c->claims->user : "",
+		.token_id = c->trusted ? "admin" : o->claims ? o->claims->id : "",
+		.user = o->claims ? o->claims->user : "",
 		.status = o->http,
 	};
 	char line[FS_AUDIT_LINE_MAX];

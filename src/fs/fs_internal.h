@@ -104,24 +104,22 @@ struct fs_uid {
 };
 
 /* Who opened a handle, captured at OPEN like the kernel's file credentials. Every request on the
- * handle runs with it, whoever reads, flushes or closes the descriptor later. */
-enum fs_identity_source {
-	FS_ID_NONE,    /* no token and no binding: requests answer auth_error */
-	FS_ID_TOKEN,   /* the token bound to (uid, project) at open */
-	FS_ID_BINDING, /* a `kmsctl project bind` role of the uid or one of its groups */
-};
+ * handle runs with it, whoever reads, flushes or closes the descriptor later. Only facts: what
+ * they allow is for the API to decide (api_authz.c), request by request. */
 #define FS_MAX_GROUPS 64u
 struct fs_identity {
 	uid_t uid;
 	gid_t gid;
 	pid_t pid; /* a thread id in the daemon's pid namespace; 0 when the caller is not visible */
 	char comm[16]; /* the opener's command name (read only when auditing) */
-	enum fs_identity_source source;
-	int auth_error; /* FS_ID_NONE: why (KMS_E_TOKEN_MISSING, or the bound token's error) */
+	bool has_token; /* claims: the token bound to (uid, project) at open */
 	struct auth_claims claims;
-	/* FS_ID_BINDING: primary and supplementary groups at open (heap), for the per-request
-	 * re-check of the binding: an unbind applies at once, like a revocation. */
-	uint32_t *gids;
+	int auth_error; /* no token: why (KMS_E_TOKEN_MISSING, or the bound token's error) */
+	/* The role bindings gave at open (api_bound_role), and the primary and supplementary
+	 * groups (heap) it was found with, for the per-request re-check: an unbind applies at
+	 * once, like a revocation. */
+	enum kms_role bound_role;
+	gid_t *gids;
 	size_t ngids;
 };
 
@@ -232,25 +230,20 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 /* The claims of the token uid bound to a project, copied out (false: *err says why there are
- * none). Callers use fs_identity_capture, which also looks at role bindings. */
+ * none). Callers use fs_identity_capture. */
 bool fs_binding_claims(struct fs *fs, uid_t uid, uint32_t project, struct auth_claims *out,
 		       int *err);
 void fs_bindings_free(struct fs *fs);
 
 /* fs_identity.c */
-/* The identity of req's caller for a project (index, as in struct fs_node): uid, gid, pid, and
- * the claims that apply now: the token bound to (uid, project), else the role binding of the uid
- * or its groups, else none (out->source FS_ID_NONE, out->auth_error). Release with
- * fs_identity_release. "Does this caller have any identity for P?": out->source != FS_ID_NONE. */
+/* The identity of req's caller for a project (index, as in struct fs_node): uid, gid, pid, the
+ * token bound to (uid, project), and (without a token) the role bindings give it now, with the
+ * groups to look them up again. Release with fs_identity_release. */
 void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct fs_identity *out);
 void fs_identity_release(struct fs_identity *id);
-/* The claims a request made with a captured identity runs with now, or NULL (*auth_error: why).
- * A token's claims are as captured (api_call checks their expiry and revocation every request);
- * a role binding is looked up again with the captured uid and groups and can only narrow: an
- * unbind or a lower role applies at once, a higher role only to later opens. */
-const struct auth_claims *fs_identity_claims(struct fs *fs, const struct fs_identity *id,
-					     const char *project, struct auth_claims *buf,
-					     int *auth_error);
+/* The caller the API judges (api_call, api_caller_may) for a captured identity in project (its
+ * name); sets every field but path_key_id. Points into id, which must outlive out. */
+void fs_identity_caller(const struct fs_identity *id, const char *project, struct api_caller *out);
 /* The calling thread's command name; pid is a thread id in our pid namespace (0 if unseen). */
 void fs_process_name(pid_t pid, char *out, size_t cap);
 

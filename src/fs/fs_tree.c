@@ -7,7 +7,6 @@
 #include "common/kms_err.h"
 #include "common/kms_limits.h"
 #include "fs_internal.h"
-#include "common/kms_time.h"
 
 fuse_ino_t fs_node_ino(const struct fs_node *n)
 {
@@ -271,7 +270,6 @@ bool fs_alias_decode(const char *name, char *out, size_t cap)
 struct fs_who {
 	fuse_req_t req;
 	uid_t uid;
-	gid_t gid;
 };
 
 static void fs_who_init(fuse_req_t req, struct fs_who *who)
@@ -281,61 +279,36 @@ static void fs_who_init(fuse_req_t req, struct fs_who *who)
 	memset(who, 0, sizeof(*who));
 	who->req = req;
 	who->uid = ctx->uid;
-	who->gid = ctx->gid;
-}
-
-/* The claims the API would get for this caller in project: the identity an open would capture
- * now (fs_identity_capture: the token bound for (uid, project), else a role binding). */
-static bool fs_who_claims(struct fs *fs, struct fs_who *who, uint32_t project,
-			  struct auth_claims *claims, int *auth_error)
-{
-	struct fs_identity id;
-	bool any;
-
-	fs_identity_capture(who->req, fs, project, &id);
-	any = id.source != FS_ID_NONE;
-	if (any)
-		*claims = id.claims;
-	else
-		*auth_error = id.auth_error ? id.auth_error : KMS_E_TOKEN_MISSING;
-	fs_identity_release(&id);
-	return any;
 }
 
 /* May the caller see the keys of project: list keys/ and aliases/, look a key or an alias up,
- * read an alias? Exactly when the API would let it call list-keys there (api_caller_may: a
- * token or binding of the project, unexpired, unrevoked, with a role that may list), so the tree
- * never tells a caller more than the API answers it. */
+ * read an alias? The API decides (api_caller_may_list: exactly when it would let the caller call
+ * list-keys there), with the identity an open would capture now, so the tree never tells a
+ * caller more than the API answers it. */
 static bool fs_caller_may_list(struct fs *fs, struct fs_who *who, uint32_t project)
 {
-	const struct api_action *list_keys = api_action_find("list-keys", API_SCOPE_PROJECT);
 	char pname[KMS_MAX_PROJECT_ID + 1];
-	struct api_caller caller = { .uid = who->uid, .gid = who->gid };
-	struct auth_claims claims;
+	struct api_caller caller = { 0 };
+	struct fs_identity id;
+	bool may;
 
-	if (!list_keys || !fs_project_name(fs, project, pname))
+	if (!fs_project_name(fs, project, pname))
 		return false;
-	caller.project = pname;
-	if (fs_who_claims(fs, who, project, &claims, &caller.auth_error))
-		caller.claims = &claims;
-	return api_caller_may(&fs->svc, &caller, list_keys, kms_time_real_ms()) == 0;
+	fs_identity_capture(who->req, fs, project, &id);
+	fs_identity_caller(&id, pname, &caller);
+	may = api_caller_may_list(&fs->svc, &caller);
+	fs_identity_release(&id);
+	return may;
 }
 
-/* Is the project listed in the root directory for this caller? For root (uid 0, the host's
- * administrator, who can read the state directory and run kmsctl anyway), for the project's owner
- * (kmsctl project set --owner), and for callers that may see its keys. Anyone may still look a
- * project up by name (that is how a token is bound to it: setfattr on /kms/P). */
+/* Is the project listed in the root directory for this caller? For root and the project's owner
+ * (api_project_owner), and for callers that may see its keys. Anyone may still look a project up
+ * by name (that is how a token is bound to it: setfattr on /kms/P). */
 static bool fs_caller_sees_project(struct fs *fs, struct fs_who *who, uint32_t project,
 				   const char *pname)
 {
-	struct store_project_policy pol;
-
-	if (who->uid == 0)
-		return true;
-	store_project_policy(fs->store, pname, &pol);
-	if (pol.owner == who->uid)
-		return true;
-	return fs_caller_may_list(fs, who, project);
+	return api_project_owner(&fs->svc, pname, who->uid) ||
+	       fs_caller_may_list(fs, who, project);
 }
 
 /* Nodes that name a key: what a caller may only learn with the identity list-keys needs. */

@@ -215,9 +215,7 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 	struct fs *fs = fs_from_req(req);
 	char project[KMS_MAX_PROJECT_ID + 1];
 	struct fs_key_entry key;
-	struct auth_claims claims;
 	struct fs_call call = {
-		.caller = { .uid = t->id.uid, .gid = t->id.gid, .pid = t->id.pid },
 		.id = &t->id,
 		.owner = t->owner,
 	};
@@ -245,7 +243,8 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 		err = KMS_E_BAD_URL;
 		goto fail;
 	}
-	call.caller.project = project;
+	/* The identity captured at open; the API judges it on every request. */
+	fs_identity_caller(&t->id, project, &call.caller);
 	if (t->node.type == FS_KEY_ACTION) {
 		if (!fs_key_entry(fs, t->node.key, &key)) {
 			err = KMS_E_KEY_NOT_FOUND;
@@ -253,9 +252,6 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 		}
 		call.caller.path_key_id = key.key_id;
 	}
-	/* The claims captured at open; api_call checks expiry and revocation on every request. */
-	call.caller.claims =
-		fs_identity_claims(fs, &t->id, project, &claims, &call.caller.auth_error);
 	fs_current_call = &call;
 	t->last_err =
 		api_call(&fs->svc, &call.caller, t->action, t->req.data, t->req.len, &t->resp);
