@@ -23,6 +23,26 @@ for f in $(layer_files core); do
 	grep -HnE '#include *<(sqlite3|stdio|fcntl|unistd)\.h>' "$f" &&
 		violation "$f: I/O in core"
 done
+# Layers point one way (src/meson.build): common <- core <- store <- auth <- api <- {fs, tools}.
+# A layer's files include headers of their own layer and the layers below it, never above; fs and
+# tools are peers, so fs includes no tools/ header. tools may include anything; bench/ and tests/
+# are exempt. (Meson links each layer only with the layers below, but every library sees all of
+# src/ on its include path, so only this check keeps a header of a higher layer out.)
+allowed=
+for layer in common core store auth api fs; do
+	allowed="$allowed $layer"
+	for f in $(layer_files $layer); do
+		while IFS=: read -r line text; do
+			dir=${text#*include}
+			dir=${dir#*[\"<]}
+			dir=${dir%%/*}
+			case " $allowed " in
+			*" $dir "*) ;;
+			*) violation "$f:$line: the $layer layer includes $dir/ (it may include:$allowed)" ;;
+			esac
+		done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*["<](common|core|store|auth|api|fs|tools)/' "$f")
+	done
+done
 # Library layers return errors; only fs and tools log (secrets can't leak through a log call).
 for layer in core store auth api; do
 	for f in $(layer_files $layer); do
