@@ -31,7 +31,7 @@ id=$(jget "$r" .key_info.key_id)
 [ ${#id} -eq 36 ] || fail "create-key key_id '$id'"
 r=$(printf '{"key_id":"%s"}' "$id" | kms_ctl call cli describe-key -) || fail "kmsctl call describe-key - exited $?"
 assert_eq "$(jget "$r" .key_info.key_alias)" cli-key "describe-key via stdin"
-# additional_authenticated_data is bound (README, Differences): decryption needs it.
+# additional_authenticated_data is bound (docs/api-differences.md, Contexts): decryption needs it.
 r=$(kms_ctl call cli encrypt-data "{\"key_id\":\"$id\",\"plain_text\":\"hello\",\"additional_authenticated_data\":\"a1\"}")
 ct=$(jget "$r" .cipher_text)
 rc=0; r=$(kms_ctl call cli decrypt-data "{\"cipher_text\":\"$ct\"}") || rc=$?
