@@ -66,8 +66,9 @@ static const struct fuse_opt kmsfs_opts[] = {
 };
 
 /* The whole option list, kmsfs's and the libfuse ones kmsfs supports, with kmsfs's defaults
- * (libfuse's own help says max_threads 10 and lists allow_other once more). README.md's Options
- * section lists the same options (tests/integration/cases/cli-help-version.sh compares them). */
+ * (libfuse's own help says max_threads 10 and lists allow_other once more). The Options section
+ * of docs/operations.md lists the same options (tests/integration/cases/cli-help-version.sh
+ * compares them). */
 static void kmsfs_usage(const char *prog)
 {
 	printf("usage: %s MOUNTPOINT -o state=DIR [options]\n"

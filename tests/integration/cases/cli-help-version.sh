@@ -1,20 +1,20 @@
 #!/bin/bash
 # CLI basics a new user tries first: `kmsfs --help` and `kmsfs --version` print something and
-# exit 0; --help lists the options README.md's Options section lists, with kmsfs's defaults; kmsctl rejects a bad command line with exit 2; `kmsctl call` works without a mount
+# exit 0; --help lists the options docs/operations.md's Options section lists, with kmsfs's defaults; kmsctl rejects a bad command line with exit 2; `kmsctl call` works without a mount
 # (exit 0 on success, 1 on an API error, `-` reads stdin); `kmsctl check` passes.
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup
 
 out=$("$KMSFS" --help 2>&1) || fail "kmsfs --help exited $?"
 assert_contains "$out" "state=" "kmsfs --help"
-# --help is true: kmsfs's thread default, each option once, and the same list as README's Options.
+# --help is true: kmsfs's thread default, each option once, and the same list as docs/operations.md's Options.
 opts_of() { grep -oE -- '-o [a-z_]+|--?[a-zA-Z]+' | sort -u; }
 assert_contains "$(grep -- '-o max_threads' <<<"$out")" "default 16" "max_threads in kmsfs --help"
 assert_eq "$(grep -c -- '-o allow_other' <<<"$out")" 1 "lines naming allow_other in kmsfs --help"
 help_opts=$(grep -E '^    -' <<<"$out" | sed 's/^ *//; s/  .*//' | opts_of)
-readme_opts=$(sed -n '/^## Options/,/^## /p' "$KMS_SRC/README.md" | grep -E '^\| `-' | cut -d'|' -f2 | opts_of)
+readme_opts=$(sed -n '/^## Options/,/^## /p' "$KMS_SRC/docs/operations.md" | grep -E '^\| `-' | cut -d'|' -f2 | opts_of)
 [ "$(wc -l <<<"$help_opts")" -ge 20 ] || fail "kmsfs --help lists too few options: $help_opts"
-assert_eq "$help_opts" "$readme_opts" "options of kmsfs --help vs README's Options section"
+assert_eq "$help_opts" "$readme_opts" "options of kmsfs --help vs docs/operations.md's Options section"
 out=$("$KMSFS" --version 2>&1) || fail "kmsfs --version exited $?"
 [[ "$out" =~ [0-9]+\.[0-9]+ ]] || fail "kmsfs --version prints no version: $out"
 
@@ -31,7 +31,7 @@ id=$(jget "$r" .key_info.key_id)
 [ ${#id} -eq 36 ] || fail "create-key key_id '$id'"
 r=$(printf '{"key_id":"%s"}' "$id" | kms_ctl call cli describe-key -) || fail "kmsctl call describe-key - exited $?"
 assert_eq "$(jget "$r" .key_info.key_alias)" cli-key "describe-key via stdin"
-# additional_authenticated_data is bound (README, Differences): decryption needs it.
+# additional_authenticated_data is bound (docs/api-differences.md, Contexts): decryption needs it.
 r=$(kms_ctl call cli encrypt-data "{\"key_id\":\"$id\",\"plain_text\":\"hello\",\"additional_authenticated_data\":\"a1\"}")
 ct=$(jget "$r" .cipher_text)
 rc=0; r=$(kms_ctl call cli decrypt-data "{\"cipher_text\":\"$ct\"}") || rc=$?
