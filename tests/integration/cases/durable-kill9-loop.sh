@@ -47,7 +47,7 @@ for round in 1 2 3 4; do
 	kms_kill9
 	log "round $round: killed with $(acked) keys acknowledged"
 	kms_mount key_quota=100000
-	assert_eq "$(_kms_mount_count "$KMS_MNT")" 1 "mounts after restart $round"
+	assert_eq "$(kms_mount_count "$KMS_MNT")" 1 "mounts after restart $round"
 done
 sleep 0.5
 kill "$client"

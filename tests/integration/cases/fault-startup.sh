@@ -19,7 +19,7 @@ refuse() {
 	out=$("$KMSFS" "$KMS_MNT" -o "state=$KMS_STATE" -f 2>&1) || rc=$?
 	[ "$rc" -ne 0 ] || fail "kmsfs started although $2"
 	assert_contains "$out" "$1" "message when $2"
-	assert_eq "$(_kms_mount_count "$KMS_MNT")" 0 "mounts when $2"
+	assert_eq "$(kms_mount_count "$KMS_MNT")" 0 "mounts when $2"
 }
 
 rm "$KMS_STATE/root.key"
