@@ -19,9 +19,7 @@ member() {
 		env HOME=/ KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" "$@"
 }
 P=$KMS_MNT/ab
-kms_token ab >/dev/null
-kms_mount allow_other
-kms_login ab
+kms_start_project ab allow_other
 id=$(kms_create_key ab app)
 K=$P/keys/$id
 # nobody UID CMD...: CMD runs as UID, which has no identity in ab: the key folder is closed to

@@ -9,9 +9,7 @@ source "$(dirname "$0")/../lib/common.sh"
 kms_setup
 kms_user_setup
 command -v unshare >/dev/null || skip "unshare missing (util-linux)"
-kms_token cb >/dev/null
-kms_mount allow_other
-kms_login cb
+kms_start_project cb allow_other
 id=$(kms_create_key cb app)
 target=$KMS_WORK/secrets
 mkdir "$target"

@@ -38,9 +38,7 @@ wait_attr() {
 	done
 }
 P=$KMS_MNT/am
-kms_token am >/dev/null
-kms_mount allow_other
-kms_login am
+kms_start_project am allow_other
 id=$(kms_create_key am app)
 K=$P/keys/$id
 

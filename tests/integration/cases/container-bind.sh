@@ -7,9 +7,7 @@ source "$(dirname "$0")/../lib/common.sh"
 kms_setup
 kms_user_setup
 command -v unshare >/dev/null || skip "unshare missing (util-linux)"
-kms_token ct >/dev/null
-kms_mount allow_other
-kms_login ct
+kms_start_project ct allow_other
 id=$(kms_create_key ct app)
 utok=$(kms_token ct --user "$KMS_USER")
 target=$KMS_WORK/container-key

@@ -49,9 +49,7 @@ mountpoint -q "$KMS_MNT" && fail "SIGTERM left the mount behind"
 # SIGTERM while handles are open (a written request, a read answer, an idle open): the kernel
 # sends no RELEASE for them, so the daemon frees them itself (the ASan build's leak check makes
 # a handle it forgot fail the exit status).
-kms_token hp >/dev/null
-kms_mount
-kms_login hp
+kms_start_project hp
 hid=$(kms_create_key hp held)
 "$KMS_PY" - "$KMS_MNT/hp" "$hid" "$KMS_WORK/held.ready" <<'PY' &
 import os, sys, time

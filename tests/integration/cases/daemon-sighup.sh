@@ -6,9 +6,8 @@
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup
 audit=$KMS_WORK/audit.log
-tok=$(kms_token hup)
-kms_mount "audit=$audit"
-kms_login hup "$tok"
+kms_start_project hup "audit=$audit"
+tok=$KMS_TOKEN
 kms_create_key hup before >/dev/null
 grep -q '"action":"create-key"' "$audit" || fail "no audit line before the rotation"
 

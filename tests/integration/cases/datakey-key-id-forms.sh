@@ -4,9 +4,7 @@
 # unwraps under another.
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup
-kms_token kf >/dev/null
-kms_mount
-kms_login kf
+kms_start_project kf
 r=$(kms_call kf/create-key '{"key_alias":"team/app"}')
 id=$(jget "$r" .key_info.key_id)
 dom=$(jget "$r" .key_info.domain_id)

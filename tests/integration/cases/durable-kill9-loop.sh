@@ -5,9 +5,8 @@
 # create-datakey response was read must unwrap to the same bytes.
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup
-tok=$(kms_token dl)
-kms_mount key_quota=100000   # README: the default quota (100 keys) would stop the traffic
-kms_login dl "$tok"
+kms_start_project dl key_quota=100000   # README: the default quota (100 keys) would stop the traffic
+tok=$KMS_TOKEN
 seen=$KMS_SCRATCH/seen.txt
 : >"$seen"
 

@@ -4,9 +4,8 @@
 # key and ciphertext made before the crash.
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup
-tok=$(kms_token dk)
-kms_mount
-kms_login dk "$tok"
+kms_start_project dk
+tok=$KMS_TOKEN
 id=$(kms_create_key dk app)
 r=$(kms_call dk/create-datakey "{\"key_id\":\"$id\"}")
 pt=$(jget "$r" .plain_text)

@@ -4,9 +4,8 @@
 # new root key over sealed keys. Restoring the files brings every key back.
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup
-tok=$(kms_token fs)
-kms_mount
-kms_login fs "$tok"
+kms_start_project fs
+tok=$KMS_TOKEN
 id=$(kms_create_key fs keep)
 r=$(kms_call fs/create-datakey "{\"key_id\":\"$id\"}")
 kms_umount

@@ -6,9 +6,7 @@
 # while the daemon runs is honoured by its maintenance within seconds. Keys not due survive.
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup
-kms_token ld >/dev/null
-kms_mount
-kms_login ld
+kms_start_project ld
 P=$KMS_MNT/ld
 DB=$KMS_STATE/kms.db
 sql() { "$KMS_PY" -c 'import sqlite3, sys

@@ -10,9 +10,7 @@
 source "$(dirname "$0")/../lib/common.sh"
 command -v openssl >/dev/null || skip "openssl is not installed"
 kms_setup
-kms_token li >/dev/null
-kms_mount
-kms_login li
+kms_start_project li
 W=$KMS_SCRATCH/import
 mkdir -p "$W"
 
