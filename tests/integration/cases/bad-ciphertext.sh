@@ -4,7 +4,6 @@
 # recomputed trailing SHA-256 is KMS.2203; a wrong datakey_cipher_length is KMS.2204. The daemon
 # keeps serving.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project bc
 id=$(kms_create_key bc app)
 r=$(kms_call bc/create-datakey "{\"key_id\":\"$id\"}")

@@ -3,7 +3,6 @@
 # KMS.0204, fields of the wrong JSON type some 400 error; close() says EINVAL each time and the
 # daemon keeps serving.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project bj
 id=$(kms_create_key bj app)
 

@@ -2,7 +2,6 @@
 # Requests over 64 KiB: the write that goes past 65536 bytes fails with EFBIG and the response is
 # KMS.0203 (one big write, many small writes, `cat big > f` + `cat f`); exactly 64 KiB is fine.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project tl
 id=$(kms_create_key tl app)
 P=$KMS_MNT/tl

@@ -6,7 +6,6 @@
 # happened), and kmsctl check passes.
 source "$(dirname "$0")/../lib/common.sh"
 rounds=${KMS_CRASH_ROUNDS:-20}
-kms_setup
 kms_start_project crash key_quota=100000
 tok=$KMS_TOKEN
 seed=$(kms_create_key crash seed)

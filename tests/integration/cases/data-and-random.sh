@@ -3,7 +3,6 @@
 # key taken from the blob on decrypt, context bound like data keys); gen-random returns fresh
 # hex of the asked length.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project dr
 id=$(kms_create_key dr app)
 

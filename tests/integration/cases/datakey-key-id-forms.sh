@@ -3,7 +3,6 @@
 # data-key action; responses always carry the 36-char id, and a DEK wrapped under one form
 # unwraps under another.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project kf
 r=$(kms_call kf/create-key '{"key_alias":"team/app"}')
 id=$(jget "$r" .key_info.key_id)

@@ -2,7 +2,6 @@
 # The key-scoped actions under keys/<id>/ take key_id from the path: requests without key_id
 # work, the same key named in the body (id or alias) is fine, another key is KMS.0205.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project kd
 id=$(kms_create_key kd app)
 other=$(kms_create_key kd other)

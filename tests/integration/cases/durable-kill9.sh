@@ -3,7 +3,6 @@
 # kmsfs again on the same mount point detaches it by itself (no stacked mounts) and serves every
 # key and ciphertext made before the crash.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project dk
 tok=$KMS_TOKEN
 id=$(kms_create_key dk app)

@@ -3,7 +3,6 @@
 # back, a DEK wrapped before unwraps after, a token issued before still works (after being set
 # again: bindings live in daemon memory), and `kmsctl check` passes.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project du
 tok=$KMS_TOKEN
 id1=$(kms_create_key du one)

@@ -9,7 +9,6 @@ for f in "$KMS_SRC"/examples/*.sh "$KMS_SRC"/examples/*.py "$KMS_SRC"/examples/*
 	scripts+=("$f")
 done
 [ ${#scripts[@]} -gt 0 ] || skip "no example scripts in $KMS_SRC/examples yet"
-kms_setup
 kms_start_project example allow_other
 tok=$KMS_TOKEN
 for f in "${scripts[@]}"; do

@@ -3,7 +3,6 @@
 # start with a message saying what is wrong and how to fix it; it never mounts, and never makes a
 # new root key over sealed keys. Restoring the files brings every key back.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project fs
 tok=$KMS_TOKEN
 id=$(kms_create_key fs keep)

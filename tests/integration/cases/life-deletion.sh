@@ -5,7 +5,6 @@
 # row and no key material left in the database) and `kmsctl check` passes. A date that passes
 # while the daemon runs is honoured by its maintenance within seconds. Keys not due survive.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project ld
 P=$KMS_MNT/ld
 DB=$KMS_STATE/kms.db

@@ -9,7 +9,6 @@
 # the daemon's maintenance; everything survives a remount and `kmsctl check`.
 source "$(dirname "$0")/../lib/common.sh"
 command -v openssl >/dev/null || skip "openssl is not installed"
-kms_setup
 kms_start_project li
 W=$KMS_SCRATCH/import
 mkdir -p "$W"

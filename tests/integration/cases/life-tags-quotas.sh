@@ -7,7 +7,6 @@
 # user-instances and user-quotas are readable files with the real numbers; -o key_quota=N caps
 # the keys per project (KMS.1105, pending deletion still counts); versions and version files.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project lt
 P=$KMS_MNT/lt
 a=$(kms_create_key lt alpha)

@@ -4,7 +4,6 @@
 # key dirs, a key dir lists its key-level actions, aliases are symlinks to ../keys/<id> ('/' as
 # %2F), action files are 0666 with size 0, and unknown names are ENOENT.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project tree
 M=$KMS_MNT
 

@@ -3,7 +3,6 @@
 # EPERM; O_CREAT of an unknown name gives ENOENT; writing to a directory gives EISDIR. Checked
 # with the shell tools and with python's os calls (exact errno).
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project ro
 id=$(kms_create_key ro app)
 M=$KMS_MNT

@@ -2,7 +2,6 @@
 # dd as the request writer and response reader, with large and tiny block sizes; a refused
 # request makes dd fail (it reports close errors).
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project dd
 id=$(kms_create_key dd app)
 P=$KMS_MNT/dd

@@ -2,7 +2,6 @@
 # An unread mailbox response expires after mailbox_ttl seconds (-o mailbox_ttl=1): a late cat
 # runs an empty request instead of returning an old (possibly secret) response.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project tt mailbox_ttl=1
 P=$KMS_MNT/tt
 id=$(kms_create_key tt app)

@@ -3,7 +3,6 @@
 # request: KMS.0204 for project-level decrypt-datakey); mailboxes are per file; a newer request
 # replaces an unread response.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project mb
 P=$KMS_MNT/mb
 id=$(kms_create_key mb app)

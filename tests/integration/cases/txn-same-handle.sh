@@ -4,7 +4,6 @@
 # Python file objects in binary and text mode); several transactions on one handle; the response
 # is one compact JSON line ending in "\n".
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project sh
 id=$(kms_create_key sh app)
 

@@ -4,7 +4,6 @@
 # No response may belong to another thread (distinct DEKs, each unwraps to its own plaintext,
 # per-thread encryption_context), over hundreds of transactions.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
 kms_start_project th
 id=$(kms_create_key th app)
 

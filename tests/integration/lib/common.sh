@@ -76,7 +76,8 @@ jget() {
 
 # ---------------------------------------------------------------- setup, mount, cleanup
 
-# kms_setup: skip (77) unless this can run; make the work dir and an EXIT trap.
+# kms_setup [COMMAND...]: skip (77) unless this can run (and each COMMAND is on PATH, e.g.
+# unshare for kms_container); make the work dir and an EXIT trap.
 #   KMS_WORK  the temp dir (0755, so a test user can reach the mount)
 #   KMS_STATE state dir (created by kmsfs's first start, or by kms_init / the first kms_token)
 #   KMS_MNT mount point
@@ -91,6 +92,8 @@ kms_setup() {
 	command -v setfattr >/dev/null || skip "setfattr missing (apt-get install attr)"
 	[ -x "$KMSFS" ] || skip "kmsfs binary not built: $KMSFS"
 	[ -x "$KMSCTL" ] || skip "kmsctl binary not built: $KMSCTL"
+	local c
+	for c in "$@"; do command -v "$c" >/dev/null || skip "$c missing"; done
 
 	KMS_WORK=$(mktemp -d "${KMS_TMPDIR:-/tmp}/kmsfs-it.XXXXXX")
 	trap kms_cleanup EXIT
@@ -255,12 +258,13 @@ kms_login() {
 	kms_token_bind "$KMS_MNT" "$1" "$tok"
 }
 
-# kms_start_project P [OPT...]: the usual start of a case: a token for project P (kept in
-# KMS_TOKEN, to bind it again after a restart: bindings live in daemon memory), kms_mount OPT...,
-# and the token bound for this uid (root).
+# kms_start_project P [OPT...]: the usual start of a case: kms_setup (unless done already), a
+# token for project P (kept in KMS_TOKEN, to bind it again after a restart: bindings live in daemon
+# memory), kms_mount OPT..., and the token bound for this uid (root).
 kms_start_project() {
 	local p=$1
 	shift
+	[ -n "$KMS_WORK" ] || kms_setup
 	KMS_TOKEN=$(kms_token "$p")
 	kms_mount "$@"
 	kms_login "$p" "$KMS_TOKEN"
@@ -379,6 +383,22 @@ as_user() { kms_as "$KMS_UID" "$KMS_GID" "" "$@"; }
 
 # as_member CMD...: run CMD as kmsitm, with the group kmsitg (kms_member_setup).
 as_member() { kms_as "$KMS_MUID" "$KMS_MGID" "$KMS_GRP" "$@"; }
+
+# kms_container DIR SCRIPT ARGS...: what a container sees: in a new mount namespace (unshare -m,
+# private propagation) DIR, a folder of the mount, is bind-mounted on $KMS_WORK/container, and
+# `bash SCRIPT $KMS_WORK/container ARGS...` runs there (as root; KMS_PY, KMS_IO, KMS_SCRATCH and
+# KMS_DEKS in its environment). Prints its stdout and stderr; its status is the script's. The
+# bind mount must not reach the host: check with `mountpoint -q "$KMS_WORK/container"`.
+kms_container() {
+	local dir=$1
+	shift
+	mkdir -p "$KMS_WORK/container"
+	# shellcheck disable=SC2016 # expanded by the inner sh
+	unshare -m --propagation private env KMS_PY="$KMS_PY" KMS_IO="$KMS_IO" \
+		KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" \
+		sh -c 'mount --bind "$1" "$2" && t=$2 s=$3 && shift 3 && exec bash "$s" "$t" "$@"' \
+		sh "$dir" "$KMS_WORK/container" "$@" 2>&1
+}
 
 # kms_py NAME ARGS...: run lib/NAME.py (the copy in the work dir, which the test user can read).
 kms_py() {
