@@ -23,7 +23,7 @@ KMS_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${KMSCTL:=$KMS_BUILD/src/tools/kmsctl}"
 export KMSFS KMSCTL KMS_SRC KMS_BUILD
 if [ -x /usr/bin/python3 ]; then KMS_PY=/usr/bin/python3; else KMS_PY=$(command -v python3 || echo python3); fi
-# shellcheck source=harness.sh
+# shellcheck source=tests/integration/lib/harness.sh
 source "$KMS_LIB/harness.sh"
 KMS_CASE=$(basename "$0" .sh)
 KMS_USER=kmsit                  # the unprivileged test user (created on demand)
@@ -83,6 +83,7 @@ jget() {
 #   KMS_MNT mount point
 #   KMS_LOG   daemon log (-o log=)            KMS_STDERR the daemon's stderr
 #   KMS_SCRATCH world-writable scratch dir    KMS_DEKS  the DEKs seen (leak scan list)
+# shellcheck disable=SC2120 # the cases pass the commands
 kms_setup() {
 	[ "$(id -u)" -eq 0 ] || skip "needs root (FUSE mounts; /dev/fuse is root-only here)"
 	[ -c /dev/fuse ] || skip "no /dev/fuse"
@@ -264,6 +265,7 @@ kms_login() {
 kms_start_project() {
 	local p=$1
 	shift
+	# shellcheck disable=SC2119 # no commands to require
 	[ -n "$KMS_WORK" ] || kms_setup
 	KMS_TOKEN=$(kms_token "$p")
 	kms_mount "$@"
@@ -362,10 +364,10 @@ kms_member_setup() {
 # kms_as UID GID GROUPS CMD...: run CMD as UID:GID with the supplementary GROUPS (gids, comma
 # separated; empty: none), HOME=/ and the scratch and DEK-list paths of this case.
 kms_as() {
-	local u=$1 g=$2 groups=--clear-groups
-	[ -z "$3" ] || groups=--groups=$3
+	local u=$1 g=$2 groups=(--clear-groups)
+	[ -z "$3" ] || groups=(--groups="$3")
 	shift 3
-	setpriv --reuid="$u" --regid="$g" $groups -- \
+	setpriv --reuid="$u" --regid="$g" "${groups[@]}" -- \
 		env HOME=/ KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" "$@"
 }
 

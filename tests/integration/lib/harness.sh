@@ -38,6 +38,7 @@ kms_daemon_start() {
 	local out=$1 bin=$2 mnt=$3
 	shift 3
 	"$bin" "$mnt" -f "$@" </dev/null >>"$out" 2>&1 &
+	# shellcheck disable=SC2034 # the caller's
 	KMS_DAEMON_PID=$!
 }
 
