@@ -1,6 +1,7 @@
-"""bad_ciphertext.py - decrypt-datakey of garbage, bit flips and fixed-up digests is refused.
+"""bad_ciphertext.py FILE KEY_ID CIPHER_TEXT DEK - the checks of cases/bad-ciphertext.sh.
 
-Run by cases/bad-ciphertext.sh (kms_py bad_ciphertext ARGS...)."""
+decrypt-datakey (FILE) of garbage, of every single bit flip of a real blob and of a payload
+change with a recomputed digest is refused (KMS.2201/2203/2204), never a DEK."""
 import hashlib, os, sys
 import kmsio
 f, kid, ct, pt = sys.argv[1:5]

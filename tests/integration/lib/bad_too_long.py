@@ -1,6 +1,7 @@
-"""bad_too_long.py - requests over 64 KiB fail with EFBIG and KMS.0203; exactly 64 KiB is fine.
+"""bad_too_long.py P KEY_ID - the checks of cases/bad-too-long.sh.
 
-Run by cases/bad-too-long.sh (kms_py bad_too_long ARGS...)."""
+Requests over 64 KiB to P/describe-key: the write that goes past 65536 bytes fails with EFBIG
+and the answer is KMS.0203 (one big write, many small ones); exactly 64 KiB is fine."""
 import errno, json, os, sys
 import kmsio
 P, kid = sys.argv[1], sys.argv[2]

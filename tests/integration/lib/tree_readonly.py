@@ -1,6 +1,6 @@
-"""tree_readonly.py - what a read-only mount refuses, and with which errno.
+"""tree_readonly.py P KEY_ID - the checks of cases/tree-readonly.sh.
 
-Run by cases/tree-readonly.sh (kms_py tree_readonly ARGS...)."""
+What a read-only mount (-o ro) refuses in project P, and with which errno."""
 import errno, os, sys
 p, kid = sys.argv[1], sys.argv[2]
 def expect(want, fn, *args):

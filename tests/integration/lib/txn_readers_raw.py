@@ -1,6 +1,8 @@
-"""txn_readers_raw.py - sendfile, splice, copy_file_range and mmap on an action file: the whole answer or an error.
+"""txn_readers_raw.py FILE SCRATCH - the raw calls of cases/txn-readers.sh.
 
-Run by cases/txn-readers.sh (kms_py txn_readers_raw ARGS...)."""
+Each of sendfile, splice and copy_file_range from a fresh handle of FILE (to a file in SCRATCH,
+to a pipe): the whole answer or an OSError, never 0 with success; read() on the same handle
+still gets the whole answer afterwards. mmap fails."""
 import errno, json, os, subprocess, sys
 f, scratch = sys.argv[1], sys.argv[2]
 

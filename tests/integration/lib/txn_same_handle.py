@@ -1,6 +1,8 @@
-"""txn_same_handle.py - transactions on one handle: chunked writes, small reads, pread, Python file objects, errors.
+"""txn_same_handle.py P KEY_ID - the checks of cases/txn-same-handle.sh.
 
-Run by cases/txn-same-handle.sh (kms_py txn_same_handle ARGS...)."""
+Transactions on one O_RDWR handle of P/keys/KEY_ID/create-datakey: chunked writes, small reads,
+pread at 0, several on one handle, Python file objects (binary and text), and an error answer
+with the same one-line shape whose close() fails EINVAL."""
 import errno, json, os, sys
 import kmsio
 from kmsio import read_all

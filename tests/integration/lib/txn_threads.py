@@ -1,6 +1,7 @@
-"""txn_threads.py - eight threads of same-handle transactions on one shared file, no cross-talk.
+"""txn_threads.py P KEY_ID - the checks of cases/txn-threads.sh.
 
-Run by cases/txn-threads.sh (kms_py txn_threads ARGS...)."""
+Eight threads of same-handle transactions on ONE shared path (P/keys/KEY_ID/create-datakey),
+each decrypting exactly its own DEKs: no response may belong to another thread."""
 import os, sys, threading
 import kmsio
 P, kid = sys.argv[1], sys.argv[2]

@@ -1,6 +1,5 @@
-"""uid_share.py - the clients of cases/fault-uid-share.sh: holders, fillers, mailboxes, refusals.
-
-Run by cases/fault-uid-share.sh (kms_py uid_share ARGS...)."""
+"""uid_share.py FUNCTION ARGS... - the clients of cases/fault-uid-share.sh, one function a step
+(hold, mail, refusals; see each). The case runs them as the test user or other uids."""
 import errno, os, resource, sys, time
 import kmsio
 
