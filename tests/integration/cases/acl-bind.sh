@@ -8,20 +8,9 @@
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup
 kms_user_setup
-groupadd -f kmsitg || skip "cannot create group kmsitg"
-id kmsitm >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin kmsitm ||
-	skip "cannot create user kmsitm"
-usermod -a -G kmsitg kmsitm || skip "cannot add kmsitm to kmsitg"
-MUID=$(id -u kmsitm)
-G=$(getent group kmsitg | cut -d: -f3)
-member() {
-	setpriv --reuid="$MUID" --regid="$(id -g kmsitm)" --groups="$G" -- \
-		env HOME=/ KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" "$@"
-}
+kms_member_setup
 P=$KMS_MNT/ab
-kms_token ab >/dev/null
-kms_mount allow_other
-kms_login ab
+kms_start_project ab allow_other
 id=$(kms_create_key ab app)
 K=$P/keys/$id
 # nobody UID CMD...: CMD runs as UID, which has no identity in ab: the key folder is closed to
@@ -84,13 +73,13 @@ as_user "$KMS_PY" "$KMS_IO" write "$P/create-datakey-without-plaintext" "{\"key_
 assert_errno close EACCES "$KMS_UID"
 
 # --gid binding: a member of the group (supplementary) is served, a non-member is not.
-nobody "$MUID" member
+nobody "$KMS_MUID" as_member
 kms_ctl project bind ab --gid kmsitg --role crypto || fail "project bind --gid"
-r=$(member "$KMS_PY" "$KMS_IO" read "$K/create-datakey")
+r=$(as_member "$KMS_PY" "$KMS_IO" read "$K/create-datakey")
 [ "$(jget "$r" .key_id)" == "$id" ] && [ -n "$(jget "$r" .plain_text)" ] ||
 	fail "group member create-datakey: $r"
-assert_errcode "$(member "$KMS_PY" "$KMS_IO" rdwr "$P/create-key" '{"key_alias":"m"}')" KMS.0307
+assert_errcode "$(as_member "$KMS_PY" "$KMS_IO" rdwr "$P/create-key" '{"key_alias":"m"}')" KMS.0307
 nobody "$KMS_UID" as_user
 kms_ctl project unbind ab --gid kmsitg || fail "project unbind --gid"
-nobody "$MUID" member
+nobody "$KMS_MUID" as_member
 kms_umount

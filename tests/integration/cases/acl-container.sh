@@ -6,21 +6,16 @@
 # a viewer binding, the plaintext files are closed by the kernel (EACCES at open) and the role
 # refuses the rest (KMS.0307); after unbind, KMS.0301. Nothing leaks to the host's mounts.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
+kms_setup unshare # kms_container
 kms_user_setup
-command -v unshare >/dev/null || skip "unshare missing (util-linux)"
-kms_token cb >/dev/null
-kms_mount allow_other
-kms_login cb
+kms_start_project cb allow_other
 id=$(kms_create_key cb app)
-target=$KMS_WORK/secrets
-mkdir "$target"
+target=$KMS_WORK/container # in the namespace, the key folder (kms_container)
 kms_ctl project bind cb --uid "$KMS_USER" --role crypto || fail "project bind"
 
 cat >"$KMS_WORK/inside.sh" <<'INNER'
 set -euo pipefail
-src=$1 target=$2 id=$3 uid=$4 gid=$5 phase=$6
-mount --bind "$src" "$target"
+target=$1 id=$2 uid=$3 gid=$4 phase=$5
 run() { setpriv --reuid="$uid" --regid="$gid" --clear-groups -- env KMS_SCRATCH="$KMS_SCRATCH" "$@"; }
 code() { printf '%s' "$1" | jq -r '.error.error_code // "none"'; }
 errno_of() { tr ' ' '\n' <"$KMS_SCRATCH/status.$uid" | sed -n "s/^$1=//p"; }
@@ -61,11 +56,7 @@ unbound)
 esac
 echo "inside-ok $phase"
 INNER
-inside() {
-	unshare -m --propagation private env KMS_PY="$KMS_PY" KMS_IO="$KMS_IO" KMS_SCRATCH="$KMS_SCRATCH" \
-		KMS_DEKS="$KMS_DEKS" bash "$KMS_WORK/inside.sh" "$KMS_MNT/cb/keys/$id" "$target" "$id" \
-		"$KMS_UID" "$KMS_GID" "$1" 2>&1
-}
+inside() { kms_container "$KMS_MNT/cb/keys/$id" "$KMS_WORK/inside.sh" "$id" "$KMS_UID" "$KMS_GID" "$1"; }
 out=$(inside crypto) || fail "inside the namespace (crypto binding): $out"
 assert_contains "$out" "inside-ok crypto" "namespace script"
 

@@ -22,22 +22,9 @@ kms_user_setup
 command -v fusermount3 >/dev/null || skip "fusermount3 missing"
 [ -u "$(command -v fusermount3)" ] || skip "fusermount3 is not setuid root here"
 BUID=61077 # the other uid of step 2 (no passwd entry needed)
-as_b() {
-	setpriv --reuid="$BUID" --regid="$BUID" --clear-groups -- \
-		env HOME=/ KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" "$@"
-}
-# spawn UID GID CMD... &: CMD as UID, in the background; `exec`, so that $! is CMD's own pid (the
-# EXIT trap kills it) and not a subshell's. Only ever used with `&`.
-spawn() {
-	local u=$1 g=$2
-	shift 2
-	exec setpriv --reuid="$u" --regid="$g" --clear-groups -- \
-		env HOME=/ KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" "$@"
-}
+as_b() { kms_as "$BUID" "$BUID" "" "$@"; }
 P=$KMS_MNT/fp
-kms_token fp >/dev/null
-kms_mount allow_other
-kms_login fp # root: an admin token
+kms_start_project fp allow_other # root: an admin token
 id=$(kms_create_key fp app)
 victim=$(kms_create_key fp victim)
 K=$P/keys/$id
@@ -45,139 +32,7 @@ K=$P/keys/$id
 # project's files, with the key id in the request.
 KREQ="{\"key_id\":\"$id\"}"
 
-FP=$KMS_WORK/fdpass.py
-cat >"$FP" <<'PY'
-import errno, json, os, socket, subprocess, sys, time
-sys.path.insert(0, os.path.dirname(os.environ["KMS_IO"]))
-import kmsio
-from kmsio import read_all, write_all
-
-
-def close_quietly(fd):
-    """close() reports a refused request (EACCES): the answer says it already."""
-    try:
-        os.close(fd)
-    except OSError:
-        pass
-
-
-def out(b):
-    kmsio.record(b)
-    sys.stdout.buffer.write(b)
-    sys.stdout.flush()
-
-
-def setuid_flush(path, req, mode):
-    """Write req, let `fusermount3 -V` (setuid root) inherit the descriptor and exit, then read
-    the answer (O_RDWR) or just close (O_WRONLY)."""
-    fd = os.open(path, os.O_RDWR if mode == "rdwr" else os.O_WRONLY)
-    write_all(fd, req.encode())
-    kmsio.record(req.encode())
-    subprocess.run(["fusermount3", "-V"], pass_fds=(fd,), stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=True)
-    if mode == "rdwr":
-        out(read_all(fd))
-    try:
-        os.close(fd)
-    except OSError:
-        pass
-
-
-def wait_for(path, limit=60):
-    end = time.monotonic() + limit
-    while not os.path.exists(path):
-        if time.monotonic() > end:
-            sys.exit("timed out waiting for " + path)
-        time.sleep(0.02)
-
-
-def serve(sock_path, what):
-    """Accept one descriptor over SCM_RIGHTS, then read it to EOF (print the answer) or only
-    close it; say "done" back."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.bind(sock_path + ".tmp")
-    os.chmod(sock_path + ".tmp", 0o777)
-    os.rename(sock_path + ".tmp", sock_path)
-    s.listen(1)
-    c, _ = s.accept()
-    _, fds, _, _ = socket.recv_fds(c, 16, 1)
-    fd = fds[0]
-    if what == "read":
-        out(read_all(fd))
-    try:
-        os.close(fd)
-    except OSError:
-        pass
-    c.sendall(b"done")
-    c.close()
-    s.close()
-    os.unlink(sock_path)
-
-
-def give(sock_path, path, req, then_read):
-    """Open path O_RDWR, write req (if any), hand the descriptor over, wait, then read it."""
-    fd = os.open(path, os.O_RDWR)
-    if req:
-        write_all(fd, req.encode())
-    wait_for(sock_path)
-    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    c.connect(sock_path)
-    socket.send_fds(c, [b"x"], [fd])
-    assert c.recv(4) == b"done"
-    c.close()
-    if then_read == "read":
-        out(read_all(fd))
-    close_quietly(fd)
-
-
-def take(sock_path, req):
-    """Receive a descriptor (opened by someone else) and do a whole transaction on it."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.bind(sock_path + ".tmp")
-    os.chmod(sock_path + ".tmp", 0o777)
-    os.rename(sock_path + ".tmp", sock_path)
-    s.listen(1)
-    c, _ = s.accept()
-    _, fds, _, _ = socket.recv_fds(c, 16, 1)
-    write_all(fds[0], req.encode())
-    out(read_all(fds[0]))
-    close_quietly(fds[0])
-    c.sendall(b"done")
-    c.close()
-    s.close()
-    os.unlink(sock_path)
-
-
-def twice(path, req1, req2, gate):
-    """Two transactions on one O_RDWR handle, the second after gate.go exists."""
-    fd = os.open(path, os.O_RDWR)
-    if req1 != "-":
-        write_all(fd, req1.encode())
-        out(read_all(fd).rstrip(b"\n") + b"\n")
-    with open(gate + ".ready", "w"):
-        pass
-    wait_for(gate + ".go")
-    write_all(fd, req2.encode())
-    out(read_all(fd))
-    close_quietly(fd)
-
-
-cmd = sys.argv[1]
-if cmd == "setuid-flush":
-    setuid_flush(*sys.argv[2:5])
-elif cmd == "serve":
-    serve(*sys.argv[2:4])
-elif cmd == "give":
-    give(*sys.argv[2:6])
-elif cmd == "take":
-    take(*sys.argv[2:4])
-elif cmd == "twice":
-    twice(*sys.argv[2:6])
-else:
-    sys.exit("usage")
-PY
-chmod 0755 "$FP"
-fp() { "$KMS_PY" "$FP" "$@"; }
+FP=$KMS_PYLIB/fdpass.py # the clients of every step
 
 # ---------------------------------------------------------------- 1. setuid flush
 # The attack's premise: the user itself gets nothing.
@@ -212,7 +67,7 @@ r=$(as_b "$KMS_PY" "$KMS_IO" read "$K/create-datakey")
 
 # (a) the token holder reads a handle the user opened and wrote.
 sock=$KMS_SCRATCH/pass.sock
-spawn "$BUID" "$BUID" "$KMS_PY" "$FP" serve "$sock" read >"$KMS_WORK/b.out" &
+kms_spawn "$BUID" "$BUID" "$KMS_PY" "$FP" serve "$sock" read >"$KMS_WORK/b.out" &
 bpid=$!
 kms_bg $bpid
 as_user "$KMS_PY" "$FP" give "$sock" "$P/create-datakey" "$KREQ" noread
@@ -222,7 +77,7 @@ assert_not_contains "$r" plain_text "read by the token holder of a handle the us
 assert_errcode "$r" KMS.0301
 
 # (b) the token holder only closes it (its FLUSH runs the request); the user reads afterwards.
-spawn "$BUID" "$BUID" "$KMS_PY" "$FP" serve "$sock" close >/dev/null &
+kms_spawn "$BUID" "$BUID" "$KMS_PY" "$FP" serve "$sock" close >/dev/null &
 bpid=$!
 kms_bg $bpid
 r=$(as_user "$KMS_PY" "$FP" give "$sock" "$P/create-datakey" "$KREQ" read)
@@ -231,7 +86,7 @@ assert_not_contains "$r" plain_text "answer after the token holder's close of th
 assert_errcode "$r" KMS.0301
 
 # (c) the other way round: the token holder's handle works for the user it is handed to.
-spawn "$KMS_UID" "$KMS_GID" "$KMS_PY" "$FP" take "$sock" '{}' >"$KMS_WORK/a.out" &
+kms_spawn "$KMS_UID" "$KMS_GID" "$KMS_PY" "$FP" take "$sock" '{}' >"$KMS_WORK/a.out" &
 apid=$!
 kms_bg $apid
 as_b "$KMS_PY" "$FP" give "$sock" "$K/create-datakey" '' noread
@@ -247,7 +102,7 @@ twice() {
 	local who=$1 f=$2 r1=$3 r2=$4 pid i
 	shift 4
 	rm -f "$gate.ready" "$gate.go"
-	spawn "$who" "$([ "$who" == "$BUID" ] && echo "$BUID" || echo "$KMS_GID")" "$KMS_PY" "$FP" twice "$f" "$r1" "$r2" "$gate" >"$KMS_SCRATCH/twice.out" &
+	kms_spawn "$who" "$([ "$who" == "$BUID" ] && echo "$BUID" || echo "$KMS_GID")" "$KMS_PY" "$FP" twice "$f" "$r1" "$r2" "$gate" >"$KMS_SCRATCH/twice.out" &
 	pid=$!
 	kms_bg $pid
 	for ((i = 0; i < 600; i++)); do [ -e "$gate.ready" ] && break; sleep 0.05; done

@@ -8,21 +8,11 @@
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup
 kms_user_setup # kmsit: the outsider
-groupadd -f kmsitg || skip "cannot create group kmsitg"
-for u in kmsitb kmsitm; do
-	id "$u" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$u" ||
-		skip "cannot create user $u"
-done
-usermod -a -G kmsitg kmsitm || skip "cannot add kmsitm to kmsitg"
-G=$(getent group kmsitg | cut -d: -f3)
-# run_as USER CMD...: USER's uid and primary gid; kmsitm also gets kmsitg; nobody else any group.
-run_as() {
-	local u=$1 groups=--clear-groups
-	shift
-	[ "$u" == kmsitm ] && groups=--groups=$G
-	setpriv --reuid="$(id -u "$u")" --regid="$(id -g "$u")" $groups -- \
-		env HOME=/ KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" "$@"
-}
+kms_member_setup # kmsitm, in group kmsitg
+id kmsitb >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin kmsitb ||
+	skip "cannot create user kmsitb"
+G=$KMS_GRP
+as_owner() { kms_as "$(id -u kmsitb)" "$(id -g kmsitb)" "" "$@"; } # kmsitb, no groups
 # policy_set ARGS...: kmsctl project set, and start the clock for wait_attr.
 policy_set() {
 	kms_ctl project set "$@" || fail "kmsctl project set $*"
@@ -38,9 +28,7 @@ wait_attr() {
 	done
 }
 P=$KMS_MNT/am
-kms_token am >/dev/null
-kms_mount allow_other
-kms_login am
+kms_start_project am allow_other
 id=$(kms_create_key am app)
 K=$P/keys/$id
 
@@ -78,12 +66,12 @@ assert_contains "$err" "Permission denied" "outsider cat"
 
 # A group member with 0750: may look and read (an empty request reaches the API), not write.
 # (Without an identity it may not look into keys/ though: issue 11.4.)
-run_as kmsitm ls "$P" | grep -qx create-datakey-without-plaintext || fail "member cannot list the project"
-assert_errcode "$(run_as kmsitm "$KMS_PY" "$KMS_IO" read "$P/create-datakey-without-plaintext")" KMS.0301
-run_as kmsitm "$KMS_PY" "$KMS_IO" rdwr "$P/create-datakey-without-plaintext" "{\"key_id\":\"$id\"}" >/dev/null
-assert_errno open EACCES "$(id -u kmsitm)"
-run_as kmsitm "$KMS_PY" "$KMS_IO" read "$K/create-datakey" >/dev/null
-assert_errno open EACCES "$(id -u kmsitm)"
+as_member ls "$P" | grep -qx create-datakey-without-plaintext || fail "member cannot list the project"
+assert_errcode "$(as_member "$KMS_PY" "$KMS_IO" read "$P/create-datakey-without-plaintext")" KMS.0301
+as_member "$KMS_PY" "$KMS_IO" rdwr "$P/create-datakey-without-plaintext" "{\"key_id\":\"$id\"}" >/dev/null
+assert_errno open EACCES "$KMS_MUID"
+as_member "$KMS_PY" "$KMS_IO" read "$K/create-datakey" >/dev/null
+assert_errno open EACCES "$KMS_MUID"
 
 # --mode 0770 --plaintext-mode 0700: the group wraps keys but cannot unwrap them.
 policy_set am --mode 0770 --plaintext-mode 0700
@@ -93,28 +81,28 @@ wait_attr "$P/encrypt-datakey" '%a' 660
 wait_attr "$K/create-datakey-without-plaintext" '%a' 660
 wait_attr "$P/decrypt-datakey" '%a' 600
 mtok=$(kms_token am --user member --role crypto)
-run_as kmsitm setfattr -n user.kms.token -v "$mtok" "$P" || fail "member setfattr of its token"
-r=$(run_as kmsitm "$KMS_PY" "$KMS_IO" rdwr "$P/create-datakey-without-plaintext" "{\"key_id\":\"$id\"}")
+as_member setfattr -n user.kms.token -v "$mtok" "$P" || fail "member setfattr of its token"
+r=$(as_member "$KMS_PY" "$KMS_IO" rdwr "$P/create-datakey-without-plaintext" "{\"key_id\":\"$id\"}")
 assert_eq "$(jget "$r" .key_id)" "$id" "member create-datakey-without-plaintext"
 ct=$(jget "$r" .cipher_text)
 assert_eq "${#ct}" 376 "member's wrapped DEK"
-r=$(run_as kmsitm "$KMS_PY" "$KMS_IO" read "$K/create-datakey-without-plaintext")
+r=$(as_member "$KMS_PY" "$KMS_IO" read "$K/create-datakey-without-plaintext")
 assert_eq "$(jget "$r" .key_id)" "$id" "member cat of keys/<id>/create-datakey-without-plaintext"
 dek=$(printf '%064X' 7)$(printf '%064X' 11)
-r=$(run_as kmsitm "$KMS_PY" "$KMS_IO" rdwr "$P/encrypt-datakey" "$(dek_request "$id" "$dek")")
+r=$(as_member "$KMS_PY" "$KMS_IO" rdwr "$P/encrypt-datakey" "$(dek_request "$id" "$dek")")
 wrapped=$(jget "$r" .cipher_text)
 [ "${#wrapped}" -eq 376 ] || fail "member encrypt-datakey: $r"
 for f in "$P/create-datakey" "$K/create-datakey" "$P/decrypt-datakey" "$K/decrypt-datakey" \
 	"$P/decrypt-data"; do
-	r=$(run_as kmsitm "$KMS_PY" "$KMS_IO" rdwr "$f" \
+	r=$(as_member "$KMS_PY" "$KMS_IO" rdwr "$f" \
 		"{\"key_id\":\"$id\",\"cipher_text\":\"$wrapped\",\"datakey_cipher_length\":\"64\"}")
 	assert_eq "$r" "" "member on ${f#"$KMS_MNT"/}: no API answer"
-	assert_errno open EACCES "$(id -u kmsitm)"
+	assert_errno open EACCES "$KMS_MUID"
 done
 # The same role on the owner's uid unwraps: the refusal above is the mode, not the role.
 otok=$(kms_token am --user owner --role crypto)
-run_as kmsitb setfattr -n user.kms.token -v "$otok" "$P" || fail "owner setfattr"
-r=$(run_as kmsitb "$KMS_PY" "$KMS_IO" rdwr "$K/decrypt-datakey" \
+as_owner setfattr -n user.kms.token -v "$otok" "$P" || fail "owner setfattr"
+r=$(as_owner "$KMS_PY" "$KMS_IO" rdwr "$K/decrypt-datakey" \
 	"{\"cipher_text\":\"$wrapped\",\"datakey_cipher_length\":\"64\"}")
 assert_eq "$(jget "$r" .data_key)" "$dek" "owner unwraps the member's DEK"
 kms_umount

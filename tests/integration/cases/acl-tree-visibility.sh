@@ -12,14 +12,7 @@
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup
 kms_user_setup
-groupadd -f kmsitg || skip "cannot create group kmsitg"
-id kmsitm >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin kmsitm ||
-	skip "cannot create user kmsitm"
-usermod -a -G kmsitg kmsitm || skip "cannot add kmsitm to kmsitg"
-member() {
-	setpriv --reuid="$(id -u kmsitm)" --regid="$(id -g kmsitm)" --groups="$(getent group kmsitg | cut -d: -f3)" -- \
-		env HOME=/ "$@"
-}
+kms_member_setup
 P=$KMS_MNT/tv
 kms_token tv >/dev/null
 kms_token tvother >/dev/null
@@ -108,12 +101,12 @@ kms_ctl project bind tv --uid "$KMS_USER" --role viewer || fail "project bind --
 sees_keys as_user
 kms_ctl project unbind tv --uid "$KMS_USER" || fail "project unbind --uid"
 sees_nothing as_user
-sees_nothing member
+sees_nothing as_member
 kms_ctl project bind tv --gid kmsitg --role viewer || fail "project bind --gid"
-sees_keys member
+sees_keys as_member
 sees_nothing as_user
 kms_ctl project unbind tv --gid kmsitg || fail "project unbind --gid"
-sees_nothing member
+sees_nothing as_member
 
 # --- The project's owner sees the project in /kms, and still no key without an identity.
 kms_ctl project set tv --owner "$KMS_USER" ||
@@ -122,7 +115,7 @@ assert_contains " $(as_user ls "$KMS_MNT" | tr '\n' ' ') " " tv " "ls /kms as th
 out=$(out_of as_user ls "$P/keys")
 assert_contains "$out" "Permission denied" "keys/ as the owner without identity"
 assert_not_contains "$out" "$id" "keys/ as the owner without identity"
-out=$(out_of member ls "$KMS_MNT")
+out=$(out_of as_member ls "$KMS_MNT")
 assert_not_contains " $(tr '\n' ' ' <<<"$out") " " tv " "ls /kms as a non-owner"
 
 # --- Root: every project; keys only where it has an identity (a token for tv, none for tvother).

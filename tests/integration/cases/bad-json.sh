@@ -3,10 +3,7 @@
 # KMS.0204, fields of the wrong JSON type some 400 error; close() says EINVAL each time and the
 # daemon keeps serving.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token bj >/dev/null
-kms_mount
-kms_login bj
+kms_start_project bj
 id=$(kms_create_key bj app)
 
 for req in '{' 'not json' '{"key_alias":}' '{"key_alias":"a"}}' '{"key_alias":"a",}' "{'key_alias':'a'}" \

@@ -4,21 +4,16 @@
 # (setpriv) that binds its own token through the bind mount. The host sees no extra mount, and
 # the daemon still unmounts cleanly afterwards.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
+kms_setup unshare # kms_container
 kms_user_setup
-command -v unshare >/dev/null || skip "unshare missing (util-linux)"
-kms_token ct >/dev/null
-kms_mount allow_other
-kms_login ct
+kms_start_project ct allow_other
 id=$(kms_create_key ct app)
 utok=$(kms_token ct --user "$KMS_USER")
-target=$KMS_WORK/container-key
-mkdir "$target"
+target=$KMS_WORK/container # in the namespace, the key folder (kms_container)
 
 cat >"$KMS_WORK/inside.sh" <<'INNER'
 set -euo pipefail
-src=$1 target=$2 id=$3 uid=$4 gid=$5 utok=$6
-mount --bind "$src" "$target"
+target=$1 id=$2 uid=$3 gid=$4 utok=$5
 # root inside the namespace
 r=$(cat "$target/create-datakey-without-plaintext")
 [ "$(printf '%s' "$r" | jq -r .key_id)" == "$id" ] || { echo "root cat: $r"; exit 1; }
@@ -42,8 +37,8 @@ r=$(run "$KMS_PY" "$KMS_IO" rdwr "$target/decrypt-datakey" "{\"cipher_text\":\"$
 run ls "$target" | grep -qx describe-key || { echo "user ls of the bind mount"; exit 1; }
 echo inside-ok
 INNER
-out=$(unshare -m --propagation private env KMS_PY="$KMS_PY" bash "$KMS_WORK/inside.sh" \
-	"$KMS_MNT/ct/keys/$id" "$target" "$id" "$KMS_UID" "$KMS_GID" "$utok" 2>&1) || fail "inside the namespace: $out"
+out=$(kms_container "$KMS_MNT/ct/keys/$id" "$KMS_WORK/inside.sh" "$id" "$KMS_UID" "$KMS_GID" "$utok") ||
+	fail "inside the namespace: $out"
 assert_contains "$out" inside-ok "namespace script"
 mountpoint -q "$target" && fail "the namespace's bind mount leaked to the host"
 kms_umount

@@ -28,7 +28,7 @@ refuse() {
 	assert_eq "$rc" 1 "exit status when $2"
 	assert_eq "$(wc -l <"$err")" 1 "lines on stderr when $2 ($(cat "$err"))"
 	assert_contains "$(cat "$err")" "$1" "stderr when $2"
-	assert_eq "$(_kms_mount_count "$KMS_MNT")" 0 "mounts when $2"
+	assert_eq "$(kms_mount_count "$KMS_MNT")" 0 "mounts when $2"
 }
 
 # The audit path is a symbolic link (to a file another user could have planted it for).

@@ -33,8 +33,8 @@ ls "$KMS_MNT" >/dev/null || fail "first daemon stopped serving after the refused
 
 # SIGTERM: unmount and exit 0 (not our child: poll until it is gone).
 kill -TERM "$KMS_PID"
-for ((i = 0; i < 100; i++)); do _kms_pid_gone "$KMS_PID" && break; sleep 0.1; done
-_kms_pid_gone "$KMS_PID" || fail "kmsfs did not exit 10 s after SIGTERM"
+for ((i = 0; i < 100; i++)); do kms_pid_gone "$KMS_PID" && break; sleep 0.1; done
+kms_pid_gone "$KMS_PID" || fail "kmsfs did not exit 10 s after SIGTERM"
 KMS_PID=
 mountpoint -q "$KMS_MNT" && fail "SIGTERM left the mount behind"
 
@@ -49,9 +49,7 @@ mountpoint -q "$KMS_MNT" && fail "SIGTERM left the mount behind"
 # SIGTERM while handles are open (a written request, a read answer, an idle open): the kernel
 # sends no RELEASE for them, so the daemon frees them itself (the ASan build's leak check makes
 # a handle it forgot fail the exit status).
-kms_token hp >/dev/null
-kms_mount
-kms_login hp
+kms_start_project hp
 hid=$(kms_create_key hp held)
 "$KMS_PY" - "$KMS_MNT/hp" "$hid" "$KMS_WORK/held.ready" <<'PY' &
 import os, sys, time

@@ -6,9 +6,8 @@
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup
 audit=$KMS_WORK/audit.log
-tok=$(kms_token hup)
-kms_mount "audit=$audit"
-kms_login hup "$tok"
+kms_start_project hup "audit=$audit"
+tok=$KMS_TOKEN
 kms_create_key hup before >/dev/null
 grep -q '"action":"create-key"' "$audit" || fail "no audit line before the rotation"
 
@@ -26,8 +25,8 @@ for round in 1 2; do
 	kill -HUP "$KMS_PID"
 	wait_file "$KMS_LOG"
 	wait_file "$audit"
-	_kms_pid_gone "$KMS_PID" && fail "kmsfs exited on SIGHUP"
-	assert_eq "$(_kms_mount_count "$KMS_MNT")" 1 "mounts after SIGHUP"
+	kms_pid_gone "$KMS_PID" && fail "kmsfs exited on SIGHUP"
+	assert_eq "$(kms_mount_count "$KMS_MNT")" 1 "mounts after SIGHUP"
 	id=$(kms_create_key hup "after-$round")
 	r=$(kms_call hup/describe-key "{\"key_id\":\"$id\"}")
 	assert_eq "$(jget "$r" .key_info.key_alias)" "after-$round" "describe-key after SIGHUP"
@@ -51,6 +50,6 @@ kms_login hup "$tok"
 kms_create_key hup daemonised >/dev/null
 mountpoint -q "$KMS_MNT" || fail "SIGHUP unmounted the daemonised kmsfs"
 kill -TERM "$KMS_PID"
-for ((i = 0; i < 100; i++)); do _kms_pid_gone "$KMS_PID" && break; sleep 0.1; done
-_kms_pid_gone "$KMS_PID" || fail "kmsfs did not exit 10 s after SIGTERM"
+for ((i = 0; i < 100; i++)); do kms_pid_gone "$KMS_PID" && break; sleep 0.1; done
+kms_pid_gone "$KMS_PID" || fail "kmsfs did not exit 10 s after SIGTERM"
 KMS_PID=

@@ -14,7 +14,7 @@ bad_start() {
 	assert_eq "$rc" 1 "exit status with $why"
 	assert_eq "$(wc -l <"$err")" 1 "lines on stderr with $why ($(cat "$err"))"
 	assert_contains "$(cat "$err")" "$words" "stderr with $why"
-	assert_eq "$(_kms_mount_count "$KMS_MNT")" 0 "mounts with $why"
+	assert_eq "$(kms_mount_count "$KMS_MNT")" 0 "mounts with $why"
 }
 
 bad_start "bogus=1" "an unknown option" "$KMS_MNT" -o "state=$KMS_STATE,bogus=1"

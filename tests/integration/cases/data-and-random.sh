@@ -3,10 +3,7 @@
 # key taken from the blob on decrypt, context bound like data keys); gen-random returns fresh
 # hex of the asked length.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token dr >/dev/null
-kms_mount
-kms_login dr
+kms_start_project dr
 id=$(kms_create_key dr app)
 
 r=$(kms_call dr/encrypt-data "{\"key_id\":\"alias/app\",\"plain_text\":\"hello world\"}")

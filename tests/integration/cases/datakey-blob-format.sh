@@ -3,10 +3,7 @@
 # parse it keep working: u16 LE version 2, u16 LE body length (152 for a 64-byte DEK), payload,
 # the 36-byte ASCII key_id, u32 key version, SHA-256 of all preceding bytes; 124 + ceil16(n) bytes.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token bf >/dev/null
-kms_mount
-kms_login bf
+kms_start_project bf
 id=$(kms_create_key bf app)
 for action in create-datakey create-datakey-without-plaintext; do
 	ct=$(jget "$(kms_call "bf/keys/$id/$action")" .cipher_text)

@@ -2,10 +2,7 @@
 # An encryption_context given when a DEK is wrapped must be given, equal, to unwrap it:
 # missing or different is KMS.2203; the same object with its keys in another order is equal.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token cx >/dev/null
-kms_mount
-kms_login cx
+kms_start_project cx
 id=$(kms_create_key cx app)
 ctx='{"file":"report.pdf","owner":"alice"}'
 ctx_reordered='{"owner":"alice","file":"report.pdf"}'

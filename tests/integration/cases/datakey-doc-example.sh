@@ -3,10 +3,7 @@
 # (plain_text = DEK || SHA-256(DEK), datakey_plain_length "64") gives a 376-hex-char cipher_text
 # and datakey_length "64"; decrypt-datakey gives back 128 zeros with the documented datakey_dgst.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token doc >/dev/null
-kms_mount
-kms_login doc
+kms_start_project doc
 id=$(kms_create_key doc app)
 P=$KMS_MNT/doc
 zeros=$(printf '0%.0s' $(seq 128))

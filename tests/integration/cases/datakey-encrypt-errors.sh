@@ -2,10 +2,7 @@
 # encrypt-datakey refuses a plain_text whose digest is wrong (KMS.2103), that is not hex
 # (KMS.2101), or whose length does not match datakey_plain_length (KMS.2104); close() says EINVAL.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token ee >/dev/null
-kms_mount
-kms_login ee
+kms_start_project ee
 id=$(kms_create_key ee app)
 dek=$(jget "$(kms_call ee/gen-random '{"random_data_length":"512"}')" .random_data)
 [[ $dek =~ ^[0-9A-Fa-f]{128}$ ]] || fail "gen-random 512 bits: $dek"

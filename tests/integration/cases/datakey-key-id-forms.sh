@@ -3,10 +3,7 @@
 # data-key action; responses always carry the 36-char id, and a DEK wrapped under one form
 # unwraps under another.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token kf >/dev/null
-kms_mount
-kms_login kf
+kms_start_project kf
 r=$(kms_call kf/create-key '{"key_alias":"team/app"}')
 id=$(jget "$r" .key_info.key_id)
 dom=$(jget "$r" .key_info.domain_id)

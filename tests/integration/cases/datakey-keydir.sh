@@ -2,10 +2,7 @@
 # The key-scoped actions under keys/<id>/ take key_id from the path: requests without key_id
 # work, the same key named in the body (id or alias) is fine, another key is KMS.0205.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token kd >/dev/null
-kms_mount
-kms_login kd
+kms_start_project kd
 id=$(kms_create_key kd app)
 other=$(kms_create_key kd other)
 K=kd/keys/$id

@@ -4,10 +4,7 @@
 # create-datakey-without-plaintext gives a cipher_text only, which decrypts too; datakey_length
 # 8..8192 (multiple of 8) is honoured, other lengths are refused.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token rt >/dev/null
-kms_mount
-kms_login rt
+kms_start_project rt
 id=$(kms_create_key rt app)
 
 seen=()

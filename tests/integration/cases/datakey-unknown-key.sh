@@ -2,10 +2,7 @@
 # A well-formed key_id of no key (id, alias/NAME or URN) answers KMS.0207 and close() ENOENT;
 # a malformed key_id answers KMS.0205 (EINVAL); an unknown keys/<id>/ dir is ENOENT on open.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token uk >/dev/null
-kms_mount
-kms_login uk
+kms_start_project uk
 id=$(kms_create_key uk app)
 dom=$(jget "$(kms_call uk/describe-key "{\"key_id\":\"$id\"}")" .key_info.domain_id)
 nokey=$(uuidgen 2>/dev/null || "$KMS_PY" -c 'import uuid; print(uuid.uuid4())')

@@ -4,10 +4,8 @@
 # times. Every key whose create-key response was read must exist afterwards, and every DEK whose
 # create-datakey response was read must unwrap to the same bytes.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-tok=$(kms_token dl)
-kms_mount key_quota=100000   # README: the default quota (100 keys) would stop the traffic
-kms_login dl "$tok"
+kms_start_project dl key_quota=100000   # README: the default quota (100 keys) would stop the traffic
+tok=$KMS_TOKEN
 seen=$KMS_SCRATCH/seen.txt
 : >"$seen"
 
@@ -47,7 +45,7 @@ for round in 1 2 3 4; do
 	kms_kill9
 	log "round $round: killed with $(acked) keys acknowledged"
 	kms_mount key_quota=100000
-	assert_eq "$(_kms_mount_count "$KMS_MNT")" 1 "mounts after restart $round"
+	assert_eq "$(kms_mount_count "$KMS_MNT")" 1 "mounts after restart $round"
 done
 sleep 0.5
 kill "$client"

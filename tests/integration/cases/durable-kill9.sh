@@ -3,10 +3,8 @@
 # kmsfs again on the same mount point detaches it by itself (no stacked mounts) and serves every
 # key and ciphertext made before the crash.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-tok=$(kms_token dk)
-kms_mount
-kms_login dk "$tok"
+kms_start_project dk
+tok=$KMS_TOKEN
 id=$(kms_create_key dk app)
 r=$(kms_call dk/create-datakey "{\"key_id\":\"$id\"}")
 pt=$(jget "$r" .plain_text)
@@ -18,7 +16,7 @@ err=$(ls "$KMS_MNT" 2>&1) && fail "ls of a dead mount succeeded"
 assert_contains "$err" "Transport endpoint is not connected" "ls after kill -9"
 
 kms_mount
-assert_eq "$(_kms_mount_count "$KMS_MNT")" 1 "mounts on $KMS_MNT after the restart"
+assert_eq "$(kms_mount_count "$KMS_MNT")" 1 "mounts on $KMS_MNT after the restart"
 kms_login dk "$tok"
 [ -d "$KMS_MNT/dk/keys/$last" ] || fail "key created just before the crash is gone"
 d=$(kms_call dk/decrypt-datakey "{\"key_id\":\"$id\",\"cipher_text\":\"$ct\",\"datakey_cipher_length\":\"64\"}")

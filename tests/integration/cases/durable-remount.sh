@@ -3,10 +3,8 @@
 # back, a DEK wrapped before unwraps after, a token issued before still works (after being set
 # again: bindings live in daemon memory), and `kmsctl check` passes.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-tok=$(kms_token du)
-kms_mount
-kms_login du "$tok"
+kms_start_project du
+tok=$KMS_TOKEN
 id1=$(kms_create_key du one)
 id2=$(kms_create_key du two)
 r=$(kms_call du/create-datakey "{\"key_id\":\"$id1\",\"encryption_context\":{\"f\":\"x\"}}")

@@ -9,10 +9,8 @@ for f in "$KMS_SRC"/examples/*.sh "$KMS_SRC"/examples/*.py "$KMS_SRC"/examples/*
 	scripts+=("$f")
 done
 [ ${#scripts[@]} -gt 0 ] || skip "no example scripts in $KMS_SRC/examples yet"
-kms_setup
-tok=$(kms_token example)
-kms_mount allow_other
-kms_login example "$tok"
+kms_start_project example allow_other
+tok=$KMS_TOKEN
 for f in "${scripts[@]}"; do
 	name=${f#"$KMS_SRC"/examples/}
 	mkdir -p "$KMS_WORK/run/$name"

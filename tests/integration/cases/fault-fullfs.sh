@@ -9,9 +9,8 @@ mount -t tmpfs -o size=1m,mode=0700 kmsfs-fullfs "$KMS_STATE" || skip "cannot mo
 # Our tmpfs goes after the daemon has stopped (kms_cleanup reads the exit status from $?).
 trap 'rc=$?; umount -l "$KMS_STATE" 2>/dev/null; (exit $rc); kms_cleanup' EXIT
 
-tok=$(kms_token full)
-kms_mount
-kms_login full "$tok"
+kms_start_project full
+tok=$KMS_TOKEN
 first=$(kms_create_key full first)
 pad=$(head -c 250 /dev/zero | tr '\0' d)
 full=0

@@ -3,10 +3,8 @@
 # start with a message saying what is wrong and how to fix it; it never mounts, and never makes a
 # new root key over sealed keys. Restoring the files brings every key back.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-tok=$(kms_token fs)
-kms_mount
-kms_login fs "$tok"
+kms_start_project fs
+tok=$KMS_TOKEN
 id=$(kms_create_key fs keep)
 r=$(kms_call fs/create-datakey "{\"key_id\":\"$id\"}")
 kms_umount
@@ -19,7 +17,7 @@ refuse() {
 	out=$("$KMSFS" "$KMS_MNT" -o "state=$KMS_STATE" -f 2>&1) || rc=$?
 	[ "$rc" -ne 0 ] || fail "kmsfs started although $2"
 	assert_contains "$out" "$1" "message when $2"
-	assert_eq "$(_kms_mount_count "$KMS_MNT")" 0 "mounts when $2"
+	assert_eq "$(kms_mount_count "$KMS_MNT")" 0 "mounts when $2"
 }
 
 rm "$KMS_STATE/root.key"

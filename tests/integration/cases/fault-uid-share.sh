@@ -17,17 +17,10 @@ source "$(dirname "$0")/../lib/common.sh"
 kms_setup
 kms_user_setup
 OUID=61078 AUID=61079 # another user, and the audit step's caller (no passwd entries needed)
-as_uid() {
+as_uid() { # as_uid UID CMD...
 	local u=$1
 	shift
-	setpriv --reuid="$u" --regid="$u" --clear-groups -- \
-		env HOME=/ KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" "$@"
-}
-# spawn CMD... &: CMD as the test user, in the background; `exec`, so that $! is CMD's own pid (the
-# EXIT trap kills it) and not a subshell's. Only ever used with `&`.
-spawn() {
-	exec setpriv --reuid="$KMS_UID" --regid="$KMS_GID" --clear-groups -- \
-		env HOME=/ KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" "$@"
+	kms_as "$u" "$u" "" "$@"
 }
 hardfd=$(ulimit -Hn)
 [ "$hardfd" == unlimited ] && hardfd=1048576
@@ -45,77 +38,7 @@ mapfile -t kids < <(jq -r '.key_info.key_id' "$KMS_WORK/keys.json")
 [ "${#kids[@]}" -eq 160 ] || fail "batch create-key made ${#kids[@]} keys"
 id=${kids[0]}
 
-US=$KMS_WORK/us.py
-cat >"$US" <<'PY'
-import errno, os, resource, sys, time
-sys.path.insert(0, os.path.dirname(os.environ["KMS_IO"]))
-import kmsio
-
-
-def en(e):
-    return errno.errorcode.get(e, str(e))
-
-
-def hold(kind, path, n, ready, release):
-    """Open path n times (kind "open": read-only and idle; "fill": O_RDWR with a 64 KiB
-    half-written request each) until one fails; report "fit errno" and hold until release."""
-    n = int(n)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(n + 64, hard), hard))
-    blob = b'{"plain_text":"' + b"a" * (65536 - 15)
-    hs, err = [], "none"
-    while len(hs) < n:
-        try:
-            fd = os.open(path, os.O_RDONLY if kind == "open" else os.O_RDWR)
-        except OSError as e:
-            err = "open:" + en(e.errno)
-            break
-        hs.append(fd)
-        if kind == "fill":
-            try:
-                os.write(fd, blob)
-            except OSError as e:
-                err = "write:" + en(e.errno)
-                break
-    fit = len(hs) - (1 if err.startswith("write:") else 0)
-    with open(ready + ".tmp", "w") as f:
-        f.write("%d %s\n" % (fit, err))
-    os.rename(ready + ".tmp", ready)
-    while not os.path.exists(release):
-        time.sleep(0.05)
-    for fd in hs:
-        try:
-            os.close(fd)
-        except OSError:
-            pass  # the half requests run at close: refused, no token
-
-
-def mail(listfile):
-    """Write {} to every file listed, O_WRONLY, never read: one mailbox each."""
-    n = 0
-    for path in open(listfile).read().split():
-        fd = os.open(path, os.O_WRONLY)
-        os.write(fd, b"{}")
-        try:
-            os.close(fd)
-        except OSError:
-            pass  # KMS.0301: EACCES
-        n += 1
-    print(n)
-
-
-def refusals(path, n):
-    """n empty reads with no identity; prints how long they took (whole seconds, rounded up)."""
-    t = time.monotonic()
-    for _ in range(int(n)):
-        r = kmsio.call(path)
-        assert r["error"]["error_code"] == "KMS.0301", r
-    print(int(time.monotonic() - t) + 1)
-
-
-globals()[sys.argv[1]](*sys.argv[2:])
-PY
-chmod 0755 "$US"
+US=$KMS_PYLIB/uid_share.py # the clients of every step
 
 wait_file() {
 	local i
@@ -134,11 +57,11 @@ works() { # works WHO: a round trip as root, or an accepted request as another u
 
 # ---------------------------------------------------------------- 1. idle handles
 rm -f "$KMS_SCRATCH"/h.*
-spawn "$KMS_PY" "$US" hold open "$KMS_MNT/other/version" 12500 "$KMS_SCRATCH/h.r1" "$KMS_SCRATCH/h.go" &
+kms_spawn "$KMS_UID" "$KMS_GID" "$KMS_PY" "$US" hold open "$KMS_MNT/other/version" 12500 "$KMS_SCRATCH/h.r1" "$KMS_SCRATCH/h.go" &
 h1=$!
 kms_bg $h1
 wait_file "$KMS_SCRATCH/h.r1"
-spawn "$KMS_PY" "$US" hold open "$KMS_MNT/other/version" 12600 "$KMS_SCRATCH/h.r2" "$KMS_SCRATCH/h.go" &
+kms_spawn "$KMS_UID" "$KMS_GID" "$KMS_PY" "$US" hold open "$KMS_MNT/other/version" 12600 "$KMS_SCRATCH/h.r2" "$KMS_SCRATCH/h.go" &
 h2=$!
 kms_bg $h2
 wait_file "$KMS_SCRATCH/h.r2"
@@ -153,7 +76,7 @@ wait "$h1" "$h2" || fail "a handle holder failed"
 
 # ---------------------------------------------------------------- 2. half-written requests
 rm -f "$KMS_SCRATCH"/f.*
-spawn "$KMS_PY" "$US" hold fill "$P/encrypt-data" 1100 "$KMS_SCRATCH/f.r" "$KMS_SCRATCH/f.go" &
+kms_spawn "$KMS_UID" "$KMS_GID" "$KMS_PY" "$US" hold fill "$P/encrypt-data" 1100 "$KMS_SCRATCH/f.r" "$KMS_SCRATCH/f.go" &
 h1=$!
 kms_bg $h1
 wait_file "$KMS_SCRATCH/f.r"

@@ -3,10 +3,7 @@
 # (KMS.0204), all with close() EINVAL; none of them creates a key. An alias whose entry under
 # aliases/ ('/' written %2F) would pass 255 bytes is KMS.1101 too (create-key, update-key-alias).
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token ka >/dev/null
-kms_mount
-kms_login ka
+kms_start_project ka
 kms_create_key ka app >/dev/null
 
 assert_errcode "$(kms_call ka/create-key '{"key_alias":"app"}')" KMS.1104

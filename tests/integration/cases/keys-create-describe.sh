@@ -3,10 +3,7 @@
 # returns the key object with string values only (key_state "2"); the new key's dir appears in
 # `ls keys/` and describe-key works there without a request body.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token kc >/dev/null
-kms_mount
-kms_login kc
+kms_start_project kc
 
 r=$(kms_call kc/create-key '{"key_alias":"app","key_description":"the app key"}')
 assert_ok "$r"

@@ -2,10 +2,7 @@
 # list-keys: {"keys":[ids],"key_details":[key objects],"next_marker":"","truncated":"false",
 # "total":N} with total an integer and everything else strings; limit/marker page through.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token kl >/dev/null
-kms_mount
-kms_login kl
+kms_start_project kl
 
 r=$(kms_call kl/list-keys '{}')
 assert_ok "$r"

@@ -37,9 +37,8 @@ rc=0; "$KMSCTL" --state "$KMS_STATE" init extra >/dev/null 2>&1 || rc=$?
 assert_eq "$rc" 2 "exit status of init with an extra argument"
 
 # The initialised dir is what the daemon and the other commands use.
-tok=$(kms_token p)
-kms_mount
-kms_login p "$tok"
+kms_start_project p
+tok=$KMS_TOKEN
 kms_create_key p first >/dev/null
 kms_umount
 kms_ctl check >/dev/null || fail "kmsctl check after init"

@@ -5,10 +5,7 @@
 # alias/NAME and kms:<region>:<domain_id>:alias:NAME (domain_id from describe-key, region = realm,
 # configurable with -o region=) name the key in describe-key and the crypto actions.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token la >/dev/null
-kms_mount
-kms_login la
+kms_start_project la
 P=$KMS_MNT/la
 id=$(kms_create_key la app)
 other=$(kms_create_key la other)

@@ -5,10 +5,7 @@
 # row and no key material left in the database) and `kmsctl check` passes. A date that passes
 # while the daemon runs is honoured by its maintenance within seconds. Keys not due survive.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token ld >/dev/null
-kms_mount
-kms_login ld
+kms_start_project ld
 P=$KMS_MNT/ld
 DB=$KMS_STATE/kms.db
 sql() { "$KMS_PY" -c 'import sqlite3, sys

@@ -11,9 +11,8 @@ source "$(dirname "$0")/../lib/common.sh"
 kms_setup
 kms_user_setup
 P=$KMS_MNT/lg
-atok=$(kms_token lg)
-kms_mount allow_other
-kms_login lg "$atok"
+kms_start_project lg allow_other
+atok=$KMS_TOKEN
 k1=$(kms_create_key lg one)
 k2=$(kms_create_key lg two)
 r=$(kms_call "lg/keys/$k1/create-datakey" '{}')

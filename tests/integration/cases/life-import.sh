@@ -9,10 +9,7 @@
 # the daemon's maintenance; everything survives a remount and `kmsctl check`.
 source "$(dirname "$0")/../lib/common.sh"
 command -v openssl >/dev/null || skip "openssl is not installed"
-kms_setup
-kms_token li >/dev/null
-kms_mount
-kms_login li
+kms_start_project li
 W=$KMS_SCRATCH/import
 mkdir -p "$W"
 

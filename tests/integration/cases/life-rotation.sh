@@ -8,10 +8,7 @@
 # has passed (moved into the past in STATE/kms.db while unmounted) by the daemon's maintenance,
 # not for keys without rotation or disabled keys.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token lr >/dev/null
-kms_mount
-kms_login lr
+kms_start_project lr
 DB=$KMS_STATE/kms.db
 id=$(kms_create_key lr app)
 norot=$(kms_create_key lr no-rotation)

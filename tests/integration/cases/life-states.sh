@@ -5,10 +5,7 @@
 # KMS.1402 when already pending), cancel-key-deletion 4->3 (KMS.1501 otherwise); crypto on a
 # disabled key KMS.0209, on a key pending deletion KMS.0210; every error is EINVAL at close.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token ls >/dev/null
-kms_mount
-kms_login ls
+kms_start_project ls
 P=$KMS_MNT/ls
 
 # act FORM KEY ACTION [JSON-FIELDS]: FORM "project" sends key_id in the body to <P>/ACTION,

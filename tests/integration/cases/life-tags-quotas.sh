@@ -7,10 +7,7 @@
 # user-instances and user-quotas are readable files with the real numbers; -o key_quota=N caps
 # the keys per project (KMS.1105, pending deletion still counts); versions and version files.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token lt >/dev/null
-kms_mount
-kms_login lt
+kms_start_project lt
 P=$KMS_MNT/lt
 a=$(kms_create_key lt alpha)
 b=$(kms_create_key lt beta)

@@ -4,10 +4,7 @@
 # key dirs, a key dir lists its key-level actions, aliases are symlinks to ../keys/<id> ('/' as
 # %2F), action files are 0666 with size 0, and unknown names are ENOENT.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token tree >/dev/null
-kms_mount
-kms_login tree
+kms_start_project tree
 M=$KMS_MNT
 
 assert_contains " $(ls "$M" | tr '\n' ' ') " " tree " "ls /kms"

@@ -2,10 +2,7 @@
 # dd as the request writer and response reader, with large and tiny block sizes; a refused
 # request makes dd fail (it reports close errors).
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token dd >/dev/null
-kms_mount
-kms_login dd
+kms_start_project dd
 id=$(kms_create_key dd app)
 P=$KMS_MNT/dd
 printf '{"key_id":"%s","datakey_length":"512"}' "$id" >"$KMS_WORK/req.json"

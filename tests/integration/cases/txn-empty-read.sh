@@ -3,10 +3,7 @@
 # keys/<id>/create-datakey-without-plaintext` returns a fresh wrapped DEK every time (key_id from
 # the path), and a project-level action that needs fields answers KMS.0204.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token er >/dev/null
-kms_mount
-kms_login er
+kms_start_project er
 id=$(kms_create_key er app)
 K=$KMS_MNT/er/keys/$id
 

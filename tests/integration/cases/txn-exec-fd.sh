@@ -2,10 +2,7 @@
 # One shell fd for both directions: `exec 3<>f; printf req >&3; cat <&3` returns the whole
 # response although the file offset is past the request; the fd can be reused.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token xf >/dev/null
-kms_mount
-kms_login xf
+kms_start_project xf
 id=$(kms_create_key xf app)
 f=$KMS_MNT/xf/describe-key
 exec 3<>"$f"

@@ -2,10 +2,7 @@
 # An unread mailbox response expires after mailbox_ttl seconds (-o mailbox_ttl=1): a late cat
 # runs an empty request instead of returning an old (possibly secret) response.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token tt >/dev/null
-kms_mount mailbox_ttl=1
-kms_login tt
+kms_start_project tt mailbox_ttl=1
 P=$KMS_MNT/tt
 id=$(kms_create_key tt app)
 echo "{\"key_id\":\"$id\"}" >"$P/create-datakey"

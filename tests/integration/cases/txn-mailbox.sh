@@ -3,10 +3,7 @@
 # request: KMS.0204 for project-level decrypt-datakey); mailboxes are per file; a newer request
 # replaces an unread response.
 source "$(dirname "$0")/../lib/common.sh"
-kms_setup
-kms_token mb >/dev/null
-kms_mount
-kms_login mb
+kms_start_project mb
 P=$KMS_MNT/mb
 id=$(kms_create_key mb app)
 ct=$(jget "$(kms_call "mb/keys/$id/create-datakey-without-plaintext")" .cipher_text)

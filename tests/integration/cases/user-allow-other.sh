@@ -7,9 +7,7 @@ source "$(dirname "$0")/../lib/common.sh"
 kms_setup
 kms_user_setup
 P=$KMS_MNT/uo
-kms_token uo >/dev/null
-kms_mount allow_other
-kms_login uo
+kms_start_project uo allow_other
 id=$(kms_create_key uo root-key)
 
 as_user ls "$P" >/dev/null || fail "user cannot list the project"

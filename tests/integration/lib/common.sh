@@ -5,6 +5,9 @@
 # setfattr, python open()), and exits 0 (pass), 77 (skip) or anything else (fail).
 # Whatever happens, the EXIT trap kills what the case started, lazily unmounts, scans the daemon
 # log and the state dir for every plaintext DEK the case saw, and removes the work dir.
+# The daemon steps themselves (start, wait, stop, tokens, DEK scan) are lib/harness.sh, which the
+# benchmarks share; the Python a case runs is in lib/*.py (kmsio.py and one file per case that
+# needs more than a few lines), run with kms_py.
 #
 # Environment (meson sets these; the defaults let `bash case.sh` work from a source tree):
 #   KMSFS KMSCTL KMS_SRC KMS_BUILD   binaries and trees
@@ -20,6 +23,8 @@ KMS_LIB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${KMSCTL:=$KMS_BUILD/src/tools/kmsctl}"
 export KMSFS KMSCTL KMS_SRC KMS_BUILD
 if [ -x /usr/bin/python3 ]; then KMS_PY=/usr/bin/python3; else KMS_PY=$(command -v python3 || echo python3); fi
+# shellcheck source=tests/integration/lib/harness.sh
+source "$KMS_LIB/harness.sh"
 KMS_CASE=$(basename "$0" .sh)
 KMS_USER=kmsit                  # the unprivileged test user (created on demand)
 
@@ -71,23 +76,14 @@ jget() {
 
 # ---------------------------------------------------------------- setup, mount, cleanup
 
-_kms_pid_gone() {
-	local st
-	[ -n "$1" ] || return 0
-	st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 0
-	[ "$st" == "Z" ]
-}
-
-_kms_mount_count() {
-	awk -v mp="$1" '$2 == mp' /proc/mounts | wc -l
-}
-
-# kms_setup: skip (77) unless this can run; make the work dir and an EXIT trap.
+# kms_setup [COMMAND...]: skip (77) unless this can run (and each COMMAND is on PATH, e.g.
+# unshare for kms_container); make the work dir and an EXIT trap.
 #   KMS_WORK  the temp dir (0755, so a test user can reach the mount)
 #   KMS_STATE state dir (created by kmsfs's first start, or by kms_init / the first kms_token)
 #   KMS_MNT mount point
 #   KMS_LOG   daemon log (-o log=)            KMS_STDERR the daemon's stderr
 #   KMS_SCRATCH world-writable scratch dir    KMS_DEKS  the DEKs seen (leak scan list)
+# shellcheck disable=SC2120 # the cases pass the commands
 kms_setup() {
 	[ "$(id -u)" -eq 0 ] || skip "needs root (FUSE mounts; /dev/fuse is root-only here)"
 	[ -c /dev/fuse ] || skip "no /dev/fuse"
@@ -97,6 +93,8 @@ kms_setup() {
 	command -v setfattr >/dev/null || skip "setfattr missing (apt-get install attr)"
 	[ -x "$KMSFS" ] || skip "kmsfs binary not built: $KMSFS"
 	[ -x "$KMSCTL" ] || skip "kmsctl binary not built: $KMSCTL"
+	local c
+	for c in "$@"; do command -v "$c" >/dev/null || skip "$c missing"; done
 
 	KMS_WORK=$(mktemp -d "${KMS_TMPDIR:-/tmp}/kmsfs-it.XXXXXX")
 	trap kms_cleanup EXIT
@@ -114,9 +112,12 @@ kms_setup() {
 	: >"$KMS_DEKS"
 	chmod 0666 "$KMS_DEKS"
 	: >"$KMS_STDERR"
-	# A copy the test user can read, wherever the source tree lives.
-	KMS_IO=$KMS_WORK/kmsio.py
-	install -m 0755 "$KMS_LIB/kmsio.py" "$KMS_IO"
+	# Copies the test user can read, wherever the source tree lives; beside kmsio.py, so that
+	# the case files import it.
+	KMS_PYLIB=$KMS_WORK/py
+	install -d -m 0755 "$KMS_PYLIB"
+	install -m 0755 "$KMS_LIB"/*.py "$KMS_PYLIB/"
+	KMS_IO=$KMS_PYLIB/kmsio.py
 	export KMS_SCRATCH KMS_DEKS KMS_IO KMS_MNT KMS_STATE
 	# Watchdog (kmsio.py watchdog): a hung daemon would block this case in a FUSE call, where no
 	# trap runs; before meson's timeout (300 s) it kills the daemon and detaches the mount. If the
@@ -128,35 +129,26 @@ kms_setup() {
 }
 
 kms_cleanup() {
-	local rc=$? p i
+	local rc=$? p
 	set +e
 	trap - EXIT
 	for p in "${KMS_BG_PIDS[@]}"; do
 		kill -KILL "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
 	done
-	if [ -n "$KMS_PID" ] && ! _kms_pid_gone "$KMS_PID"; then
-		kill -TERM "$KMS_PID" 2>/dev/null
-		for ((i = 0; i < 30; i++)); do _kms_pid_gone "$KMS_PID" && break; sleep 0.1; done
-		kill -KILL "$KMS_PID" 2>/dev/null
-	fi
-	[ "$KMS_PID_CHILD" == 1 ] && wait "$KMS_PID" 2>/dev/null
 	if [ -n "$KMS_WORK" ]; then
-		for ((i = 0; i < 10; i++)); do
-			[ "$(_kms_mount_count "$KMS_MNT")" -eq 0 ] && break
-			fusermount3 -uz "$KMS_MNT" 2>/dev/null || umount -l "$KMS_MNT" 2>/dev/null
-		done
+		kms_daemon_kill "$KMS_PID" "$KMS_MNT"
 		if [ -e "$KMS_WORK/watchdog.fired" ]; then
 			echo "FAIL: $KMS_CASE: timed out (watchdog killed the daemon after ${KMS_WATCHDOG:-240} s)" >&2
 			rc=1
 		fi
-		if [ "$(_kms_mount_count "$KMS_MNT")" -ne 0 ]; then
+		if kms_mounted "$KMS_MNT"; then
 			echo "FAIL: $KMS_CASE: could not remove the mount on $KMS_MNT" >&2
 			rc=1
 		fi
 		# Secrets must never reach the log or the state dir (design.md, style.md section 5).
 		if [ -s "$KMS_DEKS" ]; then
-			"$KMS_PY" "$KMS_LIB/kmsio.py" scan "$KMS_DEKS" "$KMS_LOG" "$KMS_STDERR" "$KMS_STATE" || {
+			kms_dek_scan "$KMS_DEKS" "$KMS_LOG" "$KMS_STDERR" "$KMS_STATE" || {
 				echo "FAIL: $KMS_CASE: a plaintext DEK reached the daemon log or state dir" >&2
 				[ "$rc" -eq 0 ] && rc=1
 			}
@@ -185,17 +177,12 @@ kms_cleanup() {
 # kms_bg PID: kill this background process in the EXIT trap.
 kms_bg() { KMS_BG_PIDS+=("$1"); }
 
-# kms_wait_live PID: wait up to 10 s until a live FUSE mount answers statfs (never cached, unlike
-# stat: a stale mount left by a killed daemon is a mountpoint too, but statfs fails ENOTCONN).
+# kms_wait_live PID: wait up to 10 s until the mount on KMS_MNT is live (kms_wait_fuse).
 kms_wait_live() {
-	local pid=$1 i
-	for ((i = 0; i < 100; i++)); do
-		# f_type FUSE_SUPER_MAGIC: not the bare dir seen while a restart swaps a stale mount.
-		if [ "$(stat -f -c %t "$KMS_MNT" 2>/dev/null)" == 65735546 ]; then return 0; fi
-		_kms_pid_gone "$pid" && fail "kmsfs exited before the mount was live: $(tail -n 5 "$KMS_STDERR")"
-		sleep 0.1
-	done
-	fail "kmsfs not mounted on $KMS_MNT after 10 s"
+	local rc=0
+	kms_wait_fuse "$1" "$KMS_MNT" || rc=$?
+	[ "$rc" -ne 1 ] || fail "kmsfs exited before the mount was live: $(tail -n 5 "$KMS_STDERR")"
+	[ "$rc" -eq 0 ] || fail "kmsfs not mounted on $KMS_MNT after 10 s"
 }
 
 # kms_mount [OPT...]: start kmsfs -f in the background with -o state=,log= plus each OPT
@@ -203,8 +190,8 @@ kms_wait_live() {
 kms_mount() {
 	local opts="state=$KMS_STATE,log=$KMS_LOG" o
 	for o in "$@"; do opts+=",${o#-o }"; done
-	"$KMSFS" "$KMS_MNT" -f -o "$opts" </dev/null >>"$KMS_STDERR" 2>&1 &
-	KMS_PID=$!
+	kms_daemon_start "$KMS_STDERR" "$KMSFS" "$KMS_MNT" -o "$opts"
+	KMS_PID=$KMS_DAEMON_PID
 	KMS_PID_CHILD=1
 	echo "$KMS_PID" >"$KMS_WORK/daemon.pid"
 	kms_wait_live "$KMS_PID"
@@ -228,8 +215,7 @@ kms_umount() {
 	local i rc=0 err
 	err=$(fusermount3 -u "$KMS_MNT" 2>&1) ||
 		fail "fusermount3 -u $KMS_MNT failed: $err; held by: $(_kms_mount_holders "$KMS_MNT" | tr '\n' ';')"
-	for ((i = 0; i < 100; i++)); do _kms_pid_gone "$KMS_PID" && break; sleep 0.1; done
-	_kms_pid_gone "$KMS_PID" || fail "kmsfs (pid $KMS_PID) still running 10 s after unmount"
+	kms_wait_exit "$KMS_PID" || fail "kmsfs (pid $KMS_PID) still running 10 s after unmount"
 	if [ "$KMS_PID_CHILD" == 1 ]; then
 		wait "$KMS_PID" || rc=$?
 		[ "$rc" -eq 0 ] || fail "kmsfs exited with status $rc after fusermount3 -u"
@@ -245,20 +231,13 @@ kms_kill9() {
 }
 
 # kms_find_daemon MOUNTPOINT: pid of the kmsfs process serving MOUNTPOINT (for daemonised starts).
-kms_find_daemon() {
-	"$KMS_PY" - "$1" "$(readlink -f "$KMSFS")" <<'PY'
-import os, sys
-mnt, exe = sys.argv[1].encode(), sys.argv[2]
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        if mnt in open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0") and \
-                os.readlink("/proc/%s/exe" % pid) == exe:
-            print(pid)
-            sys.exit(0)
-    except OSError:
-        pass
-sys.exit(1)
-PY
+kms_find_daemon() { "$KMS_PY" "$KMS_IO" finddaemon "$1" "$(readlink -f "$KMSFS")"; }
+
+# kms_wait_exit PID: wait up to 10 s for PID to exit; false if it still runs.
+kms_wait_exit() {
+	local i
+	for ((i = 0; i < 100; i++)); do kms_pid_gone "$1" && return 0; sleep 0.1; done
+	return 1
 }
 
 # ---------------------------------------------------------------- tokens, users, calls
@@ -268,21 +247,29 @@ kms_ctl() { "$KMSCTL" --state "$KMS_STATE" "$@"; }
 
 # kms_init: `kmsctl init` the state dir, as an admin does before the first kmsctl command when
 # the daemon has not started yet (kmsctl refuses a state dir that does not exist).
-kms_init() { "$KMSCTL" --state "$KMS_STATE" init >/dev/null; }
+kms_init() { kms_state_init "$KMS_STATE"; }
 
 # kms_token P [ARGS...]: issue a token for project P (creates P; inits a state dir not made yet).
-kms_token() {
-	local p=$1
-	shift
-	[ -e "$KMS_STATE/kms.db" ] || kms_init
-	"$KMSCTL" --state "$KMS_STATE" token issue --project "$p" "$@"
-}
+kms_token() { kms_token_issue "$KMS_STATE" "$@"; }
 
 # kms_login P [TOKEN]: bind TOKEN (default: a fresh one) to (this uid, P).
 kms_login() {
 	local tok=${2:-}
 	[ -n "$tok" ] || tok=$(kms_token "$1")
-	setfattr -n user.kms.token -v "$tok" "$KMS_MNT/$1"
+	kms_token_bind "$KMS_MNT" "$1" "$tok"
+}
+
+# kms_start_project P [OPT...]: the usual start of a case: kms_setup (unless done already), a
+# token for project P (kept in KMS_TOKEN, to bind it again after a restart: bindings live in daemon
+# memory), kms_mount OPT..., and the token bound for this uid (root).
+kms_start_project() {
+	local p=$1
+	shift
+	# shellcheck disable=SC2119 # no commands to require
+	[ -n "$KMS_WORK" ] || kms_setup
+	KMS_TOKEN=$(kms_token "$p")
+	kms_mount "$@"
+	kms_login "$p" "$KMS_TOKEN"
 }
 
 # kms_call FILE [REQUEST|-]: one transaction on one O_RDWR handle (REQUEST omitted: a plain
@@ -362,10 +349,64 @@ kms_user_setup() {
 	KMS_GID=$(id -g "$KMS_USER")
 }
 
-# as_user CMD...: run CMD as the test user, no supplementary groups.
-as_user() {
-	setpriv --reuid="$KMS_UID" --regid="$KMS_GID" --clear-groups -- \
+# kms_member_setup: make sure the group kmsitg and its member kmsitm exist (the user of group
+# bindings and group modes); sets KMS_MUID, KMS_MGID (kmsitm's primary gid) and KMS_GRP (kmsitg).
+kms_member_setup() {
+	groupadd -f kmsitg || skip "cannot create group kmsitg"
+	id kmsitm >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin kmsitm ||
+		skip "cannot create user kmsitm"
+	usermod -a -G kmsitg kmsitm || skip "cannot add kmsitm to kmsitg"
+	KMS_MUID=$(id -u kmsitm)
+	KMS_MGID=$(id -g kmsitm)
+	KMS_GRP=$(getent group kmsitg | cut -d: -f3)
+}
+
+# kms_as UID GID GROUPS CMD...: run CMD as UID:GID with the supplementary GROUPS (gids, comma
+# separated; empty: none), HOME=/ and the scratch and DEK-list paths of this case.
+kms_as() {
+	local u=$1 g=$2 groups=(--clear-groups)
+	[ -z "$3" ] || groups=(--groups="$3")
+	shift 3
+	setpriv --reuid="$u" --regid="$g" "${groups[@]}" -- \
 		env HOME=/ KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" "$@"
+}
+
+# kms_spawn UID GID CMD... &: kms_as in the background; `exec`, so that $! is CMD's own pid (the
+# EXIT trap kills it, once given to kms_bg) and not a subshell's. Only ever used with `&`.
+kms_spawn() {
+	local u=$1 g=$2
+	shift 2
+	exec setpriv --reuid="$u" --regid="$g" --clear-groups -- \
+		env HOME=/ KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" "$@"
+}
+
+# as_user CMD...: run CMD as the test user, no supplementary groups.
+as_user() { kms_as "$KMS_UID" "$KMS_GID" "" "$@"; }
+
+# as_member CMD...: run CMD as kmsitm, with the group kmsitg (kms_member_setup).
+as_member() { kms_as "$KMS_MUID" "$KMS_MGID" "$KMS_GRP" "$@"; }
+
+# kms_container DIR SCRIPT ARGS...: what a container sees: in a new mount namespace (unshare -m,
+# private propagation) DIR, a folder of the mount, is bind-mounted on $KMS_WORK/container, and
+# `bash SCRIPT $KMS_WORK/container ARGS...` runs there (as root; KMS_PY, KMS_IO, KMS_SCRATCH and
+# KMS_DEKS in its environment). Prints its stdout and stderr; its status is the script's. The
+# bind mount must not reach the host: check with `mountpoint -q "$KMS_WORK/container"`.
+kms_container() {
+	local dir=$1
+	shift
+	mkdir -p "$KMS_WORK/container"
+	# shellcheck disable=SC2016 # expanded by the inner sh
+	unshare -m --propagation private env KMS_PY="$KMS_PY" KMS_IO="$KMS_IO" \
+		KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" \
+		sh -c 'mount --bind "$1" "$2" && t=$2 s=$3 && shift 3 && exec bash "$s" "$t" "$@"' \
+		sh "$dir" "$KMS_WORK/container" "$@" 2>&1
+}
+
+# kms_py NAME ARGS...: run lib/NAME.py (the copy in the work dir, which the test user can read).
+kms_py() {
+	local name=$1
+	shift
+	"$KMS_PY" "$KMS_PYLIB/$name.py" "$@"
 }
 
 # user_call FILE [REQUEST]: kms_call as the test user (status: kms_errno STEP $KMS_UID).

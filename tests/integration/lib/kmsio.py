@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""kmsio.py - the file-transaction client of the integration cases (plain open/read/write).
+"""kmsio.py - the file-transaction client of the integration cases (plain open/read/write), and
+the Python side of the daemon harness that the benchmarks share (lib/harness.sh is the shell side).
 
   kmsio.py rdwr  FILE [REQ|-]   one O_RDWR handle: write REQ (if given), read to EOF, close
   kmsio.py write FILE REQ|-     O_WRONLY|O_TRUNC: write REQ, close (the request runs at close)
@@ -8,8 +9,11 @@
   kmsio.py scan  DEKFILE PATH...  fail if a remembered DEK appears in a file under PATH
   kmsio.py memscan PID DEKFILE [STRING...]  fail if a remembered DEK (or STRING) is in the
                                 writable memory of process PID
-Python cases `import kmsio` (sys.path: dirname of $KMS_IO) and use kmsio.call(path, req), or
-kmsio.write_all(fd, data) and kmsio.read_all(fd) on a handle of their own.
+  kmsio.py finddaemon MNT EXE   print the pid of the process EXE that serves MNT (status 1: none)
+Python cases `import kmsio` (the case files in lib/ sit beside it; other code: sys.path gets the
+dirname of $KMS_IO) and use kmsio.call(path, req), or kmsio.write_all(fd, data) and
+kmsio.read_all(fd) on a handle of their own. bench/soak imports the harness functions (a fresh
+state dir, start_daemon, stop_daemon, issue_token, bind_token, find_leaks).
 
 The response bytes go to stdout unchanged. The errno of each step (`0` when it worked) goes to
 $KMS_SCRATCH/status.<uid> as `open=0 write=0 read=0 close=EACCES`, so a shell case can check
@@ -120,18 +124,15 @@ def transact(mode, path, req):
     sys.stdout.flush()
 
 
-def scan(dekfile, paths):
-    try:
-        with open(dekfile) as f:
-            deks = sorted({l.strip().upper() for l in f if l.strip()})
-    except FileNotFoundError:
-        return 0
+def find_leaks(deks, paths):
+    """The DEKs (hex strings) that appear in a file under paths, as hex in either case or (for
+    DEKs of 16 bytes or more) as raw bytes: a list of (what, file), one per hit."""
     needles = []
-    for d in deks:
+    for d in sorted({d.upper() for d in deks}):
         needles.append((d, d.lower().encode()))
         if len(d) >= 32:
             needles.append((d + " (raw bytes)", bytes.fromhex(d)))
-    hits = 0
+    hits = []
     for top in paths:
         files = [top] if os.path.isfile(top) else [
             os.path.join(r, n) for r, _, ns in os.walk(top) for n in ns]
@@ -145,8 +146,19 @@ def scan(dekfile, paths):
             for name, needle in needles:
                 hay = data if name.endswith("(raw bytes)") else low
                 if needle in hay:
-                    print("LEAK: DEK %s... found in %s" % (name[:16], fn), file=sys.stderr)
-                    hits += 1
+                    hits.append((name, fn))
+    return hits
+
+
+def scan(dekfile, paths):
+    try:
+        with open(dekfile) as f:
+            deks = [l.strip() for l in f if l.strip()]
+    except FileNotFoundError:
+        return 0
+    hits = find_leaks(deks, paths)
+    for name, fn in hits:
+        print("LEAK: DEK %s... found in %s" % (name[:16], fn), file=sys.stderr)
     return 1 if hits else 0
 
 
@@ -220,7 +232,7 @@ def watchdog(seconds, pidfile, mnt, fired, workdir):
     - After SECONDS: SIGKILL the daemon and lazily unmount, so that a case blocked in a FUSE
       call gets an error, fails, and its EXIT trap still runs.
     - If the case dies without its trap (SIGKILL): do the trap's cleanup (daemon, mount, dir)."""
-    import shutil, signal, subprocess, time
+    import shutil, signal, time
     os.setsid()
     parent = os.getppid()
     deadline = time.monotonic() + float(seconds)
@@ -233,11 +245,7 @@ def watchdog(seconds, pidfile, mnt, fired, workdir):
                     os.kill(pid, signal.SIGKILL)
         except (OSError, ValueError):
             pass
-        for _ in range(10):
-            with open("/proc/mounts") as f:
-                if not any(l.split()[1] == mnt for l in f if len(l.split()) > 1):
-                    break
-            subprocess.call(["fusermount3", "-uz", mnt], stderr=subprocess.DEVNULL)
+        detach(mnt)
 
     while True:
         time.sleep(0.5)
@@ -249,6 +257,126 @@ def watchdog(seconds, pidfile, mnt, fired, workdir):
             deadline = 0
             open(fired, "w").close()
             stop_daemon()
+
+
+# ---------------------------------------------------------------- the daemon harness
+# The same steps as lib/harness.sh, for Python callers (bench/soak).
+
+def mounted(mnt):
+    """True when something is mounted on mnt."""
+    with open("/proc/mounts") as f:
+        return any(l.split()[1] == mnt for l in f if len(l.split()) > 2)
+
+
+def detach(mnt):
+    """Lazily detach whatever is still mounted on mnt; True when nothing is left."""
+    import subprocess
+    for _ in range(10):
+        if not mounted(mnt):
+            return True
+        if subprocess.call(["fusermount3", "-uz", mnt], stderr=subprocess.DEVNULL) != 0:
+            subprocess.call(["umount", "-l", mnt], stderr=subprocess.DEVNULL)
+    return not mounted(mnt)
+
+
+def _run_kmsctl(kmsctl, state, *args):
+    import subprocess
+    r = subprocess.run([kmsctl, "--state", state] + list(args),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if r.returncode != 0:
+        raise RuntimeError("kmsctl %s: %s" % (" ".join(args[:4]),
+                                              r.stderr.decode(errors="replace").strip()))
+    return r.stdout.decode()
+
+
+def init_state(kmsctl, state):
+    """`kmsctl init` a fresh state dir, as an admin does before the first start."""
+    _run_kmsctl(kmsctl, state, "init")
+
+
+def issue_token(kmsctl, state, project, *args):
+    """A new token for project (kmsctl creates the project); RuntimeError if kmsctl fails."""
+    return _run_kmsctl(kmsctl, state, "token", "issue", "--project", project, *args).strip()
+
+
+def bind_token(mnt, project, token):
+    """Bind token to (this uid, project) on the mount."""
+    os.setxattr(os.path.join(mnt, project), "user.kms.token", token.encode())
+
+
+def _tail(path, n=15):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+def start_daemon(cmd, mnt, out_path, env=None, timeout=30.0, tails=()):
+    """Start cmd (`kmsfs MNT -f -o ...`) in a session of its own (a Ctrl-C of the caller must
+    not reach it: it is stopped by unmounting), stdout and stderr appended to out_path; return
+    the Popen once the mount on mnt answers. RuntimeError (with the tails of out_path and of the
+    files in tails) if the daemon exits first or the mount is not live after timeout s."""
+    import subprocess, time
+    with open(out_path, "ab") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
+                                start_new_session=True)
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        if proc.poll() is not None:
+            raise RuntimeError("%s exited (status %d) before the mount was live:\n%s" % (
+                os.path.basename(cmd[0]), proc.returncode,
+                "".join(_tail(p) for p in (out_path,) + tuple(tails))))
+        if mounted(mnt):
+            try:
+                os.listdir(mnt)
+                return proc
+            except OSError:
+                pass
+        time.sleep(0.05)
+    raise RuntimeError("%s not mounted on %s after %g s" % (
+        os.path.basename(cmd[0]), mnt, timeout))
+
+
+def stop_daemon(proc, mnt, timeout=120.0):
+    """fusermount3 -u (retried while busy); the daemon must then exit by itself within timeout s
+    (ASan's leak check takes a while), else it is killed; whatever is left on mnt is detached.
+    Returns (exit status, [problems])."""
+    import subprocess, time
+    problems = []
+    if proc.poll() is None and mounted(mnt):
+        for i in range(50):
+            r = subprocess.run(["fusermount3", "-u", mnt], stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL)
+            if r.returncode == 0 or not mounted(mnt):
+                break
+            if i == 49:
+                problems.append("fusermount3 -u %s failed: %s" % (
+                    mnt, r.stderr.decode(errors="replace").strip()))
+            time.sleep(0.2)
+    try:
+        rc = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        problems.append("%s still running %g s after the unmount; killed" % (
+            os.path.basename(proc.args[0]), timeout))
+        proc.kill()
+        rc = proc.wait()
+    if not detach(mnt):
+        problems.append("could not remove the mount on %s" % mnt)
+    return rc, problems
+
+
+def find_daemon(mnt, exe):
+    """The pid of the process running exe whose command line names mnt, or None."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if mnt.encode() in f.read().split(b"\0") and \
+                        os.readlink("/proc/%s/exe" % pid) == exe:
+                    return int(pid)
+        except OSError:
+            pass
+    return None
 
 
 def main(argv):
@@ -267,6 +395,12 @@ def main(argv):
         return watchdog(*argv[2:])
     if len(argv) >= 4 and argv[1] == "memscan":
         return memscan(argv[2], argv[3], argv[4:])
+    if len(argv) == 4 and argv[1] == "finddaemon":
+        pid = find_daemon(argv[2], argv[3])
+        if pid is None:
+            return 1
+        print(pid)
+        return 0
     if len(argv) >= 3 and argv[1] == "scan":
         return scan(argv[2], argv[3:])
     print(__doc__, file=sys.stderr)
