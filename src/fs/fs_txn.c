@@ -1,7 +1,8 @@
 /* File transactions (design.md section 2): one request and one response per open handle, run at
  * the first read after a write or at flush, with the identity captured when the handle was opened
  * (fs_identity.c); a response run at flush is also left in a read-once mailbox for (file, opener
- * uid), so `echo "$req" > f; cat f` works. */
+ * uid), so `echo "$req" > f; cat f` works. When a handle's request runs, and what a read or a
+ * close then gets, is fs_txn_state.c's state machine (shared with bench/nullfs.c). */
 #include <errno.h>
 #include <linux/fuse.h>
 #include <stdio.h>
@@ -440,7 +441,7 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_from_req(req);
 	struct fs_txn *t = fs_txn_of(fi);
-	int err = 0;
+	int err;
 
 	pthread_mutex_lock(&t->lock);
 	if (fs_txn_flush_runs(&t->sm)) {
