@@ -21,26 +21,37 @@
 #include <sys/types.h>
 
 enum fs_txn_state {
-	FS_TXN_IDLE,     /* opened; nothing written, no answer: a read runs an empty request */
-	FS_TXN_WRITING,  /* a request is being written: it runs at the next read or flush */
-	FS_TXN_REFUSED,  /* a write of the request was refused: it answers the refusal, never runs */
-	FS_TXN_ANSWERED, /* an answer waits for its first read */
-	FS_TXN_READING,  /* the answer is being read; read_base is where it starts in the file */
+	/* Opened; nothing written, no answer: a read runs an empty request. */
+	FS_TXN_IDLE,
+	/* A request is being written: it runs at the next read or flush. */
+	FS_TXN_WRITING,
+	/* A write of the request was refused: it answers the refusal, never runs. */
+	FS_TXN_REFUSED,
+	/* An answer waits for its first read. */
+	FS_TXN_ANSWERED,
+	/* The answer is being read; read_base is where it starts in the file. */
+	FS_TXN_READING,
 };
 
 /* Error codes here are the caller's (kmsfs: KMS_E_*, nullfs: errno); 0 means none. */
 struct fs_txn_sm {
 	enum fs_txn_state state;
-	int refusal;     /* FS_TXN_REFUSED: why the write was refused */
-	int answer_err;  /* the answer's error, until a flush has reported it */
-	off_t read_base; /* FS_TXN_READING: the file offset of the answer's first byte */
+	/* FS_TXN_REFUSED: why the write was refused. */
+	int refusal;
+	/* The answer's error, until a flush has reported it. */
+	int answer_err;
+	/* FS_TXN_READING: the file offset of the answer's first byte. */
+	off_t read_base;
 };
 
 /* What the caller does with a write (fs_txn_on_write). */
 enum fs_txn_write {
-	FS_TXN_WRITE_FIRST,   /* a new request: drop the last request and answer, then append */
-	FS_TXN_WRITE_MORE,    /* append to the request being written */
-	FS_TXN_WRITE_REFUSED, /* fail the write as the refused one did (m->refusal): append nothing */
+	/* A new request: drop the last request and answer, then append. */
+	FS_TXN_WRITE_FIRST,
+	/* Append to the request being written. */
+	FS_TXN_WRITE_MORE,
+	/* Fail the write as the refused one did (m->refusal); append nothing. */
+	FS_TXN_WRITE_REFUSED,
 };
 
 /* The handle was opened: IDLE, or ANSWERED (no error) when the open took an answer from a mailbox

@@ -116,8 +116,8 @@ TEST(run_rows)
 		enum fs_txn_state s;
 		bool read_runs, flush_runs;
 	} row[] = {
-		{ FS_TXN_IDLE, true, false },     { FS_TXN_WRITING, true, true },
-		{ FS_TXN_REFUSED, true, true },   { FS_TXN_ANSWERED, false, false },
+		{ FS_TXN_IDLE, true, false },	  { FS_TXN_WRITING, true, true },
+		{ FS_TXN_REFUSED, true, true },	  { FS_TXN_ANSWERED, false, false },
 		{ FS_TXN_READING, false, false },
 	};
 
