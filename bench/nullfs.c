@@ -5,10 +5,11 @@
  * max_idle_threads from the command line, max_threads 16 unless -o max_threads is given;
  * writeback cache off, entry and attr timeouts 1 s) and the same open reply as
  * src/fs/fs_txn.c (raw fuse_open_out: FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES, plus
- * FOPEN_NOFLUSH for read-only opens). The same transaction state machine per handle: a request
- * buffer per handle, a response at the first read after a write, a request left pending at flush
- * answered into a read-once mailbox per (inode, uid) for the shell pattern. The response is a
- * fixed 400-byte JSON-looking line: no crypto, no JSON, no store.
+ * FOPEN_NOFLUSH for read-only opens). The same transaction state machine per handle, kmsfs's own
+ * (src/fs/fs_txn_state.c): a request buffer per handle, a response at the first read after a
+ * write, a request left pending at flush answered into a read-once mailbox per (inode, opener's
+ * uid) for the shell pattern, a refused write reported again at close. The response is a fixed
+ * 400-byte JSON-looking line, also for a refused request: no crypto, no JSON, no store.
  * Reads reply under the handle's lock and release waits for that lock, as in kmsfs.
  *
  * Tree (same depth as kmsfs):  /p/create-datakey-without-plaintext
@@ -22,6 +23,7 @@
 #include <fuse_lowlevel.h>
 
 #include "fs/fs_session.h"
+#include "fs/fs_txn_state.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -78,12 +80,13 @@ struct null_mailbox {
 /* One open handle: the transaction (same fields that matter as struct fs_txn). */
 struct null_txn {
 	pthread_mutex_t lock;
+	struct fs_txn_sm sm; /* refusals and errors are errnos here */
+	bool writable;
+	uid_t uid; /* the opener's: its mailbox */
 	char *req;
 	size_t req_len, req_cap;
 	char *resp;
 	size_t resp_len;
-	bool req_pending, resp_ready, overflow, base_set;
-	off_t read_base;
 };
 
 static time_t null_now(void)
@@ -288,38 +291,43 @@ static void null_txn_free(struct null_txn *t)
 	free(t);
 }
 
-/* "Run" the request: the fixed response. Caller holds t->lock. */
+/* "Run" the request: the fixed response (a refused request's too, reported at close). Caller
+ * holds t->lock. */
 static void null_txn_run(struct null_txn *t)
 {
 	null_resp_free(t);
 	t->resp = g.resp;
 	t->resp_len = sizeof(g.resp);
 	t->req_len = 0;
-	t->req_pending = false;
-	t->overflow = false;
-	t->resp_ready = true;
-	t->base_set = false;
+	fs_txn_on_answer(&t->sm, t->sm.state == FS_TXN_REFUSED ? t->sm.refusal : 0);
+}
+
+/* A new zeroed handle of size bytes for an open of ino (a file if want_file, else a folder);
+ * NULL when the open has been answered with an error. */
+static void *null_open_handle(fuse_req_t req, fuse_ino_t ino, bool want_file, size_t size)
+{
+	int err = null_kind_err(ino, want_file);
+	void *h = err ? NULL : calloc(1, size);
+
+	if (!err && !h)
+		err = ENOMEM;
+	if (err)
+		fuse_reply_err(req, err);
+	return h;
 }
 
 static void null_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	int acc = fi->flags & O_ACCMODE;
 	struct fuse_open_out out;
-	struct null_txn *t;
-	int err = null_kind_err(ino, true);
+	struct null_txn *t = null_open_handle(req, ino, true, sizeof(*t));
 
-	if (err) {
-		fuse_reply_err(req, err);
+	if (!t)
 		return;
-	}
-	t = calloc(1, sizeof(*t));
-	if (!t) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
 	pthread_mutex_init(&t->lock, NULL);
-	if (acc == O_RDONLY && null_mailbox_take(ino, fuse_req_ctx(req)->uid, t))
-		t->resp_ready = true;
+	t->writable = acc != O_RDONLY;
+	t->uid = fuse_req_ctx(req)->uid;
+	fs_txn_on_open(&t->sm, acc == O_RDONLY && null_mailbox_take(ino, t->uid, t));
 	fi->fh = (uint64_t)(uintptr_t)t;
 	/* Exactly kmsfs's fs_reply_open(). */
 	memset(&out, 0, sizeof(out));
@@ -331,45 +339,58 @@ static void null_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		null_txn_free(t);
 }
 
+/* Room for size more request bytes. */
+static bool null_req_room(struct null_txn *t, size_t size)
+{
+	size_t ncap = t->req_cap ? t->req_cap : 256;
+	char *p;
+
+	if (t->req_len + size <= t->req_cap)
+		return true;
+	while (ncap < t->req_len + size)
+		ncap *= 2;
+	p = realloc(t->req, ncap);
+	if (!p)
+		return false;
+	t->req = p;
+	t->req_cap = ncap;
+	return true;
+}
+
 static void null_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
 	struct null_txn *t = null_txn_of(fi);
+	int err = 0;
 
 	pthread_mutex_lock(&t->lock);
-	if (!t->req_pending && !t->overflow) {
+	switch (fs_txn_on_write(&t->sm)) {
+	case FS_TXN_WRITE_FIRST:
 		t->req_len = 0;
 		null_resp_free(t);
-		t->resp_ready = false;
-		t->base_set = false;
+		break;
+	case FS_TXN_WRITE_MORE:
+		break;
+	case FS_TXN_WRITE_REFUSED:
+		err = t->sm.refusal; /* as the write that failed */
+		goto out;
 	}
-	t->req_pending = true;
-	if (t->overflow || t->req_len + size > NULL_MAX_REQUEST) {
-		t->overflow = true;
-		pthread_mutex_unlock(&t->lock);
-		fuse_reply_err(req, EFBIG);
-		return;
-	}
-	if (t->req_len + size + 1 > t->req_cap) {
-		size_t ncap = t->req_cap ? t->req_cap : 256;
-		char *p;
-
-		while (ncap < t->req_len + size + 1)
-			ncap *= 2;
-		p = realloc(t->req, ncap);
-		if (!p) {
-			pthread_mutex_unlock(&t->lock);
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		t->req = p;
-		t->req_cap = ncap;
+	if (t->req_len + size > NULL_MAX_REQUEST)
+		err = EFBIG;
+	else if (!null_req_room(t, size))
+		err = ENOMEM;
+	if (err) {
+		fs_txn_on_write_refused(&t->sm, err);
+		goto out;
 	}
 	memcpy(t->req + t->req_len, buf, size);
 	t->req_len += size;
-	t->req[t->req_len] = 0;
+out:
 	pthread_mutex_unlock(&t->lock);
-	fuse_reply_write(req, size);
+	if (err)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_write(req, size);
 }
 
 static void null_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
@@ -377,32 +398,35 @@ static void null_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct null_txn *t = null_txn_of(fi);
 	size_t pos, n;
+	int err;
 
 	pthread_mutex_lock(&t->lock);
-	if (t->req_pending || t->overflow || !t->resp_ready)
+	if (fs_txn_read_runs(&t->sm))
 		null_txn_run(t);
-	if (!t->base_set) {
-		t->read_base = off;
-		t->base_set = true;
-	}
-	pos = off >= t->read_base ? (size_t)(off - t->read_base) : (size_t)off;
-	n = pos >= t->resp_len ? 0 : size < t->resp_len - pos ? size : t->resp_len - pos;
+	err = fs_txn_on_read(&t->sm, t->writable, off, t->resp_len, &pos);
 	/* As kmsfs's fs_op_read: reply under the handle's lock; null_release waits for it. */
-	fuse_reply_buf(req, t->resp + pos, n);
+	if (err) {
+		fuse_reply_err(req, err);
+	} else {
+		n = pos >= t->resp_len ? 0 : size < t->resp_len - pos ? size : t->resp_len - pos;
+		fuse_reply_buf(req, n ? t->resp + pos : NULL, n);
+	}
 	pthread_mutex_unlock(&t->lock);
 }
 
 static void null_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct null_txn *t = null_txn_of(fi);
+	int err;
 
 	pthread_mutex_lock(&t->lock);
-	if (t->req_pending || t->overflow) {
+	if (fs_txn_flush_runs(&t->sm)) {
 		null_txn_run(t);
-		null_mailbox_put(ino, fuse_req_ctx(req)->uid, t->resp, t->resp_len);
+		null_mailbox_put(ino, t->uid, t->resp, t->resp_len);
 	}
+	err = fs_txn_on_flush(&t->sm);
 	pthread_mutex_unlock(&t->lock);
-	fuse_reply_err(req, 0);
+	fuse_reply_err(req, err);
 }
 
 static void null_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -439,18 +463,10 @@ static void null_dir_add(fuse_req_t req, struct null_dirbuf *b, const char *name
 
 static void null_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct null_dirbuf *b;
-	int err = null_kind_err(ino, false);
+	struct null_dirbuf *b = null_open_handle(req, ino, false, sizeof(*b));
 
-	if (err) {
-		fuse_reply_err(req, err);
+	if (!b)
 		return;
-	}
-	b = calloc(1, sizeof(*b));
-	if (!b) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
 	null_dir_add(req, b, ".", ino);
 	null_dir_add(req, b, "..", ino);
 	if (ino == INO_ROOT) {

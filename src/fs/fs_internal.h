@@ -8,6 +8,7 @@
 
 #include "auth/kms_auth.h"
 #include "common/kms_buf.h"
+#include "fs_txn_state.h"
 #include "kms_fs.h"
 
 /* Inode numbers encode the node: type (8 bits) | action (8) | project index (16) | key index (32).
@@ -169,19 +170,14 @@ struct fs_txn {
 	fuse_ino_t ino;
 	struct fs_node node;
 	const struct api_action *action;
-	bool writable;
+	bool writable;       /* opened for writing (open mode, not state) */
 	struct kms_buf req;  /* secret */
 	struct kms_buf resp; /* secret */
-	bool req_pending;    /* written since the last run */
-	bool resp_ready;
 	size_t resp_held;    /* resp.cap as counted in FS_POOL_HELD_BYTES */
-	int refused;         /* KMS_E_TOO_LONG (past KMS_MAX_REQUEST) or KMS_E_BUSY (the uid's share
-			      * or the daemon's request bytes exhausted): answers this, never runs */
-	bool ran_by_read;    /* the response went to this handle's reader */
-	int last_err;
-	bool err_reported;
-	bool base_set;
-	off_t read_base;
+	/* The transaction's state (fs_txn_state.h). A refused write's code is KMS_E_TOO_LONG (past
+	 * KMS_MAX_REQUEST) or KMS_E_BUSY (the uid's share or the daemon's request bytes exhausted). */
+	struct fs_txn_sm sm;
+	int last_err; /* api_call's result in fs_txn_run */
 };
 
 /* fs_tree.c */

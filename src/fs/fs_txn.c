@@ -1,7 +1,8 @@
 /* File transactions (design.md section 2): one request and one response per open handle, run at
  * the first read after a write or at flush, with the identity captured when the handle was opened
  * (fs_identity.c); a response run at flush is also left in a read-once mailbox for (file, opener
- * uid), so `echo "$req" > f; cat f` works. */
+ * uid), so `echo "$req" > f; cat f` works. When a handle's request runs, and what a read or a
+ * close then gets, is fs_txn_state.c's state machine (shared with bench/nullfs.c). */
 #include <errno.h>
 #include <linux/fuse.h>
 #include <stdio.h>
@@ -224,13 +225,8 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 	fs_txn_unbuffer(fs, t);
 	kms_buf_trim(&t->resp, FS_KEEP_BUF_BYTES);
 	fs_hold(fs, t->owner, &t->resp_held, &t->resp);
-	t->base_set = false;
-	t->req_pending = false;
-	t->resp_ready = true;
-	t->err_reported = false;
-	if (t->refused) {
-		err = t->refused;
-		t->refused = 0;
+	if (t->sm.state == FS_TXN_REFUSED) {
+		err = t->sm.refusal;
 		goto fail;
 	}
 	/* Answers held by handles and mailboxes are bounded, per uid and in all: past the bound,
@@ -258,10 +254,11 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 	fs_current_call = NULL;
 	kms_buf_trim(&t->req, FS_KEEP_BUF_BYTES);
 	fs_hold(fs, t->owner, &t->resp_held, &t->resp);
+	fs_txn_on_answer(&t->sm, t->last_err < 0 ? t->last_err : 0);
 	return;
 fail:
 	kms_buf_trim(&t->req, FS_KEEP_BUF_BYTES);
-	t->last_err = err;
+	fs_txn_on_answer(&t->sm, err);
 	if (api_error_json(err, &t->resp) < 0)
 		kms_buf_reset(&t->resp);
 	fs_hold(fs, t->owner, &t->resp_held, &t->resp);
@@ -329,12 +326,18 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	t->writable = acc != O_RDONLY;
 	kms_buf_init(&t->req, KMS_MAX_REQUEST, true);
 	kms_buf_init(&t->resp, KMS_MAX_RESPONSE, true);
-	if (acc == O_RDONLY && fs_mailbox_take(fs, ino, owner, &t->resp, &t->resp_held))
-		t->resp_ready = true;
+	fs_txn_on_open(&t->sm,
+		       acc == O_RDONLY && fs_mailbox_take(fs, ino, owner, &t->resp, &t->resp_held));
 	fi->fh = (uint64_t)(uintptr_t)t;
 	fs_txn_link(fs, t);
 	if (fs_reply_open(req, fi, t->writable) == -ENOENT)
 		fs_txn_free(fs, t); /* the open was interrupted: no release will come */
+}
+
+/* The errno of a refused write: too long, or no room (KMS_E_BUSY) in the uid's share. */
+static int fs_write_errno(int refusal)
+{
+	return refusal == KMS_E_TOO_LONG ? EFBIG : ENOMEM;
 }
 
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -346,18 +349,18 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	int r;
 
 	pthread_mutex_lock(&t->lock);
-	if (!t->req_pending && !t->refused) {
+	switch (fs_txn_on_write(&t->sm)) {
+	case FS_TXN_WRITE_FIRST:
 		/* A write after a response starts the next request on this handle. */
 		fs_txn_unbuffer(fs, t);
 		kms_buf_trim(&t->req, FS_KEEP_BUF_BYTES);
 		kms_buf_trim(&t->resp, FS_KEEP_BUF_BYTES);
 		fs_hold(fs, t->owner, &t->resp_held, &t->resp);
-		t->resp_ready = false;
-		t->base_set = false;
-	}
-	t->req_pending = true;
-	if (t->refused) {
-		err = t->refused == KMS_E_TOO_LONG ? EFBIG : ENOMEM; /* as the write that failed */
+		break;
+	case FS_TXN_WRITE_MORE:
+		break;
+	case FS_TXN_WRITE_REFUSED:
+		err = fs_write_errno(t->sm.refusal); /* as the write that failed */
 		goto out;
 	}
 	if (!fs_share_take(fs, t->owner, FS_POOL_REQUEST_BYTES, size)) {
@@ -373,8 +376,8 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
 	if (r < 0) {
 		fs_txn_unbuffer(fs, t);
 		kms_buf_trim(&t->req, FS_KEEP_BUF_BYTES);
-		t->refused = r;
-		err = r == KMS_E_TOO_LONG ? EFBIG : ENOMEM;
+		fs_txn_on_write_refused(&t->sm, r);
+		err = fs_write_errno(r);
 	}
 out:
 	pthread_mutex_unlock(&t->lock);
@@ -406,34 +409,22 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 {
 	struct fs_txn *t = fs_txn_of(fi);
 	size_t pos;
+	int err;
 
 	if (fs_read_is_for_page_cache(fi)) {
 		fuse_reply_err(req, EOPNOTSUPP);
 		return;
 	}
 	pthread_mutex_lock(&t->lock);
-	if (t->req_pending || t->refused || !t->resp_ready) {
-		/* Nothing written and no mailbox: run the action with an empty request. */
+	/* The written request, or (nothing written and no mailbox) the action with an empty one. */
+	if (fs_txn_read_runs(&t->sm))
 		fs_txn_run(req, t);
-		t->ran_by_read = true;
+	err = fs_txn_on_read(&t->sm, t->writable, off, t->resp.len, &pos);
+	if (err) {
+		pthread_mutex_unlock(&t->lock);
+		fuse_reply_err(req, err);
+		return;
 	}
-	if (!t->base_set) {
-		/* A read-only handle reads its answer like a regular file, from offset 0. A reader
-		 * whose first read is past the answer sought there from st_size, which is only a
-		 * bound (`tail` seeks to st_size minus a block): ESPIPE, so that it fails loudly
-		 * rather than print nothing. */
-		if (!t->writable && off > 0 && (size_t)off >= t->resp.len) {
-			pthread_mutex_unlock(&t->lock);
-			fuse_reply_err(req, ESPIPE);
-			return;
-		}
-		/* A handle that wrote its request gets the response from its first read after
-		 * the request, whatever the file offset (a shell's `exec 3<>f; printf … >&3;
-		 * cat <&3` reads from the end of its request). */
-		t->read_base = t->writable ? off : 0;
-		t->base_set = true;
-	}
-	pos = off >= t->read_base ? (size_t)(off - t->read_base) : (size_t)off;
 	if (pos >= t->resp.len)
 		fuse_reply_buf(req, NULL, 0);
 	else
@@ -446,14 +437,13 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs *fs = fs_from_req(req);
 	struct fs_txn *t = fs_txn_of(fi);
-	int err = 0;
+	int err;
 
 	pthread_mutex_lock(&t->lock);
-	if (t->req_pending || t->refused) {
+	if (fs_txn_flush_runs(&t->sm)) {
 		struct kms_buf copy = KMS_BUF_INIT(KMS_MAX_RESPONSE, true);
 
 		fs_txn_run(req, t);
-		t->ran_by_read = false;
 		/* Leave the response for the next `cat` of this file by the opener's uid (never the
 		 * uid of whoever closes: a setuid program that inherited the descriptor, say). */
 		if (kms_buf_append(&copy, t->resp.data, t->resp.len) == 0)
@@ -461,10 +451,7 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		kms_buf_free(&copy);
 	}
 	/* Report a failed request once, to the first close after it ran (dup'd fds: the rest 0). */
-	if (t->resp_ready && t->last_err < 0 && !t->err_reported) {
-		t->err_reported = true;
-		err = kms_err_errno(t->last_err);
-	}
+	err = kms_err_errno(fs_txn_on_flush(&t->sm));
 	pthread_mutex_unlock(&t->lock);
 	fuse_reply_err(req, err);
 }
