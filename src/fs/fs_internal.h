@@ -177,7 +177,6 @@ struct fs_txn {
 	/* The transaction's state (fs_txn_state.h). A refused write's code is KMS_E_TOO_LONG (past
 	 * KMS_MAX_REQUEST) or KMS_E_BUSY (the uid's share or the daemon's request bytes exhausted). */
 	struct fs_txn_sm sm;
-	int last_err; /* api_call's result in fs_txn_run */
 };
 
 /* fs_tree.c */

@@ -249,12 +249,11 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 		call.caller.path_key_id = key.key_id;
 	}
 	fs_current_call = &call;
-	t->last_err =
-		api_call(&fs->svc, &call.caller, t->action, t->req.data, t->req.len, &t->resp);
+	err = api_call(&fs->svc, &call.caller, t->action, t->req.data, t->req.len, &t->resp);
 	fs_current_call = NULL;
 	kms_buf_trim(&t->req, FS_KEEP_BUF_BYTES);
 	fs_hold(fs, t->owner, &t->resp_held, &t->resp);
-	fs_txn_on_answer(&t->sm, t->last_err < 0 ? t->last_err : 0);
+	fs_txn_on_answer(&t->sm, err < 0 ? err : 0);
 	return;
 fail:
 	kms_buf_trim(&t->req, FS_KEEP_BUF_BYTES);
