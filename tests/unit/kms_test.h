@@ -19,8 +19,9 @@
  * in the order they appear in the file. The header also defines main() (define KMS_TEST_NO_MAIN
  * before including it to supply your own): `./test-x` runs every test, `./test-x NAME...` runs
  * only those, `./test-x --list` prints the names. Each test prints "ok   NAME" or "FAIL NAME",
- * then a summary line "N passed, M failed"; the exit status is 0 when all passed, else 1 (meson's
- * test() wants exactly that).
+ * then a summary line "N passed, M failed, K checks" (K: the assertions evaluated, so a
+ * refactoring of a test can show that it still checks as much); the exit status is 0 when all
+ * passed, else 1 (meson's test() wants exactly that).
  *
  * Assertions (all evaluate each argument exactly once):
  *   ASSERT_TRUE(c), ASSERT_FALSE(c)
@@ -69,6 +70,7 @@ struct kms_test {
 static struct kms_test kms_test_table_[KMS_TEST_MAX];
 static size_t kms_test_count_;
 static bool kms_test_failed_;
+static uintmax_t kms_test_checks_; /* assertions evaluated, for the summary line */
 
 static inline void kms_test_register_(const char *name, void (*fn)(void), int line)
 {
@@ -155,6 +157,7 @@ static inline const char *kms_test_errname_(intmax_t r)
 
 #define ASSERT_TRUE(c)                                                                             \
 	do {                                                                                       \
+		kms_test_checks_++;                                                                \
 		if (!(c)) {                                                                        \
 			kms_test_fail_(__FILE__, __LINE__, "ASSERT_TRUE(" #c ")");                 \
 			return;                                                                    \
@@ -163,6 +166,7 @@ static inline const char *kms_test_errname_(intmax_t r)
 
 #define ASSERT_FALSE(c)                                                                            \
 	do {                                                                                       \
+		kms_test_checks_++;                                                                \
 		if (c) {                                                                           \
 			kms_test_fail_(__FILE__, __LINE__, "ASSERT_FALSE(" #c ")");                \
 			return;                                                                    \
@@ -214,6 +218,7 @@ static inline void kms_test_int_print_(const char *label, struct kms_test_int_ v
 
 #define KMS_TEST_CMP_(a, op, b, name)                                                              \
 	do {                                                                                       \
+		kms_test_checks_++;                                                                \
 		struct kms_test_int_ kms_a_ = KMS_TEST_INT_(a), kms_b_ = KMS_TEST_INT_(b);         \
 		if (!(kms_test_int_cmp_(kms_a_, kms_b_) op 0)) {                                   \
 			kms_test_fail_(__FILE__, __LINE__, name "(" #a ", " #b ")");               \
@@ -229,6 +234,7 @@ static inline void kms_test_int_print_(const char *label, struct kms_test_int_ v
 
 #define ASSERT_STREQ(a, b)                                                                         \
 	do {                                                                                       \
+		kms_test_checks_++;                                                                \
 		const char *kms_a_ = (a), *kms_b_ = (b);                                           \
 		if (!kms_a_ || !kms_b_ || strcmp(kms_a_, kms_b_) != 0) {                           \
 			kms_test_fail_(__FILE__, __LINE__, "ASSERT_STREQ(" #a ", " #b ")");        \
@@ -240,6 +246,7 @@ static inline void kms_test_int_print_(const char *label, struct kms_test_int_ v
 
 #define ASSERT_MEMEQ(a, b, n)                                                                      \
 	do {                                                                                       \
+		kms_test_checks_++;                                                                \
 		const void *kms_a_ = (a), *kms_b_ = (b);                                           \
 		size_t kms_n_ = (n);                                                               \
 		if (kms_n_ && memcmp(kms_a_, kms_b_, kms_n_) != 0) {                               \
@@ -256,6 +263,7 @@ static inline void kms_test_int_print_(const char *label, struct kms_test_int_ v
 
 #define ASSERT_HEXEQ(p, n, hex)                                                                    \
 	do {                                                                                       \
+		kms_test_checks_++;                                                                \
 		uint8_t kms_want_[4096];                                                           \
 		const char *kms_hex_ = (hex);                                                      \
 		size_t kms_wn_ = kms_test_unhex(kms_hex_, kms_want_, sizeof(kms_want_));          \
@@ -273,6 +281,7 @@ static inline void kms_test_int_print_(const char *label, struct kms_test_int_ v
 
 #define ASSERT_OK(expr)                                                                            \
 	do {                                                                                       \
+		kms_test_checks_++;                                                                \
 		intmax_t kms_r_ = (expr);                                                          \
 		if (kms_r_ < 0) {                                                                  \
 			kms_test_fail_(__FILE__, __LINE__, "ASSERT_OK(" #expr ")");                \
@@ -283,6 +292,7 @@ static inline void kms_test_int_print_(const char *label, struct kms_test_int_ v
 
 #define ASSERT_ERR(expr, err)                                                                      \
 	do {                                                                                       \
+		kms_test_checks_++;                                                                \
 		intmax_t kms_r_ = (expr), kms_e_ = (err);                                          \
 		if (kms_r_ != kms_e_) {                                                            \
 			kms_test_fail_(__FILE__, __LINE__, "ASSERT_ERR(" #expr ", " #err ")");     \
@@ -294,6 +304,7 @@ static inline void kms_test_int_print_(const char *label, struct kms_test_int_ v
 
 #define ASSERT_FAIL(expr)                                                                          \
 	do {                                                                                       \
+		kms_test_checks_++;                                                                \
 		intmax_t kms_r_ = (expr);                                                          \
 		if (kms_r_ >= 0) {                                                                 \
 			kms_test_fail_(__FILE__, __LINE__, "ASSERT_FAIL(" #expr ")");              \
@@ -353,7 +364,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "no test selected\n");
 		return 1;
 	}
-	printf("%zu passed, %zu failed\n", passed, failed);
+	printf("%zu passed, %zu failed, %ju checks\n", passed, failed, kms_test_checks_);
 	return failed ? 1 : 0;
 }
 #endif
