@@ -36,10 +36,11 @@
  *   ASSERT_FAIL(expr)                                   expr returns any negative error
  * A failed assertion prints file:line, the expression and the values, marks the current test
  * failed and `return`s from the enclosing function, so it can only be used in functions
- * returning void. In a void helper called from a test, follow the call with
- * `if (kms_test_failing()) return;` to stop the test too.
+ * returning void. A void helper that asserts is called as STEP(helper(...)), which stops the
+ * calling test too when the helper failed (it is `helper(...); if (kms_test_failing()) return;`).
  *
- * Hex helpers, independent of common/kms_hex.c (which has tests of its own):
+ * Hex helpers (decoding is common/kms_hex.c's; test-hex.c checks it against oracles of its own,
+ * and never with these helpers):
  *   size_t kms_test_unhex(const char *hex, uint8_t *out, size_t cap)  aborts on a malformed
  *                                                                      literal (a bug in the test)
  *   void kms_test_hexprint(FILE *f, const void *p, size_t n)           upper case, 64 bytes max
@@ -58,6 +59,7 @@
 #include <string.h>
 
 #include "common/kms_err.h"
+#include "common/kms_hex.h"
 
 struct kms_test {
 	const char *name;
@@ -94,6 +96,14 @@ static inline bool kms_test_failing(void)
 	return kms_test_failed_;
 }
 
+/* Run a void helper that asserts; if it failed, return from the calling test (or helper) too. */
+#define STEP(call)                                                                                 \
+	do {                                                                                       \
+		call;                                                                              \
+		if (kms_test_failing())                                                            \
+			return;                                                                    \
+	} while (0)
+
 static inline void kms_test_fail_(const char *file, int line, const char *what)
 {
 	kms_test_failed_ = true;
@@ -102,35 +112,16 @@ static inline void kms_test_fail_(const char *file, int line, const char *what)
 
 /* Hex helpers. */
 
-static inline int kms_test_nibble_(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
+/* The library's decoder (common/kms_hex.c, which test-hex.c checks against oracles of its own). */
 static inline size_t kms_test_unhex(const char *hex, uint8_t *out, size_t cap)
 {
-	size_t len = strlen(hex);
+	size_t n;
 
-	if (len % 2 || len / 2 > cap) {
-		fprintf(stderr, "kms_test_unhex: bad literal or too long (%zu chars)\n", len);
+	if (kms_hex_decode(hex, strlen(hex), out, cap, &n) < 0) {
+		fprintf(stderr, "kms_test_unhex: not hex, or too long (%zu chars)\n", strlen(hex));
 		abort();
 	}
-	for (size_t i = 0; i < len / 2; i++) {
-		int hi = kms_test_nibble_(hex[2 * i]), lo = kms_test_nibble_(hex[2 * i + 1]);
-
-		if (hi < 0 || lo < 0) {
-			fprintf(stderr, "kms_test_unhex: not hex at %zu\n", 2 * i);
-			abort();
-		}
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return len / 2;
+	return n;
 }
 
 static inline void kms_test_hexprint(FILE *f, const void *p, size_t n)
@@ -244,39 +235,38 @@ static inline void kms_test_int_print_(const char *label, struct kms_test_int_ v
 		}                                                                                  \
 	} while (0)
 
+/* Whether the an bytes at a are the bn bytes at b; if not, fail as what and print both. */
+static inline bool kms_test_memeq_(const char *file, int line, const char *what, const void *a,
+				   size_t an, const void *b, size_t bn)
+{
+	if (an == bn && (an == 0 || memcmp(a, b, an) == 0))
+		return true;
+	kms_test_fail_(file, line, what);
+	fprintf(stderr, "\tleft:  ");
+	kms_test_hexprint(stderr, a, an);
+	fprintf(stderr, "\n\tright: ");
+	kms_test_hexprint(stderr, b, bn);
+	fprintf(stderr, "\n");
+	return false;
+}
+
 #define ASSERT_MEMEQ(a, b, n)                                                                      \
 	do {                                                                                       \
-		kms_test_checks_++;                                                                \
-		const void *kms_a_ = (a), *kms_b_ = (b);                                           \
 		size_t kms_n_ = (n);                                                               \
-		if (kms_n_ && memcmp(kms_a_, kms_b_, kms_n_) != 0) {                               \
-			kms_test_fail_(__FILE__, __LINE__,                                         \
-				       "ASSERT_MEMEQ(" #a ", " #b ", " #n ")");                    \
-			fprintf(stderr, "\tleft:  ");                                              \
-			kms_test_hexprint(stderr, kms_a_, kms_n_);                                 \
-			fprintf(stderr, "\n\tright: ");                                            \
-			kms_test_hexprint(stderr, kms_b_, kms_n_);                                 \
-			fprintf(stderr, "\n");                                                     \
+		kms_test_checks_++;                                                                \
+		if (!kms_test_memeq_(__FILE__, __LINE__, "ASSERT_MEMEQ(" #a ", " #b ", " #n ")",   \
+				     (a), kms_n_, (b), kms_n_))                                    \
 			return;                                                                    \
-		}                                                                                  \
 	} while (0)
 
 #define ASSERT_HEXEQ(p, n, hex)                                                                    \
 	do {                                                                                       \
-		kms_test_checks_++;                                                                \
 		uint8_t kms_want_[4096];                                                           \
-		const char *kms_hex_ = (hex);                                                      \
-		size_t kms_wn_ = kms_test_unhex(kms_hex_, kms_want_, sizeof(kms_want_));          \
-		const void *kms_p_ = (p);                                                          \
-		size_t kms_n_ = (n);                                                               \
-		if (kms_n_ != kms_wn_ || (kms_wn_ && memcmp(kms_p_, kms_want_, kms_wn_) != 0)) {   \
-			kms_test_fail_(__FILE__, __LINE__,                                         \
-				       "ASSERT_HEXEQ(" #p ", " #n ", " #hex ")");                  \
-			fprintf(stderr, "\tgot:  ");                                               \
-			kms_test_hexprint(stderr, kms_p_, kms_n_);                                 \
-			fprintf(stderr, "\n\twant: %s\n", kms_hex_);                               \
+		size_t kms_wn_ = kms_test_unhex((hex), kms_want_, sizeof(kms_want_));              \
+		kms_test_checks_++;                                                                \
+		if (!kms_test_memeq_(__FILE__, __LINE__, "ASSERT_HEXEQ(" #p ", " #n ", " #hex ")", \
+				     (p), (n), kms_want_, kms_wn_))                                \
 			return;                                                                    \
-		}                                                                                  \
 	} while (0)
 
 #define ASSERT_OK(expr)                                                                            \

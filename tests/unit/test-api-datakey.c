@@ -73,9 +73,7 @@ TEST(create_datakey_default_512)
 	uint8_t blob[CORE_BLOB_MAX], dek[64];
 	cJSON *r = NULL;
 
-	fx_key("cd", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cd", "app", id));
 	ASSERT_ERR(pcall("cd", "create-datakey", fx_fmt("{\"key_id\":\"%s\"}", id), &r), 0);
 	ASSERT_EQ(cJSON_GetArraySize(r), 3);
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
@@ -116,9 +114,7 @@ TEST(create_datakey_lengths)
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX];
 	cJSON *r = NULL;
 
-	fx_key("cd-len", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cd-len", "app", id));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(v); i++) {
 		int e = pcall("cd-len", "create-datakey",
 			      fx_fmt("{\"key_id\":\"%s\",\"datakey_length\":%s}", id, v[i].value),
@@ -142,9 +138,7 @@ TEST(create_datakey_key_spec)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("cd-spec", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cd-spec", "app", id));
 	ASSERT_ERR(pcall("cd-spec", "create-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_spec\":\"AES_128\"}", id), &r), 0);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "plain_text"), 32));
@@ -180,9 +174,7 @@ TEST(create_datakey_length_errors)
 	static const char *const multiple[] = { "\"9\"", "\"12\"", "\"8191\"", "\"1001\"", "9" };
 	char id[FX_ID_LEN];
 
-	fx_key("cd-err", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cd-err", "app", id));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(range); i++) {
 		int e = pcall("cd-err", "create-datakey",
 			      fx_fmt("{\"key_id\":\"%s\",\"datakey_length\":%s}", id, range[i]),
@@ -215,11 +207,9 @@ TEST(datakey_key_id_forms)
 	char id[FX_ID_LEN], other[FX_ID_LEN], theirs[FX_ID_LEN], forms[3][160];
 	cJSON *r = NULL;
 
-	fx_key("cd-forms", "app", id);
-	fx_key("cd-forms", "other", other);
-	fx_key("cd-forms-2", "theirs", theirs);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cd-forms", "app", id));
+	STEP(fx_key("cd-forms", "other", other));
+	STEP(fx_key("cd-forms-2", "theirs", theirs));
 	snprintf(forms[0], sizeof(forms[0]), "%s", id);
 	snprintf(forms[1], sizeof(forms[1]), "alias/app");
 	snprintf(forms[2], sizeof(forms[2]), "%s", fx_urn("app"));
@@ -273,9 +263,7 @@ TEST(datakey_without_plaintext)
 	char id[FX_ID_LEN], cipher[HEX_MAX];
 	cJSON *r = NULL;
 
-	fx_key("cdw", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cdw", "app", id));
 	ASSERT_ERR(pcall("cdw", "create-datakey-without-plaintext",
 			 fx_fmt("{\"key_id\":\"%s\",\"datakey_length\":\"512\"}", id), &r), 0);
 	ASSERT_EQ(cJSON_GetArraySize(r), 2);
@@ -298,9 +286,7 @@ TEST(datakey_without_plaintext_2001)
 					   "\"abc\"", "-512", "true" };
 	char id[FX_ID_LEN];
 
-	fx_key("cdw-err", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cdw-err", "app", id));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
 		int e = pcall("cdw-err", "create-datakey-without-plaintext",
 			      fx_fmt("{\"key_id\":\"%s\",\"datakey_length\":%s}", id, bad[i]),
@@ -323,9 +309,7 @@ TEST(encrypt_datakey_doc_example)
 	uint8_t blob[CORE_BLOB_MAX];
 	cJSON *r = NULL;
 
-	fx_key("ed-doc", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed-doc", "app", id));
 	ASSERT_ERR(pcall("ed-doc", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s%s\","
 				"\"datakey_plain_length\":\"64\"}",
@@ -355,9 +339,7 @@ TEST(encrypt_datakey_sizes_and_case)
 	char id[FX_ID_LEN], cipher[HEX_MAX];
 	cJSON *r = NULL;
 
-	fx_key("ed-size", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed-size", "app", id));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(sizes); i++) {
 		size_t n = sizes[i];
 
@@ -398,9 +380,7 @@ TEST(encrypt_datakey_errors)
 					    "\"64 \"", "true" };
 	char id[FX_ID_LEN], good[2 * 96 + 1], bad[2 * 96 + 8];
 
-	fx_key("ed-err", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed-err", "app", id));
 	dek_plain(64, 3, 1, good);
 	/* 0204 */
 	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
@@ -524,9 +504,7 @@ TEST(encrypt_datakey_validation_order)
 	static const char bad_ctx[] = "\"encryption_context\":[1]";
 	static const char bad_seq[] = "\"sequence\":\"x\"";
 
-	fx_key("ed-order", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed-order", "app", id));
 	dek_plain(64, 5, 5, good);
 	snprintf(badhash, sizeof(badhash), "%s%s", zero64, good + 128);
 	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
@@ -599,12 +577,8 @@ TEST(decrypt_datakey_errors)
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX], bad[HEX_MAX + 8];
 	static char huge[2 * CORE_BLOB_MAX + 3];
 
-	fx_key("dd-err", "app", id);
-	if (kms_test_failing())
-		return;
-	new_datakey("dd-err", id, "", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-err", "app", id));
+	STEP(new_datakey("dd-err", id, "", plain, cipher));
 	/* 0204 */
 	ASSERT_ERR(pcall("dd-err", "decrypt-datakey",
 			 fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}",
@@ -673,9 +647,7 @@ TEST(decrypt_datakey_short_dek_in_64_blob)
 	cJSON *r = NULL;
 
 	/* A 60-byte DEK makes a 188-byte blob too (ceil16(60) = 64): only its own length opens. */
-	fx_key("dd-60", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-60", "app", id));
 	dek_plain(60, 9, 9, plain);
 	ASSERT_ERR(pcall("dd-60", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
@@ -693,12 +665,8 @@ TEST(decrypt_datakey_validation_order)
 {
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX], junk[HEX_MAX];
 
-	fx_key("dd-order", "app", id);
-	if (kms_test_failing())
-		return;
-	new_datakey("dd-order", id, "", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-order", "app", id));
+	STEP(new_datakey("dd-order", id, "", plain, cipher));
 	memset(junk, '0', 376);
 	junk[376] = 0;
 	ASSERT_ERR(pcall("dd-order", "decrypt-datakey",
@@ -737,13 +705,9 @@ TEST(decrypt_datakey_tampered)
 	uint8_t blob[CORE_BLOB_MAX], t[CORE_BLOB_MAX];
 	size_t n;
 
-	fx_key("dd-tamper", "app", id);
-	fx_key("dd-tamper", "other", other);
-	if (kms_test_failing())
-		return;
-	new_datakey("dd-tamper", id, "", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-tamper", "app", id));
+	STEP(fx_key("dd-tamper", "other", other));
+	STEP(new_datakey("dd-tamper", id, "", plain, cipher));
 	n = unhex(cipher, blob);
 	ASSERT_EQ(n, 188);
 	/* Every single-bit flip is refused: 2201 (digest/container) or 2203 (authenticity), or
@@ -802,15 +766,11 @@ TEST(decrypt_datakey_other_key)
 	char plain[HEX_MAX], cipher[HEX_MAX], their_cipher[HEX_MAX];
 	cJSON *r = NULL;
 
-	fx_key("dd-other", "app", id);
-	fx_key("dd-other", "other", other);
-	fx_key("dd-other-2", "theirs", theirs);
-	if (kms_test_failing())
-		return;
-	new_datakey("dd-other", id, "", plain, cipher);
-	new_datakey("dd-other-2", theirs, "", plain, their_cipher);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-other", "app", id));
+	STEP(fx_key("dd-other", "other", other));
+	STEP(fx_key("dd-other-2", "theirs", theirs));
+	STEP(new_datakey("dd-other", id, "", plain, cipher));
+	STEP(new_datakey("dd-other-2", theirs, "", plain, their_cipher));
 	/* A blob names its key: asking another key is a key id mismatch (11.3: 0205). */
 	ASSERT_ERR(decrypt("dd-other", other, cipher, 64, "", NULL), KMS_E_BAD_KEY_ID);
 	ASSERT_ERR(decrypt("dd-other", "alias/other", cipher, 64, "", NULL), KMS_E_BAD_KEY_ID);
@@ -846,12 +806,9 @@ TEST(context_binding)
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX], c2[HEX_MAX];
 	cJSON *r = NULL;
 
-	fx_key("ctx", "app", id);
-	if (kms_test_failing())
-		return;
-	new_datakey("ctx", id, ",\"encryption_context\":{\"a\":\"1\",\"b\":\"2\"}", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ctx", "app", id));
+	STEP(new_datakey("ctx", id, ",\"encryption_context\":{\"a\":\"1\",\"b\":\"2\"}", plain,
+			 cipher));
 	ASSERT_ERR(decrypt("ctx", id, cipher, 64,
 			   ",\"encryption_context\":{\"a\":\"1\",\"b\":\"2\"}", &r),
 		   0);
@@ -874,9 +831,7 @@ TEST(context_binding)
 		ASSERT_ERR(e, KMS_E_DECRYPT_FAILED);
 	}
 	/* No context at encryption: none at decryption, and {} / "" / null are none. */
-	new_datakey("ctx", id, "", plain, c2);
-	if (kms_test_failing())
-		return;
+	STEP(new_datakey("ctx", id, "", plain, c2));
 	ASSERT_ERR(decrypt("ctx", id, c2, 64, "", NULL), 0);
 	ASSERT_ERR(decrypt("ctx", id, c2, 64, ",\"encryption_context\":{}", NULL), 0);
 	ASSERT_ERR(decrypt("ctx", id, c2, 64, ",\"encryption_context\":\"\"", NULL), 0);
@@ -884,10 +839,8 @@ TEST(context_binding)
 	ASSERT_ERR(decrypt("ctx", id, c2, 64, ",\"encryption_context\":{\"a\":\"1\"}", NULL),
 		   KMS_E_DECRYPT_FAILED);
 	/* Nested objects are canonical too. */
-	new_datakey("ctx", id, ",\"encryption_context\":{\"x\":{\"b\":1,\"a\":2},\"y\":[1,2]}",
-		    plain, c2);
-	if (kms_test_failing())
-		return;
+	STEP(new_datakey("ctx", id, ",\"encryption_context\":{\"x\":{\"b\":1,\"a\":2},\"y\":[1,2]}",
+			 plain, c2));
 	ASSERT_ERR(decrypt("ctx", id, c2, 64,
 			   ",\"encryption_context\":{\"y\":[1,2],\"x\":{\"a\":2,\"b\":1}}", NULL),
 		   0);
@@ -901,9 +854,7 @@ TEST(context_binding_encrypt_datakey)
 	char id[FX_ID_LEN], plain[2 * 96 + 1], cipher[HEX_MAX];
 	cJSON *r = NULL;
 
-	fx_key("ctx-ed", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ctx-ed", "app", id));
 	dek_plain(64, 1, 2, plain);
 	ASSERT_ERR(pcall("ctx-ed", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\",\"datakey_plain_length\":"
@@ -926,9 +877,7 @@ TEST(context_invalid_0208)
 	};
 	char id[FX_ID_LEN];
 
-	fx_key("ctx-bad", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ctx-bad", "app", id));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
 		int e = pcall("ctx-bad", "create-datakey",
 			      fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":%s}", id, bad[i]),
@@ -965,9 +914,7 @@ TEST(context_string_with_trailing_garbage_0208)
 {
 	char id[FX_ID_LEN];
 
-	fx_key("ctx-junk", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ctx-junk", "app", id));
 	ASSERT_ERR(pcall("ctx-junk", "create-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
 				"\"{\\\"a\\\":\\\"1\\\"} junk\"}", id), NULL), KMS_E_BAD_CONTEXT);
@@ -982,15 +929,11 @@ TEST(context_length_limit)
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX];
 	size_t n = KMS_MAX_CONTEXT - 8; /* {"a":"<n>"} is n + 8 characters */
 
-	fx_key("ctx-len", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ctx-len", "app", id));
 	memset(v, 'v', n);
 	v[n] = 0;
-	new_datakey("ctx-len", id, fx_fmt(",\"encryption_context\":{\"a\":\"%s\"}", v), plain,
-		    cipher);
-	if (kms_test_failing())
-		return;
+	STEP(new_datakey("ctx-len", id, fx_fmt(",\"encryption_context\":{\"a\":\"%s\"}", v), plain,
+			 cipher));
 	ASSERT_ERR(decrypt("ctx-len", id, cipher, 64, fx_fmt(",\"encryption_context\":{\"a\":"
 							     "\"%s\"}", v), NULL), 0);
 	/* The same as a string: 8192 characters */
@@ -1014,9 +957,7 @@ TEST(context_with_nul_not_truncated)
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX];
 	int e;
 
-	fx_key("ctx-nul", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ctx-nul", "app", id));
 	e = pcall("ctx-nul", "create-datakey",
 		  fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":{\"k\":\"v\\u0000x\"}}", id),
 		  NULL);
@@ -1025,9 +966,8 @@ TEST(context_with_nul_not_truncated)
 		ASSERT_TRUE(e == KMS_E_BAD_CONTEXT || e == KMS_E_BAD_JSON);
 		return;
 	}
-	new_datakey("ctx-nul", id, ",\"encryption_context\":{\"k\":\"v\\u0000x\"}", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(new_datakey("ctx-nul", id, ",\"encryption_context\":{\"k\":\"v\\u0000x\"}", plain,
+			 cipher));
 	ASSERT_ERR(decrypt("ctx-nul", id, cipher, 64, ",\"encryption_context\":{\"k\":\"v\"}",
 			   NULL), KMS_E_DECRYPT_FAILED);
 }
@@ -1041,12 +981,8 @@ TEST(context_string_form_checks)
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX];
 	size_t n = 0;
 
-	fx_key("ctx-sf", "app", id);
-	if (kms_test_failing())
-		return;
-	new_datakey("ctx-sf", id, ",\"encryption_context\":{\"k\":\"a\"}", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ctx-sf", "app", id));
+	STEP(new_datakey("ctx-sf", id, ",\"encryption_context\":{\"k\":\"a\"}", plain, cipher));
 	ASSERT_ERR(decrypt("ctx-sf", id, cipher, 64,
 			   ",\"encryption_context\":\"{\\\"k\\\":\\\"a\\\\u0000evil\\\"}\"", NULL),
 		   KMS_E_BAD_CONTEXT);
@@ -1074,10 +1010,8 @@ TEST(context_string_form_checks)
 	{
 		const char *obj = "{\"a\":[[[[[[[[[[[[[1]]]]]]]]]]]]]}"; /* 15 levels */
 
-		new_datakey("ctx-sf", id, fx_fmt(",\"encryption_context\":%s", obj), plain,
-			    cipher);
-		if (kms_test_failing())
-			return;
+		STEP(new_datakey("ctx-sf", id, fx_fmt(",\"encryption_context\":%s", obj), plain,
+				 cipher));
 		ASSERT_ERR(decrypt("ctx-sf", id, cipher, 64,
 				   ",\"encryption_context\":\"{\\\"a\\\":[[[[[[[[[[[[[1]]]]]]]]]]]]]}\"",
 				   NULL), 0);
@@ -1102,9 +1036,7 @@ TEST(context_non_finite_numbers_0208)
 	};
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX];
 
-	fx_key("ctx-inf", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ctx-inf", "app", id));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
 		EXPECT(bad[i], pcall("ctx-inf", "create-datakey",
 				     fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":%s}", id,
@@ -1115,17 +1047,13 @@ TEST(context_non_finite_numbers_0208)
 					    "\"encryption_context\":%s}", id, bad[i]), NULL),
 		       KMS_E_BAD_CONTEXT);
 	}
-	new_datakey("ctx-inf", id, ",\"encryption_context\":{\"n\":null}", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(new_datakey("ctx-inf", id, ",\"encryption_context\":{\"n\":null}", plain, cipher));
 	ASSERT_ERR(decrypt("ctx-inf", id, cipher, 64, ",\"encryption_context\":{\"n\":1e999}",
 			   NULL), KMS_E_BAD_CONTEXT);
 	ASSERT_ERR(decrypt("ctx-inf", id, cipher, 64, ",\"encryption_context\":{\"n\":null}",
 			   NULL), 0);
 	/* Large finite numbers are fine. */
-	new_datakey("ctx-inf", id, ",\"encryption_context\":{\"n\":1e308}", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(new_datakey("ctx-inf", id, ",\"encryption_context\":{\"n\":1e308}", plain, cipher));
 	ASSERT_ERR(decrypt("ctx-inf", id, cipher, 64, ",\"encryption_context\":{\"n\":null}",
 			   NULL), KMS_E_DECRYPT_FAILED);
 }
@@ -1137,12 +1065,8 @@ TEST(key_states_0209_0210)
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX], good[2 * 96 + 1];
 	cJSON *r = NULL;
 
-	fx_key("state", "app", id);
-	if (kms_test_failing())
-		return;
-	new_datakey("state", id, "", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("state", "app", id));
+	STEP(new_datakey("state", id, "", plain, cipher));
 	dek_plain(64, 1, 1, good);
 	ASSERT_ERR(pcall("state", "disable-key", fx_fmt("{\"key_id\":\"%s\"}", id), NULL), 0);
 	ASSERT_ERR(pcall("state", "create-datakey", fx_fmt("{\"key_id\":\"%s\"}", id), NULL),

@@ -68,9 +68,7 @@ TEST(create_grant_and_list_fields)
 	const cJSON *e;
 	int64_t before, after, created;
 
-	fx_key("cg", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cg", "app", id));
 	before = kms_time_real_ms();
 	ASSERT_ERR(pcall("cg", "create-grant",
 			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
@@ -126,15 +124,12 @@ TEST(create_grant_optional_fields)
 	cJSON *r = NULL;
 	const cJSON *e, *ops;
 
-	fx_key("cgo", "app", id);
-	if (kms_test_failing())
-		return;
-	grant("cgo", id, "Carol9", all_ops,
-	      ",\"name\":\"a:b/c_d-e\",\"retiring_principal\":\"Dave1\","
-	      "\"grantee_principal_type\":\"domain\",\"sequence\":"
-	      "\"919c82d4-8046-4722-9094-35c3c6524cff\"", g);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cgo", "app", id));
+	STEP(grant("cgo", id, "Carol9", all_ops,
+		   ",\"name\":\"a:b/c_d-e\",\"retiring_principal\":\"Dave1\","
+		   "\"grantee_principal_type\":\"domain\",\"sequence\":"
+		   "\"919c82d4-8046-4722-9094-35c3c6524cff\"",
+		   g));
 	ASSERT_ERR(pcall("cgo", "list-grants", fx_kid(id), &r), 0);
 	e = cJSON_GetArrayItem(fx_get(r, "grants"), 0);
 	ASSERT_STREQ(fx_str(e, "grant_id"), g);
@@ -148,10 +143,8 @@ TEST(create_grant_optional_fields)
 	ASSERT_STREQ(cJSON_GetArrayItem(ops, 8)->valuestring, "decrypt-data");
 	/* Repeated operations are kept once; create-grant with another operation is fine; a
 	 * 64-character principal is allowed; type "user" explicitly. */
-	grant("cgo", id, "b0b", "\"describe-key\",\"describe-key\",\"create-grant\"",
-	      ",\"grantee_principal_type\":\"user\"", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("cgo", id, "b0b", "\"describe-key\",\"describe-key\",\"create-grant\"",
+		   ",\"grantee_principal_type\":\"user\"", g));
 	ASSERT_ERR(pcall("cgo", "list-grants", fx_kid(id), &r), 0);
 	e = cJSON_GetArrayItem(fx_get(r, "grants"), 1);
 	ASSERT_STREQ(fx_str(e, "grant_id"), g);
@@ -164,15 +157,11 @@ TEST(create_grant_optional_fields)
 
 		memset(p64, 'p', 64);
 		p64[64] = 0;
-		grant("cgo", id, p64, "\"describe-key\"", "", g);
-		if (kms_test_failing())
-			return;
+		STEP(grant("cgo", id, p64, "\"describe-key\"", "", g));
 	}
 	/* A disabled key can be granted (only state 4 refuses). */
 	ASSERT_ERR(pcall("cgo", "disable-key", fx_kid(id), NULL), 0);
-	grant("cgo", id, "eve", "\"describe-key\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("cgo", id, "eve", "\"describe-key\"", "", g));
 	ASSERT_EQ(grant_total("cgo", id), 4);
 }
 
@@ -190,9 +179,7 @@ TEST(create_grant_errors)
 	char id[FX_ID_LEN], p65[66], n256[257];
 	const char *ok = "\"grantee_principal\":\"bob\",\"operations\":[\"describe-key\"]";
 
-	fx_key("cge", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cge", "app", id));
 	/* KMS.2401: create-grant is not enough by itself. */
 	ASSERT_ERR(pcall("cge", "create-grant", grant_req(id, "bob", "\"create-grant\"", ""), NULL),
 		   KMS_E_GRANT_OPERATIONS);
@@ -290,23 +277,17 @@ TEST(create_grant_limit_2404)
 	char id[FX_ID_LEN], other[FX_ID_LEN], g[65];
 	cJSON *r = NULL;
 
-	fx_key("cgl", "full", id);
-	fx_key("cgl", "other", other);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cgl", "full", id));
+	STEP(fx_key("cgl", "other", other));
 	for (int i = 0; i < 100; i++) {
-		grant("cgl", id, fx_fmt("user%d", i), "\"describe-key\"", "", g);
-		if (kms_test_failing())
-			return;
+		STEP(grant("cgl", id, fx_fmt("user%d", i), "\"describe-key\"", "", g));
 	}
 	ASSERT_ERR(pcall("cgl", "create-grant",
 			 grant_req(id, "late", "\"describe-key\"", ""), NULL),
 		   KMS_E_TOO_MANY_GRANTS);
 	ASSERT_LAST_ERROR("KMS.2404", "Too many CMK grants.");
 	ASSERT_EQ(grant_total("cgl", id), 100);
-	grant("cgl", other, "late", "\"describe-key\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("cgl", other, "late", "\"describe-key\"", "", g));
 	ASSERT_ERR(pcall("cgl", "user-quotas", "", &r), 0);
 	ASSERT_STREQ(fx_last(), "{\"quotas\":{\"resources\":[{\"type\":\"CMK\",\"used\":2,"
 				"\"quota\":100},{\"type\":\"grant_per_CMK\",\"used\":100,"
@@ -316,9 +297,7 @@ TEST(create_grant_limit_2404)
 			 &r), 0);
 	fx_cp(g, sizeof(g), fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"));
 	ASSERT_ERR(pcall("cgl", "revoke-grant", key_grant(id, g), NULL), 0);
-	grant("cgl", id, "late", "\"describe-key\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("cgl", id, "late", "\"describe-key\"", "", g));
 	ASSERT_EQ(grant_total("cgl", id), 100);
 }
 
@@ -330,18 +309,12 @@ TEST(list_grants_paging_and_errors)
 						 "\"\"", "true" };
 	static const char *const bad_marker[] = { "\"-1\"", "\"abc\"", "-1", "\"\"", "1.5" };
 
-	fx_key("lg", "app", id);
-	fx_key("lg", "other", other);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("lg", "app", id));
+	STEP(fx_key("lg", "other", other));
 	for (int i = 0; i < 5; i++) {
-		grant("lg", id, fx_fmt("u%d", i), "\"describe-key\"", "", g[i]);
-		if (kms_test_failing())
-			return;
+		STEP(grant("lg", id, fx_fmt("u%d", i), "\"describe-key\"", "", g[i]));
 	}
-	grant("lg", other, "x", "\"describe-key\"", "", og);
-	if (kms_test_failing())
-		return;
+	STEP(grant("lg", other, "x", "\"describe-key\"", "", og));
 	/* Pages of 2 in creation order: markers "2", "4", then "". */
 	for (int page = 0; page < 3; page++) {
 		const cJSON *gs;
@@ -402,16 +375,14 @@ TEST(list_retirable_grants)
 	cJSON *r = NULL;
 	const cJSON *e;
 
-	fx_key("lrg", "a", a);
-	fx_key("lrg", "b", b);
-	if (kms_test_failing())
-		return;
-	grant("lrg", a, "dave", "\"encrypt-datakey\"", ",\"retiring_principal\":\"carol\"", g1);
-	grant("lrg", b, "erin", "\"decrypt-datakey\"", ",\"retiring_principal\":\"carol\"", g2);
-	grant("lrg", a, "carol", "\"decrypt-datakey\"", "", g3);
-	grant("lrg", b, "dave", "\"describe-key\"", ",\"retiring_principal\":\"kmsctl\"", g4);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("lrg", "a", a));
+	STEP(fx_key("lrg", "b", b));
+	STEP(grant("lrg", a, "dave", "\"encrypt-datakey\"", ",\"retiring_principal\":\"carol\"",
+		   g1));
+	STEP(grant("lrg", b, "erin", "\"decrypt-datakey\"", ",\"retiring_principal\":\"carol\"",
+		   g2));
+	STEP(grant("lrg", a, "carol", "\"decrypt-datakey\"", "", g3));
+	STEP(grant("lrg", b, "dave", "\"describe-key\"", ",\"retiring_principal\":\"kmsctl\"", g4));
 	/* carol: the grants whose retiring principal she is, over all keys, in order. */
 	ASSERT_ERR(ucall("lrg", "carol", KMS_ROLE_VIEWER, "list-retirable-grants", NULL, "", &r),
 		   0);
@@ -472,14 +443,10 @@ TEST(revoke_grant)
 	char id[FX_ID_LEN], other[FX_ID_LEN], g[65], g2[65], upper[65];
 	cJSON *r = NULL;
 
-	fx_key("rv", "app", id);
-	fx_key("rv", "other", other);
-	if (kms_test_failing())
-		return;
-	grant("rv", id, "bob", "\"describe-key\"", "", g);
-	grant("rv", id, "bob", "\"encrypt-data\"", "", g2);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("rv", "app", id));
+	STEP(fx_key("rv", "other", other));
+	STEP(grant("rv", id, "bob", "\"describe-key\"", "", g));
+	STEP(grant("rv", id, "bob", "\"encrypt-data\"", "", g2));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_ids); i++)
 		EXPECT(bad_ids[i],
 		       pcall("rv", "revoke-grant",
@@ -516,9 +483,7 @@ TEST(revoke_grant)
 			fx_fmt("{\"grant_id\":\"%s\"}", upper), &r), 0);
 	ASSERT_EQ(grant_total("rv", id), 0);
 	/* Only admins revoke, even a grantee whose grant has every grantable operation. */
-	grant("rv", id, "bob", "\"describe-key\",\"retire-grant\",\"create-grant\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("rv", id, "bob", "\"describe-key\",\"retire-grant\",\"create-grant\"", "", g));
 	ASSERT_ERR(ucall("rv", "bob", KMS_ROLE_CRYPTO, "revoke-grant", NULL,
 			 key_grant(id, g), NULL),
 		   KMS_E_FORBIDDEN);
@@ -532,14 +497,11 @@ TEST(retire_grant_who_may)
 	char id[FX_ID_LEN], other[FX_ID_LEN], g[65];
 	const char *req;
 
-	fx_key("rt", "app", id);
-	fx_key("rt", "other", other);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("rt", "app", id));
+	STEP(fx_key("rt", "other", other));
 	/* The retiring principal. */
-	grant("rt", id, "dave", "\"encrypt-datakey\"", ",\"retiring_principal\":\"carol\"", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("rt", id, "dave", "\"encrypt-datakey\"", ",\"retiring_principal\":\"carol\"",
+		   g));
 	req = key_grant(id, g);
 	ASSERT_ERR(ucall("rt", "dave", KMS_ROLE_VIEWER, "retire-grant", NULL, req, NULL),
 		   KMS_E_FORBIDDEN);
@@ -558,9 +520,7 @@ TEST(retire_grant_who_may)
 		   KMS_E_GRANT_ID);
 	/* A grantee whose grant includes retire-grant (in the key folder). Naming another key:
 	 * a viewer holds no grant there (KMS.0307), a crypto caller learns KMS.2502. */
-	grant("rt", id, "bob", "\"decrypt-datakey\",\"retire-grant\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("rt", id, "bob", "\"decrypt-datakey\",\"retire-grant\"", "", g));
 	ASSERT_ERR(ucall("rt", "bob", KMS_ROLE_VIEWER, "retire-grant", NULL,
 			 key_grant(other, g), NULL),
 		   KMS_E_FORBIDDEN);
@@ -571,24 +531,18 @@ TEST(retire_grant_who_may)
 			 fx_fmt("{\"grant_id\":\"%s\"}", g), NULL), 0);
 	ASSERT_EQ(grant_total("rt", id), 0);
 	/* A grantee without retire-grant may not. */
-	grant("rt", id, "bob", "\"decrypt-datakey\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("rt", id, "bob", "\"decrypt-datakey\"", "", g));
 	req = key_grant(id, g);
 	ASSERT_ERR(ucall("rt", "bob", KMS_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
 		   KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rt", id), 1);
 	/* An admin may (README); so may the trusted administrator. */
 	ASSERT_ERR(ucall("rt", "ada", KMS_ROLE_ADMIN, "retire-grant", NULL, req, NULL), 0);
-	grant("rt", id, "bob", "\"decrypt-datakey\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("rt", id, "bob", "\"decrypt-datakey\"", "", g));
 	ASSERT_ERR(pcall("rt", "retire-grant", key_grant(id, g), NULL), 0);
 	ASSERT_EQ(grant_total("rt", id), 0);
 	/* The issuer: a viewer who holds create-grant on the key issues a grant and retires it. */
-	grant("rt", id, "ivan", "\"create-grant\",\"describe-key\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("rt", id, "ivan", "\"create-grant\",\"describe-key\"", "", g));
 	{
 		cJSON *r = NULL;
 		char mine[65];
@@ -632,12 +586,8 @@ TEST(retire_grant_kmsctl_issuer_not_a_token_name)
 	char id[FX_ID_LEN], g[65], g2[65];
 	cJSON *r = NULL;
 
-	fx_key("rti", "app", id);
-	if (kms_test_failing())
-		return;
-	grant("rti", id, "bob", "\"decrypt-datakey\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("rti", "app", id));
+	STEP(grant("rti", id, "bob", "\"decrypt-datakey\"", "", g));
 	ASSERT_ERR(pcall("rti", "list-grants", fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "issuing_principal"),
 		     "kmsctl");
@@ -656,14 +606,10 @@ TEST(retire_grant_kmsctl_issuer_not_a_token_name)
 	{
 		char other[FX_ID_LEN];
 
-		fx_key("rti", "other", other);
-		if (kms_test_failing())
-			return;
-		grant("rti", other, "vera", "\"retire-grant\",\"describe-key\"", "", g2);
-		grant("rti", id, "dave", "\"describe-key\"", ",\"retiring_principal\":\"vera\"",
-		      g2);
-		if (kms_test_failing())
-			return;
+		STEP(fx_key("rti", "other", other));
+		STEP(grant("rti", other, "vera", "\"retire-grant\",\"describe-key\"", "", g2));
+		STEP(grant("rti", id, "dave", "\"describe-key\"",
+			   ",\"retiring_principal\":\"vera\"", g2));
 		ASSERT_ERR(ucall("rti", "vera", KMS_ROLE_VIEWER, "retire-grant", NULL,
 				 key_grant(id, g2), NULL), KMS_E_FORBIDDEN);
 		ASSERT_EQ(grant_total("rti", id), 2);
@@ -695,10 +641,8 @@ static void enf_setup(struct enf *e, const char *project)
 
 	memset(e, 0, sizeof(*e));
 	e->project = project;
-	fx_key(project, "one", e->k1);
-	fx_key(project, "two", e->k2);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key(project, "one", e->k1));
+	STEP(fx_key(project, "two", e->k2));
 	ASSERT_ERR(pcall(project, "create-datakey", fx_kid(e->k1), &r), 0);
 	fx_cp(e->dk1, sizeof(e->dk1), fx_str(r, "cipher_text"));
 	fx_cp(e->plain1, sizeof(e->plain1), fx_str(r, "plain_text"));
@@ -750,9 +694,7 @@ TEST(grant_enforcement_exact_operations)
 	struct enf e;
 	size_t n = KMS_ARRAY_SIZE(above_viewer);
 
-	enf_setup(&e, "enf");
-	if (kms_test_failing())
-		return;
+	STEP(enf_setup(&e, "enf"));
 	for (size_t i = 0; i < n; i++) {
 		const char *op = above_viewer[i];
 		char g[65];
@@ -761,11 +703,10 @@ TEST(grant_enforcement_exact_operations)
 				 NULL), KMS_E_FORBIDDEN);
 		/* create-grant cannot be granted alone (KMS.2401): with describe-key, which a
 		 * viewer may do anyway. */
-		grant("enf", e.k1, "bob",
-		      fx_fmt("\"%s\"%s", op, strcmp(op, "create-grant") ? "" : ",\"describe-key\""),
-		      "", g);
-		if (kms_test_failing())
-			return;
+		STEP(grant("enf", e.k1, "bob",
+			   fx_fmt("\"%s\"%s", op,
+				  strcmp(op, "create-grant") ? "" : ",\"describe-key\""),
+			   "", g));
 		EXPECT(op, ucall("enf", "bob", KMS_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
 				 NULL), 0);
 		for (size_t j = 0; j < n; j++) {
@@ -801,12 +742,8 @@ TEST(grant_enforcement_results_and_key_forms)
 	cJSON *r = NULL;
 	char unwrap1[FX_FMT_MAX / 16];
 
-	enf_setup(&e, "enf2");
-	if (kms_test_failing())
-		return;
-	grant("enf2", e.k1, "bob", "\"decrypt-datakey\",\"decrypt-data\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(enf_setup(&e, "enf2"));
+	STEP(grant("enf2", e.k1, "bob", "\"decrypt-datakey\",\"decrypt-data\"", "", g));
 	fx_cp(unwrap1, sizeof(unwrap1), enf_request(&e, "decrypt-datakey", 1));
 	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
@@ -862,15 +799,12 @@ TEST(grant_never_allows_admin_actions)
 	char id[FX_ID_LEN], g[65];
 	cJSON *r = NULL;
 
-	fx_key("enf3", "app", id);
-	if (kms_test_failing())
-		return;
-	grant("enf3", id, "bob",
-	      "\"create-datakey\",\"create-datakey-without-plaintext\",\"encrypt-datakey\","
-	      "\"decrypt-datakey\",\"describe-key\",\"create-grant\",\"retire-grant\","
-	      "\"encrypt-data\",\"decrypt-data\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("enf3", "app", id));
+	STEP(grant("enf3", id, "bob",
+		   "\"create-datakey\",\"create-datakey-without-plaintext\",\"encrypt-datakey\","
+		   "\"decrypt-datakey\",\"describe-key\",\"create-grant\",\"retire-grant\","
+		   "\"encrypt-data\",\"decrypt-data\"",
+		   "", g));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(admin_only); i++) {
 		EXPECT(admin_only[i],
 		       ucall("enf3", "bob", KMS_ROLE_VIEWER, admin_only[i], NULL,
@@ -904,15 +838,11 @@ TEST(grant_enforcement_role_none)
 	char id[FX_ID_LEN], other[FX_ID_LEN], g[65];
 	cJSON *r = NULL;
 
-	fx_key("enf4", "app", id);
-	fx_key("enf4", "other", other);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("enf4", "app", id));
+	STEP(fx_key("enf4", "other", other));
 	ASSERT_ERR(ucall("enf4", "nob", KMS_ROLE_NONE, "describe-key", NULL, fx_kid(id), NULL),
 		   KMS_E_FORBIDDEN);
-	grant("enf4", id, "nob", "\"describe-key\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("enf4", id, "nob", "\"describe-key\"", "", g));
 	ASSERT_ERR(ucall("enf4", "nob", KMS_ROLE_NONE, "describe-key", NULL, fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_id"), id);
 	ASSERT_ERR(ucall("enf4", "nob", KMS_ROLE_NONE, "describe-key", id, "", &r), 0);
@@ -934,12 +864,8 @@ TEST(grant_on_disabled_key_still_checks_state)
 	struct enf e;
 	char g[65];
 
-	enf_setup(&e, "enf5");
-	if (kms_test_failing())
-		return;
-	grant("enf5", e.k1, "bob", "\"decrypt-datakey\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(enf_setup(&e, "enf5"));
+	STEP(grant("enf5", e.k1, "bob", "\"decrypt-datakey\"", "", g));
 	ASSERT_ERR(pcall("enf5", "disable-key", fx_kid(e.k1), NULL), 0);
 	ASSERT_ERR(ucall("enf5", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 enf_request(&e, "decrypt-datakey", 1), NULL), KMS_E_KEY_DISABLED);
@@ -959,9 +885,7 @@ TEST(grant_cannot_escalate)
 {
 	char k[FX_ID_LEN], gid[65];
 
-	fx_key("esc", "k", k);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("esc", "k", k));
 	grant("esc", k, "bob", "\"create-grant\",\"describe-key\"", "", gid);
 	ASSERT_ERR(ucall("esc", "bob", KMS_ROLE_VIEWER, "create-grant", NULL,
 			 grant_req(k, "bob", "\"create-datakey\"", ""), NULL),
@@ -985,9 +909,7 @@ TEST(no_grant_refused_before_validation)
 {
 	char k[FX_ID_LEN];
 
-	fx_key("nov", "k", k);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("nov", "k", k));
 	ASSERT_ERR(ucall("nov", "dan", KMS_ROLE_VIEWER, "create-datakey", NULL,
 			 "{\"datakey_length\":\"7\"}", NULL), KMS_E_FORBIDDEN);
 	ASSERT_ERR(ucall("nov", "dan", KMS_ROLE_VIEWER, "create-datakey", NULL, "{}", NULL),
@@ -1009,9 +931,7 @@ TEST(grant_check_many_keys_and_key_folder)
 	cJSON *r = NULL;
 
 	for (size_t i = 0; i < n; i++)
-		fx_key("gmk", fx_fmt("k%zu", i), k[i]);
-	if (kms_test_failing())
-		return;
+		STEP(fx_key("gmk", fx_fmt("k%zu", i), k[i]));
 	/* Grants on all but the last key. */
 	for (size_t i = 0; i + 1 < n; i++)
 		grant("gmk", k[i], "bob", "\"create-datakey-without-plaintext\",\"decrypt-datakey\"",

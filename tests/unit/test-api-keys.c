@@ -37,9 +37,7 @@ static void valid_setup(struct valid_ctx *v, const char *project)
 	memset(v, 0, sizeof(*v));
 	v->project = project;
 	memset(v->zero_dek, '0', 2 * 64);
-	fx_key(project, "main", v->id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key(project, "main", v->id));
 	ASSERT_ERR(pcall(project, "create-datakey", fx_fmt("{\"key_id\":\"%s\"}", v->id), &r), 0);
 	ASSERT_TRUE(fx_str(r, "cipher_text") != NULL);
 	snprintf(v->dk_ct, sizeof(v->dk_ct), "%s", fx_str(r, "cipher_text"));
@@ -430,9 +428,7 @@ TEST(sequence_every_action)
 	cJSON *r = NULL;
 	size_t before = 0;
 
-	valid_setup(&v, "seq");
-	if (kms_test_failing())
-		return;
+	STEP(valid_setup(&v, "seq"));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(all_actions); i++) {
 		const char *a = all_actions[i];
 
@@ -481,9 +477,7 @@ TEST(untrusted_without_claims_0301)
 {
 	struct valid_ctx v;
 
-	valid_setup(&v, "auth1");
-	if (kms_test_failing())
-		return;
+	STEP(valid_setup(&v, "auth1"));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(all_actions); i++) {
 		const char *a = all_actions[i], *req = valid_request(&v, a, "");
 
@@ -507,9 +501,7 @@ TEST(untrusted_other_project_0302)
 	struct auth_claims c = claims_for("auth-other", KMS_ROLE_ADMIN, time(NULL) + 3600);
 	struct valid_ctx v;
 
-	valid_setup(&v, "auth2");
-	if (kms_test_failing())
-		return;
+	STEP(valid_setup(&v, "auth2"));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(all_actions); i++) {
 		const char *a = all_actions[i];
 
@@ -530,9 +522,7 @@ TEST(untrusted_expired_0303)
 	struct auth_claims c = claims_for("auth3", KMS_ROLE_ADMIN, time(NULL) - 1);
 	struct valid_ctx v;
 
-	valid_setup(&v, "auth3");
-	if (kms_test_failing())
-		return;
+	STEP(valid_setup(&v, "auth3"));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(all_actions); i++) {
 		const char *a = all_actions[i];
 
@@ -551,9 +541,7 @@ TEST(role_matrix_0307)
 						KMS_ROLE_ADMIN };
 	struct valid_ctx v;
 
-	valid_setup(&v, "roles");
-	if (kms_test_failing())
-		return;
+	STEP(valid_setup(&v, "roles"));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(all_actions); i++) {
 		const char *a = all_actions[i];
 
@@ -598,9 +586,7 @@ TEST(caller_may_agrees_with_api_call)
 	struct auth_claims expired = claims_for("may", KMS_ROLE_ADMIN, time(NULL) - 1);
 	struct valid_ctx v;
 
-	valid_setup(&v, "may");
-	if (kms_test_failing())
-		return;
+	STEP(valid_setup(&v, "may"));
 	snprintf(revoked.id, sizeof(revoked.id), "%s", rec.id);
 	ASSERT_OK(store_token_record(fx_svc()->store, &rec));
 	ASSERT_OK(store_token_revoke(fx_svc()->store, rec.id));
@@ -656,9 +642,7 @@ TEST(real_token_end_to_end)
 	cJSON *r = NULL;
 	const char *req;
 
-	fx_key("tok", "k", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("tok", "k", id));
 	ASSERT_OK(auth_token_issue(secret, "tok", "bob", KMS_ROLE_CRYPTO, time(NULL) + 600, tok,
 				   sizeof(tok), NULL));
 	ASSERT_OK(auth_token_verify(secret, tok, strlen(tok), time(NULL), &claims));
@@ -1007,10 +991,8 @@ TEST(describe_key_id_forms)
 	char id[FX_ID_LEN], other[FX_ID_LEN], forms[3][160];
 	cJSON *r = NULL;
 
-	fx_key("dkf", "app", id);
-	fx_key("dkf", "other", other);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dkf", "app", id));
+	STEP(fx_key("dkf", "other", other));
 	snprintf(forms[0], sizeof(forms[0]), "%s", id);
 	snprintf(forms[1], sizeof(forms[1]), "alias/app");
 	snprintf(forms[2], sizeof(forms[2]), "kms:%s:%s:alias:app", store_region(fx_svc()->store),
@@ -1054,10 +1036,8 @@ TEST(describe_key_errors)
 	};
 	char id[FX_ID_LEN], other_proj[FX_ID_LEN];
 
-	fx_key("dke", "app", id);
-	fx_key("dke-other", "theirs", other_proj);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dke", "app", id));
+	STEP(fx_key("dke-other", "theirs", other_proj));
 	ASSERT_ERR(pcall("dke", "describe-key", "{}", NULL), KMS_E_MISSING);
 	ASSERT_ERR(pcall("dke", "describe-key", "{\"key_id\":null}", NULL), KMS_E_MISSING);
 	ASSERT_ERR(pcall("dke", "describe-key", "{\"keyid\":\"alias/app\"}", NULL), KMS_E_MISSING);
@@ -1118,9 +1098,7 @@ TEST(describe_key_id_with_nul_refused)
 	char id[FX_ID_LEN];
 	int e;
 
-	fx_key("dk-nul", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dk-nul", "app", id));
 	e = pcall("dk-nul", "describe-key", "{\"key_id\":\"alias/app\\u0000x\"}", NULL);
 	ASSERT_TRUE(e == KMS_E_BAD_KEY_ID || e == KMS_E_BAD_JSON);
 	e = pcall("dk-nul", "describe-key", fx_fmt("{\"key_id\":\"%s\\u0000\"}", id), NULL);
@@ -1131,11 +1109,9 @@ TEST(describe_key_in_key_folder)
 {
 	char id[FX_ID_LEN], other[FX_ID_LEN], theirs[FX_ID_LEN];
 
-	fx_key("dkk", "app", id);
-	fx_key("dkk", "other", other);
-	fx_key("dkk-2", "theirs", theirs);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dkk", "app", id));
+	STEP(fx_key("dkk", "other", other));
+	STEP(fx_key("dkk-2", "theirs", theirs));
 	/* A key folder serves only its own key. */
 	ASSERT_ERR(call("dkk", "describe-key", API_SCOPE_KEY, id,
 			fx_fmt("{\"key_id\":\"%s\"}", other), NULL), KMS_E_BAD_KEY_ID);
@@ -1192,9 +1168,7 @@ TEST(list_keys_order_and_paging)
 
 	for (int i = 0; i < 6; i++) {
 		snprintf(alias, sizeof(alias), "k%d", i);
-		fx_key("lk", alias, ids[i]);
-		if (kms_test_failing())
-			return;
+		STEP(fx_key("lk", alias, ids[i]));
 	}
 	ASSERT_ERR(pcall("lk", "list-keys", "{}", &r), 0);
 	list_ids(r, got, &n);
@@ -1257,10 +1231,8 @@ TEST(list_keys_details_match_describe)
 	const cJSON *k;
 	size_t i = 0;
 
-	fx_key("lkd", "a", id);
-	fx_key("lkd", "b", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("lkd", "a", id));
+	STEP(fx_key("lkd", "b", id));
 	ASSERT_ERR(pcall("lkd", "list-keys", "{}", &r), 0);
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "key_details")), 2);
 	cJSON_ArrayForEach(k, fx_get(r, "key_details")) {
@@ -1278,9 +1250,7 @@ TEST(list_keys_state_filter)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("lks", "a", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("lks", "a", id));
 	ASSERT_ERR(pcall("lks", "list-keys", "{\"key_state\":\"2\"}", &r), 0);
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 1);
 	ASSERT_ERR(pcall("lks", "list-keys", "{\"key_state\":2}", &r), 0);
@@ -1348,10 +1318,8 @@ TEST(list_keys_projects_apart)
 	char a[FX_ID_LEN], b[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("lkp-1", "same", a);
-	fx_key("lkp-2", "same", b);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("lkp-1", "same", a));
+	STEP(fx_key("lkp-2", "same", b));
 	ASSERT_ERR(pcall("lkp-1", "list-keys", "{}", &r), 0);
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 1);
 	ASSERT_STREQ(cJSON_GetArrayItem(fx_get(r, "keys"), 0)->valuestring, a);

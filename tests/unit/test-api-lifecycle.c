@@ -92,9 +92,7 @@ TEST(disable_enable_replies)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("ed", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed", "app", id));
 	ASSERT_STREQ(state_of("ed", id), "2");
 	ASSERT_ERR(pcall("ed", "disable-key", fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_last(),
@@ -122,9 +120,7 @@ TEST(enable_key_not_disabled_1201)
 {
 	char id[FX_ID_LEN];
 
-	fx_key("ed1201", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed1201", "app", id));
 	ASSERT_ERR(pcall("ed1201", "enable-key", fx_kid(id), NULL), KMS_E_NOT_DISABLED);
 	ASSERT_LAST_ERROR("KMS.1201", "The key is not disabled.");
 	ASSERT_ERR(call("ed1201", "enable-key", API_SCOPE_KEY, id, "{}", NULL),
@@ -136,9 +132,7 @@ TEST(disable_key_not_enabled_1301)
 {
 	char id[FX_ID_LEN];
 
-	fx_key("ed1301", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed1301", "app", id));
 	ASSERT_ERR(pcall("ed1301", "disable-key", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("ed1301", "disable-key", fx_kid(id), NULL), KMS_E_NOT_ENABLED);
 	ASSERT_LAST_ERROR("KMS.1301", "The key is not enabled.");
@@ -153,9 +147,7 @@ TEST(enable_disable_pending_deletion_0210)
 {
 	char id[FX_ID_LEN];
 
-	fx_key("ed0210", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed0210", "app", id));
 	ASSERT_ERR(pcall("ed0210", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
 	ASSERT_ERR(pcall("ed0210", "enable-key", fx_kid(id), NULL), KMS_E_KEY_PENDING_DELETION);
@@ -185,10 +177,8 @@ TEST(lifecycle_common_errors)
 	};
 	char id[FX_ID_LEN], other[FX_ID_LEN];
 
-	fx_key("lc-err", "app", id);
-	fx_key("lc-err", "other", other);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("lc-err", "app", id));
+	STEP(fx_key("lc-err", "other", other));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(a); i++) {
 		const char *x = a[i].extra, *n = a[i].action;
 
@@ -234,9 +224,7 @@ TEST(lifecycle_roles_0307)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("lc-roles", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("lc-roles", "app", id));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(admin_only); i++) {
 		for (size_t j = 0; j < KMS_ARRAY_SIZE(below); j++)
 			ASSERT_ERR(ucall("lc-roles", "someone", below[j], admin_only[i], NULL,
@@ -271,9 +259,7 @@ TEST(schedule_key_deletion_reply_and_date)
 		char id[FX_ID_LEN];
 		int64_t before, after, when;
 
-		fx_key("sd", fx_fmt("k%zu", i), id);
-		if (kms_test_failing())
-			return;
+		STEP(fx_key("sd", fx_fmt("k%zu", i), id));
 		before = kms_time_real_ms();
 		ASSERT_ERR(pcall("sd", "schedule-key-deletion",
 				 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":%s}", id, ok[i].days),
@@ -291,9 +277,7 @@ TEST(schedule_key_deletion_reply_and_date)
 	{
 		char id[FX_ID_LEN];
 
-		fx_key("sd", "from-disabled", id);
-		if (kms_test_failing())
-			return;
+		STEP(fx_key("sd", "from-disabled", id));
 		ASSERT_ERR(pcall("sd", "disable-key", fx_kid(id), NULL), 0);
 		ASSERT_ERR(call("sd", "schedule-key-deletion", API_SCOPE_KEY, id,
 				"{\"pending_days\":\"7\"}", &r), 0);
@@ -310,9 +294,7 @@ TEST(schedule_key_deletion_bounds_1401)
 	};
 	char id[FX_ID_LEN];
 
-	fx_key("sd1401", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("sd1401", "app", id));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
 		int e = pcall("sd1401", "schedule-key-deletion",
 			      fx_fmt("{\"key_id\":\"%s\",\"pending_days\":%s}", id, bad[i]), NULL);
@@ -334,9 +316,7 @@ TEST(schedule_key_deletion_twice_1402)
 {
 	char id[FX_ID_LEN], date[24];
 
-	fx_key("sd1402", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("sd1402", "app", id));
 	ASSERT_ERR(pcall("sd1402", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
 	fx_cp(date, sizeof(date), describe_field("sd1402", id, "scheduled_deletion_date"));
@@ -355,9 +335,7 @@ TEST(cancel_key_deletion_to_disabled)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("cd", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cd", "app", id));
 	ASSERT_ERR(pcall("cd", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
 	ASSERT_ERR(pcall("cd", "cancel-key-deletion", fx_kid(id), &r), 0);
@@ -382,9 +360,7 @@ TEST(cancel_key_deletion_not_pending_1501)
 {
 	char id[FX_ID_LEN];
 
-	fx_key("cd1501", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cd1501", "app", id));
 	ASSERT_ERR(pcall("cd1501", "cancel-key-deletion", fx_kid(id), NULL), KMS_E_NOT_PENDING);
 	ASSERT_LAST_ERROR("KMS.1501", "The key is not in Pending deletion state.");
 	ASSERT_STREQ(state_of("cd1501", id), "2");
@@ -449,16 +425,10 @@ TEST(disabled_key_0209)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("st0209", "app", id);
-	if (kms_test_failing())
-		return;
-	make_blobs("st0209", id, &b);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("st0209", "app", id));
+	STEP(make_blobs("st0209", id, &b));
 	ASSERT_ERR(pcall("st0209", "disable-key", fx_kid(id), NULL), 0);
-	crypto_refused("st0209", id, &b, KMS_E_KEY_DISABLED);
-	if (kms_test_failing())
-		return;
+	STEP(crypto_refused("st0209", id, &b, KMS_E_KEY_DISABLED));
 	ASSERT_LAST_ERROR("KMS.0209", "The key has been disabled.");
 	/* Management of a disabled key is allowed: alias, description, rotation settings. */
 	ASSERT_ERR(pcall("st0209", "update-key-alias",
@@ -487,18 +457,12 @@ TEST(pending_deletion_0210)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("st0210", "app", id);
-	if (kms_test_failing())
-		return;
-	make_blobs("st0210", id, &b);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("st0210", "app", id));
+	STEP(make_blobs("st0210", id, &b));
 	ASSERT_ERR(pcall("st0210", "enable-key-rotation", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("st0210", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
-	crypto_refused("st0210", id, &b, KMS_E_KEY_PENDING_DELETION);
-	if (kms_test_failing())
-		return;
+	STEP(crypto_refused("st0210", id, &b, KMS_E_KEY_PENDING_DELETION));
 	ASSERT_LAST_ERROR("KMS.0210", "The key is in Scheduled deletion state and cannot be used.");
 	/* kms-api.md 4.7: no alias or description change in state 4; README: nor rotation
 	 * settings. */
@@ -542,11 +506,9 @@ static void body_deletion_when_due(struct fx_own *o)
 	int64_t due;
 	size_t deleted = 9, rotated = 9;
 
-	own_key(o, "dl", "doomed", doomed);
-	own_key(o, "dl", "later", later);
-	own_key(o, "dl", "keep", keep);
-	if (kms_test_failing())
-		return;
+	STEP(own_key(o, "dl", "doomed", doomed));
+	STEP(own_key(o, "dl", "later", later));
+	STEP(own_key(o, "dl", "keep", keep));
 	ASSERT_ERR(ocall(o, "dl", "create-datakey-without-plaintext", fx_kid(doomed), &r), 0);
 	fx_cp(ct, sizeof(ct), fx_str(r, "cipher_text"));
 	ASSERT_ERR(ocall(o, "dl", "create-datakey", fx_kid(keep), &r), 0);
@@ -639,12 +601,10 @@ static void body_automatic_rotation(struct fx_own *o)
 	int64_t t0;
 	size_t deleted = 9, rotated = 9;
 
-	own_key(o, "ar", "rot", rot);
-	own_key(o, "ar", "norot", norot);
-	own_key(o, "ar", "off", off);
-	own_key(o, "ar", "pend", pend);
-	if (kms_test_failing())
-		return;
+	STEP(own_key(o, "ar", "rot", rot));
+	STEP(own_key(o, "ar", "norot", norot));
+	STEP(own_key(o, "ar", "off", off));
+	STEP(own_key(o, "ar", "pend", pend));
 	ASSERT_ERR(ocall(o, "ar", "create-datakey", fx_kid(rot), &r), 0);
 	fx_cp(ct, sizeof(ct), fx_str(r, "cipher_text"));
 	fx_cp(plain, sizeof(plain), fx_str(r, "plain_text"));
@@ -715,9 +675,7 @@ TEST(update_key_alias)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("ua", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ua", "app", id));
 	ASSERT_ERR(pcall("ua", "update-key-alias",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"app2\"}", id), &r), 0);
 	ASSERT_STREQ(fx_last(),
@@ -760,10 +718,8 @@ TEST(update_key_alias_1101_1104)
 	};
 	char id[FX_ID_LEN], other[FX_ID_LEN], long_alias[257];
 
-	fx_key("ua-err", "app", id);
-	fx_key("ua-err", "other", other);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ua-err", "app", id));
+	STEP(fx_key("ua-err", "other", other));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
 		int e = pcall("ua-err", "update-key-alias",
 			      fx_fmt("{\"key_id\":\"%s\",\"key_alias\":%s}", id, bad[i]), NULL);
@@ -806,9 +762,7 @@ TEST(update_key_description)
 	char id[FX_ID_LEN], d255[4 * 255 + 1];
 	cJSON *r = NULL;
 
-	fx_key("ud", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ud", "app", id));
 	ASSERT_ERR(pcall("ud", "update-key-description",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"first key\"}", id), &r),
 		   0);
@@ -838,9 +792,7 @@ TEST(update_key_description_1103)
 {
 	char id[FX_ID_LEN], d256[257];
 
-	fx_key("ud-err", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ud-err", "app", id));
 	ASSERT_ERR(pcall("ud-err", "update-key-description",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"keep\"}", id), NULL), 0);
 	memset(d256, 'd', 256);
@@ -865,9 +817,7 @@ TEST(rotation_status_of_new_key)
 {
 	char id[FX_ID_LEN];
 
-	fx_key("rs", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("rs", "app", id));
 	ASSERT_ERR(pcall("rs", "get-key-rotation-status", fx_kid(id), NULL), 0);
 	/* key_rotation_enabled a JSON boolean, as the API's example; default interval 365. */
 	ASSERT_STREQ(fx_last(), "{\"key_rotation_enabled\":false,\"rotation_interval\":365,"
@@ -882,9 +832,7 @@ TEST(enable_disable_key_rotation)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("er", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("er", "app", id));
 	/* No body in the API: {} here. */
 	ASSERT_ERR(pcall("er", "enable-key-rotation", fx_kid(id), NULL), 0);
 	ASSERT_STREQ(fx_last(), "{}\n");
@@ -922,9 +870,7 @@ TEST(update_key_rotation_interval)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("ri", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ri", "app", id));
 	/* Rotation off: KMS.0313. */
 	ASSERT_ERR(pcall("ri", "update-key-rotation-interval",
 			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":90}", id), NULL),
@@ -973,9 +919,7 @@ TEST(rotate_key_versions)
 	char id[FX_ID_LEN], dk[3][HEX_MAX], plain[3][HEX_MAX], data[3][HEX_MAX];
 	cJSON *r = NULL;
 
-	fx_key("rk", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("rk", "app", id));
 	for (unsigned v = 0; v < 3; v++) {
 		if (v > 0) {
 			int64_t before = kms_time_real_ms(), after, last;
@@ -1046,9 +990,7 @@ TEST(rotate_on_demand)
 	char id[FX_ID_LEN], ct[HEX_MAX];
 	cJSON *r = NULL;
 
-	fx_key("rod", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("rod", "app", id));
 	ASSERT_TRUE(api_action_find("rotate-on-demand", API_SCOPE_PROJECT) != NULL);
 	ASSERT_TRUE(api_action_find("rotate-on-demand", API_SCOPE_KEY) != NULL);
 	ASSERT_EQ(api_action_find("rotate-on-demand", API_SCOPE_KEY)->min_role, KMS_ROLE_ADMIN);
@@ -1078,9 +1020,7 @@ static void body_version_limit(struct fx_own *o)
 	cJSON *r = NULL;
 	size_t deleted = 9, rotated = 9;
 
-	own_key(o, "vl", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(own_key(o, "vl", "app", id));
 	ASSERT_ERR(ocall(o, "vl", "create-datakey", fx_kid(id), &r), 0);
 	fx_cp(first, sizeof(first), fx_str(r, "cipher_text"));
 	fx_cp(pfirst, sizeof(pfirst), fx_str(r, "plain_text"));

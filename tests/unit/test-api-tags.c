@@ -51,10 +51,8 @@ TEST(key_tags_add_and_list)
 	char id[FX_ID_LEN], other[FX_ID_LEN], k36[4 * 36 + 1], v43[44];
 	cJSON *r = NULL;
 
-	fx_key("kt", "app", id);
-	fx_key("kt", "other", other);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("kt", "app", id));
+	STEP(fx_key("kt", "other", other));
 	ASSERT_STREQ(tags_text("kt", id), "{\"tags\":[],\"sys_tags\":[],\"existTagsNum\":0}\n");
 	/* Adding answers {} (the API's 204). */
 	ASSERT_ERR(add_tag("kt", id, "env", "prod"), 0);
@@ -103,9 +101,7 @@ TEST(key_tags_errors)
 	};
 	char id[FX_ID_LEN], k37[38], v44[45];
 
-	fx_key("kte", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("kte", "app", id));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_key); i++)
 		EXPECT(bad_key[i],
 		       kcall("kte", id, "tags", fx_fmt("{\"tag\":{\"key\":%s,\"value\":\"v\"}}",
@@ -158,9 +154,7 @@ TEST(key_tags_limit_0409)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("ktl", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ktl", "app", id));
 	for (int i = 0; i < 10; i++)
 		ASSERT_ERR(add_tag("ktl", id, fx_fmt("t%d", i), "v"), 0);
 	ASSERT_ERR(add_tag("ktl", id, "t10", "v"), KMS_E_TOO_MANY_TAGS);
@@ -185,9 +179,7 @@ TEST(key_tags_roles)
 	char id[FX_ID_LEN];
 	const char *add = "{\"tag\":{\"key\":\"a\",\"value\":\"b\"}}";
 
-	fx_key("ktr", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ktr", "app", id));
 	ASSERT_ERR(role_call("ktr", KMS_ROLE_VIEWER, "tags", id, ""), 0);
 	ASSERT_ERR(role_call("ktr", KMS_ROLE_VIEWER, "tags", NULL, ""), 0);
 	ASSERT_ERR(role_call("ktr", KMS_ROLE_NONE, "tags", id, ""), KMS_E_FORBIDDEN);
@@ -212,9 +204,7 @@ TEST(delete_tag)
 {
 	char id[FX_ID_LEN], k37[38];
 
-	fx_key("dt", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dt", "app", id));
 	ASSERT_ERR(add_tag("dt", id, "env", "prod"), 0);
 	ASSERT_ERR(add_tag("dt", id, "team", "red"), 0);
 	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":\"env\"}", NULL), 0);
@@ -254,9 +244,7 @@ TEST(tags_action_create_delete)
 {
 	char id[FX_ID_LEN];
 
-	fx_key("ta", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ta", "app", id));
 	ASSERT_ERR(kcall("ta", id, "tags-action",
 			 "{\"action\":\"create\",\"tags\":[{\"key\":\"env\",\"value\":\"prod\"},"
 			 "{\"key\":\"team\",\"value\":\"red\"},{\"key\":\"tmp\",\"value\":\"\"}]}",
@@ -329,9 +317,7 @@ TEST(tags_action_errors)
 	};
 	char id[FX_ID_LEN], many[2048];
 
-	fx_key("tae", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("tae", "app", id));
 	ASSERT_ERR(add_tag("tae", id, "keep", "v"), 0);
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++)
 		EXPECT(bad[i].body, kcall("tae", id, "tags-action", bad[i].body, NULL), bad[i].err);
@@ -373,12 +359,10 @@ TEST(project_tags)
 
 	ASSERT_ERR(pcall("pt", "tags", "", &r), 0);
 	ASSERT_STREQ(fx_last(), "{\"tags\":[]}\n");
-	fx_key("pt", "a", a);
-	fx_key("pt", "b", b);
-	fx_key("pt", "c", c);
-	fx_key("pt-other", "x", x);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("pt", "a", a));
+	STEP(fx_key("pt", "b", b));
+	STEP(fx_key("pt", "c", c));
+	STEP(fx_key("pt-other", "x", x));
 	/* Values added against creation order (key a first): the answer is sorted anyway. */
 	ASSERT_ERR(add_tag("pt", a, "team", "red"), 0);
 	ASSERT_ERR(add_tag("pt", a, "env", "staging"), 0);
@@ -415,12 +399,10 @@ struct ri {
  * alphabet (no tags), in that order. */
 static void ri_setup(const char *p, struct ri *k)
 {
-	fx_key(p, "alpha", k->a);
-	fx_key(p, "beta", k->b);
-	fx_key(p, "gamma", k->c);
-	fx_key(p, "alphabet", k->d);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key(p, "alpha", k->a));
+	STEP(fx_key(p, "beta", k->b));
+	STEP(fx_key(p, "gamma", k->c));
+	STEP(fx_key(p, "alphabet", k->d));
 	ASSERT_ERR(add_tag(p, k->a, "env", "prod"), 0);
 	ASSERT_ERR(add_tag(p, k->a, "team", "blue"), 0);
 	ASSERT_ERR(add_tag(p, k->b, "env", "staging"), 0);
@@ -460,9 +442,7 @@ TEST(resource_instances_filter)
 	cJSON *r = NULL;
 	const cJSON *res;
 
-	ri_setup("ri", &k);
-	if (kms_test_failing())
-		return;
+	STEP(ri_setup("ri", &k));
 	ASSERT_ERR(
 		pcall("ri", "resource_instances-action",
 		      "{\"action\":\"filter\",\"tags\":[{\"key\":\"env\",\"values\":[\"prod\"]}]}",
@@ -552,9 +532,7 @@ TEST(resource_instances_count)
 	struct ri k;
 
 	ASSERT_EQ(count_of("{\"action\":\"count\"}"), 0);
-	ri_setup("ri-count", &k);
-	if (kms_test_failing())
-		return;
+	STEP(ri_setup("ri-count", &k));
 	ASSERT_EQ(count_of("{\"action\":\"count\"}"), 4);
 	ASSERT_EQ(count_of("{\"action\":\"count\",\"tags\":[{\"key\":\"env\","
 			   "\"values\":[\"prod\"]}]}"), 2);
@@ -630,9 +608,7 @@ TEST(resource_instances_errors)
 	{
 		char id[FX_ID_LEN];
 
-		fx_key("ri-err", "k", id);
-		if (kms_test_failing())
-			return;
+		STEP(fx_key("ri-err", "k", id));
 		ASSERT_ERR(kcall("ri-err", id, "resource_instances-action",
 				 "{\"action\":\"count\"}", NULL),
 			   KMS_E_BAD_URL);
@@ -648,9 +624,7 @@ TEST(user_instances)
 	ASSERT_ERR(pcall("ui", "user-instances", "", NULL), 0);
 	ASSERT_STREQ(fx_last(), "{\"instance_num\":0}\n");
 	for (int i = 0; i < 3; i++) {
-		fx_key("ui", fx_fmt("k%d", i), id);
-		if (kms_test_failing())
-			return;
+		STEP(fx_key("ui", fx_fmt("k%d", i), id));
 	}
 	ASSERT_ERR(pcall("ui", "user-instances", "", NULL), 0);
 	ASSERT_STREQ(fx_last(), "{\"instance_num\":3}\n");
@@ -685,10 +659,8 @@ TEST(user_quotas_and_key_quota_1105)
 	ASSERT_STREQ(fx_last(), "{\"quotas\":{\"resources\":[{\"type\":\"CMK\",\"used\":0,"
 				"\"quota\":100},{\"type\":\"grant_per_CMK\",\"used\":0,"
 				"\"quota\":100}]}}\n");
-	fx_key("uq", "a", id);
-	fx_key("uq", "b", b);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("uq", "a", id));
+	STEP(fx_key("uq", "b", b));
 	for (int i = 0; i < 3; i++)
 		ASSERT_ERR(pcall("uq", "create-grant",
 				 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"u%d\","
@@ -755,9 +727,7 @@ TEST(tags_action_create_all_or_nothing)
 {
 	char id[FX_ID_LEN], k[8];
 
-	fx_key("tan", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("tan", "app", id));
 	for (int i = 0; i < 9; i++) {
 		snprintf(k, sizeof(k), "t%d", i);
 		ASSERT_ERR(add_tag("tan", id, k, "v"), 0);
@@ -781,9 +751,7 @@ TEST(delete_tag_pending_deletion_0210)
 {
 	char id[FX_ID_LEN];
 
-	fx_key("dtp", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dtp", "app", id));
 	ASSERT_ERR(add_tag("dtp", id, "env", "prod"), 0);
 	ASSERT_ERR(pcall("dtp", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);

@@ -38,6 +38,20 @@ static void watch(const void *p, size_t n)
 	watch_zero = false;
 }
 
+static void fill(uint8_t *p, size_t n, uint8_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(seed + i * 7);
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
 /* The invariants kms_buf.h promises (cap counts the NUL byte, so cap <= max + 1; written as
  * cap - 1 <= max, which cannot wrap). */
 static void check_invariants(const struct kms_buf *b)
@@ -53,25 +67,33 @@ static void check_invariants(const struct kms_buf *b)
 	ASSERT_LE(b->len, b->max);
 }
 
-#define CHECK_INVARIANTS(b)                                                                        \
-	do {                                                                                       \
-		check_invariants(b);                                                               \
-		if (kms_test_failing())                                                            \
-			return;                                                                    \
-	} while (0)
+#define CHECK_INVARIANTS(b) STEP(check_invariants(b))
 
-static void fill(uint8_t *p, size_t n, uint8_t seed)
+/* b holds exactly the text s and its NUL. */
+static void holds_text(const struct kms_buf *b, const char *s)
 {
-	for (size_t i = 0; i < n; i++)
-		p[i] = (uint8_t)(seed + i * 7);
+	ASSERT_EQ(b->len, strlen(s));
+	ASSERT_STREQ((const char *)b->data, s);
+	check_invariants(b);
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
+/* b is empty and wiped (its first n bytes zero) in the block it had: data, of cap bytes. */
+static void kept_empty(const struct kms_buf *b, const uint8_t *data, size_t cap, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
+	ASSERT_TRUE(b->data == data);
+	ASSERT_EQ(b->cap, cap);
+	ASSERT_EQ(b->len, 0);
+	ASSERT_TRUE(all_zero(b->data, n));
+	check_invariants(b);
+}
+
+/* b holds no block at all. */
+static void released(const struct kms_buf *b)
+{
+	ASSERT_TRUE(b->data == NULL);
+	ASSERT_EQ(b->len, 0);
+	ASSERT_EQ(b->cap, 0);
+	check_invariants(b);
 }
 
 TEST(init)
@@ -98,13 +120,9 @@ TEST(append_keeps_nul)
 	ASSERT_OK(kms_buf_append(&b, "abc", 3));
 	CHECK_INVARIANTS(&b);
 	ASSERT_OK(kms_buf_append(&b, "de", 2));
-	CHECK_INVARIANTS(&b);
-	ASSERT_EQ(b.len, 5);
-	ASSERT_STREQ((const char *)b.data, "abcde");
+	STEP(holds_text(&b, "abcde"));
 	ASSERT_OK(kms_buf_append_str(&b, "fgh"));
-	ASSERT_EQ(b.len, 8);
-	ASSERT_STREQ((const char *)b.data, "abcdefgh");
-	CHECK_INVARIANTS(&b);
+	STEP(holds_text(&b, "abcdefgh"));
 	kms_buf_free(&b);
 }
 
@@ -114,9 +132,7 @@ TEST(append_nothing_gives_empty_string)
 
 	ASSERT_OK(kms_buf_append(&b, NULL, 0));
 	ASSERT_TRUE(b.data != NULL);
-	ASSERT_EQ(b.len, 0);
-	ASSERT_STREQ((const char *)b.data, "");
-	CHECK_INVARIANTS(&b);
+	STEP(holds_text(&b, ""));
 	kms_buf_free(&b);
 }
 
@@ -230,13 +246,11 @@ TEST(set_replaces_and_wipes_tail)
 
 	ASSERT_OK(kms_buf_set(&b, "0123456789", 10));
 	ASSERT_OK(kms_buf_set(&b, "ab", 2));
-	ASSERT_EQ(b.len, 2);
-	ASSERT_STREQ((const char *)b.data, "ab");
+	STEP(holds_text(&b, "ab"));
 	/* The old tail is not left behind the new NUL. */
 	ASSERT_TRUE(all_zero(b.data + 2, 9));
 	ASSERT_OK(kms_buf_set(&b, "0123456789abcdef", 16));
-	ASSERT_STREQ((const char *)b.data, "0123456789abcdef");
-	CHECK_INVARIANTS(&b);
+	STEP(holds_text(&b, "0123456789abcdef"));
 	kms_buf_free(&b);
 }
 
@@ -252,11 +266,7 @@ TEST(reset_wipes_and_keeps_memory)
 	data = b.data;
 	cap = b.cap;
 	kms_buf_reset(&b);
-	ASSERT_TRUE(b.data == data);
-	ASSERT_EQ(b.cap, cap);
-	ASSERT_EQ(b.len, 0);
-	ASSERT_TRUE(all_zero(b.data, sizeof(secret) + 1));
-	CHECK_INVARIANTS(&b);
+	STEP(kept_empty(&b, data, cap, sizeof(secret) + 1));
 	ASSERT_OK(kms_buf_append(&b, "x", 1));
 	ASSERT_TRUE(b.data == data);
 	ASSERT_STREQ((const char *)b.data, "x");
@@ -278,18 +288,11 @@ TEST(trim_keeps_small_blocks_and_releases_big_ones)
 	data = b.data;
 	cap = b.cap;
 	kms_buf_trim(&b, 4096); /* 256-byte block: kept, wiped, empty */
-	ASSERT_TRUE(b.data == data);
-	ASSERT_EQ(b.cap, cap);
-	ASSERT_EQ(b.len, 0);
-	ASSERT_TRUE(all_zero(b.data, 101));
-	CHECK_INVARIANTS(&b);
+	STEP(kept_empty(&b, data, cap, 101));
 	ASSERT_OK(kms_buf_append(&b, big, sizeof(big)));
 	ASSERT_TRUE(b.cap > 4096);
 	kms_buf_trim(&b, 4096); /* 8 KiB block: released */
-	ASSERT_TRUE(b.data == NULL);
-	ASSERT_EQ(b.cap, 0);
-	ASSERT_EQ(b.len, 0);
-	CHECK_INVARIANTS(&b);
+	STEP(released(&b));
 	ASSERT_OK(kms_buf_append(&b, "x", 1)); /* usable again */
 	ASSERT_STREQ((const char *)b.data, "x");
 	kms_buf_free(&b);
@@ -310,9 +313,7 @@ TEST(free_wipes_and_is_idempotent)
 	kms_buf_free(&b);
 	ASSERT_TRUE(watch_hit);
 	ASSERT_TRUE(watch_zero);
-	ASSERT_TRUE(b.data == NULL);
-	ASSERT_EQ(b.len, 0);
-	ASSERT_EQ(b.cap, 0);
+	STEP(released(&b));
 	/* The bound and the kind survive, so the buffer can be used again. */
 	ASSERT_EQ(b.max, 4096);
 	kms_buf_free(&b);
@@ -364,11 +365,8 @@ TEST(move)
 	ASSERT_TRUE(dst.secret);
 	CHECK_INVARIANTS(&dst);
 	/* src is empty and reusable, with its own bound. */
-	ASSERT_TRUE(src.data == NULL);
-	ASSERT_EQ(src.len, 0);
-	ASSERT_EQ(src.cap, 0);
+	STEP(released(&src));
 	ASSERT_EQ(src.max, 1024);
-	CHECK_INVARIANTS(&src);
 	ASSERT_OK(kms_buf_append_str(&src, "next"));
 	ASSERT_STREQ((const char *)src.data, "next");
 	kms_buf_free(&src);
@@ -381,9 +379,7 @@ TEST(move_empty)
 
 	ASSERT_OK(kms_buf_append_str(&dst, "gone"));
 	kms_buf_move(&dst, &src);
-	ASSERT_TRUE(dst.data == NULL);
-	ASSERT_EQ(dst.len, 0);
-	CHECK_INVARIANTS(&dst);
+	STEP(released(&dst));
 	CHECK_INVARIANTS(&src);
 	ASSERT_OK(kms_buf_append_str(&src, "x"));
 	kms_buf_move(&dst, &src);
