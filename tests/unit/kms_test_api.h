@@ -465,17 +465,6 @@ static inline const char *fx_urn(const char *alias)
 	return fx_fmt("kms:%s:%s:alias:%s", store_region(s), store_domain_id(s), alias);
 }
 
-/* A 36-character key id that names no key. */
-#define FX_NO_KEY "0badc0de-0000-4000-8000-000000000000"
-
-/* The number at path in r, or -1 when it is missing or not a number. */
-static inline double fx_num(const cJSON *r, const char *path)
-{
-	const cJSON *n = fx_get(r, path);
-
-	return cJSON_IsNumber(n) ? n->valuedouble : -1;
-}
-
 /* The last response is exactly the error line of code ("KMS.xxxx") with message msg (both string
  * literals): checks the table's text, as call() already checks that it matches the return. */
 #define ASSERT_LAST_ERROR(code, msg)                                                               \
@@ -490,3 +479,55 @@ static inline double fx_num(const cJSON *r, const char *path)
 			fprintf(stderr, "\t%s\n", (what));                                         \
 		ASSERT_ERR(e_, err);                                                               \
 	} while (0)
+
+/* Only characters of the standard Base64 alphabet and padding ("" too). */
+static inline bool fx_base64_chars(const char *s)
+{
+	for (; *s; s++)
+		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+		      (*s >= '0' && *s <= '9') || *s == '+' || *s == '/' || *s == '='))
+			return false;
+	return true;
+}
+
+/* A request (or a part of one) that must be refused, and the error it must get. */
+struct fx_refusal {
+	const char *req;
+	int err;
+};
+
+/* Each request of rows, as a trusted call of action in project (in the key folder path_key_id
+ * when that is not NULL), is refused with its row's error. */
+static inline void fx_refuses_each(const char *project, const char *action, const char *path_key_id,
+				   const struct fx_refusal *rows, size_t n)
+{
+	unsigned scope = path_key_id ? API_SCOPE_KEY : API_SCOPE_PROJECT;
+
+	for (size_t i = 0; i < n; i++)
+		EXPECT(rows[i].req, call(project, action, scope, path_key_id, rows[i].req, NULL),
+		       rows[i].err);
+}
+
+/* Each of the n JSON texts of values, as member of the request {"key_id":id,member:value} of
+ * action in project, is refused with err. */
+static inline void fx_member_refuses(const char *project, const char *action, const char *id,
+				     const char *member, const char *const *values, size_t n,
+				     int err)
+{
+	for (size_t i = 0; i < n; i++)
+		EXPECT(fx_fmt("%s %s", member, values[i]),
+		       pcall(project, action,
+			     fx_fmt("{\"key_id\":\"%s\",\"%s\":%s}", id, member, values[i]), NULL),
+		       err);
+}
+
+/* A 36-character key id that names no key. */
+#define FX_NO_KEY "0badc0de-0000-4000-8000-000000000000"
+
+/* The number at path in r, or -1 when it is missing or not a number. */
+static inline double fx_num(const cJSON *r, const char *path)
+{
+	const cJSON *n = fx_get(r, path);
+
+	return cJSON_IsNumber(n) ? n->valuedouble : -1;
+}

@@ -175,27 +175,13 @@ TEST(create_datakey_length_errors)
 	char id[FX_ID_LEN];
 
 	STEP(fx_key("cd-err", "app", id));
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(range); i++) {
-		int e = pcall("cd-err", "create-datakey",
-			      fx_fmt("{\"key_id\":\"%s\",\"datakey_length\":%s}", id, range[i]),
-			      NULL);
-
-		if (e != KMS_E_DATAKEY_RANGE)
-			fprintf(stderr, "\tdatakey_length %s\n", range[i]);
-		ASSERT_ERR(e, KMS_E_DATAKEY_RANGE);
-	}
+	STEP(fx_member_refuses("cd-err", "create-datakey", id, "datakey_length", range,
+			       KMS_ARRAY_SIZE(range), KMS_E_DATAKEY_RANGE));
 	ASSERT_STREQ(fx_last(),
 		     "{\"error\":{\"error_code\":\"KMS.1901\",\"error_msg\":"
 		     "\"datakey_length must be in the range 8 bits to 8,192 bits.\"}}\n");
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(multiple); i++) {
-		int e = pcall("cd-err", "create-datakey",
-			      fx_fmt("{\"key_id\":\"%s\",\"datakey_length\":%s}", id, multiple[i]),
-			      NULL);
-
-		if (e != KMS_E_DATAKEY_MULTIPLE)
-			fprintf(stderr, "\tdatakey_length %s\n", multiple[i]);
-		ASSERT_ERR(e, KMS_E_DATAKEY_MULTIPLE);
-	}
+	STEP(fx_member_refuses("cd-err", "create-datakey", id, "datakey_length", multiple,
+			       KMS_ARRAY_SIZE(multiple), KMS_E_DATAKEY_MULTIPLE));
 	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1903\",\"error_msg\":"
 				"\"datakey_length must be a multiple of 8.\"}}\n");
 }
@@ -287,15 +273,8 @@ TEST(datakey_without_plaintext_2001)
 	char id[FX_ID_LEN];
 
 	STEP(fx_key("cdw-err", "app", id));
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
-		int e = pcall("cdw-err", "create-datakey-without-plaintext",
-			      fx_fmt("{\"key_id\":\"%s\",\"datakey_length\":%s}", id, bad[i]),
-			      NULL);
-
-		if (e != KMS_E_DATAKEY_512)
-			fprintf(stderr, "\tdatakey_length %s\n", bad[i]);
-		ASSERT_ERR(e, KMS_E_DATAKEY_512);
-	}
+	STEP(fx_member_refuses("cdw-err", "create-datakey-without-plaintext", id, "datakey_length",
+			       bad, KMS_ARRAY_SIZE(bad), KMS_E_DATAKEY_512));
 	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2001\",\"error_msg\":"
 				"\"datakey_length must be 512 bits.\"}}\n");
 }
@@ -878,15 +857,8 @@ TEST(context_invalid_0208)
 	char id[FX_ID_LEN];
 
 	STEP(fx_key("ctx-bad", "app", id));
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
-		int e = pcall("ctx-bad", "create-datakey",
-			      fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":%s}", id, bad[i]),
-			      NULL);
-
-		if (e != KMS_E_BAD_CONTEXT)
-			fprintf(stderr, "\tencryption_context %s\n", bad[i]);
-		ASSERT_ERR(e, KMS_E_BAD_CONTEXT);
-	}
+	STEP(fx_member_refuses("ctx-bad", "create-datakey", id, "encryption_context", bad,
+			       KMS_ARRAY_SIZE(bad), KMS_E_BAD_CONTEXT));
 	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0208\",\"error_msg\":"
 				"\"Invalid value of value encryption_context.\"}}\n");
 	/* Duplicate names inside the context are refused (as bad JSON or a bad context). */

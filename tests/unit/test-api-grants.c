@@ -40,6 +40,13 @@ static void grant(const char *project, const char *key, const char *grantee, con
 	fx_cp(out, 65, fx_str(r, "grant_id"));
 }
 
+/* retire-grant of grant g of key by user with role: what api_call() returns. */
+static int retire(const char *project, const char *user, enum kms_role role, const char *key,
+		  const char *g)
+{
+	return ucall(project, user, role, "retire-grant", NULL, key_grant(key, g), NULL);
+}
+
 static bool lower_hex64(const char *s)
 {
 	if (!s || strlen(s) != 64)
@@ -176,6 +183,16 @@ TEST(create_grant_errors)
 		"[\"Decrypt-Datakey\"]", "[\"decrypt-datakey\",5]", "[\"decrypt-datakey\",\"\"]",
 		"{}", "[\"gen-random\"]", "[\"revoke-grant\"]",
 	};
+	/* Other members after a valid grantee and operations. */
+	static const char *const bad_extra[] = {
+		",\"name\":\"a b\"",
+		",\"name\":\"\"",
+		",\"name\":7",
+		",\"retiring_principal\":\"a-b\"",
+		",\"retiring_principal\":\"\"",
+		",\"grantee_principal_type\":\"group\"",
+		",\"grantee_principal_type\":\"User\"",
+	};
 	char id[FX_ID_LEN], p65[66], n256[257];
 	const char *ok = "\"grantee_principal\":\"bob\",\"operations\":[\"describe-key\"]";
 
@@ -213,31 +230,11 @@ TEST(create_grant_errors)
 	EXPECT("name", pcall("cge", "create-grant",
 			     fx_fmt("{\"key_id\":\"%s\",%s,\"name\":\"%s\"}", id, ok, n256), NULL),
 	       KMS_E_BAD_PARAM);
-	EXPECT("name", pcall("cge", "create-grant",
-			     fx_fmt("{\"key_id\":\"%s\",%s,\"name\":\"a b\"}", id, ok), NULL),
-	       KMS_E_BAD_PARAM);
-	EXPECT("name", pcall("cge", "create-grant",
-			     fx_fmt("{\"key_id\":\"%s\",%s,\"name\":\"\"}", id, ok), NULL),
-	       KMS_E_BAD_PARAM);
-	EXPECT("name", pcall("cge", "create-grant",
-			     fx_fmt("{\"key_id\":\"%s\",%s,\"name\":7}", id, ok), NULL),
-	       KMS_E_BAD_PARAM);
-	EXPECT("retiring", pcall("cge", "create-grant",
-				 fx_fmt("{\"key_id\":\"%s\",%s,\"retiring_principal\":\"a-b\"}",
-					id, ok), NULL),
-	       KMS_E_BAD_PARAM);
-	EXPECT("retiring", pcall("cge", "create-grant",
-				 fx_fmt("{\"key_id\":\"%s\",%s,\"retiring_principal\":\"\"}", id,
-					ok), NULL),
-	       KMS_E_BAD_PARAM);
-	EXPECT("type", pcall("cge", "create-grant",
-			     fx_fmt("{\"key_id\":\"%s\",%s,\"grantee_principal_type\":\"group\"}",
-				    id, ok), NULL),
-	       KMS_E_BAD_PARAM);
-	EXPECT("type", pcall("cge", "create-grant",
-			     fx_fmt("{\"key_id\":\"%s\",%s,\"grantee_principal_type\":\"User\"}",
-				    id, ok), NULL),
-	       KMS_E_BAD_PARAM);
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_extra); i++)
+		EXPECT(bad_extra[i],
+		       pcall("cge", "create-grant",
+			     fx_fmt("{\"key_id\":\"%s\",%s%s}", id, ok, bad_extra[i]), NULL),
+		       KMS_E_BAD_PARAM);
 	/* Missing fields: KMS.0204. */
 	EXPECT("no grantee", pcall("cge", "create-grant",
 				   fx_fmt("{\"key_id\":\"%s\",\"operations\":[\"describe-key\"]}",
@@ -344,17 +341,11 @@ TEST(list_grants_paging_and_errors)
 	ASSERT_ERR(pcall("lg", "list-grants", fx_kid(other), &r), 0);
 	ASSERT_EQ(fx_num(r, "total"), 1);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"), og);
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_limit); i++)
-		EXPECT(bad_limit[i],
-		       pcall("lg", "list-grants",
-			     fx_fmt("{\"key_id\":\"%s\",\"limit\":%s}", id, bad_limit[i]), NULL),
-		       KMS_E_LIMIT_INVALID);
+	STEP(fx_member_refuses("lg", "list-grants", id, "limit", bad_limit,
+			       KMS_ARRAY_SIZE(bad_limit), KMS_E_LIMIT_INVALID));
 	ASSERT_LAST_ERROR("KMS.1601", "Invalid limit.");
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_marker); i++)
-		EXPECT(bad_marker[i],
-		       pcall("lg", "list-grants",
-			     fx_fmt("{\"key_id\":\"%s\",\"marker\":%s}", id, bad_marker[i]), NULL),
-		       KMS_E_MARKER_INVALID);
+	STEP(fx_member_refuses("lg", "list-grants", id, "marker", bad_marker,
+			       KMS_ARRAY_SIZE(bad_marker), KMS_E_MARKER_INVALID));
 	ASSERT_LAST_ERROR("KMS.1602", "marker must be greater than or equals 0.");
 	ASSERT_ERR(pcall("lg", "list-grants", "{}", NULL), KMS_E_MISSING);
 	ASSERT_ERR(pcall("lg", "list-grants", fx_kid(FX_NO_KEY), NULL), KMS_E_KEY_NOT_FOUND);
@@ -447,11 +438,8 @@ TEST(revoke_grant)
 	STEP(fx_key("rv", "other", other));
 	STEP(grant("rv", id, "bob", "\"describe-key\"", "", g));
 	STEP(grant("rv", id, "bob", "\"encrypt-data\"", "", g2));
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_ids); i++)
-		EXPECT(bad_ids[i],
-		       pcall("rv", "revoke-grant",
-			     fx_fmt("{\"key_id\":\"%s\",\"grant_id\":%s}", id, bad_ids[i]), NULL),
-		       KMS_E_GRANT_ID);
+	STEP(fx_member_refuses("rv", "revoke-grant", id, "grant_id", bad_ids,
+			       KMS_ARRAY_SIZE(bad_ids), KMS_E_GRANT_ID));
 	ASSERT_LAST_ERROR("KMS.2501", "Invalid grant ID.");
 	ASSERT_ERR(pcall("rv", "revoke-grant", fx_kid(id), NULL), KMS_E_MISSING);
 	/* The grant of another key: KMS.2502, and it stays. */
@@ -495,49 +483,37 @@ TEST(revoke_grant)
 TEST(retire_grant_who_may)
 {
 	char id[FX_ID_LEN], other[FX_ID_LEN], g[65];
-	const char *req;
 
 	STEP(fx_key("rt", "app", id));
 	STEP(fx_key("rt", "other", other));
 	/* The retiring principal. */
 	STEP(grant("rt", id, "dave", "\"encrypt-datakey\"", ",\"retiring_principal\":\"carol\"",
 		   g));
-	req = key_grant(id, g);
-	ASSERT_ERR(ucall("rt", "dave", KMS_ROLE_VIEWER, "retire-grant", NULL, req, NULL),
-		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("rt", "erin", KMS_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
-		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(retire("rt", "dave", KMS_ROLE_VIEWER, id, g), KMS_E_FORBIDDEN);
+	ASSERT_ERR(retire("rt", "erin", KMS_ROLE_CRYPTO, id, g), KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rt", id), 1);
 	/* Retiring needs the crypto role (or a grant that includes retire-grant): a viewer that is
 	 * the retiring principal may not. */
-	ASSERT_ERR(ucall("rt", "carol", KMS_ROLE_VIEWER, "retire-grant", NULL, req, NULL),
-		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(retire("rt", "carol", KMS_ROLE_VIEWER, id, g), KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rt", id), 1);
-	ASSERT_ERR(ucall("rt", "carol", KMS_ROLE_CRYPTO, "retire-grant", NULL, req, NULL), 0);
+	ASSERT_ERR(retire("rt", "carol", KMS_ROLE_CRYPTO, id, g), 0);
 	ASSERT_STREQ(fx_last(), "{}\n");
 	ASSERT_EQ(grant_total("rt", id), 0);
-	ASSERT_ERR(ucall("rt", "carol", KMS_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
-		   KMS_E_GRANT_ID);
+	ASSERT_ERR(retire("rt", "carol", KMS_ROLE_CRYPTO, id, g), KMS_E_GRANT_ID);
 	/* A grantee whose grant includes retire-grant (in the key folder). Naming another key:
 	 * a viewer holds no grant there (KMS.0307), a crypto caller learns KMS.2502. */
 	STEP(grant("rt", id, "bob", "\"decrypt-datakey\",\"retire-grant\"", "", g));
-	ASSERT_ERR(ucall("rt", "bob", KMS_ROLE_VIEWER, "retire-grant", NULL,
-			 key_grant(other, g), NULL),
-		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("rt", "bob", KMS_ROLE_CRYPTO, "retire-grant", NULL,
-			 key_grant(other, g), NULL),
-		   KMS_E_GRANT_KEY_MISMATCH);
+	ASSERT_ERR(retire("rt", "bob", KMS_ROLE_VIEWER, other, g), KMS_E_FORBIDDEN);
+	ASSERT_ERR(retire("rt", "bob", KMS_ROLE_CRYPTO, other, g), KMS_E_GRANT_KEY_MISMATCH);
 	ASSERT_ERR(ucall("rt", "bob", KMS_ROLE_VIEWER, "retire-grant", id,
 			 fx_fmt("{\"grant_id\":\"%s\"}", g), NULL), 0);
 	ASSERT_EQ(grant_total("rt", id), 0);
 	/* A grantee without retire-grant may not. */
 	STEP(grant("rt", id, "bob", "\"decrypt-datakey\"", "", g));
-	req = key_grant(id, g);
-	ASSERT_ERR(ucall("rt", "bob", KMS_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
-		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(retire("rt", "bob", KMS_ROLE_CRYPTO, id, g), KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rt", id), 1);
 	/* An admin may (README); so may the trusted administrator. */
-	ASSERT_ERR(ucall("rt", "ada", KMS_ROLE_ADMIN, "retire-grant", NULL, req, NULL), 0);
+	ASSERT_ERR(retire("rt", "ada", KMS_ROLE_ADMIN, id, g), 0);
 	STEP(grant("rt", id, "bob", "\"decrypt-datakey\"", "", g));
 	ASSERT_ERR(pcall("rt", "retire-grant", key_grant(id, g), NULL), 0);
 	ASSERT_EQ(grant_total("rt", id), 0);
@@ -555,17 +531,11 @@ TEST(retire_grant_who_may)
 		ASSERT_STREQ(
 			fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "issuing_principal"),
 			"ivan");
-		ASSERT_ERR(ucall("rt", "judy", KMS_ROLE_CRYPTO, "retire-grant", NULL,
-				 key_grant(id, mine), NULL),
-			   KMS_E_FORBIDDEN);
+		ASSERT_ERR(retire("rt", "judy", KMS_ROLE_CRYPTO, id, mine), KMS_E_FORBIDDEN);
 		/* As a viewer (its grant has no retire-grant) ivan may not retire it; with the
 		 * crypto role the issuer may. */
-		ASSERT_ERR(ucall("rt", "ivan", KMS_ROLE_VIEWER, "retire-grant", NULL,
-				 key_grant(id, mine), NULL),
-			   KMS_E_FORBIDDEN);
-		ASSERT_ERR(ucall("rt", "ivan", KMS_ROLE_CRYPTO, "retire-grant", NULL,
-				 key_grant(id, mine), NULL),
-			   0);
+		ASSERT_ERR(retire("rt", "ivan", KMS_ROLE_VIEWER, id, mine), KMS_E_FORBIDDEN);
+		ASSERT_ERR(retire("rt", "ivan", KMS_ROLE_CRYPTO, id, mine), 0);
 		ASSERT_EQ(grant_total("rt", id), 1);
 	}
 	/* Errors as revoke-grant's. */
@@ -593,14 +563,11 @@ TEST(retire_grant_kmsctl_issuer_not_a_token_name)
 		     "kmsctl");
 	ASSERT_FALSE(auth_user_valid(AUTH_USER_HOST_ADMIN));
 	/* "admin", the old default name, is no issuer of kmsctl's grants, whatever the role. */
-	ASSERT_ERR(ucall("rti", "admin", KMS_ROLE_VIEWER, "retire-grant", NULL, key_grant(id, g),
-			 NULL), KMS_E_FORBIDDEN);
+	ASSERT_ERR(retire("rti", "admin", KMS_ROLE_VIEWER, id, g), KMS_E_FORBIDDEN);
 	ASSERT_ERR(ucall("rti", "admin", KMS_ROLE_VIEWER, "retire-grant", id,
 			 fx_fmt("{\"grant_id\":\"%s\"}", g), NULL), KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("rti", "admin", KMS_ROLE_CRYPTO, "retire-grant", NULL, key_grant(id, g),
-			 NULL), KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("rti", "viewer", KMS_ROLE_VIEWER, "retire-grant", NULL,
-			 key_grant(id, g), NULL), KMS_E_FORBIDDEN);
+	ASSERT_ERR(retire("rti", "admin", KMS_ROLE_CRYPTO, id, g), KMS_E_FORBIDDEN);
+	ASSERT_ERR(retire("rti", "viewer", KMS_ROLE_VIEWER, id, g), KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rti", id), 1);
 	/* A grant with retire-grant on another key gives a viewer nothing on this one. */
 	{
@@ -610,14 +577,11 @@ TEST(retire_grant_kmsctl_issuer_not_a_token_name)
 		STEP(grant("rti", other, "vera", "\"retire-grant\",\"describe-key\"", "", g2));
 		STEP(grant("rti", id, "dave", "\"describe-key\"",
 			   ",\"retiring_principal\":\"vera\"", g2));
-		ASSERT_ERR(ucall("rti", "vera", KMS_ROLE_VIEWER, "retire-grant", NULL,
-				 key_grant(id, g2), NULL), KMS_E_FORBIDDEN);
+		ASSERT_ERR(retire("rti", "vera", KMS_ROLE_VIEWER, id, g2), KMS_E_FORBIDDEN);
 		ASSERT_EQ(grant_total("rti", id), 2);
-		ASSERT_ERR(ucall("rti", "vera", KMS_ROLE_CRYPTO, "retire-grant", NULL,
-				 key_grant(id, g2), NULL), 0);
+		ASSERT_ERR(retire("rti", "vera", KMS_ROLE_CRYPTO, id, g2), 0);
 	}
-	ASSERT_ERR(ucall("rti", "ada", KMS_ROLE_ADMIN, "retire-grant", NULL, key_grant(id, g),
-			 NULL), 0);
+	ASSERT_ERR(retire("rti", "ada", KMS_ROLE_ADMIN, id, g), 0);
 	ASSERT_EQ(grant_total("rti", id), 0);
 	ASSERT_EQ(api_action_find("retire-grant", API_SCOPE_PROJECT)->min_role, KMS_ROLE_CRYPTO);
 }

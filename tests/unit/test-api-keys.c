@@ -856,10 +856,8 @@ TEST(create_key_description_multibyte)
 
 TEST(create_key_spec_usage_origin)
 {
-	static const struct {
-		const char *field;
-		int err;
-	} bad[] = {
+	/* req: members after the alias. */
+	static const struct fx_refusal bad[] = {
 		{ "\"key_spec\":\"RSA_2048\"", KMS_E_KEY_SPEC },
 		{ "\"key_spec\":\"aes_256\"", KMS_E_KEY_SPEC },
 		{ "\"key_spec\":\"AES_128\"", KMS_E_KEY_SPEC },
@@ -876,7 +874,7 @@ TEST(create_key_spec_usage_origin)
 
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++)
 		ASSERT_ERR(pcall("ck-spec", "create-key",
-				 fx_fmt("{\"key_alias\":\"s%zu\",%s}", i, bad[i].field), NULL),
+				 fx_fmt("{\"key_alias\":\"s%zu\",%s}", i, bad[i].req), NULL),
 			   bad[i].err);
 	ASSERT_ERR(pcall("ck-spec", "list-keys", "{}", &r), 0);
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 0);
@@ -1266,10 +1264,7 @@ TEST(list_keys_state_filter)
 
 TEST(list_keys_errors)
 {
-	static const struct {
-		const char *req;
-		int err;
-	} bad[] = {
+	static const struct fx_refusal bad[] = {
 		{ "{\"limit\":\"0\"}", KMS_E_LIMIT_INVALID },
 		{ "{\"limit\":\"1001\"}", KMS_E_LIMIT_INVALID },
 		{ "{\"limit\":\"-1\"}", KMS_E_LIMIT_INVALID },
@@ -1297,13 +1292,7 @@ TEST(list_keys_errors)
 		{ "{\"limit\":\"0\",\"marker\":\"-1\"}", KMS_E_LIMIT_INVALID },
 	};
 
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
-		int e = pcall("lke", "list-keys", bad[i].req, NULL);
-
-		if (e != bad[i].err)
-			fprintf(stderr, "\trequest %s\n", bad[i].req);
-		ASSERT_ERR(e, bad[i].err);
-	}
+	STEP(fx_refuses_each("lke", "list-keys", NULL, bad, KMS_ARRAY_SIZE(bad)));
 	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1601\",\"error_msg\":"
 				"\"Invalid limit.\"}}\n");
 	ASSERT_ERR(pcall("lke", "list-keys", "{\"marker\":\"-1\"}", NULL), KMS_E_MARKER_INVALID);

@@ -280,47 +280,43 @@ TEST(tags_action_create_delete)
 
 TEST(tags_action_errors)
 {
-	static const struct {
-		const char *body;
-		int err;
-	} bad[] = {
-		{"{\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}", KMS_E_MISSING},
-		{"{\"action\":\"update\",\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}",
-		 KMS_E_TAG_ACTION},
-		{"{\"action\":\"Create\",\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}",
-		 KMS_E_TAG_ACTION},
-		{"{\"action\":5,\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}", KMS_E_TAG_ACTION},
-		{"{\"action\":\"create\"}", KMS_E_MISSING},
-		{"{\"action\":\"create\",\"tags\":{\"key\":\"k\",\"value\":\"v\"}}",
-		 KMS_E_TAG_LIST},
-		{"{\"action\":\"create\",\"tags\":\"k\"}", KMS_E_TAG_LIST},
-		{"{\"action\":\"create\",\"tags\":[]}", KMS_E_TAG_LIST_EMPTY},
-		{"{\"action\":\"delete\",\"tags\":[]}", KMS_E_TAG_LIST_EMPTY},
-		{"{\"action\":\"create\",\"tags\":[\"k\"]}", KMS_E_TAG_LIST},
-		{"{\"action\":\"create\",\"tags\":[{\"value\":\"v\"}]}", KMS_E_MISSING},
-		{"{\"action\":\"create\",\"tags\":[{\"key\":\"k\"}]}", KMS_E_MISSING},
-		{"{\"action\":\"delete\",\"tags\":[{\"value\":\"v\"}]}", KMS_E_MISSING},
-		{"{\"action\":\"create\",\"tags\":[{\"key\":\"a=b\",\"value\":\"v\"}]}",
-		 KMS_E_TAG_KEY},
-		{"{\"action\":\"delete\",\"tags\":[{\"key\":\"\"}]}", KMS_E_TAG_KEY_LENGTH},
-		{"{\"action\":\"create\",\"tags\":[{\"key\":\"k\",\"value\":\"a*\"}]}",
-		 KMS_E_TAG_VALUE},
+	static const struct fx_refusal bad[] = {
+		{ "{\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}", KMS_E_MISSING },
+		{ "{\"action\":\"update\",\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}",
+		  KMS_E_TAG_ACTION },
+		{ "{\"action\":\"Create\",\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}",
+		  KMS_E_TAG_ACTION },
+		{ "{\"action\":5,\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}", KMS_E_TAG_ACTION },
+		{ "{\"action\":\"create\"}", KMS_E_MISSING },
+		{ "{\"action\":\"create\",\"tags\":{\"key\":\"k\",\"value\":\"v\"}}",
+		  KMS_E_TAG_LIST },
+		{ "{\"action\":\"create\",\"tags\":\"k\"}", KMS_E_TAG_LIST },
+		{ "{\"action\":\"create\",\"tags\":[]}", KMS_E_TAG_LIST_EMPTY },
+		{ "{\"action\":\"delete\",\"tags\":[]}", KMS_E_TAG_LIST_EMPTY },
+		{ "{\"action\":\"create\",\"tags\":[\"k\"]}", KMS_E_TAG_LIST },
+		{ "{\"action\":\"create\",\"tags\":[{\"value\":\"v\"}]}", KMS_E_MISSING },
+		{ "{\"action\":\"create\",\"tags\":[{\"key\":\"k\"}]}", KMS_E_MISSING },
+		{ "{\"action\":\"delete\",\"tags\":[{\"value\":\"v\"}]}", KMS_E_MISSING },
+		{ "{\"action\":\"create\",\"tags\":[{\"key\":\"a=b\",\"value\":\"v\"}]}",
+		  KMS_E_TAG_KEY },
+		{ "{\"action\":\"delete\",\"tags\":[{\"key\":\"\"}]}", KMS_E_TAG_KEY_LENGTH },
+		{ "{\"action\":\"create\",\"tags\":[{\"key\":\"k\",\"value\":\"a*\"}]}",
+		  KMS_E_TAG_VALUE },
 		/* One bad item refuses the whole request: nothing before it is done either. */
-		{"{\"action\":\"create\",\"tags\":[{\"key\":\"ok\",\"value\":\"v\"},"
-		 "{\"key\":\"k\",\"value\":\"<\"}]}",
-		 KMS_E_TAG_VALUE},
-		{"{\"action\":\"delete\",\"tags\":[{\"key\":\"keep\"},{\"key\":\">\"}]}",
-		 KMS_E_TAG_KEY},
-		{"{\"action\":\"create\",\"tags\":[{\"key\":\"ok\",\"value\":\"v\"}],"
-		 "\"sequence\":\"s\"}",
-		 KMS_E_BAD_SEQUENCE},
+		{ "{\"action\":\"create\",\"tags\":[{\"key\":\"ok\",\"value\":\"v\"},"
+		  "{\"key\":\"k\",\"value\":\"<\"}]}",
+		  KMS_E_TAG_VALUE },
+		{ "{\"action\":\"delete\",\"tags\":[{\"key\":\"keep\"},{\"key\":\">\"}]}",
+		  KMS_E_TAG_KEY },
+		{ "{\"action\":\"create\",\"tags\":[{\"key\":\"ok\",\"value\":\"v\"}],"
+		  "\"sequence\":\"s\"}",
+		  KMS_E_BAD_SEQUENCE },
 	};
 	char id[FX_ID_LEN], many[2048];
 
 	STEP(fx_key("tae", "app", id));
 	ASSERT_ERR(add_tag("tae", id, "keep", "v"), 0);
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++)
-		EXPECT(bad[i].body, kcall("tae", id, "tags-action", bad[i].body, NULL), bad[i].err);
+	STEP(fx_refuses_each("tae", "tags-action", id, bad, KMS_ARRAY_SIZE(bad)));
 	ASSERT_ERR(kcall("tae", id, "tags-action", "{\"action\":\"sort\",\"tags\":[]}", NULL),
 		   KMS_E_TAG_ACTION);
 	ASSERT_LAST_ERROR("KMS.0404", "Invalid action.");
@@ -547,10 +543,7 @@ TEST(resource_instances_count)
 
 TEST(resource_instances_errors)
 {
-	static const struct {
-		const char *body;
-		int err;
-	} bad[] = {
+	static const struct fx_refusal bad[] = {
 		{ "{}", KMS_E_MISSING },
 		{ "{\"action\":\"sort\"}", KMS_E_TAG_ACTION },
 		{ "{\"action\":\"Filter\"}", KMS_E_TAG_ACTION },
@@ -593,9 +586,8 @@ TEST(resource_instances_errors)
 	};
 	char v256[300];
 
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++)
-		EXPECT(bad[i].body, pcall("ri-err", "resource_instances-action", bad[i].body, NULL),
-		       bad[i].err);
+	STEP(fx_refuses_each("ri-err", "resource_instances-action", NULL, bad,
+			     KMS_ARRAY_SIZE(bad)));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(msgs); i++) {
 		ASSERT_FAIL(pcall("ri-err", "resource_instances-action", msgs[i][0], NULL));
 		ASSERT_STREQ(fx_last(), msgs[i][1]);
