@@ -146,23 +146,20 @@ static inline const char *kms_test_errname_(intmax_t r)
 
 /* Assertions. */
 
-#define ASSERT_TRUE(c)                                                                             \
+/* The frame of every assertion: count the check; when ok is false, fail as what, say more with
+ * the statements after it (at least (void)0) and return from the calling function. */
+#define KMS_TEST_CHECK_(ok, what, ...)                                                             \
 	do {                                                                                       \
 		kms_test_checks_++;                                                                \
-		if (!(c)) {                                                                        \
-			kms_test_fail_(__FILE__, __LINE__, "ASSERT_TRUE(" #c ")");                 \
+		if (!(ok)) {                                                                       \
+			kms_test_fail_(__FILE__, __LINE__, what);                                  \
+			__VA_ARGS__;                                                               \
 			return;                                                                    \
 		}                                                                                  \
 	} while (0)
 
-#define ASSERT_FALSE(c)                                                                            \
-	do {                                                                                       \
-		kms_test_checks_++;                                                                \
-		if (c) {                                                                           \
-			kms_test_fail_(__FILE__, __LINE__, "ASSERT_FALSE(" #c ")");                \
-			return;                                                                    \
-		}                                                                                  \
-	} while (0)
+#define ASSERT_TRUE(c)	KMS_TEST_CHECK_(c, "ASSERT_TRUE(" #c ")", (void)0)
+#define ASSERT_FALSE(c) KMS_TEST_CHECK_(!(c), "ASSERT_FALSE(" #c ")", (void)0)
 
 /* An integer of any type, kept with its signedness so that comparisons are mathematically exact
  * (no -1 == SIZE_MAX surprises) whatever the two operand types are. */
@@ -209,14 +206,10 @@ static inline void kms_test_int_print_(const char *label, struct kms_test_int_ v
 
 #define KMS_TEST_CMP_(a, op, b, name)                                                              \
 	do {                                                                                       \
-		kms_test_checks_++;                                                                \
 		struct kms_test_int_ kms_a_ = KMS_TEST_INT_(a), kms_b_ = KMS_TEST_INT_(b);         \
-		if (!(kms_test_int_cmp_(kms_a_, kms_b_) op 0)) {                                   \
-			kms_test_fail_(__FILE__, __LINE__, name "(" #a ", " #b ")");               \
-			kms_test_int_print_("left: ", kms_a_);                                     \
-			kms_test_int_print_("right:", kms_b_);                                     \
-			return;                                                                    \
-		}                                                                                  \
+		KMS_TEST_CHECK_(kms_test_int_cmp_(kms_a_, kms_b_) op 0, name "(" #a ", " #b ")",   \
+				kms_test_int_print_("left: ", kms_a_);                             \
+				kms_test_int_print_("right:", kms_b_));                            \
 	} while (0)
 
 #define ASSERT_EQ(a, b) KMS_TEST_CMP_(a, ==, b, "ASSERT_EQ")
@@ -225,82 +218,71 @@ static inline void kms_test_int_print_(const char *label, struct kms_test_int_ v
 
 #define ASSERT_STREQ(a, b)                                                                         \
 	do {                                                                                       \
-		kms_test_checks_++;                                                                \
 		const char *kms_a_ = (a), *kms_b_ = (b);                                           \
-		if (!kms_a_ || !kms_b_ || strcmp(kms_a_, kms_b_) != 0) {                           \
-			kms_test_fail_(__FILE__, __LINE__, "ASSERT_STREQ(" #a ", " #b ")");        \
-			fprintf(stderr, "\tleft:  \"%s\"\n\tright: \"%s\"\n",                      \
-				kms_a_ ? kms_a_ : "(null)", kms_b_ ? kms_b_ : "(null)");           \
-			return;                                                                    \
-		}                                                                                  \
+		KMS_TEST_CHECK_(kms_a_ && kms_b_ && strcmp(kms_a_, kms_b_) == 0,                   \
+				"ASSERT_STREQ(" #a ", " #b ")",                                    \
+				fprintf(stderr, "\tleft:  \"%s\"\n\tright: \"%s\"\n",              \
+					kms_a_ ? kms_a_ : "(null)", kms_b_ ? kms_b_ : "(null)"));  \
 	} while (0)
 
-/* Whether the an bytes at a are the bn bytes at b; if not, fail as what and print both. */
-static inline bool kms_test_memeq_(const char *file, int line, const char *what, const void *a,
-				   size_t an, const void *b, size_t bn)
+/* Whether the an bytes at a are the bn bytes at b. */
+static inline bool kms_test_memeq_(const void *a, size_t an, const void *b, size_t bn)
 {
-	if (an == bn && (an == 0 || memcmp(a, b, an) == 0))
-		return true;
-	kms_test_fail_(file, line, what);
+	return an == bn && (an == 0 || memcmp(a, b, an) == 0);
+}
+
+static inline void kms_test_mem_print_(const void *a, size_t an, const void *b, size_t bn)
+{
 	fprintf(stderr, "\tleft:  ");
 	kms_test_hexprint(stderr, a, an);
 	fprintf(stderr, "\n\tright: ");
 	kms_test_hexprint(stderr, b, bn);
 	fprintf(stderr, "\n");
-	return false;
 }
 
 #define ASSERT_MEMEQ(a, b, n)                                                                      \
 	do {                                                                                       \
+		const void *kms_a_ = (a), *kms_b_ = (b);                                           \
 		size_t kms_n_ = (n);                                                               \
-		kms_test_checks_++;                                                                \
-		if (!kms_test_memeq_(__FILE__, __LINE__, "ASSERT_MEMEQ(" #a ", " #b ", " #n ")",   \
-				     (a), kms_n_, (b), kms_n_))                                    \
-			return;                                                                    \
+		KMS_TEST_CHECK_(kms_test_memeq_(kms_a_, kms_n_, kms_b_, kms_n_),                   \
+				"ASSERT_MEMEQ(" #a ", " #b ", " #n ")",                            \
+				kms_test_mem_print_(kms_a_, kms_n_, kms_b_, kms_n_));              \
 	} while (0)
 
 #define ASSERT_HEXEQ(p, n, hex)                                                                    \
 	do {                                                                                       \
 		uint8_t kms_want_[4096];                                                           \
 		size_t kms_wn_ = kms_test_unhex((hex), kms_want_, sizeof(kms_want_));              \
-		kms_test_checks_++;                                                                \
-		if (!kms_test_memeq_(__FILE__, __LINE__, "ASSERT_HEXEQ(" #p ", " #n ", " #hex ")", \
-				     (p), (n), kms_want_, kms_wn_))                                \
-			return;                                                                    \
+		const void *kms_p_ = (p);                                                          \
+		size_t kms_n_ = (n);                                                               \
+		KMS_TEST_CHECK_(kms_test_memeq_(kms_p_, kms_n_, kms_want_, kms_wn_),               \
+				"ASSERT_HEXEQ(" #p ", " #n ", " #hex ")",                          \
+				kms_test_mem_print_(kms_p_, kms_n_, kms_want_, kms_wn_));          \
 	} while (0)
 
 #define ASSERT_OK(expr)                                                                            \
 	do {                                                                                       \
-		kms_test_checks_++;                                                                \
 		intmax_t kms_r_ = (expr);                                                          \
-		if (kms_r_ < 0) {                                                                  \
-			kms_test_fail_(__FILE__, __LINE__, "ASSERT_OK(" #expr ")");                \
-			fprintf(stderr, "\tgot: %jd (%s)\n", kms_r_, kms_test_errname_(kms_r_));   \
-			return;                                                                    \
-		}                                                                                  \
+		KMS_TEST_CHECK_(kms_r_ >= 0, "ASSERT_OK(" #expr ")",                               \
+				fprintf(stderr, "\tgot: %jd (%s)\n", kms_r_,                       \
+					kms_test_errname_(kms_r_)));                               \
 	} while (0)
 
 #define ASSERT_ERR(expr, err)                                                                      \
 	do {                                                                                       \
-		kms_test_checks_++;                                                                \
 		intmax_t kms_r_ = (expr), kms_e_ = (err);                                          \
-		if (kms_r_ != kms_e_) {                                                            \
-			kms_test_fail_(__FILE__, __LINE__, "ASSERT_ERR(" #expr ", " #err ")");     \
-			fprintf(stderr, "\tgot:  %jd (%s)\n\twant: %jd (%s)\n", kms_r_,            \
-				kms_test_errname_(kms_r_), kms_e_, kms_test_errname_(kms_e_));     \
-			return;                                                                    \
-		}                                                                                  \
+		KMS_TEST_CHECK_(kms_r_ == kms_e_, "ASSERT_ERR(" #expr ", " #err ")",               \
+				fprintf(stderr, "\tgot:  %jd (%s)\n\twant: %jd (%s)\n", kms_r_,    \
+					kms_test_errname_(kms_r_), kms_e_,                         \
+					kms_test_errname_(kms_e_)));                               \
 	} while (0)
 
 #define ASSERT_FAIL(expr)                                                                          \
 	do {                                                                                       \
-		kms_test_checks_++;                                                                \
 		intmax_t kms_r_ = (expr);                                                          \
-		if (kms_r_ >= 0) {                                                                 \
-			kms_test_fail_(__FILE__, __LINE__, "ASSERT_FAIL(" #expr ")");              \
-			fprintf(stderr, "\tgot: %jd, want a negative KMS_E_* value\n", kms_r_);    \
-			return;                                                                    \
-		}                                                                                  \
+		KMS_TEST_CHECK_(kms_r_ < 0, "ASSERT_FAIL(" #expr ")",                              \
+				fprintf(stderr, "\tgot: %jd, want a negative KMS_E_* value\n",     \
+					kms_r_));                                                  \
 	} while (0)
 
 /* The runner. */
