@@ -480,6 +480,33 @@ static inline const char *fx_urn(const char *alias)
 		ASSERT_ERR(e_, err);                                                               \
 	} while (0)
 
+#define FX_HEX_MAX (2 * CORE_BLOB_MAX + 1)
+
+/* What one key made: a data key (its cipher_text and plain_text) and the encrypt-data
+ * cipher_text of a text. */
+struct fx_blobs {
+	char dk[FX_HEX_MAX];
+	char plain[FX_HEX_MAX];
+	char data[FX_HEX_MAX];
+};
+
+/* create-datakey and encrypt-data of text with key id, as a trusted caller of svc. */
+static inline void fx_blobs_in(const struct api_service *svc, const char *project, const char *id,
+			       const char *text, struct fx_blobs *b)
+{
+	struct api_caller c = { .project = project, .trusted = true };
+	const char *req = fx_kid(id);
+	cJSON *r = NULL;
+
+	ASSERT_ERR(fx_call_as(svc, &c, "create-datakey", API_SCOPE_PROJECT, req, strlen(req), &r),
+		   0);
+	fx_cp(b->dk, sizeof(b->dk), fx_str(r, "cipher_text"));
+	fx_cp(b->plain, sizeof(b->plain), fx_str(r, "plain_text"));
+	req = fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\"}", id, text);
+	ASSERT_ERR(fx_call_as(svc, &c, "encrypt-data", API_SCOPE_PROJECT, req, strlen(req), &r), 0);
+	fx_cp(b->data, sizeof(b->data), fx_str(r, "cipher_text"));
+}
+
 /* Only characters of the standard Base64 alphabet and padding ("" too). */
 static inline bool fx_base64_chars(const char *s)
 {

@@ -33,15 +33,6 @@ static int decrypt(const char *project, const char *cipher, const char *extra, c
 		     fx_fmt("{\"cipher_text\":\"%s\"%s}", cipher, extra), r);
 }
 
-static bool b64_chars(const char *s)
-{
-	for (; *s; s++)
-		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
-		      (*s >= '0' && *s <= '9') || *s == '+' || *s == '/' || *s == '='))
-			return false;
-	return true;
-}
-
 TEST(encrypt_data_round_trip)
 {
 	char id[FX_ID_LEN], ct[B64_MAX];
@@ -55,7 +46,7 @@ TEST(encrypt_data_round_trip)
 	ASSERT_EQ(cJSON_GetArraySize(r), 2);
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
 	snprintf(ct, sizeof(ct), "%s", fx_str(r, "cipher_text"));
-	ASSERT_TRUE(b64_chars(ct));
+	ASSERT_TRUE(fx_base64_chars(ct));
 	ASSERT_EQ(strlen(ct), 188);
 	ASSERT_OK(kms_base64_decode(ct, strlen(ct), blob, sizeof(blob), &n));
 	ASSERT_EQ(n, 140);

@@ -591,33 +591,21 @@ TEST(retire_grant_kmsctl_issuer_not_a_token_name)
 struct enf {
 	const char *project;
 	char k1[FX_ID_LEN], k2[FX_ID_LEN];
-	char dk1[HEX_MAX], dk2[HEX_MAX];     /* create-datakey cipher_texts */
-	char plain1[HEX_MAX];                /* the DEK of dk1 */
-	char data1[HEX_MAX], data2[HEX_MAX]; /* encrypt-data cipher_texts */
-	char wrap[2 * 96 + 1];               /* an encrypt-datakey plain_text */
+	struct fx_blobs b1, b2; /* of k1 and k2, encrypt-data of "one" and "two" */
+	char wrap[2 * 96 + 1];	/* an encrypt-datakey plain_text */
 };
 
 static void enf_setup(struct enf *e, const char *project)
 {
 	uint8_t dek[64];
 	char dg[65];
-	cJSON *r = NULL;
 
 	memset(e, 0, sizeof(*e));
 	e->project = project;
 	STEP(fx_key(project, "one", e->k1));
 	STEP(fx_key(project, "two", e->k2));
-	ASSERT_ERR(pcall(project, "create-datakey", fx_kid(e->k1), &r), 0);
-	fx_cp(e->dk1, sizeof(e->dk1), fx_str(r, "cipher_text"));
-	fx_cp(e->plain1, sizeof(e->plain1), fx_str(r, "plain_text"));
-	ASSERT_ERR(pcall(project, "create-datakey", fx_kid(e->k2), &r), 0);
-	fx_cp(e->dk2, sizeof(e->dk2), fx_str(r, "cipher_text"));
-	ASSERT_ERR(pcall(project, "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"one\"}", e->k1), &r), 0);
-	fx_cp(e->data1, sizeof(e->data1), fx_str(r, "cipher_text"));
-	ASSERT_ERR(pcall(project, "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"two\"}", e->k2), &r), 0);
-	fx_cp(e->data2, sizeof(e->data2), fx_str(r, "cipher_text"));
+	STEP(fx_blobs_in(fx_svc(), project, e->k1, "one", &e->b1));
+	STEP(fx_blobs_in(fx_svc(), project, e->k2, "two", &e->b2));
 	for (size_t i = 0; i < sizeof(dek); i++)
 		dek[i] = (uint8_t)i;
 	kms_hex_encode(dek, sizeof(dek), e->wrap);
@@ -641,11 +629,12 @@ static const char *enf_request(struct enf *e, const char *op, int key)
 			      "\"datakey_plain_length\":\"64\"}", id, e->wrap);
 	if (strcmp(op, "decrypt-datakey") == 0)
 		return fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-			      "\"datakey_cipher_length\":\"64\"}", id, key == 1 ? e->dk1 : e->dk2);
+			      "\"datakey_cipher_length\":\"64\"}",
+			      id, key == 1 ? e->b1.dk : e->b2.dk);
 	if (strcmp(op, "encrypt-data") == 0)
 		return fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\"}", id);
 	if (strcmp(op, "decrypt-data") == 0)
-		return fx_fmt("{\"cipher_text\":\"%s\"}", key == 1 ? e->data1 : e->data2);
+		return fx_fmt("{\"cipher_text\":\"%s\"}", key == 1 ? e->b1.data : e->b2.data);
 	if (strcmp(op, "create-grant") == 0)
 		return grant_req(id, "zed", "\"describe-key\"", "");
 	return fx_kid(id); /* create-datakey, create-datakey-without-plaintext */
@@ -710,26 +699,38 @@ TEST(grant_enforcement_results_and_key_forms)
 	STEP(grant("enf2", e.k1, "bob", "\"decrypt-datakey\",\"decrypt-data\"", "", g));
 	fx_cp(unwrap1, sizeof(unwrap1), enf_request(&e, "decrypt-datakey", 1));
 	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, &r), 0);
-	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
+	ASSERT_STREQ(fx_str(r, "data_key"), e.b1.plain);
 	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 fx_fmt("{\"key_id\":\"alias/one\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", e.dk1), &r), 0);
-	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
+				"\"datakey_cipher_length\":\"64\"}",
+				e.b1.dk),
+			 &r),
+		   0);
+	ASSERT_STREQ(fx_str(r, "data_key"), e.b1.plain);
 	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", fx_urn("one"), e.dk1), &r), 0);
-	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
-	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", e.k1,
-			 fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", e.dk1),
-			 &r), 0);
-	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
+				"\"datakey_cipher_length\":\"64\"}",
+				fx_urn("one"), e.b1.dk),
+			 &r),
+		   0);
+	ASSERT_STREQ(fx_str(r, "data_key"), e.b1.plain);
+	ASSERT_ERR(
+		ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", e.k1,
+		      fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", e.b1.dk),
+		      &r),
+		0);
+	ASSERT_STREQ(fx_str(r, "data_key"), e.b1.plain);
 	/* In k2's folder, or by k2's alias: not granted. */
-	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", e.k2,
-			 fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", e.dk2),
-			 NULL), KMS_E_FORBIDDEN);
+	ASSERT_ERR(
+		ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", e.k2,
+		      fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", e.b2.dk),
+		      NULL),
+		KMS_E_FORBIDDEN);
 	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 fx_fmt("{\"key_id\":\"alias/two\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", e.dk2), NULL),
+				"\"datakey_cipher_length\":\"64\"}",
+				e.b2.dk),
+			 NULL),
 		   KMS_E_FORBIDDEN);
 	/* decrypt-data takes the key from the blob: k1's blob yes, k2's no. */
 	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-data", NULL,

@@ -60,15 +60,6 @@ static const char *field(const char *project, const char *id, const char *name)
 	return fx_str(r, fx_fmt("key_info.%s", name));
 }
 
-static bool b64_chars(const char *s)
-{
-	for (; *s; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') ||
-		      (*s >= 'A' && *s <= 'Z') || *s == '+' || *s == '/' || *s == '='))
-			return false;
-	return true;
-}
-
 static void get_params(const char *project, const char *id, const char *alg, struct params *p)
 {
 	cJSON *r = NULL;
@@ -82,7 +73,7 @@ static void get_params(const char *project, const char *id, const char *alg, str
 	ASSERT_TRUE(fx_str(r, "import_token") != NULL);
 	ASSERT_TRUE(strlen(fx_str(r, "import_token")) >= 200);
 	ASSERT_TRUE(strlen(fx_str(r, "import_token")) <= 6144);
-	ASSERT_TRUE(b64_chars(fx_str(r, "import_token")));
+	ASSERT_TRUE(fx_base64_chars(fx_str(r, "import_token")));
 	/* Seconds, 24 hours from now, as a JSON number (the API's example). */
 	exp = fx_get(r, "expiration_time");
 	ASSERT_TRUE(cJSON_IsNumber(exp));
@@ -148,18 +139,12 @@ static void import_material(const char *project, const char *id, const char *alg
 	ASSERT_STREQ(fx_last(), "{}\n");
 }
 
-struct cts {
-	char dk[2 * CORE_BLOB_MAX + 1], plain[2 * 64 + 1], data[2 * CORE_BLOB_MAX];
-};
-
 /* A data key and encrypt-data under the key, both decrypted back. */
-static void crypto_works(const char *project, const char *id, struct cts *c)
+static void crypto_works(const char *project, const char *id, struct fx_blobs *c)
 {
 	cJSON *r = NULL;
 
-	ASSERT_ERR(ccall(project, "create-datakey", fx_kid(id), &r), 0);
-	fx_cp(c->dk, sizeof(c->dk), fx_str(r, "cipher_text"));
-	fx_cp(c->plain, sizeof(c->plain), fx_str(r, "plain_text"));
+	STEP(fx_blobs_in(cur_svc ? cur_svc : fx_svc(), project, id, "imported", c));
 	ASSERT_ERR(ccall(project, "decrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
 				"\"datakey_cipher_length\":\"64\"}",
@@ -167,17 +152,13 @@ static void crypto_works(const char *project, const char *id, struct cts *c)
 			 &r),
 		   0);
 	ASSERT_STREQ(fx_str(r, "data_key"), c->plain);
-	ASSERT_ERR(ccall(project, "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"imported\"}", id), &r),
-		   0);
-	fx_cp(c->data, sizeof(c->data), fx_str(r, "cipher_text"));
 	ASSERT_ERR(ccall(project, "decrypt-data", fx_fmt("{\"cipher_text\":\"%s\"}", c->data), &r),
 		   0);
 	ASSERT_STREQ(fx_str(r, "plain_text"), "imported");
 }
 
 /* Old ciphertexts decrypt (again) to what they held. */
-static void old_cts_decrypt(const char *project, const char *id, const struct cts *c, int err)
+static void old_cts_decrypt(const char *project, const char *id, const struct fx_blobs *c, int err)
 {
 	cJSON *r = NULL;
 
@@ -237,7 +218,7 @@ TEST(import_round_trip_each_algorithm)
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(algs); i++) {
 		uint8_t m[32];
 		char id[FX_ID_LEN];
-		struct cts c;
+		struct fx_blobs c;
 
 		ASSERT_OK(core_random(m, sizeof(m)));
 		new_key("im-rt", fx_fmt("k%zu", i), true, id);
@@ -500,7 +481,7 @@ TEST(delete_and_reimport_same_material)
 {
 	char id[FX_ID_LEN];
 	uint8_t m[32], other[32];
-	struct cts c;
+	struct fx_blobs c;
 	cJSON *r = NULL;
 
 	ASSERT_OK(core_random(m, sizeof(m)));
@@ -573,7 +554,7 @@ TEST(imported_material_expires)
 	uint8_t m[32];
 	size_t deleted = 0, rotated = 0;
 	int64_t now = kms_time_real_ms(), exp_s = now / 1000 + 3600;
-	struct cts c;
+	struct fx_blobs c;
 
 	ASSERT_OK(fx_own_open(&o));
 	cur_svc = &o.svc;
@@ -627,7 +608,7 @@ TEST(schema_version_1_upgraded)
 {
 	struct fx_own o;
 	char why[1024] = "", id[FX_ID_LEN], path[4200];
-	struct cts c;
+	struct fx_blobs c;
 	sqlite3 *db = NULL;
 	int version = 0;
 

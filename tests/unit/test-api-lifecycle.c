@@ -366,26 +366,8 @@ TEST(cancel_key_deletion_not_pending_1501)
 
 /* ---- crypto and changes by key state (6.2) ---- */
 
-struct blobs {
-	char dk[HEX_MAX];    /* a create-datakey cipher_text */
-	char plain[HEX_MAX]; /* its plain_text */
-	char data[HEX_MAX];  /* an encrypt-data cipher_text of "state test" */
-};
-
-static void make_blobs(const char *project, const char *id, struct blobs *b)
-{
-	cJSON *r = NULL;
-
-	ASSERT_ERR(pcall(project, "create-datakey", fx_kid(id), &r), 0);
-	fx_cp(b->dk, sizeof(b->dk), fx_str(r, "cipher_text"));
-	fx_cp(b->plain, sizeof(b->plain), fx_str(r, "plain_text"));
-	ASSERT_ERR(pcall(project, "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"state test\"}", id), &r), 0);
-	fx_cp(b->data, sizeof(b->data), fx_str(r, "cipher_text"));
-}
-
 /* Every action that uses the key's material answers err. */
-static void crypto_refused(const char *project, const char *id, const struct blobs *b, int err)
+static void crypto_refused(const char *project, const char *id, const struct fx_blobs *b, int err)
 {
 	char good[2 * 96 + 1];
 	uint8_t dek[64] = { 0 };
@@ -415,12 +397,12 @@ static void crypto_refused(const char *project, const char *id, const struct blo
 
 TEST(disabled_key_0209)
 {
-	struct blobs b;
+	struct fx_blobs b;
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
 	STEP(fx_key("st0209", "app", id));
-	STEP(make_blobs("st0209", id, &b));
+	STEP(fx_blobs_in(fx_svc(), "st0209", id, "state test", &b));
 	ASSERT_ERR(pcall("st0209", "disable-key", fx_kid(id), NULL), 0);
 	STEP(crypto_refused("st0209", id, &b, KMS_E_KEY_DISABLED));
 	ASSERT_LAST_ERROR("KMS.0209", "The key has been disabled.");
@@ -447,12 +429,12 @@ TEST(disabled_key_0209)
 
 TEST(pending_deletion_0210)
 {
-	struct blobs b;
+	struct fx_blobs b;
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
 	STEP(fx_key("st0210", "app", id));
-	STEP(make_blobs("st0210", id, &b));
+	STEP(fx_blobs_in(fx_svc(), "st0210", id, "state test", &b));
 	ASSERT_ERR(pcall("st0210", "enable-key-rotation", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("st0210", "schedule-key-deletion",
 			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
@@ -897,7 +879,8 @@ TEST(update_key_rotation_interval)
 
 TEST(rotate_key_versions)
 {
-	char id[FX_ID_LEN], dk[3][HEX_MAX], plain[3][HEX_MAX], data[3][HEX_MAX];
+	char id[FX_ID_LEN];
+	struct fx_blobs made[3]; /* at versions 0, 1, 2 */
 	cJSON *r = NULL;
 
 	STEP(fx_key("rk", "app", id));
@@ -919,15 +902,9 @@ TEST(rotate_key_versions)
 			ASSERT_LE(last, after);
 		}
 		/* New ciphertexts carry the newest version. */
-		ASSERT_ERR(pcall("rk", "create-datakey", fx_kid(id), &r), 0);
-		fx_cp(dk[v], HEX_MAX, fx_str(r, "cipher_text"));
-		fx_cp(plain[v], HEX_MAX, fx_str(r, "plain_text"));
-		ASSERT_EQ(blob_version(dk[v], false), v);
-		ASSERT_ERR(pcall("rk", "encrypt-data",
-				 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"v%u\"}", id, v), &r),
-			   0);
-		fx_cp(data[v], HEX_MAX, fx_str(r, "cipher_text"));
-		ASSERT_EQ(blob_version(data[v], true), v);
+		STEP(fx_blobs_in(fx_svc(), "rk", id, fx_fmt("v%u", v), &made[v]));
+		ASSERT_EQ(blob_version(made[v].dk, false), v);
+		ASSERT_EQ(blob_version(made[v].data, true), v);
 		ASSERT_ERR(pcall("rk", "create-datakey-without-plaintext", fx_kid(id), &r), 0);
 		ASSERT_EQ(blob_version(fx_str(r, "cipher_text"), false), v);
 		{
@@ -948,11 +925,14 @@ TEST(rotate_key_versions)
 		for (unsigned w = 0; w <= v; w++) {
 			ASSERT_ERR(pcall("rk", "decrypt-datakey",
 					 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-						"\"datakey_cipher_length\":\"64\"}", id, dk[w]),
-					 &r), 0);
-			ASSERT_STREQ(fx_str(r, "data_key"), plain[w]);
+						"\"datakey_cipher_length\":\"64\"}",
+						id, made[w].dk),
+					 &r),
+				   0);
+			ASSERT_STREQ(fx_str(r, "data_key"), made[w].plain);
 			ASSERT_ERR(pcall("rk", "decrypt-data",
-					 fx_fmt("{\"cipher_text\":\"%s\"}", data[w]), &r), 0);
+					 fx_fmt("{\"cipher_text\":\"%s\"}", made[w].data), &r),
+				   0);
 			ASSERT_STREQ(fx_str(r, "plain_text"), fx_fmt("v%u", w));
 		}
 	}
