@@ -391,6 +391,12 @@ static inline const char *fx_kid(const char *id)
 	return fx_fmt("{\"key_id\":\"%s\"}", id);
 }
 
+/* The request {"key_id":"<id>",<members>} (members: more JSON members, without braces). */
+static inline const char *fx_kid_with(const char *id, const char *members)
+{
+	return fx_fmt("{\"key_id\":\"%s\",%s}", id, members);
+}
+
 /* The claims api_call() gets from a verified token of user in project with role. */
 static inline struct auth_claims fx_claims(const char *project, const char *user,
 					   enum kms_role role, int64_t expiry)

@@ -41,8 +41,9 @@ TEST(encrypt_data_round_trip)
 	cJSON *r = NULL;
 
 	STEP(fx_key("ed", "app", id));
-	ASSERT_ERR(pcall("ed", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"hello world\"}", id), &r), 0);
+	ASSERT_ERR(
+		pcall("ed", "encrypt-data", fx_kid_with(id, "\"plain_text\":\"hello world\""), &r),
+		0);
 	ASSERT_EQ(cJSON_GetArraySize(r), 2);
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
 	snprintf(ct, sizeof(ct), "%s", fx_str(r, "cipher_text"));
@@ -58,8 +59,9 @@ TEST(encrypt_data_round_trip)
 	ASSERT_STREQ(fx_str(r, "plain_text"), "hello world");
 	ASSERT_STREQ(fx_str(r, "plain_text_base64"), "aGVsbG8gd29ybGQ=");
 	/* Fresh nonce each time. */
-	ASSERT_ERR(pcall("ed", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"hello world\"}", id), &r), 0);
+	ASSERT_ERR(
+		pcall("ed", "encrypt-data", fx_kid_with(id, "\"plain_text\":\"hello world\""), &r),
+		0);
 	ASSERT_FALSE(strcmp(fx_str(r, "cipher_text"), ct) == 0);
 }
 
@@ -122,19 +124,15 @@ TEST(encrypt_data_errors)
 		   KMS_E_PLAIN_INVALID);
 	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2101\",\"error_msg\":"
 				"\"Invalid plain_text.\"}}\n");
-	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"\"}", id), NULL),
+	ASSERT_ERR(pcall("ed-err", "encrypt-data", fx_kid_with(id, "\"plain_text\":\"\""), NULL),
 		   KMS_E_PLAIN_INVALID);
-	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":42}", id), NULL),
+	ASSERT_ERR(pcall("ed-err", "encrypt-data", fx_kid_with(id, "\"plain_text\":42"), NULL),
 		   KMS_E_PLAIN_INVALID);
-	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":[\"x\"]}", id), NULL),
+	ASSERT_ERR(pcall("ed-err", "encrypt-data", fx_kid_with(id, "\"plain_text\":[\"x\"]"), NULL),
 		   KMS_E_PLAIN_INVALID);
 	ASSERT_ERR(pcall("ed-err", "encrypt-data", fx_fmt("{\"key_id\":\"%s\"}", id), NULL),
 		   KMS_E_MISSING);
-	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":null}", id), NULL),
+	ASSERT_ERR(pcall("ed-err", "encrypt-data", fx_kid_with(id, "\"plain_text\":null"), NULL),
 		   KMS_E_MISSING);
 	ASSERT_ERR(pcall("ed-err", "encrypt-data", "{\"plain_text\":\"x\"}", NULL), KMS_E_MISSING);
 	/* encryption_algorithm: only the symmetric default */
@@ -154,8 +152,8 @@ TEST(encrypt_data_errors)
 			 "{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"x\"}", NULL),
 		   KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\",\"sequence\":\"1\"}", id),
-			 NULL), KMS_E_BAD_SEQUENCE);
+			 fx_kid_with(id, "\"plain_text\":\"x\",\"sequence\":\"1\""), NULL),
+		   KMS_E_BAD_SEQUENCE);
 }
 
 /* plain_text is the string as sent: "a\u0000b" is three bytes, or refused; never "a". */
@@ -166,8 +164,7 @@ TEST(encrypt_data_with_nul_not_truncated)
 	int e;
 
 	STEP(fx_key("ed-nul", "app", id));
-	e = pcall("ed-nul", "encrypt-data",
-		  fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"a\\u0000b\"}", id), &r);
+	e = pcall("ed-nul", "encrypt-data", fx_kid_with(id, "\"plain_text\":\"a\\u0000b\""), &r);
 	if (e != 0) {
 		ASSERT_TRUE(e == KMS_E_PLAIN_INVALID || e == KMS_E_BAD_JSON);
 		return;

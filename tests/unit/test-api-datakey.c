@@ -139,27 +139,27 @@ TEST(create_datakey_key_spec)
 	cJSON *r = NULL;
 
 	STEP(fx_key("cd-spec", "app", id));
-	ASSERT_ERR(pcall("cd-spec", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_spec\":\"AES_128\"}", id), &r), 0);
+	ASSERT_ERR(
+		pcall("cd-spec", "create-datakey", fx_kid_with(id, "\"key_spec\":\"AES_128\""), &r),
+		0);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "plain_text"), 32));
-	ASSERT_ERR(pcall("cd-spec", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_spec\":\"AES_256\"}", id), &r), 0);
+	ASSERT_ERR(
+		pcall("cd-spec", "create-datakey", fx_kid_with(id, "\"key_spec\":\"AES_256\""), &r),
+		0);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "plain_text"), 64));
 	/* Both given: datakey_length wins (kms-api.md 3.1). */
 	ASSERT_ERR(pcall("cd-spec", "create-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_spec\":\"AES_128\",\"datakey_length\":"
 				"\"512\"}", id), &r), 0);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "plain_text"), 128));
-	ASSERT_ERR(pcall("cd-spec", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_spec\":\"SM4\"}", id), &r),
+	ASSERT_ERR(pcall("cd-spec", "create-datakey", fx_kid_with(id, "\"key_spec\":\"SM4\""), &r),
 		   KMS_E_DATAKEY_SPEC);
 	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1902\",\"error_msg\":"
 				"\"key_spec can only be AES_128 or AES_256.\"}}\n");
-	ASSERT_ERR(pcall("cd-spec", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_spec\":\"aes_256\"}", id), &r),
-		   KMS_E_DATAKEY_SPEC);
-	ASSERT_ERR(pcall("cd-spec", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_spec\":256}", id), &r),
+	ASSERT_ERR(
+		pcall("cd-spec", "create-datakey", fx_kid_with(id, "\"key_spec\":\"aes_256\""), &r),
+		KMS_E_DATAKEY_SPEC);
+	ASSERT_ERR(pcall("cd-spec", "create-datakey", fx_kid_with(id, "\"key_spec\":256"), &r),
 		   KMS_E_DATAKEY_SPEC);
 }
 
@@ -251,7 +251,8 @@ TEST(datakey_without_plaintext)
 
 	STEP(fx_key("cdw", "app", id));
 	ASSERT_ERR(pcall("cdw", "create-datakey-without-plaintext",
-			 fx_fmt("{\"key_id\":\"%s\",\"datakey_length\":\"512\"}", id), &r), 0);
+			 fx_kid_with(id, "\"datakey_length\":\"512\""), &r),
+		   0);
 	ASSERT_EQ(cJSON_GetArraySize(r), 2);
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
 	ASSERT_TRUE(fx_get(r, "plain_text") == NULL);
@@ -260,7 +261,8 @@ TEST(datakey_without_plaintext)
 	ASSERT_ERR(decrypt("cdw", id, cipher, 64, "", &r), 0);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "data_key"), 128));
 	ASSERT_ERR(pcall("cdw", "create-datakey-without-plaintext",
-			 fx_fmt("{\"key_id\":\"%s\",\"datakey_length\":512}", id), &r), 0);
+			 fx_kid_with(id, "\"datakey_length\":512"), &r),
+		   0);
 	ASSERT_ERR(pcall("cdw", "create-datakey-without-plaintext",
 			 fx_fmt("{\"key_id\":\"%s\"}", id), &r), 0);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "cipher_text"), 376));
@@ -366,7 +368,7 @@ TEST(encrypt_datakey_errors)
 			 fx_fmt("{\"plain_text\":\"%s\",\"datakey_plain_length\":\"64\"}", good),
 			 NULL), KMS_E_MISSING);
 	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"datakey_plain_length\":\"64\"}", id), NULL),
+			 fx_kid_with(id, "\"datakey_plain_length\":\"64\""), NULL),
 		   KMS_E_MISSING);
 	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\"}", id, good), NULL),
@@ -563,7 +565,7 @@ TEST(decrypt_datakey_errors)
 			 fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}",
 				cipher), NULL), KMS_E_MISSING);
 	ASSERT_ERR(pcall("dd-err", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"datakey_cipher_length\":\"64\"}", id), NULL),
+			 fx_kid_with(id, "\"datakey_cipher_length\":\"64\""), NULL),
 		   KMS_E_MISSING);
 	ASSERT_ERR(pcall("dd-err", "decrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\"}", id, cipher), NULL),
@@ -871,11 +873,11 @@ TEST(context_invalid_0208)
 	}
 	/* ... in every action that takes a context */
 	ASSERT_ERR(pcall("ctx-bad", "create-datakey-without-plaintext",
-			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":[]}", id), NULL),
+			 fx_kid_with(id, "\"encryption_context\":[]"), NULL),
 		   KMS_E_BAD_CONTEXT);
 	ASSERT_ERR(pcall("ctx-bad", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\",\"encryption_context\":1}",
-				id), NULL), KMS_E_BAD_CONTEXT);
+			 fx_kid_with(id, "\"plain_text\":\"x\",\"encryption_context\":1"), NULL),
+		   KMS_E_BAD_CONTEXT);
 	ASSERT_ERR(pcall("ctx-bad", "decrypt-data",
 			 "{\"cipher_text\":\"x\",\"encryption_context\":1}", NULL),
 		   KMS_E_BAD_CONTEXT);
@@ -931,8 +933,7 @@ TEST(context_with_nul_not_truncated)
 
 	STEP(fx_key("ctx-nul", "app", id));
 	e = pcall("ctx-nul", "create-datakey",
-		  fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":{\"k\":\"v\\u0000x\"}}", id),
-		  NULL);
+		  fx_kid_with(id, "\"encryption_context\":{\"k\":\"v\\u0000x\"}"), NULL);
 	if (e != 0) {
 		/* Refusing such a context outright is fine too. */
 		ASSERT_TRUE(e == KMS_E_BAD_CONTEXT || e == KMS_E_BAD_JSON);
@@ -1052,13 +1053,13 @@ TEST(key_states_0209_0210)
 				"\"datakey_plain_length\":\"64\"}", id, good), NULL),
 		   KMS_E_KEY_DISABLED);
 	ASSERT_ERR(decrypt("state", id, cipher, 64, "", NULL), KMS_E_KEY_DISABLED);
-	ASSERT_ERR(pcall("state", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\"}", id), NULL),
+	ASSERT_ERR(pcall("state", "encrypt-data", fx_kid_with(id, "\"plain_text\":\"x\""), NULL),
 		   KMS_E_KEY_DISABLED);
 	ASSERT_ERR(pcall("state", "describe-key", fx_fmt("{\"key_id\":\"%s\"}", id), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_state"), "3");
 	ASSERT_ERR(pcall("state", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+			 fx_kid_with(id, "\"pending_days\":\"7\""), NULL),
+		   0);
 	ASSERT_ERR(pcall("state", "create-datakey", fx_fmt("{\"key_id\":\"%s\"}", id), NULL),
 		   KMS_E_KEY_PENDING_DELETION);
 	ASSERT_STREQ(fx_last(),

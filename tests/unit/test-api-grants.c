@@ -236,13 +236,12 @@ TEST(create_grant_errors)
 			     fx_fmt("{\"key_id\":\"%s\",%s%s}", id, ok, bad_extra[i]), NULL),
 		       KMS_E_BAD_PARAM);
 	/* Missing fields: KMS.0204. */
-	EXPECT("no grantee", pcall("cge", "create-grant",
-				   fx_fmt("{\"key_id\":\"%s\",\"operations\":[\"describe-key\"]}",
-					  id), NULL),
+	EXPECT("no grantee",
+	       pcall("cge", "create-grant", fx_kid_with(id, "\"operations\":[\"describe-key\"]"),
+		     NULL),
 	       KMS_E_MISSING);
 	EXPECT("no operations",
-	       pcall("cge", "create-grant",
-		     fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\"}", id), NULL),
+	       pcall("cge", "create-grant", fx_kid_with(id, "\"grantee_principal\":\"bob\""), NULL),
 	       KMS_E_MISSING);
 	EXPECT("no key", pcall("cge", "create-grant", fx_fmt("{%s}", ok), NULL), KMS_E_MISSING);
 	/* The key: 0205, 0207, sequence 0206, another key in a key folder 0205. */
@@ -259,8 +258,9 @@ TEST(create_grant_errors)
 	       KMS_E_BAD_KEY_ID);
 	ASSERT_EQ(grant_total("cge", id), 0);
 	/* A key pending deletion cannot be granted (README, Differences, States). */
-	ASSERT_ERR(pcall("cge", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("cge", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
+			 NULL),
+		   0);
 	EXPECT("pending", pcall("cge", "create-grant", fx_fmt("{\"key_id\":\"%s\",%s}", id, ok),
 				NULL),
 	       KMS_E_KEY_PENDING_DELETION);
@@ -290,8 +290,7 @@ TEST(create_grant_limit_2404)
 				"\"quota\":100},{\"type\":\"grant_per_CMK\",\"used\":100,"
 				"\"quota\":100}]}}\n");
 	/* Revoking one makes room for one. */
-	ASSERT_ERR(pcall("cgl", "list-grants", fx_fmt("{\"key_id\":\"%s\",\"limit\":\"1\"}", id),
-			 &r), 0);
+	ASSERT_ERR(pcall("cgl", "list-grants", fx_kid_with(id, "\"limit\":\"1\""), &r), 0);
 	fx_cp(g, sizeof(g), fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"));
 	ASSERT_ERR(pcall("cgl", "revoke-grant", key_grant(id, g), NULL), 0);
 	STEP(grant("cgl", id, "late", "\"describe-key\"", "", g));
@@ -329,11 +328,10 @@ TEST(list_grants_paging_and_errors)
 		ASSERT_STREQ(fx_str(r, "next_marker"), page < 2 ? fx_fmt("%d", 2 * page + 2) : "");
 	}
 	/* Numbers as JSON integers too; a marker past the end: empty page. */
-	ASSERT_ERR(pcall("lg", "list-grants",
-			 fx_fmt("{\"key_id\":\"%s\",\"limit\":1000,\"marker\":4}", id), &r), 0);
+	ASSERT_ERR(pcall("lg", "list-grants", fx_kid_with(id, "\"limit\":1000,\"marker\":4"), &r),
+		   0);
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "grants")), 1);
-	ASSERT_ERR(pcall("lg", "list-grants", fx_fmt("{\"key_id\":\"%s\",\"marker\":\"9\"}", id),
-			 &r), 0);
+	ASSERT_ERR(pcall("lg", "list-grants", fx_kid_with(id, "\"marker\":\"9\""), &r), 0);
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "grants")), 0);
 	ASSERT_EQ(fx_num(r, "total"), 5);
 	ASSERT_STREQ(fx_str(r, "truncated"), "false");
@@ -350,8 +348,7 @@ TEST(list_grants_paging_and_errors)
 	ASSERT_ERR(pcall("lg", "list-grants", "{}", NULL), KMS_E_MISSING);
 	ASSERT_ERR(pcall("lg", "list-grants", fx_kid(FX_NO_KEY), NULL), KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(pcall("lg", "list-grants", "{\"key_id\":\"bad\"}", NULL), KMS_E_BAD_KEY_ID);
-	ASSERT_ERR(pcall("lg", "list-grants",
-			 fx_fmt("{\"key_id\":\"%s\",\"sequence\":\"s\"}", id), NULL),
+	ASSERT_ERR(pcall("lg", "list-grants", fx_kid_with(id, "\"sequence\":\"s\""), NULL),
 		   KMS_E_BAD_SEQUENCE);
 	/* A viewer may list (README, Actions). */
 	ASSERT_ERR(ucall("lg", "vic", KMS_ROLE_VIEWER, "list-grants", NULL, fx_kid(id), &r), 0);
@@ -526,8 +523,7 @@ TEST(retire_grant_who_may)
 		ASSERT_ERR(ucall("rt", "ivan", KMS_ROLE_VIEWER, "create-grant", NULL,
 				 grant_req(id, "judy", "\"describe-key\"", ""), &r), 0);
 		fx_cp(mine, sizeof(mine), fx_str(r, "grant_id"));
-		ASSERT_ERR(pcall("rt", "list-grants", fx_fmt("{\"key_id\":\"%s\",\"marker\":\"1\"}",
-							    id), &r), 0);
+		ASSERT_ERR(pcall("rt", "list-grants", fx_kid_with(id, "\"marker\":\"1\""), &r), 0);
 		ASSERT_STREQ(
 			fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "issuing_principal"),
 			"ivan");
@@ -542,8 +538,7 @@ TEST(retire_grant_who_may)
 	ASSERT_ERR(pcall("rt", "retire-grant",
 			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"" NO_GRANT "\"}", id), NULL),
 		   KMS_E_GRANT_ID);
-	ASSERT_ERR(pcall("rt", "retire-grant",
-			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"nope\"}", id), NULL),
+	ASSERT_ERR(pcall("rt", "retire-grant", fx_kid_with(id, "\"grant_id\":\"nope\""), NULL),
 		   KMS_E_GRANT_ID);
 	ASSERT_ERR(pcall("rt", "retire-grant", fx_kid(id), NULL), KMS_E_MISSING);
 }
@@ -632,7 +627,7 @@ static const char *enf_request(struct enf *e, const char *op, int key)
 			      "\"datakey_cipher_length\":\"64\"}",
 			      id, key == 1 ? e->b1.dk : e->b2.dk);
 	if (strcmp(op, "encrypt-data") == 0)
-		return fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\"}", id);
+		return fx_kid_with(id, "\"plain_text\":\"x\"");
 	if (strcmp(op, "decrypt-data") == 0)
 		return fx_fmt("{\"cipher_text\":\"%s\"}", key == 1 ? e->b1.data : e->b2.data);
 	if (strcmp(op, "create-grant") == 0)
@@ -835,7 +830,8 @@ TEST(grant_on_disabled_key_still_checks_state)
 	ASSERT_ERR(ucall("enf5", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 enf_request(&e, "decrypt-datakey", 1), NULL), KMS_E_KEY_DISABLED);
 	ASSERT_ERR(pcall("enf5", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", e.k1), NULL), 0);
+			 fx_kid_with(e.k1, "\"pending_days\":\"7\""), NULL),
+		   0);
 	ASSERT_ERR(ucall("enf5", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 enf_request(&e, "decrypt-datakey", 1), NULL), KMS_E_KEY_PENDING_DELETION);
 	/* Without the grant the same request is refused first. */

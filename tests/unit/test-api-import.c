@@ -182,8 +182,7 @@ static void crypto_refused(const char *project, const char *id, int err)
 
 	ASSERT_ERR(ccall(project, "create-datakey", fx_kid(id), &r), err);
 	ASSERT_ERR(ccall(project, "create-datakey-without-plaintext", fx_kid(id), &r), err);
-	ASSERT_ERR(ccall(project, "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\"}", id), &r),
+	ASSERT_ERR(ccall(project, "encrypt-data", fx_kid_with(id, "\"plain_text\":\"x\""), &r),
 		   err);
 }
 
@@ -270,12 +269,10 @@ TEST(get_parameters_errors)
 		   KMS_E_MISSING);
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import", fx_kid(ext), &r), KMS_E_MISSING);
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",
-			 fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_512\"}",
-				ext),
-			 &r),
+			 fx_kid_with(ext, "\"wrapping_algorithm\":\"RSAES_OAEP_SHA_512\""), &r),
 		   KMS_E_BAD_PARAM);
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",
-			 fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":1}", ext), &r),
+			 fx_kid_with(ext, "\"wrapping_algorithm\":1"), &r),
 		   KMS_E_BAD_PARAM);
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",
 			 fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_1\","
@@ -292,15 +289,11 @@ TEST(get_parameters_errors)
 			 "{\"key_id\":\"nope\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_1\"}", &r),
 		   KMS_E_BAD_KEY_ID);
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",
-			 fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_1\"}",
-				kms),
-			 &r),
+			 fx_kid_with(kms, "\"wrapping_algorithm\":\"RSAES_OAEP_SHA_1\""), &r),
 		   KMS_E_EXTERNAL_REQUIRED);
 	import_material("im-gp", ext, "RSAES_OAEP_SHA_1", m, NULL);
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",
-			 fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_1\"}",
-				ext),
-			 &r),
+			 fx_kid_with(ext, "\"wrapping_algorithm\":\"RSAES_OAEP_SHA_1\""), &r),
 		   KMS_E_NOT_PENDING_IMPORT);
 }
 
@@ -444,7 +437,7 @@ TEST(delete_material_errors)
 	/* Pending deletion (4): KMS.2701. */
 	import_material("im-del", ext, "RSAES_PKCS1_V1_5", m, NULL);
 	ASSERT_ERR(ccall("im-del", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", ext), &r),
+			 fx_kid_with(ext, "\"pending_days\":\"7\""), &r),
 		   0);
 	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", fx_kid(ext), &r),
 		   KMS_E_MATERIAL_STATE);
@@ -469,9 +462,7 @@ TEST(import_actions_need_admin_0307)
 				   KMS_E_FORBIDDEN);
 	}
 	ASSERT_ERR(ucall("im-role", "someone", KMS_ROLE_ADMIN, "get-parameters-for-import", NULL,
-			 fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_256\"}",
-				ext),
-			 &r),
+			 fx_kid_with(ext, "\"wrapping_algorithm\":\"RSAES_OAEP_SHA_256\""), &r),
 		   0);
 }
 
@@ -529,7 +520,7 @@ TEST(states_and_rotation_of_external_keys)
 	ASSERT_ERR(ccall("im-st", "rotate-key", fx_kid(id), &r), KMS_E_EXTERNAL_ROTATION);
 	/* A key pending import may be scheduled for deletion; cancelled, it is pending import. */
 	ASSERT_ERR(ccall("im-st", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), &r),
+			 fx_kid_with(id, "\"pending_days\":\"7\""), &r),
 		   0);
 	ASSERT_ERR(ccall("im-st", "cancel-key-deletion", fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_state"), "5");

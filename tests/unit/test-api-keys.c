@@ -41,8 +41,9 @@ static void valid_setup(struct valid_ctx *v, const char *project)
 	ASSERT_ERR(pcall(project, "create-datakey", fx_fmt("{\"key_id\":\"%s\"}", v->id), &r), 0);
 	ASSERT_TRUE(fx_str(r, "cipher_text") != NULL);
 	snprintf(v->dk_ct, sizeof(v->dk_ct), "%s", fx_str(r, "cipher_text"));
-	ASSERT_ERR(pcall(project, "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"hello\"}", v->id), &r), 0);
+	ASSERT_ERR(
+		pcall(project, "encrypt-data", fx_kid_with(v->id, "\"plain_text\":\"hello\""), &r),
+		0);
 	ASSERT_TRUE(fx_str(r, "cipher_text") != NULL);
 	snprintf(v->data_ct, sizeof(v->data_ct), "%s", fx_str(r, "cipher_text"));
 }

@@ -149,7 +149,8 @@ TEST(enable_disable_pending_deletion_0210)
 
 	STEP(fx_key("ed0210", "app", id));
 	ASSERT_ERR(pcall("ed0210", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+			 fx_kid_with(id, "\"pending_days\":\"7\""), NULL),
+		   0);
 	ASSERT_ERR(pcall("ed0210", "enable-key", fx_kid(id), NULL), KMS_E_KEY_PENDING_DELETION);
 	ASSERT_ERR(pcall("ed0210", "disable-key", fx_kid(id), NULL), KMS_E_KEY_PENDING_DELETION);
 	ASSERT_STREQ(state_of("ed0210", id), "4");
@@ -300,7 +301,7 @@ TEST(schedule_key_deletion_bounds_1401)
 	ASSERT_LAST_ERROR("KMS.1401", "Set the pending deletion period between 7 to 1096 days.");
 	ASSERT_ERR(pcall("sd1401", "schedule-key-deletion", fx_kid(id), NULL), KMS_E_MISSING);
 	ASSERT_ERR(pcall("sd1401", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":null}", id), NULL),
+			 fx_kid_with(id, "\"pending_days\":null"), NULL),
 		   KMS_E_MISSING);
 	ASSERT_STREQ(state_of("sd1401", id), "2");
 	ASSERT_STREQ(describe_field("sd1401", id, "scheduled_deletion_date"), "");
@@ -312,10 +313,11 @@ TEST(schedule_key_deletion_twice_1402)
 
 	STEP(fx_key("sd1402", "app", id));
 	ASSERT_ERR(pcall("sd1402", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+			 fx_kid_with(id, "\"pending_days\":\"7\""), NULL),
+		   0);
 	fx_cp(date, sizeof(date), describe_field("sd1402", id, "scheduled_deletion_date"));
 	ASSERT_ERR(pcall("sd1402", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"30\"}", id), NULL),
+			 fx_kid_with(id, "\"pending_days\":\"30\""), NULL),
 		   KMS_E_ALREADY_PENDING);
 	ASSERT_LAST_ERROR("KMS.1402", "The key is already in Pending deletion state.");
 	ASSERT_ERR(call("sd1402", "schedule-key-deletion", API_SCOPE_KEY, id,
@@ -330,8 +332,9 @@ TEST(cancel_key_deletion_to_disabled)
 	cJSON *r = NULL;
 
 	STEP(fx_key("cd", "app", id));
-	ASSERT_ERR(pcall("cd", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("cd", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
+			 NULL),
+		   0);
 	ASSERT_ERR(pcall("cd", "cancel-key-deletion", fx_kid(id), &r), 0);
 	/* kms-api.md 4.6: flat reply, and the key is Disabled (3), not Enabled. */
 	ASSERT_STREQ(fx_last(), fx_fmt("{\"key_id\":\"%s\",\"key_state\":\"3\"}\n", id));
@@ -384,8 +387,8 @@ static void crypto_refused(const char *project, const char *id, const struct fx_
 	ASSERT_ERR(pcall(project, "decrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
 				"\"datakey_cipher_length\":\"64\"}", id, b->dk), NULL), err);
-	ASSERT_ERR(pcall(project, "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\"}", id), NULL), err);
+	ASSERT_ERR(pcall(project, "encrypt-data", fx_kid_with(id, "\"plain_text\":\"x\""), NULL),
+		   err);
 	ASSERT_ERR(pcall(project, "decrypt-data", fx_fmt("{\"cipher_text\":\"%s\"}", b->data),
 			 NULL), err);
 	ASSERT_ERR(pcall(project, "rotate-key", fx_kid(id), NULL), err);
@@ -407,13 +410,16 @@ TEST(disabled_key_0209)
 	STEP(crypto_refused("st0209", id, &b, KMS_E_KEY_DISABLED));
 	ASSERT_LAST_ERROR("KMS.0209", "The key has been disabled.");
 	/* Management of a disabled key is allowed: alias, description, rotation settings. */
-	ASSERT_ERR(pcall("st0209", "update-key-alias",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"renamed\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("st0209", "update-key-alias", fx_kid_with(id, "\"key_alias\":\"renamed\""),
+			 NULL),
+		   0);
 	ASSERT_ERR(pcall("st0209", "update-key-description",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"off\"}", id), NULL), 0);
+			 fx_kid_with(id, "\"key_description\":\"off\""), NULL),
+		   0);
 	ASSERT_ERR(pcall("st0209", "enable-key-rotation", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("st0209", "update-key-rotation-interval",
-			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":30}", id), NULL), 0);
+			 fx_kid_with(id, "\"rotation_interval\":30"), NULL),
+		   0);
 	ASSERT_ERR(pcall("st0209", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "number_of_rotations"), 0);
 	/* Enabled again, the old ciphertexts decrypt. */
@@ -437,23 +443,24 @@ TEST(pending_deletion_0210)
 	STEP(fx_blobs_in(fx_svc(), "st0210", id, "state test", &b));
 	ASSERT_ERR(pcall("st0210", "enable-key-rotation", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("st0210", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+			 fx_kid_with(id, "\"pending_days\":\"7\""), NULL),
+		   0);
 	STEP(crypto_refused("st0210", id, &b, KMS_E_KEY_PENDING_DELETION));
 	ASSERT_LAST_ERROR("KMS.0210", "The key is in Scheduled deletion state and cannot be used.");
 	/* kms-api.md 4.7: no alias or description change in state 4; README: nor rotation
 	 * settings. */
-	ASSERT_ERR(pcall("st0210", "update-key-alias",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"renamed\"}", id), NULL),
+	ASSERT_ERR(pcall("st0210", "update-key-alias", fx_kid_with(id, "\"key_alias\":\"renamed\""),
+			 NULL),
 		   KMS_E_KEY_PENDING_DELETION);
 	ASSERT_ERR(pcall("st0210", "update-key-description",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"x\"}", id), NULL),
+			 fx_kid_with(id, "\"key_description\":\"x\""), NULL),
 		   KMS_E_KEY_PENDING_DELETION);
 	ASSERT_ERR(pcall("st0210", "disable-key-rotation", fx_kid(id), NULL),
 		   KMS_E_KEY_PENDING_DELETION);
 	ASSERT_ERR(pcall("st0210", "enable-key-rotation", fx_kid(id), NULL),
 		   KMS_E_KEY_PENDING_DELETION);
 	ASSERT_ERR(pcall("st0210", "update-key-rotation-interval",
-			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":60}", id), NULL),
+			 fx_kid_with(id, "\"rotation_interval\":60"), NULL),
 		   KMS_E_KEY_PENDING_DELETION);
 	/* Reading works. */
 	ASSERT_STREQ(describe_field("st0210", id, "key_alias"), "app");
@@ -500,9 +507,11 @@ static void body_deletion_when_due(struct fx_own *o)
 			   0);
 	}
 	ASSERT_ERR(ocall(o, "dl", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", doomed), NULL), 0);
+			 fx_kid_with(doomed, "\"pending_days\":\"7\""), NULL),
+		   0);
 	ASSERT_ERR(ocall(o, "dl", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"8\"}", later), NULL), 0);
+			 fx_kid_with(later, "\"pending_days\":\"8\""), NULL),
+		   0);
 	ASSERT_ERR(ocall(o, "dl", "describe-key", fx_kid(doomed), &r), 0);
 	due = strtoll(fx_str(r, "key_info.scheduled_deletion_date"), NULL, 10);
 	ASSERT_LE(kms_time_real_ms() + 7 * DAY_MS - 60000, due);
@@ -588,16 +597,20 @@ static void body_automatic_rotation(struct fx_own *o)
 	t0 = kms_time_real_ms();
 	ASSERT_ERR(ocall(o, "ar", "enable-key-rotation", fx_kid(rot), NULL), 0);
 	ASSERT_ERR(ocall(o, "ar", "update-key-rotation-interval",
-			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":30}", rot), NULL), 0);
+			 fx_kid_with(rot, "\"rotation_interval\":30"), NULL),
+		   0);
 	ASSERT_ERR(ocall(o, "ar", "enable-key-rotation", fx_kid(off), NULL), 0);
 	ASSERT_ERR(ocall(o, "ar", "update-key-rotation-interval",
-			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":30}", off), NULL), 0);
+			 fx_kid_with(off, "\"rotation_interval\":30"), NULL),
+		   0);
 	ASSERT_ERR(ocall(o, "ar", "disable-key", fx_kid(off), NULL), 0);
 	ASSERT_ERR(ocall(o, "ar", "enable-key-rotation", fx_kid(pend), NULL), 0);
 	ASSERT_ERR(ocall(o, "ar", "update-key-rotation-interval",
-			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":30}", pend), NULL), 0);
+			 fx_kid_with(pend, "\"rotation_interval\":30"), NULL),
+		   0);
 	ASSERT_ERR(ocall(o, "ar", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"1096\"}", pend), NULL), 0);
+			 fx_kid_with(pend, "\"pending_days\":\"1096\""), NULL),
+		   0);
 
 	/* 29 days on: not yet. */
 	ASSERT_OK(store_sweep(o->st, t0 + 29 * DAY_MS, &deleted, &rotated));
@@ -652,8 +665,8 @@ TEST(update_key_alias)
 	cJSON *r = NULL;
 
 	STEP(fx_key("ua", "app", id));
-	ASSERT_ERR(pcall("ua", "update-key-alias",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"app2\"}", id), &r), 0);
+	ASSERT_ERR(pcall("ua", "update-key-alias", fx_kid_with(id, "\"key_alias\":\"app2\""), &r),
+		   0);
 	ASSERT_STREQ(fx_last(),
 		     fx_fmt("{\"key_info\":{\"key_id\":\"%s\",\"key_alias\":\"app2\"}}\n", id));
 	ASSERT_STREQ(describe_field("ua", id, "key_alias"), "app2");
@@ -705,12 +718,11 @@ TEST(update_key_alias_1101_1104)
 			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"%s\"}", id, long_alias), NULL),
 		   KMS_E_ALIAS_INVALID);
 	ASSERT_ERR(pcall("ua-err", "update-key-alias", fx_kid(id), NULL), KMS_E_MISSING);
-	ASSERT_ERR(pcall("ua-err", "update-key-alias",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":null}", id), NULL),
+	ASSERT_ERR(pcall("ua-err", "update-key-alias", fx_kid_with(id, "\"key_alias\":null"), NULL),
 		   KMS_E_MISSING);
 	/* Another key's alias: KMS.1104, and neither key changes. */
-	ASSERT_ERR(pcall("ua-err", "update-key-alias",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"other\"}", id), NULL),
+	ASSERT_ERR(pcall("ua-err", "update-key-alias", fx_kid_with(id, "\"key_alias\":\"other\""),
+			 NULL),
 		   KMS_E_ALIAS_DUPLICATE);
 	ASSERT_LAST_ERROR("KMS.1104", "Duplicate key aliases.");
 	ASSERT_ERR(call("ua-err", "update-key-alias", API_SCOPE_KEY, other,
@@ -720,11 +732,13 @@ TEST(update_key_alias_1101_1104)
 	ASSERT_STREQ(describe_field("ua-err", other, "key_alias"), "other");
 	/* The alias of a key of another project is free here. */
 	ASSERT_ERR(pcall("ua-err2", "create-key", "{\"key_alias\":\"taken\"}", NULL), 0);
-	ASSERT_ERR(pcall("ua-err", "update-key-alias",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"taken\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("ua-err", "update-key-alias", fx_kid_with(id, "\"key_alias\":\"taken\""),
+			 NULL),
+		   0);
 	/* Once renamed, the old alias is free. */
-	ASSERT_ERR(pcall("ua-err", "update-key-alias",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"app\"}", other), NULL), 0);
+	ASSERT_ERR(pcall("ua-err", "update-key-alias", fx_kid_with(other, "\"key_alias\":\"app\""),
+			 NULL),
+		   0);
 }
 
 TEST(update_key_description)
@@ -734,7 +748,7 @@ TEST(update_key_description)
 
 	STEP(fx_key("ud", "app", id));
 	ASSERT_ERR(pcall("ud", "update-key-description",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"first key\"}", id), &r),
+			 fx_kid_with(id, "\"key_description\":\"first key\""), &r),
 		   0);
 	ASSERT_STREQ(fx_last(), fx_fmt("{\"key_info\":{\"key_id\":\"%s\",\"key_description\":"
 				       "\"first key\"}}\n", id));
@@ -753,8 +767,8 @@ TEST(update_key_description)
 	ASSERT_STREQ(fx_str(r, "key_info.key_description"), d255);
 	ASSERT_STREQ(describe_field("ud", id, "key_description"), d255);
 	ASSERT_ERR(pcall("ud", "update-key-description",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"quote \\\" and \\\\\"}",
-				id), &r), 0);
+			 fx_kid_with(id, "\"key_description\":\"quote \\\" and \\\\\""), &r),
+		   0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_description"), "quote \" and \\");
 }
 
@@ -764,7 +778,8 @@ TEST(update_key_description_1103)
 
 	STEP(fx_key("ud-err", "app", id));
 	ASSERT_ERR(pcall("ud-err", "update-key-description",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"keep\"}", id), NULL), 0);
+			 fx_kid_with(id, "\"key_description\":\"keep\""), NULL),
+		   0);
 	memset(d256, 'd', 256);
 	d256[256] = 0;
 	ASSERT_ERR(pcall("ud-err", "update-key-description",
@@ -772,10 +787,10 @@ TEST(update_key_description_1103)
 		   KMS_E_DESCRIPTION_INVALID);
 	ASSERT_LAST_ERROR("KMS.1103", "Invalid key_description.");
 	ASSERT_ERR(pcall("ud-err", "update-key-description",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":5}", id), NULL),
+			 fx_kid_with(id, "\"key_description\":5"), NULL),
 		   KMS_E_DESCRIPTION_INVALID);
 	ASSERT_ERR(pcall("ud-err", "update-key-description",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":[]}", id), NULL),
+			 fx_kid_with(id, "\"key_description\":[]"), NULL),
 		   KMS_E_DESCRIPTION_INVALID);
 	ASSERT_ERR(pcall("ud-err", "update-key-description", fx_kid(id), NULL), KMS_E_MISSING);
 	ASSERT_STREQ(describe_field("ud-err", id, "key_description"), "keep");
@@ -843,7 +858,7 @@ TEST(update_key_rotation_interval)
 	STEP(fx_key("ri", "app", id));
 	/* Rotation off: KMS.0313. */
 	ASSERT_ERR(pcall("ri", "update-key-rotation-interval",
-			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":90}", id), NULL),
+			 fx_kid_with(id, "\"rotation_interval\":90"), NULL),
 		   KMS_E_ROTATION_NOT_ENABLED);
 	ASSERT_ERR(pcall("ri", "enable-key-rotation", fx_kid(id), NULL), 0);
 	STEP(fx_member_refuses("ri", "update-key-rotation-interval", id, "rotation_interval", bad,
@@ -851,7 +866,7 @@ TEST(update_key_rotation_interval)
 	ASSERT_LAST_ERROR("KMS.3001", "Invalid rotation_interval.");
 	ASSERT_ERR(pcall("ri", "update-key-rotation-interval", fx_kid(id), NULL), KMS_E_MISSING);
 	ASSERT_ERR(pcall("ri", "update-key-rotation-interval",
-			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":null}", id), NULL),
+			 fx_kid_with(id, "\"rotation_interval\":null"), NULL),
 		   KMS_E_MISSING);
 	ASSERT_ERR(pcall("ri", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "rotation_interval"), 365);
@@ -868,7 +883,7 @@ TEST(update_key_rotation_interval)
 	/* Rotation off again: the interval stays, and cannot be changed. */
 	ASSERT_ERR(pcall("ri", "disable-key-rotation", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("ri", "update-key-rotation-interval",
-			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":60}", id), NULL),
+			 fx_kid_with(id, "\"rotation_interval\":60"), NULL),
 		   KMS_E_ROTATION_NOT_ENABLED);
 	ASSERT_ERR(pcall("ri", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_TRUE(cJSON_IsFalse(fx_get(r, "key_rotation_enabled")));

@@ -136,14 +136,13 @@ TEST(key_tags_errors)
 	       KMS_E_BAD_SEQUENCE);
 	EXPECT("other key",
 	       kcall("kte", id, "tags",
-		     fx_fmt("{\"key_id\":\"%s\",\"tag\":{\"key\":\"k\",\"value\":\"v\"}}",
-			    FX_NO_KEY),
-		     NULL),
+		     fx_kid_with(FX_NO_KEY, "\"tag\":{\"key\":\"k\",\"value\":\"v\"}"), NULL),
 	       KMS_E_BAD_KEY_ID);
 	ASSERT_STREQ(tags_text("kte", id), "{\"tags\":[],\"sys_tags\":[],\"existTagsNum\":0}\n");
 	/* A key pending deletion takes no new tags (README, Differences, States). */
-	ASSERT_ERR(pcall("kte", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("kte", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
+			 NULL),
+		   0);
 	EXPECT("pending", add_tag("kte", id, "k", "v"), KMS_E_KEY_PENDING_DELETION);
 	ASSERT_STREQ(tags_text("kte", id), "{\"tags\":[],\"sys_tags\":[],\"existTagsNum\":0}\n");
 }
@@ -228,8 +227,8 @@ TEST(delete_tag)
 			 fx_fmt("{\"key\":\"team\",\"key_id\":\"%s\"}", FX_NO_KEY), NULL),
 		   KMS_E_BAD_KEY_ID);
 	/* Key folders only: there is no <P>/delete-tag (nor <P>/tags-action). */
-	ASSERT_ERR(pcall("dt", "delete-tag", fx_fmt("{\"key_id\":\"%s\",\"key\":\"team\"}", id),
-			 NULL), KMS_E_BAD_URL);
+	ASSERT_ERR(pcall("dt", "delete-tag", fx_kid_with(id, "\"key\":\"team\""), NULL),
+		   KMS_E_BAD_URL);
 	ASSERT_ERR(pcall("dt", "tags-action", fx_fmt("{\"key_id\":\"%s\",\"action\":\"delete\","
 						      "\"tags\":[{\"key\":\"team\"}]}", id), NULL),
 		   KMS_E_BAD_URL);
@@ -333,8 +332,9 @@ TEST(tags_action_errors)
 	ASSERT_STREQ(tags_text("tae", id), "{\"tags\":[{\"key\":\"keep\",\"value\":\"v\"}],"
 					   "\"sys_tags\":[],\"existTagsNum\":1}\n");
 	/* A key pending deletion: KMS.0210, for create and delete alike. */
-	ASSERT_ERR(pcall("tae", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("tae", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
+			 NULL),
+		   0);
 	ASSERT_ERR(kcall("tae", id, "tags-action",
 			 "{\"action\":\"create\",\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}",
 			 NULL),
@@ -622,8 +622,9 @@ TEST(user_instances)
 	ASSERT_STREQ(fx_last(), "{\"instance_num\":3}\n");
 	/* Disabled and pending-deletion keys count; other projects do not. */
 	ASSERT_ERR(pcall("ui", "disable-key", fx_fmt("{\"key_id\":\"%s\"}", id), NULL), 0);
-	ASSERT_ERR(pcall("ui", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("ui", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
+			 NULL),
+		   0);
 	ASSERT_ERR(pcall("ui-other", "create-key", "{\"key_alias\":\"x\"}", NULL), 0);
 	ASSERT_ERR(pcall("ui", "user-instances", "{}", NULL), 0);
 	ASSERT_STREQ(fx_last(), "{\"instance_num\":3}\n");
@@ -674,8 +675,9 @@ TEST(user_quotas_and_key_quota_1105)
 	ASSERT_ERR(quota_call(&svc, "uq", "create-key", "{\"key_alias\":\"d\"}"),
 		   KMS_E_TOO_MANY_KEYS);
 	ASSERT_LAST_ERROR("KMS.1105", "Too many keys.");
-	ASSERT_ERR(pcall("uq", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("uq", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
+			 NULL),
+		   0);
 	ASSERT_ERR(quota_call(&svc, "uq", "create-key", "{\"key_alias\":\"d\"}"),
 		   KMS_E_TOO_MANY_KEYS);
 	ASSERT_ERR(quota_call(&svc, "uq", "user-quotas", ""), 0);
@@ -745,8 +747,9 @@ TEST(delete_tag_pending_deletion_0210)
 
 	STEP(fx_key("dtp", "app", id));
 	ASSERT_ERR(add_tag("dtp", id, "env", "prod"), 0);
-	ASSERT_ERR(pcall("dtp", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("dtp", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
+			 NULL),
+		   0);
 	ASSERT_ERR(kcall("dtp", id, "delete-tag", "{\"key\":\"env\"}", NULL),
 		   KMS_E_KEY_PENDING_DELETION);
 	ASSERT_ERR(kcall("dtp", id, "tags-action",
