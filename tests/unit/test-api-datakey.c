@@ -56,6 +56,15 @@ static void new_datakey(const char *project, const char *key_ref, const char *ex
 	snprintf(cipher, HEX_MAX, "%s", fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
 }
 
+/* encrypt-datakey with key id of the hex plain_text plain, and datakey_plain_length len (JSON). */
+static int wrap(const char *project, const char *id, const char *plain, const char *len)
+{
+	return pcall(project, "encrypt-datakey",
+		     fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\",\"datakey_plain_length\":%s}",
+			    id, plain, len),
+		     NULL);
+}
+
 static int decrypt(const char *project, const char *key_ref, const char *cipher, size_t dek_len,
 		   const char *extra, cJSON **r)
 {
@@ -373,94 +382,51 @@ TEST(encrypt_datakey_errors)
 	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\"}", id, good), NULL),
 		   KMS_E_MISSING);
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":null}", id, good), NULL), KMS_E_MISSING);
+	ASSERT_ERR(wrap("ed-err", id, good, "null"), KMS_E_MISSING);
 	/* 2102 */
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(lens); i++)
-		ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-				 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-					"\"datakey_plain_length\":%s}", id, good, lens[i]), NULL),
-			   KMS_E_PLAIN_LENGTH);
+		EXPECT(lens[i], wrap("ed-err", id, good, lens[i]), KMS_E_PLAIN_LENGTH);
 	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2102\",\"error_msg\":"
 				"\"datakey_plain_length must be 64 bytes.\"}}\n");
 	/* 2101: not hex (right length), odd length, not a string, blanks */
 	snprintf(bad, sizeof(bad), "%s", good);
 	bad[10] = 'G';
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}", id, bad), NULL),
-		   KMS_E_PLAIN_INVALID);
+	ASSERT_ERR(wrap("ed-err", id, bad, "\"64\""), KMS_E_PLAIN_INVALID);
 	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2101\",\"error_msg\":"
 				"\"Invalid plain_text.\"}}\n");
 	snprintf(bad, sizeof(bad), "%s", good);
 	bad[10] = ' ';
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}", id, bad), NULL),
-		   KMS_E_PLAIN_INVALID);
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s0\","
-				"\"datakey_plain_length\":\"64\"}", id, good), NULL),
-		   KMS_E_PLAIN_INVALID);
+	ASSERT_ERR(wrap("ed-err", id, bad, "\"64\""), KMS_E_PLAIN_INVALID);
+	ASSERT_ERR(wrap("ed-err", id, fx_fmt("%s0", good), "\"64\""), KMS_E_PLAIN_INVALID);
 	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":12,"
 				"\"datakey_plain_length\":\"64\"}",
 				id),
 			 NULL),
 		   KMS_E_PLAIN_INVALID);
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"0x%s\","
-				"\"datakey_plain_length\":\"64\"}", id, good), NULL),
-		   KMS_E_PLAIN_INVALID);
+	ASSERT_ERR(wrap("ed-err", id, fx_fmt("0x%s", good), "\"64\""), KMS_E_PLAIN_INVALID);
 	/* 2104: hex, but not 2 * (length + 32) digits */
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s00\","
-				"\"datakey_plain_length\":\"64\"}", id, good), NULL),
-		   KMS_E_PLAIN_MISMATCH);
+	ASSERT_ERR(wrap("ed-err", id, fx_fmt("%s00", good), "\"64\""), KMS_E_PLAIN_MISMATCH);
 	ASSERT_STREQ(fx_last(),
 		     "{\"error\":{\"error_code\":\"KMS.2104\",\"error_msg\":"
 		     "\"The length of plain_text does not match datakey_plain_length.\"}}\n");
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"32\"}", id, good), NULL),
-		   KMS_E_PLAIN_MISMATCH);
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}", id, zero64), NULL),
+	ASSERT_ERR(wrap("ed-err", id, good, "\"32\""), KMS_E_PLAIN_MISMATCH);
+	ASSERT_ERR(wrap("ed-err", id, zero64, "\"64\""),
 		   KMS_E_PLAIN_MISMATCH); /* DEK without its digest */
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"\","
-				"\"datakey_plain_length\":\"64\"}",
-				id),
-			 NULL),
-		   KMS_E_PLAIN_MISMATCH);
+	ASSERT_ERR(wrap("ed-err", id, "", "\"64\""), KMS_E_PLAIN_MISMATCH);
 	/* 2103: the digest of another DEK, a flipped digest bit, a flipped DEK bit */
 	snprintf(bad, sizeof(bad), "%s%s", zero64, good + 128);
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}",
-				id, bad),
-			 NULL),
-		   KMS_E_DEK_HASH);
+	ASSERT_ERR(wrap("ed-err", id, bad, "\"64\""), KMS_E_DEK_HASH);
 	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2103\",\"error_msg\":"
 				"\"Failed to verify the DEK hash.\"}}\n");
 	for (size_t pos = 0; pos < 192; pos += 37) {
 		snprintf(bad, sizeof(bad), "%s", good);
 		bad[pos] = bad[pos] == '0' ? '1' : '0';
-		ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-				 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-					"\"datakey_plain_length\":\"64\"}", id, bad), NULL),
-			   KMS_E_DEK_HASH);
+		ASSERT_ERR(wrap("ed-err", id, bad, "\"64\""), KMS_E_DEK_HASH);
 	}
 	/* The same DEK read as 32 bytes: its "digest" is not SHA-256 of the first half. */
 	snprintf(bad, sizeof(bad), "%.*s", 2 * (32 + 32), good);
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"32\"}",
-				id, bad),
-			 NULL),
-		   KMS_E_DEK_HASH);
+	ASSERT_ERR(wrap("ed-err", id, bad, "\"32\""), KMS_E_DEK_HASH);
 	/* key errors come last */
 	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"%s\","
@@ -1048,10 +1014,7 @@ TEST(key_states_0209_0210)
 				"\"The key has been disabled.\"}}\n");
 	ASSERT_ERR(pcall("state", "create-datakey-without-plaintext",
 			 fx_fmt("{\"key_id\":\"%s\"}", id), NULL), KMS_E_KEY_DISABLED);
-	ASSERT_ERR(pcall("state", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}", id, good), NULL),
-		   KMS_E_KEY_DISABLED);
+	ASSERT_ERR(wrap("state", id, good, "\"64\""), KMS_E_KEY_DISABLED);
 	ASSERT_ERR(decrypt("state", id, cipher, 64, "", NULL), KMS_E_KEY_DISABLED);
 	ASSERT_ERR(pcall("state", "encrypt-data", fx_kid_with(id, "\"plain_text\":\"x\""), NULL),
 		   KMS_E_KEY_DISABLED);
