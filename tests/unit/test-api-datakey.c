@@ -500,19 +500,19 @@ TEST(encrypt_datakey_validation_order)
  * datakey_plain_length (and presence before type). */
 TEST(encrypt_datakey_common_checks_before_length)
 {
-	ASSERT_ERR(pcall("ed-order2", "encrypt-datakey",
-			 "{\"key_id\":\"x\",\"plain_text\":\"zz\",\"datakey_plain_length\":\"0\"}",
-			 NULL), KMS_E_BAD_KEY_ID);
-	ASSERT_ERR(pcall("ed-order2", "encrypt-datakey",
-			 "{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"zz\","
-			 "\"datakey_plain_length\":\"0\",\"sequence\":\"x\"}", NULL),
-		   KMS_E_BAD_SEQUENCE);
-	ASSERT_ERR(pcall("ed-order2", "encrypt-datakey",
-			 "{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"zz\","
-			 "\"datakey_plain_length\":\"0\",\"encryption_context\":[1]}", NULL),
-		   KMS_E_BAD_CONTEXT);
-	ASSERT_ERR(pcall("ed-order2", "encrypt-datakey",
-			 "{\"key_id\":5,\"datakey_plain_length\":\"64\"}", NULL), KMS_E_MISSING);
+	static const struct fx_refusal rows[] = {
+		{ "{\"key_id\":\"x\",\"plain_text\":\"zz\",\"datakey_plain_length\":\"0\"}",
+		  KMS_E_BAD_KEY_ID },
+		{ "{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"zz\","
+		  "\"datakey_plain_length\":\"0\",\"sequence\":\"x\"}",
+		  KMS_E_BAD_SEQUENCE },
+		{ "{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"zz\","
+		  "\"datakey_plain_length\":\"0\",\"encryption_context\":[1]}",
+		  KMS_E_BAD_CONTEXT },
+		{ "{\"key_id\":5,\"datakey_plain_length\":\"64\"}", KMS_E_MISSING },
+	};
+
+	fx_refuses_each("ed-order2", "encrypt-datakey", NULL, rows, KMS_ARRAY_SIZE(rows));
 }
 
 /* ---- decrypt-datakey (3.4) ---- */
@@ -631,19 +631,18 @@ TEST(decrypt_datakey_validation_order)
  * checked before the value of datakey_cipher_length. */
 TEST(decrypt_datakey_common_checks_before_length)
 {
-	ASSERT_ERR(
-		pcall("dd-order2", "decrypt-datakey",
-		      "{\"key_id\":\"x\",\"cipher_text\":\"zz\",\"datakey_cipher_length\":\"0\"}",
-		      NULL),
-		KMS_E_BAD_KEY_ID);
-	ASSERT_ERR(pcall("dd-order2", "decrypt-datakey",
-			 "{\"key_id\":\"" FX_NO_KEY "\",\"cipher_text\":\"zz\","
-			 "\"datakey_cipher_length\":\"0\",\"sequence\":\"x\"}", NULL),
-		   KMS_E_BAD_SEQUENCE);
-	ASSERT_ERR(pcall("dd-order2", "decrypt-datakey",
-			 "{\"key_id\":\"" FX_NO_KEY "\",\"cipher_text\":\"zz\","
-			 "\"datakey_cipher_length\":\"0\",\"encryption_context\":7}", NULL),
-		   KMS_E_BAD_CONTEXT);
+	static const struct fx_refusal rows[] = {
+		{ "{\"key_id\":\"x\",\"cipher_text\":\"zz\",\"datakey_cipher_length\":\"0\"}",
+		  KMS_E_BAD_KEY_ID },
+		{ "{\"key_id\":\"" FX_NO_KEY "\",\"cipher_text\":\"zz\","
+		  "\"datakey_cipher_length\":\"0\",\"sequence\":\"x\"}",
+		  KMS_E_BAD_SEQUENCE },
+		{ "{\"key_id\":\"" FX_NO_KEY "\",\"cipher_text\":\"zz\","
+		  "\"datakey_cipher_length\":\"0\",\"encryption_context\":7}",
+		  KMS_E_BAD_CONTEXT },
+	};
+
+	fx_refuses_each("dd-order2", "decrypt-datakey", NULL, rows, KMS_ARRAY_SIZE(rows));
 }
 
 TEST(decrypt_datakey_tampered)
