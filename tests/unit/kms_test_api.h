@@ -473,9 +473,11 @@ static inline const char *fx_urn(const char *alias)
 
 /* The last response is exactly the error line of code ("KMS.xxxx") with message msg (both string
  * literals): checks the table's text, as call() already checks that it matches the return. */
-#define ASSERT_LAST_ERROR(code, msg)                                                               \
-	ASSERT_STREQ(fx_last(),                                                                    \
-		     "{\"error\":{\"error_code\":\"" code "\",\"error_msg\":\"" msg "\"}}\n")
+#define ASSERT_LAST_ERROR(code, msg) ASSERT_STREQ(fx_last(), FX_ERROR_LINE(code, msg))
+
+/* The exact error response line of code ("KMS.xxxx") and msg (both string literals). */
+#define FX_ERROR_LINE(code, msg)                                                                   \
+	"{\"error\":{\"error_code\":\"" code "\",\"error_msg\":\"" msg "\"}}\n"
 
 /* ASSERT_ERR that also names the case (a request, a value) when it fails. */
 #define EXPECT(what, expr, err)                                                                    \

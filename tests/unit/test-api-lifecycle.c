@@ -28,6 +28,17 @@ static const char *state_of(const char *project, const char *id)
 	return fx_str(r, "key_info.key_state");
 }
 
+/* action on key id, named by key_id and in its key folder, is refused with err, whose response
+ * is exactly line; the key stays in state. */
+static void refused_in_state(const char *project, const char *action, const char *id, int err,
+			     const char *line, const char *state)
+{
+	ASSERT_ERR(pcall(project, action, fx_kid(id), NULL), err);
+	ASSERT_STREQ(fx_last(), line);
+	ASSERT_ERR(call(project, action, API_SCOPE_KEY, id, "{}", NULL), err);
+	ASSERT_STREQ(state_of(project, id), state);
+}
+
 static const char *describe_field(const char *project, const char *id, const char *field)
 {
 	cJSON *r = NULL;
@@ -121,11 +132,8 @@ TEST(enable_key_not_disabled_1201)
 	char id[FX_ID_LEN];
 
 	STEP(fx_key("ed1201", "app", id));
-	ASSERT_ERR(pcall("ed1201", "enable-key", fx_kid(id), NULL), KMS_E_NOT_DISABLED);
-	ASSERT_LAST_ERROR("KMS.1201", "The key is not disabled.");
-	ASSERT_ERR(call("ed1201", "enable-key", API_SCOPE_KEY, id, "{}", NULL),
-		   KMS_E_NOT_DISABLED);
-	ASSERT_STREQ(state_of("ed1201", id), "2");
+	refused_in_state("ed1201", "enable-key", id, KMS_E_NOT_DISABLED,
+			 FX_ERROR_LINE("KMS.1201", "The key is not disabled."), "2");
 }
 
 TEST(disable_key_not_enabled_1301)
@@ -134,11 +142,8 @@ TEST(disable_key_not_enabled_1301)
 
 	STEP(fx_key("ed1301", "app", id));
 	ASSERT_ERR(pcall("ed1301", "disable-key", fx_kid(id), NULL), 0);
-	ASSERT_ERR(pcall("ed1301", "disable-key", fx_kid(id), NULL), KMS_E_NOT_ENABLED);
-	ASSERT_LAST_ERROR("KMS.1301", "The key is not enabled.");
-	ASSERT_ERR(call("ed1301", "disable-key", API_SCOPE_KEY, id, "{}", NULL),
-		   KMS_E_NOT_ENABLED);
-	ASSERT_STREQ(state_of("ed1301", id), "3");
+	refused_in_state("ed1301", "disable-key", id, KMS_E_NOT_ENABLED,
+			 FX_ERROR_LINE("KMS.1301", "The key is not enabled."), "3");
 }
 
 /* README, "Differences from the REST API", States: enable-key and disable-key on a key pending
@@ -355,16 +360,14 @@ TEST(cancel_key_deletion_to_disabled)
 
 TEST(cancel_key_deletion_not_pending_1501)
 {
+	static const char line[] =
+		FX_ERROR_LINE("KMS.1501", "The key is not in Pending deletion state.");
 	char id[FX_ID_LEN];
 
 	STEP(fx_key("cd1501", "app", id));
-	ASSERT_ERR(pcall("cd1501", "cancel-key-deletion", fx_kid(id), NULL), KMS_E_NOT_PENDING);
-	ASSERT_LAST_ERROR("KMS.1501", "The key is not in Pending deletion state.");
-	ASSERT_STREQ(state_of("cd1501", id), "2");
+	STEP(refused_in_state("cd1501", "cancel-key-deletion", id, KMS_E_NOT_PENDING, line, "2"));
 	ASSERT_ERR(pcall("cd1501", "disable-key", fx_kid(id), NULL), 0);
-	ASSERT_ERR(call("cd1501", "cancel-key-deletion", API_SCOPE_KEY, id, "{}", NULL),
-		   KMS_E_NOT_PENDING);
-	ASSERT_STREQ(state_of("cd1501", id), "3");
+	refused_in_state("cd1501", "cancel-key-deletion", id, KMS_E_NOT_PENDING, line, "3");
 }
 
 /* ---- crypto and changes by key state (6.2) ---- */
@@ -398,8 +401,30 @@ static void crypto_refused(const char *project, const char *id, const struct fx_
 	ASSERT_ERR(call(project, "rotate-on-demand", API_SCOPE_KEY, id, "", NULL), err);
 }
 
+/* A change of a key's settings: the action and the request's members after key_id (or NULL). */
+struct change {
+	const char *action, *members;
+};
+
+/* Each change of rows on key id answers err. */
+static void changes_answer(const char *project, const char *id, const struct change *rows, size_t n,
+			   int err)
+{
+	for (size_t i = 0; i < n; i++)
+		EXPECT(rows[i].action,
+		       pcall(project, rows[i].action,
+			     rows[i].members ? fx_kid_with(id, rows[i].members) : fx_kid(id), NULL),
+		       err);
+}
+
 TEST(disabled_key_0209)
 {
+	static const struct change allowed[] = {
+		{ "update-key-alias", "\"key_alias\":\"renamed\"" },
+		{ "update-key-description", "\"key_description\":\"off\"" },
+		{ "enable-key-rotation", NULL },
+		{ "update-key-rotation-interval", "\"rotation_interval\":30" },
+	};
 	struct fx_blobs b;
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
@@ -410,16 +435,7 @@ TEST(disabled_key_0209)
 	STEP(crypto_refused("st0209", id, &b, KMS_E_KEY_DISABLED));
 	ASSERT_LAST_ERROR("KMS.0209", "The key has been disabled.");
 	/* Management of a disabled key is allowed: alias, description, rotation settings. */
-	ASSERT_ERR(pcall("st0209", "update-key-alias", fx_kid_with(id, "\"key_alias\":\"renamed\""),
-			 NULL),
-		   0);
-	ASSERT_ERR(pcall("st0209", "update-key-description",
-			 fx_kid_with(id, "\"key_description\":\"off\""), NULL),
-		   0);
-	ASSERT_ERR(pcall("st0209", "enable-key-rotation", fx_kid(id), NULL), 0);
-	ASSERT_ERR(pcall("st0209", "update-key-rotation-interval",
-			 fx_kid_with(id, "\"rotation_interval\":30"), NULL),
-		   0);
+	STEP(changes_answer("st0209", id, allowed, KMS_ARRAY_SIZE(allowed), 0));
 	ASSERT_ERR(pcall("st0209", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "number_of_rotations"), 0);
 	/* Enabled again, the old ciphertexts decrypt. */
@@ -435,6 +451,13 @@ TEST(disabled_key_0209)
 
 TEST(pending_deletion_0210)
 {
+	static const struct change refused[] = {
+		{ "update-key-alias", "\"key_alias\":\"renamed\"" },
+		{ "update-key-description", "\"key_description\":\"x\"" },
+		{ "disable-key-rotation", NULL },
+		{ "enable-key-rotation", NULL },
+		{ "update-key-rotation-interval", "\"rotation_interval\":60" },
+	};
 	struct fx_blobs b;
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
@@ -449,19 +472,8 @@ TEST(pending_deletion_0210)
 	ASSERT_LAST_ERROR("KMS.0210", "The key is in Scheduled deletion state and cannot be used.");
 	/* kms-api.md 4.7: no alias or description change in state 4; README: nor rotation
 	 * settings. */
-	ASSERT_ERR(pcall("st0210", "update-key-alias", fx_kid_with(id, "\"key_alias\":\"renamed\""),
-			 NULL),
-		   KMS_E_KEY_PENDING_DELETION);
-	ASSERT_ERR(pcall("st0210", "update-key-description",
-			 fx_kid_with(id, "\"key_description\":\"x\""), NULL),
-		   KMS_E_KEY_PENDING_DELETION);
-	ASSERT_ERR(pcall("st0210", "disable-key-rotation", fx_kid(id), NULL),
-		   KMS_E_KEY_PENDING_DELETION);
-	ASSERT_ERR(pcall("st0210", "enable-key-rotation", fx_kid(id), NULL),
-		   KMS_E_KEY_PENDING_DELETION);
-	ASSERT_ERR(pcall("st0210", "update-key-rotation-interval",
-			 fx_kid_with(id, "\"rotation_interval\":60"), NULL),
-		   KMS_E_KEY_PENDING_DELETION);
+	STEP(changes_answer("st0210", id, refused, KMS_ARRAY_SIZE(refused),
+			    KMS_E_KEY_PENDING_DELETION));
 	/* Reading works. */
 	ASSERT_STREQ(describe_field("st0210", id, "key_alias"), "app");
 	ASSERT_STREQ(describe_field("st0210", id, "key_description"), "");
