@@ -556,6 +556,15 @@ static inline void fx_member_refuses(const char *project, const char *action, co
 		       err);
 }
 
+/* member is required by action on key id: absent, and null, it is KMS.0204. */
+static inline void fx_member_required(const char *project, const char *action, const char *id,
+				      const char *member)
+{
+	ASSERT_ERR(pcall(project, action, fx_kid(id), NULL), KMS_E_MISSING);
+	ASSERT_ERR(pcall(project, action, fx_kid_with(id, fx_fmt("\"%s\":null", member)), NULL),
+		   KMS_E_MISSING);
+}
+
 /* A 36-character key id that names no key. */
 #define FX_NO_KEY "0badc0de-0000-4000-8000-000000000000"
 

@@ -114,6 +114,7 @@ TEST(encrypt_data_limit_counts_bytes)
 
 TEST(encrypt_data_errors)
 {
+	static const char *const bad_plain[] = { "\"\"", "42", "[\"x\"]" };
 	static char text[KMS_MAX_DATA_BYTES + 2];
 	char id[FX_ID_LEN];
 
@@ -124,16 +125,9 @@ TEST(encrypt_data_errors)
 		   KMS_E_PLAIN_INVALID);
 	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2101\",\"error_msg\":"
 				"\"Invalid plain_text.\"}}\n");
-	ASSERT_ERR(pcall("ed-err", "encrypt-data", fx_kid_with(id, "\"plain_text\":\"\""), NULL),
-		   KMS_E_PLAIN_INVALID);
-	ASSERT_ERR(pcall("ed-err", "encrypt-data", fx_kid_with(id, "\"plain_text\":42"), NULL),
-		   KMS_E_PLAIN_INVALID);
-	ASSERT_ERR(pcall("ed-err", "encrypt-data", fx_kid_with(id, "\"plain_text\":[\"x\"]"), NULL),
-		   KMS_E_PLAIN_INVALID);
-	ASSERT_ERR(pcall("ed-err", "encrypt-data", fx_fmt("{\"key_id\":\"%s\"}", id), NULL),
-		   KMS_E_MISSING);
-	ASSERT_ERR(pcall("ed-err", "encrypt-data", fx_kid_with(id, "\"plain_text\":null"), NULL),
-		   KMS_E_MISSING);
+	STEP(fx_member_refuses("ed-err", "encrypt-data", id, "plain_text", bad_plain,
+			       KMS_ARRAY_SIZE(bad_plain), KMS_E_PLAIN_INVALID));
+	STEP(fx_member_required("ed-err", "encrypt-data", id, "plain_text"));
 	ASSERT_ERR(pcall("ed-err", "encrypt-data", "{\"plain_text\":\"x\"}", NULL), KMS_E_MISSING);
 	/* encryption_algorithm: only the symmetric default */
 	ASSERT_ERR(pcall("ed-err", "encrypt-data",

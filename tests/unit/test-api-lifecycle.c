@@ -304,10 +304,7 @@ TEST(schedule_key_deletion_bounds_1401)
 	STEP(fx_member_refuses("sd1401", "schedule-key-deletion", id, "pending_days", bad,
 			       KMS_ARRAY_SIZE(bad), KMS_E_PENDING_DAYS));
 	ASSERT_LAST_ERROR("KMS.1401", "Set the pending deletion period between 7 to 1096 days.");
-	ASSERT_ERR(pcall("sd1401", "schedule-key-deletion", fx_kid(id), NULL), KMS_E_MISSING);
-	ASSERT_ERR(pcall("sd1401", "schedule-key-deletion",
-			 fx_kid_with(id, "\"pending_days\":null"), NULL),
-		   KMS_E_MISSING);
+	STEP(fx_member_required("sd1401", "schedule-key-deletion", id, "pending_days"));
 	ASSERT_STREQ(state_of("sd1401", id), "2");
 	ASSERT_STREQ(describe_field("sd1401", id, "scheduled_deletion_date"), "");
 }
@@ -729,9 +726,7 @@ TEST(update_key_alias_1101_1104)
 	ASSERT_ERR(pcall("ua-err", "update-key-alias",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"%s\"}", id, long_alias), NULL),
 		   KMS_E_ALIAS_INVALID);
-	ASSERT_ERR(pcall("ua-err", "update-key-alias", fx_kid(id), NULL), KMS_E_MISSING);
-	ASSERT_ERR(pcall("ua-err", "update-key-alias", fx_kid_with(id, "\"key_alias\":null"), NULL),
-		   KMS_E_MISSING);
+	STEP(fx_member_required("ua-err", "update-key-alias", id, "key_alias"));
 	/* Another key's alias: KMS.1104, and neither key changes. */
 	ASSERT_ERR(pcall("ua-err", "update-key-alias", fx_kid_with(id, "\"key_alias\":\"other\""),
 			 NULL),
@@ -876,10 +871,7 @@ TEST(update_key_rotation_interval)
 	STEP(fx_member_refuses("ri", "update-key-rotation-interval", id, "rotation_interval", bad,
 			       KMS_ARRAY_SIZE(bad), KMS_E_ROTATION_INTERVAL));
 	ASSERT_LAST_ERROR("KMS.3001", "Invalid rotation_interval.");
-	ASSERT_ERR(pcall("ri", "update-key-rotation-interval", fx_kid(id), NULL), KMS_E_MISSING);
-	ASSERT_ERR(pcall("ri", "update-key-rotation-interval",
-			 fx_kid_with(id, "\"rotation_interval\":null"), NULL),
-		   KMS_E_MISSING);
+	STEP(fx_member_required("ri", "update-key-rotation-interval", id, "rotation_interval"));
 	ASSERT_ERR(pcall("ri", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "rotation_interval"), 365);
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(good); i++) {
