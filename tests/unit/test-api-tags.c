@@ -90,6 +90,18 @@ TEST(key_tags_add_and_list)
 	ASSERT_EQ(fx_num(r, "existTagsNum"), 3);
 }
 
+/* Each JSON text of bad, as the key (value: false) or the value of a tag of key id: err. */
+static void tag_refuses_each(const char *id, bool value, const char *const *bad, size_t n, int err)
+{
+	for (size_t i = 0; i < n; i++)
+		EXPECT(bad[i],
+		       kcall("kte", id, "tags",
+			     value ? fx_fmt("{\"tag\":{\"key\":\"k\",\"value\":%s}}", bad[i])
+				   : fx_fmt("{\"tag\":{\"key\":%s,\"value\":\"v\"}}", bad[i]),
+			     NULL),
+		       err);
+}
+
 TEST(key_tags_errors)
 {
 	static const char *const bad_key[] = {
@@ -102,22 +114,14 @@ TEST(key_tags_errors)
 	char id[FX_ID_LEN], k37[38], v44[45];
 
 	STEP(fx_key("kte", "app", id));
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_key); i++)
-		EXPECT(bad_key[i],
-		       kcall("kte", id, "tags", fx_fmt("{\"tag\":{\"key\":%s,\"value\":\"v\"}}",
-						      bad_key[i]), NULL),
-		       KMS_E_TAG_KEY);
+	STEP(tag_refuses_each(id, false, bad_key, KMS_ARRAY_SIZE(bad_key), KMS_E_TAG_KEY));
 	ASSERT_LAST_ERROR("KMS.0406", "Invalid tag key.");
 	/* Length is its own code: KMS.0411 for keys, KMS.0410 for values. */
 	EXPECT("37 characters", add_tag("kte", id, repeat(k37, "k", 37), "v"),
 	       KMS_E_TAG_KEY_LENGTH);
 	ASSERT_LAST_ERROR("KMS.0411", "Invalid tag key length.");
 	EXPECT("empty key", add_tag("kte", id, "", "v"), KMS_E_TAG_KEY_LENGTH);
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_value); i++)
-		EXPECT(bad_value[i],
-		       kcall("kte", id, "tags", fx_fmt("{\"tag\":{\"key\":\"k\",\"value\":%s}}",
-						      bad_value[i]), NULL),
-		       KMS_E_TAG_VALUE);
+	STEP(tag_refuses_each(id, true, bad_value, KMS_ARRAY_SIZE(bad_value), KMS_E_TAG_VALUE));
 	ASSERT_LAST_ERROR("KMS.0405", "Invalid tag value.");
 	EXPECT("44 characters", add_tag("kte", id, "k", repeat(v44, "v", 44)),
 	       KMS_E_TAG_VALUE_LENGTH);
@@ -421,6 +425,15 @@ static const char *ids_of(const cJSON *r)
 	return out;
 }
 
+/* resource_instances-action body (in project "ri") finds exactly the keys want ("id,id..."). */
+static void finds(const char *body, const char *want)
+{
+	cJSON *r = NULL;
+
+	ASSERT_ERR(pcall("ri", "resource_instances-action", body, &r), 0);
+	ASSERT_STREQ(ids_of(r), want);
+}
+
 static double count_of(const char *body)
 {
 	cJSON *r = NULL;
@@ -465,17 +478,13 @@ TEST(resource_instances_filter)
 		cJSON_free(t);
 	}
 	/* Several values: any of them; no values or []: any value; several tags: all of them. */
-	ASSERT_ERR(pcall("ri", "resource_instances-action",
-			 "{\"action\":\"filter\",\"tags\":[{\"key\":\"env\","
-			 "\"values\":[\"prod\",\"staging\"]}]}", &r), 0);
-	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s,%s", k.a, k.b, k.c));
-	ASSERT_ERR(pcall("ri", "resource_instances-action",
-			 "{\"action\":\"filter\",\"tags\":[{\"key\":\"team\",\"values\":[]}]}", &r),
-		   0);
-	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.a, k.c));
-	ASSERT_ERR(pcall("ri", "resource_instances-action",
-			 "{\"action\":\"filter\",\"tags\":[{\"key\":\"team\"}]}", &r), 0);
-	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.a, k.c));
+	STEP(finds("{\"action\":\"filter\",\"tags\":[{\"key\":\"env\","
+		   "\"values\":[\"prod\",\"staging\"]}]}",
+		   fx_fmt("%s,%s,%s", k.a, k.b, k.c)));
+	STEP(finds("{\"action\":\"filter\",\"tags\":[{\"key\":\"team\",\"values\":[]}]}",
+		   fx_fmt("%s,%s", k.a, k.c)));
+	STEP(finds("{\"action\":\"filter\",\"tags\":[{\"key\":\"team\"}]}",
+		   fx_fmt("%s,%s", k.a, k.c)));
 	ASSERT_ERR(pcall("ri", "resource_instances-action",
 			 "{\"action\":\"filter\",\"tags\":[{\"key\":\"env\",\"values\":[\"prod\"]},"
 			 "{\"key\":\"team\",\"values\":[\"red\"]}]}", &r), 0);
@@ -488,16 +497,13 @@ TEST(resource_instances_filter)
 		0);
 	ASSERT_STREQ(fx_last(), "{\"resources\":[],\"total_count\":0}\n");
 	/* No tags: every key. matches resource_name: a substring of the alias. */
-	ASSERT_ERR(pcall("ri", "resource_instances-action", "{\"action\":\"filter\"}", &r), 0);
-	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s,%s,%s", k.a, k.b, k.c, k.d));
-	ASSERT_ERR(pcall("ri", "resource_instances-action",
-			 "{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
-			 "\"value\":\"alpha\"}]}", &r), 0);
-	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.a, k.d));
-	ASSERT_ERR(pcall("ri", "resource_instances-action",
-			 "{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
-			 "\"value\":\"alpha\"}],\"tags\":[{\"key\":\"env\"}]}", &r), 0);
-	ASSERT_STREQ(ids_of(r), k.a);
+	STEP(finds("{\"action\":\"filter\"}", fx_fmt("%s,%s,%s,%s", k.a, k.b, k.c, k.d)));
+	STEP(finds("{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
+		   "\"value\":\"alpha\"}]}",
+		   fx_fmt("%s,%s", k.a, k.d)));
+	STEP(finds("{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
+		   "\"value\":\"alpha\"}],\"tags\":[{\"key\":\"env\"}]}",
+		   k.a));
 	ASSERT_ERR(pcall("ri", "resource_instances-action",
 			 "{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
 			 "\"value\":\"\"}]}", &r), 0);
@@ -507,9 +513,7 @@ TEST(resource_instances_filter)
 			 "{\"action\":\"filter\",\"limit\":\"2\",\"offset\":\"1\"}", &r), 0);
 	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.b, k.c));
 	ASSERT_EQ(fx_num(r, "total_count"), 4);
-	ASSERT_ERR(pcall("ri", "resource_instances-action",
-			 "{\"action\":\"filter\",\"limit\":1,\"offset\":3}", &r), 0);
-	ASSERT_STREQ(ids_of(r), k.d);
+	STEP(finds("{\"action\":\"filter\",\"limit\":1,\"offset\":3}", k.d));
 	ASSERT_ERR(pcall("ri", "resource_instances-action",
 			 "{\"action\":\"filter\",\"offset\":\"4\"}", &r), 0);
 	ASSERT_STREQ(fx_last(), "{\"resources\":[],\"total_count\":4}\n");
