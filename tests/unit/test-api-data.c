@@ -123,8 +123,7 @@ TEST(encrypt_data_errors)
 	ASSERT_ERR(pcall("ed-err", "encrypt-data",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\"}", id, text), NULL),
 		   KMS_E_PLAIN_INVALID);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2101\",\"error_msg\":"
-				"\"Invalid plain_text.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2101", "Invalid plain_text.");
 	STEP(fx_member_refuses("ed-err", "encrypt-data", id, "plain_text", bad_plain,
 			       KMS_ARRAY_SIZE(bad_plain), KMS_E_PLAIN_INVALID));
 	STEP(fx_member_required("ed-err", "encrypt-data", id, "plain_text"));

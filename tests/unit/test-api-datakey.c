@@ -163,8 +163,7 @@ TEST(create_datakey_key_spec)
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "plain_text"), 128));
 	ASSERT_ERR(pcall("cd-spec", "create-datakey", fx_kid_with(id, "\"key_spec\":\"SM4\""), &r),
 		   KMS_E_DATAKEY_SPEC);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1902\",\"error_msg\":"
-				"\"key_spec can only be AES_128 or AES_256.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1902", "key_spec can only be AES_128 or AES_256.");
 	ASSERT_ERR(
 		pcall("cd-spec", "create-datakey", fx_kid_with(id, "\"key_spec\":\"aes_256\""), &r),
 		KMS_E_DATAKEY_SPEC);
@@ -186,13 +185,10 @@ TEST(create_datakey_length_errors)
 	STEP(fx_key("cd-err", "app", id));
 	STEP(fx_member_refuses("cd-err", "create-datakey", id, "datakey_length", range,
 			       KMS_ARRAY_SIZE(range), KMS_E_DATAKEY_RANGE));
-	ASSERT_STREQ(fx_last(),
-		     "{\"error\":{\"error_code\":\"KMS.1901\",\"error_msg\":"
-		     "\"datakey_length must be in the range 8 bits to 8,192 bits.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1901", "datakey_length must be in the range 8 bits to 8,192 bits.");
 	STEP(fx_member_refuses("cd-err", "create-datakey", id, "datakey_length", multiple,
 			       KMS_ARRAY_SIZE(multiple), KMS_E_DATAKEY_MULTIPLE));
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1903\",\"error_msg\":"
-				"\"datakey_length must be a multiple of 8.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1903", "datakey_length must be a multiple of 8.");
 }
 
 TEST(datakey_key_id_forms)
@@ -286,8 +282,7 @@ TEST(datakey_without_plaintext_2001)
 	STEP(fx_key("cdw-err", "app", id));
 	STEP(fx_member_refuses("cdw-err", "create-datakey-without-plaintext", id, "datakey_length",
 			       bad, KMS_ARRAY_SIZE(bad), KMS_E_DATAKEY_512));
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2001\",\"error_msg\":"
-				"\"datakey_length must be 512 bits.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2001", "datakey_length must be 512 bits.");
 }
 
 /* ---- encrypt-datakey (3.3) ---- */
@@ -386,14 +381,12 @@ TEST(encrypt_datakey_errors)
 	/* 2102 */
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(lens); i++)
 		EXPECT(lens[i], wrap("ed-err", id, good, lens[i]), KMS_E_PLAIN_LENGTH);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2102\",\"error_msg\":"
-				"\"datakey_plain_length must be 64 bytes.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2102", "datakey_plain_length must be 64 bytes.");
 	/* 2101: not hex (right length), odd length, not a string, blanks */
 	snprintf(bad, sizeof(bad), "%s", good);
 	bad[10] = 'G';
 	ASSERT_ERR(wrap("ed-err", id, bad, "\"64\""), KMS_E_PLAIN_INVALID);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2101\",\"error_msg\":"
-				"\"Invalid plain_text.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2101", "Invalid plain_text.");
 	snprintf(bad, sizeof(bad), "%s", good);
 	bad[10] = ' ';
 	ASSERT_ERR(wrap("ed-err", id, bad, "\"64\""), KMS_E_PLAIN_INVALID);
@@ -407,9 +400,8 @@ TEST(encrypt_datakey_errors)
 	ASSERT_ERR(wrap("ed-err", id, fx_fmt("0x%s", good), "\"64\""), KMS_E_PLAIN_INVALID);
 	/* 2104: hex, but not 2 * (length + 32) digits */
 	ASSERT_ERR(wrap("ed-err", id, fx_fmt("%s00", good), "\"64\""), KMS_E_PLAIN_MISMATCH);
-	ASSERT_STREQ(fx_last(),
-		     "{\"error\":{\"error_code\":\"KMS.2104\",\"error_msg\":"
-		     "\"The length of plain_text does not match datakey_plain_length.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2104",
+			  "The length of plain_text does not match datakey_plain_length.");
 	ASSERT_ERR(wrap("ed-err", id, good, "\"32\""), KMS_E_PLAIN_MISMATCH);
 	ASSERT_ERR(wrap("ed-err", id, zero64, "\"64\""),
 		   KMS_E_PLAIN_MISMATCH); /* DEK without its digest */
@@ -417,8 +409,7 @@ TEST(encrypt_datakey_errors)
 	/* 2103: the digest of another DEK, a flipped digest bit, a flipped DEK bit */
 	snprintf(bad, sizeof(bad), "%s%s", zero64, good + 128);
 	ASSERT_ERR(wrap("ed-err", id, bad, "\"64\""), KMS_E_DEK_HASH);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2103\",\"error_msg\":"
-				"\"Failed to verify the DEK hash.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2103", "Failed to verify the DEK hash.");
 	for (size_t pos = 0; pos < 192; pos += 37) {
 		snprintf(bad, sizeof(bad), "%s", good);
 		bad[pos] = bad[pos] == '0' ? '1' : '0';
@@ -544,8 +535,7 @@ TEST(decrypt_datakey_errors)
 					id, cipher, lens[i]),
 				 NULL),
 			   KMS_E_CIPHER_LENGTH);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2202\",\"error_msg\":"
-				"\"datakey_cipher_length must be 64 bytes.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2202", "datakey_cipher_length must be 64 bytes.");
 	/* JSON number accepted */
 	ASSERT_ERR(pcall("dd-err", "decrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
@@ -554,8 +544,7 @@ TEST(decrypt_datakey_errors)
 	snprintf(bad, sizeof(bad), "%s", cipher);
 	bad[100] = 'x';
 	ASSERT_ERR(decrypt("dd-err", id, bad, 64, "", NULL), KMS_E_CIPHER_INVALID);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2201\",\"error_msg\":"
-				"\"Invalid cipher_text.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2201", "Invalid cipher_text.");
 	snprintf(bad, sizeof(bad), "%s0", cipher);
 	ASSERT_ERR(decrypt("dd-err", id, bad, 64, "", NULL), KMS_E_CIPHER_INVALID);
 	ASSERT_ERR(pcall("dd-err", "decrypt-datakey",
@@ -568,9 +557,8 @@ TEST(decrypt_datakey_errors)
 	ASSERT_ERR(decrypt("dd-err", id, huge, 64, "", NULL), KMS_E_CIPHER_INVALID);
 	/* 2204: sizes that do not fit datakey_cipher_length */
 	ASSERT_ERR(decrypt("dd-err", id, cipher, 32, "", NULL), KMS_E_CIPHER_MISMATCH);
-	ASSERT_STREQ(fx_last(),
-		     "{\"error\":{\"error_code\":\"KMS.2204\",\"error_msg\":"
-		     "\"The length of cipher_text does not match datakey_cipher_length.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2204",
+			  "The length of cipher_text does not match datakey_cipher_length.");
 	ASSERT_ERR(decrypt("dd-err", id, cipher, 65, "", NULL), KMS_E_CIPHER_MISMATCH);
 	ASSERT_ERR(decrypt("dd-err", id, cipher, 1024, "", NULL), KMS_E_CIPHER_MISMATCH);
 	snprintf(bad, sizeof(bad), "%.*s", 374, cipher);
@@ -693,8 +681,7 @@ TEST(decrypt_datakey_tampered)
 		kms_hex_encode(t, n, hex);
 		ASSERT_ERR(decrypt("dd-tamper", id, hex, 64, "", NULL), KMS_E_DECRYPT_FAILED);
 	}
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2203\",\"error_msg\":"
-				"\"Failed to verify the DEK hash.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2203", "Failed to verify the DEK hash.");
 	/* The blob relabelled as another key's (digest recomputed), asked of that key: it is
 	 * the wrong key material and a different authenticated key id, so 2203. */
 	memcpy(t, blob, n);
@@ -826,8 +813,7 @@ TEST(context_invalid_0208)
 	STEP(fx_key("ctx-bad", "app", id));
 	STEP(fx_member_refuses("ctx-bad", "create-datakey", id, "encryption_context", bad,
 			       KMS_ARRAY_SIZE(bad), KMS_E_BAD_CONTEXT));
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0208\",\"error_msg\":"
-				"\"Invalid value of value encryption_context.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0208", "Invalid value of value encryption_context.");
 	/* Duplicate names inside the context are refused (as bad JSON or a bad context). */
 	{
 		int e = pcall("ctx-bad", "create-datakey",
@@ -1009,8 +995,7 @@ TEST(key_states_0209_0210)
 	ASSERT_ERR(pcall("state", "disable-key", fx_fmt("{\"key_id\":\"%s\"}", id), NULL), 0);
 	ASSERT_ERR(pcall("state", "create-datakey", fx_fmt("{\"key_id\":\"%s\"}", id), NULL),
 		   KMS_E_KEY_DISABLED);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0209\",\"error_msg\":"
-				"\"The key has been disabled.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0209", "The key has been disabled.");
 	ASSERT_ERR(pcall("state", "create-datakey-without-plaintext",
 			 fx_fmt("{\"key_id\":\"%s\"}", id), NULL), KMS_E_KEY_DISABLED);
 	ASSERT_ERR(wrap("state", id, good, "\"64\""), KMS_E_KEY_DISABLED);
@@ -1024,9 +1009,7 @@ TEST(key_states_0209_0210)
 		   0);
 	ASSERT_ERR(pcall("state", "create-datakey", fx_fmt("{\"key_id\":\"%s\"}", id), NULL),
 		   KMS_E_KEY_PENDING_DELETION);
-	ASSERT_STREQ(fx_last(),
-		     "{\"error\":{\"error_code\":\"KMS.0210\",\"error_msg\":"
-		     "\"The key is in Scheduled deletion state and cannot be used.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0210", "The key is in Scheduled deletion state and cannot be used.");
 	ASSERT_ERR(decrypt("state", id, cipher, 64, "", NULL), KMS_E_KEY_PENDING_DELETION);
 	ASSERT_ERR(pcall("state", "cancel-key-deletion", fx_fmt("{\"key_id\":\"%s\"}", id), NULL),
 		   0);
@@ -1077,14 +1060,12 @@ TEST(gen_random_errors)
 			fprintf(stderr, "\trandom_data_length %s\n", range[i]);
 		ASSERT_ERR(e, KMS_E_RANDOM_LENGTH);
 	}
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1801\",\"error_msg\":"
-				"\"random_data_length must be 512 bits.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1801", "random_data_length must be 512 bits.");
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(multiple); i++)
 		ASSERT_ERR(pcall("rnd-err", "gen-random",
 				 fx_fmt("{\"random_data_length\":%s}", multiple[i]), NULL),
 			   KMS_E_RANDOM_MULTIPLE);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1802\",\"error_msg\":"
-				"\"random_data_length must be a multiple of 8.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1802", "random_data_length must be a multiple of 8.");
 	ASSERT_ERR(pcall("rnd-err", "gen-random",
 			 "{\"random_data_length\":\"512\",\"sequence\":\"short\"}", NULL),
 		   KMS_E_BAD_SEQUENCE);

@@ -681,6 +681,20 @@ TEST(grant_enforcement_exact_operations)
 	ASSERT_LAST_ERROR("KMS.0307", "No access permissions.");
 }
 
+/* decrypt-datakey of the 64-byte DEK cipher by the viewer bob: in key folder folder, or (folder
+ * NULL) with key_id ref. */
+static int bob_unwraps(const char *project, const char *folder, const char *ref, const char *cipher,
+		       cJSON **r)
+{
+	const char *req =
+		folder ? fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", cipher)
+		       : fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
+				"\"datakey_cipher_length\":\"64\"}",
+				ref, cipher);
+
+	return ucall(project, "bob", KMS_ROLE_VIEWER, "decrypt-datakey", folder, req, r);
+}
+
 /* What a granted operation returns is the real thing: the DEK, in every key form and in the key
  * folder; a grant to bob does not serve a different user, nor another project. */
 TEST(grant_enforcement_results_and_key_forms)
@@ -695,38 +709,15 @@ TEST(grant_enforcement_results_and_key_forms)
 	fx_cp(unwrap1, sizeof(unwrap1), enf_request(&e, "decrypt-datakey", 1));
 	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), e.b1.plain);
-	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
-			 fx_fmt("{\"key_id\":\"alias/one\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}",
-				e.b1.dk),
-			 &r),
-		   0);
+	ASSERT_ERR(bob_unwraps("enf2", NULL, "alias/one", e.b1.dk, &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), e.b1.plain);
-	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}",
-				fx_urn("one"), e.b1.dk),
-			 &r),
-		   0);
+	ASSERT_ERR(bob_unwraps("enf2", NULL, fx_urn("one"), e.b1.dk, &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), e.b1.plain);
-	ASSERT_ERR(
-		ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", e.k1,
-		      fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", e.b1.dk),
-		      &r),
-		0);
+	ASSERT_ERR(bob_unwraps("enf2", e.k1, NULL, e.b1.dk, &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), e.b1.plain);
 	/* In k2's folder, or by k2's alias: not granted. */
-	ASSERT_ERR(
-		ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", e.k2,
-		      fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", e.b2.dk),
-		      NULL),
-		KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
-			 fx_fmt("{\"key_id\":\"alias/two\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}",
-				e.b2.dk),
-			 NULL),
-		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(bob_unwraps("enf2", e.k2, NULL, e.b2.dk, NULL), KMS_E_FORBIDDEN);
+	ASSERT_ERR(bob_unwraps("enf2", NULL, "alias/two", e.b2.dk, NULL), KMS_E_FORBIDDEN);
 	/* decrypt-data takes the key from the blob: k1's blob yes, k2's no. */
 	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-data", NULL,
 			 enf_request(&e, "decrypt-data", 1), &r), 0);

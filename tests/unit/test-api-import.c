@@ -51,6 +51,13 @@ static void new_key(const char *project, const char *alias, bool external, char 
 		  id);
 }
 
+/* In project, an external key "ext" (no material yet) and a key "kms" with KMS material. */
+static void ext_and_kms(const char *project, char ext[FX_ID_LEN], char kms[FX_ID_LEN])
+{
+	STEP(new_key(project, "ext", true, ext));
+	new_key(project, "kms", false, kms);
+}
+
 static const char *field(const char *project, const char *id, const char *name)
 {
 	cJSON *r = NULL;
@@ -262,8 +269,7 @@ TEST(get_parameters_errors)
 	uint8_t m[32] = { 1 };
 	cJSON *r = NULL;
 
-	new_key("im-gp", "ext", true, ext);
-	new_key("im-gp", "kms", false, kms);
+	STEP(ext_and_kms("im-gp", ext, kms));
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",
 			 "{\"wrapping_algorithm\":\"RSAES_OAEP_SHA_256\"}", &r),
 		   KMS_E_MISSING);
@@ -419,8 +425,7 @@ TEST(delete_material_errors)
 	uint8_t m[32] = { 7 };
 	cJSON *r = NULL;
 
-	new_key("im-del", "ext", true, ext);
-	new_key("im-del", "kms", false, kms);
+	STEP(ext_and_kms("im-del", ext, kms));
 	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", "{}", &r), KMS_E_MISSING);
 	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", fx_kid(kms), &r),
 		   KMS_E_EXTERNAL_REQUIRED);

@@ -141,8 +141,7 @@ TEST(action_table)
 TEST(unknown_action_0201)
 {
 	ASSERT_ERR(call("disp", NULL, API_SCOPE_PROJECT, NULL, "{}", NULL), KMS_E_BAD_URL);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0201\",\"error_msg\":"
-				"\"Invalid request URL.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0201", "Invalid request URL.");
 	ASSERT_ERR(call("disp", "nope", API_SCOPE_PROJECT, NULL, "{}", NULL), KMS_E_BAD_URL);
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(project_only); i++)
 		EXPECT(project_only[i],
@@ -326,8 +325,7 @@ TEST(too_long_0203)
 	n = padded_request(KMS_MAX_REQUEST + 1);
 	ASSERT_ERR(call_raw("long", "list-keys", API_SCOPE_PROJECT, NULL, big_req, n, NULL),
 		   KMS_E_TOO_LONG);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0203\",\"error_msg\":"
-				"\"Request message too long.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0203", "Request message too long.");
 	/* Length is checked before syntax. */
 	memset(big_req, '{', KMS_MAX_REQUEST + 1);
 	ASSERT_ERR(call_raw("long", "list-keys", API_SCOPE_PROJECT, NULL, big_req,
@@ -494,8 +492,7 @@ TEST(untrusted_without_claims_0301)
 	}
 	/* Authorisation comes before the body is even parsed. */
 	ASSERT_ERR(call_claims("auth1", "list-keys", NULL, 0, "{"), KMS_E_TOKEN_MISSING);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0301\",\"error_msg\":"
-				"\"Invalid or null X-Auth-Token.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0301", "Invalid or null X-Auth-Token.");
 }
 
 /* Every action, each with a valid request, called with claims c (no auth error): err. */
@@ -516,8 +513,7 @@ TEST(untrusted_other_project_0302)
 
 	STEP(valid_setup(&v, "auth2"));
 	STEP(every_action_answers("auth2", &v, &c, KMS_E_TOKEN_INVALID));
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0302\",\"error_msg\":"
-				"\"Invalid X-Auth-Token.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0302", "Invalid X-Auth-Token.");
 	/* A prefix of the project is another project. */
 	c = claims_for("auth", KMS_ROLE_ADMIN, time(NULL) + 3600);
 	ASSERT_ERR(call_claims("auth2", "list-keys", &c, 0, "{}"), KMS_E_TOKEN_INVALID);
@@ -532,8 +528,7 @@ TEST(untrusted_expired_0303)
 
 	STEP(valid_setup(&v, "auth3"));
 	STEP(every_action_answers("auth3", &v, &c, KMS_E_TOKEN_EXPIRED));
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0303\",\"error_msg\":"
-				"\"X-Auth-Token expired.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0303", "X-Auth-Token expired.");
 	c = claims_for("auth3", KMS_ROLE_ADMIN, time(NULL) + 3600);
 	ASSERT_ERR(call_claims("auth3", "list-keys", &c, 0, "{}"), 0);
 }
@@ -565,8 +560,7 @@ TEST(role_matrix_0307)
 
 		ASSERT_ERR(call_claims("roles", "create-datakey", &viewer, 0,
 				       fx_fmt("{\"key_id\":\"%s\"}", v.id)), KMS_E_FORBIDDEN);
-		ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0307\",\"error_msg\":"
-					"\"No access permissions.\"}}\n");
+		ASSERT_LAST_ERROR("KMS.0307", "No access permissions.");
 		ASSERT_ERR(call_claims("roles", "create-key", &crypto, 0, "{\"key_alias\":\"z\"}"),
 			   KMS_E_FORBIDDEN);
 		ASSERT_ERR(call_claims("roles", "create-key", &crypto, 0, "{"), KMS_E_FORBIDDEN);
@@ -902,8 +896,7 @@ TEST(create_key_duplicate_alias_1104)
 	ASSERT_ERR(pcall("ck-dup", "create-key", "{\"key_alias\":\"same\"}", NULL), 0);
 	ASSERT_ERR(pcall("ck-dup", "create-key", "{\"key_alias\":\"same\"}", NULL),
 		   KMS_E_ALIAS_DUPLICATE);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1104\",\"error_msg\":"
-				"\"Duplicate key aliases.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1104", "Duplicate key aliases.");
 	ASSERT_ERR(pcall("ck-dup", "create-key",
 			 "{\"key_alias\":\"same\",\"key_description\":\"other\"}", NULL),
 		   KMS_E_ALIAS_DUPLICATE);
@@ -929,8 +922,7 @@ TEST(create_key_quota_1105)
 		ASSERT_ERR(quota_call(&svc, &c, fx_fmt("{\"key_alias\":\"q%d\"}", i)), 0);
 	}
 	ASSERT_ERR(quota_call(&svc, &c, "{\"key_alias\":\"q3\"}"), KMS_E_TOO_MANY_KEYS);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1105\",\"error_msg\":"
-				"\"Too many keys.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1105", "Too many keys.");
 	ASSERT_ERR(pcall("ck-quota", "list-keys", "{}", &r), 0);
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 3);
 	/* The default quota (100) of the shared service still allows more. */
@@ -1057,8 +1049,7 @@ TEST(describe_key_errors)
 	/* Well-formed but unknown: KMS.0207, whatever the form. */
 	ASSERT_ERR(pcall("dke", "describe-key", "{\"key_id\":\"" FX_NO_KEY "\"}", NULL),
 		   KMS_E_KEY_NOT_FOUND);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0207\",\"error_msg\":"
-				"\"The key does not exist.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0207", "The key does not exist.");
 	ASSERT_ERR(pcall("dke", "describe-key", "{\"key_id\":\"alias/nope\"}", NULL),
 		   KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(pcall("dke", "describe-key", fx_fmt("{\"key_id\":\"%s\"}", fx_urn("nope")),
@@ -1296,11 +1287,9 @@ TEST(list_keys_errors)
 	};
 
 	STEP(fx_refuses_each("lke", "list-keys", NULL, bad, KMS_ARRAY_SIZE(bad)));
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1601\",\"error_msg\":"
-				"\"Invalid limit.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1601", "Invalid limit.");
 	ASSERT_ERR(pcall("lke", "list-keys", "{\"marker\":\"-1\"}", NULL), KMS_E_MARKER_INVALID);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1602\",\"error_msg\":"
-				"\"marker must be greater than or equals 0.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1602", "marker must be greater than or equals 0.");
 	/* null is absent */
 	ASSERT_ERR(pcall("lke", "list-keys", "{\"limit\":null,\"marker\":null}", NULL), 0);
 }
