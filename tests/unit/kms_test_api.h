@@ -565,6 +565,14 @@ static inline void fx_member_required(const char *project, const char *action, c
 		   KMS_E_MISSING);
 }
 
+/* The listing r was cut or not (truncated: "true" or "false") and the next page starts at
+ * next_marker ("" for none). */
+static inline void fx_page_ends(const cJSON *r, const char *truncated, const char *next_marker)
+{
+	ASSERT_STREQ(fx_str(r, "truncated"), truncated);
+	ASSERT_STREQ(fx_str(r, "next_marker"), next_marker);
+}
+
 /* A 36-character key id that names no key. */
 #define FX_NO_KEY "0badc0de-0000-4000-8000-000000000000"
 

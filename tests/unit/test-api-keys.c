@@ -1132,8 +1132,7 @@ TEST(list_keys_empty_project)
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "keys")), 0);
 	ASSERT_TRUE(cJSON_IsArray(fx_get(r, "key_details")));
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "key_details")), 0);
-	ASSERT_STREQ(fx_str(r, "next_marker"), "");
-	ASSERT_STREQ(fx_str(r, "truncated"), "false");
+	STEP(fx_page_ends(r, "false", ""));
 	ASSERT_TRUE(cJSON_IsNumber(fx_get(r, "total")));
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 0);
 	ASSERT_STREQ(fx_last(), "{\"keys\":[],\"key_details\":[],\"next_marker\":\"\","
@@ -1152,65 +1151,56 @@ static void list_ids(cJSON *r, char ids[][FX_ID_LEN], size_t *n)
 	}
 }
 
+/* list-keys req in project "lk": *r gets the response and got its key ids, which must be want. */
+static void list_page(const char *req, cJSON **r, char got[][FX_ID_LEN], size_t want)
+{
+	size_t n;
+
+	ASSERT_ERR(pcall("lk", "list-keys", req, r), 0);
+	list_ids(*r, got, &n);
+	ASSERT_EQ(n, want);
+}
+
 TEST(list_keys_order_and_paging)
 {
 	char ids[6][FX_ID_LEN], got[8][FX_ID_LEN], alias[8];
-	size_t n = 0;
 	cJSON *r = NULL;
 
 	for (int i = 0; i < 6; i++) {
 		snprintf(alias, sizeof(alias), "k%d", i);
 		STEP(fx_key("lk", alias, ids[i]));
 	}
-	ASSERT_ERR(pcall("lk", "list-keys", "{}", &r), 0);
-	list_ids(r, got, &n);
-	ASSERT_EQ(n, 6);
+	STEP(list_page("{}", &r, got, 6));
 	for (int i = 0; i < 6; i++)
 		ASSERT_STREQ(got[i], ids[i]);
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 6);
-	ASSERT_STREQ(fx_str(r, "truncated"), "false");
-	ASSERT_STREQ(fx_str(r, "next_marker"), "");
+	STEP(fx_page_ends(r, "false", ""));
 
-	ASSERT_ERR(pcall("lk", "list-keys", "{\"limit\":\"4\"}", &r), 0);
-	list_ids(r, got, &n);
-	ASSERT_EQ(n, 4);
+	STEP(list_page("{\"limit\":\"4\"}", &r, got, 4));
 	ASSERT_STREQ(got[3], ids[3]);
-	ASSERT_STREQ(fx_str(r, "truncated"), "true");
-	ASSERT_STREQ(fx_str(r, "next_marker"), "4");
+	STEP(fx_page_ends(r, "true", "4"));
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 6);
 
 	/* Follow next_marker to the end. */
-	ASSERT_ERR(pcall("lk", "list-keys", "{\"limit\":\"4\",\"marker\":\"4\"}", &r), 0);
-	list_ids(r, got, &n);
-	ASSERT_EQ(n, 2);
+	STEP(list_page("{\"limit\":\"4\",\"marker\":\"4\"}", &r, got, 2));
 	ASSERT_STREQ(got[0], ids[4]);
 	ASSERT_STREQ(got[1], ids[5]);
-	ASSERT_STREQ(fx_str(r, "truncated"), "false");
-	ASSERT_STREQ(fx_str(r, "next_marker"), "");
+	STEP(fx_page_ends(r, "false", ""));
 
-	ASSERT_ERR(pcall("lk", "list-keys", "{\"limit\":\"2\",\"marker\":\"2\"}", &r), 0);
-	list_ids(r, got, &n);
-	ASSERT_EQ(n, 2);
+	STEP(list_page("{\"limit\":\"2\",\"marker\":\"2\"}", &r, got, 2));
 	ASSERT_STREQ(got[0], ids[2]);
-	ASSERT_STREQ(fx_str(r, "next_marker"), "4");
-	ASSERT_STREQ(fx_str(r, "truncated"), "true");
+	STEP(fx_page_ends(r, "true", "4"));
 
 	/* Exactly the rest: not truncated. */
 	ASSERT_ERR(pcall("lk", "list-keys", "{\"limit\":\"6\"}", &r), 0);
 	ASSERT_STREQ(fx_str(r, "truncated"), "false");
 	/* Past the end. */
-	ASSERT_ERR(pcall("lk", "list-keys", "{\"marker\":\"6\"}", &r), 0);
-	list_ids(r, got, &n);
-	ASSERT_EQ(n, 0);
+	STEP(list_page("{\"marker\":\"6\"}", &r, got, 0));
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 6);
 	ASSERT_STREQ(fx_str(r, "truncated"), "false");
-	ASSERT_ERR(pcall("lk", "list-keys", "{\"marker\":\"100\"}", &r), 0);
-	list_ids(r, got, &n);
-	ASSERT_EQ(n, 0);
+	STEP(list_page("{\"marker\":\"100\"}", &r, got, 0));
 	/* Lenient numbers: JSON integers work like the strings. */
-	ASSERT_ERR(pcall("lk", "list-keys", "{\"limit\":2,\"marker\":1}", &r), 0);
-	list_ids(r, got, &n);
-	ASSERT_EQ(n, 2);
+	STEP(list_page("{\"limit\":2,\"marker\":1}", &r, got, 2));
 	ASSERT_STREQ(got[0], ids[1]);
 	ASSERT_STREQ(fx_str(r, "next_marker"), "3");
 	ASSERT_ERR(pcall("lk", "list-keys", "{\"limit\":\"1000\"}", &r), 0);
