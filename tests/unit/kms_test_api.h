@@ -544,16 +544,19 @@ static inline void fx_refuses_each(const char *project, const char *action, cons
 }
 
 /* Each of the n JSON texts of values, as member of the request {"key_id":id,member:value} of
- * action in project, is refused with err. */
+ * action in project, is refused with err, and (line not NULL) the response is exactly line. */
 static inline void fx_member_refuses(const char *project, const char *action, const char *id,
 				     const char *member, const char *const *values, size_t n,
-				     int err)
+				     int err, const char *line)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		EXPECT(fx_fmt("%s %s", member, values[i]),
 		       pcall(project, action,
 			     fx_fmt("{\"key_id\":\"%s\",\"%s\":%s}", id, member, values[i]), NULL),
 		       err);
+		if (line)
+			ASSERT_STREQ(fx_last(), line);
+	}
 }
 
 /* member is required by action on key id: absent, and null, it is KMS.0204. */

@@ -125,7 +125,7 @@ TEST(encrypt_data_errors)
 		   KMS_E_PLAIN_INVALID);
 	ASSERT_LAST_ERROR("KMS.2101", "Invalid plain_text.");
 	STEP(fx_member_refuses("ed-err", "encrypt-data", id, "plain_text", bad_plain,
-			       KMS_ARRAY_SIZE(bad_plain), KMS_E_PLAIN_INVALID));
+			       KMS_ARRAY_SIZE(bad_plain), KMS_E_PLAIN_INVALID, NULL));
 	STEP(fx_member_required("ed-err", "encrypt-data", id, "plain_text"));
 	ASSERT_ERR(pcall("ed-err", "encrypt-data", "{\"plain_text\":\"x\"}", NULL), KMS_E_MISSING);
 	/* encryption_algorithm: only the symmetric default */

@@ -183,12 +183,15 @@ TEST(create_datakey_length_errors)
 	char id[FX_ID_LEN];
 
 	STEP(fx_key("cd-err", "app", id));
-	STEP(fx_member_refuses("cd-err", "create-datakey", id, "datakey_length", range,
-			       KMS_ARRAY_SIZE(range), KMS_E_DATAKEY_RANGE));
-	ASSERT_LAST_ERROR("KMS.1901", "datakey_length must be in the range 8 bits to 8,192 bits.");
-	STEP(fx_member_refuses("cd-err", "create-datakey", id, "datakey_length", multiple,
-			       KMS_ARRAY_SIZE(multiple), KMS_E_DATAKEY_MULTIPLE));
-	ASSERT_LAST_ERROR("KMS.1903", "datakey_length must be a multiple of 8.");
+	STEP(fx_member_refuses(
+		"cd-err", "create-datakey", id, "datakey_length", range, KMS_ARRAY_SIZE(range),
+		KMS_E_DATAKEY_RANGE,
+		FX_ERROR_LINE("KMS.1901",
+			      "datakey_length must be in the range 8 bits to 8,192 bits.")));
+	STEP(fx_member_refuses(
+		"cd-err", "create-datakey", id, "datakey_length", multiple,
+		KMS_ARRAY_SIZE(multiple), KMS_E_DATAKEY_MULTIPLE,
+		FX_ERROR_LINE("KMS.1903", "datakey_length must be a multiple of 8.")));
 }
 
 TEST(datakey_key_id_forms)
@@ -281,8 +284,8 @@ TEST(datakey_without_plaintext_2001)
 
 	STEP(fx_key("cdw-err", "app", id));
 	STEP(fx_member_refuses("cdw-err", "create-datakey-without-plaintext", id, "datakey_length",
-			       bad, KMS_ARRAY_SIZE(bad), KMS_E_DATAKEY_512));
-	ASSERT_LAST_ERROR("KMS.2001", "datakey_length must be 512 bits.");
+			       bad, KMS_ARRAY_SIZE(bad), KMS_E_DATAKEY_512,
+			       FX_ERROR_LINE("KMS.2001", "datakey_length must be 512 bits.")));
 }
 
 /* ---- encrypt-datakey (3.3) ---- */
@@ -811,9 +814,10 @@ TEST(context_invalid_0208)
 	char id[FX_ID_LEN];
 
 	STEP(fx_key("ctx-bad", "app", id));
-	STEP(fx_member_refuses("ctx-bad", "create-datakey", id, "encryption_context", bad,
-			       KMS_ARRAY_SIZE(bad), KMS_E_BAD_CONTEXT));
-	ASSERT_LAST_ERROR("KMS.0208", "Invalid value of value encryption_context.");
+	STEP(fx_member_refuses(
+		"ctx-bad", "create-datakey", id, "encryption_context", bad, KMS_ARRAY_SIZE(bad),
+		KMS_E_BAD_CONTEXT,
+		FX_ERROR_LINE("KMS.0208", "Invalid value of value encryption_context.")));
 	/* Duplicate names inside the context are refused (as bad JSON or a bad context). */
 	{
 		int e = pcall("ctx-bad", "create-datakey",

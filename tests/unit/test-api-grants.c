@@ -339,11 +339,12 @@ TEST(list_grants_paging_and_errors)
 	ASSERT_EQ(fx_num(r, "total"), 1);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"), og);
 	STEP(fx_member_refuses("lg", "list-grants", id, "limit", bad_limit,
-			       KMS_ARRAY_SIZE(bad_limit), KMS_E_LIMIT_INVALID));
-	ASSERT_LAST_ERROR("KMS.1601", "Invalid limit.");
-	STEP(fx_member_refuses("lg", "list-grants", id, "marker", bad_marker,
-			       KMS_ARRAY_SIZE(bad_marker), KMS_E_MARKER_INVALID));
-	ASSERT_LAST_ERROR("KMS.1602", "marker must be greater than or equals 0.");
+			       KMS_ARRAY_SIZE(bad_limit), KMS_E_LIMIT_INVALID,
+			       FX_ERROR_LINE("KMS.1601", "Invalid limit.")));
+	STEP(fx_member_refuses(
+		"lg", "list-grants", id, "marker", bad_marker, KMS_ARRAY_SIZE(bad_marker),
+		KMS_E_MARKER_INVALID,
+		FX_ERROR_LINE("KMS.1602", "marker must be greater than or equals 0.")));
 	ASSERT_ERR(pcall("lg", "list-grants", "{}", NULL), KMS_E_MISSING);
 	ASSERT_ERR(pcall("lg", "list-grants", fx_kid(FX_NO_KEY), NULL), KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(pcall("lg", "list-grants", "{\"key_id\":\"bad\"}", NULL), KMS_E_BAD_KEY_ID);
@@ -433,8 +434,8 @@ TEST(revoke_grant)
 	STEP(grant("rv", id, "bob", "\"describe-key\"", "", g));
 	STEP(grant("rv", id, "bob", "\"encrypt-data\"", "", g2));
 	STEP(fx_member_refuses("rv", "revoke-grant", id, "grant_id", bad_ids,
-			       KMS_ARRAY_SIZE(bad_ids), KMS_E_GRANT_ID));
-	ASSERT_LAST_ERROR("KMS.2501", "Invalid grant ID.");
+			       KMS_ARRAY_SIZE(bad_ids), KMS_E_GRANT_ID,
+			       FX_ERROR_LINE("KMS.2501", "Invalid grant ID.")));
 	ASSERT_ERR(pcall("rv", "revoke-grant", fx_kid(id), NULL), KMS_E_MISSING);
 	/* The grant of another key: KMS.2502, and it stays. */
 	ASSERT_ERR(pcall("rv", "revoke-grant", key_grant(other, g), NULL),

@@ -301,9 +301,11 @@ TEST(schedule_key_deletion_bounds_1401)
 	char id[FX_ID_LEN];
 
 	STEP(fx_key("sd1401", "app", id));
-	STEP(fx_member_refuses("sd1401", "schedule-key-deletion", id, "pending_days", bad,
-			       KMS_ARRAY_SIZE(bad), KMS_E_PENDING_DAYS));
-	ASSERT_LAST_ERROR("KMS.1401", "Set the pending deletion period between 7 to 1096 days.");
+	STEP(fx_member_refuses(
+		"sd1401", "schedule-key-deletion", id, "pending_days", bad, KMS_ARRAY_SIZE(bad),
+		KMS_E_PENDING_DAYS,
+		FX_ERROR_LINE("KMS.1401",
+			      "Set the pending deletion period between 7 to 1096 days.")));
 	STEP(fx_member_required("sd1401", "schedule-key-deletion", id, "pending_days"));
 	ASSERT_STREQ(state_of("sd1401", id), "2");
 	ASSERT_STREQ(describe_field("sd1401", id, "scheduled_deletion_date"), "");
@@ -719,8 +721,8 @@ TEST(update_key_alias_1101_1104)
 	STEP(fx_key("ua-err", "app", id));
 	STEP(fx_key("ua-err", "other", other));
 	STEP(fx_member_refuses("ua-err", "update-key-alias", id, "key_alias", bad,
-			       KMS_ARRAY_SIZE(bad), KMS_E_ALIAS_INVALID));
-	ASSERT_LAST_ERROR("KMS.1101", "Invalid key_alias.");
+			       KMS_ARRAY_SIZE(bad), KMS_E_ALIAS_INVALID,
+			       FX_ERROR_LINE("KMS.1101", "Invalid key_alias.")));
 	memset(long_alias, 'a', 256);
 	long_alias[256] = 0;
 	ASSERT_ERR(pcall("ua-err", "update-key-alias",
@@ -869,8 +871,8 @@ TEST(update_key_rotation_interval)
 		   KMS_E_ROTATION_NOT_ENABLED);
 	ASSERT_ERR(pcall("ri", "enable-key-rotation", fx_kid(id), NULL), 0);
 	STEP(fx_member_refuses("ri", "update-key-rotation-interval", id, "rotation_interval", bad,
-			       KMS_ARRAY_SIZE(bad), KMS_E_ROTATION_INTERVAL));
-	ASSERT_LAST_ERROR("KMS.3001", "Invalid rotation_interval.");
+			       KMS_ARRAY_SIZE(bad), KMS_E_ROTATION_INTERVAL,
+			       FX_ERROR_LINE("KMS.3001", "Invalid rotation_interval.")));
 	STEP(fx_member_required("ri", "update-key-rotation-interval", id, "rotation_interval"));
 	ASSERT_ERR(pcall("ri", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "rotation_interval"), 365);
