@@ -783,6 +783,7 @@ TEST(update_key_description)
 
 TEST(update_key_description_1103)
 {
+	static const char *const not_strings[] = { "5", "[]" };
 	char id[FX_ID_LEN], d256[257];
 
 	STEP(fx_key("ud-err", "app", id));
@@ -795,12 +796,9 @@ TEST(update_key_description_1103)
 			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"%s\"}", id, d256), NULL),
 		   KMS_E_DESCRIPTION_INVALID);
 	ASSERT_LAST_ERROR("KMS.1103", "Invalid key_description.");
-	ASSERT_ERR(pcall("ud-err", "update-key-description",
-			 fx_kid_with(id, "\"key_description\":5"), NULL),
-		   KMS_E_DESCRIPTION_INVALID);
-	ASSERT_ERR(pcall("ud-err", "update-key-description",
-			 fx_kid_with(id, "\"key_description\":[]"), NULL),
-		   KMS_E_DESCRIPTION_INVALID);
+	STEP(fx_member_refuses("ud-err", "update-key-description", id, "key_description",
+			       not_strings, KMS_ARRAY_SIZE(not_strings), KMS_E_DESCRIPTION_INVALID,
+			       NULL));
 	ASSERT_ERR(pcall("ud-err", "update-key-description", fx_kid(id), NULL), KMS_E_MISSING);
 	ASSERT_STREQ(describe_field("ud-err", id, "key_description"), "keep");
 }

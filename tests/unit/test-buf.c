@@ -77,11 +77,28 @@ static void holds_text(const struct kms_buf *b, const char *s)
 	check_invariants(b);
 }
 
-/* b is empty and wiped (its first n bytes zero) in the block it had: data, of cap bytes. */
-static void kept_empty(const struct kms_buf *b, const uint8_t *data, size_t cap, size_t n)
+/* Where a buffer's bytes were: to tell a kept block from a new one. */
+struct block {
+	const uint8_t *data;
+	size_t cap;
+};
+
+/* Append n (at most 5000) bytes 0x5a to b, and note the block they are in. */
+static void append_noting(struct kms_buf *b, size_t n, struct block *at)
 {
-	ASSERT_TRUE(b->data == data);
-	ASSERT_EQ(b->cap, cap);
+	uint8_t bytes[5000];
+
+	memset(bytes, 0x5a, n);
+	ASSERT_OK(kms_buf_append(b, bytes, n));
+	at->data = b->data;
+	at->cap = b->cap;
+}
+
+/* b is empty and wiped (its first n bytes zero), in the block it had. */
+static void kept_empty(const struct kms_buf *b, const struct block *at, size_t n)
+{
+	ASSERT_TRUE(b->data == at->data);
+	ASSERT_EQ(b->cap, at->cap);
 	ASSERT_EQ(b->len, 0);
 	ASSERT_TRUE(all_zero(b->data, n));
 	check_invariants(b);
@@ -141,7 +158,7 @@ TEST(max_is_exact)
 	/* 300 crosses the first allocation (256), so growth and the cap clamp both run. */
 	struct kms_buf b = KMS_BUF_INIT(300, false);
 	uint8_t src[301];
-	uint8_t *before;
+	const uint8_t *before; /* the block, which a refused append must keep */
 
 	fill(src, sizeof(src), 1);
 	for (size_t i = 0; i < 300; i++) {
@@ -257,18 +274,13 @@ TEST(set_replaces_and_wipes_tail)
 TEST(reset_wipes_and_keeps_memory)
 {
 	struct kms_buf b = KMS_BUF_INIT(4096, true);
-	uint8_t secret[100];
-	uint8_t *data;
-	size_t cap;
+	struct block at;
 
-	memset(secret, 0x5a, sizeof(secret));
-	ASSERT_OK(kms_buf_append(&b, secret, sizeof(secret)));
-	data = b.data;
-	cap = b.cap;
+	STEP(append_noting(&b, 100, &at));
 	kms_buf_reset(&b);
-	STEP(kept_empty(&b, data, cap, sizeof(secret) + 1));
+	STEP(kept_empty(&b, &at, 101));
 	ASSERT_OK(kms_buf_append(&b, "x", 1));
-	ASSERT_TRUE(b.data == data);
+	ASSERT_TRUE(b.data == at.data);
 	ASSERT_STREQ((const char *)b.data, "x");
 	kms_buf_free(&b);
 	/* Reset of a never used buffer is harmless. */
@@ -279,17 +291,12 @@ TEST(reset_wipes_and_keeps_memory)
 TEST(trim_keeps_small_blocks_and_releases_big_ones)
 {
 	struct kms_buf b = KMS_BUF_INIT(65536, true);
-	uint8_t big[5000];
-	uint8_t *data;
-	size_t cap;
+	struct block at;
 
-	memset(big, 0x5a, sizeof(big));
-	ASSERT_OK(kms_buf_append(&b, big, 100));
-	data = b.data;
-	cap = b.cap;
+	STEP(append_noting(&b, 100, &at));
 	kms_buf_trim(&b, 4096); /* 256-byte block: kept, wiped, empty */
-	STEP(kept_empty(&b, data, cap, 101));
-	ASSERT_OK(kms_buf_append(&b, big, sizeof(big)));
+	STEP(kept_empty(&b, &at, 101));
+	STEP(append_noting(&b, 5000, &at));
 	ASSERT_TRUE(b.cap > 4096);
 	kms_buf_trim(&b, 4096); /* 8 KiB block: released */
 	STEP(released(&b));
