@@ -298,14 +298,13 @@ TEST(schedule_key_deletion_bounds_1401)
 		"\"6\"", "\"1097\"", "\"0\"", "6", "1097", "\"abc\"", "\"\"", "\"-7\"", "-7",
 		"7.5",   "true",     "\"7 \"", "\" 7\"", "\"1e3\"", "\"0x10\"", "[7]", "{}",
 	};
+	static const char line[] = FX_ERROR_LINE(
+		"KMS.1401", "Set the pending deletion period between 7 to 1096 days.");
 	char id[FX_ID_LEN];
 
 	STEP(fx_key("sd1401", "app", id));
-	STEP(fx_member_refuses(
-		"sd1401", "schedule-key-deletion", id, "pending_days", bad, KMS_ARRAY_SIZE(bad),
-		KMS_E_PENDING_DAYS,
-		FX_ERROR_LINE("KMS.1401",
-			      "Set the pending deletion period between 7 to 1096 days.")));
+	STEP(fx_member_refuses("sd1401", "schedule-key-deletion", id, "pending_days", bad,
+			       KMS_ARRAY_SIZE(bad), KMS_E_PENDING_DAYS, line));
 	STEP(fx_member_required("sd1401", "schedule-key-deletion", id, "pending_days"));
 	ASSERT_STREQ(state_of("sd1401", id), "2");
 	ASSERT_STREQ(describe_field("sd1401", id, "scheduled_deletion_date"), "");
