@@ -130,14 +130,20 @@ TEST(encrypt_data_errors)
 	ASSERT_ERR(pcall("ed-err", "encrypt-data", "{\"plain_text\":\"x\"}", NULL), KMS_E_MISSING);
 	/* encryption_algorithm: only the symmetric default */
 	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\",\"encryption_algorithm\":"
-				"\"SYMMETRIC_DEFAULT\"}", id), NULL), 0);
+			 fx_kid_with(id, "\"plain_text\":\"x\",\"encryption_algorithm\":"
+					 "\"SYMMETRIC_DEFAULT\""),
+			 NULL),
+		   0);
 	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\",\"encryption_algorithm\":"
-				"\"RSAES_OAEP_SHA_256\"}", id), NULL), KMS_E_BAD_PARAM);
+			 fx_kid_with(id, "\"plain_text\":\"x\",\"encryption_algorithm\":"
+					 "\"RSAES_OAEP_SHA_256\""),
+			 NULL),
+		   KMS_E_BAD_PARAM);
 	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\",\"encryption_algorithm\":"
-				"1}", id), NULL), KMS_E_BAD_PARAM);
+			 fx_kid_with(id, "\"plain_text\":\"x\",\"encryption_algorithm\":"
+					 "1"),
+			 NULL),
+		   KMS_E_BAD_PARAM);
 	/* keys */
 	ASSERT_ERR(pcall("ed-err", "encrypt-data", "{\"key_id\":\"bad\",\"plain_text\":\"x\"}",
 			 NULL), KMS_E_BAD_KEY_ID);

@@ -158,8 +158,10 @@ TEST(create_datakey_key_spec)
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "plain_text"), 64));
 	/* Both given: datakey_length wins (kms-api.md 3.1). */
 	ASSERT_ERR(pcall("cd-spec", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_spec\":\"AES_128\",\"datakey_length\":"
-				"\"512\"}", id), &r), 0);
+			 fx_kid_with(id, "\"key_spec\":\"AES_128\",\"datakey_length\":"
+					 "\"512\""),
+			 &r),
+		   0);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "plain_text"), 128));
 	ASSERT_ERR(pcall("cd-spec", "create-datakey", fx_kid_with(id, "\"key_spec\":\"SM4\""), &r),
 		   KMS_E_DATAKEY_SPEC);
@@ -395,9 +397,8 @@ TEST(encrypt_datakey_errors)
 	ASSERT_ERR(wrap("ed-err", id, bad, "\"64\""), KMS_E_PLAIN_INVALID);
 	ASSERT_ERR(wrap("ed-err", id, fx_fmt("%s0", good), "\"64\""), KMS_E_PLAIN_INVALID);
 	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":12,"
-				"\"datakey_plain_length\":\"64\"}",
-				id),
+			 fx_kid_with(id, "\"plain_text\":12,"
+					 "\"datakey_plain_length\":\"64\""),
 			 NULL),
 		   KMS_E_PLAIN_INVALID);
 	ASSERT_ERR(wrap("ed-err", id, fx_fmt("0x%s", good), "\"64\""), KMS_E_PLAIN_INVALID);
@@ -551,9 +552,8 @@ TEST(decrypt_datakey_errors)
 	snprintf(bad, sizeof(bad), "%s0", cipher);
 	ASSERT_ERR(decrypt("dd-err", id, bad, 64, "", NULL), KMS_E_CIPHER_INVALID);
 	ASSERT_ERR(pcall("dd-err", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":7,"
-				"\"datakey_cipher_length\":\"64\"}",
-				id),
+			 fx_kid_with(id, "\"cipher_text\":7,"
+					 "\"datakey_cipher_length\":\"64\""),
 			 NULL),
 		   KMS_E_CIPHER_INVALID);
 	memset(huge, 'A', sizeof(huge) - 1);
@@ -821,8 +821,9 @@ TEST(context_invalid_0208)
 	/* Duplicate names inside the context are refused (as bad JSON or a bad context). */
 	{
 		int e = pcall("ctx-bad", "create-datakey",
-			      fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
-				     "{\"a\":\"1\",\"a\":\"2\"}}", id), NULL);
+			      fx_kid_with(id, "\"encryption_context\":"
+					      "{\"a\":\"1\",\"a\":\"2\"}"),
+			      NULL);
 
 		ASSERT_TRUE(e == KMS_E_BAD_JSON || e == KMS_E_BAD_CONTEXT);
 	}
@@ -841,15 +842,15 @@ TEST(context_invalid_0208)
 /* A string holding an object must hold exactly one: "{...} junk" is not that object. */
 TEST(context_string_with_trailing_garbage_0208)
 {
+	static const char *const junk[] = {
+		"\"{\\\"a\\\":\\\"1\\\"} junk\"",
+		"\"{\\\"a\\\":\\\"1\\\"}{}\"",
+	};
 	char id[FX_ID_LEN];
 
 	STEP(fx_key("ctx-junk", "app", id));
-	ASSERT_ERR(pcall("ctx-junk", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
-				"\"{\\\"a\\\":\\\"1\\\"} junk\"}", id), NULL), KMS_E_BAD_CONTEXT);
-	ASSERT_ERR(pcall("ctx-junk", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
-				"\"{\\\"a\\\":\\\"1\\\"}{}\"}", id), NULL), KMS_E_BAD_CONTEXT);
+	fx_member_refuses("ctx-junk", "create-datakey", id, "encryption_context", junk,
+			  KMS_ARRAY_SIZE(junk), KMS_E_BAD_CONTEXT, NULL);
 }
 
 TEST(context_length_limit)
@@ -916,13 +917,16 @@ TEST(context_string_form_checks)
 		   KMS_E_BAD_CONTEXT);
 	ASSERT_LAST_ERROR("KMS.0208", "Invalid value of value encryption_context.");
 	ASSERT_ERR(pcall("ctx-sf", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
-				"\"{\\\"k\\\":\\\"a\\\\u0000evil\\\"}\"}", id), NULL),
+			 fx_kid_with(id, "\"encryption_context\":"
+					 "\"{\\\"k\\\":\\\"a\\\\u0000evil\\\"}\""),
+			 NULL),
 		   KMS_E_BAD_CONTEXT);
 	/* An escaped backslash before "u0000" is no NUL: that context is fine. */
 	ASSERT_ERR(pcall("ctx-sf", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
-				"\"{\\\"k\\\":\\\"a\\\\\\\\u0000\\\"}\"}", id), NULL), 0);
+			 fx_kid_with(id, "\"encryption_context\":"
+					 "\"{\\\"k\\\":\\\"a\\\\\\\\u0000\\\"}\""),
+			 NULL),
+		   0);
 	/* 600 levels in a string: refused, as they would be in the object form. */
 	for (int i = 0; i < 599; i++)
 		deep[n++] = '[';
@@ -944,12 +948,14 @@ TEST(context_string_form_checks)
 				   ",\"encryption_context\":\"{\\\"a\\\":[[[[[[[[[[[[[1]]]]]]]]]]]]]}\"",
 				   NULL), 0);
 		ASSERT_ERR(pcall("ctx-sf", "create-datakey",
-				 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
-					"{\"a\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}}", id), NULL),
+				 fx_kid_with(id, "\"encryption_context\":"
+						 "{\"a\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}"),
+				 NULL),
 			   KMS_E_BAD_JSON);
 		ASSERT_ERR(pcall("ctx-sf", "create-datakey",
-				 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
-					"\"{\\\"a\\\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}\"}", id), NULL),
+				 fx_kid_with(id, "\"encryption_context\":"
+						 "\"{\\\"a\\\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}\""),
+				 NULL),
 			   KMS_E_BAD_CONTEXT);
 	}
 }

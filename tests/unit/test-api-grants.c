@@ -78,9 +78,11 @@ TEST(create_grant_and_list_fields)
 	STEP(fx_key("cg", "app", id));
 	before = kms_time_real_ms();
 	ASSERT_ERR(pcall("cg", "create-grant",
-			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
-				"\"operations\":[\"decrypt-datakey\",\"describe-key\"],"
-				"\"name\":\"bob-unwraps\"}", id), &r), 0);
+			 fx_kid_with(id, "\"grantee_principal\":\"bob\","
+					 "\"operations\":[\"decrypt-datakey\",\"describe-key\"],"
+					 "\"name\":\"bob-unwraps\""),
+			 &r),
+		   0);
 	after = kms_time_real_ms();
 	/* {"grant_id": 64 hex} and nothing else. */
 	ASSERT_EQ(cJSON_GetArraySize(r), 1);

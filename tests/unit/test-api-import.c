@@ -281,9 +281,8 @@ TEST(get_parameters_errors)
 			 fx_kid_with(ext, "\"wrapping_algorithm\":1"), &r),
 		   KMS_E_BAD_PARAM);
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",
-			 fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_1\","
-				"\"sequence\":\"short\"}",
-				ext),
+			 fx_kid_with(ext, "\"wrapping_algorithm\":\"RSAES_OAEP_SHA_1\","
+					  "\"sequence\":\"short\""),
 			 &r),
 		   KMS_E_BAD_SEQUENCE);
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",

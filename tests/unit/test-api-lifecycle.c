@@ -233,11 +233,14 @@ TEST(lifecycle_roles_0307)
 	STEP(fx_key("lc-roles", "app", id));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(admin_only); i++) {
 		for (size_t j = 0; j < KMS_ARRAY_SIZE(below); j++)
-			ASSERT_ERR(ucall("lc-roles", "someone", below[j], admin_only[i], NULL,
-					 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\","
-						"\"key_alias\":\"x\",\"key_description\":\"x\","
-						"\"rotation_interval\":90}", id), NULL),
-				   KMS_E_FORBIDDEN);
+			ASSERT_ERR(
+				ucall("lc-roles", "someone", below[j], admin_only[i], NULL,
+				      fx_kid_with(id,
+						  "\"pending_days\":\"7\","
+						  "\"key_alias\":\"x\",\"key_description\":\"x\","
+						  "\"rotation_interval\":90"),
+				      NULL),
+				KMS_E_FORBIDDEN);
 	}
 	ASSERT_STREQ(state_of("lc-roles", id), "2");
 	ASSERT_STREQ(describe_field("lc-roles", id, "key_alias"), "app");
@@ -507,8 +510,10 @@ static void body_deletion_when_due(struct fx_own *o)
 	ASSERT_ERR(ocall(o, "dl", "create-datakey", fx_kid(keep), &r), 0);
 	fx_cp(ctk, sizeof(ctk), fx_str(r, "cipher_text"));
 	ASSERT_ERR(ocall(o, "dl", "create-grant",
-			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
-				"\"operations\":[\"describe-key\"]}", doomed), NULL), 0);
+			 fx_kid_with(doomed, "\"grantee_principal\":\"bob\","
+					     "\"operations\":[\"describe-key\"]"),
+			 NULL),
+		   0);
 	{
 		struct api_caller c = { .project = "dl", .path_key_id = doomed, .trusted = true };
 		const char *req = "{\"tag\":{\"key\":\"env\",\"value\":\"x\"}}";

@@ -233,8 +233,10 @@ TEST(delete_tag)
 	/* Key folders only: there is no <P>/delete-tag (nor <P>/tags-action). */
 	ASSERT_ERR(pcall("dt", "delete-tag", fx_kid_with(id, "\"key\":\"team\""), NULL),
 		   KMS_E_BAD_URL);
-	ASSERT_ERR(pcall("dt", "tags-action", fx_fmt("{\"key_id\":\"%s\",\"action\":\"delete\","
-						      "\"tags\":[{\"key\":\"team\"}]}", id), NULL),
+	ASSERT_ERR(pcall("dt", "tags-action",
+			 fx_kid_with(id, "\"action\":\"delete\","
+					 "\"tags\":[{\"key\":\"team\"}]"),
+			 NULL),
 		   KMS_E_BAD_URL);
 	ASSERT_LAST_ERROR("KMS.0201", "Invalid request URL.");
 	ASSERT_STREQ(tags_text("dt", id), "{\"tags\":[{\"key\":\"team\",\"value\":\"red\"}],"
