@@ -115,6 +115,12 @@ TEST(encrypt_data_limit_counts_bytes)
 TEST(encrypt_data_errors)
 {
 	static const char *const bad_plain[] = { "\"\"", "42", "[\"x\"]" };
+	/* req: the value of encryption_algorithm */
+	static const struct fx_refusal algs[] = {
+		{ "\"SYMMETRIC_DEFAULT\"", 0 },
+		{ "\"RSAES_OAEP_SHA_256\"", KMS_E_BAD_PARAM },
+		{ "1", KMS_E_BAD_PARAM },
+	};
 	static char text[KMS_MAX_DATA_BYTES + 2];
 	char id[FX_ID_LEN];
 
@@ -129,21 +135,14 @@ TEST(encrypt_data_errors)
 	STEP(fx_member_required("ed-err", "encrypt-data", id, "plain_text"));
 	ASSERT_ERR(pcall("ed-err", "encrypt-data", "{\"plain_text\":\"x\"}", NULL), KMS_E_MISSING);
 	/* encryption_algorithm: only the symmetric default */
-	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_kid_with(id, "\"plain_text\":\"x\",\"encryption_algorithm\":"
-					 "\"SYMMETRIC_DEFAULT\""),
-			 NULL),
-		   0);
-	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_kid_with(id, "\"plain_text\":\"x\",\"encryption_algorithm\":"
-					 "\"RSAES_OAEP_SHA_256\""),
-			 NULL),
-		   KMS_E_BAD_PARAM);
-	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_kid_with(id, "\"plain_text\":\"x\",\"encryption_algorithm\":"
-					 "1"),
-			 NULL),
-		   KMS_E_BAD_PARAM);
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(algs); i++)
+		EXPECT(algs[i].req,
+		       pcall("ed-err", "encrypt-data",
+			     fx_kid_with(id,
+					 fx_fmt("\"plain_text\":\"x\",\"encryption_algorithm\":%s",
+						algs[i].req)),
+			     NULL),
+		       algs[i].err);
 	/* keys */
 	ASSERT_ERR(pcall("ed-err", "encrypt-data", "{\"key_id\":\"bad\",\"plain_text\":\"x\"}",
 			 NULL), KMS_E_BAD_KEY_ID);
