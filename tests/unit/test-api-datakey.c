@@ -470,28 +470,12 @@ TEST(encrypt_datakey_validation_order)
 			 fx_fmt("{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"zz\","
 				"\"datakey_plain_length\":\"64\",%s}", bad_ctx), NULL),
 		   KMS_E_BAD_CONTEXT);
-	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"zz\","
-				"\"datakey_plain_length\":\"0\"}"), NULL), KMS_E_PLAIN_LENGTH);
-	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"zz\","
-				"\"datakey_plain_length\":\"64\"}"), NULL), KMS_E_PLAIN_INVALID);
-	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"%s00\","
-				"\"datakey_plain_length\":\"64\"}", badhash), NULL),
+	ASSERT_ERR(wrap("ed-order", FX_NO_KEY, "zz", "\"0\""), KMS_E_PLAIN_LENGTH);
+	ASSERT_ERR(wrap("ed-order", FX_NO_KEY, "zz", "\"64\""), KMS_E_PLAIN_INVALID);
+	ASSERT_ERR(wrap("ed-order", FX_NO_KEY, fx_fmt("%s00", badhash), "\"64\""),
 		   KMS_E_PLAIN_MISMATCH);
-	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}",
-				badhash),
-			 NULL),
-		   KMS_E_DEK_HASH);
-	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}",
-				good),
-			 NULL),
-		   KMS_E_KEY_NOT_FOUND);
+	ASSERT_ERR(wrap("ed-order", FX_NO_KEY, badhash, "\"64\""), KMS_E_DEK_HASH);
+	ASSERT_ERR(wrap("ed-order", FX_NO_KEY, good, "\"64\""), KMS_E_KEY_NOT_FOUND);
 }
 
 /* 11.2 again: key_id format, sequence and encryption_context are checked before the value of
