@@ -75,6 +75,13 @@ static void each_required(const char *project, const char *action, const char *i
 	ASSERT_ERR(pcall(project, action, fx_kid_with(id, a), NULL), KMS_E_MISSING);
 }
 
+/* create-datakey with key id and the encryption_context ctx (a JSON text). */
+static int with_context(const char *project, const char *id, const char *ctx)
+{
+	return pcall(project, "create-datakey",
+		     fx_kid_with(id, fx_fmt("\"encryption_context\":%s", ctx)), NULL);
+}
+
 static int decrypt(const char *project, const char *key_ref, const char *cipher, size_t dek_len,
 		   const char *extra, cJSON **r)
 {
@@ -801,10 +808,7 @@ TEST(context_invalid_0208)
 		FX_ERROR_LINE("KMS.0208", "Invalid value of value encryption_context.")));
 	/* Duplicate names inside the context are refused (as bad JSON or a bad context). */
 	{
-		int e = pcall("ctx-bad", "create-datakey",
-			      fx_kid_with(id, "\"encryption_context\":"
-					      "{\"a\":\"1\",\"a\":\"2\"}"),
-			      NULL);
+		int e = with_context("ctx-bad", id, "{\"a\":\"1\",\"a\":\"2\"}");
 
 		ASSERT_TRUE(e == KMS_E_BAD_JSON || e == KMS_E_BAD_CONTEXT);
 	}
@@ -869,8 +873,7 @@ TEST(context_with_nul_not_truncated)
 	int e;
 
 	STEP(fx_key("ctx-nul", "app", id));
-	e = pcall("ctx-nul", "create-datakey",
-		  fx_kid_with(id, "\"encryption_context\":{\"k\":\"v\\u0000x\"}"), NULL);
+	e = with_context("ctx-nul", id, "{\"k\":\"v\\u0000x\"}");
 	if (e != 0) {
 		/* Refusing such a context outright is fine too. */
 		ASSERT_TRUE(e == KMS_E_BAD_CONTEXT || e == KMS_E_BAD_JSON);
@@ -897,17 +900,10 @@ TEST(context_string_form_checks)
 			   ",\"encryption_context\":\"{\\\"k\\\":\\\"a\\\\u0000evil\\\"}\"", NULL),
 		   KMS_E_BAD_CONTEXT);
 	ASSERT_LAST_ERROR("KMS.0208", "Invalid value of value encryption_context.");
-	ASSERT_ERR(pcall("ctx-sf", "create-datakey",
-			 fx_kid_with(id, "\"encryption_context\":"
-					 "\"{\\\"k\\\":\\\"a\\\\u0000evil\\\"}\""),
-			 NULL),
+	ASSERT_ERR(with_context("ctx-sf", id, "\"{\\\"k\\\":\\\"a\\\\u0000evil\\\"}\""),
 		   KMS_E_BAD_CONTEXT);
 	/* An escaped backslash before "u0000" is no NUL: that context is fine. */
-	ASSERT_ERR(pcall("ctx-sf", "create-datakey",
-			 fx_kid_with(id, "\"encryption_context\":"
-					 "\"{\\\"k\\\":\\\"a\\\\\\\\u0000\\\"}\""),
-			 NULL),
-		   0);
+	ASSERT_ERR(with_context("ctx-sf", id, "\"{\\\"k\\\":\\\"a\\\\\\\\u0000\\\"}\""), 0);
 	/* 600 levels in a string: refused, as they would be in the object form. */
 	for (int i = 0; i < 599; i++)
 		deep[n++] = '[';
@@ -928,16 +924,11 @@ TEST(context_string_form_checks)
 		ASSERT_ERR(decrypt("ctx-sf", id, cipher, 64,
 				   ",\"encryption_context\":\"{\\\"a\\\":[[[[[[[[[[[[[1]]]]]]]]]]]]]}\"",
 				   NULL), 0);
-		ASSERT_ERR(pcall("ctx-sf", "create-datakey",
-				 fx_kid_with(id, "\"encryption_context\":"
-						 "{\"a\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}"),
-				 NULL),
+		ASSERT_ERR(with_context("ctx-sf", id, "{\"a\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}"),
 			   KMS_E_BAD_JSON);
-		ASSERT_ERR(pcall("ctx-sf", "create-datakey",
-				 fx_kid_with(id, "\"encryption_context\":"
-						 "\"{\\\"a\\\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}\""),
-				 NULL),
-			   KMS_E_BAD_CONTEXT);
+		ASSERT_ERR(
+			with_context("ctx-sf", id, "\"{\\\"a\\\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}\""),
+			KMS_E_BAD_CONTEXT);
 	}
 }
 
