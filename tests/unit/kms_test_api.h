@@ -391,6 +391,14 @@ static inline const char *fx_kid(const char *id)
 	return fx_fmt("{\"key_id\":\"%s\"}", id);
 }
 
+/* The decrypt-datakey request for the 64-byte data key sealed in cipher (hex) by key (an id or
+ * another key form). */
+static inline const char *fx_unwrap_req(const char *key, const char *cipher)
+{
+	return fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}",
+		      key, cipher);
+}
+
 /* The request {"key_id":"<id>",<members>} (members: more JSON members, without braces). */
 static inline const char *fx_kid_with(const char *id, const char *members)
 {

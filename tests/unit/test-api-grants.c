@@ -623,9 +623,7 @@ static const char *enf_request(struct enf *e, const char *op, int key)
 		return fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
 			      "\"datakey_plain_length\":\"64\"}", id, e->wrap);
 	if (strcmp(op, "decrypt-datakey") == 0)
-		return fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-			      "\"datakey_cipher_length\":\"64\"}",
-			      id, key == 1 ? e->b1.dk : e->b2.dk);
+		return fx_unwrap_req(id, key == 1 ? e->b1.dk : e->b2.dk);
 	if (strcmp(op, "encrypt-data") == 0)
 		return fx_kid_with(id, "\"plain_text\":\"x\"");
 	if (strcmp(op, "decrypt-data") == 0)
@@ -688,9 +686,7 @@ static int bob_unwraps(const char *project, const char *folder, const char *ref,
 {
 	const char *req =
 		folder ? fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", cipher)
-		       : fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}",
-				ref, cipher);
+		       : fx_unwrap_req(ref, cipher);
 
 	return ucall(project, "bob", KMS_ROLE_VIEWER, "decrypt-datakey", folder, req, r);
 }
@@ -911,8 +907,6 @@ TEST(grant_check_many_keys_and_key_folder)
 			 NULL),
 		   KMS_E_BAD_KEY_ID);
 	ASSERT_ERR(ucall("gmk", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", k[1], blob),
-			 NULL),
+			 fx_unwrap_req(k[1], blob), NULL),
 		   0);
 }

@@ -152,12 +152,7 @@ static void crypto_works(const char *project, const char *id, struct fx_blobs *c
 	cJSON *r = NULL;
 
 	STEP(fx_blobs_in(cur_svc ? cur_svc : fx_svc(), project, id, "imported", c));
-	ASSERT_ERR(ccall(project, "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}",
-				id, c->dk),
-			 &r),
-		   0);
+	ASSERT_ERR(ccall(project, "decrypt-datakey", fx_unwrap_req(id, c->dk), &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), c->plain);
 	ASSERT_ERR(ccall(project, "decrypt-data", fx_fmt("{\"cipher_text\":\"%s\"}", c->data), &r),
 		   0);
@@ -169,12 +164,7 @@ static void old_cts_decrypt(const char *project, const char *id, const struct fx
 {
 	cJSON *r = NULL;
 
-	ASSERT_ERR(ccall(project, "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}",
-				id, c->dk),
-			 &r),
-		   err);
+	ASSERT_ERR(ccall(project, "decrypt-datakey", fx_unwrap_req(id, c->dk), &r), err);
 	if (err == 0)
 		ASSERT_STREQ(fx_str(r, "data_key"), c->plain);
 	ASSERT_ERR(ccall(project, "decrypt-data", fx_fmt("{\"cipher_text\":\"%s\"}", c->data), &r),

@@ -388,9 +388,7 @@ static void crypto_refused(const char *project, const char *id, const struct fx_
 	ASSERT_ERR(pcall(project, "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
 				"\"datakey_plain_length\":\"64\"}", id, good), NULL), err);
-	ASSERT_ERR(pcall(project, "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", id, b->dk), NULL), err);
+	ASSERT_ERR(pcall(project, "decrypt-datakey", fx_unwrap_req(id, b->dk), NULL), err);
 	ASSERT_ERR(pcall(project, "encrypt-data", fx_kid_with(id, "\"plain_text\":\"x\""), NULL),
 		   err);
 	ASSERT_ERR(pcall(project, "decrypt-data", fx_fmt("{\"cipher_text\":\"%s\"}", b->data),
@@ -487,9 +485,7 @@ TEST(pending_deletion_0210)
 	/* Cancel and enable: usable again, the old ciphertexts still decrypt. */
 	ASSERT_ERR(pcall("st0210", "cancel-key-deletion", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("st0210", "enable-key", fx_kid(id), NULL), 0);
-	ASSERT_ERR(pcall("st0210", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", id, b.dk), &r), 0);
+	ASSERT_ERR(pcall("st0210", "decrypt-datakey", fx_unwrap_req(id, b.dk), &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), b.plain);
 }
 
@@ -546,9 +542,7 @@ static void body_deletion_when_due(struct fx_own *o)
 		   KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(ocall(o, "dl", "cancel-key-deletion", fx_kid(doomed), NULL),
 		   KMS_E_KEY_NOT_FOUND);
-	ASSERT_ERR(ocall(o, "dl", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", doomed, ct), NULL),
+	ASSERT_ERR(ocall(o, "dl", "decrypt-datakey", fx_unwrap_req(doomed, ct), NULL),
 		   KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(ocall(o, "dl", "list-keys", "{}", &r), 0);
 	ASSERT_EQ(fx_num(r, "total"), 2);
@@ -560,9 +554,7 @@ static void body_deletion_when_due(struct fx_own *o)
 	ASSERT_STREQ(fx_last(), "{\"tags\":[]}\n");
 	ASSERT_ERR(ocall(o, "dl", "describe-key", fx_kid(later), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_state"), "4");
-	ASSERT_ERR(ocall(o, "dl", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", keep, ctk), NULL), 0);
+	ASSERT_ERR(ocall(o, "dl", "decrypt-datakey", fx_unwrap_req(keep, ctk), NULL), 0);
 	/* The alias is free again; the material check still passes. */
 	ASSERT_ERR(ocall(o, "dl", "create-key", "{\"key_alias\":\"doomed\"}", NULL), 0);
 	{
@@ -648,9 +640,7 @@ static void body_automatic_rotation(struct fx_own *o)
 	/* New ciphertexts use version 1; the old one still decrypts. */
 	ASSERT_ERR(ocall(o, "ar", "create-datakey-without-plaintext", fx_kid(rot), &r), 0);
 	ASSERT_EQ(blob_version(fx_str(r, "cipher_text"), false), 1);
-	ASSERT_ERR(ocall(o, "ar", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", rot, ct), &r), 0);
+	ASSERT_ERR(ocall(o, "ar", "decrypt-datakey", fx_unwrap_req(rot, ct), &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), plain);
 	/* Another interval later: once more. After disable-key-rotation: never. */
 	ASSERT_OK(store_sweep(o->st, t0 + 60 * DAY_MS + 60000, &deleted, &rotated));
@@ -946,12 +936,9 @@ TEST(rotate_key_versions)
 		}
 		/* Every ciphertext made so far still decrypts. */
 		for (unsigned w = 0; w <= v; w++) {
-			ASSERT_ERR(pcall("rk", "decrypt-datakey",
-					 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-						"\"datakey_cipher_length\":\"64\"}",
-						id, made[w].dk),
-					 &r),
-				   0);
+			ASSERT_ERR(
+				pcall("rk", "decrypt-datakey", fx_unwrap_req(id, made[w].dk), &r),
+				0);
 			ASSERT_STREQ(fx_str(r, "data_key"), made[w].plain);
 			ASSERT_ERR(pcall("rk", "decrypt-data",
 					 fx_fmt("{\"cipher_text\":\"%s\"}", made[w].data), &r),
@@ -992,9 +979,7 @@ TEST(rotate_on_demand)
 	ASSERT_ERR(pcall("rod", "create-datakey-without-plaintext", fx_kid(id), &r), 0);
 	ASSERT_EQ(blob_version(fx_str(r, "cipher_text"), false), 3);
 	ASSERT_EQ(blob_version(ct, false), 0);
-	ASSERT_ERR(pcall("rod", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", id, ct), NULL), 0);
+	ASSERT_ERR(pcall("rod", "decrypt-datakey", fx_unwrap_req(id, ct), NULL), 0);
 }
 
 /* README, Differences, Rotation: at most 64 material versions; one more answers KMS.0308. */
@@ -1019,9 +1004,7 @@ static void body_version_limit(struct fx_own *o)
 	/* The key keeps working on version 63; version 0 still decrypts. */
 	ASSERT_ERR(ocall(o, "vl", "create-datakey-without-plaintext", fx_kid(id), &r), 0);
 	ASSERT_EQ(blob_version(fx_str(r, "cipher_text"), false), 63);
-	ASSERT_ERR(ocall(o, "vl", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", id, first), &r), 0);
+	ASSERT_ERR(ocall(o, "vl", "decrypt-datakey", fx_unwrap_req(id, first), &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), pfirst);
 	/* Automatic rotation leaves it alone, without failing the sweep. */
 	ASSERT_ERR(ocall(o, "vl", "enable-key-rotation", fx_kid(id), NULL), 0);
