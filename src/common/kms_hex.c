@@ -13,15 +13,30 @@ void kms_hex_encode(const uint8_t *in, size_t n, char *out)
 	out[2 * n] = 0;
 }
 
+/* A run of an alphabet's characters, first..last, whose values count up from value. */
+struct kms_char_run {
+	char first, last;
+	int value;
+};
+
+/* c's value in the alphabet made of runs, or -1 when c is not in it. */
+static int kms_char_value(char c, const struct kms_char_run *runs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (c >= runs[i].first && c <= runs[i].last)
+			return runs[i].value + (c - runs[i].first);
+	return -1;
+}
+
 static int kms_hex_value(char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	static const struct kms_char_run hex[] = {
+		{ '0', '9', 0 },
+		{ 'a', 'f', 10 },
+		{ 'A', 'F', 10 },
+	};
+
+	return kms_char_value(c, hex, KMS_ARRAY_SIZE(hex));
 }
 
 bool kms_is_hex(const char *in, size_t len)
@@ -78,17 +93,12 @@ void kms_base64_encode(const uint8_t *in, size_t n, char *out)
 
 static int kms_b64_value(char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
+	static const struct kms_char_run b64[] = {
+		{ 'A', 'Z', 0 },  { 'a', 'z', 26 }, { '0', '9', 52 },
+		{ '+', '+', 62 }, { '/', '/', 63 },
+	};
+
+	return kms_char_value(c, b64, KMS_ARRAY_SIZE(b64));
 }
 
 int kms_base64_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len)

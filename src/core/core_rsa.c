@@ -16,31 +16,33 @@
 
 #include "common/kms_err.h"
 
+/* The DER that i2d (i2d_PrivateKey or i2d_PUBKEY) makes of pkey, into out (cap bytes). */
+static bool core_rsa_der(const EVP_PKEY *pkey, int (*i2d)(const EVP_PKEY *, unsigned char **),
+			 uint8_t *out, size_t cap, size_t *len)
+{
+	unsigned char *p = out;
+	int n = i2d(pkey, NULL);
+
+	/* The first call measures, the second writes. */
+	if (n <= 0 || (size_t)n > cap || i2d(pkey, &p) != n)
+		return false;
+	*len = (size_t)n;
+	return true;
+}
+
 int core_rsa_generate(uint8_t *priv, size_t priv_cap, size_t *priv_len, uint8_t *pub,
 		      size_t pub_cap, size_t *pub_len)
 {
 	EVP_PKEY *pkey = NULL;
-	unsigned char *p;
-	int n, r = KMS_E_INTERNAL;
+	int r = KMS_E_INTERNAL;
 
 	*priv_len = *pub_len = 0;
 	pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)CORE_RSA_BITS);
 	if (!pkey)
 		return KMS_E_INTERNAL;
-	n = i2d_PrivateKey(pkey, NULL);
-	if (n <= 0 || (size_t)n > priv_cap)
+	if (!core_rsa_der(pkey, i2d_PrivateKey, priv, priv_cap, priv_len) ||
+	    !core_rsa_der(pkey, i2d_PUBKEY, pub, pub_cap, pub_len))
 		goto out;
-	p = priv;
-	if (i2d_PrivateKey(pkey, &p) != n)
-		goto out;
-	*priv_len = (size_t)n;
-	n = i2d_PUBKEY(pkey, NULL);
-	if (n <= 0 || (size_t)n > pub_cap)
-		goto out;
-	p = pub;
-	if (i2d_PUBKEY(pkey, &p) != n)
-		goto out;
-	*pub_len = (size_t)n;
 	r = 0;
 out:
 	if (r < 0) {

@@ -19,8 +19,9 @@
  * in the order they appear in the file. The header also defines main() (define KMS_TEST_NO_MAIN
  * before including it to supply your own): `./test-x` runs every test, `./test-x NAME...` runs
  * only those, `./test-x --list` prints the names. Each test prints "ok   NAME" or "FAIL NAME",
- * then a summary line "N passed, M failed"; the exit status is 0 when all passed, else 1 (meson's
- * test() wants exactly that).
+ * then a summary line "N passed, M failed, K checks" (K: the assertions evaluated, so a
+ * refactoring of a test can show that it still checks as much); the exit status is 0 when all
+ * passed, else 1 (meson's test() wants exactly that).
  *
  * Assertions (all evaluate each argument exactly once):
  *   ASSERT_TRUE(c), ASSERT_FALSE(c)
@@ -35,10 +36,11 @@
  *   ASSERT_FAIL(expr)                                   expr returns any negative error
  * A failed assertion prints file:line, the expression and the values, marks the current test
  * failed and `return`s from the enclosing function, so it can only be used in functions
- * returning void. In a void helper called from a test, follow the call with
- * `if (kms_test_failing()) return;` to stop the test too.
+ * returning void. A void helper that asserts is called as STEP(helper(...)), which stops the
+ * calling test too when the helper failed (it is `helper(...); if (kms_test_failing()) return;`).
  *
- * Hex helpers, independent of common/kms_hex.c (which has tests of its own):
+ * Hex helpers (decoding is common/kms_hex.c's; test-hex.c checks it against oracles of its own,
+ * and never with these helpers):
  *   size_t kms_test_unhex(const char *hex, uint8_t *out, size_t cap)  aborts on a malformed
  *                                                                      literal (a bug in the test)
  *   void kms_test_hexprint(FILE *f, const void *p, size_t n)           upper case, 64 bytes max
@@ -57,6 +59,7 @@
 #include <string.h>
 
 #include "common/kms_err.h"
+#include "common/kms_hex.h"
 
 struct kms_test {
 	const char *name;
@@ -69,6 +72,7 @@ struct kms_test {
 static struct kms_test kms_test_table_[KMS_TEST_MAX];
 static size_t kms_test_count_;
 static bool kms_test_failed_;
+static uintmax_t kms_test_checks_; /* assertions evaluated, for the summary line */
 
 static inline void kms_test_register_(const char *name, void (*fn)(void), int line)
 {
@@ -92,6 +96,14 @@ static inline bool kms_test_failing(void)
 	return kms_test_failed_;
 }
 
+/* Run a void helper that asserts; if it failed, return from the calling test (or helper) too. */
+#define STEP(call)                                                                                 \
+	do {                                                                                       \
+		call;                                                                              \
+		if (kms_test_failing())                                                            \
+			return;                                                                    \
+	} while (0)
+
 static inline void kms_test_fail_(const char *file, int line, const char *what)
 {
 	kms_test_failed_ = true;
@@ -100,35 +112,16 @@ static inline void kms_test_fail_(const char *file, int line, const char *what)
 
 /* Hex helpers. */
 
-static inline int kms_test_nibble_(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
+/* The library's decoder (common/kms_hex.c, which test-hex.c checks against oracles of its own). */
 static inline size_t kms_test_unhex(const char *hex, uint8_t *out, size_t cap)
 {
-	size_t len = strlen(hex);
+	size_t n;
 
-	if (len % 2 || len / 2 > cap) {
-		fprintf(stderr, "kms_test_unhex: bad literal or too long (%zu chars)\n", len);
+	if (kms_hex_decode(hex, strlen(hex), out, cap, &n) < 0) {
+		fprintf(stderr, "kms_test_unhex: not hex, or too long (%zu chars)\n", strlen(hex));
 		abort();
 	}
-	for (size_t i = 0; i < len / 2; i++) {
-		int hi = kms_test_nibble_(hex[2 * i]), lo = kms_test_nibble_(hex[2 * i + 1]);
-
-		if (hi < 0 || lo < 0) {
-			fprintf(stderr, "kms_test_unhex: not hex at %zu\n", 2 * i);
-			abort();
-		}
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return len / 2;
+	return n;
 }
 
 static inline void kms_test_hexprint(FILE *f, const void *p, size_t n)
@@ -153,21 +146,20 @@ static inline const char *kms_test_errname_(intmax_t r)
 
 /* Assertions. */
 
-#define ASSERT_TRUE(c)                                                                             \
+/* The frame of every assertion: count the check; when ok is false, fail as what, say more with
+ * the statements after it (at least (void)0) and return from the calling function. */
+#define KMS_TEST_CHECK_(ok, what, ...)                                                             \
 	do {                                                                                       \
-		if (!(c)) {                                                                        \
-			kms_test_fail_(__FILE__, __LINE__, "ASSERT_TRUE(" #c ")");                 \
+		kms_test_checks_++;                                                                \
+		if (!(ok)) {                                                                       \
+			kms_test_fail_(__FILE__, __LINE__, what);                                  \
+			__VA_ARGS__;                                                               \
 			return;                                                                    \
 		}                                                                                  \
 	} while (0)
 
-#define ASSERT_FALSE(c)                                                                            \
-	do {                                                                                       \
-		if (c) {                                                                           \
-			kms_test_fail_(__FILE__, __LINE__, "ASSERT_FALSE(" #c ")");                \
-			return;                                                                    \
-		}                                                                                  \
-	} while (0)
+#define ASSERT_TRUE(c)	KMS_TEST_CHECK_(c, "ASSERT_TRUE(" #c ")", (void)0)
+#define ASSERT_FALSE(c) KMS_TEST_CHECK_(!(c), "ASSERT_FALSE(" #c ")", (void)0)
 
 /* An integer of any type, kept with its signedness so that comparisons are mathematically exact
  * (no -1 == SIZE_MAX surprises) whatever the two operand types are. */
@@ -215,12 +207,9 @@ static inline void kms_test_int_print_(const char *label, struct kms_test_int_ v
 #define KMS_TEST_CMP_(a, op, b, name)                                                              \
 	do {                                                                                       \
 		struct kms_test_int_ kms_a_ = KMS_TEST_INT_(a), kms_b_ = KMS_TEST_INT_(b);         \
-		if (!(kms_test_int_cmp_(kms_a_, kms_b_) op 0)) {                                   \
-			kms_test_fail_(__FILE__, __LINE__, name "(" #a ", " #b ")");               \
-			kms_test_int_print_("left: ", kms_a_);                                     \
-			kms_test_int_print_("right:", kms_b_);                                     \
-			return;                                                                    \
-		}                                                                                  \
+		KMS_TEST_CHECK_(kms_test_int_cmp_(kms_a_, kms_b_) op 0, name "(" #a ", " #b ")",   \
+				kms_test_int_print_("left: ", kms_a_);                             \
+				kms_test_int_print_("right:", kms_b_));                            \
 	} while (0)
 
 #define ASSERT_EQ(a, b) KMS_TEST_CMP_(a, ==, b, "ASSERT_EQ")
@@ -230,76 +219,70 @@ static inline void kms_test_int_print_(const char *label, struct kms_test_int_ v
 #define ASSERT_STREQ(a, b)                                                                         \
 	do {                                                                                       \
 		const char *kms_a_ = (a), *kms_b_ = (b);                                           \
-		if (!kms_a_ || !kms_b_ || strcmp(kms_a_, kms_b_) != 0) {                           \
-			kms_test_fail_(__FILE__, __LINE__, "ASSERT_STREQ(" #a ", " #b ")");        \
-			fprintf(stderr, "\tleft:  \"%s\"\n\tright: \"%s\"\n",                      \
-				kms_a_ ? kms_a_ : "(null)", kms_b_ ? kms_b_ : "(null)");           \
-			return;                                                                    \
-		}                                                                                  \
+		KMS_TEST_CHECK_(kms_a_ && kms_b_ && strcmp(kms_a_, kms_b_) == 0,                   \
+				"ASSERT_STREQ(" #a ", " #b ")",                                    \
+				fprintf(stderr, "\tleft:  \"%s\"\n\tright: \"%s\"\n",              \
+					kms_a_ ? kms_a_ : "(null)", kms_b_ ? kms_b_ : "(null)"));  \
 	} while (0)
+
+/* Whether the an bytes at a are the bn bytes at b. */
+static inline bool kms_test_memeq_(const void *a, size_t an, const void *b, size_t bn)
+{
+	return an == bn && (an == 0 || memcmp(a, b, an) == 0);
+}
+
+static inline void kms_test_mem_print_(const void *a, size_t an, const void *b, size_t bn)
+{
+	fprintf(stderr, "\tleft:  ");
+	kms_test_hexprint(stderr, a, an);
+	fprintf(stderr, "\n\tright: ");
+	kms_test_hexprint(stderr, b, bn);
+	fprintf(stderr, "\n");
+}
 
 #define ASSERT_MEMEQ(a, b, n)                                                                      \
 	do {                                                                                       \
 		const void *kms_a_ = (a), *kms_b_ = (b);                                           \
 		size_t kms_n_ = (n);                                                               \
-		if (kms_n_ && memcmp(kms_a_, kms_b_, kms_n_) != 0) {                               \
-			kms_test_fail_(__FILE__, __LINE__,                                         \
-				       "ASSERT_MEMEQ(" #a ", " #b ", " #n ")");                    \
-			fprintf(stderr, "\tleft:  ");                                              \
-			kms_test_hexprint(stderr, kms_a_, kms_n_);                                 \
-			fprintf(stderr, "\n\tright: ");                                            \
-			kms_test_hexprint(stderr, kms_b_, kms_n_);                                 \
-			fprintf(stderr, "\n");                                                     \
-			return;                                                                    \
-		}                                                                                  \
+		KMS_TEST_CHECK_(kms_test_memeq_(kms_a_, kms_n_, kms_b_, kms_n_),                   \
+				"ASSERT_MEMEQ(" #a ", " #b ", " #n ")",                            \
+				kms_test_mem_print_(kms_a_, kms_n_, kms_b_, kms_n_));              \
 	} while (0)
 
 #define ASSERT_HEXEQ(p, n, hex)                                                                    \
 	do {                                                                                       \
 		uint8_t kms_want_[4096];                                                           \
-		const char *kms_hex_ = (hex);                                                      \
-		size_t kms_wn_ = kms_test_unhex(kms_hex_, kms_want_, sizeof(kms_want_));          \
+		size_t kms_wn_ = kms_test_unhex((hex), kms_want_, sizeof(kms_want_));              \
 		const void *kms_p_ = (p);                                                          \
 		size_t kms_n_ = (n);                                                               \
-		if (kms_n_ != kms_wn_ || (kms_wn_ && memcmp(kms_p_, kms_want_, kms_wn_) != 0)) {   \
-			kms_test_fail_(__FILE__, __LINE__,                                         \
-				       "ASSERT_HEXEQ(" #p ", " #n ", " #hex ")");                  \
-			fprintf(stderr, "\tgot:  ");                                               \
-			kms_test_hexprint(stderr, kms_p_, kms_n_);                                 \
-			fprintf(stderr, "\n\twant: %s\n", kms_hex_);                               \
-			return;                                                                    \
-		}                                                                                  \
+		KMS_TEST_CHECK_(kms_test_memeq_(kms_p_, kms_n_, kms_want_, kms_wn_),               \
+				"ASSERT_HEXEQ(" #p ", " #n ", " #hex ")",                          \
+				kms_test_mem_print_(kms_p_, kms_n_, kms_want_, kms_wn_));          \
 	} while (0)
 
 #define ASSERT_OK(expr)                                                                            \
 	do {                                                                                       \
 		intmax_t kms_r_ = (expr);                                                          \
-		if (kms_r_ < 0) {                                                                  \
-			kms_test_fail_(__FILE__, __LINE__, "ASSERT_OK(" #expr ")");                \
-			fprintf(stderr, "\tgot: %jd (%s)\n", kms_r_, kms_test_errname_(kms_r_));   \
-			return;                                                                    \
-		}                                                                                  \
+		KMS_TEST_CHECK_(kms_r_ >= 0, "ASSERT_OK(" #expr ")",                               \
+				fprintf(stderr, "\tgot: %jd (%s)\n", kms_r_,                       \
+					kms_test_errname_(kms_r_)));                               \
 	} while (0)
 
 #define ASSERT_ERR(expr, err)                                                                      \
 	do {                                                                                       \
 		intmax_t kms_r_ = (expr), kms_e_ = (err);                                          \
-		if (kms_r_ != kms_e_) {                                                            \
-			kms_test_fail_(__FILE__, __LINE__, "ASSERT_ERR(" #expr ", " #err ")");     \
-			fprintf(stderr, "\tgot:  %jd (%s)\n\twant: %jd (%s)\n", kms_r_,            \
-				kms_test_errname_(kms_r_), kms_e_, kms_test_errname_(kms_e_));     \
-			return;                                                                    \
-		}                                                                                  \
+		KMS_TEST_CHECK_(kms_r_ == kms_e_, "ASSERT_ERR(" #expr ", " #err ")",               \
+				fprintf(stderr, "\tgot:  %jd (%s)\n\twant: %jd (%s)\n", kms_r_,    \
+					kms_test_errname_(kms_r_), kms_e_,                         \
+					kms_test_errname_(kms_e_)));                               \
 	} while (0)
 
 #define ASSERT_FAIL(expr)                                                                          \
 	do {                                                                                       \
 		intmax_t kms_r_ = (expr);                                                          \
-		if (kms_r_ >= 0) {                                                                 \
-			kms_test_fail_(__FILE__, __LINE__, "ASSERT_FAIL(" #expr ")");              \
-			fprintf(stderr, "\tgot: %jd, want a negative KMS_E_* value\n", kms_r_);    \
-			return;                                                                    \
-		}                                                                                  \
+		KMS_TEST_CHECK_(kms_r_ < 0, "ASSERT_FAIL(" #expr ")",                              \
+				fprintf(stderr, "\tgot: %jd, want a negative KMS_E_* value\n",     \
+					kms_r_));                                                  \
 	} while (0)
 
 /* The runner. */
@@ -353,7 +336,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "no test selected\n");
 		return 1;
 	}
-	printf("%zu passed, %zu failed\n", passed, failed);
+	printf("%zu passed, %zu failed, %ju checks\n", passed, failed, kms_test_checks_);
 	return failed ? 1 : 0;
 }
 #endif

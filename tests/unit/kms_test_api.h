@@ -391,6 +391,20 @@ static inline const char *fx_kid(const char *id)
 	return fx_fmt("{\"key_id\":\"%s\"}", id);
 }
 
+/* The decrypt-datakey request for the 64-byte data key sealed in cipher (hex) by key (an id or
+ * another key form). */
+static inline const char *fx_unwrap_req(const char *key, const char *cipher)
+{
+	return fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}",
+		      key, cipher);
+}
+
+/* The request {"key_id":"<id>",<members>} (members: more JSON members, without braces). */
+static inline const char *fx_kid_with(const char *id, const char *members)
+{
+	return fx_fmt("{\"key_id\":\"%s\",%s}", id, members);
+}
+
 /* The claims api_call() gets from a verified token of user in project with role. */
 static inline struct auth_claims fx_claims(const char *project, const char *user,
 					   enum kms_role role, int64_t expiry)
@@ -465,6 +479,111 @@ static inline const char *fx_urn(const char *alias)
 	return fx_fmt("kms:%s:%s:alias:%s", store_region(s), store_domain_id(s), alias);
 }
 
+/* The last response is exactly the error line of code ("KMS.xxxx") with message msg (both string
+ * literals): checks the table's text, as call() already checks that it matches the return. */
+#define ASSERT_LAST_ERROR(code, msg) ASSERT_STREQ(fx_last(), FX_ERROR_LINE(code, msg))
+
+/* The exact error response line of code ("KMS.xxxx") and msg (both string literals). */
+#define FX_ERROR_LINE(code, msg)                                                                   \
+	"{\"error\":{\"error_code\":\"" code "\",\"error_msg\":\"" msg "\"}}\n"
+
+/* ASSERT_ERR that also names the case (a request, a value) when it fails. */
+#define EXPECT(what, expr, err)                                                                    \
+	do {                                                                                       \
+		int e_ = (expr);                                                                   \
+		if (e_ != (err))                                                                   \
+			fprintf(stderr, "\t%s\n", (what));                                         \
+		ASSERT_ERR(e_, err);                                                               \
+	} while (0)
+
+#define FX_HEX_MAX (2 * CORE_BLOB_MAX + 1)
+
+/* What one key made: a data key (its cipher_text and plain_text) and the encrypt-data
+ * cipher_text of a text. */
+struct fx_blobs {
+	char dk[FX_HEX_MAX];
+	char plain[FX_HEX_MAX];
+	char data[FX_HEX_MAX];
+};
+
+/* create-datakey and encrypt-data of text with key id, as a trusted caller of svc. */
+static inline void fx_blobs_in(const struct api_service *svc, const char *project, const char *id,
+			       const char *text, struct fx_blobs *b)
+{
+	struct api_caller c = { .project = project, .trusted = true };
+	const char *req = fx_kid(id);
+	cJSON *r = NULL;
+
+	ASSERT_ERR(fx_call_as(svc, &c, "create-datakey", API_SCOPE_PROJECT, req, strlen(req), &r),
+		   0);
+	fx_cp(b->dk, sizeof(b->dk), fx_str(r, "cipher_text"));
+	fx_cp(b->plain, sizeof(b->plain), fx_str(r, "plain_text"));
+	req = fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\"}", id, text);
+	ASSERT_ERR(fx_call_as(svc, &c, "encrypt-data", API_SCOPE_PROJECT, req, strlen(req), &r), 0);
+	fx_cp(b->data, sizeof(b->data), fx_str(r, "cipher_text"));
+}
+
+/* Only characters of the standard Base64 alphabet and padding ("" too). */
+static inline bool fx_base64_chars(const char *s)
+{
+	for (; *s; s++)
+		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+		      (*s >= '0' && *s <= '9') || *s == '+' || *s == '/' || *s == '='))
+			return false;
+	return true;
+}
+
+/* A request (or a part of one) that must be refused, and the error it must get. */
+struct fx_refusal {
+	const char *req;
+	int err;
+};
+
+/* Each request of rows, as a trusted call of action in project (in the key folder path_key_id
+ * when that is not NULL), is refused with its row's error. */
+static inline void fx_refuses_each(const char *project, const char *action, const char *path_key_id,
+				   const struct fx_refusal *rows, size_t n)
+{
+	unsigned scope = path_key_id ? API_SCOPE_KEY : API_SCOPE_PROJECT;
+
+	for (size_t i = 0; i < n; i++)
+		EXPECT(rows[i].req, call(project, action, scope, path_key_id, rows[i].req, NULL),
+		       rows[i].err);
+}
+
+/* Each of the n JSON texts of values, as member of the request {"key_id":id,member:value} of
+ * action in project, is refused with err, and (line not NULL) the response is exactly line. */
+static inline void fx_member_refuses(const char *project, const char *action, const char *id,
+				     const char *member, const char *const *values, size_t n,
+				     int err, const char *line)
+{
+	for (size_t i = 0; i < n; i++) {
+		EXPECT(fx_fmt("%s %s", member, values[i]),
+		       pcall(project, action,
+			     fx_fmt("{\"key_id\":\"%s\",\"%s\":%s}", id, member, values[i]), NULL),
+		       err);
+		if (line)
+			ASSERT_STREQ(fx_last(), line);
+	}
+}
+
+/* member is required by action on key id: absent, and null, it is KMS.0204. */
+static inline void fx_member_required(const char *project, const char *action, const char *id,
+				      const char *member)
+{
+	ASSERT_ERR(pcall(project, action, fx_kid(id), NULL), KMS_E_MISSING);
+	ASSERT_ERR(pcall(project, action, fx_kid_with(id, fx_fmt("\"%s\":null", member)), NULL),
+		   KMS_E_MISSING);
+}
+
+/* The listing r was cut or not (truncated: "true" or "false") and the next page starts at
+ * next_marker ("" for none). */
+static inline void fx_page_ends(const cJSON *r, const char *truncated, const char *next_marker)
+{
+	ASSERT_STREQ(fx_str(r, "truncated"), truncated);
+	ASSERT_STREQ(fx_str(r, "next_marker"), next_marker);
+}
+
 /* A 36-character key id that names no key. */
 #define FX_NO_KEY "0badc0de-0000-4000-8000-000000000000"
 
@@ -475,18 +594,3 @@ static inline double fx_num(const cJSON *r, const char *path)
 
 	return cJSON_IsNumber(n) ? n->valuedouble : -1;
 }
-
-/* The last response is exactly the error line of code ("KMS.xxxx") with message msg (both string
- * literals): checks the table's text, as call() already checks that it matches the return. */
-#define ASSERT_LAST_ERROR(code, msg)                                                               \
-	ASSERT_STREQ(fx_last(),                                                                    \
-		     "{\"error\":{\"error_code\":\"" code "\",\"error_msg\":\"" msg "\"}}\n")
-
-/* ASSERT_ERR that also names the case (a request, a value) when it fails. */
-#define EXPECT(what, expr, err)                                                                    \
-	do {                                                                                       \
-		int e_ = (expr);                                                                   \
-		if (e_ != (err))                                                                   \
-			fprintf(stderr, "\t%s\n", (what));                                         \
-		ASSERT_ERR(e_, err);                                                               \
-	} while (0)

@@ -33,15 +33,6 @@ static int decrypt(const char *project, const char *cipher, const char *extra, c
 		     fx_fmt("{\"cipher_text\":\"%s\"%s}", cipher, extra), r);
 }
 
-static bool b64_chars(const char *s)
-{
-	for (; *s; s++)
-		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
-		      (*s >= '0' && *s <= '9') || *s == '+' || *s == '/' || *s == '='))
-			return false;
-	return true;
-}
-
 TEST(encrypt_data_round_trip)
 {
 	char id[FX_ID_LEN], ct[B64_MAX];
@@ -49,15 +40,14 @@ TEST(encrypt_data_round_trip)
 	size_t n = 0;
 	cJSON *r = NULL;
 
-	fx_key("ed", "app", id);
-	if (kms_test_failing())
-		return;
-	ASSERT_ERR(pcall("ed", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"hello world\"}", id), &r), 0);
+	STEP(fx_key("ed", "app", id));
+	ASSERT_ERR(
+		pcall("ed", "encrypt-data", fx_kid_with(id, "\"plain_text\":\"hello world\""), &r),
+		0);
 	ASSERT_EQ(cJSON_GetArraySize(r), 2);
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
 	snprintf(ct, sizeof(ct), "%s", fx_str(r, "cipher_text"));
-	ASSERT_TRUE(b64_chars(ct));
+	ASSERT_TRUE(fx_base64_chars(ct));
 	ASSERT_EQ(strlen(ct), 188);
 	ASSERT_OK(kms_base64_decode(ct, strlen(ct), blob, sizeof(blob), &n));
 	ASSERT_EQ(n, 140);
@@ -69,8 +59,9 @@ TEST(encrypt_data_round_trip)
 	ASSERT_STREQ(fx_str(r, "plain_text"), "hello world");
 	ASSERT_STREQ(fx_str(r, "plain_text_base64"), "aGVsbG8gd29ybGQ=");
 	/* Fresh nonce each time. */
-	ASSERT_ERR(pcall("ed", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"hello world\"}", id), &r), 0);
+	ASSERT_ERR(
+		pcall("ed", "encrypt-data", fx_kid_with(id, "\"plain_text\":\"hello world\""), &r),
+		0);
 	ASSERT_FALSE(strcmp(fx_str(r, "cipher_text"), ct) == 0);
 }
 
@@ -81,18 +72,14 @@ TEST(encrypt_data_sizes)
 	char id[FX_ID_LEN], ct[B64_MAX];
 	cJSON *r = NULL;
 
-	fx_key("ed-size", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed-size", "app", id));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(sizes); i++) {
 		size_t n = sizes[i];
 
 		for (size_t j = 0; j < n; j++)
 			text[j] = (char)('A' + (j * 7 + i) % 26);
 		text[n] = 0;
-		encrypt("ed-size", id, text, "", ct);
-		if (kms_test_failing())
-			return;
+		STEP(encrypt("ed-size", id, text, "", ct));
 		ASSERT_EQ(strlen(ct), b64_len(n));
 		ASSERT_ERR(decrypt("ed-size", ct, "", &r), 0);
 		ASSERT_STREQ(fx_str(r, "plain_text"), text);
@@ -109,16 +96,12 @@ TEST(encrypt_data_limit_counts_bytes)
 	char id[FX_ID_LEN], ct[B64_MAX];
 	cJSON *r = NULL;
 
-	fx_key("ed-bytes", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed-bytes", "app", id));
 	/* 2048 two-byte characters are 4096 bytes: the most there can be. */
 	for (size_t i = 0; i < 2048; i++)
 		memcpy(text + 2 * i, "\xc3\xa9", 2);
 	text[2 * 2048] = 0;
-	encrypt("ed-bytes", id, text, "", ct);
-	if (kms_test_failing())
-		return;
+	STEP(encrypt("ed-bytes", id, text, "", ct));
 	ASSERT_EQ(strlen(ct), b64_len(4096));
 	ASSERT_ERR(decrypt("ed-bytes", ct, "", &r), 0);
 	ASSERT_STREQ(fx_str(r, "plain_text"), text);
@@ -131,43 +114,35 @@ TEST(encrypt_data_limit_counts_bytes)
 
 TEST(encrypt_data_errors)
 {
+	static const char *const bad_plain[] = { "\"\"", "42", "[\"x\"]" };
+	/* req: the value of encryption_algorithm */
+	static const struct fx_refusal algs[] = {
+		{ "\"SYMMETRIC_DEFAULT\"", 0 },
+		{ "\"RSAES_OAEP_SHA_256\"", KMS_E_BAD_PARAM },
+		{ "1", KMS_E_BAD_PARAM },
+	};
 	static char text[KMS_MAX_DATA_BYTES + 2];
 	char id[FX_ID_LEN];
 
-	fx_key("ed-err", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed-err", "app", id));
 	memset(text, 'x', KMS_MAX_DATA_BYTES + 1);
 	ASSERT_ERR(pcall("ed-err", "encrypt-data",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\"}", id, text), NULL),
 		   KMS_E_PLAIN_INVALID);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2101\",\"error_msg\":"
-				"\"Invalid plain_text.\"}}\n");
-	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"\"}", id), NULL),
-		   KMS_E_PLAIN_INVALID);
-	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":42}", id), NULL),
-		   KMS_E_PLAIN_INVALID);
-	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":[\"x\"]}", id), NULL),
-		   KMS_E_PLAIN_INVALID);
-	ASSERT_ERR(pcall("ed-err", "encrypt-data", fx_fmt("{\"key_id\":\"%s\"}", id), NULL),
-		   KMS_E_MISSING);
-	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":null}", id), NULL),
-		   KMS_E_MISSING);
+	ASSERT_LAST_ERROR("KMS.2101", "Invalid plain_text.");
+	STEP(fx_member_refuses("ed-err", "encrypt-data", id, "plain_text", bad_plain,
+			       KMS_ARRAY_SIZE(bad_plain), KMS_E_PLAIN_INVALID, NULL));
+	STEP(fx_member_required("ed-err", "encrypt-data", id, "plain_text"));
 	ASSERT_ERR(pcall("ed-err", "encrypt-data", "{\"plain_text\":\"x\"}", NULL), KMS_E_MISSING);
 	/* encryption_algorithm: only the symmetric default */
-	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\",\"encryption_algorithm\":"
-				"\"SYMMETRIC_DEFAULT\"}", id), NULL), 0);
-	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\",\"encryption_algorithm\":"
-				"\"RSAES_OAEP_SHA_256\"}", id), NULL), KMS_E_BAD_PARAM);
-	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\",\"encryption_algorithm\":"
-				"1}", id), NULL), KMS_E_BAD_PARAM);
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(algs); i++)
+		EXPECT(algs[i].req,
+		       pcall("ed-err", "encrypt-data",
+			     fx_kid_with(id,
+					 fx_fmt("\"plain_text\":\"x\",\"encryption_algorithm\":%s",
+						algs[i].req)),
+			     NULL),
+		       algs[i].err);
 	/* keys */
 	ASSERT_ERR(pcall("ed-err", "encrypt-data", "{\"key_id\":\"bad\",\"plain_text\":\"x\"}",
 			 NULL), KMS_E_BAD_KEY_ID);
@@ -175,8 +150,8 @@ TEST(encrypt_data_errors)
 			 "{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"x\"}", NULL),
 		   KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(pcall("ed-err", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\",\"sequence\":\"1\"}", id),
-			 NULL), KMS_E_BAD_SEQUENCE);
+			 fx_kid_with(id, "\"plain_text\":\"x\",\"sequence\":\"1\""), NULL),
+		   KMS_E_BAD_SEQUENCE);
 }
 
 /* plain_text is the string as sent: "a\u0000b" is three bytes, or refused; never "a". */
@@ -186,11 +161,8 @@ TEST(encrypt_data_with_nul_not_truncated)
 	cJSON *r = NULL;
 	int e;
 
-	fx_key("ed-nul", "app", id);
-	if (kms_test_failing())
-		return;
-	e = pcall("ed-nul", "encrypt-data",
-		  fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"a\\u0000b\"}", id), &r);
+	STEP(fx_key("ed-nul", "app", id));
+	e = pcall("ed-nul", "encrypt-data", fx_kid_with(id, "\"plain_text\":\"a\\u0000b\""), &r);
 	if (e != 0) {
 		ASSERT_TRUE(e == KMS_E_PLAIN_INVALID || e == KMS_E_BAD_JSON);
 		return;
@@ -205,14 +177,10 @@ TEST(encrypt_data_key_forms_and_folder)
 	char id[FX_ID_LEN], other[FX_ID_LEN], ct[B64_MAX];
 	cJSON *r = NULL;
 
-	fx_key("ed-forms", "app", id);
-	fx_key("ed-forms", "other", other);
-	if (kms_test_failing())
-		return;
-	encrypt("ed-forms", "alias/app", "via alias", "", ct);
-	encrypt("ed-forms", fx_urn("app"), "via urn", "", ct);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed-forms", "app", id));
+	STEP(fx_key("ed-forms", "other", other));
+	STEP(encrypt("ed-forms", "alias/app", "via alias", "", ct));
+	STEP(encrypt("ed-forms", fx_urn("app"), "via urn", "", ct));
 	ASSERT_ERR(decrypt("ed-forms", ct, "", &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
 	ASSERT_STREQ(fx_str(r, "plain_text"), "via urn");
@@ -231,13 +199,9 @@ TEST(decrypt_data_key_from_blob)
 	char id[FX_ID_LEN], other[FX_ID_LEN], ct[B64_MAX];
 	cJSON *r = NULL;
 
-	fx_key("dd", "app", id);
-	fx_key("dd", "other", other);
-	if (kms_test_failing())
-		return;
-	encrypt("dd", id, "secret", "", ct);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd", "app", id));
+	STEP(fx_key("dd", "other", other));
+	STEP(encrypt("dd", id, "secret", "", ct));
 	/* No key_id needed; if given it must name the blob's key, in any form. */
 	ASSERT_ERR(decrypt("dd", ct, "", &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
@@ -261,13 +225,9 @@ TEST(decrypt_data_other_project)
 {
 	char id[FX_ID_LEN], mine[FX_ID_LEN], ct[B64_MAX];
 
-	fx_key("dd-p1", "app", id);
-	fx_key("dd-p2", "app", mine);
-	if (kms_test_failing())
-		return;
-	encrypt("dd-p1", id, "theirs", "", ct);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-p1", "app", id));
+	STEP(fx_key("dd-p2", "app", mine));
+	STEP(encrypt("dd-p1", id, "theirs", "", ct));
 	ASSERT_ERR(decrypt("dd-p2", ct, "", NULL), KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(decrypt("dd-p2", ct, ",\"key_id\":\"alias/app\"", NULL), KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(decrypt("dd-p1", ct, "", NULL), 0);
@@ -278,12 +238,8 @@ TEST(decrypt_data_cipher_bounds)
 	static char big[5700];
 	char id[FX_ID_LEN], ct[B64_MAX], bad[B64_MAX];
 
-	fx_key("dd-bounds", "app", id);
-	if (kms_test_failing())
-		return;
-	encrypt("dd-bounds", id, "x", "", ct);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-bounds", "app", id));
+	STEP(encrypt("dd-bounds", id, "x", "", ct));
 	ASSERT_EQ(strlen(ct), 188);
 	ASSERT_ERR(decrypt("dd-bounds", ct, "", NULL), 0);
 	ASSERT_ERR(pcall("dd-bounds", "decrypt-data", "{}", NULL), KMS_E_MISSING);
@@ -329,12 +285,8 @@ TEST(decrypt_data_tampered)
 	uint8_t blob[CORE_BLOB_MAX];
 	size_t n = 0;
 
-	fx_key("dd-tamper", "app", id);
-	if (kms_test_failing())
-		return;
-	encrypt("dd-tamper", id, "integrity matters", "", ct);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-tamper", "app", id));
+	STEP(encrypt("dd-tamper", id, "integrity matters", "", ct));
 	ASSERT_OK(kms_base64_decode(ct, strlen(ct), blob, sizeof(blob), &n));
 	for (size_t pos = 0; pos < n; pos += 5) {
 		blob[pos] ^= 0x04;
@@ -354,12 +306,9 @@ TEST(decrypt_data_context)
 	char id[FX_ID_LEN], ct[B64_MAX];
 	cJSON *r = NULL;
 
-	fx_key("dd-ctx", "app", id);
-	if (kms_test_failing())
-		return;
-	encrypt("dd-ctx", id, "bound", ",\"encryption_context\":{\"a\":\"1\",\"b\":\"2\"}", ct);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-ctx", "app", id));
+	STEP(encrypt("dd-ctx", id, "bound", ",\"encryption_context\":{\"a\":\"1\",\"b\":\"2\"}",
+		     ct));
 	ASSERT_ERR(decrypt("dd-ctx", ct, "", NULL), KMS_E_DECRYPT_FAILED);
 	ASSERT_ERR(decrypt("dd-ctx", ct, ",\"encryption_context\":{\"a\":\"1\"}", NULL),
 		   KMS_E_DECRYPT_FAILED);
@@ -374,19 +323,13 @@ TEST(decrypt_data_binary_and_escapes)
 	char id[FX_ID_LEN], ct[B64_MAX];
 	cJSON *r = NULL;
 
-	fx_key("dd-bin", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-bin", "app", id));
 	/* JSON escapes come back as the same characters. */
-	encrypt("dd-bin", id, "q\\\"b\\\\s\\n\\t\\u00e9\\u0001", "", ct);
-	if (kms_test_failing())
-		return;
+	STEP(encrypt("dd-bin", id, "q\\\"b\\\\s\\n\\t\\u00e9\\u0001", "", ct));
 	ASSERT_ERR(decrypt("dd-bin", ct, "", &r), 0);
 	ASSERT_STREQ(fx_str(r, "plain_text"), "q\"b\\s\n\t\xc3\xa9\x01");
 	/* Bytes that are not UTF-8 (raw in the request): plain_text "" and the Base64 form. */
-	encrypt("dd-bin", id, "a\xff\xfe", "", ct);
-	if (kms_test_failing())
-		return;
+	STEP(encrypt("dd-bin", id, "a\xff\xfe", "", ct));
 	ASSERT_ERR(decrypt("dd-bin", ct, "", &r), 0);
 	ASSERT_STREQ(fx_str(r, "plain_text"), "");
 	ASSERT_STREQ(fx_str(r, "plain_text_base64"), "Yf/+");
@@ -396,12 +339,8 @@ TEST(decrypt_data_disabled_key_0209)
 {
 	char id[FX_ID_LEN], ct[B64_MAX];
 
-	fx_key("dd-state", "app", id);
-	if (kms_test_failing())
-		return;
-	encrypt("dd-state", id, "x", "", ct);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-state", "app", id));
+	STEP(encrypt("dd-state", id, "x", "", ct));
 	ASSERT_ERR(pcall("dd-state", "disable-key", fx_fmt("{\"key_id\":\"%s\"}", id), NULL), 0);
 	ASSERT_ERR(decrypt("dd-state", ct, "", NULL), KMS_E_KEY_DISABLED);
 	ASSERT_ERR(pcall("dd-state", "enable-key", fx_fmt("{\"key_id\":\"%s\"}", id), NULL), 0);
@@ -417,9 +356,7 @@ TEST(decrypt_data_refuses_datakey_blob)
 	cJSON *r = NULL;
 	size_t n;
 
-	fx_key("dd-cross", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-cross", "app", id));
 	ASSERT_ERR(pcall("dd-cross", "create-datakey", fx_fmt("{\"key_id\":\"%s\"}", id), &r), 0);
 	n = kms_test_unhex(fx_str(r, "cipher_text"), blob, sizeof(blob));
 	kms_base64_encode(blob, n, b64);

@@ -56,6 +56,32 @@ static void new_datakey(const char *project, const char *key_ref, const char *ex
 	snprintf(cipher, HEX_MAX, "%s", fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
 }
 
+/* encrypt-datakey with key id of the hex plain_text plain, and datakey_plain_length len (JSON). */
+static int wrap(const char *project, const char *id, const char *plain, const char *len)
+{
+	return pcall(project, "encrypt-datakey",
+		     fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\",\"datakey_plain_length\":%s}",
+			    id, plain, len),
+		     NULL);
+}
+
+/* action needs key_id id and the members a and b (each "name":value): without any one of the
+ * three it is KMS.0204. */
+static void each_required(const char *project, const char *action, const char *id, const char *a,
+			  const char *b)
+{
+	ASSERT_ERR(pcall(project, action, fx_fmt("{%s,%s}", a, b), NULL), KMS_E_MISSING);
+	ASSERT_ERR(pcall(project, action, fx_kid_with(id, b), NULL), KMS_E_MISSING);
+	ASSERT_ERR(pcall(project, action, fx_kid_with(id, a), NULL), KMS_E_MISSING);
+}
+
+/* create-datakey with key id and the encryption_context ctx (a JSON text). */
+static int with_context(const char *project, const char *id, const char *ctx)
+{
+	return pcall(project, "create-datakey",
+		     fx_kid_with(id, fx_fmt("\"encryption_context\":%s", ctx)), NULL);
+}
+
 static int decrypt(const char *project, const char *key_ref, const char *cipher, size_t dek_len,
 		   const char *extra, cJSON **r)
 {
@@ -73,9 +99,7 @@ TEST(create_datakey_default_512)
 	uint8_t blob[CORE_BLOB_MAX], dek[64];
 	cJSON *r = NULL;
 
-	fx_key("cd", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cd", "app", id));
 	ASSERT_ERR(pcall("cd", "create-datakey", fx_fmt("{\"key_id\":\"%s\"}", id), &r), 0);
 	ASSERT_EQ(cJSON_GetArraySize(r), 3);
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
@@ -116,9 +140,7 @@ TEST(create_datakey_lengths)
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX];
 	cJSON *r = NULL;
 
-	fx_key("cd-len", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cd-len", "app", id));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(v); i++) {
 		int e = pcall("cd-len", "create-datakey",
 			      fx_fmt("{\"key_id\":\"%s\",\"datakey_length\":%s}", id, v[i].value),
@@ -142,30 +164,29 @@ TEST(create_datakey_key_spec)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("cd-spec", "app", id);
-	if (kms_test_failing())
-		return;
-	ASSERT_ERR(pcall("cd-spec", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_spec\":\"AES_128\"}", id), &r), 0);
+	STEP(fx_key("cd-spec", "app", id));
+	ASSERT_ERR(
+		pcall("cd-spec", "create-datakey", fx_kid_with(id, "\"key_spec\":\"AES_128\""), &r),
+		0);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "plain_text"), 32));
-	ASSERT_ERR(pcall("cd-spec", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_spec\":\"AES_256\"}", id), &r), 0);
+	ASSERT_ERR(
+		pcall("cd-spec", "create-datakey", fx_kid_with(id, "\"key_spec\":\"AES_256\""), &r),
+		0);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "plain_text"), 64));
 	/* Both given: datakey_length wins (kms-api.md 3.1). */
 	ASSERT_ERR(pcall("cd-spec", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_spec\":\"AES_128\",\"datakey_length\":"
-				"\"512\"}", id), &r), 0);
+			 fx_kid_with(id, "\"key_spec\":\"AES_128\",\"datakey_length\":"
+					 "\"512\""),
+			 &r),
+		   0);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "plain_text"), 128));
-	ASSERT_ERR(pcall("cd-spec", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_spec\":\"SM4\"}", id), &r),
+	ASSERT_ERR(pcall("cd-spec", "create-datakey", fx_kid_with(id, "\"key_spec\":\"SM4\""), &r),
 		   KMS_E_DATAKEY_SPEC);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1902\",\"error_msg\":"
-				"\"key_spec can only be AES_128 or AES_256.\"}}\n");
-	ASSERT_ERR(pcall("cd-spec", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_spec\":\"aes_256\"}", id), &r),
-		   KMS_E_DATAKEY_SPEC);
-	ASSERT_ERR(pcall("cd-spec", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_spec\":256}", id), &r),
+	ASSERT_LAST_ERROR("KMS.1902", "key_spec can only be AES_128 or AES_256.");
+	ASSERT_ERR(
+		pcall("cd-spec", "create-datakey", fx_kid_with(id, "\"key_spec\":\"aes_256\""), &r),
+		KMS_E_DATAKEY_SPEC);
+	ASSERT_ERR(pcall("cd-spec", "create-datakey", fx_kid_with(id, "\"key_spec\":256"), &r),
 		   KMS_E_DATAKEY_SPEC);
 }
 
@@ -180,32 +201,16 @@ TEST(create_datakey_length_errors)
 	static const char *const multiple[] = { "\"9\"", "\"12\"", "\"8191\"", "\"1001\"", "9" };
 	char id[FX_ID_LEN];
 
-	fx_key("cd-err", "app", id);
-	if (kms_test_failing())
-		return;
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(range); i++) {
-		int e = pcall("cd-err", "create-datakey",
-			      fx_fmt("{\"key_id\":\"%s\",\"datakey_length\":%s}", id, range[i]),
-			      NULL);
-
-		if (e != KMS_E_DATAKEY_RANGE)
-			fprintf(stderr, "\tdatakey_length %s\n", range[i]);
-		ASSERT_ERR(e, KMS_E_DATAKEY_RANGE);
-	}
-	ASSERT_STREQ(fx_last(),
-		     "{\"error\":{\"error_code\":\"KMS.1901\",\"error_msg\":"
-		     "\"datakey_length must be in the range 8 bits to 8,192 bits.\"}}\n");
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(multiple); i++) {
-		int e = pcall("cd-err", "create-datakey",
-			      fx_fmt("{\"key_id\":\"%s\",\"datakey_length\":%s}", id, multiple[i]),
-			      NULL);
-
-		if (e != KMS_E_DATAKEY_MULTIPLE)
-			fprintf(stderr, "\tdatakey_length %s\n", multiple[i]);
-		ASSERT_ERR(e, KMS_E_DATAKEY_MULTIPLE);
-	}
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1903\",\"error_msg\":"
-				"\"datakey_length must be a multiple of 8.\"}}\n");
+	STEP(fx_key("cd-err", "app", id));
+	STEP(fx_member_refuses(
+		"cd-err", "create-datakey", id, "datakey_length", range, KMS_ARRAY_SIZE(range),
+		KMS_E_DATAKEY_RANGE,
+		FX_ERROR_LINE("KMS.1901",
+			      "datakey_length must be in the range 8 bits to 8,192 bits.")));
+	STEP(fx_member_refuses(
+		"cd-err", "create-datakey", id, "datakey_length", multiple,
+		KMS_ARRAY_SIZE(multiple), KMS_E_DATAKEY_MULTIPLE,
+		FX_ERROR_LINE("KMS.1903", "datakey_length must be a multiple of 8.")));
 }
 
 TEST(datakey_key_id_forms)
@@ -215,11 +220,9 @@ TEST(datakey_key_id_forms)
 	char id[FX_ID_LEN], other[FX_ID_LEN], theirs[FX_ID_LEN], forms[3][160];
 	cJSON *r = NULL;
 
-	fx_key("cd-forms", "app", id);
-	fx_key("cd-forms", "other", other);
-	fx_key("cd-forms-2", "theirs", theirs);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cd-forms", "app", id));
+	STEP(fx_key("cd-forms", "other", other));
+	STEP(fx_key("cd-forms-2", "theirs", theirs));
 	snprintf(forms[0], sizeof(forms[0]), "%s", id);
 	snprintf(forms[1], sizeof(forms[1]), "alias/app");
 	snprintf(forms[2], sizeof(forms[2]), "%s", fx_urn("app"));
@@ -273,11 +276,10 @@ TEST(datakey_without_plaintext)
 	char id[FX_ID_LEN], cipher[HEX_MAX];
 	cJSON *r = NULL;
 
-	fx_key("cdw", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cdw", "app", id));
 	ASSERT_ERR(pcall("cdw", "create-datakey-without-plaintext",
-			 fx_fmt("{\"key_id\":\"%s\",\"datakey_length\":\"512\"}", id), &r), 0);
+			 fx_kid_with(id, "\"datakey_length\":\"512\""), &r),
+		   0);
 	ASSERT_EQ(cJSON_GetArraySize(r), 2);
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
 	ASSERT_TRUE(fx_get(r, "plain_text") == NULL);
@@ -286,7 +288,8 @@ TEST(datakey_without_plaintext)
 	ASSERT_ERR(decrypt("cdw", id, cipher, 64, "", &r), 0);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "data_key"), 128));
 	ASSERT_ERR(pcall("cdw", "create-datakey-without-plaintext",
-			 fx_fmt("{\"key_id\":\"%s\",\"datakey_length\":512}", id), &r), 0);
+			 fx_kid_with(id, "\"datakey_length\":512"), &r),
+		   0);
 	ASSERT_ERR(pcall("cdw", "create-datakey-without-plaintext",
 			 fx_fmt("{\"key_id\":\"%s\"}", id), &r), 0);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "cipher_text"), 376));
@@ -298,20 +301,10 @@ TEST(datakey_without_plaintext_2001)
 					   "\"abc\"", "-512", "true" };
 	char id[FX_ID_LEN];
 
-	fx_key("cdw-err", "app", id);
-	if (kms_test_failing())
-		return;
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
-		int e = pcall("cdw-err", "create-datakey-without-plaintext",
-			      fx_fmt("{\"key_id\":\"%s\",\"datakey_length\":%s}", id, bad[i]),
-			      NULL);
-
-		if (e != KMS_E_DATAKEY_512)
-			fprintf(stderr, "\tdatakey_length %s\n", bad[i]);
-		ASSERT_ERR(e, KMS_E_DATAKEY_512);
-	}
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2001\",\"error_msg\":"
-				"\"datakey_length must be 512 bits.\"}}\n");
+	STEP(fx_key("cdw-err", "app", id));
+	STEP(fx_member_refuses("cdw-err", "create-datakey-without-plaintext", id, "datakey_length",
+			       bad, KMS_ARRAY_SIZE(bad), KMS_E_DATAKEY_512,
+			       FX_ERROR_LINE("KMS.2001", "datakey_length must be 512 bits.")));
 }
 
 /* ---- encrypt-datakey (3.3) ---- */
@@ -323,9 +316,7 @@ TEST(encrypt_datakey_doc_example)
 	uint8_t blob[CORE_BLOB_MAX];
 	cJSON *r = NULL;
 
-	fx_key("ed-doc", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed-doc", "app", id));
 	ASSERT_ERR(pcall("ed-doc", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s%s\","
 				"\"datakey_plain_length\":\"64\"}",
@@ -355,9 +346,7 @@ TEST(encrypt_datakey_sizes_and_case)
 	char id[FX_ID_LEN], cipher[HEX_MAX];
 	cJSON *r = NULL;
 
-	fx_key("ed-size", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed-size", "app", id));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(sizes); i++) {
 		size_t n = sizes[i];
 
@@ -398,108 +387,51 @@ TEST(encrypt_datakey_errors)
 					    "\"64 \"", "true" };
 	char id[FX_ID_LEN], good[2 * 96 + 1], bad[2 * 96 + 8];
 
-	fx_key("ed-err", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed-err", "app", id));
 	dek_plain(64, 3, 1, good);
 	/* 0204 */
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"plain_text\":\"%s\",\"datakey_plain_length\":\"64\"}", good),
-			 NULL), KMS_E_MISSING);
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"datakey_plain_length\":\"64\"}", id), NULL),
-		   KMS_E_MISSING);
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\"}", id, good), NULL),
-		   KMS_E_MISSING);
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":null}", id, good), NULL), KMS_E_MISSING);
+	STEP(each_required("ed-err", "encrypt-datakey", id, fx_fmt("\"plain_text\":\"%s\"", good),
+			   "\"datakey_plain_length\":\"64\""));
+	ASSERT_ERR(wrap("ed-err", id, good, "null"), KMS_E_MISSING);
 	/* 2102 */
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(lens); i++)
-		ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-				 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-					"\"datakey_plain_length\":%s}", id, good, lens[i]), NULL),
-			   KMS_E_PLAIN_LENGTH);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2102\",\"error_msg\":"
-				"\"datakey_plain_length must be 64 bytes.\"}}\n");
+		EXPECT(lens[i], wrap("ed-err", id, good, lens[i]), KMS_E_PLAIN_LENGTH);
+	ASSERT_LAST_ERROR("KMS.2102", "datakey_plain_length must be 64 bytes.");
 	/* 2101: not hex (right length), odd length, not a string, blanks */
 	snprintf(bad, sizeof(bad), "%s", good);
 	bad[10] = 'G';
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}", id, bad), NULL),
-		   KMS_E_PLAIN_INVALID);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2101\",\"error_msg\":"
-				"\"Invalid plain_text.\"}}\n");
+	ASSERT_ERR(wrap("ed-err", id, bad, "\"64\""), KMS_E_PLAIN_INVALID);
+	ASSERT_LAST_ERROR("KMS.2101", "Invalid plain_text.");
 	snprintf(bad, sizeof(bad), "%s", good);
 	bad[10] = ' ';
+	ASSERT_ERR(wrap("ed-err", id, bad, "\"64\""), KMS_E_PLAIN_INVALID);
+	ASSERT_ERR(wrap("ed-err", id, fx_fmt("%s0", good), "\"64\""), KMS_E_PLAIN_INVALID);
 	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}", id, bad), NULL),
-		   KMS_E_PLAIN_INVALID);
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s0\","
-				"\"datakey_plain_length\":\"64\"}", id, good), NULL),
-		   KMS_E_PLAIN_INVALID);
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":12,"
-				"\"datakey_plain_length\":\"64\"}",
-				id),
+			 fx_kid_with(id, "\"plain_text\":12,"
+					 "\"datakey_plain_length\":\"64\""),
 			 NULL),
 		   KMS_E_PLAIN_INVALID);
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"0x%s\","
-				"\"datakey_plain_length\":\"64\"}", id, good), NULL),
-		   KMS_E_PLAIN_INVALID);
+	ASSERT_ERR(wrap("ed-err", id, fx_fmt("0x%s", good), "\"64\""), KMS_E_PLAIN_INVALID);
 	/* 2104: hex, but not 2 * (length + 32) digits */
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s00\","
-				"\"datakey_plain_length\":\"64\"}", id, good), NULL),
-		   KMS_E_PLAIN_MISMATCH);
-	ASSERT_STREQ(fx_last(),
-		     "{\"error\":{\"error_code\":\"KMS.2104\",\"error_msg\":"
-		     "\"The length of plain_text does not match datakey_plain_length.\"}}\n");
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"32\"}", id, good), NULL),
-		   KMS_E_PLAIN_MISMATCH);
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}", id, zero64), NULL),
+	ASSERT_ERR(wrap("ed-err", id, fx_fmt("%s00", good), "\"64\""), KMS_E_PLAIN_MISMATCH);
+	ASSERT_LAST_ERROR("KMS.2104",
+			  "The length of plain_text does not match datakey_plain_length.");
+	ASSERT_ERR(wrap("ed-err", id, good, "\"32\""), KMS_E_PLAIN_MISMATCH);
+	ASSERT_ERR(wrap("ed-err", id, zero64, "\"64\""),
 		   KMS_E_PLAIN_MISMATCH); /* DEK without its digest */
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"\","
-				"\"datakey_plain_length\":\"64\"}",
-				id),
-			 NULL),
-		   KMS_E_PLAIN_MISMATCH);
+	ASSERT_ERR(wrap("ed-err", id, "", "\"64\""), KMS_E_PLAIN_MISMATCH);
 	/* 2103: the digest of another DEK, a flipped digest bit, a flipped DEK bit */
 	snprintf(bad, sizeof(bad), "%s%s", zero64, good + 128);
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}",
-				id, bad),
-			 NULL),
-		   KMS_E_DEK_HASH);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2103\",\"error_msg\":"
-				"\"Failed to verify the DEK hash.\"}}\n");
+	ASSERT_ERR(wrap("ed-err", id, bad, "\"64\""), KMS_E_DEK_HASH);
+	ASSERT_LAST_ERROR("KMS.2103", "Failed to verify the DEK hash.");
 	for (size_t pos = 0; pos < 192; pos += 37) {
 		snprintf(bad, sizeof(bad), "%s", good);
 		bad[pos] = bad[pos] == '0' ? '1' : '0';
-		ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-				 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-					"\"datakey_plain_length\":\"64\"}", id, bad), NULL),
-			   KMS_E_DEK_HASH);
+		ASSERT_ERR(wrap("ed-err", id, bad, "\"64\""), KMS_E_DEK_HASH);
 	}
 	/* The same DEK read as 32 bytes: its "digest" is not SHA-256 of the first half. */
 	snprintf(bad, sizeof(bad), "%.*s", 2 * (32 + 32), good);
-	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"32\"}",
-				id, bad),
-			 NULL),
-		   KMS_E_DEK_HASH);
+	ASSERT_ERR(wrap("ed-err", id, bad, "\"32\""), KMS_E_DEK_HASH);
 	/* key errors come last */
 	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"%s\","
@@ -524,9 +456,7 @@ TEST(encrypt_datakey_validation_order)
 	static const char bad_ctx[] = "\"encryption_context\":[1]";
 	static const char bad_seq[] = "\"sequence\":\"x\"";
 
-	fx_key("ed-order", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed-order", "app", id));
 	dek_plain(64, 5, 5, good);
 	snprintf(badhash, sizeof(badhash), "%s%s", zero64, good + 128);
 	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
@@ -547,47 +477,31 @@ TEST(encrypt_datakey_validation_order)
 			 fx_fmt("{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"zz\","
 				"\"datakey_plain_length\":\"64\",%s}", bad_ctx), NULL),
 		   KMS_E_BAD_CONTEXT);
-	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"zz\","
-				"\"datakey_plain_length\":\"0\"}"), NULL), KMS_E_PLAIN_LENGTH);
-	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"zz\","
-				"\"datakey_plain_length\":\"64\"}"), NULL), KMS_E_PLAIN_INVALID);
-	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"%s00\","
-				"\"datakey_plain_length\":\"64\"}", badhash), NULL),
+	ASSERT_ERR(wrap("ed-order", FX_NO_KEY, "zz", "\"0\""), KMS_E_PLAIN_LENGTH);
+	ASSERT_ERR(wrap("ed-order", FX_NO_KEY, "zz", "\"64\""), KMS_E_PLAIN_INVALID);
+	ASSERT_ERR(wrap("ed-order", FX_NO_KEY, fx_fmt("%s00", badhash), "\"64\""),
 		   KMS_E_PLAIN_MISMATCH);
-	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}",
-				badhash),
-			 NULL),
-		   KMS_E_DEK_HASH);
-	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}",
-				good),
-			 NULL),
-		   KMS_E_KEY_NOT_FOUND);
+	ASSERT_ERR(wrap("ed-order", FX_NO_KEY, badhash, "\"64\""), KMS_E_DEK_HASH);
+	ASSERT_ERR(wrap("ed-order", FX_NO_KEY, good, "\"64\""), KMS_E_KEY_NOT_FOUND);
 }
 
 /* 11.2 again: key_id format, sequence and encryption_context are checked before the value of
  * datakey_plain_length (and presence before type). */
 TEST(encrypt_datakey_common_checks_before_length)
 {
-	ASSERT_ERR(pcall("ed-order2", "encrypt-datakey",
-			 "{\"key_id\":\"x\",\"plain_text\":\"zz\",\"datakey_plain_length\":\"0\"}",
-			 NULL), KMS_E_BAD_KEY_ID);
-	ASSERT_ERR(pcall("ed-order2", "encrypt-datakey",
-			 "{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"zz\","
-			 "\"datakey_plain_length\":\"0\",\"sequence\":\"x\"}", NULL),
-		   KMS_E_BAD_SEQUENCE);
-	ASSERT_ERR(pcall("ed-order2", "encrypt-datakey",
-			 "{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"zz\","
-			 "\"datakey_plain_length\":\"0\",\"encryption_context\":[1]}", NULL),
-		   KMS_E_BAD_CONTEXT);
-	ASSERT_ERR(pcall("ed-order2", "encrypt-datakey",
-			 "{\"key_id\":5,\"datakey_plain_length\":\"64\"}", NULL), KMS_E_MISSING);
+	static const struct fx_refusal rows[] = {
+		{ "{\"key_id\":\"x\",\"plain_text\":\"zz\",\"datakey_plain_length\":\"0\"}",
+		  KMS_E_BAD_KEY_ID },
+		{ "{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"zz\","
+		  "\"datakey_plain_length\":\"0\",\"sequence\":\"x\"}",
+		  KMS_E_BAD_SEQUENCE },
+		{ "{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"zz\","
+		  "\"datakey_plain_length\":\"0\",\"encryption_context\":[1]}",
+		  KMS_E_BAD_CONTEXT },
+		{ "{\"key_id\":5,\"datakey_plain_length\":\"64\"}", KMS_E_MISSING },
+	};
+
+	fx_refuses_each("ed-order2", "encrypt-datakey", NULL, rows, KMS_ARRAY_SIZE(rows));
 }
 
 /* ---- decrypt-datakey (3.4) ---- */
@@ -599,22 +513,12 @@ TEST(decrypt_datakey_errors)
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX], bad[HEX_MAX + 8];
 	static char huge[2 * CORE_BLOB_MAX + 3];
 
-	fx_key("dd-err", "app", id);
-	if (kms_test_failing())
-		return;
-	new_datakey("dd-err", id, "", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-err", "app", id));
+	STEP(new_datakey("dd-err", id, "", plain, cipher));
 	/* 0204 */
-	ASSERT_ERR(pcall("dd-err", "decrypt-datakey",
-			 fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}",
-				cipher), NULL), KMS_E_MISSING);
-	ASSERT_ERR(pcall("dd-err", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"datakey_cipher_length\":\"64\"}", id), NULL),
-		   KMS_E_MISSING);
-	ASSERT_ERR(pcall("dd-err", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\"}", id, cipher), NULL),
-		   KMS_E_MISSING);
+	STEP(each_required("dd-err", "decrypt-datakey", id,
+			   fx_fmt("\"cipher_text\":\"%s\"", cipher),
+			   "\"datakey_cipher_length\":\"64\""));
 	/* 2202 */
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(lens); i++)
 		ASSERT_ERR(pcall("dd-err", "decrypt-datakey",
@@ -623,8 +527,7 @@ TEST(decrypt_datakey_errors)
 					id, cipher, lens[i]),
 				 NULL),
 			   KMS_E_CIPHER_LENGTH);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2202\",\"error_msg\":"
-				"\"datakey_cipher_length must be 64 bytes.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2202", "datakey_cipher_length must be 64 bytes.");
 	/* JSON number accepted */
 	ASSERT_ERR(pcall("dd-err", "decrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
@@ -633,23 +536,20 @@ TEST(decrypt_datakey_errors)
 	snprintf(bad, sizeof(bad), "%s", cipher);
 	bad[100] = 'x';
 	ASSERT_ERR(decrypt("dd-err", id, bad, 64, "", NULL), KMS_E_CIPHER_INVALID);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2201\",\"error_msg\":"
-				"\"Invalid cipher_text.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2201", "Invalid cipher_text.");
 	snprintf(bad, sizeof(bad), "%s0", cipher);
 	ASSERT_ERR(decrypt("dd-err", id, bad, 64, "", NULL), KMS_E_CIPHER_INVALID);
 	ASSERT_ERR(pcall("dd-err", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":7,"
-				"\"datakey_cipher_length\":\"64\"}",
-				id),
+			 fx_kid_with(id, "\"cipher_text\":7,"
+					 "\"datakey_cipher_length\":\"64\""),
 			 NULL),
 		   KMS_E_CIPHER_INVALID);
 	memset(huge, 'A', sizeof(huge) - 1);
 	ASSERT_ERR(decrypt("dd-err", id, huge, 64, "", NULL), KMS_E_CIPHER_INVALID);
 	/* 2204: sizes that do not fit datakey_cipher_length */
 	ASSERT_ERR(decrypt("dd-err", id, cipher, 32, "", NULL), KMS_E_CIPHER_MISMATCH);
-	ASSERT_STREQ(fx_last(),
-		     "{\"error\":{\"error_code\":\"KMS.2204\",\"error_msg\":"
-		     "\"The length of cipher_text does not match datakey_cipher_length.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2204",
+			  "The length of cipher_text does not match datakey_cipher_length.");
 	ASSERT_ERR(decrypt("dd-err", id, cipher, 65, "", NULL), KMS_E_CIPHER_MISMATCH);
 	ASSERT_ERR(decrypt("dd-err", id, cipher, 1024, "", NULL), KMS_E_CIPHER_MISMATCH);
 	snprintf(bad, sizeof(bad), "%.*s", 374, cipher);
@@ -673,9 +573,7 @@ TEST(decrypt_datakey_short_dek_in_64_blob)
 	cJSON *r = NULL;
 
 	/* A 60-byte DEK makes a 188-byte blob too (ceil16(60) = 64): only its own length opens. */
-	fx_key("dd-60", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-60", "app", id));
 	dek_plain(60, 9, 9, plain);
 	ASSERT_ERR(pcall("dd-60", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
@@ -693,12 +591,8 @@ TEST(decrypt_datakey_validation_order)
 {
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX], junk[HEX_MAX];
 
-	fx_key("dd-order", "app", id);
-	if (kms_test_failing())
-		return;
-	new_datakey("dd-order", id, "", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-order", "app", id));
+	STEP(new_datakey("dd-order", id, "", plain, cipher));
 	memset(junk, '0', 376);
 	junk[376] = 0;
 	ASSERT_ERR(pcall("dd-order", "decrypt-datakey",
@@ -716,19 +610,18 @@ TEST(decrypt_datakey_validation_order)
  * checked before the value of datakey_cipher_length. */
 TEST(decrypt_datakey_common_checks_before_length)
 {
-	ASSERT_ERR(
-		pcall("dd-order2", "decrypt-datakey",
-		      "{\"key_id\":\"x\",\"cipher_text\":\"zz\",\"datakey_cipher_length\":\"0\"}",
-		      NULL),
-		KMS_E_BAD_KEY_ID);
-	ASSERT_ERR(pcall("dd-order2", "decrypt-datakey",
-			 "{\"key_id\":\"" FX_NO_KEY "\",\"cipher_text\":\"zz\","
-			 "\"datakey_cipher_length\":\"0\",\"sequence\":\"x\"}", NULL),
-		   KMS_E_BAD_SEQUENCE);
-	ASSERT_ERR(pcall("dd-order2", "decrypt-datakey",
-			 "{\"key_id\":\"" FX_NO_KEY "\",\"cipher_text\":\"zz\","
-			 "\"datakey_cipher_length\":\"0\",\"encryption_context\":7}", NULL),
-		   KMS_E_BAD_CONTEXT);
+	static const struct fx_refusal rows[] = {
+		{ "{\"key_id\":\"x\",\"cipher_text\":\"zz\",\"datakey_cipher_length\":\"0\"}",
+		  KMS_E_BAD_KEY_ID },
+		{ "{\"key_id\":\"" FX_NO_KEY "\",\"cipher_text\":\"zz\","
+		  "\"datakey_cipher_length\":\"0\",\"sequence\":\"x\"}",
+		  KMS_E_BAD_SEQUENCE },
+		{ "{\"key_id\":\"" FX_NO_KEY "\",\"cipher_text\":\"zz\","
+		  "\"datakey_cipher_length\":\"0\",\"encryption_context\":7}",
+		  KMS_E_BAD_CONTEXT },
+	};
+
+	fx_refuses_each("dd-order2", "decrypt-datakey", NULL, rows, KMS_ARRAY_SIZE(rows));
 }
 
 TEST(decrypt_datakey_tampered)
@@ -737,13 +630,9 @@ TEST(decrypt_datakey_tampered)
 	uint8_t blob[CORE_BLOB_MAX], t[CORE_BLOB_MAX];
 	size_t n;
 
-	fx_key("dd-tamper", "app", id);
-	fx_key("dd-tamper", "other", other);
-	if (kms_test_failing())
-		return;
-	new_datakey("dd-tamper", id, "", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-tamper", "app", id));
+	STEP(fx_key("dd-tamper", "other", other));
+	STEP(new_datakey("dd-tamper", id, "", plain, cipher));
 	n = unhex(cipher, blob);
 	ASSERT_EQ(n, 188);
 	/* Every single-bit flip is refused: 2201 (digest/container) or 2203 (authenticity), or
@@ -783,8 +672,7 @@ TEST(decrypt_datakey_tampered)
 		kms_hex_encode(t, n, hex);
 		ASSERT_ERR(decrypt("dd-tamper", id, hex, 64, "", NULL), KMS_E_DECRYPT_FAILED);
 	}
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.2203\",\"error_msg\":"
-				"\"Failed to verify the DEK hash.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.2203", "Failed to verify the DEK hash.");
 	/* The blob relabelled as another key's (digest recomputed), asked of that key: it is
 	 * the wrong key material and a different authenticated key id, so 2203. */
 	memcpy(t, blob, n);
@@ -802,15 +690,11 @@ TEST(decrypt_datakey_other_key)
 	char plain[HEX_MAX], cipher[HEX_MAX], their_cipher[HEX_MAX];
 	cJSON *r = NULL;
 
-	fx_key("dd-other", "app", id);
-	fx_key("dd-other", "other", other);
-	fx_key("dd-other-2", "theirs", theirs);
-	if (kms_test_failing())
-		return;
-	new_datakey("dd-other", id, "", plain, cipher);
-	new_datakey("dd-other-2", theirs, "", plain, their_cipher);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dd-other", "app", id));
+	STEP(fx_key("dd-other", "other", other));
+	STEP(fx_key("dd-other-2", "theirs", theirs));
+	STEP(new_datakey("dd-other", id, "", plain, cipher));
+	STEP(new_datakey("dd-other-2", theirs, "", plain, their_cipher));
 	/* A blob names its key: asking another key is a key id mismatch (11.3: 0205). */
 	ASSERT_ERR(decrypt("dd-other", other, cipher, 64, "", NULL), KMS_E_BAD_KEY_ID);
 	ASSERT_ERR(decrypt("dd-other", "alias/other", cipher, 64, "", NULL), KMS_E_BAD_KEY_ID);
@@ -846,12 +730,9 @@ TEST(context_binding)
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX], c2[HEX_MAX];
 	cJSON *r = NULL;
 
-	fx_key("ctx", "app", id);
-	if (kms_test_failing())
-		return;
-	new_datakey("ctx", id, ",\"encryption_context\":{\"a\":\"1\",\"b\":\"2\"}", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ctx", "app", id));
+	STEP(new_datakey("ctx", id, ",\"encryption_context\":{\"a\":\"1\",\"b\":\"2\"}", plain,
+			 cipher));
 	ASSERT_ERR(decrypt("ctx", id, cipher, 64,
 			   ",\"encryption_context\":{\"a\":\"1\",\"b\":\"2\"}", &r),
 		   0);
@@ -874,9 +755,7 @@ TEST(context_binding)
 		ASSERT_ERR(e, KMS_E_DECRYPT_FAILED);
 	}
 	/* No context at encryption: none at decryption, and {} / "" / null are none. */
-	new_datakey("ctx", id, "", plain, c2);
-	if (kms_test_failing())
-		return;
+	STEP(new_datakey("ctx", id, "", plain, c2));
 	ASSERT_ERR(decrypt("ctx", id, c2, 64, "", NULL), 0);
 	ASSERT_ERR(decrypt("ctx", id, c2, 64, ",\"encryption_context\":{}", NULL), 0);
 	ASSERT_ERR(decrypt("ctx", id, c2, 64, ",\"encryption_context\":\"\"", NULL), 0);
@@ -884,10 +763,8 @@ TEST(context_binding)
 	ASSERT_ERR(decrypt("ctx", id, c2, 64, ",\"encryption_context\":{\"a\":\"1\"}", NULL),
 		   KMS_E_DECRYPT_FAILED);
 	/* Nested objects are canonical too. */
-	new_datakey("ctx", id, ",\"encryption_context\":{\"x\":{\"b\":1,\"a\":2},\"y\":[1,2]}",
-		    plain, c2);
-	if (kms_test_failing())
-		return;
+	STEP(new_datakey("ctx", id, ",\"encryption_context\":{\"x\":{\"b\":1,\"a\":2},\"y\":[1,2]}",
+			 plain, c2));
 	ASSERT_ERR(decrypt("ctx", id, c2, 64,
 			   ",\"encryption_context\":{\"y\":[1,2],\"x\":{\"a\":2,\"b\":1}}", NULL),
 		   0);
@@ -901,9 +778,7 @@ TEST(context_binding_encrypt_datakey)
 	char id[FX_ID_LEN], plain[2 * 96 + 1], cipher[HEX_MAX];
 	cJSON *r = NULL;
 
-	fx_key("ctx-ed", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ctx-ed", "app", id));
 	dek_plain(64, 1, 2, plain);
 	ASSERT_ERR(pcall("ctx-ed", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\",\"datakey_plain_length\":"
@@ -926,35 +801,24 @@ TEST(context_invalid_0208)
 	};
 	char id[FX_ID_LEN];
 
-	fx_key("ctx-bad", "app", id);
-	if (kms_test_failing())
-		return;
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
-		int e = pcall("ctx-bad", "create-datakey",
-			      fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":%s}", id, bad[i]),
-			      NULL);
-
-		if (e != KMS_E_BAD_CONTEXT)
-			fprintf(stderr, "\tencryption_context %s\n", bad[i]);
-		ASSERT_ERR(e, KMS_E_BAD_CONTEXT);
-	}
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0208\",\"error_msg\":"
-				"\"Invalid value of value encryption_context.\"}}\n");
+	STEP(fx_key("ctx-bad", "app", id));
+	STEP(fx_member_refuses(
+		"ctx-bad", "create-datakey", id, "encryption_context", bad, KMS_ARRAY_SIZE(bad),
+		KMS_E_BAD_CONTEXT,
+		FX_ERROR_LINE("KMS.0208", "Invalid value of value encryption_context.")));
 	/* Duplicate names inside the context are refused (as bad JSON or a bad context). */
 	{
-		int e = pcall("ctx-bad", "create-datakey",
-			      fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
-				     "{\"a\":\"1\",\"a\":\"2\"}}", id), NULL);
+		int e = with_context("ctx-bad", id, "{\"a\":\"1\",\"a\":\"2\"}");
 
 		ASSERT_TRUE(e == KMS_E_BAD_JSON || e == KMS_E_BAD_CONTEXT);
 	}
 	/* ... in every action that takes a context */
 	ASSERT_ERR(pcall("ctx-bad", "create-datakey-without-plaintext",
-			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":[]}", id), NULL),
+			 fx_kid_with(id, "\"encryption_context\":[]"), NULL),
 		   KMS_E_BAD_CONTEXT);
 	ASSERT_ERR(pcall("ctx-bad", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\",\"encryption_context\":1}",
-				id), NULL), KMS_E_BAD_CONTEXT);
+			 fx_kid_with(id, "\"plain_text\":\"x\",\"encryption_context\":1"), NULL),
+		   KMS_E_BAD_CONTEXT);
 	ASSERT_ERR(pcall("ctx-bad", "decrypt-data",
 			 "{\"cipher_text\":\"x\",\"encryption_context\":1}", NULL),
 		   KMS_E_BAD_CONTEXT);
@@ -963,17 +827,15 @@ TEST(context_invalid_0208)
 /* A string holding an object must hold exactly one: "{...} junk" is not that object. */
 TEST(context_string_with_trailing_garbage_0208)
 {
+	static const char *const junk[] = {
+		"\"{\\\"a\\\":\\\"1\\\"} junk\"",
+		"\"{\\\"a\\\":\\\"1\\\"}{}\"",
+	};
 	char id[FX_ID_LEN];
 
-	fx_key("ctx-junk", "app", id);
-	if (kms_test_failing())
-		return;
-	ASSERT_ERR(pcall("ctx-junk", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
-				"\"{\\\"a\\\":\\\"1\\\"} junk\"}", id), NULL), KMS_E_BAD_CONTEXT);
-	ASSERT_ERR(pcall("ctx-junk", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
-				"\"{\\\"a\\\":\\\"1\\\"}{}\"}", id), NULL), KMS_E_BAD_CONTEXT);
+	STEP(fx_key("ctx-junk", "app", id));
+	fx_member_refuses("ctx-junk", "create-datakey", id, "encryption_context", junk,
+			  KMS_ARRAY_SIZE(junk), KMS_E_BAD_CONTEXT, NULL);
 }
 
 TEST(context_length_limit)
@@ -982,15 +844,11 @@ TEST(context_length_limit)
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX];
 	size_t n = KMS_MAX_CONTEXT - 8; /* {"a":"<n>"} is n + 8 characters */
 
-	fx_key("ctx-len", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ctx-len", "app", id));
 	memset(v, 'v', n);
 	v[n] = 0;
-	new_datakey("ctx-len", id, fx_fmt(",\"encryption_context\":{\"a\":\"%s\"}", v), plain,
-		    cipher);
-	if (kms_test_failing())
-		return;
+	STEP(new_datakey("ctx-len", id, fx_fmt(",\"encryption_context\":{\"a\":\"%s\"}", v), plain,
+			 cipher));
 	ASSERT_ERR(decrypt("ctx-len", id, cipher, 64, fx_fmt(",\"encryption_context\":{\"a\":"
 							     "\"%s\"}", v), NULL), 0);
 	/* The same as a string: 8192 characters */
@@ -1014,20 +872,15 @@ TEST(context_with_nul_not_truncated)
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX];
 	int e;
 
-	fx_key("ctx-nul", "app", id);
-	if (kms_test_failing())
-		return;
-	e = pcall("ctx-nul", "create-datakey",
-		  fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":{\"k\":\"v\\u0000x\"}}", id),
-		  NULL);
+	STEP(fx_key("ctx-nul", "app", id));
+	e = with_context("ctx-nul", id, "{\"k\":\"v\\u0000x\"}");
 	if (e != 0) {
 		/* Refusing such a context outright is fine too. */
 		ASSERT_TRUE(e == KMS_E_BAD_CONTEXT || e == KMS_E_BAD_JSON);
 		return;
 	}
-	new_datakey("ctx-nul", id, ",\"encryption_context\":{\"k\":\"v\\u0000x\"}", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(new_datakey("ctx-nul", id, ",\"encryption_context\":{\"k\":\"v\\u0000x\"}", plain,
+			 cipher));
 	ASSERT_ERR(decrypt("ctx-nul", id, cipher, 64, ",\"encryption_context\":{\"k\":\"v\"}",
 			   NULL), KMS_E_DECRYPT_FAILED);
 }
@@ -1041,24 +894,16 @@ TEST(context_string_form_checks)
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX];
 	size_t n = 0;
 
-	fx_key("ctx-sf", "app", id);
-	if (kms_test_failing())
-		return;
-	new_datakey("ctx-sf", id, ",\"encryption_context\":{\"k\":\"a\"}", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ctx-sf", "app", id));
+	STEP(new_datakey("ctx-sf", id, ",\"encryption_context\":{\"k\":\"a\"}", plain, cipher));
 	ASSERT_ERR(decrypt("ctx-sf", id, cipher, 64,
 			   ",\"encryption_context\":\"{\\\"k\\\":\\\"a\\\\u0000evil\\\"}\"", NULL),
 		   KMS_E_BAD_CONTEXT);
 	ASSERT_LAST_ERROR("KMS.0208", "Invalid value of value encryption_context.");
-	ASSERT_ERR(pcall("ctx-sf", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
-				"\"{\\\"k\\\":\\\"a\\\\u0000evil\\\"}\"}", id), NULL),
+	ASSERT_ERR(with_context("ctx-sf", id, "\"{\\\"k\\\":\\\"a\\\\u0000evil\\\"}\""),
 		   KMS_E_BAD_CONTEXT);
 	/* An escaped backslash before "u0000" is no NUL: that context is fine. */
-	ASSERT_ERR(pcall("ctx-sf", "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
-				"\"{\\\"k\\\":\\\"a\\\\\\\\u0000\\\"}\"}", id), NULL), 0);
+	ASSERT_ERR(with_context("ctx-sf", id, "\"{\\\"k\\\":\\\"a\\\\\\\\u0000\\\"}\""), 0);
 	/* 600 levels in a string: refused, as they would be in the object form. */
 	for (int i = 0; i < 599; i++)
 		deep[n++] = '[';
@@ -1074,21 +919,16 @@ TEST(context_string_form_checks)
 	{
 		const char *obj = "{\"a\":[[[[[[[[[[[[[1]]]]]]]]]]]]]}"; /* 15 levels */
 
-		new_datakey("ctx-sf", id, fx_fmt(",\"encryption_context\":%s", obj), plain,
-			    cipher);
-		if (kms_test_failing())
-			return;
+		STEP(new_datakey("ctx-sf", id, fx_fmt(",\"encryption_context\":%s", obj), plain,
+				 cipher));
 		ASSERT_ERR(decrypt("ctx-sf", id, cipher, 64,
 				   ",\"encryption_context\":\"{\\\"a\\\":[[[[[[[[[[[[[1]]]]]]]]]]]]]}\"",
 				   NULL), 0);
-		ASSERT_ERR(pcall("ctx-sf", "create-datakey",
-				 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
-					"{\"a\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}}", id), NULL),
+		ASSERT_ERR(with_context("ctx-sf", id, "{\"a\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}"),
 			   KMS_E_BAD_JSON);
-		ASSERT_ERR(pcall("ctx-sf", "create-datakey",
-				 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
-					"\"{\\\"a\\\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}\"}", id), NULL),
-			   KMS_E_BAD_CONTEXT);
+		ASSERT_ERR(
+			with_context("ctx-sf", id, "\"{\\\"a\\\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}\""),
+			KMS_E_BAD_CONTEXT);
 	}
 }
 
@@ -1102,9 +942,7 @@ TEST(context_non_finite_numbers_0208)
 	};
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX];
 
-	fx_key("ctx-inf", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ctx-inf", "app", id));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
 		EXPECT(bad[i], pcall("ctx-inf", "create-datakey",
 				     fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":%s}", id,
@@ -1115,17 +953,13 @@ TEST(context_non_finite_numbers_0208)
 					    "\"encryption_context\":%s}", id, bad[i]), NULL),
 		       KMS_E_BAD_CONTEXT);
 	}
-	new_datakey("ctx-inf", id, ",\"encryption_context\":{\"n\":null}", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(new_datakey("ctx-inf", id, ",\"encryption_context\":{\"n\":null}", plain, cipher));
 	ASSERT_ERR(decrypt("ctx-inf", id, cipher, 64, ",\"encryption_context\":{\"n\":1e999}",
 			   NULL), KMS_E_BAD_CONTEXT);
 	ASSERT_ERR(decrypt("ctx-inf", id, cipher, 64, ",\"encryption_context\":{\"n\":null}",
 			   NULL), 0);
 	/* Large finite numbers are fine. */
-	new_datakey("ctx-inf", id, ",\"encryption_context\":{\"n\":1e308}", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(new_datakey("ctx-inf", id, ",\"encryption_context\":{\"n\":1e308}", plain, cipher));
 	ASSERT_ERR(decrypt("ctx-inf", id, cipher, 64, ",\"encryption_context\":{\"n\":null}",
 			   NULL), KMS_E_DECRYPT_FAILED);
 }
@@ -1137,37 +971,27 @@ TEST(key_states_0209_0210)
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX], good[2 * 96 + 1];
 	cJSON *r = NULL;
 
-	fx_key("state", "app", id);
-	if (kms_test_failing())
-		return;
-	new_datakey("state", id, "", plain, cipher);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("state", "app", id));
+	STEP(new_datakey("state", id, "", plain, cipher));
 	dek_plain(64, 1, 1, good);
 	ASSERT_ERR(pcall("state", "disable-key", fx_fmt("{\"key_id\":\"%s\"}", id), NULL), 0);
 	ASSERT_ERR(pcall("state", "create-datakey", fx_fmt("{\"key_id\":\"%s\"}", id), NULL),
 		   KMS_E_KEY_DISABLED);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0209\",\"error_msg\":"
-				"\"The key has been disabled.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0209", "The key has been disabled.");
 	ASSERT_ERR(pcall("state", "create-datakey-without-plaintext",
 			 fx_fmt("{\"key_id\":\"%s\"}", id), NULL), KMS_E_KEY_DISABLED);
-	ASSERT_ERR(pcall("state", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}", id, good), NULL),
-		   KMS_E_KEY_DISABLED);
+	ASSERT_ERR(wrap("state", id, good, "\"64\""), KMS_E_KEY_DISABLED);
 	ASSERT_ERR(decrypt("state", id, cipher, 64, "", NULL), KMS_E_KEY_DISABLED);
-	ASSERT_ERR(pcall("state", "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\"}", id), NULL),
+	ASSERT_ERR(pcall("state", "encrypt-data", fx_kid_with(id, "\"plain_text\":\"x\""), NULL),
 		   KMS_E_KEY_DISABLED);
 	ASSERT_ERR(pcall("state", "describe-key", fx_fmt("{\"key_id\":\"%s\"}", id), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_state"), "3");
 	ASSERT_ERR(pcall("state", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+			 fx_kid_with(id, "\"pending_days\":\"7\""), NULL),
+		   0);
 	ASSERT_ERR(pcall("state", "create-datakey", fx_fmt("{\"key_id\":\"%s\"}", id), NULL),
 		   KMS_E_KEY_PENDING_DELETION);
-	ASSERT_STREQ(fx_last(),
-		     "{\"error\":{\"error_code\":\"KMS.0210\",\"error_msg\":"
-		     "\"The key is in Scheduled deletion state and cannot be used.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0210", "The key is in Scheduled deletion state and cannot be used.");
 	ASSERT_ERR(decrypt("state", id, cipher, 64, "", NULL), KMS_E_KEY_PENDING_DELETION);
 	ASSERT_ERR(pcall("state", "cancel-key-deletion", fx_fmt("{\"key_id\":\"%s\"}", id), NULL),
 		   0);
@@ -1218,14 +1042,12 @@ TEST(gen_random_errors)
 			fprintf(stderr, "\trandom_data_length %s\n", range[i]);
 		ASSERT_ERR(e, KMS_E_RANDOM_LENGTH);
 	}
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1801\",\"error_msg\":"
-				"\"random_data_length must be 512 bits.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1801", "random_data_length must be 512 bits.");
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(multiple); i++)
 		ASSERT_ERR(pcall("rnd-err", "gen-random",
 				 fx_fmt("{\"random_data_length\":%s}", multiple[i]), NULL),
 			   KMS_E_RANDOM_MULTIPLE);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1802\",\"error_msg\":"
-				"\"random_data_length must be a multiple of 8.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1802", "random_data_length must be a multiple of 8.");
 	ASSERT_ERR(pcall("rnd-err", "gen-random",
 			 "{\"random_data_length\":\"512\",\"sequence\":\"short\"}", NULL),
 		   KMS_E_BAD_SEQUENCE);

@@ -40,6 +40,13 @@ static void grant(const char *project, const char *key, const char *grantee, con
 	fx_cp(out, 65, fx_str(r, "grant_id"));
 }
 
+/* retire-grant of grant g of key by user with role: what api_call() returns. */
+static int retire(const char *project, const char *user, enum kms_role role, const char *key,
+		  const char *g)
+{
+	return ucall(project, user, role, "retire-grant", NULL, key_grant(key, g), NULL);
+}
+
 static bool lower_hex64(const char *s)
 {
 	if (!s || strlen(s) != 64)
@@ -68,14 +75,14 @@ TEST(create_grant_and_list_fields)
 	const cJSON *e;
 	int64_t before, after, created;
 
-	fx_key("cg", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cg", "app", id));
 	before = kms_time_real_ms();
 	ASSERT_ERR(pcall("cg", "create-grant",
-			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
-				"\"operations\":[\"decrypt-datakey\",\"describe-key\"],"
-				"\"name\":\"bob-unwraps\"}", id), &r), 0);
+			 fx_kid_with(id, "\"grantee_principal\":\"bob\","
+					 "\"operations\":[\"decrypt-datakey\",\"describe-key\"],"
+					 "\"name\":\"bob-unwraps\""),
+			 &r),
+		   0);
 	after = kms_time_real_ms();
 	/* {"grant_id": 64 hex} and nothing else. */
 	ASSERT_EQ(cJSON_GetArraySize(r), 1);
@@ -84,8 +91,7 @@ TEST(create_grant_and_list_fields)
 
 	ASSERT_ERR(pcall("cg", "list-grants", fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "total"), 1);
-	ASSERT_STREQ(fx_str(r, "truncated"), "false");
-	ASSERT_STREQ(fx_str(r, "next_marker"), "");
+	STEP(fx_page_ends(r, "false", ""));
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "grants")), 1);
 	e = cJSON_GetArrayItem(fx_get(r, "grants"), 0);
 	ASSERT_EQ(cJSON_GetArraySize(e), 9);
@@ -126,15 +132,12 @@ TEST(create_grant_optional_fields)
 	cJSON *r = NULL;
 	const cJSON *e, *ops;
 
-	fx_key("cgo", "app", id);
-	if (kms_test_failing())
-		return;
-	grant("cgo", id, "Carol9", all_ops,
-	      ",\"name\":\"a:b/c_d-e\",\"retiring_principal\":\"Dave1\","
-	      "\"grantee_principal_type\":\"domain\",\"sequence\":"
-	      "\"919c82d4-8046-4722-9094-35c3c6524cff\"", g);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cgo", "app", id));
+	STEP(grant("cgo", id, "Carol9", all_ops,
+		   ",\"name\":\"a:b/c_d-e\",\"retiring_principal\":\"Dave1\","
+		   "\"grantee_principal_type\":\"domain\",\"sequence\":"
+		   "\"919c82d4-8046-4722-9094-35c3c6524cff\"",
+		   g));
 	ASSERT_ERR(pcall("cgo", "list-grants", fx_kid(id), &r), 0);
 	e = cJSON_GetArrayItem(fx_get(r, "grants"), 0);
 	ASSERT_STREQ(fx_str(e, "grant_id"), g);
@@ -148,10 +151,8 @@ TEST(create_grant_optional_fields)
 	ASSERT_STREQ(cJSON_GetArrayItem(ops, 8)->valuestring, "decrypt-data");
 	/* Repeated operations are kept once; create-grant with another operation is fine; a
 	 * 64-character principal is allowed; type "user" explicitly. */
-	grant("cgo", id, "b0b", "\"describe-key\",\"describe-key\",\"create-grant\"",
-	      ",\"grantee_principal_type\":\"user\"", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("cgo", id, "b0b", "\"describe-key\",\"describe-key\",\"create-grant\"",
+		   ",\"grantee_principal_type\":\"user\"", g));
 	ASSERT_ERR(pcall("cgo", "list-grants", fx_kid(id), &r), 0);
 	e = cJSON_GetArrayItem(fx_get(r, "grants"), 1);
 	ASSERT_STREQ(fx_str(e, "grant_id"), g);
@@ -164,15 +165,11 @@ TEST(create_grant_optional_fields)
 
 		memset(p64, 'p', 64);
 		p64[64] = 0;
-		grant("cgo", id, p64, "\"describe-key\"", "", g);
-		if (kms_test_failing())
-			return;
+		STEP(grant("cgo", id, p64, "\"describe-key\"", "", g));
 	}
 	/* A disabled key can be granted (only state 4 refuses). */
 	ASSERT_ERR(pcall("cgo", "disable-key", fx_kid(id), NULL), 0);
-	grant("cgo", id, "eve", "\"describe-key\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("cgo", id, "eve", "\"describe-key\"", "", g));
 	ASSERT_EQ(grant_total("cgo", id), 4);
 }
 
@@ -187,12 +184,20 @@ TEST(create_grant_errors)
 		"[\"Decrypt-Datakey\"]", "[\"decrypt-datakey\",5]", "[\"decrypt-datakey\",\"\"]",
 		"{}", "[\"gen-random\"]", "[\"revoke-grant\"]",
 	};
+	/* Other members after a valid grantee and operations. */
+	static const char *const bad_extra[] = {
+		",\"name\":\"a b\"",
+		",\"name\":\"\"",
+		",\"name\":7",
+		",\"retiring_principal\":\"a-b\"",
+		",\"retiring_principal\":\"\"",
+		",\"grantee_principal_type\":\"group\"",
+		",\"grantee_principal_type\":\"User\"",
+	};
 	char id[FX_ID_LEN], p65[66], n256[257];
 	const char *ok = "\"grantee_principal\":\"bob\",\"operations\":[\"describe-key\"]";
 
-	fx_key("cge", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cge", "app", id));
 	/* KMS.2401: create-grant is not enough by itself. */
 	ASSERT_ERR(pcall("cge", "create-grant", grant_req(id, "bob", "\"create-grant\"", ""), NULL),
 		   KMS_E_GRANT_OPERATIONS);
@@ -226,39 +231,18 @@ TEST(create_grant_errors)
 	EXPECT("name", pcall("cge", "create-grant",
 			     fx_fmt("{\"key_id\":\"%s\",%s,\"name\":\"%s\"}", id, ok, n256), NULL),
 	       KMS_E_BAD_PARAM);
-	EXPECT("name", pcall("cge", "create-grant",
-			     fx_fmt("{\"key_id\":\"%s\",%s,\"name\":\"a b\"}", id, ok), NULL),
-	       KMS_E_BAD_PARAM);
-	EXPECT("name", pcall("cge", "create-grant",
-			     fx_fmt("{\"key_id\":\"%s\",%s,\"name\":\"\"}", id, ok), NULL),
-	       KMS_E_BAD_PARAM);
-	EXPECT("name", pcall("cge", "create-grant",
-			     fx_fmt("{\"key_id\":\"%s\",%s,\"name\":7}", id, ok), NULL),
-	       KMS_E_BAD_PARAM);
-	EXPECT("retiring", pcall("cge", "create-grant",
-				 fx_fmt("{\"key_id\":\"%s\",%s,\"retiring_principal\":\"a-b\"}",
-					id, ok), NULL),
-	       KMS_E_BAD_PARAM);
-	EXPECT("retiring", pcall("cge", "create-grant",
-				 fx_fmt("{\"key_id\":\"%s\",%s,\"retiring_principal\":\"\"}", id,
-					ok), NULL),
-	       KMS_E_BAD_PARAM);
-	EXPECT("type", pcall("cge", "create-grant",
-			     fx_fmt("{\"key_id\":\"%s\",%s,\"grantee_principal_type\":\"group\"}",
-				    id, ok), NULL),
-	       KMS_E_BAD_PARAM);
-	EXPECT("type", pcall("cge", "create-grant",
-			     fx_fmt("{\"key_id\":\"%s\",%s,\"grantee_principal_type\":\"User\"}",
-				    id, ok), NULL),
-	       KMS_E_BAD_PARAM);
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_extra); i++)
+		EXPECT(bad_extra[i],
+		       pcall("cge", "create-grant",
+			     fx_fmt("{\"key_id\":\"%s\",%s%s}", id, ok, bad_extra[i]), NULL),
+		       KMS_E_BAD_PARAM);
 	/* Missing fields: KMS.0204. */
-	EXPECT("no grantee", pcall("cge", "create-grant",
-				   fx_fmt("{\"key_id\":\"%s\",\"operations\":[\"describe-key\"]}",
-					  id), NULL),
+	EXPECT("no grantee",
+	       pcall("cge", "create-grant", fx_kid_with(id, "\"operations\":[\"describe-key\"]"),
+		     NULL),
 	       KMS_E_MISSING);
 	EXPECT("no operations",
-	       pcall("cge", "create-grant",
-		     fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\"}", id), NULL),
+	       pcall("cge", "create-grant", fx_kid_with(id, "\"grantee_principal\":\"bob\""), NULL),
 	       KMS_E_MISSING);
 	EXPECT("no key", pcall("cge", "create-grant", fx_fmt("{%s}", ok), NULL), KMS_E_MISSING);
 	/* The key: 0205, 0207, sequence 0206, another key in a key folder 0205. */
@@ -275,8 +259,9 @@ TEST(create_grant_errors)
 	       KMS_E_BAD_KEY_ID);
 	ASSERT_EQ(grant_total("cge", id), 0);
 	/* A key pending deletion cannot be granted (README, Differences, States). */
-	ASSERT_ERR(pcall("cge", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("cge", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
+			 NULL),
+		   0);
 	EXPECT("pending", pcall("cge", "create-grant", fx_fmt("{\"key_id\":\"%s\",%s}", id, ok),
 				NULL),
 	       KMS_E_KEY_PENDING_DELETION);
@@ -290,35 +275,26 @@ TEST(create_grant_limit_2404)
 	char id[FX_ID_LEN], other[FX_ID_LEN], g[65];
 	cJSON *r = NULL;
 
-	fx_key("cgl", "full", id);
-	fx_key("cgl", "other", other);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("cgl", "full", id));
+	STEP(fx_key("cgl", "other", other));
 	for (int i = 0; i < 100; i++) {
-		grant("cgl", id, fx_fmt("user%d", i), "\"describe-key\"", "", g);
-		if (kms_test_failing())
-			return;
+		STEP(grant("cgl", id, fx_fmt("user%d", i), "\"describe-key\"", "", g));
 	}
 	ASSERT_ERR(pcall("cgl", "create-grant",
 			 grant_req(id, "late", "\"describe-key\"", ""), NULL),
 		   KMS_E_TOO_MANY_GRANTS);
 	ASSERT_LAST_ERROR("KMS.2404", "Too many CMK grants.");
 	ASSERT_EQ(grant_total("cgl", id), 100);
-	grant("cgl", other, "late", "\"describe-key\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("cgl", other, "late", "\"describe-key\"", "", g));
 	ASSERT_ERR(pcall("cgl", "user-quotas", "", &r), 0);
 	ASSERT_STREQ(fx_last(), "{\"quotas\":{\"resources\":[{\"type\":\"CMK\",\"used\":2,"
 				"\"quota\":100},{\"type\":\"grant_per_CMK\",\"used\":100,"
 				"\"quota\":100}]}}\n");
 	/* Revoking one makes room for one. */
-	ASSERT_ERR(pcall("cgl", "list-grants", fx_fmt("{\"key_id\":\"%s\",\"limit\":\"1\"}", id),
-			 &r), 0);
+	ASSERT_ERR(pcall("cgl", "list-grants", fx_kid_with(id, "\"limit\":\"1\""), &r), 0);
 	fx_cp(g, sizeof(g), fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"));
 	ASSERT_ERR(pcall("cgl", "revoke-grant", key_grant(id, g), NULL), 0);
-	grant("cgl", id, "late", "\"describe-key\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("cgl", id, "late", "\"describe-key\"", "", g));
 	ASSERT_EQ(grant_total("cgl", id), 100);
 }
 
@@ -330,18 +306,12 @@ TEST(list_grants_paging_and_errors)
 						 "\"\"", "true" };
 	static const char *const bad_marker[] = { "\"-1\"", "\"abc\"", "-1", "\"\"", "1.5" };
 
-	fx_key("lg", "app", id);
-	fx_key("lg", "other", other);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("lg", "app", id));
+	STEP(fx_key("lg", "other", other));
 	for (int i = 0; i < 5; i++) {
-		grant("lg", id, fx_fmt("u%d", i), "\"describe-key\"", "", g[i]);
-		if (kms_test_failing())
-			return;
+		STEP(grant("lg", id, fx_fmt("u%d", i), "\"describe-key\"", "", g[i]));
 	}
-	grant("lg", other, "x", "\"describe-key\"", "", og);
-	if (kms_test_failing())
-		return;
+	STEP(grant("lg", other, "x", "\"describe-key\"", "", og));
 	/* Pages of 2 in creation order: markers "2", "4", then "". */
 	for (int page = 0; page < 3; page++) {
 		const cJSON *gs;
@@ -355,15 +325,14 @@ TEST(list_grants_paging_and_errors)
 		for (int j = 0; j < cJSON_GetArraySize(gs); j++)
 			ASSERT_STREQ(fx_str(cJSON_GetArrayItem(gs, j), "grant_id"),
 				     g[2 * page + j]);
-		ASSERT_STREQ(fx_str(r, "truncated"), page < 2 ? "true" : "false");
-		ASSERT_STREQ(fx_str(r, "next_marker"), page < 2 ? fx_fmt("%d", 2 * page + 2) : "");
+		STEP(fx_page_ends(r, page < 2 ? "true" : "false",
+				  page < 2 ? fx_fmt("%d", 2 * page + 2) : ""));
 	}
 	/* Numbers as JSON integers too; a marker past the end: empty page. */
-	ASSERT_ERR(pcall("lg", "list-grants",
-			 fx_fmt("{\"key_id\":\"%s\",\"limit\":1000,\"marker\":4}", id), &r), 0);
+	ASSERT_ERR(pcall("lg", "list-grants", fx_kid_with(id, "\"limit\":1000,\"marker\":4"), &r),
+		   0);
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "grants")), 1);
-	ASSERT_ERR(pcall("lg", "list-grants", fx_fmt("{\"key_id\":\"%s\",\"marker\":\"9\"}", id),
-			 &r), 0);
+	ASSERT_ERR(pcall("lg", "list-grants", fx_kid_with(id, "\"marker\":\"9\""), &r), 0);
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "grants")), 0);
 	ASSERT_EQ(fx_num(r, "total"), 5);
 	ASSERT_STREQ(fx_str(r, "truncated"), "false");
@@ -371,23 +340,17 @@ TEST(list_grants_paging_and_errors)
 	ASSERT_ERR(pcall("lg", "list-grants", fx_kid(other), &r), 0);
 	ASSERT_EQ(fx_num(r, "total"), 1);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"), og);
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_limit); i++)
-		EXPECT(bad_limit[i],
-		       pcall("lg", "list-grants",
-			     fx_fmt("{\"key_id\":\"%s\",\"limit\":%s}", id, bad_limit[i]), NULL),
-		       KMS_E_LIMIT_INVALID);
-	ASSERT_LAST_ERROR("KMS.1601", "Invalid limit.");
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_marker); i++)
-		EXPECT(bad_marker[i],
-		       pcall("lg", "list-grants",
-			     fx_fmt("{\"key_id\":\"%s\",\"marker\":%s}", id, bad_marker[i]), NULL),
-		       KMS_E_MARKER_INVALID);
-	ASSERT_LAST_ERROR("KMS.1602", "marker must be greater than or equals 0.");
+	STEP(fx_member_refuses("lg", "list-grants", id, "limit", bad_limit,
+			       KMS_ARRAY_SIZE(bad_limit), KMS_E_LIMIT_INVALID,
+			       FX_ERROR_LINE("KMS.1601", "Invalid limit.")));
+	STEP(fx_member_refuses(
+		"lg", "list-grants", id, "marker", bad_marker, KMS_ARRAY_SIZE(bad_marker),
+		KMS_E_MARKER_INVALID,
+		FX_ERROR_LINE("KMS.1602", "marker must be greater than or equals 0.")));
 	ASSERT_ERR(pcall("lg", "list-grants", "{}", NULL), KMS_E_MISSING);
 	ASSERT_ERR(pcall("lg", "list-grants", fx_kid(FX_NO_KEY), NULL), KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(pcall("lg", "list-grants", "{\"key_id\":\"bad\"}", NULL), KMS_E_BAD_KEY_ID);
-	ASSERT_ERR(pcall("lg", "list-grants",
-			 fx_fmt("{\"key_id\":\"%s\",\"sequence\":\"s\"}", id), NULL),
+	ASSERT_ERR(pcall("lg", "list-grants", fx_kid_with(id, "\"sequence\":\"s\""), NULL),
 		   KMS_E_BAD_SEQUENCE);
 	/* A viewer may list (README, Actions). */
 	ASSERT_ERR(ucall("lg", "vic", KMS_ROLE_VIEWER, "list-grants", NULL, fx_kid(id), &r), 0);
@@ -402,22 +365,19 @@ TEST(list_retirable_grants)
 	cJSON *r = NULL;
 	const cJSON *e;
 
-	fx_key("lrg", "a", a);
-	fx_key("lrg", "b", b);
-	if (kms_test_failing())
-		return;
-	grant("lrg", a, "dave", "\"encrypt-datakey\"", ",\"retiring_principal\":\"carol\"", g1);
-	grant("lrg", b, "erin", "\"decrypt-datakey\"", ",\"retiring_principal\":\"carol\"", g2);
-	grant("lrg", a, "carol", "\"decrypt-datakey\"", "", g3);
-	grant("lrg", b, "dave", "\"describe-key\"", ",\"retiring_principal\":\"kmsctl\"", g4);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("lrg", "a", a));
+	STEP(fx_key("lrg", "b", b));
+	STEP(grant("lrg", a, "dave", "\"encrypt-datakey\"", ",\"retiring_principal\":\"carol\"",
+		   g1));
+	STEP(grant("lrg", b, "erin", "\"decrypt-datakey\"", ",\"retiring_principal\":\"carol\"",
+		   g2));
+	STEP(grant("lrg", a, "carol", "\"decrypt-datakey\"", "", g3));
+	STEP(grant("lrg", b, "dave", "\"describe-key\"", ",\"retiring_principal\":\"kmsctl\"", g4));
 	/* carol: the grants whose retiring principal she is, over all keys, in order. */
 	ASSERT_ERR(ucall("lrg", "carol", KMS_ROLE_VIEWER, "list-retirable-grants", NULL, "", &r),
 		   0);
 	ASSERT_EQ(fx_num(r, "total"), 2);
-	ASSERT_STREQ(fx_str(r, "truncated"), "false");
-	ASSERT_STREQ(fx_str(r, "next_marker"), "");
+	STEP(fx_page_ends(r, "false", ""));
 	e = cJSON_GetArrayItem(fx_get(r, "grants"), 0);
 	ASSERT_STREQ(fx_str(e, "grant_id"), g1);
 	ASSERT_STREQ(fx_str(e, "key_id"), a);
@@ -428,8 +388,7 @@ TEST(list_retirable_grants)
 	ASSERT_ERR(ucall("lrg", "carol", KMS_ROLE_VIEWER, "list-retirable-grants", NULL,
 			 "{\"limit\":\"1\"}", &r), 0);
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "grants")), 1);
-	ASSERT_STREQ(fx_str(r, "truncated"), "true");
-	ASSERT_STREQ(fx_str(r, "next_marker"), "1");
+	STEP(fx_page_ends(r, "true", "1"));
 	ASSERT_ERR(ucall("lrg", "carol", KMS_ROLE_VIEWER, "list-retirable-grants", NULL,
 			 "{\"limit\":\"1\",\"marker\":\"1\"}", &r), 0);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"), g2);
@@ -472,20 +431,13 @@ TEST(revoke_grant)
 	char id[FX_ID_LEN], other[FX_ID_LEN], g[65], g2[65], upper[65];
 	cJSON *r = NULL;
 
-	fx_key("rv", "app", id);
-	fx_key("rv", "other", other);
-	if (kms_test_failing())
-		return;
-	grant("rv", id, "bob", "\"describe-key\"", "", g);
-	grant("rv", id, "bob", "\"encrypt-data\"", "", g2);
-	if (kms_test_failing())
-		return;
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_ids); i++)
-		EXPECT(bad_ids[i],
-		       pcall("rv", "revoke-grant",
-			     fx_fmt("{\"key_id\":\"%s\",\"grant_id\":%s}", id, bad_ids[i]), NULL),
-		       KMS_E_GRANT_ID);
-	ASSERT_LAST_ERROR("KMS.2501", "Invalid grant ID.");
+	STEP(fx_key("rv", "app", id));
+	STEP(fx_key("rv", "other", other));
+	STEP(grant("rv", id, "bob", "\"describe-key\"", "", g));
+	STEP(grant("rv", id, "bob", "\"encrypt-data\"", "", g2));
+	STEP(fx_member_refuses("rv", "revoke-grant", id, "grant_id", bad_ids,
+			       KMS_ARRAY_SIZE(bad_ids), KMS_E_GRANT_ID,
+			       FX_ERROR_LINE("KMS.2501", "Invalid grant ID.")));
 	ASSERT_ERR(pcall("rv", "revoke-grant", fx_kid(id), NULL), KMS_E_MISSING);
 	/* The grant of another key: KMS.2502, and it stays. */
 	ASSERT_ERR(pcall("rv", "revoke-grant", key_grant(other, g), NULL),
@@ -516,9 +468,7 @@ TEST(revoke_grant)
 			fx_fmt("{\"grant_id\":\"%s\"}", upper), &r), 0);
 	ASSERT_EQ(grant_total("rv", id), 0);
 	/* Only admins revoke, even a grantee whose grant has every grantable operation. */
-	grant("rv", id, "bob", "\"describe-key\",\"retire-grant\",\"create-grant\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("rv", id, "bob", "\"describe-key\",\"retire-grant\",\"create-grant\"", "", g));
 	ASSERT_ERR(ucall("rv", "bob", KMS_ROLE_CRYPTO, "revoke-grant", NULL,
 			 key_grant(id, g), NULL),
 		   KMS_E_FORBIDDEN);
@@ -530,65 +480,42 @@ TEST(revoke_grant)
 TEST(retire_grant_who_may)
 {
 	char id[FX_ID_LEN], other[FX_ID_LEN], g[65];
-	const char *req;
 
-	fx_key("rt", "app", id);
-	fx_key("rt", "other", other);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("rt", "app", id));
+	STEP(fx_key("rt", "other", other));
 	/* The retiring principal. */
-	grant("rt", id, "dave", "\"encrypt-datakey\"", ",\"retiring_principal\":\"carol\"", g);
-	if (kms_test_failing())
-		return;
-	req = key_grant(id, g);
-	ASSERT_ERR(ucall("rt", "dave", KMS_ROLE_VIEWER, "retire-grant", NULL, req, NULL),
-		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("rt", "erin", KMS_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
-		   KMS_E_FORBIDDEN);
+	STEP(grant("rt", id, "dave", "\"encrypt-datakey\"", ",\"retiring_principal\":\"carol\"",
+		   g));
+	ASSERT_ERR(retire("rt", "dave", KMS_ROLE_VIEWER, id, g), KMS_E_FORBIDDEN);
+	ASSERT_ERR(retire("rt", "erin", KMS_ROLE_CRYPTO, id, g), KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rt", id), 1);
 	/* Retiring needs the crypto role (or a grant that includes retire-grant): a viewer that is
 	 * the retiring principal may not. */
-	ASSERT_ERR(ucall("rt", "carol", KMS_ROLE_VIEWER, "retire-grant", NULL, req, NULL),
-		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(retire("rt", "carol", KMS_ROLE_VIEWER, id, g), KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rt", id), 1);
-	ASSERT_ERR(ucall("rt", "carol", KMS_ROLE_CRYPTO, "retire-grant", NULL, req, NULL), 0);
+	ASSERT_ERR(retire("rt", "carol", KMS_ROLE_CRYPTO, id, g), 0);
 	ASSERT_STREQ(fx_last(), "{}\n");
 	ASSERT_EQ(grant_total("rt", id), 0);
-	ASSERT_ERR(ucall("rt", "carol", KMS_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
-		   KMS_E_GRANT_ID);
+	ASSERT_ERR(retire("rt", "carol", KMS_ROLE_CRYPTO, id, g), KMS_E_GRANT_ID);
 	/* A grantee whose grant includes retire-grant (in the key folder). Naming another key:
 	 * a viewer holds no grant there (KMS.0307), a crypto caller learns KMS.2502. */
-	grant("rt", id, "bob", "\"decrypt-datakey\",\"retire-grant\"", "", g);
-	if (kms_test_failing())
-		return;
-	ASSERT_ERR(ucall("rt", "bob", KMS_ROLE_VIEWER, "retire-grant", NULL,
-			 key_grant(other, g), NULL),
-		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("rt", "bob", KMS_ROLE_CRYPTO, "retire-grant", NULL,
-			 key_grant(other, g), NULL),
-		   KMS_E_GRANT_KEY_MISMATCH);
+	STEP(grant("rt", id, "bob", "\"decrypt-datakey\",\"retire-grant\"", "", g));
+	ASSERT_ERR(retire("rt", "bob", KMS_ROLE_VIEWER, other, g), KMS_E_FORBIDDEN);
+	ASSERT_ERR(retire("rt", "bob", KMS_ROLE_CRYPTO, other, g), KMS_E_GRANT_KEY_MISMATCH);
 	ASSERT_ERR(ucall("rt", "bob", KMS_ROLE_VIEWER, "retire-grant", id,
 			 fx_fmt("{\"grant_id\":\"%s\"}", g), NULL), 0);
 	ASSERT_EQ(grant_total("rt", id), 0);
 	/* A grantee without retire-grant may not. */
-	grant("rt", id, "bob", "\"decrypt-datakey\"", "", g);
-	if (kms_test_failing())
-		return;
-	req = key_grant(id, g);
-	ASSERT_ERR(ucall("rt", "bob", KMS_ROLE_CRYPTO, "retire-grant", NULL, req, NULL),
-		   KMS_E_FORBIDDEN);
+	STEP(grant("rt", id, "bob", "\"decrypt-datakey\"", "", g));
+	ASSERT_ERR(retire("rt", "bob", KMS_ROLE_CRYPTO, id, g), KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rt", id), 1);
 	/* An admin may (README); so may the trusted administrator. */
-	ASSERT_ERR(ucall("rt", "ada", KMS_ROLE_ADMIN, "retire-grant", NULL, req, NULL), 0);
-	grant("rt", id, "bob", "\"decrypt-datakey\"", "", g);
-	if (kms_test_failing())
-		return;
+	ASSERT_ERR(retire("rt", "ada", KMS_ROLE_ADMIN, id, g), 0);
+	STEP(grant("rt", id, "bob", "\"decrypt-datakey\"", "", g));
 	ASSERT_ERR(pcall("rt", "retire-grant", key_grant(id, g), NULL), 0);
 	ASSERT_EQ(grant_total("rt", id), 0);
 	/* The issuer: a viewer who holds create-grant on the key issues a grant and retires it. */
-	grant("rt", id, "ivan", "\"create-grant\",\"describe-key\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("rt", id, "ivan", "\"create-grant\",\"describe-key\"", "", g));
 	{
 		cJSON *r = NULL;
 		char mine[65];
@@ -596,30 +523,22 @@ TEST(retire_grant_who_may)
 		ASSERT_ERR(ucall("rt", "ivan", KMS_ROLE_VIEWER, "create-grant", NULL,
 				 grant_req(id, "judy", "\"describe-key\"", ""), &r), 0);
 		fx_cp(mine, sizeof(mine), fx_str(r, "grant_id"));
-		ASSERT_ERR(pcall("rt", "list-grants", fx_fmt("{\"key_id\":\"%s\",\"marker\":\"1\"}",
-							    id), &r), 0);
+		ASSERT_ERR(pcall("rt", "list-grants", fx_kid_with(id, "\"marker\":\"1\""), &r), 0);
 		ASSERT_STREQ(
 			fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "issuing_principal"),
 			"ivan");
-		ASSERT_ERR(ucall("rt", "judy", KMS_ROLE_CRYPTO, "retire-grant", NULL,
-				 key_grant(id, mine), NULL),
-			   KMS_E_FORBIDDEN);
+		ASSERT_ERR(retire("rt", "judy", KMS_ROLE_CRYPTO, id, mine), KMS_E_FORBIDDEN);
 		/* As a viewer (its grant has no retire-grant) ivan may not retire it; with the
 		 * crypto role the issuer may. */
-		ASSERT_ERR(ucall("rt", "ivan", KMS_ROLE_VIEWER, "retire-grant", NULL,
-				 key_grant(id, mine), NULL),
-			   KMS_E_FORBIDDEN);
-		ASSERT_ERR(ucall("rt", "ivan", KMS_ROLE_CRYPTO, "retire-grant", NULL,
-				 key_grant(id, mine), NULL),
-			   0);
+		ASSERT_ERR(retire("rt", "ivan", KMS_ROLE_VIEWER, id, mine), KMS_E_FORBIDDEN);
+		ASSERT_ERR(retire("rt", "ivan", KMS_ROLE_CRYPTO, id, mine), 0);
 		ASSERT_EQ(grant_total("rt", id), 1);
 	}
 	/* Errors as revoke-grant's. */
 	ASSERT_ERR(pcall("rt", "retire-grant",
 			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"" NO_GRANT "\"}", id), NULL),
 		   KMS_E_GRANT_ID);
-	ASSERT_ERR(pcall("rt", "retire-grant",
-			 fx_fmt("{\"key_id\":\"%s\",\"grant_id\":\"nope\"}", id), NULL),
+	ASSERT_ERR(pcall("rt", "retire-grant", fx_kid_with(id, "\"grant_id\":\"nope\""), NULL),
 		   KMS_E_GRANT_ID);
 	ASSERT_ERR(pcall("rt", "retire-grant", fx_kid(id), NULL), KMS_E_MISSING);
 }
@@ -632,46 +551,32 @@ TEST(retire_grant_kmsctl_issuer_not_a_token_name)
 	char id[FX_ID_LEN], g[65], g2[65];
 	cJSON *r = NULL;
 
-	fx_key("rti", "app", id);
-	if (kms_test_failing())
-		return;
-	grant("rti", id, "bob", "\"decrypt-datakey\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("rti", "app", id));
+	STEP(grant("rti", id, "bob", "\"decrypt-datakey\"", "", g));
 	ASSERT_ERR(pcall("rti", "list-grants", fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "issuing_principal"),
 		     "kmsctl");
 	ASSERT_FALSE(auth_user_valid(AUTH_USER_HOST_ADMIN));
 	/* "admin", the old default name, is no issuer of kmsctl's grants, whatever the role. */
-	ASSERT_ERR(ucall("rti", "admin", KMS_ROLE_VIEWER, "retire-grant", NULL, key_grant(id, g),
-			 NULL), KMS_E_FORBIDDEN);
+	ASSERT_ERR(retire("rti", "admin", KMS_ROLE_VIEWER, id, g), KMS_E_FORBIDDEN);
 	ASSERT_ERR(ucall("rti", "admin", KMS_ROLE_VIEWER, "retire-grant", id,
 			 fx_fmt("{\"grant_id\":\"%s\"}", g), NULL), KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("rti", "admin", KMS_ROLE_CRYPTO, "retire-grant", NULL, key_grant(id, g),
-			 NULL), KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("rti", "viewer", KMS_ROLE_VIEWER, "retire-grant", NULL,
-			 key_grant(id, g), NULL), KMS_E_FORBIDDEN);
+	ASSERT_ERR(retire("rti", "admin", KMS_ROLE_CRYPTO, id, g), KMS_E_FORBIDDEN);
+	ASSERT_ERR(retire("rti", "viewer", KMS_ROLE_VIEWER, id, g), KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rti", id), 1);
 	/* A grant with retire-grant on another key gives a viewer nothing on this one. */
 	{
 		char other[FX_ID_LEN];
 
-		fx_key("rti", "other", other);
-		if (kms_test_failing())
-			return;
-		grant("rti", other, "vera", "\"retire-grant\",\"describe-key\"", "", g2);
-		grant("rti", id, "dave", "\"describe-key\"", ",\"retiring_principal\":\"vera\"",
-		      g2);
-		if (kms_test_failing())
-			return;
-		ASSERT_ERR(ucall("rti", "vera", KMS_ROLE_VIEWER, "retire-grant", NULL,
-				 key_grant(id, g2), NULL), KMS_E_FORBIDDEN);
+		STEP(fx_key("rti", "other", other));
+		STEP(grant("rti", other, "vera", "\"retire-grant\",\"describe-key\"", "", g2));
+		STEP(grant("rti", id, "dave", "\"describe-key\"",
+			   ",\"retiring_principal\":\"vera\"", g2));
+		ASSERT_ERR(retire("rti", "vera", KMS_ROLE_VIEWER, id, g2), KMS_E_FORBIDDEN);
 		ASSERT_EQ(grant_total("rti", id), 2);
-		ASSERT_ERR(ucall("rti", "vera", KMS_ROLE_CRYPTO, "retire-grant", NULL,
-				 key_grant(id, g2), NULL), 0);
+		ASSERT_ERR(retire("rti", "vera", KMS_ROLE_CRYPTO, id, g2), 0);
 	}
-	ASSERT_ERR(ucall("rti", "ada", KMS_ROLE_ADMIN, "retire-grant", NULL, key_grant(id, g),
-			 NULL), 0);
+	ASSERT_ERR(retire("rti", "ada", KMS_ROLE_ADMIN, id, g), 0);
 	ASSERT_EQ(grant_total("rti", id), 0);
 	ASSERT_EQ(api_action_find("retire-grant", API_SCOPE_PROJECT)->min_role, KMS_ROLE_CRYPTO);
 }
@@ -681,35 +586,21 @@ TEST(retire_grant_kmsctl_issuer_not_a_token_name)
 struct enf {
 	const char *project;
 	char k1[FX_ID_LEN], k2[FX_ID_LEN];
-	char dk1[HEX_MAX], dk2[HEX_MAX];     /* create-datakey cipher_texts */
-	char plain1[HEX_MAX];                /* the DEK of dk1 */
-	char data1[HEX_MAX], data2[HEX_MAX]; /* encrypt-data cipher_texts */
-	char wrap[2 * 96 + 1];               /* an encrypt-datakey plain_text */
+	struct fx_blobs b1, b2; /* of k1 and k2, encrypt-data of "one" and "two" */
+	char wrap[2 * 96 + 1];	/* an encrypt-datakey plain_text */
 };
 
 static void enf_setup(struct enf *e, const char *project)
 {
 	uint8_t dek[64];
 	char dg[65];
-	cJSON *r = NULL;
 
 	memset(e, 0, sizeof(*e));
 	e->project = project;
-	fx_key(project, "one", e->k1);
-	fx_key(project, "two", e->k2);
-	if (kms_test_failing())
-		return;
-	ASSERT_ERR(pcall(project, "create-datakey", fx_kid(e->k1), &r), 0);
-	fx_cp(e->dk1, sizeof(e->dk1), fx_str(r, "cipher_text"));
-	fx_cp(e->plain1, sizeof(e->plain1), fx_str(r, "plain_text"));
-	ASSERT_ERR(pcall(project, "create-datakey", fx_kid(e->k2), &r), 0);
-	fx_cp(e->dk2, sizeof(e->dk2), fx_str(r, "cipher_text"));
-	ASSERT_ERR(pcall(project, "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"one\"}", e->k1), &r), 0);
-	fx_cp(e->data1, sizeof(e->data1), fx_str(r, "cipher_text"));
-	ASSERT_ERR(pcall(project, "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"two\"}", e->k2), &r), 0);
-	fx_cp(e->data2, sizeof(e->data2), fx_str(r, "cipher_text"));
+	STEP(fx_key(project, "one", e->k1));
+	STEP(fx_key(project, "two", e->k2));
+	STEP(fx_blobs_in(fx_svc(), project, e->k1, "one", &e->b1));
+	STEP(fx_blobs_in(fx_svc(), project, e->k2, "two", &e->b2));
 	for (size_t i = 0; i < sizeof(dek); i++)
 		dek[i] = (uint8_t)i;
 	kms_hex_encode(dek, sizeof(dek), e->wrap);
@@ -732,12 +623,11 @@ static const char *enf_request(struct enf *e, const char *op, int key)
 		return fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
 			      "\"datakey_plain_length\":\"64\"}", id, e->wrap);
 	if (strcmp(op, "decrypt-datakey") == 0)
-		return fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-			      "\"datakey_cipher_length\":\"64\"}", id, key == 1 ? e->dk1 : e->dk2);
+		return fx_unwrap_req(id, key == 1 ? e->b1.dk : e->b2.dk);
 	if (strcmp(op, "encrypt-data") == 0)
-		return fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\"}", id);
+		return fx_kid_with(id, "\"plain_text\":\"x\"");
 	if (strcmp(op, "decrypt-data") == 0)
-		return fx_fmt("{\"cipher_text\":\"%s\"}", key == 1 ? e->data1 : e->data2);
+		return fx_fmt("{\"cipher_text\":\"%s\"}", key == 1 ? e->b1.data : e->b2.data);
 	if (strcmp(op, "create-grant") == 0)
 		return grant_req(id, "zed", "\"describe-key\"", "");
 	return fx_kid(id); /* create-datakey, create-datakey-without-plaintext */
@@ -750,9 +640,7 @@ TEST(grant_enforcement_exact_operations)
 	struct enf e;
 	size_t n = KMS_ARRAY_SIZE(above_viewer);
 
-	enf_setup(&e, "enf");
-	if (kms_test_failing())
-		return;
+	STEP(enf_setup(&e, "enf"));
 	for (size_t i = 0; i < n; i++) {
 		const char *op = above_viewer[i];
 		char g[65];
@@ -761,11 +649,10 @@ TEST(grant_enforcement_exact_operations)
 				 NULL), KMS_E_FORBIDDEN);
 		/* create-grant cannot be granted alone (KMS.2401): with describe-key, which a
 		 * viewer may do anyway. */
-		grant("enf", e.k1, "bob",
-		      fx_fmt("\"%s\"%s", op, strcmp(op, "create-grant") ? "" : ",\"describe-key\""),
-		      "", g);
-		if (kms_test_failing())
-			return;
+		STEP(grant("enf", e.k1, "bob",
+			   fx_fmt("\"%s\"%s", op,
+				  strcmp(op, "create-grant") ? "" : ",\"describe-key\""),
+			   "", g));
 		EXPECT(op, ucall("enf", "bob", KMS_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
 				 NULL), 0);
 		for (size_t j = 0; j < n; j++) {
@@ -792,6 +679,18 @@ TEST(grant_enforcement_exact_operations)
 	ASSERT_LAST_ERROR("KMS.0307", "No access permissions.");
 }
 
+/* decrypt-datakey of the 64-byte DEK cipher by the viewer bob: in key folder folder, or (folder
+ * NULL) with key_id ref. */
+static int bob_unwraps(const char *project, const char *folder, const char *ref, const char *cipher,
+		       cJSON **r)
+{
+	const char *req =
+		folder ? fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", cipher)
+		       : fx_unwrap_req(ref, cipher);
+
+	return ucall(project, "bob", KMS_ROLE_VIEWER, "decrypt-datakey", folder, req, r);
+}
+
 /* What a granted operation returns is the real thing: the DEK, in every key form and in the key
  * folder; a grant to bob does not serve a different user, nor another project. */
 TEST(grant_enforcement_results_and_key_forms)
@@ -801,35 +700,20 @@ TEST(grant_enforcement_results_and_key_forms)
 	cJSON *r = NULL;
 	char unwrap1[FX_FMT_MAX / 16];
 
-	enf_setup(&e, "enf2");
-	if (kms_test_failing())
-		return;
-	grant("enf2", e.k1, "bob", "\"decrypt-datakey\",\"decrypt-data\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(enf_setup(&e, "enf2"));
+	STEP(grant("enf2", e.k1, "bob", "\"decrypt-datakey\",\"decrypt-data\"", "", g));
 	fx_cp(unwrap1, sizeof(unwrap1), enf_request(&e, "decrypt-datakey", 1));
 	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, &r), 0);
-	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
-	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
-			 fx_fmt("{\"key_id\":\"alias/one\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", e.dk1), &r), 0);
-	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
-	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", fx_urn("one"), e.dk1), &r), 0);
-	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
-	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", e.k1,
-			 fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", e.dk1),
-			 &r), 0);
-	ASSERT_STREQ(fx_str(r, "data_key"), e.plain1);
+	ASSERT_STREQ(fx_str(r, "data_key"), e.b1.plain);
+	ASSERT_ERR(bob_unwraps("enf2", NULL, "alias/one", e.b1.dk, &r), 0);
+	ASSERT_STREQ(fx_str(r, "data_key"), e.b1.plain);
+	ASSERT_ERR(bob_unwraps("enf2", NULL, fx_urn("one"), e.b1.dk, &r), 0);
+	ASSERT_STREQ(fx_str(r, "data_key"), e.b1.plain);
+	ASSERT_ERR(bob_unwraps("enf2", e.k1, NULL, e.b1.dk, &r), 0);
+	ASSERT_STREQ(fx_str(r, "data_key"), e.b1.plain);
 	/* In k2's folder, or by k2's alias: not granted. */
-	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", e.k2,
-			 fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", e.dk2),
-			 NULL), KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
-			 fx_fmt("{\"key_id\":\"alias/two\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", e.dk2), NULL),
-		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(bob_unwraps("enf2", e.k2, NULL, e.b2.dk, NULL), KMS_E_FORBIDDEN);
+	ASSERT_ERR(bob_unwraps("enf2", NULL, "alias/two", e.b2.dk, NULL), KMS_E_FORBIDDEN);
 	/* decrypt-data takes the key from the blob: k1's blob yes, k2's no. */
 	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-data", NULL,
 			 enf_request(&e, "decrypt-data", 1), &r), 0);
@@ -862,15 +746,12 @@ TEST(grant_never_allows_admin_actions)
 	char id[FX_ID_LEN], g[65];
 	cJSON *r = NULL;
 
-	fx_key("enf3", "app", id);
-	if (kms_test_failing())
-		return;
-	grant("enf3", id, "bob",
-	      "\"create-datakey\",\"create-datakey-without-plaintext\",\"encrypt-datakey\","
-	      "\"decrypt-datakey\",\"describe-key\",\"create-grant\",\"retire-grant\","
-	      "\"encrypt-data\",\"decrypt-data\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("enf3", "app", id));
+	STEP(grant("enf3", id, "bob",
+		   "\"create-datakey\",\"create-datakey-without-plaintext\",\"encrypt-datakey\","
+		   "\"decrypt-datakey\",\"describe-key\",\"create-grant\",\"retire-grant\","
+		   "\"encrypt-data\",\"decrypt-data\"",
+		   "", g));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(admin_only); i++) {
 		EXPECT(admin_only[i],
 		       ucall("enf3", "bob", KMS_ROLE_VIEWER, admin_only[i], NULL,
@@ -904,15 +785,11 @@ TEST(grant_enforcement_role_none)
 	char id[FX_ID_LEN], other[FX_ID_LEN], g[65];
 	cJSON *r = NULL;
 
-	fx_key("enf4", "app", id);
-	fx_key("enf4", "other", other);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("enf4", "app", id));
+	STEP(fx_key("enf4", "other", other));
 	ASSERT_ERR(ucall("enf4", "nob", KMS_ROLE_NONE, "describe-key", NULL, fx_kid(id), NULL),
 		   KMS_E_FORBIDDEN);
-	grant("enf4", id, "nob", "\"describe-key\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(grant("enf4", id, "nob", "\"describe-key\"", "", g));
 	ASSERT_ERR(ucall("enf4", "nob", KMS_ROLE_NONE, "describe-key", NULL, fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_id"), id);
 	ASSERT_ERR(ucall("enf4", "nob", KMS_ROLE_NONE, "describe-key", id, "", &r), 0);
@@ -934,17 +811,14 @@ TEST(grant_on_disabled_key_still_checks_state)
 	struct enf e;
 	char g[65];
 
-	enf_setup(&e, "enf5");
-	if (kms_test_failing())
-		return;
-	grant("enf5", e.k1, "bob", "\"decrypt-datakey\"", "", g);
-	if (kms_test_failing())
-		return;
+	STEP(enf_setup(&e, "enf5"));
+	STEP(grant("enf5", e.k1, "bob", "\"decrypt-datakey\"", "", g));
 	ASSERT_ERR(pcall("enf5", "disable-key", fx_kid(e.k1), NULL), 0);
 	ASSERT_ERR(ucall("enf5", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 enf_request(&e, "decrypt-datakey", 1), NULL), KMS_E_KEY_DISABLED);
 	ASSERT_ERR(pcall("enf5", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", e.k1), NULL), 0);
+			 fx_kid_with(e.k1, "\"pending_days\":\"7\""), NULL),
+		   0);
 	ASSERT_ERR(ucall("enf5", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
 			 enf_request(&e, "decrypt-datakey", 1), NULL), KMS_E_KEY_PENDING_DELETION);
 	/* Without the grant the same request is refused first. */
@@ -959,9 +833,7 @@ TEST(grant_cannot_escalate)
 {
 	char k[FX_ID_LEN], gid[65];
 
-	fx_key("esc", "k", k);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("esc", "k", k));
 	grant("esc", k, "bob", "\"create-grant\",\"describe-key\"", "", gid);
 	ASSERT_ERR(ucall("esc", "bob", KMS_ROLE_VIEWER, "create-grant", NULL,
 			 grant_req(k, "bob", "\"create-datakey\"", ""), NULL),
@@ -985,9 +857,7 @@ TEST(no_grant_refused_before_validation)
 {
 	char k[FX_ID_LEN];
 
-	fx_key("nov", "k", k);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("nov", "k", k));
 	ASSERT_ERR(ucall("nov", "dan", KMS_ROLE_VIEWER, "create-datakey", NULL,
 			 "{\"datakey_length\":\"7\"}", NULL), KMS_E_FORBIDDEN);
 	ASSERT_ERR(ucall("nov", "dan", KMS_ROLE_VIEWER, "create-datakey", NULL, "{}", NULL),
@@ -1009,9 +879,7 @@ TEST(grant_check_many_keys_and_key_folder)
 	cJSON *r = NULL;
 
 	for (size_t i = 0; i < n; i++)
-		fx_key("gmk", fx_fmt("k%zu", i), k[i]);
-	if (kms_test_failing())
-		return;
+		STEP(fx_key("gmk", fx_fmt("k%zu", i), k[i]));
 	/* Grants on all but the last key. */
 	for (size_t i = 0; i + 1 < n; i++)
 		grant("gmk", k[i], "bob", "\"create-datakey-without-plaintext\",\"decrypt-datakey\"",
@@ -1039,8 +907,6 @@ TEST(grant_check_many_keys_and_key_folder)
 			 NULL),
 		   KMS_E_BAD_KEY_ID);
 	ASSERT_ERR(ucall("gmk", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", k[1], blob),
-			 NULL),
+			 fx_unwrap_req(k[1], blob), NULL),
 		   0);
 }

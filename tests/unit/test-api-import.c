@@ -51,6 +51,13 @@ static void new_key(const char *project, const char *alias, bool external, char 
 		  id);
 }
 
+/* In project, an external key "ext" (no material yet) and a key "kms" with KMS material. */
+static void ext_and_kms(const char *project, char ext[FX_ID_LEN], char kms[FX_ID_LEN])
+{
+	STEP(new_key(project, "ext", true, ext));
+	new_key(project, "kms", false, kms);
+}
+
 static const char *field(const char *project, const char *id, const char *name)
 {
 	cJSON *r = NULL;
@@ -58,15 +65,6 @@ static const char *field(const char *project, const char *id, const char *name)
 	if (ccall(project, "describe-key", fx_kid(id), &r) != 0)
 		return NULL;
 	return fx_str(r, fx_fmt("key_info.%s", name));
-}
-
-static bool b64_chars(const char *s)
-{
-	for (; *s; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') ||
-		      (*s >= 'A' && *s <= 'Z') || *s == '+' || *s == '/' || *s == '='))
-			return false;
-	return true;
 }
 
 static void get_params(const char *project, const char *id, const char *alg, struct params *p)
@@ -82,7 +80,7 @@ static void get_params(const char *project, const char *id, const char *alg, str
 	ASSERT_TRUE(fx_str(r, "import_token") != NULL);
 	ASSERT_TRUE(strlen(fx_str(r, "import_token")) >= 200);
 	ASSERT_TRUE(strlen(fx_str(r, "import_token")) <= 6144);
-	ASSERT_TRUE(b64_chars(fx_str(r, "import_token")));
+	ASSERT_TRUE(fx_base64_chars(fx_str(r, "import_token")));
 	/* Seconds, 24 hours from now, as a JSON number (the API's example). */
 	exp = fx_get(r, "expiration_time");
 	ASSERT_TRUE(cJSON_IsNumber(exp));
@@ -148,45 +146,25 @@ static void import_material(const char *project, const char *id, const char *alg
 	ASSERT_STREQ(fx_last(), "{}\n");
 }
 
-struct cts {
-	char dk[2 * CORE_BLOB_MAX + 1], plain[2 * 64 + 1], data[2 * CORE_BLOB_MAX];
-};
-
 /* A data key and encrypt-data under the key, both decrypted back. */
-static void crypto_works(const char *project, const char *id, struct cts *c)
+static void crypto_works(const char *project, const char *id, struct fx_blobs *c)
 {
 	cJSON *r = NULL;
 
-	ASSERT_ERR(ccall(project, "create-datakey", fx_kid(id), &r), 0);
-	fx_cp(c->dk, sizeof(c->dk), fx_str(r, "cipher_text"));
-	fx_cp(c->plain, sizeof(c->plain), fx_str(r, "plain_text"));
-	ASSERT_ERR(ccall(project, "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}",
-				id, c->dk),
-			 &r),
-		   0);
+	STEP(fx_blobs_in(cur_svc ? cur_svc : fx_svc(), project, id, "imported", c));
+	ASSERT_ERR(ccall(project, "decrypt-datakey", fx_unwrap_req(id, c->dk), &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), c->plain);
-	ASSERT_ERR(ccall(project, "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"imported\"}", id), &r),
-		   0);
-	fx_cp(c->data, sizeof(c->data), fx_str(r, "cipher_text"));
 	ASSERT_ERR(ccall(project, "decrypt-data", fx_fmt("{\"cipher_text\":\"%s\"}", c->data), &r),
 		   0);
 	ASSERT_STREQ(fx_str(r, "plain_text"), "imported");
 }
 
 /* Old ciphertexts decrypt (again) to what they held. */
-static void old_cts_decrypt(const char *project, const char *id, const struct cts *c, int err)
+static void old_cts_decrypt(const char *project, const char *id, const struct fx_blobs *c, int err)
 {
 	cJSON *r = NULL;
 
-	ASSERT_ERR(ccall(project, "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}",
-				id, c->dk),
-			 &r),
-		   err);
+	ASSERT_ERR(ccall(project, "decrypt-datakey", fx_unwrap_req(id, c->dk), &r), err);
 	if (err == 0)
 		ASSERT_STREQ(fx_str(r, "data_key"), c->plain);
 	ASSERT_ERR(ccall(project, "decrypt-data", fx_fmt("{\"cipher_text\":\"%s\"}", c->data), &r),
@@ -201,8 +179,7 @@ static void crypto_refused(const char *project, const char *id, int err)
 
 	ASSERT_ERR(ccall(project, "create-datakey", fx_kid(id), &r), err);
 	ASSERT_ERR(ccall(project, "create-datakey-without-plaintext", fx_kid(id), &r), err);
-	ASSERT_ERR(ccall(project, "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\"}", id), &r),
+	ASSERT_ERR(ccall(project, "encrypt-data", fx_kid_with(id, "\"plain_text\":\"x\""), &r),
 		   err);
 }
 
@@ -237,7 +214,7 @@ TEST(import_round_trip_each_algorithm)
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(algs); i++) {
 		uint8_t m[32];
 		char id[FX_ID_LEN];
-		struct cts c;
+		struct fx_blobs c;
 
 		ASSERT_OK(core_random(m, sizeof(m)));
 		new_key("im-rt", fx_fmt("k%zu", i), true, id);
@@ -282,24 +259,20 @@ TEST(get_parameters_errors)
 	uint8_t m[32] = { 1 };
 	cJSON *r = NULL;
 
-	new_key("im-gp", "ext", true, ext);
-	new_key("im-gp", "kms", false, kms);
+	STEP(ext_and_kms("im-gp", ext, kms));
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",
 			 "{\"wrapping_algorithm\":\"RSAES_OAEP_SHA_256\"}", &r),
 		   KMS_E_MISSING);
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import", fx_kid(ext), &r), KMS_E_MISSING);
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",
-			 fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_512\"}",
-				ext),
-			 &r),
+			 fx_kid_with(ext, "\"wrapping_algorithm\":\"RSAES_OAEP_SHA_512\""), &r),
 		   KMS_E_BAD_PARAM);
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",
-			 fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":1}", ext), &r),
+			 fx_kid_with(ext, "\"wrapping_algorithm\":1"), &r),
 		   KMS_E_BAD_PARAM);
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",
-			 fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_1\","
-				"\"sequence\":\"short\"}",
-				ext),
+			 fx_kid_with(ext, "\"wrapping_algorithm\":\"RSAES_OAEP_SHA_1\","
+					  "\"sequence\":\"short\""),
 			 &r),
 		   KMS_E_BAD_SEQUENCE);
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",
@@ -311,15 +284,11 @@ TEST(get_parameters_errors)
 			 "{\"key_id\":\"nope\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_1\"}", &r),
 		   KMS_E_BAD_KEY_ID);
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",
-			 fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_1\"}",
-				kms),
-			 &r),
+			 fx_kid_with(kms, "\"wrapping_algorithm\":\"RSAES_OAEP_SHA_1\""), &r),
 		   KMS_E_EXTERNAL_REQUIRED);
 	import_material("im-gp", ext, "RSAES_OAEP_SHA_1", m, NULL);
 	ASSERT_ERR(ccall("im-gp", "get-parameters-for-import",
-			 fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_1\"}",
-				ext),
-			 &r),
+			 fx_kid_with(ext, "\"wrapping_algorithm\":\"RSAES_OAEP_SHA_1\""), &r),
 		   KMS_E_NOT_PENDING_IMPORT);
 }
 
@@ -445,8 +414,7 @@ TEST(delete_material_errors)
 	uint8_t m[32] = { 7 };
 	cJSON *r = NULL;
 
-	new_key("im-del", "ext", true, ext);
-	new_key("im-del", "kms", false, kms);
+	STEP(ext_and_kms("im-del", ext, kms));
 	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", "{}", &r), KMS_E_MISSING);
 	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", fx_kid(kms), &r),
 		   KMS_E_EXTERNAL_REQUIRED);
@@ -463,7 +431,7 @@ TEST(delete_material_errors)
 	/* Pending deletion (4): KMS.2701. */
 	import_material("im-del", ext, "RSAES_PKCS1_V1_5", m, NULL);
 	ASSERT_ERR(ccall("im-del", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", ext), &r),
+			 fx_kid_with(ext, "\"pending_days\":\"7\""), &r),
 		   0);
 	ASSERT_ERR(ccall("im-del", "delete-imported-key-material", fx_kid(ext), &r),
 		   KMS_E_MATERIAL_STATE);
@@ -488,9 +456,7 @@ TEST(import_actions_need_admin_0307)
 				   KMS_E_FORBIDDEN);
 	}
 	ASSERT_ERR(ucall("im-role", "someone", KMS_ROLE_ADMIN, "get-parameters-for-import", NULL,
-			 fx_fmt("{\"key_id\":\"%s\",\"wrapping_algorithm\":\"RSAES_OAEP_SHA_256\"}",
-				ext),
-			 &r),
+			 fx_kid_with(ext, "\"wrapping_algorithm\":\"RSAES_OAEP_SHA_256\""), &r),
 		   0);
 }
 
@@ -500,7 +466,7 @@ TEST(delete_and_reimport_same_material)
 {
 	char id[FX_ID_LEN];
 	uint8_t m[32], other[32];
-	struct cts c;
+	struct fx_blobs c;
 	cJSON *r = NULL;
 
 	ASSERT_OK(core_random(m, sizeof(m)));
@@ -548,7 +514,7 @@ TEST(states_and_rotation_of_external_keys)
 	ASSERT_ERR(ccall("im-st", "rotate-key", fx_kid(id), &r), KMS_E_EXTERNAL_ROTATION);
 	/* A key pending import may be scheduled for deletion; cancelled, it is pending import. */
 	ASSERT_ERR(ccall("im-st", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), &r),
+			 fx_kid_with(id, "\"pending_days\":\"7\""), &r),
 		   0);
 	ASSERT_ERR(ccall("im-st", "cancel-key-deletion", fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_state"), "5");
@@ -573,7 +539,7 @@ TEST(imported_material_expires)
 	uint8_t m[32];
 	size_t deleted = 0, rotated = 0;
 	int64_t now = kms_time_real_ms(), exp_s = now / 1000 + 3600;
-	struct cts c;
+	struct fx_blobs c;
 
 	ASSERT_OK(fx_own_open(&o));
 	cur_svc = &o.svc;
@@ -627,7 +593,7 @@ TEST(schema_version_1_upgraded)
 {
 	struct fx_own o;
 	char why[1024] = "", id[FX_ID_LEN], path[4200];
-	struct cts c;
+	struct fx_blobs c;
 	sqlite3 *db = NULL;
 	int version = 0;
 

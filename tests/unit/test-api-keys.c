@@ -37,14 +37,13 @@ static void valid_setup(struct valid_ctx *v, const char *project)
 	memset(v, 0, sizeof(*v));
 	v->project = project;
 	memset(v->zero_dek, '0', 2 * 64);
-	fx_key(project, "main", v->id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key(project, "main", v->id));
 	ASSERT_ERR(pcall(project, "create-datakey", fx_fmt("{\"key_id\":\"%s\"}", v->id), &r), 0);
 	ASSERT_TRUE(fx_str(r, "cipher_text") != NULL);
 	snprintf(v->dk_ct, sizeof(v->dk_ct), "%s", fx_str(r, "cipher_text"));
-	ASSERT_ERR(pcall(project, "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"hello\"}", v->id), &r), 0);
+	ASSERT_ERR(
+		pcall(project, "encrypt-data", fx_kid_with(v->id, "\"plain_text\":\"hello\""), &r),
+		0);
 	ASSERT_TRUE(fx_str(r, "cipher_text") != NULL);
 	snprintf(v->data_ct, sizeof(v->data_ct), "%s", fx_str(r, "cipher_text"));
 }
@@ -76,6 +75,9 @@ static const char *valid_request(struct valid_ctx *v, const char *action, const 
 	return fx_fmt("{\"key_id\":\"%s\"%s}", v->id, extra);
 }
 
+/* The actions of the project folder only. */
+static const char *const project_only[] = { "create-key", "list-keys", "gen-random" };
+
 static const char *const all_actions[] = {
 	"create-key",      "describe-key",    "list-keys",  "create-datakey",
 	"create-datakey-without-plaintext",   "encrypt-datakey", "decrypt-datakey",
@@ -98,10 +100,10 @@ static enum kms_role expected_min_role(const char *action)
 TEST(action_table)
 {
 	static const char *const key_scope[] = {
-		"create-datakey", "create-datakey-without-plaintext", "encrypt-datakey",
-		"decrypt-datakey", "describe-key", "encrypt-data",
+		"create-datakey",  "create-datakey-without-plaintext",
+		"encrypt-datakey", "decrypt-datakey",
+		"describe-key",	   "encrypt-data",
 	};
-	static const char *const project_only[] = { "create-key", "list-keys", "gen-random" };
 	static const char *const plaintext[] = { "create-datakey", "decrypt-datakey",
 						 "decrypt-data" };
 
@@ -139,15 +141,12 @@ TEST(action_table)
 TEST(unknown_action_0201)
 {
 	ASSERT_ERR(call("disp", NULL, API_SCOPE_PROJECT, NULL, "{}", NULL), KMS_E_BAD_URL);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0201\",\"error_msg\":"
-				"\"Invalid request URL.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0201", "Invalid request URL.");
 	ASSERT_ERR(call("disp", "nope", API_SCOPE_PROJECT, NULL, "{}", NULL), KMS_E_BAD_URL);
-	ASSERT_ERR(call("disp", "gen-random", API_SCOPE_KEY, FX_NO_KEY, "{}", NULL),
-		   KMS_E_BAD_URL);
-	ASSERT_ERR(call("disp", "list-keys", API_SCOPE_KEY, FX_NO_KEY, "{}", NULL),
-		   KMS_E_BAD_URL);
-	ASSERT_ERR(call("disp", "create-key", API_SCOPE_KEY, FX_NO_KEY, "{}", NULL),
-		   KMS_E_BAD_URL);
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(project_only); i++)
+		EXPECT(project_only[i],
+		       call("disp", project_only[i], API_SCOPE_KEY, FX_NO_KEY, "{}", NULL),
+		       KMS_E_BAD_URL);
 	/* Checked before the body: bad JSON to no action is still KMS.0201. */
 	ASSERT_ERR(call("disp", NULL, API_SCOPE_PROJECT, NULL, "{", NULL), KMS_E_BAD_URL);
 }
@@ -326,8 +325,7 @@ TEST(too_long_0203)
 	n = padded_request(KMS_MAX_REQUEST + 1);
 	ASSERT_ERR(call_raw("long", "list-keys", API_SCOPE_PROJECT, NULL, big_req, n, NULL),
 		   KMS_E_TOO_LONG);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0203\",\"error_msg\":"
-				"\"Request message too long.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0203", "Request message too long.");
 	/* Length is checked before syntax. */
 	memset(big_req, '{', KMS_MAX_REQUEST + 1);
 	ASSERT_ERR(call_raw("long", "list-keys", API_SCOPE_PROJECT, NULL, big_req,
@@ -430,9 +428,7 @@ TEST(sequence_every_action)
 	cJSON *r = NULL;
 	size_t before = 0;
 
-	valid_setup(&v, "seq");
-	if (kms_test_failing())
-		return;
+	STEP(valid_setup(&v, "seq"));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(all_actions); i++) {
 		const char *a = all_actions[i];
 
@@ -481,9 +477,7 @@ TEST(untrusted_without_claims_0301)
 {
 	struct valid_ctx v;
 
-	valid_setup(&v, "auth1");
-	if (kms_test_failing())
-		return;
+	STEP(valid_setup(&v, "auth1"));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(all_actions); i++) {
 		const char *a = all_actions[i], *req = valid_request(&v, a, "");
 
@@ -498,8 +492,18 @@ TEST(untrusted_without_claims_0301)
 	}
 	/* Authorisation comes before the body is even parsed. */
 	ASSERT_ERR(call_claims("auth1", "list-keys", NULL, 0, "{"), KMS_E_TOKEN_MISSING);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0301\",\"error_msg\":"
-				"\"Invalid or null X-Auth-Token.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0301", "Invalid or null X-Auth-Token.");
+}
+
+/* Every action, each with a valid request, called with claims c (no auth error): err. */
+static void every_action_answers(const char *project, struct valid_ctx *v,
+				 const struct auth_claims *c, int err)
+{
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(all_actions); i++) {
+		const char *a = all_actions[i];
+
+		EXPECT(a, call_claims(project, a, c, 0, valid_request(v, a, "")), err);
+	}
 }
 
 TEST(untrusted_other_project_0302)
@@ -507,17 +511,9 @@ TEST(untrusted_other_project_0302)
 	struct auth_claims c = claims_for("auth-other", KMS_ROLE_ADMIN, time(NULL) + 3600);
 	struct valid_ctx v;
 
-	valid_setup(&v, "auth2");
-	if (kms_test_failing())
-		return;
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(all_actions); i++) {
-		const char *a = all_actions[i];
-
-		ASSERT_ERR(call_claims("auth2", a, &c, 0, valid_request(&v, a, "")),
-			   KMS_E_TOKEN_INVALID);
-	}
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0302\",\"error_msg\":"
-				"\"Invalid X-Auth-Token.\"}}\n");
+	STEP(valid_setup(&v, "auth2"));
+	STEP(every_action_answers("auth2", &v, &c, KMS_E_TOKEN_INVALID));
+	ASSERT_LAST_ERROR("KMS.0302", "Invalid X-Auth-Token.");
 	/* A prefix of the project is another project. */
 	c = claims_for("auth", KMS_ROLE_ADMIN, time(NULL) + 3600);
 	ASSERT_ERR(call_claims("auth2", "list-keys", &c, 0, "{}"), KMS_E_TOKEN_INVALID);
@@ -530,17 +526,9 @@ TEST(untrusted_expired_0303)
 	struct auth_claims c = claims_for("auth3", KMS_ROLE_ADMIN, time(NULL) - 1);
 	struct valid_ctx v;
 
-	valid_setup(&v, "auth3");
-	if (kms_test_failing())
-		return;
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(all_actions); i++) {
-		const char *a = all_actions[i];
-
-		ASSERT_ERR(call_claims("auth3", a, &c, 0, valid_request(&v, a, "")),
-			   KMS_E_TOKEN_EXPIRED);
-	}
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0303\",\"error_msg\":"
-				"\"X-Auth-Token expired.\"}}\n");
+	STEP(valid_setup(&v, "auth3"));
+	STEP(every_action_answers("auth3", &v, &c, KMS_E_TOKEN_EXPIRED));
+	ASSERT_LAST_ERROR("KMS.0303", "X-Auth-Token expired.");
 	c = claims_for("auth3", KMS_ROLE_ADMIN, time(NULL) + 3600);
 	ASSERT_ERR(call_claims("auth3", "list-keys", &c, 0, "{}"), 0);
 }
@@ -551,9 +539,7 @@ TEST(role_matrix_0307)
 						KMS_ROLE_ADMIN };
 	struct valid_ctx v;
 
-	valid_setup(&v, "roles");
-	if (kms_test_failing())
-		return;
+	STEP(valid_setup(&v, "roles"));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(all_actions); i++) {
 		const char *a = all_actions[i];
 
@@ -574,8 +560,7 @@ TEST(role_matrix_0307)
 
 		ASSERT_ERR(call_claims("roles", "create-datakey", &viewer, 0,
 				       fx_fmt("{\"key_id\":\"%s\"}", v.id)), KMS_E_FORBIDDEN);
-		ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0307\",\"error_msg\":"
-					"\"No access permissions.\"}}\n");
+		ASSERT_LAST_ERROR("KMS.0307", "No access permissions.");
 		ASSERT_ERR(call_claims("roles", "create-key", &crypto, 0, "{\"key_alias\":\"z\"}"),
 			   KMS_E_FORBIDDEN);
 		ASSERT_ERR(call_claims("roles", "create-key", &crypto, 0, "{"), KMS_E_FORBIDDEN);
@@ -598,9 +583,7 @@ TEST(caller_may_agrees_with_api_call)
 	struct auth_claims expired = claims_for("may", KMS_ROLE_ADMIN, time(NULL) - 1);
 	struct valid_ctx v;
 
-	valid_setup(&v, "may");
-	if (kms_test_failing())
-		return;
+	STEP(valid_setup(&v, "may"));
 	snprintf(revoked.id, sizeof(revoked.id), "%s", rec.id);
 	ASSERT_OK(store_token_record(fx_svc()->store, &rec));
 	ASSERT_OK(store_token_revoke(fx_svc()->store, rec.id));
@@ -656,9 +639,7 @@ TEST(real_token_end_to_end)
 	cJSON *r = NULL;
 	const char *req;
 
-	fx_key("tok", "k", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("tok", "k", id));
 	ASSERT_OK(auth_token_issue(secret, "tok", "bob", KMS_ROLE_CRYPTO, time(NULL) + 600, tok,
 				   sizeof(tok), NULL));
 	ASSERT_OK(auth_token_verify(secret, tok, strlen(tok), time(NULL), &claims));
@@ -872,10 +853,8 @@ TEST(create_key_description_multibyte)
 
 TEST(create_key_spec_usage_origin)
 {
-	static const struct {
-		const char *field;
-		int err;
-	} bad[] = {
+	/* req: members after the alias. */
+	static const struct fx_refusal bad[] = {
 		{ "\"key_spec\":\"RSA_2048\"", KMS_E_KEY_SPEC },
 		{ "\"key_spec\":\"aes_256\"", KMS_E_KEY_SPEC },
 		{ "\"key_spec\":\"AES_128\"", KMS_E_KEY_SPEC },
@@ -892,7 +871,7 @@ TEST(create_key_spec_usage_origin)
 
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++)
 		ASSERT_ERR(pcall("ck-spec", "create-key",
-				 fx_fmt("{\"key_alias\":\"s%zu\",%s}", i, bad[i].field), NULL),
+				 fx_fmt("{\"key_alias\":\"s%zu\",%s}", i, bad[i].req), NULL),
 			   bad[i].err);
 	ASSERT_ERR(pcall("ck-spec", "list-keys", "{}", &r), 0);
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 0);
@@ -917,8 +896,7 @@ TEST(create_key_duplicate_alias_1104)
 	ASSERT_ERR(pcall("ck-dup", "create-key", "{\"key_alias\":\"same\"}", NULL), 0);
 	ASSERT_ERR(pcall("ck-dup", "create-key", "{\"key_alias\":\"same\"}", NULL),
 		   KMS_E_ALIAS_DUPLICATE);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1104\",\"error_msg\":"
-				"\"Duplicate key aliases.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1104", "Duplicate key aliases.");
 	ASSERT_ERR(pcall("ck-dup", "create-key",
 			 "{\"key_alias\":\"same\",\"key_description\":\"other\"}", NULL),
 		   KMS_E_ALIAS_DUPLICATE);
@@ -944,8 +922,7 @@ TEST(create_key_quota_1105)
 		ASSERT_ERR(quota_call(&svc, &c, fx_fmt("{\"key_alias\":\"q%d\"}", i)), 0);
 	}
 	ASSERT_ERR(quota_call(&svc, &c, "{\"key_alias\":\"q3\"}"), KMS_E_TOO_MANY_KEYS);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1105\",\"error_msg\":"
-				"\"Too many keys.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1105", "Too many keys.");
 	ASSERT_ERR(pcall("ck-quota", "list-keys", "{}", &r), 0);
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 3);
 	/* The default quota (100) of the shared service still allows more. */
@@ -1007,10 +984,8 @@ TEST(describe_key_id_forms)
 	char id[FX_ID_LEN], other[FX_ID_LEN], forms[3][160];
 	cJSON *r = NULL;
 
-	fx_key("dkf", "app", id);
-	fx_key("dkf", "other", other);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dkf", "app", id));
+	STEP(fx_key("dkf", "other", other));
 	snprintf(forms[0], sizeof(forms[0]), "%s", id);
 	snprintf(forms[1], sizeof(forms[1]), "alias/app");
 	snprintf(forms[2], sizeof(forms[2]), "kms:%s:%s:alias:app", store_region(fx_svc()->store),
@@ -1054,10 +1029,8 @@ TEST(describe_key_errors)
 	};
 	char id[FX_ID_LEN], other_proj[FX_ID_LEN];
 
-	fx_key("dke", "app", id);
-	fx_key("dke-other", "theirs", other_proj);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dke", "app", id));
+	STEP(fx_key("dke-other", "theirs", other_proj));
 	ASSERT_ERR(pcall("dke", "describe-key", "{}", NULL), KMS_E_MISSING);
 	ASSERT_ERR(pcall("dke", "describe-key", "{\"key_id\":null}", NULL), KMS_E_MISSING);
 	ASSERT_ERR(pcall("dke", "describe-key", "{\"keyid\":\"alias/app\"}", NULL), KMS_E_MISSING);
@@ -1076,8 +1049,7 @@ TEST(describe_key_errors)
 	/* Well-formed but unknown: KMS.0207, whatever the form. */
 	ASSERT_ERR(pcall("dke", "describe-key", "{\"key_id\":\"" FX_NO_KEY "\"}", NULL),
 		   KMS_E_KEY_NOT_FOUND);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.0207\",\"error_msg\":"
-				"\"The key does not exist.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.0207", "The key does not exist.");
 	ASSERT_ERR(pcall("dke", "describe-key", "{\"key_id\":\"alias/nope\"}", NULL),
 		   KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(pcall("dke", "describe-key", fx_fmt("{\"key_id\":\"%s\"}", fx_urn("nope")),
@@ -1118,9 +1090,7 @@ TEST(describe_key_id_with_nul_refused)
 	char id[FX_ID_LEN];
 	int e;
 
-	fx_key("dk-nul", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dk-nul", "app", id));
 	e = pcall("dk-nul", "describe-key", "{\"key_id\":\"alias/app\\u0000x\"}", NULL);
 	ASSERT_TRUE(e == KMS_E_BAD_KEY_ID || e == KMS_E_BAD_JSON);
 	e = pcall("dk-nul", "describe-key", fx_fmt("{\"key_id\":\"%s\\u0000\"}", id), NULL);
@@ -1131,11 +1101,9 @@ TEST(describe_key_in_key_folder)
 {
 	char id[FX_ID_LEN], other[FX_ID_LEN], theirs[FX_ID_LEN];
 
-	fx_key("dkk", "app", id);
-	fx_key("dkk", "other", other);
-	fx_key("dkk-2", "theirs", theirs);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dkk", "app", id));
+	STEP(fx_key("dkk", "other", other));
+	STEP(fx_key("dkk-2", "theirs", theirs));
 	/* A key folder serves only its own key. */
 	ASSERT_ERR(call("dkk", "describe-key", API_SCOPE_KEY, id,
 			fx_fmt("{\"key_id\":\"%s\"}", other), NULL), KMS_E_BAD_KEY_ID);
@@ -1164,8 +1132,7 @@ TEST(list_keys_empty_project)
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "keys")), 0);
 	ASSERT_TRUE(cJSON_IsArray(fx_get(r, "key_details")));
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "key_details")), 0);
-	ASSERT_STREQ(fx_str(r, "next_marker"), "");
-	ASSERT_STREQ(fx_str(r, "truncated"), "false");
+	STEP(fx_page_ends(r, "false", ""));
 	ASSERT_TRUE(cJSON_IsNumber(fx_get(r, "total")));
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 0);
 	ASSERT_STREQ(fx_last(), "{\"keys\":[],\"key_details\":[],\"next_marker\":\"\","
@@ -1184,67 +1151,56 @@ static void list_ids(cJSON *r, char ids[][FX_ID_LEN], size_t *n)
 	}
 }
 
+/* list-keys req in project "lk": *r gets the response and got its key ids, which must be want. */
+static void list_page(const char *req, cJSON **r, char got[][FX_ID_LEN], size_t want)
+{
+	size_t n;
+
+	ASSERT_ERR(pcall("lk", "list-keys", req, r), 0);
+	list_ids(*r, got, &n);
+	ASSERT_EQ(n, want);
+}
+
 TEST(list_keys_order_and_paging)
 {
 	char ids[6][FX_ID_LEN], got[8][FX_ID_LEN], alias[8];
-	size_t n = 0;
 	cJSON *r = NULL;
 
 	for (int i = 0; i < 6; i++) {
 		snprintf(alias, sizeof(alias), "k%d", i);
-		fx_key("lk", alias, ids[i]);
-		if (kms_test_failing())
-			return;
+		STEP(fx_key("lk", alias, ids[i]));
 	}
-	ASSERT_ERR(pcall("lk", "list-keys", "{}", &r), 0);
-	list_ids(r, got, &n);
-	ASSERT_EQ(n, 6);
+	STEP(list_page("{}", &r, got, 6));
 	for (int i = 0; i < 6; i++)
 		ASSERT_STREQ(got[i], ids[i]);
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 6);
-	ASSERT_STREQ(fx_str(r, "truncated"), "false");
-	ASSERT_STREQ(fx_str(r, "next_marker"), "");
+	STEP(fx_page_ends(r, "false", ""));
 
-	ASSERT_ERR(pcall("lk", "list-keys", "{\"limit\":\"4\"}", &r), 0);
-	list_ids(r, got, &n);
-	ASSERT_EQ(n, 4);
+	STEP(list_page("{\"limit\":\"4\"}", &r, got, 4));
 	ASSERT_STREQ(got[3], ids[3]);
-	ASSERT_STREQ(fx_str(r, "truncated"), "true");
-	ASSERT_STREQ(fx_str(r, "next_marker"), "4");
+	STEP(fx_page_ends(r, "true", "4"));
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 6);
 
 	/* Follow next_marker to the end. */
-	ASSERT_ERR(pcall("lk", "list-keys", "{\"limit\":\"4\",\"marker\":\"4\"}", &r), 0);
-	list_ids(r, got, &n);
-	ASSERT_EQ(n, 2);
+	STEP(list_page("{\"limit\":\"4\",\"marker\":\"4\"}", &r, got, 2));
 	ASSERT_STREQ(got[0], ids[4]);
 	ASSERT_STREQ(got[1], ids[5]);
-	ASSERT_STREQ(fx_str(r, "truncated"), "false");
-	ASSERT_STREQ(fx_str(r, "next_marker"), "");
+	STEP(fx_page_ends(r, "false", ""));
 
-	ASSERT_ERR(pcall("lk", "list-keys", "{\"limit\":\"2\",\"marker\":\"2\"}", &r), 0);
-	list_ids(r, got, &n);
-	ASSERT_EQ(n, 2);
+	STEP(list_page("{\"limit\":\"2\",\"marker\":\"2\"}", &r, got, 2));
 	ASSERT_STREQ(got[0], ids[2]);
-	ASSERT_STREQ(fx_str(r, "next_marker"), "4");
-	ASSERT_STREQ(fx_str(r, "truncated"), "true");
+	STEP(fx_page_ends(r, "true", "4"));
 
 	/* Exactly the rest: not truncated. */
 	ASSERT_ERR(pcall("lk", "list-keys", "{\"limit\":\"6\"}", &r), 0);
 	ASSERT_STREQ(fx_str(r, "truncated"), "false");
 	/* Past the end. */
-	ASSERT_ERR(pcall("lk", "list-keys", "{\"marker\":\"6\"}", &r), 0);
-	list_ids(r, got, &n);
-	ASSERT_EQ(n, 0);
+	STEP(list_page("{\"marker\":\"6\"}", &r, got, 0));
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 6);
 	ASSERT_STREQ(fx_str(r, "truncated"), "false");
-	ASSERT_ERR(pcall("lk", "list-keys", "{\"marker\":\"100\"}", &r), 0);
-	list_ids(r, got, &n);
-	ASSERT_EQ(n, 0);
+	STEP(list_page("{\"marker\":\"100\"}", &r, got, 0));
 	/* Lenient numbers: JSON integers work like the strings. */
-	ASSERT_ERR(pcall("lk", "list-keys", "{\"limit\":2,\"marker\":1}", &r), 0);
-	list_ids(r, got, &n);
-	ASSERT_EQ(n, 2);
+	STEP(list_page("{\"limit\":2,\"marker\":1}", &r, got, 2));
 	ASSERT_STREQ(got[0], ids[1]);
 	ASSERT_STREQ(fx_str(r, "next_marker"), "3");
 	ASSERT_ERR(pcall("lk", "list-keys", "{\"limit\":\"1000\"}", &r), 0);
@@ -1257,10 +1213,8 @@ TEST(list_keys_details_match_describe)
 	const cJSON *k;
 	size_t i = 0;
 
-	fx_key("lkd", "a", id);
-	fx_key("lkd", "b", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("lkd", "a", id));
+	STEP(fx_key("lkd", "b", id));
 	ASSERT_ERR(pcall("lkd", "list-keys", "{}", &r), 0);
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "key_details")), 2);
 	cJSON_ArrayForEach(k, fx_get(r, "key_details")) {
@@ -1278,9 +1232,7 @@ TEST(list_keys_state_filter)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("lks", "a", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("lks", "a", id));
 	ASSERT_ERR(pcall("lks", "list-keys", "{\"key_state\":\"2\"}", &r), 0);
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 1);
 	ASSERT_ERR(pcall("lks", "list-keys", "{\"key_state\":2}", &r), 0);
@@ -1296,10 +1248,7 @@ TEST(list_keys_state_filter)
 
 TEST(list_keys_errors)
 {
-	static const struct {
-		const char *req;
-		int err;
-	} bad[] = {
+	static const struct fx_refusal bad[] = {
 		{ "{\"limit\":\"0\"}", KMS_E_LIMIT_INVALID },
 		{ "{\"limit\":\"1001\"}", KMS_E_LIMIT_INVALID },
 		{ "{\"limit\":\"-1\"}", KMS_E_LIMIT_INVALID },
@@ -1327,18 +1276,10 @@ TEST(list_keys_errors)
 		{ "{\"limit\":\"0\",\"marker\":\"-1\"}", KMS_E_LIMIT_INVALID },
 	};
 
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
-		int e = pcall("lke", "list-keys", bad[i].req, NULL);
-
-		if (e != bad[i].err)
-			fprintf(stderr, "\trequest %s\n", bad[i].req);
-		ASSERT_ERR(e, bad[i].err);
-	}
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1601\",\"error_msg\":"
-				"\"Invalid limit.\"}}\n");
+	STEP(fx_refuses_each("lke", "list-keys", NULL, bad, KMS_ARRAY_SIZE(bad)));
+	ASSERT_LAST_ERROR("KMS.1601", "Invalid limit.");
 	ASSERT_ERR(pcall("lke", "list-keys", "{\"marker\":\"-1\"}", NULL), KMS_E_MARKER_INVALID);
-	ASSERT_STREQ(fx_last(), "{\"error\":{\"error_code\":\"KMS.1602\",\"error_msg\":"
-				"\"marker must be greater than or equals 0.\"}}\n");
+	ASSERT_LAST_ERROR("KMS.1602", "marker must be greater than or equals 0.");
 	/* null is absent */
 	ASSERT_ERR(pcall("lke", "list-keys", "{\"limit\":null,\"marker\":null}", NULL), 0);
 }
@@ -1348,10 +1289,8 @@ TEST(list_keys_projects_apart)
 	char a[FX_ID_LEN], b[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("lkp-1", "same", a);
-	fx_key("lkp-2", "same", b);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("lkp-1", "same", a));
+	STEP(fx_key("lkp-2", "same", b));
 	ASSERT_ERR(pcall("lkp-1", "list-keys", "{}", &r), 0);
 	ASSERT_EQ(fx_get(r, "total")->valuedouble, 1);
 	ASSERT_STREQ(cJSON_GetArrayItem(fx_get(r, "keys"), 0)->valuestring, a);

@@ -28,6 +28,17 @@ static const char *state_of(const char *project, const char *id)
 	return fx_str(r, "key_info.key_state");
 }
 
+/* action on key id, named by key_id and in its key folder, is refused with err, whose response
+ * is exactly line; the key stays in state. */
+static void refused_in_state(const char *project, const char *action, const char *id, int err,
+			     const char *line, const char *state)
+{
+	ASSERT_ERR(pcall(project, action, fx_kid(id), NULL), err);
+	ASSERT_STREQ(fx_last(), line);
+	ASSERT_ERR(call(project, action, API_SCOPE_KEY, id, "{}", NULL), err);
+	ASSERT_STREQ(state_of(project, id), state);
+}
+
 static const char *describe_field(const char *project, const char *id, const char *field)
 {
 	cJSON *r = NULL;
@@ -92,9 +103,7 @@ TEST(disable_enable_replies)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("ed", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed", "app", id));
 	ASSERT_STREQ(state_of("ed", id), "2");
 	ASSERT_ERR(pcall("ed", "disable-key", fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_last(),
@@ -122,29 +131,19 @@ TEST(enable_key_not_disabled_1201)
 {
 	char id[FX_ID_LEN];
 
-	fx_key("ed1201", "app", id);
-	if (kms_test_failing())
-		return;
-	ASSERT_ERR(pcall("ed1201", "enable-key", fx_kid(id), NULL), KMS_E_NOT_DISABLED);
-	ASSERT_LAST_ERROR("KMS.1201", "The key is not disabled.");
-	ASSERT_ERR(call("ed1201", "enable-key", API_SCOPE_KEY, id, "{}", NULL),
-		   KMS_E_NOT_DISABLED);
-	ASSERT_STREQ(state_of("ed1201", id), "2");
+	STEP(fx_key("ed1201", "app", id));
+	refused_in_state("ed1201", "enable-key", id, KMS_E_NOT_DISABLED,
+			 FX_ERROR_LINE("KMS.1201", "The key is not disabled."), "2");
 }
 
 TEST(disable_key_not_enabled_1301)
 {
 	char id[FX_ID_LEN];
 
-	fx_key("ed1301", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed1301", "app", id));
 	ASSERT_ERR(pcall("ed1301", "disable-key", fx_kid(id), NULL), 0);
-	ASSERT_ERR(pcall("ed1301", "disable-key", fx_kid(id), NULL), KMS_E_NOT_ENABLED);
-	ASSERT_LAST_ERROR("KMS.1301", "The key is not enabled.");
-	ASSERT_ERR(call("ed1301", "disable-key", API_SCOPE_KEY, id, "{}", NULL),
-		   KMS_E_NOT_ENABLED);
-	ASSERT_STREQ(state_of("ed1301", id), "3");
+	refused_in_state("ed1301", "disable-key", id, KMS_E_NOT_ENABLED,
+			 FX_ERROR_LINE("KMS.1301", "The key is not enabled."), "3");
 }
 
 /* README, "Differences from the REST API", States: enable-key and disable-key on a key pending
@@ -153,11 +152,10 @@ TEST(enable_disable_pending_deletion_0210)
 {
 	char id[FX_ID_LEN];
 
-	fx_key("ed0210", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ed0210", "app", id));
 	ASSERT_ERR(pcall("ed0210", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+			 fx_kid_with(id, "\"pending_days\":\"7\""), NULL),
+		   0);
 	ASSERT_ERR(pcall("ed0210", "enable-key", fx_kid(id), NULL), KMS_E_KEY_PENDING_DELETION);
 	ASSERT_ERR(pcall("ed0210", "disable-key", fx_kid(id), NULL), KMS_E_KEY_PENDING_DELETION);
 	ASSERT_STREQ(state_of("ed0210", id), "4");
@@ -185,10 +183,8 @@ TEST(lifecycle_common_errors)
 	};
 	char id[FX_ID_LEN], other[FX_ID_LEN];
 
-	fx_key("lc-err", "app", id);
-	fx_key("lc-err", "other", other);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("lc-err", "app", id));
+	STEP(fx_key("lc-err", "other", other));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(a); i++) {
 		const char *x = a[i].extra, *n = a[i].action;
 
@@ -234,16 +230,17 @@ TEST(lifecycle_roles_0307)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("lc-roles", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("lc-roles", "app", id));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(admin_only); i++) {
 		for (size_t j = 0; j < KMS_ARRAY_SIZE(below); j++)
-			ASSERT_ERR(ucall("lc-roles", "someone", below[j], admin_only[i], NULL,
-					 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\","
-						"\"key_alias\":\"x\",\"key_description\":\"x\","
-						"\"rotation_interval\":90}", id), NULL),
-				   KMS_E_FORBIDDEN);
+			ASSERT_ERR(
+				ucall("lc-roles", "someone", below[j], admin_only[i], NULL,
+				      fx_kid_with(id,
+						  "\"pending_days\":\"7\","
+						  "\"key_alias\":\"x\",\"key_description\":\"x\","
+						  "\"rotation_interval\":90"),
+				      NULL),
+				KMS_E_FORBIDDEN);
 	}
 	ASSERT_STREQ(state_of("lc-roles", id), "2");
 	ASSERT_STREQ(describe_field("lc-roles", id, "key_alias"), "app");
@@ -271,9 +268,7 @@ TEST(schedule_key_deletion_reply_and_date)
 		char id[FX_ID_LEN];
 		int64_t before, after, when;
 
-		fx_key("sd", fx_fmt("k%zu", i), id);
-		if (kms_test_failing())
-			return;
+		STEP(fx_key("sd", fx_fmt("k%zu", i), id));
 		before = kms_time_real_ms();
 		ASSERT_ERR(pcall("sd", "schedule-key-deletion",
 				 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":%s}", id, ok[i].days),
@@ -291,9 +286,7 @@ TEST(schedule_key_deletion_reply_and_date)
 	{
 		char id[FX_ID_LEN];
 
-		fx_key("sd", "from-disabled", id);
-		if (kms_test_failing())
-			return;
+		STEP(fx_key("sd", "from-disabled", id));
 		ASSERT_ERR(pcall("sd", "disable-key", fx_kid(id), NULL), 0);
 		ASSERT_ERR(call("sd", "schedule-key-deletion", API_SCOPE_KEY, id,
 				"{\"pending_days\":\"7\"}", &r), 0);
@@ -308,24 +301,14 @@ TEST(schedule_key_deletion_bounds_1401)
 		"\"6\"", "\"1097\"", "\"0\"", "6", "1097", "\"abc\"", "\"\"", "\"-7\"", "-7",
 		"7.5",   "true",     "\"7 \"", "\" 7\"", "\"1e3\"", "\"0x10\"", "[7]", "{}",
 	};
+	static const char line[] = FX_ERROR_LINE(
+		"KMS.1401", "Set the pending deletion period between 7 to 1096 days.");
 	char id[FX_ID_LEN];
 
-	fx_key("sd1401", "app", id);
-	if (kms_test_failing())
-		return;
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
-		int e = pcall("sd1401", "schedule-key-deletion",
-			      fx_fmt("{\"key_id\":\"%s\",\"pending_days\":%s}", id, bad[i]), NULL);
-
-		if (e != KMS_E_PENDING_DAYS)
-			fprintf(stderr, "\tpending_days %s\n", bad[i]);
-		ASSERT_ERR(e, KMS_E_PENDING_DAYS);
-	}
-	ASSERT_LAST_ERROR("KMS.1401", "Set the pending deletion period between 7 to 1096 days.");
-	ASSERT_ERR(pcall("sd1401", "schedule-key-deletion", fx_kid(id), NULL), KMS_E_MISSING);
-	ASSERT_ERR(pcall("sd1401", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":null}", id), NULL),
-		   KMS_E_MISSING);
+	STEP(fx_key("sd1401", "app", id));
+	STEP(fx_member_refuses("sd1401", "schedule-key-deletion", id, "pending_days", bad,
+			       KMS_ARRAY_SIZE(bad), KMS_E_PENDING_DAYS, line));
+	STEP(fx_member_required("sd1401", "schedule-key-deletion", id, "pending_days"));
 	ASSERT_STREQ(state_of("sd1401", id), "2");
 	ASSERT_STREQ(describe_field("sd1401", id, "scheduled_deletion_date"), "");
 }
@@ -334,14 +317,13 @@ TEST(schedule_key_deletion_twice_1402)
 {
 	char id[FX_ID_LEN], date[24];
 
-	fx_key("sd1402", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("sd1402", "app", id));
 	ASSERT_ERR(pcall("sd1402", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+			 fx_kid_with(id, "\"pending_days\":\"7\""), NULL),
+		   0);
 	fx_cp(date, sizeof(date), describe_field("sd1402", id, "scheduled_deletion_date"));
 	ASSERT_ERR(pcall("sd1402", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"30\"}", id), NULL),
+			 fx_kid_with(id, "\"pending_days\":\"30\""), NULL),
 		   KMS_E_ALREADY_PENDING);
 	ASSERT_LAST_ERROR("KMS.1402", "The key is already in Pending deletion state.");
 	ASSERT_ERR(call("sd1402", "schedule-key-deletion", API_SCOPE_KEY, id,
@@ -355,11 +337,10 @@ TEST(cancel_key_deletion_to_disabled)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("cd", "app", id);
-	if (kms_test_failing())
-		return;
-	ASSERT_ERR(pcall("cd", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	STEP(fx_key("cd", "app", id));
+	ASSERT_ERR(pcall("cd", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
+			 NULL),
+		   0);
 	ASSERT_ERR(pcall("cd", "cancel-key-deletion", fx_kid(id), &r), 0);
 	/* kms-api.md 4.6: flat reply, and the key is Disabled (3), not Enabled. */
 	ASSERT_STREQ(fx_last(), fx_fmt("{\"key_id\":\"%s\",\"key_state\":\"3\"}\n", id));
@@ -380,42 +361,20 @@ TEST(cancel_key_deletion_to_disabled)
 
 TEST(cancel_key_deletion_not_pending_1501)
 {
+	static const char line[] =
+		FX_ERROR_LINE("KMS.1501", "The key is not in Pending deletion state.");
 	char id[FX_ID_LEN];
 
-	fx_key("cd1501", "app", id);
-	if (kms_test_failing())
-		return;
-	ASSERT_ERR(pcall("cd1501", "cancel-key-deletion", fx_kid(id), NULL), KMS_E_NOT_PENDING);
-	ASSERT_LAST_ERROR("KMS.1501", "The key is not in Pending deletion state.");
-	ASSERT_STREQ(state_of("cd1501", id), "2");
+	STEP(fx_key("cd1501", "app", id));
+	STEP(refused_in_state("cd1501", "cancel-key-deletion", id, KMS_E_NOT_PENDING, line, "2"));
 	ASSERT_ERR(pcall("cd1501", "disable-key", fx_kid(id), NULL), 0);
-	ASSERT_ERR(call("cd1501", "cancel-key-deletion", API_SCOPE_KEY, id, "{}", NULL),
-		   KMS_E_NOT_PENDING);
-	ASSERT_STREQ(state_of("cd1501", id), "3");
+	refused_in_state("cd1501", "cancel-key-deletion", id, KMS_E_NOT_PENDING, line, "3");
 }
 
 /* ---- crypto and changes by key state (6.2) ---- */
 
-struct blobs {
-	char dk[HEX_MAX];    /* a create-datakey cipher_text */
-	char plain[HEX_MAX]; /* its plain_text */
-	char data[HEX_MAX];  /* an encrypt-data cipher_text of "state test" */
-};
-
-static void make_blobs(const char *project, const char *id, struct blobs *b)
-{
-	cJSON *r = NULL;
-
-	ASSERT_ERR(pcall(project, "create-datakey", fx_kid(id), &r), 0);
-	fx_cp(b->dk, sizeof(b->dk), fx_str(r, "cipher_text"));
-	fx_cp(b->plain, sizeof(b->plain), fx_str(r, "plain_text"));
-	ASSERT_ERR(pcall(project, "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"state test\"}", id), &r), 0);
-	fx_cp(b->data, sizeof(b->data), fx_str(r, "cipher_text"));
-}
-
 /* Every action that uses the key's material answers err. */
-static void crypto_refused(const char *project, const char *id, const struct blobs *b, int err)
+static void crypto_refused(const char *project, const char *id, const struct fx_blobs *b, int err)
 {
 	char good[2 * 96 + 1];
 	uint8_t dek[64] = { 0 };
@@ -429,11 +388,9 @@ static void crypto_refused(const char *project, const char *id, const struct blo
 	ASSERT_ERR(pcall(project, "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
 				"\"datakey_plain_length\":\"64\"}", id, good), NULL), err);
-	ASSERT_ERR(pcall(project, "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", id, b->dk), NULL), err);
-	ASSERT_ERR(pcall(project, "encrypt-data",
-			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\"}", id), NULL), err);
+	ASSERT_ERR(pcall(project, "decrypt-datakey", fx_unwrap_req(id, b->dk), NULL), err);
+	ASSERT_ERR(pcall(project, "encrypt-data", fx_kid_with(id, "\"plain_text\":\"x\""), NULL),
+		   err);
 	ASSERT_ERR(pcall(project, "decrypt-data", fx_fmt("{\"cipher_text\":\"%s\"}", b->data),
 			 NULL), err);
 	ASSERT_ERR(pcall(project, "rotate-key", fx_kid(id), NULL), err);
@@ -443,31 +400,41 @@ static void crypto_refused(const char *project, const char *id, const struct blo
 	ASSERT_ERR(call(project, "rotate-on-demand", API_SCOPE_KEY, id, "", NULL), err);
 }
 
+/* A change of a key's settings: the action and the request's members after key_id (or NULL). */
+struct change {
+	const char *action, *members;
+};
+
+/* Each change of rows on key id answers err. */
+static void changes_answer(const char *project, const char *id, const struct change *rows, size_t n,
+			   int err)
+{
+	for (size_t i = 0; i < n; i++)
+		EXPECT(rows[i].action,
+		       pcall(project, rows[i].action,
+			     rows[i].members ? fx_kid_with(id, rows[i].members) : fx_kid(id), NULL),
+		       err);
+}
+
 TEST(disabled_key_0209)
 {
-	struct blobs b;
+	static const struct change allowed[] = {
+		{ "update-key-alias", "\"key_alias\":\"renamed\"" },
+		{ "update-key-description", "\"key_description\":\"off\"" },
+		{ "enable-key-rotation", NULL },
+		{ "update-key-rotation-interval", "\"rotation_interval\":30" },
+	};
+	struct fx_blobs b;
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("st0209", "app", id);
-	if (kms_test_failing())
-		return;
-	make_blobs("st0209", id, &b);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("st0209", "app", id));
+	STEP(fx_blobs_in(fx_svc(), "st0209", id, "state test", &b));
 	ASSERT_ERR(pcall("st0209", "disable-key", fx_kid(id), NULL), 0);
-	crypto_refused("st0209", id, &b, KMS_E_KEY_DISABLED);
-	if (kms_test_failing())
-		return;
+	STEP(crypto_refused("st0209", id, &b, KMS_E_KEY_DISABLED));
 	ASSERT_LAST_ERROR("KMS.0209", "The key has been disabled.");
 	/* Management of a disabled key is allowed: alias, description, rotation settings. */
-	ASSERT_ERR(pcall("st0209", "update-key-alias",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"renamed\"}", id), NULL), 0);
-	ASSERT_ERR(pcall("st0209", "update-key-description",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"off\"}", id), NULL), 0);
-	ASSERT_ERR(pcall("st0209", "enable-key-rotation", fx_kid(id), NULL), 0);
-	ASSERT_ERR(pcall("st0209", "update-key-rotation-interval",
-			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":30}", id), NULL), 0);
+	STEP(changes_answer("st0209", id, allowed, KMS_ARRAY_SIZE(allowed), 0));
 	ASSERT_ERR(pcall("st0209", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "number_of_rotations"), 0);
 	/* Enabled again, the old ciphertexts decrypt. */
@@ -483,38 +450,29 @@ TEST(disabled_key_0209)
 
 TEST(pending_deletion_0210)
 {
-	struct blobs b;
+	static const struct change refused[] = {
+		{ "update-key-alias", "\"key_alias\":\"renamed\"" },
+		{ "update-key-description", "\"key_description\":\"x\"" },
+		{ "disable-key-rotation", NULL },
+		{ "enable-key-rotation", NULL },
+		{ "update-key-rotation-interval", "\"rotation_interval\":60" },
+	};
+	struct fx_blobs b;
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("st0210", "app", id);
-	if (kms_test_failing())
-		return;
-	make_blobs("st0210", id, &b);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("st0210", "app", id));
+	STEP(fx_blobs_in(fx_svc(), "st0210", id, "state test", &b));
 	ASSERT_ERR(pcall("st0210", "enable-key-rotation", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("st0210", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
-	crypto_refused("st0210", id, &b, KMS_E_KEY_PENDING_DELETION);
-	if (kms_test_failing())
-		return;
+			 fx_kid_with(id, "\"pending_days\":\"7\""), NULL),
+		   0);
+	STEP(crypto_refused("st0210", id, &b, KMS_E_KEY_PENDING_DELETION));
 	ASSERT_LAST_ERROR("KMS.0210", "The key is in Scheduled deletion state and cannot be used.");
 	/* kms-api.md 4.7: no alias or description change in state 4; README: nor rotation
 	 * settings. */
-	ASSERT_ERR(pcall("st0210", "update-key-alias",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"renamed\"}", id), NULL),
-		   KMS_E_KEY_PENDING_DELETION);
-	ASSERT_ERR(pcall("st0210", "update-key-description",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"x\"}", id), NULL),
-		   KMS_E_KEY_PENDING_DELETION);
-	ASSERT_ERR(pcall("st0210", "disable-key-rotation", fx_kid(id), NULL),
-		   KMS_E_KEY_PENDING_DELETION);
-	ASSERT_ERR(pcall("st0210", "enable-key-rotation", fx_kid(id), NULL),
-		   KMS_E_KEY_PENDING_DELETION);
-	ASSERT_ERR(pcall("st0210", "update-key-rotation-interval",
-			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":60}", id), NULL),
-		   KMS_E_KEY_PENDING_DELETION);
+	STEP(changes_answer("st0210", id, refused, KMS_ARRAY_SIZE(refused),
+			    KMS_E_KEY_PENDING_DELETION));
 	/* Reading works. */
 	ASSERT_STREQ(describe_field("st0210", id, "key_alias"), "app");
 	ASSERT_STREQ(describe_field("st0210", id, "key_description"), "");
@@ -527,9 +485,7 @@ TEST(pending_deletion_0210)
 	/* Cancel and enable: usable again, the old ciphertexts still decrypt. */
 	ASSERT_ERR(pcall("st0210", "cancel-key-deletion", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("st0210", "enable-key", fx_kid(id), NULL), 0);
-	ASSERT_ERR(pcall("st0210", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", id, b.dk), &r), 0);
+	ASSERT_ERR(pcall("st0210", "decrypt-datakey", fx_unwrap_req(id, b.dk), &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), b.plain);
 }
 
@@ -542,18 +498,18 @@ static void body_deletion_when_due(struct fx_own *o)
 	int64_t due;
 	size_t deleted = 9, rotated = 9;
 
-	own_key(o, "dl", "doomed", doomed);
-	own_key(o, "dl", "later", later);
-	own_key(o, "dl", "keep", keep);
-	if (kms_test_failing())
-		return;
+	STEP(own_key(o, "dl", "doomed", doomed));
+	STEP(own_key(o, "dl", "later", later));
+	STEP(own_key(o, "dl", "keep", keep));
 	ASSERT_ERR(ocall(o, "dl", "create-datakey-without-plaintext", fx_kid(doomed), &r), 0);
 	fx_cp(ct, sizeof(ct), fx_str(r, "cipher_text"));
 	ASSERT_ERR(ocall(o, "dl", "create-datakey", fx_kid(keep), &r), 0);
 	fx_cp(ctk, sizeof(ctk), fx_str(r, "cipher_text"));
 	ASSERT_ERR(ocall(o, "dl", "create-grant",
-			 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
-				"\"operations\":[\"describe-key\"]}", doomed), NULL), 0);
+			 fx_kid_with(doomed, "\"grantee_principal\":\"bob\","
+					     "\"operations\":[\"describe-key\"]"),
+			 NULL),
+		   0);
 	{
 		struct api_caller c = { .project = "dl", .path_key_id = doomed, .trusted = true };
 		const char *req = "{\"tag\":{\"key\":\"env\",\"value\":\"x\"}}";
@@ -562,9 +518,11 @@ static void body_deletion_when_due(struct fx_own *o)
 			   0);
 	}
 	ASSERT_ERR(ocall(o, "dl", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", doomed), NULL), 0);
+			 fx_kid_with(doomed, "\"pending_days\":\"7\""), NULL),
+		   0);
 	ASSERT_ERR(ocall(o, "dl", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"8\"}", later), NULL), 0);
+			 fx_kid_with(later, "\"pending_days\":\"8\""), NULL),
+		   0);
 	ASSERT_ERR(ocall(o, "dl", "describe-key", fx_kid(doomed), &r), 0);
 	due = strtoll(fx_str(r, "key_info.scheduled_deletion_date"), NULL, 10);
 	ASSERT_LE(kms_time_real_ms() + 7 * DAY_MS - 60000, due);
@@ -584,9 +542,7 @@ static void body_deletion_when_due(struct fx_own *o)
 		   KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(ocall(o, "dl", "cancel-key-deletion", fx_kid(doomed), NULL),
 		   KMS_E_KEY_NOT_FOUND);
-	ASSERT_ERR(ocall(o, "dl", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", doomed, ct), NULL),
+	ASSERT_ERR(ocall(o, "dl", "decrypt-datakey", fx_unwrap_req(doomed, ct), NULL),
 		   KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(ocall(o, "dl", "list-keys", "{}", &r), 0);
 	ASSERT_EQ(fx_num(r, "total"), 2);
@@ -598,9 +554,7 @@ static void body_deletion_when_due(struct fx_own *o)
 	ASSERT_STREQ(fx_last(), "{\"tags\":[]}\n");
 	ASSERT_ERR(ocall(o, "dl", "describe-key", fx_kid(later), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_state"), "4");
-	ASSERT_ERR(ocall(o, "dl", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", keep, ctk), NULL), 0);
+	ASSERT_ERR(ocall(o, "dl", "decrypt-datakey", fx_unwrap_req(keep, ctk), NULL), 0);
 	/* The alias is free again; the material check still passes. */
 	ASSERT_ERR(ocall(o, "dl", "create-key", "{\"key_alias\":\"doomed\"}", NULL), 0);
 	{
@@ -639,12 +593,10 @@ static void body_automatic_rotation(struct fx_own *o)
 	int64_t t0;
 	size_t deleted = 9, rotated = 9;
 
-	own_key(o, "ar", "rot", rot);
-	own_key(o, "ar", "norot", norot);
-	own_key(o, "ar", "off", off);
-	own_key(o, "ar", "pend", pend);
-	if (kms_test_failing())
-		return;
+	STEP(own_key(o, "ar", "rot", rot));
+	STEP(own_key(o, "ar", "norot", norot));
+	STEP(own_key(o, "ar", "off", off));
+	STEP(own_key(o, "ar", "pend", pend));
 	ASSERT_ERR(ocall(o, "ar", "create-datakey", fx_kid(rot), &r), 0);
 	fx_cp(ct, sizeof(ct), fx_str(r, "cipher_text"));
 	fx_cp(plain, sizeof(plain), fx_str(r, "plain_text"));
@@ -652,16 +604,20 @@ static void body_automatic_rotation(struct fx_own *o)
 	t0 = kms_time_real_ms();
 	ASSERT_ERR(ocall(o, "ar", "enable-key-rotation", fx_kid(rot), NULL), 0);
 	ASSERT_ERR(ocall(o, "ar", "update-key-rotation-interval",
-			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":30}", rot), NULL), 0);
+			 fx_kid_with(rot, "\"rotation_interval\":30"), NULL),
+		   0);
 	ASSERT_ERR(ocall(o, "ar", "enable-key-rotation", fx_kid(off), NULL), 0);
 	ASSERT_ERR(ocall(o, "ar", "update-key-rotation-interval",
-			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":30}", off), NULL), 0);
+			 fx_kid_with(off, "\"rotation_interval\":30"), NULL),
+		   0);
 	ASSERT_ERR(ocall(o, "ar", "disable-key", fx_kid(off), NULL), 0);
 	ASSERT_ERR(ocall(o, "ar", "enable-key-rotation", fx_kid(pend), NULL), 0);
 	ASSERT_ERR(ocall(o, "ar", "update-key-rotation-interval",
-			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":30}", pend), NULL), 0);
+			 fx_kid_with(pend, "\"rotation_interval\":30"), NULL),
+		   0);
 	ASSERT_ERR(ocall(o, "ar", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"1096\"}", pend), NULL), 0);
+			 fx_kid_with(pend, "\"pending_days\":\"1096\""), NULL),
+		   0);
 
 	/* 29 days on: not yet. */
 	ASSERT_OK(store_sweep(o->st, t0 + 29 * DAY_MS, &deleted, &rotated));
@@ -684,9 +640,7 @@ static void body_automatic_rotation(struct fx_own *o)
 	/* New ciphertexts use version 1; the old one still decrypts. */
 	ASSERT_ERR(ocall(o, "ar", "create-datakey-without-plaintext", fx_kid(rot), &r), 0);
 	ASSERT_EQ(blob_version(fx_str(r, "cipher_text"), false), 1);
-	ASSERT_ERR(ocall(o, "ar", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", rot, ct), &r), 0);
+	ASSERT_ERR(ocall(o, "ar", "decrypt-datakey", fx_unwrap_req(rot, ct), &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), plain);
 	/* Another interval later: once more. After disable-key-rotation: never. */
 	ASSERT_OK(store_sweep(o->st, t0 + 60 * DAY_MS + 60000, &deleted, &rotated));
@@ -715,11 +669,9 @@ TEST(update_key_alias)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("ua", "app", id);
-	if (kms_test_failing())
-		return;
-	ASSERT_ERR(pcall("ua", "update-key-alias",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"app2\"}", id), &r), 0);
+	STEP(fx_key("ua", "app", id));
+	ASSERT_ERR(pcall("ua", "update-key-alias", fx_kid_with(id, "\"key_alias\":\"app2\""), &r),
+		   0);
 	ASSERT_STREQ(fx_last(),
 		     fx_fmt("{\"key_info\":{\"key_id\":\"%s\",\"key_alias\":\"app2\"}}\n", id));
 	ASSERT_STREQ(describe_field("ua", id, "key_alias"), "app2");
@@ -760,31 +712,20 @@ TEST(update_key_alias_1101_1104)
 	};
 	char id[FX_ID_LEN], other[FX_ID_LEN], long_alias[257];
 
-	fx_key("ua-err", "app", id);
-	fx_key("ua-err", "other", other);
-	if (kms_test_failing())
-		return;
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
-		int e = pcall("ua-err", "update-key-alias",
-			      fx_fmt("{\"key_id\":\"%s\",\"key_alias\":%s}", id, bad[i]), NULL);
-
-		if (e != KMS_E_ALIAS_INVALID)
-			fprintf(stderr, "\tkey_alias %s\n", bad[i]);
-		ASSERT_ERR(e, KMS_E_ALIAS_INVALID);
-	}
-	ASSERT_LAST_ERROR("KMS.1101", "Invalid key_alias.");
+	STEP(fx_key("ua-err", "app", id));
+	STEP(fx_key("ua-err", "other", other));
+	STEP(fx_member_refuses("ua-err", "update-key-alias", id, "key_alias", bad,
+			       KMS_ARRAY_SIZE(bad), KMS_E_ALIAS_INVALID,
+			       FX_ERROR_LINE("KMS.1101", "Invalid key_alias.")));
 	memset(long_alias, 'a', 256);
 	long_alias[256] = 0;
 	ASSERT_ERR(pcall("ua-err", "update-key-alias",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"%s\"}", id, long_alias), NULL),
 		   KMS_E_ALIAS_INVALID);
-	ASSERT_ERR(pcall("ua-err", "update-key-alias", fx_kid(id), NULL), KMS_E_MISSING);
-	ASSERT_ERR(pcall("ua-err", "update-key-alias",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":null}", id), NULL),
-		   KMS_E_MISSING);
+	STEP(fx_member_required("ua-err", "update-key-alias", id, "key_alias"));
 	/* Another key's alias: KMS.1104, and neither key changes. */
-	ASSERT_ERR(pcall("ua-err", "update-key-alias",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"other\"}", id), NULL),
+	ASSERT_ERR(pcall("ua-err", "update-key-alias", fx_kid_with(id, "\"key_alias\":\"other\""),
+			 NULL),
 		   KMS_E_ALIAS_DUPLICATE);
 	ASSERT_LAST_ERROR("KMS.1104", "Duplicate key aliases.");
 	ASSERT_ERR(call("ua-err", "update-key-alias", API_SCOPE_KEY, other,
@@ -794,11 +735,13 @@ TEST(update_key_alias_1101_1104)
 	ASSERT_STREQ(describe_field("ua-err", other, "key_alias"), "other");
 	/* The alias of a key of another project is free here. */
 	ASSERT_ERR(pcall("ua-err2", "create-key", "{\"key_alias\":\"taken\"}", NULL), 0);
-	ASSERT_ERR(pcall("ua-err", "update-key-alias",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"taken\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("ua-err", "update-key-alias", fx_kid_with(id, "\"key_alias\":\"taken\""),
+			 NULL),
+		   0);
 	/* Once renamed, the old alias is free. */
-	ASSERT_ERR(pcall("ua-err", "update-key-alias",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"app\"}", other), NULL), 0);
+	ASSERT_ERR(pcall("ua-err", "update-key-alias", fx_kid_with(other, "\"key_alias\":\"app\""),
+			 NULL),
+		   0);
 }
 
 TEST(update_key_description)
@@ -806,11 +749,9 @@ TEST(update_key_description)
 	char id[FX_ID_LEN], d255[4 * 255 + 1];
 	cJSON *r = NULL;
 
-	fx_key("ud", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ud", "app", id));
 	ASSERT_ERR(pcall("ud", "update-key-description",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"first key\"}", id), &r),
+			 fx_kid_with(id, "\"key_description\":\"first key\""), &r),
 		   0);
 	ASSERT_STREQ(fx_last(), fx_fmt("{\"key_info\":{\"key_id\":\"%s\",\"key_description\":"
 				       "\"first key\"}}\n", id));
@@ -829,32 +770,29 @@ TEST(update_key_description)
 	ASSERT_STREQ(fx_str(r, "key_info.key_description"), d255);
 	ASSERT_STREQ(describe_field("ud", id, "key_description"), d255);
 	ASSERT_ERR(pcall("ud", "update-key-description",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"quote \\\" and \\\\\"}",
-				id), &r), 0);
+			 fx_kid_with(id, "\"key_description\":\"quote \\\" and \\\\\""), &r),
+		   0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_description"), "quote \" and \\");
 }
 
 TEST(update_key_description_1103)
 {
+	static const char *const not_strings[] = { "5", "[]" };
 	char id[FX_ID_LEN], d256[257];
 
-	fx_key("ud-err", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ud-err", "app", id));
 	ASSERT_ERR(pcall("ud-err", "update-key-description",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"keep\"}", id), NULL), 0);
+			 fx_kid_with(id, "\"key_description\":\"keep\""), NULL),
+		   0);
 	memset(d256, 'd', 256);
 	d256[256] = 0;
 	ASSERT_ERR(pcall("ud-err", "update-key-description",
 			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":\"%s\"}", id, d256), NULL),
 		   KMS_E_DESCRIPTION_INVALID);
 	ASSERT_LAST_ERROR("KMS.1103", "Invalid key_description.");
-	ASSERT_ERR(pcall("ud-err", "update-key-description",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":5}", id), NULL),
-		   KMS_E_DESCRIPTION_INVALID);
-	ASSERT_ERR(pcall("ud-err", "update-key-description",
-			 fx_fmt("{\"key_id\":\"%s\",\"key_description\":[]}", id), NULL),
-		   KMS_E_DESCRIPTION_INVALID);
+	STEP(fx_member_refuses("ud-err", "update-key-description", id, "key_description",
+			       not_strings, KMS_ARRAY_SIZE(not_strings), KMS_E_DESCRIPTION_INVALID,
+			       NULL));
 	ASSERT_ERR(pcall("ud-err", "update-key-description", fx_kid(id), NULL), KMS_E_MISSING);
 	ASSERT_STREQ(describe_field("ud-err", id, "key_description"), "keep");
 }
@@ -865,9 +803,7 @@ TEST(rotation_status_of_new_key)
 {
 	char id[FX_ID_LEN];
 
-	fx_key("rs", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("rs", "app", id));
 	ASSERT_ERR(pcall("rs", "get-key-rotation-status", fx_kid(id), NULL), 0);
 	/* key_rotation_enabled a JSON boolean, as the API's example; default interval 365. */
 	ASSERT_STREQ(fx_last(), "{\"key_rotation_enabled\":false,\"rotation_interval\":365,"
@@ -882,9 +818,7 @@ TEST(enable_disable_key_rotation)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("er", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("er", "app", id));
 	/* No body in the API: {} here. */
 	ASSERT_ERR(pcall("er", "enable-key-rotation", fx_kid(id), NULL), 0);
 	ASSERT_STREQ(fx_last(), "{}\n");
@@ -922,28 +856,16 @@ TEST(update_key_rotation_interval)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("ri", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ri", "app", id));
 	/* Rotation off: KMS.0313. */
 	ASSERT_ERR(pcall("ri", "update-key-rotation-interval",
-			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":90}", id), NULL),
+			 fx_kid_with(id, "\"rotation_interval\":90"), NULL),
 		   KMS_E_ROTATION_NOT_ENABLED);
 	ASSERT_ERR(pcall("ri", "enable-key-rotation", fx_kid(id), NULL), 0);
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
-		int e = pcall("ri", "update-key-rotation-interval",
-			      fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":%s}", id, bad[i]),
-			      NULL);
-
-		if (e != KMS_E_ROTATION_INTERVAL)
-			fprintf(stderr, "\trotation_interval %s\n", bad[i]);
-		ASSERT_ERR(e, KMS_E_ROTATION_INTERVAL);
-	}
-	ASSERT_LAST_ERROR("KMS.3001", "Invalid rotation_interval.");
-	ASSERT_ERR(pcall("ri", "update-key-rotation-interval", fx_kid(id), NULL), KMS_E_MISSING);
-	ASSERT_ERR(pcall("ri", "update-key-rotation-interval",
-			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":null}", id), NULL),
-		   KMS_E_MISSING);
+	STEP(fx_member_refuses("ri", "update-key-rotation-interval", id, "rotation_interval", bad,
+			       KMS_ARRAY_SIZE(bad), KMS_E_ROTATION_INTERVAL,
+			       FX_ERROR_LINE("KMS.3001", "Invalid rotation_interval.")));
+	STEP(fx_member_required("ri", "update-key-rotation-interval", id, "rotation_interval"));
 	ASSERT_ERR(pcall("ri", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "rotation_interval"), 365);
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(good); i++) {
@@ -959,7 +881,7 @@ TEST(update_key_rotation_interval)
 	/* Rotation off again: the interval stays, and cannot be changed. */
 	ASSERT_ERR(pcall("ri", "disable-key-rotation", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("ri", "update-key-rotation-interval",
-			 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":60}", id), NULL),
+			 fx_kid_with(id, "\"rotation_interval\":60"), NULL),
 		   KMS_E_ROTATION_NOT_ENABLED);
 	ASSERT_ERR(pcall("ri", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_TRUE(cJSON_IsFalse(fx_get(r, "key_rotation_enabled")));
@@ -970,12 +892,11 @@ TEST(update_key_rotation_interval)
 
 TEST(rotate_key_versions)
 {
-	char id[FX_ID_LEN], dk[3][HEX_MAX], plain[3][HEX_MAX], data[3][HEX_MAX];
+	char id[FX_ID_LEN];
+	struct fx_blobs made[3]; /* at versions 0, 1, 2 */
 	cJSON *r = NULL;
 
-	fx_key("rk", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("rk", "app", id));
 	for (unsigned v = 0; v < 3; v++) {
 		if (v > 0) {
 			int64_t before = kms_time_real_ms(), after, last;
@@ -994,15 +915,9 @@ TEST(rotate_key_versions)
 			ASSERT_LE(last, after);
 		}
 		/* New ciphertexts carry the newest version. */
-		ASSERT_ERR(pcall("rk", "create-datakey", fx_kid(id), &r), 0);
-		fx_cp(dk[v], HEX_MAX, fx_str(r, "cipher_text"));
-		fx_cp(plain[v], HEX_MAX, fx_str(r, "plain_text"));
-		ASSERT_EQ(blob_version(dk[v], false), v);
-		ASSERT_ERR(pcall("rk", "encrypt-data",
-				 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"v%u\"}", id, v), &r),
-			   0);
-		fx_cp(data[v], HEX_MAX, fx_str(r, "cipher_text"));
-		ASSERT_EQ(blob_version(data[v], true), v);
+		STEP(fx_blobs_in(fx_svc(), "rk", id, fx_fmt("v%u", v), &made[v]));
+		ASSERT_EQ(blob_version(made[v].dk, false), v);
+		ASSERT_EQ(blob_version(made[v].data, true), v);
 		ASSERT_ERR(pcall("rk", "create-datakey-without-plaintext", fx_kid(id), &r), 0);
 		ASSERT_EQ(blob_version(fx_str(r, "cipher_text"), false), v);
 		{
@@ -1021,13 +936,13 @@ TEST(rotate_key_versions)
 		}
 		/* Every ciphertext made so far still decrypts. */
 		for (unsigned w = 0; w <= v; w++) {
-			ASSERT_ERR(pcall("rk", "decrypt-datakey",
-					 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-						"\"datakey_cipher_length\":\"64\"}", id, dk[w]),
-					 &r), 0);
-			ASSERT_STREQ(fx_str(r, "data_key"), plain[w]);
+			ASSERT_ERR(
+				pcall("rk", "decrypt-datakey", fx_unwrap_req(id, made[w].dk), &r),
+				0);
+			ASSERT_STREQ(fx_str(r, "data_key"), made[w].plain);
 			ASSERT_ERR(pcall("rk", "decrypt-data",
-					 fx_fmt("{\"cipher_text\":\"%s\"}", data[w]), &r), 0);
+					 fx_fmt("{\"cipher_text\":\"%s\"}", made[w].data), &r),
+				   0);
 			ASSERT_STREQ(fx_str(r, "plain_text"), fx_fmt("v%u", w));
 		}
 	}
@@ -1046,9 +961,7 @@ TEST(rotate_on_demand)
 	char id[FX_ID_LEN], ct[HEX_MAX];
 	cJSON *r = NULL;
 
-	fx_key("rod", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("rod", "app", id));
 	ASSERT_TRUE(api_action_find("rotate-on-demand", API_SCOPE_PROJECT) != NULL);
 	ASSERT_TRUE(api_action_find("rotate-on-demand", API_SCOPE_KEY) != NULL);
 	ASSERT_EQ(api_action_find("rotate-on-demand", API_SCOPE_KEY)->min_role, KMS_ROLE_ADMIN);
@@ -1066,9 +979,7 @@ TEST(rotate_on_demand)
 	ASSERT_ERR(pcall("rod", "create-datakey-without-plaintext", fx_kid(id), &r), 0);
 	ASSERT_EQ(blob_version(fx_str(r, "cipher_text"), false), 3);
 	ASSERT_EQ(blob_version(ct, false), 0);
-	ASSERT_ERR(pcall("rod", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", id, ct), NULL), 0);
+	ASSERT_ERR(pcall("rod", "decrypt-datakey", fx_unwrap_req(id, ct), NULL), 0);
 }
 
 /* README, Differences, Rotation: at most 64 material versions; one more answers KMS.0308. */
@@ -1078,9 +989,7 @@ static void body_version_limit(struct fx_own *o)
 	cJSON *r = NULL;
 	size_t deleted = 9, rotated = 9;
 
-	own_key(o, "vl", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(own_key(o, "vl", "app", id));
 	ASSERT_ERR(ocall(o, "vl", "create-datakey", fx_kid(id), &r), 0);
 	fx_cp(first, sizeof(first), fx_str(r, "cipher_text"));
 	fx_cp(pfirst, sizeof(pfirst), fx_str(r, "plain_text"));
@@ -1095,9 +1004,7 @@ static void body_version_limit(struct fx_own *o)
 	/* The key keeps working on version 63; version 0 still decrypts. */
 	ASSERT_ERR(ocall(o, "vl", "create-datakey-without-plaintext", fx_kid(id), &r), 0);
 	ASSERT_EQ(blob_version(fx_str(r, "cipher_text"), false), 63);
-	ASSERT_ERR(ocall(o, "vl", "decrypt-datakey",
-			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", id, first), &r), 0);
+	ASSERT_ERR(ocall(o, "vl", "decrypt-datakey", fx_unwrap_req(id, first), &r), 0);
 	ASSERT_STREQ(fx_str(r, "data_key"), pfirst);
 	/* Automatic rotation leaves it alone, without failing the sweep. */
 	ASSERT_ERR(ocall(o, "vl", "enable-key-rotation", fx_kid(id), NULL), 0);

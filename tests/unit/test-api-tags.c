@@ -51,10 +51,8 @@ TEST(key_tags_add_and_list)
 	char id[FX_ID_LEN], other[FX_ID_LEN], k36[4 * 36 + 1], v43[44];
 	cJSON *r = NULL;
 
-	fx_key("kt", "app", id);
-	fx_key("kt", "other", other);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("kt", "app", id));
+	STEP(fx_key("kt", "other", other));
 	ASSERT_STREQ(tags_text("kt", id), "{\"tags\":[],\"sys_tags\":[],\"existTagsNum\":0}\n");
 	/* Adding answers {} (the API's 204). */
 	ASSERT_ERR(add_tag("kt", id, "env", "prod"), 0);
@@ -92,6 +90,18 @@ TEST(key_tags_add_and_list)
 	ASSERT_EQ(fx_num(r, "existTagsNum"), 3);
 }
 
+/* Each JSON text of bad, as the key (value: false) or the value of a tag of key id: err. */
+static void tag_refuses_each(const char *id, bool value, const char *const *bad, size_t n, int err)
+{
+	for (size_t i = 0; i < n; i++)
+		EXPECT(bad[i],
+		       kcall("kte", id, "tags",
+			     value ? fx_fmt("{\"tag\":{\"key\":\"k\",\"value\":%s}}", bad[i])
+				   : fx_fmt("{\"tag\":{\"key\":%s,\"value\":\"v\"}}", bad[i]),
+			     NULL),
+		       err);
+}
+
 TEST(key_tags_errors)
 {
 	static const char *const bad_key[] = {
@@ -103,25 +113,15 @@ TEST(key_tags_errors)
 	};
 	char id[FX_ID_LEN], k37[38], v44[45];
 
-	fx_key("kte", "app", id);
-	if (kms_test_failing())
-		return;
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_key); i++)
-		EXPECT(bad_key[i],
-		       kcall("kte", id, "tags", fx_fmt("{\"tag\":{\"key\":%s,\"value\":\"v\"}}",
-						      bad_key[i]), NULL),
-		       KMS_E_TAG_KEY);
+	STEP(fx_key("kte", "app", id));
+	STEP(tag_refuses_each(id, false, bad_key, KMS_ARRAY_SIZE(bad_key), KMS_E_TAG_KEY));
 	ASSERT_LAST_ERROR("KMS.0406", "Invalid tag key.");
 	/* Length is its own code: KMS.0411 for keys, KMS.0410 for values. */
 	EXPECT("37 characters", add_tag("kte", id, repeat(k37, "k", 37), "v"),
 	       KMS_E_TAG_KEY_LENGTH);
 	ASSERT_LAST_ERROR("KMS.0411", "Invalid tag key length.");
 	EXPECT("empty key", add_tag("kte", id, "", "v"), KMS_E_TAG_KEY_LENGTH);
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_value); i++)
-		EXPECT(bad_value[i],
-		       kcall("kte", id, "tags", fx_fmt("{\"tag\":{\"key\":\"k\",\"value\":%s}}",
-						      bad_value[i]), NULL),
-		       KMS_E_TAG_VALUE);
+	STEP(tag_refuses_each(id, true, bad_value, KMS_ARRAY_SIZE(bad_value), KMS_E_TAG_VALUE));
 	ASSERT_LAST_ERROR("KMS.0405", "Invalid tag value.");
 	EXPECT("44 characters", add_tag("kte", id, "k", repeat(v44, "v", 44)),
 	       KMS_E_TAG_VALUE_LENGTH);
@@ -140,14 +140,13 @@ TEST(key_tags_errors)
 	       KMS_E_BAD_SEQUENCE);
 	EXPECT("other key",
 	       kcall("kte", id, "tags",
-		     fx_fmt("{\"key_id\":\"%s\",\"tag\":{\"key\":\"k\",\"value\":\"v\"}}",
-			    FX_NO_KEY),
-		     NULL),
+		     fx_kid_with(FX_NO_KEY, "\"tag\":{\"key\":\"k\",\"value\":\"v\"}"), NULL),
 	       KMS_E_BAD_KEY_ID);
 	ASSERT_STREQ(tags_text("kte", id), "{\"tags\":[],\"sys_tags\":[],\"existTagsNum\":0}\n");
 	/* A key pending deletion takes no new tags (README, Differences, States). */
-	ASSERT_ERR(pcall("kte", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("kte", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
+			 NULL),
+		   0);
 	EXPECT("pending", add_tag("kte", id, "k", "v"), KMS_E_KEY_PENDING_DELETION);
 	ASSERT_STREQ(tags_text("kte", id), "{\"tags\":[],\"sys_tags\":[],\"existTagsNum\":0}\n");
 }
@@ -158,9 +157,7 @@ TEST(key_tags_limit_0409)
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
-	fx_key("ktl", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ktl", "app", id));
 	for (int i = 0; i < 10; i++)
 		ASSERT_ERR(add_tag("ktl", id, fx_fmt("t%d", i), "v"), 0);
 	ASSERT_ERR(add_tag("ktl", id, "t10", "v"), KMS_E_TOO_MANY_TAGS);
@@ -185,9 +182,7 @@ TEST(key_tags_roles)
 	char id[FX_ID_LEN];
 	const char *add = "{\"tag\":{\"key\":\"a\",\"value\":\"b\"}}";
 
-	fx_key("ktr", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ktr", "app", id));
 	ASSERT_ERR(role_call("ktr", KMS_ROLE_VIEWER, "tags", id, ""), 0);
 	ASSERT_ERR(role_call("ktr", KMS_ROLE_VIEWER, "tags", NULL, ""), 0);
 	ASSERT_ERR(role_call("ktr", KMS_ROLE_NONE, "tags", id, ""), KMS_E_FORBIDDEN);
@@ -212,9 +207,7 @@ TEST(delete_tag)
 {
 	char id[FX_ID_LEN], k37[38];
 
-	fx_key("dt", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dt", "app", id));
 	ASSERT_ERR(add_tag("dt", id, "env", "prod"), 0);
 	ASSERT_ERR(add_tag("dt", id, "team", "red"), 0);
 	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":\"env\"}", NULL), 0);
@@ -238,10 +231,12 @@ TEST(delete_tag)
 			 fx_fmt("{\"key\":\"team\",\"key_id\":\"%s\"}", FX_NO_KEY), NULL),
 		   KMS_E_BAD_KEY_ID);
 	/* Key folders only: there is no <P>/delete-tag (nor <P>/tags-action). */
-	ASSERT_ERR(pcall("dt", "delete-tag", fx_fmt("{\"key_id\":\"%s\",\"key\":\"team\"}", id),
-			 NULL), KMS_E_BAD_URL);
-	ASSERT_ERR(pcall("dt", "tags-action", fx_fmt("{\"key_id\":\"%s\",\"action\":\"delete\","
-						      "\"tags\":[{\"key\":\"team\"}]}", id), NULL),
+	ASSERT_ERR(pcall("dt", "delete-tag", fx_kid_with(id, "\"key\":\"team\""), NULL),
+		   KMS_E_BAD_URL);
+	ASSERT_ERR(pcall("dt", "tags-action",
+			 fx_kid_with(id, "\"action\":\"delete\","
+					 "\"tags\":[{\"key\":\"team\"}]"),
+			 NULL),
 		   KMS_E_BAD_URL);
 	ASSERT_LAST_ERROR("KMS.0201", "Invalid request URL.");
 	ASSERT_STREQ(tags_text("dt", id), "{\"tags\":[{\"key\":\"team\",\"value\":\"red\"}],"
@@ -254,9 +249,7 @@ TEST(tags_action_create_delete)
 {
 	char id[FX_ID_LEN];
 
-	fx_key("ta", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("ta", "app", id));
 	ASSERT_ERR(kcall("ta", id, "tags-action",
 			 "{\"action\":\"create\",\"tags\":[{\"key\":\"env\",\"value\":\"prod\"},"
 			 "{\"key\":\"team\",\"value\":\"red\"},{\"key\":\"tmp\",\"value\":\"\"}]}",
@@ -292,49 +285,43 @@ TEST(tags_action_create_delete)
 
 TEST(tags_action_errors)
 {
-	static const struct {
-		const char *body;
-		int err;
-	} bad[] = {
-		{"{\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}", KMS_E_MISSING},
-		{"{\"action\":\"update\",\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}",
-		 KMS_E_TAG_ACTION},
-		{"{\"action\":\"Create\",\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}",
-		 KMS_E_TAG_ACTION},
-		{"{\"action\":5,\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}", KMS_E_TAG_ACTION},
-		{"{\"action\":\"create\"}", KMS_E_MISSING},
-		{"{\"action\":\"create\",\"tags\":{\"key\":\"k\",\"value\":\"v\"}}",
-		 KMS_E_TAG_LIST},
-		{"{\"action\":\"create\",\"tags\":\"k\"}", KMS_E_TAG_LIST},
-		{"{\"action\":\"create\",\"tags\":[]}", KMS_E_TAG_LIST_EMPTY},
-		{"{\"action\":\"delete\",\"tags\":[]}", KMS_E_TAG_LIST_EMPTY},
-		{"{\"action\":\"create\",\"tags\":[\"k\"]}", KMS_E_TAG_LIST},
-		{"{\"action\":\"create\",\"tags\":[{\"value\":\"v\"}]}", KMS_E_MISSING},
-		{"{\"action\":\"create\",\"tags\":[{\"key\":\"k\"}]}", KMS_E_MISSING},
-		{"{\"action\":\"delete\",\"tags\":[{\"value\":\"v\"}]}", KMS_E_MISSING},
-		{"{\"action\":\"create\",\"tags\":[{\"key\":\"a=b\",\"value\":\"v\"}]}",
-		 KMS_E_TAG_KEY},
-		{"{\"action\":\"delete\",\"tags\":[{\"key\":\"\"}]}", KMS_E_TAG_KEY_LENGTH},
-		{"{\"action\":\"create\",\"tags\":[{\"key\":\"k\",\"value\":\"a*\"}]}",
-		 KMS_E_TAG_VALUE},
+	static const struct fx_refusal bad[] = {
+		{ "{\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}", KMS_E_MISSING },
+		{ "{\"action\":\"update\",\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}",
+		  KMS_E_TAG_ACTION },
+		{ "{\"action\":\"Create\",\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}",
+		  KMS_E_TAG_ACTION },
+		{ "{\"action\":5,\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}", KMS_E_TAG_ACTION },
+		{ "{\"action\":\"create\"}", KMS_E_MISSING },
+		{ "{\"action\":\"create\",\"tags\":{\"key\":\"k\",\"value\":\"v\"}}",
+		  KMS_E_TAG_LIST },
+		{ "{\"action\":\"create\",\"tags\":\"k\"}", KMS_E_TAG_LIST },
+		{ "{\"action\":\"create\",\"tags\":[]}", KMS_E_TAG_LIST_EMPTY },
+		{ "{\"action\":\"delete\",\"tags\":[]}", KMS_E_TAG_LIST_EMPTY },
+		{ "{\"action\":\"create\",\"tags\":[\"k\"]}", KMS_E_TAG_LIST },
+		{ "{\"action\":\"create\",\"tags\":[{\"value\":\"v\"}]}", KMS_E_MISSING },
+		{ "{\"action\":\"create\",\"tags\":[{\"key\":\"k\"}]}", KMS_E_MISSING },
+		{ "{\"action\":\"delete\",\"tags\":[{\"value\":\"v\"}]}", KMS_E_MISSING },
+		{ "{\"action\":\"create\",\"tags\":[{\"key\":\"a=b\",\"value\":\"v\"}]}",
+		  KMS_E_TAG_KEY },
+		{ "{\"action\":\"delete\",\"tags\":[{\"key\":\"\"}]}", KMS_E_TAG_KEY_LENGTH },
+		{ "{\"action\":\"create\",\"tags\":[{\"key\":\"k\",\"value\":\"a*\"}]}",
+		  KMS_E_TAG_VALUE },
 		/* One bad item refuses the whole request: nothing before it is done either. */
-		{"{\"action\":\"create\",\"tags\":[{\"key\":\"ok\",\"value\":\"v\"},"
-		 "{\"key\":\"k\",\"value\":\"<\"}]}",
-		 KMS_E_TAG_VALUE},
-		{"{\"action\":\"delete\",\"tags\":[{\"key\":\"keep\"},{\"key\":\">\"}]}",
-		 KMS_E_TAG_KEY},
-		{"{\"action\":\"create\",\"tags\":[{\"key\":\"ok\",\"value\":\"v\"}],"
-		 "\"sequence\":\"s\"}",
-		 KMS_E_BAD_SEQUENCE},
+		{ "{\"action\":\"create\",\"tags\":[{\"key\":\"ok\",\"value\":\"v\"},"
+		  "{\"key\":\"k\",\"value\":\"<\"}]}",
+		  KMS_E_TAG_VALUE },
+		{ "{\"action\":\"delete\",\"tags\":[{\"key\":\"keep\"},{\"key\":\">\"}]}",
+		  KMS_E_TAG_KEY },
+		{ "{\"action\":\"create\",\"tags\":[{\"key\":\"ok\",\"value\":\"v\"}],"
+		  "\"sequence\":\"s\"}",
+		  KMS_E_BAD_SEQUENCE },
 	};
 	char id[FX_ID_LEN], many[2048];
 
-	fx_key("tae", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("tae", "app", id));
 	ASSERT_ERR(add_tag("tae", id, "keep", "v"), 0);
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++)
-		EXPECT(bad[i].body, kcall("tae", id, "tags-action", bad[i].body, NULL), bad[i].err);
+	STEP(fx_refuses_each("tae", "tags-action", id, bad, KMS_ARRAY_SIZE(bad)));
 	ASSERT_ERR(kcall("tae", id, "tags-action", "{\"action\":\"sort\",\"tags\":[]}", NULL),
 		   KMS_E_TAG_ACTION);
 	ASSERT_LAST_ERROR("KMS.0404", "Invalid action.");
@@ -351,8 +338,9 @@ TEST(tags_action_errors)
 	ASSERT_STREQ(tags_text("tae", id), "{\"tags\":[{\"key\":\"keep\",\"value\":\"v\"}],"
 					   "\"sys_tags\":[],\"existTagsNum\":1}\n");
 	/* A key pending deletion: KMS.0210, for create and delete alike. */
-	ASSERT_ERR(pcall("tae", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("tae", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
+			 NULL),
+		   0);
 	ASSERT_ERR(kcall("tae", id, "tags-action",
 			 "{\"action\":\"create\",\"tags\":[{\"key\":\"k\",\"value\":\"v\"}]}",
 			 NULL),
@@ -373,12 +361,10 @@ TEST(project_tags)
 
 	ASSERT_ERR(pcall("pt", "tags", "", &r), 0);
 	ASSERT_STREQ(fx_last(), "{\"tags\":[]}\n");
-	fx_key("pt", "a", a);
-	fx_key("pt", "b", b);
-	fx_key("pt", "c", c);
-	fx_key("pt-other", "x", x);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("pt", "a", a));
+	STEP(fx_key("pt", "b", b));
+	STEP(fx_key("pt", "c", c));
+	STEP(fx_key("pt-other", "x", x));
 	/* Values added against creation order (key a first): the answer is sorted anyway. */
 	ASSERT_ERR(add_tag("pt", a, "team", "red"), 0);
 	ASSERT_ERR(add_tag("pt", a, "env", "staging"), 0);
@@ -415,12 +401,10 @@ struct ri {
  * alphabet (no tags), in that order. */
 static void ri_setup(const char *p, struct ri *k)
 {
-	fx_key(p, "alpha", k->a);
-	fx_key(p, "beta", k->b);
-	fx_key(p, "gamma", k->c);
-	fx_key(p, "alphabet", k->d);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key(p, "alpha", k->a));
+	STEP(fx_key(p, "beta", k->b));
+	STEP(fx_key(p, "gamma", k->c));
+	STEP(fx_key(p, "alphabet", k->d));
 	ASSERT_ERR(add_tag(p, k->a, "env", "prod"), 0);
 	ASSERT_ERR(add_tag(p, k->a, "team", "blue"), 0);
 	ASSERT_ERR(add_tag(p, k->b, "env", "staging"), 0);
@@ -443,6 +427,15 @@ static const char *ids_of(const cJSON *r)
 	return out;
 }
 
+/* resource_instances-action body (in project "ri") finds exactly the keys want ("id,id..."). */
+static void finds(const char *body, const char *want)
+{
+	cJSON *r = NULL;
+
+	ASSERT_ERR(pcall("ri", "resource_instances-action", body, &r), 0);
+	ASSERT_STREQ(ids_of(r), want);
+}
+
 static double count_of(const char *body)
 {
 	cJSON *r = NULL;
@@ -460,9 +453,7 @@ TEST(resource_instances_filter)
 	cJSON *r = NULL;
 	const cJSON *res;
 
-	ri_setup("ri", &k);
-	if (kms_test_failing())
-		return;
+	STEP(ri_setup("ri", &k));
 	ASSERT_ERR(
 		pcall("ri", "resource_instances-action",
 		      "{\"action\":\"filter\",\"tags\":[{\"key\":\"env\",\"values\":[\"prod\"]}]}",
@@ -489,17 +480,13 @@ TEST(resource_instances_filter)
 		cJSON_free(t);
 	}
 	/* Several values: any of them; no values or []: any value; several tags: all of them. */
-	ASSERT_ERR(pcall("ri", "resource_instances-action",
-			 "{\"action\":\"filter\",\"tags\":[{\"key\":\"env\","
-			 "\"values\":[\"prod\",\"staging\"]}]}", &r), 0);
-	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s,%s", k.a, k.b, k.c));
-	ASSERT_ERR(pcall("ri", "resource_instances-action",
-			 "{\"action\":\"filter\",\"tags\":[{\"key\":\"team\",\"values\":[]}]}", &r),
-		   0);
-	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.a, k.c));
-	ASSERT_ERR(pcall("ri", "resource_instances-action",
-			 "{\"action\":\"filter\",\"tags\":[{\"key\":\"team\"}]}", &r), 0);
-	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.a, k.c));
+	STEP(finds("{\"action\":\"filter\",\"tags\":[{\"key\":\"env\","
+		   "\"values\":[\"prod\",\"staging\"]}]}",
+		   fx_fmt("%s,%s,%s", k.a, k.b, k.c)));
+	STEP(finds("{\"action\":\"filter\",\"tags\":[{\"key\":\"team\",\"values\":[]}]}",
+		   fx_fmt("%s,%s", k.a, k.c)));
+	STEP(finds("{\"action\":\"filter\",\"tags\":[{\"key\":\"team\"}]}",
+		   fx_fmt("%s,%s", k.a, k.c)));
 	ASSERT_ERR(pcall("ri", "resource_instances-action",
 			 "{\"action\":\"filter\",\"tags\":[{\"key\":\"env\",\"values\":[\"prod\"]},"
 			 "{\"key\":\"team\",\"values\":[\"red\"]}]}", &r), 0);
@@ -512,16 +499,13 @@ TEST(resource_instances_filter)
 		0);
 	ASSERT_STREQ(fx_last(), "{\"resources\":[],\"total_count\":0}\n");
 	/* No tags: every key. matches resource_name: a substring of the alias. */
-	ASSERT_ERR(pcall("ri", "resource_instances-action", "{\"action\":\"filter\"}", &r), 0);
-	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s,%s,%s", k.a, k.b, k.c, k.d));
-	ASSERT_ERR(pcall("ri", "resource_instances-action",
-			 "{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
-			 "\"value\":\"alpha\"}]}", &r), 0);
-	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.a, k.d));
-	ASSERT_ERR(pcall("ri", "resource_instances-action",
-			 "{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
-			 "\"value\":\"alpha\"}],\"tags\":[{\"key\":\"env\"}]}", &r), 0);
-	ASSERT_STREQ(ids_of(r), k.a);
+	STEP(finds("{\"action\":\"filter\"}", fx_fmt("%s,%s,%s,%s", k.a, k.b, k.c, k.d)));
+	STEP(finds("{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
+		   "\"value\":\"alpha\"}]}",
+		   fx_fmt("%s,%s", k.a, k.d)));
+	STEP(finds("{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
+		   "\"value\":\"alpha\"}],\"tags\":[{\"key\":\"env\"}]}",
+		   k.a));
 	ASSERT_ERR(pcall("ri", "resource_instances-action",
 			 "{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
 			 "\"value\":\"\"}]}", &r), 0);
@@ -531,9 +515,7 @@ TEST(resource_instances_filter)
 			 "{\"action\":\"filter\",\"limit\":\"2\",\"offset\":\"1\"}", &r), 0);
 	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.b, k.c));
 	ASSERT_EQ(fx_num(r, "total_count"), 4);
-	ASSERT_ERR(pcall("ri", "resource_instances-action",
-			 "{\"action\":\"filter\",\"limit\":1,\"offset\":3}", &r), 0);
-	ASSERT_STREQ(ids_of(r), k.d);
+	STEP(finds("{\"action\":\"filter\",\"limit\":1,\"offset\":3}", k.d));
 	ASSERT_ERR(pcall("ri", "resource_instances-action",
 			 "{\"action\":\"filter\",\"offset\":\"4\"}", &r), 0);
 	ASSERT_STREQ(fx_last(), "{\"resources\":[],\"total_count\":4}\n");
@@ -552,9 +534,7 @@ TEST(resource_instances_count)
 	struct ri k;
 
 	ASSERT_EQ(count_of("{\"action\":\"count\"}"), 0);
-	ri_setup("ri-count", &k);
-	if (kms_test_failing())
-		return;
+	STEP(ri_setup("ri-count", &k));
 	ASSERT_EQ(count_of("{\"action\":\"count\"}"), 4);
 	ASSERT_EQ(count_of("{\"action\":\"count\",\"tags\":[{\"key\":\"env\","
 			   "\"values\":[\"prod\"]}]}"), 2);
@@ -569,10 +549,7 @@ TEST(resource_instances_count)
 
 TEST(resource_instances_errors)
 {
-	static const struct {
-		const char *body;
-		int err;
-	} bad[] = {
+	static const struct fx_refusal bad[] = {
 		{ "{}", KMS_E_MISSING },
 		{ "{\"action\":\"sort\"}", KMS_E_TAG_ACTION },
 		{ "{\"action\":\"Filter\"}", KMS_E_TAG_ACTION },
@@ -615,9 +592,8 @@ TEST(resource_instances_errors)
 	};
 	char v256[300];
 
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++)
-		EXPECT(bad[i].body, pcall("ri-err", "resource_instances-action", bad[i].body, NULL),
-		       bad[i].err);
+	STEP(fx_refuses_each("ri-err", "resource_instances-action", NULL, bad,
+			     KMS_ARRAY_SIZE(bad)));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(msgs); i++) {
 		ASSERT_FAIL(pcall("ri-err", "resource_instances-action", msgs[i][0], NULL));
 		ASSERT_STREQ(fx_last(), msgs[i][1]);
@@ -630,9 +606,7 @@ TEST(resource_instances_errors)
 	{
 		char id[FX_ID_LEN];
 
-		fx_key("ri-err", "k", id);
-		if (kms_test_failing())
-			return;
+		STEP(fx_key("ri-err", "k", id));
 		ASSERT_ERR(kcall("ri-err", id, "resource_instances-action",
 				 "{\"action\":\"count\"}", NULL),
 			   KMS_E_BAD_URL);
@@ -648,16 +622,15 @@ TEST(user_instances)
 	ASSERT_ERR(pcall("ui", "user-instances", "", NULL), 0);
 	ASSERT_STREQ(fx_last(), "{\"instance_num\":0}\n");
 	for (int i = 0; i < 3; i++) {
-		fx_key("ui", fx_fmt("k%d", i), id);
-		if (kms_test_failing())
-			return;
+		STEP(fx_key("ui", fx_fmt("k%d", i), id));
 	}
 	ASSERT_ERR(pcall("ui", "user-instances", "", NULL), 0);
 	ASSERT_STREQ(fx_last(), "{\"instance_num\":3}\n");
 	/* Disabled and pending-deletion keys count; other projects do not. */
 	ASSERT_ERR(pcall("ui", "disable-key", fx_fmt("{\"key_id\":\"%s\"}", id), NULL), 0);
-	ASSERT_ERR(pcall("ui", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("ui", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
+			 NULL),
+		   0);
 	ASSERT_ERR(pcall("ui-other", "create-key", "{\"key_alias\":\"x\"}", NULL), 0);
 	ASSERT_ERR(pcall("ui", "user-instances", "{}", NULL), 0);
 	ASSERT_STREQ(fx_last(), "{\"instance_num\":3}\n");
@@ -685,10 +658,8 @@ TEST(user_quotas_and_key_quota_1105)
 	ASSERT_STREQ(fx_last(), "{\"quotas\":{\"resources\":[{\"type\":\"CMK\",\"used\":0,"
 				"\"quota\":100},{\"type\":\"grant_per_CMK\",\"used\":0,"
 				"\"quota\":100}]}}\n");
-	fx_key("uq", "a", id);
-	fx_key("uq", "b", b);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("uq", "a", id));
+	STEP(fx_key("uq", "b", b));
 	for (int i = 0; i < 3; i++)
 		ASSERT_ERR(pcall("uq", "create-grant",
 				 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"u%d\","
@@ -710,8 +681,9 @@ TEST(user_quotas_and_key_quota_1105)
 	ASSERT_ERR(quota_call(&svc, "uq", "create-key", "{\"key_alias\":\"d\"}"),
 		   KMS_E_TOO_MANY_KEYS);
 	ASSERT_LAST_ERROR("KMS.1105", "Too many keys.");
-	ASSERT_ERR(pcall("uq", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("uq", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
+			 NULL),
+		   0);
 	ASSERT_ERR(quota_call(&svc, "uq", "create-key", "{\"key_alias\":\"d\"}"),
 		   KMS_E_TOO_MANY_KEYS);
 	ASSERT_ERR(quota_call(&svc, "uq", "user-quotas", ""), 0);
@@ -755,9 +727,7 @@ TEST(tags_action_create_all_or_nothing)
 {
 	char id[FX_ID_LEN], k[8];
 
-	fx_key("tan", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("tan", "app", id));
 	for (int i = 0; i < 9; i++) {
 		snprintf(k, sizeof(k), "t%d", i);
 		ASSERT_ERR(add_tag("tan", id, k, "v"), 0);
@@ -781,12 +751,11 @@ TEST(delete_tag_pending_deletion_0210)
 {
 	char id[FX_ID_LEN];
 
-	fx_key("dtp", "app", id);
-	if (kms_test_failing())
-		return;
+	STEP(fx_key("dtp", "app", id));
 	ASSERT_ERR(add_tag("dtp", id, "env", "prod"), 0);
-	ASSERT_ERR(pcall("dtp", "schedule-key-deletion",
-			 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\"}", id), NULL), 0);
+	ASSERT_ERR(pcall("dtp", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
+			 NULL),
+		   0);
 	ASSERT_ERR(kcall("dtp", id, "delete-tag", "{\"key\":\"env\"}", NULL),
 		   KMS_E_KEY_PENDING_DELETION);
 	ASSERT_ERR(kcall("dtp", id, "tags-action",

@@ -68,9 +68,7 @@ TEST(token_shape)
 	char tok[AUTH_TOKEN_MAX];
 	const char *dot;
 
-	issue("p", "u", KMS_ROLE_ADMIN, LATER, tok);
-	if (kms_test_failing())
-		return;
+	STEP(issue("p", "u", KMS_ROLE_ADMIN, LATER, tok));
 	ASSERT_TRUE(strncmp(tok, "kms1.", 5) == 0);
 	dot = strchr(tok + 5, '.');
 	ASSERT_TRUE(dot != NULL);
@@ -86,10 +84,8 @@ TEST(ids_differ)
 	char t1[AUTH_TOKEN_MAX], t2[AUTH_TOKEN_MAX];
 	struct auth_claims c1, c2;
 
-	issue("p", "u", KMS_ROLE_ADMIN, LATER, t1);
-	issue("p", "u", KMS_ROLE_ADMIN, LATER, t2);
-	if (kms_test_failing())
-		return;
+	STEP(issue("p", "u", KMS_ROLE_ADMIN, LATER, t1));
+	STEP(issue("p", "u", KMS_ROLE_ADMIN, LATER, t2));
 	ASSERT_FALSE(strcmp(t1, t2) == 0);
 	ASSERT_OK(verify(t1, strlen(t1), NOW, &c1));
 	ASSERT_OK(verify(t2, strlen(t2), NOW, &c2));
@@ -108,9 +104,7 @@ TEST(all_roles_and_long_fields)
 	memset(user, 'u', AUTH_MAX_USER);
 	user[AUTH_MAX_USER] = 0;
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(roles); i++) {
-		issue(project, user, roles[i], LATER, tok);
-		if (kms_test_failing())
-			return;
+		STEP(issue(project, user, roles[i], LATER, tok));
 		ASSERT_LE(strlen(tok), AUTH_TOKEN_MAX - 1);
 		ASSERT_OK(verify(tok, strlen(tok), NOW, &c));
 		ASSERT_EQ(c.role, roles[i]);
@@ -155,9 +149,7 @@ TEST(expired)
 	char tok[AUTH_TOKEN_MAX];
 	struct auth_claims c;
 
-	issue("p", "u", KMS_ROLE_ADMIN, NOW, tok);
-	if (kms_test_failing())
-		return;
+	STEP(issue("p", "u", KMS_ROLE_ADMIN, NOW, tok));
 	ASSERT_OK(verify(tok, strlen(tok), NOW - 1, &c));
 	memset(&c, 0x5a, sizeof(c));
 	ASSERT_ERR(verify(tok, strlen(tok), NOW, &c), KMS_E_TOKEN_EXPIRED);
@@ -172,9 +164,7 @@ TEST(claims_check)
 	char tok[AUTH_TOKEN_MAX];
 	struct auth_claims c;
 
-	issue("proj", "u", KMS_ROLE_VIEWER, LATER, tok);
-	if (kms_test_failing())
-		return;
+	STEP(issue("proj", "u", KMS_ROLE_VIEWER, LATER, tok));
 	ASSERT_OK(verify(tok, strlen(tok), NOW, &c));
 	ASSERT_OK(auth_claims_check(&c, "proj", NOW));
 	ASSERT_OK(auth_claims_check(&c, "proj", LATER - 1));
@@ -204,9 +194,7 @@ TEST(trailing_newline_tolerated)
 	struct auth_claims c;
 	size_t n;
 
-	issue("p", "u", KMS_ROLE_ADMIN, LATER, orig);
-	if (kms_test_failing())
-		return;
+	STEP(issue("p", "u", KMS_ROLE_ADMIN, LATER, orig));
 	n = strlen(orig);
 	snprintf(tok, sizeof(tok), "%s\n", orig);
 	ASSERT_OK(verify(tok, n + 1, NOW, &c));
@@ -229,9 +217,7 @@ TEST(other_secret_invalid)
 	uint8_t other[AUTH_SECRET_BYTES];
 	struct auth_claims c;
 
-	issue("p", "u", KMS_ROLE_ADMIN, LATER, tok);
-	if (kms_test_failing())
-		return;
+	STEP(issue("p", "u", KMS_ROLE_ADMIN, LATER, tok));
 	for (size_t i = 0; i < AUTH_SECRET_BYTES; i++) {
 		memcpy(other, secret, sizeof(other));
 		other[i] ^= 0x80;
@@ -248,9 +234,7 @@ TEST(every_single_byte_change_invalid)
 	struct auth_claims c;
 	size_t n, tried = 0;
 
-	issue("proj", "alice", KMS_ROLE_CRYPTO, LATER, orig);
-	if (kms_test_failing())
-		return;
+	STEP(issue("proj", "alice", KMS_ROLE_CRYPTO, LATER, orig));
 	n = strlen(orig);
 	for (size_t i = 0; i < n; i++) {
 		for (int v = 0; v < 256; v++) {
@@ -277,9 +261,7 @@ TEST(every_truncation_invalid)
 	struct auth_claims c;
 	size_t n;
 
-	issue("proj", "alice", KMS_ROLE_CRYPTO, LATER, tok);
-	if (kms_test_failing())
-		return;
+	STEP(issue("proj", "alice", KMS_ROLE_CRYPTO, LATER, tok));
 	n = strlen(tok);
 	ASSERT_ERR(verify(tok, 0, NOW, &c), KMS_E_TOKEN_MISSING);
 	for (size_t len = 1; len < n; len++) {
@@ -306,9 +288,7 @@ TEST(every_insertion_invalid)
 	struct auth_claims c;
 	size_t n;
 
-	issue("proj", "alice", KMS_ROLE_CRYPTO, LATER, tok);
-	if (kms_test_failing())
-		return;
+	STEP(issue("proj", "alice", KMS_ROLE_CRYPTO, LATER, tok));
 	n = strlen(tok);
 	for (size_t i = 0; i < n; i++) { /* before position i (after the end: trailing newline) */
 		for (size_t e = 0; e < sizeof(extra) - 1; e++) {

@@ -38,6 +38,20 @@ static void watch(const void *p, size_t n)
 	watch_zero = false;
 }
 
+static void fill(uint8_t *p, size_t n, uint8_t seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(seed + i * 7);
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
 /* The invariants kms_buf.h promises (cap counts the NUL byte, so cap <= max + 1; written as
  * cap - 1 <= max, which cannot wrap). */
 static void check_invariants(const struct kms_buf *b)
@@ -53,25 +67,50 @@ static void check_invariants(const struct kms_buf *b)
 	ASSERT_LE(b->len, b->max);
 }
 
-#define CHECK_INVARIANTS(b)                                                                        \
-	do {                                                                                       \
-		check_invariants(b);                                                               \
-		if (kms_test_failing())                                                            \
-			return;                                                                    \
-	} while (0)
+#define CHECK_INVARIANTS(b) STEP(check_invariants(b))
 
-static void fill(uint8_t *p, size_t n, uint8_t seed)
+/* b holds exactly the text s and its NUL. */
+static void holds_text(const struct kms_buf *b, const char *s)
 {
-	for (size_t i = 0; i < n; i++)
-		p[i] = (uint8_t)(seed + i * 7);
+	ASSERT_EQ(b->len, strlen(s));
+	ASSERT_STREQ((const char *)b->data, s);
+	check_invariants(b);
 }
 
-static bool all_zero(const uint8_t *p, size_t n)
+/* Where a buffer's bytes were: to tell a kept block from a new one. */
+struct block {
+	const uint8_t *data;
+	size_t cap;
+};
+
+/* Append n (at most 5000) bytes 0x5a to b, and note the block they are in. */
+static void append_noting(struct kms_buf *b, size_t n, struct block *at)
 {
-	for (size_t i = 0; i < n; i++)
-		if (p[i])
-			return false;
-	return true;
+	uint8_t bytes[5000];
+
+	memset(bytes, 0x5a, n);
+	ASSERT_OK(kms_buf_append(b, bytes, n));
+	at->data = b->data;
+	at->cap = b->cap;
+}
+
+/* b is empty and wiped (its first n bytes zero), in the block it had. */
+static void kept_empty(const struct kms_buf *b, const struct block *at, size_t n)
+{
+	ASSERT_TRUE(b->data == at->data);
+	ASSERT_EQ(b->cap, at->cap);
+	ASSERT_EQ(b->len, 0);
+	ASSERT_TRUE(all_zero(b->data, n));
+	check_invariants(b);
+}
+
+/* b holds no block at all. */
+static void released(const struct kms_buf *b)
+{
+	ASSERT_TRUE(b->data == NULL);
+	ASSERT_EQ(b->len, 0);
+	ASSERT_EQ(b->cap, 0);
+	check_invariants(b);
 }
 
 TEST(init)
@@ -98,13 +137,9 @@ TEST(append_keeps_nul)
 	ASSERT_OK(kms_buf_append(&b, "abc", 3));
 	CHECK_INVARIANTS(&b);
 	ASSERT_OK(kms_buf_append(&b, "de", 2));
-	CHECK_INVARIANTS(&b);
-	ASSERT_EQ(b.len, 5);
-	ASSERT_STREQ((const char *)b.data, "abcde");
+	STEP(holds_text(&b, "abcde"));
 	ASSERT_OK(kms_buf_append_str(&b, "fgh"));
-	ASSERT_EQ(b.len, 8);
-	ASSERT_STREQ((const char *)b.data, "abcdefgh");
-	CHECK_INVARIANTS(&b);
+	STEP(holds_text(&b, "abcdefgh"));
 	kms_buf_free(&b);
 }
 
@@ -114,9 +149,7 @@ TEST(append_nothing_gives_empty_string)
 
 	ASSERT_OK(kms_buf_append(&b, NULL, 0));
 	ASSERT_TRUE(b.data != NULL);
-	ASSERT_EQ(b.len, 0);
-	ASSERT_STREQ((const char *)b.data, "");
-	CHECK_INVARIANTS(&b);
+	STEP(holds_text(&b, ""));
 	kms_buf_free(&b);
 }
 
@@ -125,7 +158,7 @@ TEST(max_is_exact)
 	/* 300 crosses the first allocation (256), so growth and the cap clamp both run. */
 	struct kms_buf b = KMS_BUF_INIT(300, false);
 	uint8_t src[301];
-	uint8_t *before;
+	const uint8_t *before; /* the block, which a refused append must keep */
 
 	fill(src, sizeof(src), 1);
 	for (size_t i = 0; i < 300; i++) {
@@ -230,35 +263,24 @@ TEST(set_replaces_and_wipes_tail)
 
 	ASSERT_OK(kms_buf_set(&b, "0123456789", 10));
 	ASSERT_OK(kms_buf_set(&b, "ab", 2));
-	ASSERT_EQ(b.len, 2);
-	ASSERT_STREQ((const char *)b.data, "ab");
+	STEP(holds_text(&b, "ab"));
 	/* The old tail is not left behind the new NUL. */
 	ASSERT_TRUE(all_zero(b.data + 2, 9));
 	ASSERT_OK(kms_buf_set(&b, "0123456789abcdef", 16));
-	ASSERT_STREQ((const char *)b.data, "0123456789abcdef");
-	CHECK_INVARIANTS(&b);
+	STEP(holds_text(&b, "0123456789abcdef"));
 	kms_buf_free(&b);
 }
 
 TEST(reset_wipes_and_keeps_memory)
 {
 	struct kms_buf b = KMS_BUF_INIT(4096, true);
-	uint8_t secret[100];
-	uint8_t *data;
-	size_t cap;
+	struct block at;
 
-	memset(secret, 0x5a, sizeof(secret));
-	ASSERT_OK(kms_buf_append(&b, secret, sizeof(secret)));
-	data = b.data;
-	cap = b.cap;
+	STEP(append_noting(&b, 100, &at));
 	kms_buf_reset(&b);
-	ASSERT_TRUE(b.data == data);
-	ASSERT_EQ(b.cap, cap);
-	ASSERT_EQ(b.len, 0);
-	ASSERT_TRUE(all_zero(b.data, sizeof(secret) + 1));
-	CHECK_INVARIANTS(&b);
+	STEP(kept_empty(&b, &at, 101));
 	ASSERT_OK(kms_buf_append(&b, "x", 1));
-	ASSERT_TRUE(b.data == data);
+	ASSERT_TRUE(b.data == at.data);
 	ASSERT_STREQ((const char *)b.data, "x");
 	kms_buf_free(&b);
 	/* Reset of a never used buffer is harmless. */
@@ -269,27 +291,15 @@ TEST(reset_wipes_and_keeps_memory)
 TEST(trim_keeps_small_blocks_and_releases_big_ones)
 {
 	struct kms_buf b = KMS_BUF_INIT(65536, true);
-	uint8_t big[5000];
-	uint8_t *data;
-	size_t cap;
+	struct block at;
 
-	memset(big, 0x5a, sizeof(big));
-	ASSERT_OK(kms_buf_append(&b, big, 100));
-	data = b.data;
-	cap = b.cap;
+	STEP(append_noting(&b, 100, &at));
 	kms_buf_trim(&b, 4096); /* 256-byte block: kept, wiped, empty */
-	ASSERT_TRUE(b.data == data);
-	ASSERT_EQ(b.cap, cap);
-	ASSERT_EQ(b.len, 0);
-	ASSERT_TRUE(all_zero(b.data, 101));
-	CHECK_INVARIANTS(&b);
-	ASSERT_OK(kms_buf_append(&b, big, sizeof(big)));
+	STEP(kept_empty(&b, &at, 101));
+	STEP(append_noting(&b, 5000, &at));
 	ASSERT_TRUE(b.cap > 4096);
 	kms_buf_trim(&b, 4096); /* 8 KiB block: released */
-	ASSERT_TRUE(b.data == NULL);
-	ASSERT_EQ(b.cap, 0);
-	ASSERT_EQ(b.len, 0);
-	CHECK_INVARIANTS(&b);
+	STEP(released(&b));
 	ASSERT_OK(kms_buf_append(&b, "x", 1)); /* usable again */
 	ASSERT_STREQ((const char *)b.data, "x");
 	kms_buf_free(&b);
@@ -310,9 +320,7 @@ TEST(free_wipes_and_is_idempotent)
 	kms_buf_free(&b);
 	ASSERT_TRUE(watch_hit);
 	ASSERT_TRUE(watch_zero);
-	ASSERT_TRUE(b.data == NULL);
-	ASSERT_EQ(b.len, 0);
-	ASSERT_EQ(b.cap, 0);
+	STEP(released(&b));
 	/* The bound and the kind survive, so the buffer can be used again. */
 	ASSERT_EQ(b.max, 4096);
 	kms_buf_free(&b);
@@ -364,11 +372,8 @@ TEST(move)
 	ASSERT_TRUE(dst.secret);
 	CHECK_INVARIANTS(&dst);
 	/* src is empty and reusable, with its own bound. */
-	ASSERT_TRUE(src.data == NULL);
-	ASSERT_EQ(src.len, 0);
-	ASSERT_EQ(src.cap, 0);
+	STEP(released(&src));
 	ASSERT_EQ(src.max, 1024);
-	CHECK_INVARIANTS(&src);
 	ASSERT_OK(kms_buf_append_str(&src, "next"));
 	ASSERT_STREQ((const char *)src.data, "next");
 	kms_buf_free(&src);
@@ -381,9 +386,7 @@ TEST(move_empty)
 
 	ASSERT_OK(kms_buf_append_str(&dst, "gone"));
 	kms_buf_move(&dst, &src);
-	ASSERT_TRUE(dst.data == NULL);
-	ASSERT_EQ(dst.len, 0);
-	CHECK_INVARIANTS(&dst);
+	STEP(released(&dst));
 	CHECK_INVARIANTS(&src);
 	ASSERT_OK(kms_buf_append_str(&src, "x"));
 	kms_buf_move(&dst, &src);
