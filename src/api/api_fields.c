@@ -358,7 +358,7 @@ int api_key_usable(const struct store_key *k)
 	case STORE_KEY_PENDING_DELETION:
 		return KMS_E_KEY_PENDING_DELETION;
 	default:
-		/* Disabled, and (README, Differences) pending import: the API names no code. */
+		/* Disabled, and (docs/api-differences.md) pending import: the API names no code. */
 		return KMS_E_KEY_DISABLED;
 	}
 }

@@ -1,4 +1,5 @@
-/* Tags (kms-api.md section 4.11). The REST API's GET and DELETE become files (README, actions):
+/* Tags (kms-api.md section 4.11). The REST API's GET and DELETE become files (docs/using.md,
+ * Actions):
  *   keys/<id>/tags          {"tag":{"key","value"}} adds a tag; an empty request lists them
  *   keys/<id>/delete-tag    {"key":"K"} deletes one
  *   keys/<id>/tags-action   {"action":"create"|"delete","tags":[...]} in batches

@@ -62,9 +62,9 @@ struct fs_registry {
 struct fs_mailbox;
 struct fs_binding;
 
-/* Pools that clients fill and the daemon bounds (README, limits). Each has a daemon-wide bound
- * and a per-uid share of it (FS_UID_SHARE_DIVISOR): one uid at its share leaves the rest to the
- * others. A handle's use is charged to the uid that opened it. */
+/* Pools that clients fill and the daemon bounds (docs/operations.md, Limits). Each has a
+ * daemon-wide bound and a per-uid share of it (FS_UID_SHARE_DIVISOR): one uid at its share leaves
+ * the rest to the others. A handle's use is charged to the uid that opened it. */
 enum fs_pool {
 	FS_POOL_HANDLES,       /* open action handles */
 	FS_POOL_REQUEST_BYTES, /* request bytes buffered by handles */

@@ -1,7 +1,7 @@
-/* Per-uid shares of the daemon's pools (README, limits). Every pool has a daemon-wide bound and
- * each uid may take at most a quarter of it, so one uid that holds thousands of half-written
- * requests or idle handles leaves the rest to the others. A handle's use is charged to the uid
- * that opened it (the identity it runs with), whoever writes to it later. */
+/* Per-uid shares of the daemon's pools (docs/operations.md, Limits). Every pool has a daemon-wide
+ * bound and each uid may take at most a quarter of it, so one uid that holds thousands of
+ * half-written requests or idle handles leaves the rest to the others. A handle's use is charged to
+ * the uid that opened it (the identity it runs with), whoever writes to it later. */
 #include <stdlib.h>
 
 #include "fs_internal.h"

@@ -209,7 +209,8 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		*pp = old->next;
 	}
 	pthread_rwlock_unlock(&fs->bind_lock);
-	/* Handles opened with this token keep the identity they captured (README, tokens). */
+	/* Handles opened with this token keep the identity they captured (docs/access-control.md,
+	 * Tokens). */
 	if (old)
 		fs_binding_free(fs, old);
 	fuse_reply_err(req, old ? 0 : ENODATA);

@@ -222,7 +222,7 @@ static int store_rotate_locked(struct store *s, struct store_key *cur, int64_t n
 	if (strcmp(cur->meta.origin, "kms") != 0)
 		return KMS_E_EXTERNAL_ROTATION; /* imported material never rotates (4.8) */
 	if (cur->nversions == 0 || cur->nversions >= 64)
-		return KMS_E_BAD_PARAM; /* bounded history: see README, rotation */
+		return KMS_E_BAD_PARAM; /* bounded history: see docs/api-differences.md, Rotation */
 	k = calloc(1, sizeof(*k));
 	if (!k)
 		return KMS_E_NOMEM;

@@ -1,7 +1,7 @@
 /* test-api-grants.c - grants (kms-api.md section 4.10, 7.4): create-grant (KMS.2401, KMS.2402,
  * KMS.2404), list-grants and list-retirable-grants (fields, paging, KMS.1601, KMS.1602),
  * revoke-grant and retire-grant (KMS.2501, KMS.2502, who may retire), and their enforcement
- * (README, "Differences from the REST API", Grants): a grantee whose role alone does not allow an
+ * (docs/access-control.md, Grants): a grantee whose role alone does not allow an
  * action may call exactly the granted operations on exactly that key, and nothing else.
  *
  * Callers with a role are built from struct auth_claims directly (as api_call() gets them from a
@@ -258,7 +258,7 @@ TEST(create_grant_errors)
 			      fx_fmt("{\"key_id\":\"%s\",%s}", FX_NO_KEY, ok), NULL),
 	       KMS_E_BAD_KEY_ID);
 	ASSERT_EQ(grant_total("cge", id), 0);
-	/* A key pending deletion cannot be granted (README, Differences, States). */
+	/* A key pending deletion cannot be granted (docs/api-differences.md, States). */
 	ASSERT_ERR(pcall("cge", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
 			 NULL),
 		   0);
@@ -352,7 +352,7 @@ TEST(list_grants_paging_and_errors)
 	ASSERT_ERR(pcall("lg", "list-grants", "{\"key_id\":\"bad\"}", NULL), KMS_E_BAD_KEY_ID);
 	ASSERT_ERR(pcall("lg", "list-grants", fx_kid_with(id, "\"sequence\":\"s\""), NULL),
 		   KMS_E_BAD_SEQUENCE);
-	/* A viewer may list (README, Actions). */
+	/* A viewer may list (docs/using.md, Actions). */
 	ASSERT_ERR(ucall("lg", "vic", KMS_ROLE_VIEWER, "list-grants", NULL, fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "total"), 5);
 	ASSERT_ERR(ucall("lg", "vic", KMS_ROLE_NONE, "list-grants", NULL, fx_kid(id), &r),
@@ -509,7 +509,7 @@ TEST(retire_grant_who_may)
 	STEP(grant("rt", id, "bob", "\"decrypt-datakey\"", "", g));
 	ASSERT_ERR(retire("rt", "bob", KMS_ROLE_CRYPTO, id, g), KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rt", id), 1);
-	/* An admin may (README); so may the trusted administrator. */
+	/* An admin may (docs/access-control.md, Grants); so may the trusted administrator. */
 	ASSERT_ERR(retire("rt", "ada", KMS_ROLE_ADMIN, id, g), 0);
 	STEP(grant("rt", id, "bob", "\"decrypt-datakey\"", "", g));
 	ASSERT_ERR(pcall("rt", "retire-grant", key_grant(id, g), NULL), 0);

@@ -202,7 +202,7 @@ TEST(external_key_pending_import)
 		ASSERT_STREQ(fx_str(d, "origin"), "external");
 		ASSERT_STREQ(fx_str(d, "key_state"), "5");
 	}
-	/* No material: every crypto action is refused (README, Differences: KMS.0209). */
+	/* No material: every crypto action is refused (docs/api-differences.md: KMS.0209). */
 	crypto_refused("im-new", id, KMS_E_KEY_DISABLED);
 	/* It counts against the quota like any key. */
 	ASSERT_ERR(ccall("im-new", "user-instances", "{}", &r), 0);

@@ -146,7 +146,7 @@ TEST(disable_key_not_enabled_1301)
 			 FX_ERROR_LINE("KMS.1301", "The key is not enabled."), "3");
 }
 
-/* README, "Differences from the REST API", States: enable-key and disable-key on a key pending
+/* docs/api-differences.md, States: enable-key and disable-key on a key pending
  * deletion answer KMS.0210, not KMS.1201 / KMS.1301 (kms-api.md 4.4 would say 1201 / 1301). */
 TEST(enable_disable_pending_deletion_0210)
 {
@@ -217,7 +217,7 @@ TEST(lifecycle_common_errors)
 	ASSERT_STREQ(describe_field("lc-err", other, "key_rotation_enabled"), "false");
 }
 
-/* Lifecycle actions need the admin role (README, Actions); get-key-rotation-status a viewer. */
+/* Lifecycle actions need admin (docs/using.md, Actions); get-key-rotation-status a viewer. */
 TEST(lifecycle_roles_0307)
 {
 	static const char *const admin_only[] = {
@@ -469,8 +469,8 @@ TEST(pending_deletion_0210)
 		   0);
 	STEP(crypto_refused("st0210", id, &b, KMS_E_KEY_PENDING_DELETION));
 	ASSERT_LAST_ERROR("KMS.0210", "The key is in Scheduled deletion state and cannot be used.");
-	/* kms-api.md 4.7: no alias or description change in state 4; README: nor rotation
-	 * settings. */
+	/* kms-api.md 4.7: no alias or description change in state 4; docs/api-differences.md: nor
+	 * rotation settings. */
 	STEP(changes_answer("st0210", id, refused, KMS_ARRAY_SIZE(refused),
 			    KMS_E_KEY_PENDING_DELETION));
 	/* Reading works. */
@@ -888,7 +888,7 @@ TEST(update_key_rotation_interval)
 	ASSERT_EQ(fx_num(r, "rotation_interval"), 45);
 }
 
-/* ---- rotate-key (kmsfs extension; README, Actions) ---- */
+/* ---- rotate-key (kmsfs extension; docs/using.md, Actions) ---- */
 
 TEST(rotate_key_versions)
 {
@@ -982,7 +982,7 @@ TEST(rotate_on_demand)
 	ASSERT_ERR(pcall("rod", "decrypt-datakey", fx_unwrap_req(id, ct), NULL), 0);
 }
 
-/* README, Differences, Rotation: at most 64 material versions; one more answers KMS.0308. */
+/* docs/api-differences.md, Rotation: at most 64 material versions; one more answers KMS.0308. */
 static void body_version_limit(struct fx_own *o)
 {
 	char id[FX_ID_LEN], first[HEX_MAX], pfirst[HEX_MAX];

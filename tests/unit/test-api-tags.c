@@ -4,7 +4,7 @@
  * <P>/resource_instances-action (filter and count by tags and resource_name), the tag limits
  * (key 1..36 characters, value 0..43, none of *<>\= or control characters, 10 tags per key:
  * KMS.0401, 0402, 0403, 0404, 0405, 0406, 0407, 0409, 0410, 0411, 0412, 0416, 0417), user-instances, user-quotas
- * (the key quota, KMS.1105) and versions / version (README, Actions).
+ * (the key quota, KMS.1105) and versions / version (docs/using.md, Actions).
  */
 #include "kms_test_api.h"
 
@@ -143,7 +143,7 @@ TEST(key_tags_errors)
 		     fx_kid_with(FX_NO_KEY, "\"tag\":{\"key\":\"k\",\"value\":\"v\"}"), NULL),
 	       KMS_E_BAD_KEY_ID);
 	ASSERT_STREQ(tags_text("kte", id), "{\"tags\":[],\"sys_tags\":[],\"existTagsNum\":0}\n");
-	/* A key pending deletion takes no new tags (README, Differences, States). */
+	/* A key pending deletion takes no new tags (docs/api-differences.md, States). */
 	ASSERT_ERR(pcall("kte", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
 			 NULL),
 		   0);
@@ -176,7 +176,7 @@ TEST(key_tags_limit_0409)
 	ASSERT_ERR(add_tag("ktl", id, "t11", "v"), KMS_E_TOO_MANY_TAGS);
 }
 
-/* Listing is a viewer's; adding, delete-tag and tags-action need admin (README, Actions). */
+/* Listing is a viewer's; adding, delete-tag and tags-action need admin (docs/using.md, Actions). */
 TEST(key_tags_roles)
 {
 	char id[FX_ID_LEN];
@@ -462,7 +462,8 @@ TEST(resource_instances_filter)
 	ASSERT_EQ(cJSON_GetArraySize(r), 2);
 	ASSERT_EQ(fx_num(r, "total_count"), 2);
 	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.a, k.c));
-	/* One resource: id, the key object (strings, README Differences), name = alias, tags. */
+	/* One resource: id, the key object (strings, docs/api-differences.md), name = alias, tags.
+	 */
 	res = cJSON_GetArrayItem(fx_get(r, "resources"), 0);
 	ASSERT_EQ(cJSON_GetArraySize(res), 4);
 	ASSERT_STREQ(fx_str(res, "resource_id"), k.a);
@@ -634,7 +635,7 @@ TEST(user_instances)
 	ASSERT_ERR(pcall("ui-other", "create-key", "{\"key_alias\":\"x\"}", NULL), 0);
 	ASSERT_ERR(pcall("ui", "user-instances", "{}", NULL), 0);
 	ASSERT_STREQ(fx_last(), "{\"instance_num\":3}\n");
-	/* A GET in the API: the body is ignored, sequence included (README, Actions). */
+	/* A GET in the API: the body is ignored, sequence included (docs/using.md, Actions). */
 	ASSERT_ERR(pcall("ui", "user-instances", "{\"sequence\":\"bad\",\"x\":1}", NULL), 0);
 	ASSERT_STREQ(fx_last(), "{\"instance_num\":3}\n");
 	ASSERT_ERR(call("ui", "user-instances", API_SCOPE_KEY, id, "", NULL), KMS_E_BAD_URL);
@@ -665,7 +666,7 @@ TEST(user_quotas_and_key_quota_1105)
 				 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"u%d\","
 					"\"operations\":[\"describe-key\"]}", i < 2 ? id : b, i),
 				 NULL), 0);
-	/* grant_per_CMK: the most grants on one key (README, Differences, Quotas). */
+	/* grant_per_CMK: the most grants on one key (docs/api-differences.md, Quotas). */
 	ASSERT_ERR(pcall("uq", "user-quotas", "{}", &r), 0);
 	ASSERT_STREQ(fx_last(), "{\"quotas\":{\"resources\":[{\"type\":\"CMK\",\"used\":2,"
 				"\"quota\":100},{\"type\":\"grant_per_CMK\",\"used\":2,"
@@ -697,7 +698,7 @@ TEST(user_quotas_and_key_quota_1105)
 	ASSERT_EQ(fx_num(r, "total"), 3);
 }
 
-/* ---- versions, version (4.9; README, Differences: links are relative) ---- */
+/* ---- versions, version (4.9; docs/api-differences.md, Lists: links are relative) ---- */
 
 TEST(versions_and_version)
 {
@@ -710,7 +711,7 @@ TEST(versions_and_version)
 	ASSERT_STREQ(fx_last(), "{\"version\":{\"links\":[{\"href\":\"/v1.0/\",\"rel\":\"self\"}],"
 				"\"id\":\"v1.0\",\"min_version\":\"\",\"status\":\"CURRENT\","
 				"\"version\":\"\",\"updated\":\"2018-09-05T08:18:05Z\"}}\n");
-	/* GET-style: the body, sequence included, is ignored (README, Actions). */
+	/* GET-style: the body, sequence included, is ignored (docs/using.md, Actions). */
 	ASSERT_ERR(pcall("ver", "versions", "{\"anything\":1,\"sequence\":\"bad\"}", NULL), 0);
 	ASSERT_EQ(strncmp(fx_last(), "{\"versions\":[{", 14), 0);
 	ASSERT_ERR(pcall("ver", "version", "{\"sequence\":\"bad\"}", NULL), 0);

@@ -1,6 +1,6 @@
 /* test-secret-startup.c - the root key and the token secret are read only after the process is
- * hardened, so they live in the OpenSSL secure heap (README, durability and security), and the
- * state directory that holds them is ours and closed to others. Each case runs in a child
+ * hardened, so they live in the OpenSSL secure heap (docs/operations.md, Durability and security),
+ * and the state directory that holds them is ours and closed to others. Each case runs in a child
  * process: the secure heap is per process and cannot be taken down again. */
 #include "kms_test.h"
 #include "kms_test_tmp.h"

@@ -4,7 +4,8 @@
 # times. Every key whose create-key response was read must exist afterwards, and every DEK whose
 # create-datakey response was read must unwrap to the same bytes.
 source "$(dirname "$0")/../lib/common.sh"
-kms_start_project dl key_quota=100000   # README: the default quota (100 keys) would stop the traffic
+# docs/operations.md: the default quota (100 keys) would stop the traffic.
+kms_start_project dl key_quota=100000
 tok=$KMS_TOKEN
 seen=$KMS_SCRATCH/seen.txt
 : >"$seen"

@@ -1,18 +1,17 @@
 #!/bin/bash
 # One uid cannot starve the others (issue 11.3). Every pool of the daemon has a daemon-wide bound
-# and each uid (the uid that opened the handle) may take at most a quarter of it (README, limits;
-# src/fs/fs_internal.h):
-#   1. open handles: 25000 of 100000. A user with no token holds 25000 idle read-only opens of
-#      another project's `version` file (over two processes: RLIMIT_NOFILE); its next open fails
-#      with ENFILE, while root and another uid still open and run requests.
-#   2. request bytes: 64 MiB of 256 MiB. The user holds 1024 half-written 64 KiB requests; its
-#      next write fails with ENOMEM, while root's and another uid's writes are accepted.
-#   3. mailboxes: 4096 of 16384. The user writes to 4097 files and never reads: the last answer is
-#      dropped (one warning in the log), and root's `echo > f; cat f` still gets its answer.
-#   4. audit lines of refusals without an identity: a uid that makes 400 requests with no token
-#      gets at most 20 lines in a row and then one a second; the rest are counted in lines with a
-#      "suppressed" field, and lines + suppressed add up to exactly the 400 refusals. Another
-#      uid's refusals and root's authenticated requests are all written.
+# and each uid (the uid that opened the handle) may take at most a quarter of it
+# (docs/operations.md, Limits; src/fs/fs_internal.h): 1. open handles: 25000 of 100000. A user with
+# no token holds 25000 idle read-only opens of another project's `version` file (over two processes:
+# RLIMIT_NOFILE); its next open fails with ENFILE, while root and another uid still open and run
+# requests. 2. request bytes: 64 MiB of 256 MiB. The user holds 1024 half-written 64 KiB requests;
+# its next write fails with ENOMEM, while root's and another uid's writes are accepted. 3.
+# mailboxes: 4096 of 16384. The user writes to 4097 files and never reads: the last answer is
+# dropped (one warning in the log), and root's `echo > f; cat f` still gets its answer. 4. audit
+# lines of refusals without an identity: a uid that makes 400 requests with no token gets at most 20
+# lines in a row and then one a second; the rest are counted in lines with a "suppressed" field, and
+# lines + suppressed add up to exactly the 400 refusals. Another uid's refusals and root's
+# authenticated requests are all written.
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup
 kms_user_setup
