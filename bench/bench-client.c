@@ -38,7 +38,7 @@ enum mode { MODE_RDWR, MODE_SHELL, MODE_BATCH };
 static const char *const mode_names[] = { "rdwr", "shell", "batch" };
 enum phase { PHASE_WARMUP, PHASE_MEASURE, PHASE_STOP };
 
-#define RDWR_BUF (64u * 1024u)
+#define RDWR_BUF  (64u * 1024u)
 #define BATCH_BUF (8u * 1024u * 1024u)
 
 static struct {
@@ -55,7 +55,11 @@ static struct {
 	int daemon_pid;
 	char **files;
 	int nfiles;
-} cfg = { .mode = MODE_RDWR, .threads = 1, .duration = 3, .warmup = 0.3, .req = "{}",
+} cfg = { .mode = MODE_RDWR,
+	  .threads = 1,
+	  .duration = 3,
+	  .warmup = 0.3,
+	  .req = "{}",
 	  .batch_lines = 1000 };
 
 static _Atomic int phase = PHASE_WARMUP;
@@ -68,7 +72,7 @@ struct worker {
 	unsigned id;
 	uint32_t *lat; /* ns, clamped */
 	size_t n, cap;
-	long items;    /* keys (batch) or transactions */
+	long items; /* keys (batch) or transactions */
 	char *buf;
 	size_t bufcap;
 };
@@ -241,8 +245,8 @@ static void record(struct worker *w, uint64_t ns)
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
-	const char *path = cfg.mode == MODE_SHELL ? cfg.files[w->id % (unsigned)cfg.nfiles]
-						  : cfg.files[0];
+	const char *path =
+		cfg.mode == MODE_SHELL ? cfg.files[w->id % (unsigned)cfg.nfiles] : cfg.files[0];
 
 	for (;;) {
 		int ph = atomic_load_explicit(&phase, memory_order_relaxed);
@@ -318,8 +322,8 @@ static long long proc_cpu_ticks(int pid)
 	p = strrchr(buf, ')');
 	/* After ") ": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt
 	 * utime stime: utime is the 11th field after the state. */
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-			 &st) != 2)
+	if (!p ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
 		return -1;
 	return (long long)(ut + st);
 }
@@ -511,7 +515,8 @@ int main(int argc, char **argv)
 	/* CPUs busy with anything but this client and the daemon (other work on a shared machine). */
 	if (daemon_ticks >= 0 && s0.busy_ticks >= 0 && s1.busy_ticks >= 0 && secs > 0)
 		printf(" foreign_cpu=%.2f",
-		       ((double)(s1.busy_ticks - s0.busy_ticks - daemon_ticks) / hz - self_s) / secs);
+		       ((double)(s1.busy_ticks - s0.busy_ticks - daemon_ticks) / hz - self_s) /
+			       secs);
 	printf(" bad=%ld\n", atomic_load(&bad_total));
 	for (unsigned i = 0; i < cfg.threads; i++) {
 		free(w[i].lat);

@@ -101,8 +101,8 @@ static int call_action(const struct api_service *svc, const struct api_caller *c
 	return r;
 }
 
-static int call(const struct api_service *svc, const struct api_caller *caller,
-		const char *name, const char *req, struct kms_buf *resp)
+static int call(const struct api_service *svc, const struct api_caller *caller, const char *name,
+		const char *req, struct kms_buf *resp)
 {
 	return call_action(svc, caller, action_of(caller, name), name, req, strlen(req), resp);
 }
@@ -257,8 +257,8 @@ int main(int argc, char **argv)
 	    json_field((const char *)resp.data, "cipher_text", cipher, sizeof(cipher)) < 0)
 		goto out;
 	snprintf(req_decrypt, sizeof(req_decrypt),
-		 "{\"key_id\":\"%s\",\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", key_id,
-		 cipher);
+		 "{\"key_id\":\"%s\",\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}",
+		 key_id, cipher);
 	if (call(&svc, &caller, "decrypt-datakey", req_decrypt, &resp) < 0)
 		goto out;
 
@@ -271,7 +271,8 @@ int main(int argc, char **argv)
 				   ? time_api(&svc, &caller, "create-datakey-without-plaintext",
 					      req_create, secs, &resp)
 			   : strcmp(only, "decrypt") == 0
-				   ? time_api(&svc, &caller, "decrypt-datakey", req_decrypt, secs, &resp)
+				   ? time_api(&svc, &caller, "decrypt-datakey", req_decrypt, secs,
+					      &resp)
 				   : time_openssl(secs);
 
 		printf("%s_ops_s=%.0f\n", only, v);

@@ -41,16 +41,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define NULL_ACTION "create-datakey-without-plaintext"
-#define NULL_MAX_KEYS 256u
+#define NULL_ACTION	 "create-datakey-without-plaintext"
+#define NULL_MAX_KEYS	 256u
 #define NULL_MAX_REQUEST (64u * 1024u)
-#define NULL_RESP_LEN 400u
-#define NULL_TIMEOUT 1.0
+#define NULL_RESP_LEN	 400u
+#define NULL_TIMEOUT	 1.0
 #define NULL_MAILBOX_TTL 30
 
 /* Inodes: 1 root, 2 /p, 3 /p/keys, 4 /p/<action>, KEYDIR+i /p/keys/<id_i>, KEYFILE+i its action. */
 enum { INO_ROOT = 1, INO_PROJECT = 2, INO_KEYS = 3, INO_PACTION = 4 };
-#define INO_KEYDIR 0x1000u
+#define INO_KEYDIR  0x1000u
 #define INO_KEYFILE 0x2000u
 
 struct null_opts {

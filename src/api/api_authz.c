@@ -131,8 +131,10 @@ int api_check_role(const struct api_request *r, enum kms_role least)
 /* --- 3. Grants ------------------------------------------------------------------------------ */
 
 static const char *const api_grant_ops[] = {
-	"create-datakey", "create-datakey-without-plaintext", "encrypt-datakey", "decrypt-datakey",
-	"describe-key",   "create-grant",                     "retire-grant",    "encrypt-data",
+	"create-datakey",  "create-datakey-without-plaintext",
+	"encrypt-datakey", "decrypt-datakey",
+	"describe-key",	   "create-grant",
+	"retire-grant",	   "encrypt-data",
 	"decrypt-data",
 };
 

@@ -133,8 +133,9 @@ int api_error_json(int err, struct kms_buf *resp)
 
 	/* Codes and messages are our own constants: no escaping needed. One append, so a full
 	 * buffer gets the whole line or nothing, never half a line. */
-	n = snprintf(line, sizeof(line), "{\"error\":{\"error_code\":\"%s\",\"error_msg\":\"%s\"}}\n",
-		     e->code, e->message);
+	n = snprintf(line, sizeof(line),
+		     "{\"error\":{\"error_code\":\"%s\",\"error_msg\":\"%s\"}}\n", e->code,
+		     e->message);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return KMS_E_INTERNAL;
 	return kms_buf_append(resp, line, (size_t)n);
@@ -204,8 +205,8 @@ static int api_parse(const uint8_t *req, size_t len, cJSON **out)
 	j = cJSON_ParseWithLengthOpts((const char *)req, len, &end, false);
 	if (!j)
 		return KMS_E_BAD_JSON;
-	if (!cJSON_IsObject(j) || !end || !api_blank((const uint8_t *)end,
-						   len - (size_t)(end - (const char *)req)) ||
+	if (!cJSON_IsObject(j) || !end ||
+	    !api_blank((const uint8_t *)end, len - (size_t)(end - (const char *)req)) ||
 	    api_json_depth(j) > KMS_MAX_JSON_DEPTH || api_has_duplicate_keys(j)) {
 		cJSON_Delete(j);
 		return KMS_E_BAD_JSON;
@@ -226,8 +227,7 @@ static int api_audit(struct api_request *r, int err)
 	if (!r->svc->audit)
 		return 0;
 	snprintf(o.key_id, sizeof(o.key_id), "%s",
-		 r->key_id[0] ? r->key_id
-			      : (r->caller->path_key_id ? r->caller->path_key_id : ""));
+		 r->key_id[0] ? r->key_id : (r->caller->path_key_id ? r->caller->path_key_id : ""));
 	if (seq && cJSON_IsString(seq) && api_check_sequence(r) == 0)
 		snprintf(o.sequence, sizeof(o.sequence), "%s", seq->valuestring);
 	o.http = err ? e->http : 200;
@@ -376,8 +376,7 @@ static int api_call_batch(const struct api_request *base, const uint8_t *req, si
 }
 
 int api_call(const struct api_service *svc, const struct api_caller *caller,
-	     const struct api_action *action, const uint8_t *req, size_t len,
-	     struct kms_buf *resp)
+	     const struct api_action *action, const uint8_t *req, size_t len, struct kms_buf *resp)
 {
 	const uint8_t *nl = req && len <= KMS_MAX_REQUEST ? memchr(req, '\n', len) : NULL;
 	struct api_request base = { .svc = svc, .caller = caller, .action = action };
@@ -395,7 +394,8 @@ int api_call(const struct api_service *svc, const struct api_caller *caller,
 	if (api_init() < 0)
 		return api_call_one(&base, req, len, resp);
 	whole = cJSON_ParseWithLengthOpts((const char *)req, len, &end, false);
-	if (whole && end && api_blank((const uint8_t *)end, len - (size_t)(end - (const char *)req))) {
+	if (whole && end &&
+	    api_blank((const uint8_t *)end, len - (size_t)(end - (const char *)req))) {
 		cJSON_Delete(whole);
 		return api_call_one(&base, req, len, resp);
 	}

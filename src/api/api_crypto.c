@@ -13,8 +13,8 @@
 #define API_DEFAULT_DATAKEY_BITS 512ul
 
 /* datakey_length (bits) or key_spec; errors as the action defines them. */
-static int api_datakey_bytes(struct api_request *r, int bad_range, int bad_multiple,
-			     int bad_spec, size_t *bytes)
+static int api_datakey_bytes(struct api_request *r, int bad_range, int bad_multiple, int bad_spec,
+			     size_t *bytes)
 {
 	unsigned long bits = API_DEFAULT_DATAKEY_BITS;
 	const char *spec;
@@ -111,6 +111,7 @@ int api_create_datakey_without_plaintext(struct api_request *r)
 
 int api_encrypt_datakey(struct api_request *r)
 {
+	const bool id_required = !r->caller->path_key_id; /* no key folder in the path */
 	uint8_t buf[KMS_MAX_DATAKEY_BYTES + CORE_SHA256_BYTES], digest[CORE_SHA256_BYTES];
 	struct kms_buf ctx = KMS_BUF_INIT(KMS_MAX_CONTEXT, false);
 	const char *key_ref, *plain;
@@ -123,19 +124,19 @@ int api_encrypt_datakey(struct api_request *r)
 
 	/* Order of checks as kms-api.md section 11.2: presence, key id, sequence, context,
 	 * then the values. */
-	if ((!r->caller->path_key_id && (e = api_require(r, "key_id")) < 0) ||
+	if ((id_required && (e = api_require(r, "key_id")) < 0) ||
 	    (e = api_require(r, "plain_text")) < 0 ||
 	    (e = api_require(r, "datakey_plain_length")) < 0 ||
-	    (e = api_get_string(r, "key_id", !r->caller->path_key_id, KMS_E_BAD_KEY_ID,
-				&key_ref)) < 0 ||
+	    (e = api_get_string(r, "key_id", id_required, KMS_E_BAD_KEY_ID, &key_ref)) < 0 ||
 	    (e = api_get_string(r, "plain_text", true, KMS_E_PLAIN_INVALID, &plain)) < 0)
 		goto out;
 	if (key_ref && (e = api_parse_key_ref(r, key_ref, id, alias)) < 0)
 		goto out;
 	if ((e = api_check_sequence(r)) < 0 || (e = api_get_context(r, &ctx)) < 0)
 		goto out;
-	if ((e = api_get_uint(r, "datakey_plain_length", true, KMS_E_PLAIN_LENGTH,
-			      KMS_MIN_DATAKEY_BYTES, KMS_MAX_DATAKEY_BYTES, &dek_len, &present)) < 0)
+	e = api_get_uint(r, "datakey_plain_length", true, KMS_E_PLAIN_LENGTH, KMS_MIN_DATAKEY_BYTES,
+			 KMS_MAX_DATAKEY_BYTES, &dek_len, &present);
+	if (e < 0)
 		goto out;
 	if (!kms_is_hex(plain, strlen(plain))) {
 		e = KMS_E_PLAIN_INVALID;
@@ -189,6 +190,7 @@ static int api_open_blob(struct api_request *r, enum core_blob_kind kind,
 
 int api_decrypt_datakey(struct api_request *r)
 {
+	const bool id_required = !r->caller->path_key_id; /* no key folder in the path */
 	uint8_t raw[CORE_BLOB_MAX], dek[CORE_BLOB_MAX_PLAIN], digest[CORE_SHA256_BYTES];
 	struct kms_buf ctx = KMS_BUF_INIT(KMS_MAX_CONTEXT, false);
 	const char *key_ref, *cipher;
@@ -202,19 +204,19 @@ int api_decrypt_datakey(struct api_request *r)
 
 	/* Order of checks as kms-api.md section 11.3: presence, key id, sequence, context,
 	 * then the values. */
-	if ((!r->caller->path_key_id && (e = api_require(r, "key_id")) < 0) ||
+	if ((id_required && (e = api_require(r, "key_id")) < 0) ||
 	    (e = api_require(r, "cipher_text")) < 0 ||
 	    (e = api_require(r, "datakey_cipher_length")) < 0 ||
-	    (e = api_get_string(r, "key_id", !r->caller->path_key_id, KMS_E_BAD_KEY_ID,
-				&key_ref)) < 0 ||
+	    (e = api_get_string(r, "key_id", id_required, KMS_E_BAD_KEY_ID, &key_ref)) < 0 ||
 	    (e = api_get_string(r, "cipher_text", true, KMS_E_CIPHER_INVALID, &cipher)) < 0)
 		goto out;
 	if (key_ref && (e = api_parse_key_ref(r, key_ref, id, alias)) < 0)
 		goto out;
 	if ((e = api_check_sequence(r)) < 0 || (e = api_get_context(r, &ctx)) < 0)
 		goto out;
-	if ((e = api_get_uint(r, "datakey_cipher_length", true, KMS_E_CIPHER_LENGTH,
-			      KMS_MIN_DATAKEY_BYTES, KMS_MAX_DATAKEY_BYTES, &dek_len, &present)) < 0)
+	e = api_get_uint(r, "datakey_cipher_length", true, KMS_E_CIPHER_LENGTH,
+			 KMS_MIN_DATAKEY_BYTES, KMS_MAX_DATAKEY_BYTES, &dek_len, &present);
+	if (e < 0)
 		goto out;
 	hex_len = strlen(cipher);
 	if (hex_len > 2 * CORE_BLOB_MAX || !kms_is_hex(cipher, hex_len)) {
@@ -238,7 +240,8 @@ int api_decrypt_datakey(struct api_request *r)
 		e = KMS_E_CIPHER_MISMATCH;
 		goto out;
 	}
-	if ((e = core_sha256(dek, n, digest)) < 0 || (e = api_add_hex(r->out, "data_key", dek, n)) < 0 ||
+	if ((e = core_sha256(dek, n, digest)) < 0 ||
+	    (e = api_add_hex(r->out, "data_key", dek, n)) < 0 ||
 	    (e = api_add_ulong_string(r->out, "datakey_length", n)) < 0 ||
 	    (e = api_add_hex(r->out, "datakey_dgst", digest, sizeof(digest))) < 0)
 		goto out;
@@ -257,8 +260,8 @@ int api_gen_random(struct api_request *r)
 	bool present;
 	int e;
 
-	e = api_get_uint(r, "random_data_length", true, KMS_E_RANDOM_LENGTH, 0, 1000000000ul,
-			 &bits, &present);
+	e = api_get_uint(r, "random_data_length", true, KMS_E_RANDOM_LENGTH, 0, 1000000000ul, &bits,
+			 &present);
 	if (e < 0)
 		return e;
 	if (bits < 8 || bits > 8 * sizeof(buf))
@@ -311,8 +314,11 @@ out:
 static bool api_printable_utf8(const uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i < n;) {
-		size_t len = p[i] < 0x80 ? 1 : (p[i] >> 5) == 6 ? 2 : (p[i] >> 4) == 14 ? 3
-			   : (p[i] >> 3) == 30 ? 4 : 0;
+		size_t len = p[i] < 0x80	 ? 1
+			     : (p[i] >> 5) == 6	 ? 2
+			     : (p[i] >> 4) == 14 ? 3
+			     : (p[i] >> 3) == 30 ? 4
+						 : 0;
 
 		if (len == 0 || i + len > n || p[i] == 0)
 			return false;
@@ -368,8 +374,8 @@ int api_decrypt_data(struct api_request *r)
 		if (e < 0)
 			goto out;
 	}
-	if ((e = api_open_blob(r, CORE_BLOB_DATA, &blob, &ctx, k, plain, sizeof(plain) - 1,
-			       &n)) < 0)
+	e = api_open_blob(r, CORE_BLOB_DATA, &blob, &ctx, k, plain, sizeof(plain) - 1, &n);
+	if (e < 0)
 		goto out;
 	plain[n] = 0;
 	kms_base64_encode(plain, n, b64);

@@ -32,8 +32,8 @@ int api_require(struct api_request *r, const char *name)
 	return f && !cJSON_IsNull(f) ? 0 : KMS_E_MISSING;
 }
 
-int api_get_uint(struct api_request *r, const char *name, bool required, int bad,
-		 unsigned long min, unsigned long max, unsigned long *v, bool *present)
+int api_get_uint(struct api_request *r, const char *name, bool required, int bad, unsigned long min,
+		 unsigned long max, unsigned long *v, bool *present)
 {
 	const cJSON *f = cJSON_GetObjectItemCaseSensitive(r->body, name);
 	/* 9 digits for counts and lengths; 15 for the few fields (dates) whose max needs them. */

@@ -35,7 +35,8 @@ static int api_grant_operations(struct api_request *r, char out[STORE_GRANT_OPS_
 		return KMS_E_MISSING;
 	if (!cJSON_IsArray(ops) || !ops->child)
 		return KMS_E_BAD_PARAM;
-	cJSON_ArrayForEach(op, ops) {
+	cJSON_ArrayForEach(op, ops)
+	{
 		if (!cJSON_IsString(op) || !api_action_grantable(op->valuestring))
 			return KMS_E_BAD_PARAM;
 		if (api_grant_ops_contain(out, op->valuestring))

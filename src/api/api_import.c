@@ -19,14 +19,14 @@
 #include "common/kms_secmem.h"
 #include "core/kms_core.h"
 
-#define API_TOKEN_LABEL "import-token"
-#define API_TOKEN_MAGIC "KIT1"
-#define API_TOKEN_HEADER (4u + 1u + 8u + CORE_KEY_ID_BYTES)
-#define API_TOKEN_PLAIN_MAX (API_TOKEN_HEADER + CORE_RSA_PRIV_DER_MAX)
-#define API_TOKEN_SEALED_MAX (API_TOKEN_PLAIN_MAX + CORE_SEALED_OVERHEAD)
-#define API_TOKEN_TTL_MS (24LL * 3600 * 1000)
-#define API_TOKEN_MIN_CHARS 200u
-#define API_TOKEN_MAX_CHARS 6144u
+#define API_TOKEN_LABEL	       "import-token"
+#define API_TOKEN_MAGIC	       "KIT1"
+#define API_TOKEN_HEADER       (4u + 1u + 8u + CORE_KEY_ID_BYTES)
+#define API_TOKEN_PLAIN_MAX    (API_TOKEN_HEADER + CORE_RSA_PRIV_DER_MAX)
+#define API_TOKEN_SEALED_MAX   (API_TOKEN_PLAIN_MAX + CORE_SEALED_OVERHEAD)
+#define API_TOKEN_TTL_MS       (24LL * 3600 * 1000)
+#define API_TOKEN_MIN_CHARS    200u
+#define API_TOKEN_MAX_CHARS    6144u
 #define API_MATERIAL_MIN_CHARS 344u
 #define API_MATERIAL_MAX_CHARS 360u
 
@@ -167,8 +167,8 @@ int api_import_key_material(struct api_request *r)
 		e = KMS_E_IMPORT_TOKEN;
 		goto out;
 	}
-	if ((e = api_get_string(r, "encrypted_key_material", true, KMS_E_BAD_PARAM,
-				&wrapped_b64)) < 0)
+	e = api_get_string(r, "encrypted_key_material", true, KMS_E_BAD_PARAM, &wrapped_b64);
+	if (e < 0)
 		goto out;
 	if (!api_base64_chars(wrapped_b64, API_MATERIAL_MIN_CHARS, API_MATERIAL_MAX_CHARS) ||
 	    kms_base64_decode(wrapped_b64, strlen(wrapped_b64), wrapped, sizeof(wrapped),

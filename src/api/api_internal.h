@@ -27,7 +27,7 @@ struct api_request {
 	bool grant_keys_known;
 	size_t grant_keys_n;
 	char grant_keys[API_GRANT_KEYS_SEEN][KMS_KEY_ID_LEN + 1];
-	bool audit_reserved; /* the audit line of this request has room waiting */
+	bool audit_reserved;		 /* the audit line of this request has room waiting */
 	char key_id[KMS_KEY_ID_LEN + 1]; /* for the audit trail */
 };
 

@@ -11,21 +11,23 @@
 #include "api_internal.h"
 #include "common/kms_err.h"
 
-#define API_MAX_TAGS 10u
-#define API_TAG_KEY_MAX 36u
+#define API_MAX_TAGS	  10u
+#define API_TAG_KEY_MAX	  36u
 #define API_TAG_VALUE_MAX 43u
 
 /* UTF-8 text of min..max characters with no ASCII control character and none of *<>\= :
  * 0, else bad_chars or bad_length. */
-static int api_tag_text_check(const char *s, size_t min, size_t max, int bad_chars,
-			      int bad_length)
+static int api_tag_text_check(const char *s, size_t min, size_t max, int bad_chars, int bad_length)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t chars = 0;
 
 	while (*p) {
-		size_t len = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3
-			   : (*p >> 3) == 30 ? 4 : 0;
+		size_t len = *p < 0x80	       ? 1
+			     : (*p >> 5) == 6  ? 2
+			     : (*p >> 4) == 14 ? 3
+			     : (*p >> 3) == 30 ? 4
+					       : 0;
 
 		if (len == 0 || *p < 32 || strchr("*<>\\=", *p))
 			return bad_chars;
@@ -47,8 +49,7 @@ static int api_tag_key_check(const char *s)
 /* Tag values: 0..43 characters (KMS.0410), allowed characters (KMS.0405). */
 static int api_tag_value_check(const char *s)
 {
-	return api_tag_text_check(s, 0, API_TAG_VALUE_MAX, KMS_E_TAG_VALUE,
-				  KMS_E_TAG_VALUE_LENGTH);
+	return api_tag_text_check(s, 0, API_TAG_VALUE_MAX, KMS_E_TAG_VALUE, KMS_E_TAG_VALUE_LENGTH);
 }
 
 static int api_tag_fields(const cJSON *tag, const char **k, const char **v, bool need_value)
@@ -195,7 +196,8 @@ static int api_tags_fit(struct api_request *r, const struct store_key *k, const 
 	if ((e = store_tag_list(r->svc->store, r->caller->project, k->meta.key_id, api_tag_name,
 				&have)) < 0)
 		return e;
-	cJSON_ArrayForEach(t, tags) {
+	cJSON_ArrayForEach(t, tags)
+	{
 		if ((e = api_tag_fields(t, &tk, &tv, true)) < 0)
 			return e;
 		if (api_tag_named(&have, tk))
@@ -229,9 +231,7 @@ int api_tags_action(struct api_request *r)
 	if (cJSON_GetArraySize(tags) > (int)API_MAX_TAGS)
 		return KMS_E_TAG_LIST_SIZE; /* more items than a key may have tags */
 	/* Validate every item before changing anything. */
-	cJSON_ArrayForEach(t, tags)
-		if ((e = api_tag_fields(t, &tk, &tv, create)) < 0)
-			return e;
+	cJSON_ArrayForEach(t, tags) if ((e = api_tag_fields(t, &tk, &tv, create)) < 0) return e;
 	if ((e = api_check_sequence(r)) < 0 || (e = api_allowed_key(r, true, &k)) < 0)
 		return e;
 	if (k->meta.state == STORE_KEY_PENDING_DELETION) {
@@ -241,7 +241,8 @@ int api_tags_action(struct api_request *r)
 	/* All or nothing: a create that would pass the limit changes no tag. */
 	if (create && (e = api_tags_fit(r, k, tags)) < 0)
 		goto out;
-	cJSON_ArrayForEach(t, tags) {
+	cJSON_ArrayForEach(t, tags)
+	{
 		if ((e = api_tag_fields(t, &tk, &tv, create)) < 0)
 			goto out;
 		if (create)
@@ -268,7 +269,8 @@ static int api_project_tag(const char *key_id, const char *k, const char *v, voi
 	struct api_project_tags *p = arg;
 	cJSON *entry = NULL, *c, *values, *s;
 
-	cJSON_ArrayForEach(c, p->arr) {
+	cJSON_ArrayForEach(c, p->arr)
+	{
 		const cJSON *key = cJSON_GetObjectItemCaseSensitive(c, "key");
 
 		if (strcmp(key->valuestring, k) == 0)
@@ -281,9 +283,7 @@ static int api_project_tag(const char *key_id, const char *k, const char *v, voi
 			return KMS_E_NOMEM;
 	}
 	values = cJSON_GetObjectItemCaseSensitive(entry, "values");
-	cJSON_ArrayForEach(c, values)
-		if (strcmp(c->valuestring, v) == 0)
-			return 0;
+	cJSON_ArrayForEach(c, values) if (strcmp(c->valuestring, v) == 0) return 0;
 	s = cJSON_CreateString(v);
 	if (!s || !cJSON_AddItemToArray(values, s)) {
 		cJSON_Delete(s);
@@ -330,22 +330,23 @@ static bool api_instances_match(struct api_instances *c, const struct store_key_
 
 	if (c->name_match && !strstr(m->alias, c->name_match))
 		return false;
-	cJSON_ArrayForEach(want, c->tags) {
+	cJSON_ArrayForEach(want, c->tags)
+	{
 		const cJSON *wk = cJSON_GetObjectItemCaseSensitive(want, "key");
 		const cJSON *wv = cJSON_GetObjectItemCaseSensitive(want, "values"), *have, *v;
 		bool ok = false;
 
-		cJSON_ArrayForEach(have, c->key_tags) {
+		cJSON_ArrayForEach(have, c->key_tags)
+		{
 			const char *hk = cJSON_GetObjectItemCaseSensitive(have, "key")->valuestring;
-			const char *hv = cJSON_GetObjectItemCaseSensitive(have, "value")->valuestring;
+			const char *hv =
+				cJSON_GetObjectItemCaseSensitive(have, "value")->valuestring;
 
 			if (strcmp(hk, wk->valuestring) != 0)
 				continue;
 			if (!wv || !wv->child)
 				ok = true;
-			cJSON_ArrayForEach(v, wv)
-				if (strcmp(v->valuestring, hv) == 0)
-					ok = true;
+			cJSON_ArrayForEach(v, wv) if (strcmp(v->valuestring, hv) == 0) ok = true;
 		}
 		if (!ok)
 			return false;
@@ -400,7 +401,8 @@ static int api_instances_check(struct api_instances *c, const cJSON *matches)
 
 	if (c->tags && !cJSON_IsArray(c->tags))
 		return KMS_E_TAG_LIST;
-	cJSON_ArrayForEach(t, c->tags) {
+	cJSON_ArrayForEach(t, c->tags)
+	{
 		const cJSON *k = cJSON_GetObjectItemCaseSensitive(t, "key");
 		const cJSON *vs = cJSON_GetObjectItemCaseSensitive(t, "values"), *v;
 
@@ -410,15 +412,13 @@ static int api_instances_check(struct api_instances *c, const cJSON *matches)
 			return e;
 		if (vs && !cJSON_IsArray(vs))
 			return KMS_E_TAG_VALUE;
-		cJSON_ArrayForEach(v, vs)
-			if (!cJSON_IsString(v))
-				return KMS_E_TAG_VALUE;
-			else if ((e = api_tag_value_check(v->valuestring)) < 0)
-				return e;
+		cJSON_ArrayForEach(v, vs) if (!cJSON_IsString(v)) return KMS_E_TAG_VALUE;
+		else if ((e = api_tag_value_check(v->valuestring)) < 0) return e;
 	}
 	if (matches && !cJSON_IsArray(matches))
 		return KMS_E_TAG_MATCH_KEY;
-	cJSON_ArrayForEach(m, matches) {
+	cJSON_ArrayForEach(m, matches)
+	{
 		const cJSON *k = cJSON_GetObjectItemCaseSensitive(m, "key");
 		const cJSON *v = cJSON_GetObjectItemCaseSensitive(m, "value");
 
@@ -455,8 +455,8 @@ int api_resource_instances(struct api_request *r)
 		return e;
 	if (!c.count_only && !(c.resources = cJSON_AddArrayToObject(r->out, "resources")))
 		return KMS_E_NOMEM;
-	e = store_key_list(r->svc->store, r->caller->project, 0, 0, SIZE_MAX, api_instances_key,
-			   &c, &total);
+	e = store_key_list(r->svc->store, r->caller->project, 0, 0, SIZE_MAX, api_instances_key, &c,
+			   &total);
 	if (e < 0)
 		return e;
 	return api_add_int(r->out, "total_count", (double)c.matched);

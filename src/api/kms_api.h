@@ -27,9 +27,9 @@ typedef int (*api_handler)(struct api_request *r);
 
 struct api_action {
 	const char *name;
-	unsigned scopes;          /* API_SCOPE_* bits */
-	enum kms_role min_role;  /* least role that may call it */
-	bool plaintext;           /* response carries plaintext key material */
+	unsigned scopes;	/* API_SCOPE_* bits */
+	enum kms_role min_role; /* least role that may call it */
+	bool plaintext;		/* response carries plaintext key material */
 	api_handler handler;
 };
 
@@ -37,12 +37,12 @@ struct api_action {
 struct api_outcome {
 	const char *action;
 	char key_id[KMS_KEY_ID_LEN + 1]; /* the key the request used, if any */
-	char sequence[40];               /* the request's "sequence", if valid */
-	int http;                        /* 200 or the error's status */
-	const char *error_code;          /* "KMS.xxxx" or "" */
+	char sequence[40];		 /* the request's "sequence", if valid */
+	int http;			 /* 200 or the error's status */
+	const char *error_code;		 /* "KMS.xxxx" or "" */
 	/* Who the request ran as: its token's claims or a binding's (NULL: trusted, or none). */
 	const struct auth_claims *claims;
-	bool reserved;                   /* audit_reserve() succeeded for this request */
+	bool reserved; /* audit_reserve() succeeded for this request */
 };
 
 struct api_caller;
@@ -58,8 +58,8 @@ typedef int (*api_audit_reserve_fn)(void *ctx);
 /* The service: shared by all callers, read-only after setup. */
 struct api_service {
 	struct store *store;
-	unsigned key_quota; /* per project */
-	api_audit_fn audit;                 /* optional */
+	unsigned key_quota;		    /* per project */
+	api_audit_fn audit;		    /* optional */
 	api_audit_reserve_fn audit_reserve; /* optional, with audit */
 	void *audit_ctx;
 };
@@ -71,7 +71,7 @@ struct api_caller {
 	const char *path_key_id; /* key folder the request came through, or NULL */
 	bool trusted;
 	const struct auth_claims *claims; /* the verified claims of the caller's token, or NULL */
-	int auth_error;                   /* why there is no token (KMS_E_TOKEN_*, ...), or 0 */
+	int auth_error;			  /* why there is no token (KMS_E_TOKEN_*, ...), or 0 */
 	/* The role a `kmsctl project bind` binding gave the caller when it opened the handle
 	 * (api_bound_role), KMS_ROLE_NONE if none: every request looks the binding up again with
 	 * uid and gids, and can only narrow it. */

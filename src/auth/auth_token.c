@@ -81,8 +81,8 @@ static int auth_mac(const uint8_t secret[AUTH_SECRET_BYTES], const char *signed_
 	return core_hmac_sha256(secret, AUTH_SECRET_BYTES, signed_part, n, mac);
 }
 
-int auth_token_issue(const uint8_t secret[AUTH_SECRET_BYTES], const char *project,
-		     const char *user, enum kms_role role, int64_t expiry, char *out, size_t cap,
+int auth_token_issue(const uint8_t secret[AUTH_SECRET_BYTES], const char *project, const char *user,
+		     enum kms_role role, int64_t expiry, char *out, size_t cap,
 		     struct auth_claims *claims)
 {
 	char payload[256], id[AUTH_TOKEN_ID_LEN + 1], b64[400], macb64[64];

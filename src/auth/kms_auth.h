@@ -17,8 +17,8 @@
 
 #define AUTH_SECRET_BYTES 32u
 #define AUTH_TOKEN_ID_LEN 16u
-#define AUTH_MAX_USER 64u
-#define AUTH_TOKEN_MAX 512u
+#define AUTH_MAX_USER	  64u
+#define AUTH_TOKEN_MAX	  512u
 
 struct auth_claims {
 	char id[AUTH_TOKEN_ID_LEN + 1];

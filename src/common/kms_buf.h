@@ -22,7 +22,10 @@ struct kms_buf {
 	bool secret;
 };
 
-#define KMS_BUF_INIT(max_, secret_) { NULL, 0, 0, (max_), (secret_) }
+#define KMS_BUF_INIT(max_, secret_)                                                                \
+	{                                                                                          \
+		NULL, 0, 0, (max_), (secret_)                                                      \
+	}
 
 void kms_buf_init(struct kms_buf *b, size_t max, bool secret);
 /* Make room for extra more bytes (plus the trailing NUL). KMS_E_TOO_LONG past max. */

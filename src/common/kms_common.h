@@ -4,9 +4,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define KMS_WUR __attribute__((warn_unused_result))
+#define KMS_WUR		  __attribute__((warn_unused_result))
 #define KMS_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define KMS_UNUSED __attribute__((unused))
+#define KMS_UNUSED	  __attribute__((unused))
 
 /* FNV-1a over a C string: the one hash of the in-memory indexes (key cache, tree). Not for
  * anything an attacker could exploit by collisions beyond a longer probe: indexes hold only

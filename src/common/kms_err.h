@@ -15,8 +15,10 @@
 	X(KMS_E_NOMEM, "KMS.0101", 500, ENOMEM, "KMS error.")                                      \
 	X(KMS_E_IO, "KMS.0102", 500, EIO, "Abnormal KMS I/O.")                                     \
 	X(KMS_E_NOSPACE, "KMS.0102", 500, ENOSPC, "Abnormal KMS I/O.")                             \
-	X(KMS_E_SYSTEM, "KMS.0103", 500, EIO, "A system exception occurred. Contact technical support.") \
-	X(KMS_E_BUSY, "KMS.0104", 503, EAGAIN, "A system exception occurred. Contact technical support.") \
+	X(KMS_E_SYSTEM, "KMS.0103", 500, EIO,                                                      \
+	  "A system exception occurred. Contact technical support.")                               \
+	X(KMS_E_BUSY, "KMS.0104", 503, EAGAIN,                                                     \
+	  "A system exception occurred. Contact technical support.")                               \
 	X(KMS_E_BAD_URL, "KMS.0201", 400, ENOENT, "Invalid request URL.")                          \
 	X(KMS_E_BAD_JSON, "KMS.0202", 400, EINVAL, "Invalid JSON format of the request message.")  \
 	X(KMS_E_TOO_LONG, "KMS.0203", 400, EFBIG, "Request message too long.")                     \
@@ -24,7 +26,8 @@
 	X(KMS_E_BAD_KEY_ID, "KMS.0205", 400, EINVAL, "Invalid key ID.")                            \
 	X(KMS_E_BAD_SEQUENCE, "KMS.0206", 400, EINVAL, "Invalid sequence number.")                 \
 	X(KMS_E_KEY_NOT_FOUND, "KMS.0207", 404, ENOENT, "The key does not exist.")                 \
-	X(KMS_E_BAD_CONTEXT, "KMS.0208", 400, EINVAL, "Invalid value of value encryption_context.") \
+	X(KMS_E_BAD_CONTEXT, "KMS.0208", 400, EINVAL,                                              \
+	  "Invalid value of value encryption_context.")                                            \
 	X(KMS_E_KEY_DISABLED, "KMS.0209", 400, EINVAL, "The key has been disabled.")               \
 	X(KMS_E_KEY_PENDING_DELETION, "KMS.0210", 400, EINVAL,                                     \
 	  "The key is in Scheduled deletion state and cannot be used.")                            \
@@ -69,14 +72,16 @@
 	  "The key is already in Pending deletion state.")                                         \
 	X(KMS_E_NOT_PENDING, "KMS.1501", 400, EINVAL, "The key is not in Pending deletion state.") \
 	X(KMS_E_LIMIT_INVALID, "KMS.1601", 400, EINVAL, "Invalid limit.")                          \
-	X(KMS_E_MARKER_INVALID, "KMS.1602", 400, EINVAL, "marker must be greater than or equals 0.") \
+	X(KMS_E_MARKER_INVALID, "KMS.1602", 400, EINVAL,                                           \
+	  "marker must be greater than or equals 0.")                                              \
 	X(KMS_E_RANDOM_LENGTH, "KMS.1801", 400, EINVAL, "random_data_length must be 512 bits.")    \
 	X(KMS_E_RANDOM_MULTIPLE, "KMS.1802", 400, EINVAL,                                          \
 	  "random_data_length must be a multiple of 8.")                                           \
 	X(KMS_E_DATAKEY_RANGE, "KMS.1901", 400, EINVAL,                                            \
 	  "datakey_length must be in the range 8 bits to 8,192 bits.")                             \
 	X(KMS_E_DATAKEY_SPEC, "KMS.1902", 400, EINVAL, "key_spec can only be AES_128 or AES_256.") \
-	X(KMS_E_DATAKEY_MULTIPLE, "KMS.1903", 400, EINVAL, "datakey_length must be a multiple of 8.") \
+	X(KMS_E_DATAKEY_MULTIPLE, "KMS.1903", 400, EINVAL,                                         \
+	  "datakey_length must be a multiple of 8.")                                               \
 	X(KMS_E_GRANT_OPERATIONS, "KMS.2401", 400, EINVAL,                                         \
 	  "Specify an operation in addition to create-grant.")                                     \
 	X(KMS_E_GRANT_USER, "KMS.2402", 400, EINVAL, "Invalid user ID.")                           \
@@ -116,15 +121,15 @@ enum kms_err {
 #define KMS_ERR_ENUM_(name, code, http, errnum, msg) name,
 	KMS_ERRORS(KMS_ERR_ENUM_)
 #undef KMS_ERR_ENUM_
-	KMS__E_END,
+		KMS__E_END,
 	KMS_OK = 0,
 };
 
 struct kms_err_info {
 	const char *name;    /* "KMS_E_KEY_NOT_FOUND" */
 	const char *code;    /* "KMS.0207" */
-	int http;            /* 404 */
-	int errnum;          /* ENOENT */
+	int http;	     /* 404 */
+	int errnum;	     /* ENOENT */
 	const char *message; /* "The key does not exist." */
 };
 

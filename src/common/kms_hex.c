@@ -126,7 +126,8 @@ int kms_base64_decode(const char *in, size_t len, uint8_t *out, size_t cap, size
 			if (v[j] < 0)
 				return KMS_E_BAD_PARAM;
 		}
-		w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | (uint32_t)v[3];
+		w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
+		    (uint32_t)v[3];
 		if (i + 4 == len && ((pad == 1 && (w & 0xff)) || (pad == 2 && (w & 0xffff))))
 			return KMS_E_BAD_PARAM; /* non-canonical trailing bits */
 		out[o++] = (uint8_t)(w >> 16);

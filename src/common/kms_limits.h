@@ -20,7 +20,7 @@
 /* Project ids: 1..64 of [A-Za-z0-9_-]. */
 #define KMS_MAX_PROJECT_ID 64u
 /* key_alias and key_description: 1..255 / 0..255 characters. */
-#define KMS_MAX_ALIAS 255u
+#define KMS_MAX_ALIAS	    255u
 #define KMS_MAX_DESCRIPTION 255u
 /* Key ids are UUID strings. */
 #define KMS_KEY_ID_LEN 36u

@@ -18,7 +18,7 @@ FILE *kms_log_swap_stream(FILE *f);
 void kms_log_set_level(enum kms_log_level level);
 void kms_log(enum kms_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define kms_log_error(...) kms_log(KMS_LOG_ERROR, __VA_ARGS__)
+#define kms_log_error(...)   kms_log(KMS_LOG_ERROR, __VA_ARGS__)
 #define kms_log_warning(...) kms_log(KMS_LOG_WARNING, __VA_ARGS__)
-#define kms_log_info(...) kms_log(KMS_LOG_INFO, __VA_ARGS__)
-#define kms_log_debug(...) kms_log(KMS_LOG_DEBUG, __VA_ARGS__)
+#define kms_log_info(...)    kms_log(KMS_LOG_INFO, __VA_ARGS__)
+#define kms_log_debug(...)   kms_log(KMS_LOG_DEBUG, __VA_ARGS__)

@@ -9,15 +9,14 @@
 /* Wipe n bytes in a way the compiler cannot elide. */
 void kms_wipe(void *p, size_t n);
 
-
 /* Outcome of kms_harden_process(): each field false means that protection could not be had,
  * so the caller (a daemon or tool, the only layers that log) can say so. */
 struct kms_harden_report {
-	bool not_dumpable;    /* prctl(PR_SET_DUMPABLE, 0) */
-	bool no_core;         /* RLIMIT_CORE = 0 */
-	bool memory_locked;   /* mlockall(MCL_CURRENT|MCL_FUTURE|MCL_ONFAULT) */
-	bool lock_skipped;    /* mlockall deliberately skipped (sanitizer build) */
-	bool secure_heap;     /* OpenSSL secure heap (locked, guarded) for key material */
+	bool not_dumpable;  /* prctl(PR_SET_DUMPABLE, 0) */
+	bool no_core;	    /* RLIMIT_CORE = 0 */
+	bool memory_locked; /* mlockall(MCL_CURRENT|MCL_FUTURE|MCL_ONFAULT) */
+	bool lock_skipped;  /* mlockall deliberately skipped (sanitizer build) */
+	bool secure_heap;   /* OpenSSL secure heap (locked, guarded) for key material */
 	int lock_errno;
 };
 

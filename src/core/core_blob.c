@@ -9,7 +9,7 @@
 #include "common/kms_err.h"
 
 #define CORE_PREFIX_BYTES (CORE_BLOB_HEADER + CORE_KEY_ID_BYTES + 4u)
-#define CORE_FRAME_BYTES 20u /* u32 length + 16 bytes of zero padding */
+#define CORE_FRAME_BYTES  20u /* u32 length + 16 bytes of zero padding */
 
 static void core_put_u16(uint8_t *p, uint32_t v)
 {
@@ -137,9 +137,9 @@ int core_blob_seal_kind(enum core_blob_kind kind, const uint8_t key[CORE_KEY_BYT
 	memcpy(frame + 4, plain, n);
 	if ((r = core_random(payload, CORE_NONCE_BYTES)) < 0)
 		goto out;
-	r = core_gcm_seal_detached_(key, payload, prefix, CORE_PREFIX_BYTES + (kind == CORE_BLOB_DATA),
-				    context, context_len,
-				    frame, framed, payload + CORE_NONCE_BYTES,
+	r = core_gcm_seal_detached_(key, payload, prefix,
+				    CORE_PREFIX_BYTES + (kind == CORE_BLOB_DATA), context,
+				    context_len, frame, framed, payload + CORE_NONCE_BYTES,
 				    payload + CORE_NONCE_BYTES + framed);
 	if (r < 0)
 		goto out;

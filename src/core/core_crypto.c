@@ -157,8 +157,8 @@ bool core_equal(const void *a, const void *b, size_t n)
 /* One GCM pass. aad2 lets callers authenticate two non-adjacent pieces without copying. */
 static int core_gcm_run(bool enc, const uint8_t key[CORE_KEY_BYTES],
 			const uint8_t nonce[CORE_NONCE_BYTES], const void *aad1, size_t aad1_len,
-			const void *aad2, size_t aad2_len, const uint8_t *in, size_t n, uint8_t *out,
-			uint8_t tag[CORE_TAG_BYTES])
+			const void *aad2, size_t aad2_len, const uint8_t *in, size_t n,
+			uint8_t *out, uint8_t tag[CORE_TAG_BYTES])
 {
 	struct core_tls *t = core_tls();
 	EVP_CIPHER_CTX *ctx;
@@ -196,17 +196,17 @@ static int core_gcm_run(bool enc, const uint8_t key[CORE_KEY_BYTES],
 }
 
 int core_gcm_seal_detached_(const uint8_t key[CORE_KEY_BYTES],
-			    const uint8_t nonce[CORE_NONCE_BYTES], const void *aad1, size_t aad1_len,
-			    const void *aad2, size_t aad2_len, const uint8_t *in, size_t n,
-			    uint8_t *out, uint8_t tag[CORE_TAG_BYTES])
+			    const uint8_t nonce[CORE_NONCE_BYTES], const void *aad1,
+			    size_t aad1_len, const void *aad2, size_t aad2_len, const uint8_t *in,
+			    size_t n, uint8_t *out, uint8_t tag[CORE_TAG_BYTES])
 {
 	return core_gcm_run(true, key, nonce, aad1, aad1_len, aad2, aad2_len, in, n, out, tag);
 }
 
 int core_gcm_open_detached_(const uint8_t key[CORE_KEY_BYTES],
-			    const uint8_t nonce[CORE_NONCE_BYTES], const void *aad1, size_t aad1_len,
-			    const void *aad2, size_t aad2_len, const uint8_t *in, size_t n,
-			    uint8_t *out, const uint8_t tag[CORE_TAG_BYTES])
+			    const uint8_t nonce[CORE_NONCE_BYTES], const void *aad1,
+			    size_t aad1_len, const void *aad2, size_t aad2_len, const uint8_t *in,
+			    size_t n, uint8_t *out, const uint8_t tag[CORE_TAG_BYTES])
 {
 	uint8_t t[CORE_TAG_BYTES];
 	int r;

@@ -25,16 +25,16 @@
 
 #include "common/kms_common.h"
 
-#define CORE_KEY_BYTES 32u
-#define CORE_NONCE_BYTES 12u
-#define CORE_TAG_BYTES 16u
-#define CORE_SHA256_BYTES 32u
-#define CORE_KEY_ID_BYTES 36u
-#define CORE_BLOB_VERSION 2u
-#define CORE_BLOB_HEADER 4u
-#define CORE_BLOB_OVERHEAD 124u /* 4 + 48 + 36 + 4 + 32 */
+#define CORE_KEY_BYTES	    32u
+#define CORE_NONCE_BYTES    12u
+#define CORE_TAG_BYTES	    16u
+#define CORE_SHA256_BYTES   32u
+#define CORE_KEY_ID_BYTES   36u
+#define CORE_BLOB_VERSION   2u
+#define CORE_BLOB_HEADER    4u
+#define CORE_BLOB_OVERHEAD  124u /* 4 + 48 + 36 + 4 + 32 */
 #define CORE_BLOB_MAX_PLAIN 4096u
-#define CORE_BLOB_MAX (CORE_BLOB_OVERHEAD + CORE_BLOB_MAX_PLAIN)
+#define CORE_BLOB_MAX	    (CORE_BLOB_OVERHEAD + CORE_BLOB_MAX_PLAIN)
 /* Root-key sealing of key material: nonce || ciphertext || tag. */
 #define CORE_SEALED_OVERHEAD (CORE_NONCE_BYTES + CORE_TAG_BYTES)
 
@@ -51,8 +51,8 @@ KMS_WUR int core_init(void);
  * tools call this before they return from main. */
 void core_thread_release(void);
 
-KMS_WUR int core_random(uint8_t *out, size_t n);         /* nonces, ids, public randomness */
-KMS_WUR int core_random_secret(uint8_t *out, size_t n);  /* key material and DEKs */
+KMS_WUR int core_random(uint8_t *out, size_t n);	/* nonces, ids, public randomness */
+KMS_WUR int core_random_secret(uint8_t *out, size_t n); /* key material and DEKs */
 KMS_WUR int core_sha256(const void *in, size_t n, uint8_t out[CORE_SHA256_BYTES]);
 
 /* A parsed, structurally valid blob. Points into the caller's bytes. */
@@ -102,7 +102,8 @@ KMS_WUR int core_blob_open(const uint8_t key[CORE_KEY_BYTES], const struct core_
 
 /* Seal/unseal CMK material (or any small secret) under the root key; aad binds it to its place. */
 KMS_WUR int core_seal(const uint8_t key[CORE_KEY_BYTES], const void *aad, size_t aad_len,
-		      const uint8_t *plain, size_t n, uint8_t *out, size_t out_cap, size_t *out_len);
+		      const uint8_t *plain, size_t n, uint8_t *out, size_t out_cap,
+		      size_t *out_len);
 KMS_WUR int core_unseal(const uint8_t key[CORE_KEY_BYTES], const void *aad, size_t aad_len,
 			const uint8_t *in, size_t len, uint8_t *plain, size_t cap, size_t *n);
 
@@ -125,9 +126,9 @@ KMS_WUR int core_hmac_sha256(const uint8_t *key, size_t key_len, const void *in,
 bool core_equal(const void *a, const void *b, size_t n);
 
 /* RSA wrapping keys for importing key material (kms-api.md section 4.12). */
-#define CORE_RSA_BITS 2048
+#define CORE_RSA_BITS	      2048
 #define CORE_RSA_PRIV_DER_MAX 2048u /* PKCS#1 DER of an RSA-2048 key is about 1190 bytes */
-#define CORE_RSA_PUB_DER_MAX 512u   /* SubjectPublicKeyInfo DER: 294 bytes */
+#define CORE_RSA_PUB_DER_MAX  512u  /* SubjectPublicKeyInfo DER: 294 bytes */
 enum core_rsa_padding {
 	CORE_RSA_PKCS1_V1_5 = 1,
 	CORE_RSA_OAEP_SHA1 = 2,

@@ -99,7 +99,8 @@ static int fs_audit_format(const struct fs_audit_line *l, char *line, size_t cap
 	n = snprintf(line, cap,
 		     "{\"time\":\"%s.%03ldZ\",\"uid\":%u,\"gid\":%u,\"pid\":%d,\"process\":\"%s\","
 		     "\"project\":\"%s\",\"key_id\":\"%s\",\"action\":\"%s\",\"status\":%d,"
-		     "\"error_code\":\"%s\",\"sequence\":\"%s\",\"token_id\":\"%s\",\"user\":\"%s\"%s}\n",
+		     "\"error_code\":\"%s\",\"sequence\":\"%s\",\"token_id\":\"%s\",\"user\":\"%"
+		     "s\"%s}\n",
 		     stamp, ts.tv_nsec / 1000000, (unsigned)l->uid, (unsigned)l->gid, (int)l->pid,
 		     ecomm, l->project, l->key_id, l->action, l->status, l->code, l->sequence,
 		     l->token_id, l->user, extra);
@@ -208,7 +209,9 @@ int fs_audit(void *ctx, const struct api_caller *c, const struct api_outcome *o)
 		.action = o->action,
 		.code = o->error_code ? o->error_code : "",
 		.sequence = o->sequence,
-		.token_id = c->trusted ? "admin" : o->claims ? o->claims->id : "",
+		.token_id = c->trusted	? "admin"
+			    : o->claims ? o->claims->id
+					: "",
 		.user = o->claims ? o->claims->user : "",
 		.status = o->http,
 	};
@@ -225,8 +228,13 @@ int fs_audit(void *ctx, const struct api_caller *c, const struct api_outcome *o)
 
 bool fs_audit_summary(struct fs *fs, struct fs_uid *u)
 {
-	struct fs_audit_line l = { .uid = u->uid, .comm = "", .key_id = "", .sequence = "",
-				   .token_id = "", .user = "", .status = 403 };
+	struct fs_audit_line l = { .uid = u->uid,
+				   .comm = "",
+				   .key_id = "",
+				   .sequence = "",
+				   .token_id = "",
+				   .user = "",
+				   .status = 403 };
 	char line[FS_AUDIT_LINE_MAX];
 	bool idle;
 	int n = -1;

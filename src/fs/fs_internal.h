@@ -29,7 +29,7 @@ enum fs_node_type {
 /* A handle keeps request and response blocks up to this size for its next transaction and
  * releases bigger ones, so an idle handle never pins an earlier big request or answer. */
 #define FS_KEEP_BUF_BYTES 4096u
-#define FS_MAX_PROJECTS 65535u
+#define FS_MAX_PROJECTS	  65535u
 
 struct fs_node {
 	enum fs_node_type type;
@@ -73,17 +73,17 @@ enum fs_pool {
 	FS_POOL_BINDINGS,      /* token bindings, one per (uid, project) */
 	FS_POOLS
 };
-#define FS_MAX_OPEN_HANDLES 100000u
+#define FS_MAX_OPEN_HANDLES   100000u
 #define FS_MAX_BUFFERED_BYTES (256u * 1024u * 1024u)
 /* A request runs only while one more answer of the largest size (4 MiB) fits in its uid's share
  * and in this bound, so the total stays under this plus one answer per worker. */
 #define FS_MAX_HELD_BYTES (256u * 1024u * 1024u)
-#define FS_MAX_MAILBOXES 16384u
-#define FS_MAX_BINDINGS 65536u
+#define FS_MAX_MAILBOXES  16384u
+#define FS_MAX_BINDINGS	  65536u
 /* Every uid (root too) may take at most a quarter of each pool. */
 #define FS_UID_SHARE_DIVISOR 4u
-#define FS_UID_BUCKETS 256u
-#define FS_BIND_BUCKETS 4096u
+#define FS_UID_BUCKETS	     256u
+#define FS_BIND_BUCKETS	     4096u
 
 /* One uid's use of the pools, and the rate limit of its audited refusals. Found through
  * fs->uids; pinned (refs) by every handle, mailbox and binding of the uid; the janitor frees it
@@ -91,14 +91,14 @@ enum fs_pool {
 struct fs_uid {
 	struct fs_uid *next;
 	uid_t uid;
-	size_t refs;            /* atomic; freed at 0 only under fs->uid_lock (write) */
-	size_t used[FS_POOLS];  /* atomic */
-	bool warned_mailboxes;  /* atomic: the "mailbox share reached" warning was logged */
+	size_t refs;	       /* atomic; freed at 0 only under fs->uid_lock (write) */
+	size_t used[FS_POOLS]; /* atomic */
+	bool warned_mailboxes; /* atomic: the "mailbox share reached" warning was logged */
 	/* Audited refusals without an identity (under fs->audit_lock): a token bucket. */
 	unsigned audit_tokens;
 	int64_t audit_refill_ms;
 	uint64_t audit_suppressed; /* refusals not written since the last summary */
-	gid_t audit_gid;           /* of the last suppressed one, for the summary line */
+	gid_t audit_gid;	   /* of the last suppressed one, for the summary line */
 	char audit_project[KMS_MAX_PROJECT_ID + 1];
 	char audit_action[48];
 	char audit_code[16];
@@ -112,7 +112,7 @@ struct fs_identity {
 	uid_t uid;
 	gid_t gid;
 	pid_t pid; /* a thread id in the daemon's pid namespace; 0 when the caller is not visible */
-	char comm[16]; /* the opener's command name (read only when auditing) */
+	char comm[16];	/* the opener's command name (read only when auditing) */
 	bool has_token; /* claims: the token bound to (uid, project) at open */
 	struct auth_claims claims;
 	int auth_error; /* no token: why (KMS_E_TOKEN_MISSING, or the bound token's error) */
@@ -146,13 +146,13 @@ struct fs {
 
 	pthread_rwlock_t uid_lock;
 	struct fs_uid *uids[FS_UID_BUCKETS]; /* chains, by uid */
-	size_t pool_used[FS_POOLS];          /* atomic: all uids together */
+	size_t pool_used[FS_POOLS];	     /* atomic: all uids together */
 
 	int audit_fd;
 	pthread_mutex_t audit_lock;
-	size_t audit_pending;     /* requests that reserved room for their line */
-	off_t audit_reserved_to;  /* the audit file's blocks are allocated up to here */
-	bool audit_prealloc;      /* the file system supports fallocate(KEEP_SIZE) */
+	size_t audit_pending;	 /* requests that reserved room for their line */
+	off_t audit_reserved_to; /* the audit file's blocks are allocated up to here */
+	bool audit_prealloc;	 /* the file system supports fallocate(KEEP_SIZE) */
 
 	pthread_t janitor;
 	bool janitor_running;
@@ -170,7 +170,7 @@ struct fs_txn {
 	fuse_ino_t ino;
 	struct fs_node node;
 	const struct api_action *action;
-	bool writable;       /* opened for writing (open mode, not state) */
+	bool writable;	     /* opened for writing (open mode, not state) */
 	struct kms_buf req;  /* secret */
 	struct kms_buf resp; /* secret */
 	size_t resp_held;    /* resp.cap as counted in FS_POOL_HELD_BYTES */
@@ -190,8 +190,7 @@ void fs_registry_free(struct fs_registry *r);
 /* Project index for a name, registering it if the store knows the project. -ENOENT otherwise. */
 int fs_project_index(struct fs *fs, const char *name, uint32_t *idx);
 bool fs_project_name(struct fs *fs, uint32_t idx, char out[KMS_MAX_PROJECT_ID + 1]);
-int fs_key_register(struct fs *fs, uint32_t project, const struct store_key_meta *m,
-		    uint32_t *idx);
+int fs_key_register(struct fs *fs, uint32_t project, const struct store_key_meta *m, uint32_t *idx);
 bool fs_key_entry(struct fs *fs, uint32_t idx, struct fs_key_entry *out);
 void fs_stat_node(struct fs *fs, const struct fs_node *n, struct stat *st);
 void fs_op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name);

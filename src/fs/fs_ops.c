@@ -166,9 +166,11 @@ static void fs_report_policy(struct fs *fs, char *last, size_t cap)
 	if (strcmp(what, last) == 0)
 		return;
 	if (n)
-		kms_log_error("%zu policy row(s) in the key database cannot be read and fail closed, "
-			      "first %s, until the row is set again (kmsctl project set/bind, token "
-			      "revoke) or removed", n, what);
+		kms_log_error(
+			"%zu policy row(s) in the key database cannot be read and fail closed, "
+			"first %s, until the row is set again (kmsctl project set/bind, token "
+			"revoke) or removed",
+			n, what);
 	else
 		kms_log_info("every policy row can be read again");
 	snprintf(last, cap, "%s", what);

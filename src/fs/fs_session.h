@@ -11,7 +11,7 @@
 #include <signal.h>
 
 #define FS_MAX_THREADS_DEFAULT 16u
-#define FS_MAX_THREADS_LIMIT 1024u
+#define FS_MAX_THREADS_LIMIT   1024u
 
 /* Run the session as the command line asks: single-threaded, or multithreaded with clone_fd,
  * max_idle_threads and max_threads (default 16: libfuse 3.14 leaves it at UINT_MAX unless
@@ -31,10 +31,10 @@ static inline int fs_session_loop(struct fuse_session *se, const struct fuse_cmd
 		fuse_loop_cfg_set_clone_fd(loop, (unsigned)o->clone_fd);
 		if (o->max_idle_threads != UINT_MAX) /* UINT_MAX: libfuse's "no limit" default */
 			fuse_loop_cfg_set_idle_threads(loop, o->max_idle_threads);
-		fuse_loop_cfg_set_max_threads(loop, o->max_threads &&
-								o->max_threads <= FS_MAX_THREADS_LIMIT
-							? o->max_threads
-							: FS_MAX_THREADS_DEFAULT);
+		fuse_loop_cfg_set_max_threads(loop, o->max_threads && o->max_threads <=
+									      FS_MAX_THREADS_LIMIT
+							    ? o->max_threads
+							    : FS_MAX_THREADS_DEFAULT);
 		r = fuse_session_loop_mt(se, loop);
 		fuse_loop_cfg_destroy(loop);
 	}

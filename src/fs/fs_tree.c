@@ -97,8 +97,7 @@ static int fs_index_grow_locked(struct fs_registry *r)
 	return 0;
 }
 
-int fs_key_register(struct fs *fs, uint32_t project, const struct store_key_meta *m,
-		    uint32_t *idx)
+int fs_key_register(struct fs *fs, uint32_t project, const struct store_key_meta *m, uint32_t *idx)
 {
 	struct fs_registry *r = &fs->reg;
 	struct fs_key_entry *e;
@@ -146,7 +145,8 @@ int fs_key_register(struct fs *fs, uint32_t project, const struct store_key_meta
 	snprintf(e->alias, sizeof(e->alias), "%s", m->alias);
 	e->project = project;
 	e->creation_ms = m->creation_ms;
-	for (i = (size_t)kms_fnv1a(e->key_id) % r->index_cap; r->key_index[i]; i = (i + 1) % r->index_cap)
+	for (i = (size_t)kms_fnv1a(e->key_id) % r->index_cap; r->key_index[i];
+	     i = (i + 1) % r->index_cap)
 		;
 	r->key_index[i] = (uint32_t)r->nkeys + 1;
 	*idx = (uint32_t)r->nkeys++;
@@ -307,8 +307,7 @@ static bool fs_caller_may_list(struct fs *fs, struct fs_who *who, uint32_t proje
 static bool fs_caller_sees_project(struct fs *fs, struct fs_who *who, uint32_t project,
 				   const char *pname)
 {
-	return api_project_owner(&fs->svc, pname, who->uid) ||
-	       fs_caller_may_list(fs, who, project);
+	return api_project_owner(&fs->svc, pname, who->uid) || fs_caller_may_list(fs, who, project);
 }
 
 /* Nodes that name a key: what a caller may only learn with the identity list-keys needs. */
@@ -589,8 +588,7 @@ void fs_op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set
 	struct fs_node n;
 
 	/* truncate(f, 0) on a request file is harmless (requests live in handles); else EPERM. */
-	if (fs_node_from_ino(ino, &n) &&
-	    (n.type == FS_PROJECT_ACTION || n.type == FS_KEY_ACTION) &&
+	if (fs_node_from_ino(ino, &n) && (n.type == FS_PROJECT_ACTION || n.type == FS_KEY_ACTION) &&
 	    to_set == FUSE_SET_ATTR_SIZE && attr->st_size == 0) {
 		fs_op_getattr(req, ino, fi);
 		return;
@@ -702,8 +700,9 @@ static int fs_list_actions(struct fs_dirbuf *b, const struct fs_node *dir, unsig
 {
 	for (size_t i = 0; i < api_action_count(); i++) {
 		const struct api_action *a = api_action_at(i);
-		struct fs_node n = { .type = type, .project = dir->project, .key = dir->key,
-				     .action = (uint8_t)i };
+		struct fs_node n = {
+			.type = type, .project = dir->project, .key = dir->key, .action = (uint8_t)i
+		};
 
 		if ((a->scopes & scope) && fs_dir_add(b, a->name, &n) < 0)
 			return -ENOMEM;

@@ -87,10 +87,11 @@ static void fs_mailbox_put(struct fs *fs, fuse_ino_t ino, struct fs_uid *owner,
 		warn = !__atomic_exchange_n(&owner->warned_mailboxes, true, __ATOMIC_RELAXED);
 		/* Once per uid (until its entry is freed): a flood must not fill the log. */
 		if (warn)
-			kms_log_warning("mailbox share (%zu per uid, %u in all) reached: responses for "
-					"uid %u are dropped",
-					fs_pool_share(FS_POOL_MAILBOXES), FS_MAX_MAILBOXES,
-					(unsigned)owner->uid);
+			kms_log_warning(
+				"mailbox share (%zu per uid, %u in all) reached: responses for "
+				"uid %u are dropped",
+				fs_pool_share(FS_POOL_MAILBOXES), FS_MAX_MAILBOXES,
+				(unsigned)owner->uid);
 		kms_buf_free(&m->resp);
 		free(m);
 		return;

@@ -15,9 +15,9 @@ struct fs;
 struct fs_options {
 	struct store *store;
 	unsigned mailbox_ttl_s; /* default 30 */
-	unsigned key_quota;     /* per project, default 100 */
-	double entry_timeout;   /* default 1.0 s */
-	int audit_fd;           /* append one JSON line per request here; -1: no audit. Owned
+	unsigned key_quota;	/* per project, default 100 */
+	double entry_timeout;	/* default 1.0 s */
+	int audit_fd;		/* append one JSON line per request here; -1: no audit. Owned
 				 * by the fs once fs_new succeeds (fs_free closes it). */
 };
 

@@ -62,9 +62,9 @@ struct store_key_meta {
 
 struct store_key {
 	struct store_key_meta meta;
-	uint32_t nversions;   /* material of versions 0 .. nversions-1 */
-	uint8_t *material;    /* nversions * CORE_KEY_BYTES, secure heap */
-	int refs;             /* atomic */
+	uint32_t nversions; /* material of versions 0 .. nversions-1 */
+	uint8_t *material;  /* nversions * CORE_KEY_BYTES, secure heap */
+	int refs;	    /* atomic */
 };
 
 struct store_options {
@@ -74,8 +74,8 @@ struct store_options {
 	 * secrets stay in state_dir whatever the backend. */
 	const char *backend;
 	const char *root_key_file; /* NULL: <state_dir>/root.key */
-	const char *region;        /* NULL: keep the stored one, default "eu-de" */
-	bool create;               /* may create the state dir, root key and database */
+	const char *region;	   /* NULL: keep the stored one, default "eu-de" */
+	bool create;		   /* may create the state dir, root key and database */
 	bool read_only;
 };
 
@@ -175,7 +175,7 @@ KMS_WUR int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t
 KMS_WUR int store_refresh(struct store *s, bool *changed);
 
 /* Grants (kms-api.md section 4.10): who else may use a key, and for what. */
-#define STORE_GRANT_ID_LEN 64u
+#define STORE_GRANT_ID_LEN  64u
 #define STORE_PRINCIPAL_MAX 64u
 #define STORE_GRANT_OPS_MAX 256u
 struct store_grant {
@@ -183,7 +183,7 @@ struct store_grant {
 	char project[KMS_MAX_PROJECT_ID + 1];
 	char key_id[KMS_KEY_ID_LEN + 1];
 	char grantee[STORE_PRINCIPAL_MAX + 1];
-	char grantee_type[8]; /* user | domain */
+	char grantee_type[8];			  /* user | domain */
 	char operations[STORE_GRANT_OPS_MAX + 1]; /* comma-separated action names */
 	char issuer[STORE_PRINCIPAL_MAX + 1];
 	char retiring[STORE_PRINCIPAL_MAX + 1];
@@ -226,9 +226,9 @@ KMS_WUR int store_tag_list(struct store *s, const char *project, const char *key
  * Kept in memory (loaded at open, reloaded by store_refresh when another process changed it),
  * so checking it costs no database read. */
 struct store_project_policy {
-	uint32_t owner;          /* uid of the project's directories and files */
-	uint32_t group;          /* gid */
-	uint32_t mode;           /* directory mode, e.g. 0750; files get mode & 0666 */
+	uint32_t owner;		 /* uid of the project's directories and files */
+	uint32_t group;		 /* gid */
+	uint32_t mode;		 /* directory mode, e.g. 0750; files get mode & 0666 */
 	uint32_t plaintext_mode; /* file mode of actions returning plaintext keys */
 };
 #define STORE_DEFAULT_PROJECT_MODE 0777u

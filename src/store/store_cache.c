@@ -116,7 +116,8 @@ int store_snapshot_new(const struct store *s, const struct store_key_meta *meta,
 
 static struct store_key *store_cache_find_locked(struct store *s, const char *key_id)
 {
-	for (struct store_entry *e = s->buckets[(size_t)kms_fnv1a(key_id) % s->nbuckets]; e; e = e->next)
+	for (struct store_entry *e = s->buckets[(size_t)kms_fnv1a(key_id) % s->nbuckets]; e;
+	     e = e->next)
 		if (strcmp(e->key->meta.key_id, key_id) == 0)
 			return e->key;
 	return NULL;
@@ -246,7 +247,8 @@ void store_cache_replace(struct store *s, const char *key_id, struct store_key *
 	struct store_key *old = NULL;
 
 	pthread_rwlock_wrlock(&s->cache_lock);
-	for (pp = &s->buckets[(size_t)kms_fnv1a(key_id) % s->nbuckets]; (e = *pp) != NULL; pp = &e->next)
+	for (pp = &s->buckets[(size_t)kms_fnv1a(key_id) % s->nbuckets]; (e = *pp) != NULL;
+	     pp = &e->next)
 		if (strcmp(e->key->meta.key_id, key_id) == 0)
 			break;
 	if (e && k) {

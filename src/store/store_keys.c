@@ -318,7 +318,8 @@ int store_key_import(struct store *s, const char *project, const char *key_id,
 	}
 	/* Durable before the snapshot is published. */
 	if (r == 0 && (r = s->ops->key_replace_material(s->be, &m, &v)) == 0)
-		r = store_publish_change(s, m.key_id, store_snapshot_new(s, &m, &v, 1, &k), &k, out);
+		r = store_publish_change(s, m.key_id, store_snapshot_new(s, &m, &v, 1, &k), &k,
+					 out);
 	kms_wipe(digest, sizeof(digest));
 	return store_change_end(s, cur, r);
 }
@@ -491,8 +492,8 @@ int store_grant_count_max(struct store *s, const char *project, size_t *n)
 	return s->ops->grant_count_max(s->be, project, n);
 }
 
-int store_tag_set(struct store *s, const char *key_id, const char *tag_key,
-		  const char *tag_value, unsigned max)
+int store_tag_set(struct store *s, const char *key_id, const char *tag_key, const char *tag_value,
+		  unsigned max)
 {
 	return s->ops->tag_set(s->be, key_id, tag_key, tag_value, max);
 }

@@ -118,8 +118,8 @@ static int store_policy_binding_row(const char *project, enum store_principal ki
 	return 0;
 }
 
-static int store_policy_token_row(const char *id, const struct store_token_info *t,
-				  bool readable, void *arg)
+static int store_policy_token_row(const char *id, const struct store_token_info *t, bool readable,
+				  void *arg)
 {
 	struct store_policy *p = arg;
 	char what[128];
@@ -143,7 +143,7 @@ int store_policy_load(struct store *s)
 {
 	struct store_policy fresh = { 0 }, old;
 	const struct store_policy_visitor v = { store_policy_project_row, store_policy_binding_row,
-						 store_policy_token_row, &fresh };
+						store_policy_token_row, &fresh };
 	int r = s->ops->policy_list(s->be, &v);
 
 	if (r < 0) {
@@ -238,8 +238,8 @@ int store_project_policy_set(struct store *s, const char *project,
 	return store_policy_load(s);
 }
 
-int store_binding_set(struct store *s, const char *project, enum store_principal kind,
-		      uint32_t id, enum kms_role role)
+int store_binding_set(struct store *s, const char *project, enum store_principal kind, uint32_t id,
+		      enum kms_role role)
 {
 	int r = 0;
 

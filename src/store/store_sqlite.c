@@ -73,8 +73,7 @@ static const char store_sqlite_schema[] =
 	"CREATE TABLE IF NOT EXISTS tags("
 	"  key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
 	"  tag_key TEXT NOT NULL, tag_value TEXT NOT NULL,"
-	"  PRIMARY KEY(key_id, tag_key));"
-	STORE_POLICY_TABLES
+	"  PRIMARY KEY(key_id, tag_key));" STORE_POLICY_TABLES
 	"INSERT OR IGNORE INTO meta(name, value) VALUES('schema_version', '3');";
 
 /* Schema versions: 1 the first; 2 adds keys.expiration_ms and keys.import_digest (imported key
@@ -91,7 +90,6 @@ static const char store_sqlite_upgrade_1_2[] =
 	"project_id, key_id, key_alias, key_description, key_spec, key_usage, origin, key_state, " \
 	"creation_ms, deletion_ms, rotation_enabled, rotation_interval, last_rotation_ms, "        \
 	"rotations, current_version, expiration_ms, import_digest"
-
 
 #define STORE_KEY_VALUES                                                                           \
 	":project_id, :key_id, :key_alias, :key_description, :key_spec, :key_usage, :origin, "     \
@@ -156,9 +154,18 @@ struct store_param {
 	const void *blob; /* NULL binds NULL */
 	size_t n;
 };
-#define STORE_TEXT(nm, v) { .name = (nm), .type = STORE_P_TEXT, .text = (v) }
-#define STORE_INT(nm, v) { .name = (nm), .type = STORE_P_INT, .i = (int64_t)(v) }
-#define STORE_BLOB(nm, p, len) { .name = (nm), .type = STORE_P_BLOB, .blob = (p), .n = (len) }
+#define STORE_TEXT(nm, v)                                                                          \
+	{                                                                                          \
+		.name = (nm), .type = STORE_P_TEXT, .text = (v)                                    \
+	}
+#define STORE_INT(nm, v)                                                                           \
+	{                                                                                          \
+		.name = (nm), .type = STORE_P_INT, .i = (int64_t)(v)                               \
+	}
+#define STORE_BLOB(nm, p, len)                                                                     \
+	{                                                                                          \
+		.name = (nm), .type = STORE_P_BLOB, .blob = (p), .n = (len)                        \
+	}
 /* The array and its length, as store_run and store_query take them. */
 #define STORE_PARAMS(...)                                                                          \
 	(const struct store_param[]){ __VA_ARGS__ },                                               \
@@ -383,30 +390,31 @@ static int store_v2_row(sqlite3_stmt *row, void *arg)
 	if (strcmp(kind, "bind") == 0) {
 		/* Unreadable: the whole name stands in for the id, so each row keeps its own key. */
 		ok = store_v2_binding_parse(name, value, project, principal, &id, &bind_role);
-		return store_run(db,
-				 "INSERT INTO bindings(project_id, principal, principal_id, role) "
-				 "VALUES(:project_id, :principal, :principal_id, :role)",
-				 STORE_PARAMS(STORE_TEXT(":project_id", project),
-					      STORE_TEXT(":principal", ok ? principal
-									: STORE_V2_UNREADABLE),
-					      ok ? (struct store_param)STORE_INT(":principal_id", id)
-						 : (struct store_param)STORE_TEXT(":principal_id", name),
-					      STORE_TEXT(":role", ok ? bind_role : value)),
-				 NULL, NULL);
+		return store_run(
+			db,
+			"INSERT INTO bindings(project_id, principal, principal_id, role) "
+			"VALUES(:project_id, :principal, :principal_id, :role)",
+			STORE_PARAMS(STORE_TEXT(":project_id", project),
+				     STORE_TEXT(":principal", ok ? principal : STORE_V2_UNREADABLE),
+				     ok ? (struct store_param)STORE_INT(":principal_id", id)
+					: (struct store_param)STORE_TEXT(":principal_id", name),
+				     STORE_TEXT(":role", ok ? bind_role : value)),
+			NULL, NULL);
 	}
 	if (strcmp(kind, "token") == 0) {
 		ok = store_v2_token_parse(value, &t, role, &revoked);
-		return store_run(db,
-				 "INSERT INTO tokens(token_id, project_id, user_name, role, expiry, "
-				 "issued_ms, revoked) VALUES(:token_id, :project_id, :user_name, "
-				 ":role, :expiry, :issued_ms, :revoked)",
-				 STORE_PARAMS(STORE_TEXT(":token_id", name),
-					      STORE_TEXT(":project_id", t.project),
-					      STORE_TEXT(":user_name", t.user), STORE_TEXT(":role", role),
-					      store_v2_int(":expiry", ok, t.expiry),
-					      store_v2_int(":issued_ms", ok, t.issued_ms),
-					      store_v2_int(":revoked", ok, revoked)),
-				 NULL, NULL);
+		return store_run(
+			db,
+			"INSERT INTO tokens(token_id, project_id, user_name, role, expiry, "
+			"issued_ms, revoked) VALUES(:token_id, :project_id, :user_name, "
+			":role, :expiry, :issued_ms, :revoked)",
+			STORE_PARAMS(STORE_TEXT(":token_id", name),
+				     STORE_TEXT(":project_id", t.project),
+				     STORE_TEXT(":user_name", t.user), STORE_TEXT(":role", role),
+				     store_v2_int(":expiry", ok, t.expiry),
+				     store_v2_int(":issued_ms", ok, t.issued_ms),
+				     store_v2_int(":revoked", ok, revoked)),
+			NULL, NULL);
 	}
 	return 0;
 }
@@ -422,7 +430,8 @@ static int store_sqlite_upgrade_2_3(sqlite3 *db)
 						  NULL, NULL, NULL));
 
 	if (r == 0)
-		r = store_run(db, "SELECT kind, name, value FROM policy", NULL, 0, store_v2_row, db);
+		r = store_run(db, "SELECT kind, name, value FROM policy", NULL, 0, store_v2_row,
+			      db);
 	if (r == 0)
 		r = store_sqlite_err(db, sqlite3_exec(db,
 						      "DROP TABLE policy;"
@@ -447,7 +456,8 @@ static int store_sqlite_upgrade_tx(sqlite3 *db, void *arg)
 
 	(void)arg;
 	if (r == 0 && version == 1)
-		r = store_sqlite_err(db, sqlite3_exec(db, store_sqlite_upgrade_1_2, NULL, NULL, NULL));
+		r = store_sqlite_err(db,
+				     sqlite3_exec(db, store_sqlite_upgrade_1_2, NULL, NULL, NULL));
 	if (r == 0 && (version == 1 || version == 2))
 		r = store_sqlite_upgrade_2_3(db);
 	return r;
@@ -473,17 +483,18 @@ static int store_sqlite_upgrade(sqlite3 *db, bool read_only, bool *refused, char
 		return KMS_E_IO;
 	}
 	if (read_only) {
-		snprintf(why, why_len,
-			 "the key database has schema version %lld and must be upgraded to %d: open "
-			 "it read-write once (start kmsfs or run kmsctl)",
-			 (long long)version, STORE_SCHEMA_VERSION);
+		snprintf(
+			why, why_len,
+			"the key database has schema version %lld and must be upgraded to %d: open "
+			"it read-write once (start kmsfs or run kmsctl)",
+			(long long)version, STORE_SCHEMA_VERSION);
 		return KMS_E_IO;
 	}
 	return store_tx_db(db, store_sqlite_upgrade_tx, NULL);
 }
 
-static int store_sqlite_open(const char *state_dir, const char *uri, bool create,
-			     bool read_only, struct store_backend **out, char *why, size_t why_len)
+static int store_sqlite_open(const char *state_dir, const char *uri, bool create, bool read_only,
+			     struct store_backend **out, char *why, size_t why_len)
 {
 	struct store_backend *b = NULL;
 	char path[4096];
@@ -537,7 +548,8 @@ static int store_sqlite_open(const char *state_dir, const char *uri, bool create
 							 NULL, NULL, NULL));
 	if (r < 0) {
 		snprintf(why, why_len,
-			 "key database '%.300s' is unusable (%s); restore it from a backup or fix the "
+			 "key database '%.300s' is unusable (%s); restore it from a backup or fix "
+			 "the "
 			 "file's permissions and the file system",
 			 path, sqlite3_errmsg(b->db));
 		goto out;
@@ -594,15 +606,14 @@ static int store_sqlite_meta_set(struct store_backend *b, const char *name, cons
 			   NULL, NULL);
 }
 
-static int store_sqlite_project_ensure(struct store_backend *b, const char *project,
-				       int64_t now_ms)
+static int store_sqlite_project_ensure(struct store_backend *b, const char *project, int64_t now_ms)
 {
-	return store_query(b,
-			   "INSERT OR IGNORE INTO projects(project_id, created_ms) "
-			   "VALUES(:project_id, :created_ms)",
-			   STORE_PARAMS(STORE_TEXT(":project_id", project),
-					STORE_INT(":created_ms", now_ms)),
-			   NULL, NULL);
+	return store_query(
+		b,
+		"INSERT OR IGNORE INTO projects(project_id, created_ms) "
+		"VALUES(:project_id, :created_ms)",
+		STORE_PARAMS(STORE_TEXT(":project_id", project), STORE_INT(":created_ms", now_ms)),
+		NULL, NULL);
 }
 
 /* A count over one project's rows (sql names it :project_id). */
@@ -617,8 +628,8 @@ static int store_project_count(struct store_backend *b, const char *sql, const c
 static int store_sqlite_project_exists(struct store_backend *b, const char *project, bool *exists)
 {
 	size_t n = 0;
-	int r = store_project_count(b, "SELECT count(*) FROM projects WHERE project_id = :project_id",
-				    project, &n);
+	int r = store_project_count(
+		b, "SELECT count(*) FROM projects WHERE project_id = :project_id", project, &n);
 
 	*exists = n > 0;
 	return r;
@@ -674,39 +685,39 @@ static void store_meta_from_row(sqlite3_stmt *st, struct store_key_meta *m)
  * binding the named parameters of STORE_KEY_VALUES they use. Caller holds the lock. */
 static int store_key_write(sqlite3 *db, const char *sql, const struct store_key_meta *m)
 {
-	return store_run(db, sql,
-			 STORE_PARAMS(STORE_TEXT(":project_id", m->project),
-				      STORE_TEXT(":key_id", m->key_id),
-				      STORE_TEXT(":key_alias", m->alias),
-				      STORE_TEXT(":key_description", m->description),
-				      STORE_TEXT(":key_spec", m->key_spec),
-				      STORE_TEXT(":key_usage", m->key_usage),
-				      STORE_TEXT(":origin", m->origin),
-				      STORE_INT(":key_state", m->state),
-				      STORE_INT(":creation_ms", m->creation_ms),
-				      STORE_INT(":deletion_ms", m->deletion_ms),
-				      STORE_INT(":rotation_enabled", m->rotation_enabled),
-				      STORE_INT(":rotation_interval", m->rotation_interval_days),
-				      STORE_INT(":last_rotation_ms", m->last_rotation_ms),
-				      STORE_INT(":rotations", m->rotations),
-				      STORE_INT(":current_version", m->current_version),
-				      STORE_INT(":expiration_ms", m->expiration_ms),
-				      STORE_BLOB(":import_digest",
-						 m->import_digest_set ? m->import_digest : NULL,
-						 sizeof(m->import_digest))),
-			 NULL, NULL);
+	return store_run(
+		db, sql,
+		STORE_PARAMS(STORE_TEXT(":project_id", m->project),
+			     STORE_TEXT(":key_id", m->key_id), STORE_TEXT(":key_alias", m->alias),
+			     STORE_TEXT(":key_description", m->description),
+			     STORE_TEXT(":key_spec", m->key_spec),
+			     STORE_TEXT(":key_usage", m->key_usage),
+			     STORE_TEXT(":origin", m->origin), STORE_INT(":key_state", m->state),
+			     STORE_INT(":creation_ms", m->creation_ms),
+			     STORE_INT(":deletion_ms", m->deletion_ms),
+			     STORE_INT(":rotation_enabled", m->rotation_enabled),
+			     STORE_INT(":rotation_interval", m->rotation_interval_days),
+			     STORE_INT(":last_rotation_ms", m->last_rotation_ms),
+			     STORE_INT(":rotations", m->rotations),
+			     STORE_INT(":current_version", m->current_version),
+			     STORE_INT(":expiration_ms", m->expiration_ms),
+			     STORE_BLOB(":import_digest",
+					m->import_digest_set ? m->import_digest : NULL,
+					sizeof(m->import_digest))),
+		NULL, NULL);
 }
 
 static int store_update_locked(sqlite3 *db, const struct store_key_meta *m)
 {
-	int r = store_key_write(db,
-				"UPDATE keys SET key_alias = :key_alias, key_description = "
-				":key_description, key_state = :key_state, deletion_ms = :deletion_ms, "
-				"rotation_enabled = :rotation_enabled, rotation_interval = "
-				":rotation_interval, last_rotation_ms = :last_rotation_ms, rotations = "
-				":rotations, current_version = :current_version, expiration_ms = "
-				":expiration_ms, import_digest = :import_digest WHERE key_id = :key_id",
-				m);
+	int r = store_key_write(
+		db,
+		"UPDATE keys SET key_alias = :key_alias, key_description = "
+		":key_description, key_state = :key_state, deletion_ms = :deletion_ms, "
+		"rotation_enabled = :rotation_enabled, rotation_interval = "
+		":rotation_interval, last_rotation_ms = :last_rotation_ms, rotations = "
+		":rotations, current_version = :current_version, expiration_ms = "
+		":expiration_ms, import_digest = :import_digest WHERE key_id = :key_id",
+		m);
 
 	if (r == 0 && sqlite3_changes(db) != 1)
 		r = KMS_E_KEY_NOT_FOUND;
@@ -720,7 +731,8 @@ static int store_insert_version_locked(sqlite3 *db, const char *key_id,
 	return store_run(db,
 			 "INSERT INTO key_versions(key_id, version, sealed, created_ms) "
 			 "VALUES(:key_id, :version, :sealed, :created_ms)",
-			 STORE_PARAMS(STORE_TEXT(":key_id", key_id), STORE_INT(":version", v->version),
+			 STORE_PARAMS(STORE_TEXT(":key_id", key_id),
+				      STORE_INT(":version", v->version),
 				      STORE_BLOB(":sealed", v->sealed, v->sealed_len),
 				      STORE_INT(":created_ms", created_ms)),
 			 NULL, NULL);
@@ -754,10 +766,9 @@ static int store_key_insert_tx(sqlite3 *db, void *arg)
 	if (r == 0 && taken)
 		r = KMS_E_ALIAS_DUPLICATE;
 	if (r == 0)
-		r = store_key_write(db,
-				    "INSERT INTO keys(" STORE_KEY_COLUMNS ") VALUES(" STORE_KEY_VALUES
-				    ")",
-				    m);
+		r = store_key_write(
+			db, "INSERT INTO keys(" STORE_KEY_COLUMNS ") VALUES(" STORE_KEY_VALUES ")",
+			m);
 	if (r == 0 && t->v)
 		r = store_insert_version_locked(db, m->key_id, t->v, m->creation_ms);
 	return r;
@@ -819,14 +830,15 @@ static int store_sqlite_key_load(struct store_backend *b, const char *project, c
 	struct store_load_rows l = { meta, false, cb, arg };
 	int r;
 
-	r = store_query(b,
-			key_id ? "SELECT " STORE_KEY_COLUMNS
-				 " FROM keys WHERE project_id = :project_id AND key_id = :key_id"
-			       : "SELECT " STORE_KEY_COLUMNS
-				 " FROM keys WHERE project_id = :project_id AND key_alias = :key_alias",
-			STORE_PARAMS(STORE_TEXT(":project_id", project), STORE_TEXT(":key_id", key_id),
-				     STORE_TEXT(":key_alias", alias)),
-			store_load_meta_row, &l);
+	r = store_query(
+		b,
+		key_id ? "SELECT " STORE_KEY_COLUMNS
+			 " FROM keys WHERE project_id = :project_id AND key_id = :key_id"
+		       : "SELECT " STORE_KEY_COLUMNS
+			 " FROM keys WHERE project_id = :project_id AND key_alias = :key_alias",
+		STORE_PARAMS(STORE_TEXT(":project_id", project), STORE_TEXT(":key_id", key_id),
+			     STORE_TEXT(":key_alias", alias)),
+		store_load_meta_row, &l);
 	if (r < 0)
 		return r;
 	if (!l.found)
@@ -834,8 +846,8 @@ static int store_sqlite_key_load(struct store_backend *b, const char *project, c
 	return store_query(b,
 			   "SELECT version, sealed FROM key_versions WHERE key_id = :key_id "
 			   "ORDER BY version",
-			   STORE_PARAMS(STORE_TEXT(":key_id", meta->key_id)), store_load_version_row,
-			   &l);
+			   STORE_PARAMS(STORE_TEXT(":key_id", meta->key_id)),
+			   store_load_version_row, &l);
 }
 
 struct store_list_rows {
@@ -852,7 +864,8 @@ static int store_list_row(sqlite3_stmt *st, void *arg)
 	return l->cb(&m, l->arg);
 }
 
-#define STORE_LIST_WHERE " FROM keys WHERE project_id = :project_id AND (:state = 0 OR key_state = :state)"
+#define STORE_LIST_WHERE                                                                           \
+	" FROM keys WHERE project_id = :project_id AND (:state = 0 OR key_state = :state)"
 
 static int store_sqlite_key_list(struct store_backend *b, const char *project, int state,
 				 size_t offset, size_t limit, store_backend_meta_cb cb, void *arg,
@@ -1016,14 +1029,15 @@ static int store_sqlite_key_due(struct store_backend *b, int64_t now_ms, store_b
 {
 	struct store_list_rows l = { cb, arg };
 
-	return store_query(b,
-			   "SELECT " STORE_KEY_COLUMNS " FROM keys WHERE "
-			   "(key_state = 4 AND deletion_ms > 0 AND deletion_ms <= :now) OR "
-			   "(origin = 'external' AND key_state IN (2, 3, 4) AND expiration_ms > 0 "
-			   " AND expiration_ms <= :now) OR "
-			   "(key_state = 2 AND rotation_enabled = 1 AND current_version < 63 AND "
-			   " max(last_rotation_ms, creation_ms) + rotation_interval * 86400000 <= :now)",
-			   STORE_PARAMS(STORE_INT(":now", now_ms)), store_list_row, &l);
+	return store_query(
+		b,
+		"SELECT " STORE_KEY_COLUMNS " FROM keys WHERE "
+		"(key_state = 4 AND deletion_ms > 0 AND deletion_ms <= :now) OR "
+		"(origin = 'external' AND key_state IN (2, 3, 4) AND expiration_ms > 0 "
+		" AND expiration_ms <= :now) OR "
+		"(key_state = 2 AND rotation_enabled = 1 AND current_version < 63 AND "
+		" max(last_rotation_ms, creation_ms) + rotation_interval * 86400000 <= :now)",
+		STORE_PARAMS(STORE_INT(":now", now_ms)), store_list_row, &l);
 }
 
 static int store_sqlite_data_version(struct store_backend *b, int64_t *version)
@@ -1059,19 +1073,27 @@ static int store_sqlite_grant_insert(struct store_backend *b, const struct store
 				     unsigned max)
 {
 	const struct store_param p[] = {
-		STORE_TEXT(":grant_id", g->grant_id),	STORE_TEXT(":project_id", g->project),
-		STORE_TEXT(":key_id", g->key_id),	STORE_TEXT(":grantee", g->grantee),
+		STORE_TEXT(":grant_id", g->grant_id),
+		STORE_TEXT(":project_id", g->project),
+		STORE_TEXT(":key_id", g->key_id),
+		STORE_TEXT(":grantee", g->grantee),
 		STORE_TEXT(":grantee_type", g->grantee_type),
-		STORE_TEXT(":operations", g->operations), STORE_TEXT(":issuer", g->issuer),
-		STORE_TEXT(":retiring", g->retiring),	STORE_TEXT(":name", g->name),
+		STORE_TEXT(":operations", g->operations),
+		STORE_TEXT(":issuer", g->issuer),
+		STORE_TEXT(":retiring", g->retiring),
+		STORE_TEXT(":name", g->name),
 		STORE_INT(":creation_ms", g->creation_ms),
 	};
 	struct store_limited l = {
 		"SELECT count(*) FROM grants WHERE key_id = :key_id",
-		"INSERT INTO grants(grant_id, project_id, key_id, grantee, grantee_type, operations, "
+		"INSERT INTO grants(grant_id, project_id, key_id, grantee, grantee_type, "
+		"operations, "
 		"issuer, retiring, name, creation_ms) VALUES(:grant_id, :project_id, :key_id, "
 		":grantee, :grantee_type, :operations, :issuer, :retiring, :name, :creation_ms)",
-		p, KMS_ARRAY_SIZE(p), max, KMS_E_TOO_MANY_GRANTS,
+		p,
+		KMS_ARRAY_SIZE(p),
+		max,
+		KMS_E_TOO_MANY_GRANTS,
 	};
 
 	return store_tx(b, store_limited_tx, &l);
@@ -1109,9 +1131,10 @@ static int store_grant_row(sqlite3_stmt *st, void *arg)
 
 /* A filter field that is NULL matches every row. */
 #define STORE_GRANT_WHERE                                                                          \
-	" FROM grants WHERE (:project_id IS NULL OR project_id = :project_id) AND "               \
-	"(:key_id IS NULL OR key_id = :key_id) AND (:grantee IS NULL OR grantee = :grantee) AND " \
-	"(:retiring IS NULL OR retiring = :retiring) AND (:grant_id IS NULL OR grant_id = :grant_id)"
+	" FROM grants WHERE (:project_id IS NULL OR project_id = :project_id) AND "                \
+	"(:key_id IS NULL OR key_id = :key_id) AND (:grantee IS NULL OR grantee = :grantee) AND "  \
+	"(:retiring IS NULL OR retiring = :retiring) AND (:grant_id IS NULL OR grant_id = "        \
+	":grant_id)"
 
 static int store_sqlite_grant_list(struct store_backend *b, const struct store_grant_filter *f,
 				   size_t offset, size_t limit, store_grant_cb cb, void *arg,
@@ -1145,10 +1168,11 @@ static int store_sqlite_grant_list(struct store_backend *b, const struct store_g
 
 static int store_sqlite_grant_count_max(struct store_backend *b, const char *project, size_t *n)
 {
-	return store_project_count(b,
-				   "SELECT coalesce(max(c), 0) FROM (SELECT count(*) AS c FROM grants "
-				   "WHERE project_id = :project_id GROUP BY key_id)",
-				   project, n);
+	return store_project_count(
+		b,
+		"SELECT coalesce(max(c), 0) FROM (SELECT count(*) AS c FROM grants "
+		"WHERE project_id = :project_id GROUP BY key_id)",
+		project, n);
 }
 
 static int store_sqlite_tag_set(struct store_backend *b, const char *key_id, const char *tag_key,
@@ -1165,20 +1189,22 @@ static int store_sqlite_tag_set(struct store_backend *b, const char *key_id, con
 		":tag_key) THEN -1 ELSE count(*) END FROM tags WHERE key_id = :key_id",
 		"INSERT OR REPLACE INTO tags(key_id, tag_key, tag_value) VALUES(:key_id, :tag_key, "
 		":tag_value)",
-		p, KMS_ARRAY_SIZE(p), max, KMS_E_TOO_MANY_TAGS,
+		p,
+		KMS_ARRAY_SIZE(p),
+		max,
+		KMS_E_TOO_MANY_TAGS,
 	};
 
 	return store_tx(b, store_limited_tx, &l);
 }
 
-static int store_sqlite_tag_delete(struct store_backend *b, const char *key_id,
-				   const char *tag_key)
+static int store_sqlite_tag_delete(struct store_backend *b, const char *key_id, const char *tag_key)
 {
 	int changes = 0;
-	int r = store_query_changes(b, "DELETE FROM tags WHERE key_id = :key_id AND tag_key = :tag_key",
-				    STORE_PARAMS(STORE_TEXT(":key_id", key_id),
-						 STORE_TEXT(":tag_key", tag_key)),
-				    NULL, NULL, &changes);
+	int r = store_query_changes(
+		b, "DELETE FROM tags WHERE key_id = :key_id AND tag_key = :tag_key",
+		STORE_PARAMS(STORE_TEXT(":key_id", key_id), STORE_TEXT(":tag_key", tag_key)), NULL,
+		NULL, &changes);
 
 	return r == 0 && changes == 0 ? KMS_E_TAG_NOT_FOUND : r;
 }
@@ -1208,28 +1234,29 @@ static int store_sqlite_tag_list(struct store_backend *b, const char *project, c
 
 	/* By tag key for one key; for a project also by value and key id: an order that does not
 	 * depend on key ids or creation times. */
-	return store_query(b,
-			   key_id ? "SELECT t.key_id, t.tag_key, t.tag_value FROM tags t JOIN keys k "
-				    "ON k.key_id = t.key_id WHERE k.project_id = :project_id AND "
-				    "t.key_id = :key_id ORDER BY t.tag_key"
-				  : "SELECT t.key_id, t.tag_key, t.tag_value FROM tags t JOIN keys k "
-				    "ON k.key_id = t.key_id WHERE k.project_id = :project_id "
-				    "ORDER BY t.tag_key, t.tag_value, t.key_id",
-			   p, KMS_ARRAY_SIZE(p), store_tag_row, &l);
+	return store_query(
+		b,
+		key_id ? "SELECT t.key_id, t.tag_key, t.tag_value FROM tags t JOIN keys k "
+			 "ON k.key_id = t.key_id WHERE k.project_id = :project_id AND "
+			 "t.key_id = :key_id ORDER BY t.tag_key"
+		       : "SELECT t.key_id, t.tag_key, t.tag_value FROM tags t JOIN keys k "
+			 "ON k.key_id = t.key_id WHERE k.project_id = :project_id "
+			 "ORDER BY t.tag_key, t.tag_value, t.key_id",
+		p, KMS_ARRAY_SIZE(p), store_tag_row, &l);
 }
 
 static int store_sqlite_project_policy_set(struct store_backend *b, const char *project,
 					   const struct store_project_policy *p)
 {
-	return store_query(b,
-			   "INSERT OR REPLACE INTO project_policies(project_id, owner_uid, "
-			   "group_gid, dir_mode, plaintext_mode) VALUES(:project_id, :owner_uid, "
-			   ":group_gid, :dir_mode, :plaintext_mode)",
-			   STORE_PARAMS(STORE_TEXT(":project_id", project),
-					STORE_INT(":owner_uid", p->owner),
-					STORE_INT(":group_gid", p->group), STORE_INT(":dir_mode", p->mode),
-					STORE_INT(":plaintext_mode", p->plaintext_mode)),
-			   NULL, NULL);
+	return store_query(
+		b,
+		"INSERT OR REPLACE INTO project_policies(project_id, owner_uid, "
+		"group_gid, dir_mode, plaintext_mode) VALUES(:project_id, :owner_uid, "
+		":group_gid, :dir_mode, :plaintext_mode)",
+		STORE_PARAMS(STORE_TEXT(":project_id", project), STORE_INT(":owner_uid", p->owner),
+			     STORE_INT(":group_gid", p->group), STORE_INT(":dir_mode", p->mode),
+			     STORE_INT(":plaintext_mode", p->plaintext_mode)),
+		NULL, NULL);
 }
 
 static int store_sqlite_binding_set(struct store_backend *b, const char *project,

@@ -20,7 +20,7 @@
 /* Labels of keys derived from the root key (HMAC-SHA-256(root, label)): never the root key
  * itself for anything but key material, so no two uses share a key. */
 #define STORE_OPAQUE_KEY_LABEL "kmsfs opaque seal key v1"
-#define STORE_DEFAULT_REGION "eu-de"
+#define STORE_DEFAULT_REGION   "eu-de"
 
 /* Write a new secret file: O_EXCL so two starters can never both create one, fsync file and dir. */
 static int store_create_secret_file(const char *dir, const char *path, uint8_t out[32])
@@ -72,14 +72,16 @@ static int store_read_secret_file(const char *path, uint8_t out[32], char *why, 
 	}
 	if (st.st_mode & 0077) {
 		snprintf(why, why_len,
-			 "'%.300s' is accessible to other users (mode %04o); run 'chmod 600 %s'", path,
-			 (unsigned)(st.st_mode & 07777), path);
+			 "'%.300s' is accessible to other users (mode %04o); run 'chmod 600 %s'",
+			 path, (unsigned)(st.st_mode & 07777), path);
 		goto out;
 	}
 	n = read(fd, out, 32);
 	if (n != 32 || read(fd, &extra, 1) != 0) {
-		snprintf(why, why_len, "'%.300s' must hold exactly 32 bytes; it is damaged or not a "
-				       "kmsfs key file", path);
+		snprintf(why, why_len,
+			 "'%.300s' must hold exactly 32 bytes; it is damaged or not a "
+			 "kmsfs key file",
+			 path);
 		kms_wipe(out, 32);
 		goto out;
 	}
@@ -137,7 +139,8 @@ static int store_load_root(struct store *s, const struct store_options *opt, cha
 	if (r == KMS_E_KEY_NOT_FOUND) {
 		if (have_check) {
 			snprintf(why, why_len,
-				 "root key '%.300s' is missing, but the key database in '%.300s' holds keys "
+				 "root key '%.300s' is missing, but the key database in '%.300s' "
+				 "holds keys "
 				 "sealed under it; restore root.key from your backup (kmsfs never "
 				 "creates a new root key over existing keys)",
 				 path, s->state_dir);
@@ -160,7 +163,8 @@ static int store_load_root(struct store *s, const struct store_options *opt, cha
 	if (have_check) {
 		if (strlen(stored) != strlen(check) || !core_equal(stored, check, strlen(check))) {
 			snprintf(why, why_len,
-				 "root key '%.300s' does not match the key database in '%.300s': it is not "
+				 "root key '%.300s' does not match the key database in '%.300s': "
+				 "it is not "
 				 "the key these keys were sealed with; restore the right root.key",
 				 path, s->state_dir);
 			return KMS_E_IO;
@@ -171,7 +175,8 @@ static int store_load_root(struct store *s, const struct store_options *opt, cha
 		return 0;
 	r = s->ops->meta_set(s->be, "root_check", check);
 	if (r < 0)
-		snprintf(why, why_len, "cannot write to the key database in '%.300s'", s->state_dir);
+		snprintf(why, why_len, "cannot write to the key database in '%.300s'",
+			 s->state_dir);
 	return r;
 }
 
@@ -181,8 +186,8 @@ static int store_load_identity(struct store *s, const struct store_options *opt)
 	uint8_t raw[16];
 	int r;
 
-	if ((r = s->ops->meta_get(s->be, "domain_id", s->domain_id, sizeof(s->domain_id),
-				  &found)) < 0)
+	r = s->ops->meta_get(s->be, "domain_id", s->domain_id, sizeof(s->domain_id), &found);
+	if (r < 0)
 		return r;
 	if (!found) {
 		if ((r = core_random(raw, sizeof(raw))) < 0)
@@ -206,8 +211,7 @@ static int store_load_identity(struct store *s, const struct store_options *opt)
 	return 0;
 }
 
-int store_state_dir_prepare(const char *dir, bool create, bool read_only, char *why,
-			    size_t why_len)
+int store_state_dir_prepare(const char *dir, bool create, bool read_only, char *why, size_t why_len)
 {
 	struct stat st;
 
@@ -221,24 +225,27 @@ int store_state_dir_prepare(const char *dir, bool create, bool read_only, char *
 		return errno == ENOSPC ? KMS_E_NOSPACE : KMS_E_IO;
 	}
 	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		snprintf(why, why_len, "state directory '%.300s' does not exist or is not a directory%s",
-			 dir, create ? "" : " (kmsctl --state DIR init creates one)");
+		snprintf(why, why_len,
+			 "state directory '%.300s' does not exist or is not a directory%s", dir,
+			 create ? "" : " (kmsctl --state DIR init creates one)");
 		return KMS_E_IO;
 	}
 	/* It holds the root key: it must be ours (another owner could swap the files under us)
 	 * and closed to everyone else. */
 	if (st.st_uid != geteuid()) {
-		snprintf(why, why_len,
-			 "state directory '%.300s' belongs to uid %u, not to uid %u that runs this; "
-			 "chown it or choose another directory",
-			 dir, (unsigned)st.st_uid, (unsigned)geteuid());
+		snprintf(
+			why, why_len,
+			"state directory '%.300s' belongs to uid %u, not to uid %u that runs this; "
+			"chown it or choose another directory",
+			dir, (unsigned)st.st_uid, (unsigned)geteuid());
 		return KMS_E_IO;
 	}
 	if ((st.st_mode & 077) && (read_only || chmod(dir, 0700) != 0)) {
-		snprintf(why, why_len,
-			 "state directory '%.300s' is open to other users (mode %04o) and could not "
-			 "be made 0700",
-			 dir, (unsigned)(st.st_mode & 07777));
+		snprintf(
+			why, why_len,
+			"state directory '%.300s' is open to other users (mode %04o) and could not "
+			"be made 0700",
+			dir, (unsigned)(st.st_mode & 07777));
 		return KMS_E_IO;
 	}
 	return 0;
@@ -320,9 +327,8 @@ fail:
 	return r;
 }
 
-int store_open_hardened(const struct store_options *opt, size_t secure_heap_bytes,
-			bool lock_memory, struct kms_harden_report *hr, struct store **out, char *why,
-			size_t why_len)
+int store_open_hardened(const struct store_options *opt, size_t secure_heap_bytes, bool lock_memory,
+			struct kms_harden_report *hr, struct store **out, char *why, size_t why_len)
 {
 	kms_harden_process(secure_heap_bytes, lock_memory, hr);
 	return store_open(opt, out, why, why_len);
@@ -402,8 +408,8 @@ int store_derive(const struct store *s, const char *label, uint8_t out[CORE_KEY_
 }
 
 /* Opaque tokens are sealed under their own root-derived key, the label as AAD. */
-static int store_opaque(struct store *s, bool seal, const char *label, const uint8_t *in,
-			size_t n, uint8_t *out, size_t cap, size_t *out_len)
+static int store_opaque(struct store *s, bool seal, const char *label, const uint8_t *in, size_t n,
+			uint8_t *out, size_t cap, size_t *out_len)
 {
 	uint8_t key[CORE_KEY_BYTES];
 	int r;
@@ -416,8 +422,8 @@ static int store_opaque(struct store *s, bool seal, const char *label, const uin
 	return r;
 }
 
-int store_seal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
-		      uint8_t *out, size_t cap, size_t *out_len)
+int store_seal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n, uint8_t *out,
+		      size_t cap, size_t *out_len)
 {
 	return store_opaque(s, true, label, in, n, out, cap, out_len);
 }
@@ -426,5 +432,5 @@ int store_unseal_opaque(struct store *s, const char *label, const uint8_t *in, s
 			uint8_t *out, size_t cap, size_t *out_len)
 {
 	return store_opaque(s, false, label, in, n, out, cap, out_len) < 0 ? KMS_E_DECRYPT_FAILED
-									    : 0;
+									   : 0;
 }

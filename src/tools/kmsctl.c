@@ -34,16 +34,23 @@ static void kmsctl_usage(FILE *f)
 		"usage: kmsctl --state DIR COMMAND ...\n"
 		"\n"
 		"commands:\n"
-		"  init                create the state directory (0700), root key and key database;\n"
+		"  init                create the state directory (0700), root key and key "
+		"database;\n"
 		"        on an existing one it says so and changes nothing. Every other command\n"
 		"        refuses a state directory that does not exist\n"
-		"  token issue --project P [--ttl SECONDS] [--user NAME] [--role admin|crypto|viewer]\n"
-		"        print a token for P (default ttl 86400, role admin, user: the role's name;\n"
+		"  token issue --project P [--ttl SECONDS] [--user NAME] [--role "
+		"admin|crypto|viewer]\n"
+		"        print a token for P (default ttl 86400, role admin, user: the role's "
+		"name;\n"
 		"        '" AUTH_USER_HOST_ADMIN "' and uidN are reserved)\n"
-		"  token revoke ID     refuse the token with this id from now on (running daemon too)\n"
-		"  token list          ids, users, projects, roles, expiry and state; never a token\n"
-		"  project set P [--owner USER] [--group GROUP] [--mode MODE] [--plaintext-mode MODE]\n"
-		"        owner, group and directory mode of P's tree (files get MODE & 0666); actions\n"
+		"  token revoke ID     refuse the token with this id from now on (running daemon "
+		"too)\n"
+		"  token list          ids, users, projects, roles, expiry and state; never a "
+		"token\n"
+		"  project set P [--owner USER] [--group GROUP] [--mode MODE] [--plaintext-mode "
+		"MODE]\n"
+		"        owner, group and directory mode of P's tree (files get MODE & 0666); "
+		"actions\n"
 		"        returning plaintext keys get --plaintext-mode (default: like the others)\n"
 		"  project bind P --uid USER|--gid GROUP --role admin|crypto|viewer\n"
 		"        let that uid or group use P with that role without a token\n"
@@ -55,7 +62,8 @@ static void kmsctl_usage(FILE *f)
 		"  check\n"
 		"        unseal every key version with the root key; exit 0 if all are intact\n"
 		"\n"
-		"exit status: 0 ok, 1 the API answered an error, 2 usage, 3 state directory problem\n");
+		"exit status: 0 ok, 1 the API answered an error, 2 usage, 3 state directory "
+		"problem\n");
 }
 
 static void kmsctl_notify_daemon(const char *state);
@@ -130,7 +138,8 @@ static int kmsctl_token_row(const struct store_token_info *t, void *arg)
 
 	gmtime_r(&exp, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	printf("%-16s  %-20s  %-16s  %-6s  %s  %s\n", t->id, t->project, t->user, kms_role_name(t->role), when,
+	printf("%-16s  %-20s  %-16s  %-6s  %s  %s\n", t->id, t->project, t->user,
+	       kms_role_name(t->role), when,
 	       t->revoked ? "revoked" : (t->expiry <= (int64_t)time(NULL) ? "expired" : "valid"));
 	return 0;
 }
@@ -211,11 +220,14 @@ static bool kmsctl_parse_mode(const char *s, uint32_t *mode)
 static int kmsctl_project(const char *state, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "owner", required_argument, NULL, 'o' }, { "group", required_argument, NULL, 'g' },
+		{ "owner", required_argument, NULL, 'o' },
+		{ "group", required_argument, NULL, 'g' },
 		{ "mode", required_argument, NULL, 'm' },
 		{ "plaintext-mode", required_argument, NULL, 'P' },
-		{ "uid", required_argument, NULL, 'u' },   { "gid", required_argument, NULL, 'G' },
-		{ "role", required_argument, NULL, 'r' },  { NULL, 0, NULL, 0 },
+		{ "uid", required_argument, NULL, 'u' },
+		{ "gid", required_argument, NULL, 'G' },
+		{ "role", required_argument, NULL, 'r' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct store_project_policy pol;
 	const char *sub, *project;
@@ -312,8 +324,10 @@ bad:
 static int kmsctl_token(const char *state, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "project", required_argument, NULL, 'p' }, { "ttl", required_argument, NULL, 't' },
-		{ "user", required_argument, NULL, 'u' },    { "role", required_argument, NULL, 'r' },
+		{ "project", required_argument, NULL, 'p' },
+		{ "ttl", required_argument, NULL, 't' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "role", required_argument, NULL, 'r' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *project = NULL, *user = NULL, *role_name = "admin";
@@ -361,8 +375,10 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 	if (!user)
 		user = kms_role_name(role);
 	if (auth_user_reserved(user)) {
-		fprintf(stderr, "kmsctl: user name '%s' is reserved ('%s' is kmsctl itself, uidN a "
-				"uid binding)\n", user, AUTH_USER_HOST_ADMIN);
+		fprintf(stderr,
+			"kmsctl: user name '%s' is reserved ('%s' is kmsctl itself, uidN a "
+			"uid binding)\n",
+			user, AUTH_USER_HOST_ADMIN);
 		return EXIT_USAGE;
 	}
 	if (!project || !store_project_id_valid(project) || !auth_user_valid(user) ||
@@ -492,8 +508,8 @@ out:
 	return status;
 }
 
-static void kmsctl_check_report(const char *project, const char *key_id, uint32_t version,
-				int err, void *arg)
+static void kmsctl_check_report(const char *project, const char *key_id, uint32_t version, int err,
+				void *arg)
 {
 	fprintf(stderr, "kmsctl: project '%s' key %s version %u does not unseal: %s\n", project,
 		key_id, version, kms_err_info(err)->message);
@@ -538,8 +554,10 @@ static int kmsctl_command(const char *state, int argc, char **argv)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "state", required_argument, NULL, 's' }, { "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },     { NULL, 0, NULL, 0 },
+		{ "state", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct kms_harden_report hr;
 	const char *state = NULL;

@@ -50,7 +50,10 @@ struct kmsfs_config {
 	int no_default_permissions;
 };
 
-#define KMSFS_OPT(t, p) { t, offsetof(struct kmsfs_config, p), 1 }
+#define KMSFS_OPT(t, p)                                                                            \
+	{                                                                                          \
+		t, offsetof(struct kmsfs_config, p), 1                                             \
+	}
 static const struct fuse_opt kmsfs_opts[] = {
 	KMSFS_OPT("state=%s", state),
 	KMSFS_OPT("log=%s", log),
@@ -82,14 +85,16 @@ static void kmsfs_usage(const char *prog)
 	       "                           (required; created 0700 on the first start)\n"
 	       "    -o root_key=FILE       root key file (default DIR/root.key)\n"
 	       "    -o log=FILE            log file (default: stderr with -f, else DIR/kmsfs.log)\n"
-	       "    -o audit=FILE          append one JSON line per request; a failed write fails it\n"
+	       "    -o audit=FILE          append one JSON line per request; a failed write fails "
+	       "it\n"
 	       "    -o mailbox_ttl=SECONDS how long an unread shell response waits (default 30)\n"
 	       "    -o key_quota=N         keys per project (default 100)\n"
 	       "    -o region=NAME         region in key URNs and realm (default eu-de)\n"
 	       "    -o secure_heap=KIB     locked memory for key material (default 4096)\n"
 	       "    -o no_mlock            do not lock the daemon's memory\n"
 	       "    -o no_default_permissions  do not let the kernel enforce project modes\n"
-	       "    -o allow_other         let other users in (then tokens decide what they may do)\n"
+	       "    -o allow_other         let other users in (then tokens decide what they may "
+	       "do)\n"
 	       "    -o allow_root          let root in besides the user who mounted\n"
 	       "    -o auto_unmount        remove the mount when the daemon dies\n"
 	       "    -o max_threads=N       FUSE worker threads (default %u, up to %u)\n"
@@ -141,7 +146,8 @@ static void kmsfs_clear_stale_mount(const char *mountpoint)
 			int status = 1;
 
 			if (pid == 0) {
-				execlp("fusermount3", "fusermount3", "-uz", mountpoint, (char *)NULL);
+				execlp("fusermount3", "fusermount3", "-uz", mountpoint,
+				       (char *)NULL);
 				_exit(127);
 			}
 			if (pid < 0 || waitpid(pid, &status, 0) < 0 || status != 0)
@@ -196,7 +202,7 @@ static char kmsfs_fuse_line[512], kmsfs_fuse_error[512];
 static bool kmsfs_fuse_quiet; /* while probing the options: the caller reports */
 
 __attribute__((format(printf, 2, 0))) static void kmsfs_fuse_log(enum fuse_log_level level,
-								  const char *fmt, va_list ap)
+								 const char *fmt, va_list ap)
 {
 	size_t len;
 
@@ -210,7 +216,7 @@ __attribute__((format(printf, 2, 0))) static void kmsfs_fuse_log(enum fuse_log_l
 	if (level <= FUSE_LOG_ERR)
 		snprintf(kmsfs_fuse_error, sizeof(kmsfs_fuse_error), "%s", kmsfs_fuse_line);
 	if (!kmsfs_fuse_quiet)
-		kms_log(level <= FUSE_LOG_ERR	  ? KMS_LOG_ERROR
+		kms_log(level <= FUSE_LOG_ERR	    ? KMS_LOG_ERROR
 			: level <= FUSE_LOG_WARNING ? KMS_LOG_WARNING
 			: level <= FUSE_LOG_INFO    ? KMS_LOG_INFO
 						    : KMS_LOG_DEBUG,
@@ -230,7 +236,8 @@ static void kmsfs_report_hardening(const struct kms_harden_report *hr, const str
 				   const struct fs *fs)
 {
 	if (!hr->not_dumpable || !hr->no_core)
-		kms_log_warning("could not disable core dumps; key material could reach a core file");
+		kms_log_warning(
+			"could not disable core dumps; key material could reach a core file");
 	if (hr->lock_skipped)
 		kms_log_warning("memory not locked (sanitizer build): key material may be swapped");
 	else if (!hr->memory_locked)
@@ -238,7 +245,8 @@ static void kmsfs_report_hardening(const struct kms_harden_report *hr, const str
 				"RLIMIT_MEMLOCK or run as root",
 				strerror(hr->lock_errno));
 	if (!hr->secure_heap)
-		kms_log_warning("OpenSSL secure heap unavailable: key material is in normal memory");
+		kms_log_warning(
+			"OpenSSL secure heap unavailable: key material is in normal memory");
 	else if (!store_root_key_secure(store) || !fs_token_secret_secure(fs))
 		kms_log_warning("the root key or the token secret is outside the secure heap");
 }
@@ -255,7 +263,8 @@ static bool kmsfs_options_valid(const struct fuse_args *args)
 		ok = fuse_opt_add_arg(&copy, args->argv[i]) == 0;
 	if (ok) {
 		kmsfs_fuse_quiet = true;
-		probe = fuse_session_new(&copy, fs_lowlevel_ops(), sizeof(*fs_lowlevel_ops()), NULL);
+		probe = fuse_session_new(&copy, fs_lowlevel_ops(), sizeof(*fs_lowlevel_ops()),
+					 NULL);
 		kmsfs_fuse_quiet = false;
 	}
 	if (probe)
@@ -287,9 +296,10 @@ static int kmsfs_open_private(const char *path, const char *what, char *why, siz
 	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		if (errno == ELOOP)
-			snprintf(why, why_len,
-				 "%s file '%s' is a symbolic link; give the path of the file itself",
-				 what, path);
+			snprintf(
+				why, why_len,
+				"%s file '%s' is a symbolic link; give the path of the file itself",
+				what, path);
 		else
 			snprintf(why, why_len, "cannot open %s file '%s': %s", what, path,
 				 strerror(errno));
@@ -300,13 +310,15 @@ static int kmsfs_open_private(const char *path, const char *what, char *why, siz
 		goto fail;
 	}
 	if (st.st_uid != geteuid()) {
-		snprintf(why, why_len, "%s file '%s' belongs to uid %u, not to uid %u that runs kmsfs",
-			 what, path, (unsigned)st.st_uid, (unsigned)geteuid());
+		snprintf(why, why_len,
+			 "%s file '%s' belongs to uid %u, not to uid %u that runs kmsfs", what,
+			 path, (unsigned)st.st_uid, (unsigned)geteuid());
 		goto fail;
 	}
 	if ((st.st_mode & 077) && fchmod(fd, 0600) != 0) {
-		snprintf(why, why_len, "%s file '%s' is open to other users (mode %04o) and could "
-				       "not be made 0600: %s",
+		snprintf(why, why_len,
+			 "%s file '%s' is open to other users (mode %04o) and could "
+			 "not be made 0600: %s",
 			 what, path, (unsigned)(st.st_mode & 07777), strerror(errno));
 		goto fail;
 	}
@@ -391,9 +403,9 @@ struct kmsfs_reopen {
 	pthread_t thread;
 	bool running;
 	struct fs *fs;
-	const char *log_path;   /* NULL: the log is stderr */
+	const char *log_path;	/* NULL: the log is stderr */
 	const char *audit_path; /* NULL: no audit trail */
-	FILE *logf;             /* the current log stream */
+	FILE *logf;		/* the current log stream */
 };
 
 static int kmsfs_hup_fd = -1;
@@ -430,9 +442,10 @@ static void kmsfs_reopen_files(struct kmsfs_reopen *ro)
 			kms_log_error("SIGHUP: %s; the audit trail goes on in the old file", why);
 		} else if (fs_audit_reopen(ro->fs, fd) != 0) {
 			close(fd);
-			kms_log_error("SIGHUP: no room for the audit trail in '%s'; it goes on in the "
-				      "old file",
-				      ro->audit_path);
+			kms_log_error(
+				"SIGHUP: no room for the audit trail in '%s'; it goes on in the "
+				"old file",
+				ro->audit_path);
 		}
 	}
 	kms_log_info("SIGHUP: log and audit files reopened");
@@ -522,8 +535,9 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (!opts.mountpoint || !cfg.state) {
-		fprintf(stderr, "kmsfs: usage: %s MOUNTPOINT -o state=DIR [-f] [-o allow_other]\n"
-				"       (kmsfs --help lists all options)\n",
+		fprintf(stderr,
+			"kmsfs: usage: %s MOUNTPOINT -o state=DIR [-f] [-o allow_other]\n"
+			"       (kmsfs --help lists all options)\n",
 			argv[0]);
 		ret = 2;
 		goto out;

@@ -34,8 +34,7 @@ static void check(const uint8_t *data, size_t size)
 	if (r < 0)
 		abort();
 	if (blob.bytes != data || blob.len != size || blob.payload != data + CORE_BLOB_HEADER ||
-	    blob.payload_len + fixed != size ||
-	    strlen(blob.key_id) != CORE_KEY_ID_BYTES ||
+	    blob.payload_len + fixed != size || strlen(blob.key_id) != CORE_KEY_ID_BYTES ||
 	    memcmp(blob.key_id, data + CORE_BLOB_HEADER + blob.payload_len, CORE_KEY_ID_BYTES) ||
 	    core_blob_plain_bound(&blob) == 0 || core_blob_plain_bound(&blob) % 16 ||
 	    core_blob_plain_bound(&blob) > CORE_BLOB_MAX_PLAIN)

@@ -39,8 +39,8 @@
 #include "fuzz.h"
 
 #define FZ_PROJECT "fz"
-#define FZ_OTHER "fz-other"
-#define FZ_NO_KEY "0badc0de-0000-4000-8000-000000000000"
+#define FZ_OTHER   "fz-other"
+#define FZ_NO_KEY  "0badc0de-0000-4000-8000-000000000000"
 
 static char fz_dir[4096];
 static struct store *fz_store;
@@ -52,8 +52,8 @@ static char fz_ct[2 * 4300], fz_ctx[2 * 4300], fz_dct[4300];
 
 static void fz_rmrf(const char *dir)
 {
-	static const char *const files[] = { "kms.db", "kms.db-wal", "kms.db-shm", "root.key",
-					     "token.key", "kms.db-journal" };
+	static const char *const files[] = { "kms.db",	 "kms.db-wal", "kms.db-shm",
+					     "root.key", "token.key",  "kms.db-journal" };
 	char path[4200];
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
@@ -81,8 +81,8 @@ static void fz_setup_call(const char *project, const char *action, const char *b
 	const cJSON *f;
 	cJSON *j;
 
-	if (api_call(&fz_svc, &c, api_action_find(action, API_SCOPE_PROJECT),
-		     (const uint8_t *)body, strlen(body), &resp) != 0) {
+	if (api_call(&fz_svc, &c, api_action_find(action, API_SCOPE_PROJECT), (const uint8_t *)body,
+		     strlen(body), &resp) != 0) {
 		fprintf(stderr, "fuzz-request setup: %s failed: %s", action, (char *)resp.data);
 		abort();
 	}
@@ -287,7 +287,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (!ready) {
 		static const enum kms_role roles[4] = { KMS_ROLE_VIEWER, KMS_ROLE_CRYPTO,
-							 KMS_ROLE_ADMIN, KMS_ROLE_ADMIN };
+							KMS_ROLE_ADMIN, KMS_ROLE_ADMIN };
 
 		fz_setup();
 		for (int i = 0; i < 4; i++) {

@@ -181,8 +181,11 @@ static inline struct kms_test_int_ kms_test_int_u_(uintmax_t v)
 
 /* After integer promotion (+ 0) only these are unsigned. */
 #define KMS_TEST_INT_(x)                                                                           \
-	(_Generic((x) + 0, unsigned int: false, unsigned long: false, unsigned long long: false,   \
-		  default: true)                                                                   \
+	(_Generic((x) + 0, unsigned int                                                            \
+		  : false, unsigned long                                                           \
+		  : false, unsigned long long                                                      \
+		  : false, default                                                                 \
+		  : true)                                                                          \
 		 ? kms_test_int_s_((intmax_t)(x))                                                  \
 		 : kms_test_int_u_((uintmax_t)(x)))
 
@@ -219,7 +222,7 @@ static inline void kms_test_int_print_(const char *label, struct kms_test_int_ v
 #define ASSERT_STREQ(a, b)                                                                         \
 	do {                                                                                       \
 		const char *kms_a_ = (a), *kms_b_ = (b);                                           \
-		KMS_TEST_CHECK_(kms_a_ && kms_b_ && strcmp(kms_a_, kms_b_) == 0,                   \
+		KMS_TEST_CHECK_(kms_a_ &&kms_b_ &&strcmp(kms_a_, kms_b_) == 0,                     \
 				"ASSERT_STREQ(" #a ", " #b ")",                                    \
 				fprintf(stderr, "\tleft:  \"%s\"\n\tright: \"%s\"\n",              \
 					kms_a_ ? kms_a_ : "(null)", kms_b_ ? kms_b_ : "(null)"));  \
@@ -263,9 +266,9 @@ static inline void kms_test_mem_print_(const void *a, size_t an, const void *b, 
 #define ASSERT_OK(expr)                                                                            \
 	do {                                                                                       \
 		intmax_t kms_r_ = (expr);                                                          \
-		KMS_TEST_CHECK_(kms_r_ >= 0, "ASSERT_OK(" #expr ")",                               \
-				fprintf(stderr, "\tgot: %jd (%s)\n", kms_r_,                       \
-					kms_test_errname_(kms_r_)));                               \
+		KMS_TEST_CHECK_(                                                                   \
+			kms_r_ >= 0, "ASSERT_OK(" #expr ")",                                       \
+			fprintf(stderr, "\tgot: %jd (%s)\n", kms_r_, kms_test_errname_(kms_r_)));  \
 	} while (0)
 
 #define ASSERT_ERR(expr, err)                                                                      \
@@ -280,9 +283,9 @@ static inline void kms_test_mem_print_(const void *a, size_t an, const void *b, 
 #define ASSERT_FAIL(expr)                                                                          \
 	do {                                                                                       \
 		intmax_t kms_r_ = (expr);                                                          \
-		KMS_TEST_CHECK_(kms_r_ < 0, "ASSERT_FAIL(" #expr ")",                              \
-				fprintf(stderr, "\tgot: %jd, want a negative KMS_E_* value\n",     \
-					kms_r_));                                                  \
+		KMS_TEST_CHECK_(                                                                   \
+			kms_r_ < 0, "ASSERT_FAIL(" #expr ")",                                      \
+			fprintf(stderr, "\tgot: %jd, want a negative KMS_E_* value\n", kms_r_));   \
 	} while (0)
 
 /* The runner. */

@@ -36,9 +36,9 @@
 #include "kms_test_tmp.h"
 
 #define FX_BAD_RESPONSE 1
-#define FX_KEEP 32
-#define FX_FMT_MAX (KMS_MAX_REQUEST + 4096)
-#define FX_ID_LEN (KMS_KEY_ID_LEN + 1)
+#define FX_KEEP		32
+#define FX_FMT_MAX	(KMS_MAX_REQUEST + 4096)
+#define FX_ID_LEN	(KMS_KEY_ID_LEN + 1)
 
 static char fx_dir_[4096];
 static struct store *fx_store_;
@@ -426,8 +426,11 @@ static inline int ucall(const char *project, const char *user, enum kms_role rol
 			const char *action, const char *path_key_id, const char *json, cJSON **out)
 {
 	struct auth_claims claims = fx_claims(project, user, role, time(NULL) + 3600);
-	struct api_caller c = { .project = project, .path_key_id = path_key_id, .claims = &claims,
-				.uid = 1000, .gid = 1000 };
+	struct api_caller c = { .project = project,
+				.path_key_id = path_key_id,
+				.claims = &claims,
+				.uid = 1000,
+				.gid = 1000 };
 
 	return fx_call_as(fx_svc(), &c, action, path_key_id ? API_SCOPE_KEY : API_SCOPE_PROJECT,
 			  json, strlen(json), out);

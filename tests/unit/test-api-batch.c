@@ -37,12 +37,14 @@ TEST(batch_past_response_limit_answers_every_item)
 
 		ASSERT_TRUE(line != NULL);
 		if (err) {
-			ASSERT_STREQ(cJSON_GetObjectItemCaseSensitive(err, "error_code")->valuestring,
-				     "KMS.0203");
+			ASSERT_STREQ(
+				cJSON_GetObjectItemCaseSensitive(err, "error_code")->valuestring,
+				"KMS.0203");
 			too_long++;
 		} else {
-			ASSERT_EQ(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(line, "keys")),
-				  100);
+			ASSERT_EQ(
+				cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(line, "keys")),
+				100);
 		}
 		cJSON_Delete(line);
 		text = nl + 1;

@@ -29,8 +29,8 @@ static void encrypt(const char *project, const char *key_ref, const char *text, 
 
 static int decrypt(const char *project, const char *cipher, const char *extra, cJSON **r)
 {
-	return pcall(project, "decrypt-data",
-		     fx_fmt("{\"cipher_text\":\"%s\"%s}", cipher, extra), r);
+	return pcall(project, "decrypt-data", fx_fmt("{\"cipher_text\":\"%s\"%s}", cipher, extra),
+		     r);
 }
 
 TEST(encrypt_data_round_trip)
@@ -144,8 +144,9 @@ TEST(encrypt_data_errors)
 			     NULL),
 		       algs[i].err);
 	/* keys */
-	ASSERT_ERR(pcall("ed-err", "encrypt-data", "{\"key_id\":\"bad\",\"plain_text\":\"x\"}",
-			 NULL), KMS_E_BAD_KEY_ID);
+	ASSERT_ERR(
+		pcall("ed-err", "encrypt-data", "{\"key_id\":\"bad\",\"plain_text\":\"x\"}", NULL),
+		KMS_E_BAD_KEY_ID);
 	ASSERT_ERR(pcall("ed-err", "encrypt-data",
 			 "{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"x\"}", NULL),
 		   KMS_E_KEY_NOT_FOUND);
@@ -184,14 +185,16 @@ TEST(encrypt_data_key_forms_and_folder)
 	ASSERT_ERR(decrypt("ed-forms", ct, "", &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
 	ASSERT_STREQ(fx_str(r, "plain_text"), "via urn");
-	ASSERT_ERR(call("ed-forms", "encrypt-data", API_SCOPE_KEY, id, "{\"plain_text\":\"dir\"}",
-			&r), 0);
+	ASSERT_ERR(
+		call("ed-forms", "encrypt-data", API_SCOPE_KEY, id, "{\"plain_text\":\"dir\"}", &r),
+		0);
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
 	ASSERT_ERR(call("ed-forms", "encrypt-data", API_SCOPE_KEY, id,
 			fx_fmt("{\"plain_text\":\"dir\",\"key_id\":\"%s\"}", other), NULL),
 		   KMS_E_BAD_KEY_ID);
 	ASSERT_ERR(call("ed-forms", "encrypt-data", API_SCOPE_KEY, FX_NO_KEY,
-			"{\"plain_text\":\"dir\"}", NULL), KMS_E_KEY_NOT_FOUND);
+			"{\"plain_text\":\"dir\"}", NULL),
+		   KMS_E_KEY_NOT_FOUND);
 }
 
 TEST(decrypt_data_key_from_blob)
@@ -216,9 +219,11 @@ TEST(decrypt_data_key_from_blob)
 	ASSERT_ERR(decrypt("dd", ct, ",\"key_id\":\"" FX_NO_KEY "\"", NULL), KMS_E_KEY_NOT_FOUND);
 	/* Key folders. */
 	ASSERT_ERR(call("dd", "decrypt-data", API_SCOPE_KEY, id,
-			fx_fmt("{\"cipher_text\":\"%s\"}", ct), &r), 0);
+			fx_fmt("{\"cipher_text\":\"%s\"}", ct), &r),
+		   0);
 	ASSERT_ERR(call("dd", "decrypt-data", API_SCOPE_KEY, other,
-			fx_fmt("{\"cipher_text\":\"%s\"}", ct), NULL), KMS_E_BAD_KEY_ID);
+			fx_fmt("{\"cipher_text\":\"%s\"}", ct), NULL),
+		   KMS_E_BAD_KEY_ID);
 }
 
 TEST(decrypt_data_other_project)

@@ -9,7 +9,7 @@
 #include "kms_test_api.h"
 
 #define DGST_ZERO64 "F5A5FD42D16A20302798EF6ED309979B43003D2320D9F0E8EA9831A92759FB4B"
-#define HEX_MAX (2 * CORE_BLOB_MAX + 1)
+#define HEX_MAX	    (2 * CORE_BLOB_MAX + 1)
 
 static char zero64[2 * 64 + 1]; /* hex of 64 zero bytes */
 
@@ -49,8 +49,9 @@ static void new_datakey(const char *project, const char *key_ref, const char *ex
 {
 	cJSON *r = NULL;
 
-	ASSERT_ERR(pcall(project, "create-datakey",
-			 fx_fmt("{\"key_id\":\"%s\"%s}", key_ref, extra), &r), 0);
+	ASSERT_ERR(pcall(project, "create-datakey", fx_fmt("{\"key_id\":\"%s\"%s}", key_ref, extra),
+			 &r),
+		   0);
 	ASSERT_TRUE(fx_str(r, "plain_text") && fx_str(r, "cipher_text"));
 	snprintf(plain, HEX_MAX, "%s", fx_str(r, "plain_text") ? fx_str(r, "plain_text") : "");
 	snprintf(cipher, HEX_MAX, "%s", fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
@@ -88,7 +89,8 @@ static int decrypt(const char *project, const char *key_ref, const char *cipher,
 	return pcall(project, "decrypt-datakey",
 		     fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
 			    "\"datakey_cipher_length\":\"%zu\"%s}",
-			    key_ref, cipher, dek_len, extra), r);
+			    key_ref, cipher, dek_len, extra),
+		     r);
 }
 
 /* ---- create-datakey (3.1) ---- */
@@ -105,8 +107,10 @@ TEST(create_datakey_default_512)
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "plain_text"), 128));
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "cipher_text"), 376));
-	snprintf(plain, sizeof(plain), "%s", fx_str(r, "plain_text") ? fx_str(r, "plain_text") : "");
-	snprintf(cipher, sizeof(cipher), "%s", fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
+	snprintf(plain, sizeof(plain), "%s",
+		 fx_str(r, "plain_text") ? fx_str(r, "plain_text") : "");
+	snprintf(cipher, sizeof(cipher), "%s",
+		 fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
 	/* The container of kms-api.md 8.1: 02 00 98 00, key id at 116, version 0 at 152. */
 	ASSERT_EQ(unhex(cipher, blob), 188);
 	ASSERT_HEXEQ(blob, 4, "02009800");
@@ -132,10 +136,10 @@ TEST(create_datakey_lengths)
 		const char *value;
 		size_t bytes;
 	} v[] = {
-		{"\"512\"", 64},    {"512", 64},     {"\"8\"", 1},    {"8", 1},
-		{"\"128\"", 16},    {"\"136\"", 17}, {"\"256\"", 32}, {"256", 32},
-		{"\"8192\"", 1024}, {"512.0", 64},   {"5.12e2", 64},  {"\"0512\"", 64},
-		{"null", 64},
+		{ "\"512\"", 64 },    { "512", 64 },	 { "\"8\"", 1 },    { "8", 1 },
+		{ "\"128\"", 16 },    { "\"136\"", 17 }, { "\"256\"", 32 }, { "256", 32 },
+		{ "\"8192\"", 1024 }, { "512.0", 64 },	 { "5.12e2", 64 },  { "\"0512\"", 64 },
+		{ "null", 64 },
 	};
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX];
 	cJSON *r = NULL;
@@ -151,8 +155,10 @@ TEST(create_datakey_lengths)
 		ASSERT_ERR(e, 0);
 		ASSERT_TRUE(fx_upper_hex(fx_str(r, "plain_text"), 2 * v[i].bytes));
 		ASSERT_TRUE(fx_upper_hex(fx_str(r, "cipher_text"), 2 * core_blob_size(v[i].bytes)));
-		snprintf(plain, sizeof(plain), "%s", fx_str(r, "plain_text") ? fx_str(r, "plain_text") : "");
-		snprintf(cipher, sizeof(cipher), "%s", fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
+		snprintf(plain, sizeof(plain), "%s",
+			 fx_str(r, "plain_text") ? fx_str(r, "plain_text") : "");
+		snprintf(cipher, sizeof(cipher), "%s",
+			 fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
 		ASSERT_ERR(decrypt("cd-len", id, cipher, v[i].bytes, "", &r), 0);
 		ASSERT_STREQ(fx_str(r, "data_key"), plain);
 		ASSERT_STREQ(fx_str(r, "datakey_length"), fx_fmt("%zu", v[i].bytes));
@@ -193,10 +199,11 @@ TEST(create_datakey_key_spec)
 TEST(create_datakey_length_errors)
 {
 	static const char *const range[] = {
-		"\"0\"",   "\"7\"",    "\"8200\"", "\"8193\"", "\"16384\"", "\"-8\"",
-		"\"abc\"", "\"\"",     "\"1e3\"",  "\" 512\"", "\"512 \"",  "\"+512\"",
-		"\"0x200\"", "\"512.0\"", "0",     "-8",       "7.5",      "512.5",
-		"1e10",    "true",     "{}",       "[512]",    "\"9999999999\"",
+		"\"0\"",    "\"7\"",	"\"8200\"",	  "\"8193\"",  "\"16384\"",
+		"\"-8\"",   "\"abc\"",	"\"\"",		  "\"1e3\"",   "\" 512\"",
+		"\"512 \"", "\"+512\"", "\"0x200\"",	  "\"512.0\"", "0",
+		"-8",	    "7.5",	"512.5",	  "1e10",      "true",
+		"{}",	    "[512]",	"\"9999999999\"",
 	};
 	static const char *const multiple[] = { "\"9\"", "\"12\"", "\"8191\"", "\"1001\"", "9" };
 	char id[FX_ID_LEN];
@@ -230,20 +237,24 @@ TEST(datakey_key_id_forms)
 		const char *act = actions[a];
 
 		for (size_t i = 0; i < KMS_ARRAY_SIZE(forms); i++) {
-			ASSERT_ERR(pcall("cd-forms", act, fx_fmt("{\"key_id\":\"%s\"}", forms[i]),
-					 &r), 0);
+			ASSERT_ERR(
+				pcall("cd-forms", act, fx_fmt("{\"key_id\":\"%s\"}", forms[i]), &r),
+				0);
 			ASSERT_STREQ(fx_str(r, "key_id"), id); /* always the 36-char id */
 			ASSERT_ERR(call("cd-forms", act, API_SCOPE_KEY, id,
-					fx_fmt("{\"key_id\":\"%s\"}", forms[i]), &r), 0);
+					fx_fmt("{\"key_id\":\"%s\"}", forms[i]), &r),
+				   0);
 			ASSERT_STREQ(fx_str(r, "key_id"), id);
 		}
 		/* In the key folder key_id may be left out; another key is refused. */
 		ASSERT_ERR(call("cd-forms", act, API_SCOPE_KEY, id, "", &r), 0);
 		ASSERT_STREQ(fx_str(r, "key_id"), id);
 		ASSERT_ERR(call("cd-forms", act, API_SCOPE_KEY, id,
-				fx_fmt("{\"key_id\":\"%s\"}", other), NULL), KMS_E_BAD_KEY_ID);
+				fx_fmt("{\"key_id\":\"%s\"}", other), NULL),
+			   KMS_E_BAD_KEY_ID);
 		ASSERT_ERR(call("cd-forms", act, API_SCOPE_KEY, id, "{\"key_id\":\"alias/other\"}",
-				NULL), KMS_E_BAD_KEY_ID);
+				NULL),
+			   KMS_E_BAD_KEY_ID);
 		ASSERT_ERR(call("cd-forms", act, API_SCOPE_KEY, FX_NO_KEY, "{}", NULL),
 			   KMS_E_KEY_NOT_FOUND);
 		ASSERT_ERR(call("cd-forms", act, API_SCOPE_KEY, theirs, "{}", NULL),
@@ -260,8 +271,9 @@ TEST(datakey_key_id_forms)
 			   KMS_E_KEY_NOT_FOUND);
 		ASSERT_ERR(pcall("cd-forms", act, "{\"key_id\":\"alias/nope\"}", NULL),
 			   KMS_E_KEY_NOT_FOUND);
-		ASSERT_ERR(pcall("cd-forms", act, fx_fmt("{\"key_id\":\"%s\"}", fx_urn("nope")),
-				 NULL), KMS_E_KEY_NOT_FOUND);
+		ASSERT_ERR(
+			pcall("cd-forms", act, fx_fmt("{\"key_id\":\"%s\"}", fx_urn("nope")), NULL),
+			KMS_E_KEY_NOT_FOUND);
 		ASSERT_ERR(pcall("cd-forms", act, fx_fmt("{\"key_id\":\"%s\"}", theirs), NULL),
 			   KMS_E_KEY_NOT_FOUND);
 		ASSERT_ERR(pcall("cd-forms", act, "{\"key_id\":\"alias/theirs\"}", NULL),
@@ -284,21 +296,23 @@ TEST(datakey_without_plaintext)
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
 	ASSERT_TRUE(fx_get(r, "plain_text") == NULL);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "cipher_text"), 376));
-	snprintf(cipher, sizeof(cipher), "%s", fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
+	snprintf(cipher, sizeof(cipher), "%s",
+		 fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
 	ASSERT_ERR(decrypt("cdw", id, cipher, 64, "", &r), 0);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "data_key"), 128));
 	ASSERT_ERR(pcall("cdw", "create-datakey-without-plaintext",
 			 fx_kid_with(id, "\"datakey_length\":512"), &r),
 		   0);
 	ASSERT_ERR(pcall("cdw", "create-datakey-without-plaintext",
-			 fx_fmt("{\"key_id\":\"%s\"}", id), &r), 0);
+			 fx_fmt("{\"key_id\":\"%s\"}", id), &r),
+		   0);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "cipher_text"), 376));
 }
 
 TEST(datakey_without_plaintext_2001)
 {
-	static const char *const bad[] = { "\"0\"", "\"4\"", "\"9\"", "\"511\"", "\"8200\"",
-					   "\"abc\"", "-512", "true" };
+	static const char *const bad[] = { "\"0\"",    "\"4\"",	  "\"9\"", "\"511\"",
+					   "\"8200\"", "\"abc\"", "-512",  "true" };
 	char id[FX_ID_LEN];
 
 	STEP(fx_key("cdw-err", "app", id));
@@ -327,7 +341,8 @@ TEST(encrypt_datakey_doc_example)
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
 	ASSERT_STREQ(fx_str(r, "datakey_length"), "64");
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "cipher_text"), 376));
-	snprintf(cipher, sizeof(cipher), "%s", fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
+	snprintf(cipher, sizeof(cipher), "%s",
+		 fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
 	ASSERT_EQ(unhex(cipher, blob), 188);
 	ASSERT_HEXEQ(blob, 4, "02009800");
 	ASSERT_MEMEQ(blob + 116, id, 36);
@@ -336,7 +351,8 @@ TEST(encrypt_datakey_doc_example)
 	ASSERT_STREQ(fx_str(r, "datakey_length"), "64");
 	ASSERT_STREQ(fx_str(r, "datakey_dgst"), DGST_ZERO64);
 	ASSERT_STREQ(fx_last(), fx_fmt("{\"data_key\":\"%s\",\"datakey_length\":\"64\","
-				       "\"datakey_dgst\":\"%s\"}\n", zero64, DGST_ZERO64));
+				       "\"datakey_dgst\":\"%s\"}\n",
+				       zero64, DGST_ZERO64));
 }
 
 TEST(encrypt_datakey_sizes_and_case)
@@ -353,10 +369,14 @@ TEST(encrypt_datakey_sizes_and_case)
 		dek_plain(n, 7, (unsigned)i, plain);
 		ASSERT_ERR(pcall("ed-size", "encrypt-datakey",
 				 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-					"\"datakey_plain_length\":\"%zu\"}", id, plain, n), &r), 0);
+					"\"datakey_plain_length\":\"%zu\"}",
+					id, plain, n),
+				 &r),
+			   0);
 		ASSERT_STREQ(fx_str(r, "datakey_length"), fx_fmt("%zu", n));
 		ASSERT_TRUE(fx_upper_hex(fx_str(r, "cipher_text"), 2 * core_blob_size(n)));
-		snprintf(cipher, sizeof(cipher), "%s", fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
+		snprintf(cipher, sizeof(cipher), "%s",
+			 fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
 		ASSERT_ERR(decrypt("ed-size", id, cipher, n, "", &r), 0);
 		ASSERT_TRUE(strncmp(fx_str(r, "data_key"), plain, 2 * n) == 0);
 		ASSERT_EQ(strlen(fx_str(r, "data_key")), 2 * n);
@@ -370,21 +390,26 @@ TEST(encrypt_datakey_sizes_and_case)
 	ASSERT_FALSE(strcmp(lower, plain) == 0);
 	ASSERT_ERR(pcall("ed-size", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":64}", id, lower), &r), 0);
-	snprintf(cipher, sizeof(cipher), "%s", fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
+				"\"datakey_plain_length\":64}",
+				id, lower),
+			 &r),
+		   0);
+	snprintf(cipher, sizeof(cipher), "%s",
+		 fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
 	ASSERT_ERR(decrypt("ed-size", "alias/app", cipher, 64, "", &r), 0);
 	ASSERT_TRUE(strncmp(fx_str(r, "data_key"), plain, 128) == 0);
 	/* In the key folder, without key_id. */
 	ASSERT_ERR(call("ed-size", "encrypt-datakey", API_SCOPE_KEY, id,
 			fx_fmt("{\"plain_text\":\"%s\",\"datakey_plain_length\":\"64\"}", plain),
-			&r), 0);
+			&r),
+		   0);
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
 }
 
 TEST(encrypt_datakey_errors)
 {
-	static const char *const lens[] = { "\"0\"", "\"1025\"", "\"abc\"", "\"\"", "-1", "64.5",
-					    "\"64 \"", "true" };
+	static const char *const lens[] = { "\"0\"", "\"1025\"", "\"abc\"", "\"\"",
+					    "-1",    "64.5",	 "\"64 \"", "true" };
 	char id[FX_ID_LEN], good[2 * 96 + 1], bad[2 * 96 + 8];
 
 	STEP(fx_key("ed-err", "app", id));
@@ -441,11 +466,16 @@ TEST(encrypt_datakey_errors)
 		   KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"alias/%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}", "nope", good), NULL),
+				"\"datakey_plain_length\":\"64\"}",
+				"nope", good),
+			 NULL),
 		   KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(pcall("ed-err", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"x\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}", good), NULL), KMS_E_BAD_KEY_ID);
+				"\"datakey_plain_length\":\"64\"}",
+				good),
+			 NULL),
+		   KMS_E_BAD_KEY_ID);
 }
 
 /* kms-api.md 11.2: 0202 -> 0204 -> 0205 -> 0206 -> 0208 -> 2102 -> 2101/2104 -> 2103 -> 0207.
@@ -461,21 +491,31 @@ TEST(encrypt_datakey_validation_order)
 	snprintf(badhash, sizeof(badhash), "%s%s", zero64, good + 128);
 	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"x\",\"datakey_plain_length\":\"0\",%s,%s", bad_ctx,
-				bad_seq), NULL), KMS_E_BAD_JSON);
+				bad_seq),
+			 NULL),
+		   KMS_E_BAD_JSON);
 	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
-			 fx_fmt("{\"key_id\":\"x\",\"datakey_plain_length\":\"64\",%s,%s}",
-				bad_ctx, bad_seq), NULL), KMS_E_MISSING);
+			 fx_fmt("{\"key_id\":\"x\",\"datakey_plain_length\":\"64\",%s,%s}", bad_ctx,
+				bad_seq),
+			 NULL),
+		   KMS_E_MISSING);
 	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"x\",\"plain_text\":\"zz\","
-				"\"datakey_plain_length\":\"64\",%s,%s}", bad_ctx, bad_seq), NULL),
+				"\"datakey_plain_length\":\"64\",%s,%s}",
+				bad_ctx, bad_seq),
+			 NULL),
 		   KMS_E_BAD_KEY_ID);
 	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"zz\","
-				"\"datakey_plain_length\":\"64\",%s,%s}", bad_ctx, bad_seq), NULL),
+				"\"datakey_plain_length\":\"64\",%s,%s}",
+				bad_ctx, bad_seq),
+			 NULL),
 		   KMS_E_BAD_SEQUENCE);
 	ASSERT_ERR(pcall("ed-order", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"" FX_NO_KEY "\",\"plain_text\":\"zz\","
-				"\"datakey_plain_length\":\"64\",%s}", bad_ctx), NULL),
+				"\"datakey_plain_length\":\"64\",%s}",
+				bad_ctx),
+			 NULL),
 		   KMS_E_BAD_CONTEXT);
 	ASSERT_ERR(wrap("ed-order", FX_NO_KEY, "zz", "\"0\""), KMS_E_PLAIN_LENGTH);
 	ASSERT_ERR(wrap("ed-order", FX_NO_KEY, "zz", "\"64\""), KMS_E_PLAIN_INVALID);
@@ -508,8 +548,8 @@ TEST(encrypt_datakey_common_checks_before_length)
 
 TEST(decrypt_datakey_errors)
 {
-	static const char *const lens[] = { "\"0\"", "\"1025\"", "\"x\"", "\"\"", "-64", "6.4",
-					    "[64]" };
+	static const char *const lens[] = { "\"0\"", "\"1025\"", "\"x\"", "\"\"",
+					    "-64",   "6.4",	 "[64]" };
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX], bad[HEX_MAX + 8];
 	static char huge[2 * CORE_BLOB_MAX + 3];
 
@@ -531,7 +571,10 @@ TEST(decrypt_datakey_errors)
 	/* JSON number accepted */
 	ASSERT_ERR(pcall("dd-err", "decrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":64}", id, cipher), NULL), 0);
+				"\"datakey_cipher_length\":64}",
+				id, cipher),
+			 NULL),
+		   0);
 	/* 2201: not hex, odd, not a string, too long */
 	snprintf(bad, sizeof(bad), "%s", cipher);
 	bad[100] = 'x';
@@ -577,9 +620,13 @@ TEST(decrypt_datakey_short_dek_in_64_blob)
 	dek_plain(60, 9, 9, plain);
 	ASSERT_ERR(pcall("dd-60", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"60\"}", id, plain), &r), 0);
+				"\"datakey_plain_length\":\"60\"}",
+				id, plain),
+			 &r),
+		   0);
 	ASSERT_TRUE(fx_upper_hex(fx_str(r, "cipher_text"), 376));
-	snprintf(cipher, sizeof(cipher), "%s", fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
+	snprintf(cipher, sizeof(cipher), "%s",
+		 fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
 	ASSERT_ERR(decrypt("dd-60", id, cipher, 64, "", NULL), KMS_E_CIPHER_MISMATCH);
 	ASSERT_ERR(decrypt("dd-60", id, cipher, 61, "", NULL), KMS_E_CIPHER_MISMATCH);
 	ASSERT_ERR(decrypt("dd-60", id, cipher, 60, "", &r), 0);
@@ -597,13 +644,16 @@ TEST(decrypt_datakey_validation_order)
 	junk[376] = 0;
 	ASSERT_ERR(pcall("dd-order", "decrypt-datakey",
 			 "{\"key_id\":\"" FX_NO_KEY "\",\"cipher_text\":\"zz\","
-			 "\"datakey_cipher_length\":\"0\"}", NULL), KMS_E_CIPHER_LENGTH);
+			 "\"datakey_cipher_length\":\"0\"}",
+			 NULL),
+		   KMS_E_CIPHER_LENGTH);
 	ASSERT_ERR(decrypt("dd-order", FX_NO_KEY, "zz", 64, "", NULL), KMS_E_CIPHER_INVALID);
 	ASSERT_ERR(decrypt("dd-order", FX_NO_KEY, "00", 64, "", NULL), KMS_E_CIPHER_MISMATCH);
 	ASSERT_ERR(decrypt("dd-order", FX_NO_KEY, junk, 64, "", NULL), KMS_E_CIPHER_INVALID);
 	ASSERT_ERR(decrypt("dd-order", FX_NO_KEY, cipher, 64, "", NULL), KMS_E_KEY_NOT_FOUND);
-	ASSERT_ERR(decrypt("dd-order", id, cipher, 64, ",\"encryption_context\":{\"a\":\"b\"}",
-			   NULL), KMS_E_DECRYPT_FAILED);
+	ASSERT_ERR(
+		decrypt("dd-order", id, cipher, 64, ",\"encryption_context\":{\"a\":\"b\"}", NULL),
+		KMS_E_DECRYPT_FAILED);
 }
 
 /* 11.2's common checks come first here too: key_id format, sequence, encryption_context are
@@ -700,10 +750,12 @@ TEST(decrypt_datakey_other_key)
 	ASSERT_ERR(decrypt("dd-other", "alias/other", cipher, 64, "", NULL), KMS_E_BAD_KEY_ID);
 	ASSERT_ERR(call("dd-other", "decrypt-datakey", API_SCOPE_KEY, other,
 			fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", cipher),
-			NULL), KMS_E_BAD_KEY_ID);
+			NULL),
+		   KMS_E_BAD_KEY_ID);
 	ASSERT_ERR(call("dd-other", "decrypt-datakey", API_SCOPE_KEY, id,
 			fx_fmt("{\"cipher_text\":\"%s\",\"datakey_cipher_length\":\"64\"}", cipher),
-			&r), 0);
+			&r),
+		   0);
 	ASSERT_ERR(decrypt("dd-other", fx_urn("app"), cipher, 64, "", &r), 0);
 	/* Another project's blob: its key is not ours, whichever key we name. */
 	ASSERT_ERR(decrypt("dd-other", theirs, their_cipher, 64, "", NULL), KMS_E_KEY_NOT_FOUND);
@@ -745,7 +797,8 @@ TEST(context_binding)
 	/* The string form (GTC sends one) is the same context. */
 	ASSERT_ERR(decrypt("ctx", id, cipher, 64,
 			   ",\"encryption_context\":\"{\\\"b\\\":\\\"2\\\",\\\"a\\\":\\\"1\\\"}\"",
-			   &r), 0);
+			   &r),
+		   0);
 	/* Required, and equal. */
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(wrong); i++) {
 		int e = decrypt("ctx", id, cipher, 64, wrong[i], NULL);
@@ -782,22 +835,27 @@ TEST(context_binding_encrypt_datakey)
 	dek_plain(64, 1, 2, plain);
 	ASSERT_ERR(pcall("ctx-ed", "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\",\"datakey_plain_length\":"
-				"\"64\",\"encryption_context\":{\"file\":\"a.pdf\"}}", id, plain),
-			 &r), 0);
-	snprintf(cipher, sizeof(cipher), "%s", fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
+				"\"64\",\"encryption_context\":{\"file\":\"a.pdf\"}}",
+				id, plain),
+			 &r),
+		   0);
+	snprintf(cipher, sizeof(cipher), "%s",
+		 fx_str(r, "cipher_text") ? fx_str(r, "cipher_text") : "");
 	ASSERT_ERR(decrypt("ctx-ed", id, cipher, 64, "", NULL), KMS_E_DECRYPT_FAILED);
 	ASSERT_ERR(decrypt("ctx-ed", id, cipher, 64, ",\"encryption_context\":{\"file\":\"b.pdf\"}",
-			   NULL), KMS_E_DECRYPT_FAILED);
+			   NULL),
+		   KMS_E_DECRYPT_FAILED);
 	ASSERT_ERR(decrypt("ctx-ed", id, cipher, 64, ",\"encryption_context\":{\"file\":\"a.pdf\"}",
-			   &r), 0);
+			   &r),
+		   0);
 	ASSERT_TRUE(strncmp(fx_str(r, "data_key"), plain, 128) == 0);
 }
 
 TEST(context_invalid_0208)
 {
 	static const char *const bad[] = {
-		"[]", "[\"a\",\"b\"]", "1", "0", "true", "false", "\"abc\"", "\"[1]\"", "\"1\"",
-		"\"null\"", "\"{\"", "\"{\\\"a\\\":}\"",
+		"[]",	   "[\"a\",\"b\"]", "1",     "0",	 "true",  "false",
+		"\"abc\"", "\"[1]\"",	    "\"1\"", "\"null\"", "\"{\"", "\"{\\\"a\\\":}\"",
 	};
 	char id[FX_ID_LEN];
 
@@ -849,8 +907,12 @@ TEST(context_length_limit)
 	v[n] = 0;
 	STEP(new_datakey("ctx-len", id, fx_fmt(",\"encryption_context\":{\"a\":\"%s\"}", v), plain,
 			 cipher));
-	ASSERT_ERR(decrypt("ctx-len", id, cipher, 64, fx_fmt(",\"encryption_context\":{\"a\":"
-							     "\"%s\"}", v), NULL), 0);
+	ASSERT_ERR(decrypt("ctx-len", id, cipher, 64,
+			   fx_fmt(",\"encryption_context\":{\"a\":"
+				  "\"%s\"}",
+				  v),
+			   NULL),
+		   0);
 	/* The same as a string: 8192 characters */
 	ASSERT_ERR(decrypt("ctx-len", id, cipher, 64,
 			   fx_fmt(",\"encryption_context\":\"{\\\"a\\\":\\\"%s\\\"}\"", v), NULL),
@@ -860,10 +922,14 @@ TEST(context_length_limit)
 	v[n + 1] = 0;
 	ASSERT_ERR(pcall("ctx-len", "create-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":{\"a\":\"%s\"}}", id, v),
-			 NULL), KMS_E_BAD_CONTEXT);
+			 NULL),
+		   KMS_E_BAD_CONTEXT);
 	ASSERT_ERR(pcall("ctx-len", "create-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":"
-				"\"{\\\"a\\\":\\\"%s\\\"}\"}", id, v), NULL), KMS_E_BAD_CONTEXT);
+				"\"{\\\"a\\\":\\\"%s\\\"}\"}",
+				id, v),
+			 NULL),
+		   KMS_E_BAD_CONTEXT);
 }
 
 /* A context value "v\u0000x" is not the context "v": the bytes after the NUL count. */
@@ -881,8 +947,9 @@ TEST(context_with_nul_not_truncated)
 	}
 	STEP(new_datakey("ctx-nul", id, ",\"encryption_context\":{\"k\":\"v\\u0000x\"}", plain,
 			 cipher));
-	ASSERT_ERR(decrypt("ctx-nul", id, cipher, 64, ",\"encryption_context\":{\"k\":\"v\"}",
-			   NULL), KMS_E_DECRYPT_FAILED);
+	ASSERT_ERR(
+		decrypt("ctx-nul", id, cipher, 64, ",\"encryption_context\":{\"k\":\"v\"}", NULL),
+		KMS_E_DECRYPT_FAILED);
 }
 
 /* Both forms of a context get the same checks, so one request text names one context: the
@@ -913,7 +980,8 @@ TEST(context_string_form_checks)
 	deep[n] = 0;
 	ASSERT_ERR(pcall("ctx-sf", "create-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":\"{\\\"a\\\":%s}\"}", id,
-				deep), NULL),
+				deep),
+			 NULL),
 		   KMS_E_BAD_CONTEXT);
 	/* The deepest context the object form takes is taken as a string too, and is the same. */
 	{
@@ -922,8 +990,10 @@ TEST(context_string_form_checks)
 		STEP(new_datakey("ctx-sf", id, fx_fmt(",\"encryption_context\":%s", obj), plain,
 				 cipher));
 		ASSERT_ERR(decrypt("ctx-sf", id, cipher, 64,
-				   ",\"encryption_context\":\"{\\\"a\\\":[[[[[[[[[[[[[1]]]]]]]]]]]]]}\"",
-				   NULL), 0);
+				   ",\"encryption_context\":\"{\\\"a\\\":[[[[[[[[[[[[[1]]]]]]]]]]]]"
+				   "]}\"",
+				   NULL),
+			   0);
 		ASSERT_ERR(with_context("ctx-sf", id, "{\"a\":[[[[[[[[[[[[[[1]]]]]]]]]]]]]]}"),
 			   KMS_E_BAD_JSON);
 		ASSERT_ERR(
@@ -937,31 +1007,36 @@ TEST(context_string_form_checks)
 TEST(context_non_finite_numbers_0208)
 {
 	static const char *const bad[] = {
-		"{\"n\":1e999}", "{\"n\":-1e999}", "{\"x\":{\"n\":1e400}}", "{\"n\":[1,1e999]}",
-		"\"{\\\"n\\\":1e999}\"", "\"{\\\"n\\\":[-1e999]}\"",
+		"{\"n\":1e999}",     "{\"n\":-1e999}",	      "{\"x\":{\"n\":1e400}}",
+		"{\"n\":[1,1e999]}", "\"{\\\"n\\\":1e999}\"", "\"{\\\"n\\\":[-1e999]}\"",
 	};
 	char id[FX_ID_LEN], plain[HEX_MAX], cipher[HEX_MAX];
 
 	STEP(fx_key("ctx-inf", "app", id));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
-		EXPECT(bad[i], pcall("ctx-inf", "create-datakey",
-				     fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":%s}", id,
-					    bad[i]), NULL),
+		EXPECT(bad[i],
+		       pcall("ctx-inf", "create-datakey",
+			     fx_fmt("{\"key_id\":\"%s\",\"encryption_context\":%s}", id, bad[i]),
+			     NULL),
 		       KMS_E_BAD_CONTEXT);
-		EXPECT(bad[i], pcall("ctx-inf", "encrypt-data",
-				     fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\","
-					    "\"encryption_context\":%s}", id, bad[i]), NULL),
+		EXPECT(bad[i],
+		       pcall("ctx-inf", "encrypt-data",
+			     fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"x\","
+				    "\"encryption_context\":%s}",
+				    id, bad[i]),
+			     NULL),
 		       KMS_E_BAD_CONTEXT);
 	}
 	STEP(new_datakey("ctx-inf", id, ",\"encryption_context\":{\"n\":null}", plain, cipher));
-	ASSERT_ERR(decrypt("ctx-inf", id, cipher, 64, ",\"encryption_context\":{\"n\":1e999}",
-			   NULL), KMS_E_BAD_CONTEXT);
-	ASSERT_ERR(decrypt("ctx-inf", id, cipher, 64, ",\"encryption_context\":{\"n\":null}",
-			   NULL), 0);
+	ASSERT_ERR(
+		decrypt("ctx-inf", id, cipher, 64, ",\"encryption_context\":{\"n\":1e999}", NULL),
+		KMS_E_BAD_CONTEXT);
+	ASSERT_ERR(decrypt("ctx-inf", id, cipher, 64, ",\"encryption_context\":{\"n\":null}", NULL),
+		   0);
 	/* Large finite numbers are fine. */
 	STEP(new_datakey("ctx-inf", id, ",\"encryption_context\":{\"n\":1e308}", plain, cipher));
-	ASSERT_ERR(decrypt("ctx-inf", id, cipher, 64, ",\"encryption_context\":{\"n\":null}",
-			   NULL), KMS_E_DECRYPT_FAILED);
+	ASSERT_ERR(decrypt("ctx-inf", id, cipher, 64, ",\"encryption_context\":{\"n\":null}", NULL),
+		   KMS_E_DECRYPT_FAILED);
 }
 
 /* ---- key states (6.2: crypto needs state 2) ---- */
@@ -979,7 +1054,8 @@ TEST(key_states_0209_0210)
 		   KMS_E_KEY_DISABLED);
 	ASSERT_LAST_ERROR("KMS.0209", "The key has been disabled.");
 	ASSERT_ERR(pcall("state", "create-datakey-without-plaintext",
-			 fx_fmt("{\"key_id\":\"%s\"}", id), NULL), KMS_E_KEY_DISABLED);
+			 fx_fmt("{\"key_id\":\"%s\"}", id), NULL),
+		   KMS_E_KEY_DISABLED);
 	ASSERT_ERR(wrap("state", id, good, "\"64\""), KMS_E_KEY_DISABLED);
 	ASSERT_ERR(decrypt("state", id, cipher, 64, "", NULL), KMS_E_KEY_DISABLED);
 	ASSERT_ERR(pcall("state", "encrypt-data", fx_kid_with(id, "\"plain_text\":\"x\""), NULL),
@@ -1007,14 +1083,15 @@ TEST(gen_random)
 	static const struct {
 		const char *value;
 		size_t bytes;
-	} v[] = { { "\"512\"", 64 }, { "512", 64 }, { "\"8\"", 1 }, { "\"8192\"", 1024 },
-		  { "\"256\"", 32 }, { "1024.0", 128 } };
+	} v[] = { { "\"512\"", 64 },	{ "512", 64 },	   { "\"8\"", 1 },
+		  { "\"8192\"", 1024 }, { "\"256\"", 32 }, { "1024.0", 128 } };
 	char a[2 * 64 + 1];
 	cJSON *r = NULL;
 
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(v); i++) {
 		ASSERT_ERR(pcall("rnd", "gen-random",
-				 fx_fmt("{\"random_data_length\":%s}", v[i].value), &r), 0);
+				 fx_fmt("{\"random_data_length\":%s}", v[i].value), &r),
+			   0);
 		ASSERT_EQ(cJSON_GetArraySize(r), 1);
 		ASSERT_TRUE(fx_upper_hex(fx_str(r, "random_data"), 2 * v[i].bytes));
 	}
@@ -1026,9 +1103,9 @@ TEST(gen_random)
 
 TEST(gen_random_errors)
 {
-	static const char *const range[] = {"\"0\"",   "\"7\"", "\"8200\"", "\"8193\"",
-					    "\"abc\"", "\"\"",	"\"-8\"",   "-8",
-					    "0",       "true",	"\"1e3\"",  "[8]"};
+	static const char *const range[] = { "\"0\"",	"\"7\"", "\"8200\"", "\"8193\"",
+					     "\"abc\"", "\"\"",	 "\"-8\"",   "-8",
+					     "0",	"true",	 "\"1e3\"",  "[8]" };
 	static const char *const multiple[] = { "\"9\"", "\"513\"", "\"8191\"", "12" };
 
 	ASSERT_ERR(pcall("rnd-err", "gen-random", "{}", NULL), KMS_E_MISSING);
@@ -1053,5 +1130,6 @@ TEST(gen_random_errors)
 		   KMS_E_BAD_SEQUENCE);
 	/* No key folder form. */
 	ASSERT_ERR(call("rnd-err", "gen-random", API_SCOPE_KEY, FX_NO_KEY,
-			"{\"random_data_length\":\"512\"}", NULL), KMS_E_BAD_URL);
+			"{\"random_data_length\":\"512\"}", NULL),
+		   KMS_E_BAD_URL);
 }

@@ -11,7 +11,7 @@
 #include "kms_test_api.h"
 #include "common/kms_time.h"
 
-#define HEX_MAX (2 * CORE_BLOB_MAX + 1)
+#define HEX_MAX	 (2 * CORE_BLOB_MAX + 1)
 #define NO_GRANT "0000000000000000000000000000000000000000000000000000000000000001"
 
 /* The create-grant request for key: grantee, ops (the members of "operations") and extra (more
@@ -19,8 +19,8 @@
 static const char *grant_req(const char *key, const char *grantee, const char *ops,
 			     const char *extra)
 {
-	return fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"%s\",\"operations\":[%s]%s}",
-		      key, grantee, ops, extra);
+	return fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"%s\",\"operations\":[%s]%s}", key,
+		      grantee, ops, extra);
 }
 
 /* The request of revoke-grant and retire-grant for grant g of key. */
@@ -176,13 +176,20 @@ TEST(create_grant_optional_fields)
 TEST(create_grant_errors)
 {
 	static const char *const bad_grantee[] = {
-		"\"\"", "\"bad-name\"", "\"bo b\"", "\"bob.x\"", "\"b\\u00f6b\"", "5", "true",
-		"[\"bob\"]",
+		"\"\"", "\"bad-name\"", "\"bo b\"",  "\"bob.x\"", "\"b\\u00f6b\"",
+		"5",	"true",		"[\"bob\"]",
 	};
 	static const char *const bad_ops[] = {
-		"[]", "\"decrypt-datakey\"", "[\"enable-key\"]", "[\"list-keys\"]",
-		"[\"Decrypt-Datakey\"]", "[\"decrypt-datakey\",5]", "[\"decrypt-datakey\",\"\"]",
-		"{}", "[\"gen-random\"]", "[\"revoke-grant\"]",
+		"[]",
+		"\"decrypt-datakey\"",
+		"[\"enable-key\"]",
+		"[\"list-keys\"]",
+		"[\"Decrypt-Datakey\"]",
+		"[\"decrypt-datakey\",5]",
+		"[\"decrypt-datakey\",\"\"]",
+		"{}",
+		"[\"gen-random\"]",
+		"[\"revoke-grant\"]",
 	};
 	/* Other members after a valid grantee and operations. */
 	static const char *const bad_extra[] = {
@@ -224,12 +231,15 @@ TEST(create_grant_errors)
 		EXPECT(bad_ops[i],
 		       pcall("cge", "create-grant",
 			     fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"bob\","
-				    "\"operations\":%s}", id, bad_ops[i]), NULL),
+				    "\"operations\":%s}",
+				    id, bad_ops[i]),
+			     NULL),
 		       KMS_E_BAD_PARAM);
 	memset(n256, 'n', 256);
 	n256[256] = 0;
-	EXPECT("name", pcall("cge", "create-grant",
-			     fx_fmt("{\"key_id\":\"%s\",%s,\"name\":\"%s\"}", id, ok, n256), NULL),
+	EXPECT("name",
+	       pcall("cge", "create-grant",
+		     fx_fmt("{\"key_id\":\"%s\",%s,\"name\":\"%s\"}", id, ok, n256), NULL),
 	       KMS_E_BAD_PARAM);
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad_extra); i++)
 		EXPECT(bad_extra[i],
@@ -251,19 +261,21 @@ TEST(create_grant_errors)
 	EXPECT("no such key",
 	       pcall("cge", "create-grant", fx_fmt("{\"key_id\":\"%s\",%s}", FX_NO_KEY, ok), NULL),
 	       KMS_E_KEY_NOT_FOUND);
-	EXPECT("sequence", pcall("cge", "create-grant",
-				 fx_fmt("{\"key_id\":\"%s\",%s,\"sequence\":\"s\"}", id, ok), NULL),
+	EXPECT("sequence",
+	       pcall("cge", "create-grant",
+		     fx_fmt("{\"key_id\":\"%s\",%s,\"sequence\":\"s\"}", id, ok), NULL),
 	       KMS_E_BAD_SEQUENCE);
-	EXPECT("folder", call("cge", "create-grant", API_SCOPE_KEY, id,
-			      fx_fmt("{\"key_id\":\"%s\",%s}", FX_NO_KEY, ok), NULL),
+	EXPECT("folder",
+	       call("cge", "create-grant", API_SCOPE_KEY, id,
+		    fx_fmt("{\"key_id\":\"%s\",%s}", FX_NO_KEY, ok), NULL),
 	       KMS_E_BAD_KEY_ID);
 	ASSERT_EQ(grant_total("cge", id), 0);
 	/* A key pending deletion cannot be granted (docs/api-differences.md, States). */
 	ASSERT_ERR(pcall("cge", "schedule-key-deletion", fx_kid_with(id, "\"pending_days\":\"7\""),
 			 NULL),
 		   0);
-	EXPECT("pending", pcall("cge", "create-grant", fx_fmt("{\"key_id\":\"%s\",%s}", id, ok),
-				NULL),
+	EXPECT("pending",
+	       pcall("cge", "create-grant", fx_fmt("{\"key_id\":\"%s\",%s}", id, ok), NULL),
 	       KMS_E_KEY_PENDING_DELETION);
 	ASSERT_EQ(grant_total("cge", id), 0);
 }
@@ -280,9 +292,9 @@ TEST(create_grant_limit_2404)
 	for (int i = 0; i < 100; i++) {
 		STEP(grant("cgl", id, fx_fmt("user%d", i), "\"describe-key\"", "", g));
 	}
-	ASSERT_ERR(pcall("cgl", "create-grant",
-			 grant_req(id, "late", "\"describe-key\"", ""), NULL),
-		   KMS_E_TOO_MANY_GRANTS);
+	ASSERT_ERR(
+		pcall("cgl", "create-grant", grant_req(id, "late", "\"describe-key\"", ""), NULL),
+		KMS_E_TOO_MANY_GRANTS);
 	ASSERT_LAST_ERROR("KMS.2404", "Too many CMK grants.");
 	ASSERT_EQ(grant_total("cgl", id), 100);
 	STEP(grant("cgl", other, "late", "\"describe-key\"", "", g));
@@ -302,8 +314,8 @@ TEST(list_grants_paging_and_errors)
 {
 	char id[FX_ID_LEN], other[FX_ID_LEN], g[5][65], og[65];
 	cJSON *r = NULL;
-	static const char *const bad_limit[] = { "\"0\"", "\"1001\"", "\"abc\"", "\"-1\"", "0",
-						 "\"\"", "true" };
+	static const char *const bad_limit[] = { "\"0\"", "\"1001\"", "\"abc\"", "\"-1\"",
+						 "0",	  "\"\"",     "true" };
 	static const char *const bad_marker[] = { "\"-1\"", "\"abc\"", "-1", "\"\"", "1.5" };
 
 	STEP(fx_key("lg", "app", id));
@@ -318,7 +330,9 @@ TEST(list_grants_paging_and_errors)
 
 		ASSERT_ERR(pcall("lg", "list-grants",
 				 fx_fmt("{\"key_id\":\"%s\",\"limit\":\"2\",\"marker\":\"%d\"}", id,
-					2 * page), &r), 0);
+					2 * page),
+				 &r),
+			   0);
 		gs = fx_get(r, "grants");
 		ASSERT_EQ(fx_num(r, "total"), 5);
 		ASSERT_EQ(cJSON_GetArraySize(gs), page < 2 ? 2 : 1);
@@ -386,11 +400,13 @@ TEST(list_retirable_grants)
 	ASSERT_STREQ(fx_str(e, "issuing_principal"), AUTH_USER_HOST_ADMIN);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 1), "grant_id"), g2);
 	ASSERT_ERR(ucall("lrg", "carol", KMS_ROLE_VIEWER, "list-retirable-grants", NULL,
-			 "{\"limit\":\"1\"}", &r), 0);
+			 "{\"limit\":\"1\"}", &r),
+		   0);
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "grants")), 1);
 	STEP(fx_page_ends(r, "true", "1"));
 	ASSERT_ERR(ucall("lrg", "carol", KMS_ROLE_VIEWER, "list-retirable-grants", NULL,
-			 "{\"limit\":\"1\",\"marker\":\"1\"}", &r), 0);
+			 "{\"limit\":\"1\",\"marker\":\"1\"}", &r),
+		   0);
 	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "grants"), 0), "grant_id"), g2);
 	ASSERT_STREQ(fx_str(r, "truncated"), "false");
 	/* dave and erin are grantees, not retiring principals. */
@@ -421,7 +437,9 @@ TEST(list_retirable_grants)
 TEST(revoke_grant)
 {
 	static const char *const bad_ids[] = {
-		"\"xyz\"", "\"\"", "5",
+		"\"xyz\"",
+		"\"\"",
+		"5",
 		/* 63 and 65 hex digits, a non-hex digit */
 		"\"000000000000000000000000000000000000000000000000000000000000001\"",
 		"\"00000000000000000000000000000000000000000000000000000000000000011\"",
@@ -444,7 +462,8 @@ TEST(revoke_grant)
 		   KMS_E_GRANT_KEY_MISMATCH);
 	ASSERT_LAST_ERROR("KMS.2502", "grant_id and key_id do not match.");
 	ASSERT_ERR(call("rv", "revoke-grant", API_SCOPE_KEY, other,
-			fx_fmt("{\"grant_id\":\"%s\"}", g), NULL), KMS_E_GRANT_KEY_MISMATCH);
+			fx_fmt("{\"grant_id\":\"%s\"}", g), NULL),
+		   KMS_E_GRANT_KEY_MISMATCH);
 	ASSERT_EQ(grant_total("rv", id), 2);
 	/* Revoked: reply {}, gone; a second revoke is KMS.2501. Upper-case hex names it too. */
 	ASSERT_ERR(pcall("rv", "revoke-grant", key_grant(id, g), NULL), 0);
@@ -465,15 +484,16 @@ TEST(revoke_grant)
 	for (size_t i = 0; i < 65; i++)
 		upper[i] = (char)(g2[i] >= 'a' && g2[i] <= 'f' ? g2[i] - 'a' + 'A' : g2[i]);
 	ASSERT_ERR(call("rv", "revoke-grant", API_SCOPE_KEY, id,
-			fx_fmt("{\"grant_id\":\"%s\"}", upper), &r), 0);
+			fx_fmt("{\"grant_id\":\"%s\"}", upper), &r),
+		   0);
 	ASSERT_EQ(grant_total("rv", id), 0);
 	/* Only admins revoke, even a grantee whose grant has every grantable operation. */
 	STEP(grant("rv", id, "bob", "\"describe-key\",\"retire-grant\",\"create-grant\"", "", g));
-	ASSERT_ERR(ucall("rv", "bob", KMS_ROLE_CRYPTO, "revoke-grant", NULL,
-			 key_grant(id, g), NULL),
-		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("rv", "ada", KMS_ROLE_ADMIN, "revoke-grant", NULL,
-			 key_grant(id, g), NULL), 0);
+	ASSERT_ERR(
+		ucall("rv", "bob", KMS_ROLE_CRYPTO, "revoke-grant", NULL, key_grant(id, g), NULL),
+		KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("rv", "ada", KMS_ROLE_ADMIN, "revoke-grant", NULL, key_grant(id, g), NULL),
+		   0);
 	ASSERT_EQ(grant_total("rv", id), 0);
 }
 
@@ -503,7 +523,8 @@ TEST(retire_grant_who_may)
 	ASSERT_ERR(retire("rt", "bob", KMS_ROLE_VIEWER, other, g), KMS_E_FORBIDDEN);
 	ASSERT_ERR(retire("rt", "bob", KMS_ROLE_CRYPTO, other, g), KMS_E_GRANT_KEY_MISMATCH);
 	ASSERT_ERR(ucall("rt", "bob", KMS_ROLE_VIEWER, "retire-grant", id,
-			 fx_fmt("{\"grant_id\":\"%s\"}", g), NULL), 0);
+			 fx_fmt("{\"grant_id\":\"%s\"}", g), NULL),
+		   0);
 	ASSERT_EQ(grant_total("rt", id), 0);
 	/* A grantee without retire-grant may not. */
 	STEP(grant("rt", id, "bob", "\"decrypt-datakey\"", "", g));
@@ -521,7 +542,8 @@ TEST(retire_grant_who_may)
 		char mine[65];
 
 		ASSERT_ERR(ucall("rt", "ivan", KMS_ROLE_VIEWER, "create-grant", NULL,
-				 grant_req(id, "judy", "\"describe-key\"", ""), &r), 0);
+				 grant_req(id, "judy", "\"describe-key\"", ""), &r),
+			   0);
 		fx_cp(mine, sizeof(mine), fx_str(r, "grant_id"));
 		ASSERT_ERR(pcall("rt", "list-grants", fx_kid_with(id, "\"marker\":\"1\""), &r), 0);
 		ASSERT_STREQ(
@@ -560,7 +582,8 @@ TEST(retire_grant_kmsctl_issuer_not_a_token_name)
 	/* "admin", the old default name, is no issuer of kmsctl's grants, whatever the role. */
 	ASSERT_ERR(retire("rti", "admin", KMS_ROLE_VIEWER, id, g), KMS_E_FORBIDDEN);
 	ASSERT_ERR(ucall("rti", "admin", KMS_ROLE_VIEWER, "retire-grant", id,
-			 fx_fmt("{\"grant_id\":\"%s\"}", g), NULL), KMS_E_FORBIDDEN);
+			 fx_fmt("{\"grant_id\":\"%s\"}", g), NULL),
+		   KMS_E_FORBIDDEN);
 	ASSERT_ERR(retire("rti", "admin", KMS_ROLE_CRYPTO, id, g), KMS_E_FORBIDDEN);
 	ASSERT_ERR(retire("rti", "viewer", KMS_ROLE_VIEWER, id, g), KMS_E_FORBIDDEN);
 	ASSERT_EQ(grant_total("rti", id), 1);
@@ -610,8 +633,10 @@ static void enf_setup(struct enf *e, const char *project)
 
 /* The operations a grant may name that a viewer's role does not allow by itself. */
 static const char *const above_viewer[] = {
-	"create-datakey", "create-datakey-without-plaintext", "encrypt-datakey", "decrypt-datakey",
-	"encrypt-data",   "decrypt-data",                     "create-grant",
+	"create-datakey",  "create-datakey-without-plaintext",
+	"encrypt-datakey", "decrypt-datakey",
+	"encrypt-data",	   "decrypt-data",
+	"create-grant",
 };
 
 /* A request for op on key (1 or 2) that an admin gets answered successfully. */
@@ -621,7 +646,8 @@ static const char *enf_request(struct enf *e, const char *op, int key)
 
 	if (strcmp(op, "encrypt-datakey") == 0)
 		return fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-			      "\"datakey_plain_length\":\"64\"}", id, e->wrap);
+			      "\"datakey_plain_length\":\"64\"}",
+			      id, e->wrap);
 	if (strcmp(op, "decrypt-datakey") == 0)
 		return fx_unwrap_req(id, key == 1 ? e->b1.dk : e->b2.dk);
 	if (strcmp(op, "encrypt-data") == 0)
@@ -645,16 +671,18 @@ TEST(grant_enforcement_exact_operations)
 		const char *op = above_viewer[i];
 		char g[65];
 
-		EXPECT(op, ucall("enf", "bob", KMS_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
-				 NULL), KMS_E_FORBIDDEN);
+		EXPECT(op,
+		       ucall("enf", "bob", KMS_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1), NULL),
+		       KMS_E_FORBIDDEN);
 		/* create-grant cannot be granted alone (KMS.2401): with describe-key, which a
 		 * viewer may do anyway. */
 		STEP(grant("enf", e.k1, "bob",
 			   fx_fmt("\"%s\"%s", op,
 				  strcmp(op, "create-grant") ? "" : ",\"describe-key\""),
 			   "", g));
-		EXPECT(op, ucall("enf", "bob", KMS_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
-				 NULL), 0);
+		EXPECT(op,
+		       ucall("enf", "bob", KMS_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1), NULL),
+		       0);
 		for (size_t j = 0; j < n; j++) {
 			if (j == i)
 				continue;
@@ -664,16 +692,15 @@ TEST(grant_enforcement_exact_operations)
 			       KMS_E_FORBIDDEN);
 		}
 		EXPECT(fx_fmt("%s on the other key", op),
-		       ucall("enf", "bob", KMS_ROLE_VIEWER, op, NULL, enf_request(&e, op, 2),
-			     NULL),
+		       ucall("enf", "bob", KMS_ROLE_VIEWER, op, NULL, enf_request(&e, op, 2), NULL),
 		       KMS_E_FORBIDDEN);
 		EXPECT(fx_fmt("%s by carol", op),
 		       ucall("enf", "carol", KMS_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
-			     NULL), KMS_E_FORBIDDEN);
+			     NULL),
+		       KMS_E_FORBIDDEN);
 		ASSERT_ERR(pcall("enf", "revoke-grant", key_grant(e.k1, g), NULL), 0);
 		EXPECT(fx_fmt("%s after revoke-grant", op),
-		       ucall("enf", "bob", KMS_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1),
-			     NULL),
+		       ucall("enf", "bob", KMS_ROLE_VIEWER, op, NULL, enf_request(&e, op, 1), NULL),
 		       KMS_E_FORBIDDEN);
 	}
 	ASSERT_LAST_ERROR("KMS.0307", "No access permissions.");
@@ -716,11 +743,13 @@ TEST(grant_enforcement_results_and_key_forms)
 	ASSERT_ERR(bob_unwraps("enf2", NULL, "alias/two", e.b2.dk, NULL), KMS_E_FORBIDDEN);
 	/* decrypt-data takes the key from the blob: k1's blob yes, k2's no. */
 	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-data", NULL,
-			 enf_request(&e, "decrypt-data", 1), &r), 0);
+			 enf_request(&e, "decrypt-data", 1), &r),
+		   0);
 	ASSERT_STREQ(fx_str(r, "plain_text"), "one");
 	ASSERT_STREQ(fx_str(r, "key_id"), e.k1);
 	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "decrypt-data", NULL,
-			 enf_request(&e, "decrypt-data", 2), NULL), KMS_E_FORBIDDEN);
+			 enf_request(&e, "decrypt-data", 2), NULL),
+		   KMS_E_FORBIDDEN);
 	/* The grantee is a user name: another user with the same role gets nothing; the same name
 	 * in another project neither (its token is for that project). */
 	ASSERT_ERR(ucall("enf2", "Bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL, unwrap1, NULL),
@@ -731,7 +760,8 @@ TEST(grant_enforcement_results_and_key_forms)
 	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "describe-key", NULL, fx_kid(e.k2), NULL),
 		   0);
 	ASSERT_ERR(ucall("enf2", "bob", KMS_ROLE_VIEWER, "gen-random", NULL,
-			 "{\"random_data_length\":\"512\"}", NULL), KMS_E_FORBIDDEN);
+			 "{\"random_data_length\":\"512\"}", NULL),
+		   KMS_E_FORBIDDEN);
 }
 
 /* Admin-only actions that a grant can never allow, even one with every grantable operation. */
@@ -757,18 +787,23 @@ TEST(grant_never_allows_admin_actions)
 		       ucall("enf3", "bob", KMS_ROLE_VIEWER, admin_only[i], NULL,
 			     fx_fmt("{\"key_id\":\"%s\",\"pending_days\":\"7\",\"key_alias\":\"x\","
 				    "\"key_description\":\"x\",\"rotation_interval\":90,"
-				    "\"grant_id\":\"%s\"}", id, g), NULL),
+				    "\"grant_id\":\"%s\"}",
+				    id, g),
+			     NULL),
 		       KMS_E_FORBIDDEN);
 		EXPECT(admin_only[i],
 		       ucall("enf3", "bob", KMS_ROLE_VIEWER, admin_only[i],
 			     strcmp(admin_only[i], "create-key") ? id : NULL,
 			     fx_fmt("{\"pending_days\":\"7\",\"key_alias\":\"x\","
 				    "\"key_description\":\"x\",\"rotation_interval\":90,"
-				    "\"grant_id\":\"%s\"}", g), NULL),
+				    "\"grant_id\":\"%s\"}",
+				    g),
+			     NULL),
 		       KMS_E_FORBIDDEN);
 	}
 	ASSERT_ERR(ucall("enf3", "bob", KMS_ROLE_VIEWER, "tags", id,
-			 "{\"tag\":{\"key\":\"a\",\"value\":\"b\"}}", NULL), KMS_E_FORBIDDEN);
+			 "{\"tag\":{\"key\":\"a\",\"value\":\"b\"}}", NULL),
+		   KMS_E_FORBIDDEN);
 	ASSERT_ERR(pcall("enf3", "describe-key", fx_kid(id), &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_state"), "2");
 	ASSERT_STREQ(fx_str(r, "key_info.key_alias"), "app");
@@ -801,7 +836,8 @@ TEST(grant_enforcement_role_none)
 	ASSERT_ERR(ucall("enf4", "nob", KMS_ROLE_NONE, "list-grants", NULL, fx_kid(id), NULL),
 		   KMS_E_FORBIDDEN);
 	ASSERT_ERR(ucall("enf4", "nob", KMS_ROLE_NONE, "get-key-rotation-status", NULL, fx_kid(id),
-			 NULL), KMS_E_FORBIDDEN);
+			 NULL),
+		   KMS_E_FORBIDDEN);
 }
 
 /* A grant does not override the key's state: the grantee gets KMS.0209 for a disabled key and
@@ -815,15 +851,18 @@ TEST(grant_on_disabled_key_still_checks_state)
 	STEP(grant("enf5", e.k1, "bob", "\"decrypt-datakey\"", "", g));
 	ASSERT_ERR(pcall("enf5", "disable-key", fx_kid(e.k1), NULL), 0);
 	ASSERT_ERR(ucall("enf5", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
-			 enf_request(&e, "decrypt-datakey", 1), NULL), KMS_E_KEY_DISABLED);
+			 enf_request(&e, "decrypt-datakey", 1), NULL),
+		   KMS_E_KEY_DISABLED);
 	ASSERT_ERR(pcall("enf5", "schedule-key-deletion",
 			 fx_kid_with(e.k1, "\"pending_days\":\"7\""), NULL),
 		   0);
 	ASSERT_ERR(ucall("enf5", "bob", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
-			 enf_request(&e, "decrypt-datakey", 1), NULL), KMS_E_KEY_PENDING_DELETION);
+			 enf_request(&e, "decrypt-datakey", 1), NULL),
+		   KMS_E_KEY_PENDING_DELETION);
 	/* Without the grant the same request is refused first. */
 	ASSERT_ERR(ucall("enf5", "carol", KMS_ROLE_VIEWER, "decrypt-datakey", NULL,
-			 enf_request(&e, "decrypt-datakey", 1), NULL), KMS_E_FORBIDDEN);
+			 enf_request(&e, "decrypt-datakey", 1), NULL),
+		   KMS_E_FORBIDDEN);
 }
 
 /* A grantee allowed create-grant hands on no more than it holds: bob (viewer) with
@@ -842,13 +881,16 @@ TEST(grant_cannot_escalate)
 			 grant_req(k, "bob", "\"describe-key\",\"create-datakey\"", ""), NULL),
 		   KMS_E_FORBIDDEN);
 	ASSERT_ERR(ucall("esc", "bob", KMS_ROLE_VIEWER, "create-datakey", NULL,
-			 fx_fmt("{\"key_id\":\"%s\"}", k), NULL), KMS_E_FORBIDDEN);
+			 fx_fmt("{\"key_id\":\"%s\"}", k), NULL),
+		   KMS_E_FORBIDDEN);
 	/* Within what he holds: allowed. */
 	ASSERT_ERR(ucall("esc", "bob", KMS_ROLE_VIEWER, "create-grant", NULL,
-			 grant_req(k, "carol", "\"describe-key\"", ""), NULL), 0);
+			 grant_req(k, "carol", "\"describe-key\"", ""), NULL),
+		   0);
 	/* An admin by role is not limited. */
 	ASSERT_ERR(ucall("esc", "ann", KMS_ROLE_ADMIN, "create-grant", NULL,
-			 grant_req(k, "bob", "\"create-datakey\"", ""), NULL), 0);
+			 grant_req(k, "bob", "\"create-datakey\"", ""), NULL),
+		   0);
 }
 
 /* Without any grant for the action, a caller whose role does not allow it is refused before
@@ -859,11 +901,12 @@ TEST(no_grant_refused_before_validation)
 
 	STEP(fx_key("nov", "k", k));
 	ASSERT_ERR(ucall("nov", "dan", KMS_ROLE_VIEWER, "create-datakey", NULL,
-			 "{\"datakey_length\":\"7\"}", NULL), KMS_E_FORBIDDEN);
+			 "{\"datakey_length\":\"7\"}", NULL),
+		   KMS_E_FORBIDDEN);
 	ASSERT_ERR(ucall("nov", "dan", KMS_ROLE_VIEWER, "create-datakey", NULL, "{}", NULL),
 		   KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("nov", "dan", KMS_ROLE_VIEWER, "encrypt-datakey", NULL, "{\"x\":1}",
-			 NULL), KMS_E_FORBIDDEN);
+	ASSERT_ERR(ucall("nov", "dan", KMS_ROLE_VIEWER, "encrypt-datakey", NULL, "{\"x\":1}", NULL),
+		   KMS_E_FORBIDDEN);
 	ASSERT_ERR(ucall("nov", "dan", KMS_ROLE_VIEWER, "create-datakey", k, "{}", NULL),
 		   KMS_E_FORBIDDEN);
 }
@@ -882,8 +925,8 @@ TEST(grant_check_many_keys_and_key_folder)
 		STEP(fx_key("gmk", fx_fmt("k%zu", i), k[i]));
 	/* Grants on all but the last key. */
 	for (size_t i = 0; i + 1 < n; i++)
-		grant("gmk", k[i], "bob", "\"create-datakey-without-plaintext\",\"decrypt-datakey\"",
-		      "", gid);
+		grant("gmk", k[i], "bob",
+		      "\"create-datakey-without-plaintext\",\"decrypt-datakey\"", "", gid);
 	for (size_t i = 0; i + 1 < n; i++)
 		ASSERT_ERR(ucall("gmk", "bob", KMS_ROLE_VIEWER, "create-datakey-without-plaintext",
 				 NULL, fx_kid(k[i]), NULL),

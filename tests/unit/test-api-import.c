@@ -20,12 +20,11 @@
 #include "common/kms_err.h"
 #include "common/kms_time.h"
 
-#define DAY_MS 86400000LL
+#define DAY_MS	  86400000LL
 #define TOKEN_MAX 6145
-#define B64_MAX 1024
+#define B64_MAX	  1024
 
-static const char *const algs[] = { "RSAES_PKCS1_V1_5", "RSAES_OAEP_SHA_1",
-				    "RSAES_OAEP_SHA_256" };
+static const char *const algs[] = { "RSAES_PKCS1_V1_5", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256" };
 
 struct params {
 	char token[TOKEN_MAX];
@@ -335,11 +334,11 @@ TEST(import_errors)
 				p.token, wrapped),
 			 &r),
 		   KMS_E_MISSING);
-	ASSERT_ERR(ccall("im-err", "import-key-material",
-			 fx_fmt("{\"key_id\":\"%s\",\"encrypted_key_material\":\"%s\"}", ext,
-				wrapped),
-			 &r),
-		   KMS_E_MISSING);
+	ASSERT_ERR(
+		ccall("im-err", "import-key-material",
+		      fx_fmt("{\"key_id\":\"%s\",\"encrypted_key_material\":\"%s\"}", ext, wrapped),
+		      &r),
+		KMS_E_MISSING);
 	ASSERT_ERR(ccall("im-err", "import-key-material",
 			 fx_fmt("{\"key_id\":\"%s\",\"import_token\":\"%s\"}", ext, p.token), &r),
 		   KMS_E_MISSING);
@@ -381,8 +380,7 @@ TEST(import_errors)
 		   KMS_E_BAD_PARAM);
 	/* The key: external (KMS.0309), pending import (KMS.0310), known (KMS.0207). */
 	ASSERT_ERR(import_with("im-err", kms, &p, wrapped, NULL), KMS_E_EXTERNAL_REQUIRED);
-	ASSERT_ERR(import_with("im-err", "0badc0de-0000-4000-8000-000000000000", &p, wrapped,
-			       NULL),
+	ASSERT_ERR(import_with("im-err", "0badc0de-0000-4000-8000-000000000000", &p, wrapped, NULL),
 		   KMS_E_KEY_NOT_FOUND);
 	/* A token of another key (KMS.2603). */
 	ASSERT_ERR(import_with("im-err", ext2, &p, wrapped, NULL), KMS_E_IMPORT_KEY_MISMATCH);
@@ -546,12 +544,13 @@ TEST(imported_material_expires)
 	ASSERT_OK(core_random(m, sizeof(m)));
 	new_key("im-exp", "exp", true, id);
 	new_key("im-exp", "exp-ms", true, id2);
-	import_material("im-exp", id, "RSAES_OAEP_SHA_256", m, fx_fmt(",\"expiration_time\":\"%lld\"",
-								     (long long)exp_s));
+	import_material("im-exp", id, "RSAES_OAEP_SHA_256", m,
+			fx_fmt(",\"expiration_time\":\"%lld\"", (long long)exp_s));
 	/* Milliseconds too (13 digits), as a JSON integer. */
 	import_material("im-exp", id2, "RSAES_OAEP_SHA_256", m,
 			fx_fmt(",\"expiration_time\":%lld", (long long)(exp_s * 1000 + 7200000)));
-	ASSERT_STREQ(field("im-exp", id, "expiration_time"), fx_fmt("%lld", (long long)exp_s * 1000));
+	ASSERT_STREQ(field("im-exp", id, "expiration_time"),
+		     fx_fmt("%lld", (long long)exp_s * 1000));
 	ASSERT_STREQ(field("im-exp", id2, "expiration_time"),
 		     fx_fmt("%lld", (long long)exp_s * 1000 + 7200000));
 	crypto_works("im-exp", id, &c);

@@ -26,7 +26,7 @@ struct valid_ctx {
 	char id[FX_ID_LEN];
 	char dk_ct[2 * CORE_BLOB_MAX + 1]; /* a create-datakey cipher_text (hex) */
 	char data_ct[2 * CORE_BLOB_MAX];   /* an encrypt-data cipher_text (Base64) */
-	char zero_dek[2 * 64 + 1];         /* hex of 64 zero bytes */
+	char zero_dek[2 * 64 + 1];	   /* hex of 64 zero bytes */
 	unsigned aliases;
 };
 
@@ -79,9 +79,16 @@ static const char *valid_request(struct valid_ctx *v, const char *action, const 
 static const char *const project_only[] = { "create-key", "list-keys", "gen-random" };
 
 static const char *const all_actions[] = {
-	"create-key",      "describe-key",    "list-keys",  "create-datakey",
-	"create-datakey-without-plaintext",   "encrypt-datakey", "decrypt-datakey",
-	"gen-random",      "encrypt-data",    "decrypt-data",
+	"create-key",
+	"describe-key",
+	"list-keys",
+	"create-datakey",
+	"create-datakey-without-plaintext",
+	"encrypt-datakey",
+	"decrypt-datakey",
+	"gen-random",
+	"encrypt-data",
+	"decrypt-data",
 };
 
 /* The least role of each action (kms_auth.h: viewer = describe and list; crypto = + data keys,
@@ -256,8 +263,9 @@ TEST(bad_json_nul_bytes_0202)
 		   KMS_E_BAD_JSON);
 	ASSERT_ERR(call_raw("json", "list-keys", API_SCOPE_PROJECT, NULL, "\0{}", 3, NULL),
 		   KMS_E_BAD_JSON);
-	ASSERT_ERR(call_raw("json", "list-keys", API_SCOPE_PROJECT, NULL, "{\"a\":\"\0\"}", 8,
-			    NULL), KMS_E_BAD_JSON);
+	ASSERT_ERR(
+		call_raw("json", "list-keys", API_SCOPE_PROJECT, NULL, "{\"a\":\"\0\"}", 8, NULL),
+		KMS_E_BAD_JSON);
 	ASSERT_ERR(call_raw("json", "list-keys", API_SCOPE_PROJECT, NULL, "\0", 1, NULL),
 		   KMS_E_BAD_JSON);
 }
@@ -329,19 +337,21 @@ TEST(too_long_0203)
 	/* Length is checked before syntax. */
 	memset(big_req, '{', KMS_MAX_REQUEST + 1);
 	ASSERT_ERR(call_raw("long", "list-keys", API_SCOPE_PROJECT, NULL, big_req,
-			    KMS_MAX_REQUEST + 1, NULL), KMS_E_TOO_LONG);
+			    KMS_MAX_REQUEST + 1, NULL),
+		   KMS_E_TOO_LONG);
 	/* And a long string value inside a valid request is still just a request. */
 	memset(big_req, 'a', KMS_MAX_REQUEST + 1);
 	memcpy(big_req, "{\"x\":\"", 6);
 	memcpy(big_req + KMS_MAX_REQUEST - 2, "\"}", 2);
-	ASSERT_ERR(call_raw("long", "list-keys", API_SCOPE_PROJECT, NULL, big_req,
-			    KMS_MAX_REQUEST, NULL), 0);
+	ASSERT_ERR(call_raw("long", "list-keys", API_SCOPE_PROJECT, NULL, big_req, KMS_MAX_REQUEST,
+			    NULL),
+		   0);
 }
 
 TEST(empty_request_is_empty_object)
 {
-	static const char *const blank[] = { "", " ", "\n", "\r\n", " \t\r\n ", "{}", " {} ",
-					     "\n{}\n", "\t{ }\r\n" };
+	static const char *const blank[] = { "",   " ",	   "\n",     "\r\n",	 " \t\r\n ",
+					     "{}", " {} ", "\n{}\n", "\t{ }\r\n" };
 
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(blank); i++) {
 		cJSON *r = NULL;
@@ -365,7 +375,8 @@ TEST(unknown_fields_ignored)
 
 	ASSERT_ERR(pcall("unk", "list-keys", "{\"foo\":\"bar\",\"n\":[1,{\"a\":null}]}", &r), 0);
 	ASSERT_ERR(pcall("unk", "create-key",
-			 "{\"key_alias\":\"u\",\"enterprise_project_id\":\"0\",\"x\":1}", &r), 0);
+			 "{\"key_alias\":\"u\",\"enterprise_project_id\":\"0\",\"x\":1}", &r),
+		   0);
 }
 
 /* ---- batch bodies (kms_api.h): one request per line, one response line each ---- */
@@ -404,7 +415,8 @@ TEST(batch_unauthorised_answers_once)
 	const char *body = "{}\n{}\n{}\n";
 
 	ASSERT_ERR(fx_call_lines(fx_svc(), &c, "list-keys", API_SCOPE_PROJECT, body, strlen(body),
-				 true, &lines, NULL), KMS_E_TOKEN_MISSING);
+				 true, &lines, NULL),
+		   KMS_E_TOKEN_MISSING);
 	ASSERT_EQ(lines, 1);
 }
 
@@ -433,13 +445,22 @@ TEST(sequence_every_action)
 		const char *a = all_actions[i];
 
 		ASSERT_ERR(pcall("seq", a, valid_request(&v, a, ""), NULL), 0);
-		ASSERT_ERR(pcall("seq", a, valid_request(&v, a, ",\"sequence\":"
-					 "\"919c82d4-8046-4722-9094-35c3c6524cff\""), NULL), 0);
-		ASSERT_ERR(pcall("seq", a, valid_request(&v, a, ",\"sequence\":"
-					 "\"ABCDEFGH-0000-zzzz-9094-35c3c6524cff\""), NULL), 0);
+		ASSERT_ERR(pcall("seq", a,
+				 valid_request(&v, a,
+					       ",\"sequence\":"
+					       "\"919c82d4-8046-4722-9094-35c3c6524cff\""),
+				 NULL),
+			   0);
+		ASSERT_ERR(pcall("seq", a,
+				 valid_request(&v, a,
+					       ",\"sequence\":"
+					       "\"ABCDEFGH-0000-zzzz-9094-35c3c6524cff\""),
+				 NULL),
+			   0);
 		for (size_t j = 0; j < KMS_ARRAY_SIZE(bad); j++) {
-			int e = pcall("seq", a, valid_request(&v, a, fx_fmt(",\"sequence\":%s",
-									   bad[j])), NULL);
+			int e = pcall("seq", a,
+				      valid_request(&v, a, fx_fmt(",\"sequence\":%s", bad[j])),
+				      NULL);
 
 			if (e != KMS_E_BAD_SEQUENCE)
 				fprintf(stderr, "\t%s with sequence %s\n", a, bad[j]);
@@ -462,8 +483,12 @@ TEST(sequence_every_action)
 static int call_claims(const char *project, const char *action, const struct auth_claims *claims,
 		       int auth_error, const char *json)
 {
-	struct api_caller c = { .project = project, .claims = claims, .auth_error = auth_error,
-				.uid = 1000, .gid = 1000, .pid = 1 };
+	struct api_caller c = { .project = project,
+				.claims = claims,
+				.auth_error = auth_error,
+				.uid = 1000,
+				.gid = 1000,
+				.pid = 1 };
 
 	return fx_call_as(fx_svc(), &c, action, API_SCOPE_PROJECT, json, strlen(json), NULL);
 }
@@ -536,7 +561,7 @@ TEST(untrusted_expired_0303)
 TEST(role_matrix_0307)
 {
 	static const enum kms_role roles[] = { KMS_ROLE_NONE, KMS_ROLE_VIEWER, KMS_ROLE_CRYPTO,
-						KMS_ROLE_ADMIN };
+					       KMS_ROLE_ADMIN };
 	struct valid_ctx v;
 
 	STEP(valid_setup(&v, "roles"));
@@ -559,7 +584,8 @@ TEST(role_matrix_0307)
 		struct auth_claims crypto = claims_for("roles", KMS_ROLE_CRYPTO, time(NULL) + 60);
 
 		ASSERT_ERR(call_claims("roles", "create-datakey", &viewer, 0,
-				       fx_fmt("{\"key_id\":\"%s\"}", v.id)), KMS_E_FORBIDDEN);
+				       fx_fmt("{\"key_id\":\"%s\"}", v.id)),
+			   KMS_E_FORBIDDEN);
 		ASSERT_LAST_ERROR("KMS.0307", "No access permissions.");
 		ASSERT_ERR(call_claims("roles", "create-key", &crypto, 0, "{\"key_alias\":\"z\"}"),
 			   KMS_E_FORBIDDEN);
@@ -575,9 +601,12 @@ TEST(role_matrix_0307)
 TEST(caller_may_agrees_with_api_call)
 {
 	static const enum kms_role roles[] = { KMS_ROLE_NONE, KMS_ROLE_VIEWER, KMS_ROLE_CRYPTO,
-						KMS_ROLE_ADMIN };
-	struct store_token_info rec = { .id = "fedcba9876543210", .project = "may", .user = "rev",
-					.role = KMS_ROLE_ADMIN, .expiry = INT64_MAX };
+					       KMS_ROLE_ADMIN };
+	struct store_token_info rec = { .id = "fedcba9876543210",
+					.project = "may",
+					.user = "rev",
+					.role = KMS_ROLE_ADMIN,
+					.expiry = INT64_MAX };
 	struct auth_claims revoked = claims_for("may", KMS_ROLE_ADMIN, time(NULL) + 3600);
 	struct auth_claims other = claims_for("may-other", KMS_ROLE_ADMIN, time(NULL) + 3600);
 	struct auth_claims expired = claims_for("may", KMS_ROLE_ADMIN, time(NULL) - 1);
@@ -591,7 +620,7 @@ TEST(caller_may_agrees_with_api_call)
 		const char *a = all_actions[i], *req = valid_request(&v, a, "");
 		const struct api_action *act = api_action_find(a, API_SCOPE_PROJECT);
 		const struct auth_claims *cases[KMS_ARRAY_SIZE(roles) + 3] = { &revoked, &other,
-										&expired };
+									       &expired };
 		struct auth_claims by_role[KMS_ARRAY_SIZE(roles)];
 		struct api_caller c = { .project = "may", .uid = 1000, .gid = 1000 };
 
@@ -645,12 +674,14 @@ TEST(real_token_end_to_end)
 	ASSERT_OK(auth_token_verify(secret, tok, strlen(tok), time(NULL), &claims));
 	c.claims = &claims;
 	req = fx_fmt("{\"key_id\":\"%s\"}", id);
-	ASSERT_ERR(fx_call_as(fx_svc(), &c, "create-datakey", API_SCOPE_PROJECT, req, strlen(req),
-			      &r), 0);
+	ASSERT_ERR(
+		fx_call_as(fx_svc(), &c, "create-datakey", API_SCOPE_PROJECT, req, strlen(req), &r),
+		0);
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
 	c.project = "tok2";
-	ASSERT_ERR(fx_call_as(fx_svc(), &c, "create-datakey", API_SCOPE_PROJECT, req, strlen(req),
-			      &r), KMS_E_TOKEN_INVALID);
+	ASSERT_ERR(
+		fx_call_as(fx_svc(), &c, "create-datakey", API_SCOPE_PROJECT, req, strlen(req), &r),
+		KMS_E_TOKEN_INVALID);
 }
 
 /* ---- create-key (4.1) ---- */
@@ -674,7 +705,9 @@ TEST(create_key_success)
 	ASSERT_ERR(pcall("ck", "create-key",
 			 "{\"key_alias\":\"app2\",\"key_spec\":\"AES_256\",\"key_usage\":"
 			 "\"ENCRYPT_DECRYPT\",\"origin\":\"kms\",\"key_description\":\"d\","
-			 "\"sequence\":\"919c82d4-8046-4722-9094-35c3c6524cff\"}", &r), 0);
+			 "\"sequence\":\"919c82d4-8046-4722-9094-35c3c6524cff\"}",
+			 &r),
+		   0);
 }
 
 TEST(create_key_alias_valid_forms)
@@ -686,8 +719,8 @@ TEST(create_key_alias_valid_forms)
 	a255[255] = 0;
 	snprintf(req, sizeof(req), "{\"key_alias\":\"%s\"}", a255);
 	ASSERT_ERR(pcall("ck-alias", "create-key", req, NULL), 0);
-	ASSERT_ERR(pcall("ck-alias", "describe-key", fx_fmt("{\"key_id\":\"alias/%s\"}", a255),
-			 &r), 0);
+	ASSERT_ERR(pcall("ck-alias", "describe-key", fx_fmt("{\"key_id\":\"alias/%s\"}", a255), &r),
+		   0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_alias"), a255);
 	ASSERT_ERR(pcall("ck-alias", "create-key", "{\"key_alias\":\"x\"}", NULL), 0);
 	ASSERT_ERR(pcall("ck-alias", "create-key", "{\"key_alias\":\"A-z_0:9/x\"}", NULL), 0);
@@ -701,8 +734,9 @@ TEST(create_key_alias_valid_forms)
 TEST(create_key_alias_invalid_1101)
 {
 	static const char *const bad[] = {
-		"\"\"", "\"a b\"", "\"a.b\"", "\"\\u00e9\"", "\"x/default\"", "\"/default\"",
-		"\"a\\nb\"", "\"a%2Fb\"", "\"a\\\"b\"", "12", "true", "{}", "[\"a\"]",
+		"\"\"",		"\"a b\"",   "\"a.b\"",	  "\"\\u00e9\"", "\"x/default\"",
+		"\"/default\"", "\"a\\nb\"", "\"a%2Fb\"", "\"a\\\"b\"",	 "12",
+		"true",		"{}",	     "[\"a\"]",
 	};
 	char a256[257], req[400];
 	cJSON *r = NULL;
@@ -745,26 +779,25 @@ TEST(create_key_alias_entry_fits_name_max)
 	char fits[256], over[256], slashes[256];
 	cJSON *r = NULL;
 
-	alias_with_slashes(fits, 63, "yy");   /* 129 characters, 255 bytes as %2F */
-	alias_with_slashes(over, 63, "yyy");  /* 130 characters, 256 bytes */
-	memset(slashes, '/', 86);             /* 86 × %2F = 258 bytes */
+	alias_with_slashes(fits, 63, "yy");  /* 129 characters, 255 bytes as %2F */
+	alias_with_slashes(over, 63, "yyy"); /* 130 characters, 256 bytes */
+	memset(slashes, '/', 86);	     /* 86 × %2F = 258 bytes */
 	slashes[86] = 0;
 	ASSERT_EQ(strlen(fits), 129);
 	ASSERT_ERR(pcall("ck-slash", "create-key", fx_fmt("{\"key_alias\":\"%s\"}", over), NULL),
 		   KMS_E_ALIAS_INVALID);
 	ASSERT_LAST_ERROR("KMS.1101", "Invalid key_alias.");
-	ASSERT_ERR(pcall("ck-slash", "create-key", fx_fmt("{\"key_alias\":\"%s\"}", slashes),
-			 NULL), KMS_E_ALIAS_INVALID);
+	ASSERT_ERR(pcall("ck-slash", "create-key", fx_fmt("{\"key_alias\":\"%s\"}", slashes), NULL),
+		   KMS_E_ALIAS_INVALID);
 	ASSERT_ERR(pcall("ck-slash", "list-keys", "{}", &r), 0);
 	ASSERT_EQ(fx_num(r, "total"), 0);
-	ASSERT_ERR(pcall("ck-slash", "create-key", fx_fmt("{\"key_alias\":\"%s\"}", fits), &r),
+	ASSERT_ERR(pcall("ck-slash", "create-key", fx_fmt("{\"key_alias\":\"%s\"}", fits), &r), 0);
+	ASSERT_ERR(pcall("ck-slash", "describe-key", fx_fmt("{\"key_id\":\"alias/%s\"}", fits), &r),
 		   0);
-	ASSERT_ERR(pcall("ck-slash", "describe-key", fx_fmt("{\"key_id\":\"alias/%s\"}", fits),
-			 &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_alias"), fits);
 	slashes[85] = 0; /* 85 × %2F = 255 bytes */
-	ASSERT_ERR(pcall("ck-slash", "create-key", fx_fmt("{\"key_alias\":\"%s\"}", slashes),
-			 NULL), 0);
+	ASSERT_ERR(pcall("ck-slash", "create-key", fx_fmt("{\"key_alias\":\"%s\"}", slashes), NULL),
+		   0);
 	/* update-key-alias applies the same bound, in both folders; the key keeps its alias. */
 	{
 		const char *id = fx_str(r, "key_info.key_id");
@@ -772,7 +805,8 @@ TEST(create_key_alias_entry_fits_name_max)
 
 		snprintf(kid, sizeof(kid), "%s", id);
 		ASSERT_ERR(pcall("ck-slash", "update-key-alias",
-				 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"%s\"}", kid, over), NULL),
+				 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"%s\"}", kid, over),
+				 NULL),
 			   KMS_E_ALIAS_INVALID);
 		ASSERT_ERR(call("ck-slash", "update-key-alias", API_SCOPE_KEY, kid,
 				fx_fmt("{\"key_alias\":\"%s\"}", over), NULL),
@@ -812,11 +846,13 @@ TEST(create_key_description)
 	snprintf(req, sizeof(req), "{\"key_alias\":\"d256\",\"key_description\":\"%s\"}", d256);
 	ASSERT_ERR(pcall("ck-desc", "create-key", req, NULL), KMS_E_DESCRIPTION_INVALID);
 	ASSERT_ERR(pcall("ck-desc", "create-key", "{\"key_alias\":\"e\",\"key_description\":\"\"}",
-			 NULL), 0);
+			 NULL),
+		   0);
 	ASSERT_ERR(pcall("ck-desc", "describe-key", "{\"key_id\":\"alias/e\"}", &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_description"), "");
-	ASSERT_ERR(pcall("ck-desc", "create-key", "{\"key_alias\":\"f\",\"key_description\":5}",
-			 NULL), KMS_E_DESCRIPTION_INVALID);
+	ASSERT_ERR(
+		pcall("ck-desc", "create-key", "{\"key_alias\":\"f\",\"key_description\":5}", NULL),
+		KMS_E_DESCRIPTION_INVALID);
 	ASSERT_ERR(pcall("ck-desc", "create-key",
 			 "{\"key_alias\":\"f\",\"key_description\":[\"x\"]}", NULL),
 		   KMS_E_DESCRIPTION_INVALID);
@@ -879,10 +915,11 @@ TEST(create_key_spec_usage_origin)
 	ASSERT_ERR(pcall("ck-spec", "create-key", "{\"key_alias\":\"n\",\"key_spec\":null}", NULL),
 		   0);
 	/* origin "kms" and "external" (material to import: test-api-import.c) */
-	ASSERT_ERR(pcall("ck-spec", "create-key", "{\"key_alias\":\"o1\",\"origin\":\"kms\"}", NULL),
-		   0);
-	ASSERT_ERR(pcall("ck-spec", "create-key",
-			 "{\"key_alias\":\"o2\",\"origin\":\"external\"}", NULL),
+	ASSERT_ERR(
+		pcall("ck-spec", "create-key", "{\"key_alias\":\"o1\",\"origin\":\"kms\"}", NULL),
+		0);
+	ASSERT_ERR(pcall("ck-spec", "create-key", "{\"key_alias\":\"o2\",\"origin\":\"external\"}",
+			 NULL),
 		   0);
 	ASSERT_ERR(pcall("ck-spec", "describe-key", "{\"key_id\":\"alias/o2\"}", &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_info.origin"), "external");
@@ -936,18 +973,20 @@ TEST(create_key_quota_1105)
 TEST(describe_key_fields)
 {
 	static const char *const members[] = {
-		"key_id",          "domain_id",       "key_alias",        "realm",
-		"key_spec",        "key_usage",       "key_description",  "creation_date",
-		"scheduled_deletion_date",            "key_state",        "default_key_flag",
-		"key_type",        "expiration_time", "origin",           "key_rotation_enabled",
+		"key_id",	   "domain_id",	       "key_alias",
+		"realm",	   "key_spec",	       "key_usage",
+		"key_description", "creation_date",    "scheduled_deletion_date",
+		"key_state",	   "default_key_flag", "key_type",
+		"expiration_time", "origin",	       "key_rotation_enabled",
 	};
 	char id[FX_ID_LEN];
 	int64_t before = now_ms(), after, created;
 	const cJSON *info;
 	cJSON *r = NULL;
 
-	ASSERT_ERR(pcall("dk", "create-key", "{\"key_alias\":\"app\",\"key_description\":\"hi\"}",
-			 &r), 0);
+	ASSERT_ERR(
+		pcall("dk", "create-key", "{\"key_alias\":\"app\",\"key_description\":\"hi\"}", &r),
+		0);
 	after = now_ms();
 	snprintf(id, sizeof(id), "%s", fx_str(r, "key_info.key_id"));
 	ASSERT_ERR(pcall("dk", "describe-key", fx_fmt("{\"key_id\":\"%s\"}", id), &r), 0);
@@ -991,12 +1030,14 @@ TEST(describe_key_id_forms)
 	snprintf(forms[2], sizeof(forms[2]), "kms:%s:%s:alias:app", store_region(fx_svc()->store),
 		 store_domain_id(fx_svc()->store));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(forms); i++) {
-		ASSERT_ERR(pcall("dkf", "describe-key", fx_fmt("{\"key_id\":\"%s\"}", forms[i]),
-				 &r), 0);
+		ASSERT_ERR(
+			pcall("dkf", "describe-key", fx_fmt("{\"key_id\":\"%s\"}", forms[i]), &r),
+			0);
 		ASSERT_STREQ(fx_str(r, "key_info.key_id"), id);
 		/* The same in the key's own folder. */
 		ASSERT_ERR(call("dkf", "describe-key", API_SCOPE_KEY, id,
-				fx_fmt("{\"key_id\":\"%s\"}", forms[i]), &r), 0);
+				fx_fmt("{\"key_id\":\"%s\"}", forms[i]), &r),
+			   0);
 		ASSERT_STREQ(fx_str(r, "key_info.key_id"), id);
 	}
 	ASSERT_ERR(call("dkf", "describe-key", API_SCOPE_KEY, id, "", &r), 0);
@@ -1052,12 +1093,15 @@ TEST(describe_key_errors)
 	ASSERT_LAST_ERROR("KMS.0207", "The key does not exist.");
 	ASSERT_ERR(pcall("dke", "describe-key", "{\"key_id\":\"alias/nope\"}", NULL),
 		   KMS_E_KEY_NOT_FOUND);
-	ASSERT_ERR(pcall("dke", "describe-key", fx_fmt("{\"key_id\":\"%s\"}", fx_urn("nope")),
-			 NULL), KMS_E_KEY_NOT_FOUND);
+	ASSERT_ERR(
+		pcall("dke", "describe-key", fx_fmt("{\"key_id\":\"%s\"}", fx_urn("nope")), NULL),
+		KMS_E_KEY_NOT_FOUND);
 	/* A URN of another region or domain names no key of ours. */
 	ASSERT_ERR(pcall("dke", "describe-key",
 			 fx_fmt("{\"key_id\":\"kms:xx-yy:%s:alias:app\"}",
-				store_domain_id(fx_svc()->store)), NULL), KMS_E_KEY_NOT_FOUND);
+				store_domain_id(fx_svc()->store)),
+			 NULL),
+		   KMS_E_KEY_NOT_FOUND);
 	ASSERT_ERR(
 		pcall("dke", "describe-key",
 		      fx_fmt("{\"key_id\":\"kms:%s:00000000000000000000000000000000:alias:app\"}",
@@ -1077,10 +1121,10 @@ TEST(describe_key_malformed_urn_0205)
 {
 	ASSERT_ERR(pcall("dke", "describe-key", fx_fmt("{\"key_id\":\"%s\"}", fx_urn("")), NULL),
 		   KMS_E_BAD_KEY_ID);
-	ASSERT_ERR(pcall("dke", "describe-key", fx_fmt("{\"key_id\":\"%s\"}", fx_urn("a b")),
-			 NULL), KMS_E_BAD_KEY_ID);
-	ASSERT_ERR(pcall("dke", "describe-key",
-			 fx_fmt("{\"key_id\":\"%s\"}", fx_urn("x/default")), NULL),
+	ASSERT_ERR(pcall("dke", "describe-key", fx_fmt("{\"key_id\":\"%s\"}", fx_urn("a b")), NULL),
+		   KMS_E_BAD_KEY_ID);
+	ASSERT_ERR(pcall("dke", "describe-key", fx_fmt("{\"key_id\":\"%s\"}", fx_urn("x/default")),
+			 NULL),
 		   KMS_E_BAD_KEY_ID);
 }
 
@@ -1106,11 +1150,14 @@ TEST(describe_key_in_key_folder)
 	STEP(fx_key("dkk-2", "theirs", theirs));
 	/* A key folder serves only its own key. */
 	ASSERT_ERR(call("dkk", "describe-key", API_SCOPE_KEY, id,
-			fx_fmt("{\"key_id\":\"%s\"}", other), NULL), KMS_E_BAD_KEY_ID);
+			fx_fmt("{\"key_id\":\"%s\"}", other), NULL),
+		   KMS_E_BAD_KEY_ID);
 	ASSERT_ERR(call("dkk", "describe-key", API_SCOPE_KEY, id, "{\"key_id\":\"alias/other\"}",
-			NULL), KMS_E_BAD_KEY_ID);
+			NULL),
+		   KMS_E_BAD_KEY_ID);
 	ASSERT_ERR(call("dkk", "describe-key", API_SCOPE_KEY, id,
-			fx_fmt("{\"key_id\":\"%s\"}", fx_urn("other")), NULL), KMS_E_BAD_KEY_ID);
+			fx_fmt("{\"key_id\":\"%s\"}", fx_urn("other")), NULL),
+		   KMS_E_BAD_KEY_ID);
 	ASSERT_ERR(call("dkk", "describe-key", API_SCOPE_KEY, id, "{\"key_id\":\"bad\"}", NULL),
 		   KMS_E_BAD_KEY_ID);
 	/* A folder of no key of this project. */
@@ -1144,7 +1191,8 @@ static void list_ids(cJSON *r, char ids[][FX_ID_LEN], size_t *n)
 	const cJSON *k;
 
 	*n = 0;
-	cJSON_ArrayForEach(k, fx_get(r, "keys")) {
+	cJSON_ArrayForEach(k, fx_get(r, "keys"))
+	{
 		ASSERT_TRUE(cJSON_IsString(k));
 		snprintf(ids[*n], FX_ID_LEN, "%s", k->valuestring);
 		(*n)++;
@@ -1217,7 +1265,8 @@ TEST(list_keys_details_match_describe)
 	STEP(fx_key("lkd", "b", id));
 	ASSERT_ERR(pcall("lkd", "list-keys", "{}", &r), 0);
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "key_details")), 2);
-	cJSON_ArrayForEach(k, fx_get(r, "key_details")) {
+	cJSON_ArrayForEach(k, fx_get(r, "key_details"))
+	{
 		const char *kid = fx_str(k, "key_id");
 
 		ASSERT_STREQ(kid, cJSON_GetArrayItem(fx_get(r, "keys"), (int)i)->valuestring);

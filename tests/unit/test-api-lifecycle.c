@@ -15,8 +15,8 @@
 #include "common/kms_time.h"
 
 #define HEX_MAX (2 * CORE_BLOB_MAX + 1)
-#define DAY_MS 86400000LL
-#define SEQ "919c82d4-8046-4722-9094-35c3c6524cff"
+#define DAY_MS	86400000LL
+#define SEQ	"919c82d4-8046-4722-9094-35c3c6524cff"
 
 /* key_state of a key as describe-key shows it (valid for FX_KEEP calls), or NULL. */
 static const char *state_of(const char *project, const char *id)
@@ -74,14 +74,12 @@ static int ocall(struct fx_own *o, const char *project, const char *action, cons
 	return fx_call_as(&o->svc, &c, action, API_SCOPE_PROJECT, json, strlen(json), r);
 }
 
-static void own_key(struct fx_own *o, const char *project, const char *alias,
-		    char id[FX_ID_LEN])
+static void own_key(struct fx_own *o, const char *project, const char *alias, char id[FX_ID_LEN])
 {
 	fx_key_in(&o->svc, project, fx_fmt("{\"key_alias\":\"%s\"}", alias), id);
 }
 
-static void check_cb(const char *project, const char *key_id, uint32_t version, int err,
-		     void *arg)
+static void check_cb(const char *project, const char *key_id, uint32_t version, int err, void *arg)
 {
 	fprintf(stderr, "\tstore_check: %s %s version %u: %d\n", project, key_id, version, err);
 }
@@ -203,8 +201,9 @@ TEST(lifecycle_common_errors)
 		       pcall("lc-err", n,
 			     fx_fmt("{\"key_id\":\"%s\",\"sequence\":\"short\"%s}", id, x), NULL),
 		       KMS_E_BAD_SEQUENCE);
-		EXPECT(n, call("lc-err", n, API_SCOPE_KEY, id,
-			       fx_fmt("{\"key_id\":\"%s\"%s}", other, x), NULL),
+		EXPECT(n,
+		       call("lc-err", n, API_SCOPE_KEY, id,
+			    fx_fmt("{\"key_id\":\"%s\"%s}", other, x), NULL),
 		       KMS_E_BAD_KEY_ID);
 		/* The key of another project does not exist here. */
 		EXPECT(n, pcall("lc-err2", n, fx_fmt("{\"key_id\":\"%s\"%s}", id, x), NULL),
@@ -221,12 +220,12 @@ TEST(lifecycle_common_errors)
 TEST(lifecycle_roles_0307)
 {
 	static const char *const admin_only[] = {
-		"enable-key", "disable-key", "schedule-key-deletion", "cancel-key-deletion",
-		"update-key-alias", "update-key-description", "enable-key-rotation",
-		"disable-key-rotation", "update-key-rotation-interval", "rotate-key",
-		"rotate-on-demand",
+		"enable-key",	       "disable-key",	       "schedule-key-deletion",
+		"cancel-key-deletion", "update-key-alias",     "update-key-description",
+		"enable-key-rotation", "disable-key-rotation", "update-key-rotation-interval",
+		"rotate-key",	       "rotate-on-demand",
 	};
-	static const enum kms_role below[] = {KMS_ROLE_NONE, KMS_ROLE_VIEWER, KMS_ROLE_CRYPTO};
+	static const enum kms_role below[] = { KMS_ROLE_NONE, KMS_ROLE_VIEWER, KMS_ROLE_CRYPTO };
 	char id[FX_ID_LEN];
 	cJSON *r = NULL;
 
@@ -245,12 +244,15 @@ TEST(lifecycle_roles_0307)
 	ASSERT_STREQ(state_of("lc-roles", id), "2");
 	ASSERT_STREQ(describe_field("lc-roles", id, "key_alias"), "app");
 	ASSERT_ERR(ucall("lc-roles", "someone", KMS_ROLE_VIEWER, "get-key-rotation-status", NULL,
-			 fx_kid(id), &r), 0);
+			 fx_kid(id), &r),
+		   0);
 	ASSERT_EQ(r && cJSON_IsFalse(fx_get(r, "key_rotation_enabled")), 1);
 	ASSERT_ERR(ucall("lc-roles", "someone", KMS_ROLE_NONE, "get-key-rotation-status", NULL,
-			 fx_kid(id), NULL), KMS_E_FORBIDDEN);
-	ASSERT_ERR(ucall("lc-roles", "someone", KMS_ROLE_ADMIN, "disable-key", NULL, fx_kid(id),
-			 &r), 0);
+			 fx_kid(id), NULL),
+		   KMS_E_FORBIDDEN);
+	ASSERT_ERR(
+		ucall("lc-roles", "someone", KMS_ROLE_ADMIN, "disable-key", NULL, fx_kid(id), &r),
+		0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_state"), "3");
 }
 
@@ -272,11 +274,11 @@ TEST(schedule_key_deletion_reply_and_date)
 		before = kms_time_real_ms();
 		ASSERT_ERR(pcall("sd", "schedule-key-deletion",
 				 fx_fmt("{\"key_id\":\"%s\",\"pending_days\":%s}", id, ok[i].days),
-				 &r), 0);
+				 &r),
+			   0);
 		after = kms_time_real_ms();
 		/* Flat: no key_info wrapper (kms-api.md 4.5, 6). */
-		ASSERT_STREQ(fx_last(),
-			     fx_fmt("{\"key_id\":\"%s\",\"key_state\":\"4\"}\n", id));
+		ASSERT_STREQ(fx_last(), fx_fmt("{\"key_id\":\"%s\",\"key_state\":\"4\"}\n", id));
 		ASSERT_STREQ(state_of("sd", id), "4");
 		when = strtoll(describe_field("sd", id, "scheduled_deletion_date"), NULL, 10);
 		ASSERT_LE(before + ok[i].n * DAY_MS, when);
@@ -289,7 +291,8 @@ TEST(schedule_key_deletion_reply_and_date)
 		STEP(fx_key("sd", "from-disabled", id));
 		ASSERT_ERR(pcall("sd", "disable-key", fx_kid(id), NULL), 0);
 		ASSERT_ERR(call("sd", "schedule-key-deletion", API_SCOPE_KEY, id,
-				"{\"pending_days\":\"7\"}", &r), 0);
+				"{\"pending_days\":\"7\"}", &r),
+			   0);
 		ASSERT_STREQ(fx_str(r, "key_state"), "4");
 		ASSERT_EQ(cJSON_GetArraySize(r), 2);
 	}
@@ -298,8 +301,9 @@ TEST(schedule_key_deletion_reply_and_date)
 TEST(schedule_key_deletion_bounds_1401)
 {
 	static const char *const bad[] = {
-		"\"6\"", "\"1097\"", "\"0\"", "6", "1097", "\"abc\"", "\"\"", "\"-7\"", "-7",
-		"7.5",   "true",     "\"7 \"", "\" 7\"", "\"1e3\"", "\"0x10\"", "[7]", "{}",
+		"\"6\"",  "\"1097\"", "\"0\"",	  "6",	 "1097", "\"abc\"",
+		"\"\"",	  "\"-7\"",   "-7",	  "7.5", "true", "\"7 \"",
+		"\" 7\"", "\"1e3\"",  "\"0x10\"", "[7]", "{}",
 	};
 	static const char line[] = FX_ERROR_LINE(
 		"KMS.1401", "Set the pending deletion period between 7 to 1096 days.");
@@ -327,7 +331,8 @@ TEST(schedule_key_deletion_twice_1402)
 		   KMS_E_ALREADY_PENDING);
 	ASSERT_LAST_ERROR("KMS.1402", "The key is already in Pending deletion state.");
 	ASSERT_ERR(call("sd1402", "schedule-key-deletion", API_SCOPE_KEY, id,
-			"{\"pending_days\":\"7\"}", NULL), KMS_E_ALREADY_PENDING);
+			"{\"pending_days\":\"7\"}", NULL),
+		   KMS_E_ALREADY_PENDING);
 	/* The first date stands. */
 	ASSERT_STREQ(describe_field("sd1402", id, "scheduled_deletion_date"), date);
 }
@@ -353,7 +358,8 @@ TEST(cancel_key_deletion_to_disabled)
 	/* Again in the key folder, from Disabled, with the upper bound. */
 	ASSERT_ERR(pcall("cd", "disable-key", fx_kid(id), NULL), 0);
 	ASSERT_ERR(call("cd", "schedule-key-deletion", API_SCOPE_KEY, id,
-			"{\"pending_days\":\"1096\"}", NULL), 0);
+			"{\"pending_days\":\"1096\"}", NULL),
+		   0);
 	ASSERT_ERR(call("cd", "cancel-key-deletion", API_SCOPE_KEY, id, "", &r), 0);
 	ASSERT_STREQ(fx_str(r, "key_id"), id);
 	ASSERT_STREQ(fx_str(r, "key_state"), "3");
@@ -387,12 +393,16 @@ static void crypto_refused(const char *project, const char *id, const struct fx_
 	ASSERT_ERR(pcall(project, "create-datakey-without-plaintext", fx_kid(id), NULL), err);
 	ASSERT_ERR(pcall(project, "encrypt-datakey",
 			 fx_fmt("{\"key_id\":\"%s\",\"plain_text\":\"%s\","
-				"\"datakey_plain_length\":\"64\"}", id, good), NULL), err);
+				"\"datakey_plain_length\":\"64\"}",
+				id, good),
+			 NULL),
+		   err);
 	ASSERT_ERR(pcall(project, "decrypt-datakey", fx_unwrap_req(id, b->dk), NULL), err);
 	ASSERT_ERR(pcall(project, "encrypt-data", fx_kid_with(id, "\"plain_text\":\"x\""), NULL),
 		   err);
-	ASSERT_ERR(pcall(project, "decrypt-data", fx_fmt("{\"cipher_text\":\"%s\"}", b->data),
-			 NULL), err);
+	ASSERT_ERR(
+		pcall(project, "decrypt-data", fx_fmt("{\"cipher_text\":\"%s\"}", b->data), NULL),
+		err);
 	ASSERT_ERR(pcall(project, "rotate-key", fx_kid(id), NULL), err);
 	ASSERT_ERR(call(project, "create-datakey", API_SCOPE_KEY, id, "", NULL), err);
 	ASSERT_ERR(call(project, "rotate-key", API_SCOPE_KEY, id, "", NULL), err);
@@ -441,7 +451,10 @@ TEST(disabled_key_0209)
 	ASSERT_ERR(pcall("st0209", "enable-key", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("st0209", "decrypt-datakey",
 			 fx_fmt("{\"key_id\":\"alias/renamed\",\"cipher_text\":\"%s\","
-				"\"datakey_cipher_length\":\"64\"}", b.dk), &r), 0);
+				"\"datakey_cipher_length\":\"64\"}",
+				b.dk),
+			 &r),
+		   0);
 	ASSERT_STREQ(fx_str(r, "data_key"), b.plain);
 	ASSERT_ERR(pcall("st0209", "decrypt-data", fx_fmt("{\"cipher_text\":\"%s\"}", b.data), &r),
 		   0);
@@ -684,12 +697,15 @@ TEST(update_key_alias)
 	ASSERT_STREQ(fx_str(r, "key_info.key_id"), id);
 	/* Every allowed character; in the key folder; renaming to its own alias; by alias. */
 	ASSERT_ERR(call("ua", "update-key-alias", API_SCOPE_KEY, id,
-			"{\"key_alias\":\"team/App_1:x-Y\"}", &r), 0);
+			"{\"key_alias\":\"team/App_1:x-Y\"}", &r),
+		   0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_alias"), "team/App_1:x-Y");
 	ASSERT_ERR(call("ua", "update-key-alias", API_SCOPE_KEY, id,
-			"{\"key_alias\":\"team/App_1:x-Y\"}", NULL), 0);
+			"{\"key_alias\":\"team/App_1:x-Y\"}", NULL),
+		   0);
 	ASSERT_ERR(pcall("ua", "update-key-alias",
-			 "{\"key_id\":\"alias/team/App_1:x-Y\",\"key_alias\":\"final\"}", &r), 0);
+			 "{\"key_id\":\"alias/team/App_1:x-Y\",\"key_alias\":\"final\"}", &r),
+		   0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_id"), id);
 	ASSERT_STREQ(describe_field("ua", id, "key_alias"), "final");
 	/* A 255-character alias is allowed. */
@@ -699,7 +715,8 @@ TEST(update_key_alias)
 		memset(a, 'a', 255);
 		a[255] = 0;
 		ASSERT_ERR(pcall("ua", "update-key-alias",
-				 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"%s\"}", id, a), &r), 0);
+				 fx_fmt("{\"key_id\":\"%s\",\"key_alias\":\"%s\"}", id, a), &r),
+			   0);
 		ASSERT_STREQ(fx_str(r, "key_info.key_alias"), a);
 	}
 }
@@ -707,8 +724,9 @@ TEST(update_key_alias)
 TEST(update_key_alias_1101_1104)
 {
 	static const char *const bad[] = {
-		"\"\"",         "\"bad alias\"", "\"semi;colon\"", "\"x/default\"", "\"/default\"",
-		"\"caf\\u00e9\"", "\"a.b\"",     "5",              "true",          "[\"a\"]",
+		"\"\"",		"\"bad alias\"",  "\"semi;colon\"", "\"x/default\"",
+		"\"/default\"", "\"caf\\u00e9\"", "\"a.b\"",	    "5",
+		"true",		"[\"a\"]",
 	};
 	char id[FX_ID_LEN], other[FX_ID_LEN], long_alias[257];
 
@@ -754,11 +772,13 @@ TEST(update_key_description)
 			 fx_kid_with(id, "\"key_description\":\"first key\""), &r),
 		   0);
 	ASSERT_STREQ(fx_last(), fx_fmt("{\"key_info\":{\"key_id\":\"%s\",\"key_description\":"
-				       "\"first key\"}}\n", id));
+				       "\"first key\"}}\n",
+				       id));
 	ASSERT_STREQ(describe_field("ud", id, "key_description"), "first key");
 	/* 0..255 characters, counted as characters (UTF-8), in the key folder too. */
 	ASSERT_ERR(call("ud", "update-key-description", API_SCOPE_KEY, id,
-			"{\"key_description\":\"\"}", &r), 0);
+			"{\"key_description\":\"\"}", &r),
+		   0);
 	ASSERT_STREQ(fx_str(r, "key_info.key_description"), "");
 	ASSERT_STREQ(describe_field("ud", id, "key_description"), "");
 	d255[0] = 0;
@@ -846,8 +866,8 @@ TEST(enable_disable_key_rotation)
 TEST(update_key_rotation_interval)
 {
 	static const char *const bad[] = {
-		"29", "366", "0", "-1", "\"abc\"", "\"\"", "30.5", "true", "\"29\"", "\"366\"",
-		"\" 90\"", "[90]", "1e9",
+		"29",	"366",	  "0",	     "-1",	"\"abc\"", "\"\"", "30.5",
+		"true", "\"29\"", "\"366\"", "\" 90\"", "[90]",	   "1e9",
 	};
 	static const struct {
 		const char *v;
@@ -869,15 +889,18 @@ TEST(update_key_rotation_interval)
 	ASSERT_ERR(pcall("ri", "get-key-rotation-status", fx_kid(id), &r), 0);
 	ASSERT_EQ(fx_num(r, "rotation_interval"), 365);
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(good); i++) {
-		ASSERT_ERR(pcall("ri", "update-key-rotation-interval",
-				 fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":%s}", id,
-					good[i].v), NULL), 0);
+		ASSERT_ERR(
+			pcall("ri", "update-key-rotation-interval",
+			      fx_fmt("{\"key_id\":\"%s\",\"rotation_interval\":%s}", id, good[i].v),
+			      NULL),
+			0);
 		ASSERT_STREQ(fx_last(), "{}\n");
 		ASSERT_ERR(pcall("ri", "get-key-rotation-status", fx_kid(id), &r), 0);
 		ASSERT_EQ(fx_num(r, "rotation_interval"), good[i].days);
 	}
 	ASSERT_ERR(call("ri", "update-key-rotation-interval", API_SCOPE_KEY, id,
-			"{\"rotation_interval\":45}", NULL), 0);
+			"{\"rotation_interval\":45}", NULL),
+		   0);
 	/* Rotation off again: the interval stays, and cannot be changed. */
 	ASSERT_ERR(pcall("ri", "disable-key-rotation", fx_kid(id), NULL), 0);
 	ASSERT_ERR(pcall("ri", "update-key-rotation-interval",
@@ -903,9 +926,9 @@ TEST(rotate_key_versions)
 
 			ASSERT_ERR(pcall("rk", "rotate-key", fx_kid(id), &r), 0);
 			after = kms_time_real_ms();
-			ASSERT_STREQ(fx_last(),
-				     fx_fmt("{\"key_id\":\"%s\",\"key_version\":\"%u\","
-					    "\"number_of_rotations\":%u}\n", id, v, v));
+			ASSERT_STREQ(fx_last(), fx_fmt("{\"key_id\":\"%s\",\"key_version\":\"%u\","
+						       "\"number_of_rotations\":%u}\n",
+						       id, v, v));
 			ASSERT_ERR(pcall("rk", "get-key-rotation-status", fx_kid(id), &r), 0);
 			ASSERT_EQ(fx_num(r, "number_of_rotations"), v);
 			/* Rotation stays off: rotate-key does not need it. */
@@ -968,7 +991,8 @@ TEST(rotate_on_demand)
 	ASSERT_ERR(pcall("rod", "create-datakey", fx_kid(id), &r), 0);
 	fx_cp(ct, sizeof(ct), fx_str(r, "cipher_text"));
 	ASSERT_ERR(pcall("rod", "rotate-on-demand",
-			 fx_fmt("{\"key_id\":\"%s\",\"sequence\":\"" SEQ "\"}", id), &r), 0);
+			 fx_fmt("{\"key_id\":\"%s\",\"sequence\":\"" SEQ "\"}", id), &r),
+		   0);
 	ASSERT_STREQ(fx_last(), fx_fmt("{\"key_id\":\"%s\"}\n", id));
 	ASSERT_ERR(call("rod", "rotate-on-demand", API_SCOPE_KEY, id, "", &r), 0);
 	ASSERT_STREQ(fx_last(), fx_fmt("{\"key_id\":\"%s\"}\n", id));

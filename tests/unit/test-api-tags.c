@@ -105,8 +105,8 @@ static void tag_refuses_each(const char *id, bool value, const char *const *bad,
 TEST(key_tags_errors)
 {
 	static const char *const bad_key[] = {
-		"\"a=b\"", "\"a*b\"", "\"a<b\"", "\"a>b\"", "\"a\\\\b\"", "\"a\\tb\"",
-		"\"a\\u001fb\"", "5", "null", "[\"a\"]",
+		"\"a=b\"",   "\"a*b\"",	      "\"a<b\"", "\"a>b\"", "\"a\\\\b\"",
+		"\"a\\tb\"", "\"a\\u001fb\"", "5",	 "null",    "[\"a\"]",
 	};
 	static const char *const bad_value[] = {
 		"\"a=b\"", "\"x*\"", "\"<\"", "\">\"", "\"\\\\\"", "\"\\n\"", "5", "true", "{}",
@@ -196,7 +196,8 @@ TEST(key_tags_roles)
 	ASSERT_ERR(role_call("ktr", KMS_ROLE_CRYPTO, "delete-tag", id, "{\"key\":\"a\"}"),
 		   KMS_E_FORBIDDEN);
 	ASSERT_ERR(role_call("ktr", KMS_ROLE_VIEWER, "resource_instances-action", NULL,
-			     "{\"action\":\"count\"}"), 0);
+			     "{\"action\":\"count\"}"),
+		   0);
 	ASSERT_ERR(role_call("ktr", KMS_ROLE_ADMIN, "delete-tag", id, "{\"key\":\"a\"}"), 0);
 	ASSERT_STREQ(tags_text("ktr", id), "{\"tags\":[],\"sys_tags\":[],\"existTagsNum\":0}\n");
 }
@@ -221,8 +222,8 @@ TEST(delete_tag)
 	ASSERT_ERR(kcall("dt", id, "delete-tag", "{}", NULL), KMS_E_MISSING);
 	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":\"\"}", NULL), KMS_E_TAG_KEY_LENGTH);
 	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":\"a=b\"}", NULL), KMS_E_TAG_KEY);
-	ASSERT_ERR(kcall("dt", id, "delete-tag",
-			 fx_fmt("{\"key\":\"%s\"}", repeat(k37, "k", 37)), NULL),
+	ASSERT_ERR(kcall("dt", id, "delete-tag", fx_fmt("{\"key\":\"%s\"}", repeat(k37, "k", 37)),
+			 NULL),
 		   KMS_E_TAG_KEY_LENGTH);
 	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":5}", NULL), KMS_E_TAG_KEY);
 	ASSERT_ERR(kcall("dt", id, "delete-tag", "{\"key\":\"team\",\"sequence\":\"s\"}", NULL),
@@ -253,7 +254,8 @@ TEST(tags_action_create_delete)
 	ASSERT_ERR(kcall("ta", id, "tags-action",
 			 "{\"action\":\"create\",\"tags\":[{\"key\":\"env\",\"value\":\"prod\"},"
 			 "{\"key\":\"team\",\"value\":\"red\"},{\"key\":\"tmp\",\"value\":\"\"}]}",
-			 NULL), 0);
+			 NULL),
+		   0);
 	ASSERT_STREQ(fx_last(), "{}\n");
 	ASSERT_STREQ(tags_text("ta", id),
 		     "{\"tags\":[{\"key\":\"env\",\"value\":\"prod\"},{\"key\":\"team\",\"value\":"
@@ -262,7 +264,9 @@ TEST(tags_action_create_delete)
 	/* delete: values are optional; a tag that is not there is no error. */
 	ASSERT_ERR(kcall("ta", id, "tags-action",
 			 "{\"action\":\"delete\",\"tags\":[{\"key\":\"tmp\"},{\"key\":\"gone\"},"
-			 "{\"key\":\"team\",\"value\":\"whatever\"}]}", NULL), 0);
+			 "{\"key\":\"team\",\"value\":\"whatever\"}]}",
+			 NULL),
+		   0);
 	ASSERT_STREQ(fx_last(), "{}\n");
 	ASSERT_STREQ(tags_text("ta", id), "{\"tags\":[{\"key\":\"env\",\"value\":\"prod\"}],"
 					  "\"sys_tags\":[],\"existTagsNum\":1}\n");
@@ -273,7 +277,9 @@ TEST(tags_action_create_delete)
 			 "{\"key\":\"a3\",\"value\":\"3\"},{\"key\":\"a4\",\"value\":\"4\"},"
 			 "{\"key\":\"a5\",\"value\":\"5\"},{\"key\":\"a6\",\"value\":\"6\"},"
 			 "{\"key\":\"a7\",\"value\":\"7\"},{\"key\":\"a8\",\"value\":\"8\"},"
-			 "{\"key\":\"a9\",\"value\":\"9\"}]}", NULL), 0);
+			 "{\"key\":\"a9\",\"value\":\"9\"}]}",
+			 NULL),
+		   0);
 	ASSERT_STREQ(tags_text("ta", id),
 		     "{\"tags\":[{\"key\":\"a1\",\"value\":\"1\"},{\"key\":\"a2\",\"value\":\"2\"},"
 		     "{\"key\":\"a3\",\"value\":\"3\"},{\"key\":\"a4\",\"value\":\"4\"},"
@@ -375,13 +381,15 @@ TEST(project_tags)
 	/* One entry per tag key with its distinct values, keys and values in byte order (not in
 	 * the order of key ids or creation times); another project's tags are not shown. */
 	ASSERT_ERR(pcall("pt", "tags", "", &r), 0);
-	ASSERT_STREQ(fx_last(), "{\"tags\":[{\"key\":\"env\",\"values\":[\"dev\",\"prod\","
-				"\"staging\"]},{\"key\":\"team\",\"values\":[\"blue\",\"red\"]}]}\n");
+	ASSERT_STREQ(fx_last(),
+		     "{\"tags\":[{\"key\":\"env\",\"values\":[\"dev\",\"prod\","
+		     "\"staging\"]},{\"key\":\"team\",\"values\":[\"blue\",\"red\"]}]}\n");
 	/* A value shared by two keys appears once. */
 	ASSERT_ERR(add_tag("pt", b, "team", "red"), 0);
 	ASSERT_ERR(pcall("pt", "tags", "", &r), 0);
-	ASSERT_STREQ(fx_last(), "{\"tags\":[{\"key\":\"env\",\"values\":[\"dev\",\"prod\","
-				"\"staging\"]},{\"key\":\"team\",\"values\":[\"blue\",\"red\"]}]}\n");
+	ASSERT_STREQ(fx_last(),
+		     "{\"tags\":[{\"key\":\"env\",\"values\":[\"dev\",\"prod\","
+		     "\"staging\"]},{\"key\":\"team\",\"values\":[\"blue\",\"red\"]}]}\n");
 	ASSERT_ERR(pcall("pt", "tags", "{}", &r), 0);
 	ASSERT_EQ(cJSON_GetArraySize(fx_get(r, "tags")), 2);
 	ASSERT_ERR(pcall("pt", "tags", "{\"sequence\":\"bad\"}", &r), 0);
@@ -419,7 +427,8 @@ static const char *ids_of(const cJSON *r)
 	const cJSON *res;
 
 	out[0] = 0;
-	cJSON_ArrayForEach(res, fx_get(r, "resources")) {
+	cJSON_ArrayForEach(res, fx_get(r, "resources"))
+	{
 		if (out[0])
 			strcat(out, ",");
 		strcat(out, fx_str(res, "resource_id") ? fx_str(res, "resource_id") : "?");
@@ -490,7 +499,9 @@ TEST(resource_instances_filter)
 		   fx_fmt("%s,%s", k.a, k.c)));
 	ASSERT_ERR(pcall("ri", "resource_instances-action",
 			 "{\"action\":\"filter\",\"tags\":[{\"key\":\"env\",\"values\":[\"prod\"]},"
-			 "{\"key\":\"team\",\"values\":[\"red\"]}]}", &r), 0);
+			 "{\"key\":\"team\",\"values\":[\"red\"]}]}",
+			 &r),
+		   0);
 	ASSERT_STREQ(ids_of(r), k.c);
 	ASSERT_EQ(fx_num(r, "total_count"), 1);
 	ASSERT_ERR(
@@ -509,24 +520,31 @@ TEST(resource_instances_filter)
 		   k.a));
 	ASSERT_ERR(pcall("ri", "resource_instances-action",
 			 "{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
-			 "\"value\":\"\"}]}", &r), 0);
+			 "\"value\":\"\"}]}",
+			 &r),
+		   0);
 	ASSERT_EQ(fx_num(r, "total_count"), 4);
 	/* Paging: limit (default 10) and offset; total_count counts every match. */
 	ASSERT_ERR(pcall("ri", "resource_instances-action",
-			 "{\"action\":\"filter\",\"limit\":\"2\",\"offset\":\"1\"}", &r), 0);
+			 "{\"action\":\"filter\",\"limit\":\"2\",\"offset\":\"1\"}", &r),
+		   0);
 	ASSERT_STREQ(ids_of(r), fx_fmt("%s,%s", k.b, k.c));
 	ASSERT_EQ(fx_num(r, "total_count"), 4);
 	STEP(finds("{\"action\":\"filter\",\"limit\":1,\"offset\":3}", k.d));
 	ASSERT_ERR(pcall("ri", "resource_instances-action",
-			 "{\"action\":\"filter\",\"offset\":\"4\"}", &r), 0);
+			 "{\"action\":\"filter\",\"offset\":\"4\"}", &r),
+		   0);
 	ASSERT_STREQ(fx_last(), "{\"resources\":[],\"total_count\":4}\n");
 	/* Keys in every state are resources; the state shows in resource_detail. */
 	ASSERT_ERR(pcall("ri", "disable-key", fx_fmt("{\"key_id\":\"%s\"}", k.b), NULL), 0);
 	ASSERT_ERR(pcall("ri", "resource_instances-action",
 			 "{\"action\":\"filter\",\"tags\":[{\"key\":\"env\","
-			 "\"values\":[\"staging\"]}]}", &r), 0);
-	ASSERT_STREQ(fx_str(cJSON_GetArrayItem(fx_get(r, "resources"), 0),
-			    "resource_detail.key_state"), "3");
+			 "\"values\":[\"staging\"]}]}",
+			 &r),
+		   0);
+	ASSERT_STREQ(
+		fx_str(cJSON_GetArrayItem(fx_get(r, "resources"), 0), "resource_detail.key_state"),
+		"3");
 	ASSERT_ERR(pcall("ri", "enable-key", fx_fmt("{\"key_id\":\"%s\"}", k.b), NULL), 0);
 }
 
@@ -538,11 +556,14 @@ TEST(resource_instances_count)
 	STEP(ri_setup("ri-count", &k));
 	ASSERT_EQ(count_of("{\"action\":\"count\"}"), 4);
 	ASSERT_EQ(count_of("{\"action\":\"count\",\"tags\":[{\"key\":\"env\","
-			   "\"values\":[\"prod\"]}]}"), 2);
+			   "\"values\":[\"prod\"]}]}"),
+		  2);
 	ASSERT_EQ(count_of("{\"action\":\"count\",\"tags\":[{\"key\":\"env\",\"values\":[]},"
-			   "{\"key\":\"team\",\"values\":[\"red\"]}]}"), 1);
+			   "{\"key\":\"team\",\"values\":[\"red\"]}]}"),
+		  1);
 	ASSERT_EQ(count_of("{\"action\":\"count\",\"matches\":[{\"key\":\"resource_name\","
-			   "\"value\":\"alpha\"}]}"), 2);
+			   "\"value\":\"alpha\"}]}"),
+		  2);
 	/* limit and offset do not change a count. */
 	ASSERT_EQ(count_of("{\"action\":\"count\",\"limit\":\"1\",\"offset\":\"3\"}"), 4);
 	ASSERT_EQ(count_of("{\"action\":\"count\",\"tags\":[{\"key\":\"none\"}]}"), 0);
@@ -582,14 +603,14 @@ TEST(resource_instances_errors)
 		{ "{\"action\":\"filter\",\"sequence\":\"s\"}", KMS_E_BAD_SEQUENCE },
 	};
 	static const char *const msgs[][2] = {
-		{"{\"action\":\"filter\",\"matches\":[{\"key\":\"alias\",\"value\":\"x\"}]}",
-		 "{\"error\":{\"error_code\":\"KMS.0403\",\"error_msg\":\"Invalid match "
-		 "key.\"}}\n"},
-		{"{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\",\"value\":5}]}",
-		 "{\"error\":{\"error_code\":\"KMS.0402\",\"error_msg\":\"Invalid match "
-		 "value.\"}}\n"},
-		{"{\"action\":\"filter\",\"offset\":\"-1\"}",
-		 "{\"error\":{\"error_code\":\"KMS.0417\",\"error_msg\":\"Invalid offset.\"}}\n"},
+		{ "{\"action\":\"filter\",\"matches\":[{\"key\":\"alias\",\"value\":\"x\"}]}",
+		  "{\"error\":{\"error_code\":\"KMS.0403\",\"error_msg\":\"Invalid match "
+		  "key.\"}}\n" },
+		{ "{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\",\"value\":5}]}",
+		  "{\"error\":{\"error_code\":\"KMS.0402\",\"error_msg\":\"Invalid match "
+		  "value.\"}}\n" },
+		{ "{\"action\":\"filter\",\"offset\":\"-1\"}",
+		  "{\"error\":{\"error_code\":\"KMS.0417\",\"error_msg\":\"Invalid offset.\"}}\n" },
 	};
 	char v256[300];
 
@@ -602,7 +623,10 @@ TEST(resource_instances_errors)
 	repeat(v256, "v", 256);
 	ASSERT_ERR(pcall("ri-err", "resource_instances-action",
 			 fx_fmt("{\"action\":\"filter\",\"matches\":[{\"key\":\"resource_name\","
-				"\"value\":\"%s\"}]}", v256), NULL), KMS_E_TAG_MATCH_VALUE);
+				"\"value\":\"%s\"}]}",
+				v256),
+			 NULL),
+		   KMS_E_TAG_MATCH_VALUE);
 	/* Project scope only. */
 	{
 		char id[FX_ID_LEN];
@@ -664,8 +688,10 @@ TEST(user_quotas_and_key_quota_1105)
 	for (int i = 0; i < 3; i++)
 		ASSERT_ERR(pcall("uq", "create-grant",
 				 fx_fmt("{\"key_id\":\"%s\",\"grantee_principal\":\"u%d\","
-					"\"operations\":[\"describe-key\"]}", i < 2 ? id : b, i),
-				 NULL), 0);
+					"\"operations\":[\"describe-key\"]}",
+					i < 2 ? id : b, i),
+				 NULL),
+			   0);
 	/* grant_per_CMK: the most grants on one key (docs/api-differences.md, Quotas). */
 	ASSERT_ERR(pcall("uq", "user-quotas", "{}", &r), 0);
 	ASSERT_STREQ(fx_last(), "{\"quotas\":{\"resources\":[{\"type\":\"CMK\",\"used\":2,"
@@ -735,14 +761,18 @@ TEST(tags_action_create_all_or_nothing)
 	}
 	ASSERT_ERR(kcall("tan", id, "tags-action",
 			 "{\"action\":\"create\",\"tags\":[{\"key\":\"n1\",\"value\":\"v\"},"
-			 "{\"key\":\"n2\",\"value\":\"v\"}]}", NULL), KMS_E_TOO_MANY_TAGS);
+			 "{\"key\":\"n2\",\"value\":\"v\"}]}",
+			 NULL),
+		   KMS_E_TOO_MANY_TAGS);
 	ASSERT_TRUE(strstr(tags_text("tan", id), "\"n1\"") == NULL);
 	ASSERT_TRUE(strstr(tags_text("tan", id), "\"existTagsNum\":9}") != NULL);
 	/* Replacing two values and adding one repeated key: 10 tags, fits. */
 	ASSERT_ERR(kcall("tan", id, "tags-action",
 			 "{\"action\":\"create\",\"tags\":[{\"key\":\"t0\",\"value\":\"w\"},"
 			 "{\"key\":\"n1\",\"value\":\"a\"},{\"key\":\"n1\",\"value\":\"b\"},"
-			 "{\"key\":\"t1\",\"value\":\"w\"}]}", NULL), 0);
+			 "{\"key\":\"t1\",\"value\":\"w\"}]}",
+			 NULL),
+		   0);
 	ASSERT_TRUE(strstr(tags_text("tan", id), "{\"key\":\"n1\",\"value\":\"b\"}") != NULL);
 	ASSERT_TRUE(strstr(tags_text("tan", id), "\"existTagsNum\":10}") != NULL);
 }

@@ -10,13 +10,13 @@
 #include "auth/kms_auth.h"
 #include "core/kms_core.h"
 
-#define NOW 1700000000LL
+#define NOW   1700000000LL
 #define LATER (NOW + 3600)
 
 static const uint8_t secret[AUTH_SECRET_BYTES] = {
-	0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32,
-	0x10, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
-	0xee, 0xff,
+	0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0xfe, 0xdc, 0xba,
+	0x98, 0x76, 0x54, 0x32, 0x10, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55,
+	0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
 };
 
 static void issue(const char *project, const char *user, enum kms_role role, int64_t expiry,
@@ -94,8 +94,7 @@ TEST(ids_differ)
 
 TEST(all_roles_and_long_fields)
 {
-	static const enum kms_role roles[] = { KMS_ROLE_VIEWER, KMS_ROLE_CRYPTO,
-						KMS_ROLE_ADMIN };
+	static const enum kms_role roles[] = { KMS_ROLE_VIEWER, KMS_ROLE_CRYPTO, KMS_ROLE_ADMIN };
 	char tok[AUTH_TOKEN_MAX], project[KMS_MAX_PROJECT_ID + 1], user[AUTH_MAX_USER + 1];
 	struct auth_claims c;
 
@@ -119,14 +118,16 @@ TEST(issue_rejects_bad_arguments)
 
 	memset(long_project, 'p', KMS_MAX_PROJECT_ID + 1);
 	long_project[KMS_MAX_PROJECT_ID + 1] = 0;
-	ASSERT_ERR(auth_token_issue(secret, "p", "u", KMS_ROLE_NONE, LATER, tok, sizeof(tok),
-				    NULL), KMS_E_BAD_PARAM);
-	ASSERT_ERR(auth_token_issue(secret, "p", "", KMS_ROLE_ADMIN, LATER, tok, sizeof(tok),
-				    NULL), KMS_E_BAD_PARAM);
-	ASSERT_ERR(auth_token_issue(secret, "p", "a|b", KMS_ROLE_ADMIN, LATER, tok, sizeof(tok),
-				    NULL), KMS_E_BAD_PARAM);
+	ASSERT_ERR(auth_token_issue(secret, "p", "u", KMS_ROLE_NONE, LATER, tok, sizeof(tok), NULL),
+		   KMS_E_BAD_PARAM);
+	ASSERT_ERR(auth_token_issue(secret, "p", "", KMS_ROLE_ADMIN, LATER, tok, sizeof(tok), NULL),
+		   KMS_E_BAD_PARAM);
+	ASSERT_ERR(
+		auth_token_issue(secret, "p", "a|b", KMS_ROLE_ADMIN, LATER, tok, sizeof(tok), NULL),
+		KMS_E_BAD_PARAM);
 	ASSERT_ERR(auth_token_issue(secret, long_project, "u", KMS_ROLE_ADMIN, LATER, tok,
-				    sizeof(tok), NULL), KMS_E_BAD_PARAM);
+				    sizeof(tok), NULL),
+		   KMS_E_BAD_PARAM);
 	/* Too small an output buffer is an error, not a truncated token. */
 	ASSERT_FAIL(auth_token_issue(secret, "p", "u", KMS_ROLE_ADMIN, LATER, tok, 20, NULL));
 	ASSERT_FAIL(auth_token_issue(secret, "p", "u", KMS_ROLE_ADMIN, LATER, tok, 60, NULL));
@@ -138,10 +139,11 @@ TEST(issue_rejects_unverifiable_project)
 {
 	char tok[AUTH_TOKEN_MAX];
 
-	ASSERT_ERR(auth_token_issue(secret, "", "u", KMS_ROLE_ADMIN, LATER, tok, sizeof(tok),
-				    NULL), KMS_E_BAD_PARAM);
-	ASSERT_ERR(auth_token_issue(secret, "a|b", "u", KMS_ROLE_ADMIN, LATER, tok, sizeof(tok),
-				    NULL), KMS_E_BAD_PARAM);
+	ASSERT_ERR(auth_token_issue(secret, "", "u", KMS_ROLE_ADMIN, LATER, tok, sizeof(tok), NULL),
+		   KMS_E_BAD_PARAM);
+	ASSERT_ERR(
+		auth_token_issue(secret, "a|b", "u", KMS_ROLE_ADMIN, LATER, tok, sizeof(tok), NULL),
+		KMS_E_BAD_PARAM);
 }
 
 TEST(expired)
@@ -418,10 +420,10 @@ TEST(role_names)
 
 TEST(user_validation)
 {
-	static const char *const good[] = { "a", "alice", "Alice.B", "svc-1_x", "ops@example.com",
-					    "0" };
-	static const char *const bad[] = { "", "a b", "a|b", "a/b", "a:b", "é", "a\n", "a\tb",
-					   "a\"b" };
+	static const char *const good[] = { "a",       "alice",		  "Alice.B",
+					    "svc-1_x", "ops@example.com", "0" };
+	static const char *const bad[] = { "",	"a b", "a|b",  "a/b", "a:b",
+					   "é", "a\n", "a\tb", "a\"b" };
 	char u64[AUTH_MAX_USER + 1], u65[AUTH_MAX_USER + 2];
 
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(good); i++)
@@ -445,7 +447,7 @@ TEST(reserved_user_names)
 	static const char *const reserved[] = { AUTH_USER_HOST_ADMIN, "kmsctl", "uid0", "uid1000",
 						"uid4294967295" };
 	static const char *const usable[] = { "admin", "viewer", "crypto", "Kmsctl", "kmsctl1",
-					      "uid",   "uidx",   "uid1x",  "xuid1",  "UID1" };
+					      "uid",   "uidx",	 "uid1x",  "xuid1",  "UID1" };
 	char tok[AUTH_TOKEN_MAX];
 	struct auth_claims c;
 
@@ -453,12 +455,13 @@ TEST(reserved_user_names)
 		ASSERT_TRUE(auth_user_reserved(reserved[i]));
 		ASSERT_FALSE(auth_user_valid(reserved[i]));
 		ASSERT_ERR(auth_token_issue(secret, "p", reserved[i], KMS_ROLE_VIEWER, LATER, tok,
-					    sizeof(tok), NULL), KMS_E_BAD_PARAM);
+					    sizeof(tok), NULL),
+			   KMS_E_BAD_PARAM);
 		{
 			char payload[128];
 
-			snprintf(payload, sizeof(payload), "v1|0123456789abcdef|p|%s|admin|1800000000",
-				 reserved[i]);
+			snprintf(payload, sizeof(payload),
+				 "v1|0123456789abcdef|p|%s|admin|1800000000", reserved[i]);
 			forge(payload, tok, sizeof(tok));
 		}
 		ASSERT_ERR(verify(tok, strlen(tok), NOW, &c), KMS_E_TOKEN_INVALID);

@@ -84,13 +84,11 @@ TEST(hmac_rfc4231)
 	memset(k, 0xaa, 20);
 	memset(d, 0xdd, 50);
 	d[50] = 0;
-	HMAC_CASE(k, 20, d, "773EA91E36800E46854DB8EBD09181A72959098B3EF8C122D9635514CED565FE",
-		  32);
+	HMAC_CASE(k, 20, d, "773EA91E36800E46854DB8EBD09181A72959098B3EF8C122D9635514CED565FE", 32);
 	for (int i = 0; i < 25; i++)
 		k[i] = (uint8_t)(i + 1);
 	memset(d, 0xcd, 50);
-	HMAC_CASE(k, 25, d, "82558A389A443C0EA4CC819899F2083A85F0FAA3E578F8077A2E3FF46729665B",
-		  32);
+	HMAC_CASE(k, 25, d, "82558A389A443C0EA4CC819899F2083A85F0FAA3E578F8077A2E3FF46729665B", 32);
 	/* Test case 5 is truncated to 128 bits. */
 	memset(k, 0x0c, 20);
 	HMAC_CASE(k, 20, "Test With Truncation", "A3B6167473100EE06E0C796C2955552B", 16);
@@ -114,14 +112,14 @@ TEST(hmac_empty_key_and_data)
 
 /* ---- AES-256-GCM ---- */
 
-#define TC16_K "FEFFE9928665731C6D6A8F9467308308FEFFE9928665731C6D6A8F9467308308"
+#define TC16_K	"FEFFE9928665731C6D6A8F9467308308FEFFE9928665731C6D6A8F9467308308"
 #define TC16_IV "CAFEBABEFACEDBADDECAF888"
 #define TC16_P                                                                                     \
-	"D9313225F88406E5A55909C5AFF5269A86A7A9531534F7DA2E4C303D8A318A72"                       \
+	"D9313225F88406E5A55909C5AFF5269A86A7A9531534F7DA2E4C303D8A318A72"                         \
 	"1C3C0C95956809532FCF0E2449A6B525B16AEDF5AA0DE657BA637B39"
 #define TC16_A "FEEDFACEDEADBEEFFEEDFACEDEADBEEFABADDAD2"
 #define TC16_C                                                                                     \
-	"522DC1F099567D07F47F37A32A84427D643A8CDCBFE5C0C97598A2BD2555D1AA"                       \
+	"522DC1F099567D07F47F37A32A84427D643A8CDCBFE5C0C97598A2BD2555D1AA"                         \
 	"8CB08E48590DBB3DA7B08B1056828838C5F61E6393BA7A0ABCC9F662"
 #define TC16_T "76FC6ECE0F4E1768CDDF8853BB2D551B"
 
@@ -236,8 +234,8 @@ TEST(seal_round_trip)
 		fill(plain, n, (unsigned)n);
 		ASSERT_OK(core_seal(key, aad, sizeof(aad), plain, n, sealed, sizeof(sealed), &len));
 		ASSERT_EQ(len, n + CORE_SEALED_OVERHEAD);
-		ASSERT_OK(core_unseal(key, aad, sizeof(aad), sealed, len, back, sizeof(back),
-				      &got));
+		ASSERT_OK(
+			core_unseal(key, aad, sizeof(aad), sealed, len, back, sizeof(back), &got));
 		ASSERT_EQ(got, n);
 		ASSERT_MEMEQ(back, plain, n);
 	}

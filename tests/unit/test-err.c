@@ -122,8 +122,20 @@ TEST(shared_codes_consistent)
 
 TEST(out_of_range_is_internal)
 {
-	const int bad[] = { 0, 1, 2, 100, INT_MAX, -1, -2, -500, KMS__E_FIRST, KMS__E_END,
-			    KMS__E_FIRST - 1, KMS__E_END + 1, INT_MIN, INT_MIN + 1 };
+	const int bad[] = { 0,
+			    1,
+			    2,
+			    100,
+			    INT_MAX,
+			    -1,
+			    -2,
+			    -500,
+			    KMS__E_FIRST,
+			    KMS__E_END,
+			    KMS__E_FIRST - 1,
+			    KMS__E_END + 1,
+			    INT_MIN,
+			    INT_MIN + 1 };
 	const struct kms_err_info *internal = kms_err_info(KMS_E_INTERNAL);
 
 	ASSERT_STREQ(internal->name, "KMS_E_INTERNAL");

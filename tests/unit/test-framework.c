@@ -89,10 +89,20 @@ static void fail_on_success(void)
 TEST(assertions_fail_when_false)
 {
 	static void (*const cases[])(void) = {
-		eq_minus_one_size_max, le_size_max_minus_one, ne_equal,	    true_false,
-		false_true,	       streq_differ,	      streq_null,   memeq_differ,
-		hexeq_differ,	       hexeq_length,	      ok_on_error,  err_on_other_error,
-		err_on_success,	       fail_on_success,
+		eq_minus_one_size_max,
+		le_size_max_minus_one,
+		ne_equal,
+		true_false,
+		false_true,
+		streq_differ,
+		streq_null,
+		memeq_differ,
+		hexeq_differ,
+		hexeq_length,
+		ok_on_error,
+		err_on_other_error,
+		err_on_success,
+		fail_on_success,
 	};
 
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(cases); i++) {

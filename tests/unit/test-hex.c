@@ -147,8 +147,9 @@ TEST(hex_all_bytes_round_trip)
 TEST(hex_rejects)
 {
 	static const char *const bad[] = {
-		"0",   "ABC", " 00", "00 ", "0 0", "\t0", "00\n", "0G", "g0", "0x00",
-		"+0",  "-0",  "00:", "é0", "0\xff", "\xc3\xa9", "000G", "0000 0", "DEADBEEF\n0",
+		"0",	 "ABC",	     " 00",  "00 ",    "0 0",	      "\t0", "00\n",
+		"0G",	 "g0",	     "0x00", "+0",     "-0",	      "00:", "é0",
+		"0\xff", "\xc3\xa9", "000G", "0000 0", "DEADBEEF\n0",
 	};
 	uint8_t out[16];
 	size_t n;
@@ -216,16 +217,44 @@ TEST(base64_rejects)
 {
 	static const char *const bad[] = {
 		/* length not a multiple of 4 */
-		"Z", "Zg", "Zg=", "Zm9vY", "Zm9vYg=", "Zm9vYg===",
+		"Z",
+		"Zg",
+		"Zg=",
+		"Zm9vY",
+		"Zm9vYg=",
+		"Zm9vYg===",
 		/* whitespace */
-		"Zm9 ", " Zm9", "Zm\n9", "Zm9v\r\n", "Zm9v    ", "Zm\t9",
+		"Zm9 ",
+		" Zm9",
+		"Zm\n9",
+		"Zm9v\r\n",
+		"Zm9v    ",
+		"Zm\t9",
 		/* characters outside the standard alphabet (incl. base64url) */
-		"Zm9-", "Zm9_", "Zm9.", "Zm9*", "Zm9\xc3", "Zm\x80v",
+		"Zm9-",
+		"Zm9_",
+		"Zm9.",
+		"Zm9*",
+		"Zm9\xc3",
+		"Zm\x80v",
 		/* bad padding */
-		"====", "A===", "Z===", "Zg=A", "Z=g=", "=Zg=", "Zg==Zm9v", "Zm8=Zm9v",
+		"====",
+		"A===",
+		"Z===",
+		"Zg=A",
+		"Z=g=",
+		"=Zg=",
+		"Zg==Zm9v",
+		"Zm8=Zm9v",
 		"Zm9v====",
 		/* non-canonical trailing bits: "f" is Zg==, "fo" is Zm8= */
-		"Zh==", "Zv==", "Z/==", "Zm9=", "Zm+=", "Zm9vYh==", "Zm9vYmF=",
+		"Zh==",
+		"Zv==",
+		"Z/==",
+		"Zm9=",
+		"Zm+=",
+		"Zm9vYh==",
+		"Zm9vYmF=",
 	};
 	uint8_t out[16];
 	size_t n;

@@ -16,7 +16,8 @@ TEST(harden_disables_dumps_and_cores)
 	struct kms_harden_report rep;
 	struct rlimit core;
 
-	ASSERT_EQ(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 1); /* the default, so the test means something */
+	ASSERT_EQ(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0),
+		  1); /* the default, so the test means something */
 	kms_harden_process(64 * 1024, false, &rep);
 	ASSERT_TRUE(rep.not_dumpable);
 	ASSERT_TRUE(rep.no_core);

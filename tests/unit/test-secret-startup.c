@@ -43,7 +43,8 @@ static int in_child(int (*fn)(void))
 		_exit(fn());
 	if (pid < 0 || waitpid(pid, &status, 0) != pid)
 		return 200;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+	return WIFEXITED(status) ? WEXITSTATUS(status)
+				 : 100 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
 /* What kmsfs and kmsctl did before: open the store, then harden. The check below sees it. */

@@ -62,8 +62,11 @@ static void sqlite_sealed_read(const char *key_id, uint32_t version, uint8_t *ou
 
 	*len = 0;
 	ASSERT_TRUE(db != NULL);
-	ASSERT_EQ(sqlite3_prepare_v2(db, "SELECT sealed FROM key_versions WHERE key_id = ? AND "
-					 "version = ?", -1, &st, NULL), SQLITE_OK);
+	ASSERT_EQ(sqlite3_prepare_v2(db,
+				     "SELECT sealed FROM key_versions WHERE key_id = ? AND "
+				     "version = ?",
+				     -1, &st, NULL),
+		  SQLITE_OK);
 	sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, version);
 	if (sqlite3_step(st) == SQLITE_ROW && (size_t)sqlite3_column_bytes(st, 0) <= cap) {
@@ -82,8 +85,11 @@ static void sqlite_sealed_write(const char *key_id, uint32_t version, const uint
 	int changes = 0;
 
 	ASSERT_TRUE(db != NULL);
-	ASSERT_EQ(sqlite3_prepare_v2(db, "UPDATE key_versions SET sealed = ? WHERE key_id = ? AND "
-					 "version = ?", -1, &st, NULL), SQLITE_OK);
+	ASSERT_EQ(sqlite3_prepare_v2(db,
+				     "UPDATE key_versions SET sealed = ? WHERE key_id = ? AND "
+				     "version = ?",
+				     -1, &st, NULL),
+		  SQLITE_OK);
 	sqlite3_bind_blob(st, 1, p, (int)n, SQLITE_TRANSIENT);
 	sqlite3_bind_text(st, 2, key_id, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, version);
@@ -831,8 +837,7 @@ struct check_seen {
 	char project[KMS_MAX_PROJECT_ID + 1];
 };
 
-static void check_cb(const char *project, const char *key_id, uint32_t version, int err,
-		     void *arg)
+static void check_cb(const char *project, const char *key_id, uint32_t version, int err, void *arg)
 {
 	struct check_seen *c = arg;
 
@@ -1044,9 +1049,13 @@ static int count_grant(const struct store_grant *g, void *arg)
 STORE_TEST(constraint_errors_say_which)
 {
 	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1], alias_a[] = "a";
-	struct store_grant g = { .grant_id = "g1", .project = P, .grantee = "u",
-				 .grantee_type = "user", .operations = "describe-key",
-				 .issuer = "i", .key_id = "00000000-0000-4000-8000-000000000000" };
+	struct store_grant g = { .grant_id = "g1",
+				 .project = P,
+				 .grantee = "u",
+				 .grantee_type = "user",
+				 .operations = "describe-key",
+				 .issuer = "i",
+				 .key_id = "00000000-0000-4000-8000-000000000000" };
 	struct store_key *k = NULL;
 
 	SETUP();
@@ -1074,8 +1083,11 @@ STORE_TEST(constraint_errors_say_which)
 STORE_TEST(destroyed_key_takes_its_grants_and_tags)
 {
 	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1];
-	struct store_grant g = { .grant_id = "g1", .project = P, .grantee = "u",
-				 .grantee_type = "user", .operations = "describe-key",
+	struct store_grant g = { .grant_id = "g1",
+				 .project = P,
+				 .grantee = "u",
+				 .grantee_type = "user",
+				 .operations = "describe-key",
 				 .issuer = "i" };
 	struct store_grant_filter f = { .project = P };
 	int64_t now = kms_time_real_ms(), when = now + 1000;
@@ -1116,8 +1128,7 @@ static bool bytes_contain(const uint8_t *hay, size_t hn, const uint8_t *needle, 
 
 /* Does any file of the state directory (kms.db, kms.db-wal, kms.db-shm, ...) hold needle? Its
  * name goes to where. */
-static void state_files_find(const uint8_t *needle, size_t n, bool *found, char *where,
-			     size_t cap)
+static void state_files_find(const uint8_t *needle, size_t n, bool *found, char *where, size_t cap)
 {
 	DIR *d = opendir(state_dir);
 	struct dirent *e;
@@ -1292,10 +1303,14 @@ TEST(unreadable_project_policy_fails_closed)
 {
 	/* A column and the SQL value that makes it unreadable: not an integer, or out of range. */
 	static const char *const bad[][2] = {
-		{ "dir_mode", "'garbage'" },	    { "dir_mode", "''" },
-		{ "owner_uid", "-1" },		    { "group_gid", "4294967296" },
-		{ "dir_mode", "99999" },	    { "plaintext_mode", "4096" },
-		{ "owner_uid", "1.5" },		    { "plaintext_mode", "X'00'" },
+		{ "dir_mode", "'garbage'" },
+		{ "dir_mode", "''" },
+		{ "owner_uid", "-1" },
+		{ "group_gid", "4294967296" },
+		{ "dir_mode", "99999" },
+		{ "plaintext_mode", "4096" },
+		{ "owner_uid", "1.5" },
+		{ "plaintext_mode", "X'00'" },
 		{ "dir_mode", "'0750 0700 junk'" },
 	};
 	struct store_project_policy pol = { 1000, 1000, 0750, 0700 }, got;
@@ -1304,8 +1319,10 @@ TEST(unreadable_project_policy_fails_closed)
 	SETUP();
 	ASSERT_OK(store_project_policy_set(S, Q, &pol));
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
-		char *sql = sqlite3_mprintf("UPDATE project_policies SET %s = %s WHERE project_id = "
-					    "'" P "'", bad[i][0], bad[i][1]);
+		char *sql =
+			sqlite3_mprintf("UPDATE project_policies SET %s = %s WHERE project_id = "
+					"'" P "'",
+					bad[i][0], bad[i][1]);
 
 		ASSERT_OK(store_project_policy_set(S, P, &pol));
 		ASSERT_OK(store_project_policy_check(S, P));
@@ -1349,8 +1366,11 @@ TEST(unreadable_project_policy_fails_closed)
 TEST(unreadable_binding_and_token_rows_fail_closed)
 {
 	const uint32_t gids[] = { 50 };
-	struct store_token_info t = { .id = "0123456789abcdef", .project = P, .user = "u",
-				      .role = KMS_ROLE_ADMIN, .expiry = 2000000000 };
+	struct store_token_info t = { .id = "0123456789abcdef",
+				      .project = P,
+				      .user = "u",
+				      .role = KMS_ROLE_ADMIN,
+				      .expiry = 2000000000 };
 	char what[160];
 
 	SETUP();
@@ -1546,7 +1566,8 @@ TEST(schema_upgrade_2_3_keeps_policy_bindings_and_tokens)
 	{
 		path_of(path, sizeof(path), "kms.db");
 		ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
-		ASSERT_TRUE(sqlite3_exec(db, "SELECT 1 FROM policy", NULL, NULL, NULL) != SQLITE_OK);
+		ASSERT_TRUE(sqlite3_exec(db, "SELECT 1 FROM policy", NULL, NULL, NULL) !=
+			    SQLITE_OK);
 		ASSERT_EQ(sqlite3_close(db), SQLITE_OK);
 	}
 	/* Writing the repaired policy reads back. */
