@@ -117,4 +117,14 @@ for t in $(sed 's/`[^`]*`//g' docs/conformance.md |
 	grep -owFf <(sed -n 's/^TEST(\([a-z0-9]*_[a-z0-9_]*\)).*/\1/p' tests/unit/test-*.c) | sort -u); do
 	violation "docs/conformance.md names the test function $t (name its file instead)"
 done
+# The tree is formatted by .clang-format (docs/hacking.md, Formatting and lint).
+if command -v clang-format >/dev/null; then
+	for f in $(git ls-files --cached --others --exclude-standard 'src/*.[ch]' 'tests/*.[ch]' 'bench/*.[ch]' 'examples/*.[ch]' 2>/dev/null ||
+		find src tests bench examples -name '*.[ch]'); do
+		clang-format --dry-run --Werror "$f" >/dev/null 2>&1 ||
+			violation "$f is not formatted (clang-format -i $f)"
+	done
+else
+	violation "clang-format is not installed (apt-get install clang-format): formatting not checked"
+fi
 exit $bad
