@@ -157,6 +157,6 @@ k.exec-fd line 0
 EOF
 
 fusermount3 -u "$NULL_MNT" || fail "fusermount3 -u $NULL_MNT failed"
-for ((i = 0; i < 100; i++)); do _kms_pid_gone "$null_pid" && break; sleep 0.1; done
-_kms_pid_gone "$null_pid" || fail "nullfs still running after unmount"
+for ((i = 0; i < 100; i++)); do kms_pid_gone "$null_pid" && break; sleep 0.1; done
+kms_pid_gone "$null_pid" || fail "nullfs still running after unmount"
 kms_umount
