@@ -232,6 +232,30 @@ out:
 	return e;
 }
 
+bool api_utf8_length(const char *s, const char *refused, size_t *chars)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = 0;
+
+	while (*p) {
+		size_t len = *p < 0x80	       ? 1
+			     : (*p >> 5) == 6  ? 2
+			     : (*p >> 4) == 14 ? 3
+			     : (*p >> 3) == 30 ? 4
+					       : 0;
+
+		if (len == 0 || (refused && (*p < 32 || strchr(refused, *p))))
+			return false;
+		for (size_t i = 1; i < len; i++)
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+		p += len;
+		n++;
+	}
+	*chars = n;
+	return true;
+}
+
 bool api_key_id_valid(const char *s)
 {
 	if (strlen(s) != KMS_KEY_ID_LEN)

@@ -68,6 +68,10 @@ bool api_alias_valid(const char *s);
 /* The required, valid "key_alias" (KMS.0204 / KMS.1101), whose entry under aliases/ fits in
  * API_ALIAS_ENTRY_MAX bytes. */
 KMS_WUR int api_get_alias(struct api_request *r, const char **alias);
+/* The length of UTF-8 text in characters (the API's limits count characters, not bytes). false
+ * for invalid UTF-8 and, when refused is not NULL, for an ASCII control character or one of
+ * the characters in refused. */
+bool api_utf8_length(const char *s, const char *refused, size_t *chars);
 bool api_description_valid(const char *s);
 int api_state_change_arg(struct api_request *r, store_key_edit_fn edit, void *arg);
 

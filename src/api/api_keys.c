@@ -4,36 +4,11 @@
 #include "api_internal.h"
 #include "common/kms_err.h"
 
-/* Characters, not bytes: the API's limits count characters. Also rejects invalid UTF-8. */
-static bool api_utf8_length(const char *s, size_t *chars)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t n = 0;
-
-	while (*p) {
-		size_t len = *p < 0x80	       ? 1
-			     : (*p >> 5) == 6  ? 2
-			     : (*p >> 4) == 14 ? 3
-			     : (*p >> 3) == 30 ? 4
-					       : 0;
-
-		if (len == 0)
-			return false;
-		for (size_t i = 1; i < len; i++)
-			if ((p[i] & 0xc0) != 0x80)
-				return false;
-		p += len;
-		n++;
-	}
-	*chars = n;
-	return true;
-}
-
 bool api_description_valid(const char *s)
 {
 	size_t chars;
 
-	return api_utf8_length(s, &chars) && chars <= KMS_MAX_DESCRIPTION;
+	return api_utf8_length(s, NULL, &chars) && chars <= KMS_MAX_DESCRIPTION;
 }
 
 static int api_check_optional_choice(struct api_request *r, const char *name, const char *allowed,

@@ -19,24 +19,10 @@
  * 0, else bad_chars or bad_length. */
 static int api_tag_text_check(const char *s, size_t min, size_t max, int bad_chars, int bad_length)
 {
-	const unsigned char *p = (const unsigned char *)s;
-	size_t chars = 0;
+	size_t chars;
 
-	while (*p) {
-		size_t len = *p < 0x80	       ? 1
-			     : (*p >> 5) == 6  ? 2
-			     : (*p >> 4) == 14 ? 3
-			     : (*p >> 3) == 30 ? 4
-					       : 0;
-
-		if (len == 0 || *p < 32 || strchr("*<>\\=", *p))
-			return bad_chars;
-		for (size_t i = 1; i < len; i++)
-			if ((p[i] & 0xc0) != 0x80)
-				return bad_chars;
-		p += len;
-		chars++;
-	}
+	if (!api_utf8_length(s, "*<>\\=", &chars))
+		return bad_chars;
 	return chars >= min && chars <= max ? 0 : bad_length;
 }
 
