@@ -19,6 +19,9 @@
  * whose number libfuse's signal handler leaves as the loop's result), else 1. */
 static inline int fs_session_loop(struct fuse_session *se, const struct fuse_cmdline_opts *o)
 {
+	unsigned threads = o->max_threads && o->max_threads <= FS_MAX_THREADS_LIMIT
+				   ? o->max_threads
+				   : FS_MAX_THREADS_DEFAULT;
 	struct fuse_loop_config *loop;
 	int r;
 
@@ -31,10 +34,7 @@ static inline int fs_session_loop(struct fuse_session *se, const struct fuse_cmd
 		fuse_loop_cfg_set_clone_fd(loop, (unsigned)o->clone_fd);
 		if (o->max_idle_threads != UINT_MAX) /* UINT_MAX: libfuse's "no limit" default */
 			fuse_loop_cfg_set_idle_threads(loop, o->max_idle_threads);
-		fuse_loop_cfg_set_max_threads(loop, o->max_threads && o->max_threads <=
-									      FS_MAX_THREADS_LIMIT
-							    ? o->max_threads
-							    : FS_MAX_THREADS_DEFAULT);
+		fuse_loop_cfg_set_max_threads(loop, threads);
 		r = fuse_session_loop_mt(se, loop);
 		fuse_loop_cfg_destroy(loop);
 	}
