@@ -4,7 +4,8 @@
 # made on the host. The same rules hold inside: with a crypto binding the uid makes and unwraps
 # DEKs (cat, echo > f; cat f, python open()); after the host switches to --plaintext-mode 0700 and
 # a viewer binding, the plaintext files are closed by the kernel (EACCES at open) and the role
-# refuses the rest (KMS.0307); after unbind, KMS.0301. Nothing leaks to the host's mounts.
+# refuses the rest (KMS.0307); after unbind, everything is refused (EACCES or KMS.0301). Nothing
+# leaks to the host's mounts.
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup unshare # kms_container
 kms_user_setup
@@ -50,8 +51,13 @@ viewer)
 	[ "$(printf '%s' "$r" | jq -r .key_info.key_id)" == "$id" ] || { echo "viewer describe: $r"; exit 1; }
 	;;
 unbound)
-	r=$(run cat "$target/describe-key")
-	[ "$(code "$r")" == KMS.0301 ] || { echo "unbound describe: $r"; exit 1; }
+	# No identity: refused either way. The key folder is the root of this bind mount, so the
+	# walk does not pass keys/<id> (looked up again at every walk, and refused without an
+	# identity: docs/access-control.md, "Who sees what in the tree"). Whether describe-key is
+	# looked up again (EACCES) or its entry is still in the kernel's cache from the host's own
+	# walk (the open succeeds and the request answers KMS.0301) depends on timing.
+	r=$(run cat "$target/describe-key" 2>&1) || r=$(printf '%s' "$r" | grep -o "Permission denied")
+	case $r in "Permission denied" | *'"KMS.0301"'*) ;; *) echo "unbound describe: $r"; exit 1 ;; esac
 	;;
 esac
 echo "inside-ok $phase"
