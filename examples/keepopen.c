@@ -123,9 +123,8 @@ static const char *kms_error_code(const char *answer, char *code, size_t cap)
 
 struct worker {
 	pthread_t th;
-	int id;
 	const char *key_id;
-	int requests, handled, failed;
+	int id, requests, handled, failed;
 };
 
 /* One create-datakey + decrypt-datakey round trip on the two kept handles; 0 on any failure. */
