@@ -17,7 +17,7 @@ unprivileged test user.
                          after token 2 is bound (identity was captured at open); a new handle
                          works.
 """
-import errno, json, os, sys, threading, time
+import concurrent.futures, errno, json, os, sys, threading, time
 import kmsio
 
 
@@ -127,7 +127,6 @@ def threads(P, kid):
     create = P + "/keys/" + kid + "/create-datakey"
     decrypt = P + "/keys/" + kid + "/decrypt-datakey"
     made = [[] for _ in range(N)]  # (cipher_text, plain_text) per thread
-    errors, lock = [], threading.Lock()
     barrier = threading.Barrier(N, timeout=120)
 
     def worker(t):
@@ -154,18 +153,17 @@ def threads(P, kid):
                 assert back["data_key"] == pt, ("thread", t, "decrypting", o, back)
             c.close()
             d.close()
-        except Exception as e:  # noqa: BLE001 - every thread's failure is reported
-            barrier.abort()
-            with lock:
-                errors.append("thread %d: %r" % (t, e))
+        except BaseException:
+            barrier.abort()  # the others stop waiting for this one
+            raise
 
-    ts = [threading.Thread(target=worker, args=(t,)) for t in range(N)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    if errors:
-        sys.exit("%d thread(s) failed: %s" % (len(errors), errors[:3]))
+    with concurrent.futures.ThreadPoolExecutor(N) as pool:
+        futures = [pool.submit(worker, t) for t in range(N)]
+    # The cause, not a thread that only stopped waiting for it at the barrier.
+    errs = sorted((f.exception() for f in futures if f.exception()),
+                  key=lambda e: isinstance(e, threading.BrokenBarrierError))
+    if errs:
+        raise errs[0]
     deks = [pt for m in made for _, pt in m]
     assert len(deks) == N * ROUNDS and len(set(deks)) == len(deks), "a DEK was handed out twice"
     print("# threads: %d handles, %d requests, no cross-talk" % (2 * N, N * (3 * ROUNDS + 1)),
