@@ -1,10 +1,14 @@
 /* bench-client - load generator for bench/run: file transactions against a kmsfs-like mount.
  *
- *   bench-client [-m rdwr|shell|batch] [-t THREADS] [-d SECONDS | -n TOTAL] [-w WARMUP]
- *                [-r REQUEST] [-b LINES] [-k] [-p DAEMON_PID] FILE...
+ *   bench-client [-m rdwr|shell|batch] [--keep] [-t THREADS] [-d SECONDS | -n TOTAL]
+ *                [-w WARMUP] [-r REQUEST] [-b LINES] [-k] [-p DAEMON_PID] FILE...
  *
  * rdwr  : same-handle transactions on ONE shared file (the first FILE), every thread:
  *         open(O_RDWR), write(request), pread(0), close.
+ * --keep (mode keep): kept-open handles (docs/using.md, "Kept-open handles") on ONE shared file
+ *         (the first FILE): every thread opens its own handle once (O_RDWR), then loops
+ *         pwrite(request, 0), pread(0) on it; the handle is closed after the run. A transaction
+ *         is one write and one read.
  * shell : the two-open pattern, thread i on FILE[i % nfiles] (give one file per thread: the
  *         mailbox is per (file, uid)): open(O_WRONLY|O_TRUNC), write, close; open(O_RDONLY),
  *         read, close.
@@ -23,6 +27,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -34,8 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
-enum mode { MODE_RDWR, MODE_SHELL, MODE_BATCH };
-static const char *const mode_names[] = { "rdwr", "shell", "batch" };
+enum mode { MODE_RDWR, MODE_SHELL, MODE_BATCH, MODE_KEEP };
+static const char *const mode_names[] = { "rdwr", "shell", "batch", "keep" };
 enum phase { PHASE_WARMUP, PHASE_MEASURE, PHASE_STOP };
 
 #define RDWR_BUF  (64u * 1024u)
@@ -174,6 +179,23 @@ static bool tx_rdwr(struct worker *w, const char *path)
 	return fd >= 0 && read_close(w, fd, 0, "rdwr", path);
 }
 
+/* One request on a kept-open handle: the next write starts it, the read of its answer ends it. */
+static bool tx_keep(struct worker *w, int fd, const char *path)
+{
+	ssize_t n;
+
+	if (pwrite(fd, cfg.req, cfg.req_len, 0) != (ssize_t)cfg.req_len) {
+		report_bad("write", path, NULL, -1, errno);
+		return false;
+	}
+	n = read_response(fd, w->buf, w->bufcap, 0);
+	if (n <= 0 || w->buf[n - 1] != '\n' || !check_line(w->buf, (size_t)n)) {
+		report_bad("keep", path, w->buf, n, n < 0 ? errno : 0);
+		return false;
+	}
+	return true;
+}
+
 static bool tx_shell(struct worker *w, const char *path)
 {
 	int fd = open_write(path, O_WRONLY | O_TRUNC, cfg.req, cfg.req_len, "open-w");
@@ -247,7 +269,16 @@ static void *worker_main(void *arg)
 	struct worker *w = arg;
 	const char *path =
 		cfg.mode == MODE_SHELL ? cfg.files[w->id % (unsigned)cfg.nfiles] : cfg.files[0];
+	int fd = -1;
 
+	/* --keep: the thread's handle, opened once; a thread that cannot open it does nothing. */
+	if (cfg.mode == MODE_KEEP) {
+		fd = open(path, O_RDWR);
+		if (fd < 0) {
+			report_bad("open", path, NULL, -1, errno);
+			return NULL;
+		}
+	}
 	for (;;) {
 		int ph = atomic_load_explicit(&phase, memory_order_relaxed);
 		bool rec = ph == PHASE_MEASURE; /* -n: measuring from the start */
@@ -270,6 +301,9 @@ static void *worker_main(void *arg)
 		case MODE_BATCH:
 			items = tx_batch(w, path);
 			break;
+		case MODE_KEEP:
+			ok = tx_keep(w, fd, path);
+			break;
 		}
 		t1 = now_ns();
 		if (rec) {
@@ -278,6 +312,8 @@ static void *worker_main(void *arg)
 				w->items += items;
 		}
 	}
+	if (fd >= 0)
+		close_ok(fd, "close", path);
 	return NULL;
 }
 
@@ -375,8 +411,9 @@ static void take_sample(struct sample *s)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: bench-client [-m rdwr|shell|batch] [-t THREADS] [-d SECONDS | -n "
-			"TOTAL] [-w WARMUP] [-r REQUEST] [-b LINES] [-k] [-p PID] FILE...\n");
+	fprintf(stderr, "usage: bench-client [-m rdwr|shell|batch|keep] [--keep] [-t THREADS] [-d "
+			"SECONDS | -n TOTAL] [-w WARMUP] [-r REQUEST] [-b LINES] [-k] [-p PID] "
+			"FILE...\n");
 	exit(2);
 }
 
@@ -397,11 +434,17 @@ int main(int argc, char **argv)
 	size_t nlat = 0, k = 0;
 	uint32_t *all;
 	long long daemon_ticks = -1;
+	static const struct option longopts[] = { { "keep", no_argument, NULL, 'K' },
+						  { NULL, 0, NULL, 0 } };
 	long items = 0, tx;
+	bool keep = false;
 	int c;
 
-	while ((c = getopt(argc, argv, "m:t:d:n:w:r:b:kp:")) != -1) {
+	while ((c = getopt_long(argc, argv, "m:t:d:n:w:r:b:kp:", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'K':
+			keep = true;
+			break;
 		case 'm':
 			cfg.mode = parse_mode(optarg);
 			break;
@@ -433,6 +476,11 @@ int main(int argc, char **argv)
 			usage();
 		}
 	}
+	/* --keep is the rdwr transaction on a handle kept by each thread. */
+	if (keep && cfg.mode != MODE_RDWR && cfg.mode != MODE_KEEP)
+		usage();
+	if (keep)
+		cfg.mode = MODE_KEEP;
 	if (optind >= argc || cfg.threads < 1 || cfg.threads > 1024 || cfg.batch_lines < 1 ||
 	    (cfg.total <= 0 && cfg.duration <= 0))
 		usage();
