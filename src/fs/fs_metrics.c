@@ -192,19 +192,26 @@ static int fs_snapshot_take(struct fs *fs, struct fs_metrics_snapshot *s)
 
 /* ------------------------------------------------------------------ formatting (pure) */
 
-static int fs_put(struct kms_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fs_put(struct kms_buf *b, const char *fmt, ...)
+/* Output that remembers its first error: the formatters write on and return it once. */
+struct fs_out {
+	struct kms_buf *b;
+	int r;
+};
+
+static void fs_put(struct fs_out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fs_put(struct fs_out *o, const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;
 	int n;
 
+	if (o->r < 0)
+		return;
 	va_start(ap, fmt);
 	n = vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof(line))
-		return KMS_E_INTERNAL;
-	return kms_buf_append(b, line, (size_t)n);
+	o->r = n < 0 || (size_t)n >= sizeof(line) ? KMS_E_INTERNAL
+						  : kms_buf_append(o->b, line, (size_t)n);
 }
 
 /* The version as a label value or JSON string: no quote, backslash or control character. */
@@ -233,174 +240,138 @@ static const struct fs_gauge fs_pool_gauges[FS_POOLS] = {
 	{ FS_POOL_BINDINGS, "token_bindings", "Tokens bound to a (uid, project)." },
 };
 
-static int fs_head(struct kms_buf *b, const char *name, const char *type, const char *help)
+static void fs_head(struct fs_out *o, const char *name, const char *type, const char *help)
 {
-	return fs_put(b, "# HELP kmsfs_%s %s\n# TYPE kmsfs_%s %s\n", name, help, name, type);
+	fs_put(o, "# HELP kmsfs_%s %s\n# TYPE kmsfs_%s %s\n", name, help, name, type);
 }
 
-static int fs_one(struct kms_buf *b, const char *name, const char *type, const char *help,
-		  uint64_t v)
+static void fs_one(struct fs_out *o, const char *name, const char *type, const char *help,
+		   uint64_t v)
 {
-	int r = fs_head(b, name, type, help);
-
-	return r < 0 ? r : fs_put(b, "kmsfs_%s %llu\n", name, (unsigned long long)v);
+	fs_head(o, name, type, help);
+	fs_put(o, "kmsfs_%s %llu\n", name, (unsigned long long)v);
 }
 
-static int fs_text_requests(const struct fs_metrics_snapshot *s, struct kms_buf *b)
+static void fs_text_requests(const struct fs_metrics_snapshot *s, struct fs_out *o)
 {
-	int r = fs_head(b, "requests_total", "counter",
-			"Requests run, by action and result: ok or the KMS error code.");
-
-	for (size_t i = 0; i < s->nrows && r == 0; i++)
-		r = fs_put(b, "kmsfs_requests_total{action=\"%s\",code=\"%s\"} %llu\n",
-			   s->rows[i].action, s->rows[i].code, (unsigned long long)s->rows[i].n);
-	if (r == 0)
-		r = fs_head(b, "request_duration_seconds", "histogram",
-			    "Time a request took to run, from its first read or close to its "
-			    "answer.");
-	for (size_t i = 0; i < FS_LATENCY_BUCKETS && r == 0; i++)
-		r = fs_put(b, "kmsfs_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-			   (double)fs_latency_bounds_ns[i] / 1e9,
-			   (unsigned long long)s->latency[i]);
-	if (r == 0)
-		r = fs_put(b,
-			   "kmsfs_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-			   "kmsfs_request_duration_seconds_sum %.9f\n"
-			   "kmsfs_request_duration_seconds_count %llu\n",
-			   (unsigned long long)s->latency[FS_LATENCY_BUCKETS], s->latency_sum_s,
-			   (unsigned long long)s->latency[FS_LATENCY_BUCKETS]);
-	if (r == 0)
-		r = fs_one(b, "request_bytes_total", "counter", "Bytes of requests run.",
-			   s->request_bytes);
-	if (r == 0)
-		r = fs_one(b, "response_bytes_total", "counter", "Bytes of answers given.",
-			   s->response_bytes);
-	return r;
+	fs_head(o, "requests_total", "counter",
+		"Requests run, by action and result: ok or the KMS error code.");
+	for (size_t i = 0; i < s->nrows; i++)
+		fs_put(o, "kmsfs_requests_total{action=\"%s\",code=\"%s\"} %llu\n",
+		       s->rows[i].action, s->rows[i].code, (unsigned long long)s->rows[i].n);
+	fs_head(o, "request_duration_seconds", "histogram",
+		"Time a request took to run, from its first read or close to its answer.");
+	for (size_t i = 0; i < FS_LATENCY_BUCKETS; i++)
+		fs_put(o, "kmsfs_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+		       (double)fs_latency_bounds_ns[i] / 1e9, (unsigned long long)s->latency[i]);
+	fs_put(o,
+	       "kmsfs_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+	       "kmsfs_request_duration_seconds_sum %.9f\n"
+	       "kmsfs_request_duration_seconds_count %llu\n",
+	       (unsigned long long)s->latency[FS_LATENCY_BUCKETS], s->latency_sum_s,
+	       (unsigned long long)s->latency[FS_LATENCY_BUCKETS]);
+	fs_one(o, "request_bytes_total", "counter", "Bytes of requests run.", s->request_bytes);
+	fs_one(o, "response_bytes_total", "counter", "Bytes of answers given.", s->response_bytes);
 }
 
-static int fs_text_pools(const struct fs_metrics_snapshot *s, struct kms_buf *b)
+static void fs_text_pools(const struct fs_metrics_snapshot *s, struct fs_out *o)
 {
 	char name[64], help[160];
-	int r = 0;
 
-	for (size_t i = 0; i < FS_POOLS && r == 0; i++) {
+	for (size_t i = 0; i < FS_POOLS; i++) {
 		const struct fs_gauge *g = &fs_pool_gauges[i];
 
-		r = fs_one(b, g->name, "gauge", g->help, s->pool_used[g->pool]);
+		fs_one(o, g->name, "gauge", g->help, s->pool_used[g->pool]);
 		snprintf(name, sizeof(name), "%s_limit", g->name);
 		snprintf(help, sizeof(help), "The daemon's bound of kmsfs_%s (a uid may use %u%%).",
 			 g->name, 100u / FS_UID_SHARE_DIVISOR);
-		if (r == 0)
-			r = fs_one(b, name, "gauge", help, s->pool_limit[g->pool]);
+		fs_one(o, name, "gauge", help, s->pool_limit[g->pool]);
 	}
-	return r;
 }
 
 int fs_metrics_format_text(const struct fs_metrics_snapshot *s, struct kms_buf *b)
 {
+	struct fs_out o = { b, 0 };
 	char version[64];
-	int r;
 
 	fs_safe_text(s->version, version, sizeof(version));
-	r = fs_head(b, "build_info", "gauge",
-		    "The version of kmsfs serving this mount (always 1).");
-	if (r == 0)
-		r = fs_put(b, "kmsfs_build_info{version=\"%s\"} 1\n", version);
-	if (r == 0)
-		r = fs_one(b, "start_time_seconds", "gauge",
-			   "When the daemon started serving (Unix time).",
-			   (uint64_t)(s->start_time_s > 0 ? s->start_time_s : 0));
-	if (r == 0)
-		r = fs_head(b, "uptime_seconds", "gauge", "Seconds since the daemon started.");
-	if (r == 0)
-		r = fs_put(b, "kmsfs_uptime_seconds %.3f\n", s->uptime_s);
-	if (r == 0)
-		r = fs_text_requests(s, b);
-	if (r == 0)
-		r = fs_text_pools(s, b);
-	if (r == 0)
-		r = fs_one(b, "key_cache_entries", "gauge", "Keys in the store's cache.",
-			   s->cache_entries);
-	if (r == 0)
-		r = fs_one(b, "key_cache_hits_total", "counter", "Key look-ups the cache answered.",
-			   s->cache_hits);
-	if (r == 0)
-		r = fs_one(b, "key_cache_misses_total", "counter",
-			   "Key look-ups that read the database.", s->cache_misses);
-	if (r == 0)
-		r = fs_one(b, "store_errors_total", "counter",
-			   "Key loads the store's backend failed (I/O, damage; not: no such key).",
-			   s->store_errors);
-	if (r == 0)
-		r = fs_one(b, "store_reconnects_total", "counter",
-			   "Reconnections of a network store backend (0 with SQLite).",
-			   s->store_reconnects);
-	return r;
+	fs_head(&o, "build_info", "gauge", "The version of kmsfs serving this mount (always 1).");
+	fs_put(&o, "kmsfs_build_info{version=\"%s\"} 1\n", version);
+	fs_one(&o, "start_time_seconds", "gauge", "When the daemon started serving (Unix time).",
+	       (uint64_t)(s->start_time_s > 0 ? s->start_time_s : 0));
+	fs_head(&o, "uptime_seconds", "gauge", "Seconds since the daemon started.");
+	fs_put(&o, "kmsfs_uptime_seconds %.3f\n", s->uptime_s);
+	fs_text_requests(s, &o);
+	fs_text_pools(s, &o);
+	fs_one(&o, "key_cache_entries", "gauge", "Keys in the store's cache.", s->cache_entries);
+	fs_one(&o, "key_cache_hits_total", "counter", "Key look-ups the cache answered.",
+	       s->cache_hits);
+	fs_one(&o, "key_cache_misses_total", "counter", "Key look-ups that read the database.",
+	       s->cache_misses);
+	fs_one(&o, "store_errors_total", "counter",
+	       "Key loads the store's backend failed (I/O, damage; not: no such key).",
+	       s->store_errors);
+	fs_one(&o, "store_reconnects_total", "counter",
+	       "Reconnections of a network store backend (0 with SQLite).", s->store_reconnects);
+	return o.r;
 }
 
-static int fs_json_requests(const struct fs_metrics_snapshot *s, struct kms_buf *b)
+static void fs_json_requests(const struct fs_metrics_snapshot *s, struct fs_out *o)
 {
 	uint64_t total = 0, errors = 0;
-	int r = 0;
 
 	for (size_t i = 0; i < s->nrows; i++) {
 		total += s->rows[i].n;
 		if (strcmp(s->rows[i].code, "ok") != 0)
 			errors += s->rows[i].n;
 	}
-	r = fs_put(b, "\"requests\":{\"total\":%llu,\"errors\":%llu,\"by_action\":{",
-		   (unsigned long long)total, (unsigned long long)errors);
-	for (size_t i = 0; i < s->nrows && r == 0; i++) {
+	fs_put(o, "\"requests\":{\"total\":%llu,\"errors\":%llu,\"by_action\":{",
+	       (unsigned long long)total, (unsigned long long)errors);
+	/* Rows come grouped by action: one object per action, its codes inside. */
+	for (size_t i = 0; i < s->nrows; i++) {
 		bool first = i == 0 || strcmp(s->rows[i - 1].action, s->rows[i].action) != 0;
 		bool last =
 			i + 1 == s->nrows || strcmp(s->rows[i + 1].action, s->rows[i].action) != 0;
 
-		r = fs_put(b, "%s%s%s%s\"%s\":%llu%s", first && i ? "," : "", first ? "\"" : "",
-			   first ? s->rows[i].action : "", first ? "\":{" : ",", s->rows[i].code,
-			   (unsigned long long)s->rows[i].n, last ? "}" : "");
+		if (first)
+			fs_put(o, "%s\"%s\":{", i ? "," : "", s->rows[i].action);
+		fs_put(o, "%s\"%s\":%llu%s", first ? "" : ",", s->rows[i].code,
+		       (unsigned long long)s->rows[i].n, last ? "}" : "");
 	}
-	if (r == 0)
-		r = fs_put(b,
-			   "}},\"request_duration_seconds\":{\"count\":%llu,\"sum\":%.9f,"
-			   "\"buckets\":{",
-			   (unsigned long long)s->latency[FS_LATENCY_BUCKETS], s->latency_sum_s);
-	for (size_t i = 0; i < FS_LATENCY_BUCKETS && r == 0; i++)
-		r = fs_put(b, "\"%g\":%llu,", (double)fs_latency_bounds_ns[i] / 1e9,
-			   (unsigned long long)s->latency[i]);
-	if (r == 0)
-		r = fs_put(b, "\"+Inf\":%llu}},\"request_bytes\":%llu,\"response_bytes\":%llu",
-			   (unsigned long long)s->latency[FS_LATENCY_BUCKETS],
-			   (unsigned long long)s->request_bytes,
-			   (unsigned long long)s->response_bytes);
-	return r;
+	fs_put(o, "}},\"request_duration_seconds\":{\"count\":%llu,\"sum\":%.9f,\"buckets\":{",
+	       (unsigned long long)s->latency[FS_LATENCY_BUCKETS], s->latency_sum_s);
+	for (size_t i = 0; i < FS_LATENCY_BUCKETS; i++)
+		fs_put(o, "\"%g\":%llu,", (double)fs_latency_bounds_ns[i] / 1e9,
+		       (unsigned long long)s->latency[i]);
+	fs_put(o, "\"+Inf\":%llu}},\"request_bytes\":%llu,\"response_bytes\":%llu",
+	       (unsigned long long)s->latency[FS_LATENCY_BUCKETS],
+	       (unsigned long long)s->request_bytes, (unsigned long long)s->response_bytes);
 }
 
 int fs_metrics_format_json(const struct fs_metrics_snapshot *s, struct kms_buf *b)
 {
+	struct fs_out o = { b, 0 };
 	char version[64];
-	int r;
 
 	fs_safe_text(s->version, version, sizeof(version));
-	r = fs_put(b,
-		   "{\"serving\":true,\"version\":\"%s\",\"start_time_seconds\":%lld,"
-		   "\"uptime_seconds\":%.3f,",
-		   version, (long long)s->start_time_s, s->uptime_s);
-	if (r == 0)
-		r = fs_json_requests(s, b);
-	for (size_t i = 0; i < FS_POOLS && r == 0; i++)
-		r = fs_put(b, ",\"%s\":%zu", fs_pool_gauges[i].name,
-			   s->pool_used[fs_pool_gauges[i].pool]);
-	for (size_t i = 0; i < FS_POOLS && r == 0; i++)
-		r = fs_put(b, "%s\"%s\":%zu%s", i ? "," : ",\"limits\":{", fs_pool_gauges[i].name,
-			   s->pool_limit[fs_pool_gauges[i].pool], i + 1 == FS_POOLS ? "}" : "");
-	if (r == 0)
-		r = fs_put(b,
-			   ",\"key_cache\":{\"entries\":%zu,\"hits\":%llu,\"misses\":%llu},"
-			   "\"store\":{\"errors\":%llu,\"reconnects\":%llu}}\n",
-			   s->cache_entries, (unsigned long long)s->cache_hits,
-			   (unsigned long long)s->cache_misses, (unsigned long long)s->store_errors,
-			   (unsigned long long)s->store_reconnects);
-	return r;
+	fs_put(&o,
+	       "{\"serving\":true,\"version\":\"%s\",\"start_time_seconds\":%lld,"
+	       "\"uptime_seconds\":%.3f,",
+	       version, (long long)s->start_time_s, s->uptime_s);
+	fs_json_requests(s, &o);
+	for (size_t i = 0; i < FS_POOLS; i++)
+		fs_put(&o, ",\"%s\":%zu", fs_pool_gauges[i].name,
+		       s->pool_used[fs_pool_gauges[i].pool]);
+	for (size_t i = 0; i < FS_POOLS; i++)
+		fs_put(&o, "%s\"%s\":%zu%s", i ? "," : ",\"limits\":{", fs_pool_gauges[i].name,
+		       s->pool_limit[fs_pool_gauges[i].pool], i + 1 == FS_POOLS ? "}" : "");
+	fs_put(&o,
+	       ",\"key_cache\":{\"entries\":%zu,\"hits\":%llu,\"misses\":%llu},"
+	       "\"store\":{\"errors\":%llu,\"reconnects\":%llu}}\n",
+	       s->cache_entries, (unsigned long long)s->cache_hits,
+	       (unsigned long long)s->cache_misses, (unsigned long long)s->store_errors,
+	       (unsigned long long)s->store_reconnects);
+	return o.r;
 }
 
 /* ------------------------------------------------------------------ the files */
