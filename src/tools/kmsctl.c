@@ -686,7 +686,8 @@ static int kmsctl_status(const char *state, int argc, char **argv)
 		fprintf(stderr, "kmsctl: --state DIR is required\n");
 		return EXIT_USAGE;
 	}
-	if (access(state, F_OK) != 0) {
+	snprintf(path, sizeof(path), "%s/daemon.lock", state);
+	if (access(state, F_OK) != 0 || (access(path, R_OK) != 0 && errno != ENOENT)) {
 		fprintf(stderr, "kmsctl: state directory '%s': %s\n", state, strerror(errno));
 		return EXIT_STATE;
 	}
