@@ -43,10 +43,15 @@ out=$(status) || fail "kmsctl status exited $? while the daemon serves"
 assert_contains "$out" "serving $M" "kmsctl status"
 status --json | jq -e '.serving == true and .requests.total >= 6' >/dev/null || fail "kmsctl status --json"
 kill -STOP "$KMS_PID"
+# kill returns before every thread has stopped: probe once all have (state T), or the probe may
+# still be answered.
+threads() { sed 's/.*) //' /proc/"$KMS_PID"/task/*/stat | cut -d' ' -f1 | sort | uniq -c | tr '\n' ' '; }
+for ((i = 0; i < 50; i++)); do [[ "$(threads)" =~ ^\ *[0-9]+\ T\ $ ]] && break; sleep 0.1; done
 t0=$(date +%s)
 rc=0; status --timeout 2 >/dev/null 2>&1 || rc=$?
+states=$(threads)
 kill -CONT "$KMS_PID"
-assert_eq "$rc" 5 "kmsctl status of a stopped daemon"
+assert_eq "$rc" 5 "kmsctl status of a stopped daemon (thread states: $states)"
 [ $(($(date +%s) - t0)) -le 6 ] || fail "kmsctl status took $(($(date +%s) - t0)) s with a 2 s timeout"
 status >/dev/null || fail "kmsctl status after SIGCONT exited $?"
 kms_umount
