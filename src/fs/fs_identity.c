@@ -34,7 +34,7 @@ void fs_process_name(pid_t pid, char *out, size_t cap)
 }
 
 /* The primary group and the supplementary ones of req's caller (out: FS_MAX_GROUPS + 1). */
-static size_t fs_groups(fuse_req_t req, gid_t gid, gid_t *out)
+size_t fs_groups(fuse_req_t req, gid_t gid, gid_t *out)
 {
 	gid_t groups[FS_MAX_GROUPS];
 	size_t n = 0;

@@ -23,6 +23,7 @@ enum fs_node_type {
 	FS_KEY_ACTION = 5,
 	FS_ALIASES_DIR = 6,
 	FS_ALIAS_LINK = 7,
+	FS_INFO_FILE = 8, /* /kms/.metrics or /kms/.status (action: enum fs_info) */
 };
 
 #define FS_NO_KEY UINT32_MAX
@@ -61,6 +62,22 @@ struct fs_registry {
 
 struct fs_mailbox;
 struct fs_binding;
+
+/* fs_metrics.c: what the daemon counts for /kms/.metrics and /kms/.status. The request path
+ * only adds to these with relaxed atomics (no lock); a reader takes a snapshot at open. */
+#define FS_LATENCY_BUCKETS 14u
+struct fs_metrics {
+	uint64_t
+		*requests; /* [action][code]: code 0 is success, c > 0 the error KMS__E_FIRST + c */
+	size_t nactions, ncodes;
+	uint64_t latency[FS_LATENCY_BUCKETS + 1]; /* per bucket (not cumulative); last: +Inf */
+	uint64_t latency_ns;			  /* sum */
+	uint64_t request_bytes, response_bytes;
+	int64_t start_mono_ms;
+	const char *version;
+	bool has_group; /* -o metrics_group: group may read them too, else only root */
+	gid_t group;
+};
 
 /* Pools that clients fill and the daemon bounds (docs/operations.md, Limits). Each has a
  * daemon-wide bound and a per-uid share of it (FS_UID_SHARE_DIVISOR): one uid at its share leaves
@@ -132,6 +149,7 @@ struct fs {
 	unsigned mailbox_ttl_s;
 	double entry_timeout;
 	time_t mount_time;
+	struct fs_metrics metrics;
 
 	pthread_mutex_t mail_lock;
 	struct fs_mailbox *mail; /* list; small: one per (file, uid) with an unread response */
@@ -241,6 +259,52 @@ void fs_identity_caller(const struct fs_identity *id, const char *project, struc
 /* The calling thread's command name; pid is a thread id in our pid namespace (0 if unseen). */
 void fs_process_name(pid_t pid, char *out, size_t cap);
 
+/* fs_metrics.c */
+enum fs_info { FS_INFO_METRICS = 0, FS_INFO_STATUS = 1 };
+KMS_WUR int fs_metrics_init(struct fs_metrics *m, const struct fs_options *opt);
+void fs_metrics_free(struct fs_metrics *m);
+/* Count one request of action (table index) that ended with err (0 or KMS_E_*), started at
+ * start_ns (fs_metrics_now_ns), with req_len bytes in and resp_len out. Lock-free. */
+void fs_metrics_count(struct fs *fs, uint8_t action, int err, int64_t start_ns, size_t req_len,
+		      size_t resp_len);
+int64_t fs_metrics_now_ns(void);
+/* May req's caller read .metrics and .status: root, or a member of -o metrics_group. */
+bool fs_metrics_may_read(fuse_req_t req);
+/* The name of an info file (".metrics", ".status") and its index; -ENOENT for other names. */
+int fs_info_index(const char *name, uint8_t *info);
+const char *fs_info_name(uint8_t info);
+void fs_info_stat(const struct fs *fs, struct stat *st);
+void fs_info_open(fuse_req_t req, const struct fs_node *n, struct fuse_file_info *fi);
+void fs_info_read(fuse_req_t req, size_t size, off_t off, struct fuse_file_info *fi);
+void fs_info_release(fuse_req_t req, struct fuse_file_info *fi);
+
+/* A snapshot of the counters, as the formatting functions (pure: unit-tested) take it. */
+struct fs_metrics_row {
+	const char *action, *code; /* code: "ok" or "KMS.xxxx" */
+	uint64_t n;
+};
+struct fs_metrics_snapshot {
+	const char *version;
+	int64_t start_time_s; /* Unix time */
+	double uptime_s;
+	struct fs_metrics_row *rows; /* every action with "ok", then the error codes seen */
+	size_t nrows;
+	uint64_t latency[FS_LATENCY_BUCKETS + 1]; /* cumulative; last: +Inf (the count) */
+	double latency_sum_s;
+	uint64_t request_bytes, response_bytes;
+	size_t pool_used[FS_POOLS], pool_limit[FS_POOLS];
+	size_t cache_entries;
+	uint64_t cache_hits, cache_misses, store_errors, store_reconnects;
+};
+/* The upper bounds of the latency buckets (ns). */
+extern const int64_t fs_latency_bounds_ns[FS_LATENCY_BUCKETS];
+/* Prometheus text exposition format 0.0.4 / one JSON object, appended to out. */
+KMS_WUR int fs_metrics_format_text(const struct fs_metrics_snapshot *s, struct kms_buf *out);
+KMS_WUR int fs_metrics_format_json(const struct fs_metrics_snapshot *s, struct kms_buf *out);
+/* fs_identity.c: the primary group and the supplementary ones of req's caller
+ * (out: FS_MAX_GROUPS + 1). */
+size_t fs_groups(fuse_req_t req, gid_t gid, gid_t *out);
+
 /* fs_share.c: the per-uid shares of the pools. */
 /* The uid's entry, created if needed and pinned; NULL when out of memory. */
 struct fs_uid *fs_uid_get(struct fs *fs, uid_t uid);
@@ -257,6 +321,7 @@ bool fs_share_room(struct fs *fs, const struct fs_uid *u, enum fs_pool p, size_t
  * suppressed refusals first. */
 void fs_uids_sweep(struct fs *fs, bool all);
 size_t fs_pool_share(enum fs_pool p);
+size_t fs_pool_limit(enum fs_pool p); /* the daemon-wide bound */
 
 /* fs_audit.c */
 #define FS_AUDIT_LINE_MAX 1024

@@ -55,6 +55,54 @@ static void fs_op_create(fuse_req_t req, fuse_ino_t p, const char *name, mode_t 
 	fuse_reply_err(req, ENOENT);
 }
 
+/* /kms/.metrics and /kms/.status are snapshots (fs_metrics.c); every other file is a
+ * transaction (fs_txn.c). */
+static bool fs_ino_is_info(fuse_ino_t ino, struct fs_node *n)
+{
+	return fs_node_from_ino(ino, n) && n->type == FS_INFO_FILE;
+}
+
+static void fs_op_open_file(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_node n;
+
+	if (fs_ino_is_info(ino, &n))
+		fs_info_open(req, &n, fi);
+	else
+		fs_op_open(req, ino, fi);
+}
+
+static void fs_op_read_file(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			    struct fuse_file_info *fi)
+{
+	struct fs_node n;
+
+	if (fs_ino_is_info(ino, &n))
+		fs_info_read(req, size, off, fi);
+	else
+		fs_op_read(req, ino, size, off, fi);
+}
+
+static void fs_op_flush_file(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_node n;
+
+	if (fs_ino_is_info(ino, &n))
+		fuse_reply_err(req, 0);
+	else
+		fs_op_flush(req, ino, fi);
+}
+
+static void fs_op_release_file(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct fs_node n;
+
+	if (fs_ino_is_info(ino, &n))
+		fs_info_release(req, fi);
+	else
+		fs_op_release(req, ino, fi);
+}
+
 static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	/* Never cache file data: responses are per handle and may hold plaintext keys. */
@@ -74,11 +122,11 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.symlink = fs_op_symlink,
 	.rename = fs_op_rename,
 	.link = fs_op_link,
-	.open = fs_op_open,
-	.read = fs_op_read,
+	.open = fs_op_open_file,
+	.read = fs_op_read_file,
 	.write = fs_op_write,
-	.flush = fs_op_flush,
-	.release = fs_op_release,
+	.flush = fs_op_flush_file,
+	.release = fs_op_release_file,
 	.opendir = fs_op_opendir,
 	.readdir = fs_op_readdir,
 	.releasedir = fs_op_releasedir,
@@ -126,6 +174,8 @@ int fs_new(const struct fs_options *opt, struct fs **out)
 	pthread_mutex_init(&fs->janitor_lock, NULL);
 	pthread_cond_init(&fs->janitor_cond, NULL);
 	if ((r = fs_registry_init(&fs->reg)) < 0)
+		goto fail;
+	if ((r = fs_metrics_init(&fs->metrics, opt)) < 0)
 		goto fail;
 	fs->token_secret = kms_secret_alloc(AUTH_SECRET_BYTES);
 	if (!fs->token_secret) {
@@ -242,6 +292,7 @@ void fs_free(struct fs *fs)
 	fs_bindings_free(fs);
 	fs_uids_sweep(fs, true);
 	fs_registry_free(&fs->reg);
+	fs_metrics_free(&fs->metrics);
 	kms_secret_free(fs->token_secret, AUTH_SECRET_BYTES);
 	if (fs->audit_fd >= 0)
 		close(fs->audit_fd);

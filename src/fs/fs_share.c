@@ -12,6 +12,11 @@ static const size_t fs_pool_max[FS_POOLS] = {
 	[FS_POOL_BINDINGS] = FS_MAX_BINDINGS,
 };
 
+size_t fs_pool_limit(enum fs_pool p)
+{
+	return fs_pool_max[p];
+}
+
 size_t fs_pool_share(enum fs_pool p)
 {
 	return fs_pool_max[p] / FS_UID_SHARE_DIVISOR;

@@ -27,7 +27,7 @@ bool fs_node_from_ino(fuse_ino_t ino, struct fs_node *n)
 	n->action = (uint8_t)(ino >> 48);
 	n->project = (uint32_t)(ino >> 32) & 0xffff;
 	n->key = (uint32_t)ino;
-	return n->type >= FS_PROJECT_DIR && n->type <= FS_ALIAS_LINK;
+	return n->type >= FS_PROJECT_DIR && n->type <= FS_INFO_FILE;
 }
 
 /* An alias's dentry is never cached (fs_reply_node), so every path walk through aliases/<alias>
@@ -336,6 +336,12 @@ void fs_stat_node(struct fs *fs, const struct fs_node *n, struct stat *st)
 
 	memset(st, 0, sizeof(*st));
 	st->st_ino = fs_node_ino(n);
+	st->st_atime = st->st_mtime = st->st_ctime = fs->mount_time;
+	st->st_blksize = 4096;
+	if (n->type == FS_INFO_FILE) {
+		fs_info_stat(fs, st);
+		return;
+	}
 	/* Everything inside a project carries its owner, group and modes (kmsctl project set);
 	 * with default_permissions the kernel enforces them before a request reaches us. */
 	if (n->type != FS_ROOT && fs_project_name(fs, n->project, pname))
@@ -346,8 +352,6 @@ void fs_stat_node(struct fs *fs, const struct fs_node *n, struct stat *st)
 		file_mode = pol.plaintext_mode & 0666;
 	st->st_uid = pol.owner;
 	st->st_gid = pol.group;
-	st->st_atime = st->st_mtime = st->st_ctime = fs->mount_time;
-	st->st_blksize = 4096;
 	switch (n->type) {
 	case FS_PROJECT_ACTION:
 	case FS_KEY_ACTION:
@@ -493,6 +497,10 @@ int fs_lookup_step(enum fs_node_type parent, const char *name, enum fs_node_type
 {
 	switch (parent) {
 	case FS_ROOT:
+		if (fs_info_index(name, action) == 0) {
+			*child = FS_INFO_FILE;
+			return 0;
+		}
 		*child = FS_PROJECT_DIR;
 		return store_project_id_valid(name) ? 0 : -ENOENT;
 	case FS_PROJECT_DIR:
@@ -725,6 +733,13 @@ static int fs_fill_dir(struct fs *fs, struct fs_dirbuf *b, const struct fs_node 
 		return r;
 	switch (d->type) {
 	case FS_ROOT:
+		/* .metrics and .status only for who may read them (a lookup by name finds them for
+		 * anyone; opening them is EACCES then). */
+		n.type = FS_INFO_FILE;
+		n.action = fs_metrics_may_read(b->req) ? 0 : UINT8_MAX;
+		for (; fs_info_name(n.action); n.action++)
+			if ((r = fs_dir_add(b, fs_info_name(n.action), &n)) < 0)
+				return r;
 		fs_who_init(b->req, &who);
 		r = store_project_list(fs->store, fs_list_project, &c);
 		return r < 0 ? -EIO : 0;

@@ -221,6 +221,8 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 		.id = &t->id,
 		.owner = t->owner,
 	};
+	int64_t start = fs_metrics_now_ns(); /* counted in /kms/.metrics (fs_metrics.c) */
+	size_t req_len = t->req.len;
 	int err;
 
 	fs_txn_unbuffer(fs, t);
@@ -255,6 +257,7 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 	kms_buf_trim(&t->req, FS_KEEP_BUF_BYTES);
 	fs_hold(fs, t->owner, &t->resp_held, &t->resp);
 	fs_txn_on_answer(&t->sm, err < 0 ? err : 0);
+	fs_metrics_count(fs, t->node.action, err, start, req_len, t->resp.len);
 	return;
 fail:
 	kms_buf_trim(&t->req, FS_KEEP_BUF_BYTES);
@@ -262,6 +265,7 @@ fail:
 	if (api_error_json(err, &t->resp) < 0)
 		kms_buf_reset(&t->resp);
 	fs_hold(fs, t->owner, &t->resp_held, &t->resp);
+	fs_metrics_count(fs, t->node.action, err, start, req_len, t->resp.len);
 }
 
 /* Set the open flags the kernel needs: direct_io so responses never enter the page cache (one

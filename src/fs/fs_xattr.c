@@ -31,7 +31,7 @@ static bool fs_project_of(fuse_ino_t ino, uint32_t *project)
 {
 	struct fs_node n;
 
-	if (!fs_node_from_ino(ino, &n) || n.type == FS_ROOT)
+	if (!fs_node_from_ino(ino, &n) || n.type == FS_ROOT || n.type == FS_INFO_FILE)
 		return false;
 	*project = n.project;
 	return true;

@@ -19,6 +19,9 @@ struct fs_options {
 	double entry_timeout;	/* default 1.0 s */
 	int audit_fd;		/* append one JSON line per request here; -1: no audit. Owned
 				 * by the fs once fs_new succeeds (fs_free closes it). */
+	const char *version;	/* for kmsfs_build_info (static string) */
+	bool metrics_group_set; /* /kms/.metrics and .status: root and this group may read */
+	gid_t metrics_group;
 };
 
 KMS_WUR int fs_new(const struct fs_options *opt, struct fs **out);

@@ -174,6 +174,15 @@ KMS_WUR int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t
 /* Forget cached snapshots if another process (kmsctl) changed the database since the last call. */
 KMS_WUR int store_refresh(struct store *s, bool *changed);
 
+/* What /kms/.metrics reports of the store. Hits and misses count store_key_get (a miss reads the
+ * database); errors count key loads the backend failed (I/O, corruption; not "no such key");
+ * reconnects are a network backend's (always 0 with SQLite). */
+struct store_stats {
+	size_t cached_keys;
+	uint64_t cache_hits, cache_misses, errors, reconnects;
+};
+void store_stats_get(struct store *s, struct store_stats *out);
+
 /* Grants (kms-api.md section 4.10): who else may use a key, and for what. */
 #define STORE_GRANT_ID_LEN  64u
 #define STORE_PRINCIPAL_MAX 64u

@@ -192,6 +192,8 @@ static int store_key_load(struct store *s, const char *project, const char *key_
 	c->s = s;
 	c->meta = &meta;
 	r = s->ops->key_load(s->be, project, key_id, alias, &meta, store_collect_version, c);
+	if (r < 0 && r != KMS_E_KEY_NOT_FOUND)
+		__atomic_add_fetch(&s->load_errors, 1, __ATOMIC_RELAXED);
 	if (r >= 0)
 		r = store_snapshot_new(s, &meta, c->versions, c->n, &k);
 	kms_wipe(c, sizeof(*c));
@@ -212,6 +214,7 @@ int store_key_get(struct store *s, const char *project, const char *key_id, stru
 	if (k)
 		__atomic_add_fetch(&k->refs, 1, __ATOMIC_RELAXED);
 	pthread_rwlock_unlock(&s->cache_lock);
+	__atomic_add_fetch(k ? &s->cache_hits : &s->cache_misses, 1, __ATOMIC_RELAXED);
 	if (!k) {
 		int r = store_key_load(s, project, key_id, NULL, &k);
 
@@ -331,4 +334,17 @@ void store_publish_out(struct store *s, struct store_key *k, struct store_key **
 		*out = k;
 	}
 	store_cache_replace(s, k->meta.key_id, k);
+}
+
+void store_stats_get(struct store *s, struct store_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	pthread_rwlock_rdlock(&s->cache_lock);
+	out->cached_keys = s->nentries;
+	pthread_rwlock_unlock(&s->cache_lock);
+	out->cache_hits = __atomic_load_n(&s->cache_hits, __ATOMIC_RELAXED);
+	out->cache_misses = __atomic_load_n(&s->cache_misses, __ATOMIC_RELAXED);
+	out->errors = __atomic_load_n(&s->load_errors, __ATOMIC_RELAXED);
+	/* SQLite is a local file: nothing to reconnect to. */
+	out->reconnects = 0;
 }

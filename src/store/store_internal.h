@@ -56,6 +56,7 @@ struct store {
 	struct store_entry **buckets;
 	size_t nbuckets;
 	size_t nentries;
+	uint64_t cache_hits, cache_misses, load_errors; /* relaxed atomics: store_stats_get */
 	bool wipe_pending; /* deleted material may still be in the database files (update_lock) */
 };
 

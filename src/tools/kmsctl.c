@@ -5,7 +5,11 @@
 #include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <cjson/cJSON.h>
+#include <sys/file.h>
 #include <sys/xattr.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +30,13 @@
 #define KMSFS_VERSION "unknown"
 #endif
 
-enum { EXIT_API_ERROR = 1, EXIT_USAGE = 2, EXIT_STATE = 3 };
+enum {
+	EXIT_API_ERROR = 1,
+	EXIT_USAGE = 2,
+	EXIT_STATE = 3,
+	EXIT_NOT_RUNNING = 4,	/* status: no daemon serves the state directory */
+	EXIT_NOT_ANSWERING = 5, /* status: it runs, but its mount does not answer in time */
+};
 
 static void kmsctl_usage(FILE *f)
 {
@@ -61,9 +71,13 @@ static void kmsctl_usage(FILE *f)
 		"        no JSON means an empty request, - reads the request from stdin\n"
 		"  check\n"
 		"        unseal every key version with the root key; exit 0 if all are intact\n"
+		"  status [--json] [--timeout SECONDS]\n"
+		"        is the daemon of DIR serving? reads MOUNT/.status (default timeout 5);\n"
+		"        a health probe: exit 0 serving, 4 not running, 5 not answering\n"
 		"\n"
 		"exit status: 0 ok, 1 the API answered an error, 2 usage, 3 state directory "
-		"problem\n");
+		"problem,\n"
+		"4 no daemon runs (status), 5 the daemon does not answer (status)\n");
 }
 
 static void kmsctl_notify_daemon(const char *state);
@@ -419,30 +433,46 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 	return 0;
 }
 
-/* Ask the running daemon (if any) to re-read the database now, so a revocation or policy change
- * is in force when this command returns. The daemon also notices within a second by itself. */
-static void kmsctl_notify_daemon(const char *state)
+/* The daemon serving state (it holds DIR/daemon.lock and wrote its pid and mount point there,
+ * kmsfs.c kmsfs_publish): false when none runs. */
+static bool kmsctl_daemon_find(const char *state, int *pid, char *mount, size_t cap)
 {
 	char path[4200], buf[4200], *nl;
 	ssize_t n;
-	int fd, pid;
+	int fd;
+	bool held;
 
 	snprintf(path, sizeof(path), "%s/daemon.lock", state);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return;
-	n = read(fd, buf, sizeof(buf) - 1);
+		return false;
+	/* A lock we can take is held by no daemon (a stopped one leaves its lines behind). */
+	held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+	n = held ? read(fd, buf, sizeof(buf) - 1) : 0;
 	close(fd);
 	if (n <= 0)
-		return;
+		return false;
 	buf[n] = 0;
-	pid = atoi(buf);
+	*pid = atoi(buf);
 	nl = strchr(buf, '\n');
-	if (pid <= 0 || !nl || kill(pid, 0) != 0)
-		return;
+	if (*pid <= 0 || !nl)
+		return false;
 	nl++;
 	nl[strcspn(nl, "\n")] = 0;
-	(void)getxattr(nl, "user.kms.refresh", buf, 0);
+	snprintf(mount, cap, "%s", nl);
+	return true;
+}
+
+/* Ask the running daemon (if any) to re-read the database now, so a revocation or policy change
+ * is in force when this command returns. The daemon also notices within a second by itself. */
+static void kmsctl_notify_daemon(const char *state)
+{
+	char mount[4200], buf[1];
+	int pid;
+
+	if (!kmsctl_daemon_find(state, &pid, mount, sizeof(mount)) || kill(pid, 0) != 0)
+		return;
+	(void)getxattr(mount, "user.kms.refresh", buf, 0);
 }
 
 static int kmsctl_read_stdin(struct kms_buf *req)
@@ -534,6 +564,156 @@ static int kmsctl_check(const char *state)
 	return r == 0 ? 0 : EXIT_STATE;
 }
 
+/* Read path into out in a child, so a dead mount (a stopped daemon) cannot hang us: the child
+ * is killed at the deadline. 0, or an errno (ETIMEDOUT at the deadline). */
+static int kmsctl_read_bounded(const char *path, unsigned timeout_s, struct kms_buf *out)
+{
+	struct pollfd p = { .events = POLLIN };
+	int64_t deadline = kms_time_mono_ms() + (int64_t)timeout_s * 1000;
+	int fds[2], status = 0, err = 0;
+	char chunk[4096];
+	pid_t pid;
+	ssize_t n;
+
+	if (pipe(fds) != 0)
+		return errno;
+	pid = fork();
+	if (pid < 0) {
+		err = errno;
+		close(fds[0]);
+		close(fds[1]);
+		return err;
+	}
+	if (pid == 0) {
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+		close(fds[0]);
+		if (fd < 0)
+			_exit(errno & 0x7f);
+		while ((n = read(fd, chunk, sizeof(chunk))) > 0)
+			if (write(fds[1], chunk, (size_t)n) != n)
+				_exit(EPIPE);
+		_exit(n < 0 ? errno & 0x7f : 0);
+	}
+	close(fds[1]);
+	p.fd = fds[0];
+	for (;;) {
+		int64_t left = deadline - kms_time_mono_ms();
+
+		if (left <= 0 || poll(&p, 1, (int)left) == 0) {
+			err = ETIMEDOUT;
+			break;
+		}
+		n = read(fds[0], chunk, sizeof(chunk));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (kms_buf_append(out, chunk, (size_t)n) < 0) {
+			err = EFBIG;
+			break;
+		}
+	}
+	close(fds[0]);
+	if (err) {
+		/* Waiting for a FUSE answer is killable; reap it if it is gone, never wait. */
+		kill(pid, SIGKILL);
+		usleep(10000);
+		waitpid(pid, &status, WNOHANG);
+		return err;
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return EIO;
+	return WEXITSTATUS(status);
+}
+
+static void kmsctl_status_summary(const char *mount, int pid, const cJSON *st)
+{
+	const cJSON *req = cJSON_GetObjectItemCaseSensitive(st, "requests");
+	const cJSON *cache = cJSON_GetObjectItemCaseSensitive(st, "key_cache");
+	double up = cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(st, "uptime_seconds"));
+
+	printf("kmsfs %s serving %s (pid %d) for %.0f s\n",
+	       cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(st, "version")), mount, pid,
+	       up);
+	printf("requests: %.0f (%.0f errors); open handles: %.0f; mailboxes: %.0f; token "
+	       "bindings: %.0f\n",
+	       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(req, "total")),
+	       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(req, "errors")),
+	       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(st, "open_handles")),
+	       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(st, "mailboxes")),
+	       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(st, "token_bindings")));
+	printf("key cache: %.0f keys, %.0f hits, %.0f misses\n",
+	       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cache, "entries")),
+	       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cache, "hits")),
+	       cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cache, "misses")));
+}
+
+/* status: a health probe (systemd, Docker, Kubernetes). Never touches the store: only the lock
+ * file and the mount's .status, read with a deadline. */
+static int kmsctl_status(const char *state, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct kms_buf text = KMS_BUF_INIT(16u * 1024u * 1024u, false);
+	char mount[4200], path[4300];
+	unsigned long timeout = 5;
+	bool json = false;
+	cJSON *st = NULL;
+	int c, pid, err, ret = EXIT_NOT_ANSWERING;
+	char *end;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'j') {
+			json = true;
+		} else if (c == 't' && (timeout = strtoul(optarg, &end, 10)) > 0 && !*end &&
+			   timeout <= 3600) {
+			continue;
+		} else {
+			fprintf(stderr, "kmsctl: usage: status [--json] [--timeout SECONDS]\n");
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "kmsctl: usage: status [--json] [--timeout SECONDS]\n");
+		return EXIT_USAGE;
+	}
+	if (!state) {
+		fprintf(stderr, "kmsctl: --state DIR is required\n");
+		return EXIT_USAGE;
+	}
+	snprintf(path, sizeof(path), "%s/daemon.lock", state);
+	if (access(state, F_OK) != 0 || (access(path, R_OK) != 0 && errno != ENOENT)) {
+		fprintf(stderr, "kmsctl: state directory '%s': %s\n", state, strerror(errno));
+		return EXIT_STATE;
+	}
+	if (!kmsctl_daemon_find(state, &pid, mount, sizeof(mount))) {
+		fprintf(stderr, "kmsctl: no kmsfs daemon serves '%s'\n", state);
+		return EXIT_NOT_RUNNING;
+	}
+	snprintf(path, sizeof(path), "%s/.status", mount);
+	err = kmsctl_read_bounded(path, (unsigned)timeout, &text);
+	if (err)
+		fprintf(stderr, "kmsctl: the daemon (pid %d) does not answer on %s: %s\n", pid,
+			path, err == ETIMEDOUT ? "no answer in time" : strerror(err));
+	else if (!(st = cJSON_Parse((const char *)text.data)) ||
+		 !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(st, "serving")))
+		fprintf(stderr, "kmsctl: %s is not a kmsfs status\n", path);
+	else
+		ret = 0;
+	if (ret == 0 && json)
+		fputs((const char *)text.data, stdout);
+	else if (ret == 0)
+		kmsctl_status_summary(mount, pid, st);
+	cJSON_Delete(st);
+	kms_buf_free(&text);
+	return ret;
+}
+
 static int kmsctl_command(const char *state, int argc, char **argv)
 {
 	if (strcmp(argv[0], "init") == 0)
@@ -546,6 +726,8 @@ static int kmsctl_command(const char *state, int argc, char **argv)
 		return kmsctl_check(state);
 	if (strcmp(argv[0], "project") == 0)
 		return kmsctl_project(state, argc, argv);
+	if (strcmp(argv[0], "status") == 0)
+		return kmsctl_status(state, argc, argv);
 	fprintf(stderr, "kmsctl: unknown command '%s'\n", argv[0]);
 	kmsctl_usage(stderr);
 	return EXIT_USAGE;

@@ -12,6 +12,7 @@
 #include "fs/fs_session.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <limits.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -48,6 +49,7 @@ struct kmsfs_config {
 	int no_mlock;
 	char *audit;
 	int no_default_permissions;
+	char *metrics_group;
 };
 
 #define KMSFS_OPT(t, p)                                                                            \
@@ -65,6 +67,7 @@ static const struct fuse_opt kmsfs_opts[] = {
 	KMSFS_OPT("no_mlock", no_mlock),
 	KMSFS_OPT("audit=%s", audit),
 	KMSFS_OPT("no_default_permissions", no_default_permissions),
+	KMSFS_OPT("metrics_group=%s", metrics_group),
 	FUSE_OPT_END,
 };
 
@@ -93,6 +96,7 @@ static void kmsfs_usage(const char *prog)
 	       "    -o secure_heap=KIB     locked memory for key material (default 4096)\n"
 	       "    -o no_mlock            do not lock the daemon's memory\n"
 	       "    -o no_default_permissions  do not let the kernel enforce project modes\n"
+	       "    -o metrics_group=GROUP  who besides root may read /kms/.metrics, .status\n"
 	       "    -o allow_other         let other users in (then tokens decide what they may "
 	       "do)\n"
 	       "    -o allow_root          let root in besides the user who mounted\n"
@@ -168,6 +172,27 @@ static void kmsfs_publish(int lock_fd, const char *mountpoint)
 	n = snprintf(line, sizeof(line), "%d\n%s\n", (int)getpid(), abs);
 	if (n > 0 && (size_t)n < sizeof(line) && ftruncate(lock_fd, 0) == 0)
 		(void)!pwrite(lock_fd, line, (size_t)n, 0);
+}
+
+/* -o metrics_group=GROUP: a group name or a gid. */
+static bool kmsfs_group(const char *name, gid_t *gid)
+{
+	struct group *g = getgrnam(name);
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(name, &end, 10);
+	if (g) {
+		*gid = g->gr_gid;
+		return true;
+	}
+	if (*name && !*end && !errno && v < UINT32_MAX) {
+		*gid = (gid_t)v;
+		return true;
+	}
+	kmsfs_error("metrics_group: no group '%s'", name);
+	return false;
 }
 
 static int kmsfs_lock_state(const char *state)
@@ -619,6 +644,10 @@ int main(int argc, char **argv)
 		ro.audit_path = audit_path;
 	}
 	fopt.store = store;
+	fopt.version = KMSFS_VERSION;
+	if (cfg.metrics_group && !kmsfs_group(cfg.metrics_group, &fopt.metrics_group))
+		goto out;
+	fopt.metrics_group_set = cfg.metrics_group != NULL;
 	fopt.mailbox_ttl_s = cfg.mailbox_ttl;
 	fopt.key_quota = cfg.key_quota;
 	if ((r = fs_new(&fopt, &fs)) < 0) {
@@ -686,6 +715,7 @@ out:
 	free(cfg.region);
 	free(cfg.root_key);
 	free(cfg.audit);
+	free(cfg.metrics_group);
 	free(log_path);
 	free(audit_path);
 	if (fopt.audit_fd >= 0 && !fs)
