@@ -54,9 +54,10 @@ need /usr/share/bash-completion/completions/kmsctl
 need /etc/logrotate\\.d/kmsfs
 need /usr/lib/sysusers\\.d/kmsfs\\.conf
 need /usr/share/doc/kmsfs/copyright
-for u in kmsfs.service kmsfs@.service; do
-	[ ! -f systemd/$u ] || need "(/usr)?/lib/systemd/system/${u//./\\.}"
-done
+if [ -f systemd/meson.build ]; then
+	need '(/usr)?/lib/systemd/system/kmsfs\.service'
+	need '(/usr)?/lib/systemd/system/kmsfs@\.service'
+fi
 bad=$(grep -E '^/usr/local|^/build|\.scd$|/tests?/' <<<"$list" || true)
 [ -z "$bad" ] || problems+=("files that do not belong in the package: $(paste -sd' ' <<<"$bad")")
 conffiles=$(dpkg-deb --ctrl-tarfile "$DEB" | tar -xOf - ./conffiles 2>/dev/null || true)
