@@ -1,8 +1,9 @@
 #!/bin/bash
 # The bash completion for kmsctl (completion/kmsctl), sourced in a plain bash as bash-completion
-# would: commands, options, roles, the state directory, project names (from the tokens of
-# `kmsctl token list` and from the running daemon's mount), token ids, and the actions of
-# `kmsctl call`, which must be exactly the action files of a mounted project.
+# would: the commands of `kmsctl --help` (all of them), subcommands, options, roles, the state
+# directory, project names (from the tokens of `kmsctl token list` and from the running daemon's
+# mount), token ids, and the actions of `kmsctl call`, which must be exactly the action files of
+# a mounted project.
 source "$(dirname "$0")/../lib/common.sh"
 kms_start_project demo
 kms_token other >/dev/null
@@ -26,7 +27,10 @@ comp() {
 		fail "completing '$*' failed (exit $?)"
 }
 S=$KMS_STATE
-assert_eq "$(comp kmsctl '')" "call check init project token" "commands"
+# Every command of kmsctl --help ("  word" lines of its commands list), and at least these.
+help_cmds=$("$KMSCTL" --help | sed -n '/^commands:/,/^$/p' | sed -nE 's/^  ([a-z]+).*/\1/p' | sort -u | paste -sd' ')
+assert_eq "$(comp kmsctl '')" "$help_cmds" "commands vs kmsctl --help"
+for c in call check init project token; do assert_contains " $help_cmds " " $c " "commands"; done
 assert_eq "$(comp kmsctl --)" "--help --state --version" "options"
 assert_eq "$(comp kmsctl --state "$KMS_WORK/sta")" "$KMS_WORK/state" "--state DIR"
 assert_eq "$(comp kmsctl --state "$S" to)" "token" "command prefix"
