@@ -106,8 +106,9 @@ static int kmsfs_opt_proc(void *data, const char *arg, int key, struct fuse_args
 }
 
 /* Give libfuse the mount point back, and name the mount after SOURCE (fsname: mount(8) and
- * findmnt match the fstab line with /proc/mounts by it). An absolute SOURCE is the state
- * directory when state= is not given. */
+ * findmnt match the fstab line with /proc/mounts by it), keeping the type fuse.kmsfs (libfuse
+ * names the type after the program only when no fsname is given). An absolute SOURCE is the
+ * state directory when state= is not given. */
 static int kmsfs_take_words(struct fuse_args *args, struct kmsfs_config *cfg)
 {
 	const char *source = cfg->nwords == 2 ? cfg->words[0] : NULL;
@@ -119,7 +120,7 @@ static int kmsfs_take_words(struct fuse_args *args, struct kmsfs_config *cfg)
 	if (r == 0 && source) {
 		/* A comma in SOURCE must not start another option. */
 		if (fuse_opt_add_opt_escaped(&escaped, source) != 0 ||
-		    asprintf(&fsname, "-ofsname=%s", escaped) < 0)
+		    asprintf(&fsname, "-osubtype=kmsfs,fsname=%s", escaped) < 0)
 			fsname = NULL;
 		r = fsname ? fuse_opt_add_arg(args, fsname) : -1;
 		free(escaped);
@@ -329,6 +330,8 @@ static void kmsfs_report_hardening(const struct kms_harden_report *hr, const str
 			"could not disable core dumps; key material could reach a core file");
 	if (hr->lock_skipped)
 		kms_log_warning("memory not locked (sanitizer build): key material may be swapped");
+	else if (!hr->memory_locked && !hr->lock_errno)
+		kms_log_warning("memory not locked (-o no_mlock): key material may be swapped");
 	else if (!hr->memory_locked)
 		kms_log_warning("mlockall failed (%s): key material may be swapped; raise "
 				"RLIMIT_MEMLOCK or run as root",
