@@ -23,7 +23,7 @@ bindir=$(sed -n 's|^ExecStart=\(/.*\)/kmsfs .*|\1|p' "$units/kmsfs.service")
 cp "$units/kmsfs.service" "$KMS_WORK/units/kmsfs.service"
 cp "$units/kmsfs@.service" "$KMS_WORK/units/kmsfs@srv-kms.service"
 sed -i "s|^ExecStart=$bindir/kmsfs |ExecStart=$KMSFS |" "$KMS_WORK/units"/kmsfs*.service
-if ldd "$KMSFS" | grep -q libsystemd; then type=notify; else type=exec; fi
+if [[ "$(ldd "$KMSFS")" == *libsystemd* ]]; then type=notify; else type=exec; fi
 for u in kmsfs.service kmsfs@srv-kms.service; do
 	f=$KMS_WORK/units/$u
 	err=$(cd "$KMS_WORK/units" && systemd-analyze verify --man=no "./$u" 2>&1) ||
