@@ -859,7 +859,6 @@ int main(int argc, char **argv)
 		ready_fd = -1;
 	}
 	ret = fs_session_loop(se, &opts);
-	kmsfs_ready_stopping(&rd);
 	kms_log_info("kmsfs stopped serving '%s'", opts.mountpoint);
 out_unmount:
 	kmsfs_ready_stopping(&rd);
