@@ -34,11 +34,17 @@
 #include "common/kms_secmem.h"
 #include "store/kms_store.h"
 
+#ifdef KMSFS_HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
 #ifndef KMSFS_VERSION
 #define KMSFS_VERSION "unknown"
 #endif
 
 struct kmsfs_config {
+	char *words[2]; /* [SOURCE] MOUNTPOINT: mount(8) passes a source (kmsfs_opt_proc) */
+	unsigned nwords;
 	char *state;
 	char *log;
 	char *region;
@@ -71,23 +77,88 @@ static const struct fuse_opt kmsfs_opts[] = {
 	FUSE_OPT_END,
 };
 
+/* mount(8) runs `kmsfs SOURCE MOUNTPOINT -o OPTIONS` (through mount.fuse3, for the type
+ * fuse.kmsfs): the words are kept aside (kmsfs_take_words), and options that mean something to
+ * mount(8) only, or that a key service must not have (dev and suid, which mount.fuse3 adds), are
+ * dropped. */
+static int kmsfs_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+	static const char *const mount_only[] = { "",	      "auto", "noauto", "nofail",
+						  "_netdev",  "user", "users",	"nouser",
+						  "defaults", "dev",  "suid",	NULL };
+	struct kmsfs_config *cfg = data;
+
+	if (key == FUSE_OPT_KEY_NONOPT) {
+		if (cfg->nwords == 2) {
+			fprintf(stderr,
+				"kmsfs: unexpected argument '%s' (kmsfs [SOURCE] MOUNTPOINT)\n",
+				arg);
+			return -1;
+		}
+		cfg->words[cfg->nwords] = strdup(arg);
+		return cfg->words[cfg->nwords++] ? 0 : -1;
+	}
+	if (key != FUSE_OPT_KEY_OPT)
+		return 1;
+	if (strncmp(arg, "x-", 2) == 0 || strncmp(arg, "comment=", 8) == 0)
+		return 0;
+	for (size_t i = 0; mount_only[i]; i++)
+		if (strcmp(arg, mount_only[i]) == 0)
+			return 0;
+	return 1;
+}
+
+/* Give libfuse the mount point back, and name the mount after SOURCE (fsname: mount(8) and
+ * findmnt match the fstab line with /proc/mounts by it), keeping the type fuse.kmsfs (libfuse
+ * names the type after the program only when no fsname is given). An absolute SOURCE is the
+ * state directory when state= is not given. */
+static int kmsfs_take_words(struct fuse_args *args, struct kmsfs_config *cfg)
+{
+	const char *source = cfg->nwords == 2 ? cfg->words[0] : NULL;
+	char *escaped = NULL, *fsname = NULL;
+	int r = 0;
+
+	if (cfg->nwords)
+		r = fuse_opt_add_arg(args, cfg->words[cfg->nwords - 1]);
+	if (r == 0 && source) {
+		/* A comma in SOURCE must not start another option. */
+		if (fuse_opt_add_opt_escaped(&escaped, source) != 0 ||
+		    asprintf(&fsname, "-osubtype=kmsfs,fsname=%s", escaped) < 0)
+			fsname = NULL;
+		r = fsname ? fuse_opt_add_arg(args, fsname) : -1;
+		free(escaped);
+		free(fsname);
+	}
+	if (r == 0 && source && source[0] == '/' && !cfg->state && !(cfg->state = strdup(source)))
+		r = -1;
+	return r;
+}
+
 /* The whole option list, kmsfs's and the libfuse ones kmsfs supports, with kmsfs's defaults
  * (libfuse's own help says max_threads 10 and lists allow_other once more). The Options section
  * of docs/operations.md lists the same options (tests/integration/cases/cli-help-version.sh
  * compares them). */
 static void kmsfs_usage(const char *prog)
 {
-	printf("usage: %s MOUNTPOINT -o state=DIR [options]\n"
+	printf("usage: %s [SOURCE] MOUNTPOINT -o state=DIR [options]\n"
 	       "\n"
 	       "Without -f kmsfs returns once the mount is live and serves in the background.\n"
 	       "SIGHUP reopens the log and audit files (log rotation); SIGTERM, SIGINT or\n"
-	       "fusermount3 -u MOUNTPOINT stop it.\n"
+	       "fusermount3 -u MOUNTPOINT stop it. Under systemd (Type=notify) it reports\n"
+	       "READY=1 once the mount answers.\n"
+	       "\n"
+	       "mount -t fuse.kmsfs and /etc/fstab run kmsfs SOURCE MOUNTPOINT -o OPTIONS:\n"
+	       "SOURCE names the mount (an absolute path is the state directory if state= is\n"
+	       "not given); the mount-only options nofail, _netdev, auto, noauto, user, users,\n"
+	       "nouser, defaults, x-* and comment=* are ignored, and so are dev and suid\n"
+	       "(kmsfs always mounts nodev,nosuid).\n"
 	       "\n"
 	       "options:\n"
 	       "    -o state=DIR           state directory: key database, root key, token key\n"
 	       "                           (required; created 0700 on the first start)\n"
 	       "    -o root_key=FILE       root key file (default DIR/root.key)\n"
 	       "    -o log=FILE            log file (default: stderr with -f, else DIR/kmsfs.log)\n"
+	       "    -o log=syslog          log to syslog (facility daemon) instead\n"
 	       "    -o audit=FILE          append one JSON line per request; a failed write fails "
 	       "it\n"
 	       "    -o mailbox_ttl=SECONDS how long an unread shell response waits (default 30)\n"
@@ -112,8 +183,26 @@ static void kmsfs_usage(const char *prog)
 	       prog, FS_MAX_THREADS_DEFAULT, FS_MAX_THREADS_LIMIT);
 }
 
-/* Until the daemon leaves the terminal, errors go to stderr as well as to the log file. */
-static bool kmsfs_log_is_file, kmsfs_detached;
+/* systemd's notification socket (sd_notify(3), Type=notify): nothing without NOTIFY_SOCKET, or
+ * in a build without libsystemd. */
+__attribute__((format(printf, 1, 2))) static void kmsfs_notify(const char *fmt, ...)
+{
+#ifdef KMSFS_HAVE_SYSTEMD
+	char msg[2400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	(void)sd_notify(0, msg);
+#else
+	(void)fmt;
+#endif
+}
+
+/* Until the daemon leaves the terminal, errors go to stderr as well as to the log (a file or
+ * syslog), and to systemd as the service's status. */
+static bool kmsfs_log_elsewhere, kmsfs_detached;
 
 __attribute__((format(printf, 1, 2))) static void kmsfs_error(const char *fmt, ...)
 {
@@ -125,9 +214,10 @@ __attribute__((format(printf, 1, 2))) static void kmsfs_error(const char *fmt, .
 	va_end(ap);
 	msg[strcspn(msg, "\n")] = 0; /* one line */
 	if (!kmsfs_detached)
-		fprintf(stderr, "kmsfs: %s\n", msg);
-	if (kmsfs_log_is_file || kmsfs_detached)
+		fprintf(stderr, "%skmsfs: %s\n", kms_log_stderr_prefix(KMS_LOG_ERROR), msg);
+	if (kmsfs_log_elsewhere || kmsfs_detached)
 		kms_log_error("%s", msg);
+	kmsfs_notify("STATUS=%s", msg);
 }
 
 /* A mount left by a killed daemon answers ENOTCONN; detach it (and any stacked under it) so we
@@ -265,6 +355,8 @@ static void kmsfs_report_hardening(const struct kms_harden_report *hr, const str
 			"could not disable core dumps; key material could reach a core file");
 	if (hr->lock_skipped)
 		kms_log_warning("memory not locked (sanitizer build): key material may be swapped");
+	else if (!hr->memory_locked && !hr->lock_errno)
+		kms_log_warning("memory not locked (-o no_mlock): key material may be swapped");
 	else if (!hr->memory_locked)
 		kms_log_warning("mlockall failed (%s): key material may be swapped; raise "
 				"RLIMIT_MEMLOCK or run as root",
@@ -528,6 +620,92 @@ static void kmsfs_reopen_stop(struct kmsfs_reopen *ro)
 	ro->running = false;
 }
 
+/* READY=1 goes to systemd once the mount answers: a statfs of the mount point reaches the daemon
+ * (the kernel never answers it from a cache) and only after the kernel's INIT is answered, so a
+ * stat after READY=1 succeeds. The session loop answers it: a thread asks. */
+struct kmsfs_ready {
+	pthread_t thread;
+	bool running, stopping;
+	pthread_mutex_t lock; /* READY=1 never after STOPPING=1 */
+	const char *mountpoint;
+	int mainpid;	   /* a forked daemon names itself (MAINPID=); 0: not forked */
+	char status[2200]; /* what it serves, for STATUS= (systemctl status shows it) */
+};
+
+struct kmsfs_count {
+	struct store *store;
+	size_t projects, keys;
+};
+
+static int kmsfs_count_project(const char *project, void *arg)
+{
+	struct kmsfs_count *c = arg;
+	size_t n = 0;
+
+	c->projects++;
+	if (store_key_count(c->store, project, &n) == 0)
+		c->keys += n;
+	return 0;
+}
+
+static void *kmsfs_ready_thread(void *arg)
+{
+	struct kmsfs_ready *rd = arg;
+	struct statfs sfs;
+	char pid[32] = "";
+	int r;
+
+	do
+		r = statfs(rd->mountpoint, &sfs);
+	while (r != 0 && errno == EINTR);
+	if (rd->mainpid)
+		snprintf(pid, sizeof(pid), "MAINPID=%d\n", rd->mainpid);
+	pthread_mutex_lock(&rd->lock);
+	if (r == 0 && !rd->stopping)
+		kmsfs_notify("READY=1\n%sSTATUS=%s", pid, rd->status);
+	pthread_mutex_unlock(&rd->lock);
+	return NULL;
+}
+
+/* Once mounted, before the janitor thread starts (the store is counted here, alone). */
+static int kmsfs_ready_start(struct kmsfs_ready *rd, struct store *store, const char *state)
+{
+	struct kmsfs_count c = { .store = store };
+
+	if (!secure_getenv("NOTIFY_SOCKET"))
+		return 0;
+	if (store_project_list(store, kmsfs_count_project, &c) == 0)
+		snprintf(rd->status, sizeof(rd->status),
+			 "serving %.1024s from %.1024s: %zu projects, %zu keys (sqlite store)",
+			 rd->mountpoint, state, c.projects, c.keys);
+	else
+		snprintf(rd->status, sizeof(rd->status), "serving %.1024s from %.1024s",
+			 rd->mountpoint, state);
+	if (pthread_create(&rd->thread, NULL, kmsfs_ready_thread, rd) != 0)
+		return -1;
+	rd->running = true;
+	return 0;
+}
+
+/* The session ended (unmount or a signal), or a start failed once mounted: tell systemd before
+ * unmounting and exiting (once). */
+static void kmsfs_ready_stopping(struct kmsfs_ready *rd)
+{
+	pthread_mutex_lock(&rd->lock);
+	if (rd->running && !rd->stopping)
+		kmsfs_notify("STOPPING=1\nSTATUS=stopping: unmounting %s", rd->mountpoint);
+	rd->stopping = true;
+	pthread_mutex_unlock(&rd->lock);
+}
+
+/* After the unmount, which ends a statfs still waiting for an INIT that never came. */
+static void kmsfs_ready_stop(struct kmsfs_ready *rd)
+{
+	if (rd->running)
+		pthread_join(rd->thread, NULL);
+	rd->running = false;
+}
+
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
@@ -538,14 +716,18 @@ int main(int argc, char **argv)
 	struct kms_harden_report hr;
 	struct fs_options fopt = { .audit_fd = -1 };
 	struct kmsfs_reopen ro = { .pipe = { -1, -1 } };
+	struct kmsfs_ready rd = { .lock = PTHREAD_MUTEX_INITIALIZER };
 	struct store *store = NULL;
 	struct stat mst;
 	struct fs *fs = NULL;
 	char why[600], state_abs[4096], *log_path = NULL, *audit_path = NULL;
 	int ret = 1, lock_fd = -1, ready_fd = -1, r;
+	bool log_syslog;
 
 	umask(077);
-	if (fuse_opt_parse(&args, &cfg, kmsfs_opts, NULL) != 0)
+	kms_log_detect_journal();
+	if (fuse_opt_parse(&args, &cfg, kmsfs_opts, kmsfs_opt_proc) != 0 ||
+	    kmsfs_take_words(&args, &cfg) != 0)
 		goto out;
 	if (fuse_parse_cmdline(&args, &opts) != 0)
 		goto out;
@@ -561,7 +743,7 @@ int main(int argc, char **argv)
 	}
 	if (!opts.mountpoint || !cfg.state) {
 		fprintf(stderr,
-			"kmsfs: usage: %s MOUNTPOINT -o state=DIR [-f] [-o allow_other]\n"
+			"kmsfs: usage: %s [SOURCE] MOUNTPOINT -o state=DIR [-f] [-o allow_other]\n"
 			"       (kmsfs --help lists all options)\n",
 			argv[0]);
 		ret = 2;
@@ -579,8 +761,13 @@ int main(int argc, char **argv)
 		kmsfs_error("cannot fork: %s", strerror(errno));
 		goto out;
 	}
+	log_syslog = cfg.log && strcmp(cfg.log, "syslog") == 0;
+	if (log_syslog) {
+		kms_log_use_syslog("kmsfs");
+		kmsfs_log_elsewhere = true;
+	}
 	/* Absolute paths: the daemon works from / and reopens the log and audit file on SIGHUP. */
-	if (cfg.log || !opts.foreground) {
+	if ((cfg.log || !opts.foreground) && !log_syslog) {
 		if (cfg.log)
 			log_path = kmsfs_abspath(cfg.log);
 		else if (asprintf(&log_path, "%s/kmsfs.log", cfg.state) < 0)
@@ -620,7 +807,7 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		kms_log_set_stream(logf);
-		kmsfs_log_is_file = true;
+		kmsfs_log_elsewhere = true;
 		ro.logf = logf;
 		ro.log_path = log_path;
 	}
@@ -679,6 +866,12 @@ int main(int argc, char **argv)
 		goto out_handlers;
 	}
 	kmsfs_publish(lock_fd, opts.mountpoint);
+	rd.mountpoint = opts.mountpoint;
+	rd.mainpid = ready_fd >= 0 ? (int)getpid() : 0;
+	if (kmsfs_ready_start(&rd, store, state_abs) != 0) {
+		kmsfs_error("cannot start the readiness thread");
+		goto out_unmount;
+	}
 	kmsfs_report_hardening(&hr, store, fs);
 	if (fs_start(fs) < 0) {
 		kmsfs_error("cannot start the mailbox janitor thread");
@@ -697,7 +890,9 @@ int main(int argc, char **argv)
 	ret = fs_session_loop(se, &opts);
 	kms_log_info("kmsfs stopped serving '%s'", opts.mountpoint);
 out_unmount:
+	kmsfs_ready_stopping(&rd);
 	fuse_session_unmount(se);
+	kmsfs_ready_stop(&rd);
 out_handlers:
 	fuse_remove_signal_handlers(se);
 out:
@@ -716,6 +911,8 @@ out:
 	free(cfg.root_key);
 	free(cfg.audit);
 	free(cfg.metrics_group);
+	free(cfg.words[0]);
+	free(cfg.words[1]);
 	free(log_path);
 	free(audit_path);
 	if (fopt.audit_fd >= 0 && !fs)
