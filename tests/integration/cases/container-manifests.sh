@@ -6,7 +6,7 @@
 # image build is container-image.sh's, outside the default run.
 source "$(dirname "$0")/../lib/common.sh"
 "$KMS_PY" -c 'import yaml' 2>/dev/null || skip "PyYAML missing for $KMS_PY (apt-get install python3-yaml)"
-[ -x "$KMSFS" ] && [ -x "$KMSCTL" ] || skip "kmsfs and kmsctl not built"
+for b in "$KMSFS" "$KMSCTL"; do [ -x "$b" ] || skip "not built: $b"; done
 help=$(mktemp -d "${KMS_TMPDIR:-/tmp}/kmsfs-it.XXXXXX")
 trap 'rm -rf "$help"' EXIT
 "$KMSFS" --help >"$help/kmsfs" 2>&1 || true

@@ -74,7 +74,7 @@ kill -TERM "$KMS_PID"
 rc=0
 wait "$KMS_PID" || rc=$?
 assert_eq "$rc" 0 "exit status after SIGTERM"
-KMS_PID= KMS_PID_CHILD=0
+KMS_PID='' KMS_PID_CHILD=0
 kms_mounted "$KMS_MNT" && fail "SIGTERM left the mount on $KMS_MNT"
 step 2
 out=$(cat "$box/parent.out.2")

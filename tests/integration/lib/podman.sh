@@ -22,6 +22,8 @@ CT_IMAGE=localhost/kmsfs-busybox:test
 CT_SCRIPTS=
 CT_DIR=
 CT_UMOUNTS=()
+# vfs copies layers: no mounts, nothing to set up, fine for a 2 MB image; overlay for big builds
+CT_STORAGE_DRIVER=${CT_STORAGE_DRIVER:-vfs}
 PODMAN=(podman)
 CT_RUN_OPTS=(--rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
 
@@ -56,7 +58,7 @@ ct_setup() {
 	CT_DIR=$(mktemp -d "$top/pm.XXXXXX")
 	trap ct_cleanup EXIT
 	PODMAN=(podman --root "$CT_DIR/root" --runroot "$CT_DIR/run" --tmpdir "$CT_DIR/tmp"
-		--network-config-dir "$CT_DIR/net" --storage-driver vfs --events-backend none
+		--network-config-dir "$CT_DIR/net" --storage-driver "$CT_STORAGE_DRIVER" --events-backend none
 		--cgroup-manager cgroupfs --runtime runc)
 	ct_image_tar "$CT_DIR/image.tar"
 	ct_scripts
@@ -122,7 +124,8 @@ ct_cleanup() {
 		"${PODMAN[@]}" rm --all --force --time 0 >/dev/null 2>&1
 		if [ ${#CT_UMOUNTS[@]} -gt 0 ]; then
 			kms_daemon_kill "$KMS_PID" "$KMS_MNT"
-			KMS_PID= KMS_PID_CHILD=0
+			# shellcheck disable=SC2034 # common.sh's: the daemon is gone
+			KMS_PID='' KMS_PID_CHILD=0
 			for ((i = ${#CT_UMOUNTS[@]} - 1; i >= 0; i--)); do
 				umount -l "${CT_UMOUNTS[$i]}" 2>/dev/null
 			done
