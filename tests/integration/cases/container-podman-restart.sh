@@ -12,9 +12,7 @@ source "$(dirname "$0")/../lib/common.sh"
 source "$KMS_LIB/podman.sh"
 kms_setup
 ct_setup
-kms_init
-r=$(kms_ctl call cr create-key '{"key_alias":"app"}') || fail "kmsctl call create-key: $r"
-id=$(jget "$r" .key_info.key_id)
+id=$(ct_new_key cr)
 kms_ctl project bind cr --uid root --role viewer || fail "project bind root"
 kms_ctl project bind cr --uid 2000 --role crypto || fail "project bind 2000"
 

@@ -11,9 +11,7 @@ source "$(dirname "$0")/../lib/common.sh"
 source "$KMS_LIB/podman.sh"
 kms_setup
 ct_setup
-kms_init
-r=$(kms_ctl call cp create-key '{"key_alias":"app"}') || fail "kmsctl call create-key: $r"
-id=$(jget "$r" .key_info.key_id)
+id=$(ct_new_key cp)
 audit=$KMS_WORK/audit.jsonl
 kms_mount allow_other "audit=$audit"
 key=$KMS_MNT/cp/keys/$id

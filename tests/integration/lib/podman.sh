@@ -13,6 +13,8 @@
 #                      the image; PODMAN (array) is podman with this case's storage
 # ct_run ARGS...       podman run --rm with the options every container needs, then ARGS
 # ct_umount_at_exit D  lazily unmount D when the case ends (after the containers and the daemon)
+# ct_new_key P         kms_init, a key with alias app in project P (kmsctl call: the cases use
+#                      bindings, not tokens); prints its id
 # ct_roundtrip_check WHAT OUT KEY_ID
 #                      judge what `sh /t/roundtrip.sh DIR` printed in a container
 # CT_IMAGE             the image's name
@@ -112,6 +114,13 @@ ct_roundtrip_check() {
 ct_run() { "${PODMAN[@]}" run "${CT_RUN_OPTS[@]}" "$@"; }
 
 ct_umount_at_exit() { CT_UMOUNTS+=("$1"); }
+
+ct_new_key() {
+	local r
+	kms_init
+	r=$(kms_ctl call "$1" create-key '{"key_alias":"app"}') || fail "kmsctl call create-key: $r"
+	jget "$r" .key_info.key_id
+}
 
 # The EXIT trap: remove the containers (a failed case may leave one running), stop the daemon
 # (a mount below one of CT_UMOUNTS must go first), unmount CT_UMOUNTS, remove the podman
