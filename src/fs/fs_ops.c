@@ -78,6 +78,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.read = fs_op_read,
 	.write = fs_op_write,
 	.flush = fs_op_flush,
+	.fsync = fs_op_fsync,
 	.release = fs_op_release,
 	.opendir = fs_op_opendir,
 	.readdir = fs_op_readdir,
