@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -52,6 +53,7 @@ static struct {
 	size_t batch_len;
 	unsigned batch_lines;
 	bool kms;
+	bool keep; /* --keep (rdwr): one handle per thread, kept open */
 	int daemon_pid;
 	char **files;
 	int nfiles;
@@ -75,6 +77,7 @@ struct worker {
 	long items; /* keys (batch) or transactions */
 	char *buf;
 	size_t bufcap;
+	int fd; /* --keep: the thread's handle, or -1 */
 };
 
 static uint64_t now_ns(void)
@@ -174,6 +177,30 @@ static bool tx_rdwr(struct worker *w, const char *path)
 	return fd >= 0 && read_close(w, fd, 0, "rdwr", path);
 }
 
+/* --keep: write the request to the thread's handle (opened once) and pread its answer at 0. */
+static bool tx_keep(struct worker *w, const char *path)
+{
+	ssize_t n;
+
+	if (w->fd < 0) {
+		w->fd = open(path, O_RDWR);
+		if (w->fd < 0) {
+			report_bad("open", path, NULL, -1, errno);
+			return false;
+		}
+	}
+	if (pwrite(w->fd, cfg.req, cfg.req_len, 0) != (ssize_t)cfg.req_len) {
+		report_bad("write", path, NULL, -1, errno);
+		return false;
+	}
+	n = read_response(w->fd, w->buf, w->bufcap, 0);
+	if (n <= 0 || w->buf[n - 1] != '\n' || !check_line(w->buf, (size_t)n)) {
+		report_bad("keep", path, w->buf, n, n < 0 ? errno : 0);
+		return false;
+	}
+	return true;
+}
+
 static bool tx_shell(struct worker *w, const char *path)
 {
 	int fd = open_write(path, O_WRONLY | O_TRUNC, cfg.req, cfg.req_len, "open-w");
@@ -262,7 +289,7 @@ static void *worker_main(void *arg)
 		t0 = now_ns();
 		switch (cfg.mode) {
 		case MODE_RDWR:
-			ok = tx_rdwr(w, path);
+			ok = cfg.keep ? tx_keep(w, path) : tx_rdwr(w, path);
 			break;
 		case MODE_SHELL:
 			ok = tx_shell(w, path);
@@ -278,6 +305,8 @@ static void *worker_main(void *arg)
 				w->items += items;
 		}
 	}
+	if (w->fd >= 0)
+		close_ok(w->fd, "close", path);
 	return NULL;
 }
 
@@ -400,8 +429,14 @@ int main(int argc, char **argv)
 	long items = 0, tx;
 	int c;
 
-	while ((c = getopt(argc, argv, "m:t:d:n:w:r:b:kp:")) != -1) {
+	static const struct option longopts[] = { { "keep", no_argument, NULL, 'K' },
+						  { NULL, 0, NULL, 0 } };
+
+	while ((c = getopt_long(argc, argv, "m:t:d:n:w:r:b:kp:", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'K':
+			cfg.keep = true;
+			break;
 		case 'm':
 			cfg.mode = parse_mode(optarg);
 			break;
@@ -454,6 +489,7 @@ int main(int argc, char **argv)
 		return 1;
 	for (unsigned i = 0; i < cfg.threads; i++) {
 		w[i].id = i;
+		w[i].fd = -1;
 		w[i].bufcap = cfg.mode == MODE_BATCH ? BATCH_BUF : RDWR_BUF;
 		w[i].buf = malloc(w[i].bufcap);
 		if (!w[i].buf) {
