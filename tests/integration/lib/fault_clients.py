@@ -208,7 +208,7 @@ def hog(P, first, n, ready, release, *kids):
             got = 0
         except OSError as e:
             got = e.errno
-        if kind == 0 and got != errno.EINVAL:  # the half object ran at close: KMS.0202
+        if kind == 0 and got != 0:  # read-write: no FLUSH; the half object runs at the release
             bad.append("half-object close: %s" % en(got))
         if kind == 2 and got != 0:
             bad.append("read-only close: %s" % en(got))
