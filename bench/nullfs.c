@@ -5,19 +5,21 @@
  * max_idle_threads from the command line, max_threads 16 unless -o max_threads is given;
  * writeback cache off, entry and attr timeouts 1 s) and the same open reply as
  * src/fs/fs_txn.c (raw fuse_open_out: FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES, plus
- * FOPEN_NOFLUSH for read-only opens). The same transaction state machine per handle, kmsfs's own
- * (src/fs/fs_txn_state.c): a request buffer per handle, a response at the first read after a
- * write, a request left pending at flush answered into a read-once mailbox per (inode, opener's
- * uid) for the shell pattern, a refused write reported again at close. The response is a fixed
+ * FOPEN_NOFLUSH for every open but write-only ones). The same transaction state machine per
+ * handle, kmsfs's own (src/fs/fs_txn_state.c): a request buffer per handle, a response at the
+ * first read after a write, a request left pending at flush, fsync or release answered into a
+ * read-once mailbox per (inode, opener's uid) for the shell pattern, a refused write reported
+ * again at close. The response is a fixed
  * 400-byte JSON-looking line, also for a refused request: no crypto, no JSON, no store.
  * Reads reply under the handle's lock and release waits for that lock, as in kmsfs.
  *
  * Tree (same depth as kmsfs):  /p/create-datakey-without-plaintext
  *                              /p/keys/<id>/create-datakey-without-plaintext  for each -o ids=
  *
- * usage: nullfs MOUNTPOINT [-f] [-o ids=ID1:ID2:...] [-o noflush_rw] [libfuse options]
- * -o noflush_rw (an experiment, not what kmsfs does; bench/run never uses it): FOPEN_NOFLUSH for
- * writable opens too, to price the FLUSH round trip of same-handle transactions.
+ * usage: nullfs MOUNTPOINT [-f] [-o ids=ID1:ID2:...] [-o noflush=0|1] [libfuse options]
+ * -o noflush=1 (the default) is kmsfs's open reply; -o noflush=0 is the one before issue 17:
+ * FOPEN_NOFLUSH for read-only opens only, so every close of a writable handle costs a FLUSH round
+ * trip. bench/run runs both, to show the old limit next to the new one.
  */
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
@@ -55,12 +57,12 @@ enum { INO_ROOT = 1, INO_PROJECT = 2, INO_KEYS = 3, INO_PACTION = 4 };
 
 struct null_opts {
 	char *ids;
-	int noflush_rw;
+	int noflush;
 };
 
 static struct {
 	char ids[NULL_MAX_KEYS][64];
-	bool noflush_rw;
+	bool flush_rw; /* -o noflush=0: a FLUSH at every close of a writable handle */
 	unsigned nkeys;
 	time_t mount_time;
 	char resp[NULL_RESP_LEN];
@@ -333,7 +335,7 @@ static void null_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	memset(&out, 0, sizeof(out));
 	out.fh = fi->fh;
 	out.open_flags = FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
-	if (acc == O_RDONLY || g.noflush_rw)
+	if (g.flush_rw ? acc == O_RDONLY : !fs_txn_needs_flush(acc != O_WRONLY, acc != O_RDONLY))
 		out.open_flags |= FOPEN_NOFLUSH;
 	if (fuse_reply_buf(req, (const char *)&out, sizeof(out)) == -ENOENT)
 		null_txn_free(t);
@@ -414,27 +416,41 @@ static void null_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	pthread_mutex_unlock(&t->lock);
 }
 
+/* As kmsfs's fs_txn_run_to_mailbox: a run no read asked for leaves the answer in the mailbox. */
+static void null_txn_run_to_mailbox(fuse_ino_t ino, struct null_txn *t)
+{
+	null_txn_run(t);
+	null_mailbox_put(ino, t->uid, t->resp, t->resp_len);
+}
+
 static void null_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct null_txn *t = null_txn_of(fi);
 	int err;
 
 	pthread_mutex_lock(&t->lock);
-	if (fs_txn_flush_runs(&t->sm)) {
-		null_txn_run(t);
-		null_mailbox_put(ino, t->uid, t->resp, t->resp_len);
-	}
+	if (fs_txn_flush_runs(&t->sm))
+		null_txn_run_to_mailbox(ino, t);
 	err = fs_txn_on_flush(&t->sm);
 	pthread_mutex_unlock(&t->lock);
 	fuse_reply_err(req, err);
+}
+
+static void null_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)datasync;
+	null_flush(req, ino, fi);
 }
 
 static void null_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct null_txn *t = null_txn_of(fi);
 
-	/* A read may still be replying under the lock (read-only handles have no FLUSH). */
+	/* A read may still be replying under the lock (most handles have no FLUSH). What was
+	 * written and never read nor flushed runs now, into the mailbox, as in kmsfs. */
 	pthread_mutex_lock(&t->lock);
+	if (fs_txn_release_runs(&t->sm))
+		null_txn_run_to_mailbox(ino, t);
 	pthread_mutex_unlock(&t->lock);
 	null_txn_free(t);
 	fuse_reply_err(req, 0);
@@ -550,6 +566,7 @@ static const struct fuse_lowlevel_ops null_ops = {
 	.read = null_read,
 	.write = null_write,
 	.flush = null_flush,
+	.fsync = null_fsync,
 	.release = null_release,
 	.opendir = null_opendir,
 	.readdir = null_readdir,
@@ -562,7 +579,7 @@ static const struct fuse_lowlevel_ops null_ops = {
 
 static const struct fuse_opt null_fuse_opts[] = {
 	{ "ids=%s", offsetof(struct null_opts, ids), 1 },
-	{ "noflush_rw", offsetof(struct null_opts, noflush_rw), 1 },
+	{ "noflush=%d", offsetof(struct null_opts, noflush), 0 },
 	FUSE_OPT_END,
 };
 
@@ -587,7 +604,7 @@ static void null_parse_ids(const char *ids)
 int main(int argc, char **argv)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-	struct null_opts nopt = { 0 };
+	struct null_opts nopt = { .noflush = 1 };
 	struct fuse_cmdline_opts opts = { 0 };
 	struct fuse_session *se = NULL;
 	int ret = 1;
@@ -597,14 +614,14 @@ int main(int argc, char **argv)
 	if (fuse_parse_cmdline(&args, &opts) != 0)
 		return 1;
 	if (opts.show_help || opts.show_version || !opts.mountpoint) {
-		printf("usage: %s MOUNTPOINT [-f] [-o ids=ID1:ID2:...] [-o noflush_rw] "
+		printf("usage: %s MOUNTPOINT [-f] [-o ids=ID1:ID2:...] [-o noflush=0|1] "
 		       "[libfuse options]\n",
 		       argv[0]);
 		ret = opts.show_help || opts.show_version ? 0 : 2;
 		goto out;
 	}
 	null_parse_ids(nopt.ids);
-	g.noflush_rw = nopt.noflush_rw;
+	g.flush_rw = nopt.noflush == 0;
 	g.mount_time = time(NULL);
 	/* A fixed 400-byte one-line response: '{', a 397-byte string, '}', '\n'. */
 	memset(g.resp, 'n', sizeof(g.resp));

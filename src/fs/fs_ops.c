@@ -93,6 +93,17 @@ static void fs_op_flush_file(fuse_req_t req, fuse_ino_t ino, struct fuse_file_in
 		fs_op_flush(req, ino, fi);
 }
 
+static void fs_op_fsync_file(fuse_req_t req, fuse_ino_t ino, int datasync,
+			     struct fuse_file_info *fi)
+{
+	struct fs_node n;
+
+	if (fs_ino_is_info(ino, &n))
+		fuse_reply_err(req, 0); /* a snapshot: nothing to run */
+	else
+		fs_op_fsync(req, ino, datasync, fi);
+}
+
 static void fs_op_release_file(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fs_node n;
@@ -126,6 +137,7 @@ static const struct fuse_lowlevel_ops fs_ops = {
 	.read = fs_op_read_file,
 	.write = fs_op_write,
 	.flush = fs_op_flush_file,
+	.fsync = fs_op_fsync_file,
 	.release = fs_op_release_file,
 	.opendir = fs_op_opendir,
 	.readdir = fs_op_readdir,

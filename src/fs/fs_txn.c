@@ -1,7 +1,8 @@
 /* File transactions (design.md section 2): one request and one response per open handle, run at
- * the first read after a write or at flush, with the identity captured when the handle was opened
- * (fs_identity.c); a response run at flush is also left in a read-once mailbox for (file, opener
- * uid), so `echo "$req" > f; cat f` works. When a handle's request runs, and what a read or a
+ * the first read after a write, or at flush (write-only handles), fsync or release, with the
+ * identity captured when the handle was opened (fs_identity.c); a response that no read asked
+ * for is also left in a read-once mailbox for (file, opener uid), so `echo "$req" > f; cat f`
+ * works. When a handle's request runs, and what a read or a
  * close then gets, is fs_txn_state.c's state machine (shared with bench/nullfs.c). */
 #include <errno.h>
 #include <linux/fuse.h>
@@ -270,16 +271,18 @@ fail:
 
 /* Set the open flags the kernel needs: direct_io so responses never enter the page cache (one
  * caller's DEK must not be served to another), parallel direct writes so writers to one file
- * don't queue on the inode lock, and no flush for read-only handles (nothing to run there).
- * libfuse 3.14.0 has no field for FOPEN_PARALLEL_DIRECT_WRITES, hence the raw reply. */
-static int fs_reply_open(fuse_req_t req, struct fuse_file_info *fi, bool writable)
+ * don't queue on the inode lock, and no flush unless the handle is write-only: a handle that can
+ * read reads its answer, so a FLUSH at its close would be one more synchronous round trip that
+ * tells it nothing (fs_txn_needs_flush). libfuse 3.14.0 has no field for
+ * FOPEN_PARALLEL_DIRECT_WRITES, hence the raw reply. */
+static int fs_reply_open(fuse_req_t req, struct fuse_file_info *fi, int acc)
 {
 	struct fuse_open_out out;
 
 	memset(&out, 0, sizeof(out));
 	out.fh = fi->fh;
 	out.open_flags = FOPEN_DIRECT_IO | FOPEN_PARALLEL_DIRECT_WRITES;
-	if (!writable)
+	if (!fs_txn_needs_flush(acc != O_WRONLY, acc != O_RDONLY))
 		out.open_flags |= FOPEN_NOFLUSH;
 	return fuse_reply_buf(req, (const char *)&out, sizeof(out));
 }
@@ -334,7 +337,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		       acc == O_RDONLY && fs_mailbox_take(fs, ino, owner, &t->resp, &t->resp_held));
 	fi->fh = (uint64_t)(uintptr_t)t;
 	fs_txn_link(fs, t);
-	if (fs_reply_open(req, fi, t->writable) == -ENOENT)
+	if (fs_reply_open(req, fi, acc) == -ENOENT)
 		fs_txn_free(fs, t); /* the open was interrupted: no release will come */
 }
 
@@ -437,27 +440,40 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	pthread_mutex_unlock(&t->lock);
 }
 
-void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+/* Run a request that no read asked for (at flush, fsync or release) and leave its response for
+ * the next `cat` of this file by the opener's uid (never the uid of whoever closes: a setuid
+ * program that inherited the descriptor, say). Caller holds t->lock. */
+static void fs_txn_run_to_mailbox(fuse_req_t req, fuse_ino_t ino, struct fs_txn *t)
 {
 	struct fs *fs = fs_from_req(req);
+	struct kms_buf copy = KMS_BUF_INIT(KMS_MAX_RESPONSE, true);
+
+	fs_txn_run(req, t);
+	if (kms_buf_append(&copy, t->resp.data, t->resp.len) == 0)
+		fs_mailbox_put(fs, ino, t->owner, &copy);
+	kms_buf_free(&copy);
+}
+
+/* A close of a write-only handle (the only ones opened without FOPEN_NOFLUSH), or an fsync of
+ * any handle: run what was written, report a failed request once, to the first of them after it
+ * ran (dup'd fds: the rest 0). */
+void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
 	struct fs_txn *t = fs_txn_of(fi);
 	int err;
 
 	pthread_mutex_lock(&t->lock);
-	if (fs_txn_flush_runs(&t->sm)) {
-		struct kms_buf copy = KMS_BUF_INIT(KMS_MAX_RESPONSE, true);
-
-		fs_txn_run(req, t);
-		/* Leave the response for the next `cat` of this file by the opener's uid (never the
-		 * uid of whoever closes: a setuid program that inherited the descriptor, say). */
-		if (kms_buf_append(&copy, t->resp.data, t->resp.len) == 0)
-			fs_mailbox_put(fs, ino, t->owner, &copy);
-		kms_buf_free(&copy);
-	}
-	/* Report a failed request once, to the first close after it ran (dup'd fds: the rest 0). */
+	if (fs_txn_flush_runs(&t->sm))
+		fs_txn_run_to_mailbox(req, ino, t);
 	err = kms_err_errno(fs_txn_on_flush(&t->sm));
 	pthread_mutex_unlock(&t->lock);
 	fuse_reply_err(req, err);
+}
+
+void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+	(void)datasync;
+	fs_op_flush(req, ino, fi);
 }
 
 void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -467,6 +483,10 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* A read replies under the lock and unlocks after; the client may close, and this
 	 * release arrive on another thread, in between. Wait for it before freeing. */
 	pthread_mutex_lock(&t->lock);
+	/* Written, never read nor flushed (read-write handles get no FLUSH): it still runs, as
+	 * its opener, and its answer goes to the mailbox. The client does not wait for this. */
+	if (fs_txn_release_runs(&t->sm))
+		fs_txn_run_to_mailbox(req, ino, t);
 	fs_txn_unbuffer(fs_from_req(req), t);
 	kms_buf_reset(&t->req);
 	pthread_mutex_unlock(&t->lock);

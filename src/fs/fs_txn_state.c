@@ -41,9 +41,19 @@ bool fs_txn_read_runs(const struct fs_txn_sm *m)
 	return m->state != FS_TXN_ANSWERED && m->state != FS_TXN_READING;
 }
 
+bool fs_txn_needs_flush(bool readable, bool writable)
+{
+	return writable && !readable;
+}
+
 bool fs_txn_flush_runs(const struct fs_txn_sm *m)
 {
 	return m->state == FS_TXN_WRITING || m->state == FS_TXN_REFUSED;
+}
+
+bool fs_txn_release_runs(const struct fs_txn_sm *m)
+{
+	return fs_txn_flush_runs(m);
 }
 
 void fs_txn_on_answer(struct fs_txn_sm *m, int err)

@@ -8,12 +8,16 @@
  *   write          WRITING new   WRITING more  REFUSED fail  WRITING new   WRITING new
  *   write refused  -             REFUSED       -             -             -
  *   read           run, READING  run, READING  run, READING  READING (1)   READING
- *   flush          -             run, report   run, report   report        report
+ *   flush, fsync   -             run, report   run, report   report        report
+ *   release        -             run           run           -             -
  *
  * "run": the caller runs the request (IDLE: an empty one; REFUSED: it answers the refusal
- * instead) and reports the outcome with fs_txn_on_answer (-> ANSWERED). "report": the flush
- * returns the answer's error, once. (1) or ESPIPE, staying ANSWERED (fs_txn_on_read). The caller
- * holds the handle's lock around every call. */
+ * instead) and reports the outcome with fs_txn_on_answer (-> ANSWERED); a run at flush, fsync or
+ * release (no read of this handle asked for it) also leaves the answer in the opener uid's
+ * mailbox. "report": the flush (fsync) returns the answer's error, once. (1) or ESPIPE, staying
+ * ANSWERED (fs_txn_on_read). Only write-only handles get flushes (fs_txn_needs_flush): a handle
+ * that can read its answer closes without a round trip, and what it left unread runs at the
+ * (asynchronous) release. The caller holds the handle's lock around every call. */
 #pragma once
 
 #include <stdbool.h>
@@ -71,9 +75,21 @@ void fs_txn_on_write_refused(struct fs_txn_sm *m, int why);
  * action runs with an empty request), WRITING and REFUSED. No transition: the run makes it. */
 bool fs_txn_read_runs(const struct fs_txn_sm *m);
 
-/* Must a flush run the request? True in WRITING and REFUSED: a request runs at the first read
- * after it was written or at flush, whichever comes first (never at release). */
+/* Does a handle opened so need a FLUSH at each close (else the open reply says FOPEN_NOFLUSH)?
+ * Only a write-only one: close() is where it learns its request's outcome (`echo "$req" > f`
+ * fails with the errno), and its answer must be in the mailbox before close() returns, for the
+ * `cat f` that follows. A readable handle reads its answer (the JSON says how it went); a FLUSH
+ * would only cost it a synchronous round trip per close. */
+bool fs_txn_needs_flush(bool readable, bool writable);
+
+/* Must a flush or an fsync run the request? True in WRITING and REFUSED: a request runs at the
+ * first read after it was written, or at flush or fsync, whichever comes first. */
 bool fs_txn_flush_runs(const struct fs_txn_sm *m);
+
+/* Must the release run the request? True in WRITING and REFUSED: written, and neither read nor
+ * flushed (a readable handle, which gets no FLUSH; or a write-only one whose close raced a
+ * write). The answer goes to the mailbox; nobody waits for it (RELEASE is asynchronous). */
+bool fs_txn_release_runs(const struct fs_txn_sm *m);
 
 /* The request ran (or answered its refusal, or an error before it could run) with err (0: none):
  * any state -> ANSWERED. The next flush reports err. */
@@ -90,7 +106,7 @@ void fs_txn_on_answer(struct fs_txn_sm *m, int err);
  * print nothing. READING stays. */
 int fs_txn_on_read(struct fs_txn_sm *m, bool writable, off_t off, size_t len, size_t *pos);
 
-/* A flush (close) came, after any run fs_txn_flush_runs asked for: the answer's error to report
- * to this close, or 0. A failed request is reported once, to the first close after it ran (dup'd
+/* A flush (close) or fsync came, after any run fs_txn_flush_runs asked for: the answer's error to
+ * report to it, or 0. A failed request is reported once, to the first close after it ran (dup'd
  * descriptors: the others get 0). No change of state. */
 int fs_txn_on_flush(struct fs_txn_sm *m);

@@ -731,6 +731,9 @@ int main(int argc, char **argv)
 		goto out;
 	if (fuse_parse_cmdline(&args, &opts) != 0)
 		goto out;
+	/* -d: libfuse's line per request reaches the log at debug level (kmsfs_fuse_log). */
+	if (opts.debug)
+		kms_log_set_level(KMS_LOG_DEBUG);
 	if (opts.show_help) {
 		kmsfs_usage(argv[0]);
 		ret = 0;

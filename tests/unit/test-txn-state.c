@@ -109,16 +109,17 @@ TEST(write_refused_row)
 }
 
 /* Which events run the request: a read runs whatever has no answer yet (IDLE: an empty request);
- * a flush only a written one. Release runs nothing (it is asynchronous). */
+ * a flush, an fsync or the release only a written one (the release: one that no read or flush
+ * ran, so readable handles, which get no FLUSH, still run what they wrote). */
 TEST(run_rows)
 {
 	static const struct {
 		enum fs_txn_state s;
-		bool read_runs, flush_runs;
+		bool read_runs, flush_runs, release_runs;
 	} row[] = {
-		{ FS_TXN_IDLE, true, false },	  { FS_TXN_WRITING, true, true },
-		{ FS_TXN_REFUSED, true, true },	  { FS_TXN_ANSWERED, false, false },
-		{ FS_TXN_READING, false, false },
+		{ FS_TXN_IDLE, true, false, false },	 { FS_TXN_WRITING, true, true, true },
+		{ FS_TXN_REFUSED, true, true, true },	 { FS_TXN_ANSWERED, false, false, false },
+		{ FS_TXN_READING, false, false, false },
 	};
 
 	for (size_t i = 0; i < sizeof(row) / sizeof(row[0]); i++) {
@@ -126,10 +127,12 @@ TEST(run_rows)
 
 		ASSERT_EQ(fs_txn_read_runs(&m), row[i].read_runs);
 		ASSERT_EQ(fs_txn_flush_runs(&m), row[i].flush_runs);
+		ASSERT_EQ(fs_txn_release_runs(&m), row[i].release_runs);
 		fs_txn_on_answer(&m, 0);
 		ASSERT_EQ(m.state, FS_TXN_ANSWERED);
 		ASSERT_FALSE(fs_txn_read_runs(&m));
 		ASSERT_FALSE(fs_txn_flush_runs(&m));
+		ASSERT_FALSE(fs_txn_release_runs(&m));
 	}
 }
 
@@ -251,4 +254,56 @@ TEST(shell_pattern)
 	ASSERT_EQ(fs_txn_on_read(&r, false, 400, 400, &pos), 0);
 	ASSERT_EQ(pos, 400);
 	ASSERT_FALSE(fs_txn_read_runs(&r)); /* re-reads at EOF run nothing */
+}
+
+/* Only write-only handles get a FLUSH at close: they learn their outcome there. Read-only and
+ * read-write handles are opened with FOPEN_NOFLUSH. */
+TEST(needs_flush)
+{
+	ASSERT_TRUE(fs_txn_needs_flush(false, true));
+	ASSERT_FALSE(fs_txn_needs_flush(true, true));
+	ASSERT_FALSE(fs_txn_needs_flush(true, false));
+}
+
+/* A read-write handle as a program uses it, with no FLUSH: a request read is done at close (the
+ * release runs nothing); a request written after it and never read runs at the release, and its
+ * error waits for no close (nobody is told: the answer goes to the mailbox). */
+TEST(program_pattern_no_flush)
+{
+	struct fs_txn_sm m;
+	size_t pos;
+
+	fs_txn_on_open(&m, false);
+	ASSERT_EQ(fs_txn_on_write(&m), FS_TXN_WRITE_FIRST);
+	ASSERT_TRUE(fs_txn_read_runs(&m));
+	fs_txn_on_answer(&m, ERR_A);
+	ASSERT_EQ(fs_txn_on_read(&m, true, 2, 400, &pos), 0);
+	ASSERT_FALSE(fs_txn_release_runs(&m)); /* read: nothing left for the release */
+
+	ASSERT_EQ(fs_txn_on_write(&m), FS_TXN_WRITE_FIRST); /* the next request, never read */
+	ASSERT_TRUE(fs_txn_release_runs(&m));
+	fs_txn_on_answer(&m, ERR_A);
+	ASSERT_FALSE(fs_txn_release_runs(&m));
+
+	/* A refused write never read: the release answers the refusal. */
+	fs_txn_on_open(&m, false);
+	(void)fs_txn_on_write(&m);
+	fs_txn_on_write_refused(&m, ERR_R);
+	ASSERT_TRUE(fs_txn_release_runs(&m));
+}
+
+/* fsync is a flush a program asks for: it runs a written request and reports its error once;
+ * the close after it (a write-only handle's flush) reports nothing more. */
+TEST(fsync_reports_once)
+{
+	struct fs_txn_sm m;
+
+	fs_txn_on_open(&m, false);
+	(void)fs_txn_on_write(&m);
+	ASSERT_TRUE(fs_txn_flush_runs(&m));
+	fs_txn_on_answer(&m, ERR_A);
+	ASSERT_EQ(fs_txn_on_flush(&m), ERR_A); /* the fsync */
+	ASSERT_FALSE(fs_txn_flush_runs(&m));
+	ASSERT_FALSE(fs_txn_release_runs(&m));
+	ASSERT_EQ(fs_txn_on_flush(&m), 0); /* the close */
 }

@@ -46,6 +46,7 @@ viewer)
 	[ "$(errno_of open)" == EACCES ] || { echo "decrypt-datakey open: $(errno_of open)"; exit 1; }
 	r=$(run "$KMS_PY" "$KMS_IO" rdwr "$target/create-datakey-without-plaintext" '{}')
 	[ "$(code "$r")" == KMS.0307 ] || { echo "viewer create-datakey-without-plaintext: $r"; exit 1; }
+	run "$KMS_PY" "$KMS_IO" write "$target/create-datakey-without-plaintext" '{}'
 	[ "$(errno_of close)" == EACCES ] || { echo "viewer close: $(errno_of close)"; exit 1; }
 	r=$(run cat "$target/describe-key")
 	[ "$(printf '%s' "$r" | jq -r .key_info.key_id)" == "$id" ] || { echo "viewer describe: $r"; exit 1; }

@@ -24,6 +24,7 @@ for i in $(seq 1 3000); do
 done
 [ "$full" == 1 ] || fail "the 1 MiB state file system never filled up"
 log "file system full after $i keys"
+kms_write full/create-key "{\"key_alias\":\"w$i\",\"key_description\":\"$pad\"}" # close() reports it
 assert_errno close ENOSPC  # 5xx is EIO, except a full disk: ENOSPC says what to fix
 # Everything else keeps working.
 r=$(kms_call full/create-datakey "{\"key_id\":\"$first\"}")
