@@ -58,6 +58,10 @@ struct store_key_meta {
 	/* Set by the store from the snapshot for store_key_modify's edit function: does the key
 	 * hold material? Not stored. */
 	bool has_material;
+	/* The row's revision in the backend: every write to the key adds one, and a write made
+	 * from an older revision fails (KMS_E_STALE) because another process or host changed the
+	 * key since it was read; the store then re-reads the key and applies the change again. */
+	uint64_t revision;
 };
 
 struct store_key {
@@ -67,12 +71,26 @@ struct store_key {
 	int refs;	    /* atomic */
 };
 
+#define STORE_DEFAULT_KEY_CACHE	       100000u
+#define STORE_DEFAULT_TIMEOUT_MS       5000u
+#define STORE_DEFAULT_OFFLINE_GRACE_MS 60000
+
 struct store_options {
 	const char *state_dir;
-	/* Where the keys live: NULL or "sqlite" for kms.db in state_dir (the only backend so far;
-	 * a server backend takes a URI such as "postgresql://..."). The root key and the other
-	 * secrets stay in state_dir whatever the backend. */
+	/* Where the keys live: NULL or "sqlite" for kms.db in state_dir; a libpq connection URI
+	 * ("postgresql://...", "postgres://...") or keyword string ("host=... dbname=...") for a
+	 * PostgreSQL database that several hosts share. The root key stays in its file whatever
+	 * the backend; with a shared backend the token signing secret lives in the database,
+	 * sealed under the root key. */
 	const char *backend;
+	unsigned key_cache;  /* most keys cached at once, least recently used go first (0: the
+				default, STORE_DEFAULT_KEY_CACHE) */
+	unsigned timeout_ms; /* a shared backend's bound on connecting and on each statement (0:
+				STORE_DEFAULT_TIMEOUT_MS) */
+	/* How long keys already cached keep being served while a shared backend cannot be reached
+	 * (0: not at all; kmsfs passes its -o offline_grace, STORE_DEFAULT_OFFLINE_GRACE_MS by
+	 * default). Not used with SQLite. */
+	int64_t offline_grace_ms;
 	const char *root_key_file; /* NULL: <state_dir>/root.key */
 	const char *region;	   /* NULL: keep the stored one, default "eu-de" */
 	bool create;		   /* may create the state dir, root key and database */
@@ -108,8 +126,11 @@ const char *store_domain_id(const struct store *s);
 const char *store_region(const struct store *s);
 const char *store_state_dir(const struct store *s);
 
-/* A 32-byte secret kept in a 0600 file in the state dir, created on first use (token signing). */
+/* A 32-byte secret created on first use (token signing): a 0600 file in the state dir, or with a
+ * shared backend a setting sealed under the root key, so every host gets the same one. */
 KMS_WUR int store_state_secret(struct store *s, const char *name, uint8_t out[32]);
+/* Whether several hosts share the backend (PostgreSQL). */
+bool store_shared(const struct store *s);
 
 KMS_WUR int store_project_ensure(struct store *s, const char *project);
 KMS_WUR int store_project_exists(struct store *s, const char *project, bool *exists);
@@ -171,15 +192,26 @@ KMS_WUR int store_key_rotate(struct store *s, const char *project, const char *k
  * expiration time has passed (the key returns to state 5; not counted) and rotate keys whose
  * rotation interval has passed, as of now_ms (also catching up after downtime). */
 KMS_WUR int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t *rotated);
-/* Forget cached snapshots if another process (kmsctl) changed the database since the last call. */
+/* Forget cached snapshots if another process (kmsctl) or host changed the database since the last
+ * call: with a change feed (a shared backend) only the keys that changed, and the policy if it
+ * changed; otherwise the whole cache. With a shared backend a successful call also marks the
+ * cache fresh (the offline grace counts from the last one) and one after an outage reconnects
+ * and catches up on every change missed before cached keys are served again. */
 KMS_WUR int store_refresh(struct store *s, bool *changed);
+/* Wait at most timeout_ms for a sign that another host changed something (a shared backend's
+ * notification): 1 if one came, 0 if the time passed (at once with a backend that has no
+ * notifications, which callers then poll with store_refresh), KMS_E_STORE_UNAVAILABLE if the
+ * backend cannot be reached. Call store_refresh after it. */
+KMS_WUR int store_watch(struct store *s, int timeout_ms);
 
 /* What /kms/.metrics reports of the store. Hits and misses count store_key_get (a miss reads the
  * database); errors count key loads the backend failed (I/O, corruption; not "no such key");
  * reconnects are a network backend's (always 0 with SQLite). */
 struct store_stats {
-	size_t cached_keys;
-	uint64_t cache_hits, cache_misses, errors, reconnects;
+	size_t cached_keys, cache_limit;
+	uint64_t cache_hits, cache_misses, cache_evictions, errors, reconnects;
+	bool online;	      /* the last store_refresh reached the backend (SQLite: always) */
+	int64_t fresh_age_ms; /* since the last successful store_refresh (SQLite: 0) */
 };
 void store_stats_get(struct store *s, struct store_stats *out);
 
@@ -279,6 +311,15 @@ KMS_WUR int store_token_record(struct store *s, const struct store_token_info *t
 KMS_WUR int store_token_revoke(struct store *s, const char *id);
 KMS_WUR int store_token_list(struct store *s, store_token_cb cb, void *arg);
 bool store_token_revoked(struct store *s, const char *id);
+
+/* store copy: copy everything of src (settings, projects, keys with their sealed versions as they
+ * are, grants, tags, policies, bindings, token records, the token signing secret) into dst, an
+ * open store under the same root key. What dst already holds is kept, so an interrupted copy is
+ * finished by running it again. progress (may be NULL) is called with keys copied so far and
+ * the total. Refuses (why says so) a dst of another domain id that already holds keys. */
+typedef void (*store_copy_progress_fn)(size_t done, size_t total, void *arg);
+KMS_WUR int store_copy(struct store *src, struct store *dst, store_copy_progress_fn progress,
+		       void *arg, char *why, size_t why_len);
 
 /* Unseal every version of every key; calls cb for each failure. Returns number of bad keys. */
 typedef void (*store_check_cb)(const char *project, const char *key_id, uint32_t version, int err,

@@ -12,6 +12,24 @@ struct store_sealed_version {
 };
 
 typedef int (*store_backend_meta_cb)(const struct store_key_meta *meta, void *arg);
+
+/* What a change of another process or host touched (changes_since). */
+enum store_change {
+	STORE_CHANGE_KEY = 1,	 /* a key's row or versions; id: the key id */
+	STORE_CHANGE_POLICY = 2, /* projects, project policies, bindings, tokens; id: "" */
+	STORE_CHANGE_OTHER = 3,	 /* grants, tags, settings: nothing the store caches; id: "" */
+};
+typedef int (*store_backend_change_cb)(enum store_change kind, const char *id, void *arg);
+
+/* What open() needs to know. */
+struct store_backend_params {
+	const char *state_dir;
+	const char *uri; /* store_options.backend: NULL for SQLite's default, a libpq URI or
+			    keyword string for PostgreSQL */
+	bool create;
+	bool read_only;
+	unsigned timeout_ms; /* a network backend's bound on connecting and on each statement */
+};
 typedef int (*store_backend_version_cb)(const struct store_sealed_version *v, void *arg);
 
 /* The policy rows a backend holds, handed to the store one by one. readable is false when a
@@ -30,14 +48,22 @@ struct store_policy_visitor {
 
 struct store_backend_ops {
 	const char *name;
-	/* uri: store_options.backend, for a backend that needs more than state_dir. */
-	KMS_WUR int (*open)(const char *state_dir, const char *uri, bool create, bool read_only,
-			    struct store_backend **out, char *why, size_t why_len);
+	/* Several hosts share it: the store serves cached keys only while it has heard from the
+	 * backend recently (offline grace), learns of other hosts' changes through changes_since
+	 * and watch, and keeps secrets such as the token signing key in it (sealed under the root
+	 * key) instead of in the state directory. */
+	bool shared;
+	/* KMS_E_STORE_UNAVAILABLE (with why) when a network backend cannot be reached in time. */
+	KMS_WUR int (*open)(const struct store_backend_params *p, struct store_backend **out,
+			    char *why, size_t why_len);
 	void (*close)(struct store_backend *b);
 	/* Settings: small named blobs (domain id, region, root key check). */
 	KMS_WUR int (*meta_get)(struct store_backend *b, const char *name, char *out, size_t cap,
 				bool *found);
 	KMS_WUR int (*meta_set)(struct store_backend *b, const char *name, const char *value);
+	/* Insert name = value unless name is there; *added says which (first writer wins). */
+	KMS_WUR int (*meta_add)(struct store_backend *b, const char *name, const char *value,
+				bool *added);
 	KMS_WUR int (*project_ensure)(struct store_backend *b, const char *project, int64_t now_ms);
 	KMS_WUR int (*project_exists)(struct store_backend *b, const char *project, bool *exists);
 	KMS_WUR int (*project_list)(struct store_backend *b, store_project_cb cb, void *arg);
@@ -52,18 +78,27 @@ struct store_backend_ops {
 				size_t offset, size_t limit, store_backend_meta_cb cb, void *arg,
 				size_t *total);
 	KMS_WUR int (*key_count)(struct store_backend *b, const char *project, size_t *count);
+	/* The three writes to a key below are conditional on its revision (kms_store.h,
+	 * store_key_meta.revision): they succeed only if the row still has meta->revision, and
+	 * then store meta->revision + 1 and set meta->revision to it. KMS_E_STALE if the row has
+	 * another revision (changed by another process or host since it was read: the store
+	 * re-reads it and tries again), KMS_E_KEY_NOT_FOUND if it is gone. */
 	/* Replace a key's mutable fields (alias uniqueness enforced: KMS_E_ALIAS_DUPLICATE). */
-	KMS_WUR int (*key_update)(struct store_backend *b, const struct store_key_meta *meta);
+	KMS_WUR int (*key_update)(struct store_backend *b, struct store_key_meta *meta);
 	/* Add a material version and update the key's fields, atomically. */
-	KMS_WUR int (*key_add_version)(struct store_backend *b, const struct store_key_meta *meta,
+	KMS_WUR int (*key_add_version)(struct store_backend *b, struct store_key_meta *meta,
 				       const struct store_sealed_version *v);
 	/* Replace all material versions of a key by v (NULL: none) and update its fields,
 	 * atomically and durably (imported material: import, deletion, expiry). */
-	KMS_WUR int (*key_replace_material)(struct store_backend *b,
-					    const struct store_key_meta *meta,
+	KMS_WUR int (*key_replace_material)(struct store_backend *b, struct store_key_meta *meta,
 					    const struct store_sealed_version *v);
-	/* The key with its versions, grants and tags, atomically. */
-	KMS_WUR int (*key_delete)(struct store_backend *b, const char *key_id);
+	/* The key with its versions, grants and tags, atomically, if its row still has revision
+	 * (KMS_E_STALE otherwise: a cancelled deletion is never carried out). */
+	KMS_WUR int (*key_delete)(struct store_backend *b, const char *key_id, uint64_t revision);
+	/* store copy: insert the key with these n versions exactly as given (sealed material,
+	 * revision, no quota), or nothing if a key with its id is there (*added false). */
+	KMS_WUR int (*key_put)(struct store_backend *b, const struct store_key_meta *meta,
+			       const struct store_sealed_version *v, size_t n, bool *added);
 	/* Leave no copy of deleted rows in the database files: the freed pages are overwritten,
 	 * and the log that still holds their earlier contents is folded in and emptied. Called
 	 * after material is deleted (key_delete, key_replace_material with none). KMS_E_BUSY when
@@ -75,11 +110,26 @@ struct store_backend_ops {
 			       void *arg);
 	/* Changes when another process commits: lets the cache notice kmsctl's edits. */
 	KMS_WUR int (*data_version)(struct store_backend *b, int64_t *version);
+	/* The change feed of a shared backend (NULL: none; the store then drops its whole cache
+	 * when data_version moves). Calls cb for every change committed after sequence number
+	 * since, in order, and sets *latest to the newest sequence number (since = -1: calls
+	 * nothing, only sets *latest). KMS_E_STALE if changes after since are no longer kept: the
+	 * caller must forget everything it caches. */
+	KMS_WUR int (*changes_since)(struct store_backend *b, int64_t since,
+				     store_backend_change_cb cb, void *arg, int64_t *latest);
+	/* Block until a change may have been committed by someone else (LISTEN/NOTIFY) or
+	 * timeout_ms passed: 1 notified, 0 timed out, KMS_E_STORE_UNAVAILABLE when the backend
+	 * cannot be reached (the next call tries to reconnect). NULL: no notifications. */
+	KMS_WUR int (*watch)(struct store_backend *b, int timeout_ms);
+	/* Connections re-established after a loss since open (store_stats.reconnects). */
+	uint64_t (*reconnects)(struct store_backend *b);
 	/* grant_insert and tag_set count and write in one transaction (KMS_E_TOO_MANY_GRANTS,
 	 * KMS_E_TOO_MANY_TAGS; replacing a tag never counts); KMS_E_KEY_NOT_FOUND if the key is
 	 * not there. A clash of primary keys (ids we made) is KMS_E_INTERNAL. */
 	KMS_WUR int (*grant_insert)(struct store_backend *b, const struct store_grant *g,
 				    unsigned max);
+	/* store copy: insert g as it is unless its grant id is there (*added false). */
+	KMS_WUR int (*grant_put)(struct store_backend *b, const struct store_grant *g, bool *added);
 	KMS_WUR int (*grant_delete)(struct store_backend *b, const char *grant_id);
 	KMS_WUR int (*grant_list)(struct store_backend *b, const struct store_grant_filter *f,
 				  size_t offset, size_t limit, store_grant_cb cb, void *arg,
@@ -106,3 +156,4 @@ struct store_backend_ops {
 };
 
 extern const struct store_backend_ops store_sqlite_ops;
+extern const struct store_backend_ops store_pg_ops;

@@ -415,7 +415,7 @@ int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t *rotate
 
 		if (m->state == STORE_KEY_PENDING_DELETION && m->deletion_ms > 0 &&
 		    m->deletion_ms <= now_ms) {
-			if ((e = s->ops->key_delete(s->be, m->key_id)) == 0) {
+			if ((e = s->ops->key_delete(s->be, m->key_id, m->revision)) == 0) {
 				store_cache_replace(s, m->key_id, NULL);
 				(*deleted)++;
 				s->wipe_pending = true;

@@ -138,7 +138,7 @@ static int store_sqlite_err(sqlite3 *db, int rc)
 	}
 }
 
-static void store_copy(char *dst, size_t cap, const unsigned char *src)
+static void store_copy_text(char *dst, size_t cap, const unsigned char *src)
 {
 	snprintf(dst, cap, "%s", src ? (const char *)src : "");
 }
@@ -493,9 +493,11 @@ static int store_sqlite_upgrade(sqlite3 *db, bool read_only, bool *refused, char
 	return store_tx_db(db, store_sqlite_upgrade_tx, NULL);
 }
 
-static int store_sqlite_open(const char *state_dir, const char *uri, bool create, bool read_only,
-			     struct store_backend **out, char *why, size_t why_len)
+static int store_sqlite_open(const struct store_backend_params *p, struct store_backend **out,
+			     char *why, size_t why_len)
 {
+	const char *state_dir = p->state_dir;
+	bool create = p->create, read_only = p->read_only;
 	struct store_backend *b = NULL;
 	char path[4096];
 	int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
@@ -503,7 +505,7 @@ static int store_sqlite_open(const char *state_dir, const char *uri, bool create
 	int r = KMS_E_IO, rc;
 
 	*out = NULL;
-	(void)uri; /* always kms.db in state_dir */
+	/* always kms.db in state_dir */
 	if (create && !read_only)
 		flags |= SQLITE_OPEN_CREATE;
 	flags |= SQLITE_OPEN_NOMUTEX; /* we serialise with our own mutex */
@@ -584,7 +586,7 @@ static int store_meta_row(sqlite3_stmt *st, void *arg)
 {
 	struct store_meta_row *m = arg;
 
-	store_copy(m->out, m->cap, sqlite3_column_text(st, 0));
+	store_copy_text(m->out, m->cap, sqlite3_column_text(st, 0));
 	*m->found = true;
 	return 0;
 }
@@ -658,13 +660,13 @@ static int store_sqlite_project_list(struct store_backend *b, store_project_cb c
 static void store_meta_from_row(sqlite3_stmt *st, struct store_key_meta *m)
 {
 	memset(m, 0, sizeof(*m));
-	store_copy(m->project, sizeof(m->project), sqlite3_column_text(st, 0));
-	store_copy(m->key_id, sizeof(m->key_id), sqlite3_column_text(st, 1));
-	store_copy(m->alias, sizeof(m->alias), sqlite3_column_text(st, 2));
-	store_copy(m->description, sizeof(m->description), sqlite3_column_text(st, 3));
-	store_copy(m->key_spec, sizeof(m->key_spec), sqlite3_column_text(st, 4));
-	store_copy(m->key_usage, sizeof(m->key_usage), sqlite3_column_text(st, 5));
-	store_copy(m->origin, sizeof(m->origin), sqlite3_column_text(st, 6));
+	store_copy_text(m->project, sizeof(m->project), sqlite3_column_text(st, 0));
+	store_copy_text(m->key_id, sizeof(m->key_id), sqlite3_column_text(st, 1));
+	store_copy_text(m->alias, sizeof(m->alias), sqlite3_column_text(st, 2));
+	store_copy_text(m->description, sizeof(m->description), sqlite3_column_text(st, 3));
+	store_copy_text(m->key_spec, sizeof(m->key_spec), sqlite3_column_text(st, 4));
+	store_copy_text(m->key_usage, sizeof(m->key_usage), sqlite3_column_text(st, 5));
+	store_copy_text(m->origin, sizeof(m->origin), sqlite3_column_text(st, 6));
 	m->state = sqlite3_column_int(st, 7);
 	m->creation_ms = sqlite3_column_int64(st, 8);
 	m->deletion_ms = sqlite3_column_int64(st, 9);
@@ -935,7 +937,7 @@ static int store_sqlite_key_scan(struct store_backend *b, store_backend_meta_cb 
 			   NULL, 0, store_scan_row, &s);
 }
 
-static int store_sqlite_key_update(struct store_backend *b, const struct store_key_meta *m)
+static int store_sqlite_key_update(struct store_backend *b, struct store_key_meta *m)
 {
 	int r;
 
@@ -953,7 +955,7 @@ static int store_key_add_version_tx(sqlite3 *db, void *arg)
 	return r == 0 ? store_update_locked(db, t->m) : r;
 }
 
-static int store_sqlite_key_add_version(struct store_backend *b, const struct store_key_meta *m,
+static int store_sqlite_key_add_version(struct store_backend *b, struct store_key_meta *m,
 					const struct store_sealed_version *v)
 {
 	struct store_key_tx t = { m, v, 0 };
@@ -973,8 +975,7 @@ static int store_key_replace_material_tx(sqlite3 *db, void *arg)
 	return r == 0 ? store_update_locked(db, t->m) : r;
 }
 
-static int store_sqlite_key_replace_material(struct store_backend *b,
-					     const struct store_key_meta *m,
+static int store_sqlite_key_replace_material(struct store_backend *b, struct store_key_meta *m,
 					     const struct store_sealed_version *v)
 {
 	struct store_key_tx t = { m, v, 0 };
@@ -1001,8 +1002,9 @@ static int store_key_delete_tx(sqlite3 *db, void *arg)
 	return r;
 }
 
-static int store_sqlite_key_delete(struct store_backend *b, const char *key_id)
+static int store_sqlite_key_delete(struct store_backend *b, const char *key_id, uint64_t revision)
 {
+	(void)revision; /* TODO(storecore): conditional on the revision column */
 	return store_tx(b, store_key_delete_tx, (void *)key_id);
 }
 
@@ -1116,15 +1118,15 @@ static int store_grant_row(sqlite3_stmt *st, void *arg)
 	struct store_grant g;
 
 	memset(&g, 0, sizeof(g));
-	store_copy(g.grant_id, sizeof(g.grant_id), sqlite3_column_text(st, 0));
-	store_copy(g.project, sizeof(g.project), sqlite3_column_text(st, 1));
-	store_copy(g.key_id, sizeof(g.key_id), sqlite3_column_text(st, 2));
-	store_copy(g.grantee, sizeof(g.grantee), sqlite3_column_text(st, 3));
-	store_copy(g.grantee_type, sizeof(g.grantee_type), sqlite3_column_text(st, 4));
-	store_copy(g.operations, sizeof(g.operations), sqlite3_column_text(st, 5));
-	store_copy(g.issuer, sizeof(g.issuer), sqlite3_column_text(st, 6));
-	store_copy(g.retiring, sizeof(g.retiring), sqlite3_column_text(st, 7));
-	store_copy(g.name, sizeof(g.name), sqlite3_column_text(st, 8));
+	store_copy_text(g.grant_id, sizeof(g.grant_id), sqlite3_column_text(st, 0));
+	store_copy_text(g.project, sizeof(g.project), sqlite3_column_text(st, 1));
+	store_copy_text(g.key_id, sizeof(g.key_id), sqlite3_column_text(st, 2));
+	store_copy_text(g.grantee, sizeof(g.grantee), sqlite3_column_text(st, 3));
+	store_copy_text(g.grantee_type, sizeof(g.grantee_type), sqlite3_column_text(st, 4));
+	store_copy_text(g.operations, sizeof(g.operations), sqlite3_column_text(st, 5));
+	store_copy_text(g.issuer, sizeof(g.issuer), sqlite3_column_text(st, 6));
+	store_copy_text(g.retiring, sizeof(g.retiring), sqlite3_column_text(st, 7));
+	store_copy_text(g.name, sizeof(g.name), sqlite3_column_text(st, 8));
 	g.creation_ms = sqlite3_column_int64(st, 9);
 	return l->cb(&g, l->arg);
 }
@@ -1319,7 +1321,7 @@ static bool store_col_text(sqlite3_stmt *st, int col, char *out, size_t cap)
 	const unsigned char *p = sqlite3_column_text(st, col);
 	int n = sqlite3_column_bytes(st, col);
 
-	store_copy(out, cap, p);
+	store_copy_text(out, cap, p);
 	return sqlite3_column_type(st, col) == SQLITE_TEXT && n > 0 && (size_t)n < cap;
 }
 
@@ -1374,7 +1376,7 @@ static int store_token_row(sqlite3_stmt *st, void *arg)
 	bool ok;
 
 	memset(&t, 0, sizeof(t));
-	store_copy(t.id, sizeof(t.id), sqlite3_column_text(st, 0));
+	store_copy_text(t.id, sizeof(t.id), sqlite3_column_text(st, 0));
 	ok = store_col_text(st, 1, t.project, sizeof(t.project)) &&
 	     store_col_text(st, 2, t.user, sizeof(t.user)) && store_col_role(st, 3, &t.role) &&
 	     store_col_int(st, 4, INT64_MIN, INT64_MAX, &t.expiry) &&

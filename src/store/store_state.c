@@ -309,8 +309,12 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 		r = KMS_E_NOMEM;
 		goto fail;
 	}
-	r = s->ops->open(s->state_dir, s->backend_uri, opt->create, opt->read_only, &s->be, why,
-			 why_len);
+	{
+		struct store_backend_params bp = { s->state_dir, s->backend_uri, opt->create,
+						   opt->read_only, opt->timeout_ms };
+
+		r = s->ops->open(&bp, &s->be, why, why_len);
+	}
 	if (r < 0)
 		goto fail;
 	if ((r = store_load_root(s, opt, why, why_len)) < 0)
@@ -352,7 +356,11 @@ int store_reopen(struct store *s, char *why, size_t why_len)
 	int r;
 
 	store_detach(s);
-	r = s->ops->open(s->state_dir, s->backend_uri, false, false, &be, why, why_len);
+	{
+		struct store_backend_params bp = { s->state_dir, s->backend_uri, false, false, 0 };
+
+		r = s->ops->open(&bp, &be, why, why_len);
+	}
 
 	if (r < 0)
 		return r;
