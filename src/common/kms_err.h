@@ -16,7 +16,7 @@
 	X(KMS_E_IO, "KMS.0102", 500, EIO, "Abnormal KMS I/O.")                                     \
 	X(KMS_E_NOSPACE, "KMS.0102", 500, ENOSPC, "Abnormal KMS I/O.")                             \
 	X(KMS_E_STORE_UNAVAILABLE, "KMS.0102", 500, EIO, "Abnormal KMS I/O.")                      \
-	X(KMS_E_STALE, "KMS.0104", 503, EAGAIN,                                                    \
+	X(KMS_E_STALE, "KMS.0104", 503, EBUSY,                                                     \
 	  "A system exception occurred. Contact technical support.")                               \
 	X(KMS_E_SYSTEM, "KMS.0103", 500, EIO,                                                      \
 	  "A system exception occurred. Contact technical support.")                               \
