@@ -490,8 +490,11 @@ int store_fresh_start(struct store *s)
 
 	__atomic_store_n(&s->fresh_ms, kms_time_mono_ms(), __ATOMIC_RELAXED);
 	__atomic_store_n(&s->online, true, __ATOMIC_RELAXED);
+	/* Where store_refresh goes on from: what is committed after this is noticed. */
 	if (s->ops->changes_since)
 		r = s->ops->changes_since(s->be, -1, NULL, NULL, &s->seq);
+	else
+		r = s->ops->data_version(s->be, &s->data_version);
 	return r;
 }
 

@@ -107,8 +107,8 @@ void store_cache_clear(struct store *s);
 /* Publish k as the cached snapshot; *out (if out) gets a reference of its own. */
 void store_publish_out(struct store *s, struct store_key *k, struct store_key **out);
 
-/* At open, before the policy is loaded (store_cache.c): the cache is fresh and, with a change
- * feed, the feed's current position is where store_refresh goes on from. */
+/* At open, before the policy is loaded (store_cache.c): the cache is fresh, and the change feed's
+ * position (or SQLite's data_version) is where store_refresh goes on from. */
 KMS_WUR int store_fresh_start(struct store *s);
 
 /* store_state.c */

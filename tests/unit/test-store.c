@@ -25,6 +25,7 @@
 
 #include "kms_test_tmp.h"
 #include "store/kms_store.h"
+#include "store/store_internal.h"
 #include "common/kms_time.h"
 
 #define P "proj-a"
@@ -1112,6 +1113,435 @@ STORE_TEST(destroyed_key_takes_its_grants_and_tags)
 	ASSERT_EQ(grants, 0);
 	ASSERT_OK(store_tag_list(S, P, NULL, count_tag, &tags));
 	ASSERT_EQ(tags, 1); /* b's */
+}
+
+/* ==== many hosts on one backend ==== */
+
+/* A second handle on the same backend, as another host (or kmsctl) would hold: its own
+ * connection and cache, the same database and root key. */
+static struct store *S2;
+
+static void close_second(void)
+{
+	store_close(S2);
+	S2 = NULL;
+}
+
+static int open_second(void)
+{
+	struct store_options o = { .state_dir = state_dir, .backend = B->uri };
+
+	close_second();
+	return store_open(&o, &S2, why, sizeof(why));
+}
+
+/* setup() and a second handle in S2. */
+#define SETUP2()                                                                                   \
+	do {                                                                                       \
+		setup();                                                                           \
+		if (kms_test_failing())                                                            \
+			return;                                                                    \
+		ASSERT_OK(open_second());                                                          \
+	} while (0)
+
+static void refresh_of(struct store *s, bool want_changed)
+{
+	bool changed = false;
+
+	ASSERT_OK(store_refresh(s, &changed));
+	ASSERT_EQ(changed, want_changed);
+}
+
+static int set_disabled(struct store_key_meta *m, void *arg)
+{
+	(void)arg;
+	if (m->state != STORE_KEY_ENABLED)
+		return KMS_E_KEY_DISABLED;
+	m->state = STORE_KEY_DISABLED;
+	return 0;
+}
+
+static int describe_as(struct store_key_meta *m, void *arg)
+{
+	snprintf(m->description, sizeof(m->description), "%s", (const char *)arg);
+	return 0;
+}
+
+static int cancel_deletion(struct store_key_meta *m, void *arg)
+{
+	(void)arg;
+	if (m->state != STORE_KEY_PENDING_DELETION)
+		return KMS_E_BAD_PARAM;
+	m->state = STORE_KEY_DISABLED;
+	m->deletion_ms = 0;
+	return 0;
+}
+
+/* The state of key id as handle s serves it (0 if it has none). */
+static int state_via(struct store *s, const char *id)
+{
+	struct store_key *k = NULL;
+	int state = 0;
+
+	if (store_key_get(s, P, id, &k) == 0)
+		state = k->meta.state;
+	store_key_release(k);
+	return state;
+}
+
+/* A change through one handle is served by the other once it refreshed: the key itself, and
+ * the policy. */
+STORE_TEST(second_handle_sees_changes_after_refresh)
+{
+	char a[KMS_KEY_ID_LEN + 1];
+	struct store_key *k = NULL;
+	uint32_t gid = 50;
+
+	SETUP2();
+	new_key(P, "a", a);
+	if (kms_test_failing())
+		return;
+	close_store(); /* S2 may have noticed nothing yet: reopen S to use it as the other host */
+	ASSERT_OK(open_store(false, &S));
+	ASSERT_EQ(state_via(S2, a), STORE_KEY_ENABLED); /* cached in S2 from now on */
+	ASSERT_EQ(state_via(S, a), STORE_KEY_ENABLED);
+	ASSERT_OK(store_key_modify(S, P, a, set_disabled, NULL, &k));
+	store_key_release(k);
+	k = NULL;
+	refresh_of(S2, true);
+	ASSERT_EQ(state_via(S2, a), STORE_KEY_DISABLED);
+	refresh_of(S2, false);
+	/* Policy: a binding made through S counts in S2. */
+	ASSERT_EQ(store_binding_role(S2, P, 1000, &gid, 1), KMS_ROLE_NONE);
+	ASSERT_OK(store_binding_set(S, P, STORE_BIND_GID, 50, KMS_ROLE_CRYPTO));
+	refresh_of(S2, true);
+	ASSERT_EQ(store_binding_role(S2, P, 1000, &gid, 1), KMS_ROLE_CRYPTO);
+	/* A key made through S, and its alias, are found through S2 at once (not cached yet). */
+	ASSERT_OK(store_key_create(S, P, "b", NULL, KMS_DEFAULT_KEY_QUOTA, &k));
+	store_key_release(k);
+	k = NULL;
+	ASSERT_OK(store_key_get_by_alias(S2, P, "b", &k));
+	store_key_release(k);
+	close_second();
+}
+
+/* Rotations through a handle whose cache is stale are applied on top of the other's: versions
+ * 0, 1, 2, never two versions 1 (issue 12: "a rotate-key on each host gave both version 1"). */
+STORE_TEST(stale_handle_rotates_on_top)
+{
+	char a[KMS_KEY_ID_LEN + 1];
+	uint8_t v0[CORE_KEY_BYTES], v1[CORE_KEY_BYTES];
+	struct store_key *k = NULL, *k2 = NULL;
+
+	SETUP2();
+	new_key(P, "a", a);
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_key_get(S2, P, a, &k2)); /* S2 caches version 0 only */
+	store_key_release(k2);
+	k2 = NULL;
+	ASSERT_OK(store_key_rotate(S, P, a, now_ms(), &k));
+	ASSERT_EQ(k->meta.current_version, 1);
+	memcpy(v0, store_key_material(k, 0), sizeof(v0));
+	memcpy(v1, store_key_material(k, 1), sizeof(v1));
+	store_key_release(k);
+	k = NULL;
+	/* No refresh: S2 still holds the key as it was. */
+	ASSERT_OK(store_key_rotate(S2, P, a, now_ms(), &k2));
+	ASSERT_EQ(k2->meta.current_version, 2);
+	ASSERT_EQ(k2->nversions, 3);
+	ASSERT_EQ(k2->meta.rotations, 2);
+	ASSERT_MEMEQ(store_key_material(k2, 0), v0, sizeof(v0));
+	ASSERT_MEMEQ(store_key_material(k2, 1), v1, sizeof(v1));
+	ASSERT_FALSE(memcmp(store_key_material(k2, 2), v1, sizeof(v1)) == 0);
+	store_key_release(k2);
+	k2 = NULL;
+	refresh_of(S, true);
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	ASSERT_EQ(k->nversions, 3);
+	ASSERT_EQ(k->meta.current_version, 2);
+	store_key_release(k);
+	close_second();
+}
+
+/* The same for metadata: two edits through two handles both hold, the second computed again on
+ * the key as the first left it; the revision counts every write. */
+STORE_TEST(stale_handle_modifies_on_top)
+{
+	char a[KMS_KEY_ID_LEN + 1], first[] = "first", renamed[] = "renamed";
+	struct store_key *k = NULL;
+	uint64_t rev0;
+
+	SETUP2();
+	new_key(P, "a", a);
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_key_get(S2, P, a, &k));
+	rev0 = k->meta.revision;
+	store_key_release(k);
+	k = NULL;
+	ASSERT_OK(store_key_modify(S, P, a, describe_as, first, &k));
+	ASSERT_EQ(k->meta.revision, rev0 + 1);
+	store_key_release(k);
+	k = NULL;
+	ASSERT_OK(store_key_modify(S2, P, a, rename_to, renamed, &k));
+	ASSERT_STREQ(k->meta.description, "first");
+	ASSERT_STREQ(k->meta.alias, "renamed");
+	ASSERT_EQ(k->meta.revision, rev0 + 2);
+	store_key_release(k);
+	k = NULL;
+	/* A transition the other host's change made invalid is refused, not forced. */
+	ASSERT_OK(store_key_modify(S, P, a, set_disabled, NULL, &k));
+	store_key_release(k);
+	k = NULL;
+	ASSERT_ERR(store_key_modify(S2, P, a, set_disabled, NULL, &k), KMS_E_KEY_DISABLED);
+	ASSERT_TRUE(k == NULL);
+	refresh_of(S, true);
+	ASSERT_OK(store_key_get_by_alias(S, P, "renamed", &k));
+	ASSERT_STREQ(k->meta.description, "first");
+	ASSERT_EQ(k->meta.state, STORE_KEY_DISABLED);
+	store_key_release(k);
+	close_second();
+}
+
+/* Backend operations wrapped, to act between two of the store's steps. */
+static struct store_backend_ops wrap_ops;
+static const struct store_backend_ops *wrap_real;
+static void (*wrap_after_due)(void);
+static char wrap_key[KMS_KEY_ID_LEN + 1];
+
+static int wrap_key_due(struct store_backend *b, int64_t now, store_backend_meta_cb cb, void *arg)
+{
+	int r = wrap_real->key_due(b, now, cb, arg);
+
+	if (wrap_after_due)
+		wrap_after_due();
+	return r;
+}
+
+static void wrap_store(struct store *s)
+{
+	wrap_real = s->ops;
+	wrap_ops = *s->ops;
+	wrap_ops.key_due = wrap_key_due;
+	wrap_after_due = NULL;
+	s->ops = &wrap_ops;
+}
+
+/* The other host cancels the deletion after the sweep found the key due. */
+static void cancel_through_second(void)
+{
+	struct store_key *k = NULL;
+
+	ASSERT_OK(store_key_modify(S2, P, wrap_key, cancel_deletion, NULL, &k));
+	store_key_release(k);
+}
+
+/* When a key made now is due for its first automatic rotation, and a little more. */
+#define ROTATION_DUE (now_ms() + 91 * 86400000LL)
+
+/* The other host's sweep gets there first. */
+static void sweep_through_second(void)
+{
+	size_t deleted = 0, rotated = 0;
+
+	ASSERT_OK(store_sweep(S2, ROTATION_DUE, &deleted, &rotated));
+	ASSERT_EQ(rotated, 1);
+}
+
+static int rotate_every_90_days(struct store_key_meta *m, void *arg)
+{
+	(void)arg;
+	m->rotation_enabled = true;
+	m->rotation_interval_days = 90;
+	return 0;
+}
+
+/* Issue 12: "Scheduled deletion is executed once, by whichever daemon gets there first, without
+ * destroying a key that was cancelled in between"; automatic rotation likewise, once. */
+STORE_TEST(sweep_respects_changes_made_after_key_due)
+{
+	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1];
+	int64_t when = now_ms() - 1000;
+	size_t deleted = 0, rotated = 0;
+	struct store_key *k = NULL;
+
+	SETUP2();
+	new_keys_ab(a, b);
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_key_modify(S, P, a, delete_at, &when, &k));
+	store_key_release(k);
+	k = NULL;
+	wrap_store(S);
+	snprintf(wrap_key, sizeof(wrap_key), "%s", a);
+	wrap_after_due = cancel_through_second;
+	ASSERT_OK(store_sweep(S, now_ms(), &deleted, &rotated));
+	wrap_after_due = NULL;
+	ASSERT_EQ(deleted, 0);
+	ASSERT_EQ(state_via(S2, a), STORE_KEY_DISABLED);
+	refresh_of(S, true);
+	ASSERT_EQ(state_via(S, a), STORE_KEY_DISABLED);
+	/* Not cancelled: destroyed once, whoever sweeps. */
+	ASSERT_OK(store_key_modify(S, P, a, delete_at, &when, &k));
+	store_key_release(k);
+	k = NULL;
+	ASSERT_OK(store_sweep(S2, now_ms(), &deleted, &rotated));
+	ASSERT_EQ(deleted, 1);
+	ASSERT_OK(store_sweep(S, now_ms(), &deleted, &rotated));
+	ASSERT_EQ(deleted, 0);
+	refresh_of(S, true);
+	ASSERT_ERR(store_key_get(S, P, a, &k), KMS_E_KEY_NOT_FOUND);
+	/* Automatic rotation due on both hosts: done once. */
+	ASSERT_OK(store_key_modify(S, P, b, rotate_every_90_days, NULL, &k));
+	store_key_release(k);
+	k = NULL;
+	wrap_after_due = sweep_through_second;
+	ASSERT_OK(store_sweep(S, ROTATION_DUE, &deleted, &rotated));
+	wrap_after_due = NULL;
+	ASSERT_EQ(rotated, 0);
+	refresh_of(S, true);
+	ASSERT_OK(store_key_get(S, P, b, &k));
+	ASSERT_EQ(k->nversions, 2);
+	ASSERT_EQ(k->meta.rotations, 1);
+	store_key_release(k);
+	close_second();
+}
+
+/* The token signing secret is one for all hosts: with a shared backend it lives there, sealed,
+ * and a host with its own state directory (and the same root key) gets the same one. */
+STORE_TEST(state_secret_same_through_both_handles)
+{
+	uint8_t s1[32], s2[32];
+	char path[4300], other[4300], root[4400], root2[4400];
+	struct stat st;
+
+	SETUP2();
+	ASSERT_OK(store_state_secret(S2, "token.key", s2));
+	ASSERT_OK(store_state_secret(S, "token.key", s1));
+	ASSERT_MEMEQ(s1, s2, 32);
+	close_second();
+	if (!store_shared(S))
+		return;
+	path_of(path, sizeof(path), "token.key");
+	ASSERT_EQ(lstat(path, &st), -1); /* not in the state directory */
+	snprintf(other, sizeof(other), "%s/other", base_dir);
+	ASSERT_EQ(mkdir(other, 0700), 0);
+	path_of(root, sizeof(root), "root.key");
+	snprintf(root2, sizeof(root2), "%s/root.key", other);
+	ASSERT_EQ(read_file(root, s2, sizeof(s2)), 32);
+	write_file(root2, s2, 32, 0600);
+	{
+		struct store_options o = { .state_dir = other, .backend = B->uri };
+
+		ASSERT_OK(store_open(&o, &S2, why, sizeof(why)));
+	}
+	ASSERT_OK(store_state_secret(S2, "token.key", s2));
+	ASSERT_MEMEQ(s1, s2, 32);
+	close_second();
+}
+
+/* ==== the cache's bound ==== */
+
+static int open_store_cache(unsigned key_cache, struct store **out)
+{
+	struct store_options o = {
+		.state_dir = state_dir, .backend = B->uri, .create = true, .key_cache = key_cache
+	};
+
+	return store_open(&o, out, why, sizeof(why));
+}
+
+/* A cache of 8 keys with 100 keys in use holds 8 and every key works. */
+STORE_TEST(cache_bounded)
+{
+	static char ids[100][KMS_KEY_ID_LEN + 1];
+	struct store_stats st;
+	struct store_key *k = NULL;
+
+	setup_empty();
+	ASSERT_OK(open_store_cache(8, &S));
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(ids); i++) {
+		char alias[16];
+
+		snprintf(alias, sizeof(alias), "k%zu", i);
+		new_key(P, alias, ids[i]);
+		if (kms_test_failing())
+			return;
+	}
+	store_stats_get(S, &st);
+	ASSERT_EQ(st.cache_limit, 8);
+	ASSERT_LE(st.cached_keys, 8);
+	for (int round = 0; round < 2; round++)
+		for (size_t i = 0; i < KMS_ARRAY_SIZE(ids); i++) {
+			ASSERT_OK(store_key_get(S, P, ids[i], &k));
+			ASSERT_STREQ(k->meta.key_id, ids[i]);
+			ASSERT_TRUE(store_key_material(k, 0) != NULL);
+			store_key_release(k);
+			k = NULL;
+		}
+	store_stats_get(S, &st);
+	ASSERT_EQ(st.cached_keys, 8);
+	ASSERT_TRUE(st.cache_evictions >= 200 - 8);
+	/* A key used again and again stays (second chance) while others pass through. */
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(ids); i++) {
+		uint64_t misses;
+
+		ASSERT_OK(store_key_get(S, P, ids[0], &k));
+		store_key_release(k);
+		k = NULL;
+		store_stats_get(S, &st);
+		misses = st.cache_misses;
+		ASSERT_OK(store_key_get(S, P, ids[0], &k));
+		store_key_release(k);
+		k = NULL;
+		store_stats_get(S, &st);
+		ASSERT_EQ(st.cache_misses, misses);
+		ASSERT_OK(store_key_get(S, P, ids[i], &k));
+		store_key_release(k);
+		k = NULL;
+	}
+	/* The default bound. */
+	close_store();
+	ASSERT_OK(open_store(false, &S));
+	store_stats_get(S, &st);
+	ASSERT_EQ(st.cache_limit, STORE_DEFAULT_KEY_CACHE);
+}
+
+/* Eviction drops the cache's reference only: a snapshot a request still holds stays intact. */
+STORE_TEST(cache_eviction_keeps_held_snapshots)
+{
+	char ids[20][KMS_KEY_ID_LEN + 1];
+	uint8_t m0[CORE_KEY_BYTES];
+	struct store_key *held = NULL, *k = NULL;
+	struct store_stats st;
+
+	setup_empty();
+	ASSERT_OK(open_store_cache(2, &S));
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(ids); i++) {
+		char alias[16];
+
+		snprintf(alias, sizeof(alias), "k%zu", i);
+		new_key(P, alias, ids[i]);
+		if (kms_test_failing())
+			return;
+	}
+	ASSERT_OK(store_key_get(S, P, ids[0], &held));
+	memcpy(m0, store_key_material(held, 0), sizeof(m0));
+	for (size_t i = 1; i < KMS_ARRAY_SIZE(ids); i++) {
+		ASSERT_OK(store_key_get(S, P, ids[i], &k));
+		store_key_release(k);
+		k = NULL;
+	}
+	store_stats_get(S, &st);
+	ASSERT_LE(st.cached_keys, 2);
+	ASSERT_MEMEQ(store_key_material(held, 0), m0, sizeof(m0));
+	ASSERT_STREQ(held->meta.key_id, ids[0]);
+	/* Rotation from the evicted key works, on the material it has. */
+	ASSERT_OK(store_key_rotate(S, P, ids[0], now_ms(), &k));
+	ASSERT_MEMEQ(store_key_material(k, 0), m0, sizeof(m0));
+	store_key_release(k);
+	store_key_release(held);
 }
 
 /* ==== the SQLite backend's own storage ==== */
