@@ -71,6 +71,7 @@ struct store_backend {
 	pthread_mutex_t listen_lock; /* watch: one caller at a time */
 	struct store_pg_conn listen;
 	int64_t pruned_ms; /* monotonic, last prune of changes (under lock) */
+	char error[256];   /* libpq's last word on a failure (under lock), for open's why */
 	atomic_uint_fast64_t reconnects;
 };
 
@@ -211,6 +212,16 @@ static PGconn *store_pg_connect(const struct store_backend *b, int64_t deadline_
 	return pg;
 }
 
+/* Keep libpq's message (its first line) for open's why. */
+static void store_pg_note(struct store_backend *b, const char *msg)
+{
+	size_t n = strcspn(msg, "\n");
+
+	pthread_mutex_lock(&b->lock);
+	snprintf(b->error, sizeof(b->error), "%.*s", (int)n, msg);
+	pthread_mutex_unlock(&b->lock);
+}
+
 static void store_pg_drop(struct store_pg_conn *c)
 {
 	PQfinish(c->pg);
@@ -272,6 +283,8 @@ static int store_pg_ready(struct store_pg_conn *c)
 	if (!c->pg)
 		return KMS_E_NOMEM;
 	if (PQstatus(c->pg) != CONNECTION_OK || PQsetnonblocking(c->pg, 1) != 0) {
+		store_pg_note(b, PQstatus(c->pg) == CONNECTION_BAD ? PQerrorMessage(c->pg)
+								   : "no answer in time");
 		store_pg_drop(c);
 		return KMS_E_STORE_UNAVAILABLE;
 	}
@@ -375,6 +388,7 @@ static int store_pg_err(struct store_pg_conn *c, const PGresult *res)
 	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 	const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
 
+	store_pg_note(c->b, PQresultErrorMessage(res));
 	if (!state || PQstatus(c->pg) != CONNECTION_OK)
 		return KMS_E_STORE_UNAVAILABLE; /* the connection broke */
 	if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0) {
@@ -552,3 +566,852 @@ int store_pg_tx(struct store_backend *b, store_pg_tx_fn fn, void *arg)
 	store_pg_put(c);
 	return r;
 }
+
+/* ---- columns and parameters ---- */
+
+void store_pg_text(const PGresult *res, int row, int col, char *dst, size_t cap)
+{
+	snprintf(dst, cap, "%s", PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col));
+}
+
+bool store_pg_int64(const PGresult *res, int row, int col, int64_t *out)
+{
+	const char *s = PQgetvalue(res, row, col);
+	char *end = NULL;
+	long long v;
+
+	*out = 0;
+	if (PQgetisnull(res, row, col) || !s || !s[0])
+		return false;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != 0)
+		return false;
+	*out = v;
+	return true;
+}
+
+bool store_pg_uint32(const PGresult *res, int row, int col, uint32_t *out)
+{
+	int64_t v = 0;
+
+	*out = 0;
+	if (!store_pg_int64(res, row, col, &v) || v < 0 || v > UINT32_MAX)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+void store_pg_bytea_param(const uint8_t *src, size_t n, char *dst)
+{
+	dst[0] = '\\';
+	dst[1] = 'x';
+	kms_hex_encode(src, n, dst + 2);
+}
+
+bool store_pg_bytea_get(const PGresult *res, int row, int col, uint8_t *dst, size_t cap,
+			size_t *len)
+{
+	const char *s = PQgetvalue(res, row, col);
+	size_t n = (size_t)PQgetlength(res, row, col);
+
+	*len = 0;
+	if (PQgetisnull(res, row, col) || n < 2 || s[0] != '\\' || s[1] != 'x')
+		return false;
+	return kms_hex_decode(s + 2, n - 2, dst, cap, len) == 0;
+}
+
+static const char *store_pg_num(char dst[STORE_PG_INT_TEXT], int64_t v)
+{
+	snprintf(dst, STORE_PG_INT_TEXT, "%" PRId64, v);
+	return dst;
+}
+
+void store_pg_key_params(const struct store_key_meta *m, struct store_pg_key_params *kp)
+{
+	const int64_t num[] = {
+		m->state,	    m->creation_ms,	       m->deletion_ms,
+		m->rotation_enabled, m->rotation_interval_days, m->last_rotation_ms,
+		m->rotations,	    m->current_version,	       m->expiration_ms,
+		m->revision > INT64_MAX ? INT64_MAX : (int64_t)m->revision,
+	};
+	size_t i;
+
+	kp->p[0] = m->project;
+	kp->p[1] = m->key_id;
+	kp->p[2] = m->alias;
+	kp->p[3] = m->description;
+	kp->p[4] = m->key_spec;
+	kp->p[5] = m->key_usage;
+	kp->p[6] = m->origin;
+	for (i = 0; i < KMS_ARRAY_SIZE(num); i++)
+		kp->p[7 + i + (i >= 9)] = store_pg_num(kp->num[i], num[i]); /* skip the digest */
+	kp->p[16] = NULL;
+	if (m->import_digest_set) {
+		store_pg_bytea_param(m->import_digest, sizeof(m->import_digest), kp->digest);
+		kp->p[16] = kp->digest;
+	}
+}
+
+bool store_pg_key_from_row(const PGresult *res, int row, int col, struct store_key_meta *m)
+{
+	int64_t n[4] = { 0 }, revision = 0;
+	size_t len = 0;
+	bool ok = true;
+
+	memset(m, 0, sizeof(*m));
+	store_pg_text(res, row, col, m->project, sizeof(m->project));
+	store_pg_text(res, row, col + 1, m->key_id, sizeof(m->key_id));
+	store_pg_text(res, row, col + 2, m->alias, sizeof(m->alias));
+	store_pg_text(res, row, col + 3, m->description, sizeof(m->description));
+	store_pg_text(res, row, col + 4, m->key_spec, sizeof(m->key_spec));
+	store_pg_text(res, row, col + 5, m->key_usage, sizeof(m->key_usage));
+	store_pg_text(res, row, col + 6, m->origin, sizeof(m->origin));
+	ok = store_pg_int64(res, row, col + 7, &n[0]) && n[0] >= INT_MIN && n[0] <= INT_MAX;
+	m->state = (int)n[0];
+	ok = store_pg_int64(res, row, col + 8, &m->creation_ms) && ok;
+	ok = store_pg_int64(res, row, col + 9, &m->deletion_ms) && ok;
+	ok = store_pg_int64(res, row, col + 10, &n[1]) && ok;
+	m->rotation_enabled = n[1] != 0;
+	ok = store_pg_int64(res, row, col + 11, &n[2]) && n[2] >= INT_MIN && n[2] <= INT_MAX && ok;
+	m->rotation_interval_days = (int)n[2];
+	ok = store_pg_int64(res, row, col + 12, &m->last_rotation_ms) && ok;
+	ok = store_pg_uint32(res, row, col + 13, &m->rotations) && ok;
+	ok = store_pg_uint32(res, row, col + 14, &m->current_version) && ok;
+	ok = store_pg_int64(res, row, col + 15, &m->expiration_ms) && ok;
+	if (store_pg_bytea_get(res, row, col + 16, m->import_digest, sizeof(m->import_digest),
+			       &len) &&
+	    len == sizeof(m->import_digest))
+		m->import_digest_set = true;
+	ok = store_pg_int64(res, row, col + 17, &revision) && revision >= 0 && ok;
+	m->revision = (uint64_t)revision;
+	return ok;
+}
+
+int store_pg_version_from_row(const PGresult *res, int row, int col,
+			      struct store_sealed_version *v)
+{
+	memset(v, 0, sizeof(*v));
+	if (!store_pg_uint32(res, row, col, &v->version) ||
+	    !store_pg_bytea_get(res, row, col + 1, v->sealed, sizeof(v->sealed), &v->sealed_len) ||
+	    v->sealed_len == 0)
+		return KMS_E_IO;
+	return 0;
+}
+
+int store_pg_version_insert(struct store_pg_conn *c, const char *key_id,
+			    const struct store_sealed_version *v, int64_t created_ms)
+{
+	char version[STORE_PG_INT_TEXT], created[STORE_PG_INT_TEXT], sealed[STORE_PG_SEALED_HEX];
+	const char *p[] = { key_id, store_pg_num(version, v->version), sealed,
+			    store_pg_num(created, created_ms) };
+
+	if (v->sealed_len == 0 || v->sealed_len > sizeof(v->sealed))
+		return KMS_E_BAD_PARAM;
+	store_pg_bytea_param(v->sealed, v->sealed_len, sealed);
+	return store_pg_exec(c,
+			     "INSERT INTO key_versions(key_id, version, sealed, created_ms) "
+			     "VALUES($1, $2, $3, $4)",
+			     4, p, NULL, NULL, NULL);
+}
+
+static int store_pg_int_row(const PGresult *res, int row, void *arg)
+{
+	return store_pg_int64(res, row, 0, arg) ? 0 : KMS_E_IO;
+}
+
+static int store_pg_true_row(const PGresult *res, int row, void *arg)
+{
+	(void)res;
+	(void)row;
+	*(bool *)arg = true;
+	return 0;
+}
+
+/* ---- opening: the schema ---- */
+
+struct store_pg_schema {
+	bool create;
+	int64_t version; /* 0: none */
+};
+
+static int store_pg_version_row(const PGresult *res, int row, void *arg)
+{
+	struct store_pg_schema *s = arg;
+
+	if (!PQgetisnull(res, row, 0) && !store_pg_int64(res, row, 0, &s->version))
+		s->version = -1;
+	return 0;
+}
+
+static int store_pg_schema_read(struct store_pg_conn *c, struct store_pg_schema *s)
+{
+	s->version = 0;
+	return store_pg_exec(c,
+			     "SELECT (SELECT value FROM meta WHERE name = 'schema_version') "
+			     "WHERE to_regclass('meta') IS NOT NULL",
+			     0, NULL, store_pg_version_row, s, NULL);
+}
+
+/* Inside one transaction, one host at a time (another may be creating the same schema): create
+ * it if there is none; later versions will upgrade it here, in place. */
+static int store_pg_schema_tx(struct store_pg_conn *c, void *arg)
+{
+	struct store_pg_schema *s = arg;
+	char sql[64];
+	int r = store_pg_exec(c, "SELECT pg_advisory_xact_lock(" STORE_PG_LOCK_SCHEMA ")", 0,
+			      NULL, NULL, NULL, NULL);
+
+	if (r == 0)
+		r = store_pg_schema_read(c, s);
+	if (r < 0 || s->version != 0 || !s->create)
+		return r;
+	r = store_pg_exec(c, store_pg_schema, 0, NULL, NULL, NULL, NULL);
+	snprintf(sql, sizeof(sql), "INSERT INTO meta VALUES('schema_version', '%d')",
+		 STORE_PG_SCHEMA_VERSION);
+	if (r == 0)
+		r = store_pg_exec(c, sql, 0, NULL, NULL, NULL, NULL);
+	if (r == 0)
+		s->version = STORE_PG_SCHEMA_VERSION;
+	return r;
+}
+
+static int store_pg_schema_open(struct store_backend *b, bool create, char *why, size_t why_len)
+{
+	struct store_pg_schema s = { create && !b->read_only, 0 };
+	int r = store_pg_tx(b, store_pg_schema_tx, &s);
+
+	if (r == 0 && s.version == 0) {
+		snprintf(why, why_len,
+			 "the PostgreSQL database holds no kmsfs key store; create it with "
+			 "'kmsctl --state DIR --store URI init'");
+		r = KMS_E_IO;
+	} else if (r == 0 && s.version != STORE_PG_SCHEMA_VERSION) {
+		snprintf(why, why_len,
+			 "the PostgreSQL key store has schema version %lld, this kmsfs knows %d; "
+			 "use the kmsfs release that wrote it",
+			 (long long)s.version, STORE_PG_SCHEMA_VERSION);
+		r = KMS_E_IO;
+	}
+	return r;
+}
+
+static void store_pg_close(struct store_backend *b)
+{
+	if (!b)
+		return;
+	for (size_t i = 0; i < STORE_PG_POOL; i++)
+		PQfinish(b->pool[i].pg);
+	PQfinish(b->listen.pg);
+	pthread_cond_destroy(&b->freed);
+	pthread_mutex_destroy(&b->lock);
+	pthread_mutex_destroy(&b->listen_lock);
+	free(b->uri);
+	free(b);
+}
+
+static struct store_backend *store_pg_new(const struct store_backend_params *p)
+{
+	struct store_backend *b = calloc(1, sizeof(*b));
+	pthread_condattr_t attr;
+
+	if (!b)
+		return NULL;
+	b->uri = strdup(p->uri);
+	if (!b->uri) {
+		free(b);
+		return NULL;
+	}
+	b->timeout_ms = p->timeout_ms ? p->timeout_ms : STORE_DEFAULT_TIMEOUT_MS;
+	b->read_only = p->read_only;
+	pthread_mutex_init(&b->lock, NULL);
+	pthread_mutex_init(&b->listen_lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&b->freed, &attr);
+	pthread_condattr_destroy(&attr);
+	for (size_t i = 0; i < STORE_PG_POOL; i++)
+		b->pool[i].b = b;
+	b->listen.b = b;
+	atomic_init(&b->reconnects, 0);
+	return b;
+}
+
+static int store_pg_open(const struct store_backend_params *p, struct store_backend **out,
+			 char *why, size_t why_len)
+{
+	struct store_backend *b = NULL;
+	int r;
+
+	*out = NULL;
+	why[0] = 0;
+	if (!p->uri || !p->uri[0]) {
+		snprintf(why, why_len, "no PostgreSQL connection string");
+		return KMS_E_BAD_PARAM;
+	}
+	b = store_pg_new(p);
+	if (!b)
+		return KMS_E_NOMEM;
+	r = store_pg_schema_open(b, p->create, why, why_len);
+	if (r < 0 && !why[0]) {
+		pthread_mutex_lock(&b->lock);
+		snprintf(why, why_len, "%s the PostgreSQL key store: %s",
+			 r == KMS_E_STORE_UNAVAILABLE ? "cannot reach" : "cannot use",
+			 b->error[0] ? b->error : kms_err_info(r)->message);
+		pthread_mutex_unlock(&b->lock);
+	}
+	if (r < 0) {
+		store_pg_close(b);
+		return r;
+	}
+	*out = b;
+	return 0;
+}
+
+/* ---- settings ---- */
+
+struct store_pg_meta_row {
+	char *out;
+	size_t cap;
+	bool *found;
+};
+
+static int store_pg_meta_row(const PGresult *res, int row, void *arg)
+{
+	struct store_pg_meta_row *m = arg;
+
+	store_pg_text(res, row, 0, m->out, m->cap);
+	*m->found = true;
+	return 0;
+}
+
+static int store_pg_meta_get(struct store_backend *b, const char *name, char *out, size_t cap,
+			     bool *found)
+{
+	struct store_pg_meta_row m = { out, cap, found };
+
+	*found = false;
+	return store_pg_query(b, "SELECT value FROM meta WHERE name = $1", 1, &name,
+			      store_pg_meta_row, &m, NULL);
+}
+
+static int store_pg_meta_set(struct store_backend *b, const char *name, const char *value)
+{
+	const char *p[] = { name, value };
+
+	return store_pg_query(b,
+			      "INSERT INTO meta(name, value) VALUES($1, $2) ON CONFLICT (name) "
+			      "DO UPDATE SET value = EXCLUDED.value",
+			      2, p, NULL, NULL, NULL);
+}
+
+static int store_pg_meta_add(struct store_backend *b, const char *name, const char *value,
+			     bool *added)
+{
+	const char *p[] = { name, value };
+	long n = 0;
+	int r = store_pg_query(b,
+			       "INSERT INTO meta(name, value) VALUES($1, $2) ON CONFLICT (name) "
+			       "DO NOTHING",
+			       2, p, NULL, NULL, &n);
+
+	*added = r == 0 && n == 1;
+	return r;
+}
+
+/* ---- keys ---- */
+
+struct store_pg_key_tx {
+	const struct store_key_meta *m;
+	const struct store_sealed_version *v;
+	unsigned quota;
+	bool replace; /* key_replace_material: the versions go first */
+};
+
+/* The quota is counted with the project's row locked: every other creator in the project
+ * waits for this transaction, then counts again. The alias is the unique index's to refuse. */
+static int store_pg_key_insert_tx(struct store_pg_conn *c, void *arg)
+{
+	const struct store_pg_key_tx *t = arg;
+	const struct store_key_meta *m = t->m;
+	struct store_pg_key_params kp;
+	char created[STORE_PG_INT_TEXT];
+	const char *proj[] = { m->project, store_pg_num(created, m->creation_ms) };
+	int64_t count = 0;
+	int r = store_pg_exec(c,
+			      "INSERT INTO projects(project_id, created_ms) VALUES($1, $2) "
+			      "ON CONFLICT (project_id) DO NOTHING",
+			      2, proj, NULL, NULL, NULL);
+
+	if (r == 0)
+		r = store_pg_exec(c, "SELECT 1 FROM projects WHERE project_id = $1 FOR UPDATE", 1,
+				  proj, NULL, NULL, NULL);
+	if (r == 0)
+		r = store_pg_exec(c, "SELECT count(*) FROM keys WHERE project_id = $1", 1, proj,
+				  store_pg_int_row, &count, NULL);
+	if (r == 0 && count >= (int64_t)t->quota)
+		r = KMS_E_TOO_MANY_KEYS;
+	store_pg_key_params(m, &kp);
+	if (r == 0)
+		r = store_pg_exec(c,
+				  "INSERT INTO keys(" STORE_PG_KEY_COLUMNS
+				  ") VALUES(" STORE_PG_KEY_VALUES ")",
+				  STORE_PG_KEY_NCOLUMNS, kp.p, NULL, NULL, NULL);
+	if (r == 0 && t->v)
+		r = store_pg_version_insert(c, m->key_id, t->v, m->creation_ms);
+	return r;
+}
+
+static int store_pg_key_insert(struct store_backend *b, const struct store_key_meta *meta,
+			       const struct store_sealed_version *v, unsigned quota)
+{
+	struct store_pg_key_tx t = { meta, v, quota, false };
+
+	return store_pg_tx(b, store_pg_key_insert_tx, &t);
+}
+
+struct store_pg_load {
+	struct store_key_meta *meta;
+	bool found;
+	store_backend_version_cb cb;
+	void *arg;
+};
+
+/* A row of the key joined with one of its versions (none: NULL version columns). */
+static int store_pg_load_row(const PGresult *res, int row, void *arg)
+{
+	struct store_pg_load *l = arg;
+	struct store_sealed_version v;
+	int r;
+
+	if (row == 0) {
+		if (!store_pg_key_from_row(res, row, 0, l->meta))
+			return KMS_E_IO;
+		l->found = true;
+	}
+	if (PQgetisnull(res, row, STORE_PG_KEY_NCOLUMNS))
+		return 0;
+	r = store_pg_version_from_row(res, row, STORE_PG_KEY_NCOLUMNS, &v);
+	if (r == 0)
+		r = l->cb(&v, l->arg);
+	kms_wipe(&v, sizeof(v));
+	return r;
+}
+
+/* The key and its versions in one statement: one snapshot, so the versions are those of the
+ * revision read (a rotation elsewhere cannot slip in between). */
+static int store_pg_key_load(struct store_backend *b, const char *project, const char *key_id,
+			     const char *alias, struct store_key_meta *meta,
+			     store_backend_version_cb cb, void *arg)
+{
+	struct store_pg_load l = { meta, false, cb, arg };
+	const char *p[] = { project, key_id ? key_id : alias };
+	int r = store_pg_query(b,
+			       key_id ? "SELECT k.*, v.version, v.sealed FROM (SELECT " STORE_PG_KEY_COLUMNS
+					" FROM keys WHERE project_id = $1 AND key_id = $2) k "
+					"LEFT JOIN key_versions v ON v.key_id = k.key_id "
+					"ORDER BY v.version"
+				      : "SELECT k.*, v.version, v.sealed FROM (SELECT " STORE_PG_KEY_COLUMNS
+					" FROM keys WHERE project_id = $1 AND key_alias = $2) k "
+					"LEFT JOIN key_versions v ON v.key_id = k.key_id "
+					"ORDER BY v.version",
+			       2, p, store_pg_load_row, &l, NULL);
+
+	if (r == 0 && !l.found)
+		r = KMS_E_KEY_NOT_FOUND;
+	return r;
+}
+
+struct store_pg_list {
+	store_backend_meta_cb cb;
+	void *arg;
+	int stop; /* what cb returned, if it stopped the rows */
+};
+
+static int store_pg_list_row(const PGresult *res, int row, void *arg)
+{
+	struct store_pg_list *l = arg;
+	struct store_key_meta m;
+	int r;
+
+	if (!store_pg_key_from_row(res, row, 0, &m))
+		return KMS_E_IO;
+	r = l->cb(&m, l->arg);
+	if (r == 0)
+		return 0;
+	l->stop = r; /* a positive stop is handed back as it is, as SQLite's rows do */
+	return r < 0 ? r : KMS_E_INTERNAL;
+}
+
+static int store_pg_listed(const struct store_pg_list *l, int r)
+{
+	return l->stop ? l->stop : r;
+}
+
+#define STORE_PG_LIST_WHERE " FROM keys WHERE project_id = $1 AND ($2::bigint = 0 OR key_state = $2)"
+
+static int store_pg_key_list(struct store_backend *b, const char *project, int state,
+			     size_t offset, size_t limit, store_backend_meta_cb cb, void *arg,
+			     size_t *total)
+{
+	struct store_pg_list l = { cb, arg, 0 };
+	char st[STORE_PG_INT_TEXT], lim[STORE_PG_INT_TEXT], off[STORE_PG_INT_TEXT];
+	const char *p[] = {
+		project,
+		store_pg_num(st, state),
+		store_pg_num(lim, limit > INT64_MAX ? INT64_MAX : (int64_t)limit),
+		store_pg_num(off, offset > INT64_MAX ? INT64_MAX : (int64_t)offset),
+	};
+	int64_t n = 0;
+	int r = store_pg_query(b, "SELECT count(*)" STORE_PG_LIST_WHERE, 2, p, store_pg_int_row,
+			       &n, NULL);
+
+	*total = (size_t)n;
+	if (r < 0 || limit == 0)
+		return r;
+	r = store_pg_query(b,
+			   "SELECT " STORE_PG_KEY_COLUMNS STORE_PG_LIST_WHERE
+			   " ORDER BY creation_ms, seq LIMIT $3::bigint OFFSET $4::bigint",
+			   4, p, store_pg_list_row, &l, NULL);
+	return store_pg_listed(&l, r);
+}
+
+static int store_pg_key_count(struct store_backend *b, const char *project, size_t *count)
+{
+	int64_t n = 0;
+	int r = store_pg_query(b, "SELECT count(*) FROM keys WHERE project_id = $1", 1, &project,
+			       store_pg_int_row, &n, NULL);
+
+	*count = (size_t)n;
+	return r;
+}
+
+/* After a conditional write changed nothing: was the key changed or is it gone? */
+static int store_pg_stale_or_gone(struct store_pg_conn *c, const char *key_id)
+{
+	bool there = false;
+	int r = store_pg_exec(c, "SELECT 1 FROM keys WHERE key_id = $1", 1, &key_id,
+			      store_pg_true_row, &there, NULL);
+
+	if (r == 0)
+		r = there ? KMS_E_STALE : KMS_E_KEY_NOT_FOUND;
+	return r;
+}
+
+/* The key's fields, if its row still has m->revision; the row then has the next one. */
+static int store_pg_key_write(struct store_pg_conn *c, const struct store_key_meta *m)
+{
+	struct store_pg_key_params kp;
+	long n = 0;
+	int r;
+
+	store_pg_key_params(m, &kp);
+	r = store_pg_exec(c,
+			  "UPDATE keys SET key_alias = $3, key_description = $4, key_spec = $5, "
+			  "key_usage = $6, origin = $7, key_state = $8, creation_ms = $9, "
+			  "deletion_ms = $10, rotation_enabled = $11, rotation_interval = $12, "
+			  "last_rotation_ms = $13, rotations = $14, current_version = $15, "
+			  "expiration_ms = $16, import_digest = $17, revision = revision + 1 "
+			  "WHERE project_id = $1 AND key_id = $2 AND revision = $18",
+			  STORE_PG_KEY_NCOLUMNS, kp.p, NULL, NULL, &n);
+	if (r == 0 && n != 1)
+		r = store_pg_stale_or_gone(c, m->key_id);
+	return r;
+}
+
+static int store_pg_key_write_tx(struct store_pg_conn *c, void *arg)
+{
+	const struct store_pg_key_tx *t = arg;
+	int r = store_pg_key_write(c, t->m);
+
+	if (r == 0 && t->replace)
+		r = store_pg_exec(c, "DELETE FROM key_versions WHERE key_id = $1", 1, &t->m->key_id,
+				  NULL, NULL, NULL);
+	/* Added on rotation: created then; a replacement (import): as old as the key. */
+	if (r == 0 && t->v)
+		r = store_pg_version_insert(c, t->m->key_id, t->v,
+					    t->replace ? t->m->creation_ms : t->m->last_rotation_ms);
+	return r;
+}
+
+static int store_pg_key_write_all(struct store_backend *b, struct store_key_meta *meta,
+				  const struct store_sealed_version *v, bool replace)
+{
+	struct store_pg_key_tx t = { meta, v, 0, replace };
+	int r = store_pg_tx(b, store_pg_key_write_tx, &t);
+
+	if (r == 0)
+		meta->revision++;
+	return r;
+}
+
+static int store_pg_key_update(struct store_backend *b, struct store_key_meta *meta)
+{
+	return store_pg_key_write_all(b, meta, NULL, false);
+}
+
+static int store_pg_key_add_version(struct store_backend *b, struct store_key_meta *meta,
+				    const struct store_sealed_version *v)
+{
+	return store_pg_key_write_all(b, meta, v, false);
+}
+
+static int store_pg_key_replace_material(struct store_backend *b, struct store_key_meta *meta,
+					 const struct store_sealed_version *v)
+{
+	return store_pg_key_write_all(b, meta, v, true);
+}
+
+struct store_pg_delete {
+	const char *key_id;
+	uint64_t revision;
+};
+
+/* Versions, grants and tags go with the key's row (ON DELETE CASCADE). */
+static int store_pg_key_delete_tx(struct store_pg_conn *c, void *arg)
+{
+	const struct store_pg_delete *d = arg;
+	char rev[STORE_PG_INT_TEXT];
+	const char *p[] = { d->key_id, store_pg_num(rev, d->revision > INT64_MAX
+							       ? INT64_MAX
+							       : (int64_t)d->revision) };
+	long n = 0;
+	int r = store_pg_exec(c, "DELETE FROM keys WHERE key_id = $1 AND revision = $2", 2, p,
+			      NULL, NULL, &n);
+
+	if (r == 0 && n != 1)
+		r = store_pg_stale_or_gone(c, d->key_id);
+	return r;
+}
+
+static int store_pg_key_delete(struct store_backend *b, const char *key_id, uint64_t revision)
+{
+	struct store_pg_delete d = { key_id, revision };
+
+	return store_pg_tx(b, store_pg_key_delete_tx, &d);
+}
+
+/* Nothing to do here, and nothing could be done: PostgreSQL reclaims a deleted row's space when
+ * VACUUM runs (autovacuum), and until then, in its WAL, archives and base backups the row's
+ * old contents remain. That is acceptable because the store hands PostgreSQL sealed material
+ * only (AES-256-GCM under the root key, which never leaves the hosts' state directories): what
+ * stays behind is ciphertext, as in any backup. */
+static int store_pg_wipe_deleted(struct store_backend *b)
+{
+	(void)b;
+	return 0;
+}
+
+/* Changes older than a host may be away for are dropped now and then (the newest is kept, so
+ * changes_since can tell a gap from a quiet database). */
+static int store_pg_prune(struct store_backend *b)
+{
+	int64_t now = kms_time_mono_ms();
+	bool due;
+
+	pthread_mutex_lock(&b->lock);
+	due = !b->read_only && (b->pruned_ms == 0 || now - b->pruned_ms >= STORE_PG_PRUNE_EVERY_MS);
+	if (due)
+		b->pruned_ms = now;
+	pthread_mutex_unlock(&b->lock);
+	if (!due)
+		return 0;
+	return store_pg_query(b,
+			      "DELETE FROM changes WHERE at < now() - interval '" STORE_PG_CHANGES_KEEP
+			      "' AND seq < (SELECT max(seq) FROM changes)",
+			      0, NULL, NULL, NULL, NULL);
+}
+
+static int store_pg_key_due(struct store_backend *b, int64_t now_ms, store_backend_meta_cb cb,
+			    void *arg)
+{
+	struct store_pg_list l = { cb, arg, 0 };
+	char now[STORE_PG_INT_TEXT];
+	const char *p[] = { store_pg_num(now, now_ms) };
+	int r = store_pg_prune(b);
+
+	if (r == 0)
+		r = store_pg_query(
+			b,
+			"SELECT " STORE_PG_KEY_COLUMNS " FROM keys WHERE "
+			"(key_state = 4 AND deletion_ms > 0 AND deletion_ms <= $1) OR "
+			"(origin = 'external' AND key_state IN (2, 3, 4) AND expiration_ms > 0 "
+			" AND expiration_ms <= $1) OR "
+			"(key_state = 2 AND rotation_enabled = 1 AND current_version < 63 AND "
+			" greatest(last_rotation_ms, creation_ms) + rotation_interval * 86400000 "
+			" <= $1)",
+			1, p, store_pg_list_row, &l, NULL);
+	return store_pg_listed(&l, r);
+}
+
+/* ---- the change feed ---- */
+
+static int store_pg_data_version(struct store_backend *b, int64_t *version)
+{
+	*version = 0;
+	return store_pg_query(b, "SELECT coalesce(max(seq), 0) FROM changes", 0, NULL,
+			      store_pg_int_row, version, NULL);
+}
+
+struct store_pg_changes {
+	int64_t min, max;
+	store_backend_change_cb cb;
+	void *arg;
+	int stop;
+};
+
+static int store_pg_bounds_row(const PGresult *res, int row, void *arg)
+{
+	struct store_pg_changes *ch = arg;
+
+	return store_pg_int64(res, row, 0, &ch->min) && store_pg_int64(res, row, 1, &ch->max)
+		       ? 0
+		       : KMS_E_IO;
+}
+
+static int store_pg_change_row(const PGresult *res, int row, void *arg)
+{
+	struct store_pg_changes *ch = arg;
+	int64_t seq = 0, kind = 0;
+	int r;
+
+	if (!store_pg_int64(res, row, 0, &seq) || !store_pg_int64(res, row, 1, &kind))
+		return KMS_E_IO;
+	if (seq > ch->max)
+		ch->max = seq;
+	r = ch->cb((enum store_change)kind, PQgetvalue(res, row, 2), ch->arg);
+	if (r != 0)
+		ch->stop = r;
+	return r > 0 ? KMS_E_INTERNAL : r;
+}
+
+static int store_pg_changes_since(struct store_backend *b, int64_t since,
+				  store_backend_change_cb cb, void *arg, int64_t *latest)
+{
+	struct store_pg_changes ch = { 0, 0, cb, arg, 0 };
+	char s[STORE_PG_INT_TEXT];
+	const char *p[] = { store_pg_num(s, since) };
+	int r = store_pg_query(b, "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM changes",
+			       0, NULL, store_pg_bounds_row, &ch, NULL);
+
+	if (r < 0)
+		return r;
+	*latest = ch.max;
+	if (since < 0)
+		return 0;
+	/* Changes after since were pruned, or the database is not the one since came from. */
+	if (since > ch.max || (ch.min > 0 && since < ch.min - 1))
+		return KMS_E_STALE;
+	r = store_pg_query(b, "SELECT seq, kind, id FROM changes WHERE seq > $1 ORDER BY seq", 1, p,
+			   store_pg_change_row, &ch, NULL);
+	if (ch.stop)
+		return ch.stop;
+	if (r == 0)
+		*latest = ch.max;
+	return r;
+}
+
+/* The LISTEN connection: (re)made on demand; a new one reports a change, since notifications
+ * sent while there was none are lost. */
+static int store_pg_listen(struct store_backend *b)
+{
+	struct store_pg_conn *c = &b->listen;
+	int r;
+
+	c->deadline_ms = store_pg_deadline(b->timeout_ms);
+	r = store_pg_ready(c);
+	if (r == 0)
+		r = store_pg_run(c, "LISTEN " STORE_PG_CHANNEL, 0, NULL, NULL, NULL, NULL);
+	if (r < 0)
+		store_pg_drop(c);
+	return r < 0 ? r : 1;
+}
+
+static int store_pg_notified(PGconn *pg)
+{
+	PGnotify *n;
+	int seen = 0;
+
+	while ((n = PQnotifies(pg))) {
+		PQfreemem(n);
+		seen = 1;
+	}
+	return seen;
+}
+
+static int store_pg_watch_locked(struct store_backend *b, int timeout_ms)
+{
+	struct store_pg_conn *c = &b->listen;
+	int64_t deadline = store_pg_deadline(timeout_ms > 0 ? (unsigned)timeout_ms : 0);
+	int r;
+
+	if (!c->pg)
+		return store_pg_listen(b);
+	for (;;) {
+		if (!PQconsumeInput(c->pg) || PQstatus(c->pg) != CONNECTION_OK) {
+			store_pg_drop(c);
+			return KMS_E_STORE_UNAVAILABLE;
+		}
+		if (store_pg_notified(c->pg))
+			return 1;
+		r = store_pg_wait(PQsocket(c->pg), POLLIN, deadline);
+		if (r < 0)
+			return 0; /* timed out */
+	}
+}
+
+static int store_pg_watch(struct store_backend *b, int timeout_ms)
+{
+	int r;
+
+	pthread_mutex_lock(&b->listen_lock);
+	r = store_pg_watch_locked(b, timeout_ms);
+	pthread_mutex_unlock(&b->listen_lock);
+	return r;
+}
+
+static uint64_t store_pg_reconnects(struct store_backend *b)
+{
+	return atomic_load(&b->reconnects);
+}
+
+const struct store_backend_ops store_pg_ops = {
+	.name = "postgresql",
+	.shared = true,
+	.open = store_pg_open,
+	.close = store_pg_close,
+	.meta_get = store_pg_meta_get,
+	.meta_set = store_pg_meta_set,
+	.meta_add = store_pg_meta_add,
+	.project_ensure = store_pg_project_ensure,
+	.project_exists = store_pg_project_exists,
+	.project_list = store_pg_project_list,
+	.key_insert = store_pg_key_insert,
+	.key_load = store_pg_key_load,
+	.key_list = store_pg_key_list,
+	.key_count = store_pg_key_count,
+	.key_update = store_pg_key_update,
+	.key_add_version = store_pg_key_add_version,
+	.key_replace_material = store_pg_key_replace_material,
+	.key_delete = store_pg_key_delete,
+	.key_put = store_pg_key_put,
+	.wipe_deleted = store_pg_wipe_deleted,
+	.key_due = store_pg_key_due,
+	.data_version = store_pg_data_version,
+	.changes_since = store_pg_changes_since,
+	.watch = store_pg_watch,
+	.reconnects = store_pg_reconnects,
+	.grant_insert = store_pg_grant_insert,
+	.grant_put = store_pg_grant_put,
+	.grant_delete = store_pg_grant_delete,
+	.grant_list = store_pg_grant_list,
+	.grant_count_max = store_pg_grant_count_max,
+	.tag_set = store_pg_tag_set,
+	.tag_delete = store_pg_tag_delete,
+	.tag_list = store_pg_tag_list,
+	.project_policy_set = store_pg_project_policy_set,
+	.binding_set = store_pg_binding_set,
+	.token_put = store_pg_token_put,
+	.policy_list = store_pg_policy_list,
+	.key_scan = store_pg_key_scan,
+};
