@@ -41,13 +41,14 @@
 #define STORE_PG_RETRIES  5  /* serialization failures and deadlocks retried */
 #define STORE_PG_INT_TEXT 24 /* an int64 as text */
 /* How long changes are kept for hosts that were away, and how often they are pruned. */
-#define STORE_PG_CHANGES_KEEP	 "10 minutes"
-#define STORE_PG_PRUNE_EVERY_MS	 60000
-#define STORE_PG_CHANNEL	 "kmsfs_changes"
-#define STORE_PG_SCHEMA_VERSION	 4 /* SQLite's schema 3, keys.revision and the change feed:
+#define STORE_PG_CHANGES_KEEP	"10 minutes"
+#define STORE_PG_PRUNE_EVERY_MS 60000
+#define STORE_PG_CHANNEL	"kmsfs_changes"
+#define STORE_PG_SCHEMA_VERSION                                                                    \
+	4 /* SQLite's schema 3, keys.revision and the change feed:
 				      numbered after SQLite's version 4 that adds the revision */
-#define STORE_PG_LOCK_SCHEMA	 "7020110001"
-#define STORE_PG_LOCK_CHANGES	 "7020110002"
+#define STORE_PG_LOCK_SCHEMA  "7020110001"
+#define STORE_PG_LOCK_CHANGES "7020110002"
 
 struct store_pg_conn {
 	struct store_backend *b;
@@ -152,7 +153,7 @@ static const char store_pg_schema[] =
 	"  RETURN NULL;"
 	" END $f$;"
 #define STORE_PG_TRIGGER(table, kind)                                                              \
-	"CREATE CONSTRAINT TRIGGER " table "_change AFTER INSERT OR UPDATE OR DELETE ON " table  \
+	"CREATE CONSTRAINT TRIGGER " table "_change AFTER INSERT OR UPDATE OR DELETE ON " table    \
 	" DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION kmsfs_change('" kind "');"
 	STORE_PG_TRIGGER("keys", "1") STORE_PG_TRIGGER("key_versions", "1")
 		STORE_PG_TRIGGER("projects", "2") STORE_PG_TRIGGER("project_policies", "2")
@@ -192,9 +193,12 @@ static int store_pg_wait(int fd, short events, int64_t deadline_ms)
  * notice a peer that vanished, the application name shows in pg_stat_activity. */
 static PGconn *store_pg_connect(const struct store_backend *b, int64_t deadline_ms)
 {
-	static const char *const kw[] = { "keepalives",	      "keepalives_idle",
-					  "keepalives_interval", "keepalives_count",
-					  "application_name",    "dbname",
+	static const char *const kw[] = { "keepalives",
+					  "keepalives_idle",
+					  "keepalives_interval",
+					  "keepalives_count",
+					  "application_name",
+					  "dbname",
 					  NULL };
 	const char *val[] = { "1", "10", "5", "3", "kmsfs", b->uri, NULL };
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
@@ -264,6 +268,13 @@ static int store_pg_session(struct store_pg_conn *c)
 	return store_pg_run(c, sql, 0, NULL, NULL, NULL, NULL);
 }
 
+/* The store never logs: the server's notices and warnings are not for the daemon's stderr. */
+static void store_pg_quiet(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 /* Make c usable: connect if it has no connection, or if the server closed an idle one (a
  * restart, a failover: a readable idle socket means the server said goodbye). */
 static int store_pg_ready(struct store_pg_conn *c)
@@ -274,7 +285,8 @@ static int store_pg_ready(struct store_pg_conn *c)
 
 	if (c->pg) {
 		p = (struct pollfd){ .fd = PQsocket(c->pg), .events = POLLIN };
-		if (poll(&p, 1, 0) != 0 && (!PQconsumeInput(c->pg) || PQstatus(c->pg) != CONNECTION_OK))
+		if (poll(&p, 1, 0) != 0 &&
+		    (!PQconsumeInput(c->pg) || PQstatus(c->pg) != CONNECTION_OK))
 			store_pg_drop(c);
 	}
 	if (c->pg)
@@ -288,6 +300,7 @@ static int store_pg_ready(struct store_pg_conn *c)
 		store_pg_drop(c);
 		return KMS_E_STORE_UNAVAILABLE;
 	}
+	PQsetNoticeProcessor(c->pg, store_pg_quiet, NULL);
 	if (c->ever)
 		atomic_fetch_add(&b->reconnects, 1);
 	c->ever = true;
@@ -397,7 +410,7 @@ static int store_pg_err(struct store_pg_conn *c, const PGresult *res)
 	}
 	if (strcmp(state, "23505") == 0) /* ids we made clashed, or a row went in twice: a bug */
 		return constraint && strcmp(constraint, "keys_alias") == 0 ? KMS_E_ALIAS_DUPLICATE
-									    : KMS_E_INTERNAL;
+									   : KMS_E_INTERNAL;
 	if (strcmp(state, "23503") == 0)
 		return KMS_E_KEY_NOT_FOUND; /* the key the row belongs to is gone */
 	if (strcmp(state, "53100") == 0)
@@ -486,8 +499,8 @@ int store_pg_exec(struct store_pg_conn *c, const char *sql, int nparams, const c
 	return store_pg_run(c, sql, nparams, params, fn, arg, affected);
 }
 
-int store_pg_query(struct store_backend *b, const char *sql, int nparams,
-		   const char *const *params, store_pg_row_fn fn, void *arg, long *affected)
+int store_pg_query(struct store_backend *b, const char *sql, int nparams, const char *const *params,
+		   store_pg_row_fn fn, void *arg, long *affected)
 {
 	struct store_pg_conn *c;
 	int r = store_pg_get(b, store_pg_deadline(b->timeout_ms), &c);
@@ -512,8 +525,7 @@ static void store_pg_backoff(int attempt)
 
 /* One try of the transaction; *at_commit: it failed at COMMIT (whether it committed is then
  * unknown, so it must not be tried again). */
-static int store_pg_tx_once(struct store_pg_conn *c, store_pg_tx_fn fn, void *arg,
-			    bool *at_commit)
+static int store_pg_tx_once(struct store_pg_conn *c, store_pg_tx_fn fn, void *arg, bool *at_commit)
 {
 	int r = store_pg_run(c, "BEGIN", 0, NULL, NULL, NULL, NULL);
 
@@ -630,9 +642,15 @@ static const char *store_pg_num(char dst[STORE_PG_INT_TEXT], int64_t v)
 void store_pg_key_params(const struct store_key_meta *m, struct store_pg_key_params *kp)
 {
 	const int64_t num[] = {
-		m->state,	    m->creation_ms,	       m->deletion_ms,
-		m->rotation_enabled, m->rotation_interval_days, m->last_rotation_ms,
-		m->rotations,	    m->current_version,	       m->expiration_ms,
+		m->state,
+		m->creation_ms,
+		m->deletion_ms,
+		m->rotation_enabled,
+		m->rotation_interval_days,
+		m->last_rotation_ms,
+		m->rotations,
+		m->current_version,
+		m->expiration_ms,
 		m->revision > INT64_MAX ? INT64_MAX : (int64_t)m->revision,
 	};
 	size_t i;
@@ -688,8 +706,7 @@ bool store_pg_key_from_row(const PGresult *res, int row, int col, struct store_k
 	return ok;
 }
 
-int store_pg_version_from_row(const PGresult *res, int row, int col,
-			      struct store_sealed_version *v)
+int store_pg_version_from_row(const PGresult *res, int row, int col, struct store_sealed_version *v)
 {
 	memset(v, 0, sizeof(*v));
 	if (!store_pg_uint32(res, row, col, &v->version) ||
@@ -746,11 +763,15 @@ static int store_pg_version_row(const PGresult *res, int row, void *arg)
 
 static int store_pg_schema_read(struct store_pg_conn *c, struct store_pg_schema *s)
 {
+	bool there = false;
+	int r = store_pg_exec(c, "SELECT 1 WHERE to_regclass('meta') IS NOT NULL", 0, NULL,
+			      store_pg_true_row, &there, NULL);
+
 	s->version = 0;
-	return store_pg_exec(c,
-			     "SELECT (SELECT value FROM meta WHERE name = 'schema_version') "
-			     "WHERE to_regclass('meta') IS NOT NULL",
-			     0, NULL, store_pg_version_row, s, NULL);
+	if (r == 0 && there)
+		r = store_pg_exec(c, "SELECT value FROM meta WHERE name = 'schema_version'", 0,
+				  NULL, store_pg_version_row, s, NULL);
+	return r;
 }
 
 /* Inside one transaction, one host at a time (another may be creating the same schema): create
@@ -759,8 +780,8 @@ static int store_pg_schema_tx(struct store_pg_conn *c, void *arg)
 {
 	struct store_pg_schema *s = arg;
 	char sql[64];
-	int r = store_pg_exec(c, "SELECT pg_advisory_xact_lock(" STORE_PG_LOCK_SCHEMA ")", 0,
-			      NULL, NULL, NULL, NULL);
+	int r = store_pg_exec(c, "SELECT pg_advisory_xact_lock(" STORE_PG_LOCK_SCHEMA ")", 0, NULL,
+			      NULL, NULL, NULL);
 
 	if (r == 0)
 		r = store_pg_schema_read(c, s);
@@ -1006,16 +1027,17 @@ static int store_pg_key_load(struct store_backend *b, const char *project, const
 {
 	struct store_pg_load l = { meta, false, cb, arg };
 	const char *p[] = { project, key_id ? key_id : alias };
-	int r = store_pg_query(b,
-			       key_id ? "SELECT k.*, v.version, v.sealed FROM (SELECT " STORE_PG_KEY_COLUMNS
-					" FROM keys WHERE project_id = $1 AND key_id = $2) k "
-					"LEFT JOIN key_versions v ON v.key_id = k.key_id "
-					"ORDER BY v.version"
-				      : "SELECT k.*, v.version, v.sealed FROM (SELECT " STORE_PG_KEY_COLUMNS
-					" FROM keys WHERE project_id = $1 AND key_alias = $2) k "
-					"LEFT JOIN key_versions v ON v.key_id = k.key_id "
-					"ORDER BY v.version",
-			       2, p, store_pg_load_row, &l, NULL);
+	int r = store_pg_query(
+		b,
+		key_id ? "SELECT k.*, v.version, v.sealed FROM (SELECT " STORE_PG_KEY_COLUMNS
+			 " FROM keys WHERE project_id = $1 AND key_id = $2) k "
+			 "LEFT JOIN key_versions v ON v.key_id = k.key_id "
+			 "ORDER BY v.version"
+		       : "SELECT k.*, v.version, v.sealed FROM (SELECT " STORE_PG_KEY_COLUMNS
+			 " FROM keys WHERE project_id = $1 AND key_alias = $2) k "
+			 "LEFT JOIN key_versions v ON v.key_id = k.key_id "
+			 "ORDER BY v.version",
+		2, p, store_pg_load_row, &l, NULL);
 
 	if (r == 0 && !l.found)
 		r = KMS_E_KEY_NOT_FOUND;
@@ -1048,11 +1070,11 @@ static int store_pg_listed(const struct store_pg_list *l, int r)
 	return l->stop ? l->stop : r;
 }
 
-#define STORE_PG_LIST_WHERE " FROM keys WHERE project_id = $1 AND ($2::bigint = 0 OR key_state = $2)"
+#define STORE_PG_LIST_WHERE                                                                        \
+	" FROM keys WHERE project_id = $1 AND ($2::bigint = 0 OR key_state = $2)"
 
-static int store_pg_key_list(struct store_backend *b, const char *project, int state,
-			     size_t offset, size_t limit, store_backend_meta_cb cb, void *arg,
-			     size_t *total)
+static int store_pg_key_list(struct store_backend *b, const char *project, int state, size_t offset,
+			     size_t limit, store_backend_meta_cb cb, void *arg, size_t *total)
 {
 	struct store_pg_list l = { cb, arg, 0 };
 	char st[STORE_PG_INT_TEXT], lim[STORE_PG_INT_TEXT], off[STORE_PG_INT_TEXT];
@@ -1063,8 +1085,8 @@ static int store_pg_key_list(struct store_backend *b, const char *project, int s
 		store_pg_num(off, offset > INT64_MAX ? INT64_MAX : (int64_t)offset),
 	};
 	int64_t n = 0;
-	int r = store_pg_query(b, "SELECT count(*)" STORE_PG_LIST_WHERE, 2, p, store_pg_int_row,
-			       &n, NULL);
+	int r = store_pg_query(b, "SELECT count(*)" STORE_PG_LIST_WHERE, 2, p, store_pg_int_row, &n,
+			       NULL);
 
 	*total = (size_t)n;
 	if (r < 0 || limit == 0)
@@ -1122,15 +1144,17 @@ static int store_pg_key_write(struct store_pg_conn *c, const struct store_key_me
 static int store_pg_key_write_tx(struct store_pg_conn *c, void *arg)
 {
 	const struct store_pg_key_tx *t = arg;
+	const char *key_id = t->m->key_id;
 	int r = store_pg_key_write(c, t->m);
 
 	if (r == 0 && t->replace)
-		r = store_pg_exec(c, "DELETE FROM key_versions WHERE key_id = $1", 1, &t->m->key_id,
-				  NULL, NULL, NULL);
+		r = store_pg_exec(c, "DELETE FROM key_versions WHERE key_id = $1", 1, &key_id, NULL,
+				  NULL, NULL);
 	/* Added on rotation: created then; a replacement (import): as old as the key. */
 	if (r == 0 && t->v)
 		r = store_pg_version_insert(c, t->m->key_id, t->v,
-					    t->replace ? t->m->creation_ms : t->m->last_rotation_ms);
+					    t->replace ? t->m->creation_ms
+						       : t->m->last_rotation_ms);
 	return r;
 }
 
@@ -1172,12 +1196,12 @@ static int store_pg_key_delete_tx(struct store_pg_conn *c, void *arg)
 {
 	const struct store_pg_delete *d = arg;
 	char rev[STORE_PG_INT_TEXT];
-	const char *p[] = { d->key_id, store_pg_num(rev, d->revision > INT64_MAX
-							       ? INT64_MAX
-							       : (int64_t)d->revision) };
+	const char *p[] = { d->key_id,
+			    store_pg_num(rev, d->revision > INT64_MAX ? INT64_MAX
+								      : (int64_t)d->revision) };
 	long n = 0;
-	int r = store_pg_exec(c, "DELETE FROM keys WHERE key_id = $1 AND revision = $2", 2, p,
-			      NULL, NULL, &n);
+	int r = store_pg_exec(c, "DELETE FROM keys WHERE key_id = $1 AND revision = $2", 2, p, NULL,
+			      NULL, &n);
 
 	if (r == 0 && n != 1)
 		r = store_pg_stale_or_gone(c, d->key_id);
@@ -1216,10 +1240,11 @@ static int store_pg_prune(struct store_backend *b)
 	pthread_mutex_unlock(&b->lock);
 	if (!due)
 		return 0;
-	return store_pg_query(b,
-			      "DELETE FROM changes WHERE at < now() - interval '" STORE_PG_CHANGES_KEEP
-			      "' AND seq < (SELECT max(seq) FROM changes)",
-			      0, NULL, NULL, NULL, NULL);
+	return store_pg_query(
+		b,
+		"DELETE FROM changes WHERE at < now() - interval '" STORE_PG_CHANGES_KEEP
+		"' AND seq < (SELECT max(seq) FROM changes)",
+		0, NULL, NULL, NULL, NULL);
 }
 
 static int store_pg_key_due(struct store_backend *b, int64_t now_ms, store_backend_meta_cb cb,
@@ -1291,7 +1316,8 @@ static int store_pg_changes_since(struct store_backend *b, int64_t since,
 	struct store_pg_changes ch = { 0, 0, cb, arg, 0 };
 	char s[STORE_PG_INT_TEXT];
 	const char *p[] = { store_pg_num(s, since) };
-	int r = store_pg_query(b, "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM changes",
+	int r = store_pg_query(b,
+			       "SELECT coalesce(min(seq), 0), coalesce(max(seq), 0) FROM changes",
 			       0, NULL, store_pg_bounds_row, &ch, NULL);
 
 	if (r < 0)
