@@ -2,9 +2,10 @@
  *
  * libpq only. A small pool of connections serves requests (each held by one thread at a time)
  * and one more connection LISTENs for other hosts' changes (watch). Every call is bounded by the
- * backend's timeout: connecting, waiting for a free connection and each statement run on
- * non-blocking sockets with poll() until a deadline; past it the statement is cancelled, the
- * connection dropped (re-made on next use, counted in reconnects) and the call answers
+ * backend's timeout, as a whole (a transaction with all its statements and retries): waiting
+ * for a free connection, connecting and each statement run on non-blocking sockets with poll()
+ * until one deadline; past it the connection is dropped (re-made on next use, counted in
+ * reconnects; the server ends the statement by its own statement_timeout) and the call answers
  * KMS_E_STORE_UNAVAILABLE, never hangs. Every session has synchronous_commit on: a change is
  * acknowledged only after COMMIT returned, so it is on the primary's disk and on its
  * synchronous standby.
@@ -106,7 +107,7 @@ static const char store_pg_schema[] =
 	"  import_digest bytea,"
 	"  revision bigint NOT NULL DEFAULT 0,"
 	"  seq bigserial NOT NULL);"
-	"CREATE UNIQUE INDEX keys_alias ON keys(project_id, key_alias) WHERE key_alias <> '';"
+	"CREATE UNIQUE INDEX keys_alias ON keys(project_id, key_alias);"
 	"CREATE INDEX keys_project ON keys(project_id, creation_ms, seq);"
 	"CREATE TABLE key_versions("
 	"  key_id text NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
@@ -233,38 +234,21 @@ static void store_pg_drop(struct store_pg_conn *c)
 	c->in_tx = false;
 }
 
-/* A statement that missed its deadline: ask the server to stop it (on a local socket only, where
- * PQcancel cannot block; elsewhere the session's statement_timeout and
- * client_connection_check_interval end it) and drop the connection. */
-static void store_pg_abandon(struct store_pg_conn *c)
-{
-	const char *host = PQhost(c->pg);
-
-	if (host && host[0] == '/') {
-		PGcancel *cancel = PQgetCancel(c->pg);
-		char err[256];
-
-		if (cancel) {
-			(void)PQcancel(cancel, err, sizeof(err));
-			PQfreeCancel(cancel);
-		}
-	}
-	store_pg_drop(c);
-}
-
 static int store_pg_run(struct store_pg_conn *c, const char *sql, int nparams,
 			const char *const *params, store_pg_row_fn fn, void *arg, long *affected);
 
 /* What every session needs: durable commits, statements bounded on the server too (so a
- * statement abandoned by a client that gave up stops), a dead client noticed. */
+ * statement abandoned by a client that gave up stops), a dead client or one stopped in the
+ * middle of a transaction noticed (its locks would hold up every other host). */
 static int store_pg_session(struct store_pg_conn *c)
 {
 	char sql[256];
 
 	snprintf(sql, sizeof(sql),
 		 "SET synchronous_commit = on; SET statement_timeout = %u; "
+		 "SET idle_in_transaction_session_timeout = %u; "
 		 "SET client_connection_check_interval = 1000",
-		 c->b->timeout_ms);
+		 c->b->timeout_ms, 2 * c->b->timeout_ms);
 	return store_pg_run(c, sql, 0, NULL, NULL, NULL, NULL);
 }
 
@@ -484,7 +468,10 @@ static int store_pg_run(struct store_pg_conn *c, const char *sql, int nparams,
 	PQclear(rows);
 	return r;
 late:
-	store_pg_abandon(c);
+	/* No PQcancel: it connects and waits for the server without a bound of its own, and a
+	 * server that does not answer in time is the case here. The session's statement_timeout
+	 * (the same bound) and client_connection_check_interval stop the statement there. */
+	store_pg_drop(c);
 	PQclear(rows);
 	return KMS_E_STORE_UNAVAILABLE;
 lost:
@@ -950,14 +937,16 @@ struct store_pg_key_tx {
 };
 
 /* The quota is counted with the project's row locked: every other creator in the project
- * waits for this transaction, then counts again. The alias is the unique index's to refuse. */
+ * waits for this transaction, then counts again (up to the quota only, so a project with a
+ * million keys costs no more than one with a few). The alias is the unique index's to refuse. */
 static int store_pg_key_insert_tx(struct store_pg_conn *c, void *arg)
 {
 	const struct store_pg_key_tx *t = arg;
 	const struct store_key_meta *m = t->m;
 	struct store_pg_key_params kp;
-	char created[STORE_PG_INT_TEXT];
+	char created[STORE_PG_INT_TEXT], max[STORE_PG_INT_TEXT];
 	const char *proj[] = { m->project, store_pg_num(created, m->creation_ms) };
+	const char *quota[] = { m->project, store_pg_num(max, t->quota) };
 	int64_t count = 0;
 	int r = store_pg_exec(c,
 			      "INSERT INTO projects(project_id, created_ms) VALUES($1, $2) "
@@ -968,8 +957,10 @@ static int store_pg_key_insert_tx(struct store_pg_conn *c, void *arg)
 		r = store_pg_exec(c, "SELECT 1 FROM projects WHERE project_id = $1 FOR UPDATE", 1,
 				  proj, NULL, NULL, NULL);
 	if (r == 0)
-		r = store_pg_exec(c, "SELECT count(*) FROM keys WHERE project_id = $1", 1, proj,
-				  store_pg_int_row, &count, NULL);
+		r = store_pg_exec(c,
+				  "SELECT count(*) FROM (SELECT 1 FROM keys WHERE project_id = $1 "
+				  "LIMIT $2::bigint) k",
+				  2, quota, store_pg_int_row, &count, NULL);
 	if (r == 0 && count >= (int64_t)t->quota)
 		r = KMS_E_TOO_MANY_KEYS;
 	store_pg_key_params(m, &kp);
@@ -1337,6 +1328,18 @@ static int store_pg_changes_since(struct store_backend *b, int64_t since,
 	return r;
 }
 
+static void store_pg_sleep_until(int64_t deadline_ms)
+{
+	int64_t left = deadline_ms - kms_time_mono_ms();
+	struct timespec ts;
+
+	if (left <= 0)
+		return;
+	ts.tv_sec = left / 1000;
+	ts.tv_nsec = (left % 1000) * 1000000L;
+	nanosleep(&ts, NULL);
+}
+
 /* The LISTEN connection: (re)made on demand; a new one reports a change, since notifications
  * sent while there was none are lost. */
 static int store_pg_listen(struct store_backend *b)
@@ -1371,8 +1374,12 @@ static int store_pg_watch_locked(struct store_backend *b, int timeout_ms)
 	int64_t deadline = store_pg_deadline(timeout_ms > 0 ? (unsigned)timeout_ms : 0);
 	int r;
 
-	if (!c->pg)
-		return store_pg_listen(b);
+	if (!c->pg) {
+		r = store_pg_listen(b);
+		if (r < 0) /* not at once again: the caller would spin while the server is down */
+			store_pg_sleep_until(deadline);
+		return r;
+	}
 	for (;;) {
 		if (!PQconsumeInput(c->pg) || PQstatus(c->pg) != CONNECTION_OK) {
 			store_pg_drop(c);
