@@ -45,11 +45,12 @@
 #define STORE_PG_CHANGES_KEEP	"10 minutes"
 #define STORE_PG_PRUNE_EVERY_MS 60000
 #define STORE_PG_CHANNEL	"kmsfs_changes"
-#define STORE_PG_SCHEMA_VERSION                                                                    \
-	4 /* SQLite's schema 3, keys.revision and the change feed:
-				      numbered after SQLite's version 4 that adds the revision */
-#define STORE_PG_LOCK_SCHEMA  "7020110001"
-#define STORE_PG_LOCK_CHANGES "7020110002"
+/* The schema: SQLite's schema 3, keys.revision and the change feed; numbered after SQLite's
+ * version 4, which adds the revision. */
+#define STORE_PG_SCHEMA_VERSION 4
+#define STORE_PG_SCHEMA_MS	60000u /* the bound of creating or upgrading the schema */
+#define STORE_PG_LOCK_SCHEMA	"7020110001"
+#define STORE_PG_LOCK_CHANGES	"7020110002"
 
 struct store_pg_conn {
 	struct store_backend *b;
@@ -265,6 +266,7 @@ static int store_pg_ready(struct store_pg_conn *c)
 {
 	struct store_backend *b = c->b;
 	struct pollfd p;
+	int64_t connect_by;
 	int r;
 
 	if (c->pg) {
@@ -275,7 +277,8 @@ static int store_pg_ready(struct store_pg_conn *c)
 	}
 	if (c->pg)
 		return 0;
-	c->pg = store_pg_connect(b, c->deadline_ms);
+	connect_by = store_pg_deadline(b->timeout_ms);
+	c->pg = store_pg_connect(b, connect_by < c->deadline_ms ? connect_by : c->deadline_ms);
 	if (!c->pg)
 		return KMS_E_NOMEM;
 	if (PQstatus(c->pg) != CONNECTION_OK || PQsetnonblocking(c->pg, 1) != 0) {
@@ -531,11 +534,13 @@ static int store_pg_tx_once(struct store_pg_conn *c, store_pg_tx_fn fn, void *ar
 	return r;
 }
 
-int store_pg_tx(struct store_backend *b, store_pg_tx_fn fn, void *arg)
+/* store_pg_tx with a bound of its own for the statements (connecting keeps the timeout). */
+static int store_pg_tx_within(struct store_backend *b, unsigned bound_ms, store_pg_tx_fn fn,
+			      void *arg)
 {
 	struct store_pg_conn *c;
 	bool fresh_try = false, at_commit = false;
-	int r = store_pg_get(b, store_pg_deadline(b->timeout_ms), &c);
+	int r = store_pg_get(b, store_pg_deadline(bound_ms), &c);
 
 	if (r < 0)
 		return r;
@@ -564,6 +569,11 @@ int store_pg_tx(struct store_backend *b, store_pg_tx_fn fn, void *arg)
 		r = KMS_E_BUSY; /* retries ran out: KMS.0104, try again */
 	store_pg_put(c);
 	return r;
+}
+
+int store_pg_tx(struct store_backend *b, store_pg_tx_fn fn, void *arg)
+{
+	return store_pg_tx_within(b, b->timeout_ms, fn, arg);
 }
 
 /* ---- columns and parameters ---- */
@@ -767,8 +777,14 @@ static int store_pg_schema_tx(struct store_pg_conn *c, void *arg)
 {
 	struct store_pg_schema *s = arg;
 	char sql[64];
-	int r = store_pg_exec(c, "SELECT pg_advisory_xact_lock(" STORE_PG_LOCK_SCHEMA ")", 0, NULL,
-			      NULL, NULL, NULL);
+	int r;
+
+	snprintf(sql, sizeof(sql), "SET LOCAL statement_timeout = %lld",
+		 (long long)(c->deadline_ms - kms_time_mono_ms()));
+	r = store_pg_exec(c, sql, 0, NULL, NULL, NULL, NULL);
+	if (r == 0)
+		r = store_pg_exec(c, "SELECT pg_advisory_xact_lock(" STORE_PG_LOCK_SCHEMA ")", 0,
+				  NULL, NULL, NULL, NULL);
 
 	if (r == 0)
 		r = store_pg_schema_read(c, s);
@@ -787,7 +803,11 @@ static int store_pg_schema_tx(struct store_pg_conn *c, void *arg)
 static int store_pg_schema_open(struct store_backend *b, bool create, char *why, size_t why_len)
 {
 	struct store_pg_schema s = { create && !b->read_only, 0 };
-	int r = store_pg_tx(b, store_pg_schema_tx, &s);
+	/* Creating or upgrading the schema is done once and may take longer than a request on a
+	 * busy server; connecting is bounded by the timeout all the same. */
+	int r = store_pg_tx_within(
+		b, STORE_PG_SCHEMA_MS > b->timeout_ms ? STORE_PG_SCHEMA_MS : b->timeout_ms,
+		store_pg_schema_tx, &s);
 
 	if (r == 0 && s.version == 0) {
 		snprintf(why, why_len,
