@@ -153,15 +153,19 @@ static const char store_pg_schema[] =
 	"  INSERT INTO changes(kind, id) VALUES(TG_ARGV[0]::smallint, i);"
 	"  PERFORM pg_notify('" STORE_PG_CHANNEL "', '');"
 	"  RETURN NULL;"
-	" END $f$;"
-#define STORE_PG_TRIGGER(table, kind)                                                              \
-	"CREATE CONSTRAINT TRIGGER " table "_change AFTER INSERT OR UPDATE OR DELETE ON " table    \
-	" DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION kmsfs_change('" kind "');"
-	STORE_PG_TRIGGER("keys", "1") STORE_PG_TRIGGER("key_versions", "1")
-		STORE_PG_TRIGGER("projects", "2") STORE_PG_TRIGGER("project_policies", "2")
-			STORE_PG_TRIGGER("bindings", "2") STORE_PG_TRIGGER("tokens", "2")
-				STORE_PG_TRIGGER("grants", "3") STORE_PG_TRIGGER("tags", "3")
-					STORE_PG_TRIGGER("meta", "3");
+	" END $f$;";
+
+/* Which tables feed changes of which kind (enum store_change): one deferred trigger each. */
+static const struct {
+	const char *table;
+	enum store_change kind;
+} store_pg_feeds[] = {
+	{ "keys", STORE_CHANGE_KEY },	     { "key_versions", STORE_CHANGE_KEY },
+	{ "projects", STORE_CHANGE_POLICY }, { "project_policies", STORE_CHANGE_POLICY },
+	{ "bindings", STORE_CHANGE_POLICY }, { "tokens", STORE_CHANGE_POLICY },
+	{ "grants", STORE_CHANGE_OTHER },    { "tags", STORE_CHANGE_OTHER },
+	{ "meta", STORE_CHANGE_OTHER },
+};
 
 /* ---- waiting with a deadline ---- */
 
@@ -791,6 +795,17 @@ static int store_pg_schema_tx(struct store_pg_conn *c, void *arg)
 	if (r < 0 || s->version != 0 || !s->create)
 		return r;
 	r = store_pg_exec(c, store_pg_schema, 0, NULL, NULL, NULL, NULL);
+	for (size_t i = 0; r == 0 && i < KMS_ARRAY_SIZE(store_pg_feeds); i++) {
+		char trigger[256];
+
+		snprintf(trigger, sizeof(trigger),
+			 "CREATE CONSTRAINT TRIGGER %s_change AFTER INSERT OR UPDATE OR DELETE ON "
+			 "%s DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "
+			 "kmsfs_change('%d')",
+			 store_pg_feeds[i].table, store_pg_feeds[i].table,
+			 (int)store_pg_feeds[i].kind);
+		r = store_pg_exec(c, trigger, 0, NULL, NULL, NULL, NULL);
+	}
 	snprintf(sql, sizeof(sql), "INSERT INTO meta VALUES('schema_version', '%d')",
 		 STORE_PG_SCHEMA_VERSION);
 	if (r == 0)
