@@ -433,7 +433,7 @@ static int store_pg_run(struct store_pg_conn *c, const char *sql, int nparams,
 		goto lost;
 	while ((f = PQflush(c->pg)) == 1) {
 		if (store_pg_wait(PQsocket(c->pg), POLLIN | POLLOUT, c->deadline_ms) < 0)
-			goto late;
+			goto lost;
 		if (!PQconsumeInput(c->pg))
 			goto lost;
 	}
@@ -442,7 +442,7 @@ static int store_pg_run(struct store_pg_conn *c, const char *sql, int nparams,
 	for (;;) {
 		while (PQisBusy(c->pg)) {
 			if (store_pg_wait(PQsocket(c->pg), POLLIN, c->deadline_ms) < 0)
-				goto late;
+				goto lost;
 			if (!PQconsumeInput(c->pg))
 				goto lost;
 		}
@@ -474,14 +474,11 @@ static int store_pg_run(struct store_pg_conn *c, const char *sql, int nparams,
 		*affected = PQntuples(rows);
 	PQclear(rows);
 	return r;
-late:
-	/* No PQcancel: it connects and waits for the server without a bound of its own, and a
-	 * server that does not answer in time is the case here. The session's statement_timeout
-	 * (the same bound) and client_connection_check_interval stop the statement there. */
-	store_pg_drop(c);
-	PQclear(rows);
-	return KMS_E_STORE_UNAVAILABLE;
 lost:
+	/* Also when late. No PQcancel then: it connects and waits for the server without a bound
+	 * of its own, and a server that does not answer in time is the case here. The session's
+	 * statement_timeout (the same bound) and client_connection_check_interval stop the
+	 * statement there. */
 	store_pg_drop(c);
 	PQclear(rows);
 	return KMS_E_STORE_UNAVAILABLE;
