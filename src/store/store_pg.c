@@ -971,23 +971,38 @@ struct store_pg_key_tx {
 /* The quota is counted with the project's row locked: every other creator in the project
  * waits for this transaction, then counts again (up to the quota only, so a project with a
  * million keys costs no more than one with a few). The alias is the unique index's to refuse. */
+/* Lock the project's row, making it first if it is not there (the store makes it before, so
+ * that costs nothing but one statement). */
+static int store_pg_project_lock(struct store_pg_conn *c, const struct store_key_meta *m)
+{
+	char created[STORE_PG_INT_TEXT];
+	const char *p[] = { m->project, store_pg_num(created, m->creation_ms) };
+	long n = 0;
+	int r = store_pg_exec(c, "SELECT 1 FROM projects WHERE project_id = $1 FOR UPDATE", 1, p,
+			      NULL, NULL, &n);
+
+	if (r == 0 && n == 0)
+		r = store_pg_exec(c,
+				  "INSERT INTO projects(project_id, created_ms) VALUES($1, $2) "
+				  "ON CONFLICT (project_id) DO NOTHING",
+				  2, p, NULL, NULL, NULL);
+	if (r == 0 && n == 0)
+		r = store_pg_exec(c, "SELECT 1 FROM projects WHERE project_id = $1 FOR UPDATE", 1,
+				  p, NULL, NULL, NULL);
+	return r;
+}
+
 static int store_pg_key_insert_tx(struct store_pg_conn *c, void *arg)
 {
 	const struct store_pg_key_tx *t = arg;
 	const struct store_key_meta *m = t->m;
 	struct store_pg_key_params kp;
-	char created[STORE_PG_INT_TEXT], max[STORE_PG_INT_TEXT];
-	const char *proj[] = { m->project, store_pg_num(created, m->creation_ms) };
+	char max[STORE_PG_INT_TEXT];
 	const char *quota[] = { m->project, store_pg_num(max, t->quota) };
 	int64_t count = 0;
-	int r = store_pg_exec(c,
-			      "INSERT INTO projects(project_id, created_ms) VALUES($1, $2) "
-			      "ON CONFLICT (project_id) DO NOTHING",
-			      2, proj, NULL, NULL, NULL);
+	int r = store_pg_project_lock(c, m);
 
-	if (r == 0)
-		r = store_pg_exec(c, "SELECT 1 FROM projects WHERE project_id = $1 FOR UPDATE", 1,
-				  proj, NULL, NULL, NULL);
+	/* A statement of its own, after the lock: it sees what the creator we waited for added. */
 	if (r == 0)
 		r = store_pg_exec(c,
 				  "SELECT count(*) FROM (SELECT 1 FROM keys WHERE project_id = $1 "
