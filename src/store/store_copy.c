@@ -498,7 +498,7 @@ static bool store_uri_keyword(const char *s, const char *key, char *out, size_t 
 void store_uri_describe(const char *uri, char *out, size_t cap)
 {
 	const char *p, *hosts, *end;
-	char host[256] = "", db[128] = "";
+	char host[256] = "", db[128] = "", service[128] = "";
 
 	if (!uri || strcmp(uri, "sqlite") == 0) {
 		snprintf(out, cap, "sqlite");
@@ -514,6 +514,13 @@ void store_uri_describe(const char *uri, char *out, size_t cap)
 			hosts = p + 1;
 		snprintf(out, cap, "%.*s://%.*s%.*s", (int)(strstr(uri, "://") - uri), uri,
 			 (int)(end - hosts), hosts, *end == '/' ? (int)strcspn(end, "?") : 0, end);
+		return;
+	}
+	/* A service of pg_service.conf says where on its own. */
+	if (store_uri_keyword(uri, "service", service, sizeof(service)) &&
+	    !store_uri_keyword(uri, "host", host, sizeof(host)) &&
+	    !store_uri_keyword(uri, "dbname", db, sizeof(db))) {
+		snprintf(out, cap, "service=%s", service);
 		return;
 	}
 	if (!store_uri_keyword(uri, "host", host, sizeof(host)) &&
@@ -545,12 +552,11 @@ bool store_uri_hide_password(char *s)
 			hid = true;
 		}
 	}
-	/* password=... as a keyword (up to a blank, or quoted) or a URI parameter (up to &). */
+	/* password=... (and sslpassword=...) as a keyword (up to a blank, or quoted) or a URI
+	 * parameter (up to &). */
 	for (p = s; (p = strstr(p, "password")) != NULL; p++) {
 		char *v = p + strlen("password");
 
-		if (p > s && (p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z')))
-			continue; /* another keyword (sslpassword) */
 		while (*v == ' ')
 			v++;
 		if (*v++ != '=')
