@@ -168,7 +168,7 @@ static bool store_copy_same(const struct store_key_meta *a, const struct store_k
 	       a->last_rotation_ms == b->last_rotation_ms && a->rotations == b->rotations &&
 	       a->current_version == b->current_version && a->expiration_ms == b->expiration_ms &&
 	       a->import_digest_set == b->import_digest_set &&
-	       memcmp(a->import_digest, b->import_digest, sizeof(a->import_digest)) == 0;
+	       core_equal(a->import_digest, b->import_digest, sizeof(a->import_digest));
 }
 
 static bool store_copy_versions_same(const struct store_sealed_version *a,
@@ -176,7 +176,7 @@ static bool store_copy_versions_same(const struct store_sealed_version *a,
 {
 	for (size_t i = 0; i < n; i++)
 		if (a[i].version != b[i].version || a[i].sealed_len != b[i].sealed_len ||
-		    memcmp(a[i].sealed, b[i].sealed, a[i].sealed_len) != 0)
+		    !core_equal(a[i].sealed, b[i].sealed, a[i].sealed_len))
 			return false;
 	return true;
 }
