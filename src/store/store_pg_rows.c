@@ -81,15 +81,16 @@ static int store_pg_stopped(int stop, int r)
 
 /* ---- projects ---- */
 
+#define STORE_PG_PROJECT_INSERT                                                                    \
+	"INSERT INTO projects(project_id, created_ms) VALUES($1, $2) "                             \
+	"ON CONFLICT (project_id) DO NOTHING"
+
 int store_pg_project_ensure(struct store_backend *b, const char *project, int64_t now_ms)
 {
 	char now[STORE_PG_INT_LEN];
 	const char *p[] = { project, store_pg_int(now, now_ms) };
 
-	return store_pg_query(b,
-			      "INSERT INTO projects(project_id, created_ms) VALUES($1, $2) "
-			      "ON CONFLICT (project_id) DO NOTHING",
-			      2, p, NULL, NULL, NULL);
+	return store_pg_query(b, STORE_PG_PROJECT_INSERT, 2, p, NULL, NULL, NULL);
 }
 
 int store_pg_project_exists(struct store_backend *b, const char *project, bool *exists)
@@ -637,12 +638,12 @@ int store_pg_key_scan(struct store_backend *b, store_backend_meta_cb meta_cb,
 		      store_backend_version_cb cb, void *arg)
 {
 	struct store_pg_scan_rows s = { meta_cb, cb, arg, 0 };
-	int r = store_pg_query(b,
-			       "SELECT " STORE_PG_SCAN_COLUMNS
-			       " FROM keys k JOIN key_versions v ON v.key_id = k.key_id "
-			       "ORDER BY k.project_id COLLATE \"C\", k.creation_ms, v.version, "
-			       "k.key_id COLLATE \"C\"",
-			       0, NULL, store_pg_scan_row, &s, NULL);
+	int r = store_pg_query(
+		b,
+		"SELECT " STORE_PG_SCAN_COLUMNS
+		" FROM keys k JOIN key_versions v ON v.key_id = k.key_id "
+		"ORDER BY k.project_id COLLATE \"C\", k.creation_ms, v.version, k.seq",
+		0, NULL, store_pg_scan_row, &s, NULL);
 
 	return store_pg_stopped(s.stop, r);
 }
@@ -696,19 +697,17 @@ static int store_pg_key_put_row(struct store_pg_conn *c, const struct store_key_
 	return r;
 }
 
-/* One version of the key; its creation time is not kept by the store: the key's creation for
- * version 0 (as key_insert does), its last rotation for the others. */
+/* One version of the key, made (as far as the store knows: it keeps no time per version) when
+ * the key was, as SQLite's key_put has it. */
 static int store_pg_key_put_version(struct store_pg_conn *c, const struct store_key_meta *m,
 				    const struct store_sealed_version *v)
 {
 	char version[STORE_PG_INT_LEN], created[STORE_PG_INT_LEN];
 	char sealed[2 * sizeof(v->sealed) + 3];
-	int64_t at =
-		v->version == 0 || m->last_rotation_ms == 0 ? m->creation_ms : m->last_rotation_ms;
 	const char *p[] = { m->key_id, store_pg_int(version, v->version), NULL,
-			    store_pg_int(created, at) };
+			    store_pg_int(created, m->creation_ms) };
 
-	if (v->sealed_len == 0 || v->sealed_len > sizeof(v->sealed))
+	if (v->sealed_len > sizeof(v->sealed))
 		return KMS_E_BAD_PARAM;
 	p[2] = store_pg_bytea(v->sealed, v->sealed_len, sealed);
 	return store_pg_exec(c,
@@ -720,7 +719,13 @@ static int store_pg_key_put_version(struct store_pg_conn *c, const struct store_
 static int store_pg_key_put_tx(struct store_pg_conn *c, void *arg)
 {
 	const struct store_pg_key_put *t = arg;
-	int r = store_pg_key_put_row(c, t->m, t->added);
+	char created[STORE_PG_INT_LEN];
+	const char *p[] = { t->m->project, store_pg_int(created, t->m->creation_ms) };
+	/* Its project first (the key row refers to it), unless the copy made it already. */
+	int r = store_pg_exec(c, STORE_PG_PROJECT_INSERT, 2, p, NULL, NULL, NULL);
+
+	if (r == 0)
+		r = store_pg_key_put_row(c, t->m, t->added);
 
 	for (size_t i = 0; r == 0 && *t->added && i < t->n; i++)
 		r = store_pg_key_put_version(c, t->m, &t->v[i]);
