@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libpq-fe.h>
+#include <openssl/crypto.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2410,4 +2411,45 @@ TEST(shared_state_secret_in_settings)
 	ASSERT_OK(S->ops->meta_set(S->be, "secret:token.key", "00ff"));
 	ASSERT_ERR(store_state_secret(S2, "token.key", s2), KMS_E_IO);
 	close_second();
+}
+
+/* ---- a full secure heap evicts cached keys ---- */
+
+/* The cache is bounded by keys, but the keys' material lives in the secure heap, which may be
+ * smaller: a snapshot that finds it full evicts cached keys and tries once more instead of
+ * failing the request. (Last: the secure heap stays set up for the rest of the process only if
+ * it cannot be taken down.) */
+TEST(full_secure_heap_evicts)
+{
+	char ids[150][KMS_KEY_ID_LEN + 1];
+	struct store_key *k = NULL;
+	struct store_stats st;
+
+	if (CRYPTO_secure_malloc_initialized()) {
+		fprintf(stderr,
+			"SKIP full_secure_heap_evicts: the secure heap is set up already\n");
+		return;
+	}
+	/* 4 KiB: 128 blocks of 32 bytes, fewer than the keys below. */
+	ASSERT_TRUE(CRYPTO_secure_malloc_init(4096, 32) != 0);
+	setup_empty();
+	ASSERT_OK(open_store_cache(1000, &S));
+	ASSERT_TRUE(store_root_key_secure(S));
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(ids) && !kms_test_failing(); i++) {
+		char alias[16];
+
+		snprintf(alias, sizeof(alias), "k%zu", i);
+		new_key(i % 2 ? P : Q, alias, ids[i]);
+	}
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(ids) && !kms_test_failing(); i++) {
+		ASSERT_OK(store_key_get(S, i % 2 ? P : Q, ids[i], &k));
+		ASSERT_TRUE(kms_secret_is_secure(store_key_material(k, 0)));
+		store_key_release(k);
+		k = NULL;
+	}
+	store_stats_get(S, &st);
+	ASSERT_TRUE(st.cache_evictions > 0);
+	ASSERT_TRUE(st.cached_keys < KMS_ARRAY_SIZE(ids));
+	close_store();
+	ASSERT_EQ(CRYPTO_secure_malloc_done(), 1);
 }
