@@ -86,7 +86,8 @@ for p in "$load" "$revoker"; do
 	kms_pid_gone "$p" || fail "a client still runs 30 s after the end of the load (a hung request?)"
 	wait "$p" || fail "a client failed: $(tail -n 5 "$KMS_WORK/load.err" "$KMS_WORK/revoker.err")"
 done
-log "$kills kills and one PostgreSQL crash survived; $(acked) changes acknowledged, $(cat "$journal/revoker" 2>/dev/null | wc -l) tokens revoked"
+revoked=$(wc -l <"$journal/revoker")
+log "$kills kills and one PostgreSQL crash survived; $(acked) changes acknowledged, $revoked tokens revoked"
 
 py verify "$journal" mh "$tok" mhr "$rtok" "${mnts[@]}" || fail "an acknowledged change was lost (above)"
 out=$(kms_mh_ctl A check 2>&1) || fail "kmsctl check on the store: $out"

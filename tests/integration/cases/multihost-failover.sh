@@ -54,9 +54,9 @@ kms_pg_stop "$pri" immediate || fail "pg_ctl stop -m immediate of the primary"
 t0=$(date +%s%N)
 log "primary crashed with $n changes acknowledged"
 kms_pg_promote "$sb" || fail "promotion of the standby (above)"
-kms_pg_sql "$sb" postgres "ALTER SYSTEM RESET synchronous_standby_names" >/dev/null &&
-	kms_pg_sql "$sb" postgres "SELECT pg_reload_conf()" >/dev/null ||
+kms_pg_sql "$sb" postgres "ALTER SYSTEM RESET synchronous_standby_names" >/dev/null ||
 	fail "clearing synchronous_standby_names on the promoted standby"
+kms_pg_sql "$sb" postgres "SELECT pg_reload_conf()" >/dev/null || fail "pg_reload_conf() on the promoted standby"
 log "standby promoted $(since "$t0") ms after the crash"
 
 # Each daemon, unrestarted, serves a write again (the load keeps running meanwhile).

@@ -30,7 +30,7 @@ tcall() {
 	t=$(date +%s%N)
 	R=$(timeout -k 2 20 "$KMS_PY" "$KMS_IO" "$2" "$(kms_mh_mnt "$1")/$3" "$4") || rc=$?
 	MS=$((($(date +%s%N) - t) / 1000000))
-	[ "$rc" -ne 124 ] && [ "$rc" -ne 137 ] || fail "$2 $3 on host $1 hung (killed after 20 s)"
+	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then fail "$2 $3 on host $1 hung (killed after 20 s)"; fi
 	[ "$rc" -eq 0 ] || fail "kmsio.py $2 $3 on host $1 failed with status $rc"
 	E=$(kms_errno close)
 }
@@ -125,11 +125,8 @@ cont_pg() {
 }
 KMS_CLEANUP_HOOKS+=(cont_pg) # after the cluster's hook: runs before it
 pm=$(head -n 1 "$KMS_MH_PGDIR/data/postmaster.pid")
-pgpids=("$pm")
-for s in /proc/[0-9]*/stat; do
-	read -r pid _ _ ppid _ <"$s" 2>/dev/null || continue
-	[ "$ppid" != "$pm" ] || pgpids+=("$pid")
-done
+# shellcheck disable=SC2207 # pids: one word each
+pgpids=("$pm" $(ps -o pid= --ppid "$pm"))
 kill -STOP "${pgpids[@]}"
 t0=$(date +%s%N)
 log "PostgreSQL hung: SIGSTOP to ${#pgpids[@]} processes"
