@@ -71,9 +71,10 @@ for h in A B; do refused "$(since "$t0") ms after the stop (grace 5 s over)" "$h
 # ---- back: writes again without a restart; a change on A is seen on B within 1 s
 kms_pg_start "$KMS_MH_PGDIR" || fail "PostgreSQL did not start again"
 t0=$(date +%s%N)
-back=
+back='' i=0
 while (($(since "$t0") < 15000)); do
-	tcall A rdwr ou/create-key '{"key_alias":"after"}'
+	i=$((i + 1)) # a new alias each time: a try may have committed without an answer
+	tcall A rdwr ou/create-key "{\"key_alias\":\"after-$i\"}"
 	if ! printf '%s' "$R" | jq -e 'has("error")' >/dev/null; then back=$(since "$t0") && break; fi
 	sleep 0.1
 done
@@ -136,9 +137,10 @@ while (($(since "$t0") < 6500)); do sleep 0.2; done
 refused "$(since "$t0") ms into the hang (grace 5 s over)" B ou/create-datakey "$dk"
 cont_pg
 t0=$(date +%s%N)
-back=
+back='' i=0
 while (($(since "$t0") < 15000)); do
-	tcall B rdwr ou/create-key '{"key_alias":"after-hang"}'
+	i=$((i + 1))
+	tcall B rdwr ou/create-key "{\"key_alias\":\"after-hang-$i\"}"
 	if ! printf '%s' "$R" | jq -e 'has("error")' >/dev/null; then back=$(since "$t0") && break; fi
 	sleep 0.1
 done
