@@ -251,25 +251,31 @@ int store_state_dir_prepare(const char *dir, bool create, bool read_only, char *
 	return 0;
 }
 
-/* The backends, by the scheme of store_options.backend; the first is the default. */
+/* The backends, by the scheme of store_options.backend (a scheme ending in "://" is a prefix,
+ * another what comes before the first ':'); the first is the default. A libpq keyword string ("host=...
+ * dbname=...") has no scheme: a value with '=' is PostgreSQL's. */
 static const struct {
 	const char *scheme;
 	const struct store_backend_ops *ops;
 } store_backends[] = {
 	{ "sqlite", &store_sqlite_ops },
+	{ "postgresql://", &store_pg_ops },
+	{ "postgres://", &store_pg_ops },
 };
 
 static const struct store_backend_ops *store_backend_find(const char *uri)
 {
-	size_t n = uri ? strcspn(uri, ":") : 0;
-
 	if (!uri)
 		return store_backends[0].ops;
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(store_backends); i++)
-		if (strlen(store_backends[i].scheme) == n &&
-		    strncmp(uri, store_backends[i].scheme, n) == 0)
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(store_backends); i++) {
+		const char *scheme = store_backends[i].scheme;
+		size_t n = strlen(scheme);
+		bool prefix = n > 3 && strcmp(scheme + n - 3, "://") == 0;
+
+		if (strncmp(uri, scheme, n) == 0 && (prefix || uri[n] == 0 || uri[n] == ':'))
 			return store_backends[i].ops;
-	return NULL;
+	}
+	return strchr(uri, '=') ? &store_pg_ops : NULL;
 }
 
 int store_open(const struct store_options *opt, struct store **out, char *why, size_t why_len)

@@ -16,6 +16,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,6 +101,99 @@ static void sqlite_sealed_write(const char *key_id, uint32_t version, const uint
 	ASSERT_EQ(changes, 1);
 }
 
+/* PostgreSQL (KMS_TEST_PG_URI: a running cluster's database, tests/unit/with-pg.sh). Every
+ * test starts from an empty database, as it starts from an empty state directory. */
+static char pg_uri[1024];
+
+static PGconn *pg_connect(void)
+{
+	PGconn *pg = PQconnectdb(pg_uri);
+
+	if (PQstatus(pg) != CONNECTION_OK) {
+		kms_test_fail_(__FILE__, __LINE__, PQerrorMessage(pg));
+		PQfinish(pg);
+		return NULL;
+	}
+	return pg;
+}
+
+static bool pg_ready(void)
+{
+	const char *uri = getenv("KMS_TEST_PG_URI");
+	static bool told;
+
+	if (!uri || !uri[0]) {
+		if (!told)
+			fprintf(stderr, "SKIP backend postgresql: KMS_TEST_PG_URI is not set\n");
+		told = true;
+		return false;
+	}
+	snprintf(pg_uri, sizeof(pg_uri), "%s", uri);
+	return true;
+}
+
+/* One statement (params: key id, version, and the sealed bytes for an UPDATE); the first
+ * column of the first row, binary, into out. */
+static int pg_sealed_sql(const char *sql, const char *key_id, uint32_t version, const uint8_t *p,
+			 size_t n, uint8_t *out, size_t cap, size_t *len)
+{
+	PGconn *pg = pg_connect();
+	char v[16];
+	const char *values[] = { key_id, v, (const char *)p };
+	const int lengths[] = { 0, 0, (int)n }, formats[] = { 0, 0, 1 };
+	PGresult *res;
+	int changed = -1;
+
+	if (!pg)
+		return -1;
+	snprintf(v, sizeof(v), "%u", version);
+	res = PQexecParams(pg, sql, p ? 3 : 2, NULL, values, lengths, formats, 1);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    (size_t)PQgetlength(res, 0, 0) <= cap) {
+		*len = (size_t)PQgetlength(res, 0, 0);
+		memcpy(out, PQgetvalue(res, 0, 0), *len);
+	}
+	if (PQresultStatus(res) == PGRES_COMMAND_OK)
+		changed = atoi(PQcmdTuples(res));
+	PQclear(res);
+	PQfinish(pg);
+	return changed;
+}
+
+static void pg_sealed_read(const char *key_id, uint32_t version, uint8_t *out, size_t cap,
+			   size_t *len)
+{
+	*len = 0;
+	(void)pg_sealed_sql("SELECT sealed FROM key_versions WHERE key_id = $1 AND version = $2",
+			    key_id, version, NULL, 0, out, cap, len);
+	ASSERT_TRUE(*len > 0);
+}
+
+static void pg_sealed_write(const char *key_id, uint32_t version, const uint8_t *p, size_t n)
+{
+	size_t len = 0;
+
+	ASSERT_EQ(pg_sealed_sql("UPDATE key_versions SET sealed = $3 WHERE key_id = $1 AND "
+				"version = $2",
+				key_id, version, p, n, NULL, 0, &len),
+		  1);
+}
+
+static void pg_reset(void)
+{
+	PGconn *pg = pg_connect();
+	PGresult *res;
+
+	if (!pg)
+		return;
+	res = PQexec(pg, "SET client_min_messages = warning; DROP SCHEMA public CASCADE; "
+			 "CREATE SCHEMA public");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		kms_test_fail_(__FILE__, __LINE__, PQerrorMessage(pg));
+	PQclear(res);
+	PQfinish(pg);
+}
+
 struct test_backend {
 	const char *name;
 	const char *uri;     /* store_options.backend */
@@ -108,10 +202,13 @@ struct test_backend {
 	void (*sealed_read)(const char *key_id, uint32_t version, uint8_t *out, size_t cap,
 			    size_t *len);
 	void (*sealed_write)(const char *key_id, uint32_t version, const uint8_t *p, size_t n);
+	bool (*ready)(void); /* NULL: always; false: skip the backend */
+	void (*reset)(void); /* empty what outlives a state directory (NULL: nothing) */
 };
 
 static const struct test_backend backends[] = {
-	{ "sqlite", "sqlite", "kms.db", sqlite_sealed_read, sqlite_sealed_write },
+	{ "sqlite", "sqlite", "kms.db", sqlite_sealed_read, sqlite_sealed_write, NULL, NULL },
+	{ "postgresql", pg_uri, NULL, pg_sealed_read, pg_sealed_write, pg_ready, pg_reset },
 };
 
 /* The backend of the running test; plain TESTs use the first. */
@@ -124,6 +221,8 @@ static const struct test_backend *B = &backends[0];
 	{                                                                                          \
 		for (size_t i = 0; i < KMS_ARRAY_SIZE(backends) && !kms_test_failing(); i++) {     \
 			B = &backends[i];                                                          \
+			if (B->ready && !B->ready())                                               \
+				continue;                                                          \
 			store_test_##test();                                                       \
 			if (kms_test_failing())                                                    \
 				fprintf(stderr, "\tbackend: %s\n", B->name);                       \
@@ -166,6 +265,8 @@ static void setup_empty(void)
 	}
 	kms_test_mkdtemp(base_dir, sizeof(base_dir));
 	snprintf(state_dir, sizeof(state_dir), "%s/state", base_dir);
+	if (B->reset)
+		B->reset();
 }
 
 /* setup_empty() plus an open store in S. */

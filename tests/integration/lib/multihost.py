@@ -130,21 +130,21 @@ def quota_race(quota, p, threads, mnts):
     lock = threading.Lock()
     barrier = threading.Barrier(threads * len(mnts))
 
-    def run(m, t):
+    def run(h, m, t):
         mine = []
         try:
             barrier.wait(10)
         except threading.BrokenBarrierError:
             pass
         for j in range(quota + 2):
-            r = call("%s/%s/create-key" % (m, p), {"key_alias": "q-%s-%d-%d" % (os.path.basename(os.path.dirname(m)), t, j)})
+            r = call("%s/%s/create-key" % (m, p), {"key_alias": "q-%d-%d-%d" % (h, t, j)})
             mine.append(code(r))
             if code(r) != "ok":
                 break
         with lock:
             results.extend(mine)
 
-    ts = [threading.Thread(target=run, args=(m, t)) for m in mnts for t in range(threads)]
+    ts = [threading.Thread(target=run, args=(h, m, t)) for h, m in enumerate(mnts) for t in range(threads)]
     for t in ts:
         t.start()
     for t in ts:
