@@ -91,11 +91,82 @@ out:
 	return r;
 }
 
+bool store_shared(const struct store *s)
+{
+	return s->ops->shared;
+}
+
+/* The sealed form of a state secret in a shared backend's settings: hex of
+ * store_seal_opaque(label "kmsfs state secret NAME"), so the backend never sees it in plain. */
+#define STORE_SECRET_SEALED (32 + CORE_SEALED_OVERHEAD)
+
+static int store_secret_label(const char *name, char *label, size_t cap)
+{
+	return (size_t)snprintf(label, cap, "kmsfs state secret %s", name) < cap ? 0
+										 : KMS_E_BAD_PARAM;
+}
+
+/* The secret held in meta under "secret:NAME": 0, KMS_E_KEY_NOT_FOUND if there is none,
+ * KMS_E_IO if it does not unseal (another root key, or damaged). */
+static int store_shared_secret_read(struct store *s, const char *meta_name, const char *label,
+				    uint8_t out[32])
+{
+	char hex[2 * STORE_SECRET_SEALED + 2];
+	uint8_t sealed[STORE_SECRET_SEALED];
+	size_t n = 0, len = 0;
+	bool found = false;
+	int r = s->ops->meta_get(s->be, meta_name, hex, sizeof(hex), &found);
+
+	if (r < 0)
+		return r;
+	if (!found)
+		return KMS_E_KEY_NOT_FOUND;
+	if (kms_hex_decode(hex, strlen(hex), sealed, sizeof(sealed), &n) < 0 ||
+	    store_unseal_opaque(s, label, sealed, n, out, 32, &len) < 0 || len != 32) {
+		kms_wipe(out, 32);
+		return KMS_E_IO;
+	}
+	return 0;
+}
+
+/* With a shared backend: every host must get the same secret, so it lives in the backend,
+ * sealed; the first host to create one wins and the others read the winner back. */
+static int store_shared_secret(struct store *s, const char *name, uint8_t out[32])
+{
+	char meta_name[128], label[160], hex[2 * STORE_SECRET_SEALED + 1];
+	uint8_t sealed[STORE_SECRET_SEALED];
+	size_t n = 0;
+	bool added = false;
+	int r;
+
+	if ((size_t)snprintf(meta_name, sizeof(meta_name), "secret:%s", name) >= sizeof(meta_name))
+		return KMS_E_BAD_PARAM;
+	if ((r = store_secret_label(name, label, sizeof(label))) < 0)
+		return r;
+	r = store_shared_secret_read(s, meta_name, label, out);
+	if (r != KMS_E_KEY_NOT_FOUND)
+		return r;
+	if ((r = core_random_secret(out, 32)) < 0)
+		return r;
+	r = store_seal_opaque(s, label, out, 32, sealed, sizeof(sealed), &n);
+	if (r == 0) {
+		kms_hex_encode(sealed, n, hex);
+		r = s->ops->meta_add(s->be, meta_name, hex, &added);
+	}
+	if (r == 0 && !added) /* another host was first: use its secret */
+		r = store_shared_secret_read(s, meta_name, label, out);
+	if (r < 0)
+		kms_wipe(out, 32);
+	return r;
+}
+
 int store_state_secret(struct store *s, const char *name, uint8_t out[32])
 {
 	char path[4096], why[4600];
 	int r;
 
+	if (store_shared(s))
+		return store_shared_secret(s, name, out);
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", s->state_dir, name) >= sizeof(path))
 		return KMS_E_IO;
 	r = store_read_secret_file(path, out, why, sizeof(why));
@@ -298,7 +369,11 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 	snprintf(s->state_dir, sizeof(s->state_dir), "%s", opt->state_dir);
 	pthread_rwlock_init(&s->cache_lock, NULL);
 	pthread_mutex_init(&s->update_lock, NULL);
+	pthread_mutex_init(&s->refresh_lock, NULL);
 	pthread_rwlock_init(&s->policy_lock, NULL);
+	s->cache_limit = opt->key_cache ? opt->key_cache : STORE_DEFAULT_KEY_CACHE;
+	s->timeout_ms = opt->timeout_ms ? opt->timeout_ms : STORE_DEFAULT_TIMEOUT_MS;
+	s->offline_grace_ms = opt->offline_grace_ms > 0 ? opt->offline_grace_ms : 0;
 	s->nbuckets = 1024;
 	s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
 	if (!s->buckets) {
@@ -317,7 +392,7 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 	}
 	{
 		struct store_backend_params bp = { s->state_dir, s->backend_uri, opt->create,
-						   opt->read_only, opt->timeout_ms };
+						   opt->read_only, s->timeout_ms };
 
 		r = s->ops->open(&bp, &s->be, why, why_len);
 	}
@@ -325,7 +400,8 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 		goto fail;
 	if ((r = store_load_root(s, opt, why, why_len)) < 0)
 		goto fail;
-	if ((r = store_load_identity(s, opt)) < 0 || (r = store_policy_load(s)) < 0) {
+	if ((r = store_load_identity(s, opt)) < 0 || (r = store_fresh_start(s)) < 0 ||
+	    (r = store_policy_load(s)) < 0) {
 		snprintf(why, why_len, "cannot read or write the key database in '%.300s'",
 			 s->state_dir);
 		goto fail;
@@ -363,7 +439,8 @@ int store_reopen(struct store *s, char *why, size_t why_len)
 
 	store_detach(s);
 	{
-		struct store_backend_params bp = { s->state_dir, s->backend_uri, false, false, 0 };
+		struct store_backend_params bp = { s->state_dir, s->backend_uri, false, false,
+						   s->timeout_ms };
 
 		r = s->ops->open(&bp, &be, why, why_len);
 	}
@@ -394,6 +471,7 @@ void store_close(struct store *s)
 	kms_secret_free(s->root_key, CORE_KEY_BYTES);
 	pthread_rwlock_destroy(&s->cache_lock);
 	pthread_mutex_destroy(&s->update_lock);
+	pthread_mutex_destroy(&s->refresh_lock);
 	store_policy_free(&s->policy);
 	pthread_rwlock_destroy(&s->policy_lock);
 	free(s->backend_uri);
