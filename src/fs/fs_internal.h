@@ -177,6 +177,10 @@ struct fs {
 	pthread_mutex_t janitor_lock;
 	pthread_cond_t janitor_cond;
 	bool stopping;
+	/* A shared store's watcher (fs_ops.c): waits for other hosts' changes and refreshes the
+	 * cache; stops with the janitor (stopping, janitor_lock, janitor_cond). */
+	pthread_t watcher;
+	bool watcher_running;
 };
 
 /* One open file handle: the unit of a transaction (design.md section 2). */
