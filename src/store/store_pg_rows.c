@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "common/kms_err.h"
-#include "common/kms_hex.h"
 
 /* An integer parameter as the text libpq takes. */
 #define STORE_PG_INT_LEN 24
@@ -27,29 +26,6 @@ static const char *store_pg_int(char buf[STORE_PG_INT_LEN], int64_t v)
 static int64_t store_pg_size(size_t n)
 {
 	return n > (size_t)INT64_MAX ? INT64_MAX : (int64_t)n;
-}
-
-/* A bytea parameter: "\x" and the hex of n bytes (out: 2n + 3 bytes). */
-static const char *store_pg_bytea(const uint8_t *p, size_t n, char *out)
-{
-	out[0] = '\\';
-	out[1] = 'x';
-	kms_hex_encode(p, n, out + 2);
-	return out;
-}
-
-/* A bytea column ("\x" and hex, as the server sends it in text form) into out; false if it is
- * NULL, not of that form or not of a length in 1..cap. */
-static bool store_pg_bytea_col(const PGresult *res, int row, int col, uint8_t *out, size_t cap,
-			       size_t *len)
-{
-	const char *s = PQgetvalue(res, row, col);
-	size_t n = (size_t)PQgetlength(res, row, col);
-
-	*len = 0;
-	if (PQgetisnull(res, row, col) || n < 2 || s[0] != '\\' || s[1] != 'x')
-		return false;
-	return kms_hex_decode(s + 2, n - 2, out, cap, len) == 0 && *len > 0;
 }
 
 static int store_pg_count_row(const PGresult *res, int row, void *arg)
@@ -81,15 +57,16 @@ static int store_pg_stopped(int stop, int r)
 
 /* ---- projects ---- */
 
+#define STORE_PG_PROJECT_INSERT                                                                    \
+	"INSERT INTO projects(project_id, created_ms) VALUES($1, $2) "                             \
+	"ON CONFLICT (project_id) DO NOTHING"
+
 int store_pg_project_ensure(struct store_backend *b, const char *project, int64_t now_ms)
 {
 	char now[STORE_PG_INT_LEN];
 	const char *p[] = { project, store_pg_int(now, now_ms) };
 
-	return store_pg_query(b,
-			      "INSERT INTO projects(project_id, created_ms) VALUES($1, $2) "
-			      "ON CONFLICT (project_id) DO NOTHING",
-			      2, p, NULL, NULL, NULL);
+	return store_pg_query(b, STORE_PG_PROJECT_INSERT, 2, p, NULL, NULL, NULL);
 }
 
 int store_pg_project_exists(struct store_backend *b, const char *project, bool *exists)
@@ -196,38 +173,18 @@ int store_pg_grant_insert(struct store_backend *b, const struct store_grant *g, 
 	return store_pg_tx(b, store_pg_limited_tx, &l);
 }
 
-/* store copy: the grant as it is, unless its id is there; none for a key that is not. */
-struct store_pg_put {
-	const char *const *params;
-	int nparams;
-	bool *added;
-};
-
-static int store_pg_grant_put_tx(struct store_pg_conn *c, void *arg)
-{
-	const struct store_pg_put *t = arg;
-	long affected = 0;
-	bool found = false;
-	int r = store_pg_exec(c, "SELECT 1 FROM keys WHERE key_id = $1 FOR SHARE", 1, t->params,
-			      store_pg_true_row, &found, NULL);
-
-	*t->added = false;
-	if (r == 0 && !found)
-		r = KMS_E_KEY_NOT_FOUND;
-	if (r == 0)
-		r = store_pg_exec(c, STORE_PG_GRANT_INSERT, t->nparams, t->params, NULL, NULL,
-				  &affected);
-	*t->added = r == 0 && affected > 0;
-	return r;
-}
-
+/* store copy: the grant as it is, unless its id is there (KMS_E_KEY_NOT_FOUND from the
+ * foreign key if its key is not). */
 int store_pg_grant_put(struct store_backend *b, const struct store_grant *g, bool *added)
 {
 	char creation[STORE_PG_INT_LEN];
 	const char *p[] = STORE_PG_GRANT_PARAMS(g, creation);
-	struct store_pg_put t = { p, (int)KMS_ARRAY_SIZE(p), added };
+	long affected = 0;
+	int r = store_pg_query(b, STORE_PG_GRANT_INSERT, (int)KMS_ARRAY_SIZE(p), p, NULL, NULL,
+			       &affected);
 
-	return store_pg_tx(b, store_pg_grant_put_tx, &t);
+	*added = r == 0 && affected > 0;
+	return r;
 }
 
 int store_pg_grant_delete(struct store_backend *b, const char *grant_id)
@@ -566,46 +523,6 @@ int store_pg_policy_list(struct store_backend *b, const struct store_policy_visi
 
 /* ---- every key: integrity checks and store copy ---- */
 
-#define STORE_PG_SCAN_COLUMNS                                                                      \
-	"k.project_id, k.key_id, k.key_alias, k.key_description, k.key_spec, k.key_usage, "        \
-	"k.origin, k.key_state, k.creation_ms, k.deletion_ms, k.rotation_enabled, "                \
-	"k.rotation_interval, k.last_rotation_ms, k.rotations, k.current_version, "                \
-	"k.expiration_ms, k.import_digest, k.revision, v.version, v.sealed"
-
-/* The key's fields of a scan row; false if a number is not one. */
-static bool store_pg_scan_meta(const PGresult *res, int row, struct store_key_meta *m)
-{
-	int64_t n[8] = { 0 };
-	size_t len = 0;
-	bool ok = true;
-
-	memset(m, 0, sizeof(*m));
-	store_pg_text(res, row, 0, m->project, sizeof(m->project));
-	store_pg_text(res, row, 1, m->key_id, sizeof(m->key_id));
-	store_pg_text(res, row, 2, m->alias, sizeof(m->alias));
-	store_pg_text(res, row, 3, m->description, sizeof(m->description));
-	store_pg_text(res, row, 4, m->key_spec, sizeof(m->key_spec));
-	store_pg_text(res, row, 5, m->key_usage, sizeof(m->key_usage));
-	store_pg_text(res, row, 6, m->origin, sizeof(m->origin));
-	for (int i = 0; i < 5; i++) /* state .. rotation_interval */
-		ok = store_pg_int64(res, row, 7 + i, &n[i]) && ok;
-	m->state = (int)n[0];
-	m->creation_ms = n[1];
-	m->deletion_ms = n[2];
-	m->rotation_enabled = n[3] != 0;
-	m->rotation_interval_days = (int)n[4];
-	ok = store_pg_int64(res, row, 12, &m->last_rotation_ms) &&
-	     store_pg_uint32(res, row, 13, &m->rotations) &&
-	     store_pg_uint32(res, row, 14, &m->current_version) &&
-	     store_pg_int64(res, row, 15, &m->expiration_ms) &&
-	     store_pg_int64(res, row, 17, &n[5]) && ok;
-	m->revision = (uint64_t)n[5];
-	m->import_digest_set = store_pg_bytea_col(res, row, 16, m->import_digest,
-						  sizeof(m->import_digest), &len) &&
-			       len == sizeof(m->import_digest);
-	return ok;
-}
-
 struct store_pg_scan_rows {
 	store_backend_meta_cb meta_cb;
 	store_backend_version_cb cb;
@@ -620,15 +537,13 @@ static int store_pg_scan_row(const PGresult *res, int row, void *arg)
 	struct store_sealed_version v;
 	int r;
 
-	if (!store_pg_scan_meta(res, row, &m))
+	if (!store_pg_key_from_row(res, row, 0, &m))
 		return KMS_E_IO;
 	r = s->meta_cb(&m, s->arg);
 	if (r != 0)
 		return store_pg_stop_row(&s->stop, r);
-	memset(&v, 0, sizeof(v));
 	/* A version that does not read is reported as such through cb (length 0). */
-	if (!store_pg_uint32(res, row, 18, &v.version) ||
-	    !store_pg_bytea_col(res, row, 19, v.sealed, sizeof(v.sealed), &v.sealed_len))
+	if (store_pg_version_from_row(res, row, STORE_PG_KEY_NCOLUMNS, &v) < 0)
 		v.sealed_len = 0;
 	return store_pg_stop_row(&s->stop, s->cb(&v, s->arg));
 }
@@ -637,12 +552,13 @@ int store_pg_key_scan(struct store_backend *b, store_backend_meta_cb meta_cb,
 		      store_backend_version_cb cb, void *arg)
 {
 	struct store_pg_scan_rows s = { meta_cb, cb, arg, 0 };
-	int r = store_pg_query(b,
-			       "SELECT " STORE_PG_SCAN_COLUMNS
-			       " FROM keys k JOIN key_versions v ON v.key_id = k.key_id "
-			       "ORDER BY k.project_id COLLATE \"C\", k.creation_ms, v.version, "
-			       "k.key_id COLLATE \"C\"",
-			       0, NULL, store_pg_scan_row, &s, NULL);
+	/* SQLite's order; keys made in the same millisecond by insertion order. */
+	int r = store_pg_query(
+		b,
+		"SELECT " STORE_PG_KEY_COLUMNS ", v.version, v.sealed "
+		"FROM keys JOIN key_versions v USING (key_id) "
+		"ORDER BY project_id COLLATE \"C\", creation_ms, v.version, keys.seq",
+		0, NULL, store_pg_scan_row, &s, NULL);
 
 	return store_pg_stopped(s.stop, r);
 }
@@ -654,78 +570,29 @@ struct store_pg_key_put {
 	bool *added;
 };
 
-/* The key's row with every column given (revision too); *added false if its id is there. */
-static int store_pg_key_put_row(struct store_pg_conn *c, const struct store_key_meta *m,
-				bool *added)
-{
-	char num[10][STORE_PG_INT_LEN];
-	char digest[2 * sizeof(m->import_digest) + 3];
-	const char *p[] = {
-		m->project,
-		m->key_id,
-		m->alias,
-		m->description,
-		m->key_spec,
-		m->key_usage,
-		m->origin,
-		store_pg_int(num[0], m->state),
-		store_pg_int(num[1], m->creation_ms),
-		store_pg_int(num[2], m->deletion_ms),
-		store_pg_int(num[3], m->rotation_enabled ? 1 : 0),
-		store_pg_int(num[4], m->rotation_interval_days),
-		store_pg_int(num[5], m->last_rotation_ms),
-		store_pg_int(num[6], m->rotations),
-		store_pg_int(num[7], m->current_version),
-		store_pg_int(num[8], m->expiration_ms),
-		m->import_digest_set
-			? store_pg_bytea(m->import_digest, sizeof(m->import_digest), digest)
-			: NULL,
-		store_pg_int(num[9], store_pg_size(m->revision)),
-	};
-	long affected = 0;
-	int r = store_pg_exec(c,
-			      "INSERT INTO keys(project_id, key_id, key_alias, key_description, "
-			      "key_spec, key_usage, origin, key_state, creation_ms, deletion_ms, "
-			      "rotation_enabled, rotation_interval, last_rotation_ms, rotations, "
-			      "current_version, expiration_ms, import_digest, revision) "
-			      "VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
-			      "$15, $16, $17::bytea, $18) ON CONFLICT (key_id) DO NOTHING",
-			      (int)KMS_ARRAY_SIZE(p), p, NULL, NULL, &affected);
-
-	*added = r == 0 && affected > 0;
-	return r;
-}
-
-/* One version of the key; its creation time is not kept by the store: the key's creation for
- * version 0 (as key_insert does), its last rotation for the others. */
-static int store_pg_key_put_version(struct store_pg_conn *c, const struct store_key_meta *m,
-				    const struct store_sealed_version *v)
-{
-	char version[STORE_PG_INT_LEN], created[STORE_PG_INT_LEN];
-	char sealed[2 * sizeof(v->sealed) + 3];
-	int64_t at =
-		v->version == 0 || m->last_rotation_ms == 0 ? m->creation_ms : m->last_rotation_ms;
-	const char *p[] = { m->key_id, store_pg_int(version, v->version), NULL,
-			    store_pg_int(created, at) };
-
-	if (v->sealed_len == 0 || v->sealed_len > sizeof(v->sealed))
-		return KMS_E_BAD_PARAM;
-	p[2] = store_pg_bytea(v->sealed, v->sealed_len, sealed);
-	return store_pg_exec(c,
-			     "INSERT INTO key_versions(key_id, version, sealed, created_ms) "
-			     "VALUES($1, $2, $3::bytea, $4)",
-			     4, p, NULL, NULL, NULL);
-}
-
+/* Its project first (the key row refers to it) unless the copy made it already; then the key
+ * with every column as given (revision too) unless its id is there; then its versions, each
+ * dated at the key's creation (the store keeps no time per version), as SQLite's key_put. */
 static int store_pg_key_put_tx(struct store_pg_conn *c, void *arg)
 {
 	const struct store_pg_key_put *t = arg;
-	int r = store_pg_key_put_row(c, t->m, t->added);
+	const struct store_key_meta *m = t->m;
+	struct store_pg_key_params kp;
+	char created[STORE_PG_INT_LEN];
+	const char *p[] = { m->project, store_pg_int(created, m->creation_ms) };
+	long affected = 0;
+	int r = store_pg_exec(c, STORE_PG_PROJECT_INSERT, 2, p, NULL, NULL, NULL);
 
-	for (size_t i = 0; r == 0 && *t->added && i < t->n; i++)
-		r = store_pg_key_put_version(c, t->m, &t->v[i]);
-	if (r < 0)
-		*t->added = false;
+	store_pg_key_params(m, &kp);
+	if (r == 0)
+		r = store_pg_exec(c,
+				  "INSERT INTO keys(" STORE_PG_KEY_COLUMNS
+				  ") VALUES(" STORE_PG_KEY_VALUES
+				  ") ON CONFLICT (key_id) DO NOTHING",
+				  STORE_PG_KEY_NCOLUMNS, kp.p, NULL, NULL, &affected);
+	for (size_t i = 0; r == 0 && affected > 0 && i < t->n; i++)
+		r = store_pg_version_insert(c, m->key_id, &t->v[i], m->creation_ms);
+	*t->added = r == 0 && affected > 0;
 	return r;
 }
 
@@ -733,7 +600,11 @@ int store_pg_key_put(struct store_backend *b, const struct store_key_meta *meta,
 		     const struct store_sealed_version *v, size_t n, bool *added)
 {
 	struct store_pg_key_put t = { meta, v, n, added };
+	int r;
 
 	*added = false;
-	return store_pg_tx(b, store_pg_key_put_tx, &t);
+	r = store_pg_tx(b, store_pg_key_put_tx, &t);
+	if (r < 0)
+		*added = false;
+	return r;
 }
