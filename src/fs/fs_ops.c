@@ -210,7 +210,8 @@ static void fs_sweep(struct fs *fs)
 	size_t deleted = 0, rotated = 0;
 	int r = store_sweep(fs->store, kms_time_real_ms(), &deleted, &rotated);
 
-	if (r < 0)
+	/* An unreachable shared store: the watcher has said so once. */
+	if (r < 0 && r != KMS_E_STORE_UNAVAILABLE)
 		kms_log_error("key maintenance failed: %s", kms_err_info(r)->message);
 	if (deleted)
 		kms_log_info("destroyed %zu keys whose scheduled deletion date passed", deleted);
@@ -330,9 +331,9 @@ static void *fs_watcher(void *arg)
 		r = store_refresh(fs->store, &changed);
 		last = kms_time_mono_ms();
 		if (r < 0 && online)
-			kms_log_error("key store unreachable: %s; cached keys are served for the "
-				      "offline grace only, changes fail",
-				      kms_err_info(r)->message);
+			kms_log_error("key store unreachable (%s %s): changes fail, cached keys "
+				      "serve for the offline grace only",
+				      kms_err_info(r)->code, kms_err_info(r)->name);
 		else if (r == 0 && !online)
 			kms_log_info("key store reachable again, caught up");
 		online = r == 0;

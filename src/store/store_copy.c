@@ -37,6 +37,15 @@ struct store_copy_ctx {
 	/* The versions of one key: sealed, so ordinary memory is fine. */
 	struct store_sealed_version *versions;
 	size_t nversions, cap_versions;
+	/* The destination's policy rows before the copy: a row that is there already is not
+	 * written again, so a run with nothing new to copy changes nothing (no change feed
+	 * entries that every daemon would act on). */
+	struct store_policy_project *have_projects;
+	size_t nhave_projects, cap_have_projects;
+	struct store_policy_binding *have_binds;
+	size_t nhave_binds, cap_have_binds;
+	struct store_token_info *have_tokens;
+	size_t nhave_tokens, cap_have_tokens;
 };
 
 /* why = what failed (fmt, ...) and the error r; returns r. */
@@ -53,19 +62,27 @@ __attribute__((format(printf, 3, 4))) static int store_copy_fail(struct store_co
 	return r;
 }
 
+/* Room for one more of n elements of size in *p (capacity *cap). */
+static int store_copy_grow(void *p, size_t *cap, size_t n, size_t size)
+{
+	void **arr = p, *grown;
+	size_t ncap = *cap ? *cap * 2 : 16;
+
+	if (n < *cap)
+		return 0;
+	if (!(grown = realloc(*arr, ncap * size)))
+		return KMS_E_NOMEM;
+	*arr = grown;
+	*cap = ncap;
+	return 0;
+}
+
 static int store_copy_project_name(const char *project, void *arg)
 {
 	struct store_copy_ctx *c = arg;
 
-	if (c->nprojects == c->cap_projects) {
-		size_t ncap = c->cap_projects ? c->cap_projects * 2 : 16;
-		void *p = realloc(c->projects, ncap * sizeof(*c->projects));
-
-		if (!p)
-			return KMS_E_NOMEM;
-		c->projects = p;
-		c->cap_projects = ncap;
-	}
+	if (store_copy_grow(&c->projects, &c->cap_projects, c->nprojects, sizeof(*c->projects)))
+		return KMS_E_NOMEM;
 	snprintf(c->projects[c->nprojects++], KMS_MAX_PROJECT_ID + 1, "%s", project);
 	return 0;
 }
@@ -144,15 +161,8 @@ static int store_copy_version(const struct store_sealed_version *v, void *arg)
 {
 	struct store_copy_ctx *c = arg;
 
-	if (c->nversions == c->cap_versions) {
-		size_t ncap = c->cap_versions ? c->cap_versions * 2 : 8;
-		void *p = realloc(c->versions, ncap * sizeof(*c->versions));
-
-		if (!p)
-			return KMS_E_NOMEM;
-		c->versions = p;
-		c->cap_versions = ncap;
-	}
+	if (store_copy_grow(&c->versions, &c->cap_versions, c->nversions, sizeof(*c->versions)))
+		return KMS_E_NOMEM;
 	c->versions[c->nversions++] = *v;
 	return 0;
 }
@@ -168,7 +178,7 @@ static bool store_copy_same(const struct store_key_meta *a, const struct store_k
 	       a->last_rotation_ms == b->last_rotation_ms && a->rotations == b->rotations &&
 	       a->current_version == b->current_version && a->expiration_ms == b->expiration_ms &&
 	       a->import_digest_set == b->import_digest_set &&
-	       memcmp(a->import_digest, b->import_digest, sizeof(a->import_digest)) == 0;
+	       core_equal(a->import_digest, b->import_digest, sizeof(a->import_digest));
 }
 
 static bool store_copy_versions_same(const struct store_sealed_version *a,
@@ -176,7 +186,7 @@ static bool store_copy_versions_same(const struct store_sealed_version *a,
 {
 	for (size_t i = 0; i < n; i++)
 		if (a[i].version != b[i].version || a[i].sealed_len != b[i].sealed_len ||
-		    memcmp(a[i].sealed, b[i].sealed, a[i].sealed_len) != 0)
+		    !core_equal(a[i].sealed, b[i].sealed, a[i].sealed_len))
 			return false;
 	return true;
 }
@@ -328,6 +338,70 @@ static int store_copy_unreadable(struct store_copy_ctx *c, const char *what, con
 	return KMS_E_IO;
 }
 
+static bool store_copy_policy_same(const struct store_project_policy *a,
+				   const struct store_project_policy *b)
+{
+	return a->owner == b->owner && a->group == b->group && a->mode == b->mode &&
+	       a->plaintext_mode == b->plaintext_mode;
+}
+
+static bool store_copy_token_same(const struct store_token_info *a,
+				  const struct store_token_info *b)
+{
+	return strcmp(a->id, b->id) == 0 && strcmp(a->project, b->project) == 0 &&
+	       strcmp(a->user, b->user) == 0 && a->role == b->role && a->expiry == b->expiry &&
+	       a->issued_ms == b->issued_ms && a->revoked == b->revoked;
+}
+
+/* The destination's rows (readable ones: an unreadable row is written over). */
+static int store_copy_have_project(const char *project, const struct store_project_policy *p,
+				   bool readable, void *arg)
+{
+	struct store_copy_ctx *c = arg;
+	struct store_policy_project *h;
+
+	if (!readable)
+		return 0;
+	if (store_copy_grow(&c->have_projects, &c->cap_have_projects, c->nhave_projects,
+			    sizeof(*h)))
+		return KMS_E_NOMEM;
+	h = &c->have_projects[c->nhave_projects++];
+	snprintf(h->project, sizeof(h->project), "%s", project);
+	h->p = *p;
+	return 0;
+}
+
+static int store_copy_have_binding(const char *project, enum store_principal kind, uint32_t id,
+				   enum kms_role role, bool readable, void *arg)
+{
+	struct store_copy_ctx *c = arg;
+	struct store_policy_binding *h;
+
+	if (!readable)
+		return 0;
+	if (store_copy_grow(&c->have_binds, &c->cap_have_binds, c->nhave_binds, sizeof(*h)))
+		return KMS_E_NOMEM;
+	h = &c->have_binds[c->nhave_binds++];
+	snprintf(h->project, sizeof(h->project), "%s", project);
+	h->kind = kind;
+	h->id = id;
+	h->role = role;
+	return 0;
+}
+
+static int store_copy_have_token(const char *id, const struct store_token_info *t, bool readable,
+				 void *arg)
+{
+	struct store_copy_ctx *c = arg;
+
+	if (!readable)
+		return 0;
+	if (store_copy_grow(&c->have_tokens, &c->cap_have_tokens, c->nhave_tokens, sizeof(*t)))
+		return KMS_E_NOMEM;
+	c->have_tokens[c->nhave_tokens++] = *t;
+	return 0;
+}
+
 static int store_copy_policy_project(const char *project, const struct store_project_policy *p,
 				     bool readable, void *arg)
 {
@@ -335,6 +409,10 @@ static int store_copy_policy_project(const char *project, const struct store_pro
 
 	if (!readable)
 		return store_copy_unreadable(c, "project", project);
+	for (size_t i = 0; i < c->nhave_projects; i++)
+		if (strcmp(c->have_projects[i].project, project) == 0 &&
+		    store_copy_policy_same(&c->have_projects[i].p, p))
+			return 0;
 	return c->dst->ops->project_policy_set(c->dst->be, project, p);
 }
 
@@ -345,6 +423,11 @@ static int store_copy_policy_binding(const char *project, enum store_principal k
 
 	if (!readable)
 		return store_copy_unreadable(c, "binding", project);
+	for (size_t i = 0; i < c->nhave_binds; i++)
+		if (strcmp(c->have_binds[i].project, project) == 0 &&
+		    c->have_binds[i].kind == kind && c->have_binds[i].id == id &&
+		    c->have_binds[i].role == role)
+			return 0;
 	return c->dst->ops->binding_set(c->dst->be, project, kind, id, role);
 }
 
@@ -355,17 +438,25 @@ static int store_copy_policy_token(const char *id, const struct store_token_info
 
 	if (!readable)
 		return store_copy_unreadable(c, "token", id);
+	for (size_t i = 0; i < c->nhave_tokens; i++)
+		if (store_copy_token_same(&c->have_tokens[i], t))
+			return 0;
 	return c->dst->ops->token_put(c->dst->be, t);
 }
 
 static int store_copy_policy(struct store_copy_ctx *c)
 {
+	const struct store_policy_visitor have = { store_copy_have_project, store_copy_have_binding,
+						   store_copy_have_token, c };
 	const struct store_policy_visitor v = { store_copy_policy_project,
 						store_copy_policy_binding, store_copy_policy_token,
 						c };
 	int r;
 
 	c->why[0] = 0;
+	r = c->dst->ops->policy_list(c->dst->be, &have);
+	if (r < 0)
+		return store_copy_fail(c, r, "cannot read the destination's access policy");
 	r = c->src->ops->policy_list(c->src->be, &v);
 	if (r < 0 && !c->why[0])
 		return store_copy_fail(c, r, "cannot copy the access policy");
@@ -451,6 +542,9 @@ int store_copy(struct store *src, struct store *dst, store_copy_progress_fn prog
 	free(c.ids);
 	free(c.grants);
 	free(c.versions);
+	free(c.have_projects);
+	free(c.have_binds);
+	free(c.have_tokens);
 	return r;
 }
 
