@@ -7,10 +7,10 @@
 # writing, the second runs to completion (on a terminal: a progress line with keys copied of the
 # total, rate and time left), a third copies nothing new (no key, version, project, policy,
 # binding or token change in the change feed, the row counts stay). Then `kmsctl check` passes
-# on the copy from another host's state dir (the root key copied 0600), and a daemon on the PostgreSQL store answers list-keys, tags,
-# grants and rotation status as the SQLite daemon did, decrypts every old ciphertext, accepts the
-# old token, refuses the revoked one, honours the binding, and kmsctl shows the same policy and
-# token list.
+# on the copy from another host's state dir (the root key copied 0600), and a daemon on the
+# PostgreSQL store answers list-keys, tags, grants and rotation status as the SQLite daemon did,
+# decrypts every old ciphertext, accepts the old token, refuses the revoked one, honours the
+# binding, and kmsctl shows the same policy and token list.
 source "$(dirname "$0")/../lib/common.sh"
 # shellcheck source=tests/integration/lib/multihost.sh
 source "$KMS_LIB/multihost.sh"
