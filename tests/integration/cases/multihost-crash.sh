@@ -35,7 +35,7 @@ mh_kill9() {
 }
 # acked: how many changes the daemons acknowledged so far (the token revocations, made by
 # kmsctl on the store, are not counted: they say nothing about the daemons).
-acked() { cat "$journal"/c* 2>/dev/null | wc -l; }
+acked() { { cat "$journal"/c* 2>/dev/null || true; } | wc -l; }
 # traffic WHAT SECONDS: wait until 10 more changes were acknowledged.
 traffic() {
 	local n0 i
@@ -89,6 +89,8 @@ done
 revoked=$(wc -l <"$journal/revoker")
 log "$kills kills and one PostgreSQL crash survived; $(acked) changes acknowledged, $revoked tokens revoked"
 
+log "load over after $SECONDS s"
 py verify "$journal" mh "$tok" mhr "$rtok" "${mnts[@]}" || fail "an acknowledged change was lost (above)"
 out=$(kms_mh_ctl A check 2>&1) || fail "kmsctl check on the store: $out"
 for h in "${hosts[@]}"; do kms_mh_stop "$h"; done
+log "verified after $SECONDS s; the leak scan of $(sort -u "$KMS_DEKS" | wc -l) DEKs follows"

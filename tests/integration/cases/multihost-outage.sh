@@ -63,6 +63,7 @@ served "at once after the stop" B ou/create-datakey "$dk"
 refused "PostgreSQL stopped" A ou/create-key '{"key_alias":"during"}'
 if (($(since "$t0") < 3500)); then
 	served "$(since "$t0") ms after the stop (grace 5 s)" B ou/create-datakey "$dk"
+	log "$(since "$t0") ms after the stop: a data key of a cached key still made on host B"
 fi
 refused "PostgreSQL stopped" B ou/create-key '{"key_alias":"during2"}'
 while (($(since "$t0") < 6500)); do sleep 0.2; done
@@ -102,11 +103,14 @@ catch_up "enable on A" '.cipher_text' ou/create-datakey "$dk"
 # ---- offline_grace=0: no grace at all (A, with 5 s, still serves at the same moment)
 kms_mh_start C store_timeout=2 offline_grace=0
 kms_mh_login C ou "$tok" || fail "setfattr on host C"
-served "before the outage" C ou/create-datakey "$dk"
+# The changes above dropped the key from A's cache: load it again (C loads it first).
+sleep 1
+for h in A C; do served "before the outage" "$h" ou/create-datakey "$dk"; done
 kms_pg_stop "$KMS_MH_PGDIR" immediate || fail "pg_ctl stop -m immediate"
 t0=$(date +%s%N)
 sleep 2
 served "$(since "$t0") ms after the stop (grace 5 s)" A ou/create-datakey "$dk"
+log "$(since "$t0") ms after the stop: a data key of a cached key still made on host A (grace 5 s)"
 refused "$(since "$t0") ms after the stop with offline_grace=0" C ou/create-datakey "$dk"
 kms_pg_start "$KMS_MH_PGDIR" || fail "PostgreSQL did not start again"
 for ((i = 0; i < 150; i++)); do
