@@ -6,9 +6,11 @@
  * expired admin, admin of another project, trusted); the rest is the request body. An action
  * that does not exist in the chosen scope is called as no action (KMS.0201), as kmsfs would.
  *
- * The store is opened once, in a temporary directory made on the first call (removed at exit),
- * with two keys in project "fz" and one in "fz-other". Key ids are random per run, so the body
- * may name them by placeholders, replaced before the call: @K0@ @K1@ (keys of "fz"), @KX@ (the
+ * The store is opened once, in a temporary directory made on the first call (removed at exit):
+ * SQLite there, or the store the environment variable KMS_FUZZ_STORE names (a kmsfs -o store=
+ * URI; CI replays the corpus once against a throw-away PostgreSQL that way), with two keys in
+ * project "fz" and one in "fz-other". Key ids are random per run, so the body may name them by
+ * placeholders, replaced before the call: @K0@ @K1@ (keys of "fz"), @KX@ (the
  * key of "fz-other"), @URN@ ("kms:<region>:<domain>:alias:"), @CT@ (a create-datakey cipher_text
  * of key 0, 64-byte DEK), @CTX@ (the same with encryption_context {"a":"1"}), @DCT@ (an
  * encrypt-data cipher_text of "hello" under key 0), @KE@ (a key of "fz" with origin external,
@@ -108,6 +110,7 @@ static void fz_setup(void)
 		abort();
 	}
 	o.state_dir = fz_dir;
+	o.backend = getenv("KMS_FUZZ_STORE");
 	if (api_init() < 0 || store_open(&o, &fz_store, why, sizeof(why)) < 0) {
 		fprintf(stderr, "fuzz-request: store_open: %s\n", why);
 		abort();

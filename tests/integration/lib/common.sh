@@ -30,6 +30,7 @@ KMS_USER=kmsit                  # the unprivileged test user (created on demand)
 
 KMS_WORK= KMS_PID= KMS_PID_CHILD=0
 KMS_BG_PIDS=()
+KMS_CLEANUP_HOOKS=() # functions the EXIT trap runs (newest first) before the work dir goes
 
 # ---------------------------------------------------------------- messages and assertions
 
@@ -135,6 +136,11 @@ kms_cleanup() {
 	for p in "${KMS_BG_PIDS[@]}"; do
 		kill -KILL "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
+	done
+	# Hooks (other daemons, PostgreSQL clusters: lib/multihost.sh, lib/pg.sh) get the status so
+	# far and return non-zero for a failure of their own.
+	for ((p = ${#KMS_CLEANUP_HOOKS[@]} - 1; p >= 0; p--)); do
+		"${KMS_CLEANUP_HOOKS[p]}" "$rc" || { [ "$rc" -ne 0 ] || rc=1; }
 	done
 	if [ -n "$KMS_WORK" ]; then
 		kms_daemon_kill "$KMS_PID" "$KMS_MNT"
