@@ -29,6 +29,7 @@
 
 #include "common/kms_limits.h"
 #include "common/kms_secmem.h"
+#include "core/kms_core.h"
 #include "store/kms_store.h"
 
 #define POP_PER_PROJECT 1000L
@@ -195,6 +196,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "populate: %s: %s\n", ids_path, strerror(errno));
 		return 1;
 	}
+	if (core_init() < 0) {
+		fprintf(stderr, "populate: OpenSSL initialisation failed\n");
+		goto out;
+	}
 	if (store_open_hardened(&o, POP_SECURE_HEAP, false, &hr, &p.s, why, sizeof(why)) < 0) {
 		fprintf(stderr, "populate: %s\n", why);
 		goto out;
@@ -212,5 +217,6 @@ out:
 	if (p.ids && fclose(p.ids) != 0)
 		ret = 1;
 	pthread_mutex_destroy(&p.lock);
+	core_thread_release(); /* the main thread's random pool (kms_core.h) */
 	return ret;
 }
