@@ -1,7 +1,7 @@
 /* bench-client - load generator for bench/run: file transactions against a kmsfs-like mount.
  *
  *   bench-client [-m rdwr|shell|batch] [--keep] [-t THREADS] [-d SECONDS | -n TOTAL]
- *                [-w WARMUP] [-r REQUEST] [-b LINES] [-k] [-p DAEMON_PID] FILE...
+ *                [-w WARMUP] [-r REQUEST [-u]] [-b LINES] [-k] [-p DAEMON_PID] FILE...
  *
  * rdwr  : same-handle transactions on ONE shared file (the first FILE), every thread:
  *         open(O_RDWR), write(request), pread(0), close.
@@ -23,6 +23,9 @@
  * -n: exactly TOTAL transactions, no warm-up (used to age the daemon for the memory figures).
  * -p: also report the daemon's CPU time per transaction (from /proc/PID/stat) and foreign_cpu:
  *     the CPUs kept busy meanwhile by anything but this client and that daemon.
+ * -u: (rdwr) a request that differs every time: the first "XXXXXXXX" in REQUEST is replaced by a
+ *     counter in 8 hex digits, one number per transaction of this process (create-key with
+ *     {"key_alias":"a-XXXXXXXX"}: every alias is new; give each process its own prefix).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -60,15 +63,18 @@ static struct {
 	int daemon_pid;
 	char **files;
 	int nfiles;
+	long unique_at; /* -u: offset of "XXXXXXXX" in req, else -1 */
 } cfg = { .mode = MODE_RDWR,
 	  .threads = 1,
 	  .duration = 3,
 	  .warmup = 0.3,
 	  .req = "{}",
-	  .batch_lines = 1000 };
+	  .batch_lines = 1000,
+	  .unique_at = -1 };
 
 static _Atomic int phase = PHASE_WARMUP;
 static _Atomic long issued;
+static _Atomic unsigned long unique_next;
 static _Atomic long bad_total;
 static _Atomic int bad_printed;
 
@@ -80,6 +86,7 @@ struct worker {
 	long items; /* keys (batch) or transactions */
 	char *buf;
 	size_t bufcap;
+	char *req; /* -u: this thread's copy of the request */
 };
 
 static uint64_t now_ns(void)
@@ -172,9 +179,21 @@ static bool read_close(struct worker *w, int fd, off_t off, const char *what, co
 	return close_ok(fd, "close", path);
 }
 
+/* -u: the request with this transaction's number in place of XXXXXXXX (in w->req). */
+static const char *unique_req(struct worker *w)
+{
+	char num[9];
+
+	if (cfg.unique_at < 0)
+		return cfg.req;
+	snprintf(num, sizeof(num), "%08lx", atomic_fetch_add(&unique_next, 1) & 0xfffffffful);
+	memcpy(w->req + cfg.unique_at, num, 8);
+	return w->req;
+}
+
 static bool tx_rdwr(struct worker *w, const char *path)
 {
-	int fd = open_write(path, O_RDWR, cfg.req, cfg.req_len, "open");
+	int fd = open_write(path, O_RDWR, unique_req(w), cfg.req_len, "open");
 
 	return fd >= 0 && read_close(w, fd, 0, "rdwr", path);
 }
@@ -412,8 +431,8 @@ static void take_sample(struct sample *s)
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench-client [-m rdwr|shell|batch|keep] [--keep] [-t THREADS] [-d "
-			"SECONDS | -n TOTAL] [-w WARMUP] [-r REQUEST] [-b LINES] [-k] [-p PID] "
-			"FILE...\n");
+			"SECONDS | -n TOTAL] [-w WARMUP] [-r REQUEST] [-u] [-b LINES] [-k] [-p "
+			"PID] FILE...\n");
 	exit(2);
 }
 
@@ -440,7 +459,7 @@ int main(int argc, char **argv)
 	bool keep = false;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "m:t:d:n:w:r:b:kp:", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:t:d:n:w:r:b:kp:u", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'K':
 			keep = true;
@@ -472,6 +491,9 @@ int main(int argc, char **argv)
 		case 'p':
 			cfg.daemon_pid = atoi(optarg);
 			break;
+		case 'u':
+			cfg.unique_at = 0;
+			break;
 		default:
 			usage();
 		}
@@ -487,6 +509,13 @@ int main(int argc, char **argv)
 	cfg.files = argv + optind;
 	cfg.nfiles = argc - optind;
 	cfg.req_len = strlen(cfg.req);
+	if (cfg.unique_at == 0) {
+		const char *x = strstr(cfg.req, "XXXXXXXX");
+
+		if (!x || cfg.mode != MODE_RDWR)
+			usage();
+		cfg.unique_at = x - cfg.req;
+	}
 	if (cfg.mode == MODE_BATCH) {
 		cfg.batch_len = (cfg.req_len + 1) * cfg.batch_lines;
 		cfg.batch_req = malloc(cfg.batch_len);
@@ -504,7 +533,8 @@ int main(int argc, char **argv)
 		w[i].id = i;
 		w[i].bufcap = cfg.mode == MODE_BATCH ? BATCH_BUF : RDWR_BUF;
 		w[i].buf = malloc(w[i].bufcap);
-		if (!w[i].buf) {
+		w[i].req = strdup(cfg.req);
+		if (!w[i].buf || !w[i].req) {
 			fprintf(stderr, "bench-client: out of memory\n");
 			exit(1);
 		}
@@ -569,6 +599,7 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < cfg.threads; i++) {
 		free(w[i].lat);
 		free(w[i].buf);
+		free(w[i].req);
 	}
 	free(w);
 	free(all);
