@@ -102,3 +102,28 @@ TEST(bounded)
 	kms_buf_free(&b);
 	cJSON_Delete(o);
 }
+
+/* Escapes at every position of the 8-byte words the printer scans, in strings of every length
+ * up to 40: the same text as cJSON's. */
+TEST(strings_random)
+{
+	static const char alphabet[] = "ab09\"\\\n\x01\x1f \x7f\x80\xff~";
+	unsigned seed = 12345;
+	char s[41];
+
+	for (int iter = 0; iter < 2000; iter++) {
+		size_t n = (size_t)iter % 41;
+		cJSON *j;
+
+		for (size_t i = 0; i < n; i++) {
+			seed = seed * 1103515245u + 12345u;
+			/* mostly plain bytes, an escape now and then */
+			s[i] = (seed >> 16) % 5 ? 'x'
+						: alphabet[(seed >> 8) % (sizeof(alphabet) - 1)];
+		}
+		s[n] = 0;
+		j = cJSON_CreateString(s);
+		STEP(same(j));
+		cJSON_Delete(j);
+	}
+}
