@@ -175,6 +175,8 @@ static bool api_has_duplicate_keys(const cJSON *o)
 
 bool api_json_has_nul_escape(const uint8_t *p, size_t n)
 {
+	if (n == 0 || !memchr(p, '\\', n))
+		return false; /* most requests have no escape at all */
 	for (size_t i = 0; i + 6 <= n; i++)
 		if (p[i] == '\\' && (p[i + 1] == 'u' || p[i + 1] == 'U') && p[i + 2] == '0' &&
 		    p[i + 3] == '0' && p[i + 4] == '0' && p[i + 5] == '0') {
