@@ -285,35 +285,17 @@ static const unsigned char *api_plain_run(const unsigned char *p, const unsigned
 	return p;
 }
 
-/* The escape of a byte that is not plain (api_plain_byte), as cJSON writes it. */
+/* The escape of a byte that is not plain (api_plain_byte), as cJSON writes it: a letter for
+ * the seven it names, else \u and four lower-case hex digits. */
 static void api_escape(unsigned char c, char esc[8])
 {
-	switch (c) {
-	case '"':
-	case '\\':
-		esc[0] = '\\';
-		esc[1] = (char)c;
-		esc[2] = 0;
-		break;
-	case '\b':
-		memcpy(esc, "\\b", 3);
-		break;
-	case '\f':
-		memcpy(esc, "\\f", 3);
-		break;
-	case '\n':
-		memcpy(esc, "\\n", 3);
-		break;
-	case '\r':
-		memcpy(esc, "\\r", 3);
-		break;
-	case '\t':
-		memcpy(esc, "\\t", 3);
-		break;
-	default:
+	static const char named[] = "\"\\\b\f\n\r\t", letters[] = "\"\\bfnrt";
+	const char *at = c ? strchr(named, c) : NULL;
+
+	if (at)
+		snprintf(esc, 8, "\\%c", letters[at - named]);
+	else
 		snprintf(esc, 8, "\\u%04x", c);
-		break;
-	}
 }
 
 /* A string as cJSON prints it, then the byte after (':' or ',', or none: 0). A string with

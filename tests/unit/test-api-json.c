@@ -23,49 +23,37 @@ static void same(const cJSON *j)
 	kms_buf_free(&b);
 }
 
+/* same(j), then j is deleted. */
+static void same_once(cJSON *j)
+{
+	same(j);
+	cJSON_Delete(j);
+}
+
 TEST(scalars)
 {
 	const double numbers[] = { 0,	-1,	 42,	2147483647.0,	     4294967296.0,
 				   0.1, -1.5e-7, 1e300, 123456789.123456789, 1.0 / 3.0 };
-	cJSON *j;
 
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(numbers); i++) {
-		j = cJSON_CreateNumber(numbers[i]);
-		STEP(same(j));
-		cJSON_Delete(j);
-	}
-	j = cJSON_CreateNull();
-	STEP(same(j));
-	cJSON_Delete(j);
-	j = cJSON_CreateTrue();
-	STEP(same(j));
-	cJSON_Delete(j);
-	j = cJSON_CreateFalse();
-	STEP(same(j));
-	cJSON_Delete(j);
-	j = cJSON_CreateRaw("{\"raw\":1}");
-	STEP(same(j));
-	cJSON_Delete(j);
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(numbers); i++)
+		STEP(same_once(cJSON_CreateNumber(numbers[i])));
+	STEP(same_once(cJSON_CreateNull()));
+	STEP(same_once(cJSON_CreateTrue()));
+	STEP(same_once(cJSON_CreateFalse()));
+	STEP(same_once(cJSON_CreateRaw("{\"raw\":1}")));
 }
 
 TEST(strings_every_byte)
 {
 	char s[256];
-	cJSON *j;
 
 	/* Every byte value once (1..255), then some runs around the escapes. */
 	for (int i = 1; i < 256; i++)
 		s[i - 1] = (char)i;
 	s[255] = 0;
-	j = cJSON_CreateString(s);
-	STEP(same(j));
-	cJSON_Delete(j);
-	j = cJSON_CreateString("");
-	STEP(same(j));
-	cJSON_Delete(j);
-	j = cJSON_CreateString("a\"b\\c\nd\x01\x1f\x7f\xc3\xa9 end");
-	STEP(same(j));
-	cJSON_Delete(j);
+	STEP(same_once(cJSON_CreateString(s)));
+	STEP(same_once(cJSON_CreateString("")));
+	STEP(same_once(cJSON_CreateString("a\"b\\c\nd\x01\x1f\x7f\xc3\xa9 end")));
 }
 
 TEST(nested)
@@ -113,7 +101,6 @@ TEST(strings_random)
 
 	for (int iter = 0; iter < 2000; iter++) {
 		size_t n = (size_t)iter % 41;
-		cJSON *j;
 
 		for (size_t i = 0; i < n; i++) {
 			seed = seed * 1103515245u + 12345u;
@@ -122,8 +109,6 @@ TEST(strings_random)
 						: alphabet[(seed >> 8) % (sizeof(alphabet) - 1)];
 		}
 		s[n] = 0;
-		j = cJSON_CreateString(s);
-		STEP(same(j));
-		cJSON_Delete(j);
+		STEP(same_once(cJSON_CreateString(s)));
 	}
 }
