@@ -332,7 +332,14 @@ const char *api_caller_user(const struct api_request *r)
 
 bool api_caller_may_list(const struct api_service *svc, const struct api_caller *c)
 {
-	const struct api_action *list_keys = api_action_find("list-keys", API_SCOPE_PROJECT);
+	/* Asked at every lookup in a key folder: find the row once. */
+	static const struct api_action *found;
+	const struct api_action *list_keys = __atomic_load_n(&found, __ATOMIC_RELAXED);
+
+	if (!list_keys) {
+		list_keys = api_action_find("list-keys", API_SCOPE_PROJECT);
+		__atomic_store_n(&found, list_keys, __ATOMIC_RELAXED);
+	}
 
 	return list_keys && api_caller_may(svc, c, list_keys, kms_time_real_ms()) == 0;
 }

@@ -58,11 +58,12 @@ static int api_seal(struct api_request *r, const struct store_key *k, const stru
 				sizeof(blob), &len);
 	if (e < 0)
 		return e;
-	if (base64) {
+	/* A ciphertext: encoded on the stack, no heap copy to allocate and wipe. */
+	if (base64)
 		kms_base64_encode(blob, len, text);
-		return api_add_string(r->out, "cipher_text", text);
-	}
-	return api_add_hex(r->out, "cipher_text", blob, len);
+	else
+		kms_hex_encode(blob, len, text);
+	return api_add_string(r->out, "cipher_text", text);
 }
 
 static int api_make_datakey(struct api_request *r, bool with_plaintext)

@@ -33,6 +33,8 @@ struct api_request {
 
 /* Nesting depth of a JSON value (a scalar is 1). */
 size_t api_json_depth(const cJSON *j);
+/* Append j as cJSON_PrintUnformatted prints it, without its intermediate copy. */
+KMS_WUR int api_json_print(const cJSON *j, struct kms_buf *out);
 /* Does JSON text hold a \u0000 escape? cJSON strings end at NUL, so "a\u0000b" would silently
  * become "a": such text is refused wherever it is parsed. */
 bool api_json_has_nul_escape(const uint8_t *p, size_t n);

@@ -3,9 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "kms_err.h"
+#include "kms_secmem.h"
 
 void kms_buf_init(struct kms_buf *b, size_t max, bool secret)
 {
@@ -35,7 +34,7 @@ int kms_buf_reserve(struct kms_buf *b, size_t extra)
 		return KMS_E_NOMEM;
 	if (b->data) {
 		memcpy(n, b->data, b->len);
-		OPENSSL_cleanse(b->data, b->cap);
+		kms_wipe(b->data, b->cap);
 		free(b->data);
 	}
 	n[b->len] = 0;
@@ -71,7 +70,7 @@ int kms_buf_set(struct kms_buf *b, const void *p, size_t n)
 void kms_buf_reset(struct kms_buf *b)
 {
 	if (b->data) {
-		OPENSSL_cleanse(b->data, b->len + 1);
+		kms_wipe(b->data, b->len + 1);
 		b->data[0] = 0;
 	}
 	b->len = 0;
@@ -81,7 +80,7 @@ void kms_buf_truncate(struct kms_buf *b, size_t len)
 {
 	if (len >= b->len)
 		return;
-	OPENSSL_cleanse(b->data + len, b->len - len);
+	kms_wipe(b->data + len, b->len - len);
 	b->len = len;
 	b->data[len] = 0;
 }
@@ -97,7 +96,7 @@ void kms_buf_trim(struct kms_buf *b, size_t keep)
 void kms_buf_free(struct kms_buf *b)
 {
 	if (b->data) {
-		OPENSSL_cleanse(b->data, b->cap);
+		kms_wipe(b->data, b->cap);
 		free(b->data);
 	}
 	b->data = NULL;

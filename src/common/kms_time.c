@@ -20,3 +20,11 @@ int64_t kms_time_mono_ms(void)
 {
 	return kms_time_ms(CLOCK_MONOTONIC);
 }
+
+int64_t kms_time_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}

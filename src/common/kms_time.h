@@ -1,4 +1,4 @@
-/* kms_time.h - the clocks of kmsfs, in milliseconds. */
+/* kms_time.h - the clocks of kmsfs, in milliseconds (and one in nanoseconds). */
 #pragma once
 
 #include <stdint.h>
@@ -9,3 +9,5 @@ int64_t kms_time_real_ms(void);
 /* Monotonic milliseconds: for intervals that must not jump with the wall clock (mailbox
  * lifetimes, rate limits). */
 int64_t kms_time_mono_ms(void);
+/* Monotonic nanoseconds: for durations too short for milliseconds (request latencies). */
+int64_t kms_time_mono_ns(void);

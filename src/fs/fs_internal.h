@@ -64,15 +64,15 @@ struct fs_mailbox;
 struct fs_binding;
 
 /* fs_metrics.c: what the daemon counts for /kms/.metrics and /kms/.status. The request path
- * only adds to these with relaxed atomics (no lock); a reader takes a snapshot at open. */
+ * adds to its thread's own counters (no lock, no shared cache line); a reader sums them at open. */
 #define FS_LATENCY_BUCKETS 14u
+struct fs_counters;
 struct fs_metrics {
-	uint64_t
-		*requests; /* [action][code]: code 0 is success, c > 0 the error KMS__E_FIRST + c */
+	pthread_mutex_t lock;	      /* the list of counter blocks */
+	struct fs_counters *blocks;   /* one per thread that counted (fs_metrics.c) */
+	struct fs_counters *fallback; /* shared, atomic: for a thread that got no block */
+	pthread_key_t key;	      /* the calling thread's block */
 	size_t nactions, ncodes;
-	uint64_t latency[FS_LATENCY_BUCKETS + 1]; /* per bucket (not cumulative); last: +Inf */
-	uint64_t latency_ns;			  /* sum */
-	uint64_t request_bytes, response_bytes;
 	int64_t start_mono_ms;
 	const char *version;
 	bool has_group; /* -o metrics_group: group may read them too, else only root */
@@ -193,6 +193,7 @@ struct fs_txn {
 	struct fs_node node;
 	const struct api_action *action;
 	bool writable;	     /* opened for writing (open mode, not state) */
+	bool readable;	     /* opened for reading: an fsync leaves the answer on it */
 	struct kms_buf req;  /* secret */
 	struct kms_buf resp; /* secret */
 	size_t resp_held;    /* resp.cap as counted in FS_POOL_HELD_BYTES */
@@ -269,10 +270,9 @@ enum fs_info { FS_INFO_METRICS = 0, FS_INFO_STATUS = 1 };
 KMS_WUR int fs_metrics_init(struct fs_metrics *m, const struct fs_options *opt);
 void fs_metrics_free(struct fs_metrics *m);
 /* Count one request of action (table index) that ended with err (0 or KMS_E_*), started at
- * start_ns (fs_metrics_now_ns), with req_len bytes in and resp_len out. Lock-free. */
+ * start_ns (kms_time_mono_ns), with req_len bytes in and resp_len out. Lock-free. */
 void fs_metrics_count(struct fs *fs, uint8_t action, int err, int64_t start_ns, size_t req_len,
 		      size_t resp_len);
-int64_t fs_metrics_now_ns(void);
 /* May req's caller read .metrics and .status: root, or a member of -o metrics_group. */
 bool fs_metrics_may_read(fuse_req_t req);
 /* The name of an info file (".metrics", ".status") and its index; -ENOENT for other names. */
@@ -298,8 +298,10 @@ struct fs_metrics_snapshot {
 	double latency_sum_s;
 	uint64_t request_bytes, response_bytes;
 	size_t pool_used[FS_POOLS], pool_limit[FS_POOLS];
-	size_t cache_entries;
-	uint64_t cache_hits, cache_misses, store_errors, store_reconnects;
+	size_t cache_entries, cache_limit;
+	uint64_t cache_hits, cache_misses, cache_evictions, store_errors, store_reconnects;
+	bool store_online;
+	int64_t store_fresh_age_ms;
 };
 /* The upper bounds of the latency buckets (ns). */
 extern const int64_t fs_latency_bounds_ns[FS_LATENCY_BUCKETS];

@@ -1,13 +1,13 @@
 /* /kms/.metrics and /kms/.status (docs/monitoring.md): what the daemon has done and holds, for
- * root and the members of -o metrics_group. The request path only adds to counters with relaxed
- * atomics (fs_metrics_count: no lock, nothing allocated); each open of either file takes a
- * snapshot of them and formats it whole, served with direct_io from the handle. */
+ * root and the members of -o metrics_group. The request path only adds to its own thread's
+ * counters (fs_metrics_count: no lock, no shared cache line; a block allocated once per thread);
+ * each open of either file sums them into a snapshot and formats it whole, served with direct_io
+ * from the handle. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/kms_err.h"
 #include "common/kms_time.h"
@@ -44,36 +44,112 @@ const char *fs_info_name(uint8_t info)
 	return info < KMS_ARRAY_SIZE(fs_info_names) ? fs_info_names[info] : NULL;
 }
 
+/* One thread's counters. Only that thread writes them (plain adds through relaxed atomics: no
+ * lock prefix, no cache line shared with another writer); readers sum every block. A block
+ * outlives its thread (its counts stay in the sums) and is handed to the next thread that needs
+ * one. */
+struct fs_counters {
+	struct fs_counters *next;
+	struct fs_metrics *m;
+	bool in_use;
+	uint64_t latency[FS_LATENCY_BUCKETS + 1]; /* per bucket (not cumulative); last: +Inf */
+	uint64_t latency_ns;			  /* sum */
+	uint64_t request_bytes, response_bytes;
+	uint64_t requests
+		[]; /* [action][code]: code 0 is success, c > 0 the error KMS__E_FIRST + c */
+};
+
+static struct fs_counters *fs_counters_new(struct fs_metrics *m)
+{
+	struct fs_counters *c =
+		calloc(1, sizeof(*c) + m->nactions * m->ncodes * sizeof(c->requests[0]));
+
+	if (c)
+		c->m = m;
+	return c;
+}
+
+/* A thread ended: its block waits for the next thread (the counts stay). */
+static void fs_counters_release(void *p)
+{
+	struct fs_counters *c = p;
+	struct fs_metrics *m = c->m;
+
+	pthread_mutex_lock(&m->lock);
+	c->in_use = false;
+	pthread_mutex_unlock(&m->lock);
+}
+
 int fs_metrics_init(struct fs_metrics *m, const struct fs_options *opt)
 {
 	memset(m, 0, sizeof(*m));
 	m->nactions = api_action_count();
 	m->ncodes = (size_t)(KMS__E_END - KMS__E_FIRST); /* success, then every error */
-	m->requests = calloc(m->nactions * m->ncodes, sizeof(*m->requests));
 	m->start_mono_ms = kms_time_mono_ms();
 	m->version = opt->version ? opt->version : "unknown";
 	m->has_group = opt->metrics_group_set;
 	m->group = opt->metrics_group;
-	return m->requests ? 0 : KMS_E_NOMEM;
+	m->fallback = fs_counters_new(m);
+	if (!m->fallback)
+		return KMS_E_NOMEM;
+	if (pthread_key_create(&m->key, fs_counters_release) != 0) {
+		free(m->fallback);
+		m->fallback = NULL;
+		return KMS_E_NOMEM;
+	}
+	pthread_mutex_init(&m->lock, NULL);
+	return 0;
 }
 
 void fs_metrics_free(struct fs_metrics *m)
 {
-	free(m->requests);
-	m->requests = NULL;
+	if (!m->fallback)
+		return;
+	pthread_key_delete(m->key); /* no thread's destructor runs after this */
+	while (m->blocks) {
+		struct fs_counters *next = m->blocks->next;
+
+		free(m->blocks);
+		m->blocks = next;
+	}
+	free(m->fallback);
+	m->fallback = NULL;
+	pthread_mutex_destroy(&m->lock);
 }
 
-int64_t fs_metrics_now_ns(void)
+/* The calling thread's block: its own, a free one, a new one, or (out of memory) the shared
+ * fallback (*shared set). */
+static struct fs_counters *fs_counters_mine(struct fs_metrics *m, bool *shared)
 {
-	struct timespec ts;
+	struct fs_counters *c = pthread_getspecific(m->key);
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+	*shared = false;
+	if (c)
+		return c;
+	pthread_mutex_lock(&m->lock);
+	for (c = m->blocks; c && c->in_use; c = c->next)
+		;
+	if (!c && (c = fs_counters_new(m)) != NULL) {
+		c->next = m->blocks;
+		m->blocks = c;
+	}
+	if (c && pthread_setspecific(m->key, c) == 0)
+		c->in_use = true;
+	else
+		c = NULL;
+	pthread_mutex_unlock(&m->lock);
+	if (c)
+		return c;
+	*shared = true;
+	return m->fallback;
 }
 
-static void fs_add(uint64_t *c, uint64_t n)
+static void fs_add(uint64_t *c, uint64_t n, bool shared)
 {
-	__atomic_add_fetch(c, n, __ATOMIC_RELAXED);
+	if (shared)
+		__atomic_add_fetch(c, n, __ATOMIC_RELAXED);
+	else /* one writer: no read-modify-write across threads needed */
+		__atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 }
 
 static uint64_t fs_get(const uint64_t *c)
@@ -85,21 +161,50 @@ void fs_metrics_count(struct fs *fs, uint8_t action, int err, int64_t start_ns, 
 		      size_t resp_len)
 {
 	struct fs_metrics *m = &fs->metrics;
-	int64_t ns = fs_metrics_now_ns() - start_ns;
+	int64_t ns = kms_time_mono_ns() - start_ns;
 	size_t code = 0, b = 0;
+	bool shared;
+	struct fs_counters *c = fs_counters_mine(m, &shared);
 
 	if (err < 0)
 		code = err > KMS__E_FIRST && err < KMS__E_END
 			       ? (size_t)(err - KMS__E_FIRST)
 			       : (size_t)(KMS_E_INTERNAL - KMS__E_FIRST);
 	if (action < m->nactions)
-		fs_add(&m->requests[action * m->ncodes + code], 1);
+		fs_add(&c->requests[action * m->ncodes + code], 1, shared);
 	while (b < FS_LATENCY_BUCKETS && ns > fs_latency_bounds_ns[b])
 		b++;
-	fs_add(&m->latency[b], 1);
-	fs_add(&m->latency_ns, ns > 0 ? (uint64_t)ns : 0);
-	fs_add(&m->request_bytes, req_len);
-	fs_add(&m->response_bytes, resp_len);
+	fs_add(&c->latency[b], 1, shared);
+	fs_add(&c->latency_ns, ns > 0 ? (uint64_t)ns : 0, shared);
+	fs_add(&c->request_bytes, req_len, shared);
+	fs_add(&c->response_bytes, resp_len, shared);
+}
+
+/* Every block's counters added into sum (a block of the same shape). Caller holds m->lock. */
+static void fs_counters_sum(const struct fs_metrics *m, const struct fs_counters *c,
+			    struct fs_counters *sum)
+{
+	for (size_t i = 0; i < m->nactions * m->ncodes; i++)
+		sum->requests[i] += fs_get(&c->requests[i]);
+	for (size_t b = 0; b <= FS_LATENCY_BUCKETS; b++)
+		sum->latency[b] += fs_get(&c->latency[b]);
+	sum->latency_ns += fs_get(&c->latency_ns);
+	sum->request_bytes += fs_get(&c->request_bytes);
+	sum->response_bytes += fs_get(&c->response_bytes);
+}
+
+static struct fs_counters *fs_counters_total(struct fs_metrics *m)
+{
+	struct fs_counters *sum = fs_counters_new(m);
+
+	if (!sum)
+		return NULL;
+	pthread_mutex_lock(&m->lock);
+	fs_counters_sum(m, m->fallback, sum);
+	for (const struct fs_counters *c = m->blocks; c; c = c->next)
+		fs_counters_sum(m, c, sum);
+	pthread_mutex_unlock(&m->lock);
+	return sum;
 }
 
 bool fs_metrics_may_read(fuse_req_t req)
@@ -131,13 +236,14 @@ void fs_info_stat(const struct fs *fs, struct stat *st)
 
 /* The counters of each action: "ok" first (also when 0: every action is listed), then each error
  * code seen (several internal errors share one API code: summed). */
-static int fs_snapshot_rows(const struct fs_metrics *m, struct fs_metrics_snapshot *s)
+static int fs_snapshot_rows(const struct fs_metrics *m, const struct fs_counters *t,
+			    struct fs_metrics_snapshot *s)
 {
 	s->rows = calloc(m->nactions * m->ncodes, sizeof(*s->rows));
 	if (!s->rows)
 		return KMS_E_NOMEM;
 	for (size_t a = 0; a < m->nactions; a++) {
-		const uint64_t *n = &m->requests[a * m->ncodes];
+		const uint64_t *n = &t->requests[a * m->ncodes];
 		size_t first = s->nrows;
 
 		s->rows[s->nrows++] =
@@ -162,32 +268,43 @@ static int fs_snapshot_rows(const struct fs_metrics *m, struct fs_metrics_snapsh
 
 static int fs_snapshot_take(struct fs *fs, struct fs_metrics_snapshot *s)
 {
-	const struct fs_metrics *m = &fs->metrics;
+	struct fs_metrics *m = &fs->metrics;
+	struct fs_counters *t;
 	struct store_stats st;
 	uint64_t sum = 0;
+	int r;
 
 	memset(s, 0, sizeof(*s));
+	t = fs_counters_total(m);
+	if (!t)
+		return KMS_E_NOMEM;
 	s->version = m->version;
 	s->start_time_s = (int64_t)fs->mount_time;
 	s->uptime_s = (double)(kms_time_mono_ms() - m->start_mono_ms) / 1000.0;
 	for (size_t b = 0; b <= FS_LATENCY_BUCKETS; b++) {
-		sum += fs_get(&m->latency[b]);
+		sum += t->latency[b];
 		s->latency[b] = sum;
 	}
-	s->latency_sum_s = (double)fs_get(&m->latency_ns) / 1e9;
-	s->request_bytes = fs_get(&m->request_bytes);
-	s->response_bytes = fs_get(&m->response_bytes);
+	s->latency_sum_s = (double)t->latency_ns / 1e9;
+	s->request_bytes = t->request_bytes;
+	s->response_bytes = t->response_bytes;
 	for (size_t p = 0; p < FS_POOLS; p++) {
 		s->pool_used[p] = __atomic_load_n(&fs->pool_used[p], __ATOMIC_RELAXED);
 		s->pool_limit[p] = fs_pool_limit((enum fs_pool)p);
 	}
 	store_stats_get(fs->store, &st);
 	s->cache_entries = st.cached_keys;
+	s->cache_limit = st.cache_limit;
 	s->cache_hits = st.cache_hits;
 	s->cache_misses = st.cache_misses;
+	s->cache_evictions = st.cache_evictions;
 	s->store_errors = st.errors;
 	s->store_reconnects = st.reconnects;
-	return fs_snapshot_rows(m, s);
+	s->store_online = st.online;
+	s->store_fresh_age_ms = st.fresh_age_ms;
+	r = fs_snapshot_rows(m, t, s);
+	free(t);
+	return r;
 }
 
 /* ------------------------------------------------------------------ formatting (pure) */
@@ -304,15 +421,26 @@ int fs_metrics_format_text(const struct fs_metrics_snapshot *s, struct kms_buf *
 	fs_text_requests(s, &o);
 	fs_text_pools(s, &o);
 	fs_one(&o, "key_cache_entries", "gauge", "Keys in the store's cache.", s->cache_entries);
+	fs_one(&o, "key_cache_limit", "gauge", "The bound of kmsfs_key_cache_entries.",
+	       s->cache_limit);
 	fs_one(&o, "key_cache_hits_total", "counter", "Key look-ups the cache answered.",
 	       s->cache_hits);
 	fs_one(&o, "key_cache_misses_total", "counter", "Key look-ups that read the database.",
 	       s->cache_misses);
+	fs_one(&o, "key_cache_evictions_total", "counter",
+	       "Keys dropped from the cache to stay within its bound.", s->cache_evictions);
 	fs_one(&o, "store_errors_total", "counter",
 	       "Key loads the store's backend failed (I/O, damage; not: no such key).",
 	       s->store_errors);
 	fs_one(&o, "store_reconnects_total", "counter",
 	       "Reconnections of a network store backend (0 with SQLite).", s->store_reconnects);
+	fs_one(&o, "store_online", "gauge",
+	       "1 if the store's backend answered its last refresh (always 1 with SQLite).",
+	       s->store_online ? 1 : 0);
+	fs_head(&o, "store_fresh_age_seconds", "gauge",
+		"Seconds since the store last refreshed from its backend (0 with SQLite).");
+	fs_put(&o, "kmsfs_store_fresh_age_seconds %.3f\n",
+	       (double)(s->store_fresh_age_ms > 0 ? s->store_fresh_age_ms : 0) / 1000.0);
 	return o.r;
 }
 
@@ -366,11 +494,16 @@ int fs_metrics_format_json(const struct fs_metrics_snapshot *s, struct kms_buf *
 		fs_put(&o, "%s\"%s\":%zu%s", i ? "," : ",\"limits\":{", fs_pool_gauges[i].name,
 		       s->pool_limit[fs_pool_gauges[i].pool], i + 1 == FS_POOLS ? "}" : "");
 	fs_put(&o,
-	       ",\"key_cache\":{\"entries\":%zu,\"hits\":%llu,\"misses\":%llu},"
-	       "\"store\":{\"errors\":%llu,\"reconnects\":%llu}}\n",
-	       s->cache_entries, (unsigned long long)s->cache_hits,
-	       (unsigned long long)s->cache_misses, (unsigned long long)s->store_errors,
-	       (unsigned long long)s->store_reconnects);
+	       ",\"key_cache\":{\"entries\":%zu,\"limit\":%zu,\"hits\":%llu,\"misses\":%llu,"
+	       "\"evictions\":%llu},",
+	       s->cache_entries, s->cache_limit, (unsigned long long)s->cache_hits,
+	       (unsigned long long)s->cache_misses, (unsigned long long)s->cache_evictions);
+	fs_put(&o,
+	       "\"store\":{\"errors\":%llu,\"reconnects\":%llu,\"online\":%s,"
+	       "\"fresh_age_ms\":%lld}}\n",
+	       (unsigned long long)s->store_errors, (unsigned long long)s->store_reconnects,
+	       s->store_online ? "true" : "false",
+	       (long long)(s->store_fresh_age_ms > 0 ? s->store_fresh_age_ms : 0));
 	return o.r;
 }
 

@@ -222,7 +222,7 @@ static void fs_txn_run(fuse_req_t req, struct fs_txn *t)
 		.id = &t->id,
 		.owner = t->owner,
 	};
-	int64_t start = fs_metrics_now_ns(); /* counted in /kms/.metrics (fs_metrics.c) */
+	int64_t start = kms_time_mono_ns(); /* counted in /kms/.metrics (fs_metrics.c) */
 	size_t req_len = t->req.len;
 	int err;
 
@@ -331,6 +331,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	t->node = n;
 	t->action = api_action_at(n.action);
 	t->writable = acc != O_RDONLY;
+	t->readable = acc != O_WRONLY;
 	kms_buf_init(&t->req, KMS_MAX_REQUEST, true);
 	kms_buf_init(&t->resp, KMS_MAX_RESPONSE, true);
 	fs_txn_on_open(&t->sm,
@@ -440,18 +441,24 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
 	pthread_mutex_unlock(&t->lock);
 }
 
-/* Run a request that no read asked for (at flush, fsync or release) and leave its response for
- * the next `cat` of this file by the opener's uid (never the uid of whoever closes: a setuid
- * program that inherited the descriptor, say). Caller holds t->lock. */
-static void fs_txn_run_to_mailbox(fuse_req_t req, fuse_ino_t ino, struct fs_txn *t)
+/* Run a request that no read asked for (at flush, fsync or release) and, unless the handle can
+ * still read it (keep: an fsync of a readable handle), move its response to the mailbox for the
+ * next `cat` of this file by the opener's uid (never the uid of whoever closes: a setuid program
+ * that inherited the descriptor, say). One copy only: a plaintext DEK is either on the handle or
+ * in the mailbox. Caller holds t->lock. */
+static void fs_txn_run_to_mailbox(fuse_req_t req, fuse_ino_t ino, struct fs_txn *t, bool keep)
 {
 	struct fs *fs = fs_from_req(req);
-	struct kms_buf copy = KMS_BUF_INIT(KMS_MAX_RESPONSE, true);
+	struct kms_buf out = KMS_BUF_INIT(KMS_MAX_RESPONSE, true);
 
 	fs_txn_run(req, t);
-	if (kms_buf_append(&copy, t->resp.data, t->resp.len) == 0)
-		fs_mailbox_put(fs, ino, t->owner, &copy);
-	kms_buf_free(&copy);
+	if (keep)
+		return;
+	kms_buf_move(&out, &t->resp);
+	/* The mailbox counts the buffer anew for the same uid: give back the handle's count. */
+	fs_hold(fs, t->owner, &t->resp_held, &t->resp);
+	fs_mailbox_put(fs, ino, t->owner, &out);
+	kms_buf_free(&out);
 }
 
 /* A close of a write-only handle (the only ones opened without FOPEN_NOFLUSH), or an fsync of
@@ -464,7 +471,7 @@ void fs_op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 	pthread_mutex_lock(&t->lock);
 	if (fs_txn_flush_runs(&t->sm))
-		fs_txn_run_to_mailbox(req, ino, t);
+		fs_txn_run_to_mailbox(req, ino, t, t->readable);
 	err = kms_err_errno(fs_txn_on_flush(&t->sm));
 	pthread_mutex_unlock(&t->lock);
 	fuse_reply_err(req, err);
@@ -486,7 +493,7 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	/* Written, never read nor flushed (read-write handles get no FLUSH): it still runs, as
 	 * its opener, and its answer goes to the mailbox. The client does not wait for this. */
 	if (fs_txn_release_runs(&t->sm))
-		fs_txn_run_to_mailbox(req, ino, t);
+		fs_txn_run_to_mailbox(req, ino, t, false);
 	fs_txn_unbuffer(fs_from_req(req), t);
 	kms_buf_reset(&t->req);
 	pthread_mutex_unlock(&t->lock);

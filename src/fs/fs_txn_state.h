@@ -12,9 +12,9 @@
  *   release        -             run           run           -             -
  *
  * "run": the caller runs the request (IDLE: an empty one; REFUSED: it answers the refusal
- * instead) and reports the outcome with fs_txn_on_answer (-> ANSWERED); a run at flush, fsync or
- * release (no read of this handle asked for it) also leaves the answer in the opener uid's
- * mailbox. "report": the flush (fsync) returns the answer's error, once. (1) or ESPIPE, staying
+ * instead) and reports the outcome with fs_txn_on_answer (-> ANSWERED); a run at release, or at
+ * a flush or fsync of a write-only handle (no read of this handle can ask for it), moves the
+ * answer to the opener uid's mailbox; an fsync of a readable handle leaves it for its read. "report": the flush (fsync) returns the answer's error, once. (1) or ESPIPE, staying
  * ANSWERED (fs_txn_on_read). Only write-only handles get flushes (fs_txn_needs_flush): a handle
  * that can read its answer closes without a round trip, and what it left unread runs at the
  * (asynchronous) release. The caller holds the handle's lock around every call. */

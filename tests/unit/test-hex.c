@@ -144,6 +144,30 @@ TEST(hex_all_bytes_round_trip)
 	ASSERT_MEMEQ(in, out, 256);
 }
 
+/* Every byte value at every position of the 4-byte groups the encoder works in, and every
+ * length of the tail after them: the digits of a plain per-byte encoding, upper case. */
+TEST(hex_encode_every_position)
+{
+	static const char digits[] = "0123456789ABCDEF";
+	uint8_t in[11];
+	char enc[23], want[23];
+
+	for (size_t len = 0; len <= sizeof(in); len++) {
+		for (unsigned v = 0; v < 256; v++) {
+			for (size_t i = 0; i < len; i++)
+				in[i] = (uint8_t)(v + 37 * i);
+			for (size_t i = 0; i < len; i++) {
+				want[2 * i] = digits[in[i] >> 4];
+				want[2 * i + 1] = digits[in[i] & 15];
+			}
+			want[2 * len] = 0;
+			memset(enc, 'x', sizeof(enc));
+			kms_hex_encode(in, len, enc);
+			ASSERT_STREQ(enc, want);
+		}
+	}
+}
+
 TEST(hex_rejects)
 {
 	static const char *const bad[] = {

@@ -27,8 +27,12 @@ static struct fs_metrics_snapshot snap(void)
 		.request_bytes = 100,
 		.response_bytes = 2000,
 		.cache_entries = 4,
+		.cache_limit = 100,
 		.cache_hits = 9,
 		.cache_misses = 4,
+		.cache_evictions = 6,
+		.store_online = true,
+		.store_fresh_age_ms = 1500,
 	};
 
 	for (size_t b = 0; b <= FS_LATENCY_BUCKETS; b++)
@@ -62,6 +66,10 @@ static const char *const text_lines[] = {
 	"\nkmsfs_mailboxes 2\n",
 	"\nkmsfs_key_cache_hits_total 9\n",
 	"\nkmsfs_store_reconnects_total 0\n",
+	"\nkmsfs_key_cache_limit 100\n",
+	"\nkmsfs_key_cache_evictions_total 6\n",
+	"\nkmsfs_store_online 1\n",
+	"\nkmsfs_store_fresh_age_seconds 1.500\n",
 	"\nkmsfs_uptime_seconds 12.500\n",
 };
 
@@ -164,6 +172,10 @@ TEST(json_says_the_same)
 	ASSERT_TRUE(num(j, "limits", "open_handles") == 100000);
 	ASSERT_TRUE(num(j, "key_cache", "misses") == 4);
 	ASSERT_TRUE(num(j, "store", "errors") == 0);
+	ASSERT_TRUE(num(j, "key_cache", "limit") == 100);
+	ASSERT_TRUE(num(j, "key_cache", "evictions") == 6);
+	ASSERT_TRUE(cJSON_IsTrue(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "store"), "online")));
+	ASSERT_TRUE(num(j, "store", "fresh_age_ms") == 1500);
 	ASSERT_TRUE(num(j, "start_time_seconds", NULL) == 1700000000);
 	cJSON_Delete(j);
 	kms_buf_free(&b);

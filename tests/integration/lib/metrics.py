@@ -185,6 +185,15 @@ def check(mnt, project):
               "mailboxes", "token_bindings", "buffered_request_bytes", "store"):
         if k not in st:
             raise SystemExit(f"FAIL: .status has no {k}: {st}")
+    # The store's figures (values are the backend's: present in both, and the same).
+    for name, where, key in (("kmsfs_key_cache_limit", "key_cache", "limit"),
+                             ("kmsfs_key_cache_evictions_total", "key_cache", "evictions"),
+                             ("kmsfs_store_online", "store", "online")):
+        if (name, ()) not in m1:
+            raise SystemExit(f"FAIL: .metrics has no {name}")
+        expect(f".status {where}.{key}", float(st[where][key]), value(m1, name))
+    if ("kmsfs_store_fresh_age_seconds", ()) not in m1 or "fresh_age_ms" not in st["store"]:
+        raise SystemExit("FAIL: no store fresh age in .metrics or .status")
 
     # Gauges: a handle held open; an answer left in a mailbox (echo >f without cat).
     fd = os.open(f"{p}/create-key", os.O_RDWR)
