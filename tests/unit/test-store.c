@@ -2626,3 +2626,43 @@ TEST(shared_change_feed_refresh)
 	ASSERT_EQ(S->seq, fake_feed_n);
 	close_second();
 }
+
+/* ---- a load that a refresh overtook ---- */
+
+static char overtaken_other[KMS_KEY_ID_LEN + 1];
+
+/* As if a refresh dropped another key as stale while this load was running. */
+static int overtaken_key_load(struct store_backend *b, const char *project, const char *key_id,
+			      const char *alias, struct store_key_meta *meta,
+			      store_backend_version_cb cb, void *arg)
+{
+	store_cache_replace(S, overtaken_other, NULL);
+	return store_sqlite_ops.key_load(b, project, key_id, alias, meta, cb, arg);
+}
+
+/* What such a load read may predate the change that was dropped: it serves the request that
+ * asked and is not cached, and the caller's reference is the only one (no leak). */
+TEST(overtaken_load_not_cached)
+{
+	char a[KMS_KEY_ID_LEN + 1];
+	struct store_key *k = NULL;
+
+	SETUP();
+	new_keys_ab(a, overtaken_other);
+	if (kms_test_failing())
+		return;
+	store_cache_clear(S);
+	fake_shared_ops = store_sqlite_ops;
+	fake_shared_ops.key_load = overtaken_key_load;
+	S->ops = &fake_shared_ops;
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	ASSERT_EQ(k->refs, 1);
+	ASSERT_EQ(cached_of(S), 0);
+	store_key_release(k);
+	k = NULL;
+	S->ops = &store_sqlite_ops;
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	ASSERT_EQ(k->refs, 2);
+	ASSERT_EQ(cached_of(S), 1);
+	store_key_release(k);
+}
