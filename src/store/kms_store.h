@@ -323,6 +323,12 @@ bool store_token_revoked(struct store *s, const char *id);
 typedef void (*store_copy_progress_fn)(size_t done, size_t total, void *arg);
 KMS_WUR int store_copy(struct store *src, struct store *dst, store_copy_progress_fn progress,
 		       void *arg, char *why, size_t why_len);
+/* A store URI (store_options.backend) as logs and messages may show it: the hosts and the
+ * database only, never a user name or password ("postgresql://db1,db2/kms", "host=/x dbname=kms",
+ * "sqlite"). store_uri_hide_password overwrites a password in s with '*' (argv, for ps); true if
+ * there was one. Both in store_copy.c. */
+void store_uri_describe(const char *uri, char *out, size_t cap);
+bool store_uri_hide_password(char *s);
 
 /* Unseal every version of every key; calls cb for each failure. Returns number of bad keys. */
 typedef void (*store_check_cb)(const char *project, const char *key_id, uint32_t version, int err,

@@ -188,19 +188,35 @@ static void store_root_check(const uint8_t *root, char out[2 * CORE_SHA256_BYTES
 	kms_hex_encode(mac, sizeof(mac), out);
 }
 
+/* What messages call the store: the key database in the state directory, or a shared store by
+ * its hosts and database (never a password). */
+static void store_where(const struct store *s, char *out, size_t cap)
+{
+	char shown[512];
+
+	if (!s->ops->shared) {
+		snprintf(out, cap, "the key database in '%.300s'", s->state_dir);
+		return;
+	}
+	store_uri_describe(s->backend_uri, shown, sizeof(shown));
+	snprintf(out, cap, "the key store %s", shown);
+}
+
 static int store_load_root(struct store *s, const struct store_options *opt, char *why,
 			   size_t why_len)
 {
-	char path[4096], check[2 * CORE_SHA256_BYTES + 1], stored[128];
+	char path[4096], check[2 * CORE_SHA256_BYTES + 1], stored[128], where[600];
 	bool have_check = false;
 	int r;
+
+	store_where(s, where, sizeof(where));
 
 	if (opt->root_key_file)
 		snprintf(path, sizeof(path), "%s", opt->root_key_file);
 	else if ((size_t)snprintf(path, sizeof(path), "%s/root.key", s->state_dir) >= sizeof(path))
 		return KMS_E_IO;
 	if ((r = s->ops->meta_get(s->be, "root_check", stored, sizeof(stored), &have_check)) < 0) {
-		snprintf(why, why_len, "cannot read the key database in '%.300s'", s->state_dir);
+		snprintf(why, why_len, "cannot read %s", where);
 		return r;
 	}
 	s->root_key = kms_secret_alloc(CORE_KEY_BYTES);
@@ -210,11 +226,12 @@ static int store_load_root(struct store *s, const struct store_options *opt, cha
 	if (r == KMS_E_KEY_NOT_FOUND) {
 		if (have_check) {
 			snprintf(why, why_len,
-				 "root key '%.300s' is missing, but the key database in '%.300s' "
-				 "holds keys "
-				 "sealed under it; restore root.key from your backup (kmsfs never "
-				 "creates a new root key over existing keys)",
-				 path, s->state_dir);
+				 "root key '%.300s' is missing, but %s holds keys sealed under it; "
+				 "%s (kmsfs never creates a new root key over existing keys)",
+				 path, where,
+				 s->ops->shared ? "copy root.key (mode 0600) from a host that "
+						  "serves this store"
+						: "restore root.key from your backup");
 			return KMS_E_IO;
 		}
 		if (!opt->create || opt->read_only) {
@@ -234,10 +251,9 @@ static int store_load_root(struct store *s, const struct store_options *opt, cha
 	if (have_check) {
 		if (strlen(stored) != strlen(check) || !core_equal(stored, check, strlen(check))) {
 			snprintf(why, why_len,
-				 "root key '%.300s' does not match the key database in '%.300s': "
-				 "it is not "
-				 "the key these keys were sealed with; restore the right root.key",
-				 path, s->state_dir);
+				 "root key '%.300s' does not match %s: it is not the key these "
+				 "keys were sealed with; restore the right root.key",
+				 path, where);
 			return KMS_E_IO;
 		}
 		return 0;
@@ -246,8 +262,7 @@ static int store_load_root(struct store *s, const struct store_options *opt, cha
 		return 0;
 	r = s->ops->meta_set(s->be, "root_check", check);
 	if (r < 0)
-		snprintf(why, why_len, "cannot write to the key database in '%.300s'",
-			 s->state_dir);
+		snprintf(why, why_len, "cannot write to %s", where);
 	return r;
 }
 
@@ -381,8 +396,13 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 		goto fail;
 	}
 	if (!(s->ops = store_backend_find(opt->backend))) {
-		snprintf(why, why_len, "unknown key store backend '%.100s' (kmsfs knows: sqlite)",
-			 opt->backend);
+		char shown[512];
+
+		store_uri_describe(opt->backend, shown, sizeof(shown));
+		snprintf(why, why_len,
+			 "unknown key store '%.100s' (kmsfs knows: sqlite, postgresql://..., "
+			 "postgres://..., a libpq keyword string)",
+			 shown);
 		r = KMS_E_IO;
 		goto fail;
 	}
@@ -402,8 +422,10 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 		goto fail;
 	if ((r = store_load_identity(s, opt)) < 0 || (r = store_fresh_start(s)) < 0 ||
 	    (r = store_policy_load(s)) < 0) {
-		snprintf(why, why_len, "cannot read or write the key database in '%.300s'",
-			 s->state_dir);
+		char where[600];
+
+		store_where(s, where, sizeof(where));
+		snprintf(why, why_len, "cannot read or write %s", where);
 		goto fail;
 	}
 	*out = s;
