@@ -863,8 +863,11 @@ static int kmsctl_store_copy(const char *state, int argc, char **argv)
 	if (prog.shown)
 		fputc('\n', stderr);
 	if (r < 0) {
-		fprintf(stderr, "kmsctl: store copy to %s stopped: %s (run it again to go on)\n",
-			shown, why);
+		/* What an outage or a race stopped, another run finishes. */
+		fprintf(stderr, "kmsctl: store copy to %s stopped: %s%s\n", shown, why,
+			r == KMS_E_STORE_UNAVAILABLE || r == KMS_E_STALE || r == KMS_E_BUSY
+				? " (run it again to go on)"
+				: "");
 		goto out;
 	}
 	if ((r = kmsctl_count(src, false, &from)) < 0 || (r = kmsctl_count(dst, true, &to)) < 0) {
