@@ -381,7 +381,7 @@ int store_key_get(struct store *s, const char *project, const char *key_id, stru
 		if (r < 0)
 			return r;
 	}
-	if (strcmp(k->meta.project, project) != 0) {
+	if (!k || strcmp(k->meta.project, project) != 0) { /* !k: for the analyzer */
 		store_key_release(k);
 		return KMS_E_KEY_NOT_FOUND;
 	}

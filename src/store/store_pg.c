@@ -45,11 +45,12 @@
 #define STORE_PG_CHANGES_KEEP	"10 minutes"
 #define STORE_PG_PRUNE_EVERY_MS 60000
 #define STORE_PG_CHANNEL	"kmsfs_changes"
-#define STORE_PG_SCHEMA_VERSION                                                                    \
-	4 /* SQLite's schema 3, keys.revision and the change feed:
-				      numbered after SQLite's version 4 that adds the revision */
-#define STORE_PG_LOCK_SCHEMA  "7020110001"
-#define STORE_PG_LOCK_CHANGES "7020110002"
+/* The schema: SQLite's schema 3, keys.revision and the change feed; numbered after SQLite's
+ * version 4, which adds the revision. */
+#define STORE_PG_SCHEMA_VERSION 4
+#define STORE_PG_SCHEMA_MS	60000u /* the bound of creating or upgrading the schema */
+#define STORE_PG_LOCK_SCHEMA	"7020110001"
+#define STORE_PG_LOCK_CHANGES	"7020110002"
 
 struct store_pg_conn {
 	struct store_backend *b;
@@ -152,15 +153,19 @@ static const char store_pg_schema[] =
 	"  INSERT INTO changes(kind, id) VALUES(TG_ARGV[0]::smallint, i);"
 	"  PERFORM pg_notify('" STORE_PG_CHANNEL "', '');"
 	"  RETURN NULL;"
-	" END $f$;"
-#define STORE_PG_TRIGGER(table, kind)                                                              \
-	"CREATE CONSTRAINT TRIGGER " table "_change AFTER INSERT OR UPDATE OR DELETE ON " table    \
-	" DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION kmsfs_change('" kind "');"
-	STORE_PG_TRIGGER("keys", "1") STORE_PG_TRIGGER("key_versions", "1")
-		STORE_PG_TRIGGER("projects", "2") STORE_PG_TRIGGER("project_policies", "2")
-			STORE_PG_TRIGGER("bindings", "2") STORE_PG_TRIGGER("tokens", "2")
-				STORE_PG_TRIGGER("grants", "3") STORE_PG_TRIGGER("tags", "3")
-					STORE_PG_TRIGGER("meta", "3");
+	" END $f$;";
+
+/* Which tables feed changes of which kind (enum store_change): one deferred trigger each. */
+static const struct {
+	const char *table;
+	enum store_change kind;
+} store_pg_feeds[] = {
+	{ "keys", STORE_CHANGE_KEY },	     { "key_versions", STORE_CHANGE_KEY },
+	{ "projects", STORE_CHANGE_POLICY }, { "project_policies", STORE_CHANGE_POLICY },
+	{ "bindings", STORE_CHANGE_POLICY }, { "tokens", STORE_CHANGE_POLICY },
+	{ "grants", STORE_CHANGE_OTHER },    { "tags", STORE_CHANGE_OTHER },
+	{ "meta", STORE_CHANGE_OTHER },
+};
 
 /* ---- waiting with a deadline ---- */
 
@@ -265,6 +270,7 @@ static int store_pg_ready(struct store_pg_conn *c)
 {
 	struct store_backend *b = c->b;
 	struct pollfd p;
+	int64_t connect_by;
 	int r;
 
 	if (c->pg) {
@@ -275,7 +281,8 @@ static int store_pg_ready(struct store_pg_conn *c)
 	}
 	if (c->pg)
 		return 0;
-	c->pg = store_pg_connect(b, c->deadline_ms);
+	connect_by = store_pg_deadline(b->timeout_ms);
+	c->pg = store_pg_connect(b, connect_by < c->deadline_ms ? connect_by : c->deadline_ms);
 	if (!c->pg)
 		return KMS_E_NOMEM;
 	if (PQstatus(c->pg) != CONNECTION_OK || PQsetnonblocking(c->pg, 1) != 0) {
@@ -426,7 +433,7 @@ static int store_pg_run(struct store_pg_conn *c, const char *sql, int nparams,
 		goto lost;
 	while ((f = PQflush(c->pg)) == 1) {
 		if (store_pg_wait(PQsocket(c->pg), POLLIN | POLLOUT, c->deadline_ms) < 0)
-			goto late;
+			goto lost;
 		if (!PQconsumeInput(c->pg))
 			goto lost;
 	}
@@ -435,7 +442,7 @@ static int store_pg_run(struct store_pg_conn *c, const char *sql, int nparams,
 	for (;;) {
 		while (PQisBusy(c->pg)) {
 			if (store_pg_wait(PQsocket(c->pg), POLLIN, c->deadline_ms) < 0)
-				goto late;
+				goto lost;
 			if (!PQconsumeInput(c->pg))
 				goto lost;
 		}
@@ -467,14 +474,11 @@ static int store_pg_run(struct store_pg_conn *c, const char *sql, int nparams,
 		*affected = PQntuples(rows);
 	PQclear(rows);
 	return r;
-late:
-	/* No PQcancel: it connects and waits for the server without a bound of its own, and a
-	 * server that does not answer in time is the case here. The session's statement_timeout
-	 * (the same bound) and client_connection_check_interval stop the statement there. */
-	store_pg_drop(c);
-	PQclear(rows);
-	return KMS_E_STORE_UNAVAILABLE;
 lost:
+	/* Also when late. No PQcancel then: it connects and waits for the server without a bound
+	 * of its own, and a server that does not answer in time is the case here. The session's
+	 * statement_timeout (the same bound) and client_connection_check_interval stop the
+	 * statement there. */
 	store_pg_drop(c);
 	PQclear(rows);
 	return KMS_E_STORE_UNAVAILABLE;
@@ -531,11 +535,13 @@ static int store_pg_tx_once(struct store_pg_conn *c, store_pg_tx_fn fn, void *ar
 	return r;
 }
 
-int store_pg_tx(struct store_backend *b, store_pg_tx_fn fn, void *arg)
+/* store_pg_tx with a bound of its own for the statements (connecting keeps the timeout). */
+static int store_pg_tx_within(struct store_backend *b, unsigned bound_ms, store_pg_tx_fn fn,
+			      void *arg)
 {
 	struct store_pg_conn *c;
 	bool fresh_try = false, at_commit = false;
-	int r = store_pg_get(b, store_pg_deadline(b->timeout_ms), &c);
+	int r = store_pg_get(b, store_pg_deadline(bound_ms), &c);
 
 	if (r < 0)
 		return r;
@@ -564,6 +570,11 @@ int store_pg_tx(struct store_backend *b, store_pg_tx_fn fn, void *arg)
 		r = KMS_E_BUSY; /* retries ran out: KMS.0104, try again */
 	store_pg_put(c);
 	return r;
+}
+
+int store_pg_tx(struct store_backend *b, store_pg_tx_fn fn, void *arg)
+{
+	return store_pg_tx_within(b, b->timeout_ms, fn, arg);
 }
 
 /* ---- columns and parameters ---- */
@@ -767,14 +778,31 @@ static int store_pg_schema_tx(struct store_pg_conn *c, void *arg)
 {
 	struct store_pg_schema *s = arg;
 	char sql[64];
-	int r = store_pg_exec(c, "SELECT pg_advisory_xact_lock(" STORE_PG_LOCK_SCHEMA ")", 0, NULL,
-			      NULL, NULL, NULL);
+	int r;
+
+	snprintf(sql, sizeof(sql), "SET LOCAL statement_timeout = %lld",
+		 (long long)(c->deadline_ms - kms_time_mono_ms()));
+	r = store_pg_exec(c, sql, 0, NULL, NULL, NULL, NULL);
+	if (r == 0)
+		r = store_pg_exec(c, "SELECT pg_advisory_xact_lock(" STORE_PG_LOCK_SCHEMA ")", 0,
+				  NULL, NULL, NULL, NULL);
 
 	if (r == 0)
 		r = store_pg_schema_read(c, s);
 	if (r < 0 || s->version != 0 || !s->create)
 		return r;
 	r = store_pg_exec(c, store_pg_schema, 0, NULL, NULL, NULL, NULL);
+	for (size_t i = 0; r == 0 && i < KMS_ARRAY_SIZE(store_pg_feeds); i++) {
+		char trigger[256];
+
+		snprintf(trigger, sizeof(trigger),
+			 "CREATE CONSTRAINT TRIGGER %s_change AFTER INSERT OR UPDATE OR DELETE ON "
+			 "%s DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "
+			 "kmsfs_change('%d')",
+			 store_pg_feeds[i].table, store_pg_feeds[i].table,
+			 (int)store_pg_feeds[i].kind);
+		r = store_pg_exec(c, trigger, 0, NULL, NULL, NULL, NULL);
+	}
 	snprintf(sql, sizeof(sql), "INSERT INTO meta VALUES('schema_version', '%d')",
 		 STORE_PG_SCHEMA_VERSION);
 	if (r == 0)
@@ -787,7 +815,11 @@ static int store_pg_schema_tx(struct store_pg_conn *c, void *arg)
 static int store_pg_schema_open(struct store_backend *b, bool create, char *why, size_t why_len)
 {
 	struct store_pg_schema s = { create && !b->read_only, 0 };
-	int r = store_pg_tx(b, store_pg_schema_tx, &s);
+	/* Creating or upgrading the schema is done once and may take longer than a request on a
+	 * busy server; connecting is bounded by the timeout all the same. */
+	int r = store_pg_tx_within(
+		b, STORE_PG_SCHEMA_MS > b->timeout_ms ? STORE_PG_SCHEMA_MS : b->timeout_ms,
+		store_pg_schema_tx, &s);
 
 	if (r == 0 && s.version == 0) {
 		snprintf(why, why_len,
@@ -939,23 +971,38 @@ struct store_pg_key_tx {
 /* The quota is counted with the project's row locked: every other creator in the project
  * waits for this transaction, then counts again (up to the quota only, so a project with a
  * million keys costs no more than one with a few). The alias is the unique index's to refuse. */
+/* Lock the project's row, making it first if it is not there (the store makes it before, so
+ * that costs nothing but one statement). */
+static int store_pg_project_lock(struct store_pg_conn *c, const struct store_key_meta *m)
+{
+	char created[STORE_PG_INT_TEXT];
+	const char *p[] = { m->project, store_pg_num(created, m->creation_ms) };
+	long n = 0;
+	int r = store_pg_exec(c, "SELECT 1 FROM projects WHERE project_id = $1 FOR UPDATE", 1, p,
+			      NULL, NULL, &n);
+
+	if (r == 0 && n == 0)
+		r = store_pg_exec(c,
+				  "INSERT INTO projects(project_id, created_ms) VALUES($1, $2) "
+				  "ON CONFLICT (project_id) DO NOTHING",
+				  2, p, NULL, NULL, NULL);
+	if (r == 0 && n == 0)
+		r = store_pg_exec(c, "SELECT 1 FROM projects WHERE project_id = $1 FOR UPDATE", 1,
+				  p, NULL, NULL, NULL);
+	return r;
+}
+
 static int store_pg_key_insert_tx(struct store_pg_conn *c, void *arg)
 {
 	const struct store_pg_key_tx *t = arg;
 	const struct store_key_meta *m = t->m;
 	struct store_pg_key_params kp;
-	char created[STORE_PG_INT_TEXT], max[STORE_PG_INT_TEXT];
-	const char *proj[] = { m->project, store_pg_num(created, m->creation_ms) };
+	char max[STORE_PG_INT_TEXT];
 	const char *quota[] = { m->project, store_pg_num(max, t->quota) };
 	int64_t count = 0;
-	int r = store_pg_exec(c,
-			      "INSERT INTO projects(project_id, created_ms) VALUES($1, $2) "
-			      "ON CONFLICT (project_id) DO NOTHING",
-			      2, proj, NULL, NULL, NULL);
+	int r = store_pg_project_lock(c, m);
 
-	if (r == 0)
-		r = store_pg_exec(c, "SELECT 1 FROM projects WHERE project_id = $1 FOR UPDATE", 1,
-				  proj, NULL, NULL, NULL);
+	/* A statement of its own, after the lock: it sees what the creator we waited for added. */
 	if (r == 0)
 		r = store_pg_exec(c,
 				  "SELECT count(*) FROM (SELECT 1 FROM keys WHERE project_id = $1 "

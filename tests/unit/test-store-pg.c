@@ -352,7 +352,7 @@ TEST(unreachable_server_fails_in_time)
 	FRESH();
 	ASSERT_ERR(store_pg_ops.open(&p, &b, why, sizeof(why)), KMS_E_STORE_UNAVAILABLE);
 	ASSERT_TRUE(b == NULL);
-	ASSERT_LE(kms_time_mono_ms() - t0, 1500);
+	ASSERT_LE(kms_time_mono_ms() - t0, 1000 + 2000);
 	ASSERT_TRUE(strstr(why, "cannot reach") != NULL);
 }
 
@@ -366,7 +366,7 @@ TEST(statement_held_up_times_out_then_reconnects)
 	size_t n = 0;
 
 	FRESH();
-	a = host(700);
+	a = host(2000);
 	if (!a)
 		return;
 	meta_of(&m, "k", 1);
@@ -380,7 +380,8 @@ TEST(statement_held_up_times_out_then_reconnects)
 	meta_of(&m, "k2", 2);
 	t0 = kms_time_mono_ms();
 	ASSERT_ERR(store_pg_ops.key_insert(a, &m, &sealed, 10), KMS_E_STORE_UNAVAILABLE);
-	ASSERT_LE(kms_time_mono_ms() - t0, 1500);
+	ASSERT_LE(2000, kms_time_mono_ms() - t0);
+	ASSERT_LE(kms_time_mono_ms() - t0, 2000 + 2000); /* slack for a busy machine */
 	PQfinish(locker);
 	/* The dropped connection is made again on the next call, which works. */
 	ASSERT_OK(store_pg_ops.key_insert(a, &m, &sealed, 10));
