@@ -164,7 +164,10 @@ KMS_WUR int store_seal_opaque(struct store *s, const char *label, const uint8_t 
 			      uint8_t *out, size_t cap, size_t *out_len);
 KMS_WUR int store_unseal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
 				uint8_t *out, size_t cap, size_t *out_len);
-/* Look a key up by id or by alias within the project; KMS_E_KEY_NOT_FOUND otherwise. */
+/* Look a key up by id or by alias within the project; KMS_E_KEY_NOT_FOUND otherwise. With a
+ * shared backend a cached key is served only while the cache is fresh (a store_refresh within
+ * offline_grace_ms, or within ~1.5 s when that is 0; else the key is read from the backend), and
+ * KMS_E_STORE_UNAVAILABLE once the backend is known to be unreachable and the grace has run out. */
 KMS_WUR int store_key_get(struct store *s, const char *project, const char *key_id,
 			  struct store_key **out);
 KMS_WUR int store_key_get_by_alias(struct store *s, const char *project, const char *alias,
