@@ -291,7 +291,8 @@ struct store_key *store_cache_publish(struct store *s, struct store_key *k, uint
 		old = k;
 	} else if (gen != s->cache_gen) {
 		/* A snapshot was dropped as stale since our load began: what we read may predate
-		 * that change. Use it for this request only. */
+		 * that change. Use it for this request only (the caller's reference, no other). */
+		use = NULL;
 	} else if (e) {
 		old = e->key;
 		e->key = k;

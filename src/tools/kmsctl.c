@@ -96,6 +96,7 @@ static void kmsctl_notify_daemon(const char *state);
 
 /* --store URI: NULL for SQLite in the state directory. */
 static const char *kmsctl_store_uri;
+static char *kmsctl_store_kept; /* what kmsctl_store_uri points to, if anything */
 
 /* Opens the store uri (NULL: SQLite) of state; quiet: no message when that fails. */
 static int kmsctl_open_store(const char *state, const char *uri, bool create, bool quiet,
@@ -855,15 +856,18 @@ static int kmsctl_store_copy(const char *state, int argc, char **argv)
 	store_uri_describe(uri, shown, sizeof(shown));
 	if ((r = kmsctl_open(state, false, &src)) != 0)
 		return r;
-	if ((r = kmsctl_open_store(state, uri, true, false, &dst)) != 0)
+	if (kmsctl_open_store(state, uri, true, false, &dst) != 0)
 		goto out;
 	r = store_copy(src, dst, isatty(STDERR_FILENO) ? kmsctl_copy_progress : NULL, &prog, why,
 		       sizeof(why));
 	if (prog.shown)
 		fputc('\n', stderr);
 	if (r < 0) {
-		fprintf(stderr, "kmsctl: store copy to %s stopped: %s (run it again to go on)\n",
-			shown, why);
+		/* What an outage or a race stopped, another run finishes. */
+		fprintf(stderr, "kmsctl: store copy to %s stopped: %s%s\n", shown, why,
+			r == KMS_E_STORE_UNAVAILABLE || r == KMS_E_STALE || r == KMS_E_BUSY
+				? " (run it again to go on)"
+				: "");
 		goto out;
 	}
 	if ((r = kmsctl_count(src, false, &from)) < 0 || (r = kmsctl_count(dst, true, &to)) < 0) {
@@ -913,13 +917,9 @@ static int kmsctl_command(const char *state, int argc, char **argv)
 }
 
 /* ps shows no password of --store or --to: argv's are overwritten with '*', the command works
- * on copies. */
+ * on copies (kmsctl_store_kept for --store). */
 static void kmsctl_hide_passwords(int argc, char **argv)
 {
-	static char *store_copy;
-
-	if (kmsctl_store_uri && (store_copy = strdup(kmsctl_store_uri)) != NULL)
-		kmsctl_store_uri = store_copy;
 	for (int i = 1; i < argc; i++) {
 		char *copy = strdup(argv[i]);
 
@@ -953,7 +953,13 @@ int main(int argc, char **argv)
 			state = optarg;
 			break;
 		case 'S':
-			kmsctl_store_uri = optarg;
+			/* A copy: argv's is overwritten where it holds a password (below). */
+			free(kmsctl_store_kept);
+			kmsctl_store_uri = kmsctl_store_kept = strdup(optarg);
+			if (!kmsctl_store_kept) {
+				fprintf(stderr, "kmsctl: out of memory\n");
+				return EXIT_STATE;
+			}
 			break;
 		case 'h':
 			kmsctl_usage(stdout);
