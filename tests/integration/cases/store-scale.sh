@@ -11,7 +11,7 @@ source "$KMS_LIB/multihost.sh"
 kms_setup
 n=${KMS_SCALE_KEYS:-10000}
 opts=(key_quota=$((n + 100)) key_cache=100)
-py() { "$KMS_PY" "$(dirname "$0")/store-scale.py" "$@"; }
+py() { kms_py store_scale "$@"; }
 
 # scale WHAT MNT: the checks on the project sc of the mount MNT.
 # shellcheck disable=SC2012 # ls: what a person types (the names are key ids and aliases)

@@ -1,8 +1,8 @@
-"""store-scale.py - the clients of cases/store-scale.sh.
+"""store_scale.py - the clients of cases/store-scale.sh.
 
-  store-scale.py create BASE N THREADS    create N keys in the project folder BASE (THREADS
+  store_scale.py create BASE N THREADS    create N keys in the project folder BASE (THREADS
                                           clients in parallel); any error fails
-  store-scale.py touch BASE MNT N LIMIT   N different keys of BASE/keys: data encrypted and
+  store_scale.py touch BASE MNT N LIMIT   N different keys of BASE/keys: data encrypted and
                                           decrypted under each, then every ciphertext decrypted
                                           again (the cache has long evicted them); every 25 keys
                                           MNT/.metrics must say kmsfs_key_cache_entries <= LIMIT
