@@ -6,6 +6,7 @@
 #include "store_internal.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -323,7 +324,8 @@ static int store_cache_usable(struct store *s)
 	return __atomic_load_n(&s->online, __ATOMIC_RELAXED) ? 1 : KMS_E_STORE_UNAVAILABLE;
 }
 
-static int store_key_load(struct store *s, const char *project, const char *key_id,
+/* Read a key from the backend and publish it. */
+static int store_key_read(struct store *s, const char *project, const char *key_id,
 			  const char *alias, struct store_key **out)
 {
 	struct store_key_meta meta;
@@ -332,9 +334,6 @@ static int store_key_load(struct store *s, const char *project, const char *key_
 	uint64_t gen;
 	int r;
 
-	/* Known to be unreachable: fail now rather than after the timeout. */
-	if (store_shared(s) && !__atomic_load_n(&s->online, __ATOMIC_RELAXED))
-		return KMS_E_STORE_UNAVAILABLE;
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return KMS_E_NOMEM;
@@ -352,6 +351,16 @@ static int store_key_load(struct store *s, const char *project, const char *key_
 		return r;
 	*out = store_cache_publish(s, k, gen);
 	return 0;
+}
+
+/* store_key_read for a request: a shared backend known to be unreachable fails now rather than
+ * after its timeout. */
+static int store_key_load(struct store *s, const char *project, const char *key_id,
+			  const char *alias, struct store_key **out)
+{
+	if (store_shared(s) && !__atomic_load_n(&s->online, __ATOMIC_RELAXED))
+		return KMS_E_STORE_UNAVAILABLE;
+	return store_key_read(s, project, key_id, alias, out);
 }
 
 int store_key_get(struct store *s, const char *project, const char *key_id, struct store_key **out)
@@ -499,17 +508,60 @@ int store_fresh_start(struct store *s)
 	return r;
 }
 
+/* Changed keys that were cached are read again at once (at most this many per refresh; the
+ * others are only dropped): a key in use stays cached, also through an outage that follows,
+ * and a change this host made itself, which comes back through the feed, costs one read. */
+#define STORE_REFRESH_RELOADS 256
+
 struct store_refresh_ctx {
 	struct store *s;
 	bool policy, changed;
+	struct {
+		char project[KMS_MAX_PROJECT_ID + 1];
+		char key_id[KMS_KEY_ID_LEN + 1];
+	} reload[STORE_REFRESH_RELOADS];
+	size_t nreload;
 };
+
+/* Drop key_id's snapshot as stale (loads under way do not cache what they read); whether one
+ * was cached, and its project. */
+static bool store_cache_drop(struct store *s, const char *key_id,
+			     char project[KMS_MAX_PROJECT_ID + 1])
+{
+	struct store_entry *e;
+
+	pthread_rwlock_wrlock(&s->cache_lock);
+	e = store_cache_find_locked(s, key_id);
+	if (e) {
+		snprintf(project, KMS_MAX_PROJECT_ID + 1, "%s", e->key->meta.project);
+		store_entry_unlink_locked(s, e);
+	}
+	s->cache_gen++;
+	pthread_rwlock_unlock(&s->cache_lock);
+	store_entries_free(e);
+	return e != NULL;
+}
+
+static void store_refresh_key(struct store_refresh_ctx *c, const char *id)
+{
+	char project[KMS_MAX_PROJECT_ID + 1];
+
+	if (!store_cache_drop(c->s, id, project) || c->nreload == STORE_REFRESH_RELOADS)
+		return;
+	for (size_t i = 0; i < c->nreload; i++)
+		if (strcmp(c->reload[i].key_id, id) == 0)
+			return;
+	snprintf(c->reload[c->nreload].project, sizeof(c->reload[0].project), "%s", project);
+	snprintf(c->reload[c->nreload].key_id, sizeof(c->reload[0].key_id), "%s", id);
+	c->nreload++;
+}
 
 static int store_refresh_change(enum store_change kind, const char *id, void *arg)
 {
 	struct store_refresh_ctx *c = arg;
 
 	if (kind == STORE_CHANGE_KEY)
-		store_cache_replace(c->s, id, NULL);
+		store_refresh_key(c, id);
 	else if (kind == STORE_CHANGE_POLICY)
 		c->policy = true;
 	else
@@ -518,27 +570,51 @@ static int store_refresh_change(enum store_change kind, const char *id, void *ar
 	return 0;
 }
 
+/* Read the changed keys that were cached again (a key gone meanwhile stays gone). */
+static int store_refresh_reload(struct store_refresh_ctx *c)
+{
+	int r = 0;
+
+	for (size_t i = 0; i < c->nreload && r == 0; i++) {
+		struct store_key *k = NULL;
+
+		r = store_key_read(c->s, c->reload[i].project, c->reload[i].key_id, NULL, &k);
+		store_key_release(k);
+		if (r == KMS_E_KEY_NOT_FOUND)
+			r = 0;
+	}
+	return r;
+}
+
 /* With a change feed: drop the keys that changed since the last call and reload the policy if
  * it changed. When the feed no longer holds everything missed (a long outage), everything
  * cached goes. refresh_lock held. */
 static int store_refresh_feed(struct store *s, bool *changed)
 {
-	struct store_refresh_ctx c = { .s = s };
+	struct store_refresh_ctx *c = calloc(1, sizeof(*c));
 	int64_t latest = s->seq;
-	int r = s->ops->changes_since(s->be, s->seq, store_refresh_change, &c, &latest);
+	int r;
 
+	if (!c)
+		return KMS_E_NOMEM;
+	c->s = s;
+	r = s->ops->changes_since(s->be, s->seq, store_refresh_change, c, &latest);
 	if (r == KMS_E_STALE) {
 		/* The position first: what is cleared now is reloaded as of then or later. */
 		r = s->ops->changes_since(s->be, -1, NULL, NULL, &latest);
 		if (r == 0)
 			store_cache_clear(s);
-		c.policy = c.changed = r == 0;
+		c->policy = c->changed = r == 0;
+		c->nreload = 0;
 	}
-	if (r == 0 && c.policy)
+	if (r == 0)
+		r = store_refresh_reload(c);
+	if (r == 0 && c->policy)
 		r = store_policy_load(s);
 	if (r == 0)
 		s->seq = latest;
-	*changed = c.changed;
+	*changed = c->changed;
+	free(c);
 	return r;
 }
 

@@ -2558,13 +2558,13 @@ static size_t cached_of(struct store *s)
 	return st.cached_keys;
 }
 
-/* With a change feed, refresh drops only the keys that changed, reloads the policy only when it
- * changed, catches up on what it missed while the backend could not be reached, and drops
+/* With a change feed, refresh reads again only the cached keys that changed, reloads the policy
+ * only when it changed, catches up on what it missed while the backend could not be reached, and drops
  * everything when the feed no longer holds what it missed. */
 TEST(shared_change_feed_refresh)
 {
 	struct store_options o = { .create = true, .offline_grace_ms = 60000 };
-	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1];
+	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1], changed_elsewhere[] = "changed";
 	struct store_key *k = NULL;
 	uint32_t gid = 50;
 	uint64_t misses;
@@ -2583,15 +2583,26 @@ TEST(shared_change_feed_refresh)
 		return;
 	refresh_of(S, false);
 	ASSERT_EQ(cached_of(S), 2);
-	/* A change of a: only a goes. */
+	/* A change of a elsewhere: a is read again at once, b stays as it was. */
+	ASSERT_OK(store_key_modify(S2, P, a, describe_as, changed_elsewhere, &k));
+	store_key_release(k);
+	k = NULL;
+	fake_change(STORE_CHANGE_KEY, a);
+	misses = misses_of(S);
+	refresh_of(S, true);
+	ASSERT_EQ(cached_of(S), 2);
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	ASSERT_STREQ(k->meta.description, changed_elsewhere);
+	store_key_release(k);
+	k = NULL;
+	ASSERT_EQ(state_via(S, b), STORE_KEY_ENABLED);
+	ASSERT_EQ(misses_of(S), misses);
+	/* Changed, but not cached here: stays uncached. */
+	store_cache_replace(S, a, NULL);
 	fake_change(STORE_CHANGE_KEY, a);
 	refresh_of(S, true);
 	ASSERT_EQ(cached_of(S), 1);
-	misses = misses_of(S);
-	ASSERT_EQ(state_via(S, b), STORE_KEY_ENABLED);
-	ASSERT_EQ(misses_of(S), misses);
 	ASSERT_EQ(state_via(S, a), STORE_KEY_ENABLED);
-	ASSERT_EQ(misses_of(S), misses + 1);
 	/* Grants, tags, settings: nothing cached changes. */
 	fake_change(STORE_CHANGE_OTHER, "");
 	refresh_of(S, false);
@@ -2625,4 +2636,44 @@ TEST(shared_change_feed_refresh)
 	refresh_of(S, false);
 	ASSERT_EQ(S->seq, fake_feed_n);
 	close_second();
+}
+
+/* ---- a load that a refresh overtook ---- */
+
+static char overtaken_other[KMS_KEY_ID_LEN + 1];
+
+/* As if a refresh dropped another key as stale while this load was running. */
+static int overtaken_key_load(struct store_backend *b, const char *project, const char *key_id,
+			      const char *alias, struct store_key_meta *meta,
+			      store_backend_version_cb cb, void *arg)
+{
+	store_cache_replace(S, overtaken_other, NULL);
+	return store_sqlite_ops.key_load(b, project, key_id, alias, meta, cb, arg);
+}
+
+/* What such a load read may predate the change that was dropped: it serves the request that
+ * asked and is not cached, and the caller's reference is the only one (no leak). */
+TEST(overtaken_load_not_cached)
+{
+	char a[KMS_KEY_ID_LEN + 1];
+	struct store_key *k = NULL;
+
+	SETUP();
+	new_keys_ab(a, overtaken_other);
+	if (kms_test_failing())
+		return;
+	store_cache_clear(S);
+	fake_shared_ops = store_sqlite_ops;
+	fake_shared_ops.key_load = overtaken_key_load;
+	S->ops = &fake_shared_ops;
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	ASSERT_EQ(k->refs, 1);
+	ASSERT_EQ(cached_of(S), 0);
+	store_key_release(k);
+	k = NULL;
+	S->ops = &store_sqlite_ops;
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	ASSERT_EQ(k->refs, 2);
+	ASSERT_EQ(cached_of(S), 1);
+	store_key_release(k);
 }
