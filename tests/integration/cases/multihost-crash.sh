@@ -25,7 +25,7 @@ mnts=()
 for h in "${hosts[@]}"; do mnts+=("$(kms_mh_mnt "$h")"); done
 journal=$KMS_WORK/journal stop=$KMS_WORK/stop
 mkdir -p "$journal"
-py() { "$KMS_PY" "$(dirname "$0")/multihost-crash.py" "$@"; }
+py() { kms_py multihost_crash "$@"; }
 
 # mh_kill9 NAME: SIGKILL host NAME's daemon (its mount goes stale) and reap it.
 mh_kill9() {

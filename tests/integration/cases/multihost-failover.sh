@@ -1,7 +1,7 @@
 #!/bin/bash
 # Failover (issue 12.3): a primary and a synchronous streaming standby (lib/pg.sh), daemons A and
 # B with the multi-host store string `host=P,S port=PP,PS ... target_session_attrs=read-write`
-# (each ',' written '\,' inside -o, as kmsfs(1) says), under the load of multihost-crash.py
+# (each ',' written '\,' inside -o, as kmsfs(1) says), under the load of lib/multihost_crash.py
 # (keys, rotations, grants, data keys decrypted on the other host, tokens revoked with kmsctl on
 # the same string). The primary crashes (pg_ctl stop -m immediate), the standby is promoted and
 # its synchronous_standby_names cleared (docs/many-hosts.md: it has no standby of its own, a
@@ -35,7 +35,7 @@ for h in "${hosts[@]}"; do
 done
 journal=$KMS_WORK/journal stop=$KMS_WORK/stop
 mkdir -p "$journal"
-py() { "$KMS_PY" "$(dirname "$0")/multihost-crash.py" "$@"; }
+py() { kms_py multihost_crash "$@"; }
 acked() { { cat "$journal"/c* 2>/dev/null || true; } | wc -l; }
 since() { echo $((($(date +%s%N) - $1) / 1000000)); }
 

@@ -5,7 +5,9 @@
 # key already cached is still made during the grace and refused (KMS.0102, EIO) after it; a
 # daemon with offline_grace=0 refuses it at once (2 s after the stop, when A still serves).
 # PostgreSQL back: the daemons serve writes again without a restart, and a key made and then
-# disabled on A right after it is seen so on B within 1 s. The same with a hung server
+# disabled on A right after it is seen so on B within 1 s. B alone cut off (a symlink to the
+# socket directory, its sessions ended) longer than its grace while A disables a key B holds:
+# once back, B refuses that key (KMS.0209) before it serves anything from its cache. The same with a hung server
 # (postmaster and backends stopped with SIGSTOP, sockets open): requests fail within
 # store_timeout + 1 s, never hang, and all is well after SIGCONT.
 # Every client call runs under `timeout`: a call that hangs fails the case. The times measured
@@ -18,7 +20,14 @@ kms_mh_pg
 kms_mh_hosts A B C
 opts=(store_timeout=2 offline_grace=5)
 kms_mh_start A "${opts[@]}"
-kms_mh_start B "${opts[@]}"
+# B reaches the server through a symlink to its socket directory and names itself: pointing the
+# link elsewhere and ending B's sessions cuts B alone off.
+sockdir=$(kms_pg_uri "$KMS_MH_PGDIR" | tr ' ' '\n' | sed -n 's/^host=//p')
+link=$KMS_WORK/pglink
+ln -s "$sockdir" "$link"
+mkdir "$KMS_WORK/nowhere"
+buri="host=$link ${KMS_MH_URI#host="$sockdir" } application_name=kmsfs-B"
+KMS_MH_URI=$buri kms_mh_start B "${opts[@]}"
 tok=$(kms_mh_token A ou) || fail "kmsctl token issue"
 for h in A B; do kms_mh_login "$h" ou "$tok" || fail "setfattr on host $h"; done
 limit_ms=3000 # store_timeout + 1 s
@@ -100,6 +109,41 @@ catch_up "disable on A after the outage" '.error.error_code == "KMS.0209"' ou/cr
 assert_ok "$(kms_mh_call A ou/enable-key "{\"key_id\":\"$key\"}")"
 catch_up "enable on A" '.cipher_text' ou/create-datakey "$dk"
 
+# ---- B alone cut off for longer than its grace while A disables a key B has cached and makes
+# another: B serves the cached key within the grace at most; once back, it catches up before it
+# serves from its cache again (never the disabled key), and knows the new key.
+served "before B's cut" B ou/create-datakey "$dk"
+ln -sfn "$KMS_WORK/nowhere" "$link"
+n=$(kms_pg_sql "$KMS_MH_PGDIR" postgres \
+	"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'kmsfs-B'") ||
+	fail "pg_terminate_backend of B's sessions"
+[ "$n" -gt 0 ] || fail "no session of host B in pg_stat_activity (application_name kmsfs-B)"
+t0=$(date +%s%N)
+log "host B cut off ($n sessions ended)"
+assert_ok "$(kms_mh_call A ou/disable-key "{\"key_id\":\"$key\"}")"
+r=$(kms_mh_call A ou/create-key '{"key_alias":"while-b-was-away"}')
+assert_ok "$r"
+k3=$(jget "$r" .key_info.key_id)
+refused "B cut off" B ou/describe-key "{\"key_id\":\"$k3\"}"
+while (($(since "$t0") < 6500)); do sleep 0.2; done
+refused "$(since "$t0") ms into B's cut (grace 5 s over)" B ou/create-datakey "$dk"
+ln -sfn "$sockdir" "$link"
+t0=$(date +%s%N)
+while :; do
+	tcall B rdwr ou/create-datakey "$dk"
+	c=$(jget "$R" '.error.error_code // "served"')
+	[ "$c" != served ] || fail "host B served a key disabled on A while B was cut off, $(since "$t0") ms after it could reach the store again"
+	[ "$c" != KMS.0209 ] || break
+	[ "$c" == KMS.0102 ] || fail "host B after its cut: $R"
+	(($(since "$t0") < 5000)) || fail "host B still cut off 5 s after the link is back: $R"
+	sleep 0.05
+done
+log "host B caught up (the key disabled meanwhile refused) $(since "$t0") ms after it could reach the store again"
+tcall B rdwr ou/describe-key "{\"key_id\":\"$k3\"}"
+assert_eq "$(jget "$R" .key_info.key_state)" 2 "the key made on A while B was cut off, on B"
+assert_ok "$(kms_mh_call A ou/enable-key "{\"key_id\":\"$key\"}")"
+catch_up "enable on A after B's cut" '.cipher_text' ou/create-datakey "$dk"
+
 # ---- offline_grace=0: no grace at all (A, with 5 s, still serves at the same moment)
 kms_mh_start C store_timeout=2 offline_grace=0
 kms_mh_login C ou "$tok" || fail "setfattr on host C"
@@ -150,6 +194,15 @@ while (($(since "$t0") < 15000)); do
 done
 [ -n "$back" ] || fail "host B serves no write 15 s after SIGCONT: $R"
 log "host B serves writes again $back ms after SIGCONT"
-for h in A B; do served "after the hang" "$h" ou/create-datakey "$dk"; done
+# Cached keys again once each daemon has caught up (its watcher, within a second or so).
+for h in A B; do
+	for ((i = 0; i < 50; i++)); do
+		tcall "$h" rdwr ou/create-datakey "$dk"
+		printf '%s' "$R" | jq -e '.cipher_text' >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	printf '%s' "$R" | jq -e '.cipher_text' >/dev/null 2>&1 || fail "host $h serves no data key 5 s after the hang: $R"
+	log "host $h serves cached keys again $(since "$t0") ms after SIGCONT"
+done
 kms_mh_stop A
 kms_mh_stop B

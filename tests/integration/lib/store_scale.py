@@ -1,8 +1,8 @@
-"""store-scale.py - the clients of cases/store-scale.sh.
+"""store_scale.py - the clients of cases/store-scale.sh.
 
-  store-scale.py create BASE N THREADS    create N keys in the project folder BASE (THREADS
+  store_scale.py create BASE N THREADS    create N keys in the project folder BASE (THREADS
                                           clients in parallel); any error fails
-  store-scale.py touch BASE MNT N LIMIT   N different keys of BASE/keys: data encrypted and
+  store_scale.py touch BASE MNT N LIMIT   N different keys of BASE/keys: data encrypted and
                                           decrypted under each, then every ciphertext decrypted
                                           again (the cache has long evicted them); every 25 keys
                                           MNT/.metrics must say kmsfs_key_cache_entries <= LIMIT
@@ -54,11 +54,11 @@ def create(base, n, threads):
     return 1 if errors or made[0] != n else 0
 
 
-def cache_entries(mnt):
+def metric(mnt, name):
     with open(os.path.join(mnt, ".metrics")) as f:
-        m = re.search(r"^kmsfs_key_cache_entries (\d+)$", f.read(), re.M)
+        m = re.search(r"^kmsfs_%s (\d+)$" % name, f.read(), re.M)
     if not m:
-        raise RuntimeError("no kmsfs_key_cache_entries in .metrics")
+        raise RuntimeError("no kmsfs_%s in .metrics" % name)
     return int(m.group(1))
 
 
@@ -72,7 +72,7 @@ def touch(base, mnt, n, limit):
 
     def check_cache():
         nonlocal most
-        c = cache_entries(mnt)
+        c = metric(mnt, "key_cache_entries")
         most = max(most, c)
         if c > limit:
             bad.append("key_cache_entries %d > %d" % (c, limit))
@@ -92,13 +92,19 @@ def touch(base, mnt, n, limit):
         decrypt(k, pt, r["cipher_text"], "decrypt-data")
         if i % 25 == 0:
             check_cache()
+    misses = metric(mnt, "key_cache_misses_total")
     for k, (pt, ct) in cts.items():
         decrypt(k, pt, ct, "decrypt-data again")
     check_cache()
+    # The second pass found (nearly) none of them cached: each was loaded again.
+    misses = metric(mnt, "key_cache_misses_total") - misses
+    if misses < n - limit:
+        bad.append("%d cache misses in the second pass over %d keys (cache of %d)" % (
+            misses, n, limit))
     for b in bad[:10]:
         print("BAD: " + b, file=sys.stderr)
-    print("# %d keys touched twice, at most %d cached (limit %d); %d problems" % (
-        len(keys), most, limit, len(bad)), file=sys.stderr)
+    print("# %d keys touched twice, at most %d cached (limit %d), %d loaded again; %d problems" % (
+        len(keys), most, limit, misses, len(bad)), file=sys.stderr)
     return 1 if bad else 0
 
 

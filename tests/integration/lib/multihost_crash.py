@@ -1,11 +1,11 @@
-"""multihost-crash.py - the clients and the check of cases/multihost-crash.sh (and the journal
+"""multihost_crash.py - the clients and the check of cases/multihost-crash.sh (and the journal
 and verify steps multihost-failover.sh shares).
 
-  multihost-crash.py load JOURNAL STOP PROJECT TOKEN MNT...
+  multihost_crash.py load JOURNAL STOP PROJECT TOKEN MNT...
         4 client threads until the file STOP exists; each request goes to a random host
-  multihost-crash.py revoker JOURNAL STOP KMSCTL STATE STORE PROJECT
+  multihost_crash.py revoker JOURNAL STOP KMSCTL STATE STORE PROJECT
         issue a viewer token of PROJECT and revoke it, again and again, through kmsctl
-  multihost-crash.py verify JOURNAL PROJECT TOKEN RPROJECT RTOKEN MNT...
+  multihost_crash.py verify JOURNAL PROJECT TOKEN RPROJECT RTOKEN MNT...
         every journalled change is there on every host
 
 Only what a client was told goes into the journal (JOURNAL/<name>, one JSON object a line),
