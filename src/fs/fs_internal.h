@@ -173,7 +173,11 @@ struct fs {
 	bool audit_prealloc;	 /* the file system supports fallocate(KEEP_SIZE) */
 
 	pthread_t janitor;
+	/* A shared store's watcher (fs_ops.c): waits for other hosts' changes and refreshes the
+	 * cache; stops with the janitor (stopping, janitor_lock, janitor_cond). */
+	pthread_t watcher;
 	bool janitor_running;
+	bool watcher_running;
 	pthread_mutex_t janitor_lock;
 	pthread_cond_t janitor_cond;
 	bool stopping;

@@ -210,7 +210,8 @@ static void fs_sweep(struct fs *fs)
 	size_t deleted = 0, rotated = 0;
 	int r = store_sweep(fs->store, kms_time_real_ms(), &deleted, &rotated);
 
-	if (r < 0)
+	/* An unreachable shared store: the watcher has said so once. */
+	if (r < 0 && r != KMS_E_STORE_UNAVAILABLE)
 		kms_log_error("key maintenance failed: %s", kms_err_info(r)->message);
 	if (deleted)
 		kms_log_info("destroyed %zu keys whose scheduled deletion date passed", deleted);
@@ -260,7 +261,8 @@ static void *fs_janitor(void *arg)
 		fs_mailbox_expire(fs, false);
 		/* Summaries of suppressed refusals; entries of uids that hold nothing go. */
 		fs_uids_sweep(fs, false);
-		if (store_refresh(fs->store, &changed) == 0 && changed)
+		/* A shared store is refreshed by the watcher, as soon as another host changes it. */
+		if (!fs->watcher_running && store_refresh(fs->store, &changed) == 0 && changed)
 			kms_log_debug("key database changed by another process; cache dropped");
 		fs_report_policy(fs, policy_said, sizeof(policy_said));
 		if (++ticks % 10 == 0) {
@@ -275,8 +277,81 @@ static void *fs_janitor(void *arg)
 	return NULL;
 }
 
+/* Wait up to ms on the janitor's condition (signalled at unmount); whether we are stopping. */
+static bool fs_watcher_pause(struct fs *fs, int ms)
+{
+	struct timespec ts;
+	bool stopping;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&fs->janitor_lock);
+	if (!fs->stopping)
+		pthread_cond_timedwait(&fs->janitor_cond, &fs->janitor_lock, &ts);
+	stopping = fs->stopping;
+	pthread_mutex_unlock(&fs->janitor_lock);
+	return stopping;
+}
+
+static bool fs_watcher_stopping(struct fs *fs)
+{
+	bool stopping;
+
+	pthread_mutex_lock(&fs->janitor_lock);
+	stopping = fs->stopping;
+	pthread_mutex_unlock(&fs->janitor_lock);
+	return stopping;
+}
+
+/* How long one wait for a notification lasts: the watcher notices an unmount within it. */
+#define FS_WATCH_SLICE_MS 250
+/* Refresh at least this often without a notification (one may be lost). */
+#define FS_WATCH_REFRESH_MS 1000
+
+/* A shared store: wait for another host's change (LISTEN/NOTIFY), then bring the cache up to
+ * date; at least every second anyway, which also keeps cached keys usable (offline grace). Says
+ * once when the store becomes unreachable and once when it is back and caught up. */
+static void *fs_watcher(void *arg)
+{
+	struct fs *fs = arg;
+	int64_t last = kms_time_mono_ms();
+	bool online = true, changed;
+	int w, r;
+
+	while (!fs_watcher_stopping(fs)) {
+		w = store_watch(fs->store, FS_WATCH_SLICE_MS);
+		if (w == 0 && kms_time_mono_ms() - last < FS_WATCH_REFRESH_MS)
+			continue;
+		/* Also after a failed wait: the store's other connections may still get through. */
+		r = store_refresh(fs->store, &changed);
+		last = kms_time_mono_ms();
+		if (r < 0 && online)
+			kms_log_error("key store unreachable (%s %s): changes fail, cached keys "
+				      "serve for the offline grace only",
+				      kms_err_info(r)->code, kms_err_info(r)->name);
+		else if (r == 0 && !online)
+			kms_log_info("key store reachable again, caught up");
+		online = r == 0;
+		/* An unreachable store answers at once or after its timeout: do not spin. */
+		if ((w < 0 || r < 0) && fs_watcher_pause(fs, FS_WATCH_REFRESH_MS))
+			break;
+	}
+	return NULL;
+}
+
 int fs_start(struct fs *fs)
 {
+	/* The watcher first: the janitor leaves refreshing to it when it runs. */
+	if (store_shared(fs->store)) {
+		if (pthread_create(&fs->watcher, NULL, fs_watcher, fs) != 0)
+			return KMS_E_SYSTEM;
+		fs->watcher_running = true;
+	}
 	if (pthread_create(&fs->janitor, NULL, fs_janitor, fs) != 0)
 		return KMS_E_SYSTEM;
 	fs->janitor_running = true;
@@ -292,13 +367,16 @@ void fs_free(struct fs *fs)
 {
 	if (!fs)
 		return;
-	if (fs->janitor_running) {
+	if (fs->janitor_running || fs->watcher_running) {
 		pthread_mutex_lock(&fs->janitor_lock);
 		fs->stopping = true;
-		pthread_cond_signal(&fs->janitor_cond);
+		pthread_cond_broadcast(&fs->janitor_cond);
 		pthread_mutex_unlock(&fs->janitor_lock);
-		pthread_join(fs->janitor, NULL);
 	}
+	if (fs->janitor_running)
+		pthread_join(fs->janitor, NULL);
+	if (fs->watcher_running)
+		pthread_join(fs->watcher, NULL);
 	fs_txns_free_all(fs);
 	fs_mailbox_expire(fs, true);
 	fs_bindings_free(fs);

@@ -625,7 +625,14 @@ void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
 }
 
 /* A directory listing is built whole at opendir and served from the handle: offsets stay valid
- * however the tree changes meanwhile. */
+ * however the tree changes meanwhile. Except keys/ and aliases/, which may hold any number of
+ * keys: they are read from the store a page at a time (FS_DIR_PAGE keys per store_key_list
+ * call, the first page at opendir), so a listing holds one page whatever the directory holds.
+ * Their entry i (".", "..", then the keys in creation order) has offset i + 1; a key deleted
+ * while a listing is read moves the later ones up by one (one may be missed, as a directory
+ * changed during readdir allows). */
+#define FS_DIR_PAGE 1000u
+
 struct fs_dirbuf {
 	char *data;
 	size_t len, cap;
@@ -633,6 +640,11 @@ struct fs_dirbuf {
 	/* Held while a readdir replies: the caller may close the directory, and its RELEASEDIR run
 	 * on another worker, before that worker has returned from writing the reply. */
 	pthread_mutex_t lock;
+	/* keys/ and aliases/: data holds entries first .. first + count - 1 of dir's listing;
+	 * done when the store had no keys after them. */
+	bool paged, done;
+	struct fs_node dir;
+	size_t first, count;
 };
 
 static void fs_dirbuf_free(struct fs_dirbuf *b)
@@ -661,9 +673,22 @@ static int fs_dir_add(struct fs_dirbuf *b, const char *name, const struct fs_nod
 		b->cap = ncap;
 	}
 	fs_stat_node(fs, n, &st);
-	fuse_add_direntry(b->req, b->data + b->len, need, name, &st, (off_t)(b->len + need));
+	fuse_add_direntry(b->req, b->data + b->len, need, name, &st,
+			  b->paged ? (off_t)(b->first + b->count + 1) : (off_t)(b->len + need));
 	b->len += need;
+	b->count++;
 	return 0;
+}
+
+/* The bytes of the entry at p (struct fuse_dirent: its header, the name, padding to 8). */
+static size_t fs_dirent_size(const char *p)
+{
+	const struct {
+		uint64_t ino, off;
+		uint32_t namelen, type;
+	} *ent = (const void *)p;
+
+	return (sizeof(*ent) + ent->namelen + 7) & ~(size_t)7;
 }
 
 struct fs_list_ctx {
@@ -718,17 +743,48 @@ static int fs_list_actions(struct fs_dirbuf *b, const struct fs_node *dir, unsig
 	return 0;
 }
 
+/* The page of keys/ or aliases/ (b->dir) that starts with entry from. */
+static int fs_dir_page(struct fs *fs, struct fs_dirbuf *b, size_t from)
+{
+	struct fs_list_ctx c = { .fs = fs,
+				 .b = b,
+				 .project = b->dir.project,
+				 .aliases = b->dir.type == FS_ALIASES_DIR };
+	char pname[KMS_MAX_PROJECT_ID + 1];
+	size_t total = 0, skip = from < 2 ? 0 : from - 2;
+	int r;
+
+	b->len = 0;
+	b->first = from;
+	b->count = 0;
+	b->done = false;
+	if (from == 0 && (r = fs_dir_add(b, ".", &b->dir)) < 0)
+		return r;
+	if (from <= 1 && (r = fs_dir_add(b, "..", &b->dir)) < 0)
+		return r;
+	if (!fs_project_name(fs, b->dir.project, pname))
+		return -ENOENT;
+	r = store_key_list(fs->store, pname, 0, skip, FS_DIR_PAGE, fs_list_key, &c, &total);
+	if (r < 0)
+		return -kms_err_errno(r);
+	b->done = total <= skip + FS_DIR_PAGE;
+	return 0;
+}
+
 static int fs_fill_dir(struct fs *fs, struct fs_dirbuf *b, const struct fs_node *d)
 {
 	struct fs_who who;
 	struct fs_list_ctx c = { .fs = fs, .b = b, .who = &who, .project = d->project };
-	char pname[KMS_MAX_PROJECT_ID + 1];
 	struct fs_node self = *d, n = *d;
-	size_t total;
 	int r;
 
 	if ((r = fs_check_may_list(b->req, d)) < 0)
 		return r;
+	if (d->type == FS_KEYS_DIR || d->type == FS_ALIASES_DIR) {
+		b->paged = true;
+		b->dir = *d;
+		return fs_dir_page(fs, b, 0);
+	}
 	if ((r = fs_dir_add(b, ".", &self)) < 0 || (r = fs_dir_add(b, "..", &self)) < 0)
 		return r;
 	switch (d->type) {
@@ -753,13 +809,6 @@ static int fs_fill_dir(struct fs *fs, struct fs_dirbuf *b, const struct fs_node 
 		return fs_list_actions(b, d, API_SCOPE_PROJECT, FS_PROJECT_ACTION);
 	case FS_KEY_DIR:
 		return fs_list_actions(b, d, API_SCOPE_KEY, FS_KEY_ACTION);
-	case FS_KEYS_DIR:
-	case FS_ALIASES_DIR:
-		if (!fs_project_name(fs, d->project, pname))
-			return -ENOENT;
-		c.aliases = d->type == FS_ALIASES_DIR;
-		r = store_key_list(fs->store, pname, 0, 0, SIZE_MAX, fs_list_key, &c, &total);
-		return r < 0 ? -kms_err_errno(r) : 0;
 	default:
 		return -ENOTDIR;
 	}
@@ -793,30 +842,47 @@ fail:
 	fuse_reply_err(req, -r);
 }
 
+/* Where entry off starts in a paged listing's data, reading the page that holds it first if
+ * need be; b->len when there is no such entry. */
+static int fs_dir_seek(fuse_req_t req, struct fs_dirbuf *b, size_t off, size_t *start)
+{
+	int r = 0;
+
+	if (off < b->first || (off >= b->first + b->count && !b->done)) {
+		b->req = req;
+		r = fs_dir_page(fs_from_req(req), b, off);
+		b->req = NULL;
+	}
+	*start = 0;
+	if (off < b->first || off >= b->first + b->count) {
+		*start = b->len;
+		return r;
+	}
+	for (size_t i = b->first; i < off; i++)
+		*start += fs_dirent_size(b->data + *start);
+	return r;
+}
+
 void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		   struct fuse_file_info *fi)
 {
 	struct fs_dirbuf *b = (struct fs_dirbuf *)(uintptr_t)fi->fh;
 	size_t start = off < 0 ? 0 : (size_t)off, end;
+	int r;
 
 	pthread_mutex_lock(&b->lock);
+	if (b->paged && (r = fs_dir_seek(req, b, start, &start)) < 0) {
+		fuse_reply_err(req, -r);
+		goto out;
+	}
 	if (start >= b->len) {
 		fuse_reply_buf(req, NULL, 0);
 		goto out;
 	}
 	/* Whole entries only: walk to the last one that fits. */
 	end = start;
-	while (end < b->len) {
-		const struct {
-			uint64_t ino, off;
-			uint32_t namelen, type;
-		} *ent = (const void *)(b->data + end);
-		size_t next = (size_t)ent->off;
-
-		if (next - start > size)
-			break;
-		end = next;
-	}
+	while (end < b->len && end + fs_dirent_size(b->data + end) - start <= size)
+		end += fs_dirent_size(b->data + end);
 	fuse_reply_buf(req, b->data + start, end - start);
 out:
 	pthread_mutex_unlock(&b->lock);

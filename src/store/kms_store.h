@@ -164,7 +164,10 @@ KMS_WUR int store_seal_opaque(struct store *s, const char *label, const uint8_t 
 			      uint8_t *out, size_t cap, size_t *out_len);
 KMS_WUR int store_unseal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
 				uint8_t *out, size_t cap, size_t *out_len);
-/* Look a key up by id or by alias within the project; KMS_E_KEY_NOT_FOUND otherwise. */
+/* Look a key up by id or by alias within the project; KMS_E_KEY_NOT_FOUND otherwise. With a
+ * shared backend a cached key is served only while the cache is fresh (a store_refresh within
+ * offline_grace_ms, or within ~1.5 s when that is 0; else the key is read from the backend), and
+ * KMS_E_STORE_UNAVAILABLE once the backend is known to be unreachable and the grace has run out. */
 KMS_WUR int store_key_get(struct store *s, const char *project, const char *key_id,
 			  struct store_key **out);
 KMS_WUR int store_key_get_by_alias(struct store *s, const char *project, const char *alias,
@@ -320,6 +323,12 @@ bool store_token_revoked(struct store *s, const char *id);
 typedef void (*store_copy_progress_fn)(size_t done, size_t total, void *arg);
 KMS_WUR int store_copy(struct store *src, struct store *dst, store_copy_progress_fn progress,
 		       void *arg, char *why, size_t why_len);
+/* A store URI (store_options.backend) as logs and messages may show it: the hosts and the
+ * database only, never a user name or password ("postgresql://db1,db2/kms", "host=/x dbname=kms",
+ * "sqlite"). store_uri_hide_password overwrites a password in s with '*' (argv, for ps); true if
+ * there was one. Both in store_copy.c. */
+void store_uri_describe(const char *uri, char *out, size_t cap);
+bool store_uri_hide_password(char *s);
 
 /* Unseal every version of every key; calls cb for each failure. Returns number of bad keys. */
 typedef void (*store_check_cb)(const char *project, const char *key_id, uint32_t version, int err,

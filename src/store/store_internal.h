@@ -7,9 +7,12 @@
 #include "kms_store.h"
 #include "store_backend.h"
 
+/* A cached snapshot: in its hash bucket's chain and in the CLOCK ring of all entries. */
 struct store_entry {
 	struct store_key *key;
-	struct store_entry *next;
+	struct store_entry *next;		   /* hash chain */
+	struct store_entry *ring_prev, *ring_next; /* CLOCK order (cache_lock held for writing) */
+	uint8_t referenced; /* used since the hand passed: set with a relaxed atomic by readers */
 };
 
 struct store_policy_project {
@@ -48,16 +51,30 @@ struct store {
 	uint8_t *root_key; /* CORE_KEY_BYTES, secure heap */
 	char domain_id[33];
 	char region[64];
+	unsigned timeout_ms;
 	pthread_rwlock_t cache_lock;
-	pthread_mutex_t update_lock; /* serialises changes to keys */
-	int64_t data_version;
+	pthread_mutex_t update_lock;  /* serialises changes to keys */
+	pthread_mutex_t refresh_lock; /* serialises store_refresh */
+	int64_t data_version;	      /* refresh_lock */
 	pthread_rwlock_t policy_lock;
 	struct store_policy policy;
 	struct store_entry **buckets;
 	size_t nbuckets;
 	size_t nentries;
+	size_t cache_limit;
+	struct store_entry *hand; /* CLOCK: the next entry to look at for eviction */
+	/* Bumped (cache_lock held for writing) whenever a snapshot is dropped as stale: a load that
+	 * began before must not cache what it read (store_cache_publish). */
+	uint64_t cache_gen;
 	uint64_t cache_hits, cache_misses, load_errors; /* relaxed atomics: store_stats_get */
+	uint64_t cache_evictions;			/* likewise */
 	bool wipe_pending; /* deleted material may still be in the database files (update_lock) */
+	/* A shared backend (store_shared): the change feed position and the freshness of the
+	 * cache. seq: refresh_lock; fresh_ms (monotonic) and online: relaxed atomics. */
+	int64_t seq;
+	int64_t fresh_ms;
+	bool online;
+	int64_t offline_grace_ms;
 };
 
 /* store_cache.c */
@@ -68,20 +85,31 @@ KMS_WUR int store_seal_version(const struct store *s, const char *key_id, uint32
 			       struct store_sealed_version *v);
 KMS_WUR int store_unseal_version(const struct store *s, const char *key_id,
 				 const struct store_sealed_version *v, uint8_t out[CORE_KEY_BYTES]);
+/* Secure-heap memory for key material; when the secure heap is full, evict some cached
+ * snapshots and try once more. */
+void *store_material_alloc(struct store *s, size_t n);
 /* A new snapshot (one reference) of meta with the n versions unsealed. */
-KMS_WUR int store_snapshot_new(const struct store *s, const struct store_key_meta *meta,
+KMS_WUR int store_snapshot_new(struct store *s, const struct store_key_meta *meta,
 			       const struct store_sealed_version *versions, size_t n,
 			       struct store_key **out);
 /* A new snapshot with new metadata and the same material. */
-KMS_WUR int store_snapshot_with_meta(const struct store_key *cur, const struct store_key_meta *m,
-				     struct store_key **out);
-/* Publish k (taking over the caller's reference); returns the snapshot now cached, referenced. */
-struct store_key *store_cache_publish(struct store *s, struct store_key *k);
+KMS_WUR int store_snapshot_with_meta(struct store *s, const struct store_key *cur,
+				     const struct store_key_meta *m, struct store_key **out);
+/* The cache generation to pass to store_cache_publish, read before loading from the backend. */
+uint64_t store_cache_gen(struct store *s);
+/* Publish k, loaded from the backend when the generation was gen (taking over the caller's
+ * reference); returns the snapshot to use, referenced: the cached one if it is as new as k,
+ * else k (cached unless a snapshot was dropped as stale since gen). */
+struct store_key *store_cache_publish(struct store *s, struct store_key *k, uint64_t gen);
 /* Replace (or drop, when k is NULL) the cached snapshot of key_id. Takes over k's reference. */
 void store_cache_replace(struct store *s, const char *key_id, struct store_key *k);
 void store_cache_clear(struct store *s);
 /* Publish k as the cached snapshot; *out (if out) gets a reference of its own. */
 void store_publish_out(struct store *s, struct store_key *k, struct store_key **out);
+
+/* At open, before the policy is loaded (store_cache.c): the cache is fresh, and the change feed's
+ * position (or SQLite's data_version) is where store_refresh goes on from. */
+KMS_WUR int store_fresh_start(struct store *s);
 
 /* store_state.c */
 /* A 32-byte key derived from the root key for one purpose. */

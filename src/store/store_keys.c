@@ -1,6 +1,9 @@
 /* Key lifecycle: create, modify, rotate, import and delete material, the sweep of due keys,
  * listing and checking, and the grants and tags the backend keeps. Every change is durable in
- * the backend before its snapshot is published (update_lock serialises them). */
+ * the backend before its snapshot is published (update_lock serialises them in this process).
+ * Other processes and hosts change keys too: every write is conditional on the revision the
+ * change was computed from, and one that lost the race is computed again on the key as it is
+ * now (store_change). */
 #include "store_internal.h"
 
 #include <pthread.h>
@@ -53,8 +56,7 @@ static int store_key_create_common(struct store *s, const char *project, const c
 			goto out;
 		if ((r = store_snapshot_new(s, &meta, NULL, 0, &k)) < 0)
 			goto out;
-		*out = store_cache_publish(s, k);
-		r = 0;
+		store_publish_out(s, k, out);
 		goto out;
 	}
 	if ((r = core_random_secret(material, sizeof(material))) < 0)
@@ -66,8 +68,7 @@ static int store_key_create_common(struct store *s, const char *project, const c
 		goto out;
 	if ((r = store_snapshot_new(s, &meta, &v, 1, &k)) < 0)
 		goto out;
-	*out = store_cache_publish(s, k);
-	r = 0;
+	store_publish_out(s, k, out);
 out:
 	kms_wipe(material, sizeof(material));
 	return r;
@@ -159,20 +160,44 @@ int store_check(struct store *s, store_check_cb cb, void *arg, size_t *versions_
 	return (int)c.bad;
 }
 
-/* Start a change of one key: update_lock taken (store_change_end gives it back), *cur the key's
- * current snapshot, *out (optional) NULL until the change is published. */
-static int store_change_begin(struct store *s, const char *project, const char *key_id,
-			      struct store_key **cur, struct store_key **out)
+/* One attempt at a change of a key (update_lock held): cur is the key as last read; the write
+ * is conditional on cur's revision, so KMS_E_STALE means another process or host changed the key
+ * meanwhile and nothing was written. On success *out (if out) is the new snapshot. */
+typedef int (*store_change_fn)(struct store *s, const struct store_key *cur, void *arg,
+			       struct store_key **out);
+
+/* How often a change lost to others is computed again before giving up (KMS_E_STALE). */
+#define STORE_CHANGE_TRIES 8
+
+/* Run fn on the key, update_lock held: on KMS_E_STALE drop the cached snapshot, read the key
+ * again from the backend and run fn on it again (it validates the transition anew). */
+static int store_change_locked(struct store *s, const char *project, const char *key_id,
+			       store_change_fn fn, void *arg, struct store_key **out)
 {
+	int r = KMS_E_STALE;
+
+	for (int i = 0; i < STORE_CHANGE_TRIES && r == KMS_E_STALE; i++) {
+		struct store_key *cur = NULL;
+
+		r = store_key_get(s, project, key_id, &cur);
+		if (r == 0)
+			r = fn(s, cur, arg, out);
+		store_key_release(cur);
+		if (r == KMS_E_STALE)
+			store_cache_replace(s, key_id, NULL);
+	}
+	return r;
+}
+
+static int store_change(struct store *s, const char *project, const char *key_id,
+			store_change_fn fn, void *arg, struct store_key **out)
+{
+	int r;
+
 	if (out)
 		*out = NULL;
 	pthread_mutex_lock(&s->update_lock);
-	return store_key_get(s, project, key_id, cur);
-}
-
-static int store_change_end(struct store *s, struct store_key *cur, int r)
-{
-	store_key_release(cur);
+	r = store_change_locked(s, project, key_id, fn, arg, out);
 	pthread_mutex_unlock(&s->update_lock);
 	return r;
 }
@@ -193,25 +218,36 @@ static int store_publish_change(struct store *s, const char *key_id, int made,
 	return 0;
 }
 
+struct store_modify {
+	store_key_edit_fn edit;
+	void *arg;
+};
+
+static int store_modify_fn(struct store *s, const struct store_key *cur, void *arg,
+			   struct store_key **out)
+{
+	const struct store_modify *e = arg;
+	struct store_key *k = NULL;
+	struct store_key_meta m = cur->meta;
+	int r;
+
+	m.has_material = cur->nversions > 0;
+	if ((r = e->edit(&m, e->arg)) == 0 && (r = s->ops->key_update(s->be, &m)) == 0)
+		r = store_publish_change(s, m.key_id, store_snapshot_with_meta(s, cur, &m, &k), &k,
+					 out);
+	return r;
+}
+
 int store_key_modify(struct store *s, const char *project, const char *key_id,
 		     store_key_edit_fn edit, void *arg, struct store_key **out)
 {
-	struct store_key *cur = NULL, *k = NULL;
-	struct store_key_meta m = { 0 };
-	int r = store_change_begin(s, project, key_id, &cur, out);
+	struct store_modify e = { edit, arg };
 
-	if (r == 0) {
-		m = cur->meta;
-		m.has_material = cur->nversions > 0;
-		r = edit(&m, arg);
-	}
-	if (r == 0 && (r = s->ops->key_update(s->be, &m)) == 0)
-		r = store_publish_change(s, key_id, store_snapshot_with_meta(cur, &m, &k), &k, out);
-	return store_change_end(s, cur, r);
+	return store_change(s, project, key_id, store_modify_fn, &e, out);
 }
 
-static int store_rotate_locked(struct store *s, struct store_key *cur, int64_t now_ms,
-			       struct store_key **out)
+static int store_rotate_fn(struct store *s, const struct store_key *cur, void *arg,
+			   struct store_key **out)
 {
 	struct store_sealed_version v = { 0 };
 	struct store_key_meta m = cur->meta;
@@ -228,7 +264,7 @@ static int store_rotate_locked(struct store *s, struct store_key *cur, int64_t n
 		return KMS_E_NOMEM;
 	k->refs = 1;
 	k->nversions = cur->nversions + 1;
-	k->material = kms_secret_alloc(old + CORE_KEY_BYTES);
+	k->material = store_material_alloc(s, old + CORE_KEY_BYTES);
 	if (!k->material) {
 		free(k);
 		return KMS_E_NOMEM;
@@ -240,7 +276,7 @@ static int store_rotate_locked(struct store *s, struct store_key *cur, int64_t n
 		goto fail;
 	m.current_version = v.version;
 	m.rotations++;
-	m.last_rotation_ms = now_ms;
+	m.last_rotation_ms = *(const int64_t *)arg;
 	if ((r = s->ops->key_add_version(s->be, &m, &v)) < 0)
 		goto fail;
 	k->meta = m;
@@ -256,12 +292,7 @@ fail:
 int store_key_rotate(struct store *s, const char *project, const char *key_id, int64_t now_ms,
 		     struct store_key **out)
 {
-	struct store_key *cur = NULL;
-	int r = store_change_begin(s, project, key_id, &cur, out);
-
-	if (r == 0)
-		r = store_rotate_locked(s, cur, now_ms, out);
-	return store_change_end(s, cur, r);
+	return store_change(s, project, key_id, store_rotate_fn, &now_ms, out);
 }
 
 /* HMAC-SHA-256 under a root-derived key over key_id || material. */
@@ -294,34 +325,44 @@ static int store_import_allowed(const struct store_key_meta *m, const uint8_t di
 	return 0;
 }
 
-int store_key_import(struct store *s, const char *project, const char *key_id,
-		     const uint8_t material[CORE_KEY_BYTES], int64_t expiration_ms,
-		     struct store_key **out)
-{
-	struct store_sealed_version v = { 0 };
-	struct store_key *cur = NULL, *k = NULL;
-	struct store_key_meta m = { 0 };
-	uint8_t digest[32] = { 0 };
-	int r = store_change_begin(s, project, key_id, &cur, out);
+struct store_import {
+	const uint8_t *material;
+	int64_t expiration_ms;
+};
 
-	if (r == 0) {
-		m = cur->meta;
-		r = store_import_digest(s, m.key_id, material, digest);
-	}
+static int store_import_fn(struct store *s, const struct store_key *cur, void *arg,
+			   struct store_key **out)
+{
+	const struct store_import *im = arg;
+	struct store_sealed_version v = { 0 };
+	struct store_key_meta m = cur->meta;
+	struct store_key *k = NULL;
+	uint8_t digest[32] = { 0 };
+	int r = store_import_digest(s, m.key_id, im->material, digest);
+
 	if (r == 0 && (r = store_import_allowed(&m, digest)) == 0) {
 		memcpy(m.import_digest, digest, sizeof(digest));
 		m.import_digest_set = true;
 		m.state = STORE_KEY_ENABLED;
-		m.expiration_ms = expiration_ms;
+		m.expiration_ms = im->expiration_ms;
 		m.current_version = 0;
-		r = store_seal_version(s, m.key_id, 0, material, &v);
+		r = store_seal_version(s, m.key_id, 0, im->material, &v);
 	}
 	/* Durable before the snapshot is published. */
 	if (r == 0 && (r = s->ops->key_replace_material(s->be, &m, &v)) == 0)
 		r = store_publish_change(s, m.key_id, store_snapshot_new(s, &m, &v, 1, &k), &k,
 					 out);
 	kms_wipe(digest, sizeof(digest));
-	return store_change_end(s, cur, r);
+	return r;
+}
+
+int store_key_import(struct store *s, const char *project, const char *key_id,
+		     const uint8_t material[CORE_KEY_BYTES], int64_t expiration_ms,
+		     struct store_key **out)
+{
+	struct store_import im = { material, expiration_ms };
+
+	return store_change(s, project, key_id, store_import_fn, &im, out);
 }
 
 /* After material was deleted (update_lock held): make sure no copy stays in the database files.
@@ -336,16 +377,14 @@ static int store_wipe_deleted_locked(struct store *s)
 
 /* Drop every material version of an external key (update_lock held): back to state 5, except
  * that a key pending deletion stays so (cancelling it then returns it to state 5). */
-static int store_material_clear_locked(struct store *s, const char *project, const char *key_id,
-				       struct store_key **out)
+static int store_material_clear_fn(struct store *s, const struct store_key *cur, void *arg,
+				   struct store_key **out)
 {
-	struct store_key *cur = NULL, *k = NULL;
-	struct store_key_meta m;
+	struct store_key *k = NULL;
+	struct store_key_meta m = cur->meta;
 	int r;
 
-	if ((r = store_key_get(s, project, key_id, &cur)) < 0)
-		return r;
-	m = cur->meta;
+	(void)arg;
 	if (m.state != STORE_KEY_PENDING_DELETION)
 		m.state = STORE_KEY_PENDING_IMPORT;
 	m.expiration_ms = 0;
@@ -356,25 +395,23 @@ static int store_material_clear_locked(struct store *s, const char *project, con
 		r = store_publish_change(s, m.key_id, store_snapshot_new(s, &m, NULL, 0, &k), &k,
 					 out);
 	}
-	store_key_release(cur);
 	return r;
+}
+
+static int store_delete_material_fn(struct store *s, const struct store_key *cur, void *arg,
+				    struct store_key **out)
+{
+	if (strcmp(cur->meta.origin, "external") != 0)
+		return KMS_E_EXTERNAL_REQUIRED;
+	if (cur->meta.state != STORE_KEY_ENABLED && cur->meta.state != STORE_KEY_DISABLED)
+		return KMS_E_MATERIAL_STATE;
+	return store_material_clear_fn(s, cur, arg, out);
 }
 
 int store_key_delete_material(struct store *s, const char *project, const char *key_id,
 			      struct store_key **out)
 {
-	struct store_key *cur = NULL;
-	int r = store_change_begin(s, project, key_id, &cur, out);
-
-	if (r < 0)
-		return store_change_end(s, cur, r);
-	if (strcmp(cur->meta.origin, "external") != 0)
-		r = KMS_E_EXTERNAL_REQUIRED;
-	else if (cur->meta.state != STORE_KEY_ENABLED && cur->meta.state != STORE_KEY_DISABLED)
-		r = KMS_E_MATERIAL_STATE;
-	else
-		r = store_material_clear_locked(s, project, key_id, out);
-	return store_change_end(s, cur, r);
+	return store_change(s, project, key_id, store_delete_material_fn, NULL, out);
 }
 
 struct store_due {
@@ -399,6 +436,79 @@ static int store_collect_due(const struct store_key_meta *m, void *arg)
 	return 0;
 }
 
+/* Carry out fn on a key found due (update_lock held), but only on the key as key_due read it:
+ * if it changed since (here, or in another process or host: cancelled, rotated already), it is
+ * left for the next sweep to judge again. */
+static int store_due_change(struct store *s, const struct store_key_meta *due, store_change_fn fn,
+			    void *arg)
+{
+	struct store_key *cur = NULL;
+	int r = store_key_get(s, due->project, due->key_id, &cur);
+
+	if (r == 0 && cur->meta.revision != due->revision) {
+		/* Our snapshot may be older than what key_due read: read the key again. */
+		store_key_release(cur);
+		cur = NULL;
+		store_cache_replace(s, due->key_id, NULL);
+		r = store_key_get(s, due->project, due->key_id, &cur);
+	}
+	if (r == 0 && cur->meta.revision == due->revision)
+		r = fn(s, cur, arg, NULL);
+	store_key_release(cur);
+	if (r == KMS_E_STALE)
+		store_cache_replace(s, due->key_id, NULL);
+	/* Changed or gone since key_due: not ours to carry out now. */
+	return r == KMS_E_STALE || r == KMS_E_KEY_NOT_FOUND ? 0 : r;
+}
+
+struct store_sweep_rotate {
+	int64_t now_ms;
+	bool rotated;
+};
+
+static int store_sweep_rotate_fn(struct store *s, const struct store_key *cur, void *arg,
+				 struct store_key **out)
+{
+	struct store_sweep_rotate *sr = arg;
+	int r;
+
+	if (cur->nversions >= 64)
+		return 0; /* at the version limit: stays on its last version */
+	r = store_rotate_fn(s, cur, &sr->now_ms, out);
+	sr->rotated = r == 0;
+	return r;
+}
+
+/* One key found due (update_lock held). */
+static int store_sweep_one(struct store *s, const struct store_key_meta *m, int64_t now_ms,
+			   size_t *deleted, size_t *rotated)
+{
+	struct store_sweep_rotate sr = { now_ms, false };
+	int r;
+
+	if (m->state == STORE_KEY_PENDING_DELETION && m->deletion_ms > 0 &&
+	    m->deletion_ms <= now_ms) {
+		/* Only with the revision key_due read: a deletion cancelled since is not done. */
+		r = s->ops->key_delete(s->be, m->key_id, m->revision);
+		if (r == 0 || r == KMS_E_STALE || r == KMS_E_KEY_NOT_FOUND)
+			store_cache_replace(s, m->key_id, NULL);
+		if (r == 0) {
+			(*deleted)++;
+			s->wipe_pending = true;
+		}
+		return r == KMS_E_STALE || r == KMS_E_KEY_NOT_FOUND ? 0 : r;
+	}
+	if (strcmp(m->origin, "external") == 0)
+		/* Imported material past its expiration time. */
+		return m->expiration_ms > 0 && m->expiration_ms <= now_ms
+			       ? store_due_change(s, m, store_material_clear_fn, NULL)
+			       : 0;
+	r = store_due_change(s, m, store_sweep_rotate_fn, &sr);
+	if (sr.rotated)
+		(*rotated)++;
+	return r;
+}
+
 int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t *rotated)
 {
 	struct store_due due = { 0 };
@@ -410,33 +520,8 @@ int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t *rotate
 	/* One key that can't be handled (e.g. at its version limit) must not hold up the rest:
 	 * go on, and report the first failure. */
 	for (size_t i = 0; i < due.n; i++) {
-		const struct store_key_meta *m = &due.keys[i];
-		int e;
+		int e = store_sweep_one(s, &due.keys[i], now_ms, deleted, rotated);
 
-		if (m->state == STORE_KEY_PENDING_DELETION && m->deletion_ms > 0 &&
-		    m->deletion_ms <= now_ms) {
-			if ((e = s->ops->key_delete(s->be, m->key_id, m->revision)) == 0) {
-				store_cache_replace(s, m->key_id, NULL);
-				(*deleted)++;
-				s->wipe_pending = true;
-			}
-		} else if (strcmp(m->origin, "external") == 0) {
-			/* Imported material past its expiration time. */
-			e = m->expiration_ms > 0 && m->expiration_ms <= now_ms
-				    ? store_material_clear_locked(s, m->project, m->key_id, NULL)
-				    : 0;
-		} else {
-			struct store_key *cur = NULL;
-
-			e = store_key_get(s, m->project, m->key_id, &cur);
-			if (e == 0 && cur->nversions >= 64)
-				e = 0; /* at the version limit: stays on its last version */
-			else if (e == 0)
-				e = store_rotate_locked(s, cur, now_ms, NULL);
-			if (e == 0 && cur && cur->nversions < 64)
-				(*rotated)++;
-			store_key_release(cur);
-		}
 		if (e < 0 && r == 0)
 			r = e;
 	}
@@ -450,25 +535,6 @@ int store_sweep(struct store *s, int64_t now_ms, size_t *deleted, size_t *rotate
 	pthread_mutex_unlock(&s->update_lock);
 	free(due.keys);
 	return r;
-}
-
-int store_refresh(struct store *s, bool *changed)
-{
-	int64_t v = 0;
-	int r = s->ops->data_version(s->be, &v);
-
-	*changed = false;
-	if (r < 0)
-		return r;
-	if (v != s->data_version) {
-		if (s->data_version != 0) {
-			store_cache_clear(s);
-			*changed = true;
-		}
-		s->data_version = v;
-		return store_policy_load(s);
-	}
-	return 0;
 }
 
 int store_grant_create(struct store *s, const struct store_grant *g, unsigned max)

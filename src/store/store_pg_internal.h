@@ -69,3 +69,41 @@ KMS_WUR int store_pg_key_scan(struct store_backend *b, store_backend_meta_cb met
 			      store_backend_version_cb cb, void *arg);
 KMS_WUR int store_pg_key_put(struct store_backend *b, const struct store_key_meta *meta,
 			     const struct store_sealed_version *v, size_t n, bool *added);
+
+/* Helpers store_pg.c adds for both files (key rows and sealed material, shared by key_load,
+ * key_list, key_due, key_insert in store_pg.c and key_scan, key_put in store_pg_rows.c). */
+
+/* A key row's columns, in the order store_pg_key_from_row reads them and store_pg_key_params
+ * fills $1..$STORE_PG_KEY_NCOLUMNS. */
+#define STORE_PG_KEY_COLUMNS                                                                       \
+	"project_id, key_id, key_alias, key_description, key_spec, key_usage, origin, key_state, " \
+	"creation_ms, deletion_ms, rotation_enabled, rotation_interval, last_rotation_ms, "        \
+	"rotations, current_version, expiration_ms, import_digest, revision"
+#define STORE_PG_KEY_VALUES                                                                        \
+	"$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18"
+#define STORE_PG_KEY_NCOLUMNS 18
+
+/* A key's fields as text parameters $1..$18 (STORE_PG_KEY_COLUMNS order); p points into the
+ * struct, so keep it alive while the statement runs. */
+struct store_pg_key_params {
+	char num[11][24];
+	char digest[2 * 32 + 3];
+	const char *p[STORE_PG_KEY_NCOLUMNS];
+};
+void store_pg_key_params(const struct store_key_meta *m, struct store_pg_key_params *kp);
+/* The key of a row whose STORE_PG_KEY_COLUMNS start at column col. false: a column does not
+ * hold a value of its type (the fields read so far are set, the rest zero). */
+bool store_pg_key_from_row(const PGresult *res, int row, int col, struct store_key_meta *m);
+
+/* bytea: as a text parameter ("\x" and hex; dst holds 2n + 3 bytes) and from a text result
+ * (false if NULL, malformed or longer than cap). */
+#define STORE_PG_SEALED_HEX (2 * (CORE_KEY_BYTES + CORE_SEALED_OVERHEAD) + 3)
+void store_pg_bytea_param(const uint8_t *src, size_t n, char *dst);
+bool store_pg_bytea_get(const PGresult *res, int row, int col, uint8_t *dst, size_t cap,
+			size_t *len);
+/* A sealed version from columns (version, sealed) starting at col: KMS_E_IO if unreadable. */
+KMS_WUR int store_pg_version_from_row(const PGresult *res, int row, int col,
+				      struct store_sealed_version *v);
+/* INSERT one sealed version of key_id (inside the caller's transaction on c). */
+KMS_WUR int store_pg_version_insert(struct store_pg_conn *c, const char *key_id,
+				    const struct store_sealed_version *v, int64_t created_ms);

@@ -53,7 +53,8 @@ static const char store_sqlite_schema[] =
 	"  rotations INTEGER NOT NULL DEFAULT 0,"
 	"  current_version INTEGER NOT NULL DEFAULT 0,"
 	"  expiration_ms INTEGER NOT NULL DEFAULT 0,"
-	"  import_digest BLOB);"
+	"  import_digest BLOB,"
+	"  revision INTEGER NOT NULL DEFAULT 0);"
 	"CREATE UNIQUE INDEX IF NOT EXISTS keys_alias ON keys(project_id, key_alias);"
 	"CREATE INDEX IF NOT EXISTS keys_project ON keys(project_id, creation_ms);"
 	"CREATE TABLE IF NOT EXISTS key_versions("
@@ -74,27 +75,32 @@ static const char store_sqlite_schema[] =
 	"  key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
 	"  tag_key TEXT NOT NULL, tag_value TEXT NOT NULL,"
 	"  PRIMARY KEY(key_id, tag_key));" STORE_POLICY_TABLES
-	"INSERT OR IGNORE INTO meta(name, value) VALUES('schema_version', '3');";
+	"INSERT OR IGNORE INTO meta(name, value) VALUES('schema_version', '4');";
 
 /* Schema versions: 1 the first; 2 adds keys.expiration_ms and keys.import_digest (imported key
  * material); 3 replaces the policy table of (kind, name, value) strings by typed tables (modes
- * as integers, roles by name). A database of an older version is upgraded when opened
- * read-write. */
-#define STORE_SCHEMA_VERSION 3
+ * as integers, roles by name); 4 adds keys.revision (writes conditional on it, so a change
+ * kmsctl made meanwhile is never overwritten). A database of an older version is upgraded when
+ * opened read-write. */
+#define STORE_SCHEMA_VERSION 4
 static const char store_sqlite_upgrade_1_2[] =
 	"ALTER TABLE keys ADD COLUMN expiration_ms INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE keys ADD COLUMN import_digest BLOB;"
 	"UPDATE meta SET value = '2' WHERE name = 'schema_version';";
+static const char store_sqlite_upgrade_3_4[] =
+	"ALTER TABLE keys ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE meta SET value = '4' WHERE name = 'schema_version';";
 
 #define STORE_KEY_COLUMNS                                                                          \
 	"project_id, key_id, key_alias, key_description, key_spec, key_usage, origin, key_state, " \
 	"creation_ms, deletion_ms, rotation_enabled, rotation_interval, last_rotation_ms, "        \
-	"rotations, current_version, expiration_ms, import_digest"
+	"rotations, current_version, expiration_ms, import_digest, revision"
 
 #define STORE_KEY_VALUES                                                                           \
 	":project_id, :key_id, :key_alias, :key_description, :key_spec, :key_usage, :origin, "     \
 	":key_state, :creation_ms, :deletion_ms, :rotation_enabled, :rotation_interval, "          \
-	":last_rotation_ms, :rotations, :current_version, :expiration_ms, :import_digest"
+	":last_rotation_ms, :rotations, :current_version, :expiration_ms, :import_digest, "        \
+	":revision"
 
 /* A constraint failure, by which constraint failed (extended result codes are on). */
 static int store_sqlite_constraint_err(sqlite3 *db, int rc)
@@ -460,6 +466,9 @@ static int store_sqlite_upgrade_tx(sqlite3 *db, void *arg)
 				     sqlite3_exec(db, store_sqlite_upgrade_1_2, NULL, NULL, NULL));
 	if (r == 0 && (version == 1 || version == 2))
 		r = store_sqlite_upgrade_2_3(db);
+	if (r == 0 && version >= 1 && version <= 3)
+		r = store_sqlite_err(db,
+				     sqlite3_exec(db, store_sqlite_upgrade_3_4, NULL, NULL, NULL));
 	return r;
 }
 
@@ -608,6 +617,19 @@ static int store_sqlite_meta_set(struct store_backend *b, const char *name, cons
 			   NULL, NULL);
 }
 
+static int store_sqlite_meta_add(struct store_backend *b, const char *name, const char *value,
+				 bool *added)
+{
+	int changes = 0;
+	int r = store_query_changes(
+		b, "INSERT OR IGNORE INTO meta(name, value) VALUES(:name, :value)",
+		STORE_PARAMS(STORE_TEXT(":name", name), STORE_TEXT(":value", value)), NULL, NULL,
+		&changes);
+
+	*added = r == 0 && changes == 1;
+	return r;
+}
+
 static int store_sqlite_project_ensure(struct store_backend *b, const char *project, int64_t now_ms)
 {
 	return store_query(
@@ -681,6 +703,7 @@ static void store_meta_from_row(sqlite3_stmt *st, struct store_key_meta *m)
 		memcpy(m->import_digest, sqlite3_column_blob(st, 16), sizeof(m->import_digest));
 		m->import_digest_set = true;
 	}
+	m->revision = (uint64_t)sqlite3_column_int64(st, 17);
 }
 
 /* Write a key's fields: the INSERT of a new key or the UPDATE of its mutable fields, both
@@ -705,10 +728,29 @@ static int store_key_write(sqlite3 *db, const char *sql, const struct store_key_
 			     STORE_INT(":expiration_ms", m->expiration_ms),
 			     STORE_BLOB(":import_digest",
 					m->import_digest_set ? m->import_digest : NULL,
-					sizeof(m->import_digest))),
+					sizeof(m->import_digest)),
+			     STORE_INT(":revision", m->revision)),
 		NULL, NULL);
 }
 
+/* Whether the key's row is there with the given revision: 0 if so, KMS_E_STALE if it has
+ * another one (changed by another process since it was read), KMS_E_KEY_NOT_FOUND if it is
+ * gone. Inside a write transaction, so the answer holds until it ends. */
+static int store_revision_check(sqlite3 *db, const char *key_id, uint64_t revision)
+{
+	int64_t have = -1;
+	int r = store_run(db, "SELECT revision FROM keys WHERE key_id = :key_id",
+			  STORE_PARAMS(STORE_TEXT(":key_id", key_id)), store_int_row, &have);
+
+	if (r == 0 && have < 0)
+		r = KMS_E_KEY_NOT_FOUND;
+	else if (r == 0 && (uint64_t)have != revision)
+		r = KMS_E_STALE;
+	return r;
+}
+
+/* The mutable fields of a key whose row still has m->revision; the row gets m->revision + 1
+ * (the caller sets m->revision once the transaction committed). */
 static int store_update_locked(sqlite3 *db, const struct store_key_meta *m)
 {
 	int r = store_key_write(
@@ -718,11 +760,15 @@ static int store_update_locked(sqlite3 *db, const struct store_key_meta *m)
 		"rotation_enabled = :rotation_enabled, rotation_interval = "
 		":rotation_interval, last_rotation_ms = :last_rotation_ms, rotations = "
 		":rotations, current_version = :current_version, expiration_ms = "
-		":expiration_ms, import_digest = :import_digest WHERE key_id = :key_id",
+		":expiration_ms, import_digest = :import_digest, revision = :revision + 1 "
+		"WHERE key_id = :key_id AND revision = :revision",
 		m);
 
-	if (r == 0 && sqlite3_changes(db) != 1)
-		r = KMS_E_KEY_NOT_FOUND;
+	if (r == 0 && sqlite3_changes(db) != 1) {
+		r = store_revision_check(db, m->key_id, m->revision);
+		if (r == 0)
+			r = KMS_E_INTERNAL; /* there with its revision, yet not updated */
+	}
 	return r;
 }
 
@@ -783,6 +829,53 @@ static int store_sqlite_key_insert(struct store_backend *b, const struct store_k
 
 	/* One transaction: the quota count, the alias check and the inserts are one step. */
 	return store_tx(b, store_key_insert_tx, &t);
+}
+
+struct store_key_put {
+	const struct store_key_meta *m;
+	const struct store_sealed_version *v;
+	size_t n;
+	bool *added;
+};
+
+static int store_key_put_tx(sqlite3 *db, void *arg)
+{
+	const struct store_key_put *t = arg;
+	const struct store_key_meta *m = t->m;
+	bool there = false;
+	int r = store_run(db, "SELECT 1 FROM keys WHERE key_id = :key_id",
+			  STORE_PARAMS(STORE_TEXT(":key_id", m->key_id)), store_true_row, &there);
+
+	if (r < 0 || there)
+		return r;
+	/* Its project first (the key row refers to it), unless the copy made it already. */
+	r = store_run(db,
+		      "INSERT OR IGNORE INTO projects(project_id, created_ms) "
+		      "VALUES(:project_id, :created_ms)",
+		      STORE_PARAMS(STORE_TEXT(":project_id", m->project),
+				   STORE_INT(":created_ms", m->creation_ms)),
+		      NULL, NULL);
+	if (r == 0)
+		r = store_key_write(
+			db, "INSERT INTO keys(" STORE_KEY_COLUMNS ") VALUES(" STORE_KEY_VALUES ")",
+			m);
+	for (size_t i = 0; i < t->n && r == 0; i++)
+		r = store_insert_version_locked(db, m->key_id, &t->v[i], m->creation_ms);
+	*t->added = r == 0;
+	return r;
+}
+
+static int store_sqlite_key_put(struct store_backend *b, const struct store_key_meta *m,
+				const struct store_sealed_version *v, size_t n, bool *added)
+{
+	struct store_key_put t = { m, v, n, added };
+	int r;
+
+	*added = false;
+	r = store_tx(b, store_key_put_tx, &t);
+	if (r < 0)
+		*added = false;
+	return r;
 }
 
 static int store_version_from_row(sqlite3_stmt *st, int col, struct store_sealed_version *v)
@@ -915,7 +1008,7 @@ static int store_scan_row(sqlite3_stmt *st, void *arg)
 	store_meta_from_row(st, &m);
 	if ((r = s->meta_cb(&m, s->arg)) != 0)
 		return r;
-	r = store_version_from_row(st, 17, &v);
+	r = store_version_from_row(st, 18, &v);
 	if (r < 0)
 		v.sealed_len = 0; /* report it as unreadable through cb */
 	return s->cb(&v, s->arg);
@@ -931,10 +1024,18 @@ static int store_sqlite_key_scan(struct store_backend *b, store_backend_meta_cb 
 			   "k.key_spec, k.key_usage, k.origin, k.key_state, k.creation_ms, "
 			   "k.deletion_ms, k.rotation_enabled, k.rotation_interval, "
 			   "k.last_rotation_ms, k.rotations, k.current_version, k.expiration_ms, "
-			   "k.import_digest, v.version, v.sealed "
+			   "k.import_digest, k.revision, v.version, v.sealed "
 			   "FROM keys k JOIN key_versions v ON v.key_id = k.key_id "
 			   "ORDER BY k.project_id, k.creation_ms, v.version",
 			   NULL, 0, store_scan_row, &s);
+}
+
+/* A write to a key committed: the row has the next revision now (store_backend.h). */
+static int store_revision_next(struct store_key_meta *m, int r)
+{
+	if (r == 0)
+		m->revision++;
+	return r;
 }
 
 static int store_sqlite_key_update(struct store_backend *b, struct store_key_meta *m)
@@ -944,15 +1045,18 @@ static int store_sqlite_key_update(struct store_backend *b, struct store_key_met
 	pthread_mutex_lock(&b->lock);
 	r = store_update_locked(b->db, m);
 	pthread_mutex_unlock(&b->lock);
-	return r;
+	return store_revision_next(m, r);
 }
 
+/* The row first: a stale revision fails as KMS_E_STALE before a version another process added
+ * meanwhile could clash with ours. */
 static int store_key_add_version_tx(sqlite3 *db, void *arg)
 {
 	const struct store_key_tx *t = arg;
-	int r = store_insert_version_locked(db, t->m->key_id, t->v, t->m->last_rotation_ms);
+	int r = store_update_locked(db, t->m);
 
-	return r == 0 ? store_update_locked(db, t->m) : r;
+	return r == 0 ? store_insert_version_locked(db, t->m->key_id, t->v, t->m->last_rotation_ms)
+		      : r;
 }
 
 static int store_sqlite_key_add_version(struct store_backend *b, struct store_key_meta *m,
@@ -960,19 +1064,21 @@ static int store_sqlite_key_add_version(struct store_backend *b, struct store_ke
 {
 	struct store_key_tx t = { m, v, 0 };
 
-	return store_tx(b, store_key_add_version_tx, &t);
+	return store_revision_next(m, store_tx(b, store_key_add_version_tx, &t));
 }
 
 static int store_key_replace_material_tx(sqlite3 *db, void *arg)
 {
 	const struct store_key_tx *t = arg;
-	/* secure_delete=ON overwrites the freed pages of the old sealed material. */
-	int r = store_run(db, "DELETE FROM key_versions WHERE key_id = :key_id",
-			  STORE_PARAMS(STORE_TEXT(":key_id", t->m->key_id)), NULL, NULL);
+	int r = store_update_locked(db, t->m);
 
+	/* secure_delete=ON overwrites the freed pages of the old sealed material. */
+	if (r == 0)
+		r = store_run(db, "DELETE FROM key_versions WHERE key_id = :key_id",
+			      STORE_PARAMS(STORE_TEXT(":key_id", t->m->key_id)), NULL, NULL);
 	if (r == 0 && t->v)
 		r = store_insert_version_locked(db, t->m->key_id, t->v, t->m->creation_ms);
-	return r == 0 ? store_update_locked(db, t->m) : r;
+	return r;
 }
 
 static int store_sqlite_key_replace_material(struct store_backend *b, struct store_key_meta *m,
@@ -980,11 +1086,17 @@ static int store_sqlite_key_replace_material(struct store_backend *b, struct sto
 {
 	struct store_key_tx t = { m, v, 0 };
 
-	return store_tx(b, store_key_replace_material_tx, &t);
+	return store_revision_next(m, store_tx(b, store_key_replace_material_tx, &t));
 }
+
+struct store_key_delete {
+	const char *key_id;
+	uint64_t revision;
+};
 
 static int store_key_delete_tx(sqlite3 *db, void *arg)
 {
+	const struct store_key_delete *d = arg;
 	/* Versions first (explicitly: foreign keys may be off in old databases), then what else
 	 * belongs to the key, then the key; secure_delete=ON overwrites the freed pages, so the
 	 * sealed material is really gone. */
@@ -994,18 +1106,20 @@ static int store_key_delete_tx(sqlite3 *db, void *arg)
 		"DELETE FROM tags WHERE key_id = :key_id",
 		"DELETE FROM keys WHERE key_id = :key_id",
 	};
-	int r = 0;
+	/* Only the key as it was read: a deletion cancelled since is not carried out. */
+	int r = store_revision_check(db, d->key_id, d->revision);
 
 	for (size_t i = 0; i < KMS_ARRAY_SIZE(sql) && r == 0; i++)
-		r = store_run(db, sql[i], STORE_PARAMS(STORE_TEXT(":key_id", (const char *)arg)),
-			      NULL, NULL);
+		r = store_run(db, sql[i], STORE_PARAMS(STORE_TEXT(":key_id", d->key_id)), NULL,
+			      NULL);
 	return r;
 }
 
 static int store_sqlite_key_delete(struct store_backend *b, const char *key_id, uint64_t revision)
 {
-	(void)revision; /* TODO(storecore): conditional on the revision column */
-	return store_tx(b, store_key_delete_tx, (void *)key_id);
+	struct store_key_delete d = { key_id, revision };
+
+	return store_tx(b, store_key_delete_tx, &d);
 }
 
 /* secure_delete=ON zeroes what a delete frees, but in WAL mode the pages as they were before
@@ -1099,6 +1213,28 @@ static int store_sqlite_grant_insert(struct store_backend *b, const struct store
 	};
 
 	return store_tx(b, store_limited_tx, &l);
+}
+
+static int store_sqlite_grant_put(struct store_backend *b, const struct store_grant *g, bool *added)
+{
+	int changes = 0;
+	int r = store_query_changes(
+		b,
+		"INSERT OR IGNORE INTO grants(grant_id, project_id, key_id, grantee, grantee_type, "
+		"operations, issuer, retiring, name, creation_ms) VALUES(:grant_id, :project_id, "
+		":key_id, :grantee, :grantee_type, :operations, :issuer, :retiring, :name, "
+		":creation_ms)",
+		STORE_PARAMS(
+			STORE_TEXT(":grant_id", g->grant_id), STORE_TEXT(":project_id", g->project),
+			STORE_TEXT(":key_id", g->key_id), STORE_TEXT(":grantee", g->grantee),
+			STORE_TEXT(":grantee_type", g->grantee_type),
+			STORE_TEXT(":operations", g->operations), STORE_TEXT(":issuer", g->issuer),
+			STORE_TEXT(":retiring", g->retiring), STORE_TEXT(":name", g->name),
+			STORE_INT(":creation_ms", g->creation_ms)),
+		NULL, NULL, &changes);
+
+	*added = r == 0 && changes == 1;
+	return r;
 }
 
 static int store_sqlite_grant_delete(struct store_backend *b, const char *grant_id)
@@ -1414,6 +1550,7 @@ const struct store_backend_ops store_sqlite_ops = {
 	.close = store_sqlite_close,
 	.meta_get = store_sqlite_meta_get,
 	.meta_set = store_sqlite_meta_set,
+	.meta_add = store_sqlite_meta_add,
 	.project_ensure = store_sqlite_project_ensure,
 	.project_exists = store_sqlite_project_exists,
 	.project_list = store_sqlite_project_list,
@@ -1425,10 +1562,12 @@ const struct store_backend_ops store_sqlite_ops = {
 	.key_add_version = store_sqlite_key_add_version,
 	.key_replace_material = store_sqlite_key_replace_material,
 	.key_delete = store_sqlite_key_delete,
+	.key_put = store_sqlite_key_put,
 	.wipe_deleted = store_sqlite_wipe_deleted,
 	.key_due = store_sqlite_key_due,
 	.data_version = store_sqlite_data_version,
 	.grant_insert = store_sqlite_grant_insert,
+	.grant_put = store_sqlite_grant_put,
 	.grant_delete = store_sqlite_grant_delete,
 	.grant_list = store_sqlite_grant_list,
 	.grant_count_max = store_sqlite_grant_count_max,

@@ -91,11 +91,82 @@ out:
 	return r;
 }
 
+bool store_shared(const struct store *s)
+{
+	return s->ops->shared;
+}
+
+/* The sealed form of a state secret in a shared backend's settings: hex of
+ * store_seal_opaque(label "kmsfs state secret NAME"), so the backend never sees it in plain. */
+#define STORE_SECRET_SEALED (32 + CORE_SEALED_OVERHEAD)
+
+static int store_secret_label(const char *name, char *label, size_t cap)
+{
+	return (size_t)snprintf(label, cap, "kmsfs state secret %s", name) < cap ? 0
+										 : KMS_E_BAD_PARAM;
+}
+
+/* The secret held in meta under "secret:NAME": 0, KMS_E_KEY_NOT_FOUND if there is none,
+ * KMS_E_IO if it does not unseal (another root key, or damaged). */
+static int store_shared_secret_read(struct store *s, const char *meta_name, const char *label,
+				    uint8_t out[32])
+{
+	char hex[2 * STORE_SECRET_SEALED + 2];
+	uint8_t sealed[STORE_SECRET_SEALED];
+	size_t n = 0, len = 0;
+	bool found = false;
+	int r = s->ops->meta_get(s->be, meta_name, hex, sizeof(hex), &found);
+
+	if (r < 0)
+		return r;
+	if (!found)
+		return KMS_E_KEY_NOT_FOUND;
+	if (kms_hex_decode(hex, strlen(hex), sealed, sizeof(sealed), &n) < 0 ||
+	    store_unseal_opaque(s, label, sealed, n, out, 32, &len) < 0 || len != 32) {
+		kms_wipe(out, 32);
+		return KMS_E_IO;
+	}
+	return 0;
+}
+
+/* With a shared backend: every host must get the same secret, so it lives in the backend,
+ * sealed; the first host to create one wins and the others read the winner back. */
+static int store_shared_secret(struct store *s, const char *name, uint8_t out[32])
+{
+	char meta_name[128], label[160], hex[2 * STORE_SECRET_SEALED + 1];
+	uint8_t sealed[STORE_SECRET_SEALED];
+	size_t n = 0;
+	bool added = false;
+	int r;
+
+	if ((size_t)snprintf(meta_name, sizeof(meta_name), "secret:%s", name) >= sizeof(meta_name))
+		return KMS_E_BAD_PARAM;
+	if ((r = store_secret_label(name, label, sizeof(label))) < 0)
+		return r;
+	r = store_shared_secret_read(s, meta_name, label, out);
+	if (r != KMS_E_KEY_NOT_FOUND)
+		return r;
+	if ((r = core_random_secret(out, 32)) < 0)
+		return r;
+	r = store_seal_opaque(s, label, out, 32, sealed, sizeof(sealed), &n);
+	if (r == 0) {
+		kms_hex_encode(sealed, n, hex);
+		r = s->ops->meta_add(s->be, meta_name, hex, &added);
+	}
+	if (r == 0 && !added) /* another host was first: use its secret */
+		r = store_shared_secret_read(s, meta_name, label, out);
+	if (r < 0)
+		kms_wipe(out, 32);
+	return r;
+}
+
 int store_state_secret(struct store *s, const char *name, uint8_t out[32])
 {
 	char path[4096], why[4600];
 	int r;
 
+	if (store_shared(s))
+		return store_shared_secret(s, name, out);
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", s->state_dir, name) >= sizeof(path))
 		return KMS_E_IO;
 	r = store_read_secret_file(path, out, why, sizeof(why));
@@ -117,19 +188,35 @@ static void store_root_check(const uint8_t *root, char out[2 * CORE_SHA256_BYTES
 	kms_hex_encode(mac, sizeof(mac), out);
 }
 
+/* What messages call the store: the key database in the state directory, or a shared store by
+ * its hosts and database (never a password). */
+static void store_where(const struct store *s, char *out, size_t cap)
+{
+	char shown[512];
+
+	if (!s->ops->shared) {
+		snprintf(out, cap, "the key database in '%.300s'", s->state_dir);
+		return;
+	}
+	store_uri_describe(s->backend_uri, shown, sizeof(shown));
+	snprintf(out, cap, "the key store %s", shown);
+}
+
 static int store_load_root(struct store *s, const struct store_options *opt, char *why,
 			   size_t why_len)
 {
-	char path[4096], check[2 * CORE_SHA256_BYTES + 1], stored[128];
+	char path[4096], check[2 * CORE_SHA256_BYTES + 1], stored[128], where[600];
 	bool have_check = false;
 	int r;
+
+	store_where(s, where, sizeof(where));
 
 	if (opt->root_key_file)
 		snprintf(path, sizeof(path), "%s", opt->root_key_file);
 	else if ((size_t)snprintf(path, sizeof(path), "%s/root.key", s->state_dir) >= sizeof(path))
 		return KMS_E_IO;
 	if ((r = s->ops->meta_get(s->be, "root_check", stored, sizeof(stored), &have_check)) < 0) {
-		snprintf(why, why_len, "cannot read the key database in '%.300s'", s->state_dir);
+		snprintf(why, why_len, "cannot read %s", where);
 		return r;
 	}
 	s->root_key = kms_secret_alloc(CORE_KEY_BYTES);
@@ -139,11 +226,12 @@ static int store_load_root(struct store *s, const struct store_options *opt, cha
 	if (r == KMS_E_KEY_NOT_FOUND) {
 		if (have_check) {
 			snprintf(why, why_len,
-				 "root key '%.300s' is missing, but the key database in '%.300s' "
-				 "holds keys "
-				 "sealed under it; restore root.key from your backup (kmsfs never "
-				 "creates a new root key over existing keys)",
-				 path, s->state_dir);
+				 "root key '%.300s' is missing, but %s holds keys sealed under it; "
+				 "%s (kmsfs never creates a new root key over existing keys)",
+				 path, where,
+				 s->ops->shared ? "copy root.key (mode 0600) from a host that "
+						  "serves this store"
+						: "restore root.key from your backup");
 			return KMS_E_IO;
 		}
 		if (!opt->create || opt->read_only) {
@@ -163,10 +251,9 @@ static int store_load_root(struct store *s, const struct store_options *opt, cha
 	if (have_check) {
 		if (strlen(stored) != strlen(check) || !core_equal(stored, check, strlen(check))) {
 			snprintf(why, why_len,
-				 "root key '%.300s' does not match the key database in '%.300s': "
-				 "it is not "
-				 "the key these keys were sealed with; restore the right root.key",
-				 path, s->state_dir);
+				 "root key '%.300s' does not match %s: it is not the key these "
+				 "keys were sealed with; restore the right root.key",
+				 path, where);
 			return KMS_E_IO;
 		}
 		return 0;
@@ -175,8 +262,7 @@ static int store_load_root(struct store *s, const struct store_options *opt, cha
 		return 0;
 	r = s->ops->meta_set(s->be, "root_check", check);
 	if (r < 0)
-		snprintf(why, why_len, "cannot write to the key database in '%.300s'",
-			 s->state_dir);
+		snprintf(why, why_len, "cannot write to %s", where);
 	return r;
 }
 
@@ -251,25 +337,31 @@ int store_state_dir_prepare(const char *dir, bool create, bool read_only, char *
 	return 0;
 }
 
-/* The backends, by the scheme of store_options.backend; the first is the default. */
+/* The backends, by the scheme of store_options.backend (a scheme ending in "://" is a prefix,
+ * another what comes before the first ':'); the first is the default. A libpq keyword string ("host=...
+ * dbname=...") has no scheme: a value with '=' is PostgreSQL's. */
 static const struct {
 	const char *scheme;
 	const struct store_backend_ops *ops;
 } store_backends[] = {
 	{ "sqlite", &store_sqlite_ops },
+	{ "postgresql://", &store_pg_ops },
+	{ "postgres://", &store_pg_ops },
 };
 
 static const struct store_backend_ops *store_backend_find(const char *uri)
 {
-	size_t n = uri ? strcspn(uri, ":") : 0;
-
 	if (!uri)
 		return store_backends[0].ops;
-	for (size_t i = 0; i < KMS_ARRAY_SIZE(store_backends); i++)
-		if (strlen(store_backends[i].scheme) == n &&
-		    strncmp(uri, store_backends[i].scheme, n) == 0)
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(store_backends); i++) {
+		const char *scheme = store_backends[i].scheme;
+		size_t n = strlen(scheme);
+		bool prefix = n > 3 && strcmp(scheme + n - 3, "://") == 0;
+
+		if (strncmp(uri, scheme, n) == 0 && (prefix || uri[n] == 0 || uri[n] == ':'))
 			return store_backends[i].ops;
-	return NULL;
+	}
+	return strchr(uri, '=') ? &store_pg_ops : NULL;
 }
 
 int store_open(const struct store_options *opt, struct store **out, char *why, size_t why_len)
@@ -292,7 +384,11 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 	snprintf(s->state_dir, sizeof(s->state_dir), "%s", opt->state_dir);
 	pthread_rwlock_init(&s->cache_lock, NULL);
 	pthread_mutex_init(&s->update_lock, NULL);
+	pthread_mutex_init(&s->refresh_lock, NULL);
 	pthread_rwlock_init(&s->policy_lock, NULL);
+	s->cache_limit = opt->key_cache ? opt->key_cache : STORE_DEFAULT_KEY_CACHE;
+	s->timeout_ms = opt->timeout_ms ? opt->timeout_ms : STORE_DEFAULT_TIMEOUT_MS;
+	s->offline_grace_ms = opt->offline_grace_ms > 0 ? opt->offline_grace_ms : 0;
 	s->nbuckets = 1024;
 	s->buckets = calloc(s->nbuckets, sizeof(*s->buckets));
 	if (!s->buckets) {
@@ -300,8 +396,13 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 		goto fail;
 	}
 	if (!(s->ops = store_backend_find(opt->backend))) {
-		snprintf(why, why_len, "unknown key store backend '%.100s' (kmsfs knows: sqlite)",
-			 opt->backend);
+		char shown[512];
+
+		store_uri_describe(opt->backend, shown, sizeof(shown));
+		snprintf(why, why_len,
+			 "unknown key store '%.100s' (kmsfs knows: sqlite, postgresql://..., "
+			 "postgres://..., a libpq keyword string)",
+			 shown);
 		r = KMS_E_IO;
 		goto fail;
 	}
@@ -311,7 +412,7 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 	}
 	{
 		struct store_backend_params bp = { s->state_dir, s->backend_uri, opt->create,
-						   opt->read_only, opt->timeout_ms };
+						   opt->read_only, s->timeout_ms };
 
 		r = s->ops->open(&bp, &s->be, why, why_len);
 	}
@@ -319,9 +420,12 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 		goto fail;
 	if ((r = store_load_root(s, opt, why, why_len)) < 0)
 		goto fail;
-	if ((r = store_load_identity(s, opt)) < 0 || (r = store_policy_load(s)) < 0) {
-		snprintf(why, why_len, "cannot read or write the key database in '%.300s'",
-			 s->state_dir);
+	if ((r = store_load_identity(s, opt)) < 0 || (r = store_fresh_start(s)) < 0 ||
+	    (r = store_policy_load(s)) < 0) {
+		char where[600];
+
+		store_where(s, where, sizeof(where));
+		snprintf(why, why_len, "cannot read or write %s", where);
 		goto fail;
 	}
 	*out = s;
@@ -357,7 +461,8 @@ int store_reopen(struct store *s, char *why, size_t why_len)
 
 	store_detach(s);
 	{
-		struct store_backend_params bp = { s->state_dir, s->backend_uri, false, false, 0 };
+		struct store_backend_params bp = { s->state_dir, s->backend_uri, false, false,
+						   s->timeout_ms };
 
 		r = s->ops->open(&bp, &be, why, why_len);
 	}
@@ -388,6 +493,7 @@ void store_close(struct store *s)
 	kms_secret_free(s->root_key, CORE_KEY_BYTES);
 	pthread_rwlock_destroy(&s->cache_lock);
 	pthread_mutex_destroy(&s->update_lock);
+	pthread_mutex_destroy(&s->refresh_lock);
 	store_policy_free(&s->policy);
 	pthread_rwlock_destroy(&s->policy_lock);
 	free(s->backend_uri);

@@ -41,13 +41,18 @@ enum {
 static void kmsctl_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: kmsctl --state DIR COMMAND ...\n"
+		"usage: kmsctl --state DIR [--store URI] COMMAND ...\n"
+		"\n"
+		"--store URI: the keys are in the PostgreSQL database URI (a libpq URI or keyword\n"
+		"string) that several hosts share, not in SQLite in DIR; DIR still holds the root\n"
+		"key. Give it to every command that opens the store, as to kmsfs -o store=URI\n"
 		"\n"
 		"commands:\n"
 		"  init                create the state directory (0700), root key and key "
 		"database;\n"
 		"        on an existing one it says so and changes nothing. Every other command\n"
-		"        refuses a state directory that does not exist\n"
+		"        refuses a state directory that does not exist. With --store URI it\n"
+		"        creates the database's schema, and the root key only if DIR has none\n"
 		"  token issue --project P [--ttl SECONDS] [--user NAME] [--role "
 		"admin|crypto|viewer]\n"
 		"        print a token for P (default ttl 86400, role admin, user: the role's "
@@ -74,6 +79,10 @@ static void kmsctl_usage(FILE *f)
 		"  status [--json] [--timeout SECONDS]\n"
 		"        is the daemon of DIR serving? reads MOUNT/.status (default timeout 5);\n"
 		"        a health probe: exit 0 serving, 4 not running, 5 not answering\n"
+		"  store copy --to URI\n"
+		"        copy every key, version, grant, tag, policy, token record and the token\n"
+		"        key into the PostgreSQL database URI (run it again to finish an\n"
+		"        interrupted copy), then check that every key version unseals there\n"
 		"\n"
 		"exit status: 0 ok, 1 the API answered an error, 2 usage, 3 state directory "
 		"problem,\n"
@@ -85,11 +94,15 @@ static void kmsctl_notify_daemon(const char *state);
 /* Secure heap for the root key, the token secret and the key material one command touches. */
 #define KMSCTL_SECURE_HEAP (1024 * 1024)
 
-/* Opens the store of an existing state directory; only init (create) may make one. The
- * process is hardened first so the root key is read into the secure heap. */
-static int kmsctl_open(const char *state, bool create, struct store **s)
+/* --store URI: NULL for SQLite in the state directory. */
+static const char *kmsctl_store_uri;
+static char *kmsctl_store_kept; /* what kmsctl_store_uri points to, if anything */
+
+/* Opens the store uri (NULL: SQLite) of state; quiet: no message when that fails. */
+static int kmsctl_open_store(const char *state, const char *uri, bool create, bool quiet,
+			     struct store **s)
 {
-	struct store_options opt = { .state_dir = state, .create = create };
+	struct store_options opt = { .state_dir = state, .backend = uri, .create = create };
 	struct kms_harden_report hr;
 	char why[600];
 	int r;
@@ -100,10 +113,18 @@ static int kmsctl_open(const char *state, bool create, struct store **s)
 	}
 	r = store_open_hardened(&opt, KMSCTL_SECURE_HEAP, false, &hr, s, why, sizeof(why));
 	if (r < 0) {
-		fprintf(stderr, "kmsctl: %s\n", why);
+		if (!quiet)
+			fprintf(stderr, "kmsctl: %s\n", why);
 		return EXIT_STATE;
 	}
 	return 0;
+}
+
+/* Opens the store of an existing state directory; only init (create) may make one. The
+ * process is hardened first so the root key is read into the secure heap. */
+static int kmsctl_open(const char *state, bool create, struct store **s)
+{
+	return kmsctl_open_store(state, kmsctl_store_uri, create, false, s);
 }
 
 /* kmsctl --state DIR init: the one command (besides the daemon's first start) that creates a
@@ -127,7 +148,10 @@ static int kmsctl_init(const char *state, int argc)
 	}
 	snprintf(path, sizeof(path), "%s/kms.db", state);
 	existed = stat(path, &st) == 0;
-	if ((r = kmsctl_open(state, !existed, &s)) != 0)
+	/* A shared store is initialised once its schema and root key check are there. */
+	if (kmsctl_store_uri)
+		existed = kmsctl_open_store(state, kmsctl_store_uri, false, true, &s) == 0;
+	if (!s && (r = kmsctl_open(state, !existed, &s)) != 0)
 		return r;
 	secret = kms_secret_alloc(AUTH_SECRET_BYTES);
 	r = secret ? store_state_secret(s, "token.key", secret) : KMS_E_NOMEM;
@@ -137,6 +161,16 @@ static int kmsctl_init(const char *state, int argc)
 		fprintf(stderr, "kmsctl: cannot create the token key in '%s': %s\n", state,
 			kms_err_info(r)->message);
 		return EXIT_STATE;
+	}
+	if (kmsctl_store_uri) {
+		char shown[512];
+
+		store_uri_describe(kmsctl_store_uri, shown, sizeof(shown));
+		printf(existed ? "kmsctl: state directory '%s' and key store %s are already "
+				 "initialised; nothing changed\n"
+			       : "kmsctl: initialised state directory '%s' and key store %s\n",
+		       state, shown);
+		return 0;
 	}
 	printf(existed ? "kmsctl: state directory '%s' is already initialised; nothing changed\n"
 		       : "kmsctl: initialised state directory '%s'\n",
@@ -714,6 +748,153 @@ static int kmsctl_status(const char *state, int argc, char **argv)
 	return ret;
 }
 
+/* store copy's progress on a terminal: one line, rewritten at most five times a second. */
+struct kmsctl_progress {
+	int64_t start_ms, last_ms;
+	bool shown;
+};
+
+static void kmsctl_copy_progress(size_t done, size_t total, void *arg)
+{
+	struct kmsctl_progress *p = arg;
+	int64_t now = kms_time_mono_ms();
+	double secs = (double)(now - p->start_ms) / 1000.0,
+	       rate = secs > 0 ? (double)done / secs : 0;
+	char left[32] = "--:--:--";
+
+	if (p->shown && now - p->last_ms < 200 && done < total)
+		return;
+	p->last_ms = now;
+	p->shown = true;
+	if (rate > 0 && done > 0) {
+		long t = (long)((double)(total - done) / rate + 0.5);
+
+		snprintf(left, sizeof(left), "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+	}
+	fprintf(stderr, "\rkmsctl: copied %zu of %zu keys, %.0f keys/s, %s left   ", done, total,
+		rate, left);
+	fflush(stderr);
+}
+
+/* What a store holds, counted through the store's own interface (store copy compares the source
+ * with the destination). */
+struct kmsctl_counts {
+	struct store *s;
+	size_t projects, keys, versions, damaged, grants, tags, tokens;
+	int err;
+};
+
+static int kmsctl_count_tag(const char *key_id, const char *tag_key, const char *tag_value,
+			    void *arg)
+{
+	((struct kmsctl_counts *)arg)->tags++;
+	return 0;
+}
+
+static int kmsctl_count_project(const char *project, void *arg)
+{
+	struct kmsctl_counts *c = arg;
+	size_t n = 0;
+	int r = store_key_count(c->s, project, &n);
+
+	c->projects++;
+	c->keys += n;
+	if (r == 0)
+		r = store_tag_list(c->s, project, NULL, kmsctl_count_tag, c);
+	return r;
+}
+
+static int kmsctl_count_token(const struct store_token_info *t, void *arg)
+{
+	((struct kmsctl_counts *)arg)->tokens++;
+	return 0;
+}
+
+/* check: also unseal every version (kmsctl check); reports what does not. */
+static int kmsctl_count(struct store *s, bool check, struct kmsctl_counts *c)
+{
+	struct store_grant_filter all = { 0 };
+	int r;
+
+	memset(c, 0, sizeof(*c));
+	c->s = s;
+	r = store_project_list(s, kmsctl_count_project, c);
+	if (r == 0)
+		r = store_grant_list(s, &all, 0, 0, NULL, NULL, &c->grants);
+	if (r == 0)
+		r = store_token_list(s, kmsctl_count_token, c);
+	if (r == 0 && check) {
+		r = store_check(s, kmsctl_check_report, NULL, &c->versions);
+		c->damaged = r > 0 ? (size_t)r : 0;
+		r = r > 0 ? 0 : r;
+	}
+	return r;
+}
+
+/* kmsctl --state DIR [--store SRC] store copy --to URI: the source (SQLite in DIR by default)
+ * into URI under DIR's root key, then the destination checked as kmsctl check does and its
+ * counts compared with the source's. */
+static int kmsctl_store_copy(const char *state, int argc, char **argv)
+{
+	struct kmsctl_progress prog = { .start_ms = kms_time_mono_ms() };
+	struct kmsctl_counts from, to;
+	struct store *src = NULL, *dst = NULL;
+	char why[600], shown[512];
+	const char *uri = NULL;
+	int r, ret = EXIT_STATE;
+
+	if (argc == 4 && strcmp(argv[1], "copy") == 0 && strcmp(argv[2], "--to") == 0)
+		uri = argv[3];
+	else if (argc == 3 && strcmp(argv[1], "copy") == 0 && strncmp(argv[2], "--to=", 5) == 0)
+		uri = argv[2] + 5;
+	if (!uri || !*uri || strcmp(uri, "sqlite") == 0 ||
+	    (kmsctl_store_uri && strcmp(uri, kmsctl_store_uri) == 0)) {
+		fprintf(stderr, "kmsctl: usage: kmsctl --state DIR [--store URI] store copy --to "
+				"URI (another store than the source, e.g. postgresql://HOST/DB)\n");
+		return EXIT_USAGE;
+	}
+	store_uri_describe(uri, shown, sizeof(shown));
+	if ((r = kmsctl_open(state, false, &src)) != 0)
+		return r;
+	if (kmsctl_open_store(state, uri, true, false, &dst) != 0)
+		goto out;
+	r = store_copy(src, dst, isatty(STDERR_FILENO) ? kmsctl_copy_progress : NULL, &prog, why,
+		       sizeof(why));
+	if (prog.shown)
+		fputc('\n', stderr);
+	if (r < 0) {
+		/* What an outage or a race stopped, another run finishes. */
+		fprintf(stderr, "kmsctl: store copy to %s stopped: %s%s\n", shown, why,
+			r == KMS_E_STORE_UNAVAILABLE || r == KMS_E_STALE || r == KMS_E_BUSY
+				? " (run it again to go on)"
+				: "");
+		goto out;
+	}
+	if ((r = kmsctl_count(src, false, &from)) < 0 || (r = kmsctl_count(dst, true, &to)) < 0) {
+		fprintf(stderr, "kmsctl: cannot count what %s holds: %s\n", shown,
+			kms_err_info(r)->message);
+		goto out;
+	}
+	printf("kmsctl: copied to %s: %zu projects, %zu keys, %zu grants, %zu tags, %zu token "
+	       "records\n",
+	       shown, to.projects, to.keys, to.grants, to.tags, to.tokens);
+	printf("checked %zu key versions: %zu damaged keys\n", to.versions, to.damaged);
+	if (to.projects < from.projects || to.keys < from.keys || to.grants < from.grants ||
+	    to.tags < from.tags || to.tokens < from.tokens) {
+		fprintf(stderr,
+			"kmsctl: the source holds more (%zu projects, %zu keys, %zu grants, %zu "
+			"tags, %zu token records): it changed while it was copied; run the copy "
+			"again\n",
+			from.projects, from.keys, from.grants, from.tags, from.tokens);
+		goto out;
+	}
+	ret = to.damaged ? EXIT_STATE : 0;
+out:
+	store_close(dst);
+	store_close(src);
+	return ret;
+}
+
 static int kmsctl_command(const char *state, int argc, char **argv)
 {
 	if (strcmp(argv[0], "init") == 0)
@@ -728,15 +909,32 @@ static int kmsctl_command(const char *state, int argc, char **argv)
 		return kmsctl_project(state, argc, argv);
 	if (strcmp(argv[0], "status") == 0)
 		return kmsctl_status(state, argc, argv);
+	if (strcmp(argv[0], "store") == 0)
+		return kmsctl_store_copy(state, argc, argv);
 	fprintf(stderr, "kmsctl: unknown command '%s'\n", argv[0]);
 	kmsctl_usage(stderr);
 	return EXIT_USAGE;
+}
+
+/* ps shows no password of --store or --to: argv's are overwritten with '*', the command works
+ * on copies (kmsctl_store_kept for --store). */
+static void kmsctl_hide_passwords(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		char *copy = strdup(argv[i]);
+
+		if (copy && store_uri_hide_password(argv[i]))
+			argv[i] = copy;
+		else
+			free(copy);
+	}
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "state", required_argument, NULL, 's' },
+		{ "store", required_argument, NULL, 'S' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -754,6 +952,15 @@ int main(int argc, char **argv)
 		case 's':
 			state = optarg;
 			break;
+		case 'S':
+			/* A copy: argv's is overwritten where it holds a password (below). */
+			free(kmsctl_store_kept);
+			kmsctl_store_uri = kmsctl_store_kept = strdup(optarg);
+			if (!kmsctl_store_kept) {
+				fprintf(stderr, "kmsctl: out of memory\n");
+				return EXIT_STATE;
+			}
+			break;
 		case 'h':
 			kmsctl_usage(stdout);
 			return 0;
@@ -769,6 +976,10 @@ int main(int argc, char **argv)
 		kmsctl_usage(stderr);
 		return EXIT_USAGE;
 	}
+	if (kmsctl_store_uri && (!*kmsctl_store_uri || strcmp(kmsctl_store_uri, "sqlite") == 0))
+		kmsctl_store_uri = NULL; /* SQLite in DIR, as without --store */
+	/* Copies for the store, then no password left in what ps shows (store copy may run long). */
+	kmsctl_hide_passwords(argc, argv);
 	if (api_init() < 0) {
 		fprintf(stderr, "kmsctl: OpenSSL lacks AES-256-GCM or SHA-256\n");
 		return EXIT_STATE;

@@ -56,7 +56,15 @@ struct kmsfs_config {
 	char *audit;
 	int no_default_permissions;
 	char *metrics_group;
+	/* The shared store (-o store=URI) and its bounds, checked by kmsfs_store_options. */
+	char *store;
+	char *key_cache;
+	char *store_timeout;
+	char *offline_grace;
+	bool after_store; /* the option before the one kmsfs_opt_proc looks at was store= */
 };
+
+enum { KMSFS_KEY_STORE = 100 };
 
 #define KMSFS_OPT(t, p)                                                                            \
 	{                                                                                          \
@@ -74,8 +82,42 @@ static const struct fuse_opt kmsfs_opts[] = {
 	KMSFS_OPT("audit=%s", audit),
 	KMSFS_OPT("no_default_permissions", no_default_permissions),
 	KMSFS_OPT("metrics_group=%s", metrics_group),
+	FUSE_OPT_KEY("store=", KMSFS_KEY_STORE),
+	KMSFS_OPT("key_cache=%s", key_cache),
+	KMSFS_OPT("store_timeout=%s", store_timeout),
+	KMSFS_OPT("offline_grace=%s", offline_grace),
 	FUSE_OPT_END,
 };
+
+/* -o store=URI: kept whole (libfuse has already turned "\," into ","). The last one counts. */
+static int kmsfs_store_option(struct kmsfs_config *cfg, const char *arg)
+{
+	free(cfg->store);
+	cfg->store = strdup(arg + strlen("store="));
+	cfg->after_store = true;
+	return cfg->store ? 0 : -1;
+}
+
+/* A ',' in -o separates options, also inside store=: "store=postgresql://db1,db2/kms" reaches us
+ * as store=postgresql://db1 and an option "db2/kms". An option right after store= that no
+ * option looks like (a '/', ':', '?', '@' or blank before any '=') is the rest of the URI:
+ * refuse it with the rule rather than let libfuse call it unknown. */
+static bool kmsfs_store_fragment(const struct kmsfs_config *cfg, const char *arg)
+{
+	char shown[512], rest[512];
+
+	if (strcspn(arg, "/:?@ ") >= strcspn(arg, "="))
+		return false;
+	store_uri_describe(cfg->store, shown, sizeof(shown));
+	snprintf(rest, sizeof(rest), "%s", arg);
+	store_uri_hide_password(rest);
+	fprintf(stderr,
+		"%skmsfs: -o store=%s is followed by '%s': a ',' inside -o separates options; "
+		"write each ',' of the store's URI as '\\,' (-o "
+		"'store=postgresql://db1\\,db2/kms')\n",
+		kms_log_stderr_prefix(KMS_LOG_ERROR), shown, rest);
+	return true;
+}
 
 /* mount(8) runs `kmsfs SOURCE MOUNTPOINT -o OPTIONS` (through mount.fuse3, for the type
  * fuse.kmsfs): the words are kept aside (kmsfs_take_words), and options that mean something to
@@ -87,7 +129,11 @@ static int kmsfs_opt_proc(void *data, const char *arg, int key, struct fuse_args
 						  "_netdev",  "user", "users",	"nouser",
 						  "defaults", "dev",  "suid",	NULL };
 	struct kmsfs_config *cfg = data;
+	bool after_store = cfg->after_store;
 
+	cfg->after_store = false;
+	if (key == KMSFS_KEY_STORE)
+		return kmsfs_store_option(cfg, arg);
 	if (key == FUSE_OPT_KEY_NONOPT) {
 		if (cfg->nwords == 2) {
 			fprintf(stderr,
@@ -100,6 +146,8 @@ static int kmsfs_opt_proc(void *data, const char *arg, int key, struct fuse_args
 	}
 	if (key != FUSE_OPT_KEY_OPT)
 		return 1;
+	if (after_store && kmsfs_store_fragment(cfg, arg))
+		return -1;
 	if (strncmp(arg, "x-", 2) == 0 || strncmp(arg, "comment=", 8) == 0)
 		return 0;
 	for (size_t i = 0; mount_only[i]; i++)
@@ -168,6 +216,14 @@ static void kmsfs_usage(const char *prog)
 	       "    -o no_mlock            do not lock the daemon's memory\n"
 	       "    -o no_default_permissions  do not let the kernel enforce project modes\n"
 	       "    -o metrics_group=GROUP  who besides root may read /kms/.metrics, .status\n"
+	       "    -o store=URI           keys in a PostgreSQL database that several hosts share: "
+	       "a\n"
+	       "                           libpq URI or keyword string, each ',' written '\\,'\n"
+	       "                           (default: SQLite in the state directory)\n"
+	       "    -o key_cache=N         most keys held in memory at once (default %u)\n"
+	       "    -o store_timeout=SECONDS  bound on reaching a shared store (default %u)\n"
+	       "    -o offline_grace=SECONDS  serve cached keys this long while a shared store\n"
+	       "                           cannot be reached (default %d; 0: not at all)\n"
 	       "    -o allow_other         let other users in (then tokens decide what they may "
 	       "do)\n"
 	       "    -o allow_root          let root in besides the user who mounted\n"
@@ -180,7 +236,53 @@ static void kmsfs_usage(const char *prog)
 	       "    -d, -o debug           libfuse debug output on stderr (implies -f)\n"
 	       "    -h, --help             print this help\n"
 	       "    -V, --version          print the version\n",
-	       prog, FS_MAX_THREADS_DEFAULT, FS_MAX_THREADS_LIMIT);
+	       prog, STORE_DEFAULT_KEY_CACHE, STORE_DEFAULT_TIMEOUT_MS / 1000,
+	       STORE_DEFAULT_OFFLINE_GRACE_MS / 1000, FS_MAX_THREADS_DEFAULT, FS_MAX_THREADS_LIMIT);
+}
+
+/* -o NAME=VALUE, a whole number from min to max; unset: keeps *out. */
+static bool kmsfs_number(const char *name, const char *value, unsigned long min, unsigned long max,
+			 unsigned long *out)
+{
+	unsigned long n;
+	char *end;
+
+	if (!value)
+		return true;
+	errno = 0;
+	n = strtoul(value, &end, 10);
+	if (value[0] >= '0' && value[0] <= '9' && !*end && !errno && n >= min && n <= max) {
+		*out = n;
+		return true;
+	}
+	fprintf(stderr, "%skmsfs: -o %s=%s: give a whole number from %lu to %lu\n",
+		kms_log_stderr_prefix(KMS_LOG_ERROR), name, value, min, max);
+	return false;
+}
+
+/* -o store, key_cache, store_timeout, offline_grace into the store's options. */
+static bool kmsfs_store_options(const struct kmsfs_config *cfg, struct store_options *sopt)
+{
+	unsigned long cache = STORE_DEFAULT_KEY_CACHE, timeout = STORE_DEFAULT_TIMEOUT_MS / 1000,
+		      grace = STORE_DEFAULT_OFFLINE_GRACE_MS / 1000;
+
+	if (cfg->store && !cfg->store[0]) {
+		fprintf(stderr,
+			"%skmsfs: -o store= needs a URI (postgresql://HOST/DB or 'host=DIR "
+			"dbname=DB'); without store= the keys stay in SQLite in the state "
+			"directory\n",
+			kms_log_stderr_prefix(KMS_LOG_ERROR));
+		return false;
+	}
+	if (!kmsfs_number("key_cache", cfg->key_cache, 1, 100000000, &cache) ||
+	    !kmsfs_number("store_timeout", cfg->store_timeout, 1, 3600, &timeout) ||
+	    !kmsfs_number("offline_grace", cfg->offline_grace, 0, 86400, &grace))
+		return false;
+	sopt->backend = cfg->store;
+	sopt->key_cache = (unsigned)cache;
+	sopt->timeout_ms = (unsigned)timeout * 1000;
+	sopt->offline_grace_ms = (int64_t)grace * 1000;
+	return true;
 }
 
 /* systemd's notification socket (sd_notify(3), Type=notify): nothing without NOTIFY_SOCKET, or
@@ -668,7 +770,8 @@ static void *kmsfs_ready_thread(void *arg)
 }
 
 /* Once mounted, before the janitor thread starts (the store is counted here, alone). */
-static int kmsfs_ready_start(struct kmsfs_ready *rd, struct store *store, const char *state)
+static int kmsfs_ready_start(struct kmsfs_ready *rd, struct store *store, const char *state,
+			     const char *shown)
 {
 	struct kmsfs_count c = { .store = store };
 
@@ -676,8 +779,8 @@ static int kmsfs_ready_start(struct kmsfs_ready *rd, struct store *store, const 
 		return 0;
 	if (store_project_list(store, kmsfs_count_project, &c) == 0)
 		snprintf(rd->status, sizeof(rd->status),
-			 "serving %.1024s from %.1024s: %zu projects, %zu keys (sqlite store)",
-			 rd->mountpoint, state, c.projects, c.keys);
+			 "serving %.900s from %.900s: %zu projects, %zu keys (%.300s store)",
+			 rd->mountpoint, state, c.projects, c.keys, shown);
 	else
 		snprintf(rd->status, sizeof(rd->status), "serving %.1024s from %.1024s",
 			 rd->mountpoint, state);
@@ -720,7 +823,7 @@ int main(int argc, char **argv)
 	struct store *store = NULL;
 	struct stat mst;
 	struct fs *fs = NULL;
-	char why[600], state_abs[4096], *log_path = NULL, *audit_path = NULL;
+	char why[600], state_abs[4096], store_shown[512], *log_path = NULL, *audit_path = NULL;
 	int ret = 1, lock_fd = -1, ready_fd = -1, r;
 	bool log_syslog;
 
@@ -744,6 +847,10 @@ int main(int argc, char **argv)
 		ret = 0;
 		goto out;
 	}
+	/* The parsed options hold the URI now: ps shows no password from here on (the docs
+	 * recommend ~/.pgpass or PGPASSFILE, which never reach argv at all). */
+	for (int i = 1; i < argc; i++)
+		store_uri_hide_password(argv[i]);
 	if (!opts.mountpoint || !cfg.state) {
 		fprintf(stderr,
 			"kmsfs: usage: %s [SOURCE] MOUNTPOINT -o state=DIR [-f] [-o allow_other]\n"
@@ -752,6 +859,9 @@ int main(int argc, char **argv)
 		ret = 2;
 		goto out;
 	}
+	if (!kmsfs_store_options(&cfg, &sopt))
+		goto out;
+	store_uri_describe(cfg.store, store_shown, sizeof(store_shown));
 	fuse_set_log_func(kmsfs_fuse_log);
 	/* The kernel enforces each project's owner, group and modes (kmsctl project set). */
 	if (!cfg.no_default_permissions && fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
@@ -871,7 +981,7 @@ int main(int argc, char **argv)
 	kmsfs_publish(lock_fd, opts.mountpoint);
 	rd.mountpoint = opts.mountpoint;
 	rd.mainpid = ready_fd >= 0 ? (int)getpid() : 0;
-	if (kmsfs_ready_start(&rd, store, state_abs) != 0) {
+	if (kmsfs_ready_start(&rd, store, state_abs, store_shown) != 0) {
 		kmsfs_error("cannot start the readiness thread");
 		goto out_unmount;
 	}
@@ -884,8 +994,12 @@ int main(int argc, char **argv)
 		kmsfs_error("cannot set up SIGHUP (log reopening): %s", strerror(errno));
 		goto out_unmount;
 	}
-	kms_log_info("kmsfs %s serving '%s' from state '%s'", KMSFS_VERSION, opts.mountpoint,
-		     state_abs);
+	if (cfg.store)
+		kms_log_info("kmsfs %s serving '%s' from state '%s', keys in %s", KMSFS_VERSION,
+			     opts.mountpoint, state_abs, store_shown);
+	else
+		kms_log_info("kmsfs %s serving '%s' from state '%s'", KMSFS_VERSION,
+			     opts.mountpoint, state_abs);
 	if (ready_fd >= 0) {
 		kmsfs_detach(ready_fd);
 		ready_fd = -1;
@@ -914,6 +1028,10 @@ out:
 	free(cfg.root_key);
 	free(cfg.audit);
 	free(cfg.metrics_group);
+	free(cfg.store);
+	free(cfg.key_cache);
+	free(cfg.store_timeout);
+	free(cfg.offline_grace);
 	free(cfg.words[0]);
 	free(cfg.words[1]);
 	free(log_path);

@@ -16,6 +16,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libpq-fe.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +28,8 @@
 
 #include "kms_test_tmp.h"
 #include "store/kms_store.h"
+#include "store/store_internal.h"
+#include "common/kms_hex.h"
 #include "common/kms_time.h"
 
 #define P "proj-a"
@@ -100,6 +105,99 @@ static void sqlite_sealed_write(const char *key_id, uint32_t version, const uint
 	ASSERT_EQ(changes, 1);
 }
 
+/* PostgreSQL (KMS_TEST_PG_URI: a running cluster's database, tests/unit/with-pg.sh). Every
+ * test starts from an empty database, as it starts from an empty state directory. */
+static char pg_uri[1024];
+
+static PGconn *pg_connect(void)
+{
+	PGconn *pg = PQconnectdb(pg_uri);
+
+	if (PQstatus(pg) != CONNECTION_OK) {
+		kms_test_fail_(__FILE__, __LINE__, PQerrorMessage(pg));
+		PQfinish(pg);
+		return NULL;
+	}
+	return pg;
+}
+
+static bool pg_ready(void)
+{
+	const char *uri = getenv("KMS_TEST_PG_URI");
+	static bool told;
+
+	if (!uri || !uri[0]) {
+		if (!told)
+			fprintf(stderr, "SKIP backend postgresql: KMS_TEST_PG_URI is not set\n");
+		told = true;
+		return false;
+	}
+	snprintf(pg_uri, sizeof(pg_uri), "%s", uri);
+	return true;
+}
+
+/* One statement (params: key id, version, and the sealed bytes for an UPDATE); the first
+ * column of the first row, binary, into out. */
+static int pg_sealed_sql(const char *sql, const char *key_id, uint32_t version, const uint8_t *p,
+			 size_t n, uint8_t *out, size_t cap, size_t *len)
+{
+	PGconn *pg = pg_connect();
+	char v[16];
+	const char *values[] = { key_id, v, (const char *)p };
+	const int lengths[] = { 0, 0, (int)n }, formats[] = { 0, 0, 1 };
+	PGresult *res;
+	int changed = -1;
+
+	if (!pg)
+		return -1;
+	snprintf(v, sizeof(v), "%u", version);
+	res = PQexecParams(pg, sql, p ? 3 : 2, NULL, values, lengths, formats, 1);
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+	    (size_t)PQgetlength(res, 0, 0) <= cap) {
+		*len = (size_t)PQgetlength(res, 0, 0);
+		memcpy(out, PQgetvalue(res, 0, 0), *len);
+	}
+	if (PQresultStatus(res) == PGRES_COMMAND_OK)
+		changed = atoi(PQcmdTuples(res));
+	PQclear(res);
+	PQfinish(pg);
+	return changed;
+}
+
+static void pg_sealed_read(const char *key_id, uint32_t version, uint8_t *out, size_t cap,
+			   size_t *len)
+{
+	*len = 0;
+	(void)pg_sealed_sql("SELECT sealed FROM key_versions WHERE key_id = $1 AND version = $2",
+			    key_id, version, NULL, 0, out, cap, len);
+	ASSERT_TRUE(*len > 0);
+}
+
+static void pg_sealed_write(const char *key_id, uint32_t version, const uint8_t *p, size_t n)
+{
+	size_t len = 0;
+
+	ASSERT_EQ(pg_sealed_sql("UPDATE key_versions SET sealed = $3 WHERE key_id = $1 AND "
+				"version = $2",
+				key_id, version, p, n, NULL, 0, &len),
+		  1);
+}
+
+static void pg_reset(void)
+{
+	PGconn *pg = pg_connect();
+	PGresult *res;
+
+	if (!pg)
+		return;
+	res = PQexec(pg, "SET client_min_messages = warning; DROP SCHEMA public CASCADE; "
+			 "CREATE SCHEMA public");
+	if (PQresultStatus(res) != PGRES_COMMAND_OK)
+		kms_test_fail_(__FILE__, __LINE__, PQerrorMessage(pg));
+	PQclear(res);
+	PQfinish(pg);
+}
+
 struct test_backend {
 	const char *name;
 	const char *uri;     /* store_options.backend */
@@ -108,10 +206,13 @@ struct test_backend {
 	void (*sealed_read)(const char *key_id, uint32_t version, uint8_t *out, size_t cap,
 			    size_t *len);
 	void (*sealed_write)(const char *key_id, uint32_t version, const uint8_t *p, size_t n);
+	bool (*ready)(void); /* NULL: always; false: skip the backend */
+	void (*reset)(void); /* empty what outlives a state directory (NULL: nothing) */
 };
 
 static const struct test_backend backends[] = {
-	{ "sqlite", "sqlite", "kms.db", sqlite_sealed_read, sqlite_sealed_write },
+	{ "sqlite", "sqlite", "kms.db", sqlite_sealed_read, sqlite_sealed_write, NULL, NULL },
+	{ "postgresql", pg_uri, NULL, pg_sealed_read, pg_sealed_write, pg_ready, pg_reset },
 };
 
 /* The backend of the running test; plain TESTs use the first. */
@@ -124,6 +225,8 @@ static const struct test_backend *B = &backends[0];
 	{                                                                                          \
 		for (size_t i = 0; i < KMS_ARRAY_SIZE(backends) && !kms_test_failing(); i++) {     \
 			B = &backends[i];                                                          \
+			if (B->ready && !B->ready())                                               \
+				continue;                                                          \
 			store_test_##test();                                                       \
 			if (kms_test_failing())                                                    \
 				fprintf(stderr, "\tbackend: %s\n", B->name);                       \
@@ -166,6 +269,8 @@ static void setup_empty(void)
 	}
 	kms_test_mkdtemp(base_dir, sizeof(base_dir));
 	snprintf(state_dir, sizeof(state_dir), "%s/state", base_dir);
+	if (B->reset)
+		B->reset();
 }
 
 /* setup_empty() plus an open store in S. */
@@ -984,10 +1089,15 @@ STORE_TEST(state_secret_created_once)
 	path_of(path, sizeof(path), "token.key");
 	ASSERT_EQ(lstat(path, &st), -1);
 	ASSERT_OK(store_state_secret(S, "token.key", s1));
-	ASSERT_EQ(lstat(path, &st), 0);
-	ASSERT_EQ(st.st_mode & 0777, 0600);
-	ASSERT_EQ(read_file(path, file, sizeof(file)), 32);
-	ASSERT_MEMEQ(file, s1, 32);
+	if (store_shared(S)) {
+		/* In the backend, sealed (state_secret_same_through_both_handles). */
+		ASSERT_EQ(lstat(path, &st), -1);
+	} else {
+		ASSERT_EQ(lstat(path, &st), 0);
+		ASSERT_EQ(st.st_mode & 0777, 0600);
+		ASSERT_EQ(read_file(path, file, sizeof(file)), 32);
+		ASSERT_MEMEQ(file, s1, 32);
+	}
 	ASSERT_OK(store_state_secret(S, "token.key", s2));
 	ASSERT_MEMEQ(s1, s2, 32);
 	ASSERT_OK(store_state_secret(S, "other.key", t));
@@ -1009,6 +1119,8 @@ STORE_TEST(state_secret_bad_file_refused)
 	char path[4300];
 
 	SETUP();
+	if (store_shared(S))
+		return; /* no file: shared_state_secret_in_settings */
 	ASSERT_OK(store_state_secret(S, "token.key", s));
 	path_of(path, sizeof(path), "token.key");
 	ASSERT_EQ(chmod(path, 0644), 0);
@@ -1112,6 +1224,498 @@ STORE_TEST(destroyed_key_takes_its_grants_and_tags)
 	ASSERT_EQ(grants, 0);
 	ASSERT_OK(store_tag_list(S, P, NULL, count_tag, &tags));
 	ASSERT_EQ(tags, 1); /* b's */
+}
+
+/* ==== many hosts on one backend ==== */
+
+/* A second handle on the same backend, as another host (or kmsctl) would hold: its own
+ * connection and cache, the same database and root key. */
+static struct store *S2;
+
+static void close_second(void)
+{
+	store_close(S2);
+	S2 = NULL;
+}
+
+static int open_second(void)
+{
+	struct store_options o = { .state_dir = state_dir, .backend = B->uri };
+
+	close_second();
+	return store_open(&o, &S2, why, sizeof(why));
+}
+
+/* setup() and a second handle in S2. */
+#define SETUP2()                                                                                   \
+	do {                                                                                       \
+		setup();                                                                           \
+		if (kms_test_failing())                                                            \
+			return;                                                                    \
+		ASSERT_OK(open_second());                                                          \
+	} while (0)
+
+static void refresh_of(struct store *s, bool want_changed)
+{
+	bool changed = false;
+
+	ASSERT_OK(store_refresh(s, &changed));
+	ASSERT_EQ(changed, want_changed);
+}
+
+static int set_disabled(struct store_key_meta *m, void *arg)
+{
+	(void)arg;
+	if (m->state != STORE_KEY_ENABLED)
+		return KMS_E_KEY_DISABLED;
+	m->state = STORE_KEY_DISABLED;
+	return 0;
+}
+
+static int describe_as(struct store_key_meta *m, void *arg)
+{
+	snprintf(m->description, sizeof(m->description), "%s", (const char *)arg);
+	return 0;
+}
+
+static int cancel_deletion(struct store_key_meta *m, void *arg)
+{
+	(void)arg;
+	if (m->state != STORE_KEY_PENDING_DELETION)
+		return KMS_E_BAD_PARAM;
+	m->state = STORE_KEY_DISABLED;
+	m->deletion_ms = 0;
+	return 0;
+}
+
+/* The state of key id as handle s serves it (0 if it has none). */
+static int state_via(struct store *s, const char *id)
+{
+	struct store_key *k = NULL;
+	int state = 0;
+
+	if (store_key_get(s, P, id, &k) == 0)
+		state = k->meta.state;
+	store_key_release(k);
+	return state;
+}
+
+/* Once it refreshed, handle s serves key id with n versions, the last current. */
+static void versions_after_refresh(struct store *s, const char *id, uint32_t n)
+{
+	struct store_key *k = NULL;
+
+	refresh_of(s, true);
+	ASSERT_OK(store_key_get(s, P, id, &k));
+	ASSERT_EQ(k->nversions, n);
+	ASSERT_EQ(k->meta.current_version, n - 1);
+	ASSERT_EQ(k->meta.rotations, n - 1);
+	store_key_release(k);
+}
+
+/* A change through one handle is served by the other once it refreshed: the key itself, and
+ * the policy. */
+STORE_TEST(second_handle_sees_changes_after_refresh)
+{
+	char a[KMS_KEY_ID_LEN + 1];
+	struct store_key *k = NULL;
+	uint32_t gid = 50;
+
+	SETUP2();
+	new_key(P, "a", a);
+	if (kms_test_failing())
+		return;
+	ASSERT_EQ(state_via(S2, a), STORE_KEY_ENABLED); /* cached in S2 from now on */
+	ASSERT_EQ(state_via(S, a), STORE_KEY_ENABLED);
+	ASSERT_OK(store_key_modify(S, P, a, set_disabled, NULL, &k));
+	store_key_release(k);
+	k = NULL;
+	refresh_of(S2, true);
+	ASSERT_EQ(state_via(S2, a), STORE_KEY_DISABLED);
+	refresh_of(S2, false);
+	/* Policy: a binding made through S counts in S2. */
+	ASSERT_EQ(store_binding_role(S2, P, 1000, &gid, 1), KMS_ROLE_NONE);
+	ASSERT_OK(store_binding_set(S, P, STORE_BIND_GID, 50, KMS_ROLE_CRYPTO));
+	refresh_of(S2, true);
+	ASSERT_EQ(store_binding_role(S2, P, 1000, &gid, 1), KMS_ROLE_CRYPTO);
+	/* A key made through S, and its alias, are found through S2 at once (not cached yet). */
+	ASSERT_OK(store_key_create(S, P, "b", NULL, KMS_DEFAULT_KEY_QUOTA, &k));
+	store_key_release(k);
+	k = NULL;
+	ASSERT_OK(store_key_get_by_alias(S2, P, "b", &k));
+	store_key_release(k);
+	close_second();
+}
+
+/* Rotations through a handle whose cache is stale are applied on top of the other's: versions
+ * 0, 1, 2, never two versions 1 (issue 12: "a rotate-key on each host gave both version 1"). */
+STORE_TEST(stale_handle_rotates_on_top)
+{
+	char a[KMS_KEY_ID_LEN + 1];
+	uint8_t v0[CORE_KEY_BYTES], v1[CORE_KEY_BYTES];
+	struct store_key *k = NULL, *k2 = NULL;
+
+	SETUP2();
+	new_key(P, "a", a);
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_key_get(S2, P, a, &k2)); /* S2 caches version 0 only */
+	store_key_release(k2);
+	k2 = NULL;
+	ASSERT_OK(store_key_rotate(S, P, a, now_ms(), &k));
+	ASSERT_EQ(k->meta.current_version, 1);
+	memcpy(v0, store_key_material(k, 0), sizeof(v0));
+	memcpy(v1, store_key_material(k, 1), sizeof(v1));
+	store_key_release(k);
+	k = NULL;
+	/* No refresh: S2 still holds the key as it was. */
+	ASSERT_OK(store_key_rotate(S2, P, a, now_ms(), &k2));
+	ASSERT_EQ(k2->meta.current_version, 2);
+	ASSERT_EQ(k2->nversions, 3);
+	ASSERT_EQ(k2->meta.rotations, 2);
+	ASSERT_MEMEQ(store_key_material(k2, 0), v0, sizeof(v0));
+	ASSERT_MEMEQ(store_key_material(k2, 1), v1, sizeof(v1));
+	ASSERT_FALSE(memcmp(store_key_material(k2, 2), v1, sizeof(v1)) == 0);
+	store_key_release(k2);
+	versions_after_refresh(S, a, 3);
+	close_second();
+}
+
+/* The same for metadata: two edits through two handles both hold, the second computed again on
+ * the key as the first left it; the revision counts every write. */
+STORE_TEST(stale_handle_modifies_on_top)
+{
+	char a[KMS_KEY_ID_LEN + 1], first[] = "first", renamed[] = "renamed";
+	struct store_key *k = NULL;
+	uint64_t rev0;
+
+	SETUP2();
+	new_key(P, "a", a);
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_key_get(S2, P, a, &k));
+	rev0 = k->meta.revision;
+	store_key_release(k);
+	k = NULL;
+	ASSERT_OK(store_key_modify(S, P, a, describe_as, first, &k));
+	ASSERT_EQ(k->meta.revision, rev0 + 1);
+	store_key_release(k);
+	k = NULL;
+	ASSERT_OK(store_key_modify(S2, P, a, rename_to, renamed, &k));
+	ASSERT_STREQ(k->meta.description, "first");
+	ASSERT_STREQ(k->meta.alias, "renamed");
+	ASSERT_EQ(k->meta.revision, rev0 + 2);
+	store_key_release(k);
+	k = NULL;
+	/* A transition the other host's change made invalid is refused, not forced. */
+	ASSERT_OK(store_key_modify(S, P, a, set_disabled, NULL, &k));
+	store_key_release(k);
+	k = NULL;
+	ASSERT_ERR(store_key_modify(S2, P, a, set_disabled, NULL, &k), KMS_E_KEY_DISABLED);
+	ASSERT_TRUE(k == NULL);
+	refresh_of(S, true);
+	ASSERT_OK(store_key_get_by_alias(S, P, "renamed", &k));
+	ASSERT_STREQ(k->meta.description, "first");
+	ASSERT_EQ(k->meta.state, STORE_KEY_DISABLED);
+	store_key_release(k);
+	close_second();
+}
+
+/* Backend operations wrapped, to act between two of the store's steps. */
+static struct store_backend_ops wrap_ops;
+static const struct store_backend_ops *wrap_real;
+static void (*wrap_after_due)(void);
+static char wrap_key[KMS_KEY_ID_LEN + 1];
+
+static int wrap_key_due(struct store_backend *b, int64_t now, store_backend_meta_cb cb, void *arg)
+{
+	int r = wrap_real->key_due(b, now, cb, arg);
+
+	if (wrap_after_due)
+		wrap_after_due();
+	return r;
+}
+
+static void wrap_store(struct store *s)
+{
+	wrap_real = s->ops;
+	wrap_ops = *s->ops;
+	wrap_ops.key_due = wrap_key_due;
+	wrap_after_due = NULL;
+	s->ops = &wrap_ops;
+}
+
+/* The other host cancels the deletion after the sweep found the key due. */
+static void cancel_through_second(void)
+{
+	struct store_key *k = NULL;
+
+	ASSERT_OK(store_key_modify(S2, P, wrap_key, cancel_deletion, NULL, &k));
+	store_key_release(k);
+}
+
+/* When a key made now is due for its first automatic rotation, and a little more. */
+#define ROTATION_DUE (now_ms() + 91 * 86400000LL)
+
+/* The other host's sweep gets there first. */
+static void sweep_through_second(void)
+{
+	size_t deleted = 0, rotated = 0;
+
+	ASSERT_OK(store_sweep(S2, ROTATION_DUE, &deleted, &rotated));
+	ASSERT_EQ(rotated, 1);
+}
+
+static int rotate_every_90_days(struct store_key_meta *m, void *arg)
+{
+	(void)arg;
+	m->rotation_enabled = true;
+	m->rotation_interval_days = 90;
+	return 0;
+}
+
+/* Issue 12: "Scheduled deletion is executed once, by whichever daemon gets there first, without
+ * destroying a key that was cancelled in between"; automatic rotation likewise, once. */
+STORE_TEST(sweep_respects_changes_made_after_key_due)
+{
+	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1];
+	int64_t when = now_ms() - 1000;
+	size_t deleted = 0, rotated = 0;
+	struct store_key *k = NULL;
+
+	SETUP2();
+	new_keys_ab(a, b);
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_key_modify(S, P, a, delete_at, &when, &k));
+	store_key_release(k);
+	k = NULL;
+	wrap_store(S);
+	snprintf(wrap_key, sizeof(wrap_key), "%s", a);
+	wrap_after_due = cancel_through_second;
+	ASSERT_OK(store_sweep(S, now_ms(), &deleted, &rotated));
+	wrap_after_due = NULL;
+	ASSERT_EQ(deleted, 0);
+	ASSERT_EQ(state_via(S2, a), STORE_KEY_DISABLED);
+	refresh_of(S, true);
+	ASSERT_EQ(state_via(S, a), STORE_KEY_DISABLED);
+	/* Not cancelled: destroyed once, whoever sweeps. */
+	ASSERT_OK(store_key_modify(S, P, a, delete_at, &when, &k));
+	store_key_release(k);
+	k = NULL;
+	ASSERT_OK(store_sweep(S2, now_ms(), &deleted, &rotated));
+	ASSERT_EQ(deleted, 1);
+	ASSERT_OK(store_sweep(S, now_ms(), &deleted, &rotated));
+	ASSERT_EQ(deleted, 0);
+	refresh_of(S, true);
+	ASSERT_ERR(store_key_get(S, P, a, &k), KMS_E_KEY_NOT_FOUND);
+	/* Automatic rotation due on both hosts: done once. */
+	ASSERT_OK(store_key_modify(S, P, b, rotate_every_90_days, NULL, &k));
+	store_key_release(k);
+	k = NULL;
+	wrap_after_due = sweep_through_second;
+	ASSERT_OK(store_sweep(S, ROTATION_DUE, &deleted, &rotated));
+	wrap_after_due = NULL;
+	ASSERT_EQ(rotated, 0);
+	versions_after_refresh(S, b, 2);
+	close_second();
+}
+
+struct rotator {
+	struct store *s;
+	const char *id;
+	int ok, stale, other;
+};
+
+static void *rotate_many(void *arg)
+{
+	struct rotator *r = arg;
+
+	for (int i = 0; i < 15; i++) {
+		struct store_key *k = NULL;
+		int e = store_key_rotate(r->s, P, r->id, now_ms(), &k);
+
+		store_key_release(k);
+		if (e == 0)
+			r->ok++;
+		else if (e == KMS_E_STALE)
+			r->stale++; /* lost more races than it retries: allowed, but nothing written */
+		else
+			r->other++;
+	}
+	return NULL;
+}
+
+/* Two hosts rotating one key at the same time: every rotation acknowledged is one version more,
+ * none is lost or written twice. */
+STORE_TEST(concurrent_rotations_lose_nothing)
+{
+	char a[KMS_KEY_ID_LEN + 1];
+	struct rotator r1 = { 0 }, r2 = { 0 };
+	struct store_key *k = NULL;
+	pthread_t t1, t2;
+
+	SETUP2();
+	new_key(P, "a", a);
+	if (kms_test_failing())
+		return;
+	r1 = (struct rotator){ .s = S, .id = a };
+	r2 = (struct rotator){ .s = S2, .id = a };
+	ASSERT_EQ(pthread_create(&t1, NULL, rotate_many, &r1), 0);
+	ASSERT_EQ(pthread_create(&t2, NULL, rotate_many, &r2), 0);
+	pthread_join(t1, NULL);
+	pthread_join(t2, NULL);
+	ASSERT_EQ(r1.other + r2.other, 0);
+	ASSERT_TRUE(r1.ok > 0 && r2.ok > 0);
+	refresh_of(S, true);
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	ASSERT_EQ(k->nversions, (uint32_t)(1 + r1.ok + r2.ok));
+	ASSERT_EQ(k->meta.rotations, (uint32_t)(r1.ok + r2.ok));
+	for (uint32_t i = 0; i < k->nversions; i++)
+		for (uint32_t j = i + 1; j < k->nversions; j++)
+			ASSERT_FALSE(memcmp(store_key_material(k, i), store_key_material(k, j),
+					    CORE_KEY_BYTES) == 0);
+	store_key_release(k);
+	close_second();
+}
+
+/* The token signing secret is one for all hosts: with a shared backend it lives there, sealed,
+ * and a host with its own state directory (and the same root key) gets the same one. */
+STORE_TEST(state_secret_same_through_both_handles)
+{
+	uint8_t s1[32], s2[32];
+	char path[4300], other[4300], root[4400], root2[4400];
+	struct stat st;
+
+	SETUP2();
+	ASSERT_OK(store_state_secret(S2, "token.key", s2));
+	ASSERT_OK(store_state_secret(S, "token.key", s1));
+	ASSERT_MEMEQ(s1, s2, 32);
+	close_second();
+	if (!store_shared(S))
+		return;
+	path_of(path, sizeof(path), "token.key");
+	ASSERT_EQ(lstat(path, &st), -1); /* not in the state directory */
+	snprintf(other, sizeof(other), "%s/other", base_dir);
+	ASSERT_EQ(mkdir(other, 0700), 0);
+	path_of(root, sizeof(root), "root.key");
+	snprintf(root2, sizeof(root2), "%s/root.key", other);
+	ASSERT_EQ(read_file(root, s2, sizeof(s2)), 32);
+	write_file(root2, s2, 32, 0600);
+	{
+		struct store_options o = { .state_dir = other, .backend = B->uri };
+
+		ASSERT_OK(store_open(&o, &S2, why, sizeof(why)));
+	}
+	ASSERT_OK(store_state_secret(S2, "token.key", s2));
+	ASSERT_MEMEQ(s1, s2, 32);
+	close_second();
+}
+
+/* ==== the cache's bound ==== */
+
+static int open_store_cache(unsigned key_cache, struct store **out)
+{
+	/* A shared backend's cache serves hits only while fresh: nobody refreshes it here. */
+	struct store_options o = { .state_dir = state_dir,
+				   .backend = B->uri,
+				   .create = true,
+				   .key_cache = key_cache,
+				   .offline_grace_ms = 3600000 };
+
+	return store_open(&o, out, why, sizeof(why));
+}
+
+/* A cache of 8 keys with 100 keys in use holds 8 and every key works. */
+STORE_TEST(cache_bounded)
+{
+	static char ids[100][KMS_KEY_ID_LEN + 1];
+	struct store_stats st;
+	struct store_key *k = NULL;
+
+	setup_empty();
+	ASSERT_OK(open_store_cache(8, &S));
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(ids); i++) {
+		char alias[16];
+
+		snprintf(alias, sizeof(alias), "k%zu", i);
+		new_key(P, alias, ids[i]);
+		if (kms_test_failing())
+			return;
+	}
+	store_stats_get(S, &st);
+	ASSERT_EQ(st.cache_limit, 8);
+	ASSERT_LE(st.cached_keys, 8);
+	for (int round = 0; round < 2; round++)
+		for (size_t i = 0; i < KMS_ARRAY_SIZE(ids); i++) {
+			ASSERT_OK(store_key_get(S, P, ids[i], &k));
+			ASSERT_STREQ(k->meta.key_id, ids[i]);
+			ASSERT_TRUE(store_key_material(k, 0) != NULL);
+			store_key_release(k);
+			k = NULL;
+		}
+	store_stats_get(S, &st);
+	ASSERT_EQ(st.cached_keys, 8);
+	ASSERT_TRUE(st.cache_evictions >= 200 - 8);
+	/* A key used again and again stays (second chance) while others pass through. */
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(ids); i++) {
+		uint64_t misses;
+
+		ASSERT_OK(store_key_get(S, P, ids[0], &k));
+		store_key_release(k);
+		k = NULL;
+		store_stats_get(S, &st);
+		misses = st.cache_misses;
+		ASSERT_OK(store_key_get(S, P, ids[0], &k));
+		store_key_release(k);
+		k = NULL;
+		store_stats_get(S, &st);
+		ASSERT_EQ(st.cache_misses, misses);
+		ASSERT_OK(store_key_get(S, P, ids[i], &k));
+		store_key_release(k);
+		k = NULL;
+	}
+	/* The default bound. */
+	close_store();
+	ASSERT_OK(open_store(false, &S));
+	store_stats_get(S, &st);
+	ASSERT_EQ(st.cache_limit, STORE_DEFAULT_KEY_CACHE);
+}
+
+/* Eviction drops the cache's reference only: a snapshot a request still holds stays intact. */
+STORE_TEST(cache_eviction_keeps_held_snapshots)
+{
+	char ids[20][KMS_KEY_ID_LEN + 1];
+	uint8_t m0[CORE_KEY_BYTES];
+	struct store_key *held = NULL, *k = NULL;
+	struct store_stats st;
+
+	setup_empty();
+	ASSERT_OK(open_store_cache(2, &S));
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(ids); i++) {
+		char alias[16];
+
+		snprintf(alias, sizeof(alias), "k%zu", i);
+		new_key(P, alias, ids[i]);
+		if (kms_test_failing())
+			return;
+	}
+	ASSERT_OK(store_key_get(S, P, ids[0], &held));
+	memcpy(m0, store_key_material(held, 0), sizeof(m0));
+	for (size_t i = 1; i < KMS_ARRAY_SIZE(ids); i++) {
+		ASSERT_OK(store_key_get(S, P, ids[i], &k));
+		store_key_release(k);
+		k = NULL;
+	}
+	store_stats_get(S, &st);
+	ASSERT_LE(st.cached_keys, 2);
+	ASSERT_MEMEQ(store_key_material(held, 0), m0, sizeof(m0));
+	ASSERT_STREQ(held->meta.key_id, ids[0]);
+	/* Rotation from the evicted key works, on the material it has. */
+	ASSERT_OK(store_key_rotate(S, P, ids[0], now_ms(), &k));
+	ASSERT_MEMEQ(store_key_material(k, 0), m0, sizeof(m0));
+	store_key_release(k);
+	store_key_release(held);
 }
 
 /* ==== the SQLite backend's own storage ==== */
@@ -1573,4 +2177,503 @@ TEST(schema_upgrade_2_3_keeps_policy_bindings_and_tokens)
 	/* Writing the repaired policy reads back. */
 	ASSERT_OK(store_project_policy_set(S, Q, &pol));
 	ASSERT_OK(store_project_policy_check(S, Q));
+}
+
+/* ---- schema upgrade 3 -> 4: revisions ---- */
+
+static int64_t db_int(const char *sql)
+{
+	sqlite3 *db = sqlite_open(SQLITE_OPEN_READONLY);
+	sqlite3_stmt *st = NULL;
+	int64_t v = -1;
+
+	if (!db)
+		return -1;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+TEST(schema_upgrade_3_4_adds_revisions)
+{
+	char a[KMS_KEY_ID_LEN + 1];
+	uint8_t m1[CORE_KEY_BYTES];
+	struct store_key *k = NULL;
+
+	SETUP();
+	new_key(P, "a", a);
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_key_rotate(S, P, a, now_ms(), &k));
+	memcpy(m1, store_key_material(k, 1), sizeof(m1));
+	ASSERT_EQ(k->meta.revision, 1);
+	store_key_release(k);
+	k = NULL;
+	close_store();
+	/* What version 3 wrote: no revision column. */
+	db_exec("ALTER TABLE keys DROP COLUMN revision;"
+		"UPDATE meta SET value = '3' WHERE name = 'schema_version'");
+	{
+		struct store_options o = { .state_dir = state_dir, .read_only = true };
+
+		ASSERT_ERR(store_open(&o, &S, why, sizeof(why)), KMS_E_IO);
+		ASSERT_TRUE(strstr(why, "schema version 3") != NULL);
+	}
+	ASSERT_OK(open_store(false, &S));
+	if (kms_test_failing())
+		return;
+	ASSERT_EQ(db_int("SELECT value FROM meta WHERE name = 'schema_version'"), 4);
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	ASSERT_EQ(k->meta.revision, 0);
+	ASSERT_EQ(k->nversions, 2);
+	ASSERT_MEMEQ(store_key_material(k, 1), m1, sizeof(m1));
+	store_key_release(k);
+	k = NULL;
+	/* Writes are conditional from now on, and count. */
+	ASSERT_OK(store_key_rotate(S, P, a, now_ms(), &k));
+	ASSERT_EQ(k->meta.revision, 1);
+	store_key_release(k);
+	ASSERT_EQ(db_int("SELECT revision FROM keys"), 1);
+	reopen();
+	ASSERT_EQ(db_int("SELECT value FROM meta WHERE name = 'schema_version'"), 4);
+}
+
+/* ---- the operations store copy uses, SQLite to SQLite ---- */
+
+struct sealed_set {
+	struct store_sealed_version v[4];
+	size_t n;
+};
+
+static int sealed_collect(const struct store_sealed_version *v, void *arg)
+{
+	struct sealed_set *set = arg;
+
+	if (set->n >= KMS_ARRAY_SIZE(set->v))
+		return KMS_E_IO;
+	set->v[set->n++] = *v;
+	return 0;
+}
+
+/* A second state directory with the same root key, its store in D. */
+static int open_copy_target(const char *name, struct store **out)
+{
+	char dir[4300], root[4400], root2[4400];
+	uint8_t key[32];
+	struct store_options o = { .backend = B->uri, .create = true };
+
+	snprintf(dir, sizeof(dir), "%s/%s", base_dir, name);
+	if (mkdir(dir, 0700) != 0)
+		return KMS_E_IO;
+	path_of(root, sizeof(root), "root.key");
+	snprintf(root2, sizeof(root2), "%s/root.key", dir);
+	if (read_file(root, key, sizeof(key)) != 32)
+		return KMS_E_IO;
+	write_file(root2, key, 32, 0600);
+	o.state_dir = dir;
+	return store_open(&o, out, why, sizeof(why));
+}
+
+TEST(sqlite_key_put_grant_put_meta_add)
+{
+	char a[KMS_KEY_ID_LEN + 1], value[16];
+	struct store_grant g = { .grant_id = "g1",
+				 .project = P,
+				 .grantee = "u",
+				 .grantee_type = "user",
+				 .operations = "describe-key",
+				 .issuer = "i",
+				 .creation_ms = 5 };
+	struct store_grant_filter f = { .project = P };
+	struct sealed_set set = { 0 };
+	struct store_key_meta meta;
+	struct store_key *k = NULL, *k2 = NULL;
+	struct store *D = NULL;
+	size_t grants = 0, total = 0;
+	bool added = false, found = false;
+
+	SETUP();
+	new_key(P, "a", a);
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_key_rotate(S, P, a, now_ms(), &k));
+	store_key_release(k);
+	k = NULL;
+	snprintf(g.key_id, sizeof(g.key_id), "%s", a);
+	ASSERT_OK(store_grant_create(S, &g, 10));
+	ASSERT_OK(S->ops->key_load(S->be, P, a, NULL, &meta, sealed_collect, &set));
+	ASSERT_EQ(set.n, 2);
+	ASSERT_OK(open_copy_target("copy", &D));
+	if (kms_test_failing())
+		return;
+	ASSERT_ERR(D->ops->grant_put(D->be, &g, &added), KMS_E_KEY_NOT_FOUND);
+	ASSERT_OK(D->ops->key_put(D->be, &meta, set.v, set.n, &added));
+	ASSERT_TRUE(added);
+	ASSERT_OK(D->ops->key_put(D->be, &meta, set.v, set.n, &added));
+	ASSERT_FALSE(added);
+	ASSERT_OK(D->ops->grant_put(D->be, &g, &added));
+	ASSERT_TRUE(added);
+	ASSERT_OK(D->ops->grant_put(D->be, &g, &added));
+	ASSERT_FALSE(added);
+	ASSERT_OK(store_grant_list(D, &f, 0, 10, count_grant, &grants, &total));
+	ASSERT_EQ(total, 1);
+	/* The copy unseals to the same material, at the same revision. */
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	ASSERT_OK(store_key_get(D, P, a, &k2));
+	if (kms_test_failing())
+		goto out;
+	ASSERT_EQ(k2->nversions, 2);
+	ASSERT_EQ(k2->meta.revision, k->meta.revision);
+	ASSERT_STREQ(k2->meta.alias, "a");
+	ASSERT_MEMEQ(store_key_material(k2, 0), store_key_material(k, 0), CORE_KEY_BYTES);
+	ASSERT_MEMEQ(store_key_material(k2, 1), store_key_material(k, 1), CORE_KEY_BYTES);
+	/* Settings: the first writer wins. */
+	ASSERT_OK(D->ops->meta_add(D->be, "x", "1", &added));
+	ASSERT_TRUE(added);
+	ASSERT_OK(D->ops->meta_add(D->be, "x", "2", &added));
+	ASSERT_FALSE(added);
+	ASSERT_OK(D->ops->meta_get(D->be, "x", value, sizeof(value), &found));
+	ASSERT_TRUE(found);
+	ASSERT_STREQ(value, "1");
+out:
+	store_key_release(k);
+	store_key_release(k2);
+	store_close(D);
+}
+
+/* ---- a shared backend's freshness, on SQLite marked shared ---- */
+
+/* SQLite as a shared backend would behave when it cannot be reached (fake_down). */
+static struct store_backend_ops fake_shared_ops;
+static bool fake_down;
+
+static int fake_data_version(struct store_backend *b, int64_t *version)
+{
+	return fake_down ? KMS_E_STORE_UNAVAILABLE : store_sqlite_ops.data_version(b, version);
+}
+
+static int fake_key_load(struct store_backend *b, const char *project, const char *key_id,
+			 const char *alias, struct store_key_meta *meta,
+			 store_backend_version_cb cb, void *arg)
+{
+	return fake_down ? KMS_E_STORE_UNAVAILABLE
+			 : store_sqlite_ops.key_load(b, project, key_id, alias, meta, cb, arg);
+}
+
+static void fake_shared(struct store *s)
+{
+	fake_shared_ops = store_sqlite_ops;
+	fake_shared_ops.shared = true;
+	fake_shared_ops.data_version = fake_data_version;
+	fake_shared_ops.key_load = fake_key_load;
+	fake_down = false;
+	s->ops = &fake_shared_ops;
+}
+
+static uint64_t misses_of(struct store *s)
+{
+	struct store_stats st;
+
+	store_stats_get(s, &st);
+	return st.cache_misses;
+}
+
+/* Cached keys are served while the backend cannot be reached for at most the offline grace,
+ * then refused like everything else until a refresh reaches it again; a key not cached is
+ * refused at once. Without a grace (0) a hit needs a refresh within the last ~1.5 s, else the
+ * key is read from the backend. */
+TEST(shared_offline_grace)
+{
+	struct store_options o = { .create = true, .offline_grace_ms = 60000 };
+	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1];
+	struct store_key *k = NULL;
+	struct store_stats st;
+	uint64_t misses;
+
+	setup_empty();
+	o.state_dir = state_dir;
+	ASSERT_OK(store_open(&o, &S, why, sizeof(why)));
+	fake_shared(S);
+	ASSERT_TRUE(store_shared(S));
+	new_keys_ab(a, b);
+	if (kms_test_failing())
+		return;
+	store_cache_replace(S, b, NULL); /* only a is cached */
+	refresh_of(S, false);
+	store_stats_get(S, &st);
+	ASSERT_TRUE(st.online);
+	ASSERT_LE(st.fresh_age_ms, 1000);
+	fake_down = true;
+	ASSERT_ERR(store_refresh(S, &(bool){ false }), KMS_E_STORE_UNAVAILABLE);
+	store_stats_get(S, &st);
+	ASSERT_FALSE(st.online);
+	ASSERT_EQ(state_via(S, a), STORE_KEY_ENABLED);
+	ASSERT_ERR(store_key_get(S, P, b, &k), KMS_E_STORE_UNAVAILABLE);
+	/* The grace runs out. */
+	S->fresh_ms -= 61000;
+	ASSERT_ERR(store_key_get(S, P, a, &k), KMS_E_STORE_UNAVAILABLE);
+	/* Back: one refresh catches up, then the cache serves again. */
+	fake_down = false;
+	refresh_of(S, false);
+	store_stats_get(S, &st);
+	ASSERT_TRUE(st.online);
+	misses = misses_of(S);
+	ASSERT_EQ(state_via(S, a), STORE_KEY_ENABLED);
+	ASSERT_EQ(misses_of(S), misses);
+	ASSERT_EQ(state_via(S, b), STORE_KEY_ENABLED);
+	/* No grace: a hit needs a recent refresh; without one the backend is asked. */
+	S->offline_grace_ms = 0;
+	ASSERT_EQ(state_via(S, a), STORE_KEY_ENABLED);
+	ASSERT_EQ(misses_of(S), misses + 1); /* b's */
+	S->fresh_ms -= 2000;
+	ASSERT_EQ(state_via(S, a), STORE_KEY_ENABLED);
+	ASSERT_EQ(misses_of(S), misses + 2);
+	fake_down = true;
+	ASSERT_ERR(store_key_get(S, P, a, &k), KMS_E_STORE_UNAVAILABLE);
+	ASSERT_ERR(store_refresh(S, &(bool){ false }), KMS_E_STORE_UNAVAILABLE);
+	ASSERT_ERR(store_key_get(S, P, a, &k), KMS_E_STORE_UNAVAILABLE);
+	fake_down = false;
+	/* SQLite itself is never offline. */
+	S->ops = &store_sqlite_ops;
+	store_stats_get(S, &st);
+	ASSERT_TRUE(st.online);
+	ASSERT_EQ(st.fresh_age_ms, 0);
+	ASSERT_EQ(store_watch(S, 1000), 0);
+}
+
+/* With a shared backend the token secret is a setting, sealed under the root key: no file, the
+ * same through every handle, and a damaged one is refused. */
+TEST(shared_state_secret_in_settings)
+{
+	uint8_t s1[32], s2[32];
+	char path[4300], hex[256], plain[65];
+	bool found = false;
+
+	SETUP();
+	fake_shared(S);
+	ASSERT_OK(open_second());
+	if (kms_test_failing())
+		return;
+	S2->ops = &fake_shared_ops;
+	ASSERT_OK(store_state_secret(S, "token.key", s1));
+	ASSERT_OK(store_state_secret(S2, "token.key", s2));
+	ASSERT_MEMEQ(s1, s2, 32);
+	ASSERT_OK(store_state_secret(S, "token.key", s2));
+	ASSERT_MEMEQ(s1, s2, 32);
+	ASSERT_OK(store_state_secret(S, "other.key", s2));
+	ASSERT_FALSE(memcmp(s1, s2, 32) == 0);
+	path_of(path, sizeof(path), "token.key");
+	ASSERT_EQ(access(path, F_OK), -1);
+	ASSERT_OK(S->ops->meta_get(S->be, "secret:token.key", hex, sizeof(hex), &found));
+	ASSERT_TRUE(found);
+	kms_hex_encode(s1, 32, plain);
+	ASSERT_TRUE(strlen(hex) > 64);
+	ASSERT_TRUE(strstr(hex, plain) == NULL);
+	ASSERT_OK(S->ops->meta_set(S->be, "secret:token.key", "00ff"));
+	ASSERT_ERR(store_state_secret(S2, "token.key", s2), KMS_E_IO);
+	close_second();
+}
+
+/* ---- a full secure heap evicts cached keys ---- */
+
+/* The cache is bounded by keys, but the keys' material lives in the secure heap, which may be
+ * smaller: a snapshot that finds it full evicts cached keys and tries once more instead of
+ * failing the request. (Last: the secure heap stays set up for the rest of the process only if
+ * it cannot be taken down.) */
+TEST(full_secure_heap_evicts)
+{
+	char ids[150][KMS_KEY_ID_LEN + 1];
+	struct store_key *k = NULL;
+	struct store_stats st;
+
+	if (CRYPTO_secure_malloc_initialized()) {
+		fprintf(stderr,
+			"SKIP full_secure_heap_evicts: the secure heap is set up already\n");
+		return;
+	}
+	/* 4 KiB: 128 blocks of 32 bytes, fewer than the keys below. */
+	ASSERT_TRUE(CRYPTO_secure_malloc_init(4096, 32) != 0);
+	setup_empty();
+	ASSERT_OK(open_store_cache(1000, &S));
+	ASSERT_TRUE(store_root_key_secure(S));
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(ids) && !kms_test_failing(); i++) {
+		char alias[16];
+
+		snprintf(alias, sizeof(alias), "k%zu", i);
+		new_key(i % 2 ? P : Q, alias, ids[i]);
+	}
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(ids) && !kms_test_failing(); i++) {
+		ASSERT_OK(store_key_get(S, i % 2 ? P : Q, ids[i], &k));
+		ASSERT_TRUE(kms_secret_is_secure(store_key_material(k, 0)));
+		store_key_release(k);
+		k = NULL;
+	}
+	store_stats_get(S, &st);
+	ASSERT_TRUE(st.cache_evictions > 0);
+	ASSERT_TRUE(st.cached_keys < KMS_ARRAY_SIZE(ids));
+	close_store();
+	ASSERT_EQ(CRYPTO_secure_malloc_done(), 1);
+}
+
+/* ---- a change feed, faked on SQLite marked shared ---- */
+
+static struct {
+	enum store_change kind;
+	char id[KMS_KEY_ID_LEN + 1];
+} fake_feed[16];
+static int64_t fake_feed_n;
+static bool fake_feed_pruned; /* what came after since is no longer kept */
+
+static int fake_changes_since(struct store_backend *b, int64_t since, store_backend_change_cb cb,
+			      void *arg, int64_t *latest)
+{
+	int r = 0;
+
+	(void)b;
+	if (fake_down)
+		return KMS_E_STORE_UNAVAILABLE;
+	if (since >= 0 && fake_feed_pruned)
+		return KMS_E_STALE;
+	for (int64_t i = since + 1; since >= 0 && i <= fake_feed_n && r == 0; i++)
+		r = cb(fake_feed[i - 1].kind, fake_feed[i - 1].id, arg);
+	*latest = fake_feed_n;
+	return r;
+}
+
+static void fake_change(enum store_change kind, const char *id)
+{
+	fake_feed[fake_feed_n].kind = kind;
+	snprintf(fake_feed[fake_feed_n].id, sizeof(fake_feed[0].id), "%s", id);
+	fake_feed_n++;
+}
+
+static size_t cached_of(struct store *s)
+{
+	struct store_stats st;
+
+	store_stats_get(s, &st);
+	return st.cached_keys;
+}
+
+/* With a change feed, refresh reads again only the cached keys that changed, reloads the policy
+ * only when it changed, catches up on what it missed while the backend could not be reached, and drops
+ * everything when the feed no longer holds what it missed. */
+TEST(shared_change_feed_refresh)
+{
+	struct store_options o = { .create = true, .offline_grace_ms = 60000 };
+	char a[KMS_KEY_ID_LEN + 1], b[KMS_KEY_ID_LEN + 1], changed_elsewhere[] = "changed";
+	struct store_key *k = NULL;
+	uint32_t gid = 50;
+	uint64_t misses;
+
+	setup_empty();
+	o.state_dir = state_dir;
+	ASSERT_OK(store_open(&o, &S, why, sizeof(why)));
+	fake_shared(S);
+	fake_shared_ops.changes_since = fake_changes_since;
+	fake_feed_n = 0;
+	fake_feed_pruned = false;
+	S->seq = 0;
+	ASSERT_OK(open_second()); /* another host, writing to the same database */
+	new_keys_ab(a, b);
+	if (kms_test_failing())
+		return;
+	refresh_of(S, false);
+	ASSERT_EQ(cached_of(S), 2);
+	/* A change of a elsewhere: a is read again at once, b stays as it was. */
+	ASSERT_OK(store_key_modify(S2, P, a, describe_as, changed_elsewhere, &k));
+	store_key_release(k);
+	k = NULL;
+	fake_change(STORE_CHANGE_KEY, a);
+	misses = misses_of(S);
+	refresh_of(S, true);
+	ASSERT_EQ(cached_of(S), 2);
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	ASSERT_STREQ(k->meta.description, changed_elsewhere);
+	store_key_release(k);
+	k = NULL;
+	ASSERT_EQ(state_via(S, b), STORE_KEY_ENABLED);
+	ASSERT_EQ(misses_of(S), misses);
+	/* Changed, but not cached here: stays uncached. */
+	store_cache_replace(S, a, NULL);
+	fake_change(STORE_CHANGE_KEY, a);
+	refresh_of(S, true);
+	ASSERT_EQ(cached_of(S), 1);
+	ASSERT_EQ(state_via(S, a), STORE_KEY_ENABLED);
+	/* Grants, tags, settings: nothing cached changes. */
+	fake_change(STORE_CHANGE_OTHER, "");
+	refresh_of(S, false);
+	ASSERT_EQ(cached_of(S), 2);
+	/* Policy: reloaded. */
+	ASSERT_OK(store_binding_set(S2, P, STORE_BIND_GID, 50, KMS_ROLE_ADMIN));
+	ASSERT_EQ(store_binding_role(S, P, 1, &gid, 1), KMS_ROLE_NONE);
+	fake_change(STORE_CHANGE_POLICY, "");
+	refresh_of(S, true);
+	ASSERT_EQ(store_binding_role(S, P, 1, &gid, 1), KMS_ROLE_ADMIN);
+	ASSERT_EQ(cached_of(S), 2);
+	/* An outage during which b is disabled elsewhere: served as cached within the grace, caught
+	 * up by the first refresh that gets through. */
+	fake_down = true;
+	ASSERT_ERR(store_refresh(S, &(bool){ false }), KMS_E_STORE_UNAVAILABLE);
+	ASSERT_OK(store_key_modify(S2, P, b, set_disabled, NULL, &k));
+	store_key_release(k);
+	k = NULL;
+	fake_change(STORE_CHANGE_KEY, b);
+	ASSERT_EQ(state_via(S, b), STORE_KEY_ENABLED);
+	fake_down = false;
+	refresh_of(S, true);
+	ASSERT_EQ(state_via(S, b), STORE_KEY_DISABLED);
+	/* Missed changes no longer kept: everything goes. */
+	fake_feed_pruned = true;
+	ASSERT_EQ(state_via(S, a), STORE_KEY_ENABLED);
+	ASSERT_TRUE(cached_of(S) > 0);
+	refresh_of(S, true);
+	ASSERT_EQ(cached_of(S), 0);
+	fake_feed_pruned = false;
+	refresh_of(S, false);
+	ASSERT_EQ(S->seq, fake_feed_n);
+	close_second();
+}
+
+/* ---- a load that a refresh overtook ---- */
+
+static char overtaken_other[KMS_KEY_ID_LEN + 1];
+
+/* As if a refresh dropped another key as stale while this load was running. */
+static int overtaken_key_load(struct store_backend *b, const char *project, const char *key_id,
+			      const char *alias, struct store_key_meta *meta,
+			      store_backend_version_cb cb, void *arg)
+{
+	store_cache_replace(S, overtaken_other, NULL);
+	return store_sqlite_ops.key_load(b, project, key_id, alias, meta, cb, arg);
+}
+
+/* What such a load read may predate the change that was dropped: it serves the request that
+ * asked and is not cached, and the caller's reference is the only one (no leak). */
+TEST(overtaken_load_not_cached)
+{
+	char a[KMS_KEY_ID_LEN + 1];
+	struct store_key *k = NULL;
+
+	SETUP();
+	new_keys_ab(a, overtaken_other);
+	if (kms_test_failing())
+		return;
+	store_cache_clear(S);
+	fake_shared_ops = store_sqlite_ops;
+	fake_shared_ops.key_load = overtaken_key_load;
+	S->ops = &fake_shared_ops;
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	ASSERT_EQ(k->refs, 1);
+	ASSERT_EQ(cached_of(S), 0);
+	store_key_release(k);
+	k = NULL;
+	S->ops = &store_sqlite_ops;
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	ASSERT_EQ(k->refs, 2);
+	ASSERT_EQ(cached_of(S), 1);
+	store_key_release(k);
 }

@@ -31,7 +31,7 @@ S=$KMS_STATE
 help_cmds=$("$KMSCTL" --help | sed -n '/^commands:/,/^$/p' | sed -nE 's/^  ([a-z]+).*/\1/p' | sort -u | paste -sd' ')
 assert_eq "$(comp kmsctl '')" "$help_cmds" "commands vs kmsctl --help"
 for c in call check init project token; do assert_contains " $help_cmds " " $c " "commands"; done
-assert_eq "$(comp kmsctl --)" "--help --state --version" "options"
+assert_eq "$(comp kmsctl --)" "--help --state --store --version" "options"
 assert_eq "$(comp kmsctl --state "$KMS_WORK/sta")" "$KMS_WORK/state" "--state DIR"
 assert_eq "$(comp kmsctl --state "$S" to)" "token" "command prefix"
 assert_eq "$(comp kmsctl --state "$S" token '')" "issue list revoke" "token subcommands"

@@ -114,7 +114,10 @@ count_rows() {
 rows=$(count_rows) || fail "the copy's tables cannot be read: $(kms_pg_sql "$KMS_MH_PGDIR" kms 'SELECT 1 FROM keys' 2>&1)"
 assert_eq "$(cut -d'|' -f1-2 <<<"$rows")" "303|305" "keys and key versions in PostgreSQL"
 out=$("$KMSCTL" --state "$KMS_STATE" store copy --to "$KMS_MH_URI" 2>&1) || fail "store copy (third run): $out"
-assert_eq "$(count_rows)" "$rows" "rows and change feed after a third store copy (nothing new to copy)"
+rows3=$(count_rows)
+# (judged at the end, so that one run reports the rest too)
+late=
+[ "$rows3" == "$rows" ] || late="a third store copy changed the copy (rows and change feed before: $rows, after: $rows3); the changes: $(pgdb "SELECT kind, id FROM changes WHERE seq > ${rows##*|} AND kind IN (1, 2) ORDER BY seq" | tr '\n' ' ')"
 
 # ---- another host on the copy: check, then a daemon
 kms_mh_host P "$KMS_STATE/root.key"
@@ -145,3 +148,4 @@ assert_eq "$(jget "$(user_call "$MP/sc/list-keys")" .total)" 3 "list-keys throug
 assert_eq "$(kms_mh_ctl P project show sc)" "$policy" "project show on the copy"
 assert_eq "$(kms_mh_ctl P token list | sort)" "$tokens" "token list on the copy"
 kms_mh_stop P
+[ -z "$late" ] || fail "$late"
