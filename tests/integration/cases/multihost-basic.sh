@@ -4,7 +4,8 @@
 # A token issued by kmsctl on one host's state dir works on every host; a key made on A is
 # listed and used on B and C; a DEK made on A decrypts on B (and data encrypted on C decrypts on
 # A); a disable on A is refused on B and C within 1 s, an alias or description change on A is
-# seen on B and C within 1 s, grants and tags made on A are seen on C, a token revoked with
+# seen on B and C within 1 s, grants and tags made on A are seen on C, a rotation and a deletion
+# scheduled and cancelled on A are seen on B and C within 1 s, a token revoked with
 # kmsctl on A's state dir is refused on B and C within 1 s (each time measured and printed);
 # `kmsctl check` passes on the store; every daemon unmounts cleanly. The EXIT trap scans every
 # host's log and state dir and the PostgreSQL data directory for the plaintext DEKs seen.
@@ -23,6 +24,7 @@ propagate() {
 	shift
 	out=$(kms_py multihost propagate 1 "$@") || fail "$what: $out"
 	log "$what: $(tr '\n' ';' <<<"$out")"
+	awk '/ ms until / {print $1}' <<<"$out" >>"$KMS_WORK/propagation.ms"
 }
 probe() { jq -nc --arg f "$1" --arg r "$2" --arg e "$3" '{file: $f, req: ($r | fromjson), expect: $e}'; }
 change() { jq -nc --arg f "$1" --arg r "$2" '{file: $f, req: ($r | fromjson)}'; }
@@ -97,6 +99,18 @@ assert_eq "$(jget "$r" '[.tags[] | "\(.key)=\(.value)"] | join(",")')" "env=prod
 assert_eq "$(jget "$(kms_mh_call C mh/tags)" '[.tags[] | "\(.key):\(.values | join("|"))"] | join(",")')" \
 	"env:prod" "project tags on host C"
 
+# Rotation, and deletion scheduled and cancelled, on A: seen on B and C within 1 s.
+propagate "rotate-key on A, seen on B and C" "$(change "$MA/mh/keys/$id/rotate-key" '{}')" \
+	"$(probe "$MB/mh/keys/$id/get-key-rotation-status" '{}' '"number_of_rotations": 1')" \
+	"$(probe "$MC/mh/keys/$id/get-key-rotation-status" '{}' '"number_of_rotations": 1')"
+t=$(jget "$(kms_mh_call A mh/create-key '{"key_alias":"short-lived"}')" .key_info.key_id)
+tk="{\"key_id\":\"$t\"}"
+propagate "schedule-key-deletion on A, seen on B and C" \
+	"$(change "$MA/mh/keys/$t/schedule-key-deletion" '{"pending_days":"7"}')" \
+	"$(probe "$MB/mh/describe-key" "$tk" '"key_state": "4"')" "$(probe "$MC/mh/describe-key" "$tk" '"key_state": "4"')"
+propagate "cancel-key-deletion on A, seen on B and C" "$(change "$MA/mh/keys/$t/cancel-key-deletion" '{}')" \
+	"$(probe "$MB/mh/describe-key" "$tk" '"key_state": "3"')" "$(probe "$MC/mh/describe-key" "$tk" '"key_state": "3"')"
+
 # A token revoked with kmsctl on A's state dir: refused on B and C within 1 s.
 rtok=$(kms_mh_token A rv --user rita --role crypto) || fail "kmsctl token issue on A"
 for h in B C; do
@@ -111,6 +125,9 @@ propagate "token revoke on A, refused on B and C" \
 	"$(probe "$MB/rv/list-keys" '{}' KMS.0302)" "$(probe "$MC/rv/list-keys" '{}' KMS.0302)"
 assert_eq "$(kms_mh_ctl B token list | awk -v id="$rid" '$1 == id {print $6}')" revoked "rita's state on host B"
 assert_ok "$(kms_mh_call B mh/list-keys '{}')" # the other token still works
+
+sort -n "$KMS_WORK/propagation.ms" | awk '{v[NR] = $1} END {
+	printf "# propagation from A to B and C: %d changes, median %d ms, slowest %d ms\n", NR, v[int((NR + 1) / 2)], v[NR]}' >&2
 
 # The store is intact, and every host unmounts cleanly.
 out=$(kms_mh_ctl B check 2>&1) || fail "kmsctl check on the store: $out"

@@ -31,11 +31,11 @@ race() {
 race "same alias on A and B at once" alias-race 30 ra "$MA" "$MB"
 
 id=$(jget "$(kms_mh_call A ra/create-key '{"key_alias":"rot"}')" .key_info.key_id)
-[ -n "$id" ] && [ "$id" != null ] || fail "create-key for the rotation rounds"
+[[ $id =~ ^[0-9a-f-]{36}$ ]] || fail "create-key for the rotation rounds: '$id'"
 race "rotate-key on A and B at once" rotate-race 10 ra "$id" "$MA" "$MB"
 
 sid=$(jget "$(kms_mh_call A ra/create-key '{"key_alias":"state"}')" .key_info.key_id)
-[ -n "$sid" ] && [ "$sid" != null ] || fail "create-key for the state rounds"
+[[ $sid =~ ^[0-9a-f-]{36}$ ]] || fail "create-key for the state rounds: '$sid'"
 race "disable/enable on A with update-key-description on B" state-race 10 ra "$sid" "$MA" "$MB"
 
 # The quota, with both daemons restarted with -o key_quota=5 (bindings live in daemon memory).

@@ -4,13 +4,13 @@
 # grants, tags, a project policy, a uid binding, tokens one of them revoked, 300 more keys in 3
 # projects, DEKs and data ciphertexts under every version of two keys) is moved with
 # `kmsctl --state DIR store copy --to URI`: the first run is killed (SIGKILL) once it has started
-# writing, the second runs to completion (on a terminal: its progress names the total), a third
-# copies nothing new (no key, version, project, policy, binding or token change in the change
-# feed, the row counts stay). Then `kmsctl check` passes on the copy from another host's state
-# dir (the root key copied 0600), and a daemon on the PostgreSQL store answers list-keys, tags,
-# grants and rotation status as the SQLite daemon did, decrypts every old ciphertext, accepts the
-# old token, refuses the revoked one, honours the binding, and kmsctl shows the same policy and
-# token list.
+# writing, the second runs to completion (on a terminal: a progress line with keys copied of the
+# total, rate and time left), a third copies nothing new (no key, version, project, policy,
+# binding or token change in the change feed, the row counts stay). Then `kmsctl check` passes
+# on the copy from another host's state dir (the root key copied 0600), and a daemon on the
+# PostgreSQL store answers list-keys, tags, grants and rotation status as the SQLite daemon did,
+# decrypts every old ciphertext, accepts the old token, refuses the revoked one, honours the
+# binding, and kmsctl shows the same policy and token list.
 source "$(dirname "$0")/../lib/common.sh"
 # shellcheck source=tests/integration/lib/multihost.sh
 source "$KMS_LIB/multihost.sh"
@@ -105,7 +105,8 @@ fi
 out=$(script -qec "$(printf '%q ' "$KMSCTL" --state "$KMS_STATE" store copy --to "$KMS_MH_URI")" /dev/null 2>&1) ||
 	fail "store copy (second run): $out"
 log "second run: $(tr '\r' '\n' <<<"$out" | grep -v '^$' | tail -n 2 | tr '\n' ';')"
-assert_contains "$out" 303 "the progress of store copy on a terminal (keys copied of 303)"
+[[ $out =~ copied\ [0-9]+\ of\ 303\ keys,\ [0-9]+\ keys/s,\ [0-9:-]+\ left ]] ||
+	fail "no progress (copied N of 303 keys, rate, time left) from store copy on a terminal: $out"
 count_rows() {
 	pgdb "SELECT (SELECT count(*) FROM keys), (SELECT count(*) FROM key_versions), (SELECT count(*) FROM grants),
 		(SELECT count(*) FROM tags), (SELECT count(*) FROM tokens), (SELECT count(*) FROM bindings),
@@ -114,6 +115,7 @@ count_rows() {
 rows=$(count_rows) || fail "the copy's tables cannot be read: $(kms_pg_sql "$KMS_MH_PGDIR" kms 'SELECT 1 FROM keys' 2>&1)"
 assert_eq "$(cut -d'|' -f1-2 <<<"$rows")" "303|305" "keys and key versions in PostgreSQL"
 out=$("$KMSCTL" --state "$KMS_STATE" store copy --to "$KMS_MH_URI" 2>&1) || fail "store copy (third run): $out"
+assert_not_contains "$out" "keys/s" "store copy's output to a pipe (no progress line)"
 rows3=$(count_rows)
 # (judged at the end, so that one run reports the rest too)
 late=

@@ -171,7 +171,13 @@ def rotate_race(rounds, p, key, mnts):
     if versions != list(range(start, start + len(versions))):
         print("versions are not consecutive: %s" % versions)
         bad += 1
-    st = [call("%s/%s/keys/%s/get-key-rotation-status" % (m, p, key), {}).get("number_of_rotations") for m in mnts]
+    # Every host agrees on the count once the other's last rotation reached it (1 s at most).
+    deadline = time.monotonic() + 1.0
+    while True:
+        st = [call("%s/%s/keys/%s/get-key-rotation-status" % (m, p, key), {}).get("number_of_rotations")
+              for m in mnts]
+        if len(set(str(x) for x in st)) == 1 or time.monotonic() > deadline:
+            break
     print("%d rounds on %d hosts: versions %s..%s, %d distinct of %d, number_of_rotations %s"
           % (rounds, len(mnts), start, versions[-1] if versions else "-", len(set(versions)), len(versions), st))
     return 1 if bad or len(set(str(x) for x in st)) != 1 else 0
