@@ -247,10 +247,30 @@ def watchdog(seconds, pidfile, mnt, fired, workdir):
             pass
         detach(mnt)
 
+    def stop_the_rest():
+        """Whatever else the case started under workdir: more daemons (lib/multihost.sh),
+        PostgreSQL clusters (lib/pg.sh: postgres -D workdir/...), and their mounts."""
+        prefix = workdir.rstrip("/").encode() + b"/"
+        for d in os.listdir("/proc"):
+            if not d.isdigit() or int(d) == os.getpid():
+                continue
+            try:
+                with open("/proc/%s/cmdline" % d, "rb") as f:
+                    args = f.read().split(b"\0")
+                if any(a.startswith(prefix) for a in args):
+                    os.kill(int(d), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+        with open("/proc/mounts") as f:
+            for m in [l.split()[1] for l in f if len(l.split()) > 2]:
+                if m.startswith(workdir.rstrip("/") + "/"):
+                    detach(m)
+
     while True:
         time.sleep(0.5)
         if os.getppid() != parent:  # the case is gone and its trap did not run
             stop_daemon()
+            stop_the_rest()
             shutil.rmtree(workdir, ignore_errors=True)
             return 0
         if deadline and time.monotonic() > deadline:
