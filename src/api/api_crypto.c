@@ -172,18 +172,32 @@ out:
 }
 
 /* Open a blob with the key it names; the request's key (if any) must be that key. */
+/* A blob naming a version the cached key lacks may come from a rotation another host or
+ * process made a moment ago (before its change reached this cache): read the key once more
+ * from the store before calling the ciphertext invalid. *kp may be replaced. */
 static int api_open_blob(struct api_request *r, enum core_blob_kind kind,
 			 const struct core_blob *blob, const struct kms_buf *ctx,
-			 struct store_key *k, uint8_t *plain, size_t cap, size_t *n)
+			 struct store_key **kp, uint8_t *plain, size_t cap, size_t *n)
 {
 	const uint8_t *material;
+	struct store_key *fresh = NULL;
 	int e;
 
-	if (strcmp(blob->key_id, k->meta.key_id) != 0)
+	if (strcmp(blob->key_id, (*kp)->meta.key_id) != 0)
 		return KMS_E_BAD_KEY_ID;
-	if ((e = api_key_usable(k)) < 0)
+	if ((e = api_key_usable(*kp)) < 0)
 		return e;
-	material = store_key_material(k, blob->key_version);
+	material = store_key_material(*kp, blob->key_version);
+	if (!material && blob->key_version >= (*kp)->nversions &&
+	    blob->key_version < KMS_MAX_KEY_VERSIONS &&
+	    store_key_get_latest(r->svc->store, (*kp)->meta.project, (*kp)->meta.key_id, &fresh) ==
+		    0) {
+		store_key_release(*kp);
+		*kp = fresh;
+		if ((e = api_key_usable(*kp)) < 0)
+			return e;
+		material = store_key_material(*kp, blob->key_version);
+	}
 	if (!material)
 		return KMS_E_CIPHER_INVALID;
 	return core_blob_open_kind(kind, material, blob, ctx->data, ctx->len, plain, cap, n);
@@ -235,7 +249,7 @@ int api_decrypt_datakey(struct api_request *r)
 	}
 	if ((e = api_allowed_key(r, true, &k)) < 0)
 		goto out;
-	if ((e = api_open_blob(r, CORE_BLOB_DATAKEY, &blob, &ctx, k, dek, sizeof(dek), &n)) < 0)
+	if ((e = api_open_blob(r, CORE_BLOB_DATAKEY, &blob, &ctx, &k, dek, sizeof(dek), &n)) < 0)
 		goto out;
 	if (n != dek_len) {
 		e = KMS_E_CIPHER_MISMATCH;
@@ -375,7 +389,7 @@ int api_decrypt_data(struct api_request *r)
 		if (e < 0)
 			goto out;
 	}
-	e = api_open_blob(r, CORE_BLOB_DATA, &blob, &ctx, k, plain, sizeof(plain) - 1, &n);
+	e = api_open_blob(r, CORE_BLOB_DATA, &blob, &ctx, &k, plain, sizeof(plain) - 1, &n);
 	if (e < 0)
 		goto out;
 	plain[n] = 0;

@@ -26,5 +26,7 @@
 #define KMS_KEY_ID_LEN 36u
 /* Default key quota per project (kms-api.md section 5: 100 custom CMKs). */
 #define KMS_DEFAULT_KEY_QUOTA 100u
+/* Material versions of a key: a bounded history (docs/api-differences.md, Rotation). */
+#define KMS_MAX_KEY_VERSIONS 64u
 /* Grants per key (the grant_per_CMK quota of kms-api.md section 4.9). */
 #define KMS_GRANTS_PER_KEY 100u

@@ -172,6 +172,11 @@ KMS_WUR int store_key_get(struct store *s, const char *project, const char *key_
 			  struct store_key **out);
 KMS_WUR int store_key_get_by_alias(struct store *s, const char *project, const char *alias,
 				   struct store_key **out);
+/* The key as the backend holds it now, whatever is cached (the cache is updated with it): for a
+ * ciphertext naming a version the cached snapshot does not have yet, because the key was rotated
+ * by another host or process a moment ago. */
+KMS_WUR int store_key_get_latest(struct store *s, const char *project, const char *key_id,
+				 struct store_key **out);
 void store_key_release(struct store_key *k);
 /* Material of one version, NULL when the key has no such version. */
 const uint8_t *store_key_material(const struct store_key *k, uint32_t version);

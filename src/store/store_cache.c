@@ -406,6 +406,24 @@ int store_key_get_by_alias(struct store *s, const char *project, const char *ali
 	return store_key_load(s, project, NULL, alias, out);
 }
 
+int store_key_get_latest(struct store *s, const char *project, const char *key_id,
+			 struct store_key **out)
+{
+	struct store_key *k = NULL;
+	int r;
+
+	*out = NULL;
+	r = store_key_load(s, project, key_id, NULL, &k);
+	if (r < 0)
+		return r;
+	if (!k || strcmp(k->meta.project, project) != 0) { /* !k: for the analyzer */
+		store_key_release(k);
+		return KMS_E_KEY_NOT_FOUND;
+	}
+	*out = k;
+	return 0;
+}
+
 const uint8_t *store_key_material(const struct store_key *k, uint32_t version)
 {
 	if (!k || version >= k->nversions)

@@ -257,7 +257,7 @@ static int store_rotate_fn(struct store *s, const struct store_key *cur, void *a
 
 	if (strcmp(cur->meta.origin, "kms") != 0)
 		return KMS_E_EXTERNAL_ROTATION; /* imported material never rotates (4.8) */
-	if (cur->nversions == 0 || cur->nversions >= 64)
+	if (cur->nversions == 0 || cur->nversions >= KMS_MAX_KEY_VERSIONS)
 		return KMS_E_BAD_PARAM; /* bounded history: see docs/api-differences.md, Rotation */
 	k = calloc(1, sizeof(*k));
 	if (!k)
@@ -472,7 +472,7 @@ static int store_sweep_rotate_fn(struct store *s, const struct store_key *cur, v
 	struct store_sweep_rotate *sr = arg;
 	int r;
 
-	if (cur->nversions >= 64)
+	if (cur->nversions >= KMS_MAX_KEY_VERSIONS)
 		return 0; /* at the version limit: stays on its last version */
 	r = store_rotate_fn(s, cur, &sr->now_ms, out);
 	sr->rotated = r == 0;
