@@ -242,6 +242,18 @@ static void fs_report_policy(struct fs *fs, char *last, size_t cap)
 /* Every second: wipe expired mailboxes (an unread response never outlives its TTL by much), write
  * the summaries of suppressed refusals, and notice changes kmsctl made to the database; every
  * 10 s: key maintenance. */
+/* The database read through once after mounting, not before: a mount must be quick whatever the
+ * store's size. Damage is logged; a request that touches a damaged page fails on its own. */
+static void fs_verify(struct fs *fs)
+{
+	char why[512];
+
+	if (store_verify(fs->store, why, sizeof(why)) < 0)
+		kms_log_error("%s; run 'kmsctl check' on the state directory and restore the "
+			      "database from a backup",
+			      why);
+}
+
 static void *fs_janitor(void *arg)
 {
 	struct fs *fs = arg;
@@ -250,6 +262,7 @@ static void *fs_janitor(void *arg)
 	bool changed;
 	char policy_said[160] = "";
 
+	fs_verify(fs);
 	fs_sweep(fs);
 	fs_report_policy(fs, policy_said, sizeof(policy_said));
 	pthread_mutex_lock(&fs->janitor_lock);

@@ -335,6 +335,11 @@ KMS_WUR int store_copy(struct store *src, struct store *dst, store_copy_progress
 void store_uri_describe(const char *uri, char *out, size_t cap);
 bool store_uri_hide_password(char *s);
 
+/* Read the database files through for damage (SQLite's quick_check; nothing for PostgreSQL, which
+ * checks its own pages). Slow for large stores, so not part of store_open: kmsctl check runs it
+ * and kmsfs runs it once in the background after mounting. KMS_E_IO with why on damage. */
+KMS_WUR int store_verify(struct store *s, char *why, size_t why_len);
+
 /* Unseal every version of every key; calls cb for each failure. Returns number of bad keys. */
 typedef void (*store_check_cb)(const char *project, const char *key_id, uint32_t version, int err,
 			       void *arg);

@@ -121,6 +121,10 @@ struct store_backend_ops {
 	 * timeout_ms passed: 1 notified, 0 timed out, KMS_E_STORE_UNAVAILABLE when the backend
 	 * cannot be reached (the next call tries to reconnect). NULL: no notifications. */
 	KMS_WUR int (*watch)(struct store_backend *b, int timeout_ms);
+	/* Read the backend's own files through for damage (SQLite: PRAGMA quick_check), without
+	 * holding up other calls; why says what is damaged. NULL: nothing to check here (a
+	 * server checks its own pages). */
+	KMS_WUR int (*verify)(struct store_backend *b, char *why, size_t why_len);
 	/* Connections re-established after a loss since open (store_stats.reconnects). */
 	uint64_t (*reconnects)(struct store_backend *b);
 	/* grant_insert and tag_set count and write in one transaction (KMS_E_TOO_MANY_GRANTS,

@@ -149,6 +149,12 @@ static int store_check_version(const struct store_sealed_version *v, void *arg)
 	return 0;
 }
 
+int store_verify(struct store *s, char *why, size_t why_len)
+{
+	*why = '\0';
+	return s->ops->verify ? s->ops->verify(s->be, why, why_len) : 0;
+}
+
 int store_check(struct store *s, store_check_cb cb, void *arg, size_t *versions_checked)
 {
 	struct store_check_ctx c = { .s = s, .cb = cb, .arg = arg };

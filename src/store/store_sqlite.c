@@ -17,6 +17,7 @@
 struct store_backend {
 	sqlite3 *db;
 	pthread_mutex_t lock;
+	char path[4096];
 };
 
 /* Policy (kms_store.h). No CHECK constraints: a row changed behind our back must still load,
@@ -554,8 +555,8 @@ static int store_sqlite_open(const struct store_backend_params *p, struct store_
 		goto out;
 	if (r == 0)
 		r = store_sqlite_err(b->db, sqlite3_exec(b->db,
-							 "SELECT count(*) FROM keys; "
-							 "PRAGMA quick_check;",
+							 "SELECT count(*) FROM "
+							 "(SELECT 1 FROM keys LIMIT 1);",
 							 NULL, NULL, NULL));
 	if (r < 0) {
 		snprintf(why, why_len,
@@ -565,6 +566,7 @@ static int store_sqlite_open(const struct store_backend_params *p, struct store_
 			 path, sqlite3_errmsg(b->db));
 		goto out;
 	}
+	snprintf(b->path, sizeof(b->path), "%s", path);
 	*out = b;
 	b = NULL;
 out:
@@ -1544,7 +1546,43 @@ static int store_sqlite_policy_list(struct store_backend *b, const struct store_
 	return r;
 }
 
+static int store_verify_row(sqlite3_stmt *st, void *arg)
+{
+	char *why = arg;
+	const unsigned char *t = sqlite3_column_text(st, 0);
+
+	if (t && strcmp((const char *)t, "ok") == 0)
+		return 0;
+	snprintf(why, 256, "%s", t ? (const char *)t : "(no answer)");
+	return KMS_E_IO;
+}
+
+/* PRAGMA quick_check reads every page: seconds for millions of keys. So it is not part of
+ * open (a mount must be quick whatever the size) but its own step, on a connection of its
+ * own, so that it holds up no request (WAL: readers do not wait for each other). */
+static int store_sqlite_verify(struct store_backend *b, char *why, size_t why_len)
+{
+	char first[256] = "";
+	sqlite3 *db = NULL;
+	int r, rc = sqlite3_open_v2(b->path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+
+	if (rc == SQLITE_OK) {
+		sqlite3_busy_timeout(db, 5000);
+		r = store_run(db, "PRAGMA quick_check", NULL, 0, store_verify_row, first);
+		if (r < 0 && !*first)
+			snprintf(first, sizeof(first), "%s", sqlite3_errmsg(db));
+	} else {
+		r = KMS_E_IO;
+		snprintf(first, sizeof(first), "%s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+	}
+	sqlite3_close(db);
+	if (r < 0)
+		snprintf(why, why_len, "key database '%.300s' is damaged: %s", b->path, first);
+	return r;
+}
+
 const struct store_backend_ops store_sqlite_ops = {
+	.verify = store_sqlite_verify,
 	.name = "sqlite",
 	.open = store_sqlite_open,
 	.close = store_sqlite_close,

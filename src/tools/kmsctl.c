@@ -583,10 +583,16 @@ static int kmsctl_check(const char *state)
 {
 	struct store *s = NULL;
 	size_t versions = 0;
+	char why[512];
 	int r;
 
 	if ((r = kmsctl_open(state, false, &s)) != 0)
 		return r;
+	if (store_verify(s, why, sizeof(why)) < 0) {
+		fprintf(stderr, "kmsctl: %s\n", why);
+		store_close(s);
+		return EXIT_STATE;
+	}
 	r = store_check(s, kmsctl_check_report, NULL, &versions);
 	store_close(s);
 	if (r < 0) {

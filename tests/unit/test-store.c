@@ -2677,3 +2677,36 @@ TEST(overtaken_load_not_cached)
 	ASSERT_EQ(cached_of(S), 1);
 	store_key_release(k);
 }
+
+/* A damaged page deep in the file: opening reads no page it does not need (a mount stays quick
+ * whatever the size), and store_verify, which kmsctl check and kmsfs after mounting run, finds
+ * the damage. */
+TEST(verify_finds_damage_open_does_not_read)
+{
+	char id[KMS_KEY_ID_LEN + 1], path[8192], msg[512], alias[32], project[16];
+	uint8_t junk[4096];
+	struct stat st;
+	int fd;
+
+	SETUP();
+	for (int i = 0; i < 400; i++) {
+		snprintf(alias, sizeof(alias), "k%d", i);
+		snprintf(project, sizeof(project), "v%d", i / 90); /* under the key quota */
+		new_key(project, alias, id);
+	}
+	ASSERT_OK(store_verify(S, msg, sizeof(msg)));
+	store_close(S);
+	S = NULL;
+	path_of(path, sizeof(path), "kms.db");
+	ASSERT_EQ(stat(path, &st), 0);
+	ASSERT_TRUE(st.st_size > 64 * 1024);
+	memset(junk, 0xa5, sizeof(junk));
+	fd = open(path, O_WRONLY);
+	ASSERT_TRUE(fd >= 0);
+	ASSERT_EQ(pwrite(fd, junk, sizeof(junk), (st.st_size / 2) & ~(off_t)4095),
+		  (ssize_t)sizeof(junk));
+	close(fd);
+	ASSERT_OK(open_store(false, &S));
+	ASSERT_TRUE(store_verify(S, msg, sizeof(msg)) < 0);
+	ASSERT_TRUE(strstr(msg, "is damaged") != NULL);
+}
