@@ -532,6 +532,15 @@ int store_copy(struct store *src, struct store *dst, store_copy_progress_fn prog
 		r = store_copy_policy(&c);
 	if (r == 0)
 		r = store_copy_secret(&c);
+	/* A synchronous commit after the copy's last one: PostgreSQL then has every key on disk
+	 * (and on its synchronous standby), including those put without waiting for the disk. */
+	if (r == 0) {
+		char now[24];
+
+		snprintf(now, sizeof(now), "%lld", (long long)kms_time_real_ms());
+		if ((r = dst->ops->meta_set(dst->be, "last_copy_ms", now)) < 0)
+			store_copy_fail(&c, r, "cannot write to the destination");
+	}
 	/* What the destination caches (its policy, keys read before) is from before the copy. */
 	if (r == 0) {
 		store_cache_clear(dst);

@@ -581,8 +581,14 @@ static int store_pg_key_put_tx(struct store_pg_conn *c, void *arg)
 	char created[STORE_PG_INT_LEN];
 	const char *p[] = { m->project, store_pg_int(created, m->creation_ms) };
 	long affected = 0;
-	int r = store_pg_exec(c, STORE_PG_PROJECT_INSERT, 2, p, NULL, NULL, NULL);
+	/* Only store copy puts keys, and it ends with a synchronous commit (store_copy.c), which
+	 * makes every earlier commit durable with it; a key lost to a crash before that is copied
+	 * again by the next run. Not waiting for the disk at each key makes a copy several times
+	 * faster. */
+	int r = store_pg_exec(c, "SET LOCAL synchronous_commit = off", 0, NULL, NULL, NULL, NULL);
 
+	if (r == 0)
+		r = store_pg_exec(c, STORE_PG_PROJECT_INSERT, 2, p, NULL, NULL, NULL);
 	store_pg_key_params(m, &kp);
 	if (r == 0)
 		r = store_pg_exec(c,
