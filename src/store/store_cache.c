@@ -363,6 +363,18 @@ static int store_key_load(struct store *s, const char *project, const char *key_
 	return store_key_read(s, project, key_id, alias, out);
 }
 
+/* Hand the caller's reference k over as *out if the key is in project (a key id of another
+ * project is "no such key" there). */
+static int store_key_in_project(struct store_key *k, const char *project, struct store_key **out)
+{
+	if (!k || strcmp(k->meta.project, project) != 0) { /* !k: for the analyzer */
+		store_key_release(k);
+		return KMS_E_KEY_NOT_FOUND;
+	}
+	*out = k;
+	return 0;
+}
+
 int store_key_get(struct store *s, const char *project, const char *key_id, struct store_key **out)
 {
 	struct store_entry *e;
@@ -391,12 +403,7 @@ int store_key_get(struct store *s, const char *project, const char *key_id, stru
 		if (r < 0)
 			return r;
 	}
-	if (!k || strcmp(k->meta.project, project) != 0) { /* !k: for the analyzer */
-		store_key_release(k);
-		return KMS_E_KEY_NOT_FOUND;
-	}
-	*out = k;
-	return 0;
+	return store_key_in_project(k, project, out);
 }
 
 int store_key_get_by_alias(struct store *s, const char *project, const char *alias,
@@ -414,14 +421,7 @@ int store_key_get_latest(struct store *s, const char *project, const char *key_i
 
 	*out = NULL;
 	r = store_key_load(s, project, key_id, NULL, &k);
-	if (r < 0)
-		return r;
-	if (!k || strcmp(k->meta.project, project) != 0) { /* !k: for the analyzer */
-		store_key_release(k);
-		return KMS_E_KEY_NOT_FOUND;
-	}
-	*out = k;
-	return 0;
+	return r < 0 ? r : store_key_in_project(k, project, out);
 }
 
 const uint8_t *store_key_material(const struct store_key *k, uint32_t version)
