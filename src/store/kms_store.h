@@ -8,7 +8,7 @@
  * - A snapshot is immutable and reference counted: readers never lock while they use it; a change
  *   publishes a new snapshot. store_key_release() wipes the material of the last reference.
  * - The store never logs; errors are KMS_E_* values, and store_open() explains failures in text.
- * - Backends (SQLite now, PostgreSQL later) implement struct store_backend_ops (store_backend.h);
+ * - Backends (SQLite, PostgreSQL) implement struct store_backend_ops (store_backend.h);
  *   nothing above this header knows which one is in use.
  */
 #pragma once
