@@ -189,9 +189,13 @@ static int api_open_blob(struct api_request *r, enum core_blob_kind kind,
 		return e;
 	material = store_key_material(*kp, blob->key_version);
 	if (!material && blob->key_version >= (*kp)->nversions &&
-	    blob->key_version < KMS_MAX_KEY_VERSIONS &&
-	    store_key_get_latest(r->svc->store, (*kp)->meta.project, (*kp)->meta.key_id, &fresh) ==
-		    0) {
+	    blob->key_version < KMS_MAX_KEY_VERSIONS) {
+		/* The store's answer when it cannot tell (unreachable: KMS.0102, try again), never
+		 * "invalid" for a ciphertext that may well be valid. */
+		e = store_key_get_latest(r->svc->store, (*kp)->meta.project, (*kp)->meta.key_id,
+					 &fresh);
+		if (e < 0)
+			return e;
 		store_key_release(*kp);
 		*kp = fresh;
 		if ((e = api_key_usable(*kp)) < 0)
