@@ -552,12 +552,13 @@ int store_pg_key_scan(struct store_backend *b, store_backend_meta_cb meta_cb,
 		      store_backend_version_cb cb, void *arg)
 {
 	struct store_pg_scan_rows s = { meta_cb, cb, arg, 0 };
-	/* SQLite's order; keys made in the same millisecond by insertion order. */
+	/* SQLite's order: keys made in the same millisecond by insertion order, and each key's
+	 * versions together (never by a random key id, never one key's versions split). */
 	int r = store_pg_query(
 		b,
 		"SELECT " STORE_PG_KEY_COLUMNS ", v.version, v.sealed "
 		"FROM keys JOIN key_versions v USING (key_id) "
-		"ORDER BY project_id COLLATE \"C\", creation_ms, v.version, keys.seq",
+		"ORDER BY project_id COLLATE \"C\", creation_ms, keys.seq, v.version",
 		0, NULL, store_pg_scan_row, &s, NULL);
 
 	return store_pg_stopped(s.stop, r);

@@ -1028,7 +1028,7 @@ static int store_sqlite_key_scan(struct store_backend *b, store_backend_meta_cb 
 			   "k.last_rotation_ms, k.rotations, k.current_version, k.expiration_ms, "
 			   "k.import_digest, k.revision, v.version, v.sealed "
 			   "FROM keys k JOIN key_versions v ON v.key_id = k.key_id "
-			   "ORDER BY k.project_id, k.creation_ms, v.version",
+			   "ORDER BY k.project_id, k.creation_ms, k.rowid, v.version",
 			   NULL, 0, store_scan_row, &s);
 }
 
