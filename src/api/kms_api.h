@@ -81,6 +81,11 @@ struct api_caller {
 	const gid_t *gids; /* the primary group and the supplementary ones, for the bindings */
 	size_t ngids;
 	pid_t pid;
+	/* The workload (issue 15): the inode of the caller's mount namespace (/proc/PID/ns/mnt, 0
+	 * unknown) and its cgroup v2 path (the 0:: line of /proc/PID/cgroup, "" unknown, NULL for
+	 * callers that are not processes such as kmsctl), both read when the handle was opened. */
+	uint64_t mntns;
+	const char *cgroup;
 };
 
 const struct api_action *api_action_find(const char *name, unsigned scope);

@@ -139,6 +139,10 @@ struct fs_identity {
 	enum kms_role bound_role;
 	gid_t *gids;
 	size_t ngids;
+	/* The opener's workload: mount namespace inode (0 unknown) and cgroup v2 path (heap, NULL
+	 * unknown), read at open (fs_identity_capture) and kept for the handle's life. */
+	uint64_t mntns;
+	char *cgroup;
 };
 
 struct fs {

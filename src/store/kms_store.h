@@ -296,6 +296,21 @@ KMS_WUR int store_project_policy_set(struct store *s, const char *project,
 				     const struct store_project_policy *p);
 
 enum store_principal { STORE_BIND_UID = 1, STORE_BIND_GID = 2 };
+/* A token binding remembered across daemon restarts (issue 15): the claims and the scope it
+ * was bound in, sealed under a root-derived key (never the token itself). host names the
+ * machine whose daemon bound it (its mount namespaces mean nothing elsewhere); expires_ms and
+ * token_id in the clear so expired and revoked ones can be dropped without unsealing. */
+#define STORE_SESSION_SEALED_MAX 1024
+struct store_session {
+	char id[33];	   /* 32 hex: random */
+	char host[65];	   /* the host's machine id */
+	char token_id[17]; /* the token's id (claims.id) */
+	int64_t expires_ms;
+	uint8_t sealed[STORE_SESSION_SEALED_MAX];
+	size_t sealed_len;
+};
+typedef int (*store_session_cb)(const struct store_session *sess, void *arg);
+
 /* Bind a role (viewer, crypto, admin) to a uid or gid; KMS_ROLE_NONE removes the binding. */
 KMS_WUR int store_binding_set(struct store *s, const char *project, enum store_principal kind,
 			      uint32_t id, enum kms_role role);

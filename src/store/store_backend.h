@@ -43,6 +43,9 @@ struct store_policy_visitor {
 	int (*binding)(const char *project, enum store_principal kind, uint32_t id,
 		       enum kms_role role, bool readable, void *arg);
 	int (*token)(const char *id, const struct store_token_info *t, bool readable, void *arg);
+	/* Schema 5: a role bound to every process in a cgroup v2 subtree (path starts with '/'). */
+	int (*cgroup_binding)(const char *project, const char *path, enum kms_role role,
+			      bool readable, void *arg);
 	void *arg;
 };
 
@@ -154,6 +157,17 @@ struct store_backend_ops {
 	/* Every policy row: bindings, then project policies, then tokens; a NULL callback of v
 	 * skips its rows. */
 	KMS_WUR int (*policy_list)(struct store_backend *b, const struct store_policy_visitor *v);
+	/* Schema 5. A role for every process in the cgroup v2 subtree path; KMS_ROLE_NONE removes
+	 * it. A change of the policy (STORE_CHANGE_POLICY in the feed). */
+	KMS_WUR int (*cgroup_binding_set)(struct store_backend *b, const char *project,
+					  const char *path, enum kms_role role);
+	/* Schema 5. Remembered token bindings (kms_store.h, struct store_session): insert or
+	 * replace by id, delete by id, list those of one host (NULL: all hosts). Nothing the store
+	 * caches: STORE_CHANGE_OTHER in the feed. */
+	KMS_WUR int (*session_put)(struct store_backend *b, const struct store_session *sess);
+	KMS_WUR int (*session_delete)(struct store_backend *b, const char *id);
+	KMS_WUR int (*session_list)(struct store_backend *b, const char *host, store_session_cb cb,
+				    void *arg);
 	/* Every key with every version, for integrity checks. */
 	KMS_WUR int (*key_scan)(struct store_backend *b, store_backend_meta_cb meta_cb,
 				store_backend_version_cb cb, void *arg);

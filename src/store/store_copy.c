@@ -446,11 +446,14 @@ static int store_copy_policy_token(const char *id, const struct store_token_info
 
 static int store_copy_policy(struct store_copy_ctx *c)
 {
-	const struct store_policy_visitor have = { store_copy_have_project, store_copy_have_binding,
-						   store_copy_have_token, c };
-	const struct store_policy_visitor v = { store_copy_policy_project,
-						store_copy_policy_binding, store_copy_policy_token,
-						c };
+	const struct store_policy_visitor have = { .project = store_copy_have_project,
+						   .binding = store_copy_have_binding,
+						   .token = store_copy_have_token,
+						   .arg = c };
+	const struct store_policy_visitor v = { .project = store_copy_policy_project,
+						.binding = store_copy_policy_binding,
+						.token = store_copy_policy_token,
+						.arg = c };
 	int r;
 
 	c->why[0] = 0;

@@ -142,8 +142,10 @@ static int store_policy_token_row(const char *id, const struct store_token_info 
 int store_policy_load(struct store *s)
 {
 	struct store_policy fresh = { 0 }, old;
-	const struct store_policy_visitor v = { store_policy_project_row, store_policy_binding_row,
-						store_policy_token_row, &fresh };
+	const struct store_policy_visitor v = { .project = store_policy_project_row,
+						.binding = store_policy_binding_row,
+						.token = store_policy_token_row,
+						.arg = &fresh };
 	int r = s->ops->policy_list(s->be, &v);
 
 	if (r < 0) {

@@ -25,18 +25,11 @@
 #include "common/kms_secmem.h"
 #include "store/kms_store.h"
 #include "common/kms_time.h"
+#include "kmsctl_internal.h"
 
 #ifndef KMSFS_VERSION
 #define KMSFS_VERSION "unknown"
 #endif
-
-enum {
-	EXIT_API_ERROR = 1,
-	EXIT_USAGE = 2,
-	EXIT_STATE = 3,
-	EXIT_NOT_RUNNING = 4,	/* status: no daemon serves the state directory */
-	EXIT_NOT_ANSWERING = 5, /* status: it runs, but its mount does not answer in time */
-};
 
 static void kmsctl_usage(FILE *f)
 {
@@ -89,18 +82,12 @@ static void kmsctl_usage(FILE *f)
 		"4 no daemon runs (status), 5 the daemon does not answer (status)\n");
 }
 
-static void kmsctl_notify_daemon(const char *state);
-
-/* Secure heap for the root key, the token secret and the key material one command touches. */
-#define KMSCTL_SECURE_HEAP (1024 * 1024)
-
 /* --store URI: NULL for SQLite in the state directory. */
-static const char *kmsctl_store_uri;
+const char *kmsctl_store_uri;
 static char *kmsctl_store_kept; /* what kmsctl_store_uri points to, if anything */
 
 /* Opens the store uri (NULL: SQLite) of state; quiet: no message when that fails. */
-static int kmsctl_open_store(const char *state, const char *uri, bool create, bool quiet,
-			     struct store **s)
+int kmsctl_open_store(const char *state, const char *uri, bool create, bool quiet, struct store **s)
 {
 	struct store_options opt = { .state_dir = state, .backend = uri, .create = create };
 	struct kms_harden_report hr;
@@ -122,7 +109,7 @@ static int kmsctl_open_store(const char *state, const char *uri, bool create, bo
 
 /* Opens the store of an existing state directory; only init (create) may make one. The
  * process is hardened first so the root key is read into the secure heap. */
-static int kmsctl_open(const char *state, bool create, struct store **s)
+int kmsctl_open(const char *state, bool create, struct store **s)
 {
 	return kmsctl_open_store(state, kmsctl_store_uri, create, false, s);
 }
@@ -499,7 +486,7 @@ static bool kmsctl_daemon_find(const char *state, int *pid, char *mount, size_t 
 
 /* Ask the running daemon (if any) to re-read the database now, so a revocation or policy change
  * is in force when this command returns. The daemon also notices within a second by itself. */
-static void kmsctl_notify_daemon(const char *state)
+void kmsctl_notify_daemon(const char *state)
 {
 	char mount[4200], buf[1];
 	int pid;
@@ -917,6 +904,7 @@ static int kmsctl_command(const char *state, int argc, char **argv)
 		return kmsctl_status(state, argc, argv);
 	if (strcmp(argv[0], "store") == 0)
 		return kmsctl_store_copy(state, argc, argv);
+	/* Commands in kmsctl_*.c files, one line each. */
 	fprintf(stderr, "kmsctl: unknown command '%s'\n", argv[0]);
 	kmsctl_usage(stderr);
 	return EXIT_USAGE;

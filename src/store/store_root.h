@@ -1,0 +1,63 @@
+/* store_root.h - the root of trust: where the root key lives and what may be done with it.
+ *
+ * Every CMK version, the state secrets (token signing, audit MAC) and import tokens are sealed
+ * under the root key. A provider holds it: a 32-byte file in the secure heap (store_root_file.c),
+ * or a non-extractable AES-256 secret key object in a PKCS#11 token (store_root_p11.c), where the
+ * key never enters this process and the token does the work. The rest of the store sees only this
+ * interface (never the bytes of the key), so the root can move between providers and be rotated
+ * (store_rotate.c) while daemons serve. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/kms_common.h"
+#include "core/kms_core.h"
+
+struct store_root;
+
+/* Where a root key lives: a file path, or an RFC 7512 PKCS#11 URI ("pkcs11:token=...;object=...",
+ * the PIN from pin-source=file:... in the URI or pin_file). */
+struct store_root_params {
+	const char *location;	   /* file path or "pkcs11:..." */
+	const char *pkcs11_module; /* NULL: p11-kit's proxy module */
+	const char *pin_file;	   /* NULL: pin-source/pin-value of the URI, else none */
+	bool create;		   /* create the key if it is not there (file: O_EXCL 0600; token:
+				     a CKA_EXTRACTABLE false, CKA_SENSITIVE true AES-256 object) */
+	const char *state_dir;	   /* where a new file's directory entry is made durable */
+};
+
+/* Opens the root key (creating it if p->create and it is absent: *created says so).
+ * KMS_E_KEY_NOT_FOUND if absent and not created; KMS_E_IO / KMS_E_STORE_UNAVAILABLE with a
+ * sentence in why otherwise. */
+KMS_WUR int store_root_open(const struct store_root_params *p, struct store_root **out,
+			    bool *created, char *why, size_t why_len);
+void store_root_close(struct store_root *r);
+
+/* Whether a location names a PKCS#11 object ("pkcs11:" prefix). */
+bool store_root_location_is_pkcs11(const char *location);
+/* The location as it may be shown (PIN values removed). */
+void store_root_describe(const struct store_root *r, char *out, size_t cap);
+
+/* AES-256-GCM under the root key with this additional data; out = nonce || ciphertext || tag
+ * (n + CORE_SEALED_OVERHEAD bytes), the format core_seal writes, whichever provider seals.
+ * KMS_E_STORE_UNAVAILABLE while a token cannot be reached (the provider reopens its session
+ * on the next call). unseal: KMS_E_DECRYPT_FAILED when the tag does not verify. */
+KMS_WUR int store_root_seal(struct store_root *r, const void *aad, size_t aad_len,
+			    const uint8_t *in, size_t n, uint8_t *out, size_t cap, size_t *out_len);
+KMS_WUR int store_root_unseal(struct store_root *r, const void *aad, size_t aad_len,
+			      const uint8_t *in, size_t n, uint8_t *out, size_t cap,
+			      size_t *out_len);
+/* A 32-byte key derived from the root key for one purpose label (file: HMAC-SHA-256(root,
+ * label), as before; token: a KDF computed inside the token). Deterministic: the same root and
+ * label give the same key on every host. */
+KMS_WUR int store_root_derive(struct store_root *r, const char *label, uint8_t out[CORE_KEY_BYTES]);
+/* The root's check value (hex of store_root_derive("kmsfs root check")), kept in the store's
+ * settings to refuse a wrong root key; out: 2 * CORE_SHA256_BYTES + 1. */
+KMS_WUR int store_root_check(struct store_root *r, char out[2 * CORE_SHA256_BYTES + 1]);
+/* Whether whatever of the root is in this process is in the secure heap (a token: nothing). */
+bool store_root_secure(const struct store_root *r);
+/* Destroy the key where it lives (file: overwritten, fsynced, unlinked; token: C_DestroyObject):
+ * only after nothing is sealed under it any more (root-key rotation). */
+KMS_WUR int store_root_destroy(struct store_root *r, char *why, size_t why_len);
