@@ -256,6 +256,19 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 bool fs_binding_claims(struct fs *fs, uid_t uid, uint32_t project, struct auth_claims *out,
 		       int *err);
 void fs_bindings_free(struct fs *fs);
+/* Install (or replace) the token binding of (uid, mount namespace, project) in memory, from a
+ * setfattr or from a remembered one at start (fs_remember.c); remove it. */
+KMS_WUR int fs_binding_set(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
+			   const struct auth_claims *claims);
+void fs_binding_remove(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project);
+
+/* fs_remember.c: token bindings remembered across restarts (sealed in the store), unless
+ * -o forget_tokens. put/drop after a binding was set/removed through the file system; restore
+ * once at start, before the mount serves. */
+KMS_WUR int fs_remember_put(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
+			    const struct auth_claims *claims);
+void fs_remember_drop(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project);
+KMS_WUR int fs_remember_restore(struct fs *fs);
 
 /* fs_identity.c */
 /* The identity of req's caller for a project (index, as in struct fs_node): uid, gid, pid, the

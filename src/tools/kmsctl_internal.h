@@ -29,3 +29,19 @@ int kmsctl_open_store(const char *state, const char *uri, bool create, bool quie
 int kmsctl_open(const char *state, bool create, struct store **s);
 /* Tell the daemon serving state (if any) to re-read the policy now. */
 void kmsctl_notify_daemon(const char *state);
+
+/* The audit trail of administrative changes (kmsctl_audit.c): every command that changes
+ * something opens it before the change and closes it with the outcome after, so a change is
+ * never made that the trail cannot record (fail-closed, like the daemon's requests). */
+struct kmsctl_audit;
+/* Open the trail (--audit FILE, else the one the daemon of state writes with -o audit, else
+ * none: *out NULL) and make sure the line can be written. Returns 0 or an exit status after
+ * saying why on stderr; then the command must not make its change. s: the open store (the
+ * trail's MAC key is a state secret), NULL before the store exists (init). */
+int kmsctl_audit_open(const char *state, struct store *s, struct kmsctl_audit **out);
+/* Write the line and free a (NULL: nothing to do). action: the API's action name for calls,
+ * else "kmsctl <command>" ("kmsctl token issue", "kmsctl root-key rotate", ...); project and
+ * object_id (the token id, key id, cgroup path, file... the change is about) may be NULL; err:
+ * 0 or the KMS_E_* the change failed with. Returns 0 or EXIT_STATE (said why on stderr). */
+int kmsctl_audit_close(struct kmsctl_audit *a, const char *action, const char *project,
+		       const char *object_id, int err);
