@@ -97,8 +97,8 @@ struct store_options {
 	const char *root_key;
 	const char *pkcs11_module;
 	const char *pkcs11_pin_file;
-	const char *region;	   /* NULL: keep the stored one, default "eu-de" */
-	bool create;		   /* may create the state dir, root key and database */
+	const char *region; /* NULL: keep the stored one, default "eu-de" */
+	bool create;	    /* may create the state dir, root key and database */
 	bool read_only;
 };
 

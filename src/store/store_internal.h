@@ -48,7 +48,7 @@ struct store {
 	const struct store_backend_ops *ops;
 	struct store_backend *be;
 	char state_dir[2048];
-	char *backend_uri; /* store_options.backend, NULL for the default */
+	char *backend_uri;	 /* store_options.backend, NULL for the default */
 	struct store_root *root; /* the root key's provider (store_root.h) */
 	char domain_id[33];
 	char region[64];

@@ -10,8 +10,7 @@ struct store_root_ops {
 	KMS_WUR int (*unseal)(struct store_root *r, const void *aad, size_t aad_len,
 			      const uint8_t *in, size_t n, uint8_t *out, size_t cap,
 			      size_t *out_len);
-	KMS_WUR int (*derive)(struct store_root *r, const char *label,
-			      uint8_t out[CORE_KEY_BYTES]);
+	KMS_WUR int (*derive)(struct store_root *r, const char *label, uint8_t out[CORE_KEY_BYTES]);
 	KMS_WUR int (*destroy)(struct store_root *r, char *why, size_t why_len);
 	void (*close)(struct store_root *r);
 	bool (*secure)(const struct store_root *r);
