@@ -186,6 +186,8 @@ static int store_p11_pin(struct store_root_p11 *p, const char *pin_file, char *w
 			return KMS_E_BAD_PARAM;
 		}
 		memcpy(p->pin, value, p->pin_len + 1);
+		/* The parsed URI's copy goes now (p11-kit frees it; the secure heap keeps ours). */
+		p11_kit_uri_set_pin_value(p->uri, NULL);
 		return 0;
 	}
 	if (strncmp(src, "file://", 7) == 0)
