@@ -552,7 +552,7 @@ static int store_p11_start(struct store_root_p11 *p, bool create, bool *created,
 		m->initialized = true;
 		__atomic_add_fetch(&m->gen, 1, __ATOMIC_ACQ_REL);
 	}
-	p->gen = m->gen;
+	__atomic_store_n(&p->gen, m->gen, __ATOMIC_RELEASE);
 	if ((r = store_p11_find_slot(p, why, why_len)) < 0)
 		return r;
 	rv = p->f->C_OpenSession(p->slot, CKF_SERIAL_SESSION | (create ? CKF_RW_SESSION : 0), NULL,
