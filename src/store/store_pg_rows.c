@@ -385,6 +385,23 @@ int store_pg_binding_set(struct store_backend *b, const char *project, enum stor
 			      4, p, NULL, NULL, NULL);
 }
 
+int store_pg_cgroup_binding_set(struct store_backend *b, const char *project, const char *path,
+				enum kms_role role)
+{
+	const char *p[] = { project, path, kms_role_name(role) };
+
+	if (role == KMS_ROLE_NONE)
+		return store_pg_query(b,
+				      "DELETE FROM cgroup_bindings WHERE project_id = $1 AND "
+				      "path = $2",
+				      2, p, NULL, NULL, NULL);
+	return store_pg_query(b,
+			      "INSERT INTO cgroup_bindings(project_id, path, role) "
+			      "VALUES($1, $2, $3) ON CONFLICT (project_id, path) "
+			      "DO UPDATE SET role = EXCLUDED.role",
+			      3, p, NULL, NULL, NULL);
+}
+
 int store_pg_token_put(struct store_backend *b, const struct store_token_info *t)
 {
 	char expiry[STORE_PG_INT_LEN], issued[STORE_PG_INT_LEN];
@@ -477,6 +494,19 @@ static int store_pg_binding_row(const PGresult *res, int row, void *arg)
 		&l->stop, l->v->binding(PQgetvalue(res, row, 0), kind, id, role, ok, l->v->arg));
 }
 
+/* The path is checked by the store (store_cgroup_path_valid); here only that it is there. */
+static int store_pg_cgroup_binding_row(const PGresult *res, int row, void *arg)
+{
+	struct store_pg_policy_rows *l = arg;
+	enum kms_role role = KMS_ROLE_NONE;
+	bool ok = !PQgetisnull(res, row, 1);
+
+	ok = store_pg_col_role(res, row, 2, &role) && ok;
+	return store_pg_stop_row(&l->stop, l->v->cgroup_binding(PQgetvalue(res, row, 0),
+								PQgetvalue(res, row, 1), role, ok,
+								l->v->arg));
+}
+
 static int store_pg_token_row(const PGresult *res, int row, void *arg)
 {
 	struct store_pg_policy_rows *l = arg;
@@ -507,6 +537,11 @@ int store_pg_policy_list(struct store_backend *b, const struct store_policy_visi
 				   "ORDER BY project_id COLLATE \"C\", principal COLLATE \"C\", "
 				   "principal_id",
 				   0, NULL, store_pg_binding_row, &l, NULL);
+	if (r == 0 && l.stop == 0 && v->cgroup_binding)
+		r = store_pg_query(b,
+				   "SELECT project_id, path, role FROM cgroup_bindings "
+				   "ORDER BY project_id COLLATE \"C\", path COLLATE \"C\"",
+				   0, NULL, store_pg_cgroup_binding_row, &l, NULL);
 	if (r == 0 && l.stop == 0 && v->project)
 		r = store_pg_query(b,
 				   "SELECT project_id, owner_uid, group_gid, dir_mode, "
