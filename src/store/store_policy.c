@@ -335,7 +335,7 @@ bool store_cgroup_path_valid(const char *path, char *why, size_t why_len)
 	const char *what = NULL;
 
 	if (!path || path[0] != '/')
-		what = "is not absolute: it starts with '/' as in /proc/PID/cgroup";
+		what = "is not absolute (paths as in /proc/PID/cgroup start with '/')";
 	else if (strlen(path) > STORE_CGROUP_PATH_MAX)
 		what = "is longer than 1024 bytes";
 	else if (!path[1])
