@@ -362,6 +362,16 @@ int store_pg_project_policy_set(struct store_backend *b, const char *project,
 			      (int)KMS_ARRAY_SIZE(p), p, NULL, NULL, NULL);
 }
 
+/* A binding row: params p are its key columns, then the role's name (n in all). KMS_ROLE_NONE
+ * deletes the row (del: by the key columns), any other role inserts or replaces it (put). */
+static int store_pg_binding_write(struct store_backend *b, enum kms_role role, const char *del,
+				  const char *put, const char *const *p, int n)
+{
+	if (role == KMS_ROLE_NONE)
+		return store_pg_query(b, del, n - 1, p, NULL, NULL, NULL);
+	return store_pg_query(b, put, n, p, NULL, NULL, NULL);
+}
+
 int store_pg_binding_set(struct store_backend *b, const char *project, enum store_principal kind,
 			 uint32_t id, enum kms_role role)
 {
@@ -373,16 +383,14 @@ int store_pg_binding_set(struct store_backend *b, const char *project, enum stor
 		kms_role_name(role),
 	};
 
-	if (role == KMS_ROLE_NONE)
-		return store_pg_query(b,
-				      "DELETE FROM bindings WHERE project_id = $1 AND "
-				      "principal = $2 AND principal_id = $3",
-				      3, p, NULL, NULL, NULL);
-	return store_pg_query(b,
-			      "INSERT INTO bindings(project_id, principal, principal_id, role) "
-			      "VALUES($1, $2, $3, $4) ON CONFLICT (project_id, principal, "
-			      "principal_id) DO UPDATE SET role = EXCLUDED.role",
-			      4, p, NULL, NULL, NULL);
+	return store_pg_binding_write(
+		b, role,
+		"DELETE FROM bindings WHERE project_id = $1 AND principal = $2 AND "
+		"principal_id = $3",
+		"INSERT INTO bindings(project_id, principal, principal_id, role) "
+		"VALUES($1, $2, $3, $4) ON CONFLICT (project_id, principal, "
+		"principal_id) DO UPDATE SET role = EXCLUDED.role",
+		p, (int)KMS_ARRAY_SIZE(p));
 }
 
 int store_pg_cgroup_binding_set(struct store_backend *b, const char *project, const char *path,
@@ -390,16 +398,11 @@ int store_pg_cgroup_binding_set(struct store_backend *b, const char *project, co
 {
 	const char *p[] = { project, path, kms_role_name(role) };
 
-	if (role == KMS_ROLE_NONE)
-		return store_pg_query(b,
-				      "DELETE FROM cgroup_bindings WHERE project_id = $1 AND "
-				      "path = $2",
-				      2, p, NULL, NULL, NULL);
-	return store_pg_query(b,
-			      "INSERT INTO cgroup_bindings(project_id, path, role) "
-			      "VALUES($1, $2, $3) ON CONFLICT (project_id, path) "
-			      "DO UPDATE SET role = EXCLUDED.role",
-			      3, p, NULL, NULL, NULL);
+	return store_pg_binding_write(
+		b, role, "DELETE FROM cgroup_bindings WHERE project_id = $1 AND path = $2",
+		"INSERT INTO cgroup_bindings(project_id, path, role) VALUES($1, $2, $3) "
+		"ON CONFLICT (project_id, path) DO UPDATE SET role = EXCLUDED.role",
+		p, (int)KMS_ARRAY_SIZE(p));
 }
 
 int store_pg_token_put(struct store_backend *b, const struct store_token_info *t)

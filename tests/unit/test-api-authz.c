@@ -46,57 +46,63 @@ static enum kms_role acts_as(const struct api_caller *c)
 	return role;
 }
 
-static void bind_all(void)
+/* The bindings of these tests (on), or none of them (off). */
+static void bind_all_as(bool on)
 {
 	struct store *s = fx_svc()->store;
 
-	ASSERT_OK(store_binding_set(s, P, STORE_BIND_UID, 1000, KMS_ROLE_VIEWER));
-	ASSERT_OK(store_binding_set(s, P, STORE_BIND_GID, 50, KMS_ROLE_CRYPTO));
-	ASSERT_OK(store_binding_set(s, P, STORE_BIND_GID, 60, KMS_ROLE_ADMIN));
-	ASSERT_OK(store_binding_set_cgroup(s, P, "/app.slice", KMS_ROLE_CRYPTO));
-	ASSERT_OK(store_binding_set_cgroup(s, P, "/app.slice/web.service", KMS_ROLE_VIEWER));
+	ASSERT_OK(store_binding_set(s, P, STORE_BIND_UID, 1000,
+				    on ? KMS_ROLE_VIEWER : KMS_ROLE_NONE));
+	ASSERT_OK(
+		store_binding_set(s, P, STORE_BIND_GID, 50, on ? KMS_ROLE_CRYPTO : KMS_ROLE_NONE));
+	ASSERT_OK(store_binding_set(s, P, STORE_BIND_GID, 60, on ? KMS_ROLE_ADMIN : KMS_ROLE_NONE));
+	ASSERT_OK(
+		store_binding_set_cgroup(s, P, "/app.slice", on ? KMS_ROLE_CRYPTO : KMS_ROLE_NONE));
+	ASSERT_OK(store_binding_set_cgroup(s, P, "/app.slice/web.service",
+					   on ? KMS_ROLE_VIEWER : KMS_ROLE_NONE));
+}
+
+static void bind_all(void)
+{
+	bind_all_as(true);
 }
 
 static void unbind_all(void)
 {
-	struct store *s = fx_svc()->store;
-
-	ASSERT_OK(store_binding_set(s, P, STORE_BIND_UID, 1000, KMS_ROLE_NONE));
-	ASSERT_OK(store_binding_set(s, P, STORE_BIND_GID, 50, KMS_ROLE_NONE));
-	ASSERT_OK(store_binding_set(s, P, STORE_BIND_GID, 60, KMS_ROLE_NONE));
-	ASSERT_OK(store_binding_set_cgroup(s, P, "/app.slice", KMS_ROLE_NONE));
-	ASSERT_OK(store_binding_set_cgroup(s, P, "/app.slice/web.service", KMS_ROLE_NONE));
+	bind_all_as(false);
 }
 
 TEST(precedence_cgroup_then_uid_then_gid)
 {
+	static const struct {
+		uid_t uid;
+		const char *cgroup;
+		enum kms_role role;
+	} cases[] = {
+		/* The deepest cgroup binding, even one lower than a shallower one or the uid's. */
+		{ 1000, "/app.slice/web.service", KMS_ROLE_VIEWER },
+		{ 1000, "/app.slice/web.service/sub", KMS_ROLE_VIEWER },
+		{ 1000, "/app.slice/db.service", KMS_ROLE_CRYPTO },
+		/* A cgroup binding beats the groups' too (uid 1001 has no binding of its own). */
+		{ 1001, "/app.slice", KMS_ROLE_CRYPTO },
+		/* Outside every bound cgroup ("/app.slicex" is not below "/app.slice"), or unknown:
+		 * the uid's binding beats the groups' (admin); without one, the best group's. */
+		{ 1000, "/app.slicex", KMS_ROLE_VIEWER },
+		{ 1000, "", KMS_ROLE_VIEWER },
+		{ 1000, "/", KMS_ROLE_VIEWER },
+		{ 1001, "/user.slice", KMS_ROLE_ADMIN },
+	};
 	struct api_caller c;
 
 	bind_all();
-	/* The deepest cgroup binding, even one lower than a shallower one or the uid's. */
-	c = opened(1000, "/app.slice/web.service");
-	ASSERT_EQ(c.bound_role, KMS_ROLE_VIEWER);
-	ASSERT_EQ(acts_as(&c), KMS_ROLE_VIEWER);
-	c = opened(1000, "/app.slice/web.service/sub");
-	ASSERT_EQ(c.bound_role, KMS_ROLE_VIEWER);
-	c = opened(1000, "/app.slice/db.service");
-	ASSERT_EQ(c.bound_role, KMS_ROLE_CRYPTO);
-	ASSERT_EQ(acts_as(&c), KMS_ROLE_CRYPTO);
-	/* A cgroup binding beats the groups' too (uid 1001 has no binding of its own). */
-	c = opened(1001, "/app.slice");
-	ASSERT_EQ(c.bound_role, KMS_ROLE_CRYPTO);
-	/* Outside every bound cgroup ("/app.slicex" is not below "/app.slice"), or unknown: the
-	 * uid's binding beats the groups' (admin); without one, the best group's. */
-	c = opened(1000, "/app.slicex");
-	ASSERT_EQ(c.bound_role, KMS_ROLE_VIEWER);
-	ASSERT_EQ(acts_as(&c), KMS_ROLE_VIEWER);
-	c = opened(1000, "");
-	ASSERT_EQ(c.bound_role, KMS_ROLE_VIEWER);
-	c = opened(1000, "/");
-	ASSERT_EQ(c.bound_role, KMS_ROLE_VIEWER);
-	c = opened(1001, "/user.slice");
-	ASSERT_EQ(c.bound_role, KMS_ROLE_ADMIN);
-	ASSERT_EQ(acts_as(&c), KMS_ROLE_ADMIN);
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(cases); i++) {
+		c = opened(cases[i].uid, cases[i].cgroup);
+		ASSERT_EQ(c.bound_role, cases[i].role);
+		ASSERT_EQ(acts_as(&c), cases[i].role);
+		if (kms_test_failing())
+			fprintf(stderr, "\tuid %u in '%s'\n", (unsigned)cases[i].uid,
+				cases[i].cgroup);
+	}
 	/* A cgroup binding acts as the uid, as a uid binding does. */
 	{
 		struct auth_claims buf;
