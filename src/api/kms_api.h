@@ -74,7 +74,7 @@ struct api_caller {
 	int auth_error;			  /* why there is no token (KMS_E_TOKEN_*, ...), or 0 */
 	/* The role a `kmsctl project bind` binding gave the caller when it opened the handle
 	 * (api_bound_role), KMS_ROLE_NONE if none: every request looks the binding up again with
-	 * uid and gids, and can only narrow it. */
+	 * uid, gids and cgroup, and can only narrow it. */
 	enum kms_role bound_role;
 	uid_t uid;
 	gid_t gid;
