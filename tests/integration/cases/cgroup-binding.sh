@@ -20,7 +20,7 @@ kms_member_setup
 # system type after the " - " separator).
 read -r CG_ROOT CG < <(awk '{for (i = 7; i < NF; i++) if ($i == "-") {
 	if ($(i + 1) == "cgroup2") print $4, $5; break}}' /proc/self/mountinfo | head -n 1) || true
-[ -n "${CG:-}" ] && [ -d "$CG" ] || skip "no cgroup v2 hierarchy in /proc/self/mountinfo"
+if [ -z "${CG:-}" ] || [ ! -d "$CG" ]; then skip "no cgroup v2 hierarchy in /proc/self/mountinfo"; fi
 # cg_dir PATH: the directory of cgroup PATH (as /proc/PID/cgroup names it).
 cg_dir() {
 	local p=$1
@@ -62,8 +62,9 @@ in_cg() {
 }
 # The parent's path as the kernel tells a process in it.
 PARENT=$(in_cg "$CG_PARENT" sed -n 's/^0:://p' /proc/self/cgroup)
-[[ $PARENT == /* ]] && [ "$(cg_dir "$PARENT")" == "$CG_PARENT" ] ||
+if [[ $PARENT != /* ]] || [ "$(cg_dir "$PARENT")" != "$CG_PARENT" ]; then
 	fail "a process moved into $CG_PARENT reads its cgroup as '$PARENT'"
+fi
 APP=$PARENT/app
 
 kms_start_project cg allow_other
