@@ -6,11 +6,13 @@
 # app/child, and nothing in apps (a sibling whose name starts with app's), the parent or outside.
 # A process that opened a handle in app and then moved out keeps the handle's identity, but its
 # new opens do not get the role; unbind applies at once to requests on an open handle and to new
-# opens. Precedence: a token beats a cgroup binding (both ways), the deepest cgroup binding beats
-# a shallower one and the uid binding (both ways), the uid binding beats a group's. `project
-# show` lists the bindings; bad paths are refused with a sentence. Then on PostgreSQL: a bind made
-# with host A's kmsctl is seen by daemon B within a second, and so is the unbind. The cgroups are
-# removed at the end (their processes moved out first), also when the case fails.
+# opens. Root in a container (its own mount namespace) gets the role in app too, not elsewhere:
+# the host root's token does not apply there. Precedence: a token beats a cgroup binding (both
+# ways), the deepest cgroup binding beats a shallower one and the uid binding (both ways), the uid
+# binding beats a group's. `project show` lists the bindings; bad paths are refused with a
+# sentence. Then on PostgreSQL: a bind made with host A's kmsctl is seen by daemon B within a
+# second, and so is the unbind. The cgroups are removed at the end (their processes moved out
+# first), also when the case fails.
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup
 kms_user_setup
@@ -92,6 +94,14 @@ assert_errcode "$r" KMS.0307
 r=$(in_cg "$CG_PARENT/app" user_call "$KMS_MNT/cg/keys/$id/create-datakey")
 assert_eq "$(jget "$r" .key_id)" "$id" "the key folder, open to the bound cgroup"
 assert_contains "$(kms_ctl project show cg)" "cgroup $APP role crypto" "project show"
+# Root in a container without a user namespace (a mount namespace of its own, as Docker's
+# default): the host root's token does not apply there, the cgroup binding does.
+cat >"$KMS_WORK/ct.sh" <<'CT'
+"$KMS_PY" "$KMS_IO" rdwr "$1/create-datakey" "{\"key_id\":\"$2\"}"
+CT
+ct_dek() { code "$(in_cg "$1" kms_container "$KMS_MNT/cg" "$KMS_WORK/ct.sh" "$id")"; }
+assert_eq "$(ct_dek "$CG_PARENT/app")" ok "root container in $APP"
+assert_eq "$(ct_dek "$CG_PARENT/apps")" KMS.0301 "root container in $PARENT/apps"
 
 # Paths no binding may name: refused with a sentence, exit status 2.
 for bad in app/x / "$APP/" "$APP//x" "$APP/../x" "$APP/./x"; do
