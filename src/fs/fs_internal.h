@@ -62,6 +62,7 @@ struct fs_registry {
 
 struct fs_mailbox;
 struct fs_binding;
+struct fs_ns_pin;
 
 /* fs_metrics.c: what the daemon counts for /kms/.metrics and /kms/.status. The request path
  * adds to its thread's own counters (no lock, no shared cache line); a reader sums them at open. */
@@ -159,7 +160,8 @@ struct fs {
 	struct fs_mailbox *mail; /* list; small: one per (file, uid) with an unread response */
 
 	pthread_rwlock_t bind_lock;
-	struct fs_binding *bindings[FS_BIND_BUCKETS]; /* chains, by (uid, project) */
+	struct fs_binding *bindings[FS_BIND_BUCKETS]; /* chains, by (uid, mntns, project) */
+	struct fs_ns_pin *ns_pins; /* the namespaces bindings are scoped to, held open */
 
 	/* Open action handles. At unmount the kernel sends no RELEASE for handles whose
 	 * descriptors are still open (or whose release was still queued): fs_free frees these. */
@@ -256,6 +258,9 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 bool fs_binding_claims(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
 		       struct auth_claims *out, int *err);
 void fs_bindings_free(struct fs *fs);
+/* The janitor's: drop the bindings of mount namespaces no process is in any more (each binding
+ * holds its namespace open, so that the kernel cannot give its number to a new one). */
+void fs_bindings_sweep(struct fs *fs);
 /* Install (or replace) the token binding of (uid, mount namespace, project) in memory, from a
  * setfattr or from a remembered one at start (fs_remember.c); remove it. */
 KMS_WUR int fs_binding_set(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
