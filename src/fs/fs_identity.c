@@ -90,6 +90,58 @@ uint64_t fs_mntns_of(pid_t pid)
 	return ino;
 }
 
+/* What the tree shows a caller (fs_tree.c: a key folder's entries are never cached, so every
+ * open of a file in one looks its folder up first) is decided with the namespace the caller's
+ * thread had at its last open or lookup, if that was less than FS_MNTNS_MEMO_NS ago: far less
+ * than the kernel needs to give a thread id to another task (it allocates every other pid
+ * first). A thread that entered a new namespace meanwhile may see key names of the old one's for
+ * that long, never use its tokens: opens read the namespace afresh. Kernel facts, so shared by
+ * every mount of the process. */
+#define FS_MNTNS_MEMO_SLOTS 64u
+#define FS_MNTNS_MEMO_NS    (2 * 1000 * 1000)
+struct fs_mntns_memo {
+	bool busy; /* a spin lock: held for a few loads and stores */
+	pid_t pid;
+	uint64_t mntns;
+	int64_t at_ns;
+};
+static struct fs_mntns_memo fs_mntns_memos[FS_MNTNS_MEMO_SLOTS];
+
+static void fs_mntns_memo_lock(struct fs_mntns_memo *m)
+{
+	while (__atomic_test_and_set(&m->busy, __ATOMIC_ACQUIRE))
+		;
+}
+
+/* pid's namespace: remembered (view) or read afresh (and remembered). */
+static uint64_t fs_mntns_recent(pid_t pid, bool view)
+{
+	struct fs_mntns_memo *m;
+	int64_t now = kms_time_mono_ns();
+	uint64_t ns = 0;
+
+	if (pid <= 0)
+		return 0;
+	m = &fs_mntns_memos[(unsigned)pid % FS_MNTNS_MEMO_SLOTS];
+	if (view) {
+		fs_mntns_memo_lock(m);
+		if (m->pid == pid && now - m->at_ns < FS_MNTNS_MEMO_NS)
+			ns = m->mntns;
+		__atomic_clear(&m->busy, __ATOMIC_RELEASE);
+		if (ns)
+			return ns;
+	}
+	ns = fs_mntns_of(pid);
+	if (!ns)
+		return 0;
+	fs_mntns_memo_lock(m);
+	m->pid = pid;
+	m->mntns = ns;
+	m->at_ns = now; /* read after now: kept no longer than it is sure */
+	__atomic_clear(&m->busy, __ATOMIC_RELEASE);
+	return ns;
+}
+
 char *fs_cgroup_of(pid_t pid)
 {
 	char path[64], buf[4096];
@@ -119,7 +171,8 @@ char *fs_cgroup_of(pid_t pid)
 	return NULL;
 }
 
-void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct fs_identity *out)
+static void fs_identity_take(fuse_req_t req, struct fs *fs, uint32_t project, bool view,
+			     struct fs_identity *out)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	char name[KMS_MAX_PROJECT_ID + 1] = "";
@@ -135,7 +188,7 @@ void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct
 	 * open, spared while no token is bound anywhere and nothing is audited. */
 	if (fs->audit_fd >= 0 ||
 	    __atomic_load_n(&fs->pool_used[FS_POOL_BINDINGS], __ATOMIC_RELAXED))
-		out->mntns = fs_mntns_of(out->pid);
+		out->mntns = fs_mntns_recent(out->pid, view);
 	out->has_token = fs_binding_claims(fs, out->uid, out->mntns, project, &out->claims,
 					   &out->auth_error);
 	/* The cgroup only where it can matter: for the bindings (no token) and the audit lines. */
@@ -159,6 +212,16 @@ void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct
 	memcpy(out->gids, gids, caller.ngids * sizeof(*out->gids));
 	out->ngids = caller.ngids;
 	out->bound_role = role;
+}
+
+void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct fs_identity *out)
+{
+	fs_identity_take(req, fs, project, false, out);
+}
+
+void fs_identity_view(fuse_req_t req, struct fs *fs, uint32_t project, struct fs_identity *out)
+{
+	fs_identity_take(req, fs, project, true, out);
 }
 
 void fs_identity_release(struct fs_identity *id)

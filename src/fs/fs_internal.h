@@ -280,6 +280,9 @@ KMS_WUR int fs_remember_restore(struct fs *fs);
  * token bound to (uid, project), and (without a token) the role bindings give it now, with the
  * groups to look them up again. Release with fs_identity_release. */
 void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct fs_identity *out);
+/* The same for what the tree shows the caller (fs_tree.c), where the mount namespace its thread
+ * had at its last open or lookup may serve for a moment longer (fs_identity.c). */
+void fs_identity_view(fuse_req_t req, struct fs *fs, uint32_t project, struct fs_identity *out);
 void fs_identity_release(struct fs_identity *id);
 /* The caller the API judges (api_call, api_caller_may) for a captured identity in project (its
  * name); sets every field but path_key_id. Points into id, which must outlive out. */
