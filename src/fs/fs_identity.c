@@ -51,7 +51,8 @@ size_t fs_groups(fuse_req_t req, gid_t gid, gid_t *out)
 	return n;
 }
 
-/* "/proc/PID/ns/mnt" into path (64 bytes), without the cost of snprintf (one per open). */
+/* "/proc/PID" followed by tail into path (64 bytes), without the cost of snprintf (one per
+ * open). */
 static void fs_proc_path(char *path, pid_t pid, const char *tail)
 {
 	char digits[16];
@@ -191,8 +192,9 @@ static void fs_identity_take(fuse_req_t req, struct fs *fs, uint32_t project, bo
 		out->mntns = fs_mntns_recent(out->pid, view);
 	out->has_token = fs_binding_claims(fs, out->uid, out->mntns, project, &out->claims,
 					   &out->auth_error);
-	/* The cgroup only where it can matter: for the bindings (no token) and the audit lines. */
-	if (!out->has_token || fs->audit_fd >= 0)
+	/* The cgroup only where it can matter: for the bindings (no token) and the audit lines
+	 * (of handles: the tree's views are not audited). */
+	if (!out->has_token || (fs->audit_fd >= 0 && !view))
 		out->cgroup = fs_cgroup_of(out->pid);
 	fs_identity_caller(out, name, &caller);
 	/* The groups (a read of /proc) only for a caller a binding can apply to. */
