@@ -51,12 +51,12 @@ size_t fs_groups(fuse_req_t req, gid_t gid, gid_t *out)
 	return n;
 }
 
-/* "/proc/PID" followed by tail into path (64 bytes), without the cost of snprintf (one per
- * open). */
-static void fs_proc_path(char *path, pid_t pid, const char *tail)
+/* "/proc/PID" followed by tail into path, without the cost of snprintf (one per open). */
+#define FS_PROC_PATH 64
+static void fs_proc_path(char path[FS_PROC_PATH], pid_t pid, const char *tail)
 {
 	char digits[16];
-	size_t n = 0, len = 6;
+	size_t n = 0, len = 6, tlen;
 	unsigned v = (unsigned)pid;
 
 	memcpy(path, "/proc/", len);
@@ -66,12 +66,16 @@ static void fs_proc_path(char *path, pid_t pid, const char *tail)
 	} while (v);
 	while (n)
 		path[len++] = digits[--n];
-	strcpy(path + len, tail);
+	tlen = strlen(tail);
+	if (len + tlen >= FS_PROC_PATH)
+		tlen = 0; /* never with our tails: /proc/PID alone then */
+	memcpy(path + len, tail, tlen);
+	path[len + tlen] = 0;
 }
 
 uint64_t fs_mntns_of(pid_t pid)
 {
-	char path[64], link[64];
+	char path[FS_PROC_PATH], link[64];
 	uint64_t ino = 0;
 	ssize_t n;
 
@@ -81,7 +85,7 @@ uint64_t fs_mntns_of(pid_t pid)
 	/* The link reads "mnt:[INODE]", the nsfs inode a stat would give: half the cost of a stat,
 	 * which makes the kernel instantiate the namespace's dentry (measured: 2.4 against 4.7 us). */
 	n = readlink(path, link, sizeof(link));
-	if (n < 7 || memcmp(link, "mnt:[", 5) != 0 || link[n - 1] != ']')
+	if (n < 7 || strncmp(link, "mnt:[", 5) != 0 || link[n - 1] != ']')
 		return 0;
 	for (ssize_t i = 5; i < n - 1; i++) {
 		if (link[i] < '0' || link[i] > '9' || ino > UINT64_MAX / 10 - 1)
@@ -145,7 +149,7 @@ static uint64_t fs_mntns_recent(pid_t pid, bool view)
 
 char *fs_cgroup_of(pid_t pid)
 {
-	char path[64], buf[4096];
+	char path[FS_PROC_PATH], buf[4096];
 	char *line, *next;
 	ssize_t n;
 	int fd;

@@ -82,6 +82,7 @@ TEST(cgroup_is_the_v2_line)
 	while (f && fgets(line, sizeof(line), f)) {
 		if (strncmp(line, "0::", 3) == 0) {
 			line[strcspn(line, "\n")] = 0;
+			free(want);
 			want = strdup(line + 3);
 		}
 	}
