@@ -500,6 +500,7 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 	struct fs *fs = fs_from_req(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct fs_binding *b = NULL;
+	struct auth_claims claims = { 0 };
 	uint64_t mntns;
 	uint32_t project;
 	int err = 0;
@@ -532,13 +533,15 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 		goto out;
 	}
 	/* Verify now (signature, syntax); expiry and project are checked on every request. */
-	b->error = auth_token_verify(fs->token_secret, value, size, 0, &b->claims);
+	b->error = auth_token_verify(fs->token_secret, value, size, 0, &claims);
+	b->claims = claims;
 	err = -fs_binding_install(fs, b, ctx->pid);
 	if (err == 0)
-		b = NULL;
+		b = NULL; /* installed: a concurrent setxattr may replace and free it from now on */
 	else if (err != ENOSPC && err != ENOMEM)
 		err = fs_binding_unpinnable(ctx, err);
 out:
+	kms_wipe(&claims, sizeof(claims));
 	fs_binding_discard(b);
 	/* Only the token's claims are kept; the token itself (a bearer secret) must not linger in
 	 * libfuse's reused receive buffer either. */
