@@ -94,6 +94,10 @@ assert_errcode "$r" KMS.0307
 r=$(in_cg "$CG_PARENT/app" user_call "$KMS_MNT/cg/keys/$id/create-datakey")
 assert_eq "$(jget "$r" .key_id)" "$id" "the key folder, open to the bound cgroup"
 assert_contains "$(kms_ctl project show cg)" "cgroup $APP role crypto" "project show"
+# How kmsfs sees the user there (user.kms.identity): its cgroup, the binding's role.
+r=$(in_cg "$CG_PARENT/app/child" as_user getfattr --only-values -n user.kms.identity "$KMS_MNT/cg")
+assert_eq "$(jget "$r" '"\(.cgroup) \(.binding.role) \(.role)"')" "$APP/child crypto crypto" \
+	"user.kms.identity in $APP/child"
 # Root in a container without a user namespace (a mount namespace of its own, as Docker's
 # default): the host root's token does not apply there, the cgroup binding does.
 cat >"$KMS_WORK/ct.sh" <<'CT'
