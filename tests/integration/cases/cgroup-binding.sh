@@ -3,7 +3,8 @@
 # cgroup v2 hierarchy (found in /proc/self/mountinfo, never assumed), children app, app/child and
 # apps, processes moved in by writing their pid to cgroup.procs. `kmsctl project bind P --cgroup
 # PATH --role crypto` gives the unprivileged test user, without any token, the role in app and
-# app/child, and nothing in apps (a sibling whose name starts with app's), the parent or outside.
+# app/child, and nothing in apps (a sibling whose name starts with app's), the parent or outside;
+# user.kms.identity there names the cgroup and the binding's role.
 # A process that opened a handle in app and then moved out keeps the handle's identity, but its
 # new opens do not get the role; unbind applies at once to requests on an open handle and to new
 # opens. Root in a container (its own mount namespace) gets the role in app too, not elsewhere:
