@@ -62,6 +62,7 @@ struct fs_registry {
 
 struct fs_mailbox;
 struct fs_binding;
+struct fs_ns_pin;
 
 /* fs_metrics.c: what the daemon counts for /kms/.metrics and /kms/.status. The request path
  * adds to its thread's own counters (no lock, no shared cache line); a reader sums them at open. */
@@ -159,7 +160,8 @@ struct fs {
 	struct fs_mailbox *mail; /* list; small: one per (file, uid) with an unread response */
 
 	pthread_rwlock_t bind_lock;
-	struct fs_binding *bindings[FS_BIND_BUCKETS]; /* chains, by (uid, project) */
+	struct fs_binding *bindings[FS_BIND_BUCKETS]; /* chains, by (uid, mntns, project) */
+	struct fs_ns_pin *ns_pins; /* the namespaces bindings are scoped to, held open */
 
 	/* Open action handles. At unmount the kernel sends no RELEASE for handles whose
 	 * descriptors are still open (or whose release was still queued): fs_free frees these. */
@@ -253,14 +255,17 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 /* The claims of the token uid bound to a project, copied out (false: *err says why there are
  * none). Callers use fs_identity_capture. */
-bool fs_binding_claims(struct fs *fs, uid_t uid, uint32_t project, struct auth_claims *out,
-		       int *err);
+bool fs_binding_claims(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
+		       struct auth_claims *out, int *err);
 void fs_bindings_free(struct fs *fs);
+/* The janitor's: drop the bindings of mount namespaces no process is in any more (each binding
+ * holds its namespace open, so that the kernel cannot give its number to a new one). */
+void fs_bindings_sweep(struct fs *fs);
 /* Install (or replace) the token binding of (uid, mount namespace, project) in memory, from a
  * setfattr or from a remembered one at start (fs_remember.c); remove it. */
 KMS_WUR int fs_binding_set(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
 			   const struct auth_claims *claims);
-void fs_binding_remove(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project);
+bool fs_binding_remove(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project); /* was one */
 
 /* fs_remember.c: token bindings remembered across restarts (sealed in the store), unless
  * -o forget_tokens. put/drop after a binding was set/removed through the file system; restore
@@ -275,12 +280,24 @@ KMS_WUR int fs_remember_restore(struct fs *fs);
  * token bound to (uid, project), and (without a token) the role bindings give it now, with the
  * groups to look them up again. Release with fs_identity_release. */
 void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct fs_identity *out);
+/* The same for what the tree shows the caller (fs_tree.c), where the mount namespace its thread
+ * had at its last open or lookup may serve for a moment longer (fs_identity.c). */
+void fs_identity_view(fuse_req_t req, struct fs *fs, uint32_t project, struct fs_identity *out);
 void fs_identity_release(struct fs_identity *id);
 /* The caller the API judges (api_call, api_caller_may) for a captured identity in project (its
  * name); sets every field but path_key_id. Points into id, which must outlive out. */
 void fs_identity_caller(const struct fs_identity *id, const char *project, struct api_caller *out);
 /* The calling thread's command name; pid is a thread id in our pid namespace (0 if unseen). */
 void fs_process_name(pid_t pid, char *out, size_t cap);
+/* The inode of pid's mount namespace (0 if unreadable; fs_mntns_of(1): the host's), and its
+ * cgroup v2 path (the "0::" line of /proc/PID/cgroup, heap, NULL if unreadable). */
+uint64_t fs_mntns_of(pid_t pid);
+char *fs_cgroup_of(pid_t pid);
+/* user.kms.identity: one JSON object (heap; NULL out of memory or no such project) describing
+ * how a new open by req's caller in project would be seen: uid, gid, pid, mntns,
+ * host_namespace, cgroup, the token that applies (its claims, never the token) or why none, the
+ * role bindings give and the resulting role. */
+char *fs_identity_describe(fuse_req_t req, struct fs *fs, uint32_t project);
 
 /* fs_metrics.c */
 enum fs_info { FS_INFO_METRICS = 0, FS_INFO_STATUS = 1 };

@@ -294,7 +294,7 @@ static bool fs_caller_may_list(struct fs *fs, struct fs_who *who, uint32_t proje
 
 	if (!fs_project_name(fs, project, pname))
 		return false;
-	fs_identity_capture(who->req, fs, project, &id);
+	fs_identity_view(who->req, fs, project, &id);
 	fs_identity_caller(&id, pname, &caller);
 	may = api_caller_may_list(&fs->svc, &caller);
 	fs_identity_release(&id);

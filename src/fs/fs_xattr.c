@@ -4,28 +4,57 @@
  * (caller uid, P) in memory. The attribute is write-only: getxattr never returns it (ENODATA) and
  * listxattr never lists it, so cp -a, rsync -X and tar --xattrs can't copy a token anywhere.
  * Only the claims (id, project, user, role, expiry) are kept, never the token itself. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/kms_err.h"
 #include "common/kms_log.h"
 #include "common/kms_secmem.h"
 #include "fs_internal.h"
 
-#define FS_TOKEN_XATTR "user.kms.token"
+#define FS_TOKEN_XATTR	  "user.kms.token"
+#define FS_IDENTITY_XATTR "user.kms.identity"
 
-/* One binding per (uid, project), counted in the uid's share of FS_POOL_BINDINGS, so a caller
- * that binds garbage to every project leaves room for the others. */
+/* One binding per (uid, mount namespace, project), counted in the uid's share of
+ * FS_POOL_BINDINGS, so a caller that binds garbage to every project leaves room for the others.
+ * The mount namespace (the nsfs inode of /proc/PID/ns/mnt, never 0) keeps the host's logins out
+ * of every container and a container's out of the host and the other containers. */
 struct fs_binding {
 	struct fs_binding *next;
 	struct fs_uid *owner; /* pinned */
 	uid_t uid;
+	uint64_t mntns; /* pinned (struct fs_ns_pin) while the binding is installed */
 	uint32_t project;
 	int error; /* why the token was refused, or 0 */
 	struct auth_claims claims;
 };
+
+/* A mount namespace bindings are scoped to, held open. The kernel gives the inode number of a
+ * namespace that ended to the next new one at once, so a number alone would hand the logins of
+ * a container that just stopped to whichever starts next; while we hold the namespace its number
+ * stays its own. The janitor lets go of namespaces no process is in any more, and of their
+ * bindings with them (fs_bindings_sweep). Under fs->bind_lock. */
+struct fs_ns_pin {
+	struct fs_ns_pin *next;
+	uint64_t ino;
+	int fd;
+	uid_t creator;	 /* counted in its share of the pins */
+	size_t refs;	 /* installed bindings scoped to it */
+	unsigned unseen; /* sweeps in a row that found no process in it */
+};
+/* At most this many, and a quarter of the descriptors the daemon may open; a uid may pin a
+ * quarter of that (FS_UID_SHARE_DIVISOR). */
+#define FS_MAX_NS_PINS 4096u
+/* A namespace is let go after this many sweeps (a second apart) that found no process in it:
+ * one scan of /proc can miss a process forked behind it. */
+#define FS_NS_UNSEEN_SWEEPS 2u
 
 static bool fs_project_of(fuse_ino_t ino, uint32_t *project)
 {
@@ -37,30 +66,36 @@ static bool fs_project_of(fuse_ino_t ino, uint32_t *project)
 	return true;
 }
 
-static size_t fs_binding_bucket(uid_t uid, uint32_t project)
+static size_t fs_binding_bucket(uid_t uid, uint64_t mntns, uint32_t project)
 {
-	return (((uint32_t)uid * 2654435761u) ^ (project * 40503u)) % FS_BIND_BUCKETS;
+	uint32_t ns = (uint32_t)(mntns ^ (mntns >> 32));
+
+	return (((uint32_t)uid * 2654435761u) ^ (project * 40503u) ^ (ns * 2246822519u)) %
+	       FS_BIND_BUCKETS;
 }
 
-static struct fs_binding **fs_binding_find_locked(struct fs *fs, uid_t uid, uint32_t project)
+static struct fs_binding **fs_binding_find_locked(struct fs *fs, uid_t uid, uint64_t mntns,
+						  uint32_t project)
 {
 	struct fs_binding **pp;
 
-	for (pp = &fs->bindings[fs_binding_bucket(uid, project)]; *pp; pp = &(*pp)->next)
-		if ((*pp)->uid == uid && (*pp)->project == project)
+	for (pp = &fs->bindings[fs_binding_bucket(uid, mntns, project)]; *pp; pp = &(*pp)->next)
+		if ((*pp)->uid == uid && (*pp)->mntns == mntns && (*pp)->project == project)
 			return pp;
 	return NULL;
 }
 
-bool fs_binding_claims(struct fs *fs, uid_t uid, uint32_t project, struct auth_claims *out,
-		       int *err)
+bool fs_binding_claims(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
+		       struct auth_claims *out, int *err)
 {
 	struct fs_binding **pp;
 	bool ok = false;
 
 	*err = KMS_E_TOKEN_MISSING;
+	if (mntns == 0)
+		return false; /* fail closed: a caller whose namespace is unknown has no token */
 	pthread_rwlock_rdlock(&fs->bind_lock);
-	pp = fs_binding_find_locked(fs, uid, project);
+	pp = fs_binding_find_locked(fs, uid, mntns, project);
 	if (pp && (*pp)->error == 0) {
 		*out = (*pp)->claims;
 		ok = true;
@@ -69,6 +104,115 @@ bool fs_binding_claims(struct fs *fs, uid_t uid, uint32_t project, struct auth_c
 	}
 	pthread_rwlock_unlock(&fs->bind_lock);
 	return ok;
+}
+
+/* An open descriptor of the mount namespace numbered ino, through pid if it is in it, else
+ * through any process that is; -ESRCH when none is (the namespace has ended). */
+static int fs_ns_open_pid(pid_t pid, uint64_t ino)
+{
+	char path[64];
+	struct stat st;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	/* The number of what we opened, not of what pid was in a moment ago. */
+	if (fstat(fd, &st) != 0 || (uint64_t)st.st_ino != ino) {
+		close(fd);
+		return -ESRCH;
+	}
+	return fd;
+}
+
+static int fs_ns_open(pid_t hint, uint64_t ino)
+{
+	struct dirent *e;
+	int fd = -ESRCH;
+	DIR *d;
+
+	if (hint > 0) {
+		fd = fs_ns_open_pid(hint, ino);
+		if (fd >= 0)
+			return fd;
+	}
+	d = opendir("/proc");
+	if (!d)
+		return -errno;
+	while (fd < 0 && (e = readdir(d)) != NULL) {
+		if (e->d_name[0] >= '1' && e->d_name[0] <= '9')
+			fd = fs_ns_open_pid((pid_t)atoi(e->d_name), ino);
+	}
+	closedir(d);
+	return fd < 0 ? -ESRCH : fd;
+}
+
+static size_t fs_ns_pin_limit(void)
+{
+	struct rlimit rl;
+	size_t limit = FS_MAX_NS_PINS;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur / 4 < limit)
+		limit = (size_t)rl.rlim_cur / 4;
+	return limit;
+}
+
+static struct fs_ns_pin **fs_ns_pin_find_locked(struct fs *fs, uint64_t ino)
+{
+	struct fs_ns_pin **pp;
+
+	for (pp = &fs->ns_pins; *pp; pp = &(*pp)->next)
+		if ((*pp)->ino == ino)
+			return pp;
+	return NULL;
+}
+
+/* One more binding scoped to namespace ino: its pin, or a new one holding *fd (taken: set to
+ * -1). -ESRCH without a pin or a descriptor (the namespace ended meanwhile), -ENOSPC when the
+ * daemon's or uid's share of pins is used up. */
+static int fs_ns_pin_get_locked(struct fs *fs, uint64_t ino, uid_t uid, int *fd)
+{
+	struct fs_ns_pin **pp = fs_ns_pin_find_locked(fs, ino), *p;
+	size_t total = 0, mine = 0, limit;
+
+	if (pp) {
+		(*pp)->refs++;
+		return 0;
+	}
+	if (*fd < 0)
+		return -ESRCH;
+	for (p = fs->ns_pins; p; p = p->next) {
+		total++;
+		mine += p->creator == uid;
+	}
+	limit = fs_ns_pin_limit();
+	if (total >= limit || mine >= limit / FS_UID_SHARE_DIVISOR)
+		return -ENOSPC;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->ino = ino;
+	p->fd = *fd;
+	p->creator = uid;
+	p->refs = 1;
+	p->next = fs->ns_pins;
+	fs->ns_pins = p;
+	*fd = -1;
+	return 0;
+}
+
+static void fs_ns_pin_put_locked(struct fs *fs, uint64_t ino)
+{
+	struct fs_ns_pin **pp = fs_ns_pin_find_locked(fs, ino), *p;
+
+	if (!pp || --(*pp)->refs > 0)
+		return;
+	p = *pp;
+	*pp = p->next;
+	close(p->fd);
+	free(p);
 }
 
 static void fs_binding_free(struct fs *fs, struct fs_binding *b)
@@ -89,19 +233,280 @@ void fs_bindings_free(struct fs *fs)
 			fs_binding_free(fs, b);
 		}
 	}
+	while (fs->ns_pins) {
+		struct fs_ns_pin *p = fs->ns_pins;
+
+		fs->ns_pins = p->next;
+		close(p->fd);
+		free(p);
+	}
+}
+
+/* Install b (uid, mntns, project, claims and error filled in), replacing the binding of its
+ * scope, and pin its namespace (found through pid, if given, else through /proc): 0, -ESRCH when
+ * no process is in that namespace, or -ENOSPC when the uid's share of bindings or pins is used
+ * up (b is not installed). */
+static int fs_binding_install(struct fs *fs, struct fs_binding *b, pid_t pid)
+{
+	struct fs_binding *old = NULL, **pp;
+	bool pinned;
+	int fd = -1, err;
+
+	pthread_rwlock_rdlock(&fs->bind_lock);
+	pinned = fs_ns_pin_find_locked(fs, b->mntns) != NULL;
+	pthread_rwlock_unlock(&fs->bind_lock);
+	if (!pinned) {
+		fd = fs_ns_open(pid, b->mntns);
+		if (fd < 0)
+			return fd;
+	}
+	pthread_rwlock_wrlock(&fs->bind_lock);
+	err = fs_ns_pin_get_locked(fs, b->mntns, b->uid, &fd);
+	if (err < 0)
+		goto out;
+	pp = fs_binding_find_locked(fs, b->uid, b->mntns, b->project);
+	if (pp) {
+		/* A new token replaces the old one (its place in the pool goes to the new one).
+		 * Handles opened before keep the identity they captured. */
+		old = *pp;
+		*pp = old->next;
+		fs_share_give(fs, old->owner, FS_POOL_BINDINGS, 1);
+		fs_ns_pin_put_locked(fs, old->mntns);
+	}
+	if (!fs_share_take(fs, b->owner, FS_POOL_BINDINGS, 1)) {
+		fs_ns_pin_put_locked(fs, b->mntns);
+		err = -ENOSPC;
+		goto out;
+	}
+	/* Logged before the lock is let go: a concurrent setxattr may replace and free b. */
+	if (b->error == 0)
+		kms_log_info("uid %u bound token %s (user '%s', role %s) to a project in mount "
+			     "namespace %llu",
+			     (unsigned)b->uid, b->claims.id, b->claims.user,
+			     kms_role_name(b->claims.role), (unsigned long long)b->mntns);
+	pp = &fs->bindings[fs_binding_bucket(b->uid, b->mntns, b->project)];
+	b->next = *pp;
+	*pp = b;
+out:
+	pthread_rwlock_unlock(&fs->bind_lock);
+	if (fd >= 0)
+		close(fd); /* pinned by a concurrent install meanwhile */
+	if (old) {
+		fs_uid_put(old->owner);
+		kms_wipe(old, sizeof(*old));
+		free(old);
+	}
+	return err;
+}
+
+/* A new binding of (uid, mntns, project) with claims (error 0) or a refused token's error. */
+static struct fs_binding *fs_binding_new(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project)
+{
+	struct fs_binding *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->owner = fs_uid_get(fs, uid);
+	if (!b->owner) {
+		free(b);
+		return NULL;
+	}
+	b->uid = uid;
+	b->mntns = mntns;
+	b->project = project;
+	return b;
+}
+
+/* Free a binding that was never installed (nothing of the pool taken). */
+static void fs_binding_discard(struct fs_binding *b)
+{
+	if (!b)
+		return;
+	fs_uid_put(b->owner);
+	kms_wipe(b, sizeof(*b));
+	free(b);
+}
+
+int fs_binding_set(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
+		   const struct auth_claims *claims)
+{
+	struct fs_binding *b;
+	int err;
+
+	if (mntns == 0)
+		return -EINVAL;
+	b = fs_binding_new(fs, uid, mntns, project);
+	if (!b)
+		return -ENOMEM;
+	b->claims = *claims;
+	err = fs_binding_install(fs, b, 0);
+	if (err < 0)
+		fs_binding_discard(b);
+	return err;
+}
+
+bool fs_binding_remove(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project)
+{
+	struct fs_binding **pp, *old = NULL;
+
+	pthread_rwlock_wrlock(&fs->bind_lock);
+	pp = fs_binding_find_locked(fs, uid, mntns, project);
+	if (pp) {
+		old = *pp;
+		*pp = old->next;
+		fs_ns_pin_put_locked(fs, mntns);
+	}
+	pthread_rwlock_unlock(&fs->bind_lock);
+	/* Handles opened with this token keep the identity they captured (docs/access-control.md,
+	 * Tokens). */
+	if (old)
+		fs_binding_free(fs, old);
+	return old != NULL;
+}
+
+static int fs_ino_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The pinned namespaces, sorted (NULL when there are none). */
+static uint64_t *fs_ns_pinned(struct fs *fs, size_t *n)
+{
+	struct fs_ns_pin *p;
+	uint64_t *inos = NULL;
+	size_t cap = 0;
+
+	*n = 0;
+	pthread_rwlock_rdlock(&fs->bind_lock);
+	for (p = fs->ns_pins; p; p = p->next)
+		cap++;
+	if (cap)
+		inos = malloc(cap * sizeof(*inos));
+	for (p = fs->ns_pins; inos && p; p = p->next)
+		inos[(*n)++] = p->ino;
+	pthread_rwlock_unlock(&fs->bind_lock);
+	if (inos)
+		qsort(inos, *n, sizeof(*inos), fs_ino_cmp);
+	return inos;
+}
+
+/* Of inos (sorted), which have a process in them now (seen[i]). false if /proc can't be read. */
+static bool fs_ns_scan(const uint64_t *inos, size_t n, bool *seen)
+{
+	struct dirent *e;
+	const uint64_t *hit;
+	uint64_t ino;
+	DIR *d = opendir("/proc");
+
+	if (!d)
+		return false;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		ino = fs_mntns_of((pid_t)atoi(e->d_name));
+		hit = ino ? bsearch(&ino, inos, n, sizeof(*inos), fs_ino_cmp) : NULL;
+		if (hit)
+			seen[hit - inos] = true;
+	}
+	closedir(d);
+	return true;
+}
+
+/* Unlink every binding scoped to namespace ino onto *dead (bind_lock held for writing). */
+static size_t fs_bindings_unlink_ns_locked(struct fs *fs, uint64_t ino, struct fs_binding **dead)
+{
+	struct fs_binding **pp, *b;
+	size_t n = 0;
+
+	for (size_t i = 0; i < FS_BIND_BUCKETS; i++) {
+		for (pp = &fs->bindings[i]; *pp;) {
+			b = *pp;
+			if (b->mntns != ino) {
+				pp = &b->next;
+				continue;
+			}
+			*pp = b->next;
+			b->next = *dead;
+			*dead = b;
+			fs_ns_pin_put_locked(fs, ino);
+			n++;
+		}
+	}
+	return n;
+}
+
+void fs_bindings_sweep(struct fs *fs)
+{
+	struct fs_binding *dead = NULL, *b;
+	struct fs_ns_pin *p, *next;
+	uint64_t *inos, self;
+	size_t n, idx, dropped;
+	bool *seen;
+
+	inos = fs_ns_pinned(fs, &n);
+	if (!inos)
+		return;
+	seen = calloc(n, sizeof(*seen));
+	if (!seen)
+		goto out;
+	/* Logins of the daemon's own namespace alone (the host's, usually): no scan needed. */
+	self = fs_mntns_of(getpid());
+	if (!(n == 1 && inos[0] == self) && !fs_ns_scan(inos, n, seen))
+		goto out;
+	if (n == 1 && inos[0] == self)
+		seen[0] = true;
+	pthread_rwlock_wrlock(&fs->bind_lock);
+	for (p = fs->ns_pins; p; p = next) {
+		const uint64_t *at = bsearch(&p->ino, inos, n, sizeof(*inos), fs_ino_cmp);
+
+		next = p->next; /* p goes with its last binding */
+		if (!at)
+			continue; /* pinned after the snapshot */
+		idx = (size_t)(at - inos);
+		p->unseen = seen[idx] ? 0 : p->unseen + 1;
+		if (p->unseen < FS_NS_UNSEEN_SWEEPS)
+			continue;
+		dropped = fs_bindings_unlink_ns_locked(fs, inos[idx], &dead);
+		kms_log_info("mount namespace %llu has no process left: %zu token binding(s) "
+			     "dropped",
+			     (unsigned long long)inos[idx], dropped);
+	}
+	pthread_rwlock_unlock(&fs->bind_lock);
+	while (dead) {
+		b = dead;
+		dead = b->next;
+		fs_binding_free(fs, b);
+	}
+out:
+	free(seen);
+	free(inos);
+}
+
+/* The caller's namespace could be read but not held open (it has no process left, or the
+ * daemon may not open it): no binding (fail closed), and the log says why. */
+static int fs_binding_unpinnable(const struct fuse_ctx *ctx, int err)
+{
+	kms_log_warning("uid %u: cannot hold the mount namespace of pid %d open (%s): token not "
+			"bound",
+			(unsigned)ctx->uid, (int)ctx->pid, strerror(err));
+	return EPERM;
 }
 
 void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 		    size_t size, int flags)
 {
 	struct fs *fs = fs_from_req(req);
-	uid_t uid = fuse_req_ctx(req)->uid;
-	struct fs_binding *b = NULL, *old = NULL, **pp;
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct fs_binding *b = NULL;
+	struct auth_claims claims = { 0 };
+	uint64_t mntns;
 	uint32_t project;
 	int err = 0;
 
 	if (strcmp(name, FS_TOKEN_XATTR) != 0) {
-		err = ENOTSUP;
+		err = strcmp(name, FS_IDENTITY_XATTR) == 0 ? EPERM : ENOTSUP; /* read-only */
 		goto out;
 	}
 	if (!fs_project_of(ino, &project)) {
@@ -112,55 +517,32 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 		err = E2BIG;
 		goto out;
 	}
-	b = calloc(1, sizeof(*b));
+	/* The binding's scope is the caller's mount namespace: unknown, no binding (fail
+	 * closed; user.kms.identity says why). */
+	mntns = fs_mntns_of(ctx->pid);
+	if (mntns == 0) {
+		kms_log_warning("uid %u: the mount namespace of pid %d is unreadable: token not "
+				"bound",
+				(unsigned)ctx->uid, (int)ctx->pid);
+		err = EPERM;
+		goto out;
+	}
+	b = fs_binding_new(fs, ctx->uid, mntns, project);
 	if (!b) {
 		err = ENOMEM;
 		goto out;
 	}
-	b->owner = fs_uid_get(fs, uid);
-	if (!b->owner) {
-		err = ENOMEM;
-		goto out;
-	}
-	b->uid = uid;
-	b->project = project;
 	/* Verify now (signature, syntax); expiry and project are checked on every request. */
-	b->error = auth_token_verify(fs->token_secret, value, size, 0, &b->claims);
-	pthread_rwlock_wrlock(&fs->bind_lock);
-	pp = fs_binding_find_locked(fs, uid, project);
-	if (pp) {
-		/* A new token replaces the old one (its place in the pool goes to the new one).
-		 * Handles opened before keep the identity they captured. */
-		old = *pp;
-		*pp = old->next;
-		fs_share_give(fs, old->owner, FS_POOL_BINDINGS, 1);
-	}
-	if (!fs_share_take(fs, b->owner, FS_POOL_BINDINGS, 1)) {
-		pthread_rwlock_unlock(&fs->bind_lock);
-		err = ENOSPC;
-		goto out;
-	}
-	/* Logged before the lock is let go: a concurrent setxattr may replace and free b. */
-	if (b->error == 0)
-		kms_log_info("uid %u bound token %s (user '%s', role %s) to a project",
-			     (unsigned)uid, b->claims.id, b->claims.user,
-			     kms_role_name(b->claims.role));
-	pp = &fs->bindings[fs_binding_bucket(uid, project)];
-	b->next = *pp;
-	*pp = b;
-	pthread_rwlock_unlock(&fs->bind_lock);
-	b = NULL;
+	b->error = auth_token_verify(fs->token_secret, value, size, 0, &claims);
+	b->claims = claims;
+	err = -fs_binding_install(fs, b, ctx->pid);
+	if (err == 0)
+		b = NULL; /* installed: a concurrent setxattr may replace and free it from now on */
+	else if (err != ENOSPC && err != ENOMEM)
+		err = fs_binding_unpinnable(ctx, err);
 out:
-	if (old) {
-		fs_uid_put(old->owner);
-		kms_wipe(old, sizeof(*old));
-		free(old);
-	}
-	if (b) {
-		fs_uid_put(b->owner);
-		kms_wipe(b, sizeof(*b));
-		free(b);
-	}
+	kms_wipe(&claims, sizeof(claims));
+	fs_binding_discard(b);
 	/* Only the token's claims are kept; the token itself (a bearer secret) must not linger in
 	 * libfuse's reused receive buffer either. */
 	if (value && size)
@@ -168,8 +550,42 @@ out:
 	fuse_reply_err(req, err);
 }
 
+/* Reply to a getxattr/listxattr of size with len bytes of value: the size when asked for it. */
+static void fs_reply_value(fuse_req_t req, const char *value, size_t len, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, value, len);
+}
+
+/* user.kms.identity on a node of a project: how kmsfs sees the caller now (fs_identity.c). */
+static void fs_get_identity(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	uint32_t project;
+	char *json;
+
+	if (!fs_project_of(ino, &project)) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	json = fs_identity_describe(req, fs_from_req(req), project);
+	if (!json) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fs_reply_value(req, json, strlen(json), size);
+	free(json);
+}
+
 void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+	if (strcmp(name, FS_IDENTITY_XATTR) == 0) {
+		fs_get_identity(req, ino, size);
+		return;
+	}
 	/* kmsctl asks this after changing policy or revoking a token, so the change is in force
 	 * when kmsctl returns (the janitor would notice within a second anyway). Harmless: it
 	 * only re-reads the database. */
@@ -179,39 +595,39 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 		if (store_refresh(fs_from_req(req)->store, &changed) < 0)
 			kms_log_warning("re-reading the key database failed");
 	}
-	/* Nothing to read, ever: tokens are write-only; security.capability must be fast. */
+	/* Nothing else to read, ever: tokens are write-only; security.capability must be fast. */
 	fuse_reply_err(req, ENODATA);
 }
 
 void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	if (size == 0)
-		fuse_reply_xattr(req, 0);
+	uint32_t project;
+
+	/* Only the read-only identity, on a project's nodes; never the token. */
+	if (fs_project_of(ino, &project))
+		fs_reply_value(req, FS_IDENTITY_XATTR, sizeof(FS_IDENTITY_XATTR), size);
 	else
-		fuse_reply_buf(req, NULL, 0);
+		fs_reply_value(req, "", 0, size);
 }
 
 void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	struct fs *fs = fs_from_req(req);
-	uid_t uid = fuse_req_ctx(req)->uid;
-	struct fs_binding **pp, *old = NULL;
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	uint64_t mntns;
 	uint32_t project;
 
-	if (strcmp(name, FS_TOKEN_XATTR) != 0 || !fs_project_of(ino, &project)) {
+	if (strcmp(name, FS_IDENTITY_XATTR) == 0) {
+		fuse_reply_err(req, EPERM); /* read-only */
+		return;
+	}
+	/* Only the binding of the caller's own scope: the host's removexattr leaves a
+	 * container's login alone, and the other way round. */
+	mntns = fs_mntns_of(ctx->pid);
+	if (strcmp(name, FS_TOKEN_XATTR) != 0 || !fs_project_of(ino, &project) || mntns == 0 ||
+	    !fs_binding_remove(fs, ctx->uid, mntns, project)) {
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	pthread_rwlock_wrlock(&fs->bind_lock);
-	pp = fs_binding_find_locked(fs, uid, project);
-	if (pp) {
-		old = *pp;
-		*pp = old->next;
-	}
-	pthread_rwlock_unlock(&fs->bind_lock);
-	/* Handles opened with this token keep the identity they captured (docs/access-control.md,
-	 * Tokens). */
-	if (old)
-		fs_binding_free(fs, old);
-	fuse_reply_err(req, old ? 0 : ENODATA);
+	fuse_reply_err(req, 0);
 }

@@ -48,3 +48,9 @@ int kmsctl_audit_open(const char *state, struct store *s, struct kmsctl_audit **
  * 0 or the KMS_E_* the change failed with. Returns 0 or EXIT_STATE (said why on stderr). */
 int kmsctl_audit_close(struct kmsctl_audit *a, const char *action, const char *project,
 		       const char *object_id, int err);
+
+/* project bind/unbind P --cgroup PATH (kmsctl_project.c): wanted when the arguments after P
+ * name --cgroup; the command's exit status. show: P's cgroup bindings, one line each. */
+bool kmsctl_project_cgroup_wanted(int argc, char **argv);
+int kmsctl_project_cgroup(const char *state, int argc, char **argv);
+int kmsctl_project_show_cgroups(struct store *s, const char *project);
