@@ -1,7 +1,7 @@
 /* Tokens through extended attributes (design.md section 5).
  *
  * `setfattr -n user.kms.token -v TOKEN <path in P>` binds the token's verified claims to
- * (caller uid, P) in memory. The attribute is write-only: getxattr never returns it (ENODATA) and
+ * (caller uid, caller's mount namespace, P) in memory. The attribute is write-only: getxattr never returns it (ENODATA) and
  * listxattr never lists it, so cp -a, rsync -X and tar --xattrs can't copy a token anywhere.
  * Only the claims (id, project, user, role, expiry) are kept, never the token itself. */
 #include <dirent.h>
