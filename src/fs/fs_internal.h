@@ -88,7 +88,7 @@ enum fs_pool {
 	FS_POOL_REQUEST_BYTES, /* request bytes buffered by handles */
 	FS_POOL_HELD_BYTES,    /* answer bytes held by handles and mailboxes (buffer capacity) */
 	FS_POOL_MAILBOXES,     /* unread mailboxes */
-	FS_POOL_BINDINGS,      /* token bindings, one per (uid, project) */
+	FS_POOL_BINDINGS,      /* token bindings, one per (uid, mount namespace, project) */
 	FS_POOLS
 };
 #define FS_MAX_OPEN_HANDLES   100000u
@@ -131,7 +131,7 @@ struct fs_identity {
 	gid_t gid;
 	pid_t pid; /* a thread id in the daemon's pid namespace; 0 when the caller is not visible */
 	char comm[16];	/* the opener's command name (read only when auditing) */
-	bool has_token; /* claims: the token bound to (uid, project) at open */
+	bool has_token; /* claims: the token bound to (uid, mntns, project) at open */
 	struct auth_claims claims;
 	int auth_error; /* no token: why (KMS_E_TOKEN_MISSING, or the bound token's error) */
 	/* The role bindings gave at open (api_bound_role), and the primary and supplementary
@@ -276,9 +276,10 @@ void fs_remember_drop(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project
 KMS_WUR int fs_remember_restore(struct fs *fs);
 
 /* fs_identity.c */
-/* The identity of req's caller for a project (index, as in struct fs_node): uid, gid, pid, the
- * token bound to (uid, project), and (without a token) the role bindings give it now, with the
- * groups to look them up again. Release with fs_identity_release. */
+/* The identity of req's caller for a project (index, as in struct fs_node): uid, gid, pid, mount
+ * namespace, cgroup (without a token, or with the audit on), the token bound to (uid, mntns,
+ * project), and (without a token) the role bindings give it now, with the groups to look them up
+ * again. Release with fs_identity_release. */
 void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct fs_identity *out);
 /* The same for what the tree shows the caller (fs_tree.c), where the mount namespace its thread
  * had at its last open or lookup may serve for a moment longer (fs_identity.c). */

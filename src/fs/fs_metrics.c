@@ -354,7 +354,7 @@ static const struct fs_gauge fs_pool_gauges[FS_POOLS] = {
 	  "Bytes held for answers by handles and mailboxes (buffer capacity)." },
 	{ FS_POOL_MAILBOXES, "mailboxes",
 	  "Answers held for a later read of the same file by the same uid (echo >f; cat f)." },
-	{ FS_POOL_BINDINGS, "token_bindings", "Tokens bound to a (uid, project)." },
+	{ FS_POOL_BINDINGS, "token_bindings", "Token bindings (uid, mount namespace, project)." },
 };
 
 static void fs_head(struct fs_out *o, const char *name, const char *type, const char *help)

@@ -1,7 +1,7 @@
 /* Tokens through extended attributes (design.md section 5).
  *
  * `setfattr -n user.kms.token -v TOKEN <path in P>` binds the token's verified claims to
- * (caller uid, P) in memory. The attribute is write-only: getxattr never returns it (ENODATA) and
+ * (caller uid, caller's mount namespace, P) in memory. The attribute is write-only: getxattr never returns it (ENODATA) and
  * listxattr never lists it, so cp -a, rsync -X and tar --xattrs can't copy a token anywhere.
  * Only the claims (id, project, user, role, expiry) are kept, never the token itself. */
 #include <dirent.h>
@@ -242,10 +242,20 @@ void fs_bindings_free(struct fs *fs)
 	}
 }
 
+/* Free a binding that was never installed (nothing of the pool taken). */
+static void fs_binding_discard(struct fs_binding *b)
+{
+	if (!b)
+		return;
+	fs_uid_put(b->owner);
+	kms_wipe(b, sizeof(*b));
+	free(b);
+}
+
 /* Install b (uid, mntns, project, claims and error filled in), replacing the binding of its
  * scope, and pin its namespace (found through pid, if given, else through /proc): 0, -ESRCH when
  * no process is in that namespace, or -ENOSPC when the uid's share of bindings or pins is used
- * up (b is not installed). */
+ * up. Takes b either way: installed, or discarded. */
 static int fs_binding_install(struct fs *fs, struct fs_binding *b, pid_t pid)
 {
 	struct fs_binding *old = NULL, **pp;
@@ -257,8 +267,10 @@ static int fs_binding_install(struct fs *fs, struct fs_binding *b, pid_t pid)
 	pthread_rwlock_unlock(&fs->bind_lock);
 	if (!pinned) {
 		fd = fs_ns_open(pid, b->mntns);
-		if (fd < 0)
+		if (fd < 0) {
+			fs_binding_discard(b);
 			return fd;
+		}
 	}
 	pthread_rwlock_wrlock(&fs->bind_lock);
 	err = fs_ns_pin_get_locked(fs, b->mntns, b->uid, &fd);
@@ -287,8 +299,10 @@ static int fs_binding_install(struct fs *fs, struct fs_binding *b, pid_t pid)
 	pp = &fs->bindings[fs_binding_bucket(b->uid, b->mntns, b->project)];
 	b->next = *pp;
 	*pp = b;
+	b = NULL;
 out:
 	pthread_rwlock_unlock(&fs->bind_lock);
+	fs_binding_discard(b); /* not installed */
 	if (fd >= 0)
 		close(fd); /* pinned by a concurrent install meanwhile */
 	if (old) {
@@ -317,21 +331,10 @@ static struct fs_binding *fs_binding_new(struct fs *fs, uid_t uid, uint64_t mntn
 	return b;
 }
 
-/* Free a binding that was never installed (nothing of the pool taken). */
-static void fs_binding_discard(struct fs_binding *b)
-{
-	if (!b)
-		return;
-	fs_uid_put(b->owner);
-	kms_wipe(b, sizeof(*b));
-	free(b);
-}
-
 int fs_binding_set(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
 		   const struct auth_claims *claims)
 {
 	struct fs_binding *b;
-	int err;
 
 	if (mntns == 0)
 		return -EINVAL;
@@ -339,10 +342,7 @@ int fs_binding_set(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
 	if (!b)
 		return -ENOMEM;
 	b->claims = *claims;
-	err = fs_binding_install(fs, b, 0);
-	if (err < 0)
-		fs_binding_discard(b);
-	return err;
+	return fs_binding_install(fs, b, 0);
 }
 
 bool fs_binding_remove(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project)
@@ -535,10 +535,10 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 	/* Verify now (signature, syntax); expiry and project are checked on every request. */
 	b->error = auth_token_verify(fs->token_secret, value, size, 0, &claims);
 	b->claims = claims;
+	/* Installed or not, b is the install's: a concurrent setxattr may replace and free it. */
 	err = -fs_binding_install(fs, b, ctx->pid);
-	if (err == 0)
-		b = NULL; /* installed: a concurrent setxattr may replace and free it from now on */
-	else if (err != ENOSPC && err != ENOMEM)
+	b = NULL;
+	if (err != 0 && err != ENOSPC && err != ENOMEM)
 		err = fs_binding_unpinnable(ctx, err);
 out:
 	kms_wipe(&claims, sizeof(claims));

@@ -6,7 +6,8 @@
 # token, which the host and the other namespaces do not see, two namespaces at once with
 # different tokens; removexattr removes only its own scope's binding; a namespace that ended
 # takes its logins with it, even though the kernel reuses its number; a key folder
-# bind-mounted in a new namespace is only reachable with that namespace's own login; and
+# bind-mounted in a new namespace is only reachable with that namespace's own login; a caller
+# whose namespace the daemon cannot read gets no token (fail closed); and
 # `getfattr -n user.kms.identity` (read-only, listed) says how kmsfs sees the caller in each
 # case. Last, real containers (podman + runc, a volume of the mount): root in a container cannot
 # use the host admin's token and sets its own (skipped, with the reason, where podman cannot run).
@@ -45,8 +46,9 @@ expect_ident() {
 	assert_eq "$(jget "$j" .uid)" "$3" "$what: uid"
 	ns=$(jget "$j" .mntns)
 	if [ "$4" == new ]; then
-		[ "$ns" != null ] && [ "$ns" != "$MY_NS" ] && [ "$ns" != "$HOST_NS" ] ||
+		if [ "$ns" == null ] || [ "$ns" == "$MY_NS" ] || [ "$ns" == "$HOST_NS" ]; then
 			fail "$what: mntns $ns is not a new namespace's: $j"
+		fi
 	else
 		assert_eq "$ns" "$4" "$what: mntns"
 	fi
@@ -95,7 +97,7 @@ kms_bg "$A"
 unshare -m --propagation private sleep 600 &
 B=$!
 kms_bg "$B"
-for i in $(seq 50); do [ "$(ns_of "$A")" != "$MY_NS" ] && [ "$(ns_of "$B")" != "$MY_NS" ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ "$(ns_of "$A")" != "$MY_NS" ] && [ "$(ns_of "$B")" != "$MY_NS" ] && break; sleep 0.1; done
 NA=$(ns_of "$A") NB=$(ns_of "$B")
 inA=(nsenter -t "$A" -m --)
 inB=(nsenter -t "$B" -m --)
@@ -155,12 +157,13 @@ fi
 # --- a namespace that ended takes its logins with it --------------------------------------------
 kill "$B"
 wait "$B" 2>/dev/null || true
-for i in $(seq 50); do
+for _ in $(seq 50); do
 	grep -q "mount namespace $NB has no process left" "$KMS_LOG" && break
 	sleep 0.2
 done
 grep -q "mount namespace $NB has no process left" "$KMS_LOG" || fail "B's bindings were not dropped"
 # The kernel gives B's number to the next namespace; it must not inherit B's login.
+# shellcheck disable=SC2016 # expanded by the inner sh
 out=$(unshare -m --propagation private sh -c 'readlink /proc/self/ns/mnt; cat "$1/list-keys"' sh "$P")
 assert_errcode "$(sed -n 2p <<<"$out")" KMS.0301
 
@@ -188,6 +191,27 @@ expect_ident "host root after the container" "$(ident "$P")" 0 "$MY_NS" admin ad
 
 kill "$A"
 wait "$A" 2>/dev/null || true
+
+# --- a caller the daemon cannot see: fail closed, and told why ----------------------------------
+# A daemon in a pid namespace of its own sees no pid for the host's callers, so not their mount
+# namespace either: no token applies to them, and none can be set.
+kms_umount
+printf '#!/bin/sh\nexec unshare --pid --fork --kill-child "%s" "$@"\n' "$KMSFS" >"$KMS_WORK/kmsfs-pidns"
+chmod +x "$KMS_WORK/kmsfs-pidns"
+real_kmsfs=$KMSFS
+KMSFS=$KMS_WORK/kmsfs-pidns
+kms_mount allow_other
+KMSFS=$real_kmsfs
+err=$(setfattr -n user.kms.token -v "$KMS_TOKEN" "$P" 2>&1) && fail "a token bound for an unseen caller"
+assert_contains "$err" "Operation not permitted" "setfattr by a caller the daemon cannot see"
+j=$(ident "$P")
+assert_eq "$(jget "$j" '[.pid, .mntns, .host_namespace, .token, .role] | map(tostring) | join(" ")')" \
+	"0 null null null null" "identity of a caller the daemon cannot see"
+assert_contains "$(jget "$j" .token_error)" "not visible in the daemon's pid namespace" "why no token"
+list_as "a caller the daemon cannot see" KMS.0301
+kms_umount
+kms_mount allow_other
+kms_login ns "$KMS_TOKEN"
 
 # --- podman: a volume of the mount in a root container -----------------------------------------
 # ct_setup skips the whole case when podman cannot run here; everything above has passed by now,
