@@ -1492,6 +1492,9 @@ const struct store_backend_ops store_pg_ops = {
 	.project_policy_set = store_pg_project_policy_set,
 	.binding_set = store_pg_binding_set,
 	.token_put = store_pg_token_put,
+	.session_put = store_pg_session_put,
+	.session_delete = store_pg_session_delete,
+	.session_list = store_pg_session_list,
 	.policy_list = store_pg_policy_list,
 	.key_scan = store_pg_key_scan,
 };
