@@ -115,6 +115,10 @@ KMS_WUR int store_fresh_start(struct store *s);
 /* A 32-byte key derived from the root key for one purpose. */
 KMS_WUR int store_derive(const struct store *s, const char *label, uint8_t out[CORE_KEY_BYTES]);
 
+/* store_session.c: store copy: every remembered token binding of src, as it is (sealed, same
+ * ids: the same root key unseals it), into dst. */
+KMS_WUR int store_session_copy(struct store *src, struct store *dst);
+
 /* store_policy.c */
 KMS_WUR int store_policy_load(struct store *s);
 void store_policy_free(struct store_policy *p);

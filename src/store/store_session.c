@@ -213,3 +213,14 @@ int store_session_purge(struct store *s, const char *host, const char *token_id,
 		*purged = n;
 	return e;
 }
+
+int store_session_copy(struct store *src, struct store *dst)
+{
+	struct store_session_rows l;
+	int e = store_session_rows(src, NULL, &l);
+
+	for (size_t i = 0; e == 0 && i < l.n; i++)
+		e = dst->ops->session_put(dst->be, &l.v[i]);
+	free(l.v);
+	return e;
+}
