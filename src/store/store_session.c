@@ -39,7 +39,7 @@ static int store_session_text(const struct store_remembered *r, char *out, size_
 	return 0;
 }
 
-static bool store_session_copy(char *dst, size_t cap, const char *src)
+static bool store_session_field(char *dst, size_t cap, const char *src)
 {
 	return (size_t)snprintf(dst, cap, "%s", src) < cap && *src;
 }
@@ -76,11 +76,11 @@ static bool store_session_parse(char *text, struct store_remembered *r)
 	r->claims.expiry = (int64_t)expiry;
 	r->claims.role = kms_role_parse(f[8]);
 	return r->claims.role != KMS_ROLE_NONE &&
-	       store_session_copy(r->host, sizeof(r->host), f[1]) &&
-	       store_session_copy(r->project, sizeof(r->project), f[4]) &&
-	       store_session_copy(r->claims.id, sizeof(r->claims.id), f[5]) &&
-	       store_session_copy(r->claims.project, sizeof(r->claims.project), f[6]) &&
-	       store_session_copy(r->claims.user, sizeof(r->claims.user), f[7]);
+	       store_session_field(r->host, sizeof(r->host), f[1]) &&
+	       store_session_field(r->project, sizeof(r->project), f[4]) &&
+	       store_session_field(r->claims.id, sizeof(r->claims.id), f[5]) &&
+	       store_session_field(r->claims.project, sizeof(r->claims.project), f[6]) &&
+	       store_session_field(r->claims.user, sizeof(r->claims.user), f[7]);
 }
 
 int store_session_put(struct store *s, struct store_remembered *r)
