@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/kms_err.h"
@@ -47,6 +48,49 @@ size_t fs_groups(fuse_req_t req, gid_t gid, gid_t *out)
 	return n;
 }
 
+uint64_t fs_mntns_of(pid_t pid)
+{
+	char path[64];
+	struct stat st;
+
+	if (pid <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
+	/* stat follows the namespace link to its nsfs inode: one system call, no descriptor. */
+	if (stat(path, &st) != 0)
+		return 0;
+	return (uint64_t)st.st_ino;
+}
+
+char *fs_cgroup_of(pid_t pid)
+{
+	char path[64], buf[4096];
+	char *line, *next;
+	ssize_t n;
+	int fd;
+
+	if (pid <= 0)
+		return NULL;
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return NULL;
+	buf[n] = 0;
+	/* Hybrid hierarchies list the v1 controllers first: the v2 path is on the "0::" line. */
+	for (line = buf; line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = 0;
+		if (strncmp(line, "0::", 3) == 0)
+			return line[3] == '/' ? strdup(line + 3) : NULL;
+	}
+	return NULL;
+}
+
 void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct fs_identity *out)
 {
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
@@ -59,7 +103,13 @@ void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct
 	out->uid = ctx->uid;
 	out->gid = ctx->gid;
 	out->pid = ctx->pid;
-	out->has_token = fs_binding_claims(fs, out->uid, project, &out->claims, &out->auth_error);
+	/* Tokens are bound per mount namespace: read it first (0 unknown: no token applies). */
+	out->mntns = fs_mntns_of(out->pid);
+	out->has_token = fs_binding_claims(fs, out->uid, out->mntns, project, &out->claims,
+					   &out->auth_error);
+	/* The cgroup only where it can matter: for the bindings (no token) and the audit lines. */
+	if (!out->has_token || fs->audit_fd >= 0)
+		out->cgroup = fs_cgroup_of(out->pid);
 	fs_identity_caller(out, name, &caller);
 	/* The groups (a read of /proc) only for a caller a binding can apply to. */
 	if (!api_binding_applies(&caller) || !fs_project_name(fs, project, name))
@@ -86,6 +136,9 @@ void fs_identity_release(struct fs_identity *id)
 	id->gids = NULL;
 	id->ngids = 0;
 	id->bound_role = KMS_ROLE_NONE;
+	free(id->cgroup);
+	id->cgroup = NULL;
+	id->mntns = 0;
 }
 
 void fs_identity_caller(const struct fs_identity *id, const char *project, struct api_caller *out)
@@ -100,4 +153,6 @@ void fs_identity_caller(const struct fs_identity *id, const char *project, struc
 	out->gids = id->gids;
 	out->ngids = id->ngids;
 	out->pid = id->pid;
+	out->mntns = id->mntns;
+	out->cgroup = id->cgroup ? id->cgroup : ""; /* "" : a process whose cgroup is unknown */
 }

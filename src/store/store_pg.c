@@ -46,8 +46,9 @@
 #define STORE_PG_PRUNE_EVERY_MS 60000
 #define STORE_PG_CHANNEL	"kmsfs_changes"
 /* The schema: SQLite's schema 3, keys.revision and the change feed; numbered after SQLite's
- * version 4, which adds the revision. */
-#define STORE_PG_SCHEMA_VERSION 4
+ * version 4, which adds the revision; 5 adds cgroup_bindings and sessions (SQLite's 5), and a
+ * store of version 4 is upgraded to it in place. */
+#define STORE_PG_SCHEMA_VERSION 5
 #define STORE_PG_SCHEMA_MS	60000u /* the bound of creating or upgrading the schema */
 #define STORE_PG_LOCK_SCHEMA	"7020110001"
 #define STORE_PG_LOCK_CHANGES	"7020110002"
@@ -83,6 +84,15 @@ struct store_backend {
 static __thread struct store_pg_conn *store_pg_held;
 
 /* ---- schema ---- */
+
+/* Schema 5 (store_sqlite.c, STORE_SCHEMA5_TABLES): new in a store and added to one of version 4. */
+#define STORE_PG_SCHEMA5_TABLES                                                                    \
+	"CREATE TABLE cgroup_bindings("                                                            \
+	"  project_id text NOT NULL, path text NOT NULL, role text NOT NULL,"                      \
+	"  PRIMARY KEY(project_id, path));"                                                        \
+	"CREATE TABLE sessions("                                                                   \
+	"  session_id text PRIMARY KEY, host text NOT NULL, token_id text NOT NULL,"               \
+	"  expires_ms bigint NOT NULL, sealed bytea NOT NULL);"
 
 /* Same tables and columns as SQLite's schema 3 (store_sqlite.c), typed; plus keys.revision,
  * keys.seq and grants.seq (the order rows went in, SQLite's rowid) and the change feed. No
@@ -138,7 +148,7 @@ static const char store_pg_schema[] =
 	"CREATE TABLE tokens("
 	"  token_id text PRIMARY KEY, project_id text NOT NULL, user_name text NOT NULL,"
 	"  role text NOT NULL, expiry bigint NOT NULL, issued_ms bigint NOT NULL,"
-	"  revoked bigint NOT NULL DEFAULT 0);"
+	"  revoked bigint NOT NULL DEFAULT 0);" STORE_PG_SCHEMA5_TABLES
 	/* The change feed (store_backend.h, changes_since). */
 	"CREATE TABLE changes(seq bigserial PRIMARY KEY, kind smallint NOT NULL,"
 	"  id text NOT NULL DEFAULT '', at timestamptz NOT NULL DEFAULT now());"
@@ -160,12 +170,20 @@ static const struct {
 	const char *table;
 	enum store_change kind;
 } store_pg_feeds[] = {
-	{ "keys", STORE_CHANGE_KEY },	     { "key_versions", STORE_CHANGE_KEY },
-	{ "projects", STORE_CHANGE_POLICY }, { "project_policies", STORE_CHANGE_POLICY },
-	{ "bindings", STORE_CHANGE_POLICY }, { "tokens", STORE_CHANGE_POLICY },
-	{ "grants", STORE_CHANGE_OTHER },    { "tags", STORE_CHANGE_OTHER },
+	{ "keys", STORE_CHANGE_KEY },
+	{ "key_versions", STORE_CHANGE_KEY },
+	{ "projects", STORE_CHANGE_POLICY },
+	{ "project_policies", STORE_CHANGE_POLICY },
+	{ "bindings", STORE_CHANGE_POLICY },
+	{ "tokens", STORE_CHANGE_POLICY },
+	{ "grants", STORE_CHANGE_OTHER },
+	{ "tags", STORE_CHANGE_OTHER },
 	{ "meta", STORE_CHANGE_OTHER },
+	/* schema 5 (the last ones: the upgrade from 4 adds them) */
+	{ "cgroup_bindings", STORE_CHANGE_POLICY },
+	{ "sessions", STORE_CHANGE_OTHER },
 };
+#define STORE_PG_FEEDS_V4 9 /* the first ones, which schema 4 had */
 
 /* ---- waiting with a deadline ---- */
 
@@ -747,7 +765,8 @@ static int store_pg_true_row(const PGresult *res, int row, void *arg)
 
 struct store_pg_schema {
 	bool create;
-	int64_t version; /* 0: none */
+	bool read_only;
+	int64_t version; /* 0: none; as found, or as made or upgraded to */
 };
 
 static int store_pg_version_row(const PGresult *res, int row, void *arg)
@@ -772,8 +791,42 @@ static int store_pg_schema_read(struct store_pg_conn *c, struct store_pg_schema 
 	return r;
 }
 
-/* Inside one transaction, one host at a time (another may be creating the same schema): create
- * it if there is none; later versions will upgrade it here, in place. */
+/* The change feed's trigger on store_pg_feeds[from..]. */
+static int store_pg_feed_triggers(struct store_pg_conn *c, size_t from)
+{
+	int r = 0;
+
+	for (size_t i = from; r == 0 && i < KMS_ARRAY_SIZE(store_pg_feeds); i++) {
+		char trigger[256];
+
+		snprintf(trigger, sizeof(trigger),
+			 "CREATE CONSTRAINT TRIGGER %s_change AFTER INSERT OR UPDATE OR DELETE ON "
+			 "%s DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "
+			 "kmsfs_change('%d')",
+			 store_pg_feeds[i].table, store_pg_feeds[i].table,
+			 (int)store_pg_feeds[i].kind);
+		r = store_pg_exec(c, trigger, 0, NULL, NULL, NULL, NULL);
+	}
+	return r;
+}
+
+/* Version 4 -> 5: the new tables with their feeds, in the schema transaction. */
+static int store_pg_upgrade_4_5(struct store_pg_conn *c, struct store_pg_schema *s)
+{
+	int r = store_pg_exec(c, STORE_PG_SCHEMA5_TABLES, 0, NULL, NULL, NULL, NULL);
+
+	if (r == 0)
+		r = store_pg_feed_triggers(c, STORE_PG_FEEDS_V4);
+	if (r == 0)
+		r = store_pg_exec(c, "UPDATE meta SET value = '5' WHERE name = 'schema_version'", 0,
+				  NULL, NULL, NULL, NULL);
+	if (r == 0)
+		s->version = 5;
+	return r;
+}
+
+/* Inside one transaction, one host at a time (another may be creating or upgrading the same
+ * schema): create it if there is none, upgrade an older one in place unless read-only. */
 static int store_pg_schema_tx(struct store_pg_conn *c, void *arg)
 {
 	struct store_pg_schema *s = arg;
@@ -789,20 +842,13 @@ static int store_pg_schema_tx(struct store_pg_conn *c, void *arg)
 
 	if (r == 0)
 		r = store_pg_schema_read(c, s);
+	if (r == 0 && s->version == 4 && !s->read_only)
+		return store_pg_upgrade_4_5(c, s);
 	if (r < 0 || s->version != 0 || !s->create)
 		return r;
 	r = store_pg_exec(c, store_pg_schema, 0, NULL, NULL, NULL, NULL);
-	for (size_t i = 0; r == 0 && i < KMS_ARRAY_SIZE(store_pg_feeds); i++) {
-		char trigger[256];
-
-		snprintf(trigger, sizeof(trigger),
-			 "CREATE CONSTRAINT TRIGGER %s_change AFTER INSERT OR UPDATE OR DELETE ON "
-			 "%s DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "
-			 "kmsfs_change('%d')",
-			 store_pg_feeds[i].table, store_pg_feeds[i].table,
-			 (int)store_pg_feeds[i].kind);
-		r = store_pg_exec(c, trigger, 0, NULL, NULL, NULL, NULL);
-	}
+	if (r == 0)
+		r = store_pg_feed_triggers(c, 0);
 	snprintf(sql, sizeof(sql), "INSERT INTO meta VALUES('schema_version', '%d')",
 		 STORE_PG_SCHEMA_VERSION);
 	if (r == 0)
@@ -814,7 +860,7 @@ static int store_pg_schema_tx(struct store_pg_conn *c, void *arg)
 
 static int store_pg_schema_open(struct store_backend *b, bool create, char *why, size_t why_len)
 {
-	struct store_pg_schema s = { create && !b->read_only, 0 };
+	struct store_pg_schema s = { create && !b->read_only, b->read_only, 0 };
 	/* Creating or upgrading the schema is done once and may take longer than a request on a
 	 * busy server; connecting is bounded by the timeout all the same. */
 	int r = store_pg_tx_within(
@@ -825,6 +871,13 @@ static int store_pg_schema_open(struct store_backend *b, bool create, char *why,
 		snprintf(why, why_len,
 			 "the PostgreSQL database holds no kmsfs key store; create it with "
 			 "'kmsctl --state DIR --store URI init'");
+		r = KMS_E_IO;
+	} else if (r == 0 && s.version == 4) {
+		snprintf(
+			why, why_len,
+			"the PostgreSQL key store has schema version 4 and must be upgraded to %d: "
+			"open it read-write once (start kmsfs or run kmsctl)",
+			STORE_PG_SCHEMA_VERSION);
 		r = KMS_E_IO;
 	} else if (r == 0 && s.version != STORE_PG_SCHEMA_VERSION) {
 		snprintf(why, why_len,

@@ -34,6 +34,16 @@ struct store_backend {
 	"  role TEXT NOT NULL, expiry INTEGER NOT NULL, issued_ms INTEGER NOT NULL,"               \
 	"  revoked INTEGER NOT NULL DEFAULT 0);"
 
+/* Schema 5: roles bound to cgroup v2 subtrees (path: '/' and below) and remembered token
+ * bindings (kms_store.h, struct store_session; sealed holds the claims, never a token). */
+#define STORE_SCHEMA5_TABLES                                                                       \
+	"CREATE TABLE IF NOT EXISTS cgroup_bindings("                                              \
+	"  project_id TEXT NOT NULL, path TEXT NOT NULL, role TEXT NOT NULL,"                      \
+	"  PRIMARY KEY(project_id, path));"                                                        \
+	"CREATE TABLE IF NOT EXISTS sessions("                                                     \
+	"  session_id TEXT PRIMARY KEY, host TEXT NOT NULL, token_id TEXT NOT NULL,"               \
+	"  expires_ms INTEGER NOT NULL, sealed BLOB NOT NULL);"
+
 static const char store_sqlite_schema[] =
 	"CREATE TABLE IF NOT EXISTS meta("
 	"  name TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -75,15 +85,16 @@ static const char store_sqlite_schema[] =
 	"CREATE TABLE IF NOT EXISTS tags("
 	"  key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
 	"  tag_key TEXT NOT NULL, tag_value TEXT NOT NULL,"
-	"  PRIMARY KEY(key_id, tag_key));" STORE_POLICY_TABLES
-	"INSERT OR IGNORE INTO meta(name, value) VALUES('schema_version', '4');";
+	"  PRIMARY KEY(key_id, tag_key));" STORE_POLICY_TABLES STORE_SCHEMA5_TABLES
+	"INSERT OR IGNORE INTO meta(name, value) VALUES('schema_version', '5');";
 
 /* Schema versions: 1 the first; 2 adds keys.expiration_ms and keys.import_digest (imported key
  * material); 3 replaces the policy table of (kind, name, value) strings by typed tables (modes
  * as integers, roles by name); 4 adds keys.revision (writes conditional on it, so a change
- * kmsctl made meanwhile is never overwritten). A database of an older version is upgraded when
- * opened read-write. */
-#define STORE_SCHEMA_VERSION 4
+ * kmsctl made meanwhile is never overwritten); 5 adds cgroup_bindings and sessions (tables only:
+ * what version 4 holds reads the same). A database of an older version is upgraded when opened
+ * read-write. */
+#define STORE_SCHEMA_VERSION 5
 static const char store_sqlite_upgrade_1_2[] =
 	"ALTER TABLE keys ADD COLUMN expiration_ms INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE keys ADD COLUMN import_digest BLOB;"
@@ -91,6 +102,8 @@ static const char store_sqlite_upgrade_1_2[] =
 static const char store_sqlite_upgrade_3_4[] =
 	"ALTER TABLE keys ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;"
 	"UPDATE meta SET value = '4' WHERE name = 'schema_version';";
+static const char store_sqlite_upgrade_4_5[] =
+	STORE_SCHEMA5_TABLES "UPDATE meta SET value = '5' WHERE name = 'schema_version';";
 
 #define STORE_KEY_COLUMNS                                                                          \
 	"project_id, key_id, key_alias, key_description, key_spec, key_usage, origin, key_state, " \
@@ -470,6 +483,9 @@ static int store_sqlite_upgrade_tx(sqlite3 *db, void *arg)
 	if (r == 0 && version >= 1 && version <= 3)
 		r = store_sqlite_err(db,
 				     sqlite3_exec(db, store_sqlite_upgrade_3_4, NULL, NULL, NULL));
+	if (r == 0 && version >= 1 && version <= 4)
+		r = store_sqlite_err(db,
+				     sqlite3_exec(db, store_sqlite_upgrade_4_5, NULL, NULL, NULL));
 	return r;
 }
 

@@ -635,7 +635,7 @@ TEST(schema_version_1_upgraded)
 	ASSERT_EQ(sqlite3_exec(db, "SELECT value FROM meta WHERE name = 'schema_version'", one_int,
 			       &version, NULL),
 		  SQLITE_OK);
-	ASSERT_EQ(version, 4);
+	ASSERT_EQ(version, 5);
 	ASSERT_EQ(sqlite3_exec(db, "SELECT count(*) FROM keys WHERE import_digest IS NOT NULL",
 			       one_int, &version, NULL),
 		  SQLITE_OK);
@@ -643,12 +643,12 @@ TEST(schema_version_1_upgraded)
 	sqlite3_close(db);
 	/* A newer version than this kmsfs knows is refused. */
 	ASSERT_EQ(sqlite3_open(path, &db), SQLITE_OK);
-	ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '5' WHERE name = 'schema_version'",
+	ASSERT_EQ(sqlite3_exec(db, "UPDATE meta SET value = '6' WHERE name = 'schema_version'",
 			       NULL, NULL, NULL),
 		  SQLITE_OK);
 	sqlite3_close(db);
 	ASSERT_FAIL(store_open(&o.opt, &o.st, why, sizeof(why)));
-	ASSERT_TRUE(strstr(why, "schema version 5") != NULL);
+	ASSERT_TRUE(strstr(why, "schema version 6") != NULL);
 	cur_svc = NULL;
 	fx_own_close(&o);
 }

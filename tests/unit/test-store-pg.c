@@ -339,6 +339,70 @@ out:
 	store_pg_ops.close(b);
 }
 
+/* ---- schema upgrade 4 -> 5 ---- */
+
+static int64_t pg_int(const char *sql)
+{
+	PGconn *pg = PQconnectdb(pg_uri);
+	PGresult *res = PQexec(pg, sql);
+	int64_t v = -1;
+
+	if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
+		v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	PQfinish(pg);
+	return v;
+}
+
+TEST(schema_4_upgraded_to_5)
+{
+	struct store_backend_params ro = { "/nonexistent", NULL, false, true, 5000 };
+	struct store_backend *a = NULL, *b = NULL;
+	struct store_key_meta m;
+	struct seen s = { 0 };
+	int64_t since = 0, latest = 0;
+	size_t n = 0;
+	char why[512] = "";
+
+	FRESH();
+	a = host(5000);
+	if (!a)
+		return;
+	meta_of(&m, "k", 1);
+	ASSERT_OK(store_pg_ops.key_insert(a, &m, &sealed, 10));
+	store_pg_ops.close(a);
+	a = NULL;
+	ASSERT_EQ(pg_int("SELECT value FROM meta WHERE name = 'schema_version'"), 5);
+	/* What version 4 made: neither table nor its feed. */
+	ASSERT_TRUE(pg_sql("DROP TABLE cgroup_bindings; DROP TABLE sessions;"
+			   "UPDATE meta SET value = '4' WHERE name = 'schema_version'"));
+	ro.uri = pg_uri;
+	ASSERT_ERR(store_pg_ops.open(&ro, &b, why, sizeof(why)), KMS_E_IO);
+	ASSERT_TRUE(strstr(why, "schema version 4") != NULL);
+	/* Read-write (without create, as a daemon opens it): upgraded in place. */
+	ro.read_only = false;
+	ASSERT_OK(store_pg_ops.open(&ro, &b, why, sizeof(why)));
+	if (kms_test_failing())
+		return;
+	ASSERT_EQ(pg_int("SELECT value FROM meta WHERE name = 'schema_version'"), 5);
+	ASSERT_OK(store_pg_ops.key_count(b, P, &n));
+	ASSERT_EQ(n, 1);
+	/* The new tables feed the change feed: cgroup bindings as policy, sessions as other. */
+	ASSERT_OK(store_pg_ops.changes_since(b, -1, saw, &s, &since));
+	ASSERT_TRUE(pg_sql("INSERT INTO cgroup_bindings VALUES('" P "', '/a', 'viewer')"));
+	ASSERT_TRUE(pg_sql("INSERT INTO sessions VALUES('s1', 'h', 't', 1, '\\x00')"));
+	ASSERT_OK(store_pg_ops.changes_since(b, since, saw, &s, &latest));
+	ASSERT_EQ(s.n, 2);
+	ASSERT_EQ(s.kind[0], STORE_CHANGE_POLICY);
+	ASSERT_EQ(s.kind[1], STORE_CHANGE_OTHER);
+	store_pg_ops.close(b);
+	b = NULL;
+	/* A version this kmsfs does not know is refused, as before. */
+	ASSERT_TRUE(pg_sql("UPDATE meta SET value = '6' WHERE name = 'schema_version'"));
+	ASSERT_ERR(store_pg_ops.open(&ro, &b, why, sizeof(why)), KMS_E_IO);
+	ASSERT_TRUE(strstr(why, "schema version 6") != NULL);
+}
+
 /* ---- outages ---- */
 
 TEST(unreachable_server_fails_in_time)

@@ -2225,7 +2225,7 @@ TEST(schema_upgrade_3_4_adds_revisions)
 	ASSERT_OK(open_store(false, &S));
 	if (kms_test_failing())
 		return;
-	ASSERT_EQ(db_int("SELECT value FROM meta WHERE name = 'schema_version'"), 4);
+	ASSERT_EQ(db_int("SELECT value FROM meta WHERE name = 'schema_version'"), 5);
 	ASSERT_OK(store_key_get(S, P, a, &k));
 	ASSERT_EQ(k->meta.revision, 0);
 	ASSERT_EQ(k->nversions, 2);
@@ -2238,7 +2238,50 @@ TEST(schema_upgrade_3_4_adds_revisions)
 	store_key_release(k);
 	ASSERT_EQ(db_int("SELECT revision FROM keys"), 1);
 	reopen();
-	ASSERT_EQ(db_int("SELECT value FROM meta WHERE name = 'schema_version'"), 4);
+	ASSERT_EQ(db_int("SELECT value FROM meta WHERE name = 'schema_version'"), 5);
+}
+
+/* ---- schema upgrade 4 -> 5: cgroup bindings and remembered sessions ---- */
+
+TEST(schema_upgrade_4_5_adds_tables)
+{
+	char a[KMS_KEY_ID_LEN + 1];
+	struct store_key *k = NULL;
+
+	SETUP();
+	new_key(P, "a", a);
+	ASSERT_OK(store_binding_set(S, P, STORE_BIND_UID, 1000, KMS_ROLE_CRYPTO));
+	if (kms_test_failing())
+		return;
+	close_store();
+	ASSERT_EQ(db_int("SELECT value FROM meta WHERE name = 'schema_version'"), 5);
+	/* What version 4 wrote: neither table. */
+	db_exec("DROP TABLE cgroup_bindings; DROP TABLE sessions;"
+		"UPDATE meta SET value = '4' WHERE name = 'schema_version'");
+	{
+		struct store_options o = { .state_dir = state_dir, .read_only = true };
+
+		ASSERT_ERR(store_open(&o, &S, why, sizeof(why)), KMS_E_IO);
+		ASSERT_TRUE(strstr(why, "schema version 4") != NULL);
+	}
+	ASSERT_OK(open_store(false, &S));
+	if (kms_test_failing())
+		return;
+	ASSERT_EQ(db_int("SELECT value FROM meta WHERE name = 'schema_version'"), 5);
+	ASSERT_EQ(db_int("SELECT count(*) FROM cgroup_bindings"), 0);
+	ASSERT_EQ(db_int("SELECT count(*) FROM sessions"), 0);
+	/* What version 4 held reads the same. */
+	ASSERT_OK(store_key_get(S, P, a, &k));
+	ASSERT_EQ(k->nversions, 1);
+	store_key_release(k);
+	ASSERT_EQ(store_binding_role(S, P, 1000, NULL, 0), KMS_ROLE_CRYPTO);
+	reopen();
+	ASSERT_EQ(db_int("SELECT value FROM meta WHERE name = 'schema_version'"), 5);
+	close_store();
+	/* A version this kmsfs does not know is refused, as before. */
+	db_exec("UPDATE meta SET value = '6' WHERE name = 'schema_version'");
+	ASSERT_ERR(open_store(false, &S), KMS_E_IO);
+	ASSERT_TRUE(strstr(why, "schema version 6") != NULL);
 }
 
 /* ---- the operations store copy uses, SQLite to SQLite ---- */
