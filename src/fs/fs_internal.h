@@ -160,6 +160,13 @@ struct fs {
 
 	pthread_rwlock_t bind_lock;
 	struct fs_binding *bindings[FS_BIND_BUCKETS]; /* chains, by (uid, project) */
+	/* fs_remember.c: this host's name in the store's remembered bindings (the machine id),
+	 * the host's mount namespace (pid 1's, 0 unknown), -o forget_tokens; remember_lock
+	 * serialises the store writes of setfattr and removexattr. */
+	char host_id[65];
+	uint64_t host_mntns;
+	bool forget_tokens;
+	pthread_mutex_t remember_lock;
 
 	/* Open action handles. At unmount the kernel sends no RELEASE for handles whose
 	 * descriptors are still open (or whose release was still queued): fs_free frees these. */
@@ -269,6 +276,9 @@ KMS_WUR int fs_remember_put(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t p
 			    const struct auth_claims *claims);
 void fs_remember_drop(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project);
 KMS_WUR int fs_remember_restore(struct fs *fs);
+/* In fs_new before anything can fail (forget: -o forget_tokens), and in fs_free. */
+void fs_remember_init(struct fs *fs, bool forget);
+void fs_remember_free(struct fs *fs);
 
 /* fs_identity.c */
 /* The identity of req's caller for a project (index, as in struct fs_node): uid, gid, pid, the

@@ -209,9 +209,13 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 	struct fs *fs = fs_from_req(req);
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct fs_binding *b = NULL;
+	struct auth_claims claims;
+	bool refused;
 	uint64_t mntns;
 	uint32_t project;
 	int err = 0;
+
+	memset(&claims, 0, sizeof(claims));
 
 	if (strcmp(name, FS_TOKEN_XATTR) != 0) {
 		err = ENOTSUP;
@@ -241,11 +245,19 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 		goto out;
 	}
 	/* Verify now (signature, syntax); expiry and project are checked on every request. */
-	b->error = auth_token_verify(fs->token_secret, value, size, 0, &b->claims);
+	b->error = auth_token_verify(fs->token_secret, value, size, 0, &claims);
+	b->claims = claims;
+	refused = b->error != 0;
 	err = -fs_binding_install(fs, b);
 	if (err == 0)
 		b = NULL;
+	/* Remembered across restarts (fs_remember.c); a refused token replaced the binding. */
+	if (err == 0 && !refused && fs_remember_put(fs, ctx->uid, mntns, project, &claims) < 0)
+		kms_log_debug("binding kept in memory only");
+	else if (err == 0 && refused)
+		fs_remember_drop(fs, ctx->uid, mntns, project);
 out:
+	kms_wipe(&claims, sizeof(claims));
 	fs_binding_discard(b);
 	/* Only the token's claims are kept; the token itself (a bearer secret) must not linger in
 	 * libfuse's reused receive buffer either. */
@@ -292,5 +304,6 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
+	fs_remember_drop(fs, ctx->uid, mntns, project);
 	fuse_reply_err(req, 0);
 }
