@@ -55,7 +55,11 @@ void fs_remember_init(struct fs *fs, bool forget)
 {
 	pthread_mutex_init(&fs->remember_lock, NULL);
 	fs->forget_tokens = forget;
+	/* The host's namespace is pid 1's. Where that cannot be read (a sandbox that hides pid
+	 * 1), our own: the daemon mounts in the namespace its clients log in from. */
 	fs->host_mntns = fs_mntns_of(1);
+	if (fs->host_mntns == 0)
+		fs->host_mntns = fs_mntns_of(getpid());
 	fs_remember_host_id(fs->host_id, sizeof(fs->host_id));
 }
 
