@@ -295,6 +295,11 @@ void fs_process_name(pid_t pid, char *out, size_t cap);
  * cgroup v2 path (the "0::" line of /proc/PID/cgroup, heap, NULL if unreadable). */
 uint64_t fs_mntns_of(pid_t pid);
 char *fs_cgroup_of(pid_t pid);
+/* user.kms.identity: one JSON object (heap; NULL out of memory or no such project) describing
+ * how a new open by req's caller in project would be seen: uid, gid, pid, mntns,
+ * host_namespace, cgroup, the token that applies (its claims, never the token) or why none, the
+ * role bindings give and the resulting role. */
+char *fs_identity_describe(fuse_req_t req, struct fs *fs, uint32_t project);
 
 /* fs_metrics.c */
 enum fs_info { FS_INFO_METRICS = 0, FS_INFO_STATUS = 1 };

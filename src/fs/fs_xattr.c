@@ -14,7 +14,8 @@
 #include "common/kms_secmem.h"
 #include "fs_internal.h"
 
-#define FS_TOKEN_XATTR "user.kms.token"
+#define FS_TOKEN_XATTR	  "user.kms.token"
+#define FS_IDENTITY_XATTR "user.kms.identity"
 
 /* One binding per (uid, mount namespace, project), counted in the uid's share of
  * FS_POOL_BINDINGS, so a caller that binds garbage to every project leaves room for the others.
@@ -218,7 +219,7 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 	memset(&claims, 0, sizeof(claims));
 
 	if (strcmp(name, FS_TOKEN_XATTR) != 0) {
-		err = ENOTSUP;
+		err = strcmp(name, FS_IDENTITY_XATTR) == 0 ? EPERM : ENOTSUP; /* read-only */
 		goto out;
 	}
 	if (!fs_project_of(ino, &project)) {
@@ -266,8 +267,42 @@ out:
 	fuse_reply_err(req, err);
 }
 
+/* Reply to a getxattr/listxattr of size with len bytes of value: the size when asked for it. */
+static void fs_reply_value(fuse_req_t req, const char *value, size_t len, size_t size)
+{
+	if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, value, len);
+}
+
+/* user.kms.identity on a node of a project: how kmsfs sees the caller now (fs_identity.c). */
+static void fs_get_identity(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	uint32_t project;
+	char *json;
+
+	if (!fs_project_of(ino, &project)) {
+		fuse_reply_err(req, ENODATA);
+		return;
+	}
+	json = fs_identity_describe(req, fs_from_req(req), project);
+	if (!json) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fs_reply_value(req, json, strlen(json), size);
+	free(json);
+}
+
 void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
+	if (strcmp(name, FS_IDENTITY_XATTR) == 0) {
+		fs_get_identity(req, ino, size);
+		return;
+	}
 	/* kmsctl asks this after changing policy or revoking a token, so the change is in force
 	 * when kmsctl returns (the janitor would notice within a second anyway). Harmless: it
 	 * only re-reads the database. */
@@ -277,16 +312,19 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 		if (store_refresh(fs_from_req(req)->store, &changed) < 0)
 			kms_log_warning("re-reading the key database failed");
 	}
-	/* Nothing to read, ever: tokens are write-only; security.capability must be fast. */
+	/* Nothing else to read, ever: tokens are write-only; security.capability must be fast. */
 	fuse_reply_err(req, ENODATA);
 }
 
 void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	if (size == 0)
-		fuse_reply_xattr(req, 0);
+	uint32_t project;
+
+	/* Only the read-only identity, on a project's nodes; never the token. */
+	if (fs_project_of(ino, &project))
+		fs_reply_value(req, FS_IDENTITY_XATTR, sizeof(FS_IDENTITY_XATTR), size);
 	else
-		fuse_reply_buf(req, NULL, 0);
+		fs_reply_value(req, "", 0, size);
 }
 
 void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
@@ -296,6 +334,10 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 	uint64_t mntns;
 	uint32_t project;
 
+	if (strcmp(name, FS_IDENTITY_XATTR) == 0) {
+		fuse_reply_err(req, EPERM); /* read-only */
+		return;
+	}
 	/* Only the binding of the caller's own scope: the host's removexattr leaves a
 	 * container's login alone, and the other way round. */
 	mntns = fs_mntns_of(ctx->pid);

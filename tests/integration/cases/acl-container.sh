@@ -63,7 +63,9 @@ unbound)
 esac
 echo "inside-ok $phase"
 INNER
-inside() { kms_container "$KMS_MNT/cb/keys/$id" "$KMS_WORK/inside.sh" "$id" "$KMS_UID" "$KMS_GID" "$1"; }
+# Root in the namespace resolves the key folder with its own login (KMS_CT_TOKEN): the host's
+# token does not apply there.
+inside() { KMS_CT_TOKEN=$KMS_TOKEN kms_container "$KMS_MNT/cb/keys/$id" "$KMS_WORK/inside.sh" "$id" "$KMS_UID" "$KMS_GID" "$1"; }
 out=$(inside crypto) || fail "inside the namespace (crypto binding): $out"
 assert_contains "$out" "inside-ok crypto" "namespace script"
 

@@ -1,8 +1,9 @@
 #!/bin/bash
 # The container view: in a new mount namespace (unshare -m) a key dir is bind-mounted somewhere
-# else (mount --bind /kms/P/keys/<id> /secrets/key) and used there, by root and by another uid
-# (setpriv) that binds its own token through the bind mount. The host sees no extra mount, and
-# the daemon still unmounts cleanly afterwards.
+# else (mount --bind /kms/P/keys/<id> /secrets/key) and used there, by root (which set its own
+# token in the namespace first: the host's does not apply there) and by another uid (setpriv) that
+# binds its own token through the bind mount. The host sees no extra mount, and the daemon still
+# unmounts cleanly afterwards.
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup unshare # kms_container
 kms_user_setup
@@ -37,7 +38,7 @@ r=$(run "$KMS_PY" "$KMS_IO" rdwr "$target/decrypt-datakey" "{\"cipher_text\":\"$
 run ls "$target" | grep -qx describe-key || { echo "user ls of the bind mount"; exit 1; }
 echo inside-ok
 INNER
-out=$(kms_container "$KMS_MNT/ct/keys/$id" "$KMS_WORK/inside.sh" "$id" "$KMS_UID" "$KMS_GID" "$utok") ||
+out=$(KMS_CT_TOKEN=$KMS_TOKEN kms_container "$KMS_MNT/ct/keys/$id" "$KMS_WORK/inside.sh" "$id" "$KMS_UID" "$KMS_GID" "$utok") ||
 	fail "inside the namespace: $out"
 assert_contains "$out" inside-ok "namespace script"
 mountpoint -q "$target" && fail "the namespace's bind mount leaked to the host"

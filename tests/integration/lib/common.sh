@@ -436,14 +436,18 @@ as_member() { kms_as "$KMS_MUID" "$KMS_MGID" "$KMS_GRP" "$@"; }
 # `bash SCRIPT $KMS_WORK/container ARGS...` runs there (as root; KMS_PY, KMS_IO, KMS_SCRATCH and
 # KMS_DEKS in its environment). Prints its stdout and stderr; its status is the script's. The
 # bind mount must not reach the host: check with `mountpoint -q "$KMS_WORK/container"`.
+# Tokens are scoped to the mount namespace, so the host's do not apply there: with KMS_CT_TOKEN
+# set, root in the namespace first sets that token on DIR's project folder (the container's own
+# login), which resolving a key folder needs.
 kms_container() {
 	local dir=$1
 	shift
 	mkdir -p "$KMS_WORK/container"
 	# shellcheck disable=SC2016 # expanded by the inner sh
 	unshare -m --propagation private env KMS_PY="$KMS_PY" KMS_IO="$KMS_IO" \
-		KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" \
-		sh -c 'mount --bind "$1" "$2" && t=$2 s=$3 && shift 3 && exec bash "$s" "$t" "$@"' \
+		KMS_SCRATCH="$KMS_SCRATCH" KMS_DEKS="$KMS_DEKS" KMS_CT_TOKEN="${KMS_CT_TOKEN:-}" \
+		sh -c '{ [ -z "$KMS_CT_TOKEN" ] || setfattr -n user.kms.token -v "$KMS_CT_TOKEN" "${1%/keys/*}"; } &&
+			mount --bind "$1" "$2" && t=$2 s=$3 && shift 3 && exec bash "$s" "$t" "$@"' \
 		sh "$dir" "$KMS_WORK/container" "$@" 2>&1
 }
 
