@@ -276,6 +276,10 @@ KMS_WUR int fs_remember_put(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t p
 			    const struct auth_claims *claims);
 void fs_remember_drop(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project);
 KMS_WUR int fs_remember_restore(struct fs *fs);
+/* Whether the binding of token_id in (uid, mntns, project name) is remembered in the store
+ * (user.kms.identity: a failed write leaves it in memory only). */
+bool fs_remembered(struct fs *fs, uid_t uid, uint64_t mntns, const char *project,
+		   const char *token_id);
 /* In fs_new before anything can fail (forget: -o forget_tokens), and in fs_free. */
 void fs_remember_init(struct fs *fs, bool forget);
 void fs_remember_free(struct fs *fs);

@@ -156,6 +156,41 @@ void fs_remember_drop(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project
 				(unsigned)uid, kms_err_info(e)->message);
 }
 
+struct fs_remember_find {
+	const struct store_remembered *want;
+	const char *token_id;
+	bool found;
+};
+
+static int fs_remember_find_row(const struct store_remembered *r, void *arg)
+{
+	struct fs_remember_find *f = arg;
+
+	f->found = f->found ||
+		   (r->uid == f->want->uid && r->host_ns == f->want->host_ns &&
+		    r->mntns == f->want->mntns && strcmp(r->project, f->want->project) == 0 &&
+		    strcmp(r->claims.id, f->token_id) == 0);
+	return 0;
+}
+
+bool fs_remembered(struct fs *fs, uid_t uid, uint64_t mntns, const char *project,
+		   const char *token_id)
+{
+	struct store_remembered want;
+	struct fs_remember_find f = { &want, token_id, false };
+	size_t unreadable = 0;
+
+	if (fs->forget_tokens)
+		return false;
+	memset(&want, 0, sizeof(want));
+	want.uid = uid;
+	fs_remember_scope(fs, mntns, &want);
+	snprintf(want.project, sizeof(want.project), "%s", project);
+	if (store_session_list(fs->store, fs->host_id, fs_remember_find_row, &f, &unreadable) < 0)
+		return false;
+	return f.found;
+}
+
 /* ---- restore at start ---- */
 
 /* The mount namespaces of the running processes (sorted), so rows of namespaces that are gone

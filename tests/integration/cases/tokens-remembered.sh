@@ -4,9 +4,10 @@
 # alive for the test) keep working after `fusermount3 -u` + start and after kill -9 + start,
 # without being set again, and the namespace's only in that namespace. A token that expired and
 # one that was revoked end (and their rows go). `kmsctl token list` shows where each token is
-# bound; no part of a token is in the database. -o forget_tokens forgets this host's. On a
-# PostgreSQL store shared by two daemons with different machine ids (KMSFS_TEST_MACHINE_ID), a
-# binding made on host A is not applied on host B.
+# bound, user.kms.identity whether a binding is remembered; no part of a token is in the
+# database. -o forget_tokens forgets this host's. On a PostgreSQL store shared by two daemons
+# with different machine ids (KMSFS_TEST_MACHINE_ID), a binding made on host A is not applied on
+# host B.
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup unshare nsenter setpriv
 kms_user_setup
@@ -63,6 +64,8 @@ check_logins() {
 	assert_errcode "$(unshare -m "$KMS_PY" "$KMS_IO" rdwr "$KMS_MNT/rm/list-keys" '{}')" KMS.0301
 }
 check_logins before
+ident() { getfattr --only-values -n user.kms.identity "$KMS_MNT/$1" | jq -r "$2"; }
+assert_eq "$(ident rm .token.remembered)" true "user.kms.identity: remembered"
 assert_ok "$(kms_call rx/list-keys '{}')"
 assert_ok "$(kms_call rv/list-keys '{}')"
 
@@ -126,6 +129,7 @@ assert_errcode "$(user_call rm/list-keys '{}')" KMS.0301
 assert_eq "$(kms_ctl token list | awk '/^TOKEN /{f = 1; next} f' | grep -c "$host")" 0 "bindings left after forget_tokens"
 kms_login rm "$tok_root"
 assert_ok "$(kms_call rm/list-keys '{}')"
+assert_eq "$(ident rm .token.remembered)" false "user.kms.identity with forget_tokens"
 kms_umount
 kms_mount allow_other
 assert_errcode "$(kms_call rm/list-keys '{}')" KMS.0301
