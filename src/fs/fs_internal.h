@@ -160,13 +160,6 @@ struct fs {
 
 	pthread_rwlock_t bind_lock;
 	struct fs_binding *bindings[FS_BIND_BUCKETS]; /* chains, by (uid, project) */
-	/* fs_remember.c: this host's name in the store's remembered bindings (the machine id),
-	 * the host's mount namespace (pid 1's, 0 unknown), -o forget_tokens; remember_lock
-	 * serialises the store writes of setfattr and removexattr. */
-	char host_id[65];
-	uint64_t host_mntns;
-	bool forget_tokens;
-	pthread_mutex_t remember_lock;
 
 	/* Open action handles. At unmount the kernel sends no RELEASE for handles whose
 	 * descriptors are still open (or whose release was still queued): fs_free frees these. */
@@ -192,6 +185,13 @@ struct fs {
 	pthread_mutex_t janitor_lock;
 	pthread_cond_t janitor_cond;
 	bool stopping;
+	/* fs_remember.c: -o forget_tokens, this host's name in the store's remembered bindings (the
+	 * machine id), the host's mount namespace (pid 1's), and remember_lock, which serialises
+	 * the store writes of setfattr and removexattr. */
+	bool forget_tokens;
+	char host_id[65];
+	uint64_t host_mntns;
+	pthread_mutex_t remember_lock;
 };
 
 /* One open file handle: the unit of a transaction (design.md section 2). */

@@ -9,6 +9,7 @@
  * remembered by its inode, which matches only while that namespace lives. Rows are kept per
  * host (the machine id), so daemons sharing a PostgreSQL store never apply each other's.
  * -o forget_tokens: nothing is remembered and this host's rows are deleted at start. */
+#define _GNU_SOURCE /* secure_getenv */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -30,7 +31,7 @@
 /* The machine id (/etc/machine-id, else the host name): names this host's rows. */
 static void fs_remember_host_id(char *out, size_t cap)
 {
-	const char *env = getenv(FS_REMEMBER_HOST_ENV);
+	const char *env = secure_getenv(FS_REMEMBER_HOST_ENV);
 	char line[128] = "";
 	FILE *f;
 
