@@ -256,6 +256,7 @@ struct fs_remember_restore {
 	struct fs_remember_live live;
 	int64_t now_s;
 	size_t restored, dropped, failed;
+	size_t unsure; /* of other namespaces, restored though theirs may have ended */
 };
 
 static bool fs_remember_claims(const struct store_remembered *r, struct auth_claims *c)
@@ -287,6 +288,8 @@ static int fs_remember_restore_row(const struct store_remembered *r, void *arg)
 		e = -ENOENT;
 	else
 		e = fs_project_index(fs, r->project, &project);
+	if (e == 0 && !r->host_ns && !x->live.complete)
+		x->unsure++;
 	if (e == -ENOENT) {
 		x->dropped += store_session_delete(fs->store, r->id) == 0;
 		return 0;
@@ -327,6 +330,11 @@ int fs_remember_restore(struct fs *fs)
 		kms_log_info("restored %zu remembered token binding(s); dropped %zu expired, "
 			     "revoked or of a namespace or project that is gone",
 			     x.restored, purged + x.dropped);
+	if (x.unsure)
+		kms_log_info("%zu remembered token binding(s) of other mount namespaces kept: not "
+			     "every process's mount namespace can be read here to tell whether "
+			     "theirs still exists",
+			     x.unsure);
 	if (x.failed)
 		kms_log_warning("%zu remembered token binding(s) could not be restored (the "
 				"uid's share of bindings, or no host mount namespace)",

@@ -116,11 +116,32 @@ grep -qE " (rx|rv)$" <<<"$(awk '/^TOKEN /{f = 1} f' <<<"$list")" &&
 	fail "expired or revoked bindings still remembered: $list"
 grep -q "restored 3 remembered token binding" "$KMS_LOG" || fail "no 'restored 3' line in the log"
 
-# ---- removexattr forgets for good; -o forget_tokens forgets this host's and remembers nothing
+# ---- removexattr forgets for good; a namespace that is gone is forgotten at the next start;
+# -o forget_tokens forgets this host's and remembers nothing
 in_ns setfattr -x user.kms.token "$KMS_MNT/rm" || fail "setfattr -x in the namespace"
+unshare -m --propagation slave sleep 600 &
+ns2=$!
+kms_bg "$ns2"
+for ((i = 0; i < 50; i++)); do
+	ns2ino=$(stat -L -c %i "/proc/$ns2/ns/mnt")
+	[ "$ns2ino" != "$(stat -L -c %i /proc/self/ns/mnt)" ] && break
+	sleep 0.1
+done
+nsenter -t "$ns2" -m -- setfattr -n user.kms.token -v "$tok_ns" "$KMS_MNT/rm" || fail "setfattr in a second namespace"
+kms_ctl token list | grep -qE " $ns2ino +rm$" || fail "no binding of the second namespace in token list"
+kill -KILL "$ns2"
+wait "$ns2" 2>/dev/null || true
 kms_umount
 kms_mount allow_other
 assert_errcode "$(in_ns "$KMS_PY" "$KMS_IO" rdwr "$KMS_MNT/rm/list-keys" '{}')" KMS.0301
+kms_ctl token list | grep -qE " $nsino +rm$" && fail "the namespace's binding is remembered after removexattr"
+# Only a daemon that can read every process's namespace can tell that one ended.
+if find /proc/[0-9]*/ns/mnt -maxdepth 0 -exec stat -L -c %i {} + >/dev/null 2>&1; then
+	kms_ctl token list | grep -qE " $ns2ino +rm$" && fail "a binding remembered after its namespace ended"
+else
+	log "note: some process's mount namespace is unreadable here: the binding of an ended namespace is kept"
+	grep -q "of other mount namespaces kept" "$KMS_LOG" || fail "the log does not say why the binding of an ended namespace is kept"
+fi
 assert_ok "$(kms_call rm/list-keys '{}')"
 kms_umount
 kms_mount allow_other forget_tokens
