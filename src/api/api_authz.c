@@ -5,11 +5,14 @@
  * src/auth). It hands that over in struct api_caller; kmsctl is a trusted caller. The decisions,
  * in the order a request meets them:
  *
- *  1. Who the caller is (api_caller_claims): the token's claims; else the role a
- *     `kmsctl project bind` binding gives its uid, which beats its groups' bindings, or the best
- *     of its groups' (store_binding_role). A token wins over a binding. A binding is captured
- *     when a handle is opened (api_bound_role) and looked up again at every request, where it
- *     can only narrow: an unbind or a lower role applies at once, a higher role to later opens.
+ *  1. Who the caller is (api_caller_claims): the token's claims; else the role of a
+ *     `kmsctl project bind` binding, the most specific one (api_bound_role): the deepest cgroup
+ *     binding covering the caller's cgroup (store_binding_role_cgroup), else its uid's binding,
+ *     else the best of its groups' (store_binding_role). A token always wins over a binding. A
+ *     binding is captured when a handle is opened (api_bound_role, with the uid, groups and
+ *     cgroup read then) and looked up again with them at every request, where it can only
+ *     narrow: an unbind or a lower role applies at once, a higher role to later opens; a process
+ *     that moved to another cgroup since keeps its handle's.
  *  2. May it call the action at all (api_caller_may): trusted; else a readable policy of the
  *     project, claims of this project, unexpired, not revoked, with a role of at least the
  *     action's min_role (the action table in api_call.c).
@@ -43,17 +46,22 @@ bool api_binding_applies(const struct api_caller *c)
 	return !c->trusted && !c->claims;
 }
 
+/* The most specific binding wins: a cgroup names one workload, a uid may be shared by many (every
+ * root container without a user namespace is uid 0), a group by more. */
 enum kms_role api_bound_role(const struct api_service *svc, const struct api_caller *c)
 {
 	int role;
 
 	if (!api_binding_applies(c) || !c->project)
 		return KMS_ROLE_NONE;
-	role = store_binding_role(svc->store, c->project, c->uid, c->gids, c->ngids);
+	role = store_binding_role_cgroup(svc->store, c->project, c->cgroup);
+	if (role == KMS_ROLE_NONE)
+		role = store_binding_role(svc->store, c->project, c->uid, c->gids, c->ngids);
 	return role > KMS_ROLE_NONE ? (enum kms_role)role : KMS_ROLE_NONE;
 }
 
-/* A binding acts as user "uid<N>" (a name no token can carry) with token id "uid:<N>". */
+/* A binding acts as user "uid<N>" (a name no token can carry) with token id "uid:<N>", a cgroup
+ * binding too: the audit line's cgroup names the workload. */
 static void api_binding_claims(const struct api_caller *c, enum kms_role role,
 			       struct auth_claims *claims)
 {

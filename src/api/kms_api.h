@@ -95,9 +95,10 @@ const struct api_action *api_action_at(size_t i);
 /* One-time process setup (cJSON wipe-on-free hooks, crypto). */
 KMS_WUR int api_init(void);
 
-/* The role bindings give caller in its project now: its uid's binding, else the best of its
- * groups' (gids); KMS_ROLE_NONE if none, or if it has a token, which wins. The file system
- * captures this in caller->bound_role when a handle is opened. */
+/* The role bindings give caller in its project now: the deepest cgroup binding covering its
+ * cgroup, else its uid's binding, else the best of its groups' (gids); KMS_ROLE_NONE if none, or
+ * if it has a token, which wins. The file system captures this in caller->bound_role when a
+ * handle is opened. */
 enum kms_role api_bound_role(const struct api_service *svc, const struct api_caller *caller);
 /* May bindings apply to caller at all: not trusted and no token (a token wins). */
 bool api_binding_applies(const struct api_caller *caller);

@@ -318,6 +318,25 @@ KMS_WUR int store_binding_set(struct store *s, const char *project, enum store_p
 enum kms_role store_binding_role(struct store *s, const char *project, uint32_t uid,
 				 const uint32_t *gids, size_t ngids);
 
+/* Bindings by cgroup (schema 5): a role for every process whose cgroup v2 path (the 0:: line of
+ * /proc/PID/cgroup) is path or below it, component-wise ("/a" covers "/a" and "/a/b", never
+ * "/ab"). A path is absolute, below the root ("/" itself would cover every process), with no
+ * empty, "." or ".." component, no control character and at most STORE_CGROUP_PATH_MAX bytes. */
+#define STORE_CGROUP_PATH_MAX 1024u
+/* false, and why says what is wrong with path in a sentence, when a binding may not name it. */
+bool store_cgroup_path_valid(const char *path, char *why, size_t why_len);
+/* Bind role to the cgroup subtree path; KMS_ROLE_NONE removes the binding. */
+KMS_WUR int store_binding_set_cgroup(struct store *s, const char *project, const char *path,
+				     enum kms_role role);
+/* The role of the deepest cgroup binding of project that covers cgroup (a caller's path);
+ * KMS_ROLE_NONE if none covers it, if cgroup is NULL or "" (unknown), or if the project has a
+ * policy row that cannot be read (as store_binding_role). */
+enum kms_role store_binding_role_cgroup(struct store *s, const char *project, const char *cgroup);
+/* The cgroup bindings of project as loaded (readable rows), in path order. */
+typedef int (*store_cgroup_binding_cb)(const char *path, enum kms_role role, void *arg);
+KMS_WUR int store_cgroup_binding_list(struct store *s, const char *project,
+				      store_cgroup_binding_cb cb, void *arg);
+
 #define STORE_TOKEN_USER_MAX 64u
 struct store_token_info {
 	char id[17];

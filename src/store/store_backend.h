@@ -154,8 +154,8 @@ struct store_backend_ops {
 	KMS_WUR int (*binding_set)(struct store_backend *b, const char *project,
 				   enum store_principal kind, uint32_t id, enum kms_role role);
 	KMS_WUR int (*token_put)(struct store_backend *b, const struct store_token_info *t);
-	/* Every policy row: bindings, then project policies, then tokens; a NULL callback of v
-	 * skips its rows. */
+	/* Every policy row: bindings, then cgroup bindings, then project policies, then tokens; a
+	 * NULL callback of v skips its rows. */
 	KMS_WUR int (*policy_list)(struct store_backend *b, const struct store_policy_visitor *v);
 	/* Schema 5. A role for every process in the cgroup v2 subtree path; KMS_ROLE_NONE removes
 	 * it. A change of the policy (STORE_CHANGE_POLICY in the feed). */

@@ -431,6 +431,19 @@ static int store_copy_policy_binding(const char *project, enum store_principal k
 	return c->dst->ops->binding_set(c->dst->be, project, kind, id, role);
 }
 
+/* The destination's policy as loaded at its open says what it holds already. */
+static int store_copy_policy_cgroup(const char *project, const char *path, enum kms_role role,
+				    bool readable, void *arg)
+{
+	struct store_copy_ctx *c = arg;
+
+	if (!readable)
+		return store_copy_unreadable(c, "cgroup binding", project);
+	if (store_policy_has_cgroup(c->dst, project, path, role))
+		return 0;
+	return c->dst->ops->cgroup_binding_set(c->dst->be, project, path, role);
+}
+
 static int store_copy_policy_token(const char *id, const struct store_token_info *t, bool readable,
 				   void *arg)
 {
@@ -452,6 +465,7 @@ static int store_copy_policy(struct store_copy_ctx *c)
 						   .arg = c };
 	const struct store_policy_visitor v = { .project = store_copy_policy_project,
 						.binding = store_copy_policy_binding,
+						.cgroup_binding = store_copy_policy_cgroup,
 						.token = store_copy_policy_token,
 						.arg = c };
 	int r;

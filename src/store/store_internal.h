@@ -27,11 +27,19 @@ struct store_policy_binding {
 	enum kms_role role;
 };
 
+struct store_policy_cgroup {
+	char project[KMS_MAX_PROJECT_ID + 1];
+	char path[STORE_CGROUP_PATH_MAX + 1];
+	enum kms_role role;
+};
+
 struct store_policy {
 	struct store_policy_project *projects;
 	size_t nprojects;
 	struct store_policy_binding *binds;
 	size_t nbinds;
+	struct store_policy_cgroup *cgroups;
+	size_t ncgroups;
 	char (*revoked)[17];
 	size_t nrevoked;
 	/* Rows that could not be read fail closed: their project is refused (all projects when
@@ -121,4 +129,7 @@ KMS_WUR int store_session_copy(struct store *src, struct store *dst);
 
 /* store_policy.c */
 KMS_WUR int store_policy_load(struct store *s);
+/* Does the loaded policy of s hold exactly this cgroup binding (store copy: nothing to write)? */
+bool store_policy_has_cgroup(struct store *s, const char *project, const char *path,
+			     enum kms_role role);
 void store_policy_free(struct store_policy *p);

@@ -1544,6 +1544,7 @@ const struct store_backend_ops store_pg_ops = {
 	.tag_list = store_pg_tag_list,
 	.project_policy_set = store_pg_project_policy_set,
 	.binding_set = store_pg_binding_set,
+	.cgroup_binding_set = store_pg_cgroup_binding_set,
 	.token_put = store_pg_token_put,
 	.session_put = store_pg_session_put,
 	.session_delete = store_pg_session_delete,

@@ -63,6 +63,8 @@ KMS_WUR int store_pg_project_policy_set(struct store_backend *b, const char *pro
 					const struct store_project_policy *p);
 KMS_WUR int store_pg_binding_set(struct store_backend *b, const char *project,
 				 enum store_principal kind, uint32_t id, enum kms_role role);
+KMS_WUR int store_pg_cgroup_binding_set(struct store_backend *b, const char *project,
+					const char *path, enum kms_role role);
 KMS_WUR int store_pg_token_put(struct store_backend *b, const struct store_token_info *t);
 KMS_WUR int store_pg_policy_list(struct store_backend *b, const struct store_policy_visitor *v);
 KMS_WUR int store_pg_session_put(struct store_backend *b, const struct store_session *sess);

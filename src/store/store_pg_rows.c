@@ -362,6 +362,16 @@ int store_pg_project_policy_set(struct store_backend *b, const char *project,
 			      (int)KMS_ARRAY_SIZE(p), p, NULL, NULL, NULL);
 }
 
+/* A binding row: params p are its key columns, then the role's name (n in all). KMS_ROLE_NONE
+ * deletes the row (del: by the key columns), any other role inserts or replaces it (put). */
+static int store_pg_binding_write(struct store_backend *b, enum kms_role role, const char *del,
+				  const char *put, const char *const *p, int n)
+{
+	if (role == KMS_ROLE_NONE)
+		return store_pg_query(b, del, n - 1, p, NULL, NULL, NULL);
+	return store_pg_query(b, put, n, p, NULL, NULL, NULL);
+}
+
 int store_pg_binding_set(struct store_backend *b, const char *project, enum store_principal kind,
 			 uint32_t id, enum kms_role role)
 {
@@ -373,16 +383,26 @@ int store_pg_binding_set(struct store_backend *b, const char *project, enum stor
 		kms_role_name(role),
 	};
 
-	if (role == KMS_ROLE_NONE)
-		return store_pg_query(b,
-				      "DELETE FROM bindings WHERE project_id = $1 AND "
-				      "principal = $2 AND principal_id = $3",
-				      3, p, NULL, NULL, NULL);
-	return store_pg_query(b,
-			      "INSERT INTO bindings(project_id, principal, principal_id, role) "
-			      "VALUES($1, $2, $3, $4) ON CONFLICT (project_id, principal, "
-			      "principal_id) DO UPDATE SET role = EXCLUDED.role",
-			      4, p, NULL, NULL, NULL);
+	return store_pg_binding_write(
+		b, role,
+		"DELETE FROM bindings WHERE project_id = $1 AND principal = $2 AND "
+		"principal_id = $3",
+		"INSERT INTO bindings(project_id, principal, principal_id, role) "
+		"VALUES($1, $2, $3, $4) ON CONFLICT (project_id, principal, "
+		"principal_id) DO UPDATE SET role = EXCLUDED.role",
+		p, (int)KMS_ARRAY_SIZE(p));
+}
+
+int store_pg_cgroup_binding_set(struct store_backend *b, const char *project, const char *path,
+				enum kms_role role)
+{
+	const char *p[] = { project, path, kms_role_name(role) };
+
+	return store_pg_binding_write(
+		b, role, "DELETE FROM cgroup_bindings WHERE project_id = $1 AND path = $2",
+		"INSERT INTO cgroup_bindings(project_id, path, role) VALUES($1, $2, $3) "
+		"ON CONFLICT (project_id, path) DO UPDATE SET role = EXCLUDED.role",
+		p, (int)KMS_ARRAY_SIZE(p));
 }
 
 int store_pg_token_put(struct store_backend *b, const struct store_token_info *t)
@@ -538,6 +558,19 @@ static int store_pg_binding_row(const PGresult *res, int row, void *arg)
 		&l->stop, l->v->binding(PQgetvalue(res, row, 0), kind, id, role, ok, l->v->arg));
 }
 
+/* The path is checked by the store (store_cgroup_path_valid); here only that it is there. */
+static int store_pg_cgroup_binding_row(const PGresult *res, int row, void *arg)
+{
+	struct store_pg_policy_rows *l = arg;
+	enum kms_role role = KMS_ROLE_NONE;
+	bool ok = !PQgetisnull(res, row, 1);
+
+	ok = store_pg_col_role(res, row, 2, &role) && ok;
+	return store_pg_stop_row(&l->stop, l->v->cgroup_binding(PQgetvalue(res, row, 0),
+								PQgetvalue(res, row, 1), role, ok,
+								l->v->arg));
+}
+
 static int store_pg_token_row(const PGresult *res, int row, void *arg)
 {
 	struct store_pg_policy_rows *l = arg;
@@ -568,6 +601,11 @@ int store_pg_policy_list(struct store_backend *b, const struct store_policy_visi
 				   "ORDER BY project_id COLLATE \"C\", principal COLLATE \"C\", "
 				   "principal_id",
 				   0, NULL, store_pg_binding_row, &l, NULL);
+	if (r == 0 && l.stop == 0 && v->cgroup_binding)
+		r = store_pg_query(b,
+				   "SELECT project_id, path, role FROM cgroup_bindings "
+				   "ORDER BY project_id COLLATE \"C\", path COLLATE \"C\"",
+				   0, NULL, store_pg_cgroup_binding_row, &l, NULL);
 	if (r == 0 && l.stop == 0 && v->project)
 		r = store_pg_query(b,
 				   "SELECT project_id, owner_uid, group_gid, dir_mode, "

@@ -1,5 +1,5 @@
-/* Projects and their access policy: modes and owners, uid/gid role bindings, token records and
- * revocations. Loaded into memory at open and by store_refresh, so checks read no database;
+/* Projects and their access policy: modes and owners, uid/gid and cgroup role bindings, token
+ * records and revocations. Loaded into memory at open and by store_refresh, so checks read no database;
  * rows that cannot be read fail closed. */
 #include "store_internal.h"
 
@@ -37,6 +37,7 @@ void store_policy_free(struct store_policy *p)
 {
 	free(p->projects);
 	free(p->binds);
+	free(p->cgroups);
 	free(p->revoked);
 	free(p->refused);
 	memset(p, 0, sizeof(*p));
@@ -95,26 +96,56 @@ static int store_policy_project_row(const char *project, const struct store_proj
 	return 0;
 }
 
+/* An unreadable binding row (of kind "binding" or "cgroup binding"): its project is refused,
+ * or every project when the row names none we can tell. */
+static int store_policy_unreadable_binding(struct store_policy *p, const char *kind,
+					   const char *project)
+{
+	bool valid = store_project_id_valid(project);
+	char what[128];
+
+	snprintf(what, sizeof(what), "a %s of project '%.64s' (%s refused)", kind,
+		 valid ? project : "?", valid ? "project" : "every project");
+	return store_policy_unreadable_row(p, valid ? project : NULL, what);
+}
+
 static int store_policy_binding_row(const char *project, enum store_principal kind, uint32_t id,
 				    enum kms_role role, bool readable, void *arg)
 {
 	struct store_policy *p = arg;
 	struct store_policy_binding e = { .kind = kind, .id = id, .role = role };
-	char what[128];
-	bool valid = store_project_id_valid(project);
 	void *n;
 
-	if (!readable || !valid) {
-		snprintf(what, sizeof(what), "a binding of project '%.64s' (%s refused)",
-			 valid ? project : "?", valid ? "project" : "every project");
-		return store_policy_unreadable_row(p, valid ? project : NULL, what);
-	}
+	if (!readable || !store_project_id_valid(project))
+		return store_policy_unreadable_binding(p, "binding", project);
 	n = realloc(p->binds, (p->nbinds + 1) * sizeof(e));
 	if (!n)
 		return KMS_E_NOMEM;
 	p->binds = n;
 	snprintf(e.project, sizeof(e.project), "%s", project);
 	p->binds[p->nbinds++] = e;
+	return 0;
+}
+
+/* A path no binding may name (changed behind our back) is unreadable too: it fails closed. */
+static int store_policy_cgroup_row(const char *project, const char *path, enum kms_role role,
+				   bool readable, void *arg)
+{
+	struct store_policy *p = arg;
+	struct store_policy_cgroup *e;
+	void *n;
+
+	if (!readable || !store_project_id_valid(project) ||
+	    !store_cgroup_path_valid(path, NULL, 0))
+		return store_policy_unreadable_binding(p, "cgroup binding", project);
+	n = realloc(p->cgroups, (p->ncgroups + 1) * sizeof(*e));
+	if (!n)
+		return KMS_E_NOMEM;
+	p->cgroups = n;
+	e = &p->cgroups[p->ncgroups++];
+	snprintf(e->project, sizeof(e->project), "%s", project);
+	snprintf(e->path, sizeof(e->path), "%s", path);
+	e->role = role;
 	return 0;
 }
 
@@ -144,6 +175,7 @@ int store_policy_load(struct store *s)
 	struct store_policy fresh = { 0 }, old;
 	const struct store_policy_visitor v = { .project = store_policy_project_row,
 						.binding = store_policy_binding_row,
+						.cgroup_binding = store_policy_cgroup_row,
 						.token = store_policy_token_row,
 						.arg = &fresh };
 	int r = s->ops->policy_list(s->be, &v);
@@ -277,6 +309,117 @@ enum kms_role store_binding_role(struct store *s, const char *project, uint32_t 
 	pthread_rwlock_unlock(&s->policy_lock);
 	/* A binding for the uid itself is the more specific one. */
 	return uid_role != KMS_ROLE_NONE ? uid_role : gid_role;
+}
+
+/* What is wrong with the components of path (after its leading '/'), or NULL. */
+static const char *store_cgroup_components_bad(const char *path)
+{
+	for (const char *c = path + 1;; c++) {
+		size_t len = strcspn(c, "/");
+
+		if (len == 0)
+			return "has an empty component ('//' or a '/' at the end)";
+		if (strncmp(c, ".", len) == 0 || strncmp(c, "..", len) == 0)
+			return "has a '.' or '..' component";
+		for (size_t i = 0; i < len; i++)
+			if ((unsigned char)c[i] < 0x20 || c[i] == 0x7f)
+				return "has a control character";
+		c += len;
+		if (!*c)
+			return NULL;
+	}
+}
+
+bool store_cgroup_path_valid(const char *path, char *why, size_t why_len)
+{
+	const char *what = NULL;
+
+	if (!path || path[0] != '/')
+		what = "is not absolute (paths as in /proc/PID/cgroup start with '/')";
+	else if (strlen(path) > STORE_CGROUP_PATH_MAX)
+		what = "is longer than 1024 bytes";
+	else if (!path[1])
+		what = "is the root cgroup, which holds every process: bind a uid or gid instead";
+	else
+		what = store_cgroup_components_bad(path);
+	if (what && why_len)
+		snprintf(why, why_len, "the cgroup path %s", what);
+	return !what;
+}
+
+int store_binding_set_cgroup(struct store *s, const char *project, const char *path,
+			     enum kms_role role)
+{
+	int r = 0;
+
+	if (!store_project_id_valid(project) || !store_cgroup_path_valid(path, NULL, 0) ||
+	    role < KMS_ROLE_NONE || role > KMS_ROLE_ADMIN)
+		return KMS_E_BAD_PARAM;
+	if (role != KMS_ROLE_NONE)
+		r = store_project_ensure(s, project);
+	if (r == 0)
+		r = s->ops->cgroup_binding_set(s->be, project, path, role);
+	return r < 0 ? r : store_policy_load(s);
+}
+
+/* The depth at which binding path covers cgroup (its length: a longer covering path is a
+ * deeper one), 0 if it does not: cgroup is path or below it, component-wise. */
+static size_t store_cgroup_covers(const char *path, const char *cgroup)
+{
+	size_t n = strlen(path);
+
+	return strncmp(path, cgroup, n) == 0 && (cgroup[n] == 0 || cgroup[n] == '/') ? n : 0;
+}
+
+enum kms_role store_binding_role_cgroup(struct store *s, const char *project, const char *cgroup)
+{
+	enum kms_role role = KMS_ROLE_NONE;
+	size_t depth = 0;
+
+	if (!cgroup || !cgroup[0])
+		return KMS_ROLE_NONE;
+	pthread_rwlock_rdlock(&s->policy_lock);
+	/* As store_binding_role: an unreadable row may have been the deeper binding. */
+	for (size_t i = 0; i < s->policy.ncgroups && !store_project_refused_locked(s, project);
+	     i++) {
+		const struct store_policy_cgroup *e = &s->policy.cgroups[i];
+		size_t n =
+			strcmp(e->project, project) == 0 ? store_cgroup_covers(e->path, cgroup) : 0;
+
+		if (n > depth) {
+			depth = n;
+			role = e->role;
+		}
+	}
+	pthread_rwlock_unlock(&s->policy_lock);
+	return role;
+}
+
+bool store_policy_has_cgroup(struct store *s, const char *project, const char *path,
+			     enum kms_role role)
+{
+	bool has = false;
+
+	pthread_rwlock_rdlock(&s->policy_lock);
+	for (size_t i = 0; i < s->policy.ncgroups && !has; i++)
+		has = strcmp(s->policy.cgroups[i].project, project) == 0 &&
+		      strcmp(s->policy.cgroups[i].path, path) == 0 &&
+		      s->policy.cgroups[i].role == role;
+	pthread_rwlock_unlock(&s->policy_lock);
+	return has;
+}
+
+int store_cgroup_binding_list(struct store *s, const char *project, store_cgroup_binding_cb cb,
+			      void *arg)
+{
+	int r = 0;
+
+	pthread_rwlock_rdlock(&s->policy_lock);
+	for (size_t i = 0; i < s->policy.ncgroups && r == 0; i++)
+		if (strcmp(s->policy.cgroups[i].project, project) == 0)
+			r = cb(s->policy.cgroups[i].path, s->policy.cgroups[i].role, arg);
+	pthread_rwlock_unlock(&s->policy_lock);
+	return r;
 }
 
 int store_token_record(struct store *s, const struct store_token_info *t)

@@ -1435,6 +1435,25 @@ static int store_sqlite_binding_set(struct store_backend *b, const char *project
 			   p, KMS_ARRAY_SIZE(p), NULL, NULL);
 }
 
+static int store_sqlite_cgroup_binding_set(struct store_backend *b, const char *project,
+					   const char *path, enum kms_role role)
+{
+	const struct store_param p[] = {
+		STORE_TEXT(":project_id", project),
+		STORE_TEXT(":path", path),
+		STORE_TEXT(":role", kms_role_name(role)),
+	};
+
+	return store_query(
+		b,
+		role == KMS_ROLE_NONE
+			? "DELETE FROM cgroup_bindings WHERE project_id = :project_id "
+			  "AND path = :path"
+			: "INSERT OR REPLACE INTO cgroup_bindings(project_id, path, role) "
+			  "VALUES(:project_id, :path, :role)",
+		p, KMS_ARRAY_SIZE(p), NULL, NULL);
+}
+
 static int store_sqlite_token_put(struct store_backend *b, const struct store_token_info *tk)
 {
 	return store_query(b,
@@ -1580,6 +1599,17 @@ static int store_binding_row(sqlite3_stmt *st, void *arg)
 	return v->binding(store_col_key(st, 0), kind, id, role, ok, v->arg);
 }
 
+/* The path is checked by the store (store_cgroup_path_valid); here only that it is text. */
+static int store_cgroup_binding_row(sqlite3_stmt *st, void *arg)
+{
+	const struct store_policy_visitor *v = arg;
+	enum kms_role role = KMS_ROLE_NONE;
+	bool ok = sqlite3_column_type(st, 1) == SQLITE_TEXT;
+
+	ok = store_col_role(st, 2, &role) && ok;
+	return v->cgroup_binding(store_col_key(st, 0), store_col_key(st, 1), role, ok, v->arg);
+}
+
 static int store_token_row(sqlite3_stmt *st, void *arg)
 {
 	const struct store_policy_visitor *v = arg;
@@ -1607,6 +1637,11 @@ static int store_sqlite_policy_list(struct store_backend *b, const struct store_
 				"SELECT project_id, principal, principal_id, role FROM bindings "
 				"ORDER BY project_id, principal, principal_id",
 				NULL, 0, store_binding_row, (void *)v);
+	if (r == 0 && v->cgroup_binding)
+		r = store_query(b,
+				"SELECT project_id, path, role FROM cgroup_bindings "
+				"ORDER BY project_id, path",
+				NULL, 0, store_cgroup_binding_row, (void *)v);
 	if (r == 0 && v->project)
 		r = store_query(b,
 				"SELECT project_id, owner_uid, group_gid, dir_mode, plaintext_mode "
@@ -1688,6 +1723,7 @@ const struct store_backend_ops store_sqlite_ops = {
 	.tag_list = store_sqlite_tag_list,
 	.project_policy_set = store_sqlite_project_policy_set,
 	.binding_set = store_sqlite_binding_set,
+	.cgroup_binding_set = store_sqlite_cgroup_binding_set,
 	.token_put = store_sqlite_token_put,
 	.session_put = store_sqlite_session_put,
 	.session_delete = store_sqlite_session_delete,

@@ -61,10 +61,13 @@ static void kmsctl_usage(FILE *f)
 		"        owner, group and directory mode of P's tree (files get MODE & 0666); "
 		"actions\n"
 		"        returning plaintext keys get --plaintext-mode (default: like the others)\n"
-		"  project bind P --uid USER|--gid GROUP --role admin|crypto|viewer\n"
-		"        let that uid or group use P with that role without a token\n"
-		"  project unbind P --uid USER|--gid GROUP\n"
-		"  project show P      print P's owner, group, modes\n"
+		"  project bind P --uid USER|--gid GROUP|--cgroup PATH --role "
+		"admin|crypto|viewer\n"
+		"        let that uid or group, or every process in the cgroup v2 PATH or below "
+		"it\n"
+		"        (/proc/PID/cgroup), use P with that role without a token\n"
+		"  project unbind P --uid USER|--gid GROUP|--cgroup PATH\n"
+		"  project show P      print P's owner, group, modes and cgroup bindings\n"
 		"  call PROJECT ACTION [JSON|-]\n"
 		"        run ACTION on the store as an administrator and print its JSON response;\n"
 		"        no JSON means an empty request, - reads the request from stdin\n"
@@ -281,6 +284,8 @@ static int kmsctl_project(const char *state, int argc, char **argv)
 		fprintf(stderr, "kmsctl: usage: project set|bind|unbind|show P ...\n");
 		return EXIT_USAGE;
 	}
+	if (kmsctl_project_cgroup_wanted(argc, argv))
+		return kmsctl_project_cgroup(state, argc, argv);
 	sub = argv[1];
 	project = argv[2];
 	if ((r = kmsctl_open(state, false, &s)) != 0)
@@ -342,7 +347,7 @@ static int kmsctl_project(const char *state, int argc, char **argv)
 	} else if (strcmp(sub, "show") == 0) {
 		printf("project %s: owner %u group %u mode %04o plaintext-mode %04o\n", project,
 		       pol.owner, pol.group, pol.mode, pol.plaintext_mode);
-		r = 0;
+		r = kmsctl_project_show_cgroups(s, project);
 	} else {
 		goto bad;
 	}
@@ -356,8 +361,9 @@ static int kmsctl_project(const char *state, int argc, char **argv)
 bad:
 	store_close(s);
 	fprintf(stderr, "kmsctl: usage: project set P [--owner U] [--group G] [--mode 0750] "
-			"[--plaintext-mode 0700] | project bind P --uid U|--gid G --role R | "
-			"project unbind P --uid U|--gid G | project show P\n");
+			"[--plaintext-mode 0700] | project bind P --uid U|--gid G|--cgroup PATH "
+			"--role R | project unbind P --uid U|--gid G|--cgroup PATH | project show "
+			"P\n");
 	return EXIT_USAGE;
 }
 

@@ -35,6 +35,12 @@ void kmsctl_notify_daemon(const char *state);
 int kmsctl_sessions_list(struct store *s);
 int kmsctl_sessions_forget(struct store *s, const char *token_id);
 
+/* project bind/unbind P --cgroup PATH (kmsctl_project.c): wanted when the arguments after P
+ * name --cgroup; the command's exit status. show: P's cgroup bindings, one line each. */
+bool kmsctl_project_cgroup_wanted(int argc, char **argv);
+int kmsctl_project_cgroup(const char *state, int argc, char **argv);
+int kmsctl_project_show_cgroups(struct store *s, const char *project);
+
 /* The audit trail of administrative changes (kmsctl_audit.c): every command that changes
  * something opens it before the change and closes it with the outcome after, so a change is
  * never made that the trail cannot record (fail-closed, like the daemon's requests). */

@@ -1504,6 +1504,86 @@ STORE_TEST(second_handle_sees_changes_after_refresh)
 	close_second();
 }
 
+/* ---- cgroup bindings ---- */
+
+struct cgroup_seen {
+	char list[256];
+};
+
+static int cgroup_seen_row(const char *path, enum kms_role role, void *arg)
+{
+	struct cgroup_seen *c = arg;
+	size_t n = strlen(c->list);
+
+	snprintf(c->list + n, sizeof(c->list) - n, "%s=%s;", path, kms_role_name(role));
+	return 0;
+}
+
+/* A binding covers its path and every path below it, component-wise; the deepest covering one
+ * gives the role (even a lower one); unbind removes it; another handle sees it once refreshed. */
+STORE_TEST(cgroup_bindings_cover_subtrees)
+{
+	struct cgroup_seen seen = { "" };
+	char reason[160];
+	static const char *const bad[] = {
+		"system.slice", "/",   "//a",	"/a//b", "/a/", "/a/../b",
+		"/a/./b",	"/..", "/a\nb", "/a\tb", "",
+	};
+
+	SETUP2();
+	ASSERT_OK(store_binding_set_cgroup(S, P, "/app.slice", KMS_ROLE_ADMIN));
+	ASSERT_OK(store_binding_set_cgroup(S, P, "/app.slice/web.service", KMS_ROLE_VIEWER));
+	ASSERT_OK(store_binding_set_cgroup(S, Q, "/other", KMS_ROLE_CRYPTO));
+	ASSERT_EQ(store_binding_role_cgroup(S, P, "/app.slice"), KMS_ROLE_ADMIN);
+	ASSERT_EQ(store_binding_role_cgroup(S, P, "/app.slice/db.service"), KMS_ROLE_ADMIN);
+	ASSERT_EQ(store_binding_role_cgroup(S, P, "/app.slice/web.service"), KMS_ROLE_VIEWER);
+	ASSERT_EQ(store_binding_role_cgroup(S, P, "/app.slice/web.service/x/y"), KMS_ROLE_VIEWER);
+	ASSERT_EQ(store_binding_role_cgroup(S, P, "/app.slice/web.servicex"), KMS_ROLE_ADMIN);
+	ASSERT_EQ(store_binding_role_cgroup(S, P, "/app.slicex"), KMS_ROLE_NONE);
+	ASSERT_EQ(store_binding_role_cgroup(S, P, "/"), KMS_ROLE_NONE);
+	ASSERT_EQ(store_binding_role_cgroup(S, P, "/other"), KMS_ROLE_NONE);
+	ASSERT_EQ(store_binding_role_cgroup(S, Q, "/other/c"), KMS_ROLE_CRYPTO);
+	ASSERT_EQ(store_binding_role_cgroup(S, P, ""), KMS_ROLE_NONE);
+	ASSERT_EQ(store_binding_role_cgroup(S, P, NULL), KMS_ROLE_NONE);
+	/* Replacing sets the new role; listing is in path order. */
+	ASSERT_OK(store_binding_set_cgroup(S, P, "/app.slice", KMS_ROLE_CRYPTO));
+	ASSERT_OK(store_cgroup_binding_list(S, P, cgroup_seen_row, &seen));
+	ASSERT_STREQ(seen.list, "/app.slice=crypto;/app.slice/web.service=viewer;");
+	/* Paths no binding may name. */
+	for (size_t i = 0; i < KMS_ARRAY_SIZE(bad); i++) {
+		ASSERT_FALSE(store_cgroup_path_valid(bad[i], reason, sizeof(reason)));
+		ASSERT_TRUE(strncmp(reason, "the cgroup path ", 16) == 0);
+		ASSERT_ERR(store_binding_set_cgroup(S, P, bad[i], KMS_ROLE_VIEWER),
+			   KMS_E_BAD_PARAM);
+	}
+	{
+		char long_path[STORE_CGROUP_PATH_MAX + 2];
+
+		memset(long_path, 'a', sizeof(long_path) - 1);
+		long_path[0] = '/';
+		long_path[sizeof(long_path) - 1] = 0;
+		ASSERT_FALSE(store_cgroup_path_valid(long_path, reason, sizeof(reason)));
+		long_path[STORE_CGROUP_PATH_MAX] = 0;
+		ASSERT_TRUE(store_cgroup_path_valid(long_path, reason, sizeof(reason)));
+	}
+	ASSERT_TRUE(store_cgroup_path_valid("/a/.b/..c/b..", NULL, 0));
+	ASSERT_ERR(store_binding_set_cgroup(S, "x y", "/a", KMS_ROLE_VIEWER), KMS_E_BAD_PARAM);
+	ASSERT_ERR(store_binding_set_cgroup(S, P, "/a", (enum kms_role)4), KMS_E_BAD_PARAM);
+	/* The other handle: once refreshed. */
+	refresh_of(S2, true);
+	ASSERT_EQ(store_binding_role_cgroup(S2, P, "/app.slice/db.service"), KMS_ROLE_CRYPTO);
+	ASSERT_OK(store_binding_set_cgroup(S2, P, "/app.slice/web.service", KMS_ROLE_NONE));
+	ASSERT_OK(store_binding_set_cgroup(S2, P, "/never-bound", KMS_ROLE_NONE));
+	refresh_of(S, true);
+	ASSERT_EQ(store_binding_role_cgroup(S, P, "/app.slice/web.service"), KMS_ROLE_CRYPTO);
+	/* Kept across a reopen. */
+	reopen();
+	ASSERT_EQ(store_binding_role_cgroup(S, P, "/app.slice/web.service"), KMS_ROLE_CRYPTO);
+	ASSERT_EQ(store_binding_role_cgroup(S, Q, "/other"), KMS_ROLE_CRYPTO);
+	ASSERT_EQ(store_binding_role(S, P, 0, NULL, 0), KMS_ROLE_NONE);
+	close_second();
+}
+
 /* Rotations through a handle whose cache is stale are applied on top of the other's: versions
  * 0, 1, 2, never two versions 1 (issue 12: "a rotate-key on each host gave both version 1"). */
 STORE_TEST(stale_handle_rotates_on_top)
@@ -2195,6 +2275,48 @@ TEST(unreadable_binding_and_token_rows_fail_closed)
 	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 0);
 }
 
+/* A cgroup binding row that cannot be read (a role that is none, a path no binding may name)
+ * could have been the deeper binding that narrows a role: the project is refused, and gives no
+ * role by any binding. A row that names no project refuses every project. */
+TEST(unreadable_cgroup_binding_rows_fail_closed)
+{
+	char what[160];
+
+	SETUP();
+	ASSERT_OK(store_binding_set_cgroup(S, P, "/a", KMS_ROLE_ADMIN));
+	ASSERT_OK(store_binding_set_cgroup(S, P, "/a/b", KMS_ROLE_VIEWER));
+	ASSERT_OK(store_binding_set(S, P, STORE_BIND_UID, 1000, KMS_ROLE_CRYPTO));
+	ASSERT_OK(store_binding_set_cgroup(S, Q, "/a", KMS_ROLE_CRYPTO));
+	db_exec("UPDATE cgroup_bindings SET role = 'root' WHERE path = '/a/b'");
+	refresh();
+	ASSERT_EQ(store_binding_role_cgroup(S, P, "/a/b"), KMS_ROLE_NONE);
+	ASSERT_EQ(store_binding_role_cgroup(S, P, "/a"), KMS_ROLE_NONE);
+	ASSERT_EQ(store_binding_role(S, P, 1000, NULL, 0), KMS_ROLE_NONE);
+	ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
+	ASSERT_EQ(store_binding_role_cgroup(S, Q, "/a/b"), KMS_ROLE_CRYPTO);
+	ASSERT_OK(store_project_policy_check(S, Q));
+	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 1);
+	ASSERT_TRUE(strstr(what, "cgroup binding of project '" P "'") != NULL);
+	/* A path no binding may name, a path that is not text. */
+	db_exec("UPDATE cgroup_bindings SET role = 'viewer', path = '/a/../b' WHERE path = '/a/b'");
+	refresh();
+	ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
+	db_exec("UPDATE cgroup_bindings SET path = X'2f63' WHERE path = '/a/../b'");
+	refresh();
+	ASSERT_ERR(store_project_policy_check(S, P), KMS_E_IO);
+	ASSERT_OK(store_project_policy_check(S, Q));
+	/* No project we can tell: every project. */
+	db_exec("UPDATE cgroup_bindings SET project_id = 'x y', path = '/c' WHERE path = X'2f63'");
+	refresh();
+	ASSERT_ERR(store_project_policy_check(S, Q), KMS_E_IO);
+	ASSERT_EQ(store_binding_role_cgroup(S, Q, "/a"), KMS_ROLE_NONE);
+	db_exec("DELETE FROM cgroup_bindings WHERE project_id = 'x y'");
+	refresh();
+	ASSERT_OK(store_project_policy_check(S, P));
+	ASSERT_EQ(store_binding_role_cgroup(S, P, "/a/b"), KMS_ROLE_ADMIN);
+	ASSERT_EQ(store_policy_unreadable(S, what, sizeof(what)), 0);
+}
+
 /* ---- schema upgrade 2 -> 3: policy strings become typed rows ---- */
 
 /* The schema of version 2 as that release created it, with policy rows in its string format. */
@@ -2475,6 +2597,24 @@ static int open_copy_target(const char *name, struct store **out)
 	write_file(root2, key, 32, 0600);
 	o.state_dir = dir;
 	return store_open(&o, out, why, sizeof(why));
+}
+
+/* store copy carries the cgroup bindings, and a second run finds them there. */
+TEST(store_copy_carries_cgroup_bindings)
+{
+	struct store *D = NULL;
+
+	SETUP();
+	ASSERT_OK(store_binding_set_cgroup(S, P, "/system.slice/app.service", KMS_ROLE_CRYPTO));
+	ASSERT_OK(store_binding_set_cgroup(S, Q, "/kubepods.slice", KMS_ROLE_VIEWER));
+	ASSERT_OK(open_copy_target("copy", &D));
+	if (kms_test_failing())
+		return;
+	ASSERT_OK(store_copy(S, D, NULL, NULL, why, sizeof(why)));
+	ASSERT_OK(store_copy(S, D, NULL, NULL, why, sizeof(why)));
+	ASSERT_EQ(store_binding_role_cgroup(D, P, "/system.slice/app.service"), KMS_ROLE_CRYPTO);
+	ASSERT_EQ(store_binding_role_cgroup(D, Q, "/kubepods.slice/a"), KMS_ROLE_VIEWER);
+	store_close(D);
 }
 
 TEST(sqlite_key_put_grant_put_meta_add)
