@@ -297,6 +297,10 @@ static enum kms_role fs_describe_token(cJSON *o, struct fs *fs, const struct fs_
 			cJSON_AddStringToObject(t, "user", id->claims.user);
 			cJSON_AddStringToObject(t, "role", kms_role_name(id->claims.role));
 			cJSON_AddNumberToObject(t, "expiry", (double)id->claims.expiry);
+			/* fs_remember.c: false when it will not survive a restart */
+			cJSON_AddBoolToObject(
+				t, "remembered",
+				fs_remembered(fs, id->uid, id->mntns, project, id->claims.id));
 		}
 		err = auth_claims_check(&id->claims, project, kms_time_real_ms() / 1000);
 		if (err == 0 && store_token_revoked(fs->store, id->claims.id))

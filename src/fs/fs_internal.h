@@ -187,6 +187,13 @@ struct fs {
 	pthread_mutex_t janitor_lock;
 	pthread_cond_t janitor_cond;
 	bool stopping;
+	/* fs_remember.c: -o forget_tokens, this host's name in the store's remembered bindings (the
+	 * machine id), the host's mount namespace (pid 1's), and remember_lock, which serialises
+	 * the store writes of setfattr and removexattr. */
+	bool forget_tokens;
+	char host_id[65];
+	uint64_t host_mntns;
+	pthread_mutex_t remember_lock;
 };
 
 /* One open file handle: the unit of a transaction (design.md section 2). */
@@ -274,6 +281,13 @@ KMS_WUR int fs_remember_put(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t p
 			    const struct auth_claims *claims);
 void fs_remember_drop(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project);
 KMS_WUR int fs_remember_restore(struct fs *fs);
+/* Whether the binding of token_id in (uid, mntns, project name) is remembered in the store
+ * (user.kms.identity: a failed write leaves it in memory only). */
+bool fs_remembered(struct fs *fs, uid_t uid, uint64_t mntns, const char *project,
+		   const char *token_id);
+/* In fs_new before anything can fail (forget: -o forget_tokens), and in fs_free. */
+void fs_remember_init(struct fs *fs, bool forget);
+void fs_remember_free(struct fs *fs);
 
 /* fs_identity.c */
 /* The identity of req's caller for a project (index, as in struct fs_node): uid, gid, pid, mount

@@ -185,6 +185,7 @@ int fs_new(const struct fs_options *opt, struct fs **out)
 	pthread_rwlock_init(&fs->uid_lock, NULL);
 	pthread_mutex_init(&fs->janitor_lock, NULL);
 	pthread_cond_init(&fs->janitor_cond, NULL);
+	fs_remember_init(fs, opt->forget_tokens);
 	if ((r = fs_registry_init(&fs->reg)) < 0)
 		goto fail;
 	if ((r = fs_metrics_init(&fs->metrics, opt)) < 0)
@@ -196,6 +197,10 @@ int fs_new(const struct fs_options *opt, struct fs **out)
 	}
 	if ((r = store_state_secret(fs->store, "token.key", fs->token_secret)) < 0)
 		goto fail;
+	/* Before the mount serves: logged-in clients keep working across the restart. A failure
+	 * is logged; they then set their tokens again. */
+	if (fs_remember_restore(fs) < 0)
+		kms_log_debug("no remembered token bindings restored");
 	*out = fs;
 	return 0;
 fail:
@@ -426,5 +431,6 @@ void fs_free(struct fs *fs)
 	pthread_rwlock_destroy(&fs->uid_lock);
 	pthread_mutex_destroy(&fs->janitor_lock);
 	pthread_cond_destroy(&fs->janitor_cond);
+	fs_remember_free(fs);
 	free(fs);
 }

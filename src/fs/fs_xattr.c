@@ -477,6 +477,9 @@ void fs_bindings_sweep(struct fs *fs)
 	while (dead) {
 		b = dead;
 		dead = b->next;
+		/* Its namespace ended: a restart must not give the login to a namespace that gets
+		 * the same number later. */
+		fs_remember_drop(fs, b->uid, b->mntns, b->project);
 		fs_binding_free(fs, b);
 	}
 out:
@@ -501,9 +504,12 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 	const struct fuse_ctx *ctx = fuse_req_ctx(req);
 	struct fs_binding *b = NULL;
 	struct auth_claims claims = { 0 };
+	bool refused;
 	uint64_t mntns;
 	uint32_t project;
 	int err = 0;
+
+	memset(&claims, 0, sizeof(claims));
 
 	if (strcmp(name, FS_TOKEN_XATTR) != 0) {
 		err = strcmp(name, FS_IDENTITY_XATTR) == 0 ? EPERM : ENOTSUP; /* read-only */
@@ -535,11 +541,17 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 	/* Verify now (signature, syntax); expiry and project are checked on every request. */
 	b->error = auth_token_verify(fs->token_secret, value, size, 0, &claims);
 	b->claims = claims;
+	refused = b->error != 0;
 	/* Installed or not, b is the install's: a concurrent setxattr may replace and free it. */
 	err = -fs_binding_install(fs, b, ctx->pid);
 	b = NULL;
 	if (err != 0 && err != ENOSPC && err != ENOMEM)
 		err = fs_binding_unpinnable(ctx, err);
+	/* Remembered across restarts (fs_remember.c); a refused token replaced the binding. */
+	if (err == 0 && !refused && fs_remember_put(fs, ctx->uid, mntns, project, &claims) < 0)
+		kms_log_debug("binding kept in memory only");
+	else if (err == 0 && refused)
+		fs_remember_drop(fs, ctx->uid, mntns, project);
 out:
 	kms_wipe(&claims, sizeof(claims));
 	fs_binding_discard(b);
@@ -629,5 +641,6 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
+	fs_remember_drop(fs, ctx->uid, mntns, project);
 	fuse_reply_err(req, 0);
 }

@@ -22,6 +22,7 @@ struct fs_options {
 	const char *version;	/* for kmsfs_build_info (static string) */
 	bool metrics_group_set; /* /kms/.metrics and .status: root and this group may read */
 	gid_t metrics_group;
+	bool forget_tokens; /* -o forget_tokens: token bindings are not remembered across restarts */
 };
 
 KMS_WUR int fs_new(const struct fs_options *opt, struct fs **out);

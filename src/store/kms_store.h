@@ -365,6 +365,34 @@ KMS_WUR int store_token_revoke(struct store *s, const char *id);
 KMS_WUR int store_token_list(struct store *s, store_token_cb cb, void *arg);
 bool store_token_revoked(struct store *s, const char *id);
 
+/* store_session.c: a remembered binding as the daemon and kmsctl see it (unsealed). The sealed
+ * part holds everything but id; host, claims.id and the expiry are also in the clear (and must
+ * agree with the sealed copy, so a row moved to another host or token does not unseal). */
+struct store_remembered {
+	char id[33];
+	char host[65];
+	uint32_t uid;
+	bool host_ns;	/* bound in the host's mount namespace: applies there after a reboot too */
+	uint64_t mntns; /* else the inode of the namespace it was bound in */
+	char project[KMS_MAX_PROJECT_ID + 1]; /* the project it was bound in */
+	struct store_token_info claims;	      /* id, project, user, role, expiry */
+};
+typedef int (*store_remembered_cb)(const struct store_remembered *r, void *arg);
+/* Remember r under a new random id (written to r->id): its claims and scope sealed under a
+ * root-derived key with the label "kmsfs session ID". Never a token. */
+KMS_WUR int store_session_put(struct store *s, struct store_remembered *r);
+KMS_WUR int store_session_delete(struct store *s, const char *id);
+/* The remembered bindings of host (NULL: every host), unsealed, in id order; rows that do
+ * not unseal (another root key, damaged, moved) are not passed on but counted in *unreadable.
+ * cb may call the other store_session_* functions. */
+KMS_WUR int store_session_list(struct store *s, const char *host, store_remembered_cb cb, void *arg,
+			       size_t *unreadable);
+/* Delete, among the rows of host (NULL: every host), those of token_id (NULL: any), or with
+ * all every one of them, else the expired ones (expires_ms <= now_ms) and those of a revoked
+ * token; *purged (may be NULL) counts them. Needs no unsealing. */
+KMS_WUR int store_session_purge(struct store *s, const char *host, const char *token_id, bool all,
+				int64_t now_ms, size_t *purged);
+
 /* store copy: copy everything of src (settings, projects, keys with their sealed versions as they
  * are, grants, tags, policies, bindings, token records, the token signing secret) into dst, an
  * open store under the same root key. What dst already holds is kept, so an interrupted copy is

@@ -554,6 +554,8 @@ int store_copy(struct store *src, struct store *dst, store_copy_progress_fn prog
 		r = store_copy_policy(&c);
 	if (r == 0)
 		r = store_copy_secret(&c);
+	if (r == 0 && (r = store_session_copy(src, dst)) < 0)
+		store_copy_fail(&c, r, "cannot copy the remembered token bindings");
 	/* A synchronous commit after the copy's last one: PostgreSQL then has every key on disk
 	 * (and on its synchronous standby), including those put without waiting for the disk. */
 	if (r == 0) {

@@ -126,6 +126,10 @@ KMS_WUR int store_fresh_start(struct store *s);
 KMS_WUR int store_secret_file_read(const char *path, uint8_t out[32], char *why, size_t why_len);
 KMS_WUR int store_secret_file_create(const char *dir, const char *path, uint8_t out[32]);
 
+/* store_session.c: store copy: every remembered token binding of src, as it is (sealed, same
+ * ids: the same root key unseals it), into dst. */
+KMS_WUR int store_session_copy(struct store *src, struct store *dst);
+
 /* store_policy.c */
 KMS_WUR int store_policy_load(struct store *s);
 /* Does the loaded policy of s hold exactly this cgroup binding (store copy: nothing to write)? */

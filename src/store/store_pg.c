@@ -1546,6 +1546,9 @@ const struct store_backend_ops store_pg_ops = {
 	.binding_set = store_pg_binding_set,
 	.cgroup_binding_set = store_pg_cgroup_binding_set,
 	.token_put = store_pg_token_put,
+	.session_put = store_pg_session_put,
+	.session_delete = store_pg_session_delete,
+	.session_list = store_pg_session_list,
 	.policy_list = store_pg_policy_list,
 	.key_scan = store_pg_key_scan,
 };

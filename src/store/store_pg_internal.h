@@ -67,6 +67,10 @@ KMS_WUR int store_pg_cgroup_binding_set(struct store_backend *b, const char *pro
 					const char *path, enum kms_role role);
 KMS_WUR int store_pg_token_put(struct store_backend *b, const struct store_token_info *t);
 KMS_WUR int store_pg_policy_list(struct store_backend *b, const struct store_policy_visitor *v);
+KMS_WUR int store_pg_session_put(struct store_backend *b, const struct store_session *sess);
+KMS_WUR int store_pg_session_delete(struct store_backend *b, const char *id);
+KMS_WUR int store_pg_session_list(struct store_backend *b, const char *host, store_session_cb cb,
+				  void *arg);
 KMS_WUR int store_pg_key_scan(struct store_backend *b, store_backend_meta_cb meta_cb,
 			      store_backend_version_cb cb, void *arg);
 KMS_WUR int store_pg_key_put(struct store_backend *b, const struct store_key_meta *meta,

@@ -428,6 +428,67 @@ int store_pg_token_put(struct store_backend *b, const struct store_token_info *t
 			      (int)KMS_ARRAY_SIZE(p), p, NULL, NULL, NULL);
 }
 
+/* ---- remembered token bindings (schema 5) ---- */
+
+int store_pg_session_put(struct store_backend *b, const struct store_session *sess)
+{
+	char expires[STORE_PG_INT_LEN], sealed[2 * STORE_SESSION_SEALED_MAX + 3];
+	const char *p[] = {
+		sess->id, sess->host, sess->token_id, store_pg_int(expires, sess->expires_ms),
+		sealed,
+	};
+
+	store_pg_bytea_param(sess->sealed, sess->sealed_len, sealed);
+	return store_pg_query(
+		b,
+		"INSERT INTO sessions(session_id, host, token_id, expires_ms, sealed) "
+		"VALUES($1, $2, $3, $4, $5) ON CONFLICT (session_id) DO UPDATE SET "
+		"host = EXCLUDED.host, token_id = EXCLUDED.token_id, expires_ms = "
+		"EXCLUDED.expires_ms, sealed = EXCLUDED.sealed",
+		(int)KMS_ARRAY_SIZE(p), p, NULL, NULL, NULL);
+}
+
+int store_pg_session_delete(struct store_backend *b, const char *id)
+{
+	return store_pg_query(b, "DELETE FROM sessions WHERE session_id = $1", 1, &id, NULL, NULL,
+			      NULL);
+}
+
+struct store_pg_session_rows {
+	store_session_cb cb;
+	void *arg;
+	int stop;
+};
+
+/* A row whose columns do not fit is handed on with sealed_len 0: it cannot be unsealed, and
+ * the store drops it. */
+static int store_pg_session_row(const PGresult *res, int row, void *arg)
+{
+	struct store_pg_session_rows *l = arg;
+	struct store_session sess;
+
+	memset(&sess, 0, sizeof(sess));
+	store_pg_text(res, row, 0, sess.id, sizeof(sess.id));
+	store_pg_text(res, row, 1, sess.host, sizeof(sess.host));
+	store_pg_text(res, row, 2, sess.token_id, sizeof(sess.token_id));
+	if (!store_pg_int64(res, row, 3, &sess.expires_ms) ||
+	    !store_pg_bytea_get(res, row, 4, sess.sealed, sizeof(sess.sealed), &sess.sealed_len))
+		sess.sealed_len = 0;
+	return store_pg_stop_row(&l->stop, l->cb(&sess, l->arg));
+}
+
+int store_pg_session_list(struct store_backend *b, const char *host, store_session_cb cb, void *arg)
+{
+	struct store_pg_session_rows l = { cb, arg, 0 };
+	int r = store_pg_query(
+		b,
+		"SELECT session_id, host, token_id, expires_ms, sealed FROM sessions "
+		"WHERE $1::text IS NULL OR host = $1 ORDER BY session_id COLLATE \"C\"",
+		1, &host, store_pg_session_row, &l, NULL);
+
+	return store_pg_stopped(l.stop, r);
+}
+
 /* Typed reads of policy columns: false when the column does not hold a value of the type (the
  * columns are typed here, but a NULL, a number out of range or text that names no role or
  * principal can still be put there from outside). */

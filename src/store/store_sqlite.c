@@ -1470,6 +1470,64 @@ static int store_sqlite_token_put(struct store_backend *b, const struct store_to
 			   NULL, NULL);
 }
 
+/* Remembered token bindings (schema 5): the row's clear columns and its sealed part. */
+static int store_sqlite_session_put(struct store_backend *b, const struct store_session *sess)
+{
+	return store_query(b,
+			   "INSERT OR REPLACE INTO sessions(session_id, host, token_id, "
+			   "expires_ms, sealed) VALUES(:session_id, :host, :token_id, "
+			   ":expires_ms, :sealed)",
+			   STORE_PARAMS(STORE_TEXT(":session_id", sess->id),
+					STORE_TEXT(":host", sess->host),
+					STORE_TEXT(":token_id", sess->token_id),
+					STORE_INT(":expires_ms", sess->expires_ms),
+					STORE_BLOB(":sealed", sess->sealed, sess->sealed_len)),
+			   NULL, NULL);
+}
+
+static int store_sqlite_session_delete(struct store_backend *b, const char *id)
+{
+	return store_query(b, "DELETE FROM sessions WHERE session_id = :session_id",
+			   STORE_PARAMS(STORE_TEXT(":session_id", id)), NULL, NULL);
+}
+
+struct store_session_rows {
+	store_session_cb cb;
+	void *arg;
+};
+
+/* A row whose columns do not fit is handed on with sealed_len 0: it cannot be unsealed, and
+ * the store drops it. */
+static int store_session_row(sqlite3_stmt *st, void *arg)
+{
+	struct store_session_rows *l = arg;
+	struct store_session sess;
+	const void *p = sqlite3_column_blob(st, 4);
+	int n = sqlite3_column_bytes(st, 4);
+
+	memset(&sess, 0, sizeof(sess));
+	store_copy_text(sess.id, sizeof(sess.id), sqlite3_column_text(st, 0));
+	store_copy_text(sess.host, sizeof(sess.host), sqlite3_column_text(st, 1));
+	store_copy_text(sess.token_id, sizeof(sess.token_id), sqlite3_column_text(st, 2));
+	sess.expires_ms = sqlite3_column_int64(st, 3);
+	if (p && n > 0 && (size_t)n <= sizeof(sess.sealed)) {
+		memcpy(sess.sealed, p, (size_t)n);
+		sess.sealed_len = (size_t)n;
+	}
+	return l->cb(&sess, l->arg);
+}
+
+static int store_sqlite_session_list(struct store_backend *b, const char *host, store_session_cb cb,
+				     void *arg)
+{
+	struct store_session_rows l = { cb, arg };
+
+	return store_query(b,
+			   "SELECT session_id, host, token_id, expires_ms, sealed FROM sessions "
+			   "WHERE :host IS NULL OR host = :host ORDER BY session_id",
+			   STORE_PARAMS(STORE_TEXT(":host", host)), store_session_row, &l);
+}
+
 /* Typed reads of policy columns: false when the column does not hold a value of the type. */
 static bool store_col_int(sqlite3_stmt *st, int col, int64_t min, int64_t max, int64_t *out)
 {
@@ -1667,6 +1725,9 @@ const struct store_backend_ops store_sqlite_ops = {
 	.binding_set = store_sqlite_binding_set,
 	.cgroup_binding_set = store_sqlite_cgroup_binding_set,
 	.token_put = store_sqlite_token_put,
+	.session_put = store_sqlite_session_put,
+	.session_delete = store_sqlite_session_delete,
+	.session_list = store_sqlite_session_list,
 	.policy_list = store_sqlite_policy_list,
 	.key_scan = store_sqlite_key_scan,
 };

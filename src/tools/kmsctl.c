@@ -59,8 +59,9 @@ static void kmsctl_usage(FILE *f)
 		"        '" AUTH_USER_HOST_ADMIN "' and uidN are reserved)\n"
 		"  token revoke ID     refuse the token with this id from now on (running daemon "
 		"too)\n"
-		"  token list          ids, users, projects, roles, expiry and state; never a "
-		"token\n"
+		"  token list          ids, users, projects, roles, expiry and state, then where\n"
+		"        daemons remember them bound (host, uid, mount namespace, project); never "
+		"a token\n"
 		"  project set P [--owner USER] [--group GROUP] [--mode MODE] [--plaintext-mode "
 		"MODE]\n"
 		"        owner, group and directory mode of P's tree (files get MODE & 0666); "
@@ -213,8 +214,12 @@ static int kmsctl_token_admin(const char *state, int argc, char **argv)
 		printf("%-16s  %-20s  %-16s  %-6s  %-20s  %s\n", "ID", "PROJECT", "USER", "ROLE",
 		       "EXPIRES", "STATE");
 		r = store_token_list(s, kmsctl_token_row, NULL);
+		if (r == 0)
+			r = kmsctl_sessions_list(s);
 	} else {
 		r = store_token_revoke(s, argv[2]);
+		if (r == 0)
+			r = kmsctl_sessions_forget(s, argv[2]);
 		if (r == 0)
 			kmsctl_notify_daemon(state);
 	}

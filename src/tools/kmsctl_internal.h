@@ -33,6 +33,11 @@ int kmsctl_open(const char *state, bool create, struct store **s);
 /* Tell the daemon serving state (if any) to re-read the policy now. */
 void kmsctl_notify_daemon(const char *state);
 
+/* kmsctl_sessions.c: the token bindings daemons remember (token list prints them after the
+ * tokens, never a token; token revoke drops those of the token on every host). */
+int kmsctl_sessions_list(struct store *s);
+int kmsctl_sessions_forget(struct store *s, const char *token_id);
+
 /* The audit trail of administrative changes (kmsctl_audit.c): every command that changes
  * something opens it before the change and closes it with the outcome after, so a change is
  * never made that the trail cannot record (fail-closed, like the daemon's requests). */

@@ -58,6 +58,7 @@ struct kmsfs_config {
 	char *audit;
 	int no_default_permissions;
 	char *metrics_group;
+	int forget_tokens;
 	/* The shared store (-o store=URI) and its bounds, checked by kmsfs_store_options. */
 	char *store;
 	char *key_cache;
@@ -86,6 +87,7 @@ static const struct fuse_opt kmsfs_opts[] = {
 	KMSFS_OPT("audit=%s", audit),
 	KMSFS_OPT("no_default_permissions", no_default_permissions),
 	KMSFS_OPT("metrics_group=%s", metrics_group),
+	KMSFS_OPT("forget_tokens", forget_tokens),
 	FUSE_OPT_KEY("store=", KMSFS_KEY_STORE),
 	KMSFS_OPT("key_cache=%s", key_cache),
 	KMSFS_OPT("store_timeout=%s", store_timeout),
@@ -224,6 +226,8 @@ static void kmsfs_usage(const char *prog)
 	       "    -o no_mlock            do not lock the daemon's memory\n"
 	       "    -o no_default_permissions  do not let the kernel enforce project modes\n"
 	       "    -o metrics_group=GROUP  who besides root may read /kms/.metrics, .status\n"
+	       "    -o forget_tokens       do not remember token bindings across restarts (and\n"
+	       "                           delete this host's remembered ones at start)\n"
 	       "    -o store=URI           keys in a PostgreSQL database that several hosts share: "
 	       "a\n"
 	       "                           libpq URI or keyword string, each ',' written '\\,'\n"
@@ -958,6 +962,7 @@ int main(int argc, char **argv)
 	if (cfg.metrics_group && !kmsfs_group(cfg.metrics_group, &fopt.metrics_group))
 		goto out;
 	fopt.metrics_group_set = cfg.metrics_group != NULL;
+	fopt.forget_tokens = cfg.forget_tokens != 0;
 	fopt.mailbox_ttl_s = cfg.mailbox_ttl;
 	fopt.key_quota = cfg.key_quota;
 	if ((r = fs_new(&fopt, &fs)) < 0) {

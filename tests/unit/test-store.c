@@ -1113,6 +1113,163 @@ STORE_TEST(state_secret_created_once)
 	ASSERT_FALSE(memcmp(file, s1, 32) == 0);
 }
 
+/* Remembered token bindings (issue 15): sealed claims and scope, listed per host, purged when
+ * expired, revoked, of one token or all of a host; a row moved to another host does not unseal. */
+static struct store_remembered remembered(const char *host, uint32_t uid, uint64_t mntns,
+					  const char *token_id, int64_t expiry)
+{
+	struct store_remembered r;
+
+	memset(&r, 0, sizeof(r));
+	snprintf(r.host, sizeof(r.host), "%s", host);
+	r.uid = uid;
+	r.host_ns = mntns == 0;
+	r.mntns = mntns;
+	snprintf(r.project, sizeof(r.project), "p1");
+	snprintf(r.claims.id, sizeof(r.claims.id), "%s", token_id);
+	snprintf(r.claims.project, sizeof(r.claims.project), "p1");
+	snprintf(r.claims.user, sizeof(r.claims.user), "remembered-user");
+	r.claims.role = KMS_ROLE_CRYPTO;
+	r.claims.expiry = expiry;
+	return r;
+}
+
+struct remembered_seen {
+	struct store_remembered r[8];
+	size_t n;
+};
+
+static int remembered_row(const struct store_remembered *r, void *arg)
+{
+	struct remembered_seen *seen = arg;
+
+	if (seen->n < KMS_ARRAY_SIZE(seen->r))
+		seen->r[seen->n] = *r;
+	seen->n++;
+	return 0;
+}
+
+static int raw_session_row(const struct store_session *sess, void *arg)
+{
+	*(struct store_session *)arg = *sess;
+	return 0;
+}
+
+/* How many rows of host unseal; SIZE_MAX if listing failed or one did not unseal. */
+static size_t remembered_count(const char *host)
+{
+	struct remembered_seen seen = { .n = 0 };
+	size_t unreadable = 0;
+
+	if (store_session_list(S, host, remembered_row, &seen, &unreadable) < 0 || unreadable)
+		return SIZE_MAX;
+	return seen.n;
+}
+
+/* Whether the file name (in the state directory) holds text. */
+static bool file_holds(const char *name, const char *text)
+{
+	size_t cap = 8u << 20, n, len = strlen(text);
+	uint8_t *buf = malloc(cap);
+	char path[4300];
+	bool found = false;
+
+	path_of(path, sizeof(path), name);
+	n = buf ? read_file(path, buf, cap) : 0;
+	for (size_t i = 0; i + len <= n && !found; i++)
+		found = memcmp(buf + i, text, len) == 0;
+	free(buf);
+	return found;
+}
+
+STORE_TEST(remembered_bindings)
+{
+	int64_t later = time(NULL) + 3600;
+	struct store_remembered a = remembered("host-a", 1000, 0, "00000000000000a1", later);
+	struct store_remembered b =
+		remembered("host-a", 0, 4026532999ull, "00000000000000a2", later);
+	struct store_remembered c = remembered("host-b", 0, 0, "00000000000000b1", later);
+	struct store_remembered old = remembered("host-a", 5, 0, "00000000000000a3", 1000);
+	struct store_token_info t = { .id = "00000000000000a2",
+				      .project = "p1",
+				      .user = "u",
+				      .role = KMS_ROLE_ADMIN,
+				      .expiry = later };
+	struct remembered_seen seen = { .n = 0 };
+	struct store_session raw;
+	size_t unreadable = 0, purged = 0;
+
+	SETUP();
+	ASSERT_OK(store_project_ensure(S, "p1"));
+	ASSERT_OK(store_session_put(S, &a));
+	ASSERT_OK(store_session_put(S, &b));
+	ASSERT_OK(store_session_put(S, &c));
+	ASSERT_OK(store_session_put(S, &old));
+	ASSERT_EQ(strlen(a.id), 32);
+	ASSERT_TRUE(strcmp(a.id, b.id) != 0);
+	ASSERT_OK(store_session_list(S, "host-a", remembered_row, &seen, &unreadable));
+	ASSERT_EQ(seen.n, 3);
+	ASSERT_EQ(unreadable, 0);
+	for (size_t i = 0; i < seen.n && i < KMS_ARRAY_SIZE(seen.r); i++) {
+		const struct store_remembered *r = &seen.r[i];
+
+		ASSERT_STREQ(r->host, "host-a");
+		ASSERT_STREQ(r->project, "p1");
+		ASSERT_STREQ(r->claims.user, "remembered-user");
+		ASSERT_EQ(r->claims.role, KMS_ROLE_CRYPTO);
+		if (strcmp(r->id, b.id) == 0) {
+			ASSERT_FALSE(r->host_ns);
+			ASSERT_EQ(r->mntns, 4026532999ull);
+			ASSERT_EQ(r->uid, 0);
+			ASSERT_EQ(r->claims.expiry, later);
+		} else if (strcmp(r->id, a.id) == 0) {
+			ASSERT_TRUE(r->host_ns);
+			ASSERT_EQ(r->uid, 1000);
+		}
+	}
+	ASSERT_EQ(remembered_count(NULL), 4);
+	if (B->db_file) { /* the sealed part is not readable in the files */
+		char wal[64];
+
+		snprintf(wal, sizeof(wal), "%s-wal", B->db_file);
+		ASSERT_TRUE(file_holds(wal, "host-a") || file_holds(B->db_file, "host-a"));
+		ASSERT_FALSE(file_holds(B->db_file, "remembered-user"));
+		ASSERT_FALSE(file_holds(wal, "remembered-user"));
+	}
+	/* Expired rows, then those of a revoked token, go; the others stay. */
+	ASSERT_OK(store_session_purge(S, "host-a", NULL, false, time(NULL) * 1000, &purged));
+	ASSERT_EQ(purged, 1);
+	ASSERT_OK(store_token_record(S, &t));
+	ASSERT_OK(store_token_revoke(S, t.id));
+	ASSERT_OK(store_session_purge(S, NULL, NULL, false, time(NULL) * 1000, &purged));
+	ASSERT_EQ(purged, 1);
+	ASSERT_EQ(remembered_count("host-a"), 1);
+	/* A row moved to another host (its clear column changed) does not unseal there. */
+	memset(&raw, 0, sizeof(raw));
+	ASSERT_OK(S->ops->session_list(S->be, "host-b", raw_session_row, &raw));
+	ASSERT_STREQ(raw.id, c.id);
+	snprintf(raw.host, sizeof(raw.host), "host-a");
+	ASSERT_OK(S->ops->session_put(S->be, &raw));
+	seen.n = 0;
+	ASSERT_OK(store_session_list(S, "host-a", remembered_row, &seen, &unreadable));
+	ASSERT_EQ(seen.n, 1);
+	ASSERT_EQ(unreadable, 1);
+	ASSERT_OK(store_session_delete(S, c.id));
+	ASSERT_OK(store_session_put(S, &c));
+	/* One token's rows on every host; then all of a host. */
+	ASSERT_OK(store_session_purge(S, NULL, "00000000000000b1", false, 0, &purged));
+	ASSERT_EQ(purged, 1);
+	ASSERT_EQ(remembered_count("host-b"), 0);
+	ASSERT_OK(store_session_put(S, &c));
+	ASSERT_OK(store_session_purge(S, "host-a", NULL, true, 0, &purged));
+	ASSERT_EQ(purged, 1);
+	ASSERT_EQ(remembered_count(NULL), 1);
+	reopen();
+	if (kms_test_failing())
+		return;
+	ASSERT_EQ(remembered_count("host-b"), 1);
+}
+
 STORE_TEST(state_secret_bad_file_refused)
 {
 	uint8_t s[32];

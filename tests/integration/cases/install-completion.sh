@@ -46,7 +46,7 @@ assert_eq "$(comp kmsctl --state "$S" project bind demo --uid roo)" "root" "user
 assert_eq "$(comp kmsctl --state "$S" call d)" "demo" "call PROJECT"
 assert_eq "$(comp kmsctl --state "$S" call demo create-datakey)" \
 	"create-datakey create-datakey-without-plaintext" "call ACTION prefix"
-ids=$(kms_ctl token list | awk 'NR > 1 {print $1}' | sort | paste -sd' ')
+ids=$(kms_ctl token list | awk 'NF == 0 {exit} NR > 1 {print $1}' | sort | paste -sd' ')
 assert_eq "$(comp kmsctl --state "$S" token revoke '')" "$ids" "token ids"
 
 # Every action file of a project, and nothing else.

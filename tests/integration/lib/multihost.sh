@@ -76,7 +76,9 @@ kms_mh_start() {
 	opts="state=$(kms_mh_state "$n"),log=$(kms_mh_log "$n")"
 	for o in "$@"; do opts+=",${o#-o }"; done
 	opts+=",store=$KMS_MH_URI" # last: the keyword string holds spaces (no commas)
-	kms_daemon_start "$KMS_WORK/$n/kmsfs.stderr" "$KMSFS" "$mnt" -o "$opts"
+	# Each host its own machine id: remembered logins stay with the host that bound them.
+	KMSFS_TEST_MACHINE_ID=${KMSFS_TEST_MACHINE_ID:-test-host-$n} \
+		kms_daemon_start "$KMS_WORK/$n/kmsfs.stderr" "$KMSFS" "$mnt" -o "$opts"
 	KMS_MH_PID[$n]=$KMS_DAEMON_PID
 	echo "$KMS_DAEMON_PID" >"$KMS_WORK/$n/daemon.pid"
 	if [ ! -e "$KMS_WORK/$n/watchdog" ]; then # as kms_setup's, for this host's daemon
