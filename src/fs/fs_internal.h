@@ -250,14 +250,14 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 /* The claims of the token uid bound to a project, copied out (false: *err says why there are
  * none). Callers use fs_identity_capture. */
-bool fs_binding_claims(struct fs *fs, uid_t uid, uint32_t project, struct auth_claims *out,
-		       int *err);
+bool fs_binding_claims(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
+		       struct auth_claims *out, int *err);
 void fs_bindings_free(struct fs *fs);
 /* Install (or replace) the token binding of (uid, mount namespace, project) in memory, from a
  * setfattr or from a remembered one at start (fs_remember.c); remove it. */
 KMS_WUR int fs_binding_set(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
 			   const struct auth_claims *claims);
-void fs_binding_remove(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project);
+bool fs_binding_remove(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project); /* was one */
 
 /* fs_remember.c: token bindings remembered across restarts (sealed in the store), unless
  * -o forget_tokens. put/drop after a binding was set/removed through the file system; restore
@@ -278,6 +278,10 @@ void fs_identity_release(struct fs_identity *id);
 void fs_identity_caller(const struct fs_identity *id, const char *project, struct api_caller *out);
 /* The calling thread's command name; pid is a thread id in our pid namespace (0 if unseen). */
 void fs_process_name(pid_t pid, char *out, size_t cap);
+/* The inode of pid's mount namespace (0 if unreadable; fs_mntns_of(1): the host's), and its
+ * cgroup v2 path (the "0::" line of /proc/PID/cgroup, heap, NULL if unreadable). */
+uint64_t fs_mntns_of(pid_t pid);
+char *fs_cgroup_of(pid_t pid);
 
 /* fs_metrics.c */
 enum fs_info { FS_INFO_METRICS = 0, FS_INFO_STATUS = 1 };

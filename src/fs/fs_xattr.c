@@ -16,12 +16,15 @@
 
 #define FS_TOKEN_XATTR "user.kms.token"
 
-/* One binding per (uid, project), counted in the uid's share of FS_POOL_BINDINGS, so a caller
- * that binds garbage to every project leaves room for the others. */
+/* One binding per (uid, mount namespace, project), counted in the uid's share of
+ * FS_POOL_BINDINGS, so a caller that binds garbage to every project leaves room for the others.
+ * The mount namespace (the nsfs inode of /proc/PID/ns/mnt, never 0) keeps the host's logins out
+ * of every container and a container's out of the host and the other containers. */
 struct fs_binding {
 	struct fs_binding *next;
 	struct fs_uid *owner; /* pinned */
 	uid_t uid;
+	uint64_t mntns;
 	uint32_t project;
 	int error; /* why the token was refused, or 0 */
 	struct auth_claims claims;
@@ -37,30 +40,36 @@ static bool fs_project_of(fuse_ino_t ino, uint32_t *project)
 	return true;
 }
 
-static size_t fs_binding_bucket(uid_t uid, uint32_t project)
+static size_t fs_binding_bucket(uid_t uid, uint64_t mntns, uint32_t project)
 {
-	return (((uint32_t)uid * 2654435761u) ^ (project * 40503u)) % FS_BIND_BUCKETS;
+	uint32_t ns = (uint32_t)(mntns ^ (mntns >> 32));
+
+	return (((uint32_t)uid * 2654435761u) ^ (project * 40503u) ^ (ns * 2246822519u)) %
+	       FS_BIND_BUCKETS;
 }
 
-static struct fs_binding **fs_binding_find_locked(struct fs *fs, uid_t uid, uint32_t project)
+static struct fs_binding **fs_binding_find_locked(struct fs *fs, uid_t uid, uint64_t mntns,
+						  uint32_t project)
 {
 	struct fs_binding **pp;
 
-	for (pp = &fs->bindings[fs_binding_bucket(uid, project)]; *pp; pp = &(*pp)->next)
-		if ((*pp)->uid == uid && (*pp)->project == project)
+	for (pp = &fs->bindings[fs_binding_bucket(uid, mntns, project)]; *pp; pp = &(*pp)->next)
+		if ((*pp)->uid == uid && (*pp)->mntns == mntns && (*pp)->project == project)
 			return pp;
 	return NULL;
 }
 
-bool fs_binding_claims(struct fs *fs, uid_t uid, uint32_t project, struct auth_claims *out,
-		       int *err)
+bool fs_binding_claims(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
+		       struct auth_claims *out, int *err)
 {
 	struct fs_binding **pp;
 	bool ok = false;
 
 	*err = KMS_E_TOKEN_MISSING;
+	if (mntns == 0)
+		return false; /* fail closed: a caller whose namespace is unknown has no token */
 	pthread_rwlock_rdlock(&fs->bind_lock);
-	pp = fs_binding_find_locked(fs, uid, project);
+	pp = fs_binding_find_locked(fs, uid, mntns, project);
 	if (pp && (*pp)->error == 0) {
 		*out = (*pp)->claims;
 		ok = true;
@@ -91,12 +100,116 @@ void fs_bindings_free(struct fs *fs)
 	}
 }
 
+/* Install b (uid, mntns, project, claims and error filled in), replacing the binding of its
+ * scope: 0, or -ENOSPC when the uid's share of bindings is used up (b is not installed). */
+static int fs_binding_install(struct fs *fs, struct fs_binding *b)
+{
+	struct fs_binding *old = NULL, **pp;
+	int err = 0;
+
+	pthread_rwlock_wrlock(&fs->bind_lock);
+	pp = fs_binding_find_locked(fs, b->uid, b->mntns, b->project);
+	if (pp) {
+		/* A new token replaces the old one (its place in the pool goes to the new one).
+		 * Handles opened before keep the identity they captured. */
+		old = *pp;
+		*pp = old->next;
+		fs_share_give(fs, old->owner, FS_POOL_BINDINGS, 1);
+	}
+	if (!fs_share_take(fs, b->owner, FS_POOL_BINDINGS, 1)) {
+		err = -ENOSPC;
+		goto out;
+	}
+	/* Logged before the lock is let go: a concurrent setxattr may replace and free b. */
+	if (b->error == 0)
+		kms_log_info("uid %u bound token %s (user '%s', role %s) to a project in mount "
+			     "namespace %llu",
+			     (unsigned)b->uid, b->claims.id, b->claims.user,
+			     kms_role_name(b->claims.role), (unsigned long long)b->mntns);
+	pp = &fs->bindings[fs_binding_bucket(b->uid, b->mntns, b->project)];
+	b->next = *pp;
+	*pp = b;
+out:
+	pthread_rwlock_unlock(&fs->bind_lock);
+	if (old) {
+		fs_uid_put(old->owner);
+		kms_wipe(old, sizeof(*old));
+		free(old);
+	}
+	return err;
+}
+
+/* A new binding of (uid, mntns, project) with claims (error 0) or a refused token's error. */
+static struct fs_binding *fs_binding_new(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project)
+{
+	struct fs_binding *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->owner = fs_uid_get(fs, uid);
+	if (!b->owner) {
+		free(b);
+		return NULL;
+	}
+	b->uid = uid;
+	b->mntns = mntns;
+	b->project = project;
+	return b;
+}
+
+/* Free a binding that was never installed (nothing of the pool taken). */
+static void fs_binding_discard(struct fs_binding *b)
+{
+	if (!b)
+		return;
+	fs_uid_put(b->owner);
+	kms_wipe(b, sizeof(*b));
+	free(b);
+}
+
+int fs_binding_set(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
+		   const struct auth_claims *claims)
+{
+	struct fs_binding *b;
+	int err;
+
+	if (mntns == 0)
+		return -EINVAL;
+	b = fs_binding_new(fs, uid, mntns, project);
+	if (!b)
+		return -ENOMEM;
+	b->claims = *claims;
+	err = fs_binding_install(fs, b);
+	if (err < 0)
+		fs_binding_discard(b);
+	return err;
+}
+
+bool fs_binding_remove(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project)
+{
+	struct fs_binding **pp, *old = NULL;
+
+	pthread_rwlock_wrlock(&fs->bind_lock);
+	pp = fs_binding_find_locked(fs, uid, mntns, project);
+	if (pp) {
+		old = *pp;
+		*pp = old->next;
+	}
+	pthread_rwlock_unlock(&fs->bind_lock);
+	/* Handles opened with this token keep the identity they captured (docs/access-control.md,
+	 * Tokens). */
+	if (old)
+		fs_binding_free(fs, old);
+	return old != NULL;
+}
+
 void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
 		    size_t size, int flags)
 {
 	struct fs *fs = fs_from_req(req);
-	uid_t uid = fuse_req_ctx(req)->uid;
-	struct fs_binding *b = NULL, *old = NULL, **pp;
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct fs_binding *b = NULL;
+	uint64_t mntns;
 	uint32_t project;
 	int err = 0;
 
@@ -112,55 +225,28 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 		err = E2BIG;
 		goto out;
 	}
-	b = calloc(1, sizeof(*b));
+	/* The binding's scope is the caller's mount namespace: unknown, no binding (fail
+	 * closed; user.kms.identity says why). */
+	mntns = fs_mntns_of(ctx->pid);
+	if (mntns == 0) {
+		kms_log_warning("uid %u: the mount namespace of pid %d is unreadable: token not "
+				"bound",
+				(unsigned)ctx->uid, (int)ctx->pid);
+		err = EPERM;
+		goto out;
+	}
+	b = fs_binding_new(fs, ctx->uid, mntns, project);
 	if (!b) {
 		err = ENOMEM;
 		goto out;
 	}
-	b->owner = fs_uid_get(fs, uid);
-	if (!b->owner) {
-		err = ENOMEM;
-		goto out;
-	}
-	b->uid = uid;
-	b->project = project;
 	/* Verify now (signature, syntax); expiry and project are checked on every request. */
 	b->error = auth_token_verify(fs->token_secret, value, size, 0, &b->claims);
-	pthread_rwlock_wrlock(&fs->bind_lock);
-	pp = fs_binding_find_locked(fs, uid, project);
-	if (pp) {
-		/* A new token replaces the old one (its place in the pool goes to the new one).
-		 * Handles opened before keep the identity they captured. */
-		old = *pp;
-		*pp = old->next;
-		fs_share_give(fs, old->owner, FS_POOL_BINDINGS, 1);
-	}
-	if (!fs_share_take(fs, b->owner, FS_POOL_BINDINGS, 1)) {
-		pthread_rwlock_unlock(&fs->bind_lock);
-		err = ENOSPC;
-		goto out;
-	}
-	/* Logged before the lock is let go: a concurrent setxattr may replace and free b. */
-	if (b->error == 0)
-		kms_log_info("uid %u bound token %s (user '%s', role %s) to a project",
-			     (unsigned)uid, b->claims.id, b->claims.user,
-			     kms_role_name(b->claims.role));
-	pp = &fs->bindings[fs_binding_bucket(uid, project)];
-	b->next = *pp;
-	*pp = b;
-	pthread_rwlock_unlock(&fs->bind_lock);
-	b = NULL;
+	err = -fs_binding_install(fs, b);
+	if (err == 0)
+		b = NULL;
 out:
-	if (old) {
-		fs_uid_put(old->owner);
-		kms_wipe(old, sizeof(*old));
-		free(old);
-	}
-	if (b) {
-		fs_uid_put(b->owner);
-		kms_wipe(b, sizeof(*b));
-		free(b);
-	}
+	fs_binding_discard(b);
 	/* Only the token's claims are kept; the token itself (a bearer secret) must not linger in
 	 * libfuse's reused receive buffer either. */
 	if (value && size)
@@ -194,24 +280,17 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
 	struct fs *fs = fs_from_req(req);
-	uid_t uid = fuse_req_ctx(req)->uid;
-	struct fs_binding **pp, *old = NULL;
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	uint64_t mntns;
 	uint32_t project;
 
-	if (strcmp(name, FS_TOKEN_XATTR) != 0 || !fs_project_of(ino, &project)) {
+	/* Only the binding of the caller's own scope: the host's removexattr leaves a
+	 * container's login alone, and the other way round. */
+	mntns = fs_mntns_of(ctx->pid);
+	if (strcmp(name, FS_TOKEN_XATTR) != 0 || !fs_project_of(ino, &project) || mntns == 0 ||
+	    !fs_binding_remove(fs, ctx->uid, mntns, project)) {
 		fuse_reply_err(req, ENODATA);
 		return;
 	}
-	pthread_rwlock_wrlock(&fs->bind_lock);
-	pp = fs_binding_find_locked(fs, uid, project);
-	if (pp) {
-		old = *pp;
-		*pp = old->next;
-	}
-	pthread_rwlock_unlock(&fs->bind_lock);
-	/* Handles opened with this token keep the identity they captured (docs/access-control.md,
-	 * Tokens). */
-	if (old)
-		fs_binding_free(fs, old);
-	fuse_reply_err(req, old ? 0 : ENODATA);
+	fuse_reply_err(req, 0);
 }
