@@ -125,8 +125,8 @@ static void audit_read_last(int fd, off_t end, char out[AUDIT_MAC_HEX + 1])
 	if (end < (off_t)AUDIT_TAIL_LEN ||
 	    pread(fd, tail, sizeof(tail), end - (off_t)sizeof(tail)) != (ssize_t)sizeof(tail))
 		return;
-	if (memcmp(tail, AUDIT_MAC_FIELD, field) != 0 ||
-	    memcmp(tail + field + AUDIT_MAC_HEX, "\"}\n", 3) != 0)
+	if (!core_equal(tail, AUDIT_MAC_FIELD, field) ||
+	    !core_equal(tail + field + AUDIT_MAC_HEX, "\"}\n", 3))
 		return;
 	for (size_t i = 0; i < AUDIT_MAC_HEX; i++) {
 		char c = tail[field + i];

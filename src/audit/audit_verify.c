@@ -71,7 +71,7 @@ static bool audit_verify_hex(const char *s, uint8_t out[32])
 static size_t audit_verify_find(uint8_t (*macs)[32], size_t n, const uint8_t mac[32])
 {
 	for (size_t i = n; i > 0; i--)
-		if (memcmp(macs[i - 1], mac, 32) == 0)
+		if (core_equal(macs[i - 1], mac, 32))
 			return i;
 	return 0;
 }
@@ -84,20 +84,20 @@ static bool audit_verify_parse(const char *line, size_t len, size_t *body, bool 
 	const size_t pf = sizeof(AUDIT_V_PREV) - 1;
 	size_t b;
 
-	if (len < tail + 2 || line[0] != '{' || memcmp(line + len - 2, "\"}", 2) != 0)
+	if (len < tail + 2 || line[0] != '{' || !core_equal(line + len - 2, "\"}", 2))
 		return false;
 	b = len - tail;
-	if (memcmp(line + b, AUDIT_V_MAC, sizeof(AUDIT_V_MAC) - 1) != 0 ||
+	if (!core_equal(line + b, AUDIT_V_MAC, sizeof(AUDIT_V_MAC) - 1) ||
 	    !audit_verify_hex(line + b + sizeof(AUDIT_V_MAC) - 1, mac))
 		return false;
 	*body = b;
 	/* ,"prev":"" or ,"prev":"<64 hex>" just before */
-	if (b >= pf + 1 && memcmp(line + b - pf - 1, AUDIT_V_PREV "\"", pf + 1) == 0) {
+	if (b >= pf + 1 && core_equal(line + b - pf - 1, AUDIT_V_PREV "\"", pf + 1)) {
 		*has_prev = false;
 		return true;
 	}
 	if (b < pf + AUDIT_MAC_HEX + 1 ||
-	    memcmp(line + b - pf - AUDIT_MAC_HEX - 1, AUDIT_V_PREV, pf) != 0 ||
+	    !core_equal(line + b - pf - AUDIT_MAC_HEX - 1, AUDIT_V_PREV, pf) ||
 	    line[b - 1] != '"' || !audit_verify_hex(line + b - AUDIT_MAC_HEX - 1, prev))
 		return false;
 	*has_prev = true;
@@ -122,7 +122,7 @@ static int audit_verify_link(struct audit_verify *v, const char *line, size_t bo
 	}
 	if ((size_t)(line + body - link) < AUDIT_MAC_HEX || !audit_verify_hex(link, mac))
 		return 0;
-	if (v->n_prev && memcmp(v->prev_macs[v->n_prev - 1], mac, 32) == 0) {
+	if (v->n_prev && core_equal(v->prev_macs[v->n_prev - 1], mac, 32)) {
 		v->linked = true;
 		return 0;
 	}
@@ -168,7 +168,7 @@ int audit_verify_line(struct audit_verify *v, const char *line, size_t len)
 					"does not follow line %zu: it starts a new chain (line %zu "
 					"was not a line its writer could read)",
 					n - 1, n - 1);
-	if (n > 1 && memcmp(prev, v->macs[n - 2], 32) != 0) {
+	if (n > 1 && !core_equal(prev, v->macs[n - 2], 32)) {
 		j = audit_verify_find(v->macs, n - 2, prev);
 		if (j)
 			return audit_verify_bad(v, 0, j + 1,

@@ -130,8 +130,7 @@ void fs_identity_capture(fuse_req_t req, struct fs *fs, uint32_t project, struct
 	out->pid = ctx->pid;
 	/* Tokens are bound per mount namespace (0 unknown: no token applies). A read of /proc per
 	 * open, spared while no token is bound anywhere and nothing is audited. */
-	if (fs->audit ||
-	    __atomic_load_n(&fs->pool_used[FS_POOL_BINDINGS], __ATOMIC_RELAXED))
+	if (fs->audit || __atomic_load_n(&fs->pool_used[FS_POOL_BINDINGS], __ATOMIC_RELAXED))
 		out->mntns = fs_mntns_of(out->pid);
 	out->has_token = fs_binding_claims(fs, out->uid, out->mntns, project, &out->claims,
 					   &out->auth_error);

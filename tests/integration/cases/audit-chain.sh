@@ -63,6 +63,9 @@ assert_eq "$(jq -r 'select(.process == "kmsctl") | .mntns' "$A" | sort -u)" "$ho
 	"kmsctl lines' mntns"
 assert_eq "$(jq -r 'select(.process == "kmsctl") | .cgroup' "$A" | sort -u)" \
 	"$(sed -n 's/^0:://p' /proc/self/cgroup)" "kmsctl lines' cgroup"
+# A request's line: the workload of the process that opened the handle (this shell's child).
+assert_eq "$(jq -r 'select(.action == "create-grant") | [(.mntns|tostring), .cgroup] | join(" ")' "$A")" \
+	"$host_ns $(sed -n 's/^0:://p' /proc/self/cgroup)" "a request's mntns and cgroup"
 
 # Intact: exit 0 and the count.
 total=$(lines "$A")
