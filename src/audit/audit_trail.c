@@ -13,8 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+
 #include "common/kms_hex.h"
-#include "common/kms_secmem.h"
 #include "core/kms_core.h"
 #include "kms_audit.h"
 
@@ -26,7 +28,7 @@ struct audit_trail {
 	pthread_mutex_t lock; /* then the flock of fd: threads first, then processes */
 	int fd;
 	char *path;
-	uint8_t *key;		      /* secure heap */
+	EVP_MAC_CTX *mac;	      /* keyed with the audit key; each line starts from a copy */
 	off_t end;		      /* the size we left the file at; -1 unknown */
 	char last[AUDIT_MAC_HEX + 1]; /* mac of the file's last line, "" if none */
 	size_t pending;		      /* reserved lines not yet written */
@@ -64,16 +66,41 @@ static const char *audit_str(const char *s)
 	return s ? s : "";
 }
 
-int audit_format(const uint8_t key[AUDIT_KEY_BYTES], const struct audit_event *e,
-		 const char *prev_file, const char *prev_file_mac, const char *prev, char *line,
-		 size_t cap)
+/* One line being made: its body up to ,"prev":" formatted and MACed outside the trail's lock;
+ * prev, the MAC's end and the tail added under it (audit_line_end), so writers wait for one
+ * short step only. */
+struct audit_line {
+	char buf[AUDIT_LINE_MAX];
+	int n;
+	EVP_MAC_CTX *mac;
+};
+
+/* A keyed HMAC-SHA-256 context that each line starts from (EVP_MAC_CTX_dup). */
+static EVP_MAC_CTX *audit_mac_new(const uint8_t key[AUDIT_KEY_BYTES])
+{
+	OSSL_PARAM params[] = { OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0),
+				OSSL_PARAM_construct_end() };
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+
+	EVP_MAC_free(mac);
+	if (ctx && EVP_MAC_init(ctx, key, AUDIT_KEY_BYTES, params) != 1) {
+		EVP_MAC_CTX_free(ctx);
+		ctx = NULL;
+	}
+	return ctx;
+}
+
+/* Format e's body (through ,"prev":") into l and start its MAC from keyed. 0 or -1. */
+static int audit_line_begin(const EVP_MAC_CTX *keyed, const struct audit_event *e,
+			    const char *prev_file, const char *prev_file_mac, struct audit_line *l)
 {
 	char ecomm[200], ecg[1200], eobj[1200], efile[1200], stamp[40], extra[1400] = "";
-	uint8_t mac[32];
 	struct timespec ts;
 	struct tm tm;
-	int n, m;
+	int n;
 
+	l->mac = NULL;
 	if (audit_escape(ecomm, sizeof(ecomm), e->process) < 0 ||
 	    audit_escape(ecg, sizeof(ecg), e->cgroup) < 0 ||
 	    audit_escape(eobj, sizeof(eobj), e->object_id) < 0 ||
@@ -88,30 +115,80 @@ int audit_format(const uint8_t key[AUDIT_KEY_BYTES], const struct audit_event *e
 	else if (prev_file)
 		snprintf(extra, sizeof(extra), ",\"prev_file\":\"%s\",\"prev_file_mac\":\"%s\"",
 			 efile, audit_str(prev_file_mac));
-	n = snprintf(line, cap,
+	n = snprintf(l->buf, sizeof(l->buf),
 		     "{\"time\":\"%s.%03ldZ\",\"uid\":%u,\"gid\":%u,\"pid\":%d,\"process\":\"%s\","
 		     "\"mntns\":%llu,\"cgroup\":\"%s\",\"project\":\"%s\",\"key_id\":\"%s\","
 		     "\"action\":\"%s\",\"status\":%d,\"error_code\":\"%s\",\"sequence\":\"%s\","
-		     "\"token_id\":\"%s\",\"user\":\"%s\",\"object_id\":\"%s\"%s,\"prev\":\"%s\"",
+		     "\"token_id\":\"%s\",\"user\":\"%s\",\"object_id\":\"%s\"%s,\"prev\":\"",
 		     stamp, ts.tv_nsec / 1000000, (unsigned)e->uid, (unsigned)e->gid, (int)e->pid,
 		     ecomm, (unsigned long long)e->mntns, ecg, audit_str(e->project),
 		     audit_str(e->key_id), audit_str(e->action), e->status,
 		     audit_str(e->error_code), audit_str(e->sequence), audit_str(e->token_id),
-		     audit_str(e->user), eobj, extra, audit_str(prev));
-	if (n < 0 || (size_t)n + AUDIT_TAIL_LEN >= cap ||
-	    (size_t)n + AUDIT_TAIL_LEN > AUDIT_LINE_MAX)
+		     audit_str(e->user), eobj, extra);
+	if (n < 0 || (size_t)n + AUDIT_MAC_HEX + 1 + AUDIT_TAIL_LEN > sizeof(l->buf))
 		return -1;
-	if (core_hmac_sha256(key, AUDIT_KEY_BYTES, line, (size_t)n, mac) < 0)
+	l->n = n;
+	l->mac = EVP_MAC_CTX_dup(keyed);
+	if (!l->mac || EVP_MAC_update(l->mac, (const uint8_t *)l->buf, (size_t)n) != 1) {
+		EVP_MAC_CTX_free(l->mac);
+		l->mac = NULL;
 		return -1;
-	memcpy(line + n, AUDIT_MAC_FIELD, sizeof(AUDIT_MAC_FIELD) - 1);
-	m = n + (int)sizeof(AUDIT_MAC_FIELD) - 1;
-	kms_hex_encode(mac, sizeof(mac), line + m);
+	}
+	return 0;
+}
+
+/* Finish l with prev ("" or 64 hex): the line's length, its mac into mac_hex; -1. Frees the MAC
+ * context either way. */
+static int audit_line_end(struct audit_line *l, const char *prev, char mac_hex[AUDIT_MAC_HEX + 1])
+{
+	uint8_t mac[32];
+	size_t len = 0, plen = strlen(prev);
+	char *p = l->buf + l->n;
+	int r = -1;
+
+	if (plen > AUDIT_MAC_HEX)
+		goto out;
+	memcpy(p, prev, plen);
+	p[plen] = '"';
+	if (EVP_MAC_update(l->mac, (const uint8_t *)p, plen + 1) != 1 ||
+	    EVP_MAC_final(l->mac, mac, &len, sizeof(mac)) != 1 || len != sizeof(mac))
+		goto out;
+	p += plen + 1;
+	kms_hex_encode(mac, sizeof(mac), mac_hex);
 	/* kms_hex_encode writes upper case: the documented form is lower case. */
-	for (int i = m; i < m + AUDIT_MAC_HEX; i++)
-		if (line[i] >= 'A' && line[i] <= 'F')
-			line[i] = (char)(line[i] - 'A' + 'a');
-	memcpy(line + m + AUDIT_MAC_HEX, "\"}\n", 4);
-	return m + AUDIT_MAC_HEX + 3;
+	for (int i = 0; i < AUDIT_MAC_HEX; i++)
+		if (mac_hex[i] >= 'A' && mac_hex[i] <= 'F')
+			mac_hex[i] = (char)(mac_hex[i] - 'A' + 'a');
+	mac_hex[AUDIT_MAC_HEX] = 0;
+	memcpy(p, AUDIT_MAC_FIELD, sizeof(AUDIT_MAC_FIELD) - 1);
+	p += sizeof(AUDIT_MAC_FIELD) - 1;
+	memcpy(p, mac_hex, AUDIT_MAC_HEX);
+	memcpy(p + AUDIT_MAC_HEX, "\"}\n", 4);
+	r = (int)(p + AUDIT_MAC_HEX + 3 - l->buf);
+out:
+	EVP_MAC_CTX_free(l->mac);
+	l->mac = NULL;
+	return r;
+}
+
+int audit_format(const uint8_t key[AUDIT_KEY_BYTES], const struct audit_event *e,
+		 const char *prev_file, const char *prev_file_mac, const char *prev, char *line,
+		 size_t cap)
+{
+	EVP_MAC_CTX *keyed = audit_mac_new(key);
+	struct audit_line *l = malloc(sizeof(*l));
+	char mac[AUDIT_MAC_HEX + 1];
+	int n = -1;
+
+	if (keyed && l && audit_line_begin(keyed, e, prev_file, prev_file_mac, l) == 0)
+		n = audit_line_end(l, prev, mac);
+	if (n >= 0 && (size_t)n < cap)
+		memcpy(line, l->buf, (size_t)n + 1);
+	else
+		n = -1;
+	EVP_MAC_CTX_free(keyed);
+	free(l);
+	return n;
 }
 
 /* The mac of the line that ends at end: "" when the file is empty or its last line is not one
@@ -177,20 +254,14 @@ static int audit_flock(int fd, int op)
 	return r;
 }
 
-/* The mac a formatted line of length n ends with, into out. */
-static void audit_line_mac(const char *line, int n, char out[AUDIT_MAC_HEX + 1])
-{
-	memcpy(out, line + n - 3 - AUDIT_MAC_HEX, AUDIT_MAC_HEX);
-	out[AUDIT_MAC_HEX] = 0;
-}
-
-/* Format and append (t->lock held): an audit-open line first if open (link: it names the
- * previous file, prev_file non-NULL) or if the file is empty (a new file), then e's line if
- * any. One write, under the flock; the file's last mac is read again if it grew under us. */
-static int audit_append_locked(struct audit_trail *t, const struct audit_event *e, bool open,
+/* Append (t->lock held): an audit-open line first if open (link: it names the previous file,
+ * prev_file non-NULL) or if the file is empty (a new file), then ev's line (begun, or NULL).
+ * One write, under the flock; the file's last mac is read again if the file grew under us. */
+static int audit_append_locked(struct audit_trail *t, struct audit_line *ev, bool open,
 			       const char *prev_file, const char *prev_file_mac)
 {
 	char buf[2 * AUDIT_LINE_MAX], mac[AUDIT_MAC_HEX + 1];
+	struct audit_line *o = NULL;
 	int n = 0, k;
 	ssize_t w = -1;
 	off_t end;
@@ -204,24 +275,27 @@ static int audit_append_locked(struct audit_trail *t, const struct audit_event *
 		audit_read_last(t->fd, end, t->last);
 	snprintf(mac, sizeof(mac), "%s", t->last);
 	if (open || end == 0) {
-		struct audit_event o = t->who;
+		struct audit_event oe = t->who;
 
-		o.action = AUDIT_ACTION_OPEN;
-		o.status = 200;
+		oe.action = AUDIT_ACTION_OPEN;
+		oe.status = 200;
 		if (!prev_file && end == 0)
 			prev_file = prev_file_mac = "";
-		k = audit_format(t->key, &o, prev_file, prev_file_mac, mac, buf, AUDIT_LINE_MAX);
+		o = malloc(sizeof(*o));
+		if (!o || audit_line_begin(t->mac, &oe, prev_file, prev_file_mac, o) != 0)
+			goto unlock;
+		k = audit_line_end(o, mac, mac);
 		if (k < 0)
 			goto unlock;
-		audit_line_mac(buf, k, mac);
+		memcpy(buf, o->buf, (size_t)k);
 		n = k;
 	}
-	if (e) {
-		k = audit_format(t->key, e, NULL, NULL, mac, buf + n, AUDIT_LINE_MAX);
+	if (ev) {
+		k = audit_line_end(ev, mac, mac);
 		if (k < 0)
 			goto unlock;
+		memcpy(buf + n, ev->buf, (size_t)k);
 		n += k;
-		audit_line_mac(buf, n, mac);
 	}
 	if (audit_room(t, end, (size_t)n) != 0)
 		goto unlock;
@@ -236,17 +310,24 @@ static int audit_append_locked(struct audit_trail *t, const struct audit_event *
 	}
 unlock:
 	audit_flock(t->fd, LOCK_UN);
+	if (ev)
+		EVP_MAC_CTX_free(ev->mac);
+	if (o)
+		EVP_MAC_CTX_free(o->mac);
+	free(o);
 	return w == n ? 0 : -1;
 }
 
 int audit_write(struct audit_trail *t, const struct audit_event *e, bool reserved)
 {
-	int r;
+	struct audit_line l;
+	int r = audit_line_begin(t->mac, e, NULL, NULL, &l);
 
 	pthread_mutex_lock(&t->lock);
 	if (reserved && t->pending > 0)
 		t->pending--;
-	r = audit_append_locked(t, e, false, NULL, NULL);
+	if (r == 0)
+		r = audit_append_locked(t, &l, false, NULL, NULL);
 	pthread_mutex_unlock(&t->lock);
 	return r;
 }
@@ -279,7 +360,7 @@ static void audit_free(struct audit_trail *t)
 {
 	if (!t)
 		return;
-	kms_secret_free(t->key, AUDIT_KEY_BYTES);
+	EVP_MAC_CTX_free(t->mac);
 	free(t->path);
 	pthread_mutex_destroy(&t->lock);
 	free(t);
@@ -289,6 +370,7 @@ int audit_open(int fd, const char *path, const uint8_t key[AUDIT_KEY_BYTES],
 	       const struct audit_event *who, bool announce, struct audit_trail **out)
 {
 	struct audit_trail *t = calloc(1, sizeof(*t));
+	int r;
 
 	*out = NULL;
 	if (!t)
@@ -298,12 +380,11 @@ int audit_open(int fd, const char *path, const uint8_t key[AUDIT_KEY_BYTES],
 	t->end = -1;
 	t->prealloc = true;
 	t->path = strdup(path ? path : "");
-	t->key = kms_secret_alloc(AUDIT_KEY_BYTES);
-	if (!t->path || !t->key) {
+	t->mac = audit_mac_new(key);
+	if (!t->path || !t->mac) {
 		errno = ENOMEM;
 		goto fail;
 	}
-	memcpy(t->key, key, AUDIT_KEY_BYTES);
 	t->who = *who;
 	snprintf(t->who_process, sizeof(t->who_process), "%s", audit_str(who->process));
 	snprintf(t->who_cgroup, sizeof(t->who_cgroup), "%s", audit_str(who->cgroup));
@@ -311,8 +392,7 @@ int audit_open(int fd, const char *path, const uint8_t key[AUDIT_KEY_BYTES],
 	t->who.cgroup = t->who_cgroup;
 	if (announce) {
 		pthread_mutex_lock(&t->lock);
-		int r = audit_append_locked(t, NULL, true, NULL, NULL);
-
+		r = audit_append_locked(t, NULL, true, NULL, NULL);
 		pthread_mutex_unlock(&t->lock);
 		if (r != 0)
 			goto fail;
