@@ -296,7 +296,8 @@ static int kmsctl_project(const char *state, int argc, char **argv)
 	uint32_t bind_id = 0;
 	enum kms_role role = KMS_ROLE_NONE;
 	struct kmsctl_audit *audit = NULL;
-	char action[48], object[32] = "";
+	const char *action = NULL;
+	char object[32] = "";
 	struct store *s = NULL;
 	int c, r;
 
@@ -352,7 +353,9 @@ static int kmsctl_project(const char *state, int argc, char **argv)
 	if (optind != argc)
 		goto bad;
 	if (strcmp(sub, "show") != 0) {
-		snprintf(action, sizeof(action), "kmsctl project %s", sub);
+		action = strcmp(sub, "set") == 0    ? "kmsctl project set"
+			 : strcmp(sub, "bind") == 0 ? "kmsctl project bind"
+						    : "kmsctl project unbind";
 		if ((r = kmsctl_audit_open(state, s, &audit)) != 0) {
 			store_close(s);
 			return r;
