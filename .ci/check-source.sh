@@ -14,7 +14,7 @@ for layer in common core store auth api; do
 		grep -Hn '#include *<fuse' "$f" && violation "$f: FUSE below the fs layer"
 	done
 done
-for layer in common core store auth; do
+for layer in common core audit store auth; do
 	for f in $(layer_files $layer); do
 		grep -Hn '#include *<cjson' "$f" && violation "$f: JSON below the api layer"
 	done
@@ -29,7 +29,7 @@ done
 # are exempt. (Meson links each layer only with the layers below, but every library sees all of
 # src/ on its include path, so only this check keeps a header of a higher layer out.)
 allowed=
-for layer in common core store auth api fs; do
+for layer in common core audit store auth api fs; do
 	allowed="$allowed $layer"
 	for f in $(layer_files $layer); do
 		while IFS=: read -r line text; do
@@ -40,11 +40,11 @@ for layer in common core store auth api fs; do
 			*" $dir "*) ;;
 			*) violation "$f:$line: the $layer layer includes $dir/ (it may include:$allowed)" ;;
 			esac
-		done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*["<](common|core|store|auth|api|fs|tools)/' "$f")
+		done < <(grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*["<](common|core|audit|store|auth|api|fs|tools)/' "$f")
 	done
 done
 # Library layers return errors; only fs and tools log (secrets can't leak through a log call).
-for layer in core store auth api; do
+for layer in core audit store auth api; do
 	for f in $(layer_files $layer); do
 		grep -HnE '\bkms_log(_error|_warning|_info|_debug)?\(|\b(printf|fprintf|puts|perror|syslog)\(' "$f" &&
 			violation "$f: logging or printing in a library layer"

@@ -233,6 +233,7 @@ static int api_audit(struct api_request *r, int err)
 		return 0;
 	snprintf(o.key_id, sizeof(o.key_id), "%s",
 		 r->key_id[0] ? r->key_id : (r->caller->path_key_id ? r->caller->path_key_id : ""));
+	snprintf(o.object_id, sizeof(o.object_id), "%s", err ? "" : r->object_id);
 	if (seq && cJSON_IsString(seq) && api_check_sequence(r) == 0)
 		snprintf(o.sequence, sizeof(o.sequence), "%s", seq->valuestring);
 	o.http = err ? e->http : 200;

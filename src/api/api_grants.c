@@ -119,6 +119,7 @@ int api_create_grant(struct api_request *r)
 	if ((e = store_grant_create(r->svc->store, &g, KMS_GRANTS_PER_KEY)) < 0)
 		goto out;
 	e = api_add_string(r->out, "grant_id", g.grant_id);
+	snprintf(r->object_id, sizeof(r->object_id), "%s", g.grant_id);
 out:
 	store_key_release(k);
 	return e;

@@ -29,6 +29,7 @@ struct api_request {
 	char grant_keys[API_GRANT_KEYS_SEEN][KMS_KEY_ID_LEN + 1];
 	bool audit_reserved;		 /* the audit line of this request has room waiting */
 	char key_id[KMS_KEY_ID_LEN + 1]; /* for the audit trail */
+	char object_id[80];		 /* for the audit trail: a grant id created */
 };
 
 /* Nesting depth of a JSON value (a scalar is 1). */

@@ -36,7 +36,8 @@ struct api_action {
 /* What happened to one request, for the audit trail: no secrets in here. */
 struct api_outcome {
 	const char *action;
-	char key_id[KMS_KEY_ID_LEN + 1]; /* the key the request used, if any */
+	char key_id[KMS_KEY_ID_LEN + 1]; /* the key the request used (or created), if any */
+	char object_id[80];		 /* what it created besides a key (create-grant) */
 	char sequence[40];		 /* the request's "sequence", if valid */
 	int http;			 /* 200 or the error's status */
 	const char *error_code;		 /* "KMS.xxxx" or "" */

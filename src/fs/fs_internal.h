@@ -172,11 +172,8 @@ struct fs {
 	struct fs_uid *uids[FS_UID_BUCKETS]; /* chains, by uid */
 	size_t pool_used[FS_POOLS];	     /* atomic: all uids together */
 
-	int audit_fd;
-	pthread_mutex_t audit_lock;
-	size_t audit_pending;	 /* requests that reserved room for their line */
-	off_t audit_reserved_to; /* the audit file's blocks are allocated up to here */
-	bool audit_prealloc;	 /* the file system supports fallocate(KEEP_SIZE) */
+	struct audit_trail *audit;  /* NULL: no audit trail */
+	pthread_mutex_t audit_lock; /* the refusal buckets of the uids */
 
 	pthread_t janitor;
 	/* A shared store's watcher (fs_ops.c): waits for other hosts' changes and refreshes the
@@ -380,8 +377,6 @@ size_t fs_pool_share(enum fs_pool p);
 size_t fs_pool_limit(enum fs_pool p); /* the daemon-wide bound */
 
 /* fs_audit.c */
-#define FS_AUDIT_LINE_MAX 1024
-#define FS_AUDIT_PREALLOC (64 * 1024)
 /* Refusals for want of an identity (KMS.0301-0303) are written at most this many in a row per
  * uid, then one a second; the rest are counted and summed up in a "suppressed" line. */
 #define FS_AUDIT_REFUSAL_BURST 20u
@@ -399,6 +394,8 @@ int fs_audit_reserve(void *ctx);
 /* Write u's "suppressed" summary line if it has one pending (uid_lock held for writing). True
  * when u's refusal bucket is full again and nothing is pending: the entry may go. */
 bool fs_audit_summary(struct fs *fs, struct fs_uid *u);
+/* Take up the trail in opt->audit_fd (fs_new): the audit key, then the daemon's audit-open line. */
+KMS_WUR int fs_audit_open(struct fs *fs, const struct fs_options *opt);
 
 static inline struct fs *fs_from_req(fuse_req_t req)
 {

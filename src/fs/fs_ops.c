@@ -9,6 +9,7 @@
 #include "common/kms_err.h"
 #include "common/kms_log.h"
 #include "common/kms_secmem.h"
+#include "audit/kms_audit.h"
 #include "fs_internal.h"
 #include "common/kms_time.h"
 
@@ -171,14 +172,7 @@ int fs_new(const struct fs_options *opt, struct fs **out)
 	fs->mailbox_ttl_s = opt->mailbox_ttl_s ? opt->mailbox_ttl_s : 30;
 	fs->entry_timeout = opt->entry_timeout > 0 ? opt->entry_timeout : 1.0;
 	fs->mount_time = time(NULL);
-	fs->audit_fd = opt->audit_fd;
 	pthread_mutex_init(&fs->audit_lock, NULL);
-	if (fs->audit_fd >= 0) {
-		fs->svc.audit = fs_audit;
-		fs->svc.audit_reserve = fs_audit_reserve;
-		fs->svc.audit_ctx = fs;
-		fs->audit_prealloc = true;
-	}
 	pthread_mutex_init(&fs->mail_lock, NULL);
 	pthread_rwlock_init(&fs->bind_lock, NULL);
 	pthread_mutex_init(&fs->live_lock, NULL);
@@ -201,10 +195,12 @@ int fs_new(const struct fs_options *opt, struct fs **out)
 	 * is logged; they then set their tokens again. */
 	if (fs_remember_restore(fs) < 0)
 		kms_log_debug("no remembered token bindings restored");
+	/* Last: once the trail has the descriptor, nothing may fail (it is the caller's before). */
+	if (opt->audit_fd >= 0 && (r = fs_audit_open(fs, opt)) < 0)
+		goto fail;
 	*out = fs;
 	return 0;
 fail:
-	fs->audit_fd = -1; /* still the caller's */
 	fs_free(fs);
 	return r;
 }
@@ -422,8 +418,7 @@ void fs_free(struct fs *fs)
 	fs_registry_free(&fs->reg);
 	fs_metrics_free(&fs->metrics);
 	kms_secret_free(fs->token_secret, AUTH_SECRET_BYTES);
-	if (fs->audit_fd >= 0)
-		close(fs->audit_fd);
+	audit_close(fs->audit);
 	pthread_mutex_destroy(&fs->mail_lock);
 	pthread_mutex_destroy(&fs->audit_lock);
 	pthread_rwlock_destroy(&fs->bind_lock);

@@ -325,7 +325,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	t->owner = owner;
 	fs_identity_capture(req, fs, n.project, &t->id);
 	/* Only a handle's requests are audited: the tree's lookups capture no process name. */
-	if (fs->audit_fd >= 0)
+	if (fs->audit)
 		fs_process_name(t->id.pid, t->id.comm, sizeof(t->id.comm));
 	t->ino = ino;
 	t->node = n;

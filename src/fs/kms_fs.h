@@ -17,8 +17,10 @@ struct fs_options {
 	unsigned mailbox_ttl_s; /* default 30 */
 	unsigned key_quota;	/* per project, default 100 */
 	double entry_timeout;	/* default 1.0 s */
-	int audit_fd;		/* append one JSON line per request here; -1: no audit. Owned
-				 * by the fs once fs_new succeeds (fs_free closes it). */
+	int audit_fd;		/* append one JSON line per request here (opened read-write,
+				 * O_APPEND); -1: no audit. Owned by the fs once fs_new
+				 * succeeds (fs_free closes it). */
+	const char *audit_path; /* its path, named in the trail's chain lines */
 	const char *version;	/* for kmsfs_build_info (static string) */
 	bool metrics_group_set; /* /kms/.metrics and .status: root and this group may read */
 	gid_t metrics_group;

@@ -485,41 +485,44 @@ static int store_copy_policy(struct store_copy_ctx *c)
 	return r;
 }
 
-/* The token signing secret: with a shared destination it lives there, sealed under the root key
- * in the setting "secret:token.key" (the format store_state_secret reads), so tokens issued
- * before the copy keep working on every host. The first secret wins: one the destination holds
- * already must be the source's. */
-static int store_copy_secret(struct store_copy_ctx *c)
+/* The state secrets: with a shared destination they live there, sealed under the root key in the
+ * setting "secret:NAME" (the format store_state_secret reads), so tokens issued before the copy
+ * keep working on every host ("token.key") and audit files written before it stay verifiable
+ * ("audit.key"). The first secret wins: one the destination holds already must be the source's. */
+static int store_copy_secret(struct store_copy_ctx *c, const char *name, const char *what)
 {
-	static const char name[] = "token.key";
 	uint8_t *secret = kms_secret_alloc(64), *have = secret ? secret + 32 : NULL;
 	uint8_t sealed[32 + CORE_SEALED_OVERHEAD];
-	char hex[2 * sizeof(sealed) + 1];
+	char hex[2 * sizeof(sealed) + 1], label[64], meta[64];
 	size_t n = 0;
 	bool added = false;
 	int r = secret ? 0 : KMS_E_NOMEM;
 
 	if (!c->dst->ops->shared)
 		goto out; /* a file in the state directory: the operator's to copy */
+	snprintf(label, sizeof(label), "kmsfs state secret %s", name);
+	snprintf(meta, sizeof(meta), "secret:%s", name);
 	if (r == 0)
 		r = store_state_secret(c->src, name, secret);
 	if (r == 0)
-		r = store_seal_opaque(c->dst, "kmsfs state secret token.key", secret, 32, sealed,
-				      sizeof(sealed), &n);
+		r = store_seal_opaque(c->dst, label, secret, 32, sealed, sizeof(sealed), &n);
 	if (r == 0) {
 		kms_hex_encode(sealed, n, hex);
-		r = c->dst->ops->meta_add(c->dst->be, "secret:token.key", hex, &added);
+		r = c->dst->ops->meta_add(c->dst->be, meta, hex, &added);
 	}
 	if (r == 0 && !added && (r = store_state_secret(c->dst, name, have)) == 0 &&
 	    !core_equal(secret, have, 32)) {
 		snprintf(c->why, c->why_len,
-			 "the destination already has another token signing secret: tokens "
-			 "issued here would not work there; copy into an empty database");
+			 "the destination already has another %s: %s; copy into an empty database",
+			 what,
+			 strcmp(name, "token.key") == 0 ? "tokens issued here would not work there"
+							: "audit files written here would not "
+							  "verify there");
 		r = KMS_E_IO;
 		goto out;
 	}
 	if (r < 0)
-		store_copy_fail(c, r, "cannot copy the token signing secret");
+		store_copy_fail(c, r, "cannot copy the %s", what);
 out:
 	kms_secret_free(secret, 64);
 	return r;
@@ -553,7 +556,9 @@ int store_copy(struct store *src, struct store *dst, store_copy_progress_fn prog
 	if (r == 0)
 		r = store_copy_policy(&c);
 	if (r == 0)
-		r = store_copy_secret(&c);
+		r = store_copy_secret(&c, "token.key", "token signing secret");
+	if (r == 0)
+		r = store_copy_secret(&c, "audit.key", "audit MAC key");
 	if (r == 0 && (r = store_session_copy(src, dst)) < 0)
 		store_copy_fail(&c, r, "cannot copy the remembered token bindings");
 	/* A synchronous commit after the copy's last one: PostgreSQL then has every key on disk

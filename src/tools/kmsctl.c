@@ -35,7 +35,7 @@ static void kmsctl_usage(FILE *f)
 {
 	fprintf(f,
 		"usage: kmsctl --state DIR [--store URI] [--root-key LOC] [--pkcs11-module PATH]\n"
-		"              [--pkcs11-pin-file FILE] COMMAND ...\n"
+		"              [--pkcs11-pin-file FILE] [--audit FILE] COMMAND ...\n"
 		"\n"
 		"--store URI: the keys are in the PostgreSQL database URI (a libpq URI or keyword\n"
 		"string) that several hosts share, not in SQLite in DIR; DIR still holds the root\n"
@@ -45,6 +45,10 @@ static void kmsctl_usage(FILE *f)
 		"a\n"
 		"token remembers the URI. --pkcs11-module PATH (default p11-kit's proxy) and\n"
 		"--pkcs11-pin-file FILE as kmsfs -o pkcs11_module, pkcs11_pin_file\n"
+		"\n"
+		"--audit FILE: write the audit line of every change to FILE (default: the\n"
+		"daemon's -o audit file for DIR, if it has one); a change whose line cannot be\n"
+		"written is refused\n"
 		"\n"
 		"commands:\n"
 		"  init [--root-key LOC] create the state directory (0700), root key and key "
@@ -86,6 +90,10 @@ static void kmsctl_usage(FILE *f)
 		"        copy every key, version, grant, tag, policy, token record and the token\n"
 		"        key into the PostgreSQL database URI (run it again to finish an\n"
 		"        interrupted copy), then check that every key version unseals there\n"
+		"  audit verify FILE [FILE...]\n"
+		"        check the MAC chain of audit files (oldest first): the first line "
+		"changed,\n"
+		"        removed or inserted, with its number and why (exit 1); 0 if intact\n"
 		"\n"
 		"exit status: 0 ok, 1 the API answered an error, 2 usage, 3 state directory "
 		"problem,\n"
@@ -138,6 +146,7 @@ static int kmsctl_init(const char *state, int argc, char **argv)
 	char path[4200];
 	struct stat st;
 	struct store *s = NULL;
+	struct kmsctl_audit *audit = NULL;
 	bool existed;
 	int r;
 
@@ -157,12 +166,21 @@ static int kmsctl_init(const char *state, int argc, char **argv)
 	/* A shared store is initialised once its schema and root key check are there. */
 	if (kmsctl_store_uri)
 		existed = kmsctl_open_store(state, kmsctl_store_uri, false, true, &s) == 0;
-	if (!s && (r = kmsctl_open(state, !existed, &s)) != 0)
+	/* Before anything is made; the line is keyed once the store (and its audit key) is. */
+	if ((r = kmsctl_audit_open(state, s, &audit)) != 0) {
+		store_close(s);
 		return r;
+	}
+	if (!s && (r = kmsctl_open(state, !existed, &s)) != 0) {
+		(void)kmsctl_audit_close(audit, "kmsctl init", NULL, NULL, KMS_E_IO);
+		return r;
+	}
 	secret = kms_secret_alloc(AUTH_SECRET_BYTES);
 	r = secret ? store_state_secret(s, "token.key", secret) : KMS_E_NOMEM;
 	kms_secret_free(secret, AUTH_SECRET_BYTES);
 	store_close(s);
+	if (kmsctl_audit_close(audit, "kmsctl init", NULL, NULL, r) != 0 && r == 0)
+		return EXIT_STATE;
 	if (r < 0) {
 		fprintf(stderr, "kmsctl: cannot create the token key in '%s': %s\n", state,
 			kms_err_info(r)->message);
@@ -200,6 +218,7 @@ static int kmsctl_token_row(const struct store_token_info *t, void *arg)
 
 static int kmsctl_token_admin(const char *state, int argc, char **argv)
 {
+	struct kmsctl_audit *audit = NULL;
 	struct store *s = NULL;
 	int r;
 
@@ -216,8 +235,15 @@ static int kmsctl_token_admin(const char *state, int argc, char **argv)
 		r = store_token_list(s, kmsctl_token_row, NULL);
 		if (r == 0)
 			r = kmsctl_sessions_list(s);
+	} else if ((r = kmsctl_audit_open(state, s, &audit)) != 0) {
+		store_close(s);
+		return r;
 	} else {
 		r = store_token_revoke(s, argv[2]);
+		if (kmsctl_audit_close(audit, "kmsctl token revoke", NULL, argv[2], r) != 0) {
+			store_close(s);
+			return EXIT_STATE;
+		}
 		if (r == 0)
 			r = kmsctl_sessions_forget(s, argv[2]);
 		if (r == 0)
@@ -292,6 +318,9 @@ static int kmsctl_project(const char *state, int argc, char **argv)
 	bool have_plain = false, have_mode = false, bind_uid = false, bind_gid = false;
 	uint32_t bind_id = 0;
 	enum kms_role role = KMS_ROLE_NONE;
+	struct kmsctl_audit *audit = NULL;
+	const char *action = NULL;
+	char object[32] = "";
 	struct store *s = NULL;
 	int c, r;
 
@@ -348,6 +377,15 @@ static int kmsctl_project(const char *state, int argc, char **argv)
 	}
 	if (optind != argc)
 		goto bad;
+	if (strcmp(sub, "show") != 0) {
+		action = strcmp(sub, "set") == 0    ? "kmsctl project set"
+			 : strcmp(sub, "bind") == 0 ? "kmsctl project bind"
+						    : "kmsctl project unbind";
+		if ((r = kmsctl_audit_open(state, s, &audit)) != 0) {
+			store_close(s);
+			return r;
+		}
+	}
 	if (strcmp(sub, "set") == 0) {
 		if (have_mode && !have_plain)
 			pol.plaintext_mode = pol.mode & 0666;
@@ -357,6 +395,7 @@ static int kmsctl_project(const char *state, int argc, char **argv)
 
 		if (bind_uid == bind_gid || (!unbind && role == KMS_ROLE_NONE))
 			goto bad;
+		snprintf(object, sizeof(object), "%s:%u", bind_uid ? "uid" : "gid", bind_id);
 		r = store_binding_set(s, project, bind_uid ? STORE_BIND_UID : STORE_BIND_GID,
 				      bind_id, unbind ? KMS_ROLE_NONE : role);
 	} else if (strcmp(sub, "show") == 0) {
@@ -367,6 +406,8 @@ static int kmsctl_project(const char *state, int argc, char **argv)
 		goto bad;
 	}
 	store_close(s);
+	if (audit && kmsctl_audit_close(audit, action, project, object, r) != 0)
+		return EXIT_STATE;
 	if (r < 0) {
 		fprintf(stderr, "kmsctl: %s\n", kms_err_info(r)->message);
 		return EXIT_STATE;
@@ -374,6 +415,8 @@ static int kmsctl_project(const char *state, int argc, char **argv)
 	kmsctl_notify_daemon(state);
 	return 0;
 bad:
+	/* Nothing was changed: the trail gets no line. */
+	(void)kmsctl_audit_close(audit, NULL, NULL, NULL, 0);
 	store_close(s);
 	fprintf(stderr, "kmsctl: usage: project set P [--owner U] [--group G] [--mode 0750] "
 			"[--plaintext-mode 0700] | project bind P --uid U|--gid G|--cgroup PATH "
@@ -396,6 +439,7 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 	uint8_t *secret = NULL;
 	char token[AUTH_TOKEN_MAX + 1], *end;
 	long long ttl = 86400;
+	struct kmsctl_audit *audit = NULL;
 	struct store *s = NULL;
 	enum kms_role role;
 	int c, r;
@@ -450,6 +494,11 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 	}
 	if ((r = kmsctl_open(state, false, &s)) != 0)
 		return r;
+	if ((r = kmsctl_audit_open(state, s, &audit)) != 0) {
+		store_close(s);
+		return r;
+	}
+	claims.id[0] = 0;
 	r = store_project_ensure(s, project);
 	/* After kmsctl_open: the secure heap exists now. */
 	if (r == 0 && !(secret = kms_secret_alloc(AUTH_SECRET_BYTES)))
@@ -472,6 +521,11 @@ static int kmsctl_token(const char *state, int argc, char **argv)
 	}
 	kms_secret_free(secret, AUTH_SECRET_BYTES);
 	store_close(s);
+	/* The token's id, never the token. */
+	if (kmsctl_audit_close(audit, "kmsctl token issue", project, claims.id, r) != 0) {
+		kms_wipe(token, sizeof(token));
+		return EXIT_STATE;
+	}
 	if (r < 0) {
 		fprintf(stderr, "kmsctl: cannot issue a token: %s\n", kms_err_info(r)->message);
 		return EXIT_STATE;
@@ -538,7 +592,10 @@ static int kmsctl_call(const char *state, int argc, char **argv)
 	struct kms_buf req = KMS_BUF_INIT(KMS_MAX_REQUEST, true);
 	struct kms_buf resp = KMS_BUF_INIT(KMS_MAX_RESPONSE, true);
 	struct api_service svc = { .key_quota = KMS_DEFAULT_KEY_QUOTA };
-	struct api_caller caller = { .trusted = true };
+	struct api_caller caller = {
+		.trusted = true, .uid = getuid(), .gid = getgid(), .pid = getpid()
+	};
+	struct kmsctl_audit *audit = NULL;
 	const struct api_action *action;
 	int r, status;
 
@@ -564,6 +621,10 @@ static int kmsctl_call(const char *state, int argc, char **argv)
 		r = 0;
 	if ((status = kmsctl_open(state, false, &svc.store)) != 0)
 		goto out;
+	/* Each request's line is written by the API's audit hook, as the daemon's are. */
+	if ((status = kmsctl_audit_open(state, svc.store, &audit)) != 0)
+		goto out;
+	kmsctl_audit_service(audit, &svc);
 	caller.project = argv[1];
 	if (r == 0) {
 		size_t deleted, rotated;
@@ -579,6 +640,7 @@ static int kmsctl_call(const char *state, int argc, char **argv)
 	fwrite(resp.data, 1, resp.len, stdout);
 	status = r < 0 ? EXIT_API_ERROR : 0;
 out:
+	(void)kmsctl_audit_close(audit, NULL, NULL, NULL, 0);
 	kms_buf_free(&req);
 	kms_buf_free(&resp);
 	store_close(svc.store);
@@ -858,6 +920,7 @@ static int kmsctl_store_copy(const char *state, int argc, char **argv)
 	struct kmsctl_progress prog = { .start_ms = kms_time_mono_ms() };
 	struct kmsctl_counts from, to;
 	struct store *src = NULL, *dst = NULL;
+	struct kmsctl_audit *audit = NULL;
 	char why[600], shown[512];
 	const char *uri = NULL;
 	int r, ret = EXIT_STATE;
@@ -875,8 +938,15 @@ static int kmsctl_store_copy(const char *state, int argc, char **argv)
 	store_uri_describe(uri, shown, sizeof(shown));
 	if ((r = kmsctl_open(state, false, &src)) != 0)
 		return r;
-	if (kmsctl_open_store(state, uri, true, false, &dst) != 0)
+	if ((ret = kmsctl_audit_open(state, src, &audit)) != 0) {
+		store_close(src);
+		return ret;
+	}
+	ret = EXIT_STATE;
+	if (kmsctl_open_store(state, uri, true, false, &dst) != 0) {
+		r = KMS_E_STORE_UNAVAILABLE;
 		goto out;
+	}
 	r = store_copy(src, dst, isatty(STDERR_FILENO) ? kmsctl_copy_progress : NULL, &prog, why,
 		       sizeof(why));
 	if (prog.shown)
@@ -909,6 +979,10 @@ static int kmsctl_store_copy(const char *state, int argc, char **argv)
 	}
 	ret = to.damaged ? EXIT_STATE : 0;
 out:
+	/* The destination as shown (never a password). */
+	if (kmsctl_audit_close(audit, "kmsctl store copy", NULL, shown,
+			       r < 0 ? r : (ret ? KMS_E_IO : 0)) != 0)
+		ret = EXIT_STATE;
 	store_close(dst);
 	store_close(src);
 	return ret;
@@ -931,6 +1005,8 @@ static int kmsctl_command(const char *state, int argc, char **argv)
 	if (strcmp(argv[0], "store") == 0)
 		return kmsctl_store_copy(state, argc, argv);
 	/* Commands in kmsctl_*.c files, one line each. */
+	if (strcmp(argv[0], "audit") == 0)
+		return kmsctl_audit_verify(state, argc, argv);
 	fprintf(stderr, "kmsctl: unknown command '%s'\n", argv[0]);
 	kmsctl_usage(stderr);
 	return EXIT_USAGE;
@@ -958,6 +1034,7 @@ int main(int argc, char **argv)
 		{ "root-key", required_argument, NULL, 'R' },
 		{ "pkcs11-module", required_argument, NULL, 'M' },
 		{ "pkcs11-pin-file", required_argument, NULL, 'P' },
+		{ "audit", required_argument, NULL, 'A' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -992,6 +1069,9 @@ int main(int argc, char **argv)
 			break;
 		case 'P':
 			kmsctl_pkcs11_pin_file = optarg;
+			break;
+		case 'A':
+			kmsctl_audit_file = optarg;
 			break;
 		case 'h':
 			kmsctl_usage(stdout);

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 
+#include "api/kms_api.h"
 #include "store/kms_store.h"
 
 enum {
@@ -47,10 +48,11 @@ struct kmsctl_audit;
  * saying why on stderr; then the command must not make its change. s: the open store (the
  * trail's MAC key is a state secret), NULL before the store exists (init). */
 int kmsctl_audit_open(const char *state, struct store *s, struct kmsctl_audit **out);
-/* Write the line and free a (NULL: nothing to do). action: the API's action name for calls,
- * else "kmsctl <command>" ("kmsctl token issue", "kmsctl root-key rotate", ...); project and
- * object_id (the token id, key id, cgroup path, file... the change is about) may be NULL; err:
- * 0 or the KMS_E_* the change failed with. Returns 0 or EXIT_STATE (said why on stderr). */
+/* Write the line and free a (NULL: nothing to do). action: "kmsctl <command>" ("kmsctl token
+ * issue", "kmsctl root-key rotate", ...), NULL when kmsctl_audit_service's hook wrote the lines
+ * (call: only frees); project and object_id (the token id, key id, cgroup path, file... the
+ * change is about) may be NULL; err: 0 or the KMS_E_* the change failed with. Returns 0 or
+ * EXIT_STATE (said why on stderr). */
 int kmsctl_audit_close(struct kmsctl_audit *a, const char *action, const char *project,
 		       const char *object_id, int err);
 
@@ -59,3 +61,11 @@ int kmsctl_audit_close(struct kmsctl_audit *a, const char *action, const char *p
 bool kmsctl_project_cgroup_wanted(int argc, char **argv);
 int kmsctl_project_cgroup(const char *state, int argc, char **argv);
 int kmsctl_project_show_cgroups(struct store *s, const char *project);
+
+/* API requests (kmsctl call) audited through svc's api_audit_fn like the daemon's, one line each
+ * with the API's action name, as user "kmsctl" with kmsctl's uid and pid. a NULL: nothing. */
+void kmsctl_audit_service(struct kmsctl_audit *a, struct api_service *svc);
+/* --audit FILE: the trail kmsctl writes, instead of the one the daemon of the state records. */
+extern const char *kmsctl_audit_file;
+/* kmsctl audit verify FILE... (kmsctl_audit_verify.c). */
+int kmsctl_audit_verify(const char *state, int argc, char **argv);

@@ -378,6 +378,29 @@ static void kmsfs_publish(int lock_fd, const char *mountpoint)
 		(void)!pwrite(lock_fd, line, (size_t)n, 0);
 }
 
+/* Where kmsctl finds the audit trail of this state directory (kmsctl_audit.c): STATE/audit.path
+ * holds the -o audit path, and is removed when the daemon runs without one. */
+static int kmsfs_record_audit(const char *state, const char *audit_path)
+{
+	char path[4200], tmp[4220];
+	int fd, n, r = -1;
+
+	snprintf(path, sizeof(path), "%s/audit.path", state);
+	if (!audit_path)
+		return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	n = (int)strlen(audit_path);
+	if (write(fd, audit_path, (size_t)n) == n && write(fd, "\n", 1) == 1 && fsync(fd) == 0)
+		r = rename(tmp, path);
+	close(fd);
+	if (r != 0)
+		unlink(tmp);
+	return r;
+}
+
 /* -o metrics_group=GROUP: a group name or a gid. */
 static bool kmsfs_group(const char *name, gid_t *gid)
 {
@@ -524,7 +547,8 @@ static int kmsfs_open_private(const char *path, const char *what, char *why, siz
 	int fd;
 
 	/* O_NONBLOCK: a FIFO put there must not hang the start; it is refused below. */
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+	/* Read-write: the audit trail reads its last line's MAC back (src/audit/). */
+	fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		if (errno == ELOOP)
 			snprintf(
@@ -956,6 +980,12 @@ int main(int argc, char **argv)
 			goto out;
 		}
 		ro.audit_path = audit_path;
+		fopt.audit_path = audit_path;
+	}
+	if (kmsfs_record_audit(state_abs, audit_path) != 0) {
+		kmsfs_error("cannot record the audit file in '%s/audit.path': %s", state_abs,
+			    strerror(errno));
+		goto out;
 	}
 	fopt.store = store;
 	fopt.version = KMSFS_VERSION;
