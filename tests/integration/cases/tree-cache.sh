@@ -14,12 +14,6 @@ kms_setup
 kms_user_setup
 kms_start_project tc allow_other
 P=$KMS_MNT/tc
-DB=$KMS_STATE/kms.db
-sql() { "$KMS_PY" -c 'import sqlite3, sys
-c = sqlite3.connect(sys.argv[1], timeout=10)
-for row in c.execute(sys.argv[2], sys.argv[3:]):
-    print(*row)
-c.commit()' "$DB" "$@"; }
 # out_of CMD...: the command's stdout and stderr together, whatever its status.
 out_of() { "$@" 2>&1 || true; }
 # walk ID: root walks keys/ID and its action files, as a program making requests does.
@@ -62,13 +56,7 @@ assert_eq "$(jget "$(kms_call "tc/keys/$did/schedule-key-deletion" '{"pending_da
 	.key_state)" 4 "schedule the deletion"
 walk "$did"
 readlink "$P/aliases/doomed" >/dev/null || fail "readlink aliases/doomed"
-sql 'UPDATE keys SET deletion_ms = 1 WHERE key_id = ?' "$did"
-for ((i = 0; i < 150; i++)); do
-	r=$(kms_call tc/describe-key "{\"key_id\":\"$did\"}")
-	[ "$(jget "$r" '.error.error_code // "none"')" == KMS.0207 ] && break
-	sleep 0.1
-done
-assert_errcode "$r" KMS.0207
+kms_destroy_now tc "$did"
 assert_contains "$(out_of stat "$P/keys/$did")" "No such file or directory" "stat keys/<deleted>"
 assert_contains "$(out_of cat "$P/keys/$did/describe-key")" "No such file or directory" \
 	"cat keys/<deleted>/describe-key"
