@@ -387,9 +387,20 @@ int api_key_usable(const struct store_key *k)
 	}
 }
 
+/* Add item (consumed) under name, a literal: cJSON keeps the pointer (AddItemToObjectCS) instead
+ * of copying the name into every response, and never frees it. */
+static int api_add_item(cJSON *o, const char *name, cJSON *item)
+{
+	if (!item || !cJSON_AddItemToObjectCS(o, name, item)) {
+		cJSON_Delete(item);
+		return KMS_E_NOMEM;
+	}
+	return 0;
+}
+
 int api_add_string(cJSON *o, const char *name, const char *value)
 {
-	return cJSON_AddStringToObject(o, name, value) ? 0 : KMS_E_NOMEM;
+	return api_add_item(o, name, cJSON_CreateString(value));
 }
 
 int api_add_hex(cJSON *o, const char *name, const uint8_t *p, size_t n)
@@ -403,11 +414,7 @@ int api_add_hex(cJSON *o, const char *name, const uint8_t *p, size_t n)
 	s = cJSON_CreateString(hex);
 	kms_wipe(hex, 2 * n + 1);
 	free(hex);
-	if (!s || !cJSON_AddItemToObject(o, name, s)) {
-		cJSON_Delete(s);
-		return KMS_E_NOMEM;
-	}
-	return 0;
+	return api_add_item(o, name, s);
 }
 
 int api_add_ulong_string(cJSON *o, const char *name, unsigned long v)
@@ -420,7 +427,7 @@ int api_add_ulong_string(cJSON *o, const char *name, unsigned long v)
 
 int api_add_int(cJSON *o, const char *name, double v)
 {
-	return cJSON_AddNumberToObject(o, name, v) ? 0 : KMS_E_NOMEM;
+	return api_add_item(o, name, cJSON_CreateNumber(v));
 }
 
 int api_add_page(cJSON *o, unsigned long marker, size_t count, size_t total)

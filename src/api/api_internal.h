@@ -109,7 +109,7 @@ bool api_grant_ops_contain(const char *ops, const char *op);
 /* The principal the caller acts as: its token's user, "uid<N>" for a binding, or kmsctl's. */
 const char *api_caller_user(const struct api_request *r);
 
-/* Response helpers. */
+/* Response helpers. name must outlive the response (a string literal): it is not copied. */
 KMS_WUR int api_add_string(cJSON *o, const char *name, const char *value);
 KMS_WUR int api_add_hex(cJSON *o, const char *name, const uint8_t *p, size_t n);
 KMS_WUR int api_add_ulong_string(cJSON *o, const char *name, unsigned long v);

@@ -354,6 +354,30 @@ assert_errno() {
 # kms_record JSON: remember the DEKs of a response obtained without kms_call (cat, dd, ...).
 kms_record() { printf '%s\n' "$1" | "$KMS_PY" "$KMS_IO" record; }
 
+# kms_sql SQL [ARGS...]: run SQL (with ? parameters) on the state directory's SQLite database,
+# print the rows (what another process may do to it while the daemon runs).
+kms_sql() {
+	"$KMS_PY" -c 'import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], timeout=10)
+for row in c.execute(sys.argv[2], sys.argv[3:]):
+    print(*row)
+c.commit()' "$KMS_STATE/kms.db" "$@"
+}
+
+# kms_destroy_now P KEY_ID: a key of P scheduled for deletion is destroyed by the running daemon:
+# its date is moved into the past in the database and its maintenance acts within seconds; waits
+# (15 s at most) until describe-key answers KMS.0207.
+kms_destroy_now() {
+	local i r
+	kms_sql 'UPDATE keys SET deletion_ms = 1 WHERE key_id = ?' "$2"
+	for ((i = 0; i < 150; i++)); do
+		r=$(kms_call "$1/describe-key" "{\"key_id\":\"$2\"}")
+		[ "$(jget "$r" '.error.error_code // "none"')" == KMS.0207 ] && return 0
+		sleep 0.1
+	done
+	assert_errcode "$r" KMS.0207
+}
+
 # kms_cat FILE: cat it and remember its DEKs.
 kms_cat() {
 	local out
