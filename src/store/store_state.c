@@ -109,24 +109,44 @@ static int store_secret_file_move(struct store *s, const char *name, const char 
 	return 0;
 }
 
+static int store_secret_names(const char *name, char meta_name[128], char label[160])
+{
+	if ((size_t)snprintf(meta_name, 128, "secret:%s", name) >= 128 || strchr(name, '/'))
+		return KMS_E_BAD_PARAM;
+	return store_secret_label(name, label, 160);
+}
+
+int store_state_secret_get(struct store *s, const char *name, uint8_t out[32])
+{
+	char meta_name[128], label[160];
+	int r = store_secret_names(name, meta_name, label);
+
+	if (r == 0)
+		r = store_secret_meta_read(s, meta_name, label, out);
+	if (r == KMS_E_KEY_NOT_FOUND)
+		r = store_secret_file_move(s, name, meta_name, label, out);
+	return r;
+}
+
+int store_state_secret_keep(struct store *s, const char *name, const uint8_t value[32])
+{
+	char meta_name[128], label[160];
+	bool added = false;
+	int r = store_secret_names(name, meta_name, label);
+
+	return r == 0 ? store_secret_meta_add(s, meta_name, label, value, &added) : r;
+}
+
 int store_state_secret(struct store *s, const char *name, uint8_t out[32])
 {
 	char meta_name[128], label[160];
 	bool added = false;
-	int r;
+	int r = store_state_secret_get(s, name, out);
 
-	if ((size_t)snprintf(meta_name, sizeof(meta_name), "secret:%s", name) >=
-		    sizeof(meta_name) ||
-	    strchr(name, '/'))
-		return KMS_E_BAD_PARAM;
-	if ((r = store_secret_label(name, label, sizeof(label))) < 0)
-		return r;
-	r = store_secret_meta_read(s, meta_name, label, out);
-	if (r == KMS_E_KEY_NOT_FOUND)
-		r = store_secret_file_move(s, name, meta_name, label, out);
 	if (r != KMS_E_KEY_NOT_FOUND)
 		return r;
-	if ((r = core_random_secret(out, 32)) < 0)
+	if ((r = store_secret_names(name, meta_name, label)) < 0 ||
+	    (r = core_random_secret(out, 32)) < 0)
 		return r;
 	r = store_secret_meta_add(s, meta_name, label, out, &added);
 	if (r == 0 && !added) /* another process or host was first: use its secret */
@@ -337,6 +357,13 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 	pthread_mutex_init(&s->update_lock, NULL);
 	pthread_mutex_init(&s->refresh_lock, NULL);
 	pthread_rwlock_init(&s->policy_lock, NULL);
+	pthread_rwlock_init(&s->root_lock, NULL);
+	if ((opt->root_key && !(s->root_option = strdup(opt->root_key))) ||
+	    (opt->pkcs11_module && !(s->pkcs11_module = strdup(opt->pkcs11_module))) ||
+	    (opt->pkcs11_pin_file && !(s->pkcs11_pin_file = strdup(opt->pkcs11_pin_file)))) {
+		r = KMS_E_NOMEM;
+		goto fail;
+	}
 	s->cache_limit = opt->key_cache ? opt->key_cache : STORE_DEFAULT_KEY_CACHE;
 	s->timeout_ms = opt->timeout_ms ? opt->timeout_ms : STORE_DEFAULT_TIMEOUT_MS;
 	s->offline_grace_ms = opt->offline_grace_ms > 0 ? opt->offline_grace_ms : 0;
@@ -369,7 +396,8 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 	}
 	if (r < 0)
 		goto fail;
-	if ((r = store_load_root(s, opt, why, why_len)) < 0)
+	r = store_load_root(s, opt, why, why_len);
+	if ((r = store_roots_open(s, r, why, why_len)) < 0)
 		goto fail;
 	if ((r = store_load_identity(s, opt)) < 0 || (r = store_fresh_start(s)) < 0 ||
 	    (r = store_policy_load(s)) < 0) {
@@ -442,6 +470,12 @@ void store_close(struct store *s)
 	if (s->be)
 		s->ops->close(s->be);
 	store_root_close(s->root);
+	store_root_close(s->next_root);
+	store_root_close(s->old_root);
+	pthread_rwlock_destroy(&s->root_lock);
+	free(s->root_option);
+	free(s->pkcs11_module);
+	free(s->pkcs11_pin_file);
 	pthread_rwlock_destroy(&s->cache_lock);
 	pthread_mutex_destroy(&s->update_lock);
 	pthread_mutex_destroy(&s->refresh_lock);
@@ -469,14 +503,14 @@ const char *store_state_dir(const struct store *s)
 int store_seal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n, uint8_t *out,
 		      size_t cap, size_t *out_len)
 {
-	return store_root_seal_opaque(s->root, label, in, n, out, cap, out_len);
+	return store_roots_seal_opaque(s, label, in, n, out, cap, out_len);
 }
 
 /* Whatever does not unseal is KMS_E_DECRYPT_FAILED, unless the root cannot be reached. */
 int store_unseal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
 			uint8_t *out, size_t cap, size_t *out_len)
 {
-	int r = store_root_unseal_opaque(s->root, label, in, n, out, cap, out_len);
+	int r = store_roots_unseal_opaque(s, label, in, n, out, cap, out_len);
 
 	if (r < 0 && r != KMS_E_STORE_UNAVAILABLE)
 		r = KMS_E_DECRYPT_FAILED;
