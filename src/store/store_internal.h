@@ -48,7 +48,7 @@ struct store {
 	const struct store_backend_ops *ops;
 	struct store_backend *be;
 	char state_dir[2048];
-	char *backend_uri; /* store_options.backend, NULL for the default */
+	char *backend_uri;	 /* store_options.backend, NULL for the default */
 	struct store_root *root; /* the root key's provider (store_root.h) */
 	/* Root-key rotation (store_rotate.c). root_lock guards root, next_root, old_root and the
 	 * checks: a daemon swaps them when another process commits a rotation. */
@@ -138,8 +138,8 @@ KMS_WUR int store_roots_seal(struct store *s, const void *aad, size_t aad_len, c
 /* Unseal under whichever root the tag verifies; before failing, read the settings again. */
 KMS_WUR int store_roots_unseal(struct store *s, const void *aad, size_t aad_len, const uint8_t *in,
 			       size_t n, uint8_t *out, size_t cap, size_t *out_len);
-KMS_WUR int store_roots_seal_opaque(struct store *s, const char *label, const uint8_t *in,
-				    size_t n, uint8_t *out, size_t cap, size_t *out_len);
+KMS_WUR int store_roots_seal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
+				    uint8_t *out, size_t cap, size_t *out_len);
 KMS_WUR int store_roots_unseal_opaque(struct store *s, const char *label, const uint8_t *in,
 				      size_t n, uint8_t *out, size_t cap, size_t *out_len);
 /* A root-derived key that must survive rotations: the state secret name if it exists, else
@@ -151,6 +151,24 @@ KMS_WUR int store_roots_derive_kept(struct store *s, const char *name, const cha
 KMS_WUR int store_roots_open(struct store *s, int loaded, char *why, size_t why_len);
 /* Re-read the rotation settings (store_refresh when something changed). */
 KMS_WUR int store_roots_reload(struct store *s);
+
+/* Tests only: how long a rotation lets other processes notice a setting (ms), and a point at
+ * which store_root_rotate stops as if killed there (KMS_E_BUSY; 0: none). */
+extern int store_rotate_settle_ms;
+extern int store_rotate_stop_at;
+enum {
+	STORE_ROTATE_STOP_CREATED = 1, /* the next root exists, nothing announced */
+	STORE_ROTATE_STOP_ANNOUNCED,   /* its location and generation written, not its check */
+	STORE_ROTATE_STOP_STARTED,     /* announced (root_next_check) */
+	STORE_ROTATE_STOP_RESEAL,      /* half the keys re-sealed */
+	STORE_ROTATE_STOP_RESEALED,    /* everything re-sealed and verified, not committed */
+	STORE_ROTATE_STOP_COMMITTED,   /* root_check is the new root's */
+	STORE_ROTATE_STOP_GENERATION,  /* root_generation written */
+	STORE_ROTATE_STOP_DESTROYED,   /* the old root destroyed */
+	STORE_ROTATE_STOP_RENAMED,     /* root.key.next renamed to root.key */
+	STORE_ROTATE_STOP_LOCATED,     /* root_location written, next_* not cleared */
+	STORE_ROTATE_STOP_LAST = STORE_ROTATE_STOP_LOCATED,
+};
 
 /* store_state.c: a state secret if there is one (moving an old file into the settings), never
  * creating one: KMS_E_KEY_NOT_FOUND; keep: store value as the secret name unless there is one. */

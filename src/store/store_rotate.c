@@ -36,6 +36,8 @@
 /* How long other processes get to notice a new setting (daemons refresh at least every second)
  * before the rotation relies on it. */
 #define STORE_ROTATE_SETTLE_MS 2500
+int store_rotate_settle_ms = STORE_ROTATE_SETTLE_MS;
+int store_rotate_stop_at;
 /* Re-seal passes before giving up on writers that keep sealing under the old root. */
 #define STORE_ROTATE_PASSES 6
 /* An unseal that fails under every root re-reads the settings at most this often. */
@@ -406,8 +408,15 @@ int store_roots_open(struct store *s, int loaded, char *why, size_t why_len)
 
 /* ---- the rotation ---- */
 
-static void store_rotate_sleep(int ms)
+/* Tests: stop as a kill would at this point (store_internal.h). */
+static bool store_rotate_stopped(int at)
 {
+	return store_rotate_stop_at == at;
+}
+
+static void store_rotate_sleep(void)
+{
+	int ms = store_rotate_settle_ms;
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
@@ -553,6 +562,8 @@ static int store_rotate_keys(struct store_rotate_ctx *c)
 	for (size_t i = 0; r == 0 && i < c->nkeys; i++) {
 		r = store_rotate_key(c, &c->keys[i], l);
 		c->done += c->keys[i].nversions;
+		if (store_rotate_stopped(STORE_ROTATE_STOP_RESEAL) && i == c->nkeys / 2)
+			r = KMS_E_BUSY;
 		if (c->progress)
 			c->progress(c->done, c->versions, c->arg);
 	}
@@ -756,10 +767,16 @@ static int store_rotate_start(struct store_rotate_ctx *c, const struct store_rot
 		r = KMS_E_BAD_PARAM;
 	}
 	snprintf(gen, sizeof(gen), "%u", st->generation + 1);
+	if (r == 0 && store_rotate_stopped(STORE_ROTATE_STOP_CREATED))
+		r = KMS_E_BUSY;
 	if (r == 0 && ((r = s->ops->meta_set(s->be, "root_next_location", loc)) < 0 ||
 		       (r = s->ops->meta_set(s->be, "root_next_generation", gen)) < 0 ||
-		       (r = s->ops->meta_set(s->be, "root_next_missing", "")) < 0 ||
-		       (r = s->ops->meta_set(s->be, "root_next_check", check)) < 0))
+		       (r = s->ops->meta_set(s->be, "root_next_missing", "")) < 0))
+		snprintf(c->why, c->why_len, "cannot write the store's settings: %s",
+			 kms_err_info(r)->message);
+	if (r == 0 && store_rotate_stopped(STORE_ROTATE_STOP_ANNOUNCED))
+		r = KMS_E_BUSY;
+	if (r == 0 && (r = s->ops->meta_set(s->be, "root_next_check", check)) < 0)
 		snprintf(c->why, c->why_len, "cannot write the store's settings: %s",
 			 kms_err_info(r)->message);
 	store_root_close(next);
@@ -777,7 +794,7 @@ static int store_rotate_hosts_ready(struct store_rotate_ctx *c)
 	int r = c->s->ops->meta_set(c->s->be, "root_next_missing", "");
 
 	if (r == 0) {
-		store_rotate_sleep(STORE_ROTATE_SETTLE_MS);
+		store_rotate_sleep();
 		r = store_meta_read(c->s, "root_next_missing", have, sizeof(have));
 	}
 	if (r == 0 && have[0]) {
@@ -832,7 +849,9 @@ static int store_rotate_finish(struct store_rotate_ctx *c, const struct store_ro
 	snprintf(gen, sizeof(gen), "%u", st->next_generation);
 	if ((r = s->ops->meta_set(s->be, "root_generation", gen)) < 0)
 		goto fail;
-	store_rotate_sleep(STORE_ROTATE_SETTLE_MS);
+	if (store_rotate_stopped(STORE_ROTATE_STOP_GENERATION))
+		return KMS_E_BUSY;
+	store_rotate_sleep();
 	/* Stragglers sealed under the old root (still open here) go under the new one. */
 	c->next = s->root;
 	if ((r = store_rotate_reseal_all(c)) < 0)
@@ -853,14 +872,20 @@ static int store_rotate_finish(struct store_rotate_ctx *c, const struct store_ro
 		s->old_root = NULL;
 		snprintf(c->rep->destroyed, sizeof(c->rep->destroyed), "%.1000s", old);
 	}
+	if (store_rotate_stopped(STORE_ROTATE_STOP_DESTROYED))
+		return KMS_E_BUSY;
 	if ((r = store_rotate_rename(s, st->next_location, c->rep->now, sizeof(c->rep->now))) < 0) {
 		snprintf(c->why, c->why_len, "cannot rename the new root key into place: %s",
 			 strerror(errno));
 		return r;
 	}
+	if (store_rotate_stopped(STORE_ROTATE_STOP_RENAMED))
+		return KMS_E_BUSY;
 	/* Where the root is when not where the options say: --to, or a new token object. */
 	if (store_root_location_is_pkcs11(st->next_location) || strchr(st->next_location, '/'))
 		r = s->ops->meta_set(s->be, "root_location", st->next_location);
+	if (r == 0 && store_rotate_stopped(STORE_ROTATE_STOP_LOCATED))
+		return KMS_E_BUSY;
 	if (r == 0 && (r = s->ops->meta_set(s->be, "root_next_check", "")) == 0 &&
 	    (r = s->ops->meta_set(s->be, "root_next_location", "")) == 0)
 		r = s->ops->meta_set(s->be, "root_next_generation", "");
@@ -927,7 +952,7 @@ int store_root_rotate(struct store *s, const char *to, store_rotate_progress_fn 
 		if ((r = store_rotate_start(&c, &st, to)) < 0 ||
 		    (r = store_rotation_read(s, &st)) < 0)
 			goto out;
-		store_rotate_sleep(STORE_ROTATE_SETTLE_MS);
+		store_rotate_sleep();
 	}
 	if (store_rotation_running(&st)) {
 		if (!s->next_root) {
@@ -939,8 +964,13 @@ int store_root_rotate(struct store *s, const char *to, store_rotate_progress_fn 
 			goto out;
 		}
 		c.next = s->next_root;
-		if ((r = store_rotate_reseal_all(&c)) < 0 || (r = store_rotate_hosts_ready(&c)) < 0)
+		if (store_rotate_stopped(STORE_ROTATE_STOP_STARTED) ||
+		    (r = store_rotate_reseal_all(&c)) < 0 ||
+		    (r = store_rotate_hosts_ready(&c)) < 0 ||
+		    store_rotate_stopped(STORE_ROTATE_STOP_RESEALED)) {
+			r = r < 0 ? r : KMS_E_BUSY;
 			goto out;
+		}
 		/* The commit: one setting (the retired root's check first: only that key is ever
 		 * destroyed). */
 		if ((r = s->ops->meta_set(s->be, "root_retired_check", st.check)) < 0 ||
@@ -950,6 +980,10 @@ int store_root_rotate(struct store *s, const char *to, store_rotate_progress_fn 
 		}
 		if ((r = store_roots_reload(s)) < 0)
 			goto out;
+		if (store_rotate_stopped(STORE_ROTATE_STOP_COMMITTED)) {
+			r = KMS_E_BUSY;
+			goto out;
+		}
 	}
 	r = store_rotate_finish(&c, &st);
 done:
