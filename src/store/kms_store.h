@@ -22,6 +22,7 @@
 #include "common/kms_role.h"
 #include "common/kms_secmem.h"
 #include "core/kms_core.h"
+#include "store/store_root.h"
 
 struct store;
 
@@ -97,8 +98,8 @@ struct store_options {
 	const char *root_key;
 	const char *pkcs11_module;
 	const char *pkcs11_pin_file;
-	const char *region;	   /* NULL: keep the stored one, default "eu-de" */
-	bool create;		   /* may create the state dir, root key and database */
+	const char *region; /* NULL: keep the stored one, default "eu-de" */
+	bool create;	    /* may create the state dir, root key and database */
 	bool read_only;
 };
 
@@ -118,8 +119,13 @@ KMS_WUR int store_state_dir_prepare(const char *dir, bool create, bool read_only
 KMS_WUR int store_open_hardened(const struct store_options *opt, size_t secure_heap_bytes,
 				bool lock_memory, struct kms_harden_report *hr, struct store **out,
 				char *why, size_t why_len);
-/* Whether the root key lives in the OpenSSL secure heap (start-up self-check and tests). */
+/* Whether the root key lives in the OpenSSL secure heap (start-up self-check and tests); a root
+ * key in a token: whether the PIN does. */
 bool store_root_key_secure(const struct store *s);
+/* The root key's provider: a token root that was lost is tried again (at most once a second),
+ * then *out says whether it is available and how often it went and came back. The daemon's
+ * janitor calls it every second and logs each loss and recovery once. */
+bool store_root_watch(struct store *s, struct store_root_status *out);
 /* Around fork(): SQLite connections must not cross it (POSIX locks stay with the parent while
  * SQLite's in-memory lock bookkeeping is copied to the child, which then holds no real locks and
  * another process may delete the WAL under it). Detach before fork, reopen in the child; the
