@@ -922,7 +922,7 @@ static int kmsctl_command(const char *state, int argc, char **argv)
 	if (strcmp(argv[0], "store") == 0)
 		return kmsctl_store_copy(state, argc, argv);
 	if (strcmp(argv[0], "root-key") == 0)
-		return kmsctl_root_key(state, argc, argv);
+		return kmsctl_root_command(state, argc, argv);
 	/* Commands in kmsctl_*.c files, one line each. */
 	fprintf(stderr, "kmsctl: unknown command '%s'\n", argv[0]);
 	kmsctl_usage(stderr);

@@ -41,7 +41,7 @@ struct kmsctl_progress {
 };
 void kmsctl_progress_show(size_t done, size_t total, void *arg);
 /* kmsctl_root.c: root-key rotate. */
-int kmsctl_root_key(const char *state, int argc, char **argv);
+int kmsctl_root_command(const char *state, int argc, char **argv);
 
 /* Tell the daemon serving state (if any) to re-read the policy now. */
 void kmsctl_notify_daemon(const char *state);

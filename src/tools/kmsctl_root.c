@@ -49,7 +49,7 @@ out:
 	return ret;
 }
 
-int kmsctl_root_key(const char *state, int argc, char **argv)
+int kmsctl_root_command(const char *state, int argc, char **argv)
 {
 	if (argc == 2 && strcmp(argv[1], "rotate") == 0)
 		return kmsctl_root_rotate(state, NULL);
