@@ -188,6 +188,13 @@ int store_roots_reload(struct store *s)
 		}
 		if (r < 0 && store_rotation_running(&st))
 			store_next_missing(s, why);
+	} else if (!st.next_check[0] && st.next_location[0]) {
+		/* Proposed: can this process open it? Not used before it is announced. */
+		if (store_root_open_at(s, st.next_location, false, &open, check, why, sizeof(why)) <
+		    0)
+			store_next_missing(s, why);
+		store_root_close(open);
+		open = NULL;
 	}
 	pthread_rwlock_wrlock(&s->root_lock);
 	if (open) {
@@ -362,7 +369,7 @@ int store_roots_open(struct store *s, int loaded, char *why, size_t why_len)
 {
 	struct store_rotation st;
 	const char *alt[3];
-	char check[STORE_CHECK_HEX], err[1200], beside[1100];
+	char check[STORE_CHECK_HEX], err[1200], beside[1100], retired[72];
 	const char *own = s->root_option ? s->root_option : "root.key";
 	int r = store_rotation_read(s, &st);
 
@@ -375,6 +382,11 @@ int store_roots_open(struct store *s, int loaded, char *why, size_t why_len)
 		return store_roots_reload(s);
 	}
 	if (loaded != KMS_E_IO || !st.check[0])
+		return loaded;
+	/* Only a key a rotation retired (missing, or the one it retired last) is looked for
+	 * elsewhere: a wrong or mistyped key stays an error. */
+	if (store_meta_read(s, "root_retired_check", retired, sizeof(retired)) < 0 || !retired[0] ||
+	    (s->root && (store_root_check(s->root, check) < 0 || strcmp(check, retired) != 0)))
 		return loaded;
 	/* Committed, not finished: the next location; moved (--to): root_location; finished on
 	 * another host, this host's new file not yet renamed: "root.key.next". */
@@ -708,7 +720,30 @@ static int store_rotate_reseal_all(struct store_rotate_ctx *c)
 	return KMS_E_BUSY;
 }
 
-/* Start: create the next root and announce it, location and generation before the check. */
+/* Hosts that cannot open the next root would be left without a root at the commit: each says
+ * so in root_next_missing whenever it re-reads the settings (which clearing it makes them do). */
+static int store_rotate_hosts_ready(struct store_rotate_ctx *c)
+{
+	char have[900];
+	int r = c->s->ops->meta_set(c->s->be, "root_next_missing", "");
+
+	if (r == 0) {
+		store_rotate_sleep();
+		r = store_meta_read(c->s, "root_next_missing", have, sizeof(have));
+	}
+	if (r == 0 && have[0]) {
+		snprintf(c->why, c->why_len,
+			 "a process cannot open the next root key: %.700s; make it "
+			 "available there (for a file root: copy the new file beside that host's "
+			 "root key, mode 0600), then run the command again",
+			 have);
+		r = KMS_E_BUSY;
+	}
+	return r;
+}
+
+/* Start: create the next root and propose it (location and generation), then announce it
+ * (its check) once no process said it cannot open it. */
 static int store_rotate_start(struct store_rotate_ctx *c, const struct store_rotation *st,
 			      const char *to)
 {
@@ -720,6 +755,11 @@ static int store_rotate_start(struct store_rotate_ctx *c, const struct store_rot
 	uint8_t *kept = kms_secret_alloc(CORE_KEY_BYTES);
 	int r = kept ? 0 : KMS_E_NOMEM;
 
+	/* Proposed already (every process can try it; nothing is sealed under it yet). */
+	if (r == 0 && st->next_location[0] && (!to || strcmp(to, st->next_location) == 0)) {
+		snprintf(loc, sizeof(loc), "%s", st->next_location);
+		goto open;
+	}
 	if (r == 0 && to && strstr(to, "pin-value")) {
 		snprintf(c->why, c->why_len,
 			 "--to names a PIN value, which would be kept in the store's settings; "
@@ -760,6 +800,7 @@ static int store_rotate_start(struct store_rotate_ctx *c, const struct store_rot
 	if (r < 0 && !c->why[0])
 		snprintf(c->why, c->why_len, "cannot prepare the store: %s",
 			 kms_err_info(r)->message);
+open:
 	if (r == 0 &&
 	    (r = store_root_open_at(s, loc, true, &next, check, c->why, c->why_len)) == 0 &&
 	    strcmp(check, st->check) == 0) {
@@ -776,6 +817,10 @@ static int store_rotate_start(struct store_rotate_ctx *c, const struct store_rot
 			 kms_err_info(r)->message);
 	if (r == 0 && store_rotate_stopped(STORE_ROTATE_STOP_ANNOUNCED))
 		r = KMS_E_BUSY;
+	/* Proposed: every process tries to open it and says so if it cannot; only once none
+	 * complained is it announced (its check), and only then does anyone seal under it. */
+	if (r == 0)
+		r = store_rotate_hosts_ready(c);
 	if (r == 0 && (r = s->ops->meta_set(s->be, "root_next_check", check)) < 0)
 		snprintf(c->why, c->why_len, "cannot write the store's settings: %s",
 			 kms_err_info(r)->message);
@@ -783,28 +828,6 @@ static int store_rotate_start(struct store_rotate_ctx *c, const struct store_rot
 	kms_secret_free(kept, CORE_KEY_BYTES);
 	if (r == 0)
 		r = store_roots_reload(s);
-	return r;
-}
-
-/* Hosts that cannot open the next root would be left without a root at the commit: each says
- * so in root_next_missing whenever it re-reads the settings (which clearing it makes them do). */
-static int store_rotate_hosts_ready(struct store_rotate_ctx *c)
-{
-	char have[900];
-	int r = c->s->ops->meta_set(c->s->be, "root_next_missing", "");
-
-	if (r == 0) {
-		store_rotate_sleep();
-		r = store_meta_read(c->s, "root_next_missing", have, sizeof(have));
-	}
-	if (r == 0 && have[0]) {
-		snprintf(c->why, c->why_len,
-			 "not committed: a process cannot open the next root key: %.700s; make it "
-			 "available there (for a file root: copy the new file beside that host's "
-			 "root key, mode 0600), then run the command again",
-			 have);
-		r = KMS_E_BUSY;
-	}
 	return r;
 }
 
@@ -931,7 +954,7 @@ int store_root_rotate(struct store *s, const char *to, store_rotate_progress_fn 
 		snprintf(why, why_len, "cannot read the store's settings");
 		goto out;
 	}
-	rep->resumed = st.next_check[0] != 0;
+	rep->resumed = st.next_check[0] || st.next_location[0];
 	if (store_rotation_running(&st) && to && strcmp(to, st.next_location) != 0) {
 		snprintf(why, why_len,
 			 "an interrupted rotation to '%.300s' is in progress: run the command "

@@ -340,15 +340,42 @@ static void *watcher(void *arg)
 }
 
 /* A process that cannot open the next root (another host without the new file) holds up the
- * commit; once the file is there, the rotation goes on. */
-static void other_host_missing(void)
+ * rotation before anything is sealed under it; once the file is there, the rotation goes on. */
+static int rotate_watched(void)
 {
 	struct store_rotate_report rep;
-	char other[4200], from[4400], to[4400];
-	uint8_t key[32];
-	bool changed;
 	pthread_t w;
-	int fd, r;
+	int r;
+
+	/* S2 re-reads the settings when the rotation clears the row, and says it again. */
+	watching = true;
+	ASSERT_EQ(pthread_create(&w, NULL, watcher, NULL), 0);
+	r = store_root_rotate(S, NULL, NULL, NULL, &rep, why, sizeof(why));
+	watching = false;
+	pthread_join(w, NULL);
+	return r;
+}
+
+static void copy_key(const char *name, const char *dir)
+{
+	char to[4400];
+	uint8_t key[32];
+	int fd;
+
+	ASSERT_EQ(read_file(name, key, sizeof(key)), 32);
+	snprintf(to, sizeof(to), "%s/%s", dir, name);
+	fd = open(to, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	ASSERT_TRUE(fd >= 0 && write(fd, key, 32) == 32);
+	if (fd >= 0)
+		close(fd);
+}
+
+static void other_host_missing(void)
+{
+	struct store_key *k = NULL;
+	char other[4200];
+	size_t versions = 0;
+	bool changed;
 
 	if (!backend)
 		return; /* hosts share only a PostgreSQL store */
@@ -357,40 +384,25 @@ static void other_host_missing(void)
 		return;
 	snprintf(other, sizeof(other), "%s/other", base_dir);
 	ASSERT_EQ(mkdir(other, 0700), 0);
-	ASSERT_EQ(read_file("root.key", key, sizeof(key)), 32);
-	snprintf(to, sizeof(to), "%s/root.key", other);
-	fd = open(to, O_WRONLY | O_CREAT | O_EXCL, 0600);
-	ASSERT_TRUE(fd >= 0 && write(fd, key, 32) == 32);
-	close(fd);
+	copy_key("root.key", other);
 	ASSERT_OK(open_at(other, false, &S2));
-	store_rotate_stop_at = STORE_ROTATE_STOP_STARTED;
-	ASSERT_ERR(store_root_rotate(S, NULL, NULL, NULL, &rep, why, sizeof(why)), KMS_E_BUSY);
-	store_rotate_stop_at = 0;
-	ASSERT_OK(store_refresh(S2, &changed)); /* says it cannot open root.key.next */
+	ASSERT_OK(store_key_create(S, P, "a", "", 100, &k));
+	store_key_release(k);
 	store_rotate_settle_ms = 300;
-	/* S2 re-reads the settings when the rotation clears the row, and says it again. */
-	watching = true;
-	ASSERT_EQ(pthread_create(&w, NULL, watcher, NULL), 0);
-	r = store_root_rotate(S, NULL, NULL, NULL, &rep, why, sizeof(why));
-	watching = false;
-	pthread_join(w, NULL);
-	ASSERT_ERR(r, KMS_E_BUSY);
+	ASSERT_ERR(rotate_watched(), KMS_E_BUSY);
 	ASSERT_TRUE(strstr(why, "cannot open the next root key") != NULL);
-	snprintf(from, sizeof(from), "%s/root.key.next", state_dir);
-	ASSERT_EQ(read_file("root.key.next", key, sizeof(key)), 32);
-	snprintf(to, sizeof(to), "%s/root.key.next", other);
-	fd = open(to, O_WRONLY | O_CREAT | O_EXCL, 0600);
-	ASSERT_TRUE(fd >= 0 && write(fd, key, 32) == 32);
-	close(fd);
-	watching = true;
-	ASSERT_EQ(pthread_create(&w, NULL, watcher, NULL), 0);
-	r = store_root_rotate(S, NULL, NULL, NULL, &rep, why, sizeof(why));
-	watching = false;
-	pthread_join(w, NULL);
-	ASSERT_OK(r);
+	/* Only proposed: nothing sealed under it, the other host reads everything. */
+	ASSERT_TRUE(S->next_root == NULL && S2->next_root == NULL);
+	ASSERT_OK(store_key_create(S, P, "b", "", 100, &k));
+	store_key_release(k);
+	ASSERT_EQ(store_check(S2, NULL, NULL, &versions), 0);
+	ASSERT_EQ(versions, 2);
+	copy_key("root.key.next", other);
+	ASSERT_OK(rotate_watched());
 	ASSERT_OK(store_refresh(S2, &changed));
 	ASSERT_TRUE(S2->next_root == NULL);
-	(void)from;
+	ASSERT_EQ(store_check(S2, NULL, NULL, &versions), 0);
+	ASSERT_EQ(versions, 2);
 }
 
 TEST(commit_waits_for_a_host_without_the_next_root)
