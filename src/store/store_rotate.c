@@ -129,7 +129,10 @@ static int store_root_open_at(struct store *s, const char *location, bool create
 	int r;
 
 	store_root_resolve(s, location, where, sizeof(where));
+	why[0] = 0;
 	r = store_root_open(&rp, out, NULL, why, why_len);
+	if (r == KMS_E_KEY_NOT_FOUND && !why[0])
+		snprintf(why, why_len, "'%.300s' does not exist", where);
 	if (r == 0 && (r = store_root_check(*out, check)) < 0) {
 		snprintf(why, why_len, "cannot use root key '%.300s'", where);
 		store_root_close(*out);

@@ -20,6 +20,7 @@ SA=$(kms_mh_state A) SB=$(kms_mh_state B)
 first=$(od -An -tx1 "$SA/root.key" | tr -d ' \n')
 
 for h in A B; do mkdir "$KMS_WORK/j$h"; done
+export ROOT_ROTATE_PAUSE=0.05 # the exit trap scans PostgreSQL's files for every data key
 for h in A B; do
 	kms_py root_rotate clients "$(kms_mh_mnt "$h")/rp" "$KMS_WORK/j$h" "$KMS_WORK/stop" "$KMS_DEKS" \
 		2>"$KMS_WORK/clients$h.err" &

@@ -37,7 +37,9 @@ def clients(base, journal, stop, dekfile):
             i += 1
             try:
                 op = random.random()
-                time.sleep(0.01)  # steady load, not a flood: verify reads every data key back
+                # steady load, not a flood: verify reads every data key back, and the exit
+                # trap scans files for every one
+                time.sleep(float(os.environ.get("ROOT_ROTATE_PAUSE", "0.01")))
                 if not keys or op < 0.02:
                     r = call(base, "create-key", {"key_alias": f"c{n}-{i}-{random.randrange(1 << 30)}"})
                     keys.append(r["key_info"]["key_id"])
