@@ -371,11 +371,11 @@ bool store_uri_hide_password(char *s);
  * again after an interruption at any point, it goes on from there. progress (may be NULL):
  * versions done of total in the current pass. why says what stopped it. */
 struct store_rotate_report {
-	uint32_t generation;	/* the root's generation now */
-	bool resumed;		/* an interrupted rotation was found and finished */
-	size_t resealed;	/* sealed items written under the new root */
-	char destroyed[1024];	/* the retired root, as shown ("": none destroyed by this run) */
-	char now[1024];		/* where the root is now, as shown */
+	uint32_t generation;  /* the root's generation now */
+	bool resumed;	      /* an interrupted rotation was found and finished */
+	size_t resealed;      /* sealed items written under the new root */
+	char destroyed[1024]; /* the retired root, as shown ("": none destroyed by this run) */
+	char now[1024];	      /* where the root is now, as shown */
 };
 typedef void (*store_rotate_progress_fn)(size_t done, size_t total, void *arg);
 KMS_WUR int store_root_rotate(struct store *s, const char *to, store_rotate_progress_fn progress,
