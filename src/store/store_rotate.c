@@ -456,21 +456,30 @@ struct store_rotate_ctx {
 	size_t resealed, lost;
 };
 
+/* Room for one more of size bytes in *v (n used of *cap). */
+static int store_rotate_grow(void **v, size_t n, size_t *cap, size_t size)
+{
+	size_t ncap = *cap ? *cap * 2 : 64;
+	void *p;
+
+	if (n < *cap)
+		return 0;
+	p = realloc(*v, ncap * size);
+	if (!p)
+		return KMS_E_NOMEM;
+	*v = p;
+	*cap = ncap;
+	return 0;
+}
+
 static int store_rotate_collect_meta(const struct store_key_meta *m, void *arg)
 {
 	struct store_rotate_ctx *c = arg;
 
 	if (c->nkeys && strcmp(c->keys[c->nkeys - 1].key_id, m->key_id) == 0)
 		return 0;
-	if (c->nkeys == c->cap) {
-		size_t ncap = c->cap ? c->cap * 2 : 256;
-		struct store_rotate_key *k = realloc(c->keys, ncap * sizeof(*k));
-
-		if (!k)
-			return KMS_E_NOMEM;
-		c->keys = k;
-		c->cap = ncap;
-	}
+	if (store_rotate_grow((void **)&c->keys, c->nkeys, &c->cap, sizeof(*c->keys)) < 0)
+		return KMS_E_NOMEM;
 	snprintf(c->keys[c->nkeys].project, sizeof(c->keys[0].project), "%s", m->project);
 	snprintf(c->keys[c->nkeys].key_id, sizeof(c->keys[0].key_id), "%s", m->key_id);
 	c->keys[c->nkeys].nversions = 0;
@@ -640,15 +649,8 @@ static int store_rotate_collect_session(const struct store_session *sess, void *
 {
 	struct store_rotate_sessions *l = arg;
 
-	if (l->n == l->cap) {
-		size_t ncap = l->cap ? l->cap * 2 : 64;
-		struct store_session *v = realloc(l->v, ncap * sizeof(*v));
-
-		if (!v)
-			return KMS_E_NOMEM;
-		l->v = v;
-		l->cap = ncap;
-	}
+	if (store_rotate_grow((void **)&l->v, l->n, &l->cap, sizeof(*l->v)) < 0)
+		return KMS_E_NOMEM;
 	l->v[l->n++] = *sess;
 	return 0;
 }

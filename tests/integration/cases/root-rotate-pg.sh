@@ -10,6 +10,8 @@
 source "$(dirname "$0")/../lib/common.sh"
 # shellcheck source=tests/integration/lib/multihost.sh
 source "$KMS_LIB/multihost.sh"
+# shellcheck source=tests/integration/lib/root_rotate.sh
+source "$KMS_LIB/root_rotate.sh"
 kms_setup
 kms_mh_pg
 kms_mh_hosts A B
@@ -17,14 +19,15 @@ for h in A B; do kms_mh_start "$h" key_quota=100000; done
 tok=$(kms_mh_token A rp) || fail "kmsctl token issue"
 for h in A B; do kms_mh_login "$h" rp "$tok"; done
 SA=$(kms_mh_state A) SB=$(kms_mh_state B)
-first=$(od -An -tx1 "$SA/root.key" | tr -d ' \n')
+first=$(rr_hex "$SA/root.key")
 
 for h in A B; do mkdir "$KMS_WORK/j$h"; done
 export ROOT_ROTATE_PAUSE=0.05 # the exit trap scans PostgreSQL's files for every data key
+declare -A clients
 for h in A B; do
 	kms_py root_rotate clients "$(kms_mh_mnt "$h")/rp" "$KMS_WORK/j$h" "$KMS_WORK/stop" "$KMS_DEKS" \
 		2>"$KMS_WORK/clients$h.err" &
-	eval "clients$h=\$!"
+	clients[$h]=$!
 	kms_bg $!
 done
 made() { cat "$KMS_WORK"/j?/c* 2>/dev/null | wc -l; }
@@ -38,7 +41,7 @@ assert_eq "$rc" 3 "exit status of a rotation that host B cannot follow"
 assert_contains "$out" "cannot open the next root key" "the refused commit"
 assert_contains "$out" "$(hostname)" "the refused commit names the host"
 [ -f "$SA/root.key.next" ] || fail "no root.key.next on A after the refused commit"
-assert_eq "$(od -An -tx1 "$SA/root.key" | tr -d ' \n')" "$first" "A's root.key before the commit"
+assert_eq "$(rr_hex "$SA/root.key")" "$first" "A's root.key before the commit"
 
 install -m 0600 "$SA/root.key.next" "$SB/root.key.next"
 out=$(kms_mh_ctl A root-key rotate 2>&1) || fail "rotation with the new key on B: $out"
@@ -51,10 +54,11 @@ out=$(kms_mh_ctl B root-key rotate 2>&1) || fail "finishing on B: $out"
 log "$out"
 assert_contains "$out" "destroyed the old root key" "finishing on B"
 [ ! -e "$SB/root.key.next" ] || fail "B's root.key.next left behind"
-assert_eq "$(od -An -tx1 "$SB/root.key")" "$(od -An -tx1 "$SA/root.key")" "the root key on A and B"
+assert_eq "$(rr_hex "$SB/root.key")" "$(rr_hex "$SA/root.key")" "the root key on A and B"
 touch "$KMS_WORK/stop"
-wait "$clientsA" || fail "clients on A saw failures ($(tail -5 "$KMS_WORK/clientsA.err"))"
-wait "$clientsB" || fail "clients on B saw failures ($(tail -5 "$KMS_WORK/clientsB.err"))"
+for h in A B; do
+	wait "${clients[$h]}" || fail "clients on $h saw failures ($(tail -5 "$KMS_WORK/clients$h.err"))"
+done
 
 for h in A B; do
 	for j in A B; do
@@ -70,8 +74,5 @@ for h in A B; do
 	done
 done
 out=$(kms_mh_ctl B check) || fail "kmsctl check: $out"
-for f in "$SA"/* "$SB"/*; do
-	[ "$(od -An -tx1 "$f" | tr -d ' \n' | grep -c "$first")" -eq 0 ] ||
-		fail "the first root key is still in $f"
-done
+rr_gone "$first" "$SA" "$SB"
 for h in A B; do kms_mh_stop "$h"; done
