@@ -349,7 +349,8 @@ static int rotate_watched(void)
 
 	/* S2 re-reads the settings when the rotation clears the row, and says it again. */
 	watching = true;
-	ASSERT_EQ(pthread_create(&w, NULL, watcher, NULL), 0);
+	if (pthread_create(&w, NULL, watcher, NULL) != 0)
+		return KMS_E_SYSTEM;
 	r = store_root_rotate(S, NULL, NULL, NULL, &rep, why, sizeof(why));
 	watching = false;
 	pthread_join(w, NULL);
