@@ -373,6 +373,7 @@ bool store_uri_hide_password(char *s);
 struct store_rotate_report {
 	uint32_t generation;  /* the root's generation now */
 	bool resumed;	      /* an interrupted rotation was found and finished */
+	bool unchanged;	      /* --to names the root key in use already: nothing done */
 	size_t resealed;      /* sealed items written under the new root */
 	char destroyed[1024]; /* the retired root, as shown ("": none destroyed by this run) */
 	char now[1024];	      /* where the root is now, as shown */

@@ -747,6 +747,39 @@ static int store_rotate_hosts_ready(struct store_rotate_ctx *c)
 	return r;
 }
 
+/* --to as it is kept: a relative file name is taken from the working directory. */
+static int store_rotate_to_location(const char *to, char *loc, size_t cap)
+{
+	char *abs;
+	int n;
+
+	if (store_root_location_is_pkcs11(to) || to[0] == '/')
+		n = snprintf(loc, cap, "%s", to);
+	else if ((abs = realpath(".", NULL)) != NULL) {
+		n = snprintf(loc, cap, "%s/%s", abs, to);
+		free(abs);
+	} else {
+		return KMS_E_IO;
+	}
+	return n < 0 || (size_t)n >= cap ? KMS_E_BAD_PARAM : 0;
+}
+
+/* Whether --to names the root key in use (a rotation to it that finished already). */
+static bool store_rotate_is_current(struct store *s, const struct store_rotation *st,
+				    const char *to)
+{
+	char loc[1100], check[STORE_CHECK_HEX], why[1200];
+	struct store_root *r = NULL;
+	bool same;
+
+	if (store_rotate_to_location(to, loc, sizeof(loc)) < 0 ||
+	    store_root_open_at(s, loc, false, &r, check, why, sizeof(why)) < 0)
+		return false;
+	same = strcmp(check, st->check) == 0;
+	store_root_close(r);
+	return same;
+}
+
 /* Start: create the next root and propose it (location and generation), then announce it
  * (its check) once no process said it cannot open it. */
 static int store_rotate_start(struct store_rotate_ctx *c, const struct store_rotation *st,
@@ -771,16 +804,8 @@ static int store_rotate_start(struct store_rotate_ctx *c, const struct store_rot
 			 "use pin-source=file:... or --pkcs11-pin-file");
 		r = KMS_E_BAD_PARAM;
 	}
-	if (r == 0 && to && !store_root_location_is_pkcs11(to) && to[0] != '/') {
-		char *abs = realpath(".", NULL);
-
-		if (abs)
-			snprintf(loc, sizeof(loc), "%s/%s", abs, to);
-		free(abs);
-		if (!abs)
-			r = KMS_E_IO;
-	} else if (r == 0 && to) {
-		snprintf(loc, sizeof(loc), "%s", to);
+	if (r == 0 && to) {
+		r = store_rotate_to_location(to, loc, sizeof(loc));
 	} else if (r == 0 && cur != own && !store_root_location_is_pkcs11(cur)) {
 		/* Moved there by an earlier --to: beside it, by its full path. */
 		if ((size_t)snprintf(loc, sizeof(loc), "%s.next", cur) >= sizeof(loc))
@@ -975,6 +1000,13 @@ int store_root_rotate(struct store *s, const char *to, store_rotate_progress_fn 
 			st.next_generation = st.generation;
 			snprintf(st.next_location, sizeof(st.next_location), "%s", s->root_alt);
 			r = store_rotate_finish(&c, &st);
+			goto done;
+		}
+		if (!st.next_location[0] && to && store_rotate_is_current(s, &st, to)) {
+			/* Done already: a run that finished before (killed after its last step). */
+			rep->unchanged = true;
+			st.next_generation = st.generation;
+			r = 0;
 			goto done;
 		}
 		if ((r = store_rotate_start(&c, &st, to)) < 0 ||

@@ -36,6 +36,11 @@ static int kmsctl_root_rotate(const char *state, const char *to)
 		ret = EXIT_STATE;
 		goto out;
 	}
+	if (rep.unchanged) {
+		printf("kmsctl: the root key (generation %u) is '%s' already; nothing to do\n",
+		       rep.generation, rep.now);
+		goto out;
+	}
 	printf("kmsctl: %sroot key generation %u is '%s'; %zu sealed item(s) re-sealed\n",
 	       rep.resumed ? "finished an interrupted rotation: " : "", rep.generation, rep.now,
 	       rep.resealed);

@@ -25,8 +25,7 @@ for h in A B; do mkdir "$KMS_WORK/j$h"; done
 export ROOT_ROTATE_PAUSE=0.05 # the exit trap scans PostgreSQL's files for every data key
 declare -A clients
 for h in A B; do
-	kms_py root_rotate clients "$(kms_mh_mnt "$h")/rp" "$KMS_WORK/j$h" "$KMS_WORK/stop" "$KMS_DEKS" \
-		2>"$KMS_WORK/clients$h.err" &
+	rr_clients "$(kms_mh_mnt "$h")/rp" "$KMS_WORK/j$h" "$KMS_WORK/clients$h.err" &
 	clients[$h]=$!
 	kms_bg $!
 done

@@ -2,12 +2,18 @@
 # root_rotate.sh - what the root-key rotation cases share (cases/root-rotate*.sh): the clients of
 # root_rotate.py on one mount, their journal, and the checks after the rotations.
 
+# rr_clients P JOURNAL ERRFILE &: the clients, python in place of the background subshell (so
+# that the EXIT trap kills them, and none holds the test's stdout).
+rr_clients() {
+	exec "$KMS_PY" "$KMS_PYLIB/root_rotate.py" clients "$1" "$2" "$KMS_WORK/stop" "$KMS_DEKS" \
+		</dev/null >/dev/null 2>"$3"
+}
+
 # rr_start P: the clients on project folder P (4 threads) until rr_stop; journal in $RR_JOURNAL.
 rr_start() {
 	RR_JOURNAL=$KMS_WORK/journal
 	mkdir -p "$RR_JOURNAL"
-	kms_py root_rotate clients "$1" "$RR_JOURNAL" "$KMS_WORK/stop" "$KMS_DEKS" \
-		2>"$KMS_WORK/clients.err" &
+	rr_clients "$1" "$RR_JOURNAL" "$KMS_WORK/clients.err" &
 	RR_CLIENTS=$!
 	kms_bg "$RR_CLIENTS"
 	rr_more 20 || fail "no traffic before the rotation ($(tail -3 "$KMS_WORK/clients.err"))"
