@@ -40,10 +40,28 @@
 #define STORE_P11_RETRY_MS  1000 /* at most one reopen a second while the token is away */
 #define STORE_P11_LABEL_MAX 128
 
+/* A module is loaded and initialised once per process, whatever number of roots use it (a store
+ * copy or a root-key rotation opens two): C_Finalize would end every user's sessions. */
+struct store_p11_module {
+	struct store_p11_module *next;
+	char path[1024];
+	void *dl;
+	CK_FUNCTION_LIST_PTR f;
+	unsigned refs; /* store_p11_modules_lock */
+	/* Calls hold it for reading; starting the module afresh (and any root's login and
+	 * search) for writing. */
+	pthread_rwlock_t lock;
+	bool initialized; /* C_Initialize succeeded (lock held for writing) */
+	uint64_t gen;	  /* bumped by every C_Initialize: older sessions and handles are void */
+};
+
+static pthread_mutex_t store_p11_modules_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct store_p11_module *store_p11_modules;
+
 struct store_root_p11 {
 	struct store_root base;
 	char module[1024];
-	void *dl;
+	struct store_p11_module *m;
 	CK_FUNCTION_LIST_PTR f;
 	P11KitUri *uri;
 	char label[STORE_P11_LABEL_MAX + 1];
@@ -51,14 +69,12 @@ struct store_root_p11 {
 	size_t id_len;
 	char *pin; /* secure heap, NUL-terminated */
 	size_t pin_len;
-	/* Calls hold it for reading; losing and starting afresh for writing. */
-	pthread_rwlock_t lock;
 	pthread_mutex_t pool_lock;
 	CK_SESSION_HANDLE pool[STORE_P11_POOL];
 	size_t npool;
 	CK_SLOT_ID slot;
 	CK_OBJECT_HANDLE key;
-	bool initialized;	     /* C_Initialize succeeded (lock held for writing) */
+	uint64_t gen;		     /* m->gen when the sessions and key handle were had */
 	bool up;		     /* relaxed atomic */
 	int64_t next_try_ms;	     /* relaxed atomic */
 	uint64_t losses, recoveries; /* relaxed atomics */
@@ -170,6 +186,8 @@ static int store_p11_pin(struct store_root_p11 *p, const char *pin_file, char *w
 			return KMS_E_BAD_PARAM;
 		}
 		memcpy(p->pin, value, p->pin_len + 1);
+		/* The parsed URI's copy goes now (p11-kit frees it; the secure heap keeps ours). */
+		p11_kit_uri_set_pin_value(p->uri, NULL);
 		return 0;
 	}
 	if (strncmp(src, "file://", 7) == 0)
@@ -255,25 +273,71 @@ static void store_p11_shown(struct store_root_p11 *p, const char *location)
 	p->base.shown[o] = 0;
 }
 
-static int store_p11_load_module(struct store_root_p11 *p, const char *module, char *why,
-				 size_t why_len)
+/* The module at path (NULL: p11-kit's proxy), loaded once per process. */
+static int store_p11_module_get(struct store_root_p11 *p, const char *path, char *why,
+				size_t why_len)
 {
 	CK_RV (*get_list)(CK_FUNCTION_LIST_PTR_PTR);
+	struct store_p11_module *m;
+	int r = 0;
 
-	snprintf(p->module, sizeof(p->module), "%s", module ? module : STORE_P11_PROXY_MODULE);
-	p->dl = dlopen(p->module, RTLD_NOW | RTLD_LOCAL);
-	if (!p->dl) {
-		snprintf(why, why_len, "cannot load the PKCS#11 module '%.300s': %.300s", p->module,
-			 dlerror());
-		return KMS_E_IO;
+	snprintf(p->module, sizeof(p->module), "%s", path ? path : STORE_P11_PROXY_MODULE);
+	pthread_mutex_lock(&store_p11_modules_lock);
+	for (m = store_p11_modules; m && strcmp(m->path, p->module) != 0;)
+		m = m->next;
+	if (!m && !(m = calloc(1, sizeof(*m))))
+		r = KMS_E_NOMEM;
+	else if (!m->dl) {
+		snprintf(m->path, sizeof(m->path), "%s", p->module);
+		m->dl = dlopen(m->path, RTLD_NOW | RTLD_LOCAL);
+		*(void **)&get_list = m->dl ? dlsym(m->dl, "C_GetFunctionList") : NULL;
+		if (!m->dl)
+			snprintf(why, why_len, "cannot load the PKCS#11 module '%.300s': %.300s",
+				 m->path, dlerror());
+		else if (!get_list || get_list(&m->f) != CKR_OK || !m->f)
+			snprintf(why, why_len,
+				 "'%.300s' is not a PKCS#11 module (no C_GetFunctionList)",
+				 m->path);
+		if (!m->dl || !m->f) {
+			if (m->dl)
+				dlclose(m->dl);
+			free(m);
+			m = NULL;
+			r = KMS_E_IO;
+		} else {
+			pthread_rwlock_init(&m->lock, NULL);
+			m->next = store_p11_modules;
+			store_p11_modules = m;
+		}
 	}
-	*(void **)&get_list = dlsym(p->dl, "C_GetFunctionList");
-	if (!get_list || get_list(&p->f) != CKR_OK || !p->f) {
-		snprintf(why, why_len, "'%.300s' is not a PKCS#11 module (no C_GetFunctionList)",
-			 p->module);
-		return KMS_E_IO;
+	if (m) {
+		m->refs++;
+		p->m = m;
+		p->f = m->f;
 	}
-	return 0;
+	pthread_mutex_unlock(&store_p11_modules_lock);
+	return r;
+}
+
+/* The last root using a module: finalise and unload it. */
+static void store_p11_module_put(struct store_p11_module *m)
+{
+	struct store_p11_module **at;
+
+	pthread_mutex_lock(&store_p11_modules_lock);
+	if (--m->refs > 0) {
+		pthread_mutex_unlock(&store_p11_modules_lock);
+		return;
+	}
+	for (at = &store_p11_modules; *at != m;)
+		at = &(*at)->next;
+	*at = m->next;
+	pthread_mutex_unlock(&store_p11_modules_lock);
+	if (m->initialized)
+		(void)m->f->C_Finalize(NULL);
+	dlclose(m->dl);
+	pthread_rwlock_destroy(&m->lock);
+	free(m);
 }
 
 /* The first slot whose token the URI matches. */
@@ -451,36 +515,44 @@ static int store_p11_find_key(struct store_root_p11 *p, CK_SESSION_HANDLE s, boo
 	return store_p11_generate(p, s, why, why_len);
 }
 
-static void store_p11_close_sessions(struct store_root_p11 *p)
+/* The pooled sessions: closed while they are of the module's current start, else only
+ * forgotten (their handles may be another root's now). Module lock held for writing. */
+static void store_p11_drop_sessions(struct store_root_p11 *p)
 {
 	pthread_mutex_lock(&p->pool_lock);
-	for (size_t i = 0; i < p->npool; i++)
+	for (size_t i = 0; p->gen == p->m->gen && p->m->initialized && i < p->npool; i++)
 		(void)p->f->C_CloseSession(p->pool[i]);
 	p->npool = 0;
 	pthread_mutex_unlock(&p->pool_lock);
 }
 
-/* Start the module (afresh) and find the key: lock held for writing (or not shared yet). */
-static int store_p11_start(struct store_root_p11 *p, bool create, bool *created, char *why,
-			   size_t why_len)
+/* Start the module (afresh if reinit: a lost token) and find the key; module lock held for
+ * writing. */
+static int store_p11_start(struct store_root_p11 *p, bool create, bool *created, bool reinit,
+			   char *why, size_t why_len)
 {
 	CK_C_INITIALIZE_ARGS args = { .flags = CKF_OS_LOCKING_OK };
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	struct store_p11_module *m = p->m;
 	CK_RV rv;
 	int r;
 
-	if (p->initialized) {
-		store_p11_close_sessions(p);
+	store_p11_drop_sessions(p);
+	if (reinit && m->initialized) {
 		(void)p->f->C_Finalize(NULL);
-		p->initialized = false;
+		m->initialized = false;
 	}
-	rv = p->f->C_Initialize(&args);
-	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
-		snprintf(why, why_len, "PKCS#11 module '%.300s' does not start (%s)", p->module,
-			 store_p11_rv(rv));
-		return KMS_E_STORE_UNAVAILABLE;
+	if (!m->initialized) {
+		rv = p->f->C_Initialize(&args);
+		if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+			snprintf(why, why_len, "PKCS#11 module '%.300s' does not start (%s)",
+				 p->module, store_p11_rv(rv));
+			return KMS_E_STORE_UNAVAILABLE;
+		}
+		m->initialized = true;
+		__atomic_add_fetch(&m->gen, 1, __ATOMIC_ACQ_REL);
 	}
-	p->initialized = true;
+	__atomic_store_n(&p->gen, m->gen, __ATOMIC_RELEASE);
 	if ((r = store_p11_find_slot(p, why, why_len)) < 0)
 		return r;
 	rv = p->f->C_OpenSession(p->slot, CKF_SERIAL_SESSION | (create ? CKF_RW_SESSION : 0), NULL,
@@ -519,22 +591,38 @@ static void store_p11_lost(struct store_root_p11 *p, const char *what, CK_RV rv)
 	pthread_mutex_unlock(&p->pool_lock);
 }
 
-/* Lost: start afresh if the last try is old enough. Whether it is up. */
+/* Up, with sessions and a key handle of the module's current start. */
+static bool store_p11_current(struct store_root_p11 *p)
+{
+	return __atomic_load_n(&p->up, __ATOMIC_ACQUIRE) &&
+	       __atomic_load_n(&p->gen, __ATOMIC_ACQUIRE) ==
+		       __atomic_load_n(&p->m->gen, __ATOMIC_ACQUIRE);
+}
+
+/* Lost: start the module afresh if the last try is old enough. Up but the module was started
+ * afresh for another root: log in and find the key again (at once). Whether it is usable. */
 static bool store_p11_retry(struct store_root_p11 *p)
 {
 	char why[512];
-	bool created = false;
+	bool created = false, lost;
 
-	if (__atomic_load_n(&p->up, __ATOMIC_ACQUIRE))
+	if (store_p11_current(p))
 		return true;
-	if (kms_time_mono_ms() < __atomic_load_n(&p->next_try_ms, __ATOMIC_RELAXED))
+	lost = !__atomic_load_n(&p->up, __ATOMIC_ACQUIRE);
+	if (lost && kms_time_mono_ms() < __atomic_load_n(&p->next_try_ms, __ATOMIC_RELAXED))
 		return false;
-	pthread_rwlock_wrlock(&p->lock);
-	if (!p->up && kms_time_mono_ms() >= p->next_try_ms) {
-		if (store_p11_start(p, false, &created, why, sizeof(why)) == 0) {
+	pthread_rwlock_wrlock(&p->m->lock);
+	lost = !p->up;
+	if (!(p->up && p->gen == p->m->gen) && (!lost || kms_time_mono_ms() >= p->next_try_ms)) {
+		if (store_p11_start(p, false, &created, lost, why, sizeof(why)) == 0) {
 			__atomic_store_n(&p->up, true, __ATOMIC_RELEASE);
-			__atomic_add_fetch(&p->recoveries, 1, __ATOMIC_RELAXED);
+			if (lost)
+				__atomic_add_fetch(&p->recoveries, 1, __ATOMIC_RELAXED);
 		} else {
+			if (!lost) {
+				__atomic_store_n(&p->up, false, __ATOMIC_RELEASE);
+				__atomic_add_fetch(&p->losses, 1, __ATOMIC_RELAXED);
+			}
 			__atomic_store_n(&p->next_try_ms, kms_time_mono_ms() + STORE_P11_RETRY_MS,
 					 __ATOMIC_RELAXED);
 			pthread_mutex_lock(&p->pool_lock);
@@ -542,20 +630,20 @@ static bool store_p11_retry(struct store_root_p11 *p)
 			pthread_mutex_unlock(&p->pool_lock);
 		}
 	}
-	pthread_rwlock_unlock(&p->lock);
-	return __atomic_load_n(&p->up, __ATOMIC_ACQUIRE);
+	pthread_rwlock_unlock(&p->m->lock);
+	return store_p11_current(p);
 }
 
-/* Begin a call: the lock for reading and a session of its own. */
+/* Begin a call: the module lock for reading and a session of its own. */
 static int store_p11_begin(struct store_root_p11 *p, CK_SESSION_HANDLE *s)
 {
 	CK_RV rv = CKR_OK;
 
 	if (!store_p11_retry(p))
 		return KMS_E_STORE_UNAVAILABLE;
-	pthread_rwlock_rdlock(&p->lock);
-	if (!__atomic_load_n(&p->up, __ATOMIC_ACQUIRE)) {
-		pthread_rwlock_unlock(&p->lock);
+	pthread_rwlock_rdlock(&p->m->lock);
+	if (!store_p11_current(p)) {
+		pthread_rwlock_unlock(&p->m->lock);
 		return KMS_E_STORE_UNAVAILABLE;
 	}
 	pthread_mutex_lock(&p->pool_lock);
@@ -565,7 +653,7 @@ static int store_p11_begin(struct store_root_p11 *p, CK_SESSION_HANDLE *s)
 		rv = p->f->C_OpenSession(p->slot, CKF_SERIAL_SESSION, NULL, NULL, s);
 	if (rv != CKR_OK) {
 		store_p11_lost(p, "open session", rv);
-		pthread_rwlock_unlock(&p->lock);
+		pthread_rwlock_unlock(&p->m->lock);
 		return KMS_E_STORE_UNAVAILABLE;
 	}
 	return 0;
@@ -582,7 +670,7 @@ static void store_p11_end(struct store_root_p11 *p, CK_SESSION_HANDLE s, bool ke
 	pthread_mutex_unlock(&p->pool_lock);
 	if (s != CK_INVALID_HANDLE)
 		(void)p->f->C_CloseSession(s);
-	pthread_rwlock_unlock(&p->lock);
+	pthread_rwlock_unlock(&p->m->lock);
 }
 
 /* After a failed call: is the token still there (then the call itself was refused)? Some
@@ -742,19 +830,18 @@ static int store_p11_reconnect(struct store_root *r, char *why, size_t why_len)
 	bool created = false;
 	int e;
 
-	pthread_rwlock_wrlock(&p->lock);
-	/* The parent's sessions are not ours: drop them without closing (the parent may). */
+	pthread_rwlock_wrlock(&p->m->lock);
+	/* The parent's sessions are not ours: forget them without closing (the parent may), and
+	 * start the module afresh in this process. */
 	pthread_mutex_lock(&p->pool_lock);
 	p->npool = 0;
 	pthread_mutex_unlock(&p->pool_lock);
-	p->initialized = false;
-	(void)p->f->C_Finalize(NULL);
-	e = store_p11_start(p, false, &created, why, why_len);
+	e = store_p11_start(p, false, &created, true, why, why_len);
 	__atomic_store_n(&p->up, e == 0, __ATOMIC_RELEASE);
 	if (e < 0)
 		__atomic_store_n(&p->next_try_ms, kms_time_mono_ms() + STORE_P11_RETRY_MS,
 				 __ATOMIC_RELAXED);
-	pthread_rwlock_unlock(&p->lock);
+	pthread_rwlock_unlock(&p->m->lock);
 	return e;
 }
 
@@ -788,17 +875,16 @@ static void store_p11_close(struct store_root *r)
 {
 	struct store_root_p11 *p = store_p11_of(r);
 
-	if (p->initialized) {
-		store_p11_close_sessions(p);
-		(void)p->f->C_Finalize(NULL);
+	if (p->m) {
+		pthread_rwlock_wrlock(&p->m->lock);
+		store_p11_drop_sessions(p);
+		pthread_rwlock_unlock(&p->m->lock);
+		store_p11_module_put(p->m);
 	}
-	if (p->dl)
-		dlclose(p->dl);
 	if (p->uri)
 		p11_kit_uri_free(p->uri);
 	if (p->pin)
 		kms_secret_free(p->pin, STORE_P11_PIN_MAX + 1);
-	pthread_rwlock_destroy(&p->lock);
 	pthread_mutex_destroy(&p->pool_lock);
 	free(p);
 }
@@ -827,16 +913,18 @@ int store_root_p11_open(const struct store_root_params *prm, struct store_root *
 	if (!p)
 		return KMS_E_NOMEM;
 	p->base.ops = &store_p11_ops;
-	pthread_rwlock_init(&p->lock, NULL);
 	pthread_mutex_init(&p->pool_lock, NULL);
 	store_p11_shown(p, prm->location);
 	r = store_p11_parse(p, prm->location, why, why_len);
 	if (r == 0)
 		r = store_p11_pin(p, prm->pin_file, why, why_len);
 	if (r == 0)
-		r = store_p11_load_module(p, prm->pkcs11_module, why, why_len);
-	if (r == 0)
-		r = store_p11_start(p, prm->create, created, why, why_len);
+		r = store_p11_module_get(p, prm->pkcs11_module, why, why_len);
+	if (r == 0) {
+		pthread_rwlock_wrlock(&p->m->lock);
+		r = store_p11_start(p, prm->create, created, false, why, why_len);
+		pthread_rwlock_unlock(&p->m->lock);
+	}
 	if (r < 0) {
 		store_p11_close(&p->base);
 		return r;

@@ -45,6 +45,20 @@ static void setup(void)
 	snprintf(path, sizeof(path), "%s/root.key", dir);
 }
 
+/* A fresh directory with a new root key; key: the file's bytes. */
+static struct store_root *fresh_root(uint8_t key[CORE_KEY_BYTES])
+{
+	struct store_root *r;
+	bool created = false;
+	int err = -1;
+
+	setup();
+	r = open_root(true, &created, &err);
+	if (r && err == 0 && created)
+		read_file_key(key);
+	return r;
+}
+
 TEST(file_absent_is_not_created_without_create)
 {
 	bool created = true;
@@ -91,14 +105,9 @@ TEST(file_seal_is_core_seal_and_binds_the_aad)
 	uint8_t key[CORE_KEY_BYTES], plain[CORE_KEY_BYTES], sealed[CORE_KEY_BYTES + 64];
 	uint8_t out[CORE_KEY_BYTES + 64];
 	size_t n = 0, m = 0;
-	bool created;
-	int err;
-	struct store_root *r;
+	struct store_root *r = fresh_root(key);
 
-	setup();
-	r = open_root(true, &created, &err);
-	ASSERT_OK(err);
-	read_file_key(key);
+	ASSERT_TRUE(r != NULL);
 	memset(plain, 0x5a, sizeof(plain));
 	ASSERT_OK(store_root_seal(r, "aad", 3, plain, sizeof(plain), sealed, sizeof(sealed), &n));
 	ASSERT_EQ(n, sizeof(plain) + CORE_SEALED_OVERHEAD);
@@ -121,14 +130,9 @@ TEST(file_derive_check_and_opaque_as_before)
 	static const char label[] = "kmsfs root key check v1";
 	static const char ol[] = "kmsfs opaque seal key v1";
 	size_t n = 0, m = 0;
-	bool created;
-	int err;
-	struct store_root *r;
+	struct store_root *r = fresh_root(key);
 
-	setup();
-	r = open_root(true, &created, &err);
-	ASSERT_OK(err);
-	read_file_key(key);
+	ASSERT_TRUE(r != NULL);
 	ASSERT_OK(store_root_derive(r, "some label", d));
 	ASSERT_OK(core_hmac_sha256(key, sizeof(key), "some label", 10, want));
 	ASSERT_MEMEQ(d, want, sizeof(want));
@@ -150,15 +154,14 @@ TEST(file_derive_check_and_opaque_as_before)
 
 TEST(file_status_and_destroy)
 {
+	uint8_t key[CORE_KEY_BYTES];
 	struct store_root_status st;
 	char why[512];
 	bool created;
 	int err;
-	struct store_root *r;
+	struct store_root *r = fresh_root(key);
 
-	setup();
-	r = open_root(true, &created, &err);
-	ASSERT_OK(err);
+	ASSERT_TRUE(r != NULL);
 	store_root_status(r, &st);
 	ASSERT_TRUE(st.available);
 	ASSERT_EQ(st.losses, 0u);
@@ -208,4 +211,129 @@ TEST(pkcs11_uri_without_object_is_refused)
 	ASSERT_ERR(store_root_open(&p, &r, NULL, why, sizeof(why)), KMS_E_IO);
 	ASSERT_TRUE(strstr(why, "cannot load the PKCS#11 module") != NULL);
 	ASSERT_TRUE(r == NULL);
+}
+
+/* ---- a token: SoftHSMv2 in a temporary directory, when it is installed (else said and passed) */
+
+static char hsm_dir[4096];
+static char hsm_module[256];
+static char hsm_uri[4400];
+
+/* A fresh SoftHSM token "unit" with PIN 1234; false if SoftHSM is not installed. */
+static bool hsm_setup(void)
+{
+	static const char *const modules[] = {
+		"/usr/lib/softhsm/libsofthsm2.so",
+		"/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+		"/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so"
+	};
+	char conf[4200], cmd[8600];
+	FILE *f;
+
+	hsm_module[0] = 0;
+	for (size_t i = 0; i < sizeof(modules) / sizeof(modules[0]); i++)
+		if (access(modules[i], R_OK) == 0)
+			snprintf(hsm_module, sizeof(hsm_module), "%s", modules[i]);
+	if (!hsm_module[0] || system("command -v softhsm2-util >/dev/null 2>&1") != 0) {
+		printf("# SoftHSMv2 not installed (apt-get install softhsm2): token tests "
+		       "skipped\n");
+		return false;
+	}
+	kms_test_mkdtemp(hsm_dir, sizeof(hsm_dir));
+	snprintf(conf, sizeof(conf), "%s/softhsm2.conf", hsm_dir);
+	f = fopen(conf, "w");
+	if (!f)
+		return false;
+	fprintf(f, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
+		hsm_dir);
+	fclose(f);
+	setenv("SOFTHSM2_CONF", conf, 1);
+	snprintf(cmd, sizeof(cmd),
+		 "softhsm2-util --init-token --free --label unit --so-pin 5678 --pin 1234 "
+		 ">/dev/null");
+	if (system(cmd) != 0)
+		return false;
+	snprintf(hsm_uri, sizeof(hsm_uri), "pkcs11:token=unit;object=root;pin-value=1234");
+	return true;
+}
+
+static struct store_root *hsm_open(bool create, bool *created, int *err, char *why, size_t cap)
+{
+	struct store_root_params p = { hsm_uri, hsm_module, NULL, create, NULL };
+	struct store_root *r = NULL;
+
+	*err = store_root_open(&p, &r, created, why, cap);
+	return r;
+}
+
+TEST(pkcs11_token_root)
+{
+	uint8_t plain[CORE_KEY_BYTES], sealed[CORE_KEY_BYTES + 64], out[CORE_KEY_BYTES + 64];
+	uint8_t d1[CORE_KEY_BYTES], d2[CORE_KEY_BYTES];
+	char c1[2 * CORE_SHA256_BYTES + 1], c2[sizeof(c1)], why[1024] = "", shown[1024];
+	struct store_root_status st;
+	struct store_root *r, *again;
+	size_t n = 0, m = 0;
+	bool created = false;
+	int err = 0;
+
+	if (!hsm_setup()) {
+		ASSERT_TRUE(hsm_module[0] == 0); /* installed, but no token could be made */
+		return;
+	}
+	ASSERT_TRUE(hsm_open(false, &created, &err, why, sizeof(why)) == NULL);
+	ASSERT_EQ(err, KMS_E_KEY_NOT_FOUND);
+	ASSERT_TRUE(strstr(why, "no secret key 'root'") != NULL);
+	r = hsm_open(true, &created, &err, why, sizeof(why));
+	ASSERT_OK(err);
+	ASSERT_TRUE(created);
+	ASSERT_TRUE(r != NULL);
+	if (!r)
+		return;
+	store_root_describe(r, shown, sizeof(shown));
+	ASSERT_TRUE(strstr(shown, "1234") == NULL); /* no PIN value shown */
+	/* The layout of core_seal; the AAD bound; a tag that does not verify is not an outage. */
+	memset(plain, 0xa5, sizeof(plain));
+	ASSERT_OK(store_root_seal(r, "aad", 3, plain, sizeof(plain), sealed, sizeof(sealed), &n));
+	ASSERT_EQ(n, sizeof(plain) + CORE_SEALED_OVERHEAD);
+	ASSERT_OK(store_root_unseal(r, "aad", 3, sealed, n, out, sizeof(out), &m));
+	ASSERT_EQ(m, sizeof(plain));
+	ASSERT_MEMEQ(out, plain, sizeof(plain));
+	ASSERT_ERR(store_root_unseal(r, "aaD", 3, sealed, n, out, sizeof(out), &m),
+		   KMS_E_DECRYPT_FAILED);
+	sealed[20] ^= 1;
+	ASSERT_ERR(store_root_unseal(r, "aad", 3, sealed, n, out, sizeof(out), &m),
+		   KMS_E_DECRYPT_FAILED);
+	store_root_status(r, &st);
+	ASSERT_TRUE(st.available);
+	ASSERT_EQ(st.losses, 0u);
+	/* Opaque seals in the token. */
+	ASSERT_OK(store_root_seal_opaque(r, "import-token", (const uint8_t *)"secret", 6, sealed,
+					 sizeof(sealed), &n));
+	ASSERT_OK(store_root_unseal_opaque(r, "import-token", sealed, n, out, sizeof(out), &m));
+	ASSERT_EQ(m, 6u);
+	ASSERT_ERR(store_root_unseal_opaque(r, "other", sealed, n, out, sizeof(out), &m),
+		   KMS_E_DECRYPT_FAILED);
+	/* Derivation: deterministic, per label; the same object opened again agrees. */
+	ASSERT_OK(store_root_derive(r, "a", d1));
+	ASSERT_OK(store_root_derive(r, "b", d2));
+	ASSERT_FALSE(memcmp(d1, d2, sizeof(d1)) == 0);
+	ASSERT_OK(store_root_check(r, c1));
+	again = hsm_open(true, &created, &err, why, sizeof(why));
+	ASSERT_OK(err);
+	ASSERT_FALSE(created);
+	if (again) {
+		ASSERT_OK(store_root_check(again, c2));
+		ASSERT_STREQ(c1, c2);
+		ASSERT_OK(store_root_derive(again, "a", d2));
+		ASSERT_MEMEQ(d1, d2, sizeof(d1));
+		ASSERT_OK(store_root_unseal_opaque(again, "import-token", sealed, n, out,
+						   sizeof(out), &m));
+		store_root_close(again);
+	}
+	ASSERT_OK(store_root_destroy(r, why, sizeof(why)));
+	store_root_close(r);
+	ASSERT_TRUE(hsm_open(false, &created, &err, why, sizeof(why)) == NULL);
+	ASSERT_EQ(err, KMS_E_KEY_NOT_FOUND);
+	(void)kms_test_rmrf(hsm_dir);
 }
