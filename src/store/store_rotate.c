@@ -950,6 +950,35 @@ fail:
 	return r;
 }
 
+/* Announced: re-seal everything under the next root, check every host can open it, commit. */
+static int store_rotate_commit(struct store_rotate_ctx *c, const struct store_rotation *st)
+{
+	struct store *s = c->s;
+	int r = 0;
+
+	if (!s->next_root) {
+		snprintf(c->why, c->why_len,
+			 "the next root key '%.300s' of the interrupted rotation cannot be opened",
+			 st->next_location);
+		return KMS_E_IO;
+	}
+	c->next = s->next_root;
+	if (store_rotate_stopped(STORE_ROTATE_STOP_STARTED) ||
+	    (r = store_rotate_reseal_all(c)) < 0 || (r = store_rotate_hosts_ready(c)) < 0 ||
+	    store_rotate_stopped(STORE_ROTATE_STOP_RESEALED))
+		return r < 0 ? r : KMS_E_BUSY;
+	/* The commit: one setting (the retired root's check first: only that key is ever
+	 * destroyed). */
+	if ((r = s->ops->meta_set(s->be, "root_retired_check", st->check)) < 0 ||
+	    (r = s->ops->meta_set(s->be, "root_check", st->next_check)) < 0) {
+		snprintf(c->why, c->why_len, "cannot write the store's settings");
+		return r;
+	}
+	if ((r = store_roots_reload(s)) < 0)
+		return r;
+	return store_rotate_stopped(STORE_ROTATE_STOP_COMMITTED) ? KMS_E_BUSY : 0;
+}
+
 /* One rotation at a time on this host. */
 static int store_rotate_lock(struct store *s, int *fd, char *why, size_t why_len)
 {
@@ -974,10 +1003,16 @@ int store_root_rotate(struct store *s, const char *to, store_rotate_progress_fn 
 		.s = s, .progress = progress, .arg = arg, .rep = rep, .why = why, .why_len = why_len
 	};
 	struct store_rotation st;
+	char tobuf[1100];
 	int lock = -1, r;
 
 	memset(rep, 0, sizeof(*rep));
 	why[0] = 0;
+	if (to && store_rotate_to_location(to, tobuf, sizeof(tobuf)) < 0) {
+		snprintf(why, why_len, "--to '%.300s' is too long", to);
+		return KMS_E_BAD_PARAM;
+	}
+	to = to ? tobuf : NULL;
 	if ((r = store_rotate_lock(s, &lock, why, why_len)) < 0)
 		return r;
 	if ((r = store_roots_reload(s)) < 0 || (r = store_rotation_read(s, &st)) < 0) {
@@ -1014,37 +1049,8 @@ int store_root_rotate(struct store *s, const char *to, store_rotate_progress_fn 
 			goto out;
 		store_rotate_sleep();
 	}
-	if (store_rotation_running(&st)) {
-		if (!s->next_root) {
-			snprintf(why, why_len,
-				 "the next root key '%.300s' of the interrupted rotation cannot be "
-				 "opened",
-				 st.next_location);
-			r = KMS_E_IO;
-			goto out;
-		}
-		c.next = s->next_root;
-		if (store_rotate_stopped(STORE_ROTATE_STOP_STARTED) ||
-		    (r = store_rotate_reseal_all(&c)) < 0 ||
-		    (r = store_rotate_hosts_ready(&c)) < 0 ||
-		    store_rotate_stopped(STORE_ROTATE_STOP_RESEALED)) {
-			r = r < 0 ? r : KMS_E_BUSY;
-			goto out;
-		}
-		/* The commit: one setting (the retired root's check first: only that key is ever
-		 * destroyed). */
-		if ((r = s->ops->meta_set(s->be, "root_retired_check", st.check)) < 0 ||
-		    (r = s->ops->meta_set(s->be, "root_check", st.next_check)) < 0) {
-			snprintf(why, why_len, "cannot write the store's settings");
-			goto out;
-		}
-		if ((r = store_roots_reload(s)) < 0)
-			goto out;
-		if (store_rotate_stopped(STORE_ROTATE_STOP_COMMITTED)) {
-			r = KMS_E_BUSY;
-			goto out;
-		}
-	}
+	if (store_rotation_running(&st) && (r = store_rotate_commit(&c, &st)) < 0)
+		goto out;
 	r = store_rotate_finish(&c, &st);
 done:
 	rep->generation = st.next_generation;
