@@ -321,8 +321,9 @@ struct store_session {
 	size_t sealed_len;
 };
 typedef int (*store_session_cb)(const struct store_session *sess, void *arg);
-/* The label sessions are sealed with (store_seal_opaque): a root-key rotation re-seals them. */
-#define STORE_SESSION_LABEL "kmsfs session v1"
+/* Sessions are sealed (store_seal_opaque) with the label this prefix || the session's id: a
+ * root-key rotation re-seals them under it. */
+#define STORE_SESSION_LABEL_PREFIX "kmsfs session "
 
 /* Bind a role (viewer, crypto, admin) to a uid or gid; KMS_ROLE_NONE removes the binding. */
 KMS_WUR int store_binding_set(struct store *s, const char *project, enum store_principal kind,

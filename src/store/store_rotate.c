@@ -669,17 +669,20 @@ static int store_rotate_sessions(struct store_rotate_ctx *c)
 		goto out; /* no such table yet (schema 4) */
 	for (size_t i = 0; r == 0 && i < l.n; i++) {
 		struct store_session *x = &l.v[i];
+		char label[80];
 
-		if (store_root_unseal_opaque(c->next, STORE_SESSION_LABEL, x->sealed, x->sealed_len,
-					     plain, STORE_SESSION_SEALED_MAX, &len) == 0)
+		snprintf(label, sizeof(label), "%s%s", STORE_SESSION_LABEL_PREFIX, x->id);
+
+		if (store_root_unseal_opaque(c->next, label, x->sealed, x->sealed_len, plain,
+					     STORE_SESSION_SEALED_MAX, &len) == 0)
 			continue;
-		if (store_roots_unseal_opaque(s, STORE_SESSION_LABEL, x->sealed, x->sealed_len,
-					      plain, STORE_SESSION_SEALED_MAX, &len) < 0) {
+		if (store_roots_unseal_opaque(s, label, x->sealed, x->sealed_len, plain,
+					      STORE_SESSION_SEALED_MAX, &len) < 0) {
 			c->lost++;
 			continue;
 		}
-		r = store_root_seal_opaque(c->next, STORE_SESSION_LABEL, plain, len, x->sealed,
-					   sizeof(x->sealed), &x->sealed_len);
+		r = store_root_seal_opaque(c->next, label, plain, len, x->sealed, sizeof(x->sealed),
+					   &x->sealed_len);
 		if (r == 0)
 			r = s->ops->session_put(s->be, x);
 		if (r == 0)
