@@ -321,6 +321,9 @@ struct store_session {
 	size_t sealed_len;
 };
 typedef int (*store_session_cb)(const struct store_session *sess, void *arg);
+/* Sessions are sealed (store_seal_opaque) with the label this prefix || the session's id: a
+ * root-key rotation re-seals them under it. */
+#define STORE_SESSION_LABEL_PREFIX "kmsfs session "
 
 /* Bind a role (viewer, crypto, admin) to a uid or gid; KMS_ROLE_NONE removes the binding. */
 KMS_WUR int store_binding_set(struct store *s, const char *project, enum store_principal kind,
@@ -407,6 +410,26 @@ KMS_WUR int store_copy(struct store *src, struct store *dst, store_copy_progress
  * there was one. Both in store_copy.c. */
 void store_uri_describe(const char *uri, char *out, size_t cap);
 bool store_uri_hide_password(char *s);
+
+/* Root-key rotation (store_rotate.c, docs/root-of-trust.md): generation N -> N+1 while daemons
+ * serve. Creates the next root (to: a file or "pkcs11:..." URI; NULL: beside the current one, a
+ * file "root.key.next" renamed into place at the end, or an object "<object>-g<N+1>" in the same
+ * token), re-seals every CMK version, state secret and remembered session under it, checks
+ * that everything unseals under it alone, commits, and only then destroys the old root. Run
+ * again after an interruption at any point, it goes on from there. progress (may be NULL):
+ * versions done of total in the current pass. why says what stopped it. */
+struct store_rotate_report {
+	uint32_t generation;  /* the root's generation now */
+	bool resumed;	      /* an interrupted rotation was found and finished */
+	bool unchanged;	      /* --to names the root key in use already: nothing done */
+	size_t resealed;      /* sealed items written under the new root */
+	char destroyed[1024]; /* the retired root, as shown ("": none destroyed by this run) */
+	char now[1024];	      /* where the root is now, as shown */
+};
+typedef void (*store_rotate_progress_fn)(size_t done, size_t total, void *arg);
+KMS_WUR int store_root_rotate(struct store *s, const char *to, store_rotate_progress_fn progress,
+			      void *arg, struct store_rotate_report *rep, char *why,
+			      size_t why_len);
 
 /* Read the database files through for damage (SQLite's quick_check; nothing for PostgreSQL, which
  * checks its own pages). Slow for large stores, so not part of store_open: kmsctl check runs it

@@ -37,19 +37,19 @@ static void store_material_aad(const char *key_id, uint32_t version,
 	aad[CORE_KEY_ID_BYTES + 3] = (uint8_t)(version >> 24);
 }
 
-int store_seal_version(const struct store *s, const char *key_id, uint32_t version,
+int store_seal_version(struct store *s, const char *key_id, uint32_t version,
 		       const uint8_t material[CORE_KEY_BYTES], struct store_sealed_version *v)
 {
 	uint8_t aad[CORE_KEY_ID_BYTES + 4];
 
 	v->version = version;
 	store_material_aad(key_id, version, aad);
-	return store_root_seal(s->root, aad, sizeof(aad), material, CORE_KEY_BYTES, v->sealed,
-			       sizeof(v->sealed), &v->sealed_len);
+	return store_roots_seal(s, aad, sizeof(aad), material, CORE_KEY_BYTES, v->sealed,
+				sizeof(v->sealed), &v->sealed_len);
 }
 
-int store_unseal_version(const struct store *s, const char *key_id,
-			 const struct store_sealed_version *v, uint8_t out[CORE_KEY_BYTES])
+int store_unseal_version(struct store *s, const char *key_id, const struct store_sealed_version *v,
+			 uint8_t out[CORE_KEY_BYTES])
 {
 	uint8_t aad[CORE_KEY_ID_BYTES + 4];
 	size_t n = 0;
@@ -58,8 +58,8 @@ int store_unseal_version(const struct store *s, const char *key_id,
 	if (strlen(key_id) != CORE_KEY_ID_BYTES)
 		return KMS_E_IO;
 	store_material_aad(key_id, v->version, aad);
-	r = store_root_unseal(s->root, aad, sizeof(aad), v->sealed, v->sealed_len, out,
-			      CORE_KEY_BYTES, &n);
+	r = store_roots_unseal(s, aad, sizeof(aad), v->sealed, v->sealed_len, out, CORE_KEY_BYTES,
+			       &n);
 	if (r < 0 || n != CORE_KEY_BYTES) {
 		kms_wipe(out, CORE_KEY_BYTES);
 		/* A token out of reach is an outage (KMS.0102 too), not damage. */
@@ -534,7 +534,7 @@ int store_fresh_start(struct store *s)
 
 struct store_refresh_ctx {
 	struct store *s;
-	bool policy, changed;
+	bool policy, changed, other;
 	struct {
 		char project[KMS_MAX_PROJECT_ID + 1];
 		char key_id[KMS_KEY_ID_LEN + 1];
@@ -584,7 +584,10 @@ static int store_refresh_change(enum store_change kind, const char *id, void *ar
 	else if (kind == STORE_CHANGE_POLICY)
 		c->policy = true;
 	else
-		return 0; /* grants, tags, settings: nothing cached */
+		c->other =
+			true; /* grants, tags, settings: nothing cached but the root's settings */
+	if (kind == STORE_CHANGE_OTHER)
+		return 0;
 	c->changed = true;
 	return 0;
 }
@@ -630,6 +633,8 @@ static int store_refresh_feed(struct store *s, bool *changed)
 		r = store_refresh_reload(c);
 	if (r == 0 && c->policy)
 		r = store_policy_load(s);
+	if (r == 0 && (c->other || c->policy)) /* a rotation's settings, or a stale feed */
+		r = store_roots_reload(s);
 	if (r == 0)
 		s->seq = latest;
 	*changed = c->changed;
@@ -651,6 +656,8 @@ static int store_refresh_version(struct store *s, bool *changed)
 		*changed = true;
 	}
 	s->data_version = v;
+	if ((r = store_roots_reload(s)) < 0) /* a root-key rotation may have begun or ended */
+		return r;
 	return store_policy_load(s);
 }
 

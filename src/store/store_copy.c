@@ -485,10 +485,12 @@ static int store_copy_policy(struct store_copy_ctx *c)
 	return r;
 }
 
-/* The state secrets: with a shared destination they live there, sealed under the root key in the
- * setting "secret:NAME" (the format store_state_secret reads), so tokens issued before the copy
- * keep working on every host ("token.key") and audit files written before it stay verifiable
- * ("audit.key"). The first secret wins: one the destination holds already must be the source's. */
+/* The state secrets live in the destination's settings, sealed under the root key in
+ * "secret:NAME" (the format store_state_secret reads, whatever the backend), so tokens issued
+ * before the copy keep working on every host ("token.key"), audit files written before it stay
+ * verifiable ("audit.key") and imported material still matches its digest ("import-digest.key",
+ * which exists only once a root-key rotation began: copied only if the source has it). The first
+ * secret wins: one the destination holds already must be the source's. */
 static int store_copy_secret(struct store_copy_ctx *c, const char *name, const char *what)
 {
 	uint8_t *secret = kms_secret_alloc(64), *have = secret ? secret + 32 : NULL;
@@ -498,12 +500,17 @@ static int store_copy_secret(struct store_copy_ctx *c, const char *name, const c
 	bool added = false;
 	int r = secret ? 0 : KMS_E_NOMEM;
 
-	if (!c->dst->ops->shared)
-		goto out; /* a file in the state directory: the operator's to copy */
 	snprintf(label, sizeof(label), "kmsfs state secret %s", name);
 	snprintf(meta, sizeof(meta), "secret:%s", name);
-	if (r == 0)
+	if (r == 0 && strcmp(name, "import-digest.key") == 0) {
+		r = store_state_secret_get(c->src, name, secret);
+		if (r == KMS_E_KEY_NOT_FOUND) {
+			r = 0;
+			goto out;
+		}
+	} else if (r == 0) {
 		r = store_state_secret(c->src, name, secret);
+	}
 	if (r == 0)
 		r = store_seal_opaque(c->dst, label, secret, 32, sealed, sizeof(sealed), &n);
 	if (r == 0) {
@@ -559,6 +566,8 @@ int store_copy(struct store *src, struct store *dst, store_copy_progress_fn prog
 		r = store_copy_secret(&c, "token.key", "token signing secret");
 	if (r == 0)
 		r = store_copy_secret(&c, "audit.key", "audit MAC key");
+	if (r == 0)
+		r = store_copy_secret(&c, "import-digest.key", "import digest key");
 	if (r == 0 && (r = store_session_copy(src, dst)) < 0)
 		store_copy_fail(&c, r, "cannot copy the remembered token bindings");
 	/* A synchronous commit after the copy's last one: PostgreSQL then has every key on disk

@@ -58,6 +58,16 @@ struct store {
 	char state_dir[2048];
 	char *backend_uri;	 /* store_options.backend, NULL for the default */
 	struct store_root *root; /* the root key's provider (store_root.h) */
+	/* Root-key rotation (store_rotate.c). root_lock guards root, next_root, old_root and the
+	 * checks: a daemon swaps them when another process commits a rotation. */
+	pthread_rwlock_t root_lock;
+	struct store_root *next_root; /* a rotation runs: new material is sealed under it */
+	struct store_root *old_root;  /* the root a committed rotation retires, until destroyed */
+	char root_check[72], next_check[72];
+	uint32_t root_generation;
+	int64_t roots_read_ms; /* monotonic: when the settings were last read */
+	char *root_option, *pkcs11_module, *pkcs11_pin_file; /* store_options, to open others */
+	char root_alt[1100]; /* where the root was found when not where the options say */
 	char domain_id[33];
 	char region[64];
 	unsigned timeout_ms;
@@ -89,10 +99,10 @@ struct store {
 /* store_cache.c */
 /* Seal and unseal one version of a key's material under the root key; the AAD binds the key id
  * and version, so sealed blobs cannot be swapped (kms_store.h). */
-KMS_WUR int store_seal_version(const struct store *s, const char *key_id, uint32_t version,
+KMS_WUR int store_seal_version(struct store *s, const char *key_id, uint32_t version,
 			       const uint8_t material[CORE_KEY_BYTES],
 			       struct store_sealed_version *v);
-KMS_WUR int store_unseal_version(const struct store *s, const char *key_id,
+KMS_WUR int store_unseal_version(struct store *s, const char *key_id,
 				 const struct store_sealed_version *v, uint8_t out[CORE_KEY_BYTES]);
 /* Secure-heap memory for key material; when the secure heap is full, evict some cached
  * snapshots and try once more. */
@@ -129,6 +139,53 @@ KMS_WUR int store_secret_file_create(const char *dir, const char *path, uint8_t 
 /* store_session.c: store copy: every remembered token binding of src, as it is (sealed, same
  * ids: the same root key unseals it), into dst. */
 KMS_WUR int store_session_copy(struct store *src, struct store *dst);
+
+/* store_rotate.c: the roots of a process while rotations come and go. */
+/* The label of the import digest key, kept as the state secret "import-digest.key" once a
+ * rotation began (the digests stored with keys must still verify after it). */
+#define STORE_IMPORT_DIGEST_LABEL "kmsfs import digest key v1"
+/* Seal under the next root while a rotation runs, else under the root. */
+KMS_WUR int store_roots_seal(struct store *s, const void *aad, size_t aad_len, const uint8_t *in,
+			     size_t n, uint8_t *out, size_t cap, size_t *out_len);
+/* Unseal under whichever root the tag verifies; before failing, read the settings again. */
+KMS_WUR int store_roots_unseal(struct store *s, const void *aad, size_t aad_len, const uint8_t *in,
+			       size_t n, uint8_t *out, size_t cap, size_t *out_len);
+KMS_WUR int store_roots_seal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
+				    uint8_t *out, size_t cap, size_t *out_len);
+KMS_WUR int store_roots_unseal_opaque(struct store *s, const char *label, const uint8_t *in,
+				      size_t n, uint8_t *out, size_t cap, size_t *out_len);
+/* A root-derived key that must survive rotations: the state secret name if it exists, else
+ * derived from the root under label. */
+KMS_WUR int store_roots_derive_kept(struct store *s, const char *name, const char *label,
+				    uint8_t out[CORE_KEY_BYTES]);
+/* At open, with the result of store_load_root: find the root where a rotation left it, open
+ * the next one while a rotation runs. Returns loaded or 0. */
+KMS_WUR int store_roots_open(struct store *s, int loaded, char *why, size_t why_len);
+/* Re-read the rotation settings (store_refresh when something changed). */
+KMS_WUR int store_roots_reload(struct store *s);
+
+/* Tests only: how long a rotation lets other processes notice a setting (ms), and a point at
+ * which store_root_rotate stops as if killed there (KMS_E_BUSY; 0: none). */
+extern int store_rotate_settle_ms;
+extern int store_rotate_stop_at;
+enum {
+	STORE_ROTATE_STOP_CREATED = 1, /* the next root exists, nothing announced */
+	STORE_ROTATE_STOP_ANNOUNCED,   /* its location and generation written, not its check */
+	STORE_ROTATE_STOP_STARTED,     /* announced (root_next_check) */
+	STORE_ROTATE_STOP_RESEAL,      /* half the keys re-sealed */
+	STORE_ROTATE_STOP_RESEALED,    /* everything re-sealed and verified, not committed */
+	STORE_ROTATE_STOP_COMMITTED,   /* root_check is the new root's */
+	STORE_ROTATE_STOP_GENERATION,  /* root_generation written */
+	STORE_ROTATE_STOP_DESTROYED,   /* the old root destroyed */
+	STORE_ROTATE_STOP_RENAMED,     /* root.key.next renamed to root.key */
+	STORE_ROTATE_STOP_LOCATED,     /* root_location written, next_* not cleared */
+	STORE_ROTATE_STOP_LAST = STORE_ROTATE_STOP_LOCATED,
+};
+
+/* store_state.c: a state secret if there is one (moving an old file into the settings), never
+ * creating one: KMS_E_KEY_NOT_FOUND; keep: store value as the secret name unless there is one. */
+KMS_WUR int store_state_secret_get(struct store *s, const char *name, uint8_t out[32]);
+KMS_WUR int store_state_secret_keep(struct store *s, const char *name, const uint8_t value[32]);
 
 /* store_policy.c */
 KMS_WUR int store_policy_load(struct store *s);

@@ -17,9 +17,6 @@
 #include "common/kms_secmem.h"
 #include "common/kms_time.h"
 
-/* A label of a key derived from the root key (see store_state.c). */
-#define STORE_IMPORT_DIGEST_LABEL "kmsfs import digest key v1"
-
 static void store_new_key_id(char out[KMS_KEY_ID_LEN + 1])
 {
 	uuid_t u;
@@ -302,7 +299,7 @@ int store_key_rotate(struct store *s, const char *project, const char *key_id, i
 }
 
 /* HMAC-SHA-256 under a root-derived key over key_id || material. */
-static int store_import_digest(const struct store *s, const char *key_id,
+static int store_import_digest(struct store *s, const char *key_id,
 			       const uint8_t material[CORE_KEY_BYTES], uint8_t out[32])
 {
 	uint8_t key[CORE_KEY_BYTES], msg[CORE_KEY_ID_BYTES + CORE_KEY_BYTES];
@@ -312,7 +309,8 @@ static int store_import_digest(const struct store *s, const char *key_id,
 		return KMS_E_INTERNAL;
 	memcpy(msg, key_id, CORE_KEY_ID_BYTES);
 	memcpy(msg + CORE_KEY_ID_BYTES, material, CORE_KEY_BYTES);
-	if ((r = store_root_derive(s->root, STORE_IMPORT_DIGEST_LABEL, key)) == 0)
+	if ((r = store_roots_derive_kept(s, "import-digest.key", STORE_IMPORT_DIGEST_LABEL, key)) ==
+	    0)
 		r = core_hmac_sha256(key, sizeof(key), msg, sizeof(msg), out);
 	kms_wipe(key, sizeof(key));
 	kms_wipe(msg, sizeof(msg));

@@ -23,8 +23,9 @@ bool store_shared(const struct store *s)
 	return s->ops->shared;
 }
 
-/* The sealed form of a state secret in a shared backend's settings: hex of
- * store_seal_opaque(label "kmsfs state secret NAME"), so the backend never sees it in plain. */
+/* The sealed form of a state secret in the backend's settings: hex of store_seal_opaque(label
+ * "kmsfs state secret NAME"), so the backend never sees it in plain and a root-key rotation
+ * re-seals it with everything else. */
 #define STORE_SECRET_SEALED (32 + CORE_SEALED_OVERHEAD)
 
 static int store_secret_label(const char *name, char *label, size_t cap)
@@ -35,8 +36,8 @@ static int store_secret_label(const char *name, char *label, size_t cap)
 
 /* The secret held in meta under "secret:NAME": 0, KMS_E_KEY_NOT_FOUND if there is none,
  * KMS_E_IO if it does not unseal (another root key, or damaged). */
-static int store_shared_secret_read(struct store *s, const char *meta_name, const char *label,
-				    uint8_t out[32])
+static int store_secret_meta_read(struct store *s, const char *meta_name, const char *label,
+				  uint8_t out[32])
 {
 	char hex[2 * STORE_SECRET_SEALED + 2];
 	uint8_t sealed[STORE_SECRET_SEALED];
@@ -56,52 +57,102 @@ static int store_shared_secret_read(struct store *s, const char *meta_name, cons
 	return 0;
 }
 
-/* With a shared backend: every host must get the same secret, so it lives in the backend,
- * sealed; the first host to create one wins and the others read the winner back. */
-static int store_shared_secret(struct store *s, const char *name, uint8_t out[32])
+/* Seal secret and insert it unless one is there; *added says which (the first writer wins:
+ * the others read the winner back). */
+static int store_secret_meta_add(struct store *s, const char *meta_name, const char *label,
+				 const uint8_t secret[32], bool *added)
 {
-	char meta_name[128], label[160], hex[2 * STORE_SECRET_SEALED + 1];
+	char hex[2 * STORE_SECRET_SEALED + 1];
 	uint8_t sealed[STORE_SECRET_SEALED];
 	size_t n = 0;
-	bool added = false;
-	int r;
+	int r = store_seal_opaque(s, label, secret, 32, sealed, sizeof(sealed), &n);
 
-	if ((size_t)snprintf(meta_name, sizeof(meta_name), "secret:%s", name) >= sizeof(meta_name))
-		return KMS_E_BAD_PARAM;
-	if ((r = store_secret_label(name, label, sizeof(label))) < 0)
-		return r;
-	r = store_shared_secret_read(s, meta_name, label, out);
-	if (r != KMS_E_KEY_NOT_FOUND)
-		return r;
-	if ((r = core_random_secret(out, 32)) < 0)
-		return r;
-	r = store_seal_opaque(s, label, out, 32, sealed, sizeof(sealed), &n);
+	*added = false;
 	if (r == 0) {
 		kms_hex_encode(sealed, n, hex);
-		r = s->ops->meta_add(s->be, meta_name, hex, &added);
+		r = s->ops->meta_add(s->be, meta_name, hex, added);
 	}
-	if (r == 0 && !added) /* another host was first: use its secret */
-		r = store_shared_secret_read(s, meta_name, label, out);
-	if (r < 0)
-		kms_wipe(out, 32);
 	return r;
+}
+
+/* A state directory made before the secrets moved into the settings holds NAME as a 0600 file:
+ * seal it into the settings once (tokens signed with it keep working), then remove the file, so
+ * a copy of the state directory holds no usable secret. KMS_E_KEY_NOT_FOUND: no file. */
+static int store_secret_file_move(struct store *s, const char *name, const char *meta_name,
+				  const char *label, uint8_t out[32])
+{
+	char path[4096], why[4600];
+	bool added = false;
+	int r, dfd;
+
+	if (store_shared(s))
+		return KMS_E_KEY_NOT_FOUND; /* a shared store never had the file */
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", s->state_dir, name) >= sizeof(path))
+		return KMS_E_IO;
+	if ((r = store_secret_file_read(path, out, why, sizeof(why))) < 0)
+		return r;
+	/* Durable in the settings (the backend's contract) before the file goes. */
+	r = store_secret_meta_add(s, meta_name, label, out, &added);
+	if (r == 0 && !added) /* moved by another process meanwhile: the same secret */
+		r = store_secret_meta_read(s, meta_name, label, out);
+	if (r < 0) {
+		kms_wipe(out, 32);
+		return r;
+	}
+	if (unlink(path) != 0 && errno != ENOENT)
+		return 0; /* still usable; the next start tries again */
+	dfd = open(s->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
+static int store_secret_names(const char *name, char meta_name[128], char label[160])
+{
+	if ((size_t)snprintf(meta_name, 128, "secret:%s", name) >= 128 || strchr(name, '/'))
+		return KMS_E_BAD_PARAM;
+	return store_secret_label(name, label, 160);
+}
+
+int store_state_secret_get(struct store *s, const char *name, uint8_t out[32])
+{
+	char meta_name[128], label[160];
+	int r = store_secret_names(name, meta_name, label);
+
+	if (r == 0)
+		r = store_secret_meta_read(s, meta_name, label, out);
+	if (r == KMS_E_KEY_NOT_FOUND)
+		r = store_secret_file_move(s, name, meta_name, label, out);
+	return r;
+}
+
+int store_state_secret_keep(struct store *s, const char *name, const uint8_t value[32])
+{
+	char meta_name[128], label[160];
+	bool added = false;
+	int r = store_secret_names(name, meta_name, label);
+
+	return r == 0 ? store_secret_meta_add(s, meta_name, label, value, &added) : r;
 }
 
 int store_state_secret(struct store *s, const char *name, uint8_t out[32])
 {
-	char path[4096], why[4600];
-	int r;
+	char meta_name[128], label[160];
+	bool added = false;
+	int r = store_state_secret_get(s, name, out);
 
-	if (store_shared(s))
-		return store_shared_secret(s, name, out);
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", s->state_dir, name) >= sizeof(path))
-		return KMS_E_IO;
-	r = store_secret_file_read(path, out, why, sizeof(why));
-	if (r == KMS_E_KEY_NOT_FOUND) {
-		r = store_secret_file_create(s->state_dir, path, out);
-		if (r == KMS_E_IO && errno == EEXIST)
-			r = store_secret_file_read(path, out, why, sizeof(why));
-	}
+	if (r != KMS_E_KEY_NOT_FOUND)
+		return r;
+	if ((r = store_secret_names(name, meta_name, label)) < 0 ||
+	    (r = core_random_secret(out, 32)) < 0)
+		return r;
+	r = store_secret_meta_add(s, meta_name, label, out, &added);
+	if (r == 0 && !added) /* another process or host was first: use its secret */
+		r = store_secret_meta_read(s, meta_name, label, out);
+	if (r < 0)
+		kms_wipe(out, 32);
 	return r;
 }
 
@@ -349,6 +400,13 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 	pthread_mutex_init(&s->update_lock, NULL);
 	pthread_mutex_init(&s->refresh_lock, NULL);
 	pthread_rwlock_init(&s->policy_lock, NULL);
+	pthread_rwlock_init(&s->root_lock, NULL);
+	if ((opt->root_key && !(s->root_option = strdup(opt->root_key))) ||
+	    (opt->pkcs11_module && !(s->pkcs11_module = strdup(opt->pkcs11_module))) ||
+	    (opt->pkcs11_pin_file && !(s->pkcs11_pin_file = strdup(opt->pkcs11_pin_file)))) {
+		r = KMS_E_NOMEM;
+		goto fail;
+	}
 	s->cache_limit = opt->key_cache ? opt->key_cache : STORE_DEFAULT_KEY_CACHE;
 	s->timeout_ms = opt->timeout_ms ? opt->timeout_ms : STORE_DEFAULT_TIMEOUT_MS;
 	s->offline_grace_ms = opt->offline_grace_ms > 0 ? opt->offline_grace_ms : 0;
@@ -381,7 +439,8 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 	}
 	if (r < 0)
 		goto fail;
-	if ((r = store_load_root(s, opt, why, why_len)) < 0)
+	r = store_load_root(s, opt, why, why_len);
+	if ((r = store_roots_open(s, r, why, why_len)) < 0)
 		goto fail;
 	if ((r = store_load_identity(s, opt)) < 0 || (r = store_fresh_start(s)) < 0 ||
 	    (r = store_policy_load(s)) < 0) {
@@ -441,8 +500,11 @@ int store_reopen(struct store *s, char *why, size_t why_len)
 		return r;
 	s->be = be;
 	s->data_version = 0;
-	/* A token's sessions do not cross fork() either. */
-	return store_root_reconnect(s->root, why, why_len);
+	/* A token's sessions do not cross fork() either (the roots of a rotation too). */
+	r = store_root_reconnect(s->root, why, why_len);
+	if (r == 0)
+		r = store_root_reconnect(s->next_root, why, why_len);
+	return r == 0 ? store_root_reconnect(s->old_root, why, why_len) : r;
 }
 
 void store_close(struct store *s)
@@ -462,6 +524,12 @@ void store_close(struct store *s)
 	if (s->be)
 		s->ops->close(s->be);
 	store_root_close(s->root);
+	store_root_close(s->next_root);
+	store_root_close(s->old_root);
+	pthread_rwlock_destroy(&s->root_lock);
+	free(s->root_option);
+	free(s->pkcs11_module);
+	free(s->pkcs11_pin_file);
 	pthread_rwlock_destroy(&s->cache_lock);
 	pthread_mutex_destroy(&s->update_lock);
 	pthread_mutex_destroy(&s->refresh_lock);
@@ -489,14 +557,14 @@ const char *store_state_dir(const struct store *s)
 int store_seal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n, uint8_t *out,
 		      size_t cap, size_t *out_len)
 {
-	return store_root_seal_opaque(s->root, label, in, n, out, cap, out_len);
+	return store_roots_seal_opaque(s, label, in, n, out, cap, out_len);
 }
 
 /* Whatever does not unseal is KMS_E_DECRYPT_FAILED, unless the root cannot be reached. */
 int store_unseal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
 			uint8_t *out, size_t cap, size_t *out_len)
 {
-	int r = store_root_unseal_opaque(s->root, label, in, n, out, cap, out_len);
+	int r = store_roots_unseal_opaque(s, label, in, n, out, cap, out_len);
 
 	if (r < 0 && r != KMS_E_STORE_UNAVAILABLE)
 		r = KMS_E_DECRYPT_FAILED;

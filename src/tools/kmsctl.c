@@ -94,6 +94,10 @@ static void kmsctl_usage(FILE *f)
 		"        check the MAC chain of audit files (oldest first): the first line "
 		"changed,\n"
 		"        removed or inserted, with its number and why (exit 1); 0 if intact\n"
+		"  root-key rotate [--to pkcs11:...|--to FILE]\n"
+		"        a new root key (beside the current one, or at --to), every sealed key\n"
+		"        version and secret re-sealed under it while daemons serve, then the old\n"
+		"        one destroyed; run it again to finish an interrupted rotation\n"
 		"\n"
 		"exit status: 0 ok, 1 the API answered an error, 2 usage, 3 state directory "
 		"problem,\n"
@@ -829,13 +833,9 @@ static int kmsctl_status(const char *state, int argc, char **argv)
 	return ret;
 }
 
-/* store copy's progress on a terminal: one line, rewritten at most five times a second. */
-struct kmsctl_progress {
-	int64_t start_ms, last_ms;
-	bool shown;
-};
-
-static void kmsctl_copy_progress(size_t done, size_t total, void *arg)
+/* Progress on a terminal (store copy, root-key rotate): one line, rewritten at most five
+ * times a second. */
+void kmsctl_progress_show(size_t done, size_t total, void *arg)
 {
 	struct kmsctl_progress *p = arg;
 	int64_t now = kms_time_mono_ms();
@@ -852,8 +852,8 @@ static void kmsctl_copy_progress(size_t done, size_t total, void *arg)
 
 		snprintf(left, sizeof(left), "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
 	}
-	fprintf(stderr, "\rkmsctl: copied %zu of %zu keys, %.0f keys/s, %s left   ", done, total,
-		rate, left);
+	fprintf(stderr, "\rkmsctl: %s %zu of %zu %s, %.0f %s/s, %s left   ", p->verb, done, total,
+		p->unit, rate, p->unit, left);
 	fflush(stderr);
 }
 
@@ -917,7 +917,9 @@ static int kmsctl_count(struct store *s, bool check, struct kmsctl_counts *c)
  * counts compared with the source's. */
 static int kmsctl_store_copy(const char *state, int argc, char **argv)
 {
-	struct kmsctl_progress prog = { .start_ms = kms_time_mono_ms() };
+	struct kmsctl_progress prog = { .start_ms = kms_time_mono_ms(),
+					.verb = "copied",
+					.unit = "keys" };
 	struct kmsctl_counts from, to;
 	struct store *src = NULL, *dst = NULL;
 	struct kmsctl_audit *audit = NULL;
@@ -947,7 +949,7 @@ static int kmsctl_store_copy(const char *state, int argc, char **argv)
 		r = KMS_E_STORE_UNAVAILABLE;
 		goto out;
 	}
-	r = store_copy(src, dst, isatty(STDERR_FILENO) ? kmsctl_copy_progress : NULL, &prog, why,
+	r = store_copy(src, dst, isatty(STDERR_FILENO) ? kmsctl_progress_show : NULL, &prog, why,
 		       sizeof(why));
 	if (prog.shown)
 		fputc('\n', stderr);
@@ -1004,6 +1006,8 @@ static int kmsctl_command(const char *state, int argc, char **argv)
 		return kmsctl_status(state, argc, argv);
 	if (strcmp(argv[0], "store") == 0)
 		return kmsctl_store_copy(state, argc, argv);
+	if (strcmp(argv[0], "root-key") == 0)
+		return kmsctl_root_command(state, argc, argv);
 	/* Commands in kmsctl_*.c files, one line each. */
 	if (strcmp(argv[0], "audit") == 0)
 		return kmsctl_audit_verify(state, argc, argv);

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #include "api/kms_api.h"
 #include "store/kms_store.h"
@@ -31,6 +33,17 @@ int kmsctl_open_store(const char *state, const char *uri, bool create, bool quie
 /* Opens the store of an existing state directory (--store if given); only init (create) may
  * make one. The process is hardened first so the root key is read into the secure heap. */
 int kmsctl_open(const char *state, bool create, struct store **s);
+/* Progress of a long command on a terminal: "kmsctl: VERB done of total UNIT, rate, time left",
+ * rewritten in place (store_copy_progress_fn, store_rotate_progress_fn). */
+struct kmsctl_progress {
+	int64_t start_ms, last_ms;
+	bool shown;
+	const char *verb, *unit;
+};
+void kmsctl_progress_show(size_t done, size_t total, void *arg);
+/* kmsctl_root.c: root-key rotate. */
+int kmsctl_root_command(const char *state, int argc, char **argv);
+
 /* Tell the daemon serving state (if any) to re-read the policy now. */
 void kmsctl_notify_daemon(const char *state);
 
