@@ -76,6 +76,15 @@ static void kmsctl_usage(FILE *f)
 		"        copy every key, version, grant, tag, policy, token record and the token\n"
 		"        key into the PostgreSQL database URI (run it again to finish an\n"
 		"        interrupted copy), then check that every key version unseals there\n"
+		"  backup FILE\n"
+		"        write a consistent snapshot of the store (while daemons serve) to FILE:\n"
+		"        sealed material only, never the root key; it names the root key\n"
+		"        generation it needs\n"
+		"  restore FILE\n"
+		"        rebuild the store of DIR (or --store URI), which must hold no keys, from\n"
+		"        backup FILE under DIR's root key (copy it there first; run it again to\n"
+		"        finish an interrupted restore), then check that every key version "
+		"unseals\n"
 		"\n"
 		"exit status: 0 ok, 1 the API answered an error, 2 usage, 3 state directory "
 		"problem,\n"
@@ -89,10 +98,23 @@ static char *kmsctl_store_kept; /* what kmsctl_store_uri points to, if anything 
 /* Opens the store uri (NULL: SQLite) of state; quiet: no message when that fails. */
 int kmsctl_open_store(const char *state, const char *uri, bool create, bool quiet, struct store **s)
 {
-	struct store_options opt = { .state_dir = state, .backend = uri, .create = create };
+	return kmsctl_open_file(state, uri, NULL, create, false, quiet, s);
+}
+
+int kmsctl_open_file(const char *state, const char *uri, const char *db_file, bool create,
+		     bool read_only, bool quiet, struct store **s)
+{
+	struct store_options opt = {
+		.state_dir = state, .backend = uri, .create = create, .read_only = read_only
+	};
 	struct kms_harden_report hr;
-	char why[600];
+	char why[600], file[4200];
 	int r;
+
+	if (db_file) {
+		snprintf(file, sizeof(file), "sqlite:%s", db_file);
+		opt.backend = file;
+	}
 
 	if (!state) {
 		fprintf(stderr, "kmsctl: --state DIR is required\n");
@@ -742,12 +764,7 @@ static int kmsctl_status(const char *state, int argc, char **argv)
 }
 
 /* store copy's progress on a terminal: one line, rewritten at most five times a second. */
-struct kmsctl_progress {
-	int64_t start_ms, last_ms;
-	bool shown;
-};
-
-static void kmsctl_copy_progress(size_t done, size_t total, void *arg)
+void kmsctl_copy_progress(size_t done, size_t total, void *arg)
 {
 	struct kmsctl_progress *p = arg;
 	int64_t now = kms_time_mono_ms();
@@ -764,18 +781,10 @@ static void kmsctl_copy_progress(size_t done, size_t total, void *arg)
 
 		snprintf(left, sizeof(left), "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
 	}
-	fprintf(stderr, "\rkmsctl: copied %zu of %zu keys, %.0f keys/s, %s left   ", done, total,
-		rate, left);
+	fprintf(stderr, "\rkmsctl: copied %zu of %zu %s, %.0f %s/s, %s left   ", done, total,
+		p->unit ? p->unit : "keys", rate, p->unit ? p->unit : "keys", left);
 	fflush(stderr);
 }
-
-/* What a store holds, counted through the store's own interface (store copy compares the source
- * with the destination). */
-struct kmsctl_counts {
-	struct store *s;
-	size_t projects, keys, versions, damaged, grants, tags, tokens;
-	int err;
-};
 
 static int kmsctl_count_tag(const char *key_id, const char *tag_key, const char *tag_value,
 			    void *arg)
@@ -804,7 +813,7 @@ static int kmsctl_count_token(const struct store_token_info *t, void *arg)
 }
 
 /* check: also unseal every version (kmsctl check); reports what does not. */
-static int kmsctl_count(struct store *s, bool check, struct kmsctl_counts *c)
+int kmsctl_count(struct store *s, bool check, struct kmsctl_counts *c)
 {
 	struct store_grant_filter all = { 0 };
 	int r;
@@ -905,6 +914,8 @@ static int kmsctl_command(const char *state, int argc, char **argv)
 	if (strcmp(argv[0], "store") == 0)
 		return kmsctl_store_copy(state, argc, argv);
 	/* Commands in kmsctl_*.c files, one line each. */
+	if (strcmp(argv[0], "backup") == 0 || strcmp(argv[0], "restore") == 0)
+		return kmsctl_backup(state, argc, argv);
 	fprintf(stderr, "kmsctl: unknown command '%s'\n", argv[0]);
 	kmsctl_usage(stderr);
 	return EXIT_USAGE;

@@ -24,6 +24,10 @@ extern const char *kmsctl_store_uri;
  * an exit status (EXIT_USAGE, EXIT_STATE) after saying why on stderr. */
 int kmsctl_open_store(const char *state, const char *uri, bool create, bool quiet,
 		      struct store **s);
+/* kmsctl_open_store on the SQLite file db_file (NULL: kms.db of state, or uri) under state's
+ * root key, read-only if read_only (backup and restore open backup files so). */
+int kmsctl_open_file(const char *state, const char *uri, const char *db_file, bool create,
+		     bool read_only, bool quiet, struct store **s);
 /* Opens the store of an existing state directory (--store if given); only init (create) may
  * make one. The process is hardened first so the root key is read into the secure heap. */
 int kmsctl_open(const char *state, bool create, struct store **s);
@@ -45,3 +49,23 @@ int kmsctl_audit_open(const char *state, struct store *s, struct kmsctl_audit **
  * 0 or the KMS_E_* the change failed with. Returns 0 or EXIT_STATE (said why on stderr). */
 int kmsctl_audit_close(struct kmsctl_audit *a, const char *action, const char *project,
 		       const char *object_id, int err);
+
+/* Progress on a terminal (kmsctl.c): one line, rewritten at most five times a second, with
+ * done of total units (NULL: "keys"), rate and time left; a store_copy_progress_fn. */
+struct kmsctl_progress {
+	int64_t start_ms, last_ms;
+	bool shown;
+	const char *unit;
+};
+void kmsctl_copy_progress(size_t done, size_t total, void *arg);
+/* What a store holds, counted through the store's own interface (kmsctl.c); check: also unseal
+ * every version as kmsctl check does, reporting what does not on stderr. */
+struct kmsctl_counts {
+	struct store *s;
+	size_t projects, keys, versions, damaged, grants, tags, tokens;
+	int err;
+};
+int kmsctl_count(struct store *s, bool check, struct kmsctl_counts *c);
+
+/* kmsctl_backup.c: backup FILE, restore FILE. */
+int kmsctl_backup(const char *state, int argc, char **argv);
