@@ -93,9 +93,14 @@ struct store_options {
 	 * (0: not at all; kmsfs passes its -o offline_grace, STORE_DEFAULT_OFFLINE_GRACE_MS by
 	 * default). Not used with SQLite. */
 	int64_t offline_grace_ms;
-	const char *root_key_file; /* NULL: <state_dir>/root.key */
-	const char *region;	   /* NULL: keep the stored one, default "eu-de" */
-	bool create;		   /* may create the state dir, root key and database */
+	/* Where the root key is (store_root.h): a file (NULL: <state_dir>/root.key) or a PKCS#11
+	 * URI "pkcs11:token=...;object=..." with the module (NULL: p11-kit's proxy) and a file
+	 * holding the PIN (NULL: the URI's pin-source/pin-value). */
+	const char *root_key;
+	const char *pkcs11_module;
+	const char *pkcs11_pin_file;
+	const char *region; /* NULL: keep the stored one, default "eu-de" */
+	bool create;	    /* may create the state dir, root key and database */
 	bool read_only;
 };
 

@@ -44,8 +44,8 @@ int store_seal_version(const struct store *s, const char *key_id, uint32_t versi
 
 	v->version = version;
 	store_material_aad(key_id, version, aad);
-	return core_seal(s->root_key, aad, sizeof(aad), material, CORE_KEY_BYTES, v->sealed,
-			 sizeof(v->sealed), &v->sealed_len);
+	return store_root_seal(s->root, aad, sizeof(aad), material, CORE_KEY_BYTES, v->sealed,
+			       sizeof(v->sealed), &v->sealed_len);
 }
 
 int store_unseal_version(const struct store *s, const char *key_id,
@@ -58,11 +58,12 @@ int store_unseal_version(const struct store *s, const char *key_id,
 	if (strlen(key_id) != CORE_KEY_ID_BYTES)
 		return KMS_E_IO;
 	store_material_aad(key_id, v->version, aad);
-	r = core_unseal(s->root_key, aad, sizeof(aad), v->sealed, v->sealed_len, out,
-			CORE_KEY_BYTES, &n);
+	r = store_root_unseal(s->root, aad, sizeof(aad), v->sealed, v->sealed_len, out,
+			      CORE_KEY_BYTES, &n);
 	if (r < 0 || n != CORE_KEY_BYTES) {
 		kms_wipe(out, CORE_KEY_BYTES);
-		return KMS_E_IO;
+		/* A token out of reach is an outage (KMS.0102 too), not damage. */
+		return r == KMS_E_STORE_UNAVAILABLE ? r : KMS_E_IO;
 	}
 	return 0;
 }

@@ -105,11 +105,16 @@ static int store_copy_has_keys(struct store *s, struct store_copy_ctx *tmp, bool
 static int store_copy_settings(struct store_copy_ctx *c)
 {
 	struct store *src = c->src, *dst = c->dst;
+	char src_check[2 * CORE_SHA256_BYTES + 1], dst_check[sizeof(src_check)];
 	struct store_copy_ctx tmp = { 0 };
 	bool any = false;
-	int r = 0;
+	int r = store_root_check(src->root, src_check);
 
-	if (!core_equal(src->root_key, dst->root_key, CORE_KEY_BYTES)) {
+	if (r == 0)
+		r = store_root_check(dst->root, dst_check);
+	if (r < 0)
+		return store_copy_fail(c, r, "cannot use the root key");
+	if (strcmp(src_check, dst_check) != 0) {
 		snprintf(c->why, c->why_len,
 			 "the destination was opened with another root key than the source");
 		return KMS_E_IO;

@@ -6,6 +6,7 @@
 
 #include "kms_store.h"
 #include "store_backend.h"
+#include "store_root.h"
 
 /* A cached snapshot: in its hash bucket's chain and in the CLOCK ring of all entries. */
 struct store_entry {
@@ -47,8 +48,8 @@ struct store {
 	const struct store_backend_ops *ops;
 	struct store_backend *be;
 	char state_dir[2048];
-	char *backend_uri; /* store_options.backend, NULL for the default */
-	uint8_t *root_key; /* CORE_KEY_BYTES, secure heap */
+	char *backend_uri;	 /* store_options.backend, NULL for the default */
+	struct store_root *root; /* the root key's provider (store_root.h) */
 	char domain_id[33];
 	char region[64];
 	unsigned timeout_ms;
@@ -111,9 +112,11 @@ void store_publish_out(struct store *s, struct store_key *k, struct store_key **
  * position (or SQLite's data_version) is where store_refresh goes on from. */
 KMS_WUR int store_fresh_start(struct store *s);
 
-/* store_state.c */
-/* A 32-byte key derived from the root key for one purpose. */
-KMS_WUR int store_derive(const struct store *s, const char *label, uint8_t out[CORE_KEY_BYTES]);
+/* store_root_file.c: the state directory's 32-byte secret files. read: 0, KMS_E_KEY_NOT_FOUND
+ * if absent, KMS_E_IO with why if unusable (not a regular file, open to others, not 32 bytes).
+ * create: O_EXCL (errno EEXIST when another was first), file and dir fsynced before use. */
+KMS_WUR int store_secret_file_read(const char *path, uint8_t out[32], char *why, size_t why_len);
+KMS_WUR int store_secret_file_create(const char *dir, const char *path, uint8_t out[32]);
 
 /* store_policy.c */
 KMS_WUR int store_policy_load(struct store *s);

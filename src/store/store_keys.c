@@ -312,7 +312,7 @@ static int store_import_digest(const struct store *s, const char *key_id,
 		return KMS_E_INTERNAL;
 	memcpy(msg, key_id, CORE_KEY_ID_BYTES);
 	memcpy(msg + CORE_KEY_ID_BYTES, material, CORE_KEY_BYTES);
-	if ((r = store_derive(s, STORE_IMPORT_DIGEST_LABEL, key)) == 0)
+	if ((r = store_root_derive(s->root, STORE_IMPORT_DIGEST_LABEL, key)) == 0)
 		r = core_hmac_sha256(key, sizeof(key), msg, sizeof(msg), out);
 	kms_wipe(key, sizeof(key));
 	kms_wipe(msg, sizeof(msg));

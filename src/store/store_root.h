@@ -53,9 +53,17 @@ KMS_WUR int store_root_unseal(struct store_root *r, const void *aad, size_t aad_
  * label), as before; token: a KDF computed inside the token). Deterministic: the same root and
  * label give the same key on every host. */
 KMS_WUR int store_root_derive(struct store_root *r, const char *label, uint8_t out[CORE_KEY_BYTES]);
-/* The root's check value (hex of store_root_derive("kmsfs root check")), kept in the store's
+/* The root's check value (hex of store_root_derive("kmsfs root key check v1")), kept in the store's
  * settings to refuse a wrong root key; out: 2 * CORE_SHA256_BYTES + 1. */
 KMS_WUR int store_root_check(struct store_root *r, char out[2 * CORE_SHA256_BYTES + 1]);
+/* Opaque seals (import tokens, state secrets, remembered sessions), the label binding each to
+ * its use: a file root seals under a key derived for them with the label as AAD (the format of
+ * earlier releases), a token root in the token with "kmsfs opaque " label as AAD. unseal:
+ * KMS_E_DECRYPT_FAILED when the tag does not verify, KMS_E_STORE_UNAVAILABLE as above. */
+KMS_WUR int store_root_seal_opaque(struct store_root *r, const char *label, const uint8_t *in,
+				   size_t n, uint8_t *out, size_t cap, size_t *out_len);
+KMS_WUR int store_root_unseal_opaque(struct store_root *r, const char *label, const uint8_t *in,
+				     size_t n, uint8_t *out, size_t cap, size_t *out_len);
 /* Whether whatever of the root is in this process is in the secure heap (a token: nothing). */
 bool store_root_secure(const struct store_root *r);
 /* Destroy the key where it lives (file: overwritten, fsynced, unlinked; token: C_DestroyObject):

@@ -16,80 +16,7 @@
 #include "common/kms_hex.h"
 #include "common/kms_secmem.h"
 
-#define STORE_ROOT_CHECK_LABEL "kmsfs root key check v1"
-/* Labels of keys derived from the root key (HMAC-SHA-256(root, label)): never the root key
- * itself for anything but key material, so no two uses share a key. */
-#define STORE_OPAQUE_KEY_LABEL "kmsfs opaque seal key v1"
-#define STORE_DEFAULT_REGION   "eu-de"
-
-/* Write a new secret file: O_EXCL so two starters can never both create one, fsync file and dir. */
-static int store_create_secret_file(const char *dir, const char *path, uint8_t out[32])
-{
-	int fd, dfd, r;
-
-	if ((r = core_random_secret(out, 32)) < 0)
-		return r;
-	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return errno == ENOSPC ? KMS_E_NOSPACE : KMS_E_IO;
-	if (write(fd, out, 32) != 32 || fsync(fd) != 0) {
-		r = errno == ENOSPC ? KMS_E_NOSPACE : KMS_E_IO;
-		close(fd);
-		unlink(path);
-		return r;
-	}
-	close(fd);
-	/* The name must be durable before any key is sealed under this secret. */
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd < 0 || fsync(dfd) != 0) {
-		if (dfd >= 0)
-			close(dfd);
-		unlink(path);
-		return KMS_E_IO;
-	}
-	close(dfd);
-	return 0;
-}
-
-/* 0 and the secret; KMS_E_KEY_NOT_FOUND if absent; KMS_E_IO with why if unusable. */
-static int store_read_secret_file(const char *path, uint8_t out[32], char *why, size_t why_len)
-{
-	struct stat st;
-	uint8_t extra;
-	ssize_t n;
-	int fd, r = KMS_E_IO;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return KMS_E_KEY_NOT_FOUND;
-		snprintf(why, why_len, "cannot read '%.300s': %s", path, strerror(errno));
-		return KMS_E_IO;
-	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		snprintf(why, why_len, "'%.300s' is not a regular file", path);
-		goto out;
-	}
-	if (st.st_mode & 0077) {
-		snprintf(why, why_len,
-			 "'%.300s' is accessible to other users (mode %04o); run 'chmod 600 %s'",
-			 path, (unsigned)(st.st_mode & 07777), path);
-		goto out;
-	}
-	n = read(fd, out, 32);
-	if (n != 32 || read(fd, &extra, 1) != 0) {
-		snprintf(why, why_len,
-			 "'%.300s' must hold exactly 32 bytes; it is damaged or not a "
-			 "kmsfs key file",
-			 path);
-		kms_wipe(out, 32);
-		goto out;
-	}
-	r = 0;
-out:
-	close(fd);
-	return r;
-}
+#define STORE_DEFAULT_REGION "eu-de"
 
 bool store_shared(const struct store *s)
 {
@@ -169,23 +96,13 @@ int store_state_secret(struct store *s, const char *name, uint8_t out[32])
 		return store_shared_secret(s, name, out);
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s", s->state_dir, name) >= sizeof(path))
 		return KMS_E_IO;
-	r = store_read_secret_file(path, out, why, sizeof(why));
+	r = store_secret_file_read(path, out, why, sizeof(why));
 	if (r == KMS_E_KEY_NOT_FOUND) {
-		r = store_create_secret_file(s->state_dir, path, out);
+		r = store_secret_file_create(s->state_dir, path, out);
 		if (r == KMS_E_IO && errno == EEXIST)
-			r = store_read_secret_file(path, out, why, sizeof(why));
+			r = store_secret_file_read(path, out, why, sizeof(why));
 	}
 	return r;
-}
-
-static void store_root_check(const uint8_t *root, char out[2 * CORE_SHA256_BYTES + 1])
-{
-	uint8_t mac[CORE_SHA256_BYTES];
-
-	if (core_hmac_sha256(root, CORE_KEY_BYTES, STORE_ROOT_CHECK_LABEL,
-			     strlen(STORE_ROOT_CHECK_LABEL), mac) < 0)
-		memset(mac, 0, sizeof(mac));
-	kms_hex_encode(mac, sizeof(mac), out);
 }
 
 /* What messages call the store: the key database in the state directory, or a shared store by
@@ -202,58 +119,61 @@ static void store_where(const struct store *s, char *out, size_t cap)
 	snprintf(out, cap, "the key store %s", shown);
 }
 
+/* Open the root key (creating it only where no key was ever sealed) and refuse one whose check
+ * value is not the one the store recorded. */
 static int store_load_root(struct store *s, const struct store_options *opt, char *why,
 			   size_t why_len)
 {
-	char path[4096], check[2 * CORE_SHA256_BYTES + 1], stored[128], where[600];
+	char check[2 * CORE_SHA256_BYTES + 1], stored[128], where[600], shown[1024];
+	struct store_root_params rp = { opt->root_key, opt->pkcs11_module, opt->pkcs11_pin_file,
+					false, s->state_dir };
 	bool have_check = false;
 	int r;
 
 	store_where(s, where, sizeof(where));
-
-	if (opt->root_key_file)
-		snprintf(path, sizeof(path), "%s", opt->root_key_file);
-	else if ((size_t)snprintf(path, sizeof(path), "%s/root.key", s->state_dir) >= sizeof(path))
-		return KMS_E_IO;
 	if ((r = s->ops->meta_get(s->be, "root_check", stored, sizeof(stored), &have_check)) < 0) {
 		snprintf(why, why_len, "cannot read %s", where);
 		return r;
 	}
-	s->root_key = kms_secret_alloc(CORE_KEY_BYTES);
-	if (!s->root_key)
-		return KMS_E_NOMEM;
-	r = store_read_secret_file(path, s->root_key, why, why_len);
+	/* Never a new root key over keys sealed under another. */
+	rp.create = opt->create && !opt->read_only && !have_check;
+	r = store_root_open(&rp, &s->root, NULL, why, why_len);
 	if (r == KMS_E_KEY_NOT_FOUND) {
-		if (have_check) {
+		bool p11 = store_root_location_is_pkcs11(opt->root_key);
+		char path[4096];
+
+		if (p11)
+			snprintf(path, sizeof(path), "%s", why);
+		else if (opt->root_key)
+			snprintf(path, sizeof(path), "%s", opt->root_key);
+		else
+			snprintf(path, sizeof(path), "%s/root.key", s->state_dir);
+		if (have_check)
 			snprintf(why, why_len,
 				 "root key '%.300s' is missing, but %s holds keys sealed under it; "
 				 "%s (kmsfs never creates a new root key over existing keys)",
 				 path, where,
-				 s->ops->shared ? "copy root.key (mode 0600) from a host that "
-						  "serves this store"
-						: "restore root.key from your backup");
-			return KMS_E_IO;
-		}
-		if (!opt->create || opt->read_only) {
+				 p11		  ? "make the token holding it available"
+				 : s->ops->shared ? "copy root.key (mode 0600) from a host that "
+						    "serves this store"
+						  : "restore root.key from your backup");
+		else
 			snprintf(why, why_len, "root key '%.300s' does not exist", path);
-			return KMS_E_IO;
-		}
-		r = store_create_secret_file(s->state_dir, path, s->root_key);
-		if (r < 0) {
-			snprintf(why, why_len, "cannot create root key '%.300s': %s", path,
-				 strerror(errno));
-			return r;
-		}
-	} else if (r < 0) {
+		return KMS_E_IO;
+	}
+	if (r < 0)
+		return r;
+	store_root_describe(s->root, shown, sizeof(shown));
+	if ((r = store_root_check(s->root, check)) < 0) {
+		snprintf(why, why_len, "cannot use root key '%.300s'", shown);
 		return r;
 	}
-	store_root_check(s->root_key, check);
 	if (have_check) {
 		if (strlen(stored) != strlen(check) || !core_equal(stored, check, strlen(check))) {
 			snprintf(why, why_len,
 				 "root key '%.300s' does not match %s: it is not the key these "
 				 "keys were sealed with; restore the right root.key",
-				 path, where);
+				 shown, where);
 			return KMS_E_IO;
 		}
 		return 0;
@@ -444,7 +364,7 @@ int store_open_hardened(const struct store_options *opt, size_t secure_heap_byte
 
 bool store_root_key_secure(const struct store *s)
 {
-	return s && kms_secret_is_secure(s->root_key);
+	return s && store_root_secure(s->root);
 }
 
 void store_detach(struct store *s)
@@ -490,7 +410,7 @@ void store_close(struct store *s)
 	free(s->buckets);
 	if (s->be)
 		s->ops->close(s->be);
-	kms_secret_free(s->root_key, CORE_KEY_BYTES);
+	store_root_close(s->root);
 	pthread_rwlock_destroy(&s->cache_lock);
 	pthread_mutex_destroy(&s->update_lock);
 	pthread_mutex_destroy(&s->refresh_lock);
@@ -515,36 +435,19 @@ const char *store_state_dir(const struct store *s)
 	return s->state_dir;
 }
 
-/* A 32-byte key derived from the root key for one purpose. */
-int store_derive(const struct store *s, const char *label, uint8_t out[CORE_KEY_BYTES])
-{
-	return core_hmac_sha256(s->root_key, CORE_KEY_BYTES, label, strlen(label), out);
-}
-
-/* Opaque tokens are sealed under their own root-derived key, the label as AAD. */
-static int store_opaque(struct store *s, bool seal, const char *label, const uint8_t *in, size_t n,
-			uint8_t *out, size_t cap, size_t *out_len)
-{
-	uint8_t key[CORE_KEY_BYTES];
-	int r;
-
-	*out_len = 0;
-	if ((r = store_derive(s, STORE_OPAQUE_KEY_LABEL, key)) == 0)
-		r = (seal ? core_seal : core_unseal)(key, label, strlen(label), in, n, out, cap,
-						     out_len);
-	kms_wipe(key, sizeof(key));
-	return r;
-}
-
 int store_seal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n, uint8_t *out,
 		      size_t cap, size_t *out_len)
 {
-	return store_opaque(s, true, label, in, n, out, cap, out_len);
+	return store_root_seal_opaque(s->root, label, in, n, out, cap, out_len);
 }
 
+/* Whatever does not unseal is KMS_E_DECRYPT_FAILED, unless the root cannot be reached. */
 int store_unseal_opaque(struct store *s, const char *label, const uint8_t *in, size_t n,
 			uint8_t *out, size_t cap, size_t *out_len)
 {
-	return store_opaque(s, false, label, in, n, out, cap, out_len) < 0 ? KMS_E_DECRYPT_FAILED
-									   : 0;
+	int r = store_root_unseal_opaque(s->root, label, in, n, out, cap, out_len);
+
+	if (r < 0 && r != KMS_E_STORE_UNAVAILABLE)
+		r = KMS_E_DECRYPT_FAILED;
+	return r;
 }

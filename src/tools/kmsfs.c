@@ -902,7 +902,7 @@ int main(int argc, char **argv)
 	}
 	sopt.create = true;
 	sopt.region = cfg.region;
-	sopt.root_key_file = cfg.root_key;
+	sopt.root_key = cfg.root_key;
 	/* Before anything is put in it (the log): created 0700, or ours and tightened to 0700. */
 	if (store_state_dir_prepare(cfg.state, true, false, why, sizeof(why)) < 0) {
 		kmsfs_error("%s", why);
