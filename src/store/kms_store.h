@@ -380,6 +380,12 @@ KMS_WUR int store_backup(struct store *s, const char *path, store_backup_open_fn
  * not a kmsfs backup (or cannot be read). */
 KMS_WUR int store_backup_read_info(const char *path, struct store_backup_info *info, char *why,
 				   size_t why_len);
+/* Whether the root key of opt (store_options.root_key, else state_dir's root.key) is the one
+ * the backup needs, comparing check values: 0, or KMS_E_IO with a sentence in why that says why
+ * not and which generation the backup needs. Creates nothing. */
+KMS_WUR int store_backup_root_check(const struct store_options *opt,
+				    const struct store_backup_info *info, char *why,
+				    size_t why_len);
 /* The check value of the root key s is open under (hex, as store_backup_info.root_check). */
 KMS_WUR int store_root_check_value(struct store *s, char out[2 * CORE_SHA256_BYTES + 1]);
 /* Restore: everything of backup (a store open read-only on a backup file, under the root key

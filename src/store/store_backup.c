@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/kms_err.h"
@@ -175,11 +176,62 @@ static int store_backup_extras(struct store_backup_ctx *c)
 
 int store_root_check_value(struct store *s, char out[2 * CORE_SHA256_BYTES + 1])
 {
-	bool found = false;
-	int r = s->ops->meta_get(s->be, "root_check", out, 2 * CORE_SHA256_BYTES + 1, &found);
+	return store_root_check(s->root, out);
+}
 
-	/* store_open wrote it, or refused a root key that does not match it. */
-	return r == 0 && !found ? KMS_E_IO : r;
+/* "2026-12-06 21:54:36 UTC" */
+static void store_backup_when(int64_t ms, char *out, size_t cap)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || !strftime(out, cap, "%Y-%m-%d %H:%M:%S UTC", &tm))
+		snprintf(out, cap, "%lld ms", (long long)ms);
+}
+
+int store_backup_root_check(const struct store_options *opt, const struct store_backup_info *info,
+			    char *why, size_t why_len)
+{
+	struct store_root_params rp = { opt->root_key, opt->pkcs11_module, opt->pkcs11_pin_file,
+					false, opt->state_dir };
+	char check[2 * CORE_SHA256_BYTES + 1] = "", shown[1024], when[64];
+	struct store_root *root = NULL;
+	int r = store_root_open(&rp, &root, NULL, why, why_len);
+
+	store_backup_when(info->made_ms, when, sizeof(when));
+	if (r == KMS_E_KEY_NOT_FOUND) {
+		if (opt->root_key)
+			snprintf(shown, sizeof(shown), "%.1000s", opt->root_key);
+		else
+			snprintf(shown, sizeof(shown), "%.1000s/root.key", opt->state_dir);
+		snprintf(why, why_len,
+			 "there is no root key at '%.300s': the backup is sealed under root key "
+			 "generation %u (check value %.16s...) of %.200s as of %s, and a restore "
+			 "never makes a new root key; put a copy of that key there (mode 0600) or "
+			 "name it with --root-key, then restore again",
+			 shown, info->root_generation, info->root_check, info->source, when);
+		return KMS_E_IO;
+	}
+	if (r < 0)
+		return r;
+	store_root_describe(root, shown, sizeof(shown));
+	r = store_root_check(root, check);
+	store_root_close(root);
+	if (r < 0) {
+		snprintf(why, why_len, "cannot use root key '%.300s': %s", shown,
+			 kms_err_info(r)->message);
+		return r;
+	}
+	if (strcmp(check, info->root_check) != 0) {
+		snprintf(why, why_len,
+			 "root key '%.300s' is not the one this backup was sealed under (its check "
+			 "value is %.16s..., the backup's %.16s...): the backup needs root key "
+			 "generation %u of %.200s, current when it was made (%s); put that key in "
+			 "place (a copy, mode 0600, or --root-key) and restore again",
+			 shown, check, info->root_check, info->root_generation, info->source, when);
+		return KMS_E_IO;
+	}
+	return 0;
 }
 
 /* ---- backup */

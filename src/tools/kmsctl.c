@@ -101,21 +101,27 @@ int kmsctl_open_store(const char *state, const char *uri, bool create, bool quie
 	return kmsctl_open_file(state, uri, NULL, create, false, quiet, s);
 }
 
+void kmsctl_store_options(const char *state, struct store_options *opt)
+{
+	*opt = (struct store_options){ .state_dir = state };
+}
+
 int kmsctl_open_file(const char *state, const char *uri, const char *db_file, bool create,
 		     bool read_only, bool quiet, struct store **s)
 {
-	struct store_options opt = {
-		.state_dir = state, .backend = uri, .create = create, .read_only = read_only
-	};
+	struct store_options opt;
 	struct kms_harden_report hr;
 	char why[600], file[4200];
 	int r;
 
+	kmsctl_store_options(state, &opt);
+	opt.backend = uri;
+	opt.create = create;
+	opt.read_only = read_only;
 	if (db_file) {
 		snprintf(file, sizeof(file), "sqlite:%s", db_file);
 		opt.backend = file;
 	}
-
 	if (!state) {
 		fprintf(stderr, "kmsctl: --state DIR is required\n");
 		return EXIT_USAGE;

@@ -90,31 +90,11 @@ static int kmsctl_backup_take(const char *state, const char *file)
 	return ret != 0 ? ret : kmsctl_backup_report(state, file, &info);
 }
 
-/* The backup's store, opened read-only under state's root key: the root key is compared with
- * the one the backup needs here, with a sentence that says which that is. */
-static int kmsctl_restore_source(const char *state, const char *file,
-				 const struct store_backup_info *info, struct store **out)
-{
-	char when[64];
-
-	if (kmsctl_open_file(state, NULL, file, false, true, true, out) == 0)
-		return 0;
-	kmsctl_backup_when(info->made_ms, when, sizeof(when));
-	/* Say why the store would not open (the root key missing, or another one) after ours. */
-	fprintf(stderr,
-		"kmsctl: cannot restore '%s' under the root key of '%s': the backup was sealed "
-		"under root key generation %u (check value %.16s...) of %s as of %s; put that "
-		"root key in place (a copy of root.key, mode 0600) and run restore again. The "
-		"root key found says:\n",
-		file, state, info->root_generation, info->root_check, info->source, when);
-	(void)kmsctl_open_file(state, NULL, file, false, true, false, out);
-	return EXIT_STATE;
-}
-
 static int kmsctl_restore(const char *state, const char *file)
 {
 	struct kmsctl_progress prog = { .start_ms = kms_time_mono_ms() };
 	struct store_backup_info info;
+	struct store_options opt;
 	struct kmsctl_audit *a = NULL;
 	struct kmsctl_counts c;
 	struct store *bk = NULL, *dst = NULL;
@@ -129,16 +109,20 @@ static int kmsctl_restore(const char *state, const char *file)
 		fprintf(stderr, "kmsctl: %s\n", why);
 		return EXIT_STATE;
 	}
-	if ((ret = kmsctl_restore_source(state, file, &info, &bk)) != 0)
-		return ret;
-	if ((ret = kmsctl_open(state, true, &dst)) != 0)
+	/* The root key first: nothing is made in state under another one. */
+	kmsctl_store_options(state, &opt);
+	if (store_backup_root_check(&opt, &info, why, sizeof(why)) < 0) {
+		fprintf(stderr, "kmsctl: cannot restore '%s' into '%s': %s\n", file, state, why);
+		return EXIT_STATE;
+	}
+	if ((ret = kmsctl_open_file(state, NULL, file, false, true, false, &bk)) != 0 ||
+	    (ret = kmsctl_open(state, true, &dst)) != 0)
 		goto out;
 	ret = EXIT_STATE;
 	if (store_root_check_value(dst, check) < 0 || strcmp(check, info.root_check) != 0) {
 		fprintf(stderr,
-			"kmsctl: the destination's root key is not the one backup '%s' needs (root "
-			"key generation %u, check value %.16s...)\n",
-			file, info.root_generation, info.root_check);
+			"kmsctl: the root key of the destination is not the one '%s' needs\n",
+			file);
 		goto out;
 	}
 	if ((ret = kmsctl_audit_open(state, dst, &a)) != 0)

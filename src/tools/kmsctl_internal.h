@@ -24,6 +24,9 @@ extern const char *kmsctl_store_uri;
  * an exit status (EXIT_USAGE, EXIT_STATE) after saying why on stderr. */
 int kmsctl_open_store(const char *state, const char *uri, bool create, bool quiet,
 		      struct store **s);
+/* The options every store kmsctl opens gets: state's root key (the default location, or what
+ * the root-key options name); the caller sets backend, create, read_only. */
+void kmsctl_store_options(const char *state, struct store_options *opt);
 /* kmsctl_open_store on the SQLite file db_file (NULL: kms.db of state, or uri) under state's
  * root key, read-only if read_only (backup and restore open backup files so). */
 int kmsctl_open_file(const char *state, const char *uri, const char *db_file, bool create,
