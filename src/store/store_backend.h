@@ -102,6 +102,12 @@ struct store_backend_ops {
 	/* The key with its versions, grants and tags, atomically, if its row still has revision
 	 * (KMS_E_STALE otherwise: a cancelled deletion is never carried out). */
 	KMS_WUR int (*key_delete)(struct store_backend *b, const char *key_id, uint64_t revision);
+	/* Root-key rotation: replace the sealed bytes of these n versions of key_id (the same
+	 * material sealed under another root key), atomically, if the key's row still has
+	 * revision; the revision stays (the material did not change). KMS_E_STALE if it has
+	 * another one or a version is gone, KMS_E_KEY_NOT_FOUND if the key is gone. */
+	KMS_WUR int (*key_reseal)(struct store_backend *b, const char *key_id, uint64_t revision,
+				  const struct store_sealed_version *v, size_t n);
 	/* store copy: insert the key with these n versions exactly as given (sealed material,
 	 * revision, no quota), or nothing if a key with its id is there (*added false). */
 	KMS_WUR int (*key_put)(struct store_backend *b, const struct store_key_meta *meta,

@@ -471,9 +471,9 @@ static int store_copy_policy(struct store_copy_ctx *c)
 	return r;
 }
 
-/* The token signing secret: with a shared destination it lives there, sealed under the root key
- * in the setting "secret:token.key" (the format store_state_secret reads), so tokens issued
- * before the copy keep working on every host. The first secret wins: one the destination holds
+/* The token signing secret: it lives in the destination's settings, sealed under the root key
+ * in "secret:token.key" (the format store_state_secret reads, whatever the backend), so tokens
+ * issued before the copy keep working on every host. The first secret wins: one the destination holds
  * already must be the source's. */
 static int store_copy_secret(struct store_copy_ctx *c)
 {
@@ -485,8 +485,6 @@ static int store_copy_secret(struct store_copy_ctx *c)
 	bool added = false;
 	int r = secret ? 0 : KMS_E_NOMEM;
 
-	if (!c->dst->ops->shared)
-		goto out; /* a file in the state directory: the operator's to copy */
 	if (r == 0)
 		r = store_state_secret(c->src, name, secret);
 	if (r == 0)

@@ -1227,6 +1227,53 @@ static int store_pg_key_replace_material(struct store_backend *b, struct store_k
 	return store_pg_key_write_all(b, meta, v, true);
 }
 
+struct store_pg_reseal {
+	const char *key_id;
+	uint64_t revision;
+	const struct store_sealed_version *v;
+	size_t n;
+};
+
+/* The key's row is locked (FOR UPDATE: a concurrent write waits) but not changed. */
+static int store_pg_key_reseal_tx(struct store_pg_conn *c, void *arg)
+{
+	const struct store_pg_reseal *t = arg;
+	char rev[STORE_PG_INT_TEXT], version[STORE_PG_INT_TEXT], sealed[STORE_PG_SEALED_HEX];
+	const char *p[] = { t->key_id,
+			    store_pg_num(rev, t->revision > INT64_MAX ? INT64_MAX
+								      : (int64_t)t->revision) };
+	bool there = false;
+	long n = 0;
+	int r = store_pg_exec(c,
+			      "SELECT 1 FROM keys WHERE key_id = $1 AND revision = $2 FOR UPDATE",
+			      2, p, store_pg_true_row, &there, NULL);
+
+	if (r == 0 && !there)
+		r = store_pg_stale_or_gone(c, t->key_id);
+	for (size_t i = 0; r == 0 && i < t->n; i++) {
+		const char *q[] = { t->key_id, store_pg_num(version, t->v[i].version), sealed };
+
+		if (t->v[i].sealed_len == 0 || t->v[i].sealed_len > sizeof(t->v[i].sealed))
+			return KMS_E_BAD_PARAM;
+		store_pg_bytea_param(t->v[i].sealed, t->v[i].sealed_len, sealed);
+		r = store_pg_exec(c,
+				  "UPDATE key_versions SET sealed = $3 WHERE key_id = $1 AND "
+				  "version = $2",
+				  3, q, NULL, NULL, &n);
+		if (r == 0 && n != 1)
+			r = KMS_E_STALE; /* the material was replaced meanwhile */
+	}
+	return r;
+}
+
+static int store_pg_key_reseal(struct store_backend *b, const char *key_id, uint64_t revision,
+			       const struct store_sealed_version *v, size_t n)
+{
+	struct store_pg_reseal t = { key_id, revision, v, n };
+
+	return store_pg_tx(b, store_pg_key_reseal_tx, &t);
+}
+
 struct store_pg_delete {
 	const char *key_id;
 	uint64_t revision;
@@ -1510,6 +1557,7 @@ const struct store_backend_ops store_pg_ops = {
 	.key_add_version = store_pg_key_add_version,
 	.key_replace_material = store_pg_key_replace_material,
 	.key_delete = store_pg_key_delete,
+	.key_reseal = store_pg_key_reseal,
 	.key_put = store_pg_key_put,
 	.wipe_deleted = store_pg_wipe_deleted,
 	.key_due = store_pg_key_due,

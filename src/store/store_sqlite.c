@@ -1098,6 +1098,41 @@ static int store_sqlite_key_replace_material(struct store_backend *b, struct sto
 	return store_revision_next(m, store_tx(b, store_key_replace_material_tx, &t));
 }
 
+struct store_key_reseal {
+	const char *key_id;
+	uint64_t revision;
+	const struct store_sealed_version *v;
+	size_t n;
+};
+
+static int store_key_reseal_tx(sqlite3 *db, void *arg)
+{
+	const struct store_key_reseal *t = arg;
+	int r = store_revision_check(db, t->key_id, t->revision);
+
+	for (size_t i = 0; r == 0 && i < t->n; i++) {
+		r = store_run(
+			db,
+			"UPDATE key_versions SET sealed = :sealed WHERE key_id = :key_id "
+			"AND version = :version",
+			STORE_PARAMS(STORE_TEXT(":key_id", t->key_id),
+				     STORE_INT(":version", t->v[i].version),
+				     STORE_BLOB(":sealed", t->v[i].sealed, t->v[i].sealed_len)),
+			NULL, NULL);
+		if (r == 0 && sqlite3_changes(db) != 1)
+			r = KMS_E_STALE; /* the material was replaced meanwhile */
+	}
+	return r;
+}
+
+static int store_sqlite_key_reseal(struct store_backend *b, const char *key_id, uint64_t revision,
+				   const struct store_sealed_version *v, size_t n)
+{
+	struct store_key_reseal t = { key_id, revision, v, n };
+
+	return store_tx(b, store_key_reseal_tx, &t);
+}
+
 struct store_key_delete {
 	const char *key_id;
 	uint64_t revision;
@@ -1675,6 +1710,7 @@ const struct store_backend_ops store_sqlite_ops = {
 	.key_add_version = store_sqlite_key_add_version,
 	.key_replace_material = store_sqlite_key_replace_material,
 	.key_delete = store_sqlite_key_delete,
+	.key_reseal = store_sqlite_key_reseal,
 	.key_put = store_sqlite_key_put,
 	.wipe_deleted = store_sqlite_wipe_deleted,
 	.key_due = store_sqlite_key_due,

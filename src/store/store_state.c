@@ -23,8 +23,9 @@ bool store_shared(const struct store *s)
 	return s->ops->shared;
 }
 
-/* The sealed form of a state secret in a shared backend's settings: hex of
- * store_seal_opaque(label "kmsfs state secret NAME"), so the backend never sees it in plain. */
+/* The sealed form of a state secret in the backend's settings: hex of store_seal_opaque(label
+ * "kmsfs state secret NAME"), so the backend never sees it in plain and a root-key rotation
+ * re-seals it with everything else. */
 #define STORE_SECRET_SEALED (32 + CORE_SEALED_OVERHEAD)
 
 static int store_secret_label(const char *name, char *label, size_t cap)
@@ -35,8 +36,8 @@ static int store_secret_label(const char *name, char *label, size_t cap)
 
 /* The secret held in meta under "secret:NAME": 0, KMS_E_KEY_NOT_FOUND if there is none,
  * KMS_E_IO if it does not unseal (another root key, or damaged). */
-static int store_shared_secret_read(struct store *s, const char *meta_name, const char *label,
-				    uint8_t out[32])
+static int store_secret_meta_read(struct store *s, const char *meta_name, const char *label,
+				  uint8_t out[32])
 {
 	char hex[2 * STORE_SECRET_SEALED + 2];
 	uint8_t sealed[STORE_SECRET_SEALED];
@@ -56,52 +57,82 @@ static int store_shared_secret_read(struct store *s, const char *meta_name, cons
 	return 0;
 }
 
-/* With a shared backend: every host must get the same secret, so it lives in the backend,
- * sealed; the first host to create one wins and the others read the winner back. */
-static int store_shared_secret(struct store *s, const char *name, uint8_t out[32])
+/* Seal secret and insert it unless one is there; *added says which (the first writer wins:
+ * the others read the winner back). */
+static int store_secret_meta_add(struct store *s, const char *meta_name, const char *label,
+				 const uint8_t secret[32], bool *added)
 {
-	char meta_name[128], label[160], hex[2 * STORE_SECRET_SEALED + 1];
+	char hex[2 * STORE_SECRET_SEALED + 1];
 	uint8_t sealed[STORE_SECRET_SEALED];
 	size_t n = 0;
-	bool added = false;
-	int r;
+	int r = store_seal_opaque(s, label, secret, 32, sealed, sizeof(sealed), &n);
 
-	if ((size_t)snprintf(meta_name, sizeof(meta_name), "secret:%s", name) >= sizeof(meta_name))
-		return KMS_E_BAD_PARAM;
-	if ((r = store_secret_label(name, label, sizeof(label))) < 0)
-		return r;
-	r = store_shared_secret_read(s, meta_name, label, out);
-	if (r != KMS_E_KEY_NOT_FOUND)
-		return r;
-	if ((r = core_random_secret(out, 32)) < 0)
-		return r;
-	r = store_seal_opaque(s, label, out, 32, sealed, sizeof(sealed), &n);
+	*added = false;
 	if (r == 0) {
 		kms_hex_encode(sealed, n, hex);
-		r = s->ops->meta_add(s->be, meta_name, hex, &added);
+		r = s->ops->meta_add(s->be, meta_name, hex, added);
 	}
-	if (r == 0 && !added) /* another host was first: use its secret */
-		r = store_shared_secret_read(s, meta_name, label, out);
-	if (r < 0)
-		kms_wipe(out, 32);
 	return r;
+}
+
+/* A state directory made before the secrets moved into the settings holds NAME as a 0600 file:
+ * seal it into the settings once (tokens signed with it keep working), then remove the file, so
+ * a copy of the state directory holds no usable secret. KMS_E_KEY_NOT_FOUND: no file. */
+static int store_secret_file_move(struct store *s, const char *name, const char *meta_name,
+				  const char *label, uint8_t out[32])
+{
+	char path[4096], why[4600];
+	bool added = false;
+	int r, dfd;
+
+	if (store_shared(s))
+		return KMS_E_KEY_NOT_FOUND; /* a shared store never had the file */
+	if ((size_t)snprintf(path, sizeof(path), "%s/%s", s->state_dir, name) >= sizeof(path))
+		return KMS_E_IO;
+	if ((r = store_secret_file_read(path, out, why, sizeof(why))) < 0)
+		return r;
+	/* Durable in the settings (the backend's contract) before the file goes. */
+	r = store_secret_meta_add(s, meta_name, label, out, &added);
+	if (r == 0 && !added) /* moved by another process meanwhile: the same secret */
+		r = store_secret_meta_read(s, meta_name, label, out);
+	if (r < 0) {
+		kms_wipe(out, 32);
+		return r;
+	}
+	if (unlink(path) != 0 && errno != ENOENT)
+		return 0; /* still usable; the next start tries again */
+	dfd = open(s->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	return 0;
 }
 
 int store_state_secret(struct store *s, const char *name, uint8_t out[32])
 {
-	char path[4096], why[4600];
+	char meta_name[128], label[160];
+	bool added = false;
 	int r;
 
-	if (store_shared(s))
-		return store_shared_secret(s, name, out);
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", s->state_dir, name) >= sizeof(path))
-		return KMS_E_IO;
-	r = store_secret_file_read(path, out, why, sizeof(why));
-	if (r == KMS_E_KEY_NOT_FOUND) {
-		r = store_secret_file_create(s->state_dir, path, out);
-		if (r == KMS_E_IO && errno == EEXIST)
-			r = store_secret_file_read(path, out, why, sizeof(why));
-	}
+	if ((size_t)snprintf(meta_name, sizeof(meta_name), "secret:%s", name) >=
+		    sizeof(meta_name) ||
+	    strchr(name, '/'))
+		return KMS_E_BAD_PARAM;
+	if ((r = store_secret_label(name, label, sizeof(label))) < 0)
+		return r;
+	r = store_secret_meta_read(s, meta_name, label, out);
+	if (r == KMS_E_KEY_NOT_FOUND)
+		r = store_secret_file_move(s, name, meta_name, label, out);
+	if (r != KMS_E_KEY_NOT_FOUND)
+		return r;
+	if ((r = core_random_secret(out, 32)) < 0)
+		return r;
+	r = store_secret_meta_add(s, meta_name, label, out, &added);
+	if (r == 0 && !added) /* another process or host was first: use its secret */
+		r = store_secret_meta_read(s, meta_name, label, out);
+	if (r < 0)
+		kms_wipe(out, 32);
 	return r;
 }
 

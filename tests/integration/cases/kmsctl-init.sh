@@ -1,8 +1,8 @@
 #!/bin/bash
 # Only `kmsctl --state DIR init` (and kmsfs's first start) create a state directory: every other
 # kmsctl command on a missing one (a mistyped --state) fails with exit 3 and a message naming
-# init, and creates nothing. init makes the directory 0700 with root.key, token.key (0600) and
-# kms.db; on an existing one it says so, exits 0 and leaves the root key as it was.
+# init, and creates nothing. init makes the directory 0700 with root.key (0600) and kms.db (the
+# token key is sealed in kms.db, no file); on an existing one it says so, exits 0 and leaves the root key as it was.
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup
 
@@ -25,9 +25,8 @@ assert_eq "$rc" 3 "exit status of token issue in an empty directory"
 out=$("$KMSCTL" --state "$KMS_STATE" init) || fail "kmsctl init exited $?"
 assert_contains "$out" "initialised" "kmsctl init"
 assert_eq "$(stat -c %a "$KMS_STATE")" 700 "state dir mode"
-for f in root.key token.key; do
-	assert_eq "$(stat -c %a "$KMS_STATE/$f")" 600 "$f mode"
-done
+assert_eq "$(stat -c %a "$KMS_STATE/root.key")" 600 "root.key mode"
+[ ! -e "$KMS_STATE/token.key" ] || fail "init left a token.key file (it belongs sealed in kms.db)"
 [ -f "$KMS_STATE/kms.db" ] || fail "init made no kms.db"
 sum=$(sha256sum <"$KMS_STATE/root.key")
 out=$("$KMSCTL" --state "$KMS_STATE" init) || fail "kmsctl init on an initialised dir exited $?"
