@@ -521,35 +521,10 @@ static int store_restore_begin(struct store_backup_ctx *c, const struct store_ba
 	return r;
 }
 
-/* A state secret as the destination's state directory file, where SQLite reads it. */
-static int store_restore_secret_file(struct store *dst, const char *name, const uint8_t *secret)
-{
-	char path[4096], tmp[4200];
-	int fd, r = 0;
-
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", dst->state_dir, name) >= sizeof(path))
-		return KMS_E_IO;
-	snprintf(tmp, sizeof(tmp), "%s.restore", path);
-	(void)unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0)
-		return errno == ENOSPC ? KMS_E_NOSPACE : KMS_E_IO;
-	if (write(fd, secret, 32) != 32 || fsync(fd) != 0)
-		r = errno == ENOSPC ? KMS_E_NOSPACE : KMS_E_IO;
-	close(fd);
-	if (r == 0 && rename(tmp, path) != 0)
-		r = KMS_E_IO;
-	if (r == 0)
-		r = store_backup_sync(dst->state_dir, true);
-	if (r < 0)
-		(void)unlink(tmp);
-	return r;
-}
-
 /* The backup's state secrets become the destination's (it holds no keys: nothing is sealed
- * or signed under what it had), in its settings and, for the state directory's own reads of
- * SQLite, in its files: before store_copy, which holds source and destination to one token
- * signing secret. */
+ * or signed under what it had), sealed as they are, after a check that they unseal under this
+ * root key: before store_copy, which holds source and destination to one token signing
+ * secret. */
 static int store_restore_secrets(struct store_backup_ctx *c)
 {
 	char meta_name[64], label[160], hex[STORE_BACKUP_SECRET_HEX];
@@ -576,11 +551,7 @@ static int store_restore_secrets(struct store_backup_ctx *c)
 			r = KMS_E_IO;
 			break;
 		}
-		r = c->dst->ops->meta_set(c->dst->be, meta_name, hex);
-		/* The backup's store reads its secrets from this directory too (store_copy). */
-		if (r == 0)
-			r = store_restore_secret_file(c->src, name, secret);
-		if (r < 0)
+		if ((r = c->dst->ops->meta_set(c->dst->be, meta_name, hex)) < 0)
 			snprintf(c->why, c->why_len, "cannot write the state secret %s: %s", name,
 				 kms_err_info(r)->message);
 	}
