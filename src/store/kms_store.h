@@ -392,10 +392,12 @@ KMS_WUR int store_root_check_value(struct store *s, char out[2 * CORE_SHA256_BYT
  * info->root_check names) into dst, an open store that holds no keys: settings, projects, keys
  * with their sealed versions, grants, tags, policies, bindings, tokens, state secrets,
  * remembered bindings. A restore that was interrupted is finished by running it again (dst
- * records which backup it is taking); a dst holding other keys is refused (why says so). */
+ * records which backup it is taking); one that had finished is not done again (*already: dst
+ * was restored from this backup before, nothing copied). A dst holding other keys is refused
+ * (why says so). */
 KMS_WUR int store_restore(struct store *backup, struct store *dst,
 			  const struct store_backup_info *info, store_copy_progress_fn progress,
-			  void *arg, char *why, size_t why_len);
+			  void *arg, bool *already, char *why, size_t why_len);
 /* A store URI (store_options.backend) as logs and messages may show it: the hosts and the
  * database only, never a user name or password ("postgresql://db1,db2/kms", "host=/x dbname=kms",
  * "sqlite"). store_uri_hide_password overwrites a password in s with '*' (argv, for ps); true if

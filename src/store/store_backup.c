@@ -506,9 +506,14 @@ static int store_restore_begin(struct store_backup_ctx *c, const struct store_ba
 	}
 	store_restore_id(info, id, sizeof(id));
 	if (r == 1) {
-		r = c->dst->ops->meta_get(c->dst->be, "restore_pending", pending, sizeof(pending),
+		r = c->dst->ops->meta_get(c->dst->be, "restored_from", pending, sizeof(pending),
 					  &found);
-		if (r < 0 || strcmp(pending, id) != 0) {
+		if (r == 0 && found && strcmp(pending, id) == 0)
+			return 1; /* done by an earlier run (killed before it said so) */
+		if (r == 0)
+			r = c->dst->ops->meta_get(c->dst->be, "restore_pending", pending,
+						  sizeof(pending), &found);
+		if (r < 0 || !found || strcmp(pending, id) != 0) {
 			snprintf(c->why, c->why_len,
 				 "the destination already holds keys; restore into a new state "
 				 "directory (or an empty database), never over a store in use");
@@ -560,8 +565,10 @@ static int store_restore_secrets(struct store_backup_ctx *c)
 }
 
 int store_restore(struct store *backup, struct store *dst, const struct store_backup_info *info,
-		  store_copy_progress_fn progress, void *arg, char *why, size_t why_len)
+		  store_copy_progress_fn progress, void *arg, bool *already, char *why,
+		  size_t why_len)
 {
+	char id[128];
 	struct store_backup_ctx c = { .src = backup,
 				      .dst = dst,
 				      .progress = progress,
@@ -571,14 +578,24 @@ int store_restore(struct store *backup, struct store *dst, const struct store_ba
 	int r;
 
 	why[0] = 0;
+	*already = false;
 	r = store_restore_begin(&c, info);
+	if (r == 1) {
+		*already = true;
+		return 0;
+	}
 	if (r == 0)
 		r = store_restore_secrets(&c);
 	if (r == 0)
 		r = store_copy(backup, dst, progress, arg, why, why_len);
 	if (r == 0)
 		r = store_backup_extras(&c);
-	if (r == 0 && (r = dst->ops->meta_set(dst->be, "restore_pending", "")) < 0)
+	/* Done: a rerun finds this backup restored and copies nothing again (the store may be in
+	 * use by then: copying the backup over it would take changes back). */
+	store_restore_id(info, id, sizeof(id));
+	if (r == 0 && (r = dst->ops->meta_set(dst->be, "restored_from", id)) == 0)
+		r = dst->ops->meta_set(dst->be, "restore_pending", "");
+	if (r < 0 && !why[0])
 		snprintf(why, why_len, "cannot write to the destination: %s",
 			 kms_err_info(r)->message);
 	return r;

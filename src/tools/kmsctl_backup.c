@@ -99,6 +99,7 @@ static int kmsctl_restore(const char *state, const char *file)
 	struct kmsctl_counts c;
 	struct store *bk = NULL, *dst = NULL;
 	char why[1200], check[2 * CORE_SHA256_BYTES + 1], shown[512];
+	bool already = false;
 	int r, ret;
 
 	if (!state) {
@@ -128,7 +129,7 @@ static int kmsctl_restore(const char *state, const char *file)
 	if ((ret = kmsctl_audit_open(state, dst, &a)) != 0)
 		goto out;
 	r = store_restore(bk, dst, &info, isatty(STDERR_FILENO) ? kmsctl_copy_progress : NULL,
-			  &prog, why, sizeof(why));
+			  &prog, &already, why, sizeof(why));
 	if (prog.shown)
 		fputc('\n', stderr);
 	ret = kmsctl_audit_close(a, "kmsctl restore", NULL, file, r);
@@ -149,6 +150,9 @@ static int kmsctl_restore(const char *state, const char *file)
 		goto out;
 	}
 	store_uri_describe(kmsctl_store_uri, shown, sizeof(shown));
+	if (already)
+		printf("kmsctl: '%s' was restored into %s of '%s' before; nothing copied\n", file,
+		       shown, state);
 	printf("kmsctl: restored '%s' into %s of '%s': %zu projects, %zu keys, %zu grants, %zu "
 	       "tags, %zu token records\n",
 	       file, shown, state, c.projects, c.keys, c.grants, c.tags, c.tokens);

@@ -252,6 +252,7 @@ static int restore_into(const char *name, const char *dir, const char *uri,
 {
 	char file[4200], state[4200];
 	struct store *bk = NULL, *dst = NULL;
+	bool already = false;
 	int r;
 
 	path_in(file, sizeof(file), name);
@@ -260,7 +261,7 @@ static int restore_into(const char *name, const char *dir, const char *uri,
 		return r;
 	r = open_dir(dir, uri, true, &dst);
 	if (r == 0)
-		r = store_restore(bk, dst, info, NULL, NULL, why, sizeof(why));
+		r = store_restore(bk, dst, info, NULL, NULL, &already, why, sizeof(why));
 	store_close(dst);
 	store_close(bk);
 	return r;
@@ -364,10 +365,18 @@ TEST(restore_refuses_keys_and_finishes_an_interrupted_run)
 	store_close(s);
 	ASSERT_ERR(restore_into("b.db", "busy", NULL, &info), KMS_E_IO);
 	ASSERT_TRUE(strstr(why, "already holds keys") != NULL);
-	/* A finished restore is not run again over itself. */
+	/* A finished restore run again copies nothing (a key made since stays as it is). */
 	STEP(dir_with_root_of("dst", "src"));
 	ASSERT_OK(restore_into("b.db", "dst", NULL, &info));
-	ASSERT_ERR(restore_into("b.db", "dst", NULL, &info), KMS_E_IO);
+	ASSERT_OK(open_dir("dst", NULL, false, &s));
+	ASSERT_OK(store_key_rotate(s, P, f.ids[1], kms_time_real_ms(), NULL));
+	store_close(s);
+	ASSERT_OK(restore_into("b.db", "dst", NULL, &info));
+	ASSERT_OK(open_dir("dst", NULL, false, &s));
+	ASSERT_OK(store_key_get(s, P, f.ids[1], &k));
+	ASSERT_EQ(k->nversions, 2);
+	store_key_release(k);
+	store_close(s);
 	/* One killed after its keys went in (its mark still there) is finished by a rerun. */
 	ASSERT_OK(open_dir("dst", NULL, false, &s));
 	ASSERT_OK(s->ops->meta_get(s->be, "restore_pending", pending, sizeof(pending), &found));
@@ -375,10 +384,13 @@ TEST(restore_refuses_keys_and_finishes_an_interrupted_run)
 	snprintf(pending, sizeof(pending), "%s %lld %.16s", info.domain_id, (long long)info.made_ms,
 		 info.root_check);
 	ASSERT_OK(s->ops->meta_set(s->be, "restore_pending", pending));
+	ASSERT_OK(s->ops->meta_set(s->be, "restored_from", ""));
 	store_close(s);
 	ASSERT_OK(restore_into("b.db", "dst", NULL, &info));
 	ASSERT_OK(open_dir("dst", NULL, false, &s));
-	STEP(expect_filled(s, &f));
+	ASSERT_OK(store_key_get(s, P, f.ids[1], &k));
+	ASSERT_EQ(k->nversions, 1); /* the backup's key again, as an interrupted restore goes on */
+	store_key_release(k);
 	store_close(s);
 }
 
