@@ -254,6 +254,23 @@ static void fs_verify(struct fs *fs)
 			      why);
 }
 
+/* A root key in a token that went away or came back: said once each (the store counts). */
+static void fs_report_root(struct fs *fs, uint64_t *losses, uint64_t *recoveries)
+{
+	struct store_root_status st;
+
+	store_root_watch(fs->store, &st);
+	if (st.losses > *losses)
+		kms_log_error(
+			"root key token unavailable (%s): new keys and keys not in memory fail "
+			"with KMS.0102 until it is back; cached keys keep working",
+			st.error);
+	if (st.recoveries > *recoveries)
+		kms_log_info("root key token available again");
+	*losses = st.losses;
+	*recoveries = st.recoveries;
+}
+
 static void *fs_janitor(void *arg)
 {
 	struct fs *fs = arg;
@@ -261,6 +278,7 @@ static void *fs_janitor(void *arg)
 	unsigned ticks = 0;
 	bool changed;
 	char policy_said[160] = "";
+	uint64_t root_losses = 0, root_recoveries = 0;
 
 	fs_verify(fs);
 	fs_sweep(fs);
@@ -278,6 +296,7 @@ static void *fs_janitor(void *arg)
 		if (!fs->watcher_running && store_refresh(fs->store, &changed) == 0 && changed)
 			kms_log_debug("key database changed by another process; cache dropped");
 		fs_report_policy(fs, policy_said, sizeof(policy_said));
+		fs_report_root(fs, &root_losses, &root_recoveries);
 		if (++ticks % 10 == 0) {
 			fs_sweep(fs);
 			/* Give freed request and answer buffers back to the system: with mlockall

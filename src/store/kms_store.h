@@ -22,6 +22,7 @@
 #include "common/kms_role.h"
 #include "common/kms_secmem.h"
 #include "core/kms_core.h"
+#include "store/store_root.h"
 
 struct store;
 
@@ -120,8 +121,13 @@ KMS_WUR int store_state_dir_prepare(const char *dir, bool create, bool read_only
 KMS_WUR int store_open_hardened(const struct store_options *opt, size_t secure_heap_bytes,
 				bool lock_memory, struct kms_harden_report *hr, struct store **out,
 				char *why, size_t why_len);
-/* Whether the root key lives in the OpenSSL secure heap (start-up self-check and tests). */
+/* Whether the root key lives in the OpenSSL secure heap (start-up self-check and tests); a root
+ * key in a token: whether the PIN does. */
 bool store_root_key_secure(const struct store *s);
+/* The root key's provider: a token root that was lost is tried again (at most once a second),
+ * then *out says whether it is available and how often it went and came back. The daemon's
+ * janitor calls it every second and logs each loss and recovery once. */
+bool store_root_watch(struct store *s, struct store_root_status *out);
 /* Around fork(): SQLite connections must not cross it (POSIX locks stay with the parent while
  * SQLite's in-memory lock bookkeeping is copied to the child, which then holds no real locks and
  * another process may delete the WAL under it). Detach before fork, reopen in the child; the
@@ -359,13 +365,14 @@ struct store_backup_info {
 	char root_check[2 * CORE_SHA256_BYTES + 1]; /* of the root key the backup needs */
 	uint32_t root_generation;		    /* root_generation of the source (absent: 1) */
 	int64_t made_ms;			    /* the moment the backup is of */
-	char source[512];   /* store_uri_describe of the source, or its dir */
-	char domain_id[33]; /* of the source */
-	int format;	    /* STORE_BACKUP_FORMAT */
+	char source[512];	  /* store_uri_describe of the source, or its dir */
+	char domain_id[33];	  /* of the source */
+	int format;		  /* STORE_BACKUP_FORMAT */
+	char root_location[1024]; /* a token root's URI as the source recorded it, or "" */
 };
-/* Opens a store on the SQLite file db_file (store_options.backend "sqlite:FILE") under the root key the
- * caller's other stores use: writable (and created if absent), or read-only. 0 or a KMS_E_*
- * (after saying why: the caller's). */
+/* Opens a store on the SQLite file db_file (store_options.backend "sqlite:FILE") under the root
+ * key the caller's other stores use: writable (and created if absent), or read-only. 0 or a
+ * KMS_E_* (after saying why: the caller's). */
 typedef int (*store_backup_open_fn)(const char *db_file, bool writable, struct store **out,
 				    void *arg);
 /* Write a consistent snapshot of s (of one moment, while daemons and other hosts go on) to the
@@ -380,7 +387,8 @@ KMS_WUR int store_backup(struct store *s, const char *path, store_backup_open_fn
  * not a kmsfs backup (or cannot be read). */
 KMS_WUR int store_backup_read_info(const char *path, struct store_backup_info *info, char *why,
 				   size_t why_len);
-/* Whether the root key of opt (store_options.root_key, else state_dir's root.key) is the one
+/* Whether the root key of opt (store_options.root_key, else the token the backup names, else
+ * state_dir's root.key) is the one
  * the backup needs, comparing check values: 0, or KMS_E_IO with a sentence in why that says why
  * not and which generation the backup needs. Creates nothing. */
 KMS_WUR int store_backup_root_check(const struct store_options *opt,

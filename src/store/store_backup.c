@@ -196,12 +196,17 @@ int store_backup_root_check(const struct store_options *opt, const struct store_
 					false, opt->state_dir };
 	char check[2 * CORE_SHA256_BYTES + 1] = "", shown[1024], when[64];
 	struct store_root *root = NULL;
-	int r = store_root_open(&rp, &root, NULL, why, why_len);
+	int r;
+
+	/* As store_open: without a location given, the token the store recorded. */
+	if (!rp.location && info->root_location[0])
+		rp.location = info->root_location;
+	r = store_root_open(&rp, &root, NULL, why, why_len);
 
 	store_backup_when(info->made_ms, when, sizeof(when));
 	if (r == KMS_E_KEY_NOT_FOUND) {
-		if (opt->root_key)
-			snprintf(shown, sizeof(shown), "%.1000s", opt->root_key);
+		if (rp.location)
+			snprintf(shown, sizeof(shown), "%.1000s", rp.location);
 		else
 			snprintf(shown, sizeof(shown), "%.1000s/root.key", opt->state_dir);
 		snprintf(why, why_len,
@@ -452,6 +457,9 @@ int store_backup_read_info(const char *path, struct store_backup_info *info, cha
 		r = store_backup_info_get(b, "backup_source", info->source, sizeof(info->source));
 	if (r == 0)
 		r = store_backup_info_get(b, "domain_id", info->domain_id, sizeof(info->domain_id));
+	if (r == 0 && store_backup_info_get(b, "root_location", info->root_location,
+					    sizeof(info->root_location)) < 0)
+		info->root_location[0] = 0;
 	store_sqlite_ops.close(b);
 	info->format = atoi(format);
 	info->root_generation = (uint32_t)strtoul(gen, NULL, 10);

@@ -85,6 +85,24 @@ bool store_root_secure(const struct store_root *r)
 	return r && r->ops->secure(r);
 }
 
+void store_root_status(struct store_root *r, struct store_root_status *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->available = true;
+	if (r && r->ops->status)
+		r->ops->status(r, out);
+}
+
+bool store_root_poll(struct store_root *r)
+{
+	return !r || !r->ops->poll || r->ops->poll(r);
+}
+
+int store_root_reconnect(struct store_root *r, char *why, size_t why_len)
+{
+	return r && r->ops->reconnect ? r->ops->reconnect(r, why, why_len) : 0;
+}
+
 int store_root_destroy(struct store_root *r, char *why, size_t why_len)
 {
 	return r->ops->destroy(r, why, why_len);

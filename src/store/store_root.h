@@ -66,6 +66,20 @@ KMS_WUR int store_root_unseal_opaque(struct store_root *r, const char *label, co
 				     size_t n, uint8_t *out, size_t cap, size_t *out_len);
 /* Whether whatever of the root is in this process is in the secure heap (a token: nothing). */
 bool store_root_secure(const struct store_root *r);
+/* Whether the root can be used now, and how often it was lost and came back (a token that
+ * disappears: module error, session closed, device removed). The library never logs: the daemon
+ * reads this and says so once each way. */
+struct store_root_status {
+	bool available;
+	uint64_t losses, recoveries;
+	char error[160]; /* why it was last lost ("" if never) */
+};
+void store_root_status(struct store_root *r, struct store_root_status *out);
+/* A token root that was lost: try to get it back now if the last try is a second old (calls
+ * made while it is lost try too). Whether it is available. A file root: always true. */
+bool store_root_poll(struct store_root *r);
+/* After fork() in the child (store_reopen): a module's sessions do not cross it, start afresh. */
+KMS_WUR int store_root_reconnect(struct store_root *r, char *why, size_t why_len);
 /* Destroy the key where it lives (file: overwritten, fsynced, unlinked; token: C_DestroyObject):
  * only after nothing is sealed under it any more (root-key rotation). */
 KMS_WUR int store_root_destroy(struct store_root *r, char *why, size_t why_len);

@@ -14,6 +14,10 @@ struct store_root_ops {
 	KMS_WUR int (*destroy)(struct store_root *r, char *why, size_t why_len);
 	void (*close)(struct store_root *r);
 	bool (*secure)(const struct store_root *r);
+	/* NULL for a root that cannot be lost (a file). */
+	void (*status)(struct store_root *r, struct store_root_status *out);
+	bool (*poll)(struct store_root *r);
+	KMS_WUR int (*reconnect)(struct store_root *r, char *why, size_t why_len);
 	/* Opaque seals: under a key derived for them (file: today's format), or by the provider
 	 * itself with "kmsfs opaque " label as the AAD (token: nothing leaves it). */
 	bool opaque_derived;

@@ -150,15 +150,36 @@ static void store_where(const struct store *s, char *out, size_t cap)
 	snprintf(out, cap, "the key store %s", shown);
 }
 
+/* A root key in a token: record its URI (no PIN value) in meta "root_location", so tools and
+ * daemons started without --root-key / root_key= find it. A file root records nothing (the
+ * default is the state directory's root.key). */
+static int store_root_record(struct store *s, const char *location, const char *recorded,
+			     bool read_only, char *why, size_t why_len, const char *where)
+{
+	char shown[1024];
+	int r;
+
+	if (read_only || !store_root_location_is_pkcs11(location))
+		return 0;
+	store_root_describe(s->root, shown, sizeof(shown));
+	if (strcmp(shown, recorded) == 0)
+		return 0;
+	r = s->ops->meta_set(s->be, "root_location", shown);
+	if (r < 0)
+		snprintf(why, why_len, "cannot write to %s", where);
+	return r;
+}
+
 /* Open the root key (creating it only where no key was ever sealed) and refuse one whose check
  * value is not the one the store recorded. */
 static int store_load_root(struct store *s, const struct store_options *opt, char *why,
 			   size_t why_len)
 {
 	char check[2 * CORE_SHA256_BYTES + 1], stored[128], where[600], shown[1024];
+	char recorded[1024];
 	struct store_root_params rp = { opt->root_key, opt->pkcs11_module, opt->pkcs11_pin_file,
 					false, s->state_dir };
-	bool have_check = false;
+	bool have_check = false, found = false;
 	int r;
 
 	store_where(s, where, sizeof(where));
@@ -166,16 +187,36 @@ static int store_load_root(struct store *s, const struct store_options *opt, cha
 		snprintf(why, why_len, "cannot read %s", where);
 		return r;
 	}
+	/* Without a location: where the store says its root key is (a token's URI, recorded
+	 * below), else the file in the state directory. */
+	if (!rp.location && (r = s->ops->meta_get(s->be, "root_location", recorded,
+						  sizeof(recorded), &found)) < 0) {
+		snprintf(why, why_len, "cannot read %s", where);
+		return r;
+	}
+	if (!rp.location && found && *recorded)
+		rp.location = recorded;
 	/* Never a new root key over keys sealed under another. */
 	rp.create = opt->create && !opt->read_only && !have_check;
 	r = store_root_open(&rp, &s->root, NULL, why, why_len);
+	if (r == KMS_E_KEY_NOT_FOUND && store_root_location_is_pkcs11(rp.location)) {
+		if (have_check) {
+			char said[1024];
+
+			snprintf(said, sizeof(said), "%s", why);
+			snprintf(
+				why, why_len,
+				"%.600s, but %s holds keys sealed under it; make the token holding "
+				"it available (kmsfs never creates a new root key over existing "
+				"keys)",
+				said, where);
+		}
+		return KMS_E_IO;
+	}
 	if (r == KMS_E_KEY_NOT_FOUND) {
-		bool p11 = store_root_location_is_pkcs11(opt->root_key);
 		char path[4096];
 
-		if (p11)
-			snprintf(path, sizeof(path), "%s", why);
-		else if (opt->root_key)
+		if (opt->root_key)
 			snprintf(path, sizeof(path), "%s", opt->root_key);
 		else
 			snprintf(path, sizeof(path), "%s/root.key", s->state_dir);
@@ -184,10 +225,9 @@ static int store_load_root(struct store *s, const struct store_options *opt, cha
 				 "root key '%.300s' is missing, but %s holds keys sealed under it; "
 				 "%s (kmsfs never creates a new root key over existing keys)",
 				 path, where,
-				 p11		  ? "make the token holding it available"
-				 : s->ops->shared ? "copy root.key (mode 0600) from a host that "
-						    "serves this store"
-						  : "restore root.key from your backup");
+				 s->ops->shared ? "copy root.key (mode 0600) from a host that "
+						  "serves this store"
+						: "restore root.key from your backup");
 		else
 			snprintf(why, why_len, "root key '%.300s' does not exist", path);
 		return KMS_E_IO;
@@ -207,13 +247,16 @@ static int store_load_root(struct store *s, const struct store_options *opt, cha
 				 shown, where);
 			return KMS_E_IO;
 		}
-		return 0;
+		return store_root_record(s, rp.location, found ? recorded : "", opt->read_only, why,
+					 why_len, where);
 	}
 	if (opt->read_only)
 		return 0;
 	r = s->ops->meta_set(s->be, "root_check", check);
-	if (r < 0)
-		snprintf(why, why_len, "cannot write to %s", where);
+	if (r == 0)
+		return store_root_record(s, rp.location, found ? recorded : "", false, why, why_len,
+					 where);
+	snprintf(why, why_len, "cannot write to %s", where);
 	return r;
 }
 
@@ -398,6 +441,13 @@ bool store_root_key_secure(const struct store *s)
 	return s && store_root_secure(s->root);
 }
 
+bool store_root_watch(struct store *s, struct store_root_status *out)
+{
+	(void)store_root_poll(s->root);
+	store_root_status(s->root, out);
+	return out->available;
+}
+
 void store_detach(struct store *s)
 {
 	if (s->be)
@@ -422,7 +472,8 @@ int store_reopen(struct store *s, char *why, size_t why_len)
 		return r;
 	s->be = be;
 	s->data_version = 0;
-	return 0;
+	/* A token's sessions do not cross fork() either. */
+	return store_root_reconnect(s->root, why, why_len);
 }
 
 void store_close(struct store *s)

@@ -34,14 +34,20 @@
 static void kmsctl_usage(FILE *f)
 {
 	fprintf(f,
-		"usage: kmsctl --state DIR [--store URI] COMMAND ...\n"
+		"usage: kmsctl --state DIR [--store URI] [--root-key LOC] [--pkcs11-module PATH]\n"
+		"              [--pkcs11-pin-file FILE] COMMAND ...\n"
 		"\n"
 		"--store URI: the keys are in the PostgreSQL database URI (a libpq URI or keyword\n"
 		"string) that several hosts share, not in SQLite in DIR; DIR still holds the root\n"
 		"key. Give it to every command that opens the store, as to kmsfs -o store=URI\n"
+		"--root-key LOC: the root key file (default DIR/root.key) or a PKCS#11 URI\n"
+		"(pkcs11:token=T;object=O;pin-source=file:PIN_FILE); a store whose root key is in "
+		"a\n"
+		"token remembers the URI. --pkcs11-module PATH (default p11-kit's proxy) and\n"
+		"--pkcs11-pin-file FILE as kmsfs -o pkcs11_module, pkcs11_pin_file\n"
 		"\n"
 		"commands:\n"
-		"  init                create the state directory (0700), root key and key "
+		"  init [--root-key LOC] create the state directory (0700), root key and key "
 		"database;\n"
 		"        on an existing one it says so and changes nothing. Every other command\n"
 		"        refuses a state directory that does not exist. With --store URI it\n"
@@ -94,6 +100,7 @@ static void kmsctl_usage(FILE *f)
 /* --store URI: NULL for SQLite in the state directory. */
 const char *kmsctl_store_uri;
 static char *kmsctl_store_kept; /* what kmsctl_store_uri points to, if anything */
+const char *kmsctl_root_key, *kmsctl_pkcs11_module, *kmsctl_pkcs11_pin_file;
 
 /* Opens the store uri (NULL: SQLite) of state; quiet: no message when that fails. */
 int kmsctl_open_store(const char *state, const char *uri, bool create, bool quiet, struct store **s)
@@ -103,7 +110,10 @@ int kmsctl_open_store(const char *state, const char *uri, bool create, bool quie
 
 void kmsctl_store_options(const char *state, struct store_options *opt)
 {
-	*opt = (struct store_options){ .state_dir = state };
+	*opt = (struct store_options){ .state_dir = state,
+				       .root_key = kmsctl_root_key,
+				       .pkcs11_module = kmsctl_pkcs11_module,
+				       .pkcs11_pin_file = kmsctl_pkcs11_pin_file };
 }
 
 int kmsctl_open_file(const char *state, const char *uri, const char *db_file, bool create,
@@ -144,7 +154,7 @@ int kmsctl_open(const char *state, bool create, struct store **s)
 
 /* kmsctl --state DIR init: the one command (besides the daemon's first start) that creates a
  * state directory. Idempotent: an existing one is opened to check it and left as it is. */
-static int kmsctl_init(const char *state, int argc)
+static int kmsctl_init(const char *state, int argc, char **argv)
 {
 	uint8_t *secret = NULL;
 	char path[4200];
@@ -153,8 +163,11 @@ static int kmsctl_init(const char *state, int argc)
 	bool existed;
 	int r;
 
-	if (argc != 1) {
-		fprintf(stderr, "kmsctl: usage: kmsctl --state DIR init\n");
+	if (argc == 3 && strcmp(argv[1], "--root-key") == 0)
+		kmsctl_root_key = argv[2];
+	else if (argc != 1) {
+		fprintf(stderr,
+			"kmsctl: usage: kmsctl --state DIR init [--root-key FILE|pkcs11:...]\n");
 		return EXIT_USAGE;
 	}
 	if (!state) {
@@ -906,7 +919,7 @@ out:
 static int kmsctl_command(const char *state, int argc, char **argv)
 {
 	if (strcmp(argv[0], "init") == 0)
-		return kmsctl_init(state, argc);
+		return kmsctl_init(state, argc, argv);
 	if (strcmp(argv[0], "token") == 0)
 		return kmsctl_token(state, argc, argv);
 	if (strcmp(argv[0], "call") == 0)
@@ -946,6 +959,9 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "state", required_argument, NULL, 's' },
 		{ "store", required_argument, NULL, 'S' },
+		{ "root-key", required_argument, NULL, 'R' },
+		{ "pkcs11-module", required_argument, NULL, 'M' },
+		{ "pkcs11-pin-file", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -971,6 +987,15 @@ int main(int argc, char **argv)
 				fprintf(stderr, "kmsctl: out of memory\n");
 				return EXIT_STATE;
 			}
+			break;
+		case 'R':
+			kmsctl_root_key = optarg;
+			break;
+		case 'M':
+			kmsctl_pkcs11_module = optarg;
+			break;
+		case 'P':
+			kmsctl_pkcs11_pin_file = optarg;
 			break;
 		case 'h':
 			kmsctl_usage(stdout);

@@ -19,6 +19,9 @@ enum {
 
 /* --store URI: NULL for SQLite in the state directory. */
 extern const char *kmsctl_store_uri;
+/* --root-key LOC (file or pkcs11: URI), --pkcs11-module PATH, --pkcs11-pin-file FILE: NULL for
+ * the defaults (the store's recorded token, else DIR/root.key; p11-kit's proxy; the URI's). */
+extern const char *kmsctl_root_key, *kmsctl_pkcs11_module, *kmsctl_pkcs11_pin_file;
 
 /* Opens the store uri (NULL: SQLite) of state; quiet: no message when that fails. Returns 0 or
  * an exit status (EXIT_USAGE, EXIT_STATE) after saying why on stderr. */

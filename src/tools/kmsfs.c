@@ -49,6 +49,8 @@ struct kmsfs_config {
 	char *log;
 	char *region;
 	char *root_key;
+	char *pkcs11_module;
+	char *pkcs11_pin_file;
 	unsigned mailbox_ttl;
 	unsigned key_quota;
 	unsigned secure_heap_kib;
@@ -75,6 +77,8 @@ static const struct fuse_opt kmsfs_opts[] = {
 	KMSFS_OPT("log=%s", log),
 	KMSFS_OPT("region=%s", region),
 	KMSFS_OPT("root_key=%s", root_key),
+	KMSFS_OPT("pkcs11_module=%s", pkcs11_module),
+	KMSFS_OPT("pkcs11_pin_file=%s", pkcs11_pin_file),
 	KMSFS_OPT("mailbox_ttl=%u", mailbox_ttl),
 	KMSFS_OPT("key_quota=%u", key_quota),
 	KMSFS_OPT("secure_heap=%u", secure_heap_kib),
@@ -205,6 +209,10 @@ static void kmsfs_usage(const char *prog)
 	       "    -o state=DIR           state directory: key database, root key, token key\n"
 	       "                           (required; created 0700 on the first start)\n"
 	       "    -o root_key=FILE       root key file (default DIR/root.key)\n"
+	       "    -o root_key=pkcs11:URI  root key in a PKCS#11 token (RFC 7512 URI, e.g.\n"
+	       "                           pkcs11:token=T;object=O; docs/root-of-trust.md)\n"
+	       "    -o pkcs11_module=PATH  PKCS#11 module (default p11-kit's proxy)\n"
+	       "    -o pkcs11_pin_file=FILE  the token's PIN (default: the URI's pin source)\n"
 	       "    -o log=FILE            log file (default: stderr with -f, else DIR/kmsfs.log)\n"
 	       "    -o log=syslog          log to syslog (facility daemon) instead\n"
 	       "    -o audit=FILE          append one JSON line per request; a failed write fails "
@@ -903,6 +911,8 @@ int main(int argc, char **argv)
 	sopt.create = true;
 	sopt.region = cfg.region;
 	sopt.root_key = cfg.root_key;
+	sopt.pkcs11_module = cfg.pkcs11_module;
+	sopt.pkcs11_pin_file = cfg.pkcs11_pin_file;
 	/* Before anything is put in it (the log): created 0700, or ours and tightened to 0700. */
 	if (store_state_dir_prepare(cfg.state, true, false, why, sizeof(why)) < 0) {
 		kmsfs_error("%s", why);
@@ -1026,6 +1036,8 @@ out:
 	free(cfg.log);
 	free(cfg.region);
 	free(cfg.root_key);
+	free(cfg.pkcs11_module);
+	free(cfg.pkcs11_pin_file);
 	free(cfg.audit);
 	free(cfg.metrics_group);
 	free(cfg.store);
