@@ -45,6 +45,20 @@ static void setup(void)
 	snprintf(path, sizeof(path), "%s/root.key", dir);
 }
 
+/* A fresh directory with a new root key; key: the file's bytes. */
+static struct store_root *fresh_root(uint8_t key[CORE_KEY_BYTES])
+{
+	struct store_root *r;
+	bool created = false;
+	int err = -1;
+
+	setup();
+	r = open_root(true, &created, &err);
+	if (r && err == 0 && created)
+		read_file_key(key);
+	return r;
+}
+
 TEST(file_absent_is_not_created_without_create)
 {
 	bool created = true;
@@ -91,14 +105,9 @@ TEST(file_seal_is_core_seal_and_binds_the_aad)
 	uint8_t key[CORE_KEY_BYTES], plain[CORE_KEY_BYTES], sealed[CORE_KEY_BYTES + 64];
 	uint8_t out[CORE_KEY_BYTES + 64];
 	size_t n = 0, m = 0;
-	bool created;
-	int err;
-	struct store_root *r;
+	struct store_root *r = fresh_root(key);
 
-	setup();
-	r = open_root(true, &created, &err);
-	ASSERT_OK(err);
-	read_file_key(key);
+	ASSERT_TRUE(r != NULL);
 	memset(plain, 0x5a, sizeof(plain));
 	ASSERT_OK(store_root_seal(r, "aad", 3, plain, sizeof(plain), sealed, sizeof(sealed), &n));
 	ASSERT_EQ(n, sizeof(plain) + CORE_SEALED_OVERHEAD);
@@ -121,14 +130,9 @@ TEST(file_derive_check_and_opaque_as_before)
 	static const char label[] = "kmsfs root key check v1";
 	static const char ol[] = "kmsfs opaque seal key v1";
 	size_t n = 0, m = 0;
-	bool created;
-	int err;
-	struct store_root *r;
+	struct store_root *r = fresh_root(key);
 
-	setup();
-	r = open_root(true, &created, &err);
-	ASSERT_OK(err);
-	read_file_key(key);
+	ASSERT_TRUE(r != NULL);
 	ASSERT_OK(store_root_derive(r, "some label", d));
 	ASSERT_OK(core_hmac_sha256(key, sizeof(key), "some label", 10, want));
 	ASSERT_MEMEQ(d, want, sizeof(want));
@@ -150,15 +154,14 @@ TEST(file_derive_check_and_opaque_as_before)
 
 TEST(file_status_and_destroy)
 {
+	uint8_t key[CORE_KEY_BYTES];
 	struct store_root_status st;
 	char why[512];
 	bool created;
 	int err;
-	struct store_root *r;
+	struct store_root *r = fresh_root(key);
 
-	setup();
-	r = open_root(true, &created, &err);
-	ASSERT_OK(err);
+	ASSERT_TRUE(r != NULL);
 	store_root_status(r, &st);
 	ASSERT_TRUE(st.available);
 	ASSERT_EQ(st.losses, 0u);
