@@ -379,8 +379,8 @@ typedef int (*store_backup_open_fn)(const char *db_file, bool writable, struct s
  * new file path: a temporary name in path's directory, made durable, then renamed over path.
  * SQLite: the online backup API (progress in pages); a source without a file of its own
  * (PostgreSQL): one snapshot transaction copied (store_copy) into a store on the file (progress
- * in keys). open opens the file as a store. info: the stamp written into it. */
-KMS_WUR int store_backup(struct store *s, const char *path, store_backup_open_fn open,
+ * in keys). open_file opens the file as a store. info: the stamp written into it. */
+KMS_WUR int store_backup(struct store *s, const char *path, store_backup_open_fn open_file,
 			 void *open_arg, store_copy_progress_fn progress, void *arg,
 			 struct store_backup_info *info, char *why, size_t why_len);
 /* The stamp of the backup file path, read without any root key. KMS_E_IO with why if path is

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -311,19 +312,6 @@ static int store_backup_sync(const char *path, bool dir)
 	return r;
 }
 
-/* The directory of path (".": none named). */
-static void store_backup_dir(const char *path, char *out, size_t cap)
-{
-	const char *slash = strrchr(path, '/');
-
-	if (!slash)
-		snprintf(out, cap, ".");
-	else if (slash == path)
-		snprintf(out, cap, "/");
-	else
-		snprintf(out, cap, "%.*s", (int)(slash - path), path);
-}
-
 /* The temporary file in path's directory: a new empty one, 0600 (what a killed run left
  * there goes first). */
 static int store_backup_temp(const char *path, char *tmp, size_t cap, char *why, size_t why_len)
@@ -345,8 +333,8 @@ static int store_backup_temp(const char *path, char *tmp, size_t cap, char *why,
 }
 
 /* The snapshot into the file tmp, by the backend's own means. */
-static int store_backup_take(struct store_backup_ctx *c, const char *tmp, store_backup_open_fn open,
-			     void *open_arg)
+static int store_backup_take(struct store_backup_ctx *c, const char *tmp,
+			     store_backup_open_fn open_file, void *open_arg)
 {
 	struct store *src = c->src;
 	int r;
@@ -358,7 +346,7 @@ static int store_backup_take(struct store_backup_ctx *c, const char *tmp, store_
 			 src->ops->name);
 		return KMS_E_INTERNAL;
 	}
-	if ((r = open(tmp, true, &c->dst, open_arg)) < 0) {
+	if ((r = open_file(tmp, true, &c->dst, open_arg)) < 0) {
 		snprintf(c->why, c->why_len, "cannot create a key database in '%.300s'", tmp);
 		return r;
 	}
@@ -371,7 +359,7 @@ static int store_backup_take(struct store_backup_ctx *c, const char *tmp, store_
 	return r;
 }
 
-int store_backup(struct store *s, const char *path, store_backup_open_fn open, void *open_arg,
+int store_backup(struct store *s, const char *path, store_backup_open_fn open_file, void *open_arg,
 		 store_copy_progress_fn progress, void *arg, struct store_backup_info *info,
 		 char *why, size_t why_len)
 {
@@ -390,8 +378,8 @@ int store_backup(struct store *s, const char *path, store_backup_open_fn open, v
 	}
 	if ((r = store_backup_temp(path, tmp, sizeof(tmp), why, why_len)) < 0)
 		return r;
-	r = store_backup_take(&c, tmp, open, open_arg);
-	if (r == 0 && (r = open(tmp, true, &f, open_arg)) < 0)
+	r = store_backup_take(&c, tmp, open_file, open_arg);
+	if (r == 0 && (r = open_file(tmp, true, &f, open_arg)) < 0)
 		snprintf(why, why_len, "cannot open the copy '%.300s'", tmp);
 	if (r == 0 && (r = store_backup_copy_secrets(s, f)) < 0)
 		snprintf(why, why_len, "cannot copy the state secrets: %s",
@@ -401,7 +389,7 @@ int store_backup(struct store *s, const char *path, store_backup_open_fn open, v
 			 kms_err_info(r)->message);
 	store_close(f);
 	/* Durable under its own name before it takes path's, and the name durable after. */
-	store_backup_dir(path, dir, sizeof(dir));
+	snprintf(dir, sizeof(dir), "%s", path);
 	if (r == 0 && (r = store_backup_sync(tmp, false)) < 0)
 		snprintf(why, why_len, "cannot write '%.300s' to disk", tmp);
 	if (r == 0 && rename(tmp, path) != 0) {
@@ -409,8 +397,8 @@ int store_backup(struct store *s, const char *path, store_backup_open_fn open, v
 			 strerror(errno));
 		r = KMS_E_IO;
 	}
-	if (r == 0 && (r = store_backup_sync(dir, true)) < 0)
-		snprintf(why, why_len, "cannot write directory '%.300s' to disk", dir);
+	if (r == 0 && (r = store_backup_sync(dirname(dir), true)) < 0)
+		snprintf(why, why_len, "cannot write the directory of '%.300s' to disk", path);
 	if (r < 0)
 		(void)unlink(tmp);
 	return r;

@@ -19,18 +19,8 @@ import kmsio
 
 
 def call(base, action, req):
-    """One same-handle transaction; an API error raises RuntimeError(code)."""
-    fd = os.open(os.path.join(base, action), os.O_RDWR)
-    try:
-        os.write(fd, json.dumps(req).encode())
-        data = os.pread(fd, 1 << 20, 0)
-    finally:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    kmsio.record(data)
-    r = json.loads(data)
+    """kmsio.call on BASE/ACTION; an API error raises RuntimeError."""
+    r = kmsio.call(os.path.join(base, action), req)
     if "error" in r:
         raise RuntimeError(r["error"]["error_code"] + ": " + r["error"].get("error_msg", ""))
     return r
