@@ -2,8 +2,9 @@
 
   backup_restore.py load BASE JOURNAL STOP KEYS...    4 client threads until STOP exists: each
                                                       makes DEKs (create-datakey) under random
-                                                      keys, creates keys now and then and
-                                                      rotates them; every DEK it got back goes
+                                                      keys, creates keys now and then (15 at
+                                                      most) and rotates them; every DEK it got
+                                                      back goes
                                                       into JOURNAL/c<n> with the time it got it
   backup_restore.py verify BASE JOURNAL BEFORE        every DEK journalled before BEFORE (unix
                                                       seconds) decrypts through the mount BASE
@@ -37,7 +38,7 @@ def load(base, journal, stop, keys):
             while not os.path.exists(stop):
                 i += 1
                 op = random.random()
-                if op < 0.05:
+                if op < 0.05 and len(mine) < len(keys) + 15:  # 4 x 15: under the quota
                     r = call(base, "create-key", {"key_alias": "c%d-%d" % (n, i)})
                     mine.append(r["key_info"]["key_id"])
                 elif op < 0.15:
