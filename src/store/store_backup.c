@@ -277,6 +277,25 @@ static int store_backup_stamp(struct store *f, const struct store_backup_info *i
 	return r;
 }
 
+/* A root-key rotation runs in the snapshot f (store_rotate.c: root_next_check set and not yet
+ * the committed root_check): its rows are sealed under two roots, and a backup names one. */
+static int store_backup_not_rotating(struct store *f, char *why, size_t why_len)
+{
+	char next[2 * CORE_SHA256_BYTES + 2] = "", cur[2 * CORE_SHA256_BYTES + 2] = "";
+	bool found = false;
+	int r = f->ops->meta_get(f->be, "root_next_check", next, sizeof(next), &found);
+
+	if (r == 0 && found && next[0])
+		r = f->ops->meta_get(f->be, "root_check", cur, sizeof(cur), &found);
+	if (r < 0 || !next[0] || strcmp(next, cur) == 0)
+		return r;
+	snprintf(
+		why, why_len,
+		"a root-key rotation was running when the snapshot was taken, so its keys are "
+		"sealed under two root keys; finish it (kmsctl root-key rotate) and back up again");
+	return KMS_E_BUSY;
+}
+
 /* What the backup of s records about it, before the snapshot is taken. */
 static int store_backup_describe(struct store *s, struct store_backup_info *info)
 {
@@ -381,6 +400,8 @@ int store_backup(struct store *s, const char *path, store_backup_open_fn open_fi
 	r = store_backup_take(&c, tmp, open_file, open_arg);
 	if (r == 0 && (r = open_file(tmp, true, &f, open_arg)) < 0)
 		snprintf(why, why_len, "cannot open the copy '%.300s'", tmp);
+	if (r == 0 && (r = store_backup_not_rotating(f, why, why_len)) < 0 && !why[0])
+		snprintf(why, why_len, "cannot read '%.300s': %s", tmp, kms_err_info(r)->message);
 	if (r == 0 && (r = store_backup_copy_secrets(s, f)) < 0)
 		snprintf(why, why_len, "cannot copy the state secrets: %s",
 			 kms_err_info(r)->message);

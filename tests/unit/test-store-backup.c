@@ -394,6 +394,30 @@ TEST(restore_refuses_keys_and_finishes_an_interrupted_run)
 	store_close(s);
 }
 
+TEST(backup_refuses_a_store_in_the_middle_of_a_root_rotation)
+{
+	struct store_backup_info info;
+	char file[4200], dir[4200], check[2 * CORE_SHA256_BYTES + 1];
+	struct store *s = NULL;
+	struct fill f;
+
+	fresh_base();
+	ASSERT_OK(open_dir("src", NULL, true, &s));
+	STEP(fill_store(s, &f));
+	ASSERT_OK(s->ops->meta_set(s->be, "root_next_check", "00AB"));
+	path_in(file, sizeof(file), "b.db");
+	path_in(dir, sizeof(dir), "src");
+	ASSERT_ERR(store_backup(s, file, open_file, dir, NULL, NULL, &info, why, sizeof(why)),
+		   KMS_E_BUSY);
+	ASSERT_TRUE(strstr(why, "rotation") != NULL);
+	ASSERT_TRUE(access(file, F_OK) != 0);
+	/* Committed (the next root is the root now): a backup is fine. */
+	ASSERT_OK(store_root_check_value(s, check));
+	ASSERT_OK(s->ops->meta_set(s->be, "root_next_check", check));
+	ASSERT_OK(store_backup(s, file, open_file, dir, NULL, NULL, &info, why, sizeof(why)));
+	store_close(s);
+}
+
 /* Writes made while the backup runs: the first progress call (between two steps of the copy)
  * creates a key through another store on the source. */
 struct late {
