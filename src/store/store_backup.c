@@ -36,6 +36,7 @@ struct store_backup_ctx {
 	void *arg;
 	char *why;
 	size_t why_len;
+	const struct store_backup_info *info; /* backup: what the file records */
 	/* Remembered token bindings of the source, collected before they are written. */
 	struct store_session *sessions;
 	size_t nsessions, cap_sessions;
@@ -122,9 +123,7 @@ static int store_backup_sessions(struct store_backup_ctx *c)
 	r = c->src->ops->session_list(c->src->be, NULL, store_backup_session, c);
 	for (size_t i = 0; r == 0 && i < c->nsessions; i++)
 		r = c->dst->ops->session_put(c->dst->be, &c->sessions[i]);
-	if (c->sessions)
-		kms_wipe(c->sessions, c->cap_sessions * sizeof(*c->sessions));
-	free(c->sessions);
+	free(c->sessions); /* sealed rows: nothing to wipe */
 	c->sessions = NULL;
 	c->nsessions = c->cap_sessions = 0;
 	return r;
@@ -242,12 +241,47 @@ int store_backup_root_check(const struct store_options *opt, const struct store_
 
 /* ---- backup */
 
+/* The snapshot in f (the file, or the source inside its snapshot) is sealed under the root key
+ * info names: no root-key rotation running in it (store_rotate.c: root_next_check set and not
+ * yet the committed root_check, keys under two roots), none committed since kmsctl opened the
+ * store. */
+static int store_backup_one_root(struct store *f, const struct store_backup_info *info, char *why,
+				 size_t why_len)
+{
+	char next[2 * CORE_SHA256_BYTES + 2] = "", cur[2 * CORE_SHA256_BYTES + 2] = "";
+	bool found = false;
+	int r = f->ops->meta_get(f->be, "root_next_check", next, sizeof(next), &found);
+
+	if (r == 0)
+		r = f->ops->meta_get(f->be, "root_check", cur, sizeof(cur), &found);
+	if (r < 0) {
+		snprintf(why, why_len, "cannot read the snapshot's settings: %s",
+			 kms_err_info(r)->message);
+		return r;
+	}
+	if (next[0] && strcmp(next, cur) != 0) {
+		snprintf(why, why_len,
+			 "a root-key rotation was running when the snapshot was taken, so its keys "
+			 "are sealed under two root keys; finish it (kmsctl root-key rotate) and "
+			 "back up again");
+		return KMS_E_BUSY;
+	}
+	if (strcmp(cur, info->root_check) != 0) {
+		snprintf(why, why_len,
+			 "the root key was rotated while the backup was taken; run it again");
+		return KMS_E_BUSY;
+	}
+	return 0;
+}
+
 /* The body of a snapshot (PostgreSQL): everything into the file's store. */
 static int store_backup_copy(void *arg)
 {
 	struct store_backup_ctx *c = arg;
-	int r = store_copy(c->src, c->dst, c->progress, c->arg, c->why, c->why_len);
+	int r = store_backup_one_root(c->src, c->info, c->why, c->why_len);
 
+	if (r == 0)
+		r = store_copy(c->src, c->dst, c->progress, c->arg, c->why, c->why_len);
 	if (r == 0)
 		r = store_backup_extras(c);
 	if (r == 0 && (r = store_backup_copy_secrets(c->src, c->dst)) < 0)
@@ -275,25 +309,6 @@ static int store_backup_stamp(struct store *f, const struct store_backup_info *i
 	if (r == 0)
 		r = f->ops->meta_set(f->be, "backup_format", format);
 	return r;
-}
-
-/* A root-key rotation runs in the snapshot f (store_rotate.c: root_next_check set and not yet
- * the committed root_check): its rows are sealed under two roots, and a backup names one. */
-static int store_backup_not_rotating(struct store *f, char *why, size_t why_len)
-{
-	char next[2 * CORE_SHA256_BYTES + 2] = "", cur[2 * CORE_SHA256_BYTES + 2] = "";
-	bool found = false;
-	int r = f->ops->meta_get(f->be, "root_next_check", next, sizeof(next), &found);
-
-	if (r == 0 && found && next[0])
-		r = f->ops->meta_get(f->be, "root_check", cur, sizeof(cur), &found);
-	if (r < 0 || !next[0] || strcmp(next, cur) == 0)
-		return r;
-	snprintf(
-		why, why_len,
-		"a root-key rotation was running when the snapshot was taken, so its keys are "
-		"sealed under two root keys; finish it (kmsctl root-key rotate) and back up again");
-	return KMS_E_BUSY;
 }
 
 /* What the backup of s records about it, before the snapshot is taken. */
@@ -382,9 +397,12 @@ int store_backup(struct store *s, const char *path, store_backup_open_fn open_fi
 		 store_copy_progress_fn progress, void *arg, struct store_backup_info *info,
 		 char *why, size_t why_len)
 {
-	struct store_backup_ctx c = {
-		.src = s, .progress = progress, .arg = arg, .why = why, .why_len = why_len
-	};
+	struct store_backup_ctx c = { .src = s,
+				      .progress = progress,
+				      .arg = arg,
+				      .why = why,
+				      .why_len = why_len,
+				      .info = info };
 	struct store *f = NULL;
 	char tmp[4200], dir[4200];
 	int r;
@@ -400,8 +418,8 @@ int store_backup(struct store *s, const char *path, store_backup_open_fn open_fi
 	r = store_backup_take(&c, tmp, open_file, open_arg);
 	if (r == 0 && (r = open_file(tmp, true, &f, open_arg)) < 0)
 		snprintf(why, why_len, "cannot open the copy '%.300s'", tmp);
-	if (r == 0 && (r = store_backup_not_rotating(f, why, why_len)) < 0 && !why[0])
-		snprintf(why, why_len, "cannot read '%.300s': %s", tmp, kms_err_info(r)->message);
+	if (r == 0)
+		r = store_backup_one_root(f, info, why, why_len);
 	if (r == 0 && (r = store_backup_copy_secrets(s, f)) < 0)
 		snprintf(why, why_len, "cannot copy the state secrets: %s",
 			 kms_err_info(r)->message);
