@@ -370,9 +370,9 @@ struct store_backup_info {
 	int format;		  /* STORE_BACKUP_FORMAT */
 	char root_location[1024]; /* a token root's URI as the source recorded it, or "" */
 };
-/* Opens a store on the SQLite file db_file (store_options.backend "sqlite:FILE") under the root
- * key the caller's other stores use: writable (and created if absent), or read-only. 0 or a
- * KMS_E_* (after saying why: the caller's). */
+/* Opens a store on the existing SQLite file db_file (store_options.backend "sqlite:FILE", create
+ * false: never a new root key) under the root key the caller's other stores use, writable or
+ * read-only. 0 or a KMS_E_* (after saying why: the caller's). */
 typedef int (*store_backup_open_fn)(const char *db_file, bool writable, struct store **out,
 				    void *arg);
 /* Write a consistent snapshot of s (of one moment, while daemons and other hosts go on) to the

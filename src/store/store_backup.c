@@ -366,6 +366,27 @@ static int store_backup_temp(const char *path, char *tmp, size_t cap, char *why,
 	return 0;
 }
 
+/* A new file gets the source's recorded root location first (a token root: the URI), so that
+ * opening it finds the same root key as the source without --root-key. */
+static int store_backup_seed(struct store *src, const char *tmp)
+{
+	char uri[4300], location[1024];
+	struct store_backend_params bp = { .state_dir = src->state_dir, .uri = uri };
+	struct store_backend *b = NULL;
+	bool found = false;
+	int r = src->ops->meta_get(src->be, "root_location", location, sizeof(location), &found);
+	char why[512];
+
+	if (r < 0 || !found)
+		return r;
+	snprintf(uri, sizeof(uri), "sqlite:%s", tmp);
+	if ((r = store_sqlite_ops.open(&bp, &b, why, sizeof(why))) < 0)
+		return r;
+	r = store_sqlite_ops.meta_set(b, "root_location", location);
+	store_sqlite_ops.close(b);
+	return r;
+}
+
 /* The snapshot into the file tmp, by the backend's own means. */
 static int store_backup_take(struct store_backup_ctx *c, const char *tmp,
 			     store_backup_open_fn open_file, void *open_arg)
@@ -380,7 +401,8 @@ static int store_backup_take(struct store_backup_ctx *c, const char *tmp,
 			 src->ops->name);
 		return KMS_E_INTERNAL;
 	}
-	if ((r = open_file(tmp, true, &c->dst, open_arg)) < 0) {
+	if ((r = store_backup_seed(src, tmp)) < 0 ||
+	    (r = open_file(tmp, true, &c->dst, open_arg)) < 0) {
 		snprintf(c->why, c->why_len, "cannot create a key database in '%.300s'", tmp);
 		return r;
 	}

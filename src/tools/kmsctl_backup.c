@@ -16,9 +16,9 @@ static int kmsctl_backup_open(const char *db_file, bool writable, struct store *
 {
 	const char *state = arg;
 
-	return kmsctl_open_file(state, NULL, db_file, writable, !writable, false, out) == 0
-		       ? 0
-		       : KMS_E_IO;
+	/* Never create: the file is there (store_backup made it), and a root key must not be. */
+	return kmsctl_open_file(state, NULL, db_file, false, !writable, false, out) == 0 ? 0
+											 : KMS_E_IO;
 }
 
 /* "2026-12-06 21:54:36 UTC" */
@@ -110,7 +110,10 @@ static int kmsctl_restore(const char *state, const char *file)
 		fprintf(stderr, "kmsctl: %s\n", why);
 		return EXIT_STATE;
 	}
-	/* The root key first: nothing is made in state under another one. */
+	/* The root key first: nothing is made in state under another one. Without --root-key,
+	 * the token the backup's store recorded (as store_open finds it in a store). */
+	if (!kmsctl_root_key && info.root_location[0])
+		kmsctl_root_key = info.root_location;
 	kmsctl_store_options(state, &opt);
 	if (store_backup_root_check(&opt, &info, why, sizeof(why)) < 0) {
 		fprintf(stderr, "kmsctl: cannot restore '%s' into '%s': %s\n", file, state, why);

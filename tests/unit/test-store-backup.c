@@ -62,9 +62,7 @@ static int open_dir(const char *dir, const char *uri, bool create, struct store 
 static int open_file(const char *db_file, bool writable, struct store **out, void *arg)
 {
 	char uri[4300];
-	struct store_options o = {
-		.state_dir = arg, .backend = uri, .create = writable, .read_only = !writable
-	};
+	struct store_options o = { .state_dir = arg, .backend = uri, .read_only = !writable };
 
 	snprintf(uri, sizeof(uri), "sqlite:%s", db_file);
 	return store_open(&o, out, why, sizeof(why));

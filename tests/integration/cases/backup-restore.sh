@@ -7,7 +7,9 @@
 # keys; a restore killed (SIGKILL) once keys went in is finished by running it again; `kmsctl
 # check` passes on the restored dir, and a daemon on it decrypts every DEK made before the backup
 # began and accepts the token issued before. Then the same file restored into PostgreSQL, that
-# store backed up (one snapshot transaction) and restored into SQLite again, checked there.
+# store backed up (one snapshot transaction) and restored into SQLite again, checked there; and a
+# store whose root key is in a PKCS#11 token (SoftHSMv2) backed up and restored through the URI
+# it recorded (no root.key made), another token object refused.
 source "$(dirname "$0")/../lib/common.sh"
 # shellcheck source=tests/integration/lib/multihost.sh
 source "$KMS_LIB/multihost.sh"
@@ -151,3 +153,43 @@ assert_eq "$(jget "$r" .data_key)" "$(jq -r .dek <<<"$e")" "a DEK after SQLite -
 for d in "$SRC" "$NEW" "$PGS" "$AGAIN"; do
 	kms_dek_scan "$KMS_DEKS" "$d" || fail "a DEK reached $d"
 done
+
+# ---- a root key in a PKCS#11 token (SoftHSMv2): backup and restore find it through the URI
+# the store recorded, never make a root.key file, and refuse another token object
+softhsm=
+for f in /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so; do
+	[ -e "$f" ] && softhsm=$f && break
+done
+if [ -z "$softhsm" ] || ! command -v softhsm2-util >/dev/null; then
+	skip "the rest passed; SoftHSMv2 is not installed for the token part (apt-get install softhsm2)"
+fi
+HSM=$KMS_WORK/hsm
+mkdir -p "$HSM/tokens"
+printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$HSM/tokens" >"$HSM/softhsm2.conf"
+export SOFTHSM2_CONF=$HSM/softhsm2.conf
+softhsm2-util --init-token --free --label kmsfs --so-pin 5678 --pin 1234 >/dev/null || fail "softhsm2-util --init-token"
+(umask 077 && echo 1234 >"$HSM/pin")
+uri="pkcs11:token=kmsfs;object=root-a;pin-source=file:$HSM/pin"
+TOK=$KMS_WORK/tok
+hctl() { "$KMSCTL" --pkcs11-module "$softhsm" "$@"; }
+hctl --state "$TOK" init --root-key "$uri" >/dev/null || fail "kmsctl init --root-key"
+k=$(jget "$(hctl --state "$TOK" call th create-key '{"key_alias":"t"}')" .key_info.key_id)
+r=$(hctl --state "$TOK" call th create-datakey "{\"key_id\":\"$k\"}")
+kms_record "$r"
+out=$(hctl --state "$TOK" backup "$B/tok.db" 2>&1) || fail "backup of a token-rooted store: $out"
+TOK2=$KMS_WORK/tok2
+install -d -m 0700 "$TOK2"
+out=$(hctl --state "$TOK2" restore "$B/tok.db" 2>&1) || fail "restore of a token-rooted store: $out"
+assert_contains "$out" " 0 damaged keys" "restore of a token-rooted store"
+[ ! -e "$TOK2/root.key" ] || fail "restore made a root.key file although the root key is in a token"
+d=$(hctl --state "$TOK2" call th decrypt-datakey "{\"key_id\":\"$k\",\"cipher_text\":\"$(jget "$r" .cipher_text)\",\"datakey_cipher_length\":\"64\"}")
+assert_eq "$(jget "$d" .data_key)" "$(jget "$r" .plain_text)" "a DEK after a token-rooted restore"
+hctl --state "$KMS_WORK/tokb" init --root-key "pkcs11:token=kmsfs;object=root-b;pin-source=file:$HSM/pin" >/dev/null ||
+	fail "kmsctl init --root-key (a second object)"
+TOK3=$KMS_WORK/tok3
+install -d -m 0700 "$TOK3"
+rc=0
+out=$(hctl --state "$TOK3" --root-key "pkcs11:token=kmsfs;object=root-b;pin-source=file:$HSM/pin" restore "$B/tok.db" 2>&1) || rc=$?
+assert_eq "$rc" 3 "restore under another token object: exit status"
+assert_contains "$out" "is not the one this backup was sealed under" "refusal of another token object"
+if [ -e "$TOK3/kms.db" ] || [ -e "$TOK3/root.key" ]; then fail "a refused restore made files in $TOK3"; fi
