@@ -394,6 +394,11 @@ KMS_WUR int store_backup_read_info(const char *path, struct store_backup_info *i
 KMS_WUR int store_backup_root_check(const struct store_options *opt,
 				    const struct store_backup_info *info, char *why,
 				    size_t why_len);
+/* A private copy of backup path in dir ("restore-source.db", 0600; out: its name): restore works
+ * on it, never on the backup (which may be on read-only media, and whose schema an older release
+ * wrote: opening the copy brings it up to this one's). The caller removes it. */
+KMS_WUR int store_backup_work_copy(const char *path, const char *dir, char *out, size_t cap,
+				   char *why, size_t why_len);
 /* The check value of the root key s is open under (hex, as store_backup_info.root_check). */
 KMS_WUR int store_root_check_value(struct store *s, char out[2 * CORE_SHA256_BYTES + 1]);
 /* Restore: everything of backup (a store open read-only on a backup file, under the root key

@@ -531,6 +531,39 @@ int store_backup_read_info(const char *path, struct store_backup_info *info, cha
 
 /* ---- restore */
 
+int store_backup_work_copy(const char *path, const char *dir, char *out, size_t cap, char *why,
+			   size_t why_len)
+{
+	uint8_t buf[65536];
+	ssize_t n = 0;
+	int in, fd, r = 0;
+
+	if ((size_t)snprintf(out, cap, "%s/restore-source.db", dir) >= cap) {
+		snprintf(why, why_len, "the state directory's name is too long");
+		return KMS_E_BAD_PARAM;
+	}
+	(void)unlink(out); /* what a killed run left */
+	in = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(out, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	while (in >= 0 && fd >= 0 && (n = read(in, buf, sizeof(buf))) > 0)
+		if (write(fd, buf, (size_t)n) != n) {
+			n = -1;
+			break;
+		}
+	if (in < 0 || fd < 0 || n < 0) {
+		snprintf(why, why_len, "cannot copy backup '%.300s' to '%.300s': %s", path, out,
+			 strerror(errno));
+		r = errno == ENOSPC ? KMS_E_NOSPACE : KMS_E_IO;
+	}
+	if (in >= 0)
+		close(in);
+	if (fd >= 0)
+		close(fd);
+	if (r < 0)
+		(void)unlink(out);
+	return r;
+}
+
 static int store_restore_project(const char *project, void *arg)
 {
 	struct store_backup_ctx *c = arg;

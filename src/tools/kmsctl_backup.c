@@ -98,7 +98,7 @@ static int kmsctl_restore(const char *state, const char *file)
 	struct kmsctl_audit *a = NULL;
 	struct kmsctl_counts c;
 	struct store *bk = NULL, *dst = NULL;
-	char why[1200], check[2 * CORE_SHA256_BYTES + 1], shown[512];
+	char why[1200], check[2 * CORE_SHA256_BYTES + 1], shown[512], work[4200];
 	bool already = false;
 	int r, ret;
 
@@ -119,7 +119,11 @@ static int kmsctl_restore(const char *state, const char *file)
 		fprintf(stderr, "kmsctl: cannot restore '%s' into '%s': %s\n", file, state, why);
 		return EXIT_STATE;
 	}
-	if ((ret = kmsctl_open_file(state, NULL, file, false, true, false, &bk)) != 0 ||
+	if (store_backup_work_copy(file, state, work, sizeof(work), why, sizeof(why)) < 0) {
+		fprintf(stderr, "kmsctl: %s\n", why);
+		return EXIT_STATE;
+	}
+	if ((ret = kmsctl_open_file(state, NULL, work, false, false, false, &bk)) != 0 ||
 	    (ret = kmsctl_open(state, true, &dst)) != 0)
 		goto out;
 	ret = EXIT_STATE;
@@ -164,6 +168,7 @@ static int kmsctl_restore(const char *state, const char *file)
 out:
 	store_close(dst);
 	store_close(bk);
+	(void)unlink(work);
 	return ret;
 }
 
