@@ -191,8 +191,7 @@ static void fs_identity_take(fuse_req_t req, struct fs *fs, uint32_t project, bo
 	out->pid = ctx->pid;
 	/* Tokens are bound per mount namespace (0 unknown: no token applies). A read of /proc per
 	 * open, spared while no token is bound anywhere and nothing is audited. */
-	if (fs->audit ||
-	    __atomic_load_n(&fs->pool_used[FS_POOL_BINDINGS], __ATOMIC_RELAXED))
+	if (fs->audit || __atomic_load_n(&fs->pool_used[FS_POOL_BINDINGS], __ATOMIC_RELAXED))
 		out->mntns = fs_mntns_recent(out->pid, view);
 	out->has_token = fs_binding_claims(fs, out->uid, out->mntns, project, &out->claims,
 					   &out->auth_error);

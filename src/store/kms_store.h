@@ -80,7 +80,9 @@ struct store_options {
 	const char *state_dir;
 	/* Where the keys live: NULL or "sqlite" for kms.db in state_dir; a libpq connection URI
 	 * ("postgresql://...", "postgres://...") or keyword string ("host=... dbname=...") for a
-	 * PostgreSQL database that several hosts share. The root key stays in its file whatever
+	 * PostgreSQL database that several hosts share; "sqlite:FILE" for the SQLite database
+	 * FILE instead of kms.db (a backup: kmsctl backup and restore open it under state_dir's
+	 * root key, store_backup.c). The root key stays in its file whatever
 	 * the backend; with a shared backend the token signing secret lives in the database,
 	 * sealed under the root key. */
 	const char *backend;
@@ -404,6 +406,61 @@ KMS_WUR int store_session_purge(struct store *s, const char *host, const char *t
 typedef void (*store_copy_progress_fn)(size_t done, size_t total, void *arg);
 KMS_WUR int store_copy(struct store *src, struct store *dst, store_copy_progress_fn progress,
 		       void *arg, char *why, size_t why_len);
+/* Backups (store_backup.c). A backup file is a SQLite database in the store's schema (0600, in
+ * rollback-journal mode: one file) holding only sealed material: key versions and state secrets
+ * sealed under the root key, never the root key, never a secret in plain. Its settings say what
+ * restoring it needs: the check value and generation of the root key it was sealed under. */
+#define STORE_BACKUP_FORMAT 1
+struct store_backup_info {
+	char root_check[2 * CORE_SHA256_BYTES + 1]; /* of the root key the backup needs */
+	uint32_t root_generation;		    /* root_generation of the source (absent: 1) */
+	int64_t made_ms;			    /* the moment the backup is of */
+	char source[512];	  /* store_uri_describe of the source, or its dir */
+	char domain_id[33];	  /* of the source */
+	int format;		  /* STORE_BACKUP_FORMAT */
+	char root_location[1024]; /* a token root's URI as the source recorded it, or "" */
+};
+/* Opens a store on the existing SQLite file db_file (store_options.backend "sqlite:FILE", create
+ * false: never a new root key) under the root key the caller's other stores use, writable or
+ * read-only. 0 or a KMS_E_* (after saying why: the caller's). */
+typedef int (*store_backup_open_fn)(const char *db_file, bool writable, struct store **out,
+				    void *arg);
+/* Write a consistent snapshot of s (of one moment, while daemons and other hosts go on) to the
+ * new file path: a temporary name in path's directory, made durable, then renamed over path.
+ * SQLite: the online backup API (progress in pages); a source without a file of its own
+ * (PostgreSQL): one snapshot transaction copied (store_copy) into a store on the file (progress
+ * in keys). open_file opens the file as a store. info: the stamp written into it. */
+KMS_WUR int store_backup(struct store *s, const char *path, store_backup_open_fn open_file,
+			 void *open_arg, store_copy_progress_fn progress, void *arg,
+			 struct store_backup_info *info, char *why, size_t why_len);
+/* The stamp of the backup file path, read without any root key. KMS_E_IO with why if path is
+ * not a kmsfs backup (or cannot be read). */
+KMS_WUR int store_backup_read_info(const char *path, struct store_backup_info *info, char *why,
+				   size_t why_len);
+/* Whether the root key of opt (store_options.root_key, else the token the backup names, else
+ * state_dir's root.key) is the one
+ * the backup needs, comparing check values: 0, or KMS_E_IO with a sentence in why that says why
+ * not and which generation the backup needs. Creates nothing. */
+KMS_WUR int store_backup_root_check(const struct store_options *opt,
+				    const struct store_backup_info *info, char *why,
+				    size_t why_len);
+/* A private copy of backup path in dir ("restore-source.db", 0600; out: its name): restore works
+ * on it, never on the backup (which may be on read-only media, and whose schema an older release
+ * wrote: opening the copy brings it up to this one's). The caller removes it. */
+KMS_WUR int store_backup_work_copy(const char *path, const char *dir, char *out, size_t cap,
+				   char *why, size_t why_len);
+/* The check value of the root key s is open under (hex, as store_backup_info.root_check). */
+KMS_WUR int store_root_check_value(struct store *s, char out[2 * CORE_SHA256_BYTES + 1]);
+/* Restore: everything of backup (a store open read-only on a backup file, under the root key
+ * info->root_check names) into dst, an open store that holds no keys: settings, projects, keys
+ * with their sealed versions, grants, tags, policies, bindings, tokens, state secrets,
+ * remembered bindings. A restore that was interrupted is finished by running it again (dst
+ * records which backup it is taking); one that had finished is not done again (*already: dst
+ * was restored from this backup before, nothing copied). A dst holding other keys is refused
+ * (why says so). */
+KMS_WUR int store_restore(struct store *backup, struct store *dst,
+			  const struct store_backup_info *info, store_copy_progress_fn progress,
+			  void *arg, bool *already, char *why, size_t why_len);
 /* A store URI (store_options.backend) as logs and messages may show it: the hosts and the
  * database only, never a user name or password ("postgresql://db1,db2/kms", "host=/x dbname=kms",
  * "sqlite"). store_uri_hide_password overwrites a password in s with '*' (argv, for ps); true if

@@ -25,11 +25,15 @@ typedef int (*store_backend_change_cb)(enum store_change kind, const char *id, v
 struct store_backend_params {
 	const char *state_dir;
 	const char *uri; /* store_options.backend: NULL for SQLite's default, a libpq URI or
-			    keyword string for PostgreSQL */
+			    keyword string for PostgreSQL; "sqlite:FILE": SQLite in the database
+			    file FILE (a backup, store_backup.c), in rollback-journal mode (one
+			    file, no -wal) */
 	bool create;
 	bool read_only;
 	unsigned timeout_ms; /* a network backend's bound on connecting and on each statement */
 };
+/* store_backup.c: progress of a backup, in units done of total. */
+typedef void (*store_backend_progress_fn)(size_t done, size_t total, void *arg);
 typedef int (*store_backend_version_cb)(const struct store_sealed_version *v, void *arg);
 
 /* The policy rows a backend holds, handed to the store one by one. readable is false when a
@@ -174,6 +178,16 @@ struct store_backend_ops {
 	KMS_WUR int (*session_delete)(struct store_backend *b, const char *id);
 	KMS_WUR int (*session_list)(struct store_backend *b, const char *host, store_session_cb cb,
 				    void *arg);
+	/* Backups (store_backup.c); NULL where the backend has no such way. backup_file: write a
+	 * consistent copy of the database into the new file path (SQLite: the online backup API
+	 * under one read transaction, so writers of other processes go on and the copy is of one
+	 * moment), rollback-journal mode, durable; progress in pages. snapshot: run fn with every
+	 * read this thread makes of b in one consistent snapshot (PostgreSQL: one REPEATABLE READ
+	 * READ ONLY transaction on one connection); fn must not write to b. */
+	KMS_WUR int (*backup_file)(struct store_backend *b, const char *path,
+				   store_backend_progress_fn progress, void *arg, char *why,
+				   size_t why_len);
+	KMS_WUR int (*snapshot)(struct store_backend *b, int (*fn)(void *arg), void *arg);
 	/* Every key with every version, for integrity checks. */
 	KMS_WUR int (*key_scan)(struct store_backend *b, store_backend_meta_cb meta_cb,
 				store_backend_version_cb cb, void *arg);

@@ -60,6 +60,7 @@ struct store_pg_conn {
 	bool ever;  /* has been connected: connecting again is a reconnect */
 	bool retry; /* the last error was a serialization failure or a deadlock */
 	bool in_tx;
+	bool snapshot;		     /* in store_pg_snapshot: each op keeps its own bound */
 	int depth;		     /* nested gets of the holding thread */
 	int64_t deadline_ms;	     /* monotonic: the bound of the current call */
 	struct store_pg_conn *outer; /* what the thread held before */
@@ -376,6 +377,8 @@ static int store_pg_get(struct store_backend *b, int64_t deadline_ms, struct sto
 
 	*out = NULL;
 	if (c && c->b == b) {
+		if (c->snapshot)
+			c->deadline_ms = deadline_ms;
 		c->depth++;
 		*out = c;
 		return 0;
@@ -1550,6 +1553,39 @@ static int store_pg_watch(struct store_backend *b, int timeout_ms)
 	return r;
 }
 
+/* A backup's reads: one REPEATABLE READ transaction on the connection this thread holds for
+ * the whole of fn (the ops fn calls get it, as a transaction's body does), so fn sees one
+ * moment of the database however long it takes, while other hosts go on writing. */
+static int store_pg_snapshot(struct store_backend *b, int (*fn)(void *arg), void *arg)
+{
+	struct store_pg_conn *c;
+	int e, r = store_pg_get(b, store_pg_deadline(b->timeout_ms), &c);
+
+	if (r < 0)
+		return r;
+	if (c->in_tx) {
+		store_pg_put(c);
+		return KMS_E_INTERNAL;
+	}
+	r = store_pg_run(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, NULL, NULL,
+			 NULL);
+	if (r == 0) {
+		c->in_tx = c->snapshot = true;
+		r = fn(arg);
+		c->in_tx = c->snapshot = false;
+		c->deadline_ms = store_pg_deadline(b->timeout_ms);
+		e = c->pg ? store_pg_run(c, r == 0 ? "COMMIT" : "ROLLBACK", 0, NULL, NULL, NULL,
+					 NULL)
+			  : KMS_E_STORE_UNAVAILABLE;
+		if (e < 0 && c->pg)
+			store_pg_drop(c); /* a transaction may still be open on it */
+		if (r == 0)
+			r = e;
+	}
+	store_pg_put(c);
+	return r;
+}
+
 static uint64_t store_pg_reconnects(struct store_backend *b)
 {
 	return atomic_load(&b->reconnects);
@@ -1599,4 +1635,5 @@ const struct store_backend_ops store_pg_ops = {
 	.session_list = store_pg_session_list,
 	.policy_list = store_pg_policy_list,
 	.key_scan = store_pg_key_scan,
+	.snapshot = store_pg_snapshot,
 };

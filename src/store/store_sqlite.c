@@ -529,13 +529,16 @@ static int store_sqlite_open(const struct store_backend_params *p, struct store_
 	int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
 	bool refused = false;
 	int r = KMS_E_IO, rc;
+	/* kms.db in state_dir, or the file of "sqlite:FILE" (a backup) */
+	const char *file =
+		p->uri && strncmp(p->uri, "sqlite:", 7) == 0 && p->uri[7] ? p->uri + 7 : NULL;
 
 	*out = NULL;
-	/* always kms.db in state_dir */
 	if (create && !read_only)
 		flags |= SQLITE_OPEN_CREATE;
 	flags |= SQLITE_OPEN_NOMUTEX; /* we serialise with our own mutex */
-	if ((size_t)snprintf(path, sizeof(path), "%s/kms.db", state_dir) >= sizeof(path)) {
+	if (file ? (size_t)snprintf(path, sizeof(path), "%s", file) >= sizeof(path)
+		 : (size_t)snprintf(path, sizeof(path), "%s/kms.db", state_dir) >= sizeof(path)) {
 		snprintf(why, why_len, "state directory path is too long");
 		return KMS_E_IO;
 	}
@@ -559,10 +562,14 @@ static int store_sqlite_open(const struct store_backend_params *p, struct store_
 	}
 	sqlite3_busy_timeout(b->db, 5000);
 	sqlite3_extended_result_codes(b->db, 1);
-	rc = sqlite3_exec(b->db,
-			  "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-			  "PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
+	/* A backup file is one file (copied, moved, opened read-only on another medium). */
+	rc = sqlite3_exec(b->db, file ? "PRAGMA journal_mode=DELETE;" : "PRAGMA journal_mode=WAL;",
 			  NULL, NULL, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(b->db,
+				  "PRAGMA synchronous=FULL;"
+				  "PRAGMA foreign_keys=ON; PRAGMA secure_delete=ON;",
+				  NULL, NULL, NULL);
 	if (rc == SQLITE_OK && !read_only)
 		rc = sqlite3_exec(b->db, store_sqlite_schema, NULL, NULL, NULL);
 	r = store_sqlite_err(b->db, rc);
@@ -1725,7 +1732,75 @@ static int store_sqlite_verify(struct store_backend *b, char *why, size_t why_le
 	return r;
 }
 
+/* Pages copied per step of a backup: the progress moves, and each step is short. */
+#define STORE_BACKUP_PAGES 256
+
+/* The online backup of b's database into dst (a connection to the new file), under the read
+ * transaction the caller opened on b, so the copy is of that moment: without it a write by
+ * another process between two steps would start the copy over, and under steady load it would
+ * never end. Caller holds b's lock. */
+static int store_backup_steps(struct store_backend *b, sqlite3 *dst,
+			      store_backend_progress_fn progress, void *arg)
+{
+	sqlite3_backup *bk = sqlite3_backup_init(dst, "main", b->db, "main");
+	int rc;
+
+	if (!bk)
+		return store_sqlite_err(dst, sqlite3_errcode(dst));
+	do {
+		rc = sqlite3_backup_step(bk, STORE_BACKUP_PAGES);
+		if (progress && (rc == SQLITE_OK || rc == SQLITE_DONE)) {
+			int total = sqlite3_backup_pagecount(bk);
+
+			progress((size_t)(total - sqlite3_backup_remaining(bk)), (size_t)total,
+				 arg);
+		}
+	} while (rc == SQLITE_OK);
+	sqlite3_backup_finish(bk);
+	return rc == SQLITE_DONE ? 0 : store_sqlite_err(dst, rc);
+}
+
+static int store_sqlite_backup_file(struct store_backend *b, const char *path,
+				    store_backend_progress_fn progress, void *arg, char *why,
+				    size_t why_len)
+{
+	sqlite3 *dst = NULL;
+	int r, rc;
+
+	rc = sqlite3_open_v2(
+		path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(dst, "PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL;", NULL,
+				  NULL, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(why, why_len, "cannot create '%.300s': %s", path,
+			 dst ? sqlite3_errmsg(dst) : sqlite3_errstr(rc));
+		sqlite3_close(dst);
+		return KMS_E_IO;
+	}
+	pthread_mutex_lock(&b->lock);
+	/* BEGIN and a read: the read transaction (and its snapshot) starts with the read. */
+	r = store_sqlite_err(
+		b->db, sqlite3_exec(b->db, "BEGIN; SELECT count(*) FROM meta;", NULL, NULL, NULL));
+	if (r == 0) {
+		r = store_backup_steps(b, dst, progress, arg);
+		(void)sqlite3_exec(b->db, "COMMIT", NULL, NULL, NULL);
+		if (r < 0)
+			snprintf(why, why_len, "cannot copy '%.300s' into '%.300s': %s", b->path,
+				 path, sqlite3_errmsg(dst));
+	} else {
+		snprintf(why, why_len, "cannot read '%.300s': %s", b->path, sqlite3_errmsg(b->db));
+	}
+	pthread_mutex_unlock(&b->lock);
+	if (sqlite3_close(dst) != SQLITE_OK && r == 0) {
+		snprintf(why, why_len, "cannot close '%.300s'", path);
+		r = KMS_E_IO;
+	}
+	return r;
+}
+
 const struct store_backend_ops store_sqlite_ops = {
+	.backup_file = store_sqlite_backup_file,
 	.verify = store_sqlite_verify,
 	.name = "sqlite",
 	.open = store_sqlite_open,

@@ -98,6 +98,14 @@ static void kmsctl_usage(FILE *f)
 		"        a new root key (beside the current one, or at --to), every sealed key\n"
 		"        version and secret re-sealed under it while daemons serve, then the old\n"
 		"        one destroyed; run it again to finish an interrupted rotation\n"
+		"  backup FILE\n"
+		"        write a consistent snapshot of the store (while daemons serve) to FILE:\n"
+		"        sealed material only, never the root key; it names the root key\n"
+		"        generation it needs\n"
+		"  restore FILE\n"
+		"        rebuild the store of DIR (or --store URI), which must hold no keys, from\n"
+		"        backup FILE under DIR's root key (copy it there first; run it again to\n"
+		"        finish an interrupted restore), then check that every version unseals\n"
 		"\n"
 		"exit status: 0 ok, 1 the API answered an error, 2 usage, 3 state directory "
 		"problem,\n"
@@ -112,16 +120,33 @@ const char *kmsctl_root_key, *kmsctl_pkcs11_module, *kmsctl_pkcs11_pin_file;
 /* Opens the store uri (NULL: SQLite) of state; quiet: no message when that fails. */
 int kmsctl_open_store(const char *state, const char *uri, bool create, bool quiet, struct store **s)
 {
-	struct store_options opt = { .state_dir = state,
-				     .backend = uri,
-				     .root_key = kmsctl_root_key,
-				     .pkcs11_module = kmsctl_pkcs11_module,
-				     .pkcs11_pin_file = kmsctl_pkcs11_pin_file,
-				     .create = create };
+	return kmsctl_open_file(state, uri, NULL, create, false, quiet, s);
+}
+
+void kmsctl_store_options(const char *state, struct store_options *opt)
+{
+	*opt = (struct store_options){ .state_dir = state,
+				       .root_key = kmsctl_root_key,
+				       .pkcs11_module = kmsctl_pkcs11_module,
+				       .pkcs11_pin_file = kmsctl_pkcs11_pin_file };
+}
+
+int kmsctl_open_file(const char *state, const char *uri, const char *db_file, bool create,
+		     bool read_only, bool quiet, struct store **s)
+{
+	struct store_options opt;
 	struct kms_harden_report hr;
-	char why[600];
+	char why[600], file[4200];
 	int r;
 
+	kmsctl_store_options(state, &opt);
+	opt.backend = uri;
+	opt.create = create;
+	opt.read_only = read_only;
+	if (db_file) {
+		snprintf(file, sizeof(file), "sqlite:%s", db_file);
+		opt.backend = file;
+	}
 	if (!state) {
 		fprintf(stderr, "kmsctl: --state DIR is required\n");
 		return EXIT_USAGE;
@@ -852,18 +877,11 @@ void kmsctl_progress_show(size_t done, size_t total, void *arg)
 
 		snprintf(left, sizeof(left), "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
 	}
-	fprintf(stderr, "\rkmsctl: %s %zu of %zu %s, %.0f %s/s, %s left   ", p->verb, done, total,
-		p->unit, rate, p->unit, left);
+	fprintf(stderr, "\rkmsctl: %s %zu of %zu %s, %.0f %s/s, %s left   ",
+		p->verb ? p->verb : "copied", done, total, p->unit ? p->unit : "keys", rate,
+		p->unit ? p->unit : "keys", left);
 	fflush(stderr);
 }
-
-/* What a store holds, counted through the store's own interface (store copy compares the source
- * with the destination). */
-struct kmsctl_counts {
-	struct store *s;
-	size_t projects, keys, versions, damaged, grants, tags, tokens;
-	int err;
-};
 
 static int kmsctl_count_tag(const char *key_id, const char *tag_key, const char *tag_value,
 			    void *arg)
@@ -892,7 +910,7 @@ static int kmsctl_count_token(const struct store_token_info *t, void *arg)
 }
 
 /* check: also unseal every version (kmsctl check); reports what does not. */
-static int kmsctl_count(struct store *s, bool check, struct kmsctl_counts *c)
+int kmsctl_count(struct store *s, bool check, struct kmsctl_counts *c)
 {
 	struct store_grant_filter all = { 0 };
 	int r;
@@ -1011,6 +1029,8 @@ static int kmsctl_command(const char *state, int argc, char **argv)
 	/* Commands in kmsctl_*.c files, one line each. */
 	if (strcmp(argv[0], "audit") == 0)
 		return kmsctl_audit_verify(state, argc, argv);
+	if (strcmp(argv[0], "backup") == 0 || strcmp(argv[0], "restore") == 0)
+		return kmsctl_backup(state, argc, argv);
 	fprintf(stderr, "kmsctl: unknown command '%s'\n", argv[0]);
 	kmsctl_usage(stderr);
 	return EXIT_USAGE;

@@ -30,6 +30,13 @@ extern const char *kmsctl_root_key, *kmsctl_pkcs11_module, *kmsctl_pkcs11_pin_fi
  * an exit status (EXIT_USAGE, EXIT_STATE) after saying why on stderr. */
 int kmsctl_open_store(const char *state, const char *uri, bool create, bool quiet,
 		      struct store **s);
+/* The options every store kmsctl opens gets: state's root key (the default location, or what
+ * the root-key options name); the caller sets backend, create, read_only. */
+void kmsctl_store_options(const char *state, struct store_options *opt);
+/* kmsctl_open_store on the SQLite file db_file (NULL: kms.db of state, or uri) under state's
+ * root key, read-only if read_only (backup and restore open backup files so). */
+int kmsctl_open_file(const char *state, const char *uri, const char *db_file, bool create,
+		     bool read_only, bool quiet, struct store **s);
 /* Opens the store of an existing state directory (--store if given); only init (create) may
  * make one. The process is hardened first so the root key is read into the secure heap. */
 int kmsctl_open(const char *state, bool create, struct store **s);
@@ -82,3 +89,15 @@ void kmsctl_audit_service(struct kmsctl_audit *a, struct api_service *svc);
 extern const char *kmsctl_audit_file;
 /* kmsctl audit verify FILE... (kmsctl_audit_verify.c). */
 int kmsctl_audit_verify(const char *state, int argc, char **argv);
+
+/* What a store holds, counted through the store's own interface (kmsctl.c); check: also unseal
+ * every version as kmsctl check does, reporting what does not on stderr. */
+struct kmsctl_counts {
+	struct store *s;
+	size_t projects, keys, versions, damaged, grants, tags, tokens;
+	int err;
+};
+int kmsctl_count(struct store *s, bool check, struct kmsctl_counts *c);
+
+/* kmsctl_backup.c: backup FILE, restore FILE. */
+int kmsctl_backup(const char *state, int argc, char **argv);
