@@ -38,8 +38,6 @@ struct store_backup_ctx {
 	size_t why_len;
 	const struct store_backup_info *info; /* backup: what the file records */
 	/* Remembered token bindings of the source, collected before they are written. */
-	struct store_session *sessions;
-	size_t nsessions, cap_sessions;
 };
 
 static int store_backup_meta_name(const char *secret, char *out, size_t cap)
@@ -96,75 +94,15 @@ static int store_backup_copy_secrets(struct store *src, struct store *dst)
 	return r;
 }
 
-static int store_backup_session(const struct store_session *sess, void *arg)
-{
-	struct store_backup_ctx *c = arg;
-
-	if (c->nsessions == c->cap_sessions) {
-		size_t cap = c->cap_sessions ? 2 * c->cap_sessions : 16;
-		struct store_session *grown = realloc(c->sessions, cap * sizeof(*grown));
-
-		if (!grown)
-			return KMS_E_NOMEM;
-		c->sessions = grown;
-		c->cap_sessions = cap;
-	}
-	c->sessions[c->nsessions++] = *sess;
-	return 0;
-}
-
-/* Remembered token bindings (schema 5), where both backends have them. */
-static int store_backup_sessions(struct store_backup_ctx *c)
-{
-	int r = 0;
-
-	if (!c->src->ops->session_list || !c->dst->ops->session_put)
-		return 0;
-	r = c->src->ops->session_list(c->src->be, NULL, store_backup_session, c);
-	for (size_t i = 0; r == 0 && i < c->nsessions; i++)
-		r = c->dst->ops->session_put(c->dst->be, &c->sessions[i]);
-	free(c->sessions); /* sealed rows: nothing to wipe */
-	c->sessions = NULL;
-	c->nsessions = c->cap_sessions = 0;
-	return r;
-}
-
-static int store_backup_cgroup(const char *project, const char *path, enum kms_role role,
-			       bool readable, void *arg)
-{
-	struct store_backup_ctx *c = arg;
-
-	if (!readable) {
-		snprintf(c->why, c->why_len,
-			 "the source's cgroup binding row of '%.100s' cannot be read; set it "
-			 "again there (kmsctl project bind) and try again",
-			 project);
-		return KMS_E_IO;
-	}
-	return c->dst->ops->cgroup_binding_set(c->dst->be, project, path, role);
-}
-
-/* What store_copy does not carry: cgroup bindings and remembered bindings (schema 5), the
- * root key generation. */
+/* What store_copy does not carry: the root key generation. (Cgroup bindings and remembered
+ * bindings it copies itself.) */
 static int store_backup_extras(struct store_backup_ctx *c)
 {
-	const struct store_policy_visitor v = { .cgroup_binding = store_backup_cgroup, .arg = c };
 	char gen[24];
 	bool found = false;
 	int r;
 
 	c->why[0] = 0;
-	if (c->dst->ops->cgroup_binding_set && (r = c->src->ops->policy_list(c->src->be, &v)) < 0) {
-		if (!c->why[0])
-			snprintf(c->why, c->why_len, "cannot copy the cgroup bindings: %s",
-				 kms_err_info(r)->message);
-		return r;
-	}
-	if ((r = store_backup_sessions(c)) < 0) {
-		snprintf(c->why, c->why_len, "cannot copy the remembered token bindings: %s",
-			 kms_err_info(r)->message);
-		return r;
-	}
 	r = c->src->ops->meta_get(c->src->be, "root_generation", gen, sizeof(gen), &found);
 	if (r == 0 && found)
 		r = c->dst->ops->meta_set(c->dst->be, "root_generation", gen);
