@@ -37,7 +37,6 @@ struct store_backup_ctx {
 	char *why;
 	size_t why_len;
 	const struct store_backup_info *info; /* backup: what the file records */
-	/* Remembered token bindings of the source, collected before they are written. */
 };
 
 static int store_backup_meta_name(const char *secret, char *out, size_t cap)
