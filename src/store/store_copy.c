@@ -489,8 +489,8 @@ static int store_copy_policy(struct store_copy_ctx *c)
  * "secret:NAME" (the format store_state_secret reads, whatever the backend), so tokens issued
  * before the copy keep working on every host ("token.key"), audit files written before it stay
  * verifiable ("audit.key") and imported material still matches its digest ("import-digest.key",
- * which exists only once a root-key rotation began: copied only if the source has it). The first
- * secret wins: one the destination holds already must be the source's. */
+ * which exists only once a root-key rotation began). Only what the source has is copied. The
+ * first secret wins: one the destination holds already must be the source's. */
 static int store_copy_secret(struct store_copy_ctx *c, const char *name, const char *what)
 {
 	uint8_t *secret = kms_secret_alloc(64), *have = secret ? secret + 32 : NULL;
@@ -502,14 +502,12 @@ static int store_copy_secret(struct store_copy_ctx *c, const char *name, const c
 
 	snprintf(label, sizeof(label), "kmsfs state secret %s", name);
 	snprintf(meta, sizeof(meta), "secret:%s", name);
-	if (r == 0 && strcmp(name, "import-digest.key") == 0) {
+	/* A secret the source never made is not made now (the source may be a read-only backup). */
+	if (r == 0)
 		r = store_state_secret_get(c->src, name, secret);
-		if (r == KMS_E_KEY_NOT_FOUND) {
-			r = 0;
-			goto out;
-		}
-	} else if (r == 0) {
-		r = store_state_secret(c->src, name, secret);
+	if (r == KMS_E_KEY_NOT_FOUND) {
+		r = 0;
+		goto out;
 	}
 	if (r == 0)
 		r = store_seal_opaque(c->dst, label, secret, 32, sealed, sizeof(sealed), &n);

@@ -260,6 +260,8 @@ static int restore_into(const char *name, const char *dir, const char *uri,
 	r = open_dir(dir, uri, true, &dst);
 	if (r == 0)
 		r = store_restore(bk, dst, info, NULL, NULL, &already, why, sizeof(why));
+	if (r < 0)
+		fprintf(stderr, "restore: %s\n", why);
 	store_close(dst);
 	store_close(bk);
 	return r;
