@@ -52,8 +52,9 @@ def receive(sock_path, use):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(sock_path + ".tmp")
     os.chmod(sock_path + ".tmp", 0o777)
-    os.rename(sock_path + ".tmp", sock_path)
+    # Listening before the name appears: a sender that sees it never finds nobody there.
     s.listen(1)
+    os.rename(sock_path + ".tmp", sock_path)
     c, _ = s.accept()
     _, fds, _, _ = socket.recv_fds(c, 16, 1)
     use(fds[0])
