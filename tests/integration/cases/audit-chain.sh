@@ -53,6 +53,23 @@ assert_eq "$(jget "$(last)" '[.action, .object_id, (.status|tostring)] | join(" 
 assert_ok "$(kms_call "$P/keys/$id/describe-key")"
 assert_eq "$(lines "$A")" $((n + 6)) "lines of five changes and one request"
 
+# The long administrative commands write their lines to the same chain (issue 13.4): backup,
+# restore (into another state directory, --audit naming this file) and root-key rotation while
+# the daemon serves.
+bk="$KMS_WORK/audit-backup.db" new="$KMS_WORK/audit-restored"
+kms_ctl backup "$bk" >/dev/null 2>&1 || fail "backup"
+assert_eq "$(jget "$(last)" '[.action, .object_id, (.status|tostring)] | join(" ")')" \
+	"kmsctl backup $bk 200" "backup's line"
+install -d -m 0700 "$new" && install -m 0600 "$KMS_STATE/root.key" "$new/root.key"
+"$KMSCTL" --state "$new" --audit "$A" restore "$bk" >/dev/null 2>&1 || fail "restore"
+assert_eq "$(jget "$(last)" '[.action, .object_id, (.status|tostring)] | join(" ")')" \
+	"kmsctl restore $bk 200" "restore's line"
+kms_ctl root-key rotate >/dev/null 2>&1 || fail "root-key rotate"
+assert_eq "$(jget "$(last)" '[.action, (.status|tostring)] | join(" ")')" \
+	"kmsctl root-key rotate 200" "root-key rotate's line"
+assert_ok "$(kms_call "$P/keys/$id/describe-key")"
+verify "$A" >/dev/null || fail "the chain after backup, restore and rotation: $(verify "$A" 2>&1)"
+
 # Every line: the workload fields (issue 15.4) and the chain fields.
 jq -e . "$A" >/dev/null || fail "the audit file is not JSON lines"
 bad=$(jq -c 'select((.mntns|type) != "number" or (.cgroup|type) != "string" or

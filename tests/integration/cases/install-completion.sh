@@ -28,7 +28,7 @@ comp() {
 }
 S=$KMS_STATE
 # Every command of kmsctl --help ("  word" lines of its commands list), and at least these.
-help_cmds=$("$KMSCTL" --help | sed -n '/^commands:/,/^$/p' | sed -nE 's/^  ([a-z]+).*/\1/p' | sort -u | paste -sd' ')
+help_cmds=$("$KMSCTL" --help | sed -n '/^commands:/,/^$/p' | sed -nE 's/^  ([a-z][a-z-]*).*/\1/p' | sort -u | paste -sd' ')
 assert_eq "$(comp kmsctl '')" "$help_cmds" "commands vs kmsctl --help"
 for c in call check init project token; do assert_contains " $help_cmds " " $c " "commands"; done
 assert_eq "$(comp kmsctl --)" "--help --state --store --version" "options"
