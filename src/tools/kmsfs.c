@@ -208,7 +208,7 @@ static void kmsfs_usage(const char *prog)
 	       "(kmsfs always mounts nodev,nosuid).\n"
 	       "\n"
 	       "options:\n"
-	       "    -o state=DIR           state directory: key database, root key, token key\n"
+	       "    -o state=DIR           state directory: key database, root key\n"
 	       "                           (required; created 0700 on the first start)\n"
 	       "    -o root_key=FILE       root key file (default DIR/root.key)\n"
 	       "    -o root_key=pkcs11:URI  root key in a PKCS#11 token (RFC 7512 URI, e.g.\n"
