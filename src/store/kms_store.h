@@ -142,6 +142,9 @@ const char *store_state_dir(const struct store *s);
 /* A 32-byte secret created on first use (token signing): a 0600 file in the state dir, or with a
  * shared backend a setting sealed under the root key, so every host gets the same one. */
 KMS_WUR int store_state_secret(struct store *s, const char *name, uint8_t out[32]);
+/* The state secret if there is one (moving an old file into the settings), never creating one:
+ * KMS_E_KEY_NOT_FOUND (also what a read-only store such as a backup may be asked). */
+KMS_WUR int store_state_secret_get(struct store *s, const char *name, uint8_t out[32]);
 /* Whether several hosts share the backend (PostgreSQL). */
 bool store_shared(const struct store *s);
 

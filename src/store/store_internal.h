@@ -182,9 +182,7 @@ enum {
 	STORE_ROTATE_STOP_LAST = STORE_ROTATE_STOP_LOCATED,
 };
 
-/* store_state.c: a state secret if there is one (moving an old file into the settings), never
- * creating one: KMS_E_KEY_NOT_FOUND; keep: store value as the secret name unless there is one. */
-KMS_WUR int store_state_secret_get(struct store *s, const char *name, uint8_t out[32]);
+/* store_state.c: keep: store value as the secret name unless there is one. */
 KMS_WUR int store_state_secret_keep(struct store *s, const char *name, const uint8_t value[32]);
 
 /* store_policy.c */

@@ -90,6 +90,16 @@ static int kmsctl_backup_take(const char *state, const char *file)
 	return ret != 0 ? ret : kmsctl_backup_report(state, file, &info);
 }
 
+/* Whether a store (the backup) holds an audit key. */
+static bool kmsctl_restore_has_audit_key(struct store *s)
+{
+	uint8_t *key = kms_secret_alloc(32);
+	bool has = key && store_state_secret_get(s, "audit.key", key) == 0;
+
+	kms_secret_free(key, 32);
+	return has;
+}
+
 static int kmsctl_restore(const char *state, const char *file)
 {
 	struct kmsctl_progress prog = { .start_ms = kms_time_mono_ms(), .verb = "copied" };
@@ -133,7 +143,9 @@ static int kmsctl_restore(const char *state, const char *file)
 			file);
 		goto out;
 	}
-	if ((ret = kmsctl_audit_open(state, dst, &a)) != 0)
+	/* The line is keyed with the installation's audit key, the backup's (restored with it), so
+	 * the trail it goes to verifies as one chain; a backup without one: the destination's. */
+	if ((ret = kmsctl_audit_open(state, kmsctl_restore_has_audit_key(bk) ? bk : dst, &a)) != 0)
 		goto out;
 	r = store_restore(bk, dst, &info, isatty(STDERR_FILENO) ? kmsctl_progress_show : NULL,
 			  &prog, &already, why, sizeof(why));

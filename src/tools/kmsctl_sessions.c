@@ -44,6 +44,7 @@ int kmsctl_sessions_forget(struct store *s, const char *token_id)
 	int r = store_session_purge(s, NULL, token_id, false, 0, &n);
 
 	if (r == 0 && n)
-		printf("kmsctl: dropped %zu remembered binding(s) of token %s\n", n, token_id);
+		fprintf(stderr, "kmsctl: dropped %zu remembered binding(s) of token %s\n", n,
+			token_id);
 	return r;
 }
