@@ -156,10 +156,7 @@ done
 
 # ---- a root key in a PKCS#11 token (SoftHSMv2): backup and restore find it through the URI
 # the store recorded, never make a root.key file, and refuse another token object
-softhsm=
-for f in /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so; do
-	[ -e "$f" ] && softhsm=$f && break
-done
+softhsm=$(kms_softhsm_module)
 if [ -z "$softhsm" ] || ! command -v softhsm2-util >/dev/null; then
 	skip "the rest passed; SoftHSMv2 is not installed for the token part (apt-get install softhsm2)"
 fi

@@ -13,10 +13,7 @@ source "$(dirname "$0")/../lib/common.sh"
 # shellcheck source=tests/integration/lib/pg.sh
 source "$KMS_LIB/pg.sh"
 kms_setup softhsm2-util pkcs11-tool
-softhsm=
-for f in /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so; do
-	[ -e "$f" ] && softhsm=$f && break
-done
+softhsm=$(kms_softhsm_module)
 [ -n "$softhsm" ] || skip "libsofthsm2.so not found (apt-get install softhsm2)"
 proxy=$(pkg-config --variable=proxy_module p11-kit-1 2>/dev/null)
 [ -e "$proxy" ] || skip "p11-kit's proxy module not found (apt-get install p11-kit libp11-kit-dev)"

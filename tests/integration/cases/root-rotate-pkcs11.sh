@@ -8,10 +8,7 @@
 # daemon, also after a remount that names no root key (the store's recorded one); check passes.
 source "$(dirname "$0")/../lib/common.sh"
 kms_setup softhsm2-util pkcs11-tool
-softhsm=
-for f in /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so; do
-	[ -e "$f" ] && softhsm=$f && break
-done
+softhsm=$(kms_softhsm_module)
 [ -n "$softhsm" ] || skip "libsofthsm2.so not found (apt-get install softhsm2)"
 p11-kit list-modules 2>/dev/null | grep -q softhsm ||
 	skip "p11-kit has no softhsm2 module configured (/usr/share/p11-kit/modules/softhsm2.module)"

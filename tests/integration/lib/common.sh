@@ -290,6 +290,15 @@ kms_wait_exit() {
 # kms_ctl ARGS...: kmsctl on this test's state dir.
 kms_ctl() { "$KMSCTL" --state "$KMS_STATE" "$@"; }
 
+# kms_softhsm_module: the path of SoftHSMv2's PKCS#11 module, or nothing if it is not installed.
+kms_softhsm_module() {
+	local f
+	for f in /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so; do
+		[ -e "$f" ] && echo "$f" && return 0
+	done
+	return 0
+}
+
 # kms_init: `kmsctl init` the state dir, as an admin does before the first kmsctl command when
 # the daemon has not started yet (kmsctl refuses a state dir that does not exist).
 kms_init() { kms_state_init "$KMS_STATE"; }
