@@ -897,7 +897,15 @@ static int store_sqlite_key_put(struct store_backend *b, const struct store_key_
 	int r;
 
 	*added = false;
-	r = store_tx(b, store_key_put_tx, &t);
+	/* Only store copy (and restore) puts keys, and it ends with a commit at synchronous=FULL
+	 * whose sync of the log covers these too, as on PostgreSQL (store_pg_rows.c): no disk
+	 * wait per key. A key lost to a power cut before then is copied again by the next run. */
+	pthread_mutex_lock(&b->lock);
+	(void)sqlite3_exec(b->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	r = store_tx_db(b->db, store_key_put_tx, &t);
+	if (sqlite3_exec(b->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL) != SQLITE_OK && r == 0)
+		r = KMS_E_IO;
+	pthread_mutex_unlock(&b->lock);
 	if (r < 0)
 		*added = false;
 	return r;
