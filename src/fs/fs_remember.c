@@ -12,6 +12,8 @@
 #define _GNU_SOURCE /* secure_getenv */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,6 +116,67 @@ static int fs_remember_drop_locked(struct fs_remember_match *m)
 	return e < 0 ? e : m->err;
 }
 
+/* The start time of pid (clock ticks after boot: field 22 of /proc/PID/stat); false if gone. */
+static bool fs_remember_start_of(pid_t pid, uint64_t *out)
+{
+	char path[64], buf[1024], *p;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = 0;
+	/* The command name (field 2) may hold spaces and parentheses, but ends at the last ')';
+	 * p then is the space before field 3, and 19 spaces on the one before field 22. */
+	p = strrchr(buf, ')');
+	for (int k = 3; k < 22 && p; k++)
+		p = strchr(p + 1, ' ');
+	return p && sscanf(p + 1, "%" SCNu64, out) == 1;
+}
+
+/* The oldest process of mount namespace mntns: the witness a remembered binding keeps. */
+static bool fs_remember_witness(uint64_t mntns, struct store_remembered *r)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	bool found = false;
+
+	if (!d)
+		return false;
+	while ((e = readdir(d)) != NULL) {
+		char *end;
+		long pid = strtol(e->d_name, &end, 10);
+		uint64_t start;
+
+		if (*end || pid <= 0 || pid > INT32_MAX || fs_mntns_of((pid_t)pid) != mntns ||
+		    !fs_remember_start_of((pid_t)pid, &start))
+			continue;
+		if (!found || start < r->witness_start) {
+			r->witness_pid = (int32_t)pid;
+			r->witness_start = start;
+			found = true;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+/* Is the namespace a remembered binding names still the one it was made in: its witness alive,
+ * the same process (start time) and still in it? */
+static bool fs_remember_witness_alive(const struct store_remembered *r)
+{
+	uint64_t start;
+
+	return r->witness_pid > 0 && fs_remember_start_of(r->witness_pid, &start) &&
+	       start == r->witness_start && fs_mntns_of(r->witness_pid) == r->mntns;
+}
+
 int fs_remember_put(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
 		    const struct auth_claims *claims)
 {
@@ -130,6 +193,10 @@ int fs_remember_put(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
 	c->expiry = claims->expiry;
 	pthread_mutex_lock(&fs->remember_lock);
 	e = fs_remember_drop_locked(&m);
+	/* A namespace of its own (a container's): remembered with the witness that it is still
+	 * the same namespace after a restart (an unreadable one: not remembered). */
+	if (e == 0 && !m.want.host_ns && !fs_remember_witness(mntns, &m.want))
+		e = KMS_E_IO;
 	if (e == 0)
 		e = store_session_put(fs->store, &m.want);
 	pthread_mutex_unlock(&fs->remember_lock);
@@ -284,7 +351,8 @@ static int fs_remember_restore_row(const struct store_remembered *r, void *arg)
 	/* Expired or revoked (the purge before missed it if it happened just now), a namespace
 	 * that no longer exists, a project that was removed: the row has no use any more. */
 	if (r->claims.expiry <= x->now_s || store_token_revoked(fs->store, r->claims.id) ||
-	    (!r->host_ns && !fs_remember_live_has(&x->live, r->mntns)))
+	    (!r->host_ns &&
+	     (!fs_remember_live_has(&x->live, r->mntns) || !fs_remember_witness_alive(r))))
 		e = -ENOENT;
 	else
 		e = fs_project_index(fs, r->project, &project);

@@ -384,6 +384,11 @@ struct store_remembered {
 	uint32_t uid;
 	bool host_ns;	/* bound in the host's mount namespace: applies there after a reboot too */
 	uint64_t mntns; /* else the inode of the namespace it was bound in */
+	/* With mntns: the oldest process of that namespace when it was bound (pid, start time in
+	 * clock ticks after boot). The kernel gives a namespace's number to a new one once it
+	 * ended, so a binding is restored only while this very process is still in it. */
+	int32_t witness_pid;
+	uint64_t witness_start;
 	char project[KMS_MAX_PROJECT_ID + 1]; /* the project it was bound in */
 	struct store_token_info claims;	      /* id, project, user, role, expiry */
 };

@@ -23,13 +23,14 @@ static int store_session_label(const char *id, char *out, size_t cap)
 static int store_session_text(const struct store_remembered *r, char *out, size_t cap)
 {
 	const struct store_token_info *c = &r->claims;
-	char scope[24];
+	char scope[80];
 	int n;
 
 	if (r->host_ns)
 		snprintf(scope, sizeof(scope), "host");
 	else
-		snprintf(scope, sizeof(scope), "%" PRIu64, r->mntns);
+		snprintf(scope, sizeof(scope), "%" PRIu64 "@%" PRId32 ":%" PRIu64, r->mntns,
+			 r->witness_pid, r->witness_start);
 	n = snprintf(out, cap, "%s\n%s\n%" PRIu32 "\n%s\n%s\n%s\n%s\n%s\n%s\n%" PRId64 "\n",
 		     STORE_SESSION_MAGIC, r->host, r->uid, scope, r->project, c->id, c->project,
 		     c->user, kms_role_name(c->role), c->expiry);
@@ -54,6 +55,23 @@ static bool store_session_number(const char *s, uint64_t max, uint64_t *out)
 	return !*end && *out <= max;
 }
 
+/* "MNTNS@PID:START" (store_session_text), modified in place. */
+static bool store_session_scope(char *scope, struct store_remembered *r)
+{
+	char *at = strchr(scope, '@'), *colon = at ? strchr(at, ':') : NULL;
+	uint64_t pid = 0;
+
+	if (!at || !colon)
+		return false;
+	*at = *colon = 0;
+	if (!store_session_number(scope, UINT64_MAX, &r->mntns) ||
+	    !store_session_number(at + 1, INT32_MAX, &pid) ||
+	    !store_session_number(colon + 1, UINT64_MAX, &r->witness_start))
+		return false;
+	r->witness_pid = (int32_t)pid;
+	return true;
+}
+
 /* Parse the sealed text (NUL-terminated, modified in place) into r. */
 static bool store_session_parse(char *text, struct store_remembered *r)
 {
@@ -67,7 +85,7 @@ static bool store_session_parse(char *text, struct store_remembered *r)
 	if (n != STORE_SESSION_FIELDS || line || strcmp(f[0], STORE_SESSION_MAGIC) != 0)
 		return false;
 	r->host_ns = strcmp(f[3], "host") == 0;
-	if (!r->host_ns && !store_session_number(f[3], UINT64_MAX, &r->mntns))
+	if (!r->host_ns && !store_session_scope(f[3], r))
 		return false;
 	if (!store_session_number(f[2], UINT32_MAX, &uid) ||
 	    !store_session_number(f[9], INT64_MAX, &expiry))

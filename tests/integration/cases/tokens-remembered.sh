@@ -156,6 +156,39 @@ kms_mount allow_other
 assert_errcode "$(kms_call rm/list-keys '{}')" KMS.0301
 kms_umount
 
+# ---- a remembered binding names its namespace by number and by the namespace's oldest process
+# (the kernel gives an ended namespace's number to the next new one): a namespace that lives on
+# in a younger process after that one ended is not trusted after a restart; a new login works
+unshare -m --propagation slave sleep 600 &
+w=$!
+kms_bg "$w"
+for ((i = 0; i < 50; i++)); do
+	wino=$(stat -L -c %i "/proc/$w/ns/mnt")
+	[ "$wino" != "$(stat -L -c %i /proc/self/ns/mnt)" ] && break
+	sleep 0.1
+done
+kms_mount allow_other
+nsenter -t "$w" -m -- setfattr -n user.kms.token -v "$tok_ns" "$KMS_MNT/rm" ||
+	fail "setfattr in the witnessed namespace"
+nsenter -t "$w" -m -- sleep 600 &
+y=$!
+kms_bg "$y"
+for ((i = 0; i < 50; i++)); do
+	[ "$(stat -L -c %i "/proc/$y/ns/mnt" 2>/dev/null)" = "$wino" ] && break
+	sleep 0.1
+done
+assert_ok "$(nsenter -t "$y" -m -- "$KMS_PY" "$KMS_IO" rdwr "$KMS_MNT/rm/list-keys" '{}')"
+kill -KILL "$w"
+wait "$w" 2>/dev/null || true
+kms_umount
+kms_mount allow_other
+assert_errcode "$(nsenter -t "$y" -m -- "$KMS_PY" "$KMS_IO" rdwr "$KMS_MNT/rm/list-keys" '{}')" \
+	KMS.0301
+nsenter -t "$y" -m -- setfattr -n user.kms.token -v "$tok_ns" "$KMS_MNT/rm" ||
+	fail "setfattr again in the namespace"
+assert_ok "$(nsenter -t "$y" -m -- "$KMS_PY" "$KMS_IO" rdwr "$KMS_MNT/rm/list-keys" '{}')"
+kms_umount
+
 # ---- PostgreSQL, two hosts: A's binding is not applied on B
 # shellcheck source=tests/integration/lib/multihost.sh
 source "$KMS_LIB/multihost.sh"
