@@ -195,10 +195,10 @@ static void fs_identity_take(fuse_req_t req, struct fs *fs, uint32_t project, bo
 		out->mntns = fs_mntns_recent(out->pid, view);
 	out->has_token = fs_binding_claims(fs, out->uid, out->mntns, project, &out->claims,
 					   &out->auth_error);
-	/* The cgroup only where it can matter: for the bindings (no token, and some cgroup
-	 * binding exists: one made later applies to new opens) and the audit lines (of handles:
-	 * the tree's views are not audited). */
-	if ((!out->has_token && store_cgroup_bindings_exist(fs->store)) || (fs->audit && !view))
+	/* The cgroup only where it can matter: for the bindings (no token) and the audit lines
+	 * (of handles: the tree's views are not audited). Read even while no cgroup binding
+	 * exists: one made later must narrow handles opened before, on their next request. */
+	if (!out->has_token || (fs->audit && !view))
 		out->cgroup = fs_cgroup_of(out->pid);
 	fs_identity_caller(out, name, &caller);
 	/* The groups (a read of /proc) only for a caller a binding can apply to. */

@@ -351,8 +351,6 @@ KMS_WUR int store_binding_set_cgroup(struct store *s, const char *project, const
  * KMS_ROLE_NONE if none covers it, if cgroup is NULL or "" (unknown), or if the project has a
  * policy row that cannot be read (as store_binding_role). */
 enum kms_role store_binding_role_cgroup(struct store *s, const char *project, const char *cgroup);
-/* Whether any project has a cgroup binding (a caller's cgroup need not be read otherwise). */
-bool store_cgroup_bindings_exist(struct store *s);
 /* The cgroup bindings of project as loaded (readable rows), in path order. */
 typedef int (*store_cgroup_binding_cb)(const char *path, enum kms_role role, void *arg);
 KMS_WUR int store_cgroup_binding_list(struct store *s, const char *project,

@@ -395,16 +395,6 @@ enum kms_role store_binding_role_cgroup(struct store *s, const char *project, co
 	return role;
 }
 
-bool store_cgroup_bindings_exist(struct store *s)
-{
-	bool any;
-
-	pthread_rwlock_rdlock(&s->policy_lock);
-	any = s->policy.ncgroups > 0;
-	pthread_rwlock_unlock(&s->policy_lock);
-	return any;
-}
-
 bool store_policy_has_cgroup(struct store *s, const char *project, const char *path,
 			     enum kms_role role)
 {
