@@ -665,8 +665,10 @@ static int store_rotate_sessions(struct store_rotate_ctx *c)
 
 	if (!s->ops->session_list || !s->ops->session_put)
 		goto out;
-	if (r == 0 && s->ops->session_list(s->be, NULL, store_rotate_collect_session, &l) < 0)
-		goto out; /* no such table yet (schema 4) */
+	/* Every open store has the table (schema 5): a failure to list it must stop the rotation,
+	 * or the old root would be destroyed with bindings still sealed under it. */
+	if (r == 0)
+		r = s->ops->session_list(s->be, NULL, store_rotate_collect_session, &l);
 	for (size_t i = 0; r == 0 && i < l.n; i++) {
 		struct store_session *x = &l.v[i];
 		char label[80];

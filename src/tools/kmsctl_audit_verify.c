@@ -76,8 +76,16 @@ int kmsctl_audit_verify(const char *state, int argc, char **argv)
 	if ((r = kmsctl_open(state, false, &s)) != 0)
 		return r;
 	key = kms_secret_alloc(AUDIT_KEY_BYTES);
-	r = key ? store_state_secret(s, "audit.key", key) : KMS_E_NOMEM;
+	/* Read, never made: a verify must not leave a new key behind (every file would fail). */
+	r = key ? store_state_secret_get(s, "audit.key", key) : KMS_E_NOMEM;
 	store_close(s);
+	if (r == KMS_E_KEY_NOT_FOUND) {
+		fprintf(stderr,
+			"kmsctl: '%s' has no audit key: no audit line was ever written "
+			"for it, so these files are not its trail\n",
+			state);
+		goto out;
+	}
 	if (r < 0) {
 		fprintf(stderr, "kmsctl: cannot read the audit key of '%s': %s\n", state,
 			kms_err_info(r)->message);

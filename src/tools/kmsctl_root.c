@@ -19,6 +19,14 @@ static int kmsctl_root_rotate(const char *state, const char *to)
 	char why[1600];
 	int r, ret;
 
+	/* Before anything records --to (the audit line names it): never a PIN value there. */
+	if (to && strstr(to, "pin-value")) {
+		fprintf(stderr,
+			"kmsctl: --to names a PIN value, which would be kept in the store's "
+			"settings and the audit trail; use pin-source=file:... or "
+			"--pkcs11-pin-file\n");
+		return EXIT_USAGE;
+	}
 	if ((ret = kmsctl_open(state, false, &s)) != 0)
 		return ret;
 	if ((ret = kmsctl_audit_open(state, s, &audit)) != 0)
