@@ -8,7 +8,8 @@
  *  1. Who the caller is (api_caller_claims): the token's claims; else the role of a
  *     `kmsctl project bind` binding, the most specific one (api_bound_role): the deepest cgroup
  *     binding covering the caller's cgroup (store_binding_role_cgroup), else its uid's binding,
- *     else the best of its groups' (store_binding_role). A token always wins over a binding. A
+ *     else the best of its groups' (store_binding_role); none for a caller whose cgroup is
+ *     unknown in a project with cgroup bindings. A token always wins over a binding. A
  *     binding is captured when a handle is opened (api_bound_role, with the uid, groups and
  *     cgroup read then) and looked up again with them at every request, where it can only
  *     narrow: an unbind or a lower role applies at once, a higher role to later opens; a process
@@ -53,6 +54,11 @@ enum kms_role api_bound_role(const struct api_service *svc, const struct api_cal
 	int role;
 
 	if (!api_binding_applies(c) || !c->project)
+		return KMS_ROLE_NONE;
+	/* A cgroup binding can narrow the uid's or a group's (a viewer workload of an admin uid),
+	 * so where the project has one, a process whose cgroup could not be read gets no binding
+	 * at all rather than the broader one: fail closed. */
+	if (c->cgroup && !c->cgroup[0] && store_cgroup_bindings_exist(svc->store, c->project))
 		return KMS_ROLE_NONE;
 	role = store_binding_role_cgroup(svc->store, c->project, c->cgroup);
 	if (role == KMS_ROLE_NONE)

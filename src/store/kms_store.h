@@ -351,6 +351,8 @@ KMS_WUR int store_binding_set_cgroup(struct store *s, const char *project, const
  * KMS_ROLE_NONE if none covers it, if cgroup is NULL or "" (unknown), or if the project has a
  * policy row that cannot be read (as store_binding_role). */
 enum kms_role store_binding_role_cgroup(struct store *s, const char *project, const char *cgroup);
+/* Has project any cgroup binding (as loaded), or a policy row that cannot be read? */
+bool store_cgroup_bindings_exist(struct store *s, const char *project);
 /* The cgroup bindings of project as loaded (readable rows), in path order. */
 typedef int (*store_cgroup_binding_cb)(const char *path, enum kms_role role, void *arg);
 KMS_WUR int store_cgroup_binding_list(struct store *s, const char *project,

@@ -395,6 +395,18 @@ enum kms_role store_binding_role_cgroup(struct store *s, const char *project, co
 	return role;
 }
 
+bool store_cgroup_bindings_exist(struct store *s, const char *project)
+{
+	bool has;
+
+	pthread_rwlock_rdlock(&s->policy_lock);
+	has = store_project_refused_locked(s, project);
+	for (size_t i = 0; i < s->policy.ncgroups && !has; i++)
+		has = strcmp(s->policy.cgroups[i].project, project) == 0;
+	pthread_rwlock_unlock(&s->policy_lock);
+	return has;
+}
+
 bool store_policy_has_cgroup(struct store *s, const char *project, const char *path,
 			     enum kms_role role)
 {

@@ -85,11 +85,14 @@ TEST(precedence_cgroup_then_uid_then_gid)
 		{ 1000, "/app.slice/db.service", KMS_ROLE_CRYPTO },
 		/* A cgroup binding beats the groups' too (uid 1001 has no binding of its own). */
 		{ 1001, "/app.slice", KMS_ROLE_CRYPTO },
-		/* Outside every bound cgroup ("/app.slicex" is not below "/app.slice"), or unknown:
-		 * the uid's binding beats the groups' (admin); without one, the best group's. */
+		/* Outside every bound cgroup ("/app.slicex" is not below "/app.slice"): the uid's
+		 * binding beats the groups' (admin); without one, the best group's. */
 		{ 1000, "/app.slicex", KMS_ROLE_VIEWER },
-		{ 1000, "", KMS_ROLE_VIEWER },
 		{ 1000, "/", KMS_ROLE_VIEWER },
+		/* Unknown (unreadable) in a project with cgroup bindings: none, since the binding
+		 * it could not be matched against might be a narrower one. */
+		{ 1000, "", KMS_ROLE_NONE },
+		{ 1001, "", KMS_ROLE_NONE },
 		{ 1001, "/user.slice", KMS_ROLE_ADMIN },
 	};
 	struct api_caller c;
@@ -164,6 +167,28 @@ TEST(every_request_rechecks_the_handles_cgroup)
 	ASSERT_OK(store_binding_set_cgroup(s, P, "/app.slice", KMS_ROLE_ADMIN));
 	ASSERT_EQ(acts_as(&c), KMS_ROLE_CRYPTO);
 	unbind_all();
+}
+
+/* An unknown cgroup only matters where the project has cgroup bindings: elsewhere the uid's
+ * binding applies as before. */
+TEST(unknown_cgroup_fails_closed_only_where_cgroups_are_bound)
+{
+	struct store *s = fx_svc()->store;
+	struct api_caller c;
+
+	ASSERT_OK(store_binding_set(s, P, STORE_BIND_UID, 1000, KMS_ROLE_CRYPTO));
+	c = opened(1000, "");
+	ASSERT_EQ(c.bound_role, KMS_ROLE_CRYPTO);
+	ASSERT_OK(store_binding_set_cgroup(s, P, "/batch.slice", KMS_ROLE_VIEWER));
+	ASSERT_EQ(acts_as(&c), KMS_ROLE_NONE); /* the handle's next request too */
+	c = opened(1000, "");
+	ASSERT_EQ(c.bound_role, KMS_ROLE_NONE);
+	c = opened(1000, "/user.slice");
+	ASSERT_EQ(c.bound_role, KMS_ROLE_CRYPTO);
+	ASSERT_OK(store_binding_set_cgroup(s, P, "/batch.slice", KMS_ROLE_NONE));
+	c = opened(1000, "");
+	ASSERT_EQ(c.bound_role, KMS_ROLE_CRYPTO);
+	ASSERT_OK(store_binding_set(s, P, STORE_BIND_UID, 1000, KMS_ROLE_NONE));
 }
 
 /* A cgroup binding is for its project only. */
