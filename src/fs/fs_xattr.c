@@ -613,13 +613,12 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
 
 void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 {
-	uint32_t project;
-
-	/* Only the read-only identity, on a project's nodes; never the token. */
-	if (fs_project_of(ino, &project))
-		fs_reply_value(req, FS_IDENTITY_XATTR, sizeof(FS_IDENTITY_XATTR), size);
-	else
-		fs_reply_value(req, "", 0, size);
+	(void)ino;
+	/* Nothing is listed: never the token, and not the identity either. The identity is
+	 * computed for whoever reads it, so cp -a, rsync -X and tar --xattrs would write the
+	 * copier's uid, pid, namespace and token id onto every copy (and fail with EPERM copying
+	 * into kmsfs). getfattr -n user.kms.identity still reads it. */
+	fs_reply_value(req, "", 0, size);
 }
 
 void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)

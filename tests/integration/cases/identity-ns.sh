@@ -8,8 +8,8 @@
 # takes its logins with it, even though the kernel reuses its number; a key folder
 # bind-mounted in a new namespace is only reachable with that namespace's own login; a caller
 # whose namespace the daemon cannot read gets no token (fail closed); and
-# `getfattr -n user.kms.identity` (read-only, listed) says how kmsfs sees the caller in each
-# case. Last, real containers (podman + runc, a volume of the mount): root in a container cannot
+# `getfattr -n user.kms.identity` (read-only, read by name only: never listed, so never
+# copied) says how kmsfs sees the caller in each case. Last, real containers (podman + runc, a volume of the mount): root in a container cannot
 # use the host admin's token and sets its own (skipped, with the reason, where podman cannot run).
 source "$(dirname "$0")/../lib/common.sh"
 source "$KMS_LIB/podman.sh"
@@ -80,10 +80,15 @@ list_as() {
 
 as_u=(setpriv --reuid="$KMS_UID" --regid="$KMS_GID" --clear-groups --)
 
-# --- the host: its own token, the identity read-only and listed --------------------------------
+# --- the host: its own token, the identity read-only and not listed --------------------------------
 expect_ident "host root" "$(ident "$P")" 0 "$MY_NS" admin admin
 expect_ident "host root, key folder" "$(ident "$P/keys/$id")" 0 "$MY_NS" admin admin
-assert_contains "$(getfattr -d -m - "$P" 2>&1)" "user.kms.identity" "listxattr of the project"
+assert_not_contains "$(getfattr -d -m - "$P" 2>&1)" "kms.identity" "listxattr of the project"
+cpdir=$(mktemp -d)
+cp -a "$P/keys/$id/create-datakey" "$cpdir/copy" 2>/dev/null || true
+[ -e "$cpdir/copy" ] || fail "cp -a of an action file made no copy"
+assert_not_contains "$(getfattr -d -m - "$cpdir/copy" 2>&1)" "kms." "xattrs of a cp -a copy"
+rm -rf "$cpdir"
 err=$(setfattr -n user.kms.identity -v '{}' "$P" 2>&1) && fail "setfattr user.kms.identity succeeded"
 assert_contains "$err" "Operation not permitted" "setfattr user.kms.identity"
 err=$(setfattr -x user.kms.identity "$P" 2>&1) && fail "setfattr -x user.kms.identity succeeded"
