@@ -61,6 +61,41 @@ static int audit_escape(char *out, size_t cap, const char *s)
 	return 0;
 }
 
+#define AUDIT_CUT_MARK "[...]"
+
+/* audit_escape for a path that may be longer than a line has room for (a cgroup, a file name):
+ * what does not fit is cut at a character and the value ends with AUDIT_CUT_MARK, so the
+ * request is still audited (and served) and the reader sees the cut. */
+static void audit_escape_path(char *out, size_t cap, const char *s)
+{
+	size_t room = cap - sizeof(AUDIT_CUT_MARK), o = 0, i = 0;
+	char esc[8];
+
+	if (audit_escape(out, cap, s) == 0)
+		return;
+	for (; s[i]; i++) {
+		unsigned char c = (unsigned char)s[i];
+		size_t k;
+
+		if (c == '"' || c == '\\')
+			k = (size_t)snprintf(esc, sizeof(esc), "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			k = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c);
+		else
+			k = (size_t)snprintf(esc, sizeof(esc), "%c", c);
+		/* Never cut inside a UTF-8 sequence: stop before a lead byte whose sequence would
+		 * not fit whole (continuation bytes are 10xxxxxx). */
+		if (o + k > room || ((c & 0xc0) == 0xc0 && o + (c >= 0xf0   ? 4
+								: c >= 0xe0 ? 3
+									    : 2) >
+								   room))
+			break;
+		memcpy(out + o, esc, k);
+		o += k;
+	}
+	memcpy(out + o, AUDIT_CUT_MARK, sizeof(AUDIT_CUT_MARK));
+}
+
 static const char *audit_str(const char *s)
 {
 	return s ? s : "";
@@ -102,10 +137,10 @@ static int audit_line_begin(const EVP_MAC_CTX *keyed, const struct audit_event *
 
 	l->mac = NULL;
 	if (audit_escape(ecomm, sizeof(ecomm), e->process) < 0 ||
-	    audit_escape(ecg, sizeof(ecg), e->cgroup) < 0 ||
-	    audit_escape(eobj, sizeof(eobj), e->object_id) < 0 ||
-	    audit_escape(efile, sizeof(efile), prev_file) < 0)
+	    audit_escape(eobj, sizeof(eobj), e->object_id) < 0)
 		return -1;
+	audit_escape_path(ecg, sizeof(ecg), e->cgroup);
+	audit_escape_path(efile, sizeof(efile), prev_file);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);

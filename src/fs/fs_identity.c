@@ -4,6 +4,7 @@
  * makes the kernel send the FLUSH as root) never borrows that process's identity. Capture only:
  * what the identity may do is decided in src/api/api_authz.c. */
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,25 +148,43 @@ static uint64_t fs_mntns_recent(pid_t pid, bool view)
 	return ns;
 }
 
-char *fs_cgroup_of(pid_t pid)
+/* Hybrid hierarchies list the v1 controllers (a path each, at most PATH_MAX) before the v2
+ * line: the file is read whole, up to this many bytes. */
+#define FS_CGROUP_FILE_MAX (16u * (PATH_MAX + 32u))
+
+/* The whole of /proc/PID/cgroup, NUL-terminated, into buf (cap bytes): 1, 0 if it cannot be
+ * read, -1 if it is longer. Never a prefix: a path cut short could name a shallower cgroup,
+ * whose binding does not cover the caller ("/a/b" of "/a/bc"). */
+static int fs_cgroup_file(pid_t pid, char *buf, size_t cap)
 {
-	char path[FS_PROC_PATH], buf[4096];
-	char *line, *next;
-	ssize_t n;
+	char path[FS_PROC_PATH];
+	size_t len = 0;
+	ssize_t n = 0;
 	int fd;
 
-	if (pid <= 0)
-		return NULL;
 	fs_proc_path(path, pid, "/cgroup");
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return NULL;
-	n = read(fd, buf, sizeof(buf) - 1);
+		return 0;
+	while (len < cap - 1 && (n = read(fd, buf + len, cap - 1 - len)) > 0)
+		len += (size_t)n;
+	if (n > 0) { /* buf is full: is there more? */
+		char more;
+
+		n = read(fd, &more, 1);
+	}
 	close(fd);
-	if (n <= 0)
-		return NULL;
-	buf[n] = 0;
-	/* Hybrid hierarchies list the v1 controllers first: the v2 path is on the "0::" line. */
+	buf[len] = 0;
+	if (n > 0)
+		return -1;
+	return n == 0 && len > 0 && buf[len - 1] == '\n';
+}
+
+/* The v2 path of the "0::" line of buf, or NULL. */
+static char *fs_cgroup_v2(char *buf)
+{
+	char *line, *next;
+
 	for (line = buf; line; line = next) {
 		next = strchr(line, '\n');
 		if (next)
@@ -174,6 +193,25 @@ char *fs_cgroup_of(pid_t pid)
 			return line[3] == '/' ? strdup(line + 3) : NULL;
 	}
 	return NULL;
+}
+
+char *fs_cgroup_of(pid_t pid)
+{
+	char small[4096], *big, *out = NULL;
+	int r;
+
+	if (pid <= 0)
+		return NULL;
+	r = fs_cgroup_file(pid, small, sizeof(small));
+	if (r > 0)
+		return fs_cgroup_v2(small);
+	/* Long paths: read it again whole (it may have changed meanwhile; never a prefix). */
+	if (r < 0 && (big = malloc(FS_CGROUP_FILE_MAX)) != NULL) {
+		if (fs_cgroup_file(pid, big, FS_CGROUP_FILE_MAX) > 0)
+			out = fs_cgroup_v2(big);
+		free(big);
+	}
+	return out;
 }
 
 static void fs_identity_take(fuse_req_t req, struct fs *fs, uint32_t project, bool view,

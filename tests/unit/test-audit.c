@@ -114,10 +114,39 @@ TEST(format_is_the_documented_canonical_form)
 
 		memset(big, 'x', sizeof(big) - 1);
 		big[sizeof(big) - 1] = 0;
-		e.cgroup = big;
 		e.object_id = big;
 		ASSERT_EQ(audit_format(key, &e, NULL, NULL, "", line, sizeof(line)), -1);
 	}
+}
+
+/* A cgroup path longer than a line has room for (a caller can make its own path long) is cut,
+ * marked, never in a UTF-8 sequence, and the line is written: the request is still served. */
+TEST(long_cgroup_path_is_cut_and_marked)
+{
+	struct audit_event e = event("create-datakey", 42);
+	char line[AUDIT_LINE_MAX], big[4000];
+	const char *cg, *end;
+	int n;
+
+	big[0] = '/';
+	for (size_t i = 1; i + 1 < sizeof(big); i++)
+		big[i] = (i % 2) ? (char)0xc3 : (char)0xa9; /* "é" */
+	big[sizeof(big) - 1] = 0;
+	e.cgroup = big;
+	n = audit_format(key, &e, NULL, NULL, "", line, sizeof(line));
+	ASSERT_TRUE(n > 0);
+	cg = strstr(line, "\"cgroup\":\"/");
+	ASSERT_TRUE(cg != NULL);
+	if (!cg)
+		return;
+	end = strstr(cg, "[...]\",\"project\"");
+	ASSERT_TRUE(end != NULL);
+	ASSERT_TRUE(end && (end - cg - 11) % 2 == 0); /* whole "é"s after the '/' */
+	ASSERT_TRUE(end && (unsigned char)end[-1] == 0xa9);
+	/* A short one is never marked. */
+	e.cgroup = "/a/b";
+	n = audit_format(key, &e, NULL, NULL, "", line, sizeof(line));
+	ASSERT_TRUE(n > 0 && strstr(line, "\"cgroup\":\"/a/b\",") != NULL);
 }
 
 /* Two writers (a daemon and kmsctl) on one file: every line continues the one before it. */

@@ -11,7 +11,8 @@
 # the host root's token does not apply there. Precedence: a token beats a cgroup binding (both
 # ways), the deepest cgroup binding beats a shallower one and the uid binding (both ways), the uid
 # binding beats a group's. `project show` lists the bindings; bad paths are refused with a
-# sentence. Then on PostgreSQL: a bind made with host A's kmsctl is seen by daemon B within a
+# sentence. A cgroup path of about 4,900 bytes is read whole (user.kms.identity names it, its
+# binding applies) and is cut and marked in the audit line, its request served. Then on PostgreSQL: a bind made with host A's kmsctl is seen by daemon B within a
 # second, and so is the unbind. The cgroups are removed at the end (their processes moved out
 # first), also when the case fails.
 source "$(dirname "$0")/../lib/common.sh"
@@ -37,10 +38,22 @@ mkdir "$CG_PARENT" 2>/dev/null || skip "cannot create a cgroup in $CG"
 
 # The EXIT trap's part: every process of the test's cgroups back home, then the cgroups removed,
 # deepest first.
+# The deep chain (made below) through relative paths: its absolute ones pass PATH_MAX. Its
+# processes are gone with their subshells.
+cg_deep_cleanup() {
+	[ -n "${comp:-}" ] && [ -d "$CG_PARENT/app/${comp}0" ] || return 0
+	(
+		cd "$CG_PARENT/app" || exit 0
+		for ((k = 0; k < 20; k++)); do cd "$comp$k" 2>/dev/null || break; done
+		for ((; k > 0; k--)); do cd .. && rmdir "$comp$((k - 1))"; done
+	) 2>/dev/null
+	return 0
+}
 cg_cleanup() {
 	local d p i
 	[ -d "$CG_PARENT" ] || return 0
 	for ((i = 0; i < 50; i++)); do
+		cg_deep_cleanup
 		while read -r d; do
 			while read -r p; do echo "$p" >"$CG_HOME/cgroup.procs"; done <"$d/cgroup.procs" 2>/dev/null
 			rmdir "$d" 2>/dev/null
@@ -70,7 +83,7 @@ if [[ $PARENT != /* ]] || [ "$(cg_dir "$PARENT")" != "$CG_PARENT" ]; then
 fi
 APP=$PARENT/app
 
-kms_start_project cg allow_other
+kms_start_project cg allow_other "audit=$KMS_WORK/audit.log"
 id=$(kms_create_key cg app)
 F=$KMS_MNT/cg/create-datakey
 REQ="{\"key_id\":\"$id\"}"
@@ -187,6 +200,37 @@ kms_ctl project unbind cg --gid kmsitg || fail "project unbind --gid"
 kms_ctl project unbind cg --cgroup "$APP/child" || fail "project unbind --cgroup child"
 kms_ctl project unbind cg --cgroup "$APP" || fail "project unbind --cgroup"
 assert_eq "$(user_dek "$CG_PARENT/app/child")" KMS.0301 "every binding removed"
+
+# A deep cgroup: its path (about 4,900 bytes, made through relative paths: an absolute one would
+# pass PATH_MAX) makes /proc/PID/cgroup longer than one page. kmsfs reads the file whole (a path
+# cut short could name a shallower cgroup), and the audit line names it cut at a character with
+# "[...]" (the request is audited and served, not refused).
+kms_ctl project bind cg --cgroup "$APP" --role crypto || fail "project bind --cgroup for the deep one"
+comp=$(head -c 240 /dev/zero | tr '\0' d)
+(
+	cd "$CG_PARENT/app" || exit 1
+	for ((i = 0; i < 20; i++)); do mkdir "$comp$i" && cd "$comp$i" || exit 1; done
+) || fail "mkdir of a deep cgroup"
+# in_deep CMD...: CMD in a subshell moved into the deep cgroup first.
+in_deep() {
+	(
+		cd "$CG_PARENT/app" || exit 99
+		for ((i = 0; i < 20; i++)); do cd "$comp$i" || exit 99; done
+		echo "$BASHPID" >cgroup.procs || exit 99
+		cd / && "$@"
+	)
+}
+DEEP=$(in_deep sed -n 's/^0:://p' /proc/self/cgroup)
+[ "$(in_deep cat /proc/self/cgroup | wc -c)" -gt 4096 ] || fail "/proc/PID/cgroup of the deep cgroup fits one page"
+r=$(in_deep as_user getfattr --only-values -n user.kms.identity "$KMS_MNT/cg")
+assert_eq "$(jget "$r" .cgroup)" "$DEEP" "user.kms.identity names the whole deep path"
+assert_eq "$(jget "$r" .binding.role)" crypto "the binding of $APP covers the deep cgroup"
+assert_eq "$(code "$(in_deep user_call "$F" "$REQ")")" ok "user in the deep cgroup"
+line=$(grep -F "\"cgroup\":\"$APP/$comp" "$KMS_WORK/audit.log" | tail -n 1)
+[ -n "$line" ] || fail "no audit line names the deep cgroup"
+assert_contains "$line" "[...]\",\"project\":\"cg\"" "the deep path, cut and marked in the audit line"
+assert_eq "$(jq -r .status <<<"$line")" 200 "the deep cgroup's request in the audit line"
+kms_ctl project unbind cg --cgroup "$APP" || fail "project unbind --cgroup after the deep one"
 kms_umount
 
 # PostgreSQL: a bind with host A's kmsctl is seen by daemon B within 1 s, and the unbind too. The
