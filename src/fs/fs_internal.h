@@ -268,7 +268,8 @@ bool fs_binding_claims(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t projec
 		       struct auth_claims *out, int *err);
 void fs_bindings_free(struct fs *fs);
 /* The janitor's: drop the bindings of mount namespaces no process is in any more (each binding
- * holds its namespace open, so that the kernel cannot give its number to a new one). */
+ * holds its namespace open, so that the kernel cannot give its number to a new one). A process
+ * seen in each namespace is looked at first; /proc is read only for those where it has gone. */
 void fs_bindings_sweep(struct fs *fs);
 /* Install (or replace) the token binding of (uid, mount namespace, project) in memory, from a
  * setfattr or from a remembered one at start (fs_remember.c; hint: a process in mntns, or 0);
