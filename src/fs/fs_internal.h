@@ -63,6 +63,7 @@ struct fs_registry {
 struct fs_mailbox;
 struct fs_binding;
 struct fs_ns_pin;
+struct fs_remember_row;
 
 /* fs_metrics.c: what the daemon counts for /kms/.metrics and /kms/.status. The request path
  * adds to its thread's own counters (no lock, no shared cache line); a reader sums them at open. */
@@ -186,11 +187,15 @@ struct fs {
 	bool stopping;
 	/* fs_remember.c: -o forget_tokens, this host's name in the store's remembered bindings (the
 	 * machine id), the host's mount namespace (pid 1's), and remember_lock, which serialises
-	 * the store writes of setfattr and removexattr. */
+	 * the store writes of setfattr and removexattr and guards remembered: the index of this
+	 * host's rows by scope (uid, namespace, project), so that those writes touch only the rows
+	 * of their own scope. */
 	bool forget_tokens;
 	char host_id[65];
 	uint64_t host_mntns;
 	pthread_mutex_t remember_lock;
+	struct fs_remember_row *remembered[FS_BIND_BUCKETS];
+	bool remember_indexed; /* remembered names every row of this host (else: list again) */
 };
 
 /* One open file handle: the unit of a transaction (design.md section 2). */
@@ -263,12 +268,14 @@ bool fs_binding_claims(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t projec
 		       struct auth_claims *out, int *err);
 void fs_bindings_free(struct fs *fs);
 /* The janitor's: drop the bindings of mount namespaces no process is in any more (each binding
- * holds its namespace open, so that the kernel cannot give its number to a new one). */
+ * holds its namespace open, so that the kernel cannot give its number to a new one). A process
+ * seen in each namespace is looked at first; /proc is read only for those where it has gone. */
 void fs_bindings_sweep(struct fs *fs);
 /* Install (or replace) the token binding of (uid, mount namespace, project) in memory, from a
- * setfattr or from a remembered one at start (fs_remember.c); remove it. */
+ * setfattr or from a remembered one at start (fs_remember.c; hint: a process in mntns, or 0);
+ * remove it. */
 KMS_WUR int fs_binding_set(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
-			   const struct auth_claims *claims);
+			   const struct auth_claims *claims, pid_t hint);
 bool fs_binding_remove(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project); /* was one */
 
 /* fs_remember.c: token bindings remembered across restarts (sealed in the store), unless
@@ -285,6 +292,12 @@ bool fs_remembered(struct fs *fs, uid_t uid, uint64_t mntns, const char *project
 /* In fs_new before anything can fail (forget: -o forget_tokens), and in fs_free. */
 void fs_remember_init(struct fs *fs, bool forget);
 void fs_remember_free(struct fs *fs);
+/* A witness of a mount namespace: one process seen in it, named by pid and start time (clock
+ * ticks after boot: field 22 of /proc/PID/stat), so that a pid given to a new process is not
+ * taken for it. fs_proc_start_of: pid's start time (false if gone); fs_witness_alive: is that
+ * very process still there, and in namespace mntns. */
+bool fs_proc_start_of(pid_t pid, uint64_t *start);
+bool fs_witness_alive(pid_t pid, uint64_t start, uint64_t mntns);
 
 /* fs_identity.c */
 /* The identity of req's caller for a project (index, as in struct fs_node): uid, gid, pid, mount

@@ -73,51 +73,164 @@ static void fs_remember_scope(const struct fs *fs, uint64_t mntns, struct store_
 	r->mntns = r->host_ns ? 0 : mntns;
 }
 
-struct fs_remember_match {
-	struct fs *fs;
-	struct store_remembered want; /* uid, scope, project */
-	int err;
+/* ---- the index of this host's rows ----
+ *
+ * put and drop must delete every row of their scope (uid, namespace, project): a row left
+ * behind brings a removed or replaced login back at the next start. Listing this host's rows
+ * for that unseals every one of them (an AES-GCM open each), under remember_lock: with
+ * thousands of rows one user looping setfattr would slow every other user's login. So the
+ * daemon keeps an index of the rows (scope -> row id, token id), made from the rows it
+ * restores at start and kept up to date by put, drop and the janitor's drops, and deletes by
+ * id.
+ *
+ * The index names every row of this host that unseals, and may name more, never fewer: only
+ * this daemon adds rows of its host (put, here), and at start it indexes every row it keeps.
+ * Others only take rows away (kmsctl token revoke deletes a token's rows on every host) or
+ * re-seal them in place under their ids (root-key rotation). A delete that failed keeps its
+ * entry, and a write that reported a failure is indexed too (it may have been committed before
+ * the error: a lost connection), so that the next put or drop of the scope deletes them. An
+ * entry too many is harmless: deleting an id that is gone deletes nothing and succeeds. A start
+ * that could not list the rows (or ran out of memory) leaves remember_indexed false: the next
+ * put, drop or question lists them once to make the index whole. */
+struct fs_remember_row {
+	struct fs_remember_row *next;
+	uint32_t uid;
+	bool host_ns;
+	uint64_t mntns;
+	char project[KMS_MAX_PROJECT_ID + 1];
+	char id[33];
+	char token_id[AUTH_TOKEN_ID_LEN + 1];
+	bool written; /* the store said so (user.kms.identity's "remembered") */
 };
 
-/* Delete the rows of want's scope (the binding they remembered is gone or replaced). */
-static int fs_remember_delete_row(const struct store_remembered *r, void *arg)
+static size_t fs_remember_bucket(uint32_t uid, uint64_t mntns, const char *project)
 {
-	struct fs_remember_match *m = arg;
-	int e;
+	uint32_t h = 2166136261u; /* FNV-1a of the project, then the uid and namespace mixed in */
 
-	if (r->uid != m->want.uid || r->host_ns != m->want.host_ns || r->mntns != m->want.mntns ||
-	    strcmp(r->project, m->want.project) != 0)
-		return 0;
-	e = store_session_delete(m->fs->store, r->id);
-	if (e < 0 && m->err == 0)
-		m->err = e;
-	return 0;
+	for (const char *c = project; *c; c++)
+		h = (h ^ (uint8_t)*c) * 16777619u;
+	h ^= uid * 2654435761u;
+	h ^= (uint32_t)(mntns ^ (mntns >> 32)) * 2246822519u;
+	return h % FS_BIND_BUCKETS;
 }
 
-/* Fill m for (uid, mntns, project); false if the project has no name (not remembered). */
-static bool fs_remember_match_of(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
-				 struct fs_remember_match *m)
+static struct fs_remember_row **fs_remember_chain(struct fs *fs, const struct store_remembered *r)
 {
-	memset(m, 0, sizeof(*m));
-	m->fs = fs;
-	m->want.uid = uid;
-	snprintf(m->want.host, sizeof(m->want.host), "%s", fs->host_id);
-	fs_remember_scope(fs, mntns, &m->want);
-	return fs_project_name(fs, project, m->want.project);
+	return &fs->remembered[fs_remember_bucket(r->uid, r->mntns, r->project)];
+}
+
+static bool fs_remember_in_scope(const struct fs_remember_row *x, const struct store_remembered *r)
+{
+	return x->uid == r->uid && x->host_ns == r->host_ns && x->mntns == r->mntns &&
+	       strcmp(x->project, r->project) == 0;
+}
+
+/* An entry for row r (not linked yet); NULL out of memory. */
+static struct fs_remember_row *fs_remember_row_new(const struct store_remembered *r, bool written)
+{
+	struct fs_remember_row *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return NULL;
+	x->uid = r->uid;
+	x->host_ns = r->host_ns;
+	x->mntns = r->mntns;
+	snprintf(x->project, sizeof(x->project), "%s", r->project);
+	snprintf(x->id, sizeof(x->id), "%s", r->id);
+	snprintf(x->token_id, sizeof(x->token_id), "%s", r->claims.id);
+	x->written = written;
+	return x;
 }
 
 /* Caller holds remember_lock. */
-static int fs_remember_drop_locked(struct fs_remember_match *m)
+static void fs_remember_index_locked(struct fs *fs, struct fs_remember_row *x)
 {
-	size_t unreadable = 0;
-	int e = store_session_list(m->fs->store, m->fs->host_id, fs_remember_delete_row, m,
-				   &unreadable);
+	struct fs_remember_row **pp =
+		&fs->remembered[fs_remember_bucket(x->uid, x->mntns, x->project)];
 
-	return e < 0 ? e : m->err;
+	x->next = *pp;
+	*pp = x;
 }
 
-/* The start time of pid (clock ticks after boot: field 22 of /proc/PID/stat); false if gone. */
-static bool fs_remember_start_of(pid_t pid, uint64_t *out)
+/* Delete the rows of want's scope (the binding they remembered is gone or replaced), by id;
+ * those whose delete failed stay in the index. Caller holds remember_lock. */
+static int fs_remember_drop_locked(struct fs *fs, const struct store_remembered *want)
+{
+	struct fs_remember_row **pp = fs_remember_chain(fs, want), *x;
+	int err = 0, e;
+
+	while ((x = *pp) != NULL) {
+		if (!fs_remember_in_scope(x, want)) {
+			pp = &x->next;
+			continue;
+		}
+		e = store_session_delete(fs->store, x->id);
+		if (e < 0) {
+			err = err ? err : e;
+			pp = &x->next;
+			continue;
+		}
+		*pp = x->next;
+		free(x);
+	}
+	return err;
+}
+
+/* Index row r (remember_lock held); false out of memory. */
+static bool fs_remember_index_row(const struct store_remembered *r, struct fs *fs)
+{
+	struct fs_remember_row *x = fs_remember_row_new(r, true);
+
+	if (x)
+		fs_remember_index_locked(fs, x);
+	return x != NULL;
+}
+
+static int fs_remember_reindex_row(const struct store_remembered *r, void *arg)
+{
+	return fs_remember_index_row(r, arg) ? 0 : KMS_E_NOMEM;
+}
+
+static void fs_remember_index_clear(struct fs *fs)
+{
+	struct fs_remember_row *x;
+
+	for (size_t i = 0; i < FS_BIND_BUCKETS; i++) {
+		while ((x = fs->remembered[i]) != NULL) {
+			fs->remembered[i] = x->next;
+			free(x);
+		}
+	}
+}
+
+/* Make the index whole (remember_lock held) if the start could not (its listing failed, or it
+ * ran out of memory): from a fresh listing of this host's rows. */
+static int fs_remember_index_whole_locked(struct fs *fs)
+{
+	size_t unreadable = 0;
+	int e;
+
+	if (fs->remember_indexed)
+		return 0;
+	fs_remember_index_clear(fs);
+	e = store_session_list(fs->store, fs->host_id, fs_remember_reindex_row, fs, &unreadable);
+	fs->remember_indexed = e == 0;
+	return e;
+}
+
+/* The row to remember for (uid, mntns, project): its host and scope filled in; false if the
+ * project has no name (not remembered). */
+static bool fs_remember_want(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
+			     struct store_remembered *want)
+{
+	memset(want, 0, sizeof(*want));
+	want->uid = uid;
+	snprintf(want->host, sizeof(want->host), "%s", fs->host_id);
+	fs_remember_scope(fs, mntns, want);
+	return fs_project_name(fs, project, want->project);
+}
+
+bool fs_proc_start_of(pid_t pid, uint64_t *start)
 {
 	char path[64], buf[1024], *p;
 	ssize_t n;
@@ -137,10 +250,18 @@ static bool fs_remember_start_of(pid_t pid, uint64_t *out)
 	p = strrchr(buf, ')');
 	for (int k = 3; k < 22 && p; k++)
 		p = strchr(p + 1, ' ');
-	return p && sscanf(p + 1, "%" SCNu64, out) == 1;
+	return p && sscanf(p + 1, "%" SCNu64, start) == 1;
 }
 
-/* The oldest process of mount namespace mntns: the witness a remembered binding keeps. */
+bool fs_witness_alive(pid_t pid, uint64_t start, uint64_t mntns)
+{
+	uint64_t now;
+
+	return pid > 0 && fs_proc_start_of(pid, &now) && now == start && fs_mntns_of(pid) == mntns;
+}
+
+/* The oldest process of mount namespace mntns: the witness a remembered binding keeps. Reads
+ * all of /proc: never under remember_lock. */
 static bool fs_remember_witness(uint64_t mntns, struct store_remembered *r)
 {
 	DIR *d = opendir("/proc");
@@ -155,7 +276,7 @@ static bool fs_remember_witness(uint64_t mntns, struct store_remembered *r)
 		uint64_t start;
 
 		if (*end || pid <= 0 || pid > INT32_MAX || fs_mntns_of((pid_t)pid) != mntns ||
-		    !fs_remember_start_of((pid_t)pid, &start))
+		    !fs_proc_start_of((pid_t)pid, &start))
 			continue;
 		if (!found || start < r->witness_start) {
 			r->witness_pid = (int32_t)pid;
@@ -171,52 +292,66 @@ static bool fs_remember_witness(uint64_t mntns, struct store_remembered *r)
  * the same process (start time) and still in it? */
 static bool fs_remember_witness_alive(const struct store_remembered *r)
 {
-	uint64_t start;
-
-	return r->witness_pid > 0 && fs_remember_start_of(r->witness_pid, &start) &&
-	       start == r->witness_start && fs_mntns_of(r->witness_pid) == r->mntns;
+	return fs_witness_alive(r->witness_pid, r->witness_start, r->mntns);
 }
 
 int fs_remember_put(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
 		    const struct auth_claims *claims)
 {
-	struct fs_remember_match m;
-	struct store_token_info *c = &m.want.claims;
+	struct store_remembered want;
+	struct store_token_info *c = &want.claims;
+	struct fs_remember_row *x = NULL;
+	bool witnessed;
 	int e = 0;
 
-	if (fs->forget_tokens || !fs_remember_match_of(fs, uid, mntns, project, &m))
+	if (fs->forget_tokens || !fs_remember_want(fs, uid, mntns, project, &want))
 		return 0;
 	snprintf(c->id, sizeof(c->id), "%s", claims->id);
 	snprintf(c->project, sizeof(c->project), "%s", claims->project);
 	snprintf(c->user, sizeof(c->user), "%s", claims->user);
 	c->role = claims->role;
 	c->expiry = claims->expiry;
-	pthread_mutex_lock(&fs->remember_lock);
-	e = fs_remember_drop_locked(&m);
 	/* A namespace of its own (a container's): remembered with the witness that it is still
 	 * the same namespace after a restart (an unreadable one: not remembered). */
-	if (e == 0 && !m.want.host_ns && !fs_remember_witness(mntns, &m.want))
-		e = KMS_E_IO;
+	witnessed = want.host_ns || fs_remember_witness(mntns, &want);
+	pthread_mutex_lock(&fs->remember_lock);
+	e = fs_remember_index_whole_locked(fs);
 	if (e == 0)
-		e = store_session_put(fs->store, &m.want);
+		e = fs_remember_drop_locked(fs, &want);
+	if (e == 0 && !witnessed)
+		e = KMS_E_IO;
+	/* The entry first: a row written but not indexed would outlive its binding's removal. */
+	if (e == 0) {
+		x = fs_remember_row_new(&want, false);
+		e = x ? store_session_put(fs->store, &want) : KMS_E_NOMEM;
+	}
+	if (x && want.id[0]) {
+		snprintf(x->id, sizeof(x->id), "%s", want.id);
+		x->written = e == 0;
+		fs_remember_index_locked(fs, x);
+		x = NULL;
+	}
 	pthread_mutex_unlock(&fs->remember_lock);
+	free(x); /* no id: nothing was written */
 	if (e < 0)
 		kms_log_warning("uid %u bound token %s, but the binding could not be remembered "
 				"(%s): it will not survive a restart of the daemon",
 				(unsigned)uid, claims->id, kms_err_info(e)->message);
-	kms_wipe(&m, sizeof(m));
+	kms_wipe(&want, sizeof(want));
 	return e;
 }
 
 void fs_remember_drop(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project)
 {
-	struct fs_remember_match m;
+	struct store_remembered want;
 	int e;
 
-	if (fs->forget_tokens || !fs_remember_match_of(fs, uid, mntns, project, &m))
+	if (fs->forget_tokens || !fs_remember_want(fs, uid, mntns, project, &want))
 		return;
 	pthread_mutex_lock(&fs->remember_lock);
-	e = fs_remember_drop_locked(&m);
+	e = fs_remember_index_whole_locked(fs);
+	if (e == 0)
+		e = fs_remember_drop_locked(fs, &want);
 	pthread_mutex_unlock(&fs->remember_lock);
 	if (e < 0)
 		kms_log_warning("uid %u removed a token binding, but its remembered copy could not "
@@ -224,29 +359,12 @@ void fs_remember_drop(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project
 				(unsigned)uid, kms_err_info(e)->message);
 }
 
-struct fs_remember_find {
-	const struct store_remembered *want;
-	const char *token_id;
-	bool found;
-};
-
-static int fs_remember_find_row(const struct store_remembered *r, void *arg)
-{
-	struct fs_remember_find *f = arg;
-
-	f->found = f->found ||
-		   (r->uid == f->want->uid && r->host_ns == f->want->host_ns &&
-		    r->mntns == f->want->mntns && strcmp(r->project, f->want->project) == 0 &&
-		    strcmp(r->claims.id, f->token_id) == 0);
-	return 0;
-}
-
 bool fs_remembered(struct fs *fs, uid_t uid, uint64_t mntns, const char *project,
 		   const char *token_id)
 {
 	struct store_remembered want;
-	struct fs_remember_find f = { &want, token_id, false };
-	size_t unreadable = 0;
+	const struct fs_remember_row *x;
+	bool found = false;
 
 	if (fs->forget_tokens)
 		return false;
@@ -254,9 +372,14 @@ bool fs_remembered(struct fs *fs, uid_t uid, uint64_t mntns, const char *project
 	want.uid = uid;
 	fs_remember_scope(fs, mntns, &want);
 	snprintf(want.project, sizeof(want.project), "%s", project);
-	if (store_session_list(fs->store, fs->host_id, fs_remember_find_row, &f, &unreadable) < 0)
-		return false;
-	return f.found;
+	pthread_mutex_lock(&fs->remember_lock);
+	x = fs_remember_index_whole_locked(fs) == 0 ? *fs_remember_chain(fs, &want) : NULL;
+	for (; x && !found; x = x->next)
+		found = x->written && fs_remember_in_scope(x, &want) &&
+			strcmp(x->token_id, token_id) == 0;
+	pthread_mutex_unlock(&fs->remember_lock);
+	/* kmsctl token revoke deletes the rows of the token it revokes, behind our back. */
+	return found && !store_token_revoked(fs->store, token_id);
 }
 
 /* ---- restore at start ---- */
@@ -323,7 +446,8 @@ struct fs_remember_restore {
 	struct fs_remember_live live;
 	int64_t now_s;
 	size_t restored, dropped, failed;
-	size_t unsure; /* of other namespaces, restored though theirs may have ended */
+	size_t unsure;	/* of other namespaces, restored though theirs may have ended */
+	bool unindexed; /* a row kept that the index could not take (out of memory) */
 };
 
 static bool fs_remember_claims(const struct store_remembered *r, struct auth_claims *c)
@@ -358,14 +482,20 @@ static int fs_remember_restore_row(const struct store_remembered *r, void *arg)
 		e = fs_project_index(fs, r->project, &project);
 	if (e == 0 && !r->host_ns && !x->live.complete)
 		x->unsure++;
-	if (e == -ENOENT) {
-		x->dropped += store_session_delete(fs->store, r->id) == 0;
+	if (e == -ENOENT && store_session_delete(fs->store, r->id) == 0) {
+		x->dropped++;
 		return 0;
 	}
+	/* Kept (or its delete failed): indexed, so that put and drop find it. */
+	if (!fs_remember_index_row(r, fs))
+		x->unindexed = true;
+	if (e == -ENOENT)
+		return 0;
 	if (e == 0 && (!mntns || !fs_remember_claims(r, &c)))
 		e = -EINVAL;
 	if (e == 0)
-		e = fs_binding_set(fs, (uid_t)r->uid, mntns, project, &c);
+		e = fs_binding_set(fs, (uid_t)r->uid, mntns, project, &c,
+				   r->host_ns ? 0 : r->witness_pid);
 	kms_wipe(&c, sizeof(c));
 	if (e < 0)
 		x->failed++;
@@ -393,7 +523,10 @@ int fs_remember_restore(struct fs *fs)
 	if (e < 0)
 		goto out;
 	fs_remember_live_scan(&x.live);
+	pthread_mutex_lock(&fs->remember_lock);
 	e = store_session_list(fs->store, fs->host_id, fs_remember_restore_row, &x, &unreadable);
+	fs->remember_indexed = e == 0 && !x.unindexed;
+	pthread_mutex_unlock(&fs->remember_lock);
 	if (e == 0 && (x.restored || purged + x.dropped))
 		kms_log_info("restored %zu remembered token binding(s); dropped %zu expired, "
 			     "revoked or of a namespace or project that is gone",
@@ -421,5 +554,6 @@ out:
 
 void fs_remember_free(struct fs *fs)
 {
+	fs_remember_index_clear(fs);
 	pthread_mutex_destroy(&fs->remember_lock);
 }

@@ -48,6 +48,10 @@ struct fs_ns_pin {
 	uid_t creator;	 /* counted in its share of the pins */
 	size_t refs;	 /* installed bindings scoped to it */
 	unsigned unseen; /* sweeps in a row that found no process in it */
+	/* A process seen in it (pid 0: none yet), looked at first by the sweep: while it lives in
+	 * the namespace, no scan of /proc is needed to know the namespace has a process. */
+	pid_t witness;
+	uint64_t witness_start;
 };
 /* At most this many, and a quarter of the descriptors the daemon may open; a uid may pin a
  * quarter of that (FS_UID_SHARE_DIVISOR). */
@@ -107,7 +111,7 @@ bool fs_binding_claims(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t projec
 }
 
 /* An open descriptor of the mount namespace numbered ino, through pid if it is in it, else
- * through any process that is; -ESRCH when none is (the namespace has ended). */
+ * through any process that is (*via: which); -ESRCH when none is (the namespace has ended). */
 static int fs_ns_open_pid(pid_t pid, uint64_t ino)
 {
 	char path[64];
@@ -126,12 +130,13 @@ static int fs_ns_open_pid(pid_t pid, uint64_t ino)
 	return fd;
 }
 
-static int fs_ns_open(pid_t hint, uint64_t ino)
+static int fs_ns_open(pid_t hint, uint64_t ino, pid_t *via)
 {
 	struct dirent *e;
 	int fd = -ESRCH;
 	DIR *d;
 
+	*via = hint;
 	if (hint > 0) {
 		fd = fs_ns_open_pid(hint, ino);
 		if (fd >= 0)
@@ -141,8 +146,10 @@ static int fs_ns_open(pid_t hint, uint64_t ino)
 	if (!d)
 		return -errno;
 	while (fd < 0 && (e = readdir(d)) != NULL) {
-		if (e->d_name[0] >= '1' && e->d_name[0] <= '9')
-			fd = fs_ns_open_pid((pid_t)atoi(e->d_name), ino);
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		*via = (pid_t)atoi(e->d_name);
+		fd = fs_ns_open_pid(*via, ino);
 	}
 	closedir(d);
 	return fd < 0 ? -ESRCH : fd;
@@ -170,9 +177,10 @@ static struct fs_ns_pin **fs_ns_pin_find_locked(struct fs *fs, uint64_t ino)
 }
 
 /* One more binding scoped to namespace ino: its pin, or a new one holding *fd (taken: set to
- * -1). -ESRCH without a pin or a descriptor (the namespace ended meanwhile), -ENOSPC when the
- * daemon's or uid's share of pins is used up. */
-static int fs_ns_pin_get_locked(struct fs *fs, uint64_t ino, uid_t uid, int *fd)
+ * -1) with witness w (pid 0: none). -ESRCH without a pin or a descriptor (the namespace ended
+ * meanwhile), -ENOSPC when the daemon's or uid's share of pins is used up. */
+static int fs_ns_pin_get_locked(struct fs *fs, uint64_t ino, uid_t uid, int *fd,
+				const struct fs_ns_pin *w)
 {
 	struct fs_ns_pin **pp = fs_ns_pin_find_locked(fs, ino), *p;
 	size_t total = 0, mine = 0, limit;
@@ -197,6 +205,8 @@ static int fs_ns_pin_get_locked(struct fs *fs, uint64_t ino, uid_t uid, int *fd)
 	p->fd = *fd;
 	p->creator = uid;
 	p->refs = 1;
+	p->witness = w->witness;
+	p->witness_start = w->witness_start;
 	p->next = fs->ns_pins;
 	fs->ns_pins = p;
 	*fd = -1;
@@ -259,6 +269,7 @@ static void fs_binding_discard(struct fs_binding *b)
 static int fs_binding_install(struct fs *fs, struct fs_binding *b, pid_t pid)
 {
 	struct fs_binding *old = NULL, **pp;
+	struct fs_ns_pin w = { .witness = 0 };
 	bool pinned;
 	int fd = -1, err;
 
@@ -266,14 +277,18 @@ static int fs_binding_install(struct fs *fs, struct fs_binding *b, pid_t pid)
 	pinned = fs_ns_pin_find_locked(fs, b->mntns) != NULL;
 	pthread_rwlock_unlock(&fs->bind_lock);
 	if (!pinned) {
-		fd = fs_ns_open(pid, b->mntns);
+		fd = fs_ns_open(pid, b->mntns, &w.witness);
 		if (fd < 0) {
 			fs_binding_discard(b);
 			return fd;
 		}
+		/* The process the namespace was opened through is its first witness (if it has
+		 * gone meanwhile, the first sweep looks for another). */
+		if (!fs_proc_start_of(w.witness, &w.witness_start))
+			w.witness = 0;
 	}
 	pthread_rwlock_wrlock(&fs->bind_lock);
-	err = fs_ns_pin_get_locked(fs, b->mntns, b->uid, &fd);
+	err = fs_ns_pin_get_locked(fs, b->mntns, b->uid, &fd, &w);
 	if (err < 0)
 		goto out;
 	pp = fs_binding_find_locked(fs, b->uid, b->mntns, b->project);
@@ -332,7 +347,7 @@ static struct fs_binding *fs_binding_new(struct fs *fs, uid_t uid, uint64_t mntn
 }
 
 int fs_binding_set(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
-		   const struct auth_claims *claims)
+		   const struct auth_claims *claims, pid_t hint)
 {
 	struct fs_binding *b;
 
@@ -342,7 +357,7 @@ int fs_binding_set(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project,
 	if (!b)
 		return -ENOMEM;
 	b->claims = *claims;
-	return fs_binding_install(fs, b, 0);
+	return fs_binding_install(fs, b, hint);
 }
 
 bool fs_binding_remove(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t project)
@@ -364,18 +379,27 @@ bool fs_binding_remove(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t projec
 	return old != NULL;
 }
 
-static int fs_ino_cmp(const void *a, const void *b)
+/* A pinned namespace as a sweep sees it: its witness, and whether a process is in it now. */
+struct fs_ns_look {
+	uint64_t ino;
+	pid_t witness;
+	uint64_t witness_start;
+	bool seen;
+	bool renewed; /* the scan picked a new witness (pid 0: it went at once): the pin takes it */
+};
+
+static int fs_ns_look_cmp(const void *a, const void *b)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	uint64_t x = ((const struct fs_ns_look *)a)->ino, y = ((const struct fs_ns_look *)b)->ino;
 
 	return x < y ? -1 : x > y;
 }
 
-/* The pinned namespaces, sorted (NULL when there are none). */
-static uint64_t *fs_ns_pinned(struct fs *fs, size_t *n)
+/* The pinned namespaces with their witnesses, sorted (NULL when there are none). */
+static struct fs_ns_look *fs_ns_pinned(struct fs *fs, size_t *n)
 {
 	struct fs_ns_pin *p;
-	uint64_t *inos = NULL;
+	struct fs_ns_look *l = NULL;
 	size_t cap = 0;
 
 	*n = 0;
@@ -383,35 +407,60 @@ static uint64_t *fs_ns_pinned(struct fs *fs, size_t *n)
 	for (p = fs->ns_pins; p; p = p->next)
 		cap++;
 	if (cap)
-		inos = malloc(cap * sizeof(*inos));
-	for (p = fs->ns_pins; inos && p; p = p->next)
-		inos[(*n)++] = p->ino;
+		l = calloc(cap, sizeof(*l));
+	for (p = fs->ns_pins; l && p; p = p->next, (*n)++) {
+		l[*n].ino = p->ino;
+		l[*n].witness = p->witness;
+		l[*n].witness_start = p->witness_start;
+	}
 	pthread_rwlock_unlock(&fs->bind_lock);
-	if (inos)
-		qsort(inos, *n, sizeof(*inos), fs_ino_cmp);
-	return inos;
+	if (l)
+		qsort(l, *n, sizeof(*l), fs_ns_look_cmp);
+	return l;
 }
 
-/* Of inos (sorted), which have a process in them now (seen[i]). false if /proc can't be read. */
-static bool fs_ns_scan(const uint64_t *inos, size_t n, bool *seen)
+/* Find a process in each of the left namespaces of l (sorted) not seen yet, and make it their
+ * witness. false if /proc can't be read. */
+static bool fs_ns_scan(struct fs_ns_look *l, size_t n, size_t left)
 {
+	struct fs_ns_look key, *hit;
 	struct dirent *e;
-	const uint64_t *hit;
-	uint64_t ino;
 	DIR *d = opendir("/proc");
+	pid_t pid;
 
 	if (!d)
 		return false;
-	while ((e = readdir(d)) != NULL) {
+	while (left > 0 && (e = readdir(d)) != NULL) {
 		if (e->d_name[0] < '1' || e->d_name[0] > '9')
 			continue;
-		ino = fs_mntns_of((pid_t)atoi(e->d_name));
-		hit = ino ? bsearch(&ino, inos, n, sizeof(*inos), fs_ino_cmp) : NULL;
-		if (hit)
-			seen[hit - inos] = true;
+		pid = (pid_t)atoi(e->d_name);
+		key.ino = fs_mntns_of(pid);
+		hit = key.ino ? bsearch(&key, l, n, sizeof(*l), fs_ns_look_cmp) : NULL;
+		if (!hit || hit->seen)
+			continue;
+		hit->seen = hit->renewed = true;
+		hit->witness = fs_proc_start_of(pid, &hit->witness_start) ? pid : 0;
+		left--;
 	}
 	closedir(d);
 	return true;
+}
+
+/* Which of l (sorted) have a process in them now. Each namespace's witness is looked at first:
+ * while that process lives in it (two small reads of /proc/PID), the namespace has a process.
+ * All of /proc is read only when some witness has gone, for those namespaces, each getting a new
+ * witness if it has a process left. false if /proc can't be read. */
+static bool fs_ns_look_all(struct fs_ns_look *l, size_t n)
+{
+	uint64_t self = fs_mntns_of(getpid()); /* the daemon's own: the host's, usually */
+	size_t left = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		l[i].seen = l[i].ino == self ||
+			    fs_witness_alive(l[i].witness, l[i].witness_start, l[i].ino);
+		left += !l[i].seen;
+	}
+	return left == 0 || fs_ns_scan(l, n, left);
 }
 
 /* Unlink every binding scoped to namespace ino onto *dead (bind_lock held for writing). */
@@ -441,37 +490,30 @@ void fs_bindings_sweep(struct fs *fs)
 {
 	struct fs_binding *dead = NULL, *b;
 	struct fs_ns_pin *p, *next;
-	uint64_t *inos, self;
-	size_t n, idx, dropped;
-	bool *seen;
+	struct fs_ns_look *l, *at, key;
+	size_t n, dropped;
 
-	inos = fs_ns_pinned(fs, &n);
-	if (!inos)
-		return;
-	seen = calloc(n, sizeof(*seen));
-	if (!seen)
+	l = fs_ns_pinned(fs, &n);
+	if (!l || !fs_ns_look_all(l, n))
 		goto out;
-	/* Logins of the daemon's own namespace alone (the host's, usually): no scan needed. */
-	self = fs_mntns_of(getpid());
-	if (!(n == 1 && inos[0] == self) && !fs_ns_scan(inos, n, seen))
-		goto out;
-	if (n == 1 && inos[0] == self)
-		seen[0] = true;
 	pthread_rwlock_wrlock(&fs->bind_lock);
 	for (p = fs->ns_pins; p; p = next) {
-		const uint64_t *at = bsearch(&p->ino, inos, n, sizeof(*inos), fs_ino_cmp);
-
 		next = p->next; /* p goes with its last binding */
+		key.ino = p->ino;
+		at = bsearch(&key, l, n, sizeof(*l), fs_ns_look_cmp);
 		if (!at)
 			continue; /* pinned after the snapshot */
-		idx = (size_t)(at - inos);
-		p->unseen = seen[idx] ? 0 : p->unseen + 1;
+		if (at->renewed) {
+			p->witness = at->witness;
+			p->witness_start = at->witness_start;
+		}
+		p->unseen = at->seen ? 0 : p->unseen + 1;
 		if (p->unseen < FS_NS_UNSEEN_SWEEPS)
 			continue;
-		dropped = fs_bindings_unlink_ns_locked(fs, inos[idx], &dead);
+		dropped = fs_bindings_unlink_ns_locked(fs, at->ino, &dead);
 		kms_log_info("mount namespace %llu has no process left: %zu token binding(s) "
 			     "dropped",
-			     (unsigned long long)inos[idx], dropped);
+			     (unsigned long long)at->ino, dropped);
 	}
 	pthread_rwlock_unlock(&fs->bind_lock);
 	while (dead) {
@@ -483,8 +525,7 @@ void fs_bindings_sweep(struct fs *fs)
 		fs_binding_free(fs, b);
 	}
 out:
-	free(seen);
-	free(inos);
+	free(l);
 }
 
 /* The caller's namespace could be read but not held open (it has no process left, or the
