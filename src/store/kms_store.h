@@ -473,8 +473,8 @@ KMS_WUR int store_restore(struct store *backup, struct store *dst,
 			  void *arg, bool *already, char *why, size_t why_len);
 /* A store URI (store_options.backend) as logs and messages may show it: the hosts and the
  * database only, never a user name or password ("postgresql://db1,db2/kms", "host=/x dbname=kms",
- * "sqlite"). store_uri_hide_password overwrites a password in s with '*' (argv, for ps); true if
- * there was one. Both in store_copy.c. */
+ * "sqlite"). store_uri_hide_password overwrites a password in s, and a PKCS#11 URI's PIN
+ * (pin-value=), with '*' (argv, for ps); true if there was one. Both in store_copy.c. */
 void store_uri_describe(const char *uri, char *out, size_t cap);
 bool store_uri_hide_password(char *s);
 

@@ -178,6 +178,11 @@ struct store_backend_ops {
 	KMS_WUR int (*session_delete)(struct store_backend *b, const char *id);
 	KMS_WUR int (*session_list)(struct store_backend *b, const char *host, store_session_cb cb,
 				    void *arg);
+	/* Root-key rotation: replace the sealed bytes of row id by sealed (n bytes) if it still
+	 * holds old (old_len bytes), else KMS_E_STALE (deleted or replaced meanwhile: a setfattr
+	 * that did so is never undone). */
+	KMS_WUR int (*session_reseal)(struct store_backend *b, const char *id, const uint8_t *old,
+				      size_t old_len, const uint8_t *sealed, size_t n);
 	/* Backups (store_backup.c); NULL where the backend has no such way. backup_file: write a
 	 * consistent copy of the database into the new file path (SQLite: the online backup API
 	 * under one read transaction, so writers of other processes go on and the copy is of one

@@ -6,7 +6,8 @@
  * transaction (snapshot) into a store on the file. Either way the file ends up stamped with the
  * root key it needs (check value and generation), so a restore can refuse the wrong root with a
  * sentence instead of failing to unseal. The state secrets (token signing, audit) go in as the
- * sealed settings "secret:NAME" whatever the source keeps them in. */
+ * sealed settings "secret:NAME" with the snapshot: a source that still keeps one in a file of
+ * its state directory has it moved into its settings first. */
 #include "store_internal.h"
 
 #include <errno.h>
@@ -25,10 +26,9 @@
 #include "common/kms_secmem.h"
 #include "common/kms_time.h"
 
-/* The state secrets a store may hold (store_state_secret names). */
+/* The state secrets a store may hold (store_state_secret names) that a restore takes over
+ * before store_copy (which copies "import-digest.key" too). */
 static const char *const store_backup_secrets[] = { "token.key", "audit.key" };
-/* A sealed secret in hex (store_state.c's STORE_SECRET_SEALED), with room to spare. */
-#define STORE_BACKUP_SECRET_HEX (2 * (32 + CORE_SEALED_OVERHEAD) + 2)
 
 struct store_backup_ctx {
 	struct store *src, *dst;
@@ -39,57 +39,25 @@ struct store_backup_ctx {
 	const struct store_backup_info *info; /* backup: what the file records */
 };
 
-static int store_backup_meta_name(const char *secret, char *out, size_t cap)
+/* Secrets a SQLite source still keeps in files of its state directory (made before they moved
+ * into the settings) go into its settings now (store_state_secret_get moves them), so that the
+ * snapshot carries every secret once, as it carries every setting: in the copy of the database
+ * file, or through store_copy into the file's store. */
+static int store_backup_secret_files(struct store *s)
 {
-	return (size_t)snprintf(out, cap, "secret:%s", secret) < cap ? 0 : KMS_E_BAD_PARAM;
-}
+	uint8_t *secret = kms_secret_alloc(32);
+	char path[4200];
+	int r = secret ? 0 : KMS_E_NOMEM;
 
-/* A state secret the source keeps in a file of its state directory (SQLite): sealed into the
- * destination's settings, as a shared store keeps it. Absent: nothing (never created here). */
-static int store_backup_secret_file(struct store *src, struct store *dst, const char *name,
-				    const char *meta_name)
-{
-	uint8_t *secret = NULL, sealed[32 + CORE_SEALED_OVERHEAD];
-	char path[4096], label[160], hex[2 * sizeof(sealed) + 1];
-	size_t n = 0;
-	bool added = false;
-	int r;
-
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", src->state_dir, name) >= sizeof(path))
-		return KMS_E_IO;
-	if (access(path, F_OK) != 0)
-		return errno == ENOENT ? 0 : KMS_E_IO;
-	snprintf(label, sizeof(label), "kmsfs state secret %s", name);
-	secret = kms_secret_alloc(32);
-	r = secret ? store_state_secret(src, name, secret) : KMS_E_NOMEM;
-	if (r == 0)
-		r = store_seal_opaque(src, label, secret, 32, sealed, sizeof(sealed), &n);
-	if (r == 0) {
-		kms_hex_encode(sealed, n, hex);
-		r = dst->ops->meta_add(dst->be, meta_name, hex, &added);
+	for (size_t i = 0; r == 0 && !s->ops->shared && i < KMS_ARRAY_SIZE(store_backup_secrets);
+	     i++) {
+		snprintf(path, sizeof(path), "%s/%s", s->state_dir, store_backup_secrets[i]);
+		if (access(path, F_OK) != 0)
+			r = errno == ENOENT ? 0 : KMS_E_IO;
+		else
+			r = store_state_secret_get(s, store_backup_secrets[i], secret);
 	}
 	kms_secret_free(secret, 32);
-	return r;
-}
-
-/* The sealed state secrets of src into dst's settings, as they are (both under one root). */
-static int store_backup_copy_secrets(struct store *src, struct store *dst)
-{
-	char meta_name[64], hex[STORE_BACKUP_SECRET_HEX];
-	bool found = false, added = false;
-	int r = 0;
-
-	for (size_t i = 0; r == 0 && i < KMS_ARRAY_SIZE(store_backup_secrets); i++) {
-		const char *name = store_backup_secrets[i];
-
-		if ((r = store_backup_meta_name(name, meta_name, sizeof(meta_name))) < 0)
-			break;
-		r = src->ops->meta_get(src->be, meta_name, hex, sizeof(hex), &found);
-		if (r == 0 && found)
-			r = dst->ops->meta_add(dst->be, meta_name, hex, &added);
-		else if (r == 0 && !src->ops->shared)
-			r = store_backup_secret_file(src, dst, name, meta_name);
-	}
 	return r;
 }
 
@@ -142,8 +110,8 @@ int store_backup_root_check(const struct store_options *opt, const struct store_
 
 	store_backup_when(info->made_ms, when, sizeof(when));
 	if (r == KMS_E_KEY_NOT_FOUND) {
-		if (rp.location)
-			snprintf(shown, sizeof(shown), "%.1000s", rp.location);
+		if (rp.location) /* without a PIN value, as every message names a root */
+			store_root_location_shown(rp.location, shown, sizeof(shown));
 		else
 			snprintf(shown, sizeof(shown), "%.1000s/root.key", opt->state_dir);
 		snprintf(why, why_len,
@@ -221,9 +189,6 @@ static int store_backup_copy(void *arg)
 		r = store_copy(c->src, c->dst, c->progress, c->arg, c->why, c->why_len);
 	if (r == 0)
 		r = store_backup_extras(c);
-	if (r == 0 && (r = store_backup_copy_secrets(c->src, c->dst)) < 0)
-		snprintf(c->why, c->why_len, "cannot copy the state secrets: %s",
-			 kms_err_info(r)->message);
 	return r;
 }
 
@@ -372,6 +337,11 @@ int store_backup(struct store *s, const char *path, store_backup_open_fn open_fi
 			 kms_err_info(r)->message);
 		return r;
 	}
+	if ((r = store_backup_secret_files(s)) < 0) {
+		snprintf(why, why_len, "cannot move the state secrets into the settings: %s",
+			 kms_err_info(r)->message);
+		return r;
+	}
 	if ((r = store_backup_temp(path, tmp, sizeof(tmp), why, why_len)) < 0)
 		return r;
 	r = store_backup_take(&c, tmp, open_file, open_arg);
@@ -379,9 +349,6 @@ int store_backup(struct store *s, const char *path, store_backup_open_fn open_fi
 		snprintf(why, why_len, "cannot open the copy '%.300s'", tmp);
 	if (r == 0)
 		r = store_backup_one_root(f, info, why, why_len);
-	if (r == 0 && (r = store_backup_copy_secrets(s, f)) < 0)
-		snprintf(why, why_len, "cannot copy the state secrets: %s",
-			 kms_err_info(r)->message);
 	if (r == 0 && (r = store_backup_stamp(f, info)) < 0)
 		snprintf(why, why_len, "cannot write to '%.300s': %s", tmp,
 			 kms_err_info(r)->message);
@@ -559,8 +526,9 @@ static int store_restore_begin(struct store_backup_ctx *c, const struct store_ba
  * secret. */
 static int store_restore_secrets(struct store_backup_ctx *c)
 {
-	char meta_name[64], label[160], hex[STORE_BACKUP_SECRET_HEX];
-	uint8_t sealed[32 + CORE_SEALED_OVERHEAD], *secret = kms_secret_alloc(32);
+	char meta_name[STORE_SECRET_SETTING_MAX], label[STORE_SECRET_LABEL_MAX];
+	char hex[STORE_SECRET_HEX];
+	uint8_t sealed[STORE_SECRET_SEALED], *secret = kms_secret_alloc(32);
 	size_t n = 0, len = 0;
 	bool found = false;
 	int r = secret ? 0 : KMS_E_NOMEM;
@@ -568,12 +536,11 @@ static int store_restore_secrets(struct store_backup_ctx *c)
 	for (size_t i = 0; r == 0 && i < KMS_ARRAY_SIZE(store_backup_secrets); i++) {
 		const char *name = store_backup_secrets[i];
 
-		if ((r = store_backup_meta_name(name, meta_name, sizeof(meta_name))) < 0)
+		if ((r = store_secret_setting(name, meta_name, label)) < 0)
 			break;
 		r = c->src->ops->meta_get(c->src->be, meta_name, hex, sizeof(hex), &found);
 		if (r < 0 || !found)
 			continue;
-		snprintf(label, sizeof(label), "kmsfs state secret %s", name);
 		if (kms_hex_decode(hex, strlen(hex), sealed, sizeof(sealed), &n) < 0 ||
 		    store_unseal_opaque(c->src, label, sealed, n, secret, 32, &len) < 0 ||
 		    len != 32) {

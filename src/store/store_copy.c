@@ -494,14 +494,14 @@ static int store_copy_policy(struct store_copy_ctx *c)
 static int store_copy_secret(struct store_copy_ctx *c, const char *name, const char *what)
 {
 	uint8_t *secret = kms_secret_alloc(64), *have = secret ? secret + 32 : NULL;
-	uint8_t sealed[32 + CORE_SEALED_OVERHEAD];
-	char hex[2 * sizeof(sealed) + 1], label[64], meta[64];
+	uint8_t sealed[STORE_SECRET_SEALED];
+	char hex[STORE_SECRET_HEX], label[STORE_SECRET_LABEL_MAX], meta[STORE_SECRET_SETTING_MAX];
 	size_t n = 0;
 	bool added = false;
 	int r = secret ? 0 : KMS_E_NOMEM;
 
-	snprintf(label, sizeof(label), "kmsfs state secret %s", name);
-	snprintf(meta, sizeof(meta), "secret:%s", name);
+	if (r == 0)
+		r = store_secret_setting(name, meta, label);
 	/* A secret the source never made is not made now (the source may be a read-only backup). */
 	if (r == 0)
 		r = store_state_secret_get(c->src, name, secret);
@@ -713,6 +713,14 @@ bool store_uri_hide_password(char *s)
 			store_uri_blank(v, strcspn(v, " \t\n&,"));
 		}
 		hid = true;
+	}
+	/* A PKCS#11 URI's PIN (root_key=, --root-key): up to the next attribute or option. */
+	for (p = s; (p = strstr(p, "pin-value=")) != NULL; p++) {
+		char *v = p + strlen("pin-value=");
+		size_t n = strcspn(v, ";?&, \t\n");
+
+		store_uri_blank(v, n);
+		hid = hid || n > 0;
 	}
 	return hid;
 }

@@ -135,10 +135,24 @@ KMS_WUR int store_fresh_start(struct store *s);
  * create: O_EXCL (errno EEXIST when another was first), file and dir fsynced before use. */
 KMS_WUR int store_secret_file_read(const char *path, uint8_t out[32], char *why, size_t why_len);
 KMS_WUR int store_secret_file_create(const char *dir, const char *path, uint8_t out[32]);
+/* Destroy a secret file (the root key's, a state secret's moved into the settings): its bytes
+ * overwritten in place and fsynced, then unlinked and dir fsynced. 0 if it is not there; why
+ * names what (e.g. "root key") and the path otherwise. */
+KMS_WUR int store_secret_file_destroy(const char *path, const char *dir, const char *what,
+				      char *why, size_t why_len);
 
 /* store_session.c: store copy: every remembered token binding of src, as it is (sealed, same
  * ids: the same root key unseals it), into dst. */
 KMS_WUR int store_session_copy(struct store *src, struct store *dst);
+/* The raw rows of host (NULL: every host), gathered first: a backend may hold its lock while it
+ * hands rows over, and the callers write or delete rows as they go. free(l->v) when done. */
+struct store_session_rows {
+	struct store_session *v;
+	size_t n, cap;
+};
+KMS_WUR int store_session_rows(struct store *s, const char *host, struct store_session_rows *l);
+/* The label a row's claims are sealed under (store_seal_opaque): the prefix and its id. */
+KMS_WUR int store_session_label(const char *id, char *out, size_t cap);
 
 /* store_rotate.c: the roots of a process while rotations come and go. */
 /* The label of the import digest key, kept as the state secret "import-digest.key" once a
@@ -184,6 +198,15 @@ enum {
 
 /* store_state.c: keep: store value as the secret name unless there is one. */
 KMS_WUR int store_state_secret_keep(struct store *s, const char *name, const uint8_t value[32]);
+/* A state secret NAME (32 bytes) lives in the settings under "secret:NAME" as the hex of its
+ * store_seal_opaque under the label "kmsfs state secret NAME": both, for NAME (KMS_E_BAD_PARAM
+ * for a name that is too long or holds a '/'). */
+#define STORE_SECRET_SEALED	 (32 + CORE_SEALED_OVERHEAD)
+#define STORE_SECRET_HEX	 (2 * STORE_SECRET_SEALED + 2) /* the setting, with room to spare */
+#define STORE_SECRET_SETTING_MAX 128
+#define STORE_SECRET_LABEL_MAX	 160
+KMS_WUR int store_secret_setting(const char *name, char setting[STORE_SECRET_SETTING_MAX],
+				 char label[STORE_SECRET_LABEL_MAX]);
 
 /* store_policy.c */
 KMS_WUR int store_policy_load(struct store *s);

@@ -1633,6 +1633,7 @@ const struct store_backend_ops store_pg_ops = {
 	.session_put = store_pg_session_put,
 	.session_delete = store_pg_session_delete,
 	.session_list = store_pg_session_list,
+	.session_reseal = store_pg_session_reseal,
 	.policy_list = store_pg_policy_list,
 	.key_scan = store_pg_key_scan,
 	.snapshot = store_pg_snapshot,

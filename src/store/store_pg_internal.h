@@ -71,6 +71,8 @@ KMS_WUR int store_pg_session_put(struct store_backend *b, const struct store_ses
 KMS_WUR int store_pg_session_delete(struct store_backend *b, const char *id);
 KMS_WUR int store_pg_session_list(struct store_backend *b, const char *host, store_session_cb cb,
 				  void *arg);
+KMS_WUR int store_pg_session_reseal(struct store_backend *b, const char *id, const uint8_t *old,
+				    size_t old_len, const uint8_t *sealed, size_t n);
 KMS_WUR int store_pg_key_scan(struct store_backend *b, store_backend_meta_cb meta_cb,
 			      store_backend_version_cb cb, void *arg);
 KMS_WUR int store_pg_key_put(struct store_backend *b, const struct store_key_meta *meta,

@@ -448,6 +448,22 @@ int store_pg_session_put(struct store_backend *b, const struct store_session *se
 		(int)KMS_ARRAY_SIZE(p), p, NULL, NULL, NULL);
 }
 
+int store_pg_session_reseal(struct store_backend *b, const char *id, const uint8_t *old,
+			    size_t old_len, const uint8_t *sealed, size_t n)
+{
+	char was[2 * STORE_SESSION_SEALED_MAX + 3], now[2 * STORE_SESSION_SEALED_MAX + 3];
+	const char *p[] = { id, now, was };
+	long changed = 0;
+	int r;
+
+	store_pg_bytea_param(old, old_len, was);
+	store_pg_bytea_param(sealed, n, now);
+	r = store_pg_query(b,
+			   "UPDATE sessions SET sealed = $2 WHERE session_id = $1 AND sealed = $3",
+			   (int)KMS_ARRAY_SIZE(p), p, NULL, NULL, &changed);
+	return r == 0 && changed != 1 ? KMS_E_STALE : r;
+}
+
 int store_pg_session_delete(struct store_backend *b, const char *id)
 {
 	return store_pg_query(b, "DELETE FROM sessions WHERE session_id = $1", 1, &id, NULL, NULL,

@@ -39,6 +39,9 @@ void store_root_close(struct store_root *r);
 bool store_root_location_is_pkcs11(const char *location);
 /* The location as it may be shown (PIN values removed). */
 void store_root_describe(const struct store_root *r, char *out, size_t cap);
+/* A location as it may be shown and kept: a PKCS#11 URI without its pin-value, a file path as
+ * it is. false if that does not fit cap (out then holds what fitted). */
+bool store_root_location_shown(const char *location, char *out, size_t cap);
 
 /* AES-256-GCM under the root key with this additional data; out = nonce || ciphertext || tag
  * (n + CORE_SEALED_OVERHEAD bytes), the format core_seal writes, whichever provider seals.

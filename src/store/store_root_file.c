@@ -153,30 +153,52 @@ static void store_root_file_close(struct store_root *r)
 	free(f);
 }
 
+/* Zeros over the first n bytes of fd. */
+static int store_file_zero(int fd, off_t n)
+{
+	static const uint8_t zero[4096];
+
+	for (off_t at = 0; at < n;) {
+		size_t len = n - at < (off_t)sizeof(zero) ? (size_t)(n - at) : sizeof(zero);
+		ssize_t w = pwrite(fd, zero, len, at);
+
+		if (w <= 0)
+			return KMS_E_IO;
+		at += w;
+	}
+	return 0;
+}
+
 /* Overwrite, fsync, unlink, fsync the directory: the bytes do not stay on a disk that does not
  * relocate writes (on others, destroying the device or its encryption key is what counts). */
-static int store_root_file_destroy(struct store_root *r, char *why, size_t why_len)
+int store_secret_file_destroy(const char *path, const char *dir, const char *what, char *why,
+			      size_t why_len)
 {
-	static const uint8_t zero[CORE_KEY_BYTES];
-	struct store_root_file *f = store_root_file_of(r);
-	int fd = open(f->path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW), e = 0;
+	int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW), e = 0;
+	struct stat st;
 
 	if (fd < 0 && errno == ENOENT)
 		return 0;
-	if (fd < 0 || pwrite(fd, zero, sizeof(zero), 0) != (ssize_t)sizeof(zero) ||
-	    fsync(fd) != 0 || unlink(f->path) != 0) {
-		snprintf(why, why_len, "cannot destroy root key '%.300s': %s", f->path,
+	if (fd < 0 || fstat(fd, &st) != 0 || store_file_zero(fd, st.st_size) < 0 ||
+	    fsync(fd) != 0 || unlink(path) != 0) {
+		snprintf(why, why_len, "cannot destroy %s '%.300s': %s", what, path,
 			 strerror(errno));
 		e = KMS_E_IO;
 	}
 	if (fd >= 0)
 		close(fd);
-	if (e == 0 && store_fsync_dir(f->dir) < 0) {
-		snprintf(why, why_len, "cannot sync directory '%.300s': %s", f->dir,
-			 strerror(errno));
+	if (e == 0 && store_fsync_dir(dir) < 0) {
+		snprintf(why, why_len, "cannot sync directory '%.300s': %s", dir, strerror(errno));
 		e = KMS_E_IO;
 	}
 	return e;
+}
+
+static int store_root_file_destroy(struct store_root *r, char *why, size_t why_len)
+{
+	struct store_root_file *f = store_root_file_of(r);
+
+	return store_secret_file_destroy(f->path, f->dir, "root key", why, why_len);
 }
 
 static const struct store_root_ops store_root_file_ops = {

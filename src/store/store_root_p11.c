@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <p11-kit/pkcs11.h>
@@ -166,30 +167,42 @@ static bool store_p11_lost_rv(CK_RV rv)
 	}
 }
 
-/* The PIN: pin_file, else the URI's pin-source (file:PATH or PATH), else its pin-value, else
- * none (a token without login). Read into the secure heap. */
-static int store_p11_pin(struct store_root_p11 *p, const char *pin_file, char *why, size_t why_len)
+/* A PIN file is a secret like a private key: refused (as OpenSSH refuses a key file) unless it
+ * belongs to root or to the user running this and nobody else may read or write it. fstat: the
+ * file a symlink leads to is the one judged. */
+static int store_p11_pin_file_check(int fd, const char *path, char *why, size_t why_len)
 {
-	const char *src = pin_file ? pin_file : p11_kit_uri_get_pin_source(p->uri);
-	const char *value = p11_kit_uri_get_pin_value(p->uri);
-	ssize_t n = 0;
-	int fd, r = 0;
+	struct stat st;
 
-	if (!src && !value)
-		return 0;
-	if (!(p->pin = kms_secret_alloc(STORE_P11_PIN_MAX + 1)))
-		return KMS_E_NOMEM;
-	if (!src) {
-		p->pin_len = strlen(value);
-		if (p->pin_len > STORE_P11_PIN_MAX) {
-			snprintf(why, why_len, "the PIN in the PKCS#11 URI is too long");
-			return KMS_E_BAD_PARAM;
-		}
-		memcpy(p->pin, value, p->pin_len + 1);
-		/* The parsed URI's copy goes now (p11-kit frees it; the secure heap keeps ours). */
-		p11_kit_uri_set_pin_value(p->uri, NULL);
-		return 0;
+	if (fstat(fd, &st) != 0) {
+		snprintf(why, why_len, "cannot read the PIN file '%.300s': %s", path,
+			 strerror(errno));
+		return KMS_E_IO;
 	}
+	if (st.st_uid != 0 && st.st_uid != geteuid()) {
+		snprintf(why, why_len,
+			 "the PIN file '%.300s' belongs to uid %u, not to root or uid %u that runs "
+			 "this; chown it (and chmod 600 it)",
+			 path, (unsigned)st.st_uid, (unsigned)geteuid());
+		return KMS_E_IO;
+	}
+	if (st.st_mode & 077) {
+		snprintf(why, why_len,
+			 "the PIN file '%.300s' is open to other users (mode %04o); run 'chmod 600 "
+			 "%.300s'",
+			 path, (unsigned)(st.st_mode & 07777), path);
+		return KMS_E_IO;
+	}
+	return 0;
+}
+
+/* The PIN from the file src (pin_file, or the URI's pin-source file:PATH or PATH), one line,
+ * into p->pin. */
+static int store_p11_pin_read(struct store_root_p11 *p, const char *src, char *why, size_t why_len)
+{
+	ssize_t n = 0;
+	int fd, r;
+
 	if (strncmp(src, "file://", 7) == 0)
 		src += 7;
 	else if (strncmp(src, "file:", 5) == 0)
@@ -200,19 +213,104 @@ static int store_p11_pin(struct store_root_p11 *p, const char *pin_file, char *w
 			 strerror(errno));
 		return KMS_E_IO;
 	}
-	n = read(fd, p->pin, STORE_P11_PIN_MAX + 1);
+	r = store_p11_pin_file_check(fd, src, why, why_len);
+	if (r == 0)
+		n = read(fd, p->pin, STORE_P11_PIN_MAX + 1);
 	close(fd);
-	if (n < 0 || n > STORE_P11_PIN_MAX) {
+	if (r == 0 && (n < 0 || n > STORE_P11_PIN_MAX)) {
 		snprintf(why, why_len, "cannot read the PIN file '%.300s': %s", src,
 			 n < 0 ? strerror(errno) : "longer than a PIN");
 		r = KMS_E_IO;
-		n = 0;
 	}
+	if (r < 0)
+		n = 0;
 	/* One line: a trailing newline (echo PIN > file) is not part of it. */
 	while (n > 0 && (p->pin[n - 1] == '\n' || p->pin[n - 1] == '\r'))
 		n--;
 	p->pin[n] = 0;
 	p->pin_len = (size_t)n;
+	return r;
+}
+
+/* The value of the URI's pin-value attribute (its text up to the next ';', '?' or '&'), NULL if
+ * there is none. */
+static const char *store_p11_pin_value_at(const char *location, size_t *len)
+{
+	for (const char *c = location + 7; *c;) {
+		size_t n = strcspn(c, ";?&");
+
+		if (strncmp(c, "pin-value=", 10) == 0) {
+			*len = n - 10;
+			return c + 10;
+		}
+		c += n + (c[n] ? 1 : 0);
+	}
+	return NULL;
+}
+
+static int store_p11_hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* The pin-value of the URI, percent-decoded, into p->pin: read here, so p11-kit (which parses the
+ * URI without it) never holds a copy outside the secure heap. */
+static int store_p11_pin_value(struct store_root_p11 *p, const char *value, size_t n, char *why,
+			       size_t why_len)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int hi = 0, lo = 0;
+
+		if (o == STORE_P11_PIN_MAX) {
+			snprintf(why, why_len, "the PIN in the PKCS#11 URI is too long");
+			return KMS_E_BAD_PARAM;
+		}
+		if (value[i] != '%') {
+			p->pin[o++] = value[i];
+			continue;
+		}
+		if (i + 2 >= n || (hi = store_p11_hex_digit(value[i + 1])) < 0 ||
+		    (lo = store_p11_hex_digit(value[i + 2])) < 0) {
+			snprintf(
+				why, why_len,
+				"the PIN in the PKCS#11 URI has a '%%' that is not followed by two "
+				"hex digits");
+			return KMS_E_BAD_PARAM;
+		}
+		p->pin[o++] = (char)(hi << 4 | lo);
+		i += 2;
+	}
+	p->pin[o] = 0;
+	p->pin_len = o;
+	return 0;
+}
+
+/* The PIN: pin_file, else the URI's pin-source (file:PATH or PATH), else its pin-value, else
+ * none (a token without login). Read into the secure heap. */
+static int store_p11_pin(struct store_root_p11 *p, const char *location, const char *pin_file,
+			 char *why, size_t why_len)
+{
+	const char *src = pin_file ? pin_file : p11_kit_uri_get_pin_source(p->uri);
+	size_t n = 0;
+	const char *value = store_p11_pin_value_at(location, &n);
+	int r;
+
+	if (!src && !value)
+		return 0;
+	if (!(p->pin = kms_secret_alloc(STORE_P11_PIN_MAX + 1)))
+		return KMS_E_NOMEM;
+	r = src ? store_p11_pin_read(p, src, why, why_len)
+		: store_p11_pin_value(p, value, n, why, why_len);
+	if (r < 0)
+		kms_wipe(p->pin, STORE_P11_PIN_MAX + 1);
 	return r;
 }
 
@@ -250,27 +348,40 @@ static int store_p11_parse(struct store_root_p11 *p, const char *location, char 
 	return 0;
 }
 
-/* The location as it may be shown: the URI without pin-value. */
-static void store_p11_shown(struct store_root_p11 *p, const char *location)
+/* Without its pin-value attribute and one delimiter next to it: the one after it within the
+ * path or the query (';', '&'), else the one before it ("a;pin-value=1?b" is "a?b"). */
+bool store_root_location_shown(const char *location, char *out, size_t cap)
 {
-	size_t o = 0;
+	const char *c = location + 7;
+	size_t o = 7;
 
-	for (const char *c = location; *c && o + 1 < sizeof(p->base.shown);) {
-		const char *end = c + strcspn(c, ";?&");
+	if (!store_root_location_is_pkcs11(location))
+		return (size_t)snprintf(out, cap, "%s", location ? location : "") < cap;
+	if (cap <= o)
+		return false;
+	memcpy(out, location, o);
+	while (*c) {
+		size_t n = strcspn(c, ";?&");
+		char delim = c[n];
+		size_t step = n + (delim ? 1 : 0);
 
 		if (strncmp(c, "pin-value=", 10) != 0) {
-			size_t n = (size_t)(end - c) + (*end ? 1 : 0);
-
-			if (o + n >= sizeof(p->base.shown))
-				break;
-			memcpy(p->base.shown + o, c, n);
-			o += n;
+			if (o + step >= cap) {
+				out[o] = 0;
+				return false;
+			}
+			memcpy(out + o, c, step);
+			o += step;
+		} else if (delim != ';' && delim != '&') {
+			if (o > 7 && strchr(";?&", out[o - 1]))
+				o--;
+			if (delim == '?' && o + 1 < cap)
+				out[o++] = '?';
 		}
-		c = *end ? end + 1 : end;
+		c += step;
 	}
-	while (o > 0 && strchr(";?&", p->base.shown[o - 1]))
-		o--;
-	p->base.shown[o] = 0;
+	out[o] = 0;
+	return true;
 }
 
 /* The module at path (NULL: p11-kit's proxy), loaded once per process. */
@@ -914,10 +1025,15 @@ int store_root_p11_open(const struct store_root_params *prm, struct store_root *
 		return KMS_E_NOMEM;
 	p->base.ops = &store_p11_ops;
 	pthread_mutex_init(&p->pool_lock, NULL);
-	store_p11_shown(p, prm->location);
-	r = store_p11_parse(p, prm->location, why, why_len);
+	/* p11-kit parses the URI without its PIN (store_p11_pin reads that itself). */
+	if (!store_root_location_shown(prm->location, p->base.shown, sizeof(p->base.shown))) {
+		snprintf(why, why_len, "the PKCS#11 URI of the root key is too long");
+		r = KMS_E_BAD_PARAM;
+	} else {
+		r = store_p11_parse(p, p->base.shown, why, why_len);
+	}
 	if (r == 0)
-		r = store_p11_pin(p, prm->pin_file, why, why_len);
+		r = store_p11_pin(p, prm->location, prm->pin_file, why, why_len);
 	if (r == 0)
 		r = store_p11_module_get(p, prm->pkcs11_module, why, why_len);
 	if (r == 0) {

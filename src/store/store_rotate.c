@@ -454,6 +454,7 @@ struct store_rotate_ctx {
 	} * keys;
 	size_t nkeys, cap, versions, done;
 	size_t resealed, lost;
+	size_t raced; /* rows changed by another process between read and write */
 };
 
 /* Room for one more of size bytes in *v (n used of *cap). */
@@ -604,15 +605,14 @@ static int store_rotate_keys(struct store_rotate_ctx *c)
 static int store_rotate_secrets(struct store_rotate_ctx *c)
 {
 	struct store *s = c->s;
-	char name[160], label[200], hex[2 * (32 + CORE_SEALED_OVERHEAD) + 2];
-	uint8_t sealed[32 + CORE_SEALED_OVERHEAD], *plain = kms_secret_alloc(32);
+	char name[STORE_SECRET_SETTING_MAX], label[STORE_SECRET_LABEL_MAX], hex[STORE_SECRET_HEX];
+	uint8_t sealed[STORE_SECRET_SEALED], *plain = kms_secret_alloc(32);
 	size_t n = 0, len = 0;
 	int r = plain ? 0 : KMS_E_NOMEM;
 
 	for (size_t i = 0; r == 0 && i < KMS_ARRAY_SIZE(store_secret_names); i++) {
-		snprintf(name, sizeof(name), "secret:%s", store_secret_names[i]);
-		snprintf(label, sizeof(label), "kmsfs state secret %s", store_secret_names[i]);
-		if ((r = store_meta_read(s, name, hex, sizeof(hex))) < 0 || !hex[0])
+		if ((r = store_secret_setting(store_secret_names[i], name, label)) < 0 ||
+		    (r = store_meta_read(s, name, hex, sizeof(hex))) < 0 || !hex[0])
 			continue;
 		if (kms_hex_decode(hex, strlen(hex), sealed, sizeof(sealed), &n) < 0) {
 			c->lost++;
@@ -639,63 +639,56 @@ static int store_rotate_secrets(struct store_rotate_ctx *c)
 	return r;
 }
 
-/* Remembered token bindings (schema 5; skipped where the backend has none). */
-struct store_rotate_sessions {
-	struct store_session *v;
-	size_t n, cap;
-};
-
-static int store_rotate_collect_session(const struct store_session *sess, void *arg)
+/* One remembered binding under the next root, written only if its row still holds what was
+ * read: a setfattr that replaced or deleted it meanwhile is never undone (the next pass sees
+ * the row as it is now). */
+static int store_rotate_session(struct store_rotate_ctx *c, const struct store_session *x,
+				uint8_t *plain)
 {
-	struct store_rotate_sessions *l = arg;
+	struct store *s = c->s;
+	uint8_t sealed[STORE_SESSION_SEALED_MAX];
+	char label[80];
+	size_t len = 0, n = 0;
+	int r = store_session_label(x->id, label, sizeof(label));
 
-	if (store_rotate_grow((void **)&l->v, l->n, &l->cap, sizeof(*l->v)) < 0)
-		return KMS_E_NOMEM;
-	l->v[l->n++] = *sess;
-	return 0;
+	if (r < 0 || store_root_unseal_opaque(c->next, label, x->sealed, x->sealed_len, plain,
+					      STORE_SESSION_SEALED_MAX, &len) == 0)
+		return r;
+	if (store_roots_unseal_opaque(s, label, x->sealed, x->sealed_len, plain,
+				      STORE_SESSION_SEALED_MAX, &len) < 0) {
+		c->lost++;
+		return 0;
+	}
+	r = store_root_seal_opaque(c->next, label, plain, len, sealed, sizeof(sealed), &n);
+	if (r == 0)
+		r = s->ops->session_reseal(s->be, x->id, x->sealed, x->sealed_len, sealed, n);
+	if (r == KMS_E_STALE)
+		c->raced++;
+	else if (r == 0)
+		c->resealed++;
+	return r == KMS_E_STALE ? 0 : r;
 }
 
+/* Remembered token bindings (schema 5; skipped where the backend has none). */
 static int store_rotate_sessions(struct store_rotate_ctx *c)
 {
 	struct store *s = c->s;
-	struct store_rotate_sessions l = { 0 };
+	struct store_session_rows l = { 0 };
 	uint8_t *plain = kms_secret_alloc(STORE_SESSION_SEALED_MAX);
-	size_t len = 0;
 	int r = plain ? 0 : KMS_E_NOMEM;
 
-	if (!s->ops->session_list || !s->ops->session_put)
+	if (!s->ops->session_list || !s->ops->session_reseal)
 		goto out;
 	/* Every open store has the table (schema 5): a failure to list it must stop the rotation,
 	 * or the old root would be destroyed with bindings still sealed under it. */
 	if (r == 0)
-		r = s->ops->session_list(s->be, NULL, store_rotate_collect_session, &l);
-	for (size_t i = 0; r == 0 && i < l.n; i++) {
-		struct store_session *x = &l.v[i];
-		char label[80];
-
-		snprintf(label, sizeof(label), "%s%s", STORE_SESSION_LABEL_PREFIX, x->id);
-
-		if (store_root_unseal_opaque(c->next, label, x->sealed, x->sealed_len, plain,
-					     STORE_SESSION_SEALED_MAX, &len) == 0)
-			continue;
-		if (store_roots_unseal_opaque(s, label, x->sealed, x->sealed_len, plain,
-					      STORE_SESSION_SEALED_MAX, &len) < 0) {
-			c->lost++;
-			continue;
-		}
-		r = store_root_seal_opaque(c->next, label, plain, len, x->sealed, sizeof(x->sealed),
-					   &x->sealed_len);
-		if (r == 0)
-			r = s->ops->session_put(s->be, x);
-		if (r == 0)
-			c->resealed++;
-	}
+		r = store_session_rows(s, NULL, &l);
+	for (size_t i = 0; r == 0 && i < l.n; i++)
+		r = store_rotate_session(c, &l.v[i], plain);
 	if (r < 0)
 		snprintf(c->why, c->why_len, "cannot re-seal the remembered token bindings: %s",
 			 kms_err_info(r)->message);
 out:
-	if (l.v)
-		kms_wipe(l.v, l.cap * sizeof(*l.v));
 	free(l.v);
 	kms_secret_free(plain, STORE_SESSION_SEALED_MAX);
 	return r;
@@ -708,7 +701,7 @@ static int store_rotate_reseal_all(struct store_rotate_ctx *c)
 	int r = 0;
 
 	for (int pass = 0; pass < STORE_ROTATE_PASSES; pass++) {
-		c->resealed = c->lost = 0;
+		c->resealed = c->lost = c->raced = 0;
 		if ((r = store_rotate_keys(c)) < 0 || (r = store_rotate_secrets(c)) < 0 ||
 		    (r = store_rotate_sessions(c)) < 0)
 			return r;
@@ -721,7 +714,8 @@ static int store_rotate_reseal_all(struct store_rotate_ctx *c)
 				 c->lost);
 			return KMS_E_IO;
 		}
-		if (c->resealed == 0)
+		/* A row another process changed meanwhile is looked at again. */
+		if (c->resealed == 0 && c->raced == 0)
 			return 0;
 	}
 	snprintf(c->why, c->why_len,

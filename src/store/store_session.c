@@ -14,9 +14,11 @@
 #define STORE_SESSION_MAGIC  "kmsfs session 1"
 #define STORE_SESSION_FIELDS 10 /* lines of the sealed text, the magic included */
 
-static int store_session_label(const char *id, char *out, size_t cap)
+int store_session_label(const char *id, char *out, size_t cap)
 {
-	return (size_t)snprintf(out, cap, "kmsfs session %s", id) < cap ? 0 : KMS_E_BAD_PARAM;
+	return (size_t)snprintf(out, cap, "%s%s", STORE_SESSION_LABEL_PREFIX, id) < cap
+		       ? 0
+		       : KMS_E_BAD_PARAM;
 }
 
 /* One line per field; none of them can hold a newline (ids, names, numbers). */
@@ -136,13 +138,6 @@ int store_session_delete(struct store *s, const char *id)
 	return s->ops->session_delete(s->be, id);
 }
 
-/* The raw rows, gathered first: a backend may hold its lock while it hands rows over, and the
- * callers delete rows as they go. */
-struct store_session_rows {
-	struct store_session *v;
-	size_t n, cap;
-};
-
 static int store_session_gather(const struct store_session *sess, void *arg)
 {
 	struct store_session_rows *l = arg;
@@ -160,7 +155,7 @@ static int store_session_gather(const struct store_session *sess, void *arg)
 	return 0;
 }
 
-static int store_session_rows(struct store *s, const char *host, struct store_session_rows *l)
+int store_session_rows(struct store *s, const char *host, struct store_session_rows *l)
 {
 	memset(l, 0, sizeof(*l));
 	return s->ops->session_list(s->be, host, store_session_gather, l);

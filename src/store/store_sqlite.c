@@ -1535,6 +1535,21 @@ static int store_sqlite_session_put(struct store_backend *b, const struct store_
 			   NULL, NULL);
 }
 
+static int store_sqlite_session_reseal(struct store_backend *b, const char *id, const uint8_t *old,
+				       size_t old_len, const uint8_t *sealed, size_t n)
+{
+	int changes = 0;
+	int r = store_query_changes(b,
+				    "UPDATE sessions SET sealed = :sealed WHERE session_id = "
+				    ":session_id AND sealed = :old",
+				    STORE_PARAMS(STORE_TEXT(":session_id", id),
+						 STORE_BLOB(":sealed", sealed, n),
+						 STORE_BLOB(":old", old, old_len)),
+				    NULL, NULL, &changes);
+
+	return r == 0 && changes != 1 ? KMS_E_STALE : r;
+}
+
 static int store_sqlite_session_delete(struct store_backend *b, const char *id)
 {
 	return store_query(b, "DELETE FROM sessions WHERE session_id = :session_id",
@@ -1847,6 +1862,7 @@ const struct store_backend_ops store_sqlite_ops = {
 	.session_put = store_sqlite_session_put,
 	.session_delete = store_sqlite_session_delete,
 	.session_list = store_sqlite_session_list,
+	.session_reseal = store_sqlite_session_reseal,
 	.policy_list = store_sqlite_policy_list,
 	.key_scan = store_sqlite_key_scan,
 };

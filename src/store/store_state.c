@@ -4,7 +4,6 @@
 #include "store_internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,12 +25,16 @@ bool store_shared(const struct store *s)
 /* The sealed form of a state secret in the backend's settings: hex of store_seal_opaque(label
  * "kmsfs state secret NAME"), so the backend never sees it in plain and a root-key rotation
  * re-seals it with everything else. */
-#define STORE_SECRET_SEALED (32 + CORE_SEALED_OVERHEAD)
-
-static int store_secret_label(const char *name, char *label, size_t cap)
+int store_secret_setting(const char *name, char setting[STORE_SECRET_SETTING_MAX],
+			 char label[STORE_SECRET_LABEL_MAX])
 {
-	return (size_t)snprintf(label, cap, "kmsfs state secret %s", name) < cap ? 0
-										 : KMS_E_BAD_PARAM;
+	if (strchr(name, '/') ||
+	    (size_t)snprintf(setting, STORE_SECRET_SETTING_MAX, "secret:%s", name) >=
+		    STORE_SECRET_SETTING_MAX ||
+	    (size_t)snprintf(label, STORE_SECRET_LABEL_MAX, "kmsfs state secret %s", name) >=
+		    STORE_SECRET_LABEL_MAX)
+		return KMS_E_BAD_PARAM;
+	return 0;
 }
 
 /* The secret held in meta under "secret:NAME": 0, KMS_E_KEY_NOT_FOUND if there is none,
@@ -75,21 +78,37 @@ static int store_secret_meta_add(struct store *s, const char *meta_name, const c
 	return r;
 }
 
+/* Destroy the file path of a secret the settings hold: overwritten before it is unlinked, so a
+ * copy of the state directory (or of the disk) holds no usable secret. Should that fail, the
+ * secret is still used from the settings, and the next read tries again
+ * (store_secret_file_leftover). */
+static void store_secret_file_drop(struct store *s, const char *path)
+{
+	char why[600];
+
+	if (store_secret_file_destroy(path, s->state_dir, "state secret", why, sizeof(why)) < 0)
+		why[0] = 0;
+}
+
+static int store_secret_file_path(const struct store *s, const char *name, char *path, size_t cap)
+{
+	return (size_t)snprintf(path, cap, "%s/%s", s->state_dir, name) < cap ? 0 : KMS_E_IO;
+}
+
 /* A state directory made before the secrets moved into the settings holds NAME as a 0600 file:
- * seal it into the settings once (tokens signed with it keep working), then remove the file, so
- * a copy of the state directory holds no usable secret. KMS_E_KEY_NOT_FOUND: no file. */
+ * seal it into the settings once (tokens signed with it keep working), then destroy the file.
+ * KMS_E_KEY_NOT_FOUND: no file. */
 static int store_secret_file_move(struct store *s, const char *name, const char *meta_name,
 				  const char *label, uint8_t out[32])
 {
 	char path[4096], why[4600];
 	bool added = false;
-	int r, dfd;
+	int r;
 
 	if (store_shared(s))
 		return KMS_E_KEY_NOT_FOUND; /* a shared store never had the file */
-	if ((size_t)snprintf(path, sizeof(path), "%s/%s", s->state_dir, name) >= sizeof(path))
-		return KMS_E_IO;
-	if ((r = store_secret_file_read(path, out, why, sizeof(why))) < 0)
+	if ((r = store_secret_file_path(s, name, path, sizeof(path))) < 0 ||
+	    (r = store_secret_file_read(path, out, why, sizeof(why))) < 0)
 		return r;
 	/* Durable in the settings (the backend's contract) before the file goes. */
 	r = store_secret_meta_add(s, meta_name, label, out, &added);
@@ -99,53 +118,59 @@ static int store_secret_file_move(struct store *s, const char *name, const char 
 		kms_wipe(out, 32);
 		return r;
 	}
-	if (unlink(path) != 0 && errno != ENOENT)
-		return 0; /* still usable; the next start tries again */
-	dfd = open(s->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
-	}
+	store_secret_file_drop(s, path);
 	return 0;
 }
 
-static int store_secret_names(const char *name, char meta_name[128], char label[160])
+/* The file of a secret the settings hold, left by a move that was killed (or failed) before
+ * it was destroyed: destroyed once it is seen to hold that very secret (never another one: a
+ * store on a backup file shares the state directory of the store it is restored into). */
+static void store_secret_file_leftover(struct store *s, const char *name, const uint8_t secret[32])
 {
-	if ((size_t)snprintf(meta_name, 128, "secret:%s", name) >= 128 || strchr(name, '/'))
-		return KMS_E_BAD_PARAM;
-	return store_secret_label(name, label, 160);
+	char path[4096], why[4600];
+	uint8_t *file = NULL;
+
+	if (store_shared(s) || store_secret_file_path(s, name, path, sizeof(path)) < 0 ||
+	    access(path, F_OK) != 0 || !(file = kms_secret_alloc(32)))
+		return;
+	if (store_secret_file_read(path, file, why, sizeof(why)) == 0 &&
+	    core_equal(file, secret, 32))
+		store_secret_file_drop(s, path);
+	kms_secret_free(file, 32);
 }
 
 int store_state_secret_get(struct store *s, const char *name, uint8_t out[32])
 {
-	char meta_name[128], label[160];
-	int r = store_secret_names(name, meta_name, label);
+	char meta_name[STORE_SECRET_SETTING_MAX], label[STORE_SECRET_LABEL_MAX];
+	int r = store_secret_setting(name, meta_name, label);
 
 	if (r == 0)
 		r = store_secret_meta_read(s, meta_name, label, out);
-	if (r == KMS_E_KEY_NOT_FOUND)
+	if (r == 0)
+		store_secret_file_leftover(s, name, out);
+	else if (r == KMS_E_KEY_NOT_FOUND)
 		r = store_secret_file_move(s, name, meta_name, label, out);
 	return r;
 }
 
 int store_state_secret_keep(struct store *s, const char *name, const uint8_t value[32])
 {
-	char meta_name[128], label[160];
+	char meta_name[STORE_SECRET_SETTING_MAX], label[STORE_SECRET_LABEL_MAX];
 	bool added = false;
-	int r = store_secret_names(name, meta_name, label);
+	int r = store_secret_setting(name, meta_name, label);
 
 	return r == 0 ? store_secret_meta_add(s, meta_name, label, value, &added) : r;
 }
 
 int store_state_secret(struct store *s, const char *name, uint8_t out[32])
 {
-	char meta_name[128], label[160];
+	char meta_name[STORE_SECRET_SETTING_MAX], label[STORE_SECRET_LABEL_MAX];
 	bool added = false;
 	int r = store_state_secret_get(s, name, out);
 
 	if (r != KMS_E_KEY_NOT_FOUND)
 		return r;
-	if ((r = store_secret_names(name, meta_name, label)) < 0 ||
+	if ((r = store_secret_setting(name, meta_name, label)) < 0 ||
 	    (r = core_random_secret(out, 32)) < 0)
 		return r;
 	r = store_secret_meta_add(s, meta_name, label, out, &added);
@@ -378,6 +403,20 @@ static const struct store_backend_ops *store_backend_find(const char *uri)
 	return strchr(uri, '=') ? &store_pg_ops : NULL;
 }
 
+/* store_options.root_key as the store keeps it: without a PIN value (the root holds its PIN in
+ * the secure heap, and nothing else may name one: a rotation names its next root after it). */
+static char *store_root_option_keep(const char *root_key)
+{
+	size_t cap = strlen(root_key) + 1;
+	char *out = malloc(cap);
+
+	if (out && !store_root_location_shown(root_key, out, cap)) {
+		free(out);
+		out = NULL;
+	}
+	return out;
+}
+
 int store_open(const struct store_options *opt, struct store **out, char *why, size_t why_len)
 {
 	struct store *s;
@@ -401,7 +440,7 @@ int store_open(const struct store_options *opt, struct store **out, char *why, s
 	pthread_mutex_init(&s->refresh_lock, NULL);
 	pthread_rwlock_init(&s->policy_lock, NULL);
 	pthread_rwlock_init(&s->root_lock, NULL);
-	if ((opt->root_key && !(s->root_option = strdup(opt->root_key))) ||
+	if ((opt->root_key && !(s->root_option = store_root_option_keep(opt->root_key))) ||
 	    (opt->pkcs11_module && !(s->pkcs11_module = strdup(opt->pkcs11_module))) ||
 	    (opt->pkcs11_pin_file && !(s->pkcs11_pin_file = strdup(opt->pkcs11_pin_file)))) {
 		r = KMS_E_NOMEM;

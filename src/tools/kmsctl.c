@@ -1036,18 +1036,54 @@ static int kmsctl_command(const char *state, int argc, char **argv)
 	return EXIT_USAGE;
 }
 
-/* ps shows no password of --store or --to: argv's are overwritten with '*', the command works
- * on copies (kmsctl_store_kept for --store). */
+/* ps shows no password of --store or --to and no PIN of a root key URI (pin-value=): argv's are
+ * overwritten with '*', the command works on copies (kmsctl_store_kept for --store,
+ * kmsctl_root_kept for --root-key), in the secure heap where they fit (the plain copy wiped):
+ * they live as long as the process. */
 static void kmsctl_hide_passwords(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {
-		char *copy = strdup(argv[i]);
+		size_t n = strlen(argv[i]) + 1;
+		char *copy = malloc(n), *kept;
 
-		if (copy && store_uri_hide_password(argv[i]))
-			argv[i] = copy;
-		else
+		if (!copy)
+			continue;
+		memcpy(copy, argv[i], n);
+		if (!store_uri_hide_password(argv[i])) {
 			free(copy);
+			continue;
+		}
+		kept = kms_secret_alloc(n);
+		if (kept) {
+			memcpy(kept, copy, n);
+			kms_wipe(copy, n);
+			free(copy);
+			copy = kept;
+		}
+		argv[i] = copy;
 	}
+}
+
+/* --root-key: a copy in the secure heap (a pkcs11: URI may hold the PIN). */
+static char *kmsctl_root_kept;
+static size_t kmsctl_root_kept_len;
+
+static void kmsctl_root_forget(void)
+{
+	kms_secret_free(kmsctl_root_kept, kmsctl_root_kept_len);
+	kmsctl_root_kept = NULL;
+}
+
+static bool kmsctl_root_keep(const char *arg)
+{
+	size_t n = strlen(arg) + 1;
+
+	kmsctl_root_forget();
+	kmsctl_root_key = kmsctl_root_kept = kms_secret_alloc(n);
+	kmsctl_root_kept_len = n;
+	if (kmsctl_root_kept)
+		memcpy(kmsctl_root_kept, arg, n);
+	return kmsctl_root_kept != NULL;
 }
 
 int main(int argc, char **argv)
@@ -1086,7 +1122,10 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'R':
-			kmsctl_root_key = optarg;
+			if (!kmsctl_root_keep(optarg)) {
+				fprintf(stderr, "kmsctl: out of memory\n");
+				return EXIT_STATE;
+			}
 			break;
 		case 'M':
 			kmsctl_pkcs11_module = optarg;
@@ -1123,6 +1162,7 @@ int main(int argc, char **argv)
 	argc -= optind;
 	argv += optind;
 	r = kmsctl_command(state, argc, argv);
+	kmsctl_root_forget();
 	core_thread_release();
 	return r;
 }

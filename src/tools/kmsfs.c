@@ -599,9 +599,21 @@ static FILE *kmsfs_open_log(const char *path, char *why, size_t why_len)
 	return f;
 }
 
+/* A root_key=pkcs11:... URI may hold the token's PIN (pin-value=): its copy is wiped when freed,
+ * and freed as soon as the store is open (the store keeps the URI without it, the root the PIN
+ * in the secure heap). */
+static void kmsfs_forget_root_key(struct kmsfs_config *cfg)
+{
+	if (cfg->root_key)
+		kms_wipe(cfg->root_key, strlen(cfg->root_key));
+	free(cfg->root_key);
+	cfg->root_key = NULL;
+}
+
 /* Fork; the parent waits until the child reports the mount live (one byte on the pipe) and exits
- * 0, or exits with the child's status when the child gives up (it said why on stderr). */
-static int kmsfs_fork(int *ready_fd)
+ * 0, or exits with the child's status when the child gives up (it said why on stderr). The
+ * parent needs no root key location while it waits. */
+static int kmsfs_fork(int *ready_fd, struct kmsfs_config *cfg)
 {
 	int p[2], status = 0;
 	ssize_t n;
@@ -623,6 +635,7 @@ static int kmsfs_fork(int *ready_fd)
 		return 0;
 	}
 	close(p[1]);
+	kmsfs_forget_root_key(cfg);
 	do
 		n = read(p[0], &c, 1);
 	while (n < 0 && errno == EINTR);
@@ -883,8 +896,9 @@ int main(int argc, char **argv)
 		ret = 0;
 		goto out;
 	}
-	/* The parsed options hold the URI now: ps shows no password from here on (the docs
-	 * recommend ~/.pgpass or PGPASSFILE, which never reach argv at all). */
+	/* The parsed options hold the URIs now: ps shows no password and no PIN (root_key=
+	 * pkcs11:...;pin-value=) from here on (the docs recommend ~/.pgpass or PGPASSFILE and a
+	 * PIN file, which never reach argv at all). */
 	for (int i = 1; i < argc; i++)
 		store_uri_hide_password(argv[i]);
 	if (!opts.mountpoint || !cfg.state) {
@@ -906,7 +920,7 @@ int main(int argc, char **argv)
 		kmsfs_error("%s", kmsfs_fuse_why("libfuse refused the options"));
 		goto out;
 	}
-	if (!opts.foreground && kmsfs_fork(&ready_fd) != 0) {
+	if (!opts.foreground && kmsfs_fork(&ready_fd, &cfg) != 0) {
 		kmsfs_error("cannot fork: %s", strerror(errno));
 		goto out;
 	}
@@ -969,6 +983,8 @@ int main(int argc, char **argv)
 	 * token secret in fs_new, both into the secure heap. */
 	r = store_open_hardened(&sopt, (size_t)cfg.secure_heap_kib * 1024, !cfg.no_mlock, &hr,
 				&store, why, sizeof(why));
+	sopt.root_key = NULL;
+	kmsfs_forget_root_key(&cfg);
 	if (r < 0) {
 		kmsfs_error("%s", why);
 		goto out;
@@ -1070,7 +1086,7 @@ out:
 	free(cfg.state);
 	free(cfg.log);
 	free(cfg.region);
-	free(cfg.root_key);
+	kmsfs_forget_root_key(&cfg);
 	free(cfg.pkcs11_module);
 	free(cfg.pkcs11_pin_file);
 	free(cfg.audit);

@@ -305,6 +305,39 @@ TEST(sqlite_backup_restore_keeps_everything_sealed)
 	STEP(roundtrip(NULL, NULL));
 }
 
+/* A SQLite source whose token secret is still the file DIR/token.key of an older release: the
+ * backup takes it, sealed (moved into the source's settings first, the file destroyed), and a
+ * restore brings it back. */
+TEST(sqlite_backup_takes_a_token_key_file)
+{
+	struct store_backup_info info;
+	struct store *s = NULL;
+	uint8_t file[32], secret[32];
+	char path[4300], bfile[4200], hex[256];
+	int fd;
+
+	fresh_base();
+	ASSERT_OK(open_dir("src", NULL, true, &s));
+	store_close(s);
+	memset(file, 0x17, sizeof(file));
+	snprintf(path, sizeof(path), "%s/src/token.key", base);
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	ASSERT_EQ(write(fd, file, sizeof(file)), 32);
+	close(fd);
+	STEP(take_backup(NULL, "b.db", &info));
+	ASSERT_TRUE(access(path, F_OK) != 0);
+	path_in(bfile, sizeof(bfile), "b.db");
+	meta_of(bfile, "secret:token.key", hex, sizeof(hex));
+	ASSERT_TRUE(strlen(hex) > 64);
+	ASSERT_FALSE(file_contains(bfile, file, sizeof(file)));
+	STEP(dir_with_root_of("dst", "src"));
+	ASSERT_OK(restore_into("b.db", "dst", NULL, &info));
+	ASSERT_OK(open_dir("dst", NULL, false, &s));
+	ASSERT_OK(store_state_secret_get(s, "token.key", secret));
+	ASSERT_MEMEQ(secret, file, 32);
+	store_close(s);
+}
+
 TEST(restore_refuses_another_root_key_saying_which_generation)
 {
 	struct store_backup_info info;

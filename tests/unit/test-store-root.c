@@ -11,6 +11,7 @@
 
 #include "common/kms_err.h"
 #include "common/kms_hex.h"
+#include "store/kms_store.h"
 #include "store/store_root.h"
 
 static char dir[4096];
@@ -213,6 +214,85 @@ TEST(pkcs11_uri_without_object_is_refused)
 	ASSERT_TRUE(r == NULL);
 }
 
+/* A PIN file is refused, with a sentence naming it, its mode and the fix, unless it is root's or
+ * ours and closed to everyone else; a symlink is judged by the file it leads to. The check comes
+ * before the module is loaded: a refused file never reaches it. */
+TEST(pkcs11_pin_file_open_to_others_is_refused)
+{
+	char pin[4300], link_path[4300], uri[8800], why[1024] = "", mode[16];
+	struct store_root_params p = { uri, "/nonexistent/module.so", NULL, false, NULL };
+	struct store_root *r = NULL;
+	FILE *f;
+
+	setup();
+	snprintf(pin, sizeof(pin), "%s/pin", dir);
+	snprintf(link_path, sizeof(link_path), "%s/pin-link", dir);
+	snprintf(uri, sizeof(uri), "pkcs11:token=kmsfs;object=root;pin-source=file:%s", pin);
+	f = fopen(pin, "w");
+	ASSERT_TRUE(f != NULL);
+	if (!f)
+		return;
+	fputs("1234\n", f);
+	fclose(f);
+	for (unsigned m = 0; m < 2; m++) {
+		ASSERT_EQ(chmod(pin, m ? 0604 : 0640), 0);
+		ASSERT_ERR(store_root_open(&p, &r, NULL, why, sizeof(why)), KMS_E_IO);
+		snprintf(mode, sizeof(mode), "mode %04o", m ? 0604 : 0640);
+		ASSERT_TRUE(strstr(why, mode) != NULL);
+		ASSERT_TRUE(strstr(why, "chmod 600") != NULL);
+		ASSERT_TRUE(strstr(why, pin) != NULL);
+	}
+	/* -o pkcs11_pin_file= and a symlink to the file: the same. */
+	ASSERT_EQ(symlink(pin, link_path), 0);
+	p.location = "pkcs11:token=kmsfs;object=root";
+	p.pin_file = link_path;
+	ASSERT_ERR(store_root_open(&p, &r, NULL, why, sizeof(why)), KMS_E_IO);
+	ASSERT_TRUE(strstr(why, "chmod 600") != NULL);
+	/* 0600 (or 0400): on to the module. */
+	ASSERT_EQ(chmod(pin, 0400), 0);
+	ASSERT_ERR(store_root_open(&p, &r, NULL, why, sizeof(why)), KMS_E_IO);
+	ASSERT_TRUE(strstr(why, "cannot load the PKCS#11 module") != NULL);
+	/* Another user's file, even closed to others. */
+	if (geteuid() == 0) {
+		ASSERT_EQ(chown(pin, 12345, 0), 0);
+		ASSERT_ERR(store_root_open(&p, &r, NULL, why, sizeof(why)), KMS_E_IO);
+		ASSERT_TRUE(strstr(why, "belongs to uid 12345") != NULL);
+	}
+	ASSERT_TRUE(r == NULL);
+	(void)kms_test_rmrf(dir);
+}
+
+/* A URI as it may be shown and kept: without pin-value and one delimiter beside it; ps shows
+ * pin-value=****. */
+TEST(pkcs11_location_shown_without_pin)
+{
+	static const char *const cases[][2] = {
+		{ "pkcs11:token=a;pin-value=1234;object=b", "pkcs11:token=a;object=b" },
+		{ "pkcs11:token=a;object=b;pin-value=1234", "pkcs11:token=a;object=b" },
+		{ "pkcs11:pin-value=1234;token=a;object=b", "pkcs11:token=a;object=b" },
+		{ "pkcs11:token=a;object=b?pin-value=1234", "pkcs11:token=a;object=b" },
+		{ "pkcs11:token=a;object=b?pin-value=1%32&module-name=m",
+		  "pkcs11:token=a;object=b?module-name=m" },
+		{ "pkcs11:token=a;pin-value=1?pin-source=file:/p",
+		  "pkcs11:token=a?pin-source=file:/p" },
+		{ "pkcs11:token=a;object=b?pin-source=file:/p",
+		  "pkcs11:token=a;object=b?pin-source=file:/p" },
+		{ "/etc/kmsfs/root.key;pin-value=x", "/etc/kmsfs/root.key;pin-value=x" },
+	};
+	char out[256], arg[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ASSERT_TRUE(store_root_location_shown(cases[i][0], out, sizeof(out)));
+		ASSERT_STREQ(out, cases[i][1]);
+	}
+	ASSERT_FALSE(store_root_location_shown(cases[0][0], out, 12));
+	snprintf(arg, sizeof(arg), "state=/s,root_key=pkcs11:token=a;pin-value=12%%34;object=b,f");
+	ASSERT_TRUE(store_uri_hide_password(arg));
+	ASSERT_STREQ(arg, "state=/s,root_key=pkcs11:token=a;pin-value=*****;object=b,f");
+	snprintf(arg, sizeof(arg), "pkcs11:token=a;object=b");
+	ASSERT_FALSE(store_uri_hide_password(arg));
+}
+
 /* ---- a token: SoftHSMv2 in a temporary directory, when it is installed (else said and passed) */
 
 static char hsm_dir[4096];
@@ -292,6 +372,16 @@ TEST(pkcs11_token_root)
 		return;
 	store_root_describe(r, shown, sizeof(shown));
 	ASSERT_TRUE(strstr(shown, "1234") == NULL); /* no PIN value shown */
+	/* pin-value is read by kmsfs (p11-kit never sees it), percent-decoded as RFC 7512 says. */
+	snprintf(hsm_uri, sizeof(hsm_uri), "pkcs11:token=unit;object=root;pin-value=%%31%%323%%34");
+	again = hsm_open(false, &created, &err, why, sizeof(why));
+	ASSERT_OK(err);
+	store_root_close(again);
+	snprintf(hsm_uri, sizeof(hsm_uri), "pkcs11:token=unit;object=root;pin-value=12%%3");
+	ASSERT_TRUE(hsm_open(false, &created, &err, why, sizeof(why)) == NULL);
+	ASSERT_EQ(err, KMS_E_BAD_PARAM);
+	ASSERT_TRUE(strstr(why, "hex digits") != NULL);
+	snprintf(hsm_uri, sizeof(hsm_uri), "pkcs11:token=unit;object=root;pin-value=1234");
 	/* The layout of core_seal; the AAD bound; a tag that does not verify is not an outage. */
 	memset(plain, 0xa5, sizeof(plain));
 	ASSERT_OK(store_root_seal(r, "aad", 3, plain, sizeof(plain), sealed, sizeof(sealed), &n));

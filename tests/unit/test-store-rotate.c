@@ -2,7 +2,8 @@
  * stop it at every step, the store still opens with every key, secret and import digest
  * intact, and running it again finishes it: the old root key's bytes are gone, the new one is
  * in root.key. A second handle (a daemon) open during the rotation seals under the next root
- * once it noticed it, and keeps working across the commit.
+ * once it noticed it, and keeps working across the commit. A remembered binding that another
+ * handle removes or replaces while the rotation re-seals it stays as that handle left it.
  *
  * Runs on SQLite, and on PostgreSQL too with KMS_TEST_PG_URI (tests/unit/with-pg.sh).
  */
@@ -13,11 +14,13 @@
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/kms_err.h"
+#include "common/kms_time.h"
 #include "store/store_internal.h"
 
 #define P "proj-r"
@@ -409,4 +412,133 @@ static void other_host_missing(void)
 TEST(commit_waits_for_a_host_without_the_next_root)
 {
 	run_backends(other_host_missing);
+}
+
+/* ---- remembered bindings changed while a rotation re-seals them */
+
+static const struct store_backend_ops *real_ops;
+static struct store_backend_ops racing_ops;
+static char race_deleted[33], race_replaced[33];
+static bool racing;
+
+/* What a setfattr on another handle does between the rotation's listing and its writes: one
+ * binding removed, one replaced (the same row, other claims: uid 2000 for 1000), sealed as a
+ * daemon that noticed the rotation seals, under the next root. */
+static void race_setfattr(struct store *s, const struct store_session *rows, size_t n)
+{
+	char label[80], text[STORE_SESSION_SEALED_MAX + 1], *uid;
+	struct store_session x;
+	size_t len = 0;
+
+	ASSERT_TRUE(n == 3);
+	if (n != 3)
+		return;
+	snprintf(race_deleted, sizeof(race_deleted), "%s", rows[0].id);
+	ASSERT_OK(real_ops->session_delete(s->be, rows[0].id));
+	x = rows[1];
+	snprintf(race_replaced, sizeof(race_replaced), "%s", x.id);
+	ASSERT_OK(store_session_label(x.id, label, sizeof(label)));
+	ASSERT_OK(store_unseal_opaque(s, label, x.sealed, x.sealed_len, (uint8_t *)text,
+				      sizeof(text) - 1, &len));
+	text[len] = 0;
+	uid = strstr(text, "\n1000\n");
+	ASSERT_TRUE(uid != NULL);
+	if (uid)
+		uid[1] = '2';
+	ASSERT_OK(store_seal_opaque(s, label, (const uint8_t *)text, len, x.sealed,
+				    sizeof(x.sealed), &x.sealed_len));
+	ASSERT_OK(real_ops->session_put(s->be, &x));
+}
+
+struct race_rows {
+	struct store_session v[8];
+	size_t n;
+	store_session_cb cb;
+	void *arg;
+};
+
+static int race_row(const struct store_session *sess, void *arg)
+{
+	struct race_rows *l = arg;
+
+	if (l->n < KMS_ARRAY_SIZE(l->v))
+		l->v[l->n++] = *sess;
+	return l->cb(sess, l->arg);
+}
+
+/* The backend's listing, then (once) the other handle's setfattr. */
+static int racing_list(struct store_backend *b, const char *host, store_session_cb cb, void *arg)
+{
+	struct race_rows *l = calloc(1, sizeof(*l));
+	int r;
+
+	if (!l)
+		return KMS_E_NOMEM;
+	l->cb = cb;
+	l->arg = arg;
+	r = real_ops->session_list(b, host, race_row, l);
+	if (r == 0 && racing) {
+		racing = false;
+		race_setfattr(S, l->v, l->n);
+	}
+	free(l);
+	return r;
+}
+
+struct race_seen {
+	size_t n;
+	bool deleted_back;
+	uint32_t replaced_uid;
+};
+
+static int race_seen_row(const struct store_remembered *r, void *arg)
+{
+	struct race_seen *seen = arg;
+
+	seen->n++;
+	seen->deleted_back |= strcmp(r->id, race_deleted) == 0;
+	if (strcmp(r->id, race_replaced) == 0)
+		seen->replaced_uid = r->uid;
+	return 0;
+}
+
+/* The rotation writes a binding only if its row still holds what it read: the removed one does
+ * not come back, the replaced one keeps its new claims; both backends. */
+static void sessions_raced(void)
+{
+	struct store_remembered r = {
+		.host = "host-a", .uid = 1000, .host_ns = true, .project = P
+	};
+	struct store_rotate_report rep;
+	struct race_seen seen = { 0 };
+	size_t unreadable = 0;
+
+	setup();
+	if (kms_test_failing())
+		return;
+	r.claims = (struct store_token_info){ .id = "0123456789abcdef",
+					      .project = P,
+					      .user = "u",
+					      .role = KMS_ROLE_CRYPTO,
+					      .expiry = kms_time_real_ms() / 1000 + 3600 };
+	for (int i = 0; i < 3; i++)
+		ASSERT_OK(store_session_put(S, &r));
+	real_ops = S->ops;
+	racing_ops = *S->ops;
+	racing_ops.session_list = racing_list;
+	S->ops = &racing_ops;
+	racing = true;
+	ASSERT_OK(store_root_rotate(S, NULL, NULL, NULL, &rep, why, sizeof(why)));
+	S->ops = real_ops;
+	ASSERT_FALSE(racing);
+	ASSERT_OK(store_session_list(S, NULL, race_seen_row, &seen, &unreadable));
+	ASSERT_EQ(unreadable, 0u);
+	ASSERT_EQ(seen.n, 2u);
+	ASSERT_FALSE(seen.deleted_back);
+	ASSERT_EQ(seen.replaced_uid, 2000u);
+}
+
+TEST(rotation_never_undoes_a_binding_changed_meanwhile)
+{
+	run_backends(sessions_raced);
 }

@@ -1265,8 +1265,8 @@ STORE_TEST(remembered_bindings)
 
 STORE_TEST(state_secret_bad_file_refused)
 {
-	uint8_t s[32], file[32], t[32];
-	char path[4300];
+	uint8_t s[32], file[32], t[32], left[64], zero[32] = { 0 };
+	char path[4300], link_path[4300];
 	struct stat st;
 
 	SETUP();
@@ -1282,15 +1282,39 @@ STORE_TEST(state_secret_bad_file_refused)
 	ASSERT_FAIL(store_state_secret(S, "token.key", s));
 	unlink(path);
 	write_file(path, file, sizeof(file), 0600);
+	/* A hard link keeps the file's inode: what the move leaves of its bytes stays readable. */
+	path_of(link_path, sizeof(link_path), "token.key.link");
+	ASSERT_EQ(link(path, link_path), 0);
 	/* Moved into the settings once, then gone: tokens signed with it keep working. */
 	ASSERT_OK(store_state_secret(S, "token.key", s));
 	ASSERT_MEMEQ(s, file, 32);
 	ASSERT_EQ(lstat(path, &st), -1);
+	/* Overwritten before it was unlinked: the secret's bytes are not on disk any more. */
+	ASSERT_EQ(read_file(link_path, left, sizeof(left)), sizeof(file));
+	ASSERT_FALSE(memcmp(left, file, sizeof(file)) == 0);
+	ASSERT_MEMEQ(left, zero, sizeof(zero));
+	unlink(link_path);
 	reopen();
 	if (kms_test_failing())
 		return;
 	ASSERT_OK(store_state_secret(S, "token.key", t));
 	ASSERT_MEMEQ(t, file, 32);
+	/* A file left over beside the settings' copy (a move killed before the file went) is
+	 * destroyed at the next read; one holding another secret is left alone. */
+	write_file(path, file, sizeof(file), 0600);
+	ASSERT_EQ(link(path, link_path), 0);
+	ASSERT_OK(store_state_secret(S, "token.key", t));
+	ASSERT_EQ(lstat(path, &st), -1);
+	ASSERT_EQ(read_file(link_path, left, sizeof(left)), sizeof(file));
+	ASSERT_MEMEQ(left, zero, sizeof(zero));
+	unlink(link_path);
+	file[0] ^= 1;
+	write_file(path, file, sizeof(file), 0600);
+	ASSERT_OK(store_state_secret(S, "token.key", t));
+	ASSERT_EQ(lstat(path, &st), 0);
+	ASSERT_EQ(read_file(path, left, sizeof(left)), sizeof(file));
+	ASSERT_MEMEQ(left, file, sizeof(file));
+	unlink(path);
 }
 
 /* ---- what the backend refuses, and what goes with a key ---- */

@@ -8,7 +8,9 @@
 # refused with a sentence saying so. The token made unavailable while the daemon runs (its
 # directory moved away): a cached key still serves, a key not in memory answers KMS.0102, the log
 # says so once; the directory back, the daemon recovers by itself (logged once) and serves that
-# key. Once more on PostgreSQL (-o store=URI). The DEK leak scan covers the token directory too.
+# key. A PIN file others may read is refused; a PIN in the URI (pin-value=) is blanked in ps and
+# named by no log line or setting. Once more on PostgreSQL (-o store=URI). The DEK leak scan
+# covers the token directory too.
 source "$(dirname "$0")/../lib/common.sh"
 # shellcheck source=tests/integration/lib/pg.sh
 source "$KMS_LIB/pg.sh"
@@ -115,6 +117,30 @@ timeout 20 "$KMSFS" "$KMS_MNT" -f -o "state=$KMS_STATE,log=$KMS_LOG,pkcs11_pin_f
 [ "$rc" -ne 0 ] || fail "kmsfs started with a wrong PIN"
 assert_contains "$(cat "$KMS_WORK/bad.out" "$KMS_LOG")" "is wrong" "kmsfs with a wrong PIN"
 kms_detach "$KMS_MNT" || fail "mount left after a failed start"
+
+# ---- a PIN file others may read: refused, naming the file, its mode and the fix
+cp "$HSM/pin" "$HSM/pin-open" && chmod 0640 "$HSM/pin-open"
+err=$("$KMSCTL" --state "$KMS_STATE" --pkcs11-pin-file "$HSM/pin-open" check 2>&1) &&
+	fail "kmsctl check with a PIN file of mode 0640 succeeded"
+assert_contains "$err" "PIN file '$HSM/pin-open'" "PIN file open to others"
+assert_contains "$err" "mode 0640" "PIN file open to others"
+assert_contains "$err" "chmod 600" "PIN file open to others"
+
+# ---- the PIN in the URI (pin-value=): ps shows it blanked, no log line or setting names it
+pvuri="pkcs11:token=kmsfs;object=kmsfs-root;pin-value=1234"
+kms_mount "root_key=$pvuri" "pkcs11_module=$softhsm"
+cmdline=$(tr '\0' ' ' <"/proc/$KMS_PID/cmdline")
+assert_not_contains "$cmdline" "pin-value=1234" "kmsfs's command line (ps)"
+assert_contains "$cmdline" "pin-value=****" "kmsfs's command line (ps)"
+kms_login pk "$KMS_TOKEN"
+assert_eq "$(jget "$(dk "$id" "$ct")" .data_key)" "$pt" "DEK with the PIN in the URI"
+kms_umount
+assert_not_contains "$(cat "$KMS_LOG" "$KMS_STDERR")" "pin-value=1234" "the log"
+assert_not_contains "$(kms_sql "SELECT name, value FROM meta")" "pin-value" "the store's settings"
+"$KMSCTL" --state "$KMS_STATE" --root-key "$pvuri" check >/dev/null ||
+	fail "kmsctl --root-key with the PIN in the URI"
+# The recorded URI with its pin-source again, for kmsctl without --root-key.
+"$KMSCTL" --state "$KMS_STATE" --root-key "$uri" check >/dev/null || fail "kmsctl check (pin-source)"
 
 # ---- PostgreSQL: the same token root, another object
 if kms_pg_bindir >/dev/null; then
