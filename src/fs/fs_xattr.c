@@ -110,8 +110,8 @@ bool fs_binding_claims(struct fs *fs, uid_t uid, uint64_t mntns, uint32_t projec
 	return ok;
 }
 
-/* An open descriptor of the mount namespace numbered ino, through pid if it is in it, else
- * through any process that is (*via: which); -ESRCH when none is (the namespace has ended). */
+/* An open descriptor of the mount namespace numbered ino, through pid; -ESRCH when pid is not
+ * in it (any more). */
 static int fs_ns_open_pid(pid_t pid, uint64_t ino)
 {
 	char path[64];
@@ -130,6 +130,8 @@ static int fs_ns_open_pid(pid_t pid, uint64_t ino)
 	return fd;
 }
 
+/* An open descriptor of the mount namespace numbered ino, through hint if it is in it, else
+ * through any process that is (*via: which); -ESRCH when none is (the namespace has ended). */
 static int fs_ns_open(pid_t hint, uint64_t ino, pid_t *via)
 {
 	struct dirent *e;
