@@ -38,26 +38,59 @@ struct audit_trail {
 	char who_process[64], who_cgroup[1024];
 };
 
-/* JSON string body of s (no quotes): -1 if it does not fit (a line is never cut short). */
-static int audit_escape(char *out, size_t cap, const char *s)
+/* The JSON string form of byte c (no quotes) into esc: its length, 1 to 6. */
+static size_t audit_escape_char(unsigned char c, char esc[8])
+{
+	if (c == '"' || c == '\\') {
+		esc[0] = '\\';
+		esc[1] = (char)c;
+		return 2;
+	}
+	if (c < 0x20 || c == 0x7f)
+		return (size_t)snprintf(esc, 8, "\\u%04x", c);
+	esc[0] = (char)c;
+	return 1;
+}
+
+/* Bytes of the UTF-8 sequence that byte c leads (1 for ASCII and for continuation bytes). */
+static size_t audit_utf8_len(unsigned char c)
+{
+	if ((c & 0xc0) != 0xc0)
+		return 1;
+	return c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+}
+
+/* The JSON string body of s (no quotes) into out, as many whole characters as fit in room bytes
+ * (never cut inside a UTF-8 sequence; no NUL added): true if all of s did, *len the bytes. */
+static bool audit_escape_some(char *out, size_t room, const char *s, size_t *len)
 {
 	size_t o = 0;
+	char esc[8];
+	bool all = true;
 
 	for (s = s ? s : ""; *s; s++) {
 		unsigned char c = (unsigned char)*s;
+		size_t k = audit_escape_char(c, esc);
 
-		if (o + 7 > cap)
-			return -1;
-		if (c == '"' || c == '\\') {
-			out[o++] = '\\';
-			out[o++] = (char)c;
-		} else if (c < 0x20 || c == 0x7f) {
-			o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
-		} else {
-			out[o++] = (char)c;
+		if (o + k > room || o + audit_utf8_len(c) > room) {
+			all = false;
+			break;
 		}
+		memcpy(out + o, esc, k);
+		o += k;
 	}
-	out[o] = 0;
+	*len = o;
+	return all;
+}
+
+/* JSON string body of s (no quotes): -1 if it does not fit (a line is never cut short). */
+static int audit_escape(char *out, size_t cap, const char *s)
+{
+	size_t n;
+
+	if (!audit_escape_some(out, cap - 1, s, &n))
+		return -1;
+	out[n] = 0;
 	return 0;
 }
 
@@ -68,32 +101,12 @@ static int audit_escape(char *out, size_t cap, const char *s)
  * request is still audited (and served) and the reader sees the cut. */
 static void audit_escape_path(char *out, size_t cap, const char *s)
 {
-	size_t room = cap - sizeof(AUDIT_CUT_MARK), o = 0, i = 0;
-	char esc[8];
+	size_t n;
 
 	if (audit_escape(out, cap, s) == 0)
 		return;
-	for (; s[i]; i++) {
-		unsigned char c = (unsigned char)s[i];
-		size_t k;
-
-		if (c == '"' || c == '\\')
-			k = (size_t)snprintf(esc, sizeof(esc), "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			k = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c);
-		else
-			k = (size_t)snprintf(esc, sizeof(esc), "%c", c);
-		/* Never cut inside a UTF-8 sequence: stop before a lead byte whose sequence would
-		 * not fit whole (continuation bytes are 10xxxxxx). */
-		if (o + k > room || ((c & 0xc0) == 0xc0 && o + (c >= 0xf0   ? 4
-								: c >= 0xe0 ? 3
-									    : 2) >
-								   room))
-			break;
-		memcpy(out + o, esc, k);
-		o += k;
-	}
-	memcpy(out + o, AUDIT_CUT_MARK, sizeof(AUDIT_CUT_MARK));
+	(void)audit_escape_some(out, cap - sizeof(AUDIT_CUT_MARK), s, &n);
+	memcpy(out + n, AUDIT_CUT_MARK, sizeof(AUDIT_CUT_MARK));
 }
 
 static const char *audit_str(const char *s)
