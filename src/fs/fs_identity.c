@@ -3,6 +3,8 @@
  * handed to another process (fork, SCM_RIGHTS, a setuid program that inherits it and exits, which
  * makes the kernel send the FLUSH as root) never borrows that process's identity. Capture only:
  * what the identity may do is decided in src/api/api_authz.c. */
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -94,6 +96,29 @@ uint64_t fs_mntns_of(pid_t pid)
 		ino = ino * 10 + (uint64_t)(link[i] - '0');
 	}
 	return ino;
+}
+
+int fs_proc_each(bool (*visit)(pid_t pid, void *arg), void *arg)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)) != NULL) {
+		char *end;
+		long pid;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue; /* not a process ("self", "sys", ...) */
+		pid = strtol(e->d_name, &end, 10);
+		if (*end || pid > INT32_MAX)
+			continue;
+		if (visit((pid_t)pid, arg))
+			break;
+	}
+	closedir(d);
+	return 0;
 }
 
 /* What the tree shows a caller (fs_tree.c: a key folder's entries are never cached, so every

@@ -318,6 +318,10 @@ void fs_process_name(pid_t pid, char *out, size_t cap);
  * cgroup v2 path (the "0::" line of /proc/PID/cgroup, heap, NULL if unreadable). */
 uint64_t fs_mntns_of(pid_t pid);
 char *fs_cgroup_of(pid_t pid);
+/* Calls visit(pid, arg) for each process in /proc, in /proc's order, until visit returns true.
+ * 0 when /proc was read (to its end, or up to the stop), else -errno: its opendir's. The one
+ * walk of all processes (witnesses of mount namespaces, the live namespaces at start). */
+KMS_WUR int fs_proc_each(bool (*visit)(pid_t pid, void *arg), void *arg);
 /* user.kms.identity: one JSON object (heap; NULL out of memory or no such project) describing
  * how a new open by req's caller in project would be seen: uid, gid, pid, mntns,
  * host_namespace, cgroup, the token that applies (its claims, never the token) or why none, the

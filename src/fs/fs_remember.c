@@ -10,7 +10,6 @@
  * host (the machine id), so daemons sharing a PostgreSQL store never apply each other's.
  * -o forget_tokens: nothing is remembered and this host's rows are deleted at start. */
 #define _GNU_SOURCE /* secure_getenv */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -260,32 +259,34 @@ bool fs_witness_alive(pid_t pid, uint64_t start, uint64_t mntns)
 	return pid > 0 && fs_proc_start_of(pid, &now) && now == start && fs_mntns_of(pid) == mntns;
 }
 
+struct fs_remember_oldest {
+	uint64_t mntns;
+	struct store_remembered *r;
+	bool found;
+};
+
+static bool fs_remember_oldest_visit(pid_t pid, void *arg)
+{
+	struct fs_remember_oldest *o = arg;
+	uint64_t start;
+
+	if (fs_mntns_of(pid) != o->mntns || !fs_proc_start_of(pid, &start))
+		return false;
+	if (!o->found || start < o->r->witness_start) {
+		o->r->witness_pid = (int32_t)pid;
+		o->r->witness_start = start;
+		o->found = true;
+	}
+	return false;
+}
+
 /* The oldest process of mount namespace mntns: the witness a remembered binding keeps. Reads
  * all of /proc: never under remember_lock. */
 static bool fs_remember_witness(uint64_t mntns, struct store_remembered *r)
 {
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	bool found = false;
+	struct fs_remember_oldest o = { .mntns = mntns, .r = r };
 
-	if (!d)
-		return false;
-	while ((e = readdir(d)) != NULL) {
-		char *end;
-		long pid = strtol(e->d_name, &end, 10);
-		uint64_t start;
-
-		if (*end || pid <= 0 || pid > INT32_MAX || fs_mntns_of((pid_t)pid) != mntns ||
-		    !fs_proc_start_of((pid_t)pid, &start))
-			continue;
-		if (!found || start < r->witness_start) {
-			r->witness_pid = (int32_t)pid;
-			r->witness_start = start;
-			found = true;
-		}
-	}
-	closedir(d);
-	return found;
+	return fs_proc_each(fs_remember_oldest_visit, &o) == 0 && o.found;
 }
 
 /* Is the namespace a remembered binding names still the one it was made in: its witness alive,
@@ -400,38 +401,39 @@ static int fs_remember_u64_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static void fs_remember_live_scan(struct fs_remember_live *l)
+/* Adds pid's namespace to the list (a struct fs_remember_live); stops when out of memory. */
+static bool fs_remember_live_visit(pid_t pid, void *arg)
 {
-	DIR *d = opendir("/proc");
-	struct dirent *e;
+	struct fs_remember_live *l = arg;
 	char path[64];
 	struct stat st;
 
-	memset(l, 0, sizeof(*l));
-	l->complete = d != NULL;
-	while (d && (e = readdir(d))) {
-		if (e->d_name[0] < '1' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%.20s/ns/mnt", e->d_name);
-		if (stat(path, &st) != 0) {
-			l->complete = l->complete && errno == ENOENT; /* gone meanwhile: fine */
-			continue;
-		}
-		if (l->n == l->cap) {
-			size_t cap = l->cap ? 2 * l->cap : 256;
-			uint64_t *v = realloc(l->ns, cap * sizeof(*v));
-
-			if (!v) {
-				l->complete = false;
-				break;
-			}
-			l->ns = v;
-			l->cap = cap;
-		}
-		l->ns[l->n++] = (uint64_t)st.st_ino;
+	snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
+	if (stat(path, &st) != 0) {
+		l->complete = l->complete && errno == ENOENT; /* gone meanwhile: fine */
+		return false;
 	}
-	if (d)
-		closedir(d);
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 256;
+		uint64_t *v = realloc(l->ns, cap * sizeof(*v));
+
+		if (!v) {
+			l->complete = false;
+			return true;
+		}
+		l->ns = v;
+		l->cap = cap;
+	}
+	l->ns[l->n++] = (uint64_t)st.st_ino;
+	return false;
+}
+
+static void fs_remember_live_scan(struct fs_remember_live *l)
+{
+	memset(l, 0, sizeof(*l));
+	l->complete = true;
+	if (fs_proc_each(fs_remember_live_visit, l) != 0)
+		l->complete = false;
 	qsort(l->ns, l->n, sizeof(*l->ns), fs_remember_u64_cmp);
 }
 

@@ -4,7 +4,6 @@
  * (caller uid, caller's mount namespace, P) in memory. The attribute is write-only: getxattr never returns it (ENODATA) and
  * listxattr never lists it, so cp -a, rsync -X and tar --xattrs can't copy a token anywhere.
  * Only the claims (id, project, user, role, expiry) are kept, never the token itself. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -130,31 +129,37 @@ static int fs_ns_open_pid(pid_t pid, uint64_t ino)
 	return fd;
 }
 
+struct fs_ns_opening {
+	uint64_t ino;
+	pid_t via;
+	int fd;
+};
+
+static bool fs_ns_open_visit(pid_t pid, void *arg)
+{
+	struct fs_ns_opening *o = arg;
+
+	o->via = pid;
+	o->fd = fs_ns_open_pid(pid, o->ino);
+	return o->fd >= 0;
+}
+
 /* An open descriptor of the mount namespace numbered ino, through hint if it is in it, else
  * through any process that is (*via: which); -ESRCH when none is (the namespace has ended). */
 static int fs_ns_open(pid_t hint, uint64_t ino, pid_t *via)
 {
-	struct dirent *e;
-	int fd = -ESRCH;
-	DIR *d;
+	struct fs_ns_opening o = { .ino = ino, .via = hint, .fd = -ESRCH };
+	int err;
 
-	*via = hint;
-	if (hint > 0) {
-		fd = fs_ns_open_pid(hint, ino);
-		if (fd >= 0)
-			return fd;
+	if (hint > 0)
+		o.fd = fs_ns_open_pid(hint, ino);
+	if (o.fd < 0) {
+		err = fs_proc_each(fs_ns_open_visit, &o);
+		if (err < 0)
+			return err;
 	}
-	d = opendir("/proc");
-	if (!d)
-		return -errno;
-	while (fd < 0 && (e = readdir(d)) != NULL) {
-		if (e->d_name[0] < '1' || e->d_name[0] > '9')
-			continue;
-		*via = (pid_t)atoi(e->d_name);
-		fd = fs_ns_open_pid(*via, ino);
-	}
-	closedir(d);
-	return fd < 0 ? -ESRCH : fd;
+	*via = o.via;
+	return o.fd < 0 ? -ESRCH : o.fd;
 }
 
 static size_t fs_ns_pin_limit(void)
@@ -421,31 +426,33 @@ static struct fs_ns_look *fs_ns_pinned(struct fs *fs, size_t *n)
 	return l;
 }
 
+struct fs_ns_scanning {
+	struct fs_ns_look *l;
+	size_t n, left;
+};
+
+/* Makes pid the witness of its namespace if that is one of the list's not seen yet; stops once
+ * none is left. */
+static bool fs_ns_scan_visit(pid_t pid, void *arg)
+{
+	struct fs_ns_scanning *s = arg;
+	struct fs_ns_look key = { .ino = fs_mntns_of(pid) }, *hit;
+
+	hit = key.ino ? bsearch(&key, s->l, s->n, sizeof(*s->l), fs_ns_look_cmp) : NULL;
+	if (!hit || hit->seen)
+		return false;
+	hit->seen = hit->renewed = true;
+	hit->witness = fs_proc_start_of(pid, &hit->witness_start) ? pid : 0;
+	return --s->left == 0;
+}
+
 /* Find a process in each of the left namespaces of l (sorted) not seen yet, and make it their
  * witness. false if /proc can't be read. */
 static bool fs_ns_scan(struct fs_ns_look *l, size_t n, size_t left)
 {
-	struct fs_ns_look key, *hit;
-	struct dirent *e;
-	DIR *d = opendir("/proc");
-	pid_t pid;
+	struct fs_ns_scanning s = { .l = l, .n = n, .left = left };
 
-	if (!d)
-		return false;
-	while (left > 0 && (e = readdir(d)) != NULL) {
-		if (e->d_name[0] < '1' || e->d_name[0] > '9')
-			continue;
-		pid = (pid_t)atoi(e->d_name);
-		key.ino = fs_mntns_of(pid);
-		hit = key.ino ? bsearch(&key, l, n, sizeof(*l), fs_ns_look_cmp) : NULL;
-		if (!hit || hit->seen)
-			continue;
-		hit->seen = hit->renewed = true;
-		hit->witness = fs_proc_start_of(pid, &hit->witness_start) ? pid : 0;
-		left--;
-	}
-	closedir(d);
-	return true;
+	return fs_proc_each(fs_ns_scan_visit, &s) == 0;
 }
 
 /* Which of l (sorted) have a process in them now. Each namespace's witness is looked at first:
