@@ -8,9 +8,9 @@
 # refused with a sentence saying so. The token made unavailable while the daemon runs (its
 # directory moved away): a cached key still serves, a key not in memory answers KMS.0102, the log
 # says so once; the directory back, the daemon recovers by itself (logged once) and serves that
-# key. A PIN file others may read is refused; a PIN in the URI (pin-value=) is blanked in ps and
-# named by no log line or setting. Once more on PostgreSQL (-o store=URI). The DEK leak scan
-# covers the token directory too.
+# key. A PIN file others may read is refused; a PIN in the URI (pin-value=) is blanked in ps (of
+# kmsfs and of kmsctl) and named by no log line or setting. Once more on PostgreSQL (-o
+# store=URI). The DEK leak scan covers the token directory too.
 source "$(dirname "$0")/../lib/common.sh"
 # shellcheck source=tests/integration/lib/pg.sh
 source "$KMS_LIB/pg.sh"
@@ -139,6 +139,24 @@ assert_not_contains "$(cat "$KMS_LOG" "$KMS_STDERR")" "pin-value=1234" "the log"
 assert_not_contains "$(kms_sql "SELECT name, value FROM meta")" "pin-value" "the store's settings"
 "$KMSCTL" --state "$KMS_STATE" --root-key "$pvuri" check >/dev/null ||
 	fail "kmsctl --root-key with the PIN in the URI"
+# kmsctl's own command line, while it waits for its request on stdin (read(2) on fd 0).
+mkfifo "$KMS_WORK/req"
+"$KMSCTL" --state "$KMS_STATE" --root-key "$pvuri" call pk list-keys - <"$KMS_WORK/req" \
+	>"$KMS_WORK/list.out" 2>&1 &
+ctl=$!
+exec 7>"$KMS_WORK/req"
+for _ in $(seq 100); do
+	[[ "$(cat "/proc/$ctl/syscall" 2>/dev/null)" == "0 0x0 "* ]] && break
+	sleep 0.1
+done
+[[ "$(cat "/proc/$ctl/syscall" 2>/dev/null)" == "0 0x0 "* ]] || fail "kmsctl call - never read stdin"
+cmdline=$(tr '\0' ' ' <"/proc/$ctl/cmdline")
+echo '{}' >&7
+exec 7>&-
+wait "$ctl" || fail "kmsctl call list-keys with the PIN in the URI: $(cat "$KMS_WORK/list.out")"
+assert_contains "$(cat "$KMS_WORK/list.out")" '"keys"' "kmsctl call list-keys with the PIN in the URI"
+assert_not_contains "$cmdline" "pin-value=1234" "kmsctl's command line (ps)"
+assert_contains "$cmdline" "pin-value=****" "kmsctl's command line (ps)"
 # The recorded URI with its pin-source again, for kmsctl without --root-key.
 "$KMSCTL" --state "$KMS_STATE" --root-key "$uri" check >/dev/null || fail "kmsctl check (pin-source)"
 
