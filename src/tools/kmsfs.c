@@ -95,10 +95,19 @@ static const struct fuse_opt kmsfs_opts[] = {
 	FUSE_OPT_END,
 };
 
+/* Free an option's copy that may hold a secret (a store URI's password), wiped first. */
+static void kmsfs_free_wiped(char **s)
+{
+	if (*s)
+		kms_wipe(*s, strlen(*s));
+	free(*s);
+	*s = NULL;
+}
+
 /* -o store=URI: kept whole (libfuse has already turned "\," into ","). The last one counts. */
 static int kmsfs_store_option(struct kmsfs_config *cfg, const char *arg)
 {
-	free(cfg->store);
+	kmsfs_free_wiped(&cfg->store); /* store= given twice: the first may hold a password */
 	cfg->store = strdup(arg + strlen("store="));
 	cfg->after_store = true;
 	return cfg->store ? 0 : -1;
@@ -604,10 +613,7 @@ static FILE *kmsfs_open_log(const char *path, char *why, size_t why_len)
  * in the secure heap). */
 static void kmsfs_forget_root_key(struct kmsfs_config *cfg)
 {
-	if (cfg->root_key)
-		kms_wipe(cfg->root_key, strlen(cfg->root_key));
-	free(cfg->root_key);
-	cfg->root_key = NULL;
+	kmsfs_free_wiped(&cfg->root_key);
 }
 
 /* Fork; the parent waits until the child reports the mount live (one byte on the pipe) and exits
@@ -1091,7 +1097,7 @@ out:
 	free(cfg.pkcs11_pin_file);
 	free(cfg.audit);
 	free(cfg.metrics_group);
-	free(cfg.store);
+	kmsfs_free_wiped(&cfg.store);
 	free(cfg.key_cache);
 	free(cfg.store_timeout);
 	free(cfg.offline_grace);

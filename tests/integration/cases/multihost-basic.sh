@@ -7,7 +7,8 @@
 # seen on B and C within 1 s, grants and tags made on A are seen on C, a rotation and a deletion
 # scheduled and cancelled on A are seen on B and C within 1 s, a token revoked with
 # kmsctl on A's state dir is refused on B and C within 1 s (each time measured and printed);
-# `kmsctl check` passes on the store; every daemon unmounts cleanly. The EXIT trap scans every
+# `kmsctl check` passes on the store; every daemon unmounts cleanly. C is mounted with a wrong
+# store= before the right one: the last one counts. The EXIT trap scans every
 # host's log and state dir and the PostgreSQL data directory for the plaintext DEKs seen.
 source "$(dirname "$0")/../lib/common.sh"
 # shellcheck source=tests/integration/lib/multihost.sh
@@ -15,7 +16,13 @@ source "$KMS_LIB/multihost.sh"
 kms_setup
 kms_mh_pg
 kms_mh_hosts A B C
-for h in A B C; do kms_mh_start "$h"; done
+# C is given store= twice, a wrong one first: the last one counts (the first copy is wiped and
+# freed; an ASan build would catch a bad free).
+kms_mh_start A
+kms_mh_start B
+kms_mh_start C "store=host=$KMS_WORK/no-such-socket-dir dbname=wrong password=first-store-secret"
+! grep -q first-store-secret "$(kms_mh_log C)" "$KMS_WORK/C/kmsfs.stderr" ||
+	fail "the password of the discarded store= reached C's log or stderr"
 MA=$(kms_mh_mnt A) MB=$(kms_mh_mnt B) MC=$(kms_mh_mnt C)
 
 # propagate WHAT CHANGE PROBE...: the change, then the probes until they see it (1 s at most).
