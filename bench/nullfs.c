@@ -16,10 +16,14 @@
  * Tree (same depth as kmsfs):  /p/create-datakey-without-plaintext
  *                              /p/keys/<id>/create-datakey-without-plaintext  for each -o ids=
  *
- * usage: nullfs MOUNTPOINT [-f] [-o ids=ID1:ID2:...] [-o noflush=0|1] [libfuse options]
+ * usage: nullfs MOUNTPOINT [-f] [-o ids=ID1:ID2:...] [-o noflush=0|1] [-o work_ns=N]
+ *               [libfuse options]
  * -o noflush=1 (the default) is kmsfs's open reply; -o noflush=0 is the one before issue 17:
  * FOPEN_NOFLUSH for read-only opens only, so every close of a writable handle costs a FLUSH round
  * trip. bench/run runs both, to show the old limit next to the new one.
+ * -o work_ns=N: each request run (the read that answers it) first spends about N ns of CPU in
+ * a calibrated loop, no system call and no memory traffic: what a daemon doing N ns of work per
+ * transaction more than this one can reach (bench/README.md, "Work per transaction").
  */
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
@@ -58,11 +62,13 @@ enum { INO_ROOT = 1, INO_PROJECT = 2, INO_KEYS = 3, INO_PACTION = 4 };
 struct null_opts {
 	char *ids;
 	int noflush;
+	int work_ns;
 };
 
 static struct {
 	char ids[NULL_MAX_KEYS][64];
-	bool flush_rw; /* -o noflush=0: a FLUSH at every close of a writable handle */
+	bool flush_rw;	     /* -o noflush=0: a FLUSH at every close of a writable handle */
+	uint64_t work_loops; /* -o work_ns: iterations of null_work per request run */
 	unsigned nkeys;
 	time_t mount_time;
 	char resp[NULL_RESP_LEN];
@@ -293,10 +299,52 @@ static void null_txn_free(struct null_txn *t)
 	free(t);
 }
 
+/* Work the CPU for n iterations: a dependent chain of multiply-adds the compiler cannot drop. */
+static uint64_t null_work(uint64_t n)
+{
+	volatile uint64_t sink;
+	uint64_t x = n | 1;
+
+	for (uint64_t i = 0; i < n; i++)
+		x = x * 6364136223846793005u + 1442695040888963407u;
+	sink = x;
+	return sink;
+}
+
+static int64_t null_thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Iterations of null_work for ns nanoseconds of this thread's CPU: the best of five timings
+ * of a loop long enough (about 20 ms) for the clock's resolution not to matter. */
+static uint64_t null_work_calibrate(int ns)
+{
+	const uint64_t probe = 20u * 1000u * 1000u;
+	int64_t best = INT64_MAX;
+
+	if (ns <= 0)
+		return 0;
+	for (int i = 0; i < 5; i++) {
+		int64_t t0 = null_thread_cpu_ns(), dt;
+
+		(void)null_work(probe);
+		dt = null_thread_cpu_ns() - t0;
+		if (dt > 0 && dt < best)
+			best = dt;
+	}
+	return best == INT64_MAX ? 0 : (uint64_t)((double)probe * ns / (double)best);
+}
+
 /* "Run" the request: the fixed response (a refused request's too, reported at close). Caller
  * holds t->lock. */
 static void null_txn_run(struct null_txn *t)
 {
+	if (g.work_loops)
+		(void)null_work(g.work_loops);
 	null_resp_free(t);
 	t->resp = g.resp;
 	t->resp_len = sizeof(g.resp);
@@ -580,6 +628,7 @@ static const struct fuse_lowlevel_ops null_ops = {
 static const struct fuse_opt null_fuse_opts[] = {
 	{ "ids=%s", offsetof(struct null_opts, ids), 1 },
 	{ "noflush=%d", offsetof(struct null_opts, noflush), 0 },
+	{ "work_ns=%d", offsetof(struct null_opts, work_ns), 0 },
 	FUSE_OPT_END,
 };
 
@@ -615,13 +664,19 @@ int main(int argc, char **argv)
 		return 1;
 	if (opts.show_help || opts.show_version || !opts.mountpoint) {
 		printf("usage: %s MOUNTPOINT [-f] [-o ids=ID1:ID2:...] [-o noflush=0|1] "
-		       "[libfuse options]\n",
+		       "[-o work_ns=N] [libfuse options]\n",
 		       argv[0]);
 		ret = opts.show_help || opts.show_version ? 0 : 2;
 		goto out;
 	}
 	null_parse_ids(nopt.ids);
 	g.flush_rw = nopt.noflush == 0;
+	if (nopt.work_ns < 0 || nopt.work_ns > 1000 * 1000 * 1000) {
+		fprintf(stderr, "nullfs: work_ns must be 0..1000000000\n");
+		ret = 2;
+		goto out;
+	}
+	g.work_loops = null_work_calibrate(nopt.work_ns);
 	g.mount_time = time(NULL);
 	/* A fixed 400-byte one-line response: '{', a 397-byte string, '}', '\n'. */
 	memset(g.resp, 'n', sizeof(g.resp));
