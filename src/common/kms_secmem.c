@@ -1,6 +1,7 @@
 #include "kms_secmem.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -26,6 +27,13 @@ void kms_wipe(void *p, size_t n)
 {
 	if (p && n)
 		explicit_bzero(p, n);
+}
+
+void kms_free_string_wiped(char *s)
+{
+	if (s)
+		kms_wipe(s, strlen(s));
+	free(s);
 }
 
 void kms_harden_process(size_t secure_heap_bytes, bool lock_memory, struct kms_harden_report *rep)

@@ -8,6 +8,9 @@
 
 /* Wipe n bytes in a way the compiler cannot elide. */
 void kms_wipe(void *p, size_t n);
+/* Wipe a heap string that may hold a secret (a store URI's password, a PIN), then free it;
+ * NULL is fine. */
+void kms_free_string_wiped(char *s);
 
 /* Outcome of kms_harden_process(): each field false means that protection could not be had,
  * so the caller (a daemon or tool, the only layers that log) can say so. */

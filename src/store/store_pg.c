@@ -36,6 +36,7 @@
 
 #include "common/kms_err.h"
 #include "common/kms_hex.h"
+#include "common/kms_secmem.h"
 #include "common/kms_time.h"
 
 #define STORE_PG_POOL	  4  /* request connections */
@@ -902,7 +903,7 @@ static void store_pg_close(struct store_backend *b)
 	pthread_cond_destroy(&b->freed);
 	pthread_mutex_destroy(&b->lock);
 	pthread_mutex_destroy(&b->listen_lock);
-	free(b->uri);
+	kms_free_string_wiped(b->uri); /* may hold the database password */
 	free(b);
 }
 

@@ -574,7 +574,7 @@ void store_close(struct store *s)
 	pthread_mutex_destroy(&s->refresh_lock);
 	store_policy_free(&s->policy);
 	pthread_rwlock_destroy(&s->policy_lock);
-	free(s->backend_uri);
+	kms_free_string_wiped(s->backend_uri); /* may hold the database password */
 	free(s);
 }
 

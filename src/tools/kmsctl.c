@@ -1114,7 +1114,7 @@ int main(int argc, char **argv)
 			break;
 		case 'S':
 			/* A copy: argv's is overwritten where it holds a password (below). */
-			free(kmsctl_store_kept);
+			kms_free_string_wiped(kmsctl_store_kept); /* may hold a password */
 			kmsctl_store_uri = kmsctl_store_kept = strdup(optarg);
 			if (!kmsctl_store_kept) {
 				fprintf(stderr, "kmsctl: out of memory\n");

@@ -95,19 +95,10 @@ static const struct fuse_opt kmsfs_opts[] = {
 	FUSE_OPT_END,
 };
 
-/* Free an option's copy that may hold a secret (a store URI's password), wiped first. */
-static void kmsfs_free_wiped(char **s)
-{
-	if (*s)
-		kms_wipe(*s, strlen(*s));
-	free(*s);
-	*s = NULL;
-}
-
 /* -o store=URI: kept whole (libfuse has already turned "\," into ","). The last one counts. */
 static int kmsfs_store_option(struct kmsfs_config *cfg, const char *arg)
 {
-	kmsfs_free_wiped(&cfg->store); /* store= given twice: the first may hold a password */
+	kms_free_string_wiped(cfg->store); /* store= given twice: the first may hold a password */
 	cfg->store = strdup(arg + strlen("store="));
 	cfg->after_store = true;
 	return cfg->store ? 0 : -1;
@@ -613,7 +604,16 @@ static FILE *kmsfs_open_log(const char *path, char *why, size_t why_len)
  * in the secure heap). */
 static void kmsfs_forget_root_key(struct kmsfs_config *cfg)
 {
-	kmsfs_free_wiped(&cfg->root_key);
+	kms_free_string_wiped(cfg->root_key);
+	cfg->root_key = NULL;
+}
+
+/* The store URI may hold the database password: the store keeps its own copy (it reconnects
+ * with it), so ours is wiped and freed once the store is open. */
+static void kmsfs_forget_store_uri(struct kmsfs_config *cfg)
+{
+	kms_free_string_wiped(cfg->store);
+	cfg->store = NULL;
 }
 
 /* Fork; the parent waits until the child reports the mount live (one byte on the pipe) and exits
@@ -880,7 +880,7 @@ int main(int argc, char **argv)
 	struct fs *fs = NULL;
 	char why[600], state_abs[4096], store_shown[512], *log_path = NULL, *audit_path = NULL;
 	int ret = 1, lock_fd = -1, ready_fd = -1, r;
-	bool log_syslog;
+	bool log_syslog, shared_store = false;
 
 	umask(077);
 	kms_log_detect_journal();
@@ -918,6 +918,7 @@ int main(int argc, char **argv)
 	if (!kmsfs_store_options(&cfg, &sopt))
 		goto out;
 	store_uri_describe(cfg.store, store_shown, sizeof(store_shown));
+	shared_store = cfg.store != NULL;
 	fuse_set_log_func(kmsfs_fuse_log);
 	/* The kernel enforces each project's owner, group and modes (kmsctl project set). */
 	if (!cfg.no_default_permissions && fuse_opt_add_arg(&args, "-odefault_permissions") != 0)
@@ -990,7 +991,9 @@ int main(int argc, char **argv)
 	r = store_open_hardened(&sopt, (size_t)cfg.secure_heap_kib * 1024, !cfg.no_mlock, &hr,
 				&store, why, sizeof(why));
 	sopt.root_key = NULL;
+	sopt.backend = NULL;
 	kmsfs_forget_root_key(&cfg);
+	kmsfs_forget_store_uri(&cfg);
 	if (r < 0) {
 		kmsfs_error("%s", why);
 		goto out;
@@ -1061,7 +1064,7 @@ int main(int argc, char **argv)
 		kmsfs_error("cannot set up SIGHUP (log reopening): %s", strerror(errno));
 		goto out_unmount;
 	}
-	if (cfg.store)
+	if (shared_store)
 		kms_log_info("kmsfs %s serving '%s' from state '%s', keys in %s", KMSFS_VERSION,
 			     opts.mountpoint, state_abs, store_shown);
 	else
@@ -1097,7 +1100,7 @@ out:
 	free(cfg.pkcs11_pin_file);
 	free(cfg.audit);
 	free(cfg.metrics_group);
-	kmsfs_free_wiped(&cfg.store);
+	kmsfs_forget_store_uri(&cfg);
 	free(cfg.key_cache);
 	free(cfg.store_timeout);
 	free(cfg.offline_grace);

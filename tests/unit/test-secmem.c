@@ -58,3 +58,14 @@ TEST(wipe_zeroes_and_accepts_null)
 	kms_wipe(NULL, 10);
 	kms_wipe(b, 0);
 }
+
+/* What it wipes cannot be read back once freed: this checks that it takes NULL and frees what it
+ * is given (the ASan build reports a leak, a double or a bad free). */
+TEST(free_string_wiped_frees_and_accepts_null)
+{
+	char *s = strdup("postgresql://kms:secret@db/kms");
+
+	ASSERT_TRUE(s != NULL);
+	kms_free_string_wiped(s);
+	kms_free_string_wiped(NULL);
+}
