@@ -318,6 +318,11 @@ void fs_process_name(pid_t pid, char *out, size_t cap);
  * cgroup v2 path (the "0::" line of /proc/PID/cgroup, heap, NULL if unreadable). */
 uint64_t fs_mntns_of(pid_t pid);
 char *fs_cgroup_of(pid_t pid);
+/* Close the kept /proc/PID/ns/mnt descriptors (fs_identity.c) of threads not read for idle_ns:
+ * mostly those of tasks that ended, which nothing else would close. */
+#define FS_MNTNS_LINK_IDLE_NS (2 * 1000 * 1000 * 1000LL)
+#define FS_MNTNS_LINK_SLOTS   64u /* at most this many such descriptors */
+void fs_mntns_memo_trim(int64_t idle_ns);
 /* Calls visit(pid, arg) for each process in /proc, in /proc's order, until visit returns true.
  * 0 when /proc was read (to its end, or up to the stop), else -errno: its opendir's. The one
  * walk of all processes (witnesses of mount namespaces, the live namespaces at start). */

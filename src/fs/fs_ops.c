@@ -294,6 +294,7 @@ static void *fs_janitor(void *arg)
 		/* Summaries of suppressed refusals; entries of uids that hold nothing go. */
 		fs_uids_sweep(fs, false);
 		fs_bindings_sweep(fs); /* logins of mount namespaces that ended */
+		fs_mntns_memo_trim(FS_MNTNS_LINK_IDLE_NS);
 		/* A shared store is refreshed by the watcher, as soon as another host changes it. */
 		if (!fs->watcher_running && store_refresh(fs->store, &changed) == 0 && changed)
 			kms_log_debug("key database changed by another process; cache dropped");

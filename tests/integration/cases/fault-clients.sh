@@ -17,7 +17,10 @@
 #     (FS_MAX_HELD_BYTES), 64 MiB per uid: past it, that uid's requests are refused with KMS.0104
 #     / EAGAIN before running;
 #   * at most 16384 unread mailboxes, each wiped after -o mailbox_ttl seconds;
-#   * handles are not file descriptors of the daemon: its fd count does not depend on clients.
+#   * handles are not file descriptors of the daemon: its fd count does not depend on clients,
+#     except for the O_PATH descriptors of /proc/TID/ns/mnt it keeps for client threads it has
+#     seen twice (src/fs/fs_identity.c): at most 64 (FS_MNTNS_LINK_SLOTS), each closed by the
+#     janitor once its thread made no open for 2 s (FS_MNTNS_LINK_IDLE_NS).
 #
 # Steps:
 #   1. SIGKILLed clients, 210 times: after half a JSON object, after a whole request but before
@@ -108,8 +111,15 @@ id=${kids[0]}
 # runs in the background: $! must be python's own pid, which the EXIT trap kills).
 FC=$KMS_PYLIB/fault_clients.py
 
-# Daemon figures: open fds, resident MiB (VmRSS), threads.
-d_fds() { find "/proc/$DPID/fd" -mindepth 1 -maxdepth 1 | wc -l; }
+# Daemon figures: open fds but the kept namespace links, those links, resident MiB (VmRSS),
+# threads. Every look at the fds checks the links' bound too (links_bounded).
+d_nslinks() { find "/proc/$DPID/fd" -mindepth 1 -maxdepth 1 -lname '/proc/*/ns/mnt' | wc -l; }
+d_fds() { find "/proc/$DPID/fd" -mindepth 1 -maxdepth 1 ! -lname '/proc/*/ns/mnt' | wc -l; }
+links_bounded() {
+	local n
+	n=$(d_nslinks)
+	[ "$n" -le 64 ] || fail "the daemon keeps $n namespace links (at most 64)"
+}
 d_rss() { awk '/^VmRSS:/ {print int($2 / 1024)}' "/proc/$DPID/status"; }
 d_threads() { awk '/^Threads:/ {print $2}' "/proc/$DPID/status"; }
 alive() { kill -0 "$DPID" 2>/dev/null || fail "the daemon died ($1)"; }
@@ -155,6 +165,7 @@ for j in 1 2 3 4; do "$KMS_PY" "$FC" client "$P" "$id" 5 >/dev/null & warm+=($!)
 for p in "${warm[@]}"; do wait "$p" || fail "warm-up client $p failed"; done
 lat0=$("$KMS_PY" "$FC" client "$P" "$id" 20) || fail "baseline round trips"
 fd0=$(d_fds) rss0=$(d_rss)
+links_bounded
 log "baseline: fds=$fd0 rss=${rss0}MiB threads=$(d_threads) asan=$asan; round trip median/max ms: $lat0"
 
 # ---------------------------------------------------------------- 1. killed clients
@@ -163,6 +174,7 @@ r=$("$KMS_PY" "$FC" kills "$P" "$id" "$DPID") || fail "killed-clients step faile
 alive "after the killed clients"
 log "killed clients ($((SECONDS - t)) s): $r"
 fd1=$(d_fds) rss1=$(d_rss)
+links_bounded
 log "after the kills: fds=$fd1 rss=${rss1}MiB"
 [ "$fd1" -le $((fd0 + 4)) ] && [ "$fd1" -ge $((fd0 - 4)) ] || fail "daemon fds $fd0 -> $fd1 after the killed clients"
 [ "$rss1" -lt $((rss0 + 64 + slack)) ] || fail "daemon RSS ${rss0} -> ${rss1} MiB after the killed clients"
@@ -179,6 +191,7 @@ done
 for i in "${!hogs[@]}"; do wait_ready "$KMS_WORK/hog.ready.$i" "${hogs[i]}"; done
 lat2=$("$KMS_PY" "$FC" client "$P" "$id" 20) || fail "round trips while $held handles are open"
 fd2=$(d_fds) rss2=$(d_rss)
+links_bounded
 log "$held handles held by ${#hogs[@]} process(es): fds=$fd2 rss=${rss2}MiB threads=$(d_threads); round trip median/max ms: $lat2"
 [ "$fd2" -le $((fd0 + 4)) ] || fail "daemon fds $fd0 -> $fd2 with $held handles open"
 [ "$rss2" -lt $((rss0 + 64 + slack)) ] || fail "daemon RSS ${rss0} -> ${rss2} MiB with $held handles open"
@@ -188,6 +201,7 @@ sleep 0.5 # releases are asynchronous
 alive "after $held handles closed"
 "$KMS_PY" "$FC" client "$P" "$id" 5 >/dev/null || fail "round trips after the handles closed"
 fd3=$(d_fds) rss3=$(d_rss)
+links_bounded
 log "after they closed: fds=$fd3 rss=${rss3}MiB"
 [ "$fd3" -le $((fd0 + 4)) ] && [ "$fd3" -ge $((fd0 - 4)) ] || fail "daemon fds $fd0 -> $fd3 after the handles closed"
 [ "$rss3" -lt $((rss0 + 64 + slack)) ] || fail "daemon RSS ${rss0} -> ${rss3} MiB after the handles closed"
@@ -326,6 +340,11 @@ if [ "$asan" == 0 ]; then
 fi
 
 fd4=$(d_fds)
-log "end: fds=$fd4 rss=$(d_rss)MiB threads=$(d_threads)"
+links_bounded
+log "end: fds=$fd4 rss=$(d_rss)MiB threads=$(d_threads) namespace links=$(d_nslinks)"
 [ "$fd4" -le $((fd0 + 4)) ] && [ "$fd4" -ge $((fd0 - 4)) ] || fail "daemon fds $fd0 -> $fd4 at the end"
+# Every client above has ended: within the idle time (2 s) and a janitor tick (1 s) the daemon
+# closes the namespace links it kept for their threads.
+for _ in $(seq 50); do [ "$(d_nslinks)" -eq 0 ] && break; sleep 0.2; done
+[ "$(d_nslinks)" -eq 0 ] || fail "$(d_nslinks) namespace links of ended clients still open after 10 s"
 kms_umount

@@ -138,6 +138,46 @@ assert_contains "$err" "No such attribute" "a second logout in A"
 kms_login ns "$KMS_TOKEN"
 expect_ident "host root logged in again" "$(ident "$P")" 0 "$MY_NS" admin admin
 
+# --- one thread that changes namespace itself ----------------------------------------------------
+# kmsfs keeps a descriptor of /proc/TID/ns/mnt for a thread it has seen before, to read the
+# namespace without the path walk: the read must still be live. The same thread (no fork in
+# between) opens as the host root, unshare(CLONE_NEWNS)s and opens at once (no token), then
+# setns()es back and opens again (the host's token).
+cat >"$KMS_WORK/same-thread.py" <<'INNER'
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNS = 0x00020000
+path = sys.argv[1]
+def answer():
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return os.read(fd, 65536).decode()
+    finally:
+        os.close(fd)
+def ns():
+    return os.readlink("/proc/self/ns/mnt")
+out = [answer() for _ in range(5)]
+home = os.open("/proc/self/ns/mnt", os.O_RDONLY)
+before = ns()
+if libc.unshare(CLONE_NEWNS) != 0:
+    sys.exit("unshare: " + os.strerror(ctypes.get_errno()))
+if ns() == before:
+    sys.exit("unshare left the namespace as it was")
+out.append(answer())
+if libc.setns(home, CLONE_NEWNS) != 0:
+    sys.exit("setns: " + os.strerror(ctypes.get_errno()))
+if ns() != before:
+    sys.exit("setns did not return to the first namespace")
+out.append(answer())
+for line in out:
+    print(line.replace("\n", " "))
+INNER
+out=$("$KMS_PY" "$KMS_WORK/same-thread.py" "$P/list-keys" 2>&1) || fail "same-thread namespace change: $out"
+assert_eq "$(wc -l <<<"$out")" 7 "answers of the same-thread run: $out"
+for i in 1 2 3 4 5; do assert_ok "$(sed -n "${i}p" <<<"$out")"; done
+assert_errcode "$(sed -n 6p <<<"$out")" KMS.0301 # the same thread, a new namespace: no token
+assert_ok "$(sed -n 7p <<<"$out")"              # back in the host's: its token again
+
 # --- an unprivileged user: the same scoping ---------------------------------------------------
 "${as_u[@]}" setfattr -n user.kms.token -v "$utok" "$P" || fail "setfattr as $KMS_USER"
 expect_ident "$KMS_USER on the host" "$(ident "$P" "${as_u[@]}")" "$KMS_UID" "$MY_NS" u-host viewer
