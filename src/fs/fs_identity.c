@@ -95,13 +95,15 @@ static uint64_t fs_mntns_parse(const char *link, ssize_t n)
 uint64_t fs_mntns_of(pid_t pid)
 {
 	char path[FS_PROC_PATH], link[64];
+	ssize_t n;
 
 	if (pid <= 0)
 		return 0;
 	fs_proc_path(path, pid, "/ns/mnt");
 	/* The link reads "mnt:[INODE]", the nsfs inode a stat would give: half the cost of a stat,
 	 * which makes the kernel instantiate the namespace's dentry (measured: 2.4 against 4.7 us). */
-	return fs_mntns_parse(link, readlink(path, link, sizeof(link)));
+	n = readlink(path, link, sizeof(link));
+	return fs_mntns_parse(link, n);
 }
 
 /* The namespace the task behind link_fd (an O_PATH of /proc/PID/ns/mnt) is in now, 0 if that
@@ -111,8 +113,9 @@ uint64_t fs_mntns_of(pid_t pid)
 static uint64_t fs_mntns_via(int link_fd)
 {
 	char link[64];
+	ssize_t n = readlinkat(link_fd, "", link, sizeof(link));
 
-	return fs_mntns_parse(link, readlinkat(link_fd, "", link, sizeof(link)));
+	return fs_mntns_parse(link, n);
 }
 
 int fs_proc_each(bool (*visit)(pid_t pid, void *arg), void *arg)
