@@ -150,15 +150,19 @@ int fs_proc_each(bool (*visit)(pid_t pid, void *arg), void *arg)
  * every mount of the process. */
 #define FS_MNTNS_MEMO_SLOTS FS_MNTNS_LINK_SLOTS
 #define FS_MNTNS_MEMO_NS    (2 * 1000 * 1000)
-/* Each slot also keeps, for a thread seen twice, an O_PATH descriptor of its /proc/PID/ns/mnt
- * (fs_mntns_via), so that the reads an open must make afresh skip the path walk: client threads
- * that come back are the common case, and a one-off process (a shell's cat) pays no open. A
- * descriptor is only ever in its slot or in the hands of one reader, which takes it out under the
- * slot's lock, so no thread closes one another is reading through. At most one per slot. */
+/* Each slot also keeps, for a thread read twice before, an O_PATH descriptor of its
+ * /proc/PID/ns/mnt (fs_mntns_via), so that the reads an open must make afresh skip the path
+ * walk: client threads that come back are the common case, while a one-off process (a shell's
+ * cat: one read at the lookup, one at the open) pays no open of its own nor takes the slot's
+ * descriptor from another thread. A descriptor is only ever in its slot or in the hands of one
+ * reader, which takes it out under the slot's lock, so no thread closes one another is reading
+ * through. At most one per slot. */
+#define FS_MNTNS_LINK_AFTER 2u /* fresh reads of a thread before its descriptor is opened */
 struct fs_mntns_memo {
 	bool busy; /* a spin lock: held for a few loads and stores, never across a system call */
 	pid_t pid;
-	int link_fd; /* -1: none */
+	uint8_t reads; /* fresh reads of pid, up to FS_MNTNS_LINK_AFTER */
+	int link_fd;   /* -1: none */
 	uint64_t mntns;
 	int64_t at_ns;
 };
@@ -178,8 +182,8 @@ static void fs_mntns_memo_unlock(struct fs_mntns_memo *m)
 }
 
 /* A fresh read of pid's namespace, through *link_fd (taken from the slot; closed and reset if
- * its task is gone) or, for a thread seen before (seen), through a descriptor opened now. */
-static uint64_t fs_mntns_read(pid_t pid, bool seen, int *link_fd)
+ * its task is gone) or, for a thread that comes back (keep), through a descriptor opened now. */
+static uint64_t fs_mntns_read(pid_t pid, bool keep, int *link_fd)
 {
 	char path[FS_PROC_PATH];
 	uint64_t ns = 0;
@@ -191,7 +195,7 @@ static uint64_t fs_mntns_read(pid_t pid, bool seen, int *link_fd)
 		close(*link_fd); /* its task ended: the number may be another task's now */
 		*link_fd = -1;
 	}
-	if (!seen)
+	if (!keep)
 		return fs_mntns_of(pid);
 	fs_proc_path(path, pid, "/ns/mnt");
 	*link_fd = open(path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
@@ -212,7 +216,7 @@ static uint64_t fs_mntns_recent(pid_t pid, bool view)
 	int64_t now = kms_time_mono_ns();
 	int link_fd = -1, evicted = -1;
 	uint64_t ns = 0;
-	bool seen;
+	bool seen, keep = false;
 
 	if (pid <= 0)
 		return 0;
@@ -222,22 +226,26 @@ static uint64_t fs_mntns_recent(pid_t pid, bool view)
 	if (seen && view && now - m->at_ns < FS_MNTNS_MEMO_NS) {
 		ns = m->mntns;
 	} else if (seen) {
+		keep = m->reads >= FS_MNTNS_LINK_AFTER;
 		link_fd = m->link_fd;
 		m->link_fd = -1;
 	}
 	fs_mntns_memo_unlock(m);
 	if (ns)
 		return ns;
-	ns = fs_mntns_read(pid, seen, &link_fd);
+	ns = fs_mntns_read(pid, keep, &link_fd);
 	fs_mntns_memo_lock(m);
 	if (ns && m->pid != pid) { /* the slot goes to pid, with the descriptor it has */
 		evicted = m->link_fd;
 		m->link_fd = -1;
 		m->pid = pid;
+		m->reads = 0;
 	}
 	if (ns) {
 		m->mntns = ns;
 		m->at_ns = now; /* read after now: kept no longer than it is sure */
+		if (m->reads < FS_MNTNS_LINK_AFTER)
+			m->reads++;
 	}
 	if (m->pid == pid && m->link_fd < 0) {
 		m->link_fd = link_fd;

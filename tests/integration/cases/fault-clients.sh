@@ -18,8 +18,8 @@
 #     / EAGAIN before running;
 #   * at most 16384 unread mailboxes, each wiped after -o mailbox_ttl seconds;
 #   * handles are not file descriptors of the daemon: its fd count does not depend on clients,
-#     except for the O_PATH descriptors of /proc/TID/ns/mnt it keeps for client threads it has
-#     seen twice (src/fs/fs_identity.c): at most 64 (FS_MNTNS_LINK_SLOTS), each closed by the
+#     except for the O_PATH descriptors of /proc/TID/ns/mnt it keeps for client threads that
+#     come back (src/fs/fs_identity.c): at most 64 (FS_MNTNS_LINK_SLOTS), each closed by the
 #     janitor once its thread made no open for 2 s (FS_MNTNS_LINK_IDLE_NS).
 #
 # Steps:

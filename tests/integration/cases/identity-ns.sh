@@ -139,8 +139,8 @@ kms_login ns "$KMS_TOKEN"
 expect_ident "host root logged in again" "$(ident "$P")" 0 "$MY_NS" admin admin
 
 # --- one thread that changes namespace itself ----------------------------------------------------
-# kmsfs keeps a descriptor of /proc/TID/ns/mnt for a thread it has seen before, to read the
-# namespace without the path walk: the read must still be live. The same thread (no fork in
+# kmsfs keeps a descriptor of /proc/TID/ns/mnt for a thread that comes back (from its third
+# read of the namespace on), to read it without the path walk: the read must still be live. The same thread (no fork in
 # between) opens as the host root, unshare(CLONE_NEWNS)s and opens at once (no token), then
 # setns()es back and opens again (the host's token).
 cat >"$KMS_WORK/same-thread.py" <<'INNER'
