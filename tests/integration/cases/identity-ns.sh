@@ -140,9 +140,9 @@ expect_ident "host root logged in again" "$(ident "$P")" 0 "$MY_NS" admin admin
 
 # --- one thread that changes namespace itself ----------------------------------------------------
 # kmsfs keeps a descriptor of /proc/TID/ns/mnt for a thread that comes back (from its third
-# read of the namespace on), to read it without the path walk: the read must still be live. The same thread (no fork in
-# between) opens as the host root, unshare(CLONE_NEWNS)s and opens at once (no token), then
-# setns()es back and opens again (the host's token).
+# read of the namespace on), to read it without the path walk: the read must still be live.
+# The same thread (no fork in between) opens as the host root five times, unshare(CLONE_NEWNS)s
+# and opens at once (no token), then setns()es back and opens again (the host's token).
 cat >"$KMS_WORK/same-thread.py" <<'INNER'
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
