@@ -30,6 +30,7 @@
 
 #include "fs/fs_session.h"
 #include "fs/fs_txn_state.h"
+#include "fs/fs_uring.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,6 +64,7 @@ struct null_opts {
 	char *ids;
 	int noflush;
 	int work_ns;
+	unsigned io_uring; /* ring threads per CPU queue, 0: /dev/fuse only */
 };
 
 static struct {
@@ -629,6 +631,8 @@ static const struct fuse_opt null_fuse_opts[] = {
 	{ "ids=%s", offsetof(struct null_opts, ids), 1 },
 	{ "noflush=%d", offsetof(struct null_opts, noflush), 0 },
 	{ "work_ns=%d", offsetof(struct null_opts, work_ns), 0 },
+	{ "io_uring", offsetof(struct null_opts, io_uring), FS_URING_THREADS_DEFAULT },
+	{ "io_uring=%u", offsetof(struct null_opts, io_uring), 0 },
 	FUSE_OPT_END,
 };
 
@@ -695,8 +699,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "nullfs: cannot mount on '%s'\n", opts.mountpoint);
 		goto out_handlers;
 	}
+	if (nopt.io_uring && fs_uring_attach(se, nopt.io_uring) != 0) {
+		fprintf(stderr, "nullfs: io_uring: %s\n", strerror(errno));
+		ret = 2;
+		goto out_unmount;
+	}
 	fuse_daemonize(opts.foreground);
 	ret = fs_session_loop(se, &opts); /* exactly kmsfs's loop (src/fs/fs_session.h) */
+	fs_uring_stop();
+out_unmount:
 	fuse_session_unmount(se);
 out_handlers:
 	fuse_remove_signal_handlers(se);

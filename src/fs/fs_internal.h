@@ -370,6 +370,8 @@ struct fs_metrics_snapshot {
 	uint64_t cache_hits, cache_misses, cache_evictions, store_errors, store_reconnects;
 	bool store_online;
 	int64_t store_fresh_age_ms;
+	bool fuse_uring;	      /* requests come over io_uring (fs_uring.h) */
+	uint64_t fuse_uring_requests; /* answered over io_uring since the mount */
 };
 /* The upper bounds of the latency buckets (ns). */
 extern const int64_t fs_latency_bounds_ns[FS_LATENCY_BUCKETS];

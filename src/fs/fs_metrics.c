@@ -12,6 +12,7 @@
 #include "common/kms_err.h"
 #include "common/kms_time.h"
 #include "fs_internal.h"
+#include "fs_uring.h"
 #include "store/kms_store.h"
 
 /* What a file's st_size says: never 0, or sendfile and splice readers get nothing without asking
@@ -302,6 +303,8 @@ static int fs_snapshot_take(struct fs *fs, struct fs_metrics_snapshot *s)
 	s->store_reconnects = st.reconnects;
 	s->store_online = st.online;
 	s->store_fresh_age_ms = st.fresh_age_ms;
+	s->fuse_uring = fs_uring_state(NULL) == FS_URING_RUNNING;
+	s->fuse_uring_requests = fs_uring_requests();
 	r = fs_snapshot_rows(m, t, s);
 	free(t);
 	return r;
@@ -441,6 +444,11 @@ int fs_metrics_format_text(const struct fs_metrics_snapshot *s, struct kms_buf *
 		"Seconds since the store last refreshed from its backend (0 with SQLite).");
 	fs_put(&o, "kmsfs_store_fresh_age_seconds %.3f\n",
 	       (double)(s->store_fresh_age_ms > 0 ? s->store_fresh_age_ms : 0) / 1000.0);
+	fs_one(&o, "fuse_uring", "gauge",
+	       "1 if the kernel hands requests over io_uring (-o io_uring), 0: /dev/fuse only.",
+	       s->fuse_uring ? 1 : 0);
+	fs_one(&o, "fuse_uring_requests_total", "counter",
+	       "FUSE requests answered over io_uring since the mount.", s->fuse_uring_requests);
 	return o.r;
 }
 
@@ -498,6 +506,8 @@ int fs_metrics_format_json(const struct fs_metrics_snapshot *s, struct kms_buf *
 	       "\"evictions\":%llu},",
 	       s->cache_entries, s->cache_limit, (unsigned long long)s->cache_hits,
 	       (unsigned long long)s->cache_misses, (unsigned long long)s->cache_evictions);
+	fs_put(&o, "\"fuse\":{\"io_uring\":%s,\"io_uring_requests\":%llu},",
+	       s->fuse_uring ? "true" : "false", (unsigned long long)s->fuse_uring_requests);
 	fs_put(&o,
 	       "\"store\":{\"errors\":%llu,\"reconnects\":%llu,\"online\":%s,"
 	       "\"fresh_age_ms\":%lld}}\n",

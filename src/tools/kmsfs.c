@@ -10,6 +10,7 @@
 #define _GNU_SOURCE /* asprintf, pipe2 */
 #include "fs/kms_fs.h"
 #include "fs/fs_session.h"
+#include "fs/fs_uring.h"
 
 #include <errno.h>
 #include <grp.h>
@@ -64,6 +65,9 @@ struct kmsfs_config {
 	char *key_cache;
 	char *store_timeout;
 	char *offline_grace;
+	/* FUSE requests over io_uring: auto (when the kernel's switch is on), on, off. */
+	char *io_uring;
+	char *io_uring_threads;
 	bool after_store; /* the option before the one kmsfs_opt_proc looks at was store= */
 };
 
@@ -92,6 +96,8 @@ static const struct fuse_opt kmsfs_opts[] = {
 	KMSFS_OPT("key_cache=%s", key_cache),
 	KMSFS_OPT("store_timeout=%s", store_timeout),
 	KMSFS_OPT("offline_grace=%s", offline_grace),
+	KMSFS_OPT("io_uring=%s", io_uring),
+	KMSFS_OPT("io_uring_threads=%s", io_uring_threads),
 	FUSE_OPT_END,
 };
 
@@ -243,13 +249,18 @@ static void kmsfs_usage(const char *prog)
 	       "    -o max_threads=N       FUSE worker threads (default %u, up to %u)\n"
 	       "    -o max_idle_threads=N  idle worker threads kept (default: no limit)\n"
 	       "    -o clone_fd            one /dev/fuse descriptor per worker thread\n"
+	       "    -o io_uring=MODE       FUSE requests over io_uring, on the caller's CPU: auto\n"
+	       "                           (default: when the kernel's enable_uring is on, not\n"
+	       "                           with -s), on (refuse to start without it), off\n"
+	       "    -o io_uring_threads=N  io_uring threads per CPU (default %u, up to %u)\n"
 	       "    -f                     stay in the foreground\n"
 	       "    -s                     one thread serves every request\n"
 	       "    -d, -o debug           libfuse debug output on stderr (implies -f)\n"
 	       "    -h, --help             print this help\n"
 	       "    -V, --version          print the version\n",
 	       prog, STORE_DEFAULT_KEY_CACHE, STORE_DEFAULT_TIMEOUT_MS / 1000,
-	       STORE_DEFAULT_OFFLINE_GRACE_MS / 1000, FS_MAX_THREADS_DEFAULT, FS_MAX_THREADS_LIMIT);
+	       STORE_DEFAULT_OFFLINE_GRACE_MS / 1000, FS_MAX_THREADS_DEFAULT, FS_MAX_THREADS_LIMIT,
+	       FS_URING_THREADS_DEFAULT, FS_URING_THREADS_LIMIT);
 }
 
 /* -o NAME=VALUE, a whole number from min to max; unset: keeps *out. */
@@ -294,6 +305,47 @@ static bool kmsfs_store_options(const struct kmsfs_config *cfg, struct store_opt
 	sopt->key_cache = (unsigned)cache;
 	sopt->timeout_ms = (unsigned)timeout * 1000;
 	sopt->offline_grace_ms = (int64_t)grace * 1000;
+	return true;
+}
+
+/* -o io_uring and io_uring_threads: the ring threads per CPU to start, 0 for /dev/fuse only.
+ * With -s (one thread serves every request) auto means off. */
+static bool kmsfs_uring_options(const struct kmsfs_config *cfg, bool single, unsigned *threads)
+{
+	const char *mode = cfg->io_uring ? cfg->io_uring : "auto";
+	unsigned long n = FS_URING_THREADS_DEFAULT;
+
+	if (!kmsfs_number("io_uring_threads", cfg->io_uring_threads, 1, FS_URING_THREADS_LIMIT, &n))
+		return false;
+	*threads = 0;
+	if (strcmp(mode, "off") == 0)
+		return true;
+	if (strcmp(mode, "auto") != 0 && strcmp(mode, "on") != 0) {
+		fprintf(stderr, "%skmsfs: -o io_uring=%s: give auto, on or off\n",
+			kms_log_stderr_prefix(KMS_LOG_ERROR), mode);
+		return false;
+	}
+	if (single) {
+		if (strcmp(mode, "on") == 0) {
+			fprintf(stderr, "%skmsfs: -o io_uring=on and -s: io_uring needs threads\n",
+				kms_log_stderr_prefix(KMS_LOG_ERROR));
+			return false;
+		}
+		return true;
+	}
+	if (!fs_uring_switch_on()) {
+		if (strcmp(mode, "on") == 0) {
+			fprintf(stderr,
+				"%skmsfs: -o io_uring=on: the kernel's FUSE-over-io_uring is off "
+				"(%s is not Y; a root can turn it on with `echo Y > %s`, it needs "
+				"Linux 6.14 or later)\n",
+				kms_log_stderr_prefix(KMS_LOG_ERROR), FS_URING_SWITCH,
+				FS_URING_SWITCH);
+			return false;
+		}
+		return true;
+	}
+	*threads = (unsigned)n;
 	return true;
 }
 
@@ -782,11 +834,12 @@ static void kmsfs_reopen_stop(struct kmsfs_reopen *ro)
  * stat after READY=1 succeeds. The session loop answers it: a thread asks. */
 struct kmsfs_ready {
 	pthread_t thread;
-	bool running, stopping;
+	bool running, stopping, notify;
 	pthread_mutex_t lock; /* READY=1 never after STOPPING=1 */
 	const char *mountpoint;
-	int mainpid;	   /* a forked daemon names itself (MAINPID=); 0: not forked */
-	char status[2200]; /* what it serves, for STATUS= (systemctl status shows it) */
+	int mainpid;		/* a forked daemon names itself (MAINPID=); 0: not forked */
+	unsigned uring_threads; /* io_uring asked for: say once mounted what came of it */
+	char status[2200];	/* what it serves, for STATUS= (systemctl status shows it) */
 };
 
 struct kmsfs_count {
@@ -805,6 +858,29 @@ static int kmsfs_count_project(const char *project, void *arg)
 	return 0;
 }
 
+/* Once the kernel's INIT came (the mount answers): how requests reach the daemon. */
+static void kmsfs_uring_report(unsigned threads)
+{
+	int error = 0;
+
+	switch (fs_uring_state(&error)) {
+	case FS_URING_RUNNING:
+		kms_log_info("FUSE requests over io_uring: %u threads per CPU", threads);
+		break;
+	case FS_URING_REFUSED:
+		kms_log_warning("FUSE over io_uring: the kernel did not offer it at mount; "
+				"requests come through /dev/fuse");
+		break;
+	case FS_URING_FAILED:
+		kms_log_warning("FUSE over io_uring could not be set up (%s); requests come "
+				"through /dev/fuse",
+				strerror(error));
+		break;
+	default:
+		break;
+	}
+}
+
 static void *kmsfs_ready_thread(void *arg)
 {
 	struct kmsfs_ready *rd = arg;
@@ -815,10 +891,12 @@ static void *kmsfs_ready_thread(void *arg)
 	do
 		r = statfs(rd->mountpoint, &sfs);
 	while (r != 0 && errno == EINTR);
+	if (r == 0 && rd->uring_threads)
+		kmsfs_uring_report(rd->uring_threads);
 	if (rd->mainpid)
 		snprintf(pid, sizeof(pid), "MAINPID=%d\n", rd->mainpid);
 	pthread_mutex_lock(&rd->lock);
-	if (r == 0 && !rd->stopping)
+	if (r == 0 && !rd->stopping && rd->notify)
 		kmsfs_notify("READY=1\n%sSTATUS=%s", pid, rd->status);
 	pthread_mutex_unlock(&rd->lock);
 	return NULL;
@@ -830,13 +908,15 @@ static int kmsfs_ready_start(struct kmsfs_ready *rd, struct store *store, const 
 {
 	struct kmsfs_count c = { .store = store };
 
-	if (!secure_getenv("NOTIFY_SOCKET"))
+	rd->notify = secure_getenv("NOTIFY_SOCKET") != NULL;
+	if (!rd->notify && !rd->uring_threads)
 		return 0;
-	if (store_project_list(store, kmsfs_count_project, &c) == 0)
+	/* The status is for systemd only: the store is counted only then. */
+	if (rd->notify && store_project_list(store, kmsfs_count_project, &c) == 0)
 		snprintf(rd->status, sizeof(rd->status),
 			 "serving %.900s from %.900s: %zu projects, %zu keys (%.300s store)",
 			 rd->mountpoint, state, c.projects, c.keys, shown);
-	else
+	else if (rd->notify)
 		snprintf(rd->status, sizeof(rd->status), "serving %.1024s from %.1024s",
 			 rd->mountpoint, state);
 	if (pthread_create(&rd->thread, NULL, kmsfs_ready_thread, rd) != 0)
@@ -880,6 +960,7 @@ int main(int argc, char **argv)
 	struct fs *fs = NULL;
 	char why[600], state_abs[4096], store_shown[512], *log_path = NULL, *audit_path = NULL;
 	int ret = 1, lock_fd = -1, ready_fd = -1, r;
+	unsigned uring_threads = 0;
 	bool log_syslog, shared_store = false;
 
 	umask(077);
@@ -915,7 +996,8 @@ int main(int argc, char **argv)
 		ret = 2;
 		goto out;
 	}
-	if (!kmsfs_store_options(&cfg, &sopt))
+	if (!kmsfs_store_options(&cfg, &sopt) ||
+	    !kmsfs_uring_options(&cfg, opts.singlethread, &uring_threads))
 		goto out;
 	store_uri_describe(cfg.store, store_shown, sizeof(store_shown));
 	shared_store = cfg.store != NULL;
@@ -1048,8 +1130,13 @@ int main(int argc, char **argv)
 			    kmsfs_fuse_why("libfuse could not mount"));
 		goto out_handlers;
 	}
+	if (uring_threads && fs_uring_attach(se, uring_threads) != 0) {
+		kmsfs_error("cannot set up FUSE over io_uring: %s", strerror(errno));
+		goto out_unmount;
+	}
 	kmsfs_publish(lock_fd, opts.mountpoint);
 	rd.mountpoint = opts.mountpoint;
+	rd.uring_threads = uring_threads;
 	rd.mainpid = ready_fd >= 0 ? (int)getpid() : 0;
 	if (kmsfs_ready_start(&rd, store, state_abs, store_shown) != 0) {
 		kmsfs_error("cannot start the readiness thread");
@@ -1077,6 +1164,7 @@ int main(int argc, char **argv)
 	ret = fs_session_loop(se, &opts);
 	kms_log_info("kmsfs stopped serving '%s'", opts.mountpoint);
 out_unmount:
+	fs_uring_stop();
 	kmsfs_ready_stopping(&rd);
 	fuse_session_unmount(se);
 	kmsfs_ready_stop(&rd);
