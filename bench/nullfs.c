@@ -668,7 +668,7 @@ int main(int argc, char **argv)
 		return 1;
 	if (opts.show_help || opts.show_version || !opts.mountpoint) {
 		printf("usage: %s MOUNTPOINT [-f] [-o ids=ID1:ID2:...] [-o noflush=0|1] "
-		       "[-o work_ns=N] [libfuse options]\n",
+		       "[-o work_ns=N] [-o io_uring[=THREADS_PER_CPU]] [libfuse options]\n",
 		       argv[0]);
 		ret = opts.show_help || opts.show_version ? 0 : 2;
 		goto out;

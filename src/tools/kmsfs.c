@@ -1192,6 +1192,8 @@ out:
 	free(cfg.key_cache);
 	free(cfg.store_timeout);
 	free(cfg.offline_grace);
+	free(cfg.io_uring);
+	free(cfg.io_uring_threads);
 	free(cfg.words[0]);
 	free(cfg.words[1]);
 	free(log_path);
