@@ -387,14 +387,16 @@ __attribute__((format(printf, 1, 2))) static void kmsfs_error(const char *fmt, .
 }
 
 /* A mount left by a killed daemon answers ENOTCONN; detach it (and any stacked under it) so we
- * can mount again. statfs, unlike stat, always reaches the daemon: the kernel may answer stat of
- * the mount root from its attribute cache. */
+ * can mount again. Over io_uring the kernel ends the dead daemon's connection only once it has
+ * released its rings, a few milliseconds after the exit: a request made meanwhile waits for that
+ * and fails with ECONNABORTED, which a live daemon never causes. statfs, unlike stat, always
+ * reaches the daemon: the kernel may answer stat of the mount root from its attribute cache. */
 static void kmsfs_clear_stale_mount(const char *mountpoint)
 {
 	struct statfs sfs;
 
 	for (int i = 0; i < 16; i++) {
-		if (statfs(mountpoint, &sfs) == 0 || errno != ENOTCONN)
+		if (statfs(mountpoint, &sfs) == 0 || (errno != ENOTCONN && errno != ECONNABORTED))
 			return;
 		if (umount2(mountpoint, MNT_DETACH) == 0) {
 			kms_log_warning("detached a stale mount on '%s' left by a daemon that died",

@@ -1,5 +1,7 @@
 #!/bin/bash
-# kill -9 of the daemon leaves a stale mount ("Transport endpoint is not connected"); starting
+# kill -9 of the daemon leaves a stale mount ("Transport endpoint is not connected"; over
+# io_uring, "Software caused connection abort" for the few milliseconds until the kernel has
+# released the dead daemon's rings); starting
 # kmsfs again on the same mount point detaches it by itself (no stacked mounts) and serves every
 # key and ciphertext made before the crash.
 source "$(dirname "$0")/../lib/common.sh"
@@ -12,8 +14,7 @@ ct=$(jget "$r" .cipher_text)
 last=$(kms_create_key dk last-before-crash)
 
 kms_kill9
-err=$(ls "$KMS_MNT" 2>&1) && fail "ls of a dead mount succeeded"
-assert_contains "$err" "Transport endpoint is not connected" "ls after kill -9"
+kms_assert_stale "ls after kill -9" ls "$KMS_MNT"
 
 kms_mount
 assert_eq "$(kms_mount_count "$KMS_MNT")" 1 "mounts on $KMS_MNT after the restart"

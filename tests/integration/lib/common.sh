@@ -275,6 +275,30 @@ kms_kill9() {
 	KMS_PID= KMS_PID_CHILD=0
 }
 
+# kms_assert_stale WHAT CMD...: CMD runs against a mount whose daemon was killed. It must fail
+# with ENOTCONN and never hang. Over io_uring the kernel ends the connection only once it has
+# released the dead daemon's rings, a few milliseconds after the exit: a request made meanwhile
+# fails with ECONNABORTED instead, so that one is retried until ENOTCONN (at most 10 s).
+kms_assert_stale() {
+	local what=$1 err rc i
+	shift
+	for ((i = 0; i < 100; i++)); do
+		rc=0
+		err=$(timeout 10 "$@" 2>&1) || rc=$?
+		[ "$rc" != 0 ] || fail "$what: '$*' on a dead mount succeeded: $err"
+		[ "$rc" != 124 ] || fail "$what: '$*' on a dead mount hung for 10 s"
+		case $err in
+		*"Transport endpoint is not connected"*) return 0 ;;
+		*"Software caused connection abort"*)
+			log "$what: ECONNABORTED (the kernel still releases the rings); again"
+			sleep 0.1
+			;;
+		*) fail "$what: '$*' on a dead mount: $err (want 'Transport endpoint is not connected')" ;;
+		esac
+	done
+	fail "$what: '$*' still fails with ECONNABORTED 10 s after the daemon died"
+}
+
 # kms_find_daemon MOUNTPOINT: pid of the kmsfs process serving MOUNTPOINT (for daemonised starts).
 kms_find_daemon() { "$KMS_PY" "$KMS_IO" finddaemon "$1" "$(readlink -f "$KMSFS")"; }
 
