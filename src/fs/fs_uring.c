@@ -100,8 +100,10 @@ struct fs_uring {
 	uint64_t init_unique;
 	bool init_offered;
 	size_t payload_max;
-	struct fs_uring_worker *workers; /* queues * threads; set and cleared under lock */
-	size_t spawned;			 /* threads created */
+	struct fs_uring_worker *workers; /* nworkers of them; both set and cleared under lock */
+	size_t nworkers;
+	unsigned offline; /* queues of CPUs not online at the mount: one thread each */
+	size_t spawned;	  /* threads created */
 	/* Start-up: each thread sets its ring up and counts itself ready (or failed), then waits
 	 * for the INIT reply to be written (go 1) or not to use its ring (go -1). */
 	pthread_cond_t cond;
@@ -128,14 +130,47 @@ bool fs_uring_switch_on(void)
 	return c == 'Y' || c == 'y' || c == '1';
 }
 
-/* The kernel makes one queue per possible CPU: "0-1", "0-3,5", ... in sysfs. */
-static unsigned fs_uring_possible_cpus(void)
+unsigned fs_uring_cpu_list(const char *text, unsigned char *set, unsigned cap)
 {
-	char text[256];
 	unsigned highest = 0;
+	bool any = false;
+	const char *p = text;
+
+	while (*p && *p != '\n') {
+		char *end;
+		unsigned long lo, hi;
+
+		if (*p < '0' || *p > '9')
+			return 0;
+		lo = hi = strtoul(p, &end, 10);
+		p = end;
+		if (*p == '-') {
+			if (p[1] < '0' || p[1] > '9')
+				return 0;
+			hi = strtoul(p + 1, &end, 10);
+			p = end;
+		}
+		if (lo > hi || hi >= FS_URING_CPUS_MAX)
+			return 0;
+		for (unsigned long v = lo; set && v <= hi && v < cap; v++)
+			set[v] = 1;
+		if (hi >= highest)
+			highest = (unsigned)hi;
+		any = true;
+		if (*p == ',')
+			p++;
+		else if (*p && *p != '\n')
+			return 0;
+	}
+	return any ? highest + 1 : 0;
+}
+
+/* fs_uring_cpu_list of a sysfs file: 0 when it cannot be read. */
+static unsigned fs_uring_cpus(const char *path, unsigned char *set, unsigned cap)
+{
+	char text[4096];
 	ssize_t n;
-	char *p;
-	int fd = open("/sys/devices/system/cpu/possible", O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 	if (fd < 0)
 		return 0;
@@ -144,19 +179,7 @@ static unsigned fs_uring_possible_cpus(void)
 	if (n <= 0)
 		return 0;
 	text[n] = 0;
-	for (p = text; *p;) {
-		char *end;
-		unsigned long v = strtoul(p, &end, 10);
-
-		if (end == p)
-			break;
-		if (v > highest)
-			highest = (unsigned)v;
-		p = end;
-		while (*p == '-' || *p == ',' || *p == '\n')
-			p++;
-	}
-	return highest + 1;
+	return fs_uring_cpu_list(text, set, cap);
 }
 
 static void fs_uring_fail(struct fs_uring *u, int error)
@@ -515,28 +538,58 @@ static int fs_uring_worker_setup(struct fs_uring *u, struct fs_uring_worker *w)
 	return 0;
 }
 
+/* How many threads each queue gets: u->threads for a CPU online now. A queue of a CPU that is
+ * not (a VM may name many it could hot-add) gets one: no caller runs there, but the kernel uses
+ * the rings only once every queue has an entry. workers[] filled with their queues' ids: its
+ * length, or 0 with errno. */
+static size_t fs_uring_layout(const struct fs_uring *u, struct fs_uring_worker **out,
+			      unsigned *offline)
+{
+	unsigned char *online = calloc(u->queues, 1);
+	struct fs_uring_worker *workers = NULL;
+	size_t n = 0, i = 0;
+
+	*out = NULL;
+	if (!online)
+		return 0;
+	if (fs_uring_cpus("/sys/devices/system/cpu/online", online, u->queues) == 0)
+		memset(online, 1, u->queues); /* not known: as if every CPU were */
+	*offline = 0;
+	for (unsigned q = 0; q < u->queues; q++) {
+		n += online[q] ? u->threads : 1;
+		*offline += !online[q];
+	}
+	/* n is at most FS_URING_CPUS_MAX * FS_URING_THREADS_LIMIT: no overflow. */
+	workers = aligned_alloc(FS_URING_LINE, n * sizeof(*workers));
+	if (workers) {
+		memset(workers, 0, n * sizeof(*workers));
+		for (unsigned q = 0; q < u->queues; q++)
+			for (unsigned k = 0; k < (online[q] ? u->threads : 1); k++)
+				workers[i++].qid = q;
+	}
+	free(online);
+	*out = workers;
+	return workers ? n : 0;
+}
+
 /* Start the ring threads and wait until each has its ring and buffers: 0 when all have. */
 static int fs_uring_spawn(struct fs_uring *u)
 {
-	size_t n = (size_t)u->queues * u->threads, i;
 	struct fs_uring_worker *workers;
+	unsigned offline = 0;
+	size_t n = fs_uring_layout(u, &workers, &offline), i;
 	int r = 0;
 
-	if (n > SIZE_MAX / sizeof(*workers)) {
-		errno = ENOMEM;
+	if (!n)
 		return -1;
-	}
-	workers = aligned_alloc(FS_URING_LINE, n * sizeof(*workers));
-	if (!workers)
-		return -1;
-	memset(workers, 0, n * sizeof(*workers));
 	pthread_mutex_lock(&u->lock);
 	u->workers = workers;
+	u->nworkers = n;
+	u->offline = offline;
 	pthread_mutex_unlock(&u->lock);
 	for (i = 0; i < n; i++) {
 		sigset_t all, old;
 
-		u->workers[i].qid = (unsigned)(i / u->threads);
 		/* The ring threads must not take the daemon's signals (libfuse's handlers end
 		 * the loop in the thread that gets them). */
 		sigfillset(&all);
@@ -592,7 +645,8 @@ int fs_uring_attach(struct fuse_session *se, unsigned threads)
 		errno = EOPNOTSUPP;
 		return -1;
 	}
-	u->queues = fs_uring_possible_cpus();
+	/* The kernel makes one queue per possible CPU. */
+	u->queues = fs_uring_cpus("/sys/devices/system/cpu/possible", NULL, 0);
 	if (u->queues == 0) {
 		errno = ENOENT;
 		return -1;
@@ -616,7 +670,7 @@ int fs_uring_attach(struct fuse_session *se, unsigned threads)
 void fs_uring_stop(void)
 {
 	struct fs_uring *u = &fs_uring_global;
-	size_t n = (size_t)u->queues * u->threads, i;
+	size_t n = u->nworkers, i;
 	struct fs_uring_worker *workers;
 	uint64_t one = 1;
 
@@ -643,6 +697,7 @@ void fs_uring_stop(void)
 	for (i = 0; workers && i < n; i++)
 		u->requests += workers[i].requests;
 	u->workers = NULL;
+	u->nworkers = 0;
 	pthread_mutex_unlock(&u->lock);
 	free(workers);
 	if (u->stop_fd >= 0)
@@ -671,9 +726,20 @@ unsigned long long fs_uring_requests(void)
 
 	pthread_mutex_lock(&u->lock);
 	total = u->requests;
-	n = (size_t)u->queues * u->threads;
+	n = u->nworkers;
 	for (i = 0; u->workers && i < n; i++)
 		total += __atomic_load_n(&u->workers[i].requests, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&u->lock);
 	return total;
+}
+
+unsigned fs_uring_offline_cpus(void)
+{
+	struct fs_uring *u = &fs_uring_global;
+	unsigned n;
+
+	pthread_mutex_lock(&u->lock);
+	n = u->offline;
+	pthread_mutex_unlock(&u->lock);
+	return n;
 }

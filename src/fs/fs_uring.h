@@ -8,7 +8,8 @@
  *
  * libfuse 3.14 knows nothing of this, so the module sits under it as its custom I/O
  * (fuse_session_custom_io): it asks for io_uring in the INIT reply, and once the kernel agreed,
- * starts per CPU queue a few threads, each with its own ring and one registered entry. A thread
+ * starts per CPU queue a few threads (one for a CPU not online), each with its own ring and one
+ * registered entry. A thread
  * turns a request from its entry into the byte stream libfuse would have read from /dev/fuse,
  * lets libfuse dispatch it to the usual handlers, and takes the reply the handler writes back
  * into the entry (commit and fetch the next request in one system call). FORGET and INTERRUPT,
@@ -24,6 +25,7 @@
 
 #define FS_URING_THREADS_DEFAULT 4u /* per CPU queue */
 #define FS_URING_THREADS_LIMIT	 64u
+#define FS_URING_CPUS_MAX	 65536u /* beyond any kernel's NR_CPUS: a list naming more is refused */
 
 /* Where the kernel's switch is. */
 #define FS_URING_SWITCH "/sys/module/fuse/parameters/enable_uring"
@@ -48,8 +50,17 @@ void fs_uring_stop(void);
 /* The state, and the errno of a failure (FS_URING_FAILED), for the daemon's log. */
 enum fs_uring_state fs_uring_state(int *error);
 
+/* CPUs the kernel made a queue for that were not online at the mount: their queues got one
+ * thread each, not the number asked for. */
+unsigned fs_uring_offline_cpus(void);
+
 /* Requests answered over the rings since the mount. */
 unsigned long long fs_uring_requests(void);
+
+/* A CPU list as sysfs writes it ("0-1", "0-3,5", ...): the highest CPU it names + 1, or 0 when it
+ * names none, is malformed, or names one beyond FS_URING_CPUS_MAX. Marks the CPUs below cap in
+ * set (if set). For the possible CPUs (one queue each) and the online ones (threads). */
+unsigned fs_uring_cpu_list(const char *text, unsigned char *set, unsigned cap);
 
 /* Is the kernel switch on? */
 bool fs_uring_switch_on(void);

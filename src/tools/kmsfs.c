@@ -863,11 +863,18 @@ static int kmsfs_count_project(const char *project, void *arg)
 /* Once the kernel's INIT came (the mount answers): how requests reach the daemon. */
 static void kmsfs_uring_report(unsigned threads)
 {
+	unsigned offline;
 	int error = 0;
 
 	switch (fs_uring_state(&error)) {
 	case FS_URING_RUNNING:
-		kms_log_info("FUSE requests over io_uring: %u threads per CPU", threads);
+		offline = fs_uring_offline_cpus();
+		if (offline)
+			kms_log_info("FUSE requests over io_uring: %u threads per CPU (%u CPU%s "
+				     "not online: 1 thread each)",
+				     threads, offline, offline == 1 ? "" : "s");
+		else
+			kms_log_info("FUSE requests over io_uring: %u threads per CPU", threads);
 		break;
 	case FS_URING_REFUSED:
 		kms_log_warning("FUSE over io_uring: the kernel did not offer it at mount; "

@@ -51,20 +51,27 @@ if [ "$switch" != Y ]; then
 fi
 
 # ---- the switch is on
-cpus=$(($(sed 's/.*-//' /sys/devices/system/cpu/possible) + 1))
+# A queue per possible CPU (the highest one + 1); 4 threads for each CPU online, 1 for the others.
+queues=$(($(sed 's/.*[-,]//' /sys/devices/system/cpu/possible) + 1))
+online=0
+IFS=, read -ra ranges </sys/devices/system/cpu/online
+for r in "${ranges[@]}"; do
+	online=$((online + ${r#*-} - ${r%-*} + 1))
+done
 kms_start_project ur io_uring=on
 P=$KMS_MNT/ur
 id=$(kms_create_key ur app)
 for ((i = 0; i < 50; i++)); do grep -q "over io_uring" "$KMS_LOG" && break; sleep 0.1; done
 assert_contains "$(cat "$KMS_LOG")" "FUSE requests over io_uring: 4 threads per CPU" "the log"
 rings=$(find "/proc/$KMS_PID/fd" -lname 'anon_inode:\[io_uring\]' | wc -l)
-assert_eq "$rings" $((4 * cpus)) "io_uring descriptors of the daemon ($cpus CPUs)"
+assert_eq "$rings" $((4 * online + queues - online)) \
+	"io_uring descriptors of the daemon ($online CPUs online, $queues queues)"
 n0=$(metric kmsfs_fuse_uring_requests_total)
 assert_eq "$(metric kmsfs_fuse_uring)" 1 "kmsfs_fuse_uring"
 
 # Threads of processes pinned to each CPU: every queue answers, nothing crosses.
 pids=()
-for ((c = 0; c < cpus && c < 4; c++)); do
+for ((c = 0; c < online && c < 4; c++)); do
 	taskset -c "$c" "$KMS_PY" "$KMS_PYLIB/txn_threads.py" "$P" "$id" 2>"$KMS_WORK/threads.$c" &
 	pids+=($!)
 done
