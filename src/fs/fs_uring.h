@@ -9,12 +9,12 @@
  * libfuse 3.14 knows nothing of this, so the module sits under it as its custom I/O
  * (fuse_session_custom_io): it asks for io_uring in the INIT reply, and once the kernel agreed,
  * starts per CPU queue a few threads (one for a CPU not online), each with its own ring and one
- * registered entry. A thread
- * turns a request from its entry into the byte stream libfuse would have read from /dev/fuse,
- * lets libfuse dispatch it to the usual handlers, and takes the reply the handler writes back
- * into the entry (commit and fetch the next request in one system call). FORGET and INTERRUPT,
- * and every request until all queues are registered, still come through /dev/fuse and the usual
- * loop, which keeps running beside the rings. Shared with the bench's null daemon. */
+ * registered entry. A thread turns a request from its entry into the byte stream libfuse would
+ * have read from /dev/fuse, lets libfuse dispatch it to the usual handlers, and takes the reply
+ * the handler writes back into the entry (commit and fetch the next request in one system call).
+ * FORGET and INTERRUPT, and every request until all queues are registered, still come through
+ * /dev/fuse and the usual loop, which keeps running beside the rings. Shared with the bench's
+ * null daemon. */
 #pragma once
 
 #ifndef FUSE_USE_VERSION
